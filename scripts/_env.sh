@@ -1,0 +1,36 @@
+# Shared set-up for scripts/demo and scripts/test: a .venv reused while its inputs are unchanged.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+VENV="$ROOT/.venv"
+EXTRAS="$1"
+STAMP="$VENV/.xmodal-$(echo "$EXTRAS" | tr ',[]' '___')"
+HASH="$(cat pyproject.toml scripts/_env.sh | sha256sum | cut -c1-16)"
+
+install_debs() {
+    # Real sample data from Debian; skipped (the code says so) when not root or apt is unavailable.
+    local missing=()
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Debian packages: ${missing[*]}" >&2
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 \
+            || echo "warning: could not install ${missing[*]}; the parts that need them are skipped" >&2
+    else
+        echo "warning: not root, Debian packages ${missing[*]} not installed; the parts that need them are skipped" >&2
+    fi
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    # The CPU wheel of torch first: a bare torch requirement would pull a multi-GB CUDA build.
+    "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+    "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+    echo "$HASH" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1

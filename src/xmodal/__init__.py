@@ -1,0 +1,52 @@
+"""xmodal: a self-hosted multimodal search and retrieval engine.
+
+>>> import xmodal
+>>> with xmodal.Engine.open("my-index", encoder="hashing") as engine:   # doctest: +SKIP
+...     engine.add([xmodal.Item.create("1", title="a cup of coffee")])
+...     engine.search("coffee").hits
+"""
+
+from __future__ import annotations
+
+from .engine import Engine, SearchResult
+from .errors import (
+    ConfigError,
+    ImageError,
+    MissingDependency,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+    XmodalError,
+)
+from .ingest.prepare import AddReport, Rejection
+from .records import Hits, Item, Modality, Query, Target, VectorKind
+
+__version__ = "0.1.0"
+
+
+def open(path: str, **options: object) -> Engine:  # noqa: A001 - the one-liner facade
+    """Open or create an index folder: ``xmodal.open("idx").search("cat")``."""
+    return Engine.open(path, **options)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "AddReport",
+    "ConfigError",
+    "Engine",
+    "Hits",
+    "ImageError",
+    "Item",
+    "MissingDependency",
+    "Modality",
+    "NotFoundError",
+    "Query",
+    "Rejection",
+    "SearchResult",
+    "StorageError",
+    "Target",
+    "ValidationError",
+    "VectorKind",
+    "XmodalError",
+    "__version__",
+    "open",
+]

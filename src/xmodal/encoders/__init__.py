@@ -1,0 +1,36 @@
+"""Encoders: the interface, the registry, and the bundled backends.
+
+``hashing`` is the deterministic test encoder; ``offline`` (the default) is all-MiniLM-L6-v2 for
+text plus EfficientNet-Lite0 bridged into the text space for images. Heavy backends are imported
+only when first created.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import BaseEncoder, Content, Encoder, Purpose, available_encoders, create_encoder, normalize, register_encoder, truncate
+from .hashing import HashingEncoder
+
+
+def _offline(**options: Any) -> Encoder:
+    from .offline import OfflineEncoder
+
+    return OfflineEncoder(**options)
+
+
+register_encoder("hashing", HashingEncoder)
+register_encoder("offline", _offline)
+
+__all__ = [
+    "BaseEncoder",
+    "Content",
+    "Encoder",
+    "HashingEncoder",
+    "Purpose",
+    "available_encoders",
+    "create_encoder",
+    "normalize",
+    "register_encoder",
+    "truncate",
+]

@@ -1,0 +1,272 @@
+"""The engine: one configurable object that adds, searches, gets and deletes items.
+
+Layout of an index folder::
+
+    store.sqlite   items, vectors, settings, change log (the source of truth)
+    media/         accepted images, content-addressed
+    index/         checkpoint of the vector indexes (derived; rebuilt when missing)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .encoders import Content, Encoder, create_encoder
+from .errors import ConfigError, NotFoundError, ValidationError
+from .filters import AttributeTable
+from .imaging import load_image
+from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
+from .media import MediaStore
+from .records import Hits, Item, Query, Target, VectorKind
+from .space import VectorSpace
+from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
+
+DEFAULT_ENCODER = "offline"
+DEFAULT_INDEX = "auto"
+BATCH = 256
+MODES = ("dense",)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """Hits with their items (aligned), and timings: ``encode_ms`` is part of ``took_ms``."""
+
+    hits: Hits
+    items: tuple[Item, ...]
+    took_ms: float
+    encode_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        hits = []
+        for (item_id, score), item, source in zip(self.hits, self.items, self.hits.provenance):
+            hits.append(
+                {
+                    "id": item_id,
+                    "score": round(score, 6),
+                    "modality": item.modality.value,
+                    "title": item.title,
+                    "text": item.text,
+                    "attributes": dict(item.attributes),
+                    "image": item.image,
+                    "provenance": source,
+                }
+            )
+        return {"hits": hits, "took_ms": round(self.took_ms, 3), "encode_ms": round(self.encode_ms, 3)}
+
+
+class Engine:
+    """A multimodal index in one folder. Use :meth:`open`; close it (or use ``with``) when done."""
+
+    def __init__(self, path: Path, store: SQLiteStore, encoder: Encoder, space: VectorSpace) -> None:
+        self.path = path
+        self.store = store
+        self.encoder = encoder
+        self.space = space
+        self.media = MediaStore(path)
+        self._lock = threading.RLock()
+        self._rows: dict[str, int] = {}
+        self._ids: dict[int, str] = {}
+        self._attrs: dict[int, dict[str, Any]] = {}
+        self.attributes = AttributeTable()
+        for item_id, row, attrs in store.id_rows():
+            self._remember(item_id, row, attrs)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        encoder: str | Encoder | None = None,
+        dim: int | None = None,
+        index: str | None = None,
+        index_options: dict[str, Any] | None = None,
+    ) -> Engine:
+        """Open (or create) the index folder ``path``; a new one takes the given settings, an
+        existing one must match any setting given."""
+        root = Path(path)
+        store = SQLiteStore(root / "store.sqlite")
+        try:
+            enc, settings = _open_encoder(store, encoder, dim, index, index_options)
+            space = VectorSpace.open(root / "index", store, enc.dim, settings["index"], settings["index_options"])
+        except BaseException:
+            store.close()
+            raise
+        return cls(root, store, enc, space)
+
+    def close(self) -> None:
+        """Checkpoint the derived indexes and close the store."""
+        with self._lock:
+            self.checkpoint()
+            self.store.close()
+
+    def checkpoint(self) -> None:
+        """Save the vector indexes so the next open needs no rebuild."""
+        with self._lock:
+            self.space.save(self.path / "index", self.store.last_seq())
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes -------------------------------------------------------------------------------
+    def add(self, items: Iterable[Item], *, base_dir: str | Path | None = None, progress: Any = None) -> AddReport:
+        """Add or replace items. Bad items are rejected with a reason; the others are committed."""
+        report, seen = AddReport(), set[str]()
+        base = Path(base_dir) if base_dir is not None else None
+        for chunk in _chunks(items, BATCH):
+            chunk = dedupe(chunk, seen, report)
+            entries = encode_entries(load_media(chunk, base, report), self.encoder, self.media)
+            with self._lock:
+                rows = self.store.put(entries)
+                stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries)]
+                self.space.put(stored)
+                for s in stored:
+                    self._forget(s.row)
+                    self._remember(s.item.id, s.row, dict(s.item.attributes))
+            report.added.extend(item.id for item, _ in entries)
+            if progress is not None:
+                progress(len(chunk))
+        return report
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete items by id; returns how many existed."""
+        with self._lock:
+            rows = self.store.delete(list(ids))
+            self.space.remove(rows)
+            for row in rows:
+                self._forget(row)
+        return len(rows)
+
+    def _remember(self, item_id: str, row: int, attrs: dict[str, Any]) -> None:
+        self._rows[item_id], self._ids[row], self._attrs[row] = row, item_id, attrs
+        self.attributes.add(row, attrs)
+
+    def _forget(self, row: int) -> None:
+        item_id = self._ids.pop(row, None)
+        if item_id is not None:
+            del self._rows[item_id]
+            self.attributes.remove(row, self._attrs.pop(row))
+
+    # -- reads --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._rows
+
+    def get(self, item_id: str) -> Item:
+        stored = self.store.get(item_id)
+        if stored is None:
+            raise NotFoundError(f"no item with id {item_id!r}")
+        return stored.item
+
+    def vectors(self, item_id: str) -> dict[VectorKind, np.ndarray]:
+        stored = self.store.get(item_id)
+        if stored is None:
+            raise NotFoundError(f"no item with id {item_id!r}")
+        return stored.vectors
+
+    def encode_query(self, query: Query, base_dir: Path | None = None) -> np.ndarray:
+        """The query's vector: its text, its image, or the renormalised mean of both."""
+        image = load_image(query.image, base_dir, item="query") if query.image is not None else None
+        return self.encoder.encode_queries([Content(text=query.text or None, image=image)])[0]
+
+    def search(self, query: Query | str, *, base_dir: Path | None = None, **options: Any) -> SearchResult:
+        """Search with a :class:`Query` (or a text plus ``Query`` keyword options)."""
+        start = time.perf_counter()
+        if isinstance(query, str):
+            query = Query(text=query, **options)
+        if query.mode not in MODES:
+            raise ValidationError("mode", f"unknown search mode {query.mode!r}", f"use one of {', '.join(MODES)}")
+        vector = self.encode_query(query, base_dir)
+        encode_ms = (time.perf_counter() - start) * 1000
+        hits = self.search_vector(vector, k=query.k, target=query.target, filters=query.filters)
+        items = self._items_for(hits)
+        return SearchResult(hits, items, (time.perf_counter() - start) * 1000, encode_ms)
+
+    def search_vector(
+        self, vector: np.ndarray, *, k: int = 10, target: Target | str = Target.ANY, filters: dict[str, Any] | None = None
+    ) -> Hits:
+        """Top-k items for an already encoded query vector; filters apply before the cut."""
+        vec = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if vec.shape[1] != self.space.dim:
+            raise ValidationError("vector", f"has {vec.shape[1]} dimensions, the index has {self.space.dim}", "encode with the index's encoder")
+        with self._lock:
+            allowed = self.attributes.match(filters or {})
+            labels, scores, kinds = self.space.search(vec, k, Target.parse(target), allowed)[0]
+            ids = [self._ids[int(label)] for label in labels]
+        return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind.value}" for kind in kinds))
+
+    def _items_for(self, hits: Hits) -> tuple[Item, ...]:
+        rows = [self._rows[i] for i in hits.ids.tolist()]
+        found = self.store.get_rows(rows)
+        return tuple(found[row].item for row in rows)
+
+    def info(self) -> dict[str, Any]:
+        """Counts per modality and per vector kind, encoder, dimension and index kind."""
+        return {
+            "path": str(self.path),
+            "items": len(self),
+            "modalities": self.store.counts_by_modality(),
+            "vectors": {kind.value: len(ix) for kind, ix in self.space.indexes.items()},
+            "encoder": self.encoder.config(),
+            "dim": self.space.dim,
+            "index": self.space.index_kind,
+            "attributes": self.attributes.attributes(),
+            "schema_version": SCHEMA_VERSION,
+        }
+
+
+def _id_array(ids: list[str]) -> np.ndarray:
+    out = np.empty(len(ids), dtype=object)
+    out[:] = ids
+    return out
+
+
+def _chunks(items: Iterable[Item], size: int) -> Iterable[list[Item]]:
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _open_encoder(
+    store: SQLiteStore, encoder: str | Encoder | None, dim: int | None, index: str | None, index_options: dict[str, Any] | None
+) -> tuple[Encoder, dict[str, Any]]:
+    """The index's encoder and settings: stored settings (checked against any given) or new ones (saved)."""
+    saved = store.get_meta("settings")
+    if saved is None:
+        enc = encoder if isinstance(encoder, Encoder) else create_encoder(encoder or DEFAULT_ENCODER, **({"dim": dim} if dim else {}))
+        settings = {"encoder": enc.config(), "index": index or DEFAULT_INDEX, "index_options": index_options or {}}
+        store.set_meta("settings", settings)
+        return enc, settings
+    given = {
+        "encoder": (encoder if isinstance(encoder, str) else None, saved["encoder"]["name"]),
+        "dim": (dim, saved["encoder"]["dim"]),
+        "index": (index, saved["index"]),
+    }
+    for what, (asked, have) in given.items():
+        if asked is not None and asked != have:
+            raise ConfigError(f"this index was created with {what} {have!r}, not {asked!r}; use a new folder to change it")
+    if isinstance(encoder, Encoder):
+        enc = encoder
+    else:
+        options = {k: v for k, v in saved["encoder"].items() if k != "name"}
+        enc = create_encoder(saved["encoder"]["name"], **options)
+    if enc.config() != saved["encoder"]:
+        raise ConfigError(f"encoder {enc.config()} does not match the index's {saved['encoder']}")
+    return enc, dict(saved)

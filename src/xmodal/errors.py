@@ -1,0 +1,60 @@
+"""The xmodal error hierarchy.
+
+Every error a user can cause is a :class:`XmodalError`. Input errors name the
+offending field and say how to fix it, so a message can be shown as it is.
+
+    XmodalError
+    ├── ValidationError      bad input (a field of an item, query or request)
+    │   └── ImageError       an image that is missing, corrupt, too large or not allowed
+    ├── NotFoundError        an id that is not in the index
+    ├── ConfigError          an engine or index configuration that cannot work
+    ├── MissingDependency    an optional extra is not installed (also an ImportError)
+    └── StorageError         the store or an index file is unreadable or of another version
+"""
+
+from __future__ import annotations
+
+
+class XmodalError(Exception):
+    """Base class of every error raised on purpose by xmodal."""
+
+
+class ValidationError(XmodalError, ValueError):
+    """Bad input: ``field`` names what is wrong and ``fix`` says what to do about it."""
+
+    def __init__(self, field: str, problem: str, fix: str = "", *, item: str | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        self.item = item
+        where = f"item {item!r}: " if item is not None else ""
+        hint = f" ({fix})" if fix else ""
+        super().__init__(f"{where}{field}: {problem}{hint}")
+
+
+class ImageError(ValidationError):
+    """An image that cannot be used: missing, corrupt, truncated, too large or of a refused format."""
+
+
+class NotFoundError(XmodalError, KeyError):
+    """An id that the index does not hold."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else "not found"
+
+
+class ConfigError(XmodalError):
+    """A configuration that cannot work (unknown backend, dimension mismatch, ...)."""
+
+
+class StorageError(XmodalError):
+    """The store or a derived index file is unreadable, corrupt or of another format version."""
+
+
+class MissingDependency(XmodalError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed: pip install 'xmodal[{extra}]'")
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,178 @@
+"""Metadata filters: parsing conditions and evaluating them to the set of matching rows.
+
+A filter maps attribute names to conditions, all of which must hold:
+
+- a scalar ``"red"`` / ``5`` / ``true``: equality,
+- a list ``["red", "blue"]``: membership (``in``),
+- an object with any of ``gt``, ``gte``, ``lt``, ``lte``: a numeric range.
+
+:class:`AttributeTable` keeps posting lists per (attribute, value) and a numeric column per
+attribute, so a condition is answered without scanning items.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ValidationError
+from .index.base import Labels
+from .records import AttributeValue
+
+RANGE_OPS = ("gt", "gte", "lt", "lte")
+ValueKey = tuple[str, object]
+
+
+def value_key(value: object) -> ValueKey:
+    """A hashable key that keeps ``True`` apart from ``1`` and ``1`` equal to ``1.0``."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", float(value))
+    return ("s", str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    attribute: str
+    values: tuple[ValueKey, ...] = ()  # equality / membership
+    bounds: tuple[tuple[str, float], ...] = ()  # numeric range
+
+
+def parse_filters(filters: Mapping[str, Any]) -> list[Condition]:
+    """Turn a user filter object into conditions, or raise a :class:`ValidationError` naming the field."""
+    conditions = []
+    for name, spec in filters.items():
+        field = f"filters.{name}"
+        if isinstance(spec, Mapping):
+            conditions.append(Condition(name, bounds=_parse_range(field, spec)))
+        elif isinstance(spec, (list, tuple)):
+            if not spec:
+                raise ValidationError(field, "empty list", "give at least one value")
+            conditions.append(Condition(name, values=tuple(_scalar_key(field, v) for v in spec)))
+        else:
+            conditions.append(Condition(name, values=(_scalar_key(field, spec),)))
+    return conditions
+
+
+def _scalar_key(field: str, value: object) -> ValueKey:
+    if not isinstance(value, (str, int, float, bool)):
+        raise ValidationError(field, f"value {value!r} is not a string, number or boolean", "use a scalar or a list of them")
+    return value_key(value)
+
+
+def _parse_range(field: str, spec: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
+    unknown = set(spec) - set(RANGE_OPS)
+    if unknown or not spec:
+        raise ValidationError(field, f"unknown range operator(s) {sorted(unknown)}", "use gt, gte, lt, lte")
+    bounds = []
+    for op, bound in spec.items():
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not np.isfinite(bound):
+            raise ValidationError(f"{field}.{op}", f"bound {bound!r} is not a finite number", "use a number")
+        bounds.append((op, float(bound)))
+    return tuple(bounds)
+
+
+def parse_where(expressions: list[str]) -> dict[str, Any]:
+    """Parse CLI ``FIELD=VALUE`` / ``FIELD>=N`` / ``FIELD<N`` expressions into a filter object.
+
+    Values are read as JSON when they parse (``5``, ``true``, ``["a","b"]``), else as strings;
+    a comma-free ``a|b`` is a membership list.
+    """
+    out: dict[str, Any] = {}
+    for expr in expressions:
+        for token, op in ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None)):
+            name, sep, raw = expr.partition(token)
+            if sep and name.strip():
+                break
+        else:
+            raise ValidationError("--where", f"{expr!r} is not FIELD=VALUE", "write e.g. --where color=red or price<20")
+        name = name.strip()
+        if op is None:
+            out[name] = _cli_value(raw) if "|" not in raw else [_cli_value(v) for v in raw.split("|")]
+        else:
+            cond = out.setdefault(name, {})
+            if not isinstance(cond, dict):
+                raise ValidationError("--where", f"{name} has both a value and a range", "use one of them")
+            cond[op] = _cli_value(raw)
+    return out
+
+
+def _cli_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+class AttributeTable:
+    """Posting lists of rows per (attribute, value) plus a numeric value per (attribute, row)."""
+
+    def __init__(self) -> None:
+        self._postings: dict[str, dict[ValueKey, set[int]]] = {}
+        self._numeric: dict[str, dict[int, float]] = {}
+        self._cache: dict[tuple[str, ValueKey], Labels] = {}
+
+    def attributes(self) -> list[str]:
+        return sorted(self._postings)
+
+    def values(self, attribute: str) -> dict[object, int]:
+        """Each value of an attribute with how many rows carry it (for facets and query understanding)."""
+        return {key[1]: len(rows) for key, rows in self._postings.get(attribute, {}).items() if rows}
+
+    def add(self, row: int, attributes: Mapping[str, AttributeValue]) -> None:
+        for name, value in attributes.items():
+            key = value_key(value)
+            self._postings.setdefault(name, {}).setdefault(key, set()).add(row)
+            self._cache.pop((name, key), None)
+            if key[0] == "n":
+                self._numeric.setdefault(name, {})[row] = float(value)
+
+    def remove(self, row: int, attributes: Mapping[str, AttributeValue]) -> None:
+        for name, value in attributes.items():
+            key = value_key(value)
+            self._postings.get(name, {}).get(key, set()).discard(row)
+            self._cache.pop((name, key), None)
+            self._numeric.get(name, {}).pop(row, None)
+
+    def _rows(self, name: str, key: ValueKey) -> Labels:
+        cached = self._cache.get((name, key))
+        if cached is None:
+            rows = self._postings.get(name, {}).get(key, ())
+            cached = np.fromiter(sorted(rows), dtype=np.int64, count=len(rows))
+            self._cache[(name, key)] = cached
+        return cached
+
+    def match(self, filters: Mapping[str, Any]) -> Labels | None:
+        """Sorted rows that satisfy every condition; ``None`` when there is no filter."""
+        conditions = parse_filters(filters)
+        if not conditions:
+            return None
+        result: Labels | None = None
+        for cond in conditions:
+            if cond.attribute not in self._postings:
+                known = ", ".join(self.attributes()) or "none yet"
+                raise ValidationError(
+                    f"filters.{cond.attribute}", "is not an attribute of any item", f"filter on one of: {known}"
+                )
+            rows = self._match_one(cond)
+            result = rows if result is None else np.intersect1d(result, rows, assume_unique=True)
+        return result
+
+    def _match_one(self, cond: Condition) -> Labels:
+        if cond.values:
+            parts = [self._rows(cond.attribute, key) for key in cond.values]
+            return parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+        column = self._numeric.get(cond.attribute, {})
+        if not column:
+            return np.empty(0, dtype=np.int64)
+        rows = np.fromiter(column.keys(), dtype=np.int64, count=len(column))
+        vals = np.fromiter(column.values(), dtype=np.float64, count=len(column))
+        keep = np.ones(len(rows), dtype=bool)
+        for op, bound in cond.bounds:
+            keep &= {"gt": vals > bound, "gte": vals >= bound, "lt": vals < bound, "lte": vals <= bound}[op]
+        return np.sort(rows[keep])

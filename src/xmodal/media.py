@@ -1,0 +1,45 @@
+"""Content-addressed media files inside the index folder: accepted images are kept, not referenced.
+
+An item's image is copied to ``media/<sha256[:2]>/<sha256>.<ext>`` and fsynced before the item is
+committed, so an acknowledged item never points at a file the user later moves or deletes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .errors import NotFoundError
+
+_EXTENSIONS = {b"\xff\xd8": ".jpg", b"\x89P": ".png", b"RI": ".webp", b"GI": ".gif", b"BM": ".bmp", b"II": ".tif", b"MM": ".tif"}
+
+
+class MediaStore:
+    """Stores blobs by content hash under one folder and resolves references back to paths."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, data: bytes) -> str:
+        """Write ``data`` durably (once per distinct content) and return its reference."""
+        digest = hashlib.sha256(data).hexdigest()
+        ref = f"media/{digest[:2]}/{digest}{_EXTENSIONS.get(data[:2], '.bin')}"
+        path = self.root / ref
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        return ref
+
+    def path(self, ref: str) -> Path:
+        """The file behind a reference; refuses references that leave the media folder."""
+        path = (self.root / ref).resolve()
+        media = (self.root / "media").resolve()
+        if media not in path.parents or not path.is_file():
+            raise NotFoundError(f"no media file {ref!r}")
+        return path

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xmodal import Engine, Item, Query, ValidationError
+from xmodal.encoders import HashingEncoder
+
+from .conftest import text_items
+
+
+def test_add_search_get_delete(engine: Engine) -> None:
+    report = engine.add(text_items(50))
+    assert len(report.added) == 50 and not report.rejected
+    res = engine.search("item 7 black")
+    assert res.hits.ids[0] == "t7"
+    assert engine.get("t7").attributes["color"] == "black"
+    assert engine.delete(["t7", "nope"]) == 1
+    assert "t7" not in engine.search("item 7 black", k=50).hits.ids.tolist()
+
+
+def test_filter_before_cut(engine: Engine) -> None:
+    engine.add(text_items(200))
+    res = engine.search(Query(text="item", k=20, filters={"color": "red", "price": {"lt": 150}}))
+    assert len(res.hits) == 20
+    assert all(i.attributes["color"] == "red" and i.attributes["price"] < 150 for i in res.items)
+
+
+def test_reopen_catches_up(tmp_path: Path) -> None:
+    eng = Engine.open(tmp_path / "i", encoder="hashing", index="exact")
+    eng.add(text_items(10))
+    eng.close()
+    eng = Engine.open(tmp_path / "i")
+    eng.add(text_items(5, prefix="u"))  # not checkpointed: simulate a crash by not closing
+    eng.store.close()
+    eng = Engine.open(tmp_path / "i")
+    assert len(eng) == 15 and eng.search("item 3", k=15).hits.ids.tolist().count("u3") == 1
+    eng.close()
+
+
+def test_image_item(engine: Engine, tmp_path: Path) -> None:
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "red.png")
+    Image.new("RGB", (32, 32), (10, 10, 200)).save(tmp_path / "blue.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    items = [Item.create("r", image="red.png", title="red square"), Item.create("b", image="blue.png"),
+             Item.create("x", image="bad.png"), Item.create("m", image="missing.png")]
+    report = engine.add(items, base_dir=tmp_path)
+    assert sorted(report.added) == ["b", "r"]
+    assert {r.where for r in report.rejected} == {"x", "m"}
+    res = engine.search(Query(image=str(tmp_path / "blue.png"), k=1))
+    assert res.hits.ids[0] == "b"
+    assert engine.info()["vectors"] == {"text": 1, "image": 2, "combined": 1}
+
+
+def test_bad_queries(engine: Engine) -> None:
+    with pytest.raises(ValidationError, match="k"):
+        Query(text="x", k=0)
+    with pytest.raises(ValidationError, match="empty"):
+        Query(text="  ")
+    engine.add(text_items(3))
+    with pytest.raises(ValidationError, match="filters.size"):
+        engine.search(Query(text="x", filters={"size": 3}))
+    with pytest.raises(ValidationError, match="dimensions"):
+        engine.search_vector(np.ones(3))
