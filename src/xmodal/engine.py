@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from .filters import AttributeTable
 from .imaging import load_image
 from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
 from .media import MediaStore
+from .modes import get_mode
 from .records import Hits, Item, Query, Target, VectorKind
 from .space import VectorSpace
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
@@ -31,7 +32,6 @@ from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
 DEFAULT_ENCODER = "offline"
 DEFAULT_INDEX = "auto"
 BATCH = 256
-MODES = ("dense",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,14 @@ class SearchResult:
         return {"hits": hits, "took_ms": round(self.took_ms, 3), "encode_ms": round(self.encode_ms, 3)}
 
 
+class ChangeListener(Protocol):
+    """Told about every committed write, inside the engine's write lock."""
+
+    def on_put(self, stored: Sequence[StoredItem]) -> None: ...
+
+    def on_delete(self, rows: Sequence[int]) -> None: ...
+
+
 class Engine:
     """A multimodal index in one folder. Use :meth:`open`; close it (or use ``with``) when done."""
 
@@ -75,6 +83,8 @@ class Engine:
         self._ids: dict[int, str] = {}
         self._attrs: dict[int, dict[str, Any]] = {}
         self.attributes = AttributeTable()
+        self._listeners: list[ChangeListener] = []
+        self._plugins: dict[str, Any] = {}
         for item_id, row, attrs in store.id_rows():
             self._remember(item_id, row, attrs)
 
@@ -105,6 +115,9 @@ class Engine:
         """Checkpoint the derived indexes and close the store."""
         with self._lock:
             self.checkpoint()
+            for plugin in self._plugins.values():
+                if hasattr(plugin, "close"):
+                    plugin.close()
             self.store.close()
 
     def checkpoint(self) -> None:
@@ -133,6 +146,8 @@ class Engine:
                 for s in stored:
                     self._forget(s.row)
                     self._remember(s.item.id, s.row, dict(s.item.attributes))
+                for listener in self._listeners:
+                    listener.on_put(stored)
             report.added.extend(item.id for item, _ in entries)
             if progress is not None:
                 progress(len(chunk))
@@ -143,9 +158,32 @@ class Engine:
         with self._lock:
             rows = self.store.delete(list(ids))
             self.space.remove(rows)
+            for listener in self._listeners:
+                listener.on_delete(rows)
             for row in rows:
                 self._forget(row)
         return len(rows)
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        """Call ``listener.on_put`` / ``on_delete`` after every committed write (derived structures)."""
+        self._listeners.append(listener)
+
+    def plugin(self, name: str, factory: Callable[[Engine], Any]) -> Any:
+        """A per-engine object (a trained model, a feedback log...) created once on first use."""
+        with self._lock:
+            if name not in self._plugins:
+                self._plugins[name] = factory(self)
+            return self._plugins[name]
+
+    def row_of(self, item_id: str) -> int:
+        """The row (index label) of an item id."""
+        try:
+            return self._rows[item_id]
+        except KeyError:
+            raise NotFoundError(f"no item with id {item_id!r}") from None
+
+    def id_of(self, row: int) -> str:
+        return self._ids[row]
 
     def _remember(self, item_id: str, row: int, attrs: dict[str, Any]) -> None:
         self._rows[item_id], self._ids[row], self._attrs[row] = row, item_id, attrs
@@ -186,11 +224,13 @@ class Engine:
         start = time.perf_counter()
         if isinstance(query, str):
             query = Query(text=query, **options)
-        if query.mode not in MODES:
-            raise ValidationError("mode", f"unknown search mode {query.mode!r}", f"use one of {', '.join(MODES)}")
+        handler = None if query.mode == "dense" else get_mode(query.mode)
         vector = self.encode_query(query, base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
-        hits = self.search_vector(vector, k=query.k, target=query.target, filters=query.filters)
+        if handler is None:
+            hits = self.search_vector(vector, k=query.k, target=query.target, filters=query.filters)
+        else:
+            hits = handler(self, query, vector)
         items = self._items_for(hits)
         return SearchResult(hits, items, (time.perf_counter() - start) * 1000, encode_ms)
 
