@@ -44,3 +44,8 @@ def get_mode(name: str) -> SearchMode:
         loaded: Any = getattr(importlib.import_module(module), attr)
         _MODES[name] = handler = loaded
     return handler  # type: ignore[return-value]
+
+
+# Modes provided by optional features, imported on first use.
+register_mode("generative", "xmodal.genret.mode:generative")
+register_mode("generative-rerank", "xmodal.genret.mode:generative_rerank")
