@@ -34,7 +34,11 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 def text_items(n: int, prefix: str = "t") -> list[Item]:
     colors = ["red", "green", "blue", "black"]
     return [
-        Item.create(f"{prefix}{i}", title=f"item {i} {colors[i % 4]}", text=f"word{i % 7} thing",
-                    attributes={"color": colors[i % 4], "price": float(i), "n": i})
+        Item.create(
+            f"{prefix}{i}",
+            title=f"item {i} {colors[i % 4]}",
+            text=f"word{i % 7} thing",
+            attributes={"color": colors[i % 4], "price": float(i), "n": i},
+        )
         for i in range(n)
     ]

@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from xmodal import Engine, Item, Query, ValidationError
-from xmodal.encoders import HashingEncoder
 
 from .conftest import text_items
 
@@ -45,8 +44,12 @@ def test_image_item(engine: Engine, tmp_path: Path) -> None:
     Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "red.png")
     Image.new("RGB", (32, 32), (10, 10, 200)).save(tmp_path / "blue.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    items = [Item.create("r", image="red.png", title="red square"), Item.create("b", image="blue.png"),
-             Item.create("x", image="bad.png"), Item.create("m", image="missing.png")]
+    items = [
+        Item.create("r", image="red.png", title="red square"),
+        Item.create("b", image="blue.png"),
+        Item.create("x", image="bad.png"),
+        Item.create("m", image="missing.png"),
+    ]
     report = engine.add(items, base_dir=tmp_path)
     assert sorted(report.added) == ["b", "r"]
     assert {r.where for r in report.rejected} == {"x", "m"}

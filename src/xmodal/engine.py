@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,7 +45,7 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         hits = []
-        for (item_id, score), item, source in zip(self.hits, self.items, self.hits.provenance):
+        for (item_id, score), item, source in zip(self.hits, self.items, self.hits.provenance, strict=False):
             hits.append(
                 {
                     "id": item_id,
@@ -141,7 +141,7 @@ class Engine:
             entries = encode_entries(load_media(chunk, base, report), self.encoder, self.media)
             with self._lock:
                 rows = self.store.put(entries)
-                stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries)]
+                stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries, strict=False)]
                 self.space.put(stored)
                 for s in stored:
                     self._forget(s.row)
@@ -217,7 +217,8 @@ class Engine:
     def encode_query(self, query: Query, base_dir: Path | None = None) -> np.ndarray:
         """The query's vector: its text, its image, or the renormalised mean of both."""
         image = load_image(query.image, base_dir, item="query") if query.image is not None else None
-        return self.encoder.encode_queries([Content(text=query.text or None, image=image)])[0]
+        vector: np.ndarray = self.encoder.encode_queries([Content(text=query.text or None, image=image)])[0]
+        return vector
 
     def search(self, query: Query | str, *, base_dir: Path | None = None, **options: Any) -> SearchResult:
         """Search with a :class:`Query` (or a text plus ``Query`` keyword options)."""
@@ -235,12 +236,21 @@ class Engine:
         return SearchResult(hits, items, (time.perf_counter() - start) * 1000, encode_ms)
 
     def search_vector(
-        self, vector: np.ndarray, *, k: int = 10, target: Target | str = Target.ANY, filters: dict[str, Any] | None = None
+        self,
+        vector: np.ndarray,
+        *,
+        k: int = 10,
+        target: Target | str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
     ) -> Hits:
         """Top-k items for an already encoded query vector; filters apply before the cut."""
         vec = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if vec.shape[1] != self.space.dim:
-            raise ValidationError("vector", f"has {vec.shape[1]} dimensions, the index has {self.space.dim}", "encode with the index's encoder")
+            raise ValidationError(
+                "vector",
+                f"has {vec.shape[1]} dimensions, the index has {self.space.dim}",
+                "encode with the index's encoder",
+            )
         with self._lock:
             allowed = self.attributes.match(filters or {})
             labels, scores, kinds = self.space.search(vec, k, Target.parse(target), allowed)[0]
@@ -285,12 +295,20 @@ def _chunks(items: Iterable[Item], size: int) -> Iterable[list[Item]]:
 
 
 def _open_encoder(
-    store: SQLiteStore, encoder: str | Encoder | None, dim: int | None, index: str | None, index_options: dict[str, Any] | None
+    store: SQLiteStore,
+    encoder: str | Encoder | None,
+    dim: int | None,
+    index: str | None,
+    index_options: dict[str, Any] | None,
 ) -> tuple[Encoder, dict[str, Any]]:
     """The index's encoder and settings: stored settings (checked against any given) or new ones (saved)."""
     saved = store.get_meta("settings")
     if saved is None:
-        enc = encoder if isinstance(encoder, Encoder) else create_encoder(encoder or DEFAULT_ENCODER, **({"dim": dim} if dim else {}))
+        enc = (
+            encoder
+            if isinstance(encoder, Encoder)
+            else create_encoder(encoder or DEFAULT_ENCODER, **({"dim": dim} if dim else {}))
+        )
         settings = {"encoder": enc.config(), "index": index or DEFAULT_INDEX, "index_options": index_options or {}}
         store.set_meta("settings", settings)
         return enc, settings
@@ -301,7 +319,9 @@ def _open_encoder(
     }
     for what, (asked, have) in given.items():
         if asked is not None and asked != have:
-            raise ConfigError(f"this index was created with {what} {have!r}, not {asked!r}; use a new folder to change it")
+            raise ConfigError(
+                f"this index was created with {what} {have!r}, not {asked!r}; use a new folder to change it"
+            )
     if isinstance(encoder, Encoder):
         enc = encoder
     else:

@@ -61,7 +61,9 @@ def parse_filters(filters: Mapping[str, Any]) -> list[Condition]:
 
 def _scalar_key(field: str, value: object) -> ValueKey:
     if not isinstance(value, (str, int, float, bool)):
-        raise ValidationError(field, f"value {value!r} is not a string, number or boolean", "use a scalar or a list of them")
+        raise ValidationError(
+            field, f"value {value!r} is not a string, number or boolean", "use a scalar or a list of them"
+        )
     return value_key(value)
 
 
@@ -85,13 +87,7 @@ def parse_where(expressions: list[str]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for expr in expressions:
-        for token, op in ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None)):
-            name, sep, raw = expr.partition(token)
-            if sep and name.strip():
-                break
-        else:
-            raise ValidationError("--where", f"{expr!r} is not FIELD=VALUE", "write e.g. --where color=red or price<20")
-        name = name.strip()
+        name, op, raw = _split_where(expr)
         if op is None:
             out[name] = _cli_value(raw) if "|" not in raw else [_cli_value(v) for v in raw.split("|")]
         else:
@@ -100,6 +96,18 @@ def parse_where(expressions: list[str]) -> dict[str, Any]:
                 raise ValidationError("--where", f"{name} has both a value and a range", "use one of them")
             cond[op] = _cli_value(raw)
     return out
+
+
+def _split_where(expr: str) -> tuple[str, str | None, str]:
+    """Split at the first operator: ``price<=20`` → (price, lte, 20); ``color=red`` → (color, None, red)."""
+    positions = [(expr.find(tok), -len(tok), tok, op) for tok, op in _WHERE_OPS if expr.find(tok) > 0]
+    if not positions:
+        raise ValidationError("--where", f"{expr!r} is not FIELD=VALUE", "write e.g. --where color=red or price<20")
+    at, _, token, op = min(positions)
+    return expr[:at].strip(), op, expr[at + len(token) :]
+
+
+_WHERE_OPS: tuple[tuple[str, str | None], ...] = ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None))
 
 
 def _cli_value(raw: str) -> Any:

@@ -30,9 +30,13 @@ def read_image_bytes(source: ImageSource, base_dir: Path | None = None, *, item:
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         if not path.is_file():
-            raise ImageError("image", f"file not found: {path}", "fix the path (relative to the catalog file)", item=item)
+            raise ImageError(
+                "image", f"file not found: {path}", "fix the path (relative to the catalog file)", item=item
+            )
         if path.stat().st_size > MAX_BYTES:
-            raise ImageError("image", f"{path} is larger than {MAX_BYTES >> 20} MiB", "resize or recompress it", item=item)
+            raise ImageError(
+                "image", f"{path} is larger than {MAX_BYTES >> 20} MiB", "resize or recompress it", item=item
+            )
         data = path.read_bytes()
     if len(data) > MAX_BYTES:
         raise ImageError("image", f"larger than {MAX_BYTES >> 20} MiB", "resize or recompress it", item=item)
@@ -50,19 +54,26 @@ def decode_image(data: bytes, *, item: str | None = None, max_pixels: int = MAX_
             fmt = image.format or "unknown"
             if fmt not in ALLOWED_FORMATS:
                 raise ImageError(
-                    "image", f"format {fmt} is not allowed", f"convert it to one of {', '.join(sorted(ALLOWED_FORMATS))}", item=item
+                    "image",
+                    f"format {fmt} is not allowed",
+                    f"convert it to one of {', '.join(sorted(ALLOWED_FORMATS))}",
+                    item=item,
                 )
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(
-                    "image", f"{width}×{height} pixels exceeds the limit of {max_pixels:,} (decompression bomb?)",
-                    "downscale the image", item=item,
+                    "image",
+                    f"{width}×{height} pixels exceeds the limit of {max_pixels:,} (decompression bomb?)",
+                    "downscale the image",
+                    item=item,
                 )
             image.load()
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError("image", f"not a readable image ({exc})", "give a JPEG, PNG, WebP, GIF, BMP or TIFF file", item=item) from exc
+        raise ImageError(
+            "image", f"not a readable image ({exc})", "give a JPEG, PNG, WebP, GIF, BMP or TIFF file", item=item
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError("image", f"corrupt or truncated image data ({exc})", "re-export the image", item=item) from exc
     return image.convert("RGB")

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from .errors import NotFoundError
 
-_EXTENSIONS = {b"\xff\xd8": ".jpg", b"\x89P": ".png", b"RI": ".webp", b"GI": ".gif", b"BM": ".bmp", b"II": ".tif", b"MM": ".tif"}
+_EXTENSIONS = {
+    b"\xff\xd8": ".jpg",
+    b"\x89P": ".png",
+    b"RI": ".webp",
+    b"GI": ".gif",
+    b"BM": ".bmp",
+    b"II": ".tif",
+    b"MM": ".tif",
+}
 
 
 class MediaStore:

@@ -43,7 +43,7 @@ def get_mode(name: str) -> SearchMode:
         module, _, attr = handler.partition(":")
         loaded: Any = getattr(importlib.import_module(module), attr)
         _MODES[name] = handler = loaded
-    return handler  # type: ignore[return-value]
+    return handler
 
 
 # Modes provided by optional features, imported on first use.

@@ -7,21 +7,21 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import ValidationError
 
-AttributeValue = Union[str, int, float, bool]
-ImageSource = Union[str, bytes]
+AttributeValue = str | int | float | bool
+ImageSource = str | bytes
 
 MAX_ID_LENGTH = 512
 MAX_K = 10_000
 
 
-class Modality(str, enum.Enum):
+class Modality(enum.StrEnum):
     """What an item is made of."""
 
     TEXT = "text"
@@ -34,10 +34,12 @@ class Modality(str, enum.Enum):
             return cls(value)
         except ValueError:
             allowed = ", ".join(m.value for m in cls)
-            raise ValidationError("modality", f"unknown modality {value!r}", f"use one of {allowed}", item=item) from None
+            raise ValidationError(
+                "modality", f"unknown modality {value!r}", f"use one of {allowed}", item=item
+            ) from None
 
 
-class VectorKind(str, enum.Enum):
+class VectorKind(enum.StrEnum):
     """Which vector of an item (Nova design: text, image, and their renormalised mean)."""
 
     TEXT = "text"
@@ -45,7 +47,7 @@ class VectorKind(str, enum.Enum):
     COMBINED = "combined"
 
 
-class Target(str, enum.Enum):
+class Target(enum.StrEnum):
     """Which vectors a query is compared with; ``any`` keeps the best score per item."""
 
     TEXT = "text"
@@ -104,7 +106,9 @@ class Item:
             elif has_text:
                 modality = Modality.TEXT
             else:
-                raise ValidationError("text", "the item has no title, text or image", "give at least one of them", item=id)
+                raise ValidationError(
+                    "text", "the item has no title, text or image", "give at least one of them", item=id
+                )
         mod = Modality.parse(modality, item=id)
         if mod in (Modality.IMAGE, Modality.IMAGE_TEXT) and image is None:
             raise ValidationError("image", f"a {mod.value} item needs an image", "add the image field", item=id)
@@ -208,4 +212,4 @@ class Hits:
         return len(self.ids)
 
     def __iter__(self) -> Iterator[tuple[str, float]]:
-        return zip(self.ids.tolist(), self.scores.tolist())
+        return zip(self.ids.tolist(), self.scores.tolist(), strict=False)

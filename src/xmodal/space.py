@@ -69,7 +69,11 @@ class VectorSpace:
         for q in range(len(queries)):
             labels = np.concatenate([lab[q] for _, lab, _ in per_kind]) if per_kind else np.empty(0, np.int64)
             scores = np.concatenate([sc[q] for _, _, sc in per_kind]) if per_kind else np.empty(0, np.float32)
-            source = np.concatenate([np.full(lab.shape[1], i) for i, (_, lab, _) in enumerate(per_kind)]) if per_kind else []
+            source: np.ndarray = (
+                np.concatenate([np.full(lab.shape[1], i) for i, (_, lab, _) in enumerate(per_kind)])
+                if per_kind
+                else np.empty(0)
+            )
             order = np.lexsort((labels, -scores))
             _, first = np.unique(labels[order], return_index=True)  # best entry of each label
             best = order[np.sort(first)]
@@ -97,7 +101,9 @@ class VectorSpace:
         shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
-    def open(cls, directory: Path, store: SQLiteStore, dim: int, index_kind: str, index_options: dict[str, Any]) -> VectorSpace:
+    def open(
+        cls, directory: Path, store: SQLiteStore, dim: int, index_kind: str, index_options: dict[str, Any]
+    ) -> VectorSpace:
         """Load the checkpoint and catch up with the store, or rebuild from the store."""
         space = cls(dim, index_kind, index_options)
         try:

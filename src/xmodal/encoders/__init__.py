@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import BaseEncoder, Content, Encoder, Purpose, available_encoders, create_encoder, normalize, register_encoder, truncate
+from .base import (
+    BaseEncoder,
+    Content,
+    Encoder,
+    Purpose,
+    available_encoders,
+    create_encoder,
+    normalize,
+    register_encoder,
+    truncate,
+)
 from .hashing import HashingEncoder
 
 

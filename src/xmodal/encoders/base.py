@@ -22,7 +22,7 @@ from ..errors import ConfigError, ValidationError
 Vectors = npt.NDArray[np.float32]
 
 
-class Purpose(str, enum.Enum):
+class Purpose(enum.StrEnum):
     """What a vector is for; asymmetric models embed queries and documents differently."""
 
     QUERY = "query"
@@ -64,7 +64,8 @@ def normalize(vectors: npt.ArrayLike) -> Vectors:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
     arr = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(arr, axis=-1, keepdims=True)
-    return np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+    out: Vectors = np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+    return out
 
 
 def truncate(vectors: Vectors, dim: int) -> Vectors:

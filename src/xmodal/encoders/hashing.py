@@ -51,9 +51,13 @@ class HashingEncoder(BaseEncoder):
         return out
 
     def _encode_images(self, images: list[Image.Image], purpose: Purpose) -> Vectors:
-        thumbs = [np.asarray(im.convert("RGB").resize((8, 8), Image.BILINEAR), dtype=np.float32) / 255.0 for im in images]
+        thumbs = [
+            np.asarray(im.convert("RGB").resize((8, 8), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+            for im in images
+        ]
         flat = np.stack(thumbs).reshape(len(images), -1)
-        return (flat - 0.5) @ self._projection
+        out: Vectors = ((flat - 0.5) @ self._projection).astype(np.float32)
+        return out
 
     def config(self) -> dict[str, object]:
         return {"name": self.name, "dim": self.dim, "native_dim": self.native_dim, "seed": self.seed}

@@ -18,13 +18,15 @@ from .exact import ExactIndex, read_manifest
 def _hnsw(dim: int, **options: Any) -> VectorIndex:
     from .hnsw import HNSWIndex
 
-    return HNSWIndex(dim, **options)
+    index: VectorIndex = HNSWIndex(dim, **options)
+    return index
 
 
 def _auto(dim: int, **options: Any) -> VectorIndex:
     from .auto import AutoIndex
 
-    return AutoIndex(dim, **options)
+    index: VectorIndex = AutoIndex(dim, **options)
+    return index
 
 
 _FACTORIES: dict[str, Callable[..., VectorIndex]] = {"exact": ExactIndex, "hnsw": _hnsw, "auto": _auto}
@@ -51,11 +53,13 @@ def load_index(directory: Path) -> VectorIndex:
     if kind == "hnsw":
         from .hnsw import HNSWIndex
 
-        return HNSWIndex.load(directory)
+        loaded: VectorIndex = HNSWIndex.load(directory)
+        return loaded
     if kind == "auto":
         from .auto import AutoIndex
 
-        return AutoIndex.load(directory)
+        loaded_auto: VectorIndex = AutoIndex.load(directory)
+        return loaded_auto
     raise StorageError(f"{directory}: unknown index kind {kind!r}; delete the folder to rebuild it")
 
 
@@ -68,4 +72,14 @@ def read_manifest_kind(directory: Path) -> object:
         raise StorageError(f"{directory}: unreadable index manifest ({exc}); delete the folder to rebuild it") from exc
 
 
-__all__ = ["ExactIndex", "Labels", "Scores", "VectorIndex", "Vectors", "create_index", "index_kinds", "load_index", "read_manifest"]
+__all__ = [
+    "ExactIndex",
+    "Labels",
+    "Scores",
+    "VectorIndex",
+    "Vectors",
+    "create_index",
+    "index_kinds",
+    "load_index",
+    "read_manifest",
+]

@@ -55,7 +55,9 @@ def check_vectors(vectors: npt.ArrayLike, dim: int, name: str = "vectors") -> Ve
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2 or arr.shape[1] != dim:
-        raise ValidationError(name, f"has shape {arr.shape}, expected [n, {dim}]", "encode with the index's encoder and dim")
+        raise ValidationError(
+            name, f"has shape {arr.shape}, expected [n, {dim}]", "encode with the index's encoder and dim"
+        )
     if not np.isfinite(arr).all():
         raise ValidationError(name, "contains NaN or infinite values", "check the encoder output")
     return arr
@@ -65,7 +67,7 @@ def pad_results(labels: list[Labels], scores: list[Scores], k: int) -> tuple[Lab
     """Stack per-query results into [q, k] arrays padded with -1 / -inf."""
     out_l = np.full((len(labels), k), -1, dtype=np.int64)
     out_s = np.full((len(labels), k), -np.inf, dtype=np.float32)
-    for i, (lab, sc) in enumerate(zip(labels, scores)):
+    for i, (lab, sc) in enumerate(zip(labels, scores, strict=False)):
         out_l[i, : len(lab)] = lab
         out_s[i, : len(sc)] = sc
     return out_l, out_s

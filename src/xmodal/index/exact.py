@@ -116,7 +116,7 @@ class ExactIndex:
     @classmethod
     def load(cls, directory: Path) -> ExactIndex:
         manifest = read_manifest(directory, cls.kind)
-        index = cls(int(manifest["dim"]))
+        index = cls(int(str(manifest["dim"])))
         vectors = np.load(directory / "vectors.npy", allow_pickle=False)
         labels = np.load(directory / "labels.npy", allow_pickle=False)
         if len(vectors) != len(labels) or len(labels) != manifest["count"]:
