@@ -1,0 +1,135 @@
+"""What every CLI command shares: global options, opening the engine, usage errors, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..engine import Engine
+from ..errors import ValidationError
+from ..filters import parse_where
+from ..index import index_kinds
+from ..modes import available_modes
+from ..records import MAX_K, Item, Target
+
+
+class UsageError(Exception):
+    """A command line that cannot work as written (exit status 2)."""
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """``--index`` (every command) and the settings used only when a new index is created."""
+    parser.add_argument(
+        "--index",
+        metavar="DIR",
+        default=os.environ.get("XMODAL_INDEX"),
+        help="the index folder (default: $XMODAL_INDEX)",
+    )
+    parser.add_argument(
+        "--encoder",
+        metavar="NAME",
+        default=None,
+        help="encoder of a new index (default: offline); an existing index keeps its own",
+    )
+    parser.add_argument(
+        "--index-kind", choices=index_kinds(), default=None, help="vector index of a new index (default: auto)"
+    )
+    parser.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Matryoshka dimension of a new index (default: the encoder's)",
+    )
+
+
+def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -> None:
+    """Options shared by ``search`` and ``eval``: filters, target vectors, mode, k."""
+    parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="attribute filter: =, <, <=, >, >=, a|b for any of; repeat to combine",
+    )
+    parser.add_argument(
+        "--target",
+        choices=[t.value for t in Target],
+        default=Target.ANY.value,
+        help="which item vectors to compare with (default: any, best per item)",
+    )
+    parser.add_argument("--mode", default="dense", help="search mode (default: dense)")
+    parser.add_argument("-k", type=int, default=default_k, metavar="N", help=f"number of hits (default: {default_k})")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def query_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Checked ``filters``, ``k``, ``target`` and ``mode`` from the command line, or a :class:`UsageError`."""
+    try:
+        filters = parse_where(list(args.where))
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
+    if not 1 <= args.k <= MAX_K:
+        raise UsageError(f"-k must be from 1 to {MAX_K}, got {args.k} (pass e.g. -k 10)")
+    if args.mode not in available_modes():
+        raise UsageError(f"unknown --mode {args.mode!r} (use one of {', '.join(available_modes())})")
+    return {"filters": filters, "k": args.k, "target": Target(args.target), "mode": args.mode}
+
+
+def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
+    """Open the index named by ``--index``; only ``create`` commands may make a new one."""
+    if not args.index:
+        raise UsageError("no index folder: pass --index DIR (or set XMODAL_INDEX)")
+    path = Path(args.index)
+    if args.dim is not None and args.dim <= 0:
+        raise UsageError(f"--dim must be positive, got {args.dim}")
+    if not create and not (path / "store.sqlite").is_file():
+        raise UsageError(f"{path} is not an xmodal index (create it with: xmodal --index {path} add CATALOG)")
+    return Engine.open(path, encoder=args.encoder, dim=args.dim, index=args.index_kind)
+
+
+@contextmanager
+def engine_of(args: argparse.Namespace, *, create: bool = False) -> Iterator[Engine]:
+    """``with engine_of(args) as engine:`` — opened from the global options, closed afterwards."""
+    engine = open_engine(args, create=create)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def item_to_dict(item: Item) -> dict[str, Any]:
+    """An item as plain JSON-ready data."""
+    return {
+        "id": item.id,
+        "modality": item.modality.value,
+        "title": item.title,
+        "text": item.text,
+        "attributes": dict(item.attributes),
+        "image": item.image if isinstance(item.image, str) or item.image is None else f"<{len(item.image)} bytes>",
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+    }
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=None)
+    sys.stdout.write("\n")
+
+
+def progress_bar(total: int | None, desc: str, unit: str, *, quiet: bool = False) -> Any:
+    """A tqdm bar on stderr (shown on terminals only, never with ``quiet``); use it with ``with``."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=True if quiet else None, leave=False)
+
+
+def shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,160 @@
+"""The core commands: ``add``, ``search``, ``get``, ``delete`` and ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..engine import SearchResult
+from ..errors import ValidationError
+from ..ingest.catalog import add_catalogs, estimate_records
+from ..records import Query
+from .common import (
+    UsageError,
+    add_query_options,
+    engine_of,
+    item_to_dict,
+    print_json,
+    progress_bar,
+    query_options,
+    shorten,
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add the core subcommands to the ``xmodal`` parser."""
+    add = subparsers.add_parser(
+        "add",
+        help="add JSON Lines / CSV catalogs and folders of images",
+        description="Add items; exit status 1 when any item was rejected (the report says which and why).",
+    )
+    add.add_argument("paths", nargs="+", metavar="FILE", help="a .jsonl or .csv catalog, or a folder of images")
+    add.add_argument(
+        "--allow-outside-images",
+        action="store_true",
+        help="let catalog image paths leave the catalog's folder (absolute or ../ paths)",
+    )
+    add.add_argument(
+        "--name-as-text",
+        action="store_true",
+        help="embed the file names of a folder's images as their text (image+text items)",
+    )
+    add.add_argument("--json", action="store_true", help="print the report as JSON")
+    add.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add.set_defaults(handler=run_add)
+
+    search = subparsers.add_parser("search", help="search with a text and/or an image")
+    search.add_argument("text", nargs="?", default="", help="query text")
+    search.add_argument("--image", metavar="PATH", help="query image")
+    add_query_options(search)
+    search.set_defaults(handler=run_search)
+
+    get = subparsers.add_parser("get", help="show one item")
+    get.add_argument("id")
+    get.add_argument("--json", action="store_true")
+    get.set_defaults(handler=run_get)
+
+    delete = subparsers.add_parser("delete", help="delete items by id")
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    delete.add_argument("--json", action="store_true")
+    delete.set_defaults(handler=run_delete)
+
+    info = subparsers.add_parser("info", help="item counts, encoder, dimension and index kind")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(handler=run_info)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    total = sum(estimate_records(p) or 0 for p in args.paths)
+    with engine_of(args, create=True) as engine, progress_bar(total or None, "adding", "item", quiet=args.quiet) as bar:
+        report = add_catalogs(
+            engine,
+            args.paths,
+            progress=bar.update,
+            allow_outside=args.allow_outside_images,
+            name_as_text=args.name_as_text,
+        )
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(f"added {len(report.added)} item{'s' * (len(report.added) != 1)}", end="")
+        print(f"; rejected {len(report.rejected)}:" if report.rejected else "")
+        for rejection in report.rejected:
+            print(f"  {rejection.where}: {rejection.reason}")
+    return 1 if report.rejected else 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    options = query_options(args)
+    try:
+        query = Query(text=args.text or None, image=args.image, **options)
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
+    with engine_of(args) as engine:
+        result = engine.search(query, base_dir=Path.cwd())
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        _print_hits(result)
+    return 0
+
+
+def _print_hits(result: SearchResult) -> None:
+    if not len(result.hits):
+        print("no hits")
+    else:
+        width = max(2, *(len(shorten(item.id, 40)) for item in result.items))
+        print(f"{'#':>3}  {'score':>7}  {'id':<{width}}  {'modality':<10}  title")
+        for rank, ((_, score), item) in enumerate(zip(result.hits, result.items, strict=True), 1):
+            title = shorten(item.title or item.text, 70)
+            print(f"{rank:>3}  {score:>7.4f}  {shorten(item.id, 40):<{width}}  {item.modality.value:<10}  {title}")
+    print(f"took {result.took_ms:.1f} ms (query encoding {result.encode_ms:.1f} ms)", file=sys.stderr)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    with engine_of(args) as engine:
+        item = item_to_dict(engine.get(args.id))
+    if args.json:
+        print_json(item)
+    else:
+        for key, value in item.items():
+            print(f"{key:<11} {value}")
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    with engine_of(args) as engine:
+        missing = [i for i in dict.fromkeys(args.ids) if i not in engine]
+        deleted = engine.delete(list(dict.fromkeys(args.ids)))
+    if args.json:
+        print_json({"deleted": deleted, "not_found": missing})
+    else:
+        print(f"deleted {deleted} item{'s' * (deleted != 1)}")
+        if missing:
+            print(f"not found (nothing to delete): {', '.join(missing)}", file=sys.stderr)
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    with engine_of(args) as engine:
+        info = engine.info()
+    if args.json:
+        print_json(info)
+        return 0
+    modalities = ", ".join(f"{m} {n}" for m, n in sorted(info["modalities"].items())) or "none"
+    vectors = ", ".join(f"{kind} {n}" for kind, n in info["vectors"].items())
+    encoder = info["encoder"]
+    rows = [
+        ("index", info["path"]),
+        ("items", f"{info['items']} ({modalities})"),
+        ("vectors", vectors),
+        ("encoder", f"{encoder.get('name')} ({', '.join(f'{k}={v}' for k, v in encoder.items() if k != 'name')})"),
+        ("dimension", info["dim"]),
+        ("index kind", info["index"]),
+        ("attributes", ", ".join(info["attributes"]) or "none"),
+    ]
+    for key, value in rows:
+        print(f"{key:<11} {value}")
+    return 0

@@ -1,0 +1,145 @@
+"""Scoring a query set with relevance judgments against an :class:`~xmodal.Engine`.
+
+A query file is JSON Lines, one query a line::
+
+    {"text": "a cup of coffee", "image": "queries/cup.jpg", "relevant": ["coffee", "mug-3"]}
+
+``text`` or ``image`` or both (the image path is relative to the query file's folder), and a
+non-empty list ``relevant`` of item ids; other keys are ignored. Bad lines are reported and skipped.
+Metrics (:mod:`xmodal.eval.metrics`) are averaged over the queries that ran.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ValidationError, XmodalError
+from ..ingest.catalog import check_image_path
+from ..ingest.prepare import Rejection
+from ..modes import get_mode
+from ..records import Query, Target
+from .metrics import METRICS, score_ranking
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class EvalQuery:
+    """One judged query: where it was read, its text and/or image path, and the relevant ids."""
+
+    where: str
+    text: str | None
+    image: str | None
+    relevant: frozenset[str]
+
+
+@dataclass(slots=True)
+class EvalReport:
+    """Mean metrics over the queries that ran, how many ran, and the lines that were skipped."""
+
+    k: int
+    queries: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    skipped: list[Rejection] = field(default_factory=list)
+    unknown_relevant: int = 0  # judged ids that are not in the index (they can never be found)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queries": self.queries,
+            "k": self.k,
+            **{name: round(self.metrics.get(name, 0.0), 6) for name in METRICS},
+            "unknown_relevant": self.unknown_relevant,
+            "skipped": [{"where": r.where, "reason": r.reason} for r in self.skipped],
+        }
+
+
+def read_queries(path: str | Path) -> Iterator[EvalQuery | Rejection]:
+    """Stream the queries of a JSON Lines file; a bad line becomes a :class:`Rejection`."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                yield _parse_query(raw, where, first=number == 1)
+            except XmodalError as exc:
+                yield Rejection(where, str(exc))
+
+
+def _parse_query(raw: bytes, where: str, *, first: bool) -> EvalQuery:
+    try:
+        obj = json.loads(raw.decode("utf-8-sig" if first else "utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValidationError("line", f"is not a JSON object ({exc})", "write one JSON object per line") from None
+    if not isinstance(obj, dict):
+        raise ValidationError("line", "is not a JSON object", '{"text": "...", "relevant": ["id"]}')
+    text, image = obj.get("text"), obj.get("image")
+    if text is not None and not isinstance(text, str):
+        raise ValidationError("text", f"must be a string, got {type(text).__name__}", "quote it")
+    if image is not None:
+        image = check_image_path(image, allow_outside=True)
+    if not (text and text.strip()) and not image:
+        raise ValidationError("query", "has neither text nor image", "give a text, an image, or both")
+    return EvalQuery(where, text or None, image or None, _relevant(obj.get("relevant")))
+
+
+def _relevant(value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not value:
+        raise ValidationError("relevant", "must be a non-empty list of item ids", 'write e.g. "relevant": ["id1"]')
+    ids = []
+    for entry in value:
+        if isinstance(entry, bool) or not isinstance(entry, (str, int)):
+            raise ValidationError("relevant", f"{entry!r} is not an item id", "use strings")
+        ids.append(str(entry))
+    return frozenset(ids)
+
+
+def evaluate(
+    engine: Engine,
+    queries: Iterable[EvalQuery | Rejection],
+    *,
+    base_dir: Path | None = None,
+    k: int = 10,
+    target: str | Target = Target.ANY,
+    filters: Mapping[str, Any] | None = None,
+    mode: str = "dense",
+    progress: Callable[[int], object] | None = None,
+) -> EvalReport:
+    """Run every query (top ``k``) and average recall@1/5/10, MRR (within the top k) and nDCG@10.
+
+    Options shared by all queries are checked first, so a bad ``k``, target, mode or filter raises a
+    :class:`ValidationError` at once instead of skipping every query.
+    """
+    filters = dict(filters or {})
+    Query(text="check", k=k, target=Target.parse(target), filters=filters, mode=mode)
+    if mode != "dense":
+        get_mode(mode)
+    engine.attributes.match(filters)
+    report = EvalReport(k=k)
+    sums = dict.fromkeys(METRICS, 0.0)
+    for entry in queries:
+        if progress is not None:
+            progress(1)
+        if isinstance(entry, Rejection):
+            report.skipped.append(entry)
+            continue
+        try:
+            query = Query(
+                text=entry.text, image=entry.image, filters=filters, k=k, target=Target.parse(target), mode=mode
+            )
+            ranking = engine.search(query, base_dir=base_dir).hits.ids.tolist()
+        except XmodalError as exc:
+            report.skipped.append(Rejection(entry.where, str(exc)))
+            continue
+        report.unknown_relevant += sum(1 for item in entry.relevant if item not in engine)
+        for name, value in score_ranking(ranking, entry.relevant).items():
+            sums[name] += value
+        report.queries += 1
+    report.metrics = {name: total / report.queries if report.queries else 0.0 for name, total in sums.items()}
+    return report

@@ -1,0 +1,466 @@
+"""Catalog readers: JSON Lines, CSV and folders of images, streamed into items or rejections.
+
+Every record comes back either as a :class:`Located` item (with where it was read, e.g.
+``catalog.jsonl:12`` or ``photos/cat.png``) or as a :class:`~xmodal.ingest.prepare.Rejection`
+saying where and why, so one bad line never loses the others. Files are read line by line and
+folders walked lazily: a million-line catalog is never held in memory.
+
+Catalog fields (JSON Lines: one object a line; CSV: one column each)
+
+- ``id`` (required, a string or an integer), ``title``, ``text``;
+- ``image``: a path relative to the catalog file's folder (it must stay inside that folder unless
+  ``allow_outside`` is set, which also admits absolute paths);
+- ``attributes``: an object of name → string, number or boolean;
+- ``modality`` (optional: ``text``, ``image`` or ``image+text``; inferred otherwise).
+
+Any other field is rejected with the nearest known name as a hint, so a typo (``titel``) is caught
+instead of silently dropped. In CSV, attributes are given either as an ``attributes`` column holding a
+JSON object or as columns named ``attributes.NAME`` (cells that read as JSON numbers or ``true``/
+``false`` become numbers and booleans, empty cells are left out); an unknown column rejects the file.
+
+A folder of images gives one image item per file: id = path relative to the folder without its
+extension, title = file name, attribute ``folder`` = parent folder name. File names are kept as
+display titles only (modality ``image``) unless ``name_as_text`` is set.
+
+The images themselves are read, checked and decoded by :meth:`xmodal.Engine.add` with the catalog's
+folder as ``base_dir`` (missing, corrupt, truncated, oversized and refused images are rejected there);
+:func:`add_catalogs` maps those rejections back to the catalog line.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from ..errors import ImageError, ValidationError, XmodalError
+from ..imaging import ALLOWED_FORMATS
+from ..records import Item, Modality
+from .prepare import AddReport, Rejection
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+FIELDS = ("id", "title", "text", "image", "attributes", "modality")
+ATTRIBUTE_PREFIX = "attributes."
+JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".jsonlines"})
+CSV_SUFFIXES = frozenset({".csv"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+MAX_LINE_BYTES = 16 * 1024 * 1024
+CHUNK = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """An item read from a catalog, with where it came from (``file:line`` or a file path)."""
+
+    where: str
+    item: Item
+
+
+Record = Located | Rejection
+
+
+def read_catalog(path: str | Path, *, allow_outside: bool = False, name_as_text: bool = False) -> Iterator[Record]:
+    """Read a JSON Lines or CSV catalog, or a folder of images, by what ``path`` is."""
+    path = Path(path)
+    if path.is_dir():
+        return read_image_folder(path, name_as_text=name_as_text)
+    if not path.exists():
+        return iter([Rejection(str(path), "no such file or folder (check the path)")])
+    suffix = path.suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        return read_jsonl(path, allow_outside=allow_outside)
+    if suffix in CSV_SUFFIXES:
+        return read_csv(path, allow_outside=allow_outside)
+    known = ", ".join(sorted(JSONL_SUFFIXES | CSV_SUFFIXES))
+    return iter(
+        [Rejection(str(path), f"not a catalog ({suffix or 'no extension'}): use a {known} file or a folder of images")]
+    )
+
+
+def base_dir_of(path: str | Path) -> Path:
+    """The folder that a catalog's relative image paths resolve against."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
+# -- JSON Lines ---------------------------------------------------------------------------------
+
+
+def read_jsonl(path: Path, *, allow_outside: bool = False) -> Iterator[Record]:
+    """One item (or rejection) per non-blank line; a bad line is rejected alone."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(_lines(f), 1):
+            where = f"{path}:{number}"
+            if raw is None:
+                yield Rejection(
+                    where, f"line longer than {MAX_LINE_BYTES >> 20} MiB (split the record or shrink its text)"
+                )
+                continue
+            if not raw.strip():
+                continue
+            try:
+                obj = _parse_json_line(raw, first=number == 1)
+                yield Located(where, record_to_item(obj, allow_outside=allow_outside))
+            except XmodalError as exc:
+                yield Rejection(where, str(exc))
+
+
+def _lines(f: BinaryIO) -> Iterator[bytes | None]:
+    """Lines of a binary file; ``None`` for a line over the size limit (skipped without loading it)."""
+    while True:
+        line = f.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = f.readline(1 << 20)
+            yield None
+        else:
+            yield line
+
+
+def _parse_json_line(raw: bytes, *, first: bool) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            "line", f"is not UTF-8 ({exc.reason} at byte {exc.start})", "save the file as UTF-8"
+        ) from None
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except ValidationError:
+        raise
+    except ValueError as exc:
+        raise ValidationError("line", f"is not valid JSON ({exc})", "write one JSON object per line") from None
+    if not isinstance(obj, dict):
+        raise ValidationError(
+            "line", f"is a JSON {type(obj).__name__}, not an object", 'write e.g. {"id": "1", "title": "..."}'
+        )
+    return obj
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValidationError(key, "is given twice in one object", "keep one of them")
+        out[key] = value
+    return out
+
+
+# -- CSV ----------------------------------------------------------------------------------------
+
+
+def read_csv(path: Path, *, allow_outside: bool = False) -> Iterator[Record]:
+    """One item (or rejection) per row; a header with an unknown column rejects the whole file."""
+    with open(path, newline="", encoding="utf-8-sig", errors="strict") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            _check_header([h.strip() for h in header])
+        except (csv.Error, UnicodeDecodeError, ValidationError) as exc:
+            yield Rejection(f"{path}:1", f"{exc}; no row of this file was read")
+            return
+        header = [h.strip() for h in header]
+        line = reader.line_num
+        while True:
+            where = f"{path}:{line + 1}"
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:
+                yield Rejection(where, f"not UTF-8 ({exc.reason}); no later row was read (save the file as UTF-8)")
+                return
+            except csv.Error as exc:
+                stuck = reader.line_num == line
+                line = reader.line_num
+                yield Rejection(where, f"unreadable CSV row ({exc}); fix the quoting")
+                if stuck:
+                    return
+                continue
+            line = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            try:
+                yield Located(where, record_to_item(_csv_record(header, row), allow_outside=allow_outside))
+            except XmodalError as exc:
+                yield Rejection(where, str(exc))
+
+
+def _check_header(header: list[str]) -> None:
+    if "id" not in header:
+        raise ValidationError("id", "the header has no id column", "add an id column (the first row names the columns)")
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise ValidationError(name, "column appears twice in the header", "keep one of them")
+        seen.add(name)
+        if name.startswith(ATTRIBUTE_PREFIX) and len(name) > len(ATTRIBUTE_PREFIX):
+            continue
+        if name not in FIELDS:
+            raise _unknown_field(name, csv=True)
+
+
+def _csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
+    if len(row) != len(header):
+        raise ValidationError(
+            "row", f"has {len(row)} cells but the header has {len(header)}", "check commas and quotes"
+        )
+    obj: dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
+    for name, cell in zip(header, row, strict=True):
+        if name.startswith(ATTRIBUTE_PREFIX):
+            if cell.strip():
+                attributes[name[len(ATTRIBUTE_PREFIX) :]] = _csv_value(cell)
+        elif name == "attributes":
+            if cell.strip():
+                attributes.update(_csv_attributes(cell, attributes))
+        elif cell.strip():
+            obj[name] = cell
+    if attributes:
+        obj["attributes"] = attributes
+    return obj
+
+
+def _csv_attributes(cell: str, columns: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        parsed = json.loads(cell)
+    except ValueError as exc:
+        raise ValidationError("attributes", f"is not a JSON object ({exc})", 'write e.g. {"color": "red"}') from None
+    if not isinstance(parsed, dict):
+        raise ValidationError("attributes", "is not a JSON object", 'write e.g. {"color": "red"}')
+    both = sorted(set(parsed) & set(columns))
+    if both:
+        raise ValidationError(
+            f"attributes.{both[0]}", "is given both as a column and in the attributes column", "keep one"
+        )
+    return parsed
+
+
+def _csv_value(cell: str) -> str | int | float | bool:
+    """A JSON number or boolean becomes one; everything else (``01234`` included) stays a string."""
+    try:
+        value = json.loads(cell)
+    except ValueError:
+        return cell
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+        return value
+    return cell
+
+
+# -- records → items ----------------------------------------------------------------------------
+
+
+def record_to_item(obj: Mapping[str, Any], *, allow_outside: bool = False) -> Item:
+    """Validate one catalog record and build its :class:`Item` (image kept as a relative path)."""
+    item_id = _item_id(obj.get("id"))
+    for name in obj:
+        if name not in FIELDS:
+            raise _unknown_field(name, item=item_id)
+    strings = {}
+    for name in ("title", "text"):
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(
+                name, f"must be a string, got {type(value).__name__}", "quote the value", item=item_id
+            )
+        strings[name] = value or ""
+    image = obj.get("image")
+    if image is not None and not (isinstance(image, str) and not image.strip()):
+        image = check_image_path(image, allow_outside=allow_outside, item=item_id)
+    else:
+        image = None
+    return Item.create(
+        item_id,
+        title=strings["title"],
+        text=strings["text"],
+        attributes=obj.get("attributes") or {},
+        image=image,
+        modality=obj.get("modality"),
+    )
+
+
+def _item_id(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if value is None:
+        raise ValidationError("id", "is missing", "give every item a non-empty string id")
+    if not isinstance(value, str):
+        raise ValidationError("id", f"must be a string, got {type(value).__name__}", "give a string id")
+    return value
+
+
+def _unknown_field(name: str, *, item: str | None = None, csv: bool = False) -> ValidationError:
+    close = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    other = f"write it as a column named {ATTRIBUTE_PREFIX}{name}" if csv else "put other data under attributes"
+    return ValidationError(name, "unknown field", f"{hint}the fields are {', '.join(FIELDS)}; {other}", item=item)
+
+
+def check_image_path(value: object, *, allow_outside: bool = False, item: str | None = None) -> str:
+    """A catalog image path, which must stay inside the catalog's folder unless ``allow_outside``."""
+    if not isinstance(value, str):
+        raise ImageError(
+            "image", f"must be a path string, got {type(value).__name__}", "give a relative path", item=item
+        )
+    if "\x00" in value:
+        raise ImageError("image", "contains a NUL character", "give a plain file path", item=item)
+    norm = os.path.normpath(value)
+    outside = os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep)
+    if outside and not allow_outside:
+        raise ImageError(
+            "image",
+            f"{value!r} is outside the catalog's folder",
+            "give a path relative to the catalog file's folder (or allow outside paths: --allow-outside-images)",
+            item=item,
+        )
+    return value
+
+
+# -- folders of images --------------------------------------------------------------------------
+
+
+def read_image_folder(folder: Path, *, name_as_text: bool = False) -> Iterator[Record]:
+    """One image item per file under ``folder`` (sorted, hidden files skipped, links followed once)."""
+    root_name = folder.resolve().name
+    for path in _walk(folder):
+        rel = path.relative_to(folder)
+        where = str(path)
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            yield Rejection(where, _refused_file(path))
+            continue
+        parent = rel.parent.name or root_name
+        item_id = rel.with_suffix("").as_posix()
+        title = " ".join(path.stem.replace("_", " ").replace("-", " ").split())
+        try:
+            item = Item.create(
+                item_id,
+                title=title,
+                attributes={"folder": parent},
+                image=rel.as_posix(),
+                modality=Modality.IMAGE_TEXT if name_as_text and title else Modality.IMAGE,
+            )
+        except XmodalError as exc:
+            yield Rejection(where, str(exc))
+            continue
+        yield Located(where, item)
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    visited: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:  # a link cycle
+            dirnames[:] = []
+            continue
+        visited.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _refused_file(path: Path) -> str:
+    allowed = ", ".join(sorted(ALLOWED_FORMATS))
+    suffix = path.suffix.lower() or "no extension"
+    return str(
+        ImageError("image", f"{suffix} files are not an allowed image format", f"convert it to one of {allowed}")
+    )
+
+
+# -- adding to an engine ------------------------------------------------------------------------
+
+
+def estimate_records(path: str | Path) -> int | None:
+    """About how many records a catalog holds (lines, or files in a folder), for progress bars."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return sum(1 for _ in _walk(path))
+        if path.suffix.lower() in JSONL_SUFFIXES | CSV_SUFFIXES:
+            with open(path, "rb") as f:
+                lines, last = 0, b"\n"
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    lines += block.count(b"\n")
+                    last = block[-1:]
+            lines += last != b"\n"
+            return max(lines - (path.suffix.lower() in CSV_SUFFIXES), 0)
+    except OSError:
+        return None
+    return 1
+
+
+def add_catalogs(
+    engine: Engine,
+    paths: Iterable[str | Path],
+    *,
+    progress: Callable[[int], object] | None = None,
+    allow_outside: bool = False,
+    name_as_text: bool = False,
+) -> AddReport:
+    """Add every record of the given catalogs and folders; ids repeated across them are rejected.
+
+    Rejections name the file and line (``catalog.jsonl:12``) whether the catalog reader or the
+    engine (image checks) refused the item.
+    """
+    report = AddReport()
+    seen: set[str] = set()
+    for path in paths:
+        base = base_dir_of(path)
+        records = read_catalog(path, allow_outside=allow_outside, name_as_text=name_as_text)
+        try:
+            for chunk in _chunks(records, CHUNK):
+                _add_chunk(engine, chunk, base, seen, report)
+                if progress is not None:
+                    progress(len(chunk))
+        except OSError as exc:
+            report.rejected.append(Rejection(str(path), f"cannot read the rest of this file: {exc}"))
+    return report
+
+
+def _add_chunk(engine: Engine, chunk: list[Record], base: Path, seen: set[str], report: AddReport) -> None:
+    """Add one chunk, keeping its rejections (from the reader and from the engine) in file order."""
+    rejected: list[tuple[int, Rejection]] = []
+    position: dict[str, tuple[int, str]] = {}
+    items = []
+    for pos, record in enumerate(chunk):
+        if isinstance(record, Rejection):
+            rejected.append((pos, record))
+        elif record.item.id in seen:
+            err = ValidationError(
+                "id", "duplicate id: it appears earlier in this add", "give each item its own id", item=record.item.id
+            )
+            rejected.append((pos, Rejection(record.where, str(err))))
+        else:
+            seen.add(record.item.id)
+            position[record.item.id] = (pos, record.where)
+            items.append(record.item)
+    if items:
+        sub = engine.add(items, base_dir=base)
+        report.added.extend(sub.added)
+        for rej in sub.rejected:
+            pos, where = position.get(rej.where, (len(chunk), rej.where))
+            rejected.append((pos, Rejection(where, rej.reason)))
+    report.rejected.extend(r for _, r in sorted(rejected, key=lambda pair: pair[0]))
+
+
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
