@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +42,8 @@ class SearchResult:
     items: tuple[Item, ...]
     took_ms: float
     encode_ms: float
+    query_id: str | None = None  # set when searched with log=True; pass it to Engine.feedback
+    explain: dict[str, Any] | None = None  # set when searched with explain=True
 
     def to_dict(self) -> dict[str, Any]:
         hits = []
@@ -58,7 +60,12 @@ class SearchResult:
                     "provenance": source,
                 }
             )
-        return {"hits": hits, "took_ms": round(self.took_ms, 3), "encode_ms": round(self.encode_ms, 3)}
+        out: dict[str, Any] = {"hits": hits, "took_ms": round(self.took_ms, 3), "encode_ms": round(self.encode_ms, 3)}
+        if self.query_id is not None:
+            out["query_id"] = self.query_id
+        if self.explain is not None:
+            out["explain"] = self.explain
+        return out
 
 
 class ChangeListener(Protocol):
@@ -220,20 +227,86 @@ class Engine:
         vector: np.ndarray = self.encoder.encode_queries([Content(text=query.text or None, image=image)])[0]
         return vector
 
-    def search(self, query: Query | str, *, base_dir: Path | None = None, **options: Any) -> SearchResult:
-        """Search with a :class:`Query` (or a text plus ``Query`` keyword options)."""
+    def search(
+        self,
+        query: Query | str,
+        *,
+        base_dir: Path | None = None,
+        log: bool = False,
+        explain: bool = False,
+        **options: Any,
+    ) -> SearchResult:
+        """Search with a :class:`Query` (or a text plus ``Query`` keyword options).
+
+        ``log=True`` records the impression and sets ``query_id`` for :meth:`feedback`;
+        ``explain=True`` returns the plan, each strategy's contribution and the ranker's features.
+        """
         start = time.perf_counter()
         if isinstance(query, str):
             query = Query(text=query, **options)
         handler = None if query.mode == "dense" else get_mode(query.mode)
         vector = self.encode_query(query, base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
+        details: dict[str, Any] = {"mode": query.mode}
         if handler is None:
             hits = self.search_vector(vector, k=query.k, target=query.target, filters=query.filters)
+        elif log or explain:
+            from .ltr.explain import explained
+
+            hits, details = explained(handler, self, query, vector)
         else:
             hits = handler(self, query, vector)
         items = self._items_for(hits)
-        return SearchResult(hits, items, (time.perf_counter() - start) * 1000, encode_ms)
+        took_ms = (time.perf_counter() - start) * 1000
+        result = SearchResult(hits, items, took_ms, encode_ms, None, details if explain else None)
+        if log:
+            result = replace(result, query_id=self._log_search(query, result, details))
+        return result
+
+    def log_impression(
+        self,
+        query: Query | str,
+        result: SearchResult,
+        *,
+        user: str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> str:
+        """Record that ``result`` was shown for ``query``; returns the query id for :meth:`feedback`."""
+        details = dict(result.explain or {"mode": query.mode if isinstance(query, Query) else "dense"})
+        if context:
+            details["context"] = {**details.get("context", {}), **context}
+        if isinstance(query, str):
+            query = Query(text=query, user=user)
+        elif user is not None:
+            query = replace(query, user=user)
+        return self._log_search(query, result, details)
+
+    def _log_search(self, query: Query, result: SearchResult, details: dict[str, Any]) -> str:
+        from .feedback.log import feedback_log
+
+        return feedback_log(self).log_impression(
+            query.text or "", result.hits.ids.tolist(), scores=result.hits.scores.tolist(),
+            provenance=list(result.hits.provenance), user=query.user,
+            context=details.get("context"), plan=details.get("plan", ()), mode=str(details.get("mode", query.mode)),
+        )
+
+    def feedback(
+        self,
+        query_id: str,
+        item_id: str,
+        event: str = "click",
+        *,
+        position: int | None = None,
+        value: float | None = None,
+    ) -> None:
+        """Record a user action (click, like, add_to_cart, play) on an item shown for ``query_id``.
+
+        Raises :class:`NotFoundError` for an unknown query id and :class:`ValidationError` for an item
+        not shown for it, an unknown event type or a position out of range.
+        """
+        from .feedback.log import feedback_log
+
+        feedback_log(self).record_event(query_id, item_id, event, position=position, value=value)
 
     def search_vector(
         self,

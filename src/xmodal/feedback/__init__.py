@@ -1,0 +1,7 @@
+"""Feedback: durable impression and event logs, and off-policy evaluation over them."""
+
+from __future__ import annotations
+
+from .log import EVENT_TYPES, Event, FeedbackLog, Impression, feedback_log
+
+__all__ = ["EVENT_TYPES", "Event", "FeedbackLog", "Impression", "feedback_log"]

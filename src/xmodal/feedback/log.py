@@ -1,0 +1,332 @@
+"""The feedback log: impressions (what was shown for a query) and events (what the user did).
+
+The tables live in the index's own ``store.sqlite`` next to the items, written through a second
+connection in WAL mode with ``synchronous=FULL``: a call that returns has committed. Names follow
+the User Behavior Insights (UBI) schema where they fit: a *query* has a ``query_id``, a
+``client_id`` (the user), the ``user_query`` and the ids of the hits shown; an *event* has an
+``action_name``, the ``object_id`` acted on and its ``position`` (1-based ordinal in the list shown).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotFoundError, StorageError, ValidationError
+from ..ltr.text import normalize_query
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+FEEDBACK_SCHEMA_VERSION = 1
+#: Event types and the reward each is worth to the learners (UBI ``action_name``).
+EVENT_TYPES: Mapping[str, float] = {"click": 1.0, "like": 2.0, "add_to_cart": 3.0, "play": 1.0}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback_queries (
+    query_id TEXT PRIMARY KEY,
+    timestamp REAL NOT NULL,
+    client_id TEXT,
+    user_query TEXT NOT NULL,
+    query_normalized TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    context TEXT NOT NULL,
+    plan TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feedback_hits (
+    query_id TEXT NOT NULL REFERENCES feedback_queries(query_id),
+    position INTEGER NOT NULL,
+    object_id TEXT NOT NULL,
+    score REAL NOT NULL,
+    provenance TEXT NOT NULL,
+    PRIMARY KEY (query_id, position)
+);
+CREATE INDEX IF NOT EXISTS feedback_hits_object ON feedback_hits(object_id);
+CREATE TABLE IF NOT EXISTS feedback_events (
+    event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    query_id TEXT NOT NULL REFERENCES feedback_queries(query_id),
+    object_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    action_name TEXT NOT NULL,
+    value REAL,
+    timestamp REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_events_query ON feedback_events(query_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    """One logged search: what was asked, in which context, under which plan, and what was shown."""
+
+    query_id: str
+    timestamp: float
+    user: str | None
+    query: str
+    normalized: str
+    mode: str
+    context: dict[str, Any]
+    plan: list[dict[str, Any]]
+    shown: tuple[str, ...]
+    scores: tuple[float, ...] = ()
+    provenance: tuple[str, ...] = ()
+
+    def position_of(self, item_id: str) -> int | None:
+        """1-based position of an item in the list shown, or None."""
+        try:
+            return self.shown.index(item_id) + 1
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A user action on one shown item."""
+
+    query_id: str
+    item_id: str
+    position: int
+    event: str
+    value: float | None
+    timestamp: float
+    reward: float = field(default=0.0)
+
+
+EventListener = Callable[[Event, Impression], None]
+
+
+class FeedbackLog:
+    """Impressions and events in SQLite tables of the index's store (own connection, own schema version)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{path}: cannot open the feedback log ({exc})") from exc
+        self._lock = threading.RLock()
+        self._listeners: list[EventListener] = []
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        row = self._db.execute("SELECT value FROM feedback_meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO feedback_meta VALUES ('schema_version', ?)", (str(FEEDBACK_SCHEMA_VERSION),))
+        elif int(row[0]) != FEEDBACK_SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path}: feedback schema version {row[0]}, this xmodal reads {FEEDBACK_SCHEMA_VERSION}; "
+                "export the old log or use a new index folder"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def subscribe(self, listener: EventListener) -> None:
+        """Call ``listener(event, impression)`` after every committed event (online learners)."""
+        self._listeners.append(listener)
+
+    # -- writes -------------------------------------------------------------------------------
+    def log_impression(
+        self,
+        query: str,
+        shown: Sequence[str],
+        *,
+        scores: Sequence[float] = (),
+        provenance: Sequence[str] = (),
+        user: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        plan: Sequence[Mapping[str, Any]] = (),
+        mode: str = "dense",
+        timestamp: float | None = None,
+    ) -> str:
+        """Record what was shown for a query; returns the new ``query_id`` once committed."""
+        query_id = uuid.uuid4().hex
+        ts = time.time() if timestamp is None else float(timestamp)
+        scores = list(scores) or [0.0] * len(shown)
+        provenance = list(provenance) or [""] * len(shown)
+        if not (len(scores) == len(provenance) == len(shown)):
+            raise ValidationError("shown", "ids, scores and provenance differ in length", "pass aligned lists")
+        hits = [
+            (query_id, pos + 1, item, float(s), p) for pos, (item, s, p) in enumerate(zip(shown, scores, provenance, strict=True))
+        ]
+        record = (
+            query_id,
+            ts,
+            user,
+            query or "",
+            normalize_query(query),
+            mode,
+            json.dumps(dict(context or {}), default=str),
+            json.dumps([dict(p) for p in plan], default=str),
+        )
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT INTO feedback_queries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
+                self._db.executemany("INSERT INTO feedback_hits VALUES (?, ?, ?, ?, ?)", hits)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return query_id
+
+    def record_event(
+        self,
+        query_id: str,
+        item_id: str,
+        event: str = "click",
+        *,
+        position: int | None = None,
+        value: float | None = None,
+        timestamp: float | None = None,
+    ) -> Event:
+        """Record a user action on an item shown for ``query_id``; checked, committed, then broadcast."""
+        if event not in EVENT_TYPES:
+            raise ValidationError("event", f"unknown event type {event!r}", f"use one of {', '.join(EVENT_TYPES)}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value):
+            raise ValidationError("value", f"must be a finite number, got {value!r}", "pass e.g. value=1.5 or omit it")
+        impression = self.impression(query_id)
+        position = self._check_position(impression, item_id, position)
+        ts = time.time() if timestamp is None else float(timestamp)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO feedback_events (query_id, object_id, position, action_name, value, timestamp)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (query_id, item_id, position, event, None if value is None else float(value), ts),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        record = Event(
+            query_id, item_id, position, event, None if value is None else float(value), ts, EVENT_TYPES[event]
+        )
+        for listener in self._listeners:
+            listener(record, impression)
+        return record
+
+    @staticmethod
+    def _check_position(impression: Impression, item_id: str, position: int | None) -> int:
+        shown_at = impression.position_of(item_id)
+        if shown_at is None:
+            raise ValidationError(
+                "item_id",
+                f"item {item_id!r} was not shown for query {impression.query_id!r}",
+                "send feedback only for items in that query's results",
+            )
+        if position is None:
+            return shown_at
+        if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position <= len(impression.shown):
+            raise ValidationError(
+                "position", f"{position!r} is out of range", f"use the 1-based position, 1 to {len(impression.shown)}"
+            )
+        if position != shown_at:
+            raise ValidationError(
+                "position",
+                f"item {item_id!r} was shown at {shown_at}, not {position}",
+                "omit position or pass the one shown",
+            )
+        return position
+
+    # -- reads --------------------------------------------------------------------------------
+    def impression(self, query_id: str) -> Impression:
+        """The impression logged under ``query_id``, or :class:`NotFoundError`."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM feedback_queries WHERE query_id = ?", (query_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"no logged query with query_id {query_id!r}; use the id returned by search(log=True)"
+                )
+            hits = self._db.execute(
+                "SELECT object_id, score, provenance FROM feedback_hits WHERE query_id = ? ORDER BY position",
+                (query_id,),
+            ).fetchall()
+        return _impression(row, hits)
+
+    def impressions(self) -> Iterator[Impression]:
+        """Every impression, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM feedback_queries ORDER BY timestamp, rowid").fetchall()
+            hits: dict[str, list[tuple[str, float, str]]] = {}
+            for qid, obj, score, prov in self._db.execute(
+                "SELECT query_id, object_id, score, provenance FROM feedback_hits ORDER BY query_id, position"
+            ):
+                hits.setdefault(qid, []).append((obj, score, prov))
+        for row in rows:
+            yield _impression(row, hits.get(row[0], []))
+
+    def events(self, query_id: str | None = None) -> list[Event]:
+        """Events, oldest first, of one query or of all."""
+        sql = "SELECT query_id, object_id, position, action_name, value, timestamp FROM feedback_events"
+        params: tuple[Any, ...] = ()
+        if query_id is not None:
+            sql, params = sql + " WHERE query_id = ?", (query_id,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY event_id", params).fetchall()
+        return [Event(q, o, p, a, v, t, EVENT_TYPES.get(a, 0.0)) for q, o, p, a, v, t in rows]
+
+    def popularity(self) -> dict[str, float]:
+        """Weighted positive events per item (the popularity prior's counts)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT object_id, action_name, COUNT(*) FROM feedback_events GROUP BY 1, 2"
+            ).fetchall()
+        out: dict[str, float] = {}
+        for obj, action, n in rows:
+            out[obj] = out.get(obj, 0.0) + EVENT_TYPES.get(action, 0.0) * n
+        return out
+
+    def user_stats(self, user: str) -> dict[str, float]:
+        """History aggregates of one user: searches, events and events per search."""
+        with self._lock:
+            searches = self._db.execute(
+                "SELECT COUNT(*) FROM feedback_queries WHERE client_id = ?", (user,)
+            ).fetchone()[0]
+            events = self._db.execute(
+                "SELECT COUNT(*) FROM feedback_events e JOIN feedback_queries q USING (query_id) WHERE q.client_id = ?",
+                (user,),
+            ).fetchone()[0]
+        return {"searches": float(searches), "events": float(events), "rate": events / searches if searches else 0.0}
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            q = self._db.execute("SELECT COUNT(*) FROM feedback_queries").fetchone()[0]
+            e = self._db.execute("SELECT COUNT(*) FROM feedback_events").fetchone()[0]
+        return {"impressions": int(q), "events": int(e)}
+
+
+def _impression(row: Sequence[Any], hits: Sequence[tuple[str, float, str]]) -> Impression:
+    qid, ts, user, text, norm, mode, context, plan = row
+    return Impression(
+        qid,
+        float(ts),
+        user,
+        text,
+        norm,
+        mode,
+        json.loads(context),
+        json.loads(plan),
+        tuple(h[0] for h in hits),
+        tuple(float(h[1]) for h in hits),
+        tuple(h[2] for h in hits),
+    )
+
+
+def feedback_log(engine: Engine) -> FeedbackLog:
+    """The engine's feedback log (one per engine, opened on first use, closed with the engine)."""
+    log: FeedbackLog = engine.plugin("feedback", lambda e: FeedbackLog(e.path / "store.sqlite"))
+    return log

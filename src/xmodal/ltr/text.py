@@ -1,0 +1,91 @@
+"""Text normalisation shared by the strategies, the memory index and the feedback log.
+
+Tokens are lower-cased word characters; :func:`stem` is a light suffix stripper (a small subset of
+Porter's rules, M. F. Porter, "An algorithm for suffix stripping", 1980) so that "boots" and "boot"
+meet; :func:`normalize_query` is the key under which queries are grouped in the memory index.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SUFFIXES = (
+    "ational",
+    "ization",
+    "fulness",
+    "ousness",
+    "iveness",
+    "ations",
+    "ingly",
+    "ation",
+    "ness",
+    "ment",
+    "ings",
+    "ing",
+    "edly",
+    "ies",
+    "ied",
+    "ers",
+    "est",
+    "ed",
+    "es",
+    "er",
+    "ly",
+    "s",
+)
+STOPWORDS = frozenset(
+    "a an and are as at be by for from has have in is it its of on or that the this to was were with".split()
+)
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased, accent-folded word tokens."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    return _WORD.findall(folded)
+
+
+def stem(token: str) -> str:
+    """Strip one common English suffix, keeping at least three characters of the stem."""
+    if token.isdigit():
+        return token
+    for suffix in _SUFFIXES:
+        if token.endswith(suffix) and len(token) - len(suffix) >= 3:
+            base = token[: -len(suffix)]
+            if suffix == "ies":
+                return base + "y"
+            return base
+    return token
+
+
+def stems(text: str) -> list[str]:
+    return [stem(t) for t in tokens(text)]
+
+
+def normalize_query(text: str | None) -> str:
+    """The memory key of a query: stemmed tokens without stopwords, in order, space-joined."""
+    if not text:
+        return ""
+    kept = [stem(t) for t in tokens(text) if t not in STOPWORDS]
+    return " ".join(kept) if kept else " ".join(tokens(text))
+
+
+def within_one_edit(a: str, b: str) -> bool:
+    """Damerau-Levenshtein distance of at most one (a typo: insert, delete, substitute or swap)."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    if la == lb:
+        diff = [i for i in range(la) if a[i] != b[i]]
+        if len(diff) == 1:
+            return True
+        return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+    short, long_ = (a, b) if la < lb else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long_[i]:
+        i += 1
+    return short[i:] == long_[i + 1 :]
