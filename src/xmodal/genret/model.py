@@ -1,0 +1,194 @@
+"""A trained generative index: quantizer + decoder + the trie of live IDs, saved as safetensors + JSON.
+
+Layout of ``<index>/genret/``::
+
+    manifest.json        format version, encoder config, dim, L, K, decoder config, training summary
+    model.safetensors    codebooks and decoder weights (no pickle)
+    trie.safetensors     rows and codes of the live items, with the store sequence they reflect
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from ..errors import ConfigError, StorageError
+from ..records import Modality
+from .decoder import DecoderConfig, IDDecoder
+from .quantizer import ResidualQuantizer
+from .search import VectorFetch, beam_search, bucket_candidates, rerank
+from .trie import CodeTrie
+
+FORMAT_VERSION = 1
+MODALITIES: tuple[Modality, ...] = tuple(Modality)
+TRAIN_FIX = "run `xmodal genret train` (or xmodal.genret.train_engine(engine))"
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+
+
+def modality_code(modality: Modality | str) -> int:
+    """First code of a semantic ID: the modality's position in :class:`Modality`."""
+    return MODALITIES.index(Modality(modality))
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class GenerativeIndex:
+    """Semantic IDs, the ID decoder and the trie; ``search`` returns rows and scores per query."""
+
+    def __init__(
+        self, quantizer: ResidualQuantizer, decoder: IDDecoder, meta: dict[str, Any], device: str | None = None
+    ) -> None:
+        self.device = device or default_device()
+        self.quantizer = quantizer.to(self.device).eval()
+        self.decoder = decoder.to(self.device).eval()
+        self.meta = meta
+        self.trie = CodeTrie(len(MODALITIES), quantizer.levels, quantizer.codebook_size)
+
+    @property
+    def dim(self) -> int:
+        return self.quantizer.dim
+
+    # -- IDs ----------------------------------------------------------------------------------
+    def codes_for(self, vectors: FloatArray, modalities: Sequence[Modality | str] | IntArray) -> IntArray:
+        """Full semantic IDs [n, L+1] of item embeddings with their modalities."""
+        first = np.asarray(
+            [m if isinstance(m, (int, np.integer)) else modality_code(m) for m in modalities], dtype=np.int64
+        )
+        rest = self.quantizer.encode(np.asarray(vectors, dtype=np.float32))
+        return np.concatenate([first[:, None], rest], 1)
+
+    def put(self, rows: IntArray, vectors: FloatArray, modalities: Sequence[Modality | str] | IntArray) -> None:
+        """Give items their IDs from the trained quantizer and enter them into the trie (no retraining)."""
+        if len(rows):
+            self.trie.add(np.asarray(rows, np.int64), self.codes_for(vectors, modalities))
+
+    def remove(self, rows: IntArray) -> int:
+        return self.trie.remove(np.asarray(rows, np.int64))
+
+    # -- search -------------------------------------------------------------------------------
+    def generate(self, queries: FloatArray, beam: int) -> tuple[IntArray, FloatArray]:
+        """Constrained beam search: generated full keys and log-probabilities per query."""
+        q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if len(self.trie) == 0:
+            return np.full((len(q), 0), -1, np.int64), np.empty((len(q), 0), np.float32)
+        return beam_search(self.decoder, self.trie, torch.as_tensor(q, device=self.device), beam)
+
+    def search(
+        self,
+        queries: FloatArray,
+        k: int,
+        *,
+        beam: int = 32,
+        similarity: VectorFetch | None = None,
+        pool: int | None = None,
+    ) -> list[tuple[IntArray, FloatArray]]:
+        """Per query, up to ``k`` rows with scores: GENIUS (beam log-prob) or, with ``similarity``,
+        GENIUS-R (the first ``pool`` candidates re-ranked by cosine)."""
+        q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        keys, scores = self.generate(q, max(beam, 1))
+        out = []
+        for i in range(len(q)):
+            want = k if similarity is None else max(k, pool or beam)
+            rows, sc = bucket_candidates(self.trie, keys[i], scores[i], want)
+            if similarity is not None:
+                rows, sc = rerank(rows, q[i], similarity, k)
+            out.append((rows, sc))
+        return out
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, directory: Path, seq: int) -> None:
+        """Write the model, the trie (as of store sequence ``seq``) and the manifest atomically."""
+        from safetensors.torch import save_file
+
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        tensors = {"quantizer.codebooks": self.quantizer.codebooks.detach().cpu().contiguous()}
+        tensors.update({f"decoder.{k}": v.detach().cpu().contiguous() for k, v in self.decoder.state_dict().items()})
+        save_file(tensors, str(tmp / "model.safetensors"))
+        self.save_trie(tmp, seq)
+        (tmp / "manifest.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True))
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def save_trie(self, directory: Path, seq: int) -> None:
+        from safetensors.numpy import save_file
+
+        arrays = self.trie.arrays()
+        arrays["seq"] = np.asarray([seq], np.int64)
+        part = directory / "trie.safetensors.part"
+        save_file(arrays, str(part))
+        os.replace(part, directory / "trie.safetensors")
+
+    def save_manifest(self, directory: Path) -> None:
+        part = directory / "manifest.json.part"
+        part.write_text(json.dumps(self.meta, indent=2, sort_keys=True))
+        os.replace(part, directory / "manifest.json")
+
+    @classmethod
+    def load(
+        cls, directory: Path, *, dim: int | None = None, encoder: dict[str, Any] | None = None, device: str | None = None
+    ) -> tuple[GenerativeIndex, int]:
+        """Load a saved index; returns it and the store sequence its trie reflects.
+
+        Raises :class:`ConfigError` when no model exists or it was trained for another encoder or
+        dimension, :class:`StorageError` when a file is corrupt; both name the fix.
+        """
+        meta = read_manifest(directory)
+        if dim is not None and meta["dim"] != dim:
+            raise ConfigError(f"the generative model was trained for dimension {meta['dim']}, the index has {dim}; {TRAIN_FIX} again")
+        if encoder is not None and meta.get("encoder") != encoder:
+            raise ConfigError(f"the generative model was trained for encoder {meta.get('encoder')}, the index uses {encoder}; {TRAIN_FIX} again")
+        try:
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(directory / "model.safetensors"))
+            quantizer = ResidualQuantizer(meta["dim"], meta["levels"], meta["codebook_size"])
+            quantizer.load_state_dict({"codebooks": tensors["quantizer.codebooks"]})
+            config = DecoderConfig(**meta["decoder"])
+            decoder = IDDecoder(config)
+            decoder.load_state_dict({k[len("decoder.") :]: v for k, v in tensors.items() if k.startswith("decoder.")})
+            index = cls(quantizer, decoder, meta, device)
+            seq = index._load_trie(directory)
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+            raise StorageError(f"{directory}: the generative model is corrupt or incomplete ({exc}); {TRAIN_FIX} again") from exc
+        return index, seq
+
+    def _load_trie(self, directory: Path) -> int:
+        from safetensors.numpy import load_file
+
+        arrays = load_file(str(directory / "trie.safetensors"))
+        codes = arrays["codes"].reshape(-1, self.trie.length)
+        self.trie.add(arrays["rows"], codes)
+        return int(arrays["seq"][0])
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of a saved model, checked for format version."""
+    path = directory / "manifest.json"
+    if not path.exists():
+        raise ConfigError(f"no generative model in {directory}; {TRAIN_FIX} first")
+    try:
+        meta: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{path}: unreadable manifest ({exc}); {TRAIN_FIX} again") from exc
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise StorageError(f"{path}: format version {meta.get('format_version') if isinstance(meta, dict) else '?'} "
+                           f"is not {FORMAT_VERSION}; {TRAIN_FIX} again")
+    return meta

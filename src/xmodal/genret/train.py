@@ -1,0 +1,228 @@
+"""Training a generative index (GENIUS, Kim et al., CVPR 2025) from (query embedding, target item) pairs.
+
+1. Residual k-means codebooks on the item embeddings (:mod:`.quantizer`).
+2. GENIUS quantizer fine-tuning on the pairs (contrastive + commitment + MSE), ``contrastive`` on/off.
+3. The items' semantic IDs, then the decoder trained with cross-entropy on the targets' IDs, its
+   queries mixed with their targets by query augmentation (``alpha``; 0 turns it off).
+
+Checkpoints after every decoder epoch (``checkpoint_dir``) make a long run resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from tqdm import tqdm
+
+from ..errors import ValidationError
+from .decoder import DecoderConfig, IDDecoder, augment
+from .model import FORMAT_VERSION, MODALITIES, TRAIN_FIX, GenerativeIndex, default_device
+from .quantizer import ResidualQuantizer, default_shape, finetune
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSet:
+    """Items (rows, embeddings, modality codes) and pairs (query embedding → position of the target item)."""
+
+    rows: IntArray
+    vectors: FloatArray
+    modalities: IntArray
+    queries: FloatArray
+    targets: IntArray
+    sources: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.rows) == 0:
+            raise ValidationError("catalog", "is empty: there is nothing to give IDs to", f"add items, then {TRAIN_FIX}")
+        if len(self.queries) != len(self.targets):
+            raise ValidationError("pairs", "queries and targets differ in length")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Hyperparameters; ``levels``/``codebook_size`` of None take :func:`default_shape` of the catalog."""
+
+    levels: int | None = None
+    codebook_size: int | None = None
+    epochs: int = 10
+    batch: int = 256
+    lr: float = 1e-3
+    alpha: float = 2.0  # query augmentation Beta(α, α); 0 turns it off
+    augment_share: float = 0.5  # share of each batch that is augmented
+    contrastive: bool = True  # GENIUS quantizer fine-tuning; False keeps plain residual k-means IDs
+    finetune_epochs: int = 3
+    kmeans_iters: int = 20
+    d_model: int = 256
+    n_layers: int = 2
+    n_heads: int = 4
+    n_prefix: int = 4
+    seed: int = 0
+    device: str | None = None
+    max_minutes: float | None = None  # stop decoder training early (the summary says so)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit(
+    data: TrainingSet,
+    config: TrainConfig = TrainConfig(),
+    *,
+    checkpoint_dir: Path | None = None,
+    progress: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> GenerativeIndex:
+    """Train quantizer and decoder on ``data``; the returned index already holds every item's ID."""
+    start = time.perf_counter()
+    device = config.device or default_device()
+    torch.manual_seed(config.seed)
+    levels, k = default_shape(len(data.rows))
+    config = replace(config, levels=config.levels or levels, codebook_size=config.codebook_size or k)
+    assert config.levels is not None and config.codebook_size is not None
+    vectors = torch.as_tensor(np.asarray(data.vectors, np.float32), device=device)
+    queries = torch.as_tensor(np.asarray(data.queries, np.float32), device=device)
+    targets = torch.as_tensor(np.asarray(data.targets, np.int64), device=device)
+    ckpt = _load_checkpoint(checkpoint_dir, config, vectors.shape[1])
+    rq = ResidualQuantizer(vectors.shape[1], config.levels, config.codebook_size).to(device)
+    timings: dict[str, float] = {}
+    if ckpt is not None:
+        rq.load_state_dict({"codebooks": ckpt["quantizer.codebooks"].to(device)})
+        losses: dict[str, float] = {}
+    else:
+        t0 = time.perf_counter()
+        rq.init_kmeans(vectors, seed=config.seed, iters=config.kmeans_iters)
+        timings["kmeans_s"] = time.perf_counter() - t0
+        losses = {}
+        if config.contrastive and len(queries):
+            t0 = time.perf_counter()
+            losses = finetune(rq, queries, vectors[targets], epochs=config.finetune_epochs, seed=config.seed)
+            timings["finetune_s"] = time.perf_counter() - t0
+    codes = torch.as_tensor(rq.encode(vectors))
+    first = torch.as_tensor(np.asarray(data.modalities, np.int64)).unsqueeze(1)
+    item_ids = torch.cat([first, codes], 1).to(device)
+    dconf = DecoderConfig(vectors.shape[1], config.levels, config.codebook_size, len(MODALITIES),
+                          config.d_model, config.n_layers, config.n_heads, config.n_prefix)
+    decoder = IDDecoder(dconf, rq.codebooks.detach()).to(device)
+    t0 = time.perf_counter()
+    epochs_done, dec_loss, stopped = _train_decoder(decoder, queries, vectors, targets, item_ids, config, ckpt,
+                                                    rq, checkpoint_dir, progress)
+    timings["decoder_s"] = time.perf_counter() - t0
+    summary = {
+        "items": len(data.rows), "pairs": len(data.queries), "sources": dict(data.sources),
+        "epochs": epochs_done, "stopped_early": stopped, "decoder_loss": dec_loss, "quantizer_losses": losses,
+        "timings_s": {name: round(v, 2) for name, v in timings.items()},
+        "seconds": round(time.perf_counter() - start, 2), "device": device,
+    }
+    full_meta = {
+        "format_version": FORMAT_VERSION, "dim": int(vectors.shape[1]), "levels": config.levels,
+        "codebook_size": config.codebook_size, "modalities": [m.value for m in MODALITIES],
+        "decoder": dconf.to_dict(), "train_config": config.to_dict(), "training": summary,
+        "trained_at": time.time(), **(meta or {}),
+    }
+    index = GenerativeIndex(rq.cpu() if device == "cpu" else rq, decoder, full_meta, device)
+    index.trie.add(np.asarray(data.rows, np.int64), item_ids.cpu().numpy())
+    stats = rq.stats(codes.numpy())
+    trie = index.trie.stats()
+    summary.update({"codebook_used": list(stats.used), "perplexity": [round(p, 2) for p in stats.perplexity],
+                    "buckets": trie.buckets, "collisions": trie.collisions, "max_bucket": trie.max_bucket})
+    return index
+
+
+def _train_decoder(
+    decoder: IDDecoder, queries: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor, item_ids: torch.Tensor,
+    config: TrainConfig, ckpt: dict[str, torch.Tensor] | None, rq: ResidualQuantizer,
+    checkpoint_dir: Path | None, progress: bool,
+) -> tuple[int, float, bool]:
+    """Cross-entropy on the targets' IDs with query augmentation; returns epochs done, last loss, stopped."""
+    opt = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=0.01)
+    start_epoch = 0
+    if ckpt is not None:
+        decoder.load_state_dict({k[8:]: v for k, v in ckpt.items() if k.startswith("decoder.")})
+        _load_optimizer(opt, decoder, ckpt)
+        start_epoch = int(ckpt["epoch"][0])
+    gen = torch.Generator().manual_seed(config.seed + start_epoch)
+    n = len(queries)
+    deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else None
+    last, stopped, epoch = 0.0, False, start_epoch
+    for epoch in range(start_epoch, config.epochs):
+        decoder.train()
+        order = torch.randperm(n, generator=gen).to(queries.device)
+        total, steps = 0.0, 0
+        bar = tqdm(range(0, n, config.batch), desc=f"genret epoch {epoch + 1}/{config.epochs}", disable=not progress,
+                   leave=False, unit="batch")
+        for s in bar:
+            idx = order[s : s + config.batch]
+            q, t = queries[idx], vectors[targets[idx]]
+            cut = int(len(idx) * config.augment_share)
+            if config.alpha > 0 and cut:
+                q = torch.cat([augment(q[:cut], t[:cut], config.alpha, gen), q[cut:]])
+            loss = decoder.loss(q, item_ids[targets[idx]])
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            total, steps = total + float(loss), steps + 1
+        last = total / max(1, steps)
+        if checkpoint_dir is not None:
+            _save_checkpoint(checkpoint_dir, decoder, opt, rq, epoch + 1, config)
+        if deadline is not None and time.perf_counter() > deadline:
+            stopped = epoch + 1 < config.epochs
+            return epoch + 1, last, stopped
+    return max(epoch + 1, start_epoch) if n else start_epoch, last, stopped
+
+
+# -- resumable checkpoints (safetensors, no pickle) --------------------------------------------
+def _save_checkpoint(directory: Path, decoder: IDDecoder, opt: torch.optim.Optimizer, rq: ResidualQuantizer,
+                     epoch: int, config: TrainConfig) -> None:
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {"quantizer.codebooks": rq.codebooks.detach().cpu().contiguous(),
+               "epoch": torch.tensor([epoch], dtype=torch.int64)}
+    tensors.update({f"decoder.{k}": v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()})
+    names = dict(decoder.named_parameters())
+    by_id = {id(p): name for name, p in names.items()}
+    for param, state in opt.state.items():
+        name = by_id[id(param)]
+        for key, value in state.items():
+            tensors[f"opt.{name}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    part = directory / "checkpoint.safetensors.part"
+    save_file(tensors, str(part))
+    part.replace(directory / "checkpoint.safetensors")
+    (directory / "checkpoint.json").write_text(json.dumps(_ckpt_key(config, rq.dim)))
+
+
+def _ckpt_key(config: TrainConfig, dim: int) -> dict[str, Any]:
+    keep = {k: v for k, v in config.to_dict().items() if k not in ("epochs", "max_minutes", "device")}
+    return {"dim": dim, **keep}
+
+
+def _load_checkpoint(directory: Path | None, config: TrainConfig, dim: int) -> dict[str, torch.Tensor] | None:
+    """The checkpoint of an interrupted run with the same settings, or None (start afresh)."""
+    if directory is None or not (directory / "checkpoint.safetensors").exists():
+        return None
+    try:
+        if json.loads((directory / "checkpoint.json").read_text()) != _ckpt_key(config, dim):
+            return None
+        from safetensors.torch import load_file
+
+        return load_file(str(directory / "checkpoint.safetensors"))
+    except (OSError, ValueError):
+        return None  # an unreadable checkpoint only costs a restart
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, decoder: IDDecoder, ckpt: dict[str, torch.Tensor]) -> None:
+    for name, param in decoder.named_parameters():
+        state = {key.rsplit(".", 1)[1]: value for key, value in ckpt.items()
+                 if key.startswith(f"opt.{name}.") and key.count(".") == name.count(".") + 2}
+        if state:
+            opt.state[param] = {k: v.to(param.device) if k != "step" else v for k, v in state.items()}
