@@ -2,7 +2,7 @@
 
 Each function takes one ranked list of ids (best first) and the set of relevant ids, and returns a
 number in [0, 1]; :func:`mean` averages per-query values. Inputs are never mutated. Duplicate ids in a
-ranking count once, at their first position.
+ranking count once, at their first position (a repeat still takes its place in the top k).
 
 - recall@k: the share of the relevant ids found in the top k (Manning, Raghavan & Schütze,
   *Introduction to Information Retrieval*, 2008, ch. 8).
@@ -21,18 +21,16 @@ from collections.abc import Collection, Iterable, Sequence
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")
 
 
-def _top(ranking: Sequence[str], k: int | None) -> list[str]:
-    """The first ``k`` distinct ids of a ranking (all of them when ``k`` is None)."""
+def _top(ranking: Sequence[str], k: int | None) -> list[tuple[int, str]]:
+    """(rank, id) of each id's first occurrence within the first ``k`` positions (all when None)."""
     if k is not None and k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    out: list[str] = []
+    out: list[tuple[int, str]] = []
     seen: set[str] = set()
-    for item in ranking:
-        if k is not None and len(out) >= k:
-            break
+    for rank, item in enumerate(ranking[:k] if k is not None else ranking, 1):
         if item not in seen:
             seen.add(item)
-            out.append(item)
+            out.append((rank, item))
     return out
 
 
@@ -40,13 +38,13 @@ def recall_at_k(ranking: Sequence[str], relevant: Collection[str], k: int) -> fl
     """|relevant ∩ top-k| / |relevant| (0 when nothing is relevant)."""
     if not relevant:
         return 0.0
-    found = sum(1 for item in _top(ranking, k) if item in relevant)
+    found = sum(1 for _, item in _top(ranking, k) if item in relevant)
     return found / len(set(relevant))
 
 
 def reciprocal_rank(ranking: Sequence[str], relevant: Collection[str], k: int | None = None) -> float:
     """1 / rank of the first relevant id within the top ``k`` (all ranks when None), else 0."""
-    for rank, item in enumerate(_top(ranking, k), 1):
+    for rank, item in _top(ranking, k):
         if item in relevant:
             return 1.0 / rank
     return 0.0
@@ -54,7 +52,7 @@ def reciprocal_rank(ranking: Sequence[str], relevant: Collection[str], k: int | 
 
 def dcg_at_k(ranking: Sequence[str], relevant: Collection[str], k: int) -> float:
     """Σ over the top k of rel_i / log2(i + 1), with rel_i ∈ {0, 1} (Järvelin & Kekäläinen 2002)."""
-    return sum(1.0 / math.log2(rank + 1) for rank, item in enumerate(_top(ranking, k), 1) if item in relevant)
+    return sum(1.0 / math.log2(rank + 1) for rank, item in _top(ranking, k) if item in relevant)
 
 
 def ndcg_at_k(ranking: Sequence[str], relevant: Collection[str], k: int) -> float:
