@@ -1,0 +1,167 @@
+"""The REST app: :func:`create_app` wires routes, limits, keys, metrics, logs, the page and MCP
+around one :class:`~xmodal.Engine` (a thin adapter: the engine never knows it is served)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from importlib.resources import files
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
+
+from .. import __version__
+from ..engine import Engine
+from .auth import AuthError, KeyRing, Principal, presented_key
+from .config import ServeConfig
+from .deps import ServerState, require, server
+from .errors import install as install_errors
+from .limits import BodyLimitMiddleware, RateLimiter
+from .logs import log_request, logger, new_request_id, request_id, setup_logging
+from .metrics import Metrics
+from .models import HealthResponse
+from .routes_items import router as items_router
+from .routes_search import router as search_router
+from .thumbs import ThumbnailCache
+from .writer import WriteQueue
+
+STATIC = files("xmodal.serve") / "static"
+
+
+def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
+    """A FastAPI app serving ``engine``. Closing the engine stays the caller's job; the app's
+    shutdown drains the write queue first, so every accepted write is committed."""
+    config = config or ServeConfig()
+    state = ServerState(engine, config, KeyRing(config), RateLimiter(config.rate, config.burst), Metrics(),
+                        WriteQueue(config.write_queue), ThumbnailCache(config.thumbnail_cache))
+    state.metrics.gauge("xmodal_index_items", lambda: float(len(engine)))
+    state.metrics.gauge("xmodal_write_queue_depth", lambda: float(state.writer.depth()))
+    mcp_server = _mcp(state) if config.mcp else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if mcp_server is not None:
+                await stack.enter_async_context(mcp_server.session_manager.run())
+            try:
+                yield
+            finally:
+                state.stopping = True
+                state.writer.close()
+
+    app = FastAPI(title="xmodal", version=__version__, lifespan=lifespan,
+                  description="Multimodal search over one xmodal index. Errors are ErrorBody objects.")
+    app.state.xmodal = state
+    install_errors(app)
+    app.include_router(search_router)
+    app.include_router(items_router)
+    _add_service_routes(app)
+    if mcp_server is not None:
+        _mount_mcp(app, mcp_server, state)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"])
+    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
+    app.add_middleware(RequestLogMiddleware, metrics=state.metrics, log=config.log_requests)
+    if config.log_requests:
+        setup_logging()
+    return app
+
+
+def _mcp(state: ServerState) -> Any:
+    try:
+        from .mcp import build_mcp
+
+        return build_mcp(state.engine)
+    except ImportError:
+        logger.warning("mcp is not installed: no /mcp endpoint (pip install 'xmodal[mcp]')")
+        return None
+
+
+def _mount_mcp(app: FastAPI, mcp_server: Any, state: ServerState) -> None:
+    """Add the MCP streamable-HTTP route at /mcp, behind the same read-key check as the REST reads."""
+    inner = mcp_server.streamable_http_app(streamable_http_path="/mcp", host=state.config.host)
+    for route in inner.routes:
+        if getattr(route, "path", None) == "/mcp":
+            app.router.routes.append(Route("/mcp", endpoint=KeyGuard(route.app, state), methods=None))
+
+
+class KeyGuard:
+    """ASGI wrapper: refuse callers without a read key when reads are not open (same rules as REST)."""
+
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        try:
+            self.state.keys.authorize(presented_key(headers.get("authorization"), headers.get("x-api-key")), "read", client)
+        except AuthError as exc:
+            response = JSONResponse({"error": exc.message, "field": "Authorization"}, status_code=exc.status)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _add_service_routes(app: FastAPI) -> None:
+    @app.get("/health", response_model=HealthResponse, tags=["service"])
+    def health(request: Request) -> HealthResponse:
+        """Liveness and size; needs no key."""
+        state = server(request)
+        return HealthResponse(status="stopping" if state.stopping else "ok", items=len(state.engine),
+                              write_queue=state.writer.depth(), version=__version__)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["service"],
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    def metrics(request: Request, _: Principal = Depends(require("read"))) -> PlainTextResponse:
+        """Request counts and latency histograms by route, errors, index size, write queue depth."""
+        return PlainTextResponse(server(request).metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+
+class RequestLogMiddleware:
+    """Outermost layer: request id (``X-Request-ID``), latency and status into metrics and a JSON log line."""
+
+    def __init__(self, app: Any, metrics: Metrics, log: bool) -> None:
+        self.app, self.metrics, self.log = app, metrics, log
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        rid = new_request_id(given)
+        token = request_id.set(rid)
+        start, status = time.perf_counter(), 500
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe(scope["method"], route, status, elapsed)
+            if self.log:
+                caller = (scope.get("state") or {}).get("caller", "-")
+                log_request(scope["method"], route, status, elapsed, caller)
+            request_id.reset(token)
+
+
+__all__ = ["ServerState", "create_app"]

@@ -1,0 +1,136 @@
+"""Server settings: API keys, limits, CORS and logging, from a JSON or TOML file and the environment.
+
+A config file looks like (TOML; JSON with the same structure works too)::
+
+    open_reads = true                # reads without a key; writes and admin always need one
+    max_body_bytes = 20_000_000
+    max_pixels = 25_000_000
+    cors_origins = ["http://localhost:3000"]
+
+    [[keys]]
+    key = "s3cret-writer"
+    scopes = ["read", "write"]
+    rate = 50.0                      # requests per second (token bucket), burst below
+    burst = 100
+
+``XMODAL_API_KEYS`` adds keys from the environment: ``KEY:read+write,KEY2:admin`` (a key without
+``:scopes`` gets ``read``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+SCOPES = ("read", "write", "admin")
+ENV_KEYS = "XMODAL_API_KEYS"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One API key, what it may do and its own rate limit (``None``: the server default)."""
+
+    key: str
+    scopes: frozenset[str]
+    name: str = ""
+    rate: float | None = None
+    burst: int | None = None
+
+    @property
+    def label(self) -> str:
+        """A name safe to log (never the key itself)."""
+        return self.name or f"key-{abs(hash(self.key)) % 10_000:04d}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """Everything the REST app needs besides the engine."""
+
+    keys: tuple[ApiKey, ...] = ()
+    open_reads: bool = True
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 25_000_000
+    max_batch: int = 1000
+    rate: float = 200.0  # per key (or per client address when anonymous), requests/s
+    burst: int = 400
+    cors_origins: tuple[str, ...] = ()
+    thumbnail_size: int = 256
+    thumbnail_cache: int = 512  # thumbnails kept in memory
+    write_queue: int = 1024
+    log_requests: bool = True
+    mcp: bool = True  # mount the MCP endpoint at /mcp (when the mcp package is installed)
+    host: str = "127.0.0.1"  # the address served; on loopback MCP also checks Host/Origin (DNS rebinding)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, env: dict[str, str] | None = None) -> ServeConfig:
+        """Read ``path`` (``.toml`` or ``.json``) if given, then add keys from ``XMODAL_API_KEYS``."""
+        data: dict[str, Any] = _read(Path(path)) if path is not None else {}
+        config = cls.from_dict(data)
+        env_keys = (env if env is not None else dict(os.environ)).get(ENV_KEYS, "")
+        return replace(config, keys=config.keys + parse_env_keys(env_keys)) if env_keys else config
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServeConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown server setting(s) {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        values["keys"] = tuple(_parse_key(i, k) for i, k in enumerate(data.get("keys", [])))
+        values["cors_origins"] = tuple(data.get("cors_origins", ()))
+        for name in ("max_body_bytes", "max_pixels", "max_batch", "burst", "thumbnail_size", "thumbnail_cache"):
+            if name in values and (not isinstance(values[name], int) or values[name] < 1):
+                raise ConfigError(f"server setting {name} must be a positive integer, got {values[name]!r}")
+        return cls(**values)
+
+    def with_keys(self, *keys: ApiKey) -> ServeConfig:
+        return replace(self, keys=self.keys + keys)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"server config {path} not found; give an existing .toml or .json file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"server config {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"server config {path} must hold an object of settings")
+    return data
+
+
+def _parse_key(index: int, spec: Any) -> ApiKey:
+    if not isinstance(spec, dict) or not isinstance(spec.get("key"), str) or len(spec["key"]) < 8:
+        raise ConfigError(f"keys[{index}] needs a 'key' string of at least 8 characters")
+    scopes = frozenset(spec.get("scopes", ["read"]))
+    _check_scopes(scopes, f"keys[{index}].scopes")
+    rate, burst = spec.get("rate"), spec.get("burst")
+    return ApiKey(spec["key"], scopes, str(spec.get("name", "")), float(rate) if rate else None, int(burst) if burst else None)
+
+
+def parse_env_keys(text: str) -> tuple[ApiKey, ...]:
+    """Keys from ``KEY:read+write,KEY2:admin``."""
+    keys = []
+    for i, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
+        key, _, scope_text = part.partition(":")
+        scopes = frozenset(s for s in scope_text.replace("+", " ").split() if s) or frozenset({"read"})
+        _check_scopes(scopes, f"{ENV_KEYS}[{i}]")
+        if len(key) < 8:
+            raise ConfigError(f"{ENV_KEYS}[{i}]: keys need at least 8 characters")
+        keys.append(ApiKey(key, scopes, f"env-{i}"))
+    return tuple(keys)
+
+
+def _check_scopes(scopes: frozenset[str], where: str) -> None:
+    bad = sorted(scopes - set(SCOPES))
+    if bad:
+        raise ConfigError(f"{where}: unknown scope(s) {bad}; use {', '.join(SCOPES)}")
+
+

@@ -1,0 +1,76 @@
+"""Shared state of one app and the FastAPI dependencies that check keys and rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from ..engine import Engine
+from .auth import KeyRing, Principal
+from .config import ServeConfig
+from .limits import RateLimiter
+from .metrics import Metrics
+from .thumbs import ThumbnailCache
+from .writer import WriteQueue
+
+
+@dataclass(slots=True)
+class ServerState:
+    """What every route needs: the engine, the config and the server's helpers."""
+
+    engine: Engine
+    config: ServeConfig
+    keys: KeyRing
+    limiter: RateLimiter
+    metrics: Metrics
+    writer: WriteQueue
+    thumbs: ThumbnailCache
+    stopping: bool = False
+
+    async def write(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the single writer thread; returns once it has committed."""
+        return await asyncio.wrap_future(self.writer.submit(fn))
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int, caller: str) -> None:
+        super().__init__(f"rate limit exceeded for {caller}")
+        self.retry_after = retry_after
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: Authorization: Bearer KEY")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (alternative header)")
+
+
+def server(request: Request) -> ServerState:
+    state: ServerState = request.app.state.xmodal
+    return state
+
+
+def require(scope: str) -> Callable[..., Principal]:
+    """A dependency: the caller must hold ``scope`` and be within its rate limit."""
+
+    def check(
+        request: Request,
+        bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        header: str | None = Depends(_header),
+    ) -> Principal:
+        state = server(request)
+        presented = bearer.credentials if bearer is not None else header
+        if presented is None and "authorization" in request.headers:
+            presented = request.headers["authorization"]  # not "Bearer KEY": fails as an unknown key
+        client = request.client.host if request.client else "unknown"
+        principal = state.keys.authorize(presented, scope, client)
+        key = principal.key
+        wait = state.limiter.check(principal.label, key.rate if key else None, key.burst if key else None)
+        request.state.caller = principal.label
+        if wait:
+            raise RateLimited(wait, principal.label)
+        return principal
+
+    return check

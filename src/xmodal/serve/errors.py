@@ -1,0 +1,131 @@
+"""Errors the routes raise, the documented error responses, and the handlers that write them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import pydantic
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ..errors import ConfigError, NotFoundError, ValidationError
+from .auth import AuthError
+from .deps import RateLimited
+from .logs import logger, request_id
+from .models import ErrorBody
+from .writer import QueueFull
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, ready to be written as an :class:`ErrorBody`."""
+
+    def __init__(self, status: int, error: str, field: str | None = None, fix: str | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.field, self.fix, self.details = status, error, field, fix, details
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of the error statuses a route can answer."""
+    text = {400: "malformed body (invalid JSON or UTF-8, broken multipart)", 401: "missing or unknown API key",
+            403: "the key lacks the scope", 404: "no such item or file", 413: "body larger than the limit",
+            415: "unsupported content type", 422: "invalid fields (named in the answer)", 429: "rate limited (see Retry-After)",
+            501: "not supported by this engine", 503: "write queue full or server stopping"}
+    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body, or raise a 400 saying what is wrong with it."""
+    if not body:
+        raise ApiError(400, "the request body is empty", "body", "send a JSON object")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not valid UTF-8 (byte {exc.start})", "body", "encode the JSON as UTF-8") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}", "body", "send a JSON object") from None
+
+
+def validate(model: type[pydantic.BaseModel], data: Any) -> Any:
+    """``model.model_validate(data)`` with pydantic's errors turned into a 422 naming each field."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
+def from_pydantic(exc: pydantic.ValidationError | RequestValidationError) -> ApiError:
+    details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+    first = details[0] if details else {"field": "body", "problem": "invalid"}
+    return ApiError(422, f"{first['field']}: {first['problem']}", str(first["field"]), "see details for every problem", details)
+
+
+def decode_base64(text: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "is not valid base64", field, "base64-encode the image file bytes") from None
+
+
+def _body(status: int, error: str, field: str | None = None, fix: str | None = None,
+          details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    content = ErrorBody(error=error, field=field, fix=fix, request_id=request_id.get(), details=details)
+    return JSONResponse(content.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every known error into its documented status and body."""
+
+    async def api_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return _body(exc.status, exc.error, exc.field, exc.fix, exc.details)
+
+    async def xmodal_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ValidationError)
+        return _body(422, str(exc), exc.field, exc.fix or None)
+
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        return _body(404, str(exc), "id", "check the id (GET /search lists what is there)")
+
+    async def auth(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthError)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _body(exc.status, exc.message, "Authorization", headers=headers)
+
+    async def limited(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RateLimited)
+        return _body(429, str(exc), None, f"retry after {exc.retry_after} s", headers={"Retry-After": str(exc.retry_after)})
+
+    async def queue_full(_: Request, exc: Exception) -> JSONResponse:
+        return _body(503, f"cannot take the write now: {exc}", None, "retry shortly", headers={"Retry-After": "1"})
+
+    async def request_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        err = from_pydantic(exc)
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return _body(400, f"the body is not valid JSON: {err.error}", "body", "send a JSON object")
+        return _body(422, err.error, err.field, err.fix, err.details)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return _body(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    async def config_error(_: Request, exc: Exception) -> JSONResponse:
+        return _body(501, str(exc), None, "this server is not configured for it")
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled error", exc_info=exc)
+        return _body(500, "internal error; quote the request id when reporting it")
+
+    for kind, handler in [(ApiError, api_error), (ValidationError, xmodal_validation), (NotFoundError, not_found),
+                          (AuthError, auth), (RateLimited, limited), (QueueFull, queue_full),
+                          (RequestValidationError, request_validation), (HTTPException, http_error),
+                          (ConfigError, config_error), (Exception, unexpected)]:
+        app.add_exception_handler(kind, handler)

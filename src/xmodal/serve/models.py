@@ -1,0 +1,129 @@
+"""Request and response models of the REST API (they make the OpenAPI spec precise)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AttrValue = Union[bool, int, float, str]
+Strict = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: what is wrong, which field, how to fix it, and the request id to quote."""
+
+    error: str
+    field: str | None = None
+    fix: str | None = None
+    request_id: str | None = None
+    details: list[dict[str, Any]] | None = None
+
+
+class SearchRequest(BaseModel):
+    """A JSON search: text and/or a base64 image, filters (attribute → value, list or range), k, target, mode."""
+
+    model_config = Strict
+    text: str | None = Field(None, max_length=4096)
+    image_base64: str | None = Field(None, description="an image file, base64-encoded")
+    filters: dict[str, Any] = Field(default_factory=dict)
+    k: int = Field(10, ge=1, le=1000)
+    target: Literal["text", "image", "combined", "any"] = "any"
+    mode: str = Field("dense", max_length=64)
+    explain: bool = False
+    user: str | None = Field(None, max_length=256)
+    log: bool = Field(True, description="record an impression for feedback (when the engine learns from it)")
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    modality: Literal["text", "image", "image+text"]
+    title: str
+    text: str
+    attributes: dict[str, AttrValue]
+    thumbnail_url: str | None
+    media_url: str | None
+    provenance: str = Field(description="the strategy that found this hit, e.g. dense:combined")
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    took_ms: float
+    encode_ms: float
+    query_id: str | None = Field(None, description="quote it in POST /feedback")
+    explain: dict[str, Any] | None = Field(None, description="with explain=true: the plan, each strategy's part")
+
+
+class ItemIn(BaseModel):
+    """One item to add or replace. Images come inline (base64) or as a multipart file (``image_file``)."""
+
+    model_config = Strict
+    id: str = Field(min_length=1, max_length=512)
+    title: str = ""
+    text: str = ""
+    attributes: dict[str, AttrValue] = Field(default_factory=dict)
+    modality: Literal["text", "image", "image+text"] | None = None
+    image_base64: str | None = None
+    image_file: str | None = Field(None, description="multipart only: the filename of an uploaded image part")
+
+
+class ItemsRequest(BaseModel):
+    model_config = Strict
+    items: list[ItemIn]
+
+
+class RejectionOut(BaseModel):
+    where: str
+    reason: str
+
+
+class AddResponse(BaseModel):
+    added: list[str] = Field(description="ids committed (acknowledged writes)")
+    rejected: list[RejectionOut]
+
+
+class ItemOut(BaseModel):
+    id: str
+    modality: Literal["text", "image", "image+text"]
+    title: str
+    text: str
+    attributes: dict[str, AttrValue]
+    media_url: str | None
+    thumbnail_url: str | None
+    created_at: float
+    updated_at: float
+
+
+class DeleteResponse(BaseModel):
+    id: str
+    deleted: bool
+
+
+class FeedbackRequest(BaseModel):
+    model_config = Strict
+    query_id: str = Field(min_length=1, max_length=128)
+    item_id: str = Field(min_length=1, max_length=512)
+    event: str = Field("click", pattern=r"^[a-z_]{1,32}$")
+    position: int | None = Field(None, ge=0, le=100_000)
+    value: float | None = Field(None, allow_inf_nan=False)
+
+
+class FeedbackResponse(BaseModel):
+    recorded: bool
+
+
+class FacetValue(BaseModel):
+    value: AttrValue
+    count: int
+
+
+class FacetsResponse(BaseModel):
+    attributes: dict[str, list[FacetValue]]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "stopping"]
+    items: int
+    write_queue: int
+    version: str

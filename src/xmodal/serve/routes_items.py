@@ -1,0 +1,172 @@
+"""``POST /items`` (batch add/upsert, JSON or multipart), get, delete, media and thumbnails."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query as Q, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from ..errors import NotFoundError, XmodalError
+from ..ingest.prepare import AddReport, Rejection
+from ..records import Item
+from .auth import Principal
+from .deps import ServerState, require, server
+from .errors import ApiError, decode_base64, parse_json, responses
+from .limits import check_image
+from .models import AddResponse, DeleteResponse, ItemIn, ItemOut, RejectionOut
+from .routes_search import item_urls
+
+router = APIRouter(tags=["items"])
+IMAGE_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif",
+               ".bmp": "image/bmp", ".tif": "image/tiff"}
+
+_ITEMS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ItemsRequest"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["items"],
+                    "properties": {
+                        "items": {"type": "string", "description": "JSON array of items; image_file names an upload"},
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+async def parse_items(request: Request, max_batch: int) -> tuple[list[Any], dict[str, bytes]]:
+    """The raw item objects and the uploaded files by filename."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    files: dict[str, bytes] = {}
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=max_batch, max_fields=max_batch + 10)
+        for _, value in form.multi_items():
+            if isinstance(value, UploadFile) and value.filename:
+                files[value.filename] = await value.read()
+        raw = form.get("items")
+        if not isinstance(raw, str):
+            raise ApiError(422, "missing: a text field with a JSON array of items", "items", "add an 'items' form field")
+        try:
+            items = json.loads(raw)
+        except ValueError:
+            raise ApiError(422, "is not valid JSON", "items", "send a JSON array of item objects") from None
+    elif ctype in ("application/json", ""):
+        body = parse_json(await request.body())
+        items = body.get("items") if isinstance(body, dict) else None
+    else:
+        raise ApiError(415, f"content type {ctype!r} is not accepted", "Content-Type",
+                       "send application/json or multipart/form-data")
+    if not isinstance(items, list):
+        raise ApiError(422, "must be an array of item objects", "items", 'send {"items": [{"id": "1", "title": "..."}]}')
+    if len(items) > max_batch:
+        raise ApiError(413, f"{len(items)} items is more than {max_batch} per request", "items", "split the batch")
+    return items, files
+
+
+def build_item(raw: Any, files: dict[str, bytes], max_pixels: int, index: int) -> Item:
+    """An :class:`Item` from one request object, or an :class:`XmodalError`/``ApiError`` saying why not."""
+    import pydantic
+
+    where = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else f"items[{index}]"
+    try:
+        spec = ItemIn.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors())
+        raise ApiError(422, problems, where) from None
+    image: bytes | None = None
+    if spec.image_base64 is not None:
+        image = decode_base64(spec.image_base64, "image_base64")
+    elif spec.image_file is not None:
+        if spec.image_file not in files:
+            raise ApiError(422, f"image_file {spec.image_file!r} was not uploaded", where, "attach it as a file part")
+        image = files[spec.image_file]
+    if image is not None:
+        check_image(image, max_pixels, item=spec.id)
+    return Item.create(spec.id, title=spec.title, text=spec.text, attributes=spec.attributes, image=image,
+                       modality=spec.modality)
+
+
+@router.post("/items", response_model=AddResponse, openapi_extra=_ITEMS_BODY,
+             responses=responses(400, 401, 403, 413, 415, 422, 429, 503))
+async def add_items(request: Request, _: Principal = Depends(require("write"))) -> AddResponse:
+    """Add or replace items; each bad item is reported in ``rejected``, the valid ones are committed."""
+    state = server(request)
+    raws, files = await parse_items(request, state.config.max_batch)
+    items, report = await run_in_threadpool(_build_all, state, raws, files)
+    if items:
+        report.merge(await state.write(lambda: state.engine.add(items)))
+    return AddResponse(added=report.added, rejected=[RejectionOut(where=r.where, reason=r.reason) for r in report.rejected])
+
+
+def _build_all(state: ServerState, raws: list[Any], files: dict[str, bytes]) -> tuple[list[Item], AddReport]:
+    items, report = [], AddReport()
+    for i, raw in enumerate(raws):
+        try:
+            items.append(build_item(raw, files, state.config.max_pixels, i))
+        except ApiError as exc:
+            report.rejected.append(Rejection(exc.field or f"items[{i}]", exc.error))
+        except XmodalError as exc:
+            report.rejected.append(Rejection(getattr(exc, "item", None) or f"items[{i}]", str(exc)))
+    return items, report
+
+
+def item_out(item: Item) -> ItemOut:
+    media, thumb = item_urls(item)
+    return ItemOut(id=item.id, modality=item.modality.value, title=item.title, text=item.text,
+                   attributes=dict(item.attributes), media_url=media, thumbnail_url=thumb,
+                   created_at=item.created_at, updated_at=item.updated_at)
+
+
+def _media_ref(state: ServerState, item_id: str) -> str:
+    image = state.engine.get(item_id).image
+    if not isinstance(image, str):
+        raise NotFoundError(f"item {item_id!r} has no image")
+    return image
+
+
+_IMAGE_CONTENT = {200: {"content": {t: {} for t in sorted(set(IMAGE_TYPES.values()))}, "description": "the image"}}
+
+
+@router.get("/items/{item_id:path}/media", response_class=Response,
+            responses={**_IMAGE_CONTENT, **responses(401, 403, 404, 429)})
+def get_media(request: Request, item_id: str, _: Principal = Depends(require("read"))) -> Response:
+    """The item's stored image file, as it was added."""
+    state = server(request)
+    path = state.engine.media.path(_media_ref(state, item_id))
+    return FileResponse(path, media_type=IMAGE_TYPES.get(path.suffix, "application/octet-stream"),
+                        headers={"Cache-Control": "public, max-age=86400, immutable"})
+
+
+@router.get("/items/{item_id:path}/thumbnail", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}, **responses(401, 403, 404, 422, 429)})
+def get_thumbnail(request: Request, item_id: str, size: int = Q(256, ge=16, le=512),
+                  _: Principal = Depends(require("read"))) -> Response:
+    """A JPEG at most ``size`` pixels on its long side (cached in memory)."""
+    state = server(request)
+    path = state.engine.media.path(_media_ref(state, item_id))
+    data = state.thumbs.get(path, size)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/items/{item_id:path}", response_model=ItemOut, responses=responses(401, 403, 404, 429))
+def get_item(request: Request, item_id: str, _: Principal = Depends(require("read"))) -> ItemOut:
+    """One item with its fields and media URLs."""
+    return item_out(server(request).engine.get(item_id))
+
+
+@router.delete("/items/{item_id:path}", response_model=DeleteResponse, responses=responses(401, 403, 429, 503))
+async def delete_item(request: Request, item_id: str, _: Principal = Depends(require("write"))) -> DeleteResponse:
+    """Delete an item; ``deleted`` says whether it existed. Acknowledged once committed."""
+    state = server(request)
+    count = await state.write(lambda: state.engine.delete([item_id]))
+    return DeleteResponse(id=item_id, deleted=bool(count))

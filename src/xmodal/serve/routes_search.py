@@ -1,0 +1,168 @@
+"""``POST /search`` (JSON or multipart with an image), similar items, facets and feedback."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query as Q, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from ..engine import SearchResult
+from ..records import Item, Query, Target
+from .auth import Principal
+from .deps import ServerState, require, server
+from .errors import ApiError, decode_base64, parse_json, responses, validate
+from .limits import check_image
+from .models import (
+    FacetsResponse,
+    FacetValue,
+    FeedbackRequest,
+    FeedbackResponse,
+    Hit,
+    SearchRequest,
+    SearchResponse,
+)
+
+router = APIRouter(tags=["search"])
+MAX_FACET_VALUES = 50
+
+_SEARCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "text": {"type": "string"},
+                        "k": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "target": {"type": "string", "enum": ["text", "image", "combined", "any"]},
+                        "mode": {"type": "string"},
+                        "filters": {"type": "string", "description": "a JSON object, as text"},
+                        "explain": {"type": "boolean"},
+                        "log": {"type": "boolean"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def item_urls(item: Item) -> tuple[str | None, str | None]:
+    """The media and thumbnail URLs of an item (``None`` when it has no image)."""
+    if item.image is None:
+        return None, None
+    base = f"/items/{quote(item.id, safe='')}"
+    return f"{base}/media", f"{base}/thumbnail"
+
+
+def to_hits(result: SearchResult) -> list[Hit]:
+    hits = []
+    provenance = result.hits.provenance or ("",) * len(result.hits)
+    for (_, score), item, source in zip(result.hits, result.items, provenance):
+        media, thumb = item_urls(item)
+        hits.append(Hit(id=item.id, score=score, modality=item.modality.value, title=item.title, text=item.text,
+                        attributes=dict(item.attributes), thumbnail_url=thumb, media_url=media, provenance=source))
+    return hits
+
+
+async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
+    """A :class:`SearchRequest` and the uploaded image bytes, from JSON or multipart."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=20)
+        upload = form.get("image")
+        image = await upload.read() if isinstance(upload, UploadFile) else None
+        data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and k != "image"}
+        if "filters" in data:
+            try:
+                data["filters"] = json.loads(data["filters"])
+            except ValueError:
+                raise ApiError(422, "is not a JSON object", "filters", 'send e.g. {"color": "red"}') from None
+        if image is None and isinstance(form.get("image"), str) and form["image"]:
+            raise ApiError(422, "must be a file part, not a text field", "image", "upload the image as a file")
+        return validate(SearchRequest, data), image
+    if ctype not in ("application/json", ""):
+        raise ApiError(415, f"content type {ctype!r} is not accepted", "Content-Type",
+                       "send application/json or multipart/form-data")
+    req = validate(SearchRequest, parse_json(await request.body()))
+    return req, decode_base64(req.image_base64, "image_base64") if req.image_base64 else None
+
+
+@router.post("/search", response_model=SearchResponse, openapi_extra=_SEARCH_BODY,
+             responses=responses(400, 401, 403, 413, 415, 422, 429, 503))
+async def search(request: Request, _: Principal = Depends(require("read"))) -> SearchResponse:
+    """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
+    state = server(request)
+    req, image = await parse_search(request)
+    result, query = await run_in_threadpool(_run_search, state, req, image)
+    query_id = getattr(result, "query_id", None)
+    log_impression = getattr(state.engine, "log_impression", None)
+    if req.log and query_id is None and log_impression is not None:
+        query_id = await state.write(lambda: log_impression(query, result, user=req.user))
+    explain = getattr(result, "explain", None) if req.explain else None
+    return SearchResponse(hits=to_hits(result), took_ms=result.took_ms, encode_ms=result.encode_ms,
+                          query_id=query_id, explain=_jsonable(explain))
+
+
+def _jsonable(value: Any) -> Any:
+    """The engine's explanation as plain JSON (NumPy scalars and arrays, tuples and sets turned into lists)."""
+    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else list(o)
+                                 if isinstance(o, (set, frozenset, tuple)) else str(o)))
+
+
+def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query]:
+    if image is not None:
+        check_image(image, state.config.max_pixels, item="query")
+    query = Query(text=req.text, image=image, filters=req.filters, k=req.k, target=Target(req.target),
+                  mode=req.mode, user=req.user)
+    details = req.explain or (req.log and req.mode != "dense")  # the impression keeps the plan for learning
+    try:
+        return state.engine.search(query, explain=details), query
+    except ImportError as exc:
+        raise ApiError(422, f"mode {req.mode!r} is not available on this server ({exc})", "mode",
+                       "use mode 'dense' or install the extra that provides it") from None
+
+
+@router.get("/items/{item_id:path}/similar", response_model=SearchResponse, responses=responses(401, 403, 404, 422, 429))
+def similar(request: Request, item_id: str, k: int = Q(10, ge=1, le=1000),
+            target: str = Q("any", pattern="^(text|image|combined|any)$"),
+            _: Principal = Depends(require("read"))) -> SearchResponse:
+    """Items closest to a stored item (the item itself left out), by its combined, image or text vector."""
+    engine = server(request).engine
+    vectors = engine.vectors(item_id)
+    vector = next(vectors[kind] for kind in sorted(vectors, key=lambda v: ("combined", "image", "text").index(v.value)))
+    hits = engine.search_vector(vector, k=k + 1, target=target)
+    keep = [i for i, hit_id in enumerate(hits.ids.tolist()) if hit_id != item_id][:k]
+    hits = type(hits)(hits.ids[keep], hits.scores[keep], tuple(f"similar:{hits.provenance[i]}" for i in keep))
+    items = tuple(engine.get(i) for i in hits.ids.tolist())
+    result = SearchResult(hits, items, 0.0, 0.0)
+    return SearchResponse(hits=to_hits(result), took_ms=0.0, encode_ms=0.0)
+
+
+@router.get("/facets", response_model=FacetsResponse, responses=responses(401, 403, 429))
+def facets(request: Request, _: Principal = Depends(require("read"))) -> FacetsResponse:
+    """The catalog's attributes and their most common values with counts (for filter widgets)."""
+    table = server(request).engine.attributes
+    out: dict[str, list[FacetValue]] = {}
+    for name in table.attributes():
+        values = sorted(table.values(name).items(), key=lambda kv: (-kv[1], str(kv[0])))[:MAX_FACET_VALUES]
+        out[name] = [FacetValue(value=v, count=n) for v, n in values if isinstance(v, (str, int, float, bool))]
+    return FacetsResponse(attributes=out)
+
+
+@router.post("/feedback", response_model=FeedbackResponse, responses=responses(400, 401, 403, 404, 422, 429, 501, 503))
+async def feedback(request: Request, body: FeedbackRequest, _: Principal = Depends(require("read"))) -> FeedbackResponse:
+    """Record an event (click, add, like...) on a hit of a logged search (``query_id`` from POST /search)."""
+    state = server(request)
+    record = getattr(state.engine, "feedback", None)
+    if record is None:
+        raise ApiError(501, "this engine does not record feedback", None, "upgrade xmodal (learning to rank)")
+    await state.write(lambda: record(body.query_id, body.item_id, body.event, position=body.position, value=body.value))
+    return FeedbackResponse(recorded=True)

@@ -1,0 +1,45 @@
+"""Thumbnails: JPEG, bounded in size, kept in a bounded in-memory LRU cache."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from PIL import Image
+
+from ..imaging import decode_image
+
+
+class ThumbnailCache:
+    """``get(path, size)`` → JPEG bytes at most ``size`` pixels on the long side."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self.capacity = capacity
+        self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, size: int) -> bytes:
+        key = (str(path), size)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        data = make_thumbnail(path.read_bytes(), size)
+        with self._lock:
+            self._cache[key] = data
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        return data
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def make_thumbnail(data: bytes, size: int) -> bytes:
+    image = decode_image(data)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=82)
+    return out.getvalue()
