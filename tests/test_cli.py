@@ -1,0 +1,292 @@
+"""The ``xmodal`` command-line contract: commands, JSON shapes, reports and exit statuses.
+
+Most runs call :func:`xmodal.cli.main` in-process; a few run the real ``python -m xmodal.cli`` and
+``xmodal`` script. All use the hashing encoder and the exact index for speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from xmodal import cli
+from xmodal.cli import build_parser, main
+
+FAST = ["--encoder", "hashing", "--index-kind", "exact"]
+COLORS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220), "yellow": (230, 230, 20)}
+TITLES = {
+    "mug": "a ceramic coffee mug",
+    "tea": "green tea leaves in a tin",
+    "bike": "a red racing bicycle",
+    "lamp": "a brass desk lamp",
+    "book": "a paperback novel about whales",
+}
+
+
+def make_catalog(folder: Path) -> Path:
+    """Five text items and four image+text squares, with color and price attributes."""
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for n, (item_id, title) in enumerate(TITLES.items()):
+        lines.append({"id": item_id, "title": title, "attributes": {"color": list(COLORS)[n % 4], "price": n * 10}})
+    for n, (name, rgb) in enumerate(COLORS.items()):
+        Image.new("RGB", (24, 24), rgb).save(folder / "img" / f"{name}.png")
+        lines.append({"id": f"sq-{name}", "title": f"{name} square", "image": f"img/{name}.png",
+                      "attributes": {"color": name, "price": 5 + n}})
+    path = folder / "catalog.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A read-only index built once through the CLI: (index folder, catalog file)."""
+    folder = tmp_path_factory.mktemp("cli")
+    path = make_catalog(folder)
+    assert main(["--index", str(folder / "idx"), *FAST, "add", "-q", str(path)]) == 0
+    return folder / "idx", path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def search_json(capsys: pytest.CaptureFixture[str], index: Path, *argv: str) -> dict[str, object]:
+    code, out, err = run(capsys, "--index", str(index), "search", *argv, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert isinstance(data, dict)
+    return data
+
+
+# -- add ---------------------------------------------------------------------------------------
+
+
+def test_add_reports_rejections_with_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cat = tmp_path / "c.jsonl"
+    cat.write_text('{"id": "a", "title": "alpha"}\n{"id": "b", "titel": "typo"}\n'
+                   '{"id": "c", "image": "gone.png"}\n{"id": "d", "title": "delta"}\n')
+    code, out, _ = run(capsys, "--index", str(tmp_path / "idx"), *FAST, "add", str(cat))
+    assert code == 1  # something was rejected
+    assert out.startswith("added 2 items; rejected 2:")
+    assert f"{cat}:2: item 'b': titel: unknown field" in out and f"{cat}:3: item 'c': image: file not found" in out
+
+    code, out, _ = run(capsys, "--index", str(tmp_path / "idx"), "add", "--json", str(cat))
+    report = json.loads(out)
+    assert code == 1 and report["added"] == 2
+    assert [r["where"] for r in report["rejected"]] == [f"{cat}:2", f"{cat}:3"]
+    assert all(r["reason"] for r in report["rejected"])
+
+
+def test_add_folder_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "pics" / "fruit").mkdir(parents=True)
+    Image.new("RGB", (16, 16), (250, 0, 0)).save(tmp_path / "pics" / "fruit" / "red_apple.png")
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text("id,title,attributes.price\npen,blue pen,3\n")
+    index = tmp_path / "idx"
+    code, out, err = run(capsys, "--index", str(index), *FAST, "add", "--json", str(tmp_path / "pics"), str(csv_path))
+    assert code == 0, err
+    assert json.loads(out) == {"added": 2, "rejected": []}
+    code, out, _ = run(capsys, "--index", str(index), "get", "fruit/red_apple", "--json")
+    item = json.loads(out)
+    assert code == 0 and item["title"] == "red apple" and item["attributes"] == {"folder": "fruit"}
+    assert item["modality"] == "image"
+
+
+# -- search --------------------------------------------------------------------------------------
+
+
+def test_search_json_shape(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built
+    data = search_json(capsys, index, "ceramic coffee mug", "-k", "3")
+    hits = data["hits"]
+    assert isinstance(hits, list) and len(hits) == 3
+    assert {"id", "score", "modality", "title"} <= set(hits[0])
+    assert hits[0]["id"] == "mug" and hits[0]["modality"] == "text" and hits[0]["title"] == TITLES["mug"]
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert isinstance(data["took_ms"], float) and data["took_ms"] >= 0
+
+
+def test_search_filters(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built
+    hits = search_json(capsys, index, "square", "-k", "9", "--where", "color=red|blue")["hits"]
+    assert isinstance(hits, list) and hits and {h["attributes"]["color"] for h in hits} <= {"red", "blue"}
+    assert sorted(h["id"] for h in hits) == ["bike", "book", "mug", "sq-blue", "sq-red"]
+    hits = search_json(capsys, index, "a", "-k", "9", "--where", "price>=10", "--where", "price<30")["hits"]
+    assert isinstance(hits, list) and sorted(h["id"] for h in hits) == ["bike", "tea"]
+
+
+def test_search_by_image_and_target(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    index, catalog = built
+    image = str(catalog.parent / "img" / "green.png")
+    hits = search_json(capsys, index, "--image", image, "--target", "image", "-k", "2")["hits"]
+    assert isinstance(hits, list) and hits[0]["id"] == "sq-green" and hits[0]["provenance"] == "dense:image"
+    hits = search_json(capsys, index, "desk lamp", "--target", "text", "-k", "9")["hits"]
+    assert isinstance(hits, list) and all(h["provenance"] == "dense:text" for h in hits)
+
+
+def test_search_table(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built
+    code, out, err = run(capsys, "--index", str(index), "search", "brass desk lamp", "-k", "2")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["#", "score", "id", "modality", "title"]
+    assert lines[1].split()[:4] == ["1", lines[1].split()[1], "lamp", "text"] and "brass desk lamp" in lines[1]
+    assert "took" in err
+
+
+# -- get / delete / info ---------------------------------------------------------------------------
+
+
+def test_get_and_info(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built
+    code, out, _ = run(capsys, "--index", str(index), "get", "sq-red", "--json")
+    item = json.loads(out)
+    assert code == 0 and item["id"] == "sq-red" and item["modality"] == "image+text"
+    assert item["attributes"] == {"color": "red", "price": 5} and item["image"].startswith("media/")
+    code, out, _ = run(capsys, "--index", str(index), "info", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["items"] == 9
+    assert info["modalities"] == {"text": 5, "image+text": 4}
+    assert info["encoder"]["name"] == "hashing" and info["dim"] == 384 and info["index"] == "exact"
+    code, out, _ = run(capsys, "--index", str(index), "info")
+    assert code == 0 and "hashing" in out and "9 (" in out
+
+
+def test_get_missing_is_error_1_without_traceback(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built
+    code, out, err = run(capsys, "--index", str(index), "get", "nope", "--json")
+    assert code == 1 and out == "" and "no item with id 'nope'" in err and "Traceback" not in err
+
+
+def test_delete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = make_catalog(tmp_path)
+    index = str(tmp_path / "idx")
+    assert run(capsys, "--index", index, *FAST, "add", str(path))[0] == 0
+    code, out, err = run(capsys, "--index", index, "delete", "mug", "tea", "ghost", "--json")
+    assert code == 0 and json.loads(out) == {"deleted": 2, "not_found": ["ghost"]}
+    assert run(capsys, "--index", index, "get", "mug")[0] == 1
+    hits = search_json(capsys, Path(index), "ceramic coffee mug", "-k", "9")["hits"]
+    assert isinstance(hits, list) and "mug" not in [h["id"] for h in hits] and len(hits) == 7
+
+
+# -- eval ----------------------------------------------------------------------------------------
+
+
+def test_eval(built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index, catalog = built
+    (tmp_path / "q").mkdir()
+    Image.new("RGB", (24, 24), COLORS["blue"]).save(tmp_path / "q" / "blue.png")
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(
+        json.dumps({"text": TITLES["bike"], "relevant": ["bike"], "note": "ignored"}) + "\n"
+        + json.dumps({"image": "q/blue.png", "relevant": ["sq-blue"]}) + "\n"
+        + "not json\n"
+        + json.dumps({"text": "x"}) + "\n"
+        + json.dumps({"image": "q/missing.png", "relevant": ["mug"]}) + "\n"
+    )
+    code, out, err = run(capsys, "--index", str(index), "eval", str(queries), "--json", "-q")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["queries"] == 2 and report["k"] == 10
+    for name in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10"):
+        assert report[name] == 1.0, name
+    assert [s["where"] for s in report["skipped"]] == [f"{queries}:3", f"{queries}:4", f"{queries}:5"]
+    assert "relevant" in report["skipped"][1]["reason"] and "file not found" in report["skipped"][2]["reason"]
+
+    code, out, _ = run(capsys, "--index", str(index), "eval", str(queries), "--where", "color=blue", "-q")
+    assert code == 0 and "queries     2" in out and "skipped" in out and "recall@1    1.0000" in out
+    code, out, _ = run(capsys, "--index", str(index), "eval", str(queries), "--where", "color=red", "-q")
+    assert code == 0 and "recall@10   0.0000" in out  # the bike and the blue square are not red
+
+
+# -- exit statuses -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--bogus", "info"],
+        ["search"],  # empty query
+        ["search", "   "],
+        ["search", "x", "-k", "0"],
+        ["search", "x", "-k", "-3"],
+        ["search", "x", "-k", "1000000"],
+        ["search", "x", "-k", "ten"],
+        ["search", "x", "--where", "novalue"],
+        ["search", "x", "--where", "=3"],
+        ["search", "x", "--target", "sideways"],
+        ["search", "x", "--mode", "telepathy"],
+        ["eval", "does-not-exist.jsonl"],
+        ["eval", "q.jsonl", "-k", "0"],
+        ["get"],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built
+    code, out, err = run(capsys, "--index", str(index), *argv)
+    assert code == 2, (argv, out, err)
+    assert err.strip() and "Traceback" not in err
+
+
+def test_no_command_or_no_index_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XMODAL_INDEX", raising=False)
+    assert run(capsys, "--index", "somewhere")[0] == 2
+    code, _, err = run(capsys, "search", "x")
+    assert code == 2 and "--index" in err
+
+
+def test_unknown_attribute_is_error_1(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built
+    code, _, err = run(capsys, "--index", str(index), "search", "x", "--where", "colour=red")
+    assert code == 1 and "filters.colour" in err and "color" in err and "Traceback" not in err
+
+
+def test_missing_index_and_dimension_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--index", str(tmp_path / "none"), "info")
+    assert code == 2 and "not an xmodal index" in err and not (tmp_path / "none").exists()
+    cat = tmp_path / "c.jsonl"
+    cat.write_text('{"id": "a", "title": "alpha"}\n')
+    assert run(capsys, "--index", str(tmp_path / "idx"), *FAST, "--dim", "64", "add", str(cat))[0] == 0
+    code, _, err = run(capsys, "--index", str(tmp_path / "idx"), "--dim", "128", "info")
+    assert code == 1 and "dim" in err and "64" in err
+    code, out, _ = run(capsys, "--index", str(tmp_path / "idx"), "info", "--json")
+    assert code == 0 and json.loads(out)["dim"] == 64
+
+
+def test_command_modules_that_do_not_exist_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["core", "not_built_yet", "evaluate"])
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert commands is not None and {"add", "search", "get", "delete", "info", "eval"} <= set(commands)
+
+
+# -- real processes ------------------------------------------------------------------------------
+
+
+def test_module_and_script_run(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    path = make_catalog(tmp_path)
+    index = str(tmp_path / "idx")
+    done = subprocess.run([sys.executable, "-m", "xmodal.cli", "--index", index, *FAST, "add", str(path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "added 9 items"
+    script = Path(sys.executable).with_name("xmodal")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "xmodal.cli"]
+    done = subprocess.run([*command, "--index", index, "search", "red racing bicycle", "-k", "1", "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["hits"][0]["id"] == "bike"
+    done = subprocess.run([*command, "--index", index, "search", "x", "-k", "0"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "-k must be" in done.stderr
