@@ -85,7 +85,10 @@ def build_item(raw: Any, files: dict[str, bytes], max_pixels: int, index: int) -
         raise ApiError(422, problems, where) from None
     image: bytes | None = None
     if spec.image_base64 is not None:
-        image = decode_base64(spec.image_base64, "image_base64")
+        try:
+            image = decode_base64(spec.image_base64, "image_base64")
+        except ApiError as exc:
+            raise ApiError(422, f"{exc.field}: {exc.error}", where, exc.fix) from None
     elif spec.image_file is not None:
         if spec.image_file not in files:
             raise ApiError(422, f"image_file {spec.image_file!r} was not uploaded", where, "attach it as a file part")

@@ -1,0 +1,224 @@
+"""The REST API against a real uvicorn server on 127.0.0.1 (hashing encoder, exact index)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+from PIL import Image  # noqa: E402
+
+from xmodal import Engine  # noqa: E402
+from xmodal.encoders import HashingEncoder  # noqa: E402
+from xmodal.serve import ApiKey, ServeConfig, create_app  # noqa: E402
+from xmodal.serve.testing import serve_in_thread  # noqa: E402
+
+ADMIN, WRITER, READER, SLOW = "admin-key-0001", "write-key-0001", "read-key-00001", "slow-key-00001"
+KEYS = (
+    ApiKey(ADMIN, frozenset({"admin"}), "admin"),
+    ApiKey(WRITER, frozenset({"write"}), "writer"),
+    ApiKey(READER, frozenset({"read"}), "reader"),
+    ApiKey(SLOW, frozenset({"read"}), "slow", rate=0.5, burst=2),
+)
+
+
+def png(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A distinct small picture per seed (smooth gradients plus a seeded pattern)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
+    base = rng.integers(0, 255, 3)
+    arr = np.stack([(base[c] + xx * (c + 1) * seed % 97 + yy * (3 - c)) % 256 for c in range(3)], -1)
+    out = io.BytesIO()
+    Image.fromarray(arr.astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engine]]:
+    engine = Engine.open(tmp_path_factory.mktemp("serve") / "idx", encoder=HashingEncoder(), index="exact")
+    config = ServeConfig(keys=KEYS, cors_origins=("http://example.test",), max_body_bytes=2_000_000, max_pixels=1_000_000)
+    with serve_in_thread(create_app(engine, config)) as url:
+        items = [{"id": f"p{i}", "title": f"{color} shoe number {i}", "attributes": {"color": color, "price": 10 + i},
+                  "image_base64": base64.b64encode(png(i)).decode()} for i, color in enumerate(["red", "blue", "green", "red"])]
+        items.append({"id": "doc1", "title": "a guide to hiking boots", "text": "waterproof leather", "attributes": {"color": "brown"}})
+        r = httpx.post(f"{url}/items", json={"items": items}, headers=auth(WRITER))
+        assert r.status_code == 200 and len(r.json()["added"]) == 5, r.text
+        yield url, engine
+    engine.close()
+
+
+def test_search_text_returns_hits_with_urls_and_provenance(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    r = httpx.post(f"{url}/search", json={"text": "hiking boots guide", "k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["hits"][0]["id"] == "doc1"
+    assert body["hits"][0]["provenance"].startswith("dense:")
+    assert body["query_id"]
+    shoe = next(h for h in body["hits"] if h["id"].startswith("p"))
+    assert shoe["thumbnail_url"] == f"/items/{shoe['id']}/thumbnail" and shoe["modality"] == "image+text"
+    assert r.headers["x-request-id"]
+
+
+def test_search_filters_and_explain(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    r = httpx.post(f"{url}/search", json={"text": "shoe", "filters": {"color": "red", "price": {"lt": 12}}, "k": 5, "explain": True})
+    assert r.status_code == 200
+    assert [h["id"] for h in r.json()["hits"]] == ["p0"]
+    assert r.json()["explain"] is not None
+
+
+def test_search_multipart_image_finds_the_same_image(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    r = httpx.post(f"{url}/search", files={"image": ("q.png", png(2), "image/png")}, data={"k": "2", "target": "image"})
+    assert r.status_code == 200, r.text
+    assert r.json()["hits"][0]["id"] == "p2"
+    assert r.json()["hits"][0]["score"] > 0.99
+    both = httpx.post(f"{url}/search", files={"image": ("q.png", png(1), "image/png")}, data={"text": "blue shoe"})
+    assert both.json()["hits"][0]["id"] == "p1"
+
+
+def test_item_get_media_thumbnail_similar(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    item = httpx.get(f"{url}/items/p1").json()
+    assert item["title"] == "blue shoe number 1" and item["attributes"] == {"color": "blue", "price": 11}
+    media = httpx.get(f"{url}{item['media_url']}")
+    assert media.status_code == 200 and media.headers["content-type"] == "image/png" and media.content == png(1)
+    thumb = httpx.get(f"{url}{item['thumbnail_url']}", params={"size": 32})
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumb.content)).size) <= 32
+    assert httpx.get(f"{url}{item['thumbnail_url']}", params={"size": 5000}).status_code == 422
+    similar = httpx.get(f"{url}/items/p1/similar", params={"k": 3}).json()["hits"]
+    assert "p1" not in [h["id"] for h in similar] and len(similar) == 3
+    assert httpx.get(f"{url}/items/doc1/media").status_code == 404
+    assert httpx.get(f"{url}/items/nope").status_code == 404
+
+
+def test_facets(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    facets = httpx.get(f"{url}/facets").json()["attributes"]
+    assert {"value": "red", "count": 2} in facets["color"]
+
+
+def test_add_reports_rejections_and_keeps_valid_items(served: tuple[str, Engine]) -> None:
+    url, engine = served
+    items = [{"id": "ok1", "title": "fine"}, {"id": "bad1", "title": 5}, {"title": "no id"},
+             {"id": "bad2", "image_base64": "!!notbase64"}, {"id": "bad3", "image_base64": base64.b64encode(b"GIF89a trunc").decode()}]
+    r = httpx.post(f"{url}/items", json={"items": items}, headers=auth(WRITER))
+    assert r.status_code == 200
+    assert r.json()["added"] == ["ok1"]
+    assert {rej["where"] for rej in r.json()["rejected"]} == {"bad1", "items[2]", "bad2", "bad3"}
+    assert "ok1" in engine
+
+
+def test_add_multipart_with_images(served: tuple[str, Engine]) -> None:
+    url, engine = served
+    items = [{"id": "mp1", "title": "uploaded", "image_file": "a.png"}, {"id": "mp2", "image_file": "missing.png"}]
+    r = httpx.post(f"{url}/items", data={"items": json.dumps(items)}, files=[("images", ("a.png", png(7), "image/png"))],
+                   headers=auth(WRITER))
+    assert r.status_code == 200, r.text
+    assert r.json()["added"] == ["mp1"] and r.json()["rejected"][0]["where"] == "mp2"
+    assert engine.get("mp1").image is not None
+
+
+def test_delete_then_gone(served: tuple[str, Engine]) -> None:
+    url, engine = served
+    httpx.post(f"{url}/items", json={"items": [{"id": "del me/ok", "title": "temporary"}]}, headers=auth(WRITER))
+    assert httpx.get(f"{url}/items/del%20me/ok").json()["id"] == "del me/ok"
+    r = httpx.delete(f"{url}/items/del%20me/ok", headers=auth(WRITER))
+    assert r.json() == {"id": "del me/ok", "deleted": True}
+    assert "del me/ok" not in engine
+    assert httpx.delete(f"{url}/items/del%20me/ok", headers=auth(WRITER)).json()["deleted"] is False
+
+
+def test_feedback_reaches_the_engine(served: tuple[str, Engine]) -> None:
+    url, engine = served
+    if not hasattr(engine, "feedback"):
+        pytest.skip("Engine.feedback is not available in this build")
+    from xmodal.feedback.log import feedback_log
+
+    search = httpx.post(f"{url}/search", json={"text": "red shoe", "k": 3}).json()
+    qid, hit = search["query_id"], search["hits"][1]["id"]
+    r = httpx.post(f"{url}/feedback", json={"query_id": qid, "item_id": hit, "event": "click", "position": 2})
+    assert r.status_code == 200 and r.json() == {"recorded": True}
+    events = feedback_log(engine).events(qid)
+    assert [(e.item_id, e.event, e.position) for e in events] == [(hit, "click", 2)]
+    bad = httpx.post(f"{url}/feedback", json={"query_id": "no-such-query", "item_id": hit})
+    assert bad.status_code == 404
+
+
+def test_keys_and_scopes(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    one = {"items": [{"id": "k1", "title": "x"}]}
+    missing = httpx.post(f"{url}/items", json=one)
+    assert missing.status_code == 401 and "API key" in missing.json()["error"] and missing.headers["www-authenticate"] == "Bearer"
+    assert httpx.post(f"{url}/items", json=one, headers=auth("wrong-key-000")).status_code == 401
+    read_only = httpx.post(f"{url}/items", json=one, headers=auth(READER))
+    assert read_only.status_code == 403 and "write" in read_only.json()["error"]
+    assert httpx.delete(f"{url}/items/p0", headers={"X-API-Key": READER}).status_code == 403
+    assert httpx.post(f"{url}/items", json=one, headers={"X-API-Key": ADMIN}).status_code == 200
+    assert httpx.post(f"{url}/search", json={"text": "x"}, headers=auth("wrong-key-000")).status_code == 401
+
+
+def test_closed_reads_need_a_key(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        app = create_app(engine, ServeConfig(keys=KEYS, open_reads=False, mcp=False, log_requests=False))
+        with serve_in_thread(app) as url:
+            assert httpx.post(f"{url}/search", json={"text": "x"}).status_code == 401
+            assert httpx.post(f"{url}/search", json={"text": "x"}, headers=auth(READER)).status_code == 200
+            assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_rate_limit_answers_429_with_retry_after(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    codes = [httpx.get(f"{url}/facets", headers=auth(SLOW)) for _ in range(4)]
+    assert [r.status_code for r in codes][:2] == [200, 200]
+    limited = [r for r in codes if r.status_code == 429]
+    assert limited and int(limited[0].headers["retry-after"]) >= 1
+    assert httpx.get(f"{url}/facets", headers=auth(READER)).status_code == 200  # other keys are not affected
+
+
+def test_cors_request_id_and_metrics(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    pre = httpx.options(f"{url}/search", headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"})
+    assert pre.headers["access-control-allow-origin"] == "http://example.test"
+    other = httpx.options(f"{url}/search", headers={"Origin": "http://evil.test", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in other.headers
+    assert httpx.get(f"{url}/health", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    text = httpx.get(f"{url}/metrics").text
+    assert 'xmodal_requests_total{method="POST",route="/search",status="200"}' in text
+    assert 'xmodal_request_duration_seconds_bucket{route="/search",le="+Inf"}' in text
+    assert "xmodal_index_items " in text and 'xmodal_errors_total{route="/items",kind="client"}' in text
+
+
+def test_json_logs_carry_the_request_id(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    from xmodal.serve.logs import JsonFormatter, logger
+
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().format(record))
+
+    handler = Capture()
+    logger.addHandler(handler)
+    try:
+        httpx.get(f"{url}/health", headers={"X-Request-ID": "log-test-1"})
+    finally:
+        logger.removeHandler(handler)
+    records = [json.loads(line) for line in lines]
+    assert any(r["request_id"] == "log-test-1" and r["route"] == "/health" and r["status"] == 200 for r in records)
