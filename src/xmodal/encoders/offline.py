@@ -1,0 +1,59 @@
+"""The embedded default encoder: all-MiniLM-L6-v2 for text, EfficientNet-Lite0 bridged into it for images.
+
+Everything it loads ships inside registry packages, so it works with no network. Models load on
+first use; one instance can be shared by threads. The model is symmetric: every purpose (query,
+document, classification, clustering) gets the same vector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .base import BaseEncoder, Purpose, Vectors
+from .efficientnet import EfficientNetLite0, LabelBridge
+from .minilm import DIM, MiniLMText
+
+
+class OfflineEncoder(BaseEncoder):
+    """Text and images in one 384-d space, with no download.
+
+    Options: ``dim`` (Matryoshka-style truncation), ``text_backend`` (``"onnx"``, the int8-weight
+    ONNX twin, or ``"torch"``, sentence-transformers fp32), ``top_k`` (ImageNet classes mixed into
+    an image's vector). ``threads`` and ``cache_dir`` (where the ONNX export is kept; default
+    ``$XMODAL_CACHE`` or ``~/.cache/xmodal``) do not change the vectors and are not part of
+    :meth:`config`.
+    """
+
+    name = "offline"
+    native_dim = DIM
+    modalities = frozenset({"text", "image"})
+
+    def __init__(
+        self,
+        dim: int | None = None,
+        text_backend: str = "onnx",
+        top_k: int = 10,
+        threads: int | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__(dim)
+        cache = Path(cache_dir) if cache_dir is not None else None
+        self.text = MiniLMText(text_backend, threads)
+        self.image = EfficientNetLite0(cache, threads)
+        self.bridge = LabelBridge(self.text.encode, key=f"minilm-{text_backend}", top_k=top_k, cache=cache)
+
+    def _encode_texts(self, texts: list[str], purpose: Purpose) -> Vectors:
+        return self.text.encode(texts)
+
+    def _encode_images(self, images: list[Image.Image], purpose: Purpose) -> Vectors:
+        return self.bridge.vectors(self.image.probabilities(images))
+
+    def image_features(self, images: list[Image.Image]) -> Vectors:
+        """EfficientNet's own 1280-d pooled features (L2-normalised), for image→image similarity."""
+        return self.image.features(images)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "text_backend": self.text.backend, "top_k": self.bridge.top_k}
