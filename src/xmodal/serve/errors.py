@@ -62,7 +62,7 @@ def validate(model: type[pydantic.BaseModel], data: Any) -> Any:
 
 
 def from_pydantic(exc: pydantic.ValidationError | RequestValidationError) -> ApiError:
-    details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+    details = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]} for e in exc.errors()]
     first = details[0] if details else {"field": "body", "problem": "invalid"}
     return ApiError(422, f"{first['field']}: {first['problem']}", str(first["field"]), "see details for every problem", details)
 
