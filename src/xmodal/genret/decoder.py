@@ -46,7 +46,9 @@ class IDDecoder(nn.Module):
         self.prefix = nn.Linear(c.dim, c.n_prefix * c.d_model)
         self.bos = nn.Parameter(torch.randn(c.d_model) * 0.02)
         self.modality_emb = nn.Embedding(c.n_modalities, c.d_model)
-        book = codebooks.detach().clone() if codebooks is not None else torch.randn(c.levels, c.codebook_size, c.dim) * 0.05
+        if codebooks is None:
+            codebooks = torch.randn(c.levels, c.codebook_size, c.dim) * 0.05
+        book = codebooks.detach().clone()
         self.code_emb = nn.Parameter(book)  # [L, K, dim], initialised from the quantizer's codebooks
         self.code_proj = nn.Linear(c.dim, c.d_model)
         self.position = nn.Parameter(torch.randn(c.levels + 1, c.d_model) * 0.02)
@@ -60,7 +62,8 @@ class IDDecoder(nn.Module):
 
     def memory(self, queries: torch.Tensor) -> torch.Tensor:
         """The prefix vectors [n, n_prefix, d_model] the decoder attends to."""
-        return self.prefix(queries).view(queries.shape[0], self.config.n_prefix, self.config.d_model)
+        out: torch.Tensor = self.prefix(queries)
+        return out.view(queries.shape[0], self.config.n_prefix, self.config.d_model)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Inputs [n, t+1, d_model] for tokens [n, t]: BOS, then the modality and code embeddings."""
@@ -77,7 +80,8 @@ class IDDecoder(nn.Module):
         x = self.embed(tokens)
         size = x.shape[1]
         mask = torch.triu(torch.full((size, size), float("-inf"), device=x.device), diagonal=1)
-        return self.norm(self.layers(x, memory, tgt_mask=mask))
+        out: torch.Tensor = self.norm(self.layers(x, memory, tgt_mask=mask))
+        return out
 
     def step_logits(self, hidden_last: torch.Tensor, step: int) -> torch.Tensor:
         """Logits of token ``step`` (0: modality, l ≥ 1: code of level l) from the last hidden state."""

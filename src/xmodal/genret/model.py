@@ -143,7 +143,12 @@ class GenerativeIndex:
 
     @classmethod
     def load(
-        cls, directory: Path, *, dim: int | None = None, encoder: dict[str, Any] | None = None, device: str | None = None
+        cls,
+        directory: Path,
+        *,
+        dim: int | None = None,
+        encoder: dict[str, Any] | None = None,
+        device: str | None = None,
     ) -> tuple[GenerativeIndex, int]:
         """Load a saved index; returns it and the store sequence its trie reflects.
 
@@ -152,9 +157,14 @@ class GenerativeIndex:
         """
         meta = read_manifest(directory)
         if dim is not None and meta["dim"] != dim:
-            raise ConfigError(f"the generative model was trained for dimension {meta['dim']}, the index has {dim}; {TRAIN_FIX} again")
+            raise ConfigError(
+                f"the generative model was trained for dimension {meta['dim']}, the index has {dim}; {TRAIN_FIX} again"
+            )
         if encoder is not None and meta.get("encoder") != encoder:
-            raise ConfigError(f"the generative model was trained for encoder {meta.get('encoder')}, the index uses {encoder}; {TRAIN_FIX} again")
+            raise ConfigError(
+                f"the generative model was trained for encoder {meta.get('encoder')}, the index uses {encoder}; "
+                f"{TRAIN_FIX} again"
+            )
         try:
             from safetensors.torch import load_file
 
@@ -167,7 +177,8 @@ class GenerativeIndex:
             index = cls(quantizer, decoder, meta, device)
             seq = index._load_trie(directory)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-            raise StorageError(f"{directory}: the generative model is corrupt or incomplete ({exc}); {TRAIN_FIX} again") from exc
+            problem = f"{directory}: the generative model is corrupt or incomplete ({exc})"
+            raise StorageError(f"{problem}; {TRAIN_FIX} again") from exc
         return index, seq
 
     def _load_trie(self, directory: Path) -> int:

@@ -183,7 +183,7 @@ def finetune(
             con = contrastive_loss(q, t_hat) if contrastive and len(idx) > 1 else q.new_zeros(())
             loss = con + q_commit + t_commit + mse
             opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             opt.step()
             sums["contrastive"] += float(con.detach())
             sums["commit"] += float((q_commit + t_commit).detach())

@@ -66,7 +66,7 @@ def bucket_candidates(
     valid = keys >= 0
     rows, out_scores = [], []
     got = 0
-    for members, score in zip(trie.members(keys[valid]), scores[valid].tolist()):
+    for members, score in zip(trie.members(keys[valid]), scores[valid].tolist(), strict=True):
         rows.append(members)
         out_scores.append(np.full(len(members), score, np.float32))
         got += len(members)

@@ -43,7 +43,8 @@ class TrainingSet:
 
     def __post_init__(self) -> None:
         if len(self.rows) == 0:
-            raise ValidationError("catalog", "is empty: there is nothing to give IDs to", f"add items, then {TRAIN_FIX}")
+            fix = f"add items, then {TRAIN_FIX}"
+            raise ValidationError("catalog", "is empty: there is nothing to give IDs to", fix)
         if len(self.queries) != len(self.targets):
             raise ValidationError("pairs", "queries and targets differ in length")
 
@@ -170,7 +171,7 @@ def _train_decoder(
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + float(loss.detach()), steps + 1
         last = total / max(1, steps)
         if checkpoint_dir is not None:
             _save_checkpoint(checkpoint_dir, decoder, opt, rq, epoch + 1, config)

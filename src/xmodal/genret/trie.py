@@ -47,7 +47,9 @@ class CodeTrie:
         return len(self._keys)
 
     def __contains__(self, row: object) -> bool:
-        return isinstance(row, (int, np.integer)) and 0 <= int(row) < len(self._row_key) and self._row_key[int(row)] >= 0
+        if not isinstance(row, (int, np.integer)) or not 0 <= int(row) < len(self._row_key):
+            return False
+        return bool(self._row_key[int(row)] >= 0)
 
     # -- keys ---------------------------------------------------------------------------------
     def pack(self, codes: IntArray) -> IntArray:
@@ -149,7 +151,7 @@ class CodeTrie:
         keys = np.asarray(keys, dtype=np.int64)
         lo = np.searchsorted(self._keys, keys, side="left")
         hi = np.searchsorted(self._keys, keys, side="right")
-        return [self._rows[a:b] for a, b in zip(lo.tolist(), hi.tolist())]
+        return [self._rows[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
 
     def full_keys(self) -> IntArray:
         """The distinct full keys (buckets) present."""

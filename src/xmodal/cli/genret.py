@@ -1,0 +1,96 @@
+"""``xmodal genret train|status``: train the generative index (GENIUS) and report how stale it is."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import UsageError, engine_of, print_json
+
+
+def register(subparsers: Any) -> None:
+    """Add ``genret train`` and ``genret status``."""
+    parser = subparsers.add_parser("genret", help="generative retrieval: train the ID decoder, show its status")
+    commands = parser.add_subparsers(dest="genret_command", metavar="SUBCOMMAND")
+    train = commands.add_parser(
+        "train",
+        help="train semantic IDs and the ID decoder on the catalog (resumes an interrupted run)",
+        description="Pairs come from the items' own views, positive feedback events and, with --queries, "
+        'judgments in the `xmodal eval` format ({"text": ..., "image": ..., "relevant": [ids]}).',
+    )
+    train.add_argument("--queries", metavar="FILE.jsonl", help="judged queries to train on (xmodal eval format)")
+    train.add_argument("--epochs", type=int, default=10, help="decoder epochs (default: 10)")
+    train.add_argument("--levels", type=int, default=None, help="residual levels L (default: by catalog size)")
+    train.add_argument("--codebook-size", type=int, default=None, help="codes per level K (default: by catalog size)")
+    train.add_argument("--alpha", type=float, default=2.0, help="query augmentation Beta(α, α); 0 turns it off")
+    train.add_argument("--no-contrastive", action="store_true", help="plain residual k-means IDs (no fine-tuning)")
+    train.add_argument("--no-feedback", action="store_true", help="do not train on the feedback log")
+    train.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an interrupted run")
+    train.add_argument("--max-minutes", type=float, default=None, help="stop the decoder training after this long")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--json", action="store_true", help="print the summary as JSON")
+    train.set_defaults(handler=run_train)
+    status = commands.add_parser("status", help="how stale the generative model is, and its last evaluation")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=run_status)
+    parser.set_defaults(handler=lambda args: _usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    raise UsageError("give a subcommand: train or status")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..genret.build import train_engine
+    from ..genret.train import TrainConfig
+
+    if args.queries and not Path(args.queries).is_file():
+        raise UsageError(f"{args.queries}: no such query file")
+    if args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    config = TrainConfig(levels=args.levels, codebook_size=args.codebook_size, epochs=args.epochs, alpha=args.alpha,
+                         contrastive=not args.no_contrastive, seed=args.seed, max_minutes=args.max_minutes)
+    with engine_of(args) as engine:
+        summary = train_engine(engine, judgments=args.queries, config=config, progress=not args.quiet,
+                               resume=not args.fresh, feedback=not args.no_feedback)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"trained on {summary['pairs']} pairs for {summary['items']} items in {summary['seconds']} s "
+              f"({summary['epochs']} epochs{', stopped early' if summary['stopped_early'] else ''})")
+        print(f"pairs by source  {json.dumps(summary['sources'])}")
+        print(f"buckets          {summary['buckets']} (collisions {summary['collisions']}, "
+              f"largest {summary['max_bucket']})")
+        print(f"codebook usage   {summary['codebook_used']} perplexity {summary['perplexity']}")
+        print(f"fit recall@10    {summary['last_evaluation'].get('recall@10')}")
+        for skipped in summary["skipped_judgments"]:
+            print(f"skipped {skipped['where']}: {skipped['reason']}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from ..genret.live import live_genret
+
+    with engine_of(args) as engine:
+        status = live_genret(engine).status()
+    if args.json:
+        print_json(status)
+        return 0
+    if not status["trained"]:
+        print(f"no generative model: {status['problem'] or 'not trained yet'}")
+        print(f"fix: {status['fix']}")
+        return 1
+    print(f"trained           {status['age_hours']} h ago on {status['training'].get('items')} items, "
+          f"{status['training'].get('pairs')} pairs")
+    print(f"ids               L={status['levels']} K={status['codebook_size']} dim={status['dim']}")
+    print(f"since training    {status['items_changed_since_training']} items added/changed, "
+          f"{status['items_deleted_since_training']} deleted, "
+          f"{status['feedback_events_since_training']} feedback events")
+    live = status["live"]
+    print(f"live trie         {live['items']} items in {live['buckets']} buckets "
+          f"(collisions {live['collisions']}, {live['trie_bytes']} bytes)")
+    print(f"last evaluation   {json.dumps(status['last_evaluation'])}")
+    return 0

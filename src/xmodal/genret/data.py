@@ -1,0 +1,154 @@
+"""Training pairs (query embedding → target item) for the generative index, gathered from an engine.
+
+Sources, each counted in the training summary:
+
+- ``views``: an image+text item's text vector and image vector as queries for the item (the item's
+  ID comes from its combined vector), as GENIUS pairs a caption with its image;
+- ``self``: every item's own embedding, perturbed by isotropic noise (relative norm ``self_noise``)
+  and renormalised, as a query for itself. This is the only pair a text-only or image-only item
+  has; it teaches the decoder the embedding → ID map around the item (the "indexing" task of DSI,
+  Tay et al., NeurIPS 2022), but not what real queries look like, so it is weak supervision;
+- ``feedback``: positive events of the feedback log (the impression's query text → the item acted on);
+- ``judgments``: user judgments in the ``xmodal eval`` format (``{"text", "image", "relevant"}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from ..encoders import normalize
+from ..errors import XmodalError
+from ..ingest.prepare import Rejection
+from ..records import Modality, Query, VectorKind
+from .model import modality_code
+from .train import TrainingSet
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def primary_vector(modality: Modality, vectors: Mapping[VectorKind, np.ndarray]) -> np.ndarray | None:
+    """The vector an item's ID is quantized from: combined for image+text, else its only vector."""
+    for kind in (VectorKind.COMBINED, VectorKind.TEXT, VectorKind.IMAGE):
+        if kind in vectors:
+            return vectors[kind]
+    return None
+
+
+def collect(
+    engine: Engine,
+    *,
+    judgments: str | Path | None = None,
+    feedback: bool = True,
+    self_noise: float = 0.3,
+    seed: int = 0,
+) -> tuple[TrainingSet, int, list[Rejection]]:
+    """The training set of an engine, the store sequence it reflects, and skipped judgment lines."""
+    seq = engine.store.last_seq()
+    rng = np.random.default_rng(seed)
+    rows: list[int] = []
+    mods: list[int] = []
+    targets: list[int] = []
+    vecs: list[np.ndarray] = []
+    queries: list[np.ndarray] = []
+    sources = {"views": 0, "self": 0, "feedback": 0, "judgments": 0}
+    position: dict[int, int] = {}
+    for stored in engine.store.iter_all():
+        vec = primary_vector(stored.item.modality, stored.vectors)
+        if vec is None:
+            continue
+        pos = len(rows)
+        position[stored.row] = pos
+        rows.append(stored.row)
+        vecs.append(vec)
+        mods.append(modality_code(stored.item.modality))
+        noise = normalize(rng.standard_normal(vec.shape[0], dtype=np.float32))
+        queries.append(normalize(vec + self_noise * noise))
+        targets.append(pos)
+        sources["self"] += 1
+        for kind in (VectorKind.TEXT, VectorKind.IMAGE):
+            if stored.item.modality is Modality.IMAGE_TEXT and kind in stored.vectors:
+                queries.append(stored.vectors[kind])
+                targets.append(pos)
+                sources["views"] += 1
+    skipped: list[Rejection] = []
+    extra: list[tuple[np.ndarray, int, str]] = []
+    if feedback:
+        extra += _feedback_pairs(engine, position)
+    if judgments is not None:
+        pairs, skipped = _judgment_pairs(engine, Path(judgments), position)
+        extra += pairs
+    for vec, pos, source in extra:
+        queries.append(vec)
+        targets.append(pos)
+        sources[source] += 1
+    dim = engine.space.dim
+    data = TrainingSet(
+        np.asarray(rows, np.int64),
+        np.asarray(vecs, np.float32).reshape(-1, dim),
+        np.asarray(mods, np.int64),
+        np.asarray(queries, np.float32).reshape(-1, dim),
+        np.asarray(targets, np.int64),
+        sources,
+    )
+    return data, seq, skipped
+
+
+def _feedback_pairs(engine: Engine, position: dict[int, int]) -> list[tuple[np.ndarray, int, str]]:
+    """(query vector, target, "feedback") for every positive event whose item still exists."""
+    try:
+        from ..feedback import feedback_log
+    except ImportError:  # the feedback feature is not installed
+        return []
+    log = feedback_log(engine)
+    if log.counts()["events"] == 0:
+        return []
+    texts = {imp.query_id: imp.query for imp in log.impressions()}
+    out = []
+    for event in log.events():
+        text = texts.get(event.query_id)
+        if event.reward <= 0 or not text or event.item_id not in engine:
+            continue
+        pos = position.get(engine.row_of(event.item_id))
+        if pos is not None:
+            out.append((engine.encode_query(Query(text=text)), pos, "feedback"))
+    return out
+
+
+def _judgment_pairs(
+    engine: Engine, path: Path, position: dict[int, int]
+) -> tuple[list[tuple[np.ndarray, int, str]], list[Rejection]]:
+    from ..eval.runner import read_queries
+
+    out: list[tuple[np.ndarray, int, str]] = []
+    skipped: list[Rejection] = []
+    for entry in read_queries(path):
+        if isinstance(entry, Rejection):
+            skipped.append(entry)
+            continue
+        try:
+            vec = engine.encode_query(Query(text=entry.text, image=entry.image), path.parent)
+        except XmodalError as exc:
+            skipped.append(Rejection(entry.where, str(exc)))
+            continue
+        for item_id in sorted(entry.relevant):
+            pos = position.get(engine.row_of(item_id)) if item_id in engine else None
+            if pos is not None:
+                out.append((vec, pos, "judgments"))
+    return out, skipped
+
+
+def feedback_events(engine: Engine) -> int:
+    """How many feedback events the engine's log holds (0 without the feedback feature)."""
+    try:
+        from ..feedback import feedback_log
+    except ImportError:
+        return 0
+    return int(feedback_log(engine).counts()["events"])

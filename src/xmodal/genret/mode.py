@@ -1,0 +1,62 @@
+"""The search modes ``generative`` (GENIUS) and ``generative-rerank`` (GENIUS-R).
+
+Generation does not see the query's filters: the generated candidates are filtered afterwards, from
+a deeper candidate pool, so a filtered query can return fewer than ``k`` hits when few generated
+candidates match. Use dense search for selective filters.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..records import Hits, Query
+from .live import live_genret
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+BEAM = 32
+FILTER_DEPTH = 10  # candidates per wanted hit when filters apply
+
+
+def generative(engine: Engine, query: Query, vector: np.ndarray) -> Hits:
+    """GENIUS: members of the generated buckets in beam order, scored by the beam's log-probability."""
+    return _search(engine, query, vector, rerank=False)
+
+
+def generative_rerank(engine: Engine, query: Query, vector: np.ndarray) -> Hits:
+    """GENIUS-R: the generated candidates re-ranked by cosine similarity with the stored item vectors."""
+    return _search(engine, query, vector, rerank=True)
+
+
+def _search(engine: Engine, query: Query, vector: np.ndarray, *, rerank: bool) -> Hits:
+    allowed = engine.attributes.match(query.filters)
+    depth = query.k if allowed is None else query.k * FILTER_DEPTH
+    beam = max(BEAM, query.k if allowed is None else 2 * query.k)
+    kinds = query.target.kinds()
+
+    def similarity(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        found = engine.store.get_rows(rows.tolist(), with_vectors=True)
+        out = np.full(len(rows), -np.inf, np.float32)
+        for i, row in enumerate(rows.tolist()):
+            vecs = found[row].vectors if row in found else {}
+            sims = [float(vecs[kind] @ q) for kind in kinds if kind in vecs]
+            out[i] = max(sims) if sims else -np.inf
+        return out
+
+    live = live_genret(engine)
+    with live.reading() as model:
+        pool = max(depth, 4 * query.k)
+        rows, scores = model.search(vector, depth if not rerank else pool, beam=beam,
+                                    similarity=similarity if rerank else None, pool=pool)[0]
+        if allowed is not None:
+            match = np.isin(rows, allowed)
+            rows, scores = rows[match], scores[match]
+        if rerank:  # re-ranking drops items without a vector of the target kind
+            rows, scores = rows[np.isfinite(scores)], scores[np.isfinite(scores)]
+        rows, scores = rows[: query.k], scores[: query.k]
+        ids = [engine.id_of(int(r)) for r in rows]
+    return Hits.of(ids, scores.tolist(), "generative")
+
