@@ -53,6 +53,7 @@ LEXNAMES = (
     "verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception verb.possession "
     "verb.social verb.stative verb.weather adj.ppl"
 ).split()
+_ADJ_MARKER = re.compile(r"\(\w+\)$")  # adjective position markers: (a), (p), (ip)
 POS = {"noun": ("n", "1"), "verb": ("v", "2"), "adj": ("a", "3"), "adv": ("r", "4")}
 
 
@@ -190,7 +191,7 @@ def _save(image: Image.Image, path: Path, side: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = _flatten(image)
     image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    image.save(path, format="PNG")
+    image.save(path, format="PNG", compress_level=1)  # fast; the files are a cache
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -231,9 +232,10 @@ def _photos(root: Path, log: Log) -> Iterator[tuple[Record, list[Record]]]:
 
 
 # -- clip-art -------------------------------------------------------------------------------------
-def clipart_files(base: Path = CLIPART_ROOT) -> list[Path]:
+def clipart_files(base: Path | None = None) -> list[Path]:
     """Every usable clip-art file, in the sampling order: round-robin over the top-level categories,
     each category in hash order, so the first ``n`` of the list are spread over all categories."""
+    base = base or CLIPART_ROOT
     per_category: dict[str, list[tuple[str, Path]]] = defaultdict(list)
     for path in base.rglob("*.png"):
         rel = _rel(path, base)
@@ -283,7 +285,7 @@ def _clipart_record(path: Path, base: Path, rel_image: str) -> Record:
     return record
 
 
-def _clipart(root: Path, size: int, log: Log, base: Path = CLIPART_ROOT) -> tuple[list[Record], list[Path]]:
+def _clipart(root: Path, size: int, log: Log, base: Path) -> tuple[list[Record], list[Path]]:
     """The first ``size`` usable images in sampling order, and the files left out (for query images)."""
     if not base.is_dir():
         log(f"samples: skipping clip-art: {base} not found (Debian package openclipart-png; "
@@ -358,24 +360,23 @@ class Synset:
     keys: tuple[str, ...]  # sense keys without the satellite head, to join with cntlist.rev
 
 
-def read_synsets(base: Path = WORDNET_ROOT) -> Iterator[Synset]:
-    """Parse the WordNet database files (the WNDB format, wndb(5WN))."""
+def read_synsets(base: Path | None = None) -> Iterator[Synset]:
+    """Parse the WordNet database files (the WNDB format, wndb(5WN)); ``base`` defaults to Debian's."""
+    base = base or WORDNET_ROOT
     for pos, (_, ss_num) in POS.items():
         with open(base / f"data.{pos}", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if line.startswith("  "):
                     continue  # the licence header
                 head, _, gloss = line.partition(" | ")
-                fields = head.split()
-                offset, lexfile, count = fields[0], int(fields[1]), int(fields[3], 16)
-                words = fields[4 : 4 + 2 * count : 2]
-                lex_ids = fields[5 : 5 + 2 * count : 2]
-                lemmas = tuple(re.sub(r"\(\w+\)$", "", w) for w in words)
-                num = "5" if fields[2] == "s" else ss_num
-                keys = tuple(
-                    f"{w.lower()}%{num}:{lexfile:02d}:{int(i, 16):02d}" for w, i in zip(lemmas, lex_ids, strict=True)
-                )
-                yield Synset(pos, offset, LEXNAMES[lexfile], lemmas, gloss.strip(), keys)
+                offset, lexfile, ss_type, hex_count, rest = head.split(" ", 4)
+                count = int(hex_count, 16)
+                fields = rest.split(" ", 2 * count)  # words and lex ids; the pointers stay unsplit
+                lemmas = tuple(_ADJ_MARKER.sub("", w) if w.endswith(")") else w for w in fields[: 2 * count : 2])
+                prefix = f"%{'5' if ss_type == 's' else ss_num}:{lexfile}:"
+                lex_ids = fields[1 : 2 * count : 2]
+                keys = tuple(f"{w.lower()}{prefix}{int(i, 16):02d}" for w, i in zip(lemmas, lex_ids, strict=True))
+                yield Synset(pos, offset, LEXNAMES[int(lexfile)], lemmas, gloss.strip(), keys)
 
 
 def _sense_counts(base: Path) -> dict[str, int]:
@@ -387,7 +388,7 @@ def _sense_counts(base: Path) -> dict[str, int]:
     return counts
 
 
-def _wordnet(size: int, log: Log, base: Path = WORDNET_ROOT) -> tuple[list[Record], list[Record]]:
+def _wordnet(size: int, log: Log, base: Path) -> tuple[list[Record], list[Record]]:
     """The ``size`` most used synsets (by sense-tagged count, then hash) and their synonym queries."""
     if not (base / "data.noun").is_file():
         log(f"samples: skipping WordNet: {base}/data.noun not found (Debian package wordnet-base; "
@@ -481,10 +482,10 @@ def _collect(root: Path, size: int, log: Log) -> tuple[list[Record], list[Record
     for record, photo_queries in _photos(root, log):
         records.append(record)
         queries.extend(photo_queries)
-    clipart, left_out = _clipart(root, size, log)
+    clipart, left_out = _clipart(root, size, log, CLIPART_ROOT)
     records += clipart
     queries += _clipart_queries(root, clipart, left_out, CLIPART_ROOT)
-    words, word_queries = _wordnet(2 * size, log)
+    words, word_queries = _wordnet(2 * size, log, WORDNET_ROOT)
     records += words
     queries += word_queries
     return records, queries
