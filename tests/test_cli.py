@@ -134,6 +134,13 @@ def test_search_by_image_and_target(built: tuple[Path, Path], capsys: pytest.Cap
     assert isinstance(hits, list) and all(h["provenance"] == "dense:text" for h in hits)
 
 
+def test_global_options_after_the_command(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built
+    code, out, err = run(capsys, "--index", "elsewhere", "search", "brass desk lamp", "-k", "1", "--index", str(index), "--json")
+    assert code == 0, err
+    assert json.loads(out)["hits"][0]["id"] == "lamp"
+
+
 def test_search_table(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     index, _ = built
     code, out, err = run(capsys, "--index", str(index), "search", "brass desk lamp", "-k", "2")

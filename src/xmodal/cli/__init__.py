@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         if importlib.util.find_spec(module_name) is None:
             continue  # that feature's commands are not built yet
         importlib.import_module(module_name).register(subparsers)
+    for command in subparsers.choices.values():
+        add_global_options(command, repeat=True)  # `xmodal search x --index DIR` works too
     return parser
 
 

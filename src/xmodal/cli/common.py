@@ -23,30 +23,50 @@ class UsageError(Exception):
     """A command line that cannot work as written (exit status 2)."""
 
 
-def add_global_options(parser: argparse.ArgumentParser) -> None:
-    """``--index`` (every command) and the settings used only when a new index is created."""
-    parser.add_argument(
-        "--index",
-        metavar="DIR",
-        default=os.environ.get("XMODAL_INDEX"),
-        help="the index folder (default: $XMODAL_INDEX)",
-    )
-    parser.add_argument(
-        "--encoder",
-        metavar="NAME",
-        default=None,
-        help="encoder of a new index (default: offline); an existing index keeps its own",
-    )
-    parser.add_argument(
-        "--index-kind", choices=index_kinds(), default=None, help="vector index of a new index (default: auto)"
-    )
-    parser.add_argument(
-        "--dim",
-        type=int,
-        default=None,
-        metavar="N",
-        help="Matryoshka dimension of a new index (default: the encoder's)",
-    )
+def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False) -> None:
+    """``--index`` (every command) and the settings used only when a new index is created.
+
+    With ``repeat`` (on a subcommand) the options are accepted after the command name too, and
+    leave the values given before it alone unless given again.
+    """
+    options: list[tuple[str, dict[str, Any]]] = [
+        (
+            "--index",
+            {
+                "metavar": "DIR",
+                "default": os.environ.get("XMODAL_INDEX"),
+                "help": "the index folder (default: $XMODAL_INDEX)",
+            },
+        ),
+        (
+            "--encoder",
+            {
+                "metavar": "NAME",
+                "default": None,
+                "help": "encoder of a new index (default: offline); an existing index keeps its own",
+            },
+        ),
+        (
+            "--index-kind",
+            {"choices": index_kinds(), "default": None, "help": "vector index of a new index (default: auto)"},
+        ),
+        (
+            "--dim",
+            {
+                "type": int,
+                "default": None,
+                "metavar": "N",
+                "help": "Matryoshka dimension of a new index (default: the encoder's)",
+            },
+        ),
+    ]
+    for flag, spec in options:
+        if repeat:
+            spec = {**spec, "default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+        try:
+            parser.add_argument(flag, **spec)
+        except argparse.ArgumentError:  # the command defines that option itself
+            pass
 
 
 def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -> None:
