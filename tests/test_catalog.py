@@ -187,7 +187,7 @@ def test_bad_images_rejected_with_line_and_fix(image_catalog: Path, engine: Engi
     assert "bomb" in why[line["huge"]].lower()
     assert "ICO is not allowed" in why[line["ico"]] and "convert it" in why[line["ico"]]
     assert "ICO is not allowed" in why[line["disguised"]]
-    assert "'svg'" in why[line["svg"]] and "image" in why[line["svg"]]
+    assert "'svg'" in why[line["svg"]] and "not a readable image" in why[line["svg"]] and "PNG" in why[line["svg"]]
     for name in ("escape", "absolute"):
         assert "outside the catalog's folder" in why[line[name]] and "--allow-outside-images" in why[line[name]]
     # rejections come back in file order
@@ -303,6 +303,16 @@ def test_image_folder_names_as_text(tmp_path: Path) -> None:
     (record,) = list(read_catalog(tmp_path, name_as_text=True))
     assert isinstance(record, Located) and record.item.modality is Modality.IMAGE_TEXT
     assert record.item.document_text == "red apple"
+
+
+def test_single_image_file(tmp_path: Path, engine: Engine) -> None:
+    (tmp_path / "shots").mkdir()
+    (tmp_path / "shots" / "blue-sky.png").write_bytes(png_bytes((30, 60, 250)))
+    (record,) = list(read_catalog(tmp_path / "shots" / "blue-sky.png"))
+    assert isinstance(record, Located) and record.item.id == "blue-sky"
+    assert record.item.attributes["folder"] == "shots" and record.item.title == "blue sky"
+    report = add_catalogs(engine, [tmp_path / "shots" / "blue-sky.png"])
+    assert report.added == ["blue-sky"] and not report.rejected
 
 
 def test_estimate_records(tmp_path: Path) -> None:

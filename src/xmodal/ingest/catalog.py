@@ -18,9 +18,10 @@ instead of silently dropped. In CSV, attributes are given either as an ``attribu
 JSON object or as columns named ``attributes.NAME`` (cells that read as JSON numbers or ``true``/
 ``false`` become numbers and booleans, empty cells are left out); an unknown column rejects the file.
 
-A folder of images gives one image item per file: id = path relative to the folder without its
-extension, title = file name, attribute ``folder`` = parent folder name. File names are kept as
-display titles only (modality ``image``) unless ``name_as_text`` is set.
+A folder of images gives one image item per file (and a single image file one item the same way):
+id = path relative to the folder without its extension, title = file name, attribute ``folder`` =
+parent folder name. File names are kept as display titles only (modality ``image``) unless
+``name_as_text`` is set. Files of other types are rejected; hidden files are skipped.
 
 The images themselves are read, checked and decoded by :meth:`xmodal.Engine.add` with the catalog's
 folder as ``base_dir`` (missing, corrupt, truncated, oversized and refused images are rejected there);
@@ -75,14 +76,15 @@ def read_catalog(path: str | Path, *, allow_outside: bool = False, name_as_text:
     if not path.exists():
         return iter([Rejection(str(path), "no such file or folder (check the path)")])
     suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:  # a single image file: an item of its folder
+        return iter([_image_file_record(path, path.parent, path.resolve().parent.name, name_as_text)])
     if suffix in JSONL_SUFFIXES:
         return read_jsonl(path, allow_outside=allow_outside)
     if suffix in CSV_SUFFIXES:
         return read_csv(path, allow_outside=allow_outside)
     known = ", ".join(sorted(JSONL_SUFFIXES | CSV_SUFFIXES))
-    return iter(
-        [Rejection(str(path), f"not a catalog ({suffix or 'no extension'}): use a {known} file or a folder of images")]
-    )
+    problem = f"not a catalog ({suffix or 'no extension'}): use a {known} file, an image, or a folder of images"
+    return iter([Rejection(str(path), problem)])
 
 
 def base_dir_of(path: str | Path) -> Path:
@@ -335,26 +337,26 @@ def read_image_folder(folder: Path, *, name_as_text: bool = False) -> Iterator[R
     """One image item per file under ``folder`` (sorted, hidden files skipped, links followed once)."""
     root_name = folder.resolve().name
     for path in _walk(folder):
-        rel = path.relative_to(folder)
-        where = str(path)
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            yield Rejection(where, _refused_file(path))
-            continue
-        parent = rel.parent.name or root_name
-        item_id = rel.with_suffix("").as_posix()
-        title = " ".join(path.stem.replace("_", " ").replace("-", " ").split())
-        try:
-            item = Item.create(
-                item_id,
-                title=title,
-                attributes={"folder": parent},
-                image=rel.as_posix(),
-                modality=Modality.IMAGE_TEXT if name_as_text and title else Modality.IMAGE,
-            )
-        except XmodalError as exc:
-            yield Rejection(where, str(exc))
-            continue
-        yield Located(where, item)
+        yield _image_file_record(path, folder, root_name, name_as_text)
+
+
+def _image_file_record(path: Path, root: Path, root_name: str, name_as_text: bool) -> Record:
+    """The item of one image file: id from its path under ``root``, title from its name."""
+    rel = path.relative_to(root)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return Rejection(str(path), _refused_file(path))
+    title = " ".join(path.stem.replace("_", " ").replace("-", " ").split())
+    try:
+        item = Item.create(
+            rel.with_suffix("").as_posix(),
+            title=title,
+            attributes={"folder": rel.parent.name or root_name},
+            image=rel.as_posix(),
+            modality=Modality.IMAGE_TEXT if name_as_text and title else Modality.IMAGE,
+        )
+    except XmodalError as exc:
+        return Rejection(str(path), str(exc))
+    return Located(str(path), item)
 
 
 def _walk(folder: Path) -> Iterator[Path]:
