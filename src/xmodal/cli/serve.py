@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from typing import Any
 
@@ -40,11 +41,18 @@ def run(args: argparse.Namespace) -> int:
 
     config = replace(ServeConfig.load(args.config), host=args.host)
     engine = open_engine(args, create=True)
+    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; a recording handler keeps the
+    # process alive long enough to checkpoint and close the engine, then exit 0.
+    stops: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, _f: stops.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         app = create_app(engine, config)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                    timeout_graceful_shutdown=30)
+        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                               access_log=False, timeout_graceful_shutdown=30))
+        server.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         engine.close()
     return 0
 

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,68 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: f
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not become ready in {timeout:.0f} s")
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """What a load run saw: latencies per kind (seconds), errors, and the ids whose writes were acknowledged."""
+
+    seconds: float = 0.0
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"search": [], "write": []})
+    errors: list[str] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seconds": round(self.seconds, 3), "errors": len(self.errors), "acked_writes": len(self.acked)}
+        total = sum(len(v) for v in self.latencies.values())
+        out["requests"] = total
+        out["throughput_rps"] = round(total / self.seconds, 1) if self.seconds else 0.0
+        for kind, values in self.latencies.items():
+            if values:
+                ms = sorted(v * 1000 for v in values)
+                out[kind] = {"n": len(ms), "p50_ms": round(ms[len(ms) // 2], 3),
+                             "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3)}
+        return out
+
+
+async def run_load(url: str, *, clients: int = 32, seconds: float = 3.0, write_every: int = 5, key: str = "",
+                   prefix: str = "load", queries: tuple[str, ...] = ("red shoe", "blue hat", "green", "item 3")) -> LoadReport:
+    """``clients`` concurrent clients for ``seconds``: each sends searches, and every ``write_every``-th
+    request adds one new item; a write counts as acknowledged only on a 200 that lists its id."""
+    import asyncio
+
+    import httpx
+
+    report = LoadReport()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+        start = time.perf_counter()
+        stop = start + seconds
+
+        async def worker(n: int) -> None:
+            i = 0
+            while time.perf_counter() < stop:
+                i += 1
+                write = write_every > 0 and i % write_every == 0
+                t0 = time.perf_counter()
+                try:
+                    if write:
+                        item_id = f"{prefix}-{n}-{i}"
+                        r = await client.post("/items", json={"items": [{"id": item_id, "title": f"load item {n} {i}",
+                                                                          "attributes": {"client": n}}]})
+                        ok = r.status_code == 200 and r.json()["added"] == [item_id]
+                        if ok:
+                            report.acked.append(item_id)
+                    else:
+                        r = await client.post("/search", json={"text": queries[i % len(queries)], "k": 10, "log": False})
+                        ok = r.status_code == 200
+                    if not ok:
+                        report.errors.append(f"{r.status_code}: {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    report.errors.append(f"{type(exc).__name__}: {exc}")
+                report.latencies["write" if write else "search"].append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(worker(n) for n in range(clients)))
+        report.seconds = time.perf_counter() - start
+    return report

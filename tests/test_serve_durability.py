@@ -1,0 +1,90 @@
+"""Durability and load against a real server process: kill -9 mid write burst loses no acknowledged
+write; 32 concurrent clients get zero errors and every acknowledged write is found afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+from xmodal.serve.testing import free_port, run_load, spawn_server  # noqa: E402
+
+KEY = "durable-writer-01"
+ENV = {"XMODAL_API_KEYS": f"{KEY}:write"}
+
+
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "serve.toml"
+    path.write_text("rate = 100000.0\nburst = 100000\nlog_requests = false\nmcp = false\n")
+    return path
+
+
+def all_present(url: str, ids: list[str]) -> list[str]:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        return [i for i in ids if client.get(f"/items/{i}").status_code != 200]
+
+
+def test_kill_9_mid_write_burst_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    index, cfg = tmp_path / "idx", config(tmp_path)
+    port = free_port()
+    proc = spawn_server(index, port, config=cfg, env=ENV, log=tmp_path / "server.log")
+    url = f"http://127.0.0.1:{port}"
+    acked: list[str] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        with httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=10) as client:
+            for i in range(100_000):
+                ids = [f"w{n}-{i}-{j}" for j in range(3)]
+                try:
+                    r = client.post("/items", json={"items": [{"id": x, "title": f"burst {x}"} for x in ids]})
+                except httpx.HTTPError:
+                    return  # the server is gone
+                if r.status_code == 200:
+                    with lock:
+                        acked.extend(r.json()["added"])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 150 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL in the middle of the burst
+    proc.wait(10)
+    for t in threads:
+        t.join(15)
+    assert len(acked) >= 150, "the burst did not get going"
+
+    port2 = free_port()
+    proc2 = spawn_server(index, port2, config=cfg, env=ENV, log=tmp_path / "server.log")
+    try:
+        missing = all_present(f"http://127.0.0.1:{port2}", acked)
+        assert missing == [], f"{len(missing)} acknowledged items lost, e.g. {missing[:5]}"
+        assert httpx.get(f"http://127.0.0.1:{port2}/health").json()["items"] >= len(acked)
+    finally:
+        proc2.terminate()
+        assert proc2.wait(30) == 0  # graceful shutdown on SIGTERM
+
+
+def test_load_32_clients_zero_errors_and_every_write_found(tmp_path: Path) -> None:
+    port = free_port()
+    proc = spawn_server(tmp_path / "idx", port, config=config(tmp_path), env=ENV, log=tmp_path / "server.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        report = asyncio.run(run_load(url, clients=32, seconds=3.0, write_every=5, key=KEY))
+        summary = report.summary()
+        assert report.errors == [], report.errors[:5]
+        assert summary["search"]["n"] > 50 and summary["write"]["n"] > 10, summary
+        assert all_present(url, report.acked) == []
+        proc.terminate()  # graceful: drains the write queue, checkpoints, exits 0
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
