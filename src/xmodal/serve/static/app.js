@@ -1,0 +1,156 @@
+// xmodal search page: plain JavaScript, no CDN. Catalog text is always inserted with textContent (never HTML).
+"use strict";
+const $ = (id) => document.getElementById(id);
+const state = { image: null, queryId: null, current: null, filters: {} };
+
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  const key = localStorage.getItem("xmodal-key");
+  if (key) h["Authorization"] = "Bearer " + key;
+  return h;
+}
+
+async function api(path, options) {
+  const opts = Object.assign({}, options || {});
+  opts.headers = headers(opts.headers);
+  const r = await fetch(path, opts);
+  const body = (r.headers.get("content-type") || "").includes("json") ? await r.json() : null;
+  if (!r.ok) throw new Error((body && body.error) || r.status + " " + r.statusText);
+  return body;
+}
+
+function el(tag, props, children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props || {});
+  for (const child of children || []) node.append(child);
+  return node;
+}
+
+function setImage(file) {
+  if (file && !file.type.startsWith("image/")) { status("That file is not an image."); return; }
+  state.image = file || null;
+  $("image-chip").hidden = !file;
+  if (file) $("image-preview").src = URL.createObjectURL(file);
+  $("image-input").value = "";
+}
+
+function status(text) { $("status").textContent = text; }
+
+async function loadFacets() {
+  try {
+    const data = await api("/facets");
+    const list = $("facet-list");
+    list.replaceChildren();
+    for (const [name, values] of Object.entries(data.attributes)) {
+      const select = el("select", { id: "facet-" + name, name });
+      select.append(el("option", { value: "", textContent: "any" }));
+      for (const v of values) {
+        select.append(el("option", { value: JSON.stringify(v.value), textContent: String(v.value) + " (" + v.count + ")" }));
+      }
+      select.addEventListener("change", () => {
+        if (select.value) state.filters[name] = JSON.parse(select.value); else delete state.filters[name];
+        if ($("query").value.trim() || state.image) search();
+      });
+      list.append(el("div", { className: "facet" }, [el("label", { textContent: name, htmlFor: select.id }), select]));
+    }
+  } catch (e) { status("Could not load filters: " + e.message); }
+}
+
+async function search() {
+  const text = $("query").value.trim();
+  if (!text && !state.image) { status("Type something or add an image."); return; }
+  const k = Math.max(1, Math.min(100, parseInt($("k").value, 10) || 24));
+  status("Searching…");
+  try {
+    let data;
+    if (state.image) {
+      const form = new FormData();
+      form.append("image", state.image, state.image.name || "query.png");
+      if (text) form.append("text", text);
+      form.append("k", String(k));
+      form.append("filters", JSON.stringify(state.filters));
+      data = await api("/search", { method: "POST", body: form });
+    } else {
+      data = await api("/search", { method: "POST", headers: { "Content-Type": "application/json" },
+                                    body: JSON.stringify({ text, k, filters: state.filters }) });
+    }
+    state.queryId = data.query_id;
+    render(data.hits, true);
+    status(data.hits.length + " results in " + data.took_ms.toFixed(1) + " ms");
+  } catch (e) { status("Search failed: " + e.message); $("results").replaceChildren(); }
+}
+
+function card(hit, rank, fromSearch) {
+  const thumb = el("div", { className: "thumb" });
+  if (hit.thumbnail_url) thumb.append(el("img", { src: hit.thumbnail_url + "?size=256", alt: hit.title || hit.id, loading: "lazy" }));
+  else thumb.append(el("div", { className: "text-only", textContent: hit.text || hit.title }));
+  const badges = String(hit.provenance || "").split("+").filter(Boolean).map((p) => el("span", { className: "badge", textContent: p }));
+  const meta = el("div", { className: "meta" }, [
+    el("div", { className: "title", textContent: hit.title || hit.id, title: hit.title }),
+    el("div", { className: "score", textContent: "score " + hit.score.toFixed(3) }),
+    el("div", {}, badges),
+  ]);
+  const node = el("div", { className: "card", tabIndex: 0 }, [thumb, meta]);
+  node.dataset.id = hit.id;
+  node.dataset.score = String(hit.score);
+  node.addEventListener("click", () => open(hit, rank, fromSearch));
+  return node;
+}
+
+function render(hits, fromSearch) {
+  $("results").replaceChildren(...hits.map((h, i) => card(h, i + 1, fromSearch)));
+}
+
+async function sendFeedback(itemId, position, event) {
+  if (!state.queryId) return;
+  try {
+    await api("/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
+                             body: JSON.stringify({ query_id: state.queryId, item_id: itemId, event, position }) });
+  } catch (e) { console.warn("feedback not recorded:", e.message); }
+}
+
+async function open(hit, rank, fromSearch) {
+  if (fromSearch) sendFeedback(hit.id, rank, "click");
+  state.current = hit.id;
+  const body = $("detail-body");
+  body.replaceChildren(el("p", { textContent: "Loading…" }));
+  $("detail").showModal();
+  try {
+    const item = await api("/items/" + encodeURIComponent(hit.id));
+    const rows = Object.entries(item.attributes).map(([k, v]) => el("tr", {}, [el("td", { textContent: k }), el("td", { textContent: String(v) })]));
+    const parts = [];
+    if (item.media_url) parts.push(el("img", { src: item.media_url, alt: item.title || item.id }));
+    parts.push(el("h2", { textContent: item.title || item.id }));
+    parts.push(el("p", { textContent: item.text }));
+    parts.push(el("table", {}, rows));
+    parts.push(el("p", { className: "score", textContent: "id " + item.id + " · " + item.modality + " · found by " + hit.provenance }));
+    body.replaceChildren(...parts);
+  } catch (e) { body.replaceChildren(el("p", { textContent: "Could not load the item: " + e.message })); }
+}
+
+async function similar() {
+  const id = state.current;
+  $("detail").close();
+  status("Finding items similar to " + id + "…");
+  try {
+    const data = await api("/items/" + encodeURIComponent(id) + "/similar?k=" + encodeURIComponent($("k").value || "24"));
+    render(data.hits, false);
+    status(data.hits.length + " items similar to " + id);
+  } catch (e) { status("Similar items failed: " + e.message); }
+}
+
+function setup() {
+  $("api-key").value = localStorage.getItem("xmodal-key") || "";
+  $("api-key").addEventListener("change", () => { localStorage.setItem("xmodal-key", $("api-key").value.trim()); loadFacets(); });
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
+  $("image-input").addEventListener("change", () => setImage($("image-input").files[0]));
+  $("image-clear").addEventListener("click", () => setImage(null));
+  $("similar-button").addEventListener("click", similar);
+  const zone = $("dropzone");
+  for (const name of ["dragenter", "dragover"]) zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.add("over"); });
+  for (const name of ["dragleave", "drop"]) zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.remove("over"); });
+  zone.addEventListener("drop", (e) => { const f = e.dataTransfer.files[0]; if (f) setImage(f); });
+  loadFacets();
+}
+
+setup();
