@@ -231,6 +231,7 @@ def test_eval(built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFi
         ["search", "x", "-k", "ten"],
         ["search", "x", "--where", "novalue"],
         ["search", "x", "--where", "=3"],
+        ["search", "x", "--where", "price<cheap"],
         ["search", "x", "--target", "sideways"],
         ["search", "x", "--mode", "telepathy"],
         ["eval", "does-not-exist.jsonl"],
@@ -256,6 +257,15 @@ def test_unknown_attribute_is_error_1(built: tuple[Path, Path], capsys: pytest.C
     index, _ = built
     code, _, err = run(capsys, "--index", str(index), "search", "x", "--where", "colour=red")
     assert code == 1 and "filters.colour" in err and "color" in err and "Traceback" not in err
+
+
+def test_bad_query_image_is_error_1(built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+    code, _, err = run(capsys, "--index", str(index), "search", "--image", str(tmp_path / "nope.png"))
+    assert code == 1 and "file not found" in err and "Traceback" not in err
+    code, _, err = run(capsys, "--index", str(index), "search", "red", "--image", str(tmp_path / "broken.png"))
+    assert code == 1 and "image" in err and "Traceback" not in err
 
 
 def test_missing_index_and_dimension_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..engine import Engine
 from ..errors import ValidationError
-from ..filters import parse_where
+from ..filters import parse_filters, parse_where
 from ..index import index_kinds
 from ..modes import available_modes
 from ..records import MAX_K, Item, Target
@@ -93,6 +93,7 @@ def query_options(args: argparse.Namespace) -> dict[str, Any]:
     """Checked ``filters``, ``k``, ``target`` and ``mode`` from the command line, or a :class:`UsageError`."""
     try:
         filters = parse_where(list(args.where))
+        parse_filters(filters)  # a range bound that is not a number is a usage error too
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
     if not 1 <= args.k <= MAX_K:
