@@ -92,3 +92,20 @@ def test_ndcg_matches_sklearn(n: int, k: int, data: st.DataObject) -> None:
     assert ndcg_at_k(order, relevant, k) == pytest.approx(expected, abs=1e-9)
     value = recall_at_k(order, relevant, k)
     assert 0.0 <= value <= 1.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ranking=st.lists(st.sampled_from("abcdefghij"), max_size=15),
+    relevant=st.sets(st.sampled_from("abcdefghijxyz"), max_size=6),
+)
+def test_metric_invariants(ranking: list[str], relevant: set[str]) -> None:
+    recalls = [recall_at_k(ranking, relevant, k) for k in range(1, 17)]
+    assert recalls == sorted(recalls)  # recall never drops as k grows
+    assert all(0.0 <= v <= 1.0 for v in recalls)
+    for k in (1, 5, 10):
+        assert 0.0 <= ndcg_at_k(ranking, relevant, k) <= 1.0 + 1e-12
+        # a hit within the top k gives a positive nDCG@k and reciprocal rank ≥ 1/k, and vice versa
+        hit = any(item in relevant for item in ranking[:k])
+        assert (ndcg_at_k(ranking, relevant, k) > 0) == hit
+        assert (reciprocal_rank(ranking, relevant, k) >= 1 / k) == hit
