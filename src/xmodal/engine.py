@@ -113,6 +113,7 @@ class Engine:
         try:
             enc, settings = _open_encoder(store, encoder, dim, index, index_options)
             space = VectorSpace.open(root / "index", store, enc.dim, settings["index"], settings["index_options"])
+            store.set_meta("settings", settings)  # saved once the settings are known to work
         except BaseException:
             store.close()
             raise
@@ -130,7 +131,9 @@ class Engine:
     def checkpoint(self) -> None:
         """Save the vector indexes so the next open needs no rebuild."""
         with self._lock:
-            self.space.save(self.path / "index", self.store.last_seq())
+            seq = self.store.last_seq()
+            if seq != self.space.saved_seq:
+                self.space.save(self.path / "index", seq)
 
     def __enter__(self) -> Engine:
         return self
@@ -383,7 +386,6 @@ def _open_encoder(
             else create_encoder(encoder or DEFAULT_ENCODER, **({"dim": dim} if dim else {}))
         )
         settings = {"encoder": enc.config(), "index": index or DEFAULT_INDEX, "index_options": index_options or {}}
-        store.set_meta("settings", settings)
         return enc, settings
     given = {
         "encoder": (encoder if isinstance(encoder, str) else None, saved["encoder"]["name"]),

@@ -35,6 +35,7 @@ class VectorSpace:
         self.dim = dim
         self.index_kind = index_kind
         self.index_options = dict(index_options or {})
+        self.saved_seq = -1  # the store sequence of the checkpoint on disk (-1: none)
         self.indexes: dict[VectorKind, VectorIndex] = {
             kind: create_index(index_kind, dim, **self.index_options) for kind in VectorKind
         }
@@ -99,6 +100,7 @@ class VectorSpace:
             os.replace(directory, old)
         os.replace(tmp, directory)
         shutil.rmtree(old, ignore_errors=True)
+        self.saved_seq = seq
 
     @classmethod
     def open(
@@ -107,7 +109,7 @@ class VectorSpace:
         """Load the checkpoint and catch up with the store, or rebuild from the store."""
         space = cls(dim, index_kind, index_options)
         try:
-            seq = space._load(directory)
+            seq = space.saved_seq = space._load(directory)
         except (StorageError, OSError, ValueError, KeyError) as exc:
             if directory.exists():
                 log.warning("rebuilding the vector indexes from the store: %s", exc)
