@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import ConfigError, MissingDependency, StorageError
 from .base import FORMAT_VERSION, MANIFEST, Labels, Scores, VectorIndex, Vectors
 from .exact import ExactIndex, read_manifest
-from .hnsw import DEFAULTS, HNSWIndex
+from .hnsw import HNSWIndex, check_options
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,7 @@ class AutoIndex:
     def __init__(self, dim: int, threshold: int = DEFAULT_THRESHOLD, **hnsw_options: Any) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
             raise ConfigError(f"auto index option threshold must be a positive integer, got {threshold!r}")
-        unknown = set(hnsw_options) - set(DEFAULTS)
-        if unknown:
-            known = ", ".join(["threshold", *sorted(DEFAULTS)])
-            raise ConfigError(f"unknown auto index option(s) {sorted(unknown)}; known: {known}")
+        check_options(hnsw_options, extra=("threshold",))
         self.dim = int(dim)
         self.threshold = threshold
         self.hnsw_options = dict(hnsw_options)

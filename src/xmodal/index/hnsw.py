@@ -84,11 +84,7 @@ class HNSWIndex:
     kind = "hnsw"
 
     def __init__(self, dim: int, **options: Any) -> None:
-        unknown = set(options) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(f"unknown hnsw index option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-        self.options: dict[str, Any] = {**DEFAULTS, **options}
-        _check_options(self.options)
+        self.options = check_options(options)
         self.dim = int(dim)
         self._faiss = _faiss()
         self._graph = self._new_graph()
@@ -317,7 +313,13 @@ class HNSWIndex:
         self._dead = int(graph.ntotal - len(live))
 
 
-def _check_options(options: dict[str, Any]) -> None:
+def check_options(given: dict[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The HNSW options merged over :data:`DEFAULTS`, or a ConfigError naming the bad one."""
+    unknown = set(given) - set(DEFAULTS)
+    if unknown:
+        known = ", ".join([*extra, *sorted(DEFAULTS)])
+        raise ConfigError(f"unknown hnsw index option(s) {sorted(unknown)}; known: {known}")
+    options = {**DEFAULTS, **given}
     for name in ("m", "ef_construction", "ef_search", "exact_max"):
         value = options[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "exact_max" else 1):
@@ -326,3 +328,4 @@ def _check_options(options: dict[str, Any]) -> None:
         value = options[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ConfigError(f"hnsw option {name} must be a number in [0, 1], got {value!r}")
+    return options
