@@ -49,6 +49,10 @@ class ExactIndex:
     def add(self, labels: Labels, vectors: Vectors) -> None:
         vectors = check_vectors(vectors, self.dim)
         labels = np.asarray(labels, dtype=np.int64)
+        uniq, first_of_reversed = np.unique(labels[::-1], return_index=True)
+        if len(uniq) != len(labels):  # a label twice in one batch: the last one wins (upsert order)
+            keep = np.sort(len(labels) - 1 - first_of_reversed)
+            labels, vectors = labels[keep], vectors[keep]
         self.remove(labels)
         self._reserve(self._size + len(labels))
         end = self._size + len(labels)
@@ -117,8 +121,11 @@ class ExactIndex:
     def load(cls, directory: Path) -> ExactIndex:
         manifest = read_manifest(directory, cls.kind)
         index = cls(int(str(manifest["dim"])))
-        vectors = np.load(directory / "vectors.npy", allow_pickle=False)
-        labels = np.load(directory / "labels.npy", allow_pickle=False)
+        try:
+            vectors = np.load(directory / "vectors.npy", allow_pickle=False)
+            labels = np.load(directory / "labels.npy", allow_pickle=False)
+        except (OSError, ValueError) as exc:  # missing or truncated arrays
+            raise StorageError(f"{directory}: unreadable arrays ({exc}); delete the folder to rebuild it") from exc
         if len(vectors) != len(labels) or len(labels) != manifest["count"]:
             raise StorageError(f"{directory}: arrays do not match the manifest; delete the folder to rebuild it")
         index.add(labels, vectors)
