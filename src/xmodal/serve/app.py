@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.resources import files
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -17,9 +17,9 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..engine import Engine
-from .auth import AuthError, KeyRing, Principal, presented_key
+from .auth import AuthError, KeyRing, presented_key
 from .config import ServeConfig
-from .deps import ServerState, require, server
+from .deps import ReadKey, ServerState, server
 from .errors import install as install_errors
 from .limits import BodyLimitMiddleware, RateLimiter
 from .logs import log_request, logger, new_request_id, request_id, setup_logging
@@ -65,7 +65,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
         _mount_mcp(app, mcp_server, state)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     if config.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"])
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
     app.add_middleware(RequestLogMiddleware, metrics=state.metrics, log=config.log_requests)
@@ -102,7 +103,8 @@ class KeyGuard:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         client = scope["client"][0] if scope.get("client") else "unknown"
         try:
-            self.state.keys.authorize(presented_key(headers.get("authorization"), headers.get("x-api-key")), "read", client)
+            presented = presented_key(headers.get("authorization"), headers.get("x-api-key"))
+            self.state.keys.authorize(presented, "read", client)
         except AuthError as exc:
             response = JSONResponse({"error": exc.message, "field": "Authorization"}, status_code=exc.status)
             await response(scope, receive, send)
@@ -120,7 +122,7 @@ def _add_service_routes(app: FastAPI) -> None:
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["service"],
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
-    def metrics(request: Request, _: Principal = Depends(require("read"))) -> PlainTextResponse:
+    def metrics(request: Request, _: ReadKey) -> PlainTextResponse:
         """Request counts and latency histograms by route, errors, index size, write queue depth."""
         return PlainTextResponse(server(request).metrics.render(), media_type="text/plain; version=0.0.4")
 

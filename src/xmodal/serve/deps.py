@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -57,8 +57,8 @@ def require(scope: str) -> Callable[..., Principal]:
 
     def check(
         request: Request,
-        bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-        header: str | None = Depends(_header),
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        header: Annotated[str | None, Depends(_header)],
     ) -> Principal:
         state = server(request)
         presented = bearer.credentials if bearer is not None else header
@@ -74,3 +74,7 @@ def require(scope: str) -> Callable[..., Principal]:
         return principal
 
     return check
+
+
+ReadKey = Annotated[Principal, Depends(require("read"))]
+WriteKey = Annotated[Principal, Depends(require("write"))]

@@ -34,7 +34,8 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI declarations of the error statuses a route can answer."""
     text = {400: "malformed body (invalid JSON or UTF-8, broken multipart)", 401: "missing or unknown API key",
             403: "the key lacks the scope", 404: "no such item or file", 413: "body larger than the limit",
-            415: "unsupported content type", 422: "invalid fields (named in the answer)", 429: "rate limited (see Retry-After)",
+            415: "unsupported content type", 422: "invalid fields (named in the answer)",
+            429: "rate limited (see Retry-After)",
             501: "not supported by this engine", 503: "write queue full or server stopping"}
     return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
@@ -46,7 +47,8 @@ def parse_json(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(400, f"the body is not valid UTF-8 (byte {exc.start})", "body", "encode the JSON as UTF-8") from None
+        raise ApiError(400, f"the body is not valid UTF-8 (byte {exc.start})", "body",
+                       "encode the JSON as UTF-8") from None
     try:
         return json.loads(text)
     except ValueError as exc:
@@ -64,7 +66,8 @@ def validate(model: type[pydantic.BaseModel], data: Any) -> Any:
 def from_pydantic(exc: pydantic.ValidationError | RequestValidationError) -> ApiError:
     details = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]} for e in exc.errors()]
     first = details[0] if details else {"field": "body", "problem": "invalid"}
-    return ApiError(422, f"{first['field']}: {first['problem']}", str(first["field"]), "see details for every problem", details)
+    return ApiError(422, f"{first['field']}: {first['problem']}", str(first["field"]),
+                    "see details for every problem", details)
 
 
 def decode_base64(text: str, field: str) -> bytes:
@@ -101,7 +104,8 @@ def install(app: FastAPI) -> None:
 
     async def limited(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RateLimited)
-        return _body(429, str(exc), None, f"retry after {exc.retry_after} s", headers={"Retry-After": str(exc.retry_after)})
+        wait = str(exc.retry_after)
+        return _body(429, str(exc), None, f"retry after {wait} s", headers={"Retry-After": wait})
 
     async def queue_full(_: Request, exc: Exception) -> JSONResponse:
         return _body(503, f"cannot take the write now: {exc}", None, "retry shortly", headers={"Retry-After": "1"})

@@ -47,9 +47,10 @@ class Metrics:
                       "# TYPE xmodal_request_duration_seconds histogram"]
             for route, counts in sorted(self._hist.items()):
                 total = 0
-                for bound, n in zip([*map(str, BUCKETS), "+Inf"], counts):
+                for bound, n in zip([*map(str, BUCKETS), "+Inf"], counts, strict=True):
                     total += n
-                    lines.append(f'xmodal_request_duration_seconds_bucket{{route="{_esc(route)}",le="{bound}"}} {total}')
+                    labels = f'route="{_esc(route)}",le="{bound}"'
+                    lines.append(f"xmodal_request_duration_seconds_bucket{{{labels}}} {total}")
                 lines.append(f'xmodal_request_duration_seconds_sum{{route="{_esc(route)}"}} {self._sum[route]:.6f}')
                 lines.append(f'xmodal_request_duration_seconds_count{{route="{_esc(route)}"}} {total}')
         for name, read in sorted(self._gauges.items()):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AttrValue = Union[bool, int, float, str]
+AttrValue = bool | int | float | str
 Strict = ConfigDict(extra="forbid")
 
 

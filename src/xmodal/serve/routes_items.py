@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query as Q, Request, Response
+from fastapi import APIRouter, Request, Response
+from fastapi import Query as Q
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -13,8 +14,7 @@ from starlette.datastructures import UploadFile
 from ..errors import NotFoundError, XmodalError
 from ..ingest.prepare import AddReport, Rejection
 from ..records import Item
-from .auth import Principal
-from .deps import ServerState, require, server
+from .deps import ReadKey, ServerState, WriteKey, server
 from .errors import ApiError, decode_base64, parse_json, responses
 from .limits import check_image
 from .models import AddResponse, DeleteResponse, ItemIn, ItemOut, RejectionOut
@@ -55,7 +55,8 @@ async def parse_items(request: Request, max_batch: int) -> tuple[list[Any], dict
                 files[value.filename] = await value.read()
         raw = form.get("items")
         if not isinstance(raw, str):
-            raise ApiError(422, "missing: a text field with a JSON array of items", "items", "add an 'items' form field")
+            raise ApiError(422, "missing: a text field with a JSON array of items", "items",
+                           "add an 'items' form field")
         try:
             items = json.loads(raw)
         except ValueError:
@@ -67,7 +68,8 @@ async def parse_items(request: Request, max_batch: int) -> tuple[list[Any], dict
         raise ApiError(415, f"content type {ctype!r} is not accepted", "Content-Type",
                        "send application/json or multipart/form-data")
     if not isinstance(items, list):
-        raise ApiError(422, "must be an array of item objects", "items", 'send {"items": [{"id": "1", "title": "..."}]}')
+        raise ApiError(422, "must be an array of item objects", "items",
+                       'send {"items": [{"id": "1", "title": "..."}]}')
     if len(items) > max_batch:
         raise ApiError(413, f"{len(items)} items is more than {max_batch} per request", "items", "split the batch")
     return items, files
@@ -101,14 +103,15 @@ def build_item(raw: Any, files: dict[str, bytes], max_pixels: int, index: int) -
 
 @router.post("/items", response_model=AddResponse, openapi_extra=_ITEMS_BODY,
              responses=responses(400, 401, 403, 413, 415, 422, 429, 503))
-async def add_items(request: Request, _: Principal = Depends(require("write"))) -> AddResponse:
+async def add_items(request: Request, _: WriteKey) -> AddResponse:
     """Add or replace items; each bad item is reported in ``rejected``, the valid ones are committed."""
     state = server(request)
     raws, files = await parse_items(request, state.config.max_batch)
     items, report = await run_in_threadpool(_build_all, state, raws, files)
     if items:
         report.merge(await state.write(lambda: state.engine.add(items)))
-    return AddResponse(added=report.added, rejected=[RejectionOut(where=r.where, reason=r.reason) for r in report.rejected])
+    rejected = [RejectionOut(where=r.where, reason=r.reason) for r in report.rejected]
+    return AddResponse(added=report.added, rejected=rejected)
 
 
 def _build_all(state: ServerState, raws: list[Any], files: dict[str, bytes]) -> tuple[list[Item], AddReport]:
@@ -137,12 +140,15 @@ def _media_ref(state: ServerState, item_id: str) -> str:
     return image
 
 
-_IMAGE_CONTENT = {200: {"content": {t: {} for t in sorted(set(IMAGE_TYPES.values()))}, "description": "the image"}}
+_JPEG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}}
+_IMAGE_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {t: {} for t in sorted(set(IMAGE_TYPES.values()))}, "description": "the image"}
+}
 
 
 @router.get("/items/{item_id:path}/media", response_class=Response,
             responses={**_IMAGE_CONTENT, **responses(401, 403, 404, 429)})
-def get_media(request: Request, item_id: str, _: Principal = Depends(require("read"))) -> Response:
+def get_media(request: Request, item_id: str, _: ReadKey) -> Response:
     """The item's stored image file, as it was added."""
     state = server(request)
     path = state.engine.media.path(_media_ref(state, item_id))
@@ -151,9 +157,9 @@ def get_media(request: Request, item_id: str, _: Principal = Depends(require("re
 
 
 @router.get("/items/{item_id:path}/thumbnail", response_class=Response,
-            responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}, **responses(401, 403, 404, 422, 429)})
-def get_thumbnail(request: Request, item_id: str, size: int = Q(256, ge=16, le=512),
-                  _: Principal = Depends(require("read"))) -> Response:
+            responses={**_JPEG, **responses(401, 403, 404, 422, 429)})
+def get_thumbnail(request: Request, item_id: str, _: ReadKey,
+                  size: Annotated[int, Q(ge=16, le=512)] = 256) -> Response:
     """A JPEG at most ``size`` pixels on its long side (cached in memory)."""
     state = server(request)
     path = state.engine.media.path(_media_ref(state, item_id))
@@ -162,13 +168,13 @@ def get_thumbnail(request: Request, item_id: str, size: int = Q(256, ge=16, le=5
 
 
 @router.get("/items/{item_id:path}", response_model=ItemOut, responses=responses(401, 403, 404, 429))
-def get_item(request: Request, item_id: str, _: Principal = Depends(require("read"))) -> ItemOut:
+def get_item(request: Request, item_id: str, _: ReadKey) -> ItemOut:
     """One item with its fields and media URLs."""
     return item_out(server(request).engine.get(item_id))
 
 
 @router.delete("/items/{item_id:path}", response_model=DeleteResponse, responses=responses(401, 403, 429, 503))
-async def delete_item(request: Request, item_id: str, _: Principal = Depends(require("write"))) -> DeleteResponse:
+async def delete_item(request: Request, item_id: str, _: WriteKey) -> DeleteResponse:
     """Delete an item; ``deleted`` says whether it existed. Acknowledged once committed."""
     state = server(request)
     count = await state.write(lambda: state.engine.delete([item_id]))

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query as Q, Request
+from fastapi import APIRouter, Request
+from fastapi import Query as Q
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..engine import SearchResult
 from ..records import Item, Query, Target
-from .auth import Principal
-from .deps import ServerState, require, server
+from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, parse_json, responses, validate
 from .limits import check_image
+from .mcp import best_vector
 from .models import (
     FacetsResponse,
     FacetValue,
@@ -65,7 +66,7 @@ def item_urls(item: Item) -> tuple[str | None, str | None]:
 def to_hits(result: SearchResult) -> list[Hit]:
     hits = []
     provenance = result.hits.provenance or ("",) * len(result.hits)
-    for (_, score), item, source in zip(result.hits, result.items, provenance):
+    for (_, score), item, source in zip(result.hits, result.items, provenance, strict=True):
         media, thumb = item_urls(item)
         hits.append(Hit(id=item.id, score=score, modality=item.modality.value, title=item.title, text=item.text,
                         attributes=dict(item.attributes), thumbnail_url=thumb, media_url=media, provenance=source))
@@ -97,7 +98,7 @@ async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
 
 @router.post("/search", response_model=SearchResponse, openapi_extra=_SEARCH_BODY,
              responses=responses(400, 401, 403, 413, 415, 422, 429, 503))
-async def search(request: Request, _: Principal = Depends(require("read"))) -> SearchResponse:
+async def search(request: Request, _: ReadKey) -> SearchResponse:
     """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
     state = server(request)
     req, image = await parse_search(request)
@@ -130,24 +131,22 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
                        "use mode 'dense' or install the extra that provides it") from None
 
 
-@router.get("/items/{item_id:path}/similar", response_model=SearchResponse, responses=responses(401, 403, 404, 422, 429))
-def similar(request: Request, item_id: str, k: int = Q(10, ge=1, le=1000),
-            target: str = Q("any", pattern="^(text|image|combined|any)$"),
-            _: Principal = Depends(require("read"))) -> SearchResponse:
+@router.get("/items/{item_id:path}/similar", response_model=SearchResponse,
+            responses=responses(401, 403, 404, 422, 429))
+def similar(request: Request, item_id: str, _: ReadKey, k: Annotated[int, Q(ge=1, le=1000)] = 10,
+            target: Annotated[str, Q(pattern="^(text|image|combined|any)$")] = "any") -> SearchResponse:
     """Items closest to a stored item (the item itself left out), by its combined, image or text vector."""
     engine = server(request).engine
-    vectors = engine.vectors(item_id)
-    vector = next(vectors[kind] for kind in sorted(vectors, key=lambda v: ("combined", "image", "text").index(v.value)))
-    hits = engine.search_vector(vector, k=k + 1, target=target)
+    hits = engine.search_vector(best_vector(engine, item_id), k=k + 1, target=target)
     keep = [i for i, hit_id in enumerate(hits.ids.tolist()) if hit_id != item_id][:k]
     hits = type(hits)(hits.ids[keep], hits.scores[keep], tuple(f"similar:{hits.provenance[i]}" for i in keep))
     items = tuple(engine.get(i) for i in hits.ids.tolist())
     result = SearchResult(hits, items, 0.0, 0.0)
-    return SearchResponse(hits=to_hits(result), took_ms=0.0, encode_ms=0.0)
+    return SearchResponse(hits=to_hits(result), took_ms=0.0, encode_ms=0.0, query_id=None, explain=None)
 
 
 @router.get("/facets", response_model=FacetsResponse, responses=responses(401, 403, 429))
-def facets(request: Request, _: Principal = Depends(require("read"))) -> FacetsResponse:
+def facets(request: Request, _: ReadKey) -> FacetsResponse:
     """The catalog's attributes and their most common values with counts (for filter widgets)."""
     table = server(request).engine.attributes
     out: dict[str, list[FacetValue]] = {}
@@ -158,7 +157,7 @@ def facets(request: Request, _: Principal = Depends(require("read"))) -> FacetsR
 
 
 @router.post("/feedback", response_model=FeedbackResponse, responses=responses(400, 401, 403, 404, 422, 429, 501, 503))
-async def feedback(request: Request, body: FeedbackRequest, _: Principal = Depends(require("read"))) -> FeedbackResponse:
+async def feedback(request: Request, body: FeedbackRequest, _: ReadKey) -> FeedbackResponse:
     """Record an event (click, add, like...) on a hit of a logged search (``query_id`` from POST /search)."""
     state = server(request)
     record = getattr(state.engine, "feedback", None)

@@ -85,7 +85,8 @@ class LoadReport:
     acked: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seconds": round(self.seconds, 3), "errors": len(self.errors), "acked_writes": len(self.acked)}
+        out: dict[str, Any] = {"seconds": round(self.seconds, 3), "errors": len(self.errors),
+                               "acked_writes": len(self.acked)}
         total = sum(len(v) for v in self.latencies.values())
         out["requests"] = total
         out["throughput_rps"] = round(total / self.seconds, 1) if self.seconds else 0.0
@@ -97,8 +98,11 @@ class LoadReport:
         return out
 
 
+QUERIES = ("red shoe", "blue hat", "green", "item 3")
+
+
 async def run_load(url: str, *, clients: int = 32, seconds: float = 3.0, write_every: int = 5, key: str = "",
-                   prefix: str = "load", queries: tuple[str, ...] = ("red shoe", "blue hat", "green", "item 3")) -> LoadReport:
+                   prefix: str = "load", queries: tuple[str, ...] = QUERIES) -> LoadReport:
     """``clients`` concurrent clients for ``seconds``: each sends searches, and every ``write_every``-th
     request adds one new item; a write counts as acknowledged only on a 200 that lists its id."""
     import asyncio
@@ -127,7 +131,8 @@ async def run_load(url: str, *, clients: int = 32, seconds: float = 3.0, write_e
                         if ok:
                             report.acked.append(item_id)
                     else:
-                        r = await client.post("/search", json={"text": queries[i % len(queries)], "k": 10, "log": False})
+                        query = {"text": queries[i % len(queries)], "k": 10, "log": False}
+                        r = await client.post("/search", json=query)
                         ok = r.status_code == 200
                     if not ok:
                         report.errors.append(f"{r.status_code}: {r.text[:200]}")
