@@ -176,7 +176,7 @@ class GenerativeIndex:
             decoder.load_state_dict({k[len("decoder.") :]: v for k, v in tensors.items() if k.startswith("decoder.")})
             index = cls(quantizer, decoder, meta, device)
             seq = index._load_trie(directory)
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        except Exception as exc:  # safetensors raises its own SafetensorError for a damaged header
             problem = f"{directory}: the generative model is corrupt or incomplete ({exc})"
             raise StorageError(f"{problem}; {TRAIN_FIX} again") from exc
         return index, seq

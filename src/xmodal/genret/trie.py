@@ -94,9 +94,22 @@ class CodeTrie:
         for t in range(1, self.length + 1):
             prefixes, counts = np.unique(keys // self.codebook_size ** (self.length - t), return_counts=True)
             self._bump(t, prefixes, counts)
+        self._insert_items(keys, rows)
+
+    def _insert_items(self, keys: IntArray, rows: IntArray) -> None:
+        """Insert into the (key, row)-sorted item arrays: a merge for big batches, binary search for small ones."""
         order = np.lexsort((rows, keys))
         keys, rows = keys[order], rows[order]
-        pos = np.searchsorted(self._keys, keys, side="right")
+        if len(keys) * 20 > len(self._keys):
+            all_keys, all_rows = np.concatenate([self._keys, keys]), np.concatenate([self._rows, rows])
+            order = np.lexsort((all_rows, all_keys))
+            self._keys, self._rows = all_keys[order], all_rows[order]
+            return
+        lo = np.searchsorted(self._keys, keys, side="left")
+        hi = np.searchsorted(self._keys, keys, side="right")
+        pos = lo.copy()
+        for i in np.flatnonzero(hi > lo).tolist():  # keep the rows of a shared bucket in row order
+            pos[i] += int(np.searchsorted(self._rows[lo[i] : hi[i]], rows[i]))
         self._keys, self._rows = np.insert(self._keys, pos, keys), np.insert(self._rows, pos, rows)
 
     def remove(self, rows: IntArray) -> int:

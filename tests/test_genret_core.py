@@ -1,0 +1,206 @@
+"""Generative retrieval core (arrays only): trie, constrained decoding, augmentation, quantizer, persistence."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from xmodal.errors import ConfigError, StorageError, ValidationError  # noqa: E402
+from xmodal.genret.decoder import augment  # noqa: E402
+from xmodal.genret.model import GenerativeIndex  # noqa: E402
+from xmodal.genret.quantizer import ResidualQuantizer, default_shape, kmeans  # noqa: E402
+from xmodal.genret.train import TrainConfig, TrainingSet, fit  # noqa: E402
+from xmodal.genret.trie import CodeTrie  # noqa: E402
+
+DIM, N, CLUSTERS = 32, 160, 12
+TINY = TrainConfig(levels=2, codebook_size=8, epochs=50, batch=40, lr=5e-3, d_model=32, n_layers=1, n_heads=2,
+                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, device="cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (and do not fight the other tests for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def clustered(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(123).standard_normal((CLUSTERS, DIM))
+    labels = rng.integers(0, CLUSTERS, n)
+    x = centers[labels] + 0.15 * rng.standard_normal((n, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[GenerativeIndex, np.ndarray]:
+    x, _ = clustered(N)
+    rng = np.random.default_rng(1)
+    q = x + 0.05 * rng.standard_normal(x.shape).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    data = TrainingSet(np.arange(N, dtype=np.int64) * 3, x, np.zeros(N, np.int64), q, np.arange(N, dtype=np.int64))
+    return fit(data, TINY, progress=False), x
+
+
+# -- trie ------------------------------------------------------------------------------------
+codes_strategy = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=40)
+
+
+@given(codes_strategy, st.data())
+@settings(max_examples=60, deadline=None)
+def test_trie_allowed_matches_brute_force_after_adds_and_deletes(codes: list[tuple[int, int, int]], data: st.DataObject) -> None:
+    trie = CodeTrie(3, 2, 4)
+    rows = np.arange(len(codes), dtype=np.int64)
+    trie.add(rows, np.asarray(codes, np.int64))
+    gone = data.draw(st.lists(st.sampled_from(rows.tolist()), unique=True))
+    trie.remove(np.asarray(gone, np.int64))
+    live = {r: c for r, c in enumerate(codes) if r not in set(gone)}
+    assert len(trie) == len(live)
+    for t in range(3):
+        prefixes = sorted({c[:t] for c in itertools.product(range(3), range(4), range(4))})
+        keys = trie.pack(np.asarray(prefixes, np.int64)) if t else np.zeros(1, np.int64)
+        mask = trie.allowed(keys, t)
+        for prefix, row in zip(prefixes if t else [()], mask, strict=True):
+            expected = {c[t] for c in live.values() if c[:t] == prefix}
+            assert set(np.flatnonzero(row).tolist()) == expected
+    for key, members in zip(trie.full_keys(), trie.members(trie.full_keys()), strict=True):
+        assert sorted(members.tolist()) == sorted(r for r, c in live.items() if tuple(trie.unpack(np.array([key]))[0]) == c)
+
+
+def test_trie_moves_a_row_on_re_add() -> None:
+    trie = CodeTrie(1, 1, 4)
+    trie.add(np.array([7]), np.array([[0, 1]]))
+    trie.add(np.array([7]), np.array([[0, 3]]))
+    assert len(trie) == 1 and trie.allowed(np.array([0]), 1)[0].tolist() == [False, False, False, True]
+
+
+# -- decoding ----------------------------------------------------------------------------------
+@given(st.integers(0, 10_000), st.integers(1, 12))
+@settings(max_examples=15, deadline=None)
+def test_every_decoded_id_exists(trained: tuple[GenerativeIndex, np.ndarray], seed: int, beam: int) -> None:
+    model, _ = trained
+    q = np.random.default_rng(seed).standard_normal((3, DIM)).astype(np.float32)
+    keys, scores = model.generate(q, beam)
+    live = set(model.trie.full_keys().tolist())
+    assert keys.shape == (3, beam)
+    for row_keys, row_scores in zip(keys, scores, strict=True):
+        valid = row_keys[row_keys >= 0]
+        assert valid.size and set(valid.tolist()) <= live
+        assert np.all(np.diff(row_scores[row_keys >= 0]) <= 1e-6)  # beam order
+    for rows, _ in model.search(q, 10, beam=beam):
+        assert set(rows.tolist()) <= set(model.trie.rows().tolist())
+
+
+def test_generation_finds_training_targets(trained: tuple[GenerativeIndex, np.ndarray]) -> None:
+    model, x = trained
+    results = model.search(x[:60], 10, beam=16)
+    recall = np.mean([3 * i in rows.tolist() for i, (rows, _) in enumerate(results)])
+    reranked = model.search(x[:60], 10, beam=16, similarity=lambda rows, q: x[rows // 3] @ q)
+    recall_r = np.mean([3 * i in rows.tolist() for i, (rows, _) in enumerate(reranked)])
+    assert recall >= 0.6 and recall_r >= 0.8
+
+
+def test_deleted_rows_never_come_back_and_new_rows_are_found(trained: tuple[GenerativeIndex, np.ndarray]) -> None:
+    model, x = trained
+    gone = np.arange(0, 30, dtype=np.int64) * 3
+    model.remove(gone)
+    new_vec = x[40:41].copy()  # an item added after training, with the embedding of a trained one
+    model.put(np.array([10_000]), new_vec, ["text"])
+    try:
+        results = model.search(x[:50], 40, beam=16)
+        assert not set(np.concatenate([r for r, _ in results]).tolist()) & set(gone.tolist())
+        assert 10_000 in results[40][0].tolist()
+    finally:
+        model.remove(np.array([10_000]))
+        model.put(gone, x[:30], ["text"] * 30)
+
+
+# -- augmentation ------------------------------------------------------------------------------
+def test_augmentation_mixes_on_the_unit_sphere() -> None:
+    q = torch.zeros(4000, 8)
+    t = torch.zeros(4000, 8)
+    q[:, 0], t[:, 1] = 1.0, 1.0  # orthogonal unit vectors: z·q = sqrt(s), z·t = sqrt(1 − s)
+    z = augment(q, t, alpha=2.0, generator=torch.Generator().manual_seed(0))
+    s = (z[:, 0] ** 2).numpy()
+    assert torch.allclose(z.norm(dim=1), torch.ones(4000), atol=1e-5)
+    assert np.allclose(s + (z[:, 1] ** 2).numpy(), 1.0, atol=1e-5)
+    assert abs(s.mean() - 0.5) < 0.02 and abs(s.var() - 1 / 20) < 0.01  # Beta(2, 2): mean 1/2, var 1/20
+    assert torch.equal(augment(q, t, alpha=0.0), q)
+    again = augment(q, t, alpha=2.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(z, again)
+
+
+# -- quantizer ---------------------------------------------------------------------------------
+def test_kmeans_is_seeded_and_rq_codes_are_in_range() -> None:
+    x = torch.as_tensor(clustered(200)[0])
+    assert torch.equal(kmeans(x, 8, seed=3), kmeans(x, 8, seed=3))
+    rq = ResidualQuantizer(DIM, 3, 8)
+    rq.init_kmeans(x)
+    codes = rq.encode(x)
+    assert codes.shape == (200, 3) and codes.min() >= 0 and codes.max() < 8
+    stats = rq.stats(codes)
+    assert all(1 <= p <= 8 for p in stats.perplexity) and stats.used[0] == 8
+    # the residual levels reduce the reconstruction error
+    recon = rq.codebooks[torch.arange(3), torch.as_tensor(codes)].sum(1)
+    one = rq.codebooks[0][torch.as_tensor(codes[:, 0])]
+    assert float(((x - recon) ** 2).sum().detach()) < float(((x - one) ** 2).sum().detach())
+
+
+def test_default_shape_scales() -> None:
+    shapes = [default_shape(n) for n in (1_000, 10_000, 100_000, 1_000_000, 10_000_000)]
+    assert shapes[0] == (3, 32) and shapes[2][1] == 256 and shapes[-1] == (4, 256)
+    assert [k for _, k in shapes] == sorted(k for _, k in shapes)
+
+
+def test_empty_catalog_is_refused() -> None:
+    empty = np.zeros((0, DIM), np.float32)
+    with pytest.raises(ValidationError, match="genret train"):
+        TrainingSet(np.zeros(0, np.int64), empty, np.zeros(0, np.int64), empty, np.zeros(0, np.int64))
+
+
+# -- persistence -------------------------------------------------------------------------------
+def test_save_load_round_trip_and_errors(trained: tuple[GenerativeIndex, np.ndarray], tmp_path: Path) -> None:
+    model, x = trained
+    model.meta.setdefault("encoder", {"name": "synthetic"})
+    model.save(tmp_path / "g", seq=5)
+    loaded, seq = GenerativeIndex.load(tmp_path / "g", dim=DIM, device="cpu")
+    assert seq == 5 and len(loaded.trie) == len(model.trie)
+    for (a, sa), (b, sb) in zip(model.search(x[:20], 10), loaded.search(x[:20], 10), strict=True):
+        assert a.tolist() == b.tolist() and np.allclose(sa, sb, atol=1e-5)
+    with pytest.raises(ConfigError, match="dimension 32.*genret train"):
+        GenerativeIndex.load(tmp_path / "g", dim=64)
+    with pytest.raises(ConfigError, match="encoder.*genret train"):
+        GenerativeIndex.load(tmp_path / "g", encoder={"name": "other"})
+    with pytest.raises(ConfigError, match="no generative model.*genret train"):
+        GenerativeIndex.load(tmp_path / "missing")
+    (tmp_path / "g" / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(StorageError, match="corrupt.*genret train"):
+        GenerativeIndex.load(tmp_path / "g")
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    x, _ = clustered(64)
+    data = TrainingSet(np.arange(64, dtype=np.int64), x, np.zeros(64, np.int64), x, np.arange(64, dtype=np.int64))
+    small = TrainConfig(levels=2, codebook_size=8, epochs=2, batch=32, d_model=16, n_layers=1, n_heads=2,
+                        n_prefix=1, finetune_epochs=1, kmeans_iters=3, device="cpu")
+    fit(data, small, checkpoint_dir=tmp_path, progress=False)
+    first = load_file(str(tmp_path / "checkpoint.safetensors"))
+    assert int(first["epoch"][0]) == 2 and any(k.startswith("opt.") for k in first)
+    resumed = fit(data, TrainConfig(**{**small.to_dict(), "epochs": 3}), checkpoint_dir=tmp_path, progress=False)
+    assert resumed.meta["training"]["epochs"] == 3
+    assert "kmeans_s" not in resumed.meta["training"]["timings_s"]  # codebooks came from the checkpoint
+    assert torch.equal(resumed.quantizer.codebooks.detach(), first["quantizer.codebooks"])
