@@ -145,7 +145,7 @@ def test_demo_smoke(data_dir: Path, catalog: samples.Catalog, tmp_path: Path, ca
     assert "index: built" in out
     coffee = out.split('"a cup of coffee"', 1)[1].splitlines()[1].split()
     assert coffee[:3] == ["1", coffee[1], "photo/coffee"]
-    for label in ("image:", "text+image:", "filtered: kind=clipart"):
+    for label in ("image:", "text+image:", "filtered: clip-art only", "--where kind=clipart", "--target image"):
         assert label in out
     assert "evaluation on" in out and "\n  all " in out
     assert demo_main(args) == 0

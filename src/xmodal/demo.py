@@ -37,7 +37,7 @@ HIDDEN = frozenset({"folder", "grayscale", "product"})  # attributes left out of
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One example search: what it shows, the query, and the id we expect near the top (if any)."""
+    """One example search: what it shows and the query (an image path is relative to the catalog folder)."""
 
     label: str
     text: str | None = None
@@ -54,12 +54,13 @@ EXAMPLES = (
             target=Target.IMAGE),
     Example("image: the stereo pair's other view of the motorcycle (not in the catalog)",
             image="queries/photo/motorcycle-right.png", target=Target.IMAGE),
-    Example("text+image: the cat photo and the words 'clip art'", text="clip art",
+    Example("text+image: the cat photo's crop and the word 'tiger'", text="tiger",
             image="queries/photo/chelsea-flipped.png"),
-    Example("filtered: kind=clipart", text="cat", filters={"kind": "clipart"}),
-    Example("filtered: source=wordnet, pos=noun", text="a sweet dessert", filters={"source": "wordnet", "pos": "noun"}),
-    Example("filtered: category=transportation, image vectors only", text="a red car",
-            filters={"category": "transportation"}, target=Target.IMAGE),
+    Example("filtered: clip-art only", text="cat", filters={"kind": "clipart"}),
+    Example("filtered: WordNet nouns only", text="a vehicle with wheels", filters={"source": "wordnet", "pos": "noun"}),
+    Example("text → image vectors only, clip-art", text="a guitar", filters={"kind": "clipart"}, target=Target.IMAGE),
+    Example("text → image vectors only, one category", text="a red car", filters={"category": "transportation"},
+            target=Target.IMAGE),
 )
 
 

@@ -70,12 +70,12 @@ class Photo:
 
 
 PHOTOS = (
-    Photo("coffee", "skimage", "Coffee", "A cup of coffee with a spoon on a red saucer, on a wooden table.",
-          "food", "coffee"),
-    Photo("chelsea", "skimage", "Chelsea the cat", "Close-up of a tabby cat with green eyes and long white whiskers.",
+    Photo("coffee", "skimage", "Coffee cup", "A cup of coffee on a red saucer with a spoon beside it.", "food",
+          "coffee"),
+    Photo("chelsea", "skimage", "Cat", "Close-up of Chelsea, a tabby cat with green eyes and long white whiskers.",
           "animals", "cat"),
-    Photo("astronaut", "skimage", "Astronaut Eileen Collins", "Portrait of astronaut Eileen Collins in an orange "
-          "flight suit, smiling, with the American flag and a model of the space shuttle behind her.", "people",
+    Photo("astronaut", "skimage", "Astronaut Eileen Collins", "Portrait of NASA astronaut Eileen Collins in her "
+          "orange space suit, smiling, with the American flag and a space shuttle model behind her.", "people",
           "astronaut"),
     Photo("camera", "skimage", "Cameraman", "Black-and-white photo of a man in a dark coat looking through a camera "
           "on a tripod in a park.", "people", "cameraman"),
