@@ -1,0 +1,160 @@
+"""Generative retrieval through the engine, the search modes and the CLI (hashing encoder, tiny models)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+from xmodal import Engine, Item, Query  # noqa: E402
+from xmodal.cli import main  # noqa: E402
+from xmodal.encoders import HashingEncoder  # noqa: E402
+from xmodal.errors import ConfigError, StorageError, ValidationError  # noqa: E402
+from xmodal.genret.build import train_engine  # noqa: E402
+from xmodal.genret.live import live_genret  # noqa: E402
+from xmodal.genret.train import TrainConfig  # noqa: E402
+
+from .conftest import text_items  # noqa: E402
+
+TINY = TrainConfig(levels=2, codebook_size=16, epochs=60, batch=32, lr=5e-3, d_model=32, n_layers=1, n_heads=2,
+                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, device="cpu")
+N = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    engine = Engine.open(tmp_path_factory.mktemp("genret") / "idx", encoder=HashingEncoder(), index="exact")
+    engine.add(text_items(N))
+    train_engine(engine, config=TINY, progress=False)
+    yield engine
+    engine.close()
+
+
+def queries() -> list[str]:
+    return [item.document_text for item in text_items(N)]
+
+
+def test_generative_search_before_training_names_the_fix(engine: Engine) -> None:
+    engine.add(text_items(5))
+    for mode in ("generative", "generative-rerank"):
+        with pytest.raises(ConfigError, match="genret train"):
+            engine.search(Query(text="item 1", mode=mode))
+    assert len(engine.search("item 1").hits) == 5  # dense search is unaffected
+
+
+def test_training_an_empty_catalog_names_the_fix(engine: Engine) -> None:
+    with pytest.raises(ValidationError, match="catalog.*genret train"):
+        train_engine(engine, config=TINY, progress=False)
+
+
+def test_generative_modes_return_valid_hits(trained: Engine) -> None:
+    found = 0
+    for i, text in enumerate(queries()[:20]):
+        for mode in ("generative", "generative-rerank"):
+            result = trained.search(Query(text=text, mode=mode, k=5))
+            assert 1 <= len(result.hits) <= 5 and set(result.hits.provenance) == {"generative"}
+            assert all(hit in trained for hit in result.hits.ids.tolist())
+            if mode == "generative-rerank":
+                assert np.all(np.diff(result.hits.scores) <= 1e-6)
+                found += f"t{i}" in result.hits.ids.tolist()
+    assert found >= 14  # the items' own texts find them (these are training pairs)
+
+
+def test_filters_apply_to_generated_candidates(trained: Engine) -> None:
+    for text in queries()[:10]:
+        result = trained.search(Query(text=text, mode="generative-rerank", k=5, filters={"color": "red"}))
+        assert all(item.attributes["color"] == "red" for item in result.items)
+
+
+def test_item_added_after_training_is_generated_and_deletes_never_come_back(trained: Engine) -> None:
+    source = text_items(N)[7]
+    trained.add([Item.create("late", title=source.title, text=source.text)])  # no retraining
+    result = trained.search(Query(text=source.document_text, mode="generative-rerank", k=10))
+    assert "late" in result.hits.ids.tolist()
+    gone = [f"t{i}" for i in range(0, N, 3)]
+    trained.delete(gone)
+    for text in queries():
+        for mode in ("generative", "generative-rerank"):
+            assert not set(trained.search(Query(text=text, mode=mode, k=20)).hits.ids.tolist()) & set(gone)
+    status = live_genret(trained).status()
+    assert status["items_changed_since_training"] == 1 and status["items_deleted_since_training"] == len(gone)
+    assert status["live"]["items"] == N + 1 - len(gone)
+    trained.add([item for item in text_items(N) if item.id in gone])  # restore for the other tests
+
+
+def test_reopened_index_keeps_the_living_trie(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(text_items(30))
+        train_engine(engine, config=TINY, progress=False)
+    with Engine.open(tmp_path / "idx") as engine:  # changes while no generative search ran
+        engine.add([Item.create("late", title="item 4 red", text="word4 thing")])
+        engine.delete(["t4"])
+    with Engine.open(tmp_path / "idx") as engine:
+        ids = engine.search(Query(text="item 4 red. word4 thing", mode="generative-rerank", k=10)).hits.ids.tolist()
+        assert "late" in ids and "t4" not in ids
+        assert live_genret(engine).status()["live"]["items"] == 30
+
+
+def test_model_for_another_dimension_or_corrupt_is_refused_without_breaking_dense(trained: Engine, tmp_path: Path) -> None:
+    other = Engine.open(tmp_path / "other", encoder=HashingEncoder(dim=32), index="exact")
+    try:
+        other.add(text_items(5))
+        shutil.copytree(trained.path / "genret", other.path / "genret")
+        with pytest.raises(ConfigError, match="dimension.*genret train"):
+            other.search(Query(text="item 1", mode="generative"))
+        assert len(other.search("item 1").hits) == 5
+    finally:
+        other.close()
+    same = Engine.open(tmp_path / "same", encoder=HashingEncoder(), index="exact")
+    try:
+        same.add(text_items(5))
+        shutil.copytree(trained.path / "genret", same.path / "genret")
+        (same.path / "genret" / "model.safetensors").write_bytes(b"not a model")
+        with pytest.raises(StorageError, match="corrupt.*genret train"):
+            same.search(Query(text="item 1", mode="generative-rerank"))
+        assert len(same.search("item 1").hits) == 5
+    finally:
+        same.close()
+
+
+def test_judgments_are_training_pairs(engine: Engine, tmp_path: Path) -> None:
+    engine.add(text_items(20))
+    path = tmp_path / "judged.jsonl"
+    lines = [{"text": "a red thing", "relevant": ["t0", "t4"]}, {"text": "x", "relevant": ["missing"]}, "oops"]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    summary = train_engine(engine, judgments=path, config=TrainConfig(**{**TINY.to_dict(), "epochs": 1}),
+                           progress=False)
+    assert summary["sources"] == {"views": 0, "self": 20, "feedback": 0, "judgments": 2}
+    assert len(summary["skipped_judgments"]) == 1
+
+
+def test_cli_train_status_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = str(tmp_path / "idx")
+    with Engine.open(index, encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(text_items(24))
+    assert main(["--index", index, "genret", "status"]) == 1  # not trained yet
+    assert "genret train" in capsys.readouterr().out
+    assert main(["--index", index, "genret", "train", "--epochs", "2", "-q", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["items"] == 24 and summary["epochs"] == 2
+    assert main(["--index", index, "genret", "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["trained"] and status["live"]["items"] == 24 and status["last_evaluation"]["queries"] == 24
+    assert main(["--index", index, "search", "item 3 blue", "--mode", "generative-rerank", "--json", "-k", "3"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert 1 <= len(hits) <= 3 and {h["provenance"] for h in hits} == {"generative"}
