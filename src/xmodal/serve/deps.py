@@ -55,7 +55,7 @@ def server(request: Request) -> ServerState:
 def require(scope: str) -> Callable[..., Principal]:
     """A dependency: the caller must hold ``scope`` and be within its rate limit."""
 
-    def check(
+    async def check(
         request: Request,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header: Annotated[str | None, Depends(_header)],

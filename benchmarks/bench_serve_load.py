@@ -1,0 +1,196 @@
+"""Serving under load on loopback: throughput, latency, errors, memory, acknowledged writes, kill -9, API overhead.
+
+Run:  python benchmarks/bench_serve_load.py [--items 5000] [--clients 32] [--seconds 20] [--encoder hashing]
+
+Data: WordNet synsets (Debian ``wordnet-base``) as text items (lemma as title, gloss as text, part of
+speech and lexicographer file as attributes); queries are lemma names of synsets left out of the index.
+
+Phases, one run, one server process (``python -m xmodal.serve``, uvicorn, one worker):
+
+1. **API overhead**: p50 of ``Engine.search`` called in-process, then p50 of ``POST /search`` from one
+   keep-alive client (same queries, same index, impression logging off), and their difference.
+2. **Load**: ``--clients`` concurrent clients for ``--seconds``; every 5th request of a client adds one
+   item, the others search. Throughput, p50/p99 per kind, errors, server RSS (start, peak, end); after a
+   graceful stop, every acknowledged write must be in the index.
+3. **kill -9**: 8 writer threads add 3-item batches; the server is SIGKILLed mid burst, restarted, and
+   every acknowledged item must be there.
+
+The clients share the machine with the server (on a 2-core box they compete for CPU). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from xmodal import Engine, Item
+from xmodal.samples import read_synsets
+from xmodal.serve.testing import free_port, run_load, spawn_server
+
+KEY = "bench-writer-key-01"
+ENV = {"XMODAL_API_KEYS": f"{KEY}:write"}
+
+
+def wordnet(n_items: int, n_queries: int) -> tuple[list[Item], list[str]]:
+    items, queries = [], []
+    for i, s in enumerate(read_synsets()):
+        if i % 10 == 9 and len(queries) < n_queries:
+            queries.append(s.lemmas[0].replace("_", " "))
+        elif len(items) < n_items:
+            items.append(Item.create(f"wn-{s.pos}{s.offset}", title=s.lemmas[0].replace("_", " "), text=s.gloss,
+                                     attributes={"pos": s.pos, "lexname": s.lexname}))
+        if len(items) >= n_items and len(queries) >= n_queries:
+            break
+    return items, queries
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def overhead(index: Path, queries: list[str], port: int, config: Path, log: Path) -> dict[str, Any]:
+    with Engine.open(index) as engine:
+        for q in queries[:20]:
+            engine.search(q)  # warm-up
+        direct = []
+        for q in queries:
+            t0 = time.perf_counter()
+            engine.search(q, k=10)
+            direct.append((time.perf_counter() - t0) * 1000)
+    proc = spawn_server(index, port, config=config, env=ENV, log=log)
+    try:
+        api = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            for q in queries[:20]:
+                client.post("/search", json={"text": q, "log": False})
+            for q in queries:
+                t0 = time.perf_counter()
+                r = client.post("/search", json={"text": q, "k": 10, "log": False})
+                api.append((time.perf_counter() - t0) * 1000)
+                assert r.status_code == 200, r.text
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    d50, a50 = statistics.median(direct), statistics.median(api)
+    return {"queries": len(queries), "engine_p50_ms": round(d50, 3), "api_p50_ms": round(a50, 3),
+            "added_p50_ms": round(a50 - d50, 3), "engine_p99_ms": round(percentile(direct, 0.99), 3),
+            "api_p99_ms": round(percentile(api, 0.99), 3), "target_added_p50_ms": 2.0}
+
+
+def load(index: Path, queries: list[str], args: argparse.Namespace, config: Path, log: Path) -> dict[str, Any]:
+    port = free_port()
+    proc = spawn_server(index, port, config=config, env=ENV, log=log)
+    samples = [rss_mb(proc.pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            samples.append(rss_mb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        report = asyncio.run(run_load(f"http://127.0.0.1:{port}", clients=args.clients, seconds=args.seconds,
+                                      write_every=5, key=KEY, queries=tuple(queries)))
+    finally:
+        done.set()
+        sampler.join()
+        samples.append(rss_mb(proc.pid))
+        proc.terminate()
+        exit_code = proc.wait(60)
+    with Engine.open(index) as engine:
+        missing = [i for i in report.acked if i not in engine]
+    out = report.summary()
+    out.update(clients=args.clients, graceful_exit_code=exit_code, acked_missing=len(missing),
+               rss_mb={"start": round(samples[0], 1), "peak": round(max(samples), 1), "end": round(samples[-1], 1)},
+               error_examples=report.errors[:3])
+    return out
+
+
+def kill9(index: Path, config: Path, log: Path, seconds: float) -> dict[str, Any]:
+    port = free_port()
+    proc = spawn_server(index, port, config=config, env=ENV, log=log)
+    acked: list[str] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": KEY}, timeout=10) as client:
+            for i in range(1_000_000):
+                ids = [f"k9-{n}-{i}-{j}" for j in range(3)]
+                try:
+                    r = client.post("/items", json={"items": [{"id": x, "title": f"kill test {x}"} for x in ids]})
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 200:
+                    with lock:
+                        acked.extend(r.json()["added"])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    proc.kill()
+    proc.wait(30)
+    for t in threads:
+        t.join(30)
+    port2 = free_port()
+    t0 = time.perf_counter()
+    proc2 = spawn_server(index, port2, config=config, env=ENV, log=log)
+    restart_s = time.perf_counter() - t0
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port2}", timeout=30) as client:
+            missing = [i for i in acked if client.get(f"/items/{i}").status_code != 200]
+    finally:
+        proc2.terminate()
+        proc2.wait(60)
+    return {"acked_before_kill": len(acked), "missing_after_restart": len(missing), "restart_s": round(restart_s, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--items", type=int, default=5000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--kill-after", type=float, default=3.0)
+    parser.add_argument("--encoder", default="hashing", help="hashing (fast, measures the API) or offline (real models)")
+    args = parser.parse_args()
+    items, queries = wordnet(args.items, args.queries)
+    with tempfile.TemporaryDirectory(prefix="xmodal-bench-serve-") as tmp:
+        root = Path(tmp)
+        index, config, log = root / "idx", root / "serve.toml", root / "server.log"
+        config.write_text("rate = 1000000.0\nburst = 1000000\nlog_requests = false\nmcp = false\n")
+        with Engine.open(index, encoder=args.encoder, index="exact") as engine:
+            t0 = time.perf_counter()
+            engine.add(items)
+            build_s = time.perf_counter() - t0
+        result: dict[str, Any] = {
+            "benchmark": "serve_load", "data": "wordnet", "items": len(items), "encoder": args.encoder,
+            "build_s": round(build_s, 2), "cpus": os.cpu_count(),
+            "overhead": overhead(index, queries, free_port(), config, log),
+            "load": load(index, queries, args, config, log),
+            "kill9": kill9(index, config, log, args.kill_after),
+        }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
