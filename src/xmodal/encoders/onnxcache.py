@@ -1,0 +1,107 @@
+"""onnxruntime sessions and the on-disk cache of models exported once to ONNX.
+
+The cache folder is ``$XMODAL_CACHE`` or ``~/.cache/xmodal``; file names carry the xmodal version
+and an export format tag, so an upgrade never loads a stale export. Exports are written to a
+temporary file and renamed into place (readers never see a partial file), under an advisory
+inter-process lock (two processes that race export once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import MissingDependency
+
+
+def require(module: str) -> Any:
+    """Import an optional dependency of the offline encoder, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependency(module, "models") from exc
+
+
+def default_threads() -> int:
+    """Threads for one inference call: the usable cores (affinity-aware), at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
+
+
+def ort_session(path: str | Path, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session tuned for a small shared machine.
+
+    Spinning is off: idle worker threads would otherwise burn the cores that the store, the
+    image decoder and other processes need between calls.
+    """
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def cache_dir() -> Path:
+    """Where exported models and label embeddings are kept: ``$XMODAL_CACHE`` or ``~/.cache/xmodal``."""
+    env = os.environ.get("XMODAL_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "xmodal"
+
+
+def versioned(cache: Path | None, stem: str, suffix: str) -> Path:
+    """``<cache>/<stem>-xmodal<version><suffix>``."""
+    from .. import __version__
+
+    return (cache if cache is not None else cache_dir()) / f"{stem}-xmodal{__version__}{suffix}"
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """An advisory inter-process lock on ``path`` (POSIX ``flock``; a no-op elsewhere)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: the atomic rename alone keeps the file valid
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` and rename the result onto ``path``: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def ensure_exported(path: Path, export: Callable[[str], None]) -> bool:
+    """Make sure ``path`` exists, calling ``export(tmp_path)`` if not; True when this call exported."""
+    if path.is_file():
+        return False
+    with exclusive(path.with_name(path.name + ".lock")):
+        if path.is_file():  # another process finished while we waited for the lock
+            return False
+        write_atomic(path, export)
+        return True
