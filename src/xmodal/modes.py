@@ -49,3 +49,5 @@ def get_mode(name: str) -> SearchMode:
 # Modes provided by optional features, imported on first use.
 register_mode("generative", "xmodal.genret.mode:generative")
 register_mode("generative-rerank", "xmodal.genret.mode:generative_rerank")
+for _name in ("learned", "uniform", "lexical", "structured", "memory", "explore"):  # learning to rank and retrieve
+    register_mode(_name, f"xmodal.ltr.mode:{_name}")

@@ -117,6 +117,7 @@ class FeedbackLog:
             raise StorageError(f"{path}: cannot open the feedback log ({exc})") from exc
         self._lock = threading.RLock()
         self._listeners: list[EventListener] = []
+        self._impression_listeners: list[Callable[[Impression], None]] = []
         self._check_schema()
 
     def _check_schema(self) -> None:
@@ -136,6 +137,10 @@ class FeedbackLog:
     def subscribe(self, listener: EventListener) -> None:
         """Call ``listener(event, impression)`` after every committed event (online learners)."""
         self._listeners.append(listener)
+
+    def subscribe_impressions(self, listener: Callable[[Impression], None]) -> None:
+        """Call ``listener(impression)`` after every committed impression."""
+        self._impression_listeners.append(listener)
 
     # -- writes -------------------------------------------------------------------------------
     def log_impression(
@@ -158,9 +163,8 @@ class FeedbackLog:
         provenance = list(provenance) or [""] * len(shown)
         if not (len(scores) == len(provenance) == len(shown)):
             raise ValidationError("shown", "ids, scores and provenance differ in length", "pass aligned lists")
-        hits = [
-            (query_id, pos + 1, item, float(s), p) for pos, (item, s, p) in enumerate(zip(shown, scores, provenance, strict=True))
-        ]
+        triples = zip(shown, scores, provenance, strict=True)
+        hits = [(query_id, pos + 1, item, float(s), p) for pos, (item, s, p) in enumerate(triples)]
         record = (
             query_id,
             ts,
@@ -180,6 +184,10 @@ class FeedbackLog:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        if self._impression_listeners:
+            impression = _impression(record, [(h[2], h[3], h[4]) for h in hits])
+            for listener in self._impression_listeners:
+                listener(impression)
         return query_id
 
     def record_event(

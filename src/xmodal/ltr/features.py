@@ -1,0 +1,125 @@
+"""Features of each (query, candidate) pair for the learned ranker.
+
+Per strategy: reciprocal rank and raw score (0 when the strategy did not return the item); the
+fused score and rank; BM25F of the query against the item; cosine between the query vector and the
+item's vector of each kind; how many query-understanding slots the item's attributes satisfy;
+the memory index's smoothed action rate; popularity (log of weighted events); freshness; and
+whether the item's modality matches the query's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..filters import value_key
+from ..records import Modality, Query, VectorKind
+from .fusion import FusedHit
+from .strategies.structured import Understanding
+from .text import stems
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+ARMS = ("lexical", "structured", "dense:text", "dense:image", "dense:combined", "memory", "explore")
+FEATURES = (
+    *(f"rr:{a}" for a in ARMS),
+    *(f"score:{a}" for a in ARMS),
+    "fused",
+    "fused_rr",
+    "bm25",
+    *(f"cos:{k.value}" for k in VectorKind),
+    "qu_matches",
+    "qu_share",
+    "memory",
+    "popularity",
+    "freshness",
+    "modality_match",
+)
+FRESHNESS_DAYS = 30.0
+
+
+def candidate_features(
+    pipeline: Pipeline,
+    query: Query,
+    vector: np.ndarray | None,
+    fused: Sequence[FusedHit],
+    understanding: Understanding,
+    now: float | None = None,
+) -> np.ndarray:
+    """A float32 matrix [len(fused), len(FEATURES)] in the order of :data:`FEATURES`."""
+    engine = pipeline.engine
+    out = np.zeros((len(fused), len(FEATURES)), dtype=np.float32)
+    if not fused:
+        return out
+    rows = [engine._rows.get(h.id, -1) for h in fused]
+    col = {name: i for i, name in enumerate(FEATURES)}
+    for i, hit in enumerate(fused):
+        for arm, (rank, score) in hit.sources.items():
+            if arm in ARMS:
+                out[i, col[f"rr:{arm}"]] = 1.0 / rank
+                out[i, col[f"score:{arm}"]] = score
+        out[i, col["fused"]] = hit.score
+        out[i, col["fused_rr"]] = 1.0 / (i + 1)
+    out[:, col["bm25"]] = pipeline.lexical.index.score_rows(stems(query.text or ""), rows)
+    if vector is not None:
+        for kind in VectorKind:
+            out[:, col[f"cos:{kind.value}"]] = _cosines(pipeline, kind, vector, rows)
+    _attribute_features(pipeline, understanding, rows, out[:, col["qu_matches"]], out[:, col["qu_share"]])
+    memory = pipeline.memory.lookup(query.text)
+    popularity = pipeline.popularity
+    stored = engine.store.get_rows([r for r in rows if r >= 0])
+    moment = time.time() if now is None else now
+    for i, (hit, row) in enumerate(zip(fused, rows, strict=True)):
+        pair = memory.get(hit.id)
+        out[i, col["memory"]] = pair.score() if pair is not None else 0.0
+        out[i, col["popularity"]] = math.log1p(popularity.get(hit.id, 0.0))
+        item = stored.get(row)
+        if item is not None:
+            age_days = max(moment - item.item.created_at, 0.0) / 86400
+            out[i, col["freshness"]] = math.exp(-age_days / FRESHNESS_DAYS)
+            out[i, col["modality_match"]] = _modality_match(query, item.item.modality)
+    return out
+
+
+def _cosines(pipeline: Pipeline, kind: VectorKind, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+    index = pipeline.engine.space.indexes[kind]
+    out = np.zeros(len(rows), dtype=np.float32)
+    wanted = np.array(sorted({r for r in rows if r >= 0}), dtype=np.int64)
+    if len(index) == 0 or len(wanted) == 0:
+        return out
+    labels, scores = index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), len(wanted), wanted)
+    found = {int(lab): float(s) for lab, s in zip(labels[0], scores[0], strict=True) if lab >= 0}
+    for i, row in enumerate(rows):
+        out[i] = found.get(row, 0.0)
+    return out
+
+
+def _attribute_features(
+    pipeline: Pipeline, understanding: Understanding, rows: Sequence[int], matches: np.ndarray, share: np.ndarray
+) -> None:
+    slots = understanding.slots
+    if not slots:
+        return
+    attrs = pipeline.engine._attrs
+    for i, row in enumerate(rows):
+        have = attrs.get(row, {})
+        n = sum(
+            1
+            for name, values in slots.items()
+            if name in have and value_key(have[name]) in {value_key(v) for v in values}
+        )
+        matches[i] = n
+        share[i] = n / len(slots)
+
+
+def _modality_match(query: Query, modality: Modality) -> float:
+    wants_image = query.image is not None
+    wants_text = bool(query.text)
+    has_image = modality in (Modality.IMAGE, Modality.IMAGE_TEXT)
+    has_text = modality in (Modality.TEXT, Modality.IMAGE_TEXT)
+    return float((not wants_image or has_image) and (not wants_text or has_text))

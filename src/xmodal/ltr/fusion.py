@@ -1,0 +1,127 @@
+"""Fusion of several ranked runs into one, as small pure functions chosen by name.
+
+- Reciprocal rank fusion: G. V. Cormack, C. L. A. Clarke and S. Büttcher, "Reciprocal Rank Fusion
+  outperforms Condorcet and individual Rank Learning Methods" (SIGIR 2009): ``Σ_s w_s / (k + rank)``.
+- Convex combination of normalised scores (CombSUM with weights; E. A. Fox and J. A. Shaw,
+  "Combination of Multiple Searches", TREC-2 1994), with min-max or z-score normalisation.
+
+Inputs are never mutated. Each fused hit keeps which strategies produced it and at what rank, and
+ties are broken by item id, so the result does not depend on the order the runs are given in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..records import Hits
+
+Normaliser = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class FusedHit:
+    """One fused candidate: its fused score and, per strategy, (1-based rank, raw score)."""
+
+    id: str
+    score: float
+    sources: Mapping[str, tuple[int, float]]
+
+
+def min_max(scores: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1]; a constant run maps to 1."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) == 0:
+        return scores
+    lo, hi = float(scores.min()), float(scores.max())
+    return np.ones_like(scores) if hi - lo < 1e-12 else (scores - lo) / (hi - lo)
+
+
+def z_score(scores: np.ndarray) -> np.ndarray:
+    """Centre and scale to unit variance; a constant run maps to 0."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) == 0:
+        return scores
+    std = float(scores.std())
+    return np.zeros_like(scores) if std < 1e-12 else (scores - scores.mean()) / std
+
+
+NORMALISERS: dict[str, Normaliser] = {"minmax": min_max, "zscore": z_score}
+
+
+def _sources(runs: Mapping[str, Hits]) -> dict[str, dict[str, tuple[int, float]]]:
+    out: dict[str, dict[str, tuple[int, float]]] = {}
+    for name in sorted(runs):
+        seen: set[str] = set()
+        for rank, (item_id, score) in enumerate(runs[name], start=1):
+            if item_id not in seen:  # a run's first occurrence of an item counts
+                seen.add(item_id)
+                out.setdefault(item_id, {})[name] = (rank, float(score))
+    return out
+
+
+def _ranked(totals: dict[str, float], sources: dict[str, dict[str, tuple[int, float]]]) -> list[FusedHit]:
+    order = sorted(totals, key=lambda i: (-round(totals[i], 12), i))
+    return [FusedHit(i, totals[i], dict(sorted(sources[i].items()))) for i in order]
+
+
+def rrf(runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, k: float = 60.0) -> list[FusedHit]:
+    """Reciprocal rank fusion (Cormack et al. 2009) with per-strategy weights (default 1)."""
+    if k < 0:
+        raise ValidationError("k", f"must be >= 0, got {k}", "use e.g. k=60")
+    sources = _sources(runs)
+    totals = {
+        item: sum((weights or {}).get(name, 1.0) / (k + rank) for name, (rank, _) in by.items())
+        for item, by in sources.items()
+    }
+    return _ranked(totals, sources)
+
+
+def convex(
+    runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, normaliser: str = "minmax"
+) -> list[FusedHit]:
+    """Weighted sum of per-run normalised scores (a missing item contributes nothing from that run)."""
+    if normaliser not in NORMALISERS:
+        raise ValidationError(
+            "normaliser", f"unknown normaliser {normaliser!r}", f"use one of {', '.join(NORMALISERS)}"
+        )
+    norm = NORMALISERS[normaliser]
+    sources = _sources(runs)
+    totals: dict[str, float] = dict.fromkeys(sources, 0.0)
+    for name in sorted(runs):
+        hits = runs[name]
+        if len(hits) == 0:
+            continue
+        scaled = norm(np.asarray(hits.scores, dtype=np.float64))
+        w = (weights or {}).get(name, 1.0)
+        seen: set[str] = set()
+        for item_id, value in zip(hits.ids.tolist(), scaled.tolist(), strict=True):
+            if item_id not in seen:
+                seen.add(item_id)
+                totals[item_id] += w * value
+    return _ranked(totals, sources)
+
+
+FUSERS: dict[str, Callable[..., list[FusedHit]]] = {
+    "rrf": rrf,
+    "convex-minmax": lambda runs, weights=None: convex(runs, weights, "minmax"),
+    "convex-zscore": lambda runs, weights=None: convex(runs, weights, "zscore"),
+}
+
+
+def fuse(name: str, runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None) -> list[FusedHit]:
+    """Fuse with the method called ``name`` (``rrf``, ``convex-minmax``, ``convex-zscore``)."""
+    if name not in FUSERS:
+        raise ValidationError("fusion", f"unknown fusion method {name!r}", f"use one of {', '.join(FUSERS)}")
+    return FUSERS[name](runs, weights)
+
+
+def to_hits(fused: list[FusedHit], k: int) -> Hits:
+    """The first ``k`` fused hits; provenance lists the contributing strategies, best rank first."""
+    top = fused[:k]
+    prov = tuple("+".join(sorted(h.sources, key=lambda s: (h.sources[s][0], s))) for h in top)
+    hits = Hits.of([h.id for h in top], [h.score for h in top])
+    return Hits(hits.ids, hits.scores, prov)

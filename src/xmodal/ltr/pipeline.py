@@ -1,0 +1,318 @@
+"""The learned retrieval pipeline: understand → featurise → plan → retrieve → fuse → rank.
+
+One :class:`Pipeline` per engine (an engine plugin). It owns the strategies, the bandit policy and
+the optional ranker, learns online from the feedback log (impressions observe the strategies that
+supplied shown items; positive events credit them), and persists its derived state under
+``<index>/ltr/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import StorageError, XmodalError
+from ..records import Hits, Query, VectorKind
+from .context import CONTEXT_FEATURES, context_vector, query_context
+from .features import FEATURES, candidate_features
+from .fusion import FusedHit, fuse, to_hits
+from .policy import Allocation, LinearBandit, Plan, load_policy, make_policy
+from .ranker import LambdaRanker
+from .strategies import (
+    DenseStrategy,
+    ExploreStrategy,
+    LexicalStrategy,
+    MemoryStrategy,
+    QueryUnderstanding,
+    Strategy,
+    StructuredStrategy,
+    Understanding,
+)
+from .text import stems
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..feedback.log import Event, FeedbackLog, Impression
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LTRConfig:
+    """Hyperparameters of the pipeline (budget = total candidates drawn per query)."""
+
+    budget: int = 100
+    policy: str = "linucb"
+    fusion: str = "rrf"
+    popularity_weight: float = 0.0
+    rank_depth: int = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A query made ready for planning: its understanding, logged context and feature vector."""
+
+    query: Query
+    understanding: Understanding
+    context: dict[str, Any]
+    x: np.ndarray
+    available: tuple[str, ...]
+
+
+class Pipeline:
+    """Strategies + contextual bandit + fusion + ranker over one engine."""
+
+    def __init__(self, engine: Engine, config: LTRConfig | None = None, *, feedback: FeedbackLog | None = None) -> None:
+        self.engine = engine
+        self.config = config or LTRConfig()
+        self.dir: Path = engine.path / "ltr"
+        self.feedback = feedback
+        self.popularity: dict[str, float] = feedback.popularity() if feedback is not None else {}
+        self.lexical = LexicalStrategy(engine, popularity_weight=self.config.popularity_weight)
+        self.lexical.popularity = self.popularity
+        self.understanding = QueryUnderstanding(engine)
+        self.memory = MemoryStrategy(engine, feedback)
+        self.explore = ExploreStrategy(engine, seed=self.config.seed, understanding=self.understanding)
+        self.explore.popularity = self.popularity
+        self.strategies: dict[str, Strategy] = {
+            "lexical": self.lexical,
+            "structured": StructuredStrategy(engine, self.understanding, self.lexical),
+            **{f"dense:{k.value}": DenseStrategy(engine, k) for k in VectorKind},
+            "memory": self.memory,
+            "explore": self.explore,
+        }
+        self.policy = self._load_policy()
+        self.ranker: LambdaRanker | None = None
+        self.ranker_status = "no ranker trained: fused order"
+        self._load_ranker()
+        self._pending: dict[str, tuple[np.ndarray, set[str]]] = {}
+        if feedback is not None:
+            feedback.subscribe_impressions(self.on_impression)
+            feedback.subscribe(self.on_event)
+
+    # -- state ------------------------------------------------------------------------------------
+    def _load_policy(self) -> LinearBandit:
+        if (self.dir / "policy" / "policy.json").exists():
+            return load_policy(self.dir / "policy")
+        return make_policy(
+            self.config.policy,
+            list(self.strategies),
+            len(CONTEXT_FEATURES),
+            budget=self.config.budget,
+            seed=self.config.seed,
+        )
+
+    def _load_ranker(self) -> None:
+        path = self.dir / "ranker.txt"
+        if not path.exists():
+            return
+        try:
+            self.ranker = LambdaRanker.load(path)
+            self.ranker_status = f"lambdarank model {path.name}"
+        except XmodalError as exc:  # a broken model never breaks search
+            self.ranker, self.ranker_status = None, f"ranker unusable ({exc}): fused order"
+            log.warning("%s", self.ranker_status)
+
+    def set_ranker(self, ranker: LambdaRanker | None, save: bool = True) -> None:
+        self.ranker = ranker
+        self.ranker_status = "lambdarank model" if ranker is not None else "no ranker trained: fused order"
+        if ranker is not None and save:
+            ranker.save(self.dir / "ranker.txt")
+
+    def save(self) -> None:
+        """Checkpoint the lexical index and the policy."""
+        self.lexical.save()
+        self.policy.save(self.dir / "policy")
+
+    def close(self) -> None:
+        self.save()
+
+    # -- the query path -----------------------------------------------------------------------------
+    def prepare(self, query: Query, now: float | None = None) -> Prepared:
+        """Understand the query and build its context (logged) and feature vector (for the policy)."""
+        found = self.understanding.understand(query.text)
+        memory_hits = self.memory.evidence(query.text)
+        terms = stems(query.text or "")
+        user = self.feedback.user_stats(query.user) if self.feedback is not None and query.user else None
+        ctx = query_context(
+            query,
+            slots=found.slots,
+            slot_words=len(found.matched),
+            memory_hits=memory_hits,
+            known_terms=self.lexical.index.known_fraction(terms),
+            now=now,
+            user=user,
+        )
+        return Prepared(query, found, ctx, context_vector(ctx), self.available(query, found, memory_hits))
+
+    def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
+        """Strategies that can return anything for this query."""
+        out = []
+        for name in self.strategies:
+            if name == "structured" and not found.slots:
+                continue
+            if name == "memory" and memory_hits == 0:
+                continue
+            if name == "lexical" and not query.text:
+                continue
+            if name.startswith("dense:") and len(self.engine.space.indexes[VectorKind(name[6:])]) == 0:
+                continue
+            out.append(name)
+        return tuple(out)
+
+    def retrieve(self, prepared: Prepared, plan: Plan, vector: np.ndarray | None) -> dict[str, Hits]:
+        return {
+            a.strategy: self.strategies[a.strategy].retrieve(prepared.query, a.depth, vector=vector)
+            for a in plan.allocations
+        }
+
+    def rank(
+        self, prepared: Prepared, vector: np.ndarray | None, fused: list[FusedHit]
+    ) -> tuple[list[FusedHit], np.ndarray | None, str]:
+        """Re-order the head of the fused list with the ranker; on any failure keep the fused order."""
+        if self.ranker is None:
+            return fused, None, self.ranker_status
+        head = fused[: self.config.rank_depth]
+        try:
+            X = candidate_features(self, prepared.query, vector, head, prepared.understanding)
+            scores = self.ranker.score(X)
+        except (XmodalError, ValueError) as exc:
+            return fused, None, f"ranker failed ({exc}): fused order"
+        order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+        reranked = [FusedHit(head[i].id, float(scores[i]), head[i].sources) for i in order]
+        return reranked + fused[len(head) :], X[order], self.ranker_status
+
+    def search(
+        self, query: Query, vector: np.ndarray | None, *, plan: Plan | None = None
+    ) -> tuple[Hits, dict[str, Any]]:
+        """The learned search: returns the hits and the explanation (plan, contributions, features)."""
+        prepared = self.prepare(query)
+        plan = plan or self.policy.select(prepared.x, prepared.available)
+        runs = self.retrieve(prepared, plan, vector)
+        fused = fuse(self.config.fusion, runs, plan.weights())
+        ranked, X, status = self.rank(prepared, vector, fused)
+        hits = to_hits(ranked, query.k)
+        return hits, self.explain(prepared, plan, runs, ranked[: query.k], X, status)
+
+    def explain(
+        self,
+        prepared: Prepared,
+        plan: Plan,
+        runs: Mapping[str, Hits],
+        top: Sequence[FusedHit],
+        X: np.ndarray | None,
+        status: str,
+    ) -> dict[str, Any]:
+        shown = {h.id for h in top}
+        contributions = {
+            name: {
+                "depth": plan.depths()[name],
+                "returned": len(hits),
+                "in_results": sum(1 for i in hits.ids.tolist() if i in shown),
+            }
+            for name, hits in runs.items()
+        }
+        per_hit = []
+        for i, hit in enumerate(top):
+            entry: dict[str, Any] = {
+                "id": hit.id,
+                "sources": {s: {"rank": r, "score": round(v, 6)} for s, (r, v) in hit.sources.items()},
+            }
+            if X is not None and i < len(X):
+                entry["features"] = {name: round(float(v), 6) for name, v in zip(FEATURES, X[i], strict=True)}
+            per_hit.append(entry)
+        return {
+            "mode": "learned",
+            "context": prepared.context,
+            "plan": plan.to_list(),
+            "budget": plan.budget,
+            "policy": {"kind": self.policy.kind, "indices": {k: round(v, 6) for k, v in plan.indices.items()}},
+            "fusion": self.config.fusion,
+            "strategies": contributions,
+            "ranker": status,
+            "hits": per_hit,
+        }
+
+    def single(self, name: str, query: Query, vector: np.ndarray | None) -> tuple[Hits, dict[str, Any]]:
+        """One strategy alone at depth k (the per-strategy search modes)."""
+        prepared = self.prepare(query)
+        plan = Plan((Allocation(name, query.k, 1.0),), query.k, {name: 0.0})
+        hits = self.strategies[name].retrieve(query, query.k, vector=vector)
+        return hits, {
+            "mode": name,
+            "context": prepared.context,
+            "plan": plan.to_list(),
+            "strategies": {name: len(hits)},
+        }
+
+    def uniform(self, query: Query, vector: np.ndarray | None) -> tuple[Hits, dict[str, Any]]:
+        """Every available strategy with an equal share of the budget and equal weights (the baseline)."""
+        prepared = self.prepare(query)
+        names = prepared.available
+        share = max(self.config.budget // max(len(names), 1), 1)
+        plan = Plan(tuple(Allocation(n, share, 1.0) for n in names), self.config.budget, dict.fromkeys(names, 0.0))
+        runs = self.retrieve(prepared, plan, vector)
+        fused = fuse(self.config.fusion, runs, plan.weights())
+        return to_hits(fused, query.k), self.explain(prepared, plan, runs, fused[: query.k], None, "fused order")
+
+    # -- online learning ------------------------------------------------------------------------------
+    def learn(
+        self, x: np.ndarray, plan_arms: Sequence[str], provenance: Sequence[str], rewarded: Sequence[bool]
+    ) -> None:
+        """Semi-bandit update for one impression: arms that supplied shown items are observed; an arm
+        is rewarded once if any item it supplied got a positive event."""
+        supplied = _supplied(plan_arms, provenance)
+        self.policy.observe(x, sorted(supplied))
+        won = {arm for arm in supplied for p, r in zip(provenance, rewarded, strict=True) if r and arm in p.split("+")}
+        for arm in sorted(won):
+            self.policy.credit(x, arm, 1.0)
+
+    def on_impression(self, impression: Impression) -> None:
+        self.memory.on_impression(impression)
+        if impression.mode != "learned" or not impression.plan:
+            return
+        x = context_vector(impression.context)
+        arms = [str(a["strategy"]) for a in impression.plan if a.get("strategy") in self.policy.arms]
+        supplied = _supplied(arms, impression.provenance)
+        self.policy.observe(x, sorted(supplied))
+        self._pending[impression.query_id] = (x, set())
+        while len(self._pending) > 10_000:  # credit only recent impressions
+            self._pending.pop(next(iter(self._pending)))
+
+    def on_event(self, event: Event, impression: Impression) -> None:
+        self.memory.on_event(event, impression)
+        self.popularity[event.item_id] = self.popularity.get(event.item_id, 0.0) + event.reward
+        pending = self._pending.get(event.query_id)
+        if pending is None or event.reward <= 0:
+            return
+        x, credited = pending
+        position = event.position - 1
+        for arm in impression.provenance[position].split("+"):
+            if arm in self.policy.arms and arm not in credited:
+                credited.add(arm)
+                self.policy.credit(x, arm, 1.0)
+
+
+def _supplied(arms: Sequence[str], provenance: Sequence[str]) -> set[str]:
+    shown_sources = {s for p in provenance for s in p.split("+")}
+    return {a for a in arms if a in shown_sources}
+
+
+def pipeline(engine: Engine) -> Pipeline:
+    """The engine's pipeline (created on first use with the engine's feedback log)."""
+    from ..feedback.log import feedback_log
+
+    def make(e: Engine) -> Pipeline:
+        return Pipeline(e, feedback=feedback_log(e))
+
+    found: Pipeline = engine.plugin("ltr", make)
+    return found
+
+
+__all__ = ["LTRConfig", "Pipeline", "Prepared", "StorageError", "pipeline"]

@@ -1,0 +1,258 @@
+"""Contextual bandits that choose which strategies to draw candidates from, and how many each.
+
+One linear model per strategy (disjoint arms) predicts the chance that the strategy supplies an
+item the user acts on, given the query context:
+
+- LinUCB: L. Li, W. Chu, J. Langford and R. E. Schapire, "A Contextual-Bandit Approach to
+  Personalized News Article Recommendation" (WWW 2010), index ``θ̂·x + α √(xᵀ A⁻¹ x)``;
+- linear Thompson sampling: S. Agrawal and N. Goyal, "Thompson Sampling for Contextual Bandits with
+  Linear Payoffs" (ICML 2013), index ``θ̃·x`` with ``θ̃ ~ N(θ̂, v² A⁻¹)``.
+
+Arms are ranked by their index; the plan draws from the arms whose index is within ``margin`` of
+the best (at most ``max_arms``), fused with equal weights, and splits the candidate budget
+geometrically down that order (half to the first, a half of the rest to the next, ...), never below
+``min_depth`` and never above the budget. Feedback is semi-bandit: every arm that supplied a shown item is observed, and
+is rewarded when an item it supplied gets a positive event. State is persisted as JSON + ``.npy``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import StorageError, ValidationError
+
+POLICY_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    strategy: str
+    depth: int
+    weight: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "depth": self.depth, "weight": round(self.weight, 6)}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which strategies to run with how many candidates each (``sum(depth) <= budget``)."""
+
+    allocations: tuple[Allocation, ...]
+    budget: int
+    indices: Mapping[str, float]
+
+    @property
+    def total(self) -> int:
+        return sum(a.depth for a in self.allocations)
+
+    def depths(self) -> dict[str, int]:
+        return {a.strategy: a.depth for a in self.allocations}
+
+    def weights(self) -> dict[str, float]:
+        return {a.strategy: a.weight for a in self.allocations}
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [a.to_dict() for a in self.allocations]
+
+
+def allocate(order: Sequence[str], budget: int, *, share: float = 0.5, min_depth: int = 5) -> tuple[Allocation, ...]:
+    """Split ``budget`` geometrically down ``order`` (equal fusion weights); every depth is >= ``min_depth``
+    (or the whole budget when it is smaller); the depths add up to at most ``budget``."""
+    if budget < 1:
+        raise ValidationError("budget", f"must be >= 1, got {budget}", "use e.g. budget=100")
+    out, remaining = [], budget
+    for i, arm in enumerate(order):
+        last = i == len(order) - 1
+        depth = remaining if last else min(remaining, max(min_depth, round(remaining * share)))
+        if depth < min(min_depth, budget) or depth <= 0:
+            break
+        out.append(Allocation(arm, depth, 1.0))
+        remaining -= depth
+    return tuple(out)
+
+
+class LinearBandit:
+    """Shared state and updates of the disjoint linear bandits; subclasses define :meth:`indices`."""
+
+    kind = "linear"
+
+    def __init__(
+        self,
+        arms: Sequence[str],
+        dim: int,
+        *,
+        budget: int = 100,
+        ridge: float = 1.0,
+        share: float = 0.5,
+        min_depth: int = 5,
+        margin: float = 0.1,
+        max_arms: int = 2,
+        seed: int = 0,
+    ) -> None:
+        if not arms or len(set(arms)) != len(arms):
+            raise ValidationError("arms", "must be a non-empty list of distinct strategy names")
+        self.arms, self.dim, self.budget = list(arms), dim, budget
+        self.ridge, self.share, self.min_depth, self.seed = ridge, share, min_depth, seed
+        self.margin, self.max_arms = margin, max_arms
+        self.A_ = np.stack([np.eye(dim) * ridge for _ in arms])
+        self.A_inv_ = np.stack([np.eye(dim) / ridge for _ in arms])
+        self.b_ = np.zeros((len(arms), dim))
+        self.counts_ = np.zeros(len(arms))
+        self.rng_ = np.random.default_rng(seed)
+
+    def theta(self) -> np.ndarray:
+        theta: np.ndarray = np.einsum("aij,aj->ai", self.A_inv_, self.b_)
+        return theta
+
+    def indices(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def select(self, x: np.ndarray, available: Sequence[str] | None = None, budget: int | None = None) -> Plan:
+        """The plan for context ``x``: available arms by decreasing index, budget split down the order."""
+        x = self._check(x)
+        scores = self.indices(x)
+        allowed = set(self.arms if available is None else available)
+        ranked = sorted((a for a in range(len(self.arms)) if self.arms[a] in allowed), key=lambda a: (-scores[a], a))
+        best = scores[ranked[0]] if ranked else 0.0
+        order = [self.arms[a] for a in ranked if scores[a] >= best - self.margin][: self.max_arms]
+        allocations = allocate(order, budget or self.budget, share=self.share, min_depth=self.min_depth)
+        return Plan(allocations, budget or self.budget, {self.arms[a]: float(scores[a]) for a in ranked})
+
+    # -- learning (semi-bandit) -----------------------------------------------------------------
+    def observe(self, x: np.ndarray, arms: Sequence[str]) -> None:
+        """Arms that supplied shown items were tried in context ``x`` (reward 0 until :meth:`credit`)."""
+        x = self._check(x)
+        for arm in arms:
+            a = self.arms.index(arm)
+            self.A_[a] += np.outer(x, x)
+            ax = self.A_inv_[a] @ x
+            self.A_inv_[a] -= np.outer(ax, ax) / (1.0 + x @ ax)  # Sherman–Morrison
+            self.counts_[a] += 1
+
+    def credit(self, x: np.ndarray, arm: str, reward: float = 1.0) -> None:
+        """Reward an observed arm (once per impression: an item it supplied got a positive event)."""
+        self.b_[self.arms.index(arm)] += reward * self._check(x)
+
+    def update(self, x: np.ndarray, arm: str, reward: float) -> None:
+        """One full observation (the classic bandit update)."""
+        self.observe(x, [arm])
+        self.credit(x, arm, reward)
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if x.shape[0] != self.dim:
+            raise ValidationError("context", f"has {x.shape[0]} features, the policy expects {self.dim}")
+        return x
+
+    # -- persistence ------------------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "ridge": self.ridge,
+            "share": self.share,
+            "min_depth": self.min_depth,
+            "margin": self.margin,
+            "max_arms": self.max_arms,
+            "seed": self.seed,
+        }
+
+    def save(self, directory: Path) -> None:
+        """Write ``policy.json`` (format, kind, arms, hyperparameters, RNG state) and the arrays as ``.npy``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "A.npy", self.A_)
+        np.save(directory / "b.npy", self.b_)
+        np.save(directory / "counts.npy", self.counts_)
+        meta = {
+            "format_version": POLICY_FORMAT,
+            "kind": self.kind,
+            "arms": self.arms,
+            "dim": self.dim,
+            "params": self.params(),
+            "rng": self.rng_.bit_generator.state,
+        }
+        tmp = directory / "policy.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(directory / "policy.json")
+
+
+class LinUCB(LinearBandit):
+    """LinUCB with disjoint linear models (Li et al. 2010, Algorithm 1)."""
+
+    kind = "linucb"
+
+    def __init__(self, arms: Sequence[str], dim: int, *, alpha: float = 0.5, **options: Any) -> None:
+        super().__init__(arms, dim, **options)
+        self.alpha = alpha
+
+    def indices(self, x: np.ndarray) -> np.ndarray:
+        width = np.sqrt(np.einsum("i,aij,j->a", x, self.A_inv_, x))
+        out: np.ndarray = self.theta() @ x + self.alpha * width
+        return out
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "alpha": self.alpha}
+
+
+class LinearThompson(LinearBandit):
+    """Linear Thompson sampling (Agrawal & Goyal 2013) with a seeded generator."""
+
+    kind = "thompson"
+
+    def __init__(self, arms: Sequence[str], dim: int, *, v: float = 0.3, **options: Any) -> None:
+        super().__init__(arms, dim, **options)
+        self.v = v
+
+    def indices(self, x: np.ndarray) -> np.ndarray:
+        chol = np.linalg.cholesky(self.A_inv_ + 1e-12 * np.eye(self.dim))
+        z = self.rng_.standard_normal((len(self.arms), self.dim))
+        sample = self.theta() + self.v * np.einsum("aij,aj->ai", chol, z)
+        out: np.ndarray = sample @ x
+        return out
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "v": self.v}
+
+
+POLICIES: dict[str, type[LinearBandit]] = {"linucb": LinUCB, "thompson": LinearThompson}
+
+
+def make_policy(kind: str, arms: Sequence[str], dim: int, **options: Any) -> LinearBandit:
+    """A new policy by name (``linucb`` or ``thompson``)."""
+    if kind not in POLICIES:
+        raise ValidationError("policy", f"unknown policy {kind!r}", f"use one of {', '.join(POLICIES)}")
+    return POLICIES[kind](arms, dim, **options)
+
+
+def load_policy(directory: Path) -> LinearBandit:
+    """Load a saved policy; a file of another format version or a damaged file is a :class:`StorageError`."""
+    path = directory / "policy.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{path}: unreadable policy file ({exc}); delete the folder to start a new policy") from exc
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != POLICY_FORMAT:
+        raise StorageError(
+            f"{path}: policy format version {version!r}, this xmodal reads {POLICY_FORMAT}; "
+            "delete the folder to start a new policy (the feedback log can retrain it)"
+        )
+    try:
+        policy = make_policy(meta["kind"], meta["arms"], int(meta["dim"]), **meta["params"])
+        policy.A_ = np.load(directory / "A.npy", allow_pickle=False)
+        policy.b_ = np.load(directory / "b.npy", allow_pickle=False)
+        policy.counts_ = np.load(directory / "counts.npy", allow_pickle=False)
+        policy.A_inv_ = np.linalg.inv(policy.A_)
+        policy.rng_.bit_generator.state = meta["rng"]
+    except (OSError, KeyError, ValueError, np.linalg.LinAlgError) as exc:
+        raise StorageError(f"{directory}: damaged policy ({exc}); delete the folder to start a new policy") from exc
+    shape = (len(policy.arms), policy.dim)
+    if policy.b_.shape != shape or policy.A_.shape != (*shape, policy.dim):
+        raise StorageError(f"{directory}: policy arrays do not match its {shape[0]} arms and {shape[1]} features")
+    return policy

@@ -1,0 +1,53 @@
+"""The strategy interface and helpers shared by the candidate generators."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ...records import Hits, Query
+
+if TYPE_CHECKING:
+    from ...engine import Engine
+
+
+class Strategy(Protocol):
+    """A candidate generator: ``retrieve(query, depth)`` returns at most ``depth`` hits, best first,
+    each hit's provenance naming the strategy. ``vector`` is the already encoded query, if any."""
+
+    name: str
+
+    def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits: ...
+
+
+def allowed_rows(engine: Engine, query: Query) -> set[int] | None:
+    """The rows that satisfy the query's filters, or None when it has none."""
+    with engine._lock:  # the attribute table changes under writes
+        rows = engine.attributes.match(dict(query.filters))
+    return None if rows is None else set(rows.tolist())
+
+
+def top_rows(scores: dict[int, float], depth: int) -> list[tuple[int, float]]:
+    """The ``depth`` best (row, score) pairs, ties broken by row for determinism."""
+    if not scores:
+        return []
+    rows = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
+    vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    if len(rows) > depth:
+        part = np.argpartition(-vals, depth - 1)[:depth]
+        rows, vals = rows[part], vals[part]
+    order = np.lexsort((rows, -vals))
+    return [(int(rows[i]), float(vals[i])) for i in order]
+
+
+def hits_from_rows(engine: Engine, pairs: Sequence[tuple[int, float]], source: str) -> Hits:
+    """Hits with item ids for (row, score) pairs; rows deleted meanwhile are skipped."""
+    ids, scores = [], []
+    for row, score in pairs:
+        item_id = engine._ids.get(row)
+        if item_id is not None:
+            ids.append(item_id)
+            scores.append(score)
+    return Hits.of(ids, scores, source)

@@ -1,0 +1,27 @@
+"""Dense retrieval per vector kind: a thin wrapper over :meth:`Engine.search_vector`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...records import Hits, Query, VectorKind
+
+if TYPE_CHECKING:
+    from ...engine import Engine
+
+
+class DenseStrategy:
+    """Cosine top-k against one vector kind (text, image or combined), filters applied before the cut."""
+
+    def __init__(self, engine: Engine, kind: VectorKind) -> None:
+        self.engine = engine
+        self.kind = kind
+        self.name = f"dense:{kind.value}"
+
+    def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
+        if vector is None:
+            vector = self.engine.encode_query(query)
+        hits = self.engine.search_vector(vector, k=depth, target=self.kind.value, filters=dict(query.filters))
+        return Hits(hits.ids, hits.scores, (self.name,) * len(hits))

@@ -1,0 +1,57 @@
+"""Exploration: newly added, popular and random items, so feedback reaches items no plan would show."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...records import Hits, Query
+from .base import allowed_rows, hits_from_rows
+from .structured import QueryUnderstanding
+
+if TYPE_CHECKING:
+    from ...engine import Engine
+
+
+class ExploreStrategy:
+    """Round-robin of the newest items, the most popular items and seeded random items.
+
+    When query understanding finds attribute slots, the pool is the items that match them, so
+    exploration stays on topic (a query for "fabric" explores fabrics).
+    """
+
+    name = "explore"
+
+    def __init__(self, engine: Engine, *, seed: int = 0, understanding: QueryUnderstanding | None = None) -> None:
+        self.engine = engine
+        self.understanding = understanding
+        self.rng = np.random.default_rng(seed)
+        self.popularity: dict[str, float] = {}
+
+    def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
+        allowed = allowed_rows(self.engine, query)
+        if self.understanding is not None:
+            slots = self.understanding.understand(query.text).filters()
+            if slots:
+                with self.engine._lock:
+                    matched = self.engine.attributes.match({**slots, **dict(query.filters)})
+                allowed = set() if matched is None else set(matched.tolist())
+        rows = np.fromiter(self.engine._ids.keys(), dtype=np.int64) if allowed is None else np.array(sorted(allowed))
+        if len(rows) == 0 or depth <= 0:
+            return Hits.empty()
+        newest = rows[np.argsort(-rows, kind="stable")][:depth]  # rows grow with insertion order
+        popular = []
+        for item_id in sorted(self.popularity, key=lambda i: (-self.popularity[i], i)):
+            row = self.engine._rows.get(item_id)
+            if row is not None and (allowed is None or row in allowed):
+                popular.append(row)
+                if len(popular) >= depth:
+                    break
+        random = self.rng.permutation(rows)[:depth]
+        picked: dict[int, float] = {}
+        for rank in range(depth):
+            for source in (newest, popular, random):
+                if rank < len(source) and int(source[rank]) not in picked and len(picked) < depth:
+                    picked[int(source[rank])] = 1.0 / (1 + len(picked))
+        return hits_from_rows(self.engine, list(picked.items()), self.name)

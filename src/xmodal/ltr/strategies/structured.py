@@ -1,0 +1,152 @@
+"""Structured retrieval driven by query understanding.
+
+Query tokens and n-grams (up to three words) are matched against the attribute values of the
+catalog (``engine.attributes``): "red leather boots" → ``color=red, material=leather,
+category=boots``. Matching is on stems (so "boots" meets "boot") and tolerates one typo
+(Damerau–Levenshtein distance 1) in words of five letters or more. The slots found become filters;
+the remaining words rank the matching items (BM25F first, then dense similarity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...records import AttributeValue, Hits, Query
+from ...store.sqlite import StoredItem
+from ..text import STOPWORDS, stem, tokens, within_one_edit
+from .base import hits_from_rows, top_rows
+
+if TYPE_CHECKING:
+    from ...engine import Engine
+    from .lexical import LexicalStrategy
+
+MAX_VALUES_PER_ATTRIBUTE = 2000  # attributes with more distinct values are identifiers, not facets
+MAX_NGRAM = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    """What query understanding found: attribute slots, the words it used, and the rest."""
+
+    slots: dict[str, list[AttributeValue]] = field(default_factory=dict)
+    matched: tuple[str, ...] = ()
+    rest: str = ""
+
+    def filters(self) -> dict[str, Any]:
+        return {name: values[0] if len(values) == 1 else list(values) for name, values in self.slots.items()}
+
+
+class QueryUnderstanding:
+    """Maps query n-grams to attribute values learned from the catalog; rebuilt after writes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._phrases: dict[tuple[str, ...], tuple[str, AttributeValue]] | None = None
+        self._by_length: dict[int, list[str]] = {}
+        engine.subscribe(self)
+
+    def on_put(self, stored: Sequence[StoredItem]) -> None:
+        self._phrases = None
+
+    def on_delete(self, rows: Sequence[int]) -> None:
+        self._phrases = None
+
+    def _vocabulary(self) -> dict[tuple[str, ...], tuple[str, AttributeValue]]:
+        if self._phrases is not None:
+            return self._phrases
+        best: dict[tuple[str, ...], tuple[int, str, AttributeValue]] = {}
+        with self.engine._lock:
+            table = self.engine.attributes
+            for name in table.attributes():
+                values = table.values(name)
+                if len(values) > MAX_VALUES_PER_ATTRIBUTE:
+                    continue
+                for value, count in values.items():
+                    if not isinstance(value, str):
+                        continue
+                    key = tuple(stem(t) for t in tokens(value))
+                    if key and len(key) <= MAX_NGRAM and not (len(key) == 1 and key[0] in STOPWORDS):
+                        if key not in best or count > best[key][0]:  # an ambiguous phrase goes to its commonest use
+                            best[key] = (count, name, value)
+        self._phrases = {k: (name, value) for k, (_, name, value) in best.items()}
+        self._by_length = {}
+        for key in self._phrases:
+            if len(key) == 1 and len(key[0]) >= 4:
+                self._by_length.setdefault(len(key[0]), []).append(key[0])
+        return self._phrases
+
+    def understand(self, text: str | None) -> Understanding:
+        """Greedy longest-match of n-grams to attribute values, then one-typo matches of single words."""
+        vocab = self._vocabulary()
+        words = tokens(text or "")
+        keys = [stem(w) for w in words]
+        slots: dict[str, list[AttributeValue]] = {}
+        used = [False] * len(words)
+        i = 0
+        while i < len(words):
+            for n in range(min(MAX_NGRAM, len(words) - i), 0, -1):
+                hit = vocab.get(tuple(keys[i : i + n]))
+                if hit is not None and not (n == 1 and words[i] in STOPWORDS):
+                    _add(slots, hit)
+                    used[i : i + n] = [True] * n
+                    i += n
+                    break
+            else:
+                i += 1
+        for j, key in enumerate(keys):
+            if not used[j] and len(words[j]) >= 5 and not words[j].isdigit():
+                fuzzy = self._typo_match(key)
+                if fuzzy is not None:
+                    _add(slots, vocab[(fuzzy,)])
+                    used[j] = True
+        rest = " ".join(w for w, u in zip(words, used, strict=True) if not u)
+        return Understanding(slots, tuple(w for w, u in zip(words, used, strict=True) if u), rest)
+
+    def _typo_match(self, key: str) -> str | None:
+        for length in (len(key), len(key) - 1, len(key) + 1):
+            for candidate in self._by_length.get(length, ()):
+                if within_one_edit(key, candidate):
+                    return candidate
+        return None
+
+
+def _add(slots: dict[str, list[AttributeValue]], hit: tuple[str, AttributeValue]) -> None:
+    values = slots.setdefault(hit[0], [])
+    if hit[1] not in values:
+        values.append(hit[1])
+
+
+class StructuredStrategy:
+    """Filtered retrieval: the slots found become filters; the rest of the words rank the matches."""
+
+    name = "structured"
+
+    def __init__(self, engine: Engine, understanding: QueryUnderstanding, lexical: LexicalStrategy) -> None:
+        self.engine = engine
+        self.understanding = understanding
+        self.lexical = lexical
+
+    def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
+        found = self.understanding.understand(query.text)
+        if not found.slots:
+            return Hits.empty()
+        filters = {**found.filters(), **dict(query.filters)}  # the user's own filters win
+        with self.engine._lock:
+            rows = self.engine.attributes.match(filters)
+        allowed = set() if rows is None else set(rows.tolist())
+        ranked = top_rows(self.lexical.index.score([stem(t) for t in tokens(found.rest)], allowed), depth)
+        pairs = [(row, 2.0 + score) for row, score in ranked]
+        if len(pairs) < depth and allowed:
+            if vector is None:
+                vector = self.engine.encode_query(Query(text=query.text, image=query.image))
+            dense = self.engine.search_vector(vector, k=depth, target=query.target, filters=filters)
+            seen = {row for row, _ in pairs}
+            for item_id, score in dense:
+                row = self.engine._rows.get(item_id)
+                if row is not None and row not in seen and len(pairs) < depth:
+                    pairs.append((row, float(score)))
+        return hits_from_rows(self.engine, pairs, self.name)
