@@ -248,7 +248,7 @@ def load_policy(directory: Path) -> LinearBandit:
         policy.A_ = np.load(directory / "A.npy", allow_pickle=False)
         policy.b_ = np.load(directory / "b.npy", allow_pickle=False)
         policy.counts_ = np.load(directory / "counts.npy", allow_pickle=False)
-        policy.A_inv_ = np.linalg.inv(policy.A_)
+        policy.A_inv_ = np.asarray(np.linalg.inv(policy.A_), dtype=np.float64)
         policy.rng_.bit_generator.state = meta["rng"]
     except (OSError, KeyError, ValueError, np.linalg.LinAlgError) as exc:
         raise StorageError(f"{directory}: damaged policy ({exc}); delete the folder to start a new policy") from exc
