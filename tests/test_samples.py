@@ -138,8 +138,8 @@ def test_missing_debian_packages_are_skipped_with_a_message(tmp_path: Path, monk
 
 
 def test_demo_smoke(data_dir: Path, catalog: samples.Catalog, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--encoder", "hashing", "--size", str(SIZE), "--data", str(data_dir), "--index", str(tmp_path / "idx"),
-            "--index-kind", "exact", "-k", "3"]
+    args = ["--encoder", "hashing", "--size", str(SIZE), "--data", str(data_dir), "-k", "3",
+            "--index", str(tmp_path / "idx")]
     assert demo_main(args) == 0
     out = capsys.readouterr().out
     assert "index: built" in out
@@ -152,6 +152,6 @@ def test_demo_smoke(data_dir: Path, catalog: samples.Catalog, tmp_path: Path, ca
     assert "index: reusing" in capsys.readouterr().out
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
-    assert demo_main([*args[:-6], "--index", str(tmp_path / "other"), "--index-kind", "exact"]) == 1
+    assert demo_main([*args[:-1], str(tmp_path / "other")]) == 1
     assert "not a demo index" in capsys.readouterr().err
     assert (tmp_path / "other" / "keep.txt").exists()

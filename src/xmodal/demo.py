@@ -129,7 +129,7 @@ def _index(args: argparse.Namespace, catalog: Catalog) -> Engine:
 def _build(args: argparse.Namespace, catalog: Catalog, wanted: dict[str, str]) -> Engine:
     from tqdm import tqdm
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     engine = Engine.open(args.index, encoder=args.encoder, index=args.index_kind)
     try:
         total = estimate_records(catalog.catalog)
@@ -139,9 +139,9 @@ def _build(args: argparse.Namespace, catalog: Catalog, wanted: dict[str, str]) -
     except BaseException:
         engine.close()
         raise
-    took = time.perf_counter() - start
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"index: built {args.index} with encoder {engine.encoder.name} ({engine.encoder.dim}-d): "
-          f"{len(report.added)} items in {took:.1f} s ({len(report.added) / took:.0f} items/s)")
+          f"{len(report.added)} items in {took:.1f} s ({len(report.added) / took:.0f} items/s; {cpu:.0f} s of CPU)")
     for rejection in report.rejected[:5]:
         print(f"  rejected {rejection.where}: {rejection.reason}")
     (args.index / MARKER).write_text(json.dumps(wanted))

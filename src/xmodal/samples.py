@@ -451,7 +451,8 @@ def build_catalog(root: str | Path, size: int = DEFAULT_SIZE, *, force: bool = F
     if size < 1:
         raise ValueError(f"size must be at least 1, got {size}")
     root = Path(root)
-    wanted = {"version": VERSION, "size": size, "parts": _parts_available()}
+    builder = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]  # a code change rebuilds the cache
+    wanted = {"version": VERSION, "size": size, "parts": _parts_available(), "builder": builder}
     old = _manifest(root)
     if old is not None and not force and all(old.get(k) == v for k, v in wanted.items()):
         return Catalog(root, size, dict(old["counts"]), list(old["skipped"]))
