@@ -20,22 +20,26 @@ The clients share the machine with the server (on a 2-core box they compete for 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import os
-import statistics
-import tempfile
-import threading
-import time
-from pathlib import Path
-from typing import Any
 
-import httpx
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # many readers in threads: one BLAS thread each (the server inherits it)
 
-from xmodal import Engine, Item
-from xmodal.samples import read_synsets
-from xmodal.serve.testing import free_port, run_load, spawn_server
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+
+from xmodal import Engine, Item  # noqa: E402
+from xmodal.samples import read_synsets  # noqa: E402
+from xmodal.serve.testing import free_port, run_load, spawn_server  # noqa: E402
 
 KEY = "bench-writer-key-01"
 ENV = {"XMODAL_API_KEYS": f"{KEY}:write"}
@@ -67,32 +71,59 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def overhead(index: Path, queries: list[str], port: int, config: Path, log: Path) -> dict[str, Any]:
-    with Engine.open(index) as engine:
-        for q in queries[:20]:
-            engine.search(q)  # warm-up
-        direct = []
-        for q in queries:
-            t0 = time.perf_counter()
-            engine.search(q, k=10)
-            direct.append((time.perf_counter() - t0) * 1000)
+    """Engine.search in this process vs POST /search over loopback, interleaved query by query so both
+    see the same machine load; plus the app alone in process (ASGI transport: no socket, no second process)."""
+    from xmodal.serve import ServeConfig, create_app
+
     proc = spawn_server(index, port, config=config, env=ENV, log=log)
+    direct, api, asgi = [], [], []
     try:
-        api = []
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        with Engine.open(index) as engine, httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             for q in queries[:20]:
+                engine.search(q)
                 client.post("/search", json={"text": q, "log": False})
             for q in queries:
                 t0 = time.perf_counter()
+                engine.search(q, k=10)
+                t1 = time.perf_counter()
                 r = client.post("/search", json={"text": q, "k": 10, "log": False})
-                api.append((time.perf_counter() - t0) * 1000)
+                t2 = time.perf_counter()
                 assert r.status_code == 200, r.text
+                direct.append((t1 - t0) * 1000)
+                api.append((t2 - t1) * 1000)
+            app = create_app(engine, ServeConfig(log_requests=False, mcp=False))
+
+            async def in_process(target: Any, record: list[float]) -> float:
+                transport = httpx.ASGITransport(app=target)
+                async with httpx.AsyncClient(transport=transport, base_url="http://app") as aclient:
+                    cpu = time.process_time()
+                    for q in queries:
+                        t0 = time.perf_counter()
+                        await aclient.post("/search", json={"text": q, "k": 10, "log": False})
+                        record.append((time.perf_counter() - t0) * 1000)
+                    return (time.process_time() - cpu) * 1000 / len(queries)
+
+            app_cpu = asyncio.run(in_process(app, asgi))
+            client_cpu = asyncio.run(in_process(_empty_app, []))
+            cpu = time.process_time()
+            for q in queries:
+                engine.search(q, k=10)
+            engine_cpu = (time.process_time() - cpu) * 1000 / len(queries)
     finally:
         proc.terminate()
         proc.wait(60)
-    d50, a50 = statistics.median(direct), statistics.median(api)
+    d50, a50, i50 = statistics.median(direct), statistics.median(api), statistics.median(asgi)
     return {"queries": len(queries), "engine_p50_ms": round(d50, 3), "api_p50_ms": round(a50, 3),
-            "added_p50_ms": round(a50 - d50, 3), "engine_p99_ms": round(percentile(direct, 0.99), 3),
+            "added_p50_ms": round(a50 - d50, 3), "app_in_process_p50_ms": round(i50, 3),
+            "app_added_p50_ms": round(i50 - d50, 3), "engine_cpu_ms_per_search": round(engine_cpu, 3),
+            "app_added_cpu_ms_per_search": round(app_cpu - client_cpu - engine_cpu, 3), "engine_p99_ms": round(percentile(direct, 0.99), 3),
             "api_p99_ms": round(percentile(api, 0.99), 3), "target_added_p50_ms": 2.0}
+
+
+async def _empty_app(scope: Any, receive: Any, send: Any) -> None:
+    """A do-nothing ASGI app: what the in-process client itself costs."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
 
 
 def load(index: Path, queries: list[str], args: argparse.Namespace, config: Path, log: Path) -> dict[str, Any]:
@@ -184,7 +215,7 @@ def main() -> None:
             build_s = time.perf_counter() - t0
         result: dict[str, Any] = {
             "benchmark": "serve_load", "data": "wordnet", "items": len(items), "encoder": args.encoder,
-            "build_s": round(build_s, 2), "cpus": os.cpu_count(),
+            "build_s": round(build_s, 2), "cpus": os.cpu_count(), "load_average_before": os.getloadavg(),
             "overhead": overhead(index, queries, free_port(), config, log),
             "load": load(index, queries, args, config, log),
             "kill9": kill9(index, config, log, args.kill_after),
