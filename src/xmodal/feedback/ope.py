@@ -32,7 +32,7 @@ def _arrays(reward: np.ndarray, pscore: np.ndarray, target: np.ndarray) -> tuple
     if not (r.shape == p.shape == t.shape) or r.ndim != 1 or len(r) == 0:
         raise ValidationError("reward/pscore/target", "must be non-empty 1-d arrays of one length")
     if np.any(p <= 0) or np.any(p > 1) or np.any(t < 0) or np.any(t > 1):
-        raise ValidationError("pscore", "probabilities must be in (0, 1] (target in [0, 1])", "check the logged propensities")
+        raise ValidationError("pscore", "must be in (0, 1] (and target in [0, 1])", "check the logged propensities")
     return r, t / p
 
 

@@ -196,6 +196,13 @@ class Pipeline:
         plan = plan or self.policy.select(prepared.x, prepared.available)
         runs = self.retrieve(prepared, plan, vector)
         fused = fuse(self.config.fusion, runs, plan.weights())
+        if len(fused) < query.k:  # the chosen strategies found too little: back-fill from dense search
+            backfill = next((a for a in prepared.available if a.startswith("dense:") and a not in runs), None)
+            if backfill is not None:
+                extra = Allocation(backfill, query.k, 0.5)
+                plan = Plan((*plan.allocations, extra), plan.budget, plan.indices)
+                runs = {**runs, backfill: self.strategies[backfill].retrieve(query, query.k, vector=vector)}
+                fused = fuse(self.config.fusion, runs, plan.weights())
         ranked, X, status = self.rank(prepared, vector, fused)
         hits = to_hits(ranked, query.k)
         return hits, self.explain(prepared, plan, runs, ranked[: query.k], X, status)
