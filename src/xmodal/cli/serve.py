@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
         description="Serve the index over HTTP until interrupted (SIGINT/SIGTERM drain the writes first).",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     serve.add_argument("--config", metavar="FILE", help="server config (.toml or .json): API keys, limits, CORS")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=run)

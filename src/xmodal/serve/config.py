@@ -19,6 +19,7 @@ A config file looks like (TOML; JSON with the same structure works too)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tomllib
@@ -45,7 +46,7 @@ class ApiKey:
     @property
     def label(self) -> str:
         """A name safe to log (never the key itself)."""
-        return self.name or f"key-{abs(hash(self.key)) % 10_000:04d}"
+        return self.name or "key-" + hashlib.sha256(self.key.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,17 +27,20 @@ class WriteQueue:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
+        self._gate = threading.Lock()  # no write may slip in behind the stop marker
         self._thread.start()
 
-    def submit(self, fn: Callable[[], Any], timeout: float = 5.0) -> Future[Any]:
-        """Queue ``fn``; its future holds the result (or exception) once it has run."""
-        if self._closed:
-            raise QueueFull("the server is shutting down")
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Queue ``fn`` without blocking (callers may be on the event loop); its future holds the
+        result (or exception) once it has run. Raises :class:`QueueFull` when the queue is full."""
         future: Future[Any] = Future()
-        try:
-            self._queue.put((fn, future), timeout=timeout)
-        except queue.Full:
-            raise QueueFull(f"{self._queue.maxsize} writes are waiting") from None
+        with self._gate:
+            if self._closed:
+                raise QueueFull("the server is shutting down")
+            try:
+                self._queue.put_nowait((fn, future))
+            except queue.Full:
+                raise QueueFull(f"{self._queue.maxsize} writes are waiting") from None
         return future
 
     def depth(self) -> int:
@@ -58,8 +61,9 @@ class WriteQueue:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop accepting writes, finish the queued ones, stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
+        with self._gate:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(_STOP)  # after every accepted write; blocks only while the writer drains
         self._thread.join(timeout)

@@ -1,0 +1,103 @@
+"""Unit tests of the serving parts that need no server: config, keys, rate limits, writer queue, metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from xmodal.errors import ConfigError
+from xmodal.serve.auth import AuthError, KeyRing, presented_key
+from xmodal.serve.config import ApiKey, ServeConfig, parse_env_keys
+from xmodal.serve.limits import RateLimiter, TokenBucket
+from xmodal.serve.metrics import Metrics
+from xmodal.serve.writer import QueueFull, WriteQueue
+
+
+def test_config_from_toml_json_and_env(tmp_path: Path) -> None:
+    toml = tmp_path / "s.toml"
+    toml.write_text('open_reads = false\ncors_origins = ["http://a.test"]\n[[keys]]\nkey = "abcdefgh1"\nscopes = ["write"]\nrate = 5\n')
+    config = ServeConfig.load(toml, env={"XMODAL_API_KEYS": "zzzzzzzz9:read+admin, yyyyyyyy8"})
+    assert config.open_reads is False and config.cors_origins == ("http://a.test",)
+    assert [(k.key, sorted(k.scopes), k.rate) for k in config.keys] == [
+        ("abcdefgh1", ["write"], 5.0), ("zzzzzzzz9", ["admin", "read"], None), ("yyyyyyyy8", ["read"], None)]
+    json_file = tmp_path / "s.json"
+    json_file.write_text('{"max_pixels": 1000}')
+    assert ServeConfig.load(json_file, env={}).max_pixels == 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [('{"nope": 1}', "unknown server setting"), ('{"keys": [{"key": "short"}]}', "at least 8"),
+     ('{"keys": [{"key": "abcdefghij", "scopes": ["root"]}]}', "unknown scope"), ('{"max_body_bytes": 0}', "positive"),
+     ("{not json", "not valid")],
+)
+def test_bad_configs_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        ServeConfig.load(path, env={})
+    with pytest.raises(ConfigError, match="not found"):
+        ServeConfig.load(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="unknown scope"):
+        parse_env_keys("abcdefghij:superuser")
+
+
+def test_scopes_are_ordered_and_keys_checked() -> None:
+    ring = KeyRing(ServeConfig(keys=(ApiKey("reader-123", frozenset({"read"})), ApiKey("admin-1234", frozenset({"admin"}))),
+                               open_reads=True))
+    assert ring.authorize(None, "read", "1.2.3.4").key is None
+    assert ring.authorize("admin-1234", "write", "x").key is not None  # admin includes write
+    for presented, scope, status in [(None, "write", 401), ("nope-nope", "read", 401), ("reader-123", "write", 403),
+                                     ("reader-123", "admin", 403)]:
+        with pytest.raises(AuthError) as err:
+            ring.authorize(presented, scope, "x")
+        assert err.value.status == status
+    assert presented_key("Bearer  k1 ", None) == "k1" and presented_key(None, "k2") == "k2"
+    assert ApiKey("secret-key", frozenset()).label.startswith("key-") and "secret" not in ApiKey("secret-key", frozenset()).label
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate=100.0, burst=3)
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert 0 < bucket.take() <= 0.011
+    time.sleep(0.03)
+    assert bucket.take() == 0.0
+    limiter = RateLimiter(rate=1.0, burst=1, max_callers=2)
+    assert limiter.check("a") == 0 and limiter.check("a") == 1 and limiter.check("b") == 0
+    limiter.check("c")  # a third caller: the table is reset rather than growing without bound
+    assert len(limiter._buckets) <= 2
+
+
+def test_writer_runs_in_order_drains_on_close_and_refuses_when_full() -> None:
+    order: list[int] = []
+    gate, started = threading.Event(), threading.Event()
+    queue = WriteQueue(maxsize=3)
+    first = queue.submit(lambda: started.set() or gate.wait(5))  # holds the writer thread
+    assert started.wait(5)
+    futures = [queue.submit(lambda i=i: order.append(i) or i) for i in range(3)]
+    with pytest.raises(QueueFull):
+        queue.submit(lambda: None)
+    gate.set()
+    queue.close()  # finishes every accepted write first
+    assert first.result() is True and [f.result() for f in futures] == [0, 1, 2] and order == [0, 1, 2]
+    with pytest.raises(QueueFull, match="shutting down"):
+        queue.submit(lambda: None)
+    failing = WriteQueue()
+    with pytest.raises(ZeroDivisionError):
+        failing.submit(lambda: 1 / 0).result(5)
+    failing.close()
+
+
+def test_metrics_text_format() -> None:
+    metrics = Metrics()
+    metrics.observe("GET", '/a"b', 200, 0.003)
+    metrics.observe("GET", '/a"b', 503, 20.0)
+    metrics.gauge("xmodal_index_items", lambda: 7.0)
+    text = metrics.render()
+    assert 'xmodal_requests_total{method="GET",route="/a\\"b",status="503"} 1' in text
+    assert 'xmodal_request_duration_seconds_bucket{route="/a\\"b",le="0.005"} 1' in text
+    assert 'xmodal_request_duration_seconds_bucket{route="/a\\"b",le="+Inf"} 2' in text
+    assert 'xmodal_errors_total{route="/a\\"b",kind="server"} 1' in text and "xmodal_index_items 7" in text
