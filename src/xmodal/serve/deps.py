@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -52,7 +52,7 @@ def server(request: Request) -> ServerState:
     return state
 
 
-def require(scope: str) -> Callable[..., Principal]:
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller must hold ``scope`` and be within its rate limit."""
 
     async def check(
