@@ -198,11 +198,10 @@ class Pipeline:
         fused = fuse(self.config.fusion, runs, plan.weights())
         if len(fused) < query.k:  # the chosen strategies found too little: back-fill from dense search
             backfill = next((a for a in prepared.available if a.startswith("dense:") and a not in runs), None)
-            if backfill is not None:
-                extra = Allocation(backfill, query.k, 0.5)
-                plan = Plan((*plan.allocations, extra), plan.budget, plan.indices)
-                runs = {**runs, backfill: self.strategies[backfill].retrieve(query, query.k, vector=vector)}
-                fused = fuse(self.config.fusion, runs, plan.weights())
+            room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
+            if backfill is not None and room > 0:  # candidates drawn stay within the budget
+                runs = {**runs, backfill: self.strategies[backfill].retrieve(query, room, vector=vector)}
+                fused = fuse(self.config.fusion, runs, {**plan.weights(), backfill: 0.5})
         ranked, X, status = self.rank(prepared, vector, fused)
         hits = to_hits(ranked, query.k)
         return hits, self.explain(prepared, plan, runs, ranked[: query.k], X, status)
@@ -219,7 +218,8 @@ class Pipeline:
         shown = {h.id for h in top}
         contributions = {
             name: {
-                "depth": plan.depths()[name],
+                "depth": plan.depths().get(name, len(hits)),
+                "backfill": name not in plan.depths(),
                 "returned": len(hits),
                 "in_results": sum(1 for i in hits.ids.tolist() if i in shown),
             }
@@ -266,7 +266,8 @@ class Pipeline:
         plan = Plan(tuple(Allocation(n, share, 1.0) for n in names), self.config.budget, dict.fromkeys(names, 0.0))
         runs = self.retrieve(prepared, plan, vector)
         fused = fuse(self.config.fusion, runs, plan.weights())
-        return to_hits(fused, query.k), self.explain(prepared, plan, runs, fused[: query.k], None, "fused order")
+        details = self.explain(prepared, plan, runs, fused[: query.k], None, "fused order")
+        return to_hits(fused, query.k), {**details, "mode": "uniform"}
 
     # -- online learning ------------------------------------------------------------------------------
     def learn(

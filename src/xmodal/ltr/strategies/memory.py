@@ -42,12 +42,15 @@ class PairStats:
 
 
 def predicted_queries(item: Item) -> list[str]:
-    """Queries a user might type to find ``item``: title, title phrases, attribute + head noun."""
+    """Queries a user might type to find ``item``: title, title phrases, its facets, facet + last title word."""
     words = tokens(item.title)
     out = [item.title] if words else []
     if len(words) > 2:
         out += [" ".join(words[:2]), " ".join(words[-2:])]
     head = words[-1] if words else ""
+    values = [v for v in item.attributes.values() if isinstance(v, str) and len(v) <= 40]
+    if len(values) > 1:
+        out.append(" ".join(values))  # all facets together: "red leather boots"
     for value in item.attributes.values():
         if isinstance(value, str) and head and len(value) <= 40:
             out.append(f"{value} {head}")

@@ -1,0 +1,87 @@
+"""The learned search mode end to end: plan, explain, online learning, ranker fallback, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xmodal import Engine
+from xmodal.encoders import HashingEncoder
+from xmodal.ltr.pipeline import pipeline
+from xmodal.ltr.train import train_ranker
+
+from .test_ltr_strategies import products
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Engine:
+    eng = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
+    eng.add(products(80))
+    return eng
+
+
+@pytest.mark.parametrize("mode", ["learned", "uniform", "lexical", "structured", "memory", "explore"])
+def test_every_ltr_mode_searches_and_explains(shop: Engine, mode: str) -> None:
+    result = shop.search("red leather boots", mode=mode, k=5, explain=True)
+    assert 0 < len(result.hits) <= 5 and result.explain is not None
+    assert result.explain["mode"] == mode and "context" in result.explain
+    assert result.to_dict()["explain"]["plan"]
+    shop.close()
+
+
+def test_learned_explain_shows_plan_contributions_and_fallback(shop: Engine) -> None:
+    result = shop.search("red leather boots", mode="learned", k=5, explain=True, log=True)
+    ex = result.explain
+    assert ex is not None and result.query_id is not None
+    assert sum(a["depth"] for a in ex["plan"]) <= ex["budget"]
+    assert ex["context"]["slots"] == {"color": ["red"], "material": ["leather"], "category": ["boots"]}
+    assert set(ex["strategies"]) >= {a["strategy"] for a in ex["plan"]}
+    assert ex["ranker"].startswith("no ranker") and all("sources" in h for h in ex["hits"])
+    shop.close()
+
+
+def test_feedback_credits_the_strategies_that_supplied_the_item(shop: Engine) -> None:
+    pipe = pipeline(shop)
+    before = pipe.policy.b_.copy()
+    result = shop.search("red leather boots", mode="learned", k=5, log=True)
+    assert result.query_id is not None
+    supplier = result.hits.provenance[0].split("+")
+    shop.feedback(result.query_id, result.hits.ids[0], "click")
+    changed = {arm for a, arm in enumerate(pipe.policy.arms) if not np.allclose(before[a], pipe.policy.b_[a])}
+    assert changed == {arm for arm in supplier if arm in pipe.policy.arms}
+    shop.close()
+
+
+def test_ranker_trained_from_the_log_is_used_and_a_broken_one_falls_back(tmp_path: Path) -> None:
+    eng = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
+    eng.add(products(80))
+    rng = np.random.default_rng(0)
+    for text in ["red boots", "leather bags", "blue canvas sneakers", "green sandals", "black suede boots"] * 3:
+        r = eng.search(text, mode="learned", k=8, log=True)
+        assert r.query_id is not None
+        eng.feedback(r.query_id, r.hits.ids[int(rng.integers(len(r.hits)))], "click")
+    summary = train_ranker(eng, n_estimators=20)
+    assert summary["impressions_used"] >= 2 and Path(summary["model"]).read_text().startswith("tree")
+    ex = eng.search("red boots", mode="learned", k=5, explain=True).explain
+    assert ex is not None and ex["ranker"].startswith("lambdarank") and "features" in ex["hits"][0]
+    eng.close()
+    (tmp_path / "idx" / "ltr" / "ranker.txt").write_text("not a model")
+    eng = Engine.open(tmp_path / "idx")
+    ex = eng.search("red boots", mode="learned", k=5, explain=True).explain
+    assert ex is not None and "ranker unusable" in ex["ranker"] and "fused order" in ex["ranker"]
+    eng.close()
+
+
+def test_policy_state_survives_a_reopen(tmp_path: Path) -> None:
+    eng = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
+    eng.add(products(40))
+    r = eng.search("red boots", mode="learned", k=5, log=True)
+    assert r.query_id is not None
+    eng.feedback(r.query_id, r.hits.ids[0])
+    b = pipeline(eng).policy.b_.copy()
+    eng.close()
+    eng = Engine.open(tmp_path / "idx")
+    assert np.allclose(pipeline(eng).policy.b_, b) and b.any()
+    eng.close()

@@ -1,0 +1,97 @@
+"""Bandit policies: plans within budget, contextual learning, determinism and persistence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xmodal import StorageError, ValidationError
+from xmodal.ltr.policy import LinearBandit, allocate, load_policy, make_policy
+
+ARMS = ["lexical", "structured", "dense:text", "memory", "explore"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 7), budget=st.integers(1, 500), share=st.floats(0.05, 0.95), min_depth=st.integers(1, 50))
+def test_allocation_never_exceeds_the_budget(n: int, budget: int, share: float, min_depth: int) -> None:
+    plan = allocate([f"s{i}" for i in range(n)], budget, share=share, min_depth=min_depth)
+    assert sum(a.depth for a in plan) <= budget
+    assert plan and all(a.depth >= 1 for a in plan)
+    assert len({a.strategy for a in plan}) == len(plan)
+
+
+@settings(max_examples=50, deadline=None)
+@given(kind=st.sampled_from(["linucb", "thompson"]), budget=st.integers(1, 300), seed=st.integers(0, 99),
+       available=st.sets(st.sampled_from(ARMS), min_size=1))
+def test_selected_plans_never_exceed_the_budget(kind: str, budget: int, seed: int, available: set[str]) -> None:
+    policy = make_policy(kind, ARMS, 4, budget=budget, seed=seed)
+    x = np.random.default_rng(seed).random(4)
+    plan = policy.select(x, sorted(available))
+    assert plan.total <= budget and {a.strategy for a in plan.allocations} <= available
+
+
+def _train(policy: LinearBandit, rounds: int, seed: int = 1) -> float:
+    """Two contexts; arm 0 pays in the first, arm 1 in the second. Returns the late hit rate."""
+    rng = np.random.default_rng(seed)
+    hits = []
+    for t in range(rounds):
+        c = int(rng.integers(2))
+        x = np.array([1.0, float(c == 0), float(c == 1)])
+        top = policy.select(x).allocations[0].strategy
+        best = policy.arms[c]
+        reward = float(rng.random() < (0.8 if top == best else 0.1))
+        policy.update(x, top, reward)
+        if t >= rounds // 2:
+            hits.append(top == best)
+    return float(np.mean(hits))
+
+
+@pytest.mark.parametrize("kind", ["linucb", "thompson"])
+def test_policies_learn_which_strategy_suits_which_context(kind: str) -> None:
+    policy = make_policy(kind, ["a", "b", "c"], 3, budget=30, seed=0)
+    assert _train(policy, 600) > 0.85
+
+
+@pytest.mark.parametrize("kind", ["linucb", "thompson"])
+def test_seeded_policies_are_deterministic(kind: str) -> None:
+    plans = []
+    for _ in range(2):
+        policy = make_policy(kind, ["a", "b", "c"], 3, seed=7)
+        _train(policy, 100)
+        plans.append([policy.select(np.array([1.0, 0.5, 0.5])).to_list() for _ in range(5)])
+    assert plans[0] == plans[1]
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    policy = make_policy("thompson", ["a", "b", "c"], 3, seed=3)
+    _train(policy, 200)
+    policy.save(tmp_path / "p")
+    loaded = load_policy(tmp_path / "p")
+    x = np.array([1.0, 1.0, 0.0])
+    assert loaded.select(x).to_list() == policy.select(x).to_list()  # same RNG state, same model
+    assert np.allclose(loaded.A_inv_, policy.A_inv_)
+
+
+def test_older_or_damaged_policy_files_are_clear_errors(tmp_path: Path) -> None:
+    policy = make_policy("linucb", ["a", "b"], 2)
+    policy.save(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "policy.json").read_text())
+    (tmp_path / "p" / "policy.json").write_text(json.dumps({**meta, "format_version": 0}))
+    with pytest.raises(StorageError, match="format version 0"):
+        load_policy(tmp_path / "p")
+    (tmp_path / "p" / "policy.json").write_text(json.dumps(meta))
+    (tmp_path / "p" / "A.npy").write_bytes(b"garbage")
+    with pytest.raises(StorageError, match="damaged"):
+        load_policy(tmp_path / "p")
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValidationError, match="policy"):
+        make_policy("epsilon", ["a"], 2)
+    with pytest.raises(ValidationError, match="context"):
+        make_policy("linucb", ["a"], 2).select(np.ones(3))

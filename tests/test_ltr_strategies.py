@@ -1,0 +1,129 @@
+"""Candidate generators: BM25F, query understanding, structured, memory, explore, dense."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xmodal import Engine, Item, Query
+from xmodal.encoders import HashingEncoder
+from xmodal.filters import value_key
+from xmodal.ltr.pipeline import Pipeline
+from xmodal.ltr.strategies import LexicalStrategy
+from xmodal.ltr.text import normalize_query, stem, within_one_edit
+
+COLORS = ["red", "green", "blue", "black"]
+MATERIALS = ["leather", "canvas", "suede"]
+CATEGORIES = ["boots", "sneakers", "sandals", "bags"]
+
+
+def products(n: int = 120) -> list[Item]:
+    return [
+        Item.create(f"p{i}", title=f"{COLORS[i % 4]} {MATERIALS[i % 3]} {CATEGORIES[(i // 4) % 4]} model {i}",
+                    text=f"comfortable product number {i}", created_at=1000.0 + i,
+                    attributes={"color": COLORS[i % 4], "material": MATERIALS[i % 3],
+                                "category": CATEGORIES[(i // 4) % 4], "price": float(i)})
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    eng = Engine.open(tmp_path_factory.mktemp("shop") / "idx", encoder=HashingEncoder(), index="exact")
+    eng.add(products())
+    yield Pipeline(eng)
+    eng.close()
+
+
+def test_text_helpers() -> None:
+    assert stem("boots") == "boot" and stem("berries") == "berry" and stem("2024") == "2024"
+    assert normalize_query("The Red Boots") == "red boot"
+    assert within_one_edit("leather", "leahter") and within_one_edit("boots", "bots") and not within_one_edit("red", "blue")
+
+
+def test_bm25_weights_titles_above_bodies(engine: Engine) -> None:
+    engine.add([Item.create("body", title="plain thing", text="a lantern and more words here"),
+                Item.create("title", title="lantern", text="a plain thing and more words here")])
+    lexical = LexicalStrategy(engine)
+    assert lexical.retrieve(Query(text="lantern"), 10).ids.tolist() == ["title", "body"]
+    assert lexical.retrieve(Query(text="lantern"), 10).provenance == ("lexical", "lexical")
+
+
+def test_bm25_is_incremental_and_persisted(engine: Engine) -> None:
+    engine.add([Item.create("a", title="copper kettle")])
+    lexical = LexicalStrategy(engine)
+    engine.add([Item.create("b", title="copper pan")])
+    assert set(lexical.retrieve(Query(text="copper"), 5).ids.tolist()) == {"a", "b"}
+    engine.delete(["a"])
+    assert lexical.retrieve(Query(text="copper"), 5).ids.tolist() == ["b"]
+    lexical.save()
+    engine.add([Item.create("c", title="copper lamp")])  # after the checkpoint: caught up from the change log
+    reopened = LexicalStrategy(engine)
+    assert set(reopened.retrieve(Query(text="copper"), 5).ids.tolist()) == {"b", "c"}
+
+
+def test_query_understanding_with_stems_and_typos(shop: Pipeline) -> None:
+    found = shop.understanding.understand("red leahter boot for winter")
+    assert found.slots == {"color": ["red"], "material": ["leather"], "category": ["boots"]}
+    assert found.rest == "for winter"
+
+
+def test_structured_search_filters_by_the_slots(shop: Pipeline) -> None:
+    hits = shop.strategies["structured"].retrieve(Query(text="black suede bags"), 50)
+    assert len(hits) > 0
+    for item_id in hits.ids.tolist():
+        attrs = shop.engine.get(item_id).attributes
+        assert (attrs["color"], attrs["material"], attrs["category"]) == ("black", "suede", "bags")
+    assert len(shop.strategies["structured"].retrieve(Query(text="nothing to see"), 10)) == 0
+
+
+words = st.lists(st.sampled_from([*COLORS, *MATERIALS, *CATEGORIES, "model", "comfortable", "3", "x"]), min_size=1,
+                 max_size=4)
+filters = st.one_of(st.just({}), st.builds(lambda c: {"color": c}, st.sampled_from(COLORS)),
+                    st.builds(lambda p: {"price": {"lt": p}}, st.integers(0, 130)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=words, where=filters, name=st.sampled_from(["lexical", "structured", "memory", "explore", "dense:text"]))
+def test_filtered_strategies_never_return_non_matching_items(shop: Pipeline, text: list[str],
+                                                             where: dict[str, object], name: str) -> None:
+    query = Query(text=" ".join(text), filters=where, k=10)
+    slots = shop.understanding.understand(query.text).filters() if name == "structured" else {}
+    for item_id in shop.strategies[name].retrieve(query, 30).ids.tolist():
+        attrs = shop.engine.get(item_id).attributes
+        for attr, cond in {**slots, **where}.items():
+            if isinstance(cond, dict):
+                assert attrs[attr] < cond["lt"]
+            elif isinstance(cond, list):
+                assert value_key(attrs[attr]) in {value_key(c) for c in cond}
+            else:
+                assert value_key(attrs[attr]) == value_key(cond)
+
+
+def test_memory_cold_start_then_real_feedback(tmp_path: Path) -> None:
+    eng = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
+    eng.add(products(40))
+    result = eng.search("red leather boots model 0", mode="memory", k=3, log=True)
+    assert result.hits.ids.tolist()[0] == "p0"  # predicted query: the title
+    target = "p36"
+    for _ in range(3):  # users keep choosing p36 for "boots for hiking"
+        r = eng.search("boots for hiking", mode="learned", k=20, log=True)
+        if target in r.hits.ids.tolist():
+            assert r.query_id is not None
+            eng.feedback(r.query_id, target, "add_to_cart")
+    assert "p36" in eng.search("boots for hiking", mode="learned", k=20).hits.ids.tolist()
+    assert eng.search("boots for hiking", mode="memory", k=1).hits.ids.tolist() == ["p36"]
+    eng.close()
+
+
+def test_explore_is_seeded_and_mixes_new_popular_random(shop: Pipeline) -> None:
+    from xmodal.ltr.strategies import ExploreStrategy
+
+    a = ExploreStrategy(shop.engine, seed=3).retrieve(Query(text="anything"), 9)
+    b = ExploreStrategy(shop.engine, seed=3).retrieve(Query(text="anything"), 9)
+    assert a.ids.tolist() == b.ids.tolist() and len(a) == 9
+    assert a.ids.tolist()[0] == "p119"  # the newest item leads
