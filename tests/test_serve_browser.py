@@ -86,12 +86,17 @@ def test_text_search_then_click_sends_feedback(site: tuple[str, Engine, Path], p
     assert response.value.status == 200
     page.wait_for_selector("#detail[open] h2")
     assert page.locator("#detail-body h2").text_content() == "Cup of coffee"
+    with page.expect_response(lambda r: r.url.endswith("/feedback")) as liked:
+        page.click("#like-button")
+    assert liked.value.status == 200
     page.screenshot(path=str(tmp / "detail.png"))
+    shutil.copy(tmp / "detail.png", "/tmp/xmodal_page_detail.png")
 
     from xmodal.feedback.log import feedback_log
 
     events = [e for imp in feedback_log(engine).impressions() for e in feedback_log(engine).events(imp.query_id)]
     assert any(e.item_id == "coffee" and e.event == "click" and e.position == 1 for e in events)
+    assert any(e.item_id == "coffee" and e.event == "like" for e in events)
 
 
 def test_upload_an_image_with_the_file_picker(site: tuple[str, Engine, Path], page: Any) -> None:

@@ -54,7 +54,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
                 state.stopping = True
                 state.writer.close()
 
-    app = FastAPI(title="xmodal", version=__version__, lifespan=lifespan,
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN; the spec is at /openapi.json.
+    app = FastAPI(title="xmodal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multimodal search over one xmodal index. Errors are ErrorBody objects.")
     app.state.xmodal = state
     install_errors(app)

@@ -1,7 +1,7 @@
 // xmodal search page: plain JavaScript, no CDN. Catalog text is always inserted with textContent (never HTML).
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { image: null, queryId: null, current: null, filters: {} };
+const state = { image: null, queryId: null, current: null, currentRank: null, filters: {} };
 
 function headers(extra) {
   const h = Object.assign({}, extra || {});
@@ -112,6 +112,9 @@ async function sendFeedback(itemId, position, event) {
 async function open(hit, rank, fromSearch) {
   if (fromSearch) sendFeedback(hit.id, rank, "click");
   state.current = hit.id;
+  state.currentRank = fromSearch ? rank : null;
+  $("like-button").classList.remove("liked");
+  $("like-button").hidden = !fromSearch || !state.queryId;
   const body = $("detail-body");
   body.replaceChildren(el("p", { textContent: "Loading…" }));
   $("detail").showModal();
@@ -146,6 +149,10 @@ function setup() {
   $("image-input").addEventListener("change", () => setImage($("image-input").files[0]));
   $("image-clear").addEventListener("click", () => setImage(null));
   $("similar-button").addEventListener("click", similar);
+  $("like-button").addEventListener("click", async () => {
+    await sendFeedback(state.current, state.currentRank, "like");
+    $("like-button").classList.add("liked");
+  });
   const zone = $("dropzone");
   for (const name of ["dragenter", "dragover"]) zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.add("over"); });
   for (const name of ["dragleave", "drop"]) zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.remove("over"); });
