@@ -222,3 +222,37 @@ def test_json_logs_carry_the_request_id(served: tuple[str, Engine]) -> None:
         logger.removeHandler(handler)
     records = [json.loads(line) for line in lines]
     assert any(r["request_id"] == "log-test-1" and r["route"] == "/health" and r["status"] == 200 for r in records)
+
+
+def test_searches_stay_correct_while_items_churn(served: tuple[str, Engine]) -> None:
+    """Deletes and re-adds racing with searches: never a 5xx, and every hit returned is a real item."""
+    import threading
+    import time
+
+    url, _ = served
+    ids = [f"churn{i}" for i in range(20)]
+    httpx.post(f"{url}/items", json={"items": [{"id": i, "title": f"churn shoe {i}"} for i in ids]}, headers=auth(WRITER))
+    stop, problems = time.monotonic() + 2.0, []
+
+    def churn() -> None:
+        with httpx.Client(base_url=url, headers=auth(WRITER)) as client:
+            n = 0
+            while time.monotonic() < stop:
+                client.delete(f"/items/{ids[n % 20]}")
+                client.post("/items", json={"items": [{"id": ids[n % 20], "title": f"churn shoe {n}"}]})
+                n += 1
+
+    def search() -> None:
+        with httpx.Client(base_url=url) as client:
+            while time.monotonic() < stop:
+                for r in (client.post("/search", json={"text": "churn shoe", "k": 30, "log": False}),
+                          client.get(f"/items/{ids[3]}/similar", params={"k": 25})):
+                    if r.status_code >= 500 or (r.status_code == 200 and not all(h["title"] for h in r.json()["hits"])):
+                        problems.append((r.status_code, r.text[:200]))
+
+    threads = [threading.Thread(target=churn)] + [threading.Thread(target=search) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []

@@ -16,7 +16,7 @@ from ..records import Item, Query, Target
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, parse_json, responses, validate
 from .limits import check_image
-from .mcp import best_vector
+from .lookup import best_vector, get_or_none, search_consistently
 from .models import (
     FacetsResponse,
     FacetValue,
@@ -125,7 +125,7 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
                   mode=req.mode, user=req.user)
     details = req.explain or (req.log and req.mode != "dense")  # the impression keeps the plan for learning
     try:
-        return state.engine.search(query, explain=details), query
+        return search_consistently(lambda: state.engine.search(query, explain=details)), query
     except ImportError as exc:
         raise ApiError(422, f"mode {req.mode!r} is not available on this server ({exc})", "mode",
                        "use mode 'dense' or install the extra that provides it") from None
@@ -139,9 +139,11 @@ def similar(request: Request, item_id: str, _: ReadKey, k: Annotated[int, Q(ge=1
     engine = server(request).engine
     hits = engine.search_vector(best_vector(engine, item_id), k=k + 1, target=target)
     keep = [i for i, hit_id in enumerate(hits.ids.tolist()) if hit_id != item_id][:k]
+    found = {i: get_or_none(engine, i) for i in hits.ids[keep].tolist()}
+    items = {i: item for i, item in found.items() if item is not None}  # deleted meanwhile: left out
+    keep = [i for i in keep if hits.ids[i] in items]
     hits = type(hits)(hits.ids[keep], hits.scores[keep], tuple(f"similar:{hits.provenance[i]}" for i in keep))
-    items = tuple(engine.get(i) for i in hits.ids.tolist())
-    result = SearchResult(hits, items, 0.0, 0.0)
+    result = SearchResult(hits, tuple(items[i] for i in hits.ids.tolist()), 0.0, 0.0)
     return SearchResponse(hits=to_hits(result), took_ms=0.0, encode_ms=0.0, query_id=None, explain=None)
 
 
