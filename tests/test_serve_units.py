@@ -120,3 +120,40 @@ def test_search_consistently_retries_only_the_race() -> None:
         search_consistently(lambda: (_ for _ in ()).throw(KeyError(1)))
     with pytest.raises(NotFoundError):
         search_consistently(lambda: (_ for _ in ()).throw(NotFoundError("no item 'x'")))
+
+
+def test_grouped_writes_commit_together_in_order() -> None:
+    gate, started = threading.Event(), threading.Event()
+    log: list[object] = []
+    queue = WriteQueue()
+    queue.submit(lambda: started.set() or gate.wait(5))
+    assert started.wait(5)
+
+    def combine(payloads: object) -> list[str]:
+        log.append(list(payloads))  # type: ignore[call-overload]
+        return [f"done {p}" for p in payloads]  # type: ignore[attr-defined]
+
+    first = [queue.submit_grouped("add", p, combine) for p in "abc"]
+    plain = queue.submit(lambda: log.append("plain") or "plain")
+    last = [queue.submit_grouped("add", p, combine) for p in "de"]
+    gate.set()
+    assert [f.result(5) for f in first + [plain] + last] == ["done a", "done b", "done c", "plain", "done d", "done e"]
+    assert log == [["a", "b", "c"], "plain", ["d", "e"]]
+    queue.close()
+
+
+def test_add_many_splits_reports_and_keeps_replacements_in_order(tmp_path: Path) -> None:
+    from xmodal import Engine, Item
+    from xmodal.encoders import HashingEncoder
+    from xmodal.serve.batching import add_many
+
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        batches = [
+            [Item.create("a", title="first a"), Item.create("b", title="b")],
+            [Item.create("c", title="c"), Item.create("bad", title="x", image=b"not an image")],
+            [Item.create("a", title="second a")],  # shares an id: committed after the first two
+        ]
+        reports = add_many(engine, batches)
+        assert [r.added for r in reports] == [["a", "b"], ["c"], ["a"]]
+        assert [[x.where for x in r.rejected] for r in reports] == [[], ["bad"], []]
+        assert engine.get("a").title == "second a" and len(engine) == 3

@@ -11,7 +11,10 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ..engine import Engine
+from ..ingest.prepare import AddReport
+from ..records import Item
 from .auth import KeyRing, Principal
+from .batching import add_many
 from .config import ServeConfig
 from .limits import RateLimiter
 from .metrics import Metrics
@@ -35,6 +38,13 @@ class ServerState:
     async def write(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the single writer thread; returns once it has committed."""
         return await asyncio.wrap_future(self.writer.submit(fn))
+
+    async def add(self, items: list[Item]) -> AddReport:
+        """Add items on the writer thread, group-committed with other requests' adds queued with them."""
+        engine = self.engine
+        future = self.writer.submit_grouped("add", items, lambda batches: add_many(engine, batches))
+        report: AddReport = await asyncio.wrap_future(future)
+        return report
 
 
 class RateLimited(Exception):

@@ -109,7 +109,7 @@ async def add_items(request: Request, _: WriteKey) -> AddResponse:
     raws, files = await parse_items(request, state.config.max_batch)
     items, report = await run_in_threadpool(_build_all, state, raws, files)
     if items:
-        report.merge(await state.write(lambda: state.engine.add(items)))
+        report.merge(await state.add(items))
     rejected = [RejectionOut(where=r.where, reason=r.reason) for r in report.rejected]
     return AddResponse(added=report.added, rejected=rejected)
 
