@@ -158,3 +158,11 @@ def test_cli_train_status_and_search(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["--index", index, "search", "item 3 blue", "--mode", "generative-rerank", "--json", "-k", "3"]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
     assert 1 <= len(hits) <= 3 and {h["provenance"] for h in hits} == {"generative"}
+
+
+def test_generative_strategy_retrieves_with_provenance(trained: Engine) -> None:
+    from xmodal.genret.strategy import GenerativeStrategy
+
+    query = Query(text=queries()[3])
+    hits = GenerativeStrategy(trained).retrieve(query, 7)
+    assert 1 <= len(hits) <= 7 and hits.provenance[0] == "generative" and "t3" in hits.ids.tolist()

@@ -56,14 +56,14 @@ class TrainConfig:
     levels: int | None = None
     codebook_size: int | None = None
     epochs: int = 10
-    batch: int = 256
-    lr: float = 1e-3
+    batch: int = 512
+    lr: float = 2e-3
     alpha: float = 2.0  # query augmentation Beta(α, α); 0 turns it off
     augment_share: float = 0.5  # share of each batch that is augmented
     contrastive: bool = True  # GENIUS quantizer fine-tuning; False keeps plain residual k-means IDs
     finetune_epochs: int = 3
     kmeans_iters: int = 20
-    d_model: int = 256
+    d_model: int = 128
     n_layers: int = 2
     n_heads: int = 4
     n_prefix: int = 4

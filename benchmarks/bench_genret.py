@@ -1,0 +1,397 @@
+"""Generative retrieval (GENIUS) against exact dense search and FAISS HNSW, on real and synthetic data.
+
+Parts (each prints one JSON object and writes it to ``benchmarks/out/genret_<part>[_<dataset>].json``):
+
+    python benchmarks/bench_genret.py recall --dataset wordnet   # text→text
+    python benchmarks/bench_genret.py recall --dataset clipart   # text→image
+    python benchmarks/bench_genret.py scale                      # latency vs catalog size, memory, throughput
+    python benchmarks/bench_genret.py train --items 100000       # training time at 100k items
+
+Data:
+- ``wordnet`` (Debian ``wordnet-base``): items are noun synset glosses; a synset's lemmas are its
+  queries; the last lemma of each test synset is held out of training (a query never seen).
+- ``clipart`` (Debian ``openclipart-png``): items are clip-art images; the query is the text of the
+  file's folder and name; half the images have their name text as a training pair, the test queries
+  are the names of the other half (the decoder has only seen those images' own embeddings).
+- synthetic clustered embeddings (Gaussian clusters on the unit sphere) for the size curve and the
+  100k training time.
+
+Embeddings come from the offline encoder (all-MiniLM-L6-v2 text, EfficientNet-Lite0 images bridged
+into the text space) and are cached in ``benchmarks/out/`` (git-ignored). Query encoding time is not
+included in latencies. Methods in the same run: exact dense (NumPy), FAISS HNSW, GENIUS, GENIUS-R and
+the simpler generative baseline (residual k-means IDs, no contrastive fine-tuning, no augmentation),
+plus the two single ablations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "out"
+DOCS = ROOT.parent / "docs" / "benchmarks"
+WORDNET = Path("/usr/share/wordnet")
+CLIPART = Path("/usr/share/openclipart/png")
+sys.path.insert(0, str(ROOT.parent / "src"))
+
+Rankings = list[np.ndarray]
+
+
+# -- data --------------------------------------------------------------------------------------------
+def wordnet_synsets(n: int, seed: int) -> list[tuple[list[str], str]]:
+    """``n`` random noun synsets with at least two lemmas: (lemmas, gloss)."""
+    found = []
+    for line in (WORDNET / "data.noun").read_text(encoding="latin-1").splitlines():
+        if line.startswith("  ") or " | " not in line:
+            continue
+        head, gloss = line.split(" | ", 1)
+        fields = head.split()
+        count = int(fields[3], 16)
+        lemmas = [re.sub(r"\(.*\)$", "", fields[4 + 2 * i]).replace("_", " ") for i in range(count)]
+        lemmas = list(dict.fromkeys(lemma.lower() for lemma in lemmas))
+        if len(lemmas) >= 2:
+            found.append((lemmas, gloss.strip()))
+    pick = np.random.default_rng(seed).choice(len(found), size=min(n, len(found)), replace=False)
+    return [found[i] for i in sorted(pick)]
+
+
+def clipart_files(n: int, seed: int) -> list[tuple[Path, str]]:
+    """``n`` random clip-art files with their query text (folders and name, author tail dropped)."""
+    files = sorted(CLIPART.rglob("*.png"))
+    pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
+    out = []
+    for i in sorted(pick):
+        path = files[i]
+        folders = [p for p in path.relative_to(CLIPART).parts[:-1] if p != "unsorted"]
+        stem = re.sub(r"_\d+$", "", path.stem)
+        words = [w for w in re.split(r"[_\-\s]+", stem) if w and not w.isdigit()]
+        text = " ".join([*(f.replace("_", " ") for f in folders), *words[:4]])
+        out.append((path, text))
+    return out
+
+
+def encode_texts(texts: list[str]) -> np.ndarray:
+    from xmodal.encoders import Content, create_encoder
+
+    enc = create_encoder("offline")
+    out = [enc.encode_documents([Content(text=t) for t in texts[s : s + 256]]) for s in range(0, len(texts), 256)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def encode_images(paths: list[Path]) -> np.ndarray:
+    from xmodal.encoders import Content, create_encoder
+    from xmodal.imaging import load_image
+
+    enc = create_encoder("offline")
+    out = []
+    for s in range(0, len(paths), 64):
+        images = [load_image(str(p), None, item=str(p)) for p in paths[s : s + 64]]
+        out.append(enc.encode_documents([Content(image=im) for im in images]))
+    return np.concatenate(out).astype(np.float32)
+
+
+def cached(name: str, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    path = OUT / f"genret_{name}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            return dict(data)
+    OUT.mkdir(exist_ok=True)
+    arrays = make()
+    np.savez(path, **arrays)
+    return arrays
+
+
+def wordnet_dataset(n: int, test: int, seed: int) -> dict[str, np.ndarray]:
+    """Items (gloss vectors), train pairs (all but the last lemma) and held-out test queries (last lemma)."""
+    def make() -> dict[str, np.ndarray]:
+        synsets = wordnet_synsets(n, seed)
+        items = encode_texts([gloss for _, gloss in synsets])
+        lemmas = [(i, lemma) for i, (names, _) in enumerate(synsets) for lemma in names]
+        vecs = encode_texts([lemma for _, lemma in lemmas])
+        owner = np.array([i for i, _ in lemmas])
+        last = np.r_[owner[1:] != owner[:-1], True]  # the last lemma of each synset
+        return {"items": items, "train_q": vecs[~last], "train_t": owner[~last], "test_q": vecs[last], "test_t": owner[last]}
+
+    data = cached(f"wordnet_{n}_{seed}", make)
+    pick = np.random.default_rng(seed + 1).choice(len(data["test_q"]), size=min(test, len(data["test_q"])), replace=False)
+    return {**data, "test_q": data["test_q"][pick], "test_t": data["test_t"][pick]}
+
+
+def clipart_dataset(n: int, test: int, seed: int) -> dict[str, np.ndarray]:
+    """Items (image vectors); the name texts of half the items train, the other half test."""
+    def make() -> dict[str, np.ndarray]:
+        files = clipart_files(n, seed)
+        return {"items": encode_images([p for p, _ in files]), "texts": encode_texts([t for _, t in files])}
+
+    data = cached(f"clipart_{n}_{seed}", make)
+    order = np.random.default_rng(seed + 1).permutation(len(data["items"]))
+    train, held = order[: len(order) // 2], order[len(order) // 2 :][:test]
+    return {"items": data["items"], "train_q": data["texts"][train], "train_t": train,
+            "test_q": data["texts"][held], "test_t": held}
+
+
+def clustered(n: int, dim: int, seed: int, clusters: int = 1000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(999).standard_normal((clusters, dim)).astype(np.float32)
+    out = np.empty((n, dim), np.float32)
+    for s in range(0, n, 200_000):
+        m = min(200_000, n - s)
+        x = centers[rng.integers(0, clusters, m)] + 0.6 * rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim) * 4
+        out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+# -- methods ------------------------------------------------------------------------------------------
+def recall(rankings: Rankings, targets: np.ndarray) -> dict[str, float]:
+    out = {}
+    for k in (1, 5, 10):
+        out[f"recall@{k}"] = round(float(np.mean([t in r[:k].tolist() for r, t in zip(rankings, targets, strict=True)])), 4)
+    return out
+
+
+def exact(items: np.ndarray, queries: np.ndarray, k: int) -> Rankings:
+    scores = queries @ items.T
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    return [row[np.argsort(-scores[i, row])] for i, row in enumerate(top)]
+
+
+def hnsw(items: np.ndarray, m: int = 32, ef: int = 64) -> Any:
+    import faiss
+
+    index = faiss.IndexHNSWFlat(items.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 80
+    index.add(items)
+    index.hnsw.efSearch = ef
+    return index
+
+
+def train_variant(data: dict[str, np.ndarray], *, contrastive: bool, alpha: float, epochs: int, seed: int,
+                  max_minutes: float | None) -> Any:
+    """A generative index on the items, trained on self pairs (noisy item vectors) plus the train pairs."""
+    from xmodal.genret.train import TrainConfig, TrainingSet, fit
+
+    items = data["items"]
+    n = len(items)
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(items.shape).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    selfq = items + 0.3 * noise
+    selfq /= np.linalg.norm(selfq, axis=1, keepdims=True)
+    queries = np.concatenate([selfq, data["train_q"]]).astype(np.float32)
+    targets = np.concatenate([np.arange(n), data["train_t"]]).astype(np.int64)
+    ts = TrainingSet(np.arange(n, dtype=np.int64), items, np.zeros(n, np.int64), queries, targets,
+                     {"self": n, "train_queries": len(data["train_q"])})
+    config = TrainConfig(epochs=epochs, contrastive=contrastive, alpha=alpha, seed=seed, device="cpu",
+                         max_minutes=max_minutes)
+    return fit(ts, config, progress=False)
+
+
+def generative_rankings(model: Any, items: np.ndarray, queries: np.ndarray, k: int, beam: int,
+                        rerank: bool) -> tuple[Rankings, float]:
+    start = time.perf_counter()
+    sim = (lambda rows, q: items[rows] @ q) if rerank else None
+    out = []
+    for s in range(0, len(queries), 64):
+        out += [rows for rows, _ in model.search(queries[s : s + 64], k, beam=beam, similarity=sim, pool=100)]
+    return out, (time.perf_counter() - start) / len(queries) * 1000
+
+
+# -- parts --------------------------------------------------------------------------------------------
+def part_recall(args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    loader = wordnet_dataset if args.dataset == "wordnet" else clipart_dataset
+    data = loader(args.items, args.test, args.seed)
+    items, q, t = data["items"], data["test_q"], data["test_t"]
+    prep_s = time.perf_counter() - t0
+    result: dict[str, Any] = {"dataset": args.dataset, "items": len(items), "train_pairs": len(data["train_q"]),
+                              "test_queries": len(q), "prepare_s": round(prep_s, 1), "beam": args.beam, "methods": {}}
+    dense = recall(exact(items, q, 10), t)
+    result["methods"]["exact dense"] = dense
+    index = hnsw(items)
+    _, labels = index.search(q, 10)
+    result["methods"]["FAISS HNSW (M=32, ef=64)"] = recall(list(labels), t)
+    variants = {"GENIUS": (True, 2.0), "baseline (RQ k-means IDs, no contrastive, no aug)": (False, 0.0),
+                "ablation: no augmentation": (True, 0.0), "ablation: no contrastive": (False, 2.0)}
+    for name, (contrastive, alpha) in variants.items():
+        if (args.quick and name.startswith("ablation")) or (args.only_genius and name != "GENIUS"):
+            continue
+        t1 = time.perf_counter()
+        model = train_variant(data, contrastive=contrastive, alpha=alpha, epochs=args.epochs, seed=args.seed,
+                              max_minutes=args.max_minutes)
+        train_s = time.perf_counter() - t1
+        for rerank in (False, True):
+            ranks, ms = generative_rankings(model, items, q, 10, args.beam, rerank)
+            label = name if not rerank else name.replace("GENIUS", "GENIUS-R") if name == "GENIUS" else f"{name} + re-rank"
+            result["methods"][label] = {**recall(ranks, t), "ms_per_query_batched": round(ms, 2)}
+        if name == "GENIUS":
+            for beam in args.more_beams:  # a wider beam: more candidates for re-ranking, same model
+                for rerank in (False, True):
+                    ranks, ms = generative_rankings(model, items, q, 10, beam, rerank)
+                    label = f"{'GENIUS-R' if rerank else 'GENIUS'} beam {beam}"
+                    result["methods"][label] = {**recall(ranks, t), "ms_per_query_batched": round(ms, 2)}
+        tr = model.meta["training"]
+        result["methods"][name].update({"train_s": round(train_s, 1), "epochs": tr["epochs"],
+                                        "buckets": tr["buckets"], "max_bucket": tr["max_bucket"],
+                                        "perplexity": tr["perplexity"], "decoder_loss": round(tr["decoder_loss"], 3)})
+    base = dense["recall@10"] or 1.0
+    result["ratio_recall@10_vs_dense"] = {name: round(m["recall@10"] / base, 3) for name, m in result["methods"].items()}
+    return result
+
+
+def part_scale(args: argparse.Namespace) -> dict[str, Any]:
+    """Latency vs catalog size: one decoder (trained on the first 20k items), new items enter by quantizer."""
+    import faiss
+
+    from xmodal.genret.train import TrainConfig, TrainingSet, fit
+
+    dim, sizes = args.dim, sorted(args.sizes)
+    full = clustered(max(sizes), dim, args.seed)
+    queries = clustered(args.queries, dim, args.seed + 7)
+    n_train = min(20_000, sizes[0])
+    ts = TrainingSet(np.arange(n_train, dtype=np.int64), full[:n_train], np.zeros(n_train, np.int64),
+                     full[:n_train], np.arange(n_train, dtype=np.int64))
+    t0 = time.perf_counter()
+    levels, k = (3, 256)
+    model = fit(ts, TrainConfig(levels=levels, codebook_size=k, epochs=args.epochs, device="cpu"), progress=False)
+    out: dict[str, Any] = {"dim": dim, "train_items": n_train, "train_s": round(time.perf_counter() - t0, 1),
+                           "levels": levels, "codebook_size": k, "beam": args.beam, "queries": args.queries, "sizes": {}}
+    have = n_train
+    for n in sizes:
+        for s in range(have, n, 100_000):  # the living catalog: IDs from the trained quantizer, no retraining
+            e = min(n, s + 100_000)
+            model.put(np.arange(s, e, dtype=np.int64), full[s:e], np.zeros(e - s, np.int64))
+        have = max(have, n)
+        items = full[:n]
+        row: dict[str, Any] = {}
+        row["generative_ms"] = _latency(lambda v: model.search(v, 10, beam=args.beam), queries)
+        row["generative_rerank_ms"] = _latency(
+            lambda v, x=items: model.search(v, 10, beam=args.beam, similarity=lambda r, qq: x[r] @ qq, pool=100),
+            queries)
+        row["exact_ms"] = _latency(lambda v, x=items: exact(x, v, 10), queries)
+        if n <= args.hnsw_max:
+            t1 = time.perf_counter()
+            index = hnsw(items, m=16)
+            row["hnsw_build_s"] = round(time.perf_counter() - t1, 1)
+            row["hnsw_ms"] = _latency(lambda v, ix=index: ix.search(v, 10), queries)
+            row["hnsw_bytes_per_item"] = round(len(faiss.serialize_index(index)) / n, 1)
+        trie = model.trie.stats()
+        row["trie_bytes_per_item"] = round(trie.nbytes / n, 1)
+        row["buckets"], row["max_bucket"] = trie.buckets, trie.max_bucket
+        row["vector_bytes_per_item"] = dim * 4
+        batch = queries[:64]
+        t1 = time.perf_counter()
+        model.search(batch, 10, beam=args.beam)
+        row["generative_batched_qps"] = round(len(batch) / (time.perf_counter() - t1), 1)
+        row["generative_single_qps"] = round(1000 / row["generative_ms"]["p50"], 1)
+        out["sizes"][n] = row
+        print(json.dumps({n: row}), file=sys.stderr)
+    first, last = out["sizes"][sizes[0]], out["sizes"][sizes[-1]]
+    out["p50_ratio_largest_vs_smallest"] = {
+        "generative": round(last["generative_ms"]["p50"] / first["generative_ms"]["p50"], 3),
+        "generative_rerank": round(last["generative_rerank_ms"]["p50"] / first["generative_rerank_ms"]["p50"], 3),
+        "exact": round(last["exact_ms"]["p50"] / first["exact_ms"]["p50"], 3),
+    }
+    _plot(out, sizes)
+    return out
+
+
+def _latency(search: Callable[[np.ndarray], object], queries: np.ndarray) -> dict[str, float]:
+    search(queries[:1])  # warm up
+    times = []
+    for v in queries:
+        t0 = time.perf_counter()
+        search(v[None, :])
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"p50": round(float(np.percentile(times, 50)), 3), "p95": round(float(np.percentile(times, 95)), 3)}
+
+
+def _plot(out: dict[str, Any], sizes: list[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in [("generative_ms", "GENIUS"), ("generative_rerank_ms", "GENIUS-R"), ("exact_ms", "exact dense"),
+                       ("hnsw_ms", "FAISS HNSW (M=16)")]:
+        xs = [n for n in sizes if key in out["sizes"][n]]
+        ax.plot(xs, [out["sizes"][n][key]["p50"] for n in xs], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("catalog size (items)")
+    ax.set_ylabel("p50 latency per query (ms)")
+    ax.set_title(f"Single-query latency vs catalog size ({out['dim']}-d, 1 thread)")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(DOCS / "genret_latency.png", dpi=110)
+
+
+def part_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Wall time of training at the default size on ``items`` synthetic items (self pairs + one view each)."""
+    from xmodal.genret.train import TrainConfig, TrainingSet, fit
+
+    items = clustered(args.items, args.dim, args.seed)
+    views = clustered(args.items, args.dim, args.seed + 1)  # a second, noisier view of the same clusters
+    views = items + 0.5 * (views - items)
+    views /= np.linalg.norm(views, axis=1, keepdims=True)
+    n = len(items)
+    queries = np.concatenate([items, views]).astype(np.float32)
+    targets = np.concatenate([np.arange(n), np.arange(n)]).astype(np.int64)
+    ts = TrainingSet(np.arange(n, dtype=np.int64), items, np.zeros(n, np.int64), queries, targets)
+    t0 = time.perf_counter()
+    model = fit(ts, TrainConfig(epochs=args.epochs, device="cpu"), progress=False)
+    total = time.perf_counter() - t0
+    return {"items": n, "pairs": len(queries), "dim": args.dim, "epochs": args.epochs, "seconds": round(total, 1),
+            "minutes": round(total / 60, 2), "training": model.meta["training"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["recall", "scale", "train"])
+    parser.add_argument("--dataset", choices=["wordnet", "clipart"], default="wordnet")
+    parser.add_argument("--items", type=int, default=None)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--beam", type=int, default=32)
+    parser.add_argument("--max-minutes", type=float, default=None, help="cap each decoder training")
+    parser.add_argument("--quick", action="store_true", help="skip the single ablations")
+    parser.add_argument("--only-genius", action="store_true", help="train only the full GENIUS variant")
+    parser.add_argument("--more-beams", type=int, nargs="*", default=[], help="also evaluate GENIUS at these beams")
+    parser.add_argument("--tag", default="", help="suffix of the output file")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--hnsw-max", type=int, default=300_000, help="largest catalog to build HNSW for")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    import faiss
+    import torch
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    if args.items is None:
+        args.items = {"recall": 8000 if args.dataset == "wordnet" else 3000, "train": 100_000}.get(args.part, 0)
+    start = time.perf_counter()
+    result = {"part_recall": part_recall, "part_scale": part_scale, "part_train": part_train}[f"part_{args.part}"](args)
+    result.update({"threads": args.threads, "wall_s": round(time.perf_counter() - start, 1),
+                   "command": "python benchmarks/bench_genret.py " + " ".join(sys.argv[1:])})
+    OUT.mkdir(exist_ok=True)
+    suffix = (f"_{args.dataset}" if args.part == "recall" else "") + (f"_{args.tag}" if args.tag else "")
+    (OUT / f"genret_{args.part}{suffix}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

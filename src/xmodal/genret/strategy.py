@@ -1,0 +1,34 @@
+"""Generative retrieval as a candidate generator for the learning-to-rank-and-retrieve pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..records import Hits, Query
+from .mode import generative, generative_rerank
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+
+class GenerativeStrategy:
+    """``retrieve(query, depth)`` by GENIUS (or GENIUS-R with ``rerank``); provenance ``generative``.
+
+    Raises the same clear errors as the search modes when no model is trained, so a caller (the
+    bandit) can skip the strategy until ``xmodal genret train`` has run.
+    """
+
+    name = "generative"
+
+    def __init__(self, engine: Engine, *, rerank: bool = True) -> None:
+        self.engine = engine
+        self.rerank = rerank
+
+    def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
+        if vector is None:
+            vector = self.engine.encode_query(query)
+        deep = dataclasses.replace(query, k=max(1, depth))
+        return (generative_rerank if self.rerank else generative)(self.engine, deep, vector)
