@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..errors import ConfigError
 from .base import Vectors, normalize
-from .onnxcache import ensure_exported, ort_session, versioned, write_atomic
+from .onnxcache import chunk_rows, default_threads, ensure_exported, ort_session, parallel_map, versioned, write_atomic
 from .onnxcache import require as _require
 
 INPUT_SIZE = 224  # efficientnet_params("efficientnet-lite0") resolution
@@ -41,7 +41,7 @@ FEATURES = 1280
 CLASSES = 1000
 EXPORT_FORMAT = "u8nhwc-1"  # bump when the exported graph changes
 LABEL_TEMPLATE = "a photo of {article} {name}"
-BATCH = 32
+BATCH = 16
 
 
 def _torch_network() -> Any:
@@ -129,7 +129,7 @@ class EfficientNetLite0:
         if self._session is None:
             with self._lock:
                 if self._session is None:
-                    self._session = ort_session(str(self._ensure_exported()), self.threads)
+                    self._session = ort_session(self._ensure_exported())
         return self._session
 
     def _ensure_exported(self) -> Path:
@@ -138,18 +138,23 @@ class EfficientNetLite0:
         return self.onnx_path
 
     def run(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-        """Logits [n, 1000] and pooled features [n, 1280] for ``images``."""
+        """Logits [n, 1000] and pooled features [n, 1280]; batches run on ``threads`` threads."""
         logits = np.zeros((len(images), CLASSES), dtype=np.float32)
         features = np.zeros((len(images), FEATURES), dtype=np.float32)
         if not images:
             return logits, features
         session = self._loaded()
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            pixels = np.stack([preprocess(im) for im in chunk])
+
+        def infer(rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            pixels = np.stack([preprocess(images[i]) for i in rows])
             out_logits, out_features = session.run(None, {"pixels": pixels})
-            logits[start : start + len(chunk)] = out_logits
-            features[start : start + len(chunk)] = out_features
+            return out_logits, out_features
+
+        workers = self.threads or default_threads()
+        chunks = chunk_rows(range(len(images)), self.batch_size, workers)
+        for rows, (out_logits, out_features) in zip(chunks, parallel_map(infer, chunks, workers), strict=True):
+            logits[rows] = out_logits
+            features[rows] = out_features
         return logits, features
 
     def probabilities(self, images: Sequence[Image.Image]) -> np.ndarray:

