@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,6 +18,18 @@ from ..media import MediaStore
 from ..records import Item, VectorKind
 
 Entry = tuple[Item, dict[VectorKind, np.ndarray]]
+
+_IO_THREADS = 4  # image decoding (releases the GIL) and media fsyncs (I/O waits) overlap on these
+_io_pool: ThreadPoolExecutor | None = None
+_io_lock = threading.Lock()
+
+
+def _io() -> ThreadPoolExecutor:
+    global _io_pool
+    with _io_lock:
+        if _io_pool is None:
+            _io_pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="xmodal-io")
+        return _io_pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,22 +66,37 @@ class Loaded:
 
 
 def load_media(items: Sequence[Item], base_dir: Path | None, report: AddReport) -> list[Loaded]:
-    """Read and decode each item's image; items whose image fails are rejected, the others kept."""
-    loaded = []
-    for item in items:
+    """Read and decode each item's image (on a few threads); failed items are rejected, the others kept."""
+
+    def load(item: Item) -> Loaded | Rejection:
         if item.image is None:
-            loaded.append(Loaded(item, None, None))
-            continue
+            return Loaded(item, None, None)
         try:
             data = read_image_bytes(item.image, base_dir, item=item.id)
-            loaded.append(Loaded(item, decode_image(data, item=item.id), data))
+            return Loaded(item, decode_image(data, item=item.id), data)
         except XmodalError as exc:
-            report.rejected.append(Rejection(item.id, str(exc)))
+            return Rejection(item.id, str(exc))
+
+    with_images = sum(item.image is not None for item in items)
+    results = list(_io().map(load, items)) if with_images > 1 else [load(item) for item in items]
+    loaded = []
+    for result in results:
+        if isinstance(result, Rejection):
+            report.rejected.append(result)
+        else:
+            loaded.append(result)
     return loaded
 
 
 def encode_entries(loaded: Sequence[Loaded], encoder: Encoder, media: MediaStore) -> list[Entry]:
-    """Encode the text and image of each item and derive the combined vector (renormalised mean)."""
+    """Encode the text and image of each item and derive the combined vector (renormalised mean).
+
+    The media files are written (and fsynced) on the I/O threads while the encoder runs.
+    """
+    stored: dict[bytes, Future[str]] = {}
+    for entry in loaded:
+        if entry.image_bytes is not None and entry.image_bytes not in stored:
+            stored[entry.image_bytes] = _io().submit(media.put, entry.image_bytes)
     with_text = [i for i, entry in enumerate(loaded) if VectorKind.TEXT in entry.item.vector_kinds()]
     with_image = [i for i, entry in enumerate(loaded) if entry.image is not None]
     text_vecs = encoder.encode_documents([Content(text=loaded[i].item.document_text) for i in with_text])
@@ -83,7 +112,7 @@ def encode_entries(loaded: Sequence[Loaded], encoder: Encoder, media: MediaStore
     for entry, vecs in zip(loaded, vectors, strict=False):
         item = entry.item
         if entry.image_bytes is not None:
-            item = replace(item, image=media.put(entry.image_bytes))
+            item = replace(item, image=stored[entry.image_bytes].result())
         entries.append((item, vecs))
     return entries
 
