@@ -259,7 +259,7 @@ class Engine:
             hits, details = explained(handler, self, query, vector)
         else:
             hits = handler(self, query, vector)
-        items = self._items_for(hits)
+        hits, items = self._items_for(hits)
         took_ms = (time.perf_counter() - start) * 1000
         result = SearchResult(hits, items, took_ms, encode_ms, None, details if explain else None)
         if log:
@@ -333,10 +333,14 @@ class Engine:
             ids = [self._ids[int(label)] for label in labels]
         return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind.value}" for kind in kinds))
 
-    def _items_for(self, hits: Hits) -> tuple[Item, ...]:
-        rows = [self._rows[i] for i in hits.ids.tolist()]
-        found = self.store.get_rows(rows)
-        return tuple(found[row].item for row in rows)
+    def _items_for(self, hits: Hits) -> tuple[Hits, tuple[Item, ...]]:
+        """The hits' items; a hit deleted since the index answered is dropped, not an error."""
+        rows = [self._rows.get(i, -1) for i in hits.ids.tolist()]
+        found = self.store.get_rows([r for r in rows if r >= 0])
+        keep = [j for j, row in enumerate(rows) if row in found]
+        if len(keep) < len(rows):
+            hits = hits.take(keep)
+        return hits, tuple(found[rows[j]].item for j in keep)
 
     def info(self) -> dict[str, Any]:
         """Counts per modality and per vector kind, encoder, dimension and index kind."""

@@ -211,5 +211,11 @@ class Hits:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, positions: Sequence[int]) -> Hits:
+        """The hits at the given positions, in that order."""
+        idx = np.asarray(positions, dtype=np.int64)
+        prov = tuple(self.provenance[i] for i in idx.tolist()) if self.provenance else ()
+        return Hits(self.ids[idx], self.scores[idx], prov)
+
     def __iter__(self) -> Iterator[tuple[str, float]]:
         return zip(self.ids.tolist(), self.scores.tolist(), strict=False)
