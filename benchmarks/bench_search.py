@@ -77,19 +77,22 @@ def wordnet_vectors() -> tuple[np.ndarray, np.ndarray]:
     return np.load(docs_path), np.load(lemma_path)
 
 
-def clustered(n: int, dim: int = 384, clusters: int = 200, rank: int = 24, seed: int = 11) -> np.ndarray:
-    """Unit vectors around cluster centres in low-rank subspaces (as in tests/test_index_conformance.py)."""
+def clustered(
+    n: int, dim: int = 384, clusters: int = 400, rank: int = 64, seed: int = 11, noise: float = 0.5, spread: float = 0.9
+) -> np.ndarray:
+    """Unit vectors around cluster centres in low-rank subspaces plus noise (tests/test_index_conformance.py,
+    its ``HARD`` setting: nearest-neighbour cosine ~0.6, like MiniLM text queries)."""
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((clusters, dim)).astype(np.float32)
     bases = rng.standard_normal((clusters, rank, dim)).astype(np.float32)
     which = rng.integers(0, clusters, n)
-    spread = rng.uniform(0.3, 0.7, clusters).astype(np.float32)[which, None]
+    spread_of = rng.uniform(0.6 * spread, 1.4 * spread, clusters).astype(np.float32)[which, None]
     out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, 10_000):  # chunked: the einsum temporaries stay small
         sl = slice(start, min(n, start + 10_000))
-        coef = rng.standard_normal((sl.stop - sl.start, rank)).astype(np.float32) * spread[sl] / np.sqrt(rank)
-        noise = 0.05 * rng.standard_normal((sl.stop - sl.start, dim)).astype(np.float32)
-        out[sl] = centers[which[sl]] + np.einsum("nr,nrd->nd", coef, bases[which[sl]]) + noise
+        coef = rng.standard_normal((sl.stop - sl.start, rank)).astype(np.float32) * spread_of[sl] / np.sqrt(rank)
+        jitter = noise * rng.standard_normal((sl.stop - sl.start, dim)).astype(np.float32)
+        out[sl] = centers[which[sl]] + np.einsum("nr,nrd->nd", coef, bases[which[sl]]) + jitter
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     return out
 

@@ -216,11 +216,27 @@ class HNSWIndex:
         m = len(ids)
         sel, bits = self._selector(ids)
         if m <= max(k, self.options["exact_max"]) or m < self.options["exact_fraction"] * len(self._keys):
-            dist, found = self._graph.storage.search(queries, k, params=self._faiss.SearchParameters(sel=sel))
+            dist, found = self._scan(queries, k, sel)
             return self._finish(queries, k, dist, found, m, None)
         dist, found = self._walk(queries, k, sel, len(self._keys) / m)
         del bits  # the selector reads this buffer: keep it alive until the walk is done
         return self._finish(queries, k, dist, found, m, ids)
+
+    def _scan(self, queries: Vectors, k: int, sel: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the selected vectors, read in place from the graph's flat storage.
+
+        One query runs on one thread: FAISS's OpenMP fork/join costs more than it saves on a scan
+        of a few thousand vectors, and on a busy machine it costs ~3x (docs/benchmarks/search.md).
+        """
+        params = self._faiss.SearchParameters(sel=sel)
+        if len(queries) != 1:
+            return self._graph.storage.search(queries, k, params=params)  # type: ignore[no-any-return]
+        threads = self._faiss.omp_get_max_threads()
+        self._faiss.omp_set_num_threads(1)  # an OpenMP setting of the calling thread only
+        try:
+            return self._graph.storage.search(queries, k, params=params)  # type: ignore[no-any-return]
+        finally:
+            self._faiss.omp_set_num_threads(threads)
 
     def _check_queries(self, queries: Vectors) -> Vectors:
         """``check_vectors`` with a fast path for the common case (one numpy call, ~1 us)."""
@@ -249,7 +265,7 @@ class HNSWIndex:
             short = np.flatnonzero(ids[:, need - 1] < 0)  # the walk came back short: top up exactly
             exact_ids = self._ids if subset is None else subset
             sel, bits = self._selector(exact_ids)
-            d2, i2 = self._graph.storage.search(queries[short], k, params=self._faiss.SearchParameters(sel=sel))
+            d2, i2 = self._scan(queries[short], k, sel)
             del bits
             dist, ids = dist.copy(), ids.copy()
             dist[short], ids[short] = d2, i2
