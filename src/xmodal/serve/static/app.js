@@ -42,6 +42,7 @@ async function loadFacets() {
     const list = $("facet-list");
     list.replaceChildren();
     for (const [name, values] of Object.entries(data.attributes)) {
+      if (values.length > 6 && values.every((v) => typeof v.value === "number")) { list.append(rangeFacet(name, values)); continue; }
       const select = el("select", { id: "facet-" + name, name });
       select.append(el("option", { value: "", textContent: "any" }));
       for (const v of values) {
@@ -54,6 +55,23 @@ async function loadFacets() {
       list.append(el("div", { className: "facet" }, [el("label", { textContent: name, htmlFor: select.id }), select]));
     }
   } catch (e) { status("Could not load filters: " + e.message); }
+}
+
+function rangeFacet(name, values) {
+  // Numeric attributes with many values: a min-max range instead of a list of values.
+  const nums = values.map((v) => v.value);
+  const box = (which, hint) => el("input", { id: "facet-" + name + "-" + which, type: "number", placeholder: hint, step: "any" });
+  const lo = box("min", "min " + Math.min(...nums)), hi = box("max", "max " + Math.max(...nums));
+  const update = () => {
+    const cond = {};
+    if (lo.value !== "") cond.gte = Number(lo.value);
+    if (hi.value !== "") cond.lte = Number(hi.value);
+    if (Object.keys(cond).length) state.filters[name] = cond; else delete state.filters[name];
+    if ($("query").value.trim() || state.image) search();
+  };
+  lo.addEventListener("change", update);
+  hi.addEventListener("change", update);
+  return el("div", { className: "facet range" }, [el("label", { textContent: name, htmlFor: lo.id }), lo, hi]);
 }
 
 async function search() {
@@ -76,7 +94,7 @@ async function search() {
     }
     state.queryId = data.query_id;
     render(data.hits, true);
-    status(data.hits.length + " results in " + data.took_ms.toFixed(1) + " ms");
+    status(data.hits.length + (data.hits.length === 1 ? " result" : " results") + " in " + data.took_ms.toFixed(1) + " ms");
   } catch (e) { status("Search failed: " + e.message); $("results").replaceChildren(); }
 }
 
