@@ -256,3 +256,16 @@ def test_searches_stay_correct_while_items_churn(served: tuple[str, Engine]) -> 
     for t in threads:
         t.join()
     assert problems == []
+
+
+def test_every_registered_mode_answers_without_a_server_error(served: tuple[str, Engine]) -> None:
+    from xmodal.modes import available_modes
+
+    url, _ = served
+    for mode in available_modes():
+        r = httpx.post(f"{url}/search", json={"text": "red shoe", "mode": mode, "k": 3, "explain": True}, timeout=60)
+        assert r.status_code in (200, 501), (mode, r.status_code, r.text[:300])
+        if r.status_code == 200:
+            assert r.json()["hits"] and r.json()["explain"] is not None, mode
+        else:
+            assert r.json()["fix"], mode  # e.g. an untrained generative model says how to train it

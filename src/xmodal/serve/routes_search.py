@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -97,7 +98,7 @@ async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
 
 
 @router.post("/search", response_model=SearchResponse, openapi_extra=_SEARCH_BODY,
-             responses=responses(400, 401, 403, 413, 415, 422, 429, 503))
+             responses=responses(400, 401, 403, 413, 415, 422, 429, 501, 503))
 async def search(request: Request, _: ReadKey) -> SearchResponse:
     """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
     state = server(request)
@@ -113,9 +114,18 @@ async def search(request: Request, _: ReadKey) -> SearchResponse:
 
 
 def _jsonable(value: Any) -> Any:
-    """The engine's explanation as plain JSON (NumPy scalars and arrays, tuples and sets turned into lists)."""
-    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else list(o)
-                                 if isinstance(o, (set, frozenset, tuple)) else str(o)))
+    """The engine's explanation as strict JSON: NumPy values and tuples/sets become lists, NaN/inf become null."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
 
 
 def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query]:
