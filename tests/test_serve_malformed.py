@@ -56,6 +56,7 @@ JSON = {"content-type": "application/json"}
     ("body", "status", "words"),
     [
         (b'{"text": "apple"', 400, ["not valid JSON"]),
+        (b"[" * 50_000 + b"]" * 50_000, 400, ["nested too deeply"]),
         (b"", 400, ["empty"]),
         (b'{"text": "\xff\xfeapple"}', 400, ["UTF-8"]),
         (b'{"text": 5}', 422, ["text"]),

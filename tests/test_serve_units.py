@@ -157,3 +157,17 @@ def test_add_many_splits_reports_and_keeps_replacements_in_order(tmp_path: Path)
         assert [r.added for r in reports] == [["a", "b"], ["c"], ["a"]]
         assert [[x.where for x in r.rejected] for r in reports] == [[], ["bad"], []]
         assert engine.get("a").title == "second a" and len(engine) == 3
+
+
+def test_wrong_keys_are_rate_limited_per_address(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from xmodal import Engine
+    from xmodal.encoders import HashingEncoder
+    from xmodal.serve import create_app
+
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        app = create_app(engine, ServeConfig(rate=0.1, burst=3, log_requests=False, mcp=False))
+        with TestClient(app) as client:
+            codes = [client.delete("/items/x", headers={"X-API-Key": f"guess-{i:04d}"}).status_code for i in range(6)]
+    assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429, 429]

@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from ..engine import Engine
 from ..ingest.prepare import AddReport
 from ..records import Item
-from .auth import KeyRing, Principal
+from .auth import AuthError, KeyRing, Principal
 from .batching import add_many
 from .config import ServeConfig
 from .limits import RateLimiter
@@ -75,7 +75,14 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         if presented is None and "authorization" in request.headers:
             presented = request.headers["authorization"]  # not "Bearer KEY": fails as an unknown key
         client = request.client.host if request.client else "unknown"
-        principal = state.keys.authorize(presented, scope, client)
+        try:
+            principal = state.keys.authorize(presented, scope, client)
+        except AuthError:
+            # failed attempts spend the client address's tokens, so keys cannot be guessed at full speed
+            wait = state.limiter.check(f"anon:{client}")
+            if wait:
+                raise RateLimited(wait, f"anon:{client}") from None
+            raise
         key = principal.key
         wait = state.limiter.check(principal.label, key.rate if key else None, key.burst if key else None)
         request.state.caller = principal.label

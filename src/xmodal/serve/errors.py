@@ -49,10 +49,17 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"the body is not valid UTF-8 (byte {exc.start})", "body",
                        "encode the JSON as UTF-8") from None
+    return loads(text, "body")
+
+
+def loads(text: str, field: str) -> Any:
+    """``json.loads`` with every failure (syntax, absurd nesting) as a 400 naming the field."""
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}", "body", "send a JSON object") from None
+        raise ApiError(400, f"not valid JSON: {exc}", field, "send a JSON object") from None
+    except RecursionError:
+        raise ApiError(400, "JSON nested too deeply", field, "flatten the structure") from None
 
 
 def validate(model: type[pydantic.BaseModel], data: Any) -> Any:

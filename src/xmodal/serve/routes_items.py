@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
@@ -15,7 +14,7 @@ from ..errors import NotFoundError, XmodalError
 from ..ingest.prepare import AddReport, Rejection
 from ..records import Item
 from .deps import ReadKey, ServerState, WriteKey, server
-from .errors import ApiError, decode_base64, parse_json, responses
+from .errors import ApiError, decode_base64, loads, parse_json, responses
 from .limits import check_image
 from .models import AddResponse, DeleteResponse, ItemIn, ItemOut, RejectionOut
 from .routes_search import item_urls
@@ -57,10 +56,7 @@ async def parse_items(request: Request, max_batch: int) -> tuple[list[Any], dict
         if not isinstance(raw, str):
             raise ApiError(422, "missing: a text field with a JSON array of items", "items",
                            "add an 'items' form field")
-        try:
-            items = json.loads(raw)
-        except ValueError:
-            raise ApiError(422, "is not valid JSON", "items", "send a JSON array of item objects") from None
+        items = loads(raw, "items")
     elif ctype in ("application/json", ""):
         body = parse_json(await request.body())
         items = body.get("items") if isinstance(body, dict) else None

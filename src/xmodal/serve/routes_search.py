@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -15,7 +14,7 @@ from starlette.datastructures import UploadFile
 from ..engine import SearchResult
 from ..records import Item, Query, Target
 from .deps import ReadKey, ServerState, server
-from .errors import ApiError, decode_base64, parse_json, responses, validate
+from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .limits import check_image
 from .lookup import best_vector, get_or_none, search_consistently
 from .models import (
@@ -83,10 +82,7 @@ async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
         image = await upload.read() if isinstance(upload, UploadFile) else None
         data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and k != "image"}
         if "filters" in data:
-            try:
-                data["filters"] = json.loads(data["filters"])
-            except ValueError:
-                raise ApiError(422, "is not a JSON object", "filters", 'send e.g. {"color": "red"}') from None
+            data["filters"] = loads(data["filters"], "filters")
         if image is None and isinstance(form.get("image"), str) and form["image"]:
             raise ApiError(422, "must be a file part, not a text field", "image", "upload the image as a file")
         return validate(SearchRequest, data), image
