@@ -57,6 +57,9 @@ JSON = {"content-type": "application/json"}
     [
         (b'{"text": "apple"', 400, ["not valid JSON"]),
         (b"[" * 50_000 + b"]" * 50_000, 400, ["nested too deeply"]),
+        (b'{"text": "x", "filters": {"a": NaN}}', 400, ["NaN is not valid JSON"]),
+        (b'{"text": "x", "k": Infinity}', 400, ["Infinity"]),
+        (b'{"text": "\\ud800 lone surrogate"}', 400, ["surrogate"]),
         (b"", 400, ["empty"]),
         (b'{"text": "\xff\xfeapple"}', 400, ["UTF-8"]),
         (b'{"text": 5}', 422, ["text"]),
@@ -133,6 +136,18 @@ def test_path_traversal_finds_nothing(url: str, path: str) -> None:
     r = httpx.get(f"{url}{path}")
     assert r.status_code == 404, (path, r.status_code, r.text[:200])
     assert b"sqlite" not in r.content[:16] and b"[project]" not in r.content
+
+
+def test_lone_surrogates_never_reach_the_index(url: str) -> None:
+    """Python's json accepts "\\ud800"; stored, it would break every later response that includes it."""
+    for body in (b'{"items": [{"id": "\\ud800", "title": "x"}]}',
+                 b'{"items": [{"id": "s1", "title": "x", "attributes": {"\\udfff": "v"}}]}'):
+        r = httpx.post(f"{url}/items", content=body, headers={**JSON, "X-API-Key": WRITER})
+        check(r, 400, "surrogate")
+    r = httpx.post(f"{url}/feedback", content=b'{"query_id": "\\ud800", "item_id": "a"}', headers=JSON)
+    assert 400 <= r.status_code < 500 and r.json()["error"]
+    assert httpx.get(f"{url}/facets").status_code == 200
+    assert httpx.post(f"{url}/search", json={"text": "apple"}).status_code == 200
 
 
 def test_items_cannot_name_server_files(url: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
@@ -24,7 +25,7 @@ from .errors import install as install_errors
 from .limits import BodyLimitMiddleware, RateLimiter
 from .logs import log_request, logger, new_request_id, request_id, setup_logging
 from .metrics import Metrics
-from .models import HealthResponse
+from .models import HealthResponse, ItemsRequest, SearchRequest
 from .routes_items import router as items_router
 from .routes_search import router as search_router
 from .thumbs import ThumbnailCache
@@ -58,6 +59,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     app = FastAPI(title="xmodal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multimodal search over one xmodal index. Errors are ErrorBody objects.")
     app.state.xmodal = state
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_errors(app)
     app.include_router(search_router)
     app.include_router(items_router)
@@ -74,6 +76,21 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     if config.log_requests:
         setup_logging()
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's spec plus the request bodies that routes parse themselves (JSON or multipart)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (SearchRequest, ItemsRequest):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in body.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components[model.__name__] = body
+    app.openapi_schema = schema
+    return schema
 
 
 def _mcp(state: ServerState) -> Any:

@@ -53,13 +53,33 @@ def parse_json(body: bytes) -> Any:
 
 
 def loads(text: str, field: str) -> Any:
-    """``json.loads`` with every failure (syntax, absurd nesting) as a 400 naming the field."""
+    """``json.loads`` with every failure as a 400 naming the field: syntax, absurd nesting, the
+    non-JSON constants NaN/Infinity, and lone UTF-16 surrogates (``"\\ud800"``), which Python
+    accepts but no response could ever encode again."""
+
+    def constant(name: str) -> Any:
+        raise ApiError(400, f"{name} is not valid JSON", field, "use a finite number or null")
+
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=constant)
     except ValueError as exc:
         raise ApiError(400, f"not valid JSON: {exc}", field, "send a JSON object") from None
     except RecursionError:
         raise ApiError(400, "JSON nested too deeply", field, "flatten the structure") from None
+    if "\\u" in text and _has_surrogate(value):
+        raise ApiError(400, "a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff)", field,
+                       "send valid Unicode text")
+    return value
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
 
 
 def validate(model: type[pydantic.BaseModel], data: Any) -> Any:
@@ -87,7 +107,14 @@ def decode_base64(text: str, field: str) -> bytes:
 def _body(status: int, error: str, field: str | None = None, fix: str | None = None,
           details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     content = ErrorBody(error=error, field=field, fix=fix, request_id=request_id.get(), details=details)
-    return JSONResponse(content.model_dump(exclude_none=True), status_code=status, headers=headers)
+    return AsciiJSONResponse(content.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+class AsciiJSONResponse(JSONResponse):
+    """Errors echo user input; ASCII escapes keep even a lone surrogate from turning a 4xx into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def install(app: FastAPI) -> None:
