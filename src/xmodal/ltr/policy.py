@@ -94,13 +94,14 @@ class LinearBandit:
         min_depth: int = 5,
         margin: float = 0.1,
         max_arms: int = 2,
+        always: str | None = None,
         seed: int = 0,
     ) -> None:
         if not arms or len(set(arms)) != len(arms):
             raise ValidationError("arms", "must be a non-empty list of distinct strategy names")
         self.arms, self.dim, self.budget = list(arms), dim, budget
         self.ridge, self.share, self.min_depth, self.seed = ridge, share, min_depth, seed
-        self.margin, self.max_arms = margin, max_arms
+        self.margin, self.max_arms, self.always = margin, max_arms, always
         self.A_ = np.stack([np.eye(dim) * ridge for _ in arms])
         self.A_inv_ = np.stack([np.eye(dim) / ridge for _ in arms])
         self.b_ = np.zeros((len(arms), dim))
@@ -122,6 +123,8 @@ class LinearBandit:
         ranked = sorted((a for a in range(len(self.arms)) if self.arms[a] in allowed), key=lambda a: (-scores[a], a))
         best = scores[ranked[0]] if ranked else 0.0
         order = [self.arms[a] for a in ranked if scores[a] >= best - self.margin][: self.max_arms]
+        if self.always is not None and self.always in allowed and self.always not in order:
+            order.append(self.always)  # an exploration floor: feedback no greedy plan would collect
         allocations = allocate(order, budget or self.budget, share=self.share, min_depth=self.min_depth)
         return Plan(allocations, budget or self.budget, {self.arms[a]: float(scores[a]) for a in ranked})
 
@@ -160,6 +163,7 @@ class LinearBandit:
             "min_depth": self.min_depth,
             "margin": self.margin,
             "max_arms": self.max_arms,
+            "always": self.always,
             "seed": self.seed,
         }
 

@@ -1,0 +1,108 @@
+"""Added latency of the learned pipeline (policy + fusion + ranker) over plain dense search.
+
+    python benchmarks/bench_ltr_latency.py --items 100000 --queries 300
+
+Catalog: WordNet synsets (Debian ``wordnet-base``; nouns, then verbs, adjectives and adverbs until
+``--items``), one item per synset (title = first lemma, text = gloss, attributes = lexicographer
+category and part of speech), hashing encoder, exact index. Queries: the lemmas of random synsets.
+Per query it times, separately: plain dense search (``Engine.search_vector``, the peer), the
+policy (query understanding + context + ``select``), the strategies' retrieval, fusion (RRF), and the
+ranker (features of the top 50 + LightGBM scoring; the model is trained on the bench's own
+features with random labels, only its size matters). Prints JSON; query encoding is excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xmodal import Engine, Item, Query
+from xmodal.encoders import HashingEncoder
+from xmodal.ltr.features import FEATURES, candidate_features
+from xmodal.ltr.fusion import fuse
+from xmodal.ltr.pipeline import Pipeline
+from xmodal.ltr.ranker import LambdaRanker
+
+POS = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
+LEX = ("adj.all adj.pert adv.all Tops act animal artifact attribute body cognition communication event feeling "
+       "food group location motive object person phenomenon plant possession process quantity relation shape "
+       "state substance time body change cognition communication competition consumption contact creation "
+       "emotion motion perception possession social stative weather adj.ppl").split()
+
+
+def wordnet_items(n: int) -> list[Item]:
+    items: list[Item] = []
+    for pos in POS:
+        for line in Path(f"/usr/share/wordnet/data.{pos}").read_text(encoding="latin-1").splitlines():
+            if line.startswith("  "):
+                continue
+            head, _, gloss = line.partition(" | ")
+            parts = head.split()
+            lemma = parts[4].replace("_", " ")
+            lex = int(parts[1])
+            items.append(Item.create(f"{pos}{parts[0]}", title=lemma, text=gloss.split(";")[0], created_at=1.0,
+                                     attributes={"category": LEX[lex] if lex < len(LEX) else "other", "pos": pos}))
+            if len(items) >= n:
+                return items
+    return items
+
+
+def pct(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values) * 1000
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 3), "p95_ms": round(float(np.percentile(arr, 95)), 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=300)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    items = wordnet_items(args.items)
+    engine = Engine.open(Path(tempfile.mkdtemp()) / "idx", encoder=HashingEncoder(), index="exact")
+    engine.add(items)
+    build_s = time.perf_counter() - t0
+    pipe = Pipeline(engine)
+    setup_s = time.perf_counter() - t0 - build_s
+    rng = np.random.default_rng(0)
+    queries = [Query(text=items[int(i)].title, k=10) for i in rng.integers(len(items), size=args.queries)]
+    vectors = [engine.encode_query(q) for q in queries]
+    rows = [candidate_features(pipe, q, v, fuse("rrf", {"d": engine.search_vector(v, k=50)}),
+                               pipe.prepare(q).understanding) for q, v in zip(queries[:40], vectors[:40], strict=True)]
+    X = np.vstack(rows)
+    pipe.set_ranker(LambdaRanker(n_estimators=150).fit(X, rng.integers(0, 2, len(X)), [len(r) for r in rows],
+                                                       feature_names=FEATURES), save=False)
+    times: dict[str, list[float]] = {k: [] for k in ("dense", "policy", "retrieve", "fusion", "ranker", "added")}
+    for q, v in zip(queries, vectors, strict=True):
+        a = time.perf_counter()
+        engine.search_vector(v, k=q.k)
+        b = time.perf_counter()
+        prepared = pipe.prepare(q)
+        plan = pipe.policy.select(prepared.x, prepared.available)
+        c = time.perf_counter()
+        runs = pipe.retrieve(prepared, plan, v)
+        d = time.perf_counter()
+        fused = fuse("rrf", runs, plan.weights())
+        e = time.perf_counter()
+        pipe.rank(prepared, v, fused)
+        f = time.perf_counter()
+        for key, value in (("dense", b - a), ("policy", c - b), ("retrieve", d - c), ("fusion", e - d),
+                           ("ranker", f - e), ("added", (c - b) + (e - d) + (f - e))):
+            times[key].append(value)
+    out = {"items": len(engine), "queries": len(queries), "build_s": round(build_s, 1), "pipeline_setup_s": round(setup_s, 1),
+           **{k: pct(v) for k, v in times.items()}}
+    out["added_over_dense_p50_ratio"] = round(out["added"]["p50_ms"] / out["dense"]["p50_ms"], 3)
+    out["target_added_p50_ms"] = 5.0
+    json.dump(out, sys.stdout, indent=2)
+    print()
+    engine.close()
+
+
+if __name__ == "__main__":
+    main()
