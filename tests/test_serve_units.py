@@ -103,25 +103,6 @@ def test_metrics_text_format() -> None:
     assert 'xmodal_errors_total{route="/a\\"b",kind="server"} 1' in text and "xmodal_index_items 7" in text
 
 
-def test_search_consistently_retries_only_the_race() -> None:
-    from xmodal.errors import NotFoundError
-    from xmodal.serve.lookup import search_consistently
-
-    calls: list[int] = []
-
-    def flaky() -> object:
-        calls.append(1)
-        if len(calls) < 3:
-            raise KeyError(17)  # a row deleted between ranking and fetching
-        return "result"
-
-    assert search_consistently(flaky) == "result" and len(calls) == 3  # type: ignore[comparison-overlap]
-    with pytest.raises(QueueFull, match="changed during the search"):
-        search_consistently(lambda: (_ for _ in ()).throw(KeyError(1)))
-    with pytest.raises(NotFoundError):
-        search_consistently(lambda: (_ for _ in ()).throw(NotFoundError("no item 'x'")))
-
-
 def test_grouped_writes_commit_together_in_order() -> None:
     gate, started = threading.Event(), threading.Event()
     log: list[object] = []

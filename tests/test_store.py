@@ -89,3 +89,13 @@ def test_item_validation() -> None:
         Query(text="x", target="sideways")
     with pytest.raises(ValidationError, match="k"):
         Query(text="x", k=10**9)
+
+
+def test_lone_surrogates_are_refused() -> None:
+    for kwargs in ({"title": "bad \ud800"}, {"title": "ok", "attributes": {"c": "\udfff"}}):
+        with pytest.raises(ValidationError, match="lone surrogate"):
+            Item.create("a", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="lone surrogate"):
+        Item.create("a\ud800", title="x")
+    with pytest.raises(ValidationError, match="lone surrogate"):
+        Query(text="\ud800")

@@ -99,6 +99,8 @@ class Item:
         attrs = check_attributes(attributes or {}, item=id)
         if not isinstance(title, str) or not isinstance(text, str):
             raise ValidationError("title/text", "must be strings", item=id)
+        check_unicode("title", title, item=id)
+        check_unicode("text", text, item=id)
         has_text = bool(title.strip() or text.strip())
         if modality is None:
             if image is not None:
@@ -138,7 +140,16 @@ def check_id(id: object) -> str:
         raise ValidationError("id", f"longer than {MAX_ID_LENGTH} characters", "use a shorter id", item=id[:40])
     if any(ord(c) < 32 for c in id):
         raise ValidationError("id", "contains control characters", "use printable characters only", item=repr(id))
+    check_unicode("id", id, item=repr(id))
     return id
+
+
+def check_unicode(field: str, value: str, *, item: str | None = None) -> None:
+    """Refuse lone UTF-16 surrogates: such text cannot be stored or sent back as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(field, "contains invalid Unicode (a lone surrogate)", "send valid UTF-8 text", item=item) from None
 
 
 def check_attributes(attributes: Mapping[str, Any], *, item: str | None = None) -> dict[str, AttributeValue]:
@@ -154,6 +165,9 @@ def check_attributes(attributes: Mapping[str, Any], *, item: str | None = None) 
             raise ValidationError(
                 f"attributes.{name}", f"has type {type(value).__name__}", "use a string, number or boolean", item=item
             )
+        check_unicode("attributes", name, item=item)
+        if isinstance(value, str):
+            check_unicode(f"attributes.{name}", value, item=item)
         out[name] = value
     return out
 
@@ -178,6 +192,8 @@ class Query:
         text = self.text.strip() if isinstance(self.text, str) else self.text
         if not text and self.image is None:
             raise ValidationError("query", "is empty", "give a text, an image, or both")
+        if isinstance(self.text, str):
+            check_unicode("text", self.text)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {self.k!r}", "pass e.g. k=10")
         object.__setattr__(self, "target", Target.parse(self.target))

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from ..engine import Engine, SearchResult
+from ..engine import Engine
 from ..errors import NotFoundError, ValidationError
 from ..records import Item, VectorKind
-from .writer import QueueFull
 
 
 def best_vector(engine: Engine, item_id: str) -> np.ndarray:
@@ -27,20 +24,3 @@ def get_or_none(engine: Engine, item_id: str) -> Item | None:
         return engine.get(item_id)
     except NotFoundError:
         return None
-
-
-def search_consistently(run: Callable[[], SearchResult], attempts: int = 3) -> SearchResult:
-    """Run a search again when a concurrent delete removed a hit between ranking and fetching it.
-
-    ``Engine.search`` ranks under its lock and fetches the items after releasing it, so a write in
-    between surfaces as a bare ``KeyError`` (a ``NotFoundError`` is a real answer and passes through).
-    After ``attempts`` tries it gives up with :class:`QueueFull` (503, retry)."""
-    for attempt in range(attempts):
-        try:
-            return run()
-        except KeyError as exc:
-            if isinstance(exc, NotFoundError):
-                raise
-            if attempt == attempts - 1:
-                raise QueueFull(f"the index changed during the search {attempts} times in a row") from None
-    raise AssertionError("unreachable")

@@ -16,7 +16,7 @@ from ..records import Item, Query, Target
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .limits import check_image
-from .lookup import best_vector, get_or_none, search_consistently
+from .lookup import best_vector, get_or_none
 from .models import (
     FacetsResponse,
     FacetValue,
@@ -131,7 +131,7 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
                   mode=req.mode, user=req.user)
     details = req.explain or (req.log and req.mode != "dense")  # the impression keeps the plan for learning
     try:
-        return search_consistently(lambda: state.engine.search(query, explain=details)), query
+        return state.engine.search(query, explain=details), query
     except ImportError as exc:
         raise ApiError(422, f"mode {req.mode!r} is not available on this server ({exc})", "mode",
                        "use mode 'dense' or install the extra that provides it") from None
