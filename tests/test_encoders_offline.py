@@ -65,6 +65,17 @@ def test_text_vectors_shape_norm_and_determinism(encoder: OfflineEncoder) -> Non
     np.testing.assert_allclose(texts(encoder, strings[::-1])[::-1], first, atol=1e-5)
 
 
+def test_concurrent_callers_get_the_same_vectors(encoder: OfflineEncoder, photos: dict[str, Image.Image]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batch = [Content(text=f"item number {i} about coffee") for i in range(40)] + [Content(image=photos["coffee"])] * 3
+    expected = encoder.encode_documents(batch)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: encoder.encode_documents(batch), range(4)))
+    for got in results:
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
 def test_text_semantics(encoder: OfflineEncoder) -> None:
     cup, espresso, car = texts(encoder, ["a cup of coffee", "espresso in a mug", "a red sports car"])
     assert cup @ espresso > cup @ car + 0.2
