@@ -200,7 +200,21 @@ def run(name: str, n: int, n_queries: int, workdir: Path) -> dict[str, Any]:
     out["recall_at_10_by_ef_search"] = ef_sweep(graph, hnsw, queries, truth)
     out["filtered_5pct"] = filtered(faiss, hnsw, exact, graph, queries, allowed)
     out["engine"] = engine_overhead(engine, auto, exact, queries, lat)
+    out["exact_p50_ms_by_n"] = exact_by_n(docs, queries[:200])
     engine.close()
+    return out
+
+
+def exact_by_n(docs: np.ndarray, queries: np.ndarray) -> dict[str, float]:
+    """Exact search p50 at smaller sizes: where the auto index's threshold comes from."""
+    from xmodal.index import ExactIndex
+
+    out = {}
+    for n in (5_000, 10_000, 20_000, 50_000):
+        if n <= len(docs):
+            exact = ExactIndex(docs.shape[1])
+            exact.add(np.arange(n, dtype=np.int64), docs[:n])
+            out[str(n)] = timed({"exact": lambda q: exact.search(q, 10)}, queries)["exact"]["p50_ms"]  # noqa: B023
     return out
 
 

@@ -1,8 +1,9 @@
 """The engine's default index: exact while small, FAISS HNSW above a size threshold.
 
-Below ``threshold`` vectors an exact scan is as fast as an HNSW walk (a 20k x 384 float32 scan is
-~30 MB of memory traffic, about 1-3 ms on one core, the HNSW latency target) and has perfect recall,
-no build cost and no dependency. Above it the vectors move into an :class:`HNSWIndex`, once. The
+Below ``threshold`` (10k by default) an exact scan stays within the HNSW latency budget (10k x 384
+float32 is 15 MB of memory traffic, ~1-2 ms; about a tenth of the 100k exact figure in
+docs/benchmarks/search.md) and has perfect recall, no build cost and no dependency; the engine may
+search three vector kinds per query. Above it the vectors move into an :class:`HNSWIndex`, once. The
 move back happens only below ``threshold // 2`` (hysteresis, so a workload that hovers around the
 threshold does not rebuild the graph over and over). Without FAISS installed it stays exact and
 logs a warning once: still correct, only slower.
@@ -22,8 +23,8 @@ from .hnsw import HNSWIndex, check_options
 
 log = logging.getLogger(__name__)
 
-#: Exact search at 20k 384-d vectors costs about what an HNSW search does at 100k (docs/benchmarks/search.md).
-DEFAULT_THRESHOLD = 20_000
+#: Exact search at 10k 384-d vectors stays within the 3 ms HNSW latency budget (docs/benchmarks/search.md).
+DEFAULT_THRESHOLD = 10_000
 INNER = "inner"
 REBUILD = "delete the folder to rebuild it"
 
