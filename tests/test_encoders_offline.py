@@ -174,6 +174,33 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+_RACER = """
+import sys, time
+from pathlib import Path
+from xmodal.encoders.onnxcache import ensure_exported
+def slow(tmp):
+    with open(tmp, "wb") as handle:
+        for _ in range(5):
+            handle.write(b"x" * 1000)
+            handle.flush()
+            time.sleep(0.1)
+print(ensure_exported(Path(sys.argv[1]), slow))
+"""
+
+
+def test_racing_processes_export_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    target = tmp_path / "model.onnx"
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(target)], stdout=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    answers = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
+    assert answers == ["False", "True"]
+    assert target.read_bytes() == b"x" * 5000
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_int8_default_matches_the_fp32_backends(encoder: OfflineEncoder, cache: Path) -> None:
     pytest.importorskip("sentence_transformers")
     strings = ["a cup of coffee", "the horse jumped over the fence", "Quarterly revenue grew by 12%",
