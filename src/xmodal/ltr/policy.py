@@ -94,7 +94,7 @@ class LinearBandit:
         min_depth: int = 5,
         margin: float = 0.1,
         max_arms: int = 2,
-        always: str | None = None,
+        always: str | None = "explore",
         seed: int = 0,
     ) -> None:
         if not arms or len(set(arms)) != len(arms):
@@ -191,7 +191,7 @@ class LinUCB(LinearBandit):
 
     kind = "linucb"
 
-    def __init__(self, arms: Sequence[str], dim: int, *, alpha: float = 0.5, **options: Any) -> None:
+    def __init__(self, arms: Sequence[str], dim: int, *, alpha: float = 1.0, **options: Any) -> None:
         super().__init__(arms, dim, **options)
         self.alpha = alpha
 
