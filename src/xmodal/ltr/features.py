@@ -72,17 +72,17 @@ def candidate_features(
     _attribute_features(pipeline, understanding, rows, out[:, col["qu_matches"]], out[:, col["qu_share"]])
     memory = pipeline.memory.lookup(query.text)
     popularity = pipeline.popularity
-    stored = engine.store.get_rows([r for r in rows if r >= 0])
+    meta = pipeline.item_meta(rows)
     moment = time.time() if now is None else now
     for i, (hit, row) in enumerate(zip(fused, rows, strict=True)):
         pair = memory.get(hit.id)
         out[i, col["memory"]] = pair.score() if pair is not None else 0.0
         out[i, col["popularity"]] = math.log1p(popularity.get(hit.id, 0.0))
-        item = stored.get(row)
-        if item is not None:
-            age_days = max(moment - item.item.created_at, 0.0) / 86400
+        found = meta.get(row)
+        if found is not None:
+            age_days = max(moment - found[0], 0.0) / 86400
             out[i, col["freshness"]] = math.exp(-age_days / FRESHNESS_DAYS)
-            out[i, col["modality_match"]] = _modality_match(query, item.item.modality)
+            out[i, col["modality_match"]] = _modality_match(query, found[1])
     return out
 
 

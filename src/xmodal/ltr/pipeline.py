@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import StorageError, XmodalError
-from ..records import Hits, Query, VectorKind
+from ..records import Hits, Modality, Query, VectorKind
+from ..store.sqlite import StoredItem
 from .context import CONTEXT_FEATURES, context_vector, query_context
 from .features import FEATURES, candidate_features
 from .fusion import FusedHit, fuse, to_hits
@@ -92,9 +93,28 @@ class Pipeline:
         self.ranker_status = "no ranker trained: fused order"
         self._load_ranker()
         self._pending: dict[str, tuple[np.ndarray, set[str]]] = {}
+        self._meta: dict[int, tuple[float, Modality]] = {}  # row -> (created_at, modality)
+        self.item_meta([row for _, row, _ in engine.store.id_rows()])  # preload: no store read per query
+        engine.subscribe(self)
         if feedback is not None:
             feedback.subscribe_impressions(self.on_impression)
             feedback.subscribe(self.on_event)
+
+    # -- derived item metadata (the ranker's freshness and modality features without a store read) --
+    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, Modality]]:
+        missing = [r for r in rows if r >= 0 and r not in self._meta]
+        for start in range(0, len(missing), 2000):
+            for row, stored in self.engine.store.get_rows(missing[start : start + 2000]).items():
+                self._meta[row] = (stored.item.created_at, stored.item.modality)
+        return {r: self._meta[r] for r in rows if r in self._meta}
+
+    def on_put(self, stored: Sequence[StoredItem]) -> None:
+        for s in stored:
+            self._meta.pop(s.row, None)
+
+    def on_delete(self, rows: Sequence[int]) -> None:
+        for row in rows:
+            self._meta.pop(row, None)
 
     # -- state ------------------------------------------------------------------------------------
     def _load_policy(self) -> LinearBandit:
