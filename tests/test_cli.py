@@ -307,3 +307,16 @@ def test_module_and_script_run(tmp_path: Path) -> None:
     done = subprocess.run([*command, "--index", index, "search", "x", "-k", "0"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "-k must be" in done.stderr
+
+
+def test_search_explain_and_log_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text('{"id": "a", "title": "red boots", "attributes": {"color": "red"}}\n'
+                       '{"id": "b", "title": "blue hat", "attributes": {"color": "blue"}}\n')
+    index = str(tmp_path / "idx")
+    assert main(["--index", index, "--encoder", "hashing", "add", str(catalog), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["--index", index, "search", "red boots", "--mode", "learned", "--explain", "--log", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["hits"][0]["id"] == "a" and out["query_id"] and "plan" in out["explain"]
+    assert main(["--index", index, "feedback", "event", out["query_id"], "a", "--event", "click"]) == 0

@@ -49,6 +49,8 @@ def register(subparsers: Any) -> None:
     search.add_argument("text", nargs="?", default="", help="query text")
     search.add_argument("--image", metavar="PATH", help="query image")
     add_query_options(search)
+    search.add_argument("--explain", action="store_true", help="include the plan and per-hit features (JSON: explain)")
+    search.add_argument("--log", action="store_true", help="log the impression; prints the query id for feedback")
     search.set_defaults(handler=run_search)
 
     get = subparsers.add_parser("get", help="show one item")
@@ -93,11 +95,15 @@ def run_search(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
     with engine_of(args) as engine:
-        result = engine.search(query, base_dir=Path.cwd())
+        result = engine.search(query, base_dir=Path.cwd(), log=args.log, explain=args.explain)
     if args.json:
         print_json(result.to_dict())
     else:
         _print_hits(result)
+        if result.explain is not None:
+            print_json(result.explain)
+        if result.query_id is not None:
+            print(f"query id: {result.query_id}")
     return 0
 
 
