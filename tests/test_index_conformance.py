@@ -45,7 +45,8 @@ def clustered(
     scale = rng.uniform(0.6 * spread, 1.4 * spread, clusters).astype(np.float32)[which, None]
     coef = rng.standard_normal((n, rank)).astype(np.float32) * scale / np.sqrt(rank)
     x = centers[which] + np.einsum("nr,nrd->nd", coef, bases[which]) + noise * rng.standard_normal((n, dim)).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def make(kind: str, dim: int = DIM) -> VectorIndex:
@@ -379,11 +380,12 @@ def test_hnsw_filtered_recall_at_10(
 
 def test_faiss_selector_alone_falls_short_on_this_data(recall_setup: tuple[HNSWIndex, ExactIndex, np.ndarray]) -> None:
     """The data is hard enough for the filtered-recall test to mean something: a plain selector walk fails it."""
-    import faiss
+    faiss: Any = pytest.importorskip("faiss")
 
     hnsw, exact, queries = recall_setup
     allowed = np.sort(np.random.default_rng(5).choice(RECALL_N, RECALL_N // 20, replace=False))
     bits = np.packbits(np.isin(np.arange(RECALL_N), allowed), bitorder="little")
-    params = faiss.SearchParametersHNSW(efSearch=64, sel=faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)))
+    sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # bits and sel stay referenced
+    params = faiss.SearchParametersHNSW(efSearch=64, sel=sel)
     raw = hnsw._label_of[hnsw._graph.search(queries, 10, params=params)[1]]
     assert recall(raw, exact.search(queries, 10, allowed)[0]) < 0.95
