@@ -87,16 +87,24 @@ def encode_texts(texts: list[str]) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def encode_images(paths: list[Path]) -> np.ndarray:
+def encode_images(paths: list[Path]) -> tuple[np.ndarray, list[int]]:
+    """Image vectors and the positions of the files that decoded (xmodal refuses e.g. decompression bombs)."""
     from xmodal.encoders import Content, create_encoder
+    from xmodal.errors import ImageError
     from xmodal.imaging import load_image
 
     enc = create_encoder("offline")
-    out = []
+    out, kept = [], []
     for s in range(0, len(paths), 64):
-        images = [load_image(str(p), None, item=str(p)) for p in paths[s : s + 64]]
+        images = []
+        for i, p in enumerate(paths[s : s + 64], s):
+            try:
+                images.append(load_image(str(p), None, item=str(p)))
+                kept.append(i)
+            except ImageError:
+                continue
         out.append(enc.encode_documents([Content(image=im) for im in images]))
-    return np.concatenate(out).astype(np.float32)
+    return np.concatenate(out).astype(np.float32), kept
 
 
 def cached(name: str, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -130,7 +138,8 @@ def clipart_dataset(n: int, test: int, seed: int) -> dict[str, np.ndarray]:
     """Items (image vectors); the name texts of half the items train, the other half test."""
     def make() -> dict[str, np.ndarray]:
         files = clipart_files(n, seed)
-        return {"items": encode_images([p for p, _ in files]), "texts": encode_texts([t for _, t in files])}
+        vectors, kept = encode_images([p for p, _ in files])
+        return {"items": vectors, "texts": encode_texts([files[i][1] for i in kept])}
 
     data = cached(f"clipart_{n}_{seed}", make)
     order = np.random.default_rng(seed + 1).permutation(len(data["items"]))
