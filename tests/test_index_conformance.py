@@ -389,3 +389,10 @@ def test_faiss_selector_alone_falls_short_on_this_data(recall_setup: tuple[HNSWI
     params = faiss.SearchParametersHNSW(efSearch=64, sel=sel)
     raw = hnsw._label_of[hnsw._graph.search(queries, 10, params=params)[1]]
     assert recall(raw, exact.search(queries, 10, allowed)[0]) < 0.95
+
+
+def test_k_above_ef_search_still_finds_k(kind: str, built: dict[str, VectorIndex]) -> None:
+    """k = 300 is above the test efSearch (64): the walk widens to k."""
+    labels, _ = built[kind].search(QUERIES[:3], 300)
+    assert (labels >= 0).all() and all(len(set(row.tolist())) == 300 for row in labels)
+    assert recall(labels, built["exact"].search(QUERIES[:3], 300)[0]) >= 0.95
