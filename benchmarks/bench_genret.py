@@ -228,7 +228,7 @@ def part_recall(args: argparse.Namespace) -> dict[str, Any]:
     index = hnsw(items)
     _, labels = index.search(q, 10)
     result["methods"]["FAISS HNSW (M=32, ef=64)"] = recall(list(labels), t)
-    variants = {"GENIUS": (True, 2.0), "baseline (RQ k-means IDs, no contrastive, no aug)": (False, 0.0),
+    variants = {"GENIUS": (True, args.alpha), "baseline (RQ k-means IDs, no contrastive, no aug)": (False, 0.0),
                 "ablation: no augmentation": (True, 0.0), "ablation: no contrastive": (False, 2.0)}
     for name, (contrastive, alpha) in variants.items():
         if (args.quick and name.startswith("ablation")) or (args.only_genius and name != "GENIUS"):
@@ -378,6 +378,7 @@ def main() -> None:
     parser.add_argument("--only-genius", action="store_true", help="train only the full GENIUS variant")
     parser.add_argument("--more-beams", type=int, nargs="*", default=[], help="also evaluate GENIUS at these beams")
     parser.add_argument("--tag", default="", help="suffix of the output file")
+    parser.add_argument("--alpha", type=float, default=2.0, help="query augmentation α of the GENIUS variant")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--hnsw-max", type=int, default=300_000, help="largest catalog to build HNSW for")
     parser.add_argument("--queries", type=int, default=200)

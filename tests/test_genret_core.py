@@ -24,7 +24,7 @@ from xmodal.genret.trie import CodeTrie  # noqa: E402
 
 DIM, N, CLUSTERS = 32, 160, 12
 TINY = TrainConfig(levels=2, codebook_size=8, epochs=50, batch=40, lr=5e-3, d_model=32, n_layers=1, n_heads=2,
-                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, device="cpu")
+                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, alpha=2.0, device="cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)

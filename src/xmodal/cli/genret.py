@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
     train.add_argument("--epochs", type=int, default=10, help="decoder epochs (default: 10)")
     train.add_argument("--levels", type=int, default=None, help="residual levels L (default: by catalog size)")
     train.add_argument("--codebook-size", type=int, default=None, help="codes per level K (default: by catalog size)")
-    train.add_argument("--alpha", type=float, default=2.0, help="query augmentation Beta(α, α); 0 turns it off")
+    train.add_argument("--alpha", type=float, default=0.0,
+                       help="query augmentation Beta(α, α), e.g. 2 as in GENIUS (default: 0, off)")
     train.add_argument("--no-contrastive", action="store_true", help="plain residual k-means IDs (no fine-tuning)")
     train.add_argument("--no-feedback", action="store_true", help="do not train on the feedback log")
     train.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an interrupted run")

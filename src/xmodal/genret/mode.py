@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..engine import Engine
 
 BEAM = 32
+RERANK_BEAM = 64  # a wider beam feeds the re-ranker more candidates (docs/benchmarks/genret.md)
 FILTER_DEPTH = 10  # candidates per wanted hit when filters apply
 
 
@@ -34,7 +35,7 @@ def generative_rerank(engine: Engine, query: Query, vector: np.ndarray) -> Hits:
 def _search(engine: Engine, query: Query, vector: np.ndarray, *, rerank: bool) -> Hits:
     allowed = engine.attributes.match(query.filters)
     depth = query.k if allowed is None else query.k * FILTER_DEPTH
-    beam = max(BEAM, query.k if allowed is None else 2 * query.k)
+    beam = max(RERANK_BEAM if rerank else BEAM, query.k if allowed is None else 2 * query.k)
     kinds = query.target.kinds()
 
     def similarity(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -48,7 +49,7 @@ def _search(engine: Engine, query: Query, vector: np.ndarray, *, rerank: bool) -
 
     live = live_genret(engine)
     with live.reading() as model:
-        pool = max(depth, 4 * query.k)
+        pool = max(depth, 10 * query.k)
         rows, scores = model.search(vector, depth if not rerank else pool, beam=beam,
                                     similarity=similarity if rerank else None, pool=pool)[0]
         if allowed is not None:
