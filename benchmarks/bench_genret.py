@@ -200,7 +200,7 @@ def train_variant(data: dict[str, np.ndarray], *, contrastive: bool, alpha: floa
     ts = TrainingSet(np.arange(n, dtype=np.int64), items, np.zeros(n, np.int64), queries, targets,
                      {"self": n, "train_queries": len(data["train_q"])})
     config = TrainConfig(epochs=epochs, contrastive=contrastive, alpha=alpha, seed=seed, device="cpu",
-                         max_minutes=max_minutes)
+                         max_minutes=max_minutes, min_steps=0)
     return fit(ts, config, progress=False)
 
 
@@ -270,7 +270,8 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
                      full[:n_train], np.arange(n_train, dtype=np.int64))
     t0 = time.perf_counter()
     levels, k = (3, 256)
-    model = fit(ts, TrainConfig(levels=levels, codebook_size=k, epochs=args.epochs, device="cpu"), progress=False)
+    config = TrainConfig(levels=levels, codebook_size=k, epochs=args.epochs, device="cpu", min_steps=0)
+    model = fit(ts, config, progress=False)
     out: dict[str, Any] = {"dim": dim, "train_items": n_train, "train_s": round(time.perf_counter() - t0, 1),
                            "levels": levels, "codebook_size": k, "beam": args.beam, "queries": args.queries, "sizes": {}}
     have = n_train
@@ -359,7 +360,7 @@ def part_train(args: argparse.Namespace) -> dict[str, Any]:
     targets = np.concatenate([np.arange(n), np.arange(n)]).astype(np.int64)
     ts = TrainingSet(np.arange(n, dtype=np.int64), items, np.zeros(n, np.int64), queries, targets)
     t0 = time.perf_counter()
-    model = fit(ts, TrainConfig(epochs=args.epochs, device="cpu"), progress=False)
+    model = fit(ts, TrainConfig(epochs=args.epochs, device="cpu", min_steps=0), progress=False)
     total = time.perf_counter() - t0
     return {"items": n, "pairs": len(queries), "dim": args.dim, "epochs": args.epochs, "seconds": round(total, 1),
             "minutes": round(total / 60, 2), "training": model.meta["training"]}

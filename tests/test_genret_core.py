@@ -24,7 +24,7 @@ from xmodal.genret.trie import CodeTrie  # noqa: E402
 
 DIM, N, CLUSTERS = 32, 160, 12
 TINY = TrainConfig(levels=2, codebook_size=8, epochs=50, batch=40, lr=5e-3, d_model=32, n_layers=1, n_heads=2,
-                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, alpha=2.0, device="cpu")
+                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, alpha=2.0, min_steps=0, device="cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -196,7 +196,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     x, _ = clustered(64)
     data = TrainingSet(np.arange(64, dtype=np.int64), x, np.zeros(64, np.int64), x, np.arange(64, dtype=np.int64))
     small = TrainConfig(levels=2, codebook_size=8, epochs=2, batch=32, d_model=16, n_layers=1, n_heads=2,
-                        n_prefix=1, finetune_epochs=1, kmeans_iters=3, device="cpu")
+                        n_prefix=1, finetune_epochs=1, kmeans_iters=3, min_steps=0, device="cpu")
     fit(data, small, checkpoint_dir=tmp_path, progress=False)
     first = load_file(str(tmp_path / "checkpoint.safetensors"))
     assert int(first["epoch"][0]) == 2 and any(k.startswith("opt.") for k in first)

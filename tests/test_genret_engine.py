@@ -24,7 +24,7 @@ from xmodal.genret.train import TrainConfig  # noqa: E402
 from .conftest import text_items  # noqa: E402
 
 TINY = TrainConfig(levels=2, codebook_size=16, epochs=60, batch=32, lr=5e-3, d_model=32, n_layers=1, n_heads=2,
-                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, device="cpu")
+                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, min_steps=0, device="cpu")
 N = 64
 
 
@@ -149,7 +149,7 @@ def test_cli_train_status_and_search(tmp_path: Path, capsys: pytest.CaptureFixtu
         engine.add(text_items(24))
     assert main(["--index", index, "genret", "status"]) == 1  # not trained yet
     assert "genret train" in capsys.readouterr().out
-    assert main(["--index", index, "genret", "train", "--epochs", "2", "-q", "--json"]) == 0
+    assert main(["--index", index, "genret", "train", "--epochs", "2", "--min-steps", "0", "-q", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["items"] == 24 and summary["epochs"] == 2
     assert main(["--index", index, "genret", "status", "--json"]) == 0

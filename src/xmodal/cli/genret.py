@@ -22,6 +22,8 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--queries", metavar="FILE.jsonl", help="judged queries to train on (xmodal eval format)")
     train.add_argument("--epochs", type=int, default=10, help="decoder epochs (default: 10)")
+    train.add_argument("--min-steps", type=int, default=600,
+                       help="train small catalogs for more epochs until this many batches (default: 600)")
     train.add_argument("--levels", type=int, default=None, help="residual levels L (default: by catalog size)")
     train.add_argument("--codebook-size", type=int, default=None, help="codes per level K (default: by catalog size)")
     train.add_argument("--alpha", type=float, default=0.0,
@@ -52,7 +54,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.queries}: no such query file")
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
-    config = TrainConfig(levels=args.levels, codebook_size=args.codebook_size, epochs=args.epochs, alpha=args.alpha,
+    config = TrainConfig(levels=args.levels, codebook_size=args.codebook_size, epochs=args.epochs,
+                         min_steps=args.min_steps, alpha=args.alpha,
                          contrastive=not args.no_contrastive, seed=args.seed, max_minutes=args.max_minutes)
     with engine_of(args) as engine:
         summary = train_engine(engine, judgments=args.queries, config=config, progress=not args.quiet,

@@ -56,6 +56,7 @@ class TrainConfig:
     levels: int | None = None
     codebook_size: int | None = None
     epochs: int = 10
+    min_steps: int = 600  # small catalogs train for more epochs so the decoder sees at least this many batches
     batch: int = 512
     lr: float = 2e-3
     alpha: float = 0.0  # query augmentation Beta(α, α), off by default: it cost recall in our ablation (docs)
@@ -153,13 +154,15 @@ def _train_decoder(
         start_epoch = int(ckpt["epoch"][0])
     gen = torch.Generator().manual_seed(config.seed + start_epoch)
     n = len(queries)
+    per_epoch = max(1, -(-n // config.batch))
+    epochs = max(config.epochs, -(-config.min_steps // per_epoch))
     deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else None
     last, stopped, epoch = 0.0, False, start_epoch
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, epochs):
         decoder.train()
         order = torch.randperm(n, generator=gen).to(queries.device)
         total, steps = 0.0, 0
-        bar = tqdm(range(0, n, config.batch), desc=f"genret epoch {epoch + 1}/{config.epochs}", disable=not progress,
+        bar = tqdm(range(0, n, config.batch), desc=f"genret epoch {epoch + 1}/{epochs}", disable=not progress,
                    leave=False, unit="batch")
         for s in bar:
             idx = order[s : s + config.batch]
@@ -173,10 +176,10 @@ def _train_decoder(
             opt.step()
             total, steps = total + float(loss.detach()), steps + 1
         last = total / max(1, steps)
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and ((epoch + 1) % max(1, epochs // 20) == 0 or epoch + 1 == epochs):
             _save_checkpoint(checkpoint_dir, decoder, opt, rq, epoch + 1, config)
         if deadline is not None and time.perf_counter() > deadline:
-            stopped = epoch + 1 < config.epochs
+            stopped = epoch + 1 < epochs
             return epoch + 1, last, stopped
     return max(epoch + 1, start_epoch) if n else start_epoch, last, stopped
 
