@@ -229,8 +229,11 @@ def test_bad_k_and_labels() -> None:
         index.add(np.array([1, -2]), VECTORS[:2])
     with pytest.raises(ValidationError, match="labels"):
         index.add(np.array([1]), VECTORS[:2])
+
+def test_bad_k(kind: str) -> None:
+    index = make(kind)
     index.add(LABELS[:5], VECTORS[:5])
-    for k in (0, -1):
+    for k in (0, -1, True):
         with pytest.raises(ValidationError, match="k"):
             index.search(QUERIES[:1], k)
 

@@ -63,6 +63,15 @@ def check_vectors(vectors: npt.ArrayLike, dim: int, name: str = "vectors") -> Ve
     return arr
 
 
+def check_k(k: int) -> int:
+    """A positive int ``k`` or a clear error."""
+    from ..errors import ValidationError
+
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValidationError("k", f"must be a positive integer, got {k!r}", "ask for at least one hit")
+    return int(k)
+
+
 def pad_results(labels: list[Labels], scores: list[Scores], k: int) -> tuple[Labels, Scores]:
     """Stack per-query results into [q, k] arrays padded with -1 / -inf."""
     out_l = np.full((len(labels), k), -1, dtype=np.int64)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StorageError
-from .base import FORMAT_VERSION, MANIFEST, Labels, Scores, Vectors, check_vectors, pad_results
+from .base import FORMAT_VERSION, MANIFEST, Labels, Scores, Vectors, check_k, check_vectors, pad_results
 
 
 def top_k(scores: Scores, k: int) -> tuple[np.ndarray, Scores]:
@@ -97,6 +97,7 @@ class ExactIndex:
 
     def search(self, queries: Vectors, k: int, allowed: Labels | None = None) -> tuple[Labels, Scores]:
         queries = check_vectors(queries, self.dim, "query vectors")
+        k = check_k(k)
         if allowed is None:
             matrix, labels = self._vectors[: self._size], self._labels[: self._size]
         else:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingDependency, StorageError, ValidationError
-from .base import FORMAT_VERSION, MANIFEST, Labels, Scores, Vectors, check_vectors
+from .base import FORMAT_VERSION, MANIFEST, Labels, Scores, Vectors, check_k, check_vectors
 from .exact import read_manifest
 
 GRAPH_FILE = "hnsw.faiss"
@@ -49,13 +49,6 @@ def _faiss() -> Any:
     except ImportError as exc:
         raise MissingDependency("faiss-cpu", "ann") from exc
     return faiss
-
-
-def check_k(k: int) -> int:
-    """A positive int ``k`` or a clear error."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValidationError("k", f"must be a positive integer, got {k!r}", "ask for at least one hit")
-    return int(k)
 
 
 def check_labels(labels: object, n: int) -> Labels:
