@@ -76,15 +76,16 @@ def decode_image(data: bytes, *, item: str | None = None, max_pixels: int = MAX_
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError("image", f"corrupt or truncated image data ({exc})", "re-export the image", item=item) from exc
-    return _to_rgb(image)
+    return to_rgb(image)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """RGB with transparent pixels on white (clip-art and logos are drawn for a light page)."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))  # alpha blend onto white, in one C pass
+        return out
     return image.convert("RGB")
 
 

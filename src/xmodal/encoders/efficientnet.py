@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
+from ..imaging import to_rgb
 from .base import Vectors, normalize
 from .onnxcache import chunk_rows, default_threads, ensure_exported, ort_session, parallel_map, versioned, write_atomic
 from .onnxcache import require as _require
@@ -87,12 +88,8 @@ def export_onnx(tmp: str) -> None:
 
 def preprocess(image: Image.Image) -> np.ndarray:
     """224×224×3 uint8: transparency composited on white, the centre 87.5% square, resized once."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(canvas, rgba)
     if image.mode != "RGB":
-        image = image.convert("RGB")
+        image = to_rgb(image)
     width, height = image.size
     side = max(1.0, min(width, height) * CROP_FRACTION)
     left, top = (width - side) / 2, (height - side) / 2
