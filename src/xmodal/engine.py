@@ -288,9 +288,14 @@ class Engine:
         from .feedback.log import feedback_log
 
         return feedback_log(self).log_impression(
-            query.text or "", result.hits.ids.tolist(), scores=result.hits.scores.tolist(),
-            provenance=list(result.hits.provenance), user=query.user,
-            context=details.get("context"), plan=details.get("plan", ()), mode=str(details.get("mode", query.mode)),
+            query.text or "",
+            result.hits.ids.tolist(),
+            scores=result.hits.scores.tolist(),
+            provenance=list(result.hits.provenance),
+            user=query.user,
+            context=details.get("context"),
+            plan=details.get("plan", ()),
+            mode=str(details.get("mode", query.mode)),
         )
 
     def feedback(

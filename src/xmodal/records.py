@@ -149,7 +149,9 @@ def check_unicode(field: str, value: str, *, item: str | None = None) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValidationError(field, "contains invalid Unicode (a lone surrogate)", "send valid UTF-8 text", item=item) from None
+        raise ValidationError(
+            field, "contains invalid Unicode (a lone surrogate)", "send valid UTF-8 text", item=item
+        ) from None
 
 
 def check_attributes(attributes: Mapping[str, Any], *, item: str | None = None) -> dict[str, AttributeValue]:
