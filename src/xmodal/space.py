@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from .errors import StorageError
 from .index import VectorIndex, create_index, load_index
 from .index.base import Labels
 from .records import Target, VectorKind
+from .store.files import fresh_dir, swap_dir
 from .store.sqlite import SQLiteStore, StoredItem
 
 log = logging.getLogger(__name__)
@@ -88,18 +87,11 @@ class VectorSpace:
 
     def save(self, directory: Path, seq: int) -> None:
         """Write a checkpoint atomically (a new folder renamed over the old one)."""
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = fresh_dir(directory)
         for kind, index in self.indexes.items():
             index.save(tmp / kind.value)
         (tmp / STATE).write_text(json.dumps({"seq": seq, "format_version": 1, **self.config()}, indent=2))
-        old = directory.with_name(directory.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if directory.exists():
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_dir(tmp, directory)
         self.saved_seq = seq
 
     @classmethod

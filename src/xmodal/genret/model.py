@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 
 from ..errors import ConfigError, StorageError
 from ..records import Modality
+from ..store.files import fresh_dir, swap_dir
 from .decoder import DecoderConfig, IDDecoder
 from .quantizer import ResidualQuantizer
 from .search import VectorFetch, beam_search, bucket_candidates, rerank
@@ -112,20 +112,13 @@ class GenerativeIndex:
         """Write the model, the trie (as of store sequence ``seq``) and the manifest atomically."""
         from safetensors.torch import save_file
 
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = fresh_dir(directory)
         tensors = {"quantizer.codebooks": self.quantizer.codebooks.detach().cpu().contiguous()}
         tensors.update({f"decoder.{k}": v.detach().cpu().contiguous() for k, v in self.decoder.state_dict().items()})
         save_file(tensors, str(tmp / "model.safetensors"))
         self.save_trie(tmp, seq)
         (tmp / "manifest.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True))
-        old = directory.with_name(directory.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if directory.exists():
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_dir(tmp, directory)
 
     def save_trie(self, directory: Path, seq: int) -> None:
         from safetensors.numpy import save_file
@@ -200,6 +193,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise StorageError(f"{path}: unreadable manifest ({exc}); {TRAIN_FIX} again") from exc
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        raise StorageError(f"{path}: format version {meta.get('format_version') if isinstance(meta, dict) else '?'} "
-                           f"is not {FORMAT_VERSION}; {TRAIN_FIX} again")
+        raise StorageError(
+            f"{path}: format version {meta.get('format_version') if isinstance(meta, dict) else '?'} "
+            f"is not {FORMAT_VERSION}; {TRAIN_FIX} again"
+        )
     return meta
