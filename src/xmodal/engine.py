@@ -9,7 +9,6 @@ Layout of an index folder::
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
 from .media import MediaStore
 from .modes import get_mode
 from .records import Hits, Item, Query, Target, VectorKind
+from .rwlock import RWLock
 from .space import VectorSpace
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
 
@@ -85,7 +85,7 @@ class Engine:
         self.encoder = encoder
         self.space = space
         self.media = MediaStore(path)
-        self._lock = threading.RLock()
+        self._lock = RWLock()  # searches share it (read), writes hold it alone
         self._rows: dict[str, int] = {}
         self._ids: dict[int, str] = {}
         self._attrs: dict[int, dict[str, Any]] = {}
@@ -180,7 +180,10 @@ class Engine:
 
     def plugin(self, name: str, factory: Callable[[Engine], Any]) -> Any:
         """A per-engine object (a trained model, a feedback log...) created once on first use."""
-        with self._lock:
+        plugin = self._plugins.get(name)
+        if plugin is not None:
+            return plugin
+        with self._lock:  # exclusive: a plugin that follows writes must not miss one while it loads
             if name not in self._plugins:
                 self._plugins[name] = factory(self)
             return self._plugins[name]
@@ -332,7 +335,7 @@ class Engine:
                 f"has {vec.shape[1]} dimensions, the index has {self.space.dim}",
                 "encode with the index's encoder",
             )
-        with self._lock:
+        with self._lock.read():
             allowed = self.attributes.match(filters or {})
             labels, scores, kinds = self.space.search(vec, k, Target.parse(target), allowed)[0]
             ids = [self._ids[int(label)] for label in labels]
