@@ -80,6 +80,18 @@ def test_bad_search_bodies(url: str, body: bytes, status: int, words: list[str])
     check(httpx.post(f"{url}/search", content=body, headers=JSON), status, *words)
 
 
+def test_multipart_text_that_is_not_utf8_is_refused(url: str) -> None:
+    boundary = "xmodalboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n".encode()
+            + b"\xff\xfeapple" + f"\r\n--{boundary}--\r\n".encode())
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    check(httpx.post(f"{url}/search", content=body, headers=headers), 400, "UTF-8", "text")
+    items_body = body.replace(b'"text"', b'"items"')
+    check(httpx.post(f"{url}/items", content=items_body, headers={**headers, "X-API-Key": WRITER}), 400, "UTF-8")
+    ok = body.replace(b"\xff\xfeapple", "épée".encode())
+    assert httpx.post(f"{url}/search", content=ok, headers=headers).status_code == 200
+
+
 def test_unsupported_content_type(url: str) -> None:
     check(httpx.post(f"{url}/search", content=b"text=apple", headers={"content-type": "text/plain"}), 415, "Content-Type")
 

@@ -15,6 +15,7 @@ from ..ingest.prepare import AddReport, Rejection
 from ..records import Item
 from .deps import ReadKey, ServerState, WriteKey, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses
+from .forms import read_form
 from .limits import check_image
 from .models import AddResponse, DeleteResponse, ItemIn, ItemOut, RejectionOut
 from .routes_search import item_urls
@@ -48,7 +49,7 @@ async def parse_items(request: Request, max_batch: int) -> tuple[list[Any], dict
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     files: dict[str, bytes] = {}
     if ctype == "multipart/form-data":
-        form = await request.form(max_files=max_batch, max_fields=max_batch + 10)
+        form = await read_form(request, max_files=max_batch, max_fields=max_batch + 10)
         for _, value in form.multi_items():
             if isinstance(value, UploadFile) and value.filename:
                 files[value.filename] = await value.read()

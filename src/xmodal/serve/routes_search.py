@@ -15,6 +15,7 @@ from ..engine import SearchResult
 from ..records import Item, Query, Target
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
+from .forms import read_form
 from .limits import check_image
 from .lookup import best_vector, get_or_none
 from .models import (
@@ -77,7 +78,7 @@ async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
     """A :class:`SearchRequest` and the uploaded image bytes, from JSON or multipart."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=20)
+        form = await read_form(request, max_files=1, max_fields=20)
         upload = form.get("image")
         image = await upload.read() if isinstance(upload, UploadFile) else None
         data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and k != "image"}
