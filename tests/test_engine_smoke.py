@@ -68,3 +68,13 @@ def test_bad_queries(engine: Engine) -> None:
         engine.search(Query(text="x", filters={"size": 3}))
     with pytest.raises(ValidationError, match="dimensions"):
         engine.search_vector(np.ones(3))
+
+
+def test_to_dict_keeps_hits_without_provenance(engine: Engine) -> None:
+    from xmodal.engine import SearchResult
+    from xmodal.records import Hits
+
+    engine.add(text_items(3))
+    hits = Hits.of(["t1", "t2"], [0.9, 0.8])  # a mode may give no provenance
+    result = SearchResult(hits, (engine.get("t1"), engine.get("t2")), 1.0, 0.5)
+    assert [h["id"] for h in result.to_dict()["hits"]] == ["t1", "t2"]

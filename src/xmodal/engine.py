@@ -47,7 +47,8 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         hits = []
-        for (item_id, score), item, source in zip(self.hits, self.items, self.hits.provenance, strict=False):
+        sources = self.hits.provenance or ("",) * len(self.hits)
+        for (item_id, score), item, source in zip(self.hits, self.items, sources, strict=True):
             hits.append(
                 {
                     "id": item_id,
