@@ -152,7 +152,7 @@ class Engine:
             entries = encode_entries(load_media(chunk, base, report), self.encoder, self.media)
             with self._lock:
                 rows = self.store.put(entries)
-                stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries, strict=False)]
+                stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries, strict=True)]
                 self.space.put(stored)
                 for s in stored:
                     self._forget(s.row)

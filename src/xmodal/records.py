@@ -236,4 +236,4 @@ class Hits:
         return Hits(self.ids[idx], self.scores[idx], prov)
 
     def __iter__(self) -> Iterator[tuple[str, float]]:
-        return zip(self.ids.tolist(), self.scores.tolist(), strict=False)
+        return zip(self.ids.tolist(), self.scores.tolist(), strict=True)

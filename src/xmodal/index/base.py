@@ -76,7 +76,7 @@ def pad_results(labels: list[Labels], scores: list[Scores], k: int) -> tuple[Lab
     """Stack per-query results into [q, k] arrays padded with -1 / -inf."""
     out_l = np.full((len(labels), k), -1, dtype=np.int64)
     out_s = np.full((len(labels), k), -np.inf, dtype=np.float32)
-    for i, (lab, sc) in enumerate(zip(labels, scores, strict=False)):
+    for i, (lab, sc) in enumerate(zip(labels, scores, strict=True)):
         out_l[i, : len(lab)] = lab
         out_s[i, : len(sc)] = sc
     return out_l, out_s

@@ -109,7 +109,7 @@ def encode_entries(loaded: Sequence[Loaded], encoder: Encoder, media: MediaStore
         if VectorKind.TEXT in vectors[i]:
             vectors[i][VectorKind.COMBINED] = normalize(vectors[i][VectorKind.TEXT] + image_vecs[row])
     entries = []
-    for entry, vecs in zip(loaded, vectors, strict=False):
+    for entry, vecs in zip(loaded, vectors, strict=True):
         item = entry.item
         if entry.image_bytes is not None:
             item = replace(item, image=stored[entry.image_bytes].result())
