@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -214,20 +215,26 @@ def test_json_logs_carry_the_request_id(served: tuple[str, Engine]) -> None:
         def emit(self, record: logging.LogRecord) -> None:
             lines.append(JsonFormatter().format(record))
 
+    def logged() -> bool:
+        records = [json.loads(line) for line in list(lines)]
+        return any(r["request_id"] == "log-test-1" and r["route"] == "/health" and r["status"] == 200 for r in records)
+
     handler = Capture()
     logger.addHandler(handler)
     try:
         httpx.get(f"{url}/health", headers={"X-Request-ID": "log-test-1"})
+        # The line is written once the response has gone out, so it may land just after the client returns.
+        deadline = time.monotonic() + 5.0
+        while not logged() and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         logger.removeHandler(handler)
-    records = [json.loads(line) for line in lines]
-    assert any(r["request_id"] == "log-test-1" and r["route"] == "/health" and r["status"] == 200 for r in records)
+    assert logged()
 
 
 def test_searches_stay_correct_while_items_churn(served: tuple[str, Engine]) -> None:
     """Deletes and re-adds racing with searches: never a 5xx, and every hit returned is a real item."""
     import threading
-    import time
 
     url, _ = served
     ids = [f"churn{i}" for i in range(20)]
