@@ -1,6 +1,6 @@
 """The strategy bandit and the learned ranker on simulated users over a real catalog (WordNet nouns).
 
-    python benchmarks/bench_bandit.py --items 5000 --searches 5000
+    python benchmarks/bench_bandit.py --items 5000 --searches 5000 --seeds 0 1 2 --eta 1 2
 
 Part 1 (bandit): the same stream of simulated searches (exact-name, attribute, descriptive with
 typos, repeated head queries; position-biased clicks) is served by every fixed set of strategies
@@ -10,7 +10,9 @@ linear Thompson sampling. Success = a relevant item among the top 10 shown. Writ
 
 Part 2 (ranker): sessions logged under a fixed plan (10% with randomised top-10 order), LightGBM
 lambdarank trained on the first 70% with naive clicks and with inverse-propensity weights (from the
-randomised sessions); nDCG@10 of the top-50 candidates on the held-out 30% against the fused order.
+randomised sessions); nDCG@10 of the top-50 candidates on the held-out 30% against the fused order,
+for each position-bias strength ``--eta`` (users examine position p with 1/p**eta).
+Each seed draws its own catalog sample and query stream; the summary averages over seeds.
 Prints one JSON object.
 """
 
@@ -21,6 +23,9 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from xmodal.ltr.simreport import bandit_benchmark, build, write_report
 from xmodal.ltr.simulate import ranker_experiment
@@ -28,31 +33,65 @@ from xmodal.ltr.simulate import ranker_experiment
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def one_seed(args: argparse.Namespace, seed: int, plot: bool) -> dict[str, Any]:
+    start = time.perf_counter()
+    sim = build(args.items, args.searches, budget=args.budget, seed=seed)
+    for query in sim.queries:  # the stateless strategies' runs, once per query text
+        sim.static_runs(query.text)
+    out: dict[str, Any] = {"seed": seed, "setup_s": round(time.perf_counter() - start, 1)}
+    if not args.skip_bandit:
+        bandit = bandit_benchmark(sim)
+        if plot:
+            for path in write_report(bandit, ROOT / "docs" / "benchmarks", "ltr_bandit"):
+                if path.suffix == ".json":  # the figures go to benchmarks/out; docs keeps the plot
+                    path.unlink()
+        out["bandit"] = {k: v for k, v in bandit.items() if not k.startswith("_")}
+    if not args.skip_ranker:
+        out["ranker"] = {}
+        for eta in args.eta:
+            sim.eta = eta
+            ranker = ranker_experiment(sim, seed=seed)
+            ranker.pop("models")
+            out["ranker"][f"eta={eta:g}"] = ranker
+    out["total_s"] = round(time.perf_counter() - start, 1)
+    return out
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over seeds of the headline figures."""
+    out: dict[str, Any] = {"seeds": [r["seed"] for r in runs]}
+    bandits = [r["bandit"] for r in runs if "bandit" in r]
+    if bandits:
+        out["best_fixed_success"] = float(np.mean([b["best_fixed_success"] for b in bandits]))
+        out["uniform_success"] = float(np.mean([b["uniform_success"] for b in bandits]))
+        for kind in bandits[0]["bandits"]:
+            rows = [b["bandits"][kind] for b in bandits]
+            out[kind] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+            out[kind]["beats_best_fixed_in_seeds"] = sum(r["vs_best_fixed"] >= 0 for r in rows)
+    if "ranker" in runs[0]:
+        for eta in runs[0]["ranker"]:
+            gains = [r["ranker"][eta]["ndcg@10"] for r in runs]
+            out[f"ranker {eta}"] = {
+                k: float(np.mean([g[k] for g in gains])) for k in gains[0]
+            } | {"ipw_beats_naive_in_seeds": sum(g["ipw"] > g["naive"] for g in gains)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=5000)
     ap.add_argument("--searches", type=int, default=5000)
     ap.add_argument("--budget", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--eta", type=float, nargs="+", default=[1.0], help="position-bias strengths for the ranker part")
+    ap.add_argument("--skip-bandit", action="store_true")
     ap.add_argument("--skip-ranker", action="store_true")
+    ap.add_argument("--out", default="ltr_bandit.json")
     args = ap.parse_args()
-    start = time.perf_counter()
-    sim = build(args.items, args.searches, budget=args.budget, seed=args.seed)
-    for query in sim.queries:  # the stateless strategies' runs, once per query text
-        sim.static_runs(query.text)
-    setup_s = time.perf_counter() - start
-    bandit = bandit_benchmark(sim)
-    for path in write_report(bandit, ROOT / "docs" / "benchmarks", "ltr_bandit"):
-        if path.suffix == ".json":  # the figures go to benchmarks/out; docs keeps the plot
-            path.unlink()
+    runs = [one_seed(args, seed, plot=i == 0 and not args.skip_bandit) for i, seed in enumerate(args.seeds)]
+    out = {"runs": runs, "summary": summary(runs)}
     (ROOT / "benchmarks" / "out").mkdir(parents=True, exist_ok=True)
-    out = {"setup_s": round(setup_s, 1), "bandit": {k: v for k, v in bandit.items() if not k.startswith("_")}}
-    if not args.skip_ranker:
-        ranker = ranker_experiment(sim, seed=args.seed)
-        ranker.pop("models")
-        out["ranker"] = ranker
-    out["total_s"] = round(time.perf_counter() - start, 1)
-    (ROOT / "benchmarks" / "out" / "ltr_bandit.json").write_text(json.dumps(out, indent=2))
+    (ROOT / "benchmarks" / "out" / args.out).write_text(json.dumps(out, indent=2))
     json.dump(out, sys.stdout, indent=2)
     print()
 

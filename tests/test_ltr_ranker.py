@@ -54,7 +54,26 @@ def test_propensities_recover_the_examination_curve() -> None:
 def test_training_set_weights_clicks_by_inverse_propensity() -> None:
     lists = [LoggedList(np.ones((3, 2)), [1, 2, 3], [0.0, 1.0, 0.0]), LoggedList(np.ones((2, 2)), [1, 2], [0, 0])]
     X, y, groups, w = training_set(lists, np.array([1.0, 0.5, 0.25]))
-    assert groups == [3] and y.tolist() == [0, 1, 0] and w.tolist() == [1.0, 2.0, 1.0]
+    # every (clicked, unclicked) pair is weighted by its clicked item: the list takes the click's weight
+    assert groups == [3] and y.tolist() == [0, 1, 0] and w.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_ipw_weights_are_clipped_and_shared_by_the_unclicked() -> None:
+    lists = [LoggedList(np.ones((3, 2)), [1, 2, 3], [1.0, 0.0, 1.0])]
+    _, _, _, w = training_set(lists, np.array([1.0, 0.5, 0.01]), max_weight=10.0)
+    assert w.tolist() == [1.0, 5.5, 10.0]  # 1/0.01 clipped to 10; the unclicked item gets mean(1, 10)
+
+
+def test_parametric_propensities_are_steadier_than_raw_rates_on_few_sessions() -> None:
+    errors = {True: [], False: []}
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        pos = np.tile(np.arange(1, 11), 300)  # 300 randomised top-10 sessions
+        clicked = rng.random(len(pos)) < 0.3 / pos**1.5
+        for parametric in (True, False):
+            props = estimate_propensities(pos, clicked, 10, parametric=parametric)
+            errors[parametric].append(np.abs(props - 1.0 / np.arange(1, 11) ** 1.5).mean())
+    assert np.mean(errors[True]) < np.mean(errors[False])
 
 
 def test_ndcg() -> None:

@@ -127,3 +127,40 @@ def test_explore_is_seeded_and_mixes_new_popular_random(shop: Pipeline) -> None:
     b = ExploreStrategy(shop.engine, seed=3).retrieve(Query(text="anything"), 9)
     assert a.ids.tolist() == b.ids.tolist() and len(a) == 9
     assert a.ids.tolist()[0] == "p119"  # the newest item leads
+
+
+def test_memory_counts_expected_examinations_and_query_history(tmp_path: Path) -> None:
+    from xmodal.ltr.strategies import MemoryStrategy
+
+    eng = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
+    eng.add(products(10))
+    memory = MemoryStrategy(eng, cold_start=False)
+    key = normalize_query("Boots")  # the pipeline logs impressions under the normalised query
+    memory.add_impression(key, ["p1", "p2", "p4"])
+    memory.add_action(key, "p4", 1.0)
+    pairs = memory.lookup("Boots")
+    assert pairs["p1"].impressions == 1.0 and pairs["p4"].impressions == pytest.approx(1 / 3)  # 1/position
+    assert memory.history("boots!") == (1, 1.0) and memory.history("sandals") == (0, 0.0)
+    eng.close()
+
+
+def test_explore_walks_through_the_pool_of_a_repeated_unanswered_query(tmp_path: Path) -> None:
+    from xmodal.ltr.strategies import ExploreStrategy, MemoryStrategy
+
+    eng = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
+    eng.add(products(60))
+    memory = MemoryStrategy(eng, cold_start=False)
+    explore = ExploreStrategy(eng, seed=0, memory=memory)
+    seen: set[str] = set()
+    tops: list[str] = []
+    for _ in range(6):  # six searches, 10 shown each, never a click
+        shown = explore.retrieve(Query(text="something unusual"), 10).ids.tolist()
+        tops.append(shown[0])
+        seen |= set(shown)
+        memory.add_impression(normalize_query("something unusual"), shown)
+    assert len(set(tops)) == 6  # an item looked at (shown first) and passed over is not shown first again
+    assert len(seen) >= 30  # without query-aware exploration the same newest items would lead every time
+    clicked = next(iter(seen))
+    memory.add_action(normalize_query("something unusual"), clicked, 1.0)  # once clicked, an item may be explored again
+    assert eng.row_of(clicked) not in explore._shown_unanswered("something unusual")
+    eng.close()

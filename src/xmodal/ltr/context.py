@@ -26,6 +26,8 @@ CONTEXT_FEATURES = (
     "slots",
     "slot_share",
     "memory_hits",
+    "repeated",
+    "unanswered",
     "known_terms",
     "hour_sin",
     "hour_cos",
@@ -43,6 +45,7 @@ def query_context(
     slot_words: int,
     memory_hits: int,
     known_terms: float,
+    history: tuple[int, float] = (0, 0.0),
     now: float | None = None,
     user: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
@@ -58,6 +61,8 @@ def query_context(
         "slots": {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in slots.items()},
         "slot_words": slot_words,
         "memory_hits": memory_hits,
+        "searches": history[0],
+        "actions": round(history[1], 4),
         "known_terms": round(known_terms, 4),
         "hour": moment.tm_hour,
         "weekday": moment.tm_wday,
@@ -71,6 +76,7 @@ def context_vector(ctx: Mapping[str, Any]) -> np.ndarray:
     hour = 2 * math.pi * float(ctx.get("hour", 0)) / 24
     day = 2 * math.pi * float(ctx.get("weekday", 0)) / 7
     user = ctx.get("user") or {}
+    searches, actions = int(ctx.get("searches", 0)), float(ctx.get("actions", 0.0))
     return np.array(
         [
             1.0,
@@ -82,6 +88,8 @@ def context_vector(ctx: Mapping[str, Any]) -> np.ndarray:
             min(len(ctx.get("slots") or {}), 3) / 3,
             min(int(ctx.get("slot_words", 0)) / n, 1.0),
             math.log1p(int(ctx.get("memory_hits", 0))) / math.log1p(100),
+            math.log1p(searches) / math.log1p(1000),
+            float(searches > 0 and actions == 0),
             float(ctx.get("known_terms", 0.0)),
             0.5 * math.sin(hour),
             0.5 * math.cos(hour),

@@ -79,7 +79,9 @@ class Pipeline:
         self.lexical.popularity = self.popularity
         self.understanding = QueryUnderstanding(engine)
         self.memory = MemoryStrategy(engine, feedback)
-        self.explore = ExploreStrategy(engine, seed=self.config.seed, understanding=self.understanding)
+        self.explore = ExploreStrategy(
+            engine, seed=self.config.seed, understanding=self.understanding, memory=self.memory
+        )
         self.explore.popularity = self.popularity
         self.strategies: dict[str, Strategy] = {
             "lexical": self.lexical,
@@ -166,6 +168,7 @@ class Pipeline:
             slot_words=len(found.matched),
             memory_hits=memory_hits,
             known_terms=self.lexical.index.known_fraction(terms),
+            history=self.memory.history(query.text),
             now=now,
             user=user,
         )

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import StorageError, ValidationError
 
-POLICY_FORMAT = 1
+POLICY_FORMAT = 2  # 2: context gained the query-history features
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +191,7 @@ class LinUCB(LinearBandit):
 
     kind = "linucb"
 
-    def __init__(self, arms: Sequence[str], dim: int, *, alpha: float = 1.0, **options: Any) -> None:
+    def __init__(self, arms: Sequence[str], dim: int, *, alpha: float = 0.5, **options: Any) -> None:
         super().__init__(arms, dim, **options)
         self.alpha = alpha
 

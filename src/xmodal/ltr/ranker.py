@@ -31,20 +31,34 @@ def _lightgbm() -> Any:
     return lightgbm
 
 
-def estimate_propensities(positions: Sequence[int], clicked: Sequence[bool], n_positions: int) -> np.ndarray:
+def estimate_propensities(
+    positions: Sequence[int], clicked: Sequence[bool], n_positions: int, *, parametric: bool = True
+) -> np.ndarray:
     """Examination propensity per 1-based position, relative to position 1, from *randomised* impressions.
 
     Under randomisation relevance is independent of position, so the click rate at a position is
-    proportional to the chance that position is examined (Joachims et al. 2017, section 5).
+    proportional to the chance that position is examined (Joachims et al. 2017, section 5). The
+    per-position rates of a few hundred sessions are noisy, so by default a power law ``1/p**eta``
+    is fitted to them (weighted least squares on the logs); ``parametric=False`` returns the raw
+    smoothed rates.
     """
     pos = np.asarray(positions, dtype=np.int64)
     clk = np.asarray(clicked, dtype=np.float64)
-    rate = np.ones(n_positions)
+    rate, clicks = np.ones(n_positions), np.zeros(n_positions)
     for p in range(1, n_positions + 1):
         mask = pos == p
-        rate[p - 1] = (clk[mask].sum() + 0.5) / (mask.sum() + 1.0)  # smoothed click rate
-    out: np.ndarray = np.clip(rate / rate[0], 1e-3, 1.0)
-    return out
+        clicks[p - 1] = clk[mask].sum()
+        rate[p - 1] = (clicks[p - 1] + 0.5) / (mask.sum() + 1.0)  # smoothed click rate
+    if not parametric:
+        out: np.ndarray = np.clip(rate / rate[0], 1e-3, 1.0)
+        return out
+    # log rate_p = c - eta * log p, weighted by the clicks behind each rate (its inverse variance, roughly)
+    logp = np.log(np.arange(1, n_positions + 1))
+    w = np.sqrt(clicks + 0.5)
+    design = np.stack([np.ones(n_positions), -logp], axis=1) * w[:, None]
+    (_, eta), *_ = np.linalg.lstsq(design, np.log(rate) * w, rcond=None)
+    fitted: np.ndarray = np.clip(np.exp(-max(float(eta), 0.0) * logp), 1e-3, 1.0)
+    return fitted
 
 
 class LambdaRanker:

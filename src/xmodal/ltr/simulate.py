@@ -212,9 +212,12 @@ class Simulator:
         k: int = 10,
         seed: int = 0,
         now: float = 1.7e9,
+        eta: float = 1.0,
     ) -> None:
         self.pipeline, self.queries, self.budget, self.k, self.seed, self.now = pipeline, queries, budget, k, seed, now
+        self.eta = eta  # position bias of the simulated users: position p is examined with 1/p**eta
         self.base_memory = clone_stats(pipeline.memory.stats)
+        self.base_history = {k: list(v) for k, v in pipeline.memory.history_.items()}
         self._static: dict[str, tuple[dict[str, Hits], np.ndarray]] = {}
 
     def static_runs(self, text: str) -> tuple[dict[str, Hits], np.ndarray]:
@@ -231,6 +234,7 @@ class Simulator:
 
     def reset(self) -> None:
         self.pipeline.memory.stats = clone_stats(self.base_memory)
+        self.pipeline.memory.history_ = {k: list(v) for k, v in self.base_history.items()}
         self.pipeline.popularity.clear()
         self.pipeline.explore.rng = np.random.default_rng(self.seed)
 
@@ -275,7 +279,7 @@ class Simulator:
             if randomized:
                 top = [top[i] for i in rng.permutation(len(top))]
             shown = [h.id for h in top]
-            clicked = clicks(shown, sq.relevant, rng)
+            clicked = clicks(shown, sq.relevant, rng, eta=self.eta)
             success[t] = any(i in sq.relevant for i in shown)
             X = None
             if features:  # before this impression's feedback reaches the memory index (no label leakage)

@@ -2,7 +2,9 @@
 
 Each logged impression contributes the items it showed: their features (computed when the query
 was served), a graded label (the event's reward, capped) and, for inverse propensity weighting, a
-weight of ``1 / propensity(position)`` on clicked items (Joachims, Swaminathan & Schnabel, WSDM 2017).
+weight of ``1 / propensity(position)`` on clicked items (Joachims, Swaminathan & Schnabel, WSDM 2017);
+the unclicked items of a list share its clicks' mean weight, so every (clicked, unclicked) pair of
+lambdarank's loss is weighted by its clicked item.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ class LoggedList:
 
 
 def training_set(
-    lists: Sequence[LoggedList], propensities: np.ndarray | None = None
+    lists: Sequence[LoggedList], propensities: np.ndarray | None = None, *, max_weight: float = 10.0
 ) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
-    """Stack lists into (X, y, groups, weights); lists without any event teach lambdarank nothing and are skipped."""
+    """Stack lists into (X, y, groups, weights); lists without any event teach lambdarank nothing and are skipped.
+
+    Inverse-propensity weights are clipped at ``max_weight`` (a little bias for much less variance:
+    a click at a rarely examined position would otherwise dominate its whole list)."""
     Xs, ys, groups, ws = [], [], [], []
     for lst in lists:
         y = np.minimum(np.asarray(lst.labels, dtype=np.float64), 3.0)
@@ -34,7 +39,11 @@ def training_set(
         w = np.ones(len(y))
         if propensities is not None:
             pos = np.asarray(lst.positions, dtype=np.int64) - 1
-            w = np.where(y > 0, 1.0 / propensities[np.clip(pos, 0, len(propensities) - 1)], 1.0)
+            inverse = 1.0 / propensities[np.clip(pos, 0, len(propensities) - 1)]
+            clicked = np.minimum(inverse, max_weight)[y > 0]
+            # lambdarank's loss of a list is over pairs (clicked, not clicked); the pair's IPW weight is that
+            # of its clicked item, so an unclicked item takes the mean weight of its list's clicks
+            w = np.where(y > 0, np.minimum(inverse, max_weight), clicked.mean())
         Xs.append(lst.X)
         ys.append(np.ceil(y).astype(np.int64))
         groups.append(len(y))

@@ -1,6 +1,7 @@
 """The memory index: query → item feedback statistics over normalised queries.
 
-For every normalised query it keeps, per item, impressions and weighted positive actions, and
+For every normalised query it keeps, per item, position-weighted impressions (expected
+examinations, see :func:`examination`) and weighted positive actions, and
 scores an item by the smoothed rate ``(actions + a·prior) / (impressions + a)`` (a Beta-style
 prior, so a cold pair starts at its prior and real statistics take over as they accumulate).
 The cold start is a set of *predicted queries* generated from each item: its title, key phrases of
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
 
 PREDICTED_PRIOR = 0.5
 PRIOR_STRENGTH = 2.0
+
+
+def examination(position: int) -> float:
+    """The chance that a user looks at a result at ``position`` (1-based): the usual 1/p model, so an
+    impression low on the page counts for less than one at the top (rates become clicks over expected
+    examinations, which corrects the rate of items usually shown low)."""
+    return 1.0 / max(position, 1)
 
 
 @dataclass(slots=True)
@@ -66,6 +74,7 @@ class MemoryStrategy:
         self.engine = engine
         self.cold_start = cold_start
         self.stats: dict[str, dict[str, PairStats]] = {}
+        self.history_: dict[str, list[float]] = {}  # normalised query -> [searches, positive actions]
         if cold_start:
             self._predict(self._all_items())
         if log is not None:
@@ -104,13 +113,15 @@ class MemoryStrategy:
 
     def add_impression(self, key: str, shown: Iterable[str]) -> None:
         if key:
+            self.history_.setdefault(key, [0.0, 0.0])[0] += 1.0
             pairs = self.stats.setdefault(key, {})
-            for item_id in shown:
-                pairs.setdefault(item_id, PairStats()).impressions += 1.0
+            for position, item_id in enumerate(shown, start=1):
+                pairs.setdefault(item_id, PairStats()).impressions += examination(position)
 
     def add_action(self, key: str, item_id: str, reward: float) -> None:
         if key:
             self.stats.setdefault(key, {}).setdefault(item_id, PairStats()).actions += min(reward, 1.0)
+            self.history_.setdefault(key, [0.0, 0.0])[1] += min(reward, 1.0)
 
     # -- retrieval -----------------------------------------------------------------------------
     def lookup(self, text: str | None) -> dict[str, PairStats]:
@@ -119,6 +130,11 @@ class MemoryStrategy:
     def evidence(self, text: str | None) -> int:
         """How many items have positive evidence (a prior or an action) for this query."""
         return sum(1 for p in self.lookup(text).values() if p.actions > 0 or p.prior > 0)
+
+    def history(self, text: str | None) -> tuple[int, float]:
+        """How often this normalised query was searched (impressions logged) and its positive actions."""
+        searches, actions = self.history_.get(normalize_query(text), (0.0, 0.0))
+        return int(searches), float(actions)
 
     def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
         allowed = allowed_rows(self.engine, query)
