@@ -118,8 +118,9 @@ def cached(name: str, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np
     return arrays
 
 
-def wordnet_dataset(n: int, test: int, seed: int) -> dict[str, np.ndarray]:
-    """Items (gloss vectors), train pairs (all but the last lemma) and held-out test queries (last lemma)."""
+def wordnet_dataset(n: int, test: int, seed: int, val: int = 1000) -> dict[str, np.ndarray]:
+    """Items (gloss vectors), train pairs (all but the last lemma) and held-out queries (the last lemma):
+    ``test`` synsets for the test split, ``val`` other synsets for the validation split."""
     def make() -> dict[str, np.ndarray]:
         synsets = wordnet_synsets(n, seed)
         items = encode_texts([gloss for _, gloss in synsets])
@@ -130,12 +131,17 @@ def wordnet_dataset(n: int, test: int, seed: int) -> dict[str, np.ndarray]:
         return {"items": items, "train_q": vecs[~last], "train_t": owner[~last], "test_q": vecs[last], "test_t": owner[last]}
 
     data = cached(f"wordnet_{n}_{seed}", make)
-    pick = np.random.default_rng(seed + 1).choice(len(data["test_q"]), size=min(test, len(data["test_q"])), replace=False)
-    return {**data, "test_q": data["test_q"][pick], "test_t": data["test_t"][pick]}
+    held = len(data["test_q"])
+    pick = np.random.default_rng(seed + 1).choice(held, size=min(test, held), replace=False)
+    rest = np.setdiff1d(np.arange(held), pick)  # validation: held-out lemmas of other synsets than the test's
+    vpick = np.random.default_rng(seed + 2).choice(rest, size=min(val, len(rest)), replace=False)
+    return {**data, "test_q": data["test_q"][pick], "test_t": data["test_t"][pick],
+            "val_q": data["test_q"][vpick], "val_t": data["test_t"][vpick]}
 
 
-def clipart_dataset(n: int, test: int, seed: int) -> dict[str, np.ndarray]:
-    """Items (image vectors); the name texts of half the items train, the other half test."""
+def clipart_dataset(n: int, test: int, seed: int, val: int = 1000) -> dict[str, np.ndarray]:
+    """Items (image vectors); the name texts of half the items train; of the other half, ``test`` items
+    are the test split and the next ``val`` the validation split."""
     def make() -> dict[str, np.ndarray]:
         files = clipart_files(n, seed)
         vectors, kept = encode_images([p for p, _ in files])
@@ -143,9 +149,10 @@ def clipart_dataset(n: int, test: int, seed: int) -> dict[str, np.ndarray]:
 
     data = cached(f"clipart_{n}_{seed}", make)
     order = np.random.default_rng(seed + 1).permutation(len(data["items"]))
-    train, held = order[: len(order) // 2], order[len(order) // 2 :][:test]
+    train, rest = order[: len(order) // 2], order[len(order) // 2 :]
+    held, vheld = rest[:test], rest[test : test + val]
     return {"items": data["items"], "train_q": data["texts"][train], "train_t": train,
-            "test_q": data["texts"][held], "test_t": held}
+            "test_q": data["texts"][held], "test_t": held, "val_q": data["texts"][vheld], "val_t": vheld}
 
 
 def clustered(n: int, dim: int, seed: int, clusters: int = 1000) -> np.ndarray:
@@ -184,8 +191,11 @@ def hnsw(items: np.ndarray, m: int = 32, ef: int = 64) -> Any:
 
 
 def train_variant(data: dict[str, np.ndarray], *, contrastive: bool, alpha: float, epochs: int, seed: int,
-                  max_minutes: float | None) -> Any:
-    """A generative index on the items, trained on self pairs (noisy item vectors) plus the train pairs."""
+                  max_minutes: float | None, augment_self: bool = False, **extra: Any) -> Any:
+    """A generative index on the items, trained on self pairs (noisy item vectors) plus the train pairs.
+
+    Only the train pairs (real queries) are augmented unless ``augment_self``; ``extra`` goes to TrainConfig.
+    """
     from xmodal.genret.train import TrainConfig, TrainingSet, fit
 
     items = data["items"]
@@ -197,60 +207,119 @@ def train_variant(data: dict[str, np.ndarray], *, contrastive: bool, alpha: floa
     selfq /= np.linalg.norm(selfq, axis=1, keepdims=True)
     queries = np.concatenate([selfq, data["train_q"]]).astype(np.float32)
     targets = np.concatenate([np.arange(n), data["train_t"]]).astype(np.int64)
+    real = np.concatenate([np.full(n, augment_self), np.ones(len(data["train_q"]), bool)])
     ts = TrainingSet(np.arange(n, dtype=np.int64), items, np.zeros(n, np.int64), queries, targets,
-                     {"self": n, "train_queries": len(data["train_q"])})
+                     {"self": n, "train_queries": len(data["train_q"])}, real)
     config = TrainConfig(epochs=epochs, contrastive=contrastive, alpha=alpha, seed=seed, device="cpu",
-                         max_minutes=max_minutes, min_steps=0)
+                         max_minutes=max_minutes, min_steps=0, **extra)
     return fit(ts, config, progress=False)
 
 
 def generative_rankings(model: Any, items: np.ndarray, queries: np.ndarray, k: int, beam: int,
-                        rerank: bool) -> tuple[Rankings, float]:
+                        rerank: bool, pool: int | None = None) -> tuple[Rankings, float]:
     start = time.perf_counter()
     sim = (lambda rows, q: items[rows] @ q) if rerank else None
     out = []
     for s in range(0, len(queries), 64):
-        out += [rows for rows, _ in model.search(queries[s : s + 64], k, beam=beam, similarity=sim, pool=100)]
+        out += [rows for rows, _ in model.search(queries[s : s + 64], k, beam=beam, similarity=sim, pool=pool)]
     return out, (time.perf_counter() - start) / len(queries) * 1000
 
 
 # -- parts --------------------------------------------------------------------------------------------
+# The variants of the ablation: (contrastive fine-tuning, query augmentation α).
+def ablation_variants(alpha: float) -> dict[str, tuple[bool, float]]:
+    return {"GENIUS": (True, alpha), "baseline (RQ k-means IDs, no contrastive, no aug)": (False, 0.0),
+            "ablation: no augmentation": (True, 0.0), "ablation: no contrastive": (False, alpha)}
+
+
+def evaluate_model(model: Any, items: np.ndarray, q: np.ndarray, t: np.ndarray, beam: int,
+                   pool: int | None) -> dict[str, dict[str, float]]:
+    """GENIUS and GENIUS-R recall (and batched ms per query) of one model on one split."""
+    out = {}
+    for rerank in (False, True):
+        ranks, ms = generative_rankings(model, items, q, 10, beam, rerank, pool)
+        out["GENIUS-R" if rerank else "GENIUS"] = {**recall(ranks, t), "ms_per_query_batched": round(ms, 2)}
+    return out
+
+
 def part_recall(args: argparse.Namespace) -> dict[str, Any]:
+    """Recall on the test split: dense, HNSW, GENIUS/GENIUS-R, the baseline and the two single ablations."""
     t0 = time.perf_counter()
     loader = wordnet_dataset if args.dataset == "wordnet" else clipart_dataset
-    data = loader(args.items, args.test, args.seed)
+    data = loader(args.items, args.test, args.seed, args.val)
     items, q, t = data["items"], data["test_q"], data["test_t"]
     prep_s = time.perf_counter() - t0
     result: dict[str, Any] = {"dataset": args.dataset, "items": len(items), "train_pairs": len(data["train_q"]),
-                              "test_queries": len(q), "prepare_s": round(prep_s, 1), "beam": args.beam, "methods": {}}
+                              "test_queries": len(q), "val_queries": len(data["val_q"]), "prepare_s": round(prep_s, 1),
+                              "beam": args.beam, "pool": args.pool, "alpha": args.alpha, "methods": {}}
     dense = recall(exact(items, q, 10), t)
     result["methods"]["exact dense"] = dense
+    result["validation"] = {"exact dense": recall(exact(items, data["val_q"], 10), data["val_t"])}
     index = hnsw(items)
     _, labels = index.search(q, 10)
     result["methods"]["FAISS HNSW (M=32, ef=64)"] = recall(list(labels), t)
-    variants = {"GENIUS": (True, args.alpha), "baseline (RQ k-means IDs, no contrastive, no aug)": (False, 0.0),
-                "ablation: no augmentation": (True, 0.0), "ablation: no contrastive": (False, 2.0)}
-    for name, (contrastive, alpha) in variants.items():
+    for name, (contrastive, alpha) in ablation_variants(args.alpha).items():
         if (args.quick and name.startswith("ablation")) or (args.only_genius and name != "GENIUS"):
             continue
         t1 = time.perf_counter()
         model = train_variant(data, contrastive=contrastive, alpha=alpha, epochs=args.epochs, seed=args.seed,
                               max_minutes=args.max_minutes)
         train_s = time.perf_counter() - t1
-        for rerank in (False, True):
-            ranks, ms = generative_rankings(model, items, q, 10, args.beam, rerank)
-            label = name if not rerank else name.replace("GENIUS", "GENIUS-R") if name == "GENIUS" else f"{name} + re-rank"
-            result["methods"][label] = {**recall(ranks, t), "ms_per_query_batched": round(ms, 2)}
-        if name == "GENIUS":
-            for beam in args.more_beams:  # a wider beam: more candidates for re-ranking, same model
-                for rerank in (False, True):
-                    ranks, ms = generative_rankings(model, items, q, 10, beam, rerank)
-                    label = f"{'GENIUS-R' if rerank else 'GENIUS'} beam {beam}"
-                    result["methods"][label] = {**recall(ranks, t), "ms_per_query_batched": round(ms, 2)}
+        for beam in [args.beam, *args.more_beams]:
+            found = evaluate_model(model, items, q, t, beam, args.pool)
+            suffix = "" if beam == args.beam else f" beam {beam}"
+            result["methods"][f"{name}{suffix}"] = found["GENIUS"]
+            result["methods"][f"{name}{suffix} + re-rank"] = found["GENIUS-R"]
+            val = evaluate_model(model, items, data["val_q"], data["val_t"], beam, args.pool)
+            result["validation"][f"{name}{suffix}"] = val["GENIUS"]
+            result["validation"][f"{name}{suffix} + re-rank"] = val["GENIUS-R"]
         tr = model.meta["training"]
         result["methods"][name].update({"train_s": round(train_s, 1), "epochs": tr["epochs"],
                                         "buckets": tr["buckets"], "max_bucket": tr["max_bucket"],
                                         "perplexity": tr["perplexity"], "decoder_loss": round(tr["decoder_loss"], 3)})
+    base = dense["recall@10"] or 1.0
+    result["ratio_recall@10_vs_dense"] = {name: round(m["recall@10"] / base, 3) for name, m in result["methods"].items()}
+    vbase = result["validation"]["exact dense"]["recall@10"] or 1.0
+    result["validation_ratio_recall@10_vs_dense"] = {
+        name: round(m["recall@10"] / vbase, 3) for name, m in result["validation"].items()}
+    return result
+
+
+# Settings tried on the validation split (never on the test queries): name -> train_variant keywords.
+TUNE_GRID: dict[str, dict[str, Any]] = {
+    "no augmentation": {"alpha": 0.0},
+    "first design: α=2, half of each batch replaced, self pairs too": {
+        "alpha": 2.0, "augment_share": 0.5, "augment_replace": True, "augment_self": True},
+    "α=2, replace half, real pairs only": {"alpha": 2.0, "augment_share": 0.5, "augment_replace": True},
+    "α=2, add a mixed copy of every real pair, self pairs too": {"alpha": 2.0, "augment_self": True},
+    "α=2, add a mixed copy of every real pair": {"alpha": 2.0},
+    "α=0.5, add a mixed copy of every real pair": {"alpha": 0.5},
+    "α=8, add a mixed copy of every real pair": {"alpha": 8.0},
+}
+
+
+def part_tune(args: argparse.Namespace) -> dict[str, Any]:
+    """Query augmentation settings compared on the validation split only (contrastive fine-tuning on)."""
+    loader = wordnet_dataset if args.dataset == "wordnet" else clipart_dataset
+    data = loader(args.items, args.test, args.seed, args.val)
+    items, q, t = data["items"], data["val_q"], data["val_t"]
+    dense = recall(exact(items, q, 10), t)
+    result: dict[str, Any] = {"dataset": args.dataset, "split": "validation", "items": len(items),
+                              "val_queries": len(q), "epochs": args.epochs, "beam": args.beam,
+                              "methods": {"exact dense": dense}}
+    names = [n for n in TUNE_GRID if not args.grid or any(g in n for g in args.grid)]
+    for name in names:
+        kw = dict(TUNE_GRID[name])
+        t1 = time.perf_counter()
+        model = train_variant(data, contrastive=not args.no_contrastive, epochs=args.epochs, seed=args.seed,
+                              max_minutes=args.max_minutes, **kw)
+        train_s = round(time.perf_counter() - t1, 1)
+        for beam in [args.beam, *args.more_beams]:
+            found = evaluate_model(model, items, q, t, beam, args.pool)
+            suffix = "" if beam == args.beam else f" beam {beam}"
+            result["methods"][f"{name}{suffix}"] = {**found["GENIUS"], "train_s": train_s}
+            result["methods"][f"{name}{suffix} + re-rank"] = found["GENIUS-R"]
+        print(json.dumps({name: result["methods"][name]}), file=sys.stderr, flush=True)
     base = dense["recall@10"] or 1.0
     result["ratio_recall@10_vs_dense"] = {name: round(m["recall@10"] / base, 3) for name, m in result["methods"].items()}
     return result
@@ -360,7 +429,7 @@ def part_train(args: argparse.Namespace) -> dict[str, Any]:
     targets = np.concatenate([np.arange(n), np.arange(n)]).astype(np.int64)
     ts = TrainingSet(np.arange(n, dtype=np.int64), items, np.zeros(n, np.int64), queries, targets)
     t0 = time.perf_counter()
-    model = fit(ts, TrainConfig(epochs=args.epochs, device="cpu", min_steps=0), progress=False)
+    model = fit(ts, TrainConfig(epochs=args.epochs, device="cpu", min_steps=0), progress=True)  # bars: stderr
     total = time.perf_counter() - t0
     return {"items": n, "pairs": len(queries), "dim": args.dim, "epochs": args.epochs, "seconds": round(total, 1),
             "minutes": round(total / 60, 2), "training": model.meta["training"]}
@@ -368,10 +437,14 @@ def part_train(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["recall", "scale", "train"])
+    parser.add_argument("part", choices=["recall", "tune", "scale", "train"])
     parser.add_argument("--dataset", choices=["wordnet", "clipart"], default="wordnet")
     parser.add_argument("--items", type=int, default=None)
-    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--test", type=int, default=1000, help="test queries")
+    parser.add_argument("--val", type=int, default=1000, help="validation queries (disjoint from the test split)")
+    parser.add_argument("--pool", type=int, default=None, help="GENIUS-R candidate cap (default: the model's)")
+    parser.add_argument("--grid", nargs="*", default=[], help="tune: only the settings whose name contains one")
+    parser.add_argument("--no-contrastive", action="store_true", help="tune: without contrastive fine-tuning")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--beam", type=int, default=32)
     parser.add_argument("--max-minutes", type=float, default=None, help="cap each decoder training")
@@ -393,13 +466,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     if args.items is None:
-        args.items = {"recall": 8000 if args.dataset == "wordnet" else 3000, "train": 100_000}.get(args.part, 0)
+        recall_items = 3000 if args.dataset == "wordnet" else 8121
+        args.items = {"recall": recall_items, "tune": recall_items, "train": 100_000}.get(args.part, 0)
     start = time.perf_counter()
-    result = {"part_recall": part_recall, "part_scale": part_scale, "part_train": part_train}[f"part_{args.part}"](args)
+    parts = {"recall": part_recall, "tune": part_tune, "scale": part_scale, "train": part_train}
+    result = parts[args.part](args)
     result.update({"threads": args.threads, "wall_s": round(time.perf_counter() - start, 1),
                    "command": "python benchmarks/bench_genret.py " + " ".join(sys.argv[1:])})
     OUT.mkdir(exist_ok=True)
-    suffix = (f"_{args.dataset}" if args.part == "recall" else "") + (f"_{args.tag}" if args.tag else "")
+    suffix = (f"_{args.dataset}" if args.part in ("recall", "tune") else "") + (f"_{args.tag}" if args.tag else "")
     (OUT / f"genret_{args.part}{suffix}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 

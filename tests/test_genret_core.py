@@ -112,6 +112,26 @@ def test_generation_finds_training_targets(trained: tuple[GenerativeIndex, np.nd
     assert recall >= 0.6 and recall_r >= 0.8
 
 
+def test_rerank_sees_every_member_of_the_generated_buckets_up_to_the_cap(
+    trained: tuple[GenerativeIndex, np.ndarray],
+) -> None:
+    """A bucket of 151 items (150 copies added after training): GENIUS-R re-ranks all of them, so the best
+    one by similarity is found even last in row order; a cap of 100 cuts it off."""
+    model, x = trained
+    copies = np.arange(20_000, 20_150, dtype=np.int64)
+    model.put(copies, np.repeat(x[5:6], 150, 0), ["text"] * 150)
+    try:
+        def similarity(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+            return np.where(rows == copies[-1], 2.0, 0.0).astype(np.float32)
+
+        rows, scores = model.search(x[5:6], 3, beam=4, similarity=similarity)[0]
+        assert rows[0] == copies[-1] and scores[0] == 2.0
+        capped, _ = model.search(x[5:6], 3, beam=4, similarity=similarity, pool=100)[0]
+        assert copies[-1] not in capped.tolist() and len(capped) == 3
+    finally:
+        model.remove(copies)
+
+
 def test_deleted_rows_never_come_back_and_new_rows_are_found(trained: tuple[GenerativeIndex, np.ndarray]) -> None:
     model, x = trained
     gone = np.arange(0, 30, dtype=np.int64) * 3
@@ -140,6 +160,40 @@ def test_augmentation_mixes_on_the_unit_sphere() -> None:
     assert torch.equal(augment(q, t, alpha=0.0), q)
     again = augment(q, t, alpha=2.0, generator=torch.Generator().manual_seed(0))
     assert torch.equal(z, again)
+
+
+@pytest.mark.parametrize("replace, expected", [(False, [50, 50]), (True, [40, 40])])
+def test_augmentation_adds_mixed_copies_of_the_real_pairs_only(
+    monkeypatch: pytest.MonkeyPatch, replace: bool, expected: list[int]
+) -> None:
+    """40 pairs in one batch, 10 of them real queries: one mixed copy each is added (or, in the first design
+    kept for the ablation, replaces them); the self pairs are never mixed."""
+    from xmodal.genret.decoder import IDDecoder
+
+    x, _ = clustered(40)
+    q = np.roll(x, 1, axis=0)  # queries unlike their targets, so a mixed query is new
+    real = np.zeros(40, bool)
+    real[::4] = True
+    data = TrainingSet(np.arange(40, dtype=np.int64), x, np.zeros(40, np.int64), q, np.arange(40, dtype=np.int64),
+                       augmentable=real)
+    seen: list[torch.Tensor] = []
+    original = IDDecoder.loss
+
+    def spy(self: IDDecoder, queries: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        seen.append(queries.detach().clone())
+        return original(self, queries, target)
+
+    monkeypatch.setattr(IDDecoder, "loss", spy)
+    config = TrainConfig(**{**TINY.to_dict(), "epochs": 2, "batch": 40, "min_batch": 40, "augment_replace": replace})
+    fit(data, config, progress=False)
+    assert [len(q) for q in seen] == expected
+    batch = seen[0].numpy()
+    exact = {i for i in range(40) if np.isclose(batch @ q[i], 1.0, atol=1e-5).any()}
+    untouched = set(np.flatnonzero(~real).tolist())
+    assert untouched <= exact  # self pairs enter unchanged
+    assert (set(range(40)) <= exact) is (not replace)  # the real pairs stay too, unless replaced
+    with pytest.raises(ValidationError, match="augmentable"):
+        TrainingSet(data.rows, x, data.modalities, q, data.targets, augmentable=real[:5])
 
 
 # -- quantizer ---------------------------------------------------------------------------------

@@ -166,3 +166,42 @@ def test_generative_strategy_retrieves_with_provenance(trained: Engine) -> None:
     query = Query(text=queries()[3])
     hits = GenerativeStrategy(trained).retrieve(query, 7)
     assert 1 <= len(hits) <= 7 and hits.provenance[0] == "generative" and "t3" in hits.ids.tolist()
+
+
+def test_a_logged_click_becomes_a_training_pair(engine: Engine) -> None:
+    from xmodal.genret.data import collect
+
+    engine.add(text_items(20))
+    result = engine.search("item 3 black", k=5, log=True)
+    assert result.query_id is not None
+    clicked = str(result.hits.ids[2])
+    engine.feedback(result.query_id, clicked, "click")
+    data, _, _ = collect(engine)
+    assert data.sources == {"views": 0, "self": 20, "feedback": 1, "judgments": 0}
+    assert data.augmentable is not None and data.augmentable.tolist() == [False] * 20 + [True]
+    assert int(data.rows[data.targets[-1]]) == engine.row_of(clicked)  # the pair targets the clicked item
+    expected = engine.encode_query(Query(text="item 3 black"))
+    np.testing.assert_allclose(data.queries[-1], expected, atol=1e-6)  # ... from the logged query text
+    engine.delete([clicked])
+    data, _, _ = collect(engine)
+    assert data.sources["feedback"] == 0  # a click on a deleted item is not a pair
+
+
+def test_eval_in_a_generative_mode_is_shown_by_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = str(tmp_path / "idx")
+    with Engine.open(index, encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(text_items(24))
+        train_engine(engine, config=TrainConfig(**{**TINY.to_dict(), "epochs": 2}), progress=False)
+    judged = tmp_path / "judged.jsonl"
+    judged.write_text("".join(json.dumps({"text": item.document_text, "relevant": [item.id]}) + "\n"
+                              for item in text_items(24)[:6]))
+    assert main(["--index", index, "eval", str(judged), "--mode", "dense", "-q", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["--index", index, "genret", "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["last_evaluation"]["kind"] == "training pairs (fit)"  # dense: kept
+    assert main(["--index", index, "eval", str(judged), "--mode", "generative-rerank", "-q", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["--index", index, "genret", "status", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out)["last_evaluation"]
+    assert last["kind"] == "xmodal eval" and last["mode"] == "generative-rerank" and last["queries"] == 6
+    assert last["recall@10"] == report["recall@10"] and last["queries_file"] == str(judged)

@@ -58,6 +58,7 @@ def collect(
     targets: list[int] = []
     vecs: list[np.ndarray] = []
     queries: list[np.ndarray] = []
+    real: list[bool] = []  # a real query (not a noisy self pair): may be augmented
     sources = {"views": 0, "self": 0, "feedback": 0, "judgments": 0}
     position: dict[int, int] = {}
     for stored in engine.store.iter_all():
@@ -72,11 +73,13 @@ def collect(
         noise = normalize(rng.standard_normal(vec.shape[0], dtype=np.float32))
         queries.append(normalize(vec + self_noise * noise))
         targets.append(pos)
+        real.append(False)
         sources["self"] += 1
         for kind in (VectorKind.TEXT, VectorKind.IMAGE):
             if stored.item.modality is Modality.IMAGE_TEXT and kind in stored.vectors:
                 queries.append(stored.vectors[kind])
                 targets.append(pos)
+                real.append(True)
                 sources["views"] += 1
     skipped: list[Rejection] = []
     extra: list[tuple[np.ndarray, int, str]] = []
@@ -88,6 +91,7 @@ def collect(
     for vec, pos, source in extra:
         queries.append(vec)
         targets.append(pos)
+        real.append(True)
         sources[source] += 1
     dim = engine.space.dim
     data = TrainingSet(
@@ -97,6 +101,7 @@ def collect(
         np.asarray(queries, np.float32).reshape(-1, dim),
         np.asarray(targets, np.int64),
         sources,
+        np.asarray(real, bool),
     )
     return data, seq, skipped
 

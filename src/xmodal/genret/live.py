@@ -156,6 +156,24 @@ class LiveGenret:
                 self.model.save_manifest(self.directory)
 
 
+GENERATIVE_MODES = ("generative", "generative-rerank")
+
+
+def note_evaluation(engine: Engine, mode: str, source: str, figures: dict[str, Any]) -> bool:
+    """Keep the figures of an evaluation in a generative mode (``xmodal eval --mode generative…``) for
+    ``xmodal genret status``; other modes, or an engine without a model, keep nothing. Returns whether kept."""
+    if mode not in GENERATIVE_MODES:
+        return False
+    live = live_genret(engine)
+    if live.model is None:
+        return False
+    kept = {name: value for name, value in figures.items() if name != "skipped"}
+    if "skipped" in figures:
+        kept["skipped_lines"] = len(figures["skipped"])
+    live.record_evaluation({"kind": "xmodal eval", "mode": mode, "queries_file": source, **kept})
+    return True
+
+
 def live_genret(engine: Engine) -> LiveGenret:
     """The engine's generative index holder (created and subscribed on first use)."""
     live: LiveGenret = engine.plugin(PLUGIN, LiveGenret)

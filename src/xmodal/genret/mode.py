@@ -13,6 +13,7 @@ import numpy as np
 
 from ..records import Hits, Query
 from .live import live_genret
+from .model import RERANK_POOL
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -49,7 +50,7 @@ def _search(engine: Engine, query: Query, vector: np.ndarray, *, rerank: bool) -
 
     live = live_genret(engine)
     with live.reading() as model:
-        pool = max(depth, 10 * query.k)
+        pool = max(depth, RERANK_POOL)  # every member of the generated buckets, up to the cap
         rows, scores = model.search(vector, depth if not rerank else pool, beam=beam,
                                     similarity=similarity if rerank else None, pool=pool)[0]
         if allowed is not None:

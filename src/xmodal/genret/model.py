@@ -30,6 +30,7 @@ from .trie import CodeTrie
 FORMAT_VERSION = 1
 MODALITIES: tuple[Modality, ...] = tuple(Modality)
 TRAIN_FIX = "run `xmodal genret train` (or xmodal.genret.train_engine(engine))"
+RERANK_POOL = 1_000  # GENIUS-R re-ranks every member of the generated buckets, at most this many
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -94,13 +95,17 @@ class GenerativeIndex:
         similarity: VectorFetch | None = None,
         pool: int | None = None,
     ) -> list[tuple[IntArray, FloatArray]]:
-        """Per query, up to ``k`` rows with scores: GENIUS (beam log-prob) or, with ``similarity``,
-        GENIUS-R (the first ``pool`` candidates re-ranked by cosine)."""
+        """Per query, up to ``k`` rows with scores: GENIUS (beam log-prob) or, with ``similarity``, GENIUS-R.
+
+        GENIUS-R re-ranks by cosine every member of the ``beam`` generated buckets, in beam order, capped
+        at ``pool`` candidates (default :data:`RERANK_POOL`): the cap bounds the cost when the embeddings
+        collapse into a few large buckets; a bucket cut by the cap keeps its first rows.
+        """
         q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         keys, scores = self.generate(q, max(beam, 1))
         out = []
         for i in range(len(q)):
-            want = k if similarity is None else max(k, pool or beam)
+            want = k if similarity is None else max(k, pool or RERANK_POOL)
             rows, sc = bucket_candidates(self.trie, keys[i], scores[i], want)
             if similarity is not None:
                 rows, sc = rerank(rows, q[i], similarity, k)

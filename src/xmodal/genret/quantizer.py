@@ -38,12 +38,14 @@ def default_shape(n_items: int) -> tuple[int, int]:
     return levels, k
 
 
-def kmeans(x: torch.Tensor, k: int, *, iters: int = 20, seed: int = 0, sample: int = 65_536) -> torch.Tensor:
+def kmeans(x: torch.Tensor, k: int, *, iters: int = 20, seed: int = 0, sample: int | None = None) -> torch.Tensor:
     """Seeded k-means (k-means++ seeding on a sample, then Lloyd iterations); returns [k, d] centroids.
 
-    With fewer points than ``k`` the missing centroids repeat points plus small noise.
+    The sample holds at most ``sample`` points (default 128 per centroid, 32,768 for K=256; FAISS caps at
+    256 per centroid). With fewer points than ``k`` the missing centroids repeat points plus small noise.
     """
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    sample = sample or 128 * k
     n = x.shape[0]
     if n == 0:
         return torch.zeros(k, x.shape[1], device=x.device)
@@ -160,21 +162,23 @@ def finetune(
     lr: float = 1e-3,
     contrastive: bool = True,
     seed: int = 0,
+    max_pairs: int | None = None,
 ) -> dict[str, float]:
     """GENIUS quantizer fine-tuning on (query, target) pairs; returns the last epoch's mean losses.
 
     loss = InfoNCE(q, Q(t)) [if ``contrastive``] + codebook/commitment(q) + codebook/commitment(t)
-    + MSE(Q(q), Q(t)).
+    + MSE(Q(q), Q(t)). Each epoch visits a fresh random sample of at most ``max_pairs`` pairs (all if None):
+    the codebooks have only L·K·d weights, and a step costs as much as a decoder step.
     """
     opt = torch.optim.Adam(rq.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = queries.shape[0]
     last: dict[str, float] = {}
     for _ in range(epochs):
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen)[:max_pairs]
         sums = {"contrastive": 0.0, "commit": 0.0, "mse": 0.0}
         steps = 0
-        for s in range(0, n, batch):
+        for s in range(0, len(order), batch):
             idx = order[s : s + batch].to(queries.device)
             q, t = queries[idx], targets[idx]
             _, q_hat, q_commit = rq(q)

@@ -2,8 +2,10 @@
 
 1. Residual k-means codebooks on the item embeddings (:mod:`.quantizer`).
 2. GENIUS quantizer fine-tuning on the pairs (contrastive + commitment + MSE), ``contrastive`` on/off.
-3. The items' semantic IDs, then the decoder trained with cross-entropy on the targets' IDs, its
-   queries mixed with their targets by query augmentation (``alpha``; 0 turns it off).
+3. The items' semantic IDs, then the decoder trained with cross-entropy on the targets' IDs. Query
+   augmentation (``alpha``; 0 turns it off) adds, next to each real query pair of a batch, one copy
+   whose query is mixed with its target; the original pair is kept, and the noisy self pairs (already a
+   point next to the target) are not augmented.
 
 Checkpoints after every decoder epoch (``checkpoint_dir``) make a long run resumable.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,11 +32,16 @@ from .quantizer import ResidualQuantizer, default_shape, finetune
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
 class TrainingSet:
-    """Items (rows, embeddings, modality codes) and pairs (query embedding → position of the target item)."""
+    """Items (rows, embeddings, modality codes) and pairs (query embedding → position of the target item).
+
+    ``augmentable`` marks the pairs whose query is a real query (another view, a feedback or judged
+    query) and so may be augmented; None means every pair.
+    """
 
     rows: IntArray
     vectors: FloatArray
@@ -40,6 +49,7 @@ class TrainingSet:
     queries: FloatArray
     targets: IntArray
     sources: dict[str, int] = field(default_factory=dict)
+    augmentable: BoolArray | None = None
 
     def __post_init__(self) -> None:
         if len(self.rows) == 0:
@@ -47,6 +57,8 @@ class TrainingSet:
             raise ValidationError("catalog", "is empty: there is nothing to give IDs to", fix)
         if len(self.queries) != len(self.targets):
             raise ValidationError("pairs", "queries and targets differ in length")
+        if self.augmentable is not None and len(self.augmentable) != len(self.targets):
+            raise ValidationError("pairs", "augmentable and targets differ in length")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +70,14 @@ class TrainConfig:
     epochs: int = 10
     min_steps: int = 600  # small catalogs train for more epochs so the decoder sees at least this many batches
     batch: int = 512
+    min_batch: int = 32  # small pair sets use batches of n/8 (at least this): the same steps for less compute
     lr: float = 2e-3
-    alpha: float = 0.0  # query augmentation Beta(α, α), off by default: it cost recall in our ablation (docs)
-    augment_share: float = 0.5  # share of each batch that is augmented
+    alpha: float = 0.0  # query augmentation Beta(α, α); 0 turns it off (see docs/benchmarks/genret.md)
+    augment_share: float = 1.0  # augmented copies added per augmentable pair of a batch (0–1)
+    augment_replace: bool = False  # the first design, kept for the ablation: mixed copies replace their pairs
     contrastive: bool = True  # GENIUS quantizer fine-tuning; False keeps plain residual k-means IDs
     finetune_epochs: int = 3
+    finetune_pairs: int = 50_000  # pairs sampled per fine-tuning epoch (the 100k-item budget, docs)
     kmeans_iters: int = 20
     d_model: int = 128
     n_layers: int = 2
@@ -94,6 +109,8 @@ def fit(
     vectors = torch.as_tensor(np.asarray(data.vectors, np.float32), device=device)
     queries = torch.as_tensor(np.asarray(data.queries, np.float32), device=device)
     targets = torch.as_tensor(np.asarray(data.targets, np.int64), device=device)
+    eligible = np.ones(len(data.targets), bool) if data.augmentable is None else np.asarray(data.augmentable, bool)
+    augmentable = torch.as_tensor(eligible, device=device)
     ckpt = _load_checkpoint(checkpoint_dir, config, vectors.shape[1])
     rq = ResidualQuantizer(vectors.shape[1], config.levels, config.codebook_size).to(device)
     timings: dict[str, float] = {}
@@ -107,7 +124,8 @@ def fit(
         losses = {}
         if config.contrastive and len(queries):
             t0 = time.perf_counter()
-            losses = finetune(rq, queries, vectors[targets], epochs=config.finetune_epochs, seed=config.seed)
+            losses = finetune(rq, queries, vectors[targets], epochs=config.finetune_epochs, seed=config.seed,
+                              max_pairs=config.finetune_pairs)
             timings["finetune_s"] = time.perf_counter() - t0
     codes = torch.as_tensor(rq.encode(vectors))
     first = torch.as_tensor(np.asarray(data.modalities, np.int64)).unsqueeze(1)
@@ -116,11 +134,12 @@ def fit(
                           config.d_model, config.n_layers, config.n_heads, config.n_prefix)
     decoder = IDDecoder(dconf, rq.codebooks.detach()).to(device)
     t0 = time.perf_counter()
-    epochs_done, dec_loss, stopped = _train_decoder(decoder, queries, vectors, targets, item_ids, config, ckpt,
-                                                    rq, checkpoint_dir, progress)
+    epochs_done, dec_loss, stopped = _train_decoder(decoder, queries, vectors, targets, augmentable, item_ids,
+                                                    config, ckpt, rq, checkpoint_dir, progress)
     timings["decoder_s"] = time.perf_counter() - t0
     summary = {
         "items": len(data.rows), "pairs": len(data.queries), "sources": dict(data.sources),
+        "augmentable_pairs": int(eligible.sum()) if config.alpha > 0 else 0,
         "epochs": epochs_done, "stopped_early": stopped, "decoder_loss": dec_loss, "quantizer_losses": losses,
         "timings_s": {name: round(v, 2) for name, v in timings.items()},
         "seconds": round(time.perf_counter() - start, 2), "device": device,
@@ -141,11 +160,36 @@ def fit(
 
 
 def _train_decoder(
-    decoder: IDDecoder, queries: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor, item_ids: torch.Tensor,
-    config: TrainConfig, ckpt: dict[str, torch.Tensor] | None, rq: ResidualQuantizer,
-    checkpoint_dir: Path | None, progress: bool,
+    decoder: IDDecoder, queries: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor,
+    augmentable: torch.Tensor, item_ids: torch.Tensor, config: TrainConfig, ckpt: dict[str, torch.Tensor] | None,
+    rq: ResidualQuantizer, checkpoint_dir: Path | None, progress: bool,
 ) -> tuple[int, float, bool]:
     """Cross-entropy on the targets' IDs with query augmentation; returns epochs done, last loss, stopped."""
+    n = len(queries)
+    batch = decoder_batch(n, config)
+    if batch < 128 and queries.device.type == "cpu":
+        with _one_thread():  # intra-op threads cost more than they give on such small matrices (docs)
+            return _decoder_epochs(decoder, queries, vectors, targets, augmentable, item_ids, config, ckpt, rq,
+                                   checkpoint_dir, progress, batch)
+    return _decoder_epochs(decoder, queries, vectors, targets, augmentable, item_ids, config, ckpt, rq,
+                           checkpoint_dir, progress, batch)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _decoder_epochs(
+    decoder: IDDecoder, queries: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor,
+    augmentable: torch.Tensor, item_ids: torch.Tensor, config: TrainConfig, ckpt: dict[str, torch.Tensor] | None,
+    rq: ResidualQuantizer, checkpoint_dir: Path | None, progress: bool, batch: int,
+) -> tuple[int, float, bool]:
     opt = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=0.01)
     start_epoch = 0
     if ckpt is not None:
@@ -154,7 +198,7 @@ def _train_decoder(
         start_epoch = int(ckpt["epoch"][0])
     gen = torch.Generator().manual_seed(config.seed + start_epoch)
     n = len(queries)
-    per_epoch = max(1, -(-n // config.batch))
+    per_epoch = max(1, -(-n // batch))
     epochs = max(config.epochs, -(-config.min_steps // per_epoch))
     deadline = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else None
     last, stopped, epoch = 0.0, False, start_epoch
@@ -162,15 +206,23 @@ def _train_decoder(
         decoder.train()
         order = torch.randperm(n, generator=gen).to(queries.device)
         total, steps = 0.0, 0
-        bar = tqdm(range(0, n, config.batch), desc=f"genret epoch {epoch + 1}/{epochs}", disable=not progress,
+        bar = tqdm(range(0, n, batch), desc=f"genret epoch {epoch + 1}/{epochs}", disable=not progress,
                    leave=False, unit="batch")
         for s in bar:
-            idx = order[s : s + config.batch]
-            q, t = queries[idx], vectors[targets[idx]]
-            cut = int(len(idx) * config.augment_share)
-            if config.alpha > 0 and cut:
-                q = torch.cat([augment(q[:cut], t[:cut], config.alpha, gen), q[cut:]])
-            loss = decoder.loss(q, item_ids[targets[idx]])
+            idx = order[s : s + batch]
+            q, ids = queries[idx], item_ids[targets[idx]]
+            if config.alpha > 0 and config.augment_share > 0:  # keep the pairs, add mixed copies of the real ones
+                extra = idx[augmentable[idx]]
+                extra = extra[: round(len(extra) * min(1.0, config.augment_share))]
+                if len(extra) and config.augment_replace:
+                    keep = idx[~torch.isin(idx, extra)]
+                    idx = torch.cat([keep, extra])
+                    q, ids = queries[idx], item_ids[targets[idx]]
+                    q[len(keep) :] = augment(queries[extra], vectors[targets[extra]], config.alpha, gen)
+                elif len(extra):
+                    mixed = augment(queries[extra], vectors[targets[extra]], config.alpha, gen)
+                    q, ids = torch.cat([q, mixed]), torch.cat([ids, item_ids[targets[extra]]])
+            loss = decoder.loss(q, ids)
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
@@ -182,6 +234,12 @@ def _train_decoder(
             stopped = epoch + 1 < epochs
             return epoch + 1, last, stopped
     return max(epoch + 1, start_epoch) if n else start_epoch, last, stopped
+
+
+def decoder_batch(pairs: int, config: TrainConfig) -> int:
+    """The decoder's batch: ``config.batch``, or for fewer than 8 such batches of pairs, ``pairs / 8`` (at least
+    ``min_batch``), so the ``min_steps`` floor of a small catalog costs little compute (a step costs ∝ batch)."""
+    return max(1, min(config.batch, max(config.min_batch, -(-pairs // 8))))
 
 
 # -- resumable checkpoints (safetensors, no pickle) --------------------------------------------
