@@ -84,7 +84,7 @@ def main() -> None:
         engine.search_vector(v, k=q.k)
         b = time.perf_counter()
         prepared = pipe.prepare(q)
-        plan = pipe.policy.select(prepared.x, prepared.available)
+        plan = pipe.plan(prepared)
         c = time.perf_counter()
         runs = pipe.retrieve(prepared, plan, v)
         d = time.perf_counter()

@@ -130,8 +130,11 @@ def test_search_by_image_and_target(built: tuple[Path, Path], capsys: pytest.Cap
     image = str(catalog.parent / "img" / "green.png")
     hits = search_json(capsys, index, "--image", image, "--target", "image", "-k", "2")["hits"]
     assert isinstance(hits, list) and hits[0]["id"] == "sq-green" and hits[0]["provenance"] == "dense:image"
-    hits = search_json(capsys, index, "desk lamp", "--target", "text", "-k", "9")["hits"]
+    hits = search_json(capsys, index, "desk lamp", "--target", "text", "-k", "9", "--mode", "dense")["hits"]
     assert isinstance(hits, list) and all(h["provenance"] == "dense:text" for h in hits)
+    hits = search_json(capsys, index, "desk lamp", "--target", "text", "-k", "9", "--mode", "learned")["hits"]
+    assert isinstance(hits, list) and hits[0]["id"] == "lamp"
+    assert not any("dense:image" in h["provenance"] or "dense:combined" in h["provenance"] for h in hits)
 
 
 def test_global_options_after_the_command(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ Layout of an index folder::
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -93,6 +94,7 @@ class Engine:
         self.attributes = AttributeTable()
         self._listeners: list[ChangeListener] = []
         self._plugins: dict[str, Any] = {}
+        self._plugin_mutex = threading.RLock()  # a plugin may need another plugin while it loads
         for item_id, row, attrs in store.id_rows():
             self._remember(item_id, row, attrs)
 
@@ -184,7 +186,9 @@ class Engine:
         plugin = self._plugins.get(name)
         if plugin is not None:
             return plugin
-        with self._lock:  # exclusive: a plugin that follows writes must not miss one while it loads
+        # the read lock keeps writers out (a plugin that follows writes must not miss one while it loads) but
+        # lets other searches run; the plugin mutex makes sure one thread builds it
+        with self._lock.read(), self._plugin_mutex:
             if name not in self._plugins:
                 self._plugins[name] = factory(self)
             return self._plugins[name]

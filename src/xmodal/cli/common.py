@@ -16,7 +16,7 @@ from ..errors import ValidationError
 from ..filters import parse_filters, parse_where
 from ..index import index_kinds
 from ..modes import available_modes
-from ..records import MAX_K, Item, Target
+from ..records import DEFAULT_MODE, MAX_K, Item, Target
 
 
 class UsageError(Exception):
@@ -84,7 +84,7 @@ def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -
         default=Target.ANY.value,
         help="which item vectors to compare with (default: any, best per item)",
     )
-    parser.add_argument("--mode", default="dense", help="search mode (default: dense)")
+    parser.add_argument("--mode", default=DEFAULT_MODE, help=f"search mode (default: {DEFAULT_MODE})")
     parser.add_argument("-k", type=int, default=default_k, metavar="N", help=f"number of hits (default: {default_k})")
     parser.add_argument("--json", action="store_true", help="print JSON")
 

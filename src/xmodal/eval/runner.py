@@ -21,7 +21,7 @@ from ..errors import ValidationError, XmodalError
 from ..ingest.catalog import check_image_path
 from ..ingest.prepare import Rejection
 from ..modes import get_mode
-from ..records import Query, Target
+from ..records import DEFAULT_MODE, Query, Target
 from .metrics import METRICS, score_ranking
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def evaluate(
     k: int = 10,
     target: str | Target = Target.ANY,
     filters: Mapping[str, Any] | None = None,
-    mode: str = "dense",
+    mode: str = DEFAULT_MODE,
     progress: Callable[[int], object] | None = None,
 ) -> EvalReport:
     """Run every query (top ``k``) and average recall@1/5/10, MRR (within the top k) and nDCG@10.

@@ -70,13 +70,23 @@ def query_context(
     }
 
 
+ANSWERED_RATE = 0.25
+
+
+def unanswered(ctx: Mapping[str, Any]) -> bool:
+    """A query searched before whose searches end in a positive action less than ``ANSWERED_RATE`` of the
+    time (a stray click does not make a failing query answered)."""
+    searches, actions = int(ctx.get("searches", 0)), float(ctx.get("actions", 0.0))
+    return searches > 0 and actions < ANSWERED_RATE * searches
+
+
 def context_vector(ctx: Mapping[str, Any]) -> np.ndarray:
     """Features (see :data:`CONTEXT_FEATURES`) of a logged context; bounded to about [-1, 1]."""
     n = max(int(ctx.get("length", 0)), 1)
     hour = 2 * math.pi * float(ctx.get("hour", 0)) / 24
     day = 2 * math.pi * float(ctx.get("weekday", 0)) / 7
     user = ctx.get("user") or {}
-    searches, actions = int(ctx.get("searches", 0)), float(ctx.get("actions", 0.0))
+    searches = int(ctx.get("searches", 0))
     return np.array(
         [
             1.0,
@@ -89,7 +99,7 @@ def context_vector(ctx: Mapping[str, Any]) -> np.ndarray:
             min(int(ctx.get("slot_words", 0)) / n, 1.0),
             math.log1p(int(ctx.get("memory_hits", 0))) / math.log1p(100),
             math.log1p(searches) / math.log1p(1000),
-            float(searches > 0 and actions == 0),
+            float(unanswered(ctx)),
             float(ctx.get("known_terms", 0.0)),
             0.5 * math.sin(hour),
             0.5 * math.cos(hour),

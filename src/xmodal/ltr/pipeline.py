@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import StorageError, XmodalError
-from ..records import Hits, Modality, Query, VectorKind
+from ..errors import StorageError, ValidationError, XmodalError
+from ..records import Hits, Modality, Query, Target, VectorKind
 from ..store.sqlite import StoredItem
-from .context import CONTEXT_FEATURES, context_vector, query_context
+from .context import CONTEXT_FEATURES, context_vector, query_context, unanswered
 from .features import FEATURES, candidate_features
 from .fusion import FusedHit, fuse, to_hits
 from .policy import Allocation, LinearBandit, Plan, load_policy, make_policy
@@ -49,7 +49,8 @@ class LTRConfig:
 
     budget: int = 100
     policy: str = "linucb"
-    fusion: str = "rrf"
+    fusion: str = "convex-minmax"
+    explore_floor: str = "unanswered"  # when plans add exploration: "always", "unanswered" or "never"
     popularity_weight: float = 0.0
     rank_depth: int = 50
     seed: int = 0
@@ -64,6 +65,17 @@ class Prepared:
     context: dict[str, Any]
     x: np.ndarray
     available: tuple[str, ...]
+
+
+def explore_floor(mode: str, context: Mapping[str, Any]) -> bool:
+    """Whether a plan adds the exploration floor: ``always``; ``never``; or ``unanswered`` (the default),
+    only for a query searched before that rarely got a positive action (:func:`context.unanswered`), so a
+    new query gets the most precise plan and exploration goes where the plans have been failing."""
+    if mode not in ("always", "unanswered", "never"):
+        raise ValidationError("explore_floor", f"unknown mode {mode!r}", "use always, unanswered or never")
+    if mode == "unanswered":
+        return unanswered(context)
+    return mode == "always"
 
 
 class Pipeline:
@@ -174,6 +186,11 @@ class Pipeline:
         )
         return Prepared(query, found, ctx, context_vector(ctx), self.available(query, found, memory_hits))
 
+    def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
+        """The policy's plan for a prepared query, with the exploration floor where the config wants it."""
+        floor = explore_floor(self.config.explore_floor, prepared.context)
+        return (policy or self.policy).select(prepared.x, prepared.available, floor=floor)
+
     def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
         """Strategies that can return anything for this query."""
         out = []
@@ -186,6 +203,8 @@ class Pipeline:
                 continue
             if name.startswith("dense:") and len(self.engine.space.indexes[VectorKind(name[6:])]) == 0:
                 continue
+            if name.startswith("dense:") and query.target != Target.ANY and name != f"dense:{query.target}":
+                continue  # the query asks for one kind of vector
             out.append(name)
         return tuple(out)
 
@@ -216,7 +235,7 @@ class Pipeline:
     ) -> tuple[Hits, dict[str, Any]]:
         """The learned search: returns the hits and the explanation (plan, contributions, features)."""
         prepared = self.prepare(query)
-        plan = plan or self.policy.select(prepared.x, prepared.available)
+        plan = plan or self.plan(prepared)
         runs = self.retrieve(prepared, plan, vector)
         fused = fuse(self.config.fusion, runs, plan.weights())
         if len(fused) < query.k:  # the chosen strategies found too little: back-fill from dense search

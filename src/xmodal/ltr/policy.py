@@ -9,7 +9,8 @@ item the user acts on, given the query context:
   Linear Payoffs" (ICML 2013), index ``θ̃·x`` with ``θ̃ ~ N(θ̂, v² A⁻¹)``.
 
 Arms are ranked by their index; the plan draws from the arms whose index is within ``margin`` of
-the best (at most ``max_arms``), fused with equal weights, and splits the candidate budget
+the best (at most ``max_arms``), fused with equal weights, plus an exploration floor (``always``,
+fused with ``floor_weight``) when no chosen arm explores, and splits the candidate budget
 geometrically down that order (half to the first, a half of the rest to the next, ...), never below
 ``min_depth`` and never above the budget. Feedback is semi-bandit: every arm that supplied a shown item is observed, and
 is rewarded when an item it supplied gets a positive event. State is persisted as JSON + ``.npy``.
@@ -95,13 +96,14 @@ class LinearBandit:
         margin: float = 0.1,
         max_arms: int = 2,
         always: str | None = "explore",
+        floor_weight: float = 0.9,
         seed: int = 0,
     ) -> None:
         if not arms or len(set(arms)) != len(arms):
             raise ValidationError("arms", "must be a non-empty list of distinct strategy names")
         self.arms, self.dim, self.budget = list(arms), dim, budget
         self.ridge, self.share, self.min_depth, self.seed = ridge, share, min_depth, seed
-        self.margin, self.max_arms, self.always = margin, max_arms, always
+        self.margin, self.max_arms, self.always, self.floor_weight = margin, max_arms, always, floor_weight
         self.A_ = np.stack([np.eye(dim) * ridge for _ in arms])
         self.A_inv_ = np.stack([np.eye(dim) / ridge for _ in arms])
         self.b_ = np.zeros((len(arms), dim))
@@ -115,17 +117,31 @@ class LinearBandit:
     def indices(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def select(self, x: np.ndarray, available: Sequence[str] | None = None, budget: int | None = None) -> Plan:
-        """The plan for context ``x``: available arms by decreasing index, budget split down the order."""
+    def select(
+        self, x: np.ndarray, available: Sequence[str] | None = None, budget: int | None = None, *, floor: bool = True
+    ) -> Plan:
+        """The plan for context ``x``: available arms by decreasing index, budget split down the order;
+        ``floor=False`` leaves out the exploration floor for this query."""
         x = self._check(x)
         scores = self.indices(x)
         allowed = set(self.arms if available is None else available)
-        ranked = sorted((a for a in range(len(self.arms)) if self.arms[a] in allowed), key=lambda a: (-scores[a], a))
+        ranked = sorted(  # ties go to exploitation: the exploring arm after the others
+            (a for a in range(len(self.arms)) if self.arms[a] in allowed),
+            key=lambda a: (-scores[a], self.arms[a] == self.always, a),
+        )
         best = scores[ranked[0]] if ranked else 0.0
         order = [self.arms[a] for a in ranked if scores[a] >= best - self.margin][: self.max_arms]
-        if self.always is not None and self.always in allowed and self.always not in order:
-            order.append(self.always)  # an exploration floor: feedback no greedy plan would collect
+        if self.always in order[1:]:  # exploration is a main strategy only when rated best; else only the floor
+            order.remove(str(self.always))
+        floor = floor and self.always is not None and self.always in allowed and self.always not in order
+        if floor:  # an exploration floor: feedback no greedy plan would collect, fused a little below the rest
+            order.append(str(self.always))
         allocations = allocate(order, budget or self.budget, share=self.share, min_depth=self.min_depth)
+        if floor:
+            allocations = tuple(
+                Allocation(a.strategy, a.depth, self.floor_weight) if a.strategy == self.always else a
+                for a in allocations
+            )
         return Plan(allocations, budget or self.budget, {self.arms[a]: float(scores[a]) for a in ranked})
 
     # -- learning (semi-bandit) -----------------------------------------------------------------
@@ -164,6 +180,7 @@ class LinearBandit:
             "margin": self.margin,
             "max_arms": self.max_arms,
             "always": self.always,
+            "floor_weight": self.floor_weight,
             "seed": self.seed,
         }
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..records import Hits, Item, Query
 from .features import FEATURES, candidate_features
-from .fusion import FusedHit, rrf
+from .fusion import FusedHit, fuse
 from .pipeline import Pipeline
 from .policy import Allocation, LinearBandit, Plan
 from .ranker import LambdaRanker, estimate_propensities
@@ -257,7 +257,7 @@ class Simulator:
             query = Query(text=sq.text, k=self.k)
             prepared = self.pipeline.prepare(query, now=self.now + 60 * t)
             if isinstance(policy, LinearBandit):
-                plan = policy.select(prepared.x, prepared.available)
+                plan = self.pipeline.plan(prepared, policy)
             else:
                 plan = fixed_plan(policy, prepared.available, self.budget)
             static, vector = self.static_runs(sq.text)
@@ -273,7 +273,7 @@ class Simulator:
                 )
                 for a in plan.allocations
             }
-            fused = rrf(runs, plan.weights())
+            fused = fuse(self.pipeline.config.fusion, runs, plan.weights())
             top = fused[: self.k]
             randomized = bool(rng.random() < randomize)
             if randomized:

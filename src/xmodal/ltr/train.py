@@ -54,7 +54,7 @@ def replay(
         plan = Plan(tuple(Allocation(str(a["strategy"]), int(a["depth"]), float(a.get("weight", 1.0)))
                           for a in imp.plan if a.get("strategy") in pipe.strategies), 0, {})
         if not plan.allocations:
-            plan = pipe.policy.select(prepared.x, prepared.available)
+            plan = pipe.plan(prepared)
         vector = pipe.engine.encode_query(query)
         fused = {h.id: h for h in fuse(pipe.config.fusion, pipe.retrieve(prepared, plan, vector), plan.weights())}
         shown = [(p + 1, i) for p, i in enumerate(imp.shown) if i in fused]

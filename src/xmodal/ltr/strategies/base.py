@@ -24,7 +24,7 @@ class Strategy(Protocol):
 
 def allowed_rows(engine: Engine, query: Query) -> set[int] | None:
     """The rows that satisfy the query's filters, or None when it has none."""
-    with engine._lock:  # the attribute table changes under writes
+    with engine._lock.read():  # the attribute table changes under writes
         rows = engine.attributes.match(dict(query.filters))
     return None if rows is None else set(rows.tolist())
 

@@ -47,7 +47,7 @@ class ExploreStrategy:
         if self.understanding is not None:
             slots = self.understanding.understand(query.text).filters()
             if slots:
-                with self.engine._lock:
+                with self.engine._lock.read():
                     matched = self.engine.attributes.match({**slots, **dict(query.filters)})
                 allowed = set() if matched is None else set(matched.tolist())
         rows = np.fromiter(self.engine._ids.keys(), dtype=np.int64) if allowed is None else np.array(sorted(allowed))

@@ -59,7 +59,7 @@ class QueryUnderstanding:
         if self._phrases is not None:
             return self._phrases
         best: dict[tuple[str, ...], tuple[int, str, AttributeValue]] = {}
-        with self.engine._lock:
+        with self.engine._lock.read():
             table = self.engine.attributes
             for name in table.attributes():
                 values = table.values(name)
@@ -135,7 +135,7 @@ class StructuredStrategy:
         if not found.slots:
             return Hits.empty()
         filters = {**found.filters(), **dict(query.filters)}  # the user's own filters win
-        with self.engine._lock:
+        with self.engine._lock.read():
             rows = self.engine.attributes.match(filters)
         allowed = set() if rows is None else set(rows.tolist())
         ranked = top_rows(self.lexical.index.score([stem(t) for t in tokens(found.rest)], allowed), depth)
