@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -167,12 +167,12 @@ def _train_decoder(
     """Cross-entropy on the targets' IDs with query augmentation; returns epochs done, last loss, stopped."""
     n = len(queries)
     batch = decoder_batch(n, config)
-    if batch < 128 and queries.device.type == "cpu":
-        with _one_thread():  # intra-op threads cost more than they give on such small matrices (docs)
-            return _decoder_epochs(decoder, queries, vectors, targets, augmentable, item_ids, config, ckpt, rq,
-                                   checkpoint_dir, progress, batch)
-    return _decoder_epochs(decoder, queries, vectors, targets, augmentable, item_ids, config, ckpt, rq,
-                           checkpoint_dir, progress, batch)
+    # intra-op threads cost more than they give on such small matrices (docs)
+    small = batch < 128 and queries.device.type == "cpu"
+    threads: AbstractContextManager[None] = _one_thread() if small else nullcontext()
+    with threads:
+        return _decoder_epochs(decoder, queries, vectors, targets, augmentable, item_ids, config, ckpt, rq,
+                               checkpoint_dir, progress, batch)
 
 
 @contextmanager

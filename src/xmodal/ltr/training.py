@@ -39,11 +39,10 @@ def training_set(
         w = np.ones(len(y))
         if propensities is not None:
             pos = np.asarray(lst.positions, dtype=np.int64) - 1
-            inverse = 1.0 / propensities[np.clip(pos, 0, len(propensities) - 1)]
-            clicked = np.minimum(inverse, max_weight)[y > 0]
+            clipped = np.minimum(1.0 / propensities[np.clip(pos, 0, len(propensities) - 1)], max_weight)
             # lambdarank's loss of a list is over pairs (clicked, not clicked); the pair's IPW weight is that
             # of its clicked item, so an unclicked item takes the mean weight of its list's clicks
-            w = np.where(y > 0, np.minimum(inverse, max_weight), clicked.mean())
+            w = np.where(y > 0, clipped, clipped[y > 0].mean())
         Xs.append(lst.X)
         ys.append(np.ceil(y).astype(np.int64))
         groups.append(len(y))

@@ -54,7 +54,8 @@ class ExploreStrategy:
         if len(rows) == 0 or depth <= 0:
             return Hits.empty()
         shown = self._shown_unanswered(query.text)
-        fresh = rows[np.array([int(r) not in shown for r in rows], dtype=bool)] if shown else rows
+        shown_rows = np.fromiter(shown, dtype=np.int64, count=len(shown))
+        fresh = rows[~np.isin(rows, shown_rows)] if shown else rows
         newest = fresh[np.argsort(-fresh, kind="stable")][:depth]  # rows grow with insertion order
         popular = []
         for item_id in sorted(self.popularity, key=lambda i: (-self.popularity[i], i)):
@@ -64,8 +65,11 @@ class ExploreStrategy:
                 if len(popular) >= depth:
                     break
         random = self.rng.permutation(rows)
-        if shown:  # the least shown for this query first, random among equals
-            random = random[np.argsort([shown.get(int(r), 0.0) for r in random], kind="stable")]
+        if shown:  # the least shown for this query first (never shown: 0), random among equals
+            seen = np.isin(random, shown_rows)
+            later = random[seen]
+            later = later[np.argsort([shown[int(r)] for r in later], kind="stable")]
+            random = np.concatenate([random[~seen], later])
         random = random[:depth]
         picked: dict[int, float] = {}
         for rank in range(depth):

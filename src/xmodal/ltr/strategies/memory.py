@@ -120,8 +120,9 @@ class MemoryStrategy:
 
     def add_action(self, key: str, item_id: str, reward: float) -> None:
         if key:
-            self.stats.setdefault(key, {}).setdefault(item_id, PairStats()).actions += min(reward, 1.0)
-            self.history_.setdefault(key, [0.0, 0.0])[1] += min(reward, 1.0)
+            capped = min(reward, 1.0)
+            self.stats.setdefault(key, {}).setdefault(item_id, PairStats()).actions += capped
+            self.history_.setdefault(key, [0.0, 0.0])[1] += capped
 
     # -- retrieval -----------------------------------------------------------------------------
     def lookup(self, text: str | None) -> dict[str, PairStats]:
