@@ -11,7 +11,9 @@ linear Thompson sampling. Success = a relevant item among the top 10 shown. Writ
 Part 2 (ranker): sessions logged under a fixed plan (10% with randomised top-10 order), LightGBM
 lambdarank trained on the first 70% with naive clicks and with inverse-propensity weights (from the
 randomised sessions); nDCG@10 of the top-50 candidates on the held-out 30% against the fused order,
-for each position-bias strength ``--eta`` (users examine position p with 1/p**eta).
+for each position-bias strength ``--eta`` (users examine position p with 1/p**eta) and each
+``--promote-fresh`` boost of the logging order (> 0: items are shown by fused rank + boost × freshness,
+so the logged position follows a feature unrelated to relevance; 0: the fused order).
 Each seed draws its own catalog sample and query stream; the summary averages over seeds.
 Prints one JSON object.
 """
@@ -49,10 +51,11 @@ def one_seed(args: argparse.Namespace, seed: int, plot: bool) -> dict[str, Any]:
     if not args.skip_ranker:
         out["ranker"] = {}
         for eta in args.eta:
-            sim.eta = eta
-            ranker = ranker_experiment(sim, seed=seed)
-            ranker.pop("models")
-            out["ranker"][f"eta={eta:g}"] = ranker
+            for boost in args.promote_fresh:
+                sim.eta = eta
+                ranker = ranker_experiment(sim, seed=seed, promote_fresh=boost)
+                ranker.pop("models")
+                out["ranker"][f"eta={eta:g}" + (f" fresh={boost:g}" if boost else "")] = ranker
     out["total_s"] = round(time.perf_counter() - start, 1)
     return out
 
@@ -84,6 +87,10 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--eta", type=float, nargs="+", default=[1.0], help="position-bias strengths for the ranker part")
+    ap.add_argument(
+        "--promote-fresh", type=float, nargs="+", default=[0.0],
+        help="freshness boosts of the logging order for the ranker part (0: the fused order)",
+    )
     ap.add_argument("--skip-bandit", action="store_true")
     ap.add_argument("--skip-ranker", action="store_true")
     ap.add_argument("--out", default="ltr_bandit.json")

@@ -85,3 +85,11 @@ def test_policy_state_survives_a_reopen(tmp_path: Path) -> None:
     eng = Engine.open(tmp_path / "idx")
     assert np.allclose(pipeline(eng).policy.b_, b) and b.any()
     eng.close()
+
+
+def test_an_unknown_exploration_mode_names_the_field() -> None:
+    from xmodal import ValidationError
+    from xmodal.ltr.pipeline import LTRConfig
+
+    with pytest.raises(ValidationError, match="explore"):
+        LTRConfig(explore="sometimes")

@@ -95,3 +95,14 @@ def test_bad_arguments() -> None:
         make_policy("epsilon", ["a"], 2)
     with pytest.raises(ValidationError, match="context"):
         make_policy("linucb", ["a"], 2).select(np.ones(3))
+
+
+def test_exploration_is_left_out_of_plans_that_may_not_explore() -> None:
+    policy = make_policy("linucb", ARMS, 3, budget=50, seed=0)
+    x = np.array([1.0, 0.0, 1.0])
+    for _ in range(30):  # the policy comes to rate exploration best in this context
+        policy.update(x, "explore", 1.0)
+    assert policy.select(x).allocations[0].strategy == "explore"
+    plan = policy.select(x, explore=False)
+    assert "explore" not in plan.depths() and plan.allocations
+    assert "explore" not in plan.indices

@@ -19,10 +19,10 @@ ImageSource = str | bytes
 
 MAX_ID_LENGTH = 512
 MAX_K = 10_000
-# The default search mode: plain vector search. "learned" (strategies chosen by the bandit, fused,
-# re-ranked) beats it on both judged sets in docs/benchmarks/ltr.md but is not the default yet: its
-# plans follow the feedback it has seen, which the serving and CLI contracts have not been checked for.
-DEFAULT_MODE = "dense"
+# The default search mode: the learned plan (strategies chosen by the bandit, fused, re-ranked once a
+# ranker is trained). On both judged sets of docs/benchmarks/ltr.md it scores at least the best single
+# strategy; exploration only enters the plans of repeated queries that keep failing (LTRConfig.explore).
+DEFAULT_MODE = "learned"
 
 
 class Modality(enum.StrEnum):

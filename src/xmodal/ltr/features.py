@@ -80,10 +80,14 @@ def candidate_features(
         out[i, col["popularity"]] = math.log1p(popularity.get(hit.id, 0.0))
         found = meta.get(row)
         if found is not None:
-            age_days = max(moment - found[0], 0.0) / 86400
-            out[i, col["freshness"]] = math.exp(-age_days / FRESHNESS_DAYS)
+            out[i, col["freshness"]] = freshness(found[0], moment)
             out[i, col["modality_match"]] = _modality_match(query, found[1])
     return out
+
+
+def freshness(created_at: float, now: float) -> float:
+    """``exp(-age / 30 days)``: 1 for an item added now, 0.37 at 30 days."""
+    return math.exp(-max(now - created_at, 0.0) / 86400 / FRESHNESS_DAYS)
 
 
 def _cosines(pipeline: Pipeline, kind: VectorKind, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:

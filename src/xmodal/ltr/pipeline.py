@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+EXPLORE_MODES = ("always", "unanswered", "never")
+
+
 @dataclass(frozen=True, slots=True)
 class LTRConfig:
     """Hyperparameters of the pipeline (budget = total candidates drawn per query)."""
@@ -50,10 +53,14 @@ class LTRConfig:
     budget: int = 100
     policy: str = "linucb"
     fusion: str = "convex-minmax"
-    explore_floor: str = "unanswered"  # when plans add exploration: "always", "unanswered" or "never"
+    explore: str = "unanswered"  # which queries' plans may explore: "always", "unanswered" or "never"
     popularity_weight: float = 0.0
     rank_depth: int = 50
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.explore not in EXPLORE_MODES:
+            raise ValidationError("explore", f"unknown mode {self.explore!r}", f"use one of {', '.join(EXPLORE_MODES)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +74,11 @@ class Prepared:
     available: tuple[str, ...]
 
 
-def explore_floor(mode: str, context: Mapping[str, Any]) -> bool:
-    """Whether a plan adds the exploration floor: ``always``; ``never``; or ``unanswered`` (the default),
-    only for a query searched before that rarely got a positive action (:func:`context.unanswered`), so a
-    new query gets the most precise plan and exploration goes where the plans have been failing."""
-    if mode not in ("always", "unanswered", "never"):
-        raise ValidationError("explore_floor", f"unknown mode {mode!r}", "use always, unanswered or never")
+def may_explore(mode: str, context: Mapping[str, Any]) -> bool:
+    """Whether a query's plan may draw from the exploring strategy: ``always``; ``never``; or ``unanswered``
+    (the default), only for a query searched before that rarely got a positive action
+    (:func:`context.unanswered`). A new or well-answered query gets the most precise plan, and exploration
+    (as the floor, or as the main strategy when the policy rates it best) goes where plans have been failing."""
     if mode == "unanswered":
         return unanswered(context)
     return mode == "always"
@@ -187,9 +193,9 @@ class Pipeline:
         return Prepared(query, found, ctx, context_vector(ctx), self.available(query, found, memory_hits))
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
-        """The policy's plan for a prepared query, with the exploration floor where the config wants it."""
-        floor = explore_floor(self.config.explore_floor, prepared.context)
-        return (policy or self.policy).select(prepared.x, prepared.available, floor=floor)
+        """The policy's plan for a prepared query; exploration only where the config allows it for this query."""
+        explore = may_explore(self.config.explore, prepared.context)
+        return (policy or self.policy).select(prepared.x, prepared.available, explore=explore)
 
     def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
         """Strategies that can return anything for this query."""

@@ -118,13 +118,15 @@ class LinearBandit:
         raise NotImplementedError
 
     def select(
-        self, x: np.ndarray, available: Sequence[str] | None = None, budget: int | None = None, *, floor: bool = True
+        self, x: np.ndarray, available: Sequence[str] | None = None, budget: int | None = None, *, explore: bool = True
     ) -> Plan:
         """The plan for context ``x``: available arms by decreasing index, budget split down the order;
-        ``floor=False`` leaves out the exploration floor for this query."""
+        ``explore=False`` leaves the exploring arm out of this query's plan (main strategy and floor)."""
         x = self._check(x)
         scores = self.indices(x)
         allowed = set(self.arms if available is None else available)
+        if not explore:
+            allowed.discard(str(self.always))
         ranked = sorted(  # ties go to exploitation: the exploring arm after the others
             (a for a in range(len(self.arms)) if self.arms[a] in allowed),
             key=lambda a: (-scores[a], self.arms[a] == self.always, a),
@@ -133,7 +135,7 @@ class LinearBandit:
         order = [self.arms[a] for a in ranked if scores[a] >= best - self.margin][: self.max_arms]
         if self.always in order[1:]:  # exploration is a main strategy only when rated best; else only the floor
             order.remove(str(self.always))
-        floor = floor and self.always is not None and self.always in allowed and self.always not in order
+        floor = self.always is not None and self.always in allowed and self.always not in order
         if floor:  # an exploration floor: feedback no greedy plan would collect, fused a little below the rest
             order.append(str(self.always))
         allocations = allocate(order, budget or self.budget, share=self.share, min_depth=self.min_depth)

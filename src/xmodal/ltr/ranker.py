@@ -126,6 +126,14 @@ class LambdaRanker:
             raise ValidationError("features", f"has {X.shape[1]} columns, the model expects {len(self.feature_names_)}")
         return np.asarray(self.booster_.predict(np.asarray(X, dtype=np.float64), num_threads=1), dtype=np.float64)
 
+    def importance(self) -> dict[str, float]:
+        """Each feature's share of the model's total split gain."""
+        if self.booster_ is None:
+            raise ValidationError("ranker", "is not trained", "fit it first")
+        gain = np.asarray(self.booster_.feature_importance(importance_type="gain"), dtype=np.float64)
+        total = gain.sum() or 1.0
+        return {name: float(g / total) for name, g in zip(self.feature_names_, gain, strict=True)}
+
     def save(self, path: Path) -> None:
         """``path`` is the model in LightGBM's text format; ``path.json`` holds the sidecar."""
         if self.booster_ is None:

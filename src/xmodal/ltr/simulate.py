@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..records import Hits, Item, Query
-from .features import FEATURES, candidate_features
+from .features import FEATURES, candidate_features, freshness
 from .fusion import FusedHit, fuse
 from .pipeline import Pipeline
 from .policy import Allocation, LinearBandit, Plan
@@ -52,8 +52,20 @@ class SimQuery:
     relevant: frozenset[str]
 
 
-def wordnet_catalog(n_items: int = 5000, *, seed: int = 0, path: Path = WORDNET, min_group: int = 8) -> list[Item]:
-    """``n_items`` noun synsets, taken in whole hypernym groups of at least ``min_group`` members."""
+SIM_NOW = 1.7e9  # the simulated clock starts here
+
+
+def wordnet_catalog(
+    n_items: int = 5000,
+    *,
+    seed: int = 0,
+    path: Path = WORDNET,
+    min_group: int = 8,
+    added_over_days: float = 90.0,
+) -> list[Item]:
+    """``n_items`` noun synsets, taken in whole hypernym groups of at least ``min_group`` members, added
+    at random moments over the ``added_over_days`` before :data:`SIM_NOW` (when an item was added says
+    nothing about its relevance)."""
     synsets: dict[str, tuple[str, str, str, str | None]] = {}
     for line in path.read_text(encoding="latin-1").splitlines():
         if line.startswith("  "):
@@ -72,6 +84,7 @@ def wordnet_catalog(n_items: int = 5000, *, seed: int = 0, path: Path = WORDNET,
             groups.setdefault(hyper, []).append(offset)
     eligible = sorted(h for h, members in groups.items() if len(members) >= min_group)
     rng = np.random.default_rng(seed)
+    added = np.random.default_rng([seed, 1]).uniform(0.0, added_over_days * 86400, len(synsets))
     items: list[Item] = []
     for hyper in rng.permutation(eligible):
         kind = synsets[str(hyper)][0]
@@ -82,7 +95,7 @@ def wordnet_catalog(n_items: int = 5000, *, seed: int = 0, path: Path = WORDNET,
                     f"wn{offset}",
                     title=lemma,
                     text=definition,
-                    created_at=1.0,
+                    created_at=SIM_NOW - float(added[len(items)]),
                     attributes={"category": category, "kind": kind},
                 )
             )
@@ -211,7 +224,7 @@ class Simulator:
         budget: int = 100,
         k: int = 10,
         seed: int = 0,
-        now: float = 1.7e9,
+        now: float = SIM_NOW,
         eta: float = 1.0,
     ) -> None:
         self.pipeline, self.queries, self.budget, self.k, self.seed, self.now = pipeline, queries, budget, k, seed, now
@@ -232,6 +245,19 @@ class Simulator:
             self._static[text] = (runs, vector)
         return self._static[text]
 
+    def logged_order(self, fused: list[FusedHit], promote_fresh: float, now: float) -> list[FusedHit]:
+        """The fused order, or with ``promote_fresh`` > 0 its first ``rank_depth`` candidates re-ordered by
+        ``1 - i/n + promote_fresh × freshness`` (the freshness feature of the ranker)."""
+        if promote_fresh <= 0:
+            return fused
+        head = fused[: self.pipeline.config.rank_depth]
+        rows = [self.pipeline.engine.row_of(h.id) for h in head]
+        meta = self.pipeline.item_meta(rows)
+        fresh = [freshness(meta[r][0], now) if r in meta else 0.0 for r in rows]
+        score = [1.0 - i / len(head) + promote_fresh * f for i, f in enumerate(fresh)]
+        order = sorted(range(len(head)), key=lambda i: (-score[i], i))
+        return [head[i] for i in order] + fused[len(head) :]
+
     def reset(self) -> None:
         self.pipeline.memory.stats = clone_stats(self.base_memory)
         self.pipeline.memory.history_ = {k: list(v) for k, v in self.base_history.items()}
@@ -246,8 +272,13 @@ class Simulator:
         keep: bool = False,
         features: bool = False,
         learn_memory: bool = True,
+        promote_fresh: float = 0.0,
     ) -> dict[str, Any]:
-        """Run one policy (a bandit, or a fixed set of arms) over the query stream."""
+        """Run one policy (a bandit, or a fixed set of arms) over the query stream.
+
+        ``promote_fresh`` > 0 makes the logged order that of a production ranker with a freshness boost:
+        the top candidates are shown by ``fused rank score + promote_fresh × freshness``, so where an
+        item is shown follows a feature that has nothing to do with relevance."""
         self.reset()
         rng = np.random.default_rng(self.seed + 1)
         success = np.zeros(len(self.queries), dtype=bool)
@@ -274,7 +305,7 @@ class Simulator:
                 for a in plan.allocations
             }
             fused = fuse(self.pipeline.config.fusion, runs, plan.weights())
-            top = fused[: self.k]
+            top = self.logged_order(fused, promote_fresh, self.now + 60 * t)[: self.k]
             randomized = bool(rng.random() < randomize)
             if randomized:
                 top = [top[i] for i in rng.permutation(len(top))]
@@ -340,10 +371,17 @@ def ranker_experiment(
     randomize: float = 0.1,
     arms: Sequence[str] = ("lexical", "structured", "dense:text", "memory"),
     seed: int = 0,
+    promote_fresh: float = 0.0,
 ) -> dict[str, Any]:
     """Log sessions under a fixed plan (a share of them with randomised positions), train lambdarank with
-    and without propensity correction on the first part, and compare nDCG@10 on the held-out rest."""
-    steps: list[Step] = sim.run(arms, randomize=randomize, keep=True, features=True)["steps"]
+    and without propensity correction on the first part, and compare nDCG@10 on the held-out rest.
+
+    ``promote_fresh`` > 0 logs under a freshness-boosted order (:meth:`Simulator.logged_order`): naive
+    click training then mistakes "shown high" for "relevant" and learns the boost; propensity weighting
+    should not."""
+    steps: list[Step] = sim.run(
+        arms, randomize=randomize, keep=True, features=True, promote_fresh=promote_fresh
+    )["steps"]
     cut = int(len(steps) * train_fraction)
     train, test = steps[:cut], steps[cut:]
     lists = logged_lists(train)
@@ -353,6 +391,7 @@ def ranker_experiment(
         "train_sessions": len(train),
         "test_sessions": len(test),
         "randomized_sessions": sum(s.randomized for s in train),
+        "promote_fresh": promote_fresh,
         "propensities": [round(float(p), 4) for p in props],
     }
     ndcg: dict[str, list[float]] = {"fused": []}
@@ -373,5 +412,6 @@ def ranker_experiment(
     results["ndcg@10"] = {k: round(float(np.mean(v)), 4) for k, v in ndcg.items()}
     base = results["ndcg@10"]["fused"]
     results["relative_gain"] = {k: round(v / base - 1, 4) for k, v in results["ndcg@10"].items() if k != "fused"}
+    results["freshness_gain_share"] = {k: round(m.importance()["freshness"], 4) for k, m in models.items()}
     results["models"] = models
     return results
