@@ -3,7 +3,8 @@
 Parts (each prints one JSON object and writes it to ``benchmarks/out/genret_<part>[_<dataset>].json``):
 
     python benchmarks/bench_genret.py recall --dataset wordnet   # text→text
-    python benchmarks/bench_genret.py recall --dataset clipart   # text→image
+    python benchmarks/bench_genret.py recall --dataset clipart   # text→image, the query's own image is the hit
+    python benchmarks/bench_genret.py recall --dataset clipart --relevance category  # any image of its folder
     python benchmarks/bench_genret.py scale                      # latency vs catalog size, memory, throughput
     python benchmarks/bench_genret.py train --items 100000       # training time at 100k items
 
@@ -13,6 +14,10 @@ Data:
 - ``clipart`` (Debian ``openclipart-png``): items are clip-art images; the query is the text of the
   file's folder and name; half the images have their name text as a training pair, the test queries
   are the names of the other half (the decoder has only seen those images' own embeddings).
+  ``--relevance category``: a test/validation query is the image's name words without its folder words,
+  and every image in the same leaf folder (e.g. ``science/medicine``) is relevant (category-level
+  Recall@K: any relevant image in the top K). Queries come only from folders with at least 5 images
+  (not ``unsorted``) and with a non-empty query left; training pairs are unchanged.
 - synthetic clustered embeddings (Gaussian clusters on the unit sphere) for the size curve and the
   100k training time.
 
@@ -30,7 +35,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,9 @@ CLIPART = Path("/usr/share/openclipart/png")
 sys.path.insert(0, str(ROOT.parent / "src"))
 
 Rankings = list[np.ndarray]
+# Relevant items per query: one target each (an int array) or a set of items each.
+Relevant = np.ndarray | Sequence[Collection[int]]
+MIN_CATEGORY = 5  # --relevance category: smallest leaf folder whose images are queries
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -77,6 +85,20 @@ def clipart_files(n: int, seed: int) -> list[tuple[Path, str]]:
         text = " ".join([*(f.replace("_", " ") for f in folders), *words[:4]])
         out.append((path, text))
     return out
+
+
+def _norm(word: str) -> str:
+    return word.lower().removesuffix("s")
+
+
+def clipart_category_query(path: Path) -> tuple[str, str]:
+    """The image's leaf folder (relative path) and its query: the first 4 name words that are not folder
+    words (compared in lower case without a plural s), so the query does not name the category."""
+    folders = path.relative_to(CLIPART).parts[:-1]
+    folder_words = {_norm(w) for f in folders for w in re.split(r"[_\-\s]+", f) if w}
+    stem = re.sub(r"_\d+$", "", path.stem)
+    words = [w for w in re.split(r"[_\-\s]+", stem) if w and not w.isdigit() and _norm(w) not in folder_words]
+    return "/".join(folders), " ".join(words[:4])
 
 
 def encode_texts(texts: list[str]) -> np.ndarray:
@@ -139,20 +161,51 @@ def wordnet_dataset(n: int, test: int, seed: int, val: int = 1000) -> dict[str, 
             "val_q": data["test_q"][vpick], "val_t": data["test_t"][vpick]}
 
 
-def clipart_dataset(n: int, test: int, seed: int, val: int = 1000) -> dict[str, np.ndarray]:
+def clipart_dataset(n: int, test: int, seed: int, val: int = 1000, relevance: str = "item") -> dict[str, np.ndarray]:
     """Items (image vectors); the name texts of half the items train; of the other half, ``test`` items
-    are the test split and the next ``val`` the validation split."""
+    are the test split and the next ``val`` the validation split. ``relevance="category"``: the queries
+    are name words without folder words, only from eligible images, and ``group`` holds each item's folder."""
     def make() -> dict[str, np.ndarray]:
         files = clipart_files(n, seed)
         vectors, kept = encode_images([p for p, _ in files])
-        return {"items": vectors, "texts": encode_texts([files[i][1] for i in kept])}
+        return {"items": vectors, "texts": encode_texts([files[i][1] for i in kept]), "kept": np.array(kept)}
 
     data = cached(f"clipart_{n}_{seed}", make)
     order = np.random.default_rng(seed + 1).permutation(len(data["items"]))
     train, rest = order[: len(order) // 2], order[len(order) // 2 :]
-    held, vheld = rest[:test], rest[test : test + val]
+    if relevance == "item":
+        held, vheld = rest[:test], rest[test : test + val]
+        return {"items": data["items"], "train_q": data["texts"][train], "train_t": train,
+                "test_q": data["texts"][held], "test_t": held, "val_q": data["texts"][vheld], "val_t": vheld}
+    if "kept" not in data:
+        raise SystemExit(f"{OUT}/genret_clipart_{n}_{seed}.npz predates --relevance category: delete it")
+    files = clipart_files(n, seed)
+    folders, names = zip(*(clipart_category_query(files[i][0]) for i in data["kept"]), strict=True)
+    names_vec = cached(f"clipart_{n}_{seed}_names", lambda: {"names": encode_texts([t or "-" for t in names])})["names"]
+    labels, group = np.unique(np.array(folders), return_inverse=True)
+    size = np.bincount(group)
+    ok = np.array([size[g] >= MIN_CATEGORY and "unsorted" not in labels[g].split("/") and bool(t)
+                   for g, t in zip(group, names, strict=True)])
+    asked = rest[ok[rest]]  # test/validation queries: the eligible images of the held-out half
+    held, vheld = asked[:test], asked[test : test + val]
     return {"items": data["items"], "train_q": data["texts"][train], "train_t": train,
-            "test_q": data["texts"][held], "test_t": held, "val_q": data["texts"][vheld], "val_t": vheld}
+            "test_q": names_vec[held], "test_t": held, "val_q": names_vec[vheld], "val_t": vheld,
+            "group": group}
+
+
+def relevant(data: dict[str, np.ndarray], targets: np.ndarray) -> Relevant:
+    """The relevant items of each query: its target, or every item of the target's group (category)."""
+    if "group" not in data:
+        return targets
+    groups = data["group"]
+    members = {g: frozenset(np.flatnonzero(groups == g).tolist()) for g in np.unique(groups[targets]).tolist()}
+    return [members[g] for g in groups[targets].tolist()]
+
+
+def load(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    if args.dataset == "wordnet":
+        return wordnet_dataset(args.items, args.test, args.seed, args.val)
+    return clipart_dataset(args.items, args.test, args.seed, args.val, args.relevance)
 
 
 def clustered(n: int, dim: int, seed: int, clusters: int = 1000) -> np.ndarray:
@@ -167,10 +220,23 @@ def clustered(n: int, dim: int, seed: int, clusters: int = 1000) -> np.ndarray:
 
 
 # -- methods ------------------------------------------------------------------------------------------
-def recall(rankings: Rankings, targets: np.ndarray) -> dict[str, float]:
+def recall(rankings: Rankings, targets: Relevant) -> dict[str, float]:
+    """Recall@k: the share of queries with a relevant item (its target, or any of its set) in the top k."""
+    sets = [t if isinstance(t, Collection) else {int(t)} for t in targets]
     out = {}
     for k in (1, 5, 10):
-        out[f"recall@{k}"] = round(float(np.mean([t in r[:k].tolist() for r, t in zip(rankings, targets, strict=True)])), 4)
+        hits = [any(int(x) in s for x in r[:k].tolist()) for r, s in zip(rankings, sets, strict=True)]
+        out[f"recall@{k}"] = round(float(np.mean(hits)), 4)
+    return out
+
+
+def chance(n: int, targets: Relevant) -> dict[str, float]:
+    """Expected recall@k of a uniformly random ranking of ``n`` items."""
+    sizes = np.array([len(t) if isinstance(t, Collection) else 1 for t in targets], float)
+    out = {}
+    for k in (1, 5, 10):
+        miss = np.prod([np.maximum(n - sizes - i, 0) / (n - i) for i in range(min(k, n))], axis=0)
+        out[f"recall@{k}"] = round(float(np.mean(1 - miss)), 4)
     return out
 
 
@@ -232,7 +298,7 @@ def ablation_variants(alpha: float) -> dict[str, tuple[bool, float]]:
             "ablation: no augmentation": (True, 0.0), "ablation: no contrastive": (False, alpha)}
 
 
-def evaluate_model(model: Any, items: np.ndarray, q: np.ndarray, t: np.ndarray, beam: int,
+def evaluate_model(model: Any, items: np.ndarray, q: np.ndarray, t: Relevant, beam: int,
                    pool: int | None) -> dict[str, dict[str, float]]:
     """GENIUS and GENIUS-R recall (and batched ms per query) of one model on one split."""
     out = {}
@@ -245,16 +311,22 @@ def evaluate_model(model: Any, items: np.ndarray, q: np.ndarray, t: np.ndarray, 
 def part_recall(args: argparse.Namespace) -> dict[str, Any]:
     """Recall on the test split: dense, HNSW, GENIUS/GENIUS-R, the baseline and the two single ablations."""
     t0 = time.perf_counter()
-    loader = wordnet_dataset if args.dataset == "wordnet" else clipart_dataset
-    data = loader(args.items, args.test, args.seed, args.val)
-    items, q, t = data["items"], data["test_q"], data["test_t"]
+    data = load(args)
+    items, q = data["items"], data["test_q"]
+    t, vt = relevant(data, data["test_t"]), relevant(data, data["val_t"])
     prep_s = time.perf_counter() - t0
-    result: dict[str, Any] = {"dataset": args.dataset, "items": len(items), "train_pairs": len(data["train_q"]),
-                              "test_queries": len(q), "val_queries": len(data["val_q"]), "prepare_s": round(prep_s, 1),
+    result: dict[str, Any] = {"dataset": args.dataset, "relevance": args.relevance, "items": len(items),
+                              "train_pairs": len(data["train_q"]), "test_queries": len(q),
+                              "val_queries": len(data["val_q"]), "prepare_s": round(prep_s, 1),
                               "beam": args.beam, "pool": args.pool, "alpha": args.alpha, "methods": {}}
+    if "group" in data:
+        result["categories"] = int(data["group"].max()) + 1
+        result["relevant_per_test_query"] = round(float(np.mean([len(s) for s in t])), 1)
     dense = recall(exact(items, q, 10), t)
+    result["methods"]["random ranking (expected)"] = chance(len(items), t)
     result["methods"]["exact dense"] = dense
-    result["validation"] = {"exact dense": recall(exact(items, data["val_q"], 10), data["val_t"])}
+    result["validation"] = {"random ranking (expected)": chance(len(items), vt),
+                            "exact dense": recall(exact(items, data["val_q"], 10), vt)}
     index = hnsw(items)
     _, labels = index.search(q, 10)
     result["methods"]["FAISS HNSW (M=32, ef=64)"] = recall(list(labels), t)
@@ -270,7 +342,7 @@ def part_recall(args: argparse.Namespace) -> dict[str, Any]:
             suffix = "" if beam == args.beam else f" beam {beam}"
             result["methods"][f"{name}{suffix}"] = found["GENIUS"]
             result["methods"][f"{name}{suffix} + re-rank"] = found["GENIUS-R"]
-            val = evaluate_model(model, items, data["val_q"], data["val_t"], beam, args.pool)
+            val = evaluate_model(model, items, data["val_q"], vt, beam, args.pool)
             result["validation"][f"{name}{suffix}"] = val["GENIUS"]
             result["validation"][f"{name}{suffix} + re-rank"] = val["GENIUS-R"]
         tr = model.meta["training"]
@@ -300,9 +372,8 @@ TUNE_GRID: dict[str, dict[str, Any]] = {
 
 def part_tune(args: argparse.Namespace) -> dict[str, Any]:
     """Query augmentation settings compared on the validation split only (contrastive fine-tuning on)."""
-    loader = wordnet_dataset if args.dataset == "wordnet" else clipart_dataset
-    data = loader(args.items, args.test, args.seed, args.val)
-    items, q, t = data["items"], data["val_q"], data["val_t"]
+    data = load(args)
+    items, q, t = data["items"], data["val_q"], relevant(data, data["val_t"])
     dense = recall(exact(items, q, 10), t)
     result: dict[str, Any] = {"dataset": args.dataset, "split": "validation", "items": len(items),
                               "val_queries": len(q), "epochs": args.epochs, "beam": args.beam,
@@ -440,6 +511,8 @@ def main() -> None:
     parser.add_argument("part", choices=["recall", "tune", "scale", "train"])
     parser.add_argument("--dataset", choices=["wordnet", "clipart"], default="wordnet")
     parser.add_argument("--items", type=int, default=None)
+    parser.add_argument("--relevance", choices=["item", "category"], default="item",
+                        help="clipart: a hit is the query's own image (item) or any image of its leaf folder")
     parser.add_argument("--test", type=int, default=1000, help="test queries")
     parser.add_argument("--val", type=int, default=1000, help="validation queries (disjoint from the test split)")
     parser.add_argument("--pool", type=int, default=None, help="GENIUS-R candidate cap (default: the model's)")
@@ -460,6 +533,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.relevance == "category" and args.dataset != "clipart":
+        parser.error("--relevance category needs --dataset clipart")
     import faiss
     import torch
 

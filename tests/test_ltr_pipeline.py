@@ -93,3 +93,15 @@ def test_an_unknown_exploration_mode_names_the_field() -> None:
 
     with pytest.raises(ValidationError, match="explore"):
         LTRConfig(explore="sometimes")
+
+
+def test_an_item_acted_on_for_a_query_stays_in_that_querys_plan(shop: Engine) -> None:
+    first = shop.search("comfortable shoes for walking", mode="learned", k=10, log=True, explain=True)
+    assert first.query_id is not None and first.explain is not None
+    assert "memory" not in {a["strategy"] for a in first.explain["plan"]}  # no evidence yet
+    chosen = first.hits.ids[-1]
+    shop.feedback(first.query_id, chosen, "click", position=len(first.hits))
+    again = shop.search("comfortable shoes for walking", mode="learned", k=10, log=True, explain=True)
+    assert again.explain is not None and "memory" in {a["strategy"] for a in again.explain["plan"]}
+    assert chosen in again.hits.ids.tolist()
+    shop.close()

@@ -106,3 +106,16 @@ def test_exploration_is_left_out_of_plans_that_may_not_explore() -> None:
     plan = policy.select(x, explore=False)
     assert "explore" not in plan.depths() and plan.allocations
     assert "explore" not in plan.indices
+
+
+def test_kept_arms_join_the_plan_within_the_budget() -> None:
+    policy = make_policy("linucb", ARMS, 3, budget=40, seed=0)
+    x = np.array([1.0, 1.0, 0.0])
+    for _ in range(30):  # the policy comes to prefer lexical and structured over memory
+        policy.update(x, "lexical", 1.0)
+        policy.update(x, "structured", 1.0)
+        policy.update(x, "memory", 0.0)
+    assert "memory" not in policy.select(x, explore=False).depths()
+    plan = policy.select(x, explore=False, keep=["memory"])
+    assert plan.depths().get("memory", 0) > 0 and plan.weights()["memory"] == 1.0 and plan.total <= 40
+    assert "memory" not in policy.select(x, [a for a in ARMS if a != "memory"], keep=["memory"]).depths()

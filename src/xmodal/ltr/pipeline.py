@@ -193,9 +193,12 @@ class Pipeline:
         return Prepared(query, found, ctx, context_vector(ctx), self.available(query, found, memory_hits))
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
-        """The policy's plan for a prepared query; exploration only where the config allows it for this query."""
+        """The policy's plan for a prepared query: exploration only where the config allows it for this
+        query, and the memory index always when this query's results were acted on before (an answer
+        users found is never dropped because the policy prefers other strategies for queries like it)."""
         explore = may_explore(self.config.explore, prepared.context)
-        return (policy or self.policy).select(prepared.x, prepared.available, explore=explore)
+        keep = ("memory",) if prepared.context.get("actions", 0.0) > 0 else ()
+        return (policy or self.policy).select(prepared.x, prepared.available, explore=explore, keep=keep)
 
     def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
         """Strategies that can return anything for this query."""

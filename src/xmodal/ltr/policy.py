@@ -118,10 +118,17 @@ class LinearBandit:
         raise NotImplementedError
 
     def select(
-        self, x: np.ndarray, available: Sequence[str] | None = None, budget: int | None = None, *, explore: bool = True
+        self,
+        x: np.ndarray,
+        available: Sequence[str] | None = None,
+        budget: int | None = None,
+        *,
+        explore: bool = True,
+        keep: Sequence[str] = (),
     ) -> Plan:
         """The plan for context ``x``: available arms by decreasing index, budget split down the order;
-        ``explore=False`` leaves the exploring arm out of this query's plan (main strategy and floor)."""
+        ``explore=False`` leaves the exploring arm out of this query's plan (main strategy and floor);
+        arms in ``keep`` join the main strategies (at full weight, after the chosen ones) when available."""
         x = self._check(x)
         scores = self.indices(x)
         allowed = set(self.arms if available is None else available)
@@ -135,6 +142,7 @@ class LinearBandit:
         order = [self.arms[a] for a in ranked if scores[a] >= best - self.margin][: self.max_arms]
         if self.always in order[1:]:  # exploration is a main strategy only when rated best; else only the floor
             order.remove(str(self.always))
+        order += [arm for arm in keep if arm in allowed and arm not in order and arm != self.always]
         floor = self.always is not None and self.always in allowed and self.always not in order
         if floor:  # an exploration floor: feedback no greedy plan would collect, fused a little below the rest
             order.append(str(self.always))
