@@ -23,7 +23,8 @@ class ExploreStrategy:
     exploration is query-aware: an item already looked at for this query without a positive action is
     left out of the newest and popular lists, and the random draw takes the items shown least often
     for this query first, so a repeated query walks through its pool instead of re-drawing the same
-    items.
+    items. Scores fall linearly (``1 - i/depth``): the order is a round-robin, not a relevance order, so
+    score fusion keeps several explored items near the strategy's weight instead of only the first.
     """
 
     name = "explore"
@@ -75,7 +76,7 @@ class ExploreStrategy:
         for rank in range(depth):
             for source in (newest, popular, random):
                 if rank < len(source) and int(source[rank]) not in picked and len(picked) < depth:
-                    picked[int(source[rank])] = 1.0 / (1 + len(picked))
+                    picked[int(source[rank])] = 1.0 - len(picked) / depth
         return hits_from_rows(self.engine, list(picked.items()), self.name)
 
     def _shown_unanswered(self, text: str | None) -> dict[int, float]:
