@@ -26,8 +26,8 @@ def register(subparsers: Any) -> None:
                        help="train small catalogs for more epochs until this many batches (default: 600)")
     train.add_argument("--levels", type=int, default=None, help="residual levels L (default: by catalog size)")
     train.add_argument("--codebook-size", type=int, default=None, help="codes per level K (default: by catalog size)")
-    train.add_argument("--alpha", type=float, default=0.0,
-                       help="query augmentation Beta(α, α), e.g. 2 as in GENIUS (default: 0, off)")
+    train.add_argument("--alpha", type=float, default=None,
+                       help="query augmentation Beta(α, α); 0 turns it off (default: TrainConfig's, 8)")
     train.add_argument("--no-contrastive", action="store_true", help="plain residual k-means IDs (no fine-tuning)")
     train.add_argument("--no-feedback", action="store_true", help="do not train on the feedback log")
     train.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an interrupted run")
@@ -54,9 +54,12 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.queries}: no such query file")
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.alpha is not None and args.alpha < 0:
+        raise UsageError(f"--alpha must be >= 0 (0 turns augmentation off), got {args.alpha}")
+    chosen = {"alpha": args.alpha} if args.alpha is not None else {}
     config = TrainConfig(levels=args.levels, codebook_size=args.codebook_size, epochs=args.epochs,
-                         min_steps=args.min_steps, alpha=args.alpha,
-                         contrastive=not args.no_contrastive, seed=args.seed, max_minutes=args.max_minutes)
+                         min_steps=args.min_steps, contrastive=not args.no_contrastive, seed=args.seed,
+                         max_minutes=args.max_minutes, **chosen)
     with engine_of(args) as engine:
         summary = train_engine(engine, judgments=args.queries, config=config, progress=not args.quiet,
                                resume=not args.fresh, feedback=not args.no_feedback)
