@@ -105,3 +105,19 @@ def test_an_item_acted_on_for_a_query_stays_in_that_querys_plan(shop: Engine) ->
     assert again.explain is not None and "memory" in {a["strategy"] for a in again.explain["plan"]}
     assert chosen in again.hits.ids.tolist()
     shop.close()
+
+
+def test_a_query_whose_searches_keep_failing_is_led_by_exploration(shop: Engine) -> None:
+    text = "comfortable shoes for walking"
+    first = shop.search(text, mode="learned", k=10, log=True, explain=True)
+    assert first.explain is not None
+    assert "explore" not in {a["strategy"] for a in first.explain["plan"]}  # a new query gets the precise plan
+    again = shop.search(text, mode="learned", k=10, log=True, explain=True)  # searched before, never acted on
+    assert again.explain is not None and again.explain["context"]["searches"] == 1
+    plan = again.explain["plan"]
+    assert plan[0]["strategy"] == "explore" and plan[0]["weight"] == 1.0
+    assert (
+        plan[0]["depth"] == max(a["depth"] for a in plan) and sum(a["depth"] for a in plan) <= again.explain["budget"]
+    )
+    assert set(again.hits.ids.tolist()) - set(first.hits.ids.tolist())  # it shows items the first search did not
+    shop.close()

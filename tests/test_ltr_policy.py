@@ -119,3 +119,16 @@ def test_kept_arms_join_the_plan_within_the_budget() -> None:
     plan = policy.select(x, explore=False, keep=["memory"])
     assert plan.depths().get("memory", 0) > 0 and plan.weights()["memory"] == 1.0 and plan.total <= 40
     assert "memory" not in policy.select(x, [a for a in ARMS if a != "memory"], keep=["memory"]).depths()
+
+
+def test_lead_arms_open_the_plan_with_the_largest_share() -> None:
+    policy = make_policy("linucb", ARMS, 3, budget=40, seed=0)
+    x = np.array([1.0, 1.0, 0.0])
+    for _ in range(30):  # the policy rates lexical best and exploration worst here
+        policy.update(x, "lexical", 1.0)
+        policy.update(x, "explore", 0.0)
+    plan = policy.select(x, lead=["explore"])
+    assert plan.allocations[0].strategy == "explore" and plan.allocations[0].weight == 1.0
+    assert plan.allocations[0].depth == max(plan.depths().values()) and plan.total <= 40
+    assert "lexical" in plan.depths() and list(plan.depths()).count("explore") == 1
+    assert "explore" not in policy.select(x, explore=False, lead=["explore"]).depths()  # lead never overrides it

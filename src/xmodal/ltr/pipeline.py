@@ -194,11 +194,14 @@ class Pipeline:
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
         """The policy's plan for a prepared query: exploration only where the config allows it for this
-        query, and the memory index always when this query's results were acted on before (an answer
+        query, and leading the plan for a query whose plans keep failing (:func:`context.unanswered`): what
+        such a query needs is items no plan has shown it, which a strategy's immediate reward cannot tell
+        the policy. The memory index is kept when this query's results were acted on before (an answer
         users found is never dropped because the policy prefers other strategies for queries like it)."""
         explore = may_explore(self.config.explore, prepared.context)
-        keep = ("memory",) if prepared.context.get("actions", 0.0) > 0 else ()
-        return (policy or self.policy).select(prepared.x, prepared.available, explore=explore, keep=keep)
+        lead = (self.explore.name,) if explore and unanswered(prepared.context) else ()
+        keep = (self.memory.name,) if prepared.context.get("actions", 0.0) > 0 else ()
+        return (policy or self.policy).select(prepared.x, prepared.available, explore=explore, keep=keep, lead=lead)
 
     def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
         """Strategies that can return anything for this query."""

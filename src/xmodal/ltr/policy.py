@@ -125,10 +125,12 @@ class LinearBandit:
         *,
         explore: bool = True,
         keep: Sequence[str] = (),
+        lead: Sequence[str] = (),
     ) -> Plan:
         """The plan for context ``x``: available arms by decreasing index, budget split down the order;
         ``explore=False`` leaves the exploring arm out of this query's plan (main strategy and floor);
-        arms in ``keep`` join the main strategies (at full weight, after the chosen ones) when available."""
+        arms in ``lead`` open the plan (the largest share, full weight) and arms in ``keep`` join the main
+        strategies (full weight, after the chosen ones) when they are available."""
         x = self._check(x)
         scores = self.indices(x)
         allowed = set(self.arms if available is None else available)
@@ -142,6 +144,8 @@ class LinearBandit:
         order = [self.arms[a] for a in ranked if scores[a] >= best - self.margin][: self.max_arms]
         if self.always in order[1:]:  # exploration is a main strategy only when rated best; else only the floor
             order.remove(str(self.always))
+        first = [arm for arm in dict.fromkeys(lead) if arm in allowed]
+        order = first + [arm for arm in order if arm not in first]
         order += [arm for arm in keep if arm in allowed and arm not in order and arm != self.always]
         floor = self.always is not None and self.always in allowed and self.always not in order
         if floor:  # an exploration floor: feedback no greedy plan would collect, fused a little below the rest

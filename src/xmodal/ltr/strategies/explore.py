@@ -20,11 +20,12 @@ class ExploreStrategy:
 
     When query understanding finds attribute slots, the pool is the items that match them, so
     exploration stays on topic (a query for "fabric" explores fabrics). With a memory index, the
-    exploration is query-aware: an item already looked at for this query without a positive action is
-    left out of the newest and popular lists, and the random draw takes the items shown least often
-    for this query first, so a repeated query walks through its pool instead of re-drawing the same
-    items. Scores fall linearly (``1 - i/depth``): the order is a round-robin, not a relevance order, so
-    score fusion keeps several explored items near the strategy's weight instead of only the first.
+    exploration is query-aware: an item looked at for this query (one expected examination or more)
+    without a positive action is left out of the newest and popular lists, and every list, and then the
+    round-robin itself, takes the items looked at least for this query first (never shown: none), so a
+    repeated query walks through its pool instead of re-drawing the same items. Scores fall linearly
+    (``1 - i/depth``): the order is a round-robin, not a relevance order, so score fusion keeps several
+    explored items near the strategy's weight instead of only the first.
     """
 
     name = "explore"
@@ -54,39 +55,47 @@ class ExploreStrategy:
         rows = np.fromiter(self.engine._ids.keys(), dtype=np.int64) if allowed is None else np.array(sorted(allowed))
         if len(rows) == 0 or depth <= 0:
             return Hits.empty()
-        shown = self._shown_unanswered(query.text)
-        shown_rows = np.fromiter(shown, dtype=np.int64, count=len(shown))
-        fresh = rows[~np.isin(rows, shown_rows)] if shown else rows
-        newest = fresh[np.argsort(-fresh, kind="stable")][:depth]  # rows grow with insertion order
-        popular = []
+        looked = self._looked_at(query.text)
+        looked_rows = np.fromiter(looked, dtype=np.int64, count=len(looked))
+        shown = {row for row, e in looked.items() if e >= 1.0}
+        fresh = rows[~np.isin(rows, np.fromiter(shown, dtype=np.int64, count=len(shown)))] if shown else rows
+
+        def looked_first(order: np.ndarray) -> np.ndarray:
+            """``order`` with the rows never shown for this query first, then the least looked at (stable)."""
+            if not looked:
+                return order
+            seen = np.isin(order, looked_rows)
+            later = order[seen]
+            later = later[np.argsort([looked[int(r)] for r in later], kind="stable")]
+            return np.concatenate([order[~seen], later])
+
+        newest = looked_first(fresh[np.argsort(-fresh, kind="stable")])[:depth]  # rows grow with insertion order
+        liked: list[int] = []
         for item_id in sorted(self.popularity, key=lambda i: (-self.popularity[i], i)):
             row = self.engine._rows.get(item_id)
             if row is not None and (allowed is None or row in allowed) and row not in shown:
-                popular.append(row)
-                if len(popular) >= depth:
+                liked.append(row)
+                if len(liked) >= depth + len(looked):  # enough for ``depth`` of the least looked at
                     break
-        random = self.rng.permutation(rows)
-        if shown:  # the least shown for this query first (never shown: 0), random among equals
-            seen = np.isin(random, shown_rows)
-            later = random[seen]
-            later = later[np.argsort([shown[int(r)] for r in later], kind="stable")]
-            random = np.concatenate([random[~seen], later])
-        random = random[:depth]
-        picked: dict[int, float] = {}
+        popular = looked_first(np.array(liked, dtype=np.int64))[:depth]
+        random = looked_first(self.rng.permutation(rows))[:depth]  # random among equally looked-at rows
+        order: dict[int, None] = {}  # the round-robin, in order
         for rank in range(depth):
             for source in (newest, popular, random):
-                if rank < len(source) and int(source[rank]) not in picked and len(picked) < depth:
-                    picked[int(source[rank])] = 1.0 - len(picked) / depth
+                if rank < len(source) and int(source[rank]) not in order and len(order) < depth:
+                    order[int(source[rank])] = None
+        ranked = sorted(order, key=lambda r: looked.get(r, 0.0))  # stable: round-robin among equally looked-at
+        picked = {row: 1.0 - i / depth for i, row in enumerate(ranked)}
         return hits_from_rows(self.engine, list(picked.items()), self.name)
 
-    def _shown_unanswered(self, text: str | None) -> dict[int, float]:
-        """Rows looked at (one expected examination or more) for this normalised query that never got a
-        positive action -> expected examinations."""
+    def _looked_at(self, text: str | None) -> dict[int, float]:
+        """Rows shown for this normalised query that never got a positive action -> their expected
+        examinations (position-weighted impressions)."""
         if self.memory is None:
             return {}
         out = {}
         for item_id, pair in self.memory.lookup(text).items():
             row = self.engine._rows.get(item_id)
-            if row is not None and pair.impressions >= 1.0 and pair.actions <= 0:
+            if row is not None and pair.impressions > 0 and pair.actions <= 0:
                 out[row] = pair.impressions
         return out
