@@ -78,3 +78,20 @@ def test_to_dict_keeps_hits_without_provenance(engine: Engine) -> None:
     hits = Hits.of(["t1", "t2"], [0.9, 0.8])  # a mode may give no provenance
     result = SearchResult(hits, (engine.get("t1"), engine.get("t2")), 1.0, 0.5)
     assert [h["id"] for h in result.to_dict()["hits"]] == ["t1", "t2"]
+
+
+def test_row_api_for_derived_indexes(engine: Engine) -> None:
+    engine.add(text_items(20))
+    row = engine.find_row("t3")
+    assert row is not None and row == engine.row_of("t3") and engine.find_id(row) == "t3"
+    assert len(engine.all_rows()) == 20 and row in engine.all_rows().tolist()
+    assert engine.attributes_of(row)["color"] == engine.get("t3").attributes["color"]
+    color = engine.get("t3").attributes["color"]
+    matched = engine.match_rows({"color": color})
+    assert matched is not None and row in matched.tolist() and engine.match_rows({}) is None
+    with engine.attribute_table() as table:
+        assert color in table.values("color")
+    engine.delete(["t3"])
+    assert engine.find_row("t3") is None and engine.find_id(row) is None and engine.attributes_of(row) == {}
+    still = engine.match_rows({"color": color})
+    assert row not in engine.all_rows().tolist() and still is not None and row not in still.tolist()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -202,6 +203,35 @@ class Engine:
 
     def id_of(self, row: int) -> str:
         return self._ids[row]
+
+    # -- rows: the integer labels that derived indexes (strategies, plugins) key items by ---------
+    def find_row(self, item_id: str) -> int | None:
+        """The row of an item id, or None when there is no such item (:meth:`row_of` raises instead)."""
+        return self._rows.get(item_id)
+
+    def find_id(self, row: int) -> str | None:
+        """The item id of a row, or None when the row was deleted."""
+        return self._ids.get(row)
+
+    def all_rows(self) -> np.ndarray:
+        """Every live row (a snapshot)."""
+        with self._lock.read():
+            return np.fromiter(self._ids.keys(), dtype=np.int64, count=len(self._ids))
+
+    def attributes_of(self, row: int) -> Mapping[str, Any]:
+        """The filterable attributes of a row (empty for a deleted row)."""
+        return self._attrs.get(row, {})
+
+    def match_rows(self, filters: Mapping[str, Any]) -> np.ndarray | None:
+        """Sorted rows that satisfy ``filters`` (see :mod:`xmodal.filters`); None when there is no filter."""
+        with self._lock.read():  # the attribute table changes under writes
+            return self.attributes.match(filters)
+
+    @contextmanager
+    def attribute_table(self) -> Iterator[AttributeTable]:
+        """The attribute table, held steady (writes wait) while the block runs."""
+        with self._lock.read():
+            yield self.attributes
 
     def _remember(self, item_id: str, row: int, attrs: dict[str, Any]) -> None:
         self._rows[item_id], self._ids[row], self._attrs[row] = row, item_id, attrs

@@ -120,7 +120,7 @@ def evaluate(
     Query(text="check", k=k, target=Target.parse(target), filters=filters, mode=mode)
     if mode != "dense":
         get_mode(mode)
-    engine.attributes.match(filters)
+    engine.match_rows(filters)  # a bad filter fails here, before any query runs
     report = EvalReport(k=k)
     sums = dict.fromkeys(METRICS, 0.0)
     for entry in queries:

@@ -34,7 +34,7 @@ def generative_rerank(engine: Engine, query: Query, vector: np.ndarray) -> Hits:
 
 
 def _search(engine: Engine, query: Query, vector: np.ndarray, *, rerank: bool) -> Hits:
-    allowed = engine.attributes.match(query.filters)
+    allowed = engine.match_rows(query.filters)
     depth = query.k if allowed is None else query.k * FILTER_DEPTH
     beam = max(RERANK_BEAM if rerank else BEAM, query.k if allowed is None else 2 * query.k)
     kinds = query.target.kinds()

@@ -56,7 +56,7 @@ def candidate_features(
     out = np.zeros((len(fused), len(FEATURES)), dtype=np.float32)
     if not fused:
         return out
-    rows = [engine._rows.get(h.id, -1) for h in fused]
+    rows = [-1 if (row := engine.find_row(h.id)) is None else row for h in fused]
     col = {name: i for i, name in enumerate(FEATURES)}
     for i, hit in enumerate(fused):
         for arm, (rank, score) in hit.sources.items():
@@ -109,9 +109,8 @@ def _attribute_features(
     slots = understanding.slots
     if not slots:
         return
-    attrs = pipeline.engine._attrs
     for i, row in enumerate(rows):
-        have = attrs.get(row, {})
+        have = pipeline.engine.attributes_of(row)
         n = sum(
             1
             for name, values in slots.items()

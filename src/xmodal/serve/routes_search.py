@@ -157,11 +157,11 @@ def similar(request: Request, item_id: str, _: ReadKey, k: Annotated[int, Q(ge=1
 @router.get("/facets", response_model=FacetsResponse, responses=responses(401, 403, 429))
 def facets(request: Request, _: ReadKey) -> FacetsResponse:
     """The catalog's attributes and their most common values with counts (for filter widgets)."""
-    table = server(request).engine.attributes
     out: dict[str, list[FacetValue]] = {}
-    for name in table.attributes():
-        values = sorted(table.values(name).items(), key=lambda kv: (-kv[1], str(kv[0])))[:MAX_FACET_VALUES]
-        out[name] = [FacetValue(value=v, count=n) for v, n in values if isinstance(v, (str, int, float, bool))]
+    with server(request).engine.attribute_table() as table:  # writes wait while the counts are read
+        for name in table.attributes():
+            values = sorted(table.values(name).items(), key=lambda kv: (-kv[1], str(kv[0])))[:MAX_FACET_VALUES]
+            out[name] = [FacetValue(value=v, count=n) for v, n in values if isinstance(v, (str, int, float, bool))]
     return FacetsResponse(attributes=out)
 
 

@@ -24,8 +24,7 @@ class Strategy(Protocol):
 
 def allowed_rows(engine: Engine, query: Query) -> set[int] | None:
     """The rows that satisfy the query's filters, or None when it has none."""
-    with engine._lock.read():  # the attribute table changes under writes
-        rows = engine.attributes.match(dict(query.filters))
+    rows = engine.match_rows(query.filters)
     return None if rows is None else set(rows.tolist())
 
 
@@ -46,7 +45,7 @@ def hits_from_rows(engine: Engine, pairs: Sequence[tuple[int, float]], source: s
     """Hits with item ids for (row, score) pairs; rows deleted meanwhile are skipped."""
     ids, scores = [], []
     for row, score in pairs:
-        item_id = engine._ids.get(row)
+        item_id = engine.find_id(row)
         if item_id is not None:
             ids.append(item_id)
             scores.append(score)

@@ -49,10 +49,9 @@ class ExploreStrategy:
         if self.understanding is not None:
             slots = self.understanding.understand(query.text).filters()
             if slots:
-                with self.engine._lock.read():
-                    matched = self.engine.attributes.match({**slots, **dict(query.filters)})
+                matched = self.engine.match_rows({**slots, **dict(query.filters)})
                 allowed = set() if matched is None else set(matched.tolist())
-        rows = np.fromiter(self.engine._ids.keys(), dtype=np.int64) if allowed is None else np.array(sorted(allowed))
+        rows = self.engine.all_rows() if allowed is None else np.array(sorted(allowed))
         if len(rows) == 0 or depth <= 0:
             return Hits.empty()
         looked = self._looked_at(query.text)
@@ -72,7 +71,7 @@ class ExploreStrategy:
         newest = looked_first(fresh[np.argsort(-fresh, kind="stable")])[:depth]  # rows grow with insertion order
         liked: list[int] = []
         for item_id in sorted(self.popularity, key=lambda i: (-self.popularity[i], i)):
-            row = self.engine._rows.get(item_id)
+            row = self.engine.find_row(item_id)
             if row is not None and (allowed is None or row in allowed) and row not in shown:
                 liked.append(row)
                 if len(liked) >= depth + len(looked):  # enough for ``depth`` of the least looked at
@@ -95,7 +94,7 @@ class ExploreStrategy:
             return {}
         out = {}
         for item_id, pair in self.memory.lookup(text).items():
-            row = self.engine._rows.get(item_id)
+            row = self.engine.find_row(item_id)
             if row is not None and pair.impressions > 0 and pair.actions <= 0:
                 out[row] = pair.impressions
         return out

@@ -216,7 +216,7 @@ class LexicalStrategy:
         scores = self.index.score(stems(query.text or ""), allowed_rows(self.engine, query))
         if self.popularity_weight and self.popularity:
             for row in scores:
-                pop = self.popularity.get(self.engine._ids.get(row, ""), 0.0)
+                pop = self.popularity.get(self.engine.find_id(row) or "", 0.0)
                 scores[row] += self.popularity_weight * math.log1p(pop)
         return scores
 

@@ -141,7 +141,7 @@ class MemoryStrategy:
         allowed = allowed_rows(self.engine, query)
         scores: dict[int, float] = {}
         for item_id, pair in self.lookup(query.text).items():
-            row = self.engine._rows.get(item_id)
+            row = self.engine.find_row(item_id)
             if row is not None and (allowed is None or row in allowed) and (pair.actions > 0 or pair.prior > 0):
                 scores[row] = pair.score()
         return hits_from_rows(self.engine, top_rows(scores, depth), self.name)

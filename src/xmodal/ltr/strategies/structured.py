@@ -59,8 +59,7 @@ class QueryUnderstanding:
         if self._phrases is not None:
             return self._phrases
         best: dict[tuple[str, ...], tuple[int, str, AttributeValue]] = {}
-        with self.engine._lock.read():
-            table = self.engine.attributes
+        with self.engine.attribute_table() as table:
             for name in table.attributes():
                 values = table.values(name)
                 if len(values) > MAX_VALUES_PER_ATTRIBUTE:
@@ -135,8 +134,7 @@ class StructuredStrategy:
         if not found.slots:
             return Hits.empty()
         filters = {**found.filters(), **dict(query.filters)}  # the user's own filters win
-        with self.engine._lock.read():
-            rows = self.engine.attributes.match(filters)
+        rows = self.engine.match_rows(filters)
         allowed = set() if rows is None else set(rows.tolist())
         ranked = top_rows(self.lexical.index.score([stem(t) for t in tokens(found.rest)], allowed), depth)
         pairs = [(row, 2.0 + score) for row, score in ranked]
@@ -146,7 +144,7 @@ class StructuredStrategy:
             dense = self.engine.search_vector(vector, k=depth, target=query.target, filters=filters)
             seen = {row for row, _ in pairs}
             for item_id, score in dense:
-                row = self.engine._rows.get(item_id)
+                row = self.engine.find_row(item_id)
                 if row is not None and row not in seen and len(pairs) < depth:
                     pairs.append((row, float(score)))
         return hits_from_rows(self.engine, pairs, self.name)
