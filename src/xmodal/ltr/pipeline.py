@@ -220,11 +220,42 @@ class Pipeline:
             out.append(name)
         return tuple(out)
 
-    def retrieve(self, prepared: Prepared, plan: Plan, vector: np.ndarray | None) -> dict[str, Hits]:
+    def retrieve(
+        self, prepared: Prepared, plan: Plan, vector: np.ndarray | None, cached: Mapping[str, Hits] | None = None
+    ) -> dict[str, Hits]:
+        """Each planned strategy's run at its depth; ``cached`` holds deeper runs of stateless strategies for
+        this query (the simulator's), cut to the planned depth instead of retrieved again."""
+        cached = cached or {}
         return {
-            a.strategy: self.strategies[a.strategy].retrieve(prepared.query, a.depth, vector=vector)
+            a.strategy: (
+                cached[a.strategy].take(range(min(a.depth, len(cached[a.strategy]))))
+                if a.strategy in cached
+                else self.strategies[a.strategy].retrieve(prepared.query, a.depth, vector=vector)
+            )
             for a in plan.allocations
         }
+
+    def candidates(
+        self,
+        prepared: Prepared,
+        plan: Plan,
+        vector: np.ndarray | None,
+        cached: Mapping[str, Hits] | None = None,
+        *,
+        backfill: bool = True,
+    ) -> tuple[dict[str, Hits], list[FusedHit]]:
+        """The plan's runs and their fusion; when the chosen strategies found fewer than ``k`` items (and
+        ``backfill``), dense search fills the list up (within the budget, fused at half weight)."""
+        query = prepared.query
+        runs = self.retrieve(prepared, plan, vector, cached)
+        fused = fuse(self.config.fusion, runs, plan.weights())
+        if backfill and len(fused) < query.k:
+            dense = next((a for a in prepared.available if a.startswith("dense:") and a not in runs), None)
+            room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
+            if dense is not None and room > 0:  # candidates drawn stay within the budget
+                runs[dense] = self.strategies[dense].retrieve(query, room, vector=vector)
+                fused = fuse(self.config.fusion, runs, {**plan.weights(), dense: 0.5})
+        return runs, fused
 
     def rank(
         self, prepared: Prepared, vector: np.ndarray | None, fused: list[FusedHit]
@@ -248,14 +279,7 @@ class Pipeline:
         """The learned search: returns the hits and the explanation (plan, contributions, features)."""
         prepared = self.prepare(query)
         plan = plan or self.plan(prepared)
-        runs = self.retrieve(prepared, plan, vector)
-        fused = fuse(self.config.fusion, runs, plan.weights())
-        if len(fused) < query.k:  # the chosen strategies found too little: back-fill from dense search
-            backfill = next((a for a in prepared.available if a.startswith("dense:") and a not in runs), None)
-            room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
-            if backfill is not None and room > 0:  # candidates drawn stay within the budget
-                runs = {**runs, backfill: self.strategies[backfill].retrieve(query, room, vector=vector)}
-                fused = fuse(self.config.fusion, runs, {**plan.weights(), backfill: 0.5})
+        runs, fused = self.candidates(prepared, plan, vector)
         ranked, X, status = self.rank(prepared, vector, fused)
         hits = to_hits(ranked, query.k)
         return hits, self.explain(prepared, plan, runs, ranked[: query.k], X, status)

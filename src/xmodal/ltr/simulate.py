@@ -26,7 +26,7 @@ import numpy as np
 
 from ..records import Hits, Item, Query
 from .features import FEATURES, candidate_features, freshness
-from .fusion import FusedHit, fuse
+from .fusion import FusedHit
 from .pipeline import Pipeline
 from .policy import Allocation, LinearBandit, Plan
 from .ranker import LambdaRanker, estimate_propensities
@@ -292,19 +292,8 @@ class Simulator:
             else:
                 plan = fixed_plan(policy, prepared.available, self.budget)
             static, vector = self.static_runs(sq.text)
-            runs = {
-                a.strategy: (
-                    Hits(
-                        static[a.strategy].ids[: a.depth],
-                        static[a.strategy].scores[: a.depth],
-                        static[a.strategy].provenance[: a.depth],
-                    )
-                    if a.strategy in static
-                    else self.pipeline.strategies[a.strategy].retrieve(query, a.depth, vector=vector)
-                )
-                for a in plan.allocations
-            }
-            fused = fuse(self.pipeline.config.fusion, runs, plan.weights())
+            # no dense back-fill: every plan, fixed or learned, is judged on its own strategies
+            _, fused = self.pipeline.candidates(prepared, plan, vector, cached=static, backfill=False)
             top = self.logged_order(fused, promote_fresh, self.now + 60 * t)[: self.k]
             randomized = bool(rng.random() < randomize)
             if randomized:
