@@ -71,6 +71,10 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             rows = [b["bandits"][kind] for b in bandits]
             out[kind] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
             out[kind]["beats_best_fixed_in_seeds"] = sum(r["vs_best_fixed"] >= 0 for r in rows)
+            for k in ("vs_best_fixed", "relative_to_uniform"):  # seed-to-seed spread of the headline gains
+                out[kind][f"{k}_se"] = float(np.std([r[k] for r in rows], ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else 0.0
+            rates = [float(np.mean([b["bandits"][kind]["success"] for b in bandits])), out["uniform_success"]]
+            out[kind]["ratio_of_mean_rates_to_uniform"] = rates[0] / rates[1] - 1
     if "ranker" in runs[0]:
         for eta in runs[0]["ranker"]:
             gains = [r["ranker"][eta]["ndcg@10"] for r in runs]

@@ -108,7 +108,7 @@ def test_an_item_acted_on_for_a_query_stays_in_that_querys_plan(shop: Engine) ->
 
 
 def test_a_query_whose_searches_keep_failing_is_led_by_exploration(shop: Engine) -> None:
-    text = "comfortable shoes for walking"
+    text = "red leather boots"  # attribute slots: exploration draws red leather boots, not the whole catalog
     first = shop.search(text, mode="learned", k=10, log=True, explain=True)
     assert first.explain is not None
     assert "explore" not in {a["strategy"] for a in first.explain["plan"]}  # a new query gets the precise plan
@@ -120,4 +120,15 @@ def test_a_query_whose_searches_keep_failing_is_led_by_exploration(shop: Engine)
         plan[0]["depth"] == max(a["depth"] for a in plan) and sum(a["depth"] for a in plan) <= again.explain["budget"]
     )
     assert set(again.hits.ids.tolist()) - set(first.hits.ids.tolist())  # it shows items the first search did not
+    shop.close()
+
+
+def test_exploration_without_slots_stays_the_floor_of_a_failing_query(shop: Engine) -> None:
+    text = "comfortable shoes for walking"  # no attribute slot: exploration's pool is the whole catalog
+    for _ in range(3):
+        result = shop.search(text, mode="learned", k=10, log=True, explain=True)
+    assert result.explain is not None and result.explain["context"]["searches"] == 2
+    plan = result.explain["plan"]
+    assert plan[0]["strategy"] != "explore"
+    assert [a["weight"] for a in plan if a["strategy"] == "explore"] == [0.9]  # the floor, below the rest
     shop.close()

@@ -193,14 +193,19 @@ class Pipeline:
         return Prepared(query, found, ctx, context_vector(ctx), self.available(query, found, memory_hits))
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
-        """The policy's plan for a prepared query: exploration only where the config allows it for this
-        query, and leading the plan for a query whose plans keep failing (:func:`context.unanswered`): what
-        such a query needs is items no plan has shown it, which a strategy's immediate reward cannot tell
-        the policy. The memory index is kept when this query's results were acted on before (an answer
-        users found is never dropped because the policy prefers other strategies for queries like it)."""
-        explore = may_explore(self.config.explore, prepared.context)
-        lead = (self.explore.name,) if explore and unanswered(prepared.context) else ()
-        keep = (self.memory.name,) if prepared.context.get("actions", 0.0) > 0 else ()
+        """The policy's plan for a prepared query.
+
+        - Exploration only where the config allows it for this query (:func:`may_explore`).
+        - Exploration leads the plan of a query whose plans keep failing (:func:`context.unanswered`) when
+          its pool is on topic (query understanding found attribute slots, so it explores matching items):
+          such a query needs items no plan has shown it, a value no strategy's immediate reward tells the
+          policy. Without slots, exploration would draw from the whole catalog, and stays the floor.
+        - The memory index is kept when this query's results were acted on before: an answer users found
+          is never dropped because the policy prefers other strategies for queries like it."""
+        ctx = prepared.context
+        explore = may_explore(self.config.explore, ctx)
+        lead = (self.explore.name,) if explore and unanswered(ctx) and ctx.get("slots") else ()
+        keep = (self.memory.name,) if ctx.get("actions", 0.0) > 0 else ()
         return (policy or self.policy).select(prepared.x, prepared.available, explore=explore, keep=keep, lead=lead)
 
     def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
