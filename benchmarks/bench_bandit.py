@@ -97,9 +97,10 @@ def main() -> None:
     )
     ap.add_argument("--skip-bandit", action="store_true")
     ap.add_argument("--skip-ranker", action="store_true")
+    ap.add_argument("--no-plot", action="store_true", help="leave docs/benchmarks/ltr_bandit.png as it is")
     ap.add_argument("--out", default="ltr_bandit.json")
     args = ap.parse_args()
-    runs = [one_seed(args, seed, plot=i == 0 and not args.skip_bandit) for i, seed in enumerate(args.seeds)]
+    runs = [one_seed(args, seed, plot=i == 0 and not (args.skip_bandit or args.no_plot)) for i, seed in enumerate(args.seeds)]
     out = {"runs": runs, "summary": summary(runs)}
     (ROOT / "benchmarks" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "benchmarks" / "out" / args.out).write_text(json.dumps(out, indent=2))
