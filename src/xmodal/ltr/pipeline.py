@@ -22,7 +22,7 @@ from ..store.sqlite import StoredItem
 from .context import CONTEXT_FEATURES, context_vector, query_context, unanswered
 from .features import FEATURES, candidate_features
 from .fusion import FusedHit, fuse, to_hits
-from .policy import Allocation, LinearBandit, Plan, load_policy, make_policy
+from .policy import Allocation, LinearBandit, Plan, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
 from .strategies import (
     DenseStrategy,
@@ -344,11 +344,8 @@ class Pipeline:
     def uniform(self, query: Query, vector: np.ndarray | None) -> tuple[Hits, dict[str, Any]]:
         """Every available strategy with an equal share of the budget and equal weights (the baseline)."""
         prepared = self.prepare(query)
-        names = prepared.available
-        share = max(self.config.budget // max(len(names), 1), 1)
-        plan = Plan(tuple(Allocation(n, share, 1.0) for n in names), self.config.budget, dict.fromkeys(names, 0.0))
-        runs = self.retrieve(prepared, plan, vector)
-        fused = fuse(self.config.fusion, runs, plan.weights())
+        plan = equal_plan(prepared.available, prepared.available, self.config.budget)
+        runs, fused = self.candidates(prepared, plan, vector, backfill=False)
         details = self.explain(prepared, plan, runs, fused[: query.k], None, "fused order")
         return to_hits(fused, query.k), {**details, "mode": "uniform"}
 

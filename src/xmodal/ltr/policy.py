@@ -79,6 +79,14 @@ def allocate(order: Sequence[str], budget: int, *, share: float = 0.5, min_depth
     return tuple(out)
 
 
+def equal_plan(arms: Sequence[str], available: Sequence[str], budget: int) -> Plan:
+    """Equal shares of the budget and equal weights for the arms of a fixed set that can answer the query
+    (the uniform baseline, and the fixed sets the bandit is compared with)."""
+    use = [a for a in arms if a in available]
+    share = max(budget // max(len(use), 1), 1)
+    return Plan(tuple(Allocation(a, share, 1.0) for a in use), budget, dict.fromkeys(use, 0.0))
+
+
 class LinearBandit:
     """Shared state and updates of the disjoint linear bandits; subclasses define :meth:`indices`."""
 

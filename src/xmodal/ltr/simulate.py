@@ -28,7 +28,7 @@ from ..records import Hits, Item, Query
 from .features import FEATURES, candidate_features, freshness
 from .fusion import FusedHit
 from .pipeline import Pipeline
-from .policy import Allocation, LinearBandit, Plan
+from .policy import LinearBandit, Plan, equal_plan
 from .ranker import LambdaRanker, estimate_propensities
 from .strategies.memory import PairStats
 from .text import STOPWORDS, normalize_query, tokens
@@ -187,13 +187,6 @@ def provenance(fused: Sequence[FusedHit]) -> list[str]:
     return ["+".join(sorted(h.sources)) for h in fused]
 
 
-def fixed_plan(arms: Sequence[str], available: Sequence[str], budget: int) -> Plan:
-    """Equal shares of the budget for the arms of a fixed set that can answer the query."""
-    use = [a for a in arms if a in available]
-    share = max(budget // max(len(use), 1), 1)
-    return Plan(tuple(Allocation(a, share, 1.0) for a in use), budget, dict.fromkeys(use, 0.0))
-
-
 def clone_stats(stats: dict[str, dict[str, PairStats]]) -> dict[str, dict[str, PairStats]]:
     return {k: {i: PairStats(p.impressions, p.actions, p.prior) for i, p in v.items()} for k, v in stats.items()}
 
@@ -290,7 +283,7 @@ class Simulator:
             if isinstance(policy, LinearBandit):
                 plan = self.pipeline.plan(prepared, policy)
             else:
-                plan = fixed_plan(policy, prepared.available, self.budget)
+                plan = equal_plan(policy, prepared.available, self.budget)
             static, vector = self.static_runs(sq.text)
             # no dense back-fill: every plan, fixed or learned, is judged on its own strategies
             _, fused = self.pipeline.candidates(prepared, plan, vector, cached=static, backfill=False)
