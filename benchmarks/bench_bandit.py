@@ -15,7 +15,9 @@ for each position-bias strength ``--eta`` (users examine position p with 1/p**et
 ``--promote-fresh`` boost of the logging order (> 0: items are shown by fused rank + boost × freshness,
 so the logged position follows a feature unrelated to relevance; 0: the fused order).
 Each seed draws its own catalog sample and query stream; the summary averages over seeds.
-Prints one JSON object.
+Prints one JSON object. On a small machine, run groups of seeds in parallel processes (each with its
+own ``--out``) and join them with ``--merge a.json b.json --out all.json``, which writes the summary
+over all their seeds.
 """
 
 from __future__ import annotations
@@ -99,8 +101,15 @@ def main() -> None:
     ap.add_argument("--skip-ranker", action="store_true")
     ap.add_argument("--no-plot", action="store_true", help="leave docs/benchmarks/ltr_bandit.png as it is")
     ap.add_argument("--out", default="ltr_bandit.json")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="join the runs of earlier outputs (in benchmarks/out)")
     args = ap.parse_args()
-    runs = [one_seed(args, seed, plot=i == 0 and not (args.skip_bandit or args.no_plot)) for i, seed in enumerate(args.seeds)]
+    if args.merge:
+        runs = [run for name in args.merge for run in json.loads((ROOT / "benchmarks" / "out" / name).read_text())["runs"]]
+    else:
+        runs = [
+            one_seed(args, seed, plot=i == 0 and not (args.skip_bandit or args.no_plot))
+            for i, seed in enumerate(args.seeds)
+        ]
     out = {"runs": runs, "summary": summary(runs)}
     (ROOT / "benchmarks" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "benchmarks" / "out" / args.out).write_text(json.dumps(out, indent=2))

@@ -115,11 +115,29 @@ def test_a_query_whose_searches_keep_failing_is_led_by_exploration(shop: Engine)
     again = shop.search(text, mode="learned", k=10, log=True, explain=True)  # searched before, never acted on
     assert again.explain is not None and again.explain["context"]["searches"] == 1
     plan = again.explain["plan"]
-    assert plan[0]["strategy"] == "explore" and plan[0]["weight"] == 1.0
-    assert (
-        plan[0]["depth"] == max(a["depth"] for a in plan) and sum(a["depth"] for a in plan) <= again.explain["budget"]
-    )
+    # exploration takes the plan: the relevance-ordered strategies would show the same failed top items again
+    assert [(a["strategy"], a["weight"]) for a in plan] == [("explore", 1.0)]
+    assert plan[0]["depth"] <= again.explain["budget"]
     assert set(again.hits.ids.tolist()) - set(first.hits.ids.tolist())  # it shows items the first search did not
+    shop.close()
+
+
+def test_a_failing_query_keeps_its_acted_on_item_beside_exploration(shop: Engine) -> None:
+    text = "red leather boots"
+    first = shop.search(text, mode="learned", k=10, log=True, explain=True)
+    assert first.query_id is not None
+    chosen = first.hits.ids[0]
+    shop.feedback(first.query_id, chosen, "click", position=1)
+    for _ in range(4):  # one action in five searches: still failing (below a quarter)
+        result = shop.search(text, mode="learned", k=10, log=True, explain=True)
+    assert result.explain is not None and result.explain["context"]["searches"] == 4
+    result = shop.search(text, mode="learned", k=10, log=True, explain=True)
+    assert result.explain is not None and result.explain["context"]["searches"] == 5
+    plan = result.explain["plan"]
+    assert plan[0]["strategy"] == "explore" and {a["strategy"] for a in plan} == {"explore", "memory"}
+    assert plan[0]["depth"] == max(a["depth"] for a in plan)
+    assert sum(a["depth"] for a in plan) <= result.explain["budget"]
+    assert chosen in result.hits.ids.tolist()  # the answer users found is not dropped
     shop.close()
 
 

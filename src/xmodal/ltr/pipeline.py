@@ -196,17 +196,24 @@ class Pipeline:
         """The policy's plan for a prepared query.
 
         - Exploration only where the config allows it for this query (:func:`may_explore`).
-        - Exploration leads the plan of a query whose plans keep failing (:func:`context.unanswered`) when
-          its pool is on topic (query understanding found attribute slots, so it explores matching items):
-          such a query needs items no plan has shown it, a value no strategy's immediate reward tells the
-          policy. Without slots, exploration would draw from the whole catalog, and stays the floor.
         - The memory index is kept when this query's results were acted on before: an answer users found
-          is never dropped because the policy prefers other strategies for queries like it."""
+          is never dropped because the policy prefers other strategies for queries like it.
+        - Exploration takes the plan of a query whose plans keep failing (:func:`context.unanswered`) when
+          its pool is on topic (query understanding found attribute slots, so it explores the items that
+          match them, the pool structured search ranks), beside the kept memory. Such a query needs items
+          no plan has shown it, a value no strategy's immediate reward tells the policy. The
+          relevance-ordered strategies put the same items on top of every search of the same query, and
+          this query's searches kept failing; re-showing those items would take the positions exploration
+          needs. Without slots, exploration would draw from the whole catalog, and stays the floor."""
         ctx = prepared.context
         explore = may_explore(self.config.explore, ctx)
-        lead = (self.explore.name,) if explore and unanswered(ctx) and ctx.get("slots") else ()
         keep = (self.memory.name,) if ctx.get("actions", 0.0) > 0 else ()
-        return (policy or self.policy).select(prepared.x, prepared.available, explore=explore, keep=keep, lead=lead)
+        available = prepared.available
+        lead: tuple[str, ...] = ()
+        if explore and unanswered(ctx) and ctx.get("slots") and self.explore.name in available:
+            lead = (self.explore.name,)
+            available = tuple(a for a in available if a in lead or a in keep)
+        return (policy or self.policy).select(prepared.x, available, explore=explore, keep=keep, lead=lead)
 
     def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
         """Strategies that can return anything for this query."""
