@@ -160,7 +160,9 @@ def test_explore_walks_through_the_pool_of_a_repeated_unanswered_query(tmp_path:
         memory.add_impression(normalize_query("something unusual"), shown)
     assert len(set(tops)) == 6  # an item looked at (shown first) and passed over is not shown first again
     assert len(seen) == 60  # the least looked-at first: six searches of ten cover the sixty items
-    clicked = next(iter(seen))
-    memory.add_action(normalize_query("something unusual"), clicked, 1.0)  # once clicked, an item may be explored again
-    assert eng.row_of(clicked) not in explore._looked_at("something unusual")
+    clicked = tops[0]  # shown first, so looked at the most
+    memory.add_action(normalize_query("something unusual"), clicked, 1.0)
+    # acted on or not, an item keeps its examinations: exploration is for the items looked at least
+    assert explore._looked_at("something unusual")[eng.row_of(clicked)] == 1.0
+    assert clicked not in explore.retrieve(Query(text="something unusual"), 10).ids.tolist()
     eng.close()

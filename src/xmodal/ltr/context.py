@@ -46,6 +46,7 @@ def query_context(
     memory_hits: int,
     known_terms: float,
     history: tuple[int, float] = (0, 0.0),
+    answer_rate: float = 0.0,
     now: float | None = None,
     user: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
@@ -63,6 +64,7 @@ def query_context(
         "memory_hits": memory_hits,
         "searches": history[0],
         "actions": round(history[1], 4),
+        "answer_rate": round(answer_rate, 4),
         "known_terms": round(known_terms, 4),
         "hour": moment.tm_hour,
         "weekday": moment.tm_wday,

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import StorageError, ValidationError, XmodalError
 from ..records import Hits, Modality, Query, Target, VectorKind
 from ..store.sqlite import StoredItem
-from .context import CONTEXT_FEATURES, context_vector, query_context, unanswered
+from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
 from .features import FEATURES, candidate_features
 from .fusion import FusedHit, fuse, to_hits
 from .policy import Allocation, LinearBandit, Plan, equal_plan, load_policy, make_policy
@@ -187,6 +187,7 @@ class Pipeline:
             memory_hits=memory_hits,
             known_terms=self.lexical.index.known_fraction(terms),
             history=self.memory.history(query.text),
+            answer_rate=self.memory.answer_rate(query.text),
             now=now,
             user=user,
         )
@@ -200,11 +201,13 @@ class Pipeline:
           is never dropped because the policy prefers other strategies for queries like it.
         - Exploration takes the plan of a query whose plans keep failing (:func:`context.unanswered`) when
           its pool is on topic (query understanding found attribute slots, so it explores the items that
-          match them, the pool structured search ranks), beside the kept memory. Such a query needs items
-          no plan has shown it, a value no strategy's immediate reward tells the policy. The
-          relevance-ordered strategies put the same items on top of every search of the same query, and
-          this query's searches kept failing; re-showing those items would take the positions exploration
-          needs. Without slots, exploration would draw from the whole catalog, and stays the floor."""
+          match them, the pool structured search ranks). Such a query needs items no plan has shown it, a
+          value no strategy's immediate reward tells the policy. The relevance-ordered strategies put the
+          same items on top of every search of the same query, and this query's searches kept failing;
+          re-showing those items would take the positions exploration needs. The memory index stays beside
+          exploration only when its best item is a credible answer (``answer_rate`` at least
+          :data:`context.ANSWERED_RATE`): an item clicked once in many showings at the top is not one.
+          Without slots, exploration would draw from the whole catalog, and stays the floor."""
         ctx = prepared.context
         explore = may_explore(self.config.explore, ctx)
         keep = (self.memory.name,) if ctx.get("actions", 0.0) > 0 else ()
@@ -212,6 +215,7 @@ class Pipeline:
         lead: tuple[str, ...] = ()
         if explore and unanswered(ctx) and ctx.get("slots") and self.explore.name in available:
             lead = (self.explore.name,)
+            keep = keep if float(ctx.get("answer_rate", 0.0)) >= ANSWERED_RATE else ()
             available = tuple(a for a in available if a in lead or a in keep)
         return (policy or self.policy).select(prepared.x, available, explore=explore, keep=keep, lead=lead)
 

@@ -20,8 +20,8 @@ class ExploreStrategy:
 
     When query understanding finds attribute slots, the pool is the items that match them, so
     exploration stays on topic (a query for "fabric" explores fabrics). With a memory index, the
-    exploration is query-aware: an item looked at for this query (one expected examination or more)
-    without a positive action is left out of the newest and popular lists, and every list, and then the
+    exploration is query-aware: an item looked at for this query (one expected examination or more) is
+    left out of the newest and popular lists, and every list, and then the
     round-robin itself, takes the items looked at least for this query first (never shown: none), so a
     repeated query walks through its pool instead of re-drawing the same items. Scores fall linearly
     (``1 - i/depth``): the order is a round-robin, not a relevance order, so score fusion keeps several
@@ -88,13 +88,14 @@ class ExploreStrategy:
         return hits_from_rows(self.engine, list(picked.items()), self.name)
 
     def _looked_at(self, text: str | None) -> dict[int, float]:
-        """Rows shown for this normalised query that never got a positive action -> their expected
-        examinations (position-weighted impressions)."""
+        """Rows shown for this normalised query -> their expected examinations (position-weighted
+        impressions). Items acted on count too: the memory index serves those that are answers, and
+        exploration is for the items that have had the least attention."""
         if self.memory is None:
             return {}
         out = {}
         for item_id, pair in self.memory.lookup(text).items():
             row = self.engine.find_row(item_id)
-            if row is not None and pair.impressions > 0 and pair.actions <= 0:
+            if row is not None and pair.impressions > 0:
                 out[row] = pair.impressions
         return out

@@ -132,6 +132,11 @@ class MemoryStrategy:
         """How many items have positive evidence (a prior or an action) for this query."""
         return sum(1 for p in self.lookup(text).values() if p.actions > 0 or p.prior > 0)
 
+    def answer_rate(self, text: str | None) -> float:
+        """The best smoothed action rate among the items acted on for this normalised query (0: none): how
+        credible the best answer users found is (one click in many showings at the top is not an answer)."""
+        return max((p.score() for p in self.lookup(text).values() if p.actions > 0), default=0.0)
+
     def history(self, text: str | None) -> tuple[int, float]:
         """How often this normalised query was searched (impressions logged) and its positive actions."""
         searches, actions = self.history_.get(normalize_query(text), (0.0, 0.0))
