@@ -21,9 +21,9 @@ class ExploreStrategy:
     When query understanding finds attribute slots, the pool is the items that match them, so
     exploration stays on topic (a query for "fabric" explores fabrics). With a memory index, the
     exploration is query-aware: an item looked at for this query (one expected examination or more) is
-    left out of the newest and popular lists, and every list, and then the
-    round-robin itself, takes the items looked at least for this query first (never shown: none), so a
-    repeated query walks through its pool instead of re-drawing the same items. Scores fall linearly
+    left out of the newest and popular lists, and every list, and then the round-robin itself, takes
+    the items looked at least for this query first (never shown: none), so a repeated query walks
+    through its pool instead of re-drawing the same items. Scores fall linearly
     (``1 - i/depth``): the order is a round-robin, not a relevance order, so score fusion keeps several
     explored items near the strategy's weight instead of only the first.
     """
