@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +26,8 @@ from .imaging import load_image
 from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
 from .media import MediaStore
 from .modes import get_mode
-from .records import Hits, Item, Query, Target, VectorKind
+from .records import Hits, Item, Query, Target, VectorKind, primary_vector
+from .results import SearchResult
 from .rwlock import RWLock
 from .space import VectorSpace
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
@@ -34,41 +35,6 @@ from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
 DEFAULT_ENCODER = "offline"
 DEFAULT_INDEX = "auto"
 BATCH = 256
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResult:
-    """Hits with their items (aligned), and timings: ``encode_ms`` is part of ``took_ms``."""
-
-    hits: Hits
-    items: tuple[Item, ...]
-    took_ms: float
-    encode_ms: float
-    query_id: str | None = None  # set when searched with log=True; pass it to Engine.feedback
-    explain: dict[str, Any] | None = None  # set when searched with explain=True
-
-    def to_dict(self) -> dict[str, Any]:
-        hits = []
-        sources = self.hits.provenance or ("",) * len(self.hits)
-        for (item_id, score), item, source in zip(self.hits, self.items, sources, strict=True):
-            hits.append(
-                {
-                    "id": item_id,
-                    "score": round(score, 6),
-                    "modality": item.modality.value,
-                    "title": item.title,
-                    "text": item.text,
-                    "attributes": dict(item.attributes),
-                    "image": item.image,
-                    "provenance": source,
-                }
-            )
-        out: dict[str, Any] = {"hits": hits, "took_ms": round(self.took_ms, 3), "encode_ms": round(self.encode_ms, 3)}
-        if self.query_id is not None:
-            out["query_id"] = self.query_id
-        if self.explain is not None:
-            out["explain"] = self.explain
-        return out
 
 
 class ChangeListener(Protocol):
@@ -375,6 +341,18 @@ class Engine:
             labels, scores, kinds = self.space.search(vec, k, Target.parse(target), allowed)[0]
             ids = [self._ids[int(label)] for label in labels]
         return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind.value}" for kind in kinds))
+
+    def similar(self, item_id: str, *, k: int = 10, target: Target | str = Target.ANY) -> SearchResult:
+        """The items closest to a stored item (the item itself left out), by its primary vector."""
+        start = time.perf_counter()
+        vector = primary_vector(self.vectors(item_id))
+        if vector is None:
+            raise ValidationError("id", f"item {item_id!r} has no vectors", "re-add the item")
+        hits = self.search_vector(vector, k=k + 1, target=target)
+        keep = [i for i, hit_id in enumerate(hits.ids.tolist()) if hit_id != item_id][:k]
+        hits = Hits(hits.ids[keep], hits.scores[keep], tuple(f"similar:{hits.provenance[i]}" for i in keep))
+        hits, items = self._items_for(hits)
+        return SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0)
 
     def _items_for(self, hits: Hits) -> tuple[Hits, tuple[Item, ...]]:
         """The hits' items; a hit deleted since the index answered is dropped, not an error."""

@@ -35,6 +35,14 @@ def available_modes() -> list[str]:
     return ["dense", *sorted(_MODES)]
 
 
+_DESCRIPTIONS: dict[str, str] = {"dense": "vector search alone (cosine top-k over the target vectors)"}
+
+
+def describe_modes() -> dict[str, str]:
+    """Every mode with a one-line description, in :func:`available_modes` order."""
+    return {name: _DESCRIPTIONS.get(name, "") for name in available_modes()}
+
+
 def get_mode(name: str) -> SearchMode:
     handler = _MODES.get(name)
     if handler is None:
@@ -47,7 +55,19 @@ def get_mode(name: str) -> SearchMode:
 
 
 # Modes provided by optional features, imported on first use.
-register_mode("generative", "xmodal.genret.mode:generative")
-register_mode("generative-rerank", "xmodal.genret.mode:generative_rerank")
-for _name in ("learned", "uniform", "lexical", "structured", "memory", "explore"):  # learning to rank and retrieve
-    register_mode(_name, f"xmodal.ltr.mode:{_name}")
+_BUILTIN = {
+    "generative": ("xmodal.genret.mode:generative", "GENIUS: item IDs decoded from the query by the trained model"),
+    "generative-rerank": (
+        "xmodal.genret.mode:generative_rerank",
+        "GENIUS-R: decoded candidates re-ranked by embedding similarity",
+    ),
+    "learned": ("xmodal.ltr.mode:learned", "the bandit's plan of strategies, fused, then the trained ranker"),
+    "uniform": ("xmodal.ltr.mode:uniform", "every strategy with an equal share, fused (the naive baseline)"),
+    "lexical": ("xmodal.ltr.mode:lexical", "BM25F full text alone (title weighted above body)"),
+    "structured": ("xmodal.ltr.mode:structured", "attribute constraints understood from the query, alone"),
+    "memory": ("xmodal.ltr.mode:memory", "items users acted on for this query before, alone"),
+    "explore": ("xmodal.ltr.mode:explore", "the least-shown matching items first (exploration), alone"),
+}
+for _name, (_ref, _line) in _BUILTIN.items():
+    register_mode(_name, _ref)
+    _DESCRIPTIONS[_name] = _line

@@ -51,6 +51,19 @@ class VectorKind(enum.StrEnum):
     COMBINED = "combined"
 
 
+#: The order in which an item's vector stands for the whole item (similar items, semantic IDs): the
+#: combined vector of a product, else its only vector.
+PRIMARY_ORDER: tuple[VectorKind, ...] = (VectorKind.COMBINED, VectorKind.TEXT, VectorKind.IMAGE)
+
+
+def primary_vector(vectors: Mapping[VectorKind, np.ndarray]) -> np.ndarray | None:
+    """The vector that stands for an item (:data:`PRIMARY_ORDER`), or None when it has none."""
+    for kind in PRIMARY_ORDER:
+        if kind in vectors:
+            return vectors[kind]
+    return None
+
+
 class Target(enum.StrEnum):
     """Which vectors a query is compared with; ``any`` keeps the best score per item."""
 

@@ -14,7 +14,6 @@ Sources, each counted in the training summary:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,7 @@ import numpy.typing as npt
 from ..encoders import normalize
 from ..errors import XmodalError
 from ..ingest.prepare import Rejection
-from ..records import Modality, Query, VectorKind
+from ..records import Modality, Query, VectorKind, primary_vector
 from .model import modality_code
 from .train import TrainingSet
 
@@ -32,14 +31,6 @@ if TYPE_CHECKING:
     from ..engine import Engine
 
 FloatArray = npt.NDArray[np.float32]
-
-
-def primary_vector(modality: Modality, vectors: Mapping[VectorKind, np.ndarray]) -> np.ndarray | None:
-    """The vector an item's ID is quantized from: combined for image+text, else its only vector."""
-    for kind in (VectorKind.COMBINED, VectorKind.TEXT, VectorKind.IMAGE):
-        if kind in vectors:
-            return vectors[kind]
-    return None
 
 
 def collect(
@@ -62,7 +53,7 @@ def collect(
     sources = {"views": 0, "self": 0, "feedback": 0, "judgments": 0}
     position: dict[int, int] = {}
     for stored in engine.store.iter_all():
-        vec = primary_vector(stored.item.modality, stored.vectors)
+        vec = primary_vector(stored.vectors)
         if vec is None:
             continue
         pos = len(rows)

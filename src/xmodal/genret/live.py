@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import ConfigError, ValidationError, XmodalError
 from ..store.sqlite import StoredItem
-from .data import feedback_events, primary_vector
+from ..records import primary_vector
+from .data import feedback_events
 from .model import TRAIN_FIX, GenerativeIndex, modality_code
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class LiveGenret:
     def _put(self, model: GenerativeIndex, stored: Sequence[StoredItem]) -> None:
         keep: list[tuple[StoredItem, np.ndarray]] = []
         for s in stored:
-            vec = primary_vector(s.item.modality, s.vectors)
+            vec = primary_vector(s.vectors)
             if vec is not None:
                 keep.append((s, vec))
         if not keep:
