@@ -71,8 +71,8 @@ def test_bad_queries(engine: Engine) -> None:
 
 
 def test_to_dict_keeps_hits_without_provenance(engine: Engine) -> None:
-    from xmodal.engine import SearchResult
     from xmodal.records import Hits
+    from xmodal.results import SearchResult
 
     engine.add(text_items(3))
     hits = Hits.of(["t1", "t2"], [0.9, 0.8])  # a mode may give no provenance

@@ -8,7 +8,6 @@ import pytest
 
 from xmodal import Engine, NotFoundError, ValidationError
 from xmodal.encoders import HashingEncoder
-from xmodal.feedback import feedback_log
 
 from .conftest import text_items
 
@@ -24,7 +23,7 @@ def test_search_log_then_feedback_is_durable(tmp_path: Path) -> None:
     qid = result.query_id
     eng.close()
     eng = Engine.open(tmp_path / "idx")
-    log = feedback_log(eng)
+    log = eng.feedback_log
     imp = log.impression(qid)
     assert imp.shown == tuple(result.hits.ids.tolist()) and imp.query == "item 3 black"
     assert imp.normalized == "item 3 black"
@@ -41,9 +40,9 @@ def test_log_impression_with_user_and_context(engine: Engine) -> None:
     engine.add(text_items(10))
     result = engine.search("item 1", k=3)
     qid = engine.log_impression("item 1", result, user="u1", context={"page": "home"})
-    imp = feedback_log(engine).impression(qid)
+    imp = engine.feedback_log.impression(qid)
     assert imp.user == "u1" and imp.context["page"] == "home"
-    assert feedback_log(engine).user_stats("u1")["searches"] == 1.0
+    assert engine.feedback_log.user_stats("u1")["searches"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -64,13 +63,13 @@ def test_bad_feedback_is_refused_and_not_stored(engine: Engine, call: object, er
     assert result.query_id is not None
     with pytest.raises(error, match=words):
         call(engine, result.query_id, result.hits.ids[0])  # type: ignore[operator]
-    assert feedback_log(engine).events() == []
+    assert engine.feedback_log.events() == []
 
 
 def test_listeners_hear_committed_events(engine: Engine) -> None:
     engine.add(text_items(10))
     heard: list[tuple[str, str]] = []
-    feedback_log(engine).subscribe(lambda ev, imp: heard.append((ev.item_id, imp.query)))
+    engine.feedback_log.subscribe(lambda ev, imp: heard.append((ev.item_id, imp.query)))
     result = engine.search("item 4", k=3, log=True)
     assert result.query_id is not None
     engine.feedback(result.query_id, result.hits.ids[2], "like")

@@ -18,7 +18,7 @@ from xmodal.cli import main  # noqa: E402
 from xmodal.encoders import HashingEncoder  # noqa: E402
 from xmodal.errors import ConfigError, StorageError, ValidationError  # noqa: E402
 from xmodal.genret.build import train_engine  # noqa: E402
-from xmodal.genret.live import live_genret  # noqa: E402
+from xmodal.genret.extension import live_genret  # noqa: E402
 from xmodal.genret.train import TrainConfig  # noqa: E402
 
 from .conftest import text_items  # noqa: E402
@@ -164,7 +164,7 @@ def test_generative_strategy_retrieves_with_provenance(trained: Engine) -> None:
     from xmodal.genret.strategy import GenerativeStrategy
 
     query = Query(text=queries()[3])
-    hits = GenerativeStrategy(trained).retrieve(query, 7)
+    hits = GenerativeStrategy(trained.extension("genret")).retrieve(query, 7)
     assert 1 <= len(hits) <= 7 and hits.provenance[0] == "generative" and "t3" in hits.ids.tolist()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from xmodal import Engine
 from xmodal.encoders import HashingEncoder
-from xmodal.ltr.pipeline import pipeline
+from xmodal.ltr.extension import pipeline
 from xmodal.ltr.train import train_ranker
 
 from .test_ltr_strategies import products

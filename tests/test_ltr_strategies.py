@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder
 from xmodal.filters import value_key
+from xmodal.ltr.extension import pipeline
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.strategies import LexicalStrategy
 from xmodal.ltr.text import normalize_query, stem, within_one_edit
@@ -55,7 +56,7 @@ def test_bm25_weights_titles_above_bodies(engine: Engine) -> None:
 
 def test_bm25_is_incremental_and_persisted(engine: Engine) -> None:
     engine.add([Item.create("a", title="copper kettle")])
-    lexical = LexicalStrategy(engine)
+    lexical = pipeline(engine).lexical  # the ltr extension's strategy follows the engine's writes
     engine.add([Item.create("b", title="copper pan")])
     assert set(lexical.retrieve(Query(text="copper"), 5).ids.tolist()) == {"a", "b"}
     engine.delete(["a"])

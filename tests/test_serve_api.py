@@ -149,13 +149,12 @@ def test_feedback_reaches_the_engine(served: tuple[str, Engine]) -> None:
     url, engine = served
     if not hasattr(engine, "feedback"):
         pytest.skip("Engine.feedback is not available in this build")
-    from xmodal.feedback.log import feedback_log
 
     search = httpx.post(f"{url}/search", json={"text": "red shoe", "k": 3}).json()
     qid, hit = search["query_id"], search["hits"][1]["id"]
     r = httpx.post(f"{url}/feedback", json={"query_id": qid, "item_id": hit, "event": "click", "position": 2})
     assert r.status_code == 200 and r.json() == {"recorded": True}
-    events = feedback_log(engine).events(qid)
+    events = engine.feedback_log.events(qid)
     assert [(e.item_id, e.event, e.position) for e in events] == [(hit, "click", 2)]
     bad = httpx.post(f"{url}/feedback", json={"query_id": "no-such-query", "item_id": hit})
     assert bad.status_code == 404

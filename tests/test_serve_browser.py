@@ -92,9 +92,7 @@ def test_text_search_then_click_sends_feedback(site: tuple[str, Engine, Path], p
     assert liked.value.status == 200
     page.screenshot(path=str(tmp / "detail.png"))
 
-    from xmodal.feedback.log import feedback_log
-
-    events = [e for imp in feedback_log(engine).impressions() for e in feedback_log(engine).events(imp.query_id)]
+    events = [e for imp in engine.feedback_log.impressions() for e in engine.feedback_log.events(imp.query_id)]
     assert any(e.item_id == "coffee" and e.event == "click" and e.position == 1 for e in events)
     assert any(e.item_id == "coffee" and e.event == "like" for e in events)
 

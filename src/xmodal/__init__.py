@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from .engine import Engine, SearchResult
+from .engine import Engine
 from .errors import (
     ConfigError,
     ImageError,
@@ -20,6 +20,7 @@ from .errors import (
 )
 from .ingest.prepare import AddReport, Rejection
 from .records import Hits, Item, Modality, Query, Target, VectorKind
+from .results import SearchResult
 
 __version__ = "0.1.0"
 

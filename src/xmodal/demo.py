@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine import Engine, SearchResult
+from .engine import Engine
 from .errors import XmodalError
 from .eval.metrics import METRICS
 from .eval.runner import EvalQuery, evaluate, read_queries
 from .ingest.catalog import add_catalogs, estimate_records
 from .ingest.prepare import Rejection
 from .records import Query, Target
+from .results import SearchResult
 from .samples import DEFAULT_SIZE, Catalog, build_catalog
 
 MARKER = "demo.json"

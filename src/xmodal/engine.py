@@ -2,68 +2,65 @@
 
 Layout of an index folder::
 
-    store.sqlite   items, vectors, settings, change log (the source of truth)
+    store.sqlite   items, vectors, settings, change log, feedback log (the source of truth)
     media/         accepted images, content-addressed
     index/         checkpoint of the vector indexes (derived; rebuilt when missing)
+    <extension>/   each extension's derived state (ltr/, genret/, ...)
+
+Every derived structure — the in-memory catalog, the vector space, each extension — follows the store's
+change log (:mod:`xmodal.changes`): the engine applies its own writes at once and, before a read, the
+writes another process committed (a CLI ``add`` while ``serve`` runs, a second server on the folder).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from .encoders import Content, Encoder, create_encoder
-from .errors import ConfigError, NotFoundError, ValidationError
+from .catalog import Catalog
+from .changes import replay
+from .encoders import Content, Encoder
+from .errors import NotFoundError, ValidationError
+from .extension import Extension
+from .extension_set import ExtensionSet
+from .feedback.log import FeedbackLog
 from .filters import AttributeTable
 from .imaging import load_image
 from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
 from .media import MediaStore
-from .modes import get_mode
 from .records import Hits, Item, Query, Target, VectorKind, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
+from .settings import DENSE, open_settings
 from .space import VectorSpace
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
 
-DEFAULT_ENCODER = "offline"
-DEFAULT_INDEX = "auto"
 BATCH = 256
-
-
-class ChangeListener(Protocol):
-    """Told about every committed write, inside the engine's write lock."""
-
-    def on_put(self, stored: Sequence[StoredItem]) -> None: ...
-
-    def on_delete(self, rows: Sequence[int]) -> None: ...
 
 
 class Engine:
     """A multimodal index in one folder. Use :meth:`open`; close it (or use ``with``) when done."""
 
-    def __init__(self, path: Path, store: SQLiteStore, encoder: Encoder, space: VectorSpace) -> None:
+    def __init__(self, path: Path, store: SQLiteStore, encoder: Encoder, space: VectorSpace,
+                 settings: dict[str, Any]) -> None:
         self.path = path
         self.store = store
         self.encoder = encoder
         self.space = space
+        self.settings = settings
         self.media = MediaStore(path)
-        self._lock = RWLock()  # searches share it (read), writes hold it alone
-        self._rows: dict[str, int] = {}
-        self._ids: dict[int, str] = {}
-        self._attrs: dict[int, dict[str, Any]] = {}
-        self.attributes = AttributeTable()
-        self._listeners: list[ChangeListener] = []
-        self._plugins: dict[str, Any] = {}
-        self._plugin_mutex = threading.RLock()  # a plugin may need another plugin while it loads
-        for item_id, row, attrs in store.id_rows():
-            self._remember(item_id, row, attrs)
+        self.feedback_log = FeedbackLog(path / "store.sqlite")  # an engine component, not derived
+        self._lock = RWLock()  # searches share it (read), writes and catch-ups hold it alone
+        self._seq = store.last_seq()  # read before the catalog: a change made meanwhile is applied again
+        self._catalog = Catalog.load(store)
+        replay(self, space.saved_seq, space)
+        self._extensions = ExtensionSet.open(settings["extensions"], self)
 
     # -- lifecycle ----------------------------------------------------------------------------
     @classmethod
@@ -75,35 +72,40 @@ class Engine:
         dim: int | None = None,
         index: str | None = None,
         index_options: dict[str, Any] | None = None,
+        extensions: Sequence[str] | None = None,
+        default_mode: str | None = None,
     ) -> Engine:
-        """Open (or create) the index folder ``path``; a new one takes the given settings, an
-        existing one must match any setting given."""
+        """Open (or create) the index folder ``path``; a new one takes the given settings, an existing one
+        must match any setting given. ``extensions`` (a new index: ``["ltr", "genret"]``) are opened now."""
         root = Path(path)
         store = SQLiteStore(root / "store.sqlite")
         try:
-            enc, settings = _open_encoder(store, encoder, dim, index, index_options)
-            space = VectorSpace.open(root / "index", store, enc.dim, settings["index"], settings["index_options"])
-            store.set_meta("settings", settings)  # saved once the settings are known to work
+            enc, settings = open_settings(
+                store, encoder=encoder, dim=dim, index=index, index_options=index_options,
+                extensions=extensions, default_mode=default_mode,
+            )
+            space = VectorSpace.open(root / "index", enc.dim, settings["index"], settings["index_options"])
+            if store.get_meta("settings") != settings:
+                store.set_meta("settings", settings)  # saved once known to work; never rewritten unchanged
+            return cls(root, store, enc, space, settings)
         except BaseException:
             store.close()
             raise
-        return cls(root, store, enc, space)
 
     def close(self) -> None:
-        """Checkpoint the derived indexes and close the store."""
+        """Checkpoint the derived state (what changed) and close the store."""
         with self._lock:
             self.checkpoint()
-            for plugin in self._plugins.values():
-                if hasattr(plugin, "close"):
-                    plugin.close()
+            self._extensions.close()
+            self.feedback_log.close()
             self.store.close()
 
     def checkpoint(self) -> None:
-        """Save the vector indexes so the next open needs no rebuild."""
+        """Save the vector indexes and each extension's state, where they changed since the last save."""
         with self._lock:
-            seq = self.store.last_seq()
-            if seq != self.space.saved_seq:
-                self.space.save(self.path / "index", seq)
+            if self._seq != self.space.saved_seq:
+                self.space.save(self.path / "index", self._seq)
+            self._extensions.checkpoint()
 
     def __enter__(self) -> Engine:
         return self
@@ -122,12 +124,7 @@ class Engine:
             with self._lock:
                 rows = self.store.put(entries)
                 stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries, strict=True)]
-                self.space.put(stored)
-                for s in stored:
-                    self._forget(s.row)
-                    self._remember(s.item.id, s.row, dict(s.item.attributes))
-                for listener in self._listeners:
-                    listener.on_put(stored)
+                self._apply(len(rows), stored, ())
             report.added.extend(item.id for item, _ in entries)
             if progress is not None:
                 progress(len(chunk))
@@ -137,84 +134,128 @@ class Engine:
         """Delete items by id; returns how many existed."""
         with self._lock:
             rows = self.store.delete(list(ids))
-            self.space.remove(rows)
-            for listener in self._listeners:
-                listener.on_delete(rows)
-            for row in rows:
-                self._forget(row)
+            self._apply(len(rows), (), rows)
         return len(rows)
 
-    def subscribe(self, listener: ChangeListener) -> None:
-        """Call ``listener.on_put`` / ``on_delete`` after every committed write (derived structures)."""
-        self._listeners.append(listener)
+    def _apply(self, count: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
+        """Apply this process's committed write to the derived structures. When another process committed
+        in between (the sequence moved by more than this write), everything is caught up from the log."""
+        before, after = self._seq, self.store.last_seq()
+        if after - before != count:
+            self._sync()
+            return
+        for follower in (self._catalog, self.space):
+            if stored:
+                follower.on_put(stored)
+            if deleted:
+                follower.on_delete(deleted)
+        self._seq = after
+        self._extensions.apply(before, after, stored, deleted)
 
-    def plugin(self, name: str, factory: Callable[[Engine], Any]) -> Any:
-        """A per-engine object (a trained model, a feedback log...) created once on first use."""
-        plugin = self._plugins.get(name)
-        if plugin is not None:
-            return plugin
-        # the read lock keeps writers out (a plugin that follows writes must not miss one while it loads) but
-        # lets other searches run; the plugin mutex makes sure one thread builds it
-        with self._lock.read(), self._plugin_mutex:
-            if name not in self._plugins:
-                self._plugins[name] = factory(self)
-            return self._plugins[name]
+    def _sync(self) -> None:
+        """Catch up with writes committed by other processes (and extensions that missed one)."""
+        with self._lock:
+            self._seq = replay(self, self._seq, self._catalog, self.space)
+            self._extensions.sync(self)
+
+    def refresh(self) -> None:
+        """See the writes other processes committed; reads call it, so they need not."""
+        if self.store.last_seq() != self._seq or self._extensions.stale():
+            self._sync()
+
+    # -- extensions -----------------------------------------------------------------------------
+    def extension(self, name: str) -> Extension:
+        """An extension opened with this index (``engine.extension("genret")``)."""
+        return self._extensions.get(name)
+
+    @property
+    def default_mode(self) -> str:
+        return str(self.settings["default_mode"])
+
+    def modes(self) -> list[str]:
+        """The search modes this index provides: dense search and every opened extension's."""
+        return [DENSE, *sorted(self._extensions.modes())]
+
+    # -- the view extensions see (xmodal.extension.EngineView) -----------------------------------
+    @property
+    def dim(self) -> int:
+        return self.space.dim
+
+    @property
+    def encoder_config(self) -> dict[str, Any]:
+        return self.encoder.config()
+
+    def last_seq(self) -> int:
+        return self.store.last_seq()
+
+    def changes_since(self, seq: int) -> list[tuple[int, str]]:
+        return self.store.changes_since(seq)
+
+    def items_of(self, rows: Sequence[int], *, with_vectors: bool = False) -> dict[int, StoredItem]:
+        """Stored items by row (rows deleted meanwhile are absent)."""
+        return self.store.get_rows(list(rows), with_vectors=with_vectors)
+
+    def iter_items(self) -> Iterator[StoredItem]:
+        """Every stored item with its vectors, in row order."""
+        return self.store.iter_all()
+
+    def vector_count(self, kind: VectorKind) -> int:
+        return len(self.space.indexes[kind])
+
+    def similarity(self, vector: np.ndarray, rows: Sequence[int], kind: VectorKind) -> np.ndarray:
+        """Cosine of ``vector`` with each row's vector of ``kind`` (0 where a row has none)."""
+        index, out = self.space.indexes[kind], np.zeros(len(rows), dtype=np.float32)
+        wanted = np.array(sorted({r for r in rows if r >= 0}), dtype=np.int64)
+        if len(index) == 0 or len(wanted) == 0:
+            return out
+        with self._lock.read():
+            labels, scores = index.search(np.asarray(vector, np.float32).reshape(1, -1), len(wanted), wanted)
+        found = {int(lab): float(s) for lab, s in zip(labels[0], scores[0], strict=True) if lab >= 0}
+        return np.array([found.get(r, 0.0) for r in rows], dtype=np.float32)
 
     def row_of(self, item_id: str) -> int:
         """The row (index label) of an item id."""
-        try:
-            return self._rows[item_id]
-        except KeyError:
-            raise NotFoundError(f"no item with id {item_id!r}") from None
+        row = self._catalog.row_by_id.get(item_id)
+        if row is None:
+            raise NotFoundError(f"no item with id {item_id!r}")
+        return row
 
-    def id_of(self, row: int) -> str:
-        return self._ids[row]
-
-    # -- rows: the integer labels that derived indexes (strategies, plugins) key items by ---------
     def find_row(self, item_id: str) -> int | None:
         """The row of an item id, or None when there is no such item (:meth:`row_of` raises instead)."""
-        return self._rows.get(item_id)
+        return self._catalog.row_by_id.get(item_id)
 
     def find_id(self, row: int) -> str | None:
         """The item id of a row, or None when the row was deleted."""
-        return self._ids.get(row)
+        return self._catalog.id_by_row.get(row)
 
     def all_rows(self) -> np.ndarray:
         """Every live row (a snapshot)."""
         with self._lock.read():
-            return np.fromiter(self._ids.keys(), dtype=np.int64, count=len(self._ids))
+            return self._catalog.rows()
 
     def attributes_of(self, row: int) -> Mapping[str, Any]:
         """The filterable attributes of a row (empty for a deleted row)."""
-        return self._attrs.get(row, {})
+        return self._catalog.attributes_of(row)
 
     def match_rows(self, filters: Mapping[str, Any]) -> np.ndarray | None:
         """Sorted rows that satisfy ``filters`` (see :mod:`xmodal.filters`); None when there is no filter."""
         with self._lock.read():  # the attribute table changes under writes
-            return self.attributes.match(filters)
+            return self._catalog.attributes.match(filters)
 
     @contextmanager
     def attribute_table(self) -> Iterator[AttributeTable]:
         """The attribute table, held steady (writes wait) while the block runs."""
         with self._lock.read():
-            yield self.attributes
-
-    def _remember(self, item_id: str, row: int, attrs: dict[str, Any]) -> None:
-        self._rows[item_id], self._ids[row], self._attrs[row] = row, item_id, attrs
-        self.attributes.add(row, attrs)
-
-    def _forget(self, row: int) -> None:
-        item_id = self._ids.pop(row, None)
-        if item_id is not None:
-            del self._rows[item_id]
-            self.attributes.remove(row, self._attrs.pop(row))
+            yield self._catalog.attributes
 
     # -- reads --------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._rows)
+        self.refresh()
+        return len(self._catalog)
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._rows
+        self.refresh()
+        return item_id in self._catalog.row_by_id
 
     def get(self, item_id: str) -> Item:
         stored = self.store.get(item_id)
@@ -235,112 +276,29 @@ class Engine:
         return vector
 
     def search(
-        self,
-        query: Query | str,
-        *,
-        base_dir: Path | None = None,
-        log: bool = False,
-        explain: bool = False,
+        self, query: Query | str, *, base_dir: Path | None = None, log: bool = False, explain: bool = False,
         **options: Any,
     ) -> SearchResult:
-        """Search with a :class:`Query` (or a text plus ``Query`` keyword options).
-
-        ``log=True`` records the impression and sets ``query_id`` for :meth:`feedback`;
-        ``explain=True`` returns the plan, each strategy's contribution and the ranker's features.
-        """
+        """Search with a :class:`Query` (or a text plus ``Query`` keyword options); ``Query.mode`` None is
+        the index's default mode. ``log=True`` records the impression and sets ``query_id`` for
+        :meth:`feedback`; ``explain=True`` returns the plan, each strategy's contribution and the features."""
         start = time.perf_counter()
-        if isinstance(query, str):
-            query = Query(text=query, **options)
-        handler = None if query.mode == "dense" else get_mode(query.mode)
+        query = Query(text=query, **options) if isinstance(query, str) else query
+        query = replace(query, mode=query.mode or self.default_mode)
+        self.refresh()
+        mode = None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
         vector = self.encode_query(query, base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
-        details: dict[str, Any] = {"mode": query.mode}
-        if handler is None:
-            hits = self.search_vector(vector, k=query.k, target=query.target, filters=query.filters)
-        elif log or explain:
-            from .ltr.explain import explained
-
-            hits, details = explained(handler, self, query, vector)
+        if mode is None:
+            hits, details = self.search_vector(vector, k=query.k, target=query.target, filters=query.filters), {}
         else:
-            hits = handler(self, query, vector)
+            found = mode(query, vector)
+            hits, details = found.hits, found.details
+        details = {**details, "mode": details.get("mode", query.mode)}
         hits, items = self._items_for(hits)
-        took_ms = (time.perf_counter() - start) * 1000
-        result = SearchResult(hits, items, took_ms, encode_ms, None, details if explain else None)
-        if log:
-            result = replace(result, query_id=self._log_search(query, result, details))
-        return result
-
-    def log_impression(
-        self,
-        query: Query | str,
-        result: SearchResult,
-        *,
-        user: str | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> str:
-        """Record that ``result`` was shown for ``query``; returns the query id for :meth:`feedback`."""
-        details = dict(result.explain or {"mode": query.mode if isinstance(query, Query) else "dense"})
-        if context:
-            details["context"] = {**details.get("context", {}), **context}
-        if isinstance(query, str):
-            query = Query(text=query, user=user)
-        elif user is not None:
-            query = replace(query, user=user)
-        return self._log_search(query, result, details)
-
-    def _log_search(self, query: Query, result: SearchResult, details: dict[str, Any]) -> str:
-        from .feedback.log import feedback_log
-
-        return feedback_log(self).log_impression(
-            query.text or "",
-            result.hits.ids.tolist(),
-            scores=result.hits.scores.tolist(),
-            provenance=list(result.hits.provenance),
-            user=query.user,
-            context=details.get("context"),
-            plan=details.get("plan", ()),
-            mode=str(details.get("mode", query.mode)),
-        )
-
-    def feedback(
-        self,
-        query_id: str,
-        item_id: str,
-        event: str = "click",
-        *,
-        position: int | None = None,
-        value: float | None = None,
-    ) -> None:
-        """Record a user action (click, like, add_to_cart, play) on an item shown for ``query_id``.
-
-        Raises :class:`NotFoundError` for an unknown query id and :class:`ValidationError` for an item
-        not shown for it, an unknown event type or a position out of range.
-        """
-        from .feedback.log import feedback_log
-
-        feedback_log(self).record_event(query_id, item_id, event, position=position, value=value)
-
-    def search_vector(
-        self,
-        vector: np.ndarray,
-        *,
-        k: int = 10,
-        target: Target | str = Target.ANY,
-        filters: Mapping[str, Any] | None = None,
-    ) -> Hits:
-        """Top-k items for an already encoded query vector; filters apply before the cut."""
-        vec = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        if vec.shape[1] != self.space.dim:
-            raise ValidationError(
-                "vector",
-                f"has {vec.shape[1]} dimensions, the index has {self.space.dim}",
-                "encode with the index's encoder",
-            )
-        with self._lock.read():
-            allowed = self.attributes.match(filters or {})
-            labels, scores, kinds = self.space.search(vec, k, Target.parse(target), allowed)[0]
-            ids = [self._ids[int(label)] for label in labels]
-        return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind.value}" for kind in kinds))
+        result = SearchResult(hits, items, (time.perf_counter() - start) * 1000, encode_ms, None,
+                              details if explain else None)
+        return replace(result, query_id=self._log_search(query, result, details)) if log else result
 
     def similar(self, item_id: str, *, k: int = 10, target: Target | str = Target.ANY) -> SearchResult:
         """The items closest to a stored item (the item itself left out), by its primary vector."""
@@ -354,26 +312,88 @@ class Engine:
         hits, items = self._items_for(hits)
         return SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0)
 
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        *,
+        k: int = 10,
+        target: Target | str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+    ) -> Hits:
+        """Top-k items for an already encoded query vector; filters apply before the cut."""
+        vec = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if vec.shape[1] != self.space.dim:
+            raise ValidationError(
+                "vector", f"has {vec.shape[1]} dimensions, the index has {self.space.dim}",
+                "encode with the index's encoder",
+            )
+        self.refresh()
+        with self._lock.read():
+            allowed = self._catalog.attributes.match(filters or {})
+            labels, scores, kinds = self.space.search(vec, k, Target.parse(target), allowed)[0]
+            ids = [self._catalog.id_by_row[int(label)] for label in labels]
+        return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind.value}" for kind in kinds))
+
     def _items_for(self, hits: Hits) -> tuple[Hits, tuple[Item, ...]]:
         """The hits' items; a hit deleted since the index answered is dropped, not an error."""
-        rows = [self._rows.get(i, -1) for i in hits.ids.tolist()]
+        rows = [self._catalog.row_by_id.get(i, -1) for i in hits.ids.tolist()]
         found = self.store.get_rows([r for r in rows if r >= 0])
         keep = [j for j, row in enumerate(rows) if row in found]
         if len(keep) < len(rows):
             hits = hits.take(keep)
         return hits, tuple(found[rows[j]].item for j in keep)
 
+    # -- feedback -----------------------------------------------------------------------------
+    def log_impression(
+        self, query: Query | str, result: SearchResult, *, user: str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> str:
+        """Record that ``result`` was shown for ``query``; returns the query id for :meth:`feedback`."""
+        query = Query(text=query, user=user, mode=DENSE) if isinstance(query, str) else query
+        query = replace(query, user=user or query.user, mode=query.mode or self.default_mode)
+        details = dict(result.explain or {"mode": query.mode})
+        if context:
+            details["context"] = {**details.get("context", {}), **context}
+        return self._log_search(query, result, details)
+
+    def _log_search(self, query: Query, result: SearchResult, details: dict[str, Any]) -> str:
+        return self.feedback_log.log_impression(
+            query.text or "",
+            result.hits.ids.tolist(),
+            scores=result.hits.scores.tolist(),
+            provenance=list(result.hits.provenance),
+            user=query.user,
+            context=details.get("context"),
+            plan=details.get("plan", ()),
+            mode=str(details.get("mode", query.mode)),
+        )
+
+    def feedback(
+        self, query_id: str, item_id: str, event: str = "click", *, position: int | None = None,
+        value: float | None = None,
+    ) -> None:
+        """Record a user action (click, like, add_to_cart, play) on an item shown for ``query_id``.
+
+        Raises :class:`NotFoundError` for an unknown query id and :class:`ValidationError` for an item
+        not shown for it, an unknown event type or a position out of range.
+        """
+        self.feedback_log.record_event(query_id, item_id, event, position=position, value=value)
+
     def info(self) -> dict[str, Any]:
-        """Counts per modality and per vector kind, encoder, dimension and index kind."""
+        """Counts per modality and per vector kind, encoder, dimension, index kind, extensions and modes."""
+        self.refresh()
         return {
             "path": str(self.path),
-            "items": len(self),
+            "items": len(self._catalog),
             "modalities": self.store.counts_by_modality(),
             "vectors": {kind.value: len(ix) for kind, ix in self.space.indexes.items()},
             "encoder": self.encoder.config(),
             "dim": self.space.dim,
             "index": self.space.index_kind,
-            "attributes": self.attributes.attributes(),
+            "attributes": self._catalog.attributes.attributes(),
+            "extensions": list(self._extensions),
+            "default_mode": self.default_mode,
+            "modes": self.modes(),
             "schema_version": SCHEMA_VERSION,
         }
 
@@ -393,40 +413,3 @@ def _chunks(items: Iterable[Item], size: int) -> Iterable[list[Item]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def _open_encoder(
-    store: SQLiteStore,
-    encoder: str | Encoder | None,
-    dim: int | None,
-    index: str | None,
-    index_options: dict[str, Any] | None,
-) -> tuple[Encoder, dict[str, Any]]:
-    """The index's encoder and settings: stored settings (checked against any given) or new ones (saved)."""
-    saved = store.get_meta("settings")
-    if saved is None:
-        enc = (
-            encoder
-            if isinstance(encoder, Encoder)
-            else create_encoder(encoder or DEFAULT_ENCODER, **({"dim": dim} if dim else {}))
-        )
-        settings = {"encoder": enc.config(), "index": index or DEFAULT_INDEX, "index_options": index_options or {}}
-        return enc, settings
-    given = {
-        "encoder": (encoder if isinstance(encoder, str) else None, saved["encoder"]["name"]),
-        "dim": (dim, saved["encoder"]["dim"]),
-        "index": (index, saved["index"]),
-    }
-    for what, (asked, have) in given.items():
-        if asked is not None and asked != have:
-            raise ConfigError(
-                f"this index was created with {what} {have!r}, not {asked!r}; use a new folder to change it"
-            )
-    if isinstance(encoder, Encoder):
-        enc = encoder
-    else:
-        options = {k: v for k, v in saved["encoder"].items() if k != "name"}
-        enc = create_encoder(saved["encoder"]["name"], **options)
-    if enc.config() != saved["encoder"]:
-        raise ConfigError(f"encoder {enc.config()} does not match the index's {saved['encoder']}")
-    return enc, dict(saved)

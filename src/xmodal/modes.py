@@ -1,73 +1,36 @@
-"""Search modes beyond plain dense search, registered by name and loaded on first use.
+"""Search modes by name: ``dense`` (the engine's own vector search) and those the extensions provide.
 
-A mode is a callable ``(engine, query, vector) -> Hits`` where ``vector`` is the encoded query.
-Features register their modes here (``register_mode("generative", "xmodal.genret.mode:search")``)
-so the engine dispatches on ``Query.mode`` without importing them up front.
+Listing needs no index and loads no model: each extension class names its modes with one line each
+(``Extension.MODES``). Which modes an open index can run is :meth:`xmodal.Engine.modes`.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Protocol
-
-import numpy as np
+from collections.abc import Sequence
 
 from .errors import ValidationError
+from .extension import DEFAULT_EXTENSIONS, EXTENSIONS, extension_class
 
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .records import Hits, Query
-
-
-class SearchMode(Protocol):
-    def __call__(self, engine: Engine, query: Query, vector: np.ndarray) -> Hits: ...
+DENSE_DESCRIPTION = "vector search alone (cosine top-k over the target vectors)"
 
 
-_MODES: dict[str, str | SearchMode] = {}
+def describe_modes(extensions: Sequence[str] | None = None) -> dict[str, str]:
+    """Every mode with a one-line description: dense, then the modes of ``extensions`` (default: the
+    built-in ones and every installed extension)."""
+    names = list(extensions) if extensions is not None else sorted(set(DEFAULT_EXTENSIONS) | set(EXTENSIONS.names()))
+    out = {"dense": DENSE_DESCRIPTION}
+    for name in names:
+        out.update(extension_class(name).MODES)
+    return out
 
 
-def register_mode(name: str, handler: str | SearchMode) -> None:
-    """Register a mode as a callable or a lazy ``"module:function"`` reference."""
-    _MODES[name] = handler
+def available_modes(extensions: Sequence[str] | None = None) -> list[str]:
+    return list(describe_modes(extensions))
 
 
-def available_modes() -> list[str]:
-    return ["dense", *sorted(_MODES)]
-
-
-_DESCRIPTIONS: dict[str, str] = {"dense": "vector search alone (cosine top-k over the target vectors)"}
-
-
-def describe_modes() -> dict[str, str]:
-    """Every mode with a one-line description, in :func:`available_modes` order."""
-    return {name: _DESCRIPTIONS.get(name, "") for name in available_modes()}
-
-
-def get_mode(name: str) -> SearchMode:
-    handler = _MODES.get(name)
-    if handler is None:
-        raise ValidationError("mode", f"unknown search mode {name!r}", f"use one of {', '.join(available_modes())}")
-    if isinstance(handler, str):
-        module, _, attr = handler.partition(":")
-        loaded: Any = getattr(importlib.import_module(module), attr)
-        _MODES[name] = handler = loaded
-    return handler
-
-
-# Modes provided by optional features, imported on first use.
-_BUILTIN = {
-    "generative": ("xmodal.genret.mode:generative", "GENIUS: item IDs decoded from the query by the trained model"),
-    "generative-rerank": (
-        "xmodal.genret.mode:generative_rerank",
-        "GENIUS-R: decoded candidates re-ranked by embedding similarity",
-    ),
-    "learned": ("xmodal.ltr.mode:learned", "the bandit's plan of strategies, fused, then the trained ranker"),
-    "uniform": ("xmodal.ltr.mode:uniform", "every strategy with an equal share, fused (the naive baseline)"),
-    "lexical": ("xmodal.ltr.mode:lexical", "BM25F full text alone (title weighted above body)"),
-    "structured": ("xmodal.ltr.mode:structured", "attribute constraints understood from the query, alone"),
-    "memory": ("xmodal.ltr.mode:memory", "items users acted on for this query before, alone"),
-    "explore": ("xmodal.ltr.mode:explore", "the least-shown matching items first (exploration), alone"),
-}
-for _name, (_ref, _line) in _BUILTIN.items():
-    register_mode(_name, _ref)
-    _DESCRIPTIONS[_name] = _line
+def check_mode(name: str, extensions: Sequence[str] | None = None) -> str:
+    """``name`` when it is a known mode; a :class:`ValidationError` naming the known ones otherwise."""
+    known = available_modes(extensions)
+    if name not in known:
+        raise ValidationError("mode", f"unknown search mode {name!r}", f"use one of {', '.join(known)}")
+    return name

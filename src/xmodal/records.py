@@ -19,10 +19,6 @@ ImageSource = str | bytes
 
 MAX_ID_LENGTH = 512
 MAX_K = 10_000
-# The default search mode: the learned plan (strategies chosen by the bandit, fused, re-ranked once a
-# ranker is trained). On both judged sets of docs/benchmarks/ltr.md it scores at least the best single
-# strategy; exploration only enters the plans of repeated queries that keep failing (LTRConfig.explore).
-DEFAULT_MODE = "learned"
 
 
 class Modality(enum.StrEnum):
@@ -204,7 +200,7 @@ class Query:
     filters: Mapping[str, Any] = field(default_factory=dict)
     k: int = 10
     target: Target = Target.ANY
-    mode: str = DEFAULT_MODE
+    mode: str | None = None  # None: the index's default mode (an index setting)
     user: str | None = None
 
     def __post_init__(self) -> None:

@@ -1,8 +1,8 @@
 """The engine's vector space: one index per vector kind, searched together, checkpointed as derived data.
 
-Checkpoints record the store's change sequence number; opening loads the checkpoint and replays
-only the changes after it, and rebuilds from the store when the checkpoint is missing, corrupt
-or of another configuration.
+Checkpoints record the store's change sequence number; opening loads the checkpoint, and the engine
+replays only the changes after it (:mod:`xmodal.changes`), or all of them when the checkpoint is
+missing, corrupt or of another configuration.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .index import VectorIndex, create_index, load_index
 from .index.base import Labels
 from .records import Target, VectorKind
 from .store.files import fresh_dir, swap_dir
-from .store.sqlite import SQLiteStore, StoredItem
+from .store.sqlite import StoredItem
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +95,17 @@ class VectorSpace:
         self.saved_seq = seq
 
     @classmethod
-    def open(
-        cls, directory: Path, store: SQLiteStore, dim: int, index_kind: str, index_options: dict[str, Any]
-    ) -> VectorSpace:
-        """Load the checkpoint and catch up with the store, or rebuild from the store."""
+    def open(cls, directory: Path, dim: int, index_kind: str, index_options: dict[str, Any]) -> VectorSpace:
+        """Load the checkpoint, or start empty when it is missing, corrupt or of another configuration
+        (``saved_seq`` then says 0: the engine replays the store's change log after ``saved_seq``)."""
         space = cls(dim, index_kind, index_options)
         try:
-            seq = space.saved_seq = space._load(directory)
+            space.saved_seq = space._load(directory)
         except (StorageError, OSError, ValueError, KeyError) as exc:
             if directory.exists():
                 log.warning("rebuilding the vector indexes from the store: %s", exc)
             space = cls(dim, index_kind, index_options)
-            seq = 0
-        space.catch_up(store, seq)
+            space.saved_seq = 0
         return space
 
     def _load(self, directory: Path) -> int:
@@ -121,19 +119,9 @@ class VectorSpace:
             self.indexes[kind] = index
         return int(state["seq"])
 
-    def catch_up(self, store: SQLiteStore, seq: int) -> None:
-        """Apply the store's changes after ``seq`` (the last change of each row wins)."""
-        if seq == 0:
-            batch: list[StoredItem] = []
-            for stored in store.iter_all():
-                batch.append(stored)
-                if len(batch) >= 5000:
-                    self.put(batch)
-                    batch = []
-            self.put(batch)
-            return
-        last_op = dict(store.changes_since(seq))
-        deleted = [row for row, op in last_op.items() if op == "delete"]
-        self.remove(deleted)
-        put_rows = [row for row, op in last_op.items() if op == "put"]
-        self.put(list(store.get_rows(put_rows, with_vectors=True).values()))
+    # -- a change-log follower (xmodal.changes) ---------------------------------------------------
+    def on_put(self, stored: Sequence[StoredItem]) -> None:
+        self.put(stored)
+
+    def on_delete(self, rows: Sequence[int]) -> None:
+        self.remove(rows)

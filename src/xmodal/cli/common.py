@@ -16,7 +16,7 @@ from ..errors import ValidationError
 from ..filters import parse_filters, parse_where
 from ..index import index_kinds
 from ..modes import available_modes
-from ..records import DEFAULT_MODE, MAX_K, Item, Target
+from ..records import MAX_K, Item, Target
 
 
 class UsageError(Exception):
@@ -84,7 +84,7 @@ def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -
         default=Target.ANY.value,
         help="which item vectors to compare with (default: any, best per item)",
     )
-    parser.add_argument("--mode", default=DEFAULT_MODE, help=f"search mode (default: {DEFAULT_MODE})")
+    parser.add_argument("--mode", default=None, help="search mode (default: the index's default mode)")
     parser.add_argument("-k", type=int, default=default_k, metavar="N", help=f"number of hits (default: {default_k})")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -98,7 +98,7 @@ def query_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(str(exc)) from None
     if not 1 <= args.k <= MAX_K:
         raise UsageError(f"-k must be from 1 to {MAX_K}, got {args.k} (pass e.g. -k 10)")
-    if args.mode not in available_modes():
+    if args.mode is not None and args.mode not in available_modes():
         raise UsageError(f"unknown --mode {args.mode!r} (use one of {', '.join(available_modes())})")
     return {"filters": filters, "k": args.k, "target": Target(args.target), "mode": args.mode}
 

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..engine import SearchResult
 from ..errors import ValidationError
 from ..ingest.catalog import add_catalogs, estimate_records
 from ..records import Query
+from ..results import SearchResult
 from .common import (
     UsageError,
     add_query_options,

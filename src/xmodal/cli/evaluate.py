@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
         progress_bar(estimate_records(path), "evaluating", "query", quiet=args.quiet) as bar,
     ):
         report = evaluate(engine, read_queries(path), base_dir=path.parent, progress=bar.update, **options)
-        if options["mode"].startswith("generative") and report.queries:  # shown by `xmodal genret status`
-            from ..genret.live import note_evaluation
+        if (options["mode"] or "").startswith("generative") and report.queries:  # shown by `xmodal genret status`
+            from ..genret.extension import note_evaluation
 
             note_evaluation(engine, options["mode"], str(path), report.to_dict())
     if args.json:

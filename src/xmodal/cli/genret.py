@@ -79,7 +79,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from ..genret.live import live_genret
+    from ..genret.extension import live_genret
 
     with engine_of(args) as engine:
         status = live_genret(engine).status()

@@ -70,10 +70,9 @@ def run_event(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from ..feedback.log import feedback_log
 
     with engine_of(args) as engine:
-        log = feedback_log(engine)
+        log = engine.feedback_log
         imp = log.impression(args.query_id)
         events = [{"item_id": e.item_id, "event": e.event, "position": e.position, "value": e.value,
                    "timestamp": e.timestamp} for e in log.events(args.query_id)]
@@ -84,10 +83,9 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from ..feedback.log import feedback_log
 
     with engine_of(args) as engine:
-        print_json(feedback_log(engine).counts())
+        print_json(engine.feedback_log.counts())
     return 0
 
 

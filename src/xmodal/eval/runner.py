@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ValidationError, XmodalError
 from ..ingest.catalog import check_image_path
 from ..ingest.prepare import Rejection
-from ..modes import get_mode
-from ..records import DEFAULT_MODE, Query, Target
+from ..modes import check_mode
+from ..records import Query, Target
 from .metrics import METRICS, score_ranking
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def evaluate(
     k: int = 10,
     target: str | Target = Target.ANY,
     filters: Mapping[str, Any] | None = None,
-    mode: str = DEFAULT_MODE,
+    mode: str | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> EvalReport:
     """Run every query (top ``k``) and average recall@1/5/10, MRR (within the top k) and nDCG@10.
@@ -118,8 +118,8 @@ def evaluate(
     """
     filters = dict(filters or {})
     Query(text="check", k=k, target=Target.parse(target), filters=filters, mode=mode)
-    if mode != "dense":
-        get_mode(mode)
+    if mode is not None:
+        check_mode(mode, engine.settings["extensions"])
     engine.match_rows(filters)  # a bad filter fails here, before any query runs
     report = EvalReport(k=k)
     sums = dict.fromkeys(METRICS, 0.0)

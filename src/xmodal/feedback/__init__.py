@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .log import EVENT_TYPES, Event, FeedbackLog, Impression, feedback_log
+from .log import EVENT_TYPES, Event, FeedbackLog, Impression
 
-__all__ = ["EVENT_TYPES", "Event", "FeedbackLog", "Impression", "feedback_log"]
+__all__ = ["EVENT_TYPES", "Event", "FeedbackLog", "Impression"]

@@ -17,13 +17,10 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import NotFoundError, StorageError, ValidationError
 from ..ltr.text import normalize_query
-
-if TYPE_CHECKING:
-    from ..engine import Engine
 
 FEEDBACK_SCHEMA_VERSION = 1
 #: Event types and the reward each is worth to the learners (UBI ``action_name``).
@@ -333,8 +330,3 @@ def _impression(row: Sequence[Any], hits: Sequence[tuple[str, float, str]]) -> I
         tuple(h[2] for h in hits),
     )
 
-
-def feedback_log(engine: Engine) -> FeedbackLog:
-    """The engine's feedback log (one per engine, opened on first use, closed with the engine)."""
-    log: FeedbackLog = engine.plugin("feedback", lambda e: FeedbackLog(e.path / "store.sqlite"))
-    return log

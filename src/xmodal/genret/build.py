@@ -9,7 +9,7 @@ import numpy as np
 
 from ..engine import Engine
 from .data import collect, feedback_events
-from .live import live_genret
+from .extension import live_genret
 from .train import TrainConfig, fit
 
 if TYPE_CHECKING:

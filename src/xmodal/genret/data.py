@@ -28,13 +28,13 @@ from .model import modality_code
 from .train import TrainingSet
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..extension import EngineView
 
 FloatArray = npt.NDArray[np.float32]
 
 
 def collect(
-    engine: Engine,
+    engine: EngineView,
     *,
     judgments: str | Path | None = None,
     feedback: bool = True,
@@ -42,7 +42,7 @@ def collect(
     seed: int = 0,
 ) -> tuple[TrainingSet, int, list[Rejection]]:
     """The training set of an engine, the store sequence it reflects, and skipped judgment lines."""
-    seq = engine.store.last_seq()
+    seq = engine.last_seq()
     rng = np.random.default_rng(seed)
     rows: list[int] = []
     mods: list[int] = []
@@ -52,7 +52,7 @@ def collect(
     real: list[bool] = []  # a real query (not a noisy self pair): may be augmented
     sources = {"views": 0, "self": 0, "feedback": 0, "judgments": 0}
     position: dict[int, int] = {}
-    for stored in engine.store.iter_all():
+    for stored in engine.iter_items():
         vec = primary_vector(stored.vectors)
         if vec is None:
             continue
@@ -84,7 +84,7 @@ def collect(
         targets.append(pos)
         real.append(True)
         sources[source] += 1
-    dim = engine.space.dim
+    dim = engine.dim
     data = TrainingSet(
         np.asarray(rows, np.int64),
         np.asarray(vecs, np.float32).reshape(-1, dim),
@@ -97,13 +97,9 @@ def collect(
     return data, seq, skipped
 
 
-def _feedback_pairs(engine: Engine, position: dict[int, int]) -> list[tuple[np.ndarray, int, str]]:
+def _feedback_pairs(engine: EngineView, position: dict[int, int]) -> list[tuple[np.ndarray, int, str]]:
     """(query vector, target, "feedback") for every positive event whose item still exists."""
-    try:
-        from ..feedback import feedback_log
-    except ImportError:  # the feedback feature is not installed
-        return []
-    log = feedback_log(engine)
+    log = engine.feedback_log
     if log.counts()["events"] == 0:
         return []
     texts = {imp.query_id: imp.query for imp in log.impressions()}
@@ -119,7 +115,7 @@ def _feedback_pairs(engine: Engine, position: dict[int, int]) -> list[tuple[np.n
 
 
 def _judgment_pairs(
-    engine: Engine, path: Path, position: dict[int, int]
+    engine: EngineView, path: Path, position: dict[int, int]
 ) -> tuple[list[tuple[np.ndarray, int, str]], list[Rejection]]:
     from ..eval.runner import read_queries
 
@@ -141,10 +137,6 @@ def _judgment_pairs(
     return out, skipped
 
 
-def feedback_events(engine: Engine) -> int:
-    """How many feedback events the engine's log holds (0 without the feedback feature)."""
-    try:
-        from ..feedback import feedback_log
-    except ImportError:
-        return 0
-    return int(feedback_log(engine).counts()["events"])
+def feedback_events(engine: EngineView) -> int:
+    """How many feedback events the engine's log holds."""
+    return int(engine.feedback_log.counts()["events"])

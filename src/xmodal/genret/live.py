@@ -1,10 +1,11 @@
 """The generative index of one engine: loaded once per engine, kept in step with the catalog.
 
-:class:`LiveGenret` subscribes to the engine's writes: an added item gets its ID from the trained
-quantizer and enters the trie at once (no retraining), a deleted item leaves it. The trie is saved
-with the store sequence it reflects when the engine closes, and caught up from the store's change
-log when it is loaded. Problems with the model (none trained, another encoder or dimension, a
-corrupt file) are kept and raised only by the generative modes, so other modes never break.
+:class:`LiveGenret` follows the catalog's changes (the genret extension forwards them): an added item
+gets its ID from the trained quantizer and enters the trie at once (no retraining), a deleted item leaves
+it. The trie is saved with the store sequence it reflects at a checkpoint when it changed, and caught up
+from the store's change log (:func:`xmodal.changes.replay`) when it is loaded. Problems with the model
+(none trained, another encoder or dimension, a corrupt file) are kept and raised only by the generative
+modes, so other modes never break.
 """
 
 from __future__ import annotations
@@ -13,34 +14,32 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..changes import replay
 from ..errors import ConfigError, ValidationError, XmodalError
-from ..store.sqlite import StoredItem
 from ..records import primary_vector
+from ..store.sqlite import StoredItem
 from .data import feedback_events
 from .model import TRAIN_FIX, GenerativeIndex, modality_code
 
 if TYPE_CHECKING:
-    from ..engine import Engine
-
-PLUGIN = "genret"
-DIRECTORY = "genret"
+    from ..extension import EngineView
 
 
 class LiveGenret:
     """An engine's generative index (or the reason it has none) and its change listener."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineView, directory: Path) -> None:
         self.engine = engine
-        self.directory = engine.path / DIRECTORY
+        self.directory = directory
         self.model: GenerativeIndex | None = None
         self.problem: XmodalError | None = None
         self._lock = threading.RLock()
         self._dirty = False
-        engine.subscribe(self)
         self.reload()
 
     def reload(self) -> None:
@@ -49,7 +48,7 @@ class LiveGenret:
             self.model, self.problem = None, None
             try:
                 model, seq = GenerativeIndex.load(
-                    self.directory, dim=self.engine.space.dim, encoder=self.engine.encoder.config()
+                    self.directory, dim=self.engine.dim, encoder=self.engine.encoder_config
                 )
             except XmodalError as exc:
                 self.problem = exc
@@ -62,7 +61,7 @@ class LiveGenret:
         with self._lock:
             self.model, self.problem = model, None
             self._catch_up(seq)
-            model.save(self.directory, self.engine.store.last_seq())
+            model.save(self.directory, self.engine.last_seq())
             self._dirty = False
 
     @contextmanager
@@ -100,23 +99,15 @@ class LiveGenret:
         self._dirty = True
 
     def _catch_up(self, seq: int) -> None:
-        """Apply the store's changes after ``seq`` to the trie (the last change of each row wins)."""
-        assert self.model is not None
-        last = dict(self.engine.store.changes_since(seq))
-        deleted = [row for row, op in last.items() if op == "delete"]
-        if deleted:
-            self.model.remove(np.asarray(deleted, np.int64))
-        put = [row for row, op in last.items() if op == "put"]
-        for start in range(0, len(put), 2000):
-            found = self.engine.store.get_rows(put[start : start + 2000], with_vectors=True)
-            self._put(self.model, list(found.values()))
-        self._dirty = self._dirty or bool(last)
+        """Apply the store's changes after ``seq`` to the trie."""
+        if replay(self.engine, seq, self) != seq:
+            self._dirty = True
 
-    def close(self) -> None:
+    def checkpoint(self) -> None:
         """Save the trie when the catalog changed since it was last written."""
         with self._lock:
             if self.model is not None and self._dirty and self.directory.exists():
-                self.model.save_trie(self.directory, self.engine.store.last_seq())
+                self.model.save_trie(self.directory, self.engine.last_seq())
                 self._dirty = False
 
     # -- status -----------------------------------------------------------------------------------
@@ -126,7 +117,7 @@ class LiveGenret:
             if self.model is None:
                 return {"trained": False, "problem": str(self.problem) if self.problem else None, "fix": TRAIN_FIX}
             meta = self.model.meta
-            changes = dict(self.engine.store.changes_since(int(meta.get("store_seq", 0))))
+            changes = dict(self.engine.changes_since(int(meta.get("store_seq", 0))))
             trie = self.model.trie.stats()
             return {
                 "trained": True,
@@ -156,26 +147,3 @@ class LiveGenret:
             if self.directory.exists():
                 self.model.save_manifest(self.directory)
 
-
-GENERATIVE_MODES = ("generative", "generative-rerank")
-
-
-def note_evaluation(engine: Engine, mode: str, source: str, figures: dict[str, Any]) -> bool:
-    """Keep the figures of an evaluation in a generative mode (``xmodal eval --mode generative…``) for
-    ``xmodal genret status``; other modes, or an engine without a model, keep nothing. Returns whether kept."""
-    if mode not in GENERATIVE_MODES:
-        return False
-    live = live_genret(engine)
-    if live.model is None:
-        return False
-    kept = {name: value for name, value in figures.items() if name != "skipped"}
-    if "skipped" in figures:
-        kept["skipped_lines"] = len(figures["skipped"])
-    live.record_evaluation({"kind": "xmodal eval", "mode": mode, "queries_file": source, **kept})
-    return True
-
-
-def live_genret(engine: Engine) -> LiveGenret:
-    """The engine's generative index holder (created and subscribed on first use)."""
-    live: LiveGenret = engine.plugin(PLUGIN, LiveGenret)
-    return live

@@ -11,36 +11,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..extension import ModeResult
 from ..records import Hits, Query
-from .live import live_genret
 from .model import RERANK_POOL
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..extension import EngineView
+    from .live import LiveGenret
 
 BEAM = 32
 RERANK_BEAM = 64  # a wider beam feeds the re-ranker more candidates (docs/benchmarks/genret.md)
 FILTER_DEPTH = 10  # candidates per wanted hit when filters apply
 
 
-def generative(engine: Engine, query: Query, vector: np.ndarray) -> Hits:
-    """GENIUS: members of the generated buckets in beam order, scored by the beam's log-probability."""
-    return _search(engine, query, vector, rerank=False)
-
-
-def generative_rerank(engine: Engine, query: Query, vector: np.ndarray) -> Hits:
-    """GENIUS-R: the generated candidates re-ranked by cosine similarity with the stored item vectors."""
-    return _search(engine, query, vector, rerank=True)
-
-
-def _search(engine: Engine, query: Query, vector: np.ndarray, *, rerank: bool) -> Hits:
+def generative_search(
+    engine: EngineView, live: LiveGenret, query: Query, vector: np.ndarray, *, rerank: bool
+) -> ModeResult:
+    """GENIUS: members of the generated buckets in beam order, scored by the beam's log-probability;
+    GENIUS-R (``rerank``): the generated candidates re-ranked by cosine similarity with the item vectors."""
     allowed = engine.match_rows(query.filters)
     depth = query.k if allowed is None else query.k * FILTER_DEPTH
     beam = max(RERANK_BEAM if rerank else BEAM, query.k if allowed is None else 2 * query.k)
     kinds = query.target.kinds()
 
     def similarity(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
-        found = engine.store.get_rows(rows.tolist(), with_vectors=True)
+        found = engine.items_of(rows.tolist(), with_vectors=True)
         out = np.full(len(rows), -np.inf, np.float32)
         for i, row in enumerate(rows.tolist()):
             vecs = found[row].vectors if row in found else {}
@@ -48,7 +43,6 @@ def _search(engine: Engine, query: Query, vector: np.ndarray, *, rerank: bool) -
             out[i] = max(sims) if sims else -np.inf
         return out
 
-    live = live_genret(engine)
     with live.reading() as model:
         pool = max(depth, RERANK_POOL)  # every member of the generated buckets, up to the cap
         rows, scores = model.search(vector, depth if not rerank else pool, beam=beam,
@@ -59,6 +53,7 @@ def _search(engine: Engine, query: Query, vector: np.ndarray, *, rerank: bool) -
         if rerank:  # re-ranking drops items without a vector of the target kind
             rows, scores = rows[np.isfinite(scores)], scores[np.isfinite(scores)]
         rows, scores = rows[: query.k], scores[: query.k]
-        ids = [engine.id_of(int(r)) for r in rows]
-    return Hits.of(ids, scores.tolist(), "generative")
-
+        ids = [engine.find_id(int(r)) for r in rows]
+    kept = [(i, float(s)) for i, s in zip(ids, scores.tolist(), strict=True) if i is not None]
+    hits = Hits.of([i for i, _ in kept], [s for _, s in kept], "generative")
+    return ModeResult(hits, {"mode": "generative-rerank" if rerank else "generative"})

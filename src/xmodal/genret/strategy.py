@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..records import Hits, Query
-from .mode import generative, generative_rerank
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from .extension import GenretExtension
 
 
 class GenerativeStrategy:
@@ -23,12 +22,10 @@ class GenerativeStrategy:
 
     name = "generative"
 
-    def __init__(self, engine: Engine, *, rerank: bool = True) -> None:
-        self.engine = engine
+    def __init__(self, extension: GenretExtension, *, rerank: bool = True) -> None:
+        self.extension = extension
         self.rerank = rerank
 
     def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
-        if vector is None:
-            vector = self.engine.encode_query(query)
         deep = dataclasses.replace(query, k=max(1, depth))
-        return (generative_rerank if self.rerank else generative)(self.engine, deep, vector)
+        return self.extension.search(deep, vector, rerank=self.rerank).hits

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -23,7 +23,19 @@ from .strategies.structured import Understanding
 from .text import stems
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline
+    from ..extension import EngineView
+    from .strategies import LexicalStrategy, MemoryStrategy
+
+
+class FeatureSource(Protocol):
+    """What the features read from the pipeline (a protocol, so this module does not import it)."""
+
+    engine: EngineView
+    lexical: LexicalStrategy
+    memory: MemoryStrategy
+    popularity: dict[str, float]
+
+    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, Modality]]: ...
 
 ARMS = ("lexical", "structured", "dense:text", "dense:image", "dense:combined", "memory", "explore")
 FEATURES = (
@@ -44,7 +56,7 @@ FRESHNESS_DAYS = 30.0
 
 
 def candidate_features(
-    pipeline: Pipeline,
+    pipeline: FeatureSource,
     query: Query,
     vector: np.ndarray | None,
     fused: Sequence[FusedHit],
@@ -90,21 +102,12 @@ def freshness(created_at: float, now: float) -> float:
     return math.exp(-max(now - created_at, 0.0) / 86400 / FRESHNESS_DAYS)
 
 
-def _cosines(pipeline: Pipeline, kind: VectorKind, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-    index = pipeline.engine.space.indexes[kind]
-    out = np.zeros(len(rows), dtype=np.float32)
-    wanted = np.array(sorted({r for r in rows if r >= 0}), dtype=np.int64)
-    if len(index) == 0 or len(wanted) == 0:
-        return out
-    labels, scores = index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), len(wanted), wanted)
-    found = {int(lab): float(s) for lab, s in zip(labels[0], scores[0], strict=True) if lab >= 0}
-    for i, row in enumerate(rows):
-        out[i] = found.get(row, 0.0)
-    return out
+def _cosines(pipeline: FeatureSource, kind: VectorKind, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+    return pipeline.engine.similarity(vector, rows, kind)
 
 
 def _attribute_features(
-    pipeline: Pipeline, understanding: Understanding, rows: Sequence[int], matches: np.ndarray, share: np.ndarray
+    pipeline: FeatureSource, understanding: Understanding, rows: Sequence[int], matches: np.ndarray, share: np.ndarray
 ) -> None:
     slots = understanding.slots
     if not slots:

@@ -37,7 +37,7 @@ from .strategies import (
 from .text import stems
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..extension import EngineView
     from ..feedback.log import Event, FeedbackLog, Impression
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,17 @@ def may_explore(mode: str, context: Mapping[str, Any]) -> bool:
 class Pipeline:
     """Strategies + contextual bandit + fusion + ranker over one engine."""
 
-    def __init__(self, engine: Engine, config: LTRConfig | None = None, *, feedback: FeedbackLog | None = None) -> None:
+    def __init__(
+        self,
+        engine: EngineView,
+        config: LTRConfig | None = None,
+        *,
+        feedback: FeedbackLog | None = None,
+        folder: Path | None = None,
+    ) -> None:
         self.engine = engine
         self.config = config or LTRConfig()
-        self.dir: Path = engine.path / "ltr"
+        self.dir: Path = folder if folder is not None else engine.path / "ltr"
         self.feedback = feedback
         self.popularity: dict[str, float] = feedback.popularity() if feedback is not None else {}
         self.lexical = LexicalStrategy(engine, popularity_weight=self.config.popularity_weight)
@@ -113,9 +120,9 @@ class Pipeline:
         self.ranker_status = "no ranker trained: fused order"
         self._load_ranker()
         self._pending: dict[str, tuple[np.ndarray, set[str]]] = {}
-        self._meta: dict[int, tuple[float, Modality]] = {}  # row -> (created_at, modality)
-        self.item_meta([row for _, row, _ in engine.store.id_rows()])  # preload: no store read per query
-        engine.subscribe(self)
+        self._meta: dict[int, tuple[float, Modality]] = {}  # row -> (created_at, modality), read on demand
+        self._followers = (self.lexical, self.understanding, self.memory)
+        self.dirty = not self.lexical.path.exists()  # a lexical index built from the store is saved once
         if feedback is not None:
             feedback.subscribe_impressions(self.on_impression)
             feedback.subscribe(self.on_event)
@@ -124,17 +131,24 @@ class Pipeline:
     def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, Modality]]:
         missing = [r for r in rows if r >= 0 and r not in self._meta]
         for start in range(0, len(missing), 2000):
-            for row, stored in self.engine.store.get_rows(missing[start : start + 2000]).items():
+            for row, stored in self.engine.items_of(missing[start : start + 2000]).items():
                 self._meta[row] = (stored.item.created_at, stored.item.modality)
         return {r: self._meta[r] for r in rows if r in self._meta}
 
+    # -- keeping in step with the catalog (the LTR extension forwards the engine's changes) ----------
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         for s in stored:
             self._meta.pop(s.row, None)
+        for follower in self._followers:
+            follower.on_put(stored)
+        self.dirty = True
 
     def on_delete(self, rows: Sequence[int]) -> None:
         for row in rows:
             self._meta.pop(row, None)
+        for follower in self._followers:
+            follower.on_delete(rows)
+        self.dirty = True
 
     # -- state ------------------------------------------------------------------------------------
     def _load_policy(self) -> LinearBandit:
@@ -166,12 +180,11 @@ class Pipeline:
             ranker.save(self.dir / "ranker.txt")
 
     def save(self) -> None:
-        """Checkpoint the lexical index and the policy."""
-        self.lexical.save()
-        self.policy.save(self.dir / "policy")
-
-    def close(self) -> None:
-        self.save()
+        """Checkpoint the lexical index and the policy, when they changed since the last save."""
+        if self.dirty:
+            self.lexical.save()
+            self.policy.save(self.dir / "policy")
+            self.dirty = False
 
     # -- the query path -----------------------------------------------------------------------------
     def prepare(self, query: Query, now: float | None = None) -> Prepared:
@@ -229,7 +242,7 @@ class Pipeline:
                 continue
             if name == "lexical" and not query.text:
                 continue
-            if name.startswith("dense:") and len(self.engine.space.indexes[VectorKind(name[6:])]) == 0:
+            if name.startswith("dense:") and self.engine.vector_count(VectorKind(name[6:])) == 0:
                 continue
             if name.startswith("dense:") and query.target != Target.ANY and name != f"dense:{query.target}":
                 continue  # the query asks for one kind of vector
@@ -367,6 +380,7 @@ class Pipeline:
         """Semi-bandit update for one impression: arms that supplied shown items are observed; an arm
         is rewarded once if any item it supplied got a positive event."""
         supplied = _supplied(plan_arms, provenance)
+        self.dirty = True
         self.policy.observe(x, sorted(supplied))
         won = {arm for arm in supplied for p, r in zip(provenance, rewarded, strict=True) if r and arm in p.split("+")}
         for arm in sorted(won):
@@ -380,6 +394,7 @@ class Pipeline:
         arms = [str(a["strategy"]) for a in impression.plan if a.get("strategy") in self.policy.arms]
         supplied = _supplied(arms, impression.provenance)
         self.policy.observe(x, sorted(supplied))
+        self.dirty = True
         self._pending[impression.query_id] = (x, set())
         while len(self._pending) > 10_000:  # credit only recent impressions
             self._pending.pop(next(iter(self._pending)))
@@ -396,6 +411,7 @@ class Pipeline:
             if arm in self.policy.arms and arm not in credited:
                 credited.add(arm)
                 self.policy.credit(x, arm, 1.0)
+                self.dirty = True
 
 
 def _supplied(arms: Sequence[str], provenance: Sequence[str]) -> set[str]:
@@ -403,15 +419,5 @@ def _supplied(arms: Sequence[str], provenance: Sequence[str]) -> set[str]:
     return {a for a in arms if a in shown_sources}
 
 
-def pipeline(engine: Engine) -> Pipeline:
-    """The engine's pipeline (created on first use with the engine's feedback log)."""
-    from ..feedback.log import feedback_log
 
-    def make(e: Engine) -> Pipeline:
-        return Pipeline(e, feedback=feedback_log(e))
-
-    found: Pipeline = engine.plugin("ltr", make)
-    return found
-
-
-__all__ = ["LTRConfig", "Pipeline", "Prepared", "StorageError", "pipeline"]
+__all__ = ["LTRConfig", "Pipeline", "Prepared", "StorageError"]

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ValidationError
-from ..feedback.log import Event, FeedbackLog, feedback_log
+from ..feedback.log import Event, FeedbackLog
 from ..records import Query
+from .extension import pipeline
 from .features import FEATURES, candidate_features
 from .fusion import fuse
-from .pipeline import Pipeline, pipeline
+from .pipeline import Pipeline
 from .policy import Allocation, Plan
 from .ranker import LambdaRanker, estimate_propensities
 from .training import LoggedList, training_set
@@ -67,7 +68,7 @@ def replay(
 
 def train_ranker(engine: Engine, *, ipw: bool = True, seed: int = 0, n_estimators: int = 150) -> dict[str, Any]:
     """Train lambdarank on the feedback log, save it as the engine's ranker and summarise."""
-    pipe, log = pipeline(engine), feedback_log(engine)
+    pipe, log = pipeline(engine), engine.feedback_log
     lists, randomized = replay(pipe, log)
     if ipw and randomized:
         props, source = estimate_propensities([p for p, _ in randomized], [c for _, c in randomized], 10), "randomized"

@@ -6,8 +6,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..records import DEFAULT_MODE
-
 AttrValue = bool | int | float | str
 Strict = ConfigDict(extra="forbid")
 
@@ -31,7 +29,7 @@ class SearchRequest(BaseModel):
     filters: dict[str, Any] = Field(default_factory=dict)
     k: int = Field(10, ge=1, le=1000)
     target: Literal["text", "image", "combined", "any"] = "any"
-    mode: str = Field(DEFAULT_MODE, max_length=64)
+    mode: str | None = Field(None, max_length=64)  # None: the index's default mode
     explain: bool = False
     user: str | None = Field(None, max_length=256)
     log: bool = Field(True, description="record an impression for feedback (when the engine learns from it)")

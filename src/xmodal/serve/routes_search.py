@@ -11,8 +11,8 @@ from fastapi import Query as Q
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ..engine import SearchResult
 from ..records import Item, Query, Target
+from ..results import SearchResult
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .forms import read_form

@@ -10,7 +10,7 @@ import numpy as np
 from ...records import Hits, Query
 
 if TYPE_CHECKING:
-    from ...engine import Engine
+    from ...extension import EngineView
 
 
 class Strategy(Protocol):
@@ -22,7 +22,7 @@ class Strategy(Protocol):
     def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits: ...
 
 
-def allowed_rows(engine: Engine, query: Query) -> set[int] | None:
+def allowed_rows(engine: EngineView, query: Query) -> set[int] | None:
     """The rows that satisfy the query's filters, or None when it has none."""
     rows = engine.match_rows(query.filters)
     return None if rows is None else set(rows.tolist())
@@ -41,7 +41,7 @@ def top_rows(scores: dict[int, float], depth: int) -> list[tuple[int, float]]:
     return [(int(rows[i]), float(vals[i])) for i in order]
 
 
-def hits_from_rows(engine: Engine, pairs: Sequence[tuple[int, float]], source: str) -> Hits:
+def hits_from_rows(engine: EngineView, pairs: Sequence[tuple[int, float]], source: str) -> Hits:
     """Hits with item ids for (row, score) pairs; rows deleted meanwhile are skipped."""
     ids, scores = [], []
     for row, score in pairs:

@@ -9,13 +9,13 @@ import numpy as np
 from ...records import Hits, Query, VectorKind
 
 if TYPE_CHECKING:
-    from ...engine import Engine
+    from ...extension import EngineView
 
 
 class DenseStrategy:
     """Cosine top-k against one vector kind (text, image or combined), filters applied before the cut."""
 
-    def __init__(self, engine: Engine, kind: VectorKind) -> None:
+    def __init__(self, engine: EngineView, kind: VectorKind) -> None:
         self.engine = engine
         self.kind = kind
         self.name = f"dense:{kind.value}"

@@ -12,7 +12,7 @@ from .memory import MemoryStrategy
 from .structured import QueryUnderstanding
 
 if TYPE_CHECKING:
-    from ...engine import Engine
+    from ...extension import EngineView
 
 
 class ExploreStrategy:
@@ -32,7 +32,7 @@ class ExploreStrategy:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineView,
         *,
         seed: int = 0,
         understanding: QueryUnderstanding | None = None,

@@ -26,7 +26,7 @@ from ..text import stems
 from .base import allowed_rows, hits_from_rows, top_rows
 
 if TYPE_CHECKING:
-    from ...engine import Engine
+    from ...extension import EngineView
 
 FORMAT_VERSION = 1
 FIELDS = ("title", "body")
@@ -156,17 +156,15 @@ class LexicalStrategy:
 
     name = "lexical"
 
-    def __init__(self, engine: Engine, *, popularity_weight: float = 0.0, path: Path | None = None) -> None:
+    def __init__(self, engine: EngineView, *, popularity_weight: float = 0.0, path: Path | None = None) -> None:
         self.engine = engine
         self.popularity_weight = popularity_weight
         self.popularity: dict[str, float] = {}
         self.path = path if path is not None else engine.path / "ltr" / "lexical.json"
         self.index = self._load_or_build()
-        engine.subscribe(self)
 
     # -- derived-data lifecycle ----------------------------------------------------------------
     def _load_or_build(self) -> BM25Index:
-        store = self.engine.store
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text())
@@ -177,18 +175,18 @@ class LexicalStrategy:
                 self._catch_up(index, int(data["seq"]))
                 return index
         index = BM25Index()
-        rows = [row for _, row, _ in store.id_rows()]
+        rows = self.engine.all_rows().tolist()
         for start in range(0, len(rows), 2000):
-            for row, stored in store.get_rows(rows[start : start + 2000]).items():
+            for row, stored in self.engine.items_of(rows[start : start + 2000]).items():
                 index.put(row, *item_terms(stored.item))
         return index
 
     def _catch_up(self, index: BM25Index, seq: int) -> None:
-        changes = self.engine.store.changes_since(seq)
+        changes = self.engine.changes_since(seq)
         latest: dict[int, str] = {}
         for row, op in changes:
             latest[row] = op
-        found = self.engine.store.get_rows([r for r, op in latest.items() if op == "put"])
+        found = self.engine.items_of([r for r, op in latest.items() if op == "put"])
         for row in latest:
             index.remove(row)
             if row in found:
@@ -197,7 +195,7 @@ class LexicalStrategy:
     def save(self) -> None:
         """Checkpoint the index with the store's change sequence (atomic replace)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format_version": FORMAT_VERSION, "seq": self.engine.store.last_seq(), "index": self.index.to_json()}
+        data = {"format_version": FORMAT_VERSION, "seq": self.engine.last_seq(), "index": self.index.to_json()}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(self.path)

@@ -23,7 +23,7 @@ from ..text import normalize_query, tokens
 from .base import allowed_rows, hits_from_rows, top_rows
 
 if TYPE_CHECKING:
-    from ...engine import Engine
+    from ...extension import EngineView
     from ...feedback.log import Event, FeedbackLog, Impression
 
 PREDICTED_PRIOR = 0.5
@@ -70,7 +70,7 @@ class MemoryStrategy:
 
     name = "memory"
 
-    def __init__(self, engine: Engine, log: FeedbackLog | None = None, *, cold_start: bool = True) -> None:
+    def __init__(self, engine: EngineView, log: FeedbackLog | None = None, *, cold_start: bool = True) -> None:
         self.engine = engine
         self.cold_start = cold_start
         self.stats: dict[str, dict[str, PairStats]] = {}
@@ -82,12 +82,11 @@ class MemoryStrategy:
                 self.on_impression(impression)
             for event in log.events():
                 self.add_action(log.impression(event.query_id).normalized, event.item_id, event.reward)
-        engine.subscribe(self)
 
     def _all_items(self) -> Iterable[Item]:
-        rows = [row for _, row, _ in self.engine.store.id_rows()]
+        rows = self.engine.all_rows().tolist()
         for start in range(0, len(rows), 2000):
-            yield from (s.item for s in self.engine.store.get_rows(rows[start : start + 2000]).values())
+            yield from (s.item for s in self.engine.items_of(rows[start : start + 2000]).values())
 
     def _predict(self, items: Iterable[Item]) -> None:
         for item in items:

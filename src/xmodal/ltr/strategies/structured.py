@@ -21,7 +21,7 @@ from ..text import STOPWORDS, stem, tokens, within_one_edit
 from .base import hits_from_rows, top_rows
 
 if TYPE_CHECKING:
-    from ...engine import Engine
+    from ...extension import EngineView
     from .lexical import LexicalStrategy
 
 MAX_VALUES_PER_ATTRIBUTE = 2000  # attributes with more distinct values are identifiers, not facets
@@ -43,11 +43,10 @@ class Understanding:
 class QueryUnderstanding:
     """Maps query n-grams to attribute values learned from the catalog; rebuilt after writes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineView) -> None:
         self.engine = engine
         self._phrases: dict[tuple[str, ...], tuple[str, AttributeValue]] | None = None
         self._by_length: dict[int, list[str]] = {}
-        engine.subscribe(self)
 
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         self._phrases = None
@@ -124,7 +123,7 @@ class StructuredStrategy:
 
     name = "structured"
 
-    def __init__(self, engine: Engine, understanding: QueryUnderstanding, lexical: LexicalStrategy) -> None:
+    def __init__(self, engine: EngineView, understanding: QueryUnderstanding, lexical: LexicalStrategy) -> None:
         self.engine = engine
         self.understanding = understanding
         self.lexical = lexical

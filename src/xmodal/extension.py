@@ -1,0 +1,166 @@
+"""The extension seam: what a plug-in (learning to rank, generative retrieval, a third party's) implements,
+and the narrow view of the engine it gets.
+
+An :class:`Extension` is named in the index settings and opened with the engine (the server opens it in
+its lifespan, so the first request finds it ready). It provides search modes (each returns its hits and
+its explanation together, a :class:`ModeResult`) and keeps derived state under its own folder. It learns
+about writes through ``on_put`` / ``on_delete``, whichever process made them: the engine replays the
+store's change log after the sequence number ``open`` returned, and tails that log while it runs.
+``checkpoint`` writes only when something changed since the last one.
+
+An extension sees an :class:`EngineView` — catalog look-ups, vectors of rows, vector search, the change
+log, query encoding, the feedback log — never the engine's private fields; typing against this protocol
+(which lives below the engine) keeps the import graph acyclic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import ConfigError
+from .records import Hits, Item, Query, Target, VectorKind
+from .registry import Registry
+from .store.sqlite import StoredItem
+
+if TYPE_CHECKING:
+    from .feedback.log import FeedbackLog
+    from .filters import AttributeTable
+
+
+@dataclass(frozen=True, slots=True)
+class ModeResult:
+    """What a search mode returns: its hits and what it did (the plan, contributions, features...)."""
+
+    hits: Hits
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Mode(Protocol):
+    """A search mode of an opened extension: the query and its encoded vector in, hits and details out."""
+
+    def __call__(self, query: Query, vector: np.ndarray) -> ModeResult: ...
+
+
+class EngineView(Protocol):
+    """What an extension may ask of the engine it is opened with."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def encoder_config(self) -> dict[str, Any]: ...
+
+    @property
+    def feedback_log(self) -> FeedbackLog: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, item_id: object) -> bool: ...
+
+    # -- catalog look-ups (rows are the integer labels derived structures key items by) ------------
+    def find_row(self, item_id: str) -> int | None: ...
+
+    def find_id(self, row: int) -> str | None: ...
+
+    def row_of(self, item_id: str) -> int: ...
+
+    def all_rows(self) -> np.ndarray: ...
+
+    def get(self, item_id: str) -> Item: ...
+
+    def items_of(self, rows: Sequence[int], *, with_vectors: bool = False) -> dict[int, StoredItem]: ...
+
+    def iter_items(self) -> Iterator[StoredItem]: ...
+
+    def attributes_of(self, row: int) -> Mapping[str, Any]: ...
+
+    def match_rows(self, filters: Mapping[str, Any]) -> np.ndarray | None: ...
+
+    def attribute_table(self) -> AbstractContextManager[AttributeTable]: ...
+
+    # -- vectors -----------------------------------------------------------------------------------
+    def vector_count(self, kind: VectorKind) -> int: ...
+
+    def similarity(self, vector: np.ndarray, rows: Sequence[int], kind: VectorKind) -> np.ndarray: ...
+
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        *,
+        k: int = 10,
+        target: Target | str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+    ) -> Hits: ...
+
+    def encode_query(self, query: Query, base_dir: Path | None = None) -> np.ndarray: ...
+
+    # -- the change log ----------------------------------------------------------------------------
+    def last_seq(self) -> int: ...
+
+    def changes_since(self, seq: int) -> list[tuple[int, str]]: ...
+
+
+@runtime_checkable
+class Extension(Protocol):
+    """A plug-in opened with the engine. ``MODES`` names the modes it provides, with one line each (listed
+    without opening anything); :meth:`modes` returns them bound to the opened extension."""
+
+    name: str
+    MODES: ClassVar[Mapping[str, str]]
+
+    def open(self, view: EngineView, folder: Path) -> int:
+        """Load derived state from ``folder``; return the store sequence that state reflects (0: none)."""
+        ...
+
+    def modes(self) -> Mapping[str, Mode]: ...
+
+    def on_put(self, stored: Sequence[StoredItem]) -> None: ...
+
+    def on_delete(self, rows: Sequence[int]) -> None: ...
+
+    def checkpoint(self) -> None:
+        """Persist derived state, only when it changed since the last checkpoint."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ExtensionHost(Protocol):
+    """An engine as the adapters and an extension's own commands see it: its opened extensions by name."""
+
+    def extension(self, name: str) -> Extension: ...
+
+
+def _is_extension_class(obj: object) -> bool:
+    return isinstance(obj, type) and all(hasattr(obj, a) for a in ("open", "modes", "on_put", "on_delete", "close"))
+
+
+#: Extensions by name: ``xmodal.extensions`` entry points, or ``"package.module:Class"``.
+EXTENSIONS: Registry[type[Extension]] = Registry("extensions", "extension", _is_extension_class)
+EXTENSIONS.register("ltr", "xmodal.ltr.extension:LTRExtension")
+EXTENSIONS.register("genret", "xmodal.genret.extension:GenretExtension")
+
+#: What a new index opens unless told otherwise.
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("ltr", "genret")
+
+
+def extension_class(name: str) -> type[Extension]:
+    """The extension class registered (or installed, or importable) as ``name``."""
+    return EXTENSIONS.resolve(name)
+
+
+def mode_owner(mode: str, extensions: Sequence[str]) -> str:
+    """The name of the extension (among ``extensions``) that provides ``mode``."""
+    for name in extensions:
+        if mode in extension_class(name).MODES:
+            return name
+    raise ConfigError(f"no extension of this index provides mode {mode!r}")

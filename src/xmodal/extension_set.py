@@ -1,0 +1,103 @@
+"""The extensions an engine opened: each with the store sequence it reflects, kept in step with writes.
+
+A write is committed before any extension hears of it; an extension that fails on a change is marked
+stale (it keeps the sequence it last reflected) and caught up from the change log at the next sync. A
+failing extension never turns a committed write into a reported failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+
+from .changes import ChangeSource, replay
+from .errors import ConfigError, ValidationError
+from .extension import EngineView, Extension, Mode, extension_class
+from .store.sqlite import StoredItem
+
+log = logging.getLogger(__name__)
+
+
+class ExtensionSet:
+    """Opened extensions by name, their modes, and the sequence each reflects."""
+
+    def __init__(self) -> None:
+        self._opened: dict[str, Extension] = {}
+        self._seq: dict[str, int] = {}
+        self._modes: dict[str, Mode] = {}
+
+    @classmethod
+    def open(cls, names: Sequence[str], view: EngineView) -> ExtensionSet:
+        """Open each named extension in its folder under the index and catch it up with the store."""
+        opened = cls()
+        try:
+            for name in names:
+                extension = extension_class(name)()
+                opened._opened[name] = extension
+                seq = extension.open(view, view.path / name)
+                opened._seq[name] = replay(view, seq, extension)
+                opened._modes.update(extension.modes())
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._opened)
+
+    def get(self, name: str) -> Extension:
+        try:
+            return self._opened[name]
+        except KeyError:
+            raise ConfigError(
+                f"extension {name!r} is not enabled for this index (enabled: {', '.join(self._opened) or 'none'})"
+            ) from None
+
+    def modes(self) -> Mapping[str, Mode]:
+        return self._modes
+
+    def mode(self, name: str, known: Sequence[str]) -> Mode:
+        try:
+            return self._modes[name]
+        except KeyError:
+            raise ValidationError("mode", f"unknown search mode {name!r}", f"use one of {', '.join(known)}") from None
+
+    # -- keeping in step with the store ------------------------------------------------------------
+    def apply(self, before: int, after: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
+        """Tell every extension that reflected ``before`` about the changes up to ``after``."""
+        for name, extension in self._opened.items():
+            if self._seq[name] != before:
+                continue  # stale: caught up from the log by sync()
+            try:
+                if stored:
+                    extension.on_put(stored)
+                if deleted:
+                    extension.on_delete(deleted)
+                self._seq[name] = after
+            except Exception:
+                log.exception("extension %r failed on a committed write; it will catch up from the change log", name)
+
+    def sync(self, store: ChangeSource) -> None:
+        """Catch every extension up with the store (those that are stale, or behind another process)."""
+        for name, extension in self._opened.items():
+            try:
+                self._seq[name] = replay(store, self._seq[name], extension)
+            except Exception:
+                log.exception("extension %r failed to catch up; it will try again", name)
+
+    def stale(self) -> list[str]:
+        """Extensions that missed a change (a failure) and have not caught up yet."""
+        newest = max(self._seq.values(), default=0)
+        return [name for name, seq in self._seq.items() if seq != newest]
+
+    def checkpoint(self) -> None:
+        for extension in self._opened.values():
+            extension.checkpoint()
+
+    def close(self) -> None:
+        for name, extension in self._opened.items():
+            try:
+                extension.close()
+            except Exception:
+                log.exception("extension %r failed to close", name)
+

@@ -1,0 +1,88 @@
+"""The learning-to-rank-and-retrieve extension: the learned pipeline and its search modes.
+
+Modes: ``learned`` (the bandit's plan, fused, ranked), ``uniform`` (every strategy with an equal share,
+the naive baseline) and one per single strategy. Its derived state lives in ``<index>/ltr/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..extension import ModeResult
+from ..records import Query
+from ..store.sqlite import StoredItem
+from .pipeline import LTRConfig, Pipeline
+
+if TYPE_CHECKING:
+    from ..extension import EngineView, ExtensionHost, Mode
+
+SINGLE = ("lexical", "structured", "memory", "explore")
+
+
+class LTRExtension:
+    """Opens one :class:`Pipeline` over the engine and forwards the catalog's changes to it."""
+
+    name = "ltr"
+    MODES: ClassVar[Mapping[str, str]] = {
+        "learned": "the bandit's plan of strategies, fused, then the trained ranker",
+        "uniform": "every strategy with an equal share, fused (the naive baseline)",
+        "lexical": "BM25F full text alone (title weighted above body)",
+        "structured": "attribute constraints understood from the query, alone",
+        "memory": "items users acted on for this query before, alone",
+        "explore": "the least-shown matching items first (exploration), alone",
+    }
+
+    def __init__(self, config: LTRConfig | None = None) -> None:
+        self.config = config
+        self._pipeline: Pipeline | None = None
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            raise ConfigError("the ltr extension is not open")
+        return self._pipeline
+
+    def open(self, view: EngineView, folder: Path) -> int:
+        seq = view.last_seq()  # the pipeline is built from the catalog as it is now
+        self._pipeline = Pipeline(view, self.config, feedback=view.feedback_log, folder=folder)
+        return seq
+
+    def modes(self) -> Mapping[str, Mode]:
+        pipe = self.pipeline
+
+        def learned(query: Query, vector: np.ndarray) -> ModeResult:
+            return ModeResult(*pipe.search(query, vector))
+
+        def uniform(query: Query, vector: np.ndarray) -> ModeResult:
+            return ModeResult(*pipe.uniform(query, vector))
+
+        def single(name: str) -> Mode:
+            return lambda query, vector: ModeResult(*pipe.single(name, query, vector))
+
+        return {"learned": learned, "uniform": uniform, **{name: single(name) for name in SINGLE}}
+
+    def on_put(self, stored: Sequence[StoredItem]) -> None:
+        self.pipeline.on_put(stored)
+
+    def on_delete(self, rows: Sequence[int]) -> None:
+        self.pipeline.on_delete(rows)
+
+    def checkpoint(self) -> None:
+        self.pipeline.save()
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.save()
+
+
+def pipeline(engine: ExtensionHost) -> Pipeline:
+    """The learned pipeline of an engine whose index enables the ``ltr`` extension."""
+    extension = engine.extension("ltr")
+    if not isinstance(extension, LTRExtension):
+        raise ConfigError(f"the index's 'ltr' extension is {type(extension).__name__}, not the learned pipeline")
+    return extension.pipeline

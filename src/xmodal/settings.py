@@ -1,0 +1,96 @@
+"""An index's settings: chosen when the folder is created, stored in it, checked on every later open.
+
+``{"encoder": {...its config...}, "index": "auto", "index_options": {}, "extensions": ["ltr", "genret"],
+"default_mode": "learned"}``. An index written before ``extensions`` and ``default_mode`` were settings
+gets today's defaults for them (what that version did), recorded the first time it is opened for writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .encoders import Encoder, create_encoder
+from .errors import ConfigError
+from .extension import DEFAULT_EXTENSIONS, extension_class
+from .store.sqlite import SQLiteStore
+
+DEFAULT_ENCODER = "offline"
+DEFAULT_INDEX = "auto"
+#: The learned plan (strategies chosen by the bandit, fused, re-ranked once a ranker is trained). On both
+#: judged sets of docs/benchmarks/ltr.md it scores at least the best single strategy.
+DEFAULT_MODE = "learned"
+DENSE = "dense"
+
+
+def open_settings(
+    store: SQLiteStore,
+    *,
+    encoder: str | Encoder | None,
+    dim: int | None,
+    index: str | None,
+    index_options: dict[str, Any] | None,
+    extensions: Sequence[str] | None,
+    default_mode: str | None,
+) -> tuple[Encoder, dict[str, Any]]:
+    """The index's encoder and settings: the stored ones (checked against any given) or new ones."""
+    saved = store.get_meta("settings")
+    if saved is None:
+        enc = encoder if isinstance(encoder, Encoder) else create_encoder(encoder or DEFAULT_ENCODER, **_dim(dim))
+        names = list(DEFAULT_EXTENSIONS if extensions is None else extensions)
+        settings: dict[str, Any] = {
+            "encoder": enc.config(),
+            "index": index or DEFAULT_INDEX,
+            "index_options": index_options or {},
+            "extensions": names,
+            "default_mode": default_mode or (DEFAULT_MODE if "ltr" in names else DENSE),
+        }
+    else:
+        settings = {"extensions": list(DEFAULT_EXTENSIONS), "default_mode": DEFAULT_MODE, **dict(saved)}
+        _check_given(settings, encoder, dim, index, extensions)
+        enc = encoder if isinstance(encoder, Encoder) else _recreate(settings["encoder"])
+        if enc.config() != settings["encoder"]:
+            raise ConfigError(f"encoder {enc.config()} does not match the index's {settings['encoder']}")
+        if default_mode is not None:
+            settings["default_mode"] = default_mode
+    check_mode(settings["default_mode"], settings["extensions"])
+    return enc, settings
+
+
+def check_mode(mode: str, extensions: Sequence[str]) -> None:
+    """Refuse a mode that neither dense search nor an extension of the index provides."""
+    if mode == DENSE:
+        return
+    for name in extensions:
+        if mode in extension_class(name).MODES:
+            return
+    known = [DENSE, *(m for name in extensions for m in extension_class(name).MODES)]
+    raise ConfigError(f"default mode {mode!r} is not provided by this index; use one of {', '.join(known)}")
+
+
+def _dim(dim: int | None) -> dict[str, Any]:
+    return {"dim": dim} if dim else {}
+
+
+def _recreate(config: dict[str, Any]) -> Encoder:
+    return create_encoder(config["name"], **{k: v for k, v in config.items() if k != "name"})
+
+
+def _check_given(
+    saved: dict[str, Any],
+    encoder: str | Encoder | None,
+    dim: int | None,
+    index: str | None,
+    extensions: Sequence[str] | None,
+) -> None:
+    given = {
+        "encoder": (encoder if isinstance(encoder, str) else None, saved["encoder"]["name"]),
+        "dim": (dim, saved["encoder"]["dim"]),
+        "index": (index, saved["index"]),
+        "extensions": (list(extensions) if extensions is not None else None, saved["extensions"]),
+    }
+    for what, (asked, have) in given.items():
+        if asked is not None and asked != have:
+            raise ConfigError(
+                f"this index was created with {what} {have!r}, not {asked!r}; use a new folder to change it"
+            )
