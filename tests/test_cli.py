@@ -154,6 +154,65 @@ def test_search_table(built: tuple[Path, Path], capsys: pytest.CaptureFixture[st
     assert "took" in err
 
 
+def test_search_without_a_mode_uses_the_index_default(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from xmodal.records import Query
+
+    index, _ = built
+    assert build_parser().parse_args(["search", "x"]).mode is None
+    explained = search_json(capsys, index, "coffee mug", "--explain")
+    assert explained["hits"] and explained["explain"]["mode"] == Query(text="coffee mug").mode
+    assert search_json(capsys, index, "coffee mug", "--explain", "--mode", "dense")["explain"]["mode"] == "dense"
+
+
+# -- similar --------------------------------------------------------------------------------------
+
+
+def test_similar_is_the_engines(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from xmodal import Engine
+
+    index, _ = built
+    code, out, err = run(capsys, "--index", str(index), "similar", "sq-red", "-k", "3", "--json")
+    assert code == 0, err
+    hits = json.loads(out)["hits"]
+    with Engine.open(index) as engine:
+        assert hits == engine.similar("sq-red", k=3).to_dict()["hits"]
+    assert len(hits) == 3 and "sq-red" not in [h["id"] for h in hits]
+    assert all(h["provenance"].startswith("similar:dense:") for h in hits)
+    code, out, err = run(capsys, "--index", str(index), "similar", "sq-red", "--target", "image", "-k", "2")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["#", "score", "id"] and len(lines) == 3 and "sq-red" not in out
+    assert "took" in err
+    code, _, err = run(capsys, "--index", str(index), "similar", "nope")
+    assert code == 1 and "nope" in err and "Traceback" not in err
+
+
+# -- modes ----------------------------------------------------------------------------------------
+
+
+def test_modes_lists_every_mode_one_line_each(capsys: pytest.CaptureFixture[str]) -> None:
+    from xmodal.modes import describe_modes
+
+    modes = describe_modes()
+    code, out, _ = run(capsys, "modes")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == len(modes) and "dense" in modes
+    for line, (name, description) in zip(lines, modes.items(), strict=True):
+        assert line.split()[0] == name and line.endswith(description)
+    code, out, _ = run(capsys, "modes", "--json")
+    assert code == 0 and json.loads(out) == [{"name": n, "description": d} for n, d in modes.items()]
+
+
+@pytest.mark.parametrize("command", ["search", "eval"])
+def test_help_lists_the_modes(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from xmodal.modes import describe_modes
+
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and "search modes" in out
+    lines = out.splitlines()
+    for name, description in describe_modes().items():
+        assert any(line.split()[:1] == [name] and line.endswith(description) for line in lines), name
+
+
 # -- get / delete / info ---------------------------------------------------------------------------
 
 
@@ -163,6 +222,7 @@ def test_get_and_info(built: tuple[Path, Path], capsys: pytest.CaptureFixture[st
     item = json.loads(out)
     assert code == 0 and item["id"] == "sq-red" and item["modality"] == "image+text"
     assert item["attributes"] == {"color": "red", "price": 5} and item["image"].startswith("media/")
+    assert item["media_url"] == "/items/sq-red/media" and item["thumbnail_url"] == "/items/sq-red/thumbnail"
     code, out, _ = run(capsys, "--index", str(index), "info", "--json")
     info = json.loads(out)
     assert code == 0 and info["items"] == 9
@@ -240,6 +300,9 @@ def test_eval(built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFi
         ["eval", "does-not-exist.jsonl"],
         ["eval", "q.jsonl", "-k", "0"],
         ["get"],
+        ["similar"],
+        ["similar", "mug", "-k", "0"],
+        ["similar", "mug", "--target", "sideways"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

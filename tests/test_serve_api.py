@@ -108,6 +108,44 @@ def test_item_get_media_thumbnail_similar(served: tuple[str, Engine]) -> None:
     assert httpx.get(f"{url}/items/nope").status_code == 404
 
 
+def test_item_and_hits_are_the_shared_view(served: tuple[str, Engine]) -> None:
+    from xmodal.view import hit_view, item_view
+
+    url, engine = served
+    assert httpx.get(f"{url}/items/p1").json() == item_view(engine.get("p1"))
+    hit = httpx.post(f"{url}/search", json={"text": "hiking boots guide", "k": 1, "mode": "dense", "log": False}).json()["hits"][0]
+    assert hit == hit_view(engine.get("doc1"), hit["score"], hit["provenance"])
+    assert hit["image"] is None and hit["created_at"] > 0
+
+
+def test_similar_is_engine_similar_and_checks_its_input(served: tuple[str, Engine]) -> None:
+    url, engine = served
+    for target in ("any", "image", "text"):
+        r = httpx.get(f"{url}/items/p1/similar", params={"k": 2, "target": target})
+        assert r.status_code == 200, r.text
+        assert r.json()["hits"] == engine.similar("p1", k=2, target=target).to_dict()["hits"]
+        kinds = {h["provenance"].removeprefix("similar:dense:") for h in r.json()["hits"]}
+        assert kinds <= ({"text", "image", "combined"} if target == "any" else {target}), kinds
+    bad = httpx.get(f"{url}/items/p1/similar", params={"target": "sound"})
+    assert bad.status_code == 422 and "target" in bad.text
+    assert httpx.get(f"{url}/items/p1/similar", params={"k": 0}).status_code == 422
+    missing = httpx.get(f"{url}/items/nope/similar")
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+
+
+def test_search_without_a_mode_uses_the_index_default(served: tuple[str, Engine]) -> None:
+    from xmodal.records import Query
+
+    url, _ = served
+    r = httpx.post(f"{url}/search", json={"text": "red shoe", "k": 3, "explain": True, "log": False}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["explain"]["mode"] == Query(text="red shoe").mode
+    dense = httpx.post(f"{url}/search", json={"text": "red shoe", "k": 3, "mode": "dense", "explain": True})
+    assert dense.json()["explain"]["mode"] == "dense"
+    unknown = httpx.post(f"{url}/search", json={"text": "red shoe", "mode": "psychic"})
+    assert unknown.status_code == 422 and unknown.json()["field"] == "mode"
+
+
 def test_facets(served: tuple[str, Engine]) -> None:
     url, _ = served
     facets = httpx.get(f"{url}/facets").json()["attributes"]

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,9 +115,12 @@ def test_mcp_http_needs_a_key_when_reads_are_closed(index: Path) -> None:
 
 
 def test_mcp_over_stdio(index: Path) -> None:
-    from mcp.client.stdio import StdioServerParameters
+    from mcp.client.stdio import StdioServerParameters, get_default_environment
 
-    params = StdioServerParameters(command=sys.executable, args=["-m", "xmodal.serve", "mcp", "--index", str(index)])
+    # the SDK passes only a safe environment to the child; keep PYTHONPATH so it runs the source under test
+    env = {**get_default_environment(), **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "xmodal.serve", "mcp", "--index", str(index)],
+                                   env=env)
 
     async def main() -> dict[str, Any]:
         async with mcp.Client(params) as client:
@@ -129,3 +133,37 @@ def test_mcp_over_stdio(index: Path) -> None:
     out = asyncio.run(main())
     check(out)
     assert out["by_path"]["hits"][0]["id"] == "lamp"  # local paths are accepted over stdio only
+
+
+def test_mcp_tools_in_process_use_the_engine_and_the_shared_view(index: Path) -> None:
+    from xmodal.records import Query
+    from xmodal.serve.mcp import build_mcp, fenced
+    from xmodal.view import item_view
+
+    with Engine.open(index) as engine:
+        expected = [fenced(h) for h in engine.similar("lamp", k=2, target="image").to_dict()["hits"]]
+        default_mode = Query(text="x").mode
+
+        async def main() -> dict[str, Any]:
+            async with mcp.Client(build_mcp(engine)) as client:
+                return {
+                    "similar": structured(await client.call_tool("similar_items", {"id": "lamp", "k": 2, "target": "image"})),
+                    "dense": structured(await client.call_tool("search", {"text": "desk lamp", "k": 1, "mode": "dense"})),
+                    "default": structured(await client.call_tool("search", {"text": "desk lamp", "k": 1})),
+                    "bad_mode": await client.call_tool("search", {"text": "desk lamp", "mode": "psychic"}),
+                    "bad_target": await client.call_tool("similar_items", {"id": "lamp", "target": "sound"}),
+                    "missing": await client.call_tool("similar_items", {"id": "nope"}),
+                    "text_item": structured(await client.call_tool("get_item", {"id": "evil"})),
+                }
+
+        out = asyncio.run(main())
+        assert out["similar"]["hits"] == expected and out["similar"]["notice"] == NOTICE
+        assert [h["id"] for h in expected] == ["sofa"]  # the only other item with an image vector
+        assert [h["provenance"] for h in expected] == ["similar:dense:image"]
+        assert out["dense"]["hits"][0]["provenance"].startswith("dense:")
+        assert out["default"]["hits"] and default_mode  # no mode given: the index's default mode answers
+        assert out["bad_mode"].is_error and "mode" in out["bad_mode"].content[0].text
+        assert out["bad_target"].is_error and "target" in out["bad_target"].content[0].text
+        assert out["missing"].is_error and "nope" in out["missing"].content[0].text
+        assert out["text_item"]["item"] == fenced(item_view(engine.get("evil")))
+        assert out["text_item"]["item"]["image"] is None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .records import Hits, Item
+from .view import result_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,24 +21,5 @@ class SearchResult:
     explain: dict[str, Any] | None = None  # set when searched with explain=True
 
     def to_dict(self) -> dict[str, Any]:
-        hits = []
-        sources = self.hits.provenance or ("",) * len(self.hits)
-        for (item_id, score), item, source in zip(self.hits, self.items, sources, strict=True):
-            hits.append(
-                {
-                    "id": item_id,
-                    "score": round(score, 6),
-                    "modality": item.modality.value,
-                    "title": item.title,
-                    "text": item.text,
-                    "attributes": dict(item.attributes),
-                    "image": item.image,
-                    "provenance": source,
-                }
-            )
-        out: dict[str, Any] = {"hits": hits, "took_ms": round(self.took_ms, 3), "encode_ms": round(self.encode_ms, 3)}
-        if self.query_id is not None:
-            out["query_id"] = self.query_id
-        if self.explain is not None:
-            out["explain"] = self.explain
-        return out
+        """The result as JSON data, in the one view the CLI, REST and MCP share (:mod:`xmodal.view`)."""
+        return result_view(self)

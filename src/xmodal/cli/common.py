@@ -15,8 +15,8 @@ from ..engine import Engine
 from ..errors import ValidationError
 from ..filters import parse_filters, parse_where
 from ..index import index_kinds
-from ..modes import available_modes
-from ..records import MAX_K, Item, Target
+from ..modes import available_modes, describe_modes
+from ..records import MAX_K, Target
 
 
 class UsageError(Exception):
@@ -69,6 +69,28 @@ def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
             pass
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions and epilogs as usual, but keeps a text with line breaks (a table) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def mode_lines() -> list[str]:
+    """Every search mode, one aligned line each: its name and its description."""
+    modes = describe_modes()
+    width = max(map(len, modes), default=0)
+    return [f"{name:<{width}}  {line}".rstrip() for name, line in modes.items()]
+
+
+def modes_epilog() -> str:
+    """The search modes with their descriptions, for a command's ``--help``."""
+    lines = "".join(f"\n  {line}" for line in mode_lines())
+    return f"search modes (--mode; default: the index's default mode):{lines}"
+
+
 def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -> None:
     """Options shared by ``search`` and ``eval``: filters, target vectors, mode, k."""
     parser.add_argument(
@@ -84,13 +106,16 @@ def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -
         default=Target.ANY.value,
         help="which item vectors to compare with (default: any, best per item)",
     )
-    parser.add_argument("--mode", default=None, help="search mode (default: the index's default mode)")
+    parser.add_argument(
+        "--mode", default=None, help="search mode, listed below and by `xmodal modes` (default: the index's default)"
+    )
     parser.add_argument("-k", type=int, default=default_k, metavar="N", help=f"number of hits (default: {default_k})")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def query_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Checked ``filters``, ``k``, ``target`` and ``mode`` from the command line, or a :class:`UsageError`."""
+    """Checked ``filters``, ``k``, ``target`` and ``mode`` (only when given) from the command line, or a
+    :class:`UsageError`."""
     try:
         filters = parse_where(list(args.where))
         parse_filters(filters)  # a range bound that is not a number is a usage error too
@@ -100,7 +125,10 @@ def query_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"-k must be from 1 to {MAX_K}, got {args.k} (pass e.g. -k 10)")
     if args.mode is not None and args.mode not in available_modes():
         raise UsageError(f"unknown --mode {args.mode!r} (use one of {', '.join(available_modes())})")
-    return {"filters": filters, "k": args.k, "target": Target(args.target), "mode": args.mode}
+    options: dict[str, Any] = {"filters": filters, "k": args.k, "target": Target(args.target)}
+    if args.mode is not None:  # none given: the index's default mode
+        options["mode"] = args.mode
+    return options
 
 
 def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
@@ -123,20 +151,6 @@ def engine_of(args: argparse.Namespace, *, create: bool = False) -> Iterator[Eng
         yield engine
     finally:
         engine.close()
-
-
-def item_to_dict(item: Item) -> dict[str, Any]:
-    """An item as plain JSON-ready data."""
-    return {
-        "id": item.id,
-        "modality": item.modality.value,
-        "title": item.title,
-        "text": item.text,
-        "attributes": dict(item.attributes),
-        "image": item.image if isinstance(item.image, str) or item.image is None else f"<{len(item.image)} bytes>",
-        "created_at": item.created_at,
-        "updated_at": item.updated_at,
-    }
 
 
 def print_json(data: Any) -> None:

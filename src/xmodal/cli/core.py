@@ -1,4 +1,4 @@
-"""The core commands: ``add``, ``search``, ``get``, ``delete`` and ``info``."""
+"""The core commands: ``add``, ``search``, ``similar``, ``get``, ``delete`` and ``info``."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..ingest.catalog import add_catalogs, estimate_records
-from ..records import Query
+from ..records import MAX_K, Query, Target
 from ..results import SearchResult
+from ..view import item_view
 from .common import (
+    HelpFormatter,
     UsageError,
     add_query_options,
     engine_of,
-    item_to_dict,
+    modes_epilog,
     print_json,
     progress_bar,
     query_options,
@@ -45,13 +47,27 @@ def register(subparsers: Any) -> None:
     add.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add.set_defaults(handler=run_add)
 
-    search = subparsers.add_parser("search", help="search with a text and/or an image")
+    search = subparsers.add_parser(
+        "search", help="search with a text and/or an image", epilog=modes_epilog(), formatter_class=HelpFormatter
+    )
     search.add_argument("text", nargs="?", default="", help="query text")
     search.add_argument("--image", metavar="PATH", help="query image")
     add_query_options(search)
     search.add_argument("--explain", action="store_true", help="include the plan and per-hit features (JSON: explain)")
     search.add_argument("--log", action="store_true", help="log the impression; prints the query id for feedback")
     search.set_defaults(handler=run_search)
+
+    similar = subparsers.add_parser("similar", help="items closest to a stored item (the item itself left out)")
+    similar.add_argument("id", help="the stored item's id")
+    similar.add_argument("-k", type=int, default=10, metavar="N", help="number of hits (default: 10)")
+    similar.add_argument(
+        "--target",
+        choices=[t.value for t in Target],
+        default=Target.ANY.value,
+        help="which item vectors to compare with (default: any, best per item)",
+    )
+    similar.add_argument("--json", action="store_true", help="print JSON")
+    similar.set_defaults(handler=run_similar)
 
     get = subparsers.add_parser("get", help="show one item")
     get.add_argument("id")
@@ -107,6 +123,18 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_similar(args: argparse.Namespace) -> int:
+    if not 1 <= args.k <= MAX_K:
+        raise UsageError(f"-k must be from 1 to {MAX_K}, got {args.k} (pass e.g. -k 10)")
+    with engine_of(args) as engine:
+        result = engine.similar(args.id, k=args.k, target=args.target)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        _print_hits(result)
+    return 0
+
+
 def _print_hits(result: SearchResult) -> None:
     if not len(result.hits):
         print("no hits")
@@ -121,7 +149,7 @@ def _print_hits(result: SearchResult) -> None:
 
 def run_get(args: argparse.Namespace) -> int:
     with engine_of(args) as engine:
-        item = item_to_dict(engine.get(args.id))
+        item = item_view(engine.get(args.id))
     if args.json:
         print_json(item)
     else:

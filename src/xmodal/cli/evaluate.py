@@ -9,7 +9,16 @@ from typing import Any
 from ..eval.metrics import METRICS
 from ..eval.runner import evaluate, read_queries
 from ..ingest.catalog import estimate_records
-from .common import UsageError, add_query_options, engine_of, print_json, progress_bar, query_options
+from .common import (
+    HelpFormatter,
+    UsageError,
+    add_query_options,
+    engine_of,
+    modes_epilog,
+    print_json,
+    progress_bar,
+    query_options,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -20,6 +29,8 @@ def register(subparsers: Any) -> None:
         description='QUERIES.jsonl holds one object a line: {"text": "...", "image": "path relative to the file", '
         '"relevant": ["id", ...]} (text or image or both; other keys ignored; bad lines are skipped '
         "and reported). -k is the search depth (MRR counts ranks within it).",
+        epilog=modes_epilog(),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("queries", metavar="QUERIES.jsonl")
     add_query_options(parser)
@@ -37,10 +48,11 @@ def run(args: argparse.Namespace) -> int:
         progress_bar(estimate_records(path), "evaluating", "query", quiet=args.quiet) as bar,
     ):
         report = evaluate(engine, read_queries(path), base_dir=path.parent, progress=bar.update, **options)
-        if (options["mode"] or "").startswith("generative") and report.queries:  # shown by `xmodal genret status`
+        mode = options.get("mode")
+        if mode is not None and mode.startswith("generative") and report.queries:  # shown by `xmodal genret status`
             from ..genret.extension import note_evaluation
 
-            note_evaluation(engine, options["mode"], str(path), report.to_dict())
+            note_evaluation(engine, mode, str(path), report.to_dict())
     if args.json:
         print_json(report.to_dict())
     else:

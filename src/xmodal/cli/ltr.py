@@ -16,7 +16,9 @@ def register(subparsers: Any) -> None:
     search = commands.add_parser("search", help="search and log the impression; prints the query_id")
     search.add_argument("text")
     search.add_argument("-k", type=int, default=10)
-    search.add_argument("--mode", default="learned", help="search mode (default: learned)")
+    search.add_argument(
+        "--mode", default=None, help="search mode, see `xmodal modes` (default: the index's default mode)"
+    )
     search.add_argument("--user", default=None, help="user id (for history features)")
     search.add_argument("--explain", action="store_true", help="include the plan, contributions and features")
     search.set_defaults(handler=run_search)
@@ -57,7 +59,8 @@ def run_search(args: argparse.Namespace) -> int:
     if not 1 <= args.k <= 1000:
         raise UsageError(f"-k must be from 1 to 1000, got {args.k}")
     with engine_of(args) as engine:
-        result = engine.search(args.text, k=args.k, mode=args.mode, user=args.user, log=True, explain=args.explain)
+        mode = {} if args.mode is None else {"mode": args.mode}  # none given: the index's default mode
+        result = engine.search(args.text, k=args.k, user=args.user, log=True, explain=args.explain, **mode)
         print_json(result.to_dict())
     return 0
 

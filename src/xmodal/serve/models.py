@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..records import Modality, Target
+
 AttrValue = bool | int | float | str
 Strict = ConfigDict(extra="forbid")
 
@@ -28,22 +30,36 @@ class SearchRequest(BaseModel):
     image_base64: str | None = Field(None, description="an image file, base64-encoded")
     filters: dict[str, Any] = Field(default_factory=dict)
     k: int = Field(10, ge=1, le=1000)
-    target: Literal["text", "image", "combined", "any"] = "any"
-    mode: str | None = Field(None, max_length=64)  # None: the index's default mode
+    target: Target = Target.ANY
+    mode: str | None = Field(None, max_length=64, description="a search mode (`xmodal modes` lists them); "
+                             "default: the index's default mode")
     explain: bool = False
     user: str | None = Field(None, max_length=256)
     log: bool = Field(True, description="record an impression for feedback (when the engine learns from it)")
 
 
-class Hit(BaseModel):
+class ItemOut(BaseModel):
+    """An item in the one view shared with the CLI and MCP (:func:`xmodal.view.item_view`).
+
+    Fields an item gains later (a parent, a span, named media) pass through as extra properties."""
+
+    model_config = ConfigDict(extra="allow")
     id: str
-    score: float
-    modality: Literal["text", "image", "image+text"]
+    modality: Modality
     title: str
     text: str
     attributes: dict[str, AttrValue]
-    thumbnail_url: str | None
+    image: str | None = Field(None, description="the stored image's reference in the index folder")
+    created_at: float
+    updated_at: float
     media_url: str | None
+    thumbnail_url: str | None
+
+
+class Hit(ItemOut):
+    """A ranked item: its view (:func:`xmodal.view.hit_view`), score and provenance."""
+
+    score: float
     provenance: str = Field(description="the strategy that found this hit, e.g. dense:combined")
 
 
@@ -63,7 +79,7 @@ class ItemIn(BaseModel):
     title: str = ""
     text: str = ""
     attributes: dict[str, AttrValue] = Field(default_factory=dict)
-    modality: Literal["text", "image", "image+text"] | None = None
+    modality: Modality | None = None
     image_base64: str | None = None
     image_file: str | None = Field(None, description="multipart only: the filename of an uploaded image part")
 
@@ -81,18 +97,6 @@ class RejectionOut(BaseModel):
 class AddResponse(BaseModel):
     added: list[str] = Field(description="ids committed (acknowledged writes)")
     rejected: list[RejectionOut]
-
-
-class ItemOut(BaseModel):
-    id: str
-    modality: Literal["text", "image", "image+text"]
-    title: str
-    text: str
-    attributes: dict[str, AttrValue]
-    media_url: str | None
-    thumbnail_url: str | None
-    created_at: float
-    updated_at: float
 
 
 class DeleteResponse(BaseModel):

@@ -13,12 +13,12 @@ from starlette.datastructures import UploadFile
 from ..errors import NotFoundError, XmodalError
 from ..ingest.prepare import AddReport, Rejection
 from ..records import Item
+from ..view import item_view
 from .deps import ReadKey, ServerState, WriteKey, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses
 from .forms import read_form
 from .limits import check_image
 from .models import AddResponse, DeleteResponse, ItemIn, ItemOut, RejectionOut
-from .routes_search import item_urls
 
 router = APIRouter(tags=["items"])
 IMAGE_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif",
@@ -123,13 +123,6 @@ def _build_all(state: ServerState, raws: list[Any], files: dict[str, bytes]) -> 
     return items, report
 
 
-def item_out(item: Item) -> ItemOut:
-    media, thumb = item_urls(item)
-    return ItemOut(id=item.id, modality=item.modality.value, title=item.title, text=item.text,
-                   attributes=dict(item.attributes), media_url=media, thumbnail_url=thumb,
-                   created_at=item.created_at, updated_at=item.updated_at)
-
-
 def _media_ref(state: ServerState, item_id: str) -> str:
     image = state.engine.get(item_id).image
     if not isinstance(image, str):
@@ -167,7 +160,7 @@ def get_thumbnail(request: Request, item_id: str, _: ReadKey,
 @router.get("/items/{item_id:path}", response_model=ItemOut, responses=responses(401, 403, 404, 429))
 def get_item(request: Request, item_id: str, _: ReadKey) -> ItemOut:
     """One item with its fields and media URLs."""
-    return item_out(server(request).engine.get(item_id))
+    return ItemOut.model_validate(item_view(server(request).engine.get(item_id)))
 
 
 @router.delete("/items/{item_id:path}", response_model=DeleteResponse, responses=responses(401, 403, 429, 503))

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi import Query as Q
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ..records import Item, Query, Target
+from ..records import Query, Target
 from ..results import SearchResult
+from ..view import jsonable, result_view
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .forms import read_form
 from .limits import check_image
-from .lookup import best_vector, get_or_none
 from .models import (
     FacetsResponse,
     FacetValue,
     FeedbackRequest,
     FeedbackResponse,
-    Hit,
     SearchRequest,
     SearchResponse,
 )
@@ -43,7 +40,7 @@ _SEARCH_BODY = {
                         "image": {"type": "string", "format": "binary"},
                         "text": {"type": "string"},
                         "k": {"type": "integer", "minimum": 1, "maximum": 1000},
-                        "target": {"type": "string", "enum": ["text", "image", "combined", "any"]},
+                        "target": {"type": "string", "enum": [t.value for t in Target]},
                         "mode": {"type": "string"},
                         "filters": {"type": "string", "description": "a JSON object, as text"},
                         "explain": {"type": "boolean"},
@@ -56,22 +53,9 @@ _SEARCH_BODY = {
 }
 
 
-def item_urls(item: Item) -> tuple[str | None, str | None]:
-    """The media and thumbnail URLs of an item (``None`` when it has no image)."""
-    if item.image is None:
-        return None, None
-    base = f"/items/{quote(item.id, safe='')}"
-    return f"{base}/media", f"{base}/thumbnail"
-
-
-def to_hits(result: SearchResult) -> list[Hit]:
-    hits = []
-    provenance = result.hits.provenance or ("",) * len(result.hits)
-    for (_, score), item, source in zip(result.hits, result.items, provenance, strict=True):
-        media, thumb = item_urls(item)
-        hits.append(Hit(id=item.id, score=score, modality=item.modality.value, title=item.title, text=item.text,
-                        attributes=dict(item.attributes), thumbnail_url=thumb, media_url=media, provenance=source))
-    return hits
+def search_response(result: SearchResult, **overrides: Any) -> SearchResponse:
+    """The response of a search or a similar-items request: the shared result view (:mod:`xmodal.view`)."""
+    return SearchResponse.model_validate({**result_view(result), **overrides})
 
 
 async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
@@ -105,53 +89,32 @@ async def search(request: Request, _: ReadKey) -> SearchResponse:
     log_impression = getattr(state.engine, "log_impression", None)
     if req.log and query_id is None and log_impression is not None:
         query_id = await state.write(lambda: log_impression(query, result, user=req.user))
-    explain = getattr(result, "explain", None) if req.explain else None
-    return SearchResponse(hits=to_hits(result), took_ms=result.took_ms, encode_ms=result.encode_ms,
-                          query_id=query_id, explain=_jsonable(explain))
-
-
-def _jsonable(value: Any) -> Any:
-    """The engine's explanation as strict JSON: NumPy values and tuples/sets become lists, NaN/inf become null."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
+    explain = jsonable(result.explain) if req.explain else None
+    return search_response(result, query_id=query_id, explain=explain)
 
 
 def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query]:
     if image is not None:
         check_image(image, state.config.max_pixels, item="query")
-    query = Query(text=req.text, image=image, filters=req.filters, k=req.k, target=Target(req.target),
-                  mode=req.mode, user=req.user)
-    details = req.explain or (req.log and req.mode != "dense")  # the impression keeps the plan for learning
+    fields: dict[str, Any] = {"text": req.text, "image": image, "filters": req.filters, "k": req.k,
+                              "target": req.target, "user": req.user}
+    if req.mode is not None:  # none given: the index's default mode
+        fields["mode"] = req.mode
+    query = Query(**fields)
+    details = req.explain or (req.log and query.mode != "dense")  # the impression keeps the plan for learning
     try:
         return state.engine.search(query, explain=details), query
     except ImportError as exc:
-        raise ApiError(422, f"mode {req.mode!r} is not available on this server ({exc})", "mode",
+        raise ApiError(422, f"mode {query.mode!r} is not available on this server ({exc})", "mode",
                        "use mode 'dense' or install the extra that provides it") from None
 
 
 @router.get("/items/{item_id:path}/similar", response_model=SearchResponse,
             responses=responses(401, 403, 404, 422, 429))
 def similar(request: Request, item_id: str, _: ReadKey, k: Annotated[int, Q(ge=1, le=1000)] = 10,
-            target: Annotated[str, Q(pattern="^(text|image|combined|any)$")] = "any") -> SearchResponse:
-    """Items closest to a stored item (the item itself left out), by its combined, image or text vector."""
-    engine = server(request).engine
-    hits = engine.search_vector(best_vector(engine, item_id), k=k + 1, target=target)
-    keep = [i for i, hit_id in enumerate(hits.ids.tolist()) if hit_id != item_id][:k]
-    found = {i: get_or_none(engine, i) for i in hits.ids[keep].tolist()}
-    items = {i: item for i, item in found.items() if item is not None}  # deleted meanwhile: left out
-    keep = [i for i in keep if hits.ids[i] in items]
-    hits = type(hits)(hits.ids[keep], hits.scores[keep], tuple(f"similar:{hits.provenance[i]}" for i in keep))
-    result = SearchResult(hits, tuple(items[i] for i in hits.ids.tolist()), 0.0, 0.0)
-    return SearchResponse(hits=to_hits(result), took_ms=0.0, encode_ms=0.0, query_id=None, explain=None)
+            target: Target = Target.ANY) -> SearchResponse:
+    """Items closest to a stored item (the item itself left out), by its primary vector (``Engine.similar``)."""
+    return search_response(server(request).engine.similar(item_id, k=k, target=target))
 
 
 @router.get("/facets", response_model=FacetsResponse, responses=responses(401, 403, 429))

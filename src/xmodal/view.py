@@ -1,0 +1,108 @@
+"""The one JSON view of items, hits and search results, shared by the CLI, the REST API and MCP.
+
+Pure functions over :mod:`xmodal.records` (no web framework). An item's view carries every field the
+:class:`~xmodal.records.Item` has (so fields added later, such as a parent or a span, show up without
+a change here), made JSON-ready, plus the REST paths of its media::
+
+    id, modality, title, text, attributes, image, created_at, updated_at, media_url, thumbnail_url
+
+A hit's view is its item's view plus ``score`` and ``provenance``. Adapters may regroup the view for
+their transport (MCP fences the catalog text, see :mod:`xmodal.serve.mcp`) but never rename a key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from .records import Hits, Item
+
+#: The view's keys that hold catalog content written by third parties (fenced off for agents).
+CATALOG_FIELDS = ("title", "text", "attributes")
+SCORE_DIGITS = 6
+
+
+class ResultLike(Protocol):
+    """What :func:`result_view` reads (a :class:`~xmodal.results.SearchResult`)."""
+
+    @property
+    def hits(self) -> Hits: ...
+    @property
+    def items(self) -> tuple[Item, ...]: ...
+    @property
+    def took_ms(self) -> float: ...
+    @property
+    def encode_ms(self) -> float: ...
+    @property
+    def query_id(self) -> str | None: ...
+    @property
+    def explain(self) -> dict[str, Any] | None: ...
+
+
+def item_path(item_id: str) -> str:
+    """The REST path of an item (``/items/{id}``, the id URL-quoted)."""
+    return f"/items/{quote(item_id, safe='')}"
+
+
+def media_urls(item: Item) -> tuple[str | None, str | None]:
+    """The REST paths of an item's media file and thumbnail (``None`` when it has no image)."""
+    if item.image is None:
+        return None, None
+    base = item_path(item.id)
+    return f"{base}/media", f"{base}/thumbnail"
+
+
+def item_view(item: Item) -> dict[str, Any]:
+    """Every field of ``item``, JSON-ready, plus ``media_url`` and ``thumbnail_url``."""
+    out = {f.name: jsonable(getattr(item, f.name)) for f in dataclasses.fields(item)}
+    out["media_url"], out["thumbnail_url"] = media_urls(item)
+    return out
+
+
+def hit_view(item: Item, score: float, provenance: str) -> dict[str, Any]:
+    """An item's view with the hit's ``score`` (rounded to 6 digits) and ``provenance``."""
+    return {**item_view(item), "score": round(float(score), SCORE_DIGITS), "provenance": provenance}
+
+
+def hits_view(hits: Hits, items: Iterable[Item]) -> list[dict[str, Any]]:
+    """The views of ranked hits and their aligned items (provenance ``""`` when the hits carry none)."""
+    sources = hits.provenance or ("",) * len(hits)
+    return [hit_view(item, score, source) for (_, score), item, source in zip(hits, items, sources, strict=True)]
+
+
+def result_view(result: ResultLike) -> dict[str, Any]:
+    """A search result: ``hits``, ``took_ms``, ``encode_ms``, and ``query_id``/``explain`` when set."""
+    out: dict[str, Any] = {
+        "hits": hits_view(result.hits, result.items),
+        "took_ms": round(result.took_ms, 3),
+        "encode_ms": round(result.encode_ms, 3),
+    }
+    if result.query_id is not None:
+        out["query_id"] = result.query_id
+    if result.explain is not None:
+        out["explain"] = jsonable(result.explain)
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as strict JSON data: enums by value, NumPy values and tuples/sets as lists, NaN/inf
+    as null, bytes as a ``"<N bytes>"`` placeholder, anything else unknown as its ``str``."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars
+        value = value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
