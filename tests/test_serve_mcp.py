@@ -136,13 +136,12 @@ def test_mcp_over_stdio(index: Path) -> None:
 
 
 def test_mcp_tools_in_process_use_the_engine_and_the_shared_view(index: Path) -> None:
-    from xmodal.records import Query
     from xmodal.serve.mcp import build_mcp, fenced
     from xmodal.view import item_view
 
     with Engine.open(index) as engine:
         expected = [fenced(h) for h in engine.similar("lamp", k=2, target="image").to_dict()["hits"]]
-        default_mode = Query(text="x").mode
+        default_mode = engine.default_mode
 
         async def main() -> dict[str, Any]:
             async with mcp.Client(build_mcp(engine)) as client:
