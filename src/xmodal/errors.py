@@ -56,5 +56,6 @@ class MissingDependency(XmodalError, ImportError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(f"{package} is not installed: pip install 'xmodal[{extra}]'")
+        self.name = package  # ImportError's field: code that re-raises from ``exc.name`` keeps naming it
         self.package = package
         self.extra = extra

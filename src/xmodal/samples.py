@@ -35,6 +35,8 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from .errors import MissingDependency
+
 VERSION = 1
 DEFAULT_SIZE = 1500  # clip-art images; WordNet entries are twice as many
 CLIPART_ROOT = Path("/usr/share/openclipart/png")
@@ -158,6 +160,14 @@ def _rel(path: Path, root: Path) -> str:
 
 # -- photos ---------------------------------------------------------------------------------------
 def _load_photo(photo: Photo) -> Image.Image:
+    """The photo from the package it ships in; :class:`MissingDependency` when that is not installed."""
+    try:
+        return _read_photo(photo)
+    except ImportError as exc:
+        raise MissingDependency(exc.name or photo.source, "samples") from exc
+
+
+def _read_photo(photo: Photo) -> Image.Image:
     if photo.source == "skimage":
         import numpy as np
         import skimage.data
@@ -208,8 +218,8 @@ def _photos(root: Path, log: Log) -> Iterator[tuple[Record, list[Record]]]:
     for photo in PHOTOS:
         try:
             image = _load_photo(photo)
-        except ImportError as exc:
-            log(f"samples: skipping the {photo.source} photo {photo.name!r}: {exc} (pip install 'xmodal[samples]')")
+        except MissingDependency as exc:
+            log(f"samples: skipping the {photo.source} photo {photo.name!r}: {exc}")
             continue
         stem = Path(photo.name).stem.lower()
         item_id, rel = f"photo/{stem}", f"images/photo/{stem}.png"

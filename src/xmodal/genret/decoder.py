@@ -13,9 +13,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-from torch import nn
-from torch.nn import functional as F
+from ..errors import MissingDependency
+
+try:
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+except ImportError as exc:  # the genret extra is not installed
+    raise MissingDependency(exc.name or "torch", "genret") from exc
 
 
 @dataclass(frozen=True, slots=True)

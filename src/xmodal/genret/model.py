@@ -17,9 +17,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, MissingDependency, StorageError
+
+try:
+    import safetensors  # noqa: F401  (its torch and numpy halves are imported where models are saved and loaded)
+    import torch
+except ImportError as exc:  # the genret extra is not installed
+    raise MissingDependency(exc.name or "torch", "genret") from exc
+
 from ..records import Modality
 from ..store.files import fresh_dir, swap_dir
 from .decoder import DecoderConfig, IDDecoder

@@ -22,10 +22,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from tqdm import tqdm
 
-from ..errors import ValidationError
+from ..errors import MissingDependency, ValidationError
+
+try:
+    import torch
+except ImportError as exc:  # the genret extra is not installed
+    raise MissingDependency(exc.name or "torch", "genret") from exc
+
 from .decoder import DecoderConfig, IDDecoder, augment
 from .model import FORMAT_VERSION, MODALITIES, TRAIN_FIX, GenerativeIndex, default_device
 from .quantizer import ResidualQuantizer, default_shape, finetune

@@ -62,7 +62,11 @@ def estimate_propensities(
 
 
 class LambdaRanker:
-    """LightGBM lambdarank with scikit-learn-style ``fit`` / ``score`` and text-format persistence."""
+    """LightGBM lambdarank with scikit-learn-style ``fit`` / ``score`` and text-format persistence.
+
+    Needs the ``ltr`` extra: without LightGBM the constructor (and :meth:`load`) raise
+    :class:`~xmodal.errors.MissingDependency` naming it.
+    """
 
     def __init__(
         self,
@@ -77,6 +81,7 @@ class LambdaRanker:
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
         self.seed = seed
+        _lightgbm()  # a missing LightGBM is reported where the ranker is made
         self.booster_: Any = None
         self.feature_names_: list[str] = []
 

@@ -7,14 +7,22 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.resources import files
+from importlib.util import find_spec
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from fastapi.staticfiles import StaticFiles
-from starlette.routing import Route
+from ..errors import MissingDependency
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.middleware.cors import CORSMiddleware
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.routing import Route
+except ImportError as exc:  # the server extra is not installed
+    raise MissingDependency(exc.name or "fastapi", "server") from exc
+if find_spec("python_multipart") is None and find_spec("multipart") is None:  # starlette parses uploads with it
+    raise MissingDependency("python-multipart", "server")
 
 from .. import __version__
 from ..engine import Engine
