@@ -160,7 +160,7 @@ class Engine:
 
     def refresh(self) -> None:
         """See the writes other processes committed; reads call it, so they need not."""
-        if self.store.last_seq() != self._seq or self._extensions.stale():
+        if self.store.last_seq() != self._seq or self._extensions.stale(self._seq):
             self._sync()
 
     # -- extensions -----------------------------------------------------------------------------

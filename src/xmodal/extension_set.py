@@ -85,10 +85,9 @@ class ExtensionSet:
             except Exception:
                 log.exception("extension %r failed to catch up; it will try again", name)
 
-    def stale(self) -> list[str]:
-        """Extensions that missed a change (a failure) and have not caught up yet."""
-        newest = max(self._seq.values(), default=0)
-        return [name for name, seq in self._seq.items() if seq != newest]
+    def stale(self, seq: int) -> list[str]:
+        """Extensions behind store sequence ``seq`` (one missed a change by failing on it)."""
+        return [name for name, have in self._seq.items() if have != seq]
 
     def checkpoint(self) -> None:
         for extension in self._opened.values():

@@ -1,10 +1,14 @@
 """Builds tests/data/index-v0.1.0: an index written by xmodal 0.1.0 (commit 37ae63c), hashing encoder,
 with items (text, image, image+text), feedback (impressions and clicks), a trained generative model,
 the learned pipeline's lexical index and policy. Run with PYTHONPATH pointing at that release's src."""
-import io, shutil, sys
+import io
+import shutil
+import sys
 from pathlib import Path
+
 import numpy as np
 from PIL import Image
+
 import xmodal
 from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder

@@ -15,7 +15,7 @@ from ..engine import Engine
 from ..errors import ValidationError
 from ..filters import parse_filters, parse_where
 from ..index import index_kinds
-from ..modes import available_modes, describe_modes
+from ..modes import describe_modes
 from ..records import MAX_K, Target
 
 
@@ -123,8 +123,6 @@ def query_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(str(exc)) from None
     if not 1 <= args.k <= MAX_K:
         raise UsageError(f"-k must be from 1 to {MAX_K}, got {args.k} (pass e.g. -k 10)")
-    if args.mode is not None and args.mode not in available_modes():
-        raise UsageError(f"unknown --mode {args.mode!r} (use one of {', '.join(available_modes())})")
     options: dict[str, Any] = {"filters": filters, "k": args.k, "target": Target(args.target)}
     if args.mode is not None:  # none given: the index's default mode
         options["mode"] = args.mode
@@ -145,9 +143,13 @@ def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
 
 @contextmanager
 def engine_of(args: argparse.Namespace, *, create: bool = False) -> Iterator[Engine]:
-    """``with engine_of(args) as engine:`` — opened from the global options, closed afterwards."""
+    """``with engine_of(args) as engine:`` — opened from the global options, closed afterwards. A ``--mode``
+    that the index does not provide (its extensions decide) is a usage error."""
     engine = open_engine(args, create=create)
     try:
+        mode = getattr(args, "mode", None)
+        if mode is not None and mode not in engine.modes():
+            raise UsageError(f"unknown --mode {mode!r} (use one of {', '.join(engine.modes())})")
         yield engine
     finally:
         engine.close()

@@ -1,0 +1,1 @@
+"""A third party's parts, from outside the xmodal package: resolved by dotted path, never registered."""
