@@ -1,6 +1,7 @@
 """Builds tests/data/index-v0.1.0: an index written by xmodal 0.1.0 (commit 37ae63c), hashing encoder,
 with items (text, image, image+text), feedback (impressions and clicks), a trained generative model,
 the learned pipeline's lexical index and policy. Run with PYTHONPATH pointing at that release's src."""
+
 import io
 import shutil
 import sys
@@ -18,13 +19,26 @@ from xmodal.genret.train import TrainConfig
 out = Path(sys.argv[1])
 shutil.rmtree(out, ignore_errors=True)
 rng = np.random.default_rng(0)
+
+
 def png(color):
-    buf = io.BytesIO(); Image.new("RGB", (16, 16), color).save(buf, "PNG"); return buf.getvalue()
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
 colors = {"red": (200, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 200)}
 items = []
 for i in range(30):
     c = list(colors)[i % 3]
-    items.append(Item.create(f"t{i}", title=f"{c} cotton shirt {i}", text=f"a soft shirt number {i}", attributes={"color": c, "price": float(i)}))
+    items.append(
+        Item.create(
+            f"t{i}",
+            title=f"{c} cotton shirt {i}",
+            text=f"a soft shirt number {i}",
+            attributes={"color": c, "price": float(i)},
+        )
+    )
 for i in range(6):
     c = list(colors)[i % 3]
     items.append(Item.create(f"p{i}", title=f"{c} mug {i}", image=png(colors[c]), attributes={"color": c}))
