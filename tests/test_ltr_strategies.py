@@ -23,10 +23,18 @@ CATEGORIES = ["boots", "sneakers", "sandals", "bags"]
 
 def products(n: int = 120) -> list[Item]:
     return [
-        Item.create(f"p{i}", title=f"{COLORS[i % 4]} {MATERIALS[i % 3]} {CATEGORIES[(i // 4) % 4]} model {i}",
-                    text=f"comfortable product number {i}", created_at=1000.0 + i,
-                    attributes={"color": COLORS[i % 4], "material": MATERIALS[i % 3],
-                                "category": CATEGORIES[(i // 4) % 4], "price": float(i)})
+        Item.create(
+            f"p{i}",
+            title=f"{COLORS[i % 4]} {MATERIALS[i % 3]} {CATEGORIES[(i // 4) % 4]} model {i}",
+            text=f"comfortable product number {i}",
+            created_at=1000.0 + i,
+            attributes={
+                "color": COLORS[i % 4],
+                "material": MATERIALS[i % 3],
+                "category": CATEGORIES[(i // 4) % 4],
+                "price": float(i),
+            },
+        )
         for i in range(n)
     ]
 
@@ -42,12 +50,20 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 def test_text_helpers() -> None:
     assert stem("boots") == "boot" and stem("berries") == "berry" and stem("2024") == "2024"
     assert normalize_query("The Red Boots") == "red boot"
-    assert within_one_edit("leather", "leahter") and within_one_edit("boots", "bots") and not within_one_edit("red", "blue")
+    assert (
+        within_one_edit("leather", "leahter")
+        and within_one_edit("boots", "bots")
+        and not within_one_edit("red", "blue")
+    )
 
 
 def test_bm25_weights_titles_above_bodies(engine: Engine) -> None:
-    engine.add([Item.create("body", title="plain thing", text="a lantern and more words here"),
-                Item.create("title", title="lantern", text="a plain thing and more words here")])
+    engine.add(
+        [
+            Item.create("body", title="plain thing", text="a lantern and more words here"),
+            Item.create("title", title="lantern", text="a plain thing and more words here"),
+        ]
+    )
     lexical = LexicalStrategy(engine)
     assert lexical.retrieve(Query(text="lantern"), 10).ids.tolist() == ["title", "body"]
     assert lexical.retrieve(Query(text="lantern"), 10).provenance == ("lexical", "lexical")
@@ -81,16 +97,21 @@ def test_structured_search_filters_by_the_slots(shop: Pipeline) -> None:
     assert len(shop.strategies["structured"].retrieve(Query(text="nothing to see"), 10)) == 0
 
 
-words = st.lists(st.sampled_from([*COLORS, *MATERIALS, *CATEGORIES, "model", "comfortable", "3", "x"]), min_size=1,
-                 max_size=4)
-filters = st.one_of(st.just({}), st.builds(lambda c: {"color": c}, st.sampled_from(COLORS)),
-                    st.builds(lambda p: {"price": {"lt": p}}, st.integers(0, 130)))
+words = st.lists(
+    st.sampled_from([*COLORS, *MATERIALS, *CATEGORIES, "model", "comfortable", "3", "x"]), min_size=1, max_size=4
+)
+filters = st.one_of(
+    st.just({}),
+    st.builds(lambda c: {"color": c}, st.sampled_from(COLORS)),
+    st.builds(lambda p: {"price": {"lt": p}}, st.integers(0, 130)),
+)
 
 
 @settings(max_examples=40, deadline=None)
 @given(text=words, where=filters, name=st.sampled_from(["lexical", "structured", "memory", "explore", "dense:text"]))
-def test_filtered_strategies_never_return_non_matching_items(shop: Pipeline, text: list[str],
-                                                             where: dict[str, object], name: str) -> None:
+def test_filtered_strategies_never_return_non_matching_items(
+    shop: Pipeline, text: list[str], where: dict[str, object], name: str
+) -> None:
     query = Query(text=" ".join(text), filters=where, k=10)
     slots = shop.understanding.understand(query.text).filters() if name == "structured" else {}
     for item_id in shop.strategies[name].retrieve(query, 30).ids.tolist():
