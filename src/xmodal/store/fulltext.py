@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -68,6 +67,12 @@ class FullText:
         weights: tuple[float, float] = (3.0, 1.0),
     ) -> None:
         self._db, self._lock = db, lock
+        # Document frequencies and totals, kept while the database is unchanged: ``PRAGMA data_version``
+        # moves when another connection commits, ``_writes`` when this one writes (rolled back or not).
+        self._writes = 0
+        self._seen: tuple[int, int] | None = None
+        self._df: dict[str, int] = {}
+        self._totals: tuple[int, int, int] | None = None
         self.k1, self.b, self.weights = k1, b, weights
         for statement in _VOCAB:  # execute, never executescript: that would commit the caller's transaction
             db.execute(statement)
@@ -108,6 +113,7 @@ class FullText:
     def put(self, row: int, title: str, text: str) -> None:
         """Index (or re-index) one row's title and body."""
         self.remove(row)
+        self._writes += 1
         title_terms, body_terms = terms(title), terms(text)
         self._db.execute(
             "INSERT INTO fulltext (rowid, title, body) VALUES (?, ?, ?)",
@@ -124,6 +130,7 @@ class FullText:
         found = self._db.execute("SELECT title, body FROM fulltext_sizes WHERE row = ?", (row,)).fetchone()
         if found is None:
             return
+        self._writes += 1
         self._db.execute("DELETE FROM fulltext WHERE rowid = ?", (row,))
         self._db.execute("DELETE FROM fulltext_sizes WHERE row = ?", (row,))
         self._db.execute(
@@ -168,7 +175,7 @@ class FullText:
         stats = self._stats(query_terms)
         if stats is None or not rows:
             return out
-        idf, avg = stats
+        idf, (avg_title, avg_body) = stats
         wanted = sorted({r for r in rows if r >= 0})
         texts: dict[int, tuple[str, str]] = {}
         with self._lock:
@@ -177,35 +184,52 @@ class FullText:
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT rowid, title, body FROM fulltext WHERE rowid IN ({marks})"
                 texts.update((int(r), (t, b)) for r, t, b in self._db.execute(sql, chunk))
+        (w_title, w_body), k1, b = self.weights, self.k1, self.b
+        weighted = list(idf.items())
         for i, row in enumerate(rows):
-            if row not in texts:
-                continue
-            fields = [field.split() for field in texts[row]]
-            counts = [Counter(field) for field in fields]
-            for term, weight in idf.items():
-                tf = sum(
-                    w * c[term] / (1 - self.b + self.b * len(f) / a)
-                    for w, c, f, a in zip(self.weights, counts, fields, avg, strict=True)
-                )
-                if tf > 0:
-                    out[i] += weight * tf / (self.k1 + tf)
+            found = texts.get(row)
+            if found is None or not any(term in found[0] or term in found[1] for term in idf):
+                continue  # a substring test first: most candidates of other strategies share no term
+            title, body = found[0].split(), found[1].split()
+            norm_title, norm_body = (1 - b) + (b / avg_title) * len(title), (1 - b) + (b / avg_body) * len(body)
+            total = 0.0
+            for term, weight in weighted:
+                in_title, in_body = title.count(term), body.count(term)
+                if in_title or in_body:
+                    tf = w_title * in_title / norm_title + w_body * in_body / norm_body
+                    total += weight * tf / (k1 + tf)
+            out[i] = total
         return out
 
     # -- internals -----------------------------------------------------------------------------
+    def _fresh(self) -> None:
+        """Forget cached statistics when the database changed since they were read (lock held)."""
+        seen = (int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._writes)
+        if seen != self._seen:
+            self._seen, self._df, self._totals = seen, {}, None
+
     def _frequencies(self, query_terms: Sequence[str]) -> dict[str, int]:
-        """Document frequency of each distinct term (absent: not in the index)."""
-        distinct = sorted(set(query_terms))
-        marks = ",".join("?" * len(distinct))
+        """Document frequency of each distinct term (absent or 0: not in the index)."""
         with self._lock:
-            cur = self._db.execute(f"SELECT term, doc FROM temp.fulltext_rows WHERE term IN ({marks})", distinct)
-            return {str(t): int(d) for t, d in cur}
+            self._fresh()
+            missing = sorted({t for t in query_terms if t not in self._df})
+            if missing:
+                marks = ",".join("?" * len(missing))
+                sql = f"SELECT term, doc FROM temp.fulltext_rows WHERE term IN ({marks})"
+                self._df.update(dict.fromkeys(missing, 0))
+                self._df.update((str(t), int(d)) for t, d in self._db.execute(sql, missing))
+            return {t: self._df[t] for t in query_terms if self._df[t]}
 
     def _stats(self, query_terms: Sequence[str]) -> tuple[dict[str, float], tuple[float, float]] | None:
         """(idf of each known query term, average field lengths), or None when nothing can match."""
         if not query_terms:
             return None
         with self._lock:
-            n, title, body = self._db.execute("SELECT docs, title, body FROM fulltext_totals").fetchone()
+            self._fresh()
+            if self._totals is None:
+                docs, title, body = self._db.execute("SELECT docs, title, body FROM fulltext_totals").fetchone()
+                self._totals = (int(docs), int(title), int(body))
+            n, title, body = self._totals
         if n == 0:
             return None
         df = self._frequencies(query_terms)
