@@ -14,7 +14,7 @@ from xmodal.encoders import HashingEncoder
 from xmodal.filters import value_key
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.strategies import LexicalStrategy
-from xmodal.ltr.text import normalize_query, stem, within_one_edit
+from xmodal.ltr.text import normalize_query, stem, stems, within_one_edit
 
 COLORS = ["red", "green", "blue", "black"]
 MATERIALS = ["leather", "canvas", "suede"]
@@ -80,6 +80,24 @@ def test_bm25_is_incremental_and_persisted(engine: Engine) -> None:
     engine.add([Item.create("c", title="copper lamp")])  # after the checkpoint: caught up from the change log
     reopened = LexicalStrategy(engine)
     assert set(reopened.retrieve(Query(text="copper"), 5).ids.tolist()) == {"b", "c"}
+
+
+def test_lexical_index_lives_in_the_store(engine: Engine, tmp_path: Path) -> None:
+    lexical = LexicalStrategy(engine, popularity_weight=1.0, path=tmp_path / "lexical.json")  # the old signature
+    assert lexical.index is engine.store.fulltext
+    engine.add([Item.create("a", title="copper teapot"), Item.create("b", title="copper teapot")])
+    lexical.on_put([])  # the old listener methods are no-ops: the store indexed the items already
+    lexical.on_delete([])
+    lexical.save()
+    assert not (tmp_path / "lexical.json").exists()
+    assert lexical.index.known_fraction(stems("copper teapots kettle")) == 2 / 3
+    assert lexical.retrieve(Query(text="copper"), 2).ids.tolist() == ["a", "b"]
+    lexical.popularity["b"] = 5.0  # the prior reorders equal matches
+    assert lexical.retrieve(Query(text="copper"), 2).ids.tolist() == ["b", "a"]
+    assert (
+        lexical.scores(Query(text="copper"))[engine.row_of("b")]
+        > lexical.scores(Query(text="copper"))[engine.row_of("a")]
+    )
 
 
 def test_query_understanding_with_stems_and_typos(shop: Pipeline) -> None:

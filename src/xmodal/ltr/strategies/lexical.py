@@ -9,13 +9,15 @@ nothing to load when a process starts, nothing to write when it closes, nothing 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...records import Hits, Item, Query
 from ...store.fulltext import FullText
+from ...store.sqlite import StoredItem
 from ..text import stems
 from .base import allowed_rows, hits_from_rows, top_rows
 
@@ -32,20 +34,35 @@ def item_terms(item: Item) -> tuple[list[str], list[str]]:
     return stems(item.title), stems(item.text)
 
 
+def fulltext_of(engine: Any) -> FullText:
+    """The store's full-text index, from an engine view that offers ``fulltext`` or from the engine's store."""
+    index = getattr(engine, "fulltext", None)
+    found: FullText = index if isinstance(index, FullText) else engine.store.fulltext
+    return found
+
+
 class LexicalStrategy:
     """BM25F candidates, plus ``popularity_weight · log(1 + popularity)`` for matching items."""
 
     name = "lexical"
 
     def __init__(self, engine: Engine, *, popularity_weight: float = 0.0, path: Path | None = None) -> None:
-        """``path`` is accepted for compatibility and ignored: the index is in the store."""
+        """``path`` (where the old index kept its JSON) is accepted and never written: the index is in the store."""
         self.engine = engine
         self.popularity_weight = popularity_weight
         self.popularity: dict[str, float] = {}
-        self.index: FullText = engine.store.fulltext
+        self.path = path if path is not None else engine.path / "ltr" / "lexical.json"
+        self.index: FullText = fulltext_of(engine)
 
+    # -- the old derived-data lifecycle, now empty: callers that still drive it keep working ------
     def save(self) -> None:
-        """Nothing to write: the index is committed with the items (kept for callers that checkpoint)."""
+        """Nothing to write: the index is committed with the items."""
+
+    def on_put(self, stored: Sequence[StoredItem]) -> None:
+        """Nothing to do: the store indexed the items in their own transaction."""
+
+    def on_delete(self, rows: Sequence[int]) -> None:
+        """Nothing to do: the store dropped the rows from the index in their own transaction."""
 
     # -- retrieval -----------------------------------------------------------------------------
     def _prior(self) -> bool:
