@@ -15,7 +15,7 @@ from xmodal.filters import value_key
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.strategies import LexicalStrategy
-from xmodal.ltr.text import normalize_query, stem, within_one_edit
+from xmodal.ltr.text import normalize_query, stem, stems, within_one_edit
 
 COLORS = ["red", "green", "blue", "black"]
 MATERIALS = ["leather", "canvas", "suede"]
@@ -24,10 +24,18 @@ CATEGORIES = ["boots", "sneakers", "sandals", "bags"]
 
 def products(n: int = 120) -> list[Item]:
     return [
-        Item.create(f"p{i}", title=f"{COLORS[i % 4]} {MATERIALS[i % 3]} {CATEGORIES[(i // 4) % 4]} model {i}",
-                    text=f"comfortable product number {i}", created_at=1000.0 + i,
-                    attributes={"color": COLORS[i % 4], "material": MATERIALS[i % 3],
-                                "category": CATEGORIES[(i // 4) % 4], "price": float(i)})
+        Item.create(
+            f"p{i}",
+            title=f"{COLORS[i % 4]} {MATERIALS[i % 3]} {CATEGORIES[(i // 4) % 4]} model {i}",
+            text=f"comfortable product number {i}",
+            created_at=1000.0 + i,
+            attributes={
+                "color": COLORS[i % 4],
+                "material": MATERIALS[i % 3],
+                "category": CATEGORIES[(i // 4) % 4],
+                "price": float(i),
+            },
+        )
         for i in range(n)
     ]
 
@@ -43,12 +51,20 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 def test_text_helpers() -> None:
     assert stem("boots") == "boot" and stem("berries") == "berry" and stem("2024") == "2024"
     assert normalize_query("The Red Boots") == "red boot"
-    assert within_one_edit("leather", "leahter") and within_one_edit("boots", "bots") and not within_one_edit("red", "blue")
+    assert (
+        within_one_edit("leather", "leahter")
+        and within_one_edit("boots", "bots")
+        and not within_one_edit("red", "blue")
+    )
 
 
 def test_bm25_weights_titles_above_bodies(engine: Engine) -> None:
-    engine.add([Item.create("body", title="plain thing", text="a lantern and more words here"),
-                Item.create("title", title="lantern", text="a plain thing and more words here")])
+    engine.add(
+        [
+            Item.create("body", title="plain thing", text="a lantern and more words here"),
+            Item.create("title", title="lantern", text="a plain thing and more words here"),
+        ]
+    )
     lexical = LexicalStrategy(engine)
     assert lexical.retrieve(Query(text="lantern"), 10).ids.tolist() == ["title", "body"]
     assert lexical.retrieve(Query(text="lantern"), 10).provenance == ("lexical", "lexical")
@@ -61,10 +77,26 @@ def test_bm25_is_incremental_and_persisted(engine: Engine) -> None:
     assert set(lexical.retrieve(Query(text="copper"), 5).ids.tolist()) == {"a", "b"}
     engine.delete(["a"])
     assert lexical.retrieve(Query(text="copper"), 5).ids.tolist() == ["b"]
-    lexical.save()
-    engine.add([Item.create("c", title="copper lamp")])  # after the checkpoint: caught up from the change log
+    engine.checkpoint()
+    engine.add([Item.create("c", title="copper lamp")])  # after the checkpoint: in the store at once
     reopened = LexicalStrategy(engine)
     assert set(reopened.retrieve(Query(text="copper"), 5).ids.tolist()) == {"b", "c"}
+
+
+def test_lexical_index_lives_in_the_store(engine: Engine, tmp_path: Path) -> None:
+    lexical = LexicalStrategy(engine, popularity_weight=1.0)
+    assert lexical.index is engine.store.fulltext
+    engine.add([Item.create("a", title="copper teapot"), Item.create("b", title="copper teapot")])
+    engine.checkpoint()
+    assert not (engine.path / "ltr" / "lexical.json").exists()
+    assert lexical.index.known_fraction(stems("copper teapots kettle")) == 2 / 3
+    assert lexical.retrieve(Query(text="copper"), 2).ids.tolist() == ["a", "b"]
+    lexical.popularity["b"] = 5.0  # the prior reorders equal matches
+    assert lexical.retrieve(Query(text="copper"), 2).ids.tolist() == ["b", "a"]
+    assert (
+        lexical.scores(Query(text="copper"))[engine.row_of("b")]
+        > lexical.scores(Query(text="copper"))[engine.row_of("a")]
+    )
 
 
 def test_query_understanding_with_stems_and_typos(shop: Pipeline) -> None:
@@ -82,16 +114,21 @@ def test_structured_search_filters_by_the_slots(shop: Pipeline) -> None:
     assert len(shop.strategies["structured"].retrieve(Query(text="nothing to see"), 10)) == 0
 
 
-words = st.lists(st.sampled_from([*COLORS, *MATERIALS, *CATEGORIES, "model", "comfortable", "3", "x"]), min_size=1,
-                 max_size=4)
-filters = st.one_of(st.just({}), st.builds(lambda c: {"color": c}, st.sampled_from(COLORS)),
-                    st.builds(lambda p: {"price": {"lt": p}}, st.integers(0, 130)))
+words = st.lists(
+    st.sampled_from([*COLORS, *MATERIALS, *CATEGORIES, "model", "comfortable", "3", "x"]), min_size=1, max_size=4
+)
+filters = st.one_of(
+    st.just({}),
+    st.builds(lambda c: {"color": c}, st.sampled_from(COLORS)),
+    st.builds(lambda p: {"price": {"lt": p}}, st.integers(0, 130)),
+)
 
 
 @settings(max_examples=40, deadline=None)
 @given(text=words, where=filters, name=st.sampled_from(["lexical", "structured", "memory", "explore", "dense:text"]))
-def test_filtered_strategies_never_return_non_matching_items(shop: Pipeline, text: list[str],
-                                                             where: dict[str, object], name: str) -> None:
+def test_filtered_strategies_never_return_non_matching_items(
+    shop: Pipeline, text: list[str], where: dict[str, object], name: str
+) -> None:
     query = Query(text=" ".join(text), filters=where, k=10)
     slots = shop.understanding.understand(query.text).filters() if name == "structured" else {}
     for item_id in shop.strategies[name].retrieve(query, 30).ids.tolist():

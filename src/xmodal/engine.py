@@ -39,6 +39,7 @@ from .results import SearchResult
 from .rwlock import RWLock
 from .settings import DENSE, open_settings
 from .space import VectorSpace
+from .store.fulltext import FullText
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
 
 BATCH = 256
@@ -184,6 +185,11 @@ class Engine:
     @property
     def encoder_config(self) -> dict[str, Any]:
         return self.encoder.config()
+
+    @property
+    def fulltext(self) -> FullText:
+        """The store's BM25F full-text index (written in the items' own transactions)."""
+        return self.store.fulltext
 
     def last_seq(self) -> int:
         return self.store.last_seq()

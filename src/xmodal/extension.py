@@ -31,6 +31,7 @@ from .store.sqlite import StoredItem
 if TYPE_CHECKING:
     from .feedback.log import FeedbackLog
     from .filters import AttributeTable
+    from .store.fulltext import FullText
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,9 @@ class EngineView(Protocol):
 
     @property
     def feedback_log(self) -> FeedbackLog: ...
+
+    @property
+    def fulltext(self) -> FullText: ...
 
     def __len__(self) -> int: ...
 

@@ -121,8 +121,8 @@ class Pipeline:
         self._load_ranker()
         self._pending: dict[str, tuple[np.ndarray, set[str]]] = {}
         self._meta: dict[int, tuple[float, Modality]] = {}  # row -> (created_at, modality), read on demand
-        self._followers = (self.lexical, self.understanding, self.memory)
-        self.dirty = not self.lexical.path.exists()  # a lexical index built from the store is saved once
+        self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
+        self.dirty = False
         if feedback is not None:
             feedback.subscribe_impressions(self.on_impression)
             feedback.subscribe(self.on_event)
@@ -141,14 +141,12 @@ class Pipeline:
             self._meta.pop(s.row, None)
         for follower in self._followers:
             follower.on_put(stored)
-        self.dirty = True
 
     def on_delete(self, rows: Sequence[int]) -> None:
         for row in rows:
             self._meta.pop(row, None)
         for follower in self._followers:
             follower.on_delete(rows)
-        self.dirty = True
 
     # -- state ------------------------------------------------------------------------------------
     def _load_policy(self) -> LinearBandit:
@@ -180,9 +178,8 @@ class Pipeline:
             ranker.save(self.dir / "ranker.txt")
 
     def save(self) -> None:
-        """Checkpoint the lexical index and the policy, when they changed since the last save."""
+        """Checkpoint the policy, when it changed since the last save."""
         if self.dirty:
-            self.lexical.save()
             self.policy.save(self.dir / "policy")
             self.dirty = False
 

@@ -1,16 +1,21 @@
 """Text normalisation shared by the strategies, the memory index and the feedback log.
 
-Tokens are lower-cased word characters; :func:`stem` is a light suffix stripper (a small subset of
-Porter's rules, M. F. Porter, "An algorithm for suffix stripping", 1980) so that "boots" and "boot"
-meet; :func:`normalize_query` is the key under which queries are grouped in the memory index.
+Tokens are lower-cased, accent-folded word characters (the store's analyzer, :mod:`xmodal.store.analysis`).
+Two stemmers, on purpose:
+
+- :func:`stems` is the lexical index's analyzer (Snowball English stems): pass its terms to the
+  index (``LexicalStrategy.index``), never terms stemmed otherwise.
+- :func:`stem` is a light suffix stripper (a small subset of Porter's rules, M. F. Porter, "An
+  algorithm for suffix stripping", 1980) so that "boots" and "boot" meet. It is kept unchanged
+  because :func:`normalize_query`, the key under which queries are grouped in the memory index, is
+  stored in feedback logs; attribute matching (typo-tolerant) uses it too.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
+from ..store.analysis import terms, tokens
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+__all__ = ["STOPWORDS", "normalize_query", "stem", "stems", "tokens", "within_one_edit"]
 _SUFFIXES = (
     "ational",
     "ization",
@@ -40,13 +45,6 @@ STOPWORDS = frozenset(
 )
 
 
-def tokens(text: str) -> list[str]:
-    """Lower-cased, accent-folded word tokens."""
-    folded = unicodedata.normalize("NFKD", text.lower())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
-    return _WORD.findall(folded)
-
-
 def stem(token: str) -> str:
     """Strip one common English suffix, keeping at least three characters of the stem."""
     if token.isdigit():
@@ -61,7 +59,8 @@ def stem(token: str) -> str:
 
 
 def stems(text: str) -> list[str]:
-    return [stem(t) for t in tokens(text)]
+    """The lexical index's terms of ``text`` (Snowball stems, repeats kept)."""
+    return terms(text)
 
 
 def normalize_query(text: str | None) -> str:

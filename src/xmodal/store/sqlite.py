@@ -3,14 +3,21 @@
 Items, their vectors and the engine's settings live here; a write acknowledged by
 :meth:`SQLiteStore.put` is committed and survives ``kill -9``. Every change appends to a
 ``changes`` log, so derived indexes checkpointed at sequence *s* catch up by replaying the
-changes after *s* instead of rebuilding.
+changes after *s* instead of rebuilding. The full-text index (:mod:`.fulltext`) is not derived
+data of that kind: it is written in the item's own transaction.
+
+Schema versions: 1 had no full-text index; 2 adds it. A version 1 store is upgraded when it opens
+(the index is built from the items in one transaction, and ``fulltext_migrated`` is recorded in
+``meta``); a store written by a newer xmodal is refused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +27,12 @@ import numpy as np
 
 from ..errors import StorageError
 from ..records import Item, Modality, VectorKind
+from .fulltext import META_KEY as FULLTEXT_KEY
+from .fulltext import FullText
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+UPGRADABLE = (1,)  # versions upgraded in place when the store opens
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,16 +86,59 @@ class SQLiteStore:
             raise StorageError(f"{path}: not a readable xmodal store ({exc})") from exc
         self._lock = threading.RLock()
         self._check_schema()
+        self.fulltext = FullText(self._db, self._lock)
 
     def _check_schema(self) -> None:
-        version = self.get_meta("schema_version")
-        if version is None:
-            self.set_meta("schema_version", SCHEMA_VERSION)
-        elif version != SCHEMA_VERSION:
+        """Refuse a newer store; create or upgrade the full-text index where it is missing or stale."""
+        version = self._refuse_newer(self.get_meta("schema_version"))
+        if version == SCHEMA_VERSION and self.get_meta(FULLTEXT_KEY) == FullText.analyzer():
+            return  # the common case writes nothing
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._upgrade(self._refuse_newer(self.get_meta("schema_version")))  # another process may have
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _refuse_newer(self, version: Any) -> Any:
+        if version is not None and version != SCHEMA_VERSION and version not in UPGRADABLE:
             raise StorageError(
                 f"{self.path}: store schema version {version}, this xmodal reads {SCHEMA_VERSION}; "
                 "re-index the catalog into a new folder"
             )
+        return version
+
+    def _upgrade(self, version: Any) -> None:
+        """Inside a transaction: create the full-text tables and (re)build them from the items if needed."""
+        FullText.create(self._db)
+        if version == SCHEMA_VERSION and self.get_meta(FULLTEXT_KEY) == FullText.analyzer():
+            return
+        start = time.perf_counter()
+        n = FullText(self._db, self._lock).rebuild(self._texts())
+        self.set_meta(FULLTEXT_KEY, FullText.analyzer())
+        self.set_meta("schema_version", SCHEMA_VERSION)
+        if version is not None:
+            took = time.perf_counter() - start
+            self.set_meta(
+                "fulltext_migrated", {"from_schema": version, "items": n, "seconds": round(took, 3), "at": time.time()}
+            )
+            log.info(
+                "%s: built the full-text index of %d items (schema %s -> %d)", self.path, n, version, SCHEMA_VERSION
+            )
+
+    def _texts(self) -> Iterator[tuple[int, str, str]]:
+        """(row, title, text) of every item, in row order, read in batches."""
+        last = 0
+        while True:
+            batch = self._db.execute(
+                "SELECT row, title, text FROM items WHERE row > ? ORDER BY row LIMIT 2000", (last,)
+            ).fetchall()
+            if not batch:
+                return
+            yield from ((int(r), str(t), str(x)) for r, t, x in batch)
+            last = int(batch[-1][0])
 
     def close(self) -> None:
         with self._lock:
@@ -137,6 +191,7 @@ class SQLiteStore:
             "INSERT INTO vectors VALUES (?, ?, ?)",
             [(row, kind.value, np.ascontiguousarray(vec, dtype=np.float32).tobytes()) for kind, vec in vectors.items()],
         )
+        self.fulltext.put(row, item.title, item.text)
         self._db.execute("INSERT INTO changes (row, op) VALUES (?, 'put')", (row,))
         return row
 
@@ -151,6 +206,7 @@ class SQLiteStore:
                     if found is None:
                         continue
                     self._db.execute("DELETE FROM items WHERE row = ?", (found[0],))
+                    self.fulltext.remove(int(found[0]))
                     self._db.execute("INSERT INTO changes (row, op) VALUES (?, 'delete')", (found[0],))
                     rows.append(int(found[0]))
                 self._db.execute("COMMIT")

@@ -1,0 +1,43 @@
+"""The full-text analyzer: the terms of a text as the lexical index stores and searches them.
+
+Tokens are lower-cased, accent-folded runs of word characters (``\\w+``); each is reduced by the
+Snowball English stemmer (M. F. Porter, "Snowball: A language for stemming algorithms", 2001; the
+``snowballstemmer`` package), so that "running shoes" and "run shoe" meet. Stop words are kept:
+their weight is the index's business (a term found in most items gets almost none).
+
+:data:`ANALYZER` names this recipe; the store records it and rebuilds its full-text index when it
+changes, so stored terms and query terms always come from the same analyzer.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import snowballstemmer
+
+ANALYZER = "snowball-english-1"
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased, accent-folded word tokens."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    return _WORD.findall(folded)
+
+
+@lru_cache(maxsize=200_000)
+def stem_word(token: str) -> str:
+    """The Snowball English stem of one lower-cased token (numbers are kept as they are)."""
+    if token.isdigit():
+        return token
+    stemmed: str = _STEMMER.stemWord(token)
+    return stemmed
+
+
+def terms(text: str | None) -> list[str]:
+    """The stemmed terms of ``text``, in order, repeats kept (what the index counts)."""
+    return [stem_word(t) for t in tokens(text)] if text else []
