@@ -2,7 +2,7 @@
 
 Offline: the venv is made without pip, xmodal is installed into it by this interpreter's pip with
 ``--no-deps --no-index --no-build-isolation`` (setuptools lent for the build only), and the three
-required dependencies (numpy, pillow, tqdm) are lent from this environment through a ``.pth`` file
+required dependencies (numpy, pillow, tqdm, snowballstemmer) are lent from this environment through a ``.pth`` file
 naming a folder of links to just those packages. Every optional dependency is really absent.
 """
 
@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIRED = ("numpy", "pillow", "tqdm")  # [project] dependencies in pyproject.toml
+def _required() -> tuple[str, ...]:
+    """The distributions named in ``[project] dependencies`` of pyproject.toml (the bare install's)."""
+    import re
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return tuple(re.split(r"[<>=!~ \[;]", dep, maxsplit=1)[0].lower() for dep in deps)
+
+
+REQUIRED = _required()
 ABSENT = (
     "torch",
     "faiss",
@@ -127,7 +136,7 @@ def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subproces
 
 @pytest.fixture(scope="module")
 def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding xmodal without extras, numpy/pillow/tqdm lent through a .pth file."""
+    """A fresh venv holding xmodal without extras, the required dependencies lent through a .pth file."""
     tmp = tmp_path_factory.mktemp("bare")
     venv = tmp / "venv"
     made = run([sys.executable, "-m", "venv", "--without-pip", str(venv)], dict(os.environ), timeout=60)

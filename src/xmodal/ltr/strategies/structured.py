@@ -17,7 +17,7 @@ import numpy as np
 
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
-from ..text import STOPWORDS, stem, tokens, within_one_edit
+from ..text import STOPWORDS, stem, stems, tokens, within_one_edit
 from .base import hits_from_rows, top_rows
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class StructuredStrategy:
         filters = {**found.filters(), **dict(query.filters)}  # the user's own filters win
         rows = self.engine.match_rows(filters)
         allowed = set() if rows is None else set(rows.tolist())
-        ranked = top_rows(self.lexical.index.score([stem(t) for t in tokens(found.rest)], allowed), depth)
+        ranked = top_rows(self.lexical.index.score(stems(found.rest), allowed), depth)
         pairs = [(row, 2.0 + score) for row, score in ranked]
         if len(pairs) < depth and allowed:
             if vector is None:
