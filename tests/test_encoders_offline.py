@@ -283,3 +283,31 @@ def test_identity_is_stable_and_names_the_weights_of_the_text_backend(encoder: O
     torch = OfflineEncoder(text_backend="torch", cache_dir=cache).config()["identity"]
     assert torch["fingerprint"] != ident["fingerprint"]
     assert list((cache / "fingerprints").iterdir())  # digests are cached beside the exports
+
+
+def test_sessions_load_a_pre_optimised_copy_with_the_same_outputs(
+    encoder: OfflineEncoder, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xmodal.encoders import onnxcache
+
+    strings = ["a cup of coffee", "the horse jumped over the fence"]
+    fast = MiniLMText("int8", cache=cache).encode(strings)
+    copies = sorted(p.name for p in cache.iterdir() if ".opt." in p.name and not p.name.endswith(".lock"))
+    assert any(n.startswith("minilm") and n.endswith(".opt.onnx") for n in copies)
+    assert any(n.startswith("minilm") and n.endswith(".opt.data") for n in copies)  # weights beside, mmapped
+
+    def unavailable(*args: object, **kwargs: object) -> Path:
+        raise OSError("read-only cache")
+
+    monkeypatch.setattr(onnxcache, "optimized_copy", unavailable)
+    plain = MiniLMText("int8", cache=cache).encode(strings)
+    np.testing.assert_array_equal(plain, fast)
+
+
+def test_a_damaged_optimised_copy_falls_back_to_the_source(cache: Path) -> None:
+    from xmodal.encoders.onnxcache import optimized_copy
+
+    path = int8_path(cache)
+    expected = MiniLMText("int8", cache=cache).encode(["espresso"])
+    optimized_copy(path, cache).write_bytes(b"not a model")
+    np.testing.assert_array_equal(MiniLMText("int8", cache=cache).encode(["espresso"]), expected)

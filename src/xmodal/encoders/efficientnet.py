@@ -141,7 +141,7 @@ class EfficientNetLite0:
         if self._session is None:
             with self._lock:
                 if self._session is None:
-                    self._session = ort_session(self._ensure_exported())
+                    self._session = ort_session(self._ensure_exported(), cache=self.cache)
         return self._session
 
     def _ensure_exported(self) -> Path:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, MissingDependency
-from .onnxcache import cache_dir, write_atomic
 
 IDENTITY = "identity"
 _CHUNK = 1 << 20
@@ -63,6 +62,8 @@ def _sha256_file(path: Path) -> str:
 
 
 def _record_path(cache: Path | None, path: Path) -> Path:
+    from .onnxcache import cache_dir  # not at import: the hashing encoder needs none of it
+
     key = hashlib.sha256(str(path).encode()).hexdigest()[:24]
     return (cache if cache is not None else cache_dir()) / "fingerprints" / f"{key}.json"
 
@@ -85,6 +86,7 @@ def file_digest(weight: WeightFile, cache: Path | None = None) -> tuple[str, str
         version = ""
     sha = _sha256_file(path)
     payload = json.dumps({**key, "sha256": sha, "version": version}).encode()
+    from .onnxcache import write_atomic
 
     def write(tmp: str) -> None:
         Path(tmp).write_bytes(payload)

