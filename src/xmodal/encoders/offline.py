@@ -1,8 +1,10 @@
 """The embedded default encoder: all-MiniLM-L6-v2 for text, EfficientNet-Lite0 bridged into it for images.
 
-Everything it loads ships inside registry packages, so it works with no network. Models load on
-first use; one instance can be shared by threads. The model is symmetric: every purpose (query,
-document, classification, clustering) gets the same vector.
+Everything it loads ships inside registry packages, so it works with no network. Nothing loads at
+construction: the text model loads with the first text to encode, the image model with the first
+image (a text query never loads the image model), and :meth:`OfflineEncoder.config` (with the
+identity of the weights, see :mod:`.identity`) loads neither. One instance can be shared by threads.
+The model is symmetric: every purpose (query, document, classification, clustering) gets the same vector.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from typing import Any
 
 from PIL import Image
 
+from . import identity
 from .base import BaseEncoder, Purpose, Vectors
-from .efficientnet import EfficientNetLite0, LabelBridge
-from .minilm import DIM, MiniLMText
+from .efficientnet import EXPORT_TAGS, WEIGHT_FILES, EfficientNetLite0, LabelBridge
+from .minilm import DIM, MiniLMText, export_tags, weight_files
 
 
 class OfflineEncoder(BaseEncoder):
@@ -42,6 +45,8 @@ class OfflineEncoder(BaseEncoder):
     ) -> None:
         super().__init__(dim)
         cache = Path(cache_dir) if cache_dir is not None else None
+        self.cache = cache
+        self._identity: dict[str, Any] | None = None
         self.text = MiniLMText(text_backend, threads, cache=cache)
         self.image = EfficientNetLite0(cache, threads)
         self.bridge = LabelBridge(self.text.encode, key=f"minilm-{text_backend}", top_k=top_k, cache=cache)
@@ -56,5 +61,21 @@ class OfflineEncoder(BaseEncoder):
         """EfficientNet's own 1280-d pooled features (L2-normalised), for image→image similarity."""
         return self.image.features(images)
 
+    def identity(self) -> dict[str, Any]:
+        """Model name, weight package versions and weight fingerprint; computed once, without loading a model."""
+        if self._identity is None:
+            backend = self.text.backend
+            files = {**weight_files(backend), **WEIGHT_FILES}
+            tags = {**export_tags(backend), **EXPORT_TAGS}
+            model = f"all-MiniLM-L6-v2/{backend} + EfficientNet-Lite0"
+            self._identity = identity.of_files(model, files, tags, self.cache)
+        return self._identity
+
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "dim": self.dim, "text_backend": self.text.backend, "top_k": self.bridge.top_k}
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "text_backend": self.text.backend,
+            "top_k": self.bridge.top_k,
+            identity.IDENTITY: self.identity(),
+        }

@@ -1,0 +1,201 @@
+"""`xmodal search` from process start to printed result, on a 100k-item text index with the offline encoder.
+
+Run:  python benchmarks/bench_cli.py [--n 100000] [--runs 7] [--modes dense,learned]
+
+The index (built once, cached in ``benchmarks/out/cli-<n>/``, git-ignored): items are WordNet
+synsets (Debian ``wordnet-base``; title = lemma, text = gloss + `` #<i>``, attribute ``pos``), added
+through ``Engine.add`` with ``index="auto"`` (HNSW at this size). The vectors are the real offline
+encoder's (int8 MiniLM) of each item's document text (less the ``#<i>`` marker), computed first and replayed during ``add`` (so encoding is
+timed apart from writing). With ``--base B < n`` only the first B glosses are encoded and item ``i``
+gets the vector of gloss ``i % B`` plus Gaussian noise (sigma 0.01 per component, cosine ~0.98),
+renormalised: a quicker build for slow machines. The index records the real offline encoder's
+config, so the CLI reopens it with the real encoder, which encodes each query for real.
+
+Timings (median of ``--runs`` after one warm-up run, each a fresh process):
+- ``cli_s``: ``python -m xmodal.cli --index IDX search TEXT --mode M`` with unbuffered stdout,
+  from just before spawning to the first byte of the result on stdout; ``exit_s``: to process exit.
+- ``breakdown``: the same steps in an instrumented process: ``imports`` (interpreter start, the CLI
+  and all its command modules, argument parsing), ``engine_open``, ``encoder_load`` (the first
+  query encoding minus a warm one), ``search`` (``Engine.search``, query encoding included),
+  ``print``, ``close``.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "out"
+WORDNET = Path("/usr/share/wordnet")
+QUERY = "a hot drink made from roasted beans"
+NOISE = 0.01
+
+
+def wordnet_entries() -> list[tuple[str, str, str]]:
+    """(lemma, gloss, part of speech) of every WordNet synset, in file order."""
+    entries = []
+    for part in ("noun", "verb", "adj", "adv"):
+        for line in (WORDNET / f"data.{part}").read_text(encoding="latin-1").splitlines():
+            if line.startswith("  ") or " | " not in line:
+                continue
+            head, gloss = line.split(" | ", 1)
+            lemma = re.sub(r"\(.*\)$", "", head.split()[4].replace("_", " "))
+            entries.append((lemma, gloss.split('; "')[0].strip(), part))
+    return entries
+
+
+def build_index(folder: Path, n: int, base: int) -> dict[str, Any]:
+    """Add ``n`` WordNet synsets through Engine.add with replayed (real + noise) offline vectors."""
+    from xmodal import Engine, Item
+    from xmodal.encoders import BaseEncoder, Content, Purpose, create_encoder
+    from xmodal.encoders.base import Vectors, normalize
+
+    entries = wordnet_entries()[:n]
+    base = min(base or len(entries), len(entries))
+    noise_sigma = NOISE if base < len(entries) else 0.0
+    items = [
+        Item.create(f"wn-{i}", title=lemma, text=f"{gloss} #{i}", attributes={"pos": pos})
+        for i, (lemma, gloss, pos) in enumerate(entries)
+    ]
+    real = create_encoder("offline")
+    started = time.perf_counter()
+    texts = [items[i].document_text.replace(f" #{i}", "") for i in range(base)]  # what add would encode
+    base_vectors = real.encode_documents([Content(text=t) for t in texts])
+    encode_s = time.perf_counter() - started
+
+    class Replay(BaseEncoder):
+        """Stands in for the offline encoder while adding: item ``#i`` gets base vector ``i % base`` + noise."""
+
+        name = "offline"
+        native_dim = real.dim
+        modalities = frozenset({"text"})
+
+        def _encode_texts(self, texts: list[str], purpose: Purpose) -> Vectors:
+            rows = [int(re.findall(r"#(\d+)", t)[-1]) for t in texts]
+            noise = np.random.default_rng(rows[0]).normal(0.0, noise_sigma, (len(rows), self.native_dim))
+            return normalize(base_vectors[[r % base for r in rows]] + noise.astype(np.float32))
+
+        def config(self) -> dict[str, Any]:
+            return real.config()
+
+    started = time.perf_counter()
+    with Engine.open(folder, encoder=Replay(), index="auto") as engine:
+        report = engine.add(items)
+    add_s = time.perf_counter() - started
+    meta = {"n": len(items), "base": base, "noise": noise_sigma, "encode_base_s": encode_s, "add_s": add_s}
+    meta["rejected"] = len(report.rejected)
+    (folder / "bench.json").write_text(json.dumps(meta))
+    return meta
+
+
+_PROBE = r"""
+import sys, time, json
+from pathlib import Path
+import xmodal.cli as cli
+from xmodal.cli.common import open_engine
+from xmodal.cli.core import _print_hits
+from xmodal.encoders import Content
+from xmodal.records import Query
+args = cli.build_parser().parse_args(sys.argv[1:])
+imported = time.time()
+t0 = time.perf_counter()
+engine = open_engine(args)
+t1 = time.perf_counter()
+engine.encoder.encode_queries([Content(text=args.text)])
+t2 = time.perf_counter()
+engine.encoder.encode_queries([Content(text=args.text)])
+t3 = time.perf_counter()
+query = Query(text=args.text, k=args.k, mode=args.mode)
+result = engine.search(query, base_dir=Path.cwd(), log=args.log, explain=args.explain)
+t4 = time.perf_counter()
+_print_hits(result)
+sys.stdout.flush()
+t5 = time.perf_counter()
+engine.close()
+t6 = time.perf_counter()
+phases = {"engine_open": t1 - t0, "encoder_load": (t2 - t1) - (t3 - t2), "search": t4 - t3, "print": t5 - t4,
+          "close": t6 - t5, "warm_query_encode": t3 - t2}
+print(json.dumps({"imported": imported, "phases": phases}), file=sys.stderr)
+"""
+
+
+def cli_command(index: Path, mode: str | None) -> list[str]:
+    """The `xmodal search` command line (the default mode when ``mode`` is None)."""
+    cmd = [sys.executable, "-m", "xmodal.cli", "--index", str(index), "search", QUERY, "-k", "10"]
+    return cmd + (["--mode", mode] if mode else [])
+
+
+def time_cli(cmd: list[str]) -> tuple[float, float]:
+    """Seconds from spawn to the first stdout byte, and to exit."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    proc.stdout.read(1)
+    first = time.perf_counter() - start
+    proc.stdout.read()
+    if proc.wait() != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed")
+    return first, time.perf_counter() - start
+
+
+def time_phases(cmd: list[str]) -> dict[str, float]:
+    """Per-phase seconds of one instrumented run (the CLI's own steps); ``imports`` is timed from spawn."""
+    probe = [sys.executable, "-c", _PROBE, *cmd[3:]]
+    start = time.time()
+    done = subprocess.run(probe, capture_output=True, text=True, check=True)
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    return {"imports": report["imported"] - start, **report["phases"]}
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.median(r[k] for r in runs), 4) for k in runs[0]}
+
+
+def python_start() -> float:
+    """Seconds for ``python -c pass`` (the floor of any CLI run)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--base", type=int, default=0, help="encode only this many glosses (0: all, see above)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--modes", default="dense,default", help="comma-separated; 'default' = no --mode flag")
+    args = parser.parse_args()
+    folder = OUT / (f"cli-{args.n}" + (f"-base{args.base}" if args.base else ""))
+    meta_path = folder / "bench.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else build_index(folder, args.n, args.base)
+    out: dict[str, Any] = {"index": meta, "query": QUERY, "runs": args.runs}
+    out["python_c_pass_s"] = round(statistics.median(python_start() for _ in range(args.runs)), 4)
+    for mode in args.modes.split(","):
+        cmd = cli_command(folder, None if mode == "default" else mode)
+        time_cli(cmd)  # warm-up: page cache, first-use derived files
+        walls = [time_cli(cmd) for _ in range(args.runs)]
+        phases = [time_phases(cmd) for _ in range(args.runs)]
+        out[mode] = {
+            "command": " ".join(["xmodal", *cmd[3:]]),
+            "cli_s": round(statistics.median(w[0] for w in walls), 4),
+            "exit_s": round(statistics.median(w[1] for w in walls), 4),
+            "cli_s_all": [round(w[0], 3) for w in walls],
+            "breakdown": median_of(phases),
+        }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
