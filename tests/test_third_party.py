@@ -93,3 +93,22 @@ def test_the_cli_and_the_rest_api_reopen_an_index_with_a_third_party_extension(t
         assert r.status_code == 200, r.text
         assert [h["id"] for h in r.json()["hits"]] == ["t3", "t2", "t1"]
         assert r.json()["hits"][0]["provenance"] == "toy"
+
+
+def test_a_dotted_path_encoder_reopens_in_the_cli_and_the_rest_api(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from tests.toyparts.encoder import NAME, LetterEncoder
+    from xmodal.serve.app import create_app
+
+    index = tmp_path / "idx"
+    with Engine.open(index, encoder=LetterEncoder(), index="exact", extensions=[]) as engine:
+        engine.add([Item.create("z", title="zzz buzz"), Item.create("a", title="banana cabana")])
+        assert engine.settings["encoder"]["name"] == NAME and engine.default_mode == "dense"
+    done = cli(index, "search", "aaa", "-k", "1", "--json")  # the CLI resolves the encoder by its dotted path
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["hits"][0]["id"] == "a"
+    with Engine.open(index) as engine, TestClient(create_app(engine)) as client:
+        r = client.post("/search", json={"text": "fizz", "k": 1, "log": False})
+        assert r.status_code == 200 and r.json()["hits"][0]["id"] == "z", r.text

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__
 from .engine import Engine
 from .errors import (
     ConfigError,
@@ -21,8 +22,6 @@ from .errors import (
 from .ingest.prepare import AddReport, Rejection
 from .records import Hits, Item, Modality, Query, Target, VectorKind
 from .results import SearchResult
-
-__version__ = "0.1.0"
 
 
 def open(path: str, **options: object) -> Engine:  # noqa: A001 - the one-liner facade

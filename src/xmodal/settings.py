@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .encoders import Encoder, create_encoder
+from .encoders import Encoder, create_encoder, identity
 from .errors import ConfigError
 from .extension import DEFAULT_EXTENSIONS, extension_class
 from .store.sqlite import SQLiteStore
@@ -49,8 +49,8 @@ def open_settings(
         settings = {"extensions": list(DEFAULT_EXTENSIONS), "default_mode": DEFAULT_MODE, **dict(saved)}
         _check_given(settings, encoder, dim, index, extensions)
         enc = encoder if isinstance(encoder, Encoder) else _recreate(settings["encoder"])
-        if enc.config() != settings["encoder"]:
-            raise ConfigError(f"encoder {enc.config()} does not match the index's {settings['encoder']}")
+        identity.check(settings["encoder"], enc.config())
+        settings["encoder"] = enc.config()  # an index written before identities records its encoder's now
         if default_mode is not None:
             settings["default_mode"] = default_mode
     check_mode(settings["default_mode"], settings["extensions"])
@@ -73,7 +73,7 @@ def _dim(dim: int | None) -> dict[str, Any]:
 
 
 def _recreate(config: dict[str, Any]) -> Encoder:
-    return create_encoder(config["name"], **{k: v for k, v in config.items() if k != "name"})
+    return create_encoder(config["name"], **identity.options(config))
 
 
 def _check_given(

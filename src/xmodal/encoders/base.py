@@ -18,6 +18,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from ..errors import ConfigError, ValidationError
+from ..registry import Registry
 
 Vectors = npt.NDArray[np.float32]
 
@@ -122,27 +123,24 @@ class BaseEncoder:
 
 
 EncoderFactory = Callable[..., Encoder]
-_REGISTRY: dict[str, EncoderFactory] = {}
+#: Encoders by name: registered here, ``xmodal.encoders`` entry points, or ``"package.module:Factory"``.
+ENCODERS: Registry[EncoderFactory] = Registry("encoders", "encoder", callable)
 
 
-def register_encoder(name: str, factory: EncoderFactory) -> None:
+def register_encoder(name: str, factory: EncoderFactory | str) -> None:
     """Make an encoder available by name to ``create_encoder`` and the engine configuration."""
-    _REGISTRY[name] = factory
+    ENCODERS.register(name, factory)
 
 
 def available_encoders() -> list[str]:
-    return sorted(_REGISTRY)
+    return ENCODERS.names()
 
 
 def create_encoder(name: str, **options: Any) -> Encoder:
-    """Build a registered encoder by name, e.g. ``create_encoder("offline", dim=256)``.
+    """Build an encoder by name (or dotted path), e.g. ``create_encoder("offline", dim=256)``.
 
     The options may be a saved :meth:`Encoder.config` less its name: its ``identity`` (see
     :mod:`.identity`) is not an option and is dropped here; compare it with ``identity.check``.
     """
     options.pop("identity", None)
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown encoder {name!r}; available: {', '.join(available_encoders())}") from None
-    return factory(**options)
+    return ENCODERS.resolve(name)(**options)

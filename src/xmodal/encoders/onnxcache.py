@@ -102,7 +102,7 @@ def cache_dir() -> Path:
 
 def versioned(cache: Path | None, stem: str, suffix: str) -> Path:
     """``<cache>/<stem>-xmodal<version><suffix>``."""
-    from .. import __version__
+    from .._version import __version__
 
     return (cache if cache is not None else cache_dir()) / f"{stem}-xmodal{__version__}{suffix}"
 

@@ -24,7 +24,7 @@ except ImportError as exc:  # the server extra is not installed
 if find_spec("python_multipart") is None and find_spec("multipart") is None:  # starlette parses uploads with it
     raise MissingDependency("python-multipart", "server")
 
-from .. import __version__
+from .._version import __version__
 from ..engine import Engine
 from .auth import AuthError, KeyRing, presented_key
 from .config import ServeConfig
