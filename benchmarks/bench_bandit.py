@@ -74,15 +74,17 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             out[kind] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
             out[kind]["beats_best_fixed_in_seeds"] = sum(r["vs_best_fixed"] >= 0 for r in rows)
             for k in ("vs_best_fixed", "relative_to_uniform"):  # seed-to-seed spread of the headline gains
-                out[kind][f"{k}_se"] = float(np.std([r[k] for r in rows], ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else 0.0
+                out[kind][f"{k}_se"] = (
+                    float(np.std([r[k] for r in rows], ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else 0.0
+                )
             rates = [float(np.mean([b["bandits"][kind]["success"] for b in bandits])), out["uniform_success"]]
             out[kind]["ratio_of_mean_rates_to_uniform"] = rates[0] / rates[1] - 1
     if "ranker" in runs[0]:
         for eta in runs[0]["ranker"]:
             gains = [r["ranker"][eta]["ndcg@10"] for r in runs]
-            out[f"ranker {eta}"] = {
-                k: float(np.mean([g[k] for g in gains])) for k in gains[0]
-            } | {"ipw_beats_naive_in_seeds": sum(g["ipw"] > g["naive"] for g in gains)}
+            out[f"ranker {eta}"] = {k: float(np.mean([g[k] for g in gains])) for k in gains[0]} | {
+                "ipw_beats_naive_in_seeds": sum(g["ipw"] > g["naive"] for g in gains)
+            }
     return out
 
 
@@ -94,7 +96,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--eta", type=float, nargs="+", default=[1.0], help="position-bias strengths for the ranker part")
     ap.add_argument(
-        "--promote-fresh", type=float, nargs="+", default=[0.0],
+        "--promote-fresh",
+        type=float,
+        nargs="+",
+        default=[0.0],
         help="freshness boosts of the logging order for the ranker part (0: the fused order)",
     )
     ap.add_argument("--skip-bandit", action="store_true")
@@ -104,7 +109,9 @@ def main() -> None:
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="join the runs of earlier outputs (in benchmarks/out)")
     args = ap.parse_args()
     if args.merge:
-        runs = [run for name in args.merge for run in json.loads((ROOT / "benchmarks" / "out" / name).read_text())["runs"]]
+        runs = [
+            run for name in args.merge for run in json.loads((ROOT / "benchmarks" / "out" / name).read_text())["runs"]
+        ]
     else:
         runs = [
             one_seed(args, seed, plot=i == 0 and not (args.skip_bandit or args.no_plot))

@@ -143,6 +143,7 @@ def cached(name: str, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np
 def wordnet_dataset(n: int, test: int, seed: int, val: int = 1000) -> dict[str, np.ndarray]:
     """Items (gloss vectors), train pairs (all but the last lemma) and held-out queries (the last lemma):
     ``test`` synsets for the test split, ``val`` other synsets for the validation split."""
+
     def make() -> dict[str, np.ndarray]:
         synsets = wordnet_synsets(n, seed)
         items = encode_texts([gloss for _, gloss in synsets])
@@ -150,21 +151,33 @@ def wordnet_dataset(n: int, test: int, seed: int, val: int = 1000) -> dict[str, 
         vecs = encode_texts([lemma for _, lemma in lemmas])
         owner = np.array([i for i, _ in lemmas])
         last = np.r_[owner[1:] != owner[:-1], True]  # the last lemma of each synset
-        return {"items": items, "train_q": vecs[~last], "train_t": owner[~last], "test_q": vecs[last], "test_t": owner[last]}
+        return {
+            "items": items,
+            "train_q": vecs[~last],
+            "train_t": owner[~last],
+            "test_q": vecs[last],
+            "test_t": owner[last],
+        }
 
     data = cached(f"wordnet_{n}_{seed}", make)
     held = len(data["test_q"])
     pick = np.random.default_rng(seed + 1).choice(held, size=min(test, held), replace=False)
     rest = np.setdiff1d(np.arange(held), pick)  # validation: held-out lemmas of other synsets than the test's
     vpick = np.random.default_rng(seed + 2).choice(rest, size=min(val, len(rest)), replace=False)
-    return {**data, "test_q": data["test_q"][pick], "test_t": data["test_t"][pick],
-            "val_q": data["test_q"][vpick], "val_t": data["test_t"][vpick]}
+    return {
+        **data,
+        "test_q": data["test_q"][pick],
+        "test_t": data["test_t"][pick],
+        "val_q": data["test_q"][vpick],
+        "val_t": data["test_t"][vpick],
+    }
 
 
 def clipart_dataset(n: int, test: int, seed: int, val: int = 1000, relevance: str = "item") -> dict[str, np.ndarray]:
     """Items (image vectors); the name texts of half the items train; of the other half, ``test`` items
     are the test split and the next ``val`` the validation split. ``relevance="category"``: the queries
     are name words without folder words, only from eligible images, and ``group`` holds each item's folder."""
+
     def make() -> dict[str, np.ndarray]:
         files = clipart_files(n, seed)
         vectors, kept = encode_images([p for p, _ in files])
@@ -175,8 +188,15 @@ def clipart_dataset(n: int, test: int, seed: int, val: int = 1000, relevance: st
     train, rest = order[: len(order) // 2], order[len(order) // 2 :]
     if relevance == "item":
         held, vheld = rest[:test], rest[test : test + val]
-        return {"items": data["items"], "train_q": data["texts"][train], "train_t": train,
-                "test_q": data["texts"][held], "test_t": held, "val_q": data["texts"][vheld], "val_t": vheld}
+        return {
+            "items": data["items"],
+            "train_q": data["texts"][train],
+            "train_t": train,
+            "test_q": data["texts"][held],
+            "test_t": held,
+            "val_q": data["texts"][vheld],
+            "val_t": vheld,
+        }
     if "kept" not in data:
         raise SystemExit(f"{OUT}/genret_clipart_{n}_{seed}.npz predates --relevance category: delete it")
     files = clipart_files(n, seed)
@@ -184,13 +204,24 @@ def clipart_dataset(n: int, test: int, seed: int, val: int = 1000, relevance: st
     names_vec = cached(f"clipart_{n}_{seed}_names", lambda: {"names": encode_texts([t or "-" for t in names])})["names"]
     labels, group = np.unique(np.array(folders), return_inverse=True)
     size = np.bincount(group)
-    ok = np.array([size[g] >= MIN_CATEGORY and "unsorted" not in labels[g].split("/") and bool(t)
-                   for g, t in zip(group, names, strict=True)])
+    ok = np.array(
+        [
+            size[g] >= MIN_CATEGORY and "unsorted" not in labels[g].split("/") and bool(t)
+            for g, t in zip(group, names, strict=True)
+        ]
+    )
     asked = rest[ok[rest]]  # test/validation queries: the eligible images of the held-out half
     held, vheld = asked[:test], asked[test : test + val]
-    return {"items": data["items"], "train_q": data["texts"][train], "train_t": train,
-            "test_q": names_vec[held], "test_t": held, "val_q": names_vec[vheld], "val_t": vheld,
-            "group": group}
+    return {
+        "items": data["items"],
+        "train_q": data["texts"][train],
+        "train_t": train,
+        "test_q": names_vec[held],
+        "test_t": held,
+        "val_q": names_vec[vheld],
+        "val_t": vheld,
+        "group": group,
+    }
 
 
 def relevant(data: dict[str, np.ndarray], targets: np.ndarray) -> Relevant:
@@ -214,7 +245,10 @@ def clustered(n: int, dim: int, seed: int, clusters: int = 1000) -> np.ndarray:
     out = np.empty((n, dim), np.float32)
     for s in range(0, n, 200_000):
         m = min(200_000, n - s)
-        x = centers[rng.integers(0, clusters, m)] + 0.6 * rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim) * 4
+        x = (
+            centers[rng.integers(0, clusters, m)]
+            + 0.6 * rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim) * 4
+        )
         out[s : s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -256,8 +290,17 @@ def hnsw(items: np.ndarray, m: int = 32, ef: int = 64) -> Any:
     return index
 
 
-def train_variant(data: dict[str, np.ndarray], *, contrastive: bool, alpha: float, epochs: int, seed: int,
-                  max_minutes: float | None, augment_self: bool = False, **extra: Any) -> Any:
+def train_variant(
+    data: dict[str, np.ndarray],
+    *,
+    contrastive: bool,
+    alpha: float,
+    epochs: int,
+    seed: int,
+    max_minutes: float | None,
+    augment_self: bool = False,
+    **extra: Any,
+) -> Any:
     """A generative index on the items, trained on self pairs (noisy item vectors) plus the train pairs.
 
     Only the train pairs (real queries) are augmented unless ``augment_self``; ``extra`` goes to TrainConfig.
@@ -274,15 +317,31 @@ def train_variant(data: dict[str, np.ndarray], *, contrastive: bool, alpha: floa
     queries = np.concatenate([selfq, data["train_q"]]).astype(np.float32)
     targets = np.concatenate([np.arange(n), data["train_t"]]).astype(np.int64)
     real = np.concatenate([np.full(n, augment_self), np.ones(len(data["train_q"]), bool)])
-    ts = TrainingSet(np.arange(n, dtype=np.int64), items, np.zeros(n, np.int64), queries, targets,
-                     {"self": n, "train_queries": len(data["train_q"])}, real)
-    config = TrainConfig(epochs=epochs, contrastive=contrastive, alpha=alpha, seed=seed, device="cpu",
-                         max_minutes=max_minutes, min_steps=0, **extra)
+    ts = TrainingSet(
+        np.arange(n, dtype=np.int64),
+        items,
+        np.zeros(n, np.int64),
+        queries,
+        targets,
+        {"self": n, "train_queries": len(data["train_q"])},
+        real,
+    )
+    config = TrainConfig(
+        epochs=epochs,
+        contrastive=contrastive,
+        alpha=alpha,
+        seed=seed,
+        device="cpu",
+        max_minutes=max_minutes,
+        min_steps=0,
+        **extra,
+    )
     return fit(ts, config, progress=False)
 
 
-def generative_rankings(model: Any, items: np.ndarray, queries: np.ndarray, k: int, beam: int,
-                        rerank: bool, pool: int | None = None) -> tuple[Rankings, float]:
+def generative_rankings(
+    model: Any, items: np.ndarray, queries: np.ndarray, k: int, beam: int, rerank: bool, pool: int | None = None
+) -> tuple[Rankings, float]:
     start = time.perf_counter()
     sim = (lambda rows, q: items[rows] @ q) if rerank else None
     out = []
@@ -294,12 +353,17 @@ def generative_rankings(model: Any, items: np.ndarray, queries: np.ndarray, k: i
 # -- parts --------------------------------------------------------------------------------------------
 # The variants of the ablation: (contrastive fine-tuning, query augmentation α).
 def ablation_variants(alpha: float) -> dict[str, tuple[bool, float]]:
-    return {"GENIUS": (True, alpha), "baseline (RQ k-means IDs, no contrastive, no aug)": (False, 0.0),
-            "ablation: no augmentation": (True, 0.0), "ablation: no contrastive": (False, alpha)}
+    return {
+        "GENIUS": (True, alpha),
+        "baseline (RQ k-means IDs, no contrastive, no aug)": (False, 0.0),
+        "ablation: no augmentation": (True, 0.0),
+        "ablation: no contrastive": (False, alpha),
+    }
 
 
-def evaluate_model(model: Any, items: np.ndarray, q: np.ndarray, t: Relevant, beam: int,
-                   pool: int | None) -> dict[str, dict[str, float]]:
+def evaluate_model(
+    model: Any, items: np.ndarray, q: np.ndarray, t: Relevant, beam: int, pool: int | None
+) -> dict[str, dict[str, float]]:
     """GENIUS and GENIUS-R recall (and batched ms per query) of one model on one split."""
     out = {}
     for rerank in (False, True):
@@ -315,18 +379,29 @@ def part_recall(args: argparse.Namespace) -> dict[str, Any]:
     items, q = data["items"], data["test_q"]
     t, vt = relevant(data, data["test_t"]), relevant(data, data["val_t"])
     prep_s = time.perf_counter() - t0
-    result: dict[str, Any] = {"dataset": args.dataset, "relevance": args.relevance, "items": len(items),
-                              "train_pairs": len(data["train_q"]), "test_queries": len(q),
-                              "val_queries": len(data["val_q"]), "prepare_s": round(prep_s, 1),
-                              "beam": args.beam, "pool": args.pool, "alpha": args.alpha, "methods": {}}
+    result: dict[str, Any] = {
+        "dataset": args.dataset,
+        "relevance": args.relevance,
+        "items": len(items),
+        "train_pairs": len(data["train_q"]),
+        "test_queries": len(q),
+        "val_queries": len(data["val_q"]),
+        "prepare_s": round(prep_s, 1),
+        "beam": args.beam,
+        "pool": args.pool,
+        "alpha": args.alpha,
+        "methods": {},
+    }
     if "group" in data:
         result["categories"] = int(data["group"].max()) + 1
         result["relevant_per_test_query"] = round(float(np.mean([len(s) for s in t])), 1)
     dense = recall(exact(items, q, 10), t)
     result["methods"]["random ranking (expected)"] = chance(len(items), t)
     result["methods"]["exact dense"] = dense
-    result["validation"] = {"random ranking (expected)": chance(len(items), vt),
-                            "exact dense": recall(exact(items, data["val_q"], 10), vt)}
+    result["validation"] = {
+        "random ranking (expected)": chance(len(items), vt),
+        "exact dense": recall(exact(items, data["val_q"], 10), vt),
+    }
     index = hnsw(items)
     _, labels = index.search(q, 10)
     result["methods"]["FAISS HNSW (M=32, ef=64)"] = recall(list(labels), t)
@@ -334,8 +409,9 @@ def part_recall(args: argparse.Namespace) -> dict[str, Any]:
         if (args.quick and name.startswith("ablation")) or (args.only_genius and name != "GENIUS"):
             continue
         t1 = time.perf_counter()
-        model = train_variant(data, contrastive=contrastive, alpha=alpha, epochs=args.epochs, seed=args.seed,
-                              max_minutes=args.max_minutes)
+        model = train_variant(
+            data, contrastive=contrastive, alpha=alpha, epochs=args.epochs, seed=args.seed, max_minutes=args.max_minutes
+        )
         train_s = time.perf_counter() - t1
         for beam in [args.beam, *args.more_beams]:
             found = evaluate_model(model, items, q, t, beam, args.pool)
@@ -346,14 +422,24 @@ def part_recall(args: argparse.Namespace) -> dict[str, Any]:
             result["validation"][f"{name}{suffix}"] = val["GENIUS"]
             result["validation"][f"{name}{suffix} + re-rank"] = val["GENIUS-R"]
         tr = model.meta["training"]
-        result["methods"][name].update({"train_s": round(train_s, 1), "epochs": tr["epochs"],
-                                        "buckets": tr["buckets"], "max_bucket": tr["max_bucket"],
-                                        "perplexity": tr["perplexity"], "decoder_loss": round(tr["decoder_loss"], 3)})
+        result["methods"][name].update(
+            {
+                "train_s": round(train_s, 1),
+                "epochs": tr["epochs"],
+                "buckets": tr["buckets"],
+                "max_bucket": tr["max_bucket"],
+                "perplexity": tr["perplexity"],
+                "decoder_loss": round(tr["decoder_loss"], 3),
+            }
+        )
     base = dense["recall@10"] or 1.0
-    result["ratio_recall@10_vs_dense"] = {name: round(m["recall@10"] / base, 3) for name, m in result["methods"].items()}
+    result["ratio_recall@10_vs_dense"] = {
+        name: round(m["recall@10"] / base, 3) for name, m in result["methods"].items()
+    }
     vbase = result["validation"]["exact dense"]["recall@10"] or 1.0
     result["validation_ratio_recall@10_vs_dense"] = {
-        name: round(m["recall@10"] / vbase, 3) for name, m in result["validation"].items()}
+        name: round(m["recall@10"] / vbase, 3) for name, m in result["validation"].items()
+    }
     return result
 
 
@@ -361,7 +447,11 @@ def part_recall(args: argparse.Namespace) -> dict[str, Any]:
 TUNE_GRID: dict[str, dict[str, Any]] = {
     "no augmentation": {"alpha": 0.0},
     "first design: α=2, half of each batch replaced, self pairs too": {
-        "alpha": 2.0, "augment_share": 0.5, "augment_replace": True, "augment_self": True},
+        "alpha": 2.0,
+        "augment_share": 0.5,
+        "augment_replace": True,
+        "augment_self": True,
+    },
     "α=2, replace half, real pairs only": {"alpha": 2.0, "augment_share": 0.5, "augment_replace": True},
     "α=2, add a mixed copy of every real pair, self pairs too": {"alpha": 2.0, "augment_self": True},
     "α=2, add a mixed copy of every real pair": {"alpha": 2.0},
@@ -375,15 +465,27 @@ def part_tune(args: argparse.Namespace) -> dict[str, Any]:
     data = load(args)
     items, q, t = data["items"], data["val_q"], relevant(data, data["val_t"])
     dense = recall(exact(items, q, 10), t)
-    result: dict[str, Any] = {"dataset": args.dataset, "split": "validation", "items": len(items),
-                              "val_queries": len(q), "epochs": args.epochs, "beam": args.beam,
-                              "methods": {"exact dense": dense}}
+    result: dict[str, Any] = {
+        "dataset": args.dataset,
+        "split": "validation",
+        "items": len(items),
+        "val_queries": len(q),
+        "epochs": args.epochs,
+        "beam": args.beam,
+        "methods": {"exact dense": dense},
+    }
     names = [n for n in TUNE_GRID if not args.grid or any(g in n for g in args.grid)]
     for name in names:
         kw = dict(TUNE_GRID[name])
         t1 = time.perf_counter()
-        model = train_variant(data, contrastive=not args.no_contrastive, epochs=args.epochs, seed=args.seed,
-                              max_minutes=args.max_minutes, **kw)
+        model = train_variant(
+            data,
+            contrastive=not args.no_contrastive,
+            epochs=args.epochs,
+            seed=args.seed,
+            max_minutes=args.max_minutes,
+            **kw,
+        )
         train_s = round(time.perf_counter() - t1, 1)
         for beam in [args.beam, *args.more_beams]:
             found = evaluate_model(model, items, q, t, beam, args.pool)
@@ -392,7 +494,9 @@ def part_tune(args: argparse.Namespace) -> dict[str, Any]:
             result["methods"][f"{name}{suffix} + re-rank"] = found["GENIUS-R"]
         print(json.dumps({name: result["methods"][name]}), file=sys.stderr, flush=True)
     base = dense["recall@10"] or 1.0
-    result["ratio_recall@10_vs_dense"] = {name: round(m["recall@10"] / base, 3) for name, m in result["methods"].items()}
+    result["ratio_recall@10_vs_dense"] = {
+        name: round(m["recall@10"] / base, 3) for name, m in result["methods"].items()
+    }
     return result
 
 
@@ -406,14 +510,27 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
     full = clustered(max(sizes), dim, args.seed)
     queries = clustered(args.queries, dim, args.seed + 7)
     n_train = min(20_000, sizes[0])
-    ts = TrainingSet(np.arange(n_train, dtype=np.int64), full[:n_train], np.zeros(n_train, np.int64),
-                     full[:n_train], np.arange(n_train, dtype=np.int64))
+    ts = TrainingSet(
+        np.arange(n_train, dtype=np.int64),
+        full[:n_train],
+        np.zeros(n_train, np.int64),
+        full[:n_train],
+        np.arange(n_train, dtype=np.int64),
+    )
     t0 = time.perf_counter()
     levels, k = (3, 256)
     config = TrainConfig(levels=levels, codebook_size=k, epochs=args.epochs, device="cpu", min_steps=0)
     model = fit(ts, config, progress=False)
-    out: dict[str, Any] = {"dim": dim, "train_items": n_train, "train_s": round(time.perf_counter() - t0, 1),
-                           "levels": levels, "codebook_size": k, "beam": args.beam, "queries": args.queries, "sizes": {}}
+    out: dict[str, Any] = {
+        "dim": dim,
+        "train_items": n_train,
+        "train_s": round(time.perf_counter() - t0, 1),
+        "levels": levels,
+        "codebook_size": k,
+        "beam": args.beam,
+        "queries": args.queries,
+        "sizes": {},
+    }
     have = n_train
     for n in sizes:
         for s in range(have, n, 100_000):  # the living catalog: IDs from the trained quantizer, no retraining
@@ -425,7 +542,8 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
         row["generative_ms"] = _latency(lambda v: model.search(v, 10, beam=args.beam), queries)
         row["generative_rerank_ms"] = _latency(
             lambda v, x=items: model.search(v, 10, beam=args.beam, similarity=lambda r, qq: x[r] @ qq),  # RERANK_POOL
-            queries)
+            queries,
+        )
         row["exact_ms"] = _latency(lambda v, x=items: exact(x, v, 10), queries)
         if n <= args.hnsw_max:
             t1 = time.perf_counter()
@@ -471,8 +589,12 @@ def _plot(out: dict[str, Any], sizes: list[int]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in [("generative_ms", "GENIUS"), ("generative_rerank_ms", "GENIUS-R"), ("exact_ms", "exact dense"),
-                       ("hnsw_ms", "FAISS HNSW (M=16)")]:
+    for key, label in [
+        ("generative_ms", "GENIUS"),
+        ("generative_rerank_ms", "GENIUS-R"),
+        ("exact_ms", "exact dense"),
+        ("hnsw_ms", "FAISS HNSW (M=16)"),
+    ]:
         xs = [n for n in sizes if key in out["sizes"][n]]
         ax.plot(xs, [out["sizes"][n][key]["p50"] for n in xs], marker="o", label=label)
     ax.set_xscale("log")
@@ -502,8 +624,15 @@ def part_train(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     model = fit(ts, TrainConfig(epochs=args.epochs, device="cpu", min_steps=0), progress=True)  # bars: stderr
     total = time.perf_counter() - t0
-    return {"items": n, "pairs": len(queries), "dim": args.dim, "epochs": args.epochs, "seconds": round(total, 1),
-            "minutes": round(total / 60, 2), "training": model.meta["training"]}
+    return {
+        "items": n,
+        "pairs": len(queries),
+        "dim": args.dim,
+        "epochs": args.epochs,
+        "seconds": round(total, 1),
+        "minutes": round(total / 60, 2),
+        "training": model.meta["training"],
+    }
 
 
 def main() -> None:
@@ -511,8 +640,12 @@ def main() -> None:
     parser.add_argument("part", choices=["recall", "tune", "scale", "train"])
     parser.add_argument("--dataset", choices=["wordnet", "clipart"], default="wordnet")
     parser.add_argument("--items", type=int, default=None)
-    parser.add_argument("--relevance", choices=["item", "category"], default="item",
-                        help="clipart: a hit is the query's own image (item) or any image of its leaf folder")
+    parser.add_argument(
+        "--relevance",
+        choices=["item", "category"],
+        default="item",
+        help="clipart: a hit is the query's own image (item) or any image of its leaf folder",
+    )
     parser.add_argument("--test", type=int, default=1000, help="test queries")
     parser.add_argument("--val", type=int, default=1000, help="validation queries (disjoint from the test split)")
     parser.add_argument("--pool", type=int, default=None, help="GENIUS-R candidate cap (default: the model's)")
@@ -546,8 +679,13 @@ def main() -> None:
     start = time.perf_counter()
     parts = {"recall": part_recall, "tune": part_tune, "scale": part_scale, "train": part_train}
     result = parts[args.part](args)
-    result.update({"threads": args.threads, "wall_s": round(time.perf_counter() - start, 1),
-                   "command": "python benchmarks/bench_genret.py " + " ".join(sys.argv[1:])})
+    result.update(
+        {
+            "threads": args.threads,
+            "wall_s": round(time.perf_counter() - start, 1),
+            "command": "python benchmarks/bench_genret.py " + " ".join(sys.argv[1:]),
+        }
+    )
     OUT.mkdir(exist_ok=True)
     suffix = (f"_{args.dataset}" if args.part in ("recall", "tune") else "") + (f"_{args.tag}" if args.tag else "")
     (OUT / f"genret_{args.part}{suffix}.json").write_text(json.dumps(result, indent=2))

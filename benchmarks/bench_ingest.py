@@ -78,9 +78,14 @@ def rate(count: int, timing: dict[str, float], unit: str) -> dict[str, Any]:
     """
     cores = len(os.sched_getaffinity(0))
     cpu_ms = 1000 * timing["cpu_s"] / max(1, count)
-    return {"count": count, **timing, f"{unit}_per_s": round(count / timing["wall_s"], 1),
-            "cpu_ms_per_item": round(cpu_ms, 2), "cpu_bound_per_s": round(cores * 1000 / cpu_ms, 1),
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
+    return {
+        "count": count,
+        **timing,
+        f"{unit}_per_s": round(count / timing["wall_s"], 1),
+        "cpu_ms_per_item": round(cpu_ms, 2),
+        "cpu_bound_per_s": round(cores * 1000 / cpu_ms, 1),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def ingest(items: list[Item], unit: str) -> dict[str, Any]:
@@ -183,11 +188,16 @@ def main() -> None:
     load: dict[str, float] = {}
     with timed(load):
         ENCODER = create_encoder("offline")
-        ENCODER.encode_documents([Content(text="warm up"), Content(image=load_image(str(next(CLIPART.rglob("*.png")))))])
+        ENCODER.encode_documents(
+            [Content(text="warm up"), Content(image=load_image(str(next(CLIPART.rglob("*.png")))))]
+        )
     texts, images = wordnet_items(args.texts), clipart_items(args.images)
     result: dict[str, Any] = {
-        "machine": {"usable_cores": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
-                    "load_avg_1m_at_start": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "usable_cores": len(os.sched_getaffinity(0)),
+            "cpu_count": os.cpu_count(),
+            "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        },
         "model_load_and_warmup": load,
         "text": ingest(texts, "items"),
         "images": ingest(images, "images"),
@@ -207,8 +217,10 @@ def main() -> None:
         peer["int8_cpu_ratio"] = round(peer["cpu_ms_per_item"] / result["text"]["cpu_ms_per_item"], 2)
         result["peer_torch_text"] = peer
         result["peer_torch_images"] = torch_images(images)
-    result["targets_met"] = {"text_250_per_s": result["text"]["items_per_s"] >= 250,
-                             "images_100_per_s": result["images"]["images_per_s"] >= 100}
+    result["targets_met"] = {
+        "text_250_per_s": result["text"]["items_per_s"] >= 250,
+        "images_100_per_s": result["images"]["images_per_s"] >= 100,
+    }
     print(json.dumps(result, indent=2))
 
 

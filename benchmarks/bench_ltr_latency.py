@@ -33,10 +33,12 @@ from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.ranker import LambdaRanker
 
 POS = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
-LEX = ("adj.all adj.pert adv.all Tops act animal artifact attribute body cognition communication event feeling "
-       "food group location motive object person phenomenon plant possession process quantity relation shape "
-       "state substance time body change cognition communication competition consumption contact creation "
-       "emotion motion perception possession social stative weather adj.ppl").split()
+LEX = (
+    "adj.all adj.pert adv.all Tops act animal artifact attribute body cognition communication event feeling "
+    "food group location motive object person phenomenon plant possession process quantity relation shape "
+    "state substance time body change cognition communication competition consumption contact creation "
+    "emotion motion perception possession social stative weather adj.ppl"
+).split()
 
 
 def wordnet_items(n: int) -> list[Item]:
@@ -49,8 +51,15 @@ def wordnet_items(n: int) -> list[Item]:
             parts = head.split()
             lemma = parts[4].replace("_", " ")
             lex = int(parts[1])
-            items.append(Item.create(f"{pos}{parts[0]}", title=lemma, text=gloss.split(";")[0], created_at=1.0,
-                                     attributes={"category": LEX[lex] if lex < len(LEX) else "other", "pos": pos}))
+            items.append(
+                Item.create(
+                    f"{pos}{parts[0]}",
+                    title=lemma,
+                    text=gloss.split(";")[0],
+                    created_at=1.0,
+                    attributes={"category": LEX[lex] if lex < len(LEX) else "other", "pos": pos},
+                )
+            )
             if len(items) >= n:
                 return items
     return items
@@ -76,11 +85,17 @@ def main() -> None:
     rng = np.random.default_rng(0)
     queries = [Query(text=items[int(i)].title, k=10) for i in rng.integers(len(items), size=args.queries)]
     vectors = [engine.encode_query(q) for q in queries]
-    rows = [candidate_features(pipe, q, v, fuse("rrf", {"d": engine.search_vector(v, k=50)}),
-                               pipe.prepare(q).understanding) for q, v in zip(queries[:40], vectors[:40], strict=True)]
+    rows = [
+        candidate_features(pipe, q, v, fuse("rrf", {"d": engine.search_vector(v, k=50)}), pipe.prepare(q).understanding)
+        for q, v in zip(queries[:40], vectors[:40], strict=True)
+    ]
     X = np.vstack(rows)
-    pipe.set_ranker(LambdaRanker(n_estimators=150).fit(X, rng.integers(0, 2, len(X)), [len(r) for r in rows],
-                                                       feature_names=FEATURES), save=False)
+    pipe.set_ranker(
+        LambdaRanker(n_estimators=150).fit(
+            X, rng.integers(0, 2, len(X)), [len(r) for r in rows], feature_names=FEATURES
+        ),
+        save=False,
+    )
     stages = ("dense", "policy", "retrieve", "fusion", "ranker", "added", "learned_total")
     times: dict[str, list[float]] = {k: [] for k in stages}
     for q, v in zip(queries, vectors, strict=True):
@@ -96,11 +111,23 @@ def main() -> None:
         e = time.perf_counter()
         pipe.rank(prepared, v, fused)
         f = time.perf_counter()
-        for key, value in (("dense", b - a), ("policy", c - b), ("retrieve", d - c), ("fusion", e - d),
-                           ("ranker", f - e), ("added", (c - b) + (e - d) + (f - e)), ("learned_total", f - b)):
+        for key, value in (
+            ("dense", b - a),
+            ("policy", c - b),
+            ("retrieve", d - c),
+            ("fusion", e - d),
+            ("ranker", f - e),
+            ("added", (c - b) + (e - d) + (f - e)),
+            ("learned_total", f - b),
+        ):
             times[key].append(value)
-    out = {"items": len(engine), "queries": len(queries), "build_s": round(build_s, 1), "pipeline_setup_s": round(setup_s, 1),
-           **{k: pct(v) for k, v in times.items()}}
+    out = {
+        "items": len(engine),
+        "queries": len(queries),
+        "build_s": round(build_s, 1),
+        "pipeline_setup_s": round(setup_s, 1),
+        **{k: pct(v) for k, v in times.items()},
+    }
     out["added_over_dense_p50_ratio"] = round(out["added"]["p50_ms"] / out["dense"]["p50_ms"], 3)
     out["learned_total_over_dense_p50_ratio"] = round(out["learned_total"]["p50_ms"] / out["dense"]["p50_ms"], 3)
     out["target_added_p50_ms"] = 5.0

@@ -65,7 +65,19 @@ def child(n: int, dim: int, chunk: int, options: dict[str, object]) -> dict[str,
 
 def measure(n: int, dim: int, chunk: int, options: dict[str, object]) -> dict[str, object]:
     """Run :func:`child` in a fresh interpreter and parse its JSON line."""
-    cmd = [sys.executable, __file__, "--child", "--n", str(n), "--dim", str(dim), "--chunk", str(chunk), "--options", json.dumps(options)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--n",
+        str(n),
+        "--dim",
+        str(dim),
+        "--chunk",
+        str(chunk),
+        "--options",
+        json.dumps(options),
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])

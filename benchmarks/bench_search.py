@@ -133,7 +133,14 @@ def timed(fns: dict[str, Any], queries: np.ndarray, warmup: int = 20) -> dict[st
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f[f >= 0]) & set(t[t >= 0])) / max(1, int((t >= 0).sum())) for f, t in zip(found, truth, strict=True)]))
+    return float(
+        np.mean(
+            [
+                len(set(f[f >= 0]) & set(t[t >= 0])) / max(1, int((t >= 0).sum()))
+                for f, t in zip(found, truth, strict=True)
+            ]
+        )
+    )
 
 
 class LookupEncoder:
@@ -304,7 +311,11 @@ def main() -> None:
     import faiss
 
     names = ["wordnet", "clustered"] if args.data == "both" else [args.data]
-    report: dict[str, Any] = {"faiss": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads(), "cpus": os.cpu_count()}
+    report: dict[str, Any] = {
+        "faiss": faiss.__version__,
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "cpus": os.cpu_count(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             report[name] = run(name, args.n, args.queries, Path(tmp), with_engine=not args.no_engine)

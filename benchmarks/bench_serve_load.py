@@ -51,8 +51,14 @@ def wordnet(n_items: int, n_queries: int) -> tuple[list[Item], list[str]]:
         if i % 10 == 9 and len(queries) < n_queries:
             queries.append(s.lemmas[0].replace("_", " "))
         elif len(items) < n_items:
-            items.append(Item.create(f"wn-{s.pos}{s.offset}", title=s.lemmas[0].replace("_", " "), text=s.gloss,
-                                     attributes={"pos": s.pos, "lexname": s.lexname}))
+            items.append(
+                Item.create(
+                    f"wn-{s.pos}{s.offset}",
+                    title=s.lemmas[0].replace("_", " "),
+                    text=s.gloss,
+                    attributes={"pos": s.pos, "lexname": s.lexname},
+                )
+            )
         if len(items) >= n_items and len(queries) >= n_queries:
             break
     return items, queries
@@ -113,11 +119,19 @@ def overhead(index: Path, queries: list[str], port: int, config: Path, log: Path
         proc.terminate()
         proc.wait(60)
     d50, a50, i50 = statistics.median(direct), statistics.median(api), statistics.median(asgi)
-    return {"queries": len(queries), "engine_p50_ms": round(d50, 3), "api_p50_ms": round(a50, 3),
-            "added_p50_ms": round(a50 - d50, 3), "app_in_process_p50_ms": round(i50, 3),
-            "app_added_p50_ms": round(i50 - d50, 3), "engine_cpu_ms_per_search": round(engine_cpu, 3),
-            "app_added_cpu_ms_per_search": round(app_cpu - client_cpu - engine_cpu, 3), "engine_p99_ms": round(percentile(direct, 0.99), 3),
-            "api_p99_ms": round(percentile(api, 0.99), 3), "target_added_p50_ms": 2.0}
+    return {
+        "queries": len(queries),
+        "engine_p50_ms": round(d50, 3),
+        "api_p50_ms": round(a50, 3),
+        "added_p50_ms": round(a50 - d50, 3),
+        "app_in_process_p50_ms": round(i50, 3),
+        "app_added_p50_ms": round(i50 - d50, 3),
+        "engine_cpu_ms_per_search": round(engine_cpu, 3),
+        "app_added_cpu_ms_per_search": round(app_cpu - client_cpu - engine_cpu, 3),
+        "engine_p99_ms": round(percentile(direct, 0.99), 3),
+        "api_p99_ms": round(percentile(api, 0.99), 3),
+        "target_added_p50_ms": 2.0,
+    }
 
 
 def overhead_runs(index: Path, queries: list[str], config: Path, log: Path, runs: int) -> dict[str, Any]:
@@ -125,8 +139,11 @@ def overhead_runs(index: Path, queries: list[str], config: Path, log: Path, runs
     each = [overhead(index, queries, free_port(), config, log) for _ in range(max(1, runs))]
     best = min(each, key=lambda r: r["added_p50_ms"])
     keys = ("added_p50_ms", "app_added_p50_ms", "app_added_cpu_ms_per_search")
-    return {"best_run": best, "median_of_runs": {k: round(statistics.median(r[k] for r in each), 3) for k in keys},
-            "runs": [{k: r[k] for k in ("engine_p50_ms", "api_p50_ms", *keys)} for r in each]}
+    return {
+        "best_run": best,
+        "median_of_runs": {k: round(statistics.median(r[k] for r in each), 3) for k in keys},
+        "runs": [{k: r[k] for k in ("engine_p50_ms", "api_p50_ms", *keys)} for r in each],
+    }
 
 
 async def _empty_app(scope: Any, receive: Any, send: Any) -> None:
@@ -148,8 +165,16 @@ def load(index: Path, queries: list[str], args: argparse.Namespace, config: Path
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        report = asyncio.run(run_load(f"http://127.0.0.1:{port}", clients=args.clients, seconds=args.seconds,
-                                      write_every=5, key=KEY, queries=tuple(queries)))
+        report = asyncio.run(
+            run_load(
+                f"http://127.0.0.1:{port}",
+                clients=args.clients,
+                seconds=args.seconds,
+                write_every=5,
+                key=KEY,
+                queries=tuple(queries),
+            )
+        )
     finally:
         done.set()
         sampler.join()
@@ -159,9 +184,13 @@ def load(index: Path, queries: list[str], args: argparse.Namespace, config: Path
     with Engine.open(index) as engine:
         missing = [i for i in report.acked if i not in engine]
     out = report.summary()
-    out.update(clients=args.clients, graceful_exit_code=exit_code, acked_missing=len(missing),
-               rss_mb={"start": round(samples[0], 1), "peak": round(max(samples), 1), "end": round(samples[-1], 1)},
-               error_examples=report.errors[:3])
+    out.update(
+        clients=args.clients,
+        graceful_exit_code=exit_code,
+        acked_missing=len(missing),
+        rss_mb={"start": round(samples[0], 1), "peak": round(max(samples), 1), "end": round(samples[-1], 1)},
+        error_examples=report.errors[:3],
+    )
     return out
 
 
@@ -213,7 +242,9 @@ def main() -> None:
     parser.add_argument("--kill-after", type=float, default=3.0)
     parser.add_argument("--overhead-runs", type=int, default=3, help="repeat the overhead phase; best and median")
     parser.add_argument("--overhead-only", action="store_true")
-    parser.add_argument("--encoder", default="hashing", help="hashing (fast, measures the API) or offline (real models)")
+    parser.add_argument(
+        "--encoder", default="hashing", help="hashing (fast, measures the API) or offline (real models)"
+    )
     args = parser.parse_args()
     items, queries = wordnet(args.items, args.queries)
     with tempfile.TemporaryDirectory(prefix="xmodal-bench-serve-") as tmp:
@@ -225,8 +256,13 @@ def main() -> None:
             engine.add(items)
             build_s = time.perf_counter() - t0
         result: dict[str, Any] = {
-            "benchmark": "serve_load", "data": "wordnet", "items": len(items), "encoder": args.encoder,
-            "build_s": round(build_s, 2), "cpus": os.cpu_count(), "load_average_before": os.getloadavg(),
+            "benchmark": "serve_load",
+            "data": "wordnet",
+            "items": len(items),
+            "encoder": args.encoder,
+            "build_s": round(build_s, 2),
+            "cpus": os.cpu_count(),
+            "load_average_before": os.getloadavg(),
             "overhead": overhead_runs(index, queries, config, log, args.overhead_runs),
         }
         if not args.overhead_only:

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 def _required() -> tuple[str, ...]:
     """The distributions named in ``[project] dependencies`` of pyproject.toml (the bare install's)."""
     import re

@@ -84,8 +84,13 @@ def test_unknown_field_names_the_field_and_suggests_the_fix(tmp_path: Path) -> N
 def test_invalid_json_rejects_only_that_line(tmp_path: Path, engine: Engine) -> None:
     path = write_jsonl(
         tmp_path / "c.jsonl",
-        [{"id": "a", "title": "alpha"}, '{"id": "b", "title": ', "[1, 2]", b"\xff\xfe".decode("latin-1"),
-         {"id": "c", "title": "gamma"}],
+        [
+            {"id": "a", "title": "alpha"},
+            '{"id": "b", "title": ',
+            "[1, 2]",
+            b"\xff\xfe".decode("latin-1"),
+            {"id": "c", "title": "gamma"},
+        ],
     )
     report = add_catalogs(engine, [path])
     assert sorted(report.added) == ["a", "c"]
@@ -96,7 +101,9 @@ def test_invalid_json_rejects_only_that_line(tmp_path: Path, engine: Engine) -> 
 
 def test_non_utf8_line_and_duplicate_keys(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
-    path.write_bytes(b'{"id": "a", "title": "caf\xe9"}\n{"id": "b", "id": "c", "title": "t"}\n{"id": "d", "title": "ok"}\n')
+    path.write_bytes(
+        b'{"id": "a", "title": "caf\xe9"}\n{"id": "b", "id": "c", "title": "t"}\n{"id": "d", "title": "ok"}\n'
+    )
     first, second, third = list(read_jsonl(path))
     assert isinstance(first, Rejection) and "UTF-8" in first.reason
     assert isinstance(second, Rejection) and "given twice" in second.reason
@@ -106,9 +113,14 @@ def test_non_utf8_line_and_duplicate_keys(tmp_path: Path) -> None:
 def test_bad_field_types(tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "c.jsonl",
-        [{"title": "no id"}, {"id": ["x"], "title": "t"}, {"id": "t", "title": 5},
-         {"id": "at", "title": "t", "attributes": {"nested": {"a": 1}}}, {"id": "m", "title": "t", "modality": "video"},
-         {"id": "e"}],
+        [
+            {"title": "no id"},
+            {"id": ["x"], "title": "t"},
+            {"id": "t", "title": 5},
+            {"id": "at", "title": "t", "attributes": {"nested": {"a": 1}}},
+            {"id": "m", "title": "t", "modality": "video"},
+            {"id": "e"},
+        ],
     )
     records = list(read_jsonl(path))
     assert all(isinstance(r, Rejection) for r in records)
@@ -178,8 +190,25 @@ def test_bad_images_rejected_with_line_and_fix(image_catalog: Path, engine: Engi
     report = add_catalogs(engine, [image_catalog])
     assert sorted(report.added) == ["good", "text"]
     why = reasons(report.rejected)
-    line = {name: f"{image_catalog}:{n}" for n, name in enumerate(
-        ["good", "missing", "corrupt", "truncated", "bomb", "huge", "ico", "disguised", "svg", "escape", "absolute"], 1)}
+    line = {
+        name: f"{image_catalog}:{n}"
+        for n, name in enumerate(
+            [
+                "good",
+                "missing",
+                "corrupt",
+                "truncated",
+                "bomb",
+                "huge",
+                "ico",
+                "disguised",
+                "svg",
+                "escape",
+                "absolute",
+            ],
+            1,
+        )
+    }
     assert "file not found" in why[line["missing"]] and "fix the path" in why[line["missing"]]
     assert "'corrupt'" in why[line["corrupt"]]
     assert "truncated" in why[line["truncated"]] or "corrupt" in why[line["truncated"]]

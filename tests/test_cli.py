@@ -37,8 +37,14 @@ def make_catalog(folder: Path) -> Path:
         lines.append({"id": item_id, "title": title, "attributes": {"color": list(COLORS)[n % 4], "price": n * 10}})
     for n, (name, rgb) in enumerate(COLORS.items()):
         Image.new("RGB", (24, 24), rgb).save(folder / "img" / f"{name}.png")
-        lines.append({"id": f"sq-{name}", "title": f"{name} square", "image": f"img/{name}.png",
-                      "attributes": {"color": name, "price": 5 + n}})
+        lines.append(
+            {
+                "id": f"sq-{name}",
+                "title": f"{name} square",
+                "image": f"img/{name}.png",
+                "attributes": {"color": name, "price": 5 + n},
+            }
+        )
     path = folder / "catalog.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
@@ -72,8 +78,10 @@ def search_json(capsys: pytest.CaptureFixture[str], index: Path, *argv: str) -> 
 
 def test_add_reports_rejections_with_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cat = tmp_path / "c.jsonl"
-    cat.write_text('{"id": "a", "title": "alpha"}\n{"id": "b", "titel": "typo"}\n'
-                   '{"id": "c", "image": "gone.png"}\n{"id": "d", "title": "delta"}\n')
+    cat.write_text(
+        '{"id": "a", "title": "alpha"}\n{"id": "b", "titel": "typo"}\n'
+        '{"id": "c", "image": "gone.png"}\n{"id": "d", "title": "delta"}\n'
+    )
     code, out, _ = run(capsys, "--index", str(tmp_path / "idx"), *FAST, "add", str(cat))
     assert code == 1  # something was rejected
     assert out.startswith("added 2 items; rejected 2:")
@@ -139,7 +147,9 @@ def test_search_by_image_and_target(built: tuple[Path, Path], capsys: pytest.Cap
 
 def test_global_options_after_the_command(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     index, _ = built
-    code, out, err = run(capsys, "--index", "elsewhere", "search", "brass desk lamp", "-k", "1", "--index", str(index), "--json")
+    code, out, err = run(
+        capsys, "--index", "elsewhere", "search", "brass desk lamp", "-k", "1", "--index", str(index), "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["hits"][0]["id"] == "lamp"
 
@@ -154,7 +164,9 @@ def test_search_table(built: tuple[Path, Path], capsys: pytest.CaptureFixture[st
     assert "took" in err
 
 
-def test_search_without_a_mode_uses_the_index_default(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_search_without_a_mode_uses_the_index_default(
+    built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
 
     index, _ = built
     assert build_parser().parse_args(["search", "x"]).mode is None
@@ -257,11 +269,15 @@ def test_eval(built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFi
     Image.new("RGB", (24, 24), COLORS["blue"]).save(tmp_path / "q" / "blue.png")
     queries = tmp_path / "queries.jsonl"
     queries.write_text(
-        json.dumps({"text": TITLES["bike"], "relevant": ["bike"], "note": "ignored"}) + "\n"
-        + json.dumps({"image": "q/blue.png", "relevant": ["sq-blue"]}) + "\n"
+        json.dumps({"text": TITLES["bike"], "relevant": ["bike"], "note": "ignored"})
+        + "\n"
+        + json.dumps({"image": "q/blue.png", "relevant": ["sq-blue"]})
+        + "\n"
         + "not json\n"
-        + json.dumps({"text": "x"}) + "\n"
-        + json.dumps({"image": "q/missing.png", "relevant": ["mug"]}) + "\n"
+        + json.dumps({"text": "x"})
+        + "\n"
+        + json.dumps({"image": "q/missing.png", "relevant": ["mug"]})
+        + "\n"
     )
     code, out, err = run(capsys, "--index", str(index), "eval", str(queries), "--json", "-q")
     assert code == 0, err
@@ -324,7 +340,9 @@ def test_unknown_attribute_is_error_1(built: tuple[Path, Path], capsys: pytest.C
     assert code == 1 and "filters.colour" in err and "color" in err and "Traceback" not in err
 
 
-def test_bad_query_image_is_error_1(built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_query_image_is_error_1(
+    built: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     index, _ = built
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
     code, _, err = run(capsys, "--index", str(index), "search", "--image", str(tmp_path / "nope.png"))
@@ -359,25 +377,38 @@ def test_module_and_script_run(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     path = make_catalog(tmp_path)
     index = str(tmp_path / "idx")
-    done = subprocess.run([sys.executable, "-m", "xmodal.cli", "--index", index, *FAST, "add", str(path)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "xmodal.cli", "--index", index, *FAST, "add", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "added 9 items"
     script = Path(sys.executable).with_name("xmodal")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "xmodal.cli"]
-    done = subprocess.run([*command, "--index", index, "search", "red racing bicycle", "-k", "1", "--json"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [*command, "--index", index, "search", "red racing bicycle", "-k", "1", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["hits"][0]["id"] == "bike"
-    done = subprocess.run([*command, "--index", index, "search", "x", "-k", "0"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [*command, "--index", index, "search", "x", "-k", "0"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 2 and "-k must be" in done.stderr
 
 
 def test_search_explain_and_log_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     catalog = tmp_path / "c.jsonl"
-    catalog.write_text('{"id": "a", "title": "red boots", "attributes": {"color": "red"}}\n'
-                       '{"id": "b", "title": "blue hat", "attributes": {"color": "blue"}}\n')
+    catalog.write_text(
+        '{"id": "a", "title": "red boots", "attributes": {"color": "red"}}\n'
+        '{"id": "b", "title": "blue hat", "attributes": {"color": "blue"}}\n'
+    )
     index = str(tmp_path / "idx")
     assert main(["--index", index, "--encoder", "hashing", "add", str(catalog), "-q"]) == 0
     capsys.readouterr()

@@ -25,8 +25,13 @@ VISIBLE_WITHIN = 1.0  # seconds (issue 12's target)
 
 
 def cli(index: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "xmodal.cli", "--index", str(index), *args],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "xmodal.cli", "--index", str(index), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done
 

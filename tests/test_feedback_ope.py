@@ -30,9 +30,14 @@ def obd() -> dict[str, Any]:
     action = np.array([int(r["item_id"]) for r in rows])
     raw_pos = np.array([int(r["position"]) for r in rows])
     position = np.searchsorted(np.unique(raw_pos), raw_pos)
-    return {"n_rounds": len(rows), "n_actions": int(action.max()) + 1, "action": action, "position": position,
-            "reward": np.array([float(r["click"]) for r in rows]),
-            "pscore": np.array([float(r["propensity_score"]) for r in rows])}
+    return {
+        "n_rounds": len(rows),
+        "n_actions": int(action.max()) + 1,
+        "action": action,
+        "position": position,
+        "reward": np.array([float(r["click"]) for r in rows]),
+        "pscore": np.array([float(r["propensity_score"]) for r in rows]),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -62,17 +67,24 @@ def test_ips_snips_dr_agree_with_obp(obd: dict[str, Any], evaluation: tuple[np.n
     from obp.ope import DoublyRobust, InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting
 
     dist, q = evaluation
-    common = {"reward": obd["reward"], "action": obd["action"], "position": obd["position"], "pscore": obd["pscore"],
-              "action_dist": dist}
+    common = {
+        "reward": obd["reward"],
+        "action": obd["action"],
+        "position": obd["position"],
+        "pscore": obd["pscore"],
+        "action_dist": dist,
+    }
     target = from_action_dist(dist, obd["action"], obd["position"])
     ours_ips = ips(obd["reward"], obd["pscore"], target)
     assert ours_ips == pytest.approx(InverseProbabilityWeighting().estimate_policy_value(**common), rel=1e-9)
     assert snips(obd["reward"], obd["pscore"], target) == pytest.approx(
-        SelfNormalizedInverseProbabilityWeighting().estimate_policy_value(**common), rel=1e-9)
+        SelfNormalizedInverseProbabilityWeighting().estimate_policy_value(**common), rel=1e-9
+    )
     q_logged = q[np.arange(len(q)), obd["action"], obd["position"]]
     ours_dr = doubly_robust(obd["reward"], obd["pscore"], target, q_logged, expected_q(dist, q, obd["position"]))
-    assert ours_dr == pytest.approx(DoublyRobust().estimate_policy_value(**common, estimated_rewards_by_reg_model=q),
-                                    rel=1e-9)
+    assert ours_dr == pytest.approx(
+        DoublyRobust().estimate_policy_value(**common, estimated_rewards_by_reg_model=q), rel=1e-9
+    )
     assert ours_ips != pytest.approx(logged_value(obd["reward"]), rel=1e-6)  # a different policy, another value
 
 

@@ -23,8 +23,22 @@ from xmodal.genret.train import TrainConfig, TrainingSet, fit  # noqa: E402
 from xmodal.genret.trie import CodeTrie  # noqa: E402
 
 DIM, N, CLUSTERS = 32, 160, 12
-TINY = TrainConfig(levels=2, codebook_size=8, epochs=50, batch=40, lr=5e-3, d_model=32, n_layers=1, n_heads=2,
-                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, alpha=2.0, min_steps=0, device="cpu")
+TINY = TrainConfig(
+    levels=2,
+    codebook_size=8,
+    epochs=50,
+    batch=40,
+    lr=5e-3,
+    d_model=32,
+    n_layers=1,
+    n_heads=2,
+    n_prefix=2,
+    finetune_epochs=1,
+    kmeans_iters=10,
+    alpha=2.0,
+    min_steps=0,
+    device="cpu",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,7 +74,9 @@ codes_strategy = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3), st.int
 
 @given(codes_strategy, st.data())
 @settings(max_examples=60, deadline=None)
-def test_trie_allowed_matches_brute_force_after_adds_and_deletes(codes: list[tuple[int, int, int]], data: st.DataObject) -> None:
+def test_trie_allowed_matches_brute_force_after_adds_and_deletes(
+    codes: list[tuple[int, int, int]], data: st.DataObject
+) -> None:
     trie = CodeTrie(3, 2, 4)
     rows = np.arange(len(codes), dtype=np.int64)
     trie.add(rows, np.asarray(codes, np.int64))
@@ -76,7 +92,9 @@ def test_trie_allowed_matches_brute_force_after_adds_and_deletes(codes: list[tup
             expected = {c[t] for c in live.values() if c[:t] == prefix}
             assert set(np.flatnonzero(row).tolist()) == expected
     for key, members in zip(trie.full_keys(), trie.members(trie.full_keys()), strict=True):
-        assert sorted(members.tolist()) == sorted(r for r, c in live.items() if tuple(trie.unpack(np.array([key]))[0]) == c)
+        assert sorted(members.tolist()) == sorted(
+            r for r, c in live.items() if tuple(trie.unpack(np.array([key]))[0]) == c
+        )
 
 
 def test_trie_moves_a_row_on_re_add() -> None:
@@ -121,6 +139,7 @@ def test_rerank_sees_every_member_of_the_generated_buckets_up_to_the_cap(
     copies = np.arange(20_000, 20_150, dtype=np.int64)
     model.put(copies, np.repeat(x[5:6], 150, 0), ["text"] * 150)
     try:
+
         def similarity(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
             return np.where(rows == copies[-1], 2.0, 0.0).astype(np.float32)
 
@@ -174,8 +193,9 @@ def test_augmentation_adds_mixed_copies_of_the_real_pairs_only(
     q = np.roll(x, 1, axis=0)  # queries unlike their targets, so a mixed query is new
     real = np.zeros(40, bool)
     real[::4] = True
-    data = TrainingSet(np.arange(40, dtype=np.int64), x, np.zeros(40, np.int64), q, np.arange(40, dtype=np.int64),
-                       augmentable=real)
+    data = TrainingSet(
+        np.arange(40, dtype=np.int64), x, np.zeros(40, np.int64), q, np.arange(40, dtype=np.int64), augmentable=real
+    )
     seen: list[torch.Tensor] = []
     original = IDDecoder.loss
 
@@ -249,8 +269,20 @@ def test_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
     x, _ = clustered(64)
     data = TrainingSet(np.arange(64, dtype=np.int64), x, np.zeros(64, np.int64), x, np.arange(64, dtype=np.int64))
-    small = TrainConfig(levels=2, codebook_size=8, epochs=2, batch=32, d_model=16, n_layers=1, n_heads=2,
-                        n_prefix=1, finetune_epochs=1, kmeans_iters=3, min_steps=0, device="cpu")
+    small = TrainConfig(
+        levels=2,
+        codebook_size=8,
+        epochs=2,
+        batch=32,
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        n_prefix=1,
+        finetune_epochs=1,
+        kmeans_iters=3,
+        min_steps=0,
+        device="cpu",
+    )
     fit(data, small, checkpoint_dir=tmp_path, progress=False)
     first = load_file(str(tmp_path / "checkpoint.safetensors"))
     assert int(first["epoch"][0]) == 2 and any(k.startswith("opt.") for k in first)

@@ -23,8 +23,21 @@ from xmodal.genret.train import TrainConfig  # noqa: E402
 
 from .conftest import text_items  # noqa: E402
 
-TINY = TrainConfig(levels=2, codebook_size=16, epochs=60, batch=32, lr=5e-3, d_model=32, n_layers=1, n_heads=2,
-                   n_prefix=2, finetune_epochs=1, kmeans_iters=10, min_steps=0, device="cpu")
+TINY = TrainConfig(
+    levels=2,
+    codebook_size=16,
+    epochs=60,
+    batch=32,
+    lr=5e-3,
+    d_model=32,
+    n_layers=1,
+    n_heads=2,
+    n_prefix=2,
+    finetune_epochs=1,
+    kmeans_iters=10,
+    min_steps=0,
+    device="cpu",
+)
 N = 64
 
 
@@ -110,7 +123,9 @@ def test_reopened_index_keeps_the_living_trie(tmp_path: Path) -> None:
         assert live_genret(engine).status()["live"]["items"] == 30
 
 
-def test_model_for_another_dimension_or_corrupt_is_refused_without_breaking_dense(trained: Engine, tmp_path: Path) -> None:
+def test_model_for_another_dimension_or_corrupt_is_refused_without_breaking_dense(
+    trained: Engine, tmp_path: Path
+) -> None:
     other = Engine.open(tmp_path / "other", encoder=HashingEncoder(dim=32), index="exact")
     try:
         other.add(text_items(5))
@@ -137,8 +152,9 @@ def test_judgments_are_training_pairs(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "judged.jsonl"
     lines = [{"text": "a red thing", "relevant": ["t0", "t4"]}, {"text": "x", "relevant": ["missing"]}, "oops"]
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    summary = train_engine(engine, judgments=path, config=TrainConfig(**{**TINY.to_dict(), "epochs": 1}),
-                           progress=False)
+    summary = train_engine(
+        engine, judgments=path, config=TrainConfig(**{**TINY.to_dict(), "epochs": 1}), progress=False
+    )
     assert summary["sources"] == {"views": 0, "self": 20, "feedback": 0, "judgments": 2}
     assert len(summary["skipped_judgments"]) == 1
 
@@ -193,8 +209,9 @@ def test_eval_in_a_generative_mode_is_shown_by_status(tmp_path: Path, capsys: py
         engine.add(text_items(24))
         train_engine(engine, config=TrainConfig(**{**TINY.to_dict(), "epochs": 2}), progress=False)
     judged = tmp_path / "judged.jsonl"
-    judged.write_text("".join(json.dumps({"text": item.document_text, "relevant": [item.id]}) + "\n"
-                              for item in text_items(24)[:6]))
+    judged.write_text(
+        "".join(json.dumps({"text": item.document_text, "relevant": [item.id]}) + "\n" for item in text_items(24)[:6])
+    )
     assert main(["--index", index, "eval", str(judged), "--mode", "dense", "-q", "--json"]) == 0
     capsys.readouterr()
     assert main(["--index", index, "genret", "status", "--json"]) == 0

@@ -44,7 +44,11 @@ def clustered(
     which = rng.integers(0, clusters, n)
     scale = rng.uniform(0.6 * spread, 1.4 * spread, clusters).astype(np.float32)[which, None]
     coef = rng.standard_normal((n, rank)).astype(np.float32) * scale / np.sqrt(rank)
-    x = centers[which] + np.einsum("nr,nrd->nd", coef, bases[which]) + noise * rng.standard_normal((n, dim)).astype(np.float32)
+    x = (
+        centers[which]
+        + np.einsum("nr,nrd->nd", coef, bases[which])
+        + noise * rng.standard_normal((n, dim)).astype(np.float32)
+    )
     out: np.ndarray = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     return out
 
@@ -61,7 +65,9 @@ def make(kind: str, dim: int = DIM) -> VectorIndex:
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean recall@k of label rows against reference rows (padding ignored)."""
-    hits = [len(set(f[f >= 0]) & set(t[t >= 0])) / max(1, int((t >= 0).sum())) for f, t in zip(found, truth, strict=True)]
+    hits = [
+        len(set(f[f >= 0]) & set(t[t >= 0])) / max(1, int((t >= 0).sum())) for f, t in zip(found, truth, strict=True)
+    ]
     return float(np.mean(hits))
 
 
@@ -230,6 +236,7 @@ def test_bad_k_and_labels() -> None:
     with pytest.raises(ValidationError, match="labels"):
         index.add(np.array([1]), VECTORS[:2])
 
+
 def test_bad_k(kind: str) -> None:
     index = make(kind)
     index.add(LABELS[:5], VECTORS[:5])
@@ -331,7 +338,10 @@ def test_unknown_kind_is_a_config_error() -> None:
 def test_engine_on_auto_index_filters_and_reopens(tmp_path: Path) -> None:
     """The engine's default index end to end: crosses to HNSW, filters before the cut, checkpoints."""
     colors = ["red", "green", "blue", "black", "white"]
-    items = [Item.create(f"i{i}", title=f"thing {i} {colors[i % 5]}", attributes={"color": colors[i % 5]}) for i in range(300)]
+    items = [
+        Item.create(f"i{i}", title=f"thing {i} {colors[i % 5]}", attributes={"color": colors[i % 5]})
+        for i in range(300)
+    ]
     eng = Engine.open(tmp_path / "e", encoder="hashing", index="auto", index_options={"threshold": 100, **SMALL_HNSW})
     eng.add(items)
     assert eng.space.indexes[next(iter(eng.space.indexes))].inner_kind == "hnsw"  # type: ignore[attr-defined]

@@ -47,8 +47,11 @@ run_ids = st.lists(st.sampled_from([f"i{n}" for n in range(12)]), min_size=0, ma
 
 
 @settings(max_examples=60, deadline=None)
-@given(runs=st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), run_ids, min_size=1, max_size=4),
-       method=st.sampled_from(sorted(FUSERS)), seed=st.integers(0, 1000))
+@given(
+    runs=st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), run_ids, min_size=1, max_size=4),
+    method=st.sampled_from(sorted(FUSERS)),
+    seed=st.integers(0, 1000),
+)
 def test_fusion_is_invariant_to_the_order_of_runs_and_pure(runs: dict[str, list[str]], method: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
     hits = {name: Hits.of(ids, sorted(rng.random(len(ids)).tolist(), reverse=True), name) for name, ids in runs.items()}
@@ -57,7 +60,8 @@ def test_fusion_is_invariant_to_the_order_of_runs_and_pure(runs: dict[str, list[
     forward = fuse(method, hits, weights)
     backward = fuse(method, dict(reversed(list(hits.items()))), dict(reversed(list(weights.items()))))
     assert [(h.id, round(h.score, 9), dict(h.sources)) for h in forward] == [
-        (h.id, round(h.score, 9), dict(h.sources)) for h in backward]
+        (h.id, round(h.score, 9), dict(h.sources)) for h in backward
+    ]
     assert {h.id for h in forward} == {i for ids in runs.values() for i in ids}
     for name, (ids, scores) in snapshot.items():  # inputs never mutated
         assert hits[name].ids.tolist() == ids.tolist() and np.array_equal(hits[name].scores, scores)

@@ -26,8 +26,12 @@ def test_allocation_never_exceeds_the_budget(n: int, budget: int, share: float, 
 
 
 @settings(max_examples=50, deadline=None)
-@given(kind=st.sampled_from(["linucb", "thompson"]), budget=st.integers(1, 300), seed=st.integers(0, 99),
-       available=st.sets(st.sampled_from(ARMS), min_size=1))
+@given(
+    kind=st.sampled_from(["linucb", "thompson"]),
+    budget=st.integers(1, 300),
+    seed=st.integers(0, 99),
+    available=st.sets(st.sampled_from(ARMS), min_size=1),
+)
 def test_selected_plans_never_exceed_the_budget(kind: str, budget: int, seed: int, available: set[str]) -> None:
     policy = make_policy(kind, ARMS, 4, budget=budget, seed=seed)
     x = np.random.default_rng(seed).random(4)

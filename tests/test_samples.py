@@ -137,9 +137,21 @@ def test_missing_debian_packages_are_skipped_with_a_message(tmp_path: Path, monk
     assert kinds == {"photo"}
 
 
-def test_demo_smoke(data_dir: Path, catalog: samples.Catalog, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--encoder", "hashing", "--size", str(SIZE), "--data", str(data_dir), "-k", "3",
-            "--index", str(tmp_path / "idx")]
+def test_demo_smoke(
+    data_dir: Path, catalog: samples.Catalog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "--encoder",
+        "hashing",
+        "--size",
+        str(SIZE),
+        "--data",
+        str(data_dir),
+        "-k",
+        "3",
+        "--index",
+        str(tmp_path / "idx"),
+    ]
     assert demo_main(args) == 0
     out = capsys.readouterr().out
     assert "index: built" in out

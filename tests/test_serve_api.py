@@ -50,11 +50,27 @@ def auth(key: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engine]]:
     engine = Engine.open(tmp_path_factory.mktemp("serve") / "idx", encoder=HashingEncoder(), index="exact")
-    config = ServeConfig(keys=KEYS, cors_origins=("http://example.test",), max_body_bytes=2_000_000, max_pixels=1_000_000)
+    config = ServeConfig(
+        keys=KEYS, cors_origins=("http://example.test",), max_body_bytes=2_000_000, max_pixels=1_000_000
+    )
     with serve_in_thread(create_app(engine, config)) as url:
-        items = [{"id": f"p{i}", "title": f"{color} shoe number {i}", "attributes": {"color": color, "price": 10 + i},
-                  "image_base64": base64.b64encode(png(i)).decode()} for i, color in enumerate(["red", "blue", "green", "red"])]
-        items.append({"id": "doc1", "title": "a guide to hiking boots", "text": "waterproof leather", "attributes": {"color": "brown"}})
+        items = [
+            {
+                "id": f"p{i}",
+                "title": f"{color} shoe number {i}",
+                "attributes": {"color": color, "price": 10 + i},
+                "image_base64": base64.b64encode(png(i)).decode(),
+            }
+            for i, color in enumerate(["red", "blue", "green", "red"])
+        ]
+        items.append(
+            {
+                "id": "doc1",
+                "title": "a guide to hiking boots",
+                "text": "waterproof leather",
+                "attributes": {"color": "brown"},
+            }
+        )
         r = httpx.post(f"{url}/items", json={"items": items}, headers=auth(WRITER))
         assert r.status_code == 200 and len(r.json()["added"]) == 5, r.text
         yield url, engine
@@ -76,7 +92,10 @@ def test_search_text_returns_hits_with_urls_and_provenance(served: tuple[str, En
 
 def test_search_filters_and_explain(served: tuple[str, Engine]) -> None:
     url, _ = served
-    r = httpx.post(f"{url}/search", json={"text": "shoe", "filters": {"color": "red", "price": {"lt": 12}}, "k": 5, "explain": True})
+    r = httpx.post(
+        f"{url}/search",
+        json={"text": "shoe", "filters": {"color": "red", "price": {"lt": 12}}, "k": 5, "explain": True},
+    )
     assert r.status_code == 200
     assert [h["id"] for h in r.json()["hits"]] == ["p0"]
     assert r.json()["explain"] is not None
@@ -113,7 +132,9 @@ def test_item_and_hits_are_the_shared_view(served: tuple[str, Engine]) -> None:
 
     url, engine = served
     assert httpx.get(f"{url}/items/p1").json() == item_view(engine.get("p1"))
-    hit = httpx.post(f"{url}/search", json={"text": "hiking boots guide", "k": 1, "mode": "dense", "log": False}).json()["hits"][0]
+    hit = httpx.post(
+        f"{url}/search", json={"text": "hiking boots guide", "k": 1, "mode": "dense", "log": False}
+    ).json()["hits"][0]
     assert hit == hit_view(engine.get("doc1"), hit["score"], hit["provenance"])
     assert hit["image"] is None and hit["created_at"] > 0
 
@@ -153,8 +174,13 @@ def test_facets(served: tuple[str, Engine]) -> None:
 
 def test_add_reports_rejections_and_keeps_valid_items(served: tuple[str, Engine]) -> None:
     url, engine = served
-    items = [{"id": "ok1", "title": "fine"}, {"id": "bad1", "title": 5}, {"title": "no id"},
-             {"id": "bad2", "image_base64": "!!notbase64"}, {"id": "bad3", "image_base64": base64.b64encode(b"GIF89a trunc").decode()}]
+    items = [
+        {"id": "ok1", "title": "fine"},
+        {"id": "bad1", "title": 5},
+        {"title": "no id"},
+        {"id": "bad2", "image_base64": "!!notbase64"},
+        {"id": "bad3", "image_base64": base64.b64encode(b"GIF89a trunc").decode()},
+    ]
     r = httpx.post(f"{url}/items", json={"items": items}, headers=auth(WRITER))
     assert r.status_code == 200
     assert r.json()["added"] == ["ok1"]
@@ -165,8 +191,12 @@ def test_add_reports_rejections_and_keeps_valid_items(served: tuple[str, Engine]
 def test_add_multipart_with_images(served: tuple[str, Engine]) -> None:
     url, engine = served
     items = [{"id": "mp1", "title": "uploaded", "image_file": "a.png"}, {"id": "mp2", "image_file": "missing.png"}]
-    r = httpx.post(f"{url}/items", data={"items": json.dumps(items)}, files=[("images", ("a.png", png(7), "image/png"))],
-                   headers=auth(WRITER))
+    r = httpx.post(
+        f"{url}/items",
+        data={"items": json.dumps(items)},
+        files=[("images", ("a.png", png(7), "image/png"))],
+        headers=auth(WRITER),
+    )
     assert r.status_code == 200, r.text
     assert r.json()["added"] == ["mp1"] and r.json()["rejected"][0]["where"] == "mp2"
     assert engine.get("mp1").image is not None
@@ -201,7 +231,11 @@ def test_keys_and_scopes(served: tuple[str, Engine]) -> None:
     url, _ = served
     one = {"items": [{"id": "k1", "title": "x"}]}
     missing = httpx.post(f"{url}/items", json=one)
-    assert missing.status_code == 401 and "API key" in missing.json()["error"] and missing.headers["www-authenticate"] == "Bearer"
+    assert (
+        missing.status_code == 401
+        and "API key" in missing.json()["error"]
+        and missing.headers["www-authenticate"] == "Bearer"
+    )
     assert httpx.post(f"{url}/items", json=one, headers=auth("wrong-key-000")).status_code == 401
     read_only = httpx.post(f"{url}/items", json=one, headers=auth(READER))
     assert read_only.status_code == 403 and "write" in read_only.json()["error"]
@@ -230,9 +264,13 @@ def test_rate_limit_answers_429_with_retry_after(served: tuple[str, Engine]) -> 
 
 def test_cors_request_id_and_metrics(served: tuple[str, Engine]) -> None:
     url, _ = served
-    pre = httpx.options(f"{url}/search", headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"})
+    pre = httpx.options(
+        f"{url}/search", headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"}
+    )
     assert pre.headers["access-control-allow-origin"] == "http://example.test"
-    other = httpx.options(f"{url}/search", headers={"Origin": "http://evil.test", "Access-Control-Request-Method": "POST"})
+    other = httpx.options(
+        f"{url}/search", headers={"Origin": "http://evil.test", "Access-Control-Request-Method": "POST"}
+    )
     assert "access-control-allow-origin" not in other.headers
     assert httpx.get(f"{url}/health", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
     text = httpx.get(f"{url}/metrics").text
@@ -274,7 +312,9 @@ def test_searches_stay_correct_while_items_churn(served: tuple[str, Engine]) -> 
 
     url, _ = served
     ids = [f"churn{i}" for i in range(20)]
-    httpx.post(f"{url}/items", json={"items": [{"id": i, "title": f"churn shoe {i}"} for i in ids]}, headers=auth(WRITER))
+    httpx.post(
+        f"{url}/items", json={"items": [{"id": i, "title": f"churn shoe {i}"} for i in ids]}, headers=auth(WRITER)
+    )
     stop, problems = time.monotonic() + 2.0, []
 
     def churn() -> None:
@@ -288,8 +328,10 @@ def test_searches_stay_correct_while_items_churn(served: tuple[str, Engine]) -> 
     def search() -> None:
         with httpx.Client(base_url=url) as client:
             while time.monotonic() < stop:
-                for r in (client.post("/search", json={"text": "churn shoe", "k": 30, "log": False}),
-                          client.get(f"/items/{ids[3]}/similar", params={"k": 25})):
+                for r in (
+                    client.post("/search", json={"text": "churn shoe", "k": 30, "log": False}),
+                    client.get(f"/items/{ids[3]}/similar", params={"k": 25}),
+                ):
                     if r.status_code >= 500 or (r.status_code == 200 and not all(h["title"] for h in r.json()["hits"])):
                         problems.append((r.status_code, r.text[:200]))
 

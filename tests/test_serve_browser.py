@@ -27,8 +27,15 @@ from xmodal.encoders import HashingEncoder  # noqa: E402
 from xmodal.serve import ServeConfig, create_app  # noqa: E402
 from xmodal.serve.testing import serve_in_thread  # noqa: E402
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PHOTOS = {  # real photographs shipped with scikit-image
     "astronaut": ("Astronaut portrait", "Eileen Collins in her NASA suit", "people"),
     "coffee": ("Cup of coffee", "a cup of coffee on a saucer", "food"),
@@ -48,10 +55,18 @@ def photo_png(name: str) -> bytes:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engine, Path]]:
     tmp = tmp_path_factory.mktemp("page")
     engine = Engine.open(tmp / "idx", encoder=HashingEncoder(), index="exact")
-    engine.add([Item.create(name, title=title, text=text, image=photo_png(name), attributes={"category": cat, "year": 1990 + i})
-                for i, (name, (title, text, cat)) in enumerate(PHOTOS.items())])
+    engine.add(
+        [
+            Item.create(
+                name, title=title, text=text, image=photo_png(name), attributes={"category": cat, "year": 1990 + i}
+            )
+            for i, (name, (title, text, cat)) in enumerate(PHOTOS.items())
+        ]
+    )
     engine.add([Item.create(f"extra{i}", title=f"filler {i}", attributes={"year": 2000 + i}) for i in range(4)])
-    engine.add([Item.create("note1", title="Coffee brewing notes", text="grind, bloom, pour", attributes={"category": "food"})])
+    engine.add(
+        [Item.create("note1", title="Coffee brewing notes", text="grind, bloom, pour", attributes={"category": "food"})]
+    )
     with serve_in_thread(create_app(engine, ServeConfig(mcp=False, log_requests=False))) as url:
         yield url, engine, tmp
     engine.close()
@@ -102,7 +117,9 @@ def test_upload_an_image_with_the_file_picker(site: tuple[str, Engine, Path], pa
     page.goto(url + "/")
     page.fill("#query", "")
     assert not page.locator("#image-chip").is_visible()
-    page.set_input_files("#image-input", files=[{"name": "cat.png", "mimeType": "image/png", "buffer": photo_png("chelsea")}])
+    page.set_input_files(
+        "#image-input", files=[{"name": "cat.png", "mimeType": "image/png", "buffer": photo_png("chelsea")}]
+    )
     assert page.locator("#image-chip").is_visible()
     page.click("#search-button")
     assert titles(page)[0] == "Chelsea the cat"

@@ -32,8 +32,13 @@ def image_bytes(size: tuple[int, int], fmt: str = "PNG", mode: str = "RGB") -> b
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     engine = Engine.open(tmp_path_factory.mktemp("bad") / "idx", encoder=HashingEncoder(), index="exact")
-    config = ServeConfig(keys=(ApiKey(WRITER, frozenset({"write"})),), max_body_bytes=LIMIT, max_pixels=1_000_000,
-                         log_requests=False, mcp=False)
+    config = ServeConfig(
+        keys=(ApiKey(WRITER, frozenset({"write"})),),
+        max_body_bytes=LIMIT,
+        max_pixels=1_000_000,
+        log_requests=False,
+        mcp=False,
+    )
     with serve_in_thread(create_app(engine, config)) as base:
         httpx.post(f"{base}/items", json={"items": [{"id": "a", "title": "apple"}]}, headers={"X-API-Key": WRITER})
         yield base
@@ -72,7 +77,7 @@ JSON = {"content-type": "application/json"}
         (b'{"text": "a", "mode": "no-such-mode"}', 422, ["mode"]),
         (b'{"txt": "a"}', 422, ["txt"]),
         (b'{"text": "   "}', 422, ["empty"]),
-        (b'[1, 2]', 422, ["body"]),
+        (b"[1, 2]", 422, ["body"]),
         (b'{"image_base64": "%%%"}', 422, ["image_base64", "base64"]),
     ],
 )
@@ -82,8 +87,11 @@ def test_bad_search_bodies(url: str, body: bytes, status: int, words: list[str])
 
 def test_multipart_text_that_is_not_utf8_is_refused(url: str) -> None:
     boundary = "xmodalboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n".encode()
-            + b"\xff\xfeapple" + f"\r\n--{boundary}--\r\n".encode())
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\n'.encode()
+        + b"\xff\xfeapple"
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
     check(httpx.post(f"{url}/search", content=body, headers=headers), 400, "UTF-8", "text")
     items_body = body.replace(b'"text"', b'"items"')
@@ -93,7 +101,9 @@ def test_multipart_text_that_is_not_utf8_is_refused(url: str) -> None:
 
 
 def test_unsupported_content_type(url: str) -> None:
-    check(httpx.post(f"{url}/search", content=b"text=apple", headers={"content-type": "text/plain"}), 415, "Content-Type")
+    check(
+        httpx.post(f"{url}/search", content=b"text=apple", headers={"content-type": "text/plain"}), 415, "Content-Type"
+    )
 
 
 def test_huge_bodies_are_refused(url: str) -> None:
@@ -134,15 +144,24 @@ def test_image_as_a_text_field_is_refused(url: str) -> None:
 
 
 def test_broken_multipart(url: str) -> None:
-    r = httpx.post(f"{url}/search", content=b"--xx\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\napple",
-                   headers={"content-type": "multipart/form-data; boundary=xx"})
+    r = httpx.post(
+        f"{url}/search",
+        content=b'--xx\r\nContent-Disposition: form-data; name="text"\r\n\r\napple',
+        headers={"content-type": "multipart/form-data; boundary=xx"},
+    )
     assert r.status_code in (400, 422) and r.json()["error"]
 
 
 @pytest.mark.parametrize(
     "path",
-    ["/items/..%2F..%2Fetc%2Fpasswd", "/items/../../etc/passwd/media", "/items/a%2F..%2F..%2Fstore.sqlite/media",
-     "/items/%2e%2e/thumbnail", "/static/../store.sqlite", "/static/%2e%2e/%2e%2e/pyproject.toml"],
+    [
+        "/items/..%2F..%2Fetc%2Fpasswd",
+        "/items/../../etc/passwd/media",
+        "/items/a%2F..%2F..%2Fstore.sqlite/media",
+        "/items/%2e%2e/thumbnail",
+        "/static/../store.sqlite",
+        "/static/%2e%2e/%2e%2e/pyproject.toml",
+    ],
 )
 def test_path_traversal_finds_nothing(url: str, path: str) -> None:
     r = httpx.get(f"{url}{path}")
@@ -152,8 +171,10 @@ def test_path_traversal_finds_nothing(url: str, path: str) -> None:
 
 def test_lone_surrogates_never_reach_the_index(url: str) -> None:
     """Python's json accepts "\\ud800"; stored, it would break every later response that includes it."""
-    for body in (b'{"items": [{"id": "\\ud800", "title": "x"}]}',
-                 b'{"items": [{"id": "s1", "title": "x", "attributes": {"\\udfff": "v"}}]}'):
+    for body in (
+        b'{"items": [{"id": "\\ud800", "title": "x"}]}',
+        b'{"items": [{"id": "s1", "title": "x", "attributes": {"\\udfff": "v"}}]}',
+    ):
         r = httpx.post(f"{url}/items", content=body, headers={**JSON, "X-API-Key": WRITER})
         check(r, 400, "surrogate")
     r = httpx.post(f"{url}/feedback", content=b'{"query_id": "\\ud800", "item_id": "a"}', headers=JSON)
@@ -163,10 +184,16 @@ def test_lone_surrogates_never_reach_the_index(url: str) -> None:
 
 
 def test_items_cannot_name_server_files(url: str) -> None:
-    items = [{"id": "p1", "title": "x", "image": "/etc/passwd"}, {"id": "p2", "title": "x", "image_file": "../../etc/passwd"}]
+    items = [
+        {"id": "p1", "title": "x", "image": "/etc/passwd"},
+        {"id": "p2", "title": "x", "image_file": "../../etc/passwd"},
+    ]
     r = httpx.post(f"{url}/items", json={"items": items}, headers={"X-API-Key": WRITER})
     assert r.json()["added"] == [] and {x["where"] for x in r.json()["rejected"]} == {"p1", "p2"}
-    assert "extra" in r.json()["rejected"][0]["reason"].lower() or "not permitted" in r.json()["rejected"][0]["reason"].lower()
+    assert (
+        "extra" in r.json()["rejected"][0]["reason"].lower()
+        or "not permitted" in r.json()["rejected"][0]["reason"].lower()
+    )
 
 
 @pytest.mark.parametrize(
@@ -179,10 +206,13 @@ def test_bad_item_batches(url: str, body: object, status: int) -> None:
 
 @pytest.mark.parametrize(
     ("body", "status", "word"),
-    [(b'{"query_id": "q"', 400, "JSON"), (b'{"query_id": 1, "item_id": "a"}', 422, "query_id"),
-     (b'{"query_id": "q", "item_id": "a", "position": -1}', 422, "position"),
-     (b'{"query_id": "q", "item_id": "a", "event": "DROP TABLE"}', 422, "event"),
-     (b'{"query_id": "q\xff", "item_id": "a"}', 400, "")],
+    [
+        (b'{"query_id": "q"', 400, "JSON"),
+        (b'{"query_id": 1, "item_id": "a"}', 422, "query_id"),
+        (b'{"query_id": "q", "item_id": "a", "position": -1}', 422, "position"),
+        (b'{"query_id": "q", "item_id": "a", "event": "DROP TABLE"}', 422, "event"),
+        (b'{"query_id": "q\xff", "item_id": "a"}', 400, ""),
+    ],
 )
 def test_bad_feedback(url: str, body: bytes, status: int, word: str) -> None:
     check(httpx.post(f"{url}/feedback", content=body, headers=JSON), status, word)

@@ -38,11 +38,25 @@ def png(color: tuple[int, int, int]) -> bytes:
 
 def build_index(path: Path) -> None:
     with Engine.open(path, encoder=HashingEncoder(), index="exact") as engine:
-        engine.add([
-            Item.create("lamp", title="Desk lamp", text="a warm LED desk lamp", image=png((200, 180, 40)), attributes={"room": "office"}),
-            Item.create("sofa", title="Green sofa", text="three seat sofa", image=png((20, 160, 60)), attributes={"room": "living"}),
-            Item.create("evil", title="Chair", text=INJECTION, attributes={"room": "office"}),
-        ])
+        engine.add(
+            [
+                Item.create(
+                    "lamp",
+                    title="Desk lamp",
+                    text="a warm LED desk lamp",
+                    image=png((200, 180, 40)),
+                    attributes={"room": "office"},
+                ),
+                Item.create(
+                    "sofa",
+                    title="Green sofa",
+                    text="three seat sofa",
+                    image=png((20, 160, 60)),
+                    attributes={"room": "living"},
+                ),
+                Item.create("evil", title="Chair", text=INJECTION, attributes={"room": "office"}),
+            ]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +75,24 @@ def structured(result: Any) -> dict[str, Any]:
 async def exercise(client: Any) -> dict[str, Any]:
     tools = {t.name for t in (await client.list_tools()).tools}
     found = structured(await client.call_tool("search", {"text": "warm desk lamp", "k": 2}))
-    by_image = structured(await client.call_tool("search", {"image_base64": base64.b64encode(png((20, 160, 60))).decode(), "k": 1}))
+    by_image = structured(
+        await client.call_tool("search", {"image_base64": base64.b64encode(png((20, 160, 60))).decode(), "k": 1})
+    )
     filtered = structured(await client.call_tool("search", {"text": "chair", "filters": {"room": "office"}, "k": 5}))
     item = structured(await client.call_tool("get_item", {"id": "evil"}))
     similar = structured(await client.call_tool("similar_items", {"id": "lamp", "k": 2}))
     missing = await client.call_tool("get_item", {"id": "nope"})
     image = await client.read_resource(found["hits"][0]["image"]["resource"])
-    return {"tools": tools, "found": found, "by_image": by_image, "filtered": filtered, "item": item,
-            "similar": similar, "missing": missing, "image": image}
+    return {
+        "tools": tools,
+        "found": found,
+        "by_image": by_image,
+        "filtered": filtered,
+        "item": item,
+        "similar": similar,
+        "missing": missing,
+        "image": image,
+    }
 
 
 def check(out: dict[str, Any]) -> None:
@@ -104,13 +128,18 @@ def test_mcp_http_needs_a_key_when_reads_are_closed(index: Path) -> None:
     import httpx
 
     with Engine.open(index) as engine:
-        app = create_app(engine, ServeConfig(keys=(ApiKey(READER, frozenset({"read"})),), open_reads=False, log_requests=False))
+        app = create_app(
+            engine, ServeConfig(keys=(ApiKey(READER, frozenset({"read"})),), open_reads=False, log_requests=False)
+        )
         with serve_in_thread(app) as url:
             init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
             refused = httpx.post(f"{url}/mcp", json=init, headers={"Accept": "application/json, text/event-stream"})
             assert refused.status_code == 401 and "API key" in refused.json()["error"]
-            allowed = httpx.post(f"{url}/mcp", json=init, headers={"Accept": "application/json, text/event-stream",
-                                                                   "Authorization": f"Bearer {READER}"})
+            allowed = httpx.post(
+                f"{url}/mcp",
+                json=init,
+                headers={"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {READER}"},
+            )
             assert allowed.status_code != 401
 
 
@@ -119,8 +148,9 @@ def test_mcp_over_stdio(index: Path) -> None:
 
     # the SDK passes only a safe environment to the child; keep PYTHONPATH so it runs the source under test
     env = {**get_default_environment(), **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
-    params = StdioServerParameters(command=sys.executable, args=["-m", "xmodal.serve", "mcp", "--index", str(index)],
-                                   env=env)
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "xmodal.serve", "mcp", "--index", str(index)], env=env
+    )
 
     async def main() -> dict[str, Any]:
         async with mcp.Client(params) as client:
@@ -146,8 +176,12 @@ def test_mcp_tools_in_process_use_the_engine_and_the_shared_view(index: Path) ->
         async def main() -> dict[str, Any]:
             async with mcp.Client(build_mcp(engine)) as client:
                 return {
-                    "similar": structured(await client.call_tool("similar_items", {"id": "lamp", "k": 2, "target": "image"})),
-                    "dense": structured(await client.call_tool("search", {"text": "desk lamp", "k": 1, "mode": "dense"})),
+                    "similar": structured(
+                        await client.call_tool("similar_items", {"id": "lamp", "k": 2, "target": "image"})
+                    ),
+                    "dense": structured(
+                        await client.call_tool("search", {"text": "desk lamp", "k": 1, "mode": "dense"})
+                    ),
                     "default": structured(await client.call_tool("search", {"text": "desk lamp", "k": 1})),
                     "bad_mode": await client.call_tool("search", {"text": "desk lamp", "mode": "psychic"}),
                     "bad_target": await client.call_tool("similar_items", {"id": "lamp", "target": "sound"}),

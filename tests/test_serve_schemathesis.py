@@ -33,8 +33,14 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     engine = Engine.open(tmp_path_factory.mktemp("st") / "idx", encoder=HashingEncoder(), index="exact")
     engine.add([Item.create(f"i{i}", title=f"item {i}", attributes={"color": "red", "n": i}) for i in range(5)])
-    config = ServeConfig(keys=(ApiKey(ADMIN, frozenset({"admin"})),), log_requests=False, mcp=False,
-                         rate=10_000.0, burst=10_000, max_body_bytes=1_000_000)
+    config = ServeConfig(
+        keys=(ApiKey(ADMIN, frozenset({"admin"})),),
+        log_requests=False,
+        mcp=False,
+        rate=10_000.0,
+        burst=10_000,
+        max_body_bytes=1_000_000,
+    )
     with serve_in_thread(create_app(engine, config)) as url:
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
     engine.close()
@@ -53,8 +59,9 @@ def test_api_conforms_to_its_spec(api_schema: Any, mode: GenerationMode) -> None
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-                  database=None)
+        @settings(
+            max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+        )
         def run(case: Any) -> None:
             case.call_and_validate(headers={"Authorization": f"Bearer {ADMIN}"}, checks=CHECKS)
 

@@ -21,7 +21,9 @@ TOY = "tests.toyparts.extension:ToyExtension"
 
 
 def items(n: int, start: int = 0) -> list[Item]:
-    return [Item.create(f"t{i}", title=f"toy item {i}", attributes={"even": i % 2 == 0}) for i in range(start, start + n)]
+    return [
+        Item.create(f"t{i}", title=f"toy item {i}", attributes={"even": i % 2 == 0}) for i in range(start, start + n)
+    ]
 
 
 def test_a_dotted_path_extension_runs_in_the_api(tmp_path: Path) -> None:
@@ -70,8 +72,14 @@ def test_the_extension_catches_up_with_writes_made_without_it(tmp_path: Path) ->
 
 def cli(index: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "xmodal.cli", "--index", str(index), *args],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "xmodal.cli", "--index", str(index), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def test_the_cli_and_the_rest_api_reopen_an_index_with_a_third_party_extension(tmp_path: Path) -> None:

@@ -51,17 +51,28 @@ EXAMPLES = (
     Example("text", text="a cup of coffee"),
     Example("text", text="cat"),
     Example("text", text="an astronaut in a space suit"),
-    Example("image: a mirrored crop of the cat photo (not in the catalog)", image="queries/photo/chelsea-flipped.png",
-            target=Target.IMAGE),
-    Example("image: the stereo pair's other view of the motorcycle (not in the catalog)",
-            image="queries/photo/motorcycle-right.png", target=Target.IMAGE),
-    Example("text+image: the cat photo's crop and the word 'tiger'", text="tiger",
-            image="queries/photo/chelsea-flipped.png"),
+    Example(
+        "image: a mirrored crop of the cat photo (not in the catalog)",
+        image="queries/photo/chelsea-flipped.png",
+        target=Target.IMAGE,
+    ),
+    Example(
+        "image: the stereo pair's other view of the motorcycle (not in the catalog)",
+        image="queries/photo/motorcycle-right.png",
+        target=Target.IMAGE,
+    ),
+    Example(
+        "text+image: the cat photo's crop and the word 'tiger'", text="tiger", image="queries/photo/chelsea-flipped.png"
+    ),
     Example("filtered: clip-art only", text="cat", filters={"kind": "clipart"}),
     Example("filtered: WordNet nouns only", text="a vehicle with wheels", filters={"source": "wordnet", "pos": "noun"}),
     Example("text → image vectors only, clip-art", text="a guitar", filters={"kind": "clipart"}, target=Target.IMAGE),
-    Example("text → image vectors only, one category", text="a red car", filters={"category": "transportation"},
-            target=Target.IMAGE),
+    Example(
+        "text → image vectors only, one category",
+        text="a red car",
+        filters={"category": "transportation"},
+        target=Target.IMAGE,
+    ),
 )
 
 
@@ -82,8 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m xmodal.demo", description="Build, index, search and score the "
-                                "sample catalog.")
+    p = argparse.ArgumentParser(
+        prog="python -m xmodal.demo", description="Build, index, search and score the sample catalog."
+    )
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="clip-art images (WordNet entries: twice as many)")
     p.add_argument("--encoder", default="offline", help="encoder for a new index (default: offline)")
     p.add_argument("--data", type=Path, default=Path(".cache/samples"), help="where the catalog is cached")
@@ -99,8 +111,10 @@ def _catalog(args: argparse.Namespace) -> Catalog:
     start = time.perf_counter()
     catalog = build_catalog(args.data / f"size-{args.size}", args.size, force=args.rebuild)
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(catalog.counts.items()) if kind not in ("items", "queries"))
-    print(f"sample catalog: {catalog.counts.get('items', 0)} items ({counts}), {catalog.counts.get('queries', 0)} "
-          f"judged queries in {catalog.root} ({time.perf_counter() - start:.1f} s)")
+    print(
+        f"sample catalog: {catalog.counts.get('items', 0)} items ({counts}), {catalog.counts.get('queries', 0)} "
+        f"judged queries in {catalog.root} ({time.perf_counter() - start:.1f} s)"
+    )
     for note in catalog.skipped:
         print(f"  note: {note}")
     return catalog
@@ -141,8 +155,10 @@ def _build(args: argparse.Namespace, catalog: Catalog, wanted: dict[str, str]) -
         engine.close()
         raise
     took, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(f"index: built {args.index} with encoder {engine.encoder.name} ({engine.encoder.dim}-d): "
-          f"{len(report.added)} items in {took:.1f} s ({len(report.added) / took:.0f} items/s; {cpu:.0f} s of CPU)")
+    print(
+        f"index: built {args.index} with encoder {engine.encoder.name} ({engine.encoder.dim}-d): "
+        f"{len(report.added)} items in {took:.1f} s ({len(report.added) / took:.0f} items/s; {cpu:.0f} s of CPU)"
+    )
     for rejection in report.rejected[:5]:
         print(f"  rejected {rejection.where}: {rejection.reason}")
     (args.index / MARKER).write_text(json.dumps(wanted))
@@ -176,8 +192,9 @@ def _heading(example: Example, result: SearchResult) -> str:
 
 def _score(engine: Engine, catalog: Catalog) -> None:
     """Score the judged queries per kind of query, then all together (the mean over every query)."""
-    kinds = [str(json.loads(line).get("kind", "other")) for line in catalog.queries.read_text().splitlines()
-             if line.strip()]
+    kinds = [
+        str(json.loads(line).get("kind", "other")) for line in catalog.queries.read_text().splitlines() if line.strip()
+    ]
     groups: dict[str, list[EvalQuery | Rejection]] = defaultdict(list)
     for kind, entry in zip(kinds, read_queries(catalog.queries), strict=True):
         groups[kind].append(entry)
@@ -200,6 +217,7 @@ def _score(engine: Engine, catalog: Catalog) -> None:
 def _row(kind: str, n: int, metrics: dict[str, float]) -> None:
     figures = "  ".join(f"{metrics.get(name, 0.0):>9.3f}" for name in METRICS)
     print(f"  {kind:<18} {n:>5}  {figures}")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -48,8 +48,9 @@ BATCH = 256
 class Engine:
     """A multimodal index in one folder. Use :meth:`open`; close it (or use ``with``) when done."""
 
-    def __init__(self, path: Path, store: SQLiteStore, encoder: Encoder, space: VectorSpace,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self, path: Path, store: SQLiteStore, encoder: Encoder, space: VectorSpace, settings: dict[str, Any]
+    ) -> None:
         self.path = path
         self.store = store
         self.encoder = encoder
@@ -82,8 +83,13 @@ class Engine:
         store = SQLiteStore(root / "store.sqlite")
         try:
             enc, settings = open_settings(
-                store, encoder=encoder, dim=dim, index=index, index_options=index_options,
-                extensions=extensions, default_mode=default_mode,
+                store,
+                encoder=encoder,
+                dim=dim,
+                index=index,
+                index_options=index_options,
+                extensions=extensions,
+                default_mode=default_mode,
             )
             space = VectorSpace.open(root / "index", enc.dim, settings["index"], settings["index_options"])
             if store.get_meta("settings") != settings:
@@ -282,7 +288,12 @@ class Engine:
         return vector
 
     def search(
-        self, query: Query | str, *, base_dir: Path | None = None, log: bool = False, explain: bool = False,
+        self,
+        query: Query | str,
+        *,
+        base_dir: Path | None = None,
+        log: bool = False,
+        explain: bool = False,
         **options: Any,
     ) -> SearchResult:
         """Search with a :class:`Query` (or a text plus ``Query`` keyword options); ``Query.mode`` None is
@@ -302,8 +313,9 @@ class Engine:
             hits, details = found.hits, found.details
         details = {**details, "mode": details.get("mode", query.mode)}
         hits, items = self._items_for(hits)
-        result = SearchResult(hits, items, (time.perf_counter() - start) * 1000, encode_ms, None,
-                              details if explain else None)
+        result = SearchResult(
+            hits, items, (time.perf_counter() - start) * 1000, encode_ms, None, details if explain else None
+        )
         return replace(result, query_id=self._log_search(query, result, details)) if log else result
 
     def similar(self, item_id: str, *, k: int = 10, target: Target | str = Target.ANY) -> SearchResult:
@@ -330,7 +342,8 @@ class Engine:
         vec = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if vec.shape[1] != self.space.dim:
             raise ValidationError(
-                "vector", f"has {vec.shape[1]} dimensions, the index has {self.space.dim}",
+                "vector",
+                f"has {vec.shape[1]} dimensions, the index has {self.space.dim}",
                 "encode with the index's encoder",
             )
         self.refresh()
@@ -351,7 +364,11 @@ class Engine:
 
     # -- feedback -----------------------------------------------------------------------------
     def log_impression(
-        self, query: Query | str, result: SearchResult, *, user: str | None = None,
+        self,
+        query: Query | str,
+        result: SearchResult,
+        *,
+        user: str | None = None,
         context: dict[str, Any] | None = None,
     ) -> str:
         """Record that ``result`` was shown for ``query``; returns the query id for :meth:`feedback`."""
@@ -375,7 +392,12 @@ class Engine:
         )
 
     def feedback(
-        self, query_id: str, item_id: str, event: str = "click", *, position: int | None = None,
+        self,
+        query_id: str,
+        item_id: str,
+        event: str = "click",
+        *,
+        position: int | None = None,
         value: float | None = None,
     ) -> None:
         """Record a user action (click, like, add_to_cart, play) on an item shown for ``query_id``.

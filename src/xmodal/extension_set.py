@@ -99,4 +99,3 @@ class ExtensionSet:
                 extension.close()
             except Exception:
                 log.exception("extension %r failed to close", name)
-

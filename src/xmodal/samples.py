@@ -45,8 +45,10 @@ THUMB = 256  # clip-art is stored at most this many pixels a side (the image enc
 PHOTO_SIDE = 512
 MAX_SOURCE_PIXELS = 40_000_000  # a few clip-art files are 16000-pixel posters: skipped, not decoded
 MIN_SOURCE_SIDE = 32
-NOT_A_TOPIC = re.compile(r"^(\d.*|.*-theme|duplicates|examples|icons|actions?|apps|applications|stock|generic|"
-                         r"mimetypes|filesystems|emblems|devices?|white|simple|bordered|ornamental|cardbacks)$")
+NOT_A_TOPIC = re.compile(
+    r"^(\d.*|.*-theme|duplicates|examples|icons|actions?|apps|applications|stock|generic|"
+    r"mimetypes|filesystems|emblems|devices?|white|simple|bordered|ornamental|cardbacks)$"
+)
 LEXNAMES = (
     "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body noun.cognition "
     "noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive noun.object "
@@ -72,54 +74,171 @@ class Photo:
 
 
 PHOTOS = (
-    Photo("coffee", "skimage", "Coffee cup", "A cup of coffee on a red saucer with a spoon beside it.", "food",
-          "coffee"),
-    Photo("chelsea", "skimage", "Cat", "Close-up of Chelsea, a tabby cat with green eyes and long white whiskers.",
-          "animals", "cat"),
-    Photo("astronaut", "skimage", "Astronaut Eileen Collins", "Portrait of NASA astronaut Eileen Collins in her "
-          "orange space suit, smiling, with the American flag and a space shuttle model behind her.", "people",
-          "astronaut"),
-    Photo("camera", "skimage", "Cameraman", "Black-and-white photo of a man in a dark coat looking through a camera "
-          "on a tripod in a park.", "people", "cameraman"),
-    Photo("coins", "skimage", "Greek coins", "Black-and-white photo of two dozen ancient Greek coins laid out in "
-          "rows on a dark background.", "objects", "coins"),
-    Photo("horse", "skimage", "Horse silhouette", "Black silhouette of a standing horse on a white background.",
-          "animals", "horse"),
-    Photo("rocket", "skimage", "Rocket on the launch pad", "A Falcon 9 rocket standing on its launch pad at dusk, "
-          "between lightning towers.", "transportation", "rocket"),
-    Photo("moon", "skimage", "Lunar surface", "Grey close-up of the surface of the Moon with craters.", "science",
-          "moon"),
-    Photo("hubble_deep_field", "skimage", "Hubble deep field", "Thousands of distant galaxies, small coloured dots "
-          "on black, seen by the Hubble Space Telescope.", "science", "galaxies"),
-    Photo("retina", "skimage", "Human retina", "Fundus photograph of a human retina: an orange-red disc with the "
-          "optic nerve head and blood vessels.", "science", "retina"),
-    Photo("immunohistochemistry", "skimage", "Stained tissue under the microscope", "Immunohistochemistry slide: "
-          "human tissue stained brown and blue, seen through a microscope.", "science", "microscope slide"),
-    Photo("cell", "skimage", "Cell under the microscope", "Grey microscope image of a single round cell.",
-          "science", "cell"),
-    Photo("clock", "skimage", "Blurred clock", "Grey photo of a round wall clock, blurred by motion.", "objects",
-          "clock"),
-    Photo("motorcycle", "skimage", "Red motorcycle", "A red motorcycle parked in a garage, with shelves and boxes "
-          "behind it.", "transportation", "motorcycle"),
-    Photo("page", "skimage", "Scanned book page", "A scanned page of printed text about region-based image "
-          "segmentation.", "documents", "page of text"),
-    Photo("text", "skimage", "Handwritten equations", "Photo of handwritten mathematics on a sheet of paper, seen "
-          "at an angle.", "documents", "handwriting"),
+    Photo(
+        "coffee", "skimage", "Coffee cup", "A cup of coffee on a red saucer with a spoon beside it.", "food", "coffee"
+    ),
+    Photo(
+        "chelsea",
+        "skimage",
+        "Cat",
+        "Close-up of Chelsea, a tabby cat with green eyes and long white whiskers.",
+        "animals",
+        "cat",
+    ),
+    Photo(
+        "astronaut",
+        "skimage",
+        "Astronaut Eileen Collins",
+        "Portrait of NASA astronaut Eileen Collins in her "
+        "orange space suit, smiling, with the American flag and a space shuttle model behind her.",
+        "people",
+        "astronaut",
+    ),
+    Photo(
+        "camera",
+        "skimage",
+        "Cameraman",
+        "Black-and-white photo of a man in a dark coat looking through a camera on a tripod in a park.",
+        "people",
+        "cameraman",
+    ),
+    Photo(
+        "coins",
+        "skimage",
+        "Greek coins",
+        "Black-and-white photo of two dozen ancient Greek coins laid out in rows on a dark background.",
+        "objects",
+        "coins",
+    ),
+    Photo(
+        "horse",
+        "skimage",
+        "Horse silhouette",
+        "Black silhouette of a standing horse on a white background.",
+        "animals",
+        "horse",
+    ),
+    Photo(
+        "rocket",
+        "skimage",
+        "Rocket on the launch pad",
+        "A Falcon 9 rocket standing on its launch pad at dusk, between lightning towers.",
+        "transportation",
+        "rocket",
+    ),
+    Photo(
+        "moon", "skimage", "Lunar surface", "Grey close-up of the surface of the Moon with craters.", "science", "moon"
+    ),
+    Photo(
+        "hubble_deep_field",
+        "skimage",
+        "Hubble deep field",
+        "Thousands of distant galaxies, small coloured dots on black, seen by the Hubble Space Telescope.",
+        "science",
+        "galaxies",
+    ),
+    Photo(
+        "retina",
+        "skimage",
+        "Human retina",
+        "Fundus photograph of a human retina: an orange-red disc with the optic nerve head and blood vessels.",
+        "science",
+        "retina",
+    ),
+    Photo(
+        "immunohistochemistry",
+        "skimage",
+        "Stained tissue under the microscope",
+        "Immunohistochemistry slide: human tissue stained brown and blue, seen through a microscope.",
+        "science",
+        "microscope slide",
+    ),
+    Photo(
+        "cell",
+        "skimage",
+        "Cell under the microscope",
+        "Grey microscope image of a single round cell.",
+        "science",
+        "cell",
+    ),
+    Photo(
+        "clock", "skimage", "Blurred clock", "Grey photo of a round wall clock, blurred by motion.", "objects", "clock"
+    ),
+    Photo(
+        "motorcycle",
+        "skimage",
+        "Red motorcycle",
+        "A red motorcycle parked in a garage, with shelves and boxes behind it.",
+        "transportation",
+        "motorcycle",
+    ),
+    Photo(
+        "page",
+        "skimage",
+        "Scanned book page",
+        "A scanned page of printed text about region-based image segmentation.",
+        "documents",
+        "page of text",
+    ),
+    Photo(
+        "text",
+        "skimage",
+        "Handwritten equations",
+        "Photo of handwritten mathematics on a sheet of paper, seen at an angle.",
+        "documents",
+        "handwriting",
+    ),
     Photo("brick", "skimage", "Brick wall", "Grey texture of a wall of bricks.", "textures", "brick wall"),
     Photo("grass", "skimage", "Grass", "Grey close-up texture of blades of grass.", "textures", "grass"),
     Photo("gravel", "skimage", "Gravel", "Grey close-up texture of small stones.", "textures", "gravel"),
-    Photo("colorwheel", "skimage", "Colour wheel", "A disc of all hues, red, yellow, green, cyan, blue and magenta, "
-          "fading to white at the centre, on black.", "shapes", "color wheel"),
-    Photo("logo", "skimage", "scikit-image logo", "The scikit-image logo: a green and orange disc with a snake "
-          "drawn in it.", "logos", "scikit-image logo"),
-    Photo("china.jpg", "scikit-learn", "Chinese temple", "A Chinese temple tower with red pillars and green roofs "
-          "above a lake, among trees.", "buildings", "pagoda"),
-    Photo("flower.jpg", "scikit-learn", "Dahlia", "An orange pompon dahlia flower in close-up against dark green "
-          "leaves.", "plants", "flower"),
-    Photo("grace_hopper.jpg", "matplotlib", "Grace Hopper", "Official portrait of Rear Admiral Grace Hopper in navy "
-          "uniform, with the American flag behind her.", "people", "Grace Hopper"),
-    Photo("Minduka_Present_Blue_Pack.png", "matplotlib", "Blue gift box", "A blue present wrapped with a silver "
-          "ribbon and bow.", "decorations", "gift"),
+    Photo(
+        "colorwheel",
+        "skimage",
+        "Colour wheel",
+        "A disc of all hues, red, yellow, green, cyan, blue and magenta, fading to white at the centre, on black.",
+        "shapes",
+        "color wheel",
+    ),
+    Photo(
+        "logo",
+        "skimage",
+        "scikit-image logo",
+        "The scikit-image logo: a green and orange disc with a snake drawn in it.",
+        "logos",
+        "scikit-image logo",
+    ),
+    Photo(
+        "china.jpg",
+        "scikit-learn",
+        "Chinese temple",
+        "A Chinese temple tower with red pillars and green roofs above a lake, among trees.",
+        "buildings",
+        "pagoda",
+    ),
+    Photo(
+        "flower.jpg",
+        "scikit-learn",
+        "Dahlia",
+        "An orange pompon dahlia flower in close-up against dark green leaves.",
+        "plants",
+        "flower",
+    ),
+    Photo(
+        "grace_hopper.jpg",
+        "matplotlib",
+        "Grace Hopper",
+        "Official portrait of Rear Admiral Grace Hopper in navy uniform, with the American flag behind her.",
+        "people",
+        "Grace Hopper",
+    ),
+    Photo(
+        "Minduka_Present_Blue_Pack.png",
+        "matplotlib",
+        "Blue gift box",
+        "A blue present wrapped with a silver ribbon and bow.",
+        "decorations",
+        "gift",
+    ),
 )
 
 
@@ -224,20 +343,27 @@ def _photos(root: Path, log: Log) -> Iterator[tuple[Record, list[Record]]]:
         stem = Path(photo.name).stem.lower()
         item_id, rel = f"photo/{stem}", f"images/photo/{stem}.png"
         _save(image, root / rel, PHOTO_SIDE)
-        attrs = {"source": photo.source, "kind": "photo", "category": photo.category,
-                 "grayscale": image.mode in ("L", "1", "I", "F")}
+        attrs = {
+            "source": photo.source,
+            "kind": "photo",
+            "category": photo.category,
+            "grayscale": image.mode in ("L", "1", "I", "F"),
+        }
         record = {"id": item_id, "title": photo.title, "text": photo.text, "image": rel, "attributes": attrs}
         crop = ImageOps.mirror(_flatten(image))
         w, h = crop.size
         crop = crop.crop((w // 10, h // 10, w - w // 10, h - h // 10))
         qrel = f"queries/photo/{stem}-flipped.png"
         _save(crop, root / qrel, PHOTO_SIDE)
-        queries = [{"kind": "photo-name", "text": photo.query, "relevant": [item_id]},
-                   {"kind": "photo-image", "image": qrel, "relevant": [item_id]}]
+        queries = [
+            {"kind": "photo-name", "text": photo.query, "relevant": [item_id]},
+            {"kind": "photo-image", "image": qrel, "relevant": [item_id]},
+        ]
         if photo.name == "motorcycle":
             _save(_stereo_motorcycle(1), root / "queries/photo/motorcycle-right.png", PHOTO_SIDE)
-            queries.append({"kind": "photo-image", "image": "queries/photo/motorcycle-right.png",
-                            "relevant": [item_id]})
+            queries.append(
+                {"kind": "photo-image", "image": "queries/photo/motorcycle-right.png", "relevant": [item_id]}
+            )
         yield record, queries
 
 
@@ -286,8 +412,13 @@ def _clipart_record(path: Path, base: Path, rel_image: str) -> Record:
     folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
     item_id = "clipart/" + rel.removesuffix(".png")
     product = int(_rank(item_id)[:2], 16) % 3 != 0
-    attrs = {"source": "openclipart", "kind": "clipart", "category": rel.split("/")[0], "folder": folder,
-             "product": product}
+    attrs = {
+        "source": "openclipart",
+        "kind": "clipart",
+        "category": rel.split("/")[0],
+        "folder": folder,
+        "product": product,
+    }
     record: Record = {"id": item_id, "image": rel_image, "attributes": attrs}
     if product:
         record["title"] = clean_name(path.stem)
@@ -298,8 +429,10 @@ def _clipart_record(path: Path, base: Path, rel_image: str) -> Record:
 def _clipart(root: Path, size: int, log: Log, base: Path) -> tuple[list[Record], list[Path]]:
     """The first ``size`` usable images in sampling order, and the files left out (for query images)."""
     if not base.is_dir():
-        log(f"samples: skipping clip-art: {base} not found (Debian package openclipart-png; "
-            "apt-get install openclipart-png)")
+        log(
+            f"samples: skipping clip-art: {base} not found (Debian package openclipart-png; "
+            "apt-get install openclipart-png)"
+        )
         return [], []
     records: list[Record] = []
     order = clipart_files(base)
@@ -329,8 +462,11 @@ def _folder_topics(records: list[Record]) -> dict[str, set[str]]:
 
 def _clipart_queries(root: Path, records: list[Record], left_out: list[Path], base: Path) -> list[Record]:
     topics = _folder_topics(records)
-    queries: list[Record] = [{"kind": "clipart-topic", "text": name, "relevant": sorted(ids)}
-                             for name, ids in sorted(topics.items()) if len(ids) >= 2]
+    queries: list[Record] = [
+        {"kind": "clipart-topic", "text": name, "relevant": sorted(ids)}
+        for name, ids in sorted(topics.items())
+        if len(ids) >= 2
+    ]
     clipart = sorted((r for r in records if r["attributes"]["kind"] == "clipart"), key=lambda r: _rank(r["id"]))
     queries += [{"kind": "clipart-image", "image": r["image"], "relevant": [r["id"]]} for r in clipart[:20]]
     by_folder: dict[str, list[str]] = defaultdict(list)
@@ -401,8 +537,10 @@ def _sense_counts(base: Path) -> dict[str, int]:
 def _wordnet(size: int, log: Log, base: Path) -> tuple[list[Record], list[Record]]:
     """The ``size`` most used synsets (by sense-tagged count, then hash) and their synonym queries."""
     if not (base / "data.noun").is_file():
-        log(f"samples: skipping WordNet: {base}/data.noun not found (Debian package wordnet-base; "
-            "apt-get install wordnet-base)")
+        log(
+            f"samples: skipping WordNet: {base}/data.noun not found (Debian package wordnet-base; "
+            "apt-get install wordnet-base)"
+        )
         return [], []
     counts = _sense_counts(base) if (base / "cntlist.rev").is_file() else {}
     synsets = list(read_synsets(base))
@@ -426,8 +564,12 @@ def _wordnet(size: int, log: Log, base: Path) -> tuple[list[Record], list[Record
 
 
 def _word_record(s: Synset) -> Record:
-    return {"id": f"wordnet/{POS[s.pos][0]}{s.offset}", "title": s.lemmas[0].replace("_", " "), "text": s.gloss,
-            "attributes": {"source": "wordnet", "kind": "word", "pos": s.pos, "lexname": s.lexname}}
+    return {
+        "id": f"wordnet/{POS[s.pos][0]}{s.offset}",
+        "title": s.lemmas[0].replace("_", " "),
+        "text": s.gloss,
+        "attributes": {"source": "wordnet", "kind": "word", "pos": s.pos, "lexname": s.lexname},
+    }
 
 
 # -- the folder -----------------------------------------------------------------------------------
@@ -478,8 +620,10 @@ def build_catalog(root: str | Path, size: int = DEFAULT_SIZE, *, force: bool = F
         log(message)
 
     records, queries = _collect(root, size, note)
-    counts = {"items": _write_jsonl(root / "catalog.jsonl", records),
-              "queries": _write_jsonl(root / "queries.jsonl", queries)}
+    counts = {
+        "items": _write_jsonl(root / "catalog.jsonl", records),
+        "queries": _write_jsonl(root / "queries.jsonl", queries),
+    }
     for r in records:
         kind = str(r["attributes"]["kind"])
         counts[kind] = counts.get(kind, 0) + 1

@@ -22,12 +22,20 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--queries", metavar="FILE.jsonl", help="judged queries to train on (xmodal eval format)")
     train.add_argument("--epochs", type=int, default=10, help="decoder epochs (default: 10)")
-    train.add_argument("--min-steps", type=int, default=600,
-                       help="train small catalogs for more epochs until this many batches (default: 600)")
+    train.add_argument(
+        "--min-steps",
+        type=int,
+        default=600,
+        help="train small catalogs for more epochs until this many batches (default: 600)",
+    )
     train.add_argument("--levels", type=int, default=None, help="residual levels L (default: by catalog size)")
     train.add_argument("--codebook-size", type=int, default=None, help="codes per level K (default: by catalog size)")
-    train.add_argument("--alpha", type=float, default=None,
-                       help="query augmentation Beta(α, α); 0 turns it off (default: TrainConfig's, 8)")
+    train.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="query augmentation Beta(α, α); 0 turns it off (default: TrainConfig's, 8)",
+    )
     train.add_argument("--no-contrastive", action="store_true", help="plain residual k-means IDs (no fine-tuning)")
     train.add_argument("--no-feedback", action="store_true", help="do not train on the feedback log")
     train.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an interrupted run")
@@ -57,20 +65,37 @@ def run_train(args: argparse.Namespace) -> int:
     if args.alpha is not None and args.alpha < 0:
         raise UsageError(f"--alpha must be >= 0 (0 turns augmentation off), got {args.alpha}")
     chosen = {"alpha": args.alpha} if args.alpha is not None else {}
-    config = TrainConfig(levels=args.levels, codebook_size=args.codebook_size, epochs=args.epochs,
-                         min_steps=args.min_steps, contrastive=not args.no_contrastive, seed=args.seed,
-                         max_minutes=args.max_minutes, **chosen)
+    config = TrainConfig(
+        levels=args.levels,
+        codebook_size=args.codebook_size,
+        epochs=args.epochs,
+        min_steps=args.min_steps,
+        contrastive=not args.no_contrastive,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        **chosen,
+    )
     with engine_of(args) as engine:
-        summary = train_engine(engine, judgments=args.queries, config=config, progress=not args.quiet,
-                               resume=not args.fresh, feedback=not args.no_feedback)
+        summary = train_engine(
+            engine,
+            judgments=args.queries,
+            config=config,
+            progress=not args.quiet,
+            resume=not args.fresh,
+            feedback=not args.no_feedback,
+        )
     if args.json:
         print_json(summary)
     else:
-        print(f"trained on {summary['pairs']} pairs for {summary['items']} items in {summary['seconds']} s "
-              f"({summary['epochs']} epochs{', stopped early' if summary['stopped_early'] else ''})")
+        print(
+            f"trained on {summary['pairs']} pairs for {summary['items']} items in {summary['seconds']} s "
+            f"({summary['epochs']} epochs{', stopped early' if summary['stopped_early'] else ''})"
+        )
         print(f"pairs by source  {json.dumps(summary['sources'])}")
-        print(f"buckets          {summary['buckets']} (collisions {summary['collisions']}, "
-              f"largest {summary['max_bucket']})")
+        print(
+            f"buckets          {summary['buckets']} (collisions {summary['collisions']}, "
+            f"largest {summary['max_bucket']})"
+        )
         print(f"codebook usage   {summary['codebook_used']} perplexity {summary['perplexity']}")
         print(f"fit recall@10    {summary['last_evaluation'].get('recall@10')}")
         for skipped in summary["skipped_judgments"]:
@@ -90,14 +115,20 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"no generative model: {status['problem'] or 'not trained yet'}")
         print(f"fix: {status['fix']}")
         return 1
-    print(f"trained           {status['age_hours']} h ago on {status['training'].get('items')} items, "
-          f"{status['training'].get('pairs')} pairs")
+    print(
+        f"trained           {status['age_hours']} h ago on {status['training'].get('items')} items, "
+        f"{status['training'].get('pairs')} pairs"
+    )
     print(f"ids               L={status['levels']} K={status['codebook_size']} dim={status['dim']}")
-    print(f"since training    {status['items_changed_since_training']} items added/changed, "
-          f"{status['items_deleted_since_training']} deleted, "
-          f"{status['feedback_events_since_training']} feedback events")
+    print(
+        f"since training    {status['items_changed_since_training']} items added/changed, "
+        f"{status['items_deleted_since_training']} deleted, "
+        f"{status['feedback_events_since_training']} feedback events"
+    )
     live = status["live"]
-    print(f"live trie         {live['items']} items in {live['buckets']} buckets "
-          f"(collisions {live['collisions']}, {live['trie_bytes']} bytes)")
+    print(
+        f"live trie         {live['items']} items in {live['buckets']} buckets "
+        f"(collisions {live['collisions']}, {live['trie_bytes']} bytes)"
+    )
     print(f"last evaluation   {json.dumps(status['last_evaluation'])}")
     return 0

@@ -77,11 +77,25 @@ def run_show(args: argparse.Namespace) -> int:
     with engine_of(args) as engine:
         log = engine.feedback_log
         imp = log.impression(args.query_id)
-        events = [{"item_id": e.item_id, "event": e.event, "position": e.position, "value": e.value,
-                   "timestamp": e.timestamp} for e in log.events(args.query_id)]
-        print_json({"query_id": imp.query_id, "query": imp.query, "normalized": imp.normalized, "user": imp.user,
-                    "mode": imp.mode, "timestamp": imp.timestamp, "context": imp.context, "plan": imp.plan,
-                    "shown": list(imp.shown), "provenance": list(imp.provenance), "events": events})
+        events = [
+            {"item_id": e.item_id, "event": e.event, "position": e.position, "value": e.value, "timestamp": e.timestamp}
+            for e in log.events(args.query_id)
+        ]
+        print_json(
+            {
+                "query_id": imp.query_id,
+                "query": imp.query,
+                "normalized": imp.normalized,
+                "user": imp.user,
+                "mode": imp.mode,
+                "timestamp": imp.timestamp,
+                "context": imp.context,
+                "plan": imp.plan,
+                "shown": list(imp.shown),
+                "provenance": list(imp.provenance),
+                "events": events,
+            }
+        )
     return 0
 
 

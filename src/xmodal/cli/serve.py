@@ -47,8 +47,16 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, lambda s, _f: stops.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         app = create_app(engine, config)
-        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                                               access_log=False, timeout_graceful_shutdown=30))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=args.host,
+                port=args.port,
+                log_level=args.log_level,
+                access_log=False,
+                timeout_graceful_shutdown=30,
+            )
+        )
         server.run()
     finally:
         for sig, handler in previous.items():

@@ -329,4 +329,3 @@ def _impression(row: Sequence[Any], hits: Sequence[tuple[str, float, str]]) -> I
         tuple(float(h[1]) for h in hits),
         tuple(h[2] for h in hits),
     )
-

@@ -131,10 +131,16 @@ class LiveGenret:
                 "items_changed_since_training": sum(op == "put" for op in changes.values()),
                 "items_deleted_since_training": sum(op == "delete" for op in changes.values()),
                 "feedback_events_since_training": max(
-                    0, feedback_events(self.engine) - int(meta.get("feedback_events", 0)),
+                    0,
+                    feedback_events(self.engine) - int(meta.get("feedback_events", 0)),
                 ),
-                "live": {"items": trie.items, "buckets": trie.buckets, "collisions": trie.collisions,
-                         "max_bucket": trie.max_bucket, "trie_bytes": trie.nbytes},
+                "live": {
+                    "items": trie.items,
+                    "buckets": trie.buckets,
+                    "collisions": trie.collisions,
+                    "max_bucket": trie.max_bucket,
+                    "trie_bytes": trie.nbytes,
+                },
                 "last_evaluation": meta.get("last_evaluation"),
             }
 
@@ -146,4 +152,3 @@ class LiveGenret:
             self.model.meta["last_evaluation"] = {**evaluation, "at": time.time()}
             if self.directory.exists():
                 self.model.save_manifest(self.directory)
-

@@ -45,8 +45,9 @@ def generative_search(
 
     with live.reading() as model:
         pool = max(depth, RERANK_POOL)  # every member of the generated buckets, up to the cap
-        rows, scores = model.search(vector, depth if not rerank else pool, beam=beam,
-                                    similarity=similarity if rerank else None, pool=pool)[0]
+        rows, scores = model.search(
+            vector, depth if not rerank else pool, beam=beam, similarity=similarity if rerank else None, pool=pool
+        )[0]
         if allowed is not None:
             match = np.isin(rows, allowed)
             rows, scores = rows[match], scores[match]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..encoders import identity
 from ..errors import ConfigError, MissingDependency, StorageError
 
 try:
@@ -164,11 +165,14 @@ class GenerativeIndex:
             raise ConfigError(
                 f"the generative model was trained for dimension {meta['dim']}, the index has {dim}; {TRAIN_FIX} again"
             )
-        if encoder is not None and meta.get("encoder") != encoder:
-            raise ConfigError(
-                f"the generative model was trained for encoder {meta.get('encoder')}, the index uses {encoder}; "
-                f"{TRAIN_FIX} again"
-            )
+        if encoder is not None:
+            try:  # a model trained before encoders recorded their identity is accepted, as the index is
+                identity.check(dict(meta.get("encoder") or {}), encoder)
+            except ConfigError:
+                raise ConfigError(
+                    f"the generative model was trained for encoder {meta.get('encoder')}, the index uses {encoder}; "
+                    f"{TRAIN_FIX} again"
+                ) from None
         try:
             from safetensors.torch import load_file
 

@@ -56,9 +56,7 @@ def beam_search(decoder: IDDecoder, trie: CodeTrie, queries: torch.Tensor, beam:
     return keys.astype(np.int64), scores
 
 
-def bucket_candidates(
-    trie: CodeTrie, keys: IntArray, scores: FloatArray, want: int
-) -> tuple[IntArray, FloatArray]:
+def bucket_candidates(trie: CodeTrie, keys: IntArray, scores: FloatArray, want: int) -> tuple[IntArray, FloatArray]:
     """GENIUS candidates of one query: members of the generated buckets in beam order, at most ``want``.
 
     Items of one bucket share the beam's log-probability (ties keep row order).

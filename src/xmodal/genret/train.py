@@ -129,45 +129,87 @@ def fit(
         losses = {}
         if config.contrastive and len(queries):
             t0 = time.perf_counter()
-            losses = finetune(rq, queries, vectors[targets], epochs=config.finetune_epochs, seed=config.seed,
-                              max_pairs=config.finetune_pairs)
+            losses = finetune(
+                rq,
+                queries,
+                vectors[targets],
+                epochs=config.finetune_epochs,
+                seed=config.seed,
+                max_pairs=config.finetune_pairs,
+            )
             timings["finetune_s"] = time.perf_counter() - t0
     codes = torch.as_tensor(rq.encode(vectors))
     first = torch.as_tensor(np.asarray(data.modalities, np.int64)).unsqueeze(1)
     item_ids = torch.cat([first, codes], 1).to(device)
-    dconf = DecoderConfig(vectors.shape[1], config.levels, config.codebook_size, len(MODALITIES),
-                          config.d_model, config.n_layers, config.n_heads, config.n_prefix)
+    dconf = DecoderConfig(
+        vectors.shape[1],
+        config.levels,
+        config.codebook_size,
+        len(MODALITIES),
+        config.d_model,
+        config.n_layers,
+        config.n_heads,
+        config.n_prefix,
+    )
     decoder = IDDecoder(dconf, rq.codebooks.detach()).to(device)
     t0 = time.perf_counter()
-    epochs_done, dec_loss, stopped = _train_decoder(decoder, queries, vectors, targets, augmentable, item_ids,
-                                                    config, ckpt, rq, checkpoint_dir, progress)
+    epochs_done, dec_loss, stopped = _train_decoder(
+        decoder, queries, vectors, targets, augmentable, item_ids, config, ckpt, rq, checkpoint_dir, progress
+    )
     timings["decoder_s"] = time.perf_counter() - t0
     summary = {
-        "items": len(data.rows), "pairs": len(data.queries), "sources": dict(data.sources),
+        "items": len(data.rows),
+        "pairs": len(data.queries),
+        "sources": dict(data.sources),
         "augmentable_pairs": int(eligible.sum()) if config.alpha > 0 else 0,
-        "epochs": epochs_done, "stopped_early": stopped, "decoder_loss": dec_loss, "quantizer_losses": losses,
+        "epochs": epochs_done,
+        "stopped_early": stopped,
+        "decoder_loss": dec_loss,
+        "quantizer_losses": losses,
         "timings_s": {name: round(v, 2) for name, v in timings.items()},
-        "seconds": round(time.perf_counter() - start, 2), "device": device,
+        "seconds": round(time.perf_counter() - start, 2),
+        "device": device,
     }
     full_meta = {
-        "format_version": FORMAT_VERSION, "dim": int(vectors.shape[1]), "levels": config.levels,
-        "codebook_size": config.codebook_size, "modalities": [m.value for m in MODALITIES],
-        "decoder": dconf.to_dict(), "train_config": config.to_dict(), "training": summary,
-        "trained_at": time.time(), **(meta or {}),
+        "format_version": FORMAT_VERSION,
+        "dim": int(vectors.shape[1]),
+        "levels": config.levels,
+        "codebook_size": config.codebook_size,
+        "modalities": [m.value for m in MODALITIES],
+        "decoder": dconf.to_dict(),
+        "train_config": config.to_dict(),
+        "training": summary,
+        "trained_at": time.time(),
+        **(meta or {}),
     }
     index = GenerativeIndex(rq.cpu() if device == "cpu" else rq, decoder, full_meta, device)
     index.trie.add(np.asarray(data.rows, np.int64), item_ids.cpu().numpy())
     stats = rq.stats(codes.numpy())
     trie = index.trie.stats()
-    summary.update({"codebook_used": list(stats.used), "perplexity": [round(p, 2) for p in stats.perplexity],
-                    "buckets": trie.buckets, "collisions": trie.collisions, "max_bucket": trie.max_bucket})
+    summary.update(
+        {
+            "codebook_used": list(stats.used),
+            "perplexity": [round(p, 2) for p in stats.perplexity],
+            "buckets": trie.buckets,
+            "collisions": trie.collisions,
+            "max_bucket": trie.max_bucket,
+        }
+    )
     return index
 
 
 def _train_decoder(
-    decoder: IDDecoder, queries: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor,
-    augmentable: torch.Tensor, item_ids: torch.Tensor, config: TrainConfig, ckpt: dict[str, torch.Tensor] | None,
-    rq: ResidualQuantizer, checkpoint_dir: Path | None, progress: bool,
+    decoder: IDDecoder,
+    queries: torch.Tensor,
+    vectors: torch.Tensor,
+    targets: torch.Tensor,
+    augmentable: torch.Tensor,
+    item_ids: torch.Tensor,
+    config: TrainConfig,
+    ckpt: dict[str, torch.Tensor] | None,
+    rq: ResidualQuantizer,
+    checkpoint_dir: Path | None,
+    progress: bool,
 ) -> tuple[int, float, bool]:
     """Cross-entropy on the targets' IDs with query augmentation; returns epochs done, last loss, stopped."""
     n = len(queries)
@@ -176,8 +218,9 @@ def _train_decoder(
     small = batch < 128 and queries.device.type == "cpu"
     threads: AbstractContextManager[None] = _one_thread() if small else nullcontext()
     with threads:
-        return _decoder_epochs(decoder, queries, vectors, targets, augmentable, item_ids, config, ckpt, rq,
-                               checkpoint_dir, progress, batch)
+        return _decoder_epochs(
+            decoder, queries, vectors, targets, augmentable, item_ids, config, ckpt, rq, checkpoint_dir, progress, batch
+        )
 
 
 @contextmanager
@@ -191,9 +234,18 @@ def _one_thread() -> Iterator[None]:
 
 
 def _decoder_epochs(
-    decoder: IDDecoder, queries: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor,
-    augmentable: torch.Tensor, item_ids: torch.Tensor, config: TrainConfig, ckpt: dict[str, torch.Tensor] | None,
-    rq: ResidualQuantizer, checkpoint_dir: Path | None, progress: bool, batch: int,
+    decoder: IDDecoder,
+    queries: torch.Tensor,
+    vectors: torch.Tensor,
+    targets: torch.Tensor,
+    augmentable: torch.Tensor,
+    item_ids: torch.Tensor,
+    config: TrainConfig,
+    ckpt: dict[str, torch.Tensor] | None,
+    rq: ResidualQuantizer,
+    checkpoint_dir: Path | None,
+    progress: bool,
+    batch: int,
 ) -> tuple[int, float, bool]:
     opt = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=0.01)
     start_epoch = 0
@@ -211,8 +263,13 @@ def _decoder_epochs(
         decoder.train()
         order = torch.randperm(n, generator=gen).to(queries.device)
         total, steps = 0.0, 0
-        bar = tqdm(range(0, n, batch), desc=f"genret epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False, unit="batch")
+        bar = tqdm(
+            range(0, n, batch),
+            desc=f"genret epoch {epoch + 1}/{epochs}",
+            disable=not progress,
+            leave=False,
+            unit="batch",
+        )
         for s in bar:
             idx = order[s : s + batch]
             q, ids = queries[idx], item_ids[targets[idx]]
@@ -248,13 +305,21 @@ def decoder_batch(pairs: int, config: TrainConfig) -> int:
 
 
 # -- resumable checkpoints (safetensors, no pickle) --------------------------------------------
-def _save_checkpoint(directory: Path, decoder: IDDecoder, opt: torch.optim.Optimizer, rq: ResidualQuantizer,
-                     epoch: int, config: TrainConfig) -> None:
+def _save_checkpoint(
+    directory: Path,
+    decoder: IDDecoder,
+    opt: torch.optim.Optimizer,
+    rq: ResidualQuantizer,
+    epoch: int,
+    config: TrainConfig,
+) -> None:
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {"quantizer.codebooks": rq.codebooks.detach().cpu().contiguous(),
-               "epoch": torch.tensor([epoch], dtype=torch.int64)}
+    tensors = {
+        "quantizer.codebooks": rq.codebooks.detach().cpu().contiguous(),
+        "epoch": torch.tensor([epoch], dtype=torch.int64),
+    }
     tensors.update({f"decoder.{k}": v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()})
     names = dict(decoder.named_parameters())
     by_id = {id(p): name for name, p in names.items()}
@@ -289,7 +354,10 @@ def _load_checkpoint(directory: Path | None, config: TrainConfig, dim: int) -> d
 
 def _load_optimizer(opt: torch.optim.Optimizer, decoder: IDDecoder, ckpt: dict[str, torch.Tensor]) -> None:
     for name, param in decoder.named_parameters():
-        state = {key.rsplit(".", 1)[1]: value for key, value in ckpt.items()
-                 if key.startswith(f"opt.{name}.") and key.count(".") == name.count(".") + 2}
+        state = {
+            key.rsplit(".", 1)[1]: value
+            for key, value in ckpt.items()
+            if key.startswith(f"opt.{name}.") and key.count(".") == name.count(".") + 2
+        }
         if state:
             opt.state[param] = {k: v.to(param.device) if k != "step" else v for k, v in state.items()}

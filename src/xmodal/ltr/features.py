@@ -37,6 +37,7 @@ class FeatureSource(Protocol):
 
     def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, Modality]]: ...
 
+
 ARMS = ("lexical", "structured", "dense:text", "dense:image", "dense:combined", "memory", "explore")
 FEATURES = (
     *(f"rr:{a}" for a in ARMS),

@@ -416,5 +416,4 @@ def _supplied(arms: Sequence[str], provenance: Sequence[str]) -> set[str]:
     return {a for a in arms if a in shown_sources}
 
 
-
 __all__ = ["LTRConfig", "Pipeline", "Prepared", "StorageError"]

@@ -69,11 +69,19 @@ def bandit_benchmark(sim: Simulator, *, policies: tuple[str, ...] = ("linucb", "
     oracle_rate = {k: max(per_kind[n][k] for n in fixed) for k in per_kind[best]}
     oracle = np.array([oracle_rate[k] for k in kinds])
     out: dict[str, Any] = {
-        "searches": len(sim.queries), "items": len(sim.pipeline.engine), "budget": sim.budget, "k": sim.k,
+        "searches": len(sim.queries),
+        "items": len(sim.pipeline.engine),
+        "budget": sim.budget,
+        "k": sim.k,
         "query_kinds": {k: int((kinds == k).sum()) for k in QUERY_KINDS},
-        "best_fixed_set": best, "best_fixed_success": fixed[best], "uniform_success": fixed[uniform],
-        "single_strategy_success": {a: fixed[a] for a in ARMS}, "per_kind": per_kind, "plans_chosen": chosen,
-        "bandits": {}, "seconds": round(time.perf_counter() - start, 1),
+        "best_fixed_set": best,
+        "best_fixed_success": fixed[best],
+        "uniform_success": fixed[uniform],
+        "single_strategy_success": {a: fixed[a] for a in ARMS},
+        "per_kind": per_kind,
+        "plans_chosen": chosen,
+        "bandits": {},
+        "seconds": round(time.perf_counter() - start, 1),
     }
     for kind in policies:
         success = curves[kind]
@@ -86,8 +94,12 @@ def bandit_benchmark(sim: Simulator, *, policies: tuple[str, ...] = ("linucb", "
             "cumulative_regret": float(regret[-1]),
             "regret_exponent": regret_exponent(np.maximum(regret, 0)),
         }
-    out["_curves"] = {"best_fixed": curves[best], "uniform": curves[uniform],
-                      **{k: curves[k] for k in policies}, "oracle": oracle}
+    out["_curves"] = {
+        "best_fixed": curves[best],
+        "uniform": curves[uniform],
+        **{k: curves[k] for k in policies},
+        "oracle": oracle,
+    }
     return out
 
 

@@ -361,9 +361,9 @@ def ranker_experiment(
     ``promote_fresh`` > 0 logs under a freshness-boosted order (:meth:`Simulator.logged_order`): naive
     click training then mistakes "shown high" for "relevant" and learns the boost; propensity weighting
     should not."""
-    steps: list[Step] = sim.run(
-        arms, randomize=randomize, keep=True, features=True, promote_fresh=promote_fresh
-    )["steps"]
+    steps: list[Step] = sim.run(arms, randomize=randomize, keep=True, features=True, promote_fresh=promote_fresh)[
+        "steps"
+    ]
     cut = int(len(steps) * train_fraction)
     train, test = steps[:cut], steps[cut:]
     lists = logged_lists(train)

@@ -52,8 +52,15 @@ def replay(
             continue
         query = Query(text=imp.query)
         prepared = pipe.prepare(query)
-        plan = Plan(tuple(Allocation(str(a["strategy"]), int(a["depth"]), float(a.get("weight", 1.0)))
-                          for a in imp.plan if a.get("strategy") in pipe.strategies), 0, {})
+        plan = Plan(
+            tuple(
+                Allocation(str(a["strategy"]), int(a["depth"]), float(a.get("weight", 1.0)))
+                for a in imp.plan
+                if a.get("strategy") in pipe.strategies
+            ),
+            0,
+            {},
+        )
         if not plan.allocations:
             plan = pipe.plan(prepared)
         vector = pipe.engine.encode_query(query)
@@ -78,10 +85,18 @@ def train_ranker(engine: Engine, *, ipw: bool = True, seed: int = 0, n_estimator
         props, source = None, "none (naive clicks)"
     X, y, groups, w = training_set(lists, props)
     if len(groups) < 2:
-        raise ValidationError("feedback", f"{len(groups)} impression(s) with events; the ranker needs at least 2",
-                              "collect feedback with search(..., log=True) and Engine.feedback first")
-    ranker = LambdaRanker(n_estimators=n_estimators, seed=seed).fit(X, y, groups, sample_weight=w,
-                                                                    feature_names=FEATURES)
+        raise ValidationError(
+            "feedback",
+            f"{len(groups)} impression(s) with events; the ranker needs at least 2",
+            "collect feedback with search(..., log=True) and Engine.feedback first",
+        )
+    ranker = LambdaRanker(n_estimators=n_estimators, seed=seed).fit(
+        X, y, groups, sample_weight=w, feature_names=FEATURES
+    )
     pipe.set_ranker(ranker)
-    return {"impressions_used": len(groups), "rows": int(len(X)), "propensities": source,
-            "model": str(pipe.dir / "ranker.txt")}
+    return {
+        "impressions_used": len(groups),
+        "rows": int(len(X)),
+        "propensities": source,
+        "model": str(pipe.dir / "ranker.txt"),
+    }

@@ -46,8 +46,15 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     """A FastAPI app serving ``engine``. Closing the engine stays the caller's job; the app's
     shutdown drains the write queue first, so every accepted write is committed."""
     config = config or ServeConfig()
-    state = ServerState(engine, config, KeyRing(config), RateLimiter(config.rate, config.burst), Metrics(),
-                        WriteQueue(config.write_queue), ThumbnailCache(config.thumbnail_cache))
+    state = ServerState(
+        engine,
+        config,
+        KeyRing(config),
+        RateLimiter(config.rate, config.burst),
+        Metrics(),
+        WriteQueue(config.write_queue),
+        ThumbnailCache(config.thumbnail_cache),
+    )
     state.metrics.gauge("xmodal_index_items", lambda: float(len(engine)))
     state.metrics.gauge("xmodal_write_queue_depth", lambda: float(state.writer.depth()))
     mcp_server = _mcp(state) if config.mcp else None
@@ -64,8 +71,14 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
                 state.writer.close()
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN; the spec is at /openapi.json.
-    app = FastAPI(title="xmodal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Multimodal search over one xmodal index. Errors are ErrorBody objects.")
+    app = FastAPI(
+        title="xmodal",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Multimodal search over one xmodal index. Errors are ErrorBody objects.",
+    )
     app.state.xmodal = state
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_errors(app)
@@ -76,9 +89,12 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
         _mount_mcp(app, mcp_server, state)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     if config.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
-                           allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+        )
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
     app.add_middleware(RequestLogMiddleware, metrics=state.metrics, log=config.log_requests)
     if config.log_requests:
@@ -143,11 +159,19 @@ def _add_service_routes(app: FastAPI) -> None:
     def health(request: Request) -> HealthResponse:
         """Liveness and size; needs no key."""
         state = server(request)
-        return HealthResponse(status="stopping" if state.stopping else "ok", items=len(state.engine),
-                              write_queue=state.writer.depth(), version=__version__)
+        return HealthResponse(
+            status="stopping" if state.stopping else "ok",
+            items=len(state.engine),
+            write_queue=state.writer.depth(),
+            version=__version__,
+        )
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["service"],
-             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["service"],
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
     def metrics(request: Request, _: ReadKey) -> PlainTextResponse:
         """Request counts and latency histograms by route, errors, index size, write queue depth."""
         return PlainTextResponse(server(request).metrics.render(), media_type="text/plain; version=0.0.4")

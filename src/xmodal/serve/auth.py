@@ -54,8 +54,9 @@ class KeyRing:
         if not presented:
             if scope == "read" and self.open_reads:
                 return Principal(None, client)
-            raise AuthError(401, f"this call needs an API key with the {scope!r} scope: "
-                                 "send 'Authorization: Bearer KEY'")
+            raise AuthError(
+                401, f"this call needs an API key with the {scope!r} scope: send 'Authorization: Bearer KEY'"
+            )
         key = self.find(presented)
         if key is None:
             raise AuthError(401, "unknown API key: check the key, or ask the server admin for one")

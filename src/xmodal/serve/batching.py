@@ -37,6 +37,9 @@ def _commit(engine: Engine, merged: list[Sequence[Item]]) -> list[AddReport]:
     out = []
     for items in merged:
         mine = {item.id for item in items}
-        out.append(AddReport(added=[i for i in report.added if i in mine],
-                             rejected=[r for r in report.rejected if r.where in mine]))
+        out.append(
+            AddReport(
+                added=[i for i in report.added if i in mine], rejected=[r for r in report.rejected if r.where in mine]
+            )
+        )
     return out

@@ -113,8 +113,9 @@ def _parse_key(index: int, spec: Any) -> ApiKey:
     scopes = frozenset(spec.get("scopes", ["read"]))
     _check_scopes(scopes, f"keys[{index}].scopes")
     rate, burst = spec.get("rate"), spec.get("burst")
-    return ApiKey(spec["key"], scopes, str(spec.get("name", "")), float(rate) if rate else None,
-                  int(burst) if burst else None)
+    return ApiKey(
+        spec["key"], scopes, str(spec.get("name", "")), float(rate) if rate else None, int(burst) if burst else None
+    )
 
 
 def parse_env_keys(text: str) -> tuple[ApiKey, ...]:
@@ -134,5 +135,3 @@ def _check_scopes(scopes: frozenset[str], where: str) -> None:
     bad = sorted(scopes - set(SCOPES))
     if bad:
         raise ConfigError(f"{where}: unknown scope(s) {bad}; use {', '.join(SCOPES)}")
-
-

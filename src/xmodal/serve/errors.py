@@ -24,19 +24,32 @@ from .writer import QueueFull
 class ApiError(Exception):
     """An error with its HTTP status, ready to be written as an :class:`ErrorBody`."""
 
-    def __init__(self, status: int, error: str, field: str | None = None, fix: str | None = None,
-                 details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        field: str | None = None,
+        fix: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(error)
         self.status, self.error, self.field, self.fix, self.details = status, error, field, fix, details
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI declarations of the error statuses a route can answer."""
-    text = {400: "malformed body (invalid JSON or UTF-8, broken multipart)", 401: "missing or unknown API key",
-            403: "the key lacks the scope", 404: "no such item or file", 413: "body larger than the limit",
-            415: "unsupported content type", 422: "invalid fields (named in the answer)",
-            429: "rate limited (see Retry-After)",
-            501: "not supported by this engine", 503: "write queue full or server stopping"}
+    text = {
+        400: "malformed body (invalid JSON or UTF-8, broken multipart)",
+        401: "missing or unknown API key",
+        403: "the key lacks the scope",
+        404: "no such item or file",
+        413: "body larger than the limit",
+        415: "unsupported content type",
+        422: "invalid fields (named in the answer)",
+        429: "rate limited (see Retry-After)",
+        501: "not supported by this engine",
+        503: "write queue full or server stopping",
+    }
     return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
 
@@ -47,8 +60,9 @@ def parse_json(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(400, f"the body is not valid UTF-8 (byte {exc.start})", "body",
-                       "encode the JSON as UTF-8") from None
+        raise ApiError(
+            400, f"the body is not valid UTF-8 (byte {exc.start})", "body", "encode the JSON as UTF-8"
+        ) from None
     return loads(text, "body")
 
 
@@ -67,8 +81,9 @@ def loads(text: str, field: str) -> Any:
     except RecursionError:
         raise ApiError(400, "JSON nested too deeply", field, "flatten the structure") from None
     if "\\u" in text and _has_surrogate(value):
-        raise ApiError(400, "a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff)", field,
-                       "send valid Unicode text")
+        raise ApiError(
+            400, "a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff)", field, "send valid Unicode text"
+        )
     return value
 
 
@@ -93,8 +108,9 @@ def validate(model: type[pydantic.BaseModel], data: Any) -> Any:
 def from_pydantic(exc: pydantic.ValidationError | RequestValidationError) -> ApiError:
     details = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]} for e in exc.errors()]
     first = details[0] if details else {"field": "body", "problem": "invalid"}
-    return ApiError(422, f"{first['field']}: {first['problem']}", str(first["field"]),
-                    "see details for every problem", details)
+    return ApiError(
+        422, f"{first['field']}: {first['problem']}", str(first["field"]), "see details for every problem", details
+    )
 
 
 def decode_base64(text: str, field: str) -> bytes:
@@ -104,8 +120,14 @@ def decode_base64(text: str, field: str) -> bytes:
         raise ApiError(422, "is not valid base64", field, "base64-encode the image file bytes") from None
 
 
-def _body(status: int, error: str, field: str | None = None, fix: str | None = None,
-          details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def _body(
+    status: int,
+    error: str,
+    field: str | None = None,
+    fix: str | None = None,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     content = ErrorBody(error=error, field=field, fix=fix, request_id=request_id.get(), details=details)
     return AsciiJSONResponse(content.model_dump(exclude_none=True), status_code=status, headers=headers)
 
@@ -162,8 +184,16 @@ def install(app: FastAPI) -> None:
         logger.error("unhandled error", exc_info=exc)
         return _body(500, "internal error; quote the request id when reporting it")
 
-    for kind, handler in [(ApiError, api_error), (ValidationError, xmodal_validation), (NotFoundError, not_found),
-                          (AuthError, auth), (RateLimited, limited), (QueueFull, queue_full),
-                          (RequestValidationError, request_validation), (HTTPException, http_error),
-                          (ConfigError, config_error), (Exception, unexpected)]:
+    for kind, handler in [
+        (ApiError, api_error),
+        (ValidationError, xmodal_validation),
+        (NotFoundError, not_found),
+        (AuthError, auth),
+        (RateLimited, limited),
+        (QueueFull, queue_full),
+        (RequestValidationError, request_validation),
+        (HTTPException, http_error),
+        (ConfigError, config_error),
+        (Exception, unexpected),
+    ]:
         app.add_exception_handler(kind, handler)

@@ -33,5 +33,6 @@ async def read_form(request: Request, *, max_files: int, max_fields: int) -> For
             parser = _StrictUTF8Parser(request.headers, stream, max_files=max_files, max_fields=max_fields)
             return await parser.parse()
     except MultiPartException as exc:
-        raise ApiError(400, f"malformed multipart body: {exc.message}", "body",
-                       "send multipart/form-data with UTF-8 text fields") from None
+        raise ApiError(
+            400, f"malformed multipart body: {exc.message}", "body", "send multipart/form-data with UTF-8 text fields"
+        ) from None

@@ -100,8 +100,11 @@ class BodyLimitMiddleware:
         body = json.dumps(
             {"error": f"request body larger than {self.limit:,} bytes", "field": "body", "fix": "send smaller requests"}
         ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

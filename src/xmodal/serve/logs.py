@@ -52,6 +52,14 @@ def new_request_id(given: str | None) -> str:
 def log_request(method: str, route: str, status: int, seconds: float, caller: str) -> None:
     logger.info(
         "request",
-        extra={"fields": {"method": method, "route": route, "status": status, "ms": round(seconds * 1000, 3),
-                          "caller": caller, "at": round(time.time(), 3)}},
+        extra={
+            "fields": {
+                "method": method,
+                "route": route,
+                "status": status,
+                "ms": round(seconds * 1000, 3),
+                "caller": caller,
+                "at": round(time.time(), 3),
+            }
+        },
     )

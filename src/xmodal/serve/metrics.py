@@ -34,17 +34,23 @@ class Metrics:
         self._gauges[name] = read
 
     def render(self) -> str:
-        lines = ["# HELP xmodal_requests_total HTTP requests by method, route and status.",
-                 "# TYPE xmodal_requests_total counter"]
+        lines = [
+            "# HELP xmodal_requests_total HTTP requests by method, route and status.",
+            "# TYPE xmodal_requests_total counter",
+        ]
         with self._lock:
             for (method, route, status), n in sorted(self._requests.items()):
                 lines.append(f'xmodal_requests_total{{method="{method}",route="{_esc(route)}",status="{status}"}} {n}')
-            lines += ["# HELP xmodal_errors_total Responses with status >= 400 by route and kind.",
-                      "# TYPE xmodal_errors_total counter"]
+            lines += [
+                "# HELP xmodal_errors_total Responses with status >= 400 by route and kind.",
+                "# TYPE xmodal_errors_total counter",
+            ]
             for (route, kind), n in sorted(self._errors.items()):
                 lines.append(f'xmodal_errors_total{{route="{_esc(route)}",kind="{kind}"}} {n}')
-            lines += ["# HELP xmodal_request_duration_seconds Request latency by route.",
-                      "# TYPE xmodal_request_duration_seconds histogram"]
+            lines += [
+                "# HELP xmodal_request_duration_seconds Request latency by route.",
+                "# TYPE xmodal_request_duration_seconds histogram",
+            ]
             for route, counts in sorted(self._hist.items()):
                 total = 0
                 for bound, n in zip([*map(str, BUCKETS), "+Inf"], counts, strict=True):

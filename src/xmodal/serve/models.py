@@ -31,8 +31,9 @@ class SearchRequest(BaseModel):
     filters: dict[str, Any] = Field(default_factory=dict)
     k: int = Field(10, ge=1, le=1000)
     target: Target = Target.ANY
-    mode: str | None = Field(None, max_length=64, description="a search mode (`xmodal modes` lists them); "
-                             "default: the index's default mode")
+    mode: str | None = Field(
+        None, max_length=64, description="a search mode (`xmodal modes` lists them); default: the index's default mode"
+    )
     explain: bool = False
     user: str | None = Field(None, max_length=256)
     log: bool = Field(True, description="record an impression for feedback (when the engine learns from it)")

@@ -21,8 +21,14 @@ from .limits import check_image
 from .models import AddResponse, DeleteResponse, ItemIn, ItemOut, RejectionOut
 
 router = APIRouter(tags=["items"])
-IMAGE_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif",
-               ".bmp": "image/bmp", ".tif": "image/tiff"}
+IMAGE_TYPES = {
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+}
 
 _ITEMS_BODY = {
     "requestBody": {
@@ -55,18 +61,24 @@ async def parse_items(request: Request, max_batch: int) -> tuple[list[Any], dict
                 files[value.filename] = await value.read()
         raw = form.get("items")
         if not isinstance(raw, str):
-            raise ApiError(422, "missing: a text field with a JSON array of items", "items",
-                           "add an 'items' form field")
+            raise ApiError(
+                422, "missing: a text field with a JSON array of items", "items", "add an 'items' form field"
+            )
         items = loads(raw, "items")
     elif ctype in ("application/json", ""):
         body = parse_json(await request.body())
         items = body.get("items") if isinstance(body, dict) else None
     else:
-        raise ApiError(415, f"content type {ctype!r} is not accepted", "Content-Type",
-                       "send application/json or multipart/form-data")
+        raise ApiError(
+            415,
+            f"content type {ctype!r} is not accepted",
+            "Content-Type",
+            "send application/json or multipart/form-data",
+        )
     if not isinstance(items, list):
-        raise ApiError(422, "must be an array of item objects", "items",
-                       'send {"items": [{"id": "1", "title": "..."}]}')
+        raise ApiError(
+            422, "must be an array of item objects", "items", 'send {"items": [{"id": "1", "title": "..."}]}'
+        )
     if len(items) > max_batch:
         raise ApiError(413, f"{len(items)} items is more than {max_batch} per request", "items", "split the batch")
     return items, files
@@ -94,12 +106,17 @@ def build_item(raw: Any, files: dict[str, bytes], max_pixels: int, index: int) -
         image = files[spec.image_file]
     if image is not None:
         check_image(image, max_pixels, item=spec.id)
-    return Item.create(spec.id, title=spec.title, text=spec.text, attributes=spec.attributes, image=image,
-                       modality=spec.modality)
+    return Item.create(
+        spec.id, title=spec.title, text=spec.text, attributes=spec.attributes, image=image, modality=spec.modality
+    )
 
 
-@router.post("/items", response_model=AddResponse, openapi_extra=_ITEMS_BODY,
-             responses=responses(400, 401, 403, 413, 415, 422, 429, 503))
+@router.post(
+    "/items",
+    response_model=AddResponse,
+    openapi_extra=_ITEMS_BODY,
+    responses=responses(400, 401, 403, 413, 415, 422, 429, 503),
+)
 async def add_items(request: Request, _: WriteKey) -> AddResponse:
     """Add or replace items; each bad item is reported in ``rejected``, the valid ones are committed."""
     state = server(request)
@@ -136,20 +153,28 @@ _IMAGE_CONTENT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/items/{item_id:path}/media", response_class=Response,
-            responses={**_IMAGE_CONTENT, **responses(401, 403, 404, 429)})
+@router.get(
+    "/items/{item_id:path}/media",
+    response_class=Response,
+    responses={**_IMAGE_CONTENT, **responses(401, 403, 404, 429)},
+)
 def get_media(request: Request, item_id: str, _: ReadKey) -> Response:
     """The item's stored image file, as it was added."""
     state = server(request)
     path = state.engine.media.path(_media_ref(state, item_id))
-    return FileResponse(path, media_type=IMAGE_TYPES.get(path.suffix, "application/octet-stream"),
-                        headers={"Cache-Control": "public, max-age=86400, immutable"})
+    return FileResponse(
+        path,
+        media_type=IMAGE_TYPES.get(path.suffix, "application/octet-stream"),
+        headers={"Cache-Control": "public, max-age=86400, immutable"},
+    )
 
 
-@router.get("/items/{item_id:path}/thumbnail", response_class=Response,
-            responses={**_JPEG, **responses(401, 403, 404, 422, 429)})
-def get_thumbnail(request: Request, item_id: str, _: ReadKey,
-                  size: Annotated[int, Q(ge=16, le=512)] = 256) -> Response:
+@router.get(
+    "/items/{item_id:path}/thumbnail",
+    response_class=Response,
+    responses={**_JPEG, **responses(401, 403, 404, 422, 429)},
+)
+def get_thumbnail(request: Request, item_id: str, _: ReadKey, size: Annotated[int, Q(ge=16, le=512)] = 256) -> Response:
     """A JPEG at most ``size`` pixels on its long side (cached in memory)."""
     state = server(request)
     path = state.engine.media.path(_media_ref(state, item_id))

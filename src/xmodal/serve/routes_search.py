@@ -72,14 +72,22 @@ async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
             raise ApiError(422, "must be a file part, not a text field", "image", "upload the image as a file")
         return validate(SearchRequest, data), image
     if ctype not in ("application/json", ""):
-        raise ApiError(415, f"content type {ctype!r} is not accepted", "Content-Type",
-                       "send application/json or multipart/form-data")
+        raise ApiError(
+            415,
+            f"content type {ctype!r} is not accepted",
+            "Content-Type",
+            "send application/json or multipart/form-data",
+        )
     req = validate(SearchRequest, parse_json(await request.body()))
     return req, decode_base64(req.image_base64, "image_base64") if req.image_base64 else None
 
 
-@router.post("/search", response_model=SearchResponse, openapi_extra=_SEARCH_BODY,
-             responses=responses(400, 401, 403, 413, 415, 422, 429, 501, 503))
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    openapi_extra=_SEARCH_BODY,
+    responses=responses(400, 401, 403, 413, 415, 422, 429, 501, 503),
+)
 async def search(request: Request, _: ReadKey) -> SearchResponse:
     """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
     state = server(request)
@@ -96,8 +104,14 @@ async def search(request: Request, _: ReadKey) -> SearchResponse:
 def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query]:
     if image is not None:
         check_image(image, state.config.max_pixels, item="query")
-    fields: dict[str, Any] = {"text": req.text, "image": image, "filters": req.filters, "k": req.k,
-                              "target": req.target, "user": req.user}
+    fields: dict[str, Any] = {
+        "text": req.text,
+        "image": image,
+        "filters": req.filters,
+        "k": req.k,
+        "target": req.target,
+        "user": req.user,
+    }
     if req.mode is not None:  # none given: the index's default mode
         fields["mode"] = req.mode
     query = Query(**fields)
@@ -105,14 +119,20 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
     try:
         return state.engine.search(query, explain=details), query
     except ImportError as exc:
-        raise ApiError(422, f"mode {query.mode!r} is not available on this server ({exc})", "mode",
-                       "use mode 'dense' or install the extra that provides it") from None
+        raise ApiError(
+            422,
+            f"mode {query.mode!r} is not available on this server ({exc})",
+            "mode",
+            "use mode 'dense' or install the extra that provides it",
+        ) from None
 
 
-@router.get("/items/{item_id:path}/similar", response_model=SearchResponse,
-            responses=responses(401, 403, 404, 422, 429))
-def similar(request: Request, item_id: str, _: ReadKey, k: Annotated[int, Q(ge=1, le=1000)] = 10,
-            target: Target = Target.ANY) -> SearchResponse:
+@router.get(
+    "/items/{item_id:path}/similar", response_model=SearchResponse, responses=responses(401, 403, 404, 422, 429)
+)
+def similar(
+    request: Request, item_id: str, _: ReadKey, k: Annotated[int, Q(ge=1, le=1000)] = 10, target: Target = Target.ANY
+) -> SearchResponse:
     """Items closest to a stored item (the item itself left out), by its primary vector (``Engine.similar``)."""
     return search_response(server(request).engine.similar(item_id, k=k, target=target))
 

@@ -28,8 +28,14 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) 
     """Run ``app`` under uvicorn in a background thread; yields its base URL; stops it (gracefully) on exit."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port or free_port(host), log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port or free_port(host),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
@@ -45,11 +51,32 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) 
         thread.join(30)
 
 
-def spawn_server(index: Path, port: int, *, config: Path | None = None, encoder: str = "hashing",
-                 env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn_server(
+    index: Path,
+    port: int,
+    *,
+    config: Path | None = None,
+    encoder: str = "hashing",
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
     """Start ``python -m xmodal.serve`` as a child process (so a test can ``kill -9`` it) and wait until it answers."""
-    cmd = [sys.executable, "-m", "xmodal.serve", "serve", "--index", str(index), "--encoder", encoder,
-           "--index-kind", "exact", "--port", str(port), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "xmodal.serve",
+        "serve",
+        "--index",
+        str(index),
+        "--encoder",
+        encoder,
+        "--index-kind",
+        "exact",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     if config is not None:
         cmd += ["--config", str(config)]
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
@@ -85,24 +112,38 @@ class LoadReport:
     acked: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seconds": round(self.seconds, 3), "errors": len(self.errors),
-                               "acked_writes": len(self.acked)}
+        out: dict[str, Any] = {
+            "seconds": round(self.seconds, 3),
+            "errors": len(self.errors),
+            "acked_writes": len(self.acked),
+        }
         total = sum(len(v) for v in self.latencies.values())
         out["requests"] = total
         out["throughput_rps"] = round(total / self.seconds, 1) if self.seconds else 0.0
         for kind, values in self.latencies.items():
             if values:
                 ms = sorted(v * 1000 for v in values)
-                out[kind] = {"n": len(ms), "p50_ms": round(ms[len(ms) // 2], 3),
-                             "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3)}
+                out[kind] = {
+                    "n": len(ms),
+                    "p50_ms": round(ms[len(ms) // 2], 3),
+                    "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3),
+                }
         return out
 
 
 QUERIES = ("red shoe", "blue hat", "green", "item 3")
 
 
-async def run_load(url: str, *, clients: int = 32, seconds: float = 3.0, write_every: int = 5, key: str = "",
-                   prefix: str = "load", queries: tuple[str, ...] = QUERIES) -> LoadReport:
+async def run_load(
+    url: str,
+    *,
+    clients: int = 32,
+    seconds: float = 3.0,
+    write_every: int = 5,
+    key: str = "",
+    prefix: str = "load",
+    queries: tuple[str, ...] = QUERIES,
+) -> LoadReport:
     """``clients`` concurrent clients for ``seconds``: each sends searches, and every ``write_every``-th
     request adds one new item; a write counts as acknowledged only on a 200 that lists its id."""
     import asyncio
@@ -125,8 +166,12 @@ async def run_load(url: str, *, clients: int = 32, seconds: float = 3.0, write_e
                 try:
                     if write:
                         item_id = f"{prefix}-{n}-{i}"
-                        r = await client.post("/items", json={"items": [{"id": item_id, "title": f"load item {n} {i}",
-                                                                          "attributes": {"client": n}}]})
+                        r = await client.post(
+                            "/items",
+                            json={
+                                "items": [{"id": item_id, "title": f"load item {n} {i}", "attributes": {"client": n}}]
+                            },
+                        )
                         ok = r.status_code == 200 and r.json()["added"] == [item_id]
                         if ok:
                             report.acked.append(item_id)
