@@ -81,19 +81,6 @@ def cli(args: str) -> str:
     """)
 
 
-XFAIL_OFFLINE = pytest.mark.xfail(
-    strict=True,
-    reason="src/xmodal/encoders/offline.py: OfflineEncoder.__init__ checks nothing, so a missing onnxruntime "
-    "only shows on the first encode; it should check importlib.util.find_spec('onnxruntime') (and 'tokenizers') "
-    "and raise MissingDependency(name, 'models') without importing them",
-)
-XFAIL_EVAL = pytest.mark.xfail(
-    strict=True,
-    reason="src/xmodal/ltr/simreport.py: write_report imports matplotlib bare (ModuleNotFoundError, after the whole "
-    "simulation ran); wrap it: except ImportError as exc: raise MissingDependency(exc.name or 'matplotlib', "
-    "'eval') from exc",
-)
-
 CASES = [
     pytest.param(
         ["faiss"], "from xmodal.index import create_index\ncreate_index('hnsw', 8)", "ann", id="ann-hnsw-index"
@@ -109,7 +96,6 @@ CASES = [
         "from xmodal.encoders import create_encoder\ncreate_encoder('offline')",
         "models",
         id="models-offline-factory",
-        marks=XFAIL_OFFLINE,
     ),
     pytest.param(
         ["onnxruntime"],
@@ -172,7 +158,6 @@ CASES = [
         "from xmodal.ltr.simreport import write_report\nwrite_report({}, tmp / 'out')",
         "eval",
         id="eval-simulation-report",
-        marks=XFAIL_EVAL,
     ),
 ]
 

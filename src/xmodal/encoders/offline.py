@@ -9,11 +9,13 @@ The model is symmetric: every purpose (query, document, classification, clusteri
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from ..errors import MissingDependency
 from . import identity
 from .base import BaseEncoder, Purpose, Vectors
 from .efficientnet import EXPORT_TAGS, WEIGHT_FILES, EfficientNetLite0, LabelBridge
@@ -44,6 +46,9 @@ class OfflineEncoder(BaseEncoder):
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__(dim)
+        for module in ("onnxruntime", "tokenizers"):  # checked now (not imported): the models load lazily
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependency(module, "models")
         cache = Path(cache_dir) if cache_dir is not None else None
         self.cache = cache
         self._identity: dict[str, Any] | None = None

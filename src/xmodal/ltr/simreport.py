@@ -18,6 +18,7 @@ import numpy as np
 
 from ..encoders import HashingEncoder
 from ..engine import Engine
+from ..errors import MissingDependency
 from .context import CONTEXT_FEATURES
 from .pipeline import LTRConfig, Pipeline
 from .policy import make_policy
@@ -105,10 +106,13 @@ def bandit_benchmark(sim: Simulator, *, policies: tuple[str, ...] = ("linucb", "
 
 def write_report(result: dict[str, Any], out_dir: Path, name: str = "ltr_bandit") -> list[Path]:
     """JSON (without the raw curves) and a PNG of cumulative reward and regret."""
-    import matplotlib
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise MissingDependency(exc.name or "matplotlib", "eval") from exc
 
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = result["_curves"]
