@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import ConfigError
 from .records import Hits, Item, Query, Target, VectorKind
 from .registry import Registry
 from .store.sqlite import StoredItem
@@ -160,11 +159,3 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = ("ltr", "genret")
 def extension_class(name: str) -> type[Extension]:
     """The extension class registered (or installed, or importable) as ``name``."""
     return EXTENSIONS.resolve(name)
-
-
-def mode_owner(mode: str, extensions: Sequence[str]) -> str:
-    """The name of the extension (among ``extensions``) that provides ``mode``."""
-    for name in extensions:
-        if mode in extension_class(name).MODES:
-            return name
-    raise ConfigError(f"no extension of this index provides mode {mode!r}")

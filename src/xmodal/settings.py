@@ -12,7 +12,8 @@ from typing import Any
 
 from .encoders import Encoder, create_encoder, identity
 from .errors import ConfigError
-from .extension import DEFAULT_EXTENSIONS, extension_class
+from .extension import DEFAULT_EXTENSIONS
+from .modes import available_modes
 from .store.sqlite import SQLiteStore
 
 DEFAULT_ENCODER = "offline"
@@ -58,14 +59,10 @@ def open_settings(
 
 
 def check_mode(mode: str, extensions: Sequence[str]) -> None:
-    """Refuse a mode that neither dense search nor an extension of the index provides."""
-    if mode == DENSE:
-        return
-    for name in extensions:
-        if mode in extension_class(name).MODES:
-            return
-    known = [DENSE, *(m for name in extensions for m in extension_class(name).MODES)]
-    raise ConfigError(f"default mode {mode!r} is not provided by this index; use one of {', '.join(known)}")
+    """Refuse a default mode that neither dense search nor an extension of the index provides."""
+    known = available_modes(extensions)
+    if mode not in known:
+        raise ConfigError(f"default mode {mode!r} is not provided by this index; use one of {', '.join(known)}")
 
 
 def _dim(dim: int | None) -> dict[str, Any]:

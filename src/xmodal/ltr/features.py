@@ -81,7 +81,7 @@ def candidate_features(
     out[:, col["bm25"]] = pipeline.lexical.index.score_rows(stems(query.text or ""), rows)
     if vector is not None:
         for kind in VectorKind:
-            out[:, col[f"cos:{kind.value}"]] = _cosines(pipeline, kind, vector, rows)
+            out[:, col[f"cos:{kind.value}"]] = engine.similarity(vector, rows, kind)
     _attribute_features(pipeline, understanding, rows, out[:, col["qu_matches"]], out[:, col["qu_share"]])
     memory = pipeline.memory.lookup(query.text)
     popularity = pipeline.popularity
@@ -101,10 +101,6 @@ def candidate_features(
 def freshness(created_at: float, now: float) -> float:
     """``exp(-age / 30 days)``: 1 for an item added now, 0.37 at 30 days."""
     return math.exp(-max(now - created_at, 0.0) / 86400 / FRESHNESS_DAYS)
-
-
-def _cosines(pipeline: FeatureSource, kind: VectorKind, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-    return pipeline.engine.similarity(vector, rows, kind)
 
 
 def _attribute_features(
