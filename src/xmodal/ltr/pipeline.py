@@ -122,6 +122,7 @@ class Pipeline:
         self.strategy_names = self.config.strategies or strategy_config.configured(self.dir)
         self.specs: dict[str, StrategySpec] = {}
         self.strategies: dict[str, Strategy] = {}
+        self.sources: dict[str, str] = {}
         self.layout = FeatureLayout((), ())
         self._install(build_strategies(self.strategy_names, self.context))
         self.policy = self._load_policy()
@@ -163,6 +164,7 @@ class Pipeline:
     def _install(self, built: Sequence[Built]) -> None:
         self.specs = {b.spec.name: b.spec for b in built}
         self.strategies = {b.spec.name: b.strategy for b in built}
+        self.sources = {b.spec.name: b.source for b in built}  # the registry entry each came from
         kinds = tuple(s.kind for s in self.specs.values() if s.kind is not None)
         self.layout = FeatureLayout(tuple(self.specs), kinds)
 
