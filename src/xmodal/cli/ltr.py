@@ -73,7 +73,9 @@ def register(subparsers: Any) -> None:
 
 def _register_strategies(subparsers: Any) -> None:
     ltr = subparsers.add_parser(
-        "ltr", help="the learned pipeline's settings (its strategies)", description=STRATEGIES_HELP,
+        "ltr",
+        help="the learned pipeline's settings (its strategies)",
+        description=STRATEGIES_HELP,
         formatter_class=HelpFormatter,
     )
     ltr_commands = ltr.add_subparsers(dest="ltr_command", metavar="SUBCOMMAND")

@@ -148,11 +148,17 @@ class ClassFactory:
     def build(self, context: StrategyContext) -> Iterable[Built]:
         strategy = self.cls(context)
         family = getattr(self.cls, "family", None) or strategy.name
-        yield Built(StrategySpec(strategy.name, str(family), explores=bool(getattr(self.cls, "explores", False))), strategy)
+        yield Built(
+            StrategySpec(strategy.name, str(family), explores=bool(getattr(self.cls, "explores", False))), strategy
+        )
 
 
 def _is_strategy_class(obj: object) -> bool:
-    return isinstance(obj, type) and callable(getattr(obj, "retrieve", None)) and isinstance(getattr(obj, "name", None), str)
+    return (
+        isinstance(obj, type)
+        and callable(getattr(obj, "retrieve", None))
+        and isinstance(getattr(obj, "name", None), str)
+    )
 
 
 def _is_source(obj: object) -> bool:
