@@ -211,3 +211,30 @@ def test_items_with_images_get_an_image_dense_arm(tmp_path: Path) -> None:
         pipe = pipeline(engine)
         kinds = {s.kind for s in pipe.specs.values() if s.family == "dense"}
         assert {"image", "text"} <= kinds and all(f"cos:{k}" in pipe.features for k in kinds)
+
+
+def test_a_source_that_builds_no_strategy_is_refused(shop: Engine, tmp_path: Path) -> None:
+    from xmodal.ltr.strategies.registry import Built, FunctionFactory, StrategySpec
+
+    STRATEGIES.register("junk", FunctionFactory(lambda ctx: [Built(StrategySpec("junk", "junk"), object())]))  # type: ignore[arg-type]
+    try:
+        with pytest.raises(ConfigError, match="'junk'.*does not implement the Strategy protocol"):
+            Pipeline(shop, LTRConfig(strategies=("lexical", "junk")), folder=tmp_path / "ltr")
+        with pytest.raises(ConfigError, match="two strategies are called 'lexical'"):
+            STRATEGIES.register("again", "xmodal.ltr.strategies.registry:LEXICAL")
+            Pipeline(shop, LTRConfig(strategies=("lexical", "again")), folder=tmp_path / "ltr")
+    finally:
+        STRATEGIES.unregister("junk")
+        STRATEGIES.unregister("again")
+
+
+def test_feedback_show_lists_each_hits_sources(shop: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    from xmodal.cli import main
+
+    result = shop.search("red leather boots", mode="learned", k=3, log=True)
+    assert result.query_id is not None
+    shop.close()
+    assert main(["--index", str(shop.path), "feedback", "show", result.query_id]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["sources"] == [list(names_of(p)) for p in result.hits.provenance]
+    assert shown["provenance"] == [str(p) for p in result.hits.provenance]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, XmodalError
+from ..provenance import names_of
 from .common import HelpFormatter, UsageError, engine_of, print_json
 
 STRATEGIES_HELP = """\
@@ -145,7 +146,8 @@ def run_show(args: argparse.Namespace) -> int:
                 "context": imp.context,
                 "plan": imp.plan,
                 "shown": list(imp.shown),
-                "provenance": list(imp.provenance),
+                "provenance": list(imp.provenance),  # display strings ("lexical+memory")
+                "sources": [list(names_of(p)) for p in imp.provenance],
                 "events": events,
             }
         )

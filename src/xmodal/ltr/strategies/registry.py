@@ -192,8 +192,11 @@ def build_strategies(names: Sequence[str], context: StrategyContext) -> list[Bui
     for name in dict.fromkeys(names):
         for built in factory_of(name).build(context):
             strategy = built.strategy
-            if not callable(getattr(strategy, "retrieve", None)):
-                raise ConfigError(f"strategy source {name!r} built {strategy!r}, which has no retrieve(query, depth)")
+            if not isinstance(strategy, Strategy) or not callable(getattr(strategy, "retrieve", None)):
+                raise ConfigError(
+                    f"strategy source {name!r} built {strategy!r}, which does not implement the Strategy protocol "
+                    "(a `name` and `retrieve(query, depth, *, vector=None) -> Hits`)"
+                )
             if built.spec.name in seen:
                 raise ConfigError(f"two strategies are called {built.spec.name!r} (the second from {name!r})")
             seen.add(built.spec.name)
