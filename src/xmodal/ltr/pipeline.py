@@ -306,14 +306,15 @@ class Pipeline:
         }
 
     def _run(self, name: str, query: Query, depth: int, vector: np.ndarray | None) -> Hits:
-        """One strategy's run; one that fails (a generative model not loadable, a third party's error)
-        contributes nothing to this query instead of failing the search."""
+        """One strategy's run; one that cannot run (no generative model loadable, a part not set up: a
+        :class:`ConfigError` or :class:`StorageError`) contributes nothing to this query instead of failing
+        the search. A bad query (a :class:`ValidationError`) still fails it."""
         strategy = self.strategies.get(name)
         if strategy is None:
             return Hits.empty()
         try:
             return strategy.retrieve(query, depth, vector=vector)
-        except XmodalError as exc:
+        except (ConfigError, StorageError) as exc:
             log.warning("strategy %s failed (%s): left out of this query", name, exc)
             return Hits.empty()
 
