@@ -108,7 +108,7 @@ def test_a_strategy_that_does_not_load_is_named(tmp_path: Path) -> None:
     index = make_index(tmp_path / "idx")
     done = cli(index, "ltr", "strategies", "add", "nosuchpackage.strategies:Missing")
     assert done.returncode == 2 and "nosuchpackage.strategies:Missing" in done.stderr
-    assert "pip install nosuchpackage" in done.stderr
+    assert "pip install nosuchpackage" in done.stderr and "remove" not in done.stderr  # nothing was added
     done = cli(index, "ltr", "strategies", "add", "no-such-strategy")
     assert done.returncode == 2 and "no-such-strategy" in done.stderr and "available:" in done.stderr
     assert not (index / "ltr" / "strategies.json").exists()  # nothing saved
@@ -123,3 +123,15 @@ def test_a_strategy_that_does_not_load_is_named(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     with Engine.open(index) as engine:
         assert list(pipeline(engine).strategies) == ["lexical"]
+
+
+def test_a_factory_class_yields_several_strategies_with_their_specs(tmp_path: Path) -> None:
+    with Engine.open(make_index(tmp_path / "idx")) as engine:
+        pipe = pipeline(engine)
+        pipe.set_strategies(["tests.toyparts.strategy:ToyFactory", "lexical"])
+        assert list(pipe.strategies)[:2] == [f"{NAME}-a", f"{NAME}-b"]
+        assert {pipe.specs[n].family for n in pipe.strategies} == {"toy", "lexical"}
+        assert f"{NAME}-a" not in pipe.prepare(Query(image=ROOT / "missing.png")).available  # the spec's `when`
+        result = engine.search(Query(text="lantern", k=3, mode="learned"), explain=True)
+        assert result.explain is not None
+        assert [a["strategy"] for a in result.explain["plan"]][:2] == [f"{NAME}-a", f"{NAME}-b"]

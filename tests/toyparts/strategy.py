@@ -4,9 +4,11 @@ title first, so a test can tell its hits from any built-in strategy's."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-from xmodal.ltr.strategies.registry import StrategyContext
+from xmodal.ltr.strategies.registry import Built, StrategyContext, StrategySpec
 from xmodal.records import Hits, Query
 
 NAME = "toy-titles"
@@ -33,3 +35,13 @@ class ToyStrategy:
         found.sort(key=lambda t: (-t[0], t[1]))
         top = found[:depth]
         return Hits.of([i for _, i in top], [float(n) for n, _ in top], self.name)
+
+
+class ToyFactory:
+    """A factory source (``tests.toyparts.strategy:ToyFactory``): two toy strategies with specs of their own."""
+
+    def build(self, context: StrategyContext) -> Iterator[Built]:
+        for suffix in ("a", "b"):
+            strategy = ToyStrategy(context)
+            strategy.name = f"{NAME}-{suffix}"
+            yield Built(StrategySpec(strategy.name, "toy", when=lambda probe: bool(probe.query.text)), strategy)

@@ -283,8 +283,9 @@ def run_strategies_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(out)
         return 0
+    print(f"strategies ({'saved in ' + str(folder / strategy_config.FILE) if out['saved'] else 'the defaults'}):")
     for c in configured:
-        print(f"{c['name']}{'' if c['loads'] else '  (does not load: ' + str(c.get('error')) + ')'}")
+        print(f"  {c['name']}{'' if c['loads'] else '  (does not load: ' + str(c.get('error')) + ')'}")
     if arms:
         print("arms: " + ", ".join(f"{a['name']} ({a['family']})" for a in arms))
     print("installed: " + ", ".join(STRATEGIES.names()))

@@ -3,8 +3,9 @@
 An entry of the registry (group ``xmodal.strategies``: built-in names, installed entry points, or a
 dotted path ``"package.module:Name"``) is a *strategy source*, one of
 
-- a :class:`StrategyFactory`: an object whose ``build(context)`` yields zero or more :class:`Built`
-  strategies (the built-in ``dense`` yields one per vector kind the index has), or
+- a :class:`StrategyFactory`: an object (or a class, instantiated with no arguments) whose
+  ``build(context)`` yields zero or more :class:`Built` strategies (the built-in ``dense`` yields one per
+  vector kind the index has), or
 - a :class:`~xmodal.ltr.strategies.base.Strategy` class: built as ``cls(context)``, one strategy named
   ``cls.name`` (how a third party adds one: ``xmodal ltr strategies add package.module:MyStrategy``).
 
@@ -169,18 +170,18 @@ def _is_source(obj: object) -> bool:
 STRATEGIES: Registry[Any] = Registry("strategies", "strategy", _is_source)
 
 
-def factory_of(name: str) -> StrategyFactory:
+def factory_of(name: str, *, configured: bool = True) -> StrategyFactory:
     """The factory registered (or installed, or importable) as ``name``; a :class:`ConfigError` naming it
-    (and how to remove it from the index) when it does not resolve."""
+    (and, for a ``configured`` one, how to remove it from the index) when it does not resolve."""
     try:
         source = STRATEGIES.resolve(name)
     except ConfigError as exc:
-        raise ConfigError(
-            f"the learned pipeline's strategy {name!r} cannot be loaded: {exc}. "
-            f"Install it, or remove it with `xmodal ltr strategies remove {name}`"
-        ) from exc
+        fix = f"; install it, or remove it with `xmodal ltr strategies remove {name}`" if configured else ""
+        raise ConfigError(f"the learned pipeline's strategy {name!r} cannot be loaded: {exc}{fix}") from exc
     if _is_strategy_class(source):
         return ClassFactory(source)
+    if isinstance(source, type):  # a factory class: one instance, made with no arguments
+        source = source()
     built: StrategyFactory = source
     return built
 
@@ -205,9 +206,9 @@ def build_strategies(names: Sequence[str], context: StrategyContext) -> list[Bui
 
 
 def check_names(names: Sequence[str]) -> None:
-    """Resolve each name now (a :class:`ConfigError` naming the first that does not)."""
+    """Resolve each name now, before it is saved (a :class:`ConfigError` naming the first that does not)."""
     for name in names:
-        factory_of(name)
+        factory_of(name, configured=False)
 
 
 # -- the built-in sources ------------------------------------------------------------------------------
