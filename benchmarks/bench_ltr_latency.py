@@ -27,7 +27,7 @@ import numpy as np
 
 from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder
-from xmodal.ltr.features import FEATURES, candidate_features
+from xmodal.ltr.features import candidate_features
 from xmodal.ltr.fusion import fuse
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.ranker import LambdaRanker
@@ -92,7 +92,7 @@ def main() -> None:
     X = np.vstack(rows)
     pipe.set_ranker(
         LambdaRanker(n_estimators=150).fit(
-            X, rng.integers(0, 2, len(X)), [len(r) for r in rows], feature_names=FEATURES
+            X, rng.integers(0, 2, len(X)), [len(r) for r in rows], feature_names=pipe.features
         ),
         save=False,
     )

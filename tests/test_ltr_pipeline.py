@@ -11,6 +11,7 @@ from xmodal import Engine
 from xmodal.encoders import HashingEncoder
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.train import train_ranker
+from xmodal.provenance import names_of
 
 from .test_ltr_strategies import products
 
@@ -47,7 +48,7 @@ def test_feedback_credits_the_strategies_that_supplied_the_item(shop: Engine) ->
     before = pipe.policy.b_.copy()
     result = shop.search("red leather boots", mode="learned", k=5, log=True)
     assert result.query_id is not None
-    supplier = result.hits.provenance[0].split("+")
+    supplier = names_of(result.hits.provenance[0])
     shop.feedback(result.query_id, result.hits.ids[0], "click")
     changed = {arm for a, arm in enumerate(pipe.policy.arms) if not np.allclose(before[a], pipe.policy.b_[a])}
     assert changed == {arm for arm in supplier if arm in pipe.policy.arms}

@@ -1,4 +1,4 @@
-"""``xmodal feedback|simulate|train-ranker``: the learning-to-rank-and-retrieve commands."""
+"""``xmodal feedback|simulate|train-ranker|ltr``: the learning-to-rank-and-retrieve commands."""
 
 from __future__ import annotations
 
@@ -6,11 +6,31 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import UsageError, engine_of, print_json
+from ..errors import ConfigError, XmodalError
+from ..provenance import names_of
+from .common import HelpFormatter, UsageError, engine_of, print_json
+
+STRATEGIES_HELP = """\
+The learned search mode draws candidates from strategies. Which ones an index uses is saved in
+<index>/ltr/strategies.json (default: lexical, structured, dense, memory, explore, generative;
+dense gives one strategy per vector kind the index has, generative is available once
+`xmodal genret train` has trained a model). A strategy is a registry name (built-in, or an
+entry point of the group xmodal.strategies of an installed package) or a dotted path
+'package.module:Name' to a Strategy class (built as Name(context), with a `name` and
+`retrieve(query, depth, *, vector=None) -> Hits`) or to a factory with `build(context)`.
+
+  xmodal --index DIR ltr strategies list
+  xmodal --index DIR ltr strategies add mypackage.strategies:MyStrategy
+  xmodal --index DIR ltr strategies remove generative
+  xmodal --index DIR ltr strategies set lexical dense memory explore
+  xmodal --index DIR ltr strategies reset
+
+A change takes effect when the index is next opened (a running server: restart it); the policy keeps
+what it learned for every strategy it knew and gives a new one a fresh arm."""
 
 
 def register(subparsers: Any) -> None:
-    """Add ``feedback`` (search/event/show/stats), ``simulate`` and ``train-ranker``."""
+    """Add ``feedback`` (search/event/show/stats), ``simulate``, ``train-ranker`` and ``ltr strategies``."""
     fb = subparsers.add_parser("feedback", help="log searches and user events (clicks, likes, adds, plays)")
     commands = fb.add_subparsers(dest="feedback_command", metavar="SUBCOMMAND")
     search = commands.add_parser("search", help="search and log the impression; prints the query_id")
@@ -49,6 +69,40 @@ def register(subparsers: Any) -> None:
     train.add_argument("--trees", type=int, default=150, help="boosting rounds (default: 150)")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(handler=run_train)
+    _register_strategies(subparsers)
+
+
+def _register_strategies(subparsers: Any) -> None:
+    ltr = subparsers.add_parser(
+        "ltr",
+        help="the learned pipeline's settings (its strategies)",
+        description=STRATEGIES_HELP,
+        formatter_class=HelpFormatter,
+    )
+    ltr_commands = ltr.add_subparsers(dest="ltr_command", metavar="SUBCOMMAND")
+    ltr.set_defaults(handler=lambda args: _fail("give a subcommand: strategies"))
+    strat = ltr_commands.add_parser(
+        "strategies",
+        help="list, add or remove the strategies of the learned search mode",
+        description=STRATEGIES_HELP,
+        formatter_class=HelpFormatter,
+    )
+    commands = strat.add_subparsers(dest="strategies_command", metavar="SUBCOMMAND")
+    strat.set_defaults(handler=lambda args: _fail("give a subcommand: list, add, remove, set or reset"))
+    listing = commands.add_parser("list", help="the configured strategies, what each builds, and what is installed")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=run_strategies_list)
+    add = commands.add_parser("add", help="add a strategy (registry name or package.module:Name)")
+    add.add_argument("name")
+    add.set_defaults(handler=run_strategies_add)
+    remove = commands.add_parser("remove", help="remove a strategy from the list")
+    remove.add_argument("name")
+    remove.set_defaults(handler=run_strategies_remove)
+    given = commands.add_parser("set", help="replace the list (in plan order of preference)")
+    given.add_argument("names", nargs="+")
+    given.set_defaults(handler=run_strategies_set)
+    reset = commands.add_parser("reset", help="back to the default strategies")
+    reset.set_defaults(handler=run_strategies_reset)
 
 
 def _usage() -> int:
@@ -92,7 +146,8 @@ def run_show(args: argparse.Namespace) -> int:
                 "context": imp.context,
                 "plan": imp.plan,
                 "shown": list(imp.shown),
-                "provenance": list(imp.provenance),
+                "provenance": list(imp.provenance),  # display strings ("lexical+memory")
+                "sources": [list(names_of(p)) for p in imp.provenance],
                 "events": events,
             }
         )
@@ -126,4 +181,114 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--trees must be at least 1, got {args.trees}")
     with engine_of(args) as engine:
         print_json(train_ranker(engine, ipw=not args.naive, seed=args.seed, n_estimators=args.trees))
+    return 0
+
+
+# -- ltr strategies ------------------------------------------------------------------------------------
+def _fail(message: str) -> int:
+    raise UsageError(message)
+
+
+def _ltr_folder(args: argparse.Namespace) -> Path:
+    if not args.index:
+        raise UsageError("no index folder: pass --index DIR (or set XMODAL_INDEX)")
+    path = Path(args.index)
+    if not (path / "store.sqlite").is_file():
+        raise UsageError(f"{path} is not an xmodal index (create it with: xmodal --index {path} add CATALOG)")
+    return path / "ltr"
+
+
+def _save(folder: Path, names: list[str]) -> int:
+    from ..ltr import strategy_config
+    from ..ltr.strategies.registry import check_names
+
+    try:
+        check_names(names)
+        strategy_config.save(folder, names)
+    except (ConfigError, XmodalError) as exc:
+        raise UsageError(str(exc)) from None
+    print_json({"strategies": names, "saved": str(folder / strategy_config.FILE)})
+    return 0
+
+
+def run_strategies_add(args: argparse.Namespace) -> int:
+    from ..ltr import strategy_config
+
+    folder = _ltr_folder(args)
+    names = list(strategy_config.configured(folder))
+    if args.name in names:
+        raise UsageError(f"strategy {args.name!r} is already used ({', '.join(names)})")
+    return _save(folder, [*names, args.name])
+
+
+def run_strategies_remove(args: argparse.Namespace) -> int:
+    from ..ltr import strategy_config
+
+    folder = _ltr_folder(args)
+    names = list(strategy_config.configured(folder))
+    if args.name not in names:
+        raise UsageError(f"strategy {args.name!r} is not used (used: {', '.join(names)})")
+    kept = [n for n in names if n != args.name]
+    if not kept:
+        raise UsageError("the learned pipeline needs at least one strategy; add another before removing this one")
+    strategy_config.save(folder, kept)  # removing never needs the strategy to load
+    print_json({"strategies": kept, "saved": str(folder / strategy_config.FILE)})
+    return 0
+
+
+def run_strategies_set(args: argparse.Namespace) -> int:
+    return _save(_ltr_folder(args), list(args.names))
+
+
+def run_strategies_reset(args: argparse.Namespace) -> int:
+    from ..ltr import strategy_config
+
+    folder = _ltr_folder(args)
+    strategy_config.reset(folder)
+    print_json({"strategies": list(strategy_config.configured(folder)), "saved": None})
+    return 0
+
+
+def run_strategies_list(args: argparse.Namespace) -> int:
+    from ..ltr import strategy_config
+    from ..ltr.extension import pipeline
+    from ..ltr.strategies.registry import STRATEGIES, factory_of
+
+    folder = _ltr_folder(args)
+    names = strategy_config.configured(folder)
+    configured = []
+    for name in names:
+        try:
+            factory_of(name)
+            configured.append({"name": name, "loads": True})
+        except ConfigError as exc:
+            configured.append({"name": name, "loads": False, "error": str(exc)})
+    arms: list[dict[str, Any]] = []
+    error = None
+    if all(c["loads"] for c in configured):
+        try:
+            with engine_of(args) as engine:
+                pipe = pipeline(engine)
+                arms = [{**spec.to_dict(), "source": pipe.sources.get(n, "")} for n, spec in pipe.specs.items()]
+        except XmodalError as exc:
+            error = str(exc)
+    out = {
+        "strategies": configured,
+        "saved": (folder / strategy_config.FILE).exists(),
+        "arms": arms,
+        "installed": STRATEGIES.names(),
+    }
+    if error is not None:
+        out["error"] = error
+    if args.json:
+        print_json(out)
+        return 0
+    print(f"strategies ({'saved in ' + str(folder / strategy_config.FILE) if out['saved'] else 'the defaults'}):")
+    for c in configured:
+        print(f"  {c['name']}{'' if c['loads'] else '  (does not load: ' + str(c.get('error')) + ')'}")
+    if arms:
+        print("arms: " + ", ".join(f"{a['name']} ({a['family']})" for a in arms))
+    print("installed: " + ", ".join(STRATEGIES.names()))
+    if error is not None:
+        print(f"error: {error}")
     return 0

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import NotFoundError, StorageError, ValidationError
 from ..ltr.text import normalize_query
+from ..provenance import from_stored, to_stored
 
 FEEDBACK_SCHEMA_VERSION = 1
 #: Event types and the reward each is worth to the learners (UBI ``action_name``).
@@ -74,6 +75,7 @@ class Impression:
     plan: list[dict[str, Any]]
     shown: tuple[str, ...]
     scores: tuple[float, ...] = ()
+    #: per shown item, which strategies found it (a :class:`~xmodal.provenance.Provenance`: read ``names``)
     provenance: tuple[str, ...] = ()
 
     def position_of(self, item_id: str) -> int | None:
@@ -161,7 +163,7 @@ class FeedbackLog:
         if not (len(scores) == len(provenance) == len(shown)):
             raise ValidationError("shown", "ids, scores and provenance differ in length", "pass aligned lists")
         triples = zip(shown, scores, provenance, strict=True)
-        hits = [(query_id, pos + 1, item, float(s), p) for pos, (item, s, p) in enumerate(triples)]
+        hits = [(query_id, pos + 1, item, float(s), to_stored(p)) for pos, (item, s, p) in enumerate(triples)]
         record = (
             query_id,
             ts,
@@ -327,5 +329,5 @@ def _impression(row: Sequence[Any], hits: Sequence[tuple[str, float, str]]) -> I
         json.loads(plan),
         tuple(h[0] for h in hits),
         tuple(float(h[1]) for h in hits),
-        tuple(h[2] for h in hits),
+        tuple(from_stored(h[2]) for h in hits),
     )

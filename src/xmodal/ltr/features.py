@@ -5,19 +5,25 @@ fused score and rank; BM25F of the query against the item; cosine between the qu
 item's vector of each kind; how many query-understanding slots the item's attributes satisfy;
 the memory index's smoothed action rate; popularity (log of weighted events); freshness; and
 whether the item's modality matches the query's.
+
+The layout (:class:`FeatureLayout`) follows the pipeline's configured strategies and the vector kinds
+its dense strategies search; a trained ranker keeps the feature names it was trained on, and
+:func:`align` maps a matrix of one layout onto another by name (a feature the model never saw is
+dropped, one the pipeline no longer has is 0), so a ranker trained under another strategy set loads.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..filters import value_key
-from ..records import Modality, Query, VectorKind
+from ..records import Modality, Query
 from .fusion import FusedHit
 from .strategies.structured import Understanding
 from .text import stems
@@ -34,26 +40,46 @@ class FeatureSource(Protocol):
     lexical: LexicalStrategy
     memory: MemoryStrategy
     popularity: dict[str, float]
+    layout: FeatureLayout
 
     def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, Modality]]: ...
 
 
-ARMS = ("lexical", "structured", "dense:text", "dense:image", "dense:combined", "memory", "explore")
-FEATURES = (
-    *(f"rr:{a}" for a in ARMS),
-    *(f"score:{a}" for a in ARMS),
-    "fused",
-    "fused_rr",
-    "bm25",
-    *(f"cos:{k.value}" for k in VectorKind),
-    "qu_matches",
-    "qu_share",
-    "memory",
-    "popularity",
-    "freshness",
-    "modality_match",
-)
+ITEM_FEATURES = ("qu_matches", "qu_share", "memory", "popularity", "freshness", "modality_match")
 FRESHNESS_DAYS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureLayout:
+    """The ranker's columns for a pipeline: per arm (its configured strategies, in order) ``rr:`` and
+    ``score:``, the fused score and rank, BM25F, ``cos:`` per vector kind, then the item features."""
+
+    arms: tuple[str, ...]
+    kinds: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (
+            *(f"rr:{a}" for a in self.arms),
+            *(f"score:{a}" for a in self.arms),
+            "fused",
+            "fused_rr",
+            "bm25",
+            *(f"cos:{k}" for k in self.kinds),
+            *ITEM_FEATURES,
+        )
+
+
+def align(X: np.ndarray, names: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
+    """``X`` (columns ``names``) with the columns ``wanted`` instead, by name; a missing one is 0."""
+    if tuple(names) == tuple(wanted):
+        return X
+    col = {name: i for i, name in enumerate(names)}
+    out = np.zeros((X.shape[0], len(wanted)), dtype=X.dtype)
+    for j, name in enumerate(wanted):
+        if name in col:
+            out[:, j] = X[:, col[name]]
+    return out
 
 
 def candidate_features(
@@ -64,24 +90,28 @@ def candidate_features(
     understanding: Understanding,
     now: float | None = None,
 ) -> np.ndarray:
-    """A float32 matrix [len(fused), len(FEATURES)] in the order of :data:`FEATURES`."""
+    """A float32 matrix [len(fused), len(layout.names)] in the order of the pipeline's :class:`FeatureLayout`."""
     engine = pipeline.engine
-    out = np.zeros((len(fused), len(FEATURES)), dtype=np.float32)
+    layout = pipeline.layout
+    names = layout.names
+    out = np.zeros((len(fused), len(names)), dtype=np.float32)
     if not fused:
         return out
     rows = [-1 if (row := engine.find_row(h.id)) is None else row for h in fused]
-    col = {name: i for i, name in enumerate(FEATURES)}
+    col = {name: i for i, name in enumerate(names)}
+    arms = set(layout.arms)
     for i, hit in enumerate(fused):
         for arm, (rank, score) in hit.sources.items():
-            if arm in ARMS:
+            if arm in arms:
                 out[i, col[f"rr:{arm}"]] = 1.0 / rank
                 out[i, col[f"score:{arm}"]] = score
         out[i, col["fused"]] = hit.score
         out[i, col["fused_rr"]] = 1.0 / (i + 1)
     out[:, col["bm25"]] = pipeline.lexical.index.score_rows(stems(query.text or ""), rows)
     if vector is not None:
-        for kind in VectorKind:
-            out[:, col[f"cos:{kind.value}"]] = engine.similarity(vector, rows, kind)
+        similarity: Callable[[np.ndarray, Sequence[int], Any], np.ndarray] = engine.similarity
+        for kind in layout.kinds:  # kinds are plain strings (built-in ones equal their VectorKind)
+            out[:, col[f"cos:{kind}"]] = similarity(vector, rows, kind)
     _attribute_features(pipeline, understanding, rows, out[:, col["qu_matches"]], out[:, col["qu_share"]])
     memory = pipeline.memory.lookup(query.text)
     popularity = pipeline.popularity

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ValidationError
+from ..provenance import Provenance
 from ..records import Hits
 
 Normaliser = Callable[[np.ndarray], np.ndarray]
@@ -120,8 +121,14 @@ def fuse(name: str, runs: Mapping[str, Hits], weights: Mapping[str, float] | Non
 
 
 def to_hits(fused: list[FusedHit], k: int) -> Hits:
-    """The first ``k`` fused hits; provenance lists the contributing strategies, best rank first."""
+    """The first ``k`` fused hits; each hit's :class:`~xmodal.provenance.Provenance` names the contributing
+    strategies, best rank first."""
     top = fused[:k]
-    prov = tuple("+".join(sorted(h.sources, key=lambda s: (h.sources[s][0], s))) for h in top)
+    prov = tuple(provenance(h) for h in top)
     hits = Hits.of([h.id for h in top], [h.score for h in top])
     return Hits(hits.ids, hits.scores, prov)
+
+
+def provenance(hit: FusedHit) -> Provenance:
+    """The strategies that found ``hit``, best rank first (ties by name)."""
+    return Provenance(sorted(hit.sources, key=lambda s: (hit.sources[s][0], s)))

@@ -1,9 +1,11 @@
 """The learned retrieval pipeline: understand → featurise → plan → retrieve → fuse → rank.
 
-One :class:`Pipeline` per engine (an engine plugin). It owns the strategies, the bandit policy and
-the optional ranker, learns online from the feedback log (impressions observe the strategies that
-supplied shown items; positive events credit them), and persists its derived state under
-``<index>/ltr/``.
+One :class:`Pipeline` per engine (opened by the ``ltr`` extension). Its strategies come from the strategy
+registry (:mod:`xmodal.ltr.strategies.registry`) as configured (``LTRConfig.strategies``, else the index's
+``ltr/strategies.json``, else the defaults), each with a spec the pipeline reasons on. It owns the bandit
+policy (one arm per strategy) and the optional ranker, learns online from the feedback log (impressions
+observe the strategies that supplied shown items; positive events credit them), and persists its derived
+state under ``<index>/ltr/``.
 """
 
 from __future__ import annotations
@@ -16,24 +18,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import StorageError, ValidationError, XmodalError
-from ..records import Hits, Modality, Query, Target, VectorKind
+from ..errors import ConfigError, StorageError, ValidationError, XmodalError
+from ..provenance import names_of
+from ..records import Hits, Modality, Query
 from ..store.sqlite import StoredItem
+from . import strategy_config
 from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
-from .features import FEATURES, candidate_features
+from .features import FeatureLayout, align, candidate_features
 from .fusion import FusedHit, fuse, to_hits
 from .policy import Allocation, LinearBandit, Plan, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
 from .strategies import (
-    DenseStrategy,
     ExploreStrategy,
     LexicalStrategy,
     MemoryStrategy,
     QueryUnderstanding,
     Strategy,
-    StructuredStrategy,
     Understanding,
 )
+from .strategies.registry import Built, Probe, StrategyContext, StrategySpec, build_strategies
 from .text import stems
 
 if TYPE_CHECKING:
@@ -57,10 +60,15 @@ class LTRConfig:
     popularity_weight: float = 0.0
     rank_depth: int = 50
     seed: int = 0
+    #: registry names or dotted paths of the strategy sources, in order (None: the index's saved list, else
+    #: :data:`~xmodal.ltr.strategies.registry.DEFAULT_STRATEGIES`)
+    strategies: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.explore not in EXPLORE_MODES:
             raise ValidationError("explore", f"unknown mode {self.explore!r}", f"use one of {', '.join(EXPLORE_MODES)}")
+        if self.strategies is not None:
+            object.__setattr__(self, "strategies", strategy_config.check(self.strategies))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +116,15 @@ class Pipeline:
             engine, seed=self.config.seed, understanding=self.understanding, memory=self.memory
         )
         self.explore.popularity = self.popularity
-        self.strategies: dict[str, Strategy] = {
-            "lexical": self.lexical,
-            "structured": StructuredStrategy(engine, self.understanding, self.lexical),
-            **{f"dense:{k.value}": DenseStrategy(engine, k) for k in VectorKind},
-            "memory": self.memory,
-            "explore": self.explore,
-        }
+        self.context = StrategyContext(
+            engine, self.lexical, self.understanding, self.memory, self.explore, feedback, self.dir, self.config.seed
+        )
+        self.strategy_names = self.config.strategies or strategy_config.configured(self.dir)
+        self.specs: dict[str, StrategySpec] = {}
+        self.strategies: dict[str, Strategy] = {}
+        self.sources: dict[str, str] = {}
+        self.layout = FeatureLayout((), ())
+        self._install(build_strategies(self.strategy_names, self.context))
         self.policy = self._load_policy()
         self.ranker: LambdaRanker | None = None
         self.ranker_status = "no ranker trained: fused order"
@@ -141,6 +151,8 @@ class Pipeline:
             self._meta.pop(s.row, None)
         for follower in self._followers:
             follower.on_put(stored)
+        if set(self.context.vector_kinds()) - {s.kind for s in self.specs.values() if s.kind is not None}:
+            self.refresh_strategies()  # the first vectors of a kind: its dense strategy joins
 
     def on_delete(self, rows: Sequence[int]) -> None:
         for row in rows:
@@ -148,17 +160,61 @@ class Pipeline:
         for follower in self._followers:
             follower.on_delete(rows)
 
+    # -- the strategies ------------------------------------------------------------------------------
+    def _install(self, built: Sequence[Built]) -> None:
+        self.specs = {b.spec.name: b.spec for b in built}
+        self.strategies = {b.spec.name: b.strategy for b in built}
+        self.sources = {b.spec.name: b.source for b in built}  # the registry entry each came from
+        kinds = tuple(s.kind for s in self.specs.values() if s.kind is not None)
+        self.layout = FeatureLayout(tuple(self.specs), kinds)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The ranker's feature names for this pipeline's strategies (:class:`FeatureLayout`)."""
+        return self.layout.names
+
+    def refresh_strategies(self) -> None:
+        """Build the configured strategies again (a new vector kind, a changed list); the policy keeps what
+        it learned for every arm and gains a fresh one for each new strategy."""
+        self._install(build_strategies(self.strategy_names, self.context))
+        self.policy = self._reconcile(self.policy)
+
+    def set_strategies(self, names: Sequence[str], *, save: bool = True) -> None:
+        """Use the strategy sources ``names`` from now on (each must load), saved for the index."""
+        checked = strategy_config.check(names)
+        built = build_strategies(checked, self.context)  # a source that does not load changes nothing
+        self.strategy_names = checked
+        self._install(built)
+        self.policy = self._reconcile(self.policy)
+        if save:
+            strategy_config.save(self.dir, checked)
+
     # -- state ------------------------------------------------------------------------------------
+    def _explorer(self) -> str | None:
+        return next((s.name for s in self.specs.values() if s.explores), None)
+
     def _load_policy(self) -> LinearBandit:
         if (self.dir / "policy" / "policy.json").exists():
-            return load_policy(self.dir / "policy")
+            return self._reconcile(load_policy(self.dir / "policy"))
         return make_policy(
             self.config.policy,
             list(self.strategies),
             len(CONTEXT_FEATURES),
             budget=self.config.budget,
             seed=self.config.seed,
+            always=self._explorer(),
         )
+
+    def _reconcile(self, policy: LinearBandit) -> LinearBandit:
+        """The policy over this pipeline's arms, in strategy order; arms it has no strategy for now (a
+        vector kind deleted, a strategy removed) keep their state at the end."""
+        arms = [*self.strategies, *(a for a in policy.arms if a not in self.strategies)]
+        if arms == policy.arms:
+            return policy
+        new = [a for a in arms if a not in policy.arms]
+        if new:
+            log.info("learned pipeline: new strategies %s join the policy with no history", ", ".join(new))
+        return policy.with_arms(arms)
 
     def _load_ranker(self) -> None:
         path = self.dir / "ranker.txt"
@@ -230,21 +286,9 @@ class Pipeline:
         return (policy or self.policy).select(prepared.x, available, explore=explore, keep=keep, lead=lead)
 
     def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
-        """Strategies that can return anything for this query."""
-        out = []
-        for name in self.strategies:
-            if name == "structured" and not found.slots:
-                continue
-            if name == "memory" and memory_hits == 0:
-                continue
-            if name == "lexical" and not query.text:
-                continue
-            if name.startswith("dense:") and self.engine.vector_count(VectorKind(name[6:])) == 0:
-                continue
-            if name.startswith("dense:") and query.target != Target.ANY and name != f"dense:{query.target}":
-                continue  # the query asks for one kind of vector
-            out.append(name)
-        return tuple(out)
+        """Strategies that can return anything for this query (each spec judges, see :class:`StrategySpec`)."""
+        probe = Probe(query, len(found.slots), memory_hits)
+        return tuple(name for name, spec in self.specs.items() if spec.available(probe))
 
     def retrieve(
         self, prepared: Prepared, plan: Plan, vector: np.ndarray | None, cached: Mapping[str, Hits] | None = None
@@ -256,10 +300,23 @@ class Pipeline:
             a.strategy: (
                 cached[a.strategy].take(range(min(a.depth, len(cached[a.strategy]))))
                 if a.strategy in cached
-                else self.strategies[a.strategy].retrieve(prepared.query, a.depth, vector=vector)
+                else self._run(a.strategy, prepared.query, a.depth, vector)
             )
             for a in plan.allocations
         }
+
+    def _run(self, name: str, query: Query, depth: int, vector: np.ndarray | None) -> Hits:
+        """One strategy's run; one that cannot run (no generative model loadable, a part not set up: a
+        :class:`ConfigError` or :class:`StorageError`) contributes nothing to this query instead of failing
+        the search. A bad query (a :class:`ValidationError`) still fails it."""
+        strategy = self.strategies.get(name)
+        if strategy is None:
+            return Hits.empty()
+        try:
+            return strategy.retrieve(query, depth, vector=vector)
+        except (ConfigError, StorageError) as exc:
+            log.warning("strategy %s failed (%s): left out of this query", name, exc)
+            return Hits.empty()
 
     def candidates(
         self,
@@ -276,12 +333,16 @@ class Pipeline:
         runs = self.retrieve(prepared, plan, vector, cached)
         fused = fuse(self.config.fusion, runs, plan.weights())
         if backfill and len(fused) < query.k:
-            dense = next((a for a in prepared.available if a.startswith("dense:") and a not in runs), None)
+            dense = next((a for a in prepared.available if self._family(a) == "dense" and a not in runs), None)
             room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
             if dense is not None and room > 0:  # candidates drawn stay within the budget
-                runs[dense] = self.strategies[dense].retrieve(query, room, vector=vector)
+                runs[dense] = self._run(dense, query, room, vector)
                 fused = fuse(self.config.fusion, runs, {**plan.weights(), dense: 0.5})
         return runs, fused
+
+    def _family(self, name: str) -> str | None:
+        spec = self.specs.get(name)
+        return None if spec is None else spec.family
 
     def rank(
         self, prepared: Prepared, vector: np.ndarray | None, fused: list[FusedHit]
@@ -292,7 +353,7 @@ class Pipeline:
         head = fused[: self.config.rank_depth]
         try:
             X = candidate_features(self, prepared.query, vector, head, prepared.understanding)
-            scores = self.ranker.score(X)
+            scores = self.ranker.score(align(X, self.features, self.ranker.feature_names_))
         except (XmodalError, ValueError) as exc:
             return fused, None, f"ranker failed ({exc}): fused order"
         order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
@@ -336,7 +397,7 @@ class Pipeline:
                 "sources": {s: {"rank": r, "score": round(v, 6)} for s, (r, v) in hit.sources.items()},
             }
             if X is not None and i < len(X):
-                entry["features"] = {name: round(float(v), 6) for name, v in zip(FEATURES, X[i], strict=True)}
+                entry["features"] = {name: round(float(v), 6) for name, v in zip(self.features, X[i], strict=True)}
             per_hit.append(entry)
         return {
             "mode": "learned",
@@ -354,6 +415,11 @@ class Pipeline:
         """One strategy alone at depth k (the per-strategy search modes)."""
         prepared = self.prepare(query)
         plan = Plan((Allocation(name, query.k, 1.0),), query.k, {name: 0.0})
+        if name not in self.strategies:
+            raise ConfigError(
+                f"strategy {name!r} is not one of this index's learned strategies ({', '.join(self.strategies)}); "
+                f"add it with `xmodal ltr strategies add {name}`"
+            )
         hits = self.strategies[name].retrieve(query, query.k, vector=vector)
         return hits, {
             "mode": name,
@@ -379,7 +445,7 @@ class Pipeline:
         supplied = _supplied(plan_arms, provenance)
         self.dirty = True
         self.policy.observe(x, sorted(supplied))
-        won = {arm for arm in supplied for p, r in zip(provenance, rewarded, strict=True) if r and arm in p.split("+")}
+        won = {arm for arm in supplied for p, r in zip(provenance, rewarded, strict=True) if r and arm in names_of(p)}
         for arm in sorted(won):
             self.policy.credit(x, arm, 1.0)
 
@@ -404,7 +470,7 @@ class Pipeline:
             return
         x, credited = pending
         position = event.position - 1
-        for arm in impression.provenance[position].split("+"):
+        for arm in names_of(impression.provenance[position]):
             if arm in self.policy.arms and arm not in credited:
                 credited.add(arm)
                 self.policy.credit(x, arm, 1.0)
@@ -412,7 +478,7 @@ class Pipeline:
 
 
 def _supplied(arms: Sequence[str], provenance: Sequence[str]) -> set[str]:
-    shown_sources = {s for p in provenance for s in p.split("+")}
+    shown_sources = {s for p in provenance for s in names_of(p)}
     return {a for a in arms if a in shown_sources}
 
 

@@ -192,6 +192,24 @@ class LinearBandit:
             raise ValidationError("context", f"has {x.shape[0]} features, the policy expects {self.dim}")
         return x
 
+    def with_arms(self, arms: Sequence[str]) -> LinearBandit:
+        """This policy over ``arms``: an arm it knows keeps its learned state (by name), a new one starts as
+        a fresh arm does; the generator's state carries over. Returns a new policy."""
+        if not arms or len(set(arms)) != len(arms):
+            raise ValidationError("arms", "must be a non-empty list of distinct strategy names")
+        new = make_policy(self.kind, arms, self.dim, **self.params())
+        new.rng_.bit_generator.state = self.rng_.bit_generator.state
+        for a, arm in enumerate(arms):
+            if arm in self.arms:
+                old = self.arms.index(arm)
+                new.A_[a], new.A_inv_[a], new.b_[a], new.counts_[a] = (
+                    self.A_[old],
+                    self.A_inv_[old],
+                    self.b_[old],
+                    self.counts_[old],
+                )
+        return new
+
     # -- persistence ------------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
         return {

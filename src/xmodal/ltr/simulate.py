@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..records import Hits, Item, Query
-from .features import FEATURES, candidate_features, freshness
+from .features import candidate_features, freshness
 from .fusion import FusedHit
 from .pipeline import Pipeline
 from .policy import LinearBandit, Plan, equal_plan
@@ -183,8 +183,9 @@ def clicks(
     return out
 
 
-def provenance(fused: Sequence[FusedHit]) -> list[str]:
-    return ["+".join(sorted(h.sources)) for h in fused]
+def provenance(fused: Sequence[FusedHit]) -> list[tuple[str, ...]]:
+    """Per fused hit, the strategies that found it."""
+    return [tuple(sorted(h.sources)) for h in fused]
 
 
 def clone_stats(stats: dict[str, dict[str, PairStats]]) -> dict[str, dict[str, PairStats]]:
@@ -321,10 +322,15 @@ class Simulator:
 
 
 def learn(
-    policy: LinearBandit, x: np.ndarray, arms: Sequence[str], prov: Sequence[str], clicked: Sequence[bool]
+    policy: LinearBandit,
+    x: np.ndarray,
+    arms: Sequence[str],
+    prov: Sequence[Sequence[str]],
+    clicked: Sequence[bool],
 ) -> None:
-    """Semi-bandit credit: arms that supplied shown items are observed, and rewarded if one was clicked."""
-    sources = [set(p.split("+")) for p in prov]
+    """Semi-bandit credit: arms that supplied shown items are observed, and rewarded if one was clicked
+    (``prov``: per shown item, the names of the strategies that found it)."""
+    sources = [set(p) for p in prov]
     supplied = sorted({a for a in arms if any(a in s for s in sources)})
     policy.observe(x, supplied)
     for arm in supplied:
@@ -380,7 +386,7 @@ def ranker_experiment(
     models = {}
     for name, weights in (("naive", None), ("ipw", props)):
         X, y, groups, w = training_set(lists, weights)
-        models[name] = LambdaRanker(seed=seed).fit(X, y, groups, sample_weight=w, feature_names=FEATURES)
+        models[name] = LambdaRanker(seed=seed).fit(X, y, groups, sample_weight=w, feature_names=sim.pipeline.features)
         ndcg[name] = []
     for step in test:
         if step.X is None or not len(step.X):

@@ -19,7 +19,7 @@ from ..errors import ValidationError
 from ..feedback.log import Event, FeedbackLog
 from ..records import Query
 from .extension import pipeline
-from .features import FEATURES, candidate_features
+from .features import candidate_features
 from .fusion import fuse
 from .pipeline import Pipeline
 from .policy import Allocation, Plan
@@ -91,7 +91,7 @@ def train_ranker(engine: Engine, *, ipw: bool = True, seed: int = 0, n_estimator
             "collect feedback with search(..., log=True) and Engine.feedback first",
         )
     ranker = LambdaRanker(n_estimators=n_estimators, seed=seed).fit(
-        X, y, groups, sample_weight=w, feature_names=FEATURES
+        X, y, groups, sample_weight=w, feature_names=pipe.features
     )
     pipe.set_ranker(ranker)
     return {

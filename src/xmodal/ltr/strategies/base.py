@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ...extension import EngineView
 
 
+@runtime_checkable
 class Strategy(Protocol):
     """A candidate generator: ``retrieve(query, depth)`` returns at most ``depth`` hits, best first,
     each hit's provenance naming the strategy. ``vector`` is the already encoded query, if any."""

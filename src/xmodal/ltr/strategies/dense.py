@@ -6,22 +6,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...records import Hits, Query, VectorKind
+from ...records import Hits, Query
 
 if TYPE_CHECKING:
     from ...extension import EngineView
 
 
 class DenseStrategy:
-    """Cosine top-k against one vector kind (text, image or combined), filters applied before the cut."""
+    """Cosine top-k against one vector kind (``text``, ``image``, ``combined``...), filters applied before
+    the cut. Its name is ``dense:<kind>`` (a name only: the registry's spec carries the kind)."""
 
-    def __init__(self, engine: EngineView, kind: VectorKind) -> None:
+    def __init__(self, engine: EngineView, kind: str) -> None:
         self.engine = engine
-        self.kind = kind
-        self.name = f"dense:{kind.value}"
+        self.kind = str(kind)
+        self.name = f"dense:{self.kind}"
 
     def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
         if vector is None:
             vector = self.engine.encode_query(query)
-        hits = self.engine.search_vector(vector, k=depth, target=self.kind.value, filters=dict(query.filters))
+        hits = self.engine.search_vector(vector, k=depth, target=self.kind, filters=dict(query.filters))
         return Hits(hits.ids, hits.scores, (self.name,) * len(hits))
