@@ -176,10 +176,15 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=0, help="encode only this many glosses (0: all, see above)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--modes", default="dense,default", help="comma-separated; 'default' = no --mode flag")
+    parser.add_argument("--index", type=Path, help="the index folder (default: benchmarks/out/cli-<n>[-base<B>])")
+    parser.add_argument("--build-only", action="store_true", help="build the index (when missing) and stop")
     args = parser.parse_args()
-    folder = OUT / (f"cli-{args.n}" + (f"-base{args.base}" if args.base else ""))
+    folder = args.index or OUT / (f"cli-{args.n}" + (f"-base{args.base}" if args.base else ""))
     meta_path = folder / "bench.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else build_index(folder, args.n, args.base)
+    if args.build_only:
+        print(json.dumps({"index": meta}, indent=2))
+        return
     out: dict[str, Any] = {"index": meta, "query": QUERY, "runs": args.runs}
     out["python_c_pass_s"] = round(statistics.median(python_start() for _ in range(args.runs)), 4)
     for mode in args.modes.split(","):

@@ -74,10 +74,14 @@ class LTRExtension:
 
     def checkpoint(self) -> None:
         self.pipeline.save()
+        self.pipeline.memory.checkpoint()
 
     def close(self) -> None:
         if self._pipeline is not None:
-            self._pipeline.save()
+            try:
+                self.checkpoint()
+            finally:
+                self._pipeline.memory.close()
 
 
 def pipeline(engine: ExtensionHost) -> Pipeline:
