@@ -270,7 +270,7 @@ class MemoryState:
             self._logged += 1
             self._version += 1
             if self._logged >= FOLD_RECORDS:
-                self._fold_now()
+                self._fold_now(store=False)
 
     # -- reads ------------------------------------------------------------------------------------
     def recall(self, key: str) -> Recall:
@@ -286,7 +286,7 @@ class MemoryState:
             try:
                 found = self._read(key)
             except sqlite3.DatabaseError as exc:
-                self._recover(exc)
+                self._recover(exc, lock_free=True)  # a search thread: see _fold_now
                 found = self._read(key)
             if len(self._cache) >= CACHE_KEYS:
                 self._cache.clear()
@@ -349,55 +349,80 @@ class MemoryState:
                 if self.log.marks() != (at["impressions"], at["events"]):
                     self._fold_now()
 
-    def _fold_now(self) -> None:
+    def _fold_now(self, *, store: bool = True) -> None:
+        """Fold now. A search thread folds the log alone (``store=False``): folding the store may read the
+        engine's catalog under the engine's lock, which a writer waiting for this state's lock holds."""
         try:
-            self._fold()
+            self._fold(store=store)
         except sqlite3.DatabaseError as exc:
-            self._recover(exc)
+            self._recover(exc, lock_free=not store)
 
-    def _fold(self) -> None:
+    def _fold(self, *, store: bool = True, lock_free: bool = False) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # one writer at a time, across processes
         try:
             at = self._positions()
-            if self.priors:
-                self._fold_store(at["store_seq"])
+            if self.priors and store:
+                self._fold_store(at["store_seq"], lock_free)
             if self.log is not None:
                 self._fold_log(at["impressions"], at["events"])
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        self._pending.clear()
-        self._pending_keys.clear()
-        self._dirty = False
+        if store:
+            self._pending.clear()
+            self._pending_keys.clear()
+            self._dirty = False
         self._logged = 0
         self._version += 1
         self._cache.clear()
 
-    def _fold_store(self, since: int) -> None:
+    def _fold_store(self, since: int, lock_free: bool) -> None:
         """Fold the store's changes after ``since`` (everything when 0) into ``prior``."""
         db, view = self._db, self.view
         last = view.last_seq()  # read before the changes: one committed meanwhile is folded again next time
         if since == last:
             return
+        deleted: list[int] = []
         if since > last or since == 0:  # a new fold (or a store replaced under it): every live item
             db.execute("DELETE FROM prior")
-            rows = set(view.all_rows().tolist())
-            rows.update(row for row, op in view.changes_since(0) if op == "put")  # written after this engine read
-            puts, deleted = sorted(rows), []
+            batches = self._every_item(lock_free)
         else:
             latest = dict(view.changes_since(since))
             puts = [row for row, op in latest.items() if op == "put"]
             deleted = [row for row, op in latest.items() if op == "delete"]
             _delete_rows(db, puts)
-        for start in range(0, len(puts), BATCH):
-            chunk = puts[start : start + BATCH]
-            found = view.items_of(chunk)
-            deleted += [row for row in chunk if row not in found]
+            batches = self._items_of(puts, deleted)
+        for found in batches:
             db.executemany("INSERT OR IGNORE INTO prior VALUES (?, ?)", sorted(self._keys_of(found)))
         _delete_rows(db, deleted)
         db.execute("UPDATE meta SET value = ? WHERE name = 'store_seq'", (last,))
+
+    def _items_of(self, rows: Sequence[int], gone: list[int]) -> Iterator[dict[int, StoredItem]]:
+        """The items of ``rows`` in batches; rows no longer stored are added to ``gone``."""
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start : start + BATCH]
+            found = self.view.items_of(chunk)
+            gone += [row for row in chunk if row not in found]
+            yield found
+
+    def _every_item(self, lock_free: bool) -> Iterator[dict[int, StoredItem]]:
+        """Every stored item, in batches: the rows this engine knows and those the change log adds (fast);
+        or, ``lock_free``, the store's own iteration (its vectors read too, but no engine lock taken)."""
+        if not lock_free:
+            rows = set(self.view.all_rows().tolist())
+            rows.update(row for row, op in self.view.changes_since(0) if op == "put")  # written since it read
+            yield from self._items_of(sorted(rows), [])
+            return
+        batch: dict[int, StoredItem] = {}
+        for stored in self.view.iter_items():
+            batch[stored.row] = stored
+            if len(batch) >= BATCH:
+                yield batch
+                batch = {}
+        yield batch
 
     def _keys_of(self, found: dict[int, StoredItem]) -> Iterator[tuple[str, int]]:
         for row, stored in found.items():
@@ -430,14 +455,14 @@ class MemoryState:
             events = events_batch[-1][0]
         db.executemany("UPDATE meta SET value = ? WHERE name = ?", [(impressions, "impressions"), (events, "events")])
 
-    def _recover(self, exc: Exception) -> None:
+    def _recover(self, exc: Exception, *, lock_free: bool) -> None:
         """The file broke under us: start it again from the store and the log."""
         log.warning("%s: the memory index failed (%s); rebuilding it from the store", self.path or "memory", exc)
         self._db.close()
         if self.path is not None:
             self._remove()
         self._db = self._open()
-        self._fold()
+        self._fold(lock_free=lock_free)
 
     def close(self) -> None:
         with self._lock:
