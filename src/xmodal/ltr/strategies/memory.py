@@ -46,7 +46,8 @@ class MemoryStrategy:
     """Items seen (or predicted) to satisfy the same normalised query, by smoothed action rate.
 
     ``folder`` keeps the state on disk (the pipeline's ``ltr/``); without one it is built in memory.
-    ``log`` (the feedback log) supplies the statistics; ``cold_start=False`` keeps no predicted priors.
+    ``log`` (the feedback log) supplies the statistics; ``cold_start=False`` keeps no predicted priors
+    (and its state in memory only).
     """
 
     name = "memory"
