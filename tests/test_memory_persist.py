@@ -294,3 +294,28 @@ def test_a_pipeline_built_beside_the_extension_shares_the_state_and_breaks_nothi
         beside.memory.close()
     with open_index(index) as engine:
         assert memory_view(engine) == expected
+
+
+def test_two_writers_folding_in_turn_leave_the_state_a_rebuild_would_build(index: Path) -> None:
+    a, b = open_index(index), open_index(index)  # two engines on one folder: as two processes would be
+    try:
+        a.add([Item.create("x", title="ochre wool scarf", attributes={"color": "ochre"})])  # pending in a
+        b.add([Item.create("y", title="teal linen shirt", attributes={"color": "teal"})])  # pending in b
+        assert "x" in b.search("ochre wool scarf", mode="memory").hits.ids.tolist()  # b caught up with a
+        b.add([Item.create("x", title="plum silk tie", attributes={"color": "plum"})])  # b replaces a's item
+        b.delete(["p3"])
+        a.checkpoint()  # a has not seen b's writes and holds its own "x": the store's version is folded
+        b.checkpoint()
+        a.add(products(2, start=700))
+        a.checkpoint()
+    finally:
+        a.close()
+        b.close()
+    with open_index(index) as engine:
+        folded = memory_view(engine)
+        assert "x" in engine.search("plum silk tie", mode="memory").hits.ids.tolist()
+        assert "x" not in engine.search("ochre wool scarf", mode="memory").hits.ids.tolist()
+        assert "p701" in engine.search(title(701), mode="memory").hits.ids.tolist()
+    state_file(index).unlink()
+    with open_index(index) as engine:
+        assert memory_view(engine) == folded
