@@ -11,6 +11,14 @@ gets the vector of gloss ``i % B`` plus Gaussian noise (sigma 0.01 per component
 renormalised: a quicker build for slow machines. The index records the real offline encoder's
 config, so the CLI reopens it with the real encoder, which encodes each query for real.
 
+Run:  python benchmarks/bench_cli.py --index DIR  (any index folder; built there when it has no bench.json)
+
+Cold start (``cold``; median of ``--cold-runs`` fresh processes, after the warm-up CLI run): ``open_s``
+(``Engine.open``, the extensions' state included), ``first_search_s`` (the first default-mode search of
+the query: the encoder's lazy load included), ``warm_search_p50_s`` (the same search ``--repeats`` times
+more), ``first_over_warm``; then, in processes that load the encoder before searching, ``encoder_load_s``,
+``first_search_encoder_loaded_s`` and its ratio (the search's own first-time cost); ``close_s``.
+
 Timings (median of ``--runs`` after one warm-up run, each a fresh process):
 - ``cli_s``: ``python -m xmodal.cli --index IDX search TEXT --mode M`` with unbuffered stdout,
   from just before spawning to the first byte of the result on stdout; ``exit_s``: to process exit.
@@ -130,6 +138,60 @@ print(json.dumps({"imported": imported, "phases": phases}), file=sys.stderr)
 """
 
 
+_COLD = r"""
+import json, statistics, sys, time
+t0 = time.perf_counter()
+from xmodal import Engine
+from xmodal.records import Query
+t1 = time.perf_counter()
+index, text, repeats, encoder_first = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+engine = Engine.open(index)
+t2 = time.perf_counter()
+encoder = 0.0
+if encoder_first:  # load the encoder before the first search, to see the search's own first-time cost
+    engine.encode_query(Query(text="an unrelated warm-up text"))
+    encoder = time.perf_counter() - t2
+t3 = time.perf_counter()
+first = engine.search(text, k=10)
+t4 = time.perf_counter()
+warm = []
+for _ in range(repeats):
+    start = time.perf_counter()
+    engine.search(text, k=10)
+    warm.append(time.perf_counter() - start)
+t5 = time.perf_counter()
+engine.close()
+t6 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "encoder_s": encoder, "first_s": t4 - t3,
+                  "warm_p50_s": statistics.median(warm), "close_s": t6 - t5}))
+"""
+
+
+def time_cold(index: Path, repeats: int, encoder_first: bool) -> dict[str, float]:
+    """One fresh process: open, the first default-mode search, ``repeats`` warm ones, close (seconds)."""
+    probe = [sys.executable, "-c", _COLD, str(index), QUERY, str(repeats), "1" if encoder_first else "0"]
+    done = subprocess.run(probe, capture_output=True, text=True, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
+
+
+def cold_start(index: Path, runs: int, repeats: int) -> dict[str, Any]:
+    """Issue 12's cold-start figures: median over ``runs`` fresh processes of each measurement."""
+    plain = median_of([time_cold(index, repeats, False) for _ in range(runs)])
+    loaded = median_of([time_cold(index, repeats, True) for _ in range(runs)])
+    return {
+        "open_s": plain["open_s"],
+        "first_search_s": plain["first_s"],
+        "warm_search_p50_s": plain["warm_p50_s"],
+        "first_over_warm": round(plain["first_s"] / plain["warm_p50_s"], 2),
+        "encoder_load_s": loaded["encoder_s"],
+        "first_search_encoder_loaded_s": loaded["first_s"],
+        "first_over_warm_encoder_loaded": round(loaded["first_s"] / loaded["warm_p50_s"], 2),
+        "close_s": plain["close_s"],
+        "import_s": plain["import_s"],
+    }
+
+
 def cli_command(index: Path, mode: str | None) -> list[str]:
     """The `xmodal search` command line (the default mode when ``mode`` is None)."""
     cmd = [sys.executable, "-m", "xmodal.cli", "--index", str(index), "search", QUERY, "-k", "10"]
@@ -176,12 +238,22 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=0, help="encode only this many glosses (0: all, see above)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--modes", default="dense,default", help="comma-separated; 'default' = no --mode flag")
+    parser.add_argument("--index", type=Path, help="the index folder (default: benchmarks/out/cli-<n>[-base<B>])")
+    parser.add_argument("--build-only", action="store_true", help="build the index (when missing) and stop")
+    parser.add_argument("--cold-runs", type=int, default=3, help="fresh processes for the cold-start figures (0: skip)")
+    parser.add_argument("--repeats", type=int, default=20, help="warm searches per cold-start process")
     args = parser.parse_args()
-    folder = OUT / (f"cli-{args.n}" + (f"-base{args.base}" if args.base else ""))
+    folder = args.index or OUT / (f"cli-{args.n}" + (f"-base{args.base}" if args.base else ""))
     meta_path = folder / "bench.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else build_index(folder, args.n, args.base)
+    if args.build_only:
+        print(json.dumps({"index": meta}, indent=2))
+        return
     out: dict[str, Any] = {"index": meta, "query": QUERY, "runs": args.runs}
     out["python_c_pass_s"] = round(statistics.median(python_start() for _ in range(args.runs)), 4)
+    time_cli(cli_command(folder, None))  # warm-up: page cache, first-use derived files (built once, then read)
+    if args.cold_runs:
+        out["cold"] = cold_start(folder, args.cold_runs, args.repeats)
     for mode in args.modes.split(","):
         cmd = cli_command(folder, None if mode == "default" else mode)
         time_cli(cmd)  # warm-up: page cache, first-use derived files

@@ -286,6 +286,55 @@ class FeedbackLog:
             rows = self._db.execute(sql + " ORDER BY event_id", params).fetchall()
         return [Event(q, o, p, a, v, t, EVENT_TYPES.get(a, 0.0)) for q, o, p, a, v, t in rows]
 
+    # -- tails, for what folds the log into aggregates (the memory index) -------------------------
+    def marks(self) -> tuple[int, int]:
+        """Where the log ends now: (the last impression's sequence number, the last event's id)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM feedback_queries),"
+                " (SELECT COALESCE(MAX(event_id), 0) FROM feedback_events)"
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def shown_since(
+        self, after: int, normalized: str | None = None, limit: int = -1
+    ) -> list[tuple[int, str, tuple[str, ...]]]:
+        """(sequence number, normalised query, ids shown in order) of the impressions after ``after``,
+        oldest first; only one normalised query's with ``normalized``; at most ``limit`` (-1: all)."""
+        where = "rowid > ?" + (" AND query_normalized = ?" if normalized is not None else "")
+        params: tuple[Any, ...] = (after,) if normalized is None else (after, normalized)
+        with self._lock:
+            queries = self._db.execute(
+                f"SELECT rowid, query_id, query_normalized FROM feedback_queries WHERE {where} ORDER BY rowid LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            shown: dict[str, list[str]] = {q: [] for _, q, _ in queries}
+            for start in range(0, len(queries), 500):
+                ids = [q for _, q, _ in queries[start : start + 500]]
+                for qid, obj in self._db.execute(
+                    f"SELECT query_id, object_id FROM feedback_hits WHERE query_id IN ({','.join('?' * len(ids))})"
+                    " ORDER BY query_id, position",
+                    ids,
+                ):
+                    shown[qid].append(obj)
+        return [(int(seq), str(norm), tuple(shown[qid])) for seq, qid, norm in queries]
+
+    def rewards_since(
+        self, after: int, normalized: str | None = None, limit: int = -1
+    ) -> list[tuple[int, str, str, float]]:
+        """(event id, normalised query, item id, reward) of the events after ``after``, oldest first; only
+        those on one normalised query's impressions with ``normalized``; at most ``limit`` (-1: all)."""
+        sql = (
+            "SELECT e.event_id, q.query_normalized, e.object_id, e.action_name FROM feedback_events e"
+            " JOIN feedback_queries q USING (query_id) WHERE e.event_id > ?"
+        )
+        params: tuple[Any, ...] = (after,)
+        if normalized is not None:
+            sql, params = sql + " AND q.query_normalized = ?", (after, normalized)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY e.event_id LIMIT ?", (*params, limit)).fetchall()
+        return [(int(e), str(n), str(o), EVENT_TYPES.get(a, 0.0)) for e, n, o, a in rows]
+
     def popularity(self) -> dict[str, float]:
         """Weighted positive events per item (the popularity prior's counts)."""
         with self._lock:

@@ -1,7 +1,9 @@
 """The learning-to-rank-and-retrieve extension: the learned pipeline and its search modes.
 
 Modes: ``learned`` (the bandit's plan, fused, ranked), ``uniform`` (every strategy with an equal share,
-the naive baseline) and one per single strategy. Its derived state lives in ``<index>/ltr/``.
+the naive baseline) and one per single strategy. Its derived state lives in ``<index>/ltr/``: the
+policy, the ranker, and the memory index's priors and feedback statistics (``memory.sqlite``, read one
+query at a time, so opening costs the same at any catalog size). ``checkpoint`` writes only what changed.
 """
 
 from __future__ import annotations
@@ -74,10 +76,14 @@ class LTRExtension:
 
     def checkpoint(self) -> None:
         self.pipeline.save()
+        self.pipeline.memory.checkpoint()
 
     def close(self) -> None:
         if self._pipeline is not None:
-            self._pipeline.save()
+            try:
+                self.checkpoint()
+            finally:
+                self._pipeline.memory.close()
 
 
 def pipeline(engine: ExtensionHost) -> Pipeline:

@@ -111,7 +111,7 @@ class Pipeline:
         self.lexical = LexicalStrategy(engine, popularity_weight=self.config.popularity_weight)
         self.lexical.popularity = self.popularity
         self.understanding = QueryUnderstanding(engine)
-        self.memory = MemoryStrategy(engine, feedback)
+        self.memory = MemoryStrategy(engine, feedback, folder=self.dir)  # its state: <dir>/memory.sqlite
         self.explore = ExploreStrategy(
             engine, seed=self.config.seed, understanding=self.understanding, memory=self.memory
         )

@@ -7,110 +7,87 @@ prior, so a cold pair starts at its prior and real statistics take over as they 
 The cold start is a set of *predicted queries* generated from each item: its title, key phrases of
 its title (leading and trailing word pairs) and attribute-value + title-head combinations; these
 carry a prior of :data:`PREDICTED_PRIOR` until feedback replaces them.
+
+The priors and the statistics of the feedback log live on disk (:mod:`xmodal.ltr.memory_state`,
+``ltr/memory.sqlite``), read one query at a time: a new process does not re-derive them from every item.
+Statistics added directly (:meth:`MemoryStrategy.add_impression` / :meth:`~MemoryStrategy.add_action`,
+the simulator's) stay in this process, in :attr:`MemoryStrategy.stats` and ``history_``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...records import Hits, Item, Query
+from ...records import Hits, Query
 from ...store.sqlite import StoredItem
-from ..text import normalize_query, tokens
+from ..memory_state import PREDICTED_PRIOR, PRIOR_STRENGTH, MemoryState, PairStats, examination, predicted_queries
+from ..text import normalize_query
 from .base import allowed_rows, hits_from_rows, top_rows
 
 if TYPE_CHECKING:
     from ...extension import EngineView
     from ...feedback.log import Event, FeedbackLog, Impression
 
-PREDICTED_PRIOR = 0.5
-PRIOR_STRENGTH = 2.0
-
-
-def examination(position: int) -> float:
-    """The chance that a user looks at a result at ``position`` (1-based): the usual 1/p model, so an
-    impression low on the page counts for less than one at the top (rates become clicks over expected
-    examinations, which corrects the rate of items usually shown low)."""
-    return 1.0 / max(position, 1)
-
-
-@dataclass(slots=True)
-class PairStats:
-    """Statistics of one (normalised query, item) pair."""
-
-    impressions: float = 0.0
-    actions: float = 0.0
-    prior: float = 0.0
-
-    def score(self, strength: float = PRIOR_STRENGTH) -> float:
-        return (self.actions + strength * self.prior) / (self.impressions + strength)
-
-
-def predicted_queries(item: Item) -> list[str]:
-    """Queries a user might type to find ``item``: title, title phrases, its facets, facet + last title word."""
-    words = tokens(item.title)
-    out = [item.title] if words else []
-    if len(words) > 2:
-        out += [" ".join(words[:2]), " ".join(words[-2:])]
-    head = words[-1] if words else ""
-    values = [v for v in item.attributes.values() if isinstance(v, str) and len(v) <= 40]
-    if len(values) > 1:
-        out.append(" ".join(values))  # all facets together: "red leather boots"
-    for value in item.attributes.values():
-        if isinstance(value, str) and head and len(value) <= 40:
-            out.append(f"{value} {head}")
-    return out
+__all__ = [
+    "PREDICTED_PRIOR",
+    "PRIOR_STRENGTH",
+    "MemoryStrategy",
+    "PairStats",
+    "examination",
+    "predicted_queries",
+]
 
 
 class MemoryStrategy:
-    """Items seen (or predicted) to satisfy the same normalised query, by smoothed action rate."""
+    """Items seen (or predicted) to satisfy the same normalised query, by smoothed action rate.
+
+    ``folder`` keeps the state on disk (the pipeline's ``ltr/``); without one it is built in memory.
+    ``log`` (the feedback log) supplies the statistics; ``cold_start=False`` keeps no predicted priors
+    (and its state in memory only).
+    """
 
     name = "memory"
 
-    def __init__(self, engine: EngineView, log: FeedbackLog | None = None, *, cold_start: bool = True) -> None:
+    def __init__(
+        self,
+        engine: EngineView,
+        log: FeedbackLog | None = None,
+        *,
+        cold_start: bool = True,
+        folder: Path | None = None,
+    ) -> None:
         self.engine = engine
         self.cold_start = cold_start
-        self.stats: dict[str, dict[str, PairStats]] = {}
-        self.history_: dict[str, list[float]] = {}  # normalised query -> [searches, positive actions]
-        if cold_start:
-            self._predict(self._all_items())
-        if log is not None:
-            for impression in log.impressions():
-                self.on_impression(impression)
-            for event in log.events():
-                self.add_action(log.impression(event.query_id).normalized, event.item_id, event.reward)
-
-    def _all_items(self) -> Iterable[Item]:
-        rows = self.engine.all_rows().tolist()
-        for start in range(0, len(rows), 2000):
-            yield from (s.item for s in self.engine.items_of(rows[start : start + 2000]).values())
-
-    def _predict(self, items: Iterable[Item]) -> None:
-        for item in items:
-            for text in predicted_queries(item):
-                key = normalize_query(text)
-                if key:
-                    pair = self.stats.setdefault(key, {}).setdefault(item.id, PairStats())
-                    pair.prior = PREDICTED_PRIOR
+        self.log = log
+        self.stats: dict[str, dict[str, PairStats]] = {}  # added in this process (the simulator's), not logged
+        self.history_: dict[str, list[float]] = {}  # normalised query -> [searches, positive actions], likewise
+        self.state = MemoryState(engine, folder if cold_start else None, priors=cold_start, log=log)
 
     # -- updates -------------------------------------------------------------------------------
     def on_put(self, stored: Sequence[StoredItem]) -> None:
-        if self.cold_start:
-            self._predict(s.item for s in stored)
+        self.state.on_put(stored)
 
     def on_delete(self, rows: Sequence[int]) -> None:
-        pass  # deleted ids are skipped at retrieval; their statistics age out harmlessly
+        self.state.on_delete(rows)
 
     def on_impression(self, impression: Impression) -> None:
-        self.add_impression(impression.normalized, impression.shown)
+        if self.log is not None:
+            self.state.noted_feedback()  # the log has it: read from its tail until folded
+        else:
+            self.add_impression(impression.normalized, impression.shown)
 
     def on_event(self, event: Event, impression: Impression) -> None:
-        self.add_action(impression.normalized, event.item_id, event.reward)
+        if self.log is not None:
+            self.state.noted_feedback()
+        else:
+            self.add_action(impression.normalized, event.item_id, event.reward)
 
     def add_impression(self, key: str, shown: Iterable[str]) -> None:
+        """Count an impression not in the log (kept in this process only)."""
         if key:
             self.history_.setdefault(key, [0.0, 0.0])[0] += 1.0
             pairs = self.stats.setdefault(key, {})
@@ -118,14 +95,36 @@ class MemoryStrategy:
                 pairs.setdefault(item_id, PairStats()).impressions += examination(position)
 
     def add_action(self, key: str, item_id: str, reward: float) -> None:
+        """Count a positive action not in the log (kept in this process only)."""
         if key:
             capped = min(reward, 1.0)
             self.stats.setdefault(key, {}).setdefault(item_id, PairStats()).actions += capped
             self.history_.setdefault(key, [0.0, 0.0])[1] += capped
 
+    def checkpoint(self) -> None:
+        """Write the state's pending changes (nothing when there are none)."""
+        self.state.checkpoint()
+
+    def close(self) -> None:
+        self.state.close()
+
     # -- retrieval -----------------------------------------------------------------------------
-    def lookup(self, text: str | None) -> dict[str, PairStats]:
-        return self.stats.get(normalize_query(text), {})
+    def lookup(self, text: str | None) -> Mapping[str, PairStats]:
+        """Per item id, the statistics held for this normalised query (read it, never change it)."""
+        key = normalize_query(text)
+        found = self.state.recall(key).pairs
+        extra = self.stats.get(key)
+        if not extra:
+            return found
+        merged = dict(found)
+        for item_id, pair in extra.items():
+            have = merged.get(item_id)
+            merged[item_id] = (
+                pair
+                if have is None
+                else PairStats(have.impressions + pair.impressions, have.actions + pair.actions, have.prior)
+            )
+        return merged
 
     def evidence(self, text: str | None) -> int:
         """How many items have positive evidence (a prior or an action) for this query."""
@@ -138,8 +137,10 @@ class MemoryStrategy:
 
     def history(self, text: str | None) -> tuple[int, float]:
         """How often this normalised query was searched (impressions logged) and its positive actions."""
-        searches, actions = self.history_.get(normalize_query(text), (0.0, 0.0))
-        return int(searches), float(actions)
+        key = normalize_query(text)
+        found = self.state.recall(key)
+        searches, actions = self.history_.get(key, (0.0, 0.0))
+        return int(found.searches + searches), float(found.actions + actions)
 
     def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
         allowed = allowed_rows(self.engine, query)
