@@ -59,6 +59,7 @@ class Engine:
         self.media = MediaStore(path)
         self.feedback_log = FeedbackLog(path / "store.sqlite")  # an engine component, not derived
         self._lock = RWLock()  # searches share it (read), writes and catch-ups hold it alone
+        self._closed = False
         self._seq = store.last_seq()  # read before the catalog: a change made meanwhile is applied again
         self._catalog = Catalog.load(store)
         replay(self, space.saved_seq, space)
@@ -100,8 +101,11 @@ class Engine:
             raise
 
     def close(self) -> None:
-        """Checkpoint the derived state (what changed) and close the store."""
+        """Checkpoint the derived state (what changed) and close the store; a second close does nothing."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             self.checkpoint()
             self._extensions.close()
             self.feedback_log.close()
