@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xmodal import Engine, Item, Query
+from xmodal.backends.local import LocalBackend
 from xmodal.errors import ConfigError, StorageError, ValidationError
 from xmodal.index import ExactIndex, VectorIndex, create_index, load_index
 from xmodal.index.auto import AutoIndex
@@ -344,7 +345,8 @@ def test_engine_on_auto_index_filters_and_reopens(tmp_path: Path) -> None:
     ]
     eng = Engine.open(tmp_path / "e", encoder="hashing", index="auto", index_options={"threshold": 100, **SMALL_HNSW})
     eng.add(items)
-    assert eng.space.indexes[next(iter(eng.space.indexes))].inner_kind == "hnsw"  # type: ignore[attr-defined]
+    assert isinstance(eng.backend, LocalBackend) and isinstance(eng.backend.indexes["text"], AutoIndex)
+    assert eng.backend.indexes["text"].inner_kind == "hnsw"
     res = eng.search(Query(text="thing 12 blue", k=25, filters={"color": "blue"}))
     assert len(res.hits) == 25 and all(item.attributes["color"] == "blue" for item in res.items)
     assert res.hits.ids[0] == "i12"
