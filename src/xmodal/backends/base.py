@@ -118,7 +118,7 @@ class VectorBackend(Protocol):
     ) -> list[VectorHits]:
         """Per query row: the k best rows over ``kinds`` (None: every kind present; a kind absent is
         skipped), each row once with its best score and the kind that matched, ``where`` applied before
-        the cut. Ties in score go to the lower row."""
+        the cut. Which rows of a tie at the cut are kept is the backend's own choice."""
         ...
 
     def similarity(self, vector: np.ndarray, rows: Sequence[int], kind: str) -> npt.NDArray[np.float32]:
