@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from xmodal import Engine, Item, Query
 from xmodal.backends.local import LocalBackend
 from xmodal.errors import ConfigError, StorageError, ValidationError
-from xmodal.index import ExactIndex, VectorIndex, create_index, load_index
+from xmodal.index import INDEX_KINDS, ExactIndex, VectorIndex, create_index, index_kinds, load_index
 from xmodal.index.auto import AutoIndex
 from xmodal.index.hnsw import HNSWIndex
 
@@ -334,6 +334,24 @@ def test_auto_switches_both_ways_and_persists_its_state(tmp_path: Path) -> None:
 def test_unknown_kind_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="hnsw"):
         create_index("annoy", DIM)
+
+
+def test_index_kinds_resolve_through_the_registry(tmp_path: Path) -> None:
+    """Built-ins by name, any other kind by dotted path; a saved index reloads by its manifest's kind."""
+    assert {"exact", "hnsw", "auto"} <= set(index_kinds()) and "exact" in INDEX_KINDS
+    index = create_index("xmodal.index.exact:ExactIndex", DIM)  # the dotted-path fallback
+    assert isinstance(index, ExactIndex)
+    index.add(LABELS[:10], VECTORS[:10])
+    index.save(tmp_path / "ix")
+    assert np.array_equal(load_index(tmp_path / "ix").search(QUERIES, 3)[0], index.search(QUERIES, 3)[0])
+    with pytest.raises(ConfigError, match="does not implement the index kind protocol"):
+        create_index("xmodal.filters:FilterExpr", DIM)
+    with pytest.raises(ConfigError, match="not installed"):
+        create_index("xmodal_nosuch.index:Index", DIM)
+    manifest = tmp_path / "ix" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "kind": "annoy"}))
+    with pytest.raises(StorageError, match="unknown index kind 'annoy'"):
+        load_index(tmp_path / "ix")
 
 
 def test_engine_on_auto_index_filters_and_reopens(tmp_path: Path) -> None:
