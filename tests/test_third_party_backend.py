@@ -74,6 +74,8 @@ def test_the_cli_and_the_rest_api_run_an_index_on_a_dotted_path_backend(tmp_path
     assert done.returncode == 0, done.stderr
     assert cli(local, "--encoder", "hashing", "--index-kind", "exact", "add", str(cat)).returncode == 0
     assert (toy / "index" / "toy.json").is_file()  # the toy's own checkpoint, not the local one's
+    info = cli(toy, "info")
+    assert info.returncode == 0 and f"backend     {TOY}" in info.stdout and "vectors     text 30" in info.stdout
 
     query = ("search", "red lamp", "--mode", "dense", "-k", "4", "--where", "color=red", "--json")
     found = hits(cli(toy, *query))

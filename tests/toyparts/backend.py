@@ -53,9 +53,6 @@ class ToyBackend:
     def saved_seq(self) -> int:
         return self._saved_seq
 
-    def describe(self) -> dict[str, Any]:
-        return {"backend": NAME}
-
     def kinds(self) -> list[str]:
         return sorted(kind for kind, rows in self._vectors.items() if rows)
 

@@ -92,10 +92,6 @@ class VectorBackend(Protocol):
         """The store sequence the state loaded at open (or last checkpointed) reflects; 0: none."""
         ...
 
-    def describe(self) -> dict[str, Any]:
-        """What ``Engine.info`` shows about the backend (at least ``{"backend": name}``)."""
-        ...
-
     def kinds(self) -> list[str]:
         """The vector kinds that have at least one vector."""
         ...
@@ -146,8 +142,8 @@ class BackendFactory(Protocol):
 
 def is_backend_factory(obj: object) -> bool:
     """The registry's protocol check: a class that opens and has every :class:`VectorBackend` method."""
-    members = ("open", "kinds", "count", "upsert", "remove", "search", "similarity", "checkpoint", "close")
-    return isinstance(obj, type) and all(callable(getattr(obj, name, None)) for name in (*members, "on_put"))
+    members = ("open", "kinds", "count", "upsert", "remove", "search", "similarity", "checkpoint", "close", "on_put")
+    return isinstance(obj, type) and all(callable(getattr(obj, name, None)) for name in (*members, "on_delete"))
 
 
 def best_per_row(rows: Sequence[Labels], scores: Sequence[np.ndarray], kinds: Sequence[str], k: int) -> VectorHits:

@@ -74,9 +74,6 @@ class LocalBackend:
     def saved_seq(self) -> int:
         return self._saved_seq
 
-    def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "index": self.index_kind}
-
     def kinds(self) -> list[str]:
         return [kind for kind in _ordered(self.indexes) if len(self.indexes[kind])]
 
