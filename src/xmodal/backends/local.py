@@ -14,7 +14,6 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 
 STATE = "state.json"
 FORMAT_VERSION = 2  # 1: always the three built-in kinds, no "kinds" list
-_KIND_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_KIND_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a folder name in the checkpoint
 
 
 class LocalBackend:
@@ -40,29 +39,31 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(
-        self, dim: int, index_kind: str = "auto", index_options: dict[str, Any] | None = None, *, context: Any = None
-    ) -> None:
-        self._dim = int(dim)
-        self.index_kind = index_kind
-        self.index_options = dict(index_options or {})
-        self._context: BackendContext | None = context
+    def __init__(self, context: BackendContext) -> None:
+        """An empty backend; :meth:`open` loads the checkpoint too."""
+        self._dim = int(context.dim)
+        self.index_kind = context.index_kind
+        self.index_options = dict(context.index_options)
+        self._folder = context.folder
+        self._row_matcher = context.rows
         self._saved_seq = 0
         self._dirty = False
         #: The index of each kind present (public for benchmarks and tests of this backend).
         self.indexes: dict[str, VectorIndex] = {}
-        create_index(index_kind, self._dim, **self.index_options)  # a bad kind or option fails now
+        self._order: list[str] = []  # the kinds in search order (see _ordered)
+        create_index(self.index_kind, self._dim, **self.index_options)  # a bad kind or option fails now
 
     @classmethod
     def open(cls, context: BackendContext) -> LocalBackend:
         """Load the checkpoint in ``context.folder``, or start empty (``saved_seq`` 0)."""
-        backend = cls(context.dim, context.index_kind, context.index_options, context=context)
+        backend = cls(context)
         try:
             backend._saved_seq = backend._load()
         except (StorageError, OSError, ValueError, KeyError) as exc:
             if context.folder.exists():
                 log.warning("rebuilding the vector indexes from the store: %s", exc)
             backend.indexes, backend._saved_seq = {}, 0
+        backend._order = _ordered(backend.indexes)
         return backend
 
     # -- the VectorBackend protocol ---------------------------------------------------------------
@@ -75,7 +76,7 @@ class LocalBackend:
         return self._saved_seq
 
     def kinds(self) -> list[str]:
-        return [kind for kind in _ordered(self.indexes) if len(self.indexes[kind])]
+        return [kind for kind in self._order if len(self.indexes[kind])]
 
     def count(self, kind: str | None = None) -> int:
         if kind is None:
@@ -134,14 +135,13 @@ class LocalBackend:
         """Write a checkpoint atomically (a new folder renamed over the old one), only when changed."""
         if seq == self._saved_seq and not self._dirty:
             return False
-        folder = self._folder()
-        tmp = fresh_dir(folder)
+        tmp = fresh_dir(self._folder)
         present = self.kinds()
         for kind in present:
             self.indexes[kind].save(tmp / kind)
         state = {"seq": seq, "format_version": FORMAT_VERSION, **self.config(), "kinds": present}
         (tmp / STATE).write_text(json.dumps(state, indent=2))
-        swap_dir(tmp, folder)
+        swap_dir(tmp, self._folder)
         self._saved_seq, self._dirty = seq, False
         return True
 
@@ -161,33 +161,33 @@ class LocalBackend:
     def _index(self, kind: str) -> VectorIndex:
         if not _KIND_NAME.fullmatch(kind):
             raise ValidationError(
-                "vector kind", f"{kind!r} is not a valid name", "use lower-case letters, digits, '_', '.', '-'"
+                "vector kind", f"{kind!r} is not a valid name", "use lower-case letters, digits, _ and -"
             )
         index = self.indexes[kind] = create_index(self.index_kind, self._dim, **self.index_options)
+        self._order = _ordered(self.indexes)
         return index
 
     def _matcher(self) -> RowMatcher:
-        if self._context is None or self._context.rows is None:
-            raise ConfigError("the local backend filters through the engine's attribute table; open it with one")
-        return self._context.rows
-
-    def _folder(self) -> Path:
-        if self._context is None:
-            raise ConfigError("this local backend has no folder to checkpoint into; open it with a context")
-        return self._context.folder
+        if self._row_matcher is None:
+            raise ConfigError(
+                "the local backend filters through the engine's attribute table: give BackendContext.rows"
+            )
+        return self._row_matcher
 
     def _load(self) -> int:
-        folder = self._folder()
+        folder = self._folder
         state = json.loads((folder / STATE).read_text())
         if {k: state.get(k) for k in self.config()} != self.config():
             raise StorageError("checkpoint was written with another configuration")
         kinds = state["kinds"] if state.get("format_version", 1) >= 2 else [kind.value for kind in VectorKind]
         for kind in kinds:
+            if not isinstance(kind, str) or not _KIND_NAME.fullmatch(kind):
+                raise StorageError(f"checkpoint names a vector kind {kind!r} that is not a folder name")
             index = load_index(folder / kind)
             if index.dim != self._dim:
                 raise StorageError(f"checkpoint {kind} index has dim {index.dim}, expected {self._dim}")
             if len(index):
-                self.indexes[str(kind)] = index
+                self.indexes[kind] = index
         return int(state["seq"])
 
 
