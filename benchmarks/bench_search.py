@@ -188,7 +188,7 @@ def run(name: str, n: int, n_queries: int, workdir: Path, with_engine: bool = Tr
     t0 = time.perf_counter()
     if with_engine:
         engine, ingest_s = build_engine(docs, workdir / name)
-        auto = engine.space.indexes[VectorKind.TEXT]
+        auto = engine.backend.indexes[VectorKind.TEXT]  # the local backend's own indexes
         hnsw = auto._inner
         assert isinstance(hnsw, HNSWIndex), "the auto index should have switched to HNSW"
         rows = np.array([engine.row_of(f"d{i}") for i in range(n)], dtype=np.int64)
@@ -280,7 +280,7 @@ def engine_overhead(engine: Any, auto: Any, exact: Any, queries: np.ndarray, lat
     out: dict[str, Any] = {}
     cases = {"auto": auto, "exact": exact}
     for label, index in cases.items():
-        engine.space.indexes[VectorKind.TEXT] = index
+        engine.backend.indexes[VectorKind.TEXT] = index
         res = timed(
             {
                 "search_vector": lambda q: engine.search_vector(q[0], k=10),
@@ -290,7 +290,7 @@ def engine_overhead(engine: Any, auto: Any, exact: Any, queries: np.ndarray, lat
         )
         index_p50 = lat["xmodal_hnsw" if label == "auto" else "exact"]["p50_ms"]
         out[label] = {**res, "ratio_to_index_p50": round(res["search_vector"]["p50_ms"] / index_p50, 3)}
-    engine.space.indexes[VectorKind.TEXT] = auto
+    engine.backend.indexes[VectorKind.TEXT] = auto
     return out
 
 

@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xmodal import Engine, Item, Query
+from xmodal.backends.local import LocalBackend
 from xmodal.errors import ConfigError, StorageError, ValidationError
-from xmodal.index import ExactIndex, VectorIndex, create_index, load_index
+from xmodal.index import INDEX_KINDS, ExactIndex, VectorIndex, create_index, index_kinds, load_index
 from xmodal.index.auto import AutoIndex
 from xmodal.index.hnsw import HNSWIndex
 
@@ -335,6 +336,24 @@ def test_unknown_kind_is_a_config_error() -> None:
         create_index("annoy", DIM)
 
 
+def test_index_kinds_resolve_through_the_registry(tmp_path: Path) -> None:
+    """Built-ins by name, any other kind by dotted path; a saved index reloads by its manifest's kind."""
+    assert {"exact", "hnsw", "auto"} <= set(index_kinds()) and "exact" in INDEX_KINDS
+    index = create_index("xmodal.index.exact:ExactIndex", DIM)  # the dotted-path fallback
+    assert isinstance(index, ExactIndex)
+    index.add(LABELS[:10], VECTORS[:10])
+    index.save(tmp_path / "ix")
+    assert np.array_equal(load_index(tmp_path / "ix").search(QUERIES, 3)[0], index.search(QUERIES, 3)[0])
+    with pytest.raises(ConfigError, match="does not implement the index kind protocol"):
+        create_index("xmodal.filters:FilterExpr", DIM)
+    with pytest.raises(ConfigError, match="not installed"):
+        create_index("xmodal_nosuch.index:Index", DIM)
+    manifest = tmp_path / "ix" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "kind": "annoy"}))
+    with pytest.raises(StorageError, match="unknown index kind 'annoy'"):
+        load_index(tmp_path / "ix")
+
+
 def test_engine_on_auto_index_filters_and_reopens(tmp_path: Path) -> None:
     """The engine's default index end to end: crosses to HNSW, filters before the cut, checkpoints."""
     colors = ["red", "green", "blue", "black", "white"]
@@ -344,7 +363,8 @@ def test_engine_on_auto_index_filters_and_reopens(tmp_path: Path) -> None:
     ]
     eng = Engine.open(tmp_path / "e", encoder="hashing", index="auto", index_options={"threshold": 100, **SMALL_HNSW})
     eng.add(items)
-    assert eng.space.indexes[next(iter(eng.space.indexes))].inner_kind == "hnsw"  # type: ignore[attr-defined]
+    assert isinstance(eng.backend, LocalBackend) and isinstance(eng.backend.indexes["text"], AutoIndex)
+    assert eng.backend.indexes["text"].inner_kind == "hnsw"
     res = eng.search(Query(text="thing 12 blue", k=25, filters={"color": "blue"}))
     assert len(res.hits) == 25 and all(item.attributes["color"] == "blue" for item in res.items)
     assert res.hits.ids[0] == "i12"

@@ -52,7 +52,7 @@ def test_nesting_rules() -> None:
 
 def test_searches_run_while_another_search_holds_the_read_lock(engine: Engine) -> None:
     engine.add(text_items(20))
-    with engine._lock.read():
+    with engine.attribute_table():  # holds the engine's read lock (writes wait) while the block runs
         done = threading.Event()
         threading.Thread(target=lambda: (engine.search("item 3"), done.set())).start()
         assert done.wait(5), "a search waited for another reader"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .filters import AttributeTable
-from .store.sqlite import SQLiteStore, StoredItem
+from .store.base import Store, StoredItem
 
 
 class Catalog:
@@ -25,7 +25,7 @@ class Catalog:
         self.attributes = AttributeTable()
 
     @classmethod
-    def load(cls, store: SQLiteStore) -> Catalog:
+    def load(cls, store: Store) -> Catalog:
         catalog = cls()
         for item_id, row, attrs in store.id_rows():
             catalog.remember(item_id, row, attrs)

@@ -7,7 +7,11 @@ Layout of an index folder::
     index/         checkpoint of the vector indexes (derived; rebuilt when missing)
     <extension>/   each extension's derived state (ltr/, genret/, ...)
 
-Every derived structure — the in-memory catalog, the vector space, each extension — follows the store's
+The engine sees its storage through two seams: a :class:`~xmodal.store.base.Store` (the source of truth;
+:class:`SQLiteStore` here) and a :class:`~xmodal.backends.VectorBackend` chosen by name from the backend
+registry (``local`` by default), which gets filters as a parsed :class:`~xmodal.filters.FilterExpr`.
+
+Every derived structure — the in-memory catalog, the vector backend, each extension — follows the store's
 change log (:mod:`xmodal.changes`): the engine applies its own writes at once and, before a read, the
 writes another process committed (a CLI ``add`` while ``serve`` runs, a second server on the folder).
 """
@@ -23,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends import DEFAULT_BACKEND, BackendContext, VectorBackend, open_backend
 from .catalog import Catalog
 from .changes import replay
 from .encoders import Content, Encoder
@@ -30,7 +35,7 @@ from .errors import NotFoundError, ValidationError
 from .extension import Extension
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
-from .filters import AttributeTable
+from .filters import AttributeTable, FilterExpr
 from .imaging import load_image
 from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
 from .media import MediaStore
@@ -38,7 +43,7 @@ from .records import Hits, Item, Query, Target, VectorKind, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
 from .settings import DENSE, open_settings
-from .space import VectorSpace
+from .store.base import Store
 from .store.fulltext import FullText
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
 
@@ -48,22 +53,33 @@ BATCH = 256
 class Engine:
     """A multimodal index in one folder. Use :meth:`open`; close it (or use ``with``) when done."""
 
-    def __init__(
-        self, path: Path, store: SQLiteStore, encoder: Encoder, space: VectorSpace, settings: dict[str, Any]
-    ) -> None:
+    def __init__(self, path: Path, store: Store, encoder: Encoder, settings: dict[str, Any]) -> None:
+        """Use :meth:`open`."""
         self.path = path
         self.store = store
         self.encoder = encoder
-        self.space = space
         self.settings = settings
         self.media = MediaStore(path)
-        self.feedback_log = FeedbackLog(path / "store.sqlite")  # an engine component, not derived
         self._lock = RWLock()  # searches share it (read), writes and catch-ups hold it alone
         self._closed = False
         self._seq = store.last_seq()  # read before the catalog: a change made meanwhile is applied again
         self._catalog = Catalog.load(store)
-        replay(self, space.saved_seq, space)
-        self._extensions = ExtensionSet.open(settings["extensions"], self)
+        #: The vector backend named by ``settings["backend"]`` (:mod:`xmodal.backends`); it resolves
+        #: filters through the catalog's attribute table when it filters by rows.
+        self.backend: VectorBackend = open_backend(
+            settings.get("backend", DEFAULT_BACKEND),
+            BackendContext(
+                path / "index", encoder.dim, settings["index"], settings["index_options"], self._catalog.attributes
+            ),
+        )
+        self.feedback_log = FeedbackLog(path / "store.sqlite")  # an engine component, not derived
+        try:
+            replay(self, self.backend.saved_seq, self.backend)
+            self._extensions = ExtensionSet.open(settings["extensions"], self)
+        except BaseException:
+            self.backend.close()
+            self.feedback_log.close()
+            raise
 
     # -- lifecycle ----------------------------------------------------------------------------
     @classmethod
@@ -77,9 +93,11 @@ class Engine:
         index_options: dict[str, Any] | None = None,
         extensions: Sequence[str] | None = None,
         default_mode: str | None = None,
+        backend: str | None = None,
     ) -> Engine:
         """Open (or create) the index folder ``path``; a new one takes the given settings, an existing one
-        must match any setting given. ``extensions`` (a new index: ``["ltr", "genret"]``) are opened now."""
+        must match any setting given. ``extensions`` (a new index: ``["ltr", "genret"]``) are opened now.
+        ``backend`` names the vector backend of a new index (default ``local``; see :mod:`xmodal.backends`)."""
         root = Path(path)
         store = SQLiteStore(root / "store.sqlite")
         try:
@@ -91,11 +109,12 @@ class Engine:
                 index_options=index_options,
                 extensions=extensions,
                 default_mode=default_mode,
+                backend=backend,
             )
-            space = VectorSpace.open(root / "index", enc.dim, settings["index"], settings["index_options"])
+            engine = cls(root, store, enc, settings)
             if store.get_meta("settings") != settings:
                 store.set_meta("settings", settings)  # saved once known to work; never rewritten unchanged
-            return cls(root, store, enc, space, settings)
+            return engine
         except BaseException:
             store.close()
             raise
@@ -108,14 +127,14 @@ class Engine:
             self._closed = True
             self.checkpoint()
             self._extensions.close()
+            self.backend.close()
             self.feedback_log.close()
             self.store.close()
 
     def checkpoint(self) -> None:
         """Save the vector indexes and each extension's state, where they changed since the last save."""
         with self._lock:
-            if self._seq != self.space.saved_seq:
-                self.space.save(self.path / "index", self._seq)
+            self.backend.checkpoint(self._seq)  # writes nothing when unchanged
             self._extensions.checkpoint()
 
     def __enter__(self) -> Engine:
@@ -155,7 +174,7 @@ class Engine:
         if after - before != count:
             self._sync()
             return
-        for follower in (self._catalog, self.space):
+        for follower in (self._catalog, self.backend):
             if stored:
                 follower.on_put(stored)
             if deleted:
@@ -166,7 +185,7 @@ class Engine:
     def _sync(self) -> None:
         """Catch up with writes committed by other processes (and extensions that missed one)."""
         with self._lock:
-            self._seq = replay(self, self._seq, self._catalog, self.space)
+            self._seq = replay(self, self._seq, self._catalog, self.backend)
             self._extensions.sync(self)
 
     def refresh(self) -> None:
@@ -190,7 +209,7 @@ class Engine:
     # -- the view extensions see (xmodal.extension.EngineView) -----------------------------------
     @property
     def dim(self) -> int:
-        return self.space.dim
+        return self.backend.dim
 
     @property
     def encoder_config(self) -> dict[str, Any]:
@@ -215,19 +234,15 @@ class Engine:
         """Every stored item with its vectors, in row order."""
         return self.store.iter_all()
 
-    def vector_count(self, kind: VectorKind) -> int:
-        return len(self.space.indexes[kind])
-
-    def similarity(self, vector: np.ndarray, rows: Sequence[int], kind: VectorKind) -> np.ndarray:
-        """Cosine of ``vector`` with each row's vector of ``kind`` (0 where a row has none)."""
-        index, out = self.space.indexes[kind], np.zeros(len(rows), dtype=np.float32)
-        wanted = np.array(sorted({r for r in rows if r >= 0}), dtype=np.int64)
-        if len(index) == 0 or len(wanted) == 0:
-            return out
+    def vector_count(self, kind: str) -> int:
+        """How many vectors of ``kind`` the index holds (0 for a kind it has none of)."""
         with self._lock.read():
-            labels, scores = index.search(np.asarray(vector, np.float32).reshape(1, -1), len(wanted), wanted)
-        found = {int(lab): float(s) for lab, s in zip(labels[0], scores[0], strict=True) if lab >= 0}
-        return np.array([found.get(r, 0.0) for r in rows], dtype=np.float32)
+            return self.backend.count(kind)
+
+    def similarity(self, vector: np.ndarray, rows: Sequence[int], kind: str) -> np.ndarray:
+        """Cosine of ``vector`` with each row's vector of ``kind`` (0 where a row has none)."""
+        with self._lock.read():
+            return self.backend.similarity(vector, rows, kind)
 
     def row_of(self, item_id: str) -> int:
         """The row (index label) of an item id."""
@@ -344,18 +359,22 @@ class Engine:
     ) -> Hits:
         """Top-k items for an already encoded query vector; filters apply before the cut."""
         vec = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        if vec.shape[1] != self.space.dim:
+        if vec.shape[1] != self.backend.dim:
             raise ValidationError(
                 "vector",
-                f"has {vec.shape[1]} dimensions, the index has {self.space.dim}",
+                f"has {vec.shape[1]} dimensions, the index has {self.backend.dim}",
                 "encode with the index's encoder",
             )
+        parsed = Target.parse(target)
+        kinds = None if parsed is Target.ANY else [str(kind) for kind in parsed.kinds()]
+        where = FilterExpr.parse(filters)
         self.refresh()
         with self._lock.read():
-            allowed = self._catalog.attributes.match(filters or {})
-            labels, scores, kinds = self.space.search(vec, k, Target.parse(target), allowed)[0]
-            ids = [self._catalog.id_by_row[int(label)] for label in labels]
-        return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind.value}" for kind in kinds))
+            if where is not None:
+                self._catalog.attributes.check(where)  # every backend: no condition on an unknown attribute
+            rows, scores, matched = self.backend.search(vec, k, kinds, where)[0]
+            ids = [self._catalog.id_by_row[int(row)] for row in rows]
+        return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind}" for kind in matched))
 
     def _items_for(self, hits: Hits) -> tuple[Hits, tuple[Item, ...]]:
         """The hits' items; a hit deleted since the index answered is dropped, not an error."""
@@ -418,10 +437,11 @@ class Engine:
             "path": str(self.path),
             "items": len(self._catalog),
             "modalities": self.store.counts_by_modality(),
-            "vectors": {kind.value: len(ix) for kind, ix in self.space.indexes.items()},
+            "vectors": {kind: self.backend.count(kind) for kind in self.backend.kinds()},
             "encoder": self.encoder.config(),
-            "dim": self.space.dim,
-            "index": self.space.index_kind,
+            "dim": self.backend.dim,
+            "backend": self.settings.get("backend", DEFAULT_BACKEND),
+            "index": self.settings["index"],
             "attributes": self._catalog.attributes.attributes(),
             "extensions": list(self._extensions),
             "default_mode": self.default_mode,

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from .records import Hits, Item, Query, Target, VectorKind
+from .records import Hits, Item, Query, Target
 from .registry import Registry
-from .store.sqlite import StoredItem
+from .store.base import StoredItem
 
 if TYPE_CHECKING:
     from .feedback.log import FeedbackLog
@@ -91,9 +91,11 @@ class EngineView(Protocol):
     def attribute_table(self) -> AbstractContextManager[AttributeTable]: ...
 
     # -- vectors -----------------------------------------------------------------------------------
-    def vector_count(self, kind: VectorKind) -> int: ...
+    def vector_count(self, kind: str) -> int:
+        """How many vectors of ``kind`` (a vector kind name; 0 when none)."""
+        ...
 
-    def similarity(self, vector: np.ndarray, rows: Sequence[int], kind: VectorKind) -> np.ndarray: ...
+    def similarity(self, vector: np.ndarray, rows: Sequence[int], kind: str) -> np.ndarray: ...
 
     def search_vector(
         self,

@@ -6,6 +6,9 @@ A filter maps attribute names to conditions, all of which must hold:
 - a list ``["red", "blue"]``: membership (``in``),
 - an object with any of ``gt``, ``gte``, ``lt``, ``lte``: a numeric range.
 
+:func:`parse_filters` turns that object into a :class:`FilterExpr`, the parsed expression that goes down
+to a vector backend (see :mod:`xmodal.backends.base`): the local backend resolves it to rows through the
+engine's :class:`AttributeTable`; a database backend translates it into its own filter language.
 :class:`AttributeTable` keeps posting lists per (attribute, value) and a numeric column per
 attribute, so a condition is answered without scanning items.
 """
@@ -13,7 +16,8 @@ attribute, so a condition is answered without scanning items.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +42,50 @@ def value_key(value: object) -> ValueKey:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
+    """One attribute's condition: ``values`` (equality / membership, as :func:`value_key` keys) or
+    ``bounds`` (a numeric range: ``(op, bound)`` pairs with op one of :data:`RANGE_OPS`, all must hold)."""
+
     attribute: str
     values: tuple[ValueKey, ...] = ()  # equality / membership
     bounds: tuple[tuple[str, float], ...] = ()  # numeric range
+
+    def holds(self, value: object) -> bool:
+        """Whether an item whose attribute has ``value`` (None: missing) satisfies this condition."""
+        if value is None:
+            return False
+        if self.values:
+            return value_key(value) in self.values
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False  # a range holds for numbers only, as in the attribute table
+        return all(_RANGE_TESTS[op](float(value), bound) for op, bound in self.bounds)
+
+
+_RANGE_TESTS: dict[str, Callable[[float, float], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FilterExpr:
+    """A parsed filter: every condition must hold (a conjunction). What a vector backend is given."""
+
+    conditions: tuple[Condition, ...]
+
+    @classmethod
+    def parse(cls, filters: Mapping[str, Any] | None) -> FilterExpr | None:
+        """The expression of a user filter object; None when there is no filter (``None`` or ``{}``)."""
+        conditions = parse_filters(filters or {})
+        return cls(tuple(conditions)) if conditions else None
+
+    def attributes(self) -> list[str]:
+        return [cond.attribute for cond in self.conditions]
+
+    def matches(self, attributes: Mapping[str, Any]) -> bool:
+        """Whether an item with these attributes satisfies every condition (a reference evaluation)."""
+        return all(cond.holds(attributes.get(cond.attribute)) for cond in self.conditions)
 
 
 def parse_filters(filters: Mapping[str, Any]) -> list[Condition]:
@@ -157,19 +202,28 @@ class AttributeTable:
 
     def match(self, filters: Mapping[str, Any]) -> Labels | None:
         """Sorted rows that satisfy every condition; ``None`` when there is no filter."""
-        conditions = parse_filters(filters)
-        if not conditions:
+        where = FilterExpr.parse(filters)
+        if where is None:
             return None
-        result: Labels | None = None
-        for cond in conditions:
-            if cond.attribute not in self._postings:
+        self.check(where)
+        return self.match_expr(where)
+
+    def check(self, where: FilterExpr) -> None:
+        """Refuse a condition on an attribute no item has (a typo would silently match nothing)."""
+        for name in where.attributes():
+            if name not in self._postings:
                 known = ", ".join(self.attributes()) or "none yet"
                 raise ValidationError(
-                    f"filters.{cond.attribute}", "is not an attribute of any item", f"filter on one of: {known}"
+                    f"filters.{name}", "is not an attribute of any item", f"filter on one of: {known}"
                 )
+
+    def match_expr(self, where: FilterExpr) -> Labels:
+        """Sorted rows that satisfy every condition of a parsed expression."""
+        result: Labels | None = None
+        for cond in where.conditions:
             rows = self._match_one(cond)
             result = rows if result is None else np.intersect1d(result, rows, assume_unique=True)
-        return result
+        return result if result is not None else np.empty(0, dtype=np.int64)
 
     def _match_one(self, cond: Condition) -> Labels:
         if cond.values:

@@ -1,8 +1,10 @@
 """An index's settings: chosen when the folder is created, stored in it, checked on every later open.
 
-``{"encoder": {...its config...}, "index": "auto", "index_options": {}, "extensions": ["ltr", "genret"],
-"default_mode": "learned"}``. An index written before ``extensions`` and ``default_mode`` were settings
-gets today's defaults for them (what that version did), recorded the first time it is opened for writing.
+``{"encoder": {...its config...}, "backend": "local", "index": "auto", "index_options": {},
+"extensions": ["ltr", "genret"], "default_mode": "learned"}``. An index written before ``backend``,
+``extensions`` and ``default_mode`` were settings gets today's defaults for them (what that version did),
+recorded the first time it is opened for writing. The backend is resolved by name (:mod:`xmodal.backends`)
+when the engine opens it.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .backends import DEFAULT_BACKEND
 from .encoders import Encoder, create_encoder, identity
 from .errors import ConfigError
 from .extension import DEFAULT_EXTENSIONS
 from .modes import available_modes
-from .store.sqlite import SQLiteStore
+from .store.base import Store
 
 DEFAULT_ENCODER = "offline"
 DEFAULT_INDEX = "auto"
@@ -25,7 +28,7 @@ DENSE = "dense"
 
 
 def open_settings(
-    store: SQLiteStore,
+    store: Store,
     *,
     encoder: str | Encoder | None,
     dim: int | None,
@@ -33,6 +36,7 @@ def open_settings(
     index_options: dict[str, Any] | None,
     extensions: Sequence[str] | None,
     default_mode: str | None,
+    backend: str | None = None,
 ) -> tuple[Encoder, dict[str, Any]]:
     """The index's encoder and settings: the stored ones (checked against any given) or new ones."""
     saved = store.get_meta("settings")
@@ -41,14 +45,16 @@ def open_settings(
         names = list(DEFAULT_EXTENSIONS if extensions is None else extensions)
         settings: dict[str, Any] = {
             "encoder": enc.config(),
+            "backend": backend or DEFAULT_BACKEND,
             "index": index or DEFAULT_INDEX,
             "index_options": index_options or {},
             "extensions": names,
             "default_mode": default_mode or (DEFAULT_MODE if "ltr" in names else DENSE),
         }
     else:
-        settings = {"extensions": list(DEFAULT_EXTENSIONS), "default_mode": DEFAULT_MODE, **dict(saved)}
-        _check_given(settings, encoder, dim, index, extensions)
+        defaults = {"backend": DEFAULT_BACKEND, "extensions": list(DEFAULT_EXTENSIONS), "default_mode": DEFAULT_MODE}
+        settings = {**defaults, **dict(saved)}
+        _check_given(settings, encoder, dim, index, extensions, backend)
         enc = encoder if isinstance(encoder, Encoder) else _recreate(settings["encoder"])
         identity.check(settings["encoder"], enc.config())
         settings["encoder"] = enc.config()  # an index written before identities records its encoder's now
@@ -79,8 +85,10 @@ def _check_given(
     dim: int | None,
     index: str | None,
     extensions: Sequence[str] | None,
+    backend: str | None = None,
 ) -> None:
     given = {
+        "backend": (backend, saved["backend"]),
         "encoder": (encoder if isinstance(encoder, str) else None, saved["encoder"]["name"]),
         "dim": (dim, saved["encoder"]["dim"]),
         "index": (index, saved["index"]),

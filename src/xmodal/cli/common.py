@@ -14,7 +14,6 @@ from typing import Any
 from ..engine import Engine
 from ..errors import ValidationError
 from ..filters import parse_filters, parse_where
-from ..index import index_kinds
 from ..modes import describe_modes
 from ..records import MAX_K, Target
 
@@ -48,7 +47,19 @@ def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
         ),
         (
             "--index-kind",
-            {"choices": index_kinds(), "default": None, "help": "vector index of a new index (default: auto)"},
+            {
+                "metavar": "KIND",
+                "default": None,
+                "help": "vector index of a new local index: exact, hnsw, auto (default) or a registered kind",
+            },
+        ),
+        (
+            "--backend",
+            {
+                "metavar": "NAME",
+                "default": None,
+                "help": "vector backend of a new index (default: local), or 'package.module:Class'",
+            },
         ),
         (
             "--dim",
@@ -138,7 +149,7 @@ def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
         raise UsageError(f"--dim must be positive, got {args.dim}")
     if not create and not (path / "store.sqlite").is_file():
         raise UsageError(f"{path} is not an xmodal index (create it with: xmodal --index {path} add CATALOG)")
-    return Engine.open(path, encoder=args.encoder, dim=args.dim, index=args.index_kind)
+    return Engine.open(path, encoder=args.encoder, dim=args.dim, index=args.index_kind, backend=args.backend)
 
 
 @contextmanager

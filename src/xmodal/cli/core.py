@@ -178,7 +178,7 @@ def run_info(args: argparse.Namespace) -> int:
         print_json(info)
         return 0
     modalities = ", ".join(f"{m} {n}" for m, n in sorted(info["modalities"].items())) or "none"
-    vectors = ", ".join(f"{kind} {n}" for kind, n in info["vectors"].items())
+    vectors = ", ".join(f"{kind} {n}" for kind, n in info["vectors"].items()) or "none"
     encoder = info["encoder"]
     rows = [
         ("index", info["path"]),
@@ -186,6 +186,7 @@ def run_info(args: argparse.Namespace) -> int:
         ("vectors", vectors),
         ("encoder", f"{encoder.get('name')} ({', '.join(f'{k}={v}' for k, v in encoder.items() if k != 'name')})"),
         ("dimension", info["dim"]),
+        ("backend", info["backend"]),
         ("index kind", info["index"]),
         ("attributes", ", ".join(info["attributes"]) or "none"),
     ]

@@ -1,71 +1,63 @@
-"""Vector indexes behind one interface, created and loaded by name.
+"""Vector indexes behind one interface, created and loaded by name through a registry.
 
 ``exact`` is the NumPy reference; ``hnsw`` is FAISS HNSW with a per-query planner for filtered
-search; ``auto`` (the default) is exact while small and HNSW above a size threshold.
+search; ``auto`` (the default) is exact while small and HNSW above a size threshold. Another kind
+comes from an ``xmodal.index_kinds`` entry point or a dotted path ``"package.module:Class"``: a class
+built as ``Class(dim, **options)`` with a ``load(directory)`` classmethod, whose manifest records the
+name it is loaded by again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ..errors import ConfigError, StorageError
+from ..errors import StorageError
+from ..registry import Registry
 from .base import Labels, Scores, VectorIndex, Vectors
 from .exact import ExactIndex, read_manifest
 
 
-def _hnsw(dim: int, **options: Any) -> VectorIndex:
-    from .hnsw import HNSWIndex
+class IndexClass(Protocol):
+    """What an index kind registers: a class built from ``dim`` and options that loads a saved index."""
 
-    index: VectorIndex = HNSWIndex(dim, **options)
-    return index
+    def __call__(self, dim: int, **options: Any) -> VectorIndex: ...
 
-
-def _auto(dim: int, **options: Any) -> VectorIndex:
-    from .auto import AutoIndex
-
-    index: VectorIndex = AutoIndex(dim, **options)
-    return index
+    def load(self, directory: Path) -> VectorIndex: ...
 
 
-_FACTORIES: dict[str, Callable[..., VectorIndex]] = {"exact": ExactIndex, "hnsw": _hnsw, "auto": _auto}
+def _is_index_class(obj: object) -> bool:
+    members = ("add", "remove", "search", "labels", "save", "load")
+    return isinstance(obj, type) and all(hasattr(obj, name) for name in members)
+
+
+#: Index kinds by name: registered here, ``xmodal.index_kinds`` entry points, or ``"package.module:Class"``
+#: (built-ins as lazy references, so importing xmodal never imports FAISS).
+INDEX_KINDS: Registry[IndexClass] = Registry("index_kinds", "index kind", _is_index_class)
+INDEX_KINDS.register("exact", "xmodal.index.exact:ExactIndex")
+INDEX_KINDS.register("hnsw", "xmodal.index.hnsw:HNSWIndex")
+INDEX_KINDS.register("auto", "xmodal.index.auto:AutoIndex")
 
 
 def index_kinds() -> list[str]:
-    return sorted(_FACTORIES)
+    return INDEX_KINDS.names()
 
 
 def create_index(kind: str, dim: int, **options: Any) -> VectorIndex:
     """A new empty index of the named kind."""
-    try:
-        factory = _FACTORIES[kind]
-    except KeyError:
-        raise ConfigError(f"unknown index kind {kind!r}; available: {', '.join(index_kinds())}") from None
-    return factory(dim, **options)
+    return INDEX_KINDS.resolve(kind)(dim, **options)
 
 
 def load_index(directory: Path) -> VectorIndex:
     """Load an index saved by ``save``, whatever its kind."""
-    kind = str(read_manifest_kind(directory))
-    if kind == "exact":
-        return ExactIndex.load(directory)
-    if kind == "hnsw":
-        from .hnsw import HNSWIndex
-
-        loaded: VectorIndex = HNSWIndex.load(directory)
-        return loaded
-    if kind == "auto":
-        from .auto import AutoIndex
-
-        loaded_auto: VectorIndex = AutoIndex.load(directory)
-        return loaded_auto
-    raise StorageError(f"{directory}: unknown index kind {kind!r}; delete the folder to rebuild it")
+    kind = read_manifest_kind(directory)
+    if not isinstance(kind, str) or (kind not in INDEX_KINDS and ":" not in kind):
+        raise StorageError(f"{directory}: unknown index kind {kind!r}; delete the folder to rebuild it")
+    return INDEX_KINDS.resolve(kind).load(directory)
 
 
 def read_manifest_kind(directory: Path) -> object:
-    import json
-
     try:
         return json.loads((directory / "manifest.json").read_text()).get("kind")
     except (OSError, ValueError) as exc:
@@ -73,7 +65,9 @@ def read_manifest_kind(directory: Path) -> object:
 
 
 __all__ = [
+    "INDEX_KINDS",
     "ExactIndex",
+    "IndexClass",
     "Labels",
     "Scores",
     "VectorIndex",

@@ -1,0 +1,76 @@
+"""The ``Store`` seam: the source of truth the engine and its extensions read and write.
+
+A store keeps items with their vectors, the index settings (``meta``) and a change log; it owns the
+mapping between item ids and *rows* (the integer labels every derived structure keys items by: vector
+backends, the catalog cache, extensions). Every write appends to the change log, so a derived structure
+checkpointed at sequence *s* catches up by replaying the changes after *s* (:mod:`xmodal.changes`).
+:class:`~xmodal.store.sqlite.SQLiteStore` is the embedded implementation; a server-backed store (e.g.
+PostgreSQL) implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..records import Item, VectorKind
+from .sqlite import StoredItem  # the record a store hands out (defined with the SQLite store for now)
+
+if TYPE_CHECKING:
+    from .fulltext import FullText
+
+__all__ = ["Store", "StoredItem"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Items, vectors, settings and the change log; id ↔ row. An acknowledged write is committed."""
+
+    @property
+    def fulltext(self) -> FullText:
+        """The BM25F full-text index, written in the items' own transactions."""
+        ...
+
+    # -- writes (each call one transaction; each item appends a change) --------------------------
+    def put(self, entries: Sequence[tuple[Item, dict[VectorKind, np.ndarray]]]) -> list[int]:
+        """Upsert items with their vectors; returns their rows (a replaced item keeps its row)."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> list[int]:
+        """Delete items by id; returns the rows that existed."""
+        ...
+
+    # -- reads ---------------------------------------------------------------------------------------
+    def get(self, item_id: str) -> StoredItem | None: ...
+
+    def get_rows(self, rows: Sequence[int], with_vectors: bool = False) -> dict[int, StoredItem]:
+        """Items by row; rows that no longer exist are absent."""
+        ...
+
+    def id_rows(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        """(id, row, attributes) of every item: the id ↔ row mapping and what filters need."""
+        ...
+
+    def iter_all(self, batch: int = 2000) -> Iterator[StoredItem]:
+        """Every item with its vectors, in row order (rebuilds derived structures)."""
+        ...
+
+    def count(self) -> int: ...
+
+    def counts_by_modality(self) -> dict[str, int]: ...
+
+    # -- the change log ---------------------------------------------------------------------------
+    def last_seq(self) -> int: ...
+
+    def changes_since(self, seq: int) -> list[tuple[int, str]]:
+        """(row, op) of every change after ``seq``, oldest first; op is ``"put"`` or ``"delete"``."""
+        ...
+
+    # -- settings -------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any: ...
+
+    def set_meta(self, key: str, value: Any) -> None: ...
+
+    def close(self) -> None: ...
