@@ -106,8 +106,28 @@ def build_item(raw: Any, files: dict[str, bytes], max_pixels: int, index: int) -
         image = files[spec.image_file]
     if image is not None:
         check_image(image, max_pixels, item=spec.id)
+    media: dict[str, bytes] = {}
+    for name, encoded in spec.media_base64.items():
+        try:
+            media[name] = decode_base64(encoded, f"media_base64.{name}")
+        except ApiError as exc:
+            raise ApiError(422, f"{exc.field}: {exc.error}", where, exc.fix) from None
+    for name, filename in spec.media_files.items():
+        if filename not in files:
+            raise ApiError(422, f"media_files.{name} {filename!r} was not uploaded", where, "attach it as a file part")
+        media[name] = files[filename]
+    if "image" in media:
+        check_image(media["image"], max_pixels, item=spec.id)
     return Item.create(
-        spec.id, title=spec.title, text=spec.text, attributes=spec.attributes, image=image, modality=spec.modality
+        spec.id,
+        title=spec.title,
+        text=spec.text,
+        attributes=spec.attributes,
+        image=image,
+        media=media,
+        modality=spec.modality,
+        parent=spec.parent,
+        span=spec.span,
     )
 
 
@@ -190,7 +210,8 @@ def get_item(request: Request, item_id: str, _: ReadKey) -> ItemOut:
 
 @router.delete("/items/{item_id:path}", response_model=DeleteResponse, responses=responses(401, 403, 429, 503))
 async def delete_item(request: Request, item_id: str, _: WriteKey) -> DeleteResponse:
-    """Delete an item; ``deleted`` says whether it existed. Acknowledged once committed."""
+    """Delete an item, and its segments with it; ``deleted`` says whether it existed. Acknowledged once
+    committed."""
     state = server(request)
     count = await state.write(lambda: state.engine.delete([item_id]))
     return DeleteResponse(id=item_id, deleted=bool(count))
