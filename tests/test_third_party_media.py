@@ -95,5 +95,9 @@ def test_the_cli_and_the_rest_api_load_a_dotted_path_medium(tmp_path: Path) -> N
         assert r.status_code == 200, r.text
         hit = r.json()["hits"][0]
         assert hit["id"] == "g3" and hit["modality"] == f"{NAME}+text" and hit["media"][NAME].endswith(".glyphs")
-        r = client.post("/items", json={"items": [{"id": "g4", "media_base64": {NAME: base64.b64encode(b"x").decode()}}]})
-        assert r.status_code == 200 and r.json()["added"] == [] and "not a glyph file" in r.json()["rejected"][0]["reason"]
+        r = client.post(
+            "/items", json={"items": [{"id": "g4", "media_base64": {NAME: base64.b64encode(b"x").decode()}}]}
+        )
+        assert (
+            r.status_code == 200 and r.json()["added"] == [] and "not a glyph file" in r.json()["rejected"][0]["reason"]
+        )

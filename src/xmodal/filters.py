@@ -6,6 +6,14 @@ A filter maps attribute names to conditions, all of which must hold:
 - a list ``["red", "blue"]``: membership (``in``),
 - an object with any of ``gt``, ``gte``, ``lt``, ``lte``: a numeric range.
 
+Two names are an item's own fields, not attributes (no attribute may take them):
+
+- ``parent``: the id of the item a segment belongs to, ``{"parent": "doc1"}`` (or a list of ids);
+  whole items have none, so they never match;
+- ``span``: the segment's position, its page number or its start in seconds: ``{"span": 3}`` (page
+  3), ``{"span": {"gte": 60, "lt": 120}}`` (pages 60–119, or clips starting in the second minute).
+  On the command line: ``--where parent=doc1 --where span>=60 --where span<120``.
+
 :class:`AttributeTable` keeps posting lists per (attribute, value) and a numeric column per
 attribute, so a condition is answered without scanning items.
 """
