@@ -27,7 +27,7 @@ from .catalog import Catalog
 from .changes import replay
 from .encoders import Content, Encoder
 from .errors import NotFoundError, ValidationError
-from .extension import Extension
+from .extension import Extension, Mode
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
 from .filters import AttributeTable
@@ -312,8 +312,20 @@ class Engine:
         mode = None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
         vector = self.encode_query(query, base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
+        hits, items, details = self._retrieve(query, mode, vector)
+        details = {**details, "mode": details.get("mode", query.mode)}
+        result = SearchResult(
+            hits, items, (time.perf_counter() - start) * 1000, encode_ms, None, details if explain else None
+        )
+        return replace(result, query_id=self._log_search(query, result, details)) if log else result
+
+    def _retrieve(
+        self, query: Query, mode: Mode | None, vector: np.ndarray
+    ) -> tuple[Hits, tuple[Item, ...], dict[str, Any]]:
+        """The hits of a mode (``None``: dense) with their items. Grouped by parent (``query.group``), it
+        fetches several times k hits, and more until k groups come back or no more hits exist."""
         fetch = replace(query, k=min(MAX_K, query.k * GROUP_FETCH)) if query.group else query
-        while True:  # with a grouping: fetch more hits until k groups come back or there are no more
+        while True:
             if mode is None:
                 hits, details = self.search_vector(vector, k=fetch.k, target=query.target, filters=query.filters), {}
             else:
@@ -322,13 +334,8 @@ class Engine:
             fetched = len(hits)
             hits, items = group_hits(*self._items_for(hits), query.group, query.k)
             if not query.group or len(hits) >= query.k or fetched < fetch.k or fetch.k >= MAX_K:
-                break
+                return hits, items, details
             fetch = replace(fetch, k=min(MAX_K, fetch.k * GROUP_FETCH))
-        details = {**details, "mode": details.get("mode", query.mode)}
-        result = SearchResult(
-            hits, items, (time.perf_counter() - start) * 1000, encode_ms, None, details if explain else None
-        )
-        return replace(result, query_id=self._log_search(query, result, details)) if log else result
 
     def similar(self, item_id: str, *, k: int = 10, target: Target | str = Target.ANY) -> SearchResult:
         """The items closest to a stored item (the item itself left out), by its primary vector."""
