@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -55,6 +56,9 @@ class Modality(enum.StrEnum):
     @classmethod
     def parse(cls, value: str | Modality, *, item: str | None = None) -> Modality:
         """The modality of a string, or a :class:`ValidationError` naming the unknown part."""
+        known = cls._value2member_map_.get(value) if isinstance(value, str) else None
+        if isinstance(known, cls):  # a declared member, or one already checked and created
+            return known
         if isinstance(value, str):
             modality_parts(value, item=item)  # the precise error, when there is one
         try:
@@ -68,12 +72,17 @@ class Modality(enum.StrEnum):
     @property
     def parts(self) -> frozenset[str]:
         """The media names of this modality, plus ``text`` when its text is embedded."""
-        return frozenset(self.value.split("+"))
+        return _parts(self.value)
 
     @property
     def media(self) -> frozenset[str]:
         """The media names of this modality (``text`` left out)."""
         return self.parts - {TEXT}
+
+
+@functools.lru_cache(maxsize=256)
+def _parts(value: str) -> frozenset[str]:
+    return frozenset(value.split("+"))
 
 
 def modality_parts(value: str, *, item: str | None = None) -> frozenset[str]:
@@ -253,23 +262,20 @@ class Item:
         span: Span | None = None,
     ) -> None:
         """The raw constructor (no checks; stored items come back through it): use :meth:`create`."""
-        all_media = dict(media or {})
+        all_media = dict(media) if media else {}
         if image is not None:
             all_media["image"] = image
-        values = (
-            ("id", id),
-            ("modality", Modality(modality)),
-            ("title", title),
-            ("text", text),
-            ("attributes", attributes if attributes is not None else {}),
-            ("media", all_media),
-            ("created_at", created_at),
-            ("updated_at", updated_at),
-            ("parent", parent),
-            ("span", span),
-        )
-        for name, value in values:
-            object.__setattr__(self, name, value)
+        put = object.__setattr__
+        put(self, "id", id)
+        put(self, "modality", modality if isinstance(modality, Modality) else Modality(modality))
+        put(self, "title", title)
+        put(self, "text", text)
+        put(self, "attributes", attributes if attributes is not None else {})
+        put(self, "media", all_media)
+        put(self, "created_at", created_at)
+        put(self, "updated_at", updated_at)
+        put(self, "parent", parent)
+        put(self, "span", span)
 
     @classmethod
     def create(
@@ -318,7 +324,7 @@ class Item:
                     "give at least one of them",
                     item=id,
                 )
-            modality = join_modality(present)
+            modality = join_modality(present) if all_media else TEXT
         mod = Modality.parse(modality, item=id)
         for part in sorted(mod.parts - present):
             if part == TEXT:
