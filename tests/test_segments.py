@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -213,3 +214,35 @@ def test_a_version_2_store_upgrades_in_place(tmp_path: Path) -> None:
         assert store.get_meta("media_migrated")["images"] == 1 and store.get_meta("schema_version") == 3
     finally:
         store.close()
+
+
+def test_segments_through_mcp(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    mcp = pytest.importorskip("mcp")
+    import asyncio
+
+    from xmodal.serve.mcp import build_mcp
+
+    with open_engine(tmp_path / "idx") as engine:
+        engine.add(doc_items())
+
+        async def main() -> list[Any]:
+            async with mcp.Client(build_mcp(engine)) as client:
+                return [
+                    await client.call_tool(
+                        "search", {"text": "red red red", "k": 3, "mode": "dense", "group": "parent"}
+                    ),
+                    await client.call_tool("search", {"text": "red", "k": 9, "filters": {"parent": "v1"}}),
+                    await client.call_tool("get_item", {"id": "v1#1"}),
+                    await client.call_tool("search", {"text": "red", "group": "folder"}),
+                ]
+
+        grouped, filtered, got, bad = [
+            r if r.is_error else json.loads(r.content[0].text) if not r.structured_content else r.structured_content
+            for r in asyncio.run(main())
+        ]
+    keys = [h["parent"] or h["id"] for h in grouped["hits"]]
+    assert len(keys) == 3 == len(set(keys)) and grouped["hits"][0]["parent"] == "doc1"
+    assert sorted(h["id"] for h in filtered["hits"]) == ["v1#0", "v1#1", "v1#2"]
+    assert got["item"]["parent"] == "v1" and got["item"]["span"] == {"start": 10.0, "end": 20.0}
+    assert bad.is_error and "group" in bad.content[0].text
