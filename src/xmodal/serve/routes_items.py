@@ -160,11 +160,11 @@ def _build_all(state: ServerState, raws: list[Any], files: dict[str, bytes]) -> 
     return items, report
 
 
-def _media_ref(state: ServerState, item_id: str) -> str:
-    image = state.engine.get(item_id).image
-    if not isinstance(image, str):
-        raise NotFoundError(f"item {item_id!r} has no image")
-    return image
+def _media_ref(state: ServerState, item_id: str, medium: str = "image") -> str:
+    ref = state.engine.get(item_id).media.get(medium)
+    if not isinstance(ref, str):
+        raise NotFoundError(f"item {item_id!r} has no {medium}")
+    return ref
 
 
 _JPEG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}}
@@ -178,10 +178,15 @@ _IMAGE_CONTENT: dict[int | str, dict[str, Any]] = {
     response_class=Response,
     responses={**_IMAGE_CONTENT, **responses(401, 403, 404, 429)},
 )
-def get_media(request: Request, item_id: str, _: ReadKey) -> Response:
-    """The item's stored image file, as it was added."""
+def get_media(
+    request: Request,
+    item_id: str,
+    _: ReadKey,
+    medium: Annotated[str, Q(min_length=1, max_length=512, description="which medium (default: image)")] = "image",
+) -> Response:
+    """The item's stored media file (its image unless ``medium`` names another), as it was added."""
     state = server(request)
-    path = state.engine.media.path(_media_ref(state, item_id))
+    path = state.engine.media.path(_media_ref(state, item_id, medium))
     return FileResponse(
         path,
         media_type=IMAGE_TYPES.get(path.suffix, "application/octet-stream"),
