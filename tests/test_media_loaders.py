@@ -15,7 +15,7 @@ from xmodal import Engine, Item
 from xmodal.encoders import Content, HashingEncoder, kinds_of, normalize
 from xmodal.errors import ConfigError, ImageError, ValidationError
 from xmodal.ingest.catalog import Located, read_csv, read_jsonl
-from xmodal.media_loaders import available_media, media_loader
+from xmodal.media_loaders import MEDIA, available_media, media_loader
 from xmodal.media_loaders.image import ImageLoader
 from xmodal.records import Modality, Query, modality_family
 
@@ -118,3 +118,21 @@ def test_catalogs_take_media_parent_and_span(tmp_path: Path) -> None:
     assert isinstance(rows[0], Located) and rows[0].item.image == "x.png"
     assert isinstance(rows[1], Located) and rows[1].item.span is not None and rows[1].item.span.end == 3.0
     assert "media" in getattr(rows[2], "reason", "")
+
+
+def test_an_item_whose_loader_is_gone_still_reads_back(tmp_path: Path) -> None:
+    from tests.toyparts.media import Glyphs
+    from xmodal import media_loaders
+
+    MEDIA.register("runes", Glyphs)
+    try:
+        with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact", extensions=[]) as engine:
+            engine.add([Item.create("r", title="runes", media={"runes": glyph_file("abc")})])
+    finally:
+        MEDIA.unregister("runes")
+        media_loaders._instances.pop("runes", None)
+    with Engine.open(tmp_path / "idx") as engine:  # the loader is not installed here
+        item = engine.get("r")
+        assert item.modality == "runes+text" and set(item.media) == {"runes"}
+        with pytest.raises(ValidationError, match="no media loader 'runes'"):
+            Item.create("r2", title="t", modality="runes+text", media={"runes": "x"})

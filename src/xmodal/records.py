@@ -43,15 +43,28 @@ class Modality(enum.StrEnum):
             parts = modality_parts(value)
         except ValidationError:
             return None
-        canonical = join_modality(parts)
-        known = cls._value2member_map_.get(canonical)
+        return cls._new_member(join_modality(parts), cls._value2member_map_)
+
+    @classmethod
+    def unchecked(cls, value: str) -> Modality:
+        """The modality of a stored string, without looking its media up, so a stored item reads back even
+        where its media loader is not installed (such a modality is not taken as checked by :meth:`parse`)."""
+        known = cls._value2member_map_.get(value)
         if isinstance(known, cls):
             return known
-        member = str.__new__(cls, canonical)
-        member._name_ = canonical
-        member._value_ = canonical
-        found = cls._value2member_map_.setdefault(canonical, member)
-        return found if isinstance(found, cls) else None
+        return cls._new_member(value, _UNCHECKED)
+
+    @classmethod
+    def _new_member(cls, value: str, members: dict[Any, Any]) -> Modality:
+        """A member created on demand for ``value``, kept in ``members``."""
+        found = members.get(value)
+        if isinstance(found, cls):
+            return found
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        found = members.setdefault(value, member)
+        return found if isinstance(found, cls) else member
 
     @classmethod
     def parse(cls, value: str | Modality, *, item: str | None = None) -> Modality:
@@ -78,6 +91,9 @@ class Modality(enum.StrEnum):
     def media(self) -> frozenset[str]:
         """The media names of this modality (``text`` left out)."""
         return self.parts - {TEXT}
+
+
+_UNCHECKED: dict[str, Modality] = {}  # modalities read back from a store, their media not looked up
 
 
 @functools.lru_cache(maxsize=256)
@@ -131,9 +147,9 @@ class VectorKind(enum.StrEnum):
 
 
 #: The order in which an item's vector stands for the whole item (similar items, semantic IDs): the
-#: combined vector of a product, else its only vector.
-#: The only such order: every part that needs "the" vector of an item uses :func:`primary_kind`. A kind
-#: not listed (a third-party encoder's) comes after these, in name order.
+#: combined vector of a product, else its only vector. It is the only such order: every part that needs
+#: "the" vector of an item uses :func:`primary_kind`; a kind not listed (a third-party encoder's) comes
+#: after these, in name order.
 PRIMARY_ORDER: tuple[VectorKind, ...] = (VectorKind.COMBINED, VectorKind.TEXT, VectorKind.IMAGE)
 
 
@@ -267,7 +283,7 @@ class Item:
             all_media["image"] = image
         put = object.__setattr__
         put(self, "id", id)
-        put(self, "modality", modality if isinstance(modality, Modality) else Modality(modality))
+        put(self, "modality", modality if isinstance(modality, Modality) else Modality.unchecked(modality))
         put(self, "title", title)
         put(self, "text", text)
         put(self, "attributes", attributes if attributes is not None else {})

@@ -368,7 +368,7 @@ class SQLiteStore:
         for row, id_, modality, title, text, attrs, media, created, updated, parent, span in records:
             item = Item(
                 id_,
-                Modality(modality),
+                Modality.unchecked(modality),
                 title,
                 text,
                 json.loads(attrs),
