@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from xmodal import Engine, Item, Query, StorageError
 from xmodal.encoders import HashingEncoder
+from xmodal.errors import ValidationError
 from xmodal.ltr.strategies import LexicalStrategy
 from xmodal.records import VectorKind
 from xmodal.store.analysis import terms
@@ -56,7 +57,7 @@ def test_an_update_reindexes_the_item(store: SQLiteStore) -> None:
 def test_a_failed_transaction_leaves_neither_item_nor_terms(store: SQLiteStore) -> None:
     good: tuple[Item, dict[Any, np.ndarray]] = (Item.create("good", title="velvet curtain"), {})
     bad: tuple[Item, dict[Any, np.ndarray]] = (Item.create("bad", title="velvet cushion"), {"no kind": np.zeros(4)})
-    with pytest.raises(AttributeError):  # the second item's vector kind fails after the first was indexed
+    with pytest.raises(ValidationError):  # the second item's vector kind fails after the first was indexed
         store.put([good, bad])
     assert store.count() == 0 and _ids(store, "velvet") == [] and len(store.fulltext) == 0
 

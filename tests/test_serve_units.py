@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -175,21 +176,14 @@ def test_wrong_keys_are_rate_limited_per_address(tmp_path: Path) -> None:
 
 
 def test_rest_models_are_built_from_the_shared_view() -> None:
-    from dataclasses import dataclass
-
     from xmodal import Item
-    from xmodal.records import Modality
     from xmodal.serve.models import Hit, ItemOut
     from xmodal.view import hit_view, item_view
 
-    @dataclass(frozen=True, slots=True)
-    class Segment(Item):
-        parent: str | None = None
-        span: tuple[float, float] | None = None
-
     plain = Item.create("a b", title="lamp", image="media/ab.png", attributes={"n": 1, "ok": True, "w": 0.5})
-    segment = Segment(id="v#1", modality=Modality.TEXT, text="hello", parent="v", span=(0.0, 2.5))
-    for item in (plain, segment):
+    segment = Item.create("v#1", text="hello", parent="v", span=(0.0, 2.5))
+    page = Item.create("d#3", text="page", media={"image": "media/cd.png"}, parent="d", span=3)
+    for item in (plain, segment, page):
         view = item_view(item)
         assert ItemOut.model_validate(view).model_dump(mode="json") == view  # later fields pass through
         hit = hit_view(item, 0.5, "dense:text")
@@ -223,13 +217,18 @@ def test_schema_enums_come_from_the_records(tmp_path: Path) -> None:
     pytest.importorskip("fastapi")
     from xmodal import Engine
     from xmodal.encoders import HashingEncoder
-    from xmodal.records import Modality, Target
+    from xmodal.records import Target
     from xmodal.serve import create_app
 
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         spec = create_app(engine, ServeConfig(log_requests=False, mcp=False)).openapi()
     schemas = spec["components"]["schemas"]
-    assert schemas["Modality"]["enum"] == [m.value for m in Modality]
+    assert "Modality" not in schemas  # open: any registered media, not a closed list
+    for model in ("ItemOut", "ItemIn"):
+        modality = schemas[model]["properties"]["modality"]
+        assert "image" in modality["description"] and "enum" not in json.dumps(modality), model
+    assert schemas["ItemIn"]["properties"]["media_base64"]["type"] == "object"
+    assert {"parent", "span", "media"} <= set(schemas["ItemOut"]["properties"])
     assert schemas["Target"]["enum"] == [t.value for t in Target]
     form = spec["paths"]["/search"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["properties"]["target"]["enum"] == [t.value for t in Target]

@@ -15,7 +15,7 @@ def test_wal_and_full_sync(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.sqlite")
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert store.get_meta("schema_version") == 2  # 2: with the full-text index
+    assert store.get_meta("schema_version") == 3  # 2: with the full-text index; 3: media by name, segments
     store.close()
 
 

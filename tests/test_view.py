@@ -7,7 +7,6 @@ import io
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,12 @@ ITEM_KEYS = {
     "title",
     "text",
     "attributes",
+    "media",
     "image",
     "created_at",
     "updated_at",
+    "parent",
+    "span",
     "media_url",
     "thumbnail_url",
 }
@@ -67,17 +69,14 @@ def test_every_modality_is_shown_by_its_value() -> None:
         assert item_view(item)["modality"] == modality.value
 
 
-@dataclass(frozen=True, slots=True)
-class _Segment(Item):
-    """An item with fields the view does not know about (as segments will have)."""
-
-    parent: str | None = None
-    span: tuple[float, float] | None = None
-
-
-def test_fields_an_item_gains_later_pass_through() -> None:
-    view = item_view(_Segment(id="v#2", modality=Modality.TEXT, text="hello", parent="v", span=(1.5, 3.0)))
-    assert view["parent"] == "v" and view["span"] == [1.5, 3.0] and ITEM_KEYS <= set(view)
+def test_a_segment_shows_its_parent_and_span() -> None:
+    view = item_view(Item.create("v#2", text="hello", parent="v", span=(1.5, 3.0)))
+    assert view["parent"] == "v" and view["span"] == {"start": 1.5, "end": 3.0} and set(view) == ITEM_KEYS
+    page = item_view(Item.create("doc#3", text="page three", parent="doc", span=3))
+    assert page["span"] == {"page": 3} and json.loads(json.dumps(page)) == page
+    whole = item_view(Item.create("doc", title="a document", media={"image": "media/ab.png"}))
+    assert whole["parent"] is None and whole["span"] is None and whole["media"] == {"image": "media/ab.png"}
+    assert whole["image"] == "media/ab.png"
 
 
 def test_hit_view_is_the_item_view_with_score_and_provenance() -> None:

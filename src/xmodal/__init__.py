@@ -20,7 +20,7 @@ from .errors import (
     XmodalError,
 )
 from .ingest.prepare import AddReport, Rejection
-from .records import Hits, Item, Modality, Query, Target, VectorKind
+from .records import Hits, Item, Modality, Query, Span, Target, VectorKind
 from .results import SearchResult
 
 
@@ -42,6 +42,7 @@ __all__ = [
     "Query",
     "Rejection",
     "SearchResult",
+    "Span",
     "StorageError",
     "Target",
     "ValidationError",

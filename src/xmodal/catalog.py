@@ -52,7 +52,7 @@ class Catalog:
     # -- a change-log follower ---------------------------------------------------------------------
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         for s in stored:
-            self.remember(s.item.id, s.row, dict(s.item.attributes))
+            self.remember(s.item.id, s.row, s.item.filter_fields())  # attributes, parent, span
 
     def on_delete(self, rows: Sequence[int]) -> None:
         for row in rows:

@@ -32,16 +32,17 @@ from .catalog import Catalog
 from .changes import replay
 from .encoders import Content, Encoder
 from .errors import NotFoundError, ValidationError
-from .extension import Extension
+from .extension import Extension, Mode
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
 from .filters import AttributeTable, FilterExpr
-from .imaging import load_image
 from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
 from .media import MediaStore
-from .records import Hits, Item, Query, Target, VectorKind, primary_vector
+from .media_loaders import media_loader
+from .records import MAX_K, Hits, Item, Query, Target, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
+from .segments import GROUP_FETCH, group_hits
 from .settings import DENSE, open_settings
 from .store.base import Store
 from .store.fulltext import FullText
@@ -150,7 +151,7 @@ class Engine:
         base = Path(base_dir) if base_dir is not None else None
         for chunk in _chunks(items, BATCH):
             chunk = dedupe(chunk, seen, report)
-            entries = encode_entries(load_media(chunk, base, report), self.encoder, self.media)
+            entries = encode_entries(load_media(chunk, base, report), self.encoder, self.media, report)
             with self._lock:
                 rows = self.store.put(entries)
                 stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries, strict=True)]
@@ -161,11 +162,12 @@ class Engine:
         return report
 
     def delete(self, ids: Sequence[str]) -> int:
-        """Delete items by id; returns how many existed."""
+        """Delete items by id, and their segments with them (one transaction); returns how many of ``ids``
+        existed."""
         with self._lock:
-            rows = self.store.delete(list(ids))
+            rows, existed = self.store.delete_tree(list(ids))
             self._apply(len(rows), (), rows)
-        return len(rows)
+        return existed
 
     def _apply(self, count: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
         """Apply this process's committed write to the derived structures. When another process committed
@@ -294,16 +296,20 @@ class Engine:
             raise NotFoundError(f"no item with id {item_id!r}")
         return stored.item
 
-    def vectors(self, item_id: str) -> dict[VectorKind, np.ndarray]:
+    def vectors(self, item_id: str) -> dict[str, np.ndarray]:
         stored = self.store.get(item_id)
         if stored is None:
             raise NotFoundError(f"no item with id {item_id!r}")
         return stored.vectors
 
     def encode_query(self, query: Query, base_dir: Path | None = None) -> np.ndarray:
-        """The query's vector: its text, its image, or the renormalised mean of both."""
-        image = load_image(query.image, base_dir, item="query") if query.image is not None else None
-        vector: np.ndarray = self.encoder.encode_queries([Content(text=query.text or None, image=image)])[0]
+        """The query's vector: its text, its media (each loaded by its media loader), or the renormalised
+        mean of them all."""
+        media = {
+            name: media_loader(name).load(ref, base_dir, item="query").content
+            for name, ref in query.all_media().items()
+        }
+        vector: np.ndarray = self.encoder.encode_queries([Content(text=query.text or None, media=media)])[0]
         return vector
 
     def search(
@@ -325,17 +331,30 @@ class Engine:
         mode = None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
         vector = self.encode_query(query, base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
-        if mode is None:
-            hits, details = self.search_vector(vector, k=query.k, target=query.target, filters=query.filters), {}
-        else:
-            found = mode(query, vector)
-            hits, details = found.hits, found.details
+        hits, items, details = self._retrieve(query, mode, vector)
         details = {**details, "mode": details.get("mode", query.mode)}
-        hits, items = self._items_for(hits)
         result = SearchResult(
             hits, items, (time.perf_counter() - start) * 1000, encode_ms, None, details if explain else None
         )
         return replace(result, query_id=self._log_search(query, result, details)) if log else result
+
+    def _retrieve(
+        self, query: Query, mode: Mode | None, vector: np.ndarray
+    ) -> tuple[Hits, tuple[Item, ...], dict[str, Any]]:
+        """The hits of a mode (``None``: dense) with their items. Grouped by parent (``query.group``), it
+        fetches several times k hits, and more until k groups come back or no more hits exist."""
+        fetch = replace(query, k=min(MAX_K, query.k * GROUP_FETCH)) if query.group else query
+        while True:
+            if mode is None:
+                hits, details = self.search_vector(vector, k=fetch.k, target=query.target, filters=query.filters), {}
+            else:
+                found = mode(fetch, vector)
+                hits, details = found.hits, found.details
+            fetched = len(hits)
+            hits, items = group_hits(*self._items_for(hits), query.group, query.k)
+            if not query.group or len(hits) >= query.k or fetched < fetch.k or fetch.k >= MAX_K:
+                return hits, items, details
+            fetch = replace(fetch, k=min(MAX_K, fetch.k * GROUP_FETCH))
 
     def similar(self, item_id: str, *, k: int = 10, target: Target | str = Target.ANY) -> SearchResult:
         """The items closest to a stored item (the item itself left out), by its primary vector."""

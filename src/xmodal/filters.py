@@ -9,6 +9,15 @@ A filter maps attribute names to conditions, all of which must hold:
 :func:`parse_filters` turns that object into a :class:`FilterExpr`, the parsed expression that goes down
 to a vector backend (see :mod:`xmodal.backends.base`): the local backend resolves it to rows through the
 engine's :class:`AttributeTable`; a database backend translates it into its own filter language.
+
+Two names are an item's own fields, not attributes (no attribute may take them):
+
+- ``parent``: the id of the item a segment belongs to, ``{"parent": "doc1"}`` (or a list of ids);
+  whole items have none, so they never match;
+- ``span``: the segment's position, its page number or its start in seconds: ``{"span": 3}`` (page
+  3), ``{"span": {"gte": 60, "lt": 120}}`` (pages 60–119, or clips starting in the second minute).
+  On the command line: ``--where parent=doc1 --where span>=60 --where span<120``.
+
 :class:`AttributeTable` keeps posting lists per (attribute, value) and a numeric column per
 attribute, so a condition is answered without scanning items.
 """

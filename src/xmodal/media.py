@@ -1,13 +1,15 @@
-"""Content-addressed media files inside the index folder: accepted images are kept, not referenced.
+"""Content-addressed media files inside the index folder: accepted media are kept, not referenced.
 
-An item's image is copied to ``media/<sha256[:2]>/<sha256>.<ext>`` and fsynced before the item is
-committed, so an acknowledged item never points at a file the user later moves or deletes.
+An item's media (an image, or whatever a media loader of :mod:`xmodal.media_loaders` accepts) are
+copied to ``media/<sha256[:2]>/<sha256>.<ext>`` and fsynced before the item is committed, so an
+acknowledged item never points at a file the user later moves or deletes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from .errors import NotFoundError
@@ -23,16 +25,26 @@ _EXTENSIONS = {
 }
 
 
+_SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
+
+
+def suffix_of(data: bytes) -> str:
+    """The file suffix of an image's bytes (``.bin`` when not a known image format)."""
+    return _EXTENSIONS.get(data[:2], ".bin")
+
+
 class MediaStore:
     """Stores blobs by content hash under one folder and resolves references back to paths."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def put(self, data: bytes) -> str:
-        """Write ``data`` durably (once per distinct content) and return its reference."""
+    def put(self, data: bytes, suffix: str | None = None) -> str:
+        """Write ``data`` durably (once per distinct content) and return its reference; the file suffix
+        is ``suffix`` (the media loader's) or sniffed from an image's first bytes."""
         digest = hashlib.sha256(data).hexdigest()
-        ref = f"media/{digest[:2]}/{digest}{_EXTENSIONS.get(data[:2], '.bin')}"
+        ext = suffix if suffix and _SUFFIX.fullmatch(suffix) else suffix_of(data)
+        ref = f"media/{digest[:2]}/{digest}{ext}"
         path = self.root / ref
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,34 +14,132 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import ValidationError
+from .media_loaders import TEXT, MediaRef, check_media, check_medium
 
 AttributeValue = str | int | float | bool
-ImageSource = str | bytes
+ImageSource = MediaRef
 
 MAX_ID_LENGTH = 512
 MAX_K = 10_000
 
 
 class Modality(enum.StrEnum):
-    """What an item is made of."""
+    """What an item is made of: its media names and ``text``, joined by ``+`` (media sorted, ``text`` last).
+
+    The three declared members are the modalities of the first releases; any other combination of
+    registered media (:mod:`xmodal.media_loaders`) is a valid modality too (``Modality("audio+text")``
+    gives a member created on demand, equal to its string), so the set is open.
+    """
 
     TEXT = "text"
     IMAGE = "image"
     IMAGE_TEXT = "image+text"  # a product: an image and its text
 
     @classmethod
+    def _missing_(cls, value: object) -> Modality | None:
+        if not isinstance(value, str):
+            return None
+        try:
+            parts = modality_parts(value)
+        except ValidationError:
+            return None
+        return cls._new_member(join_modality(parts), cls._value2member_map_)
+
+    @classmethod
+    def unchecked(cls, value: str) -> Modality:
+        """The modality of a stored string, without looking its media up, so a stored item reads back even
+        where its media loader is not installed (such a modality is not taken as checked by :meth:`parse`)."""
+        known = cls._value2member_map_.get(value)
+        if isinstance(known, cls):
+            return known
+        return cls._new_member(value, _UNCHECKED)
+
+    @classmethod
+    def _new_member(cls, value: str, members: dict[Any, Any]) -> Modality:
+        """A member created on demand for ``value``, kept in ``members``."""
+        found = members.get(value)
+        if isinstance(found, cls):
+            return found
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        found = members.setdefault(value, member)
+        return found if isinstance(found, cls) else member
+
+    @classmethod
     def parse(cls, value: str | Modality, *, item: str | None = None) -> Modality:
+        """The modality of a string, or a :class:`ValidationError` naming the unknown part."""
+        known = cls._value2member_map_.get(value) if isinstance(value, str) else None
+        if isinstance(known, cls):  # a declared member, or one already checked and created
+            return known
+        if isinstance(value, str):
+            modality_parts(value, item=item)  # the precise error, when there is one
         try:
             return cls(value)
         except ValueError:
             allowed = ", ".join(m.value for m in cls)
             raise ValidationError(
-                "modality", f"unknown modality {value!r}", f"use one of {allowed}", item=item
+                "modality", f"unknown modality {value!r}", f"use one of {allowed} (or media+text)", item=item
             ) from None
+
+    @property
+    def parts(self) -> frozenset[str]:
+        """The media names of this modality, plus ``text`` when its text is embedded."""
+        return _parts(self.value)
+
+    @property
+    def media(self) -> frozenset[str]:
+        """The media names of this modality (``text`` left out)."""
+        return self.parts - {TEXT}
+
+
+_UNCHECKED: dict[str, Modality] = {}  # modalities read back from a store, their media not looked up
+
+
+@functools.lru_cache(maxsize=256)
+def _parts(value: str) -> frozenset[str]:
+    return frozenset(value.split("+"))
+
+
+def modality_parts(value: str, *, item: str | None = None) -> frozenset[str]:
+    """The parts of a modality string, each ``text`` or a medium a loader exists for."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("modality", f"{value!r} is not a modality", "e.g. text, image or image+text", item=item)
+    parts = [p.strip() for p in value.split("+")]
+    for part in parts:
+        if part != TEXT:
+            try:
+                check_medium(part, item=item, field="modality")
+            except ValidationError as exc:
+                raise ValidationError(
+                    "modality",
+                    f"unknown modality {value!r}: {exc.problem}",
+                    "use text, image, image+text, or media names (and text) joined by +",
+                    item=item,
+                ) from None
+    return frozenset(parts)
+
+
+def join_modality(parts: frozenset[str] | set[str]) -> str:
+    """The canonical modality string of parts: media sorted, then ``text``."""
+    return "+".join([*sorted(parts - {TEXT}), *([TEXT] if TEXT in parts else [])])
+
+
+def modality_family(modality: str) -> Modality:
+    """One of the three declared modalities standing for any modality: text only, media only, or media with
+    text (how the generative index, trained with three modality codes, places a new medium)."""
+    parts = Modality.parse(modality).parts
+    if parts == {TEXT}:
+        return Modality.TEXT
+    return Modality.IMAGE_TEXT if TEXT in parts else Modality.IMAGE
 
 
 class VectorKind(enum.StrEnum):
-    """Which vector of an item (Nova design: text, image, and their renormalised mean)."""
+    """The vector kinds of the bundled encoders (Nova design: text, image, and their renormalised mean).
+
+    Vector kinds are strings: an encoder declares the kinds it makes (:func:`xmodal.encoders.kinds_of`),
+    and a kind need not be one of these members (they equal and hash like their strings).
+    """
 
     TEXT = "text"
     IMAGE = "image"
@@ -48,16 +147,25 @@ class VectorKind(enum.StrEnum):
 
 
 #: The order in which an item's vector stands for the whole item (similar items, semantic IDs): the
-#: combined vector of a product, else its only vector.
+#: combined vector of a product, else its only vector. It is the only such order: every part that needs
+#: "the" vector of an item uses :func:`primary_kind`; a kind not listed (a third-party encoder's) comes
+#: after these, in name order.
 PRIMARY_ORDER: tuple[VectorKind, ...] = (VectorKind.COMBINED, VectorKind.TEXT, VectorKind.IMAGE)
 
 
-def primary_vector(vectors: Mapping[VectorKind, np.ndarray]) -> np.ndarray | None:
-    """The vector that stands for an item (:data:`PRIMARY_ORDER`), or None when it has none."""
+def primary_kind(kinds: Iterable[str]) -> str | None:
+    """The kind, among ``kinds``, that stands for an item (:data:`PRIMARY_ORDER`), or None when there is none."""
+    present = set(kinds)
     for kind in PRIMARY_ORDER:
-        if kind in vectors:
-            return vectors[kind]
-    return None
+        if kind in present:
+            return kind.value
+    return min(present) if present else None
+
+
+def primary_vector(vectors: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The vector that stands for an item (:data:`PRIMARY_ORDER`), or None when it has none."""
+    kind = primary_kind(vectors)
+    return None if kind is None else vectors[kind]
 
 
 class Target(enum.StrEnum):
@@ -83,17 +191,107 @@ class Target(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Span:
+    """Where a segment sits in its parent: a ``page`` number, or ``start``/``end`` seconds (end optional)."""
+
+    page: int | None = None
+    start: float | None = None
+    end: float | None = None
+
+    @classmethod
+    def parse(cls, value: object, *, item: str | None = None) -> Span | None:
+        """A span from ``None``, a page number, ``{"page": n}``, ``{"start": s, "end": e}`` or ``[s, e]``."""
+        if value is None or isinstance(value, Span):
+            return value
+        fix = 'give a page number (3), {"page": 3}, {"start": 12.5, "end": 20} or [12.5, 20]'
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = {"page": value}
+        elif isinstance(value, (list, tuple)) and len(value) in (1, 2):
+            value = dict(zip(("start", "end"), value, strict=False))
+        if not isinstance(value, Mapping) or not value or set(value) - {"page", "start", "end"}:
+            raise ValidationError("span", f"{value!r} is not a span", fix, item=item)
+        page, start, end = value.get("page"), value.get("start"), value.get("end")
+        if page is not None and (start is not None or end is not None):
+            raise ValidationError("span", "has both a page and seconds", "give one of them", item=item)
+        if page is not None and (isinstance(page, bool) or not isinstance(page, int) or page < 0):
+            raise ValidationError("span.page", f"{page!r} is not a page number", "give an integer ≥ 0", item=item)
+        for name, sec in (("start", start), ("end", end)):
+            if sec is not None and (
+                isinstance(sec, bool) or not isinstance(sec, (int, float)) or not math.isfinite(sec) or sec < 0
+            ):
+                raise ValidationError(
+                    f"span.{name}", f"{sec!r} is not a time in seconds", "give a number ≥ 0", item=item
+                )
+        if page is None and start is None:
+            raise ValidationError("span", "has an end but no start", fix, item=item)
+        if start is not None and end is not None and end < start:
+            raise ValidationError("span.end", f"{end} is before the start {start}", "give end ≥ start", item=item)
+        return cls(page, None if start is None else float(start), None if end is None else float(end))
+
+    @property
+    def position(self) -> float:
+        """The number a span filter compares: the page, or the start in seconds."""
+        return float(self.page if self.page is not None else self.start or 0.0)
+
+    def to_dict(self) -> dict[str, float | int]:
+        """``{"page": n}`` or ``{"start": s, "end": e}`` (absent parts left out)."""
+        return {k: v for k, v in (("page", self.page), ("start", self.start), ("end", self.end)) if v is not None}
+
+
+#: Filter names an item's own fields take (see :mod:`xmodal.filters`); no attribute may use them.
+RESERVED_ATTRIBUTES = ("parent", "span")
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Item:
-    """One catalog entry. ``image`` is a path (absolute, or relative to the catalog file) or raw bytes."""
+    """One catalog entry.
+
+    ``media`` maps a medium name (``image``, or any registered media loader) to a path (absolute, or
+    relative to the catalog file) or raw bytes; ``item.image`` is ``media["image"]``. A segment (a page,
+    a clip) names the item it belongs to in ``parent`` and where it sits in ``span``.
+    """
 
     id: str
     modality: Modality
-    title: str = ""
-    text: str = ""
-    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
-    image: ImageSource | None = None
-    created_at: float = 0.0
-    updated_at: float = 0.0
+    title: str
+    text: str
+    attributes: Mapping[str, AttributeValue]
+    media: Mapping[str, MediaRef]
+    created_at: float
+    updated_at: float
+    parent: str | None
+    span: Span | None
+
+    def __init__(
+        self,
+        id: str,
+        modality: Modality | str,
+        title: str = "",
+        text: str = "",
+        attributes: Mapping[str, AttributeValue] | None = None,
+        image: ImageSource | None = None,
+        created_at: float = 0.0,
+        updated_at: float = 0.0,
+        *,
+        media: Mapping[str, MediaRef] | None = None,
+        parent: str | None = None,
+        span: Span | None = None,
+    ) -> None:
+        """The raw constructor (no checks; stored items come back through it): use :meth:`create`."""
+        all_media = dict(media) if media else {}
+        if image is not None:
+            all_media["image"] = image
+        put = object.__setattr__
+        put(self, "id", id)
+        put(self, "modality", modality if isinstance(modality, Modality) else Modality.unchecked(modality))
+        put(self, "title", title)
+        put(self, "text", text)
+        put(self, "attributes", attributes if attributes is not None else {})
+        put(self, "media", all_media)
+        put(self, "created_at", created_at)
+        put(self, "updated_at", updated_at)
+        put(self, "parent", parent)
+        put(self, "span", span)
 
     @classmethod
     def create(
@@ -104,41 +302,87 @@ class Item:
         text: str = "",
         attributes: Mapping[str, Any] | None = None,
         image: ImageSource | None = None,
+        media: Mapping[str, Any] | None = None,
         modality: str | Modality | None = None,
+        parent: str | None = None,
+        span: Span | Mapping[str, Any] | int | Sequence[float] | None = None,
         created_at: float | None = None,
     ) -> Item:
-        """Validate the fields and build an item; the modality is inferred when not given."""
+        """Validate the fields and build an item; the modality is inferred when not given (every medium
+        the item has, plus ``text`` when it has a title or text)."""
         check_id(id)
         attrs = check_attributes(attributes or {}, item=id)
+        for name in RESERVED_ATTRIBUTES:
+            if name in attrs:
+                raise ValidationError(
+                    f"attributes.{name}", f"{name!r} is an item field", f"give it as the item's {name}", item=id
+                )
         if not isinstance(title, str) or not isinstance(text, str):
             raise ValidationError("title/text", "must be strings", item=id)
         check_unicode("title", title, item=id)
         check_unicode("text", text, item=id)
+        all_media = check_media(media, item=id)
+        if image is not None:
+            if "image" in all_media and all_media["image"] != image:
+                raise ValidationError("image", "is given both as image and as media.image", "keep one", item=id)
+            all_media["image"] = check_media({"image": image}, item=id)["image"]
+        if parent is not None:
+            check_id(parent)
+            if parent == id:
+                raise ValidationError("parent", "is the item itself", "name another item's id", item=id)
         has_text = bool(title.strip() or text.strip())
+        present = set(all_media) | ({TEXT} if has_text else set())
         if modality is None:
-            if image is not None:
-                modality = Modality.IMAGE_TEXT if has_text else Modality.IMAGE
-            elif has_text:
-                modality = Modality.TEXT
-            else:
+            if not present:
                 raise ValidationError(
-                    "text", "the item has no title, text or image", "give at least one of them", item=id
+                    "text",
+                    "the item has no title, text or image (or other media)",
+                    "give at least one of them",
+                    item=id,
                 )
+            modality = join_modality(present) if all_media else TEXT
         mod = Modality.parse(modality, item=id)
-        if mod in (Modality.IMAGE, Modality.IMAGE_TEXT) and image is None:
-            raise ValidationError("image", f"a {mod.value} item needs an image", "add the image field", item=id)
-        if mod in (Modality.TEXT, Modality.IMAGE_TEXT) and not has_text:
-            raise ValidationError("text", f"a {mod.value} item needs a title or text", "add title or text", item=id)
+        for part in sorted(mod.parts - present):
+            if part == TEXT:
+                raise ValidationError("text", f"a {mod.value} item needs a title or text", "add title or text", item=id)
+            field_name = "image" if part == "image" else f"media.{part}"
+            raise ValidationError(field_name, f"a {mod.value} item needs {part}", f"add the {part} medium", item=id)
         now = time.time()
-        return cls(id, mod, title, text, attrs, image, created_at or now, now)
+        return cls(
+            id,
+            mod,
+            title,
+            text,
+            attrs,
+            None,
+            created_at or now,
+            now,
+            media=all_media,
+            parent=parent,
+            span=Span.parse(span, item=id),
+        )
+
+    @property
+    def image(self) -> MediaRef | None:
+        """The ``image`` medium (a convenience for ``media.get("image")``)."""
+        return self.media.get("image")
 
     @property
     def document_text(self) -> str:
         """The text that is embedded: title and body together."""
         return ". ".join(p for p in (self.title.strip(), self.text.strip()) if p)
 
+    def filter_fields(self) -> dict[str, AttributeValue]:
+        """What filters see: the attributes, plus ``parent`` and the span's position when the item has them."""
+        out = dict(self.attributes)
+        if self.parent is not None:
+            out["parent"] = self.parent
+        if self.span is not None:
+            out["span"] = self.span.position
+        return out
+
     def vector_kinds(self) -> tuple[VectorKind, ...]:
-        """The vectors this item carries."""
+        """The vectors this item carries with an encoder of the bundled kinds (text, image, combined)."""
         if self.modality is Modality.TEXT:
             return (VectorKind.TEXT,)
         if self.modality is Modality.IMAGE:
@@ -189,10 +433,12 @@ def check_attributes(attributes: Mapping[str, Any], *, item: str | None = None) 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A search request: text and/or an image, filters, how many hits and which vectors to compare with.
+    """A search request: text and/or media (an image, or any medium by name), filters, how many hits and
+    which vectors to compare with.
 
-    ``filters`` maps an attribute to a value (equality), a list (``in``) or a dict with any of
-    ``gt``, ``gte``, ``lt``, ``lte`` (numeric range).
+    ``filters`` maps an attribute (or ``parent``, ``span``) to a value (equality), a list (``in``) or a
+    dict with any of ``gt``, ``gte``, ``lt``, ``lte`` (numeric range), see :mod:`xmodal.filters`.
+    ``group="parent"`` returns one hit, the best, per parent item (an item without a parent is its own).
     """
 
     text: str | None = None
@@ -202,11 +448,16 @@ class Query:
     target: Target = Target.ANY
     mode: str | None = None  # None: the index's default mode (an index setting)
     user: str | None = None
+    media: Mapping[str, MediaRef] = field(default_factory=dict)  # other media than the image, by name
+    group: str | None = None  # "parent": one best hit per parent
 
     def __post_init__(self) -> None:
         text = self.text.strip() if isinstance(self.text, str) else self.text
-        if not text and self.image is None:
-            raise ValidationError("query", "is empty", "give a text, an image, or both")
+        if not text and self.image is None and not self.media:
+            raise ValidationError("query", "is empty", "give a text, an image (or another medium), or both")
+        object.__setattr__(self, "media", check_media(self.media, item="query"))
+        if self.group not in GROUPS:
+            raise ValidationError("group", f"unknown grouping {self.group!r}", "use group='parent' or none")
         if isinstance(self.text, str):
             check_unicode("text", self.text)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
@@ -214,6 +465,13 @@ class Query:
         object.__setattr__(self, "target", Target.parse(self.target))
         if not isinstance(self.filters, Mapping):
             raise ValidationError("filters", "must be an object of attribute → condition")
+
+    def all_media(self) -> dict[str, MediaRef]:
+        """Every medium of the query by name, the image included."""
+        return {**self.media, **({"image": self.image} if self.image is not None else {})}
+
+
+GROUPS = (None, "parent")
 
 
 IdArray = npt.NDArray[np.object_]

@@ -1,10 +1,15 @@
 """The one JSON view of items, hits and search results, shared by the CLI, the REST API and MCP.
 
 Pure functions over :mod:`xmodal.records` (no web framework). An item's view carries every field the
-:class:`~xmodal.records.Item` has (so fields added later, such as a parent or a span, show up without
-a change here), made JSON-ready, plus the REST paths of its media::
+:class:`~xmodal.records.Item` has (so fields added later show up without a change here), made
+JSON-ready, plus its ``image`` (``media.image``) and the REST paths of that image::
 
-    id, modality, title, text, attributes, image, created_at, updated_at, media_url, thumbnail_url
+    id, modality, title, text, attributes, media, image, created_at, updated_at, parent, span,
+    media_url, thumbnail_url
+
+``media`` maps each medium to its stored reference; ``parent`` is the id of the item a segment belongs
+to and ``span`` where it sits (``{"page": 3}`` or ``{"start": 12.5, "end": 20.0}``), both ``None``
+for a whole item.
 
 A hit's view is its item's view plus ``score`` and ``provenance``. Adapters may regroup the view for
 their transport (MCP fences the catalog text, see :mod:`xmodal.serve.mcp`) but never rename a key.
@@ -19,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from .records import Hits, Item
+from .records import Hits, Item, Span
 
 #: The view's keys that hold catalog content written by third parties (fenced off for agents).
 CATALOG_FIELDS = ("title", "text", "attributes")
@@ -58,7 +63,11 @@ def media_urls(item: Item) -> tuple[str | None, str | None]:
 
 def item_view(item: Item) -> dict[str, Any]:
     """Every field of ``item``, JSON-ready, plus ``media_url`` and ``thumbnail_url``."""
-    out = {f.name: jsonable(getattr(item, f.name)) for f in dataclasses.fields(item)}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(item):
+        out[f.name] = jsonable(getattr(item, f.name))
+        if f.name == "media":
+            out["image"] = jsonable(item.image)
     out["media_url"], out["thumbnail_url"] = media_urls(item)
     return out
 
@@ -90,9 +99,12 @@ def result_view(result: ResultLike) -> dict[str, Any]:
 
 def jsonable(value: Any) -> Any:
     """``value`` as strict JSON data: enums by value, NumPy values and tuples/sets as lists, NaN/inf
-    as null, bytes as a ``"<N bytes>"`` placeholder, anything else unknown as its ``str``."""
+    as null, bytes as a ``"<N bytes>"`` placeholder, a record with ``to_dict`` (a span) as that dict,
+    anything else unknown as its ``str``."""
     if isinstance(value, enum.Enum):
         value = value.value
+    if isinstance(value, Span):
+        value = value.to_dict()
     if hasattr(value, "tolist"):  # NumPy arrays and scalars
         value = value.tolist()
     if isinstance(value, Mapping):

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..ingest.catalog import add_catalogs, estimate_records
-from ..records import MAX_K, Query, Target
+from ..records import GROUPS, MAX_K, Item, Query, Target
 from ..results import SearchResult
 from ..view import item_view
 from .common import (
@@ -52,7 +52,20 @@ def register(subparsers: Any) -> None:
     )
     search.add_argument("text", nargs="?", default="", help="query text")
     search.add_argument("--image", metavar="PATH", help="query image")
+    search.add_argument(
+        "--media",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a query medium by its loader's name (e.g. image=cat.png, or package.module:Loader=file); repeat",
+    )
     add_query_options(search)
+    search.add_argument(
+        "--group",
+        choices=[g for g in GROUPS if g],
+        default=None,
+        help="one hit per parent item (the best segment of each document or video)",
+    )
     search.add_argument("--explain", action="store_true", help="include the plan and per-hit features (JSON: explain)")
     search.add_argument("--log", action="store_true", help="log the impression; prints the query id for feedback")
     search.set_defaults(handler=run_search)
@@ -107,7 +120,8 @@ def run_add(args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     options = query_options(args)
     try:
-        query = Query(text=args.text or None, image=args.image, **options)
+        media = dict(_media_arg(m) for m in args.media)
+        query = Query(text=args.text or None, image=args.image, media=media, group=args.group, **options)
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
     with engine_of(args) as engine:
@@ -121,6 +135,13 @@ def run_search(args: argparse.Namespace) -> int:
         if result.query_id is not None:
             print(f"query id: {result.query_id}")
     return 0
+
+
+def _media_arg(value: str) -> tuple[str, str]:
+    name, sep, path = value.rpartition("=")
+    if not sep or not name or not path:
+        raise UsageError(f"--media {value!r} is not NAME=PATH (write e.g. --media image=cat.png)")
+    return name, path
 
 
 def run_similar(args: argparse.Namespace) -> int:
@@ -142,9 +163,22 @@ def _print_hits(result: SearchResult) -> None:
         width = max(2, *(len(shorten(item.id, 40)) for item in result.items))
         print(f"{'#':>3}  {'score':>7}  {'id':<{width}}  {'modality':<10}  title")
         for rank, ((_, score), item) in enumerate(zip(result.hits, result.items, strict=True), 1):
-            title = shorten(item.title or item.text, 70)
+            title = shorten(item.title or item.text, 70) + _segment(item)
             print(f"{rank:>3}  {score:>7.4f}  {shorten(item.id, 40):<{width}}  {item.modality.value:<10}  {title}")
     print(f"took {result.took_ms:.1f} ms (query encoding {result.encode_ms:.1f} ms)", file=sys.stderr)
+
+
+def _segment(item: Item) -> str:
+    """`` (of doc1, page 3)`` / `` (of v1, 12.5–20.0 s)`` for a segment, empty for a whole item."""
+    if item.parent is None:
+        return ""
+    span = item.span
+    where = ""
+    if span is not None and span.page is not None:
+        where = f", page {span.page}"
+    elif span is not None and span.start is not None:
+        where = f", {span.start:g}–{span.end:g} s" if span.end is not None else f", from {span.start:g} s"
+    return f"  (of {shorten(item.parent, 40)}{where})"
 
 
 def run_get(args: argparse.Namespace) -> int:

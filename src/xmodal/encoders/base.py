@@ -1,15 +1,19 @@
 """The ``Encoder`` interface, the shared batching logic, and the encoder registry.
 
-An encoder maps contents (text, an image, or both) into one L2-normalised vector space.
-A content with both a text and an image is encoded as the renormalised mean of its two
-vectors (the Nova crossmodal design). ``dim`` below the model's native size truncates the
-vectors Matryoshka-style and renormalises them.
+An encoder maps contents (a text and/or media by name: an image, or any medium a loader of
+:mod:`xmodal.media_loaders` decodes) into one L2-normalised vector space. A content with several
+parts is encoded as the renormalised mean of their vectors (the Nova crossmodal design). ``dim``
+below the model's native size truncates the vectors Matryoshka-style and renormalises them.
+
+An encoder declares the vector kinds it makes for an item from which of its parts
+(``vector_kinds``, see :func:`kinds_of`): the bundled ones make ``text`` from the text, ``image``
+from the image and ``combined`` from both. Kinds are plain strings.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,6 +22,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from ..errors import ConfigError, ValidationError
+from ..media_loaders import TEXT
 from ..registry import Registry
 
 Vectors = npt.NDArray[np.float32]
@@ -32,21 +37,66 @@ class Purpose(enum.StrEnum):
     CLUSTERING = "clustering"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Content:
-    """One thing to encode: a text, a decoded RGB image, or both."""
+    """One thing to encode: a text and/or loaded media by name (``image``: a decoded RGB image)."""
 
-    text: str | None = None
-    image: Image.Image | None = None
+    text: str | None
+    media: Mapping[str, Any]
 
-    def __post_init__(self) -> None:
-        if not self.text and self.image is None:
-            raise ValidationError("content", "has neither text nor image", "give at least one")
+    def __init__(
+        self, text: str | None = None, image: Image.Image | None = None, *, media: Mapping[str, Any] | None = None
+    ) -> None:
+        parts = {k: v for k, v in (media or {}).items() if v is not None}
+        if image is not None:
+            parts["image"] = image
+        if not text and not parts:
+            raise ValidationError("content", "has neither text nor media", "give at least one")
+        object.__setattr__(self, "text", text or None)
+        object.__setattr__(self, "media", parts)
+
+    @property
+    def image(self) -> Image.Image | None:
+        image: Image.Image | None = self.media.get("image")
+        return image
+
+    def parts(self) -> dict[str, Any]:
+        """Every part by name: ``text`` (when set) and each medium."""
+        return {**({TEXT: self.text} if self.text else {}), **self.media}
+
+
+#: A declaration of vector kinds: kind → the parts (``text`` and media names) it is made from.
+KindSpec = Mapping[str, tuple[str, ...]]
+
+
+def default_kinds(modalities: frozenset[str] | set[str]) -> dict[str, tuple[str, ...]]:
+    """The kinds an encoder of ``modalities`` makes when it declares none: one per part, and ``combined``
+    (the renormalised mean) from text and image."""
+    kinds: dict[str, tuple[str, ...]] = {m: (m,) for m in sorted(modalities, key=lambda m: (m != TEXT, m))}
+    if TEXT in modalities and "image" in modalities:
+        kinds["combined"] = (TEXT, "image")
+    return kinds
+
+
+def kinds_of(encoder: object) -> dict[str, tuple[str, ...]]:
+    """The vector kinds an encoder declares (``vector_kinds``), or :func:`default_kinds` of its modalities."""
+    declared = getattr(encoder, "vector_kinds", None)
+    if declared is None:
+        return default_kinds(frozenset(getattr(encoder, "modalities", ())))
+    if not isinstance(declared, Mapping) or not declared:
+        raise ConfigError(f"encoder {getattr(encoder, 'name', encoder)!r}: vector_kinds must map kind → parts")
+    out: dict[str, tuple[str, ...]] = {}
+    for kind, parts in declared.items():
+        if not isinstance(kind, str) or not kind or isinstance(parts, str) or not parts:
+            raise ConfigError(f"encoder vector kind {kind!r}: give a name and a tuple of parts, e.g. ('text',)")
+        out[str(kind)] = tuple(str(p) for p in parts)
+    return out
 
 
 @runtime_checkable
 class Encoder(Protocol):
-    """Maps contents to float32 [n, dim] L2-normalised vectors."""
+    """Maps contents to float32 [n, dim] L2-normalised vectors. It may declare ``vector_kinds`` (kind →
+    the parts it is made from, see :func:`kinds_of`); without, the kinds follow ``modalities``."""
 
     name: str
     dim: int
@@ -77,15 +127,17 @@ def truncate(vectors: Vectors, dim: int) -> Vectors:
 
 
 class BaseEncoder:
-    """Splits a mixed batch by modality, encodes each part, merges, truncates and renormalises.
+    """Splits a mixed batch by part (text, each medium), encodes each, merges, truncates and renormalises.
 
     Subclasses implement ``_encode_texts`` and/or ``_encode_images`` returning raw vectors of
-    ``native_dim`` components.
+    ``native_dim`` components, or, for any medium, :meth:`_encode_media`. ``vector_kinds`` declares
+    the kinds made from which parts (default: :func:`default_kinds` of ``modalities``).
     """
 
     name = "base"
     native_dim = 0
     modalities: frozenset[str] = frozenset()
+    vector_kinds: KindSpec | None = None
 
     def __init__(self, dim: int | None = None) -> None:
         if dim is not None and not 1 <= dim <= self.native_dim:
@@ -98,17 +150,27 @@ class BaseEncoder:
     def _encode_images(self, images: list[Image.Image], purpose: Purpose) -> Vectors:
         raise ValidationError("content.image", f"encoder {self.name!r} does not encode images", "use an image encoder")
 
+    def _encode_media(self, name: str, contents: list[Any], purpose: Purpose) -> Vectors:
+        """Raw vectors of one part over a batch: ``text`` and ``image`` go to ``_encode_texts`` and
+        ``_encode_images``; override it to encode another medium (its loader's content objects)."""
+        if name == TEXT:
+            return self._encode_texts([str(c) for c in contents], purpose)
+        if name == "image":
+            return self._encode_images(contents, purpose)
+        raise ValidationError(
+            f"content.{name}", f"encoder {self.name!r} does not encode {name}", "use an encoder of that medium"
+        )
+
     def encode(self, batch: Sequence[Content], purpose: Purpose = Purpose.DOCUMENT) -> Vectors:
         n = len(batch)
         out = np.zeros((n, self.native_dim), dtype=np.float32)
-        text_rows = [i for i, c in enumerate(batch) if c.text]
-        image_rows = [i for i, c in enumerate(batch) if c.image is not None]
-        if text_rows:
-            texts = [str(batch[i].text) for i in text_rows]
-            out[text_rows] += normalize(self._encode_texts(texts, purpose))
-        if image_rows:
-            images = [batch[i].image for i in image_rows]
-            out[image_rows] += normalize(self._encode_images([im for im in images if im is not None], purpose))
+        rows: dict[str, list[int]] = {}
+        for i, content in enumerate(batch):
+            for name in content.parts():
+                rows.setdefault(name, []).append(i)
+        for name in sorted(rows, key=lambda m: (m != TEXT, m != "image", m)):  # text, image, then the others
+            parts = [batch[i].parts()[name] for i in rows[name]]
+            out[rows[name]] += normalize(self._encode_media(name, parts, purpose))
         return truncate(out, self.dim)
 
     def encode_queries(self, batch: Sequence[Content]) -> Vectors:

@@ -31,6 +31,7 @@ class HashingEncoder(BaseEncoder):
 
     name = "hashing"
     modalities = frozenset({"text", "image"})
+    vector_kinds = {"text": ("text",), "image": ("image",), "combined": ("text", "image")}
 
     def __init__(self, dim: int | None = None, native_dim: int = 384, seed: int = 0) -> None:
         self.native_dim = native_dim

@@ -36,6 +36,7 @@ class OfflineEncoder(BaseEncoder):
     name = "offline"
     native_dim = DIM
     modalities = frozenset({"text", "image"})
+    vector_kinds = {"text": ("text",), "image": ("image",), "combined": ("text", "image")}
 
     def __init__(
         self,

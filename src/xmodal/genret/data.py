@@ -2,8 +2,9 @@
 
 Sources, each counted in the training summary:
 
-- ``views``: an image+text item's text vector and image vector as queries for the item (the item's
-  ID comes from its combined vector), as GENIUS pairs a caption with its image;
+- ``views``: each single-part vector of an item made of several parts (an image+text item's text
+  vector and image vector) as a query for the item (the item's ID comes from its primary vector,
+  :func:`~xmodal.records.primary_kind`), as GENIUS pairs a caption with its image;
 - ``self``: every item's own embedding, perturbed by isotropic noise (relative norm ``self_noise``)
   and renormalised, as a query for itself. This is the only pair a text-only or image-only item
   has; it teaches the decoder the embedding → ID map around the item (the "indexing" task of DSI,
@@ -14,6 +15,7 @@ Sources, each counted in the training summary:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ import numpy.typing as npt
 from ..encoders import normalize
 from ..errors import XmodalError
 from ..ingest.prepare import Rejection
-from ..records import Modality, Query, VectorKind, primary_vector
+from ..records import Modality, Query, VectorKind, primary_kind, primary_vector
 from .model import modality_code
 from .train import TrainingSet
 
@@ -66,12 +68,11 @@ def collect(
         targets.append(pos)
         real.append(False)
         sources["self"] += 1
-        for kind in (VectorKind.TEXT, VectorKind.IMAGE):
-            if stored.item.modality is Modality.IMAGE_TEXT and kind in stored.vectors:
-                queries.append(stored.vectors[kind])
-                targets.append(pos)
-                real.append(True)
-                sources["views"] += 1
+        for kind in view_kinds(stored.item.modality, stored.vectors):
+            queries.append(stored.vectors[kind])
+            targets.append(pos)
+            real.append(True)
+            sources["views"] += 1
     skipped: list[Rejection] = []
     extra: list[tuple[np.ndarray, int, str]] = []
     if feedback:
@@ -95,6 +96,17 @@ def collect(
         np.asarray(real, bool),
     )
     return data, seq, skipped
+
+
+def view_kinds(modality: Modality, vectors: Mapping[str, np.ndarray]) -> list[str]:
+    """The vectors of an item that are views of it (queries for it): with several parts, each part's own
+    vector other than the primary one (text first, then image, then the others by name)."""
+    parts = modality.parts
+    if len(parts) < 2:
+        return []
+    primary = primary_kind(vectors)
+    order = {VectorKind.TEXT.value: 0, VectorKind.IMAGE.value: 1}
+    return sorted((k for k in vectors if k in parts and k != primary), key=lambda k: (order.get(k, 2), k))
 
 
 def _feedback_pairs(engine: EngineView, position: dict[int, int]) -> list[tuple[np.ndarray, int, str]]:

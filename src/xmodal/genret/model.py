@@ -27,7 +27,7 @@ try:
 except ImportError as exc:  # the genret extra is not installed
     raise MissingDependency(exc.name or "torch", "genret") from exc
 
-from ..records import Modality
+from ..records import Modality, modality_family
 from ..store.files import fresh_dir, swap_dir
 from .decoder import DecoderConfig, IDDecoder
 from .quantizer import ResidualQuantizer
@@ -44,8 +44,10 @@ FloatArray = npt.NDArray[np.float32]
 
 
 def modality_code(modality: Modality | str) -> int:
-    """First code of a semantic ID: the modality's position in :class:`Modality`."""
-    return MODALITIES.index(Modality(modality))
+    """First code of a semantic ID: the position of the modality's family (text, media, media+text; see
+    :func:`~xmodal.records.modality_family`) among the declared :class:`Modality` members, so a model
+    trained before open media keeps its codes and a new medium gets the code of its family."""
+    return MODALITIES.index(modality_family(modality))
 
 
 def default_device() -> str:

@@ -1,8 +1,9 @@
 """Semantic IDs by residual quantization (GENIUS, Kim et al., "GENIUS: A Generative Framework for
 Universal Multimodal Search", CVPR 2025).
 
-An item's ID is ``(modality, c_1, …, c_L)``: the first code is its modality (the order of
-:class:`~xmodal.records.Modality`), the next L codes come from residual quantization of its embedding
+An item's ID is ``(modality, c_1, …, c_L)``: the first code is its modality family (text, media, or
+media with text: :func:`~xmodal.records.modality_family`, in the order of the declared
+:class:`~xmodal.records.Modality` members), the next L codes come from residual quantization of its embedding
 with L codebooks of K vectors (Juang & Gray 1982; Zeghidour et al. 2021, SoundStream). Codebooks are
 initialised by residual k-means (Lloyd 1982 with k-means++ seeding, Arthur & Vassilvitskii 2007) and
 then fine-tuned as in GENIUS: an InfoNCE contrastive loss between query embeddings and the quantized

@@ -10,8 +10,14 @@ Catalog fields (JSON Lines: one object a line; CSV: one column each)
 - ``id`` (required, a string or an integer), ``title``, ``text``;
 - ``image``: a path relative to the catalog file's folder (it must stay inside that folder unless
   ``allow_outside`` is set, which also admits absolute paths);
+- ``media``: an object of medium name → path, by the same rule (``{"image": "a.png"}``; a medium is
+  a registered media loader such as ``image``, or a loader's dotted path ``"package.module:Loader"``);
+  in CSV, a cell holding that JSON object;
 - ``attributes``: an object of name → string, number or boolean;
-- ``modality`` (optional: ``text``, ``image`` or ``image+text``; inferred otherwise).
+- ``modality`` (optional: ``text``, ``image``, ``image+text``, or media names and ``text`` joined by
+  ``+``; inferred otherwise);
+- ``parent`` (optional): the id of the item this one is a segment of, with ``span``: a page number,
+  ``{"page": 3}``, ``{"start": 12.5, "end": 20}`` seconds or ``[12.5, 20]`` (in CSV, JSON in the cell).
 
 Any other field is rejected with the nearest known name as a hint, so a typo (``titel``) is caught
 instead of silently dropped. In CSV, attributes are given either as an ``attributes`` column holding a
@@ -48,7 +54,7 @@ from .prepare import AddReport, Rejection
 if TYPE_CHECKING:
     from ..engine import Engine
 
-FIELDS = ("id", "title", "text", "image", "attributes", "modality")
+FIELDS = ("id", "title", "text", "image", "media", "attributes", "modality", "parent", "span")
 ATTRIBUTE_PREFIX = "attributes."
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".jsonlines"})
 CSV_SUFFIXES = frozenset({".csv"})
@@ -228,6 +234,8 @@ def _csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
         elif name == "attributes":
             if cell.strip():
                 attributes.update(_csv_attributes(cell, attributes))
+        elif name in ("media", "span") and cell.strip():
+            obj[name] = _csv_json(name, cell)
         elif cell.strip():
             obj[name] = cell
     if attributes:
@@ -248,6 +256,13 @@ def _csv_attributes(cell: str, columns: Mapping[str, Any]) -> dict[str, Any]:
             f"attributes.{both[0]}", "is given both as a column and in the attributes column", "keep one"
         )
     return parsed
+
+
+def _csv_json(name: str, cell: str) -> Any:
+    try:
+        return json.loads(cell)
+    except ValueError as exc:
+        raise ValidationError(name, f"is not JSON ({exc})", 'write e.g. {"image": "a.png"} or 3') from None
 
 
 def _csv_value(cell: str) -> str | int | float | bool:
@@ -283,13 +298,29 @@ def record_to_item(obj: Mapping[str, Any], *, allow_outside: bool = False) -> It
         image = check_image_path(image, allow_outside=allow_outside, item=item_id)
     else:
         image = None
+    media = obj.get("media")
+    if media is not None:
+        if not isinstance(media, Mapping):
+            raise ValidationError(
+                "media", "must be an object of medium → path", 'write e.g. {"image": "a.png"}', item=item_id
+            )
+        media = {
+            name: check_image_path(path, allow_outside=allow_outside, item=item_id, field=f"media.{name}")
+            for name, path in media.items()
+        }
+    parent = obj.get("parent")
+    if parent is not None and (isinstance(parent, bool) or not isinstance(parent, (str, int))):
+        raise ValidationError("parent", "must be an item id (a string)", "give the parent's id", item=item_id)
     return Item.create(
         item_id,
         title=strings["title"],
         text=strings["text"],
         attributes=obj.get("attributes") or {},
         image=image,
+        media=media,
         modality=obj.get("modality"),
+        parent=None if parent is None else str(parent),
+        span=obj.get("span"),
     )
 
 
@@ -310,19 +341,19 @@ def _unknown_field(name: str, *, item: str | None = None, csv: bool = False) -> 
     return ValidationError(name, "unknown field", f"{hint}the fields are {', '.join(FIELDS)}; {other}", item=item)
 
 
-def check_image_path(value: object, *, allow_outside: bool = False, item: str | None = None) -> str:
-    """A catalog image path, which must stay inside the catalog's folder unless ``allow_outside``."""
-    if not isinstance(value, str):
-        raise ImageError(
-            "image", f"must be a path string, got {type(value).__name__}", "give a relative path", item=item
-        )
+def check_image_path(
+    value: object, *, allow_outside: bool = False, item: str | None = None, field: str = "image"
+) -> str:
+    """A catalog media path, which must stay inside the catalog's folder unless ``allow_outside``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ImageError(field, f"must be a path string, got {type(value).__name__}", "give a relative path", item=item)
     if "\x00" in value:
-        raise ImageError("image", "contains a NUL character", "give a plain file path", item=item)
+        raise ImageError(field, "contains a NUL character", "give a plain file path", item=item)
     norm = os.path.normpath(value)
     outside = os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep)
     if outside and not allow_outside:
         raise ImageError(
-            "image",
+            field,
             f"{value!r} is outside the catalog's folder",
             "give a path relative to the catalog file's folder (or allow outside paths: --allow-outside-images)",
             item=item,

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..encoders import Content, Encoder, normalize
+from ..encoders import Content, Encoder, kinds_of, normalize
 from ..errors import ValidationError, XmodalError
-from ..imaging import decode_image, read_image_bytes
 from ..media import MediaStore
-from ..records import Item, VectorKind
+from ..media_loaders import TEXT, LoadedMedia, media_loader
+from ..records import Item
 
-Entry = tuple[Item, dict[VectorKind, np.ndarray]]
+Entry = tuple[Item, dict[str, np.ndarray]]
 
-_IO_THREADS = 4  # image decoding (releases the GIL) and media fsyncs (I/O waits) overlap on these
+_IO_THREADS = 4  # media decoding (releases the GIL) and media fsyncs (I/O waits) overlap on these
 _io_pool: ThreadPoolExecutor | None = None
 _io_lock = threading.Lock()
 
@@ -60,25 +60,31 @@ class AddReport:
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
+    """An item with each of its media loaded (content for the encoder, bytes to keep)."""
+
     item: Item
-    image: Image.Image | None
-    image_bytes: bytes | None
+    media: dict[str, LoadedMedia] = field(default_factory=dict)
+
+    @property
+    def image(self) -> Image.Image | None:
+        found = self.media.get("image")
+        return None if found is None else found.content
 
 
 def load_media(items: Sequence[Item], base_dir: Path | None, report: AddReport) -> list[Loaded]:
-    """Read and decode each item's image (on a few threads); failed items are rejected, the others kept."""
+    """Read, check and decode each item's media with their loaders (on a few threads); an item whose
+    medium is refused is rejected with the reason, the others are kept."""
 
     def load(item: Item) -> Loaded | Rejection:
-        if item.image is None:
-            return Loaded(item, None, None)
         try:
-            data = read_image_bytes(item.image, base_dir, item=item.id)
-            return Loaded(item, decode_image(data, item=item.id), data)
+            return Loaded(
+                item, {name: media_loader(name).load(ref, base_dir, item=item.id) for name, ref in item.media.items()}
+            )
         except XmodalError as exc:
             return Rejection(item.id, str(exc))
 
-    with_images = sum(item.image is not None for item in items)
-    results = list(_io().map(load, items)) if with_images > 1 else [load(item) for item in items]
+    with_media = sum(bool(item.media) for item in items)
+    results = list(_io().map(load, items)) if with_media > 1 else [load(item) for item in items]
     loaded = []
     for result in results:
         if isinstance(result, Rejection):
@@ -88,33 +94,70 @@ def load_media(items: Sequence[Item], base_dir: Path | None, report: AddReport) 
     return loaded
 
 
-def encode_entries(loaded: Sequence[Loaded], encoder: Encoder, media: MediaStore) -> list[Entry]:
-    """Encode the text and image of each item and derive the combined vector (renormalised mean).
+def encode_entries(
+    loaded: Sequence[Loaded], encoder: Encoder, media: MediaStore, report: AddReport | None = None
+) -> list[Entry]:
+    """Encode each item into the vector kinds its encoder declares (:func:`~xmodal.encoders.kinds_of`)
+    from the parts the item's modality has: each part (the text, each medium) is encoded once, in one
+    batch per part, and a kind made of several parts is the renormalised mean of their vectors.
 
-    The media files are written (and fsynced) on the I/O threads while the encoder runs.
+    An item the encoder makes no vector of is rejected into ``report`` (or raises without one). The
+    accepted media are written to the media store (and fsynced) on the I/O threads while the encoder runs.
     """
-    stored: dict[bytes, Future[str]] = {}
+    kinds = kinds_of(encoder)
+    wanted: list[list[str]] = []
+    keep: list[Loaded] = []
     for entry in loaded:
-        if entry.image_bytes is not None and entry.image_bytes not in stored:
-            stored[entry.image_bytes] = _io().submit(media.put, entry.image_bytes)
-    with_text = [i for i, entry in enumerate(loaded) if VectorKind.TEXT in entry.item.vector_kinds()]
-    with_image = [i for i, entry in enumerate(loaded) if entry.image is not None]
-    text_vecs = encoder.encode_documents([Content(text=loaded[i].item.document_text) for i in with_text])
-    image_vecs = encoder.encode_documents([Content(image=loaded[i].image) for i in with_image])
-    vectors: list[dict[VectorKind, np.ndarray]] = [{} for _ in loaded]
-    for row, i in enumerate(with_text):
-        vectors[i][VectorKind.TEXT] = text_vecs[row]
-    for row, i in enumerate(with_image):
-        vectors[i][VectorKind.IMAGE] = image_vecs[row]
-        if VectorKind.TEXT in vectors[i]:
-            vectors[i][VectorKind.COMBINED] = normalize(vectors[i][VectorKind.TEXT] + image_vecs[row])
+        parts = entry.item.modality.parts
+        mine = [kind for kind, needs in kinds.items() if set(needs) <= parts]
+        if not mine:
+            err = ValidationError(
+                "modality",
+                f"encoder {encoder.name!r} makes no vector from {entry.item.modality.value}",
+                f"use an encoder of that medium (this one makes {', '.join(kinds)})",
+                item=entry.item.id,
+            )
+            if report is None:
+                raise err
+            report.rejected.append(Rejection(entry.item.id, str(err)))
+            continue
+        keep.append(entry)
+        wanted.append(mine)
+    stored: dict[bytes, Future[str]] = {}
+    for entry in keep:
+        for medium in entry.media.values():
+            if medium.data is not None and medium.data not in stored:
+                stored[medium.data] = _io().submit(media.put, medium.data, medium.suffix)
+    per_part: list[dict[str, np.ndarray]] = [{} for _ in keep]
+    needed: dict[str, list[int]] = {}
+    for i, mine in enumerate(wanted):
+        for part in dict.fromkeys(p for kind in mine for p in kinds[kind]):
+            needed.setdefault(part, []).append(i)
+    for part in sorted(needed, key=lambda p: (p != TEXT, p != "image", p)):
+        rows = needed[part]
+        vecs = encoder.encode_documents([_content(keep[i], part) for i in rows])
+        for row, i in enumerate(rows):
+            per_part[i][part] = vecs[row]
     entries = []
-    for entry, vecs in zip(loaded, vectors, strict=True):
-        item = entry.item
-        if entry.image_bytes is not None:
-            item = replace(item, image=stored[entry.image_bytes].result())
-        entries.append((item, vecs))
+    for entry, mine, by_part in zip(keep, wanted, per_part, strict=True):
+        vectors: dict[str, np.ndarray] = {}
+        for kind in mine:
+            needs = kinds[kind]
+            vec = by_part[needs[0]] if len(needs) == 1 else normalize(np.sum([by_part[p] for p in needs], axis=0))
+            vectors[kind] = vec
+        refs = {
+            name: stored[m.data].result() if m.data is not None else entry.item.media[name]
+            for name, m in entry.media.items()
+        }
+        item = replace(entry.item, media=refs) if entry.media else entry.item
+        entries.append((item, vectors))
     return entries
+
+
+def _content(entry: Loaded, part: str) -> Content:
+    if part == TEXT:
+        return Content(text=entry.item.document_text)
+    return Content(media={part: entry.media[part].content})
 
 
 def dedupe(items: Sequence[Item], seen: set[str], report: AddReport) -> list[Item]:

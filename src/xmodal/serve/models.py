@@ -6,10 +6,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..records import Modality, Target
+from ..media_loaders import available_media
+from ..records import GROUPS, Target
 
 AttrValue = bool | int | float | str
 Strict = ConfigDict(extra="forbid")
+SpanValue = dict[str, int | float]
+
+
+def _media_names() -> str:
+    """The media this server knows by name, from the media loader registry (any dotted path works too)."""
+    return ", ".join(available_media())
+
+
+MODALITY_HELP = (
+    f"text, or media names joined by '+' with text last (media here: {_media_names()}; "
+    "or a loader's dotted path), e.g. image+text"
+)
+SPAN_HELP = 'where a segment sits in its parent: {"page": 3} or {"start": 12.5, "end": 20.0} (seconds)'
+GROUP_PATTERN = "^(" + "|".join(g for g in GROUPS if g) + ")$"
 
 
 class ErrorBody(BaseModel):
@@ -34,6 +49,9 @@ class SearchRequest(BaseModel):
     mode: str | None = Field(
         None, max_length=64, description="a search mode (`xmodal modes` lists them); default: the index's default mode"
     )
+    group: str | None = Field(
+        None, pattern=GROUP_PATTERN, description="'parent': one hit, the best, per parent item (segments grouped)"
+    )
     explain: bool = False
     user: str | None = Field(None, max_length=256)
     log: bool = Field(True, description="record an impression for feedback (when the engine learns from it)")
@@ -42,17 +60,20 @@ class SearchRequest(BaseModel):
 class ItemOut(BaseModel):
     """An item in the one view shared with the CLI and MCP (:func:`xmodal.view.item_view`).
 
-    Fields an item gains later (a parent, a span, named media) pass through as extra properties."""
+    Fields an item gains later pass through as extra properties."""
 
     model_config = ConfigDict(extra="allow")
     id: str
-    modality: Modality
+    modality: str = Field(description=MODALITY_HELP)
     title: str
     text: str
     attributes: dict[str, AttrValue]
-    image: str | None = Field(None, description="the stored image's reference in the index folder")
+    media: dict[str, str] = Field(default_factory=dict, description="medium name → stored reference in the index")
+    image: str | None = Field(None, description="the stored image's reference in the index folder (media.image)")
     created_at: float
     updated_at: float
+    parent: str | None = Field(None, description="the id of the item this one is a segment of")
+    span: SpanValue | None = Field(None, description=SPAN_HELP)
     media_url: str | None
     thumbnail_url: str | None
 
@@ -73,16 +94,23 @@ class SearchResponse(BaseModel):
 
 
 class ItemIn(BaseModel):
-    """One item to add or replace. Images come inline (base64) or as a multipart file (``image_file``)."""
+    """One item to add or replace. Images (and other media, by name) come inline (base64) or as multipart
+    files (``image_file``, ``media_files``). A segment names its ``parent`` and its ``span``."""
 
     model_config = Strict
     id: str = Field(min_length=1, max_length=512)
     title: str = ""
     text: str = ""
     attributes: dict[str, AttrValue] = Field(default_factory=dict)
-    modality: Modality | None = None
+    modality: str | None = Field(None, max_length=1024, description=MODALITY_HELP + "; inferred when absent")
     image_base64: str | None = None
     image_file: str | None = Field(None, description="multipart only: the filename of an uploaded image part")
+    media_base64: dict[str, str] = Field(default_factory=dict, description="medium name → the file, base64-encoded")
+    media_files: dict[str, str] = Field(
+        default_factory=dict, description="multipart only: medium name → the filename of an uploaded part"
+    )
+    parent: str | None = Field(None, min_length=1, max_length=512, description="the id of the item this is part of")
+    span: int | SpanValue | list[float] | None = Field(None, description=SPAN_HELP + ", a page number or [start, end]")
 
 
 class ItemsRequest(BaseModel):

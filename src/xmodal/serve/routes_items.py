@@ -106,8 +106,28 @@ def build_item(raw: Any, files: dict[str, bytes], max_pixels: int, index: int) -
         image = files[spec.image_file]
     if image is not None:
         check_image(image, max_pixels, item=spec.id)
+    media: dict[str, bytes] = {}
+    for name, encoded in spec.media_base64.items():
+        try:
+            media[name] = decode_base64(encoded, f"media_base64.{name}")
+        except ApiError as exc:
+            raise ApiError(422, f"{exc.field}: {exc.error}", where, exc.fix) from None
+    for name, filename in spec.media_files.items():
+        if filename not in files:
+            raise ApiError(422, f"media_files.{name} {filename!r} was not uploaded", where, "attach it as a file part")
+        media[name] = files[filename]
+    if "image" in media:
+        check_image(media["image"], max_pixels, item=spec.id)
     return Item.create(
-        spec.id, title=spec.title, text=spec.text, attributes=spec.attributes, image=image, modality=spec.modality
+        spec.id,
+        title=spec.title,
+        text=spec.text,
+        attributes=spec.attributes,
+        image=image,
+        media=media,
+        modality=spec.modality,
+        parent=spec.parent,
+        span=spec.span,
     )
 
 
@@ -140,11 +160,11 @@ def _build_all(state: ServerState, raws: list[Any], files: dict[str, bytes]) -> 
     return items, report
 
 
-def _media_ref(state: ServerState, item_id: str) -> str:
-    image = state.engine.get(item_id).image
-    if not isinstance(image, str):
-        raise NotFoundError(f"item {item_id!r} has no image")
-    return image
+def _media_ref(state: ServerState, item_id: str, medium: str = "image") -> str:
+    ref = state.engine.get(item_id).media.get(medium)
+    if not isinstance(ref, str):
+        raise NotFoundError(f"item {item_id!r} has no {medium}")
+    return ref
 
 
 _JPEG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}}
@@ -158,10 +178,15 @@ _IMAGE_CONTENT: dict[int | str, dict[str, Any]] = {
     response_class=Response,
     responses={**_IMAGE_CONTENT, **responses(401, 403, 404, 429)},
 )
-def get_media(request: Request, item_id: str, _: ReadKey) -> Response:
-    """The item's stored image file, as it was added."""
+def get_media(
+    request: Request,
+    item_id: str,
+    _: ReadKey,
+    medium: Annotated[str, Q(min_length=1, max_length=512, description="which medium (default: image)")] = "image",
+) -> Response:
+    """The item's stored media file (its image unless ``medium`` names another), as it was added."""
     state = server(request)
-    path = state.engine.media.path(_media_ref(state, item_id))
+    path = state.engine.media.path(_media_ref(state, item_id, medium))
     return FileResponse(
         path,
         media_type=IMAGE_TYPES.get(path.suffix, "application/octet-stream"),
@@ -190,7 +215,8 @@ def get_item(request: Request, item_id: str, _: ReadKey) -> ItemOut:
 
 @router.delete("/items/{item_id:path}", response_model=DeleteResponse, responses=responses(401, 403, 429, 503))
 async def delete_item(request: Request, item_id: str, _: WriteKey) -> DeleteResponse:
-    """Delete an item; ``deleted`` says whether it existed. Acknowledged once committed."""
+    """Delete an item, and its segments with it; ``deleted`` says whether it existed. Acknowledged once
+    committed."""
     state = server(request)
     count = await state.write(lambda: state.engine.delete([item_id]))
     return DeleteResponse(id=item_id, deleted=bool(count))

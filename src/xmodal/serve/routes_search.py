@@ -9,7 +9,7 @@ from fastapi import Query as Q
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ..records import Query, Target
+from ..records import GROUPS, Query, Target
 from ..results import SearchResult
 from ..view import jsonable, result_view
 from .deps import ReadKey, ServerState, server
@@ -42,6 +42,7 @@ _SEARCH_BODY = {
                         "k": {"type": "integer", "minimum": 1, "maximum": 1000},
                         "target": {"type": "string", "enum": [t.value for t in Target]},
                         "mode": {"type": "string"},
+                        "group": {"type": "string", "enum": [g for g in GROUPS if g]},
                         "filters": {"type": "string", "description": "a JSON object, as text"},
                         "explain": {"type": "boolean"},
                         "log": {"type": "boolean"},
@@ -111,6 +112,7 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
         "k": req.k,
         "target": req.target,
         "user": req.user,
+        "group": req.group,
     }
     if req.mode is not None:  # none given: the index's default mode
         fields["mode"] = req.mode

@@ -10,12 +10,12 @@ PostgreSQL) implements the same protocol.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..records import Item, VectorKind
+from ..records import Item
 from .sqlite import StoredItem  # the record a store hands out (defined with the SQLite store for now)
 
 if TYPE_CHECKING:
@@ -34,12 +34,17 @@ class Store(Protocol):
         ...
 
     # -- writes (each call one transaction; each item appends a change) --------------------------
-    def put(self, entries: Sequence[tuple[Item, dict[VectorKind, np.ndarray]]]) -> list[int]:
-        """Upsert items with their vectors; returns their rows (a replaced item keeps its row)."""
+    def put(self, entries: Sequence[tuple[Item, Mapping[str, np.ndarray]]]) -> list[int]:
+        """Upsert items with their vectors by kind; returns their rows (a replaced item keeps its row)."""
         ...
 
     def delete(self, ids: Sequence[str]) -> list[int]:
-        """Delete items by id; returns the rows that existed."""
+        """Delete items by id with their segments; returns every row deleted."""
+        ...
+
+    def delete_tree(self, ids: Sequence[str]) -> tuple[list[int], int]:
+        """Delete items by id and their segments (items whose ``parent`` is a deleted id, at any depth) in
+        one transaction; returns the rows deleted and how many of ``ids`` existed."""
         ...
 
     # -- reads ---------------------------------------------------------------------------------------

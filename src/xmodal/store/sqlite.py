@@ -6,32 +6,38 @@ Items, their vectors and the engine's settings live here; a write acknowledged b
 changes after *s* instead of rebuilding. The full-text index (:mod:`.fulltext`) is not derived
 data of that kind: it is written in the item's own transaction.
 
-Schema versions: 1 had no full-text index; 2 adds it. A version 1 store is upgraded when it opens
-(the index is built from the items in one transaction, and ``fulltext_migrated`` is recorded in
-``meta``); a store written by a newer xmodal is refused.
+Schema versions: 1 had no full-text index; 2 adds it; 3 keeps an item's media by name (a ``media``
+JSON column replacing the use of ``image``) and its segment fields (``parent``, indexed, and ``span``).
+An older store is upgraded in place when it opens, in one transaction: the full-text index is built
+from the items (from 1, ``fulltext_migrated`` recorded in ``meta``), the new columns are added and each
+``image`` becomes ``media.image`` (``media_migrated``); a store written by a newer xmodal is refused.
+
+Deleting an item deletes its segments (the items whose ``parent`` it is, and theirs) in the same
+transaction; the change log records every deleted row, so every follower removes them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import StorageError
-from ..records import Item, Modality, VectorKind
+from ..errors import StorageError, ValidationError
+from ..records import Item, Modality, Span, VectorKind
 from .fulltext import META_KEY as FULLTEXT_KEY
 from .fulltext import FullText
 
-SCHEMA_VERSION = 2
-UPGRADABLE = (1,)  # versions upgraded in place when the store opens
+SCHEMA_VERSION = 3
+UPGRADABLE = (1, 2)  # versions upgraded in place when the store opens
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -43,9 +49,11 @@ CREATE TABLE IF NOT EXISTS items (
     title TEXT NOT NULL,
     text TEXT NOT NULL,
     attributes TEXT NOT NULL,
-    image TEXT,
+    media TEXT,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    parent TEXT,
+    span TEXT
 );
 CREATE TABLE IF NOT EXISTS vectors (
     row INTEGER NOT NULL REFERENCES items(row) ON DELETE CASCADE,
@@ -67,7 +75,7 @@ class StoredItem:
 
     row: int
     item: Item
-    vectors: dict[VectorKind, np.ndarray]
+    vectors: dict[str, np.ndarray]  # by vector kind
 
 
 class SQLiteStore:
@@ -91,7 +99,7 @@ class SQLiteStore:
     def _check_schema(self) -> None:
         """Refuse a newer store; create or upgrade the full-text index where it is missing or stale."""
         version = self._refuse_newer(self.get_meta("schema_version"))
-        if version == SCHEMA_VERSION and self.get_meta(FULLTEXT_KEY) == FullText.analyzer():
+        if version == SCHEMA_VERSION and self.get_meta(FULLTEXT_KEY) == FullText.analyzer() and self._has_columns():
             return  # the common case writes nothing
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -110,10 +118,22 @@ class SQLiteStore:
             )
         return version
 
+    def _columns(self) -> set[str]:
+        return {str(r[1]) for r in self._db.execute("PRAGMA table_info(items)")}
+
+    def _has_columns(self) -> bool:
+        with self._lock:
+            return {"media", "parent", "span"} <= self._columns()
+
     def _upgrade(self, version: Any) -> None:
-        """Inside a transaction: create the full-text tables and (re)build them from the items if needed."""
+        """Inside a transaction: add the media and segment columns, create the full-text tables and
+        (re)build them from the items if needed."""
+        self._upgrade_media(version)
         FullText.create(self._db)
         if version == SCHEMA_VERSION and self.get_meta(FULLTEXT_KEY) == FullText.analyzer():
+            return
+        if version == 2 and self.get_meta(FULLTEXT_KEY) == FullText.analyzer():
+            self.set_meta("schema_version", SCHEMA_VERSION)  # the full-text index is current: nothing to build
             return
         start = time.perf_counter()
         n = FullText(self._db, self._lock).rebuild(self._texts())
@@ -127,6 +147,22 @@ class SQLiteStore:
             log.info(
                 "%s: built the full-text index of %d items (schema %s -> %d)", self.path, n, version, SCHEMA_VERSION
             )
+
+    def _upgrade_media(self, version: Any) -> None:
+        """Schema 3: the ``media``, ``parent`` and ``span`` columns, the parent index, and each stored
+        ``image`` moved to ``media.image`` (version 1 and 2 stores)."""
+        columns = self._columns()
+        for name in ("media", "parent", "span"):
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE items ADD COLUMN {name} TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS items_parent ON items(parent)")
+        if "image" in columns:
+            moved = self._db.execute(
+                "UPDATE items SET media = json_object('image', image), image = NULL WHERE image IS NOT NULL"
+            ).rowcount
+            if version is not None and version != SCHEMA_VERSION:
+                self.set_meta("media_migrated", {"from_schema": version, "images": moved, "at": time.time()})
+                log.info("%s: moved %d images to media (schema %s -> %d)", self.path, moved, version, SCHEMA_VERSION)
 
     def _texts(self) -> Iterator[tuple[int, str, str]]:
         """(row, title, text) of every item, in row order, read in batches."""
@@ -155,7 +191,7 @@ class SQLiteStore:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # -- writes -----------------------------------------------------------------------------
-    def put(self, entries: Sequence[tuple[Item, dict[VectorKind, np.ndarray]]]) -> list[int]:
+    def put(self, entries: Sequence[tuple[Item, Mapping[str, np.ndarray]]]) -> list[int]:
         """Upsert items with their vectors in one transaction; returns their rows."""
         rows = []
         with self._lock:
@@ -169,51 +205,91 @@ class SQLiteStore:
                 raise
         return rows
 
-    def _put_one(self, item: Item, vectors: dict[VectorKind, np.ndarray]) -> int:
-        image = item.image if isinstance(item.image, str) else None
+    def _put_one(self, item: Item, vectors: Mapping[str, np.ndarray]) -> int:
+        refs = {name: ref for name, ref in item.media.items() if isinstance(ref, str)}  # bytes are kept by then
         found = self._db.execute("SELECT row, created_at FROM items WHERE id = ?", (item.id,)).fetchone()
-        values = (item.modality.value, item.title, item.text, json.dumps(dict(item.attributes)), image, item.updated_at)
+        values = (
+            item.modality.value,
+            item.title,
+            item.text,
+            json.dumps(dict(item.attributes)),
+            json.dumps(refs) if refs else None,
+            item.parent,
+            json.dumps(item.span.to_dict()) if item.span is not None else None,
+            item.updated_at,
+        )
         if found is None:
             cur = self._db.execute(
-                "INSERT INTO items (id, modality, title, text, attributes, image, updated_at, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items (id, modality, title, text, attributes, media, parent, span, updated_at, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (item.id, *values, item.created_at),
             )
             row = int(cur.lastrowid or 0)
         else:
             row = int(found[0])
             self._db.execute(
-                "UPDATE items SET modality=?, title=?, text=?, attributes=?, image=?, updated_at=? WHERE row=?",
+                "UPDATE items SET modality=?, title=?, text=?, attributes=?, media=?, parent=?, span=?, updated_at=?"
+                " WHERE row=?",
                 (*values, row),
             )
             self._db.execute("DELETE FROM vectors WHERE row = ?", (row,))
         self._db.executemany(
             "INSERT INTO vectors VALUES (?, ?, ?)",
-            [(row, kind.value, np.ascontiguousarray(vec, dtype=np.float32).tobytes()) for kind, vec in vectors.items()],
+            [
+                (row, check_kind(kind), np.ascontiguousarray(vec, dtype=np.float32).tobytes())
+                for kind, vec in vectors.items()
+            ],
         )
         self.fulltext.put(row, item.title, item.text)
         self._db.execute("INSERT INTO changes (row, op) VALUES (?, 'put')", (row,))
         return row
 
     def delete(self, ids: Sequence[str]) -> list[int]:
-        """Delete items by id in one transaction; returns the rows that were deleted."""
-        rows = []
+        """Delete items by id, with their segments, in one transaction; returns every row deleted."""
+        return self.delete_tree(ids)[0]
+
+    def delete_tree(self, ids: Sequence[str]) -> tuple[list[int], int]:
+        """Delete items by id and, in the same transaction, their segments (items whose ``parent`` is a
+        deleted id, at any depth); each deleted row is a ``delete`` in the change log. Returns the rows
+        deleted and how many of ``ids`` existed."""
+        rows: list[int] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for item_id in ids:
-                    found = self._db.execute("SELECT row FROM items WHERE id = ?", (item_id,)).fetchone()
-                    if found is None:
-                        continue
-                    self._db.execute("DELETE FROM items WHERE row = ?", (found[0],))
-                    self.fulltext.remove(int(found[0]))
-                    self._db.execute("INSERT INTO changes (row, op) VALUES (?, 'delete')", (found[0],))
-                    rows.append(int(found[0]))
+                found = self._rows_of(list(dict.fromkeys(ids)))
+                asked = len(found)
+                done: set[str] = set()
+                while found:
+                    for row, item_id in found:
+                        self._db.execute("DELETE FROM items WHERE row = ?", (row,))
+                        self.fulltext.remove(row)
+                        self._db.execute("INSERT INTO changes (row, op) VALUES (?, 'delete')", (row,))
+                        rows.append(row)
+                        done.add(item_id)
+                    parents = [item_id for _, item_id in found]
+                    found = [(r, i) for r, i in self._children_of(parents) if i not in done]
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return rows
+        return rows, asked
+
+    def _rows_of(self, ids: Sequence[str]) -> list[tuple[int, str]]:
+        out = []
+        for item_id in ids:
+            hit = self._db.execute("SELECT row FROM items WHERE id = ?", (item_id,)).fetchone()
+            if hit is not None:
+                out.append((int(hit[0]), item_id))
+        return out
+
+    def _children_of(self, parents: Sequence[str]) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+        for start in range(0, len(parents), 500):
+            chunk = list(parents[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT row, id FROM items WHERE parent IN ({marks}) ORDER BY row"
+            out.extend((int(r), str(i)) for r, i in self._db.execute(query, chunk))
+        return out
 
     # -- reads ------------------------------------------------------------------------------
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -251,11 +327,19 @@ class SQLiteStore:
         return out
 
     def id_rows(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
-        """(id, row, attributes) of every item: what the engine keeps in memory."""
+        """(id, row, filter fields) of every item: what the engine keeps in memory (the attributes, plus
+        ``parent`` and the span's position where set, as :meth:`Item.filter_fields`)."""
         with self._lock:
-            records = self._db.execute("SELECT id, row, attributes FROM items ORDER BY row").fetchall()
-        for id_, row, attrs in records:
-            yield str(id_), int(row), json.loads(attrs)
+            records = self._db.execute("SELECT id, row, attributes, parent, span FROM items ORDER BY row").fetchall()
+        for id_, row, attrs, parent, span in records:
+            fields = json.loads(attrs)
+            if parent is not None:
+                fields["parent"] = parent
+            if span is not None:
+                parsed = Span.parse(json.loads(span))
+                if parsed is not None:
+                    fields["span"] = parsed.position
+            yield str(id_), int(row), fields
 
     def iter_all(self, batch: int = 2000) -> Iterator[StoredItem]:
         """Every item with its vectors, in row order (used to rebuild derived indexes)."""
@@ -270,16 +354,49 @@ class SQLiteStore:
     def _select(self, where: str, params: Sequence[Any], with_vectors: bool = True) -> Iterator[StoredItem]:
         with self._lock:
             records = self._db.execute(
-                f"SELECT row, id, modality, title, text, attributes, image, created_at, updated_at FROM items {where}",
+                "SELECT row, id, modality, title, text, attributes, media, created_at, updated_at, parent, span"
+                f" FROM items {where}",
                 tuple(params),
             ).fetchall()
             rows = [r[0] for r in records]
-            vectors: dict[int, dict[VectorKind, np.ndarray]] = {r: {} for r in rows}
+            vectors: dict[int, dict[str, np.ndarray]] = {r: {} for r in rows}
             if with_vectors and rows:
                 marks = ",".join("?" * len(rows))
                 query = f"SELECT row, kind, vector FROM vectors WHERE row IN ({marks})"
                 for row, kind, blob in self._db.execute(query, rows):
-                    vectors[row][VectorKind(kind)] = np.frombuffer(blob, dtype=np.float32)
-        for row, id_, modality, title, text, attrs, image, created, updated in records:
-            item = Item(id_, Modality(modality), title, text, json.loads(attrs), image, created, updated)
+                    vectors[row][_kind(kind)] = np.frombuffer(blob, dtype=np.float32)
+        for row, id_, modality, title, text, attrs, media, created, updated, parent, span in records:
+            item = Item(
+                id_,
+                Modality.unchecked(modality),
+                title,
+                text,
+                json.loads(attrs),
+                None,
+                created,
+                updated,
+                media=json.loads(media) if media else {},
+                parent=parent,
+                span=Span.parse(json.loads(span)) if span else None,
+            )
             yield StoredItem(row, item, vectors[row])
+
+
+_KIND = re.compile(r"[A-Za-z0-9_.:+-]{1,128}")
+
+
+def check_kind(kind: object) -> str:
+    """A vector kind name as stored: a string of letters, digits and ``_.:+-`` (e.g. ``text``)."""
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise ValidationError(
+            "vector kind", f"{kind!r} is not a vector kind name", "use letters, digits and _.:+- (e.g. 'text')"
+        )
+    return str(kind)
+
+
+def _kind(name: str) -> str:
+    """A stored vector kind: the :class:`VectorKind` member when it is a known one (equal to its string)."""
+    try:
+        return VectorKind(name)
+    except ValueError:
+        return name

@@ -1,0 +1,122 @@
+"""Media loaders: a registry that turns an item's media reference into content an encoder reads.
+
+An item carries its media by name (``Item.media = {"image": "photos/cat.png"}``). Each name is a
+media loader resolved through :data:`MEDIA` (built-ins, the ``xmodal.media`` entry point group, or a
+dotted path ``"package.module:Loader"``, which is then the medium's name). A loader checks a reference
+(existence, size, format), decodes it into the content object its encoders read (an RGB image for
+``image``), and says how the accepted bytes are kept in the index's content-addressed
+:class:`~xmodal.media.MediaStore` (the file suffix), so an acknowledged item never points at a file the
+user later moves. ``text`` is not a medium: it is the item's title and body.
+
+This module imports nothing heavy; :mod:`.image` (Pillow) loads when the ``image`` loader is first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import ConfigError, ValidationError
+from ..registry import Registry
+
+MediaRef = str | bytes  # a path (absolute, or relative to the catalog file) or the raw bytes
+TEXT = "text"  # the item's own text: a part of a modality, never a medium
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedMedia:
+    """A checked medium: the content an encoder reads, and the bytes to keep (``None``: keep the reference)."""
+
+    content: Any
+    data: bytes | None
+    suffix: str = ".bin"
+
+
+@runtime_checkable
+class MediaLoader(Protocol):
+    """Turns a reference into content. ``max_bytes`` bounds what it reads; ``load`` raises an
+    :class:`~xmodal.errors.XmodalError` naming the item, the field and the fix for refused media."""
+
+    name: str
+    max_bytes: int
+
+    def load(self, ref: MediaRef, base_dir: Path | None = None, *, item: str | None = None) -> LoadedMedia: ...
+
+
+def _is_loader(obj: object) -> bool:
+    return callable(getattr(obj, "load", None)) or isinstance(obj, type)
+
+
+#: Media loaders by name: registered here, ``xmodal.media`` entry points, or ``"package.module:Loader"``.
+MEDIA: Registry[Any] = Registry("media", "media loader", _is_loader)
+MEDIA.register("image", "xmodal.media_loaders.image:ImageLoader")
+
+_instances: dict[str, MediaLoader] = {}
+
+
+def media_loader(name: str) -> MediaLoader:
+    """The loader of the medium ``name`` (a class is instantiated once), or a :class:`ConfigError`."""
+    loader = _instances.get(name)
+    if loader is None:
+        if name == TEXT:
+            raise ConfigError("'text' is the item's title and body, not a medium; use the title/text fields")
+        part = MEDIA.resolve(name)
+        loader = part() if isinstance(part, type) else part
+        if not isinstance(loader, MediaLoader):
+            raise ConfigError(f"media loader {name!r} does not implement the media loader protocol (name, load)")
+        _instances[name] = loader
+    return loader
+
+
+def available_media() -> list[str]:
+    """Media names that resolve without a dotted path."""
+    return MEDIA.names()
+
+
+def check_medium(name: object, *, item: str | None = None, field: str = "media") -> str:
+    """``name`` when it is a medium a loader exists for, else a :class:`ValidationError` naming the fix."""
+    if not isinstance(name, str) or not name or name == TEXT:
+        raise ValidationError(
+            field, f"{name!r} is not a medium name", f"use one of {', '.join(available_media())}", item=item
+        )
+    try:
+        media_loader(name)
+    except ConfigError as exc:
+        raise ValidationError(
+            field, f"no media loader {name!r} ({exc})", "install or name the loader", item=item
+        ) from exc
+    return name
+
+
+def check_media(media: Mapping[str, Any] | None, *, item: str | None = None) -> dict[str, MediaRef]:
+    """A validated ``{medium: reference}`` mapping (a reference is a path string or bytes)."""
+    if media is None:
+        return {}
+    if not isinstance(media, Mapping):
+        raise ValidationError("media", "must be an object of medium → reference", 'e.g. {"image": "a.png"}', item=item)
+    out: dict[str, MediaRef] = {}
+    for name, ref in media.items():
+        check_medium(name, item=item)
+        if isinstance(ref, bytearray):
+            ref = bytes(ref)
+        if not isinstance(ref, (str, bytes)) or not ref:
+            raise ValidationError(
+                f"media.{name}", "must be a non-empty path or bytes", "give a file path (or the bytes)", item=item
+            )
+        out[name] = ref
+    return out
+
+
+__all__ = [
+    "MEDIA",
+    "TEXT",
+    "LoadedMedia",
+    "MediaLoader",
+    "MediaRef",
+    "available_media",
+    "check_media",
+    "check_medium",
+    "media_loader",
+]
