@@ -20,6 +20,7 @@ def test_all_is_explicit() -> None:
             "Query",
             "Rejection",
             "SearchResult",
+            "Span",
             "StorageError",
             "Target",
             "ValidationError",

@@ -222,6 +222,7 @@ def test_schema_enums_come_from_the_records(tmp_path: Path) -> None:
 
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         spec = create_app(engine, ServeConfig(log_requests=False, mcp=False)).openapi()
+        targets = ["any", *engine.vector_kinds()]
     schemas = spec["components"]["schemas"]
     assert "Modality" not in schemas  # open: any registered media, not a closed list
     for model in ("ItemOut", "ItemIn"):
@@ -229,8 +230,9 @@ def test_schema_enums_come_from_the_records(tmp_path: Path) -> None:
         assert "image" in modality["description"] and "enum" not in json.dumps(modality), model
     assert schemas["ItemIn"]["properties"]["media_base64"]["type"] == "object"
     assert {"parent", "span", "media"} <= set(schemas["ItemOut"]["properties"])
-    assert schemas["Target"]["enum"] == [t.value for t in Target]
+    assert targets == [t.value for t in (Target.ANY, Target.TEXT, Target.IMAGE, Target.COMBINED)]
+    assert schemas["SearchRequest"]["properties"]["target"]["enum"] == targets  # the index's kinds
     form = spec["paths"]["/search"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert form["properties"]["target"]["enum"] == [t.value for t in Target]
+    assert form["properties"]["target"]["enum"] == targets
     similar = spec["paths"]["/items/{item_id}/similar"]["get"]["parameters"]
-    assert any(p["name"] == "target" and p["schema"]["$ref"].endswith("/Target") for p in similar)
+    assert any(p["name"] == "target" and p["schema"]["enum"] == targets for p in similar)

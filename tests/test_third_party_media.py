@@ -103,3 +103,36 @@ def test_the_cli_and_the_rest_api_load_a_dotted_path_medium(tmp_path: Path) -> N
         assert (
             r.status_code == 200 and r.json()["added"] == [] and "not a glyph file" in r.json()["rejected"][0]["reason"]
         )
+
+
+def test_a_query_targets_a_third_party_vector_kind_and_an_unknown_kind_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from xmodal.errors import ValidationError
+    from xmodal.serve import ServeConfig, create_app
+
+    index = tmp_path / "idx"
+    with Engine.open(index, encoder=GlyphEncoder(), index="exact") as engine:
+        engine.add([Item.create("g1", title="zzzz", media={NAME: glyph_file("abab")}), Item.create("t1", title="zz")])
+        assert engine.vector_kinds() == ["text", "glyphs", "combined"]
+        for mode in ("dense", "learned"):
+            hits = engine.search(Query(text="abab", target="glyphs", mode=mode, k=2)).hits
+            dense = [name for p in hits.provenance for name in names_of(p) if name.startswith("dense:")]
+            assert hits.ids.tolist()[0] == "g1" and set(dense) == {"dense:glyphs"}, mode  # t1 has no glyphs
+        assert engine.similar("t1", k=1, target="glyphs").hits.ids.tolist() == ["g1"]
+        for mode in ("dense", "learned"):
+            with pytest.raises(ValidationError, match=r"target: .*'audio'.*use one of any, text, glyphs, combined"):
+                engine.search(Query(text="abab", target="audio", mode=mode))
+        with TestClient(create_app(engine, ServeConfig(mcp=False, log_requests=False))) as client:
+            r = client.post("/search", json={"text": "abab", "target": "glyphs", "mode": "dense", "log": False})
+            assert r.status_code == 200 and r.json()["hits"][0]["id"] == "g1", r.text
+            r = client.post("/search", json={"text": "abab", "target": "audio", "log": False})
+            assert r.status_code == 422 and "glyphs" in r.text, r.text
+            assert client.get("/items/t1/similar", params={"target": "glyphs", "k": 1}).json()["hits"][0]["id"] == "g1"
+            spec = client.get("/openapi.json").json()["components"]["schemas"]["SearchRequest"]
+            assert spec["properties"]["target"]["enum"] == ["any", "text", "glyphs", "combined"]
+    done = cli(index, "search", "abab", "--target", "glyphs", "--mode", "dense", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["hits"][0]["id"] == "g1", done.stderr
+    done = cli(index, "search", "abab", "--target", "audio")
+    assert done.returncode == 2 and "unknown --target 'audio' (use one of any, text, glyphs, combined)" in done.stderr

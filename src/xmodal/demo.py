@@ -44,7 +44,7 @@ class Example:
     text: str | None = None
     image: str | None = None  # relative to the catalog folder
     filters: dict[str, Any] = field(default_factory=dict)
-    target: Target = Target.ANY
+    target: str = Target.ANY
 
 
 EXAMPLES = (
@@ -185,8 +185,8 @@ def _heading(example: Example, result: SearchResult) -> str:
     if example.image:
         parts.append(f"image {example.image}")
     parts += [f"--where {key}={value}" for key, value in example.filters.items()]
-    if example.target is not Target.ANY:
-        parts.append(f"--target {example.target.value}")
+    if example.target != Target.ANY:
+        parts.append(f"--target {example.target}")
     return f"── {example.label}: {' '.join([' + '.join(parts[:2]), *parts[2:]])} ({result.took_ms:.0f} ms)"
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from .backends import DEFAULT_BACKEND, BackendContext, VectorBackend, open_backend
 from .catalog import Catalog
 from .changes import replay
-from .encoders import Content, Encoder
+from .encoders import Content, Encoder, kinds_of
 from .errors import NotFoundError, ValidationError
 from .extension import Extension, Mode
 from .extension_set import ExtensionSet
@@ -328,6 +328,7 @@ class Engine:
         query = Query(text=query, **options) if isinstance(query, str) else query
         query = replace(query, mode=query.mode or self.default_mode)
         self.refresh()
+        self._target_kinds(query.target)  # an unknown vector kind is an error in every mode
         mode = None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
         vector = self.encode_query(query, base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
@@ -356,7 +357,7 @@ class Engine:
                 return hits, items, details
             fetch = replace(fetch, k=min(MAX_K, fetch.k * GROUP_FETCH))
 
-    def similar(self, item_id: str, *, k: int = 10, target: Target | str = Target.ANY) -> SearchResult:
+    def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY) -> SearchResult:
         """The items closest to a stored item (the item itself left out), by its primary vector."""
         start = time.perf_counter()
         vector = primary_vector(self.vectors(item_id))
@@ -373,7 +374,7 @@ class Engine:
         vector: np.ndarray,
         *,
         k: int = 10,
-        target: Target | str = Target.ANY,
+        target: str = Target.ANY,
         filters: Mapping[str, Any] | None = None,
     ) -> Hits:
         """Top-k items for an already encoded query vector; filters apply before the cut."""
@@ -384,8 +385,7 @@ class Engine:
                 f"has {vec.shape[1]} dimensions, the index has {self.backend.dim}",
                 "encode with the index's encoder",
             )
-        parsed = Target.parse(target)
-        kinds = None if parsed is Target.ANY else [str(kind) for kind in parsed.kinds()]
+        kinds = self._target_kinds(target)
         where = FilterExpr.parse(filters)
         self.refresh()
         with self._lock.read():
@@ -394,6 +394,22 @@ class Engine:
             rows, scores, matched = self.backend.search(vec, k, kinds, where)[0]
             ids = [self._catalog.id_by_row[int(row)] for row in rows]
         return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind}" for kind in matched))
+
+    def vector_kinds(self) -> list[str]:
+        """The vector kinds a query can target: those the encoder declares, then any other the index holds."""
+        declared = list(kinds_of(self.encoder))
+        return declared + [kind for kind in self.backend.kinds() if kind not in declared]
+
+    def _target_kinds(self, target: object) -> list[str] | None:
+        """The kinds a target searches (None: every kind); an unknown kind is an error naming the known ones."""
+        kind = Target.parse(target)
+        if kind == Target.ANY:
+            return None
+        known = self.vector_kinds()
+        if kind not in known:
+            choices = ", ".join(["any", *known])
+            raise ValidationError("target", f"the index has no vector kind {kind!r}", f"use one of {choices}")
+        return [kind]
 
     def _items_for(self, hits: Hits) -> tuple[Hits, tuple[Item, ...]]:
         """The hits' items; a hit deleted since the index answered is dropped, not an error."""

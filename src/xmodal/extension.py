@@ -102,7 +102,7 @@ class EngineView(Protocol):
         vector: np.ndarray,
         *,
         k: int = 10,
-        target: Target | str = Target.ANY,
+        target: str = Target.ANY,
         filters: Mapping[str, Any] | None = None,
     ) -> Hits: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,7 +170,10 @@ def primary_vector(vectors: Mapping[str, np.ndarray]) -> np.ndarray | None:
 
 
 class Target(enum.StrEnum):
-    """Which vectors a query is compared with; ``any`` keeps the best score per item."""
+    """Which vectors a query is compared with: ``any`` (the best score per item over every kind) or one
+    vector kind. The members name the bundled kinds; a target may be any kind an index's encoder declares
+    (``Query(target="glyphs")``), so a query's ``target`` is a string, checked against the index when it
+    is searched (:meth:`xmodal.Engine.search_vector`)."""
 
     TEXT = "text"
     IMAGE = "image"
@@ -177,17 +181,17 @@ class Target(enum.StrEnum):
     ANY = "any"
 
     @classmethod
-    def parse(cls, value: str | Target) -> Target:
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = "|".join(t.value for t in cls)
-            raise ValidationError("target", f"unknown target {value!r}", f"use one of {allowed}") from None
+    def parse(cls, value: object) -> str:
+        """``value`` as a target string (a member's value or another vector kind's name)."""
+        if isinstance(value, str) and KIND_NAME.fullmatch(value):
+            return str(value)
+        raise ValidationError(
+            "target", f"not a vector kind name: {value!r}", "use any, or a vector kind such as text, image, combined"
+        )
 
-    def kinds(self) -> tuple[VectorKind, ...]:
-        if self is Target.ANY:
-            return tuple(VectorKind)
-        return (VectorKind(self.value),)
+
+#: the shape of a vector kind's name (a folder name in the local backend's checkpoint), and so of a target
+KIND_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +449,7 @@ class Query:
     image: ImageSource | None = None
     filters: Mapping[str, Any] = field(default_factory=dict)
     k: int = 10
-    target: Target = Target.ANY
+    target: str = Target.ANY  # "any" or a vector kind
     mode: str | None = None  # None: the index's default mode (an index setting)
     user: str | None = None
     media: Mapping[str, MediaRef] = field(default_factory=dict)  # other media than the image, by name

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ import numpy.typing as npt
 from ..errors import ConfigError, StorageError, ValidationError
 from ..filters import FilterExpr
 from ..index import VectorIndex, create_index, load_index
-from ..records import VectorKind
+from ..records import KIND_NAME, VectorKind
 from ..store.files import fresh_dir, swap_dir
 from ..store.sqlite import StoredItem
 from .base import BackendContext, RowMatcher, VectorHits, best_per_row
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 
 STATE = "state.json"
 FORMAT_VERSION = 2  # 1: always the three built-in kinds, no "kinds" list
-_KIND_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a folder name in the checkpoint
 
 
 class LocalBackend:
@@ -159,7 +157,7 @@ class LocalBackend:
         return {"dim": self._dim, "index_kind": self.index_kind, "index_options": self.index_options}
 
     def _index(self, kind: str) -> VectorIndex:
-        if not _KIND_NAME.fullmatch(kind):
+        if not KIND_NAME.fullmatch(kind):
             raise ValidationError(
                 "vector kind", f"{kind!r} is not a valid name", "use lower-case letters, digits, _ and -"
             )
@@ -181,7 +179,7 @@ class LocalBackend:
             raise StorageError("checkpoint was written with another configuration")
         kinds = state["kinds"] if state.get("format_version", 1) >= 2 else [kind.value for kind in VectorKind]
         for kind in kinds:
-            if not isinstance(kind, str) or not _KIND_NAME.fullmatch(kind):
+            if not isinstance(kind, str) or not KIND_NAME.fullmatch(kind):
                 raise StorageError(f"checkpoint names a vector kind {kind!r} that is not a folder name")
             index = load_index(folder / kind)
             if index.dim != self._dim:

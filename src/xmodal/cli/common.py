@@ -102,6 +102,17 @@ def modes_epilog() -> str:
     return f"search modes (--mode; default: the index's default mode):{lines}"
 
 
+def add_target_option(parser: argparse.ArgumentParser) -> None:
+    """``--target``: ``any`` or one vector kind of the index (checked when searched)."""
+    parser.add_argument(
+        "--target",
+        default=Target.ANY.value,
+        metavar="KIND",
+        help="which item vectors to compare with: any (default, the best per item) or a vector kind of the "
+        "index (text, image, combined with the bundled encoders; `xmodal info` lists them)",
+    )
+
+
 def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -> None:
     """Options shared by ``search`` and ``eval``: filters, target vectors, mode, k."""
     parser.add_argument(
@@ -111,12 +122,7 @@ def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -
         metavar="FIELD=VALUE",
         help="attribute filter: =, <, <=, >, >=, a|b for any of; repeat to combine",
     )
-    parser.add_argument(
-        "--target",
-        choices=[t.value for t in Target],
-        default=Target.ANY.value,
-        help="which item vectors to compare with (default: any, best per item)",
-    )
+    add_target_option(parser)
     parser.add_argument(
         "--mode", default=None, help="search mode, listed below and by `xmodal modes` (default: the index's default)"
     )
@@ -134,7 +140,11 @@ def query_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(str(exc)) from None
     if not 1 <= args.k <= MAX_K:
         raise UsageError(f"-k must be from 1 to {MAX_K}, got {args.k} (pass e.g. -k 10)")
-    options: dict[str, Any] = {"filters": filters, "k": args.k, "target": Target(args.target)}
+    try:
+        target = Target.parse(args.target)
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
+    options: dict[str, Any] = {"filters": filters, "k": args.k, "target": target}
     if args.mode is not None:  # none given: the index's default mode
         options["mode"] = args.mode
     return options
@@ -155,12 +165,16 @@ def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
 @contextmanager
 def engine_of(args: argparse.Namespace, *, create: bool = False) -> Iterator[Engine]:
     """``with engine_of(args) as engine:`` — opened from the global options, closed afterwards. A ``--mode``
-    that the index does not provide (its extensions decide) is a usage error."""
+    that the index does not provide (its extensions decide), or a ``--target`` kind it has not, is a usage
+    error."""
     engine = open_engine(args, create=create)
     try:
         mode = getattr(args, "mode", None)
         if mode is not None and mode not in engine.modes():
             raise UsageError(f"unknown --mode {mode!r} (use one of {', '.join(engine.modes())})")
+        target = getattr(args, "target", Target.ANY)
+        if target != Target.ANY and target not in engine.vector_kinds():
+            raise UsageError(f"unknown --target {target!r} (use one of {', '.join(['any', *engine.vector_kinds()])})")
         yield engine
     finally:
         engine.close()

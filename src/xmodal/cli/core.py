@@ -9,13 +9,14 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..ingest.catalog import add_catalogs, estimate_records
-from ..records import GROUPS, MAX_K, Item, Query, Target
+from ..records import GROUPS, MAX_K, Item, Query
 from ..results import SearchResult
 from ..view import item_view
 from .common import (
     HelpFormatter,
     UsageError,
     add_query_options,
+    add_target_option,
     engine_of,
     modes_epilog,
     print_json,
@@ -73,12 +74,7 @@ def register(subparsers: Any) -> None:
     similar = subparsers.add_parser("similar", help="items closest to a stored item (the item itself left out)")
     similar.add_argument("id", help="the stored item's id")
     similar.add_argument("-k", type=int, default=10, metavar="N", help="number of hits (default: 10)")
-    similar.add_argument(
-        "--target",
-        choices=[t.value for t in Target],
-        default=Target.ANY.value,
-        help="which item vectors to compare with (default: any, best per item)",
-    )
+    add_target_option(similar)
     similar.add_argument("--json", action="store_true", help="print JSON")
     similar.set_defaults(handler=run_similar)
 

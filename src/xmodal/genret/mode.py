@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..extension import ModeResult
-from ..records import Hits, Query
+from ..records import Hits, Query, Target
 from .model import RERANK_POOL
 
 if TYPE_CHECKING:
@@ -32,14 +32,14 @@ def generative_search(
     allowed = engine.match_rows(query.filters)
     depth = query.k if allowed is None else query.k * FILTER_DEPTH
     beam = max(RERANK_BEAM if rerank else BEAM, query.k if allowed is None else 2 * query.k)
-    kinds = query.target.kinds()
+    kinds = None if query.target == Target.ANY else {query.target}  # None: every kind the item has
 
     def similarity(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         found = engine.items_of(rows.tolist(), with_vectors=True)
         out = np.full(len(rows), -np.inf, np.float32)
         for i, row in enumerate(rows.tolist()):
             vecs = found[row].vectors if row in found else {}
-            sims = [float(vecs[kind] @ q) for kind in kinds if kind in vecs]
+            sims = [float(v @ q) for kind, v in vecs.items() if kinds is None or kind in kinds]
             out[i] = max(sims) if sims else -np.inf
         return out
 

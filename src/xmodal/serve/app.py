@@ -113,8 +113,26 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for name, sub in body.pop("$defs", {}).items():
             components.setdefault(name, sub)
         components[model.__name__] = body
+    _list_targets(schema, ["any", *app.state.xmodal.engine.vector_kinds()])
     app.openapi_schema = schema
     return schema
+
+
+def _list_targets(node: Any, targets: list[str]) -> None:
+    """Every ``target`` in the spec (JSON property, form field, query parameter) lists this index's kinds."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "target" and isinstance(value, dict) and value.get("type") == "string":
+                value["enum"] = targets
+            elif key == "parameters" and isinstance(value, list):
+                for param in value:
+                    if isinstance(param, dict) and param.get("name") == "target":
+                        param.setdefault("schema", {})["enum"] = targets
+            else:
+                _list_targets(value, targets)
+    elif isinstance(node, list):
+        for value in node:
+            _list_targets(value, targets)
 
 
 def _mcp(state: ServerState) -> Any:

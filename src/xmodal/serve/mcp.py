@@ -129,7 +129,8 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False) -> Any:
     @server.tool()
     @_clear_errors
     def similar_items(id: str, k: int = 10, target: str = "any") -> dict[str, Any]:
-        """Items most similar to the item ``id`` (itself left out); ``target``: text, image, combined or any."""
+        """Items most similar to the item ``id`` (itself left out); ``target``: any, or one vector kind of
+        the index (text, image or combined with the bundled encoders)."""
         return _hits(engine.similar(id, k=max(1, min(k, MAX_K)), target=target))
 
     @server.resource("xmodal://items/{item_id}/image")

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..media_loaders import available_media
-from ..records import GROUPS, Target
+from ..records import GROUPS, KIND_NAME, Target
 
 AttrValue = bool | int | float | str
 Strict = ConfigDict(extra="forbid")
@@ -25,6 +25,8 @@ MODALITY_HELP = (
 )
 SPAN_HELP = 'where a segment sits in its parent: {"page": 3} or {"start": 12.5, "end": 20.0} (seconds)'
 GROUP_PATTERN = "^(" + "|".join(g for g in GROUPS if g) + ")$"
+TARGET_PATTERN = f"^{KIND_NAME.pattern}$"
+TARGET_HELP = "which item vectors to compare with: any (the best per item) or one vector kind of the index"
 
 
 class ErrorBody(BaseModel):
@@ -45,7 +47,7 @@ class SearchRequest(BaseModel):
     image_base64: str | None = Field(None, description="an image file, base64-encoded")
     filters: dict[str, Any] = Field(default_factory=dict)
     k: int = Field(10, ge=1, le=1000)
-    target: Target = Target.ANY
+    target: str = Field(Target.ANY.value, pattern=TARGET_PATTERN, description=TARGET_HELP)
     mode: str | None = Field(
         None, max_length=64, description="a search mode (`xmodal modes` lists them); default: the index's default mode"
     )

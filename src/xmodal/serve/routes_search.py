@@ -17,6 +17,8 @@ from .errors import ApiError, decode_base64, loads, parse_json, responses, valid
 from .forms import read_form
 from .limits import check_image
 from .models import (
+    TARGET_HELP,
+    TARGET_PATTERN,
     FacetsResponse,
     FacetValue,
     FeedbackRequest,
@@ -40,7 +42,7 @@ _SEARCH_BODY = {
                         "image": {"type": "string", "format": "binary"},
                         "text": {"type": "string"},
                         "k": {"type": "integer", "minimum": 1, "maximum": 1000},
-                        "target": {"type": "string", "enum": [t.value for t in Target]},
+                        "target": {"type": "string", "pattern": TARGET_PATTERN, "description": TARGET_HELP},
                         "mode": {"type": "string"},
                         "group": {"type": "string", "enum": [g for g in GROUPS if g]},
                         "filters": {"type": "string", "description": "a JSON object, as text"},
@@ -133,7 +135,11 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
     "/items/{item_id:path}/similar", response_model=SearchResponse, responses=responses(401, 403, 404, 422, 429)
 )
 def similar(
-    request: Request, item_id: str, _: ReadKey, k: Annotated[int, Q(ge=1, le=1000)] = 10, target: Target = Target.ANY
+    request: Request,
+    item_id: str,
+    _: ReadKey,
+    k: Annotated[int, Q(ge=1, le=1000)] = 10,
+    target: Annotated[str, Q(pattern=TARGET_PATTERN, description=TARGET_HELP)] = Target.ANY.value,
 ) -> SearchResponse:
     """Items closest to a stored item (the item itself left out), by its primary vector (``Engine.similar``)."""
     return search_response(server(request).engine.similar(item_id, k=k, target=target))
