@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.test_cross_process import cli
 from xmodal import Engine, Item
 from xmodal.encoders import HashingEncoder
 from xmodal.ltr import memory_state
@@ -81,18 +81,6 @@ def index(tmp_path: Path) -> Iterator[Path]:
 
 def state_file(index: Path) -> Path:
     return index / "ltr" / memory_state.FILE
-
-
-def cli(index: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "xmodal.cli", "--index", str(index), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:

@@ -6,20 +6,18 @@ setting that must match and, when it cannot be loaded, fails with a clear error 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.test_third_party import cli
 from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder
 from xmodal.errors import ConfigError
 from xmodal.results import SearchResult
 from xmodal.store.sqlite import SQLiteStore
 
-ROOT = Path(__file__).resolve().parent.parent
 TOY = "tests.toyparts.backend:ToyBackend"
 COLORS = ["red", "green", "blue"]
 
@@ -32,18 +30,6 @@ def catalog(folder: Path, n: int = 30) -> Path:
     path = folder / "catalog.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
-
-
-def cli(index: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run(
-        [sys.executable, "-m", "xmodal.cli", "--index", str(index), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=ROOT,
-    )
 
 
 def hits(done: subprocess.CompletedProcess[str]) -> list[tuple[str, float]]:

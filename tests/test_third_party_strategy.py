@@ -5,13 +5,11 @@ Python API, the CLI and the REST API; a strategy that does not load gets an erro
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.test_third_party import cli
 from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder
 from xmodal.errors import ConfigError
@@ -28,18 +26,6 @@ PLAN = [TOY, "lexical", "dense", "memory", "explore"]  # the toy first: a fresh 
 def items() -> list[Item]:
     titles = ["red lantern", "blue lantern with a very long title", "green kettle", "iron lantern hook", "teapot"]
     return [Item.create(f"t{i}", title=t, attributes={"even": i % 2 == 0}) for i, t in enumerate(titles)]
-
-
-def cli(index: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run(
-        [sys.executable, "-m", "xmodal.cli", "--index", str(index), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=ROOT,
-    )
 
 
 def make_index(path: Path) -> Path:
