@@ -66,12 +66,10 @@ class Engine:
         self._seq = store.last_seq()  # read before the catalog: a change made meanwhile is applied again
         self._catalog = Catalog.load(store)
         #: The vector backend named by ``settings["backend"]`` (:mod:`xmodal.backends`); it resolves
-        #: filters through the catalog's attribute table when it filters by rows.
+        #: filters through the catalog (its attribute table, built on the first filter) when it filters by rows.
         self.backend: VectorBackend = open_backend(
             settings.get("backend", DEFAULT_BACKEND),
-            BackendContext(
-                path / "index", encoder.dim, settings["index"], settings["index_options"], self._catalog.attributes
-            ),
+            BackendContext(path / "index", encoder.dim, settings["index"], settings["index_options"], self._catalog),
         )
         self.feedback_log = FeedbackLog(path / "store.sqlite")  # an engine component, not derived
         try:

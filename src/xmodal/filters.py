@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,12 +187,16 @@ class AttributeTable:
         return {key[1]: len(rows) for key, rows in self._postings.get(attribute, {}).items() if rows}
 
     def add(self, row: int, attributes: Mapping[str, AttributeValue]) -> None:
+        self.add_rows((row,), attributes)
+
+    def add_rows(self, rows: Collection[int], attributes: Mapping[str, AttributeValue]) -> None:
+        """Add rows that all carry the same attributes (one posting-list update per attribute)."""
         for name, value in attributes.items():
             key = value_key(value)
-            self._postings.setdefault(name, {}).setdefault(key, set()).add(row)
+            self._postings.setdefault(name, {}).setdefault(key, set()).update(rows)
             self._cache.pop((name, key), None)
             if key[0] == "n":
-                self._numeric.setdefault(name, {})[row] = float(value)
+                self._numeric.setdefault(name, {}).update(dict.fromkeys(rows, float(value)))
 
     def remove(self, row: int, attributes: Mapping[str, AttributeValue]) -> None:
         for name, value in attributes.items():

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..records import Item
-from .sqlite import StoredItem  # the record a store hands out (defined with the SQLite store for now)
+from .sqlite import CatalogRows, StoredItem  # the records a store hands out (defined with the SQLite store for now)
 
 if TYPE_CHECKING:
     from .fulltext import FullText
 
-__all__ = ["Store", "StoredItem"]
+__all__ = ["CatalogRows", "Store", "StoredItem"]
 
 
 @runtime_checkable
@@ -54,8 +54,9 @@ class Store(Protocol):
         """Items by row; rows that no longer exist are absent."""
         ...
 
-    def id_rows(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
-        """(id, row, attributes) of every item: the id ↔ row mapping and what filters need."""
+    def catalog_rows(self) -> CatalogRows:
+        """Every item's id, row and encoded filter fields (attributes, ``parent``, span position), in row
+        order: the id ↔ row mapping and what filters need, read when the engine opens."""
         ...
 
     def iter_all(self, batch: int = 2000) -> Iterator[StoredItem]:

@@ -24,7 +24,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,37 @@ class StoredItem:
     row: int
     item: Item
     vectors: dict[str, np.ndarray]  # by vector kind
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRows:
+    """Every item's id, row and filter fields, in row order: what the engine's catalog loads when it opens.
+
+    ``fields[i]`` is the item's filter fields (as :meth:`Item.filter_fields`) still encoded, so that loading
+    parses nothing; ``decode`` turns one into the fields. Equal encodings decode to equal fields.
+    """
+
+    ids: list[str]
+    rows: list[int]
+    fields: list[str]
+    decode: Callable[[str], dict[str, Any]]
+
+
+def decode_filter_fields(encoded: str) -> dict[str, Any]:
+    """The filter fields of a :meth:`SQLiteStore.catalog_rows` encoding: the attributes, plus ``parent``
+    and the span's position where set."""
+    if not encoded.startswith("["):  # attributes only (an object)
+        attributes, parent, span = encoded, None, None
+    else:
+        attributes, parent, span = json.loads(encoded)
+    fields: dict[str, Any] = json.loads(attributes)
+    if parent is not None:
+        fields["parent"] = parent
+    if span is not None:
+        parsed = Span.parse(json.loads(span))
+        if parsed is not None:
+            fields["span"] = parsed.position
+    return fields
 
 
 class SQLiteStore:
@@ -326,20 +357,17 @@ class SQLiteStore:
             out.update((s.row, s) for s in self._select(f"WHERE row IN ({marks})", chunk, with_vectors))
         return out
 
-    def id_rows(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
-        """(id, row, filter fields) of every item: what the engine keeps in memory (the attributes, plus
-        ``parent`` and the span's position where set, as :meth:`Item.filter_fields`)."""
+    def catalog_rows(self) -> CatalogRows:
+        """Every item's id, row and encoded filter fields, in row order (one query; nothing parsed): the
+        ``attributes`` JSON as stored, or ``[attributes, parent, span]`` as JSON for a segment."""
         with self._lock:
-            records = self._db.execute("SELECT id, row, attributes, parent, span FROM items ORDER BY row").fetchall()
-        for id_, row, attrs, parent, span in records:
-            fields = json.loads(attrs)
-            if parent is not None:
-                fields["parent"] = parent
-            if span is not None:
-                parsed = Span.parse(json.loads(span))
-                if parsed is not None:
-                    fields["span"] = parsed.position
-            yield str(id_), int(row), fields
+            records = self._db.execute(
+                "SELECT id, row, CASE WHEN parent IS NULL AND span IS NULL THEN attributes"
+                " ELSE json_array(attributes, parent, span) END FROM items ORDER BY row"
+            ).fetchall()
+        return CatalogRows(
+            [r[0] for r in records], [r[1] for r in records], [r[2] for r in records], decode_filter_fields
+        )
 
     def iter_all(self, batch: int = 2000) -> Iterator[StoredItem]:
         """Every item with its vectors, in row order (used to rebuild derived indexes)."""
