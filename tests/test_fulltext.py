@@ -311,3 +311,31 @@ def test_opening_a_current_store_writes_nothing(tmp_path: Path) -> None:
 def test_vector_kinds_are_untouched(store: SQLiteStore) -> None:
     row = store.put([(Item.create("v", title="lamp"), {VectorKind.TEXT: np.ones(4, dtype=np.float32)})])[0]
     assert store.get_rows([row], with_vectors=True)[row].vectors[VectorKind.TEXT].tolist() == [1.0] * 4
+
+
+def test_top_skips_a_frequent_terms_postings_and_ranks_as_the_full_query(store: SQLiteStore) -> None:
+    rng = np.random.default_rng(7)
+    words = [f"w{i}" for i in range(300)]  # w0, w1 in more than 5% of the items, most in a few
+    items = []
+    for i in range(400):  # "the" in a third of the items (its share of a score matters), others skewed
+        the = ["the"] * int(rng.integers(1, 4)) if i % 3 == 0 else []
+        body = " ".join(the + list(rng.choice(words, 6, p=_zipf(len(words)))))
+        items.append(Item.create(f"i{i}", title=str(rng.choice(words)), text=body))
+    _put(store, *items)
+    statements: list[str] = []
+    store.fulltext._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    skipped = 0
+    for query in (["the", "w30"], ["the", "w0", "w17"], ["the", "w299"], ["the"], ["w1", "w0", "the", "w60", "w61"]):
+        full = store.fulltext.score(query)
+        for depth in (1, 5, 50, 500):
+            statements.clear()
+            top = store.fulltext.top(query, depth)
+            assert [r for r, _ in top] == sorted(full, key=lambda r: (-full[r], r))[:depth], (query, depth)
+            assert all(math.isclose(s, full[r], rel_tol=1e-12) for r, s in top)
+            skipped += not any("'the'" in sql and "fulltext_instances" in sql for sql in statements)
+    assert skipped >= 5  # the frequent term's postings were skipped where a cut exists
+
+
+def _zipf(n: int) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1)
+    return np.asarray(weights / weights.sum())

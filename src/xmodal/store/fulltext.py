@@ -52,6 +52,12 @@ _VOCAB = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS temp.fulltext_instances USING fts5vocab(main, fulltext, instance)",
 )
 META_KEY = "fulltext_analyzer"
+#: a term in more than this share of the items is "frequent": a top-k query skips its posting list when it can
+FREQUENT_SHARE = 0.05
+
+
+def _best_first(pair: tuple[int, float]) -> tuple[float, int]:
+    return -pair[1], pair[0]
 
 
 class FullText:
@@ -165,17 +171,23 @@ class FullText:
         if depth <= 0 or (allowed is not None and not allowed):
             return []
         if allowed is None:
-            return self._run(query_terms, depth)
-        ranked = sorted(self.score(query_terms, allowed).items(), key=lambda p: (-p[1], p[0]))
+            return self._top_skipping_frequent(query_terms, depth)
+        ranked = sorted(self.score(query_terms, allowed).items(), key=_best_first)
         return ranked[:depth]
 
     def score_rows(self, query_terms: Sequence[str], rows: Sequence[int]) -> np.ndarray:
         """BM25F of the given rows only (0 for rows without a query term): the ranker's feature."""
-        out = np.zeros(len(rows))
         stats = self._stats(query_terms)
         if stats is None or not rows:
-            return out
+            return np.zeros(len(rows))
+        return self._score_texts(stats, rows)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _score_texts(self, stats: tuple[dict[str, float], tuple[float, float]], rows: Sequence[int]) -> np.ndarray:
+        """BM25F of the rows for the terms of ``stats``, counted in each row's stored terms (for a few rows,
+        not one term's whole posting list)."""
         idf, (avg_title, avg_body) = stats
+        out = np.zeros(len(rows))
         wanted = sorted({r for r in rows if r >= 0})
         texts: dict[int, tuple[str, str]] = {}
         with self._lock:
@@ -201,7 +213,36 @@ class FullText:
             out[i] = total
         return out
 
-    # -- internals -----------------------------------------------------------------------------
+    def _top_skipping_frequent(self, query_terms: Sequence[str], depth: int) -> list[tuple[int, float]]:
+        """The ``depth`` best rows without walking the posting lists of very frequent terms (MaxScore).
+
+        A term adds less than its idf to any row's score (``x / (k1 + x) < 1``), so the frequent terms
+        together add less than ``bound``, the sum of their idfs. Rows are scored on the other terms first;
+        ``floor``, the ``depth``-th best of those partial scores, is at most the final ``depth``-th best
+        score. A row whose partial score is below ``floor - bound`` (or that holds only frequent terms,
+        when ``bound < floor``) stays below it; the others get the frequent terms' share from their
+        stored terms. Where no such cut exists, every posting is scored in SQL as before. The ranking is
+        the full query's; a score may differ from it in the last bits (another summation order)."""
+        stats = self._stats(query_terms)
+        if stats is None:
+            return []
+        idf, fields = stats
+        with self._lock:
+            n, df = (self._totals[0] if self._totals else 0), dict(self._df)
+        frequent = {t: w for t, w in idf.items() if df.get(t, 0) > n * FREQUENT_SHARE}
+        rare = [t for t in idf if t not in frequent]
+        if not frequent or not rare:
+            return self._run(query_terms, depth)
+        partial = self._run(rare, None)
+        bound = sum(frequent.values())
+        floor = sorted((s for _, s in partial), reverse=True)[depth - 1] if len(partial) >= depth else 0.0
+        if bound >= floor:
+            return self._run(query_terms, depth)
+        pool = [(row, s) for row, s in partial if s >= floor - bound]
+        extra = self._score_texts((frequent, fields), [row for row, _ in pool])
+        ranked = sorted(((row, s + float(x)) for (row, s), x in zip(pool, extra, strict=True)), key=_best_first)
+        return ranked[:depth]
+
     def _fresh(self) -> None:
         """Forget cached statistics when the database changed since they were read (lock held)."""
         seen = (int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._writes)
