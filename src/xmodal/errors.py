@@ -10,9 +10,14 @@ offending field and say how to fix it, so a message can be shown as it is.
     ├── ConfigError          an engine or index configuration that cannot work
     ├── MissingDependency    an optional extra is not installed (also an ImportError)
     └── StorageError         the store or an index file is unreadable or of another version
+
+Two helpers build input errors: :func:`brief` (a user's value, shortened, for a message) and
+:func:`check_length` (a string over a size limit, refused with its length and the limit).
 """
 
 from __future__ import annotations
+
+import reprlib
 
 
 class XmodalError(Exception):
@@ -59,3 +64,24 @@ class MissingDependency(XmodalError, ImportError):
         self.name = package  # ImportError's field: code that re-raises from ``exc.name`` keeps naming it
         self.package = package
         self.extra = extra
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel = 3
+_BRIEF.maxstring = 80
+_BRIEF.maxother = 80
+
+
+def brief(value: object) -> str:
+    """A short ``repr`` of a user's value for an error message: long strings and containers are cut and
+    nesting stops three levels down, so neither a huge nor a deeply nested value can blow up a message
+    (or the stack)."""
+    return _BRIEF.repr(value)
+
+
+def check_length(field: str, value: str, limit: int, fix: str, *, item: str | None = None) -> None:
+    """Refuse a string longer than ``limit`` characters with a :class:`ValidationError` giving its length."""
+    if len(value) > limit:
+        raise ValidationError(
+            field, f"is {len(value):,} characters, longer than the limit of {limit:,}", fix, item=item
+        )

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ValidationError
+from .errors import ValidationError, brief
 from .index.base import Labels
 from .records import AttributeValue
 
@@ -116,7 +116,7 @@ def parse_filters(filters: Mapping[str, Any]) -> list[Condition]:
 def _scalar_key(field: str, value: object) -> ValueKey:
     if not isinstance(value, (str, int, float, bool)):
         raise ValidationError(
-            field, f"value {value!r} is not a string, number or boolean", "use a scalar or a list of them"
+            field, f"value {brief(value)} is not a string, number or boolean", "use a scalar or a list of them"
         )
     return value_key(value)
 
@@ -128,7 +128,7 @@ def _parse_range(field: str, spec: Mapping[str, Any]) -> tuple[tuple[str, float]
     bounds = []
     for op, bound in spec.items():
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not np.isfinite(bound):
-            raise ValidationError(f"{field}.{op}", f"bound {bound!r} is not a finite number", "use a number")
+            raise ValidationError(f"{field}.{op}", f"bound {brief(bound)} is not a finite number", "use a number")
         bounds.append((op, float(bound)))
     return tuple(bounds)
 

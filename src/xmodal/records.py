@@ -14,14 +14,30 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ValidationError
+from .errors import ValidationError, brief, check_length
 from .media_loaders import TEXT, MediaRef, check_media, check_medium
 
 AttributeValue = str | int | float | bool
 ImageSource = MediaRef
 
-MAX_ID_LENGTH = 512
 MAX_K = 10_000
+
+# Limits on an item's fields, in characters (Python ``len``), checked by :meth:`Item.create`: an item over
+# one is rejected with a :class:`ValidationError` naming the field, its size, the limit and the fix, and the
+# other items of the batch are kept. They bound what one item costs the single writer (text is indexed
+# word by word under the write lock: about 0.1 s per 100,000 characters) and sit well above real catalogs
+# (Google Merchant Center: title 150, description 5,000, product-detail name 140 and value 1,000
+# characters; Amazon: titles of at most 200). A longer document is several items: its pages or passages
+# as segments (``parent`` and ``span``). See docs/serving.md, "Item limits".
+MAX_ID_LENGTH = 512  #: an item's id (and a parent's)
+MAX_TITLE_LENGTH = 1_000  #: a title
+MAX_TEXT_LENGTH = 100_000  #: a body text (about 15,000 words, 40 pages)
+MAX_ATTRIBUTES = 256  #: attributes per item
+MAX_ATTRIBUTE_NAME_LENGTH = 128  #: an attribute's name
+MAX_ATTRIBUTE_VALUE_LENGTH = 1_000  #: an attribute's string value
+MAX_MODALITY_LENGTH = 256  #: a modality string (media names joined by +)
+
+SPLIT_FIX = "shorten it or split the document into segments: items with a parent and a span"
 
 
 class Modality(enum.StrEnum):
@@ -73,14 +89,13 @@ class Modality(enum.StrEnum):
         known = cls._value2member_map_.get(value) if isinstance(value, str) else None
         if isinstance(known, cls):  # a declared member, or one already checked and created
             return known
-        if isinstance(value, str):
-            modality_parts(value, item=item)  # the precise error, when there is one
+        modality_parts(value, item=item)  # the precise error, when there is one (not a string, too long, ...)
         try:
             return cls(value)
         except ValueError:
             allowed = ", ".join(m.value for m in cls)
             raise ValidationError(
-                "modality", f"unknown modality {value!r}", f"use one of {allowed} (or media+text)", item=item
+                "modality", f"unknown modality {brief(value)}", f"use one of {allowed} (or media+text)", item=item
             ) from None
 
     @property
@@ -105,7 +120,10 @@ def _parts(value: str) -> frozenset[str]:
 def modality_parts(value: str, *, item: str | None = None) -> frozenset[str]:
     """The parts of a modality string, each ``text`` or a medium a loader exists for."""
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError("modality", f"{value!r} is not a modality", "e.g. text, image or image+text", item=item)
+        raise ValidationError(
+            "modality", f"{brief(value)} is not a modality", "e.g. text, image or image+text", item=item
+        )
+    check_length("modality", value, MAX_MODALITY_LENGTH, "e.g. text, image or image+text", item=item)
     parts = [p.strip() for p in value.split("+")]
     for part in parts:
         if part != TEXT:
@@ -114,7 +132,7 @@ def modality_parts(value: str, *, item: str | None = None) -> frozenset[str]:
             except ValidationError as exc:
                 raise ValidationError(
                     "modality",
-                    f"unknown modality {value!r}: {exc.problem}",
+                    f"unknown modality {brief(value)}: {exc.problem}",
                     "use text, image, image+text, or media names (and text) joined by +",
                     item=item,
                 ) from None
@@ -213,18 +231,18 @@ class Span:
         elif isinstance(value, (list, tuple)) and len(value) in (1, 2):
             value = dict(zip(("start", "end"), value, strict=False))
         if not isinstance(value, Mapping) or not value or set(value) - {"page", "start", "end"}:
-            raise ValidationError("span", f"{value!r} is not a span", fix, item=item)
+            raise ValidationError("span", f"{brief(value)} is not a span", fix, item=item)
         page, start, end = value.get("page"), value.get("start"), value.get("end")
         if page is not None and (start is not None or end is not None):
             raise ValidationError("span", "has both a page and seconds", "give one of them", item=item)
         if page is not None and (isinstance(page, bool) or not isinstance(page, int) or page < 0):
-            raise ValidationError("span.page", f"{page!r} is not a page number", "give an integer ≥ 0", item=item)
+            raise ValidationError("span.page", f"{brief(page)} is not a page number", "give an integer ≥ 0", item=item)
         for name, sec in (("start", start), ("end", end)):
             if sec is not None and (
                 isinstance(sec, bool) or not isinstance(sec, (int, float)) or not math.isfinite(sec) or sec < 0
             ):
                 raise ValidationError(
-                    f"span.{name}", f"{sec!r} is not a time in seconds", "give a number ≥ 0", item=item
+                    f"span.{name}", f"{brief(sec)} is not a time in seconds", "give a number ≥ 0", item=item
                 )
         if page is None and start is None:
             raise ValidationError("span", "has an end but no start", fix, item=item)
@@ -323,6 +341,8 @@ class Item:
                 )
         if not isinstance(title, str) or not isinstance(text, str):
             raise ValidationError("title/text", "must be strings", item=id)
+        check_length("title", title, MAX_TITLE_LENGTH, "shorten it (longer prose goes in text)", item=id)
+        check_length("text", text, MAX_TEXT_LENGTH, SPLIT_FIX, item=id)
         check_unicode("title", title, item=id)
         check_unicode("text", text, item=id)
         all_media = check_media(media, item=id)
@@ -397,8 +417,7 @@ class Item:
 def check_id(id: object) -> str:
     if not isinstance(id, str) or not id.strip():
         raise ValidationError("id", "missing or empty", "give every item a non-empty string id")
-    if len(id) > MAX_ID_LENGTH:
-        raise ValidationError("id", f"longer than {MAX_ID_LENGTH} characters", "use a shorter id", item=id[:40])
+    check_length("id", id, MAX_ID_LENGTH, "use a shorter id", item=id[:40])
     if any(ord(c) < 32 for c in id):
         raise ValidationError("id", "contains control characters", "use printable characters only", item=repr(id))
     check_unicode("id", id, item=repr(id))
@@ -418,10 +437,20 @@ def check_unicode(field: str, value: str, *, item: str | None = None) -> None:
 def check_attributes(attributes: Mapping[str, Any], *, item: str | None = None) -> dict[str, AttributeValue]:
     if not isinstance(attributes, Mapping):
         raise ValidationError("attributes", "must be an object of name → value", item=item)
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise ValidationError(
+            "attributes",
+            f"has {len(attributes):,} attributes, more than the limit of {MAX_ATTRIBUTES:,}",
+            "keep the ones filters need and put the rest in text",
+            item=item,
+        )
     out: dict[str, AttributeValue] = {}
     for name, value in attributes.items():
         if not isinstance(name, str) or not name:
-            raise ValidationError("attributes", f"attribute name {name!r} is not a non-empty string", item=item)
+            raise ValidationError("attributes", f"attribute name {brief(name)} is not a non-empty string", item=item)
+        check_length(
+            f"attributes.{name[:40]}", name, MAX_ATTRIBUTE_NAME_LENGTH, "use a shorter attribute name", item=item
+        )
         if isinstance(value, float) and not math.isfinite(value):
             raise ValidationError(f"attributes.{name}", "is NaN or infinite", "use a finite number", item=item)
         if not isinstance(value, (str, int, float, bool)):
@@ -430,6 +459,13 @@ def check_attributes(attributes: Mapping[str, Any], *, item: str | None = None) 
             )
         check_unicode("attributes", name, item=item)
         if isinstance(value, str):
+            check_length(
+                f"attributes.{name}",
+                value,
+                MAX_ATTRIBUTE_VALUE_LENGTH,
+                "shorten it (long prose goes in text)",
+                item=item,
+            )
             check_unicode(f"attributes.{name}", value, item=item)
         out[name] = value
     return out

@@ -37,7 +37,13 @@ def register(subparsers: Any) -> None:
     add.add_argument(
         "--allow-outside-images",
         action="store_true",
-        help="let catalog image paths leave the catalog's folder (absolute or ../ paths)",
+        help="let catalog image paths leave the catalog's folder (absolute or ../ paths, links to outside)",
+    )
+    add.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="follow symbolic links under a folder of images (rejected otherwise); a link must lead inside "
+        "the folder unless --allow-outside-images is given too",
     )
     add.add_argument(
         "--name-as-text",
@@ -94,7 +100,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    total = sum(estimate_records(p) or 0 for p in args.paths)
+    total = sum(estimate_records(p, follow_symlinks=args.follow_symlinks) or 0 for p in args.paths)
     with engine_of(args, create=True) as engine, progress_bar(total or None, "adding", "item", quiet=args.quiet) as bar:
         report = add_catalogs(
             engine,
@@ -102,6 +108,7 @@ def run_add(args: argparse.Namespace) -> int:
             progress=bar.update,
             allow_outside=args.allow_outside_images,
             name_as_text=args.name_as_text,
+            follow_symlinks=args.follow_symlinks,
         )
     if args.json:
         print_json(report.to_dict())

@@ -8,8 +8,10 @@ folders walked lazily: a million-line catalog is never held in memory.
 Catalog fields (JSON Lines: one object a line; CSV: one column each)
 
 - ``id`` (required, a string or an integer), ``title``, ``text``;
-- ``image``: a path relative to the catalog file's folder (it must stay inside that folder unless
-  ``allow_outside`` is set, which also admits absolute paths);
+- ``image``: a path relative to the catalog file's folder. It must stay inside that folder unless
+  ``allow_outside`` is set (which also admits absolute paths), and the check is made on the real path
+  (:meth:`~pathlib.Path.resolve`): a symbolic link on the way, to a file or a folder, may point anywhere
+  inside the catalog's folder, and one pointing outside rejects the line;
 - ``media``: an object of medium name → path, by the same rule (``{"image": "a.png"}``; a medium is
   a registered media loader such as ``image``, or a loader's dotted path ``"package.module:Loader"``);
   in CSV, a cell holding that JSON object;
@@ -20,14 +22,20 @@ Catalog fields (JSON Lines: one object a line; CSV: one column each)
   ``{"page": 3}``, ``{"start": 12.5, "end": 20}`` seconds or ``[12.5, 20]`` (in CSV, JSON in the cell).
 
 Any other field is rejected with the nearest known name as a hint, so a typo (``titel``) is caught
-instead of silently dropped. In CSV, attributes are given either as an ``attributes`` column holding a
-JSON object or as columns named ``attributes.NAME`` (cells that read as JSON numbers or ``true``/
-``false`` become numbers and booleans, empty cells are left out); an unknown column rejects the file.
+instead of silently dropped. The fields are flat, so a JSON value nested deeper than
+:data:`MAX_NESTING` levels rejects its line (found without recursion, whatever the depth).
+
+In CSV, attributes are given either as an ``attributes`` column holding a JSON object or as columns
+named ``attributes.NAME`` (cells that read as JSON numbers or ``true``/``false`` become numbers and
+booleans, empty cells are left out); an unknown column rejects the file.
 
 A folder of images gives one image item per file (and a single image file one item the same way):
 id = path relative to the folder without its extension, title = file name, attribute ``folder`` =
 parent folder name. File names are kept as display titles only (modality ``image``) unless
-``name_as_text`` is set. Files of other types are rejected; hidden files are skipped.
+``name_as_text`` is set. Files of other types are rejected; hidden files are skipped. Symbolic links
+under the folder (to files or folders) are not followed, each rejected with the way to follow them,
+unless ``follow_symlinks`` is set; a followed link must still lead inside the folder (its real path),
+unless ``allow_outside`` is set too. The folder itself (or a single file) is read as named, a link or not.
 
 The images themselves are read, checked and decoded by :meth:`xmodal.Engine.add` with the catalog's
 folder as ``base_dir`` (missing, corrupt, truncated, oversized and refused images are rejected there);
@@ -46,8 +54,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..errors import ImageError, ValidationError, XmodalError
+from ..errors import ImageError, ValidationError, XmodalError, brief, check_length
 from ..imaging import ALLOWED_FORMATS
+from ..media_loaders import MAX_PATH_LENGTH
 from ..records import Item, Modality
 from .prepare import AddReport, Rejection
 
@@ -60,7 +69,11 @@ JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".jsonlines"})
 CSV_SUFFIXES = frozenset({".csv"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 MAX_LINE_BYTES = 16 * 1024 * 1024
+#: How deep a record's JSON may nest: its fields are at most three levels deep (line → attributes → value),
+#: so deeper is an error, and a line nested thousands of levels deep is refused instead of crashing the add.
+MAX_NESTING = 32
 CHUNK = 1024
+OUTSIDE_FIX = "give a path relative to the catalog file's folder (or allow outside paths: --allow-outside-images)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +87,15 @@ class Located:
 Record = Located | Rejection
 
 
-def read_catalog(path: str | Path, *, allow_outside: bool = False, name_as_text: bool = False) -> Iterator[Record]:
+def read_catalog(
+    path: str | Path, *, allow_outside: bool = False, name_as_text: bool = False, follow_symlinks: bool = False
+) -> Iterator[Record]:
     """Read a JSON Lines or CSV catalog, or a folder of images, by what ``path`` is."""
     path = Path(path)
     if path.is_dir():
-        return read_image_folder(path, name_as_text=name_as_text)
+        return read_image_folder(
+            path, name_as_text=name_as_text, follow_symlinks=follow_symlinks, allow_outside=allow_outside
+        )
     if not path.exists():
         return iter([Rejection(str(path), "no such file or folder (check the path)")])
     suffix = path.suffix.lower()
@@ -104,6 +121,7 @@ def base_dir_of(path: str | Path) -> Path:
 
 def read_jsonl(path: Path, *, allow_outside: bool = False) -> Iterator[Record]:
     """One item (or rejection) per non-blank line; a bad line is rejected alone."""
+    root = _real_folder(path)
     with open(path, "rb") as f:
         for number, raw in enumerate(_lines(f), 1):
             where = f"{path}:{number}"
@@ -116,7 +134,7 @@ def read_jsonl(path: Path, *, allow_outside: bool = False) -> Iterator[Record]:
                 continue
             try:
                 obj = _parse_json_line(raw, first=number == 1)
-                yield Located(where, record_to_item(obj, allow_outside=allow_outside))
+                yield Located(where, record_to_item(obj, allow_outside=allow_outside, root=root))
             except XmodalError as exc:
                 yield Rejection(where, str(exc))
 
@@ -142,17 +160,58 @@ def _parse_json_line(raw: bytes, *, first: bool) -> dict[str, Any]:
         raise ValidationError(
             "line", f"is not UTF-8 ({exc.reason} at byte {exc.start})", "save the file as UTF-8"
         ) from None
-    try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except ValidationError:
-        raise
-    except ValueError as exc:
-        raise ValidationError("line", f"is not valid JSON ({exc})", "write one JSON object per line") from None
+    obj = json_value(text, "line", "write one JSON object per line")
     if not isinstance(obj, dict):
         raise ValidationError(
             "line", f"is a JSON {type(obj).__name__}, not an object", 'write e.g. {"id": "1", "title": "..."}'
         )
     return obj
+
+
+def json_value(text: str, field: str, fix: str) -> Any:
+    """Parse JSON, or raise a :class:`ValidationError` naming ``field``: bad syntax, a key given twice, or
+    nesting deeper than :data:`MAX_NESTING` (whether the parser ran out of stack or not)."""
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except ValidationError:
+        raise
+    except RecursionError:
+        raise _too_deep(field, None) from None
+    except ValueError as exc:
+        raise ValidationError(field, f"is not valid JSON ({exc})", fix) from None
+    depth = nesting_depth(value, MAX_NESTING)
+    if depth > MAX_NESTING:
+        raise _too_deep(field, depth)
+    return value
+
+
+def nesting_depth(value: object, limit: int) -> int:
+    """How deep lists and objects nest in ``value`` (a scalar is 0), counted without recursion; the count
+    stops once it passes ``limit``."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[object] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_deep(field: str, depth: int | None) -> ValidationError:
+    levels = "thousands of levels" if depth is None else f"{depth} levels or more"
+    return ValidationError(
+        field,
+        f"is nested {levels} deep, more than the limit of {MAX_NESTING}",
+        "flatten it: attributes map a name to a string, number or boolean",
+    )
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -169,6 +228,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def read_csv(path: Path, *, allow_outside: bool = False) -> Iterator[Record]:
     """One item (or rejection) per row; a header with an unknown column rejects the whole file."""
+    root = _real_folder(path)
     with open(path, newline="", encoding="utf-8-sig", errors="strict") as f:
         reader = csv.reader(f)
         try:
@@ -201,7 +261,8 @@ def read_csv(path: Path, *, allow_outside: bool = False) -> Iterator[Record]:
             if not any(cell.strip() for cell in row):
                 continue
             try:
-                yield Located(where, record_to_item(_csv_record(header, row), allow_outside=allow_outside))
+                item = record_to_item(_csv_record(header, row), allow_outside=allow_outside, root=root)
+                yield Located(where, item)
             except XmodalError as exc:
                 yield Rejection(where, str(exc))
 
@@ -244,10 +305,7 @@ def _csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
 
 
 def _csv_attributes(cell: str, columns: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        parsed = json.loads(cell)
-    except ValueError as exc:
-        raise ValidationError("attributes", f"is not a JSON object ({exc})", 'write e.g. {"color": "red"}') from None
+    parsed = json_value(cell, "attributes", 'write a JSON object, e.g. {"color": "red"}')
     if not isinstance(parsed, dict):
         raise ValidationError("attributes", "is not a JSON object", 'write e.g. {"color": "red"}')
     both = sorted(set(parsed) & set(columns))
@@ -259,17 +317,14 @@ def _csv_attributes(cell: str, columns: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _csv_json(name: str, cell: str) -> Any:
-    try:
-        return json.loads(cell)
-    except ValueError as exc:
-        raise ValidationError(name, f"is not JSON ({exc})", 'write e.g. {"image": "a.png"} or 3') from None
+    return json_value(cell, name, 'write e.g. {"image": "a.png"} or 3')
 
 
 def _csv_value(cell: str) -> str | int | float | bool:
     """A JSON number or boolean becomes one; everything else (``01234`` included) stays a string."""
     try:
         value = json.loads(cell)
-    except ValueError:
+    except (ValueError, RecursionError):  # not a number: "[[[[..." nested past the stack stays text too
         return cell
     if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
         return value
@@ -279,8 +334,11 @@ def _csv_value(cell: str) -> str | int | float | bool:
 # -- records → items ----------------------------------------------------------------------------
 
 
-def record_to_item(obj: Mapping[str, Any], *, allow_outside: bool = False) -> Item:
-    """Validate one catalog record and build its :class:`Item` (image kept as a relative path)."""
+def record_to_item(obj: Mapping[str, Any], *, allow_outside: bool = False, root: Path | None = None) -> Item:
+    """Validate one catalog record and build its :class:`Item` (image kept as a relative path).
+
+    ``root`` is the catalog's folder as a real path: when given, a media path must lead inside it once
+    symbolic links are resolved (unless ``allow_outside``)."""
     item_id = _item_id(obj.get("id"))
     for name in obj:
         if name not in FIELDS:
@@ -295,7 +353,7 @@ def record_to_item(obj: Mapping[str, Any], *, allow_outside: bool = False) -> It
         strings[name] = value or ""
     image = obj.get("image")
     if image is not None and not (isinstance(image, str) and not image.strip()):
-        image = check_image_path(image, allow_outside=allow_outside, item=item_id)
+        image = check_image_path(image, allow_outside=allow_outside, item=item_id, root=root)
     else:
         image = None
     media = obj.get("media")
@@ -305,7 +363,7 @@ def record_to_item(obj: Mapping[str, Any], *, allow_outside: bool = False) -> It
                 "media", "must be an object of medium → path", 'write e.g. {"image": "a.png"}', item=item_id
             )
         media = {
-            name: check_image_path(path, allow_outside=allow_outside, item=item_id, field=f"media.{name}")
+            name: check_image_path(path, allow_outside=allow_outside, item=item_id, field=f"media.{name}", root=root)
             for name, path in media.items()
         }
     parent = obj.get("parent")
@@ -342,33 +400,65 @@ def _unknown_field(name: str, *, item: str | None = None, csv: bool = False) -> 
 
 
 def check_image_path(
-    value: object, *, allow_outside: bool = False, item: str | None = None, field: str = "image"
+    value: object,
+    *,
+    allow_outside: bool = False,
+    item: str | None = None,
+    field: str = "image",
+    root: Path | None = None,
 ) -> str:
-    """A catalog media path, which must stay inside the catalog's folder unless ``allow_outside``."""
+    """A catalog media path, which must stay inside the catalog's folder unless ``allow_outside``: as
+    written (no absolute or ``../`` path) and, when the folder's real path ``root`` is given, once every
+    symbolic link on the way is resolved."""
     if not isinstance(value, str) or not value.strip():
         raise ImageError(field, f"must be a path string, got {type(value).__name__}", "give a relative path", item=item)
+    check_length(field, value, MAX_PATH_LENGTH, "give the file's path", item=item)
     if "\x00" in value:
         raise ImageError(field, "contains a NUL character", "give a plain file path", item=item)
+    if allow_outside:
+        return value
     norm = os.path.normpath(value)
-    outside = os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep)
-    if outside and not allow_outside:
-        raise ImageError(
-            field,
-            f"{value!r} is outside the catalog's folder",
-            "give a path relative to the catalog file's folder (or allow outside paths: --allow-outside-images)",
-            item=item,
-        )
+    if os.path.isabs(norm) or norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        raise ImageError(field, f"{brief(value)} is outside the catalog's folder", OUTSIDE_FIX, item=item)
+    if root is not None:
+        problem = _outside(root / value, root)
+        if problem:
+            raise ImageError(field, f"{brief(value)} {problem}", OUTSIDE_FIX, item=item)
     return value
+
+
+def _real_folder(catalog: Path) -> Path | None:
+    """The real path of a catalog file's folder (``None`` when it cannot be resolved: every path is then
+    refused later, as missing)."""
+    try:
+        return catalog.parent.resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
+def _outside(path: Path, root: Path) -> str | None:
+    """Why ``path`` is not inside the real folder ``root`` once its links are resolved, or ``None`` when it is."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a link loop (Python < 3.13)
+        return "is a symbolic link that cannot be resolved (a loop?)"
+    if real.is_relative_to(root):
+        return None
+    return f"leads outside the catalog's folder through a symbolic link (to {real})"
 
 
 # -- folders of images --------------------------------------------------------------------------
 
 
-def read_image_folder(folder: Path, *, name_as_text: bool = False) -> Iterator[Record]:
-    """One image item per file under ``folder`` (sorted, hidden files skipped, links followed once)."""
+def read_image_folder(
+    folder: Path, *, name_as_text: bool = False, follow_symlinks: bool = False, allow_outside: bool = False
+) -> Iterator[Record]:
+    """One image item per file under ``folder`` (sorted, hidden files skipped). Symbolic links are rejected
+    unless ``follow_symlinks`` (then each folder is read once, and a link must lead inside ``folder``
+    unless ``allow_outside``)."""
     root_name = folder.resolve().name
-    for path in _walk(folder):
-        yield _image_file_record(path, folder, root_name, name_as_text)
+    for entry in _walk(folder, follow_symlinks=follow_symlinks, allow_outside=allow_outside):
+        yield entry if isinstance(entry, Rejection) else _image_file_record(entry, folder, root_name, name_as_text)
 
 
 def _image_file_record(path: Path, root: Path, root_name: str, name_as_text: bool) -> Record:
@@ -390,18 +480,48 @@ def _image_file_record(path: Path, root: Path, root_name: str, name_as_text: boo
     return Located(str(path), item)
 
 
-def _walk(folder: Path) -> Iterator[Path]:
+def _walk(folder: Path, *, follow_symlinks: bool = False, allow_outside: bool = False) -> Iterator[Path | Rejection]:
+    """The files under ``folder``, sorted, hidden ones left out; a symbolic link that is not to be followed
+    comes as a :class:`Rejection` saying why."""
+    root = folder.resolve()
     visited: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow_symlinks):
         real = os.path.realpath(dirpath)
         if real in visited:  # a link cycle
             dirnames[:] = []
             continue
         visited.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath) / name
+        here = Path(dirpath)
+        kept = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            problem = _link_problem(here / name, root, follow_symlinks, allow_outside)
+            if problem:
+                yield Rejection(str(here / name), problem)
+            else:
+                kept.append(name)
+        dirnames[:] = kept
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            problem = _link_problem(here / name, root, follow_symlinks, allow_outside)
+            yield Rejection(str(here / name), problem) if problem else here / name
+
+
+def _link_problem(path: Path, root: Path, follow: bool, allow_outside: bool) -> str | None:
+    """Why a folder entry is not read (a link not followed, or leading outside ``root``), or ``None``."""
+    if not path.is_symlink():
+        return None
+    if not follow:
+        return str(
+            ValidationError(
+                "path",
+                "is a symbolic link, not followed",
+                "pass --follow-symlinks to follow links that stay inside the folder",
+            )
+        )
+    problem = None if allow_outside else _outside(path, root)
+    if problem is None:
+        return None
+    fix = "copy the file into the folder, or allow outside links: --allow-outside-images"
+    return str(ImageError("path", problem.replace("catalog's folder", "folder"), fix))
 
 
 def _refused_file(path: Path) -> str:
@@ -415,12 +535,12 @@ def _refused_file(path: Path) -> str:
 # -- adding to an engine ------------------------------------------------------------------------
 
 
-def estimate_records(path: str | Path) -> int | None:
+def estimate_records(path: str | Path, *, follow_symlinks: bool = False) -> int | None:
     """About how many records a catalog holds (lines, or files in a folder), for progress bars."""
     path = Path(path)
     try:
         if path.is_dir():
-            return sum(1 for _ in _walk(path))
+            return sum(1 for _ in _walk(path, follow_symlinks=follow_symlinks))
         if path.suffix.lower() in JSONL_SUFFIXES | CSV_SUFFIXES:
             with open(path, "rb") as f:
                 lines, last = 0, b"\n"
@@ -441,6 +561,7 @@ def add_catalogs(
     progress: Callable[[int], object] | None = None,
     allow_outside: bool = False,
     name_as_text: bool = False,
+    follow_symlinks: bool = False,
 ) -> AddReport:
     """Add every record of the given catalogs and folders; ids repeated across them are rejected.
 
@@ -451,7 +572,9 @@ def add_catalogs(
     seen: set[str] = set()
     for path in paths:
         base = base_dir_of(path)
-        records = read_catalog(path, allow_outside=allow_outside, name_as_text=name_as_text)
+        records = read_catalog(
+            path, allow_outside=allow_outside, name_as_text=name_as_text, follow_symlinks=follow_symlinks
+        )
         try:
             for chunk in _chunks(records, CHUNK):
                 _add_chunk(engine, chunk, base, seen, report)

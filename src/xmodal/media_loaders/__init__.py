@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import ConfigError, ValidationError
+from ..errors import ConfigError, ValidationError, brief, check_length
 from ..registry import Registry
 
 MediaRef = str | bytes  # a path (absolute, or relative to the catalog file) or the raw bytes
 TEXT = "text"  # the item's own text: a part of a modality, never a medium
+MAX_PATH_LENGTH = 4_096  # a media path, in characters (Linux's PATH_MAX)
+MAX_NAME_LENGTH = 256  # a medium's name (or a loader's dotted path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +79,15 @@ def available_media() -> list[str]:
 
 def check_medium(name: object, *, item: str | None = None, field: str = "media") -> str:
     """``name`` when it is a medium a loader exists for, else a :class:`ValidationError` naming the fix."""
-    if not isinstance(name, str) or not name or name == TEXT:
+    if not isinstance(name, str) or not name or name == TEXT or len(name) > MAX_NAME_LENGTH:
         raise ValidationError(
-            field, f"{name!r} is not a medium name", f"use one of {', '.join(available_media())}", item=item
+            field, f"{brief(name)} is not a medium name", f"use one of {', '.join(available_media())}", item=item
         )
     try:
         media_loader(name)
     except ConfigError as exc:
         raise ValidationError(
-            field, f"no media loader {name!r} ({exc})", "install or name the loader", item=item
+            field, f"no media loader {brief(name)} ({exc})", "install or name the loader", item=item
         ) from exc
     return name
 
@@ -105,6 +107,8 @@ def check_media(media: Mapping[str, Any] | None, *, item: str | None = None) -> 
             raise ValidationError(
                 f"media.{name}", "must be a non-empty path or bytes", "give a file path (or the bytes)", item=item
             )
+        if isinstance(ref, str):
+            check_length(f"media.{name}", ref, MAX_PATH_LENGTH, "give the file's path", item=item)
         out[name] = ref
     return out
 
