@@ -34,7 +34,9 @@ def xmodal(index: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def catalog(path: Path, prefix: str, n: int) -> Path:
     """A JSON Lines catalog of ``n`` items whose ``batch`` attribute is ``prefix``."""
-    lines = [json.dumps({"id": f"{prefix}{i}", "title": f"lamp {i}", "attributes": {"batch": prefix}}) for i in range(n)]
+    lines = [
+        json.dumps({"id": f"{prefix}{i}", "title": f"lamp {i}", "attributes": {"batch": prefix}}) for i in range(n)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -107,7 +109,9 @@ def test_checkpoints_written_by_several_processes_at_once_do_not_tear(tmp_path: 
     folder = tmp_path / "idx" / "index"
     folder.parent.mkdir()
     procs = [
-        subprocess.Popen([sys.executable, "-c", CHECKPOINTER, str(folder), str(seed)], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CHECKPOINTER, str(folder), str(seed)], stderr=subprocess.PIPE, text=True
+        )
         for seed in range(3)
     ]
     for proc in procs:
