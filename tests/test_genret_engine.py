@@ -222,3 +222,21 @@ def test_eval_in_a_generative_mode_is_shown_by_status(tmp_path: Path, capsys: py
     last = json.loads(capsys.readouterr().out)["last_evaluation"]
     assert last["kind"] == "xmodal eval" and last["mode"] == "generative-rerank" and last["queries"] == 6
     assert last["recall@10"] == report["recall@10"] and last["queries_file"] == str(judged)
+
+
+def test_a_trie_checkpoint_records_the_sequence_this_engine_applied(tmp_path: Path) -> None:
+    """Issue 13 defect 1 for the generative index: another engine's writes, never applied here, must not
+    be claimed by this engine's trie checkpoint (the next open would skip them)."""
+    index = tmp_path / "idx"
+    here = Engine.open(index, encoder=HashingEncoder(), index="exact")
+    here.add(text_items(32))
+    train_engine(here, config=TINY, progress=False)
+    here.add([Item.create("mine", title="item mine")])  # the trie changed here: the next checkpoint saves it
+    with Engine.open(index) as other:  # as another process: its own connection and derived state
+        other.add(text_items(10, prefix="other"))
+    here.checkpoint()  # without reading: the other engine's 10 items are not in this trie
+    here.close()
+    with Engine.open(index) as reopened:
+        rows = set(live_genret(reopened).model.trie.arrays()["rows"].tolist())  # type: ignore[union-attr]
+        assert {reopened.row_of(f"other{i}") for i in range(10)} <= rows
+        assert reopened.row_of("mine") in rows

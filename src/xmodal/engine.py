@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import DEFAULT_BACKEND, BackendContext, VectorBackend, open_backend
+from .backends import DEFAULT_BACKEND, BackendContext, RowListing, VectorBackend, open_backend
 from .catalog import Catalog
 from .changes import replay
 from .encoders import Content, Encoder, kinds_of
@@ -131,10 +131,27 @@ class Engine:
             self.store.close()
 
     def checkpoint(self) -> None:
-        """Save the vector indexes and each extension's state, where they changed since the last save."""
+        """Save the vector indexes and each extension's state, where they changed since the last save. The
+        sequence recorded is the one applied here (never the store's newest: another process's writes this
+        engine has not applied are not in the state saved, and the next open replays them)."""
         with self._lock:
             self.backend.checkpoint(self._seq)  # writes nothing when unchanged
             self._extensions.checkpoint()
+
+    def rebuild(self) -> None:
+        """Rebuild the derived structures from the store and checkpoint them (``xmodal check --repair``):
+        every stored item is applied again to the catalog and the vector backend, rows the backend holds
+        that the store does not are removed, and every extension is caught up."""
+        with self._lock:
+            seq = self.store.last_seq()  # read first: a change committed meanwhile is applied again later
+            replay(self, 0, self._catalog, self.backend)
+            if isinstance(self.backend, RowListing):
+                live = set(self._catalog.rows().tolist())
+                for kind in self.backend.kinds():
+                    self.backend.remove([row for row in self.backend.rows(kind).tolist() if row not in live])
+            self._seq = max(self._seq, seq)
+            self._extensions.sync(self)
+            self.checkpoint()
 
     def __enter__(self) -> Engine:
         return self
@@ -222,6 +239,15 @@ class Engine:
 
     def last_seq(self) -> int:
         return self.store.last_seq()
+
+    def applied_seq(self) -> int:
+        """The store sequence the catalog and the vector backend reflect (see :meth:`checkpoint`)."""
+        return self._seq
+
+    def extension_seqs(self) -> dict[str, int]:
+        """The store sequence each opened extension reflects (behind :meth:`applied_seq`: it failed on a
+        change and catches up at the next read)."""
+        return self._extensions.positions()
 
     def changes_since(self, seq: int) -> list[tuple[int, str]]:
         return self.store.changes_since(seq)

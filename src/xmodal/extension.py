@@ -111,6 +111,11 @@ class EngineView(Protocol):
     # -- the change log ----------------------------------------------------------------------------
     def last_seq(self) -> int: ...
 
+    def applied_seq(self) -> int:
+        """The store sequence the engine has applied to its derived structures (what a checkpoint may
+        record); :meth:`last_seq` can be ahead of it with another process's writes not applied yet."""
+        ...
+
     def changes_since(self, seq: int) -> list[tuple[int, str]]: ...
 
 

@@ -85,6 +85,10 @@ class ExtensionSet:
             except Exception:
                 log.exception("extension %r failed to catch up; it will try again", name)
 
+    def positions(self) -> dict[str, int]:
+        """The store sequence each extension reflects."""
+        return dict(self._seq)
+
     def stale(self, seq: int) -> list[str]:
         """Extensions behind store sequence ``seq`` (one missed a change by failing on it)."""
         return [name for name, have in self._seq.items() if have != seq]

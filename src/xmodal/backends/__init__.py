@@ -8,7 +8,7 @@ A backend is chosen by name when an index is created (``Engine.open(path, backen
 from __future__ import annotations
 
 from ..registry import Registry
-from .base import BackendContext, BackendFactory, RowMatcher, VectorBackend, VectorHits, is_backend_factory
+from .base import BackendContext, BackendFactory, RowListing, RowMatcher, VectorBackend, VectorHits, is_backend_factory
 
 DEFAULT_BACKEND = "local"
 
@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_BACKEND",
     "BackendContext",
     "BackendFactory",
+    "RowListing",
     "RowMatcher",
     "VectorBackend",
     "VectorHits",

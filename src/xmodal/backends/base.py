@@ -134,6 +134,16 @@ class VectorBackend(Protocol):
     def on_delete(self, rows: Sequence[int]) -> None: ...
 
 
+@runtime_checkable
+class RowListing(Protocol):
+    """A backend that lists the rows holding each vector kind (optional: ``xmodal check`` compares these
+    row sets with the store's, and ``--repair`` removes rows the store does not hold; counts otherwise)."""
+
+    def rows(self, kind: str) -> Labels:
+        """The rows holding a vector of ``kind``, sorted (empty for a kind never seen)."""
+        ...
+
+
 class BackendFactory(Protocol):
     """What the backend registry resolves to: usually a backend class with an ``open`` classmethod."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..errors import ConfigError, StorageError, ValidationError
 from ..filters import FilterExpr
 from ..index import VectorIndex, create_index, load_index
 from ..records import KIND_NAME, VectorKind
-from ..store.files import fresh_dir, swap_dir
+from ..store.files import read_lock, write_dir
 from ..store.sqlite import StoredItem
 from .base import BackendContext, RowMatcher, VectorHits, best_per_row
 
@@ -56,7 +57,8 @@ class LocalBackend:
         """Load the checkpoint in ``context.folder``, or start empty (``saved_seq`` 0)."""
         backend = cls(context)
         try:
-            backend._saved_seq = backend._load()
+            with read_lock(context.folder):  # never a checkpoint half swapped by another process
+                backend._saved_seq = backend._load()
         except (StorageError, OSError, ValueError, KeyError) as exc:
             if context.folder.exists():
                 log.warning("rebuilding the vector indexes from the store: %s", exc)
@@ -81,6 +83,11 @@ class LocalBackend:
             return sum(len(ix) for ix in self.indexes.values())
         index = self.indexes.get(kind)
         return 0 if index is None else len(index)
+
+    def rows(self, kind: str) -> npt.NDArray[np.int64]:
+        """The rows holding a vector of ``kind``, sorted (what ``xmodal check`` compares with the store)."""
+        index = self.indexes.get(kind)
+        return np.empty(0, np.int64) if index is None else np.sort(np.asarray(index.labels(), np.int64))
 
     def upsert(self, stored: Sequence[StoredItem]) -> None:
         """Upsert the vectors of stored items (a kind the item no longer has is removed)."""
@@ -130,16 +137,19 @@ class LocalBackend:
         return np.array([found.get(r, 0.0) for r in rows], dtype=np.float32)
 
     def checkpoint(self, seq: int) -> bool:
-        """Write a checkpoint atomically (a new folder renamed over the old one), only when changed."""
+        """Write a checkpoint atomically (a new folder renamed over the old one), only when changed. ``seq``
+        must be a sequence this state reflects (the engine's applied one, never the store's newest)."""
         if seq == self._saved_seq and not self._dirty:
             return False
-        tmp = fresh_dir(self._folder)
         present = self.kinds()
-        for kind in present:
-            self.indexes[kind].save(tmp / kind)
         state = {"seq": seq, "format_version": FORMAT_VERSION, **self.config(), "kinds": present}
-        (tmp / STATE).write_text(json.dumps(state, indent=2))
-        swap_dir(tmp, self._folder)
+
+        def write(tmp: Path) -> None:
+            for kind in present:
+                self.indexes[kind].save(tmp / kind)
+            (tmp / STATE).write_text(json.dumps(state, indent=2))
+
+        write_dir(self._folder, write)  # under the folder lock: another process's checkpoint waits its turn
         self._saved_seq, self._dirty = seq, False
         return True
 

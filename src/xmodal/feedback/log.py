@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from ..errors import NotFoundError, StorageError, ValidationError
 from ..ltr.text import normalize_query
 from ..provenance import from_stored, to_stored
+from ..store.health import GuardedLock, corrupt_error, is_corrupt
 
 FEEDBACK_SCHEMA_VERSION = 1
 #: Event types and the reward each is worth to the learners (UBI ``action_name``).
@@ -109,15 +109,22 @@ class FeedbackLog:
         self.path = path
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{path}: cannot open the feedback log ({exc})") from exc
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
+            self._db.close()
+            if is_corrupt(exc):
+                raise corrupt_error(path, exc) from exc
             raise StorageError(f"{path}: cannot open the feedback log ({exc})") from exc
-        self._lock = threading.RLock()
+        self._lock = GuardedLock(path)  # a damaged page is a StorageError saying what to do
         self._listeners: list[EventListener] = []
         self._impression_listeners: list[Callable[[Impression], None]] = []
-        self._check_schema()
+        with self._lock:
+            self._check_schema()
 
     def _check_schema(self) -> None:
         row = self._db.execute("SELECT value FROM feedback_meta WHERE key = 'schema_version'").fetchone()

@@ -2,10 +2,11 @@
 
 :class:`LiveGenret` follows the catalog's changes (the genret extension forwards them): an added item
 gets its ID from the trained quantizer and enters the trie at once (no retraining), a deleted item leaves
-it. The trie is saved with the store sequence it reflects at a checkpoint when it changed, and caught up
-from the store's change log (:func:`xmodal.changes.replay`) when it is loaded. Problems with the model
-(none trained, another encoder or dimension, a corrupt file) are kept and raised only by the generative
-modes, so other modes never break.
+it. The trie is saved with the store sequence it reflects at a checkpoint when it changed (the engine's
+applied sequence, never the store's newest: another process's writes this engine has not applied are
+not in it), and caught up from the store's change log (:func:`xmodal.changes.replay`) when it is loaded.
+Problems with the model (none trained, another encoder or dimension, a corrupt file) are kept and raised
+only by the generative modes, so other modes never break.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from ..changes import replay
 from ..errors import ConfigError, ValidationError, XmodalError
 from ..records import primary_vector
+from ..store.files import folder_lock, read_lock
 from ..store.sqlite import StoredItem
 from .data import feedback_events
 from .model import TRAIN_FIX, GenerativeIndex, modality_code
@@ -40,6 +42,7 @@ class LiveGenret:
         self.problem: XmodalError | None = None
         self._lock = threading.RLock()
         self._dirty = False
+        self._failed = False  # a change failed to apply: the trie is saved no more (the next open catches up)
         self.reload()
 
     def reload(self) -> None:
@@ -47,9 +50,10 @@ class LiveGenret:
         with self._lock:
             self.model, self.problem = None, None
             try:
-                model, seq = GenerativeIndex.load(
-                    self.directory, dim=self.engine.dim, encoder=self.engine.encoder_config
-                )
+                with read_lock(self.directory):  # never a model half swapped by another process
+                    model, seq = GenerativeIndex.load(
+                        self.directory, dim=self.engine.dim, encoder=self.engine.encoder_config
+                    )
             except XmodalError as exc:
                 self.problem = exc
                 return
@@ -60,8 +64,7 @@ class LiveGenret:
         """Use a freshly trained model whose trie reflects store sequence ``seq``, and save it."""
         with self._lock:
             self.model, self.problem = model, None
-            self._catch_up(seq)
-            model.save(self.directory, self.engine.last_seq())
+            model.save(self.directory, self._catch_up(seq))
             self._dirty = False
 
     @contextmanager
@@ -76,14 +79,22 @@ class LiveGenret:
 
     # -- the engine's change listener -------------------------------------------------------------
     def on_put(self, stored: Sequence[StoredItem]) -> None:
-        with self._lock:
+        with self._lock, self._applying():
             if self.model is not None:
                 self._put(self.model, stored)
 
     def on_delete(self, rows: Sequence[int]) -> None:
-        with self._lock:
+        with self._lock, self._applying():
             if self.model is not None and self.model.remove(np.asarray(rows, np.int64)):
                 self._dirty = True
+
+    @contextmanager
+    def _applying(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self._failed = True  # the trie no longer reflects a known sequence
+            raise
 
     def _put(self, model: GenerativeIndex, stored: Sequence[StoredItem]) -> None:
         keep: list[tuple[StoredItem, np.ndarray]] = []
@@ -98,16 +109,19 @@ class LiveGenret:
         model.put(rows, vectors, np.asarray([modality_code(s.item.modality) for s, _ in keep], np.int64))
         self._dirty = True
 
-    def _catch_up(self, seq: int) -> None:
-        """Apply the store's changes after ``seq`` to the trie."""
-        if replay(self.engine, seq, self) != seq:
+    def _catch_up(self, seq: int) -> int:
+        """Apply the store's changes after ``seq`` to the trie; returns the sequence it now reflects."""
+        reflects = replay(self.engine, seq, self)
+        if reflects != seq:
             self._dirty = True
+        return reflects
 
     def checkpoint(self) -> None:
         """Save the trie when the catalog changed since it was last written."""
         with self._lock:
-            if self.model is not None and self._dirty and self.directory.exists():
-                self.model.save_trie(self.directory, self.engine.last_seq())
+            if self.model is not None and self._dirty and not self._failed and self.directory.exists():
+                with folder_lock(self.directory.parent):  # one writer at a time (xmodal.store.files)
+                    self.model.save_trie(self.directory, self.engine.applied_seq())
                 self._dirty = False
 
     # -- status -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ except ImportError as exc:  # the genret extra is not installed
     raise MissingDependency(exc.name or "torch", "genret") from exc
 
 from ..records import Modality, modality_family
-from ..store.files import fresh_dir, swap_dir
+from ..store.files import write_dir
 from .decoder import DecoderConfig, IDDecoder
 from .quantizer import ResidualQuantizer
 from .search import VectorFetch, beam_search, bucket_candidates, rerank
@@ -126,25 +126,27 @@ class GenerativeIndex:
         """Write the model, the trie (as of store sequence ``seq``) and the manifest atomically."""
         from safetensors.torch import save_file
 
-        tmp = fresh_dir(directory)
         tensors = {"quantizer.codebooks": self.quantizer.codebooks.detach().cpu().contiguous()}
         tensors.update({f"decoder.{k}": v.detach().cpu().contiguous() for k, v in self.decoder.state_dict().items()})
-        save_file(tensors, str(tmp / "model.safetensors"))
-        self.save_trie(tmp, seq)
-        (tmp / "manifest.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True))
-        swap_dir(tmp, directory)
+
+        def write(tmp: Path) -> None:
+            save_file(tensors, str(tmp / "model.safetensors"))
+            self.save_trie(tmp, seq)
+            (tmp / "manifest.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True))
+
+        write_dir(directory, write)  # under the index folder's lock (see xmodal.store.files)
 
     def save_trie(self, directory: Path, seq: int) -> None:
         from safetensors.numpy import save_file
 
         arrays = self.trie.arrays()
         arrays["seq"] = np.asarray([seq], np.int64)
-        part = directory / "trie.safetensors.part"
+        part = directory / f"trie.safetensors.{os.getpid()}.part"
         save_file(arrays, str(part))
         os.replace(part, directory / "trie.safetensors")
 
     def save_manifest(self, directory: Path) -> None:
-        part = directory / "manifest.json.part"
+        part = directory / f"manifest.json.{os.getpid()}.part"
         part.write_text(json.dumps(self.meta, indent=2, sort_keys=True))
         os.replace(part, directory / "manifest.json")
 

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import ConfigError, StorageError, ValidationError, XmodalError
 from ..provenance import names_of
 from ..records import Hits, Modality, Query
+from ..store.files import folder_lock
 from ..store.sqlite import StoredItem
 from . import strategy_config
 from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
@@ -231,12 +232,16 @@ class Pipeline:
         self.ranker = ranker
         self.ranker_status = "lambdarank model" if ranker is not None else "no ranker trained: fused order"
         if ranker is not None and save:
-            ranker.save(self.dir / "ranker.txt")
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with folder_lock(self.dir):  # another process's save waits its turn (xmodal.store.files)
+                ranker.save(self.dir / "ranker.txt")
 
     def save(self) -> None:
         """Checkpoint the policy, when it changed since the last save."""
         if self.dirty:
-            self.policy.save(self.dir / "policy")
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with folder_lock(self.dir):  # another process's save waits its turn (xmodal.store.files)
+                self.policy.save(self.dir / "policy")
             self.dirty = False
 
     # -- the query path -----------------------------------------------------------------------------

@@ -67,6 +67,14 @@ class Store(Protocol):
 
     def counts_by_modality(self) -> dict[str, int]: ...
 
+    def vector_rows(self) -> dict[str, np.ndarray]:
+        """Per vector kind, the sorted rows that hold a vector of it (what the vector backend must hold)."""
+        ...
+
+    def integrity(self, *, full: bool = False) -> list[str]:
+        """What a quick structural check of the storage (``full``: a thorough one) finds wrong; empty: sound."""
+        ...
+
     # -- the change log ---------------------------------------------------------------------------
     def last_seq(self) -> int: ...
 

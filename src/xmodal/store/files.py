@@ -1,9 +1,20 @@
-"""Small file-system helpers for derived data written as whole folders."""
+"""Small file-system helpers for derived data written as whole folders, and the lock that keeps two
+processes checkpointing into one index folder from tearing each other's files.
+
+The lock is an OS file lock (``flock``) on the folder that holds the derived folder (the index folder for
+``index/`` and ``genret/``): no lock file is made, so an index on a read-only disk is still read. Writers
+(:func:`write_dir`, :func:`folder_lock`) hold it exclusively; readers of a checkpoint (:func:`read_lock`)
+hold it shared, so they never see a folder half swapped. The lock is released when the block ends, or
+when the process dies. Where the platform has no ``flock`` (Windows) the blocks run unlocked.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 
@@ -23,3 +34,46 @@ def swap_dir(tmp: Path, directory: Path) -> None:
         os.replace(directory, old)
     os.replace(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def folder_lock(folder: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold an OS lock on ``folder`` while the block runs: exclusive (a writer) or ``shared`` (a reader).
+
+    Not re-entrant: a thread holding it must not take it again (it would wait for itself). A folder that
+    does not exist or cannot be opened is not locked (nothing is written there by anyone yet)."""
+    if sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        fd = -1
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)  # releases the lock
+
+
+def read_lock(directory: Path) -> AbstractContextManager[None]:
+    """A shared lock for reading the derived folder ``directory`` (see :func:`write_dir`)."""
+    return folder_lock(directory.parent, shared=True)
+
+
+def write_dir(directory: Path, write: Callable[[Path], None]) -> None:
+    """Write a new version of ``directory``: ``write`` fills a fresh folder, which is then swapped in, all
+    under an exclusive lock on the folder that holds it (two processes checkpointing at once take turns)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(directory.parent):
+        tmp = fresh_dir(directory)
+        try:
+            write(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        swap_dir(tmp, directory)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class FullText:
     def __init__(
         self,
         db: sqlite3.Connection,
-        lock: threading.RLock,
+        lock: AbstractContextManager[object],
         *,
         k1: float = 1.2,
         b: float = 0.75,
