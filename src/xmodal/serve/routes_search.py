@@ -12,10 +12,10 @@ from starlette.datastructures import UploadFile
 from ..records import GROUPS, Query, Target
 from ..results import SearchResult
 from ..view import jsonable, result_view
+from .auth import Principal
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .forms import read_form
-from .limits import check_image
 from .models import (
     TARGET_HELP,
     TARGET_PATTERN,
@@ -26,6 +26,7 @@ from .models import (
     SearchRequest,
     SearchResponse,
 )
+from .policy import MAX_K
 
 router = APIRouter(tags=["search"])
 MAX_FACET_VALUES = 50
@@ -41,7 +42,7 @@ _SEARCH_BODY = {
                     "properties": {
                         "image": {"type": "string", "format": "binary"},
                         "text": {"type": "string"},
-                        "k": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
                         "target": {"type": "string", "pattern": TARGET_PATTERN, "description": TARGET_HELP},
                         "mode": {"type": "string"},
                         "group": {"type": "string", "enum": [g for g in GROUPS if g]},
@@ -91,11 +92,11 @@ async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
     openapi_extra=_SEARCH_BODY,
     responses=responses(400, 401, 403, 413, 415, 422, 429, 501, 503),
 )
-async def search(request: Request, _: ReadKey) -> SearchResponse:
+async def search(request: Request, caller: ReadKey) -> SearchResponse:
     """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
     state = server(request)
     req, image = await parse_search(request)
-    result, query = await run_in_threadpool(_run_search, state, req, image)
+    result, query = await run_in_threadpool(_run_search, state, caller, req, image)
     query_id = getattr(result, "query_id", None)
     log_impression = getattr(state.engine, "log_impression", None)
     if req.log and query_id is None and log_impression is not None:
@@ -104,9 +105,10 @@ async def search(request: Request, _: ReadKey) -> SearchResponse:
     return search_response(result, query_id=query_id, explain=explain)
 
 
-def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query]:
-    if image is not None:
-        check_image(image, state.config.max_pixels, item="query")
+def _run_search(
+    state: ServerState, caller: Principal, req: SearchRequest, image: bytes | None
+) -> tuple[SearchResult, Query]:
+    state.limits.search(caller, text=req.text, image=image, k=req.k)  # size checks, then the cost charged
     fields: dict[str, Any] = {
         "text": req.text,
         "image": image,
@@ -121,7 +123,8 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
     query = Query(**fields)
     details = req.explain or (req.log and query.mode != "dense")  # the impression keeps the plan for learning
     try:
-        return state.engine.search(query, explain=details), query
+        with state.limits.decoding(image is not None):
+            return state.engine.search(query, explain=details), query
     except ImportError as exc:
         raise ApiError(
             422,
@@ -137,11 +140,12 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
 def similar(
     request: Request,
     item_id: str,
-    _: ReadKey,
-    k: Annotated[int, Q(ge=1, le=1000)] = 10,
+    caller: ReadKey,
+    k: Annotated[int, Q(ge=1, le=MAX_K)] = 10,
     target: Annotated[str, Q(pattern=TARGET_PATTERN, description=TARGET_HELP)] = Target.ANY.value,
 ) -> SearchResponse:
     """Items closest to a stored item (the item itself left out), by its primary vector (``Engine.similar``)."""
+    server(request).limits.similar(caller, k)
     return search_response(server(request).engine.similar(item_id, k=k, target=target))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from PIL import Image
@@ -15,8 +17,9 @@ from ..imaging import decode_image
 class ThumbnailCache:
     """``get(path, size)`` → JPEG bytes at most ``size`` pixels on the long side."""
 
-    def __init__(self, capacity: int = 512) -> None:
+    def __init__(self, capacity: int = 512, gate: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
         self.capacity = capacity
+        self.gate = gate  # held while a thumbnail is made (the server's image-decode slots)
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -26,7 +29,8 @@ class ThumbnailCache:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        data = make_thumbnail(path.read_bytes(), size)
+        with self.gate():
+            data = make_thumbnail(path.read_bytes(), size)
         with self._lock:
             self._cache[key] = data
             while len(self._cache) > self.capacity:
@@ -38,7 +42,7 @@ class ThumbnailCache:
 
 
 def make_thumbnail(data: bytes, size: int) -> bytes:
-    image = decode_image(data)
+    image = decode_image(data, min_side=size)  # a large image is decoded near the thumbnail's size
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=82)
