@@ -177,22 +177,25 @@ def test_image_decodes_run_a_few_at_a_time() -> None:
     from xmodal.serve.policy import Limits
 
     limits = Limits(ServeConfig(image_decodes=2))
-    running, peak, lock = 0, 0, threading.Lock()
+    running, peak, threads_seen, lock = 0, 0, set(), threading.Lock()
 
-    def decode() -> None:
+    def decode() -> int:
         nonlocal running, peak
-        with limits.decoding():
-            with lock:
-                running += 1
-                peak = max(peak, running)
-            time.sleep(0.05)
-            with lock:
-                running -= 1
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            threads_seen.add(threading.get_ident())
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return 1
 
-    threads = [threading.Thread(target=decode) for _ in range(6)]
-    for thread in threads:
+    callers = [threading.Thread(target=limits.decode, args=(decode,)) for _ in range(6)]
+    for thread in callers:
         thread.start()
-    for thread in threads:
+    for thread in callers:
         thread.join()
-    assert peak == 2 and limits.decodes == 2
+    assert peak == 2 and len(threads_seen) == 2  # two at a time, always on the same two threads
+    assert limits.decode(decode, needed=False) == 1  # not needed: run by the caller
+    limits.close()
     assert 1 <= Limits(ServeConfig()).decodes <= 4  # default: one per CPU, at most 4

@@ -56,7 +56,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
         limits,
         Metrics(),
         WriteQueue(config.write_queue),
-        ThumbnailCache(config.thumbnail_cache, gate=limits.decoding),
+        ThumbnailCache(config.thumbnail_cache, run=limits.decode),
     )
     state.metrics.gauge("xmodal_index_items", lambda: float(len(engine)))
     state.metrics.gauge("xmodal_write_queue_depth", lambda: float(state.writer.depth()))
@@ -72,6 +72,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
             finally:
                 state.stopping = True
                 state.writer.close()
+                state.limits.close()
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN; the spec is at /openapi.json.
     app = FastAPI(

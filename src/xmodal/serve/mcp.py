@@ -123,8 +123,7 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
         }
         if mode is not None:  # none given: the index's default mode
             fields["mode"] = mode
-        with limits.decoding(image is not None):
-            return _hits(engine.search(Query(**fields)))
+        return limits.decode(lambda: _hits(engine.search(Query(**fields))), needed=image is not None)
 
     @server.tool()
     @_clear_errors

@@ -2,7 +2,9 @@
 
 It decides who may call and how often (a token bucket per key or client address, charged by what a
 request costs, failed key checks included), how large a query may be (text length, image bytes and
-pixels, ``k``), and how many image queries decode at once. REST turns its errors into 422/429
+pixels, ``k``), and how many image queries decode at once: they run on a few threads of their own, so
+waiting ones hold no worker thread and the memory a large decode leaves to the allocator stays with
+those few threads. REST turns its errors into 422/429
 answers, MCP into tool errors with the same messages.
 
 A request costs one token on arrival; a search costs more by what it makes the server do::
@@ -12,11 +14,12 @@ A request costs one token on arrival; a search costs more by what it makes the s
 
 from __future__ import annotations
 
+import asyncio
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
+from typing import TypeVar
 
 from ..errors import ImageError, ValidationError
 from ..imaging import DECODE_SIDE, decode_image, image_size
@@ -29,6 +32,8 @@ MAX_K = 1000  # hits one search or similar-items request may ask for
 TOKENS_PER_MEGAPIXEL = 4.0
 TOKENS_PER_KCHAR = 1.0  # per 1,024 characters of query text
 TOKENS_PER_100_K = 1.0
+
+T = TypeVar("T")
 
 #: Who is calling, where the adapter cannot hand it down itself (the MCP tools run inside the SDK).
 current_caller: ContextVar[Principal | None] = ContextVar("xmodal_caller", default=None)
@@ -73,7 +78,7 @@ class Limits:
         self.keys = keys if keys is not None else KeyRing(config)
         self.rates = RateLimiter(config.rate, config.burst)
         self.decodes = config.image_decodes or default_decodes()
-        self._decode_slots = threading.BoundedSemaphore(self.decodes)
+        self._decoder = ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
 
     def admit(self, presented: str | None, scope: str, client: str) -> Principal:
         """:meth:`authorize`, then one token charged to the caller."""
@@ -121,8 +126,8 @@ class Limits:
     def item_image(self, data: bytes, item: str) -> None:
         """Check an item's image fully (it is decoded, at reduced size, so corrupt data is caught)."""
         self._check_bytes(data, "image", item)
-        with self.decoding():
-            decode_image(data, item=item, max_pixels=self.config.max_pixels, min_side=DECODE_SIDE)
+        max_pixels = self.config.max_pixels
+        self.decode(lambda: decode_image(data, item=item, max_pixels=max_pixels, min_side=DECODE_SIDE))
 
     def _check_bytes(self, data: bytes, field: str, item: str | None = "query") -> None:
         if not data:
@@ -136,11 +141,15 @@ class Limits:
                 item=item,
             )
 
-    @contextmanager
-    def decoding(self, needed: bool = True) -> Iterator[None]:
-        """Hold one of the image-decode slots (``image_decodes``) while decoding; waits for a free one."""
-        if not needed:
-            yield
-            return
-        with self._decode_slots:
-            yield
+    def decode(self, fn: Callable[[], T], needed: bool = True) -> T:
+        """``fn()`` (work that decodes an image) on one of the ``image_decodes`` decode threads, waiting for a
+        free one; run here when not ``needed``."""
+        return self._decoder.submit(fn).result() if needed else fn()
+
+    async def decode_async(self, fn: Callable[[], T], needed: bool = True) -> T:
+        """:meth:`decode` for async code: the wait holds no thread."""
+        return await asyncio.wrap_future(self._decoder.submit(fn)) if needed else fn()
+
+    def close(self) -> None:
+        """Stop the decode threads (after the work given to them)."""
+        self._decoder.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -12,7 +13,6 @@ from starlette.datastructures import UploadFile
 from ..records import GROUPS, Query, Target
 from ..results import SearchResult
 from ..view import jsonable, result_view
-from .auth import Principal
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .forms import read_form
@@ -96,7 +96,10 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
     state = server(request)
     req, image = await parse_search(request)
-    result, query = await run_in_threadpool(_run_search, state, caller, req, image)
+    state.limits.search(caller, text=req.text, image=image, k=req.k)  # size checks (image: its header), cost
+    run = functools.partial(_run_search, state, req, image)
+    # an image query runs on the decode threads (a few at a time), the others on the worker threads
+    result, query = await (state.limits.decode_async(run) if image is not None else run_in_threadpool(run))
     query_id = getattr(result, "query_id", None)
     log_impression = getattr(state.engine, "log_impression", None)
     if req.log and query_id is None and log_impression is not None:
@@ -105,10 +108,7 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     return search_response(result, query_id=query_id, explain=explain)
 
 
-def _run_search(
-    state: ServerState, caller: Principal, req: SearchRequest, image: bytes | None
-) -> tuple[SearchResult, Query]:
-    state.limits.search(caller, text=req.text, image=image, k=req.k)  # size checks, then the cost charged
+def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query]:
     fields: dict[str, Any] = {
         "text": req.text,
         "image": image,
@@ -123,8 +123,7 @@ def _run_search(
     query = Query(**fields)
     details = req.explain or (req.log and query.mode != "dense")  # the impression keeps the plan for learning
     try:
-        with state.limits.decoding(image is not None):
-            return state.engine.search(query, explain=details), query
+        return state.engine.search(query, explain=details), query
     except ImportError as exc:
         raise ApiError(
             422,

@@ -6,7 +6,6 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from PIL import Image
@@ -17,9 +16,9 @@ from ..imaging import decode_image
 class ThumbnailCache:
     """``get(path, size)`` → JPEG bytes at most ``size`` pixels on the long side."""
 
-    def __init__(self, capacity: int = 512, gate: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
+    def __init__(self, capacity: int = 512, run: Callable[[Callable[[], bytes]], bytes] | None = None) -> None:
         self.capacity = capacity
-        self.gate = gate  # held while a thumbnail is made (the server's image-decode slots)
+        self.run = run or (lambda make: make())  # how a thumbnail is made: on the server's image-decode threads
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -29,8 +28,7 @@ class ThumbnailCache:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        with self.gate():
-            data = make_thumbnail(path.read_bytes(), size)
+        data = self.run(lambda: make_thumbnail(path.read_bytes(), size))
         with self._lock:
             self._cache[key] = data
             while len(self._cache) > self.capacity:
