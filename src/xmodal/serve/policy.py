@@ -151,5 +151,6 @@ class Limits:
         return await asyncio.wrap_future(self._decoder.submit(fn)) if needed else fn()
 
     def close(self) -> None:
-        """Stop the decode threads (after the work given to them)."""
-        self._decoder.shutdown()
+        """Stop the decode threads after the work given to them (an app started again gets new ones)."""
+        done, self._decoder = self._decoder, ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
+        done.shutdown()
