@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -19,6 +21,9 @@ from .records import ImageSource
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 MAX_PIXELS = 40_000_000  # about 6300 × 6300; larger is refused as a possible decompression bomb
 MAX_BYTES = 50 * 1024 * 1024
+#: The shorter side an image is decoded down to for encoding (the bundled encoder needs 256: a 224 crop of
+#: 87.5%; twice that leaves room for encoders that read 384 or 448 pixels).
+DECODE_SIDE = 512
 
 
 def read_image_bytes(source: ImageSource, base_dir: Path | None = None, *, item: str | None = None) -> bytes:
@@ -45,29 +50,71 @@ def read_image_bytes(source: ImageSource, base_dir: Path | None = None, *, item:
     return data
 
 
-def decode_image(data: bytes, *, item: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode to an RGB image, or raise :class:`ImageError` saying why not."""
+def image_size(data: bytes, *, item: str | None = None, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Width and height read from the header, format and pixel limit checked, without decoding a pixel."""
+    with _readable(item):
+        size: tuple[int, int] = _open(data, item, max_pixels).size
+    return size
+
+
+def decode_image(
+    data: bytes, *, item: str | None = None, max_pixels: int = MAX_PIXELS, min_side: int | None = None
+) -> Image.Image:
+    """Decode to an RGB image, or raise :class:`ImageError` saying why not.
+
+    With ``min_side``, an image whose shorter side is at least twice that is decoded smaller, by a whole
+    factor that keeps the shorter side at ``min_side`` or more: a JPEG in draft mode (the decoder scales
+    by 1/2, 1/4 or 1/8 and never builds the full-size picture), other formats reduced (box average) right
+    after decoding, so every later step (colour conversion, the encoder's resize) works on the small copy.
+    """
+    with _readable(item):
+        image = _open(data, item, max_pixels)
+        factor = _factor(image.size, min_side)
+        if factor >= 2 and image.format == "JPEG":
+            image.draft("RGB", (image.width // factor, image.height // factor))
+        image.load()
+        factor = _factor(image.size, min_side)
+        if factor >= 2:
+            if image.mode not in ("RGB", "L"):
+                image = to_rgb(image)  # transparency onto white before averaging pixels
+            image = image.reduce(factor)
+    return to_rgb(image)
+
+
+def _factor(size: tuple[int, int], min_side: int | None) -> int:
+    """The whole reduction factor that keeps the shorter side at ``min_side`` or more (1: none)."""
+    return min(size) // min_side if min_side else 1
+
+
+def _open(data: bytes, item: str | None, max_pixels: int) -> Image.Image:
+    """The image with its header read and checked (format, pixel count); no pixel decoded yet."""
+    image = Image.open(io.BytesIO(data))
+    fmt = image.format or "unknown"
+    if fmt not in ALLOWED_FORMATS:
+        raise ImageError(
+            "image",
+            f"format {fmt} is not allowed",
+            f"convert it to one of {', '.join(sorted(ALLOWED_FORMATS))}",
+            item=item,
+        )
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(
+            "image",
+            f"{width}×{height} pixels exceeds the limit of {max_pixels:,} (decompression bomb?)",
+            "downscale the image",
+            item=item,
+        )
+    return image
+
+
+@contextmanager
+def _readable(item: str | None) -> Iterator[None]:
+    """Turn Pillow's failures (unreadable, bomb, corrupt, truncated) into an :class:`ImageError`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            fmt = image.format or "unknown"
-            if fmt not in ALLOWED_FORMATS:
-                raise ImageError(
-                    "image",
-                    f"format {fmt} is not allowed",
-                    f"convert it to one of {', '.join(sorted(ALLOWED_FORMATS))}",
-                    item=item,
-                )
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    "image",
-                    f"{width}×{height} pixels exceeds the limit of {max_pixels:,} (decompression bomb?)",
-                    "downscale the image",
-                    item=item,
-                )
-            image.load()
+            yield
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -76,7 +123,6 @@ def decode_image(data: bytes, *, item: str | None = None, max_pixels: int = MAX_
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError("image", f"corrupt or truncated image data ({exc})", "re-export the image", item=item) from exc
-    return to_rgb(image)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -30,10 +30,11 @@ from .auth import AuthError, KeyRing, presented_key
 from .config import ServeConfig
 from .deps import ReadKey, ServerState, server
 from .errors import install as install_errors
-from .limits import BodyLimitMiddleware, RateLimiter
+from .limits import BodyLimitMiddleware, RateLimited
 from .logs import log_request, logger, new_request_id, request_id, setup_logging
 from .metrics import Metrics
 from .models import HealthResponse, ItemsRequest, SearchRequest
+from .policy import Limits, current_caller
 from .routes_items import router as items_router
 from .routes_search import router as search_router
 from .thumbs import ThumbnailCache
@@ -46,14 +47,16 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     """A FastAPI app serving ``engine``. Closing the engine stays the caller's job; the app's
     shutdown drains the write queue first, so every accepted write is committed."""
     config = config or ServeConfig()
+    keys = KeyRing(config)
+    limits = Limits(config, keys)
     state = ServerState(
         engine,
         config,
-        KeyRing(config),
-        RateLimiter(config.rate, config.burst),
+        keys,
+        limits,
         Metrics(),
         WriteQueue(config.write_queue),
-        ThumbnailCache(config.thumbnail_cache),
+        ThumbnailCache(config.thumbnail_cache, run=limits.decode),
     )
     state.metrics.gauge("xmodal_index_items", lambda: float(len(engine)))
     state.metrics.gauge("xmodal_write_queue_depth", lambda: float(state.writer.depth()))
@@ -69,6 +72,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
             finally:
                 state.stopping = True
                 state.writer.close()
+                state.limits.close()
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN; the spec is at /openapi.json.
     app = FastAPI(
@@ -139,22 +143,25 @@ def _mcp(state: ServerState) -> Any:
     try:
         from .mcp import build_mcp
 
-        return build_mcp(state.engine)
+        return build_mcp(state.engine, limits=state.limits)
     except ImportError:
         logger.warning("mcp is not installed: no /mcp endpoint (pip install 'xmodal[mcp]')")
         return None
 
 
 def _mount_mcp(app: FastAPI, mcp_server: Any, state: ServerState) -> None:
-    """Add the MCP streamable-HTTP route at /mcp, behind the same read-key check as the REST reads."""
+    """Add the MCP streamable-HTTP route at /mcp, behind the same read-key check and rate limit as the REST
+    reads; the tools charge what a call costs beyond that to the caller :class:`KeyGuard` admitted."""
     inner = mcp_server.streamable_http_app(streamable_http_path="/mcp", host=state.config.host)
+    mcp_server.middleware.append(_caller_of_request)
     for route in inner.routes:
         if getattr(route, "path", None) == "/mcp":
             app.router.routes.append(Route("/mcp", endpoint=KeyGuard(route.app, state), methods=None))
 
 
 class KeyGuard:
-    """ASGI wrapper: refuse callers without a read key when reads are not open (same rules as REST)."""
+    """ASGI wrapper: the REST rules for /mcp. A caller without a read key (when reads are not open) is refused,
+    and every request takes a token like a REST call: 401/403 or 429 with ``Retry-After``, as REST answers."""
 
     def __init__(self, app: Any, state: ServerState) -> None:
         self.app, self.state = app, state
@@ -164,12 +171,33 @@ class KeyGuard:
         client = scope["client"][0] if scope.get("client") else "unknown"
         try:
             presented = presented_key(headers.get("authorization"), headers.get("x-api-key"))
-            self.state.keys.authorize(presented, "read", client)
+            principal = self.state.limits.admit(presented, "read", client)
         except AuthError as exc:
             response = JSONResponse({"error": exc.message, "field": "Authorization"}, status_code=exc.status)
             await response(scope, receive, send)
             return
+        except RateLimited as exc:
+            wait = str(exc.retry_after)
+            body = {"error": str(exc), "fix": f"retry after {wait} s"}
+            await JSONResponse(body, status_code=429, headers={"Retry-After": wait})(scope, receive, send)
+            return
+        scope.setdefault("state", {})[CALLER] = principal
         await self.app(scope, receive, send)
+
+
+CALLER = "xmodal_principal"  # where KeyGuard leaves the admitted caller in the request's ASGI state
+
+
+async def _caller_of_request(ctx: Any, call_next: Any) -> Any:
+    """MCP server middleware: make the caller that :class:`KeyGuard` admitted for this HTTP request the one
+    the tools charge (the tools run inside the SDK, so it is handed down in a context variable)."""
+    request = getattr(ctx, "request", None)
+    principal = (getattr(request, "scope", None) or {}).get("state", {}).get(CALLER)
+    token = current_caller.set(principal)
+    try:
+        return await call_next(ctx)
+    finally:
+        current_caller.reset(token)
 
 
 def _add_service_routes(app: FastAPI) -> None:

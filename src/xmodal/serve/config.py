@@ -5,12 +5,14 @@ A config file looks like (TOML; JSON with the same structure works too)::
     open_reads = true                # reads without a key; writes and admin always need one
     max_body_bytes = 20_000_000
     max_pixels = 25_000_000
+    max_image_bytes = 20_971_520     # one image file
+    image_decodes = 0                # image queries decoded at once (0: one per CPU, at most 4)
     cors_origins = ["http://localhost:3000"]
 
     [[keys]]
     key = "s3cret-writer"
     scopes = ["read", "write"]
-    rate = 50.0                      # requests per second (token bucket), burst below
+    rate = 50.0                      # tokens per second (a request costs 1, a search more), burst below
     burst = 100
 
 ``XMODAL_API_KEYS`` adds keys from the environment: ``KEY:read+write,KEY2:admin`` (a key without
@@ -57,8 +59,10 @@ class ServeConfig:
     open_reads: bool = True
     max_body_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 25_000_000
+    max_image_bytes: int = 20 * 1024 * 1024  # one image's file (a query's, or an item's over REST)
+    image_decodes: int = 0  # image queries decoded at once; 0: one per CPU, at most 4
     max_batch: int = 1000
-    rate: float = 200.0  # per key (or per client address when anonymous), requests/s
+    rate: float = 200.0  # tokens/s per key (or client address when anonymous); a request costs 1, a search more
     burst: int = 400
     cors_origins: tuple[str, ...] = ()
     thumbnail_size: int = 256
@@ -85,9 +89,13 @@ class ServeConfig:
         values = dict(data)
         values["keys"] = tuple(_parse_key(i, k) for i, k in enumerate(data.get("keys", [])))
         values["cors_origins"] = tuple(data.get("cors_origins", ()))
-        for name in ("max_body_bytes", "max_pixels", "max_batch", "burst", "thumbnail_size", "thumbnail_cache"):
+        positive = ("max_body_bytes", "max_pixels", "max_image_bytes", "max_batch", "burst", "thumbnail_size")
+        for name in (*positive, "thumbnail_cache"):
             if name in values and (not isinstance(values[name], int) or values[name] < 1):
                 raise ConfigError(f"server setting {name} must be a positive integer, got {values[name]!r}")
+        decodes = values.get("image_decodes", 0)
+        if isinstance(decodes, bool) or not isinstance(decodes, int) or decodes < 0:
+            raise ConfigError(f"server setting image_decodes must be 0 (one per CPU) or more, got {decodes!r}")
         return cls(**values)
 
     def with_keys(self, *keys: ApiKey) -> ServeConfig:

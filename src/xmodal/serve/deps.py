@@ -13,11 +13,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from ..engine import Engine
 from ..ingest.prepare import AddReport
 from ..records import Item
-from .auth import AuthError, KeyRing, Principal
+from .auth import KeyRing, Principal
 from .batching import add_many
 from .config import ServeConfig
 from .limits import RateLimiter
 from .metrics import Metrics
+from .policy import Limits
 from .thumbs import ThumbnailCache
 from .writer import WriteQueue
 
@@ -29,11 +30,16 @@ class ServerState:
     engine: Engine
     config: ServeConfig
     keys: KeyRing
-    limiter: RateLimiter
+    limits: Limits
     metrics: Metrics
     writer: WriteQueue
     thumbs: ThumbnailCache
     stopping: bool = False
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The token buckets (of :attr:`limits`)."""
+        return self.limits.rates
 
     async def write(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the single writer thread; returns once it has committed."""
@@ -45,12 +51,6 @@ class ServerState:
         future = self.writer.submit_grouped("add", items, lambda batches: add_many(engine, batches))
         report: AddReport = await asyncio.wrap_future(future)
         return report
-
-
-class RateLimited(Exception):
-    def __init__(self, retry_after: int, caller: str) -> None:
-        super().__init__(f"rate limit exceeded for {caller}")
-        self.retry_after = retry_after
 
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: Authorization: Bearer KEY")
@@ -75,19 +75,9 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         if presented is None and "authorization" in request.headers:
             presented = request.headers["authorization"]  # not "Bearer KEY": fails as an unknown key
         client = request.client.host if request.client else "unknown"
-        try:
-            principal = state.keys.authorize(presented, scope, client)
-        except AuthError:
-            # failed attempts spend the client address's tokens, so keys cannot be guessed at full speed
-            wait = state.limiter.check(f"anon:{client}")
-            if wait:
-                raise RateLimited(wait, f"anon:{client}") from None
-            raise
-        key = principal.key
-        wait = state.limiter.check(principal.label, key.rate if key else None, key.burst if key else None)
+        principal = state.limits.authorize(presented, scope, client)  # AuthError (or RateLimited) when refused
         request.state.caller = principal.label
-        if wait:
-            raise RateLimited(wait, principal.label)
+        state.limits.charge(principal, 1.0)  # RateLimited when out of tokens
         return principal
 
     return check

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import ConfigError, NotFoundError, ValidationError
 from .auth import AuthError
-from .deps import RateLimited
+from .limits import RateLimited
 from .logs import logger, request_id
 from .models import ErrorBody
 from .writer import QueueFull

@@ -1,4 +1,6 @@
-"""Request limits: body size (ASGI middleware), image pixels, and per-caller token-bucket rates."""
+"""Limit mechanisms: body size (ASGI middleware) and per-caller token buckets charged by cost.
+
+What each request costs and which limits apply is :mod:`.policy`, the layer every adapter calls."""
 
 from __future__ import annotations
 
@@ -8,31 +10,38 @@ import threading
 import time
 from typing import Any
 
-from PIL import Image
-
-from ..errors import ImageError
-from ..imaging import decode_image
+from ..errors import XmodalError
 
 Scope = dict[str, Any]
 
 
 class TokenBucket:
-    """``rate`` tokens per second up to ``burst``; each request takes one (Turner's token bucket, 1986)."""
+    """``rate`` tokens per second up to ``burst``; a request takes its cost in tokens (Turner's token bucket, 1986)."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, float(burst)
         self.tokens = float(burst)
         self.stamp = time.monotonic()
 
-    def take(self) -> float:
-        """0 when a token was taken, else the seconds until one is available."""
+    def take(self, cost: float = 1.0) -> float:
+        """0 when ``cost`` tokens were taken, else the seconds until they are available. A cost above the burst
+        takes the whole burst (it could never be paid otherwise)."""
+        cost = min(cost, self.burst)
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= cost:
+            self.tokens -= cost
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return (cost - self.tokens) / self.rate
+
+
+class RateLimited(XmodalError):
+    """A caller out of tokens: the REST answer is 429 with ``Retry-After``, the MCP answer a tool error."""
+
+    def __init__(self, retry_after: int, caller: str) -> None:
+        super().__init__(f"rate limit exceeded for {caller}: retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 class RateLimiter:
@@ -43,16 +52,22 @@ class RateLimiter:
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
-    def check(self, caller: str, rate: float | None = None, burst: int | None = None) -> int:
-        """0 if allowed, else the whole seconds to put in ``Retry-After``."""
+    def check(self, caller: str, rate: float | None = None, burst: int | None = None, cost: float = 1.0) -> int:
+        """0 if ``cost`` tokens were taken, else the whole seconds to put in ``Retry-After``."""
         with self._lock:
             bucket = self._buckets.get(caller)
             if bucket is None:
                 if len(self._buckets) >= self.max_callers:
                     self._buckets.clear()  # crude but bounded; full buckets are the default anyway
                 bucket = self._buckets[caller] = TokenBucket(rate or self.rate, burst or self.burst)
-            wait = bucket.take()
+            wait = bucket.take(cost)
         return 0 if wait == 0 else max(1, math.ceil(wait))
+
+    def spend(self, caller: str, cost: float, rate: float | None = None, burst: int | None = None) -> None:
+        """Take ``cost`` tokens from ``caller``'s bucket or raise :class:`RateLimited`."""
+        wait = self.check(caller, rate, burst, cost)
+        if wait:
+            raise RateLimited(wait, caller)
 
 
 class BodyTooLarge(Exception):
@@ -107,10 +122,3 @@ class BodyLimitMiddleware:
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-def check_image(data: bytes, max_pixels: int, *, item: str | None = None) -> Image.Image:
-    """Decode an uploaded image under the server's pixel limit (format, truncation and bomb checks too)."""
-    if not data:
-        raise ImageError("image", "the upload is empty", "attach a JPEG, PNG, WebP, GIF, BMP or TIFF file", item=item)
-    return decode_image(data, item=item, max_pixels=max_pixels)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..media_loaders import available_media
 from ..records import GROUPS, KIND_NAME, Target
+from .policy import MAX_K, MAX_QUERY_TEXT
 
 AttrValue = bool | int | float | str
 Strict = ConfigDict(extra="forbid")
@@ -43,10 +44,10 @@ class SearchRequest(BaseModel):
     """A JSON search: text and/or a base64 image, filters (attribute → value, list or range), k, target, mode."""
 
     model_config = Strict
-    text: str | None = Field(None, max_length=4096)
+    text: str | None = Field(None, max_length=MAX_QUERY_TEXT)
     image_base64: str | None = Field(None, description="an image file, base64-encoded")
     filters: dict[str, Any] = Field(default_factory=dict)
-    k: int = Field(10, ge=1, le=1000)
+    k: int = Field(10, ge=1, le=MAX_K)
     target: str = Field(Target.ANY.value, pattern=TARGET_PATTERN, description=TARGET_HELP)
     mode: str | None = Field(
         None, max_length=64, description="a search mode (`xmodal modes` lists them); default: the index's default mode"

@@ -17,8 +17,8 @@ from ..view import item_view
 from .deps import ReadKey, ServerState, WriteKey, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses
 from .forms import read_form
-from .limits import check_image
 from .models import AddResponse, DeleteResponse, ItemIn, ItemOut, RejectionOut
+from .policy import Limits
 
 router = APIRouter(tags=["items"])
 IMAGE_TYPES = {
@@ -84,7 +84,7 @@ async def parse_items(request: Request, max_batch: int) -> tuple[list[Any], dict
     return items, files
 
 
-def build_item(raw: Any, files: dict[str, bytes], max_pixels: int, index: int) -> Item:
+def build_item(raw: Any, files: dict[str, bytes], limits: Limits, index: int) -> Item:
     """An :class:`Item` from one request object, or an :class:`XmodalError`/``ApiError`` saying why not."""
     import pydantic
 
@@ -105,7 +105,7 @@ def build_item(raw: Any, files: dict[str, bytes], max_pixels: int, index: int) -
             raise ApiError(422, f"image_file {spec.image_file!r} was not uploaded", where, "attach it as a file part")
         image = files[spec.image_file]
     if image is not None:
-        check_image(image, max_pixels, item=spec.id)
+        limits.item_image(image, spec.id)
     media: dict[str, bytes] = {}
     for name, encoded in spec.media_base64.items():
         try:
@@ -117,7 +117,7 @@ def build_item(raw: Any, files: dict[str, bytes], max_pixels: int, index: int) -
             raise ApiError(422, f"media_files.{name} {filename!r} was not uploaded", where, "attach it as a file part")
         media[name] = files[filename]
     if "image" in media:
-        check_image(media["image"], max_pixels, item=spec.id)
+        limits.item_image(media["image"], spec.id)
     return Item.create(
         spec.id,
         title=spec.title,
@@ -152,7 +152,7 @@ def _build_all(state: ServerState, raws: list[Any], files: dict[str, bytes]) -> 
     items, report = [], AddReport()
     for i, raw in enumerate(raws):
         try:
-            items.append(build_item(raw, files, state.config.max_pixels, i))
+            items.append(build_item(raw, files, state.limits, i))
         except ApiError as exc:
             report.rejected.append(Rejection(exc.field or f"items[{i}]", exc.error))
         except XmodalError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +16,6 @@ from ..view import jsonable, result_view
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .forms import read_form
-from .limits import check_image
 from .models import (
     TARGET_HELP,
     TARGET_PATTERN,
@@ -26,6 +26,7 @@ from .models import (
     SearchRequest,
     SearchResponse,
 )
+from .policy import MAX_K
 
 router = APIRouter(tags=["search"])
 MAX_FACET_VALUES = 50
@@ -41,7 +42,7 @@ _SEARCH_BODY = {
                     "properties": {
                         "image": {"type": "string", "format": "binary"},
                         "text": {"type": "string"},
-                        "k": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
                         "target": {"type": "string", "pattern": TARGET_PATTERN, "description": TARGET_HELP},
                         "mode": {"type": "string"},
                         "group": {"type": "string", "enum": [g for g in GROUPS if g]},
@@ -91,11 +92,14 @@ async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
     openapi_extra=_SEARCH_BODY,
     responses=responses(400, 401, 403, 413, 415, 422, 429, 501, 503),
 )
-async def search(request: Request, _: ReadKey) -> SearchResponse:
+async def search(request: Request, caller: ReadKey) -> SearchResponse:
     """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
     state = server(request)
     req, image = await parse_search(request)
-    result, query = await run_in_threadpool(_run_search, state, req, image)
+    state.limits.search(caller, text=req.text, image=image, k=req.k)  # size checks (image: its header), cost
+    run = functools.partial(_run_search, state, req, image)
+    # an image query runs on the decode threads (a few at a time), the others on the worker threads
+    result, query = await (state.limits.decode_async(run) if image is not None else run_in_threadpool(run))
     query_id = getattr(result, "query_id", None)
     log_impression = getattr(state.engine, "log_impression", None)
     if req.log and query_id is None and log_impression is not None:
@@ -105,8 +109,6 @@ async def search(request: Request, _: ReadKey) -> SearchResponse:
 
 
 def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query]:
-    if image is not None:
-        check_image(image, state.config.max_pixels, item="query")
     fields: dict[str, Any] = {
         "text": req.text,
         "image": image,
@@ -137,11 +139,12 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
 def similar(
     request: Request,
     item_id: str,
-    _: ReadKey,
-    k: Annotated[int, Q(ge=1, le=1000)] = 10,
+    caller: ReadKey,
+    k: Annotated[int, Q(ge=1, le=MAX_K)] = 10,
     target: Annotated[str, Q(pattern=TARGET_PATTERN, description=TARGET_HELP)] = Target.ANY.value,
 ) -> SearchResponse:
     """Items closest to a stored item (the item itself left out), by its primary vector (``Engine.similar``)."""
+    server(request).limits.similar(caller, k)
     return search_response(server(request).engine.similar(item_id, k=k, target=target))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -15,8 +16,9 @@ from ..imaging import decode_image
 class ThumbnailCache:
     """``get(path, size)`` → JPEG bytes at most ``size`` pixels on the long side."""
 
-    def __init__(self, capacity: int = 512) -> None:
+    def __init__(self, capacity: int = 512, run: Callable[[Callable[[], bytes]], bytes] | None = None) -> None:
         self.capacity = capacity
+        self.run = run or (lambda make: make())  # how a thumbnail is made: on the server's image-decode threads
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -26,7 +28,7 @@ class ThumbnailCache:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        data = make_thumbnail(path.read_bytes(), size)
+        data = self.run(lambda: make_thumbnail(path.read_bytes(), size))
         with self._lock:
             self._cache[key] = data
             while len(self._cache) > self.capacity:
@@ -38,7 +40,7 @@ class ThumbnailCache:
 
 
 def make_thumbnail(data: bytes, size: int) -> bytes:
-    image = decode_image(data)
+    image = decode_image(data, min_side=size)  # a large image is decoded near the thumbnail's size
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=82)

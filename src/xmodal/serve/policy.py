@@ -1,0 +1,156 @@
+"""The one limits layer every adapter (REST routes, MCP tools) passes a request through.
+
+It decides who may call and how often (a token bucket per key or client address, charged by what a
+request costs, failed key checks included), how large a query may be (text length, image bytes and
+pixels, ``k``), and how many image queries decode at once: they run on a few threads of their own, so
+waiting ones hold no worker thread and the memory a large decode leaves to the allocator stays with
+those few threads. REST turns its errors into 422/429
+answers, MCP into tool errors with the same messages.
+
+A request costs one token on arrival; a search costs more by what it makes the server do::
+
+    cost = 1 + 4 per megapixel of the query image + 1 per 1,024 characters of text + 1 per 100 of k
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import TypeVar
+
+from ..errors import ImageError, ValidationError
+from ..imaging import DECODE_SIDE, decode_image, image_size
+from .auth import AuthError, KeyRing, Principal
+from .config import ServeConfig
+from .limits import RateLimited, RateLimiter
+
+MAX_QUERY_TEXT = 4096  # characters of query text (REST and MCP)
+MAX_K = 1000  # hits one search or similar-items request may ask for
+TOKENS_PER_MEGAPIXEL = 4.0
+TOKENS_PER_KCHAR = 1.0  # per 1,024 characters of query text
+TOKENS_PER_100_K = 1.0
+
+T = TypeVar("T")
+
+#: Who is calling, where the adapter cannot hand it down itself (the MCP tools run inside the SDK).
+current_caller: ContextVar[Principal | None] = ContextVar("xmodal_caller", default=None)
+
+__all__ = ["MAX_K", "MAX_QUERY_TEXT", "Limits", "RateLimited", "current_caller", "default_decodes", "search_cost"]
+
+
+def default_decodes() -> int:
+    """Image queries decoded at once by default: one per CPU, at most 4 (each may hold ~100 MB while decoding)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def search_cost(text: str | None, pixels: int, k: int) -> float:
+    """Tokens a search takes: 1, plus its image's megapixels, text length and k, weighted (see the module doc)."""
+    return (
+        1.0
+        + TOKENS_PER_MEGAPIXEL * pixels / 1e6
+        + TOKENS_PER_KCHAR * len(text or "") / 1024
+        + TOKENS_PER_100_K * k / 100
+    )
+
+
+def check_text(text: str | None, field: str = "text") -> None:
+    """Refuse query text longer than :data:`MAX_QUERY_TEXT` characters."""
+    if text is not None and len(text) > MAX_QUERY_TEXT:
+        raise ValidationError(
+            field, f"is {len(text):,} characters; at most {MAX_QUERY_TEXT:,} are accepted", "send a shorter query"
+        )
+
+
+def check_k(k: int, field: str = "k") -> None:
+    """Refuse a ``k`` outside 1 … :data:`MAX_K`."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ValidationError(field, f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
+
+
+class Limits:
+    """The server's limits, from its :class:`~.config.ServeConfig`; one instance per app, shared by its adapters."""
+
+    def __init__(self, config: ServeConfig, keys: KeyRing | None = None) -> None:
+        self.config = config
+        self.keys = keys if keys is not None else KeyRing(config)
+        self.rates = RateLimiter(config.rate, config.burst)
+        self.decodes = config.image_decodes or default_decodes()
+        self._decoder = ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
+
+    def admit(self, presented: str | None, scope: str, client: str) -> Principal:
+        """:meth:`authorize`, then one token charged to the caller."""
+        principal = self.authorize(presented, scope, client)
+        self.charge(principal, 1.0)
+        return principal
+
+    def authorize(self, presented: str | None, scope: str, client: str) -> Principal:
+        """The caller if its key (or none, for open reads) holds ``scope``. A failed key check spends a token
+        of the client address, so keys cannot be guessed at full speed: :class:`AuthError`, or
+        :class:`RateLimited` once that address is out of tokens."""
+        try:
+            return self.keys.authorize(presented, scope, client)
+        except AuthError:
+            self.rates.spend(f"anon:{client}", 1.0)
+            raise
+
+    def charge(self, principal: Principal | None, cost: float) -> None:
+        """Take ``cost`` tokens from the caller's bucket (none known, as over stdio: nothing to charge)."""
+        if principal is None or cost <= 0:
+            return
+        key = principal.key
+        self.rates.spend(principal.label, cost, key.rate if key else None, key.burst if key else None)
+
+    def search(self, principal: Principal | None, *, text: str | None, image: bytes | None, k: int) -> None:
+        """Check a search's text, image (bytes and pixels, from its header) and ``k``, then charge what it
+        costs beyond the token taken on arrival."""
+        check_text(text)
+        check_k(k)
+        pixels = self.query_image(image) if image is not None else 0
+        self.charge(principal, search_cost(text, pixels, k) - 1.0)
+
+    def similar(self, principal: Principal | None, k: int) -> None:
+        """Check a similar-items request's ``k`` and charge what it costs beyond the token taken on arrival."""
+        check_k(k)
+        self.charge(principal, TOKENS_PER_100_K * k / 100)
+
+    def query_image(self, data: bytes, field: str = "image") -> int:
+        """The pixel count of a query image, refusing an empty or oversized file, a refused format or more
+        pixels than ``max_pixels``; read from the header only (the engine decodes it, at reduced size)."""
+        self._check_bytes(data, field)
+        width, height = image_size(data, item="query", max_pixels=self.config.max_pixels)
+        return width * height
+
+    def item_image(self, data: bytes, item: str) -> None:
+        """Check an item's image fully (it is decoded, at reduced size, so corrupt data is caught)."""
+        self._check_bytes(data, "image", item)
+        max_pixels = self.config.max_pixels
+        self.decode(lambda: decode_image(data, item=item, max_pixels=max_pixels, min_side=DECODE_SIDE))
+
+    def _check_bytes(self, data: bytes, field: str, item: str | None = "query") -> None:
+        if not data:
+            raise ImageError(field, "the upload is empty", "attach a JPEG, PNG, WebP, GIF, BMP or TIFF file", item=item)
+        limit = self.config.max_image_bytes
+        if len(data) > limit:
+            raise ImageError(
+                field,
+                f"is {len(data):,} bytes; at most {limit:,} are accepted",
+                "downscale or recompress it",
+                item=item,
+            )
+
+    def decode(self, fn: Callable[[], T], needed: bool = True) -> T:
+        """``fn()`` (work that decodes an image) on one of the ``image_decodes`` decode threads, waiting for a
+        free one; run here when not ``needed``."""
+        return self._decoder.submit(fn).result() if needed else fn()
+
+    async def decode_async(self, fn: Callable[[], T], needed: bool = True) -> T:
+        """:meth:`decode` for async code: the wait holds no thread."""
+        return await asyncio.wrap_future(self._decoder.submit(fn)) if needed else fn()
+
+    def close(self) -> None:
+        """Stop the decode threads after the work given to them (an app started again gets new ones)."""
+        done, self._decoder = self._decoder, ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
+        done.shutdown()

@@ -1,0 +1,201 @@
+"""One limits layer for REST and MCP (issue 13, defects 2 and 4), against a real server on 127.0.0.1.
+
+MCP over streamable HTTP is held to the REST limits: the rate limit (failed keys included), the pixel and
+byte limits of an image, the length of query text and the bounds of k; a search is charged by its cost
+(an image's megapixels, text length, k), and a large image is decoded at reduced size, a few at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+mcp = pytest.importorskip("mcp")
+
+import httpx  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from xmodal import Engine, Item, Query  # noqa: E402
+from xmodal.encoders import HashingEncoder  # noqa: E402
+from xmodal.serve import ApiKey, ServeConfig, create_app  # noqa: E402
+from xmodal.serve.testing import serve_in_thread  # noqa: E402
+
+READER = "limits-reader-0001"
+
+
+def png(width: int, height: int, color: tuple[int, int, int] = (30, 120, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("limits") / "idx"
+    with Engine.open(path, encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(
+            [
+                Item.create("lamp", title="Desk lamp", text="a warm desk lamp", image=png(40, 30, (200, 180, 40))),
+                Item.create("sofa", title="Green sofa", text="three seat sofa", image=png(40, 30, (20, 160, 60))),
+            ]
+        )
+    return path
+
+
+@pytest.fixture
+def serve(index: Path) -> Iterator[Callable[..., str]]:
+    """``serve(**settings)``: the base URL of a real server with those settings (over the test's index)."""
+    with Engine.open(index) as engine, ExitStack() as stack:
+
+        def start(**settings: Any) -> str:
+            app = create_app(engine, ServeConfig(log_requests=False, **settings))
+            url: str = stack.enter_context(serve_in_thread(app))
+            return url
+
+        yield start
+
+
+def mcp_calls(url: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """The tool results of ``calls``, made in one MCP session over streamable HTTP by the SDK's client."""
+
+    async def main() -> list[Any]:
+        async with mcp.Client(f"{url}/mcp") as client:
+            return [await client.call_tool(name, args) for name, args in calls]
+
+    return asyncio.run(main())
+
+
+def error_text(result: Any) -> str:
+    assert result.is_error, result
+    return str(result.content[0].text)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_mcp_refuses_what_rest_refuses_naming_the_field(serve: Callable[..., str]) -> None:
+    from xmodal.serve.policy import MAX_QUERY_TEXT
+
+    url = serve(max_pixels=1_000_000, max_image_bytes=200_000)
+    too_many_pixels = png(1200, 1000)  # 1.2 MP, a small file
+    noisy = Image.effect_noise((400, 400), 90).convert("RGB")
+    buffer = io.BytesIO()
+    noisy.save(buffer, format="PNG")
+    too_many_bytes = buffer.getvalue()
+    assert len(too_many_bytes) > 200_000
+    long_text = "lamp " * (MAX_QUERY_TEXT // 5 + 1)
+    at_limit = ("lamp " * MAX_QUERY_TEXT)[:MAX_QUERY_TEXT]
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"image_base64": b64(too_many_pixels)}, "image", "1,000,000"),
+        ({"image_base64": b64(too_many_bytes)}, "image", "200,000"),
+        ({"text": long_text}, "text", f"{MAX_QUERY_TEXT:,}"),
+        ({"text": "lamp", "k": 1001}, "k", "1000"),
+        ({"text": "lamp", "k": 0}, "k", "1000"),
+    ]
+    results = mcp_calls(url, [("search", args) for args, _, _ in cases] + [("search", {"text": at_limit, "k": 1000})])
+    for (args, field, limit), result in zip(cases, results, strict=False):
+        message = error_text(result)
+        assert f"{field}:" in message and limit in message, message
+        rest = httpx.post(f"{url}/search", json={"log": False, **args}, timeout=30)
+        assert rest.status_code == 422 and rest.json()["field"] == field, rest.text
+    assert not results[-1].is_error  # the largest text and k both adapters accept
+    assert httpx.post(f"{url}/search", json={"text": at_limit, "k": 1000, "log": False}).status_code == 200
+
+
+def test_mcp_failed_keys_are_rate_limited_like_rest(serve: Callable[..., str]) -> None:
+    url = serve(keys=(ApiKey(READER, frozenset({"read"})),), open_reads=False, rate=0.001, burst=3)
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    accept = {"Accept": "application/json, text/event-stream"}
+    mcp_codes = [
+        httpx.post(f"{url}/mcp", json=init, headers={**accept, "Authorization": f"Bearer guess-{i:04d}"})
+        for i in range(5)
+    ]
+    assert [r.status_code for r in mcp_codes] == [401, 401, 401, 429, 429]
+    assert int(mcp_codes[-1].headers["retry-after"]) >= 1 and "rate limit" in mcp_codes[-1].json()["error"]
+    rest = httpx.post(f"{url}/search", json={"text": "x"}, headers={"Authorization": "Bearer guess-rest"})
+    assert rest.status_code == 429  # one bucket per client address, whichever adapter it knocks on
+
+
+def test_searches_are_charged_by_cost_on_both_adapters(serve: Callable[..., str]) -> None:
+    # 60 tokens and next to no refill: a 5 MP image search costs 1 + 4 × 5 + 0.1 ≈ 21 tokens, a text search ~1.1
+    url = serve(rate=0.001, burst=60)
+    image = {"image_base64": b64(png(2500, 2000)), "k": 10}
+    results = mcp_calls(url, [("search", image)] * 4)
+    refused = [i for i, r in enumerate(results) if r.is_error]
+    assert refused and refused[0] == 2, [r.content[0].text[:100] for r in results]
+    message = error_text(results[2])
+    assert "rate limit exceeded for anon:127.0.0.1" in message and "retry after" in message
+    # the same client over REST draws on the same bucket: an image search no longer fits, a text search does
+    refused_rest = httpx.post(f"{url}/search", json={"log": False, **image}, timeout=30)
+    assert refused_rest.status_code == 429 and int(refused_rest.headers["retry-after"]) >= 1
+    assert httpx.post(f"{url}/search", json={"text": "lamp", "log": False}).status_code == 200
+
+
+def test_rest_image_searches_are_charged_by_megapixels(serve: Callable[..., str]) -> None:
+    url = serve(rate=0.001, burst=60)
+    files = {"image": ("big.png", png(2500, 2000), "image/png")}
+    codes = [httpx.post(f"{url}/search", files=files, data={"log": "false"}, timeout=30).status_code for _ in range(4)]
+    assert codes == [200, 200, 429, 429]  # 60 tokens buy two 5 MP searches, not sixty
+
+
+def test_a_large_image_is_decoded_at_reduced_size_and_stored_unchanged(tmp_path: Path) -> None:
+    from xmodal.imaging import DECODE_SIDE
+    from xmodal.media_loaders import media_loader
+
+    big_png = png(2600, 2100)
+    loaded = media_loader("image").load(big_png)
+    assert loaded.data == big_png  # what the media store keeps: the file as it came
+    assert DECODE_SIDE <= min(loaded.content.size) < 2 * DECODE_SIDE and loaded.content.mode == "RGB"
+    assert loaded.content.size == (2600 // 4, 2100 // 4)  # reduced by a whole factor, the aspect kept
+    jpeg = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (10, 200, 90)).save(jpeg, format="JPEG")
+    decoded = media_loader("image").load(jpeg.getvalue()).content
+    assert DECODE_SIDE <= min(decoded.size) < 2 * DECODE_SIDE and decoded.getpixel((5, 5)) == pytest.approx(
+        (10, 200, 90), abs=3
+    )
+    small = png(600, 400)
+    assert media_loader("image").load(small).content.size == (600, 400)  # no smaller than needed: left alone
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add([Item.create("big", title="big", image=big_png)])
+        stored = engine.media.path(str(engine.get("big").image)).read_bytes()
+        assert stored == big_png
+        assert list(engine.search(Query(image=big_png, k=1)).hits.ids) == ["big"]
+
+
+def test_image_decodes_run_a_few_at_a_time() -> None:
+    from xmodal.serve.policy import Limits
+
+    limits = Limits(ServeConfig(image_decodes=2))
+    running, peak, threads_seen, lock = 0, 0, set(), threading.Lock()
+
+    def decode() -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            threads_seen.add(threading.get_ident())
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return 1
+
+    callers = [threading.Thread(target=limits.decode, args=(decode,)) for _ in range(6)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join()
+    assert peak == 2 and len(threads_seen) == 2  # two at a time, always on the same two threads
+    assert limits.decode(decode, needed=False) == 1  # not needed: run by the caller
+    limits.close()
+    assert 1 <= Limits(ServeConfig()).decodes <= 4  # default: one per CPU, at most 4
