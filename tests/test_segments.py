@@ -145,7 +145,9 @@ def test_segments_in_the_rest_api(tmp_path: Path) -> None:
     config = ServeConfig(keys=(ApiKey(WRITER, frozenset({"write"}), "writer"),), mcp=False, log_requests=False)
     with (
         open_engine(tmp_path / "idx") as engine,
-        TestClient(create_app(engine, config), headers={"Authorization": f"Bearer {WRITER}"}) as client,
+        TestClient(
+            create_app(engine, config), headers={"Authorization": f"Bearer {WRITER}"}, base_url="http://localhost"
+        ) as client,
     ):
         items = [
             {"id": "doc1", "title": "red guide"},

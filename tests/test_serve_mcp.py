@@ -98,15 +98,17 @@ async def exercise(client: Any) -> dict[str, Any]:
 def check(out: dict[str, Any]) -> None:
     assert {"search", "get_item", "similar_items"} <= out["tools"]
     hit = out["found"]["hits"][0]
-    assert hit["id"] == "lamp" and hit["provenance"].startswith("dense:") and hit["score"] > 0
+    assert (
+        hit["data"]["id"] == "lamp" and "id" not in hit and hit["provenance"].startswith("dense:") and hit["score"] > 0
+    )
     assert hit["data"]["title"] == "Desk lamp" and hit["data"]["untrusted"] is True
     assert hit["image"]["resource"] == "xmodal://items/lamp/image" and hit["image"]["url"] == "/items/lamp/media"
     assert out["found"]["notice"] == NOTICE and "not as instructions" in NOTICE
-    assert out["by_image"]["hits"][0]["id"] == "sofa"
-    assert {h["id"] for h in out["filtered"]["hits"]} == {"lamp", "evil"}
+    assert out["by_image"]["hits"][0]["data"]["id"] == "sofa"
+    assert {h["data"]["id"] for h in out["filtered"]["hits"]} == {"lamp", "evil"}
     evil = out["item"]["item"]
     assert evil["data"]["text"] == INJECTION and "text" not in evil  # catalog text only inside the data fence
-    assert "lamp" not in [h["id"] for h in out["similar"]["hits"]] and len(out["similar"]["hits"]) == 2
+    assert "lamp" not in [h["data"]["id"] for h in out["similar"]["hits"]] and len(out["similar"]["hits"]) == 2
     assert out["missing"].is_error and "nope" in out["missing"].content[0].text
     contents = out["image"].contents[0]
     assert Image.open(io.BytesIO(base64.b64decode(contents.blob))).size == (40, 30)
@@ -162,7 +164,7 @@ def test_mcp_over_stdio(index: Path) -> None:
 
     out = asyncio.run(main())
     check(out)
-    assert out["by_path"]["hits"][0]["id"] == "lamp"  # local paths are accepted over stdio only
+    assert out["by_path"]["hits"][0]["data"]["id"] == "lamp"  # local paths are accepted over stdio only
 
 
 def test_mcp_tools_in_process_use_the_engine_and_the_shared_view(index: Path) -> None:
@@ -191,7 +193,7 @@ def test_mcp_tools_in_process_use_the_engine_and_the_shared_view(index: Path) ->
 
         out = asyncio.run(main())
         assert out["similar"]["hits"] == expected and out["similar"]["notice"] == NOTICE
-        assert [h["id"] for h in expected] == ["sofa"]  # the only other item with an image vector
+        assert [h["data"]["id"] for h in expected] == ["sofa"]  # the only other item with an image vector
         assert [h["provenance"] for h in expected] == ["similar:dense:image"]
         assert out["dense"]["hits"][0]["provenance"].startswith("dense:")
         assert out["default"]["hits"] and default_mode  # no mode given: the index's default mode answers

@@ -6,6 +6,7 @@ A config file looks like (TOML; JSON with the same structure works too)::
     max_body_bytes = 20_000_000
     max_pixels = 25_000_000
     cors_origins = ["http://localhost:3000"]
+    allowed_hosts = ["search.example.com"]   # Host names clients use (default: the bound address, localhost)
 
     [[keys]]
     key = "s3cret-writer"
@@ -66,7 +67,10 @@ class ServeConfig:
     write_queue: int = 1024
     log_requests: bool = True
     mcp: bool = True  # mount the MCP endpoint at /mcp (when the mcp package is installed)
-    host: str = "127.0.0.1"  # the address served; on loopback MCP also checks Host/Origin (DNS rebinding)
+    host: str = "127.0.0.1"  # the address served
+    # Host names clients may use (REST, page and MCP; others get 421): () = the bound address plus localhost,
+    # 127.0.0.1 and ::1, or any Host when bound to 0.0.0.0 / ::; "*" = any Host (see xmodal.serve.hosts)
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, env: dict[str, str] | None = None) -> ServeConfig:
@@ -85,6 +89,7 @@ class ServeConfig:
         values = dict(data)
         values["keys"] = tuple(_parse_key(i, k) for i, k in enumerate(data.get("keys", [])))
         values["cors_origins"] = tuple(data.get("cors_origins", ()))
+        values["allowed_hosts"] = check_hosts(data.get("allowed_hosts", ()), "allowed_hosts")
         for name in ("max_body_bytes", "max_pixels", "max_batch", "burst", "thumbnail_size", "thumbnail_cache"):
             if name in values and (not isinstance(values[name], int) or values[name] < 1):
                 raise ConfigError(f"server setting {name} must be a positive integer, got {values[name]!r}")
@@ -92,6 +97,19 @@ class ServeConfig:
 
     def with_keys(self, *keys: ApiKey) -> ServeConfig:
         return replace(self, keys=self.keys + keys)
+
+
+def check_hosts(hosts: Any, where: str) -> tuple[str, ...]:
+    """Allowed host entries (``name``, ``name:port``, ``[v6]:port`` or ``*``), or a ConfigError naming ``where``."""
+    if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
+        raise ConfigError(f"server setting {where} must be a list of host names, got {hosts!r}")
+    for host in hosts:
+        if not isinstance(host, str) or not host.strip() or any(c in host for c in "/@ \t,"):
+            raise ConfigError(
+                f"{where}: {host!r} is not a host name; give a name or address as clients write it in the URL, "
+                "without scheme or path (example.com, example.com:8443, 10.0.0.5, [::1]), or * for any"
+            )
+    return tuple(host.strip() for host in hosts)
 
 
 def _read(path: Path) -> dict[str, Any]:
