@@ -26,8 +26,8 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="a Host name clients use (repeatable; others get 421). Default: the --host address, localhost, "
-        "127.0.0.1 and ::1; with --host 0.0.0.0, any host unless given; '*' allows any",
+        help="a Host name clients use besides localhost, 127.0.0.1, ::1 and the --host address (repeatable; "
+        "other names get 421). With --host 0.0.0.0 and none given, any Host is accepted; '*' accepts any",
     )
     serve.add_argument("--config", metavar="FILE", help="server config (.toml or .json): API keys, limits, CORS")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

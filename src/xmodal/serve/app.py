@@ -166,7 +166,9 @@ def _mount_mcp(app: FastAPI, mcp_server: Any, state: ServerState, hosts: Allowed
     )
     for route in inner.routes:
         if getattr(route, "path", None) == "/mcp":
-            app.router.routes.append(LabelledRoute("/mcp", endpoint=KeyGuard(route.app, state), methods=None))
+            # POST only: stateless, a GET would hold an event stream open with nothing to send, a DELETE
+            # would end a session that does not exist (both get 405)
+            app.router.routes.append(LabelledRoute("/mcp", endpoint=KeyGuard(route.app, state), methods=["POST"]))
 
 
 class LabelledRoute(Route):

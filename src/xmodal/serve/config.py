@@ -6,7 +6,7 @@ A config file looks like (TOML; JSON with the same structure works too)::
     max_body_bytes = 20_000_000
     max_pixels = 25_000_000
     cors_origins = ["http://localhost:3000"]
-    allowed_hosts = ["search.example.com"]   # Host names clients use (default: the bound address, localhost)
+    allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
 
     [[keys]]
     key = "s3cret-writer"
@@ -68,8 +68,8 @@ class ServeConfig:
     log_requests: bool = True
     mcp: bool = True  # mount the MCP endpoint at /mcp (when the mcp package is installed)
     host: str = "127.0.0.1"  # the address served
-    # Host names clients may use (REST, page and MCP; others get 421): () = the bound address plus localhost,
-    # 127.0.0.1 and ::1, or any Host when bound to 0.0.0.0 / ::; "*" = any Host (see xmodal.serve.hosts)
+    # More Host names clients may use (REST, page and MCP; others get 421) besides localhost, 127.0.0.1, ::1
+    # and the bound address; bound to 0.0.0.0 / :: with none given, any Host; "*": any (xmodal.serve.hosts)
     allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
@@ -104,7 +104,7 @@ def check_hosts(hosts: Any, where: str) -> tuple[str, ...]:
     if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
         raise ConfigError(f"server setting {where} must be a list of host names, got {hosts!r}")
     for host in hosts:
-        if not isinstance(host, str) or not host.strip() or any(c in host for c in "/@ \t,"):
+        if not isinstance(host, str) or not host.strip() or any(c in host.strip() for c in "/@ \t,"):
             raise ConfigError(
                 f"{where}: {host!r} is not a host name; give a name or address as clients write it in the URL, "
                 "without scheme or path (example.com, example.com:8443, 10.0.0.5, [::1]), or * for any"

@@ -17,6 +17,8 @@ ELLIPSIS = "…"
 _LONG_QUOTED = re.compile(
     r"'(?:[^'\\\n]|\\.){%d,}'|\"(?:[^\"\\\n]|\\.){%d,}\"" % (ECHO_CHARS + 1, ECHO_CHARS + 1)  # noqa: UP031
 )
+# An unquoted run without spaces longer than ECHO_CHARS (a field path naming a client's key, a file path).
+_LONG_WORD = re.compile(r"[^\s'\"]{%d,}" % (ECHO_CHARS + 1))  # noqa: UP031
 
 
 def clip(value: str, limit: int = ECHO_CHARS) -> str:
@@ -25,8 +27,9 @@ def clip(value: str, limit: int = ECHO_CHARS) -> str:
 
 
 def clip_message(message: str) -> str:
-    """An error message with every long quoted value cut to :data:`ECHO_CHARS` characters (its quotes
-    kept) and the whole cut to :data:`MESSAGE_CHARS`."""
+    """An error message with every long quoted value (its quotes kept) and every long word cut to
+    :data:`ECHO_CHARS` characters, and the whole cut to :data:`MESSAGE_CHARS`."""
     if len(message) > ECHO_CHARS:
         message = _LONG_QUOTED.sub(lambda m: m[0][0] + clip(m[0][1:-1]) + m[0][-1], message)
+        message = _LONG_WORD.sub(lambda m: clip(m[0]), message)
     return clip(message, MESSAGE_CHARS)

@@ -4,10 +4,11 @@ A page on ``evil.example`` whose DNS name is re-pointed at 127.0.0.1 can have a 
 server as a same-origin request and read the answers; the ``Host`` header still says
 ``evil.example``. :class:`HostCheckMiddleware` answers such requests 421 Misdirected Request.
 
-Which hosts are allowed (:func:`allowed_hosts`): the ``allowed_hosts`` setting (``--allowed-host``)
-when given (``"*"``: any); else the bound address plus ``localhost``, ``127.0.0.1`` and ``::1``; a
-server bound to every interface (``0.0.0.0`` or ``::``) without the setting accepts any Host, since
-the names it is reached by are not known here (a warning says so at start).
+Which hosts are allowed (:func:`allowed_hosts`): ``localhost``, ``127.0.0.1`` and ``::1`` (a page
+elsewhere cannot make a browser send those), the bound address, and the names of the ``allowed_hosts``
+setting (``--allowed-host``; ``"*"``: any Host). A server bound to every interface (``0.0.0.0`` or
+``::``) without the setting accepts any Host, since the names it is reached by are not known here (a
+warning says so at start).
 """
 
 from __future__ import annotations
@@ -76,17 +77,16 @@ def allowed_hosts(config: ServeConfig) -> AllowedHosts | None:
     """The hosts ``config`` allows; ``None``: any Host (``"*"``, or bound to every interface unset)."""
     if ANY in config.allowed_hosts:
         return None
-    if config.allowed_hosts:
-        return AllowedHosts(frozenset(split_host(h) for h in config.allowed_hosts))
     bound = split_host(config.host)[0]
-    if bound in EVERY_INTERFACE:
+    if bound in EVERY_INTERFACE and not config.allowed_hosts:
         logger.warning(
             "bound to %s without allowed_hosts: any Host header is accepted, so a DNS-rebinding page can "
             "reach this server; name the hosts clients use with --allowed-host",
             config.host,
         )
         return None
-    return AllowedHosts(frozenset((name, None) for name in {bound, *LOOPBACK}))
+    names = {*LOOPBACK} | ({bound} if bound not in EVERY_INTERFACE else set())
+    return AllowedHosts(frozenset({(name, None) for name in names} | {split_host(h) for h in config.allowed_hosts}))
 
 
 class HostCheckMiddleware:
