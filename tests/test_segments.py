@@ -145,7 +145,9 @@ def test_segments_in_the_rest_api(tmp_path: Path) -> None:
     config = ServeConfig(keys=(ApiKey(WRITER, frozenset({"write"}), "writer"),), mcp=False, log_requests=False)
     with (
         open_engine(tmp_path / "idx") as engine,
-        TestClient(create_app(engine, config), headers={"Authorization": f"Bearer {WRITER}"}) as client,
+        TestClient(
+            create_app(engine, config), headers={"Authorization": f"Bearer {WRITER}"}, base_url="http://localhost"
+        ) as client,
     ):
         items = [
             {"id": "doc1", "title": "red guide"},
@@ -241,8 +243,9 @@ def test_segments_through_mcp(tmp_path: Path) -> None:
             r if r.is_error else json.loads(r.content[0].text) if not r.structured_content else r.structured_content
             for r in asyncio.run(main())
         ]
-    keys = [h["parent"] or h["id"] for h in grouped["hits"]]
-    assert len(keys) == 3 == len(set(keys)) and grouped["hits"][0]["parent"] == "doc1"
-    assert sorted(h["id"] for h in filtered["hits"]) == ["v1#0", "v1#1", "v1#2"]
-    assert got["item"]["parent"] == "v1" and got["item"]["span"] == {"start": 10.0, "end": 20.0}
+    # ids and parents are catalog text: inside the untrusted-data fence
+    keys = [h["data"]["parent"] or h["data"]["id"] for h in grouped["hits"]]
+    assert len(keys) == 3 == len(set(keys)) and grouped["hits"][0]["data"]["parent"] == "doc1"
+    assert sorted(h["data"]["id"] for h in filtered["hits"]) == ["v1#0", "v1#1", "v1#2"]
+    assert got["item"]["data"]["parent"] == "v1" and got["item"]["span"] == {"start": 10.0, "end": 20.0}
     assert bad.is_error and "group" in bad.content[0].text

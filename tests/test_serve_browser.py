@@ -84,7 +84,7 @@ def page(site: tuple[str, Engine, Path]) -> Iterator[Any]:
 
 def titles(page: Any) -> list[str]:
     page.wait_for_selector("#results .card")
-    return [t.text_content() for t in page.locator("#results .card .title").all()]
+    return page.locator("#results .card .title").all_text_contents()  # one read: no card re-rendered in between
 
 
 def test_text_search_then_click_sends_feedback(site: tuple[str, Engine, Path], page: Any) -> None:

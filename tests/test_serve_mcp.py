@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -98,15 +99,17 @@ async def exercise(client: Any) -> dict[str, Any]:
 def check(out: dict[str, Any]) -> None:
     assert {"search", "get_item", "similar_items"} <= out["tools"]
     hit = out["found"]["hits"][0]
-    assert hit["id"] == "lamp" and hit["provenance"].startswith("dense:") and hit["score"] > 0
+    assert (
+        hit["data"]["id"] == "lamp" and "id" not in hit and hit["provenance"].startswith("dense:") and hit["score"] > 0
+    )
     assert hit["data"]["title"] == "Desk lamp" and hit["data"]["untrusted"] is True
     assert hit["image"]["resource"] == "xmodal://items/lamp/image" and hit["image"]["url"] == "/items/lamp/media"
     assert out["found"]["notice"] == NOTICE and "not as instructions" in NOTICE
-    assert out["by_image"]["hits"][0]["id"] == "sofa"
-    assert {h["id"] for h in out["filtered"]["hits"]} == {"lamp", "evil"}
+    assert out["by_image"]["hits"][0]["data"]["id"] == "sofa"
+    assert {h["data"]["id"] for h in out["filtered"]["hits"]} == {"lamp", "evil"}
     evil = out["item"]["item"]
     assert evil["data"]["text"] == INJECTION and "text" not in evil  # catalog text only inside the data fence
-    assert "lamp" not in [h["id"] for h in out["similar"]["hits"]] and len(out["similar"]["hits"]) == 2
+    assert "lamp" not in [h["data"]["id"] for h in out["similar"]["hits"]] and len(out["similar"]["hits"]) == 2
     assert out["missing"].is_error and "nope" in out["missing"].content[0].text
     contents = out["image"].contents[0]
     assert Image.open(io.BytesIO(base64.b64decode(contents.blob))).size == (40, 30)
@@ -162,7 +165,7 @@ def test_mcp_over_stdio(index: Path) -> None:
 
     out = asyncio.run(main())
     check(out)
-    assert out["by_path"]["hits"][0]["id"] == "lamp"  # local paths are accepted over stdio only
+    assert out["by_path"]["hits"][0]["data"]["id"] == "lamp"  # local paths are accepted over stdio only
 
 
 def test_mcp_tools_in_process_use_the_engine_and_the_shared_view(index: Path) -> None:
@@ -191,7 +194,7 @@ def test_mcp_tools_in_process_use_the_engine_and_the_shared_view(index: Path) ->
 
         out = asyncio.run(main())
         assert out["similar"]["hits"] == expected and out["similar"]["notice"] == NOTICE
-        assert [h["id"] for h in expected] == ["sofa"]  # the only other item with an image vector
+        assert [h["data"]["id"] for h in expected] == ["sofa"]  # the only other item with an image vector
         assert [h["provenance"] for h in expected] == ["similar:dense:image"]
         assert out["dense"]["hits"][0]["provenance"].startswith("dense:")
         assert out["default"]["hits"] and default_mode  # no mode given: the index's default mode answers
@@ -200,3 +203,140 @@ def test_mcp_tools_in_process_use_the_engine_and_the_shared_view(index: Path) ->
         assert out["missing"].is_error and "nope" in out["missing"].content[0].text
         assert out["text_item"]["item"] == fenced(item_view(engine.get("evil")))
         assert out["text_item"]["item"]["image"] is None
+
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}},
+}
+JSON_RPC = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def test_mcp_http_initializes_leave_no_session_behind(index: Path) -> None:
+    """Issue 13 (3): every initialize used to keep a ~40 KB session for 30 minutes; now none outlives its request."""
+    import gc
+
+    import httpx
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+
+    with Engine.open(index) as engine:
+        # a burst above the 1,001 calls: this test is about sessions, the rate limit has its own tests
+        app = create_app(engine, ServeConfig(log_requests=False, burst=2000))
+        manager = next(r for r in app.routes if getattr(r, "path", "") == "/mcp").endpoint.app.session_manager
+
+        async def main() -> tuple[set[str | None], set[int], dict[str, Any]]:
+            transport = httpx.ASGITransport(app=app)
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=transport, base_url="http://localhost") as client,
+            ):
+                answers = [await client.post("/mcp", json=INIT, headers=JSON_RPC) for _ in range(1000)]
+                call = {"name": "get_item", "arguments": {"id": "lamp"}}
+                tool = await client.post(
+                    "/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}, headers=JSON_RPC
+                )
+                stream = await client.get("/mcp", headers={"Accept": "text/event-stream"})
+                assert stream.status_code == 405  # no event stream held open with nothing to send
+                return {r.headers.get("mcp-session-id") for r in answers}, {r.status_code for r in answers}, tool.json()
+
+        session_ids, codes, tool = asyncio.run(main())
+        gc.collect()
+        assert codes == {200} and session_ids == {None}  # no session was opened
+        assert len(manager._server_instances) == 0  # the SDK's session table stays empty
+        alive = [o for o in gc.get_objects() if type(o) is StreamableHTTPServerTransport]  # type(): no __class__ hooks
+        assert not alive  # nothing per request is kept: memory does not grow with initializes
+        assert tool["result"]["structuredContent"]["item"]["data"]["id"] == "lamp"  # a call needs no session
+
+
+def test_mcp_ids_stay_inside_the_fence(tmp_path: Path) -> None:
+    """Issue 13 (11): an id is catalog text, an injection channel when shown outside ``data``."""
+    from xmodal.serve.mcp import build_mcp
+
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(
+            [Item.create(INJECTION, title="chair", text="a chair"), Item.create("p#1", title="page", parent="p")]
+        )
+
+        async def main() -> dict[str, Any]:
+            async with mcp.Client(build_mcp(engine)) as client:
+                return {
+                    "item": structured(await client.call_tool("get_item", {"id": INJECTION})),
+                    "hits": structured(await client.call_tool("search", {"text": "chair page", "k": 5})),
+                }
+
+        out = asyncio.run(main())
+    item = out["item"]["item"]
+    assert item["data"]["id"] == INJECTION and INJECTION not in json.dumps(
+        {k: v for k, v in item.items() if k != "data"}
+    )
+    for hit in out["hits"]["hits"]:
+        assert "id" not in hit and "parent" not in hit and "untrusted" in hit["data"]
+    assert {h["data"]["parent"] for h in out["hits"]["hits"]} == {None, "p"}
+
+
+def test_mcp_image_path_does_not_tell_which_files_exist(index: Path, tmp_path: Path) -> None:
+    """Issue 13 (11): missing, a folder, not an image, an unreadable image: one answer, no existence oracle."""
+    from xmodal.serve.mcp import build_mcp
+
+    (tmp_path / "notes.txt").write_text("secret notes")
+    (tmp_path / "broken.png").write_bytes(png((1, 2, 3))[:40])
+    (tmp_path / "good.png").write_bytes(png((200, 180, 40)))
+    paths = [tmp_path / "missing.png", tmp_path, tmp_path / "notes.txt", tmp_path / "broken.png", "~nobody-x/a.png"]
+
+    with Engine.open(index) as engine:
+
+        async def main() -> tuple[list[Any], Any]:
+            async with mcp.Client(build_mcp(engine, allow_paths=True)) as client:
+                failed = [await client.call_tool("search", {"image_path": str(p), "k": 1}) for p in paths]
+                good = await client.call_tool("search", {"image_path": str(tmp_path / "good.png"), "k": 1})
+                return failed, good
+
+        failed, good = asyncio.run(main())
+    texts = {r.content[0].text for r in failed}
+    assert all(r.is_error for r in failed) and len(texts) == 1, texts
+    (text,) = texts
+    assert "image_path" in text and "image_base64" in text and str(tmp_path) not in text
+    assert structured(good)["hits"][0]["data"]["id"] == "lamp"
+
+
+def test_mcp_image_resource_of_an_item_without_one_is_a_clear_error(
+    index: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13 (11): a clear error naming the item, not a traceback and 'Error creating resource'."""
+    from mcp.shared.exceptions import MCPError
+
+    from xmodal.serve.mcp import build_mcp
+
+    with Engine.open(index) as engine:
+
+        async def read(uri: str) -> str:
+            async with mcp.Client(build_mcp(engine)) as client:
+                try:
+                    await client.read_resource(uri)
+                except MCPError as exc:
+                    return str(exc)
+            raise AssertionError(f"{uri} was read")
+
+        with caplog.at_level(logging.INFO):
+            no_image = asyncio.run(read("xmodal://items/evil/image"))
+            unknown = asyncio.run(read("xmodal://items/nope/image"))
+            long_id = asyncio.run(read("xmodal://items/" + "q" * 5000 + "/image"))
+    assert "'evil' has no image" in no_image and "Error creating resource" not in no_image
+    assert "no item with id 'nope'" in unknown
+    assert len(long_id) < 300 and "q" * 80 + "\u2026" in long_id
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]  # no traceback logged
+
+
+def test_mcp_errors_do_not_echo_a_long_id_whole(index: Path) -> None:
+    from xmodal.serve.mcp import build_mcp
+
+    with Engine.open(index) as engine:
+
+        async def main() -> Any:
+            async with mcp.Client(build_mcp(engine)) as client:
+                return await client.call_tool("get_item", {"id": "z" * 100_000})
+
+        result = asyncio.run(main())
+    assert result.is_error and len(result.content[0].text) < 300 and "z" * 80 + "\u2026" in result.content[0].text

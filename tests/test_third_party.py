@@ -96,7 +96,7 @@ def test_the_cli_and_the_rest_api_reopen_an_index_with_a_third_party_extension(t
     assert [h["id"] for h in json.loads(done.stdout)["hits"]] == ["t3", "t2"]
     done = cli(index, "search", "toy", "--mode", "learned")  # not a mode of this index
     assert done.returncode == 2 and "toy-newest" in done.stderr
-    with Engine.open(index) as engine, TestClient(create_app(engine)) as client:
+    with Engine.open(index) as engine, TestClient(create_app(engine), base_url="http://localhost") as client:
         r = client.post("/search", json={"text": "toy", "k": 3, "mode": "toy-newest", "log": False})
         assert r.status_code == 200, r.text
         assert [h["id"] for h in r.json()["hits"]] == ["t3", "t2", "t1"]
@@ -117,6 +117,6 @@ def test_a_dotted_path_encoder_reopens_in_the_cli_and_the_rest_api(tmp_path: Pat
     done = cli(index, "search", "aaa", "-k", "1", "--json")  # the CLI resolves the encoder by its dotted path
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["hits"][0]["id"] == "a"
-    with Engine.open(index) as engine, TestClient(create_app(engine)) as client:
+    with Engine.open(index) as engine, TestClient(create_app(engine), base_url="http://localhost") as client:
         r = client.post("/search", json={"text": "fizz", "k": 1, "log": False})
         assert r.status_code == 200 and r.json()["hits"][0]["id"] == "z", r.text

@@ -71,7 +71,7 @@ def test_the_cli_and_the_rest_api_run_an_index_on_a_dotted_path_backend(tmp_path
     after = hits(cli(toy, *query))
     assert found[0][0] not in [i for i, _ in after] and len(after) == 4
 
-    with Engine.open(toy) as engine, TestClient(create_app(engine)) as client:
+    with Engine.open(toy) as engine, TestClient(create_app(engine), base_url="http://localhost") as client:
         assert isinstance(engine.backend, ToyBackend) and engine.settings["backend"] == TOY
         assert engine.backend.saved_seq == engine.last_seq()  # reopened from its checkpoint, no rebuild
         body = {"text": "red lamp", "k": 4, "mode": "dense", "filters": {"color": "red"}, "log": False}

@@ -89,7 +89,10 @@ def test_the_cli_and_the_rest_api_load_a_dotted_path_medium(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["hits"][0]["id"] == "g2"
     config = ServeConfig(keys=(ApiKey(WRITER, frozenset({"write"}), "writer"),), mcp=False, log_requests=False)
-    with Engine.open(index) as engine, TestClient(create_app(engine, config), headers=AUTH) as client:
+    with (
+        Engine.open(index) as engine,
+        TestClient(create_app(engine, config), headers=AUTH, base_url="http://localhost") as client,
+    ):
         body = {"id": "g3", "title": "plain", "media_base64": {NAME: base64.b64encode(glyph_file("vvvv")).decode()}}
         r = client.post("/items", json={"items": [body]})
         assert r.status_code == 200 and r.json()["added"] == ["g3"], r.text
@@ -124,7 +127,9 @@ def test_a_query_targets_a_third_party_vector_kind_and_an_unknown_kind_is_refuse
         for mode in ("dense", "learned"):
             with pytest.raises(ValidationError, match=r"target: .*'audio'.*use one of any, text, glyphs, combined"):
                 engine.search(Query(text="abab", target="audio", mode=mode))
-        with TestClient(create_app(engine, ServeConfig(mcp=False, log_requests=False))) as client:
+        with TestClient(
+            create_app(engine, ServeConfig(mcp=False, log_requests=False)), base_url="http://localhost"
+        ) as client:
             r = client.post("/search", json={"text": "abab", "target": "glyphs", "mode": "dense", "log": False})
             assert r.status_code == 200 and r.json()["hits"][0]["id"] == "g1", r.text
             r = client.post("/search", json={"text": "abab", "target": "audio", "log": False})

@@ -81,7 +81,7 @@ def test_the_cli_enables_it_and_the_cli_and_rest_api_search_with_it(tmp_path: Pa
     hits = {h["id"]: h for h in json.loads(done.stdout)["hits"]}
     assert NAME in hits["t1"]["provenance"]  # the display string names it
 
-    with Engine.open(index) as engine, TestClient(create_app(engine)) as client:
+    with Engine.open(index) as engine, TestClient(create_app(engine), base_url="http://localhost") as client:
         r = client.post("/search", json={"text": "lantern", "k": 3, "mode": "learned", "explain": True, "log": False})
         assert r.status_code == 200, r.text
         body = r.json()

@@ -158,7 +158,7 @@ def unfenced(view: dict[str, Any]) -> dict[str, Any]:
     assert data.pop("untrusted") is True and set(data) == set(CATALOG_FIELDS)
     image = view["image"] or {}
     if image:
-        assert image["resource"] == f"xmodal://items/{view['id']}/image"
+        assert image["resource"] == f"xmodal://items/{data['id']}/image"
     return {
         **out,
         **data,
@@ -180,7 +180,9 @@ def adapters(index: Path) -> Iterator[tuple[Any, Any]]:
 
     with (
         Engine.open(index) as engine,
-        TestClient(create_app(engine, ServeConfig(mcp=False, log_requests=False))) as client,
+        TestClient(
+            create_app(engine, ServeConfig(mcp=False, log_requests=False)), base_url="http://localhost"
+        ) as client,
     ):
         yield client, build_mcp(engine)
 

@@ -26,8 +26,9 @@ from urllib.parse import quote
 
 from .records import Hits, Item, Span
 
-#: The view's keys that hold catalog content written by third parties (fenced off for agents).
-CATALOG_FIELDS = ("title", "text", "attributes")
+#: The view's keys that hold catalog content written by third parties (fenced off for agents): the ids
+#: too, which are catalog text as much as the titles are.
+CATALOG_FIELDS = ("id", "parent", "title", "text", "attributes")
 SCORE_DIGITS = 6
 
 

@@ -21,6 +21,14 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name clients use besides localhost, 127.0.0.1, ::1 and the --host address (repeatable; "
+        "other names get 421). With --host 0.0.0.0 and none given, any Host is accepted; '*' accepts any",
+    )
     serve.add_argument("--config", metavar="FILE", help="server config (.toml or .json): API keys, limits, CORS")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=run)
@@ -35,11 +43,14 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..serve import ServeConfig, create_app
+        from ..serve.config import check_hosts
     except ImportError as exc:
         raise MissingDependency(exc.name or "uvicorn", "server") from exc
     from dataclasses import replace
 
-    config = replace(ServeConfig.load(args.config), host=args.host)
+    config = ServeConfig.load(args.config)
+    hosts = config.allowed_hosts + check_hosts(args.allowed_host, "--allowed-host")
+    config = replace(config, host=args.host, allowed_hosts=hosts)
     engine = open_engine(args, create=True)
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; a recording handler keeps the
     # process alive long enough to checkpoint and close the engine, then exit 0.

@@ -4,7 +4,7 @@ around one :class:`~xmodal.Engine` (a thin adapter: the engine never knows it is
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.resources import files
 from importlib.util import find_spec
@@ -16,9 +16,9 @@ try:
     from fastapi import FastAPI, Request
     from fastapi.middleware.cors import CORSMiddleware
     from fastapi.openapi.utils import get_openapi
-    from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+    from fastapi.responses import HTMLResponse, PlainTextResponse
     from fastapi.staticfiles import StaticFiles
-    from starlette.routing import Route
+    from starlette.routing import Match, Route
 except ImportError as exc:  # the server extra is not installed
     raise MissingDependency(exc.name or "fastapi", "server") from exc
 if find_spec("python_multipart") is None and find_spec("multipart") is None:  # starlette parses uploads with it
@@ -29,8 +29,10 @@ from ..engine import Engine
 from .auth import AuthError, KeyRing, presented_key
 from .config import ServeConfig
 from .deps import ReadKey, ServerState, server
+from .errors import BodyLimit, error_response, internal_error
 from .errors import install as install_errors
-from .limits import BodyLimitMiddleware, RateLimited
+from .hosts import AllowedHosts, HostCheckMiddleware, allowed_hosts
+from .limits import RateLimited
 from .logs import log_request, logger, new_request_id, request_id, setup_logging
 from .metrics import Metrics
 from .models import HealthResponse, ItemsRequest, SearchRequest
@@ -61,6 +63,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     state.metrics.gauge("xmodal_index_items", lambda: float(len(engine)))
     state.metrics.gauge("xmodal_write_queue_depth", lambda: float(state.writer.depth()))
     mcp_server = _mcp(state) if config.mcp else None
+    hosts = allowed_hosts(config)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -90,7 +93,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     app.include_router(items_router)
     _add_service_routes(app)
     if mcp_server is not None:
-        _mount_mcp(app, mcp_server, state)
+        _mount_mcp(app, mcp_server, state, hosts)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     if config.cors_origins:
         app.add_middleware(
@@ -99,7 +102,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
         )
-    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(HostCheckMiddleware, allowed=hosts)
     app.add_middleware(RequestLogMiddleware, metrics=state.metrics, log=config.log_requests)
     if config.log_requests:
         setup_logging()
@@ -149,14 +153,39 @@ def _mcp(state: ServerState) -> Any:
         return None
 
 
-def _mount_mcp(app: FastAPI, mcp_server: Any, state: ServerState) -> None:
+def _mount_mcp(app: FastAPI, mcp_server: Any, state: ServerState, hosts: AllowedHosts | None) -> None:
     """Add the MCP streamable-HTTP route at /mcp, behind the same read-key check and rate limit as the REST
-    reads; the tools charge what a call costs beyond that to the caller :class:`KeyGuard` admitted."""
-    inner = mcp_server.streamable_http_app(streamable_http_path="/mcp", host=state.config.host)
+    reads; the tools charge what a call costs beyond that to the caller :class:`KeyGuard` admitted.
+
+    Stateless: each request is served on its own and no session outlives it (the tools keep no state
+    between calls), so initializes cannot pile up sessions; answers are plain JSON, not event streams.
+    The SDK's own Host/Origin check gets the same allowed hosts as :class:`HostCheckMiddleware`."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    if hosts is not None:
+        origins = [*hosts.origin_patterns(), *state.config.cors_origins]
+        security = TransportSecuritySettings(allowed_hosts=hosts.header_patterns(), allowed_origins=origins)
+    inner = mcp_server.streamable_http_app(
+        streamable_http_path="/mcp", stateless_http=True, json_response=True, transport_security=security
+    )
     mcp_server.middleware.append(_caller_of_request)
     for route in inner.routes:
         if getattr(route, "path", None) == "/mcp":
-            app.router.routes.append(Route("/mcp", endpoint=KeyGuard(route.app, state), methods=None))
+            # POST only: stateless, a GET would hold an event stream open with nothing to send, a DELETE
+            # would end a session that does not exist (both get 405)
+            app.router.routes.append(LabelledRoute("/mcp", endpoint=KeyGuard(route.app, state), methods=["POST"]))
+
+
+class LabelledRoute(Route):
+    """A Starlette route that puts itself in ``scope["route"]`` as FastAPI's routes do, so metrics and
+    logs label its requests with its path rather than ``unmatched``."""
+
+    def matches(self, scope: MutableMapping[str, Any]) -> tuple[Match, MutableMapping[str, Any]]:
+        match, child = super().matches(scope)
+        if match != Match.NONE:
+            child["route"] = self
+        return match, child
 
 
 class KeyGuard:
@@ -173,13 +202,13 @@ class KeyGuard:
             presented = presented_key(headers.get("authorization"), headers.get("x-api-key"))
             principal = self.state.limits.admit(presented, "read", client)
         except AuthError as exc:
-            response = JSONResponse({"error": exc.message, "field": "Authorization"}, status_code=exc.status)
-            await response(scope, receive, send)
+            challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            await error_response(exc.status, exc.message, "Authorization", headers=challenge)(scope, receive, send)
             return
         except RateLimited as exc:
             wait = str(exc.retry_after)
-            body = {"error": str(exc), "fix": f"retry after {wait} s"}
-            await JSONResponse(body, status_code=429, headers={"Retry-After": wait})(scope, receive, send)
+            refusal = error_response(429, str(exc), fix=f"retry after {wait} s", headers={"Retry-After": wait})
+            await refusal(scope, receive, send)
             return
         scope.setdefault("state", {})[CALLER] = principal
         await self.app(scope, receive, send)
@@ -228,7 +257,8 @@ def _add_service_routes(app: FastAPI) -> None:
 
 
 class RequestLogMiddleware:
-    """Outermost layer: request id (``X-Request-ID``), latency and status into metrics and a JSON log line."""
+    """Outermost layer: request id (``X-Request-ID``, on every answer, a 500 from an unexpected exception
+    included), latency and status into metrics and a JSON log line."""
 
     def __init__(self, app: Any, metrics: Metrics, log: bool) -> None:
         self.app, self.metrics, self.log = app, metrics, log
@@ -240,18 +270,22 @@ class RequestLogMiddleware:
         given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
         rid = new_request_id(given)
         token = request_id.set(rid)
-        start, status = time.perf_counter(), 500
+        start, status, started = time.perf_counter(), 500, False
 
         async def send_with_id(message: Any) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # answered here, inside the request id, not by Starlette's outer 500 page
+            if started:
+                raise
+            await internal_error(exc)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"

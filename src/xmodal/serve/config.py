@@ -8,6 +8,7 @@ A config file looks like (TOML; JSON with the same structure works too)::
     max_image_bytes = 20_971_520     # one image file
     image_decodes = 0                # image queries decoded at once (0: one per CPU, at most 4)
     cors_origins = ["http://localhost:3000"]
+    allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
 
     [[keys]]
     key = "s3cret-writer"
@@ -70,7 +71,10 @@ class ServeConfig:
     write_queue: int = 1024
     log_requests: bool = True
     mcp: bool = True  # mount the MCP endpoint at /mcp (when the mcp package is installed)
-    host: str = "127.0.0.1"  # the address served; on loopback MCP also checks Host/Origin (DNS rebinding)
+    host: str = "127.0.0.1"  # the address served
+    # More Host names clients may use (REST, page and MCP; others get 421) besides localhost, 127.0.0.1, ::1
+    # and the bound address; bound to 0.0.0.0 / :: with none given, any Host; "*": any (xmodal.serve.hosts)
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, env: dict[str, str] | None = None) -> ServeConfig:
@@ -89,6 +93,7 @@ class ServeConfig:
         values = dict(data)
         values["keys"] = tuple(_parse_key(i, k) for i, k in enumerate(data.get("keys", [])))
         values["cors_origins"] = tuple(data.get("cors_origins", ()))
+        values["allowed_hosts"] = check_hosts(data.get("allowed_hosts", ()), "allowed_hosts")
         positive = ("max_body_bytes", "max_pixels", "max_image_bytes", "max_batch", "burst", "thumbnail_size")
         for name in (*positive, "thumbnail_cache"):
             if name in values and (not isinstance(values[name], int) or values[name] < 1):
@@ -100,6 +105,19 @@ class ServeConfig:
 
     def with_keys(self, *keys: ApiKey) -> ServeConfig:
         return replace(self, keys=self.keys + keys)
+
+
+def check_hosts(hosts: Any, where: str) -> tuple[str, ...]:
+    """Allowed host entries (``name``, ``name:port``, ``[v6]:port`` or ``*``), or a ConfigError naming ``where``."""
+    if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
+        raise ConfigError(f"server setting {where} must be a list of host names, got {hosts!r}")
+    for host in hosts:
+        if not isinstance(host, str) or not host.strip() or any(c in host.strip() for c in "/@ \t,"):
+            raise ConfigError(
+                f"{where}: {host!r} is not a host name; give a name or address as clients write it in the URL, "
+                "without scheme or path (example.com, example.com:8443, 10.0.0.5, [::1]), or * for any"
+            )
+    return tuple(host.strip() for host in hosts)
 
 
 def _read(path: Path) -> dict[str, Any]:

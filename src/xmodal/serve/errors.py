@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException
 
 from ..errors import ConfigError, NotFoundError, ValidationError
 from .auth import AuthError
-from .limits import RateLimited
+from .echo import clip, clip_message
+from .limits import BodyLimitMiddleware, RateLimited
 from .logs import logger, request_id
 from .models import ErrorBody
 from .writer import QueueFull
@@ -120,7 +121,7 @@ def decode_base64(text: str, field: str) -> bytes:
         raise ApiError(422, "is not valid base64", field, "base64-encode the image file bytes") from None
 
 
-def _body(
+def error_response(
     status: int,
     error: str,
     field: str | None = None,
@@ -128,8 +129,24 @@ def _body(
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    content = ErrorBody(error=error, field=field, fix=fix, request_id=request_id.get(), details=details)
+    """An :class:`ErrorBody` answer carrying the request id being served (the ``X-Request-ID`` header's),
+    with long echoed input clipped (:func:`~xmodal.serve.echo.clip_message`)."""
+    if details:
+        details = [{k: clip_message(v) if isinstance(v, str) else v for k, v in d.items()} for d in details]
+    content = ErrorBody(
+        error=clip_message(error),
+        field=clip(field) if field is not None else None,
+        fix=clip_message(fix) if fix is not None else None,
+        request_id=request_id.get(),
+        details=details,
+    )
     return AsciiJSONResponse(content.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def internal_error(exc: BaseException) -> JSONResponse:
+    """The 500 answer to an unexpected exception, which is logged with its traceback and request id."""
+    logger.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal error; quote the request id when reporting it")
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -144,45 +161,43 @@ def install(app: FastAPI) -> None:
 
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return _body(exc.status, exc.error, exc.field, exc.fix, exc.details)
+        return error_response(exc.status, exc.error, exc.field, exc.fix, exc.details)
 
     async def xmodal_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ValidationError)
-        return _body(422, str(exc), exc.field, exc.fix or None)
+        return error_response(422, str(exc), exc.field, exc.fix or None)
 
     async def not_found(_: Request, exc: Exception) -> JSONResponse:
-        return _body(404, str(exc), "id", "check the id (GET /search lists what is there)")
+        return error_response(404, str(exc), "id", "check the id (GET /search lists what is there)")
 
     async def auth(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AuthError)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _body(exc.status, exc.message, "Authorization", headers=headers)
+        return error_response(exc.status, exc.message, "Authorization", headers=headers)
 
     async def limited(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RateLimited)
         wait = str(exc.retry_after)
-        return _body(429, str(exc), None, f"retry after {wait} s", headers={"Retry-After": wait})
+        return error_response(429, str(exc), None, f"retry after {wait} s", headers={"Retry-After": wait})
 
     async def queue_full(_: Request, exc: Exception) -> JSONResponse:
-        return _body(503, f"cannot take the write now: {exc}", None, "retry shortly", headers={"Retry-After": "1"})
+        return error_response(
+            503, f"cannot take the write now: {exc}", None, "retry shortly", headers={"Retry-After": "1"}
+        )
 
     async def request_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         err = from_pydantic(exc)
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            return _body(400, f"the body is not valid JSON: {err.error}", "body", "send a JSON object")
-        return _body(422, err.error, err.field, err.fix, err.details)
+            return error_response(400, f"the body is not valid JSON: {err.error}", "body", "send a JSON object")
+        return error_response(422, err.error, err.field, err.fix, err.details)
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        return _body(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
     async def config_error(_: Request, exc: Exception) -> JSONResponse:
-        return _body(501, str(exc), None, "this server is not configured for it")
-
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.error("unhandled error", exc_info=exc)
-        return _body(500, "internal error; quote the request id when reporting it")
+        return error_response(501, str(exc), None, "this server is not configured for it")
 
     for kind, handler in [
         (ApiError, api_error),
@@ -194,6 +209,20 @@ def install(app: FastAPI) -> None:
         (RequestValidationError, request_validation),
         (HTTPException, http_error),
         (ConfigError, config_error),
-        (Exception, unexpected),
-    ]:
+    ]:  # any other exception: a 500 from the request-log middleware, which owns the request id
         app.add_exception_handler(kind, handler)
+
+
+class BodyLimit(BodyLimitMiddleware):
+    """:class:`~xmodal.serve.limits.BodyLimitMiddleware` whose 413 is an ErrorBody with the request id."""
+
+    async def _refuse(self, send: Any) -> None:
+        response = error_response(
+            413, f"request body larger than {self.limit:,} bytes", "body", "send smaller requests"
+        )
+        response.headers["Connection"] = "close"  # the rest of the body is not read
+        await response({"type": "http", "method": "POST"}, _no_receive, send)
+
+
+async def _no_receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}

@@ -1,7 +1,10 @@
 // xmodal search page: plain JavaScript, no CDN. Catalog text is always inserted with textContent (never HTML).
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { image: null, queryId: null, current: null, currentRank: null, filters: {} };
+const state = { image: null, queryId: null, current: null, currentRank: null, filters: {}, latest: 0 };
+// Each search or similar-items request takes a number; an answer to any but the latest is dropped, so a slow
+// earlier answer (a filter changed, then the button pressed) never replaces the results of the latest one.
+const nextRequest = () => ++state.latest;
 
 function headers(extra) {
   const h = Object.assign({}, extra || {});
@@ -79,6 +82,7 @@ async function search() {
   if (!text && !state.image) { status("Type something or add an image."); return; }
   const k = Math.max(1, Math.min(100, parseInt($("k").value, 10) || 24));
   status("Searching…");
+  const mine = nextRequest();
   try {
     let data;
     if (state.image) {
@@ -92,10 +96,11 @@ async function search() {
       data = await api("/search", { method: "POST", headers: { "Content-Type": "application/json" },
                                     body: JSON.stringify({ text, k, filters: state.filters }) });
     }
+    if (mine !== state.latest) return;
     state.queryId = data.query_id;
     render(data.hits, true);
     status(data.hits.length + (data.hits.length === 1 ? " result" : " results") + " in " + data.took_ms.toFixed(1) + " ms");
-  } catch (e) { status("Search failed: " + e.message); $("results").replaceChildren(); }
+  } catch (e) { if (mine === state.latest) { status("Search failed: " + e.message); $("results").replaceChildren(); } }
 }
 
 function card(hit, rank, fromSearch) {
@@ -153,11 +158,13 @@ async function similar() {
   const id = state.current;
   $("detail").close();
   status("Finding items similar to " + id + "…");
+  const mine = nextRequest();
   try {
     const data = await api("/items/" + encodeURIComponent(id) + "/similar?k=" + encodeURIComponent($("k").value || "24"));
+    if (mine !== state.latest) return;
     render(data.hits, false);
     status(data.hits.length + " items similar to " + id);
-  } catch (e) { status("Similar items failed: " + e.message); }
+  } catch (e) { if (mine === state.latest) status("Similar items failed: " + e.message); }
 }
 
 function setup() {
