@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.test_catalog import png_bytes
 from xmodal import Engine, Item, Query
 from xmodal.catalog import Catalog
 from xmodal.encoders import HashingEncoder
@@ -201,3 +202,18 @@ def test_an_empty_catalog_follows_puts_and_deletes(tmp_path: Path) -> None:
     catalog.on_put(stored)
     catalog.on_delete([stored[0].row])
     assert catalog.attributes.match({"color": ["red", "green", "blue"]}).tolist() == [s.row for s in stored[1:]]
+
+
+def test_item_meta_is_held_in_memory_and_follows_writes(tmp_path: Path) -> None:
+    """The ranker's freshness and modality features read (creation time, modality) from the catalog."""
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact", extensions=[]) as engine:
+        engine.add([Item.create("a", title="lamp", created_at=100.0), Item.create("b", title="desk", created_at=200.0)])
+        row_a, row_b = (engine.store.get(i).row for i in ("a", "b"))  # type: ignore[union-attr]
+        assert engine.item_meta([row_a, row_b, 999]) == {row_a: (100.0, "text"), row_b: (200.0, "text")}
+        engine.add([Item.create("b", title="desk", image=png_bytes())])  # replaced: same row, new modality
+        assert engine.item_meta([row_b])[row_b][1] == "image+text"
+        engine.delete(["a"])
+        assert engine.item_meta([row_a]) == {}
+        before = engine.item_meta([row_b])
+    with Engine.open(tmp_path / "idx") as engine:
+        assert engine.item_meta([row_a, row_b]) == before  # loaded with the catalog, no store read per row

@@ -256,6 +256,10 @@ class Engine:
         """Stored items by row (rows deleted meanwhile are absent)."""
         return self.store.get_rows(list(rows), with_vectors=with_vectors)
 
+    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
+        """(creation time, modality) of each row, from memory (rows deleted meanwhile are absent)."""
+        return self._catalog.meta_of(rows)
+
     def iter_items(self) -> Iterator[StoredItem]:
         """Every stored item with its vectors, in row order."""
         return self.store.iter_all()

@@ -42,7 +42,7 @@ class FeatureSource(Protocol):
     popularity: dict[str, float]
     layout: FeatureLayout
 
-    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, Modality]]: ...
+    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]: ...
 
 
 ITEM_FEATURES = ("qu_matches", "qu_share", "memory", "popularity", "freshness", "modality_match")
@@ -150,7 +150,7 @@ def _attribute_features(
         share[i] = n / len(slots)
 
 
-def _modality_match(query: Query, modality: Modality) -> float:
+def _modality_match(query: Query, modality: str) -> float:
     wants_image = query.image is not None
     wants_text = bool(query.text)
     has_image = modality in (Modality.IMAGE, Modality.IMAGE_TEXT)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError, StorageError, ValidationError, XmodalError
 from ..provenance import names_of
-from ..records import Hits, Modality, Query
+from ..records import Hits, Query
 from ..store.files import folder_lock
 from ..store.sqlite import StoredItem
 from . import strategy_config
@@ -131,33 +131,24 @@ class Pipeline:
         self.ranker_status = "no ranker trained: fused order"
         self._load_ranker()
         self._pending: dict[str, tuple[np.ndarray, set[str]]] = {}
-        self._meta: dict[int, tuple[float, Modality]] = {}  # row -> (created_at, modality), read on demand
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
         self.dirty = False
         if feedback is not None:
             feedback.subscribe_impressions(self.on_impression)
             feedback.subscribe(self.on_event)
 
-    # -- derived item metadata (the ranker's freshness and modality features without a store read) --
-    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, Modality]]:
-        missing = [r for r in rows if r >= 0 and r not in self._meta]
-        for start in range(0, len(missing), 2000):
-            for row, stored in self.engine.items_of(missing[start : start + 2000]).items():
-                self._meta[row] = (stored.item.created_at, stored.item.modality)
-        return {r: self._meta[r] for r in rows if r in self._meta}
+    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
+        """(creation time, modality) of each row: the ranker's freshness and modality features."""
+        return self.engine.item_meta(rows)
 
     # -- keeping in step with the catalog (the LTR extension forwards the engine's changes) ----------
     def on_put(self, stored: Sequence[StoredItem]) -> None:
-        for s in stored:
-            self._meta.pop(s.row, None)
         for follower in self._followers:
             follower.on_put(stored)
         if set(self.context.vector_kinds()) - {s.kind for s in self.specs.values() if s.kind is not None}:
             self.refresh_strategies()  # the first vectors of a kind: its dense strategy joins
 
     def on_delete(self, rows: Sequence[int]) -> None:
-        for row in rows:
-            self._meta.pop(row, None)
         for follower in self._followers:
             follower.on_delete(rows)
 
