@@ -13,6 +13,8 @@ Two stemmers, on purpose:
 
 from __future__ import annotations
 
+import functools
+
 from ..store.analysis import terms, tokens
 
 __all__ = ["STOPWORDS", "normalize_query", "stem", "stems", "tokens", "within_one_edit"]
@@ -65,8 +67,11 @@ def stems(text: str) -> list[str]:
 
 def normalize_query(text: str | None) -> str:
     """The memory key of a query: stemmed tokens without stopwords, in order, space-joined."""
-    if not text:
-        return ""
+    return _normalized(text) if text else ""
+
+
+@functools.lru_cache(maxsize=4096)  # a search asks for its query's key several times (memory, history, …)
+def _normalized(text: str) -> str:
     kept = [stem(t) for t in tokens(text) if t not in STOPWORDS]
     return " ".join(kept) if kept else " ".join(tokens(text))
 
