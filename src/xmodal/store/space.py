@@ -13,6 +13,7 @@ file, so writing again takes a fresh process (or every connection closed) once s
 from __future__ import annotations
 
 import errno
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,9 +26,16 @@ FULL_CODES = ("SQLITE_FULL", "SQLITE_IOERR_SHMSIZE")
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
-def is_full(exc: BaseException) -> bool:
-    """Whether ``exc`` says the disk (or the store's page limit) has no space left."""
+#: Below this many free bytes, an ``OSError`` without an errno (numpy's short write) counts as no space.
+LOW_SPACE = 1 << 20
+
+
+def is_full(exc: BaseException, folder: Path | None = None) -> bool:
+    """Whether ``exc`` says the disk (or the store's page limit) has no space left. An ``OSError`` without
+    an errno (numpy's "N requested and M written") counts when the disk of ``folder`` is (nearly) full."""
     if isinstance(exc, OSError):
+        if exc.errno is None and folder is not None:
+            return _free(folder) < LOW_SPACE
         return exc.errno in NO_SPACE
     if isinstance(exc, sqlite3.Error):
         return getattr(exc, "sqlite_errorname", None) in FULL_CODES
@@ -45,13 +53,23 @@ def disk_full(folder: Path, problem: object, *, reopen: bool = False) -> DiskFul
     )
 
 
+def _free(folder: Path) -> int:
+    """Free bytes on the disk holding ``folder`` (or its nearest existing parent)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return LOW_SPACE
+
+
 @contextmanager
 def space_guard(folder: Path) -> Iterator[None]:
     """Turn a no-space error raised in the block into :func:`disk_full` for ``folder``."""
     try:
         yield
     except (OSError, sqlite3.Error) as exc:
-        if is_full(exc):
+        if is_full(exc, folder):
             raise disk_full(folder, exc) from exc
         raise
 
