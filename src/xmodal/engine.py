@@ -18,6 +18,7 @@ writes another process committed (a CLI ``add`` while ``serve`` runs, a second s
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ from .backends import DEFAULT_BACKEND, BackendContext, RowListing, VectorBackend
 from .catalog import Catalog
 from .changes import replay
 from .encoders import Content, Encoder, kinds_of
-from .errors import NotFoundError, ValidationError
+from .errors import DiskFull, NotFoundError, ValidationError
 from .extension import Extension, Mode
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
@@ -46,9 +47,11 @@ from .segments import GROUP_FETCH, group_hits
 from .settings import DENSE, open_settings
 from .store.base import Store
 from .store.fulltext import FullText
+from .store.space import space_guard
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
 
 BATCH = 256
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -112,7 +115,10 @@ class Engine:
             )
             engine = cls(root, store, enc, settings)
             if store.get_meta("settings") != settings:
-                store.set_meta("settings", settings)  # saved once known to work; never rewritten unchanged
+                try:
+                    store.set_meta("settings", settings)  # saved once known to work; never rewritten unchanged
+                except DiskFull as exc:  # reads work on a full disk; the next open with space records them
+                    log.warning("settings not recorded: %s", exc)
             return engine
         except BaseException:
             store.close()
@@ -124,7 +130,10 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except DiskFull as exc:  # derived state: the next open replays the change log from the last one
+                log.warning("checkpoint not saved: %s", exc)
             self._extensions.close()
             self.backend.close()
             self.feedback_log.close()
@@ -134,7 +143,7 @@ class Engine:
         """Save the vector indexes and each extension's state, where they changed since the last save. The
         sequence recorded is the one applied here (never the store's newest: another process's writes this
         engine has not applied are not in the state saved, and the next open replays them)."""
-        with self._lock:
+        with self._lock, space_guard(self.path):
             self.backend.checkpoint(self._seq)  # writes nothing when unchanged
             self._extensions.checkpoint()
 

@@ -10,6 +10,7 @@ offending field and say how to fix it, so a message can be shown as it is.
     ├── ConfigError          an engine or index configuration that cannot work
     ├── MissingDependency    an optional extra is not installed (also an ImportError)
     └── StorageError         the store or an index file is unreadable or of another version
+        └── DiskFull         a write found no space left on the index folder's disk
 
 Two helpers build input errors: :func:`brief` (a user's value, shortened, for a message) and
 :func:`check_length` (a string over a size limit, refused with its length and the limit).
@@ -54,6 +55,15 @@ class ConfigError(XmodalError):
 
 class StorageError(XmodalError):
     """The store or a derived index file is unreadable, corrupt or of another format version."""
+
+
+class DiskFull(StorageError):
+    """A write found no space left on the disk of ``folder``: nothing of it was kept (the message says to free
+    space there and retry); reads keep working."""
+
+    def __init__(self, folder: str, message: str) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 
 class MissingDependency(XmodalError, ImportError):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 from .changes import ChangeSource, replay
-from .errors import ConfigError, ValidationError
+from .errors import ConfigError, DiskFull, ValidationError
 from .extension import EngineView, Extension, Mode, extension_class
+from .store.space import space_guard
 from .store.sqlite import StoredItem
 
 log = logging.getLogger(__name__)
@@ -25,11 +27,13 @@ class ExtensionSet:
         self._opened: dict[str, Extension] = {}
         self._seq: dict[str, int] = {}
         self._modes: dict[str, Mode] = {}
+        self._folder = Path(".")  # the index folder (named in a disk-full warning)
 
     @classmethod
     def open(cls, names: Sequence[str], view: EngineView) -> ExtensionSet:
         """Open each named extension in its folder under the index and catch it up with the store."""
         opened = cls()
+        opened._folder = view.path
         try:
             for name in names:
                 extension = extension_class(name)()
@@ -100,6 +104,9 @@ class ExtensionSet:
     def close(self) -> None:
         for name, extension in self._opened.items():
             try:
-                extension.close()
+                with space_guard(self._folder):
+                    extension.close()
+            except DiskFull as exc:  # derived state: caught up from the change log at the next open
+                log.warning("extension %r: state not saved: %s", name, exc)
             except Exception:
                 log.exception("extension %r failed to close", name)

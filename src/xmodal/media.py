@@ -2,7 +2,8 @@
 
 An item's media (an image, or whatever a media loader of :mod:`xmodal.media_loaders` accepts) are
 copied to ``media/<sha256[:2]>/<sha256>.<ext>`` and fsynced before the item is committed, so an
-acknowledged item never points at a file the user later moves or deletes.
+acknowledged item never points at a file the user later moves or deletes. A write that finds no space
+leaves no ``.tmp`` file behind and is a :class:`~xmodal.errors.DiskFull`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from pathlib import Path
 
 from .errors import NotFoundError
+from .store.space import space_guard
 
 _EXTENSIONS = {
     b"\xff\xd8": ".jpg",
@@ -47,13 +49,9 @@ class MediaStore:
         ref = f"media/{digest[:2]}/{digest}{ext}"
         path = self.root / ref
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            with space_guard(self.root):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_durably(path, data)
         return ref
 
     def path(self, ref: str) -> Path:
@@ -63,3 +61,18 @@ class MediaStore:
         if media not in path.parents or not path.is_file():
             raise NotFoundError(f"no media file {ref!r}")
         return path
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a fsynced ``.tmp`` sibling renamed into place; on any failure (a
+    full disk) the ``.tmp`` file is removed."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

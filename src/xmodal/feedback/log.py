@@ -22,6 +22,7 @@ from ..errors import NotFoundError, StorageError, ValidationError
 from ..ltr.text import normalize_query
 from ..provenance import from_stored, to_stored
 from ..store.health import GuardedLock, corrupt_error, is_corrupt
+from ..store.space import connect, disk_full
 
 FEEDBACK_SCHEMA_VERSION = 1
 #: Event types and the reward each is worth to the learners (UBI ``action_name``).
@@ -108,13 +109,15 @@ class FeedbackLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db, self.read_only = connect(path, timeout=30)  # read-only: opened on a full disk (.space)
         except sqlite3.Error as exc:
+            if is_corrupt(exc):
+                raise corrupt_error(path, exc) from exc
             raise StorageError(f"{path}: cannot open the feedback log ({exc})") from exc
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            if not self.read_only:  # read-only: the tables exist, or the write that needs them says the disk is full
+                self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             if is_corrupt(exc):
@@ -127,14 +130,27 @@ class FeedbackLog:
             self._check_schema()
 
     def _check_schema(self) -> None:
-        row = self._db.execute("SELECT value FROM feedback_meta WHERE key = 'schema_version'").fetchone()
+        try:
+            row = self._db.execute("SELECT value FROM feedback_meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            if not self.read_only:
+                raise
+            return  # no feedback tables yet, and no space to create them: the first write says so
         if row is None:
+            if self.read_only:
+                return
             self._db.execute("INSERT INTO feedback_meta VALUES ('schema_version', ?)", (str(FEEDBACK_SCHEMA_VERSION),))
         elif int(row[0]) != FEEDBACK_SCHEMA_VERSION:
             raise StorageError(
                 f"{self.path}: feedback schema version {row[0]}, this xmodal reads {FEEDBACK_SCHEMA_VERSION}; "
                 "export the old log or use a new index folder"
             )
+
+    def _begin(self) -> None:
+        """Start a write transaction (under the lock); a log opened read-only on a full disk refuses it."""
+        if self.read_only:
+            raise disk_full(self.path.parent, "the feedback log was opened read-only for lack of space", reopen=True)
+        self._db.execute("BEGIN IMMEDIATE")
 
     def close(self) -> None:
         with self._lock:
@@ -182,13 +198,14 @@ class FeedbackLog:
             json.dumps([dict(p) for p in plan], default=str),
         )
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 self._db.execute("INSERT INTO feedback_queries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
                 self._db.executemany("INSERT INTO feedback_hits VALUES (?, ?, ?, ?, ?)", hits)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                    self._db.execute("ROLLBACK")
                 raise
         if self._impression_listeners:
             impression = _impression(record, [(h[2], h[3], h[4]) for h in hits])
@@ -215,7 +232,7 @@ class FeedbackLog:
         position = self._check_position(impression, item_id, position)
         ts = time.time() if timestamp is None else float(timestamp)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 self._db.execute(
                     "INSERT INTO feedback_events (query_id, object_id, position, action_name, value, timestamp)"
@@ -224,7 +241,8 @@ class FeedbackLog:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                    self._db.execute("ROLLBACK")
                 raise
         record = Event(
             query_id, item_id, position, event, None if value is None else float(value), ts, EVENT_TYPES[event]

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import ConfigError, NotFoundError, ValidationError
+from ..errors import ConfigError, DiskFull, NotFoundError, ValidationError
 from .auth import AuthError
 from .echo import clip, clip_message
 from .limits import BodyLimitMiddleware, RateLimited
@@ -50,6 +50,7 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         429: "rate limited (see Retry-After)",
         501: "not supported by this engine",
         503: "write queue full or server stopping",
+        507: "no space left on the index folder's disk (nothing of the write was kept)",
     }
     return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
@@ -199,6 +200,10 @@ def install(app: FastAPI) -> None:
     async def config_error(_: Request, exc: Exception) -> JSONResponse:
         return error_response(501, str(exc), None, "this server is not configured for it")
 
+    async def disk_full(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DiskFull)
+        return error_response(507, str(exc), None, f"free space on the disk holding {exc.folder}, then retry")
+
     for kind, handler in [
         (ApiError, api_error),
         (ValidationError, xmodal_validation),
@@ -209,6 +214,7 @@ def install(app: FastAPI) -> None:
         (RequestValidationError, request_validation),
         (HTTPException, http_error),
         (ConfigError, config_error),
+        (DiskFull, disk_full),
     ]:  # any other exception: a 500 from the request-log middleware, which owns the request id
         app.add_exception_handler(kind, handler)
 

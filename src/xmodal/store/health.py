@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import StorageError
+from .space import disk_full, is_full
 
 CORRUPT_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
@@ -46,7 +47,8 @@ def corrupt_error(path: Path, problem: object) -> StorageError:
 
 class GuardedLock:
     """A re-entrant lock for one SQLite connection: a corruption error raised while it is held leaves the
-    block as a :class:`StorageError` (see :func:`corrupt_error`); any other error leaves as it is."""
+    block as a :class:`StorageError` (see :func:`corrupt_error`), a no-space error as a
+    :class:`~xmodal.errors.DiskFull` (see :mod:`.space`); any other error leaves as it is."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -62,6 +64,8 @@ class GuardedLock:
         self._lock.release()
         if isinstance(exc, sqlite3.DatabaseError) and is_corrupt(exc):
             raise corrupt_error(self.path, exc) from exc
+        if exc is not None and is_full(exc):
+            raise disk_full(self.path.parent, exc) from exc
 
 
 def integrity_problems(db: sqlite3.Connection, *, full: bool = False, limit: int = 20) -> list[str]:

@@ -35,6 +35,7 @@ from ..records import Item, Modality, Span, VectorKind
 from .fulltext import META_KEY as FULLTEXT_KEY
 from .fulltext import FullText
 from .health import GuardedLock, corrupt_error, integrity_problems, is_corrupt
+from .space import connect, disk_full, space_guard
 
 SCHEMA_VERSION = 3
 UPGRADABLE = (1, 2)  # versions upgraded in place when the store opens
@@ -118,12 +119,17 @@ class SQLiteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with space_guard(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = GuardedLock(path)  # a damaged page met by any statement is a StorageError saying what to do
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            #: True when the disk was too full to open the store read-write (:mod:`.space`): reads work, and
+            #: the first write reconnects read-write or is a :class:`~xmodal.errors.DiskFull`.
+            self._db, self.read_only = connect(path)
+        except sqlite3.DatabaseError as exc:
+            raise self._unreadable(exc) from exc
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: not a readable xmodal store ({exc})") from exc
-        self._lock = GuardedLock(path)  # a damaged page met by any statement is a StorageError saying what to do
         try:
             self._open()
         except BaseException:
@@ -131,19 +137,32 @@ class SQLiteStore:
             raise
         self.fulltext = FullText(self._db, self._lock)
 
+    def _unreadable(self, exc: sqlite3.DatabaseError) -> StorageError:
+        if is_corrupt(exc) and self.path.is_file() and self.path.stat().st_size:
+            return corrupt_error(self.path, exc)
+        return StorageError(f"{self.path}: not a readable xmodal store ({exc})")
+
     def _open(self) -> None:
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+            if not self.read_only:  # read-only: the tables exist, or the write that needs them says the disk is full
+                with self._lock:
+                    self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            if is_corrupt(exc) and self.path.stat().st_size:
-                raise corrupt_error(self.path, exc) from exc
-            raise StorageError(f"{self.path}: not a readable xmodal store ({exc})") from exc
+            if isinstance(exc, StorageError):
+                raise
+            raise self._unreadable(exc) from exc
         self._quick_check()
         with self._lock:
             self._check_schema()
+
+    def _writable(self) -> None:
+        """Before a write: a store opened read-only on a full disk refuses it with a
+        :class:`~xmodal.errors.DiskFull` (SQLite shares the read-only shared-memory index with every
+        connection of the process, so only a fresh open writes again)."""
+        if self.read_only:
+            raise disk_full(self.path.parent, "the store was opened read-only for lack of space", reopen=True)
 
     def _quick_check(self) -> None:
         """``PRAGMA quick_check`` when the file is at most :data:`QUICK_CHECK_BYTES` (it reads every page:
@@ -165,6 +184,7 @@ class SQLiteStore:
         if version == SCHEMA_VERSION and self.get_meta(FULLTEXT_KEY) == FullText.analyzer() and self._has_columns():
             return  # the common case writes nothing
         with self._lock:
+            self._writable()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._upgrade(self._refuse_newer(self.get_meta("schema_version")))  # another process may have
@@ -256,6 +276,7 @@ class SQLiteStore:
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._lock:
+            self._writable()
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # -- writes -----------------------------------------------------------------------------
@@ -263,6 +284,7 @@ class SQLiteStore:
         """Upsert items with their vectors in one transaction; returns their rows."""
         rows = []
         with self._lock:
+            self._writable()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for item, vectors in entries:
@@ -322,6 +344,7 @@ class SQLiteStore:
         deleted and how many of ``ids`` existed."""
         rows: list[int] = []
         with self._lock:
+            self._writable()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 found = self._rows_of(list(dict.fromkeys(ids)))
