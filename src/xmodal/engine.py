@@ -45,7 +45,7 @@ from .feedback.log import FeedbackLog
 from .filters import AttributeTable, FilterExpr
 from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
 from .media import MediaStore
-from .media_loaders import media_loader
+from .media_loaders import allow_media, media_loader
 from .records import MAX_K, Hits, Item, Query, Target, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
@@ -103,10 +103,13 @@ class Engine:
         extensions: Sequence[str] | None = None,
         default_mode: str | None = None,
         backend: str | None = None,
+        media: Sequence[str] | None = None,
     ) -> Engine:
         """Open (or create) the index folder ``path``; a new one takes the given settings, an existing one
         must match any setting given. ``extensions`` (a new index: ``["ltr", "genret"]``) are opened now.
-        ``backend`` names the vector backend of a new index (default ``local``; see :mod:`xmodal.backends`)."""
+        ``backend`` names the vector backend of a new index (default ``local``; see :mod:`xmodal.backends`).
+        ``media`` names media loaders by dotted path (``"package.module:Loader"``) that items and queries may
+        use; they are added to the index setting ``media`` (no catalog line or request can name another)."""
         root = Path(path)
         store = SQLiteStore(root / "store.sqlite")
         try:
@@ -119,7 +122,9 @@ class Engine:
                 extensions=extensions,
                 default_mode=default_mode,
                 backend=backend,
+                media=media,
             )
+            allow_media(settings.get("media", []))
             engine = cls(root, store, enc, settings)
             if store.get_meta("settings") != settings:
                 store.set_meta("settings", settings)  # saved once known to work; never rewritten unchanged
