@@ -1,6 +1,8 @@
 """A medium from outside the package (``tests/toyparts/media.py``, named by dotted path, never registered) goes
 end to end: a catalog item carries it under ``media``, its loader checks and keeps it, the toy encoder makes a
-vector kind from it, and a search finds the item through it, in the API, the CLI and the REST API."""
+vector kind from it, and a search finds the item through it, in the API, the CLI and the REST API. The index
+names the loader in its ``media`` setting (``Engine.open(media=...)``, ``xmodal --media-loader``), recorded
+so that every later open allows it; data alone cannot name a loader to import (tests/test_media_allowlist.py)."""
 
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ def catalog(folder: Path) -> Path:
 def test_a_dotted_path_medium_is_loaded_kept_encoded_and_searched(tmp_path: Path) -> None:
     folder = tmp_path / "cat"
     catalog(folder)
-    with Engine.open(tmp_path / "idx", encoder=GlyphEncoder(), index="exact", extensions=[]) as engine:
+    with Engine.open(tmp_path / "idx", encoder=GlyphEncoder(), index="exact", extensions=[], media=[NAME]) as engine:
+        assert engine.settings["media"] == [NAME]
         report = engine.add(
             [
                 Item.create("g1", title="plain", media={NAME: "g1.json"}),
@@ -74,7 +77,7 @@ def test_the_cli_and_the_rest_api_load_a_dotted_path_medium(tmp_path: Path) -> N
     from xmodal.serve import ApiKey, ServeConfig, create_app
 
     index, path = tmp_path / "idx", catalog(tmp_path / "cat")
-    done = cli(index, "--encoder", ENCODER, "--index-kind", "exact", "add", str(path), "--json")
+    done = cli(index, "--encoder", ENCODER, "--index-kind", "exact", "--media-loader", NAME, "add", str(path), "--json")
     assert done.returncode == 1, done.stderr  # two items rejected, the others added
     report = json.loads(done.stdout)
     assert report["added"] == 3 and [r["where"].rsplit(":", 1)[1] for r in report["rejected"]] == ["4", "5"]
@@ -116,7 +119,7 @@ def test_a_query_targets_a_third_party_vector_kind_and_an_unknown_kind_is_refuse
     from xmodal.serve import ServeConfig, create_app
 
     index = tmp_path / "idx"
-    with Engine.open(index, encoder=GlyphEncoder(), index="exact") as engine:
+    with Engine.open(index, encoder=GlyphEncoder(), index="exact", media=[NAME]) as engine:
         engine.add([Item.create("g1", title="zzzz", media={NAME: glyph_file("abab")}), Item.create("t1", title="zz")])
         assert engine.vector_kinds() == ["text", "glyphs", "combined"]
         for mode in ("dense", "learned"):

@@ -14,11 +14,18 @@ registry (``local`` by default), which gets filters as a parsed :class:`~xmodal.
 Every derived structure — the in-memory catalog, the vector backend, each extension — follows the store's
 change log (:mod:`xmodal.changes`): the engine applies its own writes at once and, before a read, the
 writes another process committed (a CLI ``add`` while ``serve`` runs, a second server on the folder).
+
+Locking: one write at a time (``_writing``: the store commit, then the derived structures). The catalog and
+the vector backend change under the readers–writer lock held alone, and only for that step; the extensions
+hear of a write after it is released, under their own locks, so a search never waits for an extension's work
+(a dense search not at all; a search in an extension's mode for that extension's own lock at most). A write
+returns once every structure reflects it: an acknowledged write is searchable in every mode.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,7 +46,7 @@ from .feedback.log import FeedbackLog
 from .filters import AttributeTable, FilterExpr
 from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
 from .media import MediaStore
-from .media_loaders import media_loader
+from .media_loaders import allow_media, media_loader
 from .records import MAX_K, Hits, Item, Query, Target, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
@@ -64,9 +71,12 @@ class Engine:
         self.encoder = encoder
         self.settings = settings
         self.media = MediaStore(path)
-        self._lock = RWLock()  # searches share it (read), writes and catch-ups hold it alone
+        self._lock = RWLock()  # searches share it; the catalog and the vector backend change under it alone
+        self._writing = threading.RLock()  # one write or catch-up at a time, extension work included
+        self._moved = threading.Condition()  # notified when the catalog and the backend reflect a newer change
         self._closed = False
         self._seq = store.last_seq()  # read before the catalog: a change made meanwhile is applied again
+        self._settled = self._seq  # every extension has been told of the changes up to here
         self._catalog = Catalog.load(store)
         #: The vector backend named by ``settings["backend"]`` (:mod:`xmodal.backends`); it resolves
         #: filters through the catalog (its attribute table, built on the first filter) when it filters by rows.
@@ -96,10 +106,13 @@ class Engine:
         extensions: Sequence[str] | None = None,
         default_mode: str | None = None,
         backend: str | None = None,
+        media: Sequence[str] | None = None,
     ) -> Engine:
         """Open (or create) the index folder ``path``; a new one takes the given settings, an existing one
         must match any setting given. ``extensions`` (a new index: ``["ltr", "genret"]``) are opened now.
-        ``backend`` names the vector backend of a new index (default ``local``; see :mod:`xmodal.backends`)."""
+        ``backend`` names the vector backend of a new index (default ``local``; see :mod:`xmodal.backends`).
+        ``media`` names media loaders by dotted path (``"package.module:Loader"``) that items and queries may
+        use; they are added to the index setting ``media`` (no catalog line or request can name another)."""
         root = Path(path)
         store = SQLiteStore(root / "store.sqlite")
         try:
@@ -112,7 +125,9 @@ class Engine:
                 extensions=extensions,
                 default_mode=default_mode,
                 backend=backend,
+                media=media,
             )
+            allow_media(settings.get("media", []))
             engine = cls(root, store, enc, settings)
             if store.get_meta("settings") != settings:
                 try:
@@ -126,7 +141,7 @@ class Engine:
 
     def close(self) -> None:
         """Checkpoint the derived state (what changed) and close the store; a second close does nothing."""
-        with self._lock:
+        with self._writing, self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -143,23 +158,25 @@ class Engine:
         """Save the vector indexes and each extension's state, where they changed since the last save. The
         sequence recorded is the one applied here (never the store's newest: another process's writes this
         engine has not applied are not in the state saved, and the next open replays them)."""
-        with self._lock, space_guard(self.path):
-            self.backend.checkpoint(self._seq)  # writes nothing when unchanged
+        with self._writing, space_guard(self.path):  # no write in flight: every extension reflects the sequence
+            with self._lock:
+                self.backend.checkpoint(self._seq)  # writes nothing when unchanged
             self._extensions.checkpoint()
 
     def rebuild(self) -> None:
         """Rebuild the derived structures from the store and checkpoint them (``xmodal check --repair``):
         every stored item is applied again to the catalog and the vector backend, rows the backend holds
         that the store does not are removed, and every extension is caught up."""
-        with self._lock:
-            seq = self.store.last_seq()  # read first: a change committed meanwhile is applied again later
-            replay(self, 0, self._catalog, self.backend)
-            if isinstance(self.backend, RowListing):
-                live = set(self._catalog.rows().tolist())
-                for kind in self.backend.kinds():
-                    self.backend.remove([row for row in self.backend.rows(kind).tolist() if row not in live])
-            self._seq = max(self._seq, seq)
-            self._extensions.sync(self)
+        with self._writing:
+            with self._lock:
+                seq = self.store.last_seq()  # read first: a change committed meanwhile is applied again later
+                replay(self, 0, self._catalog, self.backend)
+                if isinstance(self.backend, RowListing):
+                    live = set(self._catalog.rows().tolist())
+                    for kind in self.backend.kinds():
+                        self.backend.remove([row for row in self.backend.rows(kind).tolist() if row not in live])
+                self._advance(max(self._seq, seq))
+            self._sync()
             self.checkpoint()
 
     def __enter__(self) -> Engine:
@@ -176,10 +193,11 @@ class Engine:
         for chunk in _chunks(items, BATCH):
             chunk = dedupe(chunk, seen, report)
             entries = encode_entries(load_media(chunk, base, report), self.encoder, self.media, report)
-            with self._lock:
+            with self._writing:
+                before = self._seq
                 rows = self.store.put(entries)
                 stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries, strict=True)]
-                self._apply(len(rows), stored, ())
+                self._apply(before, len(rows), stored, ())
             report.added.extend(item.id for item, _ in entries)
             if progress is not None:
                 progress(len(chunk))
@@ -188,35 +206,61 @@ class Engine:
     def delete(self, ids: Sequence[str]) -> int:
         """Delete items by id, and their segments with them (one transaction); returns how many of ``ids``
         existed."""
-        with self._lock:
+        with self._writing:
+            before = self._seq
             rows, existed = self.store.delete_tree(list(ids))
-            self._apply(len(rows), (), rows)
+            self._apply(before, len(rows), (), rows)
         return existed
 
-    def _apply(self, count: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
-        """Apply this process's committed write to the derived structures. When another process committed
-        in between (the sequence moved by more than this write), everything is caught up from the log."""
-        before, after = self._seq, self.store.last_seq()
-        if after - before != count:
+    def _apply(self, before: int, count: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
+        """Apply this process's committed write (``count`` changes after sequence ``before``) to the derived
+        structures: the catalog and the vector backend under the lock alone, then the extensions outside it.
+        When another process committed in between (the sequence moved by more than this write), everything
+        is caught up from the log instead."""
+        with self._lock:
+            after = self.store.last_seq()
+            if after - before == count:
+                for follower in (self._catalog, self.backend):
+                    if stored:
+                        follower.on_put(stored)
+                    if deleted:
+                        follower.on_delete(deleted)
+                self._advance(after)
+        if self._seq != after:
             self._sync()
             return
-        for follower in (self._catalog, self.backend):
-            if stored:
-                follower.on_put(stored)
-            if deleted:
-                follower.on_delete(deleted)
-        self._seq = after
-        self._extensions.apply(before, after, stored, deleted)
+        self._extensions.apply(before, after, stored, deleted)  # a failing one catches up from the log
+        self._settled = after
+
+    def _advance(self, seq: int) -> None:
+        """Record that the catalog and the vector backend reflect ``seq``, waking readers waiting for it."""
+        with self._moved:
+            self._seq = seq
+            self._moved.notify_all()
 
     def _sync(self) -> None:
         """Catch up with writes committed by other processes (and extensions that missed one)."""
-        with self._lock:
-            self._seq = replay(self, self._seq, self._catalog, self.backend)
+        with self._writing:
+            with self._lock:
+                self._advance(replay(self, self._seq, self._catalog, self.backend))
             self._extensions.sync(self)
+            self._settled = self._seq
 
-    def refresh(self) -> None:
-        """See the writes other processes committed; reads call it, so they need not."""
-        if self.store.last_seq() != self._seq or self._extensions.stale(self._seq):
+    def refresh(self, *, extensions: bool = True) -> None:
+        """See the writes other processes committed; reads call it, so they need not. ``extensions=False``
+        (a dense search, a look-up) skips catching up an extension that failed on a change."""
+        last = self.store.last_seq()
+        while self._seq < last:
+            if self._writing.acquire(blocking=False):
+                try:
+                    self._sync()
+                finally:
+                    self._writing.release()
+                return
+            with self._moved:  # a write of this process is in flight: it applies the log up to its own change
+                if self._seq < last:
+                    self._moved.wait(0.05)
+        if extensions and self._extensions.behind(self._settled):
             self._sync()
 
     # -- extensions -----------------------------------------------------------------------------
@@ -250,8 +294,9 @@ class Engine:
         return self.store.last_seq()
 
     def applied_seq(self) -> int:
-        """The store sequence the catalog and the vector backend reflect (see :meth:`checkpoint`)."""
-        return self._seq
+        """The store sequence every derived structure was told of: the catalog, the vector backend and every
+        extension (one that failed on a change is behind it; see :meth:`extension_seqs`)."""
+        return self._settled
 
     def extension_seqs(self) -> dict[str, int]:
         """The store sequence each opened extension reflects (behind :meth:`applied_seq`: it failed on a
@@ -320,11 +365,11 @@ class Engine:
 
     # -- reads --------------------------------------------------------------------------------
     def __len__(self) -> int:
-        self.refresh()
+        self.refresh(extensions=False)
         return len(self._catalog)
 
     def __contains__(self, item_id: object) -> bool:
-        self.refresh()
+        self.refresh(extensions=False)
         return item_id in self._catalog.row_by_id
 
     def get(self, item_id: str) -> Item:
@@ -364,7 +409,7 @@ class Engine:
         start = time.perf_counter()
         query = Query(text=query, **options) if isinstance(query, str) else query
         query = replace(query, mode=query.mode or self.default_mode)
-        self.refresh()
+        self.refresh(extensions=query.mode != DENSE)
         self._target_kinds(query.target)  # an unknown vector kind is an error in every mode
         mode = None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
         vector = self.encode_query(query, base_dir)
@@ -424,7 +469,7 @@ class Engine:
             )
         kinds = self._target_kinds(target)
         where = FilterExpr.parse(filters)
-        self.refresh()
+        self.refresh(extensions=False)
         with self._lock.read():
             if where is not None:
                 self._catalog.attributes.check(where)  # every backend: no condition on an unknown attribute
@@ -504,7 +549,7 @@ class Engine:
 
     def info(self) -> dict[str, Any]:
         """Counts per modality and per vector kind, encoder, dimension, index kind, extensions and modes."""
-        self.refresh()
+        self.refresh(extensions=False)
         return {
             "path": str(self.path),
             "items": len(self._catalog),

@@ -1,8 +1,9 @@
 """The extensions an engine opened: each with the store sequence it reflects, kept in step with writes.
 
-A write is committed before any extension hears of it; an extension that fails on a change is marked
-stale (it keeps the sequence it last reflected) and caught up from the change log at the next sync. A
-failing extension never turns a committed write into a reported failure.
+A write is committed before any extension hears of it, and the engine tells the extensions outside its
+readers–writer lock (each guards its own state), so searches do not wait for their work. An extension that
+fails on a change is marked stale (it keeps the sequence it last reflected) and caught up from the change log
+at the next sync. A failing extension never turns a committed write into a reported failure.
 """
 
 from __future__ import annotations
@@ -93,9 +94,9 @@ class ExtensionSet:
         """The store sequence each extension reflects."""
         return dict(self._seq)
 
-    def stale(self, seq: int) -> list[str]:
+    def behind(self, seq: int) -> list[str]:
         """Extensions behind store sequence ``seq`` (one missed a change by failing on it)."""
-        return [name for name, have in self._seq.items() if have != seq]
+        return [name for name, have in self._seq.items() if have < seq]
 
     def checkpoint(self) -> None:
         for extension in self._opened.values():

@@ -1,7 +1,9 @@
 """An index's settings: chosen when the folder is created, stored in it, checked on every later open.
 
 ``{"encoder": {...its config...}, "backend": "local", "index": "auto", "index_options": {},
-"extensions": ["ltr", "genret"], "default_mode": "learned"}``. An index written before ``backend``,
+"extensions": ["ltr", "genret"], "default_mode": "learned"}``, plus ``"media": [...]`` when the index allows
+media loaders named by dotted path (:func:`xmodal.media_loaders.allow_media`; names given to a later open are
+added). An index written before ``backend``,
 ``extensions`` and ``default_mode`` were settings gets today's defaults for them (what that version did),
 recorded the first time it is opened for writing. The backend is resolved by name (:mod:`xmodal.backends`)
 when the engine opens it.
@@ -37,6 +39,7 @@ def open_settings(
     extensions: Sequence[str] | None,
     default_mode: str | None,
     backend: str | None = None,
+    media: Sequence[str] | None = None,
 ) -> tuple[Encoder, dict[str, Any]]:
     """The index's encoder and settings: the stored ones (checked against any given) or new ones."""
     saved = store.get_meta("settings")
@@ -61,7 +64,21 @@ def open_settings(
         if default_mode is not None:
             settings["default_mode"] = default_mode
     check_mode(settings["default_mode"], settings["extensions"])
+    allowed = _media_names(settings.get("media", []), "the index setting 'media'") + _media_names(media or [], "media")
+    if allowed:
+        settings["media"] = sorted(set(allowed))
     return enc, settings
+
+
+def _media_names(names: object, where: str) -> list[str]:
+    """Media loader dotted paths, each a non-empty string."""
+    if (
+        isinstance(names, str)
+        or not isinstance(names, (list, tuple))
+        or not all(isinstance(n, str) and n.strip() for n in names)
+    ):
+        raise ConfigError(f"{where} must be a list of media loader paths ('package.module:Loader'), got {names!r}")
+    return [n.strip() for n in names]
 
 
 def check_mode(mode: str, extensions: Sequence[str]) -> None:

@@ -5,6 +5,8 @@ sequence it reflects, so the engine's generic change-log replay catches it up) a
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -69,3 +71,23 @@ class ToyExtension:
 
     def close(self) -> None:
         self.checkpoint()
+
+
+class SlowToyExtension(ToyExtension):
+    """The toy extension, slow to hear of writes (a big batch's derived-index work, such as a trie or a
+    ranker's features): ``on_put`` sets ``entered``, then waits for ``gate`` (at most ``hold`` seconds) or
+    sleeps ``delay`` seconds when no gate is set."""
+
+    name = "slowtoy"
+    delay = 0.0
+    hold = 20.0
+    gate: threading.Event | None = None
+    entered = threading.Event()
+
+    def on_put(self, stored: Sequence[StoredItem]) -> None:
+        SlowToyExtension.entered.set()
+        if SlowToyExtension.gate is not None:
+            SlowToyExtension.gate.wait(SlowToyExtension.hold)
+        else:
+            time.sleep(SlowToyExtension.delay)
+        super().on_put(stored)

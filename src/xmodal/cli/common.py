@@ -62,6 +62,16 @@ def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
             },
         ),
         (
+            "--media-loader",
+            {
+                "metavar": "PATH",
+                "action": "append",
+                "default": None,
+                "help": "allow the media loader 'package.module:Loader' in this index's items and queries "
+                "(recorded in the index settings; repeat for several)",
+            },
+        ),
+        (
             "--dim",
             {
                 "type": int,
@@ -159,7 +169,14 @@ def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
         raise UsageError(f"--dim must be positive, got {args.dim}")
     if not create and not (path / "store.sqlite").is_file():
         raise UsageError(f"{path} is not an xmodal index (create it with: xmodal --index {path} add CATALOG)")
-    return Engine.open(path, encoder=args.encoder, dim=args.dim, index=args.index_kind, backend=args.backend)
+    return Engine.open(
+        path,
+        encoder=args.encoder,
+        dim=args.dim,
+        index=args.index_kind,
+        backend=args.backend,
+        media=getattr(args, "media_loader", None),
+    )
 
 
 @contextmanager

@@ -122,12 +122,12 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     options = query_options(args)
-    try:
-        media = dict(_media_arg(m) for m in args.media)
-        query = Query(text=args.text or None, image=args.image, media=media, group=args.group, **options)
-    except ValidationError as exc:
-        raise UsageError(str(exc)) from None
-    with engine_of(args) as engine:
+    media = dict(_media_arg(m) for m in args.media)
+    with engine_of(args) as engine:  # opened first: the index settings allow its media loaders
+        try:
+            query = Query(text=args.text or None, image=args.image, media=media, group=args.group, **options)
+        except ValidationError as exc:
+            raise UsageError(str(exc)) from None
         result = engine.search(query, base_dir=Path.cwd(), log=args.log, explain=args.explain)
     if args.json:
         print_json(result.to_dict())

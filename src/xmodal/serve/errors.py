@@ -14,12 +14,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import ConfigError, DiskFull, NotFoundError, ValidationError
+from ..ingest.catalog import nesting_depth
 from .auth import AuthError
 from .echo import clip, clip_message
 from .limits import BodyLimitMiddleware, RateLimited
 from .logs import logger, request_id
 from .models import ErrorBody
 from .writer import QueueFull
+
+#: How deep lists and objects may nest in a JSON body (a filter expression nests a few levels a condition).
+MAX_BODY_NESTING = 64
 
 
 class ApiError(Exception):
@@ -69,7 +73,8 @@ def parse_json(body: bytes) -> Any:
 
 
 def loads(text: str, field: str) -> Any:
-    """``json.loads`` with every failure as a 400 naming the field: syntax, absurd nesting, the
+    """``json.loads`` with every failure as a 400 naming the field: syntax, nesting deeper than
+    :data:`MAX_BODY_NESTING` (whether the parser ran out of stack or not), the
     non-JSON constants NaN/Infinity, and lone UTF-16 surrogates (``"\\ud800"``), which Python
     accepts but no response could ever encode again."""
 
@@ -81,7 +86,10 @@ def loads(text: str, field: str) -> Any:
     except ValueError as exc:
         raise ApiError(400, f"not valid JSON: {exc}", field, "send a JSON object") from None
     except RecursionError:
-        raise ApiError(400, "JSON nested too deeply", field, "flatten the structure") from None
+        raise _too_deep(field, None) from None
+    depth = nesting_depth(value, MAX_BODY_NESTING)  # counted without recursion, as every later step must be
+    if depth > MAX_BODY_NESTING:
+        raise _too_deep(field, depth)
     if "\\u" in text and _has_surrogate(value):
         raise ApiError(
             400, "a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff)", field, "send valid Unicode text"
@@ -89,13 +97,30 @@ def loads(text: str, field: str) -> Any:
     return value
 
 
+def _too_deep(field: str, depth: int | None) -> ApiError:
+    levels = "more levels than the parser can follow" if depth is None else f"at least {depth} levels"
+    return ApiError(
+        400,
+        f"JSON nested too deeply ({levels}; the limit is {MAX_BODY_NESTING})",
+        field,
+        "flatten the structure",
+    )
+
+
 def _has_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        return any("\ud800" <= c <= "\udfff" for c in value)
-    if isinstance(value, dict):
-        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogate(v) for v in value)
+    """Whether any string (key or value) in ``value`` holds a lone surrogate, found without recursion: a
+    body the parser accepted may nest deeper than Python's call stack."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if any("\ud800" <= c <= "\udfff" for c in node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
     return False
 
 

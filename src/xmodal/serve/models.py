@@ -16,13 +16,13 @@ SpanValue = dict[str, int | float]
 
 
 def _media_names() -> str:
-    """The media this server knows by name, from the media loader registry (any dotted path works too)."""
+    """The media this server knows by name, from the media loader registry (and the index's allowed dotted paths)."""
     return ", ".join(available_media())
 
 
 MODALITY_HELP = (
     f"text, or media names joined by '+' with text last (media here: {_media_names()}; "
-    "or a loader's dotted path), e.g. image+text"
+    "or a loader's dotted path named in the index setting 'media'), e.g. image+text"
 )
 SPAN_HELP = 'where a segment sits in its parent: {"page": 3} or {"start": 12.5, "end": 20.0} (seconds)'
 GROUP_PATTERN = "^(" + "|".join(g for g in GROUPS if g) + ")$"
