@@ -23,9 +23,10 @@ normal clients' event loop): anonymous, from 127.0.0.1 (``--abuser-addresses N``
 - ``png``: a single-colour PNG just under ``max_pixels`` (4999², ~80 KB), with a 4,096-character text and k = 1,000;
 - ``jpeg``: the same as a JPEG;
 - ``text``: a 4,096-character text (WordNet glosses), k = 1,000;
-- ``filters``: the same with the longest filter a body allows: membership lists of ``--filter-values``
-  values on both attributes and a range on 64 more (flat: the filter language has no nesting; a
-  nested body deeper than the JSON limit is a 400 and is sent as ``deep_json``);
+- ``filters``: the same with long filters: membership lists of ``--filter-values`` values on both
+  attributes (``pos``, ``lexname``; the real values among them, so most items match). Filters are flat
+  (no nesting in the filter language) and may name only attributes the index has (others: 422);
+- ``deep_json``: not valid, for comparison: a body nested 100,000 levels deep (a 400);
 - ``mcp_init``: a JSON-RPC ``initialize`` POST on ``/mcp``;
 - ``mcp_search``: a ``tools/call`` of ``search`` on ``/mcp`` with a 4,096-character text and k = 100.
 
@@ -60,7 +61,7 @@ from serverutil import cpu_seconds, encoded, memory_mb, percentile, png, wordnet
 
 from xmodal import Engine  # noqa: E402
 from xmodal.serve import ServeConfig  # noqa: E402
-from xmodal.serve.policy import MAX_K, MAX_QUERY_TEXT  # noqa: E402
+from xmodal.serve.policy import MAX_K, MAX_QUERY_TEXT, search_cost  # noqa: E402
 from xmodal.serve.testing import free_port, spawn_server  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -74,6 +75,17 @@ INIT = {
     "method": "initialize",
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "abuse", "version": "1"}},
 }
+
+
+def tokens() -> dict[str, float]:
+    """What the rate limiter charges each kind of search (a request's 1 on arrival included)."""
+    side = math.isqrt(ServeConfig().max_pixels - 1)
+    image = round(search_cost("x" * MAX_QUERY_TEXT, side * side, MAX_K), 1)
+    text = round(search_cost("x" * MAX_QUERY_TEXT, 0, MAX_K), 1)
+    return {"png": image, "jpeg": image, "text": text, "filters": text, "mcp_init": 1.0, "mcp_search": text}
+
+
+TOKENS = tokens()
 
 
 def normal_keys(clients: int) -> list[str]:
@@ -115,7 +127,6 @@ def payloads(glosses: list[str], filter_values: int) -> dict[str, dict[str, Any]
         "lexname": [f"noun.{w}" for w in ("artifact", "act", "person", "plant", "animal")]
         + [f"lexname-{i}" for i in range(filter_values)],
     }
-    filters.update({f"attr{i}": {"gte": -1e9, "lt": 1e9} for i in range(64)})
     search = {"text": text, "k": MAX_K}
     deep = '{"text": "a", "filters": ' + "[" * 100_000 + "]" * 100_000 + "}"
     call = {"name": "search", "arguments": {"text": text, "k": 100}}
@@ -145,14 +156,14 @@ def abuse_process(url: str, args: dict[str, Any], ready: Any, go: Any, results: 
     requests = payloads(args["glosses"], args["filter_values"])
     ready.set()
     go.wait()
-    out = asyncio.run(attack(url, requests, args["abusers"], args["addresses"], args["seconds"]))
+    out = asyncio.run(attack(url, requests, args["kinds"], args["abusers"], args["addresses"], args["seconds"]))
     results.put({**out, "payload_bytes": payload_sizes(requests)})
 
 
 async def attack(
-    url: str, requests: dict[str, dict[str, Any]], abusers: int, addresses: int, seconds: float
+    url: str, requests: dict[str, dict[str, Any]], kinds: tuple[str, ...], abusers: int, addresses: int, seconds: float
 ) -> dict[str, Any]:
-    codes: dict[str, dict[str, int]] = {kind: {} for kind in KINDS}
+    codes: dict[str, dict[str, int]] = {kind: {} for kind in kinds}
     clients = [
         httpx.AsyncClient(
             base_url=url,
@@ -164,7 +175,7 @@ async def attack(
     stop = time.perf_counter() + seconds
 
     async def worker(n: int) -> None:
-        kind = KINDS[n % len(KINDS)]
+        kind = kinds[n % len(kinds)]
         spec = dict(requests[kind])
         path = spec.pop("path", "/search")
         client = clients[n % len(clients)]
@@ -246,6 +257,32 @@ class Sampler:
         self._thread.join()
 
 
+def costs(url: str, requests: dict[str, dict[str, Any]], pid: int, repeat: int = 3) -> dict[str, Any]:
+    """Each kind sent ``repeat`` times in a row on an idle server, with a key of its own (a bucket of its own):
+    the server's CPU seconds and the latency per request, beside the tokens it is charged."""
+    out = {}
+    for kind, spec in requests.items():
+        spec = dict(spec)
+        path = spec.pop("path", "/search")
+        headers = {**spec.pop("headers", {}), "X-API-Key": probe_key(kind)}
+        with httpx.Client(base_url=url, timeout=120) as client:
+            cpu0, t0, codes = cpu_seconds(pid), time.perf_counter(), []
+            for _ in range(repeat):
+                codes.append(client.post(path, headers=headers, **spec).status_code)
+            wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+        out[kind] = {
+            "codes": sorted(set(codes)),
+            "server_cpu_ms": round(cpu * 1000 / repeat, 1),
+            "latency_ms": round(wall * 1000 / repeat, 1),
+            "tokens": TOKENS.get(kind),
+        }
+    return out
+
+
+def probe_key(kind: str) -> str:
+    return f"probe-key-{kind.replace('_', '-')}"
+
+
 def warm_up(url: str, key: str, queries: list[str]) -> None:
     """Load the models and the code paths once (first text, first image, first MCP call)."""
     with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=120) as client:
@@ -257,7 +294,7 @@ def warm_up(url: str, key: str, queries: list[str]) -> None:
 
 def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list[str], log: Path) -> dict[str, Any]:
     keys = normal_keys(args.clients)
-    env = {"XMODAL_API_KEYS": ",".join(f"{k}:read" for k in keys)}
+    env = {"XMODAL_API_KEYS": ",".join(f"{k}:read" for k in keys + [probe_key(kind) for kind in KINDS])}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     ctx = mp.get_context("spawn")
@@ -266,6 +303,7 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
         "glosses": glosses,
         "filter_values": args.filter_values,
         "abusers": args.abusers,
+        "kinds": tuple(args.kinds.split(",")),
         "addresses": args.abuser_addresses,
         "seconds": args.seconds,
     }
@@ -275,6 +313,7 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
     sampler = Sampler(proc.pid)
     try:
         warm_up(url, keys[0], queries)
+        cost = costs(url, payloads(glosses, args.filter_values), proc.pid) if args.costs else None
         rss_warm = memory_mb(proc.pid)
         cpu0 = cpu_seconds(proc.pid)
         idle = asyncio.run(normal_clients(url, keys, queries, args.normal_rate, args.idle_seconds))
@@ -296,6 +335,7 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
         abusers.join(30)
     ratio = loaded["p99_ms"] / idle["p99_ms"]
     return {
+        "cost_per_request_idle": cost,
         "normal": {
             "idle": idle,
             "under_abuse": loaded,
@@ -335,8 +375,13 @@ def main() -> None:
     parser.add_argument("--normal-rate", type=float, default=5.0, help="searches per second per normal client")
     parser.add_argument("--abusers", type=int, default=16, help="abusive clients (spread over the kinds)")
     parser.add_argument("--abuser-addresses", type=int, default=1, help="source addresses 127.0.0.1..N")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="abusive kinds to send, comma-separated")
+    parser.add_argument("--no-costs", dest="costs", action="store_false", help="skip the per-kind cost phase")
     parser.add_argument("--filter-values", type=int, default=10_000, help="values per membership list")
     args = parser.parse_args()
+    unknown = sorted(set(args.kinds.split(",")) - set(KINDS))
+    if unknown:
+        parser.error(f"--kinds: unknown {unknown}; choose from {', '.join(KINDS)}")
     items, queries = wordnet(args.items, 200)
     glosses = [item.text or "" for item in items[:200]]
     index, build_s = cached_index(args.items, args.encoder)
@@ -358,10 +403,13 @@ def main() -> None:
             "normal_rate_per_client": args.normal_rate,
             "abusers": args.abusers,
             "abuser_addresses": args.abuser_addresses,
+            "kinds": args.kinds.split(","),
         }
-        result.update(run(copy, args, queries, glosses, Path(tmp) / "server.log"))
-        log = (Path(tmp) / "server.log").read_text(errors="replace").splitlines()
-        result["server_log_errors"] = [line[:300] for line in log if "Traceback" in line or "ERROR" in line][:5]
+        log = OUT / "bench_abuse-server.log"
+        log.unlink(missing_ok=True)
+        result.update(run(copy, args, queries, glosses, log))
+        errors = [line for line in log.read_text(errors="replace").splitlines() if '"level": "error"' in line]
+        result["server_errors"] = {"count": len(errors), "log": str(log), "first": [e[:300] for e in errors[:3]]}
     print(json.dumps(result, indent=2))
 
 
