@@ -82,7 +82,8 @@ def tokens() -> dict[str, float]:
     side = math.isqrt(ServeConfig().max_pixels - 1)
     image = round(search_cost("x" * MAX_QUERY_TEXT, side * side, MAX_K), 1)
     text = round(search_cost("x" * MAX_QUERY_TEXT, 0, MAX_K), 1)
-    return {"png": image, "jpeg": image, "text": text, "filters": text, "mcp_init": 1.0, "mcp_search": text}
+    mcp = round(search_cost("x" * MAX_QUERY_TEXT, 0, 100), 1)  # MCP asks for k = 100 (its most)
+    return {"png": image, "jpeg": image, "text": text, "filters": text, "mcp_init": 1.0, "mcp_search": mcp}
 
 
 TOKENS = tokens()
@@ -156,8 +157,10 @@ def abuse_process(url: str, args: dict[str, Any], ready: Any, go: Any, results: 
     requests = payloads(args["glosses"], args["filter_values"])
     ready.set()
     go.wait()
+    cpu = time.process_time()
     out = asyncio.run(attack(url, requests, args["kinds"], args["abusers"], args["addresses"], args["seconds"]))
-    results.put({**out, "payload_bytes": payload_sizes(requests)})
+    client_cpu = round(time.process_time() - cpu, 2)
+    results.put({**out, "client_cpu_s": client_cpu, "payload_bytes": payload_sizes(requests)})
 
 
 async def attack(
@@ -309,7 +312,12 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
     }
     abusers = ctx.Process(target=abuse_process, args=(url, attack_args, ready, go, results), daemon=True)
     abusers.start()
-    proc = spawn_server(index, port, encoder=args.encoder, env=env, log=log)
+    config = None
+    if args.rate is not None or args.burst is not None:  # exploring other limits; the default run has no config
+        config = log.parent / "bench_abuse-serve.toml"
+        settings = {"rate": args.rate, "burst": args.burst}
+        config.write_text("".join(f"{k} = {v!r}\n" for k, v in settings.items() if v is not None))
+    proc = spawn_server(index, port, config=config, encoder=args.encoder, env=env, log=log)
     sampler = Sampler(proc.pid)
     try:
         warm_up(url, keys[0], queries)
@@ -376,6 +384,8 @@ def main() -> None:
     parser.add_argument("--abusers", type=int, default=16, help="abusive clients (spread over the kinds)")
     parser.add_argument("--abuser-addresses", type=int, default=1, help="source addresses 127.0.0.1..N")
     parser.add_argument("--kinds", default=",".join(KINDS), help="abusive kinds to send, comma-separated")
+    parser.add_argument("--rate", type=float, help="override the default rate (tokens/s per key or address)")
+    parser.add_argument("--burst", type=int, help="override the default burst")
     parser.add_argument("--no-costs", dest="costs", action="store_false", help="skip the per-kind cost phase")
     parser.add_argument("--filter-values", type=int, default=10_000, help="values per membership list")
     args = parser.parse_args()
@@ -394,7 +404,9 @@ def main() -> None:
             "items": len(items),
             "encoder": args.encoder,
             "index_build_s": round(build_s, 2) if build_s is not None else "cached",
-            "limits": "ServeConfig defaults",
+            "limits": "ServeConfig defaults"
+            if args.rate is None and args.burst is None
+            else {"rate": args.rate or ServeConfig.rate, "burst": args.burst or ServeConfig.burst},
             "cpus": os.cpu_count(),
             "load_average_before": os.getloadavg(),
             "seconds": args.seconds,
