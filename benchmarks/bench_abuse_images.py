@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import tempfile
@@ -29,31 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image
+from serverutil import cpu_seconds, memory_mb, png
 
 from xmodal import Engine, Item
 from xmodal.encoders import HashingEncoder
 from xmodal.serve.testing import free_port, spawn_server
-
-
-def png(side: int) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (side, side), (30, 120, 200)).save(out, format="PNG")
-    return out.getvalue()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_mb(pid: int, key: str) -> float:
-    """``VmRSS`` or ``VmHWM`` (peak RSS) of a process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def attack(url: str, image: bytes, requests: int, concurrency: int) -> dict[str, Any]:

@@ -36,44 +36,13 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
+from serverutil import memory_mb, percentile, wordnet  # noqa: E402
 
-from xmodal import Engine, Item  # noqa: E402
-from xmodal.samples import read_synsets  # noqa: E402
+from xmodal import Engine  # noqa: E402
 from xmodal.serve.testing import free_port, run_load, spawn_server  # noqa: E402
 
 KEY = "bench-writer-key-01"
 ENV = {"XMODAL_API_KEYS": f"{KEY}:write"}
-
-
-def wordnet(n_items: int, n_queries: int) -> tuple[list[Item], list[str]]:
-    items, queries = [], []
-    for i, s in enumerate(read_synsets()):
-        if i % 10 == 9 and len(queries) < n_queries:
-            queries.append(s.lemmas[0].replace("_", " "))
-        elif len(items) < n_items:
-            items.append(
-                Item.create(
-                    f"wn-{s.pos}{s.offset}",
-                    title=s.lemmas[0].replace("_", " "),
-                    text=s.gloss,
-                    attributes={"pos": s.pos, "lexname": s.lexname},
-                )
-            )
-        if len(items) >= n_items and len(queries) >= n_queries:
-            break
-    return items, queries
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def overhead(index: Path, queries: list[str], port: int, config: Path, log: Path) -> dict[str, Any]:
@@ -155,12 +124,12 @@ async def _empty_app(scope: Any, receive: Any, send: Any) -> None:
 def load(index: Path, queries: list[str], args: argparse.Namespace, config: Path, log: Path) -> dict[str, Any]:
     port = free_port()
     proc = spawn_server(index, port, config=config, env=ENV, log=log)
-    samples = [rss_mb(proc.pid)]
+    samples = [memory_mb(proc.pid)]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.5):
-            samples.append(rss_mb(proc.pid))
+            samples.append(memory_mb(proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -178,7 +147,7 @@ def load(index: Path, queries: list[str], args: argparse.Namespace, config: Path
     finally:
         done.set()
         sampler.join()
-        samples.append(rss_mb(proc.pid))
+        samples.append(memory_mb(proc.pid))
         proc.terminate()
         exit_code = proc.wait(60)
     with Engine.open(index) as engine:

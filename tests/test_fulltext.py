@@ -339,3 +339,44 @@ def test_top_skips_a_frequent_terms_postings_and_ranks_as_the_full_query(store: 
 def _zipf(n: int) -> np.ndarray:
     weights = 1.0 / np.arange(1, n + 1)
     return np.asarray(weights / weights.sum())
+
+
+def test_stemming_from_many_threads_gives_each_word_its_own_stem() -> None:
+    """The search server stems queries on its reader threads while the writer stems new items. One
+    Snowball stemmer shared by them keeps the word being stemmed in itself, so concurrent calls mixed
+    their words up: an IndexError (a 500 under bench_abuse.py's long queries) or, silently, a wrong
+    stem, cached and stored. Each thread now stems with its own."""
+    import sys
+    import threading
+
+    import snowballstemmer
+
+    from xmodal.store.analysis import stem_word
+
+    roots = ("nation", "organ", "hope", "relate", "condition", "sensitiv", "rational", "formal", "care")
+    suffixes = ("al", "ization", "fulness", "ational", "iveness", "ousli", "biliti", "ing", "ed", "s")
+    words = [f"{r}{s}{'x' * n}{s}" for n in range(40) for r in roots for s in suffixes]
+    reference = snowballstemmer.stemmer("english")
+    expected = {w: reference.stemWord(w) for w in words}
+    stem = stem_word.__wrapped__  # past the cache: every call stems
+    wrong: list[str] = []
+
+    def worker(offset: int) -> None:
+        try:
+            for w in words[offset:] + words[:offset]:
+                if stem(w) != expected[w]:
+                    wrong.append(w)
+        except IndexError as exc:
+            wrong.append(repr(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=worker, args=(n * 97,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong, f"{len(wrong)} wrong stems, e.g. {wrong[:3]}"

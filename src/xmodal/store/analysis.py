@@ -12,14 +12,16 @@ changes, so stored terms and query terms always come from the same analyzer.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 import snowballstemmer
 
 ANALYZER = "snowball-english-1"
 _WORD = re.compile(r"\w+", re.UNICODE)
-_STEMMER = snowballstemmer.stemmer("english")
+_LOCAL = threading.local()
 
 
 def tokens(text: str) -> list[str]:
@@ -34,8 +36,17 @@ def stem_word(token: str) -> str:
     """The Snowball English stem of one lower-cased token (numbers are kept as they are)."""
     if token.isdigit():
         return token
-    stemmed: str = _STEMMER.stemWord(token)
+    stemmed: str = _stemmer().stemWord(token)
     return stemmed
+
+
+def _stemmer() -> Any:
+    """This thread's stemmer. A Snowball stemmer keeps the word it is stemming in itself, so one shared by
+    threads (a server's readers stemming queries while its writer stems items) mixes their words up."""
+    stemmer = getattr(_LOCAL, "stemmer", None)
+    if stemmer is None:
+        stemmer = _LOCAL.stemmer = snowballstemmer.stemmer("english")
+    return stemmer
 
 
 def terms(text: str | None) -> list[str]:
