@@ -205,7 +205,7 @@ def test_an_empty_catalog_follows_puts_and_deletes(tmp_path: Path) -> None:
 
 
 def test_item_meta_is_held_in_memory_and_follows_writes(tmp_path: Path) -> None:
-    """The ranker's freshness and modality features read (creation time, modality) from the catalog."""
+    """The ranker's freshness and modality features read (creation time, modality) alone, per row."""
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact", extensions=[]) as engine:
         engine.add([Item.create("a", title="lamp", created_at=100.0), Item.create("b", title="desk", created_at=200.0)])
         row_a, row_b = (engine.store.get(i).row for i in ("a", "b"))  # type: ignore[union-attr]
@@ -216,4 +216,4 @@ def test_item_meta_is_held_in_memory_and_follows_writes(tmp_path: Path) -> None:
         assert engine.item_meta([row_a]) == {}
         before = engine.item_meta([row_b])
     with Engine.open(tmp_path / "idx") as engine:
-        assert engine.item_meta([row_a, row_b]) == before  # loaded with the catalog, no store read per row
+        assert engine.item_meta([row_a, row_b]) == before

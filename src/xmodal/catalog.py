@@ -25,7 +25,6 @@ from .index.base import Labels
 from .store.base import CatalogRows, Store, StoredItem
 
 Fields = dict[str, Any]
-ItemMeta = tuple[float, str]  # an item's creation time (seconds since the epoch) and modality
 DECODED_CACHE = 4096  # distinct encodings whose decoded fields are kept
 
 
@@ -38,17 +37,13 @@ class Catalog:
 
     def __init__(self, loaded: CatalogRows | None = None) -> None:
         """An empty catalog, or one holding ``loaded`` (see :meth:`load`)."""
-        loaded = loaded or CatalogRows([], [], [], _nothing_encoded, [], [])
-        ids, rows = loaded.ids, loaded.rows
+        ids, rows, fields = (loaded.ids, loaded.rows, loaded.fields) if loaded is not None else ([], [], [])
         self.row_by_id: dict[str, int] = dict(zip(ids, rows, strict=True))
         self.id_by_row: dict[int, str] = dict(zip(rows, ids, strict=True))
         #: Each row's filter fields: encoded (as loaded, a ``str``) or decoded (as written since).
-        self._fields: dict[int, str | Fields] = dict(zip(rows, loaded.fields, strict=True))
-        #: Each row's creation time and modality (the ranker's freshness and modality features).
-        self._meta: dict[int, ItemMeta] = dict(
-            zip(rows, zip(loaded.created, loaded.modalities, strict=True), strict=True)
-        )
-        self._decode = functools.lru_cache(maxsize=DECODED_CACHE)(loaded.decode)
+        self._fields: dict[int, str | Fields] = dict(zip(rows, fields, strict=True))
+        decode = loaded.decode if loaded is not None else _nothing_encoded
+        self._decode = functools.lru_cache(maxsize=DECODED_CACHE)(decode)
         self._table: AttributeTable | None = None
         self._lock = threading.Lock()  # the table's build against another build or a write
 
@@ -85,18 +80,22 @@ class Catalog:
     def _decoded(self, fields: str | Fields) -> Fields:
         return self._decode(fields) if isinstance(fields, str) else fields
 
+    def remember(self, item_id: str, row: int, attrs: Fields) -> None:
+        """Hold ``item_id`` at ``row`` with these filter fields (replacing what the row or the id had)."""
+        with self._lock:
+            self._remember(item_id, row, attrs)
+
     def forget(self, row: int) -> None:
         """Drop ``row`` (nothing when absent)."""
         with self._lock:
             self._forget(row)
 
-    def _remember(self, item_id: str, row: int, attrs: Fields, meta: ItemMeta) -> None:
+    def _remember(self, item_id: str, row: int, attrs: Fields) -> None:
         self._forget(row)
         old = self.row_by_id.get(item_id)
         if old is not None:  # the id moved to a new row (re-added after a delete seen out of order)
             self._forget(old)
         self.row_by_id[item_id], self.id_by_row[row], self._fields[row] = row, item_id, attrs
-        self._meta[row] = meta
         if self._table is not None:
             self._table.add(row, attrs)
 
@@ -106,7 +105,6 @@ class Catalog:
             if self.row_by_id.get(item_id) == row:
                 del self.row_by_id[item_id]
             fields = self._fields.pop(row)
-            del self._meta[row]
             if self._table is not None:
                 self._table.remove(row, self._decoded(fields))
 
@@ -114,9 +112,7 @@ class Catalog:
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         with self._lock:
             for s in stored:
-                held = self._meta.get(s.row)  # a replaced item keeps its row and, in the store, its creation time
-                meta = (s.item.created_at if held is None else held[0], str(s.item.modality))
-                self._remember(s.item.id, s.row, s.item.filter_fields(), meta)  # attributes, parent, span
+                self._remember(s.item.id, s.row, s.item.filter_fields())  # attributes, parent, span
 
     def on_delete(self, rows: Sequence[int]) -> None:
         with self._lock:
@@ -126,11 +122,6 @@ class Catalog:
     # -- reads -------------------------------------------------------------------------------------
     def rows(self) -> np.ndarray:
         return np.fromiter(self.id_by_row.keys(), dtype=np.int64, count=len(self.id_by_row))
-
-    def meta_of(self, rows: Sequence[int]) -> dict[int, ItemMeta]:
-        """(creation time, modality) of each held row."""
-        meta = self._meta
-        return {row: meta[row] for row in rows if row in meta}
 
     def attributes_of(self, row: int) -> Mapping[str, Any]:
         fields = self._fields.get(row)

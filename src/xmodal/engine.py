@@ -311,8 +311,8 @@ class Engine:
         return self.store.get_rows(list(rows), with_vectors=with_vectors)
 
     def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
-        """(creation time, modality) of each row, from memory (rows deleted meanwhile are absent)."""
-        return self._catalog.meta_of(rows)
+        """(creation time, modality) of each row, read alone from the store (rows deleted meanwhile are absent)."""
+        return self.store.item_meta([r for r in rows if r >= 0])
 
     def iter_items(self) -> Iterator[StoredItem]:
         """Every stored item with its vectors, in row order."""

@@ -132,23 +132,32 @@ class Pipeline:
         self._load_ranker()
         self._pending: dict[str, tuple[np.ndarray, set[str]]] = {}
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
+        self._meta: dict[int, tuple[float, str]] = {}  # row -> (created_at, modality), read on first use
         self.dirty = False
         if feedback is not None:
             feedback.subscribe_impressions(self.on_impression)
             feedback.subscribe(self.on_event)
 
     def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
-        """(creation time, modality) of each row: the ranker's freshness and modality features."""
-        return self.engine.item_meta(rows)
+        """(creation time, modality) of each row: the ranker's freshness and modality features (read once per
+        row, then kept until the row changes)."""
+        missing = [r for r in rows if r >= 0 and r not in self._meta]
+        if missing:
+            self._meta.update(self.engine.item_meta(missing))
+        return {r: self._meta[r] for r in rows if r in self._meta}
 
     # -- keeping in step with the catalog (the LTR extension forwards the engine's changes) ----------
     def on_put(self, stored: Sequence[StoredItem]) -> None:
+        for s in stored:
+            self._meta.pop(s.row, None)
         for follower in self._followers:
             follower.on_put(stored)
         if set(self.context.vector_kinds()) - {s.kind for s in self.specs.values() if s.kind is not None}:
             self.refresh_strategies()  # the first vectors of a kind: its dense strategy joins
 
     def on_delete(self, rows: Sequence[int]) -> None:
+        for row in rows:
+            self._meta.pop(row, None)
         for follower in self._followers:
             follower.on_delete(rows)
 

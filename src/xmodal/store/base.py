@@ -54,6 +54,10 @@ class Store(Protocol):
         """Items by row; rows that no longer exist are absent."""
         ...
 
+    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
+        """(creation time, modality) by row, without the rest of the item; absent rows are left out."""
+        ...
+
     def catalog_rows(self) -> CatalogRows:
         """Every item's id, row and encoded filter fields (attributes, ``parent``, span position), in row
         order: the id ↔ row mapping and what filters need, read when the engine opens."""

@@ -93,8 +93,6 @@ class CatalogRows:
     rows: list[int]
     fields: list[str]
     decode: Callable[[str], dict[str, Any]]
-    created: list[float]  # each item's creation time
-    modalities: list[str]
 
 
 def decode_filter_fields(encoded: str) -> dict[str, Any]:
@@ -425,18 +423,27 @@ class SQLiteStore:
             out.update((s.row, s) for s in self._select(f"WHERE row IN ({marks})", chunk, with_vectors))
         return out
 
+    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
+        """(creation time, modality) by row, read alone (no text, attributes or vectors)."""
+        out: dict[int, tuple[float, str]] = {}
+        for start in range(0, len(rows), 500):
+            chunk = list(rows[start : start + 500])
+            sql = f"SELECT row, created_at, modality FROM items WHERE row IN ({','.join('?' * len(chunk))})"
+            with self._lock:
+                out.update((int(r), (float(c), str(m))) for r, c, m in self._db.execute(sql, chunk))
+        return out
+
     def catalog_rows(self) -> CatalogRows:
-        """Every item's id, row, encoded filter fields, creation time and modality, in row order (one query;
-        nothing parsed): the ``attributes`` JSON as stored, or ``[attributes, parent, span]`` as JSON for a
-        segment."""
+        """Every item's id, row and encoded filter fields, in row order (one query; nothing parsed): the
+        ``attributes`` JSON as stored, or ``[attributes, parent, span]`` as JSON for a segment."""
         with self._lock:
             records = self._db.execute(
                 "SELECT id, row, CASE WHEN parent IS NULL AND span IS NULL THEN attributes"
-                " ELSE json_array(attributes, parent, span) END, created_at, modality FROM items ORDER BY row"
+                " ELSE json_array(attributes, parent, span) END FROM items ORDER BY row"
             ).fetchall()
-        columns = list(zip(*records, strict=True)) or [()] * 5  # five columns, empty when there are no items
-        ids, rows, fields, created, modalities = (list(column) for column in columns)
-        return CatalogRows(ids, rows, fields, decode_filter_fields, created, modalities)
+        return CatalogRows(
+            [r[0] for r in records], [r[1] for r in records], [r[2] for r in records], decode_filter_fields
+        )
 
     def iter_all(self, batch: int = 2000) -> Iterator[StoredItem]:
         """Every item with its vectors, in row order (used to rebuild derived indexes)."""
