@@ -13,7 +13,6 @@ filtered search finds it, vector counts equal item counts) and ``xmodal check`` 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_integrity import xmodal
 from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder
 from xmodal.store.sqlite import SQLiteStore
@@ -45,16 +45,6 @@ WRITER = textwrap.dedent(
             log.flush()
     """
 )
-
-
-def xmodal(index: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "xmodal.cli", "--index", str(index), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        timeout=120,
-    )
 
 
 def assert_sound(index: Path, acked: dict[str, list[str]]) -> None:

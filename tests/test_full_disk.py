@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -20,23 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_integrity import xmodal
 from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder
 from xmodal.errors import DiskFull
 from xmodal.store.sqlite import SQLiteStore
 
 from .conftest import text_items
-
-
-def xmodal(index: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in its own process."""
-    return subprocess.run(
-        [sys.executable, "-m", "xmodal.cli", "--index", str(index), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        timeout=120,
-    )
 
 
 def fill_store(store: SQLiteStore) -> None:
