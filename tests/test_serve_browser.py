@@ -96,7 +96,8 @@ def test_text_search_then_click_sends_feedback(site: tuple[str, Engine, Path], p
     page.click("#search-button")
     assert titles(page)[0] == "Cup of coffee"
     assert page.locator("#results .card .badge").first.text_content().startswith("dense:")
-    assert page.locator("#results .card img").first.evaluate("img => img.complete && img.naturalWidth > 0") is True
+    loaded = "() => { const img = document.querySelector('#results .card img'); return img && img.complete && img.naturalWidth > 0; }"
+    page.wait_for_function(loaded)  # the thumbnail arrives after the results (slower under load); it must load
     with page.expect_response(lambda r: r.url.endswith("/feedback")) as response:
         page.locator("#results .card").first.click()
     assert response.value.status == 200

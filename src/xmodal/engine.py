@@ -71,6 +71,7 @@ class Engine:
         self.encoder = encoder
         self.settings = settings
         self.media = MediaStore(path)
+        self._prefetch = _prefetch(encoder)  # the text model loads while the catalog and indexes do
         self._lock = RWLock()  # searches share it; the catalog and the vector backend change under it alone
         self._writing = threading.RLock()  # one write or catch-up at a time, extension work included
         self._moved = threading.Condition()  # notified when the catalog and the backend reflect a newer change
@@ -145,6 +146,8 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
+            if self._prefetch is not None:
+                self._prefetch.join()  # no model load left running past the engine
             try:
                 self.checkpoint()
             except DiskFull as exc:  # derived state: the next open replays the change log from the last one
@@ -582,3 +585,22 @@ def _chunks(items: Iterable[Item], size: int) -> Iterable[list[Item]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _prefetch(encoder: Encoder) -> threading.Thread | None:
+    """Start an encoder's ``prefetch()`` (its text model, when it has one to load) on a background thread, so
+    the first text search of a process does not wait for it; what a query needs beyond that still loads
+    when asked. A failure here is left for the first encoding to report."""
+    prefetch = getattr(encoder, "prefetch", None)
+    if not callable(prefetch):
+        return None
+
+    def run() -> None:
+        try:
+            prefetch()
+        except Exception as exc:  # noqa: BLE001 - reported by the first encoding that needs the model
+            log.debug("encoder prefetch failed: %s", exc)
+
+    thread = threading.Thread(target=run, name="xmodal-encoder-prefetch", daemon=True)
+    thread.start()
+    return thread

@@ -185,6 +185,10 @@ class MiniLMText:
         self._model: _OnnxMiniLM | _TorchMiniLM | None = None
         self._lock = threading.Lock()
 
+    def load(self) -> None:
+        """Load the model now instead of at the first encoding."""
+        self._loaded()
+
     def _loaded(self) -> _OnnxMiniLM | _TorchMiniLM:
         if self._model is None:
             with self._lock:

@@ -57,6 +57,11 @@ class OfflineEncoder(BaseEncoder):
         self.image = EfficientNetLite0(cache, threads)
         self.bridge = LabelBridge(self.text.encode, key=f"minilm-{text_backend}", top_k=top_k, cache=cache)
 
+    def prefetch(self) -> None:
+        """Load the text model now (the engine calls this in the background when it opens: most queries
+        are text); the image model still loads with the first image."""
+        self.text.load()
+
     def _encode_texts(self, texts: list[str], purpose: Purpose) -> Vectors:
         return self.text.encode(texts)
 
