@@ -134,11 +134,16 @@ def lying_checkpoint(tmp_path: Path) -> Path:
     shutil.copytree(index / "index", tmp_path / "saved")
     with Engine.open(index) as engine:
         engine.add([Item.create(f"b{i}", title=f"lamp {i}", attributes={"batch": "b"}) for i in range(20)])
-    shutil.rmtree(index / "index")
-    shutil.copytree(tmp_path / "saved", index / "index")
-    state = json.loads((index / "index" / "state.json").read_text())
-    (index / "index" / "state.json").write_text(json.dumps({**state, "seq": 50}))
+    put_back(index, tmp_path / "saved", seq=50)
     return index
+
+
+def put_back(index: Path, saved: Path, *, seq: int) -> None:
+    """Replace the vector checkpoint by an older copy that claims to reflect the store up to ``seq``."""
+    shutil.rmtree(index / "index")
+    shutil.copytree(saved, index / "index")
+    state = json.loads((index / "index" / "state.json").read_text())
+    (index / "index" / "state.json").write_text(json.dumps({**state, "seq": seq}))
 
 
 def test_check_finds_a_store_index_mismatch_and_repair_fixes_it(tmp_path: Path) -> None:
@@ -165,10 +170,7 @@ def test_repair_removes_vectors_the_store_does_not_hold(tmp_path: Path) -> None:
     shutil.copytree(index / "index", tmp_path / "saved")
     with Engine.open(index) as engine:
         engine.delete(["a0", "a1"])
-    shutil.rmtree(index / "index")
-    shutil.copytree(tmp_path / "saved", index / "index")  # claims the deletes (seq 10), still holds both rows
-    state = json.loads((index / "index" / "state.json").read_text())
-    (index / "index" / "state.json").write_text(json.dumps({**state, "seq": 12}))
+    put_back(index, tmp_path / "saved", seq=12)  # claims the deletes, still holds both rows
     with Engine.open(index) as engine:
         from xmodal.check import check, repair
 

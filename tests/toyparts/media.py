@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from xmodal.encoders import BaseEncoder, Purpose
 from xmodal.encoders.base import Vectors
 from xmodal.errors import ValidationError
 from xmodal.media_loaders import LoadedMedia, MediaRef
+
+from .encoder import letter_counts
 
 NAME = "tests.toyparts.media:Glyphs"
 ENCODER = "tests.toyparts.media:GlyphEncoder"
@@ -59,15 +59,6 @@ class Glyphs:
         return LoadedMedia(letters, data, ".glyphs")
 
 
-def _letters(texts: list[str]) -> Vectors:
-    out = np.zeros((len(texts), 26), dtype=np.float32)
-    for i, text in enumerate(texts):
-        for ch in text.lower():
-            if "a" <= ch <= "z":
-                out[i, ord(ch) - 97] += 1.0
-    return out
-
-
 class GlyphEncoder(BaseEncoder):
     """Letter counts of the text and of the glyphs, in one 26-d space."""
 
@@ -77,11 +68,11 @@ class GlyphEncoder(BaseEncoder):
     vector_kinds = {"text": ("text",), "glyphs": (NAME,), "combined": ("text", NAME)}
 
     def _encode_texts(self, texts: list[str], purpose: Purpose) -> Vectors:
-        return _letters(texts)
+        return letter_counts(texts)
 
     def _encode_media(self, name: str, contents: list[Any], purpose: Purpose) -> Vectors:
         if name == NAME:
-            return _letters([str(c) for c in contents])
+            return letter_counts([str(c) for c in contents])
         return super()._encode_media(name, contents, purpose)
 
     def config(self) -> dict[str, Any]:
