@@ -325,11 +325,12 @@ class MemoryState:
     def _select(self, key: str) -> tuple[list[int], dict[str, int], list[tuple[str, float, float]], Any]:
         """One snapshot of the file for ``key``: prior rows, log positions, statistics and history."""
         db = self._db
+        if self.log is None:  # one statement: a snapshot by itself
+            rows = [int(r) for (r,) in db.execute("SELECT row FROM prior WHERE key = ?", (key,))] if self.priors else []
+            return rows, {}, [], None
         db.execute("BEGIN")  # the statistics and the log positions they reflect, read together
         try:
             rows = [int(r) for (r,) in db.execute("SELECT row FROM prior WHERE key = ?", (key,))] if self.priors else []
-            if self.log is None:
-                return rows, {}, [], None
             at = self._positions()
             stats = db.execute("SELECT item, impressions, actions FROM pair WHERE key = ?", (key,)).fetchall()
             history = db.execute("SELECT searches, actions FROM history WHERE key = ?", (key,)).fetchone()

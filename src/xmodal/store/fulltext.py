@@ -194,7 +194,9 @@ class FullText:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                sql = f"SELECT rowid, title, body FROM fulltext WHERE rowid IN ({marks})"
+                # FTS5's own content table (``<table>_content``, columns c0, c1), read by its primary key:
+                # a plain B-tree lookup, half the cost of the same read through the virtual table
+                sql = f"SELECT id, c0, c1 FROM fulltext_content WHERE id IN ({marks})"
                 texts.update((int(r), (t, b)) for r, t, b in self._db.execute(sql, chunk))
         (w_title, w_body), k1, b = self.weights, self.k1, self.b
         weighted = list(idf.items())
