@@ -8,6 +8,7 @@ can choose it as soon as one is trained and never before.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -72,10 +73,10 @@ def model_folder(context: StrategyContext) -> Path:
 
 
 def _generative(context: StrategyContext) -> Iterator[Built]:
-    folder = model_folder(context)
+    manifest = str(model_folder(context) / MANIFEST)
 
     def trained(probe: Probe) -> bool:  # one stat per query: a model trained meanwhile becomes available
-        return (folder / MANIFEST).exists()
+        return os.path.exists(manifest)
 
     yield Built(StrategySpec("generative", "generative", when=trained), LazyGenerativeStrategy(context.engine))
 

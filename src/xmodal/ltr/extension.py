@@ -83,7 +83,7 @@ class LTRExtension:
             try:
                 self.checkpoint()
             finally:
-                self._pipeline.memory.close()
+                self._pipeline.close()
 
 
 def pipeline(engine: ExtensionHost) -> Pipeline:

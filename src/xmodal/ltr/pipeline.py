@@ -27,6 +27,7 @@ from . import strategy_config
 from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
 from .features import FeatureLayout, align, candidate_features
 from .fusion import FusedHit, fuse, to_hits
+from .item_meta import ItemMeta
 from .policy import Allocation, LinearBandit, Plan, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
 from .strategies import (
@@ -132,32 +133,33 @@ class Pipeline:
         self._load_ranker()
         self._pending: dict[str, tuple[np.ndarray, set[str]]] = {}
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
-        self._meta: dict[int, tuple[float, str]] = {}  # row -> (created_at, modality), read on first use
+        self._meta = ItemMeta(engine)
         self.dirty = False
         if feedback is not None:
             feedback.subscribe_impressions(self.on_impression)
             feedback.subscribe(self.on_event)
 
     def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
-        """(creation time, modality) of each row: the ranker's freshness and modality features (read once per
-        row, then kept until the row changes)."""
-        missing = [r for r in rows if r >= 0 and r not in self._meta]
-        if missing:
-            self._meta.update(self.engine.item_meta(missing))
-        return {r: self._meta[r] for r in rows if r in self._meta}
+        """(creation time, modality) of each row: the ranker's freshness and modality features (:class:`ItemMeta`)."""
+        return self._meta.get(rows)
+
+    def close(self) -> None:
+        """Stop background work and close the memory index's state (the policy is saved by :meth:`save`)."""
+        try:
+            self._meta.close()
+        finally:
+            self.memory.close()
 
     # -- keeping in step with the catalog (the LTR extension forwards the engine's changes) ----------
     def on_put(self, stored: Sequence[StoredItem]) -> None:
-        for s in stored:
-            self._meta.pop(s.row, None)
+        self._meta.put({s.row: (s.item.created_at, str(s.item.modality)) for s in stored})
         for follower in self._followers:
             follower.on_put(stored)
         if set(self.context.vector_kinds()) - {s.kind for s in self.specs.values() if s.kind is not None}:
             self.refresh_strategies()  # the first vectors of a kind: its dense strategy joins
 
     def on_delete(self, rows: Sequence[int]) -> None:
-        for row in rows:
-            self._meta.pop(row, None)
+        self._meta.delete(rows)
         for follower in self._followers:
             follower.on_delete(rows)
 
