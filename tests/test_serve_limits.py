@@ -199,3 +199,87 @@ def test_image_decodes_run_a_few_at_a_time() -> None:
     assert limits.decode(decode, needed=False) == 1  # not needed: run by the caller
     limits.close()
     assert 1 <= Limits(ServeConfig()).decodes <= 4  # default: one per CPU, at most 4
+
+
+def test_an_anonymous_address_gets_its_cpu_share_keys_their_own(serve: Callable[..., str]) -> None:
+    # 2 ms of CPU at once and next to no refill: a few searches put the address in debt for the whole test
+    url = serve(
+        keys=(ApiKey(READER, frozenset({"read"})),), anonymous_cpu=1e-6, anonymous_cpu_burst=0.002, refusal_delay=0
+    )
+    search = {"text": "warm desk lamp " * 50, "k": 1000, "log": False}
+    codes = [httpx.post(f"{url}/search", json=search).status_code for _ in range(30)]
+    assert codes[0] == 200 and 429 in codes and codes[codes.index(429) :] == [429] * (30 - codes.index(429)), codes
+    refused = httpx.post(f"{url}/search", json=search)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert "CPU-seconds per second" in refused.json()["error"] and "anon:127.0.0.1" in refused.json()["error"]
+    assert httpx.get(f"{url}/items/lamp").status_code == 429  # an address in debt gets nothing until repaid
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    mcp_refused = httpx.post(f"{url}/mcp", json=init, headers={"Accept": "application/json, text/event-stream"})
+    assert mcp_refused.status_code == 429 and "CPU-seconds" in mcp_refused.json()["error"]  # MCP: the same account
+    keyed = httpx.post(f"{url}/search", json=search, headers={"Authorization": f"Bearer {READER}"})
+    assert keyed.status_code == 200  # a key's limits are the operator's, not the anonymous share
+    assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_mcp_searches_draw_on_the_same_cpu_account(serve: Callable[..., str]) -> None:
+    url = serve(anonymous_cpu=1e-6, anonymous_cpu_burst=0.002, refusal_delay=0)
+    call = {"name": "search", "arguments": {"text": "warm desk lamp " * 50, "k": 1000}}
+    rpc = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}
+    headers = {"Accept": "application/json, text/event-stream"}
+    answers = [httpx.post(f"{url}/mcp", json=rpc, headers=headers) for _ in range(30)]
+    assert answers[0].status_code == 200 and answers[0].json()["result"]["structuredContent"]["hits"]
+    assert answers[-1].status_code == 429  # in debt from MCP searches alone: refused at the door
+    assert httpx.post(f"{url}/search", json={"text": "lamp", "log": False}).status_code == 429  # one account
+
+
+def test_an_anonymous_address_runs_a_bounded_number_of_searches_at_once() -> None:
+    from xmodal.serve.admission import Admission
+    from xmodal.serve.limits import RateLimited
+
+    admission = Admission(ServeConfig(anonymous_inflight=2, anonymous_cpu=0.25, anonymous_cpu_burst=1.0))
+    release = threading.Event()
+    started = threading.Barrier(3)
+
+    def slow() -> str:
+        started.wait()
+        release.wait(10)
+        return "done"
+
+    threads = [threading.Thread(target=admission.run, args=("10.0.0.1", slow)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    started.wait()
+    with pytest.raises(RateLimited, match=r"anon:10.0.0.1 \(2 searches running; at most 2\)"):
+        admission.run("10.0.0.1", lambda: "third")
+    assert admission.run("10.0.0.2", lambda: "other address") == "other address"
+    release.set()
+    for t in threads:
+        t.join()
+    assert admission.run("10.0.0.1", lambda: "after") == "after"
+
+
+def test_the_cpu_a_search_takes_is_charged_to_its_address() -> None:
+    from xmodal.serve.admission import Admission
+
+    admission = Admission(ServeConfig(anonymous_cpu=0.001, anonymous_cpu_burst=1.0))
+
+    def busy() -> None:
+        end = time.thread_time() + 0.05
+        while time.thread_time() < end:
+            pass
+
+    admission.run("10.0.0.3", busy)
+    assert 0.9 < admission.balance("10.0.0.3") < 0.96  # 50 ms of CPU spent of the 1 s burst
+    assert admission.balance("10.0.0.4") == 1.0
+
+
+def test_refusals_are_held_back_as_a_tar_pit(serve: Callable[..., str]) -> None:
+    url = serve(rate=0.001, burst=3, refusal_delay=0.5)
+    started = time.monotonic()
+    codes = [httpx.post(f"{url}/search", json={"text": "lamp", "log": False}).status_code for _ in range(4)]
+    assert codes == [200, 200, 429, 429]
+    assert time.monotonic() - started >= 1.0  # each refusal waited half a second: a client that retries at once
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    started = time.monotonic()
+    refused = httpx.post(f"{url}/mcp", json=init, headers={"Accept": "application/json, text/event-stream"})
+    assert refused.status_code == 429 and time.monotonic() - started >= 0.5  # MCP's door holds it back too

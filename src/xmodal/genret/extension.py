@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..extension import ModeResult
 from ..records import Query
 from ..store.sqlite import StoredItem
+from .fixes import TRAIN_FIX
 
 if TYPE_CHECKING:
     from ..extension import EngineView, ExtensionHost, Mode
@@ -60,10 +61,12 @@ class GenretExtension:
 
     def search(self, query: Query, vector: np.ndarray | None, *, rerank: bool) -> ModeResult:
         """GENIUS (or GENIUS-R with ``rerank``) for one query."""
+        if self._view is None or self._folder is None:
+            raise ConfigError("the genret extension is not open")
+        if self._live is None and not (self._folder / MANIFEST).exists():  # say so without importing torch
+            raise ConfigError(f"no generative model for this index; {TRAIN_FIX} first")
         from .mode import generative_search
 
-        if self._view is None:
-            raise ConfigError("the genret extension is not open")
         if vector is None:
             vector = self._view.encode_query(query)
         return generative_search(self._view, self.live, query, vector, rerank=rerank)

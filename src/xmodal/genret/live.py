@@ -26,7 +26,8 @@ from ..records import primary_vector
 from ..store.files import folder_lock, read_lock
 from ..store.sqlite import StoredItem
 from .data import feedback_events
-from .model import TRAIN_FIX, GenerativeIndex, modality_code
+from .fixes import TRAIN_FIX
+from .model import GenerativeIndex, modality_code
 
 if TYPE_CHECKING:
     from ..extension import EngineView

@@ -30,13 +30,13 @@ except ImportError as exc:  # the genret extra is not installed
 from ..records import Modality, modality_family
 from ..store.files import write_dir
 from .decoder import DecoderConfig, IDDecoder
+from .fixes import TRAIN_FIX
 from .quantizer import ResidualQuantizer
 from .search import VectorFetch, beam_search, bucket_candidates, rerank
 from .trie import CodeTrie
 
 FORMAT_VERSION = 1
 MODALITIES: tuple[Modality, ...] = tuple(Modality)
-TRAIN_FIX = "run `xmodal genret train` (or xmodal.genret.train_engine(engine))"
 RERANK_POOL = 1_000  # GENIUS-R re-ranks every member of the generated buckets, at most this many
 
 IntArray = npt.NDArray[np.int64]

@@ -32,7 +32,8 @@ except ImportError as exc:  # the genret extra is not installed
     raise MissingDependency(exc.name or "torch", "genret") from exc
 
 from .decoder import DecoderConfig, IDDecoder, augment
-from .model import FORMAT_VERSION, MODALITIES, TRAIN_FIX, GenerativeIndex, default_device
+from .fixes import TRAIN_FIX
+from .model import FORMAT_VERSION, MODALITIES, GenerativeIndex, default_device
 from .quantizer import ResidualQuantizer, default_shape, finetune
 
 IntArray = npt.NDArray[np.int64]

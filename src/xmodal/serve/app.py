@@ -29,7 +29,7 @@ from ..engine import Engine
 from .auth import AuthError, KeyRing, presented_key
 from .config import ServeConfig
 from .deps import ReadKey, ServerState, server
-from .errors import BodyLimit, error_response, internal_error
+from .errors import BodyLimit, error_response, internal_error, tarpit
 from .errors import install as install_errors
 from .hosts import AllowedHosts, HostCheckMiddleware, allowed_hosts
 from .limits import RateLimited
@@ -201,11 +201,14 @@ class KeyGuard:
         try:
             presented = presented_key(headers.get("authorization"), headers.get("x-api-key"))
             principal = self.state.limits.admit(presented, "read", client)
+            if principal.key is None:  # an anonymous agent waits at the door while its searches run
+                self.state.limits.admission.check(client, running=True)
         except AuthError as exc:
             challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             await error_response(exc.status, exc.message, "Authorization", headers=challenge)(scope, receive, send)
             return
         except RateLimited as exc:
+            await tarpit(exc, self.state.config.refusal_delay)
             wait = str(exc.retry_after)
             refusal = error_response(429, str(exc), fix=f"retry after {wait} s", headers={"Retry-After": wait})
             await refusal(scope, receive, send)

@@ -7,6 +7,10 @@ A config file looks like (TOML; JSON with the same structure works too)::
     max_pixels = 25_000_000
     max_image_bytes = 20_971_520     # one image file
     image_decodes = 0                # image queries decoded at once (0: one per CPU, at most 4)
+    anonymous_inflight = 2           # requests one anonymous client address may have in flight
+    anonymous_cpu = 0.25             # CPU-seconds per second its requests may take (0: not metered) ...
+    anonymous_cpu_burst = 1.0        # ... up to this many at once
+    refusal_delay = 1.0              # seconds a 429 is held back (at most its Retry-After)
     cors_origins = ["http://localhost:3000"]
     allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -65,6 +70,14 @@ class ServeConfig:
     max_batch: int = 1000
     rate: float = 200.0  # tokens/s per key (or client address when anonymous); a request costs 1, a search more
     burst: int = 400
+    # An anonymous client address (xmodal.serve.admission): requests in flight at once, and the CPU its requests'
+    # work may take, in CPU-seconds per second (0: not metered) up to a burst of CPU-seconds
+    anonymous_inflight: int = 2
+    anonymous_cpu: float = 0.25
+    anonymous_cpu_burst: float = 1.0
+    refusal_delay: float = (
+        1.0  # seconds a 429 is held back (at most its Retry-After): a tar pit for clients that ignore it
+    )
     cors_origins: tuple[str, ...] = ()
     thumbnail_size: int = 256
     thumbnail_cache: int = 512  # thumbnails kept in memory
@@ -98,6 +111,16 @@ class ServeConfig:
         for name in (*positive, "thumbnail_cache"):
             if name in values and (not isinstance(values[name], int) or values[name] < 1):
                 raise ConfigError(f"server setting {name} must be a positive integer, got {values[name]!r}")
+        if "anonymous_inflight" in values:
+            inflight = values["anonymous_inflight"]
+            if isinstance(inflight, bool) or not isinstance(inflight, int) or inflight < 1:
+                raise ConfigError(f"server setting anonymous_inflight must be a positive integer, got {inflight!r}")
+        for name in ("anonymous_cpu", "anonymous_cpu_burst", "refusal_delay"):
+            value = values.get(name, 1.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ConfigError(f"server setting {name} must be a number of seconds, 0 or more, got {value!r}")
+        if values.get("anonymous_cpu", 1.0) > 0 and values.get("anonymous_cpu_burst", 1.0) <= 0:
+            raise ConfigError("server setting anonymous_cpu_burst must be above 0 while anonymous_cpu is (e.g. 1.0)")
         decodes = values.get("image_decodes", 0)
         if isinstance(decodes, bool) or not isinstance(decodes, int) or decodes < 0:
             raise ConfigError(f"server setting image_decodes must be 0 (one per CPU) or more, got {decodes!r}")

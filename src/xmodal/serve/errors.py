@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -169,6 +170,15 @@ def error_response(
     return AsciiJSONResponse(content.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
+async def tarpit(refusal: RateLimited, longest: float) -> None:
+    """Hold a 429 back for up to ``longest`` seconds (the server's ``refusal_delay``; never past its
+    ``Retry-After``): a client that ignores ``Retry-After`` and sends again at once then costs a parked
+    coroutine, not a busy loop of refusals."""
+    delay = min(float(refusal.retry_after), longest)
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
 def internal_error(exc: BaseException) -> JSONResponse:
     """The 500 answer to an unexpected exception, which is logged with its traceback and request id."""
     logger.error("unhandled error", exc_info=exc)
@@ -201,8 +211,9 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return error_response(exc.status, exc.message, "Authorization", headers=headers)
 
-    async def limited(_: Request, exc: Exception) -> JSONResponse:
+    async def limited(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RateLimited)
+        await tarpit(exc, request.app.state.xmodal.config.refusal_delay)
         wait = str(exc.retry_after)
         return error_response(429, str(exc), None, f"retry after {wait} s", headers={"Retry-After": wait})
 

@@ -141,7 +141,8 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
         }
         if mode is not None:  # none given: the index's default mode
             fields["mode"] = mode
-        return limits.decode(lambda: _hits(engine.search(Query(**fields))), needed=image is not None)
+        run = limits.metered(current_caller.get(), lambda: _hits(engine.search(Query(**fields))))
+        return limits.decode(run, needed=image is not None)
 
     @server.tool()
     @_clear_errors
@@ -154,8 +155,9 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
     def similar_items(id: str, k: int = 10, target: str = "any") -> dict[str, Any]:
         """Items most similar to the item ``id`` (itself left out); ``target``: any, or one vector kind of
         the index (text, image or combined with the bundled encoders)."""
-        limits.similar(current_caller.get(), k)
-        return _hits(engine.similar(id, k=max(1, min(k, MAX_K)), target=target))
+        caller = current_caller.get()
+        limits.similar(caller, k)
+        return limits.metered(caller, lambda: _hits(engine.similar(id, k=max(1, min(k, MAX_K)), target=target)))()
 
     @server.resource("xmodal://items/{item_id}/image")
     def item_image(item_id: str) -> bytes:

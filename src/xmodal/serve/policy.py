@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from ..errors import ImageError, ValidationError
 from ..imaging import DECODE_SIDE, decode_image, image_size
+from .admission import Admission
 from .auth import AuthError, KeyRing, Principal
 from .config import ServeConfig
 from .limits import RateLimited, RateLimiter
@@ -77,6 +78,7 @@ class Limits:
         self.config = config
         self.keys = keys if keys is not None else KeyRing(config)
         self.rates = RateLimiter(config.rate, config.burst)
+        self.admission = Admission(config)
         self.decodes = config.image_decodes or default_decodes()
         self._decoder = ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
 
@@ -97,11 +99,22 @@ class Limits:
             raise
 
     def charge(self, principal: Principal | None, cost: float) -> None:
-        """Take ``cost`` tokens from the caller's bucket (none known, as over stdio: nothing to charge)."""
+        """Take ``cost`` tokens from the caller's bucket (none known, as over stdio: nothing to charge); an
+        anonymous caller whose CPU account is in debt is refused first (:mod:`.admission`)."""
         if principal is None or cost <= 0:
             return
+        if principal.key is None:
+            self.admission.check(principal.client)
         key = principal.key
         self.rates.spend(principal.label, cost, key.rate if key else None, key.burst if key else None)
+
+    def metered(self, principal: Principal | None, fn: Callable[[], T]) -> Callable[[], T]:
+        """``fn`` run within an anonymous caller's searches in flight, the CPU its thread spends charged to
+        the caller's account (:mod:`.admission`); as it is for a keyed or unknown caller."""
+        if principal is None or principal.key is not None:
+            return fn
+        client, admission = principal.client, self.admission
+        return lambda: admission.run(client, fn)
 
     def search(self, principal: Principal | None, *, text: str | None, image: bytes | None, k: int) -> None:
         """Check a search's text, image (bytes and pixels, from its header) and ``k``, then charge what it

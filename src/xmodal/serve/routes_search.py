@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from ..records import GROUPS, Query, Target
 from ..results import SearchResult
 from ..view import jsonable, result_view
+from .auth import Principal
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .forms import read_form
@@ -62,8 +63,10 @@ def search_response(result: SearchResult, **overrides: Any) -> SearchResponse:
     return SearchResponse.model_validate({**result_view(result), **overrides})
 
 
-async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
-    """A :class:`SearchRequest` and the uploaded image bytes, from JSON or multipart."""
+async def parse_search(request: Request, caller: Principal) -> tuple[SearchRequest, bytes | None]:
+    """A :class:`SearchRequest` and the uploaded image bytes, from JSON or multipart. A JSON body is parsed
+    and checked on a worker thread, its CPU charged to the caller like the search's (a large body is
+    milliseconds of work the event loop would otherwise do while every other request waits)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         form = await read_form(request, max_files=1, max_fields=20)
@@ -82,8 +85,13 @@ async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
             "Content-Type",
             "send application/json or multipart/form-data",
         )
-    req = validate(SearchRequest, parse_json(await request.body()))
-    return req, decode_base64(req.image_base64, "image_base64") if req.image_base64 else None
+    body = await request.body()
+
+    def parse() -> tuple[SearchRequest, bytes | None]:
+        req = validate(SearchRequest, parse_json(body))
+        return req, decode_base64(req.image_base64, "image_base64") if req.image_base64 else None
+
+    return await run_in_threadpool(server(request).limits.metered(caller, parse))
 
 
 @router.post(
@@ -95,9 +103,9 @@ async def parse_search(request: Request) -> tuple[SearchRequest, bytes | None]:
 async def search(request: Request, caller: ReadKey) -> SearchResponse:
     """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
     state = server(request)
-    req, image = await parse_search(request)
+    req, image = await parse_search(request, caller)
     state.limits.search(caller, text=req.text, image=image, k=req.k)  # size checks (image: its header), cost
-    run = functools.partial(_run_search, state, req, image)
+    run = state.limits.metered(caller, functools.partial(_run_search, state, req, image))
     # an image query runs on the decode threads (a few at a time), the others on the worker threads
     result, query = await (state.limits.decode_async(run) if image is not None else run_in_threadpool(run))
     query_id = getattr(result, "query_id", None)
@@ -144,8 +152,10 @@ def similar(
     target: Annotated[str, Q(pattern=TARGET_PATTERN, description=TARGET_HELP)] = Target.ANY.value,
 ) -> SearchResponse:
     """Items closest to a stored item (the item itself left out), by its primary vector (``Engine.similar``)."""
-    server(request).limits.similar(caller, k)
-    return search_response(server(request).engine.similar(item_id, k=k, target=target))
+    limits = server(request).limits
+    limits.similar(caller, k)
+    run = limits.metered(caller, lambda: server(request).engine.similar(item_id, k=k, target=target))
+    return search_response(run())
 
 
 @router.get("/facets", response_model=FacetsResponse, responses=responses(401, 403, 429))
