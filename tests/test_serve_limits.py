@@ -283,3 +283,19 @@ def test_refusals_are_held_back_as_a_tar_pit(serve: Callable[..., str]) -> None:
     started = time.monotonic()
     refused = httpx.post(f"{url}/mcp", json=init, headers={"Accept": "application/json, text/event-stream"})
     assert refused.status_code == 429 and time.monotonic() - started >= 0.5  # MCP's door holds it back too
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("anonymous_inflight", 0, "anonymous_inflight must be a positive integer"),
+        ("anonymous_cpu", -1, "anonymous_cpu must be a number of seconds"),
+        ("anonymous_cpu_burst", "lots", "anonymous_cpu_burst must be a number of seconds"),
+        ("refusal_delay", float("inf"), "refusal_delay must be a number of seconds"),
+    ],
+)
+def test_admission_settings_are_checked(setting: str, value: Any, named: str) -> None:
+    from xmodal.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=named):
+        ServeConfig.from_dict({setting: value})
