@@ -202,9 +202,9 @@ def test_image_decodes_run_a_few_at_a_time() -> None:
 
 
 def test_an_anonymous_address_gets_its_cpu_share_keys_their_own(serve: Callable[..., str]) -> None:
-    # 2 ms of CPU at once and next to no refill: a few searches put the address in debt for the whole test
+    # 10 ms of CPU at once and next to no refill: a few searches put the address in debt for the whole test
     url = serve(
-        keys=(ApiKey(READER, frozenset({"read"})),), anonymous_cpu=1e-6, anonymous_cpu_burst=0.002, refusal_delay=0
+        keys=(ApiKey(READER, frozenset({"read"})),), anonymous_cpu=1e-6, anonymous_cpu_burst=0.01, refusal_delay=0
     )
     search = {"text": "warm desk lamp " * 50, "k": 1000, "log": False}
     codes = [httpx.post(f"{url}/search", json=search).status_code for _ in range(30)]
@@ -222,7 +222,7 @@ def test_an_anonymous_address_gets_its_cpu_share_keys_their_own(serve: Callable[
 
 
 def test_mcp_searches_draw_on_the_same_cpu_account(serve: Callable[..., str]) -> None:
-    url = serve(anonymous_cpu=1e-6, anonymous_cpu_burst=0.002, refusal_delay=0)
+    url = serve(anonymous_cpu=1e-6, anonymous_cpu_burst=0.01, refusal_delay=0)
     call = {"name": "search", "arguments": {"text": "warm desk lamp " * 50, "k": 1000}}
     rpc = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}
     headers = {"Accept": "application/json, text/event-stream"}
@@ -232,30 +232,46 @@ def test_mcp_searches_draw_on_the_same_cpu_account(serve: Callable[..., str]) ->
     assert httpx.post(f"{url}/search", json={"text": "lamp", "log": False}).status_code == 429  # one account
 
 
-def test_an_anonymous_address_runs_a_bounded_number_of_searches_at_once() -> None:
+def test_anonymous_searches_in_flight_are_bounded_per_address_and_all_together() -> None:
     from xmodal.serve.admission import Admission
     from xmodal.serve.limits import RateLimited
 
-    admission = Admission(ServeConfig(anonymous_inflight=2, anonymous_cpu=0.25, anonymous_cpu_burst=1.0))
+    admission = Admission(ServeConfig(anonymous_inflight=2, anonymous_total_inflight=3))
     release = threading.Event()
-    started = threading.Barrier(3)
+    started = threading.Barrier(4)
 
     def slow() -> str:
         started.wait()
         release.wait(10)
         return "done"
 
-    threads = [threading.Thread(target=admission.run, args=("10.0.0.1", slow)) for _ in range(2)]
+    running = [("10.0.0.1", slow), ("10.0.0.1", slow), ("10.0.0.2", slow)]
+    threads = [threading.Thread(target=admission.run, args=args) for args in running]
     for t in threads:
         t.start()
     started.wait()
     with pytest.raises(RateLimited, match=r"anon:10.0.0.1 \(2 searches running; at most 2\)"):
-        admission.run("10.0.0.1", lambda: "third")
-    assert admission.run("10.0.0.2", lambda: "other address") == "other address"
+        admission.run("10.0.0.1", lambda: "third of one address")
+    with pytest.raises(RateLimited, match=r"anonymous clients together \(3 searches running; at most 3\)"):
+        admission.run("10.0.0.3", lambda: "a fourth address")  # a botnet takes no more than the total
+    with pytest.raises(RateLimited, match="3 searches running"):
+        admission.check("10.0.0.4", running=True)  # the door (MCP) refuses the same way
     release.set()
     for t in threads:
         t.join()
-    assert admission.run("10.0.0.1", lambda: "after") == "after"
+    assert admission.run("10.0.0.3", lambda: "after") == "after"
+
+
+def test_all_anonymous_addresses_share_one_cpu_account() -> None:
+    from xmodal.serve.admission import ALL_ANONYMOUS, Admission
+    from xmodal.serve.limits import RateLimited
+
+    admission = Admission(ServeConfig(anonymous_cpu=10.0, anonymous_total_cpu=1e-6, anonymous_cpu_burst=0.5))
+    for i in range(3):
+        admission.charge(f"10.0.1.{i}", 0.2)  # each address well within its own share
+    assert admission.balance(ALL_ANONYMOUS) < 0
+    with pytest.raises(RateLimited, match="anonymous clients together"):
+        admission.check("10.0.1.9")  # a new address is refused too: the shared share is spent
 
 
 def test_the_cpu_a_search_takes_is_charged_to_its_address() -> None:

@@ -222,8 +222,9 @@ def test_mcp_http_initializes_leave_no_session_behind(index: Path) -> None:
     from mcp.server.streamable_http import StreamableHTTPServerTransport
 
     with Engine.open(index) as engine:
-        # a burst above the 1,001 calls: this test is about sessions, the rate limit has its own tests
-        app = create_app(engine, ServeConfig(log_requests=False, burst=2000))
+        # a burst above the 1,001 calls and no CPU share: this test is about sessions, the limits have their own
+        unlimited = {"burst": 2000, "anonymous_cpu": 0.0, "anonymous_total_cpu": 0.0}
+        app = create_app(engine, ServeConfig(log_requests=False, **unlimited))
         manager = next(r for r in app.routes if getattr(r, "path", "") == "/mcp").endpoint.app.session_manager
 
         async def main() -> tuple[set[str | None], set[int], dict[str, Any]]:

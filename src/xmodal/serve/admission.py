@@ -13,6 +13,10 @@ have the limits the operator gave their keys; an anonymous client address is als
   with ``time.thread_time``: the encoder, index, ranker and image decode all run there) is charged after
   it ran, so an account can go into debt; while it is in debt, the address's requests are refused.
 
+- **All together**: anonymous addresses as a whole get ``anonymous_total_cpu`` CPU-seconds per second
+  and ``anonymous_total_inflight`` searches at once, so many addresses (a botnet) cannot take more than
+  one address could multiply; keyed clients keep the rest of the machine.
+
 Refusals are :class:`~.limits.RateLimited` (REST 429 with ``Retry-After``, an MCP tool error).
 """
 
@@ -28,6 +32,9 @@ from .config import ServeConfig
 from .limits import RateLimited
 
 T = TypeVar("T")
+
+#: the name of the account and in-flight count shared by every anonymous address
+ALL_ANONYMOUS = "*"
 
 
 class CpuAccount:
@@ -48,63 +55,85 @@ class CpuAccount:
 
 
 class Admission:
-    """In-flight work and CPU accounts of anonymous client addresses (thread-safe: work threads charge)."""
+    """In-flight searches and CPU accounts of anonymous client addresses, each and all together (thread-safe:
+    work threads charge)."""
 
     def __init__(self, config: ServeConfig, max_clients: int = 10_000) -> None:
-        self.inflight_limit = config.anonymous_inflight
-        self.cpu_rate, self.cpu_burst = config.anonymous_cpu, config.anonymous_cpu_burst
+        self.limits = {"one": config.anonymous_inflight, ALL_ANONYMOUS: config.anonymous_total_inflight}
+        self.rates = {"one": config.anonymous_cpu, ALL_ANONYMOUS: config.anonymous_total_cpu}
+        self.cpu_burst = config.anonymous_cpu_burst
         self.max_clients = max_clients
         self._lock = threading.Lock()
         self._inflight: dict[str, int] = {}
         self._accounts: dict[str, CpuAccount] = {}
 
+    def _kind(self, client: str) -> str:
+        return ALL_ANONYMOUS if client == ALL_ANONYMOUS else "one"
+
+    def _who(self, client: str) -> str:
+        return "anonymous clients together" if client == ALL_ANONYMOUS else f"anon:{client}"
+
     def check(self, client: str, *, running: bool = False) -> None:
-        """Refuse ``client`` while its CPU account is in debt, and with ``running`` while it has as many
-        searches running as it may (:class:`RateLimited`)."""
-        with self._lock:
-            account = self._accounts.get(client)
-            balance = account.refill() if account is not None else self.cpu_burst
-            busy = self._inflight.get(client, 0)
-        if running and busy >= self.inflight_limit:
-            raise RateLimited(1, f"anon:{client} ({busy} searches running; at most {self.inflight_limit})")
-        if self.cpu_rate > 0 and balance < 0:
-            wait = max(1, math.ceil(-balance / self.cpu_rate))
-            raise RateLimited(wait, f"anon:{client} (its share of {self.cpu_rate:g} CPU-seconds per second is spent)")
+        """Refuse ``client`` while its CPU account, or that of all anonymous clients, is in debt, and with
+        ``running`` while it (or they all) have as many searches running as allowed (:class:`RateLimited`)."""
+        for who in (client, ALL_ANONYMOUS):
+            rate, limit = self.rates[self._kind(who)], self.limits[self._kind(who)]
+            with self._lock:
+                account = self._accounts.get(who)
+                balance = account.refill() if account is not None else self.cpu_burst
+                busy = self._inflight.get(who, 0)
+            if running and busy >= limit:
+                raise RateLimited(1, f"{self._who(who)} ({busy} searches running; at most {limit})")
+            if rate > 0 and balance < 0:
+                wait = max(1, math.ceil(-balance / rate))
+                raise RateLimited(wait, f"{self._who(who)} (a share of {rate:g} CPU-seconds per second is spent)")
 
     def balance(self, client: str) -> float:
-        """CPU seconds left to ``client`` now (the burst when it has spent none)."""
+        """CPU seconds left to ``client`` (or :data:`ALL_ANONYMOUS`) now (the burst when it has spent none)."""
         with self._lock:
             account = self._accounts.get(client)
             return account.refill() if account is not None else self.cpu_burst
 
     def charge(self, client: str, cpu_seconds: float) -> None:
-        """Charge ``cpu_seconds`` to ``client``'s account (it may go into debt)."""
-        if self.cpu_rate <= 0 or cpu_seconds <= 0:
+        """Charge ``cpu_seconds`` to ``client``'s account and to that of all anonymous clients (either may go
+        into debt)."""
+        if cpu_seconds <= 0:
             return
         with self._lock:
-            account = self._accounts.get(client)
-            if account is None:
-                if len(self._accounts) >= self.max_clients:  # bounded: forget the accounts that are full again
-                    self._accounts = {c: a for c, a in self._accounts.items() if a.refill() < a.burst}
-                account = self._accounts[client] = CpuAccount(self.cpu_rate, self.cpu_burst)
-            account.refill()
-            account.balance -= cpu_seconds
+            for who in (client, ALL_ANONYMOUS):
+                rate = self.rates[self._kind(who)]
+                if rate <= 0:
+                    continue
+                account = self._accounts.get(who)
+                if account is None:
+                    if len(self._accounts) >= self.max_clients:  # bounded: forget the accounts that are full again
+                        self._accounts = {c: a for c, a in self._accounts.items() if a.refill() < a.burst}
+                    account = self._accounts[who] = CpuAccount(rate, self.cpu_burst)
+                account.refill()
+                account.balance -= cpu_seconds
 
     def run(self, client: str, fn: Callable[[], T]) -> T:
         """``fn()`` as one of ``client``'s searches in flight, its thread's CPU charged to its account (checked
-        again here: searches admitted together before the first of them ran the account into debt)."""
+        again here: searches admitted together before the first of them ran an account into debt)."""
         self.check(client)
         with self._lock:
-            running = self._inflight.get(client, 0)
-            if running >= self.inflight_limit:
-                raise RateLimited(1, f"anon:{client} ({running} searches running; at most {self.inflight_limit})")
-            self._inflight[client] = running + 1
+            for who in (client, ALL_ANONYMOUS):
+                running, limit = self._inflight.get(who, 0), self.limits[self._kind(who)]
+                if running >= limit:
+                    if who != client:
+                        self._release(client)
+                    raise RateLimited(1, f"{self._who(who)} ({running} searches running; at most {limit})")
+                self._inflight[who] = running + 1
         start = time.thread_time()
         try:
             return fn()
         finally:
             self.charge(client, time.thread_time() - start)
             with self._lock:
-                left = self._inflight.pop(client, 1) - 1
-                if left > 0:
-                    self._inflight[client] = left
+                self._release(client)
+                self._release(ALL_ANONYMOUS)
+
+    def _release(self, who: str) -> None:
+        left = self._inflight.pop(who, 1) - 1
+        if left > 0:
+            self._inflight[who] = left

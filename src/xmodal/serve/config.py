@@ -10,6 +10,8 @@ A config file looks like (TOML; JSON with the same structure works too)::
     anonymous_inflight = 2           # requests one anonymous client address may have in flight
     anonymous_cpu = 0.25             # CPU-seconds per second its requests may take (0: not metered) ...
     anonymous_cpu_burst = 1.0        # ... up to this many at once
+    anonymous_total_inflight = 2     # all anonymous addresses together: searches running at once ...
+    anonymous_total_cpu = 0.5        # ... and CPU-seconds per second
     refusal_delay = 1.0              # seconds a 429 is held back (at most its Retry-After)
     cors_origins = ["http://localhost:3000"]
     allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
@@ -75,6 +77,8 @@ class ServeConfig:
     anonymous_inflight: int = 2
     anonymous_cpu: float = 0.25
     anonymous_cpu_burst: float = 1.0
+    anonymous_total_inflight: int = 2  # ... and all anonymous addresses together
+    anonymous_total_cpu: float = 0.5
     refusal_delay: float = (
         1.0  # seconds a 429 is held back (at most its Retry-After): a tar pit for clients that ignore it
     )
@@ -111,16 +115,17 @@ class ServeConfig:
         for name in (*positive, "thumbnail_cache"):
             if name in values and (not isinstance(values[name], int) or values[name] < 1):
                 raise ConfigError(f"server setting {name} must be a positive integer, got {values[name]!r}")
-        if "anonymous_inflight" in values:
-            inflight = values["anonymous_inflight"]
+        for name in ("anonymous_inflight", "anonymous_total_inflight"):
+            inflight = values.get(name, 1)
             if isinstance(inflight, bool) or not isinstance(inflight, int) or inflight < 1:
-                raise ConfigError(f"server setting anonymous_inflight must be a positive integer, got {inflight!r}")
-        for name in ("anonymous_cpu", "anonymous_cpu_burst", "refusal_delay"):
+                raise ConfigError(f"server setting {name} must be a positive integer, got {inflight!r}")
+        for name in ("anonymous_cpu", "anonymous_total_cpu", "anonymous_cpu_burst", "refusal_delay"):
             value = values.get(name, 1.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise ConfigError(f"server setting {name} must be a number of seconds, 0 or more, got {value!r}")
-        if values.get("anonymous_cpu", 1.0) > 0 and values.get("anonymous_cpu_burst", 1.0) <= 0:
-            raise ConfigError("server setting anonymous_cpu_burst must be above 0 while anonymous_cpu is (e.g. 1.0)")
+        metered = values.get("anonymous_cpu", 1.0) > 0 or values.get("anonymous_total_cpu", 1.0) > 0
+        if metered and values.get("anonymous_cpu_burst", 1.0) <= 0:
+            raise ConfigError("server setting anonymous_cpu_burst must be above 0 while CPU is metered (e.g. 1.0)")
         decodes = values.get("image_decodes", 0)
         if isinstance(decodes, bool) or not isinstance(decodes, int) or decodes < 0:
             raise ConfigError(f"server setting image_decodes must be 0 (one per CPU) or more, got {decodes!r}")

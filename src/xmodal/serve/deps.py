@@ -77,7 +77,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         client = request.client.host if request.client else "unknown"
         principal = state.limits.authorize(presented, scope, client)  # AuthError (or RateLimited) when refused
         request.state.caller = principal.label
-        state.limits.charge(principal, 1.0)  # RateLimited when out of tokens
+        state.limits.arrive(principal)  # RateLimited when out of tokens (or of CPU, when anonymous)
         return principal
 
     return check

@@ -34,6 +34,8 @@ TOKENS_PER_MEGAPIXEL = 4.0
 TOKENS_PER_KCHAR = 1.0  # per 1,024 characters of query text
 TOKENS_PER_100_K = 1.0
 
+REQUEST_CPU = 0.002  # CPU-seconds charged to an anonymous caller per request, besides what its searches measure
+
 T = TypeVar("T")
 
 #: Who is calling, where the adapter cannot hand it down itself (the MCP tools run inside the SDK).
@@ -83,10 +85,17 @@ class Limits:
         self._decoder = ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
 
     def admit(self, presented: str | None, scope: str, client: str) -> Principal:
-        """:meth:`authorize`, then one token charged to the caller."""
+        """:meth:`authorize`, then :meth:`arrive`."""
         principal = self.authorize(presented, scope, client)
-        self.charge(principal, 1.0)
+        self.arrive(principal)
         return principal
+
+    def arrive(self, principal: Principal) -> None:
+        """A request's arrival: one token, and for an anonymous caller :data:`REQUEST_CPU` charged to its CPU
+        account (the work every request makes outside the metered threads: HTTP, routing, logs, the answer)."""
+        self.charge(principal, 1.0)
+        if principal.key is None:
+            self.admission.charge(principal.client, REQUEST_CPU)
 
     def authorize(self, presented: str | None, scope: str, client: str) -> Principal:
         """The caller if its key (or none, for open reads) holds ``scope``. A failed key check spends a token
