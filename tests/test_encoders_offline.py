@@ -180,7 +180,7 @@ _RACER = """
 import sys, time
 from pathlib import Path
 from xmodal.encoders.onnxcache import ensure_exported
-def slow(tmp):
+def slow(tmp, stage):
     with open(tmp, "wb") as handle:
         for _ in range(5):
             handle.write(b"x" * 1000)
@@ -311,3 +311,33 @@ def test_a_damaged_optimised_copy_falls_back_to_the_source(cache: Path) -> None:
     expected = MiniLMText("int8", cache=cache).encode(["espresso"])
     optimized_copy(path, cache).write_bytes(b"not a model")
     np.testing.assert_array_equal(MiniLMText("int8", cache=cache).encode(["espresso"]), expected)
+
+
+def test_first_run_prints_only_xmodal_messages_a_line_per_stage(tmp_path: Path) -> None:
+    """A fresh cache: the first add exports the text model; stderr (not a terminal) holds xmodal's own lines
+    only, one per stage, and no third-party progress bar or warning."""
+    import os
+    import subprocess
+    import sys
+
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text('{"id": "a", "title": "Blue coffee mug"}\n{"id": "b", "title": "Espresso"}\n')
+    env = {**os.environ, "XMODAL_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run(
+        [sys.executable, "-m", "xmodal.cli", "--index", str(tmp_path / "idx"), "add", str(catalog)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    prefix = "xmodal: preparing models (one time): the text model (all-MiniLM-L6-v2)"
+    assert lines == [
+        f"{prefix}: loading the weights …",
+        f"{prefix}: exporting to ONNX …",
+        f"{prefix}: quantising to int8 …",
+        lines[-1],
+    ], run.stderr
+    assert lines[-1].startswith(f"{prefix}: done in ") and "\r" not in run.stderr
+    assert run.stdout.strip() == "added 2 items"

@@ -240,3 +240,14 @@ def test_a_trie_checkpoint_records_the_sequence_this_engine_applied(tmp_path: Pa
         rows = set(live_genret(reopened).model.trie.arrays()["rows"].tolist())  # type: ignore[union-attr]
         assert {reopened.row_of(f"other{i}") for i in range(10)} <= rows
         assert reopened.row_of("mine") in rows
+
+
+def test_cli_train_draws_no_progress_bars_into_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = str(tmp_path / "idx")
+    with Engine.open(index, encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(text_items(24))
+    # without -q, as a scheduled job runs it: stderr is a file here, not a terminal
+    assert main(["--index", index, "genret", "train", "--epochs", "3", "--min-steps", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["epochs"] == 3
+    assert "genret epoch" not in captured.err and "\r" not in captured.err, captured.err[:300]

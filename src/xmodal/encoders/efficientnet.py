@@ -33,6 +33,7 @@ from .base import Vectors, normalize
 from .identity import WeightFile
 from .onnxcache import chunk_rows, default_threads, ensure_exported, ort_session, parallel_map, versioned, write_atomic
 from .onnxcache import require as _require
+from .preparing import Stage
 
 INPUT_SIZE = 224  # efficientnet_params("efficientnet-lite0") resolution
 CROP_FRACTION = 0.875  # the reference eval crop: 224 of 224 + crop_padding 32
@@ -80,10 +81,16 @@ def _torch_network() -> Any:
     return Exported().eval()
 
 
-def export_onnx(tmp: str) -> None:
+#: the stages of :func:`export_onnx`, as the user sees them
+EXPORT_STAGES = ("loading the weights", "exporting to ONNX")
+
+
+def export_onnx(tmp: str, stage: Stage) -> None:
     """Export EfficientNet-Lite0 to ONNX at ``tmp`` (uint8 NHWC in; logits and features out)."""
+    stage(EXPORT_STAGES[0])
     torch = _require("torch")
     module = _torch_network()
+    stage(EXPORT_STAGES[1])
     sample = torch.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), dtype=torch.uint8)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -145,7 +152,9 @@ class EfficientNetLite0:
         return self._session
 
     def _ensure_exported(self) -> Path:
-        if ensure_exported(self.onnx_path, export_onnx):
+        if ensure_exported(
+            self.onnx_path, export_onnx, what="the image model (EfficientNet-Lite0)", stages=EXPORT_STAGES
+        ):
             self.exported = True
         return self.onnx_path
 

