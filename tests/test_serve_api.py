@@ -354,3 +354,19 @@ def test_every_registered_mode_answers_without_a_server_error(served: tuple[str,
             assert r.json()["hits"] and r.json()["explain"] is not None, mode
         else:
             assert r.json()["fix"], mode  # e.g. an untrained generative model says how to train it
+
+
+def test_the_fix_of_a_404_leads_to_a_request_that_works(served: tuple[str, Engine]) -> None:
+    url, _ = served
+    for missing in (
+        httpx.get(f"{url}/items/no-such-item"),
+        httpx.post(f"{url}/feedback", json={"query_id": "nope", "item_id": "x"}),
+    ):
+        assert missing.status_code == 404, missing.text
+        fix = missing.json()["fix"]
+        assert "POST /search" in fix and "POST /feedback" in fix
+    followed = httpx.post(f"{url}/search", json={"text": "red shoe", "k": 2})  # what the fix says to do
+    assert followed.status_code == 200 and followed.json()["query_id"] and followed.json()["hits"]
+    item = followed.json()["hits"][0]["id"]
+    feedback = {"query_id": followed.json()["query_id"], "item_id": item}
+    assert httpx.post(f"{url}/feedback", json=feedback).status_code == 200
