@@ -204,7 +204,8 @@ def install(app: FastAPI) -> None:
         return error_response(422, str(exc), exc.field, exc.fix or None)
 
     async def not_found(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(404, str(exc), "id", "check the id: POST /search answers with item ids, and with the query_id that POST /feedback quotes")
+        fix = "check the id: POST /search answers with item ids, and with the query_id that POST /feedback quotes"
+        return error_response(404, str(exc), "id", fix)
 
     async def auth(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AuthError)
