@@ -117,11 +117,13 @@ def test_metrics_text_format() -> None:
     metrics.observe("GET", '/a"b', 200, 0.003)
     metrics.observe("GET", '/a"b', 503, 20.0)
     metrics.gauge("xmodal_index_items", lambda: 7.0)
-    text = metrics.render()
-    assert 'xmodal_requests_total{method="GET",route="/a\\"b",status="503"} 1' in text
-    assert 'xmodal_request_duration_seconds_bucket{route="/a\\"b",le="0.005"} 1' in text
-    assert 'xmodal_request_duration_seconds_bucket{route="/a\\"b",le="+Inf"} 2' in text
-    assert 'xmodal_errors_total{route="/a\\"b",kind="server"} 1' in text and "xmodal_index_items 7" in text
+    text = metrics.render().decode()  # prometheus_client: values as floats, labels sorted by name
+    assert 'xmodal_requests_total{method="GET",route="/a\\"b",status="503"} 1.0' in text
+    assert 'xmodal_request_duration_seconds_bucket{le="0.005",route="/a\\"b"} 1.0' in text
+    assert 'xmodal_request_duration_seconds_bucket{le="+Inf",route="/a\\"b"} 2.0' in text
+    assert 'xmodal_errors_total{kind="server",route="/a\\"b"} 1.0' in text and "xmodal_index_items 7.0" in text
+    assert "process_cpu_seconds_total " in text and "process_resident_memory_bytes " in text
+    assert Metrics().render().count(b"xmodal_requests_total{") == 0  # one registry per app: no shared counts
 
 
 def test_grouped_writes_commit_together_in_order() -> None:

@@ -3,7 +3,7 @@
 The cache folder is ``$XMODAL_CACHE`` or ``~/.cache/xmodal``; file names carry the xmodal version
 and an export format tag, so an upgrade never loads a stale export. Exports are written to a
 temporary file and renamed into place (readers never see a partial file), under an advisory
-inter-process lock (two processes that race export once).
+inter-process lock (``filelock``; two processes that race export once).
 """
 
 from __future__ import annotations
@@ -110,19 +110,11 @@ def versioned(cache: Path | None, stem: str, suffix: str) -> Path:
 
 @contextlib.contextmanager
 def exclusive(path: Path) -> Iterator[None]:
-    """An advisory inter-process lock on ``path`` (POSIX ``flock``; a no-op elsewhere)."""
+    """An inter-process lock on the file ``path`` (``filelock``: ``flock`` on POSIX, ``msvcrt`` on Windows)."""
+    filelock = require("filelock")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: the atomic rename alone keeps the file valid
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with filelock.FileLock(str(path)):
+        yield
 
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:

@@ -16,7 +16,7 @@ try:
     from fastapi import FastAPI, Request
     from fastapi.middleware.cors import CORSMiddleware
     from fastapi.openapi.utils import get_openapi
-    from fastapi.responses import HTMLResponse, PlainTextResponse
+    from fastapi.responses import HTMLResponse, PlainTextResponse, Response
     from fastapi.staticfiles import StaticFiles
     from starlette.routing import Match, Route
 except ImportError as exc:  # the server extra is not installed
@@ -34,6 +34,7 @@ from .errors import install as install_errors
 from .hosts import AllowedHosts, HostCheckMiddleware, allowed_hosts
 from .limits import RateLimited
 from .logs import log_request, logger, new_request_id, request_id, setup_logging
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .models import HealthResponse, ItemsRequest, SearchRequest
 from .policy import Limits, current_caller
@@ -250,9 +251,10 @@ def _add_service_routes(app: FastAPI) -> None:
         tags=["service"],
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
     )
-    def metrics(request: Request, _: ReadKey) -> PlainTextResponse:
-        """Request counts and latency histograms by route, errors, index size, write queue depth."""
-        return PlainTextResponse(server(request).metrics.render(), media_type="text/plain; version=0.0.4")
+    def metrics(request: Request, _: ReadKey) -> Response:
+        """Request counts and latency histograms by route, errors, index size, write queue depth, and the process's
+        CPU, memory and open files (``prometheus_client``)."""
+        return Response(server(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
