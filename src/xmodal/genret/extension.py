@@ -7,13 +7,15 @@ opens at no cost; its generative modes answer with the error that says how to tr
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingDependency
 from ..extension import ModeResult
 from ..records import Query
 from ..store.sqlite import StoredItem
@@ -64,6 +66,8 @@ class GenretExtension:
         if self._view is None or self._folder is None:
             raise ConfigError("the genret extension is not open")
         if self._live is None and not (self._folder / MANIFEST).exists():  # say so without importing torch
+            if not _installed("torch"):
+                raise MissingDependency("torch", "genret")  # the first thing to fix: training needs it too
             raise ConfigError(f"no generative model for this index; {TRAIN_FIX} first")
         from .mode import generative_search
 
@@ -91,6 +95,13 @@ class GenretExtension:
 
     def close(self) -> None:
         self.checkpoint()
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it (torch takes seconds to import)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
 
 
 def live_genret(engine: ExtensionHost) -> LiveGenret:
