@@ -30,6 +30,8 @@ class FilterExpr:
 
     def attributes(self) -> list[str]:
         """The paths the conditions test, each once, in order."""
+        if isinstance(self.root, Condition):  # the common case, at once
+            return [self.root.attribute]
         return list(dict.fromkeys(cond.attribute for cond in conditions(self.root)))
 
     def matches(self, attributes: Mapping[str, Any]) -> bool:

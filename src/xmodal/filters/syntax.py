@@ -50,13 +50,15 @@ def parse_filters(filters: Mapping[str, Any] | None) -> Node | None:
 
 def logic_name(key: str) -> str | None:
     """``and`` / ``or`` / ``not`` for a logical key (``$`` allowed), else None."""
-    name = key[1:] if key.startswith("$") else key
+    name = key[1:] if key[:1] == "$" else key
     return name if name in LOGIC else None
 
 
 def filterable(path: str) -> bool:
     """Whether a filter can name this attribute path (not a logical word, no ``$`` or empty part)."""
-    return bool(path) and logic_name(path) is None and not path.startswith("$") and "" not in path.split(".")
+    return (
+        bool(path) and path not in LOGIC and path[0] != "$" and path[0] != "." and path[-1] != "." and ".." not in path
+    )
 
 
 def _object(spec: Mapping[str, Any], field: str, depth: int) -> Node:
@@ -78,6 +80,8 @@ def _too_deep() -> ValidationError:
 def _key(key: object, value: Any, field: str, depth: int) -> Node:
     if not isinstance(key, str):
         raise ValidationError(field, f"key {brief(key)} is not a string", "name an attribute or and/or/not")
+    if type(value) in _SCALARS and filterable(key):  # the common case, {"color": "red"}, at once
+        return Condition(key, "in", (_scalar(value, f"{field}.{key}"),))
     logic = logic_name(key)
     if logic is not None:
         return _logic(logic, value, f"{field}.{key}", depth + 1)
@@ -172,10 +176,13 @@ def _keys(values: Any, field: str) -> tuple[ValueKey, ...]:
     return tuple(dict.fromkeys(_scalar(v, f"{field}[{i}]") for i, v in enumerate(values)))
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _scalar(value: object, field: str) -> ValueKey:
     if value is not None and not isinstance(value, (str, int, float, bool)):
         raise ValidationError(field, f"value {brief(value)} is not a string, number, boolean or null", SCALAR_FIX)
-    if isinstance(value, (int, float)) and not finite_number(value):
+    if (isinstance(value, float) or (isinstance(value, int) and abs(value) > 2**53)) and not finite_number(value):
         raise ValidationError(field, f"{brief(value)} is NaN or infinite", "use a finite number")
     return value_key(value)
 

@@ -40,7 +40,10 @@ def flatten(attributes: Mapping[str, Any]) -> tuple[Leaves, Shapes]:
     leaves: Leaves = {}
     shapes: Shapes = {}
     for name, value in attributes.items():
-        _walk(name, value, leaves, shapes)
+        if isinstance(value, (dict, list, Mapping)):
+            _walk(name, value, leaves, shapes)
+        else:  # a scalar attribute, the common case, without a call
+            leaves.setdefault(name, []).append(value)
     return leaves, shapes
 
 
@@ -55,6 +58,9 @@ def _walk(path: str, value: object, leaves: Leaves, shapes: Shapes) -> None:
             _walk(path, element, leaves, shapes)
     else:
         leaves.setdefault(path, []).append(value)
+
+
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def _array(rows: Collection[int]) -> Labels:
@@ -96,6 +102,10 @@ class AttributeTable:
         """Add rows that all carry the same attributes (flattened once, one posting update per value)."""
         self._rows.update(rows)
         self._universe = None
+        if all(type(value) in _SCALAR_TYPES for value in attributes.values()):  # flat: each name is a path
+            for name, value in attributes.items():
+                self._add_scalar(rows, name, value)
+            return
         leaves, shapes = flatten(attributes)
         for path, values in leaves.items():
             postings = self._postings.setdefault(path, {})
@@ -103,13 +113,14 @@ class AttributeTable:
             for value in values:
                 key = value_key(value)
                 postings.setdefault(key, set()).update(rows)
-                self._cache.pop((path, key), None)
+                if self._cache:
+                    self._cache.pop((path, key), None)
                 if key[0] == "n":
-                    numbers.append(float(key[1]))  # type: ignore[arg-type]
+                    numbers.append(key[1])
             if len(numbers) == 1:
-                self._numeric.setdefault(path, {}).update(dict.fromkeys(rows, numbers[0]))
+                self._numeric.setdefault(path, {}).update(dict.fromkeys(rows, numbers[0]))  # type: ignore[arg-type]
             elif numbers:
-                self._multi.setdefault(path, {}).update(dict.fromkeys(rows, tuple(numbers)))
+                self._multi.setdefault(path, {}).update(dict.fromkeys(rows, tuple(numbers)))  # type: ignore[arg-type]
             self._changed(path)
         for path, kinds in shapes.items():
             table = self._shapes.setdefault(path, {})
@@ -117,28 +128,64 @@ class AttributeTable:
                 table.setdefault(kind, set()).update(rows)
             self._changed(path)
 
+    def _add_scalar(self, rows: Collection[int], path: str, value: object) -> None:
+        """:meth:`add_rows` of one scalar at a path no other attribute of the rows reaches."""
+        key = value_key(value)
+        postings = self._postings.setdefault(path, {})
+        postings.setdefault(key, set()).update(rows)
+        if self._cache:
+            self._cache.pop((path, key), None)
+        if key[0] == "n":
+            self._numeric.setdefault(path, {}).update(dict.fromkeys(rows, key[1]))  # type: ignore[arg-type]
+        self._changed(path)
+
     def remove(self, row: int, attributes: Mapping[str, Any]) -> None:
+        """Take ``row`` out, with the attributes it was added with."""
         self._rows.discard(row)
         self._universe = None
+        if all(type(value) in _SCALAR_TYPES for value in attributes.values()):
+            for name, value in attributes.items():
+                self._remove_scalar(row, name, value)
+            return
         leaves, shapes = flatten(attributes)
         for path, values in leaves.items():
             postings = self._postings.get(path, {})
             for value in values:
                 key = value_key(value)
-                postings.get(key, set()).discard(row)
-                self._cache.pop((path, key), None)
-            self._numeric.get(path, {}).pop(row, None)
-            self._multi.get(path, {}).pop(row, None)
+                found = postings.get(key)
+                if found is not None:
+                    found.discard(row)
+                if self._cache:
+                    self._cache.pop((path, key), None)
+            numeric = self._numeric.get(path)
+            if numeric is not None:
+                numeric.pop(row, None)
+            if self._multi:
+                self._multi.get(path, {}).pop(row, None)
             self._changed(path)
         for path, kinds in shapes.items():
             for kind in kinds:
                 self._shapes.get(path, {}).get(kind, set()).discard(row)
             self._changed(path)
 
+    def _remove_scalar(self, row: int, path: str, value: object) -> None:
+        key = value_key(value)
+        found = self._postings.get(path, {}).get(key)
+        if found is not None:
+            found.discard(row)
+        if self._cache:
+            self._cache.pop((path, key), None)
+        if key[0] == "n":
+            self._numeric.get(path, {}).pop(row, None)
+        self._changed(path)
+
     def _changed(self, path: str) -> None:
-        self._derived.pop((path, PRESENT), None)
-        self._derived.pop((path, FILLED), None)
-        self._columns.pop(path, None)
+        """Drop the arrays derived from ``path`` (a write changed it)."""
+        if self._derived:
+            self._derived.pop((path, PRESENT), None)
+            self._derived.pop((path, FILLED), None)
+        if self._columns:
+            self._columns.pop(path, None)
 
     # -- filters -----------------------------------------------------------------------------------
     def match(self, filters: Mapping[str, Any] | None, *, strict: bool = False) -> Labels | None:
