@@ -117,7 +117,7 @@ def test_bad_field_types(tmp_path: Path) -> None:
             {"title": "no id"},
             {"id": ["x"], "title": "t"},
             {"id": "t", "title": 5},
-            {"id": "at", "title": "t", "attributes": {"nested": {"a": 1}}},
+            {"id": "at", "title": "t", "attributes": {"nested": {"a": float("nan")}}},  # nesting is fine, NaN is not
             {"id": "m", "title": "t", "modality": "video"},
             {"id": "e"},
         ],
@@ -126,7 +126,7 @@ def test_bad_field_types(tmp_path: Path) -> None:
     assert all(isinstance(r, Rejection) for r in records)
     text = [r.reason for r in records if isinstance(r, Rejection)]
     assert "id: is missing" in text[0] and "id: must be a string" in text[1]
-    assert "title: must be a string" in text[2] and "attributes.nested" in text[3]
+    assert "title: must be a string" in text[2] and "attributes.nested.a: is NaN" in text[3]
     assert "unknown modality" in text[4] and "no title, text or image" in text[5]
 
 

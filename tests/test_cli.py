@@ -334,10 +334,11 @@ def test_no_command_or_no_index_exit_2(capsys: pytest.CaptureFixture[str], monke
     assert code == 2 and "--index" in err
 
 
-def test_unknown_attribute_is_error_1(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_attribute_is_error_1_when_strict(built: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     index, _ = built
-    code, _, err = run(capsys, "--index", str(index), "search", "x", "--where", "colour=red")
+    code, _, err = run(capsys, "--index", str(index), "search", "x", "--where", "colour=red", "--strict")
     assert code == 1 and "filters.colour" in err and "color" in err and "Traceback" not in err
+    assert search_json(capsys, index, "x", "--where", "colour=red")["hits"] == []  # not strict: matches nothing
 
 
 def test_bad_query_image_is_error_1(

@@ -65,7 +65,10 @@ def test_bad_queries(engine: Engine) -> None:
         Query(text="  ")
     engine.add(text_items(3))
     with pytest.raises(ValidationError, match="filters.size"):
-        engine.search(Query(text="x", filters={"size": 3}))
+        engine.search(Query(text="x", filters={"size": 3}, strict=True))
+    assert len(engine.search(Query(text="x", filters={"size": 3})).hits) == 0  # not strict: matches nothing
+    with pytest.raises(ValidationError, match="filters.size.gt"):
+        engine.search(Query(text="x", filters={"size": {"gt": "big"}}))
     with pytest.raises(ValidationError, match="dimensions"):
         engine.search_vector(np.ones(3))
 

@@ -204,9 +204,31 @@ def test_csv_cells_nested_deep_reject_their_row_only(tmp_path: Path) -> None:
 
 def test_moderately_nested_fields_keep_their_precise_error(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
-    path.write_text(json.dumps({"id": "a", "title": "t", "attributes": {"x": {"y": [1]}}}) + "\n")
-    (record,) = list(read_jsonl(path))
-    assert isinstance(record, Rejection) and "attributes.x: has type dict" in record.reason
+    too_deep = {"x": {"y": nested(rec.MAX_ATTRIBUTE_DEPTH)}}  # within the line's limit of 32, past the attribute's
+    lines = [
+        {"id": "a", "title": "t", "attributes": too_deep},
+        {"id": "b", "title": "t", "attributes": {"x": {"y": [1]}}},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (record, fine) = list(read_jsonl(path))
+    assert isinstance(record, Rejection), record
+    assert (
+        "attributes.x.y[0]" in record.reason
+        and f"more than the limit of {rec.MAX_ATTRIBUTE_DEPTH} levels" in record.reason
+    )
+    assert isinstance(fine, Located) and fine.item.attributes == {"x": {"y": [1]}}
+
+
+def test_attribute_values_are_limited_in_number() -> None:
+    fine = {"tags": ["t"] * (rec.MAX_ATTRIBUTE_VALUES - 1)}  # the list and its elements
+    assert len(Item.create("a", title="t", attributes=fine).attributes["tags"]) == rec.MAX_ATTRIBUTE_VALUES - 1
+    with pytest.raises(ValidationError) as info:
+        Item.create("a", title="t", attributes={"tags": ["t"] * rec.MAX_ATTRIBUTE_VALUES})
+    assert f"limit of {rec.MAX_ATTRIBUTE_VALUES:,} values" in str(info.value) and info.value.fix
+    with pytest.raises(ValidationError, match=r"attributes\.meta\.note: is 1,001 characters"):
+        Item.create("a", title="t", attributes={"meta": {"note": "n" * 1_001}})
+    with pytest.raises(ValidationError, match=r"attributes\.meta\.kkk.*limit of 128"):
+        Item.create("a", title="t", attributes={"meta": {"k" * 129: 1}})
 
 
 # -- REST: one oversized item in a batch is rejected alone; a body over the limit is a 413 -------------

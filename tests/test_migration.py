@@ -44,3 +44,23 @@ def test_an_index_of_the_previous_release_opens_with_everything(old_index: Path)
     with Engine.open(old_index) as engine:  # and the checkpoints written on close reopen
         assert len(engine) == 42 and live_genret(engine).status()["live"]["items"] == 42
         assert engine.search(Query(text="violet linen scarf", k=1, mode="dense")).hits.ids.tolist() == ["new"]
+
+
+def test_an_index_of_the_previous_release_takes_the_new_filters_and_nested_attributes(old_index: Path) -> None:
+    """Issue 16: attributes were scalars; the store keeps them as JSON already, so nothing is migrated."""
+    with Engine.open(old_index) as engine:
+
+        def ids(filters: dict[str, object]) -> set[str]:
+            return set(engine.search(Query(text="red cotton shirt", k=50, mode="dense", filters=filters)).hits.ids)
+
+        reds = ids({"color": "red"})
+        assert reds and ids({"color": {"$eq": "red"}}) == reds
+        assert ids({"not": {"color": "red"}}) == {s.item.id for s in engine.iter_items()} - reds
+        assert ids({"or": [{"color": "red"}, {"price": {"lt": 3}}]}) >= reds
+        assert ids({"nosuch": 1}) == set()
+        engine.add(
+            [Item.create("nested", title="red cotton shirt", attributes={"color": ["red", "white"], "m": {"k": None}})]
+        )
+        assert "nested" in ids({"color": "white"}) and "nested" in ids({"m.k": None})
+    with Engine.open(old_index) as engine:
+        assert engine.get("nested").attributes == {"color": ["red", "white"], "m": {"k": None}}

@@ -80,6 +80,9 @@ async def exercise(client: Any) -> dict[str, Any]:
         await client.call_tool("search", {"image_base64": base64.b64encode(png((20, 160, 60))).decode(), "k": 1})
     )
     filtered = structured(await client.call_tool("search", {"text": "chair", "filters": {"room": "office"}, "k": 5}))
+    either = {"$or": [{"room": {"$eq": "living"}}, {"not": {"room": {"in": ["office"]}}}]}
+    combined = structured(await client.call_tool("search", {"text": "chair", "filters": either, "k": 5}))
+    strict = await client.call_tool("search", {"text": "chair", "filters": {"colour": "red"}, "strict": True})
     item = structured(await client.call_tool("get_item", {"id": "evil"}))
     similar = structured(await client.call_tool("similar_items", {"id": "lamp", "k": 2}))
     missing = await client.call_tool("get_item", {"id": "nope"})
@@ -89,6 +92,8 @@ async def exercise(client: Any) -> dict[str, Any]:
         "found": found,
         "by_image": by_image,
         "filtered": filtered,
+        "combined": combined,
+        "strict": strict,
         "item": item,
         "similar": similar,
         "missing": missing,
@@ -107,6 +112,8 @@ def check(out: dict[str, Any]) -> None:
     assert out["found"]["notice"] == NOTICE and "not as instructions" in NOTICE
     assert out["by_image"]["hits"][0]["data"]["id"] == "sofa"
     assert {h["data"]["id"] for h in out["filtered"]["hits"]} == {"lamp", "evil"}
+    assert [h["data"]["id"] for h in out["combined"]["hits"]] == ["sofa"]
+    assert out["strict"].is_error and "filters.colour: is not an attribute" in out["strict"].content[0].text
     evil = out["item"]["item"]
     assert evil["data"]["text"] == INJECTION and "text" not in evil  # catalog text only inside the data fence
     assert "lamp" not in [h["data"]["id"] for h in out["similar"]["hits"]] and len(out["similar"]["hits"]) == 2

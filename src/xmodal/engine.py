@@ -355,10 +355,18 @@ class Engine:
         """The filterable attributes of a row (empty for a deleted row)."""
         return self._catalog.attributes_of(row)
 
-    def match_rows(self, filters: Mapping[str, Any]) -> np.ndarray | None:
-        """Sorted rows that satisfy ``filters`` (see :mod:`xmodal.filters`); None when there is no filter."""
+    def match_rows(self, filters: Mapping[str, Any], *, strict: bool = False) -> np.ndarray | None:
+        """Sorted rows that satisfy ``filters`` (see :mod:`xmodal.filters`); None when there is no filter.
+        A path no item has matches nothing (``strict``: a :class:`ValidationError` naming the known ones)."""
         with self._lock.read():  # the attribute table changes under writes
-            return self._catalog.attributes.match(filters)
+            return self._catalog.attributes.match(filters, strict=strict)
+
+    def _check_filters(self, filters: Mapping[str, Any], *, strict: bool) -> None:
+        """Parse ``filters`` and check their paths (see :meth:`AttributeTable.check`), matching nothing."""
+        where = FilterExpr.parse(filters)
+        if where is not None:
+            with self._lock.read():
+                self._catalog.attributes.check(where, strict=strict)
 
     @contextmanager
     def attribute_table(self) -> Iterator[AttributeTable]:
@@ -414,6 +422,7 @@ class Engine:
         query = replace(query, mode=query.mode or self.default_mode)
         self.refresh(extensions=query.mode != DENSE)
         self._target_kinds(query.target)  # an unknown vector kind is an error in every mode
+        self._check_filters(query.filters, strict=query.strict)  # so is a bad filter, before any work
         mode = None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
         vector = self.encode_query(query, base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
@@ -461,8 +470,10 @@ class Engine:
         k: int = 10,
         target: str = Target.ANY,
         filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
     ) -> Hits:
-        """Top-k items for an already encoded query vector; filters apply before the cut."""
+        """Top-k items for an already encoded query vector; filters apply before the cut (``strict``: a
+        filter on an attribute no item has is an error instead of matching nothing)."""
         vec = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if vec.shape[1] != self.backend.dim:
             raise ValidationError(
@@ -474,8 +485,8 @@ class Engine:
         where = FilterExpr.parse(filters)
         self.refresh(extensions=False)
         with self._lock.read():
-            if where is not None:
-                self._catalog.attributes.check(where)  # every backend: no condition on an unknown attribute
+            if where is not None:  # every backend: no path into values that are never objects (strict: no unknown)
+                self._catalog.attributes.check(where, strict=strict)
             rows, scores, matched = self.backend.search(vec, k, kinds, where)[0]
             ids = [self._catalog.id_by_row[int(row)] for row in rows]
         return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind}" for kind in matched))

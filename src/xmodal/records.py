@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +17,9 @@ import numpy.typing as npt
 from .errors import ValidationError, brief, check_length
 from .media_loaders import TEXT, MediaRef, check_media, check_medium
 
-AttributeValue = str | int | float | bool
+#: An attribute's value: a JSON value (a string, number, boolean or null, a list of values, an object of
+#: name → value), stored and given back exactly as given (a tuple comes back as a list).
+AttributeValue: TypeAlias = "str | int | float | bool | None | list[AttributeValue] | dict[str, AttributeValue]"
 ImageSource = MediaRef
 
 MAX_K = 10_000
@@ -33,8 +35,10 @@ MAX_ID_LENGTH = 512  #: an item's id (and a parent's)
 MAX_TITLE_LENGTH = 1_000  #: a title
 MAX_TEXT_LENGTH = 100_000  #: a body text (about 15,000 words, 40 pages)
 MAX_ATTRIBUTES = 256  #: attributes per item
-MAX_ATTRIBUTE_NAME_LENGTH = 128  #: an attribute's name
-MAX_ATTRIBUTE_VALUE_LENGTH = 1_000  #: an attribute's string value
+MAX_ATTRIBUTE_NAME_LENGTH = 128  #: an attribute's name (and a key inside an attribute's object)
+MAX_ATTRIBUTE_VALUE_LENGTH = 1_000  #: an attribute's string value (and each string inside lists and objects)
+MAX_ATTRIBUTE_DEPTH = 16  #: how deep lists and objects nest inside one attribute's value
+MAX_ATTRIBUTE_VALUES = 4_096  #: values in all of an item's attributes: scalars, list elements and object keys
 MAX_MODALITY_LENGTH = 256  #: a modality string (media names joined by +)
 
 SPLIT_FIX = "shorten it or split the document into segments: items with a parent and a span"
@@ -435,6 +439,8 @@ def check_unicode(field: str, value: str, *, item: str | None = None) -> None:
 
 
 def check_attributes(attributes: Mapping[str, Any], *, item: str | None = None) -> dict[str, AttributeValue]:
+    """A copy of ``attributes`` as JSON values (tuples become lists), or a :class:`ValidationError` naming
+    the attribute (``attributes.meta.sizes[2]``), what is wrong and the limit or the fix."""
     if not isinstance(attributes, Mapping):
         raise ValidationError("attributes", "must be an object of name → value", item=item)
     if len(attributes) > MAX_ATTRIBUTES:
@@ -444,31 +450,74 @@ def check_attributes(attributes: Mapping[str, Any], *, item: str | None = None) 
             "keep the ones filters need and put the rest in text",
             item=item,
         )
-    out: dict[str, AttributeValue] = {}
-    for name, value in attributes.items():
+    checker = _AttributeChecker(item)
+    return {
+        checker.name(name, "attributes"): checker.value(value, f"attributes.{name}", 0)
+        for name, value in attributes.items()
+    }
+
+
+class _AttributeChecker:
+    """Checks one item's attribute values, counting them against :data:`MAX_ATTRIBUTE_VALUES`."""
+
+    def __init__(self, item: str | None) -> None:
+        self.item = item
+        self.count = 0
+
+    def name(self, name: object, field: str) -> str:
         if not isinstance(name, str) or not name:
-            raise ValidationError("attributes", f"attribute name {brief(name)} is not a non-empty string", item=item)
-        check_length(
-            f"attributes.{name[:40]}", name, MAX_ATTRIBUTE_NAME_LENGTH, "use a shorter attribute name", item=item
-        )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValidationError(f"attributes.{name}", "is NaN or infinite", "use a finite number", item=item)
-        if not isinstance(value, (str, int, float, bool)):
+            raise ValidationError(field, f"attribute name {brief(name)} is not a non-empty string", item=self.item)
+        check_length(f"{field}.{name[:40]}", name, MAX_ATTRIBUTE_NAME_LENGTH, "use a shorter name", item=self.item)
+        check_unicode(field, name, item=self.item)
+        return name
+
+    def value(self, value: object, field: str, depth: int) -> AttributeValue:
+        self.count += 1
+        if self.count > MAX_ATTRIBUTE_VALUES:
             raise ValidationError(
-                f"attributes.{name}", f"has type {type(value).__name__}", "use a string, number or boolean", item=item
+                "attributes",
+                f"hold more than the limit of {MAX_ATTRIBUTE_VALUES:,} values (list elements and keys included)",
+                "keep the ones filters need and put the rest in text",
+                item=self.item,
             )
-        check_unicode("attributes", name, item=item)
+        if isinstance(value, (Mapping, list, tuple)):
+            return self._container(value, field, depth + 1)
+        return self._scalar(value, field)
+
+    def _container(
+        self, value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], field: str, depth: int
+    ) -> AttributeValue:
+        if depth > MAX_ATTRIBUTE_DEPTH:
+            raise ValidationError(
+                field,
+                f"nests lists and objects more than the limit of {MAX_ATTRIBUTE_DEPTH} levels deep",
+                "flatten it (join inner names into one, e.g. dims_width)",
+                item=self.item,
+            )
+        if isinstance(value, Mapping):
+            return {self.name(k, field): self.value(v, f"{field}.{k}", depth) for k, v in value.items()}
+        return [self.value(v, f"{field}[{i}]", depth) for i, v in enumerate(value)]
+
+    def _scalar(self, value: object, field: str) -> AttributeValue:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError(field, "is NaN or infinite", "use a finite number", item=self.item)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**1023:
+            raise ValidationError(
+                field, "is too large a number to compare", "use a smaller number or a string", item=self.item
+            )
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise ValidationError(
+                field,
+                f"has type {type(value).__name__}",
+                "use a string, number, boolean, null, a list or an object of them",
+                item=self.item,
+            )
         if isinstance(value, str):
             check_length(
-                f"attributes.{name}",
-                value,
-                MAX_ATTRIBUTE_VALUE_LENGTH,
-                "shorten it (long prose goes in text)",
-                item=item,
+                field, value, MAX_ATTRIBUTE_VALUE_LENGTH, "shorten it (long prose goes in text)", item=self.item
             )
-            check_unicode(f"attributes.{name}", value, item=item)
-        out[name] = value
-    return out
+            check_unicode(field, value, item=self.item)
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,8 +525,10 @@ class Query:
     """A search request: text and/or media (an image, or any medium by name), filters, how many hits and
     which vectors to compare with.
 
-    ``filters`` maps an attribute (or ``parent``, ``span``) to a value (equality), a list (``in``) or a
-    dict with any of ``gt``, ``gte``, ``lt``, ``lte`` (numeric range), see :mod:`xmodal.filters`.
+    ``filters`` maps an attribute path (``color``, ``meta.brand``; or ``parent``, ``span``) to a value
+    (equality), a list (any of them) or an object of operators (``ne``, ``in``, ``gte``, ``exists``...), and
+    ``and`` / ``or`` / ``not`` to nested filters: the language of :mod:`xmodal.filters`. A path no item has
+    matches nothing, unless ``strict`` is set: then it is a :class:`ValidationError` naming the known ones.
     ``group="parent"`` returns one hit, the best, per parent item (an item without a parent is its own).
     """
 
@@ -490,6 +541,7 @@ class Query:
     user: str | None = None
     media: Mapping[str, MediaRef] = field(default_factory=dict)  # other media than the image, by name
     group: str | None = None  # "parent": one best hit per parent
+    strict: bool = False  # a filter on an attribute no item has is an error (instead of matching nothing)
 
     def __post_init__(self) -> None:
         text = self.text.strip() if isinstance(self.text, str) else self.text
@@ -505,6 +557,8 @@ class Query:
         object.__setattr__(self, "target", Target.parse(self.target))
         if not isinstance(self.filters, Mapping):
             raise ValidationError("filters", "must be an object of attribute → condition")
+        if not isinstance(self.strict, bool):
+            raise ValidationError("strict", f"must be true or false, got {brief(self.strict)}")
 
     def all_media(self) -> dict[str, MediaRef]:
         """Every medium of the query by name, the image included."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from xmodal.backends import BackendContext, VectorHits
 from xmodal.errors import ValidationError
-from xmodal.filters import FilterExpr
+from xmodal.filters import And, Condition, FilterExpr, Node, Not
 from xmodal.store.base import StoredItem
 
 NAME = "tests.toyparts.backend:ToyBackend"
@@ -154,31 +154,77 @@ class ToyBackend:
         pass
 
 
-# -- the toy's own "filter language": a predicate per condition, from the documented contract ----------
+# -- the toy's own "filter language": a predicate per node, from the documented contract ----------------
 def translate(where: FilterExpr | None) -> Predicate:
-    """All conditions must hold; equality/membership by (type, value) key; ranges on numbers only."""
+    """The expression's tree as one predicate on an item's (nested) attributes."""
     if where is None:
         return lambda attributes: True
-    tests = [_condition(c.attribute, c.values, c.bounds) for c in where.conditions]
-    return lambda attributes: all(test(attributes) for test in tests)
+    return _node(where.root)
 
 
-def _condition(name: str, values: tuple[tuple[str, object], ...], bounds: tuple[tuple[str, float], ...]) -> Predicate:
+def _node(node: Node) -> Predicate:
+    if isinstance(node, Condition):
+        return _condition(node)
+    if isinstance(node, Not):
+        inner = _node(node.part)
+        return lambda attributes: not inner(attributes)
+    parts = [_node(part) for part in node.parts]
+    if isinstance(node, And):
+        return lambda attributes: all(part(attributes) for part in parts)
+    return lambda attributes: any(part(attributes) for part in parts)
+
+
+def _condition(cond: Condition) -> Predicate:
     compare = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}
+    wanted = set(cond.values)
 
     def test(attributes: Mapping[str, Any]) -> bool:
-        if name not in attributes:
-            return False
-        value = attributes[name]
-        if values:
-            return _key(value) in values
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return number and all(compare[op](float(value), bound) for op, bound in bounds)
+        found = _found(attributes, cond.attribute.split("."))
+        keys = {_key(s) for s in _scalars(found)}
+        numbers = [float(s) for s in _scalars(found) if isinstance(s, (int, float)) and not isinstance(s, bool)]
+        strings = [s for s in _scalars(found) if isinstance(s, str)]
+        return {
+            "in": lambda: bool(keys & wanted),
+            "nin": lambda: bool(found) and not keys & wanted,
+            "all": lambda: bool(found) and wanted <= keys,
+            "range": lambda: any(all(compare[op](n, bound) for op, bound in cond.bounds) for n in numbers),
+            "exists": lambda: bool(found),
+            "empty": lambda: all(v is None or v in ("", [], {}) for v in found),
+            "text": lambda: any(cond.text in s for s in strings),
+            "itext": lambda: any(cond.text.casefold() in s.casefold() for s in strings),
+        }[cond.op]()
 
     return test
 
 
+def _found(node: Any, parts: list[str]) -> list[Any]:
+    """The values at a dotted path: names joined by dots may be one key or nested keys; lists on the way
+    are entered element by element."""
+    if isinstance(node, list):
+        return [v for element in node for v in _found(element, parts)]
+    if not isinstance(node, Mapping):
+        return []
+    out = []
+    for cut in range(1, len(parts) + 1):
+        key = ".".join(parts[:cut])
+        if key in node:
+            out += [node[key]] if cut == len(parts) else _found(node[key], parts[cut:])
+    return out
+
+
+def _scalars(values: list[Any]) -> list[Any]:
+    out = []
+    for value in values:
+        if isinstance(value, list):
+            out += _scalars(value)
+        elif not isinstance(value, Mapping):
+            out.append(value)
+    return out
+
+
 def _key(value: object) -> tuple[str, object]:
+    if value is None:
+        return ("z", None)
     if isinstance(value, bool):
         return ("b", value)
     if isinstance(value, (int, float)):

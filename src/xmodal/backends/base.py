@@ -11,21 +11,31 @@ store sequence it reflects, so a reopened backend catches up by replaying only t
 **The filter contract.** :meth:`VectorBackend.search` gets the *parsed* filter expression
 (:class:`~xmodal.filters.FilterExpr`, or None for no filter) and must apply it *before* the top-k cut: a
 filtered search returns k hits whenever at least k stored rows of the searched kinds match, and never a
-row that does not match. The expression is a conjunction of :class:`~xmodal.filters.Condition`, one per
-attribute, over the attributes of :attr:`StoredItem.item <xmodal.store.sqlite.StoredItem>`:
+row that does not match. The expression is a tree (:attr:`FilterExpr.root <xmodal.filters.FilterExpr>`)
+of :class:`~xmodal.filters.nodes.Condition` leaves joined by ``And`` (every part), ``Or`` (some part)
+and ``Not`` (the part does not hold), over the (nested) attributes of :attr:`StoredItem.item
+<xmodal.store.sqlite.StoredItem>`. A condition tests the values an item holds at its ``attribute``, a
+dotted path: the values reached through objects, through the elements of lists on the way and through
+names that contain dots (:func:`~xmodal.filters.values_at`); their *leaves* are their scalars, list
+elements at any depth included. Its ``op`` is one of:
 
-- ``values``: equality / membership. Each value is a :func:`~xmodal.filters.value_key` pair —
-  ``("s", str)``, ``("n", float)`` (ints and floats compare equal: ``1 == 1.0``) or ``("b", bool)``
-  (``True`` is never ``1``); the condition holds when the item's value has one of these keys.
-- ``bounds``: a numeric range, ``(op, bound)`` pairs with op in ``gt``/``gte``/``lt``/``lte``, all of
-  which must hold; only numbers (not booleans, not strings) satisfy a range.
-- an item without the attribute satisfies no condition on it.
+- ``in`` / ``nin`` / ``all``: some leaf has one of ``values`` / the item holds the path and no leaf has
+  any / every one of ``values`` is a leaf. Each value is a :func:`~xmodal.filters.value_key` pair —
+  ``("s", str)``, ``("n", float)`` (ints and floats compare equal: ``1 == 1.0``), ``("b", bool)``
+  (``True`` is never ``1``) or ``("z", None)`` (null);
+- ``range``: some number leaf (not a boolean) satisfies every ``(op, bound)`` of ``bounds``, op in
+  ``gt``/``gte``/``lt``/``lte``;
+- ``exists``: the item holds the path; ``empty``: every value there is null, ``""``, ``[]`` or ``{}``
+  (true when it holds none);
+- ``text`` / ``itext``: some string leaf contains ``text`` (``itext``: after ``str.casefold``).
 
-:meth:`Condition.holds <xmodal.filters.Condition.holds>` is the reference evaluation. How a backend
-applies it is its own business: the local backend resolves it to the allowed rows through the engine's
-attribute table (:attr:`BackendContext.rows`); a database backend translates it into its own filter
-language (a Milvus boolean expression, a SQL ``WHERE``) over attributes it stores with the vectors. The
-engine has already refused conditions on attributes no item has, so a backend need not.
+:meth:`FilterExpr.matches <xmodal.filters.FilterExpr.matches>` (:mod:`xmodal.filters.nodes`) is the
+reference evaluation. How a backend applies it is its own business: the local backend resolves it to the
+allowed rows through the engine's attribute table (:attr:`BackendContext.rows`); a database backend
+translates it into its own filter language (a Milvus boolean expression, a SQL ``WHERE``) over attributes
+it stores with the vectors. The engine has already refused dotted paths into values that are never
+objects (and, for a strict search, paths no item has), so a backend need not; a path no item has
+simply matches nothing.
 
 A backend is registered by name in :data:`xmodal.backends.BACKENDS` (entry point group
 ``xmodal.backends``, or ``"package.module:Class"``): the registered object is a class (or any object)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..engine import Engine
 from ..errors import ValidationError
-from ..filters import parse_filters, parse_where
+from ..filters import parse_filter_json, parse_filters, parse_where
 from ..modes import describe_modes
 from ..records import MAX_K, Target
 
@@ -130,7 +130,21 @@ def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="attribute filter: =, <, <=, >, >=, a|b for any of; repeat to combine",
+        help="attribute filter: =, !=, <, <=, >, >=, a|b for any of; FIELD may be a dotted path (meta.brand); "
+        "repeat to combine",
+    )
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="""a filter object in the full language (or/and/not, ne, exists, contains, $-operators...), e.g. """
+        """'{"or": [{"tags": "red"}, {"price": {"lt": 20}}]}'; combined with --where, all must hold""",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="a filter on an attribute no item has is an error (by default it matches nothing)",
     )
     add_target_option(parser)
     parser.add_argument(
@@ -144,7 +158,8 @@ def query_options(args: argparse.Namespace) -> dict[str, Any]:
     """Checked ``filters``, ``k``, ``target`` and ``mode`` (only when given) from the command line, or a
     :class:`UsageError`."""
     try:
-        filters = parse_where(list(args.where))
+        where, given = parse_where(list(args.where)), parse_filter_json(list(args.filter))
+        filters = {"and": [where, given]} if where and given else where or given
         parse_filters(filters)  # a range bound that is not a number is a usage error too
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
@@ -154,7 +169,7 @@ def query_options(args: argparse.Namespace) -> dict[str, Any]:
         target = Target.parse(args.target)
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
-    options: dict[str, Any] = {"filters": filters, "k": args.k, "target": target}
+    options: dict[str, Any] = {"filters": filters, "k": args.k, "target": target, "strict": args.strict}
     if args.mode is not None:  # none given: the index's default mode
         options["mode"] = args.mode
     return options

@@ -109,6 +109,7 @@ def evaluate(
     target: str | Target = Target.ANY,
     filters: Mapping[str, Any] | None = None,
     mode: str | None = None,
+    strict: bool = False,
     progress: Callable[[int], object] | None = None,
 ) -> EvalReport:
     """Run every query (top ``k``) and average recall@1/5/10, MRR (within the top k) and nDCG@10.
@@ -120,7 +121,7 @@ def evaluate(
     Query(text="check", k=k, target=Target.parse(target), filters=filters, mode=mode)
     if mode is not None:
         check_mode(mode, engine.settings["extensions"])
-    engine.match_rows(filters)  # a bad filter fails here, before any query runs
+    engine.match_rows(filters, strict=strict)  # a bad filter fails here, before any query runs
     report = EvalReport(k=k)
     sums = dict.fromkeys(METRICS, 0.0)
     for entry in queries:
@@ -131,7 +132,13 @@ def evaluate(
             continue
         try:
             query = Query(
-                text=entry.text, image=entry.image, filters=filters, k=k, target=Target.parse(target), mode=mode
+                text=entry.text,
+                image=entry.image,
+                filters=filters,
+                k=k,
+                target=Target.parse(target),
+                mode=mode,
+                strict=strict,
             )
             ranking = engine.search(query, base_dir=base_dir).hits.ids.tolist()
         except XmodalError as exc:

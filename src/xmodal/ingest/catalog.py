@@ -15,15 +15,16 @@ Catalog fields (JSON Lines: one object a line; CSV: one column each)
 - ``media``: an object of medium name → path, by the same rule (``{"image": "a.png"}``; a medium is
   a registered media loader such as ``image``, or a loader's dotted path ``"package.module:Loader"``);
   in CSV, a cell holding that JSON object;
-- ``attributes``: an object of name → string, number or boolean;
+- ``attributes``: an object of name → value: a string, number, boolean or null, or lists and objects of
+  them (nested up to :data:`~xmodal.records.MAX_ATTRIBUTE_DEPTH` levels), kept exactly as given;
 - ``modality`` (optional: ``text``, ``image``, ``image+text``, or media names and ``text`` joined by
   ``+``; inferred otherwise);
 - ``parent`` (optional): the id of the item this one is a segment of, with ``span``: a page number,
   ``{"page": 3}``, ``{"start": 12.5, "end": 20}`` seconds or ``[12.5, 20]`` (in CSV, JSON in the cell).
 
 Any other field is rejected with the nearest known name as a hint, so a typo (``titel``) is caught
-instead of silently dropped. The fields are flat, so a JSON value nested deeper than
-:data:`MAX_NESTING` levels rejects its line (found without recursion, whatever the depth).
+instead of silently dropped. A JSON value nested deeper than :data:`MAX_NESTING` levels rejects its line
+(found without recursion, whatever the depth).
 
 In CSV, attributes are given either as an ``attributes`` column holding a JSON object or as columns
 named ``attributes.NAME`` (cells that read as JSON numbers or ``true``/``false`` become numbers and
@@ -69,8 +70,8 @@ JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".jsonlines"})
 CSV_SUFFIXES = frozenset({".csv"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 MAX_LINE_BYTES = 16 * 1024 * 1024
-#: How deep a record's JSON may nest: its fields are at most three levels deep (line → attributes → value),
-#: so deeper is an error, and a line nested thousands of levels deep is refused instead of crashing the add.
+#: How deep a record's JSON may nest: line → attributes → a value nested at most MAX_ATTRIBUTE_DEPTH (16)
+#: levels, so deeper is an error, and a line nested thousands of levels deep is refused instead of crashing the add.
 MAX_NESTING = 32
 CHUNK = 1024
 OUTSIDE_FIX = "give a path relative to the catalog file's folder (or allow outside paths: --allow-outside-images)"
@@ -210,7 +211,7 @@ def _too_deep(field: str, depth: int | None) -> ValidationError:
     return ValidationError(
         field,
         f"is nested {levels} deep, more than the limit of {MAX_NESTING}",
-        "flatten it: attributes map a name to a string, number or boolean",
+        "flatten it: an attribute's lists and objects may nest 16 levels",
     )
 
 

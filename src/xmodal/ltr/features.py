@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..filters import value_key
+from ..filters import Condition, value_key, values_at
 from ..records import Modality, Query
 from .fusion import FusedHit
 from .strategies.structured import Understanding
@@ -139,13 +139,10 @@ def _attribute_features(
     slots = understanding.slots
     if not slots:
         return
+    wanted = {name: {value_key(v) for v in values} for name, values in slots.items()}
     for i, row in enumerate(rows):
         have = pipeline.engine.attributes_of(row)
-        n = sum(
-            1
-            for name, values in slots.items()
-            if name in have and value_key(have[name]) in {value_key(v) for v in values}
-        )
+        n = sum(1 for name, keys in wanted.items() if Condition(name, "in", tuple(keys)).holds(values_at(have, name)))
         matches[i] = n
         share[i] = n / len(slots)
 

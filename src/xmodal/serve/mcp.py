@@ -122,10 +122,15 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
         k: int = 10,
         mode: str | None = None,
         group: str | None = None,
+        strict: bool = False,
     ) -> dict[str, Any]:
         """Search the catalog by text and/or an image (base64, or a local file path over stdio).
 
-        ``filters`` maps attribute → value, list of values, or {"gte": n, "lt": m}; ``parent`` (an item
+        ``filters`` maps an attribute (or a dotted path into nested ones, ``meta.brand``) → value, list of
+        values, or operators ({"gte": n, "lt": m}, {"ne": v}, {"exists": true}, {"contains": v},
+        {"text_contains": s}...); {"or": [...]}, {"and": [...]}, {"not": {...}} combine filters, and
+        $-operators are aliases. A filter on an attribute no item has matches nothing (``strict``: an
+        error listing the known ones). ``parent`` (an item
         id) and ``span`` (a page or start second) filter segments. ``group="parent"`` returns one hit per
         parent item. ``mode`` picks a search mode (default: the index's). Returns hits with scores, the
         strategy that found each, span of segments, image references and the catalog text (``id``,
@@ -138,6 +143,7 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
             "filters": filters or {},
             "k": max(1, min(k, MAX_K)),
             "group": group,
+            "strict": strict,
         }
         if mode is not None:  # none given: the index's default mode
             fields["mode"] = mode

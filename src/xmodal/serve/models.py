@@ -10,7 +10,16 @@ from ..media_loaders import available_media
 from ..records import GROUPS, KIND_NAME, Target
 from .policy import MAX_K, MAX_QUERY_TEXT
 
-AttrValue = bool | int | float | str
+AttrValue = bool | int | float | str  # a facet's value
+ATTRIBUTES_HELP = (
+    "name → value: a string, number, boolean or null, or lists and objects of them (nested up to 16 levels); "
+    "given back exactly as sent"
+)
+FILTERS_HELP = (
+    "attribute path (a name or a dotted path: meta.brand) → value, list of values, or an object of operators "
+    "(eq, ne, in, nin, all, contains, gt, gte, lt, lte, exists, is_null, is_empty, text_contains, not); "
+    "and/or/not join filters; $-operators ($in, $or...) are aliases"
+)
 Strict = ConfigDict(extra="forbid")
 SpanValue = dict[str, int | float]
 
@@ -46,7 +55,10 @@ class SearchRequest(BaseModel):
     model_config = Strict
     text: str | None = Field(None, max_length=MAX_QUERY_TEXT)
     image_base64: str | None = Field(None, description="an image file, base64-encoded")
-    filters: dict[str, Any] = Field(default_factory=dict)
+    filters: dict[str, Any] = Field(default_factory=dict, description=FILTERS_HELP)
+    strict: bool = Field(
+        False, description="a filter on an attribute no item has is an error (else it matches nothing)"
+    )
     k: int = Field(10, ge=1, le=MAX_K)
     target: str = Field(Target.ANY.value, pattern=TARGET_PATTERN, description=TARGET_HELP)
     mode: str | None = Field(
@@ -70,7 +82,7 @@ class ItemOut(BaseModel):
     modality: str = Field(description=MODALITY_HELP)
     title: str
     text: str
-    attributes: dict[str, AttrValue]
+    attributes: dict[str, Any] = Field(description=ATTRIBUTES_HELP)
     media: dict[str, str] = Field(default_factory=dict, description="medium name → stored reference in the index")
     image: str | None = Field(None, description="the stored image's reference in the index folder (media.image)")
     created_at: float
@@ -104,7 +116,7 @@ class ItemIn(BaseModel):
     id: str = Field(min_length=1, max_length=512)
     title: str = ""
     text: str = ""
-    attributes: dict[str, AttrValue] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict, description=ATTRIBUTES_HELP)
     modality: str | None = Field(None, max_length=1024, description=MODALITY_HELP + "; inferred when absent")
     image_base64: str | None = None
     image_file: str | None = Field(None, description="multipart only: the filename of an uploaded image part")
@@ -155,7 +167,9 @@ class FacetValue(BaseModel):
 
 
 class FacetsResponse(BaseModel):
-    attributes: dict[str, list[FacetValue]]
+    attributes: dict[str, list[FacetValue]] = Field(
+        description="attribute path (nested attributes by dotted path, list elements counted one by one) → values"
+    )
 
 
 class HealthResponse(BaseModel):

@@ -48,6 +48,7 @@ _SEARCH_BODY = {
                         "mode": {"type": "string"},
                         "group": {"type": "string", "enum": [g for g in GROUPS if g]},
                         "filters": {"type": "string", "description": "a JSON object, as text"},
+                        "strict": {"type": "boolean"},
                         "explain": {"type": "boolean"},
                         "log": {"type": "boolean"},
                     },
@@ -125,6 +126,7 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
         "target": req.target,
         "user": req.user,
         "group": req.group,
+        "strict": req.strict,
     }
     if req.mode is not None:  # none given: the index's default mode
         fields["mode"] = req.mode

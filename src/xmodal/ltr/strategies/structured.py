@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ...filters import filterable
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
 from ..text import STOPWORDS, stem, stems, tokens, within_one_edit
@@ -61,7 +62,7 @@ class QueryUnderstanding:
         with self.engine.attribute_table() as table:
             for name in table.attributes():
                 values = table.values(name)
-                if len(values) > MAX_VALUES_PER_ATTRIBUTE:
+                if len(values) > MAX_VALUES_PER_ATTRIBUTE or not filterable(name):
                     continue
                 for value, count in values.items():
                     if not isinstance(value, str):

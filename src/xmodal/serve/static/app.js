@@ -143,7 +143,7 @@ async function open(hit, rank, fromSearch) {
   $("detail").showModal();
   try {
     const item = await api("/items/" + encodeURIComponent(hit.id));
-    const rows = Object.entries(item.attributes).map(([k, v]) => el("tr", {}, [el("td", { textContent: k }), el("td", { textContent: String(v) })]));
+    const rows = Object.entries(item.attributes).map(([k, v]) => el("tr", {}, [el("td", { textContent: k }), el("td", { textContent: v !== null && typeof v === "object" ? JSON.stringify(v) : String(v) })]));
     const parts = [];
     if (item.media_url) parts.push(el("img", { src: item.media_url, alt: item.title || item.id }));
     parts.push(el("h2", { textContent: item.title || item.id }));
