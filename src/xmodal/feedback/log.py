@@ -22,6 +22,7 @@ from ..errors import NotFoundError, StorageError, ValidationError
 from ..ltr.text import normalize_query
 from ..provenance import from_stored, to_stored
 from ..store.health import GuardedLock, corrupt_error, is_corrupt
+from ..store.readers import Readers
 from ..store.space import connect, disk_full
 
 FEEDBACK_SCHEMA_VERSION = 1
@@ -124,6 +125,7 @@ class FeedbackLog:
                 raise corrupt_error(path, exc) from exc
             raise StorageError(f"{path}: cannot open the feedback log ({exc})") from exc
         self._lock = GuardedLock(path)  # a damaged page is a StorageError saying what to do
+        self._readers = Readers(path)  # searches read the log on connections of their own (xmodal.store.readers)
         self._listeners: list[EventListener] = []
         self._impression_listeners: list[Callable[[Impression], None]] = []
         with self._lock:
@@ -153,6 +155,7 @@ class FeedbackLog:
         self._db.execute("BEGIN IMMEDIATE")
 
     def close(self) -> None:
+        self._readers.close()
         with self._lock:
             self._db.close()
 
@@ -277,13 +280,13 @@ class FeedbackLog:
     # -- reads --------------------------------------------------------------------------------
     def impression(self, query_id: str) -> Impression:
         """The impression logged under ``query_id``, or :class:`NotFoundError`."""
-        with self._lock:
-            row = self._db.execute("SELECT * FROM feedback_queries WHERE query_id = ?", (query_id,)).fetchone()
+        with self._readers.reading() as db:
+            row = db.execute("SELECT * FROM feedback_queries WHERE query_id = ?", (query_id,)).fetchone()
             if row is None:
                 raise NotFoundError(
                     f"no logged query with query_id {query_id!r}; use the id returned by search(log=True)"
                 )
-            hits = self._db.execute(
+            hits = db.execute(
                 "SELECT object_id, score, provenance FROM feedback_hits WHERE query_id = ? ORDER BY position",
                 (query_id,),
             ).fetchall()
@@ -314,8 +317,8 @@ class FeedbackLog:
     # -- tails, for what folds the log into aggregates (the memory index) -------------------------
     def marks(self) -> tuple[int, int]:
         """Where the log ends now: (the last impression's sequence number, the last event's id)."""
-        with self._lock:
-            row = self._db.execute(
+        with self._readers.reading() as db:
+            row = db.execute(
                 "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM feedback_queries),"
                 " (SELECT COALESCE(MAX(event_id), 0) FROM feedback_events)"
             ).fetchone()
@@ -328,15 +331,15 @@ class FeedbackLog:
         oldest first; only one normalised query's with ``normalized``; at most ``limit`` (-1: all)."""
         where = "rowid > ?" + (" AND query_normalized = ?" if normalized is not None else "")
         params: tuple[Any, ...] = (after,) if normalized is None else (after, normalized)
-        with self._lock:
-            queries = self._db.execute(
+        with self._readers.reading() as db:
+            queries = db.execute(
                 f"SELECT rowid, query_id, query_normalized FROM feedback_queries WHERE {where} ORDER BY rowid LIMIT ?",
                 (*params, limit),
             ).fetchall()
             shown: dict[str, list[str]] = {q: [] for _, q, _ in queries}
             for start in range(0, len(queries), 500):
                 ids = [q for _, q, _ in queries[start : start + 500]]
-                for qid, obj in self._db.execute(
+                for qid, obj in db.execute(
                     f"SELECT query_id, object_id FROM feedback_hits WHERE query_id IN ({','.join('?' * len(ids))})"
                     " ORDER BY query_id, position",
                     ids,
@@ -356,8 +359,8 @@ class FeedbackLog:
         params: tuple[Any, ...] = (after,)
         if normalized is not None:
             sql, params = sql + " AND q.query_normalized = ?", (after, normalized)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY e.event_id LIMIT ?", (*params, limit)).fetchall()
+        with self._readers.reading() as db:
+            rows = db.execute(sql + " ORDER BY e.event_id LIMIT ?", (*params, limit)).fetchall()
         return [(int(e), str(n), str(o), EVENT_TYPES.get(a, 0.0)) for e, n, o, a in rows]
 
     def popularity(self) -> dict[str, float]:
@@ -373,11 +376,9 @@ class FeedbackLog:
 
     def user_stats(self, user: str) -> dict[str, float]:
         """History aggregates of one user: searches, events and events per search."""
-        with self._lock:
-            searches = self._db.execute(
-                "SELECT COUNT(*) FROM feedback_queries WHERE client_id = ?", (user,)
-            ).fetchone()[0]
-            events = self._db.execute(
+        with self._readers.reading() as db:
+            searches = db.execute("SELECT COUNT(*) FROM feedback_queries WHERE client_id = ?", (user,)).fetchone()[0]
+            events = db.execute(
                 "SELECT COUNT(*) FROM feedback_events e JOIN feedback_queries q USING (query_id) WHERE q.client_id = ?",
                 (user,),
             ).fetchone()[0]

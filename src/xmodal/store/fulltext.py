@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
 
 from ..errors import StorageError
 from .analysis import ANALYZER, terms
+from .readers import Readers
 
 # One FTS5 token per stored term: every Unicode category is a token character, only spaces separate.
 _TOKENIZE = "unicode61 remove_diacritics 0 categories 'L* M* N* P* S* C* Zl Zp'"
@@ -56,6 +57,12 @@ META_KEY = "fulltext_analyzer"
 FREQUENT_SHARE = 0.05
 
 
+def vocabulary(db: sqlite3.Connection) -> None:
+    """Create the connection's views of FTS5's postings (each connection needs its own: they are temporary)."""
+    for statement in _VOCAB:  # execute, never executescript: that would commit the caller's transaction
+        db.execute(statement)
+
+
 def _best_first(pair: tuple[int, float]) -> tuple[float, int]:
     return -pair[1], pair[0]
 
@@ -68,11 +75,12 @@ class FullText:
         db: sqlite3.Connection,
         lock: AbstractContextManager[object],
         *,
+        readers: Readers | None = None,
         k1: float = 1.2,
         b: float = 0.75,
         weights: tuple[float, float] = (3.0, 1.0),
     ) -> None:
-        self._db, self._lock = db, lock
+        self._db, self._lock, self._readers = db, lock, readers
         # Document frequencies and totals, kept while the database is unchanged: ``PRAGMA data_version``
         # moves when another connection commits, ``_writes`` when this one writes (rolled back or not).
         self._writes = 0
@@ -80,8 +88,18 @@ class FullText:
         self._df: dict[str, int] = {}
         self._totals: tuple[int, int, int] | None = None
         self.k1, self.b, self.weights = k1, b, weights
-        for statement in _VOCAB:  # execute, never executescript: that would commit the caller's transaction
-            db.execute(statement)
+        vocabulary(db)
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection searches read from: the calling thread's reader (:mod:`.readers`) when the store has
+        them, so a long query holds up no other; else the store's own, under its lock."""
+        if self._readers is not None:
+            with self._readers.reading() as db:
+                yield db
+        else:
+            with self._lock:
+                yield self._db
 
     # -- schema --------------------------------------------------------------------------------
     @staticmethod
@@ -145,8 +163,8 @@ class FullText:
 
     # -- reads ---------------------------------------------------------------------------------
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT docs FROM fulltext_totals").fetchone()[0])
+        with self._reading() as db:
+            return int(db.execute("SELECT docs FROM fulltext_totals").fetchone()[0])
 
     def known_fraction(self, query_terms: Sequence[str]) -> float:
         """Share of the terms that occur in the index (a query-understanding feature)."""
@@ -190,14 +208,14 @@ class FullText:
         out = np.zeros(len(rows))
         wanted = sorted({r for r in rows if r >= 0})
         texts: dict[int, tuple[str, str]] = {}
-        with self._lock:
+        with self._reading() as db:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 # FTS5's own content table (``<table>_content``, columns c0, c1), read by its primary key:
                 # a plain B-tree lookup, half the cost of the same read through the virtual table
                 sql = f"SELECT id, c0, c1 FROM fulltext_content WHERE id IN ({marks})"
-                texts.update((int(r), (t, b)) for r, t, b in self._db.execute(sql, chunk))
+                texts.update((int(r), (t, b)) for r, t, b in db.execute(sql, chunk))
         (w_title, w_body), k1, b = self.weights, self.k1, self.b
         weighted = list(idf.items())
         for i, row in enumerate(rows):
@@ -229,8 +247,7 @@ class FullText:
         if stats is None:
             return []
         idf, fields = stats
-        with self._lock:
-            n, df = (self._totals[0] if self._totals else 0), dict(self._df)
+        n, df = self._totals_now()[0], self._frequencies(query_terms)  # both kept from _stats: no read
         frequent = {t: w for t, w in idf.items() if df.get(t, 0) > n * FREQUENT_SHARE}
         rare = [t for t in idf if t not in frequent]
         if not frequent or not rare:
@@ -255,24 +272,38 @@ class FullText:
         """Document frequency of each distinct term (absent or 0: not in the index)."""
         with self._lock:
             self._fresh()
-            missing = sorted({t for t in query_terms if t not in self._df})
-            if missing:
-                marks = ",".join("?" * len(missing))
-                sql = f"SELECT term, doc FROM temp.fulltext_rows WHERE term IN ({marks})"
-                self._df.update(dict.fromkeys(missing, 0))
-                self._df.update((str(t), int(d)) for t, d in self._db.execute(sql, missing))
-            return {t: self._df[t] for t in query_terms if self._df[t]}
+            seen, known = self._seen, {t: self._df[t] for t in query_terms if t in self._df}
+        missing = sorted({t for t in query_terms if t not in known})
+        if missing:
+            marks = ",".join("?" * len(missing))
+            sql = f"SELECT term, doc FROM temp.fulltext_rows WHERE term IN ({marks})"
+            with self._reading() as db:
+                known.update(dict.fromkeys(missing, 0))
+                known.update((str(t), int(d)) for t, d in db.execute(sql, missing))
+            with self._lock:
+                if self._seen == seen:  # nothing changed meanwhile: keep them for the next query
+                    self._df.update((t, known[t]) for t in missing)
+        return {t: known[t] for t in query_terms if known[t]}
+
+    def _totals_now(self) -> tuple[int, int, int]:
+        """(items, title terms, body terms) in the index: kept while the database is unchanged."""
+        with self._lock:
+            self._fresh()
+            seen, totals = self._seen, self._totals
+        if totals is None:
+            with self._reading() as db:
+                docs, title, body = db.execute("SELECT docs, title, body FROM fulltext_totals").fetchone()
+            totals = (int(docs), int(title), int(body))
+            with self._lock:
+                if self._seen == seen:
+                    self._totals = totals
+        return totals
 
     def _stats(self, query_terms: Sequence[str]) -> tuple[dict[str, float], tuple[float, float]] | None:
         """(idf of each known query term, average field lengths), or None when nothing can match."""
         if not query_terms:
             return None
-        with self._lock:
-            self._fresh()
-            if self._totals is None:
-                docs, title, body = self._db.execute("SELECT docs, title, body FROM fulltext_totals").fetchone()
-                self._totals = (int(docs), int(title), int(body))
-            n, title, body = self._totals
+        n, title, body = self._totals_now()
         if n == 0:
             return None
         df = self._frequencies(query_terms)
@@ -304,5 +335,5 @@ class FullText:
         if depth is not None:
             sql += " ORDER BY score DESC, row LIMIT ?"
             params.append(depth)
-        with self._lock:
-            return [(int(r), float(s)) for r, s in self._db.execute(sql, params)]
+        with self._reading() as db:
+            return [(int(r), float(s)) for r, s in db.execute(sql, params)]

@@ -33,8 +33,9 @@ import numpy as np
 from ..errors import StorageError, ValidationError
 from ..records import Item, Modality, Span, VectorKind
 from .fulltext import META_KEY as FULLTEXT_KEY
-from .fulltext import FullText
+from .fulltext import FullText, vocabulary
 from .health import GuardedLock, corrupt_error, integrity_problems, is_corrupt
+from .readers import Readers
 from .space import connect, disk_full, space_guard
 
 SCHEMA_VERSION = 3
@@ -133,7 +134,9 @@ class SQLiteStore:
         except BaseException:
             self._db.close()
             raise
-        self.fulltext = FullText(self._db, self._lock)
+        #: searches read the full-text index on connections of their own (:mod:`.readers`)
+        self.readers = Readers(path, prepare=vocabulary)
+        self.fulltext = FullText(self._db, self._lock, readers=self.readers)
 
     def _unreadable(self, exc: sqlite3.DatabaseError) -> StorageError:
         if is_corrupt(exc) and self.path.is_file() and self.path.stat().st_size:
@@ -263,6 +266,7 @@ class SQLiteStore:
             self._db.execute("ROLLBACK")
 
     def close(self) -> None:
+        self.readers.close()
         with self._lock:
             self._db.close()
 
