@@ -5,8 +5,8 @@ Run:  python benchmarks/bench_abuse.py --seconds 20
       --abuser-addresses 1 --filter-values 10000)
 
 One server process (``python -m xmodal.serve``, uvicorn, one worker) on 127.0.0.1 with the default
-``ServeConfig`` (rate 200 tokens/s, burst 400 per key or client address; per anonymous address 0.25
-CPU-seconds per second and 2 searches at once, all anonymous addresses together 0.5 and 2; 429s held back
+``ServeConfig`` (rate 200 tokens/s, burst 400 per key or client address; per anonymous address 0.1
+CPU-seconds per second and 2 searches at once, all anonymous addresses together 0.25 and 1; 429s held back
 1 s; 25 MP, 20 MiB bodies; MCP on)
 and ``OPENBLAS_NUM_THREADS=1``, as docs/serving.md advises. The index: ``--items`` WordNet synsets as text
 items, encoded with the offline encoder (MiniLM int8 text, EfficientNet-Lite0 images: ~3 s per 1,000 items

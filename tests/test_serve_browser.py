@@ -67,7 +67,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engine
     engine.add(
         [Item.create("note1", title="Coffee brewing notes", text="grind, bloom, pour", attributes={"category": "food"})]
     )
-    with serve_in_thread(create_app(engine, ServeConfig(mcp=False, log_requests=False))) as url:
+    # the page is driven as fast as a script can, for a whole module: no anonymous CPU share (its own tests
+    # are in test_serve_limits.py); a person's pace stays within the default share
+    config = ServeConfig(mcp=False, log_requests=False, anonymous_cpu=0.0, anonymous_total_cpu=0.0)
+    with serve_in_thread(create_app(engine, config)) as url:
         yield url, engine, tmp
     engine.close()
 

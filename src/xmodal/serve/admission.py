@@ -7,7 +7,7 @@ per second, and sixteen connections from it kept sixteen worker threads busy at 
 have the limits the operator gave their keys; an anonymous client address is also bounded here:
 
 - **In flight**: at most ``anonymous_inflight`` of its searches (and similar-item requests) run at once;
-  one more is refused at once rather than queued behind them.
+  one more waits up to :data:`TURN_WAIT_S` for its turn (as a coroutine, holding no thread), then is refused.
 - **CPU**: it has an account of CPU seconds, filled at ``anonymous_cpu`` seconds per second (a share of
   one core) up to ``anonymous_cpu_burst``. The CPU a search takes on the thread that runs it (measured
   with ``time.thread_time``: the encoder, index, ranker and image decode all run there) is charged after
@@ -22,6 +22,7 @@ Refusals are :class:`~.limits.RateLimited` (REST 429 with ``Retry-After``, an MC
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -35,6 +36,9 @@ T = TypeVar("T")
 
 #: the name of the account and in-flight count shared by every anonymous address
 ALL_ANONYMOUS = "*"
+#: how long a search waits for its turn among the running ones before it is refused, and how often it looks
+TURN_WAIT_S = 2.0
+TURN_POLL_S = 0.005
 
 
 class CpuAccount:
@@ -87,6 +91,19 @@ class Admission:
             if rate > 0 and balance < 0:
                 wait = max(1, math.ceil(-balance / rate))
                 raise RateLimited(wait, f"{self._who(who)} (a share of {rate:g} CPU-seconds per second is spent)")
+
+    def busy(self, client: str) -> bool:
+        """Whether ``client``, or all anonymous clients together, have as many searches running as allowed."""
+        with self._lock:
+            return any(self._inflight.get(who, 0) >= self.limits[self._kind(who)] for who in (client, ALL_ANONYMOUS))
+
+    async def wait_turn(self, client: str, timeout: float = TURN_WAIT_S) -> None:
+        """Wait (without holding a thread) up to ``timeout`` seconds while ``client``'s searches, or all anonymous
+        ones, are at their bound: a page that sends a search while its previous one still runs is answered
+        a moment later rather than refused. Past ``timeout``, :meth:`run` refuses as it would have."""
+        deadline = time.monotonic() + timeout
+        while self.busy(client) and time.monotonic() < deadline:
+            await asyncio.sleep(TURN_POLL_S)
 
     def balance(self, client: str) -> float:
         """CPU seconds left to ``client`` (or :data:`ALL_ANONYMOUS`) now (the burst when it has spent none)."""

@@ -202,7 +202,8 @@ class KeyGuard:
         try:
             presented = presented_key(headers.get("authorization"), headers.get("x-api-key"))
             principal = self.state.limits.admit(presented, "read", client)
-            if principal.key is None:  # an anonymous agent waits at the door while its searches run
+            if principal.key is None:  # an anonymous agent waits at the door for its turn among running searches
+                await self.state.limits.wait_turn(principal)
                 self.state.limits.admission.check(client, running=True)
         except AuthError as exc:
             challenge = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None

@@ -8,10 +8,10 @@ A config file looks like (TOML; JSON with the same structure works too)::
     max_image_bytes = 20_971_520     # one image file
     image_decodes = 0                # image queries decoded at once (0: one per CPU, at most 4)
     anonymous_inflight = 2           # requests one anonymous client address may have in flight
-    anonymous_cpu = 0.25             # CPU-seconds per second its requests may take (0: not metered) ...
+    anonymous_cpu = 0.1              # CPU-seconds per second its requests may take (0: not metered) ...
     anonymous_cpu_burst = 1.0        # ... up to this many at once
-    anonymous_total_inflight = 2     # all anonymous addresses together: searches running at once ...
-    anonymous_total_cpu = 0.5        # ... and CPU-seconds per second
+    anonymous_total_inflight = 1     # all anonymous addresses together: searches running at once ...
+    anonymous_total_cpu = 0.25       # ... and CPU-seconds per second
     refusal_delay = 1.0              # seconds a 429 is held back (at most its Retry-After)
     cors_origins = ["http://localhost:3000"]
     allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
@@ -75,10 +75,10 @@ class ServeConfig:
     # An anonymous client address (xmodal.serve.admission): requests in flight at once, and the CPU its requests'
     # work may take, in CPU-seconds per second (0: not metered) up to a burst of CPU-seconds
     anonymous_inflight: int = 2
-    anonymous_cpu: float = 0.25
+    anonymous_cpu: float = 0.1
     anonymous_cpu_burst: float = 1.0
-    anonymous_total_inflight: int = 2  # ... and all anonymous addresses together
-    anonymous_total_cpu: float = 0.5
+    anonymous_total_inflight: int = 1  # ... and all anonymous addresses together
+    anonymous_total_cpu: float = 0.25
     refusal_delay: float = (
         1.0  # seconds a 429 is held back (at most its Retry-After): a tar pit for clients that ignore it
     )

@@ -125,6 +125,11 @@ class Limits:
         client, admission = principal.client, self.admission
         return lambda: admission.run(client, fn)
 
+    async def wait_turn(self, principal: Principal | None) -> None:
+        """For an anonymous caller, wait briefly while its searches (or all anonymous ones) are at their bound."""
+        if principal is not None and principal.key is None:
+            await self.admission.wait_turn(principal.client)
+
     def search(self, principal: Principal | None, *, text: str | None, image: bytes | None, k: int) -> None:
         """Check a search's text, image (bytes and pixels, from its header) and ``k``, then charge what it
         costs beyond the token taken on arrival."""

@@ -104,6 +104,7 @@ async def parse_search(request: Request, caller: Principal) -> tuple[SearchReque
 async def search(request: Request, caller: ReadKey) -> SearchResponse:
     """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
     state = server(request)
+    await state.limits.wait_turn(caller)
     req, image = await parse_search(request, caller)
     state.limits.search(caller, text=req.text, image=image, k=req.k)  # size checks (image: its header), cost
     run = state.limits.metered(caller, functools.partial(_run_search, state, req, image))
@@ -146,7 +147,7 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
 @router.get(
     "/items/{item_id:path}/similar", response_model=SearchResponse, responses=responses(401, 403, 404, 422, 429)
 )
-def similar(
+async def similar(
     request: Request,
     item_id: str,
     caller: ReadKey,
@@ -154,10 +155,11 @@ def similar(
     target: Annotated[str, Q(pattern=TARGET_PATTERN, description=TARGET_HELP)] = Target.ANY.value,
 ) -> SearchResponse:
     """Items closest to a stored item (the item itself left out), by its primary vector (``Engine.similar``)."""
-    limits = server(request).limits
-    limits.similar(caller, k)
-    run = limits.metered(caller, lambda: server(request).engine.similar(item_id, k=k, target=target))
-    return search_response(run())
+    state = server(request)
+    state.limits.similar(caller, k)
+    await state.limits.wait_turn(caller)
+    run = state.limits.metered(caller, lambda: state.engine.similar(item_id, k=k, target=target))
+    return search_response(await run_in_threadpool(run))
 
 
 @router.get("/facets", response_model=FacetsResponse, responses=responses(401, 403, 429))
