@@ -3,11 +3,13 @@ filtered search finds it, vector counts equal item counts) and ``xmodal check`` 
 
 - kill -9 at seeded random moments of concurrent writes from several processes (each records the ids of a
   batch once ``Engine.add`` has returned);
-- torn checkpoint files (a file of the vector checkpoint ``index/`` truncated);
+- torn checkpoint files (a file of the vector checkpoint ``index/`` truncated, or zero-filled from its middle
+  with its size kept);
 - a write failure injected in the store's write path in the middle of a batch (the whole batch is refused,
   nothing acknowledged is lost); the full disk has its own tests (``test_full_disk.py``).
 
-``check`` is ok after each without ``--repair``. Real processes and files; seeded; about 30 s in all.
+``check`` is ok after each without ``--repair``. Real processes and files; seeded; about 30 s in all. The long,
+randomized version (several fault kinds, many rounds, exact-title searches too) is ``benchmarks/bench_faults.py``.
 """
 
 from __future__ import annotations
