@@ -3,11 +3,13 @@ filtered search finds it, vector counts equal item counts) and ``xmodal check`` 
 
 - kill -9 at seeded random moments of concurrent writes from several processes (each records the ids of a
   batch once ``Engine.add`` has returned);
-- torn checkpoint files (a file of the vector checkpoint ``index/`` truncated);
+- torn checkpoint files (a file of the vector checkpoint ``index/`` truncated, or zero-filled from its middle
+  with its size kept);
 - a write failure injected in the store's write path in the middle of a batch (the whole batch is refused,
   nothing acknowledged is lost); the full disk has its own tests (``test_full_disk.py``).
 
-``check`` is ok after each without ``--repair``. Real processes and files; seeded; about 30 s in all.
+``check`` is ok after each without ``--repair``. Real processes and files; seeded; about 30 s in all. The long,
+randomized version (several fault kinds, many rounds, exact-title searches too) is ``benchmarks/bench_faults.py``.
 """
 
 from __future__ import annotations
@@ -110,6 +112,24 @@ def test_a_torn_checkpoint_file_is_rebuilt_from_the_store(tmp_path: Path, torn: 
     size = path.stat().st_size
     with open(path, "r+b") as handle:
         handle.truncate(size // 2)
+    assert_sound(index, acked)
+
+
+@pytest.mark.parametrize("torn", ["text/vectors.npy", "text/labels.npy"])
+def test_a_checkpoint_file_whose_tail_never_reached_the_disk_is_rebuilt(tmp_path: Path, torn: str) -> None:
+    """Found by ``benchmarks/bench_faults.py``: a file of the checkpoint zero-filled from its middle to its end,
+    its size kept (what a crash can leave where a file's last blocks were never written), was loaded as it
+    was: zeroed labels made the index hold row 0 (a search died with ``KeyError: 0``), zeroed vectors made
+    the last items unfindable by what they say."""
+    index, acked = built(tmp_path)
+    path = index / "index" / torn
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        handle.seek(size // 2)
+        handle.write(bytes(size - size // 2))
+    with Engine.open(index) as engine:
+        for i in (0, 30, 59):
+            assert engine.search(Query(text=f"lamp {i}", k=3, mode="dense")).hits.ids.tolist()[0] == f"a{i}"
     assert_sound(index, acked)
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,15 +126,13 @@ def test_a_media_write_on_a_full_disk_leaves_no_tmp_file(tmp_path: Path, monkeyp
         assert_searchable(engine, ["kept", "later"])
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MiB tmpfs (root on Linux); skipped where ``mount`` is not allowed (the tests above inject the
-    same failures without it)."""
-    folder = tmp_path / "disk"
+@contextmanager
+def mounted(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` on ``folder`` (root on Linux); the test is skipped where ``mount`` is not allowed."""
     folder.mkdir()
     if sys.platform != "linux" or shutil.which("mount") is None:
         pytest.skip("no mount here")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"mount is not allowed here: {done.stderr.decode(errors='replace').strip()}")
     try:
@@ -141,9 +141,17 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
-def fill(disk: Path) -> Path:
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs (root on Linux); skipped where ``mount`` is not allowed (the tests above inject the
+    same failures without it)."""
+    with mounted(tmp_path / "disk", "3m") as folder:
+        yield folder
+
+
+def fill(disk: Path, name: str = "filler") -> Path:
     """Fill the disk: a file written until ``ENOSPC``."""
-    filler = disk / "filler"
+    filler = disk / name
     with open(filler, "wb", buffering=0) as handle:
         try:
             while True:
@@ -169,6 +177,7 @@ def test_a_real_full_disk_reads_work_writes_fail_clearly_and_recover(tmpfs: Path
 
     # a fresh process on the full disk: SQLite has no room for its -shm file, so the store opens read-only
     shutil.rmtree(index / "index", ignore_errors=True)  # derived: rebuilt in memory from the store
+    refiller = fill(tmpfs, "refiller")  # what that freed is taken again: the disk stays full
     info = xmodal(index, "info", "--json")
     assert info.returncode == 0, info.stderr
     search = xmodal(index, "search", "item", "--mode", "dense")
@@ -185,8 +194,62 @@ def test_a_real_full_disk_reads_work_writes_fail_clearly_and_recover(tmpfs: Path
     assert leftovers(index) == []
 
     filler.unlink()  # space again: a fresh open writes
+    refiller.unlink()
     added = xmodal(index, "add", str(catalog), "-q")
     assert added.returncode == 0, added.stderr
     with Engine.open(index) as engine:
         assert_searchable(engine, [*acked, "m1"])
     assert xmodal(index, "check").returncode == 0
+
+
+def test_an_index_opens_on_a_full_disk_when_the_memory_index_must_catch_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by ``benchmarks/bench_faults.py``: the ``ltr`` memory index folds what it is behind on when the
+    engine opens; on a full disk that fold failed, the file was deleted and rebuilt, failed again, and the
+    raw ``sqlite3.OperationalError`` ended ``Engine.open`` (so ``xmodal search`` crashed). Now the memory
+    index is kept in memory for that process, and reads work."""
+    from xmodal.ltr.memory_state import FILE, MemoryState
+
+    index = tmp_path / "idx"
+    with Engine.open(index, encoder=HashingEncoder(), index="exact") as engine:
+        acked = engine.add(text_items(400)).added
+    (index / "ltr" / FILE).unlink()  # behind on every item: folded when the engine opens
+    real = MemoryState._create
+
+    def on_a_full_disk(self: MemoryState, target: Path | str) -> object:
+        db = real(self, target)
+        if str(target) != ":memory:":  # its file may not grow: SQLITE_FULL, as on a full disk
+            db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+        return db
+
+    monkeypatch.setattr(MemoryState, "_create", on_a_full_disk)
+    with Engine.open(index) as engine:
+        assert_searchable(engine, acked)
+        found = engine.search(Query(text="item 7 black", k=5)).hits.ids.tolist()  # the default (learned) mode
+        assert "t7" in found
+    monkeypatch.undo()
+    with Engine.open(index) as engine:  # room again: the memory index is folded into its file
+        assert engine.search(Query(text="item 7 black", k=5)).hits.ids.tolist()[0] == "t7"
+    assert xmodal(index, "check").returncode == 0
+
+
+def test_a_checkpoint_with_no_room_is_disk_full_even_after_its_cleanup(tmp_path: Path) -> None:
+    """Found by ``benchmarks/bench_faults.py``: numpy reports a short write as an ``OSError`` without an errno
+    ("N requested and M written"), which counts as no space only while the disk is (nearly) full; the
+    checkpoint removed its partial folder first, so with more than 1 MiB freed by that the caller got the bare
+    ``OSError`` (and ``Engine.close`` let it out, leaving the store open)."""
+    with mounted(tmp_path / "disk", "16m") as disk:
+        engine = Engine.open(disk / "idx", encoder=HashingEncoder(), index="exact")
+        acked = engine.add(text_items(2000)).added  # 3 MB of vectors, not checkpointed yet
+        filler = fill(disk)
+        os.truncate(filler, filler.stat().st_size - (3 << 19))  # 1.5 MiB left: the vectors file stops halfway
+        with pytest.raises(DiskFull, match="free space on the disk"):
+            engine.checkpoint()
+        assert leftovers(disk / "idx") == [] and not (disk / "idx" / "index.tmp").exists()
+        filler.unlink()
+        engine.close()
+        with Engine.open(disk / "idx") as reopened:
+            assert reopened.info()["vectors"] == {"text": 2000} and all(x in reopened for x in acked)
+            assert reopened.search(Query(text="item 1999 black", k=1, mode="dense")).hits.ids.tolist() == ["t1999"]
+        assert xmodal(disk / "idx", "check").returncode == 0

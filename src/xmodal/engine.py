@@ -87,7 +87,7 @@ class Engine:
         )
         self.feedback_log = FeedbackLog(path / "store.sqlite")  # an engine component, not derived
         try:
-            replay(self, self.backend.saved_seq, self.backend)
+            self._catch_up_backend()
             self._extensions = ExtensionSet.open(settings["extensions"], self)
         except BaseException:
             self.backend.close()
@@ -174,13 +174,35 @@ class Engine:
             with self._lock:
                 seq = self.store.last_seq()  # read first: a change committed meanwhile is applied again later
                 replay(self, 0, self._catalog, self.backend)
-                if isinstance(self.backend, RowListing):
-                    live = set(self._catalog.rows().tolist())
-                    for kind in self.backend.kinds():
-                        self.backend.remove([row for row in self.backend.rows(kind).tolist() if row not in live])
+                self._prune_backend()
                 self._advance(max(self._seq, seq))
             self._sync()
             self.checkpoint()
+
+    def _catch_up_backend(self) -> None:
+        """Bring the vector backend from the sequence its checkpoint reflects up to the store's. A checkpoint
+        of changes the store does not hold (the store restored from a backup beside a newer checkpoint) is
+        not trusted: the backend is rebuilt from the store, and the rows the store lacks are removed."""
+        saved = self.backend.saved_seq
+        if saved <= self._seq:
+            replay(self, saved, self.backend)
+            return
+        log.warning(
+            "%s: the vector checkpoint reflects store change %d, the store ends at %d (restored from a backup?); "
+            "rebuilding it from the store",
+            self.path,
+            saved,
+            self._seq,
+        )
+        replay(self, 0, self.backend)
+        self._prune_backend()
+
+    def _prune_backend(self) -> None:
+        """Remove the rows the vector backend holds that the store does not (where the backend lists them)."""
+        if isinstance(self.backend, RowListing):
+            live = set(self._catalog.rows().tolist())
+            for kind in self.backend.kinds():
+                self.backend.remove([row for row in self.backend.rows(kind).tolist() if row not in live])
 
     def __enter__(self) -> Engine:
         return self

@@ -3,7 +3,8 @@
 An item's media (an image, or whatever a media loader of :mod:`xmodal.media_loaders` accepts) are
 copied to ``media/<sha256[:2]>/<sha256>.<ext>`` and fsynced before the item is committed, so an
 acknowledged item never points at a file the user later moves or deletes. A write that finds no space
-leaves no ``.tmp`` file behind and is a :class:`~xmodal.errors.DiskFull`.
+leaves no ``.tmp`` file behind and is a :class:`~xmodal.errors.DiskFull`; one the disk fails otherwise (an
+``fsync`` answering ``EIO``) a :class:`~xmodal.errors.StorageError` naming the file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import NotFoundError
+from .errors import NotFoundError, StorageError
 from .store.space import space_guard
 
 _EXTENSIONS = {
@@ -49,9 +50,15 @@ class MediaStore:
         ref = f"media/{digest[:2]}/{digest}{ext}"
         path = self.root / ref
         if not path.exists():
-            with space_guard(self.root):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _write_durably(path, data)
+            try:
+                with space_guard(self.root):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    _write_durably(path, data)
+            except OSError as exc:  # no space is a DiskFull (not an OSError) by now
+                raise StorageError(
+                    f"{path}: the media file could not be written ({exc}); the item was not added: check the disk "
+                    f"holding {self.root}, then retry"
+                ) from exc
         return ref
 
     def path(self, ref: str) -> Path:

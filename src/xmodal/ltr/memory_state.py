@@ -16,7 +16,10 @@ impression once whoever folded it. :meth:`MemoryState.checkpoint` writes only wh
 pending, as one transaction that folds the store's and the log's changes since the positions stored
 (not what this process happens to hold), so two processes folding in turn can neither lose a change nor
 count one twice. A missing, unreadable or older-format file is rebuilt from the store and the log, with
-a warning; a rollback journal (not WAL) keeps a read from creating any file.
+a warning; a rollback journal (not WAL) keeps a read from creating any file. A fold that finds no space on
+the disk is a :class:`~xmodal.errors.DiskFull` (the file is sound: nothing is rebuilt, the changes stay
+pending); when that happens as the engine opens, this process keeps the state in memory, so reads work on
+a full disk.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..changes import replay
+from ..errors import DiskFull
 from ..records import Item
+from ..store.space import disk_full, is_full
 from ..store.sqlite import StoredItem
 from .text import normalize_query, tokens
 
@@ -224,7 +229,14 @@ class MemoryState:
             behind = max(behind, marks[0] - at["impressions"], marks[1] - at["events"])
             self._logged = max(marks[0] - at["impressions"], marks[1] - at["events"])
         if behind >= min(FLUSH_ROWS, FOLD_RECORDS) or (self.path is None and behind > 0):
-            self._fold_now()
+            try:
+                self._fold_now()
+            except DiskFull as exc:  # reads must work on a full disk: hold the state in memory this time
+                log.warning("%s: %s; the memory index is kept in memory by this process", self.path, exc)
+                self._db.close()
+                self.path = None
+                self._db = self._create(":memory:")
+                self._fold_now()
 
     # -- following the store (a change-log follower) -------------------------------------------------
     def on_put(self, stored: Sequence[StoredItem]) -> None:
@@ -356,6 +368,8 @@ class MemoryState:
         try:
             self._fold(store=store)
         except sqlite3.DatabaseError as exc:
+            if is_full(exc):  # the file is sound and the disk full: nothing to rebuild, the changes stay pending
+                raise disk_full(self.path.parent if self.path is not None else Path("."), exc) from exc
             self._recover(exc, lock_free=not store)
 
     def _fold(self, *, store: bool = True, lock_free: bool = False) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from .space import space_guard
+
 
 def fresh_dir(directory: Path) -> Path:
     """An empty sibling folder ``<name>.tmp`` to write a new version of ``directory`` into."""
@@ -67,12 +69,14 @@ def read_lock(directory: Path) -> AbstractContextManager[None]:
 
 def write_dir(directory: Path, write: Callable[[Path], None]) -> None:
     """Write a new version of ``directory``: ``write`` fills a fresh folder, which is then swapped in, all
-    under an exclusive lock on the folder that holds it (two processes checkpointing at once take turns)."""
+    under an exclusive lock on the folder that holds it (two processes checkpointing at once take turns).
+    A write that finds no space is a :class:`~xmodal.errors.DiskFull` and leaves no partial folder."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(directory.parent):
         tmp = fresh_dir(directory)
         try:
-            write(tmp)
+            with space_guard(directory.parent):  # judged while the partial files still fill the disk
+                write(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

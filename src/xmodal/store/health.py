@@ -4,7 +4,8 @@ SQLite reports damage as ``SQLITE_CORRUPT`` ("database disk image is malformed")
 ("file is not a database"), on whatever statement first reads the damaged page. :class:`GuardedLock` (the
 store's and the feedback log's lock) turns such an error, raised anywhere while it is held, into a
 :class:`~xmodal.errors.StorageError` naming the file and the recovery path, so no caller shows a raw
-traceback. :func:`integrity_problems` runs ``PRAGMA quick_check`` (every page's structure, O(file size))
+traceback; likewise a disk that fails a read or write (``SQLITE_IOERR_*``: an ``fsync`` answering ``EIO``),
+see :func:`io_error`. :func:`integrity_problems` runs ``PRAGMA quick_check`` (every page's structure, O(file size))
 or ``PRAGMA integrity_check`` (also that every index matches its table).
 """
 
@@ -19,6 +20,7 @@ from ..errors import StorageError
 from .space import disk_full, is_full
 
 CORRUPT_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+IO_CODE = "SQLITE_IOERR"  # and its extended codes: SQLITE_IOERR_FSYNC, SQLITE_IOERR_WRITE, ...
 
 
 def is_corrupt(exc: BaseException) -> bool:
@@ -27,6 +29,23 @@ def is_corrupt(exc: BaseException) -> bool:
     if isinstance(name, str):
         return name.startswith(CORRUPT_CODES)
     return type(exc) is sqlite3.DatabaseError  # an SQLite without error names: corruption is its plain error
+
+
+def is_io_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite reporting that the disk failed a read, write or sync of its files."""
+    name = getattr(exc, "sqlite_errorname", None)
+    return isinstance(exc, sqlite3.Error) and isinstance(name, str) and name.startswith(IO_CODE)
+
+
+def io_error(path: Path, exc: BaseException) -> StorageError:
+    """The error for a disk that failed SQLite's read, write or ``fsync`` of ``path``: a write under way is
+    not acknowledged (SQLite rolled it back), and retrying it is safe once the disk answers."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return StorageError(
+        f"{path}: the disk reported an I/O error ({exc}{', ' + name if name else ''}); the write under way was "
+        f"not acknowledged: check the disk holding {path.parent} (the system log, e.g. `dmesg`), then retry "
+        "(retrying an add or a delete is safe)"
+    )
 
 
 def recovery(path: Path) -> str:
@@ -48,7 +67,8 @@ def corrupt_error(path: Path, problem: object) -> StorageError:
 class GuardedLock:
     """A re-entrant lock for one SQLite connection: a corruption error raised while it is held leaves the
     block as a :class:`StorageError` (see :func:`corrupt_error`), a no-space error as a
-    :class:`~xmodal.errors.DiskFull` (see :mod:`.space`); any other error leaves as it is."""
+    :class:`~xmodal.errors.DiskFull` (see :mod:`.space`), an I/O error as a :class:`StorageError` (see
+    :func:`io_error`); any other error leaves as it is."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -66,6 +86,8 @@ class GuardedLock:
             raise corrupt_error(self.path, exc) from exc
         if exc is not None and is_full(exc):
             raise disk_full(self.path.parent, exc) from exc
+        if exc is not None and is_io_error(exc):
+            raise io_error(self.path, exc) from exc
 
 
 def integrity_problems(db: sqlite3.Connection, *, full: bool = False, limit: int = 20) -> list[str]:
