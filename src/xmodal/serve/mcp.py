@@ -147,8 +147,7 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
         }
         if mode is not None:  # none given: the index's default mode
             fields["mode"] = mode
-        run = limits.metered(current_caller.get(), lambda: _hits(engine.search(Query(**fields))))
-        return limits.decode(run, needed=image is not None)
+        return limits.work(current_caller.get(), lambda: _hits(engine.search(Query(**fields))), image=image is not None)
 
     @server.tool()
     @_clear_errors
@@ -163,7 +162,9 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
         the index (text, image or combined with the bundled encoders)."""
         caller = current_caller.get()
         limits.similar(caller, k)
-        return limits.metered(caller, lambda: _hits(engine.similar(id, k=max(1, min(k, MAX_K)), target=target)))()
+        return limits.work(
+            caller, lambda: _hits(engine.similar(id, k=max(1, min(k, MAX_K)), target=target)), image=False
+        )
 
     @server.resource("xmodal://items/{item_id}/image")
     def item_image(item_id: str) -> bytes:
