@@ -22,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import TypeVar
 
-from starlette.concurrency import run_in_threadpool
-
 from ..errors import ImageError, ValidationError
 from ..imaging import DECODE_SIDE, decode_image, image_size
 from .admission import Admission
@@ -186,6 +184,8 @@ class Limits:
             return await asyncio.wrap_future(self._anonymous.submit(self.metered(principal, fn)))
         if image:
             return await self.decode_async(fn)
+        from starlette.concurrency import run_in_threadpool  # the server extra's (MCP over stdio runs without it)
+
         return await run_in_threadpool(fn)
 
     def decode(self, fn: Callable[[], T], needed: bool = True) -> T:
