@@ -56,6 +56,7 @@ from .store.base import Store
 from .store.fulltext import FullText
 from .store.space import space_guard
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
+from .updates import check_delete_filter, updated_item
 
 BATCH = 256
 log = logging.getLogger(__name__)
@@ -237,6 +238,39 @@ class Engine:
             self._apply(before, len(rows), (), rows)
         return existed
 
+    def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:
+        """Delete every item that matches ``filters`` (and the segments of those items) through the normal
+        write path; returns how many matched. An empty filter is refused: use :meth:`clear`."""
+        check_delete_filter(filters)
+        with self._writing:  # nothing is written between the match and the delete
+            self.refresh(extensions=False)
+            rows = self.match_rows(filters, strict=strict)
+            ids = [self._catalog.id_by_row[int(row)] for row in (rows if rows is not None else ())]
+            return self.delete(ids) if ids else 0
+
+    def clear(self) -> int:
+        """Delete every item (through the normal write path: change log, vectors, extensions); returns how
+        many there were."""
+        with self._writing:
+            self.refresh(extensions=False)
+            with self._lock.read():
+                ids = list(self._catalog.row_by_id)
+            return self.delete(ids) if ids else 0
+
+    def update_attributes(self, item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
+        """Update an item's attributes without encoding it again (its vectors are kept as stored): merged
+        over the old ones (``merge=False``: replacing them). Filters see the new values at once; returns
+        the updated item."""
+        with self._writing:
+            stored = self.store.get(item_id)
+            if stored is None:
+                raise NotFoundError(f"no item with id {item_id!r}")
+            item = updated_item(stored.item, attributes, merge=merge)
+            before = self._seq
+            rows = self.store.put([(item, stored.vectors)])
+            self._apply(before, len(rows), [StoredItem(rows[0], item, stored.vectors)], ())
+        return item
+
     def _apply(self, before: int, count: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
         """Apply this process's committed write (``count`` changes after sequence ``before``) to the derived
         structures: the catalog and the vector backend under the lock alone, then the extensions outside it.
@@ -397,6 +431,13 @@ class Engine:
             yield self._catalog.attributes
 
     # -- reads --------------------------------------------------------------------------------
+    def count(self, filters: Mapping[str, Any] | None = None, *, strict: bool = False) -> int:
+        """How many items match ``filters`` (every item when there is none); ``strict`` as in :class:`Query`."""
+        self.refresh(extensions=False)
+        with self._lock.read():
+            rows = self._catalog.attributes.match(filters or {}, strict=strict)
+            return len(self._catalog) if rows is None else len(rows)
+
     def __len__(self) -> int:
         self.refresh(extensions=False)
         return len(self._catalog)
@@ -448,7 +489,9 @@ class Engine:
         mode = None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
         vector = self.encode_query(query, base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
-        hits, items, details = self._retrieve(query, mode, vector)
+        hits, items, details = self._retrieve(replace(query, k=query.k + query.offset), mode, vector)
+        if query.offset:  # the first ``offset`` hits are skipped; past the end, none are left
+            hits, items = hits.take(range(query.offset, len(hits))), items[query.offset :]
         details = {**details, "mode": details.get("mode", query.mode)}
         result = SearchResult(
             hits, items, (time.perf_counter() - start) * 1000, encode_ms, None, details if explain else None

@@ -542,6 +542,7 @@ class Query:
     media: Mapping[str, MediaRef] = field(default_factory=dict)  # other media than the image, by name
     group: str | None = None  # "parent": one best hit per parent
     strict: bool = False  # a filter on an attribute no item has is an error (instead of matching nothing)
+    offset: int = 0  # hits to skip before the k returned (pagination); past the end: no hits
 
     def __post_init__(self) -> None:
         text = self.text.strip() if isinstance(self.text, str) else self.text
@@ -554,6 +555,12 @@ class Query:
             check_unicode("text", self.text)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {self.k!r}", "pass e.g. k=10")
+        if isinstance(self.offset, bool) or not isinstance(self.offset, int) or not 0 <= self.offset <= MAX_K - self.k:
+            raise ValidationError(
+                "offset",
+                f"must be an integer from 0 to {MAX_K - self.k} (offset + k at most {MAX_K}), got {self.offset!r}",
+                "pass e.g. offset=20 for the third page of 10, or narrow the search with filters",
+            )
         object.__setattr__(self, "target", Target.parse(self.target))
         if not isinstance(self.filters, Mapping):
             raise ValidationError("filters", "must be an object of attribute → condition")
