@@ -12,6 +12,7 @@ from ..ingest.catalog import add_catalogs, estimate_records
 from ..records import GROUPS, MAX_K, Item, Query
 from ..results import SearchResult
 from ..view import item_view
+from .collection import add_delete_options, run_delete_where, wants_delete_where
 from .common import (
     HelpFormatter,
     UsageError,
@@ -73,6 +74,9 @@ def register(subparsers: Any) -> None:
         default=None,
         help="one hit per parent item (the best segment of each document or video)",
     )
+    search.add_argument(
+        "--offset", type=int, default=0, metavar="N", help="skip the first N hits (the next page; default: 0)"
+    )
     search.add_argument("--explain", action="store_true", help="include the plan and per-hit features (JSON: explain)")
     search.add_argument("--log", action="store_true", help="log the impression; prints the query id for feedback")
     search.set_defaults(handler=run_search)
@@ -89,8 +93,14 @@ def register(subparsers: Any) -> None:
     get.add_argument("--json", action="store_true")
     get.set_defaults(handler=run_get)
 
-    delete = subparsers.add_parser("delete", help="delete items by id")
-    delete.add_argument("ids", nargs="+", metavar="ID")
+    delete = subparsers.add_parser(
+        "delete",
+        help="delete items by id, by filter (--where/--filter --yes) or all (--all --yes)",
+        description="Delete items (and their segments) by id; or every item that matches --where/--filter, "
+        "or every item with --all: those two need --yes.",
+    )
+    delete.add_argument("ids", nargs="*", metavar="ID")
+    add_delete_options(delete)
     delete.add_argument("--json", action="store_true")
     delete.set_defaults(handler=run_delete)
 
@@ -125,7 +135,9 @@ def run_search(args: argparse.Namespace) -> int:
     media = dict(_media_arg(m) for m in args.media)
     with engine_of(args) as engine:  # opened first: the index settings allow its media loaders
         try:
-            query = Query(text=args.text or None, image=args.image, media=media, group=args.group, **options)
+            query = Query(
+                text=args.text or None, image=args.image, media=media, group=args.group, offset=args.offset, **options
+            )
         except ValidationError as exc:
             raise UsageError(str(exc)) from None
         result = engine.search(query, base_dir=Path.cwd(), log=args.log, explain=args.explain)
@@ -196,6 +208,10 @@ def run_get(args: argparse.Namespace) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
+    if wants_delete_where(args):
+        return run_delete_where(args)
+    if not args.ids:
+        raise UsageError("give the ids to delete, or --where/--filter (or --all) with --yes")
     with engine_of(args) as engine:
         missing = [i for i in dict.fromkeys(args.ids) if i not in engine]
         deleted = engine.delete(list(dict.fromkeys(args.ids)))

@@ -44,6 +44,7 @@ _SEARCH_BODY = {
                         "image": {"type": "string", "format": "binary"},
                         "text": {"type": "string"},
                         "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
+                        "offset": {"type": "integer", "minimum": 0, "maximum": MAX_K},
                         "target": {"type": "string", "pattern": TARGET_PATTERN, "description": TARGET_HELP},
                         "mode": {"type": "string"},
                         "group": {"type": "string", "enum": [g for g in GROUPS if g]},
@@ -106,7 +107,8 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     state = server(request)
     await state.limits.wait_turn(caller)
     req, image = await parse_search(request, caller)
-    state.limits.search(caller, text=req.text, image=image, k=req.k)  # size checks (image: its header), cost
+    # size checks (image: its header), cost; the skipped hits of an offset are charged as hits too
+    state.limits.search(caller, text=req.text, image=image, k=min(req.k + req.offset, MAX_K))
     run = state.limits.metered(caller, functools.partial(_run_search, state, req, image))
     # an image query runs on the decode threads (a few at a time), the others on the worker threads
     result, query = await (state.limits.decode_async(run) if image is not None else run_in_threadpool(run))
@@ -124,6 +126,7 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
         "image": image,
         "filters": req.filters,
         "k": req.k,
+        "offset": req.offset,
         "target": req.target,
         "user": req.user,
         "group": req.group,
