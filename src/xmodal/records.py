@@ -530,6 +530,7 @@ class Query:
     ``and`` / ``or`` / ``not`` to nested filters: the language of :mod:`xmodal.filters`. A path no item has
     matches nothing, unless ``strict`` is set: then it is a :class:`ValidationError` naming the known ones.
     ``group="parent"`` returns one hit, the best, per parent item (an item without a parent is its own).
+    ``offset`` skips that many hits before the ``k`` returned (the next page; past the end: no hits).
     """
 
     text: str | None = None
