@@ -88,3 +88,27 @@ def test_update_sets_attributes_without_reencoding(index: str, capsys: pytest.Ca
     assert code == 2 and "NAME=VALUE" in err
     code, _, err = run(capsys, "--index", index, "update", "nope", "--set", "a=1")
     assert code == 1 and "nope" in err
+
+
+def test_search_by_vector_file(index: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Engine.open(Path(index)) as engine:
+        vector = engine.vectors("lamp")["text"]
+    np.save(tmp_path / "q.npy", vector)
+    (tmp_path / "q.json").write_text(json.dumps(vector.tolist()))
+    for name in ("q.npy", "q.json"):
+        code, out, err = run(
+            capsys, "--index", index, "search", "--vector-file", str(tmp_path / name), "-k", "2", "--json"
+        )
+        assert code == 0, err
+        assert json.loads(out)["hits"][0]["id"] == "lamp"
+    code, out, _ = run(
+        capsys, "--index", index, "search", "--vector-file", str(tmp_path / "q.npy"), "--where", "color=red", "--json"
+    )
+    assert code == 0 and {h["attributes"]["color"] for h in json.loads(out)["hits"]} == {"red"}
+    (tmp_path / "bad.json").write_text(json.dumps([1.0, "NaN"]))
+    code, _, err = run(capsys, "--index", index, "search", "--vector-file", str(tmp_path / "bad.json"))
+    assert code == 1 and "vector" in err
+    code, _, err = run(capsys, "--index", index, "search", "x", "--vector-file", str(tmp_path / "q.npy"))
+    assert code == 2 and "alone" in err
+    code, _, err = run(capsys, "--index", index, "search", "--vector-file", str(tmp_path / "missing.npy"))
+    assert code == 2 and "does not exist" in err

@@ -140,3 +140,27 @@ def test_update_attributes_bad_input(engine: Engine) -> None:
     with pytest.raises(ValidationError, match="attributes.x"):
         engine.update_attributes("t0", {"x": float("nan")})
     assert engine.get("t0").attributes["color"] == "red"
+
+
+def test_search_by_vector_pages_and_checks_the_vector(engine: Engine) -> None:
+    engine.add(text_items(30))
+    vector = engine.vectors("t3")["text"]
+    full = engine.search_by_vector(vector, k=12, filters={"color": {"ne": "red"}})
+    assert full.hits.ids.tolist()[0] == "t3" and len(full.items) == 12
+    assert all(item.attributes["color"] != "red" for item in full.items)
+    page = engine.search_by_vector(vector.tolist(), k=4, offset=8, filters={"color": {"ne": "red"}})
+    assert page.hits.ids.tolist() == full.hits.ids.tolist()[8:12]
+    assert len(engine.search_by_vector(vector, k=5, offset=100).hits) == 0
+    bad = vector.copy()
+    bad[7] = np.nan
+    with pytest.raises(ValidationError, match="position 7") as err:
+        engine.search_by_vector(bad)
+    assert err.value.field == "vector"
+    with pytest.raises(ValidationError, match="dimensions"):
+        engine.search_by_vector(vector[:10])
+    with pytest.raises(ValidationError, match="vector"):
+        engine.search_by_vector(["a", "b"])
+    with pytest.raises(ValidationError, match="offset"):
+        engine.search_by_vector(vector, offset=-1)
+    with pytest.raises(ValidationError, match="vector"):
+        engine.search_vector(np.full(engine.dim, np.inf))

@@ -3,6 +3,7 @@ clear and attribute updates."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .test_collection_ops import CountingEncoder  # noqa: E402
 WRITER, READER = "write-key-0001", "read-key-00001"
 KEYS = (ApiKey(WRITER, frozenset({"write", "read"}), "writer"), ApiKey(READER, frozenset({"read"}), "reader"))
 W, R = {"Authorization": f"Bearer {WRITER}"}, {"Authorization": f"Bearer {READER}"}
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -99,3 +101,32 @@ def test_patch_updates_attributes_without_encoding(served: tuple[str, Engine, Co
     r = httpx.patch(f"{url}/items/t2", json={"attributes": {"span": 2}}, headers=W)
     assert r.status_code == 422 and r.json()["field"] == "attributes.span"
     assert httpx.patch(f"{url}/items/t2", json={}, headers=W).status_code == 422
+
+
+def test_search_by_vector(served: tuple[str, Engine, CountingEncoder]) -> None:
+    url, engine, _ = served
+    vector = engine.vectors("t6")["text"].tolist()
+    r = httpx.post(f"{url}/search", json={"vector": vector, "k": 3, "filters": {"color": "blue"}}, headers=R)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["hits"][0]["id"] == "t6" and all(h["attributes"]["color"] == "blue" for h in body["hits"])
+    assert body["query_id"] is None  # not logged: there is no query to learn from
+    r = httpx.post(f"{url}/search", json={"vector": vector, "k": 2, "offset": 1, "log": False}, headers=R)
+    full = httpx.post(f"{url}/search", json={"vector": vector, "k": 3}, headers=R).json()["hits"]
+    assert [h["id"] for h in r.json()["hits"]] == [h["id"] for h in full[1:]]
+    short = httpx.post(f"{url}/search", json={"vector": vector[:5]}, headers=R)
+    assert short.status_code == 422 and short.json()["field"] == "vector" and "dimensions" in short.text
+    nan = httpx.post(
+        f"{url}/search", content=json.dumps({"vector": [float("nan"), *vector[1:]]}), headers={**R, **JSON}
+    )
+    assert nan.status_code == 400 and "NaN" in nan.json()["error"]  # not JSON at all
+    numbers = ", ".join("1e999" if i == 3 else repr(x) for i, x in enumerate(vector))  # 1e999 parses as inf
+    huge = '{"vector": [' + numbers + "]}"
+    inf = httpx.post(f"{url}/search", content=huge, headers={**R, **JSON})
+    assert inf.status_code == 422 and inf.json()["field"] == "vector" and "position 3" in inf.text
+    both = httpx.post(f"{url}/search", json={"vector": vector, "text": "item"}, headers=R)
+    assert both.status_code == 422 and both.json()["field"] == "text"
+    mode = httpx.post(f"{url}/search", json={"vector": vector, "mode": "hybrid"}, headers=R)
+    assert mode.status_code == 422 and mode.json()["field"] == "mode"
+    words = httpx.post(f"{url}/search", json={"vector": ["a", "b"]}, headers=R)
+    assert words.status_code == 422 and "vector" in words.text

@@ -47,7 +47,7 @@ from .filters import AttributeTable, FilterExpr
 from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
 from .media import MediaStore
 from .media_loaders import allow_media, media_loader
-from .records import MAX_K, Hits, Item, Query, Target, primary_vector
+from .records import MAX_K, Hits, Item, Query, Target, check_offset, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
 from .segments import GROUP_FETCH, group_hits
@@ -56,7 +56,7 @@ from .store.base import Store
 from .store.fulltext import FullText
 from .store.space import space_guard
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
-from .updates import check_delete_filter, updated_item
+from .updates import check_delete_filter, query_vector, updated_item
 
 BATCH = 256
 log = logging.getLogger(__name__)
@@ -539,7 +539,7 @@ class Engine:
     ) -> Hits:
         """Top-k items for an already encoded query vector; filters apply before the cut (``strict``: a
         filter on an attribute no item has is an error instead of matching nothing)."""
-        vec = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        vec = query_vector(vector)
         if vec.shape[1] != self.backend.dim:
             raise ValidationError(
                 "vector",
@@ -555,6 +555,28 @@ class Engine:
             rows, scores, matched = self.backend.search(vec, k, kinds, where)[0]
             ids = [self._catalog.id_by_row[int(row)] for row in rows]
         return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind}" for kind in matched))
+
+    def search_by_vector(
+        self,
+        vector: Any,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        target: str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+    ) -> SearchResult:
+        """A dense search with the caller's own query vector (of the index's dimension): :meth:`search_vector`
+        with the hits' items, and ``offset`` hits skipped as in :class:`Query`."""
+        start = time.perf_counter()
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
+        check_offset(offset, k)
+        hits, items = self._items_for(
+            self.search_vector(vector, k=k + offset, target=target, filters=filters, strict=strict)
+        )
+        hits, items = hits.take(range(offset, len(hits))), items[offset:]
+        return SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0)
 
     def vector_kinds(self) -> list[str]:
         """The vector kinds a query can target: those the encoder declares, then any other the index holds."""

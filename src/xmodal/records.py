@@ -556,12 +556,7 @@ class Query:
             check_unicode("text", self.text)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {self.k!r}", "pass e.g. k=10")
-        if isinstance(self.offset, bool) or not isinstance(self.offset, int) or not 0 <= self.offset <= MAX_K - self.k:
-            raise ValidationError(
-                "offset",
-                f"must be an integer from 0 to {MAX_K - self.k} (offset + k at most {MAX_K}), got {self.offset!r}",
-                "pass e.g. offset=20 for the third page of 10, or narrow the search with filters",
-            )
+        check_offset(self.offset, self.k)
         object.__setattr__(self, "target", Target.parse(self.target))
         if not isinstance(self.filters, Mapping):
             raise ValidationError("filters", "must be an object of attribute → condition")
@@ -574,6 +569,16 @@ class Query:
 
 
 GROUPS = (None, "parent")
+
+
+def check_offset(offset: object, k: int) -> None:
+    """Refuse an ``offset`` that is not an integer from 0 to ``MAX_K - k`` (a page past the end is fine)."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_K - k:
+        raise ValidationError(
+            "offset",
+            f"must be an integer from 0 to {MAX_K - k} (offset + k at most {MAX_K}), got {offset!r}",
+            "pass e.g. offset=20 for the third page of 10, or narrow the search with filters",
+        )
 
 
 IdArray = npt.NDArray[np.object_]

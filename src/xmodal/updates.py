@@ -1,4 +1,5 @@
-"""Attribute updates without re-encoding: the checked item an update makes from a stored one."""
+"""Collection operations' checks: the item an attribute update makes (no re-encoding), a delete's filter,
+and a caller's own query vector."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from .errors import ValidationError
 from .records import RESERVED_ATTRIBUTES, Item, check_attributes
@@ -36,3 +39,22 @@ def check_delete_filter(filters: object) -> None:
         raise ValidationError("filters", "must be an object of attribute → condition", DELETE_ALL_FIX)
     if not filters:
         raise ValidationError("filters", "is empty: it would delete every item", DELETE_ALL_FIX)
+
+
+def query_vector(vector: Any, field: str = "vector") -> np.ndarray:
+    """A caller's vector as float32 ``[1, d]``, or a :class:`ValidationError` naming ``field``: not numbers,
+    not one row, or a NaN or infinite value (the dimension is the index's to check)."""
+    try:
+        vec = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValidationError(field, "is not a list of numbers", "send the vector as a flat list of numbers") from None
+    if vec.ndim == 2 and vec.shape[0] == 1:
+        vec = vec[0]
+    if vec.ndim != 1 or vec.size == 0:
+        raise ValidationError(field, f"must be one flat list of numbers, got shape {vec.shape}", "send one vector")
+    bad = np.flatnonzero(~np.isfinite(vec))
+    if bad.size:
+        raise ValidationError(
+            field, f"has a NaN or infinite value at position {int(bad[0])}", "send finite numbers only"
+        )
+    return vec.reshape(1, -1)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .common import UsageError, add_filter_options, engine_of, filters_of, print_json
 
@@ -97,9 +100,23 @@ def run_delete_where(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_vector(path: Path) -> Any:
+    """A query vector from a ``.npy`` file or a JSON list of numbers (checked by the engine), or a
+    :class:`UsageError` saying what the file should hold."""
+    fix = "give a .npy file or a JSON file holding one list of numbers"
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--vector-file {str(path)!r} does not exist ({fix})") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--vector-file {str(path)!r} cannot be read: {exc} ({fix})") from None
+
+
 def wants_delete_where(args: argparse.Namespace) -> bool:
     """Whether a ``delete`` command line is the filter or ``--all`` form."""
     return bool(args.all or args.where or args.filter)
 
 
-__all__ = ["add_delete_options", "register", "run_delete_where", "wants_delete_where"]
+__all__ = ["add_delete_options", "read_vector", "register", "run_delete_where", "wants_delete_where"]

@@ -12,7 +12,7 @@ from ..ingest.catalog import add_catalogs, estimate_records
 from ..records import GROUPS, MAX_K, Item, Query
 from ..results import SearchResult
 from ..view import item_view
-from .collection import add_delete_options, run_delete_where, wants_delete_where
+from .collection import add_delete_options, read_vector, run_delete_where, wants_delete_where
 from .common import (
     HelpFormatter,
     UsageError,
@@ -75,6 +75,11 @@ def register(subparsers: Any) -> None:
         help="one hit per parent item (the best segment of each document or video)",
     )
     search.add_argument(
+        "--vector-file",
+        metavar="PATH",
+        help="search with your own query vector instead of text: a .npy file or a JSON list of numbers",
+    )
+    search.add_argument(
         "--offset", type=int, default=0, metavar="N", help="skip the first N hits (the next page; default: 0)"
     )
     search.add_argument("--explain", action="store_true", help="include the plan and per-hit features (JSON: explain)")
@@ -131,6 +136,8 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    if args.vector_file is not None:
+        return run_vector_search(args)
     options = query_options(args)
     media = dict(_media_arg(m) for m in args.media)
     with engine_of(args) as engine:  # opened first: the index settings allow its media loaders
@@ -149,6 +156,18 @@ def run_search(args: argparse.Namespace) -> int:
             print_json(result.explain)
         if result.query_id is not None:
             print(f"query id: {result.query_id}")
+    return 0
+
+
+def run_vector_search(args: argparse.Namespace) -> int:
+    """``search --vector-file``: a dense search with the caller's own vector."""
+    options = query_options(args)
+    if args.text or args.image or args.media or args.group or options.pop("mode", "dense") != "dense":
+        raise UsageError("--vector-file searches by the vector alone: drop the text, --image, --media, --group, --mode")
+    vector = read_vector(Path(args.vector_file))
+    with engine_of(args) as engine:
+        result = engine.search_by_vector(vector, offset=args.offset, **options)
+    print_json(result.to_dict()) if args.json else _print_hits(result)
     return 0
 
 

@@ -21,6 +21,7 @@ FILTERS_HELP = (
     "and/or/not join filters; $-operators ($in, $or...) are aliases"
 )
 Strict = ConfigDict(extra="forbid")
+MAX_VECTOR = 16_384  # numbers in a query vector (an index's dimension is far below)
 SpanValue = dict[str, int | float]
 
 
@@ -55,6 +56,12 @@ class SearchRequest(BaseModel):
     model_config = Strict
     text: str | None = Field(None, max_length=MAX_QUERY_TEXT)
     image_base64: str | None = Field(None, description="an image file, base64-encoded")
+    vector: list[float] | None = Field(
+        None,
+        max_length=MAX_VECTOR,
+        description="search with your own query vector (the index's dimension; finite numbers) instead of text "
+        "or an image: a dense search, not logged",
+    )
     filters: dict[str, Any] = Field(default_factory=dict, description=FILTERS_HELP)
     strict: bool = Field(
         False, description="a filter on an attribute no item has is an error (else it matches nothing)"

@@ -114,13 +114,15 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     result, query = await (state.limits.decode_async(run) if image is not None else run_in_threadpool(run))
     query_id = getattr(result, "query_id", None)
     log_impression = getattr(state.engine, "log_impression", None)
-    if req.log and query_id is None and log_impression is not None:
+    if req.log and query_id is None and log_impression is not None and query is not None:
         query_id = await state.write(lambda: log_impression(query, result, user=req.user))
     explain = jsonable(result.explain) if req.explain else None
     return search_response(result, query_id=query_id, explain=explain)
 
 
-def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query]:
+def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query | None]:
+    if req.vector is not None:
+        return _run_vector_search(state, req, image), None
     fields: dict[str, Any] = {
         "text": req.text,
         "image": image,
@@ -145,6 +147,18 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
             "mode",
             "use mode 'dense' or install the extra that provides it",
         ) from None
+
+
+def _run_vector_search(state: ServerState, req: SearchRequest, image: bytes | None) -> SearchResult:
+    """A search with the caller's own vector: dense, so no text, image, mode or grouping with it."""
+    for name, given in (("text", req.text), ("image", image), ("group", req.group)):
+        if given:
+            raise ApiError(422, "cannot be combined with a vector", name, "send the vector alone, or drop it")
+    if req.mode not in (None, "dense"):
+        raise ApiError(422, "a vector search is a dense search", "mode", "drop mode, or send text instead of a vector")
+    return state.engine.search_by_vector(
+        req.vector, k=req.k, offset=req.offset, target=req.target, filters=req.filters, strict=req.strict
+    )
 
 
 @router.get(
