@@ -164,3 +164,52 @@ def test_search_by_vector_pages_and_checks_the_vector(engine: Engine) -> None:
         engine.search_by_vector(vector, offset=-1)
     with pytest.raises(ValidationError, match="vector"):
         engine.search_vector(np.full(engine.dim, np.inf))
+
+
+def test_add_with_own_vectors_encodes_nothing(tmp_path: Path) -> None:
+    encoder = CountingEncoder()
+    with Engine.open(tmp_path / "idx", encoder=encoder, index="exact") as engine:
+        engine.add(text_items(6))
+        encoded, dim = encoder.documents, engine.dim
+        rng = np.random.default_rng(0)
+        mine = rng.normal(size=dim).astype(np.float32)
+        report = engine.add(
+            [Item.create("own", title="anything", attributes={"color": "teal"}), Item.create("bare", title="x")],
+            vectors={"own": {"text": (mine * 3).tolist()}, "bare": mine},
+        )
+        assert report.added == ["own", "bare"] and not report.rejected
+        assert encoder.documents == encoded  # neither item was encoded
+        stored = engine.vectors("own")["text"]
+        assert np.allclose(stored, mine / np.linalg.norm(mine), atol=1e-6)  # normalised
+        hits = engine.search_by_vector(mine, k=2)
+        assert set(hits.hits.ids.tolist()) == {"own", "bare"} and hits.hits.scores[0] > 0.99
+        assert engine.search_by_vector(mine, k=1, filters={"color": "teal"}).hits.ids.tolist() == ["own"]
+
+
+def test_add_with_bad_vectors_rejects_only_those_items(engine: Engine) -> None:
+    dim = engine.dim
+    good = np.ones(dim, dtype=np.float32)
+    nan = good.copy()
+    nan[5] = np.nan
+    items = [Item.create(f"v{i}", title=f"v{i}") for i in range(6)]
+    report = engine.add(
+        items,
+        vectors={
+            "v0": good,
+            "v1": good[:-1],
+            "v2": nan,
+            "v3": {"sound": good},
+            "v4": np.zeros(dim),
+            "ghost": good,
+        },
+    )
+    assert report.added == ["v5", "v0"]  # v5 encoded, v0 with its own vector
+    reasons = {r.where: r.reason for r in report.rejected}
+    assert f"vectors.text: has {dim - 1} dimensions, the index has {dim}" in reasons["v1"]
+    assert "vectors.text: has a NaN or infinite value at position 5" in reasons["v2"]
+    assert "vectors.sound: the index has no vector kind 'sound'" in reasons["v3"]
+    assert "vectors.text: has no direction" in reasons["v4"]
+    assert "not in this add" in reasons["ghost"]
+    assert sorted(engine.store.get(i) is not None for i in ("v1", "v2", "v3", "v4")) == [False] * 4
+    with pytest.raises(ValidationError, match="vectors"):
+        engine.add(items, vectors=[good])  # type: ignore[arg-type]

@@ -130,3 +130,26 @@ def test_search_by_vector(served: tuple[str, Engine, CountingEncoder]) -> None:
     assert mode.status_code == 422 and mode.json()["field"] == "mode"
     words = httpx.post(f"{url}/search", json={"vector": ["a", "b"]}, headers=R)
     assert words.status_code == 422 and "vector" in words.text
+
+
+def test_add_items_with_own_vectors(served: tuple[str, Engine, CountingEncoder]) -> None:
+    url, engine, encoder = served
+    encoded, dim = encoder.documents, engine.dim
+    mine = [0.0] * dim
+    mine[3] = 2.0
+    items = [
+        {"id": "own", "title": "whatever", "attributes": {"color": "teal"}, "vectors": {"text": mine}},
+        {"id": "bare", "title": "whatever", "vectors": mine},
+        {"id": "short", "title": "whatever", "vectors": {"text": mine[:-2]}},
+        {"id": "kind", "title": "whatever", "vectors": {"sound": mine}},
+        {"id": "words", "title": "whatever", "vectors": ["a"]},
+    ]
+    r = httpx.post(f"{url}/items", json={"items": items}, headers=W)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["added"] == ["own", "bare"] and encoder.documents == encoded
+    reasons = {x["where"]: x["reason"] for x in body["rejected"]}
+    assert f"vectors.text: has {dim - 2} dimensions, the index has {dim}" in reasons["short"]
+    assert "vectors.sound" in reasons["kind"] and "vectors" in reasons["words"]
+    hits = httpx.post(f"{url}/search", json={"vector": mine, "k": 2, "log": False}, headers=R).json()["hits"]
+    assert {h["id"] for h in hits} == {"own", "bare"} and hits[0]["score"] > 0.99

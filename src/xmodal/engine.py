@@ -44,7 +44,8 @@ from .extension import Extension, Mode
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
 from .filters import AttributeTable, FilterExpr
-from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
+from .ingest.prepare import AddReport, Rejection, dedupe, encode_entries, load_media
+from .ingest.vectors import check_vectors_arg, given_entries
 from .media import MediaStore
 from .media_loaders import allow_media, media_loader
 from .records import MAX_K, Hits, Item, Query, Target, check_offset, primary_vector
@@ -212,13 +213,29 @@ class Engine:
         self.close()
 
     # -- writes -------------------------------------------------------------------------------
-    def add(self, items: Iterable[Item], *, base_dir: str | Path | None = None, progress: Any = None) -> AddReport:
-        """Add or replace items. Bad items are rejected with a reason; the others are committed."""
-        report, seen = AddReport(), set[str]()
+    def add(
+        self,
+        items: Iterable[Item],
+        *,
+        base_dir: str | Path | None = None,
+        progress: Any = None,
+        vectors: Mapping[str, Any] | None = None,
+    ) -> AddReport:
+        """Add or replace items. Bad items are rejected with a reason; the others are committed.
+
+        ``vectors`` maps an item id to the caller's own vectors for it, stored instead of encoding the item:
+        ``{kind: vector}`` for kinds the encoder declares, or one vector for every kind the item would get.
+        Each must have the index's dimension and finite values; it is L2-normalised."""
+        report, seen, given = AddReport(), set[str](), check_vectors_arg(vectors)
         base = Path(base_dir) if base_dir is not None else None
         for chunk in _chunks(items, BATCH):
             chunk = dedupe(chunk, seen, report)
+            own = [item for item in chunk if item.id in given]
+            chunk = [item for item in chunk if item.id not in given]
             entries = encode_entries(load_media(chunk, base, report), self.encoder, self.media, report)
+            if own:
+                loaded = load_media(own, base, report)
+                entries += given_entries(loaded, given, kinds_of(self.encoder), self.backend.dim, self.media, report)
             with self._writing:
                 before = self._seq
                 rows = self.store.put(entries)
@@ -226,7 +243,11 @@ class Engine:
                 self._apply(before, len(rows), stored, ())
             report.added.extend(item.id for item, _ in entries)
             if progress is not None:
-                progress(len(chunk))
+                progress(len(chunk) + len(own))
+        for item_id in given.keys() - seen:
+            report.rejected.append(
+                Rejection(str(item_id), f"vectors: given for an item not in this add (add {item_id!r})")
+            )
         return report
 
     def delete(self, ids: Sequence[str]) -> int:

@@ -139,6 +139,11 @@ class ItemIn(BaseModel):
     )
     parent: str | None = Field(None, min_length=1, max_length=512, description="the id of the item this is part of")
     span: int | SpanValue | list[float] | None = Field(None, description=SPAN_HELP + ", a page number or [start, end]")
+    vectors: dict[str, list[float]] | list[float] | None = Field(
+        None,
+        description="your own vectors, stored instead of encoding the item: vector kind → vector, or one vector "
+        "for every kind the item gets (the index's dimension, finite numbers; normalised)",
+    )
 
 
 class ItemsRequest(BaseModel):
