@@ -112,3 +112,27 @@ def test_search_by_vector_file(index: str, tmp_path: Path, capsys: pytest.Captur
     assert code == 2 and "alone" in err
     code, _, err = run(capsys, "--index", index, "search", "--vector-file", str(tmp_path / "missing.npy"))
     assert code == 2 and "does not exist" in err
+
+
+def test_catalog_lines_with_own_vectors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = str(tmp_path / "idx")
+    assert main(["--index", index, *FAST, "add", "-q", str(make_catalog(tmp_path))]) == 0
+    with Engine.open(Path(index)) as engine:
+        dim = engine.dim
+    mine = [0.0] * dim
+    mine[1] = 1.0
+    lines = [
+        {"id": "own", "title": "anything", "vectors": {"text": mine}},
+        {"id": "short", "title": "anything", "vectors": mine[:3]},
+    ]
+    catalog = tmp_path / "own.jsonl"
+    catalog.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    csv = tmp_path / "own.csv"
+    csv.write_text('id,title,vectors\nown2,anything,"' + json.dumps(mine).replace('"', '""') + '"\n')
+    code, out, _ = run(capsys, "--index", index, "add", "-q", str(catalog), str(csv))
+    assert code == 1 and "added 2 items; rejected 1" in out
+    assert f"own.jsonl:2: item 'short': vectors.text: has 3 dimensions, the index has {dim}" in out
+    vector = tmp_path / "q.json"
+    vector.write_text(json.dumps(mine))
+    code, out, _ = run(capsys, "--index", index, "search", "--vector-file", str(vector), "-k", "2", "--json")
+    assert code == 0 and {h["id"] for h in json.loads(out)["hits"]} == {"own", "own2"}

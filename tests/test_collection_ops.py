@@ -191,7 +191,7 @@ def test_add_with_bad_vectors_rejects_only_those_items(engine: Engine) -> None:
     good = np.ones(dim, dtype=np.float32)
     nan = good.copy()
     nan[5] = np.nan
-    items = [Item.create(f"v{i}", title=f"v{i}") for i in range(6)]
+    items = [Item.create(f"v{i}", title=f"v{i}") for i in range(7)]
     report = engine.add(
         items,
         vectors={
@@ -200,6 +200,7 @@ def test_add_with_bad_vectors_rejects_only_those_items(engine: Engine) -> None:
             "v2": nan,
             "v3": {"sound": good},
             "v4": np.zeros(dim),
+            "v6": [1e300] * dim,
             "ghost": good,
         },
     )
@@ -209,6 +210,7 @@ def test_add_with_bad_vectors_rejects_only_those_items(engine: Engine) -> None:
     assert "vectors.text: has a NaN or infinite value at position 5" in reasons["v2"]
     assert "vectors.sound: the index has no vector kind 'sound'" in reasons["v3"]
     assert "vectors.text: has no direction" in reasons["v4"]
+    assert "vectors.text: has a value beyond float32 at position 0" in reasons["v6"]
     assert "not in this add" in reasons["ghost"]
     assert sorted(engine.store.get(i) is not None for i in ("v1", "v2", "v3", "v4")) == [False] * 4
     with pytest.raises(ValidationError, match="vectors"):

@@ -45,7 +45,7 @@ def query_vector(vector: Any, field: str = "vector") -> np.ndarray:
     """A caller's vector as float32 ``[1, d]``, or a :class:`ValidationError` naming ``field``: not numbers,
     not one row, or a NaN or infinite value (the dimension is the index's to check)."""
     try:
-        vec = np.asarray(vector, dtype=np.float32)
+        vec = np.asarray(vector, dtype=np.float64)  # checked here, then stored as float32
     except (TypeError, ValueError):
         raise ValidationError(field, "is not a list of numbers", "send the vector as a flat list of numbers") from None
     if vec.ndim == 2 and vec.shape[0] == 1:
@@ -57,4 +57,9 @@ def query_vector(vector: Any, field: str = "vector") -> np.ndarray:
         raise ValidationError(
             field, f"has a NaN or infinite value at position {int(bad[0])}", "send finite numbers only"
         )
-    return vec.reshape(1, -1)
+    big = np.flatnonzero(np.abs(vec) > np.finfo(np.float32).max)
+    if big.size:
+        raise ValidationError(
+            field, f"has a value beyond float32 at position {int(big[0])}", "send numbers of at most about 3.4e38"
+        )
+    return vec.astype(np.float32).reshape(1, -1)

@@ -57,12 +57,13 @@ def item_vectors(item: Item, given: Any, kinds: Mapping[str, tuple[str, ...]], d
                 "give vectors of the index's dimension",
                 item=item.id,
             )
-        norm = float(np.linalg.norm(vec))
+        wide = vec.astype(np.float64)  # no float32 overflow on the way
+        norm = float(np.linalg.norm(wide))
         if norm == 0.0 or not np.isfinite(norm):
             raise ValidationError(
                 field, "has no direction (all zeros) or overflows", "give a non-zero vector", item=item.id
             )
-        out[kind] = (vec / norm).astype(np.float32)
+        out[kind] = (wide / norm).astype(np.float32)
     return out
 
 
