@@ -188,18 +188,13 @@ def fill(disk: Path, slack: int) -> Path:
     """Write a file on ``disk`` until ``ENOSPC``, then give back ``slack`` bytes (a nearly full disk)."""
     filler = disk / "filler"
     with open(filler, "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-        try:
-            while True:
-                handle.write(b"\0" * 512)
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
+        for block in (65536, 512):  # large blocks first, then small ones into what is left
+            try:
+                while True:
+                    handle.write(b"\0" * block)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
     if slack:
         os.truncate(filler, max(0, filler.stat().st_size - slack))
     return filler

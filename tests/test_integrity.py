@@ -223,6 +223,19 @@ def test_the_cli_names_the_fix_for_a_damaged_store(tmp_path: Path) -> None:
     assert report["store"] and not report["ok"] and "backup" in report["fix"]
 
 
+def test_check_says_an_unreadable_store_is_unreadable_not_damaged(tmp_path: Path) -> None:
+    from xmodal.store.health import store_file_problems
+
+    index = tmp_path / "idx"
+    with Engine.open(index, encoder=HashingEncoder(), index="exact") as engine:
+        engine.add([Item.create("a", title="copper kettle")])
+    for part in index.glob("store.sqlite*"):
+        part.unlink()
+    (index / "store.sqlite").mkdir()  # cannot be opened, and nothing in it is damaged
+    with pytest.raises(StorageError, match="cannot be read.*not found damaged"):
+        store_file_problems(index / "store.sqlite")  # before: reported as damage, so `check` said "restore a backup"
+
+
 def test_a_store_restored_from_a_backup_under_newer_checkpoints_opens_sound(tmp_path: Path) -> None:
     """Found by ``benchmarks/bench_faults.py``: the recovery of a damaged store is to restore a backup, but the
     vector checkpoint beside it may hold items added after that backup (rows the restored store does not

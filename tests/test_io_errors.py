@@ -132,3 +132,44 @@ def test_a_failed_fsync_of_a_media_file_names_it(tmp_path: Path, monkeypatch: py
         assert not list((tmp_path / "idx").rglob("*.tmp"))
         engine.add([Item.create("img", title="item img", image=png(4))])
         assert "img" in engine
+
+
+def test_close_closes_every_part_when_a_checkpoint_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    engine = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
+    engine.add([Item.create("a", title="copper kettle")])
+
+    def broken(self: object, seq: int) -> None:
+        raise StorageError("checkpoint: the disk answered EIO; check the disk, then retry")
+
+    monkeypatch.setattr(type(engine.backend), "checkpoint", broken)
+    with pytest.raises(StorageError, match="EIO"):
+        engine.close()  # the failure is reported ...
+    with pytest.raises(sqlite3.ProgrammingError):  # ... and the store is closed anyway (before: left open)
+        engine.store.count()
+    monkeypatch.undo()
+    with Engine.open(tmp_path / "idx") as again:  # nothing was lost: the change log is replayed
+        assert "a" in again
+
+
+def test_rest_answers_a_storage_error_with_its_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fastapi")
+    import httpx
+
+    from xmodal.serve import ServeConfig, create_app
+    from xmodal.serve.testing import serve_in_thread
+
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add([Item.create("a", title="copper kettle")])
+
+        def failing(*args: object, **kwargs: object) -> object:
+            raise StorageError(f"{tmp_path}/store.sqlite: the store is damaged; restore it from a backup")
+
+        monkeypatch.setattr(engine, "search", failing)
+        with serve_in_thread(create_app(engine, ServeConfig(log_requests=False))) as url:
+            answer = httpx.post(f"{url}/search", json={"text": "kettle"})
+    assert answer.status_code == 500  # before: "internal error", the message (file and fix) hidden
+    body = answer.json()
+    assert "store is damaged" in body["error"] and "restore it from a backup" in body["error"]
+    assert body["request_id"] and "operator" in body["fix"]

@@ -24,6 +24,7 @@ returns once every structure reflects it: an acknowledged write is searchable in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -154,10 +155,15 @@ class Engine:
                 self.checkpoint()
             except DiskFull as exc:  # derived state: the next open replays the change log from the last one
                 log.warning("checkpoint not saved: %s", exc)
-            self._extensions.close()
-            self.backend.close()
-            self.feedback_log.close()
-            self.store.close()
+            finally:  # whatever the checkpoint raised, every part is closed (each in turn, even if one fails)
+                with contextlib.ExitStack() as parts:
+                    for close in (
+                        self.store.close,
+                        self.feedback_log.close,
+                        self.backend.close,
+                        self._extensions.close,
+                    ):
+                        parts.callback(close)  # run last-registered first: extensions, backend, log, store
 
     def checkpoint(self) -> None:
         """Save the vector indexes and each extension's state, where they changed since the last save. The

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import ConfigError, DiskFull, NotFoundError, ValidationError
+from ..errors import ConfigError, DiskFull, NotFoundError, StorageError, ValidationError
 from ..ingest.catalog import nesting_depth
 from .auth import AuthError
 from .echo import clip, clip_message
@@ -241,6 +241,11 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, DiskFull)
         return error_response(507, str(exc), None, f"free space on the disk holding {exc.folder}, then retry")
 
+    async def storage(_: Request, exc: Exception) -> JSONResponse:
+        logger.error("storage error", exc_info=exc)  # the operator's to fix: kept in the log with the request id
+        fix = "the server's index needs its operator (the error says what to do); retry later"
+        return error_response(500, str(exc), None, fix)
+
     for kind, handler in [
         (ApiError, api_error),
         (ValidationError, xmodal_validation),
@@ -252,6 +257,7 @@ def install(app: FastAPI) -> None:
         (HTTPException, http_error),
         (ConfigError, config_error),
         (DiskFull, disk_full),
+        (StorageError, storage),  # a damaged store, a disk that fails writes: the message names file and fix
     ]:  # any other exception: a 500 from the request-log middleware, which owns the request id
         app.add_exception_handler(kind, handler)
 

@@ -152,14 +152,13 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
         }
         if mode is not None:  # none given: the index's default mode
             fields["mode"] = mode
-        run = limits.metered(current_caller.get(), lambda: _hits(engine.search(Query(**fields))))
-        return limits.decode(run, needed=image is not None)
+        return limits.work(current_caller.get(), lambda: _hits(engine.search(Query(**fields))), image=image is not None)
 
     @server.tool()
     @_clear_errors
     def count(filters: dict[str, Any] | None = None, strict: bool = False) -> dict[str, Any]:
         """How many catalog items match ``filters`` (the language of ``search``; every item without one)."""
-        return {"count": limits.metered(current_caller.get(), lambda: engine.count(filters, strict=strict))()}
+        return {"count": limits.work(current_caller.get(), lambda: engine.count(filters, strict=strict), image=False)}
 
     @server.tool()
     @_clear_errors
@@ -174,7 +173,9 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
         the index (text, image or combined with the bundled encoders)."""
         caller = current_caller.get()
         limits.similar(caller, k)
-        return limits.metered(caller, lambda: _hits(engine.similar(id, k=max(1, min(k, MAX_K)), target=target)))()
+        return limits.work(
+            caller, lambda: _hits(engine.similar(id, k=max(1, min(k, MAX_K)), target=target)), image=False
+        )
 
     @server.resource("xmodal://items/{item_id}/image")
     def item_image(item_id: str) -> bytes:

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import ImageError, ValidationError
 from ..imaging import DECODE_SIDE, decode_image, image_size
@@ -83,6 +86,7 @@ class Limits:
         self.admission = Admission(config)
         self.decodes = config.image_decodes or default_decodes()
         self._decoder = ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
+        self._anonymous = _anonymous_pool(config)
 
     def admit(self, presented: str | None, scope: str, client: str) -> Principal:
         """:meth:`authorize`, then :meth:`arrive`."""
@@ -168,6 +172,22 @@ class Limits:
                 item=item,
             )
 
+    def work(self, principal: Principal | None, fn: Callable[[], T], *, image: bool) -> T:
+        """``fn()``, a search's work, where it belongs: an anonymous caller's metered on the anonymous threads
+        (few, and at a lower CPU priority: under load, keyed clients' searches go first), a keyed image search
+        on the decode threads, anything else here."""
+        if principal is not None and principal.key is None:
+            return self._anonymous.submit(self.metered(principal, fn)).result()
+        return self.decode(fn, needed=image)
+
+    async def work_async(self, principal: Principal | None, fn: Callable[[], T], *, image: bool) -> T:
+        """:meth:`work` for async code: no thread waits (other than work itself on a worker thread)."""
+        if principal is not None and principal.key is None:
+            return await asyncio.wrap_future(self._anonymous.submit(self.metered(principal, fn)))
+        if image:
+            return await self.decode_async(fn)
+        return await run_in_threadpool(fn)
+
     def decode(self, fn: Callable[[], T], needed: bool = True) -> T:
         """``fn()`` (work that decodes an image) on one of the ``image_decodes`` decode threads, waiting for a
         free one; run here when not ``needed``."""
@@ -181,3 +201,25 @@ class Limits:
         """Stop the decode threads after the work given to them (an app started again gets new ones)."""
         done, self._decoder = self._decoder, ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
         done.shutdown()
+        done, self._anonymous = self._anonymous, _anonymous_pool(self.config)
+        done.shutdown()
+
+
+#: how much lower the anonymous threads' CPU priority is (Linux ``nice``, per thread)
+ANONYMOUS_NICE = 10
+
+
+def _anonymous_pool(config: ServeConfig) -> ThreadPoolExecutor:
+    """The threads anonymous searches run on: ``anonymous_total_inflight`` of them, each at a lower priority."""
+    return ThreadPoolExecutor(
+        config.anonymous_total_inflight, thread_name_prefix="xmodal-anonymous", initializer=_lower_priority
+    )
+
+
+def _lower_priority() -> None:
+    """Lower this thread's CPU priority by :data:`ANONYMOUS_NICE` (Linux sets ``nice`` per thread id); where that
+    is not possible the thread keeps the process's priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + ANONYMOUS_NICE)
+    except (AttributeError, OSError):
+        pass

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import functools
+
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from ..view import item_view
 from .deps import ReadKey, WriteKey, server
@@ -26,8 +27,8 @@ async def count(request: Request, body: CountRequest, caller: ReadKey) -> CountR
     """How many items match ``filters`` (every item when there are none)."""
     state = server(request)
     await state.limits.wait_turn(caller)
-    run = state.limits.metered(caller, lambda: state.engine.count(body.filters, strict=body.strict))
-    return CountResponse(count=await run_in_threadpool(run))
+    run = functools.partial(state.engine.count, body.filters, strict=body.strict)
+    return CountResponse(count=await state.limits.work_async(caller, run, image=False))
 
 
 @router.post("/items/delete", response_model=DeleteWhereResponse, responses=responses(400, 401, 403, 422, 429, 503))

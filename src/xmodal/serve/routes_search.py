@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi import Query as Q
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..records import GROUPS, Query, Target
@@ -93,7 +92,7 @@ async def parse_search(request: Request, caller: Principal) -> tuple[SearchReque
         req = validate(SearchRequest, parse_json(body))
         return req, decode_base64(req.image_base64, "image_base64") if req.image_base64 else None
 
-    return await run_in_threadpool(server(request).limits.metered(caller, parse))
+    return await server(request).limits.work_async(caller, parse, image=False)
 
 
 @router.post(
@@ -109,9 +108,10 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     req, image = await parse_search(request, caller)
     # size checks (image: its header), cost; the skipped hits of an offset are charged as hits too
     state.limits.search(caller, text=req.text, image=image, k=min(req.k + req.offset, MAX_K))
-    run = state.limits.metered(caller, functools.partial(_run_search, state, req, image))
-    # an image query runs on the decode threads (a few at a time), the others on the worker threads
-    result, query = await (state.limits.decode_async(run) if image is not None else run_in_threadpool(run))
+    run = functools.partial(_run_search, state, req, image)
+    # an anonymous caller's on its threads, a keyed image query on the decode threads (a few at a time), others on
+    # the worker threads
+    result, query = await state.limits.work_async(caller, run, image=image is not None)
     query_id = getattr(result, "query_id", None)
     log_impression = getattr(state.engine, "log_impression", None)
     if req.log and query_id is None and log_impression is not None and query is not None:
@@ -175,8 +175,8 @@ async def similar(
     state = server(request)
     state.limits.similar(caller, k)
     await state.limits.wait_turn(caller)
-    run = state.limits.metered(caller, lambda: state.engine.similar(item_id, k=k, target=target))
-    return search_response(await run_in_threadpool(run))
+    run = functools.partial(state.engine.similar, item_id, k=k, target=target)
+    return search_response(await state.limits.work_async(caller, run, image=False))
 
 
 @router.get("/facets", response_model=FacetsResponse, responses=responses(401, 403, 429))

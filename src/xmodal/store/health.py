@@ -97,17 +97,25 @@ def integrity_problems(db: sqlite3.Connection, *, full: bool = False, limit: int
     try:
         found = [str(row[0]) for row in db.execute(f"PRAGMA {pragma}({int(limit)})").fetchall()]
     except sqlite3.DatabaseError as exc:
+        if not is_corrupt(exc):
+            raise  # a failing disk, a lock, a missing file: not damage to report, an error to say
         return [str(exc)]
     return [] if found == ["ok"] else found
 
 
 def store_file_problems(path: Path, *, full: bool = False) -> list[str]:
-    """:func:`integrity_problems` of the SQLite file ``path``, opened read-only (nothing else is read)."""
+    """:func:`integrity_problems` of the SQLite file ``path``, opened read-only (nothing else is read); a file
+    that cannot be read at all for another reason than damage is a :class:`StorageError` saying so."""
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return integrity_problems(db, full=full)
+        finally:
+            db.close()
     except sqlite3.Error as exc:
-        return [str(exc)]
-    try:
-        return integrity_problems(db, full=full)
-    finally:
-        db.close()
+        if is_corrupt(exc):
+            return [str(exc)]
+        raise StorageError(
+            f"{path}: cannot be read ({exc}); it is not found damaged: check that it exists, is a file this user "
+            "may read and that the disk answers, then retry"
+        ) from exc
