@@ -87,7 +87,19 @@ async def exercise(client: Any) -> dict[str, Any]:
     similar = structured(await client.call_tool("similar_items", {"id": "lamp", "k": 2}))
     missing = await client.call_tool("get_item", {"id": "nope"})
     image = await client.read_resource(found["hits"][0]["image"]["resource"])
+    counted = structured(await client.call_tool("count", {"filters": {"room": "office"}}))
+    everything = structured(await client.call_tool("count", {}))
+    page2 = structured(await client.call_tool("search", {"text": "chair", "k": 2, "offset": 1}))
+    top3 = structured(await client.call_tool("search", {"text": "chair", "k": 3}))
+    past = structured(await client.call_tool("search", {"text": "chair", "k": 2, "offset": 50}))
+    bad_offset = await client.call_tool("search", {"text": "chair", "offset": -3})
     return {
+        "counted": counted,
+        "everything": everything,
+        "page2": page2,
+        "top3": top3,
+        "past": past,
+        "bad_offset": bad_offset,
         "tools": tools,
         "found": found,
         "by_image": by_image,
@@ -102,7 +114,11 @@ async def exercise(client: Any) -> dict[str, Any]:
 
 
 def check(out: dict[str, Any]) -> None:
-    assert {"search", "get_item", "similar_items"} <= out["tools"]
+    assert {"search", "count", "get_item", "similar_items"} <= out["tools"]
+    assert out["counted"]["count"] == 2 and out["everything"]["count"] == 3
+    ids = [h["data"]["id"] for h in out["top3"]["hits"]]
+    assert [h["data"]["id"] for h in out["page2"]["hits"]] == ids[1:] and out["past"]["hits"] == []
+    assert out["bad_offset"].is_error and "offset" in out["bad_offset"].content[0].text
     hit = out["found"]["hits"][0]
     assert (
         hit["data"]["id"] == "lamp" and "id" not in hit and hit["provenance"].startswith("dense:") and hit["score"] > 0

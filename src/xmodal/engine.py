@@ -45,10 +45,11 @@ from .extension import Extension, Mode
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
 from .filters import AttributeTable, FilterExpr
-from .ingest.prepare import AddReport, dedupe, encode_entries, load_media
+from .ingest.prepare import AddReport, Rejection, dedupe, encode_entries, load_media
+from .ingest.vectors import check_vectors_arg, given_entries
 from .media import MediaStore
 from .media_loaders import allow_media, media_loader
-from .records import MAX_K, Hits, Item, Query, Target, primary_vector
+from .records import MAX_K, Hits, Item, Query, Target, check_offset, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
 from .segments import GROUP_FETCH, group_hits
@@ -57,6 +58,7 @@ from .store.base import Store
 from .store.fulltext import FullText
 from .store.space import space_guard
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
+from .updates import check_delete_filter, query_vector, updated_item
 
 BATCH = 256
 log = logging.getLogger(__name__)
@@ -217,13 +219,29 @@ class Engine:
         self.close()
 
     # -- writes -------------------------------------------------------------------------------
-    def add(self, items: Iterable[Item], *, base_dir: str | Path | None = None, progress: Any = None) -> AddReport:
-        """Add or replace items. Bad items are rejected with a reason; the others are committed."""
-        report, seen = AddReport(), set[str]()
+    def add(
+        self,
+        items: Iterable[Item],
+        *,
+        base_dir: str | Path | None = None,
+        progress: Any = None,
+        vectors: Mapping[str, Any] | None = None,
+    ) -> AddReport:
+        """Add or replace items. Bad items are rejected with a reason; the others are committed.
+
+        ``vectors`` maps an item id to the caller's own vectors for it, stored instead of encoding the item:
+        ``{kind: vector}`` for kinds the encoder declares, or one vector for every kind the item would get.
+        Each must have the index's dimension and finite values; it is L2-normalised."""
+        report, seen, given = AddReport(), set[str](), check_vectors_arg(vectors)
         base = Path(base_dir) if base_dir is not None else None
         for chunk in _chunks(items, BATCH):
             chunk = dedupe(chunk, seen, report)
+            own = [item for item in chunk if item.id in given]
+            chunk = [item for item in chunk if item.id not in given]
             entries = encode_entries(load_media(chunk, base, report), self.encoder, self.media, report)
+            if own:
+                loaded = load_media(own, base, report)
+                entries += given_entries(loaded, given, kinds_of(self.encoder), self.backend.dim, self.media, report)
             with self._writing:
                 before = self._seq
                 rows = self.store.put(entries)
@@ -231,7 +249,11 @@ class Engine:
                 self._apply(before, len(rows), stored, ())
             report.added.extend(item.id for item, _ in entries)
             if progress is not None:
-                progress(len(chunk))
+                progress(len(chunk) + len(own))
+        for item_id in given.keys() - seen:
+            report.rejected.append(
+                Rejection(str(item_id), f"vectors: given for an item not in this add (add {item_id!r})")
+            )
         return report
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -242,6 +264,39 @@ class Engine:
             rows, existed = self.store.delete_tree(list(ids))
             self._apply(before, len(rows), (), rows)
         return existed
+
+    def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:
+        """Delete every item that matches ``filters`` (and the segments of those items) through the normal
+        write path; returns how many matched. An empty filter is refused: use :meth:`clear`."""
+        check_delete_filter(filters)
+        with self._writing:  # nothing is written between the match and the delete
+            self.refresh(extensions=False)
+            rows = self.match_rows(filters, strict=strict)
+            ids = [self._catalog.id_by_row[int(row)] for row in (rows if rows is not None else ())]
+            return self.delete(ids) if ids else 0
+
+    def clear(self) -> int:
+        """Delete every item (through the normal write path: change log, vectors, extensions); returns how
+        many there were."""
+        with self._writing:
+            self.refresh(extensions=False)
+            with self._lock.read():
+                ids = list(self._catalog.row_by_id)
+            return self.delete(ids) if ids else 0
+
+    def update_attributes(self, item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
+        """Update an item's attributes without encoding it again (its vectors are kept as stored): merged
+        over the old ones (``merge=False``: replacing them). Filters see the new values at once; returns
+        the updated item."""
+        with self._writing:
+            stored = self.store.get(item_id)
+            if stored is None:
+                raise NotFoundError(f"no item with id {item_id!r}")
+            item = updated_item(stored.item, attributes, merge=merge)
+            before = self._seq
+            rows = self.store.put([(item, stored.vectors)])
+            self._apply(before, len(rows), [StoredItem(rows[0], item, stored.vectors)], ())
+        return item
 
     def _apply(self, before: int, count: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
         """Apply this process's committed write (``count`` changes after sequence ``before``) to the derived
@@ -403,6 +458,13 @@ class Engine:
             yield self._catalog.attributes
 
     # -- reads --------------------------------------------------------------------------------
+    def count(self, filters: Mapping[str, Any] | None = None, *, strict: bool = False) -> int:
+        """How many items match ``filters`` (every item when there is none); ``strict`` as in :class:`Query`."""
+        self.refresh(extensions=False)
+        with self._lock.read():
+            rows = self._catalog.attributes.match(filters or {}, strict=strict)
+            return len(self._catalog) if rows is None else len(rows)
+
     def __len__(self) -> int:
         self.refresh(extensions=False)
         return len(self._catalog)
@@ -454,7 +516,9 @@ class Engine:
         mode = None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
         vector = self.encode_query(query, base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
-        hits, items, details = self._retrieve(query, mode, vector)
+        hits, items, details = self._retrieve(replace(query, k=query.k + query.offset), mode, vector)
+        if query.offset:  # the first ``offset`` hits are skipped; past the end, none are left
+            hits, items = hits.take(range(query.offset, len(hits))), items[query.offset :]
         details = {**details, "mode": details.get("mode", query.mode)}
         result = SearchResult(
             hits, items, (time.perf_counter() - start) * 1000, encode_ms, None, details if explain else None
@@ -502,7 +566,7 @@ class Engine:
     ) -> Hits:
         """Top-k items for an already encoded query vector; filters apply before the cut (``strict``: a
         filter on an attribute no item has is an error instead of matching nothing)."""
-        vec = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        vec = query_vector(vector)
         if vec.shape[1] != self.backend.dim:
             raise ValidationError(
                 "vector",
@@ -518,6 +582,28 @@ class Engine:
             rows, scores, matched = self.backend.search(vec, k, kinds, where)[0]
             ids = [self._catalog.id_by_row[int(row)] for row in rows]
         return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind}" for kind in matched))
+
+    def search_by_vector(
+        self,
+        vector: Any,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        target: str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+    ) -> SearchResult:
+        """A dense search with the caller's own query vector (of the index's dimension): :meth:`search_vector`
+        with the hits' items, and ``offset`` hits skipped as in :class:`Query`."""
+        start = time.perf_counter()
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
+        check_offset(offset, k)
+        hits, items = self._items_for(
+            self.search_vector(vector, k=k + offset, target=target, filters=filters, strict=strict)
+        )
+        hits, items = hits.take(range(offset, len(hits))), items[offset:]
+        return SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0)
 
     def vector_kinds(self) -> list[str]:
         """The vector kinds a query can target: those the encoder declares, then any other the index holds."""

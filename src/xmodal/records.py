@@ -530,6 +530,7 @@ class Query:
     ``and`` / ``or`` / ``not`` to nested filters: the language of :mod:`xmodal.filters`. A path no item has
     matches nothing, unless ``strict`` is set: then it is a :class:`ValidationError` naming the known ones.
     ``group="parent"`` returns one hit, the best, per parent item (an item without a parent is its own).
+    ``offset`` skips that many hits before the ``k`` returned (the next page; past the end: no hits).
     """
 
     text: str | None = None
@@ -542,6 +543,7 @@ class Query:
     media: Mapping[str, MediaRef] = field(default_factory=dict)  # other media than the image, by name
     group: str | None = None  # "parent": one best hit per parent
     strict: bool = False  # a filter on an attribute no item has is an error (instead of matching nothing)
+    offset: int = 0  # hits to skip before the k returned (pagination); past the end: no hits
 
     def __post_init__(self) -> None:
         text = self.text.strip() if isinstance(self.text, str) else self.text
@@ -554,6 +556,7 @@ class Query:
             check_unicode("text", self.text)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {self.k!r}", "pass e.g. k=10")
+        check_offset(self.offset, self.k)
         object.__setattr__(self, "target", Target.parse(self.target))
         if not isinstance(self.filters, Mapping):
             raise ValidationError("filters", "must be an object of attribute → condition")
@@ -566,6 +569,16 @@ class Query:
 
 
 GROUPS = (None, "parent")
+
+
+def check_offset(offset: object, k: int) -> None:
+    """Refuse an ``offset`` that is not an integer from 0 to ``MAX_K - k`` (a page past the end is fine)."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_K - k:
+        raise ValidationError(
+            "offset",
+            f"must be an integer from 0 to {MAX_K - k} (offset + k at most {MAX_K}), got {offset!r}",
+            "pass e.g. offset=20 for the third page of 10, or narrow the search with filters",
+        )
 
 
 IdArray = npt.NDArray[np.object_]

@@ -125,6 +125,17 @@ def add_target_option(parser: argparse.ArgumentParser) -> None:
 
 def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -> None:
     """Options shared by ``search`` and ``eval``: filters, target vectors, mode, k."""
+    add_filter_options(parser)
+    add_target_option(parser)
+    parser.add_argument(
+        "--mode", default=None, help="search mode, listed below and by `xmodal modes` (default: the index's default)"
+    )
+    parser.add_argument("-k", type=int, default=default_k, metavar="N", help=f"number of hits (default: {default_k})")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_filter_options(parser: argparse.ArgumentParser) -> None:
+    """``--where``, ``--filter`` and ``--strict``: the filter of a search, a count or a delete."""
     parser.add_argument(
         "--where",
         action="append",
@@ -146,23 +157,12 @@ def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -
         action="store_true",
         help="a filter on an attribute no item has is an error (by default it matches nothing)",
     )
-    add_target_option(parser)
-    parser.add_argument(
-        "--mode", default=None, help="search mode, listed below and by `xmodal modes` (default: the index's default)"
-    )
-    parser.add_argument("-k", type=int, default=default_k, metavar="N", help=f"number of hits (default: {default_k})")
-    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def query_options(args: argparse.Namespace) -> dict[str, Any]:
     """Checked ``filters``, ``k``, ``target`` and ``mode`` (only when given) from the command line, or a
     :class:`UsageError`."""
-    try:
-        where, given = parse_where(list(args.where)), parse_filter_json(list(args.filter))
-        filters = {"and": [where, given]} if where and given else where or given
-        parse_filters(filters)  # a range bound that is not a number is a usage error too
-    except ValidationError as exc:
-        raise UsageError(str(exc)) from None
+    filters = filters_of(args)
     if not 1 <= args.k <= MAX_K:
         raise UsageError(f"-k must be from 1 to {MAX_K}, got {args.k} (pass e.g. -k 10)")
     try:
@@ -173,6 +173,17 @@ def query_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode is not None:  # none given: the index's default mode
         options["mode"] = args.mode
     return options
+
+
+def filters_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The checked filter object of ``--where`` and ``--filter`` (all must hold), or a :class:`UsageError`."""
+    try:
+        where, given = parse_where(list(args.where)), parse_filter_json(list(args.filter))
+        filters: dict[str, Any] = {"and": [where, given]} if where and given else where or given
+        parse_filters(filters)  # a range bound that is not a number is a usage error too
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
+    return filters
 
 
 def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:

@@ -12,6 +12,7 @@ from ..ingest.catalog import add_catalogs, estimate_records
 from ..records import GROUPS, MAX_K, Item, Query
 from ..results import SearchResult
 from ..view import item_view
+from .collection import add_delete_options, read_vector, run_delete_where, wants_delete_where
 from .common import (
     HelpFormatter,
     UsageError,
@@ -73,6 +74,14 @@ def register(subparsers: Any) -> None:
         default=None,
         help="one hit per parent item (the best segment of each document or video)",
     )
+    search.add_argument(
+        "--vector-file",
+        metavar="PATH",
+        help="search with your own query vector instead of text: a .npy file or a JSON list of numbers",
+    )
+    search.add_argument(
+        "--offset", type=int, default=0, metavar="N", help="skip the first N hits (the next page; default: 0)"
+    )
     search.add_argument("--explain", action="store_true", help="include the plan and per-hit features (JSON: explain)")
     search.add_argument("--log", action="store_true", help="log the impression; prints the query id for feedback")
     search.set_defaults(handler=run_search)
@@ -89,8 +98,14 @@ def register(subparsers: Any) -> None:
     get.add_argument("--json", action="store_true")
     get.set_defaults(handler=run_get)
 
-    delete = subparsers.add_parser("delete", help="delete items by id")
-    delete.add_argument("ids", nargs="+", metavar="ID")
+    delete = subparsers.add_parser(
+        "delete",
+        help="delete items by id, by filter (--where/--filter --yes) or all (--all --yes)",
+        description="Delete items (and their segments) by id; or every item that matches --where/--filter, "
+        "or every item with --all: those two need --yes.",
+    )
+    delete.add_argument("ids", nargs="*", metavar="ID")
+    add_delete_options(delete)
     delete.add_argument("--json", action="store_true")
     delete.set_defaults(handler=run_delete)
 
@@ -121,11 +136,15 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    if args.vector_file is not None:
+        return run_vector_search(args)
     options = query_options(args)
     media = dict(_media_arg(m) for m in args.media)
     with engine_of(args) as engine:  # opened first: the index settings allow its media loaders
         try:
-            query = Query(text=args.text or None, image=args.image, media=media, group=args.group, **options)
+            query = Query(
+                text=args.text or None, image=args.image, media=media, group=args.group, offset=args.offset, **options
+            )
         except ValidationError as exc:
             raise UsageError(str(exc)) from None
         result = engine.search(query, base_dir=Path.cwd(), log=args.log, explain=args.explain)
@@ -137,6 +156,18 @@ def run_search(args: argparse.Namespace) -> int:
             print_json(result.explain)
         if result.query_id is not None:
             print(f"query id: {result.query_id}")
+    return 0
+
+
+def run_vector_search(args: argparse.Namespace) -> int:
+    """``search --vector-file``: a dense search with the caller's own vector."""
+    options = query_options(args)
+    if args.text or args.image or args.media or args.group or options.pop("mode", "dense") != "dense":
+        raise UsageError("--vector-file searches by the vector alone: drop the text, --image, --media, --group, --mode")
+    vector = read_vector(Path(args.vector_file))
+    with engine_of(args) as engine:
+        result = engine.search_by_vector(vector, offset=args.offset, **options)
+    print_json(result.to_dict()) if args.json else _print_hits(result)
     return 0
 
 
@@ -196,6 +227,10 @@ def run_get(args: argparse.Namespace) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
+    if wants_delete_where(args):
+        return run_delete_where(args)
+    if not args.ids:
+        raise UsageError("give the ids to delete, or --where/--filter (or --all) with --yes")
     with engine_of(args) as engine:
         missing = [i for i in dict.fromkeys(args.ids) if i not in engine]
         deleted = engine.delete(list(dict.fromkeys(args.ids)))

@@ -64,7 +64,7 @@ from .prepare import AddReport, Rejection
 if TYPE_CHECKING:
     from ..engine import Engine
 
-FIELDS = ("id", "title", "text", "image", "media", "attributes", "modality", "parent", "span")
+FIELDS = ("id", "title", "text", "image", "media", "attributes", "modality", "parent", "span", "vectors")
 ATTRIBUTE_PREFIX = "attributes."
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".jsonlines"})
 CSV_SUFFIXES = frozenset({".csv"})
@@ -83,6 +83,7 @@ class Located:
 
     where: str
     item: Item
+    vectors: Any = None  # the caller's own vectors for the item (see Engine.add), when the record has them
 
 
 Record = Located | Rejection
@@ -135,7 +136,8 @@ def read_jsonl(path: Path, *, allow_outside: bool = False) -> Iterator[Record]:
                 continue
             try:
                 obj = _parse_json_line(raw, first=number == 1)
-                yield Located(where, record_to_item(obj, allow_outside=allow_outside, root=root))
+                item = record_to_item(obj, allow_outside=allow_outside, root=root)
+                yield Located(where, item, obj.get("vectors"))
             except XmodalError as exc:
                 yield Rejection(where, str(exc))
 
@@ -262,8 +264,8 @@ def read_csv(path: Path, *, allow_outside: bool = False) -> Iterator[Record]:
             if not any(cell.strip() for cell in row):
                 continue
             try:
-                item = record_to_item(_csv_record(header, row), allow_outside=allow_outside, root=root)
-                yield Located(where, item)
+                obj = _csv_record(header, row)
+                yield Located(where, record_to_item(obj, allow_outside=allow_outside, root=root), obj.get("vectors"))
             except XmodalError as exc:
                 yield Rejection(where, str(exc))
 
@@ -296,7 +298,7 @@ def _csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
         elif name == "attributes":
             if cell.strip():
                 attributes.update(_csv_attributes(cell, attributes))
-        elif name in ("media", "span") and cell.strip():
+        elif name in ("media", "span", "vectors") and cell.strip():
             obj[name] = _csv_json(name, cell)
         elif cell.strip():
             obj[name] = cell
@@ -590,7 +592,7 @@ def _add_chunk(engine: Engine, chunk: list[Record], base: Path, seen: set[str], 
     """Add one chunk, keeping its rejections (from the reader and from the engine) in file order."""
     rejected: list[tuple[int, Rejection]] = []
     position: dict[str, tuple[int, str]] = {}
-    items = []
+    items, vectors = [], {}
     for pos, record in enumerate(chunk):
         if isinstance(record, Rejection):
             rejected.append((pos, record))
@@ -603,8 +605,10 @@ def _add_chunk(engine: Engine, chunk: list[Record], base: Path, seen: set[str], 
             seen.add(record.item.id)
             position[record.item.id] = (pos, record.where)
             items.append(record.item)
+            if record.vectors is not None:
+                vectors[record.item.id] = record.vectors
     if items:
-        sub = engine.add(items, base_dir=base)
+        sub = engine.add(items, base_dir=base, vectors=vectors or None)
         report.added.extend(sub.added)
         for rej in sub.rejected:
             pos, where = position.get(rej.where, (len(chunk), rej.where))

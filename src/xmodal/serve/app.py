@@ -38,6 +38,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .models import HealthResponse, ItemsRequest, SearchRequest
 from .policy import Limits, current_caller
+from .routes_collection import router as collection_router
 from .routes_items import router as items_router
 from .routes_search import router as search_router
 from .thumbs import ThumbnailCache
@@ -91,6 +92,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_errors(app)
     app.include_router(search_router)
+    app.include_router(collection_router)  # before the items routes: /items/delete is not an item id
     app.include_router(items_router)
     _add_service_routes(app)
     if mcp_server is not None:

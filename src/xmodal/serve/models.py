@@ -21,6 +21,7 @@ FILTERS_HELP = (
     "and/or/not join filters; $-operators ($in, $or...) are aliases"
 )
 Strict = ConfigDict(extra="forbid")
+MAX_VECTOR = 16_384  # numbers in a query vector (an index's dimension is far below)
 SpanValue = dict[str, int | float]
 
 
@@ -55,11 +56,23 @@ class SearchRequest(BaseModel):
     model_config = Strict
     text: str | None = Field(None, max_length=MAX_QUERY_TEXT)
     image_base64: str | None = Field(None, description="an image file, base64-encoded")
+    vector: list[float] | None = Field(
+        None,
+        max_length=MAX_VECTOR,
+        description="search with your own query vector (the index's dimension; finite numbers) instead of text "
+        "or an image: a dense search, not logged",
+    )
     filters: dict[str, Any] = Field(default_factory=dict, description=FILTERS_HELP)
     strict: bool = Field(
         False, description="a filter on an attribute no item has is an error (else it matches nothing)"
     )
     k: int = Field(10, ge=1, le=MAX_K)
+    offset: int = Field(
+        0,
+        ge=0,
+        le=MAX_K,
+        description="hits to skip before the k returned (offset + k at most MAX_K); past the end: no hits",
+    )
     target: str = Field(Target.ANY.value, pattern=TARGET_PATTERN, description=TARGET_HELP)
     mode: str | None = Field(
         None, max_length=64, description="a search mode (`xmodal modes` lists them); default: the index's default mode"
@@ -126,6 +139,11 @@ class ItemIn(BaseModel):
     )
     parent: str | None = Field(None, min_length=1, max_length=512, description="the id of the item this is part of")
     span: int | SpanValue | list[float] | None = Field(None, description=SPAN_HELP + ", a page number or [start, end]")
+    vectors: dict[str, list[float]] | list[float] | None = Field(
+        None,
+        description="your own vectors, stored instead of encoding the item: vector kind → vector, or one vector "
+        "for every kind the item gets (the index's dimension, finite numbers; normalised)",
+    )
 
 
 class ItemsRequest(BaseModel):
@@ -146,6 +164,39 @@ class AddResponse(BaseModel):
 class DeleteResponse(BaseModel):
     id: str
     deleted: bool
+
+
+class CountRequest(BaseModel):
+    """Count the items that match a filter (every item without one)."""
+
+    model_config = Strict
+    filters: dict[str, Any] = Field(default_factory=dict, description=FILTERS_HELP)
+    strict: bool = Field(False, description="a filter on an attribute no item has is an error")
+
+
+class CountResponse(BaseModel):
+    count: int
+
+
+class DeleteWhereRequest(BaseModel):
+    """Delete the items that match ``filters`` (not empty), or every item with ``all: true``."""
+
+    model_config = Strict
+    filters: dict[str, Any] | None = Field(None, description=FILTERS_HELP)
+    all: bool = Field(False, description="delete every item (instead of giving filters)")
+    strict: bool = Field(False, description="a filter on an attribute no item has is an error")
+
+
+class DeleteWhereResponse(BaseModel):
+    deleted: int = Field(description="how many items matched and were deleted (their segments with them)")
+
+
+class UpdateRequest(BaseModel):
+    """New attribute values for an item, stored without encoding it again."""
+
+    model_config = Strict
+    attributes: dict[str, Any] = Field(description=ATTRIBUTES_HELP)
+    merge: bool = Field(True, description="merge over the old attributes (false: replace them all)")
 
 
 class FeedbackRequest(BaseModel):

@@ -43,6 +43,7 @@ _SEARCH_BODY = {
                         "image": {"type": "string", "format": "binary"},
                         "text": {"type": "string"},
                         "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
+                        "offset": {"type": "integer", "minimum": 0, "maximum": MAX_K},
                         "target": {"type": "string", "pattern": TARGET_PATTERN, "description": TARGET_HELP},
                         "mode": {"type": "string"},
                         "group": {"type": "string", "enum": [g for g in GROUPS if g]},
@@ -105,25 +106,29 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     state = server(request)
     await state.limits.wait_turn(caller)
     req, image = await parse_search(request, caller)
-    state.limits.search(caller, text=req.text, image=image, k=req.k)  # size checks (image: its header), cost
+    # size checks (image: its header), cost; the skipped hits of an offset are charged as hits too
+    state.limits.search(caller, text=req.text, image=image, k=min(req.k + req.offset, MAX_K))
     run = functools.partial(_run_search, state, req, image)
     # an anonymous caller's on its threads, a keyed image query on the decode threads (a few at a time), others on
     # the worker threads
     result, query = await state.limits.work_async(caller, run, image=image is not None)
     query_id = getattr(result, "query_id", None)
     log_impression = getattr(state.engine, "log_impression", None)
-    if req.log and query_id is None and log_impression is not None:
+    if req.log and query_id is None and log_impression is not None and query is not None:
         query_id = await state.write(lambda: log_impression(query, result, user=req.user))
     explain = jsonable(result.explain) if req.explain else None
     return search_response(result, query_id=query_id, explain=explain)
 
 
-def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query]:
+def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query | None]:
+    if req.vector is not None:
+        return _run_vector_search(state, req, image), None
     fields: dict[str, Any] = {
         "text": req.text,
         "image": image,
         "filters": req.filters,
         "k": req.k,
+        "offset": req.offset,
         "target": req.target,
         "user": req.user,
         "group": req.group,
@@ -142,6 +147,18 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
             "mode",
             "use mode 'dense' or install the extra that provides it",
         ) from None
+
+
+def _run_vector_search(state: ServerState, req: SearchRequest, image: bytes | None) -> SearchResult:
+    """A search with the caller's own vector: dense, so no text, image, mode or grouping with it."""
+    for name, given in (("text", req.text), ("image", image), ("group", req.group)):
+        if given:
+            raise ApiError(422, "cannot be combined with a vector", name, "send the vector alone, or drop it")
+    if req.mode not in (None, "dense"):
+        raise ApiError(422, "a vector search is a dense search", "mode", "drop mode, or send text instead of a vector")
+    return state.engine.search_by_vector(
+        req.vector, k=req.k, offset=req.offset, target=req.target, filters=req.filters, strict=req.strict
+    )
 
 
 @router.get(

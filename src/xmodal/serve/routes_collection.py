@@ -1,0 +1,60 @@
+"""Collection operations: ``POST /count``, ``POST /items/delete`` (by filter, or all) and ``PATCH /items/{id}``
+(attributes, without encoding the item again)."""
+
+from __future__ import annotations
+
+import functools
+
+from fastapi import APIRouter, Request
+
+from ..view import item_view
+from .deps import ReadKey, WriteKey, server
+from .errors import ApiError, responses
+from .models import (
+    CountRequest,
+    CountResponse,
+    DeleteWhereRequest,
+    DeleteWhereResponse,
+    ItemOut,
+    UpdateRequest,
+)
+
+router = APIRouter(tags=["collection"])
+
+
+@router.post("/count", response_model=CountResponse, responses=responses(400, 401, 403, 422, 429))
+async def count(request: Request, body: CountRequest, caller: ReadKey) -> CountResponse:
+    """How many items match ``filters`` (every item when there are none)."""
+    state = server(request)
+    await state.limits.wait_turn(caller)
+    run = functools.partial(state.engine.count, body.filters, strict=body.strict)
+    return CountResponse(count=await state.limits.work_async(caller, run, image=False))
+
+
+@router.post("/items/delete", response_model=DeleteWhereResponse, responses=responses(400, 401, 403, 422, 429, 503))
+async def delete_where(request: Request, body: DeleteWhereRequest, _: WriteKey) -> DeleteWhereResponse:
+    """Delete every item that matches ``filters`` (and their segments), or every item with ``all: true``.
+    Acknowledged once committed; a search never returns a deleted item after that."""
+    state = server(request)
+    if body.all == (body.filters is not None):
+        raise ApiError(
+            422,
+            "give either filters or all: true, not both nor neither",
+            "filters",
+            'send {"filters": {"color": "red"}} to delete matching items, or {"all": true} to delete every item',
+        )
+    if body.all:
+        deleted = await state.write(state.engine.clear)
+    else:
+        filters = body.filters or {}
+        deleted = await state.write(lambda: state.engine.delete_where(filters, strict=body.strict))
+    return DeleteWhereResponse(deleted=deleted)
+
+
+@router.patch("/items/{item_id:path}", response_model=ItemOut, responses=responses(400, 401, 403, 404, 422, 429, 503))
+async def update_item(request: Request, item_id: str, body: UpdateRequest, _: WriteKey) -> ItemOut:
+    """Update an item's attributes (merged over the old ones unless ``merge`` is false) without encoding it
+    again; filters see the new values as soon as this answers."""
+    state = server(request)
+    item = await state.write(lambda: state.engine.update_attributes(item_id, body.attributes, merge=body.merge))
+    return ItemOut.model_validate(item_view(item))
