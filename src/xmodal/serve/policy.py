@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -172,8 +171,7 @@ class Limits:
 
     def work(self, principal: Principal | None, fn: Callable[[], T], *, image: bool) -> T:
         """``fn()``, a search's work, where it belongs: an anonymous caller's metered on the anonymous threads
-        (few, and at a lower CPU priority: under load, keyed clients' searches go first), a keyed image search
-        on the decode threads, anything else here."""
+        (as many as may run at once), a keyed image search on the decode threads, anything else here."""
         if principal is not None and principal.key is None:
             return self._anonymous.submit(self.metered(principal, fn)).result()
         return self.decode(fn, needed=image)
@@ -205,21 +203,8 @@ class Limits:
         done.shutdown()
 
 
-#: how much lower the anonymous threads' CPU priority is (Linux ``nice``, per thread)
-ANONYMOUS_NICE = 10
-
-
 def _anonymous_pool(config: ServeConfig) -> ThreadPoolExecutor:
-    """The threads anonymous searches run on: ``anonymous_total_inflight`` of them, each at a lower priority."""
-    return ThreadPoolExecutor(
-        config.anonymous_total_inflight, thread_name_prefix="xmodal-anonymous", initializer=_lower_priority
-    )
-
-
-def _lower_priority() -> None:
-    """Lower this thread's CPU priority by :data:`ANONYMOUS_NICE` (Linux sets ``nice`` per thread id); where that
-    is not possible the thread keeps the process's priority."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + ANONYMOUS_NICE)
-    except (AttributeError, OSError):
-        pass
+    """The threads anonymous searches run on: ``anonymous_total_inflight`` of them. (Their CPU priority is the
+    process's: a lower one was measured to lengthen normal clients' tail, since a thread the OS puts aside
+    while it holds the interpreter lock holds up every other.)"""
+    return ThreadPoolExecutor(config.anonymous_total_inflight, thread_name_prefix="xmodal-anonymous")
