@@ -148,7 +148,8 @@ def _build(args: argparse.Namespace, catalog: Catalog, wanted: dict[str, str]) -
     engine = Engine.open(args.index, encoder=args.encoder, index=args.index_kind)
     try:
         total = estimate_records(catalog.catalog)
-        with tqdm(total=total, desc="indexing", unit="item", file=sys.stderr, leave=False) as bar:
+        # disable=None: a bar on a terminal only (a log or a pipe gets the summary line below, no bar)
+        with tqdm(total=total, desc="indexing", unit="item", file=sys.stderr, leave=False, disable=None) as bar:
             report = add_catalogs(engine, [catalog.catalog], progress=bar.update)
         engine.checkpoint()
     except BaseException:
