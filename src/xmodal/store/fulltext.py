@@ -23,6 +23,7 @@ import math
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from typing import NamedTuple
 
 import numpy as np
 
@@ -61,6 +62,16 @@ def vocabulary(db: sqlite3.Connection) -> None:
     """Create the connection's views of FTS5's postings (each connection needs its own: they are temporary)."""
     for statement in _VOCAB:  # execute, never executescript: that would commit the caller's transaction
         db.execute(statement)
+
+
+class _Stats(NamedTuple):
+    """What scoring a query needs: the idf of each known query term, the average title and body lengths,
+    the item count and each known term's document frequency."""
+
+    idf: dict[str, float]
+    fields: tuple[float, float]
+    docs: int
+    df: dict[str, int]
 
 
 def _best_first(pair: tuple[int, float]) -> tuple[float, int]:
@@ -198,13 +209,13 @@ class FullText:
         stats = self._stats(query_terms)
         if stats is None or not rows:
             return np.zeros(len(rows))
-        return self._score_texts(stats, rows)
+        return self._score_texts(stats.idf, stats.fields, rows)
 
     # -- internals -----------------------------------------------------------------------------
-    def _score_texts(self, stats: tuple[dict[str, float], tuple[float, float]], rows: Sequence[int]) -> np.ndarray:
-        """BM25F of the rows for the terms of ``stats``, counted in each row's stored terms (for a few rows,
-        not one term's whole posting list)."""
-        idf, (avg_title, avg_body) = stats
+    def _score_texts(self, idf: dict[str, float], fields: tuple[float, float], rows: Sequence[int]) -> np.ndarray:
+        """BM25F of the rows for the terms of ``idf`` (``fields``: the average field lengths), counted in each
+        row's stored terms (for a few rows, not one term's whole posting list)."""
+        avg_title, avg_body = fields
         out = np.zeros(len(rows))
         wanted = sorted({r for r in rows if r >= 0})
         texts: dict[int, tuple[str, str]] = {}
@@ -246,9 +257,8 @@ class FullText:
         stats = self._stats(query_terms)
         if stats is None:
             return []
-        idf, fields = stats
-        n, df = self._totals_now()[0], self._frequencies(query_terms)  # both kept from _stats: no read
-        frequent = {t: w for t, w in idf.items() if df.get(t, 0) > n * FREQUENT_SHARE}
+        idf, fields = stats.idf, stats.fields
+        frequent = {t: w for t, w in idf.items() if stats.df[t] > stats.docs * FREQUENT_SHARE}
         rare = [t for t in idf if t not in frequent]
         if not frequent or not rare:
             return self._run(query_terms, depth)
@@ -258,7 +268,7 @@ class FullText:
         if bound >= floor:
             return self._run(query_terms, depth)
         pool = [(row, s) for row, s in partial if s >= floor - bound]
-        extra = self._score_texts((frequent, fields), [row for row, _ in pool])
+        extra = self._score_texts(frequent, fields, [row for row, _ in pool])
         ranked = sorted(((row, s + float(x)) for (row, s), x in zip(pool, extra, strict=True)), key=_best_first)
         return ranked[:depth]
 
@@ -299,8 +309,8 @@ class FullText:
                     self._totals = totals
         return totals
 
-    def _stats(self, query_terms: Sequence[str]) -> tuple[dict[str, float], tuple[float, float]] | None:
-        """(idf of each known query term, average field lengths), or None when nothing can match."""
+    def _stats(self, query_terms: Sequence[str]) -> _Stats | None:
+        """The query terms' statistics (:class:`_Stats`), or None when nothing can match."""
         if not query_terms:
             return None
         n, title, body = self._totals_now()
@@ -310,14 +320,14 @@ class FullText:
         if not df:
             return None
         idf = {t: max(math.log(1.0 + (n - d + 0.5) / (d + 0.5)), 1e-6) for t, d in df.items() if d}
-        return idf, (max(title / n, 1e-9), max(body / n, 1e-9))
+        return _Stats(idf, (max(title / n, 1e-9), max(body / n, 1e-9)), n, df)
 
     def _run(self, query_terms: Sequence[str], depth: int | None) -> list[tuple[int, float]]:
         """BM25F of every matching row in SQL, best first when ``depth`` is given (then cut to it)."""
         stats = self._stats(query_terms)
         if stats is None:
             return []
-        idf, (avg_title, avg_body) = stats
+        idf, (avg_title, avg_body) = stats.idf, stats.fields
         values = ",".join("(?, ?)" for _ in idf)
         params: list[object] = [x for pair in idf.items() for x in pair]
         b, k1 = self.b, self.k1
