@@ -81,13 +81,13 @@ class Admission:
         """Refuse ``client`` while its CPU account, or that of all anonymous clients, is in debt, and with
         ``running`` while it (or they all) have as many searches running as allowed (:class:`RateLimited`)."""
         for who in (client, ALL_ANONYMOUS):
-            rate, limit = self.rates[self._kind(who)], self.limits[self._kind(who)]
+            rate = self.rates[self._kind(who)]
             with self._lock:
                 account = self._accounts.get(who)
                 balance = account.refill() if account is not None else self.cpu_burst
-                busy = self._inflight.get(who, 0)
-            if running and busy >= limit:
-                raise RateLimited(1, f"{self._who(who)} ({busy} searches running; at most {limit})")
+                full = self._full(who)
+            if running and full is not None:
+                raise full
             if rate > 0 and balance < 0:
                 wait = max(1, math.ceil(-balance / rate))
                 raise RateLimited(wait, f"{self._who(who)} (a share of {rate:g} CPU-seconds per second is spent)")
@@ -95,7 +95,7 @@ class Admission:
     def busy(self, client: str) -> bool:
         """Whether ``client``, or all anonymous clients together, have as many searches running as allowed."""
         with self._lock:
-            return any(self._inflight.get(who, 0) >= self.limits[self._kind(who)] for who in (client, ALL_ANONYMOUS))
+            return any(self._full(who) is not None for who in (client, ALL_ANONYMOUS))
 
     async def wait_turn(self, client: str, timeout: float = TURN_WAIT_S) -> None:
         """Wait (without holding a thread) up to ``timeout`` seconds while ``client``'s searches, or all anonymous
@@ -135,12 +135,12 @@ class Admission:
         self.check(client)
         with self._lock:
             for who in (client, ALL_ANONYMOUS):
-                running, limit = self._inflight.get(who, 0), self.limits[self._kind(who)]
-                if running >= limit:
+                full = self._full(who)
+                if full is not None:
                     if who != client:
                         self._release(client)
-                    raise RateLimited(1, f"{self._who(who)} ({running} searches running; at most {limit})")
-                self._inflight[who] = running + 1
+                    raise full
+                self._inflight[who] = self._inflight.get(who, 0) + 1
         start = time.thread_time()
         try:
             return fn()
@@ -149,6 +149,13 @@ class Admission:
             with self._lock:
                 self._release(client)
                 self._release(ALL_ANONYMOUS)
+
+    def _full(self, who: str) -> RateLimited | None:
+        """The refusal when ``who`` has as many searches running as it may, else None (lock held)."""
+        running, limit = self._inflight.get(who, 0), self.limits[self._kind(who)]
+        if running < limit:
+            return None
+        return RateLimited(1, f"{self._who(who)} ({running} searches running; at most {limit})")
 
     def _release(self, who: str) -> None:
         left = self._inflight.pop(who, 1) - 1
