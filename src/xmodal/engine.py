@@ -25,6 +25,7 @@ returns once every structure reflects it: an acknowledged write is searchable in
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -39,13 +40,14 @@ import numpy as np
 from .backends import DEFAULT_BACKEND, BackendContext, RowListing, VectorBackend, open_backend
 from .catalog import Catalog
 from .changes import replay
+from .collection import Collection
 from .encoders import Content, Encoder, kinds_of
 from .errors import DiskFull, NotFoundError, ValidationError
 from .extension import Extension, Mode
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
 from .filters import AttributeTable, FilterExpr
-from .ingest.prepare import AddReport, Rejection, dedupe, encode_entries, load_media
+from .ingest.prepare import AddReport, Entry, Rejection, dedupe, encode_entries, load_media
 from .ingest.vectors import check_vectors_arg, given_entries
 from .media import MediaStore
 from .media_loaders import allow_media, media_loader
@@ -58,7 +60,7 @@ from .store.base import Store
 from .store.fulltext import FullText
 from .store.space import space_guard
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
-from .updates import check_delete_filter, query_vector, updated_item
+from .updates import query_vector
 
 BATCH = 256
 log = logging.getLogger(__name__)
@@ -89,6 +91,15 @@ class Engine:
             BackendContext(path / "index", encoder.dim, settings["index"], settings["index_options"], self._catalog),
         )
         self.feedback_log = FeedbackLog(path / "store.sqlite")  # an engine component, not derived
+        self._collection = Collection(
+            store,
+            self._catalog,
+            self._lock,
+            self._writing,
+            refresh=functools.partial(self.refresh, extensions=False),
+            commit=self._commit,
+            delete=self.delete,
+        )
         try:
             self._catch_up_backend()
             self._extensions = ExtensionSet.open(settings["extensions"], self)
@@ -242,11 +253,7 @@ class Engine:
             if own:
                 loaded = load_media(own, base, report)
                 entries += given_entries(loaded, given, kinds_of(self.encoder), self.backend.dim, self.media, report)
-            with self._writing:
-                before = self._seq
-                rows = self.store.put(entries)
-                stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries, strict=True)]
-                self._apply(before, len(rows), stored, ())
+            self._commit(entries)
             report.added.extend(item.id for item, _ in entries)
             if progress is not None:
                 progress(len(chunk) + len(own))
@@ -268,35 +275,28 @@ class Engine:
     def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:
         """Delete every item that matches ``filters`` (and the segments of those items) through the normal
         write path; returns how many matched. An empty filter is refused: use :meth:`clear`."""
-        check_delete_filter(filters)
-        with self._writing:  # nothing is written between the match and the delete
-            self.refresh(extensions=False)
-            rows = self.match_rows(filters, strict=strict)
-            ids = [self._catalog.id_by_row[int(row)] for row in (rows if rows is not None else ())]
-            return self.delete(ids) if ids else 0
+        return self._collection.delete_where(filters, strict=strict)
 
     def clear(self) -> int:
         """Delete every item (through the normal write path: change log, vectors, extensions); returns how
         many there were."""
-        with self._writing:
-            self.refresh(extensions=False)
-            with self._lock.read():
-                ids = list(self._catalog.row_by_id)
-            return self.delete(ids) if ids else 0
+        return self._collection.clear()
 
     def update_attributes(self, item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
         """Update an item's attributes without encoding it again (its vectors are kept as stored): merged
         over the old ones (``merge=False``: replacing them). Filters see the new values at once; returns
         the updated item."""
+        return self._collection.update_attributes(item_id, attributes, merge=merge)
+
+    def _commit(self, entries: Sequence[Entry]) -> list[StoredItem]:
+        """The write path of an add or update: commit ``(item, vectors)`` entries to the store, then apply
+        them to every derived structure; returns them as stored."""
         with self._writing:
-            stored = self.store.get(item_id)
-            if stored is None:
-                raise NotFoundError(f"no item with id {item_id!r}")
-            item = updated_item(stored.item, attributes, merge=merge)
             before = self._seq
-            rows = self.store.put([(item, stored.vectors)])
-            self._apply(before, len(rows), [StoredItem(rows[0], item, stored.vectors)], ())
-        return item
+            rows = self.store.put(entries)
+            stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries, strict=True)]
+            self._apply(before, len(rows), stored, ())
+        return stored
 
     def _apply(self, before: int, count: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
         """Apply this process's committed write (``count`` changes after sequence ``before``) to the derived
@@ -460,10 +460,7 @@ class Engine:
     # -- reads --------------------------------------------------------------------------------
     def count(self, filters: Mapping[str, Any] | None = None, *, strict: bool = False) -> int:
         """How many items match ``filters`` (every item when there is none); ``strict`` as in :class:`Query`."""
-        self.refresh(extensions=False)
-        with self._lock.read():
-            rows = self._catalog.attributes.match(filters or {}, strict=strict)
-            return len(self._catalog) if rows is None else len(rows)
+        return self._collection.count(filters, strict=strict)
 
     def __len__(self) -> int:
         self.refresh(extensions=False)
@@ -474,16 +471,12 @@ class Engine:
         return item_id in self._catalog.row_by_id
 
     def get(self, item_id: str) -> Item:
-        stored = self.store.get(item_id)
-        if stored is None:
-            raise NotFoundError(f"no item with id {item_id!r}")
-        return stored.item
+        """The item stored under ``item_id`` (:class:`NotFoundError` when there is none)."""
+        return self._collection.stored(item_id).item
 
     def vectors(self, item_id: str) -> dict[str, np.ndarray]:
-        stored = self.store.get(item_id)
-        if stored is None:
-            raise NotFoundError(f"no item with id {item_id!r}")
-        return stored.vectors
+        """The item's stored vectors by kind (:class:`NotFoundError` when there is no such item)."""
+        return self._collection.stored(item_id).vectors
 
     def encode_query(self, query: Query, base_dir: Path | None = None) -> np.ndarray:
         """The query's vector: its text, its media (each loaded by its media loader), or the renormalised
