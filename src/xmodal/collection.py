@@ -11,18 +11,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .catalog import Catalog
-from .errors import NotFoundError
+from .errors import NotFoundError, ValidationError, brief
 from .ingest.prepare import Entry
-from .records import Item
+from .records import Hits, Item
+from .results import hit_vector
 from .rwlock import RWLock
 from .store.base import Store, StoredItem
 from .updates import check_delete_filter, updated_item
 
 #: The engine's write path: commit ``(item, vectors)`` entries (store, then every derived structure).
 Commit = Callable[[Sequence[Entry]], list[StoredItem]]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What a batch get found: the items in the order asked (an id asked twice, once), the ids the index does
+    not hold, and (``with_vectors``) each item's vectors by kind, aligned with the items."""
+
+    items: tuple[Item, ...]
+    missing: tuple[str, ...]
+    vectors: tuple[dict[str, np.ndarray], ...] | None = None
 
 
 class Collection:
@@ -58,6 +72,33 @@ class Collection:
         if stored is None:
             raise NotFoundError(f"no item with id {item_id!r}")
         return stored
+
+    def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
+        """The items of ``ids`` in one read; an id the index does not hold is reported in ``missing``."""
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+            raise ValidationError("ids", "must be a list of item ids", 'pass e.g. ["a1", "b2"]')
+        for i, item_id in enumerate(ids):
+            if not isinstance(item_id, str):
+                raise ValidationError(f"ids[{i}]", f"must be a string, got {brief(item_id)}", "pass item ids as text")
+        wanted = list(dict.fromkeys(ids))
+        self._refresh()
+        rows = {item_id: self._catalog.row_by_id.get(item_id, -1) for item_id in wanted}
+        stored = self._store.get_rows([row for row in rows.values() if row >= 0], with_vectors=with_vectors)
+        found = [stored[row] for row in rows.values() if row in stored]
+        missing = tuple(item_id for item_id, row in rows.items() if row not in stored)
+        vectors = tuple(s.vectors for s in found) if with_vectors else None
+        return Fetched(tuple(s.item for s in found), missing, vectors)
+
+    def hit_vectors(self, hits: Hits, target: str) -> tuple[np.ndarray | None, ...]:
+        """Each hit's vector (:func:`~xmodal.results.hit_vector`), read in one go; None for a hit deleted
+        meanwhile or without vectors."""
+        rows = [self._catalog.row_by_id.get(hit_id, -1) for hit_id in hits.ids.tolist()]
+        stored = self._store.get_rows([row for row in rows if row >= 0], with_vectors=True)
+        sources = hits.provenance or ("",) * len(hits)
+        return tuple(
+            hit_vector(stored[row].vectors, source, str(target)) if row in stored else None
+            for row, source in zip(rows, sources, strict=True)
+        )
 
     # -- writes -------------------------------------------------------------------------------
     def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:

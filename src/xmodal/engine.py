@@ -38,9 +38,10 @@ from typing import Any
 import numpy as np
 
 from .backends import DEFAULT_BACKEND, BackendContext, RowListing, VectorBackend, open_backend
+from .batch import dense_groups, in_batch, skip
 from .catalog import Catalog
 from .changes import replay
-from .collection import Collection
+from .collection import Collection, Fetched
 from .encoders import Content, Encoder, kinds_of
 from .errors import DiskFull, NotFoundError, ValidationError
 from .extension import Extension, Mode
@@ -60,7 +61,7 @@ from .store.base import Store
 from .store.fulltext import FullText
 from .store.space import space_guard
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
-from .updates import query_vector
+from .updates import query_vector, query_vectors
 
 BATCH = 256
 log = logging.getLogger(__name__)
@@ -474,6 +475,11 @@ class Engine:
         """The item stored under ``item_id`` (:class:`NotFoundError` when there is none)."""
         return self._collection.stored(item_id).item
 
+    def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
+        """Many items by id in one read: ``Fetched.items`` in the order asked, ``Fetched.missing`` the ids the
+        index does not hold (not an error); ``with_vectors``: each item's vectors by kind too."""
+        return self._collection.get_many(ids, with_vectors=with_vectors)
+
     def vectors(self, item_id: str) -> dict[str, np.ndarray]:
         """The item's stored vectors by kind (:class:`NotFoundError` when there is no such item)."""
         return self._collection.stored(item_id).vectors
@@ -481,12 +487,23 @@ class Engine:
     def encode_query(self, query: Query, base_dir: Path | None = None) -> np.ndarray:
         """The query's vector: its text, its media (each loaded by its media loader), or the renormalised
         mean of them all."""
-        media = {
-            name: media_loader(name).load(ref, base_dir, item="query").content
-            for name, ref in query.all_media().items()
-        }
-        vector: np.ndarray = self.encoder.encode_queries([Content(text=query.text or None, media=media)])[0]
+        vector: np.ndarray = self.encode_queries([query], base_dir)[0]
         return vector
+
+    def encode_queries(self, queries: Sequence[Query], base_dir: Path | None = None) -> np.ndarray:
+        """The vectors of several queries (:meth:`encode_query`), in one encoder call."""
+        contents = [
+            Content(
+                text=query.text or None,
+                media={
+                    name: media_loader(name).load(ref, base_dir, item="query").content
+                    for name, ref in query.all_media().items()
+                },
+            )
+            for query in queries
+        ]
+        vectors: np.ndarray = self.encoder.encode_queries(contents)
+        return vectors
 
     def search(
         self,
@@ -495,28 +512,93 @@ class Engine:
         base_dir: Path | None = None,
         log: bool = False,
         explain: bool = False,
+        with_vectors: bool = False,
         **options: Any,
     ) -> SearchResult:
         """Search with a :class:`Query` (or a text plus ``Query`` keyword options); ``Query.mode`` None is
         the index's default mode. ``log=True`` records the impression and sets ``query_id`` for
-        :meth:`feedback`; ``explain=True`` returns the plan, each strategy's contribution and the features."""
+        :meth:`feedback`; ``explain=True`` returns the plan, each strategy's contribution and the features;
+        ``with_vectors=True`` gives each hit's vector (:func:`~xmodal.results.hit_vector`) in
+        ``SearchResult.vectors``."""
         start = time.perf_counter()
         query = Query(text=query, **options) if isinstance(query, str) else query
+        self.refresh(extensions=(query.mode or self.default_mode) != DENSE)
+        prepared = [self._prepare(query)]
+        return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)[0]
+
+    def search_many(
+        self,
+        queries: Sequence[Query | str],
+        *,
+        base_dir: Path | None = None,
+        log: bool = False,
+        explain: bool = False,
+        with_vectors: bool = False,
+        **options: Any,
+    ) -> list[SearchResult]:
+        """Several searches in one call, one result each, in order (options as in :meth:`search`; ``options``
+        apply to the texts given as strings). The queries are encoded in one encoder call, and the dense ones
+        that share a target and filters are searched in one matrix operation. A bad query is an error naming
+        it (``queries[3].target``) before any search runs. ``took_ms`` and ``encode_ms`` are the batch's."""
+        start = time.perf_counter()
+        given = [in_batch(i, functools.partial(_query, q, options)) for i, q in enumerate(queries)]
+        self.refresh(extensions=any((q.mode or self.default_mode) != DENSE for q in given))
+        prepared = [in_batch(i, functools.partial(self._prepare, q)) for i, q in enumerate(given)]
+        return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)
+
+    def _prepare(self, query: Query) -> tuple[Query, Mode | None]:
+        """The query with its mode set, and that mode (None: dense); an unknown vector kind, a bad filter or
+        an unknown mode is an error here, before any work."""
         query = replace(query, mode=query.mode or self.default_mode)
-        self.refresh(extensions=query.mode != DENSE)
-        self._target_kinds(query.target)  # an unknown vector kind is an error in every mode
-        self._check_filters(query.filters, strict=query.strict)  # so is a bad filter, before any work
-        mode = None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
-        vector = self.encode_query(query, base_dir)
+        self._target_kinds(query.target)
+        self._check_filters(query.filters, strict=query.strict)
+        return query, None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
+
+    def _run(
+        self,
+        prepared: Sequence[tuple[Query, Mode | None]],
+        start: float,
+        base_dir: Path | None,
+        *,
+        log: bool,
+        explain: bool,
+        with_vectors: bool,
+    ) -> list[SearchResult]:
+        """Encode the prepared queries (one call), retrieve each one's hits, and build the results."""
+        if not prepared:
+            return []
+        vectors = self.encode_queries([query for query, _ in prepared], base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
-        hits, items, details = self._retrieve(replace(query, k=query.k + query.offset), mode, vector)
-        if query.offset:  # the first ``offset`` hits are skipped; past the end, none are left
-            hits, items = hits.take(range(query.offset, len(hits))), items[query.offset :]
-        details = {**details, "mode": details.get("mode", query.mode)}
-        result = SearchResult(
-            hits, items, (time.perf_counter() - start) * 1000, encode_ms, None, details if explain else None
-        )
-        return replace(result, query_id=self._log_search(query, result, details)) if log else result
+        found = self._retrieve_many(prepared, vectors)
+        results = []
+        for (query, _), (hits, items, details) in zip(prepared, found, strict=True):
+            hits, items = skip(hits, items, query.offset)  # past the end, none are left
+            details = {**details, "mode": details.get("mode", query.mode)}
+            vecs = self._collection.hit_vectors(hits, query.target) if with_vectors else None
+            took = (time.perf_counter() - start) * 1000
+            result = SearchResult(hits, items, took, encode_ms, None, details if explain else None, vecs)
+            results.append(replace(result, query_id=self._log_search(query, result, details)) if log else result)
+        return results
+
+    def _retrieve_many(
+        self, prepared: Sequence[tuple[Query, Mode | None]], vectors: np.ndarray
+    ) -> list[tuple[Hits, tuple[Item, ...], dict[str, Any]]]:
+        """Each query's hits (``offset`` + ``k`` of them) with their items: the dense, ungrouped queries that
+        share a target and filters in one matrix search, every other one by :meth:`_retrieve`."""
+        out: list[tuple[Hits, tuple[Item, ...], dict[str, Any]]] = [(Hits.empty(), (), {})] * len(prepared)
+        for positions in dense_groups([query for query, _ in prepared], [mode is None for _, mode in prepared]):
+            first = prepared[positions[0]][0]
+            depth = max(prepared[i][0].k + prepared[i][0].offset for i in positions)
+            found = self.search_vectors(
+                vectors[positions], k=depth, target=first.target, filters=first.filters, strict=first.strict
+            )
+            for i, hits in zip(positions, found, strict=True):
+                query = prepared[i][0]
+                out[i] = (*self._items_for(hits.take(range(min(len(hits), query.k + query.offset)))), {})
+        for i, (query, mode) in enumerate(prepared):
+            if mode is not None or query.group:
+                out[i] = self._retrieve(replace(query, k=query.k + query.offset), mode, vectors[i])
+        return out
 
     def _retrieve(
         self, query: Query, mode: Mode | None, vector: np.ndarray
@@ -559,22 +641,35 @@ class Engine:
     ) -> Hits:
         """Top-k items for an already encoded query vector; filters apply before the cut (``strict``: a
         filter on an attribute no item has is an error instead of matching nothing)."""
-        vec = query_vector(vector)
-        if vec.shape[1] != self.backend.dim:
-            raise ValidationError(
-                "vector",
-                f"has {vec.shape[1]} dimensions, the index has {self.backend.dim}",
-                "encode with the index's encoder",
-            )
+        return self.search_vectors(
+            query_vector(vector, dim=self.backend.dim), k=k, target=target, filters=filters, strict=strict
+        )[0]
+
+    def search_vectors(
+        self,
+        vectors: np.ndarray,
+        *,
+        k: int = 10,
+        target: str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+    ) -> list[Hits]:
+        """:meth:`search_vector` for a matrix of query vectors ``[n, d]`` (one row each), in one backend call."""
+        vecs = query_vectors(vectors, self.backend.dim)
         kinds = self._target_kinds(target)
+        if not len(vecs):
+            return []
         where = FilterExpr.parse(filters)
         self.refresh(extensions=False)
         with self._lock.read():
             if where is not None:  # every backend: no path into values that are never objects (strict: no unknown)
                 self._catalog.attributes.check(where, strict=strict)
-            rows, scores, matched = self.backend.search(vec, k, kinds, where)[0]
-            ids = [self._catalog.id_by_row[int(row)] for row in rows]
-        return Hits(_id_array(ids), scores.astype(np.float32), tuple(f"dense:{kind}" for kind in matched))
+            found = self.backend.search(vecs, k, kinds, where)
+            ids = [[self._catalog.id_by_row[int(row)] for row in rows] for rows, _, _ in found]
+        return [
+            Hits(_id_array(hit_ids), scores.astype(np.float32), tuple(f"dense:{kind}" for kind in matched))
+            for hit_ids, (_, scores, matched) in zip(ids, found, strict=True)
+        ]
 
     def search_by_vector(
         self,
@@ -585,18 +680,40 @@ class Engine:
         target: str = Target.ANY,
         filters: Mapping[str, Any] | None = None,
         strict: bool = False,
+        with_vectors: bool = False,
     ) -> SearchResult:
         """A dense search with the caller's own query vector (of the index's dimension): :meth:`search_vector`
-        with the hits' items, and ``offset`` hits skipped as in :class:`Query`."""
+        with the hits' items, and ``offset`` hits skipped as in :class:`Query` (``with_vectors``: as in
+        :meth:`search`)."""
+        vec = query_vector(vector, dim=self.backend.dim)
+        return self.search_by_vectors(
+            vec, k=k, offset=offset, target=target, filters=filters, strict=strict, with_vectors=with_vectors
+        )[0]
+
+    def search_by_vectors(
+        self,
+        vectors: Any,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        target: str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+        with_vectors: bool = False,
+    ) -> list[SearchResult]:
+        """:meth:`search_by_vector` for many query vectors (``[n, d]``, one row each) in one matrix search,
+        one result each, in order (``took_ms`` is the batch's)."""
         start = time.perf_counter()
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
         check_offset(offset, k)
-        hits, items = self._items_for(
-            self.search_vector(vector, k=k + offset, target=target, filters=filters, strict=strict)
-        )
-        hits, items = hits.take(range(offset, len(hits))), items[offset:]
-        return SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0)
+        found = self.search_vectors(vectors, k=k + offset, target=target, filters=filters, strict=strict)
+        results = []
+        for hits in found:
+            hits, items = skip(*self._items_for(hits), offset)
+            vecs = self._collection.hit_vectors(hits, target) if with_vectors else None
+            results.append(SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0, vectors=vecs))
+        return results
 
     def vector_kinds(self) -> list[str]:
         """The vector kinds a query can target: those the encoder declares, then any other the index holds."""
@@ -686,6 +803,11 @@ class Engine:
             "modes": self.modes(),
             "schema_version": SCHEMA_VERSION,
         }
+
+
+def _query(query: Query | str, options: Mapping[str, Any]) -> Query:
+    """A :class:`Query` of a text and keyword options, or the query given."""
+    return Query(text=query, **options) if isinstance(query, str) else query
 
 
 def _id_array(ids: list[str]) -> np.ndarray:

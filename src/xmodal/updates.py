@@ -4,7 +4,7 @@ and a caller's own query vector."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -41,9 +41,9 @@ def check_delete_filter(filters: object) -> None:
         raise ValidationError("filters", "is empty: it would delete every item", DELETE_ALL_FIX)
 
 
-def query_vector(vector: Any, field: str = "vector") -> np.ndarray:
+def query_vector(vector: Any, field: str = "vector", *, dim: int | None = None) -> np.ndarray:
     """A caller's vector as float32 ``[1, d]``, or a :class:`ValidationError` naming ``field``: not numbers,
-    not one row, or a NaN or infinite value (the dimension is the index's to check)."""
+    not one row, a NaN or infinite value, or (``dim`` given) not of that dimension."""
     try:
         vec = np.asarray(vector, dtype=np.float64)  # checked here, then stored as float32
     except (TypeError, ValueError):
@@ -52,14 +52,35 @@ def query_vector(vector: Any, field: str = "vector") -> np.ndarray:
         vec = vec[0]
     if vec.ndim != 1 or vec.size == 0:
         raise ValidationError(field, f"must be one flat list of numbers, got shape {vec.shape}", "send one vector")
-    bad = np.flatnonzero(~np.isfinite(vec))
-    if bad.size:
+    return _checked(vec.reshape(1, -1), dim, lambda _: field)
+
+
+def query_vectors(vectors: Any, dim: int, field: str = "vectors") -> np.ndarray:
+    """Several query vectors as float32 ``[n, d]`` (``n`` may be 0), each checked as by :func:`query_vector`;
+    a bad one named by its position (``vectors[3]``)."""
+    fix = "send a list of vectors, each a flat list of numbers"
+    try:
+        vecs = np.asarray(vectors, dtype=np.float64)
+    except (TypeError, ValueError):  # ragged rows, or not numbers
+        raise ValidationError(field, "is not a list of vectors of numbers, all of one length", fix) from None
+    if vecs.size == 0:
+        return np.empty((0, dim), dtype=np.float32)
+    if vecs.ndim != 2:
+        raise ValidationError(field, f"must be a list of vectors (one row each), got shape {vecs.shape}", fix)
+    return _checked(vecs, dim, lambda row: f"{field}[{row}]")
+
+
+def _checked(vecs: np.ndarray, dim: int | None, name: Callable[[int], str]) -> np.ndarray:
+    """``vecs`` ``[n, d]`` as float32 once every value is finite and within float32, and ``d`` is ``dim``."""
+    for problem, fix, bad in (
+        ("a NaN or infinite value", "send finite numbers only", ~np.isfinite(vecs)),
+        ("a value beyond float32", "send numbers of at most about 3.4e38", np.abs(vecs) > np.finfo(np.float32).max),
+    ):
+        if bad.any():
+            row, col = (int(x) for x in np.argwhere(bad)[0])
+            raise ValidationError(name(row), f"has {problem} at position {col}", fix)
+    if dim is not None and vecs.shape[1] != dim:
         raise ValidationError(
-            field, f"has a NaN or infinite value at position {int(bad[0])}", "send finite numbers only"
+            name(0), f"has {vecs.shape[1]} dimensions, the index has {dim}", "encode with the index's encoder"
         )
-    big = np.flatnonzero(np.abs(vec) > np.finfo(np.float32).max)
-    if big.size:
-        raise ValidationError(
-            field, f"has a value beyond float32 at position {int(big[0])}", "send numbers of at most about 3.4e38"
-        )
-    return vec.astype(np.float32).reshape(1, -1)
+    return vecs.astype(np.float32)

@@ -11,7 +11,8 @@ JSON-ready, plus its ``image`` (``media.image``) and the REST paths of that imag
 to and ``span`` where it sits (``{"page": 3}`` or ``{"start": 12.5, "end": 20.0}``), both ``None``
 for a whole item.
 
-A hit's view is its item's view plus ``score`` and ``provenance``. Adapters may regroup the view for
+A hit's view is its item's view plus ``score`` and ``provenance`` (and ``vector``, a list of numbers, when
+the search was asked for the hits' vectors). Adapters may regroup the view for
 their transport (MCP fences the catalog text, see :mod:`xmodal.serve.mcp`) but never rename a key.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -47,6 +48,8 @@ class ResultLike(Protocol):
     def query_id(self) -> str | None: ...
     @property
     def explain(self) -> dict[str, Any] | None: ...
+    @property
+    def vectors(self) -> Sequence[Any] | None: ...
 
 
 def item_path(item_id: str) -> str:
@@ -78,16 +81,21 @@ def hit_view(item: Item, score: float, provenance: str) -> dict[str, Any]:
     return {**item_view(item), "score": round(float(score), SCORE_DIGITS), "provenance": provenance}
 
 
-def hits_view(hits: Hits, items: Iterable[Item]) -> list[dict[str, Any]]:
-    """The views of ranked hits and their aligned items (provenance ``""`` when the hits carry none)."""
+def hits_view(hits: Hits, items: Iterable[Item], vectors: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """The views of ranked hits and their aligned items (provenance ``""`` when the hits carry none); with
+    ``vectors`` (aligned too), each hit's ``vector`` as a list of numbers (null when it has none)."""
     sources = hits.provenance or ("",) * len(hits)
-    return [hit_view(item, score, source) for (_, score), item, source in zip(hits, items, sources, strict=True)]
+    views = [hit_view(item, score, source) for (_, score), item, source in zip(hits, items, sources, strict=True)]
+    if vectors is not None:
+        for view, vector in zip(views, vectors, strict=True):
+            view["vector"] = jsonable(vector)
+    return views
 
 
 def result_view(result: ResultLike) -> dict[str, Any]:
     """A search result: ``hits``, ``took_ms``, ``encode_ms``, and ``query_id``/``explain`` when set."""
     out: dict[str, Any] = {
-        "hits": hits_view(result.hits, result.items),
+        "hits": hits_view(result.hits, result.items, result.vectors),
         "took_ms": round(result.took_ms, 3),
         "encode_ms": round(result.encode_ms, 3),
     }

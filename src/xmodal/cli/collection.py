@@ -1,16 +1,21 @@
-"""Collection commands: ``count`` (with a filter), ``update`` (attributes, no re-encoding) and the filter and
-``--all`` forms of ``delete``."""
+"""Collection commands: ``count`` (with a filter), ``update`` (attributes, no re-encoding), the filter and
+``--all`` forms of ``delete``, ``get`` of several ids and ``search --queries`` (a batch)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .common import UsageError, add_filter_options, engine_of, filters_of, print_json
+from ..batch import member_position
+from ..errors import ValidationError
+from ..records import Query
+from ..view import item_view, jsonable
+from .common import UsageError, add_filter_options, engine_of, filters_of, print_json, query_options, shorten
 
 
 def register(subparsers: Any) -> None:
@@ -61,8 +66,6 @@ def run_update(args: argparse.Namespace) -> int:
     with engine_of(args) as engine:
         item = engine.update_attributes(args.id, attributes, merge=not args.replace)
     if args.json:
-        from ..view import item_view
-
         print_json(item_view(item))
     else:
         print(f"updated {item.id}: {json.dumps(item.attributes, ensure_ascii=False)}")
@@ -100,6 +103,81 @@ def run_delete_where(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_search_batch_options(parser: argparse.ArgumentParser) -> None:
+    """``search --queries FILE`` (a batch) and ``--with-vectors``."""
+    parser.add_argument(
+        "--queries",
+        metavar="FILE",
+        help="search a batch: one query per line, a text or a JSON object (text, image, k, offset, filters, "
+        "target, mode, group, strict; the command line's options are the defaults); prints one JSON result a line",
+    )
+    parser.add_argument("--with-vectors", action="store_true", help="give each hit's vector (JSON output)")
+
+
+def run_search_batch(args: argparse.Namespace) -> int:
+    """``search --queries FILE``: every line's query in one ``Engine.search_many`` call, one JSON line each."""
+    if args.text or args.image or args.media or args.vector_file or args.log:
+        raise UsageError("--queries reads the queries from its file: drop the text, --image, --media, --vector-file")
+    defaults = {**query_options(args), "offset": args.offset, "group": args.group}
+    lines = _query_lines(Path(args.queries))
+    queries = []
+    for number, raw in lines:
+        try:
+            queries.append(Query(**{**defaults, **raw}))
+        except (TypeError, ValidationError) as exc:
+            raise UsageError(f"{args.queries} line {number}: {exc}") from None
+    options = {"with_vectors": args.with_vectors, "explain": args.explain}
+    with engine_of(args) as engine:
+        try:
+            results = engine.search_many(queries, base_dir=Path(args.queries).parent, **options)
+        except ValidationError as exc:
+            number, field = lines[member_position(exc.field)][0], exc.field.partition(".")[2] or exc.field
+            raise UsageError(f"{args.queries} line {number}: {field}: {exc.problem}") from None
+    for result in results:
+        print_json(result.to_dict())
+    return 0
+
+
+def _query_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The non-blank lines of a queries file, by line number: a JSON object, or a text (``{"text": line}``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--queries {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line) if line.lstrip().startswith("{") else {"text": line}
+        except ValueError as exc:
+            raise UsageError(f"{path} line {number}: not valid JSON ({exc}); write a text or a JSON object") from None
+        if not isinstance(raw, dict):
+            raise UsageError(f"{path} line {number}: not a JSON object")
+        out.append((number, raw))
+    if not out:
+        raise UsageError(f"--queries {str(path)!r} holds no query (write one per line)")
+    return out
+
+
+def run_get_many(args: argparse.Namespace) -> int:
+    """``get ID ID ...`` (or ``--with-vectors``): ``{"items": [...], "missing": [...]}``; exit status 1 when
+    any id is missing."""
+    with engine_of(args) as engine:
+        fetched = engine.get_many(args.ids, with_vectors=args.with_vectors)
+    views = [item_view(item) for item in fetched.items]
+    for view, vectors in zip(views, fetched.vectors or (), strict=False):
+        view["vectors"] = jsonable(vectors)
+    if args.json or args.with_vectors:
+        print_json({"items": views, "missing": list(fetched.missing)})
+    else:
+        for view in views:
+            print(f"{view['id']}\t{view['title'] or shorten(view['text'], 70)}")
+    if fetched.missing:
+        print(f"not found: {', '.join(fetched.missing)}", file=sys.stderr)
+    return 1 if fetched.missing else 0
+
+
 def read_vector(path: Path) -> Any:
     """A query vector from a ``.npy`` file or a JSON list of numbers (checked by the engine), or a
     :class:`UsageError` saying what the file should hold."""
@@ -119,4 +197,13 @@ def wants_delete_where(args: argparse.Namespace) -> bool:
     return bool(args.all or args.where or args.filter)
 
 
-__all__ = ["add_delete_options", "read_vector", "register", "run_delete_where", "wants_delete_where"]
+__all__ = [
+    "add_delete_options",
+    "add_search_batch_options",
+    "read_vector",
+    "register",
+    "run_delete_where",
+    "run_get_many",
+    "run_search_batch",
+    "wants_delete_where",
+]

@@ -12,7 +12,15 @@ from ..ingest.catalog import add_catalogs, estimate_records
 from ..records import GROUPS, MAX_K, Item, Query
 from ..results import SearchResult
 from ..view import item_view
-from .collection import add_delete_options, read_vector, run_delete_where, wants_delete_where
+from .collection import (
+    add_delete_options,
+    add_search_batch_options,
+    read_vector,
+    run_delete_where,
+    run_get_many,
+    run_search_batch,
+    wants_delete_where,
+)
 from .common import (
     HelpFormatter,
     UsageError,
@@ -82,6 +90,7 @@ def register(subparsers: Any) -> None:
     search.add_argument(
         "--offset", type=int, default=0, metavar="N", help="skip the first N hits (the next page; default: 0)"
     )
+    add_search_batch_options(search)
     search.add_argument("--explain", action="store_true", help="include the plan and per-hit features (JSON: explain)")
     search.add_argument("--log", action="store_true", help="log the impression; prints the query id for feedback")
     search.set_defaults(handler=run_search)
@@ -93,8 +102,9 @@ def register(subparsers: Any) -> None:
     similar.add_argument("--json", action="store_true", help="print JSON")
     similar.set_defaults(handler=run_similar)
 
-    get = subparsers.add_parser("get", help="show one item")
-    get.add_argument("id")
+    get = subparsers.add_parser("get", help="show one item (or several: JSON, missing ids listed)")
+    get.add_argument("ids", nargs="+", metavar="ID")
+    get.add_argument("--with-vectors", action="store_true", help="include the item's vectors by kind (JSON)")
     get.add_argument("--json", action="store_true")
     get.set_defaults(handler=run_get)
 
@@ -136,6 +146,10 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    if args.queries is not None:
+        return run_search_batch(args)
+    if args.with_vectors and not args.json:
+        raise UsageError("--with-vectors prints the hits' vectors as JSON: add --json")
     if args.vector_file is not None:
         return run_vector_search(args)
     options = query_options(args)
@@ -147,7 +161,9 @@ def run_search(args: argparse.Namespace) -> int:
             )
         except ValidationError as exc:
             raise UsageError(str(exc)) from None
-        result = engine.search(query, base_dir=Path.cwd(), log=args.log, explain=args.explain)
+        result = engine.search(
+            query, base_dir=Path.cwd(), log=args.log, explain=args.explain, with_vectors=args.with_vectors
+        )
     if args.json:
         print_json(result.to_dict())
     else:
@@ -166,7 +182,7 @@ def run_vector_search(args: argparse.Namespace) -> int:
         raise UsageError("--vector-file searches by the vector alone: drop the text, --image, --media, --group, --mode")
     vector = read_vector(Path(args.vector_file))
     with engine_of(args) as engine:
-        result = engine.search_by_vector(vector, offset=args.offset, **options)
+        result = engine.search_by_vector(vector, offset=args.offset, with_vectors=args.with_vectors, **options)
     print_json(result.to_dict()) if args.json else _print_hits(result)
     return 0
 
@@ -216,8 +232,10 @@ def _segment(item: Item) -> str:
 
 
 def run_get(args: argparse.Namespace) -> int:
+    if len(args.ids) > 1 or args.with_vectors:
+        return run_get_many(args)
     with engine_of(args) as engine:
-        item = item_view(engine.get(args.id))
+        item = item_view(engine.get(args.ids[0]))
     if args.json:
         print_json(item)
     else:

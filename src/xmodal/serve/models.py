@@ -50,8 +50,8 @@ class ErrorBody(BaseModel):
     details: list[dict[str, Any]] | None = None
 
 
-class SearchRequest(BaseModel):
-    """A JSON search: text and/or a base64 image, filters (attribute → value, list or range), k, target, mode."""
+class QueryIn(BaseModel):
+    """One query: text and/or a base64 image, or your own vector; filters, k, offset, target, mode, grouping."""
 
     model_config = Strict
     text: str | None = Field(None, max_length=MAX_QUERY_TEXT)
@@ -80,9 +80,30 @@ class SearchRequest(BaseModel):
     group: str | None = Field(
         None, pattern=GROUP_PATTERN, description="'parent': one hit, the best, per parent item (segments grouped)"
     )
+
+
+WITH_VECTORS_HELP = "give each hit's vector (the kind it was found by; else its primary vector) as 'vector'"
+
+
+class SearchRequest(QueryIn):
+    """A JSON search: text and/or a base64 image, filters (attribute → value, list or range), k, target, mode."""
+
     explain: bool = False
     user: str | None = Field(None, max_length=256)
     log: bool = Field(True, description="record an impression for feedback (when the engine learns from it)")
+    with_vectors: bool = Field(False, description=WITH_VECTORS_HELP)
+
+
+class BatchSearchRequest(BaseModel):
+    """Several searches in one request, answered in order; text and image queries are encoded together and
+    the dense ones that share a target and filters searched in one matrix operation."""
+
+    model_config = Strict
+    queries: list[QueryIn] = Field(min_length=1, description="the searches (at most the server's max_batch)")
+    with_vectors: bool = Field(False, description=WITH_VECTORS_HELP)
+    explain: bool = False
+    user: str | None = Field(None, max_length=256)
+    log: bool = Field(False, description="record each text or image search's impression for feedback")
 
 
 class ItemOut(BaseModel):
@@ -106,9 +127,17 @@ class ItemOut(BaseModel):
     thumbnail_url: str | None
 
 
-class Hit(ItemOut):
-    """A ranked item: its view (:func:`xmodal.view.hit_view`), score and provenance."""
+def _hit_vector(schema: dict[str, Any]) -> None:
+    """A hit's ``vector`` in the spec: passed through (not a field, so a hit without one has no such key)."""
+    vector = {"type": "array", "items": {"type": "number"}, "description": "with_vectors only: " + WITH_VECTORS_HELP}
+    schema.setdefault("properties", {})["vector"] = vector
 
+
+class Hit(ItemOut):
+    """A ranked item: its view (:func:`xmodal.view.hit_view`), score and provenance (and its ``vector``, when
+    asked for with ``with_vectors``)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_hit_vector)
     score: float
     provenance: str = Field(description="the strategy that found this hit, e.g. dense:combined")
 
@@ -119,6 +148,27 @@ class SearchResponse(BaseModel):
     encode_ms: float
     query_id: str | None = Field(None, description="quote it in POST /feedback")
     explain: dict[str, Any] | None = Field(None, description="with explain=true: the plan, each strategy's part")
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[SearchResponse] = Field(description="one per query, in order")
+
+
+class GetManyRequest(BaseModel):
+    """Many items by id in one request."""
+
+    model_config = Strict
+    ids: list[str] = Field(max_length=100_000, description="item ids (at most the server's max_batch)")
+    with_vectors: bool = Field(False, description="give each item's vectors by kind as 'vectors'")
+
+
+class ItemWithVectors(ItemOut):
+    vectors: dict[str, list[float]] | None = Field(None, description="with with_vectors=true only: kind → vector")
+
+
+class GetManyResponse(BaseModel):
+    items: list[ItemWithVectors] = Field(description="the items found, in the order asked (each id once)")
+    missing: list[str] = Field(description="ids the index does not hold")
 
 
 class ItemIn(BaseModel):

@@ -51,6 +51,7 @@ _SEARCH_BODY = {
                         "strict": {"type": "boolean"},
                         "explain": {"type": "boolean"},
                         "log": {"type": "boolean"},
+                        "with_vectors": {"type": "boolean"},
                     },
                 }
             },
@@ -139,7 +140,7 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
     query = Query(**fields)
     details = req.explain or (req.log and query.mode != "dense")  # the impression keeps the plan for learning
     try:
-        return state.engine.search(query, explain=details), query
+        return state.engine.search(query, explain=details, with_vectors=req.with_vectors), query
     except ImportError as exc:
         raise ApiError(
             422,
@@ -157,7 +158,13 @@ def _run_vector_search(state: ServerState, req: SearchRequest, image: bytes | No
     if req.mode not in (None, "dense"):
         raise ApiError(422, "a vector search is a dense search", "mode", "drop mode, or send text instead of a vector")
     return state.engine.search_by_vector(
-        req.vector, k=req.k, offset=req.offset, target=req.target, filters=req.filters, strict=req.strict
+        req.vector,
+        k=req.k,
+        offset=req.offset,
+        target=req.target,
+        filters=req.filters,
+        strict=req.strict,
+        with_vectors=req.with_vectors,
     )
 
 
