@@ -56,7 +56,9 @@ def paired(single: Callable[[], Any], batch: Callable[[], Any], rounds: int) -> 
     singles, batches, ratios = [], [], []
     for r in range(rounds):
         timed = {}
-        for name, fn in (("single", single), ("batch", batch)) if r % 2 == 0 else (("batch", batch), ("single", single)):
+        for name, fn in (
+            (("single", single), ("batch", batch)) if r % 2 == 0 else (("batch", batch), ("single", single))
+        ):
             t0 = time.perf_counter()
             fn()
             timed[name] = time.perf_counter() - t0
