@@ -13,9 +13,11 @@ ECHO_CHARS = 80  # characters of one echoed value kept
 MESSAGE_CHARS = 1000  # characters of a whole error message kept (a backstop)
 ELLIPSIS = "…"
 
-# A Python repr of a string, as error messages quote input ('abc' or "it's"), longer than ECHO_CHARS.
+# A Python repr of a string, as error messages quote input ('abc' or "it's"), longer than ECHO_CHARS. It opens
+# after no letter or digit and closes before none: the text between two short quoted values ("'color' never
+# holds ... at 'x'") is not one.
 _LONG_QUOTED = re.compile(
-    r"'(?:[^'\\\n]|\\.){%d,}'|\"(?:[^\"\\\n]|\\.){%d,}\"" % (ECHO_CHARS + 1, ECHO_CHARS + 1)  # noqa: UP031
+    r"(?<!\w)(?:'(?:[^'\\\n]|\\.){%d,}'|\"(?:[^\"\\\n]|\\.){%d,}\")(?!\w)" % (ECHO_CHARS + 1, ECHO_CHARS + 1)  # noqa: UP031
 )
 # An unquoted run without spaces longer than ECHO_CHARS (a field path naming a client's key, a file path).
 _LONG_WORD = re.compile(r"[^\s'\"]{%d,}" % (ECHO_CHARS + 1))  # noqa: UP031

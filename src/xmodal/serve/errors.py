@@ -155,9 +155,11 @@ def error_response(
     fix: str | None = None,
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    kind: type[Exception] | None = None,
 ) -> JSONResponse:
     """An :class:`ErrorBody` answer carrying the request id being served (the ``X-Request-ID`` header's),
-    with long echoed input clipped (:func:`~xmodal.serve.echo.clip_message`)."""
+    with long echoed input clipped (:func:`~xmodal.serve.echo.clip_message`); ``kind``: the xmodal error class
+    the engine raised, named in ``type`` so that a client raises the same."""
     if details:
         details = [{k: clip_message(v) if isinstance(v, str) else v for k, v in d.items()} for d in details]
     content = ErrorBody(
@@ -166,6 +168,7 @@ def error_response(
         fix=clip_message(fix) if fix is not None else None,
         request_id=request_id.get(),
         details=details,
+        type=kind.__name__ if kind is not None else None,
     )
     return AsciiJSONResponse(content.model_dump(exclude_none=True), status_code=status, headers=headers)
 
@@ -201,11 +204,11 @@ def install(app: FastAPI) -> None:
 
     async def xmodal_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ValidationError)
-        return error_response(422, str(exc), exc.field, exc.fix or None)
+        return error_response(422, str(exc), exc.field, exc.fix or None, kind=type(exc))
 
     async def not_found(_: Request, exc: Exception) -> JSONResponse:
         fix = "check the id: POST /search answers with item ids, and with the query_id that POST /feedback quotes"
-        return error_response(404, str(exc), "id", fix)
+        return error_response(404, str(exc), "id", fix, kind=type(exc))
 
     async def auth(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AuthError)
@@ -235,16 +238,17 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
     async def config_error(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(501, str(exc), None, "this server is not configured for it")
+        return error_response(501, str(exc), None, "this server is not configured for it", kind=type(exc))
 
     async def disk_full(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DiskFull)
-        return error_response(507, str(exc), None, f"free space on the disk holding {exc.folder}, then retry")
+        fix = f"free space on the disk holding {exc.folder}, then retry"
+        return error_response(507, str(exc), None, fix, kind=type(exc))
 
     async def storage(_: Request, exc: Exception) -> JSONResponse:
         logger.error("storage error", exc_info=exc)  # the operator's to fix: kept in the log with the request id
         fix = "the server's index needs its operator (the error says what to do); retry later"
-        return error_response(500, str(exc), None, fix)
+        return error_response(500, str(exc), None, fix, kind=type(exc))
 
     for kind, handler in [
         (ApiError, api_error),

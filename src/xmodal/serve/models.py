@@ -48,6 +48,11 @@ class ErrorBody(BaseModel):
     fix: str | None = None
     request_id: str | None = None
     details: list[dict[str, Any]] | None = None
+    type: str | None = Field(
+        None,
+        description="the xmodal error class the engine raised (ValidationError, ImageError, NotFoundError, "
+        "ConfigError, StorageError, DiskFull); absent for the server's own refusals. xmodal.Client raises that class",
+    )
 
 
 class QueryIn(BaseModel):
@@ -271,6 +276,24 @@ class FacetsResponse(BaseModel):
     attributes: dict[str, list[FacetValue]] = Field(
         description="attribute path (nested attributes by dotted path, list elements counted one by one) → values"
     )
+
+
+class InfoResponse(BaseModel):
+    """The index (``Engine.info`` without the server's folder path). Keys added later pass through."""
+
+    model_config = ConfigDict(extra="allow")
+    items: int
+    modalities: dict[str, int]
+    vectors: dict[str, int] = Field(description="vector kind → vectors held")
+    encoder: dict[str, Any]
+    dim: int = Field(description="the index's dimension: the length of a vector for POST /search {vector}")
+    backend: str
+    index: str
+    attributes: list[str]
+    extensions: list[str]
+    default_mode: str
+    modes: list[str]
+    schema_version: int
 
 
 class HealthResponse(BaseModel):

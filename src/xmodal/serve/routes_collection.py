@@ -1,5 +1,5 @@
-"""Collection operations: ``POST /count``, ``POST /items/delete`` (by filter, or all) and ``PATCH /items/{id}``
-(attributes, without encoding the item again)."""
+"""Collection operations: ``POST /count``, ``POST /items/delete`` (by filter, or all), ``PATCH /items/{id}``
+(attributes, without encoding the item again) and ``GET /info``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .models import (
     CountResponse,
     DeleteWhereRequest,
     DeleteWhereResponse,
+    InfoResponse,
     ItemOut,
     UpdateRequest,
 )
@@ -58,3 +59,12 @@ async def update_item(request: Request, item_id: str, body: UpdateRequest, _: Wr
     state = server(request)
     item = await state.write(lambda: state.engine.update_attributes(item_id, body.attributes, merge=body.merge))
     return ItemOut.model_validate(item_view(item))
+
+
+@router.get("/info", response_model=InfoResponse, responses=responses(401, 403, 429))
+def info(request: Request, _: ReadKey) -> InfoResponse:
+    """The index: items by modality, vectors by kind, encoder, dimension, backend, index kind, attribute paths,
+    extensions and search modes (``Engine.info``; the server's folder path left out)."""
+    found = server(request).engine.info()
+    found.pop("path", None)
+    return InfoResponse.model_validate(found)
