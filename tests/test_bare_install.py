@@ -39,6 +39,7 @@ ABSENT = (
     "onnxruntime",
     "lightgbm",
     "mcp",
+    "httpx",
     "safetensors",
     "sklearn",
     "skimage",
@@ -111,6 +112,7 @@ attempt("genret", lambda: importlib.import_module("xmodal.genret.train"))
 attempt("ltr", lambda: importlib.import_module("xmodal.ltr.ranker").LambdaRanker())
 attempt("server", server)
 attempt("mcp", mcp)
+attempt("client", lambda: xmodal.Client("http://127.0.0.1:1"))
 print(json.dumps(out))
 """
 

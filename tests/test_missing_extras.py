@@ -153,6 +153,8 @@ CASES = [
         ["mcp"], HASHING_ENGINE + "from xmodal.serve.mcp import build_mcp\nbuild_mcp(engine)", "mcp", id="mcp-build"
     ),
     pytest.param(["mcp"], HASHING_ENGINE + "engine.close()\n" + cli("--index TMP/idx mcp"), "mcp", id="mcp-cli"),
+    pytest.param(["httpx"], "import xmodal\nxmodal.Client('http://127.0.0.1:1')", "client", id="client-lazy-export"),
+    pytest.param(["httpx"], "from xmodal.client import AsyncClient", "client", id="client-module"),
     pytest.param(
         ["matplotlib"],
         "from xmodal.ltr.simreport import write_report\nwrite_report({}, tmp / 'out')",

@@ -8,8 +8,12 @@ import xmodal
 def test_all_is_explicit() -> None:
     assert sorted(xmodal.__all__) == sorted(
         [
+            "AccessDenied",
             "AddReport",
+            "AsyncClient",
+            "Client",
             "ConfigError",
+            "ConnectionFailed",
             "Engine",
             "Hits",
             "ImageError",
@@ -19,6 +23,7 @@ def test_all_is_explicit() -> None:
             "NotFoundError",
             "Query",
             "Rejection",
+            "RemoteError",
             "SearchResult",
             "Span",
             "StorageError",

@@ -8,13 +8,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
 from .engine import Engine
 from .errors import (
+    AccessDenied,
     ConfigError,
+    ConnectionFailed,
     ImageError,
     MissingDependency,
     NotFoundError,
+    RemoteError,
     StorageError,
     ValidationError,
     XmodalError,
@@ -23,15 +28,32 @@ from .ingest.prepare import AddReport, Rejection
 from .records import Hits, Item, Modality, Query, Span, Target, VectorKind
 from .results import SearchResult
 
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client
+
 
 def open(path: str, **options: object) -> Engine:  # noqa: A001 - the one-liner facade
     """Open or create an index folder: ``xmodal.open("idx").search("cat")``."""
     return Engine.open(path, **options)  # type: ignore[arg-type]
 
 
+def __getattr__(name: str) -> object:
+    """``xmodal.Client`` and ``xmodal.AsyncClient``, imported when first used (they need httpx: the client
+    extra), so that ``import xmodal`` needs none of it."""
+    if name in ("Client", "AsyncClient"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'xmodal' has no attribute {name!r}")
+
+
 __all__ = [
+    "AccessDenied",
     "AddReport",
+    "AsyncClient",
+    "Client",
     "ConfigError",
+    "ConnectionFailed",
     "Engine",
     "Hits",
     "ImageError",
@@ -41,6 +63,7 @@ __all__ = [
     "NotFoundError",
     "Query",
     "Rejection",
+    "RemoteError",
     "SearchResult",
     "Span",
     "StorageError",

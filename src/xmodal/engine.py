@@ -48,8 +48,8 @@ from .extension import Extension, Mode
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
 from .filters import AttributeTable, FilterExpr
-from .ingest.prepare import AddReport, Entry, Rejection, dedupe, encode_entries, load_media
-from .ingest.vectors import check_vectors_arg, given_entries
+from .ingest.prepare import AddReport, Entry, chunks, dedupe, encode_entries, load_media
+from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
 from .media import MediaStore
 from .media_loaders import allow_media, media_loader
 from .records import MAX_K, Hits, Item, Query, Target, check_offset, primary_vector
@@ -246,7 +246,7 @@ class Engine:
         Each must have the index's dimension and finite values; it is L2-normalised."""
         report, seen, given = AddReport(), set[str](), check_vectors_arg(vectors)
         base = Path(base_dir) if base_dir is not None else None
-        for chunk in _chunks(items, BATCH):
+        for chunk in chunks(items, BATCH):
             chunk = dedupe(chunk, seen, report)
             own = [item for item in chunk if item.id in given]
             chunk = [item for item in chunk if item.id not in given]
@@ -258,10 +258,7 @@ class Engine:
             report.added.extend(item.id for item, _ in entries)
             if progress is not None:
                 progress(len(chunk) + len(own))
-        for item_id in given.keys() - seen:
-            report.rejected.append(
-                Rejection(str(item_id), f"vectors: given for an item not in this add (add {item_id!r})")
-            )
+        report.rejected.extend(unused_vectors(given, seen))
         return report
 
     def delete(self, ids: Sequence[str]) -> int:
@@ -814,17 +811,6 @@ def _id_array(ids: list[str]) -> np.ndarray:
     out = np.empty(len(ids), dtype=object)
     out[:] = ids
     return out
-
-
-def _chunks(items: Iterable[Item], size: int) -> Iterable[list[Item]]:
-    chunk: list[Item] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _prefetch(encoder: Encoder) -> threading.Thread | None:

@@ -9,8 +9,15 @@ offending field and say how to fix it, so a message can be shown as it is.
     ├── NotFoundError        an id that is not in the index
     ├── ConfigError          an engine or index configuration that cannot work
     ├── MissingDependency    an optional extra is not installed (also an ImportError)
-    └── StorageError         the store or an index file is unreadable or of another version
-        └── DiskFull         a write found no space left on the index folder's disk
+    ├── StorageError         the store or an index file is unreadable or of another version
+    │   └── DiskFull         a write found no space left on the index folder's disk
+    └── RemoteError          a REST call (xmodal.Client) refused by the server for a reason of its own
+        ├── AccessDenied     no API key, an unknown one, or one without the scope (401, 403)
+        └── ConnectionFailed no answer from the server (not running, wrong URL, timed out)
+
+Over REST, :class:`xmodal.Client` raises the class the engine raised on the server (a
+:class:`ValidationError` with its field and fix, a :class:`NotFoundError`...); a
+:class:`RemoteError` is for what only a remote call can meet.
 
 Two helpers build input errors: :func:`brief` (a user's value, shortened, for a message) and
 :func:`check_length` (a string over a size limit, refused with its length and the limit).
@@ -23,6 +30,10 @@ import reprlib
 
 class XmodalError(Exception):
     """Base class of every error raised on purpose by xmodal."""
+
+    #: The id of the REST request that answered with this error (raised by :class:`xmodal.Client`), to quote
+    #: in a report; None for an error raised in this process.
+    request_id: str | None = None
 
 
 class ValidationError(XmodalError, ValueError):
@@ -74,6 +85,41 @@ class MissingDependency(XmodalError, ImportError):
         self.name = package  # ImportError's field: code that re-raises from ``exc.name`` keeps naming it
         self.package = package
         self.extra = extra
+
+
+class RemoteError(XmodalError):
+    """A REST call the server refused for a reason of its own (a rate limit, a full write queue, an internal
+    error) or that got no answer. ``status`` is the HTTP status (0: no answer), ``fix`` what to do,
+    ``request_id`` the id to quote in a report, ``retry_after`` the seconds the server asked to wait."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        fix: str = "",
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{message} ({fix})" if fix else message)
+        self.message = message
+        self.status = status
+        self.fix = fix
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+
+class AccessDenied(RemoteError, PermissionError):
+    """401 or 403: the call needs an API key, the key is unknown, or it lacks the scope the call needs."""
+
+
+class ConnectionFailed(RemoteError, ConnectionError):
+    """No answer from the server at ``url``: it is not running there, the address is wrong, or it did not
+    answer within the timeout (then a write may or may not have been applied)."""
+
+    def __init__(self, url: str, message: str, fix: str) -> None:
+        super().__init__(message, fix=fix)
+        self.url = url
 
 
 _BRIEF = reprlib.Repr()

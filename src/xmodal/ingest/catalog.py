@@ -59,7 +59,7 @@ from ..errors import ImageError, ValidationError, XmodalError, brief, check_leng
 from ..imaging import ALLOWED_FORMATS
 from ..media_loaders import MAX_PATH_LENGTH
 from ..records import Item, Modality
-from .prepare import AddReport, Rejection
+from .prepare import AddReport, Rejection, chunks
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -579,7 +579,7 @@ def add_catalogs(
             path, allow_outside=allow_outside, name_as_text=name_as_text, follow_symlinks=follow_symlinks
         )
         try:
-            for chunk in _chunks(records, CHUNK):
+            for chunk in chunks(records, CHUNK):
                 _add_chunk(engine, chunk, base, seen, report)
                 if progress is not None:
                     progress(len(chunk))
@@ -614,14 +614,3 @@ def _add_chunk(engine: Engine, chunk: list[Record], base: Path, seen: set[str], 
             pos, where = position.get(rej.where, (len(chunk), rej.where))
             rejected.append((pos, Rejection(where, rej.reason)))
     report.rejected.extend(r for _, r in sorted(rejected, key=lambda pair: pair[0]))
-
-
-def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
-    chunk: list[Record] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

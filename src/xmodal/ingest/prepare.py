@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -18,6 +19,7 @@ from ..media_loaders import TEXT, LoadedMedia, media_loader
 from ..records import Item
 
 Entry = tuple[Item, dict[str, np.ndarray]]
+T = TypeVar("T")
 
 _IO_THREADS = 4  # media decoding (releases the GIL) and media fsyncs (I/O waits) overlap on these
 _io_pool: ThreadPoolExecutor | None = None
@@ -158,6 +160,18 @@ def _content(entry: Loaded, part: str) -> Content:
     if part == TEXT:
         return Content(text=entry.item.document_text)
     return Content(media={part: entry.media[part].content})
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), read lazily."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def dedupe(items: Sequence[Item], seen: set[str], report: AddReport) -> list[Item]:

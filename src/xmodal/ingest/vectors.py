@@ -25,6 +25,14 @@ def check_vectors_arg(vectors: object) -> dict[str, Any]:
     return dict(vectors)
 
 
+def unused_vectors(given: Mapping[str, Any], seen: set[str]) -> list[Rejection]:
+    """A rejection for each id ``vectors=`` names that the add did not hold (the caller's mistake, said)."""
+    return [
+        Rejection(str(item_id), f"vectors: given for an item not in this add (add {item_id!r})")
+        for item_id in given.keys() - seen
+    ]
+
+
 def item_vectors(item: Item, given: Any, kinds: Mapping[str, tuple[str, ...]], dim: int) -> dict[str, np.ndarray]:
     """The checked, normalised vectors of ``item``: ``given`` maps a vector kind to a vector, or is one vector
     for every kind the encoder would make of the item (its modality's)."""

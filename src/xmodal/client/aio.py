@@ -1,0 +1,187 @@
+"""The asyncio client: :class:`AsyncClient`, the engine's methods over REST, awaited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from ..ingest.prepare import AddReport
+from ..records import Item, Query, Target
+from ..results import SearchResult
+from . import plans
+from .transport import DEFAULT_TIMEOUT, RETRIES, Settings, answer, failure, request_args
+from .wire import Call
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """:class:`~xmodal.client.Client` for asyncio: the same methods, arguments, results and errors, each
+    awaited (``await client.search("red shoe")``); ``item in engine`` is ``await client.contains(item)`` and
+    ``len(engine)`` is ``await client.count()``. Close it with ``await client.close()`` (or ``async with``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = RETRIES,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        batch_size: int = plans.BATCH,
+        max_body_bytes: int = plans.MAX_BODY,
+    ) -> None:
+        self.settings = Settings.of(url, api_key, timeout, retries, headers)
+        self.batch_size, self.max_body_bytes = batch_size, max_body_bytes
+        #: the ``httpx.AsyncClient`` under it (one connection pool)
+        transport = transport or httpx.AsyncHTTPTransport(retries=retries)
+        self.http = httpx.AsyncClient(transport=transport, **self.settings.options())
+
+    @property
+    def url(self) -> str:
+        return self.settings.url
+
+    async def _send(self, request: Call) -> Any:
+        try:
+            response = await self.http.request(request.method, request.path, **request_args(request))
+        except httpx.TransportError as exc:
+            raise failure(exc, self.settings) from exc
+        return answer(response, request)
+
+    async def _run(self, plan: plans.Plan[T]) -> T:
+        return await plans.drive_async(plan, self._send)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Close the connections; a second close does nothing."""
+        await self.http.aclose()
+
+    aclose = close  # for contextlib.aclosing
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writes ---------------------------------------------------------------------------------
+    async def add(
+        self,
+        items: Iterable[Item],
+        *,
+        base_dir: str | Path | None = None,
+        progress: Any = None,
+        vectors: Mapping[str, Any] | None = None,
+    ) -> AddReport:
+        """:meth:`Engine.add <xmodal.Engine.add>`: media are read here (paths relative to ``base_dir``) and sent."""
+        return await self._run(
+            plans.add(
+                items,
+                base_dir=base_dir,
+                progress=progress,
+                vectors=vectors,
+                batch=self.batch_size,
+                max_body=self.max_body_bytes,
+            )
+        )
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        """:meth:`Engine.delete <xmodal.Engine.delete>`: how many of ``ids`` existed."""
+        return await self._run(plans.delete(ids))
+
+    async def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:
+        """:meth:`Engine.delete_where <xmodal.Engine.delete_where>`."""
+        return await self._run(plans.delete_where(filters, strict=strict))
+
+    async def clear(self) -> int:
+        """:meth:`Engine.clear <xmodal.Engine.clear>`: every item deleted; how many there were."""
+        return await self._run(plans.clear())
+
+    async def update_attributes(self, item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
+        """:meth:`Engine.update_attributes <xmodal.Engine.update_attributes>`."""
+        return await self._run(plans.update_attributes(item_id, attributes, merge=merge))
+
+    async def feedback(
+        self,
+        query_id: str,
+        item_id: str,
+        event: str = "click",
+        *,
+        position: int | None = None,
+        value: float | None = None,
+    ) -> None:
+        """:meth:`Engine.feedback <xmodal.Engine.feedback>` (``query_id`` from ``search(..., log=True)``)."""
+        await self._run(plans.feedback(query_id, item_id, event, position=position, value=value))
+
+    # -- reads ----------------------------------------------------------------------------------
+    async def get(self, item_id: str) -> Item:
+        """:meth:`Engine.get <xmodal.Engine.get>`."""
+        return await self._run(plans.get(item_id))
+
+    async def contains(self, item_id: object) -> bool:
+        """``item_id in engine``: whether the index holds the item."""
+        return await self._run(plans.contains(item_id))
+
+    async def count(self, filters: Mapping[str, Any] | None = None, *, strict: bool = False) -> int:
+        """:meth:`Engine.count <xmodal.Engine.count>`."""
+        return await self._run(plans.count(filters, strict=strict))
+
+    async def search(
+        self,
+        query: Query | str,
+        *,
+        base_dir: str | Path | None = None,
+        log: bool = False,
+        explain: bool = False,
+        **options: Any,
+    ) -> SearchResult:
+        """:meth:`Engine.search <xmodal.Engine.search>` (a query image is read here and sent)."""
+        return await self._run(plans.search(query, base_dir=base_dir, log=log, explain=explain, **options))
+
+    async def search_by_vector(
+        self,
+        vector: Any,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        target: str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+    ) -> SearchResult:
+        """:meth:`Engine.search_by_vector <xmodal.Engine.search_by_vector>`."""
+        return await self._run(
+            plans.search_by_vector(vector, k=k, offset=offset, target=target, filters=filters, strict=strict)
+        )
+
+    async def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY) -> SearchResult:
+        """:meth:`Engine.similar <xmodal.Engine.similar>`."""
+        return await self._run(plans.similar(item_id, k=k, target=target))
+
+    async def info(self) -> dict[str, Any]:
+        """:meth:`Engine.info <xmodal.Engine.info>` without ``path`` (the server's folder is not sent)."""
+        return await self._run(plans.info())
+
+    async def modes(self) -> list[str]:
+        """:meth:`Engine.modes <xmodal.Engine.modes>`: the search modes the server's index provides."""
+        return await self._run(plans.modes())
+
+    async def facets(self) -> dict[str, list[tuple[Any, int]]]:
+        """Each attribute path and its most common values with their counts (``GET /facets``)."""
+        return await self._run(plans.facets())
+
+    async def health(self) -> dict[str, Any]:
+        """The server's status, item count, write queue depth and version (``GET /health``)."""
+        return await self._run(plans.health())
+
+    async def media(self, item_id: str, medium: str = "image") -> bytes:
+        """The stored file of an item's medium (its image by default), as it was added."""
+        return await self._run(plans.media(item_id, medium))
+
+    async def thumbnail(self, item_id: str, size: int = 256) -> bytes:
+        """A JPEG of an item's image, at most ``size`` pixels on its long side."""
+        return await self._run(plans.thumbnail(item_id, size))

@@ -1,0 +1,253 @@
+"""The client's operations, written once for :class:`~xmodal.client.Client` and
+:class:`~xmodal.client.AsyncClient`.
+
+Each operation is a generator (a *plan*): it yields the :class:`~xmodal.client.wire.Call` it needs,
+receives the decoded answer (or has the mapped error thrown into it), and returns the engine's result. A
+sync client drives it with blocking requests, an async one with awaited ones (:func:`drive` /
+:func:`drive_async`); the arguments are checked here as the engine checks them, with the same errors,
+before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import NotFoundError, ValidationError, XmodalError
+from ..ingest.prepare import AddReport, Rejection, chunks, dedupe
+from ..ingest.vectors import check_vectors_arg, unused_vectors
+from ..records import MAX_K, Item, Query, Target, check_offset
+from ..results import SearchResult
+from ..updates import check_delete_filter
+from .decode import item_of, report_of, result_of
+from .wire import Call, call, item_body, item_path, join_json, search_body, vector_json
+
+T = TypeVar("T")
+Plan = Generator[Call, Any, T]
+
+BATCH = 256  #: items per add request at most (the engine's own batch; the server takes up to its max_batch)
+MAX_BODY = 16 * 1024 * 1024  #: bytes per add request at most (the server's default limit is 20 MiB)
+
+
+def drive(plan: Plan[T], send: Callable[[Call], Any]) -> T:
+    """Run ``plan`` with ``send`` (a blocking request: the decoded answer, or an :class:`XmodalError`)."""
+    try:
+        request = next(plan)
+        while True:
+            try:
+                answer = send(request)
+            except XmodalError as exc:
+                request = plan.throw(exc)
+            else:
+                request = plan.send(answer)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def drive_async(plan: Plan[T], send: Callable[[Call], Awaitable[Any]]) -> T:
+    """:func:`drive` with an awaited request."""
+    try:
+        request = next(plan)
+        while True:
+            try:
+                answer = await send(request)
+            except XmodalError as exc:
+                request = plan.throw(exc)
+            else:
+                request = plan.send(answer)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+# -- writes -------------------------------------------------------------------------------------
+def add(
+    items: Iterable[Item],
+    *,
+    base_dir: str | Path | None = None,
+    progress: Any = None,
+    vectors: Mapping[str, Any] | None = None,
+    batch: int = BATCH,
+    max_body: int = MAX_BODY,
+) -> Plan[AddReport]:
+    """``Engine.add``: repeated ids rejected (the first wins), each item's media read here and sent inline,
+    a bad item rejected alone with the reason, the others sent in requests of at most ``batch`` items and
+    ``max_body`` bytes."""
+    report, seen, given = AddReport(), set[str](), check_vectors_arg(vectors)
+    base = Path(base_dir) if base_dir is not None else None
+    for chunk in chunks(items, batch):
+        chunk = dedupe(chunk, seen, report)
+        bodies = []
+        for item in chunk:
+            try:
+                body = item_body(item, base, given.get(item.id), with_vectors=item.id in given)
+                bodies.append(_sized(body, max_body, item.id))
+            except XmodalError as exc:
+                report.rejected.append(Rejection(item.id, str(exc)))
+        for part in _by_size(bodies, max_body):
+            report.merge(report_of((yield Call("POST", "/items", join_json(part, "items")))))
+        if progress is not None:
+            progress(len(chunk))
+    report.rejected.extend(unused_vectors(given, seen))
+    return report
+
+
+def delete(ids: Sequence[str]) -> Plan[int]:
+    """``Engine.delete``: how many of ``ids`` existed (one request per id)."""
+    existed = 0
+    for item_id in ids:
+        existed += bool((yield call("DELETE", item_path(item_id)))["deleted"])
+    return existed
+
+
+def delete_where(filters: Mapping[str, Any], *, strict: bool = False) -> Plan[int]:
+    check_delete_filter(filters)
+    answer = yield call("POST", "/items/delete", {"filters": dict(filters), "strict": strict})
+    return int(answer["deleted"])
+
+
+def clear() -> Plan[int]:
+    return int((yield call("POST", "/items/delete", {"all": True}))["deleted"])
+
+
+def update_attributes(item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Plan[Item]:
+    if not isinstance(attributes, Mapping):
+        raise ValidationError("attributes", "must be an object of name → value", 'pass e.g. {"color": "red"}')
+    return item_of((yield call("PATCH", item_path(item_id), {"attributes": dict(attributes), "merge": merge})))
+
+
+def feedback(
+    query_id: str, item_id: str, event: str = "click", *, position: int | None = None, value: float | None = None
+) -> Plan[None]:
+    body: dict[str, Any] = {"query_id": query_id, "item_id": item_id, "event": event}
+    if position is not None:
+        body["position"] = position
+    if value is not None:
+        body["value"] = value
+    yield call("POST", "/feedback", body)
+
+
+# -- reads --------------------------------------------------------------------------------------
+def get(item_id: str) -> Plan[Item]:
+    return item_of((yield call("GET", item_path(item_id))))
+
+
+def contains(item_id: object) -> Plan[bool]:
+    """Whether the index holds ``item_id`` (``item_id in engine``)."""
+    if not isinstance(item_id, str) or not item_id:
+        return False
+    try:
+        yield call("GET", item_path(item_id))
+    except NotFoundError:
+        return False
+    return True
+
+
+def count(filters: Mapping[str, Any] | None = None, *, strict: bool = False) -> Plan[int]:
+    return int((yield call("POST", "/count", {"filters": dict(filters or {}), "strict": strict}))["count"])
+
+
+def search(
+    query: Query | str,
+    *,
+    base_dir: str | Path | None = None,
+    log: bool = False,
+    explain: bool = False,
+    **options: Any,
+) -> Plan[SearchResult]:
+    """``Engine.search``: the query checked here as the engine checks it, then ``POST /search``."""
+    query = Query(text=query, **options) if isinstance(query, str) else query
+    base = Path(base_dir) if base_dir is not None else None
+    return result_of((yield call("POST", "/search", search_body(query, base, log=log, explain=explain))))
+
+
+def search_by_vector(
+    vector: Any,
+    *,
+    k: int = 10,
+    offset: int = 0,
+    target: str = Target.ANY,
+    filters: Mapping[str, Any] | None = None,
+    strict: bool = False,
+) -> Plan[SearchResult]:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
+    check_offset(offset, k)
+    body = {
+        "vector": vector_json(vector, "vector"),
+        "k": k,
+        "offset": offset,
+        "target": Target.parse(target),
+        "filters": dict(filters or {}),
+        "strict": strict,
+        "log": False,
+    }
+    return result_of((yield call("POST", "/search", body)))
+
+
+def similar(item_id: str, *, k: int = 10, target: str = Target.ANY) -> Plan[SearchResult]:
+    params = {"k": k, "target": Target.parse(target)}
+    return result_of((yield call("GET", item_path(item_id) + "/similar", params=params)))
+
+
+def info() -> Plan[dict[str, Any]]:
+    """``Engine.info`` (``GET /info``; the server's folder path is not sent)."""
+    found: dict[str, Any] = yield call("GET", "/info")
+    return found
+
+
+def modes() -> Plan[list[str]]:
+    found: dict[str, Any] = yield call("GET", "/info")
+    return list(found["modes"])
+
+
+def facets() -> Plan[dict[str, list[tuple[Any, int]]]]:
+    """The catalog's attribute paths and their most common values, each with its count (``GET /facets``)."""
+    found = yield call("GET", "/facets")
+    return {name: [(v["value"], int(v["count"])) for v in values] for name, values in found["attributes"].items()}
+
+
+def health() -> Plan[dict[str, Any]]:
+    found: dict[str, Any] = yield call("GET", "/health")
+    return found
+
+
+def media(item_id: str, medium: str = "image") -> Plan[bytes]:
+    """The bytes of an item's stored medium, as it was added."""
+    data: bytes = yield call("GET", item_path(item_id) + "/media", params={"medium": medium}, binary=True)
+    return data
+
+
+def thumbnail(item_id: str, size: int = 256) -> Plan[bytes]:
+    """A JPEG of the item's image, at most ``size`` pixels on its long side."""
+    data: bytes = yield call("GET", item_path(item_id) + "/thumbnail", params={"size": size}, binary=True)
+    return data
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _sized(body: bytes, limit: int, item: str) -> bytes:
+    """An item's body, or a :class:`ValidationError` when no request under ``limit`` bytes can carry it."""
+    if len(body) + len(b'{"items":[]}') > limit:
+        raise ValidationError(
+            "body",
+            f"the item is {len(body):,} bytes as JSON (media inline), more than a request may be ({limit:,})",
+            "send smaller media, or raise max_body_bytes here and on the server",
+            item=item,
+        )
+    return body
+
+
+def _by_size(bodies: list[bytes], limit: int) -> Iterable[list[bytes]]:
+    """Consecutive runs of encoded items whose request stays under ``limit`` bytes."""
+    part: list[bytes] = []
+    size = len(b'{"items":[]}')
+    for body in bodies:
+        if part and size + len(body) + 1 > limit:
+            yield part
+            part, size = [], len(b'{"items":[]}')
+        part.append(body)
+        size += len(body) + 1
+    if part:
+        yield part

@@ -1,0 +1,196 @@
+"""The blocking client: :class:`Client`, the engine's methods over REST."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from ..ingest.prepare import AddReport
+from ..records import Item, Query, Target
+from ..results import SearchResult
+from . import plans
+from .transport import DEFAULT_TIMEOUT, RETRIES, Settings, answer, failure, request_args
+from .wire import Call
+
+T = TypeVar("T")
+
+
+class Client:
+    """An xmodal server (``xmodal serve``) used like an :class:`~xmodal.Engine`: the same methods, arguments,
+    results and errors, so code moves between the two by changing the line that opens one::
+
+        engine = xmodal.Engine.open("my-index")              # embedded
+        engine = xmodal.Client("http://127.0.0.1:8080")      # client-server
+
+    ``url`` defaults to ``$XMODAL_URL`` (else ``http://127.0.0.1:8080``) and ``api_key`` to ``$XMODAL_API_KEY``
+    (sent as ``Authorization: Bearer``; reads need none unless the server says so). ``timeout`` is in
+    seconds (None: no limit). A connection that cannot be made is tried ``retries`` more times (nothing was
+    sent, so any call may be); a request once sent is never repeated. ``transport`` replaces httpx's
+    (an ``httpx.MockTransport``, an ``httpx.ASGITransport``...). An add goes in requests of at most
+    ``batch_size`` items and ``max_body_bytes`` bytes. Close it (or use ``with``) when done.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = RETRIES,
+        headers: dict[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        batch_size: int = plans.BATCH,
+        max_body_bytes: int = plans.MAX_BODY,
+    ) -> None:
+        self.settings = Settings.of(url, api_key, timeout, retries, headers)
+        self.batch_size, self.max_body_bytes = batch_size, max_body_bytes
+        #: the ``httpx.Client`` under it (one connection pool)
+        transport = transport or httpx.HTTPTransport(retries=retries)
+        self.http = httpx.Client(transport=transport, **self.settings.options())
+
+    @property
+    def url(self) -> str:
+        return self.settings.url
+
+    def _send(self, request: Call) -> Any:
+        try:
+            response = self.http.request(request.method, request.path, **request_args(request))
+        except httpx.TransportError as exc:
+            raise failure(exc, self.settings) from exc
+        return answer(response, request)
+
+    def _run(self, plan: plans.Plan[T]) -> T:
+        return plans.drive(plan, self._send)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connections; a second close does nothing."""
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ---------------------------------------------------------------------------------
+    def add(
+        self,
+        items: Iterable[Item],
+        *,
+        base_dir: str | Path | None = None,
+        progress: Any = None,
+        vectors: Mapping[str, Any] | None = None,
+    ) -> AddReport:
+        """:meth:`Engine.add <xmodal.Engine.add>`: media are read here (paths relative to ``base_dir``) and sent."""
+        return self._run(
+            plans.add(
+                items,
+                base_dir=base_dir,
+                progress=progress,
+                vectors=vectors,
+                batch=self.batch_size,
+                max_body=self.max_body_bytes,
+            )
+        )
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """:meth:`Engine.delete <xmodal.Engine.delete>`: how many of ``ids`` existed."""
+        return self._run(plans.delete(ids))
+
+    def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:
+        """:meth:`Engine.delete_where <xmodal.Engine.delete_where>`."""
+        return self._run(plans.delete_where(filters, strict=strict))
+
+    def clear(self) -> int:
+        """:meth:`Engine.clear <xmodal.Engine.clear>`: every item deleted; how many there were."""
+        return self._run(plans.clear())
+
+    def update_attributes(self, item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
+        """:meth:`Engine.update_attributes <xmodal.Engine.update_attributes>`."""
+        return self._run(plans.update_attributes(item_id, attributes, merge=merge))
+
+    def feedback(
+        self,
+        query_id: str,
+        item_id: str,
+        event: str = "click",
+        *,
+        position: int | None = None,
+        value: float | None = None,
+    ) -> None:
+        """:meth:`Engine.feedback <xmodal.Engine.feedback>` (``query_id`` from ``search(..., log=True)``)."""
+        self._run(plans.feedback(query_id, item_id, event, position=position, value=value))
+
+    # -- reads ----------------------------------------------------------------------------------
+    def get(self, item_id: str) -> Item:
+        """:meth:`Engine.get <xmodal.Engine.get>`."""
+        return self._run(plans.get(item_id))
+
+    def __contains__(self, item_id: object) -> bool:
+        return self._run(plans.contains(item_id))
+
+    def __len__(self) -> int:
+        return self._run(plans.count())
+
+    def count(self, filters: Mapping[str, Any] | None = None, *, strict: bool = False) -> int:
+        """:meth:`Engine.count <xmodal.Engine.count>`."""
+        return self._run(plans.count(filters, strict=strict))
+
+    def search(
+        self,
+        query: Query | str,
+        *,
+        base_dir: str | Path | None = None,
+        log: bool = False,
+        explain: bool = False,
+        **options: Any,
+    ) -> SearchResult:
+        """:meth:`Engine.search <xmodal.Engine.search>` (a query image is read here and sent)."""
+        return self._run(plans.search(query, base_dir=base_dir, log=log, explain=explain, **options))
+
+    def search_by_vector(
+        self,
+        vector: Any,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        target: str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+    ) -> SearchResult:
+        """:meth:`Engine.search_by_vector <xmodal.Engine.search_by_vector>`."""
+        return self._run(
+            plans.search_by_vector(vector, k=k, offset=offset, target=target, filters=filters, strict=strict)
+        )
+
+    def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY) -> SearchResult:
+        """:meth:`Engine.similar <xmodal.Engine.similar>`."""
+        return self._run(plans.similar(item_id, k=k, target=target))
+
+    def info(self) -> dict[str, Any]:
+        """:meth:`Engine.info <xmodal.Engine.info>` without ``path`` (the server's folder is not sent)."""
+        return self._run(plans.info())
+
+    def modes(self) -> list[str]:
+        """:meth:`Engine.modes <xmodal.Engine.modes>`: the search modes the server's index provides."""
+        return self._run(plans.modes())
+
+    def facets(self) -> dict[str, list[tuple[Any, int]]]:
+        """Each attribute path and its most common values with their counts (``GET /facets``)."""
+        return self._run(plans.facets())
+
+    def health(self) -> dict[str, Any]:
+        """The server's status, item count, write queue depth and version (``GET /health``)."""
+        return self._run(plans.health())
+
+    def media(self, item_id: str, medium: str = "image") -> bytes:
+        """The stored file of an item's medium (its image by default), as it was added."""
+        return self._run(plans.media(item_id, medium))
+
+    def thumbnail(self, item_id: str, size: int = 256) -> bytes:
+        """A JPEG of an item's image, at most ``size`` pixels on its long side."""
+        return self._run(plans.thumbnail(item_id, size))
