@@ -361,6 +361,21 @@ async def outcome_async(awaitable: Any) -> Any:
         return ("error", type(exc).__name__, str(exc), getattr(exc, "field", None), getattr(exc, "fix", None))
 
 
+def test_async_client_over_an_in_process_transport(tmp_path: Path) -> None:
+    with open_engine(tmp_path / "idx") as engine:
+        app = create_app(engine, ServeConfig(keys=KEYS, log_requests=False))
+
+        async def main() -> tuple[Any, ...]:
+            transport = httpx.ASGITransport(app=app)
+            async with AsyncClient("http://127.0.0.1", api_key=WRITER, transport=transport) as aclient:
+                added = await aclient.add([Item.create("a", title="red shoe"), Item.create("b", title="blue hat")])
+                return added.added, (await aclient.search("red shoe", mode="dense")).items[0].id, await aclient.info()
+
+        added, top, info = asyncio.run(main())
+        assert added == ["a", "b"] and top == "a" and engine.count() == 2
+        assert info == {k: v for k, v in engine.info().items() if k != "path"}
+
+
 def test_async_connection_failure() -> None:
     async def main() -> None:
         async with AsyncClient(f"http://127.0.0.1:{free_port()}", retries=0) as aclient:
