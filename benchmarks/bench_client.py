@@ -1,11 +1,11 @@
 """xmodal.Client against raw httpx calls: the client's overhead over the same requests, same run, same server.
 
-Run:  python benchmarks/bench_client.py [--items 5000] [--searches 2000] [--adds 40] [--mode dense]
+Run:  python benchmarks/bench_client.py [--items 5000] [--searches 2000] [--adds 300] [--mode dense]
 
 One server process (``python -m xmodal.serve``, uvicorn, one worker; ``--encoder``, hashing by default, on
 the exact index) over WordNet synsets (Debian ``wordnet-base``) as text items; queries are lemma names of
 synsets left out of the index. Then, interleaved in rounds of ``--round`` calls (the order of the two
-flipped every round, so both see the same machine load):
+flipped every round: client, raw, raw, client, ...; so both see the same machine load):
 
 - **searches**: ``client.search(q, k=10, mode=M)`` (a :class:`~xmodal.SearchResult` with its hits and
   items) against ``http.post("/search", json={...}).json()`` on the very ``httpx.Client`` the xmodal client
@@ -142,7 +142,7 @@ def adds(client: xmodal.Client, items: list[Item], args: argparse.Namespace) -> 
         r = http.post("/items", json={"items": body})
         assert r.status_code == 200 and len(r.json()["added"]) == per, r.text
 
-    return interleaved({"client": mine, "raw": raw}, args.adds, 5)
+    return interleaved({"client": mine, "raw": raw}, args.adds, args.round)
 
 
 def async_searches(url: str, queries: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--searches", type=int, default=2000)
-    parser.add_argument("--adds", type=int, default=40)
+    parser.add_argument("--adds", type=int, default=300)
     parser.add_argument(
         "--round", type=int, default=1, help="calls per round (the order of the two ways flips every round)"
     )

@@ -209,6 +209,11 @@ def test_items_and_results_are_the_engines_records(pair: tuple[Engine, Client, E
     assert result.items == direct.items and result.hits.provenance == direct.hits.provenance
     assert result.hits.ids.dtype == object and result.hits.scores.dtype == np.float32
     assert np.allclose(result.hits.scores, direct.hits.scores, atol=1e-6)
+    odd = "dir/a file?#%41 é.png"  # every character a path could misread
+    assert client.add([Item.create(odd, title="odd id", attributes={"o": 1})]).added == [odd]
+    assert client.get(odd) == remote.get(odd) and odd in client
+    assert client.update_attributes(odd, {"o": 2}).attributes == {"o": 2}
+    assert odd not in {i.id for i in client.similar(odd, k=8).items} and client.delete([odd]) == 1
     assert client.modes() == remote.modes()
     assert dict(client.facets())["color"] == [("red", 2), ("blue", 1), ("green", 1)]
     assert client.health()["items"] == 6
