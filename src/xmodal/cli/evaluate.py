@@ -1,4 +1,9 @@
-"""``xmodal eval QUERIES.jsonl``: recall@1/5/10, MRR and nDCG@10 of a judged query set."""
+"""``xmodal eval QUERIES.jsonl``: recall@1/5/10, MRR and nDCG@10 of a judged query set.
+
+With ``--mode all`` (or several modes, ``--mode dense,lexical,learned``) every mode is run on every
+query and compared per query kind, with bootstrap intervals and each mode's difference from the best
+single strategy (:mod:`xmodal.eval.compare`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..errors import ValidationError
+from ..eval.compare import ALL, REPORTED, compare, parse_modes, probe
 from ..eval.metrics import METRICS
-from ..eval.runner import evaluate, read_queries
-from ..ingest.catalog import estimate_records
+from ..eval.runner import EvalQuery, evaluate, read_queries
+from ..eval.sets import HELD_OUT, SetInfo, set_info_for
+from ..ingest.prepare import Rejection
 from .common import (
     HelpFormatter,
     UsageError,
@@ -20,34 +28,60 @@ from .common import (
     query_options,
 )
 
+SHORT = {"ndcg@10": "nDCG@10", "recall@10": "R@10", "recall@1": "R@1", "mrr": "MRR"}
+TARGETED = ("ndcg@10", "recall@10")  # the metrics whose difference from the best single strategy is shown
+
 
 def register(subparsers: Any) -> None:
     """Add the ``eval`` subcommand."""
     parser = subparsers.add_parser(
         "eval",
-        help="score a query set with relevance judgments",
+        help="score a query set with relevance judgments (one mode, or every mode side by side)",
         description='QUERIES.jsonl holds one object a line: {"text": "...", "image": "path relative to the file", '
-        '"relevant": ["id", ...]} (text or image or both; other keys ignored; bad lines are skipped '
-        "and reported). -k is the search depth (MRR counts ranks within it).",
+        '"relevant": ["id", ...], "kind": "name"} (text or image or both; kind optional; other keys ignored; '
+        "bad lines are skipped and reported; with a set.json beside the file, a kind it does not declare is a "
+        "bad line). -k is the search depth (MRR counts ranks within it). --mode all, or several modes "
+        "separated by commas, compares the modes per query kind: nDCG@10, R@10, R@1 and MRR with bootstrap "
+        "95% intervals, and each mode's difference from the best single strategy.",
         epilog=modes_epilog(),
         formatter_class=HelpFormatter,
     )
     parser.add_argument("queries", metavar="QUERIES.jsonl")
     add_query_options(parser)
+    parser.add_argument("--kind", metavar="KIND[,KIND]", help="only the queries of these kinds")
+    parser.add_argument(
+        "--versus",
+        metavar="MODE[,MODE]",
+        help="the single strategies the best is chosen from when comparing (default: every mode compared "
+        "but the fusions learned, uniform, rrf and rsf)",
+    )
+    parser.add_argument("--resamples", type=int, default=1000, metavar="N", help="bootstrap resamples (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    options = query_options(args)
     path = Path(args.queries)
     if not path.is_file():
         raise UsageError(f"{path}: no such query file")
-    with (
-        engine_of(args) as engine,
-        progress_bar(estimate_records(path), "evaluating", "query", quiet=args.quiet) as bar,
-    ):
-        report = evaluate(engine, read_queries(path), base_dir=path.parent, progress=bar.update, **options)
+    spec = args.mode
+    several = spec is not None and (spec.strip() == ALL or "," in spec)
+    if several:
+        args = argparse.Namespace(**{**vars(args), "mode": None})  # checked below, against the index's modes
+    options = query_options(args)
+    if not 1 <= args.resamples <= 100_000:
+        raise UsageError(f"--resamples must be from 1 to 100000, got {args.resamples}")
+    try:
+        info = set_info_for(path)
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
+    entries = _only_kinds(list(read_queries(path, info.kinds if info else None)), args.kind, path)
+    with engine_of(args) as engine:
+        if several:
+            return _compare(args, engine, entries, spec, info, options, path)
+        with progress_bar(len(entries), "evaluating", "query", quiet=args.quiet) as bar:
+            report = evaluate(engine, entries, base_dir=path.parent, progress=bar.update, **options)
         mode = options.get("mode")
         if mode is not None and mode.startswith("generative") and report.queries:  # shown by `xmodal genret status`
             from ..genret.extension import note_evaluation
@@ -64,3 +98,104 @@ def run(args: argparse.Namespace) -> int:
         for rejection in report.skipped:
             print(f"skipped {rejection.where}: {rejection.reason}")
     return 0 if report.queries else 1
+
+
+def _only_kinds(entries: list[EvalQuery | Rejection], spec: str | None, path: Path) -> list[EvalQuery | Rejection]:
+    """The entries of the kinds ``--kind`` names (all without it); a kind no query has is a usage error."""
+    if spec is None:
+        return entries
+    wanted = [kind.strip() for kind in spec.split(",") if kind.strip()]
+    present = sorted({e.kind for e in entries if isinstance(e, EvalQuery) and e.kind is not None})
+    for kind in wanted or [spec]:
+        if kind not in present:
+            known = ", ".join(present) if present else "none: its queries have no kind field"
+            raise UsageError(f"--kind {kind!r}: no query of that kind in {path} (its kinds: {known})")
+    return [e for e in entries if isinstance(e, Rejection) or e.kind in wanted]
+
+
+def _compare(
+    args: argparse.Namespace,
+    engine: Any,
+    entries: list[EvalQuery | Rejection],
+    spec: str,
+    info: SetInfo | None,
+    options: dict[str, Any],
+    path: Path,
+) -> int:
+    try:
+        modes, every = parse_modes(spec, engine.modes())
+    except ValidationError as exc:
+        raise UsageError(f"--mode: {exc}") from None
+    first = next((e for e in entries if isinstance(e, EvalQuery) and e.text), None)
+    modes, unable = probe(engine, modes, first.text if first is not None and first.text else "probe")
+    if unable and not every:
+        mode, reason = unable[0]
+        raise UsageError(f"--mode {mode!r} cannot run on this index: {reason} (or leave it out of --mode)")
+    single = None
+    if args.versus is not None:
+        single = [name.strip() for name in args.versus.split(",") if name.strip()]
+        outside = [name for name in single if name not in modes]
+        if not single or outside:
+            raise UsageError(f"--versus must name modes that are compared ({', '.join(modes)}), got {args.versus!r}")
+    queries = sum(1 for e in entries if isinstance(e, EvalQuery))
+    with progress_bar(queries, f"evaluating {len(modes)} modes", "query", quiet=args.quiet) as bar:
+        result = compare(
+            engine,
+            entries,
+            modes,
+            single=single,
+            set_info=info,
+            base_dir=path.parent,
+            resamples=args.resamples,
+            seed=args.seed,
+            progress=bar.update,
+            **{k: v for k, v in options.items() if k != "mode"},
+        )
+    result.skipped_modes = unable
+    report = result.to_dict()
+    if args.json:
+        print_json(report)
+    else:
+        print("\n".join(comparison_lines(report, str(path))))
+    return 0 if result.kinds else 1
+
+
+def _cell(interval: dict[str, float], signed: bool = False) -> str:
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    return f"{fmt.format(interval['mean'])} [{fmt.format(interval['low'])}, {fmt.format(interval['high'])}]"
+
+
+def comparison_lines(report: dict[str, Any], source: str) -> list[str]:
+    """The comparison as text: one block per query kind, a line per mode."""
+    boot = report["bootstrap"]
+    lines = [
+        f"{source}: {report['queries']} queries, {len(report['modes'])} modes, k={report['k']}; "
+        f"[low, high] = {boot['confidence']:.0%} bootstrap interval "
+        f"({boot['resamples']} resamples, seed {boot['seed']})"
+    ]
+    for entry in report["skipped_modes"]:
+        lines.append(f"skipped mode {entry['mode']}: {entry['reason']}")
+    width = max(len(mode) for mode in report["modes"]) + 2
+    for group in report["kinds"]:
+        split = group["split"]
+        tag = " HELD OUT (evaluated only, never tuned on)" if split == HELD_OUT else f" {split}" if split else ""
+        best = group["best_single"]
+        versus = ", ".join(f"{SHORT[m]} {best[m]}" for m in TARGETED if m in best)
+        lines += [
+            "",
+            f"kind {group['kind']}{tag}: {group['queries']} queries" + (f"; best single: {versus}" if versus else ""),
+        ]
+        head = "".join(f"{SHORT[m]:<24}" for m in REPORTED)
+        head += "".join(f"{'Δ' + SHORT[m] + ' vs best':<27}" for m in TARGETED if m in best)
+        lines.append(f"  {'mode':<{width}}{head}".rstrip())
+        for mode, stats in group["modes"].items():
+            row = "".join(f"{_cell(stats[m]):<24}" for m in REPORTED)
+            row += "".join(f"{_cell(stats['vs_best_single'][m], True):<27}" for m in TARGETED if m in best)
+            lines.append(f"  {mode:<{width}}{row}".rstrip())
+    for mode, failed in report["failed"].items():
+        lines.append(f"mode {mode} failed on {failed['queries']} queries (scored 0), e.g. {failed['first']['reason']}")
+    if report["unknown_relevant"]:
+        lines.append(f"warning: {report['unknown_relevant']} relevant id(s) are not in the index")
+    for rejection in report["skipped"]:
+        lines.append(f"skipped {rejection['where']}: {rejection['reason']}")
+    return lines

@@ -4,20 +4,23 @@ A query file is JSON Lines, one query a line::
 
     {"text": "a cup of coffee", "image": "queries/cup.jpg", "relevant": ["coffee", "mug-3"]}
 
-``text`` or ``image`` or both (the image path is relative to the query file's folder), and a
-non-empty list ``relevant`` of item ids; other keys are ignored. Bad lines are reported and skipped.
-Metrics (:mod:`xmodal.eval.metrics`) are averaged over the queries that ran.
+``text`` or ``image`` or both (the image path is relative to the query file's folder), a non-empty list
+``relevant`` of item ids, and optionally the query's ``kind`` (a name such as ``"name"`` or
+``"descriptive"``: reports can be broken down by kind, see :mod:`xmodal.eval.compare`); other keys are
+ignored. When the file belongs to a judged set (a ``set.json`` beside it, :mod:`xmodal.eval.sets`), a
+``kind`` the set does not declare is an error of that line. Bad lines are reported and skipped. Metrics
+(:mod:`xmodal.eval.metrics`) are averaged over the queries that ran.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ValidationError, XmodalError
+from ..errors import ValidationError, XmodalError, brief
 from ..ingest.catalog import check_image_path
 from ..ingest.prepare import Rejection
 from ..modes import check_mode
@@ -30,12 +33,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class EvalQuery:
-    """One judged query: where it was read, its text and/or image path, and the relevant ids."""
+    """One judged query: where it was read, its text and/or image path, the relevant ids and its kind."""
 
     where: str
     text: str | None
     image: str | None
     relevant: frozenset[str]
+    kind: str | None = None
 
 
 @dataclass(slots=True)
@@ -58,8 +62,9 @@ class EvalReport:
         }
 
 
-def read_queries(path: str | Path) -> Iterator[EvalQuery | Rejection]:
-    """Stream the queries of a JSON Lines file; a bad line becomes a :class:`Rejection`."""
+def read_queries(path: str | Path, kinds: Collection[str] | None = None) -> Iterator[EvalQuery | Rejection]:
+    """Stream the queries of a JSON Lines file; a bad line becomes a :class:`Rejection`, and so does a line
+    whose ``kind`` is not one of ``kinds`` (when given: the kinds of the judged set the file belongs to)."""
     path = Path(path)
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
@@ -67,12 +72,12 @@ def read_queries(path: str | Path) -> Iterator[EvalQuery | Rejection]:
                 continue
             where = f"{path}:{number}"
             try:
-                yield _parse_query(raw, where, first=number == 1)
+                yield _parse_query(raw, where, first=number == 1, kinds=kinds)
             except XmodalError as exc:
                 yield Rejection(where, str(exc))
 
 
-def _parse_query(raw: bytes, where: str, *, first: bool) -> EvalQuery:
+def _parse_query(raw: bytes, where: str, *, first: bool, kinds: Collection[str] | None = None) -> EvalQuery:
     try:
         obj = json.loads(raw.decode("utf-8-sig" if first else "utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -86,7 +91,21 @@ def _parse_query(raw: bytes, where: str, *, first: bool) -> EvalQuery:
         image = check_image_path(image, allow_outside=True)
     if not (text and text.strip()) and not image:
         raise ValidationError("query", "has neither text nor image", "give a text, an image, or both")
-    return EvalQuery(where, text or None, image or None, _relevant(obj.get("relevant")))
+    return EvalQuery(where, text or None, image or None, _relevant(obj.get("relevant")), _kind(obj.get("kind"), kinds))
+
+
+def _kind(value: object, kinds: Collection[str] | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("kind", f"must be a non-empty string, got {brief(value)}", 'write e.g. "kind": "name"')
+    if kinds is not None and value not in kinds:
+        raise ValidationError(
+            "kind",
+            f"{value!r} is not a kind of this judged set (its set.json declares {', '.join(sorted(kinds))})",
+            "fix the line's kind, or declare the kind in set.json",
+        )
+    return value
 
 
 def _relevant(value: object) -> frozenset[str]:

@@ -1,7 +1,8 @@
 """The learning-to-rank-and-retrieve extension: the learned pipeline and its search modes.
 
 Modes: ``learned`` (the bandit's plan, fused, ranked), ``uniform`` (every strategy with an equal share,
-the naive baseline) and one per single strategy. Its derived state lives in ``<index>/ltr/``: the
+the naive baseline), one per single strategy, and the peers' standard hybrids ``rrf`` and ``rsf``
+(:mod:`.anchors`). Its derived state lives in ``<index>/ltr/``: the
 policy, the ranker, and the memory index's priors and feedback statistics (``memory.sqlite``, read one
 query at a time, so opening costs the same at any catalog size). ``checkpoint`` writes only what changed.
 """
@@ -18,6 +19,7 @@ from ..errors import ConfigError
 from ..extension import ModeResult
 from ..records import Query
 from ..store.sqlite import StoredItem
+from . import anchors
 from .pipeline import LTRConfig, Pipeline
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ class LTRExtension:
         "structured": "attribute constraints understood from the query, alone",
         "memory": "items users acted on for this query before, alone",
         "explore": "the least-shown matching items first (exploration), alone",
+        **anchors.ANCHORS,
     }
 
     def __init__(self, config: LTRConfig | None = None) -> None:
@@ -66,7 +69,15 @@ class LTRExtension:
         def single(name: str) -> Mode:
             return lambda query, vector: ModeResult(*pipe.single(name, query, vector))
 
-        return {"learned": learned, "uniform": uniform, **{name: single(name) for name in SINGLE}}
+        def anchor(name: str) -> Mode:
+            return lambda query, vector: ModeResult(*anchors.search(pipe, name, query, vector))
+
+        return {
+            "learned": learned,
+            "uniform": uniform,
+            **{name: single(name) for name in SINGLE},
+            **{name: anchor(name) for name in anchors.ANCHORS},
+        }
 
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         self.pipeline.on_put(stored)
