@@ -44,7 +44,6 @@ ATTRIBUTE_RELEVANT = (2, 20)
 PROVIDES_RELEVANT = (2, 30)
 PRIORITY_PROVIDERS = (2, 60)  # virtual names with this many providers in the archive seed the sample
 MOST_RELEVANT = 10
-_FIELD = re.compile(r"^([A-Za-z0-9-]+):[ \t]*(.*(?:\n[ \t].*)*)", re.M)
 _VIRTUAL = re.compile(r"^[a-z][a-z+]*(?:-[a-z][a-z+]*)*$")
 _NOT_A_CONCEPT = re.compile(
     r"^lib|-(dev|doc|dbg|abi|data|common|perl|python|ruby|api)$|^(python|perl|ruby|node|golang)-"
@@ -72,18 +71,32 @@ def dumpavail() -> str:
 def parse_packages(text: str) -> Iterator[Package]:
     """Packages of a Debian control-file listing (deb822 paragraphs), one per name (the first seen)."""
     seen: set[str] = set()
-    for block in text.split("\n\n"):
-        fields = {m.group(1).lower(): m.group(2) for m in _FIELD.finditer(block)}
-        name, synopsis = fields.get("package"), fields.get("description", "").split("\n")[0].strip()
-        if not name or not synopsis or name in seen:
-            continue
-        seen.add(name)
-        tags = tuple(t.strip() for t in fields.get("tag", "").replace("\n", " ").split(",") if t.strip())
-        provides = tuple(
-            p.strip().split(" ")[0].split("(")[0] for p in fields.get("provides", "").split(",") if p.strip()
-        )
-        section = fields.get("section", "misc").strip().split("/")[-1]
-        yield Package(name, synopsis, section, tags, provides)
+    fields: dict[str, str] = {}
+    last = ""
+    for line in [*text.splitlines(), ""]:
+        if not line.strip():
+            package = _package(fields)
+            if package is not None and package.name not in seen:
+                seen.add(package.name)
+                yield package
+            fields, last = {}, ""
+        elif line[0] in " \t":
+            if last in ("tag", "provides"):  # the only folded fields read past their first line
+                fields[last] += " " + line.strip()
+        else:
+            key, _, value = line.partition(":")
+            last = key.lower()
+            if last in ("package", "description", "section", "tag", "provides"):
+                fields[last] = value.strip()
+
+
+def _package(fields: dict[str, str]) -> Package | None:
+    name, synopsis = fields.get("package"), fields.get("description", "")
+    if not name or not synopsis:
+        return None
+    tags = tuple(t.strip() for t in fields.get("tag", "").split(",") if t.strip())
+    provides = tuple(p.strip().split(" ")[0].split("(")[0] for p in fields.get("provides", "").split(",") if p.strip())
+    return Package(name, synopsis, fields.get("section", "misc").split("/")[-1], tags, provides)
 
 
 def record(p: Package) -> Record:
