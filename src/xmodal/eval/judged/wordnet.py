@@ -14,8 +14,8 @@ Kinds (see ``docs/judged_sets.md``):
 - ``synonym`` (held out): a lemma of an item that is neither its title nor in its text → every item
   holding that lemma.
 - ``definition`` (held out): the first definition of the item's word in Webster's 1913 dictionary
-  (GCIDE, Debian ``dict-gcide``) when it names none of the item's lemmas; only for nouns whose lemma
-  names no other WordNet synset, so the dictionary's sense is the item's; definitions GCIDE took from
+  (GCIDE, Debian ``dict-gcide``) when no word of it shares a stem with the item's lemmas; only for nouns
+  whose lemma names no other WordNet synset, so the dictionary's sense is the item's; definitions GCIDE took from
   WordNet are left out.
 """
 
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ...samples import WORDNET_ROOT, Synset, read_synsets
-from ...store.analysis import tokens
+from ...store.analysis import stem_word, tokens
 from ..sets import HELD_OUT, TUNING
 from .base import Candidate, Kind, Phrases, Record, Source, content_words, missing_data, misspelled_name, rank
 from .dictd import Dictionary
@@ -182,10 +182,10 @@ def webster_definition(entry: str, headword: str) -> str | None:
 
 
 def names_in(text: str, names: Sequence[str]) -> bool:
-    """Whether ``text`` holds a word of ``names`` (3+ letters; a plural or possessive counts)."""
-    words = {w for name in names for w in tokens(name) if len(w) >= 3}
-    found = set(tokens(text))
-    return any(w in found or f"{w}s" in found or f"{w}es" in found for w in words)
+    """Whether ``text`` holds a word of ``names`` (3+ letters) or a word of the same stem ("procrastinates"
+    for "procrastinator": Snowball stems, the lexical index's)."""
+    named = {stem_word(w) for name in names for w in tokens(name) if len(w) >= 3}
+    return any(stem_word(w) in named for w in tokens(text))
 
 
 def first_sentence(text: str, most: int) -> str:
