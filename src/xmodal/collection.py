@@ -39,6 +39,16 @@ class Fetched:
     vectors: tuple[dict[str, np.ndarray], ...] | None = None
 
 
+def wanted_ids(ids: object) -> list[str]:
+    """``ids`` checked to be a list of strings, each once (in the order first asked)."""
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise ValidationError("ids", "must be a list of item ids", 'pass e.g. ["a1", "b2"]')
+    for i, item_id in enumerate(ids):
+        if not isinstance(item_id, str):
+            raise ValidationError(f"ids[{i}]", f"must be a string, got {brief(item_id)}", "pass item ids as text")
+    return list(dict.fromkeys(ids))
+
+
 class Collection:
     """The collection operations over an engine's parts (see the module docstring)."""
 
@@ -75,12 +85,7 @@ class Collection:
 
     def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
         """The items of ``ids`` in one read; an id the index does not hold is reported in ``missing``."""
-        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-            raise ValidationError("ids", "must be a list of item ids", 'pass e.g. ["a1", "b2"]')
-        for i, item_id in enumerate(ids):
-            if not isinstance(item_id, str):
-                raise ValidationError(f"ids[{i}]", f"must be a string, got {brief(item_id)}", "pass item ids as text")
-        wanted = list(dict.fromkeys(ids))
+        wanted = wanted_ids(ids)
         self._refresh()
         rows = {item_id: self._catalog.row_by_id.get(item_id, -1) for item_id in wanted}
         stored = self._store.get_rows([row for row in rows.values() if row >= 0], with_vectors=with_vectors)

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import numpy as np
 
+from ..collection import Fetched
 from ..ingest.prepare import AddReport
 from ..records import Item, Query, Target
 from ..results import SearchResult
@@ -123,6 +125,14 @@ class AsyncClient:
         """:meth:`Engine.get <xmodal.Engine.get>`."""
         return await self._run(plans.get(item_id))
 
+    async def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
+        """:meth:`Engine.get_many <xmodal.Engine.get_many>` (``POST /items/get``, ``batch_size`` ids a request)."""
+        return await self._run(plans.get_many(ids, with_vectors=with_vectors, batch=self.batch_size))
+
+    async def vectors(self, item_id: str) -> dict[str, np.ndarray]:
+        """:meth:`Engine.vectors <xmodal.Engine.vectors>`: the item's stored vectors by kind."""
+        return await self._run(plans.vectors(item_id))
+
     async def contains(self, item_id: object) -> bool:
         """``item_id in engine``: whether the index holds the item."""
         return await self._run(plans.contains(item_id))
@@ -135,13 +145,39 @@ class AsyncClient:
         self,
         query: Query | str,
         *,
-        base_dir: str | Path | None = None,
+        base_dir: Path | None = None,
         log: bool = False,
         explain: bool = False,
+        with_vectors: bool = False,
         **options: Any,
     ) -> SearchResult:
         """:meth:`Engine.search <xmodal.Engine.search>` (a query image is read here and sent)."""
-        return await self._run(plans.search(query, base_dir=base_dir, log=log, explain=explain, **options))
+        plan = plans.search(query, base_dir=base_dir, log=log, explain=explain, with_vectors=with_vectors, **options)
+        return await self._run(plan)
+
+    async def search_many(
+        self,
+        queries: Sequence[Query | str],
+        *,
+        base_dir: Path | None = None,
+        log: bool = False,
+        explain: bool = False,
+        with_vectors: bool = False,
+        **options: Any,
+    ) -> list[SearchResult]:
+        """:meth:`Engine.search_many <xmodal.Engine.search_many>` (``POST /search/batch``, ``batch_size`` queries
+        a request)."""
+        return await self._run(
+            plans.search_many(
+                queries,
+                base_dir=base_dir,
+                log=log,
+                explain=explain,
+                with_vectors=with_vectors,
+                batch=self.batch_size,
+                **options,
+            )
+        )
 
     async def search_by_vector(
         self,
@@ -152,10 +188,38 @@ class AsyncClient:
         target: str = Target.ANY,
         filters: Mapping[str, Any] | None = None,
         strict: bool = False,
+        with_vectors: bool = False,
     ) -> SearchResult:
         """:meth:`Engine.search_by_vector <xmodal.Engine.search_by_vector>`."""
         return await self._run(
-            plans.search_by_vector(vector, k=k, offset=offset, target=target, filters=filters, strict=strict)
+            plans.search_by_vector(
+                vector, k=k, offset=offset, target=target, filters=filters, strict=strict, with_vectors=with_vectors
+            )
+        )
+
+    async def search_by_vectors(
+        self,
+        vectors: Any,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        target: str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+        with_vectors: bool = False,
+    ) -> list[SearchResult]:
+        """:meth:`Engine.search_by_vectors <xmodal.Engine.search_by_vectors>`."""
+        return await self._run(
+            plans.search_by_vectors(
+                vectors,
+                k=k,
+                offset=offset,
+                target=target,
+                filters=filters,
+                strict=strict,
+                with_vectors=with_vectors,
+                batch=self.batch_size,
+            )
         )
 
     async def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY) -> SearchResult:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..collection import Fetched
 from ..errors import (
     AccessDenied,
     ConfigError,
@@ -57,8 +58,9 @@ def item_of(view: Mapping[str, Any]) -> Item:
     )
 
 
-def result_of(body: Mapping[str, Any]) -> SearchResult:
-    """The :class:`SearchResult` of a search answer (hits and their items aligned)."""
+def result_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> SearchResult:
+    """The :class:`SearchResult` of a search answer (hits and their items aligned; ``with_vectors``: the hits'
+    vectors too)."""
     views = body["hits"]
     ids = np.empty(len(views), dtype=object)
     ids[:] = [view["id"] for view in views]
@@ -66,9 +68,26 @@ def result_of(body: Mapping[str, Any]) -> SearchResult:
     sources = tuple(view.get("provenance", "") for view in views)
     hits = Hits(ids, scores, sources if any(sources) else ())
     items = tuple(item_of(view) for view in views)
-    return SearchResult(
-        hits, items, float(body["took_ms"]), float(body["encode_ms"]), body.get("query_id"), body.get("explain")
-    )
+    vectors = tuple(_vector(view.get("vector")) for view in views) if with_vectors else None
+    took, encode = float(body["took_ms"]), float(body["encode_ms"])
+    return SearchResult(hits, items, took, encode, body.get("query_id"), body.get("explain"), vectors)
+
+
+def fetched_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> Fetched:
+    """The :class:`~xmodal.collection.Fetched` of a ``POST /items/get`` answer."""
+    views = body["items"]
+    vectors = None
+    if with_vectors:
+        vectors = tuple({kind: _array(v) for kind, v in (view.get("vectors") or {}).items()} for view in views)
+    return Fetched(tuple(item_of(view) for view in views), tuple(body["missing"]), vectors)
+
+
+def _vector(value: Any) -> np.ndarray | None:
+    return None if value is None else _array(value)
+
+
+def _array(value: Any) -> np.ndarray:
+    return np.asarray(value, dtype=np.float32)
 
 
 def report_of(body: Mapping[str, Any]) -> AddReport:

@@ -10,18 +10,34 @@ before anything is sent.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+import functools
+import re
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..batch import in_batch
+from ..collection import Fetched, wanted_ids
 from ..errors import NotFoundError, ValidationError, XmodalError
 from ..ingest.prepare import AddReport, Rejection, chunks, dedupe
 from ..ingest.vectors import check_vectors_arg, unused_vectors
 from ..records import MAX_K, Item, Query, Target, check_offset
 from ..results import SearchResult
 from ..updates import check_delete_filter
-from .decode import item_of, report_of, result_of
-from .wire import Call, call, item_body, item_path, join_json, search_body, vector_json
+from .decode import fetched_of, item_of, report_of, result_of
+from .wire import (
+    Call,
+    call,
+    changed,
+    item_body,
+    item_path,
+    join_json,
+    matrix_json,
+    query_body,
+    search_body,
+    vector_json,
+)
 
 T = TypeVar("T")
 Plan = Generator[Call, Any, T]
@@ -134,6 +150,29 @@ def get(item_id: str) -> Plan[Item]:
     return item_of((yield call("GET", item_path(item_id))))
 
 
+def get_many(ids: Sequence[str], *, with_vectors: bool = False, batch: int = BATCH) -> Plan[Fetched]:
+    """``Engine.get_many``: ``POST /items/get`` in requests of at most ``batch`` ids (each id asked once)."""
+    wanted = wanted_ids(ids)
+    items: list[Item] = []
+    missing: list[str] = []
+    vectors: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), batch):
+        body = {"ids": wanted[start : start + batch], **changed(with_vectors=with_vectors)}
+        found = fetched_of((yield call("POST", "/items/get", body)), with_vectors=with_vectors)
+        items += found.items
+        missing += found.missing
+        vectors += found.vectors or ()
+    return Fetched(tuple(items), tuple(missing), tuple(vectors) if with_vectors else None)
+
+
+def vectors(item_id: str) -> Plan[dict[str, Any]]:
+    """``Engine.vectors``: the item's stored vectors by kind."""
+    found = yield from get_many([item_id], with_vectors=True)
+    if not found.items or found.vectors is None:
+        raise NotFoundError(f"no item with id {item_id!r}")
+    return found.vectors[0]
+
+
 def contains(item_id: object) -> Plan[bool]:
     """Whether the index holds ``item_id`` (``item_id in engine``)."""
     if not isinstance(item_id, str) or not item_id:
@@ -155,12 +194,41 @@ def search(
     base_dir: str | Path | None = None,
     log: bool = False,
     explain: bool = False,
+    with_vectors: bool = False,
     **options: Any,
 ) -> Plan[SearchResult]:
     """``Engine.search``: the query checked here as the engine checks it, then ``POST /search``."""
     query = Query(text=query, **options) if isinstance(query, str) else query
-    base = Path(base_dir) if base_dir is not None else None
-    return result_of((yield call("POST", "/search", search_body(query, base, log=log, explain=explain))))
+    body = search_body(query, _base(base_dir), log=log, explain=explain, with_vectors=with_vectors)
+    return result_of((yield call("POST", "/search", body)), with_vectors=with_vectors)
+
+
+def search_many(
+    queries: Sequence[Query | str],
+    *,
+    base_dir: str | Path | None = None,
+    log: bool = False,
+    explain: bool = False,
+    with_vectors: bool = False,
+    batch: int = BATCH,
+    **options: Any,
+) -> Plan[list[SearchResult]]:
+    """``Engine.search_many``: ``POST /search/batch`` in requests of at most ``batch`` queries; an error names
+    the query by its position in ``queries``."""
+    given = [in_batch(i, functools.partial(_query, q, options)) for i, q in enumerate(queries)]
+    users = {q.user for q in given}
+    if len(users) > 1:
+        raise ValidationError(
+            "queries", "name different users; a batch over REST has one", "search them in one batch per user"
+        )
+    head = {"log": log, **changed(user=users.pop() if users else None, explain=explain, with_vectors=with_vectors)}
+    bodies = [query_body(q, _base(base_dir)) for q in given]
+    results: list[SearchResult] = []
+    for start in range(0, len(bodies), batch):
+        with _renumbered(start):
+            answer = yield call("POST", "/search/batch", {"queries": bodies[start : start + batch], **head})
+        results += [result_of(r, with_vectors=with_vectors) for r in answer["results"]]
+    return results
 
 
 def search_by_vector(
@@ -171,20 +239,74 @@ def search_by_vector(
     target: str = Target.ANY,
     filters: Mapping[str, Any] | None = None,
     strict: bool = False,
+    with_vectors: bool = False,
 ) -> Plan[SearchResult]:
+    _check_page(k, offset)
+    body = {"vector": vector_json(vector, "vector"), "k": k, "log": False}
+    body |= changed(offset=offset, target=Target.parse(target), filters=dict(filters or {}), strict=strict)
+    body |= changed(with_vectors=with_vectors)
+    return result_of((yield call("POST", "/search", body)), with_vectors=with_vectors)
+
+
+def search_by_vectors(
+    vectors: Any,
+    *,
+    k: int = 10,
+    offset: int = 0,
+    target: str = Target.ANY,
+    filters: Mapping[str, Any] | None = None,
+    strict: bool = False,
+    with_vectors: bool = False,
+    batch: int = BATCH,
+) -> Plan[list[SearchResult]]:
+    """``Engine.search_by_vectors``: ``POST /search/batch`` of vector queries (one matrix search a request)."""
+    _check_page(k, offset)
+    rows = matrix_json(vectors)
+    options = changed(offset=offset, target=Target.parse(target), filters=dict(filters or {}), strict=strict)
+    results: list[SearchResult] = []
+    for start in range(0, len(rows), batch):
+        queries = [{"vector": row, "k": k, **options} for row in rows[start : start + batch]]
+        with _renumbered(start, vectors=True):
+            answer = yield call("POST", "/search/batch", {"queries": queries, **changed(with_vectors=with_vectors)})
+        results += [result_of(r, with_vectors=with_vectors) for r in answer["results"]]
+    return results
+
+
+def _check_page(k: int, offset: int) -> None:
+    """``k`` and ``offset`` of a vector search, refused as the engine refuses them."""
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
     check_offset(offset, k)
-    body = {
-        "vector": vector_json(vector, "vector"),
-        "k": k,
-        "offset": offset,
-        "target": Target.parse(target),
-        "filters": dict(filters or {}),
-        "strict": strict,
-        "log": False,
-    }
-    return result_of((yield call("POST", "/search", body)))
+
+
+def _base(base_dir: str | Path | None) -> Path | None:
+    return Path(base_dir) if base_dir is not None else None
+
+
+def _query(query: Query | str, options: Mapping[str, Any]) -> Query:
+    return Query(text=query, **options) if isinstance(query, str) else query
+
+
+_MEMBER = re.compile(r"^queries\[(\d+)\](?:\.(.*))?$")
+
+
+@contextmanager
+def _renumbered(start: int, *, vectors: bool = False) -> Iterator[None]:
+    """A :class:`ValidationError` about ``queries[i]`` of a request that carried the queries from ``start`` on,
+    re-raised naming the caller's: ``queries[start + i]``; ``vectors``: named as the engine names the
+    arguments of ``search_by_vectors`` (``vectors[start + i]`` for the vector, the option's own name else)."""
+    try:
+        yield
+    except ValidationError as exc:
+        found = _MEMBER.match(exc.field)
+        if found is None:
+            raise
+        position, rest = start + int(found.group(1)), found.group(2)
+        if not vectors:
+            field = f"queries[{position}]" + (f".{rest}" if rest else "")
+        else:
+            field = f"vectors[{position}]" if rest in (None, "vector") else rest
+        raise ValidationError(field, exc.problem, exc.fix, item=exc.item) from None
 
 
 def similar(item_id: str, *, k: int = 10, target: str = Target.ANY) -> Plan[SearchResult]:

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
+
 from ..errors import ValidationError
 from ..imaging import read_image_bytes
 from ..media_loaders import MediaRef
 from ..records import Item, Query
-from ..updates import query_vector
+from ..updates import query_vector, query_vectors
 
 JSON_FIX = "use JSON values: strings, finite numbers, booleans, null, lists and objects of them"
 
@@ -122,29 +124,54 @@ def vector_json(raw: Any, field: str, item: str | None = None) -> list[float]:
     return values
 
 
-def search_body(query: Query, base_dir: Path | None, *, log: bool, explain: bool) -> dict[str, Any]:
-    """The ``POST /search`` body of a query (its image inline)."""
+def query_body(query: Query, base_dir: Path | None) -> dict[str, Any]:
+    """One query as ``POST /search`` and ``POST /search/batch`` take it (its image inline)."""
     if query.media:
         raise ValidationError(
             "media",
             f"a search over REST takes an image, not {', '.join(sorted(query.media))}",
             "send the image as image=, or search an Engine opened on the index",
         )
-    out: dict[str, Any] = {"k": query.k, "log": log}
+    out: dict[str, Any] = {"k": query.k}
     if query.text is not None:
         out["text"] = query.text
     if query.image is not None:
         out["image_base64"] = b64(read_medium("image", query.image, base_dir, "query"))
-    for name, value, default in (
-        ("filters", query.filters, {}),
-        ("offset", query.offset, 0),
-        ("target", query.target, "any"),
-        ("mode", query.mode, None),
-        ("user", query.user, None),
-        ("group", query.group, None),
-        ("strict", query.strict, False),
-        ("explain", explain, False),
-    ):
-        if value != default:
-            out[name] = value
-    return out
+    return {**out, **changed(filters=query.filters, offset=query.offset, target=query.target, mode=query.mode,
+                             group=query.group, strict=query.strict)}  # fmt: skip
+
+
+def matrix_json(vectors: Any) -> list[list[float]]:
+    """Several query vectors (one row each) as JSON lists, checked as the engine checks them (``vectors[3]``
+    names a bad row); their dimension is the server's to check."""
+    try:
+        shape = np.asarray(vectors, dtype=np.float64).shape
+    except (TypeError, ValueError):  # ragged rows, or not numbers: the engine's message below
+        shape = ()
+    rows: list[list[float]] = query_vectors(vectors, shape[1] if len(shape) == 2 else 0).tolist()
+    return rows
+
+
+def search_body(query: Query, base_dir: Path | None, *, log: bool, explain: bool, with_vectors: bool) -> dict[str, Any]:
+    """The ``POST /search`` body of a query."""
+    out = query_body(query, base_dir)
+    return {**out, "log": log, **changed(user=query.user, explain=explain, with_vectors=with_vectors)}
+
+
+#: The value of each optional request field that the server takes when the field is left out.
+DEFAULTS: dict[str, Any] = {
+    "filters": {},
+    "offset": 0,
+    "target": "any",
+    "mode": None,
+    "group": None,
+    "strict": False,
+    "user": None,
+    "explain": False,
+    "with_vectors": False,
+}
+
+
+def changed(**fields: Any) -> dict[str, Any]:
+    """The fields whose value is not the server's default (a smaller body, the same request)."""
+    return {name: value for name, value in fields.items() if value != DEFAULTS[name]}
