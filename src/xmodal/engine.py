@@ -57,6 +57,7 @@ from .results import SearchResult
 from .rwlock import RWLock
 from .segments import GROUP_FETCH, group_hits
 from .settings import DENSE, open_settings
+from .store.backup import Manifest, write_backup
 from .store.base import Store
 from .store.fulltext import FullText
 from .store.space import space_guard
@@ -185,6 +186,11 @@ class Engine:
             with self._lock:
                 self.backend.checkpoint(self._seq)  # writes nothing when unchanged
             self._extensions.checkpoint()
+
+    def backup(self, destination: str | Path) -> Manifest:
+        """Back up this index into the new folder ``destination`` while it serves and writes go on (see
+        :mod:`xmodal.store.backup`); :func:`xmodal.restore.restore` puts it back."""
+        return write_backup(self.path, Path(destination))
 
     def rebuild(self) -> None:
         """Rebuild the derived structures from the store and checkpoint them (``xmodal check --repair``):

@@ -38,6 +38,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .models import HealthResponse, ItemsRequest, SearchRequest
 from .policy import Limits, current_caller
+from .routes_backup import router as backup_router
 from .routes_batch import router as batch_router
 from .routes_collection import router as collection_router
 from .routes_items import router as items_router
@@ -96,6 +97,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
     app.include_router(collection_router)  # before the items routes: /items/delete is not an item id
     app.include_router(batch_router)  # so is /items/get
     app.include_router(items_router)
+    app.include_router(backup_router)
     _add_service_routes(app)
     if mcp_server is not None:
         _mount_mcp(app, mcp_server, state, hosts)

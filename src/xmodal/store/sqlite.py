@@ -35,6 +35,7 @@ from ..records import Item, Modality, Span, VectorKind
 from .fulltext import META_KEY as FULLTEXT_KEY
 from .fulltext import FullText, vocabulary
 from .health import GuardedLock, corrupt_error, integrity_problems, is_corrupt
+from .inuse import open_shared
 from .readers import Readers
 from .space import connect, disk_full, space_guard
 
@@ -121,18 +122,22 @@ class SQLiteStore:
         with space_guard(path.parent):
             path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = GuardedLock(path)  # a damaged page met by any statement is a StorageError saying what to do
+        self._use = open_shared(path.parent)  # the folder is in use: `xmodal restore` will not replace it meanwhile
         try:
             #: True when the disk was too full to open the store read-write (:mod:`.space`): reads work, and
             #: the first write reconnects read-write or is a :class:`~xmodal.errors.DiskFull`.
             self._db, self.read_only = connect(path)
         except sqlite3.DatabaseError as exc:
+            self._released()
             raise self._unreadable(exc) from exc
         except sqlite3.Error as exc:
+            self._released()
             raise StorageError(f"{path}: not a readable xmodal store ({exc})") from exc
         try:
             self._open()
         except BaseException:
             self._db.close()
+            self._released()
             raise
         #: searches read the full-text index on connections of their own (:mod:`.readers`)
         self.readers = Readers(path, prepare=vocabulary)
@@ -269,6 +274,11 @@ class SQLiteStore:
         self.readers.close()
         with self._lock:
             self._db.close()
+        self._released()
+
+    def _released(self) -> None:
+        if self._use is not None:
+            self._use.release()
 
     # -- settings ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
