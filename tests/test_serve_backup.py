@@ -1,5 +1,5 @@
-"""``POST /backup`` against a real server on 127.0.0.1: admin only, a new absolute destination, writes
-acknowledged before it are in it, and the backup restores."""
+"""``POST /backup`` against a real server on 127.0.0.1: admin only, a new name inside the configured
+``backup_dir`` (never a path), and the backup restores."""
 
 from __future__ import annotations
 
@@ -24,22 +24,25 @@ A, W = {"Authorization": f"Bearer {ADMIN}"}, {"Authorization": f"Bearer {WRITER}
 
 def test_backup_route(tmp_path: Path) -> None:
     engine = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
-    dest = tmp_path / "bk"
+    backups = tmp_path / "backups"
+    dest = backups / "bk-1"
+    config = ServeConfig(keys=KEYS, backup_dir=str(backups))
     try:
-        with serve_in_thread(create_app(engine, ServeConfig(keys=KEYS))) as url:
+        with serve_in_thread(create_app(engine, config)) as url:
             items = [{"id": f"i{n}", "title": f"thing {n}"} for n in range(10)]
             assert httpx.post(f"{url}/items", json={"items": items}, headers=W).status_code == 200
-            refused = httpx.post(f"{url}/backup", json={"destination": str(dest)}, headers=W)
+            refused = httpx.post(f"{url}/backup", json={"name": "bk-1"}, headers=W)
             assert refused.status_code == 403 and not dest.exists()
-            assert httpx.post(f"{url}/backup", json={"destination": str(dest)}).status_code == 401
-            relative = httpx.post(f"{url}/backup", json={"destination": "bk"}, headers=A)
-            assert relative.status_code == 422 and relative.json()["field"] == "destination"
-            assert "absolute" in relative.json()["error"]
-            done = httpx.post(f"{url}/backup", json={"destination": str(dest)}, headers=A, timeout=60)
+            assert httpx.post(f"{url}/backup", json={"name": "bk-1"}).status_code == 401
+            for bad in ("../escape", "/abs", ".hidden", "a/b"):
+                answer = httpx.post(f"{url}/backup", json={"name": bad}, headers=A)
+                assert answer.status_code == 422 and answer.json()["field"] == "name", answer.text
+            assert not (tmp_path / "escape").exists() and sorted(tmp_path.iterdir()) == [tmp_path / "idx"]
+            done = httpx.post(f"{url}/backup", json={"name": "bk-1"}, headers=A, timeout=60)
             assert done.status_code == 200, done.text
             body = done.json()
-            assert body["items"] == 10 and body["files"] >= 2 and body["destination"] == str(dest)
-            again = httpx.post(f"{url}/backup", json={"destination": str(dest)}, headers=A)
+            assert body["items"] == 10 and body["files"] >= 2 and body["path"] == str(dest)
+            again = httpx.post(f"{url}/backup", json={"name": "bk-1"}, headers=A)
             assert again.status_code == 422 and again.json()["field"] == "destination"
             assert "already exists" in again.json()["error"] and again.json()["fix"]
     finally:
@@ -47,3 +50,11 @@ def test_backup_route(tmp_path: Path) -> None:
     restore(dest, tmp_path / "back")
     with Engine.open(tmp_path / "back") as restored:
         assert check(restored).ok and len(restored) == 10
+
+
+def test_backup_route_is_off_without_a_backup_dir(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        with serve_in_thread(create_app(engine, ServeConfig(keys=KEYS))) as url:
+            answer = httpx.post(f"{url}/backup", json={"name": "bk"}, headers=A)
+    assert answer.status_code == 403 and answer.json()["field"] == "backup_dir" and "backup_dir" in answer.json()["fix"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]

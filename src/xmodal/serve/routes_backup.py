@@ -1,13 +1,15 @@
 """``POST /backup``: back the served index up into a new folder on the server, while it keeps serving.
 
-An admin call: it writes where the body says on the server's disk. The backup runs on a worker thread, not
-on the write queue, so writes go on meanwhile (:mod:`xmodal.store.backup` keeps it consistent). There is no
-restore route: an index is never replaced while a server has it open (``xmodal restore`` with the server
-stopped).
+An admin call, and only where the server config names a ``backup_dir``: the body gives the new backup's
+name, never a path, so no key can make the server write anywhere else. The backup runs on a worker
+thread, not on the write queue, so writes go on meanwhile (:mod:`xmodal.store.backup` keeps it
+consistent). There is no restore route: an index is never replaced while a server has it open (``xmodal
+restore`` with the server stopped).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -18,25 +20,27 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import ValidationError
 from .auth import Principal
 from .deps import require, server
-from .errors import responses
+from .errors import ApiError, responses
 
 router = APIRouter(tags=["service"])
 AdminKey = Annotated[Principal, Depends(require("admin"))]
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class BackupRequest(BaseModel):
-    """Where to write the backup."""
+    """The new backup's name: a folder created in the server's ``backup_dir``."""
 
     model_config = ConfigDict(extra="forbid")
-    destination: str = Field(
-        min_length=1, max_length=4096, description="an absolute path on the server that does not exist yet"
+    name: str = Field(
+        min_length=1, max_length=128, description="letters, digits, '_', '.' or '-' (e.g. docs-2024-06-01)"
     )
 
 
 class BackupResponse(BaseModel):
     """What was backed up (the manifest's summary)."""
 
-    destination: str
+    name: str
+    path: str = Field(description="the backup folder on the server (for `xmodal restore`)")
     items: int
     store_seq: int = Field(description="the store's last change in the backup: every write acknowledged before")
     files: int
@@ -45,17 +49,24 @@ class BackupResponse(BaseModel):
     missing_media: list[str]
 
 
-@router.post("/backup", response_model=BackupResponse, responses=responses(401, 403, 422, 429, 507))
+@router.post("/backup", response_model=BackupResponse, responses=responses(400, 401, 403, 422, 429, 507))
 async def backup(request: Request, body: BackupRequest, _: AdminKey) -> BackupResponse:
     """Back up the index (store, media, derived state, and a manifest of checksums) into the new folder
-    ``destination``. Every write acknowledged before this call is in it; writes go on meanwhile. Restore it
-    with ``xmodal --index DIR restore DESTINATION`` while no server has DIR open."""
-    destination = Path(body.destination)
-    if not destination.is_absolute():
-        raise ValidationError(
-            "destination",
-            f"{body.destination!r} is not an absolute path",
-            "give the full path on the server, e.g. /var/backups/xmodal-2024-06-01",
+    ``name`` of the server's ``backup_dir``. Every write acknowledged before this call is in it; writes go on
+    meanwhile. Restore it with ``xmodal --index DIR restore PATH`` while no server has DIR open."""
+    state = server(request)
+    if state.config.backup_dir is None:
+        raise ApiError(
+            403,
+            "this server takes no backups over HTTP (no backup folder is configured)",
+            "backup_dir",
+            "set backup_dir in the server config (--config FILE), or run `xmodal --index DIR backup DEST` on the "
+            "server",
         )
-    manifest = await run_in_threadpool(server(request).engine.backup, destination)
-    return BackupResponse(destination=str(destination), **manifest.summary())
+    if not NAME.fullmatch(body.name):
+        raise ValidationError(
+            "name", f"{body.name!r} is not a backup name", "use letters, digits, '_', '.' or '-', e.g. docs-2024-06-01"
+        )
+    destination = Path(state.config.backup_dir) / body.name
+    manifest = await run_in_threadpool(state.engine.backup, destination)
+    return BackupResponse(name=body.name, path=str(destination), **manifest.summary())

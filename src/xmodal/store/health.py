@@ -52,7 +52,8 @@ def recovery(path: Path) -> str:
     """What to do about a damaged store at ``path``."""
     folder = path.parent
     return (
-        f"stop every process using {folder}, then restore {path.name} from a backup; "
+        f"stop every process using {folder}, then restore it from a backup (`xmodal --index {folder} restore BACKUP "
+        f"--replace`, for a backup `xmodal backup` wrote; or copy back a {path.name} saved otherwise); "
         f"`xmodal --index {folder} check --full` lists the damage, `sqlite3 {path} .recover` salvages what is "
         f"readable into a new file, and `xmodal --index {folder} check --repair` rebuilds the vector indexes and "
         "the extensions' state (derived data) from a sound store; or re-add the catalog into a new index folder"
