@@ -22,6 +22,7 @@ import dataclasses
 import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -52,9 +53,15 @@ class ResultLike(Protocol):
     def vectors(self) -> Sequence[Any] | None: ...
 
 
+#: Where the REST routes of the index being viewed start: ``""`` for a server's default index (and outside a
+#: server), ``"/indexes/{name}"`` for a named one; set by the server around each request (and MCP tool call)
+#: to a named index (:mod:`xmodal.serve.indexes`).
+PATH_PREFIX: ContextVar[str] = ContextVar("xmodal_path_prefix", default="")
+
+
 def item_path(item_id: str) -> str:
-    """The REST path of an item (``/items/{id}``, the id URL-quoted)."""
-    return f"/items/{quote(item_id, safe='')}"
+    """The REST path of an item (``/items/{id}``, the id URL-quoted, after the :data:`PATH_PREFIX`)."""
+    return f"{PATH_PREFIX.get()}/items/{quote(item_id, safe='')}"
 
 
 def media_urls(item: Item) -> tuple[str | None, str | None]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
+from ..engine import Engine
 from ..errors import MissingDependency
-from .common import open_engine
+from .common import UsageError, open_engine
 
 
 def register(subparsers: Any) -> None:
@@ -29,6 +32,14 @@ def register(subparsers: Any) -> None:
         help="a Host name clients use besides localhost, 127.0.0.1, ::1 and the --host address (repeatable; "
         "other names get 421). With --host 0.0.0.0 and none given, any Host is accepted; '*' accepts any",
     )
+    serve.add_argument(
+        "--index-name",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also serve the index in DIR under /indexes/NAME/ (repeatable; GET /indexes lists them). With "
+        "--index too, that index keeps the root routes (/search, /items...)",
+    )
     serve.add_argument("--config", metavar="FILE", help="server config (.toml or .json): API keys, limits, CORS")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=run)
@@ -38,7 +49,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Open the index, serve it with uvicorn, close it cleanly after the server stops."""
+    """Open the index (and the named ones), serve them with uvicorn, close them cleanly after the server stops."""
     try:
         import uvicorn
 
@@ -51,29 +62,58 @@ def run(args: argparse.Namespace) -> int:
     config = ServeConfig.load(args.config)
     hosts = config.allowed_hosts + check_hosts(args.allowed_host, "--allowed-host")
     config = replace(config, host=args.host, allowed_hosts=hosts)
-    engine = open_engine(args, create=True)
-    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; a recording handler keeps the
-    # process alive long enough to checkpoint and close the engine, then exit 0.
-    stops: list[int] = []
-    previous = {sig: signal.signal(sig, lambda s, _f: stops.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        app = create_app(engine, config)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=args.host,
-                port=args.port,
-                log_level=args.log_level,
-                access_log=False,
-                timeout_graceful_shutdown=30,
+    named = named_indexes(config.indexes, args.index_name, args.index)
+    with contextlib.ExitStack() as opened:  # every engine opened is closed (checkpointed) after the server stops
+        engine = opened.enter_context(open_engine(args, create=True)) if args.index or not named else None
+        indexes = {name: opened.enter_context(_open_named(args, folder)) for name, folder in named}
+        app = create_app(engine, config, indexes=indexes)
+        # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; a recording handler keeps the
+        # process alive long enough to checkpoint and close the engines, then exit 0.
+        stops: list[int] = []
+        previous = {sig: signal.signal(sig, lambda s, _f: stops.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host=args.host,
+                    port=args.port,
+                    log_level=args.log_level,
+                    access_log=False,
+                    timeout_graceful_shutdown=30,
+                )
             )
-        )
-        server.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        engine.close()
+            server.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return 0
+
+
+def named_indexes(
+    configured: tuple[tuple[str, str], ...], given: list[str], default: str | None
+) -> tuple[tuple[str, str], ...]:
+    """The named indexes of the config file and of ``--index-name NAME=DIR``, checked together (a name or a
+    folder once, the ``--index`` folder not among them)."""
+    from ..serve.config import check_indexes
+
+    table = dict(configured)
+    for spec in given:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise UsageError(f"--index-name {spec!r} is not NAME=DIR (write e.g. --index-name docs=/srv/docs)")
+        if name in table:
+            raise UsageError(f"--index-name {name!r} is given twice (in the config file or on the command line)")
+        table[name] = folder
+    named = check_indexes(table, "--index-name")
+    for name, folder in named:
+        if default and Path(folder).resolve() == Path(default).resolve():
+            raise UsageError(f"--index-name {name}={folder} is the --index folder: serve a folder once")
+    return named
+
+
+def _open_named(args: argparse.Namespace, folder: str) -> Engine:
+    """The named index in ``folder``, created with the global options when it does not exist yet."""
+    return open_engine(argparse.Namespace(**{**vars(args), "index": folder}), create=True)
 
 
 def run_mcp(args: argparse.Namespace) -> int:

@@ -4,13 +4,13 @@ around one :class:`~xmodal.Engine` (a thin adapter: the engine never knows it is
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Mapping, MutableMapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.resources import files
 from importlib.util import find_spec
 from typing import Any
 
-from ..errors import MissingDependency
+from ..errors import ConfigError, MissingDependency
 
 try:
     from fastapi import FastAPI, Request
@@ -27,11 +27,12 @@ if find_spec("python_multipart") is None and find_spec("multipart") is None:  # 
 from .._version import __version__
 from ..engine import Engine
 from .auth import AuthError, KeyRing, presented_key
-from .config import ServeConfig
-from .deps import ReadKey, ServerState, server
+from .config import ServeConfig, check_index_name
+from .deps import ReadKey, Served, ServerState, served
 from .errors import BodyLimit, error_response, internal_error, tarpit
 from .errors import install as install_errors
 from .hosts import AllowedHosts, HostCheckMiddleware, allowed_hosts
+from .indexes import IndexPrefixMiddleware, include_routes, prefix_tools, route_label
 from .limits import RateLimited
 from .logs import log_request, logger, new_request_id, request_id, setup_logging
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -49,37 +50,42 @@ from .writer import WriteQueue
 STATIC = files("xmodal.serve") / "static"
 
 
-def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
-    """A FastAPI app serving ``engine``. Closing the engine stays the caller's job; the app's
-    shutdown drains the write queue first, so every accepted write is committed."""
+#: The routers of one index, in the order they are tried (collection and batch before items: /items/delete and
+#: /items/get are not item ids); served at the root and, for named indexes, under /indexes/{name}
+#: (xmodal.serve.indexes).
+ROUTERS = (search_router, collection_router, batch_router, items_router, backup_router)
+
+
+def create_app(
+    engine: Engine | None, config: ServeConfig | None = None, *, indexes: Mapping[str, Engine] | None = None
+) -> FastAPI:
+    """A FastAPI app serving ``engine`` at the root routes and each of ``indexes`` under
+    ``/indexes/{name}/`` (either may be left out, not both). Closing the engines stays the caller's job; the
+    app's shutdown drains the write queues first, so every accepted write is committed."""
     config = config or ServeConfig()
     keys = KeyRing(config)
-    limits = Limits(config, keys)
-    state = ServerState(
-        engine,
-        config,
-        keys,
-        limits,
-        Metrics(),
-        WriteQueue(config.write_queue),
-        ThumbnailCache(config.thumbnail_cache, run=limits.decode),
-    )
-    state.metrics.gauge("xmodal_index_items", lambda: float(len(engine)))
-    state.metrics.gauge("xmodal_write_queue_depth", lambda: float(state.writer.depth()))
-    mcp_server = _mcp(state) if config.mcp else None
+    served = Served(config, keys, Limits(config, keys), Metrics())
+    named = {check_index_name(name, "indexes"): each for name, each in (indexes or {}).items()}
+    if engine is None and not named:
+        raise ConfigError("nothing to serve: give an engine, named indexes, or both")
+    if engine is not None:
+        served.default = _index_state(served, engine, None if not named else "")
+    served.named = {name: _index_state(served, each, name) for name, each in named.items()}
+    mcp_servers = _mcp_servers(served) if config.mcp else {}
     hosts = allowed_hosts(config)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            if mcp_server is not None:
+            for mcp_server, _state in mcp_servers.values():
                 await stack.enter_async_context(mcp_server.session_manager.run())
             try:
                 yield
             finally:
-                state.stopping = True
-                state.writer.close()
-                state.limits.close()
+                for state in served.states():
+                    state.stopping = True
+                    state.writer.close()
+                served.limits.close()
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN; the spec is at /openapi.json.
     app = FastAPI(
@@ -88,19 +94,15 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        description="Multimodal search over one xmodal index. Errors are ErrorBody objects.",
+        description="Multimodal search over xmodal indexes. Errors are ErrorBody objects.",
     )
-    app.state.xmodal = state
+    app.state.xmodal = served
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_errors(app)
-    app.include_router(search_router)
-    app.include_router(collection_router)  # before the items routes: /items/delete is not an item id
-    app.include_router(batch_router)  # so is /items/get
-    app.include_router(items_router)
-    app.include_router(backup_router)
+    include_routes(app, ROUTERS, named=bool(named))
     _add_service_routes(app)
-    if mcp_server is not None:
-        _mount_mcp(app, mcp_server, state, hosts)
+    for path, (mcp_server, state) in mcp_servers.items():
+        _mount_mcp(app, mcp_server, state, hosts, path)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     if config.cors_origins:
         app.add_middleware(
@@ -109,12 +111,26 @@ def create_app(engine: Engine, config: ServeConfig | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
         )
+    if named:
+        app.add_middleware(IndexPrefixMiddleware, names=named)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     app.add_middleware(HostCheckMiddleware, allowed=hosts)
-    app.add_middleware(RequestLogMiddleware, metrics=state.metrics, log=config.log_requests)
+    app.add_middleware(RequestLogMiddleware, metrics=served.metrics, log=config.log_requests, served=served)
     if config.log_requests:
         setup_logging()
     return app
+
+
+def _index_state(served: Served, engine: Engine, name: str | None) -> ServerState:
+    """One index's state: its own write queue and thumbnails, the server's keys, limits and metrics; its
+    gauges labelled with ``index`` when the server has named indexes (``name`` "" for the root one)."""
+    config, limits = served.config, served.limits
+    writer, thumbs = WriteQueue(config.write_queue), ThumbnailCache(config.thumbnail_cache, run=limits.decode)
+    state = ServerState(engine, config, served.keys, limits, served.metrics, writer, thumbs)
+    labels = None if name is None else {"index": name}
+    served.metrics.gauge("xmodal_index_items", lambda: float(len(engine)), labels)
+    served.metrics.gauge("xmodal_write_queue_depth", lambda: float(writer.depth()), labels)
+    return state
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -128,9 +144,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for name, sub in body.pop("$defs", {}).items():
             components.setdefault(name, sub)
         components[model.__name__] = body
-    _list_targets(schema, ["any", *app.state.xmodal.engine.vector_kinds()])
+    kinds = dict.fromkeys(kind for state in served_by(app).states() for kind in state.engine.vector_kinds())
+    _list_targets(schema, ["any", *kinds])
     app.openapi_schema = schema
     return schema
+
+
+def served_by(app: FastAPI) -> Served:
+    found: Served = app.state.xmodal
+    return found
 
 
 def _list_targets(node: Any, targets: list[str]) -> None:
@@ -150,18 +172,26 @@ def _list_targets(node: Any, targets: list[str]) -> None:
             _list_targets(value, targets)
 
 
-def _mcp(state: ServerState) -> Any:
+def _mcp_servers(served: Served) -> dict[str, tuple[Any, ServerState]]:
+    """An MCP server per index by its path: ``/mcp`` for the root index, ``/indexes/{name}/mcp`` for each named
+    one (the same tools, over that index); none when the mcp package is missing."""
     try:
         from .mcp import build_mcp
-
-        return build_mcp(state.engine, limits=state.limits)
     except ImportError:
         logger.warning("mcp is not installed: no /mcp endpoint (pip install 'xmodal[mcp]')")
-        return None
+        return {}
+    out: dict[str, tuple[Any, ServerState]] = {}
+    if served.default is not None:
+        out["/mcp"] = (build_mcp(served.default.engine, limits=served.limits), served.default)
+    for name, state in served.named.items():
+        mcp_server = build_mcp(state.engine, limits=served.limits)
+        mcp_server.middleware.append(prefix_tools(name))
+        out[f"/indexes/{name}/mcp"] = (mcp_server, state)
+    return out
 
 
-def _mount_mcp(app: FastAPI, mcp_server: Any, state: ServerState, hosts: AllowedHosts | None) -> None:
-    """Add the MCP streamable-HTTP route at /mcp, behind the same read-key check and rate limit as the REST
+def _mount_mcp(app: FastAPI, mcp_server: Any, state: ServerState, hosts: AllowedHosts | None, path: str) -> None:
+    """Add the MCP streamable-HTTP route at ``path``, behind the same read-key check and rate limit as the REST
     reads; the tools charge what a call costs beyond that to the caller :class:`KeyGuard` admitted.
 
     Stateless: each request is served on its own and no session outlives it (the tools keep no state
@@ -181,7 +211,7 @@ def _mount_mcp(app: FastAPI, mcp_server: Any, state: ServerState, hosts: Allowed
         if getattr(route, "path", None) == "/mcp":
             # POST only: stateless, a GET would hold an event stream open with nothing to send, a DELETE
             # would end a session that does not exist (both get 405)
-            app.router.routes.append(LabelledRoute("/mcp", endpoint=KeyGuard(route.app, state), methods=["POST"]))
+            app.router.routes.append(LabelledRoute(path, endpoint=KeyGuard(route.app, state), methods=["POST"]))
 
 
 class LabelledRoute(Route):
@@ -243,12 +273,12 @@ async def _caller_of_request(ctx: Any, call_next: Any) -> Any:
 def _add_service_routes(app: FastAPI) -> None:
     @app.get("/health", response_model=HealthResponse, tags=["service"])
     def health(request: Request) -> HealthResponse:
-        """Liveness and size; needs no key."""
-        state = server(request)
+        """Liveness and size (of every index served, together); needs no key."""
+        states = served(request).states()
         return HealthResponse(
-            status="stopping" if state.stopping else "ok",
-            items=len(state.engine),
-            write_queue=state.writer.depth(),
+            status="stopping" if any(state.stopping for state in states) else "ok",
+            items=sum(len(state.engine) for state in states),
+            write_queue=sum(state.writer.depth() for state in states),
             version=__version__,
         )
 
@@ -261,7 +291,7 @@ def _add_service_routes(app: FastAPI) -> None:
     def metrics(request: Request, _: ReadKey) -> Response:
         """Request counts and latency histograms by route, errors, index size, write queue depth, and the process's
         CPU, memory and open files (``prometheus_client``)."""
-        return Response(server(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
+        return Response(served(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
@@ -272,8 +302,8 @@ class RequestLogMiddleware:
     """Outermost layer: request id (``X-Request-ID``, on every answer, a 500 from an unexpected exception
     included), latency and status into metrics and a JSON log line."""
 
-    def __init__(self, app: Any, metrics: Metrics, log: bool) -> None:
-        self.app, self.metrics, self.log = app, metrics, log
+    def __init__(self, app: Any, metrics: Metrics, log: bool, served: Served) -> None:
+        self.app, self.metrics, self.log, self.served = app, metrics, log, served
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -300,7 +330,8 @@ class RequestLogMiddleware:
             await internal_error(exc)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None)
+            route = route_label(route, scope, self.served) if route else "unmatched"
             self.metrics.observe(scope["method"], route, status, elapsed)
             if self.log:
                 caller = (scope.get("state") or {}).get("caller", "-")

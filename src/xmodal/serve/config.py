@@ -15,6 +15,11 @@ A config file looks like (TOML; JSON with the same structure works too)::
     refusal_delay = 1.0              # seconds a 429 is held back (at most its Retry-After)
     cors_origins = ["http://localhost:3000"]
     allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
+    backup_dir = "/var/backups/xmodal"       # where POST /backup writes (none: the route is off)
+
+    [indexes]                        # named indexes, served under /indexes/{name}/ (xmodal serve --index-name)
+    docs = "/srv/xmodal/docs"
+    pics = "/srv/xmodal/pics"
 
     [[keys]]
     key = "s3cret-writer"
@@ -32,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -40,6 +46,8 @@ from typing import Any
 from ..errors import ConfigError
 
 SCOPES = ("read", "write", "admin")
+INDEX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+INDEX_NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 ENV_KEYS = "XMODAL_API_KEYS"
 
 
@@ -92,6 +100,10 @@ class ServeConfig:
     # More Host names clients may use (REST, page and MCP; others get 421) besides localhost, 127.0.0.1, ::1
     # and the bound address; bound to 0.0.0.0 / :: with none given, any Host; "*": any (xmodal.serve.hosts)
     allowed_hosts: tuple[str, ...] = ()
+    #: Named indexes (name, folder) served under /indexes/{name}/ (xmodal.serve.indexes)
+    indexes: tuple[tuple[str, str], ...] = ()
+    #: The folder POST /backup writes backups into (None: the route answers 501)
+    backup_dir: str | None = None
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, env: dict[str, str] | None = None) -> ServeConfig:
@@ -111,6 +123,10 @@ class ServeConfig:
         values["keys"] = tuple(_parse_key(i, k) for i, k in enumerate(data.get("keys", [])))
         values["cors_origins"] = tuple(data.get("cors_origins", ()))
         values["allowed_hosts"] = check_hosts(data.get("allowed_hosts", ()), "allowed_hosts")
+        values["indexes"] = check_indexes(data.get("indexes", {}), "indexes")
+        backup_dir = data.get("backup_dir")
+        if backup_dir is not None and (not isinstance(backup_dir, str) or not Path(backup_dir).is_absolute()):
+            raise ConfigError(f"server setting backup_dir must be an absolute folder path, got {backup_dir!r}")
         positive = ("max_body_bytes", "max_pixels", "max_image_bytes", "max_batch", "burst", "thumbnail_size")
         for name in (*positive, "thumbnail_cache"):
             if name in values and (not isinstance(values[name], int) or values[name] < 1):
@@ -146,6 +162,30 @@ def check_hosts(hosts: Any, where: str) -> tuple[str, ...]:
                 "without scheme or path (example.com, example.com:8443, 10.0.0.5, [::1]), or * for any"
             )
     return tuple(host.strip() for host in hosts)
+
+
+def check_index_name(name: object, where: str) -> str:
+    """An index name usable in a URL path, or a :class:`ConfigError` naming ``where`` and the rule."""
+    if not isinstance(name, str) or not INDEX_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: {name!r} is not an index name; use {INDEX_NAME_RULE} (e.g. docs)")
+    return name
+
+
+def check_indexes(indexes: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """Named index folders (a table of name = folder), each name and folder given once."""
+    if not isinstance(indexes, dict):
+        raise ConfigError(f'server setting {where} must be a table of name = folder, e.g. {{docs = "/srv/docs"}}')
+    out, folders = [], set[str]()
+    for name, folder in indexes.items():
+        check_index_name(name, where)
+        if not isinstance(folder, str) or not folder.strip():
+            raise ConfigError(f"{where}.{name}: give the index folder as a path string, got {folder!r}")
+        resolved = str(Path(folder).resolve())
+        if resolved in folders:
+            raise ConfigError(f"{where}.{name}: the folder {folder} is already served under another name")
+        folders.add(resolved)
+        out.append((name, folder))
+    return tuple(out)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -1,10 +1,15 @@
-"""Shared state of one app and the FastAPI dependencies that check keys and rate limits."""
+"""Shared state of one app and the FastAPI dependencies that check keys and rate limits.
+
+An app serves one index (:class:`ServerState`) or several: :class:`Served` holds the default index (the
+routes at the root) and the named ones (the same routes under ``/indexes/{name}/``, see
+:mod:`xmodal.serve.indexes`); keys, limits, metrics and config are the server's, shared by every index.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -16,6 +21,7 @@ from ..records import Item
 from .auth import KeyRing, Principal
 from .batching import add_many
 from .config import ServeConfig
+from .errors import ApiError
 from .limits import RateLimiter
 from .metrics import Metrics
 from .policy import Limits
@@ -57,9 +63,59 @@ _bearer = HTTPBearer(auto_error=False, description="an API key: Authorization: B
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (alternative header)")
 
 
+#: The path parameter that names an index in the routes under ``/indexes/{index_name}/``.
+INDEX_PARAM = "index_name"
+
+
+@dataclass(slots=True)
+class Served:
+    """The indexes one app serves: the ``default`` one at the root routes (None: only named ones), and the
+    ``named`` ones under ``/indexes/{name}/``; and the parts the server shares among them."""
+
+    config: ServeConfig
+    keys: KeyRing
+    limits: Limits
+    metrics: Metrics
+    default: ServerState | None = None
+    named: dict[str, ServerState] = field(default_factory=dict)
+
+    def state(self, name: str | None) -> ServerState:
+        """The index a request addresses: ``name`` (from its path), else the default one; a clear 404 when
+        there is no such index."""
+        if name is None:
+            if self.default is None:
+                raise ApiError(
+                    404,
+                    "this server has no default index: it serves named indexes only",
+                    "index",
+                    f"add /indexes/NAME before the path, NAME one of {', '.join(self.named)} (GET /indexes)",
+                )
+            return self.default
+        try:
+            return self.named[name]
+        except KeyError:
+            raise ApiError(
+                404,
+                f"no index named {name!r} on this server",
+                "index",
+                f"use one of {', '.join(self.named) or '(none)'} in /indexes/NAME/... (GET /indexes lists them)",
+            ) from None
+
+    def states(self) -> list[ServerState]:
+        """Every index served, each once (the default first)."""
+        every = [self.default] if self.default is not None else []
+        return every + [state for state in self.named.values() if state is not self.default]
+
+
+def served(request: Request) -> Served:
+    """The app's indexes and shared parts."""
+    found: Served = request.app.state.xmodal
+    return found
+
+
 def server(request: Request) -> ServerState:
-    state: ServerState = request.app.state.xmodal
-    return state
+    """The index a request addresses (see :meth:`Served.state`)."""
+    return served(request).state(request.path_params.get(INDEX_PARAM))
 
 
 def require(scope: str) -> Callable[..., Awaitable[Principal]]:
@@ -70,7 +126,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header: Annotated[str | None, Depends(_header)],
     ) -> Principal:
-        state = server(request)
+        state = served(request)  # keys and limits are the server's: checked before the index is looked up
         presented = bearer.credentials if bearer is not None else header
         if presented is None and "authorization" in request.headers:
             presented = request.headers["authorization"]  # not "Bearer KEY": fails as an unknown key

@@ -7,7 +7,7 @@ Each app has a registry of its own (several apps in one process, as in the tests
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -20,14 +20,22 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Gauges(Collector):
-    """Values read at scrape time (index size, write queue depth)."""
+    """Values read at scrape time (index size, write queue depth), each with its labels (none, or e.g. the
+    index's name when a server serves several)."""
 
     def __init__(self) -> None:
-        self.reads: dict[str, Callable[[], float]] = {}
+        self.reads: dict[str, dict[tuple[tuple[str, str], ...], Callable[[], float]]] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        for name, read in sorted(self.reads.items()):
-            yield GaugeMetricFamily(name, name.removeprefix("xmodal_").replace("_", " "), value=read())
+        for name, by_labels in sorted(self.reads.items()):
+            doc = name.removeprefix("xmodal_").replace("_", " ")
+            if list(by_labels) == [()]:
+                yield GaugeMetricFamily(name, doc, value=by_labels[()]())
+                continue
+            family = GaugeMetricFamily(name, doc, labels=[key for key, _ in next(iter(by_labels))])
+            for labels, read in sorted(by_labels.items()):
+                family.add_metric([value for _, value in labels], read())
+            yield family
 
 
 class Metrics:
@@ -60,9 +68,10 @@ class Metrics:
         if status >= 400:
             self._errors.labels(route, "server" if status >= 500 else "client").inc()
 
-    def gauge(self, name: str, read: Callable[[], float]) -> None:
-        """A value read at scrape time (index size, write queue depth)."""
-        self._gauges.reads[name] = read
+    def gauge(self, name: str, read: Callable[[], float], labels: Mapping[str, str] | None = None) -> None:
+        """A value read at scrape time (index size, write queue depth); ``labels`` tell apart several values
+        of one name (every value of a name has the same label names)."""
+        self._gauges.reads.setdefault(name, {})[tuple(sorted((labels or {}).items()))] = read
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
