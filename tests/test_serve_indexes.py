@@ -77,6 +77,20 @@ def test_each_named_index_answers_its_own_routes(named: str, two: tuple[Engine, 
     assert "d1" not in two[0]
 
 
+def test_the_python_client_reaches_a_named_index(named: str) -> None:
+    """``xmodal.Client`` on an index's URL works as on a single-index server."""
+    from xmodal import Client
+
+    with (
+        Client(f"{named}/indexes/pics", api_key=WRITER) as pics,
+        Client(f"{named}/indexes/docs", api_key=READER) as docs,
+    ):
+        assert pics.count() == 3 and docs.count() == 12
+        assert pics.add([Item.create("via-client", title="a picture by client")]).added == ["via-client"]
+        assert pics.get("via-client").title == "a picture by client" and docs.count() == 12
+        assert [item.id for item in docs.search("item 3", k=3).items][0].startswith("d")
+
+
 def test_item_paths_in_answers_are_the_named_index_paths(named: str) -> None:
     item = httpx.get(f"{named}/indexes/pics/items/p1", headers=R).json()
     assert item["media_url"] == "/indexes/pics/items/p1/media"
