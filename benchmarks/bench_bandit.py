@@ -18,6 +18,10 @@ Each seed draws its own catalog sample and query stream; the summary averages ov
 Prints one JSON object. On a small machine, run groups of seeds in parallel processes (each with its
 own ``--out``) and join them with ``--merge a.json b.json --out all.json``, which writes the summary
 over all their seeds.
+
+``--quick`` runs only uniform and the bandits (``--policies``) on each seed's stream, with nothing but the
+simulator's long-standing API (``build``, ``make_policy``, ``Simulator.run``), so the same script measures an
+older checkout too (``PYTHONPATH=<old tree>/src``): the before/after of a change in one run.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from xmodal.ltr.context import CONTEXT_FEATURES
+from xmodal.ltr.policy import make_policy
 from xmodal.ltr.simreport import bandit_benchmark, build, write_report
-from xmodal.ltr.simulate import ranker_experiment
+from xmodal.ltr.simulate import ARMS, QUERY_KINDS, ranker_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +65,40 @@ def one_seed(args: argparse.Namespace, seed: int, plot: bool) -> dict[str, Any]:
                 ranker.pop("models")
                 out["ranker"][f"eta={eta:g}" + (f" fresh={boost:g}" if boost else "")] = ranker
     out["total_s"] = round(time.perf_counter() - start, 1)
+    return out
+
+
+def quick_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """Uniform and the bandits only: success overall and per query kind, and how often each arm was planned."""
+    start = time.perf_counter()
+    sim = build(args.items, args.searches, budget=args.budget, seed=seed)
+    for query in sim.queries:
+        sim.static_runs(query.text)
+    kinds = np.array([q.kind for q in sim.queries])
+    out: dict[str, Any] = {"seed": seed, "setup_s": round(time.perf_counter() - start, 1), "quick": {}}
+    runs: dict[str, Any] = {"uniform": ARMS}
+    for kind in args.policies:
+        runs[kind] = make_policy(kind, list(ARMS), len(CONTEXT_FEATURES), budget=sim.budget, seed=sim.seed)
+    for name, policy in runs.items():
+        result = sim.run(policy)
+        success = result["success"]
+        out["quick"][name] = {
+            "success": float(success.mean()),
+            "per_kind": {k: float(success[kinds == k].mean()) for k in QUERY_KINDS if (kinds == k).any()},
+            "plans_with": result["chosen"],
+        }
+    out["total_s"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(out), file=sys.stderr, flush=True)  # a long run's progress, one seed a line
+    return out
+
+
+def quick_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over seeds of each policy's success, overall and per query kind."""
+    out: dict[str, Any] = {"seeds": [r["seed"] for r in runs]}
+    for name in runs[0]["quick"]:
+        rows = [r["quick"][name] for r in runs]
+        out[name] = {"success": float(np.mean([r["success"] for r in rows]))}
+        out[name] |= {k: float(np.mean([r["per_kind"][k] for r in rows])) for k in rows[0]["per_kind"]}
     return out
 
 
@@ -102,6 +142,8 @@ def main() -> None:
         default=[0.0],
         help="freshness boosts of the logging order for the ranker part (0: the fused order)",
     )
+    ap.add_argument("--quick", action="store_true", help="uniform and the bandits only (no fixed sets, no ranker)")
+    ap.add_argument("--policies", nargs="+", default=["linucb"], help="the bandits of --quick")
     ap.add_argument("--skip-bandit", action="store_true")
     ap.add_argument("--skip-ranker", action="store_true")
     ap.add_argument("--no-plot", action="store_true", help="leave docs/benchmarks/ltr_bandit.png as it is")
@@ -112,12 +154,14 @@ def main() -> None:
         runs = [
             run for name in args.merge for run in json.loads((ROOT / "benchmarks" / "out" / name).read_text())["runs"]
         ]
+    elif args.quick:
+        runs = [quick_seed(args, seed) for seed in args.seeds]
     else:
         runs = [
             one_seed(args, seed, plot=i == 0 and not (args.skip_bandit or args.no_plot))
             for i, seed in enumerate(args.seeds)
         ]
-    out = {"runs": runs, "summary": summary(runs)}
+    out = {"runs": runs, "summary": quick_summary(runs) if "quick" in runs[0] else summary(runs)}
     (ROOT / "benchmarks" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "benchmarks" / "out" / args.out).write_text(json.dumps(out, indent=2))
     json.dump(out, sys.stdout, indent=2)

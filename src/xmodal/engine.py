@@ -525,6 +525,7 @@ class Engine:
         ``SearchResult.vectors``."""
         start = time.perf_counter()
         query = Query(text=query, **options) if isinstance(query, str) else query
+        query = replace(query, logged=query.logged or log)  # feedback can follow: it may explore
         self.refresh(extensions=(query.mode or self.default_mode) != DENSE)
         prepared = [self._prepare(query)]
         return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)[0]
@@ -545,6 +546,7 @@ class Engine:
         it (``queries[3].target``) before any search runs. ``took_ms`` and ``encode_ms`` are the batch's."""
         start = time.perf_counter()
         given = [in_batch(i, functools.partial(_query, q, options)) for i, q in enumerate(queries)]
+        given = [replace(q, logged=q.logged or log) for q in given]
         self.refresh(extensions=any((q.mode or self.default_mode) != DENSE for q in given))
         prepared = [in_batch(i, functools.partial(self._prepare, q)) for i, q in enumerate(given)]
         return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)

@@ -531,6 +531,8 @@ class Query:
     matches nothing, unless ``strict`` is set: then it is a :class:`ValidationError` naming the known ones.
     ``group="parent"`` returns one hit, the best, per parent item (an item without a parent is its own).
     ``offset`` skips that many hits before the ``k`` returned (the next page; past the end: no hits).
+    ``logged``: the caller records this search's impression (``Engine.search(log=True)`` sets it), so
+    feedback can follow; only such a search may explore (:mod:`xmodal.ltr.exploration`).
     """
 
     text: str | None = None
@@ -544,6 +546,7 @@ class Query:
     group: str | None = None  # "parent": one best hit per parent
     strict: bool = False  # a filter on an attribute no item has is an error (instead of matching nothing)
     offset: int = 0  # hits to skip before the k returned (pagination); past the end: no hits
+    logged: bool = False  # the impression is recorded (feedback can follow)
 
     def __post_init__(self) -> None:
         text = self.text.strip() if isinstance(self.text, str) else self.text
@@ -562,6 +565,8 @@ class Query:
             raise ValidationError("filters", "must be an object of attribute → condition")
         if not isinstance(self.strict, bool):
             raise ValidationError("strict", f"must be true or false, got {brief(self.strict)}")
+        if not isinstance(self.logged, bool):
+            raise ValidationError("logged", f"must be true or false, got {brief(self.logged)}")
 
     def all_media(self) -> dict[str, MediaRef]:
         """Every medium of the query by name, the image included."""

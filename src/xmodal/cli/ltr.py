@@ -28,6 +28,20 @@ entry point of the group xmodal.strategies of an installed package) or a dotted 
 A change takes effect when the index is next opened (a running server: restart it); the policy keeps
 what it learned for every strategy it knew and gives a new one a fresh arm."""
 
+EXPLORE_HELP = """\
+Exploration shows items no relevance strategy would, so that feedback reaches them. Its settings are
+saved in <index>/ltr/exploration.json:
+  --budget   the share of eligible searches that may explore (default 0.2; 0 turns it off)
+  --calls    which searches may explore: identified (logged, naming a user; the default), logged
+             (anonymous logged searches too) or all (also searches that are not logged)
+  --top      the best position an explored item may take without evidence (default 4)
+
+  xmodal --index DIR ltr explore show
+  xmodal --index DIR ltr explore set --budget 0.1 --calls logged
+  xmodal --index DIR ltr explore reset
+
+A change takes effect when the index is next opened (a running server: restart it)."""
+
 
 def register(subparsers: Any) -> None:
     """Add ``feedback`` (search/event/show/stats), ``simulate``, ``train-ranker`` and ``ltr strategies``."""
@@ -75,12 +89,12 @@ def register(subparsers: Any) -> None:
 def _register_strategies(subparsers: Any) -> None:
     ltr = subparsers.add_parser(
         "ltr",
-        help="the learned pipeline's settings (its strategies)",
+        help="the learned pipeline's settings (its strategies, exploration)",
         description=STRATEGIES_HELP,
         formatter_class=HelpFormatter,
     )
     ltr_commands = ltr.add_subparsers(dest="ltr_command", metavar="SUBCOMMAND")
-    ltr.set_defaults(handler=lambda args: _fail("give a subcommand: strategies"))
+    ltr.set_defaults(handler=lambda args: _fail("give a subcommand: strategies or explore"))
     strat = ltr_commands.add_parser(
         "strategies",
         help="list, add or remove the strategies of the learned search mode",
@@ -103,6 +117,21 @@ def _register_strategies(subparsers: Any) -> None:
     given.set_defaults(handler=run_strategies_set)
     reset = commands.add_parser("reset", help="back to the default strategies")
     reset.set_defaults(handler=run_strategies_reset)
+    explore = ltr_commands.add_parser(
+        "explore",
+        help="show or change the exploration settings (budget, which calls, top position)",
+        description=EXPLORE_HELP,
+        formatter_class=HelpFormatter,
+    )
+    commands = explore.add_subparsers(dest="explore_command", metavar="SUBCOMMAND")
+    explore.set_defaults(handler=lambda args: _fail("give a subcommand: show, set or reset"))
+    commands.add_parser("show", help="the settings in use").set_defaults(handler=run_explore_show)
+    change = commands.add_parser("set", help="change one or more settings (the others keep theirs)")
+    change.add_argument("--budget", type=float, help="share of eligible searches that may explore, 0 to 1")
+    change.add_argument("--calls", help="identified, logged or all")
+    change.add_argument("--top", type=int, help="best position (1-based) for an explored item")
+    change.set_defaults(handler=run_explore_set)
+    commands.add_parser("reset", help="back to the defaults").set_defaults(handler=run_explore_reset)
 
 
 def _usage() -> int:
@@ -291,4 +320,52 @@ def run_strategies_list(args: argparse.Namespace) -> int:
     print("installed: " + ", ".join(STRATEGIES.names()))
     if error is not None:
         print(f"error: {error}")
+    return 0
+
+
+# -- ltr explore ---------------------------------------------------------------------------------------
+def _explore_out(folder: Path) -> dict[str, Any]:
+    from ..ltr import explore_config
+
+    try:
+        settings = explore_config.configured(folder)
+    except XmodalError as exc:
+        raise UsageError(str(exc)) from None
+    saved = folder / explore_config.FILE
+    return {
+        "budget": settings.budget,
+        "calls": settings.calls,
+        "top": settings.top,
+        "saved": str(saved) if saved.exists() else None,
+    }
+
+
+def run_explore_show(args: argparse.Namespace) -> int:
+    print_json(_explore_out(_ltr_folder(args)))
+    return 0
+
+
+def run_explore_set(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..ltr import explore_config
+
+    folder = _ltr_folder(args)
+    given = {k: v for k, v in (("budget", args.budget), ("calls", args.calls), ("top", args.top)) if v is not None}
+    if not given:
+        raise UsageError("give at least one of --budget, --calls, --top")
+    try:
+        explore_config.save(folder, replace(explore_config.configured(folder), **given))
+    except XmodalError as exc:
+        raise UsageError(str(exc)) from None
+    print_json(_explore_out(folder))
+    return 0
+
+
+def run_explore_reset(args: argparse.Namespace) -> int:
+    from ..ltr import explore_config
+
+    folder = _ltr_folder(args)
+    explore_config.reset(folder)
+    print_json(_explore_out(folder))
     return 0

@@ -11,7 +11,7 @@ ties are broken by item id, so the result does not depend on the order the runs 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +25,13 @@ Normaliser = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True, slots=True)
 class FusedHit:
-    """One fused candidate: its fused score and, per strategy, (1-based rank, raw score)."""
+    """One fused candidate: its fused score and, per strategy, (1-based rank, raw score); ``ranker``: the
+    learned ranker's raw score when one re-ordered it."""
 
     id: str
     score: float
     sources: Mapping[str, tuple[int, float]]
+    ranker: float | None = None
 
 
 def min_max(scores: np.ndarray) -> np.ndarray:
@@ -120,12 +122,12 @@ def fuse(name: str, runs: Mapping[str, Hits], weights: Mapping[str, float] | Non
     return FUSERS[name](runs, weights)
 
 
-def to_hits(fused: list[FusedHit], k: int) -> Hits:
-    """The first ``k`` fused hits; each hit's :class:`~xmodal.provenance.Provenance` names the contributing
-    strategies, best rank first."""
+def to_hits(fused: list[FusedHit], k: int, scores: Sequence[float] | None = None) -> Hits:
+    """The first ``k`` fused hits with ``scores`` (default: their fused scores); each hit's
+    :class:`~xmodal.provenance.Provenance` names the contributing strategies, best rank first."""
     top = fused[:k]
     prov = tuple(provenance(h) for h in top)
-    hits = Hits.of([h.id for h in top], [h.score for h in top])
+    hits = Hits.of([h.id for h in top], list(scores[: len(top)]) if scores is not None else [h.score for h in top])
     return Hits(hits.ids, hits.scores, prov)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +23,16 @@ from ..provenance import names_of
 from ..records import Hits, Query
 from ..store.files import folder_lock
 from ..store.sqlite import StoredItem
-from . import strategy_config
+from . import explore_config, strategy_config
 from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
+from .exploration import ExploreBudget, ExploreSettings, eligible, place
 from .features import FeatureLayout, align, candidate_features
 from .fusion import FusedHit, fuse, to_hits
 from .item_meta import ItemMeta
-from .policy import Allocation, LinearBandit, Plan, equal_plan, load_policy, make_policy
+from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
+from .repeats import Repeats, Shown, pin, query_key
+from .scores import SCORE_MEANING, relevance, shown_scores
 from .strategies import (
     ExploreStrategy,
     LexicalStrategy,
@@ -65,6 +68,9 @@ class LTRConfig:
     #: registry names or dotted paths of the strategy sources, in order (None: the index's saved list, else
     #: :data:`~xmodal.ltr.strategies.registry.DEFAULT_STRATEGIES`)
     strategies: tuple[str, ...] | None = None
+    #: which calls may explore, how often, and the best position an explored item may take
+    #: (:mod:`xmodal.ltr.exploration`; None: the index's ``ltr/exploration.json``, else the defaults)
+    exploration: ExploreSettings | None = None
 
     def __post_init__(self) -> None:
         if self.explore not in EXPLORE_MODES:
@@ -75,13 +81,29 @@ class LTRConfig:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A query made ready for planning: its understanding, logged context and feature vector."""
+    """A query made ready for planning: its understanding, logged context and feature vector; its repeat
+    key and state (:mod:`xmodal.ltr.repeats`) and what it got last in that state, if anything."""
 
     query: Query
     understanding: Understanding
     context: dict[str, Any]
     x: np.ndarray
     available: tuple[str, ...]
+    key: str = ""
+    state: tuple[float, int] = (0.0, 0)
+    repeat: Shown | None = None
+    answers: tuple[str, ...] = ()  # items acted on for this query at a credible rate, best first
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """A plan's runs; the relevance strategies' runs fused (``fused``, with the ``weights`` they were fused
+    with); and the exploring strategies' items (``explored``), placed later (:func:`exploration.place`)."""
+
+    runs: dict[str, Hits]
+    fused: list[FusedHit]
+    explored: list[FusedHit]
+    weights: dict[str, float]
 
 
 def may_explore(mode: str, context: Mapping[str, Any]) -> bool:
@@ -132,6 +154,10 @@ class Pipeline:
         self.ranker_status = "no ranker trained: fused order"
         self._load_ranker()
         self._pending: dict[str, tuple[np.ndarray, set[str]]] = {}
+        self.repeats = Repeats()
+        self.exploration = self.config.exploration or explore_config.configured(self.dir)
+        self.budget = ExploreBudget(self.exploration.budget)
+        self._catalog_version = 0  # a change to the catalog lets a repeated query's top change
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
         self._meta = ItemMeta(engine)
         self.dirty = False
@@ -152,6 +178,7 @@ class Pipeline:
 
     # -- keeping in step with the catalog (the LTR extension forwards the engine's changes) ----------
     def on_put(self, stored: Sequence[StoredItem]) -> None:
+        self._catalog_version += 1
         self._meta.put({s.row: (s.item.created_at, str(s.item.modality)) for s in stored})
         for follower in self._followers:
             follower.on_put(stored)
@@ -159,6 +186,7 @@ class Pipeline:
             self.refresh_strategies()  # the first vectors of a kind: its dense strategy joins
 
     def on_delete(self, rows: Sequence[int]) -> None:
+        self._catalog_version += 1
         self._meta.delete(rows)
         for follower in self._followers:
             follower.on_delete(rows)
@@ -247,8 +275,9 @@ class Pipeline:
             self.dirty = False
 
     # -- the query path -----------------------------------------------------------------------------
-    def prepare(self, query: Query, now: float | None = None) -> Prepared:
-        """Understand the query and build its context (logged) and feature vector (for the policy)."""
+    def prepare(self, query: Query, now: float | None = None, vector: np.ndarray | None = None) -> Prepared:
+        """Understand the query and build its context (logged) and feature vector (for the policy); find what
+        the same query got last in the same state (:mod:`xmodal.ltr.repeats`)."""
         found = self.understanding.understand(query.text)
         memory_hits = self.memory.evidence(query.text)
         terms = stems(query.text or "")
@@ -264,33 +293,70 @@ class Pipeline:
             now=now,
             user=user,
         )
-        return Prepared(query, found, ctx, context_vector(ctx), self.available(query, found, memory_hits))
+        available = self.available(query, found, memory_hits)
+        key, state = query_key(query, vector), (float(ctx["actions"]), self._catalog_version)
+        repeat = self.repeats.get(key, state)
+        answers = self.memory.answers(query.text, ANSWERED_RATE) if ctx["actions"] else ()
+        return Prepared(query, found, ctx, context_vector(ctx), available, key, state, repeat, answers)
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
-        """The policy's plan for a prepared query.
+        """The policy's plan for a prepared query: relevance strategies, and exploration where it may.
 
-        - Exploration only where the config allows it for this query (:func:`may_explore`).
+        - The relevance strategies are the policy's choice; a repeat of a query in the same state
+          (:mod:`xmodal.ltr.repeats`) keeps the ones it had, so its top hits stay.
         - The memory index is kept when this query's results were acted on before: an answer users found
-          is never dropped because the policy prefers other strategies for queries like it.
-        - Exploration takes the plan of a query whose plans keep failing (:func:`context.unanswered`) when
-          its pool is on topic (query understanding found attribute slots, so it explores the items that
-          match them, the pool structured search ranks). Such a query needs items no plan has shown it, a
-          value no strategy's immediate reward tells the policy. The relevance-ordered strategies put the
-          same items on top of every search of the same query, and this query's searches kept failing;
-          re-showing those items would take the positions exploration needs. The memory index stays beside
-          exploration only when its best item is a credible answer (``answer_rate`` at least
-          :data:`context.ANSWERED_RATE`): an item clicked once in many showings at the top is not one.
-          Without slots, exploration would draw from the whole catalog, and stays the floor."""
+          is never dropped because the policy prefers other strategies for queries like it. For a query
+          whose searches keep failing (:func:`context.unanswered`), only when its best item is a credible
+          answer (``answer_rate`` at least :data:`context.ANSWERED_RATE`): an item clicked once in many
+          showings at the top is not one.
+        - Exploration only for a call that may explore (:func:`exploration.eligible`: logged, and by default
+          naming a user), a query the config lets explore (:func:`may_explore`), within the deployment's
+          budget. It draws its own few candidates (at most k, a quarter of the budget), set aside from the
+          relevance strategies' share whether or not this search explores, so their runs do not change
+          with it. Its items never go above position ``exploration.top`` (:func:`exploration.place`).
+          It *leads* (every position from ``top`` on) for a query whose plans keep failing, or one for which
+          the policy rates it best, when its pool is on topic (query understanding found attribute slots, so
+          it explores the items that match them); else it is the floor (every second position from ``top``)."""
         ctx = prepared.context
-        explore = may_explore(self.config.explore, ctx)
-        keep = (self.memory.name,) if ctx.get("actions", 0.0) > 0 else ()
-        available = prepared.available
-        lead: tuple[str, ...] = ()
-        if explore and unanswered(ctx) and ctx.get("slots") and self.explore.name in available:
-            lead = (self.explore.name,)
-            keep = keep if float(ctx.get("answer_rate", 0.0)) >= ANSWERED_RATE else ()
-            available = tuple(a for a in available if a in lead or a in keep)
-        return (policy or self.policy).select(prepared.x, available, explore=explore, keep=keep, lead=lead)
+        policy = policy or self.policy
+        explorer = self._explorer()
+        explore = self._may_explore(prepared, explorer)
+        failing = unanswered(ctx)
+        credible = not failing or float(ctx.get("answer_rate", 0.0)) >= ANSWERED_RATE
+        keep = (self.memory.name,) if ctx.get("actions", 0.0) > 0 and credible else ()
+        lead = (str(explorer),) if explore and failing and ctx.get("slots") else ()
+        chosen = policy.select(prepared.x, prepared.available, explore=explore, keep=keep, lead=lead)
+        order = tuple(a.strategy for a in chosen.allocations if a.strategy != explorer)
+        if prepared.repeat is not None:
+            order = tuple(a for a in prepared.repeat.order if a in prepared.available)
+        reserve = self._explore_depth(prepared) if explorer is not None else 0
+        allocations = allocate(order, chosen.budget - reserve, share=policy.share, min_depth=policy.min_depth)
+        role = next((i for i, a in enumerate(chosen.allocations) if a.strategy == explorer), None)
+        if role is not None and reserve > 0:
+            leads = role == 0 and bool(ctx.get("slots"))  # without slots its pool is the whole catalog: the floor
+            explored = Allocation(str(explorer), reserve, 1.0 if leads else policy.floor_weight)
+            allocations = (explored, *allocations) if leads else (*allocations, explored)
+        return Plan(allocations, chosen.budget, chosen.indices)
+
+    def _may_explore(self, prepared: Prepared, explorer: str | None) -> bool:
+        """Whether this search explores: a call that may, a query the config lets explore, and budget left."""
+        if explorer is None or explorer not in prepared.available or not self._explores_for(prepared.query):
+            return False
+        return self.budget.admit(may_explore(self.config.explore, prepared.context))
+
+    def _explores_for(self, query: Query) -> bool:
+        settings = self.exploration
+        return self.config.explore != "never" and settings.budget > 0 and eligible(query, settings.calls)
+
+    def _explore_depth(self, prepared: Prepared) -> int:
+        """Candidates set aside for exploration: at most k and a quarter of the budget, for calls that may explore."""
+        if not self._explores_for(prepared.query):
+            return 0
+        return min(prepared.query.k, self.config.budget // 4)
+
+    def _explores(self, name: str) -> bool:
+        spec = self.specs.get(name)
+        return spec is not None and spec.explores
 
     def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
         """Strategies that can return anything for this query (each spec judges, see :class:`StrategySpec`)."""
@@ -333,19 +399,37 @@ class Pipeline:
         cached: Mapping[str, Hits] | None = None,
         *,
         backfill: bool = True,
-    ) -> tuple[dict[str, Hits], list[FusedHit]]:
-        """The plan's runs and their fusion; when the chosen strategies found fewer than ``k`` items (and
-        ``backfill``), dense search fills the list up (within the budget, fused at half weight)."""
+    ) -> Candidates:
+        """The plan's runs: the relevance strategies' fused, the exploring strategies' set apart. When the
+        relevance strategies found fewer than ``k`` items (and ``backfill``), dense search fills the list up
+        (within the budget, fused at half weight)."""
         query = prepared.query
         runs = self.retrieve(prepared, plan, vector, cached)
-        fused = fuse(self.config.fusion, runs, plan.weights())
+        relevance = {name: hits for name, hits in runs.items() if not self._explores(name)}
+        weights = {a.strategy: a.weight for a in plan.allocations if a.strategy in relevance}
+        fused = fuse(self.config.fusion, relevance, weights)
         if backfill and len(fused) < query.k:
             dense = next((a for a in prepared.available if self._family(a) == "dense" and a not in runs), None)
             room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
             if dense is not None and room > 0:  # candidates drawn stay within the budget
-                runs[dense] = self._run(dense, query, room, vector)
-                fused = fuse(self.config.fusion, runs, {**plan.weights(), dense: 0.5})
-        return runs, fused
+                runs[dense] = relevance[dense] = self._run(dense, query, room, vector)
+                weights[dense] = 0.5
+                fused = fuse(self.config.fusion, relevance, weights)
+        used = {name: w for name, w in weights.items() if len(relevance[name])}  # the scale of the fused scores
+        return Candidates(runs, fused, self._explored(runs), used)
+
+    def _explored(self, runs: Mapping[str, Hits]) -> list[FusedHit]:
+        """The exploring strategies' items, in rank order (ties by strategy name), each once."""
+        found = sorted(
+            (rank, name, item_id, float(score))
+            for name, hits in runs.items()
+            if self._explores(name)
+            for rank, (item_id, score) in enumerate(hits, start=1)
+        )
+        out: dict[str, FusedHit] = {}
+        for rank, name, item_id, score in found:
+            out.setdefault(item_id, FusedHit(item_id, 0.0, {name: (rank, score)}))
+        return list(out.values())
 
     def _family(self, name: str) -> str | None:
         spec = self.specs.get(name)
@@ -354,7 +438,8 @@ class Pipeline:
     def rank(
         self, prepared: Prepared, vector: np.ndarray | None, fused: list[FusedHit]
     ) -> tuple[list[FusedHit], np.ndarray | None, str]:
-        """Re-order the head of the fused list with the ranker; on any failure keep the fused order."""
+        """Re-order the head of the fused list with the ranker (each hit keeps its fused score and gains the
+        ranker's); on any failure keep the fused order."""
         if self.ranker is None:
             return fused, None, self.ranker_status
         head = fused[: self.config.rank_depth]
@@ -364,47 +449,82 @@ class Pipeline:
         except (XmodalError, ValueError) as exc:
             return fused, None, f"ranker failed ({exc}): fused order"
         order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-        reranked = [FusedHit(head[i].id, float(scores[i]), head[i].sources) for i in order]
+        reranked = [replace(head[i], ranker=float(scores[i])) for i in order]
         return reranked + fused[len(head) :], X[order], self.ranker_status
+
+    def arrange(
+        self, prepared: Prepared, plan: Plan, ranked: Sequence[FusedHit], explored: Sequence[FusedHit]
+    ) -> list[FusedHit]:
+        """The list shown: the answers users found for this query come first (items acted on at a credible
+        rate, :meth:`MemoryStrategy.answers`: evidence that takes the top positions, whichever strategy's
+        order they have); a repeat of the query in the same state gets its top hits back first
+        (:func:`repeats.pin`); exploration's items are placed from position ``exploration.top`` on
+        (:func:`exploration.place`: every position when exploration leads the plan, else every second); and
+        what the query got is remembered."""
+        top = self.exploration.top
+        ranked = pin(ranked, prepared.answers)
+        if prepared.repeat is not None:
+            ranked = pin(ranked, prepared.repeat.top)
+        lead = bool(plan.allocations) and self._explores(plan.allocations[0].strategy)
+        shown = place(ranked, explored, top=top, every=1 if lead else 2)
+        order = tuple(a.strategy for a in plan.allocations if not self._explores(a.strategy))
+        self.repeats.put(prepared.key, Shown(prepared.state, order, tuple(h.id for h in shown[: top - 1])))
+        return shown
+
+    def start_over(self) -> None:
+        """Forget what repeated queries got and the exploration budget's counts (a simulated run's start)."""
+        self.repeats.clear()
+        self.budget.reset()
 
     def search(
         self, query: Query, vector: np.ndarray | None, *, plan: Plan | None = None
     ) -> tuple[Hits, dict[str, Any]]:
-        """The learned search: returns the hits and the explanation (plan, contributions, features)."""
-        prepared = self.prepare(query)
+        """The learned search: returns the hits (scores: :mod:`xmodal.ltr.scores`) and the explanation (plan,
+        contributions, each hit's raw strategy scores and features)."""
+        prepared = self.prepare(query, vector=vector)
         plan = plan or self.plan(prepared)
-        runs, fused = self.candidates(prepared, plan, vector)
-        ranked, X, status = self.rank(prepared, vector, fused)
-        hits = to_hits(ranked, query.k)
-        return hits, self.explain(prepared, plan, runs, ranked[: query.k], X, status)
+        found = self.candidates(prepared, plan, vector)
+        ranked, X, status = self.rank(prepared, vector, found.fused)
+        shown = self.arrange(prepared, plan, ranked, found.explored)[: query.k]
+        scores = shown_scores(shown, self.config.fusion, found.weights)
+        features = None if X is None else {h.id: row for h, row in zip(ranked, X, strict=False)}
+        details = self.explain(prepared, plan, found, shown, scores, features, status)
+        return to_hits(shown, query.k, scores), details
 
     def explain(
         self,
         prepared: Prepared,
         plan: Plan,
-        runs: Mapping[str, Hits],
-        top: Sequence[FusedHit],
-        X: np.ndarray | None,
+        found: Candidates,
+        shown: Sequence[FusedHit],
+        scores: Sequence[float],
+        features: Mapping[str, np.ndarray] | None,
         status: str,
     ) -> dict[str, Any]:
-        shown = {h.id for h in top}
+        ids = {h.id for h in shown}
         contributions = {
             name: {
                 "depth": plan.depths().get(name, len(hits)),
                 "backfill": name not in plan.depths(),
                 "returned": len(hits),
-                "in_results": sum(1 for i in hits.ids.tolist() if i in shown),
+                "in_results": sum(1 for i in hits.ids.tolist() if i in ids),
             }
-            for name, hits in runs.items()
+            for name, hits in found.runs.items()
         }
         per_hit = []
-        for i, hit in enumerate(top):
+        for hit, score in zip(shown, scores, strict=True):
             entry: dict[str, Any] = {
                 "id": hit.id,
+                "score": score,
+                "relevance": round(relevance(self.config.fusion, hit.score, found.weights), 6),
+                "fused": round(hit.score, 6),
                 "sources": {s: {"rank": r, "score": round(v, 6)} for s, (r, v) in hit.sources.items()},
             }
-            if X is not None and i < len(X):
-                entry["features"] = {name: round(float(v), 6) for name, v in zip(self.features, X[i], strict=True)}
+            if hit.ranker is not None:
+                entry["ranker"] = round(hit.ranker, 6)
+            row = None if features is None else features.get(hit.id)
+            if row is not None:
+                entry["features"] = {name: round(float(v), 6) for name, v in zip(self.features, row, strict=True)}
             per_hit.append(entry)
         return {
             "mode": "learned",
@@ -413,14 +533,20 @@ class Pipeline:
             "budget": plan.budget,
             "policy": {"kind": self.policy.kind, "indices": {k: round(v, 6) for k, v in plan.indices.items()}},
             "fusion": self.config.fusion,
+            "score": SCORE_MEANING,
+            "exploration": {
+                "may_explore": self._explores_for(prepared.query),
+                "top": self.exploration.top,
+                "repeat": prepared.repeat is not None,
+            },
             "strategies": contributions,
             "ranker": status,
             "hits": per_hit,
         }
 
     def single(self, name: str, query: Query, vector: np.ndarray | None) -> tuple[Hits, dict[str, Any]]:
-        """One strategy alone at depth k (the per-strategy search modes)."""
-        prepared = self.prepare(query)
+        """One strategy alone at depth k (the per-strategy search modes; scores: the strategy's own)."""
+        prepared = self.prepare(query, vector=vector)
         plan = Plan((Allocation(name, query.k, 1.0),), query.k, {name: 0.0})
         if name not in self.strategies:
             raise ConfigError(
@@ -436,12 +562,15 @@ class Pipeline:
         }
 
     def uniform(self, query: Query, vector: np.ndarray | None) -> tuple[Hits, dict[str, Any]]:
-        """Every available strategy with an equal share of the budget and equal weights (the baseline)."""
-        prepared = self.prepare(query)
+        """Every available strategy with an equal share of the budget and equal weights (the baseline);
+        exploration's items placed as the floor's are."""
+        prepared = self.prepare(query, vector=vector)
         plan = equal_plan(prepared.available, prepared.available, self.config.budget)
-        runs, fused = self.candidates(prepared, plan, vector, backfill=False)
-        details = self.explain(prepared, plan, runs, fused[: query.k], None, "fused order")
-        return to_hits(fused, query.k), {**details, "mode": "uniform"}
+        found = self.candidates(prepared, plan, vector, backfill=False)
+        shown = place(found.fused, found.explored, top=self.exploration.top, every=2)[: query.k]
+        scores = shown_scores(shown, self.config.fusion, found.weights)
+        details = self.explain(prepared, plan, found, shown, scores, None, "fused order")
+        return to_hits(shown, query.k, scores), {**details, "mode": "uniform"}
 
     # -- online learning ------------------------------------------------------------------------------
     def learn(

@@ -53,6 +53,7 @@ class SimQuery:
 
 
 SIM_NOW = 1.7e9  # the simulated clock starts here
+SIM_USER = "simulated-user"
 
 
 def wordnet_catalog(
@@ -253,6 +254,7 @@ class Simulator:
         return [head[i] for i in order] + fused[len(head) :]
 
     def reset(self) -> None:
+        self.pipeline.start_over()
         self.pipeline.memory.stats = clone_stats(self.base_memory)
         self.pipeline.memory.history_ = {k: list(v) for k, v in self.base_history.items()}
         self.pipeline.popularity.clear()
@@ -279,16 +281,18 @@ class Simulator:
         steps: list[Step] = []
         chosen: dict[str, int] = {}
         for t, sq in enumerate(self.queries):
-            query = Query(text=sq.text, k=self.k)
-            prepared = self.pipeline.prepare(query, now=self.now + 60 * t)
+            query = Query(text=sq.text, k=self.k, user=SIM_USER, logged=True)  # a logged search by a known user
+            static, vector = self.static_runs(sq.text)
+            prepared = self.pipeline.prepare(query, now=self.now + 60 * t, vector=vector)
             if isinstance(policy, LinearBandit):
                 plan = self.pipeline.plan(prepared, policy)
             else:
                 plan = equal_plan(policy, prepared.available, self.budget)
-            static, vector = self.static_runs(sq.text)
             # no dense back-fill: every plan, fixed or learned, is judged on its own strategies
-            _, fused = self.pipeline.candidates(prepared, plan, vector, cached=static, backfill=False)
-            top = self.logged_order(fused, promote_fresh, self.now + 60 * t)[: self.k]
+            found = self.pipeline.candidates(prepared, plan, vector, cached=static, backfill=False)
+            fused = found.fused
+            ordered = self.logged_order(fused, promote_fresh, self.now + 60 * t)
+            top = self.pipeline.arrange(prepared, plan, ordered, found.explored)[: self.k]
             randomized = bool(rng.random() < randomize)
             if randomized:
                 top = [top[i] for i in rng.permutation(len(top))]

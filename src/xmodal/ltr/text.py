@@ -9,15 +9,22 @@ Two stemmers, on purpose:
   algorithm for suffix stripping", 1980) so that "boots" and "boot" meet. It is kept unchanged
   because :func:`normalize_query`, the key under which queries are grouped in the memory index, is
   stored in feedback logs; attribute matching (typo-tolerant) uses it too.
+
+:func:`is_english_word` says whether a word is spelled right: it is in the English word list (160k words
+with their inflections) that ships with ``pyspellchecker`` (MIT; Peter Norvig's corrector), so typo tolerance
+never reads a real word as another one ("boots" as "books").
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.resources
+import json
 
 from ..store.analysis import terms, tokens
 
-__all__ = ["STOPWORDS", "normalize_query", "stem", "stems", "tokens", "within_one_edit"]
+__all__ = ["STOPWORDS", "is_english_word", "normalize_query", "stem", "stems", "tokens", "within_one_edit"]
 _SUFFIXES = (
     "ational",
     "ization",
@@ -93,3 +100,16 @@ def within_one_edit(a: str, b: str) -> bool:
     while i < len(short) and short[i] == long_[i]:
         i += 1
     return short[i:] == long_[i + 1 :]
+
+
+@functools.cache
+def english_words() -> frozenset[str]:
+    """The English word list of ``pyspellchecker`` (its ``en`` dictionary's words), read once per process."""
+    data = importlib.resources.files("spellchecker") / "resources" / "en.json.gz"
+    with data.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as text:
+        return frozenset(json.load(text))
+
+
+def is_english_word(word: str) -> bool:
+    """Whether ``word`` (lower case) is a correctly spelled English word."""
+    return word in english_words()

@@ -134,6 +134,7 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
         "user": req.user,
         "group": req.group,
         "strict": req.strict,
+        "logged": req.log,  # exploration only where feedback can come back
     }
     if req.mode is not None:  # none given: the index's default mode
         fields["mode"] = req.mode

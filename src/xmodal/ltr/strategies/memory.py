@@ -135,6 +135,13 @@ class MemoryStrategy:
         credible the best answer users found is (one click in many showings at the top is not an answer)."""
         return max((p.score() for p in self.lookup(text).values() if p.actions > 0), default=0.0)
 
+    def answers(self, text: str | None, least: float) -> tuple[str, ...]:
+        """The items acted on for this normalised query whose smoothed action rate is at least ``least``,
+        best first (ties by id): answers users found, the evidence that may take the top positions."""
+        pairs = self.lookup(text)
+        rates = {i: p.score() for i, p in pairs.items() if p.actions > 0 and p.score() >= least}
+        return tuple(sorted(rates, key=lambda i: (-rates[i], i)))
+
     def history(self, text: str | None) -> tuple[int, float]:
         """How often this normalised query was searched (impressions logged) and its positive actions."""
         key = normalize_query(text)

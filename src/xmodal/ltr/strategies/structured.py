@@ -3,8 +3,10 @@
 Query tokens and n-grams (up to three words) are matched against the attribute values of the
 catalog (``engine.attributes``): "red leather boots" → ``color=red, material=leather,
 category=boots``. Matching is on stems (so "boots" meets "boot") and tolerates one typo
-(Damerau–Levenshtein distance 1) in words of five letters or more. The slots found become filters;
-the remaining words rank the matching items (BM25F first, then dense similarity).
+(Damerau–Levenshtein distance 1) in words of five letters or more that are misspelled: a word of the
+English word list (:func:`~xmodal.ltr.text.is_english_word`) or of the catalog's own text is never read as
+another word ("boots" is not the category "books"). The slots found become filters; the remaining words
+rank the matching items (BM25F first, then dense similarity).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from ...filters import filterable
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
-from ..text import STOPWORDS, stem, stems, tokens, within_one_edit
+from ..text import STOPWORDS, english_words, is_english_word, stem, stems, tokens, within_one_edit
 from .base import hits_from_rows, top_rows
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ class QueryUnderstanding:
         self.engine = engine
         self._phrases: dict[tuple[str, ...], tuple[str, AttributeValue]] | None = None
         self._by_length: dict[int, list[str]] = {}
+        english_words()  # the word list loads with the engine, not on the first query
 
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         self._phrases = None
@@ -97,13 +100,17 @@ class QueryUnderstanding:
             else:
                 i += 1
         for j, key in enumerate(keys):
-            if not used[j] and len(words[j]) >= 5 and not words[j].isdigit():
+            if not used[j] and len(words[j]) >= 5 and not words[j].isdigit() and self._misspelled(words[j]):
                 fuzzy = self._typo_match(key)
                 if fuzzy is not None:
                     _add(slots, vocab[(fuzzy,)])
                     used[j] = True
         rest = " ".join(w for w, u in zip(words, used, strict=True) if not u)
         return Understanding(slots, tuple(w for w, u in zip(words, used, strict=True) if u), rest)
+
+    def _misspelled(self, word: str) -> bool:
+        """Neither an English word nor a word of the catalog's text: only such a word may be a typo."""
+        return not is_english_word(word) and self.engine.fulltext.known_fraction(stems(word)) == 0
 
     def _typo_match(self, key: str) -> str | None:
         for length in (len(key), len(key) - 1, len(key) + 1):

@@ -1,0 +1,84 @@
+"""The same query with no new feedback returns the same top hits.
+
+Every logged search changes what the learned pipeline knows (the policy observes which strategies supplied
+the items shown, the memory index counts the impressions), so without care a repeated query gets another
+plan, or another order, on every call: the results a user sees flicker although nobody acted on them.
+:class:`Repeats` remembers, per query (:func:`query_key`: its normalised text, its media, filters and
+target; not the user), the relevance strategies of its last plan and its top hits (the positions above
+exploration's, :mod:`xmodal.ltr.exploration`), with the *state* they were chosen in: the feedback on this
+query (its events) and the catalog's version. A repeat in the same state gets the same relevance
+strategies and the same top hits first (:func:`pin`); an event on the query, or a change to the catalog,
+lets them change. The memo lives in the process (bounded, least recently used first out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..records import Query
+from .fusion import FusedHit
+from .text import normalize_query
+
+MAX_QUERIES = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What a query got in one state: ``order`` (its relevance strategies, in plan order) and ``top`` (ids)."""
+
+    state: tuple[float, int]  # (the query's feedback, the catalog's version)
+    order: tuple[str, ...]
+    top: tuple[str, ...]
+
+
+def query_key(query: Query, vector: np.ndarray | None) -> str:
+    """What makes two searches the same query: normalised text, media (by the query vector), filters, target."""
+    media = ""
+    if (query.image is not None or query.media) and vector is not None:
+        media = hashlib.blake2b(np.ascontiguousarray(vector).tobytes(), digest_size=16).hexdigest()
+    where = json.dumps(query.filters, sort_keys=True, default=str)
+    return "\x1f".join((normalize_query(query.text), media, where, str(query.target)))
+
+
+class Repeats:
+    """A bounded, thread-safe memo: query key -> :class:`Shown`."""
+
+    def __init__(self, size: int = MAX_QUERIES) -> None:
+        self.size = size
+        self._memo: OrderedDict[str, Shown] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, state: tuple[float, int]) -> Shown | None:
+        """What the query got last, if it was in the same ``state``."""
+        with self._lock:
+            shown = self._memo.get(key)
+            if shown is None or shown.state != state:
+                return None
+            self._memo.move_to_end(key)
+            return shown
+
+    def put(self, key: str, shown: Shown) -> None:
+        with self._lock:
+            self._memo[key] = shown
+            self._memo.move_to_end(key)
+            while len(self._memo) > self.size:
+                self._memo.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._memo.clear()
+
+
+def pin(ranked: Sequence[FusedHit], top: Sequence[str]) -> list[FusedHit]:
+    """``ranked`` with the hits ``top`` names first, in that order (those it holds); the rest keep their order."""
+    by_id = {h.id: h for h in ranked}
+    first = [by_id[i] for i in dict.fromkeys(top) if i in by_id]
+    chosen = {h.id for h in first}
+    return first + [h for h in ranked if h.id not in chosen]
