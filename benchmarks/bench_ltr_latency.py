@@ -9,7 +9,9 @@ Per query it times, separately: plain dense search (``Engine.search_vector``, th
 policy (query understanding + context + ``select``), the strategies' retrieval, fusion (the pipeline's
 default, min-max convex), and the
 ranker (features of the top 50 + LightGBM scoring; the model is trained on the bench's own
-features with random labels, only its size matters). "added" = policy + fusion + ranker (the target);
+features with random labels, only its size matters), and the arrangement of the list shown (a repeated
+query's top kept, exploration's items placed, scores on [0, 1]). "added" = policy + fusion + ranker +
+arrange (the target);
 "learned_total" = the whole learned search after encoding, strategies included. Prints JSON; query
 encoding is excluded.
 """
@@ -31,6 +33,7 @@ from xmodal.ltr.features import candidate_features
 from xmodal.ltr.fusion import fuse
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.ranker import LambdaRanker
+from xmodal.ltr.scores import shown_scores
 
 POS = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
 LEX = (
@@ -96,29 +99,32 @@ def main() -> None:
         ),
         save=False,
     )
-    stages = ("dense", "policy", "retrieve", "fusion", "ranker", "added", "learned_total")
+    stages = ("dense", "policy", "retrieve", "fusion", "ranker", "arrange", "added", "learned_total")
     times: dict[str, list[float]] = {k: [] for k in stages}
     for q, v in zip(queries, vectors, strict=True):
         a = time.perf_counter()
         engine.search_vector(v, k=q.k)
         b = time.perf_counter()
-        prepared = pipe.prepare(q)
+        prepared = pipe.prepare(q, vector=v)
         plan = pipe.plan(prepared)
         c = time.perf_counter()
         runs = pipe.retrieve(prepared, plan, v)
         d = time.perf_counter()
         fused = fuse(pipe.config.fusion, runs, plan.weights())
         e = time.perf_counter()
-        pipe.rank(prepared, v, fused)
+        ranked, _, _ = pipe.rank(prepared, v, fused)
         f = time.perf_counter()
+        shown_scores(pipe.arrange(prepared, plan, ranked, [])[: q.k], pipe.config.fusion, plan.weights())
+        g = time.perf_counter()
         for key, value in (
             ("dense", b - a),
             ("policy", c - b),
             ("retrieve", d - c),
             ("fusion", e - d),
             ("ranker", f - e),
-            ("added", (c - b) + (e - d) + (f - e)),
-            ("learned_total", f - b),
+            ("arrange", g - f),
+            ("added", (c - b) + (e - d) + (f - e) + (g - f)),
+            ("learned_total", g - b),
         ):
             times[key].append(value)
     out = {
