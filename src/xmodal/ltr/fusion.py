@@ -71,7 +71,10 @@ def _ranked(totals: dict[str, float], sources: dict[str, dict[str, tuple[int, fl
     return [FusedHit(i, totals[i], dict(sorted(sources[i].items()))) for i in order]
 
 
-def rrf(runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, k: float = 60.0) -> list[FusedHit]:
+RRF_K = 60.0  # Cormack et al.'s constant
+
+
+def rrf(runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, k: float = RRF_K) -> list[FusedHit]:
     """Reciprocal rank fusion (Cormack et al. 2009) with per-strategy weights (default 1)."""
     if k < 0:
         raise ValidationError("k", f"must be >= 0, got {k}", "use e.g. k=60")

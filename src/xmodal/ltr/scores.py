@@ -25,9 +25,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .fusion import FusedHit
-
-RRF_K = 60.0  # the k of :func:`xmodal.ltr.fusion.rrf`
+from .fusion import RRF_K, FusedHit
 
 
 def relevance(fusion: str, total: float, weights: Mapping[str, float]) -> float:

@@ -75,7 +75,7 @@ def _run(
     its query (None for a vector query: not logged)."""
     out: list[tuple[SearchResult, Query | None] | None] = [None] * len(req.queries)
     texts = [i for i, q in enumerate(req.queries) if q.vector is None]
-    queries = [_query(i, req.queries[i], images[i], req.user) for i in texts]
+    queries = [_query(i, req.queries[i], images[i], req.user, req.log) for i in texts]
     if queries:
         details = req.explain or req.log  # an impression keeps the plan for learning
         with renumbered(texts):
@@ -99,9 +99,10 @@ def _run(
     return [pair for pair in out if pair is not None]
 
 
-def _query(position: int, spec: QueryIn, image: bytes | None, user: str | None) -> Query:
+def _query(position: int, spec: QueryIn, image: bytes | None, user: str | None, logged: bool) -> Query:
     fields: dict[str, Any] = {
         "user": user,
+        "logged": logged,  # exploration only where feedback can come back
         "text": spec.text,
         "image": image,
         "filters": spec.filters,
