@@ -156,6 +156,20 @@ CASES = [
     pytest.param(["httpx"], "import xmodal\nxmodal.Client('http://127.0.0.1:1')", "client", id="client-lazy-export"),
     pytest.param(["httpx"], "from xmodal.client import AsyncClient", "client", id="client-module"),
     pytest.param(
+        ["pyarrow"],
+        HASHING_ENGINE
+        + "engine.add([xmodal.Item.create('a', title='a cup')])\n"
+        + "engine.export(tmp / 'out.parquet')",
+        "export",
+        id="export-parquet",
+    ),
+    pytest.param(
+        ["pyarrow"],
+        HASHING_ENGINE + "engine.close()\n" + cli("--index TMP/idx export TMP/x.parquet"),
+        "export",
+        id="export-cli",
+    ),
+    pytest.param(
         ["matplotlib"],
         "from xmodal.ltr.simreport import write_report\nwrite_report({}, tmp / 'out')",
         "eval",

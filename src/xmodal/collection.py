@@ -1,5 +1,5 @@
-"""Collection operations the engine delegates to: count with a filter, look-ups by id, delete by filter,
-clear and attribute updates.
+"""Collection operations the engine delegates to: count with a filter, look-ups by id (one or many), hit
+vectors, page cursors, scroll, delete by filter, clear and attribute updates.
 
 :class:`Collection` works on the engine's parts (the store, the in-memory catalog, its locks) and goes
 through the engine's own write path for every change (``commit`` and ``delete``), so the change log,
@@ -9,7 +9,7 @@ methods and calls these.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from .catalog import Catalog
+from .cursor import Cursors, scope_of
 from .errors import NotFoundError, ValidationError, brief
 from .ingest.prepare import Entry
-from .records import Hits, Item
+from .records import MAX_K, Hits, Item
 from .results import hit_vector
 from .rwlock import RWLock
 from .store.base import Store, StoredItem
@@ -27,6 +28,19 @@ from .updates import check_delete_filter, updated_item
 
 #: The engine's write path: commit ``(item, vectors)`` entries (store, then every derived structure).
 Commit = Callable[[Sequence[Entry]], list[StoredItem]]
+
+
+MAX_PAGE = 10_000  # items in one scroll page
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of a scroll: items in row order (the order they were first added), the cursor of the next page
+    (None on the last one), and (``with_vectors``) each item's vectors by kind, aligned with the items."""
+
+    items: tuple[Item, ...]
+    next_cursor: str | None
+    vectors: tuple[dict[str, np.ndarray], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +76,14 @@ class Collection:
         refresh: Callable[[], None],
         commit: Commit,
         delete: Callable[[Sequence[str]], int],
+        cursors: Cursors,
     ) -> None:
         """``lock``: the readers–writer lock the catalog changes under; ``writing``: the engine's one-write-
-        at-a-time lock; ``refresh`` catches the catalog up with other processes' writes."""
+        at-a-time lock; ``refresh`` catches the catalog up with other processes' writes; ``cursors`` issues
+        and reads this index's page cursors."""
         self._store, self._catalog, self._lock, self._writing = store, catalog, lock, writing
         self._refresh, self._commit, self._delete = refresh, commit, delete
+        self.cursors = cursors
 
     # -- reads --------------------------------------------------------------------------------
     def count(self, filters: Mapping[str, Any] | None = None, *, strict: bool = False) -> int:
@@ -104,6 +121,72 @@ class Collection:
             hit_vector(stored[row].vectors, source, str(target)) if row in stored else None
             for row, source in zip(rows, sources, strict=True)
         )
+
+    # -- pages ----------------------------------------------------------------------------------
+    def resume(self, scope: str, cursor: str | None, offset: int) -> int:
+        """The offset a search starts at: ``offset``, or the one its ``cursor`` holds (not both)."""
+        if cursor is None:
+            return offset
+        if offset:
+            raise ValidationError("cursor", "cannot be combined with an offset", "drop offset: the cursor holds it")
+        return self.cursors.read(cursor, scope)
+
+    def next_page(self, scope: str, offset: int, k: int, returned: int) -> str | None:
+        """The cursor of the page after one of ``k`` hits from ``offset`` that returned ``returned``: None when
+        it came back short (no more hits) or the next page would pass :data:`MAX_K`."""
+        start = offset + k
+        return self.cursors.issue(scope, start) if returned >= k and start + k <= MAX_K else None
+
+    def scroll(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        with_vectors: bool = False,
+        strict: bool = False,
+    ) -> Page:
+        """A page of the items that match ``filters`` (every item without), in row order, from ``cursor``."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValidationError("limit", f"must be an integer from 1 to {MAX_PAGE}, got {brief(limit)}", "e.g. 100")
+        scope = scope_of("scroll", dict(filters or {}), strict)
+        after = -1 if cursor is None else self.cursors.read(cursor, scope)
+        rows = self.matching(filters, strict=strict)
+        start = int(np.searchsorted(rows, after, side="right"))
+        page = rows[start : start + limit].tolist()
+        stored = self._store.get_rows(page, with_vectors=with_vectors)
+        found = [stored[row] for row in page if row in stored]
+        more = start + limit < len(rows)
+        return Page(
+            tuple(s.item for s in found),
+            self.cursors.issue(scope, page[-1]) if more else None,
+            tuple(s.vectors for s in found) if with_vectors else None,
+        )
+
+    def matching(self, filters: Mapping[str, Any] | None, *, strict: bool = False) -> np.ndarray:
+        """The sorted rows of the items that match ``filters`` (every item without), caught up first."""
+        self._refresh()
+        with self._lock.read():
+            if not filters:  # every row: the attribute table is not needed (nor built)
+                return np.sort(self._catalog.rows())
+            rows = self._catalog.attributes.match(filters, strict=strict)
+            return np.sort(self._catalog.rows()) if rows is None else rows
+
+    def iterate(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        batch: int = 2000,
+        with_vectors: bool = False,
+        strict: bool = False,
+    ) -> Iterator[list[StoredItem]]:
+        """The items that match ``filters`` (matched once, at the start), in row order, ``batch`` at a time;
+        an item deleted meanwhile is left out, an item added meanwhile is not included."""
+        rows = self.matching(filters, strict=strict).tolist()
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            stored = self._store.get_rows(chunk, with_vectors=with_vectors)
+            yield [stored[row] for row in chunk if row in stored]
 
     # -- writes -------------------------------------------------------------------------------
     def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:

@@ -41,9 +41,12 @@ from .backends import DEFAULT_BACKEND, BackendContext, RowListing, VectorBackend
 from .batch import dense_groups, in_batch, skip
 from .catalog import Catalog
 from .changes import replay
-from .collection import Collection, Fetched
+from .collection import Collection, Fetched, Page
+from .cursor import Cursors, search_scope, vector_scope
 from .encoders import Content, Encoder, kinds_of
 from .errors import DiskFull, NotFoundError, ValidationError
+from .export import BATCH as EXPORT_BATCH
+from .export import ExportReport, write_export
 from .extension import Extension, Mode
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
@@ -101,6 +104,7 @@ class Engine:
             refresh=functools.partial(self.refresh, extensions=False),
             commit=self._commit,
             delete=self.delete,
+            cursors=Cursors(settings["id"]),
         )
         try:
             self._catch_up_backend()
@@ -483,6 +487,39 @@ class Engine:
         index does not hold (not an error); ``with_vectors``: each item's vectors by kind too."""
         return self._collection.get_many(ids, with_vectors=with_vectors)
 
+    def scroll(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        with_vectors: bool = False,
+        strict: bool = False,
+    ) -> Page:
+        """A page of up to ``limit`` items that match ``filters`` (every item without), in the order they were
+        first added; pass ``Page.next_cursor`` back (with the same filters) for the next page, None at the
+        end. Writes between pages neither repeat nor skip the items that stay (see :mod:`xmodal.cursor`)."""
+        return self._collection.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict)
+
+    def export(
+        self,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+        with_vectors: bool = False,
+        force: bool = False,
+    ) -> ExportReport:
+        """Write the items that match ``filters`` (every item without) to ``path``: JSON Lines, or Parquet with
+        ``pyarrow`` (by the extension, or ``format``), with their vectors on request. A path that exists is an
+        error unless ``force`` (see :mod:`xmodal.export`)."""
+        batches = functools.partial(
+            self._collection.iterate, filters, batch=EXPORT_BATCH, with_vectors=with_vectors, strict=strict
+        )
+        kinds, dim = self.vector_kinds(), self.dim
+        return write_export(path, batches, format=format, with_vectors=with_vectors, force=force, kinds=kinds, dim=dim)
+
     def vectors(self, item_id: str) -> dict[str, np.ndarray]:
         """The item's stored vectors by kind (:class:`NotFoundError` when there is no such item)."""
         return self._collection.stored(item_id).vectors
@@ -516,18 +553,20 @@ class Engine:
         log: bool = False,
         explain: bool = False,
         with_vectors: bool = False,
+        cursor: str | None = None,
         **options: Any,
     ) -> SearchResult:
         """Search with a :class:`Query` (or a text plus ``Query`` keyword options); ``Query.mode`` None is
         the index's default mode. ``log=True`` records the impression and sets ``query_id`` for
         :meth:`feedback`; ``explain=True`` returns the plan, each strategy's contribution and the features;
         ``with_vectors=True`` gives each hit's vector (:func:`~xmodal.results.hit_vector`) in
-        ``SearchResult.vectors``."""
+        ``SearchResult.vectors``. ``cursor``: a result's ``next_cursor``, with the same query, for the next
+        page (instead of ``offset``; see :mod:`xmodal.cursor`)."""
         start = time.perf_counter()
         query = Query(text=query, **options) if isinstance(query, str) else query
         query = replace(query, logged=query.logged or log)  # feedback can follow: it may explore
         self.refresh(extensions=(query.mode or self.default_mode) != DENSE)
-        prepared = [self._prepare(query)]
+        prepared = [self._prepare(query, cursor)]
         return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)[0]
 
     def search_many(
@@ -551,10 +590,12 @@ class Engine:
         prepared = [in_batch(i, functools.partial(self._prepare, q)) for i, q in enumerate(given)]
         return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)
 
-    def _prepare(self, query: Query) -> tuple[Query, Mode | None]:
-        """The query with its mode set, and that mode (None: dense); an unknown vector kind, a bad filter or
-        an unknown mode is an error here, before any work."""
+    def _prepare(self, query: Query, cursor: str | None = None) -> tuple[Query, Mode | None]:
+        """The query with its mode set (and the offset its ``cursor`` holds), and that mode (None: dense); an
+        unknown vector kind, a bad filter or cursor, or an unknown mode is an error here, before any work."""
         query = replace(query, mode=query.mode or self.default_mode)
+        if cursor is not None:
+            query = replace(query, offset=self._collection.resume(search_scope(query), cursor, query.offset))
         self._target_kinds(query.target)
         self._check_filters(query.filters, strict=query.strict)
         return query, None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
@@ -580,8 +621,9 @@ class Engine:
             hits, items = skip(hits, items, query.offset)  # past the end, none are left
             details = {**details, "mode": details.get("mode", query.mode)}
             vecs = self._collection.hit_vectors(hits, query.target) if with_vectors else None
+            page = self._collection.next_page(search_scope(query), query.offset, query.k, len(hits))
             took = (time.perf_counter() - start) * 1000
-            result = SearchResult(hits, items, took, encode_ms, None, details if explain else None, vecs)
+            result = SearchResult(hits, items, took, encode_ms, None, details if explain else None, vecs, page)
             results.append(replace(result, query_id=self._log_search(query, result, details)) if log else result)
         return results
 
@@ -686,11 +728,13 @@ class Engine:
         filters: Mapping[str, Any] | None = None,
         strict: bool = False,
         with_vectors: bool = False,
+        cursor: str | None = None,
     ) -> SearchResult:
         """A dense search with the caller's own query vector (of the index's dimension): :meth:`search_vector`
-        with the hits' items, and ``offset`` hits skipped as in :class:`Query` (``with_vectors``: as in
-        :meth:`search`)."""
+        with the hits' items, and ``offset`` hits skipped as in :class:`Query` (``with_vectors`` and ``cursor``:
+        as in :meth:`search`)."""
         vec = query_vector(vector, dim=self.backend.dim)
+        offset = self._collection.resume(vector_scope(vec[0], target, filters, strict), cursor, offset)
         return self.search_by_vectors(
             vec, k=k, offset=offset, target=target, filters=filters, strict=strict, with_vectors=with_vectors
         )[0]
@@ -712,12 +756,15 @@ class Engine:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
         check_offset(offset, k)
-        found = self.search_vectors(vectors, k=k + offset, target=target, filters=filters, strict=strict)
+        vecs = query_vectors(vectors, self.backend.dim)
+        found = self.search_vectors(vecs, k=k + offset, target=target, filters=filters, strict=strict)
         results = []
-        for hits in found:
+        for vec, hits in zip(vecs, found, strict=True):
             hits, items = skip(*self._items_for(hits), offset)
-            vecs = self._collection.hit_vectors(hits, target) if with_vectors else None
-            results.append(SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0, vectors=vecs))
+            page = self._collection.next_page(vector_scope(vec, target, filters, strict), offset, k, len(hits))
+            hit_vecs = self._collection.hit_vectors(hits, target) if with_vectors else None
+            took = (time.perf_counter() - start) * 1000
+            results.append(SearchResult(hits, items, took, 0.0, vectors=hit_vecs, next_cursor=page))
         return results
 
     def vector_kinds(self) -> list[str]:

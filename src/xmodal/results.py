@@ -25,6 +25,8 @@ class SearchResult:
     #: With ``with_vectors=True``: each hit's vector (:func:`hit_vector`), aligned with the hits (None for a
     #: hit without vectors).
     vectors: tuple[np.ndarray | None, ...] | None = None
+    #: The cursor of the next page (pass it back with the same query), None when this page was the last.
+    next_cursor: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON data, in the one view the CLI, REST and MCP share (:mod:`xmodal.view`)."""

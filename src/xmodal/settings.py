@@ -1,16 +1,18 @@
 """An index's settings: chosen when the folder is created, stored in it, checked on every later open.
 
 ``{"encoder": {...its config...}, "backend": "local", "index": "auto", "index_options": {},
-"extensions": ["ltr", "genret"], "default_mode": "learned"}``, plus ``"media": [...]`` when the index allows
-media loaders named by dotted path (:func:`xmodal.media_loaders.allow_media`; names given to a later open are
-added). An index written before ``backend``,
-``extensions`` and ``default_mode`` were settings gets today's defaults for them (what that version did),
-recorded the first time it is opened for writing. The backend is resolved by name (:mod:`xmodal.backends`)
+"extensions": ["ltr", "genret"], "default_mode": "learned", "id": "<random hex>"}``, plus ``"media": [...]``
+when the index allows media loaders named by dotted path (:func:`xmodal.media_loaders.allow_media`; names
+given to a later open are added). An index written before ``backend``, ``extensions`` and ``default_mode`` were
+settings gets today's defaults for them (what that version did),
+recorded the first time it is opened for writing; so does its ``id`` (random, given once: the cursors an
+index issues name it, see :mod:`xmodal.cursor`). The backend is resolved by name (:mod:`xmodal.backends`)
 when the engine opens it.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,6 +65,7 @@ def open_settings(
         settings["encoder"] = enc.config()  # an index written before identities records its encoder's now
         if default_mode is not None:
             settings["default_mode"] = default_mode
+    settings.setdefault("id", uuid.uuid4().hex)  # the index's identity (its cursors name it); kept for good
     check_mode(settings["default_mode"], settings["extensions"])
     allowed = _media_names(settings.get("media", []), "the index setting 'media'") + _media_names(media or [], "media")
     if allowed:

@@ -51,6 +51,8 @@ class ResultLike(Protocol):
     def explain(self) -> dict[str, Any] | None: ...
     @property
     def vectors(self) -> Sequence[Any] | None: ...
+    @property
+    def next_cursor(self) -> str | None: ...
 
 
 #: Where the REST routes of the index being viewed start: ``""`` for a server's default index (and outside a
@@ -72,15 +74,27 @@ def media_urls(item: Item) -> tuple[str | None, str | None]:
     return f"{base}/media", f"{base}/thumbnail"
 
 
+_ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(Item))
+
+
 def item_view(item: Item) -> dict[str, Any]:
     """Every field of ``item``, JSON-ready, plus ``media_url`` and ``thumbnail_url``."""
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(item):
-        out[f.name] = jsonable(getattr(item, f.name))
-        if f.name == "media":
+    for name in _ITEM_FIELDS:
+        out[name] = jsonable(getattr(item, name))
+        if name == "media":
             out["image"] = jsonable(item.image)
     out["media_url"], out["thumbnail_url"] = media_urls(item)
     return out
+
+
+def items_view(items: Iterable[Item], vectors: Iterable[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The views of several items; with ``vectors`` (aligned), each item's ``vectors`` by kind as lists."""
+    views = [item_view(item) for item in items]
+    if vectors is not None:
+        for view, by_kind in zip(views, vectors, strict=True):
+            view["vectors"] = jsonable(by_kind)
+    return views
 
 
 def hit_view(item: Item, score: float, provenance: str) -> dict[str, Any]:
@@ -100,7 +114,8 @@ def hits_view(hits: Hits, items: Iterable[Item], vectors: Sequence[Any] | None =
 
 
 def result_view(result: ResultLike) -> dict[str, Any]:
-    """A search result: ``hits``, ``took_ms``, ``encode_ms``, and ``query_id``/``explain`` when set."""
+    """A search result: ``hits``, ``took_ms``, ``encode_ms``, and ``query_id``/``explain``/``next_cursor``
+    when set."""
     out: dict[str, Any] = {
         "hits": hits_view(result.hits, result.items, result.vectors),
         "took_ms": round(result.took_ms, 3),
@@ -110,6 +125,8 @@ def result_view(result: ResultLike) -> dict[str, Any]:
         out["query_id"] = result.query_id
     if result.explain is not None:
         out["explain"] = jsonable(result.explain)
+    if result.next_cursor is not None:
+        out["next_cursor"] = result.next_cursor
     return out
 
 
@@ -117,6 +134,15 @@ def jsonable(value: Any) -> Any:
     """``value`` as strict JSON data: enums by value, NumPy values and tuples/sets as lists, NaN/inf
     as null, bytes as a ``"<N bytes>"`` placeholder, a record with ``to_dict`` (a span) as that dict,
     anything else unknown as its ``str``."""
+    kind = type(value)  # plain JSON values first, by exact type (an item's attributes are all of these)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k if type(k) is str else str(k): jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [jsonable(v) for v in value]
     if isinstance(value, enum.Enum):
         value = value.value
     if isinstance(value, Span):

@@ -14,7 +14,7 @@ import numpy as np
 from ..batch import member_position
 from ..errors import ValidationError
 from ..records import Query
-from ..view import item_view, jsonable
+from ..view import item_view, items_view
 from .common import UsageError, add_filter_options, engine_of, filters_of, print_json, query_options, shorten
 
 
@@ -112,12 +112,17 @@ def add_search_batch_options(parser: argparse.ArgumentParser) -> None:
         "target, mode, group, strict; the command line's options are the defaults); prints one JSON result a line",
     )
     parser.add_argument("--with-vectors", action="store_true", help="give each hit's vector (JSON output)")
+    parser.add_argument(
+        "--cursor", metavar="CURSOR", help="the next page: the cursor the previous page printed (same query)"
+    )
 
 
 def run_search_batch(args: argparse.Namespace) -> int:
     """``search --queries FILE``: every line's query in one ``Engine.search_many`` call, one JSON line each."""
-    if args.text or args.image or args.media or args.vector_file or args.log:
-        raise UsageError("--queries reads the queries from its file: drop the text, --image, --media, --vector-file")
+    if args.text or args.image or args.media or args.vector_file or args.log or args.cursor:
+        raise UsageError(
+            "--queries reads the queries from its file: drop the text, --image, --media, --vector-file, --cursor"
+        )
     defaults = {**query_options(args), "offset": args.offset, "group": args.group}
     lines = _query_lines(Path(args.queries))
     queries = []
@@ -165,9 +170,7 @@ def run_get_many(args: argparse.Namespace) -> int:
     any id is missing."""
     with engine_of(args) as engine:
         fetched = engine.get_many(args.ids, with_vectors=args.with_vectors)
-    views = [item_view(item) for item in fetched.items]
-    for view, vectors in zip(views, fetched.vectors or (), strict=False):
-        view["vectors"] = jsonable(vectors)
+    views = items_view(fetched.items, fetched.vectors)
     if args.json or args.with_vectors:
         print_json({"items": views, "missing": list(fetched.missing)})
     else:

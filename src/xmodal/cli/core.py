@@ -161,9 +161,8 @@ def run_search(args: argparse.Namespace) -> int:
             )
         except ValidationError as exc:
             raise UsageError(str(exc)) from None
-        result = engine.search(
-            query, base_dir=Path.cwd(), log=args.log, explain=args.explain, with_vectors=args.with_vectors
-        )
+        options = {"log": args.log, "explain": args.explain, "with_vectors": args.with_vectors, "cursor": args.cursor}
+        result = engine.search(query, base_dir=Path.cwd(), **options)
     if args.json:
         print_json(result.to_dict())
     else:
@@ -182,7 +181,9 @@ def run_vector_search(args: argparse.Namespace) -> int:
         raise UsageError("--vector-file searches by the vector alone: drop the text, --image, --media, --group, --mode")
     vector = read_vector(Path(args.vector_file))
     with engine_of(args) as engine:
-        result = engine.search_by_vector(vector, offset=args.offset, with_vectors=args.with_vectors, **options)
+        result = engine.search_by_vector(
+            vector, offset=args.offset, with_vectors=args.with_vectors, cursor=args.cursor, **options
+        )
     print_json(result.to_dict()) if args.json else _print_hits(result)
     return 0
 
@@ -216,6 +217,8 @@ def _print_hits(result: SearchResult) -> None:
             title = shorten(item.title or item.text, 70) + _segment(item)
             print(f"{rank:>3}  {score:>7.4f}  {shorten(item.id, 40):<{width}}  {item.modality.value:<10}  {title}")
     print(f"took {result.took_ms:.1f} ms (query encoding {result.encode_ms:.1f} ms)", file=sys.stderr)
+    if result.next_cursor is not None:
+        print(f"next page: --cursor {result.next_cursor}", file=sys.stderr)
 
 
 def _segment(item: Item) -> str:

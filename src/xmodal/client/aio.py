@@ -149,10 +149,13 @@ class AsyncClient:
         log: bool = False,
         explain: bool = False,
         with_vectors: bool = False,
+        cursor: str | None = None,
         **options: Any,
     ) -> SearchResult:
         """:meth:`Engine.search <xmodal.Engine.search>` (a query image is read here and sent)."""
-        plan = plans.search(query, base_dir=base_dir, log=log, explain=explain, with_vectors=with_vectors, **options)
+        plan = plans.search(
+            query, base_dir=base_dir, log=log, explain=explain, with_vectors=with_vectors, cursor=cursor, **options
+        )
         return await self._run(plan)
 
     async def search_many(
@@ -189,11 +192,19 @@ class AsyncClient:
         filters: Mapping[str, Any] | None = None,
         strict: bool = False,
         with_vectors: bool = False,
+        cursor: str | None = None,
     ) -> SearchResult:
         """:meth:`Engine.search_by_vector <xmodal.Engine.search_by_vector>`."""
         return await self._run(
             plans.search_by_vector(
-                vector, k=k, offset=offset, target=target, filters=filters, strict=strict, with_vectors=with_vectors
+                vector,
+                k=k,
+                offset=offset,
+                target=target,
+                filters=filters,
+                strict=strict,
+                with_vectors=with_vectors,
+                cursor=cursor,
             )
         )
 

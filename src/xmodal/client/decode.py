@@ -70,7 +70,8 @@ def result_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> SearchR
     items = tuple(item_of(view) for view in views)
     vectors = tuple(_vector(view.get("vector")) for view in views) if with_vectors else None
     took, encode = float(body["took_ms"]), float(body["encode_ms"])
-    return SearchResult(hits, items, took, encode, body.get("query_id"), body.get("explain"), vectors)
+    query_id, explain, cursor = body.get("query_id"), body.get("explain"), body.get("next_cursor")
+    return SearchResult(hits, items, took, encode, query_id, explain, vectors, cursor)
 
 
 def fetched_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> Fetched:

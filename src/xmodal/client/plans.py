@@ -195,11 +195,13 @@ def search(
     log: bool = False,
     explain: bool = False,
     with_vectors: bool = False,
+    cursor: str | None = None,
     **options: Any,
 ) -> Plan[SearchResult]:
     """``Engine.search``: the query checked here as the engine checks it, then ``POST /search``."""
     query = Query(text=query, **options) if isinstance(query, str) else query
     body = search_body(query, _base(base_dir), log=log, explain=explain, with_vectors=with_vectors)
+    body |= changed(cursor=cursor)
     return result_of((yield call("POST", "/search", body)), with_vectors=with_vectors)
 
 
@@ -240,11 +242,12 @@ def search_by_vector(
     filters: Mapping[str, Any] | None = None,
     strict: bool = False,
     with_vectors: bool = False,
+    cursor: str | None = None,
 ) -> Plan[SearchResult]:
     _check_page(k, offset)
     body = {"vector": vector_json(vector, "vector"), "k": k, "log": False}
     body |= changed(offset=offset, target=Target.parse(target), filters=dict(filters or {}), strict=strict)
-    body |= changed(with_vectors=with_vectors)
+    body |= changed(with_vectors=with_vectors, cursor=cursor)
     return result_of((yield call("POST", "/search", body)), with_vectors=with_vectors)
 
 

@@ -158,10 +158,13 @@ class Client:
         log: bool = False,
         explain: bool = False,
         with_vectors: bool = False,
+        cursor: str | None = None,
         **options: Any,
     ) -> SearchResult:
         """:meth:`Engine.search <xmodal.Engine.search>` (a query image is read here and sent)."""
-        plan = plans.search(query, base_dir=base_dir, log=log, explain=explain, with_vectors=with_vectors, **options)
+        plan = plans.search(
+            query, base_dir=base_dir, log=log, explain=explain, with_vectors=with_vectors, cursor=cursor, **options
+        )
         return self._run(plan)
 
     def search_many(
@@ -198,11 +201,19 @@ class Client:
         filters: Mapping[str, Any] | None = None,
         strict: bool = False,
         with_vectors: bool = False,
+        cursor: str | None = None,
     ) -> SearchResult:
         """:meth:`Engine.search_by_vector <xmodal.Engine.search_by_vector>`."""
         return self._run(
             plans.search_by_vector(
-                vector, k=k, offset=offset, target=target, filters=filters, strict=strict, with_vectors=with_vectors
+                vector,
+                k=k,
+                offset=offset,
+                target=target,
+                filters=filters,
+                strict=strict,
+                with_vectors=with_vectors,
+                cursor=cursor,
             )
         )
 

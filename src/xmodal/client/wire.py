@@ -169,6 +169,7 @@ DEFAULTS: dict[str, Any] = {
     "user": None,
     "explain": False,
     "with_vectors": False,
+    "cursor": None,
 }
 
 

@@ -22,8 +22,12 @@ def top_k(scores: Scores, k: int) -> tuple[np.ndarray, Scores]:
     k = min(k, scores.shape[0])
     if k == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    part = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
-    order = np.lexsort((part, -scores[part]))
+    if k < scores.shape[0]:  # every score tied with the k-th is a candidate: ties go to the lower position,
+        kth = -np.partition(-scores, k - 1)[k - 1]  # whichever way the partition split them (so a page cut
+        part = np.flatnonzero(scores >= kth)  # deeper, k + offset, starts with the same k)
+    else:
+        part = np.arange(scores.shape[0])
+    order = np.lexsort((part, -scores[part]))[:k]
     best = part[order]
     return best, scores[best]
 

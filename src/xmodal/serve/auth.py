@@ -26,6 +26,11 @@ class Principal:
         return self.key.label if self.key is not None else f"anon:{self.client}"
 
 
+def has_scope(key: ApiKey, scope: str) -> bool:
+    """Whether ``key`` holds ``scope`` (or a higher one)."""
+    return max(_RANK[s] for s in key.scopes) >= _RANK[scope]
+
+
 class AuthError(Exception):
     """401 (no or unknown key) or 403 (key lacks the scope), with a message saying what to do."""
 
@@ -60,7 +65,7 @@ class KeyRing:
         key = self.find(presented)
         if key is None:
             raise AuthError(401, "unknown API key: check the key, or ask the server admin for one")
-        if max(_RANK[s] for s in key.scopes) < _RANK[scope]:
+        if not has_scope(key, scope):
             raise AuthError(403, f"this API key has scopes {sorted(key.scopes)}; this call needs {scope!r}")
         return Principal(key, client)
 

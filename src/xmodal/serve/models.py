@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..collection import MAX_PAGE
 from ..media_loaders import available_media
 from ..records import GROUPS, KIND_NAME, Target
 from .policy import MAX_K, MAX_QUERY_TEXT
@@ -87,6 +88,10 @@ class QueryIn(BaseModel):
     )
 
 
+CURSOR_HELP = (
+    "a response's next_cursor, sent back with the same query (or filters) for the next page, instead of offset; "
+    "valid for an hour on the index that issued it"
+)
 WITH_VECTORS_HELP = "give each hit's vector (the kind it was found by; else its primary vector) as 'vector'"
 
 
@@ -97,6 +102,7 @@ class SearchRequest(QueryIn):
     user: str | None = Field(None, max_length=256)
     log: bool = Field(True, description="record an impression for feedback (when the engine learns from it)")
     with_vectors: bool = Field(False, description=WITH_VECTORS_HELP)
+    cursor: str | None = Field(None, max_length=4096, description=CURSOR_HELP)
 
 
 class BatchSearchRequest(BaseModel):
@@ -153,6 +159,7 @@ class SearchResponse(BaseModel):
     encode_ms: float
     query_id: str | None = Field(None, description="quote it in POST /feedback")
     explain: dict[str, Any] | None = Field(None, description="with explain=true: the plan, each strategy's part")
+    next_cursor: str | None = Field(None, description="send it as cursor, with the same query, for the next page")
 
 
 class BatchSearchResponse(BaseModel):
@@ -167,8 +174,24 @@ class GetManyRequest(BaseModel):
     with_vectors: bool = Field(False, description="give each item's vectors by kind as 'vectors'")
 
 
+class ScrollRequest(BaseModel):
+    """A page of the items that match ``filters`` (every item without), in the order they were first added."""
+
+    model_config = Strict
+    filters: dict[str, Any] = Field(default_factory=dict, description=FILTERS_HELP)
+    strict: bool = Field(False, description="a filter on an attribute no item has is an error")
+    limit: int = Field(100, ge=1, le=MAX_PAGE, description="items per page")
+    cursor: str | None = Field(None, max_length=4096, description=CURSOR_HELP)
+    with_vectors: bool = Field(False, description="give each item's vectors by kind as 'vectors'")
+
+
 class ItemWithVectors(ItemOut):
     vectors: dict[str, list[float]] | None = Field(None, description="with with_vectors=true only: kind → vector")
+
+
+class ScrollResponse(BaseModel):
+    items: list[ItemWithVectors]
+    next_cursor: str | None = Field(description="send it as cursor, with the same filters, for the next page")
 
 
 class GetManyResponse(BaseModel):

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from ..batch import renumbered
 from ..records import Query
 from ..results import SearchResult
-from ..view import item_view, jsonable
+from ..view import items_view, jsonable
 from .auth import Principal
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, parse_json, responses, validate
@@ -148,10 +148,7 @@ async def get_many(request: Request, body: GetManyRequest, caller: ReadKey) -> G
     _check_batch(state, caller, len(body.ids))
     run = functools.partial(state.engine.get_many, body.ids, with_vectors=body.with_vectors)
     fetched = await state.limits.work_async(caller, run, image=False)
-    views = [item_view(item) for item in fetched.items]
-    if fetched.vectors is not None:
-        for view, vectors in zip(views, fetched.vectors, strict=True):
-            view["vectors"] = jsonable(vectors)
+    views = items_view(fetched.items, fetched.vectors)
     return GetManyResponse.model_validate({"items": views, "missing": list(fetched.missing)})
 
 

@@ -1,5 +1,5 @@
-"""Collection operations: ``POST /count``, ``POST /items/delete`` (by filter, or all), ``PATCH /items/{id}``
-(attributes, without encoding the item again) and ``GET /info``."""
+"""Collection operations: ``POST /count``, ``POST /scroll`` (pages of items by cursor), ``POST /items/delete``
+(by filter, or all), ``PATCH /items/{id}`` (attributes, without encoding the item again) and ``GET /info``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 
 from fastapi import APIRouter, Request
 
-from ..view import item_view
+from ..view import item_view, items_view
 from .deps import ReadKey, WriteKey, server
 from .errors import ApiError, responses
 from .models import (
@@ -17,8 +17,11 @@ from .models import (
     DeleteWhereResponse,
     InfoResponse,
     ItemOut,
+    ScrollRequest,
+    ScrollResponse,
     UpdateRequest,
 )
+from .policy import TOKENS_PER_100_K
 
 router = APIRouter(tags=["collection"])
 
@@ -30,6 +33,31 @@ async def count(request: Request, body: CountRequest, caller: ReadKey) -> CountR
     await state.limits.wait_turn(caller)
     run = functools.partial(state.engine.count, body.filters, strict=body.strict)
     return CountResponse(count=await state.limits.work_async(caller, run, image=False))
+
+
+@router.post(
+    "/scroll",
+    response_model=ScrollResponse,
+    response_model_exclude_unset=True,  # an item's vectors only when asked for
+    responses=responses(400, 401, 403, 422, 429),
+)
+async def scroll(request: Request, body: ScrollRequest, caller: ReadKey) -> ScrollResponse:
+    """A page of the items that match ``filters`` (every item without), in the order they were first added;
+    send ``next_cursor`` back as ``cursor`` with the same filters for the next page (null: the last page)."""
+    state = server(request)
+    state.limits.charge(caller, TOKENS_PER_100_K * body.limit / 100)  # like that many hits
+    await state.limits.wait_turn(caller)
+    run = functools.partial(
+        state.engine.scroll,
+        body.filters,
+        limit=body.limit,
+        cursor=body.cursor,
+        with_vectors=body.with_vectors,
+        strict=body.strict,
+    )
+    page = await state.limits.work_async(caller, run, image=False)
+    views = items_view(page.items, page.vectors)
+    return ScrollResponse.model_validate({"items": views, "next_cursor": page.next_cursor})
 
 
 @router.post("/items/delete", response_model=DeleteWhereResponse, responses=responses(400, 401, 403, 422, 429, 503))

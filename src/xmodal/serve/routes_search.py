@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi import Query as Q
 from starlette.datastructures import UploadFile
 
+from ..cursor import position_of
 from ..records import GROUPS, Query, Target
 from ..results import SearchResult
 from ..view import jsonable, result_view
@@ -52,6 +53,7 @@ _SEARCH_BODY = {
                         "explain": {"type": "boolean"},
                         "log": {"type": "boolean"},
                         "with_vectors": {"type": "boolean"},
+                        "cursor": {"type": "string"},
                     },
                 }
             },
@@ -107,8 +109,9 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     state = server(request)
     await state.limits.wait_turn(caller)
     req, image = await parse_search(request, caller)
-    # size checks (image: its header), cost; the skipped hits of an offset are charged as hits too
-    state.limits.search(caller, text=req.text, image=image, k=min(req.k + req.offset, MAX_K))
+    # size checks (image: its header), cost; the skipped hits of an offset (or a cursor) are charged as hits too
+    skipped = req.offset + position_of(req.cursor)
+    state.limits.search(caller, text=req.text, image=image, k=min(req.k + skipped, MAX_K))
     run = functools.partial(_run_search, state, req, image)
     # an anonymous caller's on its threads, a keyed image query on the decode threads (a few at a time), others on
     # the worker threads
@@ -141,7 +144,7 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
     query = Query(**fields)
     details = req.explain or (req.log and query.mode != "dense")  # the impression keeps the plan for learning
     try:
-        return state.engine.search(query, explain=details, with_vectors=req.with_vectors), query
+        return state.engine.search(query, explain=details, with_vectors=req.with_vectors, cursor=req.cursor), query
     except ImportError as exc:
         raise ApiError(
             422,
@@ -166,6 +169,7 @@ def _run_vector_search(state: ServerState, req: SearchRequest, image: bytes | No
         filters=req.filters,
         strict=req.strict,
         with_vectors=req.with_vectors,
+        cursor=req.cursor,
     )
 
 
