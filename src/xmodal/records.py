@@ -557,8 +557,7 @@ class Query:
             raise ValidationError("group", f"unknown grouping {self.group!r}", "use group='parent' or none")
         if isinstance(self.text, str):
             check_unicode("text", self.text)
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
-            raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {self.k!r}", "pass e.g. k=10")
+        check_k(self.k)
         check_offset(self.offset, self.k)
         object.__setattr__(self, "target", Target.parse(self.target))
         if not isinstance(self.filters, Mapping):
@@ -574,6 +573,12 @@ class Query:
 
 
 GROUPS = (None, "parent")
+
+
+def check_k(k: object) -> None:
+    """Refuse a ``k`` (hits asked for) that is not an integer from 1 to :data:`MAX_K`."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
 
 
 def check_offset(offset: object, k: int) -> None:

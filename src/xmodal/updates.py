@@ -16,10 +16,9 @@ from .records import RESERVED_ATTRIBUTES, Item, check_attributes
 DELETE_ALL_FIX = "give a filter that names the items, or call clear() to delete every item (CLI: delete --all --yes)"
 
 
-def updated_item(item: Item, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
-    """``item`` with its attributes updated: ``attributes`` merged over the old ones (top-level keys; a
-    ``None`` value stores null) or, with ``merge=False``, replacing them all. Checked like an added item's
-    attributes; title, text, media and vectors are unchanged."""
+def check_update(attributes: object, merge: object) -> None:
+    """Refuse an update whose ``attributes`` is not a mapping or names an item field, or whose ``merge`` is not
+    a boolean (each value is checked with the merged attributes)."""
     if not isinstance(attributes, Mapping):
         raise ValidationError("attributes", "must be an object of name → value", 'pass e.g. {"color": "red"}')
     if not isinstance(merge, bool):
@@ -29,6 +28,13 @@ def updated_item(item: Item, attributes: Mapping[str, Any], *, merge: bool = Tru
             raise ValidationError(
                 f"attributes.{name}", f"{name!r} is an item field, not an attribute", "re-add the item to change it"
             )
+
+
+def updated_item(item: Item, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
+    """``item`` with its attributes updated: ``attributes`` merged over the old ones (top-level keys; a
+    ``None`` value stores null) or, with ``merge=False``, replacing them all. Checked like an added item's
+    attributes; title, text, media and vectors are unchanged."""
+    check_update(attributes, merge)
     merged = {**item.attributes, **attributes} if merge else dict(attributes)
     return replace(item, attributes=check_attributes(merged, item=item.id), updated_at=time.time())
 

@@ -22,9 +22,9 @@ from ..collection import Fetched, wanted_ids
 from ..errors import NotFoundError, ValidationError, XmodalError
 from ..ingest.prepare import AddReport, Rejection, chunks, dedupe
 from ..ingest.vectors import check_vectors_arg, unused_vectors
-from ..records import MAX_K, Item, Query, Target, check_offset
+from ..records import Item, Query, Target, check_k, check_offset
 from ..results import SearchResult
-from ..updates import check_delete_filter
+from ..updates import check_delete_filter, check_update
 from .decode import fetched_of, item_of, report_of, result_of
 from .wire import (
     Call,
@@ -92,7 +92,7 @@ def add(
     a bad item rejected alone with the reason, the others sent in requests of at most ``batch`` items and
     ``max_body`` bytes."""
     report, seen, given = AddReport(), set[str](), check_vectors_arg(vectors)
-    base = Path(base_dir) if base_dir is not None else None
+    base = _base(base_dir)
     for chunk in chunks(items, batch):
         chunk = dedupe(chunk, seen, report)
         bodies = []
@@ -129,8 +129,7 @@ def clear() -> Plan[int]:
 
 
 def update_attributes(item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Plan[Item]:
-    if not isinstance(attributes, Mapping):
-        raise ValidationError("attributes", "must be an object of name → value", 'pass e.g. {"color": "red"}')
+    check_update(attributes, merge)
     return item_of((yield call("PATCH", item_path(item_id), {"attributes": dict(attributes), "merge": merge})))
 
 
@@ -199,7 +198,7 @@ def search(
     **options: Any,
 ) -> Plan[SearchResult]:
     """``Engine.search``: the query checked here as the engine checks it, then ``POST /search``."""
-    query = Query(text=query, **options) if isinstance(query, str) else query
+    query = _query(query, options)
     body = search_body(query, _base(base_dir), log=log, explain=explain, with_vectors=with_vectors)
     body |= changed(cursor=cursor)
     return result_of((yield call("POST", "/search", body)), with_vectors=with_vectors)
@@ -244,7 +243,8 @@ def search_by_vector(
     with_vectors: bool = False,
     cursor: str | None = None,
 ) -> Plan[SearchResult]:
-    _check_page(k, offset)
+    check_k(k)
+    check_offset(offset, k)
     body = {"vector": vector_json(vector, "vector"), "k": k, "log": False}
     body |= changed(offset=offset, target=Target.parse(target), filters=dict(filters or {}), strict=strict)
     body |= changed(with_vectors=with_vectors, cursor=cursor)
@@ -263,7 +263,8 @@ def search_by_vectors(
     batch: int = BATCH,
 ) -> Plan[list[SearchResult]]:
     """``Engine.search_by_vectors``: ``POST /search/batch`` of vector queries (one matrix search a request)."""
-    _check_page(k, offset)
+    check_k(k)
+    check_offset(offset, k)
     rows = matrix_json(vectors)
     options = changed(offset=offset, target=Target.parse(target), filters=dict(filters or {}), strict=strict)
     results: list[SearchResult] = []
@@ -273,13 +274,6 @@ def search_by_vectors(
             answer = yield call("POST", "/search/batch", {"queries": queries, **changed(with_vectors=with_vectors)})
         results += [result_of(r, with_vectors=with_vectors) for r in answer["results"]]
     return results
-
-
-def _check_page(k: int, offset: int) -> None:
-    """``k`` and ``offset`` of a vector search, refused as the engine refuses them."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise ValidationError("k", f"must be an integer from 1 to {MAX_K}, got {k!r}", "pass e.g. k=10")
-    check_offset(offset, k)
 
 
 def _base(base_dir: str | Path | None) -> Path | None:
@@ -309,7 +303,9 @@ def _renumbered(start: int, *, vectors: bool = False) -> Iterator[None]:
             field = f"queries[{position}]" + (f".{rest}" if rest else "")
         else:
             field = f"vectors[{position}]" if rest in (None, "vector") else rest
-        raise ValidationError(field, exc.problem, exc.fix, item=exc.item) from None
+        renamed = type(exc)(field, exc.problem, exc.fix, item=exc.item)
+        renamed.request_id = exc.request_id
+        raise renamed from None
 
 
 def similar(item_id: str, *, k: int = 10, target: str = Target.ANY) -> Plan[SearchResult]:
