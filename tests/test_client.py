@@ -428,7 +428,7 @@ def test_async_connection_failure() -> None:
 
 SHARED = [
     "add", "delete", "delete_where", "clear", "update_attributes", "feedback", "get", "get_many", "vectors", "count",
-    "search", "search_many", "search_by_vector", "search_by_vectors", "similar", "info", "modes",
+    "search", "search_many", "search_by_vector", "search_by_vectors", "similar", "info", "modes", "backup",
 ]  # fmt: skip
 
 
@@ -459,3 +459,36 @@ def test_import_xmodal_does_not_import_httpx() -> None:
     code = "import sys, xmodal; print('httpx' in sys.modules); xmodal.Client; print('httpx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_a_named_index_by_argument_or_url(tmp_path: Path) -> None:
+    admin = ApiKey("client-admin-0001", frozenset({"admin"}), "admin", **FAST)  # type: ignore[arg-type]
+    with open_engine(tmp_path / "docs") as docs, open_engine(tmp_path / "pics") as pics:
+        docs.add([Item.create(f"d{i}", title=f"document {i}") for i in range(4)])
+        config = ServeConfig(keys=(*KEYS, admin), log_requests=False, backup_dir=str(tmp_path / "backups"))
+        app = create_app(None, config, indexes={"docs": docs, "pics": pics})
+        with (
+            serve_in_thread(app) as url,
+            Client(url, index="pics", api_key=WRITER) as by_name,
+            Client(f"{url}/indexes/docs", api_key=admin.key) as by_url,
+        ):
+            assert (by_name.index, by_url.index, by_url.url) == ("pics", "docs", url)
+            assert by_name.add([Item.create("p1", title="a picture")]).added == ["p1"]
+            assert "p1" in pics and "p1" not in docs and by_name.count() == 1 and by_url.count() == 4
+            assert by_url.get("d2") == docs.get("d2") and by_url.search("document 2", mode="dense").items[0].id == "d2"
+            with pytest.raises(NotFoundError):
+                by_name.get("d2")  # another index's item
+            assert by_name.health()["status"] == "ok"  # a route of the server, not under the index
+            assert [(i["name"], i["items"]) for i in by_name.indexes()] == [("docs", 4), ("pics", 1)]
+            made = by_url.backup("docs-1")
+            assert made["items"] == 4 and (tmp_path / "backups" / "docs-1" / "manifest.json").exists()
+            with pytest.raises(AccessDenied):
+                by_name.backup("pics-1")  # a write key, not an admin one
+            with pytest.raises(ValidationError) as bad:
+                by_url.backup("../escape")
+            assert bad.value.field == "name"
+            with Client(url, index="nope", api_key=WRITER) as unknown, pytest.raises(RemoteError) as missing:
+                unknown.count()
+            assert missing.value.status == 404 and "docs" in str(missing.value)
+    with pytest.raises(xmodal.ConfigError):
+        Client("http://127.0.0.1:1/indexes/docs", index="pics")

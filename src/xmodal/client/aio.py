@@ -30,6 +30,7 @@ class AsyncClient:
         self,
         url: str | None = None,
         *,
+        index: str | None = None,
         api_key: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = RETRIES,
@@ -38,7 +39,7 @@ class AsyncClient:
         batch_size: int = plans.BATCH,
         max_body_bytes: int = plans.MAX_BODY,
     ) -> None:
-        self.settings = Settings.of(url, api_key, timeout, retries, headers)
+        self.settings = Settings.of(url, index, api_key, timeout, retries, headers)
         self.batch_size, self.max_body_bytes = batch_size, max_body_bytes
         #: the ``httpx.AsyncClient`` under it (one connection pool)
         transport = transport or httpx.AsyncHTTPTransport(retries=retries)
@@ -46,11 +47,17 @@ class AsyncClient:
 
     @property
     def url(self) -> str:
+        """The server's URL (``index``'s routes are under ``/indexes/NAME`` there)."""
         return self.settings.url
+
+    @property
+    def index(self) -> str | None:
+        """The name of the server's index this client uses (None: the one at the root routes)."""
+        return self.settings.index
 
     async def _send(self, request: Call) -> Any:
         try:
-            response = await self.http.request(request.method, request.path, **request_args(request))
+            response = await self.http.request(request.method, self.settings.target(request), **request_args(request))
         except httpx.TransportError as exc:
             raise failure(exc, self.settings) from exc
         return answer(response, request)
@@ -252,6 +259,16 @@ class AsyncClient:
     async def health(self) -> dict[str, Any]:
         """The server's status, item count, write queue depth and version (``GET /health``)."""
         return await self._run(plans.health())
+
+    async def indexes(self) -> list[dict[str, Any]]:
+        """The server's indexes (``GET /indexes``): ``name`` (None for the one at the root routes), ``url``,
+        ``items``."""
+        return await self._run(plans.indexes())
+
+    async def backup(self, destination: str) -> dict[str, Any]:
+        """:meth:`Engine.backup <xmodal.Engine.backup>` on the server: ``destination`` names a new folder in the
+        server's ``backup_dir`` (an admin key); the manifest's summary (``path``, ``items``, ``store_seq``...)."""
+        return await self._run(plans.backup(destination))
 
     async def media(self, item_id: str, medium: str = "image") -> bytes:
         """The stored file of an item's medium (its image by default), as it was added."""

@@ -331,7 +331,19 @@ def facets() -> Plan[dict[str, list[tuple[Any, int]]]]:
 
 
 def health() -> Plan[dict[str, Any]]:
-    found: dict[str, Any] = yield call("GET", "/health")
+    found: dict[str, Any] = yield call("GET", "/health", server=True)
+    return found
+
+
+def indexes() -> Plan[list[dict[str, Any]]]:
+    """The server's indexes: ``name`` (None for the one at the root routes), ``url`` and ``items`` of each."""
+    found: dict[str, Any] = yield call("GET", "/indexes", server=True)
+    return list(found["indexes"])
+
+
+def backup(destination: str) -> Plan[dict[str, Any]]:
+    """``POST /backup``: a backup named ``destination`` in the server's backup folder (an admin key)."""
+    found: dict[str, Any] = yield call("POST", "/backup", {"name": destination})
     return found
 
 

@@ -27,6 +27,8 @@ class Client:
         engine = xmodal.Engine.open("my-index")              # embedded
         engine = xmodal.Client("http://127.0.0.1:8080")      # client-server
 
+    ``index`` names one of the server's indexes (``xmodal serve --index-name NAME=DIR``: its routes are under
+    ``/indexes/NAME``; a URL that ends in ``/indexes/NAME`` says the same); None is the index at the root routes.
     ``url`` defaults to ``$XMODAL_URL`` (else ``http://127.0.0.1:8080``) and ``api_key`` to ``$XMODAL_API_KEY``
     (sent as ``Authorization: Bearer``; reads need none unless the server says so). ``timeout`` is in
     seconds (None: no limit). A connection that cannot be made is tried ``retries`` more times (nothing was
@@ -39,6 +41,7 @@ class Client:
         self,
         url: str | None = None,
         *,
+        index: str | None = None,
         api_key: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = RETRIES,
@@ -47,7 +50,7 @@ class Client:
         batch_size: int = plans.BATCH,
         max_body_bytes: int = plans.MAX_BODY,
     ) -> None:
-        self.settings = Settings.of(url, api_key, timeout, retries, headers)
+        self.settings = Settings.of(url, index, api_key, timeout, retries, headers)
         self.batch_size, self.max_body_bytes = batch_size, max_body_bytes
         #: the ``httpx.Client`` under it (one connection pool)
         transport = transport or httpx.HTTPTransport(retries=retries)
@@ -55,11 +58,17 @@ class Client:
 
     @property
     def url(self) -> str:
+        """The server's URL (``index``'s routes are under ``/indexes/NAME`` there)."""
         return self.settings.url
+
+    @property
+    def index(self) -> str | None:
+        """The name of the server's index this client uses (None: the one at the root routes)."""
+        return self.settings.index
 
     def _send(self, request: Call) -> Any:
         try:
-            response = self.http.request(request.method, request.path, **request_args(request))
+            response = self.http.request(request.method, self.settings.target(request), **request_args(request))
         except httpx.TransportError as exc:
             raise failure(exc, self.settings) from exc
         return answer(response, request)
@@ -261,6 +270,16 @@ class Client:
     def health(self) -> dict[str, Any]:
         """The server's status, item count, write queue depth and version (``GET /health``)."""
         return self._run(plans.health())
+
+    def indexes(self) -> list[dict[str, Any]]:
+        """The server's indexes (``GET /indexes``): ``name`` (None for the one at the root routes), ``url``,
+        ``items``."""
+        return self._run(plans.indexes())
+
+    def backup(self, destination: str) -> dict[str, Any]:
+        """:meth:`Engine.backup <xmodal.Engine.backup>` on the server: ``destination`` names a new folder in the
+        server's ``backup_dir`` (an admin key); the manifest's summary (``path``, ``items``, ``store_seq``...)."""
+        return self._run(plans.backup(destination))
 
     def media(self, item_id: str, medium: str = "image") -> bytes:
         """The stored file of an item's medium (its image by default), as it was added."""

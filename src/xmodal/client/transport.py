@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 import httpx
 
 from .._version import __version__
-from ..errors import ConnectionFailed
+from ..errors import ConfigError, ConnectionFailed
 from .decode import error_of
 from .wire import Call
 
@@ -26,9 +28,11 @@ JSON_BODY = {"Content-Type": "application/json"}
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """A client's base URL, headers (the key), timeout and connection retries."""
+    """A client's server URL, index (None: the one at the root routes), headers (the key), timeout and
+    connection retries."""
 
     url: str
+    index: str | None
     headers: dict[str, str]
     timeout: float | None
     retries: int
@@ -37,21 +41,41 @@ class Settings:
     def of(
         cls,
         url: str | None,
+        index: str | None,
         api_key: str | None,
         timeout: float | None,
         retries: int,
         headers: dict[str, str] | None,
     ) -> Settings:
+        """The settings of the arguments, else the environment; a URL that ends in ``/indexes/NAME`` names the
+        index (as ``index=NAME`` does)."""
         base = (url or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
+        named = NAMED.fullmatch(base)
+        if named is not None:
+            if index is not None and index != unquote(named.group(2)):
+                raise ConfigError(f"the url names index {unquote(named.group(2))!r} and index= names {index!r}")
+            base, index = named.group(1), unquote(named.group(2))
         key = api_key if api_key is not None else os.environ.get(ENV_KEY)
         sent = {"User-Agent": f"xmodal-client/{__version__}", "Accept": "application/json", **(headers or {})}
         if key:
             sent["Authorization"] = f"Bearer {key}"
-        return cls(base, sent, timeout, retries)
+        return cls(base, index, sent, timeout, retries)
+
+    @property
+    def base(self) -> str:
+        """Where the index's routes start: the server's URL, or ``/indexes/NAME`` under it."""
+        return self.url if self.index is None else f"{self.url}/indexes/{quote(self.index, safe='')}"
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments of ``httpx.Client`` / ``httpx.AsyncClient``."""
-        return {"base_url": self.url, "headers": self.headers, "timeout": self.timeout}
+        return {"base_url": self.base, "headers": self.headers, "timeout": self.timeout}
+
+    def target(self, request: Call) -> str:
+        """The URL of a call: under the index's routes, or (a server route) under the server's URL."""
+        return self.url + request.path if request.server else request.path
+
+
+NAMED = re.compile(r"(.*)/indexes/([^/]+)")
 
 
 def request_args(request: Call) -> dict[str, Any]:
@@ -80,7 +104,7 @@ def answer(response: httpx.Response, request: Call) -> Any:
 
 def failure(exc: httpx.TransportError, settings: Settings) -> ConnectionFailed:
     """A request that got no answer, as a :class:`ConnectionFailed` naming the URL and what to do."""
-    url = settings.url
+    url = settings.base
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
         fix = f"start it: xmodal --index DIR serve; or pass the right url=, or set {ENV_URL}"
         return ConnectionFailed(url, f"cannot connect to the xmodal server at {url}: {exc or type(exc).__name__}", fix)

@@ -28,13 +28,15 @@ JSON_FIX = "use JSON values: strings, finite numbers, booleans, null, lists and 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One request: ``body`` is encoded JSON (None: no body); ``binary``: the answer is a file, not JSON."""
+    """One request: ``body`` is encoded JSON (None: no body); ``binary``: the answer is a file, not JSON;
+    ``server``: a route of the server (``/health``, ``/indexes``), not of the index the client uses."""
 
     method: str
     path: str
     body: bytes | None = None
     params: Mapping[str, str | int] | None = None
     binary: bool = False
+    server: bool = False
 
 
 def call(method: str, path: str, data: Any = None, **options: Any) -> Call:
