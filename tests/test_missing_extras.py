@@ -170,6 +170,15 @@ CASES = [
         id="export-cli",
     ),
     pytest.param(
+        ["langchain_core"], "from xmodal.integrations.langchain import XmodalVectorStore", "langchain", id="langchain"
+    ),
+    pytest.param(
+        ["llama_index", "llama_index.core"],
+        "from xmodal.integrations.llamaindex import XmodalVectorStore",
+        "llamaindex",
+        id="llamaindex",
+    ),
+    pytest.param(
         ["matplotlib"],
         "from xmodal.ltr.simreport import write_report\nwrite_report({}, tmp / 'out')",
         "eval",

@@ -1,8 +1,8 @@
 """Encoders: the interface, the registry, and the bundled backends.
 
 ``hashing`` is the deterministic test encoder; ``offline`` (the default) is all-MiniLM-L6-v2 for
-text plus EfficientNet-Lite0 bridged into the text space for images. Heavy backends are imported
-only when first created.
+text plus EfficientNet-Lite0 bridged into the text space for images; ``caller`` makes no vectors (an
+index of the caller's own). Heavy backends are imported only when first created.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .base import (
     register_encoder,
     truncate,
 )
+from .caller import CallerEncoder
 from .hashing import HashingEncoder
 
 
@@ -32,10 +33,12 @@ def _offline(**options: Any) -> Encoder:
 
 
 register_encoder("hashing", HashingEncoder)
+register_encoder("caller", CallerEncoder)
 register_encoder("offline", _offline)
 
 __all__ = [
     "BaseEncoder",
+    "CallerEncoder",
     "Content",
     "Encoder",
     "HashingEncoder",
