@@ -30,9 +30,9 @@ import numpy as np
 from ..encoders import Encoder
 from ..encoders.caller import CallerEncoder
 from ..engine import Engine
-from ..errors import ConfigError, NotFoundError, ValidationError
+from ..errors import ConfigError, ValidationError
 from ..ingest.prepare import Rejection
-from ..records import Item, Query, primary_vector
+from ..records import Item, Query
 from ..updates import query_vector
 from .filters import METADATA
 
@@ -168,32 +168,30 @@ class DocumentIndex:
     def search(self, query: Any, k: int, filters: Mapping[str, Any] | None = None) -> list[Found]:
         """The ``k`` items closest to ``query`` (a text, encoded by the index's encoder, or a vector) among
         those ``filters`` match, best first."""
-        return [found for found, _ in self._search(query, k, filters)[1]]
+        return self._search(query, k, filters, with_vectors=False)[1]
 
     def candidates(
         self, query: Any, k: int, filters: Mapping[str, Any] | None = None
     ) -> tuple[np.ndarray, list[Found], np.ndarray]:
         """For maximal marginal relevance: the query's unit vector, the ``k`` closest hits as :meth:`search`
-        finds them, and their vectors (one row per hit, of the kind each matched by)."""
-        vector, found = self._search(query, k, filters)
-        engine = self.peek()
-        if engine is None or vector is None or not found:
+        finds them, and their vectors (one row per hit: the engine's hit vectors)."""
+        vector, found, vectors = self._search(query, k, filters, with_vectors=True)
+        if vector is None or not found:
             return np.zeros(0, dtype=np.float32), [], np.zeros((0, 0), dtype=np.float32)
-        return vector, [f for f, _ in found], np.stack([_vector_of(engine, f.item.id, kind) for f, kind in found])
+        zero = np.zeros(len(vector), dtype=np.float32)  # a hit deleted since the search answered
+        return vector, found, np.stack([v if v is not None else zero for v in vectors])
 
     def _search(
-        self, query: Any, k: int, filters: Mapping[str, Any] | None
-    ) -> tuple[np.ndarray | None, list[tuple[Found, str]]]:
-        """The query's vector and the hits, each with the vector kind it matched by."""
+        self, query: Any, k: int, filters: Mapping[str, Any] | None, *, with_vectors: bool
+    ) -> tuple[np.ndarray | None, list[Found], tuple[np.ndarray | None, ...]]:
+        """The query's vector, the hits (cosine clipped to [-1, 1]) and, when asked, their vectors."""
         engine, vector = self.peek(), self.vector_of(query)
         if engine is None or vector is None:
-            return vector, []
-        result = engine.search_by_vector(vector, k=k, filters=filters or None)
-        scores, kinds = result.hits.scores.tolist(), [p.rpartition(":")[2] for p in result.hits.provenance]
-        return vector, [
-            (Found(item, min(1.0, max(-1.0, float(s)))), kind)
-            for item, s, kind in zip(result.items, scores, kinds, strict=True)
-        ]
+            return vector, [], ()
+        result = engine.search_by_vector(vector, k=k, filters=filters or None, with_vectors=with_vectors)
+        scores = result.hits.scores.tolist()
+        found = [Found(item, min(1.0, max(-1.0, float(s)))) for item, s in zip(result.items, scores, strict=True)]
+        return vector, found, result.vectors or ()
 
     def get(self, ids: Sequence[str]) -> list[Item]:
         """The items of ``ids`` that exist, in that order, each once."""
@@ -265,14 +263,3 @@ def unit(vector: Any, field: str = "vector") -> np.ndarray:
         raise ValidationError(field, "has no direction (all zeros) or overflows", "give a non-zero vector")
     out: np.ndarray = (vec / norm).astype(np.float32)
     return out
-
-
-def _vector_of(engine: Engine, item_id: str, kind: str) -> np.ndarray:
-    """An item's stored vector of ``kind`` (its primary one when it has no such kind, zeros once deleted)."""
-    try:
-        vectors = engine.vectors(item_id)
-    except NotFoundError:  # deleted since the search answered
-        return np.zeros(engine.dim, dtype=np.float32)
-    found = vectors.get(kind)
-    found = found if found is not None else primary_vector(vectors)
-    return found if found is not None else np.zeros(engine.dim, dtype=np.float32)
