@@ -257,6 +257,8 @@ def test_bad_filters_name_the_field(index: VectorStoreIndex) -> None:
 
 def test_deletes(index: VectorStoreIndex, vector_store: XmodalVectorStore) -> None:
     nodes = {n.ref_doc_id: n.node_id for n in vector_store.get_nodes()}
+    vector_store.delete_nodes([])  # an empty list deletes nothing (as in SimpleVectorStore)
+    assert len(vector_store.get_nodes()) == 5 and vector_store.get_nodes([]) == []
     vector_store.delete_nodes([nodes["sky"], "no-such-node"])
     assert {n.ref_doc_id for n in vector_store.get_nodes()} == {"apple", "grass", "coal", "pie"}
     vector_store.delete_nodes(filters=MetadataFilters(filters=[f("n", 4, FilterOperator.GTE)]))

@@ -118,8 +118,10 @@ class XmodalVectorStore(BasePydanticVectorStore):
     def delete_nodes(
         self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
     ) -> None:
-        """Delete the nodes of ``node_ids`` that ``filters`` match (either may be None or empty: no restriction,
-        as in LlamaIndex's ``SimpleVectorStore``, so neither deletes every node)."""
+        """Delete the nodes of ``node_ids`` that ``filters`` match. Either may be None: no restriction, as in
+        LlamaIndex's ``SimpleVectorStore``, so neither deletes every node; an empty ``node_ids`` deletes none."""
+        if node_ids is not None and not node_ids:
+            return
         if node_ids and not llamaindex_filter(filters):
             self._index.delete(node_ids)
             return
@@ -143,7 +145,10 @@ class XmodalVectorStore(BasePydanticVectorStore):
 
     # -- reads ----------------------------------------------------------------------------------
     def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None) -> list[BaseNode]:
-        """The nodes of ``node_ids`` (all for None or empty) that ``filters`` match, in the order they were added."""
+        """The nodes of ``node_ids`` (all for None; none for an empty list) that ``filters`` match, in the order
+        they were added."""
+        if node_ids is not None and not node_ids:
+            return []
         return [self._node(item) for item in self._index.matching(_where(filters, node_ids))]
 
     async def aget_nodes(
