@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,9 +19,9 @@ httpx = pytest.importorskip("httpx")
 
 import xmodal  # noqa: E402
 from xmodal import Engine, Item, Query  # noqa: E402
-from xmodal.client import AsyncClient, Client  # noqa: E402
+from xmodal.client import AsyncClient, Client, plans  # noqa: E402
 from xmodal.client.decode import error_of  # noqa: E402
-from xmodal.collection import Fetched  # noqa: E402
+from xmodal.collection import Fetched, Page  # noqa: E402
 from xmodal.encoders import HashingEncoder  # noqa: E402
 from xmodal.errors import (  # noqa: E402
     AccessDenied,
@@ -109,7 +110,9 @@ def comparable(value: Any) -> Any:
     if isinstance(value, xmodal.SearchResult):  # scores as the view rounds them (6 digits)
         ids, scores = value.hits.ids.tolist(), [round(float(s), 6) for s in value.hits.scores]
         hits = ids, scores, value.hits.provenance, [comparable(i) for i in value.items], value.query_id is not None
-        return hits, comparable(value.vectors)
+        return hits, comparable(value.vectors), value.next_cursor is not None  # a cursor names its own index
+    if isinstance(value, Page):
+        return comparable(list(value.items)), value.next_cursor is not None, comparable(value.vectors)
     if isinstance(value, Fetched):
         return comparable(list(value.items)), value.missing, comparable(value.vectors)
     if isinstance(value, np.ndarray):
@@ -184,6 +187,17 @@ def script(index: Any, folder: Path) -> list[Any]:
         lambda: index.get_many(["red", 3]),
         lambda: index.vectors("path"),
         lambda: index.vectors("nope"),
+        lambda: pages(lambda cursor: index.scroll({"color": {"ne": "blue"}}, limit=2, cursor=cursor)),
+        lambda: pages(lambda cursor: index.scroll(limit=3, cursor=cursor, with_vectors=True)),
+        lambda: pages(lambda cursor: index.search("shoe", mode="dense", k=2, cursor=cursor)),
+        lambda: index.scroll(limit=0),
+        lambda: index.scroll(cursor="not-a-cursor"),
+        lambda: index.scroll({"nope": 1}, strict=True),
+        lambda: exported(index, folder, "all.jsonl"),
+        lambda: exported(index, folder, "red.jsonl", filters={"color": "red"}, with_vectors=True),
+        lambda: exported(index, folder, "all.parquet", with_vectors=True),
+        lambda: exported(index, folder, "all.jsonl"),
+        lambda: exported(index, folder, "all.txt"),
         lambda: index.similar("red", k=3),
         lambda: index.similar("nope"),
         lambda: index.similar("red", target="image"),
@@ -204,6 +218,35 @@ def script(index: Any, folder: Path) -> list[Any]:
     return [outcome(step) for step in steps]
 
 
+def pages(fetch: Callable[[str | None], Any]) -> list[Any]:
+    """Every page a cursor leads to, from the first."""
+    out, cursor = [], None
+    while True:
+        page = fetch(cursor)
+        out.append(comparable(page))
+        cursor = page.next_cursor
+        if cursor is None or len(out) > 20:
+            return out
+
+
+def exported(index: Any, folder: Path, name: str, **options: Any) -> Any:
+    """An export's records, without what differs between two indexes (timestamps, and the folder written)."""
+    side = folder / type(index).__name__
+    side.mkdir(exist_ok=True)
+    try:
+        report = index.export(side / name, **options)
+    except ValidationError as exc:
+        return type(exc).__name__, str(exc).replace(str(side), "<folder>"), exc.field, exc.fix
+    if report.format == "parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(side / name).to_pylist()
+    else:
+        rows = [json.loads(line) for line in (side / name).read_text().splitlines()]
+    drop = {"created_at", "updated_at"}
+    return report.format, report.items, [{k: v for k, v in row.items() if k not in drop} for row in rows]
+
+
 def feedback(index: Any) -> Any:
     result = index.search("red running shoe", log=True)
     assert result.query_id
@@ -215,8 +258,11 @@ def feedback(index: Any) -> Any:
     return "no error"
 
 
-def test_the_same_script_gives_the_same_results_and_errors(pair: tuple[Engine, Client, Engine], tmp_path: Path) -> None:
+def test_the_same_script_gives_the_same_results_and_errors(
+    pair: tuple[Engine, Client, Engine], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     local, client, _ = pair
+    monkeypatch.setattr(plans, "EXPORT_PAGE", 3)  # an export of 7 items in 3 pages
     folder = tmp_path / "files"
     folder.mkdir()
     small = Client(client.url, api_key=WRITER, batch_size=2)  # batches split over requests: errors renumbered
@@ -343,8 +389,6 @@ def test_key_and_url_from_the_environment(pair: tuple[Engine, Client, Engine], m
     ],
 )  # fmt: skip
 def test_error_bodies_map_to_the_engines_classes(status: int, body: Any, kind: type, check: Any) -> None:
-    import json
-
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     exc = error_of(status, content, request_id="rid-1", retry_after="1")
     assert type(exc) is kind and exc.request_id == "rid-1" and check(exc)
@@ -409,11 +453,16 @@ def test_async_client_over_an_in_process_transport(tmp_path: Path) -> None:
         async def main() -> tuple[Any, ...]:
             transport = httpx.ASGITransport(app=app)
             async with AsyncClient("http://127.0.0.1", api_key=WRITER, transport=transport) as aclient:
-                added = await aclient.add([Item.create("a", title="red shoe"), Item.create("b", title="blue hat")])
-                return added.added, (await aclient.search("red shoe", mode="dense")).items[0].id, await aclient.info()
+                added = await aclient.add([Item.create(f"i{n}", title=f"item {n}") for n in range(5)])
+                page = await aclient.scroll(limit=2)
+                written = await aclient.export(tmp_path / "out.jsonl", with_vectors=True)  # pages fetched on the loop
+                assert (page.next_cursor, written.items) != (None, 0)
+                return added.added, (await aclient.search("item 3", mode="dense")).items[0].id, await aclient.info()
 
         added, top, info = asyncio.run(main())
-        assert added == ["a", "b"] and top == "a" and engine.count() == 2
+        assert added == [f"i{n}" for n in range(5)] and top == "i3" and engine.count() == 5
+        lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+        assert [row["id"] for row in lines] == added and len(lines[0]["vectors"]["text"]) == 384
         assert info == {k: v for k, v in engine.info().items() if k != "path"}
 
 
@@ -429,6 +478,7 @@ def test_async_connection_failure() -> None:
 SHARED = [
     "add", "delete", "delete_where", "clear", "update_attributes", "feedback", "get", "get_many", "vectors", "count",
     "search", "search_many", "search_by_vector", "search_by_vectors", "similar", "info", "modes", "backup",
+    "scroll", "export",
 ]  # fmt: skip
 
 

@@ -53,6 +53,12 @@ class Fetched:
     vectors: tuple[dict[str, np.ndarray], ...] | None = None
 
 
+def check_limit(limit: object) -> None:
+    """Refuse a scroll page size that is not an integer from 1 to :data:`MAX_PAGE`."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValidationError("limit", f"must be an integer from 1 to {MAX_PAGE}, got {brief(limit)}", "e.g. 100")
+
+
 def wanted_ids(ids: object) -> list[str]:
     """``ids`` checked to be a list of strings, each once (in the order first asked)."""
     if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
@@ -147,8 +153,7 @@ class Collection:
         strict: bool = False,
     ) -> Page:
         """A page of the items that match ``filters`` (every item without), in row order, from ``cursor``."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise ValidationError("limit", f"must be an integer from 1 to {MAX_PAGE}, got {brief(limit)}", "e.g. 100")
+        check_limit(limit)
         scope = scope_of("scroll", dict(filters or {}), strict)
         after = -1 if cursor is None else self.cursors.read(cursor, scope)
         rows = self.matching(filters, strict=strict)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,7 +11,8 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 
-from ..collection import Fetched
+from ..collection import Fetched, Page
+from ..export import ExportReport, write_export
 from ..ingest.prepare import AddReport
 from ..records import Item, Query, Target
 from ..results import SearchResult
@@ -139,6 +142,47 @@ class AsyncClient:
     async def vectors(self, item_id: str) -> dict[str, np.ndarray]:
         """:meth:`Engine.vectors <xmodal.Engine.vectors>`: the item's stored vectors by kind."""
         return await self._run(plans.vectors(item_id))
+
+    async def scroll(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        with_vectors: bool = False,
+        strict: bool = False,
+    ) -> Page:
+        """:meth:`Engine.scroll <xmodal.Engine.scroll>` (``POST /scroll``)."""
+        return await self._run(
+            plans.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict)
+        )
+
+    async def export(
+        self,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+        with_vectors: bool = False,
+        force: bool = False,
+    ) -> ExportReport:
+        """:meth:`Engine.export <xmodal.Engine.export>` to a file here, page by page through ``POST /scroll`` (an
+        item added during the export may be in it: the pages follow the server's cursor); the file is written
+        on a worker thread while the pages are fetched on this event loop."""
+        kinds, dim = plans.export_columns(await self.info() if with_vectors else None)
+        loop = asyncio.get_running_loop()
+
+        def fetch(cursor: str | None) -> Page:  # on the writing thread: each page fetched on this event loop
+            page = self.scroll(
+                filters, limit=plans.EXPORT_PAGE, cursor=cursor, with_vectors=with_vectors, strict=strict
+            )
+            return asyncio.run_coroutine_threadsafe(page, loop).result()
+
+        batches = functools.partial(plans.export_batches, fetch)
+        return await asyncio.to_thread(
+            write_export, path, batches, format=format, with_vectors=with_vectors, force=force, kinds=kinds, dim=dim
+        )
 
     async def contains(self, item_id: object) -> bool:
         """``item_id in engine``: whether the index holds the item."""

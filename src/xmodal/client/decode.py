@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..collection import Fetched
+from ..collection import Fetched, Page
 from ..errors import (
     AccessDenied,
     ConfigError,
@@ -76,11 +76,24 @@ def result_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> SearchR
 
 def fetched_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> Fetched:
     """The :class:`~xmodal.collection.Fetched` of a ``POST /items/get`` answer."""
-    views = body["items"]
+    items, vectors = _items(body["items"], with_vectors)
+    return Fetched(items, tuple(body["missing"]), vectors)
+
+
+def page_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> Page:
+    """The :class:`~xmodal.collection.Page` of a ``POST /scroll`` answer."""
+    items, vectors = _items(body["items"], with_vectors)
+    return Page(items, body.get("next_cursor"), vectors)
+
+
+def _items(
+    views: list[dict[str, Any]], with_vectors: bool
+) -> tuple[tuple[Item, ...], tuple[dict[str, np.ndarray], ...] | None]:
+    """The items of item views, and (``with_vectors``) each one's vectors by kind."""
     vectors = None
     if with_vectors:
         vectors = tuple({kind: _array(v) for kind, v in (view.get("vectors") or {}).items()} for view in views)
-    return Fetched(tuple(item_of(view) for view in views), tuple(body["missing"]), vectors)
+    return tuple(item_of(view) for view in views), vectors
 
 
 def _vector(value: Any) -> np.ndarray | None:

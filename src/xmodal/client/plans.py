@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..batch import in_batch
-from ..collection import Fetched, wanted_ids
+from ..collection import MAX_PAGE, Fetched, Page, check_limit, wanted_ids
 from ..errors import NotFoundError, ValidationError, XmodalError
 from ..ingest.prepare import AddReport, Rejection, chunks, dedupe
 from ..ingest.vectors import check_vectors_arg, unused_vectors
 from ..records import Item, Query, Target, check_k, check_offset
 from ..results import SearchResult
+from ..store.base import StoredItem
 from ..updates import check_delete_filter, check_update
-from .decode import fetched_of, item_of, report_of, result_of
+from .decode import fetched_of, item_of, page_of, report_of, result_of
 from .wire import (
     Call,
     call,
@@ -44,6 +45,7 @@ Plan = Generator[Call, Any, T]
 
 BATCH = 256  #: items per add request at most (the engine's own batch; the server takes up to its max_batch)
 MAX_BODY = 16 * 1024 * 1024  #: bytes per add request at most (the server's default limit is 20 MiB)
+EXPORT_PAGE = min(MAX_PAGE, 2000)  #: items per scroll page of an export
 
 
 def drive(plan: Plan[T], send: Callable[[Call], Any]) -> T:
@@ -170,6 +172,38 @@ def vectors(item_id: str) -> Plan[dict[str, Any]]:
     if not found.items or found.vectors is None:
         raise NotFoundError(f"no item with id {item_id!r}")
     return found.vectors[0]
+
+
+def scroll(
+    filters: Mapping[str, Any] | None = None,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+    with_vectors: bool = False,
+    strict: bool = False,
+) -> Plan[Page]:
+    """``Engine.scroll``: ``POST /scroll``."""
+    check_limit(limit)
+    body = {"limit": limit, **changed(filters=dict(filters or {}), cursor=cursor, with_vectors=with_vectors)}
+    body |= changed(strict=strict)
+    return page_of((yield call("POST", "/scroll", body)), with_vectors=with_vectors)
+
+
+def export_batches(fetch: Callable[[str | None], Page]) -> Iterator[list[StoredItem]]:
+    """The pages ``fetch(cursor)`` gives, from the first to the last, as the batches an export writes."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        vectors = page.vectors or ({},) * len(page.items)
+        yield [StoredItem(-1, item, dict(v)) for item, v in zip(page.items, vectors, strict=True)]
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def export_columns(info: Mapping[str, Any] | None) -> tuple[list[str], int]:
+    """The vector kinds and dimension of an export's Parquet columns, from the server's ``info()``."""
+    return (list(info["vectors"]), int(info["dim"])) if info is not None else ([], 0)
 
 
 def contains(item_id: object) -> Plan[bool]:

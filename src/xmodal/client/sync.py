@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,7 +10,8 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 
-from ..collection import Fetched
+from ..collection import Fetched, Page
+from ..export import ExportReport, write_export
 from ..ingest.prepare import AddReport
 from ..records import Item, Query, Target
 from ..results import SearchResult
@@ -148,6 +150,40 @@ class Client:
     def vectors(self, item_id: str) -> dict[str, np.ndarray]:
         """:meth:`Engine.vectors <xmodal.Engine.vectors>`: the item's stored vectors by kind."""
         return self._run(plans.vectors(item_id))
+
+    def scroll(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        with_vectors: bool = False,
+        strict: bool = False,
+    ) -> Page:
+        """:meth:`Engine.scroll <xmodal.Engine.scroll>` (``POST /scroll``)."""
+        return self._run(plans.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict))
+
+    def export(
+        self,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        strict: bool = False,
+        with_vectors: bool = False,
+        force: bool = False,
+    ) -> ExportReport:
+        """:meth:`Engine.export <xmodal.Engine.export>` to a file here, page by page through ``POST /scroll`` (an
+        item added during the export may be in it: the pages follow the server's cursor)."""
+        kinds, dim = plans.export_columns(self.info() if with_vectors else None)
+
+        def fetch(cursor: str | None) -> Page:
+            return self.scroll(
+                filters, limit=plans.EXPORT_PAGE, cursor=cursor, with_vectors=with_vectors, strict=strict
+            )
+
+        batches = functools.partial(plans.export_batches, fetch)
+        return write_export(path, batches, format=format, with_vectors=with_vectors, force=force, kinds=kinds, dim=dim)
 
     def __contains__(self, item_id: object) -> bool:
         return self._run(plans.contains(item_id))
