@@ -76,7 +76,7 @@ def test_kill_9_at_random_moments_of_concurrent_writers_loses_nothing_acknowledg
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     rng = random.Random(13)
-    for round_ in range(ROUNDS):
+    for _ in range(ROUNDS):
         procs = [
             subprocess.Popen(
                 [sys.executable, str(script), str(index), f"w{n}", str(tmp_path / f"w{n}.acked")],
@@ -84,8 +84,9 @@ def test_kill_9_at_random_moments_of_concurrent_writers_loses_nothing_acknowledg
             )
             for n in range(WRITERS)
         ]
+        before = {f"w{n}": len(read_acked(tmp_path).get(f"w{n}", [])) for n in range(WRITERS)}
         deadline = time.monotonic() + 60
-        while sum(len(v) for v in read_acked(tmp_path).values()) < 40 * (round_ + 1) * WRITERS:
+        while not progressed(read_acked(tmp_path), before):  # each writer has acknowledged in this round
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "writers stalled"
             time.sleep(0.05)
         for proc in rng.sample(procs, len(procs)):  # each at its own random moment
@@ -96,6 +97,13 @@ def test_kill_9_at_random_moments_of_concurrent_writers_loses_nothing_acknowledg
         acked = read_acked(tmp_path)
         assert all(acked.values())
         assert_sound(index, acked)
+
+
+def progressed(acked: dict[str, list[str]], before: dict[str, int]) -> bool:
+    """Each writer acknowledged a batch since ``before`` and all together at least 40 writes each (on a loaded
+    machine one writer can be slow to start: killing before it acknowledged anything proves nothing about it)."""
+    gained = [len(acked.get(name, [])) - count for name, count in before.items()]
+    return min(gained) >= 5 and sum(gained) >= 40 * len(before)
 
 
 def built(tmp_path: Path, n: int = 60) -> tuple[Path, dict[str, list[str]]]:
