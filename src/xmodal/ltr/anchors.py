@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..records import Hits, Query
-from .fusion import FusedHit, convex, rrf, to_hits
+from .fusion import RRF_K, FusedHit, convex, rrf, to_hits
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 WINDOW = 100
-RRF_K = 60.0
 RSF_ALPHA = 0.75
 ANCHORS = {
     "rrf": f"reciprocal rank fusion of dense and lexical, k={RRF_K:g} (the peers' standard hybrid)",
