@@ -114,7 +114,7 @@ def main() -> None:
         e = time.perf_counter()
         ranked, _, _ = pipe.rank(prepared, v, fused)
         f = time.perf_counter()
-        shown_scores(pipe.arrange(prepared, plan, ranked, [])[: q.k], pipe.config.fusion, plan.weights())
+        shown_scores(pipe.arrange(prepared, plan, ranked, [], q.k), pipe.config.fusion, plan.weights())
         g = time.perf_counter()
         for key, value in (
             ("dense", b - a),

@@ -244,3 +244,10 @@ def test_the_cli_shows_sets_and_resets_the_exploration_settings(
     assert "exploration.calls" in capsys.readouterr().err
     assert main(["--index", str(folder), "ltr", "explore", "reset"]) == 0
     assert json.loads(capsys.readouterr().out)["saved"] is None
+
+
+def test_placement_stops_at_the_limit_with_the_same_head() -> None:
+    ranked = [hit(f"r{i}") for i in range(50)]
+    explored = [hit(f"e{i}", "explore", 0.0) for i in range(10)]
+    full = place(ranked, explored, top=4, every=2)
+    assert place(ranked, explored, top=4, every=2, limit=10) == full[:10]

@@ -77,18 +77,21 @@ class ExploreBudget:
             self.searches = self.explored = 0
 
 
-def place(ranked: Sequence[FusedHit], explored: Sequence[FusedHit], *, top: int, every: int) -> list[FusedHit]:
+def place(
+    ranked: Sequence[FusedHit], explored: Sequence[FusedHit], *, top: int, every: int, limit: int | None = None
+) -> list[FusedHit]:
     """``ranked`` (the relevance order) with the ``explored`` items placed at position ``top`` (1-based) and
     every ``every``-th position after it, in their order. An explored item the relevance order holds keeps
     the better of its two places, with the sources of both.
-    Explored items come earlier than ``top`` only when the relevance order runs out."""
+    Explored items come earlier than ``top`` only when the relevance order runs out. At most ``limit`` hits
+    (None: all)."""
     sources = {h.id: h for h in ranked}
     also = {h.id: h.sources for h in explored}
     out: list[FusedHit] = []
     placed: set[str] = set()
     rel, exp = list(ranked), list(explored)
     i = j = 0
-    while i < len(rel) or j < len(exp):
+    while (i < len(rel) or j < len(exp)) and (limit is None or len(out) < limit):
         position = len(out) + 1
         slot = position >= top and (position - top) % every == 0
         while j < len(exp) and exp[j].id in placed:

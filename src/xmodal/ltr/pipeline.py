@@ -156,7 +156,7 @@ class Pipeline:
         self._pending: dict[str, tuple[np.ndarray, set[str]]] = {}
         self.repeats = Repeats()
         self.exploration = self.config.exploration or explore_config.configured(self.dir)
-        self.budget = ExploreBudget(self.exploration.budget)
+        self.explore_budget = ExploreBudget(self.exploration.budget)
         self._catalog_version = 0  # a change to the catalog lets a repeated query's top change
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
         self._meta = ItemMeta(engine)
@@ -342,7 +342,7 @@ class Pipeline:
         """Whether this search explores: a call that may, a query the config lets explore, and budget left."""
         if explorer is None or explorer not in prepared.available or not self._explores_for(prepared.query):
             return False
-        return self.budget.admit(may_explore(self.config.explore, prepared.context))
+        return self.explore_budget.admit(may_explore(self.config.explore, prepared.context))
 
     def _explores_for(self, query: Query) -> bool:
         settings = self.exploration
@@ -453,20 +453,20 @@ class Pipeline:
         return reranked + fused[len(head) :], X[order], self.ranker_status
 
     def arrange(
-        self, prepared: Prepared, plan: Plan, ranked: Sequence[FusedHit], explored: Sequence[FusedHit]
+        self, prepared: Prepared, plan: Plan, ranked: Sequence[FusedHit], explored: Sequence[FusedHit], k: int
     ) -> list[FusedHit]:
         """The list shown: the answers users found for this query come first (items acted on at a credible
         rate, :meth:`MemoryStrategy.answers`: evidence that takes the top positions, whichever strategy's
         order they have); a repeat of the query in the same state gets its top hits back first
         (:func:`repeats.pin`); exploration's items are placed from position ``exploration.top`` on
         (:func:`exploration.place`: every position when exploration leads the plan, else every second); and
-        what the query got is remembered."""
+        what the query got is remembered. Returns the first ``k``."""
         top = self.exploration.top
         ranked = pin(ranked, prepared.answers)
         if prepared.repeat is not None:
             ranked = pin(ranked, prepared.repeat.top)
         lead = bool(plan.allocations) and self._explores(plan.allocations[0].strategy)
-        shown = place(ranked, explored, top=top, every=1 if lead else 2)
+        shown = place(ranked, explored, top=top, every=1 if lead else 2, limit=k)
         order = tuple(a.strategy for a in plan.allocations if not self._explores(a.strategy))
         self.repeats.put(prepared.key, Shown(prepared.state, order, tuple(h.id for h in shown[: top - 1])))
         return shown
@@ -474,7 +474,7 @@ class Pipeline:
     def start_over(self) -> None:
         """Forget what repeated queries got and the exploration budget's counts (a simulated run's start)."""
         self.repeats.clear()
-        self.budget.reset()
+        self.explore_budget.reset()
 
     def search(
         self, query: Query, vector: np.ndarray | None, *, plan: Plan | None = None
@@ -485,7 +485,7 @@ class Pipeline:
         plan = plan or self.plan(prepared)
         found = self.candidates(prepared, plan, vector)
         ranked, X, status = self.rank(prepared, vector, found.fused)
-        shown = self.arrange(prepared, plan, ranked, found.explored)[: query.k]
+        shown = self.arrange(prepared, plan, ranked, found.explored, query.k)
         scores = shown_scores(shown, self.config.fusion, found.weights)
         features = None if X is None else {h.id: row for h, row in zip(ranked, X, strict=False)}
         details = self.explain(prepared, plan, found, shown, scores, features, status)
@@ -567,7 +567,7 @@ class Pipeline:
         prepared = self.prepare(query, vector=vector)
         plan = equal_plan(prepared.available, prepared.available, self.config.budget)
         found = self.candidates(prepared, plan, vector, backfill=False)
-        shown = place(found.fused, found.explored, top=self.exploration.top, every=2)[: query.k]
+        shown = place(found.fused, found.explored, top=self.exploration.top, every=2, limit=query.k)
         scores = shown_scores(shown, self.config.fusion, found.weights)
         details = self.explain(prepared, plan, found, shown, scores, None, "fused order")
         return to_hits(shown, query.k, scores), {**details, "mode": "uniform"}

@@ -292,7 +292,7 @@ class Simulator:
             found = self.pipeline.candidates(prepared, plan, vector, cached=static, backfill=False)
             fused = found.fused
             ordered = self.logged_order(fused, promote_fresh, self.now + 60 * t)
-            top = self.pipeline.arrange(prepared, plan, ordered, found.explored)[: self.k]
+            top = self.pipeline.arrange(prepared, plan, ordered, found.explored, self.k)
             randomized = bool(rng.random() < randomize)
             if randomized:
                 top = [top[i] for i in rng.permutation(len(top))]
