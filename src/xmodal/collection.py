@@ -154,9 +154,9 @@ class Collection:
     ) -> Page:
         """A page of the items that match ``filters`` (every item without), in row order, from ``cursor``."""
         check_limit(limit)
+        rows = self.matching(filters, strict=strict)  # the filter checked first (its depth too)
         scope = scope_of("scroll", dict(filters or {}), strict)
         after = -1 if cursor is None else self.cursors.read(cursor, scope)
-        rows = self.matching(filters, strict=strict)
         start = int(np.searchsorted(rows, after, side="right"))
         page = rows[start : start + limit].tolist()
         stored = self._store.get_rows(page, with_vectors=with_vectors)

@@ -734,7 +734,9 @@ class Engine:
         with the hits' items, and ``offset`` hits skipped as in :class:`Query` (``with_vectors`` and ``cursor``:
         as in :meth:`search`)."""
         vec = query_vector(vector, dim=self.backend.dim)
-        offset = self._collection.resume(vector_scope(vec[0], target, filters, strict), cursor, offset)
+        if cursor is not None:  # the filter checked before the cursor's scope is taken of it
+            self._check_filters(filters or {}, strict=strict)
+            offset = self._collection.resume(vector_scope(vec[0], target, filters, strict), cursor, offset)
         return self.search_by_vectors(
             vec, k=k, offset=offset, target=target, filters=filters, strict=strict, with_vectors=with_vectors
         )[0]

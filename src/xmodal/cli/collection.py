@@ -155,8 +155,9 @@ def _query_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
             continue
         try:
             raw = json.loads(line) if line.lstrip().startswith("{") else {"text": line}
-        except ValueError as exc:
-            raise UsageError(f"{path} line {number}: not valid JSON ({exc}); write a text or a JSON object") from None
+        except (ValueError, RecursionError) as exc:
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else f"not valid JSON ({exc})"
+            raise UsageError(f"{path} line {number}: {problem}; write a text or a JSON object") from None
         if not isinstance(raw, dict):
             raise UsageError(f"{path} line {number}: not a JSON object")
         out.append((number, raw))

@@ -69,12 +69,11 @@ def _object(spec: Mapping[str, Any], field: str, depth: int) -> Node:
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
+DEPTH_FIX = "flatten it: conditions in one object must all hold; or-lists take many alternatives"
+
+
 def _too_deep() -> ValidationError:
-    return ValidationError(
-        "filters",
-        f"nests and/or/not more than {MAX_FILTER_DEPTH} levels deep",
-        "flatten it: conditions in one object must all hold; or-lists take many alternatives",
-    )
+    return ValidationError("filters", f"nests and/or/not more than {MAX_FILTER_DEPTH} levels deep", DEPTH_FIX)
 
 
 def _key(key: object, value: Any, field: str, depth: int) -> Node:

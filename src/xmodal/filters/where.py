@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ValidationError
+from .syntax import DEPTH_FIX
 
 _WHERE_OPS: tuple[tuple[str, str | None], ...] = (
     (">=", "gte"),
@@ -52,6 +53,8 @@ def parse_filter_json(texts: Sequence[str]) -> dict[str, Any]:
             raise ValidationError(
                 "--filter", f"is not JSON ({exc})", """write e.g. --filter '{"tags": "red"}'"""
             ) from None
+        except RecursionError:  # nested deeper than the parser follows (a filter allows far fewer levels)
+            raise ValidationError("--filter", "nests more levels than the parser can follow", DEPTH_FIX) from None
         if not isinstance(value, dict):
             raise ValidationError("--filter", "is not a JSON object", """write e.g. --filter '{"tags": "red"}'""")
         if value:

@@ -60,6 +60,15 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
 
+class BodyError(HTTPException):
+    """An :class:`ApiError` of a body FastAPI parses for a route (see :mod:`.bodies`): an ``HTTPException``,
+    so FastAPI passes it on as it is, and answered as the :class:`ApiError` it carries."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.status, error.error)
+        self.error = error
+
+
 def parse_json(body: bytes) -> Any:
     """Decode a JSON body, or raise a 400 saying what is wrong with it."""
     if not body:
@@ -233,6 +242,10 @@ def install(app: FastAPI) -> None:
             return error_response(400, f"the body is not valid JSON: {err.error}", "body", "send a JSON object")
         return error_response(422, err.error, err.field, err.fix, err.details)
 
+    async def body_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, BodyError)
+        return await api_error(request, exc.error)
+
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
@@ -258,6 +271,7 @@ def install(app: FastAPI) -> None:
         (RateLimited, limited),
         (QueueFull, queue_full),
         (RequestValidationError, request_validation),
+        (BodyError, body_error),
         (HTTPException, http_error),
         (ConfigError, config_error),
         (DiskFull, disk_full),

@@ -14,13 +14,14 @@ from ..records import Query
 from ..results import SearchResult
 from ..view import items_view, jsonable
 from .auth import Principal
+from .bodies import CheckedRoute
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, parse_json, responses, validate
 from .models import BatchSearchRequest, BatchSearchResponse, GetManyRequest, GetManyResponse, QueryIn
 from .policy import MAX_K, TOKENS_PER_100_K
 from .routes_search import search_response
 
-router = APIRouter(tags=["batch"])
+router = APIRouter(tags=["batch"], route_class=CheckedRoute)
 
 
 @router.post(

@@ -8,6 +8,7 @@ import functools
 from fastapi import APIRouter, Request
 
 from ..view import item_view, items_view
+from .bodies import CheckedRoute
 from .deps import ReadKey, WriteKey, server
 from .errors import ApiError, responses
 from .models import (
@@ -23,7 +24,7 @@ from .models import (
 )
 from .policy import TOKENS_PER_100_K
 
-router = APIRouter(tags=["collection"])
+router = APIRouter(tags=["collection"], route_class=CheckedRoute)
 
 
 @router.post("/count", response_model=CountResponse, responses=responses(400, 401, 403, 422, 429))

@@ -14,6 +14,7 @@ from ..records import GROUPS, Query, Target
 from ..results import SearchResult
 from ..view import jsonable, result_view
 from .auth import Principal
+from .bodies import CheckedRoute
 from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .forms import read_form
@@ -29,7 +30,7 @@ from .models import (
 )
 from .policy import MAX_K
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=CheckedRoute)
 MAX_FACET_VALUES = 50
 
 _SEARCH_BODY = {
