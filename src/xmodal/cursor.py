@@ -34,11 +34,8 @@ RESTART = "start again without a cursor"
 def scope_of(kind: str, *parts: Any) -> str:
     """A short digest of what a cursor pages through: ``kind`` (``search``, ``scroll``...) and its defining
     values (JSON-able; bytes and arrays by their own digest)."""
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(kind.encode())
-    for part in parts:
-        digest.update(b"\x00" + json.dumps(part, sort_keys=True, default=_opaque, ensure_ascii=False).encode())
-    return digest.hexdigest()
+    text = json.dumps([kind, *parts], sort_keys=True, default=_opaque, ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def _opaque(value: Any) -> str:
@@ -55,11 +52,11 @@ class Cursors:
 
     def __init__(self, index_id: str, *, ttl: float = CURSOR_TTL, clock: Callable[[], float] = time.time) -> None:
         self.index_id, self.ttl, self.clock = index_id, ttl, clock
+        self._head = '{"v":%d,"i":%s,"s":' % (_VERSION, json.dumps(index_id))  # every search issues one: kept
 
     def issue(self, scope: str, position: int) -> str:
-        """A cursor for ``position`` within ``scope``."""
-        body = {"v": _VERSION, "i": self.index_id, "s": scope, "p": position, "t": round(self.clock(), 3)}
-        raw = json.dumps(body, separators=(",", ":")).encode()
+        """A cursor for ``position`` within ``scope`` (a :func:`scope_of` digest)."""
+        raw = f'{self._head}{json.dumps(scope)},"p":{int(position)},"t":{self.clock():.3f}}}'.encode()
         return base64.urlsafe_b64encode(raw + _checksum(raw)).rstrip(b"=").decode("ascii")
 
     def read(self, cursor: object, scope: str, field: str = "cursor") -> int:
