@@ -52,7 +52,7 @@ class Cursors:
 
     def __init__(self, index_id: str, *, ttl: float = CURSOR_TTL, clock: Callable[[], float] = time.time) -> None:
         self.index_id, self.ttl, self.clock = index_id, ttl, clock
-        self._head = '{"v":%d,"i":%s,"s":' % (_VERSION, json.dumps(index_id))  # every search issues one: kept
+        self._head = f'{{"v":{_VERSION},"i":{json.dumps(index_id)},"s":'  # every search issues one: kept
 
     def issue(self, scope: str, position: int) -> str:
         """A cursor for ``position`` within ``scope`` (a :func:`scope_of` digest)."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import MissingDependency, ValidationError
 from .store.base import StoredItem
-from .view import items_view, jsonable
+from .view import item_view, jsonable
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 #: Items read and written at a time (a Parquet row group).
@@ -117,7 +117,7 @@ def _write_jsonl(out: IO[bytes], batches: Iterable[list[StoredItem]], with_vecto
     dumps, plain = _json_encoder()
     count = 0
     for batch in batches:
-        views = items_view(s.item for s in batch)
+        views = [item_view(s.item, shared=True) for s in batch]  # written at once: no copy of the attributes
         if with_vectors:  # stored vectors are finite float32: written as they are, not through the view
             for view, stored in zip(views, batch, strict=True):
                 view["vectors"] = {str(kind): v.tolist() if plain else v for kind, v in stored.vectors.items()}
@@ -140,6 +140,7 @@ def _json_encoder() -> tuple[Callable[[Any], bytes], bool]:
 
 COLUMNS = ("id", "modality", "title", "text", "attributes", "media", "parent", "span", "created_at", "updated_at")
 _JSON_COLUMNS = ("attributes", "media", "span")
+_PLAIN_COLUMNS = ("id", "title", "text", "attributes", "media", "parent", "created_at", "updated_at")
 
 
 def _write_parquet(out: IO[bytes], batches: Iterable[list[StoredItem]], kinds: list[str], dim: int) -> int:
@@ -167,7 +168,9 @@ def _table(
     """A batch as a table: the item's fields (JSON text where they nest), each vector kind as one column."""
     columns: dict[str, Any] = {}
     for name in COLUMNS:
-        values = [jsonable(getattr(s.item, name)) for s in batch]
+        values = [getattr(s.item, name) for s in batch]
+        if name not in _PLAIN_COLUMNS:  # JSON data already (an item read from the store): no copy first
+            values = [jsonable(v) for v in values]
         if name in _JSON_COLUMNS:
             values = [None if v is None else dumps(v).decode("utf-8") for v in values]
         columns[name] = values

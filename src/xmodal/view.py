@@ -77,11 +77,15 @@ def media_urls(item: Item) -> tuple[str | None, str | None]:
 _ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(Item))
 
 
-def item_view(item: Item) -> dict[str, Any]:
-    """Every field of ``item``, JSON-ready, plus ``media_url`` and ``thumbnail_url``."""
+def item_view(item: Item, *, shared: bool = False) -> dict[str, Any]:
+    """Every field of ``item``, JSON-ready, plus ``media_url`` and ``thumbnail_url``. ``shared``: the item's
+    attributes are given as they are, not copied value by value (they are JSON data already, as an item's
+    are once checked or read back from the store): for a view written out at once and never changed (an
+    export), not for one handed on."""
     out: dict[str, Any] = {}
     for name in _ITEM_FIELDS:
-        out[name] = jsonable(getattr(item, name))
+        value = getattr(item, name)
+        out[name] = value if shared and name == "attributes" else jsonable(value)
         if name == "media":
             out["image"] = jsonable(item.image)
     out["media_url"], out["thumbnail_url"] = media_urls(item)
