@@ -4,6 +4,11 @@
   outperforms Condorcet and individual Rank Learning Methods" (SIGIR 2009): ``Σ_s w_s / (k + rank)``.
 - Convex combination of normalised scores (CombSUM with weights; E. A. Fox and J. A. Shaw,
   "Combination of Multiple Searches", TREC-2 1994), with min-max or z-score normalisation.
+- Query-dependent weights (:func:`committed_weights`): each run's weight scaled by a query-performance
+  prediction of that run, its normalised query commitment (NQC: A. Shtok, O. Kurland, D. Carmel, F. Raiber
+  and G. Markovits, "Predicting Query Performance by Query-Drift Estimation", ACM TOIS 2012), relative to
+  the most committed run's, so a run whose top scores stand out counts fully and a flat one (no signal)
+  hardly at all: the fused list falls back to the best run's order.
 
 Inputs are never mutated. Each fused hit keeps which strategies produced it and at what rank, and
 ties are broken by item id, so the result does not depend on the order the runs are given in.
@@ -109,6 +114,33 @@ def convex(
                 seen.add(item_id)
                 totals[item_id] += w * value
     return _ranked(totals, sources)
+
+
+QPP_DEPTH = 10  # the top scores a run's NQC is measured on
+
+
+def nqc(scores: np.ndarray, depth: int = QPP_DEPTH) -> float:
+    """A run's normalised query commitment: the standard deviation of its top ``depth`` scores over their
+    mean magnitude (positions it did not fill count as 0, the score of an item that matched nothing).
+    Scale-free, so runs of different scorers (cosine, BM25F) compare; 0 for an empty or flat run."""
+    top = np.zeros(depth, dtype=np.float64)
+    head = np.asarray(scores, dtype=np.float64)[:depth]
+    top[: len(head)] = head
+    mean = abs(float(top.mean()))
+    return 0.0 if mean < 1e-12 else float(top.std()) / mean
+
+
+def committed_weights(
+    runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, depth: int = QPP_DEPTH
+) -> dict[str, float]:
+    """Each run's weight (default 1) times its NQC over the largest NQC of the runs (:func:`nqc`); the weights
+    unchanged when no run has any (every run flat or empty)."""
+    base = {name: (weights or {}).get(name, 1.0) for name in runs}
+    commitment = {name: nqc(runs[name].scores, depth) for name in runs}
+    best = max(commitment.values(), default=0.0)
+    if best <= 0.0:
+        return base
+    return {name: base[name] * commitment[name] / best for name in runs}
 
 
 FUSERS: dict[str, Callable[..., list[FusedHit]]] = {

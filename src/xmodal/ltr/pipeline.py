@@ -27,7 +27,7 @@ from . import explore_config, strategy_config
 from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
 from .exploration import ExploreBudget, ExploreSettings, eligible, place
 from .features import FeatureLayout, align, candidate_features
-from .fusion import FusedHit, fuse, to_hits
+from .fusion import FusedHit, committed_weights, fuse, to_hits
 from .item_meta import ItemMeta
 from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
@@ -61,6 +61,9 @@ class LTRConfig:
     budget: int = 100
     policy: str = "linucb"
     fusion: str = "convex-minmax"
+    #: query-dependent fusion: each run's weight scaled by its query-performance prediction
+    #: (:func:`fusion.committed_weights`); False fuses with the plan's weights as they are
+    committed: bool = True
     explore: str = "unanswered"  # which queries' plans may explore: "always", "unanswered" or "never"
     popularity_weight: float = 0.0
     rank_depth: int = 50
@@ -399,24 +402,37 @@ class Pipeline:
         cached: Mapping[str, Hits] | None = None,
         *,
         backfill: bool = True,
+        committed: bool | None = None,
     ) -> Candidates:
         """The plan's runs: the relevance strategies' fused, the exploring strategies' set apart. When the
         relevance strategies found fewer than ``k`` items (and ``backfill``), dense search fills the list up
-        (within the budget, fused at half weight)."""
+        (within the budget, fused at half weight). With ``committed`` (default: the config's), each run's
+        weight is scaled by its query-performance prediction (:meth:`fusion_weights`)."""
         query = prepared.query
         runs = self.retrieve(prepared, plan, vector, cached)
         relevance = {name: hits for name, hits in runs.items() if not self._explores(name)}
-        weights = {a.strategy: a.weight for a in plan.allocations if a.strategy in relevance}
+        planned = {a.strategy: a.weight for a in plan.allocations if a.strategy in relevance}
+        weights = self.fusion_weights(relevance, planned, committed)
         fused = fuse(self.config.fusion, relevance, weights)
         if backfill and len(fused) < query.k:
             dense = next((a for a in prepared.available if self._family(a) == "dense" and a not in runs), None)
             room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
             if dense is not None and room > 0:  # candidates drawn stay within the budget
                 runs[dense] = relevance[dense] = self._run(dense, query, room, vector)
-                weights[dense] = 0.5
+                weights = self.fusion_weights(relevance, {**planned, dense: 0.5}, committed)
                 fused = fuse(self.config.fusion, relevance, weights)
         used = {name: w for name, w in weights.items() if len(relevance[name])}  # the scale of the fused scores
         return Candidates(runs, fused, self._explored(runs), used)
+
+    def fusion_weights(
+        self, runs: Mapping[str, Hits], planned: Mapping[str, float], committed: bool | None = None
+    ) -> dict[str, float]:
+        """The weights the runs are fused with: the plan's, each scaled by the run's normalised query
+        commitment relative to the most committed run's (:func:`fusion.committed_weights`) when ``committed``
+        (default: ``config.committed``), so a run with no signal for this query hardly moves the fused list."""
+        use = self.config.committed if committed is None else committed
+        weights = {name: planned.get(name, 1.0) for name in runs}
+        return committed_weights(runs, weights) if use else weights
 
     def _explored(self, runs: Mapping[str, Hits]) -> list[FusedHit]:
         """The exploring strategies' items, in rank order (ties by strategy name), each once."""
@@ -533,6 +549,7 @@ class Pipeline:
             "budget": plan.budget,
             "policy": {"kind": self.policy.kind, "indices": {k: round(v, 6) for k, v in plan.indices.items()}},
             "fusion": self.config.fusion,
+            "weights": {name: round(w, 6) for name, w in found.weights.items()},
             "score": SCORE_MEANING,
             "exploration": {
                 "may_explore": self._explores_for(prepared.query),
@@ -566,7 +583,7 @@ class Pipeline:
         exploration's items placed as the floor's are."""
         prepared = self.prepare(query, vector=vector)
         plan = equal_plan(prepared.available, prepared.available, self.config.budget)
-        found = self.candidates(prepared, plan, vector, backfill=False)
+        found = self.candidates(prepared, plan, vector, backfill=False, committed=False)
         shown = place(found.fused, found.explored, top=self.exploration.top, every=2, limit=query.k)
         scores = shown_scores(shown, self.config.fusion, found.weights)
         details = self.explain(prepared, plan, found, shown, scores, None, "fused order")

@@ -64,7 +64,8 @@ def replay(
         if not plan.allocations:
             plan = pipe.plan(prepared)
         vector = pipe.engine.encode_query(query)
-        fused = {h.id: h for h in fuse(pipe.config.fusion, pipe.retrieve(prepared, plan, vector), plan.weights())}
+        runs = pipe.retrieve(prepared, plan, vector)
+        fused = {h.id: h for h in fuse(pipe.config.fusion, runs, pipe.fusion_weights(runs, plan.weights()))}
         shown = [(p + 1, i) for p, i in enumerate(imp.shown) if i in fused]
         if not shown:
             continue
