@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xmodal import Hits, ValidationError
-from xmodal.ltr.fusion import FUSERS, convex, fuse, min_max, rrf, to_hits, z_score
+from xmodal.ltr.fusion import FUSERS, committed_weights, convex, fuse, min_max, nqc, rrf, to_hits, z_score
 
 
 def test_rrf_matches_the_formula() -> None:
@@ -30,6 +30,29 @@ def test_convex_normalisers() -> None:
     runs = {"a": Hits.of(["x", "y"], [10.0, 0.0], "a"), "b": Hits.of(["y"], [0.3], "b")}
     fused = convex(runs, {"a": 1.0, "b": 2.0})
     assert {h.id: h.score for h in fused} == {"x": 1.0, "y": 2.0}
+
+
+def test_nqc_is_the_scale_free_spread_of_the_top_scores() -> None:
+    assert nqc(np.array([0.5] * 12)) == 0.0  # flat: no signal
+    assert nqc(np.array([])) == 0.0
+    peaked = np.array([9.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert nqc(peaked) == pytest.approx(peaked.std() / peaked.mean())
+    assert nqc(peaked * 7.5) == pytest.approx(nqc(peaked))  # BM25F and cosine runs compare
+    assert nqc(np.array([6.0])) == pytest.approx(np.array([6.0] + [0.0] * 9).std() / 0.6)  # one match of many
+
+
+def test_committed_weights_let_the_run_with_signal_lead() -> None:
+    sharp = Hits.of([f"s{i}" for i in range(10)], [9.0] + [1.0] * 9, "lex")
+    flat = Hits.of([f"f{i}" for i in range(10)], [0.50, 0.50, 0.49, 0.49, 0.49, 0.48, 0.48, 0.48, 0.48, 0.48], "dense")
+    weights = committed_weights({"lex": sharp, "dense": flat}, {"lex": 1.0, "dense": 0.5})
+    assert weights["lex"] == 1.0 and 0 < weights["dense"] < 0.01
+    # the sharp run's clear winner leads; with equal weights the flat run's first two (min-max 1) came first
+    runs = {"lex": sharp, "dense": flat}
+    assert convex(runs, committed_weights(runs))[0].id == "s0"
+    assert [h.id for h in convex(runs)[:3]] == ["f0", "f1", "s0"]
+    # no run with any signal (flat or empty): the planned weights as they are
+    level = Hits.of([f"l{i}" for i in range(10)], [0.4] * 10, "b")
+    assert committed_weights({"a": level, "b": Hits.empty()}, {"a": 2.0}) == {"a": 2.0, "b": 1.0}
 
 
 def test_unknown_fusion_is_a_clear_error() -> None:

@@ -46,6 +46,19 @@ def test_learned_explain_shows_plan_contributions_and_fallback(shop: Engine) -> 
     shop.close()
 
 
+def test_learned_fusion_weighs_each_run_by_its_commitment_and_uniform_does_not(shop: Engine) -> None:
+    ex = shop.search("red leather boots", mode="learned", k=5, explain=True).explain
+    assert ex is not None
+    planned = {a["strategy"]: a["weight"] for a in ex["plan"]}
+    weights = ex["weights"]
+    assert weights and all(0.0 <= w <= planned.get(name, 0.5) + 1e-6 for name, w in weights.items())
+    # the most committed run keeps its planned weight, the others are scaled down by their NQC's ratio to it
+    assert any(w == pytest.approx(planned.get(name, 0.5), abs=1e-6) for name, w in weights.items())
+    uniform = shop.search("red leather boots", mode="uniform", k=5, explain=True).explain
+    assert uniform is not None and set(uniform["weights"].values()) == {1.0}
+    shop.close()
+
+
 def test_feedback_credits_the_strategies_that_supplied_the_item(shop: Engine) -> None:
     pipe = pipeline(shop)
     before = pipe.policy.b_.copy()
