@@ -16,6 +16,7 @@ ties are broken by item id, so the result does not depend on the order the runs 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -123,11 +124,12 @@ def nqc(scores: np.ndarray, depth: int = QPP_DEPTH) -> float:
     """A run's normalised query commitment: the standard deviation of its top ``depth`` scores over their
     mean magnitude (positions it did not fill count as 0, the score of an item that matched nothing).
     Scale-free, so runs of different scorers (cosine, BM25F) compare; 0 for an empty or flat run."""
-    top = np.zeros(depth, dtype=np.float64)
-    head = np.asarray(scores, dtype=np.float64)[:depth]
-    top[: len(head)] = head
-    mean = abs(float(top.mean()))
-    return 0.0 if mean < 1e-12 else float(top.std()) / mean
+    head = [float(v) for v in scores[:depth]]  # plain floats: ten values, numpy's call overhead would dominate
+    mean = sum(head) / depth
+    if abs(mean) < 1e-12:
+        return 0.0
+    variance = (sum((v - mean) ** 2 for v in head) + (depth - len(head)) * mean * mean) / depth
+    return math.sqrt(variance) / abs(mean)
 
 
 def committed_weights(
