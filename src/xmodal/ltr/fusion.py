@@ -124,6 +124,8 @@ def nqc(scores: np.ndarray, depth: int = QPP_DEPTH) -> float:
     """A run's normalised query commitment: the standard deviation of its top ``depth`` scores over their
     mean magnitude (positions it did not fill count as 0, the score of an item that matched nothing).
     Scale-free, so runs of different scorers (cosine, BM25F) compare; 0 for an empty or flat run."""
+    if depth < 1:
+        return 0.0
     head = [float(v) for v in scores[:depth]]  # plain floats: ten values, numpy's call overhead would dominate
     mean = sum(head) / depth
     if abs(mean) < 1e-12:
@@ -135,9 +137,16 @@ def nqc(scores: np.ndarray, depth: int = QPP_DEPTH) -> float:
 def committed_weights(
     runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, depth: int = QPP_DEPTH
 ) -> dict[str, float]:
-    """Each run's weight (default 1) times its NQC over the largest NQC of the runs (:func:`nqc`); the weights
-    unchanged when no run has any (every run flat or empty)."""
+    """Each run's weight (default 1) times its NQC over the largest NQC of the runs (:func:`nqc`). The weights
+    stay as given when no run has any (every run flat or empty), or when a run scores below 0 in its top.
+    The NQC is measured on the top ``depth`` positions, or as many as the longest run filled (a catalog of
+    5 items fills 5: the other runs' unfilled positions are misses)."""
     base = {name: (weights or {}).get(name, 1.0) for name in runs}
+    depth = min(depth, max((len(hits) for hits in runs.values()), default=0))
+    if any(float(v) < 0.0 for hits in runs.values() for v in hits.scores[:depth]):
+        return (
+            base  # NQC is a ratio to the mean score, meaningless for scores around 0 (an unrelated modality's cosines)
+        )
     commitment = {name: nqc(runs[name].scores, depth) for name in runs}
     best = max(commitment.values(), default=0.0)
     if best <= 0.0:
