@@ -143,10 +143,9 @@ def committed_weights(
     5 items fills 5: the other runs' unfilled positions are misses)."""
     base = {name: (weights or {}).get(name, 1.0) for name in runs}
     depth = min(depth, max((len(hits) for hits in runs.values()), default=0))
+    # NQC is a ratio to the mean score: meaningless for scores around 0 (cosines with another modality's vectors)
     if any(float(v) < 0.0 for hits in runs.values() for v in hits.scores[:depth]):
-        return (
-            base  # NQC is a ratio to the mean score, meaningless for scores around 0 (an unrelated modality's cosines)
-        )
+        return base
     commitment = {name: nqc(runs[name].scores, depth) for name in runs}
     best = max(commitment.values(), default=0.0)
     if best <= 0.0:
