@@ -53,15 +53,13 @@ def test_committed_weights_let_the_run_with_signal_lead() -> None:
     # no run with any signal (flat or empty): the planned weights as they are
     level = Hits.of([f"l{i}" for i in range(10)], [0.4] * 10, "b")
     assert committed_weights({"a": level, "b": Hits.empty()}, {"a": 2.0}) == {"a": 2.0, "b": 1.0}
-    # a catalog of 3 items: the runs are measured on the 3 positions the longest run filled, not on 10
-    few = {"a": Hits.of(["x", "y", "z"], [0.9, 0.5, 0.4], "a"), "b": Hits.of(["y", "x", "z"], [0.8, 0.7, 0.6], "b")}
-    weights = committed_weights(few)
-    assert weights["a"] == 1.0 and weights["b"] == pytest.approx(
-        nqc(np.array([0.8, 0.7, 0.6]), 3) / nqc(few["a"].scores, 3)
-    )
+    # a catalog of 3 items: too few scores to predict from, the weights as planned
+    few = {"a": Hits.of(["x", "y", "z"], [0.9, 0.5, 0.4], "a"), "b": Hits.of(["y", "x"], [0.8, 0.1], "b")}
+    assert committed_weights(few, {"b": 0.5}) == {"a": 1.0, "b": 0.5}
     assert nqc(np.array([1.0]), 0) == 0.0
     # cosines around 0 (an image query against text vectors): no commitment to compare, the weights as planned
-    noise = {"img": Hits.of(["x", "y"], [1.0, -0.02], "img"), "txt": Hits.of(["y", "x"], [0.06, -0.04], "txt")}
+    ids = [f"i{n}" for n in range(10)]
+    noise = {"img": Hits.of(ids, [1.0] + [-0.02] * 9, "img"), "txt": Hits.of(ids[::-1], [0.06] + [-0.04] * 9, "txt")}
     assert committed_weights(noise, {"img": 1.0}) == {"img": 1.0, "txt": 1.0}
 
 

@@ -138,12 +138,13 @@ def committed_weights(
     runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, depth: int = QPP_DEPTH
 ) -> dict[str, float]:
     """Each run's weight (default 1) times its NQC over the largest NQC of the runs (:func:`nqc`). The weights
-    stay as given when no run has any (every run flat or empty), or when a run scores below 0 in its top.
-    The NQC is measured on the top ``depth`` positions, or as many as the longest run filled (a catalog of
-    5 items fills 5: the other runs' unfilled positions are misses)."""
+    stay as given when no run has any (every run flat or empty); when no run filled ``depth`` positions (a
+    catalog of a few items: the NQC of two or three scores is noise); and when a run scores below 0 in its
+    top (the NQC is a ratio to the mean score: meaningless for cosines around 0 with another modality's
+    vectors)."""
     base = {name: (weights or {}).get(name, 1.0) for name in runs}
-    depth = min(depth, max((len(hits) for hits in runs.values()), default=0))
-    # NQC is a ratio to the mean score: meaningless for scores around 0 (cosines with another modality's vectors)
+    if max((len(hits) for hits in runs.values()), default=0) < depth:
+        return base
     if any(float(v) < 0.0 for hits in runs.values() for v in hits.scores[:depth]):
         return base
     commitment = {name: nqc(runs[name].scores, depth) for name in runs}
