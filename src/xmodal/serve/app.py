@@ -29,7 +29,7 @@ from ..engine import Engine
 from .auth import AuthError, KeyRing, presented_key
 from .config import ServeConfig, check_index_name
 from .deps import ReadKey, Served, ServerState, served
-from .errors import BodyLimit, error_response, internal_error, tarpit
+from .errors import BodyLimit, error_response, internal_error, responses, tarpit
 from .errors import install as install_errors
 from .hosts import AllowedHosts, HostCheckMiddleware, allowed_hosts
 from .indexes import IndexPrefixMiddleware, include_routes, prefix_tools, route_label
@@ -95,6 +95,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         description="Multimodal search over xmodal indexes. Errors are ErrorBody objects.",
+        responses=responses(421),  # HostCheckMiddleware can answer any route so
     )
     app.state.xmodal = served
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -51,6 +51,7 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "no such item or file",
         413: "body larger than the limit",
         415: "unsupported content type",
+        421: "the request's Host is not one this server answers to (allowed_hosts)",
         422: "invalid fields (named in the answer)",
         429: "rate limited (see Retry-After)",
         501: "not supported by this engine",
