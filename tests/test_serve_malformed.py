@@ -38,6 +38,10 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         max_pixels=1_000_000,
         log_requests=False,
         mcp=False,
+        # hostile bodies cost real CPU (a 100k-deep JSON array, a decompression bomb); this module checks the
+        # status and message each one gets, so anonymous CPU metering (tests/test_serve_limits.py) is off here
+        anonymous_cpu=0.0,
+        anonymous_total_cpu=0.0,
     )
     with serve_in_thread(create_app(engine, config)) as base:
         httpx.post(f"{base}/items", json={"items": [{"id": "a", "title": "apple"}]}, headers={"X-API-Key": WRITER})
