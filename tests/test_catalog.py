@@ -241,13 +241,13 @@ def test_duplicate_ids_within_and_across_files(tmp_path: Path, engine: Engine) -
 
 
 def test_missing_path_and_unknown_catalog_type(tmp_path: Path, engine: Engine) -> None:
-    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "notes.docx").write_text("hello")  # (a .txt file is a document: tests/test_documents_seam.py)
     good = write_jsonl(tmp_path / "ok.jsonl", [{"id": "x", "title": "fine"}])
-    report = add_catalogs(engine, [tmp_path / "nope.jsonl", tmp_path / "notes.txt", good])
+    report = add_catalogs(engine, [tmp_path / "nope.jsonl", tmp_path / "notes.docx", good])
     assert report.added == ["x"]
     why = reasons(report.rejected)
     assert "no such file" in why[str(tmp_path / "nope.jsonl")]
-    assert "not a catalog" in why[str(tmp_path / "notes.txt")] and ".jsonl" in why[str(tmp_path / "notes.txt")]
+    assert "not a catalog" in why[str(tmp_path / "notes.docx")] and ".jsonl" in why[str(tmp_path / "notes.docx")]
 
 
 # -- CSV ----------------------------------------------------------------------------------------
@@ -309,22 +309,23 @@ def test_image_folder(tmp_path: Path, engine: Engine) -> None:
     (root / "sunset.jpg").write_bytes(png_bytes((250, 120, 0)))  # wrong extension, real PNG: accepted by content
     (root / "broken.png").write_bytes(b"not an image")
     (root / "logo.svg").write_text("<svg/>")
-    (root / "README.txt").write_text("hi")
+    (root / "README.txt").write_text("hi")  # a document: its parent item and one chunk
+    (root / "notes.docx").write_text("hi")
     (root / ".hidden.png").write_bytes(png_bytes())
     records = list(read_image_folder(root))
     located = {r.item.id: r for r in records if isinstance(r, Located)}
-    assert set(located) == {"cats/tabby_cat-01", "sunset", "broken"}
+    assert set(located) == {"cats/tabby_cat-01", "sunset", "broken", "README.txt", "README.txt#p1"}
     tabby = located["cats/tabby_cat-01"].item
     assert tabby.title == "tabby cat 01" and tabby.attributes["folder"] == "cats" and tabby.modality is Modality.IMAGE
     assert located["sunset"].item.attributes["folder"] == "photos"
     refused = {Path(r.where).name: r.reason for r in records if isinstance(r, Rejection)}
-    assert set(refused) == {"logo.svg", "README.txt"}
+    assert set(refused) == {"logo.svg", "notes.docx"}
     assert "not an allowed image format" in refused["logo.svg"] and "PNG" in refused["logo.svg"]
 
     report = add_catalogs(engine, [root])
-    assert sorted(report.added) == ["cats/tabby_cat-01", "sunset"]
-    assert {Path(r.where).name for r in report.rejected} == {"broken.png", "logo.svg", "README.txt"}
-    assert catalog.estimate_records(root) == 5  # hidden files are skipped
+    assert sorted(report.added) == ["README.txt", "README.txt#p1", "cats/tabby_cat-01", "sunset"]
+    assert {Path(r.where).name for r in report.rejected} == {"broken.png", "logo.svg", "notes.docx"}
+    assert catalog.estimate_records(root) == 6  # hidden files are skipped
 
 
 def test_image_folder_names_as_text(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Catalog readers: JSON Lines, CSV and folders of images, streamed into items or rejections.
+"""Catalog readers: JSON Lines, CSV, documents and folders of images and documents, streamed into items
+or rejections.
 
 Every record comes back either as a :class:`Located` item (with where it was read, e.g.
 ``catalog.jsonl:12`` or ``photos/cat.png``) or as a :class:`~xmodal.ingest.prepare.Rejection`
@@ -38,6 +39,11 @@ under the folder (to files or folders) are not followed, each rejected with the 
 unless ``follow_symlinks`` is set; a followed link must still lead inside the folder (its real path),
 unless ``allow_outside`` is set too. The folder itself (or a single file) is read as named, a link or not.
 
+A document (a file a splitter of :mod:`xmodal.splitters` takes: PDF, plain text, Markdown, HTML, and
+whatever else is registered), alone or in a folder, gives a parent item (id = the file's name, or its path
+under the folder with its suffix) and one segment item per page, chunk or time window, each located as
+``file page 3``; a file that cannot be split is rejected alone, a failed page alone.
+
 The images themselves are read, checked and decoded by :meth:`xmodal.Engine.add` with the catalog's
 folder as ``base_dir`` (missing, corrupt, truncated, oversized and refused images are rejected there);
 :func:`add_catalogs` maps those rejections back to the catalog line.
@@ -59,6 +65,7 @@ from ..errors import ImageError, ValidationError, XmodalError, brief, check_leng
 from ..imaging import ALLOWED_FORMATS
 from ..media_loaders import MAX_PATH_LENGTH
 from ..records import Item, Modality
+from ..splitters import SplitOptions, span_label, split_file, split_suffixes, splitter_name_for
 from .prepare import AddReport, Rejection, chunks
 
 if TYPE_CHECKING:
@@ -90,25 +97,41 @@ Record = Located | Rejection
 
 
 def read_catalog(
-    path: str | Path, *, allow_outside: bool = False, name_as_text: bool = False, follow_symlinks: bool = False
+    path: str | Path,
+    *,
+    allow_outside: bool = False,
+    name_as_text: bool = False,
+    follow_symlinks: bool = False,
+    split_options: SplitOptions | None = None,
 ) -> Iterator[Record]:
-    """Read a JSON Lines or CSV catalog, or a folder of images, by what ``path`` is."""
+    """Read a JSON Lines or CSV catalog, a folder of images and documents, or one image or document (a file
+    a splitter takes: its parent item and its segments), by what ``path`` is."""
     path = Path(path)
     if path.is_dir():
         return read_image_folder(
-            path, name_as_text=name_as_text, follow_symlinks=follow_symlinks, allow_outside=allow_outside
+            path,
+            name_as_text=name_as_text,
+            follow_symlinks=follow_symlinks,
+            allow_outside=allow_outside,
+            split_options=split_options,
         )
     if not path.exists():
         return iter([Rejection(str(path), "no such file or folder (check the path)")])
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:  # a single image file: an item of its folder
         return iter([_image_file_record(path, path.parent, path.resolve().parent.name, name_as_text)])
+    if splitter_name_for(path) is not None:  # a document: its parent item and segments
+        return _split_records(path, path.name, {}, split_options)
     if suffix in JSONL_SUFFIXES:
         return read_jsonl(path, allow_outside=allow_outside)
     if suffix in CSV_SUFFIXES:
         return read_csv(path, allow_outside=allow_outside)
     known = ", ".join(sorted(JSONL_SUFFIXES | CSV_SUFFIXES))
-    problem = f"not a catalog ({suffix or 'no extension'}): use a {known} file, an image, or a folder of images"
+    documents = ", ".join(sorted(split_suffixes()))
+    problem = (
+        f"not a catalog ({suffix or 'no extension'}): use a {known} file, an image, a document ({documents}) "
+        "or a folder of them"
+    )
     return iter([Rejection(str(path), problem)])
 
 
@@ -454,14 +477,38 @@ def _outside(path: Path, root: Path) -> str | None:
 
 
 def read_image_folder(
-    folder: Path, *, name_as_text: bool = False, follow_symlinks: bool = False, allow_outside: bool = False
+    folder: Path,
+    *,
+    name_as_text: bool = False,
+    follow_symlinks: bool = False,
+    allow_outside: bool = False,
+    split_options: SplitOptions | None = None,
 ) -> Iterator[Record]:
-    """One image item per file under ``folder`` (sorted, hidden files skipped). Symbolic links are rejected
-    unless ``follow_symlinks`` (then each folder is read once, and a link must lead inside ``folder``
-    unless ``allow_outside``)."""
+    """One image item per image file under ``folder`` and a parent item plus segments per document (a file a
+    splitter takes: PDF, text…; id = its path under ``folder``, suffix kept), sorted, hidden files skipped.
+    Symbolic links are rejected unless ``follow_symlinks`` (then each folder is read once, and a link must
+    lead inside ``folder`` unless ``allow_outside``)."""
     root_name = folder.resolve().name
     for entry in _walk(folder, follow_symlinks=follow_symlinks, allow_outside=allow_outside):
-        yield entry if isinstance(entry, Rejection) else _image_file_record(entry, folder, root_name, name_as_text)
+        if isinstance(entry, Rejection):
+            yield entry
+        elif entry.suffix.lower() not in IMAGE_SUFFIXES and splitter_name_for(entry) is not None:
+            rel = entry.relative_to(folder)
+            yield from _split_records(entry, rel.as_posix(), {"folder": rel.parent.name or root_name}, split_options)
+        else:
+            yield _image_file_record(entry, folder, root_name, name_as_text)
+
+
+def _split_records(
+    path: Path, item_id: str, attributes: Mapping[str, Any], options: SplitOptions | None
+) -> Iterator[Record]:
+    """The parent item and segment items of a document, each located at the file (and page or time)."""
+    for found in split_file(path, id=item_id, name=str(path), attributes=attributes, options=options):
+        if isinstance(found, Rejection):
+            yield found
+        else:
+            where = str(path) if found.span is None else f"{path} {span_label(found.span)}"
+            yield Located(where, found)
 
 
 def _image_file_record(path: Path, root: Path, root_name: str, name_as_text: bool) -> Record:
@@ -529,9 +576,14 @@ def _link_problem(path: Path, root: Path, follow: bool, allow_outside: bool) -> 
 
 def _refused_file(path: Path) -> str:
     allowed = ", ".join(sorted(ALLOWED_FORMATS))
+    documents = ", ".join(sorted(split_suffixes()))
     suffix = path.suffix.lower() or "no extension"
     return str(
-        ImageError("image", f"{suffix} files are not an allowed image format", f"convert it to one of {allowed}")
+        ImageError(
+            "image",
+            f"{suffix} files are neither an allowed image format nor a document",
+            f"convert it to one of {allowed} (images) or {documents} (documents)",
+        )
     )
 
 
@@ -565,6 +617,7 @@ def add_catalogs(
     allow_outside: bool = False,
     name_as_text: bool = False,
     follow_symlinks: bool = False,
+    split_options: SplitOptions | None = None,
 ) -> AddReport:
     """Add every record of the given catalogs and folders; ids repeated across them are rejected.
 
@@ -576,7 +629,11 @@ def add_catalogs(
     for path in paths:
         base = base_dir_of(path)
         records = read_catalog(
-            path, allow_outside=allow_outside, name_as_text=name_as_text, follow_symlinks=follow_symlinks
+            path,
+            allow_outside=allow_outside,
+            name_as_text=name_as_text,
+            follow_symlinks=follow_symlinks,
+            split_options=split_options,
         )
         try:
             for chunk in chunks(records, CHUNK):
