@@ -124,7 +124,7 @@ def test_bad_text_files_are_rejected_alone(tmp_path: Path) -> None:
         assert "not UTF-8" in reasons["latin.txt"] and "iconv" in reasons["latin.txt"]
         assert "no text" in reasons["empty.md"]
         assert "looks like a PDF" in reasons["lies.txt"] and "rename" in reasons["lies.txt"]
-        assert "neither an allowed image format nor a document" in reasons["tool.exe"]
+        assert "not an allowed image format, nor a document" in reasons["tool.exe"]
         assert ".pdf" in reasons["tool.exe"] or ".txt" in reasons["tool.exe"]
 
 

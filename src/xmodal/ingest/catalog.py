@@ -581,7 +581,7 @@ def _refused_file(path: Path) -> str:
     return str(
         ImageError(
             "image",
-            f"{suffix} files are neither an allowed image format nor a document",
+            f"{suffix} files are not an allowed image format, nor a document",
             f"convert it to one of {allowed} (images) or {documents} (documents)",
         )
     )
