@@ -50,8 +50,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError, ValidationError, XmodalError
 from ..ingest.prepare import Rejection
-from ..media_loaders import MediaRef
-from ..records import Item, Span
+from ..media_loaders import TEXT, MediaRef
+from ..records import Item, Span, join_modality
 from ..registry import Registry
 
 #: The default largest file a splitter reads (bytes), and the default page limit of a document.
@@ -325,6 +325,7 @@ def split_items(source: Source, chosen: Splitter, options: SplitOptions | None =
                     title=segment.title or f"{title} — {span_label(segment.span)}",
                     text=segment.text,
                     media=segment.media,
+                    modality=_modality(segment),
                     attributes={**source.attributes, **segment.attributes},
                     parent=source.id,
                     span=segment.span,
@@ -333,6 +334,15 @@ def split_items(source: Source, chosen: Splitter, options: SplitOptions | None =
                 yield Rejection(where, str(exc))
     except XmodalError as exc:  # the file failed part way: the segments so far are kept
         yield Rejection(source.name, f"{_message(exc, source.name)}; the segments before it were kept")
+
+
+def _modality(segment: Segment) -> str | None:
+    """A segment's modality from its own parts: its media, and ``text`` only when it has text of its own
+    (the title it gets from its parent is shown, not embedded, on a page without text)."""
+    if not segment.media:
+        return None
+    parts = set(segment.media) | ({TEXT} if segment.text.strip() else set())
+    return join_modality(parts)
 
 
 def _message(exc: XmodalError, name: str) -> str:
@@ -397,6 +407,7 @@ def split_bytes(
 
 
 register_splitter("text", "xmodal.splitters.text:TextSplitter", suffixes=(".txt", ".md", ".markdown", ".html", ".htm"))
+register_splitter("pdf", "xmodal.splitters.pdf:PdfSplitter", suffixes=(".pdf",))
 
 __all__ = [
     "MAX_PAGES",
