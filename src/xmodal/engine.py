@@ -623,7 +623,9 @@ class Engine:
             vecs = self._collection.hit_vectors(hits, query.target) if with_vectors else None
             page = self._collection.next_page(search_scope(query), query.offset, query.k, len(hits))
             took = (time.perf_counter() - start) * 1000
-            result = SearchResult(hits, items, took, encode_ms, None, details if explain else None, vecs, page)
+            result = SearchResult(
+                hits, items, took, encode_ms, None, details if explain else None, vecs, page, query.text
+            )
             results.append(replace(result, query_id=self._log_search(query, result, details)) if log else result)
         return results
 
@@ -839,12 +841,14 @@ class Engine:
         self.feedback_log.record_event(query_id, item_id, event, position=position, value=value)
 
     def info(self) -> dict[str, Any]:
-        """Counts per modality and per vector kind, encoder, dimension, index kind, extensions and modes."""
+        """Counts per modality (items, and those of them that are segments) and per vector kind, encoder,
+        dimension, index kind, extensions and modes."""
         self.refresh(extensions=False)
         return {
             "path": str(self.path),
             "items": len(self._catalog),
             "modalities": self.store.counts_by_modality(),
+            "segments": self.store.segment_counts_by_modality(),
             "vectors": {kind: self.backend.count(kind) for kind in self.backend.kinds()},
             "encoder": self.encoder.config(),
             "dim": self.backend.dim,

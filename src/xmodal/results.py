@@ -27,6 +27,8 @@ class SearchResult:
     vectors: tuple[np.ndarray | None, ...] | None = None
     #: The cursor of the next page (pass it back with the same query), None when this page was the last.
     next_cursor: str | None = None
+    #: The query's text, when it had one: each segment hit's view gets a ``snippet`` of its text for it.
+    query_text: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON data, in the one view the CLI, REST and MCP share (:mod:`xmodal.view`)."""

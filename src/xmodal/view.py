@@ -12,7 +12,8 @@ to and ``span`` where it sits (``{"page": 3}`` or ``{"start": 12.5, "end": 20.0}
 for a whole item.
 
 A hit's view is its item's view plus ``score`` and ``provenance`` (and ``vector``, a list of numbers, when
-the search was asked for the hits' vectors). Adapters may regroup the view for
+the search was asked for the hits' vectors; and ``snippet``, for a segment hit of a text query: the passage
+of its text with the query's words marked). Adapters may regroup the view for
 their transport (MCP fences the catalog text, see :mod:`xmodal.serve.mcp`) but never rename a key.
 """
 
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from .records import Hits, Item, Span
+from .snippets import snippet
 
 #: The view's keys that hold catalog content written by third parties (fenced off for agents): the ids
 #: too, which are catalog text as much as the titles are.
@@ -106,14 +108,22 @@ def hit_view(item: Item, score: float, provenance: str) -> dict[str, Any]:
     return {**item_view(item), "score": round(float(score), SCORE_DIGITS), "provenance": provenance}
 
 
-def hits_view(hits: Hits, items: Iterable[Item], vectors: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+def hits_view(
+    hits: Hits, items: Iterable[Item], vectors: Sequence[Any] | None = None, query_text: str | None = None
+) -> list[dict[str, Any]]:
     """The views of ranked hits and their aligned items (provenance ``""`` when the hits carry none); with
-    ``vectors`` (aligned too), each hit's ``vector`` as a list of numbers (null when it has none)."""
+    ``vectors`` (aligned too), each hit's ``vector`` as a list of numbers (null when it has none); with a
+    ``query_text``, each segment hit with text (a page, a chunk, a clip's transcript) gets a ``snippet``:
+    the passage of its text holding the query's words, marked ``**word**`` (:mod:`xmodal.snippets`)."""
     sources = hits.provenance or ("",) * len(hits)
     views = [hit_view(item, score, source) for (_, score), item, source in zip(hits, items, sources, strict=True)]
     if vectors is not None:
         for view, vector in zip(views, vectors, strict=True):
             view["vector"] = jsonable(vector)
+    if query_text:
+        for view in views:
+            if view["parent"] is not None and view["text"]:
+                view["snippet"] = snippet(view["text"], query_text)
     return views
 
 
@@ -121,7 +131,7 @@ def result_view(result: ResultLike) -> dict[str, Any]:
     """A search result: ``hits``, ``took_ms``, ``encode_ms``, and ``query_id``/``explain``/``next_cursor``
     when set."""
     out: dict[str, Any] = {
-        "hits": hits_view(result.hits, result.items, result.vectors),
+        "hits": hits_view(result.hits, result.items, result.vectors, getattr(result, "query_text", None)),
         "took_ms": round(result.took_ms, 3),
         "encode_ms": round(result.encode_ms, 3),
     }

@@ -235,6 +235,31 @@ def progress_bar(total: int | None, desc: str, unit: str, *, quiet: bool = False
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=True if quiet else None, leave=False)
 
 
+STAGES = {"pages": "pages read", "ocr": "pages OCR'd", "chunks": "text chunks"}
+
+
+class StageBars:
+    """One progress bar per stage a splitter reports (``pages``, ``ocr``, ``decode``, ``transcribe``…),
+    opened when the stage first reports; use it with ``with`` and pass :meth:`update` as the progress."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.bars: dict[str, Any] = {}
+
+    def update(self, stage: str, n: int = 1) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = progress_bar(None, STAGES.get(stage, stage), "", quiet=self.quiet)
+        bar.update(n)
+
+    def __enter__(self) -> StageBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
 def shorten(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"

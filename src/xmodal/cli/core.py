@@ -11,6 +11,8 @@ from ..errors import ValidationError
 from ..ingest.catalog import add_catalogs, estimate_records
 from ..records import GROUPS, MAX_K, Item, Query
 from ..results import SearchResult
+from ..snippets import snippet
+from ..splitters import CHUNK_CHARS, MAX_PAGES, OVERLAP_CHARS, SplitOptions
 from ..view import item_view
 from .collection import (
     add_delete_options,
@@ -23,6 +25,7 @@ from .collection import (
 )
 from .common import (
     HelpFormatter,
+    StageBars,
     UsageError,
     add_query_options,
     add_target_option,
@@ -42,7 +45,40 @@ def register(subparsers: Any) -> None:
         help="add JSON Lines / CSV catalogs and folders of images",
         description="Add items; exit status 1 when any item was rejected (the report says which and why).",
     )
-    add.add_argument("paths", nargs="+", metavar="FILE", help="a .jsonl or .csv catalog, or a folder of images")
+    add.add_argument(
+        "paths",
+        nargs="+",
+        metavar="FILE",
+        help="a .jsonl or .csv catalog, a document (PDF, .txt, .md, .html: a parent item plus one item per page "
+        "or chunk), or a folder of images and documents",
+    )
+    add.add_argument(
+        "--ocr",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="OCR PDF pages with tesseract: auto (pages without a text layer, and scans; default), always, never",
+    )
+    add.add_argument(
+        "--max-pages",
+        type=int,
+        default=MAX_PAGES,
+        metavar="N",
+        help=f"refuse a document of more than N pages or chunks (default: {MAX_PAGES})",
+    )
+    add.add_argument(
+        "--chunk-chars",
+        type=int,
+        default=CHUNK_CHARS,
+        metavar="N",
+        help=f"characters per chunk of a long text file (default: {CHUNK_CHARS})",
+    )
+    add.add_argument(
+        "--overlap-chars",
+        type=int,
+        default=OVERLAP_CHARS,
+        metavar="N",
+        help=f"characters a chunk repeats from the one before (default: {OVERLAP_CHARS})",
+    )
     add.add_argument(
         "--allow-outside-images",
         action="store_true",
@@ -125,8 +161,21 @@ def register(subparsers: Any) -> None:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    if args.max_pages < 1 or args.chunk_chars < 50 or not 0 <= args.overlap_chars < args.chunk_chars:
+        raise UsageError("--max-pages must be ≥ 1, --chunk-chars ≥ 50 and 0 ≤ --overlap-chars < --chunk-chars")
     total = sum(estimate_records(p, follow_symlinks=args.follow_symlinks) or 0 for p in args.paths)
-    with engine_of(args, create=True) as engine, progress_bar(total or None, "adding", "item", quiet=args.quiet) as bar:
+    with (
+        engine_of(args, create=True) as engine,
+        progress_bar(total or None, "adding", "item", quiet=args.quiet) as bar,
+        StageBars(quiet=args.quiet) as stages,
+    ):
+        options = SplitOptions(
+            max_pages=args.max_pages,
+            ocr=args.ocr,
+            chunk_chars=args.chunk_chars,
+            overlap_chars=args.overlap_chars,
+            progress=stages.update,
+        )
         report = add_catalogs(
             engine,
             args.paths,
@@ -134,6 +183,7 @@ def run_add(args: argparse.Namespace) -> int:
             allow_outside=args.allow_outside_images,
             name_as_text=args.name_as_text,
             follow_symlinks=args.follow_symlinks,
+            split_options=options,
         )
     if args.json:
         print_json(report.to_dict())
@@ -216,6 +266,8 @@ def _print_hits(result: SearchResult) -> None:
         for rank, ((_, score), item) in enumerate(zip(result.hits, result.items, strict=True), 1):
             title = shorten(item.title or item.text, 70) + _segment(item)
             print(f"{rank:>3}  {score:>7.4f}  {shorten(item.id, 40):<{width}}  {item.modality.value:<10}  {title}")
+            if item.parent is not None and item.text and result.query_text:
+                print(f"{'':>14}{snippet(item.text, result.query_text, 160)}")
     print(f"took {result.took_ms:.1f} ms (query encoding {result.encode_ms:.1f} ms)", file=sys.stderr)
     if result.next_cursor is not None:
         print(f"next page: --cursor {result.next_cursor}", file=sys.stderr)
@@ -271,11 +323,13 @@ def run_info(args: argparse.Namespace) -> int:
         print_json(info)
         return 0
     modalities = ", ".join(f"{m} {n}" for m, n in sorted(info["modalities"].items())) or "none"
+    segments = ", ".join(f"{m} {n}" for m, n in sorted(info.get("segments", {}).items())) or "none"
     vectors = ", ".join(f"{kind} {n}" for kind, n in info["vectors"].items()) or "none"
     encoder = info["encoder"]
     rows = [
         ("index", info["path"]),
         ("items", f"{info['items']} ({modalities})"),
+        ("segments", f"{sum(info.get('segments', {}).values())} ({segments})"),
         ("vectors", vectors),
         ("encoder", f"{encoder.get('name')} ({', '.join(f'{k}={v}' for k, v in encoder.items() if k != 'name')})"),
         ("dimension", info["dim"]),

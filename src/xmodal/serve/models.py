@@ -142,6 +142,10 @@ def _hit_vector(schema: dict[str, Any]) -> None:
     """A hit's ``vector`` in the spec: passed through (not a field, so a hit without one has no such key)."""
     vector = {"type": "array", "items": {"type": "number"}, "description": "with_vectors only: " + WITH_VECTORS_HELP}
     schema.setdefault("properties", {})["vector"] = vector
+    schema["properties"]["snippet"] = {
+        "type": "string",
+        "description": "a segment hit of a text query: the passage of its text with the query's words marked **so**",
+    }
 
 
 class Hit(ItemOut):
@@ -215,6 +219,15 @@ class ItemIn(BaseModel):
     media_files: dict[str, str] = Field(
         default_factory=dict, description="multipart only: medium name → the filename of an uploaded part"
     )
+    document_file: str | None = Field(
+        None,
+        description="multipart only: the filename of an uploaded document (PDF, .txt, .md, .html): the item "
+        "becomes its parent, with one segment item per page or chunk (id#p1, id#p2…)",
+    )
+    document_base64: str | None = Field(
+        None, description="a document, base64-encoded (give its file name in document_name: its suffix says the type)"
+    )
+    document_name: str | None = Field(None, max_length=1024, description="the file name of document_base64")
     parent: str | None = Field(None, min_length=1, max_length=512, description="the id of the item this is part of")
     span: int | SpanValue | list[float] | None = Field(None, description=SPAN_HELP + ", a page number or [start, end]")
     vectors: dict[str, list[float]] | list[float] | None = Field(
@@ -307,6 +320,9 @@ class InfoResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
     items: int
     modalities: dict[str, int]
+    segments: dict[str, int] = Field(
+        default_factory=dict, description="modality → items of it that are segments (pages, chunks, clips)"
+    )
     vectors: dict[str, int] = Field(description="vector kind → vectors held")
     encoder: dict[str, Any]
     dim: int = Field(description="the index's dimension: the length of a vector for POST /search {vector}")

@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from ..errors import NotFoundError, XmodalError
 from ..ingest.prepare import AddReport, Rejection
 from ..records import Item
+from ..splitters import split_bytes
 from ..view import item_view
 from .deps import ReadKey, ServerState, WriteKey, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses
@@ -42,6 +43,11 @@ _ITEMS_BODY = {
                     "properties": {
                         "items": {"type": "string", "description": "JSON array of items; image_file names an upload"},
                         "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "documents": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "PDF, .txt, .md or .html files an item names in document_file",
+                        },
                     },
                 }
             },
@@ -86,14 +92,56 @@ async def parse_items(request: Request, max_batch: int) -> tuple[list[Any], dict
 
 def build_item(raw: Any, files: dict[str, bytes], limits: Limits, index: int) -> Item:
     """An :class:`Item` from one request object, or an :class:`XmodalError`/``ApiError`` saying why not."""
+    spec = _spec(raw, index)
+    return _item_of(spec, files, limits, _where(raw, index))
+
+
+def _where(raw: Any, index: int) -> str:
+    found = raw.get("id") if isinstance(raw, dict) else None
+    return found if isinstance(found, str) else f"items[{index}]"
+
+
+def _spec(raw: Any, index: int) -> ItemIn:
     import pydantic
 
-    where = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else f"items[{index}]"
     try:
-        spec = ItemIn.model_validate(raw)
+        return ItemIn.model_validate(raw)
     except pydantic.ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors())
-        raise ApiError(422, problems, where) from None
+        raise ApiError(422, problems, _where(raw, index)) from None
+
+
+def document_items(spec: ItemIn, files: dict[str, bytes], where: str) -> list[Item | Rejection]:
+    """The parent item and segment items of an item that carries a document (``document_file`` or
+    ``document_base64`` with ``document_name``), split by :mod:`xmodal.splitters`."""
+    if spec.image_base64 or spec.image_file or spec.media_base64 or spec.media_files or spec.parent or spec.span:
+        raise ApiError(
+            422,
+            "a document item has no image, media, parent or span of its own",
+            where,
+            "send the document alone: its pages become its segments",
+        )
+    if spec.document_file is not None:
+        if spec.document_base64 is not None:
+            raise ApiError(422, "both document_file and document_base64", where, "send one of them")
+        if spec.document_file not in files:
+            raise ApiError(
+                422, f"document_file {spec.document_file!r} was not uploaded", where, "attach it as a file part"
+            )
+        data, name = files[spec.document_file], spec.document_file
+    else:
+        if not spec.document_name:
+            raise ApiError(422, "document_base64 without document_name", where, "name the file, e.g. 'report.pdf'")
+        try:
+            data = decode_base64(spec.document_base64 or "", "document_base64")
+        except ApiError as exc:
+            raise ApiError(422, f"{exc.field}: {exc.error}", where, exc.fix) from None
+        name = spec.document_name
+    found = split_bytes(data, name, id=spec.id, title=spec.title, attributes=spec.attributes)
+    return [Rejection(f"{spec.id} ({r.where})", r.reason) if isinstance(r, Rejection) else r for r in found]
+
+
+def _item_of(spec: ItemIn, files: dict[str, bytes], limits: Limits, where: str) -> Item:
     image: bytes | None = None
     if spec.image_base64 is not None:
         try:
@@ -160,7 +208,15 @@ def _build_all(state: ServerState, raws: list[Any], files: dict[str, bytes]) -> 
     items, report = [], AddReport()
     for i, raw in enumerate(raws):
         try:
-            items.append(build_item(raw, files, state.limits, i))
+            spec = _spec(raw, i)
+            if spec.document_file is None and spec.document_base64 is None:
+                items.append(_item_of(spec, files, state.limits, _where(raw, i)))
+                continue
+            for found in document_items(spec, files, _where(raw, i)):
+                if isinstance(found, Rejection):
+                    report.rejected.append(found)
+                else:
+                    items.append(found)
         except ApiError as exc:
             report.rejected.append(Rejection(exc.field or f"items[{i}]", exc.error))
         except XmodalError as exc:

@@ -57,6 +57,8 @@ from ..registry import Registry
 #: The default largest file a splitter reads (bytes), and the default page limit of a document.
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_PAGES = 2_000
+CHUNK_CHARS = 1_500  # long text: characters per segment
+OVERLAP_CHARS = 200  # long text: characters repeated from the previous segment
 HEAD_BYTES = 64  # what :meth:`Splitter.sniff` sees
 
 
@@ -69,8 +71,8 @@ class SplitOptions:
     max_pages: int = MAX_PAGES
     ocr: str = "auto"  # "auto": pages without a usable text layer; "always"; "never"
     dpi: int = 150  # page images: rendering resolution for OCR (the stored image is scaled down)
-    chunk_chars: int = 1_500  # long text: characters per segment
-    overlap_chars: int = 200  # long text: characters repeated from the previous segment
+    chunk_chars: int = CHUNK_CHARS
+    overlap_chars: int = OVERLAP_CHARS
     max_seconds: float = 4 * 3600.0  # audio and video: the longest file accepted
     progress: Callable[[str, int], object] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -410,7 +412,9 @@ register_splitter("text", "xmodal.splitters.text:TextSplitter", suffixes=(".txt"
 register_splitter("pdf", "xmodal.splitters.pdf:PdfSplitter", suffixes=(".pdf",))
 
 __all__ = [
+    "CHUNK_CHARS",
     "MAX_PAGES",
+    "OVERLAP_CHARS",
     "SPLITTERS",
     "Segment",
     "SegmentError",

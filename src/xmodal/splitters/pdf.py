@@ -172,7 +172,9 @@ def page_jpeg(image: Image.Image, side: int = IMAGE_SIDE) -> bytes:
     page = image.convert("RGB")
     scale = side / max(page.size)
     if scale < 1:
-        page = page.resize((max(1, round(page.width * scale)), max(1, round(page.height * scale))), PILImage.Resampling.LANCZOS)
+        page = page.resize(
+            (max(1, round(page.width * scale)), max(1, round(page.height * scale))), PILImage.Resampling.LANCZOS
+        )
     out = io.BytesIO()
     page.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
     return out.getvalue()

@@ -71,6 +71,10 @@ class Store(Protocol):
 
     def counts_by_modality(self) -> dict[str, int]: ...
 
+    def segment_counts_by_modality(self) -> dict[str, int]:
+        """Per modality, how many items are segments (have a ``parent``): pages, chunks, clips."""
+        ...
+
     def vector_rows(self) -> dict[str, np.ndarray]:
         """Per vector kind, the sorted rows that hold a vector of it (what the vector backend must hold)."""
         ...

@@ -424,6 +424,13 @@ class SQLiteStore:
             cur = self._db.execute("SELECT modality, COUNT(*) FROM items GROUP BY modality ORDER BY modality")
             return {str(m): int(n) for m, n in cur}
 
+    def segment_counts_by_modality(self) -> dict[str, int]:
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT modality, COUNT(*) FROM items WHERE parent IS NOT NULL GROUP BY modality ORDER BY modality"
+            )
+            return {str(m): int(n) for m, n in cur}
+
     def get(self, item_id: str) -> StoredItem | None:
         found = list(self._select("WHERE id = ?", (item_id,)))
         return found[0] if found else None
