@@ -38,34 +38,32 @@ from typing import Any
 import numpy as np
 
 from .backends import DEFAULT_BACKEND, BackendContext, RowListing, VectorBackend, open_backend
-from .batch import dense_groups, in_batch, skip
 from .catalog import Catalog
 from .changes import replay
 from .collection import Collection, Fetched, Page
-from .cursor import Cursors, search_scope, vector_scope
-from .encoders import Content, Encoder, kinds_of
+from .cursor import Cursors
+from .encoders import Encoder, kinds_of
 from .errors import DiskFull, NotFoundError, ValidationError
 from .export import BATCH as EXPORT_BATCH
 from .export import ExportReport, write_export
-from .extension import Extension, Mode
+from .extension import Extension
 from .extension_set import ExtensionSet
 from .feedback.log import FeedbackLog
-from .filters import AttributeTable, FilterExpr
+from .filters import AttributeTable
 from .ingest.prepare import AddReport, Entry, chunks, dedupe, encode_entries, load_media
 from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
 from .media import MediaStore
-from .media_loaders import allow_media, media_loader
-from .records import MAX_K, Hits, Item, Query, Target, check_k, check_offset, primary_vector
+from .media_loaders import allow_media
+from .records import Hits, Item, Query, Target, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
-from .segments import GROUP_FETCH, group_hits
+from .search_path import SearchParts, SearchPath
 from .settings import DENSE, open_settings
 from .store.backup import Manifest, write_backup
 from .store.base import Store
 from .store.fulltext import FullText
 from .store.space import space_guard
 from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
-from .updates import query_vector, query_vectors
 
 BATCH = 256
 log = logging.getLogger(__name__)
@@ -105,6 +103,20 @@ class Engine:
             commit=self._commit,
             delete=self.delete,
             cursors=Cursors(settings["id"]),
+        )
+        self._search = SearchPath(
+            SearchParts(
+                store=store,
+                catalog=self._catalog,
+                lock=self._lock,
+                backend=self.backend,
+                encoder=encoder,
+                collection=self._collection,
+                feedback_log=self.feedback_log,
+                refresh=self.refresh,
+                default_mode=lambda: self.default_mode,
+                mode_of=lambda name: self._extensions.mode(name, self.modes()),
+            )
         )
         try:
             self._catch_up_backend()
@@ -452,13 +464,6 @@ class Engine:
         with self._lock.read():  # the attribute table changes under writes
             return self._catalog.attributes.match(filters, strict=strict)
 
-    def _check_filters(self, filters: Mapping[str, Any], *, strict: bool) -> None:
-        """Parse ``filters`` and check their paths (see :meth:`AttributeTable.check`), matching nothing."""
-        where = FilterExpr.parse(filters)
-        if where is not None:
-            with self._lock.read():
-                self._catalog.attributes.check(where, strict=strict)
-
     @contextmanager
     def attribute_table(self) -> Iterator[AttributeTable]:
         """The attribute table, held steady (writes wait) while the block runs."""
@@ -527,23 +532,12 @@ class Engine:
     def encode_query(self, query: Query, base_dir: Path | None = None) -> np.ndarray:
         """The query's vector: its text, its media (each loaded by its media loader), or the renormalised
         mean of them all."""
-        vector: np.ndarray = self.encode_queries([query], base_dir)[0]
+        vector: np.ndarray = self._search.encode_queries([query], base_dir)[0]
         return vector
 
     def encode_queries(self, queries: Sequence[Query], base_dir: Path | None = None) -> np.ndarray:
         """The vectors of several queries (:meth:`encode_query`), in one encoder call."""
-        contents = [
-            Content(
-                text=query.text or None,
-                media={
-                    name: media_loader(name).load(ref, base_dir, item="query").content
-                    for name, ref in query.all_media().items()
-                },
-            )
-            for query in queries
-        ]
-        vectors: np.ndarray = self.encoder.encode_queries(contents)
-        return vectors
+        return self._search.encode_queries(queries, base_dir)
 
     def search(
         self,
@@ -562,12 +556,9 @@ class Engine:
         ``with_vectors=True`` gives each hit's vector (:func:`~xmodal.results.hit_vector`) in
         ``SearchResult.vectors``. ``cursor``: a result's ``next_cursor``, with the same query, for the next
         page (instead of ``offset``; see :mod:`xmodal.cursor`)."""
-        start = time.perf_counter()
-        query = Query(text=query, **options) if isinstance(query, str) else query
-        query = replace(query, logged=query.logged or log)  # feedback can follow: it may explore
-        self.refresh(extensions=(query.mode or self.default_mode) != DENSE)
-        prepared = [self._prepare(query, cursor)]
-        return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)[0]
+        return self._search.search(
+            query, base_dir=base_dir, log=log, explain=explain, with_vectors=with_vectors, cursor=cursor, **options
+        )
 
     def search_many(
         self,
@@ -583,89 +574,9 @@ class Engine:
         apply to the texts given as strings). The queries are encoded in one encoder call, and the dense ones
         that share a target and filters are searched in one matrix operation. A bad query is an error naming
         it (``queries[3].target``) before any search runs. ``took_ms`` and ``encode_ms`` are the batch's."""
-        start = time.perf_counter()
-        given = [in_batch(i, functools.partial(_query, q, options)) for i, q in enumerate(queries)]
-        given = [replace(q, logged=q.logged or log) for q in given]
-        self.refresh(extensions=any((q.mode or self.default_mode) != DENSE for q in given))
-        prepared = [in_batch(i, functools.partial(self._prepare, q)) for i, q in enumerate(given)]
-        return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)
-
-    def _prepare(self, query: Query, cursor: str | None = None) -> tuple[Query, Mode | None]:
-        """The query with its mode set (and the offset its ``cursor`` holds), and that mode (None: dense); an
-        unknown vector kind, a bad filter or cursor, or an unknown mode is an error here, before any work."""
-        query = replace(query, mode=query.mode or self.default_mode)
-        if cursor is not None:
-            query = replace(query, offset=self._collection.resume(search_scope(query), cursor, query.offset))
-        self._target_kinds(query.target)
-        self._check_filters(query.filters, strict=query.strict)
-        return query, None if query.mode == DENSE else self._extensions.mode(str(query.mode), self.modes())
-
-    def _run(
-        self,
-        prepared: Sequence[tuple[Query, Mode | None]],
-        start: float,
-        base_dir: Path | None,
-        *,
-        log: bool,
-        explain: bool,
-        with_vectors: bool,
-    ) -> list[SearchResult]:
-        """Encode the prepared queries (one call), retrieve each one's hits, and build the results."""
-        if not prepared:
-            return []
-        vectors = self.encode_queries([query for query, _ in prepared], base_dir)
-        encode_ms = (time.perf_counter() - start) * 1000
-        found = self._retrieve_many(prepared, vectors)
-        results = []
-        for (query, _), (hits, items, details) in zip(prepared, found, strict=True):
-            hits, items = skip(hits, items, query.offset)  # past the end, none are left
-            details = {**details, "mode": details.get("mode", query.mode)}
-            vecs = self._collection.hit_vectors(hits, query.target) if with_vectors else None
-            page = self._collection.next_page(search_scope(query), query.offset, query.k, len(hits))
-            took = (time.perf_counter() - start) * 1000
-            result = SearchResult(
-                hits, items, took, encode_ms, None, details if explain else None, vecs, page, query.text
-            )
-            results.append(replace(result, query_id=self._log_search(query, result, details)) if log else result)
-        return results
-
-    def _retrieve_many(
-        self, prepared: Sequence[tuple[Query, Mode | None]], vectors: np.ndarray
-    ) -> list[tuple[Hits, tuple[Item, ...], dict[str, Any]]]:
-        """Each query's hits (``offset`` + ``k`` of them) with their items: the dense, ungrouped queries that
-        share a target and filters in one matrix search, every other one by :meth:`_retrieve`."""
-        out: list[tuple[Hits, tuple[Item, ...], dict[str, Any]]] = [(Hits.empty(), (), {})] * len(prepared)
-        for positions in dense_groups([query for query, _ in prepared], [mode is None for _, mode in prepared]):
-            first = prepared[positions[0]][0]
-            depth = max(prepared[i][0].k + prepared[i][0].offset for i in positions)
-            found = self.search_vectors(
-                vectors[positions], k=depth, target=first.target, filters=first.filters, strict=first.strict
-            )
-            for i, hits in zip(positions, found, strict=True):
-                query = prepared[i][0]
-                out[i] = (*self._items_for(hits.take(range(min(len(hits), query.k + query.offset)))), {})
-        for i, (query, mode) in enumerate(prepared):
-            if mode is not None or query.group:
-                out[i] = self._retrieve(replace(query, k=query.k + query.offset), mode, vectors[i])
-        return out
-
-    def _retrieve(
-        self, query: Query, mode: Mode | None, vector: np.ndarray
-    ) -> tuple[Hits, tuple[Item, ...], dict[str, Any]]:
-        """The hits of a mode (``None``: dense) with their items. Grouped by parent (``query.group``), it
-        fetches several times k hits, and more until k groups come back or no more hits exist."""
-        fetch = replace(query, k=min(MAX_K, query.k * GROUP_FETCH)) if query.group else query
-        while True:
-            if mode is None:
-                hits, details = self.search_vector(vector, k=fetch.k, target=query.target, filters=query.filters), {}
-            else:
-                found = mode(fetch, vector)
-                hits, details = found.hits, found.details
-            fetched = len(hits)
-            hits, items = group_hits(*self._items_for(hits), query.group, query.k)
-            if not query.group or len(hits) >= query.k or fetched < fetch.k or fetch.k >= MAX_K:
-                return hits, items, details
-            fetch = replace(fetch, k=min(MAX_K, fetch.k * GROUP_FETCH))
+        return self._search.search_many(
+            queries, base_dir=base_dir, log=log, explain=explain, with_vectors=with_vectors, **options
+        )
 
     def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY) -> SearchResult:
         """The items closest to a stored item (the item itself left out), by its primary vector."""
@@ -676,7 +587,7 @@ class Engine:
         hits = self.search_vector(vector, k=k + 1, target=target)
         keep = [i for i, hit_id in enumerate(hits.ids.tolist()) if hit_id != item_id][:k]
         hits = Hits(hits.ids[keep], hits.scores[keep], tuple(f"similar:{hits.provenance[i]}" for i in keep))
-        hits, items = self._items_for(hits)
+        hits, items = self._search.items_for(hits)
         return SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0)
 
     def search_vector(
@@ -690,9 +601,7 @@ class Engine:
     ) -> Hits:
         """Top-k items for an already encoded query vector; filters apply before the cut (``strict``: a
         filter on an attribute no item has is an error instead of matching nothing)."""
-        return self.search_vectors(
-            query_vector(vector, dim=self.backend.dim), k=k, target=target, filters=filters, strict=strict
-        )[0]
+        return self._search.search_vector(vector, k=k, target=target, filters=filters, strict=strict)
 
     def search_vectors(
         self,
@@ -704,21 +613,7 @@ class Engine:
         strict: bool = False,
     ) -> list[Hits]:
         """:meth:`search_vector` for a matrix of query vectors ``[n, d]`` (one row each), in one backend call."""
-        vecs = query_vectors(vectors, self.backend.dim)
-        kinds = self._target_kinds(target)
-        if not len(vecs):
-            return []
-        where = FilterExpr.parse(filters)
-        self.refresh(extensions=False)
-        with self._lock.read():
-            if where is not None:  # every backend: no path into values that are never objects (strict: no unknown)
-                self._catalog.attributes.check(where, strict=strict)
-            found = self.backend.search(vecs, k, kinds, where)
-            ids = [[self._catalog.id_by_row[int(row)] for row in rows] for rows, _, _ in found]
-        return [
-            Hits(_id_array(hit_ids), scores.astype(np.float32), tuple(f"dense:{kind}" for kind in matched))
-            for hit_ids, (_, scores, matched) in zip(ids, found, strict=True)
-        ]
+        return self._search.search_vectors(vectors, k=k, target=target, filters=filters, strict=strict)
 
     def search_by_vector(
         self,
@@ -735,13 +630,16 @@ class Engine:
         """A dense search with the caller's own query vector (of the index's dimension): :meth:`search_vector`
         with the hits' items, and ``offset`` hits skipped as in :class:`Query` (``with_vectors`` and ``cursor``:
         as in :meth:`search`)."""
-        vec = query_vector(vector, dim=self.backend.dim)
-        if cursor is not None:  # the filter checked before the cursor's scope is taken of it
-            self._check_filters(filters or {}, strict=strict)
-            offset = self._collection.resume(vector_scope(vec[0], target, filters, strict), cursor, offset)
-        return self.search_by_vectors(
-            vec, k=k, offset=offset, target=target, filters=filters, strict=strict, with_vectors=with_vectors
-        )[0]
+        return self._search.search_by_vector(
+            vector,
+            k=k,
+            offset=offset,
+            target=target,
+            filters=filters,
+            strict=strict,
+            with_vectors=with_vectors,
+            cursor=cursor,
+        )
 
     def search_by_vectors(
         self,
@@ -756,44 +654,13 @@ class Engine:
     ) -> list[SearchResult]:
         """:meth:`search_by_vector` for many query vectors (``[n, d]``, one row each) in one matrix search,
         one result each, in order (``took_ms`` is the batch's)."""
-        start = time.perf_counter()
-        check_k(k)
-        check_offset(offset, k)
-        vecs = query_vectors(vectors, self.backend.dim)
-        found = self.search_vectors(vecs, k=k + offset, target=target, filters=filters, strict=strict)
-        results = []
-        for vec, hits in zip(vecs, found, strict=True):
-            hits, items = skip(*self._items_for(hits), offset)
-            page = self._collection.next_page(vector_scope(vec, target, filters, strict), offset, k, len(hits))
-            hit_vecs = self._collection.hit_vectors(hits, target) if with_vectors else None
-            took = (time.perf_counter() - start) * 1000
-            results.append(SearchResult(hits, items, took, 0.0, vectors=hit_vecs, next_cursor=page))
-        return results
+        return self._search.search_by_vectors(
+            vectors, k=k, offset=offset, target=target, filters=filters, strict=strict, with_vectors=with_vectors
+        )
 
     def vector_kinds(self) -> list[str]:
         """The vector kinds a query can target: those the encoder declares, then any other the index holds."""
-        declared = list(kinds_of(self.encoder))
-        return declared + [kind for kind in self.backend.kinds() if kind not in declared]
-
-    def _target_kinds(self, target: object) -> list[str] | None:
-        """The kinds a target searches (None: every kind); an unknown kind is an error naming the known ones."""
-        kind = Target.parse(target)
-        if kind == Target.ANY:
-            return None
-        known = self.vector_kinds()
-        if kind not in known:
-            choices = ", ".join(["any", *known])
-            raise ValidationError("target", f"the index has no vector kind {kind!r}", f"use one of {choices}")
-        return [kind]
-
-    def _items_for(self, hits: Hits) -> tuple[Hits, tuple[Item, ...]]:
-        """The hits' items; a hit deleted since the index answered is dropped, not an error."""
-        rows = [self._catalog.row_by_id.get(i, -1) for i in hits.ids.tolist()]
-        found = self.store.get_rows([r for r in rows if r >= 0])
-        keep = [j for j, row in enumerate(rows) if row in found]
-        if len(keep) < len(rows):
-            hits = hits.take(keep)
-        return hits, tuple(found[rows[j]].item for j in keep)
+        return self._search.vector_kinds()
 
     # -- feedback -----------------------------------------------------------------------------
     def log_impression(
@@ -810,19 +677,7 @@ class Engine:
         details = dict(result.explain or {"mode": query.mode})
         if context:
             details["context"] = {**details.get("context", {}), **context}
-        return self._log_search(query, result, details)
-
-    def _log_search(self, query: Query, result: SearchResult, details: dict[str, Any]) -> str:
-        return self.feedback_log.log_impression(
-            query.text or "",
-            result.hits.ids.tolist(),
-            scores=result.hits.scores.tolist(),
-            provenance=list(result.hits.provenance),
-            user=query.user,
-            context=details.get("context"),
-            plan=details.get("plan", ()),
-            mode=str(details.get("mode", query.mode)),
-        )
+        return self._search.log_search(query, result, details)
 
     def feedback(
         self,
@@ -860,17 +715,6 @@ class Engine:
             "modes": self.modes(),
             "schema_version": SCHEMA_VERSION,
         }
-
-
-def _query(query: Query | str, options: Mapping[str, Any]) -> Query:
-    """A :class:`Query` of a text and keyword options, or the query given."""
-    return Query(text=query, **options) if isinstance(query, str) else query
-
-
-def _id_array(ids: list[str]) -> np.ndarray:
-    out = np.empty(len(ids), dtype=object)
-    out[:] = ids
-    return out
 
 
 def _prefetch(encoder: Encoder) -> threading.Thread | None:
