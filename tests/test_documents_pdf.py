@@ -171,3 +171,26 @@ def test_an_uploaded_pdf_splits_from_bytes() -> None:
     found = list(split_bytes(make_pdf(PAGES), "upload.pdf", id="doc-1", options=SplitOptions(ocr="never")))
     assert [i.id for i in found if isinstance(i, Item)] == ["doc-1", "doc-1#p1", "doc-1#p2", "doc-1#p3"]
     assert not [r for r in found if isinstance(r, Rejection)]
+
+
+@NEEDS_TESSERACT
+def test_images_of_pages_are_ocrd_when_asked(tmp_path: Path) -> None:
+    """A multi-page TIFF of scans and a PNG scan become documents with --pages-from-images; without it
+    they stay image items."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    first, second = scan_image(SCANNED), scan_image(["COPPER WIRE LEDGER", "Signals crossed the valley"])
+    first.save(folder / "batch.tiff", save_all=True, append_images=[second], compression="tiff_lzw")
+    first.save(folder / "single.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with open_engine(tmp_path / "idx") as engine:
+        report = add_catalogs(engine, [folder], split_options=SplitOptions(images_as_pages=True))
+        assert report.added == ["batch.tiff", "batch.tiff#p1", "batch.tiff#p2", "single.png", "single.png#p1"]
+        (broken,) = report.rejected
+        assert broken.where == str(folder / "broken.png") and "not a readable image" in broken.reason
+        page = engine.get("batch.tiff#p2")
+        assert page.span == Span(page=2) and page.attributes["text_source"] == "ocr"
+        assert "signals crossed the valley" in " ".join(page.text.split()).lower()
+        assert engine.get("batch.tiff").attributes["pages"] == 2
+    records = list(split_file(folder / "single.png"))  # no splitter takes a .png by its suffix
+    assert isinstance(records[0], Rejection) and "no splitter takes .png" in records[0].reason

@@ -25,6 +25,7 @@ from xmodal.splitters import (
     register_splitter,
     split_bytes,
     split_file,
+    unregister_splitter,
 )
 from xmodal.splitters.text import chunk_spans, html_text
 
@@ -177,7 +178,10 @@ def test_a_registered_splitter_streams_segments_and_keeps_the_others(tmp_path: P
         (bad,) = list(split_bytes(b"BEEP\n", "x.beep"))
         assert isinstance(bad, Rejection) and bad.where == "x.beep" and "has no windows" in bad.reason
     finally:
-        SPLITTERS.unregister("beep")
+        unregister_splitter("beep")
+    assert "beep" not in SPLITTERS
+    (gone,) = list(split_bytes(b"BEEP\n0 1 a\n", "x.beep"))
+    assert isinstance(gone, Rejection) and "no splitter takes .beep" in gone.reason
 
 
 def test_html_text_drops_scripts() -> None:

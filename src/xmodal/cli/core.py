@@ -59,6 +59,12 @@ def register(subparsers: Any) -> None:
         help="OCR PDF pages with tesseract: auto (pages without a text layer, and scans; default), always, never",
     )
     add.add_argument(
+        "--pages-from-images",
+        action="store_true",
+        help="read image files as pages of documents (scans: OCR'd, one item per page of a multi-page TIFF) "
+        "instead of as image items",
+    )
+    add.add_argument(
         "--max-pages",
         type=int,
         default=MAX_PAGES,
@@ -174,6 +180,7 @@ def run_add(args: argparse.Namespace) -> int:
             ocr=args.ocr,
             chunk_chars=args.chunk_chars,
             overlap_chars=args.overlap_chars,
+            images_as_pages=args.pages_from_images,
             progress=stages.update,
         )
         report = add_catalogs(

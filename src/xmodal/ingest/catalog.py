@@ -65,7 +65,7 @@ from ..errors import ImageError, ValidationError, XmodalError, brief, check_leng
 from ..imaging import ALLOWED_FORMATS
 from ..media_loaders import MAX_PATH_LENGTH
 from ..records import Item, Modality
-from ..splitters import SplitOptions, span_label, split_file, split_suffixes, splitter_name_for
+from ..splitters import PAGE_IMAGE, SplitOptions, span_label, split_file, split_suffixes, splitter_name_for
 from .prepare import AddReport, Rejection, chunks
 
 if TYPE_CHECKING:
@@ -118,6 +118,8 @@ def read_catalog(
     if not path.exists():
         return iter([Rejection(str(path), "no such file or folder (check the path)")])
     suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES and split_options is not None and split_options.images_as_pages:
+        return _split_records(path, path.name, {}, split_options, PAGE_IMAGE)
     if suffix in IMAGE_SUFFIXES:  # a single image file: an item of its folder
         return iter([_image_file_record(path, path.parent, path.resolve().parent.name, name_as_text)])
     if splitter_name_for(path) is not None:  # a document: its parent item and segments
@@ -495,15 +497,19 @@ def read_image_folder(
         elif entry.suffix.lower() not in IMAGE_SUFFIXES and splitter_name_for(entry) is not None:
             rel = entry.relative_to(folder)
             yield from _split_records(entry, rel.as_posix(), {"folder": rel.parent.name or root_name}, split_options)
+        elif entry.suffix.lower() in IMAGE_SUFFIXES and split_options is not None and split_options.images_as_pages:
+            rel = entry.relative_to(folder)
+            attributes = {"folder": rel.parent.name or root_name}
+            yield from _split_records(entry, rel.as_posix(), attributes, split_options, PAGE_IMAGE)
         else:
             yield _image_file_record(entry, folder, root_name, name_as_text)
 
 
 def _split_records(
-    path: Path, item_id: str, attributes: Mapping[str, Any], options: SplitOptions | None
+    path: Path, item_id: str, attributes: Mapping[str, Any], options: SplitOptions | None, using: str | None = None
 ) -> Iterator[Record]:
     """The parent item and segment items of a document, each located at the file (and page or time)."""
-    for found in split_file(path, id=item_id, name=str(path), attributes=attributes, options=options):
+    for found in split_file(path, id=item_id, name=str(path), attributes=attributes, options=options, using=using):
         if isinstance(found, Rejection):
             yield found
         else:

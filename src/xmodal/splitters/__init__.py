@@ -74,6 +74,7 @@ class SplitOptions:
     chunk_chars: int = CHUNK_CHARS
     overlap_chars: int = OVERLAP_CHARS
     max_seconds: float = 4 * 3600.0  # audio and video: the longest file accepted
+    images_as_pages: bool = False  # image files read as pages of a document (OCR'd), not as image items
     progress: Callable[[str, int], object] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -182,15 +183,26 @@ def _is_splitter(obj: object) -> bool:
 SPLITTERS: Registry[Any] = Registry("splitters", "splitter", _is_splitter)
 _SUFFIXES: dict[str, str] = {}  # ".pdf" → "pdf"
 _instances: dict[str, Splitter] = {}
+_registered: set[str] = set()  # names registered here: their suffixes are the ones given, none read from the class
 
 
 def register_splitter(name: str, part: Any, *, suffixes: Iterable[str]) -> None:
     """Register a splitter (a class, an instance, or a lazy ``"module:Class"``) for the file ``suffixes``
     (``".pdf"``; later registrations of a suffix win)."""
     SPLITTERS.register(name, part)
+    _registered.add(name)
     _instances.pop(name, None)
     for suffix in suffixes:
         _SUFFIXES[suffix.lower() if suffix.startswith(".") else "." + suffix.lower()] = name
+
+
+def unregister_splitter(name: str) -> None:
+    """Forget the splitter ``name`` and its suffixes."""
+    SPLITTERS.unregister(name)
+    _registered.discard(name)
+    _instances.pop(name, None)
+    for suffix in [s for s, n in _SUFFIXES.items() if n == name]:
+        del _SUFFIXES[suffix]
 
 
 def splitter(name: str) -> Splitter:
@@ -208,7 +220,7 @@ def splitter(name: str) -> Splitter:
 def _entry_point_suffixes() -> None:
     """Suffixes of splitters that only an entry point names (read from their class once)."""
     for name in SPLITTERS.names():
-        if name not in _SUFFIXES.values():
+        if name not in _registered and name not in _SUFFIXES.values():
             try:
                 for suffix in splitter(name).suffixes:
                     _SUFFIXES.setdefault(suffix.lower(), name)
@@ -366,11 +378,13 @@ def split_file(
     title: str = "",
     attributes: Mapping[str, Any] | None = None,
     options: SplitOptions | None = None,
+    using: str | None = None,
 ) -> Iterator[Item | Rejection]:
-    """The items of one file by the splitter of its suffix (a :class:`Rejection` when none takes it)."""
+    """The items of one file by the splitter of its suffix, or the one named ``using`` (a
+    :class:`Rejection` when none takes it)."""
     path = Path(path)
     shown = name or str(path)
-    chosen_name = splitter_name_for(path)
+    chosen_name = using or splitter_name_for(path)
     if chosen_name is None:
         known = ", ".join(sorted(split_suffixes())) or "none"
         yield Rejection(shown, f"no splitter takes {path.suffix or 'files without an extension'} (known: {known})")
@@ -410,11 +424,15 @@ def split_bytes(
 
 register_splitter("text", "xmodal.splitters.text:TextSplitter", suffixes=(".txt", ".md", ".markdown", ".html", ".htm"))
 register_splitter("pdf", "xmodal.splitters.pdf:PdfSplitter", suffixes=(".pdf",))
+#: Images of pages: by name only (an image file is an image item unless SplitOptions.images_as_pages).
+register_splitter("page-image", "xmodal.splitters.page_image:PageImageSplitter", suffixes=())
+PAGE_IMAGE = "page-image"
 
 __all__ = [
     "CHUNK_CHARS",
     "MAX_PAGES",
     "OVERLAP_CHARS",
+    "PAGE_IMAGE",
     "SPLITTERS",
     "Segment",
     "SegmentError",
@@ -431,4 +449,5 @@ __all__ = [
     "split_suffixes",
     "splitter",
     "splitter_name_for",
+    "unregister_splitter",
 ]
