@@ -94,6 +94,10 @@ def test_text_markdown_and_html_files_become_segments(tmp_path: Path) -> None:
         grouped = engine.search(Query(text="glacier retreated warm summer", k=10, group="parent")).items
         parents = [h.parent or h.id for h in grouped]
         assert len(parents) == len(set(parents))
+        # adding the file again, shorter: its old chunks are gone, not left behind
+        (folder / "guide.md").write_text("# Field guide\n\nOnly one short paragraph now.", encoding="utf-8")
+        assert add_catalogs(engine, [folder / "guide.md"], split_options=options).added == ["guide.md", "guide.md#p1"]
+        assert "guide.md#p2" not in engine and engine.get("guide.md#p1").text.endswith("paragraph now.")
         # deleting the parent deletes every segment
         before = len(engine)
         assert engine.delete(["notes.txt"]) == 1

@@ -65,7 +65,15 @@ from ..errors import ImageError, ValidationError, XmodalError, brief, check_leng
 from ..imaging import ALLOWED_FORMATS
 from ..media_loaders import MAX_PATH_LENGTH
 from ..records import Item, Modality
-from ..splitters import PAGE_IMAGE, SplitOptions, span_label, split_file, split_suffixes, splitter_name_for
+from ..splitters import (
+    PAGE_IMAGE,
+    SPLITTER_ATTRIBUTE,
+    SplitOptions,
+    span_label,
+    split_file,
+    split_suffixes,
+    splitter_name_for,
+)
 from .prepare import AddReport, Rejection, chunks
 
 if TYPE_CHECKING:
@@ -670,6 +678,10 @@ def _add_chunk(engine: Engine, chunk: list[Record], base: Path, seen: set[str], 
             items.append(record.item)
             if record.vectors is not None:
                 vectors[record.item.id] = record.vectors
+    replaced = [item.id for item in items if item.parent is None and SPLITTER_ATTRIBUTE in item.attributes]
+    replaced = [item_id for item_id in replaced if item_id in engine]
+    if replaced:  # a document added again: its old pages go (it may have fewer now), then the new ones come
+        engine.delete(replaced)
     if items:
         sub = engine.add(items, base_dir=base, vectors=vectors or None)
         report.added.extend(sub.added)

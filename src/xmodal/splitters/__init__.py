@@ -5,10 +5,12 @@ parent's own fields (title, text, attributes such as the page count) and its seg
 :class:`Segment` with a :class:`~xmodal.records.Span` (a page number, or start/end seconds) and its own
 text and/or media (e.g. ``{"image": png_bytes}`` for a rendered page or a key frame). :func:`split_items`
 turns that into items: the parent (id = the file's id) and one item per segment with ``parent`` and
-``span`` set (id = ``parent#p3`` for page 3, ``parent#t12.5`` for a segment starting at 12.5 s), which
+``span`` set (id = ``parent#p3`` for page 3, ``parent#t12.5`` for a segment starting at 12.5 s; the parent's
+attribute ``splitter`` names the splitter), which
 :meth:`xmodal.Engine.add` encodes like any other item: a segment with text and an image gets a text
 vector, an image vector and their combination. Deleting the parent deletes its segments
-(:meth:`xmodal.Engine.delete`).
+(:meth:`xmodal.Engine.delete`), and adding a file again through a catalog or a folder
+(:func:`xmodal.ingest.catalog.add_catalogs`) replaces its old segments, however many it has now.
 
 Errors: a file that cannot be split at all (encrypted, corrupt, over a limit) raises an
 :class:`~xmodal.errors.XmodalError` from :meth:`Splitter.split` naming the file and the fix, and the file
@@ -60,6 +62,7 @@ MAX_PAGES = 2_000
 CHUNK_CHARS = 1_500  # long text: characters per segment
 OVERLAP_CHARS = 200  # long text: characters repeated from the previous segment
 HEAD_BYTES = 64  # what :meth:`Splitter.sniff` sees
+SPLITTER_ATTRIBUTE = "splitter"  # a parent item's attribute: the name of the splitter that made its segments
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +323,7 @@ def split_items(source: Source, chosen: Splitter, options: SplitOptions | None =
             source.id,
             title=title,
             text=split.text,
-            attributes={**source.attributes, **split.attributes, "splitter": chosen.name},
+            attributes={**source.attributes, **split.attributes, SPLITTER_ATTRIBUTE: chosen.name},
         )
     except XmodalError as exc:
         yield Rejection(source.name, _message(exc, source.name))
@@ -434,6 +437,7 @@ __all__ = [
     "OVERLAP_CHARS",
     "PAGE_IMAGE",
     "SPLITTERS",
+    "SPLITTER_ATTRIBUTE",
     "Segment",
     "SegmentError",
     "Source",
