@@ -1,8 +1,9 @@
 """One conformance suite for every vector backend (:mod:`xmodal.backends`), run unchanged on each.
 
 Backends: ``local`` with the ``exact``, ``hnsw`` and ``auto`` index kinds (auto with a small threshold,
-so that it crosses to HNSW inside the tests), and the toy third-party backend of ``tests/toyparts``,
-reached only by its dotted path. A later backend (Milvus...) joins by adding one entry to ``BACKENDS``.
+so that it crosses to HNSW inside the tests), ``quantized`` (with a small quantizer training size and
+exact-scan limit, so that it retrains and walks its graph inside the tests), and the toy third-party
+backend of ``tests/toyparts``, reached only by its dotted path. A later backend (Milvus...) joins by adding one entry to ``BACKENDS``.
 
 Each test drives the backend the way the engine does: a :class:`Catalog` and the backend follow the same
 writes; the backend gets the catalog's attribute table as ``BackendContext.rows`` (a backend that filters
@@ -37,6 +38,7 @@ BACKENDS_UNDER_TEST: dict[str, tuple[str, str, dict[str, Any], bool]] = {
     "local-hnsw": ("local", "hnsw", SMALL_HNSW, False),
     "local-auto": ("local", "auto", {"threshold": N // 2, **SMALL_HNSW}, False),
     "toy": (TOY, "auto", {}, True),
+    "quantized": ("quantized", "auto", {**SMALL_HNSW, "exact_max": 50, "train_size": 300}, False),
 }
 COLORS = ["red", "green", "blue", "black", "white"]
 
@@ -123,7 +125,7 @@ class Harness:
 
 @pytest.fixture(params=list(BACKENDS_UNDER_TEST))
 def h(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
-    if request.param.startswith("local-") and request.param != "local-exact":
+    if request.param not in ("local-exact", "toy"):
         pytest.importorskip("faiss", reason="the ANN indexes need faiss-cpu: pip install 'xmodal[ann]'")
     return Harness(str(request.param), tmp_path / "index")
 

@@ -2,7 +2,8 @@
 
 A backend is chosen by name when an index is created (``Engine.open(path, backend="local")``, the CLI's
 ``--backend``), recorded in the index settings, and resolved again on every open: a built-in name, an
-``xmodal.backends`` entry point of an installed package, or a dotted path ``"package.module:Class"``.
+``xmodal.backends`` entry point of an installed package, or a dotted path ``"package.module:Class"``. Built in:
+``local`` (the default) and ``quantized`` (compressed vectors in memory, exact rescoring from disk).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ DEFAULT_BACKEND = "local"
 #: Backends by name: registered here, ``xmodal.backends`` entry points, or ``"package.module:Class"``.
 BACKENDS: Registry[BackendFactory] = Registry("backends", "vector backend", is_backend_factory)
 BACKENDS.register("local", "xmodal.backends.local:LocalBackend")
+BACKENDS.register("quantized", "xmodal.backends.quantized:QuantizedBackend")
 
 
 def available_backends() -> list[str]:

@@ -50,7 +50,7 @@ class LocalBackend:
         #: The index of each kind present (public for benchmarks and tests of this backend).
         self.indexes: dict[str, VectorIndex] = {}
         self._order: list[str] = []  # the kinds in search order (see _ordered)
-        create_index(self.index_kind, self._dim, **self.index_options)  # a bad kind or option fails now
+        self._new_index()  # a bad kind or option fails now
 
     @classmethod
     def open(cls, context: BackendContext) -> LocalBackend:
@@ -166,12 +166,20 @@ class LocalBackend:
     def config(self) -> dict[str, Any]:
         return {"dim": self._dim, "index_kind": self.index_kind, "index_options": self.index_options}
 
+    def _new_index(self) -> VectorIndex:
+        """An empty index for a new vector kind (of the configured index kind and options)."""
+        return create_index(self.index_kind, self._dim, **self.index_options)
+
+    def _load_index(self, directory: Path) -> VectorIndex:
+        """A kind's index as its checkpoint folder holds it."""
+        return load_index(directory)
+
     def _index(self, kind: str) -> VectorIndex:
         if not KIND_NAME.fullmatch(kind):
             raise ValidationError(
                 "vector kind", f"{kind!r} is not a valid name", "use lower-case letters, digits, _ and -"
             )
-        index = self.indexes[kind] = create_index(self.index_kind, self._dim, **self.index_options)
+        index = self.indexes[kind] = self._new_index()
         self._order = _ordered(self.indexes)
         return index
 
@@ -191,7 +199,7 @@ class LocalBackend:
         for kind in kinds:
             if not isinstance(kind, str) or not KIND_NAME.fullmatch(kind):
                 raise StorageError(f"checkpoint names a vector kind {kind!r} that is not a folder name")
-            index = load_index(folder / kind)
+            index = self._load_index(folder / kind)
             if index.dim != self._dim:
                 raise StorageError(f"checkpoint {kind} index has dim {index.dim}, expected {self._dim}")
             if len(index):

@@ -58,7 +58,8 @@ def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
             {
                 "metavar": "NAME",
                 "default": None,
-                "help": "vector backend of a new index (default: local), or 'package.module:Class'",
+                "help": "vector backend of a new index: local (default), quantized (compressed vectors in memory, "
+                "exact rescoring from disk) or 'package.module:Class'",
             },
         ),
         (

@@ -291,6 +291,7 @@ class HNSWIndex:
     # -- persistence --------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        more = self._save_more(directory)
         self._faiss.write_index(self._graph, str(directory / GRAPH_FILE))
         np.save(directory / LABELS_FILE, self._label_of[: self._graph.ntotal])
         manifest = {
@@ -302,8 +303,13 @@ class HNSWIndex:
             "tombstones": self._dead,
             "options": self.options,
             "faiss_version": self._faiss.__version__,
+            **more,
         }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+    def _save_more(self, directory: Path) -> dict[str, Any]:
+        """Write what a subclass keeps beside the graph; returns what its manifest adds (nothing here)."""
+        return {}
 
     @classmethod
     def load(cls, directory: Path) -> HNSWIndex:
@@ -320,7 +326,7 @@ class HNSWIndex:
     def _restore(self, directory: Path, manifest: dict[str, Any], graph: Any, label_of: np.ndarray) -> None:
         live = np.flatnonzero(label_of >= 0) if label_of.dtype == np.int64 and label_of.ndim == 1 else None
         problem = None
-        if not isinstance(graph, self._faiss.IndexHNSWFlat) or graph.d != self.dim:
+        if not self._is_graph(graph):
             problem = "the graph file is not an HNSW index of this dimension"
         elif live is None or graph.ntotal != len(label_of) or manifest.get("ntotal") != graph.ntotal:
             problem = "the labels do not match the graph"
@@ -334,6 +340,10 @@ class HNSWIndex:
         self._label_of = np.full(len(label_of) + 1024, -1, dtype=np.int64)
         self._label_of[: len(label_of)] = label_of
         self._dead = int(graph.ntotal - len(live))
+
+    def _is_graph(self, graph: Any) -> bool:
+        """Whether a loaded FAISS index is a graph this class reads (HNSW flat, of this dimension)."""
+        return isinstance(graph, self._faiss.IndexHNSWFlat) and graph.d == self.dim
 
 
 def check_options(given: dict[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -1,0 +1,247 @@
+"""The ``quantized`` backend beyond the conformance suite (which it passes unchanged): codes in memory and
+full vectors memory-mapped from disk, exact scores from rescoring, parts linked (not copied) from one
+checkpoint to the next, plain files, the filtered-search guarantees on the graph walk as on the scan, the
+quantizer retrained as an index grows, two processes checkpointing one folder, and the CLI and the engine
+running an index on it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+faiss = pytest.importorskip("faiss", reason="the quantized backend needs faiss-cpu: pip install 'xmodal[ann]'")
+
+from tests.test_third_party import cli  # noqa: E402
+from xmodal import Engine, Item, Query  # noqa: E402
+from xmodal.backends import BackendContext, open_backend  # noqa: E402
+from xmodal.backends.quantized import QuantizedBackend  # noqa: E402
+from xmodal.encoders import HashingEncoder  # noqa: E402
+from xmodal.errors import ConfigError  # noqa: E402
+from xmodal.filters import FilterExpr  # noqa: E402
+from xmodal.index.quantized import QuantizedIndex  # noqa: E402
+from xmodal.records import Item as ItemRecord  # noqa: E402
+from xmodal.store.sqlite import StoredItem  # noqa: E402
+
+DIM = 32
+ITEM = ItemRecord.create("x", title="x")
+
+
+def unit(n: int, seed: int) -> np.ndarray:
+    """Clustered unit vectors (a realistic case for a quantizer: not uniform on the sphere)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, DIM)).astype(np.float32)
+    x = centres[rng.integers(0, 20, n)] + 0.6 * rng.standard_normal((n, DIM)).astype(np.float32)
+    out: np.ndarray = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+class Rows:
+    """The engine's attribute table, reduced to what a backend asks of it."""
+
+    def __init__(self) -> None:
+        self.attrs: dict[int, Mapping[str, Any]] = {}
+
+    def match_expr(self, where: FilterExpr) -> np.ndarray:
+        return np.array(sorted(r for r, a in self.attrs.items() if where.matches(a)), dtype=np.int64)
+
+
+def backend(folder: Path, rows: Rows | None = None, **options: Any) -> QuantizedBackend:
+    opened = open_backend("quantized", BackendContext(folder, DIM, "auto", options, rows or Rows()))
+    assert isinstance(opened, QuantizedBackend)
+    return opened
+
+
+def put(b: QuantizedBackend, vectors: np.ndarray, start: int = 0, rows: Rows | None = None) -> None:
+    b.upsert([StoredItem(start + i, ITEM, {"text": v}) for i, v in enumerate(vectors)])  # type: ignore[dict-item]
+    if rows is not None:
+        rows.attrs.update((r, {"group": r % 10, "rare": r % 50 == 0}) for r in range(start, start + len(vectors)))
+
+
+def index_of(b: QuantizedBackend) -> QuantizedIndex:
+    index = b.indexes["text"]
+    assert isinstance(index, QuantizedIndex)
+    return index
+
+
+def exact(vectors: np.ndarray, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[list[int]]:
+    rows = np.arange(len(vectors)) if allowed is None else allowed
+    scores = queries @ vectors[rows].T
+    return [rows[np.argsort(-s, kind="stable")[:k]].tolist() for s in scores]
+
+
+def test_codes_in_memory_full_vectors_from_disk_and_exact_scores(tmp_path: Path) -> None:
+    data, queries = unit(2000, 1), unit(20, 2)
+    b = backend(tmp_path / "index")
+    put(b, data)
+    index = index_of(b)
+    assert index._code_size() == DIM  # 8-bit codes: one byte per dimension (float32: four)
+    assert index.vectors.unsaved == 2000  # not yet checkpointed: held in memory
+    assert b.checkpoint(1)
+    assert index.vectors.unsaved == 0 and index.vectors.parts == 1
+    part = index.vectors._parts[0]
+    assert isinstance(part.rows, np.memmap) and not part.rows.flags.writeable
+    assert (tmp_path / "index" / "text" / part.name).is_file()
+    # the graph's own scores come from the lossy codes; the backend's are the exact inner products
+    code_scores, _ = index._graph.search(queries, 5)
+    answers = b.search(queries, 5)
+    for q, answer in zip(queries, answers, strict=True):
+        assert np.allclose(answer.scores, data[answer.rows] @ q, atol=1e-6)
+    assert not np.allclose(code_scores, np.stack([a.scores for a in answers]), atol=1e-6)
+    truth = exact(data, queries, 5)
+    assert np.mean([len(set(a.rows.tolist()) & set(t)) / 5 for a, t in zip(answers, truth, strict=True)]) >= 0.95
+
+
+def test_checkpoints_link_parts_merge_small_ones_and_record_what_they_hold(tmp_path: Path) -> None:
+    data = unit(5300, 3)
+    folder = tmp_path / "index"
+    b = backend(folder)
+    put(b, data[:1000])
+    b.checkpoint(1)
+    put(b, data[1000:5000], 1000)
+    b.checkpoint(2)  # 4,000 new rows >= the 1,000 part: merged into one part
+    index = index_of(b)
+    assert index.vectors.parts == 1
+    first = index.vectors._parts[0].name
+    inode = (folder / "text" / first).stat().st_ino
+    put(b, data[5000:5100], 5000)
+    b.checkpoint(3)  # 100 new rows: a second part; the first is linked, not copied
+    assert [p.name for p in index.vectors._parts][0] == first and index.vectors.parts == 2
+    assert (folder / "text" / first).stat().st_ino == inode
+    put(b, data[5100:], 5100)  # never checkpointed: a reopen holds what checkpoint 3 recorded
+    reopened = backend(folder)
+    assert reopened.saved_seq == 3 and reopened.count("text") == 5100
+    for q in data[[0, 4999, 5099]]:
+        rows, scores, _ = reopened.search(q[None, :], 3)[0]
+        assert np.isclose(scores[0], 1.0, atol=1e-5) and np.allclose(scores, data[rows] @ q, atol=1e-6)
+
+
+def test_the_checkpoint_is_plain_inspectable_files(tmp_path: Path) -> None:
+    b = backend(tmp_path / "index")
+    put(b, unit(300, 4))
+    b.checkpoint(9)
+    state = json.loads((tmp_path / "index" / "state.json").read_text())
+    assert state["seq"] == 9 and state["backend"] == "quantized" and state["kinds"] == ["text"]
+    manifest = json.loads((tmp_path / "index" / "text" / "manifest.json").read_text())
+    assert manifest["kind"] == "quantized" and manifest["format_version"] == 1 and manifest["count"] == 300
+    assert manifest["options"]["quantizer"] == "sq8" and manifest["code_size"] == DIM
+    assert [part["rows"] for part in manifest["vectors"]["parts"]] == [300]
+    for path in (tmp_path / "index").rglob("*"):
+        if path.suffix == ".npy":
+            np.load(path, allow_pickle=False)  # no pickled objects anywhere
+        elif path.suffix == ".faiss":
+            assert isinstance(faiss.read_index(str(path)), faiss.IndexHNSWSQ)
+        else:
+            assert path.suffix == ".json" or path.is_dir(), path
+
+
+@pytest.mark.parametrize(
+    ("where", "matching"),
+    [({"group": [0, 1, 2, 3]}, 1200), ({"rare": True}, 60)],
+    ids=["walk-40pct", "scan-2pct"],
+)
+def test_filtered_search_gives_k_matching_hits_on_the_walk_and_on_the_scan(
+    tmp_path: Path, where: dict[str, Any], matching: int
+) -> None:
+    """40% allowed: the graph walk restricted to them (exact_max 0); 2%: the exact scan of their codes.
+    Both: k hits, only allowed rows, exact scores; all of them when fewer than k match."""
+    data, queries = unit(3000, 5), unit(30, 6)
+    rows = Rows()
+    b = backend(tmp_path / "index", rows, exact_max=0, exact_fraction=0.1)
+    put(b, data, rows=rows)
+    expr = FilterExpr.parse(where)
+    assert expr is not None
+    allowed = rows.match_expr(expr)
+    assert len(allowed) == matching
+    k = 20
+    answers = b.search(queries, k, where=expr)
+    recalls = []
+    for q, answer, truth in zip(queries, answers, exact(data, queries, k, allowed), strict=True):
+        assert len(answer.rows) == k and set(answer.rows.tolist()) <= set(allowed.tolist())
+        assert np.allclose(answer.scores, data[answer.rows] @ q, atol=1e-6)
+        recalls.append(len(set(answer.rows.tolist()) & set(truth)) / k)
+    assert np.mean(recalls) >= 0.95
+    assert all(len(a.rows) == min(100, matching) for a in b.search(queries[:3], 100, where=expr))
+
+
+def test_the_quantizer_is_retrained_as_the_index_grows_and_compaction_reads_full_vectors(tmp_path: Path) -> None:
+    data = unit(1200, 7)
+    b = backend(tmp_path / "index", train_size=500)
+    put(b, data[:10])
+    index = index_of(b)
+    assert index.trained_on == 10
+    for start in range(10, 1200, 100):
+        put(b, data[start : start + 100], start)
+    assert index.trained_on == 500 and index.tombstones == 0
+    gone = list(range(0, 1200, 3)) + list(range(1, 1200, 3))  # two thirds: past the compaction ratio
+    b.remove(gone)
+    assert index.tombstones == 0 and b.count("text") == 400  # compacted: the graph rebuilt
+    kept = np.arange(2, 1200, 3)
+    for q in data[kept[:5]]:
+        rows, scores, _ = b.search(q[None, :], 5)[0]
+        assert set(rows.tolist()) <= set(kept.tolist())
+        assert np.isclose(scores[0], 1.0, atol=1e-6) and np.allclose(scores, data[rows] @ q, atol=1e-6)
+
+
+def test_two_processes_checkpointing_one_folder_lose_nothing(tmp_path: Path) -> None:
+    folder, data = tmp_path / "index", unit(400, 8)
+    first = backend(folder)
+    put(first, data[:100])
+    first.checkpoint(1)
+    a, b = backend(folder), backend(folder)  # both map the 100-row part
+    put(b, data[100:300], 100)
+    b.checkpoint(2)  # merges that part into a new one: its file leaves the folder
+    put(a, data[300:310], 300)
+    a.checkpoint(3)  # its own view: the part B dropped is written again from A's mapping
+    reopened = backend(folder)
+    assert reopened.saved_seq == 3 and reopened.count("text") == 110
+    for i in (0, 99, 305):
+        rows, scores, _ = reopened.search(data[i : i + 1], 1)[0]
+        assert rows.tolist() == [i] and np.isclose(scores[0], 1.0, atol=1e-6)
+
+
+def test_bad_options_are_config_errors(tmp_path: Path) -> None:
+    for options, message in (
+        ({"quantizer": "pq"}, "quantizer must be one of"),
+        ({"rescore": 0}, "rescore must be a positive integer"),
+        ({"nosuch": 1}, "unknown quantized index option"),
+        ({"m": 0}, "m must be a positive integer"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            backend(tmp_path / "index", **options)
+    with pytest.raises(ConfigError, match="builds its own index"):
+        open_backend("quantized", BackendContext(tmp_path / "index", DIM, "hnsw", {}, None))
+
+
+def test_the_cli_and_the_engine_run_an_index_on_the_quantized_backend(tmp_path: Path) -> None:
+    colors = ["red", "green", "blue"]
+    lines = [
+        {"id": f"p{i}", "title": f"product {i} {colors[i % 3]} lamp", "attributes": {"color": colors[i % 3]}}
+        for i in range(60)
+    ]
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    index = tmp_path / "idx"
+    done = cli(index, "--encoder", "hashing", "--backend", "quantized", "add", str(catalog))
+    assert done.returncode == 0, done.stderr
+    found = cli(index, "search", "red lamp", "--mode", "dense", "-k", "5", "--where", "color=red", "--json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)["hits"]
+    assert len(hits) == 5 and all(int(h["id"][1:]) % 3 == 0 for h in hits)
+    assert (index / "index" / "text" / "manifest.json").is_file()
+    with Engine.open(index) as engine:
+        assert engine.settings["backend"] == "quantized" and isinstance(engine.backend, QuantizedBackend)
+        assert engine.backend.saved_seq == engine.last_seq()  # reopened from its checkpoint, no rebuild
+        engine.add([Item.create("p60", title="product 60 red lamp", attributes={"color": "red"})])
+        result = engine.search(Query(text="product 60 red lamp", k=3, mode="dense", filters={"color": "red"}))
+        assert result.hits.ids.tolist()[0] == "p60"
+    with Engine.open(index, encoder=HashingEncoder(), backend="quantized") as engine:  # the same setting: fine
+        assert engine.backend.count("text") == 61
+    with pytest.raises(ConfigError, match="created with backend 'quantized'"):
+        Engine.open(index, backend="local")
+    assert os.path.isdir(index / "index")
