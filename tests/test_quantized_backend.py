@@ -245,3 +245,22 @@ def test_the_cli_and_the_engine_run_an_index_on_the_quantized_backend(tmp_path: 
     with pytest.raises(ConfigError, match="created with backend 'quantized'"):
         Engine.open(index, backend="local")
     assert os.path.isdir(index / "index")
+
+
+def test_rows_not_yet_checkpointed_spill_to_disk_past_the_limit(tmp_path: Path) -> None:
+    folder, data = tmp_path / "index", unit(1300, 9)
+    b = backend(folder, spill_rows=500)
+    for start in range(0, 1200, 100):
+        put(b, data[start : start + 100], start)
+    index = index_of(b)
+    assert index.vectors.unsaved < 500 and index.vectors.parts == 2  # 2 x 500 rows written and mapped
+    assert len(list((folder / "text").glob("part-*.npy"))) == 2 and not (folder / "state.json").exists()
+    other = backend(folder, spill_rows=500)  # another process checkpoints meanwhile: its folder drops the spilled files
+    put(other, data[1200:], 1200)
+    other.checkpoint(1)
+    assert b.checkpoint(2)  # written again from this process's mappings
+    reopened = backend(folder, spill_rows=500)
+    assert reopened.saved_seq == 2 and reopened.count("text") == 1200
+    for i in (0, 700, 1199):
+        rows, scores, _ = reopened.search(data[i : i + 1], 1)[0]
+        assert rows.tolist() == [i] and np.isclose(scores[0], 1.0, atol=1e-6)

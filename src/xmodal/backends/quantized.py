@@ -11,20 +11,26 @@ atomically, and a missing, corrupt or foreign checkpoint starts empty (``saved_s
 store).
 
 A checkpoint writes the vectors added since the previous one as a new part and hard-links the older parts
-(no copy); until then those vectors are held in memory. Options (``index_options``, e.g. ``xmodal index
---backend quantized``): the HNSW ones (``m`` 16, ``ef_construction`` 100, ``ef_search`` 128,
-``exact_max``, ``exact_fraction``, ``compact_ratio``) and ``quantizer`` (``sq8``, ``sq6``, ``sq4``,
-``fp16``), ``rescore`` (candidates read per hit, 10) and ``train_size`` (20,000).
+(no copy); until then they are held in memory, up to ``spill_rows`` per kind, then written as a part into
+the live checkpoint's folder (not yet named by its manifest) and memory-mapped from there.
+
+Options (``index_options``; ``Engine.open(path, backend="quantized", index_options={...})``): the HNSW
+ones (``m`` 16, ``ef_construction`` 40, ``ef_search`` 256, ``exact_max``, ``exact_fraction``,
+``compact_ratio``), ``quantizer`` (``sq8``, ``sq6``, ``sq4``, ``fp16``), ``rescore`` (candidates read per
+hit, 20), ``train_size`` (20,000) and ``spill_rows`` (65,536).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..index.base import VectorIndex
 from ..index.quantized import QuantizedIndex
+from ..index.vector_file import VectorFile
+from ..store.files import folder_lock
 from .base import BackendContext
 from .local import LocalBackend
 
@@ -68,7 +74,27 @@ class QuantizedBackend(LocalBackend):
         return QuantizedIndex(self._dim, **self.index_options)
 
     def _load_index(self, directory: Path) -> VectorIndex:
-        return QuantizedIndex.load(directory)
+        index = QuantizedIndex.load(directory)
+        assert isinstance(index, QuantizedIndex)
+        index.spill = self._spiller(directory.name)
+        return index
+
+    def _index(self, kind: str) -> VectorIndex:
+        index = super()._index(kind)
+        assert isinstance(index, QuantizedIndex)
+        index.spill = self._spiller(kind)
+        return index
+
+    def _spiller(self, kind: str) -> Callable[[VectorFile], None]:
+        """Writes a kind's rows not yet checkpointed into the live checkpoint's folder of that kind, under
+        the folder lock (never while another process swaps the checkpoint)."""
+
+        def spill(vectors: VectorFile) -> None:
+            self._folder.parent.mkdir(parents=True, exist_ok=True)
+            with folder_lock(self._folder.parent):
+                vectors.spill(self._folder / kind)
+
+        return spill
 
 
 if TYPE_CHECKING:  # the registry loads it lazily: check the protocols statically here

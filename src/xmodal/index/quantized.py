@@ -21,6 +21,7 @@ the ``quantized`` backend (:mod:`xmodal.backends.quantized`) moves it to after e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,13 @@ from .vector_file import REBUILD, VectorFile
 SLOTS_FILE = "slots.npy"
 #: FAISS scalar quantizers by option value (bytes per dimension: 1, 0.75, 0.5, 2).
 QUANTIZERS = {"sq8": "QT_8bit", "sq6": "QT_6bit", "sq4": "QT_4bit", "fp16": "QT_fp16"}
-#: Graph defaults: M=16 keeps a 384-d vector at ~560 bytes of memory with sq8 (docs/benchmarks.md).
-GRAPH_DEFAULTS: dict[str, Any] = {"m": 16, "ef_construction": 40, "ef_search": 128}
+#: Graph defaults: M=16 keeps a 384-d vector at ~600 bytes of memory with sq8 (605 measured at 100k, fixed
+#: costs included; docs/benchmarks.md); efSearch 256 with rescore 20 reads 200 candidates per 10 hits.
+GRAPH_DEFAULTS: dict[str, Any] = {"m": 16, "ef_construction": 40, "ef_search": 256}
 #: ``rescore``: candidates per hit read at full precision; ``train_size``: vectors the quantizer learns
-#: its per-dimension ranges from.
-OWN_DEFAULTS: dict[str, Any] = {"quantizer": "sq8", "rescore": 10, "train_size": 20_000}
+#: its per-dimension ranges from; ``spill_rows``: rows held in memory between checkpoints before they are
+#: written to disk (64k x 384-d: 96 MiB).
+OWN_DEFAULTS: dict[str, Any] = {"quantizer": "sq8", "rescore": 20, "train_size": 20_000, "spill_rows": 65_536}
 #: The most candidates a search reads beyond ``k`` (a large k is not multiplied by ``rescore``).
 MAX_EXTRA = 1000
 SMALL_SAMPLE = 1000
@@ -50,7 +53,7 @@ def check_own(given: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"quantized index option quantizer must be one of {sorted(QUANTIZERS)}, got {options['quantizer']!r}"
         )
-    for name in ("rescore", "train_size"):
+    for name in ("rescore", "train_size", "spill_rows"):
         value = options[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"quantized index option {name} must be a positive integer, got {value!r}")
@@ -79,6 +82,9 @@ class QuantizedIndex(HNSWIndex):
         self.vectors = VectorFile(self.dim)
         self._slot_of = np.full(len(self._label_of), -1, dtype=np.int64)  # internal id -> slot in vectors
         self._trained_on = 0
+        #: Where the owner spills rows not yet checkpointed (None: they stay in memory until a save).
+        self.spill: Callable[[VectorFile], None] | None = None
+        self.spill_rows = int(own["spill_rows"])
 
     def _new_graph(self) -> Any:
         if not hasattr(self, "_qtype"):  # HNSWIndex.__init__ asks before the quantizer is known
@@ -134,6 +140,8 @@ class QuantizedIndex(HNSWIndex):
         self._slot_of[new_ids] = slots
         self._map(labels, new_ids)
         self._maybe_compact()
+        if self.spill is not None and self.vectors.unsaved >= self.spill_rows:
+            self.spill(self.vectors)
 
     def _reserve(self, n: int) -> None:
         super()._reserve(n)

@@ -7,7 +7,9 @@ hard links to the parts already on disk, and :meth:`VectorFile.attach` then maps
 
 Parts are immutable and named by a random id, so a name always means the same rows: a checkpoint links the
 parts of the previous one instead of copying them, and a part whose file another process has since
-dropped is written again from the mapping this process still holds. When saving, the trailing parts that
+dropped is written again from the mapping this process still holds. A tail that grows past a limit is
+*spilled* between checkpoints (:meth:`VectorFile.spill`): written as a part into the live checkpoint's folder
+and mapped, so a long ingest does not hold its vectors in memory. When saving, the trailing parts that
 are no larger than the rows after them are merged into the new part (so n rows make O(log n) parts), and a
 part with no live row left is dropped (its slots are never read again).
 """
@@ -114,6 +116,21 @@ class VectorFile:
         return bool((which >= 0).all() and (rest < stops[which]).all())
 
     # -- persistence ------------------------------------------------------------------------------------
+    def spill(self, directory: Path) -> None:
+        """Write the tail as a part into ``directory`` (the live checkpoint's folder, where :meth:`save`
+        links parts from) and map it, so that rows not yet checkpointed stop filling memory. The file is
+        not in that checkpoint's manifest: a checkpoint written by another process drops it, and the next
+        save here writes it again from the mapping (as for any part whose file is gone)."""
+        if not self._tail_n or (self._dir is not None and self._dir != directory):
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"part-{uuid.uuid4().hex}.npy"
+        np.save(directory / name, self._tail[: self._tail_n])
+        self._parts.append(Part(name, self._tail_start, _map(directory / name, self._tail_n, self.dim)))
+        self._dir = directory
+        self._tail, self._tail_start, self._tail_n = np.empty((0, self.dim), np.float32), self.next_slot, 0
+        self._starts = np.array([p.start for p in self._parts], dtype=np.int64)
+
     def save(self, directory: Path, live: npt.NDArray[np.int64]) -> dict[str, Any]:
         """Write the parts into ``directory`` (links to the existing ones, a new one for the tail and the
         merged trailing parts) and return their description for a manifest. ``live`` are the slots still in
