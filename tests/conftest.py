@@ -6,6 +6,7 @@ import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,3 +43,23 @@ def text_items(n: int, prefix: str = "t") -> list[Item]:
         )
         for i in range(n)
     ]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Milvus 2.3.5 standalone server for the session (the ``milvus`` package's binaries, extracted
+    once into ``~/.cache/xmodal``), on free ports of 127.0.0.1; stopped at the end of the session. Skipped
+    only where the ``milvus`` or ``pymilvus`` package is not installed."""
+    pytest.importorskip(
+        "milvus", reason="the Milvus test server needs the milvus package: pip install 'xmodal[milvus]'"
+    )
+    pytest.importorskip("pymilvus", reason="the milvus backend needs pymilvus: pip install 'xmodal[milvus]'")
+    from xmodal.backends.milvus_server import LocalMilvus
+
+    # no interim IVF index on growing segments: a search answers the same before and after a flush seals them
+    settings = {"queryNode.segcore.interimIndex.enableIndex": False, "proxy.timeTickInterval": 50}
+    server = LocalMilvus(tmp_path_factory.mktemp("milvus"), settings=settings).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,8 +2,10 @@
 
 Backends: ``local`` with the ``exact``, ``hnsw`` and ``auto`` index kinds (auto with a small threshold,
 so that it crosses to HNSW inside the tests), ``quantized`` (with a small quantizer training size and
-exact-scan limit, so that it retrains and walks its graph inside the tests), and the toy third-party
-backend of ``tests/toyparts``, reached only by its dotted path. A later backend (Milvus...) joins by adding one entry to ``BACKENDS``.
+exact-scan limit, so that it retrains and walks its graph inside the tests), the toy third-party
+backend of ``tests/toyparts``, reached only by its dotted path, and ``milvus`` (HNSW) on the session's
+real Milvus server (the ``milvus_server`` fixture of ``conftest.py``; its address joins the options
+through ``SERVER_OPTIONS``). A later backend joins by adding one entry to ``BACKENDS_UNDER_TEST``.
 
 Each test drives the backend the way the engine does: a :class:`Catalog` and the backend follow the same
 writes; the backend gets the catalog's attribute table as ``BackendContext.rows`` (a backend that filters
@@ -13,7 +15,7 @@ by rows uses it; another evaluates the filter expression itself) and filters as 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,10 @@ BACKENDS_UNDER_TEST: dict[str, tuple[str, str, dict[str, Any], bool]] = {
     "local-auto": ("local", "auto", {"threshold": N // 2, **SMALL_HNSW}, False),
     "toy": (TOY, "auto", {}, True),
     "quantized": ("quantized", "auto", {**SMALL_HNSW, "exact_max": 50, "train_size": 300}, False),
+    "milvus": ("milvus", "hnsw", {"m": 16, "ef_construction": 80, "ef": 64}, False),
 }
+#: name -> options only known once a server runs (the milvus backend's ``uri``), set by the ``h`` fixture.
+SERVER_OPTIONS: dict[str, dict[str, Any]] = {}
 COLORS = ["red", "green", "blue", "black", "white"]
 
 
@@ -77,6 +82,7 @@ class Harness:
     def __init__(self, name: str, folder: Path, dim: int = DIM) -> None:
         self.name = name
         self.spec, self.kind, self.options, self.exact = BACKENDS_UNDER_TEST[name]
+        self.options = {**self.options, **SERVER_OPTIONS.get(name, {})}
         self.folder, self.dim = folder, dim
         self.catalog = Catalog()
         self.backend = self.open()
@@ -84,7 +90,9 @@ class Harness:
 
     def open(self) -> VectorBackend:
         context = BackendContext(self.folder, self.dim, self.kind, dict(self.options), self.catalog.attributes)
-        return open_backend(self.spec, context)
+        backend = open_backend(self.spec, context)
+        OPENED.append(backend)
+        return backend
 
     def reopen(self) -> VectorBackend:
         self.backend.close()
@@ -123,11 +131,27 @@ class Harness:
         return [r for r, _ in top], [s for _, s in top]
 
 
+def milvus_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The session server's address, and one collection for every test: a backend opened on a new folder
+    (no checkpoint) empties it, as it does any collection it does not trust (small ones are cleared in
+    place, which is faster than making one: ~2 s each on Milvus 2.3)."""
+    return {"uri": request.getfixturevalue("milvus_server").uri, "collection": "xmodal_conformance"}
+
+
+OPENED: list[VectorBackend] = []  # the backends a test opened: closed (a milvus collection dropped) after it
+
+
 @pytest.fixture(params=list(BACKENDS_UNDER_TEST))
-def h(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
-    if request.param not in ("local-exact", "toy"):
+def h(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    if request.param not in ("local-exact", "toy", "milvus"):
         pytest.importorskip("faiss", reason="the ANN indexes need faiss-cpu: pip install 'xmodal[ann]'")
-    return Harness(str(request.param), tmp_path / "index")
+    if request.param == "milvus":
+        SERVER_OPTIONS["milvus"] = milvus_options(request)
+    OPENED.clear()
+    yield Harness(str(request.param), tmp_path / "index")
+    for backend in OPENED:
+        backend.close()
+    OPENED.clear()
 
 
 def check_against_reference(

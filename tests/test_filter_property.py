@@ -21,7 +21,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_backend_conformance import BACKENDS_UNDER_TEST, QUERIES, ROWS, TEXT, Harness, stored
+from tests.test_backend_conformance import (
+    BACKENDS_UNDER_TEST,
+    QUERIES,
+    ROWS,
+    SERVER_OPTIONS,
+    TEXT,
+    Harness,
+    milvus_options,
+    stored,
+)
 from xmodal.filters import FilterExpr
 
 KEYS = ["a", "b", "c", "a.b"]  # "a.b" as a flat name too: the same path as {"a": {"b": ...}}
@@ -268,6 +277,14 @@ def random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
 
 
 # -- the property -------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _server_options(request: pytest.FixtureRequest) -> None:
+    """The options only known once a server runs (the milvus backend's session server)."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == "milvus":
+        SERVER_OPTIONS["milvus"] = milvus_options(request)
+
+
 def harness(backend: str, folder: Path, items: list[dict[str, Any]]) -> Harness:
     """A backend (and the catalog beside it) holding ``items`` at rows ``ROWS[i]``, text vectors ``TEXT[i]``."""
     if backend != "local-exact" and backend.startswith("local-"):

@@ -139,8 +139,8 @@ def test_an_index_written_before_backends_were_a_setting_opens_on_local(tmp_path
 
 
 def test_a_backend_that_cannot_be_loaded_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown vector backend 'milvus'; available: local"):
-        Engine.open(tmp_path / "new", encoder=HashingEncoder(), backend="milvus")
+    with pytest.raises(ConfigError, match="unknown vector backend 'qdrant'; available: local, milvus"):
+        Engine.open(tmp_path / "new", encoder=HashingEncoder(), backend="qdrant")  # milvus is built in now
     index = tmp_path / "idx"
     with Engine.open(index, encoder=HashingEncoder(), extensions=[]) as engine:
         engine.add([Item.create("a", title="alpha")])

@@ -3,7 +3,8 @@
 A backend is chosen by name when an index is created (``Engine.open(path, backend="local")``, the CLI's
 ``--backend``), recorded in the index settings, and resolved again on every open: a built-in name, an
 ``xmodal.backends`` entry point of an installed package, or a dotted path ``"package.module:Class"``. Built in:
-``local`` (the default) and ``quantized`` (compressed vectors in memory, exact rescoring from disk).
+``local`` (the default), ``quantized`` (compressed vectors in memory, exact rescoring from disk) and
+``milvus`` (a Milvus collection; ``pip install 'xmodal[milvus]'``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ DEFAULT_BACKEND = "local"
 BACKENDS: Registry[BackendFactory] = Registry("backends", "vector backend", is_backend_factory)
 BACKENDS.register("local", "xmodal.backends.local:LocalBackend")
 BACKENDS.register("quantized", "xmodal.backends.quantized:QuantizedBackend")
+BACKENDS.register("milvus", "xmodal.backends.milvus:MilvusBackend")  # pip install 'xmodal[milvus]'
 
 
 def available_backends() -> list[str]:

@@ -63,6 +63,16 @@ def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
             },
         ),
         (
+            "--option",
+            {
+                "metavar": "KEY=VALUE",
+                "action": "append",
+                "default": None,
+                "help": "an option of a new index's vector backend or index kind (repeat for several; a VALUE "
+                "that is JSON is read as JSON), e.g. --backend milvus --option uri=http://127.0.0.1:19530",
+            },
+        ),
+        (
             "--media-loader",
             {
                 "metavar": "PATH",
@@ -187,6 +197,22 @@ def filters_of(args: argparse.Namespace) -> dict[str, Any]:
     return filters
 
 
+def index_options(given: list[str] | None) -> dict[str, Any] | None:
+    """``--option KEY=VALUE`` flags as the index options of a new index (a JSON VALUE is read as JSON)."""
+    if not given:
+        return None
+    options: dict[str, Any] = {}
+    for text in given:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option {text!r}: write it as KEY=VALUE (e.g. --option uri=http://127.0.0.1:19530)")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
 def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
     """Open the index named by ``--index``; only ``create`` commands may make a new one."""
     if not args.index:
@@ -201,6 +227,7 @@ def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
         encoder=args.encoder,
         dim=args.dim,
         index=args.index_kind,
+        index_options=index_options(getattr(args, "option", None)),
         backend=args.backend,
         media=getattr(args, "media_loader", None),
     )

@@ -1,0 +1,603 @@
+"""The ``milvus`` backend: an index's vectors in a Milvus collection, through pymilvus' ``MilvusClient``.
+
+Layout: one collection per index (``collection`` option; default ``xmodal_<hash of the index folder>``),
+a row per (item, vector kind) — primary key ``"<row>/<kind>"``, the store row, the kind as a scalar field,
+the item's attributes encoded in a JSON field (:mod:`xmodal.backends.milvus_filters`) and one float vector
+field (Milvus 2.3 has one per collection). Searches run kind by kind (``kind == "text" and <filter>``), the
+filter translated into a Milvus boolean expression and applied by the server before its top-k cut, and the
+answers merged per row (:func:`~xmodal.backends.base.best_per_row`).
+
+Options (``BackendContext.index_options``, the index settings; ``xmodal --backend milvus --option
+uri=...``): ``uri`` (default ``http://127.0.0.1:19530``), ``token``, ``db_name``, ``collection``,
+``consistency`` (of searches; default ``Session``: a search sees every write this process made — the
+engine's read-your-writes — without waiting for the server's next time tick, up to 200 ms, as ``Strong``
+does; ``Strong`` where a search must see other writers' writes at once; counts and row listings are always
+``Strong``; the first read after a delete is ``Strong`` too: Milvus 2.3 returns no timestamp for a
+delete, so ``Session`` cannot wait for it),
+``timeout`` (seconds per call), ``retries`` (attempts while the server is unavailable, with bounded
+exponential backoff), ``params`` (index build parameters) and ``search_params``, with shortcuts ``m``,
+``ef_construction``, ``ef``, ``nlist``, ``nprobe``, ``search_list``. The index type is the index kind:
+``hnsw`` (``auto``), ``ivf_flat``, ``ivf_sq8``, ``diskann`` or ``flat``; after creating the index the
+backend reads it back (``describe_index``) and refuses a server that dropped or changed a parameter.
+
+The collection is derived data: ``checkpoint`` writes ``state.json`` in the index folder (the store sequence,
+the configuration, the collection); opening without a valid checkpoint of the same configuration drops the
+collection (only one this backend made: its description says so) and starts empty, so the engine rebuilds
+it from the store. A collection of another schema is refused with the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import ConfigError, MissingDependency, StorageError, ValidationError
+from ..filters import FilterExpr
+from ..filters.nodes import Node
+from ..records import KIND_NAME, VectorKind
+from ..store.files import write_dir
+from ..store.sqlite import StoredItem
+from .base import BackendContext, VectorHits, best_per_row
+from .milvus_filters import FIELD, encode, translate, wide_keys
+
+log = logging.getLogger(__name__)
+
+STATE = "state.json"
+FORMAT_VERSION = 1
+DESCRIPTION = "xmodal vectors (one row per item and vector kind) v1"
+DEFAULT_URI = "http://127.0.0.1:19530"
+MAX_TOPK = 16384  # Milvus' limit on k
+PK_LENGTH = 96
+INDEX_TYPES = {
+    "auto": "HNSW",
+    "hnsw": "HNSW",
+    "ivf_flat": "IVF_FLAT",
+    "ivf_sq8": "IVF_SQ8",
+    "diskann": "DISKANN",
+    "flat": "FLAT",
+}
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "HNSW": {"M": 16, "efConstruction": 200},
+    "IVF_FLAT": {"nlist": 1024},
+    "IVF_SQ8": {"nlist": 1024},
+    "DISKANN": {},
+    "FLAT": {},
+}
+DEFAULT_SEARCH: dict[str, dict[str, Any]] = {
+    "HNSW": {"ef": 128},
+    "IVF_FLAT": {"nprobe": 32},
+    "IVF_SQ8": {"nprobe": 32},
+    "DISKANN": {"search_list": 128},
+    "FLAT": {},
+}
+BUILD_SHORTCUTS = {"m": "M", "ef_construction": "efConstruction", "nlist": "nlist"}
+SEARCH_SHORTCUTS = {"ef": "ef", "nprobe": "nprobe", "search_list": "search_list"}
+CONNECTION_OPTIONS = ("uri", "token", "db_name", "consistency", "timeout", "retries")
+OPTIONS = (*CONNECTION_OPTIONS, "collection", "params", "search_params", *BUILD_SHORTCUTS, *SEARCH_SHORTCUTS)
+CONSISTENCY = ("Strong", "Session", "Bounded", "Eventually")
+CLEAR_LIMIT = 10_000  # an untrusted collection of at most this many rows is emptied in place, not dropped
+DELETE_BATCH = 20_000  # primary keys per delete expression
+KINDS_REFRESH_S = 1.0  # how stale the kinds searched with ``kinds=None`` may be (other writers' new kinds)
+
+T = TypeVar("T")
+
+
+class MilvusBackend:
+    """Vectors per kind in one Milvus collection, searched with the filter pushed down."""
+
+    name = "milvus"
+
+    def __init__(self, context: BackendContext) -> None:
+        """Check the options and connect (no collection is touched yet; :meth:`open` does)."""
+        self._dim = int(context.dim)
+        self._folder = context.folder
+        self._row_matcher = context.rows
+        self.index_kind = context.index_kind
+        options = dict(context.index_options)
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown milvus backend option(s) {', '.join(unknown)} (use: {', '.join(OPTIONS)})")
+        if self.index_kind not in INDEX_TYPES:
+            raise ConfigError(
+                f"the milvus backend has no index kind {self.index_kind!r} (use one of {', '.join(INDEX_TYPES)})"
+            )
+        self.index_type = INDEX_TYPES[self.index_kind]
+        self.params: dict[str, Any] = {**DEFAULT_PARAMS[self.index_type], **dict(options.get("params") or {})}
+        self.search_params: dict[str, Any] = {
+            **DEFAULT_SEARCH[self.index_type],
+            **dict(options.get("search_params") or {}),
+        }
+        for short, name in BUILD_SHORTCUTS.items():
+            if short in options:
+                self.params[name] = int(options[short])
+        for short, name in SEARCH_SHORTCUTS.items():
+            if short in options:
+                self.search_params[name] = int(options[short])
+        self._check_params()
+        self.uri = str(options.get("uri") or os.environ.get("XMODAL_MILVUS_URI") or DEFAULT_URI)
+        self.consistency = str(options.get("consistency", "Session"))
+        if self.consistency not in CONSISTENCY:
+            raise ConfigError(f"milvus option consistency={self.consistency!r}: use one of {', '.join(CONSISTENCY)}")
+        self.timeout = float(options.get("timeout", 10.0))
+        self.retries = max(1, int(options.get("retries", 5)))
+        resolved = str(Path(context.folder).resolve())
+        self.collection = str(
+            options.get("collection") or "xmodal_" + hashlib.blake2b(resolved.encode(), digest_size=8).hexdigest()
+        )
+        self._config = {
+            "dim": self._dim,
+            "index_type": self.index_type,
+            "params": self.params,
+            "collection": self.collection,
+            "db_name": options.get("db_name") or "default",
+        }
+        self._saved_seq = 0
+        self._dirty = False
+        self._kinds: set[str] = set()  # kinds known to hold vectors (refreshed by kinds())
+        self._kinds_at = 0.0
+        self._wide: set[str] = set()  # path keys where an item holds more numbers than the slots
+        self._fence = False  # a delete since the last Strong read: the next read is Strong
+        self.client = self._connect(options)
+
+    def _check_params(self) -> None:
+        """Refuse parameters the index type does not read: Milvus 2.3 stores any parameter it is given (and
+        echoes it in ``describe_index``) without using it."""
+        for given, known, what in (
+            (self.params, DEFAULT_PARAMS[self.index_type], "params"),
+            (self.search_params, DEFAULT_SEARCH[self.index_type], "search_params"),
+        ):
+            ignored = sorted(set(given) - set(known))
+            if ignored:
+                raise ConfigError(
+                    f"milvus {self.index_type} index {what}: {', '.join(ignored)} would be ignored by the server "
+                    f"(it reads {', '.join(known) or 'none'})"
+                )
+
+    # -- opening -----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, context: BackendContext) -> MilvusBackend:
+        """Connect, load the checkpoint in ``context.folder`` and check the collection against it; without a
+        valid one, start with an empty collection (``saved_seq`` 0: the engine rebuilds from the store)."""
+        backend = cls(context)
+        try:
+            backend._open_collection()
+        except BaseException:
+            backend.close()
+            raise
+        return backend
+
+    def _connect(self, options: dict[str, Any]) -> Any:
+        try:
+            from pymilvus import MilvusClient
+        except ImportError:
+            raise MissingDependency("pymilvus", "milvus") from None
+        kwargs: dict[str, Any] = {"uri": self.uri, "timeout": self.timeout}
+        if options.get("token"):
+            kwargs["token"] = str(options["token"])
+        if options.get("db_name"):
+            kwargs["db_name"] = str(options["db_name"])
+        return self._retry(f"connect to Milvus at {self.uri}", lambda: MilvusClient(**kwargs))
+
+    def _open_collection(self) -> None:
+        state = self._read_state()
+        exists = self._call("has_collection", self.client.has_collection, self.collection)
+        if exists:
+            self._check_schema(drop_ours=state is None)
+            exists = self._call("has_collection", self.client.has_collection, self.collection)
+        if not exists:
+            state = None
+            self._create()
+        self._verify_index()
+        self._call("load_collection", self.client.load_collection, self.collection)
+        if state is not None:
+            self._saved_seq = int(state["seq"])
+            self._wide = {str(p) for p in state.get("wide", [])}
+            self._kinds = {str(k) for k in state.get("kinds", [])}
+        self.kinds()
+
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            state = json.loads((self._folder / STATE).read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+                raise StorageError("checkpoint of another format")
+            if {key: state.get(key) for key in self._config} != self._config:
+                raise StorageError("checkpoint was written with another configuration")
+            int(state["seq"])
+            return state
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, StorageError) as exc:
+            log.warning("milvus backend: rebuilding %s from the store: %s", self.collection, exc)
+            return None
+
+    def _check_schema(self, *, drop_ours: bool) -> None:
+        """An existing collection: ours with this dimension and index is kept — emptied when ``drop_ours`` (no
+        valid checkpoint, so its rows are not trusted): cleared in place when small (no reload), dropped
+        when large; ours with another dimension or index is dropped (made again); another schema is refused."""
+        info = self._call("describe_collection", self.client.describe_collection, self.collection)
+        fields = {f["name"]: f for f in info.get("fields", [])}
+        if info.get("description") != DESCRIPTION or set(fields) != {"pk", "row", "kind", FIELD, "vector"}:
+            raise ConfigError(
+                f"Milvus collection {self.collection!r} at {self.uri} exists with another schema (fields "
+                f"{', '.join(sorted(fields))}): drop it, or give the milvus backend another collection= name"
+            )
+        dim = int(fields["vector"].get("params", {}).get("dim", -1))
+        try:
+            self._verify_index()
+            same_index = True
+        except ConfigError:
+            same_index = False
+        if dim != self._dim or not same_index:
+            log.warning("milvus collection %s has another dimension or index: made again", self.collection)
+            self._call("drop_collection", self.client.drop_collection, self.collection)
+        elif drop_ours and not self._clear():
+            self._call("drop_collection", self.client.drop_collection, self.collection)
+
+    def _clear(self) -> bool:
+        """Delete every row of a small collection (by key) and say so; False (nothing done) when large."""
+        self._call("load_collection", self.client.load_collection, self.collection)
+        hits = self._call(
+            "query",
+            self.client.query,
+            self.collection,
+            filter='pk != ""',
+            output_fields=["pk"],
+            limit=CLEAR_LIMIT + 1,
+            consistency_level="Strong",
+        )
+        if len(hits) > CLEAR_LIMIT:
+            return False
+        if hits:
+            self._delete([str(hit["pk"]) for hit in hits])
+        return True
+
+    def _create(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=DESCRIPTION)
+        schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=PK_LENGTH)
+        schema.add_field("row", DataType.INT64)
+        schema.add_field("kind", DataType.VARCHAR, max_length=64)
+        schema.add_field(FIELD, DataType.JSON)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dim)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="vector", index_type=self.index_type, metric_type="IP", params=dict(self.params))
+        self._call(
+            f"create collection {self.collection!r}",
+            self.client.create_collection,
+            self.collection,
+            schema=schema,
+            consistency_level="Strong",
+        )
+        try:
+            self._call(f"create a {self.index_type} index", self.client.create_index, self.collection, index)
+        except Exception as exc:
+            self._call("drop_collection", self.client.drop_collection, self.collection)
+            raise ConfigError(
+                f"Milvus at {self.uri} refused a {self.index_type} index with {self.params}: {exc} "
+                f"(use another index kind or params)"
+            ) from None
+
+    def _verify_index(self) -> None:
+        """The index the server holds is the one configured: type, metric and every build parameter."""
+        names = self._call("list_indexes", self.client.list_indexes, self.collection, field_name="vector")
+        if not names:
+            raise ConfigError(f"Milvus collection {self.collection!r} has no vector index: drop it to rebuild")
+        info = self._call("describe_index", self.client.describe_index, self.collection, names[0])
+        wanted = {"index_type": self.index_type, "metric_type": "IP", **{k: str(v) for k, v in self.params.items()}}
+        held = {key: str(info.get(key)) for key in wanted}
+        if held != {k: str(v) for k, v in wanted.items()}:
+            raise ConfigError(
+                f"Milvus at {self.uri} holds the index {held} for {self.collection!r}, not the {wanted} configured "
+                "(the server ignored or changed parameters): use parameters it supports"
+            )
+
+    # -- calls -------------------------------------------------------------------------------------
+    def _retry(self, what: str, call: Callable[[], T]) -> T:
+        """``call()``, retried with bounded exponential backoff while the server is unavailable."""
+        delay = 0.2
+        for attempt in range(self.retries):
+            try:
+                return call()
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not _unavailable(exc):
+                    raise
+                if attempt == self.retries - 1:
+                    raise StorageError(
+                        f"Milvus server at {self.uri} is unavailable ({what} failed {self.retries} times: "
+                        f"{_brief(exc)}): start it, or point the milvus backend's uri= option at it"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 3.0)
+        raise AssertionError("unreachable")
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self._retry(what, lambda: fn(*args, timeout=self.timeout, **kwargs))
+
+    # -- the VectorBackend protocol -----------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def saved_seq(self) -> int:
+        return self._saved_seq
+
+    def kinds(self) -> list[str]:
+        """The kinds holding vectors, found on the server (each query finds one kind not yet listed)."""
+        found = self._discover(self._read_level())
+        self._kinds, self._kinds_at = set(found), time.monotonic()
+        return _ordered(found)
+
+    def _discover(self, level: str) -> list[str]:
+        found: list[str] = []
+        while True:
+            rest = f"kind not in [{', '.join(json.dumps(k) for k in found)}]" if found else ""
+            hits = self._call(
+                "query",
+                self.client.query,
+                self.collection,
+                filter=rest or "row >= -1",
+                output_fields=["kind"],
+                limit=1,
+                consistency_level=level,
+            )
+            if not hits:
+                return found
+            found.append(str(hits[0]["kind"]))
+
+    def _written_kinds(self) -> set[str]:
+        """The kinds a row may hold, for the keys to delete: the kinds this backend wrote or found, and
+        (once a second) those on the server now — found without waiting for this process's last write
+        (``Bounded``), which the known kinds cover."""
+        if time.monotonic() - self._kinds_at > KINDS_REFRESH_S:
+            self._kinds |= set(self._discover("Bounded"))
+            self._kinds_at = time.monotonic()
+        return set(self._kinds)
+
+    def count(self, kind: str | None = None) -> int:
+        expr = "" if kind is None else f"kind == {json.dumps(str(kind))}"
+        res = self._call(
+            "count",
+            self.client.query,
+            self.collection,
+            filter=expr,
+            output_fields=["count(*)"],
+            consistency_level="Strong",
+        )
+        return int(res[0]["count(*)"]) if res else 0
+
+    def rows(self, kind: str) -> npt.NDArray[np.int64]:
+        """The rows holding a vector of ``kind``, sorted (what ``xmodal check`` compares with the store)."""
+        out: list[int] = []
+        iterator = self.client.query_iterator(
+            self.collection,
+            filter=f"kind == {json.dumps(str(kind))}",
+            output_fields=["row"],
+            batch_size=10_000,
+            consistency_level="Strong",
+        )
+        try:
+            while batch := iterator.next():
+                out.extend(int(hit["row"]) for hit in batch)
+        finally:
+            iterator.close()
+        return np.sort(np.asarray(out, np.int64))
+
+    def upsert(self, stored: Sequence[StoredItem]) -> None:
+        """Upsert each item's vectors and drop the kinds it no longer has; every vector is checked first,
+        so a bad one writes nothing."""
+        if not stored:
+            return
+        data: list[dict[str, Any]] = []
+        for s in stored:
+            attrs = encode(s.item.attributes)
+            self._wide |= wide_keys(attrs)
+            for kind, vector in s.vectors.items():
+                name = str(kind)
+                if not KIND_NAME.fullmatch(name):
+                    raise ValidationError(
+                        "vector kind", f"{name!r} is not a valid name", "use lower-case letters, digits, _ and -"
+                    )
+                vec = np.asarray(vector, np.float32).reshape(-1)
+                if vec.shape[0] != self._dim:
+                    raise ValidationError(
+                        f"vectors.{name}",
+                        f"has dimension {vec.shape[0]}, the index has {self._dim}",
+                        "encode with the index's encoder",
+                        item=s.item.id,
+                    )
+                data.append({"pk": f"{s.row}/{name}", "row": int(s.row), "kind": name, FIELD: attrs, "vector": vec})
+        new = {d["pk"] for d in data}
+        present = self._written_kinds()
+        stale = [pk for s in stored for pk in _pks(s.row, present) if pk not in new]  # kinds an item no longer has
+        if stale:
+            self._delete(stale)
+        if data:
+            self._call("upsert", self.client.upsert, self.collection, data)
+        self._kinds |= {d["kind"] for d in data}
+        self._dirty = True
+
+    def remove(self, rows: Sequence[int]) -> None:
+        labels = [int(r) for r in rows]
+        if labels:
+            present = self._written_kinds()
+            self._delete([pk for row in labels for pk in _pks(row, present)])
+            self._dirty = True
+
+    def _delete(self, pks: list[str]) -> None:
+        """Delete by primary key: Milvus 2.3 deletes by any other expression through a query whose
+        timestamp a ``Session`` read does not wait for (a filtered search right after it still saw the
+        rows), so rows are always deleted by key."""
+        for start in range(0, len(pks), DELETE_BATCH):
+            keys = ", ".join(json.dumps(pk) for pk in pks[start : start + DELETE_BATCH])
+            self._call("delete", self.client.delete, self.collection, filter=f"pk in [{keys}]")
+        self._fence = True  # Milvus 2.3 answers a delete without its timestamp: a Session read would miss it
+
+    def search(
+        self, queries: np.ndarray, k: int, kinds: Sequence[str] | None = None, where: FilterExpr | None = None
+    ) -> list[VectorHits]:
+        """Per query: rows, scores and the matched vector kind, best score per row, best first."""
+        q = np.asarray(queries, np.float32)
+        if q.ndim != 2 or q.shape[1] != self._dim:
+            raise ValidationError("query", f"has dimension {q.shape[-1]}, the index has {self._dim}")
+        if kinds is None:
+            if time.monotonic() - self._kinds_at > KINDS_REFRESH_S:
+                self.kinds()
+            names = _ordered(self._kinds)
+        else:
+            names = list(dict.fromkeys(str(kind) for kind in kinds))
+        limit = min(int(k), MAX_TOPK)
+        if limit <= 0 or not names or len(q) == 0:
+            return [VectorHits(np.empty(0, np.int64), np.empty(0, np.float32), []) for _ in range(len(q))]
+        condition = None if where is None else translate(where, self._rows_of, self._wide)
+        params = self._search_params(limit)
+        level = self._read_level()
+        per_kind = [self._search_kind(q, limit, kind, condition, params, level) for kind in names]
+        return [
+            best_per_row([lab[i] for lab, _ in per_kind], [sc[i] for _, sc in per_kind], names, limit)
+            for i in range(len(q))
+        ]
+
+    def _search_params(self, k: int) -> dict[str, Any]:
+        params = dict(self.search_params)
+        if "ef" in params:
+            params["ef"] = max(int(params["ef"]), k)  # HNSW needs ef >= k
+        if "search_list" in params:
+            params["search_list"] = max(int(params["search_list"]), k)
+        return {"metric_type": "IP", "params": params}
+
+    def _search_kind(
+        self, q: np.ndarray, k: int, kind: str, condition: str | None, params: dict[str, Any], level: str
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        expr = f"kind == {json.dumps(kind)}" + ("" if condition is None else f" and {condition}")
+        answers = self._call(
+            "search",
+            self.client.search,
+            self.collection,
+            data=list(q),
+            limit=k,
+            filter=expr,
+            output_fields=["row"],
+            search_params=params,
+            consistency_level=level,
+        )
+        rows = [np.fromiter((hit["entity"]["row"] for hit in hits), np.int64) for hits in answers]
+        scores = [np.fromiter((hit["distance"] for hit in hits), np.float32) for hits in answers]
+        return rows, scores
+
+    def _read_level(self) -> str:
+        """The consistency of the next read: the configured one, or ``Strong`` right after a delete (whose
+        timestamp Milvus 2.3 does not return, so ``Session`` cannot wait for it)."""
+        if self._fence and self.consistency != "Strong":
+            self._fence = False
+            return "Strong"
+        return self.consistency
+
+    def _rows_of(self, node: Node) -> np.ndarray | None:
+        if self._row_matcher is None:
+            return None
+        return np.asarray(self._row_matcher.match_expr(FilterExpr(node)), np.int64)
+
+    def similarity(self, vector: np.ndarray, rows: Sequence[int], kind: str) -> npt.NDArray[np.float32]:
+        out = np.zeros(len(rows), dtype=np.float32)
+        wanted = sorted({int(r) for r in rows if r >= 0})
+        if not wanted or not KIND_NAME.fullmatch(str(kind)):
+            return out
+        hits = self._call(
+            "query",
+            self.client.query,
+            self.collection,
+            filter=f"kind == {json.dumps(str(kind))} and row in [{', '.join(map(str, wanted))}]",
+            output_fields=["row", "vector"],
+            consistency_level=self._read_level(),
+        )
+        q = np.asarray(vector, np.float32).reshape(-1)
+        found = {int(hit["row"]): float(np.asarray(hit["vector"], np.float32) @ q) for hit in hits}
+        return np.array([found.get(int(r), 0.0) for r in rows], dtype=np.float32)
+
+    def checkpoint(self, seq: int) -> bool:
+        """Record (atomically) that the collection reflects store sequence ``seq``; nothing is written when
+        nothing changed since the state was loaded or last saved. No flush: Milvus keeps every acknowledged
+        write in its log (it seals segments on its own schedule)."""
+        if seq == self._saved_seq and not self._dirty:
+            return False
+        state = {
+            "seq": int(seq),
+            "format_version": FORMAT_VERSION,
+            **self._config,
+            "uri": self.uri,
+            "kinds": sorted(self._kinds),
+            "wide": sorted(self._wide),
+        }
+
+        def write(tmp: Path) -> None:
+            (tmp / STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+        write_dir(self._folder, write)
+        self._saved_seq, self._dirty = int(seq), False
+        return True
+
+    def close(self) -> None:
+        """Close the connection (the collection stays on the server)."""
+        try:
+            self.client.close()
+        except Exception as exc:  # noqa: BLE001 - closing a dead connection is not an error
+            log.debug("milvus close: %s", exc)
+
+    def on_put(self, stored: Sequence[StoredItem]) -> None:
+        self.upsert(stored)
+
+    def on_delete(self, rows: Sequence[int]) -> None:
+        self.remove(rows)
+
+
+def _pks(row: int, kinds: Iterable[str]) -> list[str]:
+    """The primary keys of ``row``'s vectors of these kinds."""
+    return [f"{int(row)}/{kind}" for kind in kinds]
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server could not be reached (worth a retry), not that a call was refused."""
+    try:
+        import grpc
+        from pymilvus.exceptions import MilvusException
+    except ImportError:  # pragma: no cover - pymilvus brings both
+        return False
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    if isinstance(exc, MilvusException):
+        text = str(exc).lower()
+        return any(
+            s in text for s in ("unavailable", "fail connecting", "connect", "deadline", "not ready", "server is")
+        )
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _brief(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _ordered(kinds: Iterable[str]) -> list[str]:
+    """The built-in kinds in their usual order (text, image, combined), then any other kind by name."""
+    present = {str(kind) for kind in kinds}
+    builtin = [kind.value for kind in VectorKind if kind.value in present]
+    return builtin + sorted(present - set(builtin))
+
+
+if TYPE_CHECKING:  # the registry loads it lazily: check the protocols statically here
+    from .base import BackendFactory, RowListing
+
+    _FACTORY: BackendFactory = MilvusBackend
+    _LISTS: type[RowListing] = MilvusBackend
