@@ -87,6 +87,7 @@ class Engine:
         self._seq = store.last_seq()  # read before the catalog: a change made meanwhile is applied again
         self._settled = self._seq  # every extension has been told of the changes up to here
         self._catalog = Catalog.load(store)
+        self._tell_repository()
         #: The vector backend named by ``settings["backend"]`` (:mod:`xmodal.backends`); it resolves
         #: filters through the catalog (its attribute table, built on the first filter) when it filters by rows.
         self.backend: VectorBackend = open_backend(
@@ -140,12 +141,15 @@ class Engine:
         default_mode: str | None = None,
         backend: str | None = None,
         media: Sequence[str] | None = None,
+        encoder_options: Mapping[str, Any] | None = None,
     ) -> Engine:
         """Open (or create) the index folder ``path``; a new one takes the given settings, an existing one
         must match any setting given. ``extensions`` (a new index: ``["ltr", "genret"]``) are opened now.
         ``backend`` names the vector backend of a new index (default ``local``; see :mod:`xmodal.backends`).
         ``media`` names media loaders by dotted path (``"package.module:Loader"``) that items and queries may
-        use; they are added to the index setting ``media`` (no catalog line or request can name another)."""
+        use; they are added to the index setting ``media`` (no catalog line or request can name another).
+        ``encoder_options`` are the options of the encoder named by ``encoder`` (``{"model": ..., "url": ...}``,
+        see :mod:`xmodal.encoders.backends`); an existing index takes those it does not record (a key, a device)."""
         root = Path(path)
         store = SQLiteStore(root / "store.sqlite")
         try:
@@ -159,6 +163,7 @@ class Engine:
                 default_mode=default_mode,
                 backend=backend,
                 media=media,
+                encoder_options=encoder_options,
             )
             allow_media(settings.get("media", []))
             engine = cls(root, store, enc, settings)
@@ -281,7 +286,14 @@ class Engine:
             if progress is not None:
                 progress(len(chunk) + len(own))
         report.rejected.extend(unused_vectors(given, seen))
+        self._tell_repository()
         return report
+
+    def _tell_repository(self) -> None:
+        """Tell an encoder that wants to know (``set_repository``) the modalities the index holds."""
+        tell = getattr(self.encoder, "set_repository", None)
+        if callable(tell):
+            tell(list(self.store.counts_by_modality()))
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete items by id, and their segments with them (one transaction); returns how many of ``ids``
@@ -706,6 +718,7 @@ class Engine:
             "segments": self.store.segment_counts_by_modality(),
             "vectors": {kind: self.backend.count(kind) for kind in self.backend.kinds()},
             "encoder": self.encoder.config(),
+            **({"encoder_usage": usage()} if callable(usage := getattr(self.encoder, "usage", None)) else {}),
             "dim": self.backend.dim,
             "backend": self.settings.get("backend", DEFAULT_BACKEND),
             "index": self.settings["index"],

@@ -13,7 +13,7 @@ when the engine opens it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .backends import DEFAULT_BACKEND
@@ -42,11 +42,23 @@ def open_settings(
     default_mode: str | None,
     backend: str | None = None,
     media: Sequence[str] | None = None,
+    encoder_options: Mapping[str, Any] | None = None,
 ) -> tuple[Encoder, dict[str, Any]]:
-    """The index's encoder and settings: the stored ones (checked against any given) or new ones."""
+    """The index's encoder and settings: the stored ones (checked against any given) or new ones.
+
+    ``encoder_options`` are the named encoder's constructor options (``--option k=v``): a new index records
+    those its encoder's config keeps (never a secret such as an API key); an existing one takes options it
+    does not record (a key, a device, a batch size) and refuses a recorded one given another value."""
     saved = store.get_meta("settings")
+    given = dict(encoder_options or {})
+    if given and isinstance(encoder, Encoder):
+        raise ConfigError("encoder options are for an encoder named by string; configure an Encoder object yourself")
     if saved is None:
-        enc = encoder if isinstance(encoder, Encoder) else create_encoder(encoder or DEFAULT_ENCODER, **_dim(dim))
+        enc = (
+            encoder
+            if isinstance(encoder, Encoder)
+            else create_encoder(encoder or DEFAULT_ENCODER, **_with_dim(given, dim))
+        )
         names = list(DEFAULT_EXTENSIONS if extensions is None else extensions)
         settings: dict[str, Any] = {
             "encoder": enc.config(),
@@ -60,7 +72,7 @@ def open_settings(
         defaults = {"backend": DEFAULT_BACKEND, "extensions": list(DEFAULT_EXTENSIONS), "default_mode": DEFAULT_MODE}
         settings = {**defaults, **dict(saved)}
         _check_given(settings, encoder, dim, index, extensions, backend)
-        enc = encoder if isinstance(encoder, Encoder) else _recreate(settings["encoder"])
+        enc = encoder if isinstance(encoder, Encoder) else _recreate(settings["encoder"], given)
         identity.check(settings["encoder"], enc.config())
         settings["encoder"] = enc.config()  # an index written before identities records its encoder's now
         if default_mode is not None:
@@ -91,12 +103,22 @@ def check_mode(mode: str, extensions: Sequence[str]) -> None:
         raise ConfigError(f"default mode {mode!r} is not provided by this index; use one of {', '.join(known)}")
 
 
-def _dim(dim: int | None) -> dict[str, Any]:
-    return {"dim": dim} if dim else {}
+def _with_dim(options: dict[str, Any], dim: int | None) -> dict[str, Any]:
+    if dim and options.get("dim", dim) != dim:
+        raise ConfigError(f"--dim {dim} and the encoder option dim={options['dim']!r} disagree; give one of them")
+    return {**options, "dim": dim} if dim else options
 
 
-def _recreate(config: dict[str, Any]) -> Encoder:
-    return create_encoder(config["name"], **identity.options(config))
+def _recreate(config: dict[str, Any], given: Mapping[str, Any]) -> Encoder:
+    """The index's encoder from its recorded config, plus the options given now that it does not record."""
+    options = identity.options(config)
+    for key, value in given.items():
+        if key in options and options[key] != value:
+            raise ConfigError(
+                f"this index was created with the encoder option {key}={options[key]!r}, not {value!r}; "
+                f"drop --option {key}=… or build a new index in another folder"
+            )
+    return create_encoder(config["name"], **{**options, **given})
 
 
 def _check_given(

@@ -91,6 +91,17 @@ def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
                 "help": "Matryoshka dimension of a new index (default: the encoder's)",
             },
         ),
+        (
+            "--option",
+            {
+                "metavar": "KEY=VALUE",
+                "action": "append",
+                "dest": "encoder_option",
+                "default": None,
+                "help": "an option of the encoder (model=…, url=…, device=…; repeat for several): a new index "
+                "records it (never a key or credential); an existing one takes only options it does not record",
+            },
+        ),
     ]
     for flag, spec in options:
         if repeat:
@@ -230,7 +241,26 @@ def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
         index_options=index_options(getattr(args, "option", None)),
         backend=args.backend,
         media=getattr(args, "media_loader", None),
+        encoder_options=encoder_options(getattr(args, "encoder_option", None) or []),
     )
+
+
+def encoder_options(pairs: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs as a dict; a VALUE that reads as a JSON number, boolean, null, list or object
+    is that, any other is a string (``--option model=ViT-B-32``, ``--option batch_size=16``)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option {pair!r}: write it as KEY=VALUE, e.g. --option model=all-MiniLM-L6-v2")
+        try:
+            value: Any = json.loads(raw)
+            if isinstance(value, str):
+                value = raw
+        except ValueError:
+            value = raw
+        options[key.strip()] = value
+    return options
 
 
 @contextmanager

@@ -161,9 +161,29 @@ def register(subparsers: Any) -> None:
     delete.add_argument("--json", action="store_true")
     delete.set_defaults(handler=run_delete)
 
+    init = subparsers.add_parser(
+        "init",
+        help="create an empty index with its settings (--encoder NAME --option k=v …, --dim, --backend)",
+        description="Create the index folder with the encoder, dimension and backend given as global options, "
+        "and print its settings; an existing index is left as it is (the options given must match it).",
+    )
+    init.add_argument("--json", action="store_true", help="print the index's info as JSON")
+    init.set_defaults(handler=run_init)
+
     info = subparsers.add_parser("info", help="item counts, encoder, dimension and index kind")
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=run_info)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    with engine_of(args, create=True) as engine:
+        info = engine.info()
+    if args.json:
+        print_json(info)
+    else:
+        encoder = info["encoder"]
+        print(f"index {info['path']}: encoder {encoder.get('name')}, {info['dim']} dimensions, {info['items']} items")
+    return 0
 
 
 def run_add(args: argparse.Namespace) -> int:

@@ -2,7 +2,9 @@
 
 ``hashing`` is the deterministic test encoder; ``offline`` (the default) is all-MiniLM-L6-v2 for
 text plus EfficientNet-Lite0 bridged into the text space for images; ``caller`` makes no vectors (an
-index of the caller's own). Heavy backends are imported only when first created.
+index of the caller's own). Heavy backends are imported only when first created; the model backends
+(``http-embeddings``, ``sentence-transformers``, ``hf``, ``open_clip``, ``bedrock-nova``) live in
+:mod:`xmodal.encoders.backends`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def _offline(**options: Any) -> Encoder:
 register_encoder("hashing", HashingEncoder)
 register_encoder("caller", CallerEncoder)
 register_encoder("offline", _offline)
+# The model backends (xmodal.encoders.backends), imported only when an index names them.
+_BACKENDS = "xmodal.encoders.backends"
+register_encoder("http-embeddings", f"{_BACKENDS}.http_embeddings:HttpEmbeddingsEncoder")
 
 __all__ = [
     "BaseEncoder",

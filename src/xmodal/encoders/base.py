@@ -13,7 +13,7 @@ from the image and ``combined`` from both. Kinds are plain strings.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,6 +35,36 @@ class Purpose(enum.StrEnum):
     DOCUMENT = "document"
     CLASSIFICATION = "classification"
     CLUSTERING = "clustering"
+
+    @classmethod
+    def parse(cls, value: object, setting: str = "purpose") -> Purpose:
+        """The purpose named ``value``; a :class:`ConfigError` naming ``setting`` and the valid names otherwise."""
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            names = ", ".join(p.value for p in cls)
+            raise ConfigError(f"{setting}: unknown purpose {value!r}; use one of {names}") from None
+
+
+#: What an index holds, as the retrieval purposes of asymmetric models name it (Nova's ``*_RETRIEVAL``).
+REPOSITORY_KINDS = ("text", "image", "document", "video", "audio", "generic")
+_MEDIUM_REPOSITORY = {"video": "video", "audio": "audio", "page": "document", "pdf": "document", "document": "document"}
+
+
+def repository_kind(modalities: Iterable[str]) -> str:
+    """The kind of repository an index holding items of ``modalities`` is: ``text``, ``image``, ``document``
+    (pages), ``video`` or ``audio`` when every item is of that kind, else ``generic`` (a mix, products of
+    image and text, or an empty index)."""
+    kinds = {_kind_of(m) for m in modalities}
+    return kinds.pop() if len(kinds) == 1 else "generic"
+
+
+def _kind_of(modality: str) -> str:
+    parts = set(str(modality).split("+"))
+    for medium, kind in _MEDIUM_REPOSITORY.items():
+        if medium in parts:
+            return kind
+    return parts.pop() if len(parts) == 1 and parts <= {"text", "image"} else "generic"
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -96,7 +126,12 @@ def kinds_of(encoder: object) -> dict[str, tuple[str, ...]]:
 @runtime_checkable
 class Encoder(Protocol):
     """Maps contents to float32 [n, dim] L2-normalised vectors. It may declare ``vector_kinds`` (kind →
-    the parts it is made from, see :func:`kinds_of`); without, the kinds follow ``modalities``."""
+    the parts it is made from, see :func:`kinds_of`); without, the kinds follow ``modalities``.
+
+    Optional hooks the engine calls when an encoder has them: ``set_repository(modalities)`` (the
+    modalities of the items the index holds, at open and after each add: an asymmetric model picks the
+    retrieval purpose of queries from :func:`repository_kind` of them), ``usage()`` (counters shown by
+    ``info``) and ``prefetch()`` (load the model in the background)."""
 
     name: str
     dim: int
@@ -122,8 +157,35 @@ def normalize(vectors: npt.ArrayLike) -> Vectors:
 def truncate(vectors: Vectors, dim: int) -> Vectors:
     """Matryoshka truncation: keep the first ``dim`` components and renormalise."""
     if dim > vectors.shape[-1]:
-        raise ConfigError(f"dim {dim} is larger than the model's {vectors.shape[-1]}")
+        raise ConfigError(
+            f"the encoder setting dim ({dim}) is larger than the model's {vectors.shape[-1]} dimensions; "
+            f"use --dim {vectors.shape[-1]} or less (or a model with more dimensions)"
+        )
     return normalize(vectors[..., :dim])
+
+
+def check_dim(dim: object, native: int, encoder: str) -> int:
+    """``dim`` checked against the model's ``native`` size (None: the native one): an int from 1 to ``native``,
+    or a :class:`ConfigError` naming the setting and the fix."""
+    if dim is None:
+        return native
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= native:
+        raise ConfigError(
+            f"encoder {encoder!r}: dim must be an integer from 1 to {native} (the model's dimensions), got {dim!r}; "
+            f"pass --dim {native} or less, or choose a model with more dimensions"
+        )
+    return dim
+
+
+def native_request(dim: int, sizes: Sequence[int]) -> int:
+    """The smallest size a model makes natively (``sizes``, e.g. Nova's 256/384/1024/3072) holding ``dim``
+    components: requested as is, then truncated to ``dim`` and renormalised when it is larger."""
+    fitting = [s for s in sorted(sizes) if s >= dim]
+    if not fitting:
+        raise ConfigError(
+            f"dim {dim} is more than the model makes (at most {max(sizes)}); use --dim {max(sizes)} or less"
+        )
+    return fitting[0]
 
 
 class BaseEncoder:
@@ -141,7 +203,10 @@ class BaseEncoder:
 
     def __init__(self, dim: int | None = None) -> None:
         if dim is not None and not 1 <= dim <= self.native_dim:
-            raise ConfigError(f"dim must be between 1 and {self.native_dim} for encoder {self.name!r}, got {dim}")
+            raise ConfigError(
+                f"dim must be between 1 and {self.native_dim} for encoder {self.name!r}, got {dim}; "
+                f"pass --dim {self.native_dim} or less"
+            )
         self.dim = dim or self.native_dim
 
     def _encode_texts(self, texts: list[str], purpose: Purpose) -> Vectors:
@@ -162,6 +227,7 @@ class BaseEncoder:
         )
 
     def encode(self, batch: Sequence[Content], purpose: Purpose = Purpose.DOCUMENT) -> Vectors:
+        purpose = Purpose.parse(purpose)
         n = len(batch)
         out = np.zeros((n, self.native_dim), dtype=np.float32)
         rows: dict[str, list[int]] = {}

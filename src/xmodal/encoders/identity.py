@@ -70,7 +70,11 @@ def _record_path(cache: Path | None, path: Path) -> Path:
 
 def file_digest(weight: WeightFile, cache: Path | None = None) -> tuple[str, str]:
     """``(sha256 hex, package version)`` of a weight file, from the cache while path, size and mtime agree."""
-    path = weight.locate()
+    return path_digest(weight.locate(), cache, weight.distribution)
+
+
+def path_digest(path: Path, cache: Path | None = None, distribution: str | None = None) -> tuple[str, str]:
+    """``(sha256 hex, version of distribution or "")`` of a file, from the cache while path, size and mtime agree."""
     stat = path.stat()
     key = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     record_path = _record_path(cache, path)
@@ -78,12 +82,12 @@ def file_digest(weight: WeightFile, cache: Path | None = None) -> tuple[str, str
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if {k: record.get(k) for k in key} == key and isinstance(record.get("sha256"), str):
             return record["sha256"], str(record.get("version", ""))
-    from importlib import metadata  # ~50 ms to import: only on a cache miss
+    version = ""
+    if distribution is not None:
+        from importlib import metadata  # ~50 ms to import: only on a cache miss
 
-    try:
-        version = metadata.version(weight.distribution)
-    except metadata.PackageNotFoundError:
-        version = ""
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            version = metadata.version(distribution)
     sha = _sha256_file(path)
     payload = json.dumps({**key, "sha256": sha, "version": version}).encode()
     from .onnxcache import write_atomic
@@ -94,6 +98,16 @@ def file_digest(weight: WeightFile, cache: Path | None = None) -> tuple[str, str
     with contextlib.suppress(OSError):  # a read-only cache only costs hashing again next time
         write_atomic(record_path, write)
     return sha, version
+
+
+def of_directory(model: str, folder: Path, cache: Path | None = None) -> dict[str, Any]:
+    """The identity of a model saved in ``folder`` (a local checkpoint): the digests of every file in it."""
+    digests = {
+        str(p.relative_to(folder)): path_digest(p, cache)[0]
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".cache" not in p.relative_to(folder).parts
+    }
+    return {"model": model, "packages": {}, "fingerprint": fingerprint(digests)}
 
 
 def fingerprint(parts: Mapping[str, Any]) -> str:

@@ -135,13 +135,24 @@ def encode_entries(
     for i, mine in enumerate(wanted):
         for part in dict.fromkeys(p for kind in mine for p in kinds[kind]):
             needed.setdefault(part, []).append(i)
+    failed: dict[int, ValidationError] = {}
     for part in sorted(needed, key=lambda p: (p != TEXT, p != "image", p)):
-        rows = needed[part]
-        vecs = encoder.encode_documents([_content(keep[i], part) for i in rows])
+        rows = [i for i in needed[part] if i not in failed]
+        vecs, errors = _encode_part(encoder, [_content(keep[i], part) for i in rows])
         for row, i in enumerate(rows):
-            per_part[i][part] = vecs[row]
+            if row in errors:
+                failed[i] = errors[row]
+            else:
+                per_part[i][part] = vecs[row]
+    for i, err in sorted(failed.items()):
+        named = ValidationError(err.field, err.problem, err.fix, item=keep[i].item.id)
+        if report is None:
+            raise named
+        report.rejected.append(Rejection(keep[i].item.id, str(named)))
     entries = []
-    for entry, mine, by_part in zip(keep, wanted, per_part, strict=True):
+    for i, (entry, mine, by_part) in enumerate(zip(keep, wanted, per_part, strict=True)):
+        if i in failed:
+            continue
         vectors: dict[str, np.ndarray] = {}
         for kind in mine:
             needs = kinds[kind]
@@ -154,6 +165,30 @@ def encode_entries(
         item = replace(entry.item, media=refs) if entry.media else entry.item
         entries.append((item, vectors))
     return entries
+
+
+def _encode_part(encoder: Encoder, contents: list[Content]) -> tuple[np.ndarray, dict[int, ValidationError]]:
+    """The vectors of one part over a batch, and the rows the encoder refused: a batch it refuses (a remote
+    model's bad answer for one input) is encoded again one content at a time, so the others are kept. A
+    :class:`~xmodal.errors.ConfigError` (a model that cannot serve this index) stops the whole add."""
+    if not contents:
+        return np.zeros((0, 0), np.float32), {}
+    try:
+        return encoder.encode_documents(contents), {}
+    except ValidationError as exc:
+        if len(contents) == 1:
+            return np.zeros((1, 0), np.float32), {0: exc}
+    vectors: list[np.ndarray | None] = []
+    errors: dict[int, ValidationError] = {}
+    for row, content in enumerate(contents):
+        try:
+            vectors.append(encoder.encode_documents([content])[0])
+        except ValidationError as exc:
+            errors[row] = exc
+            vectors.append(None)
+    dim = next((v.shape[0] for v in vectors if v is not None), 0)
+    out = np.stack([v if v is not None else np.zeros(dim, np.float32) for v in vectors])
+    return out, errors
 
 
 def _content(entry: Loaded, part: str) -> Content:
