@@ -40,6 +40,7 @@ register_encoder("offline", _offline)
 # The model backends (xmodal.encoders.backends), imported only when an index names them.
 _BACKENDS = "xmodal.encoders.backends"
 register_encoder("http-embeddings", f"{_BACKENDS}.http_embeddings:HttpEmbeddingsEncoder")
+register_encoder("sentence-transformers", f"{_BACKENDS}.sentence_transformer:SentenceTransformerEncoder")
 
 __all__ = [
     "BaseEncoder",

@@ -169,15 +169,16 @@ def encode_entries(
 
 def _encode_part(encoder: Encoder, contents: list[Content]) -> tuple[np.ndarray, dict[int, ValidationError]]:
     """The vectors of one part over a batch, and the rows the encoder refused: a batch it refuses (a remote
-    model's bad answer for one input) is encoded again one content at a time, so the others are kept. A
-    :class:`~xmodal.errors.ConfigError` (a model that cannot serve this index) stops the whole add."""
+    model's bad answer for one input) is encoded again one content at a time, so the others are kept. An
+    error for every content (an encoder that encodes none of them), or a :class:`~xmodal.errors.ConfigError`
+    (a model that cannot serve this index), stops the whole add."""
     if not contents:
         return np.zeros((0, 0), np.float32), {}
     try:
         return encoder.encode_documents(contents), {}
-    except ValidationError as exc:
+    except ValidationError:
         if len(contents) == 1:
-            return np.zeros((1, 0), np.float32), {0: exc}
+            raise
     vectors: list[np.ndarray | None] = []
     errors: dict[int, ValidationError] = {}
     for row, content in enumerate(contents):
@@ -186,6 +187,8 @@ def _encode_part(encoder: Encoder, contents: list[Content]) -> tuple[np.ndarray,
         except ValidationError as exc:
             errors[row] = exc
             vectors.append(None)
+    if len(errors) == len(contents):  # the encoder takes none of them: not a matter of one item
+        raise errors[0]
     dim = next((v.shape[0] for v in vectors if v is not None), 0)
     out = np.stack([v if v is not None else np.zeros(dim, np.float32) for v in vectors])
     return out, errors
