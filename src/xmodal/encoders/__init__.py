@@ -41,6 +41,8 @@ register_encoder("offline", _offline)
 _BACKENDS = "xmodal.encoders.backends"
 register_encoder("http-embeddings", f"{_BACKENDS}.http_embeddings:HttpEmbeddingsEncoder")
 register_encoder("sentence-transformers", f"{_BACKENDS}.sentence_transformer:SentenceTransformerEncoder")
+register_encoder("hf", f"{_BACKENDS}.hf:HFEncoder")
+register_encoder("bedrock-nova", f"{_BACKENDS}.bedrock_nova:BedrockNovaEncoder")
 
 __all__ = [
     "BaseEncoder",
