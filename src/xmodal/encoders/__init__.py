@@ -43,6 +43,7 @@ register_encoder("http-embeddings", f"{_BACKENDS}.http_embeddings:HttpEmbeddings
 register_encoder("sentence-transformers", f"{_BACKENDS}.sentence_transformer:SentenceTransformerEncoder")
 register_encoder("hf", f"{_BACKENDS}.hf:HFEncoder")
 register_encoder("bedrock-nova", f"{_BACKENDS}.bedrock_nova:BedrockNovaEncoder")
+register_encoder("open_clip", f"{_BACKENDS}.openclip:OpenCLIPEncoder")
 
 __all__ = [
     "BaseEncoder",
