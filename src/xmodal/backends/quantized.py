@@ -15,7 +15,7 @@ A checkpoint writes the vectors added since the previous one as a new part and h
 the live checkpoint's folder (not yet named by its manifest) and memory-mapped from there.
 
 Options (``index_options``; ``Engine.open(path, backend="quantized", index_options={...})``): the HNSW
-ones (``m`` 16, ``ef_construction`` 40, ``ef_search`` 256, ``exact_max``, ``exact_fraction``,
+ones (``m`` 16, ``ef_construction`` 120, ``ef_search`` 256, ``exact_max``, ``exact_fraction``,
 ``compact_ratio``), ``quantizer`` (``sq8``, ``sq6``, ``sq4``, ``fp16``), ``rescore`` (candidates read per
 hit, 20), ``train_size`` (20,000) and ``spill_rows`` (65,536).
 """

@@ -37,7 +37,7 @@ SLOTS_FILE = "slots.npy"
 QUANTIZERS = {"sq8": "QT_8bit", "sq6": "QT_6bit", "sq4": "QT_4bit", "fp16": "QT_fp16"}
 #: Graph defaults: M=16 keeps a 384-d vector at ~600 bytes of memory with sq8 (605 measured at 100k, fixed
 #: costs included; docs/benchmarks.md); efSearch 256 with rescore 20 reads 200 candidates per 10 hits.
-GRAPH_DEFAULTS: dict[str, Any] = {"m": 16, "ef_construction": 40, "ef_search": 256}
+GRAPH_DEFAULTS: dict[str, Any] = {"m": 16, "ef_construction": 120, "ef_search": 256}
 #: ``rescore``: candidates per hit read at full precision; ``train_size``: vectors the quantizer learns
 #: its per-dimension ranges from; ``spill_rows``: rows held in memory between checkpoints before they are
 #: written to disk (64k x 384-d: 96 MiB).
