@@ -155,12 +155,12 @@ def test_a_throttle_storm_and_refusals_give_clear_errors() -> None:
     nova = Nova()
     for _ in range(3):
         nova.fail("ThrottlingException", 429)
-    with pytest.raises(ConfigError, match="kept failing after 3 tries.*lower --option concurrency"):
+    with pytest.raises(ConfigError, match="kept failing after 3 tries.*lower --encoder-option concurrency"):
         nova.encoder(retries=3).encode_documents([Content(text="x")])
     cases = [
         ("AccessDeniedException", 403, ConfigError, "bedrock:InvokeModel.*Model access"),
         ("ExpiredTokenException", 403, ConfigError, "refresh them"),
-        ("ResourceNotFoundException", 404, ConfigError, "--option model_id"),
+        ("ResourceNotFoundException", 404, ConfigError, "--encoder-option model_id"),
         ("ValidationException", 400, ValidationError, "ValidationException.*check the text's length"),
     ]
     for code, status, error, message in cases:
@@ -215,9 +215,9 @@ def test_cli_init_add_search_against_a_local_runtime_endpoint(
     runtime = Runtime(throttle_first=1)
     with fake_bedrock(runtime) as url:
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
-        opts = ["--option", "region=us-east-1", "--option", "backoff=0.001", "--dim", "256"]
+        opts = ["--encoder-option", "region=us-east-1", "--encoder-option", "backoff=0.001", "--dim", "256"]
         assert main(["--index", index, "init", "--encoder", "bedrock-nova", *opts]) == 0
-        assert main(["--index", index, "add", str(catalog), "--option", "backoff=0.001"]) == 0
+        assert main(["--index", index, "add", str(catalog), "--encoder-option", "backoff=0.001"]) == 0
         capsys.readouterr()
         assert main(["--index", index, "search", "a blue teapot", "--mode", "dense", "--json"]) == 0
         hits = json.loads(capsys.readouterr().out)["hits"]

@@ -72,7 +72,9 @@ def test_an_image_index_finds_its_image(clip_dir: Path, tmp_path: Path) -> None:
 def test_bad_settings_name_the_fix(clip_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"dim must be an integer from 1 to 24.*--dim 24"):
         create_encoder("hf", model=str(clip_dir), dim=25)
-    with pytest.raises(ConfigError, match="no weights for model 'openai/clip-nowhere'.*--option model=.*download"):
+    with pytest.raises(
+        ConfigError, match="no weights for model 'openai/clip-nowhere'.*--encoder-option model=.*download"
+    ):
         create_encoder("hf", model="openai/clip-nowhere")
     with Engine.open(tmp_path / "idx", encoder="hf", encoder_options={"model": str(clip_dir)}, dim=16):
         pass

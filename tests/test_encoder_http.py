@@ -74,16 +74,16 @@ def test_throttling_and_5xx_are_retried_then_succeed(status: int) -> None:
 
 def test_a_failure_storm_and_refusals_give_clear_errors() -> None:
     with fake_server(Behaviour(fail_first=100)) as url:
-        with pytest.raises(ConfigError, match=r"failed 3 times \(HTTP 503.*raise --option retries"):
+        with pytest.raises(ConfigError, match=r"failed 3 times \(HTTP 503.*raise --encoder-option retries"):
             _encoder(url, retries=3)
     with fake_server(Behaviour(key="right")) as url:
         with pytest.raises(ConfigError, match=r"HTTP 401.*XMODAL_EMBEDDINGS_API_KEY"):
             _encoder(url, api_key="wrong")
-        with pytest.raises(ConfigError, match="no model; pass --option model="):
+        with pytest.raises(ConfigError, match="no model; pass --encoder-option model="):
             create_encoder("http-embeddings", url=url)
-        with pytest.raises(ConfigError, match="HTTP 404.*check --option url"):
+        with pytest.raises(ConfigError, match="HTTP 404.*check --encoder-option url"):
             create_encoder("http-embeddings", url=url.replace("/v1", "/v2"), model="m", api_key="right")
-    with pytest.raises(ConfigError, match="no url; pass --option url="):
+    with pytest.raises(ConfigError, match="no url; pass --encoder-option url="):
         create_encoder("http-embeddings", model="m")
 
 
@@ -105,7 +105,9 @@ def test_wrong_length_vectors_stop_the_add_and_nan_rejects_only_its_item(tmp_pat
             assert report.added == ["b", "d"]
             assert "NaN" in report.rejected[0].reason and report.rejected[0].where == "c"
             behaviour.nan_for, behaviour.wrong_length = None, 64
-            with pytest.raises(ConfigError, match=r"64-dimensional vectors, but 48 were expected.*--option url/model"):
+            with pytest.raises(
+                ConfigError, match=r"64-dimensional vectors, but 48 were expected.*--encoder-option url/model"
+            ):
                 engine.add([Item.create("e", text="wooden chair")])
         behaviour.wrong_length = None
         with Engine.open(tmp_path, encoder_options={"api_key": "k"}) as engine:
@@ -126,8 +128,11 @@ def test_cli_init_add_search_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     catalog.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
     index = str(tmp_path / "index")
     with fake_server(Behaviour()) as url:
-        init = ["--index", index, "init", "--encoder", "http-embeddings", "--option", f"url={url}"]
-        assert main([*init, "--option", "model=fake-model", "--option", "batch_size=3", "--dim", "32"]) == 0
+        init = ["--index", index, "init", "--encoder", "http-embeddings", "--encoder-option", f"url={url}"]
+        assert (
+            main([*init, "--encoder-option", "model=fake-model", "--encoder-option", "batch_size=3", "--dim", "32"])
+            == 0
+        )
         assert main(["--index", index, "add", str(catalog)]) == 0
         capsys.readouterr()
         assert main(["--index", index, "search", "a blue teapot", "--mode", "dense", "--json"]) == 0

@@ -57,7 +57,7 @@ def test_vectors_equal_the_librarys(tiny: tuple[Path, Path]) -> None:
 
 def test_missing_weights_and_bad_settings_name_the_fix(tiny: tuple[Path, Path]) -> None:
     config, checkpoint = tiny
-    with pytest.raises(ConfigError, match="--option checkpoint=.*download it once"):
+    with pytest.raises(ConfigError, match="--encoder-option checkpoint=.*download it once"):
         create_encoder("open_clip", model=ARCH, pretrained="laion400m_e32", model_config=str(config))
     with pytest.raises(ConfigError, match="unknown architecture 'No-Such-ViT'"):
         create_encoder("open_clip", model="No-Such-ViT", pretrained="x")

@@ -54,7 +54,7 @@ def test_bad_settings_name_the_fix(st_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"dim must be an integer from 1 to 32.*--dim 32"):
         create_encoder("sentence-transformers", model=str(st_dir), dim=64)
     with pytest.raises(
-        ConfigError, match="no weights for model 'nobody/no-such-model'.*--option model=/path.*download"
+        ConfigError, match="no weights for model 'nobody/no-such-model'.*--encoder-option model=/path.*download"
     ):
         create_encoder("sentence-transformers", model="nobody/no-such-model")
     with pytest.raises(ConfigError, match="is not a folder"):

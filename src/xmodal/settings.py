@@ -46,7 +46,7 @@ def open_settings(
 ) -> tuple[Encoder, dict[str, Any]]:
     """The index's encoder and settings: the stored ones (checked against any given) or new ones.
 
-    ``encoder_options`` are the named encoder's constructor options (``--option k=v``): a new index records
+    ``encoder_options`` are the named encoder's constructor options (``--encoder-option k=v``): a new index records
     those its encoder's config keeps (never a secret such as an API key); an existing one takes options it
     does not record (a key, a device, a batch size) and refuses a recorded one given another value."""
     saved = store.get_meta("settings")
@@ -116,7 +116,7 @@ def _recreate(config: dict[str, Any], given: Mapping[str, Any]) -> Encoder:
         if key in options and options[key] != value:
             raise ConfigError(
                 f"this index was created with the encoder option {key}={options[key]!r}, not {value!r}; "
-                f"drop --option {key}=… or build a new index in another folder"
+                f"drop --encoder-option {key}=… or build a new index in another folder"
             )
     return create_encoder(config["name"], **{**options, **given})
 

@@ -92,7 +92,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
             },
         ),
         (
-            "--option",
+            "--encoder-option",
             {
                 "metavar": "KEY=VALUE",
                 "action": "append",
@@ -246,13 +246,13 @@ def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
 
 
 def encoder_options(pairs: list[str]) -> dict[str, Any]:
-    """``--option KEY=VALUE`` pairs as a dict; a VALUE that reads as a JSON number, boolean, null, list or object
-    is that, any other is a string (``--option model=ViT-B-32``, ``--option batch_size=16``)."""
+    """``--encoder-option KEY=VALUE`` pairs as a dict; a VALUE that reads as a JSON number, boolean, null, list
+    or object is that, any other is a string (``--encoder-option model=ViT-B-32``, ``… batch_size=16``)."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--option {pair!r}: write it as KEY=VALUE, e.g. --option model=all-MiniLM-L6-v2")
+            raise UsageError(f"--encoder-option {pair!r}: write it as KEY=VALUE, e.g. --encoder-option model=NAME")
         try:
             value: Any = json.loads(raw)
             if isinstance(value, str):

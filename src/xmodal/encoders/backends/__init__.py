@@ -10,6 +10,6 @@ name                   model                                                    
 ``bedrock-nova``       Amazon Nova Multimodal Embeddings on Bedrock (``invoke_model``)     ``bedrock``
 =====================  =================================================================  ================
 
-Each is chosen in the index settings (``xmodal --index DIR init --encoder NAME --option k=v``); its
+Each is chosen in the index settings (``xmodal --index DIR init --encoder NAME --encoder-option k=v``); its
 :meth:`config` keeps what makes the vectors (model, dimensions, prefixes), never a key or credential.
 """

@@ -49,7 +49,7 @@ def torch_device(device: str) -> tuple[str, Any]:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"option device={device!r}: no CUDA GPU here; use --option device=cpu (or auto)")
+        raise ConfigError(f"option device={device!r}: no CUDA GPU here; use --encoder-option device=cpu (or auto)")
     return device, torch.float16 if device.startswith("cuda") else torch.float32
 
 

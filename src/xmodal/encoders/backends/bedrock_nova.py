@@ -161,7 +161,7 @@ class BedrockNovaEncoder(BaseEncoder):
         else:
             with ThreadPoolExecutor(min(self.concurrency, len(bodies)), thread_name_prefix="xmodal-nova") as pool:
                 rows = list(pool.map(self._invoke, bodies))
-        fix = f"check --option model_id={self.model_id} (a Nova Multimodal Embeddings model) and --dim"
+        fix = f"check --encoder-option model_id={self.model_id} (a Nova Multimodal Embeddings model) and --dim"
         return checked_rows(rows, len(bodies), self.request_dim, f"Bedrock model {self.model_id}", fix)
 
     def _invoke(self, body: dict[str, Any]) -> list[float]:
@@ -181,7 +181,7 @@ class BedrockNovaEncoder(BaseEncoder):
         except _Transient as exc:
             raise ConfigError(
                 f"encoder 'bedrock-nova': Bedrock kept failing after {self.retries} tries ({exc}); lower "
-                "--option concurrency, raise --option retries, or ask AWS for a higher quota"
+                "--encoder-option concurrency, raise --encoder-option retries, or ask AWS for a higher quota"
             ) from None
         try:
             payload = json.loads(response["body"].read())
@@ -190,7 +190,7 @@ class BedrockNovaEncoder(BaseEncoder):
             raise ValidationError(
                 "response",
                 f"Bedrock answered without embeddings[0].embedding ({self.model_id})",
-                f"check --option model_id={self.model_id}",
+                f"check --encoder-option model_id={self.model_id}",
             ) from None
         return [float(v) for v in vector]
 
@@ -220,7 +220,9 @@ class BedrockNovaEncoder(BaseEncoder):
         except (ReadTimeoutError, BotoConnectionError) as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from None
         except BotoCoreError as exc:
-            raise ConfigError(f"encoder 'bedrock-nova': {exc}; check --option region and endpoint_url") from None
+            raise ConfigError(
+                f"encoder 'bedrock-nova': {exc}; check --encoder-option region and endpoint_url"
+            ) from None
 
     def _client_error(self, exc: Any) -> Exception:
         error = exc.response.get("Error", {})
@@ -241,8 +243,8 @@ class BedrockNovaEncoder(BaseEncoder):
             )
         if code == "ResourceNotFoundException":
             return ConfigError(
-                f"encoder 'bedrock-nova': no model {self.model_id!r} here ({message}); check --option model_id "
-                "and --option region (Nova Multimodal Embeddings is offered in some regions only)"
+                f"encoder 'bedrock-nova': no model {self.model_id!r} here ({message}); check --encoder-option model_id "
+                "and --encoder-option region (Nova Multimodal Embeddings is offered in some regions only)"
             )
         return ValidationError(
             "content",
@@ -306,7 +308,7 @@ def _client(region: str | None, endpoint_url: str | None, profile: str | None, t
     session = boto3.session.Session(profile_name=profile, region_name=region)
     if session.region_name is None:
         raise ConfigError(
-            "encoder 'bedrock-nova': no AWS region; pass --option region=us-east-1 "
+            "encoder 'bedrock-nova': no AWS region; pass --encoder-option region=us-east-1 "
             "(or set AWS_REGION, or a profile's region)"
         )
     config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1, "mode": "standard"})

@@ -5,7 +5,7 @@ That API is served by vLLM, Hugging Face TEI, Ollama, LiteLLM and OpenAI itself:
     request  {"model": "...", "input": ["text", ...], "encoding_format": "float"[, "dimensions": n]}
     response {"data": [{"index": 0, "embedding": [...]}, ...], "usage": {...}}
 
-Options (``--option k=v``): ``url`` (the base, e.g. ``http://127.0.0.1:8000/v1``, or the full
+Options (``--encoder-option k=v``): ``url`` (the base, e.g. ``http://127.0.0.1:8000/v1``, or the full
 ``…/embeddings``; else ``$XMODAL_EMBEDDINGS_URL``), ``model`` (else ``$XMODAL_EMBEDDINGS_MODEL``),
 ``dim`` (Matryoshka: up to the model's; sent as ``dimensions`` with ``send_dimensions=true``, else
 truncated and renormalised here), ``query_prefix``/``document_prefix`` (the purposes of asymmetric models
@@ -69,7 +69,7 @@ class HttpEmbeddingsEncoder(BaseEncoder):
         self.model = str(model or secret(None, [MODEL_ENV]) or "")
         if not self.model:
             raise ConfigError(
-                f"encoder {self.name!r}: no model; pass --option model=NAME (the server's model name) "
+                f"encoder {self.name!r}: no model; pass --encoder-option model=NAME (the server's model name) "
                 f"or set {MODEL_ENV}"
             )
         self.send_dimensions = bool(send_dimensions)
@@ -109,11 +109,12 @@ class HttpEmbeddingsEncoder(BaseEncoder):
         rows = data.get("data") if isinstance(data, dict) else None
         if not isinstance(rows, list) or not all(isinstance(r, dict) and "embedding" in r for r in rows):
             raise ValidationError(
-                "response", f"{self.url} answered without a 'data' list of embeddings", "check --option url"
+                "response", f"{self.url} answered without a 'data' list of embeddings", "check --encoder-option url"
             )
         rows = sorted(rows, key=lambda r: int(r.get("index", 0)))
         fix = (
-            f"point --option url/model at the model this index was built with ({self.model}, {width} dimensions), "
+            "point --encoder-option url/model at the model this index was built with "
+            f"({self.model}, {width} dimensions), "
             "or build a new index in another folder"
         )
         try:
@@ -154,7 +155,7 @@ class HttpEmbeddingsEncoder(BaseEncoder):
         except _Transient as exc:
             raise ConfigError(
                 f"encoder {self.name!r}: {self.url} failed {self.retries} times ({exc}); check that the server runs "
-                "and is not overloaded, or raise --option retries / timeout"
+                "and is not overloaded, or raise --encoder-option retries / timeout"
             ) from None
         return self._json(response)
 
@@ -163,24 +164,24 @@ class HttpEmbeddingsEncoder(BaseEncoder):
         if status in (401, 403):
             raise ConfigError(
                 f"encoder {self.name!r}: {self.url} refused the request (HTTP {status}): set the API key in "
-                f"${self.api_key_env} (or pass --option api_key=… when opening the index; it is never recorded)"
+                f"${self.api_key_env} (or pass --encoder-option api_key=… when opening the index; it is never recorded)"
             )
         if status == 404:
             raise ConfigError(
-                f"encoder {self.name!r}: {self.url} has no embeddings endpoint (HTTP 404); check --option url "
+                f"encoder {self.name!r}: {self.url} has no embeddings endpoint (HTTP 404); check --encoder-option url "
                 "(the server's base URL, e.g. http://host:8000/v1)"
             )
         if status >= 400:
             raise ValidationError(
                 "text",
                 f"{self.url} refused the request (HTTP {status}): {response.text[:300]}",
-                f"check --option model={self.model} and the texts' length",
+                f"check --encoder-option model={self.model} and the texts' length",
             )
         try:
             return response.json()
         except ValueError:
             raise ValidationError(
-                "response", f"{self.url} answered with something that is not JSON", "check --option url"
+                "response", f"{self.url} answered with something that is not JSON", "check --encoder-option url"
             ) from None
 
     def _probe_dim(self) -> int:
@@ -190,7 +191,7 @@ class HttpEmbeddingsEncoder(BaseEncoder):
         except (KeyError, IndexError, TypeError):
             raise ConfigError(
                 f"encoder {self.name!r}: {self.url} did not answer a probe with an embedding; "
-                "check --option url and model"
+                "check --encoder-option url and model"
             ) from None
         return int(width)
 
@@ -225,7 +226,7 @@ class HttpEmbeddingsEncoder(BaseEncoder):
 def _endpoint(url: str | None) -> str:
     if not url:
         raise ConfigError(
-            "encoder 'http-embeddings': no url; pass --option url=http://HOST:PORT/v1 (the server's base URL) "
+            "encoder 'http-embeddings': no url; pass --encoder-option url=http://HOST:PORT/v1 (the server's base URL) "
             f"or set {URL_ENV}"
         )
     if not url.startswith(("http://", "https://")):

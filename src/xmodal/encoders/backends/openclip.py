@@ -54,10 +54,14 @@ class OpenCLIPEncoder(BaseEncoder):
         if self.model_name not in self.open_clip.list_models():
             raise ConfigError(
                 f"encoder 'open_clip': unknown architecture {self.model_name!r}; use one of open_clip.list_models() "
-                "(e.g. ViT-B-32, ViT-B-16-SigLIP) or register yours with --option model_config=/path/to/config.json"
+                "(e.g. ViT-B-32, ViT-B-16-SigLIP) or register yours with "
+                "--encoder-option model_config=/path/to/config.json"
             )
         if pretrained and checkpoint:
-            raise ConfigError("encoder 'open_clip': give --option pretrained=TAG or --option checkpoint=FILE, not both")
+            raise ConfigError(
+                "encoder 'open_clip': give --encoder-option pretrained=TAG or "
+                "--encoder-option checkpoint=FILE, not both"
+            )
         self.device, dtype = torch_device(device)
         self.batch_size = positive(batch_size, "batch_size", self.name)
         self.model, self.preprocess = self._load(dtype)
@@ -71,9 +75,9 @@ class OpenCLIPEncoder(BaseEncoder):
         source = str(self.checkpoint) if self.checkpoint is not None else self.pretrained
         if not source:
             raise ConfigError(
-                f"encoder 'open_clip': no weights for {self.model_name}: give --option pretrained=TAG (one of "
+                f"encoder 'open_clip': no weights for {self.model_name}: give --encoder-option pretrained=TAG (one of "
                 f"{', '.join(self.open_clip.list_pretrained_tags_by_model(self.model_name)) or 'none listed'}) "
-                "or --option checkpoint=/path/to/weights.safetensors"
+                "or --encoder-option checkpoint=/path/to/weights.safetensors"
             )
         precision = "fp16" if self.device.startswith("cuda") else "fp32"
         try:
@@ -84,11 +88,12 @@ class OpenCLIPEncoder(BaseEncoder):
         except Exception as exc:  # the library raises several kinds for weights it cannot reach
             if self.checkpoint is not None:
                 raise ConfigError(
-                    f"encoder 'open_clip': cannot load --option checkpoint={self.checkpoint}: {exc}"
+                    f"encoder 'open_clip': cannot load --encoder-option checkpoint={self.checkpoint}: {exc}"
                 ) from None
             raise ConfigError(
                 f"encoder 'open_clip': no weights for {self.model_name}/{self.pretrained} on this machine ({exc}); "
-                "give a local file with --option checkpoint=/path/to/open_clip_model.safetensors, or download it once "
+                "give a local file with --encoder-option checkpoint=/path/to/open_clip_model.safetensors, "
+                "or download it once "
                 'where a network exists (python -c "import open_clip; open_clip.create_model_and_transforms('
                 f"'{self.model_name}', pretrained='{self.pretrained}')\"), after which it is read from the cache"
             ) from None
