@@ -20,7 +20,19 @@ from collections.abc import Sequence
 from ..errors import XmodalError
 from .common import UsageError, add_global_options
 
-COMMAND_MODULES = ["core", "collection", "export", "check", "backup", "modes", "evaluate", "serve", "genret", "ltr"]
+COMMAND_MODULES = [
+    "core",
+    "collection",
+    "export",
+    "check",
+    "backup",
+    "modes",
+    "evaluate",
+    "serve",
+    "genret",
+    "ltr",
+    "tasks",
+]
 PROG = "xmodal"
 
 

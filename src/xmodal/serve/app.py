@@ -44,6 +44,7 @@ from .routes_batch import router as batch_router
 from .routes_collection import router as collection_router
 from .routes_items import router as items_router
 from .routes_search import router as search_router
+from .routes_tasks import router as tasks_router
 from .thumbs import ThumbnailCache
 from .writer import WriteQueue
 
@@ -53,7 +54,7 @@ STATIC = files("xmodal.serve") / "static"
 #: The routers of one index, in the order they are tried (collection and batch before items: /items/delete and
 #: /items/get are not item ids); served at the root and, for named indexes, under /indexes/{name}
 #: (xmodal.serve.indexes).
-ROUTERS = (search_router, collection_router, batch_router, items_router, backup_router)
+ROUTERS = (search_router, collection_router, batch_router, items_router, backup_router, tasks_router)
 
 
 def create_app(

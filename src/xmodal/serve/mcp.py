@@ -29,6 +29,7 @@ from ..view import CATALOG_FIELDS, hits_view, item_view
 from .config import ServeConfig
 from .echo import clip, clip_message
 from .mcp_collection import add_collection_tools
+from .mcp_tasks import add_task_tools
 from .policy import MAX_K as POLICY_MAX_K
 from .policy import Limits, current_caller
 
@@ -187,6 +188,7 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
         )
 
     add_collection_tools(server, engine, limits, NOTICE, fenced, _clear_errors)
+    add_task_tools(server, engine, limits, NOTICE, _clear_errors)
 
     @server.resource("xmodal://items/{item_id}/image")
     def item_image(item_id: str) -> bytes:

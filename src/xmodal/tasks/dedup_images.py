@@ -1,0 +1,156 @@
+"""Near-duplicate image pairs: pHash and stored-vector candidates, verified by aligned correlation, each
+threshold calibrated on transformed copies of the collection's own images (:mod:`.calibrate`)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from ..errors import XmodalError
+from ..imaging import decode_image
+from ..records import Item, Query
+from .calibrate import Threshold, best_threshold, image_variants, recall_threshold
+from .imagesig import ImageSignature, aligned_correlation, hamming, hamming_pairs, signature
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+CANDIDATE_RECALL = 0.99  # the share of calibration copies each candidate filter must keep
+MAX_HASH_LIMIT = 24  # bits: above this a pHash pair is noise (and the candidate list explodes)
+DEFAULTS = {"correlation": 0.9, "phash": 10.0, "cosine": 0.95}  # when the collection is too small to calibrate
+MIN_CALIBRATION = 8  # images needed to calibrate
+NEGATIVES = 5  # calibration negatives per sampled image: its most similar others
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSet:
+    """The images read: positions in the task's items, signatures, and one vector each (None: no vector)."""
+
+    where: list[int]
+    ids: list[str]
+    signatures: list[ImageSignature]
+    vectors: np.ndarray | None  # [n, d] unit rows, of ``kind``
+    kind: str | None
+
+    @property
+    def wholes(self) -> np.ndarray:
+        """The whole-image thumbnails [n, SIDE*SIDE]."""
+        return np.stack([s.thumbs[0] for s in self.signatures])
+
+
+def image_bytes(engine: Engine, item: Item) -> bytes:
+    ref = item.media["image"]
+    return ref if isinstance(ref, bytes) else engine.media.path(ref).read_bytes()
+
+
+def read_images(
+    engine: Engine, items: Sequence[Item], vectors: Sequence[dict[str, np.ndarray]], skipped: dict[str, str]
+) -> ImageSet:
+    """Signatures of every item with an image (an unreadable one goes to ``skipped`` with the reason)."""
+    where, sigs, vecs = [], [], []
+    kind = "image" if any("image" in v for v in vectors) else None
+    for i, item in enumerate(items):
+        if "image" not in item.media:
+            continue
+        try:
+            sigs.append(signature(decode_image(image_bytes(engine, item), item=item.id)))
+        except (XmodalError, OSError) as exc:
+            skipped[item.id] = f"image not read: {exc}"
+            continue
+        where.append(i)
+        if kind is not None:
+            vecs.append(vectors[i].get(kind))
+    have_all = kind is not None and all(v is not None for v in vecs)
+    matrix = np.stack([np.asarray(v, dtype=np.float32) for v in vecs]) if have_all and vecs else None
+    return ImageSet(where, [items[i].id for i in where], sigs, matrix, kind if matrix is not None else None)
+
+
+def calibrate(engine: Engine, images: ImageSet, items: Sequence[Item], sample: int, seed: int) -> dict[str, Threshold]:
+    """Thresholds of the three signals from copies of a seeded sample of the images."""
+    n = len(images.signatures)
+    if n < MIN_CALIBRATION or sample < 1:
+        return {name: Threshold(name, v, name != "phash", "default") for name, v in DEFAULTS.items()}
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(n, size=min(n, sample), replace=False).tolist())
+    hashes = np.asarray([s.phash for s in images.signatures], dtype=np.uint64)
+    wholes = images.wholes
+    pos: dict[str, list[float]] = {"correlation": [], "phash": [], "cosine": []}
+    neg: dict[str, list[float]] = {"correlation": [], "phash": [], "cosine": []}
+    for j in chosen:
+        original = decode_image(image_bytes(engine, items[images.where[j]]))
+        copies = [copy for _, copy in image_variants(original, rng)]
+        for copy in copies:
+            sig = signature(copy)
+            pos["correlation"].append(aligned_correlation(images.signatures[j], sig))
+            pos["phash"].append(float(hamming(images.signatures[j].phash, sig.phash)))
+        if images.vectors is not None:
+            encoded = engine.encode_queries([Query(image=_png(copy)) for copy in copies])
+            pos["cosine"] += (encoded @ images.vectors[j]).tolist()
+        _negatives(images, hashes, wholes, j, neg)
+    found = {
+        "correlation": best_threshold("correlation", pos["correlation"], neg["correlation"]),
+        "phash": recall_threshold("phash", pos["phash"], neg["phash"], higher=False, recall=CANDIDATE_RECALL),
+    }
+    if found["phash"].value > MAX_HASH_LIMIT:
+        found["phash"] = Threshold("phash", MAX_HASH_LIMIT, False, "default")
+    if images.vectors is not None:
+        found["cosine"] = recall_threshold("cosine", pos["cosine"], neg["cosine"], higher=True, recall=CANDIDATE_RECALL)
+    return found
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _negatives(images: ImageSet, hashes: np.ndarray, wholes: np.ndarray, j: int, neg: dict[str, list[float]]) -> None:
+    """Image ``j`` against its most similar other images: the nearest by hash and by cosine, and its
+    ``NEGATIVES`` highest aligned correlations among the nearest by whole-image thumbnail."""
+    distances = np.asarray([hamming(int(hashes[j]), int(h)) for h in hashes.tolist()], dtype=np.float64)
+    distances[j] = np.inf
+    neg["phash"].append(float(distances.min()))
+    if images.vectors is not None:
+        sims = images.vectors @ images.vectors[j]
+        sims[j] = -np.inf
+        neg["cosine"].append(float(sims.max()))
+    whole = wholes @ images.signatures[j].thumbs[0]
+    whole[j] = -np.inf
+    near = np.argsort(-whole, kind="stable")[: 2 * NEGATIVES].tolist()
+    scores = sorted((aligned_correlation(images.signatures[j], images.signatures[o]) for o in near), reverse=True)
+    neg["correlation"] += scores[:NEGATIVES]
+
+
+def image_pairs(
+    engine: Engine, images: ImageSet, thresholds: dict[str, Threshold], neighbours: int
+) -> list[tuple[int, int, float]]:
+    """Verified duplicate pairs (positions in ``images``) with their correlation."""
+    hashes = np.asarray([s.phash for s in images.signatures], dtype=np.uint64)
+    candidates = {(a, b) for a, b, _ in hamming_pairs(hashes, int(thresholds["phash"].value))}
+    if images.vectors is not None and "cosine" in thresholds and images.kind is not None:
+        candidates |= _vector_candidates(engine, images, thresholds["cosine"], neighbours)
+    out = []
+    for a, b in sorted(candidates):
+        score = aligned_correlation(images.signatures[a], images.signatures[b])
+        if thresholds["correlation"].passes(score):
+            out.append((a, b, score))
+    return out
+
+
+def _vector_candidates(engine: Engine, images: ImageSet, cut: Threshold, neighbours: int) -> set[tuple[int, int]]:
+    """Pairs among each image's ``neighbours`` nearest image vectors (the engine's index) above the cosine cut."""
+    assert images.vectors is not None and images.kind is not None
+    position = {item_id: p for p, item_id in enumerate(images.ids)}
+    pairs: set[tuple[int, int]] = set()
+    found = engine.search_vectors(images.vectors, k=neighbours + 1, target=images.kind)
+    for a, hits in enumerate(found):
+        for hit_id, score in zip(hits.ids.tolist(), hits.scores.tolist(), strict=True):
+            b = position.get(hit_id)
+            if b is not None and b != a and cut.passes(float(score)):
+                pairs.add((min(a, b), max(a, b)))
+    return pairs

@@ -1,0 +1,156 @@
+"""``dedup``: real photos and their copies (resized, re-compressed, cropped) group with their source and
+nothing else; texts group by MinHash, across modalities; thresholds are calibrated and stated; the
+fingerprint hook; bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.tasks_data import copies, photos, png, topic_items
+from xmodal import Engine, Item, ValidationError
+from xmodal.encoders import HashingEncoder
+from xmodal.tasks import Fingerprinter, dedup, register_fingerprinter
+from xmodal.tasks.calibrate import best_threshold, recall_threshold
+from xmodal.tasks.imagesig import hamming_pairs
+
+pytest.importorskip("skimage")
+SOURCES = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+@pytest.fixture(scope="module")
+def photo_index(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    engine = Engine.open(tmp_path_factory.mktemp("dedup") / "idx", encoder=HashingEncoder(), index="exact")
+    items = []
+    everything = photos()
+    for name, image in everything.items():
+        items.append(Item.create(name, image=png(image)))
+        if name in SOURCES:
+            items += [Item.create(f"{name}-{how}", image=data) for how, data in copies(image).items()]
+    camera = everything["camera"]  # distinct images that look alike: tiles of one photo
+    for i in range(16):
+        left, top = 64 * (i % 4), 64 * (i // 4)
+        items.append(Item.create(f"tile{i}", image=png(camera.crop((left, top, left + 64, top + 64)))))
+    # a product that copies a text item, and unrelated texts
+    article = "the small red kettle boils water quickly on any stove and switches itself off"
+    items.append(Item.create("article", text=article))
+    items.append(
+        Item.create("product", title="kettle", text=article.replace("quickly", "fast"), image=png(photos()["moon"]))
+    )
+    items += topic_items(per_topic=6)
+    engine.add(items)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def both(photo_index: Engine) -> Any:
+    """One run over images and texts (the image calibration is the costly part: run it once)."""
+    return dedup(photo_index, thresholds={"jaccard": 0.6}, calibration_sample=16)
+
+
+def test_copies_group_with_their_source(both: Any) -> None:
+    groups = {frozenset(g.ids) for g in both.groups}
+    expected = {frozenset({name, f"{name}-resized", f"{name}-jpeg", f"{name}-cropped"}) for name in SOURCES}
+    expected.add(
+        frozenset({"moon", "article", "product"})
+    )  # the product's image is the moon photo, its text the article's
+    assert groups == expected
+    names = {t.signal: t for t in both.thresholds}
+    assert set(names) == {"correlation", "phash", "cosine", "jaccard"}
+    for name in ("correlation", "cosine"):
+        assert names[name].source == "calibrated" and names[name].positives == 3 * 16, names
+    # pHash is only a candidate filter: its cut keeps 99% of the copies, capped where hashes say nothing
+    assert names["phash"].value <= 24 and names["phash"].source in ("calibrated", "default")
+    assert both.compared == {"image": 37, "text": 20}
+    image_pairs = [p for g in both.groups for p in g.pairs if p.signal == "image"]
+    assert image_pairs and all(p.score >= names["correlation"].value for p in image_pairs)
+
+
+def test_both_signals_join_one_group(both: Any) -> None:
+    group = next(g for g in both.groups if "product" in g.ids)
+    assert group.ids == ["moon", "article", "product"]
+    assert group.modalities == ["image", "text", "image+text"]
+    assert {(p.a, p.b, p.signal) for p in group.pairs} == {("moon", "product", "image"), ("article", "product", "text")}
+
+
+def test_text_duplicates_calibrated(photo_index: Engine) -> None:
+    fixed = dedup(photo_index, signals=("text",), thresholds={"jaccard": 0.6})
+    assert [g.ids for g in fixed.groups] == [["article", "product"]]
+    assert fixed.to_dict()["thresholds"] == [
+        {"signal": "jaccard", "value": 0.6, "duplicate_when": ">=", "source": "given"}
+    ]
+    calibrated = dedup(photo_index, signals=("text",), calibration_sample=10)
+    assert calibrated.thresholds[0].source == "calibrated" and calibrated.thresholds[0].positives == 30
+    assert ["article", "product"] in [g.ids for g in calibrated.groups]
+
+
+def test_thresholds_and_hamming_pairs() -> None:
+    cut = best_threshold("s", [0.9, 0.95, 0.99], [0.2, 0.5, 0.92], beta=1.0)  # 0.92 scores like a copy: set aside
+    assert cut.value == pytest.approx(0.9) and (cut.precision, cut.recall, cut.set_aside) == (1.0, 1.0, 1)
+    positives = [0.80, 0.90, 0.95, 0.97, 0.98, 0.99, 0.99, 0.99, 0.99, 0.99]
+    negatives = [0.85] + [0.1] * 9
+    f1 = best_threshold("s", positives, negatives, beta=1.0)
+    assert f1.value == pytest.approx(0.8)  # F1: recall 1 at one false positive
+    f_half = best_threshold("s", positives, negatives)
+    assert f_half.value == pytest.approx(0.9) and f_half.precision == 1.0  # F0.5: precision first
+    loose = recall_threshold("d", [1, 2, 3, 20], [4, 30], higher=False, recall=1.0)
+    assert loose.value == 20 and loose.precision == pytest.approx(0.8)
+    hashes = np.asarray([0, 0b111, 0xFFFF, 0b1], dtype=np.uint64)
+    assert sorted(hamming_pairs(hashes, 3)) == [(0, 1, 3), (0, 3, 1), (1, 3, 2)]
+
+
+class Toy:
+    """A fingerprinter for the test medium: the bytes' first four bytes."""
+
+    medium = "toy"
+    default_threshold = 1.0
+
+    def fingerprint(self, data: bytes) -> bytes:
+        return data[:4]
+
+    def similarity(self, a: bytes, b: bytes) -> float:
+        return 1.0 if a == b else 0.0
+
+
+def test_fingerprint_hook(tmp_path: Path) -> None:
+    assert isinstance(Toy(), Fingerprinter)
+    with pytest.raises(TypeError):
+        register_fingerprinter(object())  # type: ignore[arg-type]
+    register_fingerprinter(Toy())
+    from xmodal.tasks.dedup import _fingerprint_pairs
+    from xmodal.tasks.fingerprints import _REGISTERED
+
+    try:
+        items = [Item("a", "toy", media={"toy": b"abcd-1"}), Item("b", "toy", media={"toy": b"abcd-2"})]
+        items.append(Item("c", "toy", media={"toy": b"zzzz"}))
+        items.append(Item("d", "sound", media={"sound": b"x"}))
+        used: list[Any] = []
+        compared: dict[str, int] = {}
+        unchecked: dict[str, str] = {}
+        pairs = _fingerprint_pairs(None, items, {}, used, compared, {}, unchecked)  # type: ignore[arg-type]
+        assert [(p.a, p.b, p.signal) for p in pairs] == [("a", "b", "toy")]
+        assert compared == {"toy": 3} and used[0].source == "default"
+        assert "no fingerprinter" in unchecked["sound"]
+    finally:
+        _REGISTERED.pop("toy", None)
+
+
+def test_bad_input(engine: Engine) -> None:
+    with pytest.raises(ValidationError) as info:
+        dedup(engine)
+    assert info.value.field == "index"
+    engine.add(topic_items(per_topic=2))
+    for kwargs, field in [
+        ({"signals": ("smell",)}, "signals"),
+        ({"signals": ()}, "signals"),
+        ({"thresholds": {"hue": 0.5}}, "thresholds"),
+        ({"thresholds": {"jaccard": "high"}}, "thresholds.jaccard"),
+        ({"neighbours": 0}, "neighbours"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            dedup(engine, **kwargs)  # type: ignore[arg-type]
+        assert info.value.field == field, kwargs
