@@ -47,6 +47,14 @@ class Mode(Protocol):
     def __call__(self, query: Query, vector: np.ndarray) -> ModeResult: ...
 
 
+@runtime_checkable
+class BatchMode(Mode, Protocol):
+    """A mode that also answers many queries in one call: ``many(queries, vectors)`` returns, for each query
+    (and its row of ``vectors``), what calling the mode on the queries one by one, in order, returns."""
+
+    def many(self, queries: Sequence[Query], vectors: np.ndarray) -> list[ModeResult]: ...
+
+
 class EngineView(Protocol):
     """What an extension may ask of the engine it is opened with."""
 
@@ -109,6 +117,17 @@ class EngineView(Protocol):
         target: str = Target.ANY,
         filters: Mapping[str, Any] | None = None,
     ) -> Hits: ...
+
+    def search_vectors(
+        self,
+        vectors: np.ndarray,
+        *,
+        k: int = 10,
+        target: str = Target.ANY,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[Hits]:
+        """:meth:`search_vector` for a matrix of query vectors (one row each), in one backend call."""
+        ...
 
     def encode_query(self, query: Query, base_dir: Path | None = None) -> np.ndarray: ...
 

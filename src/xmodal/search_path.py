@@ -26,7 +26,7 @@ from .collection import Collection
 from .cursor import search_scope, vector_scope
 from .encoders import Content, Encoder, kinds_of
 from .errors import ValidationError
-from .extension import Mode
+from .extension import BatchMode, Mode
 from .feedback.log import FeedbackLog
 from .filters import FilterExpr
 from .media_loaders import media_loader
@@ -171,9 +171,14 @@ class SearchPath:
             for i, hits in zip(positions, found, strict=True):
                 query = prepared[i][0]
                 out[i] = (*self.items_for(hits.take(range(min(len(hits), query.k + query.offset)))), {})
-        for i, (query, mode) in enumerate(prepared):
-            if mode is not None or query.group:
-                out[i] = self._retrieve(replace(query, k=query.k + query.offset), mode, vectors[i])
+        for positions in _mode_runs(prepared):  # in order: a mode may change state as it searches
+            mode = prepared[positions[0]][1]
+            queries = [replace(prepared[i][0], k=prepared[i][0].k + prepared[i][0].offset) for i in positions]
+            if isinstance(mode, BatchMode) and len(positions) > 1:
+                for i, result in zip(positions, mode.many(queries, vectors[positions]), strict=True):
+                    out[i] = (*self.items_for(result.hits), result.details)
+            else:
+                out[positions[0]] = self._retrieve(queries[0], mode, vectors[positions[0]])
         return out
 
     def _retrieve(self, query: Query, mode: Mode | None, vector: np.ndarray) -> Found:
@@ -326,6 +331,22 @@ class SearchPath:
             plan=details.get("plan", ()),
             mode=str(details.get("mode", query.mode)),
         )
+
+
+def _mode_runs(prepared: Sequence[tuple[Query, Mode | None]]) -> list[list[int]]:
+    """The positions of the queries a mode (or a grouped dense search) answers, in order: consecutive
+    ungrouped queries of a mode that answers a batch (:class:`BatchMode`) together, every other one alone."""
+    runs: list[list[int]] = []
+    for i, (query, mode) in enumerate(prepared):
+        if mode is None and not query.group:
+            continue  # answered by a dense matrix search
+        last = prepared[i - 1] if i else None
+        joins = isinstance(mode, BatchMode) and not query.group and runs and runs[-1][-1] == i - 1
+        if joins and last is not None and last[0].mode == query.mode and not last[0].group:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def _query(query: Query | str, options: Mapping[str, Any]) -> Query:

@@ -60,9 +60,6 @@ class LTRExtension:
     def modes(self) -> Mapping[str, Mode]:
         pipe = self.pipeline
 
-        def learned(query: Query, vector: np.ndarray) -> ModeResult:
-            return ModeResult(*pipe.search(query, vector))
-
         def uniform(query: Query, vector: np.ndarray) -> ModeResult:
             return ModeResult(*pipe.uniform(query, vector))
 
@@ -73,7 +70,7 @@ class LTRExtension:
             return lambda query, vector: ModeResult(*anchors.search(pipe, name, query, vector))
 
         return {
-            "learned": learned,
+            "learned": Learned(pipe),
             "uniform": uniform,
             **{name: single(name) for name in SINGLE},
             **{name: anchor(name) for name in anchors.ANCHORS},
@@ -95,6 +92,19 @@ class LTRExtension:
                 self.checkpoint()
             finally:
                 self._pipeline.close()
+
+
+class Learned:
+    """The ``learned`` mode: :meth:`Pipeline.search`, and :meth:`Pipeline.search_many` for a batch."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+
+    def __call__(self, query: Query, vector: np.ndarray) -> ModeResult:
+        return ModeResult(*self.pipe.search(query, vector))
+
+    def many(self, queries: Sequence[Query], vectors: np.ndarray) -> list[ModeResult]:
+        return [ModeResult(*found) for found in self.pipe.search_many(queries, list(vectors))]
 
 
 def pipeline(engine: ExtensionHost) -> Pipeline:

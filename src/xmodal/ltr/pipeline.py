@@ -10,6 +10,7 @@ state under ``<index>/ltr/``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ from .strategies import (
     Strategy,
     Understanding,
 )
+from .strategies.base import BatchStrategy
 from .strategies.registry import Built, Probe, StrategyContext, StrategySpec, build_strategies
 from .text import stems
 
@@ -468,6 +470,39 @@ class Pipeline:
         reranked = [replace(head[i], ranker=float(scores[i])) for i in order]
         return reranked + fused[len(head) :], X[order], self.ranker_status
 
+    def rank_many(
+        self, prepared: Sequence[Prepared], vectors: Sequence[np.ndarray | None], fused: Sequence[list[FusedHit]]
+    ) -> list[tuple[list[FusedHit], np.ndarray | None, str]]:
+        """:meth:`rank` for many queries, the ranker scoring every query's head in one call (the same scores
+        as one call per query: each row is scored alone). A query with no candidates, or every query should
+        that call fail, is ranked alone."""
+        ranker = self.ranker
+        if ranker is None:
+            return [(list(f), None, self.ranker_status) for f in fused]
+        alone = [self.rank(p, v, f) for p, v, f in zip(prepared, vectors, fused, strict=True) if not f]
+        todo = [i for i, f in enumerate(fused) if f]
+        heads = [fused[i][: self.config.rank_depth] for i in todo]
+        try:
+            blocks = [
+                candidate_features(self, prepared[i].query, vectors[i], head, prepared[i].understanding)
+                for i, head in zip(todo, heads, strict=True)
+            ]
+            scores = ranker.score(align(np.vstack(blocks), self.features, ranker.feature_names_)) if todo else None
+        except (XmodalError, ValueError):
+            return [self.rank(p, v, f) for p, v, f in zip(prepared, vectors, fused, strict=True)]
+        ranked = iter(alone)
+        out: list[tuple[list[FusedHit], np.ndarray | None, str]] = [
+            next(ranked) if not f else ([], None, "") for f in fused
+        ]
+        at = 0
+        for i, head, X in zip(todo, heads, blocks, strict=True):
+            assert scores is not None
+            mine, at = scores[at : at + len(head)], at + len(head)
+            order = sorted(range(len(head)), key=functools.partial(_by_score, mine))
+            reranked = [replace(head[j], ranker=float(mine[j])) for j in order]
+            out[i] = (reranked + fused[i][len(head) :], X[order], self.ranker_status)
+        return out
+
     def arrange(
         self, prepared: Prepared, plan: Plan, ranked: Sequence[FusedHit], explored: Sequence[FusedHit], k: int
     ) -> list[FusedHit]:
@@ -501,11 +536,82 @@ class Pipeline:
         plan = plan or self.plan(prepared)
         found = self.candidates(prepared, plan, vector)
         ranked, X, status = self.rank(prepared, vector, found.fused)
-        shown = self.arrange(prepared, plan, ranked, found.explored, query.k)
+        return self._shown(prepared, plan, found, (ranked, X, status))
+
+    def search_many(
+        self, queries: Sequence[Query], vectors: Sequence[np.ndarray | None]
+    ) -> list[tuple[Hits, dict[str, Any]]]:
+        """:meth:`search` for many queries, each with its vector: the same hits and explanations as searching
+        them one by one in order (state the searches change, the repeat memo and the exploration budget, is
+        read and changed in that order), with the work that does not depend on order done together: each
+        strategy that can (:class:`BatchStrategy`, dense search: one matrix search) retrieves for every query
+        in one call, and the ranker scores every query's candidates in one call. A query whose repeat key
+        (:func:`repeats.query_key`) came earlier in the batch starts a new round, so it sees what the earlier
+        one got."""
+        out: list[tuple[Hits, dict[str, Any]]] = []
+        start, seen = 0, set[str]()
+        for i, (query, vector) in enumerate(zip(queries, vectors, strict=True)):
+            key = query_key(query, vector)
+            if key in seen:
+                out += self._search_round(queries[start:i], vectors[start:i])
+                start, seen = i, set()
+            seen.add(key)
+        return out + self._search_round(queries[start:], vectors[start:])
+
+    def _search_round(
+        self, queries: Sequence[Query], vectors: Sequence[np.ndarray | None]
+    ) -> list[tuple[Hits, dict[str, Any]]]:
+        """:meth:`search_many` for queries with distinct repeat keys."""
+        prepared = [self.prepare(q, vector=v) for q, v in zip(queries, vectors, strict=True)]
+        plans = [self.plan(p) for p in prepared]
+        batched = self.retrieve_batched(prepared, plans, vectors)
+        found = [
+            self.candidates(p, plan, v, runs)
+            for p, plan, v, runs in zip(prepared, plans, vectors, batched, strict=True)
+        ]
+        ranked = self.rank_many(prepared, vectors, [f.fused for f in found])
+        return [self._shown(*args) for args in zip(prepared, plans, found, ranked, strict=True)]
+
+    def _shown(
+        self,
+        prepared: Prepared,
+        plan: Plan,
+        found: Candidates,
+        ranked: tuple[list[FusedHit], np.ndarray | None, str],
+    ) -> tuple[Hits, dict[str, Any]]:
+        """The hits shown for a ranked query (:meth:`arrange`), and its explanation."""
+        order, X, status = ranked
+        query = prepared.query
+        shown = self.arrange(prepared, plan, order, found.explored, query.k)
         scores = shown_scores(shown, self.config.fusion, found.weights)
-        features = None if X is None else {h.id: row for h, row in zip(ranked, X, strict=False)}
+        features = None if X is None else {h.id: row for h, row in zip(order, X, strict=False)}
         details = self.explain(prepared, plan, found, shown, scores, features, status)
         return to_hits(shown, query.k, scores), details
+
+    def retrieve_batched(
+        self, prepared: Sequence[Prepared], plans: Sequence[Plan], vectors: Sequence[np.ndarray | None]
+    ) -> list[dict[str, Hits]]:
+        """The runs of the planned strategies that retrieve for many queries at once (:class:`BatchStrategy`):
+        one call per strategy over every query that plans it, each at its planned depth; for each query, its
+        runs by strategy name (pass them to :meth:`candidates` as ``cached``). A strategy whose batch call
+        cannot run is left out here, so each query runs it alone (and a failure there costs that query only)."""
+        wanted: dict[str, list[tuple[int, int]]] = {}
+        for i, plan in enumerate(plans):
+            for a in plan.allocations:
+                if isinstance(self.strategies.get(a.strategy), BatchStrategy):
+                    wanted.setdefault(a.strategy, []).append((i, a.depth))
+        out: list[dict[str, Hits]] = [{} for _ in plans]
+        for name, asked in wanted.items():
+            strategy = self.strategies[name]
+            assert isinstance(strategy, BatchStrategy)
+            try:
+                found = strategy.retrieve_many([(prepared[i].query, depth, vectors[i]) for i, depth in asked])
+            except (ConfigError, StorageError) as exc:
+                log.warning("strategy %s failed for a batch (%s): each query runs it alone", name, exc)
+                continue
+            for (i, _), hits in zip(asked, found, strict=True):
+                out[i][name] = hits
+        return out
 
     def explain(
         self,
@@ -628,6 +734,11 @@ class Pipeline:
                 credited.add(arm)
                 self.policy.credit(x, arm, 1.0)
                 self.dirty = True
+
+
+def _by_score(scores: np.ndarray, i: int) -> tuple[float, int]:
+    """The sort key of the ranker's order: best score first, ties by fused position."""
+    return -float(scores[i]), i
 
 
 def _supplied(arms: Sequence[str], provenance: Sequence[str]) -> set[str]:

@@ -23,6 +23,18 @@ class Strategy(Protocol):
     def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits: ...
 
 
+#: One query's request to a strategy: the query, the depth wanted and its encoded vector (if any).
+Request = tuple[Query, int, "np.ndarray | None"]
+
+
+@runtime_checkable
+class BatchStrategy(Strategy, Protocol):
+    """A strategy that also answers many queries in one call: ``retrieve_many(requests)`` returns, for each
+    ``(query, depth, vector)`` in order, exactly what ``retrieve(query, depth, vector=vector)`` would."""
+
+    def retrieve_many(self, requests: Sequence[Request]) -> list[Hits]: ...
+
+
 def allowed_rows(engine: EngineView, query: Query) -> set[int] | None:
     """The rows that satisfy the query's filters, or None when it has none."""
     rows = engine.match_rows(query.filters)

@@ -1,12 +1,17 @@
-"""Dense retrieval per vector kind: a thin wrapper over :meth:`Engine.search_vector`."""
+"""Dense retrieval per vector kind: a thin wrapper over :meth:`Engine.search_vector` (and, for a batch of
+queries, :meth:`Engine.search_vectors`: one matrix search per group of requests with the same filters and
+depth, each row's answer the one a single search gives)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...records import Hits, Query
+from .base import Request
 
 if TYPE_CHECKING:
     from ...extension import EngineView
@@ -26,3 +31,21 @@ class DenseStrategy:
             vector = self.engine.encode_query(query)
         hits = self.engine.search_vector(vector, k=depth, target=self.kind, filters=dict(query.filters))
         return Hits(hits.ids, hits.scores, (self.name,) * len(hits))
+
+    def retrieve_many(self, requests: Sequence[Request]) -> list[Hits]:
+        """:meth:`retrieve` for each request, in order; those with a vector that share filters and depth are
+        answered by one matrix search."""
+        out: list[Hits | None] = [None] * len(requests)
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, (query, depth, vector) in enumerate(requests):
+            if vector is None:
+                out[i] = self.retrieve(query, depth)
+            else:
+                groups.setdefault((json.dumps(query.filters, sort_keys=True, default=repr), depth), []).append(i)
+        for (_, depth), positions in groups.items():
+            filters = dict(requests[positions[0]][0].filters)
+            matrix = np.stack([np.asarray(requests[i][2], dtype=np.float32).reshape(-1) for i in positions])
+            found = self.engine.search_vectors(matrix, k=depth, target=self.kind, filters=filters)
+            for i, hits in zip(positions, found, strict=True):
+                out[i] = Hits(hits.ids, hits.scores, (self.name,) * len(hits))
+        return [hits if hits is not None else Hits.empty() for hits in out]
