@@ -45,6 +45,13 @@ def register(subparsers: Any) -> None:
     serve.set_defaults(handler=run)
 
     mcp = subparsers.add_parser("mcp", help="serve the MCP tools (search, get_item, similar_items) over stdio")
+    mcp.add_argument(
+        "--index-name",
+        metavar="NAME[=DIR]",
+        help="serve the named index NAME: its folder from the [indexes] table of --config (or DIR); the item "
+        "paths in answers are those of /indexes/NAME/ on `xmodal serve`",
+    )
+    mcp.add_argument("--config", metavar="FILE", help="server config (.toml or .json) whose [indexes] names NAME")
     mcp.set_defaults(handler=run_mcp)
 
 
@@ -117,13 +124,41 @@ def _open_named(args: argparse.Namespace, folder: str) -> Engine:
 
 
 def run_mcp(args: argparse.Namespace) -> int:
-    """MCP over stdio; local image paths are accepted (the agent runs on this machine)."""
+    """MCP over stdio; local image paths are accepted (the agent runs on this machine). With ``--index-name``,
+    the named index (its folder from the config's ``[indexes]``, or given as ``NAME=DIR``)."""
     from ..serve.mcp import build_mcp
 
-    engine = open_engine(args)
+    name, folder = mcp_index(args.index_name, args.config) if args.index_name else (None, None)
+    engine = open_engine(args) if folder is None else open_engine(argparse.Namespace(**{**vars(args), "index": folder}))
     try:
-        asyncio.run(build_mcp(engine, allow_paths=True).run_stdio_async())
+        server = build_mcp(engine, allow_paths=True)
+        if name is not None:
+            from ..serve.indexes import prefix_tools
+
+            server.middleware.append(prefix_tools(name))  # item paths as `xmodal serve` answers them for NAME
+        asyncio.run(server.run_stdio_async())
     finally:
         engine.close()
         sys.stdout.flush()
     return 0
+
+
+def mcp_index(spec: str, config_path: str | None) -> tuple[str, str]:
+    """The (name, folder) of ``xmodal mcp --index-name NAME[=DIR]``: DIR when given, else NAME's folder in the
+    ``[indexes]`` table of ``--config`` (either wins over ``--index``); a clear error naming the known names
+    otherwise."""
+    from ..serve.config import ServeConfig, check_index_name
+
+    name, sep, folder = spec.partition("=")
+    name = check_index_name(name, "--index-name")
+    if sep:
+        if not folder:
+            raise UsageError(f"--index-name {spec!r} is not NAME=DIR (write e.g. --index-name docs=/srv/docs)")
+        return name, folder
+    if config_path is None:
+        raise UsageError(f"--index-name {name}: give the server config that names it (--config FILE), or NAME=DIR")
+    table = dict(ServeConfig.load(config_path).indexes)
+    if name not in table:
+        known = ", ".join(table) or "none"
+        raise UsageError(f"--index-name {name}: {config_path} names no such index (its [indexes]: {known})")
+    return name, table[name]

@@ -26,8 +26,8 @@ if find_spec("python_multipart") is None and find_spec("multipart") is None:  # 
 
 from .._version import __version__
 from ..engine import Engine
-from .auth import AuthError, KeyRing, presented_key
-from .config import ServeConfig, check_index_name
+from .auth import AuthError, KeyRing, check_index, presented_key
+from .config import INDEX_NAME, ServeConfig, check_index_name
 from .deps import ReadKey, Served, ServerState, served
 from .errors import BodyLimit, error_response, internal_error, responses, tarpit
 from .errors import install as install_errors
@@ -69,6 +69,7 @@ def create_app(
     named = {check_index_name(name, "indexes"): each for name, each in (indexes or {}).items()}
     if engine is None and not named:
         raise ConfigError("nothing to serve: give an engine, named indexes, or both")
+    _check_key_indexes(config, named)
     if engine is not None:
         served.default = _index_state(served, engine, None if not named else "")
     served.named = {name: _index_state(served, each, name) for name, each in named.items()}
@@ -121,6 +122,18 @@ def create_app(
     if config.log_requests:
         setup_logging()
     return app
+
+
+def _check_key_indexes(config: ServeConfig, named: Mapping[str, Engine]) -> None:
+    """Refuse a key limited to an index this server does not serve (a typo would lock its holder out)."""
+    for key in config.keys:
+        unknown = sorted((key.indexes or frozenset()) - set(named))
+        if unknown:
+            served_names = ", ".join(named) or "none: it serves one index, at the root routes"
+            raise ConfigError(
+                f"API key {key.label} is limited to the index {unknown[0]!r}, which this server does not serve "
+                f"(named indexes: {served_names}); fix its 'indexes' or serve that index with --index-name"
+            )
 
 
 def _index_state(served: Served, engine: Engine, name: str | None) -> ServerState:
@@ -213,7 +226,9 @@ def _mount_mcp(app: FastAPI, mcp_server: Any, state: ServerState, hosts: Allowed
         if getattr(route, "path", None) == "/mcp":
             # POST only: stateless, a GET would hold an event stream open with nothing to send, a DELETE
             # would end a session that does not exist (both get 405)
-            app.router.routes.append(LabelledRoute(path, endpoint=KeyGuard(route.app, state), methods=["POST"]))
+            name = path.split("/")[2] if path.startswith("/indexes/") else None
+            guard = KeyGuard(route.app, state, name)
+            app.router.routes.append(LabelledRoute(path, endpoint=guard, methods=["POST"]))
 
 
 class LabelledRoute(Route):
@@ -231,8 +246,8 @@ class KeyGuard:
     """ASGI wrapper: the REST rules for /mcp. A caller without a read key (when reads are not open) is refused,
     and every request takes a token like a REST call: 401/403 or 429 with ``Retry-After``, as REST answers."""
 
-    def __init__(self, app: Any, state: ServerState) -> None:
-        self.app, self.state = app, state
+    def __init__(self, app: Any, state: ServerState, index: str | None = None) -> None:
+        self.app, self.state, self.index = app, state, index
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -240,6 +255,7 @@ class KeyGuard:
         try:
             presented = presented_key(headers.get("authorization"), headers.get("x-api-key"))
             principal = self.state.limits.admit(presented, "read", client)
+            check_index(principal.key, self.index)  # a key limited to other indexes: 403 naming this one
             if principal.key is None:  # an anonymous agent waits at the door for its turn among running searches
                 await self.state.limits.wait_turn(principal)
                 self.state.limits.admission.check(client, running=True)
@@ -297,7 +313,30 @@ def _add_service_routes(app: FastAPI) -> None:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
-        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+        return HTMLResponse(page_html())
+
+    @app.get("/indexes/{index_name}/", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/indexes/{index_name}", response_class=HTMLResponse, include_in_schema=False)
+    def index_page(request: Request, index_name: str) -> HTMLResponse:
+        """The search page of a named index (its calls go to /indexes/{name}/...). An unknown name is a 404
+        naming the known ones where anyone may list them (open reads); else the page is served for any
+        well-formed name (it holds no data; its calls answer 401, 403 or 404)."""
+        found = served(request)
+        known = index_name in found.named
+        if not known and (found.config.open_reads or not INDEX_NAME.fullmatch(index_name)):
+            found.state(index_name)  # the 404 naming the known indexes (or none: a one-index server)
+        return HTMLResponse(page_html(index_name))
+
+
+def page_html(index: str | None = None) -> str:
+    """The search page; for a named index (``index``, a checked name), calling that index's routes."""
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    if index is None:
+        return html
+    base = f'<meta name="xmodal-base" content="/indexes/{index}">'
+    return html.replace("<head>", "<head>\n" + base, 1).replace(
+        "<title>xmodal search", f"<title>{index}: xmodal search", 1
+    )
 
 
 class RequestLogMiddleware:

@@ -70,6 +70,19 @@ class KeyRing:
         return Principal(key, client)
 
 
+def check_index(key: ApiKey | None, index: str | None) -> None:
+    """Refuse a key limited to some named indexes (:attr:`ApiKey.indexes`) a request to another one, or to the
+    index at the root routes (``index`` None): :class:`AuthError` 403 naming the index. A caller without a key
+    (open reads) and a key for every index pass."""
+    if key is None or key.indexes is None:
+        return
+    allowed = ", ".join(sorted(key.indexes))
+    if index is None:
+        raise AuthError(403, f"this API key may use only the indexes {allowed}: call /indexes/NAME/... instead")
+    if index not in key.indexes:
+        raise AuthError(403, f"this API key may not use the index {index!r}; it may use only {allowed}")
+
+
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
     """The key from ``Authorization: Bearer`` or ``X-API-Key`` (the former wins)."""
     if authorization:

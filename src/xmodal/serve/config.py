@@ -26,9 +26,10 @@ A config file looks like (TOML; JSON with the same structure works too)::
     scopes = ["read", "write"]
     rate = 50.0                      # tokens per second (a request costs 1, a search more), burst below
     burst = 100
+    indexes = ["docs"]               # optional: the named indexes this key may use (others: 403)
 
 ``XMODAL_API_KEYS`` adds keys from the environment: ``KEY:read+write,KEY2:admin`` (a key without
-``:scopes`` gets ``read``).
+``:scopes`` gets ``read``); ``KEY:read@docs+pics`` limits a key to the named indexes ``docs`` and ``pics``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class ApiKey:
     name: str = ""
     rate: float | None = None
     burst: int | None = None
+    #: the named indexes this key may use (None: every index, the root one included); a key limited to some
+    #: gets 403 naming any other, and the root routes' index refuses it
+    indexes: frozenset[str] | None = None
 
     @property
     def label(self) -> str:
@@ -207,21 +211,36 @@ def _parse_key(index: int, spec: Any) -> ApiKey:
     scopes = frozenset(spec.get("scopes", ["read"]))
     _check_scopes(scopes, f"keys[{index}].scopes")
     rate, burst = spec.get("rate"), spec.get("burst")
+    indexes = spec.get("indexes")
+    if indexes is not None:
+        if isinstance(indexes, str) or not isinstance(indexes, list) or not indexes:
+            raise ConfigError(f'keys[{index}].indexes must be a list of index names, e.g. ["docs"] (leave it out: all)')
+        indexes = frozenset(check_index_name(name, f"keys[{index}].indexes") for name in indexes)
     return ApiKey(
-        spec["key"], scopes, str(spec.get("name", "")), float(rate) if rate else None, int(burst) if burst else None
+        spec["key"],
+        scopes,
+        str(spec.get("name", "")),
+        float(rate) if rate else None,
+        int(burst) if burst else None,
+        indexes,
     )
 
 
 def parse_env_keys(text: str) -> tuple[ApiKey, ...]:
-    """Keys from ``KEY:read+write,KEY2:admin``."""
+    """Keys from ``KEY:read+write,KEY2:admin``; ``KEY:read@docs+pics`` limits a key to those named indexes."""
     keys = []
     for i, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
-        key, _, scope_text = part.partition(":")
+        key, _, spec = part.partition(":")
+        scope_text, at, index_text = spec.partition("@")
         scopes = frozenset(s for s in scope_text.replace("+", " ").split() if s) or frozenset({"read"})
         _check_scopes(scopes, f"{ENV_KEYS}[{i}]")
         if len(key) < 8:
             raise ConfigError(f"{ENV_KEYS}[{i}]: keys need at least 8 characters")
-        keys.append(ApiKey(key, scopes, f"env-{i}"))
+        names = [n for n in index_text.replace("+", " ").split() if n]
+        if at and not names:
+            raise ConfigError(f"{ENV_KEYS}[{i}]: name the indexes after '@' (KEY:read@docs+pics), or drop the '@'")
+        indexes = frozenset(check_index_name(n, f"{ENV_KEYS}[{i}]") for n in names) if at else None
+        keys.append(ApiKey(key, scopes, f"env-{i}", indexes=indexes))
     return tuple(keys)
 
 

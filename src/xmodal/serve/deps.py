@@ -18,7 +18,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from ..engine import Engine
 from ..ingest.prepare import AddReport
 from ..records import Item
-from .auth import KeyRing, Principal
+from .auth import KeyRing, Principal, check_index
 from .batching import add_many
 from .config import ServeConfig
 from .errors import ApiError
@@ -114,8 +114,13 @@ def served(request: Request) -> Served:
 
 
 def server(request: Request) -> ServerState:
-    """The index a request addresses (see :meth:`Served.state`)."""
-    return served(request).state(request.path_params.get(INDEX_PARAM))
+    """The index a request addresses (see :meth:`Served.state`); a caller whose key is limited to other
+    indexes gets a 403 naming it (:func:`~xmodal.serve.auth.check_index`), before its name is looked up."""
+    name = request.path_params.get(INDEX_PARAM)
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):
+        check_index(principal.key, name)
+    return served(request).state(name)
 
 
 def require(scope: str) -> Callable[..., Awaitable[Principal]]:
@@ -133,6 +138,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         client = request.client.host if request.client else "unknown"
         principal = state.limits.authorize(presented, scope, client)  # AuthError (or RateLimited) when refused
         request.state.caller = principal.label
+        request.state.principal = principal  # server() checks the indexes a key may use
         state.limits.arrive(principal)  # RateLimited when out of tokens (or of CPU, when anonymous)
         return principal
 

@@ -8,7 +8,11 @@ before; ``GET /indexes`` lists them all. The routes find their index through
 :func:`xmodal.serve.deps.server`, which reads the ``index_name`` path parameter; an unknown name is a 404
 naming the known ones (after the key check: names are not shown to callers without a read key).
 
-API keys, rate and CPU limits are the server's, shared by its indexes (they guard the one machine);
+API keys, rate and CPU limits are the server's, shared by its indexes (they guard the one machine); a key
+may be limited to some named indexes (``indexes = ["docs"]`` in its config entry, ``KEY:read@docs`` in
+``XMODAL_API_KEYS``): any other index, the root one included, answers it 403 naming the index, over REST and
+MCP alike, and ``GET /indexes`` lists only its own. Each named index has its search page at
+``/indexes/{name}/`` (the page at ``/``, calling that index's routes);
 metrics label each index's gauges with ``index`` and each route with its index's name; every index has its
 own write queue (writes to two indexes do not wait for each other), thumbnail cache and MCP endpoint
 (``/indexes/{name}/mcp``, the same tools over that index).
@@ -80,11 +84,18 @@ class IndexesResponse(BaseModel):
 
 
 @router.get("/indexes", response_model=IndexesResponse, responses=responses(401, 403, 429))
-def list_indexes(request: Request, _: ReadKey) -> IndexesResponse:
-    """The indexes this server serves: the one at the root routes (if any) and each named one."""
-    found = served(request)
-    out = [IndexOut(name=None, url="", items=len(found.default.engine))] if found.default is not None else []
-    out += [IndexOut(name=name, url=f"/indexes/{name}", items=len(s.engine)) for name, s in found.named.items()]
+def list_indexes(request: Request, caller: ReadKey) -> IndexesResponse:
+    """The indexes this server serves that the caller may use: the one at the root routes (if any) and each
+    named one (a key limited to some indexes sees those)."""
+    found, only = served(request), caller.key.indexes if caller.key is not None else None
+    out = []
+    if found.default is not None and only is None:
+        out.append(IndexOut(name=None, url="", items=len(found.default.engine)))
+    out += [
+        IndexOut(name=name, url=f"/indexes/{name}", items=len(s.engine))
+        for name, s in found.named.items()
+        if only is None or name in only
+    ]
     return IndexesResponse(indexes=out)
 
 

@@ -13,10 +13,13 @@ function headers(extra) {
   return h;
 }
 
+// A named index's page (/indexes/NAME/) calls that index's routes: the server puts its prefix in this meta tag.
+const BASE = (document.querySelector('meta[name="xmodal-base"]') || { content: "" }).content;
+
 async function api(path, options) {
   const opts = Object.assign({}, options || {});
   opts.headers = headers(opts.headers);
-  const r = await fetch(path, opts);
+  const r = await fetch(BASE + path, opts);
   const body = (r.headers.get("content-type") || "").includes("json") ? await r.json() : null;
   if (!r.ok) throw new Error((body && body.error) || r.status + " " + r.statusText);
   return body;
