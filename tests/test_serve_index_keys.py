@@ -20,9 +20,9 @@ httpx = pytest.importorskip("httpx")
 from PIL import Image  # noqa: E402
 
 from xmodal import ConfigError, Engine, Item  # noqa: E402
+from xmodal.cli import main as cli_main  # noqa: E402
 from xmodal.encoders import HashingEncoder  # noqa: E402
 from xmodal.serve import ApiKey, ServeConfig, create_app  # noqa: E402
-from xmodal.cli import main as cli_main  # noqa: E402
 from xmodal.serve.config import parse_env_keys  # noqa: E402
 from xmodal.serve.testing import serve_in_thread  # noqa: E402
 
