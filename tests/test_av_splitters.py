@@ -6,6 +6,7 @@ file and the fix; deleting the recording deletes its segments."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image
 
 from tests.av_clips import encode, need_tools, talk, video
 from xmodal import Engine, Item, Query
+from xmodal.cli import main
 from xmodal.encoders import HashingEncoder
 from xmodal.ingest.prepare import Rejection
 from xmodal.splitters import SplitOptions, split_bytes, split_file
@@ -89,3 +91,22 @@ def test_bad_recordings_are_rejected_alone(media: dict[str, Path], tmp_path: Pat
     assert isinstance(too_long[0], Rejection) and "longer than the limit" in too_long[0].reason
     french = list(split_file(media["mp3"], attributes={"language": "fr"}))
     assert len(french) == 1 and isinstance(french[0], Rejection) and "English only" in french[0].reason
+
+
+def test_the_cli_adds_a_folder_of_recordings_and_finds_a_shot(
+    media: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "films"
+    folder.mkdir()
+    (folder / "show.mp4").write_bytes(media["mp4"].read_bytes())
+    (folder / "silence.ogg").write_bytes(b"")
+    (folder / "song.mp3").write_text("not music at all\n")
+    index = str(tmp_path / "idx")
+    assert main(["--index", index, "--encoder", "hashing", "add", "-q", "--json", str(folder)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["added"] == 3  # the video and its two shots
+    assert sorted(Path(r["where"]).name for r in report["rejected"]) == ["silence.ogg", "song.mp3"]
+    assert main(["--index", index, "search", "sheep in a meadow", "-k", "1", "--json"]) == 0
+    hit = json.loads(capsys.readouterr().out)["hits"][0]
+    assert hit["parent"] == "show.mp4" and hit["span"] == {"start": 3.0, "end": 6.0}
+    assert hit["thumbnail_url"].endswith("/thumbnail")

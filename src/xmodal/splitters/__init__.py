@@ -430,6 +430,12 @@ register_splitter("pdf", "xmodal.splitters.pdf:PdfSplitter", suffixes=(".pdf",))
 #: Images of pages: by name only (an image file is an image item unless SplitOptions.images_as_pages).
 register_splitter("page-image", "xmodal.splitters.page_image:PageImageSplitter", suffixes=())
 PAGE_IMAGE = "page-image"
+register_splitter(
+    "audio",
+    "xmodal.av.splitter:AudioSplitter",
+    suffixes=(".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac"),
+)
+register_splitter("video", "xmodal.av.splitter:VideoSplitter", suffixes=(".mp4", ".m4v", ".webm", ".mkv", ".mov"))
 
 __all__ = [
     "CHUNK_CHARS",
