@@ -51,6 +51,9 @@ def test_a_recording_is_found_at_the_time_something_is_said(media: dict[str, Pat
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact", extensions=[]) as engine:
         report = engine.add([parent, *segments])
         assert not report.rejected
+        kept = engine.get("talk.mp3")
+        assert kept.modality == "audio+text" and str(kept.media["audio"]).endswith(".mp3")
+        assert engine.media.path(str(kept.media["audio"])).read_bytes() == media["mp3"].read_bytes()  # playable
         hit = engine.search(Query(text="volcanic eruptions change the weather", k=3)).items[0]
         assert hit.parent == "talk.mp3" and hit.span is not None and hit.span.start is not None
         assert hit.span.start >= 6.0  # the second sentence, said after 6 s of silence
@@ -64,6 +67,9 @@ def test_a_recording_is_found_at_the_time_something_is_said(media: dict[str, Pat
 def test_video_shots_carry_a_key_frame_and_the_speech_of_their_sound(media: dict[str, Path], tmp_path: Path) -> None:
     parent, shots = items_of(list(split_bytes(media["mp4"].read_bytes(), "show.mp4")))
     assert parent.attributes["splitter"] == "video" and parent.attributes["video_codec"] == "h264"
+    assert parent.media["video"] == media["mp4"].read_bytes()  # an upload: the bytes are kept
+    thumb = parent.media["image"]
+    assert isinstance(thumb, bytes) and thumb[:2] == b"\xff\xd8"  # the first shot's middle frame
     assert [(s.span.start, s.span.end) for s in shots if s.span] == [(0.0, 3.0), (3.0, 6.0)]
     frame = shots[1].media["image"]
     assert isinstance(frame, bytes)
@@ -71,6 +77,7 @@ def test_video_shots_carry_a_key_frame_and_the_speech_of_their_sound(media: dict
         assert image.convert("RGB").getpixel((160, 120))[1] > 120  # the green shot's middle frame
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact", extensions=[]) as engine:
         assert not engine.add([parent, *shots]).rejected
+        assert engine.get("show.mp4").modality == "image+video+text"
         hit = engine.search(Query(text="sheep in a meadow", k=2)).items[0]
         assert hit.id == shots[1].id and hit.span is not None and hit.span.start == 3.0
         assert str(hit.media["image"]).startswith("media/")  # the key frame, kept as the hit's thumbnail

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..media_loaders import MediaRef
 from ..records import Span
 from ..splitters import Segment, SegmentError, Source, Split, SplitOptions
 from .decode import decode_audio, frame_jpeg
@@ -66,8 +67,15 @@ class _MediaSplitter:
             _remove(temporary)
             raise
         attributes["segments"] = len(spans)
+        media = self.parent_media(source, info, spans)
         segments = self._segments(info, spans, source, options, (transcriber, language), temporary)
-        return Split(segments=segments, attributes=attributes)
+        return Split(segments=segments, attributes=attributes, media=media)
+
+    def parent_media(self, source: Source, info: MediaInfo, spans: list[tuple[float, float]]) -> dict[str, MediaRef]:
+        """The recording itself, kept in the index's media store so a hit can be played from its start."""
+        if source.data is not None:
+            return {self.name: source.data}
+        return {self.name: str(Path(info.path).resolve())}
 
     def spans(self, info: MediaInfo, options: SplitOptions) -> list[tuple[float, float]]:
         window = float(options.extra.get("window", WINDOW))
@@ -123,6 +131,16 @@ class VideoSplitter(_MediaSplitter):
         if options.extra.get("shots", "detect") == "fixed":
             return window_shots(info, float(options.extra.get("window", 10.0)))
         return detect_shots(info)
+
+    def parent_media(self, source: Source, info: MediaInfo, spans: list[tuple[float, float]]) -> dict[str, MediaRef]:
+        """The video and, as its thumbnail, the middle frame of its first shot."""
+        media = super().parent_media(source, info, spans)
+        if spans:
+            try:
+                media["image"] = frame_jpeg(info.path, (spans[0][0] + spans[0][1]) / 2, item=source.name)
+            except MediaFileError:
+                pass  # no thumbnail: the shots say which frames fail
+        return media
 
     def segment(self, info: MediaInfo, heard: Heard, source: Source) -> Segment | SegmentError:
         span = Span(start=heard.start, end=heard.end)

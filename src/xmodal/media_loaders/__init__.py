@@ -57,6 +57,8 @@ def _is_loader(obj: object) -> bool:
 #: Media loaders by name: registered here, ``xmodal.media`` entry points, or ``"package.module:Loader"``.
 MEDIA: Registry[Any] = Registry("media", "media loader", _is_loader)
 MEDIA.register("image", "xmodal.media_loaders.image:ImageLoader")
+MEDIA.register("audio", "xmodal.av.loaders:AudioLoader")  # a recording, kept as it was added (xmodal.av)
+MEDIA.register("video", "xmodal.av.loaders:VideoLoader")
 
 _instances: dict[str, MediaLoader] = {}
 

@@ -164,6 +164,9 @@ class Split:
     title: str = ""
     text: str = ""
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: The parent's media: e.g. the recording itself (``{"audio": path}``, kept so a hit can be played) and a
+    #: thumbnail (``{"image": jpeg_bytes}``).
+    media: dict[str, MediaRef] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -324,6 +327,7 @@ def split_items(source: Source, chosen: Splitter, options: SplitOptions | None =
             title=title,
             text=split.text,
             attributes={**source.attributes, **split.attributes, SPLITTER_ATTRIBUTE: chosen.name},
+            media=split.media or None,
         )
     except XmodalError as exc:
         yield Rejection(source.name, _message(exc, source.name))
