@@ -118,7 +118,7 @@ def test_bad_field_types(tmp_path: Path) -> None:
             {"id": ["x"], "title": "t"},
             {"id": "t", "title": 5},
             {"id": "at", "title": "t", "attributes": {"nested": {"a": float("nan")}}},  # nesting is fine, NaN is not
-            {"id": "m", "title": "t", "modality": "video"},
+            {"id": "m", "title": "t", "modality": "hologram"},
             {"id": "e"},
         ],
     )
