@@ -9,18 +9,20 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from .errors import ValidationError
+from .errors import GuardBlocked, ValidationError
 from .records import Hits, Item, Query
 
 T = TypeVar("T")
 
 
 def in_batch(position: int, fn: Callable[[], T], field: str = "queries") -> T:
-    """``fn()``, a :class:`ValidationError` it raises re-raised naming the batch member (``queries[3].k``)."""
+    """``fn()``, a :class:`ValidationError` it raises re-raised naming the batch member (``queries[3].k``), of
+    the same class when that is a :class:`GuardBlocked` (a refused query stays one)."""
     try:
         return fn()
     except ValidationError as exc:
-        raise ValidationError(f"{field}[{position}].{exc.field}", exc.problem, exc.fix, item=exc.item) from None
+        kind = GuardBlocked if isinstance(exc, GuardBlocked) else ValidationError
+        raise kind(f"{field}[{position}].{exc.field}", exc.problem, exc.fix, item=exc.item) from None
 
 
 def dense_groups(queries: Sequence[Query], dense: Sequence[bool]) -> list[list[int]]:

@@ -117,6 +117,8 @@ class Engine:
                 refresh=self.refresh,
                 default_mode=lambda: self.default_mode,
                 mode_of=lambda name: self._extensions.mode(name, self.modes()),
+                screen_query=lambda query, caller: self._extensions.screen_query(query, caller),
+                screen_hits=lambda hits, items, caller: self._extensions.screen_hits(hits, items, caller),
             )
         )
         try:
@@ -567,7 +569,9 @@ class Engine:
         :meth:`feedback`; ``explain=True`` returns the plan, each strategy's contribution and the features;
         ``with_vectors=True`` gives each hit's vector (:func:`~xmodal.results.hit_vector`) in
         ``SearchResult.vectors``. ``cursor``: a result's ``next_cursor``, with the same query, for the next
-        page (instead of ``offset``; see :mod:`xmodal.cursor`)."""
+        page (instead of ``offset``; see :mod:`xmodal.cursor`). A query the guards block raises
+        :class:`GuardBlocked`; the guards policy is that of :func:`~xmodal.extension.as_caller` (the API key a
+        server runs the search for; else the deployment's)."""
         return self._search.search(
             query, base_dir=base_dir, log=log, explain=explain, with_vectors=with_vectors, cursor=cursor, **options
         )
@@ -707,6 +711,20 @@ class Engine:
         """
         self.feedback_log.record_event(query_id, item_id, event, position=position, value=value)
 
+    def item_guard(self, item_id: str) -> dict[str, Any] | None:
+        """What the guards found in a stored item's text (``status`` flagged or quarantined, ``findings``),
+        or None when nothing (or no guards extension)."""
+        return self._extensions.item_status(item_id)
+
+    def guard_counts(self) -> dict[tuple[str, str], int]:
+        """The guards' decisions so far by (category, action), summed over the screening extensions."""
+        out: dict[tuple[str, str], int] = {}
+        for described in self._extensions.describe_screens().values():
+            for d in described.get("decisions", ()):
+                key = (str(d["category"]), str(d["action"]))
+                out[key] = out.get(key, 0) + int(d["count"])
+        return out
+
     def info(self) -> dict[str, Any]:
         """Counts per modality (items, and those of them that are segments) and per vector kind, encoder,
         dimension, index kind, extensions and modes."""
@@ -726,6 +744,7 @@ class Engine:
             "extensions": list(self._extensions),
             "default_mode": self.default_mode,
             "modes": self.modes(),
+            "guards": self._extensions.describe_screens(),
             "schema_version": SCHEMA_VERSION,
         }
 

@@ -25,6 +25,7 @@ Two helpers build input errors: :func:`brief` (a user's value, shortened, for a 
 
 from __future__ import annotations
 
+import re
 import reprlib
 
 
@@ -51,6 +52,24 @@ class ValidationError(XmodalError, ValueError):
 
 class ImageError(ValidationError):
     """An image that cannot be used: missing, corrupt, truncated, too large or of a refused format."""
+
+
+class GuardBlocked(ValidationError):
+    """A query the guards refused under the caller's policy; ``category`` names why (``injection``...).
+    Raise it with :meth:`of`; the constructor is :class:`ValidationError`'s (a client rebuilds it from a body)."""
+
+    def __init__(self, field: str, problem: str, fix: str = "", *, item: str | None = None) -> None:
+        super().__init__(field, problem, fix, item=item)
+        found = re.search(r"category '([a-z_]+)'", problem)
+        self.category = found.group(1) if found else ""
+
+    @classmethod
+    def of(cls, category: str, reason: str, *, field: str = "query") -> GuardBlocked:
+        return cls(
+            field,
+            f"blocked by the guards (category '{category}': {reason})",
+            "rephrase the query; a deployment can set this category to 'flag' or 'allow' in its guards policy",
+        )
 
 
 class NotFoundError(XmodalError, KeyError):

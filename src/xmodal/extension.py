@@ -16,7 +16,8 @@ log, query encoding, the feedback log — never the engine's private fields; typ
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -167,6 +168,42 @@ class Extension(Protocol):
     def close(self) -> None: ...
 
 
+_CALLER: ContextVar[str | None] = ContextVar("xmodal_guard_caller", default=None)
+
+
+@contextmanager
+def as_caller(name: str | None) -> Iterator[None]:
+    """Run the searches inside for the API key ``name``: the screens (guards) apply its policy. A server wraps
+    each engine call it makes for a keyed caller in this, on the thread that makes it."""
+    token = _CALLER.set(name)
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
+
+
+def current_caller() -> str | None:
+    """The API key name set by :func:`as_caller` (None: the deployment's own policy)."""
+    return _CALLER.get()
+
+
+@runtime_checkable
+class Screen(Protocol):
+    """An extension that checks each search (the guards): the query before it — its text may be cleaned, or
+    the query refused with :class:`~xmodal.errors.GuardBlocked` — and the hits after it, which it may drop or
+    annotate (findings by item id) but never add to."""
+
+    def screen_query(self, query: Query, caller: str | None) -> tuple[Query, dict[str, Any]]: ...
+
+    def screen_hits(
+        self, hits: Hits, items: tuple[Item, ...], caller: str | None
+    ) -> tuple[Hits, tuple[Item, ...], dict[str, list[dict[str, str]]]]: ...
+
+    def item_status(self, item_id: str) -> dict[str, Any] | None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 class ExtensionHost(Protocol):
     """An engine as the adapters and an extension's own commands see it: its opened extensions by name."""
 
@@ -181,9 +218,12 @@ def _is_extension_class(obj: object) -> bool:
 EXTENSIONS: Registry[type[Extension]] = Registry("extensions", "extension", _is_extension_class)
 EXTENSIONS.register("ltr", "xmodal.ltr.extension:LTRExtension")
 EXTENSIONS.register("genret", "xmodal.genret.extension:GenretExtension")
+EXTENSIONS.register("guards", "xmodal.guards.extension:GuardsExtension")
 
 #: What a new index opens unless told otherwise.
-DEFAULT_EXTENSIONS: tuple[str, ...] = ("ltr", "genret")
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("ltr", "genret", "guards")
+#: What an index saved before its settings listed extensions opened (before the guards existed).
+LEGACY_EXTENSIONS: tuple[str, ...] = ("ltr", "genret")
 
 
 def extension_class(name: str) -> type[Extension]:

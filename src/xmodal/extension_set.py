@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .changes import ChangeSource, replay
 from .errors import ConfigError, DiskFull, ValidationError
-from .extension import EngineView, Extension, Mode, extension_class
+from .extension import EngineView, Extension, Mode, Screen, extension_class
+from .records import Hits, Item, Query
 from .store.space import space_guard
 from .store.sqlite import StoredItem
 
@@ -29,6 +31,7 @@ class ExtensionSet:
         self._seq: dict[str, int] = {}
         self._modes: dict[str, Mode] = {}
         self._folder = Path(".")  # the index folder (named in a disk-full warning)
+        self._screen_list: list[tuple[str, Screen]] = []
 
     @classmethod
     def open(cls, names: Sequence[str], view: EngineView) -> ExtensionSet:
@@ -42,6 +45,8 @@ class ExtensionSet:
                 seq = extension.open(view, view.path / name)
                 opened._seq[name] = replay(view, seq, extension)
                 opened._modes.update(extension.modes())
+                if isinstance(extension, Screen):
+                    opened._screen_list.append((name, extension))
         except BaseException:
             opened.close()
             raise
@@ -60,6 +65,40 @@ class ExtensionSet:
 
     def modes(self) -> Mapping[str, Mode]:
         return self._modes
+
+    # -- screens (the guards): checks before and after each search --------------------------------
+    def _screens(self) -> list[tuple[str, Screen]]:
+        return self._screen_list
+
+    def screen_query(self, query: Query, caller: str | None) -> tuple[Query, dict[str, Any]]:
+        """The query as every screen passes it, and what each decided (by extension name)."""
+        notes: dict[str, Any] = {}
+        for name, screen in self._screens():
+            query, said = screen.screen_query(query, caller)
+            if said:
+                notes[name] = said
+        return query, notes
+
+    def screen_hits(
+        self, hits: Hits, items: tuple[Item, ...], caller: str | None
+    ) -> tuple[Hits, tuple[Item, ...], dict[str, list[dict[str, str]]]]:
+        """The hits every screen keeps, and the findings of the flagged ones by item id."""
+        flags: dict[str, list[dict[str, str]]] = {}
+        for _, screen in self._screens():
+            hits, items, found = screen.screen_hits(hits, items, caller)
+            for item_id, findings in found.items():
+                flags.setdefault(item_id, []).extend(findings)
+        return hits, items, flags
+
+    def item_status(self, item_id: str) -> dict[str, Any] | None:
+        for _, screen in self._screens():
+            status = screen.item_status(item_id)
+            if status is not None:
+                return status
+        return None
+
+    def describe_screens(self) -> dict[str, Any]:
+        return {name: screen.describe() for name, screen in self._screens()}
 
     def mode(self, name: str, known: Sequence[str]) -> Mode:
         try:

@@ -29,6 +29,8 @@ class SearchResult:
     next_cursor: str | None = None
     #: The query's text, when it had one: each segment hit's view gets a ``snippet`` of its text for it.
     query_text: str | None = None
+    #: What the guards found in the flagged hits' text, by item id (each a list of findings); None: none.
+    flags: Mapping[str, list[dict[str, str]]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON data, in the one view the CLI, REST and MCP share (:mod:`xmodal.view`)."""

@@ -26,7 +26,7 @@ from .collection import Collection
 from .cursor import search_scope, vector_scope
 from .encoders import Content, Encoder, kinds_of
 from .errors import ValidationError
-from .extension import BatchMode, Mode
+from .extension import BatchMode, Mode, current_caller
 from .feedback.log import FeedbackLog
 from .filters import FilterExpr
 from .media_loaders import media_loader
@@ -56,6 +56,12 @@ class SearchParts:
     refresh: Callable[..., None]  # refresh(extensions=...): see other processes' writes
     default_mode: Callable[[], str]
     mode_of: Callable[[str], Mode]  # the mode of an extension, by name (an unknown one: ValidationError)
+    #: The screens (the guards) before a search: the query, cleaned, and what they decided (or GuardBlocked)
+    screen_query: Callable[[Query, str | None], tuple[Query, dict[str, Any]]]
+    #: ... and after it: the hits they keep (never more) and the flagged ones' findings by id
+    screen_hits: Callable[
+        [Hits, tuple[Item, ...], str | None], tuple[Hits, tuple[Item, ...], dict[str, list[dict[str, str]]]]
+    ]
 
 
 class SearchPath:
@@ -96,9 +102,12 @@ class SearchPath:
         start = time.perf_counter()
         query = Query(text=query, **options) if isinstance(query, str) else query
         query = replace(query, logged=query.logged or log)  # feedback can follow: it may explore
+        caller = current_caller()
+        query, screened = self._p.screen_query(query, caller)  # the guards: may clean the text or refuse it
         self._p.refresh(extensions=(query.mode or self._p.default_mode()) != DENSE)
         prepared = [self._prepare(query, cursor)]
-        return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)[0]
+        run = functools.partial(self._run, log=log, explain=explain, with_vectors=with_vectors, caller=caller)
+        return run(prepared, start, base_dir, screened=[screened])[0]
 
     def search_many(
         self,
@@ -114,9 +123,13 @@ class SearchPath:
         start = time.perf_counter()
         given = [in_batch(i, functools.partial(_query, q, options)) for i, q in enumerate(queries)]
         given = [replace(q, logged=q.logged or log) for q in given]
+        caller = current_caller()
+        screened = [in_batch(i, functools.partial(self._p.screen_query, q, caller)) for i, q in enumerate(given)]
+        given = [q for q, _ in screened]
         self._p.refresh(extensions=any((q.mode or self._p.default_mode()) != DENSE for q in given))
         prepared = [in_batch(i, functools.partial(self._prepare, q)) for i, q in enumerate(given)]
-        return self._run(prepared, start, base_dir, log=log, explain=explain, with_vectors=with_vectors)
+        run = functools.partial(self._run, log=log, explain=explain, with_vectors=with_vectors, caller=caller)
+        return run(prepared, start, base_dir, screened=[notes for _, notes in screened])
 
     def _prepare(self, query: Query, cursor: str | None = None) -> tuple[Query, Mode | None]:
         """The query with its mode set (and the offset its ``cursor`` holds), and that mode (None: dense); an
@@ -137,8 +150,11 @@ class SearchPath:
         log: bool,
         explain: bool,
         with_vectors: bool,
+        caller: str | None = None,
+        screened: Sequence[dict[str, Any]] = (),
     ) -> list[SearchResult]:
-        """Encode the prepared queries (one call), retrieve each one's hits, and build the results."""
+        """Encode the prepared queries (one call), retrieve each one's hits, keep those the guards keep (with
+        their findings), and build the results."""
         if not prepared:
             return []
         vectors = self.encode_queries([query for query, _ in prepared], base_dir)
@@ -146,14 +162,17 @@ class SearchPath:
         found = self._retrieve_many(prepared, vectors)
         collection = self._p.collection
         results = []
-        for (query, _), (hits, items, details) in zip(prepared, found, strict=True):
+        for i, ((query, _), (hits, items, details)) in enumerate(zip(prepared, found, strict=True)):
             hits, items = skip(hits, items, query.offset)  # past the end, none are left
+            hits, items, flags = self._p.screen_hits(hits, items, caller)
             details = {**details, "mode": details.get("mode", query.mode)}
+            if i < len(screened) and (screened[i] or flags):
+                details["guards"] = {**screened[i].get("guards", {}), "flagged_hits": flags}
             vecs = collection.hit_vectors(hits, query.target) if with_vectors else None
             page = collection.next_page(search_scope(query), query.offset, query.k, len(hits))
             took = (time.perf_counter() - start) * 1000
             result = SearchResult(
-                hits, items, took, encode_ms, None, details if explain else None, vecs, page, query.text
+                hits, items, took, encode_ms, None, details if explain else None, vecs, page, query.text, flags
             )
             results.append(replace(result, query_id=self.log_search(query, result, details)) if log else result)
         return results

@@ -19,7 +19,7 @@ from typing import Any
 from .backends import DEFAULT_BACKEND
 from .encoders import Encoder, create_encoder, identity
 from .errors import ConfigError
-from .extension import DEFAULT_EXTENSIONS
+from .extension import DEFAULT_EXTENSIONS, LEGACY_EXTENSIONS
 from .modes import available_modes
 from .store.base import Store
 
@@ -69,7 +69,8 @@ def open_settings(
             "default_mode": default_mode or (DEFAULT_MODE if "ltr" in names else DENSE),
         }
     else:
-        defaults = {"backend": DEFAULT_BACKEND, "extensions": list(DEFAULT_EXTENSIONS), "default_mode": DEFAULT_MODE}
+        # an index saved without its extension list predates the guards: it keeps what it had then
+        defaults = {"backend": DEFAULT_BACKEND, "extensions": list(LEGACY_EXTENSIONS), "default_mode": DEFAULT_MODE}
         settings = {**defaults, **dict(saved)}
         _check_given(settings, encoder, dim, index, extensions, backend)
         enc = encoder if isinstance(encoder, Encoder) else _recreate(settings["encoder"], given)

@@ -27,6 +27,7 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from .guards.spotlight import spotlight
 from .records import Hits, Item, Span
 from .snippets import snippet
 
@@ -94,6 +95,27 @@ def item_view(item: Item, *, shared: bool = False) -> dict[str, Any]:
     return out
 
 
+class GuardedEngine(Protocol):
+    """What :func:`guarded_view` asks of an engine."""
+
+    def item_guard(self, item_id: str) -> dict[str, Any] | None: ...
+
+
+def guarded_view(engine: GuardedEngine, item: Item) -> dict[str, Any]:
+    """An item's view for an API (REST ``GET /items/{id}``, the CLI's ``get``): with ``guard`` (status and
+    findings) when the guards found instructions aimed at an agent in its text."""
+    out = item_view(item)
+    status = engine.item_guard(item.id) if hasattr(engine, "item_guard") else None
+    if status is not None:
+        out["guard"] = jsonable(status)
+    return out
+
+
+def spotlights(items: Iterable[Item]) -> list[str]:
+    """Each item's title and text inside data markers (:mod:`xmodal.guards.spotlight`), for an agent."""
+    return [spotlight(item.id, item.title, item.text) for item in items]
+
+
 def items_view(items: Iterable[Item], vectors: Iterable[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The views of several items; with ``vectors`` (aligned), each item's ``vectors`` by kind as lists."""
     views = [item_view(item) for item in items]
@@ -109,12 +131,17 @@ def hit_view(item: Item, score: float, provenance: str) -> dict[str, Any]:
 
 
 def hits_view(
-    hits: Hits, items: Iterable[Item], vectors: Sequence[Any] | None = None, query_text: str | None = None
+    hits: Hits,
+    items: Iterable[Item],
+    vectors: Sequence[Any] | None = None,
+    query_text: str | None = None,
+    flags: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The views of ranked hits and their aligned items (provenance ``""`` when the hits carry none); with
     ``vectors`` (aligned too), each hit's ``vector`` as a list of numbers (null when it has none); with a
     ``query_text``, each segment hit with text (a page, a chunk, a clip's transcript) gets a ``snippet``:
-    the passage of its text holding the query's words, marked ``**word**`` (:mod:`xmodal.snippets`)."""
+    the passage of its text holding the query's words, marked ``**word**`` (:mod:`xmodal.snippets`); a hit the
+    guards flagged has ``guard``: ``{"status": "flagged", "findings": [...]}`` (why)."""
     sources = hits.provenance or ("",) * len(hits)
     views = [hit_view(item, score, source) for (_, score), item, source in zip(hits, items, sources, strict=True)]
     if vectors is not None:
@@ -124,6 +151,10 @@ def hits_view(
         for view in views:
             if view["parent"] is not None and view["text"]:
                 view["snippet"] = snippet(view["text"], query_text)
+    if flags:
+        for view in views:
+            if view["id"] in flags:
+                view["guard"] = {"status": "flagged", "findings": jsonable(flags[view["id"]])}
     return views
 
 
@@ -131,7 +162,13 @@ def result_view(result: ResultLike) -> dict[str, Any]:
     """A search result: ``hits``, ``took_ms``, ``encode_ms``, and ``query_id``/``explain``/``next_cursor``
     when set."""
     out: dict[str, Any] = {
-        "hits": hits_view(result.hits, result.items, result.vectors, getattr(result, "query_text", None)),
+        "hits": hits_view(
+            result.hits,
+            result.items,
+            result.vectors,
+            getattr(result, "query_text", None),
+            getattr(result, "flags", None),
+        ),
         "took_ms": round(result.took_ms, 3),
         "encode_ms": round(result.encode_ms, 3),
     }

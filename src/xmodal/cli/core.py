@@ -318,6 +318,9 @@ def run_get(args: argparse.Namespace) -> int:
         return run_get_many(args)
     with engine_of(args) as engine:
         item = item_view(engine.get(args.ids[0]))
+        guard = engine.item_guard(args.ids[0])
+    if guard is not None:  # what the guards found in its text (flagged, or quarantined: left out of searches)
+        item["guard"] = guard
     if args.json:
         print_json(item)
     else:
@@ -364,6 +367,10 @@ def run_info(args: argparse.Namespace) -> int:
         ("index kind", info["index"]),
         ("attributes", ", ".join(info["attributes"]) or "none"),
     ]
+    for name, guards in info.get("guards", {}).items():
+        documents = ", ".join(f"{n} {status}" for status, n in guards["documents"].items())
+        source = guards["policy"]["source"]
+        rows.append((name, f"classifier {guards['classifier']}; items {documents}; policy {source}"))
     for key, value in rows:
         print(f"{key:<11} {value}")
     return 0

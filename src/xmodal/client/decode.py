@@ -20,6 +20,7 @@ from ..errors import (
     AccessDenied,
     ConfigError,
     DiskFull,
+    GuardBlocked,
     ImageError,
     NotFoundError,
     RemoteError,
@@ -33,7 +34,8 @@ from ..results import SearchResult
 
 #: The engine's errors an error body's ``type`` may name.
 ENGINE_ERRORS: dict[str, type[XmodalError]] = {
-    cls.__name__: cls for cls in (ValidationError, ImageError, NotFoundError, ConfigError, StorageError, DiskFull)
+    cls.__name__: cls
+    for cls in (ValidationError, GuardBlocked, ImageError, NotFoundError, ConfigError, StorageError, DiskFull)
 }
 #: The server's own refusals of bad input (malformed body, too large, content type, invalid fields).
 INPUT_STATUSES = frozenset({400, 413, 415, 422})

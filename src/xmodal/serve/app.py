@@ -145,6 +145,13 @@ def _index_state(served: Served, engine: Engine, name: str | None) -> ServerStat
     labels = None if name is None else {"index": name}
     served.metrics.gauge("xmodal_index_items", lambda: float(len(engine)), labels)
     served.metrics.gauge("xmodal_write_queue_depth", lambda: float(writer.depth()), labels)
+    served.metrics.counts(
+        "xmodal_guard_decisions",
+        "Guard decisions by category and action (allow, flag, block; quarantined_hit: a hit dropped).",
+        ("category", "action"),
+        engine.guard_counts,
+        labels,
+    )
     return state
 
 

@@ -25,6 +25,11 @@ class Principal:
     def label(self) -> str:
         return self.key.label if self.key is not None else f"anon:{self.client}"
 
+    @property
+    def policy_name(self) -> str | None:
+        """The name the guards policy knows this caller by (``[keys.NAME]``): its key's, None when anonymous."""
+        return self.key.label if self.key is not None else None
+
 
 def has_scope(key: ApiKey, scope: str) -> bool:
     """Whether ``key`` holds ``scope`` (or a higher one)."""

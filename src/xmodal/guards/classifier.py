@@ -1,0 +1,125 @@
+"""The injection/jailbreak classifier shipped with xmodal: a linear model over TF-IDF features
+(:mod:`.features`) with a Platt-calibrated probability, stored as plain JSON (vocabulary, IDF weights,
+coefficients, calibration, threshold) — no pickle. It runs with NumPy alone.
+
+A model file that is missing, corrupt or from another format version raises :class:`ModelError`; the guard
+then reports the classifier as "not checked" and the rules still run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .features import analyze
+
+FORMAT = "xmodal-guard-classifier/1"
+MODEL_FILE = "injection_model.json.gz"
+
+
+class ModelError(Exception):
+    """The classifier file cannot be used (missing, corrupt, or another format version)."""
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """Vocabulary → column, IDF and coefficient per column, intercept, Platt ``a``/``b`` and the threshold."""
+
+    vocabulary: dict[str, int]
+    idf: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    platt: tuple[float, float]
+    threshold: float
+    meta: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        # plain lists: a query has tens of features, where NumPy's per-call overhead would dominate
+        object.__setattr__(self, "_idf", self.idf.tolist())
+        object.__setattr__(self, "_coef", self.coef.tolist())
+
+    def probability(self, text: str) -> float:
+        """The calibrated probability that ``text`` is an injection or jailbreak attempt."""
+        find = self.vocabulary.get
+        counts: dict[int, int] = {}
+        for feature in analyze(text):
+            col = find(feature)
+            if col is not None:
+                counts[col] = counts.get(col, 0) + 1
+        idf: list[float] = self.__dict__["_idf"]
+        coef: list[float] = self.__dict__["_coef"]
+        dot = norm2 = 0.0
+        for col, tf in counts.items():
+            weight = (1.0 + math.log(tf)) * idf[col]  # sublinear tf and L2 norm, as trained
+            dot += weight * coef[col]
+            norm2 += weight * weight
+        z = self.intercept + (dot / math.sqrt(norm2) if norm2 else 0.0)
+        a, b = self.platt
+        return 1.0 / (1.0 + math.exp(-(a * z + b)))
+
+    def to_json(self) -> dict[str, Any]:
+        terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
+        return {
+            "format": FORMAT,
+            "terms": terms,
+            "idf": [round(float(v), 5) for v in self.idf],
+            "coef": [round(float(v), 5) for v in self.coef],
+            "intercept": self.intercept,
+            "platt": list(self.platt),
+            "threshold": self.threshold,
+            "meta": self.meta,
+        }
+
+    def save(self, path: Path) -> None:
+        data = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+        path.write_bytes(gzip.compress(data, mtime=0))
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> Classifier:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ModelError(f"{source}: not a {FORMAT} model (format {found!r}); retrain with xmodal.guards.train")
+        try:
+            terms = [str(t) for t in data["terms"]]
+            idf = np.asarray(data["idf"], dtype=np.float64)
+            coef = np.asarray(data["coef"], dtype=np.float64)
+            a, b = (float(v) for v in data["platt"])
+            model = cls(
+                {t: i for i, t in enumerate(terms)},
+                idf,
+                coef,
+                float(data["intercept"]),
+                (a, b),
+                float(data["threshold"]),
+                dict(data.get("meta", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: corrupt model ({type(exc).__name__}: {exc})") from None
+        if not (len(terms) == idf.shape[0] == coef.shape[0]) or not np.all(np.isfinite(coef)):
+            raise ModelError(f"{source}: corrupt model (terms, idf and coef differ in length or hold non-numbers)")
+        return model
+
+
+def load(path: Path | None = None) -> Classifier:
+    """The model at ``path`` (default: the one shipped in this package); :class:`ModelError` if unusable."""
+    try:
+        if path is None:
+            raw = resources.files(__package__).joinpath(MODEL_FILE).read_bytes()
+            source = f"{__package__}/{MODEL_FILE}"
+        else:
+            raw, source = Path(path).read_bytes(), str(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read the guard classifier: {exc}") from None
+    try:
+        text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        data = json.loads(text)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ModelError(f"{source}: corrupt model ({exc})") from None
+    return Classifier.from_json(data, source)

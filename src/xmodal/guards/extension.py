@@ -1,0 +1,207 @@
+"""The guards as one extension: the query guard before a search, the document guard at ingest, and the hits
+guard after a search (quarantined items dropped, flagged ones annotated). Decisions are logged with their
+reasons, counted by category and action (``/metrics``), and given in ``explain``.
+
+State: the findings of each flagged item, by row, in ``<index>/guards/documents.json`` (written at a
+checkpoint when changed, with the store sequence it reflects; a missing or unreadable file is rebuilt from
+the store by the engine's catch-up).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import GuardBlocked
+from ..extension import EngineView, Mode
+from ..records import Hits, Item, Query
+from ..store.base import StoredItem
+from . import policy as policies
+from .check import Decision, Guard
+from .policy import ALLOW, BLOCK
+
+log = logging.getLogger(__name__)
+STATE = "documents.json"
+STATE_FORMAT = 1
+
+
+def item_text(item: Item) -> str:
+    """The text of an item the document guard reads: title, text and string attribute values."""
+    parts = [item.title, item.text]
+    parts += [v for v in item.attributes.values() if isinstance(v, str)]
+    return "\n".join(p for p in parts if p)
+
+
+class GuardsExtension:
+    """Query, document and hits guards under a policy per deployment and per API key."""
+
+    name = "guards"
+    MODES: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flagged: dict[int, tuple[str, list[dict[str, str]]]] = {}  # row -> (item id, findings)
+        self._dirty = False
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._folder = Path(".")
+        self._view: EngineView | None = None
+        self.guard = Guard(policies.Policy())
+
+    # -- the Extension protocol -------------------------------------------------------------------
+    def open(self, view: EngineView, folder: Path) -> int:
+        self._view, self._folder = view, folder
+        self.guard = Guard(policies.load(folder))
+        try:
+            data = json.loads((folder / STATE).read_text(encoding="utf-8"))
+            if data.get("format") != STATE_FORMAT:
+                raise ValueError(f"format {data.get('format')!r}")
+            self._flagged = {int(r): (str(v["id"]), list(v["findings"])) for r, v in data["rows"].items()}
+            return int(data["seq"])
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("guards: %s unreadable (%s); every item is scanned again", folder / STATE, exc)
+            self._flagged = {}
+            return 0
+
+    def modes(self) -> Mapping[str, Mode]:
+        return {}
+
+    def on_put(self, stored: Sequence[StoredItem]) -> None:
+        found: dict[int, tuple[str, list[dict[str, str]]]] = {}
+        clean: list[int] = []
+        for entry in stored:
+            findings = self.guard.document_findings(item_text(entry.item))
+            if findings:
+                found[entry.row] = (entry.item.id, [f.to_dict() for f in findings])
+                decisions = self.guard.decide(findings, None, document=True)
+                log.info(
+                    "guards: item %r %s: %s", entry.item.id, _verb(decisions), "; ".join(d.reason for d in decisions)
+                )
+                self._count(decisions[:1])
+            else:
+                clean.append(entry.row)
+        with self._lock:
+            for row in clean:
+                if self._flagged.pop(row, None) is not None:
+                    self._dirty = True
+            if found:
+                self._flagged.update(found)
+                self._dirty = True
+
+    def on_delete(self, rows: Sequence[int]) -> None:
+        with self._lock:
+            for row in rows:
+                if self._flagged.pop(row, None) is not None:
+                    self._dirty = True
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            if not self._dirty or self._view is None:
+                return
+            data = {
+                "format": STATE_FORMAT,
+                "seq": self._view.applied_seq(),
+                "rows": {str(r): {"id": i, "findings": f} for r, (i, f) in sorted(self._flagged.items())},
+            }
+            self._folder.mkdir(parents=True, exist_ok=True)
+            tmp = self._folder / (STATE + ".tmp")
+            tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, self._folder / STATE)
+            self._dirty = False
+
+    def close(self) -> None:
+        self.checkpoint()
+
+    # -- the Screen protocol (what the engine asks before and after a search) ---------------------
+    def screen_query(self, query: Query, caller: str | None) -> tuple[Query, dict[str, Any]]:
+        """The query with its text cleaned, and what the guards decided; :class:`GuardBlocked` when the
+        caller's policy blocks a category found."""
+        if not query.text:
+            return query, {}
+        checked = self.guard.check_query(query.text, caller)
+        self._count(checked.decisions)
+        notes: dict[str, Any] = {"query": checked.action, "classifier": checked.classifier}
+        if checked.decisions:
+            notes["decisions"] = [d.to_dict() for d in checked.decisions]
+            log.info(
+                "guards: query %s for %s: %s",
+                _verb(checked.decisions),
+                caller or "the deployment",
+                "; ".join(f"{d.category}/{d.rule}" for d in checked.decisions),
+            )
+        blocking = checked.blocking
+        if blocking is not None:
+            raise GuardBlocked.of(blocking.category, blocking.reason)
+        if checked.text != query.text and checked.text.strip():
+            query = replace(query, text=checked.text)
+        return query, notes
+
+    def screen_hits(
+        self, hits: Hits, items: tuple[Item, ...], caller: str | None
+    ) -> tuple[Hits, tuple[Item, ...], dict[str, list[dict[str, str]]]]:
+        """The hits without the quarantined items (``document_injection`` blocked for ``caller``), and the
+        findings of the flagged ones by id. Never adds a hit."""
+        if not self._flagged or not items:
+            return hits, items, {}
+        action = self.guard.policy.actions(caller).get("document_injection", ALLOW)
+        if action == ALLOW:
+            return hits, items, {}
+        with self._lock:
+            flagged = {i: f for i, f in self._flagged.values()}
+        marked = {item.id: flagged[item.id] for item in items if item.id in flagged}
+        if not marked:
+            return hits, items, {}
+        if action == BLOCK:
+            keep = [j for j, item in enumerate(items) if item.id not in marked]
+            with self._lock:
+                self._counts[("document_injection", "quarantined_hit")] += len(items) - len(keep)
+            return hits.take(keep), tuple(items[j] for j in keep), {}
+        return hits, items, marked
+
+    def item_status(self, item_id: str) -> dict[str, Any] | None:
+        """``{"status": "flagged"|"quarantined", "findings": [...]}`` for an item the document guard flagged
+        (under the deployment's policy), else None."""
+        row = self._view.find_row(item_id) if self._view is not None else None
+        with self._lock:
+            entry = self._flagged.get(row) if row is not None else None
+        if entry is None or entry[0] != item_id:
+            return None
+        action = self.guard.policy.default.get("document_injection", ALLOW)
+        status = {BLOCK: "quarantined", ALLOW: "allowed"}.get(action, "flagged")
+        return {"status": status, "findings": entry[1]}
+
+    def describe(self) -> dict[str, Any]:
+        """The policy, the classifier's status, flagged item count and the decisions counted so far."""
+        with self._lock:
+            flagged = len(self._flagged)
+            counts = sorted(self._counts.items())
+        action = self.guard.policy.default.get("document_injection", ALLOW)
+        return {
+            "policy": self.guard.policy.to_dict(),
+            "classifier": self.guard.classifier_status,
+            "documents": {"quarantined" if action == BLOCK else "flagged": flagged},
+            "decisions": [{"category": c, "action": a, "count": n} for (c, a), n in counts],
+        }
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Decisions so far by (category, action)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def _count(self, decisions: Sequence[Decision]) -> None:
+        with self._lock:
+            for d in decisions:
+                self._counts[(d.category, d.action)] += 1
+
+
+def _verb(decisions: Sequence[Decision]) -> str:
+    actions = {d.action for d in decisions}
+    return "blocked" if BLOCK in actions else "flagged" if "flag" in actions else "allowed"

@@ -1,0 +1,127 @@
+"""The guards policy: per category, ``allow``, ``flag`` or ``block`` — for the deployment, and per API key.
+
+A policy file is TOML::
+
+    [default]                 # the deployment's policy, over the built-in one
+    injection = "block"
+    document_injection = "flag"
+
+    [keys.partner-agent]      # the API key named "partner-agent" (serve config), over [default]
+    injection = "flag"
+
+    [settings]
+    max_query_chars = 2000    # longer query text: category "oversize"
+    classifier = "/path/to/model.json.gz"   # another classifier file (default: the one shipped)
+
+It is read from ``$XMODAL_GUARDS_POLICY`` or, failing that, ``<index>/guards/policy.toml``; an unknown
+category, action or setting is a :class:`~xmodal.errors.ConfigError` naming the file, the table and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+ALLOW, FLAG, BLOCK = "allow", "flag", "block"
+ACTIONS = (ALLOW, FLAG, BLOCK)
+#: Every category, with what it covers.
+CATEGORIES: dict[str, str] = {
+    "injection": "instruction override, prompt extraction, chat-template markers (rules), or the classifier",
+    "jailbreak": "jailbreak personas and 'no restrictions' modes (rules)",
+    "exfiltration": "markdown images or links that carry data out, 'send it to https://...' (rules)",
+    "hidden_text": "zero-width, bidi-control or Unicode tag characters (stripped from the query before search)",
+    "encoding": "control characters, U+FFFD replacement characters or unpaired surrogates",
+    "oversize": "query text longer than max_query_chars",
+    "document_injection": "an item's text holds instructions aimed at an agent (ingest); block = quarantine",
+}
+#: The built-in (documented) policy.
+DEFAULT_POLICY: dict[str, str] = {
+    "injection": BLOCK,
+    "jailbreak": BLOCK,
+    "exfiltration": BLOCK,
+    "hidden_text": FLAG,
+    "encoding": BLOCK,
+    "oversize": BLOCK,
+    "document_injection": FLAG,
+}
+SETTINGS = {"max_query_chars": int, "classifier": str}
+ENV = "XMODAL_GUARDS_POLICY"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The deployment's actions by category, each API key's (by key name), and the settings."""
+
+    default: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_POLICY))
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    max_query_chars: int = 2000
+    classifier: str | None = None
+    source: str = "built-in"
+
+    def actions(self, caller: str | None) -> Mapping[str, str]:
+        """The actions for ``caller`` (an API key's name; None or unknown: the deployment's)."""
+        return self.keys.get(caller, self.default) if caller else self.default
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "default": self.default,
+            "keys": self.keys,
+            "max_query_chars": self.max_query_chars,
+        }
+
+
+def _actions(table: Any, where: str, base: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table of category = action")
+    out = dict(base)
+    for category, action in table.items():
+        if category not in CATEGORIES:
+            raise ConfigError(f"{where}: unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
+        if action not in ACTIONS:
+            raise ConfigError(f"{where}.{category}: unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+        out[category] = action
+    return out
+
+
+def parse(data: Mapping[str, Any], source: str) -> Policy:
+    """The policy of a parsed TOML document (``source`` names it in errors)."""
+    unknown = set(data) - {"default", "keys", "settings"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; use [default], [keys.NAME] and [settings]")
+    default = _actions(data.get("default", {}), f"{source} [default]", DEFAULT_POLICY)
+    keys_table = data.get("keys", {})
+    if not isinstance(keys_table, dict):
+        raise ConfigError(f"{source} [keys]: must hold one table per API key name ([keys.NAME])")
+    keys = {str(name): _actions(table, f"{source} [keys.{name}]", default) for name, table in keys_table.items()}
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{source} [settings]: must be a table")
+    for name, value in settings.items():
+        kind = SETTINGS.get(name)
+        if kind is None:
+            raise ConfigError(f"{source} [settings]: unknown setting {name!r}; use one of {', '.join(SETTINGS)}")
+        if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ConfigError(f"{source} [settings].{name}: must be a {'positive integer' if kind is int else 'path'}")
+    return Policy(default, keys, int(settings.get("max_query_chars", 2000)), settings.get("classifier"), source)
+
+
+def load(folder: Path | None) -> Policy:
+    """The policy from ``$XMODAL_GUARDS_POLICY``, else ``folder/policy.toml``, else the built-in one."""
+    env = os.environ.get(ENV)
+    path = Path(env) if env else (folder / "policy.toml" if folder is not None else None)
+    if path is None or (not env and not path.exists()):
+        return Policy()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"guards policy {path}: cannot read it ({exc}); fix the path in ${ENV}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"guards policy {path}: not valid TOML ({exc})") from None
+    return parse(data, str(path))

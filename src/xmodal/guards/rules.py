@@ -1,0 +1,179 @@
+"""The rules the query and document guards apply first: instruction-override phrases, role and chat-template
+markers, jailbreak personas, markdown/link exfiltration, and encoded payloads (base64, hex, rot13) decoded and
+scanned again. Each finding names its category, the rule and the text that matched."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+from dataclasses import dataclass
+
+_W = r"(?:[\w'’-]+\W+)"  # one word and what follows it
+
+INJECTION = "injection"
+JAILBREAK = "jailbreak"
+EXFILTRATION = "exfiltration"
+
+_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    (
+        INJECTION,
+        "instruction_override",
+        re.compile(
+            r"\b(?:ignore|disregard|forget|overrule|override|abandon|drop)\W+" + _W + r"{0,4}?"
+            r"(?:previous|prior|above|earlier|preceding|foregoing|former|original|initial|all|any|every|your|system)\W+"
+            + _W
+            + r"{0,3}?(?:instructions?|prompts?|rules|guidelines|directions|directives|commands|guardrails|programming|"
+            r"constraints|context|messages|orders|policies)\b",
+            re.I,
+        ),
+    ),
+    (
+        INJECTION,
+        "new_instructions",
+        re.compile(
+            r"\b(?:new|updated|real|actual|secret|hidden)\s+(?:system\s+)?(?:instructions?|prompt|task|directive)s?\s*:"
+            r"|\bfrom now on,?\s+(?:you|your|ignore|act|respond|answer|only)\b"
+            r"|\byou\s+(?:are|will)\s+now\s+(?:be\s+)?(?:acting|act|a|an|in|called|named|DAN|my)\b",
+            re.I,
+        ),
+    ),
+    (
+        INJECTION,
+        "prompt_extraction",
+        re.compile(
+            r"\b(?:reveal|show|print|repeat|output|display|leak|dump|give|tell|write|share|return)\W+" + _W + r"{0,4}?"
+            r"(?:system\s+prompt|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|"
+            r"(?:your|the)\s+(?:original\s+|previous\s+|first\s+|secret\s+)?(?:instructions|prompt)\b|"
+            r"(?:the\s+)?(?:text|words|messages)\s+above)",
+            re.I,
+        ),
+    ),
+    (
+        INJECTION,
+        "chat_template_marker",
+        re.compile(
+            r"<\|(?:im_start|im_end|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\|>"
+            r"|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^\s*#{2,}\s*(?:system|instruction|assistant)\s*:?\s*$"
+            r"|^\s*(?:system|assistant)\s*:\s*(?:you|ignore|new|from)\b",
+            re.I | re.M,
+        ),
+    ),
+    (
+        JAILBREAK,
+        "jailbreak_persona",
+        re.compile(
+            r"\bdo anything now\b|\bDAN\s+mode\b|\b(?:chatgpt|gpt|you|ai)\s+with\s+developer mode\b"
+            r"|\bdeveloper mode output\b"
+            r"|\b(?:unfiltered|uncensored|unrestricted|unaligned|amoral|unethical)\s+(?:ai|a\.i\.|model|assistant|chatbot|"
+            r"mode|version|persona|character)\b"
+            r"|\bjailbr(?:ea|o)k(?:en|ed)?\s+(?:mode|prompt|version|enabled)\b|\byou\s+are\s+(?:now\s+)?jailbroken\b"
+            r"|\b(?:no|without\s+any)\s+(?:ethical|moral|content)\s+(?:guidelines|restrictions|filters|limits|policies)\b"
+            r"|\b(?:free|freed|break|broken)\s+(?:from|out\s+of|free\s+of)\s+(?:the\s+)?(?:typical\s+)?(?:confines|"
+            r"restrictions|rules|limitations|policies)\s+of\s+(?:ai|openai|your)",
+            re.I,
+        ),
+    ),
+    (
+        EXFILTRATION,
+        "markdown_exfiltration",
+        re.compile(
+            r"!\[[^\]\n]{0,200}\]\(\s*https?://[^)\s]*\?[^)\s]*=[^)\s]*\)"
+            r"|\[[^\]\n]{0,200}\]\(\s*https?://[^)\s]*\?[^)\s]*=\s*(?:\{|\[|\$|<|%7B)"
+            r"|<img\b[^>]*\bsrc\s*=\s*[\"']?https?://[^>\s]*\?[^>\s]*="
+            r"|\b(?:send|post|forward|exfiltrate|upload|transmit|leak|append)\W+" + _W + r"{0,6}?"
+            r"(?:to|at|into)\s+(?:https?://|the\s+(?:url|endpoint|webhook)\b)",
+            re.I,
+        ),
+    ),
+)
+
+#: Text addressed to an AI agent reading a document (the document guard's own rule).
+AGENT_ADDRESS = re.compile(
+    r"\b(?:if\s+you\s+are|as|attention|dear|hey|hi)\s*,?\s+(?:an?\s+|the\s+)?(?:ai|a\.i\.|llm|large\s+language\s+model|"
+    r"language\s+model|ai\s+assistant|ai\s+agent|assistant|chatbot|gpt|agent)\b\W+" + _W + r"{0,3}?"
+    r"(?:you\s+(?:must|should|will|need)|must|should|please|ignore|do\s+not|don't|always|never)\b"
+    r"|\b(?:note|message|instructions?|directive)s?\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|llm|assistant|agent|"
+    r"model|chatbot|bot)s?\b"
+    r"|\b(?:ai|llm)\s+(?:agents?|assistants?|models?|systems?)\s+(?:reading|processing|summari[sz]ing|indexing|"
+    r"retrieving|parsing)\s+(?:this|these)\b",
+    re.I,
+)
+
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
+_HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){12,}\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule that matched: its category, its name, and the matched text (cut short)."""
+
+    category: str
+    rule: str
+    evidence: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"category": self.category, "rule": self.rule, "evidence": self.evidence}
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def scan(text: str, *, agent_address: bool = False) -> list[Finding]:
+    """Every rule that matches ``text`` (one finding per rule), and those matching its decoded payloads."""
+    found = _scan_plain(text, agent_address=agent_address)
+    seen = {f.rule for f in found}
+    for how, decoded in _decoded(text):
+        for finding in _scan_plain(decoded, agent_address=agent_address):
+            rule = f"{how}:{finding.rule}"
+            if rule not in seen:
+                seen.add(rule)
+                found.append(Finding(finding.category, rule, _clip(decoded)))
+    return found
+
+
+def _scan_plain(text: str, *, agent_address: bool) -> list[Finding]:
+    found = []
+    for category, rule, pattern in _RULES:
+        match = pattern.search(text)
+        if match:
+            found.append(Finding(category, rule, _clip(match.group(0))))
+    if agent_address:
+        match = AGENT_ADDRESS.search(text)
+        if match:
+            found.append(Finding(INJECTION, "agent_address", _clip(match.group(0))))
+    return found
+
+
+def _printable(data: bytes) -> str | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    letters = sum(ch.isalpha() or ch.isspace() for ch in text)
+    return text if text and letters / len(text) > 0.8 and " " in text else None
+
+
+def _decoded(text: str) -> list[tuple[str, str]]:
+    """The readable texts hidden in ``text``: base64 and hex runs decoded, and the rot13 of the whole text."""
+    out: list[tuple[str, str]] = []
+    for match in _BASE64.finditer(text):
+        chunk = match.group(0)
+        try:
+            data = base64.b64decode(chunk + "=" * (-len(chunk) % 4), validate=False)
+        except (binascii.Error, ValueError):
+            continue
+        decoded = _printable(data)
+        if decoded:
+            out.append(("base64", decoded))
+    for match in _HEX.finditer(text):
+        digits = re.sub(r"[\s:]", "", match.group(0))
+        if len(digits) % 2 == 0:
+            decoded = _printable(bytes.fromhex(digits))
+            if decoded:
+                out.append(("hex", decoded))
+    out.append(("rot13", codecs.decode(text, "rot13")))
+    return out

