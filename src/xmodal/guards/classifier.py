@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .features import analyze
+from .features import char_grams, prepare, word_grams
 
 FORMAT = "xmodal-guard-classifier/1"
 MODEL_FILE = "injection_model.json.gz"
+WORD_CACHE = 200_000  # words whose feature columns are kept (a few tens of MB at most)
 
 
 class ModelError(Exception):
@@ -44,15 +45,31 @@ class Classifier:
         # plain lists: a query has tens of features, where NumPy's per-call overhead would dominate
         object.__setattr__(self, "_idf", self.idf.tolist())
         object.__setattr__(self, "_coef", self.coef.tolist())
+        object.__setattr__(self, "_words", {})  # word -> the columns of its character n-grams (a cache)
+
+    def _char_columns(self, word: str) -> tuple[int, ...]:
+        cache: dict[str, tuple[int, ...]] = self.__dict__["_words"]
+        found = cache.get(word)
+        if found is None:
+            find = self.vocabulary.get
+            found = tuple(col for f in char_grams(word) if (col := find(f)) is not None)
+            if len(cache) < WORD_CACHE:
+                cache[word] = found
+        return found
 
     def probability(self, text: str) -> float:
         """The calibrated probability that ``text`` is an injection or jailbreak attempt."""
         find = self.vocabulary.get
         counts: dict[int, int] = {}
-        for feature in analyze(text):
-            col = find(feature)
-            if col is not None:
-                counts[col] = counts.get(col, 0) + 1
+        prepared = prepare(text)  # the features of analyze(), with each word's character n-grams cached
+        for word in prepared.split(" "):
+            if word:
+                for col in self._char_columns(word):
+                    counts[col] = counts.get(col, 0) + 1
+        for feature in word_grams(prepared):
+            found = find(feature)
+            if found is not None:
+                counts[found] = counts.get(found, 0) + 1
         idf: list[float] = self.__dict__["_idf"]
         coef: list[float] = self.__dict__["_coef"]
         dot = norm2 = 0.0

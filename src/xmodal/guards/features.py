@@ -18,20 +18,35 @@ def clip(text: str) -> str:
     return text if len(text) <= MAX_CHARS else text[:half] + " " + text[-half:]
 
 
+def prepare(text: str) -> str:
+    """``text`` as the features see it: clipped, lower-cased, runs of white space as one space."""
+    return _SPACE.sub(" ", clip(text).lower())
+
+
+def char_grams(word: str) -> list[str]:
+    """The ``c:`` features of one word (its character n-grams, padded with a space each side)."""
+    out: list[str] = []
+    padded = f" {word} "
+    low, high = CHAR_N
+    for n in range(low, high + 1):
+        if len(padded) < n:
+            break
+        out.extend("c:" + padded[i : i + n] for i in range(len(padded) - n + 1))
+    return out
+
+
+def word_grams(prepared: str) -> list[str]:
+    """The ``w:`` features of a prepared text: word (and punctuation) unigrams and bigrams."""
+    words = _WORD.findall(prepared)
+    return ["w:" + w for w in words] + [f"w:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+
+
 def analyze(text: str) -> list[str]:
     """The feature names of ``text``: ``c:`` character n-grams and ``w:`` word n-grams."""
-    text = _SPACE.sub(" ", clip(text).lower())
+    text = prepare(text)
     out: list[str] = []
-    low, high = CHAR_N
     for word in text.split(" "):
-        if not word:
-            continue
-        padded = f" {word} "
-        for n in range(low, high + 1):
-            if len(padded) < n:
-                break
-            out.extend("c:" + padded[i : i + n] for i in range(len(padded) - n + 1))
-    words = _WORD.findall(text)
-    out.extend("w:" + w for w in words)
-    out.extend(f"w:{a} {b}" for a, b in zip(words, words[1:], strict=False))
+        if word:
+            out.extend(char_grams(word))
+    out.extend(word_grams(text))
     return out
