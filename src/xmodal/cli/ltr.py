@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ConfigError, XmodalError
 from ..provenance import names_of
-from .common import HelpFormatter, UsageError, engine_of, print_json
+from .common import HelpFormatter, UsageError, engine_of, print_json, progress_bar
 
 STRATEGIES_HELP = """\
 The learned search mode draws candidates from strategies. Which ones an index uses is saved in
@@ -132,6 +132,13 @@ def _register_strategies(subparsers: Any) -> None:
     change.add_argument("--top", type=int, help="best position (1-based) for an explored item")
     change.set_defaults(handler=run_explore_set)
     commands.add_parser("reset", help="back to the defaults").set_defaults(handler=run_explore_reset)
+    tune = ltr_commands.add_parser(
+        "tune",
+        help="fit the default mode's fusion on pseudo-queries made from the catalog (no feedback needed)",
+    )
+    tune.add_argument("--sample", type=int, default=2000, help="items to make pseudo-queries of (default: 2000)")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.set_defaults(handler=run_tune)
 
 
 def _usage() -> int:
@@ -368,4 +375,28 @@ def run_explore_reset(args: argparse.Namespace) -> int:
     folder = _ltr_folder(args)
     explore_config.reset(folder)
     print_json(_explore_out(folder))
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from ..ltr.extension import pipeline
+    from ..ltr.selftune import describe, tune
+
+    if args.sample < 50:
+        raise UsageError(f"--sample must be at least 50 items, got {args.sample}")
+    with engine_of(args) as engine:
+        pipe = pipeline(engine)
+        with progress_bar(None, "pseudo-queries", "query") as bar:
+
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            model = tune(pipe, sample=args.sample, seed=args.seed, progress=advance)
+        if model is None:
+            raise UsageError(
+                "the catalog is too small or has too little text to tune on: the default mode keeps the bandit's plan"
+            )
+        pipe.set_tuned(model)
+        print_json(describe(model, pipe.dir))
     return 0

@@ -34,6 +34,8 @@ from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_p
 from .ranker import LambdaRanker
 from .repeats import Repeats, Shown, pin, query_key
 from .scores import SCORE_MEANING, relevance, shown_scores
+from .selftune import FOLDER as TUNED_FOLDER
+from .selftune import HANDOVER, TunedFusion, tuned_depths
 from .strategies import (
     ExploreStrategy,
     LexicalStrategy,
@@ -109,6 +111,7 @@ class Candidates:
     fused: list[FusedHit]
     explored: list[FusedHit]
     weights: dict[str, float]
+    configuration: dict[str, Any] | None = None  # the self-tuned model's choice, when it fused them
 
 
 def may_explore(mode: str, context: Mapping[str, Any]) -> bool:
@@ -163,6 +166,9 @@ class Pipeline:
         self.exploration = self.config.exploration or explore_config.configured(self.dir)
         self.explore_budget = ExploreBudget(self.exploration.budget)
         self._catalog_version = 0  # a change to the catalog lets a repeated query's top change
+        self.tuned: TunedFusion | None = None
+        self.tuned_status = "no self-tuned fusion: run `xmodal ltr tune`"
+        self._load_tuned()
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
         self._meta = ItemMeta(engine)
         self.dirty = False
@@ -263,6 +269,39 @@ class Pipeline:
             self.ranker, self.ranker_status = None, f"ranker unusable ({exc}): fused order"
             log.warning("%s", self.ranker_status)
 
+    def _load_tuned(self) -> None:
+        folder = self.dir / TUNED_FOLDER
+        if not (folder / "tuning.json").exists():
+            return
+        try:
+            self.set_tuned(TunedFusion.load(folder), save=False)
+        except XmodalError as exc:  # a broken model never breaks search: the bandit's plan instead
+            self.tuned, self.tuned_status = None, f"self-tuned fusion unusable ({exc})"
+            log.warning("%s", self.tuned_status)
+
+    def set_tuned(self, model: TunedFusion | None, save: bool = True) -> None:
+        """Use the self-tuned fusion ``model`` (:mod:`.selftune`) from now on (None: the bandit's plan only)."""
+        self.tuned = model
+        if model is None:
+            self.tuned_status = "no self-tuned fusion: run `xmodal ltr tune`"
+        elif not model.accepted:
+            self.tuned_status = "self-tuned fusion not used: no better than the default on held-out items"
+        else:
+            self.tuned_status = "self-tuned fusion"
+        if model is not None and save:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with folder_lock(self.dir):
+                model.save(self.dir / TUNED_FOLDER)
+            if model.accepted and float(self.policy.counts_.sum()) == 0:  # no real search learned from yet
+                model.seed_policy(self.policy)
+                self.dirty = True
+        self._catalog_version += 1  # a repeated query's top may change with the new fusion
+
+    def tuned_active(self) -> bool:
+        """Whether searches use the self-tuned fusion: one was fitted, beat the default on held-out items, and
+        the bandit has not yet learned from :data:`~.selftune.HANDOVER` observations of real searches."""
+        return self.tuned is not None and self.tuned.accepted and float(self.policy.counts_.sum()) < HANDOVER
+
     def set_ranker(self, ranker: LambdaRanker | None, save: bool = True) -> None:
         self.ranker = ranker
         self.ranker_status = "lambdarank model" if ranker is not None else "no ranker trained: fused order"
@@ -305,6 +344,24 @@ class Pipeline:
         return Prepared(query, found, ctx, context_vector(ctx), available, key, state, repeat, answers)
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
+        """The plan for a prepared query: while the self-tuned fusion is active (:meth:`tuned_active`), every
+        available relevance strategy with an equal share (the model weighs their runs, :meth:`candidates`) and
+        exploration as the policy's plan has it; else the policy's plan (:meth:`untuned_plan`)."""
+        planned = self.untuned_plan(prepared, policy)
+        if policy is not None or not self.tuned_active() or self.tuned is None:
+            return planned
+        explorer = self._explorer()
+        explored = tuple(a for a in planned.allocations if a.strategy == explorer)
+        arms = [a for a in self.tuned.arms if a in prepared.available]
+        if not arms:
+            return planned
+        room = planned.budget - sum(a.depth for a in explored)
+        relevant = tuple(Allocation(a, d, 1.0) for a, d in tuned_depths(arms, room).items())
+        leads = bool(explored) and planned.allocations[0].strategy == explorer
+        allocations = (*explored, *relevant) if leads else (*relevant, *explored)
+        return Plan(allocations, planned.budget, planned.indices, source="tuned")
+
+    def untuned_plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
         """The policy's plan for a prepared query: relevance strategies, and exploration where it may.
 
         - The relevance strategies are the policy's choice; a repeat of a query in the same state
@@ -378,12 +435,12 @@ class Pipeline:
             a.strategy: (
                 cached[a.strategy].take(range(min(a.depth, len(cached[a.strategy]))))
                 if a.strategy in cached
-                else self._run(a.strategy, prepared.query, a.depth, vector)
+                else self.run(a.strategy, prepared.query, a.depth, vector)
             )
             for a in plan.allocations
         }
 
-    def _run(self, name: str, query: Query, depth: int, vector: np.ndarray | None) -> Hits:
+    def run(self, name: str, query: Query, depth: int, vector: np.ndarray | None) -> Hits:
         """One strategy's run; one that cannot run (no generative model loadable, a part not set up: a
         :class:`ConfigError` or :class:`StorageError`) contributes nothing to this query instead of failing
         the search. A bad query (a :class:`ValidationError`) still fails it."""
@@ -414,17 +471,33 @@ class Pipeline:
         runs = self.retrieve(prepared, plan, vector, cached)
         relevance = {name: hits for name, hits in runs.items() if not self._explores(name)}
         planned = {a.strategy: a.weight for a in plan.allocations if a.strategy in relevance}
+        if plan.source == "tuned" and self.tuned is not None:
+            return self._tuned_candidates(prepared, runs, relevance)
         weights = self.fusion_weights(relevance, planned, committed)
         fused = fuse(self.config.fusion, relevance, weights)
         if backfill and len(fused) < query.k:
             dense = next((a for a in prepared.available if self._family(a) == "dense" and a not in runs), None)
             room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
             if dense is not None and room > 0:  # candidates drawn stay within the budget
-                runs[dense] = relevance[dense] = self._run(dense, query, room, vector)
+                runs[dense] = relevance[dense] = self.run(dense, query, room, vector)
                 weights = self.fusion_weights(relevance, {**planned, dense: 0.5}, committed)
                 fused = fuse(self.config.fusion, relevance, weights)
         used = {name: w for name, w in weights.items() if len(relevance[name])}  # the scale of the fused scores
         return Candidates(runs, fused, self._explored(runs), used)
+
+    def _tuned_candidates(self, prepared: Prepared, runs: dict[str, Hits], relevance: dict[str, Hits]) -> Candidates:
+        """The runs fused as the self-tuned model chooses for this query; when the runs it keeps found fewer
+        than ``k`` items, the others' items follow (fused among themselves, after every kept one)."""
+        assert self.tuned is not None
+        configuration = self.tuned.choose(prepared.x, relevance)
+        weights = configuration.apply(relevance)
+        fused = fuse(self.config.fusion, {n: relevance[n] for n in weights}, weights)
+        left = {n: hits for n, hits in relevance.items() if n not in weights and len(hits)}
+        if len(fused) < prepared.query.k and left:
+            have = {h.id for h in fused}
+            fused += [replace(h, score=0.0) for h in fuse(self.config.fusion, left) if h.id not in have]
+        used = {n: w for n, w in weights.items() if len(relevance[n])}
+        return Candidates(runs, fused, self._explored(runs), used, configuration.to_dict())
 
     def fusion_weights(
         self, runs: Mapping[str, Hits], planned: Mapping[str, float], committed: bool | None = None
@@ -655,6 +728,7 @@ class Pipeline:
             "budget": plan.budget,
             "policy": {"kind": self.policy.kind, "indices": {k: round(v, 6) for k, v in plan.indices.items()}},
             "fusion": self.config.fusion,
+            "tuning": {"status": self.tuned_status, "active": plan.source == "tuned", "chosen": found.configuration},
             "weights": {name: round(w, 6) for name, w in found.weights.items()},
             "score": SCORE_MEANING,
             "exploration": {

@@ -48,6 +48,9 @@ class Plan:
     allocations: tuple[Allocation, ...]
     budget: int
     indices: Mapping[str, float]
+    #: ``"policy"``: the bandit chose the strategies; ``"tuned"``: every available one, fused by the
+    #: self-tuned model (:mod:`xmodal.ltr.selftune`)
+    source: str = "policy"
 
     @property
     def total(self) -> int:

@@ -1,0 +1,167 @@
+"""Pseudo-queries made from the catalog itself: the day-zero training data of self-tuning (:mod:`.selftune`).
+
+Before any user has searched, the items are the only evidence of what queries will look like and which
+strategy answers them. From each sampled item this makes queries of several kinds, each judged by the item
+it was made from (and, for an attribute query, every item that holds the same value and word):
+
+- ``name``: the item's title;
+- ``misspelled``: the title with one typo in its longest word (a letter dropped, doubled or swapped);
+- ``fragment``: a run of three to five consecutive words of its text, starting and ending on a content word;
+- ``description``: about half of the content words of the text's opening, in order, none of the title's
+  (a query that describes the thing without naming it);
+- ``attribute``: one of its attribute values and a content word of its text.
+
+Everything is seeded by the item id, so the same catalog always gives the same queries. Nothing here
+knows any judged query set: the kinds are what users type at a search box, made by rule from each item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..records import Item
+from .text import STOPWORDS
+
+KINDS = ("name", "misspelled", "fragment", "description", "attribute")
+DESCRIPTION_WORDS = 10  # a description query: at most this many words of the text
+MOST_HOLDERS = 25  # an attribute query whose value and word more items hold than this is left out
+
+_WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class PseudoQuery:
+    """A query made from ``item``; ``relevant``: the items that answer it (``item`` first)."""
+
+    text: str
+    kind: str
+    item: str
+    relevant: tuple[str, ...]
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def content(word: str) -> bool:
+    return len(word) > 2 and word.lower() not in STOPWORDS and not word.isdigit()
+
+
+def draw(seed: int, key: str) -> int:
+    """A stable pseudo-random number for ``key`` (the same on every platform and Python run)."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest(), "big")
+
+
+def typo(word: str, key: str, seed: int) -> str | None:
+    """``word`` with one typo past its first letter; None for a word under five letters."""
+    if len(word) < 5:
+        return None
+    h = draw(seed, f"typo\x00{key}")
+    i = 1 + h % (len(word) - 1)
+    op = (h // 11) % 3
+    if op == 0:
+        return word[:i] + word[i + 1 :]
+    if op == 1 and i + 1 < len(word) and word[i] != word[i + 1]:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    return word[: i + 1] + word[i] + word[i + 1 :]
+
+
+def _name(item: Item) -> str | None:
+    return item.title.strip() or None
+
+
+def _misspelled(item: Item, seed: int) -> str | None:
+    title = words(item.title)
+    if not title:
+        return None
+    longest = max(range(len(title)), key=lambda i: (len(title[i]), -i))
+    changed = typo(title[longest], item.id, seed)
+    return None if changed is None else " ".join([*title[:longest], changed, *title[longest + 1 :]])
+
+
+def _fragment(item: Item, seed: int) -> str | None:
+    tokens = words(item.text)
+    n = 3 + draw(seed, f"n\x00{item.id}") % 3
+    starts = [
+        i
+        for i in range(len(tokens) - n + 1)
+        if content(tokens[i]) and content(tokens[i + n - 1]) and sum(content(t) for t in tokens[i : i + n]) >= 2
+    ]
+    if not starts:
+        return None
+    i = starts[draw(seed, f"fragment\x00{item.id}") % len(starts)]
+    return " ".join(tokens[i : i + n])
+
+
+def _description(item: Item, seed: int) -> str | None:
+    """About half of the content words of the text's opening (never a word of the title), in their order:
+    a query that describes the thing in a few of its own words, as a user who half remembers it would."""
+    named = {w.lower() for w in words(item.title)}
+    opening = [w for w in words(item.text)[: 2 * DESCRIPTION_WORDS] if content(w) and w.lower() not in named]
+    if len(opening) < 4:
+        return None
+    kept = [w for i, w in enumerate(opening) if draw(seed, f"describe\x00{item.id}\x00{i}") % 2 == 0]
+    kept = kept[:DESCRIPTION_WORDS] if len(kept) >= 2 else opening[:3]
+    return " ".join(kept)
+
+
+def _values(item: Item) -> list[str]:
+    out: list[str] = []
+    for value in item.attributes.values():
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(v, str) and 0 < len(v) <= 40 and not v.isdigit():
+                out.append(v)
+    return sorted(set(out))
+
+
+class _Holders:
+    """Which items hold each (attribute value, content word) pair, for judging attribute queries."""
+
+    def __init__(self, items: Iterable[Item]) -> None:
+        self.by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for item in items:
+            text_words = {w.lower() for w in words(item.text) if content(w)}
+            for value in _values(item):
+                for word in text_words:
+                    self.by_pair[(value.lower(), word)].append(item.id)
+
+    def attribute(self, item: Item, seed: int) -> PseudoQuery | None:
+        values = _values(item)
+        text_words = sorted({w.lower() for w in words(item.text) if content(w)})
+        if not values or not text_words:
+            return None
+        value = values[draw(seed, f"value\x00{item.id}") % len(values)]
+        usable = [
+            w for w in text_words if w not in value.lower() and len(self.by_pair[(value.lower(), w)]) <= MOST_HOLDERS
+        ]
+        if not usable:
+            return None
+        word = min(usable, key=lambda w: (len(self.by_pair[(value.lower(), w)]), draw(seed, f"{item.id}\x00{w}")))
+        holders = [item.id, *sorted(i for i in self.by_pair[(value.lower(), word)] if i != item.id)]
+        return PseudoQuery(f"{value.replace('_', ' ')} {word}", "attribute", item.id, tuple(holders))
+
+
+def pseudo_queries(
+    items: Sequence[Item], seed: int = 0, kinds: Sequence[str] = KINDS, judged_over: Iterable[Item] | None = None
+) -> list[PseudoQuery]:
+    """The pseudo-queries of ``items`` (each kind at most once per item), in item order. Attribute queries are
+    judged over ``judged_over`` (default: ``items``): every item holding the same value and word answers one."""
+    holders = _Holders(judged_over if judged_over is not None else items) if "attribute" in kinds else None
+    out: list[PseudoQuery] = []
+    for item in items:
+        made: dict[str, str | None] = {
+            "name": _name(item) if "name" in kinds else None,
+            "misspelled": _misspelled(item, seed) if "misspelled" in kinds else None,
+            "fragment": _fragment(item, seed) if "fragment" in kinds else None,
+            "description": _description(item, seed) if "description" in kinds else None,
+        }
+        out.extend(PseudoQuery(text, kind, item.id, (item.id,)) for kind, text in made.items() if text)
+        if holders is not None:
+            query = holders.attribute(item, seed)
+            if query is not None:
+                out.append(query)
+    return out

@@ -1,0 +1,458 @@
+"""Self-tuned, query-dependent fusion: fitted on the catalog's own pseudo-queries before any feedback.
+
+A new index has no feedback, so the bandit's plan and the runs' weights start from nothing; the catalog
+still says a lot about which strategy answers which kind of query. :func:`tune` makes pseudo-queries from
+a sample of items (:mod:`.pseudo`), runs every relevance strategy the query can use, and scores each of a
+fixed set of fusion *configurations* (a weight per strategy, 0 leaving its run out, optionally scaled by
+each run's query-performance prediction, :func:`.fusion.committed_weights`) by the nDCG@10 it gives the
+query's judged items. A ridge regression per configuration then predicts that gain from features of the
+query and of the runs it produced (:func:`features`: the query context of :mod:`.context`; each run's
+top score, margin, spread, NQC and fill; the overlap between runs' heads), and a query is fused with the
+configuration of highest predicted gain (:class:`TunedFusion`).
+
+Items are split, not queries: one in four items' pseudo-queries (all kinds) are held out and judge the
+fitted model against the untuned default on the same queries; the model is used only if it is at least as
+good there (``accepted``, with both figures in ``tuning.json`` and in ``explain``). It is refitted by
+running :func:`tune` again (``xmodal ltr tune``) and hands over to the bandit once the policy has learned
+from :data:`HANDOVER` observations of real searches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations, product
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import StorageError
+from ..records import Hits, Item, Query
+from .context import CONTEXT_FEATURES
+from .fusion import NORMALISERS, QPP_DEPTH, FusedHit, committed_weights, fuse, nqc
+from .pseudo import KINDS, PseudoQuery, draw, pseudo_queries
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .policy import LinearBandit
+
+TUNING_FORMAT = 1
+FOLDER = "tuned"
+HEAD = 10  # the head of a run its features describe, and the cut of the gain (nDCG@10)
+GRID = (0.0, 0.3, 1.0)  # the weights a configuration gives each strategy
+LAMBDAS = (0.3, 3.0, 30.0, 300.0)  # ridge penalties tried; the one best on the held-out items is kept
+HOLD_OUT = 4  # one item in this many is held out
+MIN_QUERIES = 200  # fewer pseudo-queries than this: too small a catalog to tune on
+HANDOVER = 2_000  # observations of real searches after which the bandit's plan takes over
+PRIOR_WEIGHT = 200.0  # the pseudo-queries' evidence in the bandit's prior, in real observations
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """One way to fuse a query's runs: a weight per strategy (0: its run is left out), scaled by each run's
+    NQC over the most committed run's when ``committed``."""
+
+    weights: tuple[tuple[str, float], ...]
+    committed: bool
+
+    def apply(self, runs: Mapping[str, Hits]) -> dict[str, float]:
+        given = {name: w for name, w in self.weights if w > 0 and name in runs and len(runs[name])}
+        if not given:  # none of its strategies ran: every run that did, equally
+            given = {name: 1.0 for name, hits in runs.items() if len(hits)}
+        kept = {name: runs[name] for name in given}
+        return committed_weights(kept, given) if self.committed else given
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": dict(self.weights), "committed": self.committed}
+
+
+def configurations(arms: Sequence[str]) -> list[Configuration]:
+    """Every weighting of ``arms`` on :data:`GRID` (at least one above 0, the largest 1), each with and
+    without the runs' query-performance prediction."""
+    out: list[Configuration] = []
+    for grid in product(GRID, repeat=len(arms)):
+        if max(grid) != 1.0:
+            continue
+        weights = tuple((a, w) for a, w in zip(arms, grid, strict=True))
+        out.extend(Configuration(weights, committed) for committed in (False, True))
+    return out
+
+
+def feature_names(arms: Sequence[str]) -> tuple[str, ...]:
+    per_run = ("ran", "top", "margin", "spread", "nqc", "filled")
+    names = [f"context:{c}" for c in CONTEXT_FEATURES]
+    names += [f"{a}:{f}" for a in arms for f in per_run]
+    names += [f"overlap:{a}:{b}" for a, b in combinations(arms, 2)]
+    return tuple(names)
+
+
+def features(context: np.ndarray, runs: Mapping[str, Hits], arms: Sequence[str]) -> np.ndarray:
+    """The query's context vector, then per strategy (absent runs are zeros) whether it ran, its top score,
+    the margin of its first over its second score and the spread of its head, both relative to the top, its
+    NQC and how much of the head it filled; then the share of top-10 items each pair of runs has in common."""
+    out = [float(v) for v in context]
+    heads: dict[str, set[str]] = {}
+    for arm in arms:
+        hits = runs.get(arm)
+        if hits is None or len(hits) == 0:
+            out += [0.0] * 6
+            heads[arm] = set()
+            continue
+        scores = [float(v) for v in hits.scores[:HEAD]]
+        top = scores[0]
+        scale = abs(top) if abs(top) > 1e-12 else 1.0
+        second = scores[1] if len(scores) > 1 else 0.0
+        out += [
+            1.0,
+            math.log1p(max(top, 0.0)),
+            (top - second) / scale,
+            (top - scores[-1]) / scale,
+            nqc(hits.scores, HEAD),
+            len(scores) / HEAD,
+        ]
+        heads[arm] = set(hits.ids[:HEAD].tolist())
+    for a, b in combinations(arms, 2):
+        out.append(len(heads[a] & heads[b]) / HEAD)
+    return np.asarray(out, dtype=np.float64)
+
+
+def gain(fused: Sequence[FusedHit], relevant: Sequence[str]) -> float:
+    """nDCG@10 of a fused list with binary judgments."""
+    wanted = set(relevant)
+    dcg = sum(1.0 / math.log2(i + 2) for i, hit in enumerate(fused[:HEAD]) if hit.id in wanted)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(wanted), HEAD)))
+    return dcg / ideal if ideal else 0.0
+
+
+class TunedFusion:
+    """The fitted model: per configuration, a linear prediction of the gain from standardised features."""
+
+    def __init__(
+        self,
+        arms: Sequence[str],
+        configs: Sequence[Configuration],
+        mean: np.ndarray,
+        scale: np.ndarray,
+        coef: np.ndarray,
+        report: Mapping[str, Any],
+        prior: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        self.arms = tuple(arms)
+        self.configs = list(configs)
+        self.mean, self.scale, self.coef = mean, scale, coef
+        self.report = dict(report)
+        dim = len(CONTEXT_FEATURES)
+        self.prior = prior or (np.zeros((len(self.arms), dim, dim)), np.zeros((len(self.arms), dim)))
+
+    def seed_policy(self, policy: LinearBandit) -> None:
+        """Add the pseudo-queries' evidence to a policy that has seen no real search: each strategy's linear
+        model starts from how often its head held a judged item in each context, weighed as
+        :data:`PRIOR_WEIGHT` real observations in all (so real feedback soon outweighs it)."""
+        A, b = self.prior
+        for i, arm in enumerate(self.arms):
+            if arm in policy.arms:
+                a = policy.arms.index(arm)
+                policy.A_[a] = policy.A_[a] + A[i]
+                policy.A_inv_[a] = np.linalg.inv(policy.A_[a])
+                policy.b_[a] = policy.b_[a] + b[i]
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.report.get("accepted"))
+
+    def choose(self, context: np.ndarray, runs: Mapping[str, Hits]) -> Configuration:
+        x = (features(context, runs, self.arms) - self.mean) / self.scale
+        predicted = np.append(x, 1.0) @ self.coef
+        return self.configs[int(np.argmax(predicted))]
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "coef.npy", self.coef)
+        np.save(directory / "prior_A.npy", self.prior[0])
+        np.save(directory / "prior_b.npy", self.prior[1])
+        meta = {
+            "format": TUNING_FORMAT,
+            "arms": list(self.arms),
+            "features": list(feature_names(self.arms)),
+            "configurations": [c.to_dict() for c in self.configs],
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "report": self.report,
+        }
+        tmp = directory / "tuning.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        tmp.replace(directory / "tuning.json")
+
+    @classmethod
+    def load(cls, directory: Path) -> TunedFusion:
+        try:
+            meta = json.loads((directory / "tuning.json").read_text())
+            if meta.get("format") != TUNING_FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, this version reads {TUNING_FORMAT}")
+            arms = tuple(meta["arms"])
+            configs = [
+                Configuration(tuple((a, float(w)) for a, w in c["weights"].items()), bool(c["committed"]))
+                for c in meta["configurations"]
+            ]
+            coef = np.load(directory / "coef.npy", allow_pickle=False)
+            prior = (
+                np.load(directory / "prior_A.npy", allow_pickle=False),
+                np.load(directory / "prior_b.npy", allow_pickle=False),
+            )
+            dim = len(CONTEXT_FEATURES)
+            if prior[0].shape != (len(arms), dim, dim) or prior[1].shape != (len(arms), dim):
+                raise ValueError(f"a policy prior of shape {prior[0].shape}, {prior[1].shape} for {len(arms)} arms")
+            mean, scale = np.asarray(meta["mean"], dtype=np.float64), np.asarray(meta["scale"], dtype=np.float64)
+            width = len(feature_names(arms))
+            if coef.shape != (width + 1, len(configs)) or mean.shape != (width,) or scale.shape != (width,):
+                raise ValueError(
+                    f"arrays of shape {coef.shape}, {mean.shape}, {scale.shape} do not fit {width} features"
+                )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StorageError(
+                f"the self-tuned fusion in {directory} cannot be read ({exc}); run `xmodal ltr tune` again"
+            ) from exc
+        return cls(arms, configs, mean, scale, coef, meta.get("report", {}), prior)
+
+
+@dataclass(slots=True)
+class _Observed:
+    query: PseudoQuery
+    x: np.ndarray
+    gains: np.ndarray  # per configuration
+    default: float  # the untuned default plan's gain
+    context: np.ndarray  # the policy's context vector
+    supplied: dict[str, float]  # per strategy that ran: 1 when its head holds a judged item
+
+
+def sample_items(items: Sequence[Item], most: int, seed: int) -> list[Item]:
+    """At most ``most`` items, chosen by a seeded hash of their ids (stable as the catalog grows)."""
+    ranked = sorted(items, key=lambda item: draw(seed, f"sample\x00{item.id}"))
+    return ranked[:most]
+
+
+def held_out(item: str, seed: int) -> bool:
+    return draw(seed, f"split\x00{item}") % HOLD_OUT == 0
+
+
+def _fit(X: np.ndarray, Y: np.ndarray, penalty: float) -> np.ndarray:
+    """Ridge regression of every column of ``Y`` on ``X`` (standardised) plus an unpenalised intercept."""
+    Xb = np.hstack([X, np.ones((len(X), 1))])
+    reg = np.eye(Xb.shape[1]) * penalty
+    reg[-1, -1] = 0.0
+    coef: np.ndarray = np.linalg.solve(Xb.T @ Xb + reg, Xb.T @ Y)
+    return coef
+
+
+def _realised(X: np.ndarray, gains: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    chosen = np.argmax(np.hstack([X, np.ones((len(X), 1))]) @ coef, axis=1)
+    out: np.ndarray = gains[np.arange(len(gains)), chosen]
+    return out
+
+
+def tune(
+    pipeline: Pipeline,
+    *,
+    sample: int = 2_000,
+    seed: int = 0,
+    kinds: Sequence[str] = KINDS,
+    progress: Callable[[int, int], None] | None = None,
+) -> TunedFusion | None:
+    """Fit the fusion model on pseudo-queries of up to ``sample`` items; None (and the reason, logged in the
+    returned report of :func:`describe`) when the catalog is too small or has no text to make queries of."""
+    started = time.perf_counter()
+    engine = pipeline.engine
+    everything = [stored.item for stored in engine.iter_items()]
+    chosen = sample_items([i for i in everything if i.parent is None], sample, seed)
+    queries = pseudo_queries(chosen, seed, kinds, judged_over=everything)
+    if len(queries) < MIN_QUERIES:
+        return None
+    arms = tuple(
+        n for n in pipeline.specs if not pipeline.specs[n].explores and pipeline.specs[n].family != "generative"
+    )
+    configs = configurations(arms)
+    observed: list[_Observed] = []
+    batch = 256
+    for start in range(0, len(queries), batch):
+        part = queries[start : start + batch]
+        asked = [Query(text=q.text, k=HEAD) for q in part]
+        vectors = engine.encode_queries(asked)
+        for q, query, vector in zip(part, asked, vectors, strict=True):
+            observed.append(_observe(pipeline, q, query, vector, arms, configs))
+        if progress is not None:
+            progress(min(start + batch, len(queries)), len(queries))
+    model = _select(observed, arms, configs, seed)
+    model.report.update(
+        {
+            "items": len(everything),
+            "sampled": len(chosen),
+            "queries": len(queries),
+            "kinds": {k: sum(1 for q in queries if q.kind == k) for k in kinds},
+            "seconds": round(time.perf_counter() - started, 3),
+            "at": time.time(),
+        }
+    )
+    return model
+
+
+def tuned_depths(arms: Sequence[str], budget: int) -> dict[str, int]:
+    """Equal shares of ``budget`` for the relevance strategies a tuned plan runs (every one available)."""
+    share = max(budget // max(len(arms), 1), 1)
+    return dict.fromkeys(arms, share)
+
+
+def _observe(
+    pipeline: Pipeline,
+    pseudo: PseudoQuery,
+    query: Query,
+    vector: np.ndarray,
+    arms: Sequence[str],
+    configs: Sequence[Configuration],
+) -> _Observed:
+    prepared = pipeline.prepare(query, vector=vector)
+    plan = pipeline.untuned_plan(prepared)
+    usable = [a for a in arms if a in prepared.available]
+    deepest = max([pipeline.config.budget, *(a.depth for a in plan.allocations)])
+    full = {a: pipeline.run(a, query, deepest, vector) for a in {*usable, *plan.depths()} if a in arms}
+    default = pipeline.candidates(prepared, plan, vector, cached=full).fused  # each run cut to its depth
+    runs = {
+        a: full[a].take(range(min(d, len(full[a])))) for a, d in tuned_depths(usable, pipeline.config.budget).items()
+    }
+    gains = all_gains(pipeline.config.fusion, runs, configs, pseudo.relevant)
+    wanted = set(pseudo.relevant)
+    supplied = {a: float(bool(wanted & set(hits.ids[:HEAD].tolist()))) for a, hits in full.items()}
+    x = features(prepared.x, runs, arms)
+    return _Observed(pseudo, x, gains, gain(default, pseudo.relevant), prepared.x, supplied)
+
+
+def _applied(runs: Mapping[str, Hits], configs: Sequence[Configuration]) -> list[dict[str, float]]:
+    """``[c.apply(runs) for c in configs]`` with each run's NQC computed once, not once per configuration."""
+    commitment = {name: nqc(hits.scores, QPP_DEPTH) for name, hits in runs.items()}
+    filled = {name: len(hits) >= QPP_DEPTH for name, hits in runs.items()}
+    negative = {name: any(float(v) < 0.0 for v in hits.scores[:QPP_DEPTH]) for name, hits in runs.items()}
+    out = []
+    for config in configs:
+        given = {name: w for name, w in config.weights if w > 0 and name in runs and len(runs[name])}
+        if not given:
+            given = {name: 1.0 for name, hits in runs.items() if len(hits)}
+        best = max((commitment[n] for n in given), default=0.0)
+        plain = not any(filled[n] for n in given) or any(negative[n] for n in given) or best <= 0.0
+        if config.committed and not plain:
+            given = {n: w * commitment[n] / best for n, w in given.items()}
+        out.append(given)
+    return out
+
+
+def all_gains(
+    fusion: str, runs: Mapping[str, Hits], configs: Sequence[Configuration], relevant: Sequence[str]
+) -> np.ndarray:
+    """The gain of every configuration on one query's runs. For a convex fusion (the default) all at once:
+    the runs' normalised scores (a candidate × run matrix, as :func:`.fusion.convex` computes them) times
+    each configuration's weights, ranked as :func:`.fusion.fuse` ranks (ties by item id); any other fusion
+    one configuration at a time through :func:`.fusion.fuse`."""
+    normaliser = NORMALISERS.get(fusion.removeprefix("convex-")) if fusion.startswith("convex-") else None
+    if normaliser is None:
+        fused = [fuse(fusion, {name: runs[name] for name in w}, w) for w in _applied(runs, configs)]
+        return np.array([gain(f, relevant) for f in fused])
+    names = sorted(runs)
+    ids = sorted({i for name in names for i in runs[name].ids.tolist()})
+    if not ids:
+        return np.zeros(len(configs))
+    position = {item: i for i, item in enumerate(ids)}
+    S = np.zeros((len(ids), len(names)))
+    present = np.zeros((len(ids), len(names)))
+    for j, name in enumerate(names):
+        hits = runs[name]
+        if len(hits) == 0:
+            continue
+        scaled = normaliser(np.asarray(hits.scores, dtype=np.float64))
+        seen: set[str] = set()
+        for item, value in zip(hits.ids.tolist(), scaled.tolist(), strict=True):
+            if item not in seen:
+                seen.add(item)
+                S[position[item], j] = value
+                present[position[item], j] = 1.0
+    applied = _applied(runs, configs)
+    W = np.array([[weights.get(name, 0.0) for weights in applied] for name in names])
+    totals = np.round(S @ W, 12)  # candidates × configurations
+    totals[present @ (W > 0) == 0] = -np.inf  # found by no run the configuration fuses: not in its list
+    wanted = [position[i] for i in relevant if i in position]
+    if not wanted:
+        return np.zeros(len(configs))
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(set(relevant)), HEAD)))
+    out = np.zeros(len(configs))
+    order = np.arange(len(ids))
+    for row in wanted:
+        mine = totals[row]
+        if not np.isfinite(mine).any():
+            continue
+        ahead = (totals > mine).sum(axis=0) + ((totals == mine) & (order < row)[:, None]).sum(axis=0)
+        out += np.where((ahead < HEAD) & np.isfinite(mine), 1.0 / np.log2(ahead + 2.0), 0.0)
+    return out / ideal
+
+
+def _select(
+    observed: Sequence[_Observed], arms: Sequence[str], configs: Sequence[Configuration], seed: int
+) -> TunedFusion:
+    train = [o for o in observed if not held_out(o.query.item, seed)]
+    valid = [o for o in observed if held_out(o.query.item, seed)]
+    X = np.stack([o.x for o in train])
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    Xt, Yt = (X - mean) / scale, np.stack([o.gains for o in train])
+    Xv, Yv = (np.stack([o.x for o in valid]) - mean) / scale, np.stack([o.gains for o in valid])
+    tried = {penalty: _realised(Xv, Yv, _fit(Xt, Yt, penalty)) for penalty in LAMBDAS}
+    penalty = max(LAMBDAS, key=lambda p: (float(tried[p].mean()), p))
+    realised = tried[penalty]
+    default = np.array([o.default for o in valid])
+    best_fixed = int(np.argmax(Yt.mean(axis=0)))
+    by_kind: dict[str, dict[str, float]] = {}
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, o in enumerate(valid):
+        groups[o.query.kind].append(i)
+    for kind, rows in sorted(groups.items()):
+        by_kind[kind] = {
+            "queries": len(rows),
+            "tuned": round(float(realised[rows].mean()), 4),
+            "default": round(float(default[rows].mean()), 4),
+            "best_fixed": round(float(Yv[rows, best_fixed].mean()), 4),
+        }
+    report = {
+        "penalty": penalty,
+        "validation": {
+            "queries": len(valid),
+            "tuned": round(float(realised.mean()), 4),
+            "default": round(float(default.mean()), 4),
+            "best_fixed": round(float(Yv[:, best_fixed].mean()), 4),
+            "by_kind": by_kind,
+        },
+        "accepted": bool(realised.mean() >= default.mean()),
+    }
+    coef = _fit(np.vstack([Xt, Xv]), np.vstack([Yt, Yv]), penalty)  # refitted on every item once chosen
+    return TunedFusion(arms, configs, mean, scale, coef, report, _prior(observed, arms))
+
+
+def _prior(observed: Sequence[_Observed], arms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each strategy's pseudo-observations as a bandit's (A, b) increments, scaled to :data:`PRIOR_WEIGHT`."""
+    dim = len(CONTEXT_FEATURES)
+    A, b = np.zeros((len(arms), dim, dim)), np.zeros((len(arms), dim))
+    weight = PRIOR_WEIGHT / max(len(observed), 1)
+    for o in observed:
+        outer = np.outer(o.context, o.context)
+        for i, arm in enumerate(arms):
+            if arm in o.supplied:
+                A[i] += weight * outer
+                b[i] += weight * o.supplied[arm] * o.context
+    return A, b
+
+
+def describe(model: TunedFusion | None, folder: Path) -> dict[str, Any]:
+    """What ``xmodal ltr tune`` prints and ``explain`` shows: whether a model is in use and how it scored."""
+    if model is None:
+        return {"tuned": False, "reason": f"no self-tuned fusion in {folder}: run `xmodal ltr tune`"}
+    return {"tuned": model.accepted, "arms": list(model.arms), **model.report}

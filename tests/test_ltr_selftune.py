@@ -1,0 +1,131 @@
+"""Self-tuning from pseudo-queries: the queries made from items, the fast gains, the fitted model end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xmodal import Engine, Item
+from xmodal.encoders import HashingEncoder
+from xmodal.ltr.extension import pipeline
+from xmodal.ltr.fusion import fuse
+from xmodal.ltr.pseudo import KINDS, pseudo_queries
+from xmodal.ltr.selftune import HANDOVER, TunedFusion, all_gains, configurations, describe, gain, tune
+from xmodal.ltr.simulate import WORDNET, wordnet_catalog
+from xmodal.records import Hits
+
+from .test_ltr_strategies import products
+
+needs_wordnet = pytest.mark.skipif(not WORDNET.exists(), reason="Debian wordnet-base is not installed")
+
+
+def test_pseudo_queries_of_every_kind_are_made_from_the_item_and_judged_by_it() -> None:
+    items = [
+        Item.create(
+            "a",
+            title="red kettle",
+            text="a kettle of steel for boiling water on a stove",
+            attributes={"room": "kitchen"},
+        ),
+        Item.create(
+            "b", title="blue kettle", text="an electric kettle that boils water fast", attributes={"room": "kitchen"}
+        ),
+        Item.create("c", title="x", text=""),
+    ]
+    queries = pseudo_queries(items, seed=3)
+    assert pseudo_queries(items, seed=3) == queries  # seeded, stable
+    made = {(q.item, q.kind): q for q in queries}
+    assert {k for (i, k) in made if i == "a"} == set(KINDS)
+    assert made[("a", "name")].text == "red kettle"
+    typo = made[("a", "misspelled")].text
+    assert typo != "red kettle" and typo.startswith("red ") and abs(len(typo) - len("red kettle")) <= 1
+    assert "kettle" not in made[("a", "description")].text.split()  # the thing described, not named
+    assert made[("a", "fragment")].text in "a kettle of steel for boiling water on a stove"
+    water = made[("a", "attribute")]
+    assert water.text.startswith("kitchen ") and water.relevant[0] == "a"
+    if water.text == "kitchen water":  # both kettles hold the value and the word: both answer it
+        assert set(water.relevant) == {"a", "b"}
+    assert not any(q.item == "c" and q.kind != "name" for q in queries)  # no text, no queries of it
+
+
+def _random_runs(rng: np.random.Generator) -> dict[str, Hits]:
+    runs = {}
+    for name in ("dense", "lexical", "memory"):
+        n = int(rng.integers(0, 30))
+        ids = [f"i{j}" for j in rng.choice(40, size=n, replace=False)]
+        scores = np.sort(rng.random(n) * (5 if name == "lexical" else 1))[::-1]
+        runs[name] = Hits.of(ids, scores.tolist())
+    return runs
+
+
+@pytest.mark.parametrize("fusion", ["convex-minmax", "convex-zscore", "rrf"])
+def test_all_gains_equals_fusing_each_configuration(fusion: str) -> None:
+    rng = np.random.default_rng(7)
+    configs = configurations(("dense", "lexical", "memory"))
+    for _ in range(25):
+        runs = _random_runs(rng)
+        relevant = [f"i{j}" for j in rng.choice(40, size=int(rng.integers(1, 4)), replace=False)]
+        expected = [gain(fuse(fusion, {n: runs[n] for n in c.apply(runs)}, c.apply(runs)), relevant) for c in configs]
+        np.testing.assert_allclose(all_gains(fusion, runs, configs, relevant), expected, atol=1e-9)
+
+
+def test_a_catalog_too_small_to_tune_on_keeps_the_bandits_plan(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(products(5))
+        pipe = pipeline(engine)
+        assert tune(pipe) is None
+        assert describe(None, pipe.dir)["tuned"] is False
+        explain = engine.search("red boots", mode="learned", explain=True).explain
+        assert explain is not None and explain["tuning"]["active"] is False
+
+
+@needs_wordnet
+def test_tuned_fusion_is_fitted_saved_used_and_handed_over(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(wordnet_catalog(400, seed=1))
+        pipe = pipeline(engine)
+        model = tune(pipe, sample=120, seed=0)
+        assert model is not None
+        report = describe(model, pipe.dir)
+        valid = report["validation"]
+        assert valid["queries"] > 20 and set(valid["by_kind"]) <= set(KINDS)
+        assert report["accepted"] == (valid["tuned"] >= valid["default"])
+        policy = pipe.policy.with_arms(pipe.policy.arms)  # a copy with no real search learned from
+        model.seed_policy(policy)
+        theta = dict(zip(policy.arms, policy.theta(), strict=True))
+        assert all(not theta[a].any() for a in policy.arms if a not in model.arms)
+        assert any(theta[a].any() for a in model.arms)  # the strategies whose heads held judged items
+        pipe.set_tuned(model)
+        forced = TunedFusion(model.arms, model.configs, model.mean, model.scale, model.coef, {"accepted": True})
+        pipe.set_tuned(forced, save=False)
+        result = engine.search("a domestic animal", mode="learned", explain=True)
+        assert result.explain is not None
+        tuning = result.explain["tuning"]
+        assert tuning["active"] is True and tuning["chosen"] is not None
+        assert set(result.explain["weights"]) <= set(tuning["chosen"]["weights"])
+        planned = {p["strategy"] for p in result.explain["plan"]}
+        assert planned >= {a for a in model.arms if a in ("dense", "lexical")}  # every available one runs
+        pipe.policy.counts_[:] = HANDOVER  # the bandit has learned enough from real searches: it plans
+        assert engine.search("a domestic animal", mode="learned", explain=True).explain["tuning"]["active"] is False
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:  # saved with the index
+        loaded = pipeline(engine).tuned
+        assert loaded is not None and loaded.report == model.report
+        np.testing.assert_allclose(loaded.coef, model.coef)
+
+
+def test_a_broken_tuning_file_falls_back_with_the_reason(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(products(20))
+    folder = tmp_path / "idx" / "ltr" / "tuned"
+    folder.mkdir(parents=True)
+    (folder / "tuning.json").write_text(json.dumps({"format": 1, "arms": ["dense"]}))
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        result = engine.search("red", mode="learned", explain=True)
+        assert result.explain is not None
+        assert result.explain["tuning"]["active"] is False
+        assert (
+            "unusable" in result.explain["tuning"]["status"] and "xmodal ltr tune" in result.explain["tuning"]["status"]
+        )
