@@ -7,8 +7,10 @@ it was made from (and, for an attribute query, every item that holds the same va
 - ``name``: the item's title;
 - ``misspelled``: the title with one typo in its longest word (a letter dropped, doubled or swapped);
 - ``fragment``: a run of three to five consecutive words of its text, starting and ending on a content word;
-- ``description``: about half of the content words of the text's opening, in order, none of the title's
-  (a query that describes the thing without naming it);
+- ``description``: the more common half of the content words of the text's opening, in order, none of the
+  title's (a query that describes the thing in everyday words, without naming it);
+- ``paraphrase``: the words of its text's opening, each swapped for the closest other word of the catalog
+  under the index's encoder (made only when the caller gives that similarity, as :mod:`.selftune` does);
 - ``attribute``: one of its attribute values and a content word of its text.
 
 Everything is seeded by the item id, so the same catalog always gives the same queries. Nothing here
@@ -20,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..records import Item
 from .text import STOPWORDS
 
-KINDS = ("name", "misspelled", "fragment", "description", "attribute")
+KINDS = ("name", "misspelled", "fragment", "description", "paraphrase", "attribute")
 DESCRIPTION_WORDS = 10  # a description query: at most this many words of the text
 MOST_HOLDERS = 25  # an attribute query whose value and word more items hold than this is left out
 
@@ -97,16 +99,30 @@ def _fragment(item: Item, seed: int) -> str | None:
     return " ".join(tokens[i : i + n])
 
 
-def _description(item: Item, seed: int) -> str | None:
-    """About half of the content words of the text's opening (never a word of the title), in their order:
-    a query that describes the thing in a few of its own words, as a user who half remembers it would."""
+def _description(item: Item, frequency: Mapping[str, int]) -> str | None:
+    """The more common half of the content words of the text's opening (never a word of the title), in
+    their order: a query that describes the thing in everyday words, without the rare words that name it
+    (which a user who does not know the name does not have either)."""
     named = {w.lower() for w in words(item.title)}
     opening = [w for w in words(item.text)[: 2 * DESCRIPTION_WORDS] if content(w) and w.lower() not in named]
     if len(opening) < 4:
         return None
-    kept = [w for i, w in enumerate(opening) if draw(seed, f"describe\x00{item.id}\x00{i}") % 2 == 0]
-    kept = kept[:DESCRIPTION_WORDS] if len(kept) >= 2 else opening[:3]
-    return " ".join(kept)
+    ranked = sorted(range(len(opening)), key=lambda i: (-frequency.get(opening[i].lower(), 0), i))
+    kept = sorted(ranked[: max(3, (len(opening) + 1) // 2)])[:DESCRIPTION_WORDS]
+    return " ".join(opening[i] for i in kept)
+
+
+def _paraphrase(item: Item, similar: Callable[[str], str | None]) -> str | None:
+    """The content words of the text's opening (none of the title's), each replaced by the word of the
+    catalog that ``similar`` finds closest (another word, not a form of the same one), in their order: a
+    description in other words, the vocabulary mismatch that full-text search cannot bridge."""
+    named = {w.lower() for w in words(item.title)}
+    opening = [w for w in words(item.text)[: 2 * DESCRIPTION_WORDS] if content(w) and w.lower() not in named]
+    if len(opening) < 3:
+        return None
+    swapped = [similar(w.lower()) for w in opening[:DESCRIPTION_WORDS]]
+    kept = [w for w in swapped if w and w not in named]
+    return " ".join(kept) if len(kept) >= 3 else None
 
 
 def _values(item: Item) -> list[str]:
@@ -118,13 +134,17 @@ def _values(item: Item) -> list[str]:
     return sorted(set(out))
 
 
-class _Holders:
-    """Which items hold each (attribute value, content word) pair, for judging attribute queries."""
+class _Catalog:
+    """What the catalog says about words: in how many items' text each content word is (``frequency``), and
+    which items hold each (attribute value, content word) pair (for judging attribute queries)."""
 
     def __init__(self, items: Iterable[Item]) -> None:
         self.by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.frequency: dict[str, int] = defaultdict(int)
         for item in items:
             text_words = {w.lower() for w in words(item.text) if content(w)}
+            for word in text_words:
+                self.frequency[word] += 1
             for value in _values(item):
                 for word in text_words:
                     self.by_pair[(value.lower(), word)].append(item.id)
@@ -145,23 +165,32 @@ class _Holders:
         return PseudoQuery(f"{value.replace('_', ' ')} {word}", "attribute", item.id, tuple(holders))
 
 
+def word_frequency(items: Iterable[Item]) -> dict[str, int]:
+    """In how many items' text each content word is (lower-cased)."""
+    return dict(_Catalog(items).frequency)
+
+
 def pseudo_queries(
-    items: Sequence[Item], seed: int = 0, kinds: Sequence[str] = KINDS, judged_over: Iterable[Item] | None = None
+    items: Sequence[Item],
+    seed: int = 0,
+    kinds: Sequence[str] = KINDS,
+    judged_over: Iterable[Item] | None = None,
+    similar: Callable[[str], str | None] | None = None,
 ) -> list[PseudoQuery]:
     """The pseudo-queries of ``items`` (each kind at most once per item), in item order. Attribute queries are
     judged over ``judged_over`` (default: ``items``): every item holding the same value and word answers one."""
-    holders = _Holders(judged_over if judged_over is not None else items) if "attribute" in kinds else None
+    catalog = _Catalog(judged_over if judged_over is not None else items)
     out: list[PseudoQuery] = []
     for item in items:
         made: dict[str, str | None] = {
             "name": _name(item) if "name" in kinds else None,
             "misspelled": _misspelled(item, seed) if "misspelled" in kinds else None,
             "fragment": _fragment(item, seed) if "fragment" in kinds else None,
-            "description": _description(item, seed) if "description" in kinds else None,
+            "description": _description(item, catalog.frequency) if "description" in kinds else None,
+            "paraphrase": _paraphrase(item, similar) if similar and "paraphrase" in kinds else None,
         }
         out.extend(PseudoQuery(text, kind, item.id, (item.id,)) for kind, text in made.items() if text)
-        if holders is not None:
-            query = holders.attribute(item, seed)
-            if query is not None:
-                out.append(query)
+        query = catalog.attribute(item, seed) if "attribute" in kinds else None
+        if query is not None:
+            out.append(query)
     return out

@@ -35,9 +35,11 @@ from ..errors import StorageError
 from ..records import Hits, Item, Query
 from .context import CONTEXT_FEATURES
 from .fusion import NORMALISERS, QPP_DEPTH, FusedHit, committed_weights, fuse, nqc
-from .pseudo import KINDS, PseudoQuery, draw, pseudo_queries
+from .pseudo import KINDS, PseudoQuery, content, draw, pseudo_queries, word_frequency, words
+from .text import stem
 
 if TYPE_CHECKING:
+    from ..extension import EngineView
     from .pipeline import Pipeline
     from .policy import LinearBandit
 
@@ -49,6 +51,7 @@ LAMBDAS = (0.3, 3.0, 30.0, 300.0)  # ridge penalties tried; the one best on the 
 HOLD_OUT = 4  # one item in this many is held out
 MIN_QUERIES = 200  # fewer pseudo-queries than this: too small a catalog to tune on
 HANDOVER = 2_000  # observations of real searches after which the bandit's plan takes over
+VOCABULARY = 5_000  # the most frequent content words of the catalog a paraphrase draws its words from
 PRIOR_WEIGHT = 200.0  # the pseudo-queries' evidence in the bandit's prior, in real observations
 
 
@@ -269,7 +272,8 @@ def tune(
     engine = pipeline.engine
     everything = [stored.item for stored in engine.iter_items()]
     chosen = sample_items([i for i in everything if i.parent is None], sample, seed)
-    queries = pseudo_queries(chosen, seed, kinds, judged_over=everything)
+    similar = word_neighbours(engine, word_frequency(everything), chosen) if "paraphrase" in kinds else None
+    queries = pseudo_queries(chosen, seed, kinds, judged_over=everything, similar=similar)
     if len(queries) < MIN_QUERIES:
         return None
     arms = tuple(
@@ -298,6 +302,40 @@ def tune(
         }
     )
     return model
+
+
+def _encode_words(engine: EngineView, vocabulary: Sequence[str]) -> np.ndarray:
+    parts = [
+        engine.encode_queries([Query(text=w) for w in vocabulary[i : i + 512]]) for i in range(0, len(vocabulary), 512)
+    ]
+    vectors = np.vstack(parts).astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    out: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return out
+
+
+def word_neighbours(
+    engine: EngineView, frequency: Mapping[str, int], items: Sequence[Item]
+) -> Callable[[str], str | None]:
+    """For each content word of ``items``' text, the closest of the catalog's :data:`VOCABULARY` most frequent
+    content words under the index's encoder that is another word (not the same stem): what a paraphrase
+    says instead (:mod:`.pseudo`'s ``paraphrase`` kind)."""
+    vocabulary = sorted(frequency, key=lambda w: (-frequency[w], w))[:VOCABULARY]
+    needed = sorted({w.lower() for item in items for w in words(item.text) if content(w)})
+    if not vocabulary or not needed:
+        return lambda word: None
+    V, Q = _encode_words(engine, vocabulary), _encode_words(engine, needed)
+    stems_of = [stem(v) for v in vocabulary]
+    found: dict[str, str] = {}
+    for start in range(0, len(needed), 2048):
+        sims = Q[start : start + 2048] @ V.T
+        nearest = np.argsort(-sims, axis=1)[:, :8]
+        for word, row in zip(needed[start : start + 2048], nearest, strict=True):
+            own = stem(word)
+            match = next((vocabulary[j] for j in row if stems_of[j] != own and vocabulary[j] != word), None)
+            if match is not None:
+                found[word] = match
+    return found.get
 
 
 def tuned_depths(arms: Sequence[str], budget: int) -> dict[str, int]:
