@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from xmodal import Engine, Item
 from xmodal.encoders import HashingEncoder
+from xmodal.ltr import autotune
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.fusion import fuse
 from xmodal.ltr.pseudo import KINDS, pseudo_queries
@@ -35,10 +37,13 @@ def test_pseudo_queries_of_every_kind_are_made_from_the_item_and_judged_by_it() 
         ),
         Item.create("c", title="x", text=""),
     ]
-    queries = pseudo_queries(items, seed=3)
-    assert pseudo_queries(items, seed=3) == queries  # seeded, stable
+    similar = {"steel": "iron", "boiling": "heating", "water": "liquid", "stove": "oven", "kettle": "pot"}.get
+    queries = pseudo_queries(items, seed=3, similar=similar)
+    assert pseudo_queries(items, seed=3, similar=similar) == queries  # seeded, stable
     made = {(q.item, q.kind): q for q in queries}
     assert {k for (i, k) in made if i == "a"} == set(KINDS)
+    assert made[("a", "paraphrase")].text == "iron heating liquid oven"  # other words, none of the title's
+    assert "paraphrase" not in {q.kind for q in pseudo_queries(items, seed=3)}  # only with a similarity
     assert made[("a", "name")].text == "red kettle"
     typo = made[("a", "misspelled")].text
     assert typo != "red kettle" and typo.startswith("red ") and abs(len(typo) - len("red kettle")) <= 1
@@ -85,13 +90,13 @@ def test_a_catalog_too_small_to_tune_on_keeps_the_bandits_plan(tmp_path: Path) -
 @needs_wordnet
 def test_tuned_fusion_is_fitted_saved_used_and_handed_over(tmp_path: Path) -> None:
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
-        engine.add(wordnet_catalog(400, seed=1))
+        engine.add(wordnet_catalog(200, seed=1))
         pipe = pipeline(engine)
-        model = tune(pipe, sample=120, seed=0)
+        model = tune(pipe, sample=60, seed=0)
         assert model is not None
         report = describe(model, pipe.dir)
         valid = report["validation"]
-        assert valid["queries"] > 20 and set(valid["by_kind"]) <= set(KINDS)
+        assert valid["queries"] > 10 and set(valid["by_kind"]) <= set(KINDS)
         assert report["accepted"] == (valid["tuned"] >= valid["default"])
         policy = pipe.policy.with_arms(pipe.policy.arms)  # a copy with no real search learned from
         model.seed_policy(policy)
@@ -129,3 +134,33 @@ def test_a_broken_tuning_file_falls_back_with_the_reason(tmp_path: Path) -> None
         assert (
             "unusable" in result.explain["tuning"]["status"] and "xmodal ltr tune" in result.explain["tuning"]["status"]
         )
+
+
+@needs_wordnet
+def test_adding_a_catalog_tunes_it_in_the_background_and_close_stops_a_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(autotune, "MIN_ITEMS", 50)
+    items = wordnet_catalog(200, seed=2)
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        tuner = pipeline(engine).autotuner
+        assert not tuner.enabled  # off by default (LTRConfig.autotune)
+        tuner.enabled = True
+        engine.add(items[:30])  # below the threshold: nothing starts
+        assert not tuner.running and pipeline(engine).tuned is None
+        engine.add(items[30:70])
+        assert tuner.running  # searches go on meanwhile
+        assert engine.search("a domestic animal", mode="learned", k=3).hits
+        tuner.wait(timeout=300)
+        tuned = pipeline(engine).tuned
+        assert tuned is not None and tuned.report["items"] == 70
+        engine.add(items[70:95])  # grown by a third: the fit stands
+        assert not tuner.running
+        engine.add(items[95:110])  # 110 >= 1.5 x 70: refitted
+        assert tuner.running
+        started = time.perf_counter()
+    assert time.perf_counter() - started < 20  # closing stopped the fit between two queries
+    assert not tuner.running
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        kept = pipeline(engine).tuned  # the stopped fit left the finished one in place
+        assert kept is not None and kept.report["items"] == 70

@@ -212,6 +212,7 @@ def run_add(args: argparse.Namespace) -> int:
             follow_symlinks=args.follow_symlinks,
             split_options=options,
         )
+        _finish_tuning(engine, quiet=args.quiet)
     if args.json:
         print_json(report.to_dict())
     else:
@@ -220,6 +221,22 @@ def run_add(args: argparse.Namespace) -> int:
         for rejection in report.rejected:
             print(f"  {rejection.where}: {rejection.reason}")
     return 1 if report.rejected else 0
+
+
+def _finish_tuning(engine: Any, *, quiet: bool) -> None:
+    """Wait for the default mode's self-tuning that the add started (:mod:`xmodal.ltr.autotune`), if any:
+    a process that exits would stop it. Ctrl-C skips it (the next add starts it again)."""
+    from ..ltr.extension import LTRExtension
+
+    extension = engine.extension("ltr") if "ltr" in engine.extension_seqs() else None
+    if not isinstance(extension, LTRExtension) or not extension.pipeline.autotuner.running:
+        return
+    if not quiet:
+        print("self-tuning the default search mode on the catalog (Ctrl-C skips it) ...", file=sys.stderr)
+    try:
+        extension.pipeline.autotuner.wait()
+    except KeyboardInterrupt:
+        print("self-tuning skipped: the next add starts it again", file=sys.stderr)
 
 
 def run_search(args: argparse.Namespace) -> int:

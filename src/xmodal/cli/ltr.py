@@ -136,7 +136,7 @@ def _register_strategies(subparsers: Any) -> None:
         "tune",
         help="fit the default mode's fusion on pseudo-queries made from the catalog (no feedback needed)",
     )
-    tune.add_argument("--sample", type=int, default=2000, help="items to make pseudo-queries of (default: 2000)")
+    tune.add_argument("--sample", type=int, default=1000, help="items to make pseudo-queries of (default: 1000)")
     tune.add_argument("--seed", type=int, default=0)
     tune.set_defaults(handler=run_tune)
 

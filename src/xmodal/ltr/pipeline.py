@@ -25,6 +25,7 @@ from ..records import Hits, Query
 from ..store.files import folder_lock
 from ..store.sqlite import StoredItem
 from . import explore_config, strategy_config
+from .autotune import AutoTuner
 from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
 from .exploration import ExploreBudget, ExploreSettings, eligible, place
 from .features import FeatureLayout, align, candidate_features
@@ -78,6 +79,10 @@ class LTRConfig:
     #: which calls may explore, how often, and the best position an explored item may take
     #: (:mod:`xmodal.ltr.exploration`; None: the index's ``ltr/exploration.json``, else the defaults)
     exploration: ExploreSettings | None = None
+    #: fit the fusion on the catalog's pseudo-queries in the background as it grows (:mod:`.autotune`); off by
+    #: default until the self-tuned fusion is at least the untuned one on every judged query kind
+    #: (docs/benchmarks.md, issue 19 part 1); ``xmodal ltr tune`` fits it on request
+    autotune: bool = False
 
     def __post_init__(self) -> None:
         if self.explore not in EXPLORE_MODES:
@@ -169,6 +174,7 @@ class Pipeline:
         self.tuned: TunedFusion | None = None
         self.tuned_status = "no self-tuned fusion: run `xmodal ltr tune`"
         self._load_tuned()
+        self.autotuner = AutoTuner(self, enabled=self.config.autotune)
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
         self._meta = ItemMeta(engine)
         self.dirty = False
@@ -182,6 +188,7 @@ class Pipeline:
 
     def close(self) -> None:
         """Stop background work and close the memory index's state (the policy is saved by :meth:`save`)."""
+        self.autotuner.close()
         try:
             self._meta.close()
         finally:
@@ -195,6 +202,7 @@ class Pipeline:
             follower.on_put(stored)
         if set(self.context.vector_kinds()) - {s.kind for s in self.specs.values() if s.kind is not None}:
             self.refresh_strategies()  # the first vectors of a kind: its dense strategy joins
+        self.autotuner.consider(len(self.engine))
 
     def on_delete(self, rows: Sequence[int]) -> None:
         self._catalog_version += 1
@@ -293,8 +301,9 @@ class Pipeline:
             with folder_lock(self.dir):
                 model.save(self.dir / TUNED_FOLDER)
             if model.accepted and float(self.policy.counts_.sum()) == 0:  # no real search learned from yet
-                model.seed_policy(self.policy)
-                self.dirty = True
+                policy = self.policy.with_arms(self.policy.arms)  # a copy: searches may be reading this one
+                model.seed_policy(policy)
+                self.policy, self.dirty = policy, True
         self._catalog_version += 1  # a repeated query's top may change with the new fusion
 
     def tuned_active(self) -> bool:

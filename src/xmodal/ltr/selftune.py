@@ -8,19 +8,22 @@ each run's query-performance prediction, :func:`.fusion.committed_weights`) by t
 query's judged items. A ridge regression per configuration then predicts that gain from features of the
 query and of the runs it produced (:func:`features`: the query context of :mod:`.context`; each run's
 top score, margin, spread, NQC and fill; the overlap between runs' heads), and a query is fused with the
-configuration of highest predicted gain (:class:`TunedFusion`).
+configuration of highest predicted gain, unless it beats the configuration best on average (the anchor)
+by less than a margin chosen on held-out items (:class:`TunedFusion`). The same pseudo-queries give the
+bandit a prior: each strategy's linear model starts from how often its head held a judged item.
 
 Items are split, not queries: one in four items' pseudo-queries (all kinds) are held out and judge the
 fitted model against the untuned default on the same queries; the model is used only if it is at least as
 good there (``accepted``, with both figures in ``tuning.json`` and in ``explain``). It is refitted by
-running :func:`tune` again (``xmodal ltr tune``) and hands over to the bandit once the policy has learned
-from :data:`HANDOVER` observations of real searches.
+running :func:`tune` again (``xmodal ltr tune``, or :mod:`.autotune` in the background of writes) and hands
+over to the bandit once the policy has learned from :data:`HANDOVER` observations of real searches.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +51,7 @@ FOLDER = "tuned"
 HEAD = 10  # the head of a run its features describe, and the cut of the gain (nDCG@10)
 GRID = (0.0, 0.3, 1.0)  # the weights a configuration gives each strategy
 LAMBDAS = (0.3, 3.0, 30.0, 300.0)  # ridge penalties tried; the one best on the held-out items is kept
+MARGINS = (0.0, 0.01, 0.03, 0.1)  # how much better than the anchor a prediction must be (chosen the same way)
 HOLD_OUT = 4  # one item in this many is held out
 MIN_QUERIES = 200  # fewer pseudo-queries than this: too small a catalog to tune on
 HANDOVER = 2_000  # observations of real searches after which the bandit's plan takes over
@@ -168,10 +172,20 @@ class TunedFusion:
     def accepted(self) -> bool:
         return bool(self.report.get("accepted"))
 
+    @property
+    def anchor(self) -> int:
+        return int(self.report.get("anchor", 0))
+
+    @property
+    def margin(self) -> float:
+        return float(self.report.get("margin", 0.0))
+
     def choose(self, context: np.ndarray, runs: Mapping[str, Hits]) -> Configuration:
+        """The configuration of highest predicted gain, unless it beats the anchor (the configuration best on
+        average) by less than the margin: away from the anchor only where the model is sure enough."""
         x = (features(context, runs, self.arms) - self.mean) / self.scale
         predicted = np.append(x, 1.0) @ self.coef
-        return self.configs[int(np.argmax(predicted))]
+        return self.configs[int(pick(predicted[None, :], self.anchor, self.margin)[0])]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -252,8 +266,17 @@ def _fit(X: np.ndarray, Y: np.ndarray, penalty: float) -> np.ndarray:
     return coef
 
 
-def _realised(X: np.ndarray, gains: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    chosen = np.argmax(np.hstack([X, np.ones((len(X), 1))]) @ coef, axis=1)
+def pick(predicted: np.ndarray, anchor: int, margin: float) -> np.ndarray:
+    """Per row of predicted gains, the best configuration, or ``anchor`` when that is within ``margin`` of it."""
+    best = np.argmax(predicted, axis=1)
+    rows = np.arange(len(predicted))
+    sure = predicted[rows, best] - predicted[rows, anchor] >= margin
+    out: np.ndarray = np.where(sure, best, anchor)
+    return out
+
+
+def _realised(X: np.ndarray, gains: np.ndarray, coef: np.ndarray, anchor: int, margin: float) -> np.ndarray:
+    chosen = pick(np.hstack([X, np.ones((len(X), 1))]) @ coef, anchor, margin)
     out: np.ndarray = gains[np.arange(len(gains)), chosen]
     return out
 
@@ -261,18 +284,23 @@ def _realised(X: np.ndarray, gains: np.ndarray, coef: np.ndarray) -> np.ndarray:
 def tune(
     pipeline: Pipeline,
     *,
-    sample: int = 2_000,
+    sample: int = 1_000,
     seed: int = 0,
     kinds: Sequence[str] = KINDS,
     progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> TunedFusion | None:
-    """Fit the fusion model on pseudo-queries of up to ``sample`` items; None (and the reason, logged in the
-    returned report of :func:`describe`) when the catalog is too small or has no text to make queries of."""
+    """Fit the fusion model on pseudo-queries of up to ``sample`` items; None when the catalog is too small
+    or has too little text to make :data:`MIN_QUERIES` queries of, or when ``stop`` is set meanwhile."""
     started = time.perf_counter()
     engine = pipeline.engine
     everything = [stored.item for stored in engine.iter_items()]
     chosen = sample_items([i for i in everything if i.parent is None], sample, seed)
-    similar = word_neighbours(engine, word_frequency(everything), chosen) if "paraphrase" in kinds else None
+    similar = None
+    if "paraphrase" in kinds:
+        similar = word_neighbours(engine, word_frequency(everything), chosen, stop)
+        if similar is None:  # stopped
+            return None
     queries = pseudo_queries(chosen, seed, kinds, judged_over=everything, similar=similar)
     if len(queries) < MIN_QUERIES:
         return None
@@ -283,10 +311,14 @@ def tune(
     observed: list[_Observed] = []
     batch = 256
     for start in range(0, len(queries), batch):
+        if stop is not None and stop.is_set():
+            return None
         part = queries[start : start + batch]
         asked = [Query(text=q.text, k=HEAD) for q in part]
         vectors = engine.encode_queries(asked)
         for q, query, vector in zip(part, asked, vectors, strict=True):
+            if stop is not None and stop.is_set():
+                return None
             observed.append(_observe(pipeline, q, query, vector, arms, configs))
         if progress is not None:
             progress(min(start + batch, len(queries)), len(queries))
@@ -304,10 +336,12 @@ def tune(
     return model
 
 
-def _encode_words(engine: EngineView, vocabulary: Sequence[str]) -> np.ndarray:
-    parts = [
-        engine.encode_queries([Query(text=w) for w in vocabulary[i : i + 512]]) for i in range(0, len(vocabulary), 512)
-    ]
+def _encode_words(engine: EngineView, vocabulary: Sequence[str], stop: threading.Event | None) -> np.ndarray | None:
+    parts = []
+    for i in range(0, len(vocabulary), 256):
+        if stop is not None and stop.is_set():
+            return None
+        parts.append(engine.encode_queries([Query(text=w) for w in vocabulary[i : i + 256]]))
     vectors = np.vstack(parts).astype(np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     out: np.ndarray = vectors / np.maximum(norms, 1e-12)
@@ -315,16 +349,18 @@ def _encode_words(engine: EngineView, vocabulary: Sequence[str]) -> np.ndarray:
 
 
 def word_neighbours(
-    engine: EngineView, frequency: Mapping[str, int], items: Sequence[Item]
-) -> Callable[[str], str | None]:
+    engine: EngineView, frequency: Mapping[str, int], items: Sequence[Item], stop: threading.Event | None = None
+) -> Callable[[str], str | None] | None:
     """For each content word of ``items``' text, the closest of the catalog's :data:`VOCABULARY` most frequent
     content words under the index's encoder that is another word (not the same stem): what a paraphrase
-    says instead (:mod:`.pseudo`'s ``paraphrase`` kind)."""
+    says instead (:mod:`.pseudo`'s ``paraphrase`` kind). None when ``stop`` is set meanwhile."""
     vocabulary = sorted(frequency, key=lambda w: (-frequency[w], w))[:VOCABULARY]
     needed = sorted({w.lower() for item in items for w in words(item.text) if content(w)})
     if not vocabulary or not needed:
         return lambda word: None
-    V, Q = _encode_words(engine, vocabulary), _encode_words(engine, needed)
+    V, Q = _encode_words(engine, vocabulary, stop), _encode_words(engine, needed, stop)
+    if V is None or Q is None:
+        return None
     stems_of = [stem(v) for v in vocabulary]
     found: dict[str, str] = {}
     for start in range(0, len(needed), 2048):
@@ -444,11 +480,16 @@ def _select(
     scale[scale < 1e-9] = 1.0
     Xt, Yt = (X - mean) / scale, np.stack([o.gains for o in train])
     Xv, Yv = (np.stack([o.x for o in valid]) - mean) / scale, np.stack([o.gains for o in valid])
-    tried = {penalty: _realised(Xv, Yv, _fit(Xt, Yt, penalty)) for penalty in LAMBDAS}
-    penalty = max(LAMBDAS, key=lambda p: (float(tried[p].mean()), p))
-    realised = tried[penalty]
+    best_fixed = int(np.argmax(Yt.mean(axis=0)))  # the anchor
+    fits = {penalty: _fit(Xt, Yt, penalty) for penalty in LAMBDAS}
+    tried = {
+        (penalty, margin): _realised(Xv, Yv, fits[penalty], best_fixed, margin)
+        for penalty in LAMBDAS
+        for margin in MARGINS
+    }
+    penalty, margin = max(tried, key=lambda pm: (round(float(tried[pm].mean()), 4), pm[1], pm[0]))
+    realised = tried[(penalty, margin)]
     default = np.array([o.default for o in valid])
-    best_fixed = int(np.argmax(Yt.mean(axis=0)))
     by_kind: dict[str, dict[str, float]] = {}
     groups: dict[str, list[int]] = defaultdict(list)
     for i, o in enumerate(valid):
@@ -462,6 +503,8 @@ def _select(
         }
     report = {
         "penalty": penalty,
+        "anchor": best_fixed,
+        "margin": margin,
         "validation": {
             "queries": len(valid),
             "tuned": round(float(realised.mean()), 4),
