@@ -1,6 +1,6 @@
 """Every search mode side by side on the judged sets, per query kind (issue 19's table).
 
-    python benchmarks/bench_modes.py [--sets wordnet debian] [--items 10000] [--per-kind 300]
+    python benchmarks/bench_modes.py [--sets wordnet debian] [--items 10000] [--per-kind 300] [--tune ITEMS]
 
 For each judged set (:mod:`xmodal.eval.judged`: WordNet + GCIDE, Debian packages; built from the seed,
 ``docs/judged_sets.md``): build it, index its catalog as a new user would (``Engine.open`` with the
@@ -30,12 +30,16 @@ from xmodal.eval.judged import DEFAULT_ITEMS, DEFAULT_PER_KIND, SETS, build_set
 from xmodal.eval.runner import EvalQuery, read_queries
 from xmodal.eval.sets import HELD_OUT, set_info_for
 from xmodal.ingest.catalog import add_catalogs
+from xmodal.ltr.extension import pipeline
+from xmodal.ltr.selftune import describe, tune
 
 OUT = Path(__file__).resolve().parent / "out"
 SHORT = {"ndcg@10": "nDCG@10", "recall@10": "R@10", "recall@1": "R@1", "mrr": "MRR"}
 
 
-def run_set(name: str, work: Path, items: int, per_kind: int, seed: int, resamples: int) -> dict[str, Any]:
+def run_set(
+    name: str, work: Path, items: int, per_kind: int, seed: int, resamples: int, tune_sample: int | None = None
+) -> dict[str, Any]:
     start = time.perf_counter()
     built = build_set(name, work / name, items=items, per_kind=per_kind, seed=seed)
     build_s = time.perf_counter() - start
@@ -47,6 +51,12 @@ def run_set(name: str, work: Path, items: int, per_kind: int, seed: int, resampl
         if added.rejected:
             raise SystemExit(f"{name}: {len(added.rejected)} items rejected, e.g. {added.rejected[0]}")
         index_s = time.perf_counter() - start
+        tuning = None
+        if tune_sample is not None:  # issue 19 part 1: the self-tuned fusion, fitted before any query is run
+            pipe = pipeline(engine)
+            model = tune(pipe, sample=tune_sample, seed=seed)
+            pipe.set_tuned(model, save=False)
+            tuning = describe(model, pipe.dir)
         info = set_info_for(built.query_file)
         entries = list(read_queries(built.query_file, info.kinds if info else None))
         modes, _ = parse_modes("all", engine.modes())
@@ -67,6 +77,7 @@ def run_set(name: str, work: Path, items: int, per_kind: int, seed: int, resampl
         "items": built.items,
         "seconds": {"build": round(build_s, 1), "index": round(index_s, 1), "evaluate": round(eval_s, 1)},
         "ms_per_search": round(1000 * eval_s / max(runs, 1), 2),
+        "tuning": tuning,
     }
 
 
@@ -129,11 +140,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=OUT / "judged", help="where the sets and indexes go")
+    parser.add_argument(
+        "--tune", type=int, default=None, metavar="ITEMS", help="fit the self-tuned fusion on ITEMS items first"
+    )
     args = parser.parse_args()
     results = {}
     for name in args.sets:
         print(f"{name}: building, indexing, evaluating...", file=sys.stderr)
-        results[name] = run_set(name, args.work, args.items, args.per_kind, args.seed, args.resamples)
+        results[name] = run_set(name, args.work, args.items, args.per_kind, args.seed, args.resamples, args.tune)
         print(f"{name}: {results[name]['seconds']}", file=sys.stderr)
     data = {
         "command": "python benchmarks/bench_modes.py " + " ".join(sys.argv[1:]),
