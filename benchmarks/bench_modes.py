@@ -31,7 +31,8 @@ from xmodal.eval.runner import EvalQuery, read_queries
 from xmodal.eval.sets import HELD_OUT, set_info_for
 from xmodal.ingest.catalog import add_catalogs
 from xmodal.ltr.extension import pipeline
-from xmodal.ltr.selftune import describe, tune
+from xmodal.ltr.selftune import tune
+from xmodal.ltr.tuned import describe
 
 OUT = Path(__file__).resolve().parent / "out"
 SHORT = {"ndcg@10": "nDCG@10", "recall@10": "R@10", "recall@1": "R@1", "mrr": "MRR"}

@@ -15,8 +15,9 @@ from xmodal.ltr import autotune
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.fusion import fuse
 from xmodal.ltr.pseudo import KINDS, pseudo_queries
-from xmodal.ltr.selftune import HANDOVER, TunedFusion, all_gains, configurations, describe, gain, tune
+from xmodal.ltr.selftune import all_gains, tune
 from xmodal.ltr.simulate import WORDNET, wordnet_catalog
+from xmodal.ltr.tuned import HANDOVER, TunedFusion, configurations, describe, gain
 from xmodal.records import Hits
 
 from .test_ltr_strategies import products
@@ -143,7 +144,8 @@ def test_adding_a_catalog_tunes_it_in_the_background_and_close_stops_a_fit(
     monkeypatch.setattr(autotune, "MIN_ITEMS", 50)
     items = wordnet_catalog(200, seed=2)
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
-        tuner = pipeline(engine).autotuner
+        tuner = engine.extension("ltr").autotuner
+        assert tuner is not None
         assert not tuner.enabled  # off by default (LTRConfig.autotune)
         tuner.enabled = True
         engine.add(items[:30])  # below the threshold: nothing starts

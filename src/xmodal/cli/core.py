@@ -229,12 +229,13 @@ def _finish_tuning(engine: Any, *, quiet: bool) -> None:
     from ..ltr.extension import LTRExtension
 
     extension = engine.extension("ltr") if "ltr" in engine.extension_seqs() else None
-    if not isinstance(extension, LTRExtension) or not extension.pipeline.autotuner.running:
+    tuner = extension.autotuner if isinstance(extension, LTRExtension) else None
+    if tuner is None or not tuner.running:
         return
     if not quiet:
         print("self-tuning the default search mode on the catalog (Ctrl-C skips it) ...", file=sys.stderr)
     try:
-        extension.pipeline.autotuner.wait()
+        tuner.wait()
     except KeyboardInterrupt:
         print("self-tuning skipped: the next add starts it again", file=sys.stderr)
 

@@ -380,7 +380,8 @@ def run_explore_reset(args: argparse.Namespace) -> int:
 
 def run_tune(args: argparse.Namespace) -> int:
     from ..ltr.extension import pipeline
-    from ..ltr.selftune import describe, tune
+    from ..ltr.selftune import tune
+    from ..ltr.tuned import describe
 
     if args.sample < 50:
         raise UsageError(f"--sample must be at least 50 items, got {args.sample}")

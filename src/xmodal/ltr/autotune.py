@@ -14,7 +14,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from .selftune import HANDOVER, tune
+from .selftune import tune
+from .tuned import HANDOVER
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline

@@ -20,6 +20,7 @@ from ..extension import ModeResult
 from ..records import Query
 from ..store.sqlite import StoredItem
 from . import anchors
+from .autotune import AutoTuner
 from .pipeline import LTRConfig, Pipeline
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class LTRExtension:
     def __init__(self, config: LTRConfig | None = None) -> None:
         self.config = config
         self._pipeline: Pipeline | None = None
+        self.autotuner: AutoTuner | None = None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -55,6 +57,8 @@ class LTRExtension:
     def open(self, view: EngineView, folder: Path) -> int:
         seq = view.last_seq()  # the pipeline is built from the catalog as it is now
         self._pipeline = Pipeline(view, self.config, feedback=view.feedback_log, folder=folder)
+        self.autotuner = AutoTuner(self._pipeline, enabled=self._pipeline.config.autotune)
+        self._pipeline.on_grow.append(self.autotuner.consider)
         return seq
 
     def modes(self) -> Mapping[str, Mode]:
@@ -87,6 +91,8 @@ class LTRExtension:
         self.pipeline.memory.checkpoint()
 
     def close(self) -> None:
+        if self.autotuner is not None:
+            self.autotuner.close()  # a fit in progress stops between two queries
         if self._pipeline is not None:
             try:
                 self.checkpoint()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,6 @@ from ..records import Hits, Query
 from ..store.files import folder_lock
 from ..store.sqlite import StoredItem
 from . import explore_config, strategy_config
-from .autotune import AutoTuner
 from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
 from .exploration import ExploreBudget, ExploreSettings, eligible, place
 from .features import FeatureLayout, align, candidate_features
@@ -35,8 +34,6 @@ from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_p
 from .ranker import LambdaRanker
 from .repeats import Repeats, Shown, pin, query_key
 from .scores import SCORE_MEANING, relevance, shown_scores
-from .selftune import FOLDER as TUNED_FOLDER
-from .selftune import HANDOVER, TunedFusion, tuned_depths
 from .strategies import (
     ExploreStrategy,
     LexicalStrategy,
@@ -48,6 +45,8 @@ from .strategies import (
 from .strategies.base import BatchStrategy
 from .strategies.registry import Built, Probe, StrategyContext, StrategySpec, build_strategies
 from .text import stems
+from .tuned import FOLDER as TUNED_FOLDER
+from .tuned import HANDOVER, TunedFusion, tuned_depths
 
 if TYPE_CHECKING:
     from ..extension import EngineView
@@ -174,7 +173,8 @@ class Pipeline:
         self.tuned: TunedFusion | None = None
         self.tuned_status = "no self-tuned fusion: run `xmodal ltr tune`"
         self._load_tuned()
-        self.autotuner = AutoTuner(self, enabled=self.config.autotune)
+        #: called with the catalog's size after every write (the ``ltr`` extension's self-tuning, :mod:`.autotune`)
+        self.on_grow: list[Callable[[int], object]] = []
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
         self._meta = ItemMeta(engine)
         self.dirty = False
@@ -188,7 +188,6 @@ class Pipeline:
 
     def close(self) -> None:
         """Stop background work and close the memory index's state (the policy is saved by :meth:`save`)."""
-        self.autotuner.close()
         try:
             self._meta.close()
         finally:
@@ -202,7 +201,8 @@ class Pipeline:
             follower.on_put(stored)
         if set(self.context.vector_kinds()) - {s.kind for s in self.specs.values() if s.kind is not None}:
             self.refresh_strategies()  # the first vectors of a kind: its dense strategy joins
-        self.autotuner.consider(len(self.engine))
+        for watcher in self.on_grow:
+            watcher(len(self.engine))
 
     def on_delete(self, rows: Sequence[int]) -> None:
         self._catalog_version += 1
