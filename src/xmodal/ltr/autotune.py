@@ -1,11 +1,11 @@
 """Self-tuning in the background of ``add``: the default mode's fusion refitted as the catalog grows.
 
-:class:`AutoTuner` watches the catalog's size (the pipeline tells it of every write). Once the catalog has
-:data:`MIN_ITEMS` items and has grown by :data:`GROWTH` since the last fit (or was never fitted), and the
-bandit has not yet taken over from real feedback, it fits :func:`.selftune.tune` on a background thread:
-searches and writes go on meanwhile, and the new model is used from the moment it is ready. A write that
-comes while a fit runs does not start another; the next write after it does, if the catalog grew enough.
-``close`` stops a fit between batches (the CLI's ``add`` waits for it instead: :meth:`wait`).
+:class:`AutoTuner` is told of every write. Once the change log holds :data:`MIN_ITEMS` changes and has grown
+by ``GROWTH - 1`` times the items of the last fit since it (or there was none), and the bandit has not yet
+taken over from real feedback (:meth:`AutoTuner.due`), it fits :func:`.selftune.tune` on a background
+thread: searches and writes go on meanwhile, and the new model is used from the moment it is ready. A write
+that comes while a fit runs does not start another. ``close`` stops a fit between two queries (the CLI's
+``add`` waits for it instead: :meth:`AutoTuner.wait`).
 """
 
 from __future__ import annotations
@@ -37,18 +37,26 @@ class AutoTuner:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
-    def due(self, items: int) -> bool:
-        """Whether a catalog of ``items`` items should be (re)fitted now."""
+    def due(self) -> bool:
+        """Whether the catalog should be (re)fitted now, judged by the change log alone (reading the catalog's
+        size would sync the engine, which a write in progress, or an engine still opening, cannot do): at least
+        :data:`MIN_ITEMS` changes for a first fit, then changes since the last fit worth ``GROWTH - 1`` times
+        the items it was fitted on (an update or a delete counts as a change too)."""
         pipe = self.pipeline
-        if not self.enabled or items < MIN_ITEMS or float(pipe.policy.counts_.sum()) >= HANDOVER:
+        if not self.enabled or float(pipe.policy.counts_.sum()) >= HANDOVER:
             return False
-        fitted = 0 if pipe.tuned is None else int(pipe.tuned.report.get("items", 0))
-        return items >= GROWTH * fitted if fitted else True
+        seq = pipe.engine.last_seq()
+        report = {} if pipe.tuned is None else pipe.tuned.report
+        fitted, at = int(report.get("items", 0)), int(report.get("seq", 0))
+        if not fitted:
+            return seq >= MIN_ITEMS
+        return seq - at >= (GROWTH - 1.0) * fitted
 
-    def consider(self, items: int) -> bool:
-        """Start a background fit if one is due and none is running; whether one started."""
+    def consider(self) -> bool:
+        """Start a background fit if one is due and none is running; whether one started (called after every
+        write: cheap when the tuner is off or a fit runs)."""
         with self._lock:
-            if self.running or self._stop.is_set() or not self.due(items):
+            if not self.enabled or self.running or self._stop.is_set() or not self.due():
                 return False
             self._thread = threading.Thread(target=self._fit, name="xmodal-selftune", daemon=True)
             self._thread.start()

@@ -173,8 +173,9 @@ class Pipeline:
         self.tuned: TunedFusion | None = None
         self.tuned_status = "no self-tuned fusion: run `xmodal ltr tune`"
         self._load_tuned()
-        #: called with the catalog's size after every write (the ``ltr`` extension's self-tuning, :mod:`.autotune`)
-        self.on_grow: list[Callable[[int], object]] = []
+        #: called after every write (the ``ltr`` extension's self-tuning, :mod:`.autotune`); they must not read
+        #: the catalog through the engine (a write is in progress, or the engine is still opening)
+        self.on_grow: list[Callable[[], object]] = []
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
         self._meta = ItemMeta(engine)
         self.dirty = False
@@ -202,7 +203,7 @@ class Pipeline:
         if set(self.context.vector_kinds()) - {s.kind for s in self.specs.values() if s.kind is not None}:
             self.refresh_strategies()  # the first vectors of a kind: its dense strategy joins
         for watcher in self.on_grow:
-            watcher(len(self.engine))
+            watcher()
 
     def on_delete(self, rows: Sequence[int]) -> None:
         self._catalog_version += 1

@@ -97,6 +97,7 @@ def tune(
     or has too little text to make :data:`MIN_QUERIES` queries of, or when ``stop`` is set meanwhile."""
     started = time.perf_counter()
     engine = pipeline.engine
+    seq = engine.last_seq()  # the catalog as of this change (what the autotuner measures growth from)
     everything = [stored.item for stored in engine.iter_items()]
     chosen = sample_items([i for i in everything if i.parent is None], sample, seed)
     similar = None
@@ -129,6 +130,7 @@ def tune(
     model.report.update(
         {
             "items": len(everything),
+            "seq": seq,
             "sampled": len(chosen),
             "queries": len(queries),
             "kinds": {k: sum(1 for q in queries if q.kind == k) for k in kinds},
