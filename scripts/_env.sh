@@ -26,10 +26,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip
+    # -qq: pip's errors only (a failed install still stops here); a first run prints xmodal's own messages
+    "$VENV/bin/python" -m pip install -qq --upgrade pip
     # The CPU wheel of torch first: a bare torch requirement would pull a multi-GB CUDA build.
-    "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-    "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+    "$VENV/bin/python" -m pip install -qq "torch==2.13.0"
+    "$VENV/bin/python" -m pip install -qq -e ".[$EXTRAS]"
     echo "$HASH" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
