@@ -10,7 +10,7 @@ A policy file is TOML::
     injection = "flag"
 
     [settings]
-    max_query_chars = 2000    # longer query text: category "oversize"
+    max_query_chars = 4096    # longer query text: category "oversize"
     classifier = "/path/to/model.json.gz"   # another classifier file (default: the one shipped)
 
 It is read from ``$XMODAL_GUARDS_POLICY`` or, failing that, ``<index>/guards/policy.toml``; an unknown
@@ -60,7 +60,9 @@ class Policy:
 
     default: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_POLICY))
     keys: dict[str, dict[str, str]] = field(default_factory=dict)
-    max_query_chars: int = 2000
+    #: the server's own limit (``xmodal.serve.policy.MAX_QUERY_TEXT``): a query REST and MCP accept is not
+    #: refused as oversize by default; a policy may lower it
+    max_query_chars: int = 4096
     classifier: str | None = None
     source: str = "built-in"
 
@@ -109,7 +111,9 @@ def parse(data: Mapping[str, Any], source: str) -> Policy:
             raise ConfigError(f"{source} [settings]: unknown setting {name!r}; use one of {', '.join(SETTINGS)}")
         if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 1):
             raise ConfigError(f"{source} [settings].{name}: must be a {'positive integer' if kind is int else 'path'}")
-    return Policy(default, keys, int(settings.get("max_query_chars", 2000)), settings.get("classifier"), source)
+    return Policy(
+        default, keys, int(settings.get("max_query_chars", Policy.max_query_chars)), settings.get("classifier"), source
+    )
 
 
 def load(folder: Path | None) -> Policy:
