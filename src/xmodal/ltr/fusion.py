@@ -134,24 +134,41 @@ def nqc(scores: np.ndarray, depth: int = QPP_DEPTH) -> float:
     return math.sqrt(variance) / abs(mean)
 
 
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """What :func:`committed_weights` needs of one run: its NQC, whether it filled the ``depth`` positions the
+    NQC is measured on, and whether it scored below 0 among them."""
+
+    nqc: float
+    filled: bool
+    negative: bool
+
+
+def commitment(hits: Hits, depth: int = QPP_DEPTH) -> Commitment:
+    head = hits.scores[:depth]
+    return Commitment(nqc(hits.scores, depth), len(hits) >= depth, any(float(v) < 0.0 for v in head))
+
+
 def committed_weights(
-    runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, depth: int = QPP_DEPTH
+    runs: Mapping[str, Hits],
+    weights: Mapping[str, float] | None = None,
+    depth: int = QPP_DEPTH,
+    known: Mapping[str, Commitment] | None = None,
 ) -> dict[str, float]:
     """Each run's weight (default 1) times its NQC over the largest NQC of the runs (:func:`nqc`). The weights
     stay as given when no run has any (every run flat or empty); when no run filled ``depth`` positions (a
     catalog of a few items: the NQC of two or three scores is noise); and when a run scores below 0 in its
     top (the NQC is a ratio to the mean score: meaningless for cosines around 0 with another modality's
-    vectors)."""
+    vectors). ``known``: runs' :func:`commitment` already computed (at ``depth``), for weighing the same runs
+    many ways."""
     base = {name: (weights or {}).get(name, 1.0) for name in runs}
-    if max((len(hits) for hits in runs.values()), default=0) < depth:
+    facts = {name: known[name] if known and name in known else commitment(runs[name], depth) for name in runs}
+    if not any(f.filled for f in facts.values()) or any(f.negative for f in facts.values()):
         return base
-    if any(float(v) < 0.0 for hits in runs.values() for v in hits.scores[:depth]):
-        return base
-    commitment = {name: nqc(runs[name].scores, depth) for name in runs}
-    best = max(commitment.values(), default=0.0)
+    best = max((f.nqc for f in facts.values()), default=0.0)
     if best <= 0.0:
         return base
-    return {name: base[name] * commitment[name] / best for name in runs}
+    return {name: base[name] * facts[name].nqc / best for name in runs}
 
 
 FUSERS: dict[str, Callable[..., list[FusedHit]]] = {

@@ -99,12 +99,17 @@ def _fragment(item: Item, seed: int) -> str | None:
     return " ".join(tokens[i : i + n])
 
 
+def _opening(item: Item) -> tuple[set[str], list[str]]:
+    """The title's words (lower-cased), and the content words of the text's opening that are none of them."""
+    named = {w.lower() for w in words(item.title)}
+    return named, [w for w in words(item.text)[: 2 * DESCRIPTION_WORDS] if content(w) and w.lower() not in named]
+
+
 def _description(item: Item, frequency: Mapping[str, int]) -> str | None:
     """The more common half of the content words of the text's opening (never a word of the title), in
     their order: a query that describes the thing in everyday words, without the rare words that name it
     (which a user who does not know the name does not have either)."""
-    named = {w.lower() for w in words(item.title)}
-    opening = [w for w in words(item.text)[: 2 * DESCRIPTION_WORDS] if content(w) and w.lower() not in named]
+    _, opening = _opening(item)
     if len(opening) < 4:
         return None
     ranked = sorted(range(len(opening)), key=lambda i: (-frequency.get(opening[i].lower(), 0), i))
@@ -116,8 +121,7 @@ def _paraphrase(item: Item, similar: Callable[[str], str | None]) -> str | None:
     """The content words of the text's opening (none of the title's), each replaced by the word of the
     catalog that ``similar`` finds closest (another word, not a form of the same one), in their order: a
     description in other words, the vocabulary mismatch that full-text search cannot bridge."""
-    named = {w.lower() for w in words(item.title)}
-    opening = [w for w in words(item.text)[: 2 * DESCRIPTION_WORDS] if content(w) and w.lower() not in named]
+    named, opening = _opening(item)
     if len(opening) < 3:
         return None
     swapped = [similar(w.lower()) for w in opening[:DESCRIPTION_WORDS]]
@@ -134,9 +138,10 @@ def _values(item: Item) -> list[str]:
     return sorted(set(out))
 
 
-class _Catalog:
-    """What the catalog says about words: in how many items' text each content word is (``frequency``), and
-    which items hold each (attribute value, content word) pair (for judging attribute queries)."""
+class CatalogWords:
+    """What the catalog says about words: in how many items' text each content word is (``frequency``,
+    lower-cased), and which items hold each (attribute value, content word) pair (for judging attribute
+    queries). Built once per catalog and shared by everything that needs either."""
 
     def __init__(self, items: Iterable[Item]) -> None:
         self.by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -165,21 +170,17 @@ class _Catalog:
         return PseudoQuery(f"{value.replace('_', ' ')} {word}", "attribute", item.id, tuple(holders))
 
 
-def word_frequency(items: Iterable[Item]) -> dict[str, int]:
-    """In how many items' text each content word is (lower-cased)."""
-    return dict(_Catalog(items).frequency)
-
-
 def pseudo_queries(
     items: Sequence[Item],
     seed: int = 0,
     kinds: Sequence[str] = KINDS,
-    judged_over: Iterable[Item] | None = None,
+    catalog: CatalogWords | None = None,
     similar: Callable[[str], str | None] | None = None,
 ) -> list[PseudoQuery]:
-    """The pseudo-queries of ``items`` (each kind at most once per item), in item order. Attribute queries are
-    judged over ``judged_over`` (default: ``items``): every item holding the same value and word answers one."""
-    catalog = _Catalog(judged_over if judged_over is not None else items)
+    """The pseudo-queries of ``items`` (each kind at most once per item), in item order. Descriptions and
+    attribute queries read the words of ``catalog`` (default: of ``items`` alone): every item of it holding
+    an attribute query's value and word answers that query."""
+    catalog = catalog if catalog is not None else CatalogWords(items)
     out: list[PseudoQuery] = []
     for item in items:
         made: dict[str, str | None] = {

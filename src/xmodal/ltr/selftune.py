@@ -33,8 +33,8 @@ import numpy as np
 
 from ..records import Hits, Item, Query
 from .context import CONTEXT_FEATURES
-from .fusion import NORMALISERS, QPP_DEPTH, fuse, nqc
-from .pseudo import KINDS, PseudoQuery, content, draw, pseudo_queries, word_frequency, words
+from .fusion import NORMALISERS, commitment, fuse
+from .pseudo import KINDS, CatalogWords, PseudoQuery, content, draw, pseudo_queries, words
 from .text import stem
 from .tuned import HEAD, PRIOR_WEIGHT, Configuration, TunedFusion, configurations, features, gain, pick, tuned_depths
 
@@ -100,12 +100,13 @@ def tune(
     seq = engine.last_seq()  # the catalog as of this change (what the autotuner measures growth from)
     everything = [stored.item for stored in engine.iter_items()]
     chosen = sample_items([i for i in everything if i.parent is None], sample, seed)
+    catalog = CatalogWords(everything)  # read once: the paraphrases' vocabulary and the queries' judgments
     similar = None
     if "paraphrase" in kinds:
-        similar = word_neighbours(engine, word_frequency(everything), chosen, stop)
+        similar = word_neighbours(engine, catalog.frequency, chosen, stop)
         if similar is None:  # stopped
             return None
-    queries = pseudo_queries(chosen, seed, kinds, judged_over=everything, similar=similar)
+    queries = pseudo_queries(chosen, seed, kinds, catalog=catalog, similar=similar)
     if len(queries) < MIN_QUERIES:
         return None
     arms = tuple(
@@ -205,20 +206,8 @@ def _observe(
 
 def _applied(runs: Mapping[str, Hits], configs: Sequence[Configuration]) -> list[dict[str, float]]:
     """``[c.apply(runs) for c in configs]`` with each run's NQC computed once, not once per configuration."""
-    commitment = {name: nqc(hits.scores, QPP_DEPTH) for name, hits in runs.items()}
-    filled = {name: len(hits) >= QPP_DEPTH for name, hits in runs.items()}
-    negative = {name: any(float(v) < 0.0 for v in hits.scores[:QPP_DEPTH]) for name, hits in runs.items()}
-    out = []
-    for config in configs:
-        given = {name: w for name, w in config.weights if w > 0 and name in runs and len(runs[name])}
-        if not given:
-            given = {name: 1.0 for name, hits in runs.items() if len(hits)}
-        best = max((commitment[n] for n in given), default=0.0)
-        plain = not any(filled[n] for n in given) or any(negative[n] for n in given) or best <= 0.0
-        if config.committed and not plain:
-            given = {n: w * commitment[n] / best for n, w in given.items()}
-        out.append(given)
-    return out
+    known = {name: commitment(hits) for name, hits in runs.items()}
+    return [config.apply(runs, known) for config in configs]
 
 
 def all_gains(

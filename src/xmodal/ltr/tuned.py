@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import StorageError
 from ..records import Hits
 from .context import CONTEXT_FEATURES
-from .fusion import FusedHit, committed_weights, nqc
+from .fusion import Commitment, FusedHit, committed_weights, nqc
 
 if TYPE_CHECKING:
     from .policy import LinearBandit
@@ -44,12 +44,13 @@ class Configuration:
     weights: tuple[tuple[str, float], ...]
     committed: bool
 
-    def apply(self, runs: Mapping[str, Hits]) -> dict[str, float]:
+    def apply(self, runs: Mapping[str, Hits], known: Mapping[str, Commitment] | None = None) -> dict[str, float]:
+        """The weights of the runs this configuration fuses (``known``: as in :func:`.fusion.committed_weights`)."""
         given = {name: w for name, w in self.weights if w > 0 and name in runs and len(runs[name])}
         if not given:  # none of its strategies ran: every run that did, equally
             given = {name: 1.0 for name, hits in runs.items() if len(hits)}
         kept = {name: runs[name] for name in given}
-        return committed_weights(kept, given) if self.committed else given
+        return committed_weights(kept, given, known=known) if self.committed else given
 
     def to_dict(self) -> dict[str, Any]:
         return {"weights": dict(self.weights), "committed": self.committed}
