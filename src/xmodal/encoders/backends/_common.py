@@ -1,9 +1,11 @@
-"""What the model backends share: optional imports, secrets from the environment, devices, vector checks."""
+"""What the model backends share: optional imports, secrets from the environment, devices, vector checks,
+usage counters."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -83,3 +85,20 @@ def checked_rows(vectors: Any, n: int, width: int, source: str, fix: str) -> Vec
             "vectors", f"{source} returned a vector with NaN or infinite values (input #{first})", fix
         )
     return arr
+
+
+class Usage:
+    """Thread-safe counts of what a remote backend sent (requests, texts, characters, retries...)."""
+
+    def __init__(self, *names: str) -> None:
+        self._counts = dict.fromkeys(names, 0)
+        self._lock = threading.Lock()
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                self._counts[name] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -38,7 +37,7 @@ from PIL import Image
 from ...errors import ConfigError, ValidationError
 from .. import identity
 from ..base import BaseEncoder, Purpose, Vectors, check_dim, native_request, repository_kind
-from ._common import checked_rows, positive, require
+from ._common import Usage, checked_rows, positive, require
 
 MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
 SIZES = (256, 384, 1024, 3072)
@@ -109,8 +108,7 @@ class BedrockNovaEncoder(BaseEncoder):
         self.backoff = float(positive(backoff, "backoff", self.name, number=float))
         self.region = region
         self.client = client if client is not None else _client(region, endpoint_url, profile, float(timeout))
-        self._usage = {"requests": 0, "texts": 0, "images": 0, "characters": 0, "retries": 0}
-        self._lock = threading.Lock()
+        self._usage = Usage("requests", "texts", "images", "characters", "retries")
 
     # -- purposes ------------------------------------------------------------------------------------
     def set_repository(self, modalities: Iterable[str]) -> None:
@@ -145,14 +143,11 @@ class BedrockNovaEncoder(BaseEncoder):
         return {"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": params}
 
     def _encode_texts(self, texts: list[str], purpose: Purpose) -> Vectors:
-        with self._lock:
-            self._usage["texts"] += len(texts)
-            self._usage["characters"] += sum(map(len, texts))
+        self._usage.add(texts=len(texts), characters=sum(map(len, texts)))
         return self._run([self.body(purpose, text=t) for t in texts])
 
     def _encode_images(self, images: list[Image.Image], purpose: Purpose) -> Vectors:
-        with self._lock:
-            self._usage["images"] += len(images)
+        self._usage.add(images=len(images))
         return self._run([self.body(purpose, image=im) for im in images])
 
     def _run(self, bodies: list[dict[str, Any]]) -> Vectors:
@@ -253,14 +248,12 @@ class BedrockNovaEncoder(BaseEncoder):
         )
 
     def _count(self, what: str) -> None:
-        with self._lock:
-            self._usage[what] += 1
+        self._usage.add(**{what: 1})
 
     # -- what is recorded ------------------------------------------------------------------------------
     def usage(self) -> dict[str, int]:
         """Requests sent (retries included), texts, images and characters embedded, retries made."""
-        with self._lock:
-            return dict(self._usage)
+        return self._usage.snapshot()
 
     def config(self) -> dict[str, Any]:
         parameters = {

@@ -18,7 +18,6 @@ The model's dimension is learned from one probe request when an index is created
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 from ...errors import ConfigError, ValidationError
 from .. import identity
 from ..base import BaseEncoder, Purpose, Vectors, check_dim
-from ._common import checked_rows, positive, require, secret
+from ._common import Usage, checked_rows, positive, require, secret
 
 URL_ENV = "XMODAL_EMBEDDINGS_URL"
 MODEL_ENV = "XMODAL_EMBEDDINGS_MODEL"
@@ -81,8 +80,7 @@ class HttpEmbeddingsEncoder(BaseEncoder):
         self.retries = positive(retries, "retries", self.name)
         self.backoff = float(positive(backoff, "backoff", self.name, number=float))
         self._client = httpx.Client(timeout=float(positive(timeout, "timeout", self.name, number=float)))
-        self._usage = {"requests": 0, "texts": 0, "characters": 0, "retries": 0}
-        self._usage_lock = threading.Lock()
+        self._usage = Usage("requests", "texts", "characters", "retries")
         self.native_dim = positive(native_dim, "native_dim", self.name) if native_dim is not None else self._probe_dim()
         super().__init__(check_dim(dim, self.native_dim, self.name))
 
@@ -125,9 +123,7 @@ class HttpEmbeddingsEncoder(BaseEncoder):
             ) from None
         if len({len(v) for v in vectors}) > 1:
             raise ConfigError(f"{self.url} returned vectors of different lengths for model {self.model!r}; {fix}")
-        with self._usage_lock:
-            self._usage["texts"] += len(texts)
-            self._usage["characters"] += sum(map(len, texts))
+        self._usage.add(texts=len(texts), characters=sum(map(len, texts)))
         return checked_rows(vectors, len(texts), width, f"{self.url} (model {self.model!r})", fix)
 
     def _post(self, body: dict[str, Any]) -> Any:
@@ -196,14 +192,12 @@ class HttpEmbeddingsEncoder(BaseEncoder):
         return int(width)
 
     def _count(self, what: str) -> None:
-        with self._usage_lock:
-            self._usage[what] += 1
+        self._usage.add(**{what: 1})
 
     # -- what is recorded ------------------------------------------------------------------------------
     def usage(self) -> dict[str, int]:
         """Requests sent (retries included), texts and characters embedded, retries made, since it was created."""
-        with self._usage_lock:
-            return dict(self._usage)
+        return self._usage.snapshot()
 
     def config(self) -> dict[str, Any]:
         parameters = {
