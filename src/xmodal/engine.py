@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .backends import DEFAULT_BACKEND, BackendContext, RowListing, VectorBackend, open_backend
+from .backends import epoch as checkpoint_epoch
 from .catalog import Catalog
 from .changes import replay
 from .collection import Collection, Fetched, Page
@@ -54,16 +55,18 @@ from .ingest.prepare import AddReport, Entry, chunks, dedupe, encode_entries, lo
 from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
 from .media import MediaStore
 from .media_loaders import allow_media
+from .migration.space import reindex_summary
 from .records import Hits, Item, Query, Target, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
 from .search_path import SearchParts, SearchPath
 from .settings import DENSE, open_settings
+from .stale import stale
 from .store.backup import Manifest, write_backup
 from .store.base import Store
 from .store.fulltext import FullText
 from .store.space import space_guard
-from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
+from .store.sqlite import EPOCH_KEY, SCHEMA_VERSION, SQLiteStore, StoredItem
 
 BATCH = 256
 log = logging.getLogger(__name__)
@@ -88,6 +91,12 @@ class Engine:
         self._settled = self._seq  # every extension has been told of the changes up to here
         self._catalog = Catalog.load(store)
         self._tell_repository()
+        #: The index's vector epoch (changed by ``xmodal reindex --switch``): a checkpoint of another is not
+        #: loaded, and this process's writes are refused once the index has switched past it.
+        self.epoch = store.get_meta(EPOCH_KEY)
+        if isinstance(store, SQLiteStore):
+            store.epoch = self.epoch
+        checkpoint_epoch.discard_other(path / "index", self.epoch)
         #: The vector backend named by ``settings["backend"]`` (:mod:`xmodal.backends`); it resolves
         #: filters through the catalog (its attribute table, built on the first filter) when it filters by rows.
         self.backend: VectorBackend = open_backend(
@@ -207,7 +216,9 @@ class Engine:
         engine has not applied are not in the state saved, and the next open replays them)."""
         with self._writing, space_guard(self.path):  # no write in flight: every extension reflects the sequence
             with self._lock:
+                checkpoint_epoch.before_write(self.path / "index", self.epoch)
                 self.backend.checkpoint(self._seq)  # writes nothing when unchanged
+                checkpoint_epoch.after_write(self.path / "index", self.epoch)
             self._extensions.checkpoint()
 
     def backup(self, destination: str | Path) -> Manifest:
@@ -746,6 +757,8 @@ class Engine:
             "modes": self.modes(),
             "guards": self._extensions.describe_screens(),
             "schema_version": SCHEMA_VERSION,
+            "stale": stale(self.store),
+            **({"reindex": running} if (running := reindex_summary(self.path)) else {}),
         }
 
 

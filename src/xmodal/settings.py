@@ -73,7 +73,7 @@ def open_settings(
         defaults = {"backend": DEFAULT_BACKEND, "extensions": list(LEGACY_EXTENSIONS), "default_mode": DEFAULT_MODE}
         settings = {**defaults, **dict(saved)}
         _check_given(settings, encoder, dim, index, extensions, backend)
-        enc = encoder if isinstance(encoder, Encoder) else _recreate(settings["encoder"], given)
+        enc = encoder if isinstance(encoder, Encoder) else recreate_encoder(settings["encoder"], given)
         identity.check(settings["encoder"], enc.config())
         settings["encoder"] = enc.config()  # an index written before identities records its encoder's now
         if default_mode is not None:
@@ -110,7 +110,7 @@ def _with_dim(options: dict[str, Any], dim: int | None) -> dict[str, Any]:
     return {**options, "dim": dim} if dim else options
 
 
-def _recreate(config: dict[str, Any], given: Mapping[str, Any]) -> Encoder:
+def recreate_encoder(config: dict[str, Any], given: Mapping[str, Any]) -> Encoder:
     """The index's encoder from its recorded config, plus the options given now that it does not record."""
     options = identity.options(config)
     for key, value in given.items():

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "backup",
     "modes",
     "evaluate",
+    "reindex",
     "serve",
     "genret",
     "ltr",

@@ -389,6 +389,11 @@ def run_info(args: argparse.Namespace) -> int:
         documents = ", ".join(f"{n} {status}" for status, n in guards["documents"].items())
         source = guards["policy"]["source"]
         rows.append((name, f"classifier {guards['classifier']}; items {documents}; policy {source}"))
+    for name, marker in info.get("stale", {}).items():
+        rows.append(("stale", f"{name}: {marker['reason']}; fix: {marker['fix']}"))
+    if "reindex" in info:
+        job = info["reindex"]
+        rows.append(("reindex", f"to {job['encoder']}: {job['done']}/{job['total']} items (`xmodal reindex --status`)"))
     for key, value in rows:
         print(f"{key:<11} {value}")
     return 0

@@ -8,15 +8,17 @@ single strategy (:mod:`xmodal.eval.compare`).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import ValidationError
 from ..eval.compare import ALL, REPORTED, compare, parse_modes, probe
 from ..eval.metrics import METRICS
-from ..eval.runner import EvalQuery, evaluate, read_queries
+from ..eval.runner import EvalQuery, EvalReport, evaluate, read_queries
 from ..eval.sets import HELD_OUT, SetInfo, set_info_for
 from ..ingest.prepare import Rejection
+from ..settings import DENSE
 from .common import (
     HelpFormatter,
     UsageError,
@@ -57,6 +59,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--resamples", type=int, default=1000, metavar="N", help="bootstrap resamples (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
+    parser.add_argument(
+        "--encoder",
+        dest="eval_encoder",
+        choices=("current", "next", "both"),
+        default=None,
+        help="during a reindex: score the current vectors, the next ones (`xmodal reindex`), or both side by "
+        "side, in dense mode",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -77,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
     entries = _only_kinds(list(read_queries(path, info.kinds if info else None)), args.kind, path)
+    if getattr(args, "eval_encoder", None) is not None:
+        if several or args.mode not in (None, DENSE):
+            raise UsageError("--encoder compares the current and next vectors in dense mode: leave out --mode")
+        return _versus_next(args, entries, path, options)
     with engine_of(args) as engine:
         if several:
             return _compare(args, engine, entries, spec, info, options, path)
@@ -98,6 +112,44 @@ def run(args: argparse.Namespace) -> int:
         for rejection in report.skipped:
             print(f"skipped {rejection.where}: {rejection.reason}")
     return 0 if report.queries else 1
+
+
+def _versus_next(
+    args: argparse.Namespace, entries: list[EvalQuery | Rejection], path: Path, options: dict[str, Any]
+) -> int:
+    """``eval --encoder current|next|both``: dense-mode metrics of the current vectors and/or the next ones."""
+    from ..migration import Reindex
+    from ..migration.evaluate import evaluate_next
+
+    if options.get("filters") and args.eval_encoder != "current":
+        raise UsageError("--encoder next scores every item: leave out the filters (or use --encoder current)")
+    reports: dict[str, EvalReport] = {}
+    if args.eval_encoder in ("current", "both"):
+        with engine_of(args) as engine, progress_bar(len(entries), "current", "query", quiet=args.quiet) as bar:
+            reports["current"] = evaluate(
+                engine, entries, base_dir=path.parent, progress=bar.update, **{**options, "mode": DENSE}
+            )
+    if args.eval_encoder in ("next", "both"):
+        with Reindex(args.index) as job, progress_bar(len(entries), "next", "query", quiet=args.quiet) as bar:
+            status = job.status()
+            if status["state"] == "none":
+                raise UsageError("no reindex is under way: start one with `xmodal reindex --encoder NAME`")
+            kept = {key: options[key] for key in ("k", "target") if key in options}
+            reports["next"] = evaluate_next(job, entries, base_dir=path.parent, progress=bar.update, **kept)
+            if not status["scanned"]:
+                print(
+                    f"warning: the next vectors cover {status['done']} of {status['total']} items so far",
+                    file=sys.stderr,
+                )
+    if args.json:
+        print_json({name: report.to_dict() for name, report in reports.items()})
+    else:
+        names = list(reports)
+        print(f"{'':<11}" + "".join(f"{name:>10}" for name in names))
+        print(f"{'queries':<11}" + "".join(f"{reports[n].queries:>10}" for n in names))
+        for metric in METRICS:
+            print(f"{metric:<11}" + "".join(f"{reports[n].metrics[metric]:>10.4f}" for n in names))
+    return 0 if all(report.queries for report in reports.values()) else 1
 
 
 def _only_kinds(entries: list[EvalQuery | Rejection], spec: str | None, path: Path) -> list[EvalQuery | Rejection]:

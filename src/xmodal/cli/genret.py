@@ -105,9 +105,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from ..genret.extension import live_genret
+    from ..stale import stale
 
     with engine_of(args) as engine:
         status = live_genret(engine).status()
+        marker = stale(engine.store).get("genret")
+    if marker is not None:
+        status["stale"] = marker
+    if marker is not None and not args.json:
+        print(f"STALE             {marker['reason']}; fix: {marker['fix']}")
     if args.json:
         print_json(status)
         return 0

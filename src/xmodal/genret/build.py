@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..engine import Engine
+from ..stale import clear as clear_stale
 from .data import collect, feedback_events
 from .extension import live_genret
 from .train import TrainConfig, fit
@@ -37,6 +38,7 @@ def train_engine(
     model = fit(data, config, checkpoint_dir=ckpt if resume else None, progress=progress, meta=meta)
     model.meta["last_evaluation"] = fit_evaluation(model, data.queries, data.targets, data.rows)
     live_genret(engine).install(model, seq)
+    clear_stale(engine.store, "genret")  # learned from the index's current vectors
     for name in ("checkpoint.safetensors", "checkpoint.json"):
         (ckpt / name).unlink(missing_ok=True)
     if ckpt.exists() and not any(ckpt.iterdir()):

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import ValidationError
 from ..feedback.log import Event, FeedbackLog
 from ..records import Query
+from ..stale import clear as clear_stale
 from .extension import pipeline
 from .features import candidate_features
 from .fusion import fuse
@@ -95,6 +96,7 @@ def train_ranker(engine: Engine, *, ipw: bool = True, seed: int = 0, n_estimator
         X, y, groups, sample_weight=w, feature_names=pipe.features
     )
     pipe.set_ranker(ranker)
+    clear_stale(engine.store, "ltr")  # its features were measured on the index's current vectors
     return {
         "impressions_used": len(groups),
         "rows": int(len(X)),

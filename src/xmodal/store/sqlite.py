@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StorageError, ValidationError
+from ..errors import ConfigError, StorageError, ValidationError
 from ..records import Item, Modality, Span, VectorKind
 from .fulltext import META_KEY as FULLTEXT_KEY
 from .fulltext import FullText, vocabulary
@@ -40,6 +40,9 @@ from .readers import Readers
 from .space import connect, disk_full, space_guard
 
 SCHEMA_VERSION = 3
+#: The ``meta`` key naming the current vector set: written (with the settings) by ``xmodal reindex --switch``.
+EPOCH_KEY = "vectors_epoch"
+_ANY_EPOCH = object()
 UPGRADABLE = (1, 2)  # versions upgraded in place when the store opens
 #: Stores up to this size get ``PRAGMA quick_check`` when they open (about 20k items with 384-d vectors).
 QUICK_CHECK_BYTES = 64 * 1024 * 1024
@@ -121,6 +124,9 @@ class SQLiteStore:
         self.path = path
         with space_guard(path.parent):
             path.parent.mkdir(parents=True, exist_ok=True)
+        #: The vector epoch this process encodes for (set by the engine from meta ``vectors_epoch``): a put
+        #: commits only while the store is still at it. Unset, puts are not checked.
+        self.epoch: object = _ANY_EPOCH
         self._lock = GuardedLock(path)  # a damaged page met by any statement is a StorageError saying what to do
         self._use = open_shared(path.parent)  # the folder is in use: `xmodal restore` will not replace it meanwhile
         try:
@@ -299,6 +305,7 @@ class SQLiteStore:
             self._writable()
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._check_epoch()
                 for item, vectors in entries:
                     rows.append(self._put_one(item, vectors))
                 self._db.execute("COMMIT")
@@ -306,6 +313,19 @@ class SQLiteStore:
                 self._rollback()
                 raise
         return rows
+
+    def _check_epoch(self) -> None:
+        """Inside a write: refuse vectors made by an encoder the index has since switched away from
+        (``xmodal reindex --switch`` committed by another process after this one opened the store)."""
+        if self.epoch is _ANY_EPOCH:
+            return
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (EPOCH_KEY,)).fetchone()
+        now = None if row is None else json.loads(row[0])
+        if now != self.epoch:
+            raise ConfigError(
+                f"{self.path.parent}: the index switched to another encoder (xmodal reindex --switch) since this "
+                "process opened it; nothing was written: restart this process (server or command) to use the new one"
+            )
 
     def _put_one(self, item: Item, vectors: Mapping[str, np.ndarray]) -> int:
         refs = {name: ref for name, ref in item.media.items() if isinstance(ref, str)}  # bytes are kept by then
@@ -466,11 +486,12 @@ class SQLiteStore:
             [r[0] for r in records], [r[1] for r in records], [r[2] for r in records], decode_filter_fields
         )
 
-    def iter_all(self, batch: int = 2000) -> Iterator[StoredItem]:
-        """Every item with its vectors, in row order (used to rebuild derived indexes)."""
-        last = 0
+    def iter_all(self, batch: int = 2000, *, after: int = 0, with_vectors: bool = True) -> Iterator[StoredItem]:
+        """Every item (with its vectors, unless not ``with_vectors``) of a row above ``after``, in row order
+        (used to rebuild derived indexes, and by ``xmodal reindex`` to resume)."""
+        last = after
         while True:
-            chunk = list(self._select("WHERE row > ? ORDER BY row LIMIT ?", (last, batch)))
+            chunk = list(self._select("WHERE row > ? ORDER BY row LIMIT ?", (last, batch), with_vectors))
             if not chunk:
                 return
             yield from chunk
