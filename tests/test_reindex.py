@@ -18,7 +18,7 @@ from xmodal import ConfigError, Engine, Item
 from xmodal.cli import main
 from xmodal.encoders import Content, HashingEncoder, create_encoder
 from xmodal.migration import Reindex
-from xmodal.migration.switch import FAULT_ENV
+from xmodal.migration.faults import FAULT_ENV
 from xmodal.store.sqlite import SQLiteStore
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -86,6 +86,23 @@ def test_resumes_where_it_stopped_and_follows_writes(tmp_path: Path) -> None:
         assert engine.get("i1").title == "white boat renamed" and "i2" not in engine and "late" in engine
         assert engine.search("white boat renamed", k=1, mode="dense").items[0].id == "i1"
     assert not (path / "reindex").exists()
+
+
+def test_a_killed_run_continues_where_it_stopped(tmp_path: Path) -> None:
+    path = make_index(tmp_path / "idx", 120)
+    command = [sys.executable, "-m", "xmodal.cli", "--index", str(path), "reindex", "--batch", "50", "-q"]
+    env = {**os.environ, "PYTHONPATH": SRC, FAULT_ENV: "batch"}
+    done = subprocess.run([*command, "--encoder", "hashing", "--encoder-option", "dim=64"], env=env, timeout=120)
+    assert done.returncode == -9  # killed right after its first batch was committed
+    with Reindex(path) as job:
+        assert (job.status()["state"], job.status()["done"]) == ("building", 50)
+    env.pop(FAULT_ENV)
+    assert subprocess.run(command, env=env, timeout=120).returncode == 0  # resumed: no --encoder needed
+    with Reindex(path) as job:
+        status = job.status()
+        assert (status["state"], status["done"], status["total"]) == ("ready", 120, 120)
+        job.switch()
+    assert assert_one_encoder(path) == 64
 
 
 def test_searches_are_served_while_it_runs(tmp_path: Path) -> None:

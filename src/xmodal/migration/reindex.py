@@ -23,7 +23,9 @@ from ..ingest.prepare import AddReport, chunks, encode_entries, load_media
 from ..media import MediaStore
 from ..settings import recreate_encoder
 from ..store.sqlite import EPOCH_KEY, SQLiteStore, StoredItem
+from .faults import fault
 from .space import NextSpace
+from .switch import switch
 
 BATCH = 256
 Encoded = tuple[list[tuple[int, dict[str, np.ndarray]]], list[tuple[int, str, str]]]
@@ -126,6 +128,7 @@ class Reindex:
                 vectors, failures = self._encode(chunk)
                 done += len(chunk)
                 space.commit(vectors, failures, cursor=chunk[-1].row, done=done)
+                fault("batch")
                 if progress is not None:
                     progress(len(chunk))
                 if stop is not None and stop():
@@ -219,8 +222,6 @@ class Reindex:
     # -- finishing --------------------------------------------------------------------------------
     def switch(self) -> dict[str, Any]:
         """Make the new vectors and encoder the index's, atomically (see :mod:`.switch`); returns the summary."""
-        from .switch import switch
-
         if self.space is None:
             raise _no_space()
         summary = switch(self)

@@ -48,13 +48,14 @@ def space_key(config: Mapping[str, Any]) -> str:
 class NextSpace:
     """One next vector set on disk (see the module notes). Use :meth:`find` or :meth:`create`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, new: bool = False) -> None:
         self.folder = folder
         self.path = folder / FILE
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        if new:  # an existing one is opened without writing (a build may be writing to it)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
 
     # -- finding ------------------------------------------------------------------------------
     @staticmethod
@@ -64,17 +65,28 @@ class NextSpace:
         return sorted(p for p in base.iterdir() if (p / FILE).is_file()) if base.is_dir() else []
 
     @classmethod
-    def find(cls, root: Path) -> NextSpace | None:
-        """The index's next vector set, or None when no reindex is under way."""
-        found = cls.folders(root)
-        return cls(found[0]) if found else None
+    def find(cls, root: Path, *, repair: bool = True) -> NextSpace | None:
+        """The index's next vector set, or None when no reindex is under way; a start that did not finish
+        is removed (``repair``) or passed over."""
+        for folder in cls.folders(root):
+            space = cls(folder)
+            try:
+                if space.get("started_at") is not None:  # written last by create()
+                    return space
+            except sqlite3.OperationalError:  # a start killed before its tables were made
+                pass
+            if repair:
+                space.drop()
+            else:
+                space.close()
+        return None
 
     @classmethod
     def create(cls, root: Path, config: Mapping[str, Any], *, started_seq: int, total: int) -> NextSpace:
         """A new, empty next vector set for the encoder ``config``."""
         folder = root / FOLDER / space_key(config)
         folder.mkdir(parents=True, exist_ok=True)
-        space = cls(folder)
+        space = cls(folder, new=True)
         space.set(
             encoder=dict(config),
             total=total,
@@ -82,8 +94,8 @@ class NextSpace:
             cursor=0,
             scanned=False,
             tail_seq=started_seq,
-            started_at=time.time(),
         )
+        space.set(started_at=time.time())  # last: a space without it is a start that did not finish
         return space
 
     # -- state --------------------------------------------------------------------------------
@@ -163,7 +175,7 @@ class NextSpace:
 
 def reindex_summary(root: Path) -> dict[str, Any] | None:
     """What ``info`` shows of a reindex under way in the index folder ``root`` (None when there is none)."""
-    space = NextSpace.find(root)
+    space = NextSpace.find(root, repair=False)
     if space is None:
         return None
     try:

@@ -11,14 +11,12 @@ that). Derived state follows the epoch: the engine discards a vector checkpoint 
 (:mod:`xmodal.backends.epoch`), and a process still running with the old encoder has its writes refused.
 
 ``XMODAL_REINDEX_FAULT=<point>`` kills the process at a point (``prepared``, ``locked``, ``deleted``,
-``copied``, ``written``, ``committed``): the tests' way to check the promise above.
+``copied``, ``written``, ``committed``; see :mod:`.faults`): the tests' way to check the promise above.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -31,9 +29,9 @@ from ..errors import ConfigError
 from ..stale import KEY as STALE_KEY
 from ..stale import markers_for_switch
 from ..store.sqlite import EPOCH_KEY, SQLiteStore
+from .faults import fault
 from .space import NextSpace
 
-FAULT_ENV = "XMODAL_REINDEX_FAULT"
 #: Changes left to replay under the write lock after which they are replayed first, outside it.
 LOCKED_TAIL = 256
 
@@ -53,12 +51,6 @@ class Job(Protocol):
     def encode_rows(
         self, rows: Sequence[int], *, batch: int = ...
     ) -> tuple[list[tuple[int, dict[str, np.ndarray]]], list[tuple[int, str, str]]]: ...
-
-
-def fault(point: str) -> None:
-    """The test hook: die here, as ``kill -9`` would, when ``$XMODAL_REINDEX_FAULT`` names ``point``."""
-    if os.environ.get(FAULT_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def switch(job: Job) -> dict[str, Any]:
