@@ -133,7 +133,7 @@ class Reindex:
                     progress(len(chunk))
                 if stop is not None and stop():
                     return self.status()
-            space.set(scanned=True, total=max(int(state["total"]), done))
+            space.set(scanned=True, total=done)  # every item there was, those added meanwhile included
         self.tail(batch=batch)
         self._retry(batch)
         return self.status()
