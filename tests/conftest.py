@@ -63,3 +63,31 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL server for the session (Debian's ``postgresql`` package, run as an unprivileged
+    user in a temporary folder, on a free port of 127.0.0.1); stopped at the end of the session. Skipped only
+    where psycopg or PostgreSQL is not installed."""
+    pytest.importorskip("psycopg", reason="the postgres store needs psycopg: pip install 'xmodal[postgres]'")
+    from xmodal.errors import ConfigError
+    from xmodal.store.postgres_server import LocalPostgres, pg_bin
+
+    try:
+        pg_bin()
+    except ConfigError as exc:
+        pytest.skip(f"no PostgreSQL server to test against: {exc}")
+    server = LocalPostgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_schema(postgres_server: Any) -> str:
+    """A schema of its own for one test on the session's PostgreSQL server (tests never see each other's)."""
+    import uuid
+
+    return f"t_{uuid.uuid4().hex[:12]}"

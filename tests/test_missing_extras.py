@@ -86,6 +86,12 @@ CASES = [
         ["faiss"], "from xmodal.index import create_index\ncreate_index('hnsw', 8)", "ann", id="ann-hnsw-index"
     ),
     pytest.param(
+        ["psycopg"],
+        "import xmodal\nxmodal.Engine.open('postgres://127.0.0.1:1/x?state=' + str(tmp / 's'), encoder='hashing')",
+        "postgres",
+        id="postgres-engine-open",
+    ),
+    pytest.param(
         ["faiss"],
         "import xmodal\nxmodal.Engine.open(tmp / 'idx', encoder='hashing', index='hnsw')",
         "ann",

@@ -53,6 +53,7 @@ from .feedback.log import FeedbackLog
 from .filters import AttributeTable
 from .ingest.prepare import AddReport, Entry, chunks, dedupe, encode_entries, load_media
 from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
+from .location import is_postgres, parse_postgres
 from .media import MediaStore
 from .media_loaders import allow_media
 from .migration.space import reindex_summary
@@ -64,9 +65,10 @@ from .settings import DENSE, open_settings
 from .stale import stale
 from .store.backup import Manifest, write_backup
 from .store.base import Store
-from .store.fulltext import FullText
+from .store.postgres import PostgresStore
 from .store.space import space_guard
 from .store.sqlite import EPOCH_KEY, SCHEMA_VERSION, SQLiteStore, StoredItem
+from .store.textindex import TextIndex
 
 BATCH = 256
 log = logging.getLogger(__name__)
@@ -75,13 +77,15 @@ log = logging.getLogger(__name__)
 class Engine:
     """A multimodal index in one folder. Use :meth:`open`; close it (or use ``with``) when done."""
 
-    def __init__(self, path: Path, store: Store, encoder: Encoder, settings: dict[str, Any]) -> None:
+    def __init__(
+        self, path: Path, store: Store, encoder: Encoder, settings: dict[str, Any], *, media_root: Path | None = None
+    ) -> None:
         """Use :meth:`open`."""
         self.path = path
         self.store = store
         self.encoder = encoder
         self.settings = settings
-        self.media = MediaStore(path)
+        self.media = MediaStore(media_root if media_root is not None else path)
         self._prefetch = _prefetch(encoder)  # the text model loads while the catalog and indexes do
         self._lock = RWLock()  # searches share it; the catalog and the vector backend change under it alone
         self._writing = threading.RLock()  # one write or catch-up at a time, extension work included
@@ -160,9 +164,22 @@ class Engine:
         ``media`` names media loaders by dotted path (``"package.module:Loader"``) that items and queries may
         use; they are added to the index setting ``media`` (no catalog line or request can name another).
         ``encoder_options`` are the options of the encoder named by ``encoder`` (``{"model": ..., "url": ...}``,
-        see :mod:`xmodal.encoders.backends`); an existing index takes those it does not record (a key, a device)."""
-        root = Path(path)
-        store = SQLiteStore(root / "store.sqlite")
+        see :mod:`xmodal.encoders.backends`); an existing index takes those it does not record (a key, a device).
+
+        ``path`` may be a ``postgres://`` URL (:mod:`xmodal.location`): the store is then PostgreSQL, shared by
+        every server given the URL, and this process keeps only derived data in its own state folder."""
+        media_root: Path | None = None
+        if is_postgres(path):
+            where = parse_postgres(str(path))
+            root, media_root = where.state, where.media
+            if backend is None and where.backend is not None and where.backend != DEFAULT_BACKEND:
+                backend, index_options = where.backend, {**where.backend_options, **(index_options or {})}
+            with space_guard(root):
+                root.mkdir(parents=True, exist_ok=True)
+            store: Store = PostgresStore(where.dsn, where.schema)
+        else:
+            root = Path(path)
+            store = SQLiteStore(root / "store.sqlite")
         try:
             enc, settings = open_settings(
                 store,
@@ -177,7 +194,9 @@ class Engine:
                 encoder_options=encoder_options,
             )
             allow_media(settings.get("media", []))
-            engine = cls(root, store, enc, settings)
+            engine = cls(root, store, enc, settings, media_root=media_root)
+            if isinstance(store, PostgresStore):
+                store.listen(engine._heard)  # every server learns of every write at once (LISTEN/NOTIFY)
             if store.get_meta("settings") != settings:
                 try:
                     store.set_meta("settings", settings)  # saved once known to work; never rewritten unchanged
@@ -377,6 +396,18 @@ class Engine:
             self._extensions.sync(self)
             self._settled = self._seq
 
+    def _heard(self, seq: int) -> None:
+        """A shared store's writer committed change ``seq`` (on the store's listener thread): catch up now, so
+        the next search finds every structure current. Skipped while this process writes or catches up (that
+        applies the log itself, and every read checks the store's last change anyway)."""
+        if self._closed or seq <= self._seq or not self._writing.acquire(blocking=False):
+            return
+        try:
+            if not self._closed:
+                self._sync()
+        finally:
+            self._writing.release()
+
     def refresh(self, *, extensions: bool = True) -> None:
         """See the writes other processes committed; reads call it, so they need not. ``extensions=False``
         (a dense search, a look-up) skips catching up an extension that failed on a change."""
@@ -417,7 +448,7 @@ class Engine:
         return self.encoder.config()
 
     @property
-    def fulltext(self) -> FullText:
+    def fulltext(self) -> TextIndex:
         """The store's BM25F full-text index (written in the items' own transactions)."""
         return self.store.fulltext
 

@@ -31,7 +31,7 @@ from .store.base import StoredItem
 if TYPE_CHECKING:
     from .feedback.log import FeedbackLog
     from .filters import AttributeTable
-    from .store.fulltext import FullText
+    from .store.textindex import TextIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ class EngineView(Protocol):
     def feedback_log(self) -> FeedbackLog: ...
 
     @property
-    def fulltext(self) -> FullText: ...
+    def fulltext(self) -> TextIndex: ...
 
     def __len__(self) -> int: ...
 

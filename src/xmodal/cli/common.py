@@ -14,6 +14,7 @@ from typing import Any
 from ..engine import Engine
 from ..errors import ValidationError
 from ..filters import parse_filter_json, parse_filters, parse_where
+from ..location import is_postgres
 from ..modes import describe_modes
 from ..records import MAX_K, Target
 
@@ -34,7 +35,8 @@ def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
             {
                 "metavar": "DIR",
                 "default": os.environ.get("XMODAL_INDEX"),
-                "help": "the index folder (default: $XMODAL_INDEX)",
+                "help": "the index folder, or postgres://USER@HOST:PORT/DB?vectors=…&media=DIR for a store "
+                "shared by several servers (default: $XMODAL_INDEX)",
             },
         ),
         (
@@ -228,10 +230,10 @@ def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
     """Open the index named by ``--index``; only ``create`` commands may make a new one."""
     if not args.index:
         raise UsageError("no index folder: pass --index DIR (or set XMODAL_INDEX)")
-    path = Path(args.index)
     if args.dim is not None and args.dim <= 0:
         raise UsageError(f"--dim must be positive, got {args.dim}")
-    if not create and not (path / "store.sqlite").is_file():
+    path: str | Path = args.index if is_postgres(args.index) else Path(args.index)  # a URL: the server says
+    if isinstance(path, Path) and not create and not (path / "store.sqlite").is_file():
         raise UsageError(f"{path} is not an xmodal index (create it with: xmodal --index {path} add CATALOG)")
     return Engine.open(
         path,

@@ -19,7 +19,7 @@ from ..records import Item
 from .sqlite import CatalogRows, StoredItem  # the records a store hands out (defined with the SQLite store for now)
 
 if TYPE_CHECKING:
-    from .fulltext import FullText
+    from .textindex import TextIndex
 
 __all__ = ["CatalogRows", "Store", "StoredItem"]
 
@@ -29,7 +29,7 @@ class Store(Protocol):
     """Items, vectors, settings and the change log; id ↔ row. An acknowledged write is committed."""
 
     @property
-    def fulltext(self) -> FullText:
+    def fulltext(self) -> TextIndex:
         """The BM25F full-text index, written in the items' own transactions."""
         ...
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ...records import Hits, Item, Query
 from ...store.fulltext import FullText
+from ...store.textindex import TextIndex
 from ..text import stems
 from .base import allowed_rows, hits_from_rows, top_rows
 
@@ -40,7 +41,7 @@ class LexicalStrategy:
         self.engine = engine
         self.popularity_weight = popularity_weight
         self.popularity: dict[str, float] = {}
-        self.index: FullText = engine.fulltext
+        self.index: TextIndex = engine.fulltext
 
     # -- retrieval -----------------------------------------------------------------------------
     def _prior(self) -> bool:

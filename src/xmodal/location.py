@@ -1,0 +1,87 @@
+"""Where an index lives: a folder (``store.sqlite`` and everything beside it), or a PostgreSQL URL.
+
+``postgres://user:password@host:port/database?schema=NAME&vectors=VECTORS&media=DIR&state=DIR`` opens an
+index whose store is PostgreSQL (:class:`~xmodal.store.postgres.PostgresStore`), shared by every server and
+writer given the same URL and schema (default ``xmodal``). The other query parameters:
+
+- ``vectors``: the vector backend of a new index: ``local`` (default), ``quantized``, or
+  ``milvus://host:port`` (the ``milvus`` backend at ``http://host:port``; ``milvuss://`` for ``https``).
+  Each server builds its backend from the store's vectors and follows the store's change log.
+- ``media``: the folder media files go to, shared by every server (a network file system); default
+  ``<state>/media``, which only suits one server.
+- ``state``: this server's folder for derived data (vector checkpoints, extension state); default
+  ``~/.cache/xmodal/postgres/<hash of the URL>``. Nothing in it is the only copy of anything the store holds.
+
+Every other parameter (``sslmode``, ``connect_timeout``…) is passed to libpq.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .errors import ConfigError
+from .store.postgres import redact as _redacted
+
+SCHEMES = ("postgres", "postgresql")
+VECTOR_BACKENDS = ("local", "quantized")
+
+
+@dataclass(frozen=True)
+class PostgresLocation:
+    """A parsed ``postgres://`` index location."""
+
+    dsn: str  # what libpq gets: the URL without xmodal's own parameters
+    schema: str
+    state: Path
+    media: Path
+    backend: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+def is_postgres(location: str | Path) -> bool:
+    """True when ``location`` is a ``postgres://`` (or ``postgresql://``) URL."""
+    return isinstance(location, str) and location.split("://", 1)[0].lower() in SCHEMES and "://" in location
+
+
+def parse_postgres(url: str) -> PostgresLocation:
+    """The parts of a ``postgres://`` location (see the module); a malformed one is a :class:`ConfigError`."""
+    parts = urlsplit(url)
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    schema = params.pop("schema", "xmodal") or "xmodal"
+    if not schema.isidentifier() or schema.lower() != schema:
+        raise ConfigError(
+            f"{_redacted(url)}: schema={schema!r}: use lowercase letters, digits and _ (e.g. schema=shop)"
+        )
+    vectors = params.pop("vectors", "") or None
+    media, state = params.pop("media", ""), params.pop("state", "")
+    dsn = urlunsplit(parts._replace(query=urlencode(params)))
+    if not parts.hostname and "host" not in params:
+        raise ConfigError(f"{_redacted(url)}: no host; write postgres://USER@HOST:PORT/DATABASE")
+    key = hashlib.sha256(f"{_redacted(dsn)}#{schema}".encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XMODAL_CACHE", Path.home() / ".cache" / "xmodal"))
+    state_dir = Path(state).expanduser() if state else base / "postgres" / key
+    backend, options = _vectors(vectors, url)
+    return PostgresLocation(
+        dsn, schema, state_dir, Path(media).expanduser() if media else state_dir / "media", backend, options
+    )
+
+
+def _vectors(vectors: str | None, url: str) -> tuple[str | None, dict[str, Any]]:
+    if vectors is None:
+        return None, {}
+    if vectors in VECTOR_BACKENDS:
+        return vectors, {}
+    given = urlsplit(vectors)
+    if given.scheme in ("milvus", "milvuss") and given.hostname:
+        scheme = "https" if given.scheme == "milvuss" else "http"
+        options: dict[str, Any] = {"uri": f"{scheme}://{given.hostname}:{given.port or 19530}"}
+        options.update(parse_qsl(given.query))
+        return "milvus", options
+    raise ConfigError(
+        f"{_redacted(url)}: vectors={vectors!r}: use local, quantized or milvus://HOST:PORT (e.g. vectors=milvus://127.0.0.1:19530)"
+    )

@@ -1,0 +1,491 @@
+"""The ``postgres`` store: items, vectors, settings, the change log and the full-text index in PostgreSQL,
+shared by any number of xmodal servers and CLI writers.
+
+It implements :class:`~xmodal.store.base.Store` as :class:`~xmodal.store.sqlite.SQLiteStore` does, in the
+tables of one PostgreSQL schema (``xmodal`` by default, so several indexes share a database): ``meta``,
+``items``, ``vectors`` (float32 bytes per item and kind, so any vector backend can be rebuilt), ``changes``
+and the full-text tables (:mod:`.postgres_fulltext`). Each write is one transaction; writers take a
+transaction-level advisory lock first, so change-log sequence numbers are committed in order (a reader that
+has seen sequence *s* has seen every change before it) and two servers writing the same new id agree on its
+row. Each commit sends ``NOTIFY`` on the schema's channel with its last sequence: :meth:`PostgresStore.listen`
+calls back on every server at once, and the engine catches up then rather than on the next read.
+
+Failures: a server that cannot be reached, is too old (:data:`MIN_SERVER_VERSION`) or refuses the login is a
+:class:`~xmodal.errors.StorageError` naming the server and the fix. A connection lost mid-call (a restart,
+a network cut) is retried on a new connection with bounded backoff (``retries`` attempts); a write is
+retried whole (a transaction either committed or left nothing; a write whose commit answer was lost is
+applied again, which an upsert or a delete tolerates), and past the bound the caller gets a StorageError
+saying the write was not acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import MissingDependency, StorageError, ValidationError
+from ..records import Item, Modality, Span
+from .postgres_fulltext import SCHEMA as FULLTEXT_SCHEMA
+from .postgres_fulltext import PostgresFullText
+from .sqlite import SCHEMA_VERSION, CatalogRows, StoredItem, _kind, check_kind, decode_filter_fields
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: PostgreSQL 12 or later (generated columns, ``pg_notify`` in transactions, ``unnest`` of several arrays)
+MIN_SERVER_VERSION = 120000
+RETRIES = 5
+CONNECT_TIMEOUT_S = 5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    row BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    modality TEXT NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    media TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    parent TEXT,
+    span TEXT
+);
+CREATE INDEX IF NOT EXISTS items_parent ON items(parent);
+CREATE TABLE IF NOT EXISTS vectors (
+    row BIGINT NOT NULL REFERENCES items(row) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    vector BYTEA NOT NULL,
+    PRIMARY KEY (row, kind)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    seq BIGSERIAL PRIMARY KEY,
+    row BIGINT NOT NULL,
+    op TEXT NOT NULL CHECK (op IN ('put', 'delete'))
+)
+"""
+_COLUMNS = "row, id, modality, title, text, attributes, media, created_at, updated_at, parent, span"
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise MissingDependency("psycopg", "postgres") from None
+    return psycopg
+
+
+def redact(dsn: str) -> str:
+    """``dsn`` without its password (for messages and logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore:
+    """Items, vectors, settings and the change log in one schema of a PostgreSQL database."""
+
+    def __init__(
+        self, dsn: str, schema: str = "xmodal", *, retries: int = RETRIES, connect_timeout: float = CONNECT_TIMEOUT_S
+    ) -> None:
+        self._pg = _psycopg()
+        if not schema.isidentifier() or schema.lower() != schema:
+            raise StorageError(f"postgres schema {schema!r}: use lowercase letters, digits and _ (e.g. 'xmodal')")
+        self.dsn, self.schema, self.retries, self.connect_timeout = dsn, schema, retries, connect_timeout
+        self.where = f"{redact(dsn)} (schema {schema})"
+        self.channel = f"xmodal_{schema}"
+        self._lock = threading.RLock()
+        self._db: Any = None
+        self._closed = False
+        self._listeners: list[Callable[[int], None]] = []
+        self._listener: threading.Thread | None = None
+        self._listen_db: Any = None
+        self._write_key = zlib.crc32(f"xmodal.write.{schema}".encode())  # the advisory lock of writers
+        self._connect()
+        self._open()
+        self.fulltext = PostgresFullText(self._query)
+
+    # -- connections ---------------------------------------------------------------------------------
+    def _new_connection(self, *, autocommit: bool = True) -> Any:
+        pg = self._pg
+        try:
+            db = pg.connect(self.dsn, autocommit=autocommit, connect_timeout=max(1, int(self.connect_timeout)))
+        except pg.OperationalError as exc:
+            raise StorageError(
+                f"{self.where}: cannot connect to PostgreSQL ({str(exc).strip()}); check that the server runs and "
+                "that the URL's host, port, user, password and database are right"
+            ) from exc
+        version = int(db.info.server_version)
+        if version < MIN_SERVER_VERSION:
+            db.close()
+            raise StorageError(
+                f"{self.where}: PostgreSQL {version // 10000}.{version % 10000} is not supported; "
+                f"use PostgreSQL {MIN_SERVER_VERSION // 10000} or later"
+            )
+        return db
+
+    def _connect(self) -> None:
+        self._db = self._new_connection()
+        with self._db.transaction():  # two servers creating the schema at once: one waits for the other
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_key,))
+            self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+        self._db.execute(f"SET search_path TO {self.schema}")
+
+    def _retrying(self, work: Callable[[Any], T], what: str) -> T:
+        """``work(connection)`` under the lock; a lost connection is replaced and the work run again, up to
+        :attr:`retries` times with exponential backoff (0.1 s doubling, at most 2 s)."""
+        pg = self._pg
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"{self.where}: the store is closed")
+            for attempt in range(self.retries + 1):
+                try:
+                    if self._db is None or self._db.closed:
+                        self._connect()
+                    return work(self._db)
+                except (pg.OperationalError, pg.InterfaceError) as exc:  # the connection (or the server) failed
+                    cause: BaseException = exc
+                except pg.Error as exc:  # refused by the server (bad data, a constraint): nothing was written
+                    if self._db is not None and self._db.info.transaction_status != pg.pq.TransactionStatus.IDLE:
+                        self._drop()  # no connection is reused in an unknown state
+                    raise StorageError(f"{self.where}: {what} failed ({str(exc).strip()})") from exc
+                except StorageError as exc:  # a reconnect that failed
+                    if attempt == 0 or "cannot connect" not in str(exc):
+                        raise
+                    cause = exc
+                self._drop()
+                if attempt < self.retries:
+                    delay = min(2.0, 0.1 * 2**attempt)
+                    log.warning("%s: %s: connection lost (%s); retrying in %.1f s", self.where, what, cause, delay)
+                    time.sleep(delay)
+            raise StorageError(
+                f"{self.where}: {what} failed: the connection to PostgreSQL was lost {self.retries + 1} times "
+                f"({str(cause).strip()}); nothing was acknowledged: check the server, then retry"
+            ) from cause
+
+    def _drop(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone either way
+                pass
+            self._db = None
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read statement."""
+        return self._retrying(lambda db: list(db.execute(sql, tuple(params)).fetchall()), "a read")
+
+    def _write(self, work: Callable[[Any], T], what: str = "a write", *, notify: bool = False) -> T:
+        """``work(cursor)`` in one transaction, writers in turn (an advisory lock); ``notify``: the work appended
+        to the change log, and a NOTIFY of its last change goes out at commit."""
+
+        def run(db: Any) -> T:
+            with db.transaction(), db.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_key,))
+                out = work(cur)
+                if notify:
+                    after = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+                    cur.execute("SELECT pg_notify(%s, %s)", (self.channel, str(after)))
+                return out
+
+        return self._retrying(run, what)
+
+    def _open(self) -> None:
+        def create(cur: Any) -> None:
+            for statement in (*_SCHEMA.split(";\n"), *FULLTEXT_SCHEMA.split(";\n")):
+                if statement.strip():
+                    cur.execute(statement)
+            cur.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+            found = cur.fetchone()
+            if found is None:
+                cur.execute("INSERT INTO meta VALUES ('schema_version', %s)", (json.dumps(SCHEMA_VERSION),))
+            elif json.loads(found[0]) != SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.where}: store schema version {json.loads(found[0])}, this xmodal reads {SCHEMA_VERSION}; "
+                    "use an xmodal of that version, or a new schema (?schema=NAME) and re-index the catalog"
+                )
+
+        self._write(create, "creating the tables")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop()
+            listen_db, self._listen_db = self._listen_db, None
+        if listen_db is not None:
+            try:
+                listen_db.close()
+            except Exception:  # noqa: BLE001 - closing the listener's connection ends its thread either way
+                pass
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+
+    # -- LISTEN/NOTIFY -----------------------------------------------------------------------------
+    def listen(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(seq)`` (on a thread of the store's) whenever any writer commits a change to this
+        schema: every server learns of every write at once. A lost connection is reopened (the callback then
+        gets the newest sequence, so nothing committed meanwhile is missed)."""
+        with self._lock:
+            self._listeners.append(callback)
+            if self._listener is None:
+                self._listener = threading.Thread(target=self._listen_loop, name="xmodal-pg-listen", daemon=True)
+                self._listener.start()
+
+    def _listen_loop(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                db = self._new_connection()
+                with self._lock:
+                    if self._closed:
+                        db.close()
+                        return
+                    self._listen_db = db
+                db.execute(f"LISTEN {self.channel}")
+                self._tell(int(db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {self.schema}.changes").fetchone()[0]))
+                delay = 0.1
+                for note in db.notifies():
+                    self._tell(int(note.payload))
+            except Exception as exc:  # noqa: BLE001 - the listener outlives a restart of the server
+                if self._closed:
+                    return
+                log.warning("%s: listening for changes: %s; reconnecting in %.1f s", self.where, exc, delay)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    def _tell(self, seq: int) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(seq)
+            except Exception:
+                log.exception("%s: a change listener failed", self.where)
+
+    # -- settings ----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        found = self._query("SELECT value FROM meta WHERE key = %s", (key,))
+        return None if not found else json.loads(found[0][0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        text = json.dumps(value)
+        self._write(
+            lambda cur: cur.execute(
+                "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, text)
+            ),
+            "a settings write",
+        )
+
+    # -- writes ------------------------------------------------------------------------------------
+    def put(self, entries: Sequence[tuple[Item, Mapping[str, np.ndarray]]]) -> list[int]:
+        """Upsert items with their vectors in one transaction; returns their rows."""
+        prepared = [(_no_nul(item), {check_kind(k): _blob(v) for k, v in vectors.items()}) for item, vectors in entries]
+        return self._write(lambda cur: self._put(cur, prepared), "an add", notify=True) if prepared else []
+
+    def _put(self, cur: Any, entries: Sequence[tuple[Item, Mapping[str, bytes]]]) -> list[int]:
+        """The statements of :meth:`put`, each run for the whole batch (psycopg pipelines them)."""
+        cur.executemany(
+            "INSERT INTO items (id, modality, title, text, attributes, media, parent, span, updated_at, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+            " modality = EXCLUDED.modality, title = EXCLUDED.title, text = EXCLUDED.text,"
+            " attributes = EXCLUDED.attributes, media = EXCLUDED.media, parent = EXCLUDED.parent,"
+            " span = EXCLUDED.span, updated_at = EXCLUDED.updated_at RETURNING row",
+            [_values(item) for item, _ in entries],
+            returning=True,
+        )
+        rows = []
+        while True:
+            rows.append(int(cur.fetchone()[0]))
+            if not cur.nextset():
+                break
+        last = {row: vectors for row, (_, vectors) in zip(rows, entries, strict=True)}  # an id given twice: its last
+        cur.execute("DELETE FROM vectors WHERE row = ANY(%s)", (list(last),))
+        blobs = [(row, kind, blob) for row, vectors in last.items() for kind, blob in vectors.items()]
+        if blobs:
+            cur.executemany("INSERT INTO vectors VALUES (%s, %s, %s)", blobs)
+        PostgresFullText.put(cur, [(row, item.title, item.text) for row, (item, _) in zip(rows, entries, strict=True)])
+        cur.executemany("INSERT INTO changes (row, op) VALUES (%s, 'put')", [(row,) for row in rows])
+        return rows
+
+    def delete(self, ids: Sequence[str]) -> list[int]:
+        """Delete items by id, with their segments, in one transaction; returns every row deleted."""
+        return self.delete_tree(ids)[0]
+
+    def delete_tree(self, ids: Sequence[str]) -> tuple[list[int], int]:
+        """Delete items by id and their segments (at any depth) in one transaction; returns the rows deleted
+        and how many of ``ids`` existed."""
+        wanted = list(dict.fromkeys(ids))
+
+        def run(cur: Any) -> tuple[list[int], int]:
+            rows: list[int] = []
+            cur.execute("SELECT row, id FROM items WHERE id = ANY(%s) ORDER BY row", (wanted,))
+            found = [(int(r), str(i)) for r, i in cur.fetchall()]
+            found.sort(key=lambda pair: wanted.index(pair[1]))
+            asked, done = len(found), set[str]()
+            while found:
+                gone = [row for row, _ in found]
+                cur.execute("DELETE FROM items WHERE row = ANY(%s)", (gone,))
+                PostgresFullText.remove(cur, gone)
+                cur.executemany("INSERT INTO changes (row, op) VALUES (%s, 'delete')", [(row,) for row in gone])
+                rows += gone
+                done.update(item_id for _, item_id in found)
+                parents = [item_id for _, item_id in found]
+                cur.execute("SELECT row, id FROM items WHERE parent = ANY(%s) ORDER BY row", (parents,))
+                found = [(int(r), str(i)) for r, i in cur.fetchall() if i not in done]
+            return rows, asked
+
+        return self._write(run, "a delete", notify=True)
+
+    # -- reads -------------------------------------------------------------------------------------
+    def last_seq(self) -> int:
+        return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0])
+
+    def changes_since(self, seq: int) -> list[tuple[int, str]]:
+        found = self._query("SELECT row, op FROM changes WHERE seq > %s ORDER BY seq", (seq,))
+        return [(int(r), str(op)) for r, op in found]
+
+    def count(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM items")[0][0])
+
+    def vector_rows(self) -> dict[str, np.ndarray]:
+        found: dict[str, list[int]] = {}
+        for kind, row in self._query("SELECT kind, row FROM vectors ORDER BY kind, row"):
+            found.setdefault(str(kind), []).append(int(row))
+        return {kind: np.asarray(rows, np.int64) for kind, rows in found.items()}
+
+    def counts_by_modality(self) -> dict[str, int]:
+        found = self._query("SELECT modality, COUNT(*) FROM items GROUP BY modality ORDER BY modality")
+        return {str(m): int(n) for m, n in found}
+
+    def segment_counts_by_modality(self) -> dict[str, int]:
+        found = self._query(
+            "SELECT modality, COUNT(*) FROM items WHERE parent IS NOT NULL GROUP BY modality ORDER BY modality"
+        )
+        return {str(m): int(n) for m, n in found}
+
+    def integrity(self, *, full: bool = False) -> list[str]:
+        """What a structural check finds wrong: the full-text totals and sizes against the items (``full``:
+        also every vector's length against its kind's)."""
+        problems = []
+        items, sized, (docs,) = (
+            self.count(),
+            int(self._query("SELECT COUNT(*) FROM fulltext_sizes")[0][0]),
+            self._query("SELECT docs FROM fulltext_totals")[0],
+        )
+        if not items == sized == int(docs):
+            problems.append(f"full-text index out of step: {items} items, {sized} sized, totals say {docs}")
+        if full:
+            found = self._query("SELECT kind, COUNT(DISTINCT length(vector)) FROM vectors GROUP BY kind")
+            problems += [f"vectors of kind {k!r} have {n} different lengths" for k, n in found if int(n) > 1]
+        return problems
+
+    def get(self, item_id: str) -> StoredItem | None:
+        found = self._select("WHERE id = %s", (item_id,))
+        return found[0] if found else None
+
+    def get_rows(self, rows: Sequence[int], with_vectors: bool = False) -> dict[int, StoredItem]:
+        if not rows:
+            return {}
+        return {s.row: s for s in self._select("WHERE row = ANY(%s)", ([int(r) for r in rows],), with_vectors)}
+
+    def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
+        if not rows:
+            return {}
+        found = self._query(
+            "SELECT row, created_at, modality FROM items WHERE row = ANY(%s)", ([int(r) for r in rows],)
+        )
+        return {int(r): (float(c), str(m)) for r, c, m in found}
+
+    def catalog_rows(self) -> CatalogRows:
+        records = self._query(
+            "SELECT id, row, CASE WHEN parent IS NULL AND span IS NULL THEN attributes"
+            " ELSE json_build_array(attributes, parent, span)::text END FROM items ORDER BY row"
+        )
+        return CatalogRows(
+            [str(r[0]) for r in records],
+            [int(r[1]) for r in records],
+            [str(r[2]) for r in records],
+            decode_filter_fields,
+        )
+
+    def iter_all(self, batch: int = 2000) -> Iterator[StoredItem]:
+        last = 0
+        while True:
+            chunk = self._select("WHERE row > %s ORDER BY row LIMIT %s", (last, batch))
+            if not chunk:
+                return
+            yield from chunk
+            last = chunk[-1].row
+
+    def _select(self, where: str, params: Sequence[Any], with_vectors: bool = True) -> list[StoredItem]:
+        def run(db: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            with db.transaction():  # one snapshot: the items and their vectors agree
+                records = db.execute(f"SELECT {_COLUMNS} FROM items {where}", tuple(params)).fetchall()
+                blobs = []
+                if with_vectors and records:
+                    rows = [int(r[0]) for r in records]
+                    blobs = db.execute("SELECT row, kind, vector FROM vectors WHERE row = ANY(%s)", (rows,)).fetchall()
+                return records, blobs
+
+        records, blobs = self._retrying(run, "a read")
+        vectors: dict[int, dict[str, np.ndarray]] = {int(r[0]): {} for r in records}
+        for row, kind, blob in blobs:
+            vectors[int(row)][_kind(kind)] = np.frombuffer(bytes(blob), dtype=np.float32)
+        out = []
+        for row, id_, modality, title, text, attrs, media, created, updated, parent, span in records:
+            item = Item(
+                id_,
+                Modality.unchecked(modality),
+                title,
+                text,
+                json.loads(attrs),
+                None,
+                float(created),
+                float(updated),
+                media=json.loads(media) if media else {},
+                parent=parent,
+                span=Span.parse(json.loads(span)) if span else None,
+            )
+            out.append(StoredItem(int(row), item, vectors[int(row)]))
+        return out
+
+
+def _no_nul(item: Item) -> Item:
+    """``item``, whose title and text PostgreSQL can hold (its ``text`` type refuses the NUL character)."""
+    for name, value in (("title", item.title), ("text", item.text)):
+        if "\x00" in value:
+            raise ValidationError(
+                name, "holds a NUL character (\\x00), which PostgreSQL cannot store", "remove it", item=item.id
+            )
+    return item
+
+
+def _values(item: Item) -> tuple[Any, ...]:
+    refs = {name: ref for name, ref in item.media.items() if isinstance(ref, str)}  # bytes are kept by then
+    return (
+        item.id,
+        item.modality.value,
+        item.title,
+        item.text,
+        json.dumps(dict(item.attributes)),
+        json.dumps(refs) if refs else None,
+        item.parent,
+        json.dumps(item.span.to_dict()) if item.span is not None else None,
+        item.updated_at,
+        item.created_at,
+    )
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
