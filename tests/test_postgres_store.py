@@ -255,3 +255,31 @@ def test_a_restart_mid_write_loses_no_acknowledged_write(tmp_path: Path) -> None
         store.put([(Item.create("after", title="after the restart"), vector)])
         wait_for(lambda: len(heard) > before and heard[-1] == store.last_seq(), 10.0)  # the listener is back
         store.close()
+
+
+def test_a_server_finds_what_another_writer_added(postgres_server: Any, postgres_schema: str, tmp_path: Path) -> None:
+    """`xmodal serve` over PostgreSQL: an add acknowledged by another writer (an engine: a CLI writer or another
+    server) is found through the server at once, and a delete through the server is gone for the writer."""
+    pytest.importorskip("fastapi", reason="the server needs fastapi: pip install 'xmodal[server]'")
+    from xmodal.client import Client
+    from xmodal.serve import ApiKey, ServeConfig, create_app
+    from xmodal.serve.testing import serve_in_thread
+
+    key = "pg-writer-key-0001"
+    keys = (ApiKey(key, frozenset({"read", "write"}), "writer", rate=1e6, burst=1_000_000),)
+    writer = Engine.open(location(postgres_server, postgres_schema, tmp_path / "a"), encoder="hashing")
+    served = Engine.open(location(postgres_server, postgres_schema, tmp_path / "b"))
+    try:
+        with (
+            serve_in_thread(create_app(served, ServeConfig(keys=keys, log_requests=False))) as url,
+            Client(url, api_key=key) as client,
+        ):
+            for i in range(3):
+                writer.add([Item.create(f"h{i}", title=f"harbour crane number {i}")])
+                found = client.search(f"harbour crane number {i}", mode="dense", k=1)
+                assert found.items[0].id == f"h{i}"  # no wait: the server reads the store's change log
+            client.delete([f"h{i}" for i in range(3)])
+            assert len(writer.search(Query(text="harbour crane", mode="dense")).hits.ids) == 0
+    finally:
+        writer.close()
+        served.close()

@@ -419,10 +419,11 @@ class PostgresStore:
             decode_filter_fields,
         )
 
-    def iter_all(self, batch: int = 2000) -> Iterator[StoredItem]:
-        last = 0
+    def iter_all(self, batch: int = 2000, *, after: int = 0, with_vectors: bool = True) -> Iterator[StoredItem]:
+        """Every item (with its vectors, unless not ``with_vectors``) of a row above ``after``, in row order."""
+        last = after
         while True:
-            chunk = self._select("WHERE row > %s ORDER BY row LIMIT %s", (last, batch))
+            chunk = self._select("WHERE row > %s ORDER BY row LIMIT %s", (last, batch), with_vectors)
             if not chunk:
                 return
             yield from chunk
