@@ -113,13 +113,22 @@ def _with_dim(options: dict[str, Any], dim: int | None) -> dict[str, Any]:
 def recreate_encoder(config: dict[str, Any], given: Mapping[str, Any]) -> Encoder:
     """The index's encoder from its recorded config, plus the options given now that it does not record."""
     options = identity.options(config)
-    for key, value in given.items():
-        if key in options and options[key] != value:
+    changed = {key: value for key, value in given.items() if key in options and options[key] != value}
+    if not changed:
+        return create_encoder(config["name"], **{**options, **given})
+    try:  # a value written another way that the encoder records the same (a URL it completes) is the same
+        encoder = create_encoder(config["name"], **{**options, **given})
+        recorded = identity.options(encoder.config())
+    except ConfigError:
+        encoder, recorded = None, {}
+    for key, value in changed.items():
+        if encoder is None or recorded.get(key) != options[key]:
             raise ConfigError(
                 f"this index was created with the encoder option {key}={options[key]!r}, not {value!r}; "
                 f"drop --encoder-option {key}=… or build a new index in another folder"
             )
-    return create_encoder(config["name"], **{**options, **given})
+    assert encoder is not None
+    return encoder
 
 
 def _check_given(

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -226,8 +226,15 @@ def index_options(given: list[str] | None) -> dict[str, Any] | None:
     return options
 
 
-def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
-    """Open the index named by ``--index``; only ``create`` commands may make a new one."""
+def open_engine(
+    args: argparse.Namespace,
+    *,
+    create: bool = False,
+    encoder: str | None = None,
+    encoder_defaults: Mapping[str, Any] | None = None,
+) -> Engine:
+    """Open the index named by ``--index``; only ``create`` commands may make a new one. ``encoder`` and
+    ``encoder_defaults`` (a server config's) apply where ``--encoder`` and ``--encoder-option`` say nothing."""
     if not args.index:
         raise UsageError("no index folder: pass --index DIR (or set XMODAL_INDEX)")
     if args.dim is not None and args.dim <= 0:
@@ -237,13 +244,16 @@ def open_engine(args: argparse.Namespace, *, create: bool = False) -> Engine:
         raise UsageError(f"{path} is not an xmodal index (create it with: xmodal --index {path} add CATALOG)")
     return Engine.open(
         path,
-        encoder=args.encoder,
+        encoder=args.encoder or encoder,
         dim=args.dim,
         index=args.index_kind,
         index_options=index_options(getattr(args, "option", None)),
         backend=args.backend,
         media=getattr(args, "media_loader", None),
-        encoder_options=encoder_options(getattr(args, "encoder_option", None) or []),
+        encoder_options={
+            **(encoder_defaults or {}),
+            **encoder_options(getattr(args, "encoder_option", None) or []),
+        },
     )
 
 

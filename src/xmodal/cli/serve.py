@@ -8,11 +8,14 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine import Engine
 from ..errors import MissingDependency
 from .common import UsageError, open_engine
+
+if TYPE_CHECKING:  # the server's modules need the "server" extra: imported when a command runs
+    from ..serve.config import EncoderChoice, ServeConfig
 
 
 def register(subparsers: Any) -> None:
@@ -71,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     config = replace(config, host=args.host, allowed_hosts=hosts)
     named = named_indexes(config.indexes, args.index_name, args.index)
     with contextlib.ExitStack() as opened:  # every engine opened is closed (checkpointed) after the server stops
-        engine = opened.enter_context(open_engine(args, create=True)) if args.index or not named else None
-        indexes = {name: opened.enter_context(_open_named(args, folder)) for name, folder in named}
+        engine = opened.enter_context(open_root(args, config)) if args.index or not named else None
+        indexes = {name: opened.enter_context(open_named(args, config, name, folder)) for name, folder in named}
         app = create_app(engine, config, indexes=indexes)
         # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; a recording handler keeps the
         # process alive long enough to checkpoint and close the engines, then exit 0.
@@ -118,9 +121,41 @@ def named_indexes(
     return named
 
 
-def _open_named(args: argparse.Namespace, folder: str) -> Engine:
-    """The named index in ``folder``, created with the global options when it does not exist yet."""
-    return open_engine(argparse.Namespace(**{**vars(args), "index": folder}), create=True)
+def encoder_choice(args: argparse.Namespace, config: ServeConfig, name: str | None = None) -> EncoderChoice:
+    """The encoder (and options) an index of the server is opened with, from the config file and the flags.
+
+    A named index's own ``encoder`` in the config wins; else ``--encoder``; else the config's top-level
+    ``encoder``. Options given with a winning encoder come along (a named index's options without an encoder
+    of its own are added to the inherited ones); ``--encoder-option`` flags are added by :func:`open_engine`
+    unless the named index names its own encoder.
+    """
+    from ..serve.config import EncoderChoice
+
+    inherited = EncoderChoice(config.encoder, config.encoder_options)
+    if args.encoder is not None and args.encoder != config.encoder:
+        inherited = EncoderChoice(args.encoder, {})  # the top-level options are another encoder's
+    own = dict(config.index_encoders).get(name) if name is not None else None
+    if own is None:
+        return inherited
+    if own.name is None:
+        return EncoderChoice(inherited.name, {**inherited.options, **own.options})
+    return own
+
+
+def open_root(args: argparse.Namespace, config: ServeConfig) -> Engine:
+    """The ``--index`` index, with the encoder the flags or the config choose (see :func:`encoder_choice`)."""
+    choice = encoder_choice(args, config)
+    return open_engine(args, create=True, encoder=choice.name, encoder_defaults=choice.options)
+
+
+def open_named(args: argparse.Namespace, config: ServeConfig, name: str, folder: str) -> Engine:
+    """The named index in ``folder``, created with the global options (and the encoder the config chooses for
+    it) when it does not exist yet."""
+    choice = encoder_choice(args, config, name)
+    values = {**vars(args), "index": folder}
+    if choice.name is not None and choice.name != args.encoder:  # its own encoder: the flags' are another's
+        values |= {"encoder": None, "encoder_option": []}
+    return open_engine(argparse.Namespace(**values), create=True, encoder=choice.name, encoder_defaults=choice.options)
 
 
 def run_mcp(args: argparse.Namespace) -> int:

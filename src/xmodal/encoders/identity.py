@@ -157,6 +157,20 @@ def _same_model(saved: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     return all(saved.get(k) == current.get(k) for k in ("model", "fingerprint"))
 
 
+#: encoder name → option → the value an index made before that option existed was made with (encoders add theirs)
+LEGACY_OPTIONS: dict[str, dict[str, Any]] = {}
+
+
+def _legacy_hint(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """How to open an index made before an option of its encoder existed (``--encoder-option KEY=VALUE``)."""
+    if saved.get("name") != current.get("name"):
+        return ""
+    newer = [k for k in options(current) if k not in options(saved)]
+    known = LEGACY_OPTIONS.get(str(saved.get("name")), {})
+    given = [f"--encoder-option {k}={known[k]}" for k in newer if k in known]
+    return f" (it predates the option {', '.join(newer)}: give {' '.join(given)})" if given else ""
+
+
 def check(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` unless ``current`` (an encoder's config) can add to and search ``saved``'s index.
 
@@ -166,7 +180,8 @@ def check(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
     if saved.get("name") != current.get("name") or options(saved) != options(current):
         raise ConfigError(
             f"this index was built with encoder {describe(saved)}, not {describe(current)}; "
-            "open it with the encoder settings it was built with, or build a new index in another folder"
+            f"open it with the encoder settings it was built with{_legacy_hint(saved, current)}, "
+            "or build a new index in another folder"
         )
     old, new = saved.get(IDENTITY), current.get(IDENTITY)
     if old is None:

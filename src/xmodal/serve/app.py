@@ -152,6 +152,17 @@ def _index_state(served: Served, engine: Engine, name: str | None) -> ServerStat
         engine.guard_counts,
         labels,
     )
+    usage = getattr(engine.encoder, "usage", None)
+    if callable(usage):  # a remote backend's counters (requests, texts, images, characters, retries)
+        encoder = str(getattr(engine.encoder, "name", type(engine.encoder).__name__))
+        served.metrics.counts(
+            "xmodal_encoder_usage",
+            "What the index's remote encoder sent since the server started, by encoder and what (requests, "
+            "texts, images, characters, retries).",
+            ("encoder", "what"),
+            lambda: {(encoder, what): int(n) for what, n in usage().items()},
+            labels,
+        )
     return state
 
 

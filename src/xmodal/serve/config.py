@@ -17,9 +17,14 @@ A config file looks like (TOML; JSON with the same structure works too)::
     allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
     backup_dir = "/var/backups/xmodal"       # where POST /backup writes (none: the route is off)
 
+    encoder = "http-embeddings"      # encoder of an index the server creates (as --encoder; default offline) ...
+    [encoder_options]                # ... and its options (as --encoder-option; keys: better in the environment)
+    url = "http://127.0.0.1:8000/v1"
+    model = "BAAI/bge-small-en-v1.5"
+
     [indexes]                        # named indexes, served under /indexes/{name}/ (xmodal serve --index-name)
     docs = "/srv/xmodal/docs"
-    pics = "/srv/xmodal/pics"
+    pics = { path = "/srv/xmodal/pics", encoder = "open_clip", encoder_options = { model = "ViT-B-32" } }
 
     [[keys]]
     key = "s3cret-writer"
@@ -27,6 +32,12 @@ A config file looks like (TOML; JSON with the same structure works too)::
     rate = 50.0                      # tokens per second (a request costs 1, a search more), burst below
     burst = 100
     indexes = ["docs"]               # optional: the named indexes this key may use (others: 403)
+
+The encoder settings choose the encoder of an index that does not exist yet and pass options an existing
+index does not record (a device, a batch size, a key); an existing index keeps its own encoder, and one
+named otherwise is refused (``xmodal.settings``). A named index's own ``encoder`` wins over the command
+line's ``--encoder``, which wins over the top-level one; its ``encoder_options`` are added to theirs when it
+names no encoder of its own, else they are its only options.
 
 ``XMODAL_API_KEYS`` adds keys from the environment: ``KEY:read+write,KEY2:admin`` (a key without
 ``:scopes`` gets ``read``); ``KEY:read@docs+pics`` limits a key to the named indexes ``docs`` and ``pics``.
@@ -40,7 +51,8 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +81,14 @@ class ApiKey:
     def label(self) -> str:
         """A name safe to log (never the key itself)."""
         return self.name or "key-" + hashlib.sha256(self.key.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderChoice:
+    """An encoder by registry name (None: inherited) and its options, from a server config."""
+
+    name: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +128,11 @@ class ServeConfig:
     indexes: tuple[tuple[str, str], ...] = ()
     #: The folder POST /backup writes backups into (None: the route answers 501)
     backup_dir: str | None = None
+    #: The encoder (registry name) and options of an index the server creates (xmodal.cli.serve)
+    encoder: str | None = None
+    encoder_options: Mapping[str, Any] = field(default_factory=dict)
+    #: A named index's own encoder choice, from its table in [indexes]
+    index_encoders: tuple[tuple[str, EncoderChoice], ...] = ()
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, env: dict[str, str] | None = None) -> ServeConfig:
@@ -119,7 +144,7 @@ class ServeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ServeConfig:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"index_encoders"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown server setting(s) {unknown}; known: {sorted(known)}")
@@ -128,6 +153,9 @@ class ServeConfig:
         values["cors_origins"] = tuple(data.get("cors_origins", ()))
         values["allowed_hosts"] = check_hosts(data.get("allowed_hosts", ()), "allowed_hosts")
         values["indexes"] = check_indexes(data.get("indexes", {}), "indexes")
+        values["index_encoders"] = index_encoders(data.get("indexes", {}), "indexes")
+        choice = check_encoder(data.get("encoder"), data.get("encoder_options", {}), "")
+        values["encoder"], values["encoder_options"] = choice.name, choice.options
         backup_dir = data.get("backup_dir")
         if backup_dir is not None and (not isinstance(backup_dir, str) or not Path(backup_dir).is_absolute()):
             raise ConfigError(f"server setting backup_dir must be an absolute folder path, got {backup_dir!r}")
@@ -175,13 +203,50 @@ def check_index_name(name: object, where: str) -> str:
     return name
 
 
+def check_encoder(name: Any, options: Any, where: str) -> EncoderChoice:
+    """An encoder choice of the config (``where``: "" at the top level, or ``indexes.NAME.``)."""
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigError(f'server setting {where}encoder must be an encoder name (e.g. "offline"), got {name!r}')
+    if not isinstance(options, dict) or not all(isinstance(k, str) and k.strip() for k in options):
+        raise ConfigError(
+            f'server setting {where}encoder_options must be a table of option = value, e.g. {{model = "ViT-B-32"}}'
+        )
+    return EncoderChoice(name.strip() if isinstance(name, str) else None, dict(options))
+
+
+INDEX_TABLE_KEYS = ("path", "encoder", "encoder_options")
+
+
+def index_encoders(indexes: Any, where: str) -> tuple[tuple[str, EncoderChoice], ...]:
+    """The encoder choices of the named indexes given as tables (``{path = …, encoder = …, encoder_options = …}``)."""
+    if not isinstance(indexes, dict):
+        return ()
+    return tuple(
+        (name, check_encoder(spec.get("encoder"), spec.get("encoder_options", {}), f"{where}.{name}."))
+        for name, spec in indexes.items()
+        if isinstance(spec, dict)
+    )
+
+
+def _index_folder(spec: Any, where: str) -> Any:
+    """The folder of a named index given as a path string or as a table with ``path``."""
+    if not isinstance(spec, dict):
+        return spec
+    unknown = sorted(set(spec) - set(INDEX_TABLE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; an index table takes {', '.join(INDEX_TABLE_KEYS)}")
+    return spec.get("path")
+
+
 def check_indexes(indexes: Any, where: str) -> tuple[tuple[str, str], ...]:
-    """Named index folders (a table of name = folder), each name and folder given once."""
+    """Named index folders (a table of name = folder, or name = {path = folder, encoder = …}), each name and
+    folder given once."""
     if not isinstance(indexes, dict):
         raise ConfigError(f'server setting {where} must be a table of name = folder, e.g. {{docs = "/srv/docs"}}')
     out, folders = [], set[str]()
-    for name, folder in indexes.items():
+    for name, spec in indexes.items():
         check_index_name(name, where)
+        folder = _index_folder(spec, f"{where}.{name}")
         if not isinstance(folder, str) or not folder.strip():
             raise ConfigError(f"{where}.{name}: give the index folder as a path string, got {folder!r}")
         resolved = str(Path(folder).resolve())

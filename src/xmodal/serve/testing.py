@@ -56,7 +56,7 @@ def spawn_server(
     port: int,
     *,
     config: Path | None = None,
-    encoder: str = "hashing",
+    encoder: str | None = "hashing",  # None: the config's (or the default)
     env: dict[str, str] | None = None,
     log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
@@ -68,8 +68,7 @@ def spawn_server(
         "serve",
         "--index",
         str(index),
-        "--encoder",
-        encoder,
+        *(["--encoder", encoder] if encoder is not None else []),
         "--index-kind",
         "exact",
         "--port",
