@@ -104,6 +104,14 @@ def test_serve_opens_new_and_existing_indexes_with_the_configured_backends(tmp_p
             open_root(_args("--index", str(tmp_path / "root")), other).close()
         again = open_root(_args("--index", str(tmp_path / "root")), config)
         again.close()
+        # a named index without an encoder of its own inherits the config's, and the --encoder-option flags
+        flags = _args("--index", str(tmp_path / "root"), "--encoder-option", "batch_size=2")
+        docs = open_named(flags, config, "docs", str(tmp_path / "docs"))
+        try:
+            assert docs.info()["encoder"]["name"] == "http-embeddings"
+            assert docs.encoder.batch_size == 2  # type: ignore[attr-defined]
+        finally:
+            docs.close()
 
 
 def test_served_remote_backend_counts_its_usage_in_info_and_metrics(tmp_path: Path) -> None:

@@ -153,7 +153,8 @@ def open_named(args: argparse.Namespace, config: ServeConfig, name: str, folder:
     it) when it does not exist yet."""
     choice = encoder_choice(args, config, name)
     values = {**vars(args), "index": folder}
-    if choice.name is not None and choice.name != args.encoder:  # its own encoder: the flags' are another's
+    own = dict(config.index_encoders).get(name)
+    if own is not None and own.name is not None and own.name != args.encoder:  # the flags are another encoder's
         values |= {"encoder": None, "encoder_option": []}
     return open_engine(argparse.Namespace(**values), create=True, encoder=choice.name, encoder_defaults=choice.options)
 
