@@ -76,3 +76,33 @@ def video(folder: Path, images: list[Path], texts: list[str], seconds: float = 4
     cmd += ["-filter_complex", graph, "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
     run(*cmd, "-c:a", "aac", str(out))
     return out
+
+
+def typeset(pages: list[list[str]]) -> bytes:
+    """A PDF with a text layer, one page per list of lines (reportlab; skips the test without it)."""
+    import io
+
+    pytest.importorskip("reportlab", reason="the test PDFs are typeset with reportlab: pip install 'xmodal[test]'")
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=A4)
+    for lines in pages:
+        pdf.setFont("Helvetica", 14)
+        for row, line in enumerate(lines):
+            pdf.drawString(72, 760 - row * 22, line)
+        pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+def two_shots(folder: Path, seconds: float = 3.0) -> Path:
+    """An MP4 of two narrated shots: a red one (a sunset) and a green one (sheep in a meadow)."""
+    from PIL import Image
+
+    images = []
+    for i, color in enumerate([(200, 40, 40), (40, 170, 60)]):
+        images.append(folder / f"shot{i}.png")
+        Image.new("RGB", (64, 48), color).save(images[-1])
+    return video(folder, images, ["A red sunset over the harbour.", "Green meadows full of sheep."], seconds)

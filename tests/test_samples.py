@@ -160,6 +160,13 @@ def test_demo_smoke(
     for label in ("image:", "text+image:", "filtered: clip-art only", "--where kind=clipart", "--target image"):
         assert label in out
     assert "evaluation on" in out and "\n  all " in out
+    if "media: added wordnet-glosses.pdf, narration.mp3, clipart-show.mp4" in out:  # the tools are installed
+        page = out.split("── document page:", 1)[1].splitlines()[1].split()
+        assert page[2:5] == ["wordnet-glosses.pdf", "page", "2"]
+        shot = out.split("── video shot:", 1)[1].splitlines()[1].split()
+        assert shot[2] == "clipart-show.mp4" and "–" in shot[3]
+        said = out.split("── time in a narration:", 1)[1].splitlines()[1].split()
+        assert said[2] == "narration.mp3"
     assert demo_main(args) == 0
     assert "index: reusing" in capsys.readouterr().out
     (tmp_path / "other").mkdir()

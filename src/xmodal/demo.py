@@ -1,4 +1,5 @@
-"""The demo behind ``./scripts/demo``: build the sample catalog, index it, search it, score it.
+"""The demo behind ``./scripts/demo``: build the sample catalog, index it, search it, score it; then a PDF,
+a narration and a video (:mod:`xmodal.demo_media`) searched by text down to the page, time and shot.
 
     python -m xmodal.demo [--size N] [--encoder offline|hashing] [--data DIR] [--index DIR] [--rebuild]
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import demo_media
 from .engine import Engine
 from .errors import XmodalError
 from .eval.metrics import METRICS
@@ -84,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _index(args, catalog) as engine:
             for example in EXAMPLES:
                 _show(example, engine, catalog, args.k)
+            if not args.no_media:
+                for label, text in demo_media.EXAMPLES:
+                    _show_segments(label, text, engine)
             if not args.no_eval:
                 _score(engine, catalog)
     except (XmodalError, OSError, FileExistsError) as exc:
@@ -104,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5, help="results shown per example search")
     p.add_argument("--rebuild", action="store_true", help="rebuild the catalog and the index")
     p.add_argument("--no-eval", action="store_true", help="skip scoring the query set")
+    p.add_argument("--no-media", action="store_true", help="leave out the PDF, narration and video")
     return p
 
 
@@ -120,14 +126,15 @@ def _catalog(args: argparse.Namespace) -> Catalog:
     return catalog
 
 
-def _fingerprint(catalog: Catalog, encoder: str, index_kind: str | None) -> dict[str, str]:
+def _fingerprint(catalog: Catalog, encoder: str, index_kind: str | None, media: bool) -> dict[str, str]:
     digest = hashlib.sha256(catalog.catalog.read_bytes()).hexdigest()
-    return {"catalog": digest, "encoder": encoder, "index": index_kind or "default"}
+    out = {"catalog": digest, "encoder": encoder, "index": index_kind or "default"}
+    return out | ({"media": str(demo_media.VERSION)} if media else {})
 
 
 def _index(args: argparse.Namespace, catalog: Catalog) -> Engine:
     """Open the demo index, building it first unless it already holds this catalog."""
-    wanted = _fingerprint(catalog, args.encoder, args.index_kind)
+    wanted = _fingerprint(catalog, args.encoder, args.index_kind, not args.no_media)
     marker = args.index / MARKER
     have = json.loads(marker.read_text()) if marker.is_file() else None
     if have == wanted and not args.rebuild:
@@ -151,6 +158,8 @@ def _build(args: argparse.Namespace, catalog: Catalog, wanted: dict[str, str]) -
         # disable=None: a bar on a terminal only (a log or a pipe gets the summary line below, no bar)
         with tqdm(total=total, desc="indexing", unit="item", file=sys.stderr, leave=False, disable=None) as bar:
             report = add_catalogs(engine, [catalog.catalog], progress=bar.update)
+        if not args.no_media:
+            _add_media(engine, args.data / "media")
         engine.checkpoint()
     except BaseException:
         engine.close()
@@ -164,6 +173,42 @@ def _build(args: argparse.Namespace, catalog: Catalog, wanted: dict[str, str]) -
         print(f"  rejected {rejection.where}: {rejection.reason}")
     (args.index / MARKER).write_text(json.dumps(wanted))
     return engine
+
+
+def _add_media(engine: Engine, folder: Path) -> None:
+    start = time.perf_counter()
+    made = demo_media.make(folder)
+    for note in made.notes:
+        print(f"  note: {note}")
+    added, rejected = demo_media.add(engine, made.files)
+    names = ", ".join(p.name for p in made.files) or "none"
+    print(f"media: added {names} as {added} items (pages, 8 s windows, shots) in {time.perf_counter() - start:.1f} s")
+    for rejection in rejected[:5]:
+        print(f"  rejected {rejection.where}: {rejection.reason}")
+
+
+def _show_segments(label: str, text: str, engine: Engine) -> None:
+    start = time.perf_counter()
+    hits = list(demo_media.segments_of(engine, text))
+    print(f'\n── {label}: "{text}" ({(time.perf_counter() - start) * 1000:.0f} ms)')
+    if not hits:
+        print("   (no segments: the media were not added)")
+    for rank, (score, item) in enumerate(hits, 1):
+        span = item.span
+        where = (
+            f"page {span.page}"
+            if span is not None and span.page is not None
+            else f"{clock(span.start or 0.0)}–{clock(span.end or 0.0)}"
+            if span is not None
+            else ""
+        )
+        said = " ".join(item.text.split())[:60]
+        print(f"  {rank:>2}  {score:.3f}  {str(item.parent)[:24]:<24}  {where:<13}  {said}")
+
+
+def clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def _show(example: Example, engine: Engine, catalog: Catalog, k: int) -> None:

@@ -16,3 +16,7 @@ seconds). The pieces, each a small module with one job, dependencies pointing do
 Nothing here is imported by ``import xmodal``; the binaries come from Debian (``ffmpeg``,
 ``libchromaprint-tools``) and the Python parts from the ``media`` extra.
 """
+
+from .dedup import register as _register_fingerprinters
+
+_register_fingerprinters()

@@ -67,9 +67,10 @@ def _cluster_parser(subparsers: Any) -> None:
 def _dedup_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "dedup",
-        help="find near-duplicate groups (images: perceptual hash + vectors; text: MinHash)",
+        help="find near-duplicate groups (images: perceptual hash + vectors; text: MinHash; audio, video: Chromaprint)",
         description="Groups of near-duplicate items within and across modalities. Thresholds are calibrated on "
-        "copies of the collection's own items unless given with --threshold; the result states each one.",
+        "copies of the collection's own items unless given with --threshold (audio and video: a default set on "
+        "held-out benchmark clips); the result states each one.",
     )
     parser.add_argument(
         "--signals", default="image,text", metavar="LIST", help="image, text or both (default: image,text)"

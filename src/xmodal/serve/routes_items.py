@@ -31,6 +31,19 @@ IMAGE_TYPES = {
     ".tif": "image/tiff",
 }
 
+#: audio and video as the media store keeps them (the suffix of the file added, or the container ffprobe named)
+PLAYABLE_TYPES = {
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".ogg": "audio/ogg",
+    ".flac": "audio/flac",
+    ".m4a": "audio/mp4",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mkv": "video/webm",
+    ".matroska": "video/webm",
+}
+
 _ITEMS_BODY = {
     "requestBody": {
         "required": True,
@@ -233,7 +246,10 @@ def _media_ref(state: ServerState, item_id: str, medium: str = "image") -> str:
 
 _JPEG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"}}
 _IMAGE_CONTENT: dict[int | str, dict[str, Any]] = {
-    200: {"content": {t: {} for t in sorted(set(IMAGE_TYPES.values()))}, "description": "the image"}
+    200: {
+        "content": {t: {} for t in sorted({*IMAGE_TYPES.values(), *PLAYABLE_TYPES.values(), "audio/mp4"})},
+        "description": "the image, or the audio or video recording (byte ranges served)",
+    }
 }
 
 
@@ -248,12 +264,16 @@ def get_media(
     _: ReadKey,
     medium: Annotated[str, Q(min_length=1, max_length=512, description="which medium (default: image)")] = "image",
 ) -> Response:
-    """The item's stored media file (its image unless ``medium`` names another), as it was added."""
+    """The item's stored media file (its image unless ``medium`` names another), as it was added. Byte
+    ranges are served (``Range``), so a player seeks to a segment's start without reading the whole file."""
     state = server(request)
     path = state.engine.media.path(_media_ref(state, item_id, medium))
+    kind = IMAGE_TYPES.get(path.suffix) or PLAYABLE_TYPES.get(path.suffix, "application/octet-stream")
+    if medium == "audio" and kind.startswith("video/"):
+        kind = "audio/" + kind.split("/", 1)[1]  # an .m4a kept as .mp4
     return FileResponse(
         path,
-        media_type=IMAGE_TYPES.get(path.suffix, "application/octet-stream"),
+        media_type=kind,
         headers={"Cache-Control": "public, max-age=86400, immutable"},
     )
 

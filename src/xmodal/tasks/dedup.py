@@ -20,7 +20,7 @@ from ..records import Item
 from . import dedup_images, dedup_text
 from .calibrate import Threshold
 from .data import check_positive, text_of
-from .fingerprints import fingerprinters
+from .fingerprints import StoredFingerprints, fingerprinters
 from .textsig import minhashes
 
 if TYPE_CHECKING:
@@ -118,7 +118,9 @@ def _given(thresholds: Mapping[str, float]) -> dict[str, Threshold]:
     out = {}
     for name, value in thresholds.items():
         if name not in higher and name not in ("audio", "video"):
-            raise ValidationError("thresholds", f"unknown threshold {name!r}", f"use some of {', '.join(higher)}")
+            raise ValidationError(
+                "thresholds", f"unknown threshold {name!r}", f"use some of {', '.join([*higher, 'audio', 'video'])}"
+            )
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError(f"thresholds.{name}", f"must be a number, got {value!r}", "pass e.g. 0.9")
         out[name] = Threshold(name, float(value), higher.get(name, True), "given")
@@ -184,6 +186,10 @@ def _fingerprint_pairs(
         prints: list[tuple[str, Any]] = []
         for item in (it for it in items if medium in it.media):
             ref = item.media[medium]
+            stored = printer.from_attributes(item.attributes) if isinstance(printer, StoredFingerprints) else None
+            if stored is not None:
+                prints.append((item.id, stored))
+                continue
             try:
                 data = ref if isinstance(ref, bytes) else engine.media.path(ref).read_bytes()
                 prints.append((item.id, printer.fingerprint(data)))

@@ -3,13 +3,16 @@
 A fingerprinter turns one medium's bytes into a fingerprint and scores two fingerprints (1: the same
 recording). :mod:`xmodal.av` (Chromaprint's ``fpcalc`` for audio and a video's audio track) plugs in by
 calling :func:`register_fingerprinter` when it is imported; ``dedup`` imports it if it is installed and
-reports, for every medium the items carry that no fingerprinter handles, that it was not checked.
+reports, for every medium the items carry that no fingerprinter handles, that it was not checked. A
+fingerprinter that is also :class:`StoredFingerprints` reads a fingerprint the item already carries (the
+``audio`` and ``video`` splitters keep one per file) instead of decoding the bytes again.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 #: Modules imported (when they exist) before fingerprinters are looked up: they register their own.
@@ -30,6 +33,15 @@ class Fingerprinter(Protocol):
 
     def similarity(self, a: Any, b: Any) -> float:
         """1 for the same recording, lower for others."""
+        ...
+
+
+@runtime_checkable
+class StoredFingerprints(Protocol):
+    """A fingerprinter that can also read the fingerprint an item already carries (from its splitter)."""
+
+    def from_attributes(self, attributes: Mapping[str, Any]) -> Any | None:
+        """The fingerprint kept in an item's attributes, or None when it has none (the bytes are read then)."""
         ...
 
 

@@ -112,6 +112,8 @@ function card(hit, rank, fromSearch) {
   else thumb.append(el("div", { className: "text-only", textContent: hit.text || hit.title }));
   const badges = String(hit.provenance || "").split("+").filter(Boolean).map((p) => el("span", { className: "badge", textContent: p }));
   if (hit.guard) badges.push(el("span", { className: "badge guard", textContent: "flagged", title: guardWhy(hit.guard) }));
+  const where = spanText(hit.span);
+  if (where) badges.push(el("span", { className: "badge span", textContent: where }));
   const meta = el("div", { className: "meta" }, [
     el("div", { className: "title", textContent: hit.title || hit.id, title: hit.title }),
     el("div", { className: "score", textContent: "score " + hit.score.toFixed(3) }),
@@ -122,6 +124,62 @@ function card(hit, rank, fromSearch) {
   node.dataset.score = String(hit.score);
   node.addEventListener("click", () => open(hit, rank, fromSearch));
   return node;
+}
+
+// Where a segment sits in its parent: "page 3" or "▶ 0:12–0:20".
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = String(s % 60).padStart(2, "0");
+  return h ? h + ":" + String(m).padStart(2, "0") + ":" + r : m + ":" + r;
+}
+
+function spanText(span) {
+  if (!span) return "";
+  if (span.page != null) return "page " + span.page;
+  if (span.start == null) return "";
+  return "\u25B6 " + clock(span.start) + (span.end != null ? "\u2013" + clock(span.end) : "");
+}
+
+// A player for an audio or video hit: the recording (the segment's parent) from the segment's start, with a
+// media fragment (#t=start,end) and currentTime set once its metadata is known (some formats ignore #t).
+async function player(hit) {
+  const span = hit.span || {};
+  const owner = hit.parent && span.start != null ? hit.parent : hit.id;
+  const item = owner === hit.id ? hit : await api("/items/" + encodeURIComponent(owner));
+  const media = item.media || {};
+  const medium = media.video ? "video" : media.audio ? "audio" : null;
+  if (!medium) return null;
+  const start = owner === hit.id ? null : span.start;
+  const end = owner === hit.id ? null : span.end;
+  const fragment = start != null ? "#t=" + start + (end != null ? "," + end : "") : "";
+  const node = el(medium, { controls: true, preload: "metadata", className: "player", id: "segment-player" });
+  node.src = BASE + "/items/" + encodeURIComponent(owner) + "/media?medium=" + medium + fragment;
+  if (start != null) {
+    node.dataset.start = String(start);
+    node.addEventListener("loadedmetadata", () => { if (Math.abs(node.currentTime - start) > 0.25) node.currentTime = start; }, { once: true });
+  }
+  return node;
+}
+
+// Add files from the page: documents, audio and video become a parent and its segments; images are items.
+async function upload(files) {
+  if (!files.length) return;
+  const form = new FormData();
+  const items = [];
+  for (const f of files) {
+    const image = f.type.startsWith("image/");
+    items.push(image ? { id: f.name, title: f.name, image_file: f.name } : { id: f.name, title: f.name, document_file: f.name });
+    form.append(image ? "images" : "documents", f, f.name);
+  }
+  form.append("items", JSON.stringify(items));
+  status("Adding " + files.length + (files.length === 1 ? " file" : " files") + "… (audio and video are transcribed: this takes a while)");
+  try {
+    const r = await api("/items", { method: "POST", body: form });
+    const bad = r.rejected.map((x) => x.where + ": " + x.reason).join("; ");
+    status("Added " + r.added.length + (r.added.length === 1 ? " item" : " items") + (bad ? "; rejected " + bad : "."));
+    loadFacets();
+  } catch (e) { status("Upload failed: " + e.message); }
+  $("upload-input").value = "";
 }
 
 // Why the guards flagged an item: each finding's category, rule and the text that matched.
@@ -154,7 +212,11 @@ async function open(hit, rank, fromSearch) {
     const item = await api("/items/" + encodeURIComponent(hit.id));
     const rows = Object.entries(item.attributes).map(([k, v]) => el("tr", {}, [el("td", { textContent: k }), el("td", { textContent: v !== null && typeof v === "object" ? JSON.stringify(v) : String(v) })]));
     const parts = [];
-    if (item.media_url) parts.push(el("img", { src: item.media_url, alt: item.title || item.id }));
+    const play = await player(Object.assign({}, item, { span: hit.span || item.span, parent: hit.parent || item.parent }));
+    if (play) parts.push(play);
+    else if (item.media_url) parts.push(el("img", { src: item.media_url, alt: item.title || item.id }));
+    const where = spanText(hit.span || item.span);
+    if (where && (hit.parent || item.parent)) parts.push(el("p", { className: "score", textContent: where + " of " + (hit.parent || item.parent) }));
     parts.push(el("h2", { textContent: item.title || item.id }));
     if (item.guard) parts.push(el("p", { className: "guard-note", textContent: "Guards: " + item.guard.status + " — " + guardWhy(item.guard) }));
     parts.push(el("p", { textContent: item.text }));
@@ -183,6 +245,7 @@ function setup() {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
   $("image-input").addEventListener("change", () => setImage($("image-input").files[0]));
   $("image-clear").addEventListener("click", () => setImage(null));
+  $("upload-input").addEventListener("change", () => upload(Array.from($("upload-input").files)));
   $("similar-button").addEventListener("click", similar);
   $("like-button").addEventListener("click", async () => {
     await sendFeedback(state.current, state.currentRank, "like");
