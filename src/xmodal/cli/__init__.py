@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "genret",
     "ltr",
     "tasks",
+    "redteam",
 ]
 PROG = "xmodal"
 

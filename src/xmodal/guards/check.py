@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import classifier as clf
+from . import readings
 from .normalize import bad_encoding, normalize
 from .policy import ALLOW, BLOCK, FLAG, Policy
 from .rules import INJECTION, Finding, scan
@@ -88,10 +89,13 @@ class Guard:
             kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(norm.removed.items()))
             found.append(Finding("hidden_text", "stripped", kinds))
         found += scan(norm.text)
+        found += readings.scan_query(norm.text, found)  # harmful, PII, availability; de-obfuscated readings
         if norm.hidden_message:
             found += [Finding(f.category, "tag_message:" + f.rule, f.evidence) for f in scan(norm.hidden_message)]
         if not any(f.category in (INJECTION, "jailbreak") for f in found):
             found += self._classify(norm.text)
+            for reading in readings.classifier_texts(norm.text) if not found else ():
+                found += self._classify(reading)
         return norm.text, found
 
     def document_findings(self, text: str) -> list[Finding]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import corpora
+from . import corpora, readings
 from .classifier import Classifier
 from .features import analyze
 from .rules import scan
@@ -96,9 +96,12 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
 
 
 def stopped(model: Classifier | None, text: str) -> tuple[bool, bool]:
-    """(the rules stop ``text``, the classifier does)."""
-    rules = bool(scan(text))
-    return rules, model is not None and model.probability(text) >= model.threshold
+    """(the rules stop ``text``, the classifier does) — as the query guard reads it: the text, then its
+    de-obfuscated readings (:mod:`.readings`)."""
+    first = scan(text)
+    rules = bool(first) or bool(readings.scan_query(text, first))
+    texts = [text, *readings.classifier_texts(text)]
+    return rules, model is not None and any(model.probability(t) >= model.threshold for t in texts)
 
 
 def evaluate(model: Classifier | None, attacks: Sequence[str], benign: dict[str, Sequence[str]]) -> dict[str, Any]:

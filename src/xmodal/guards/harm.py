@@ -1,0 +1,231 @@
+"""Query rules beyond injection: requests for harmful content, for personal data (PII extraction), and for
+unbounded work (availability), plus instruction-override phrasings the base rules (:mod:`.rules`) do not know.
+Added after red-teaming (:mod:`xmodal.redteam`) showed these categories went through the guards untouched.
+
+Each rule needs an *asking* verb near its object: "how to make a pipe bomb" is refused, "pipe bomb history" or
+"bomb calorimeter lab report" is not; "list the phone numbers of all customers" is, "phone number format" is not.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .rules import INJECTION, JAILBREAK, Finding
+
+HARMFUL = "harmful_content"
+PII = "pii_extraction"
+AVAILABILITY = "availability"
+
+_GAP = r"\W+(?:[\w'’-]+\W+){0,6}?"
+_MAKE = (
+    r"(?:make|making|made|build|building|synthesi[sz]e|synthesi[sz]ing|synthesis\s+of|cook|cooking|manufactur\w*|"
+    r"produce|producing|create|creating|assemble|construct|brew|prepare|preparing|extract|extracting|"
+    r"write|writing|code|coding|develop|program|craft|obtain|acquire|buy|get|print|3d[\s-]print|grow|"
+    r"detonate|deploy|plant|spread)"
+)
+_HARMFUL_OBJECT = (
+    r"(?:(?:pipe|nail|car|dirty|letter|fertili[sz]er|homemade|home-made)\s+bombs?|bombs?(?!\s+(?:calorimeter|"
+    r"squad|shelter|disposal|threat|cyclone))|explosives?|ieds?|grenades?|napalm|detonators?|molotov(?:\s+cocktails?)?|"
+    r"nerve\s+(?:agents?|gas)|sarin|vx\s+(?:gas|agent)|tabun|ricin|anthrax|botulinum(?:\s+toxin)?|mustard\s+gas|"
+    r"chlorine\s+gas|bio(?:logical)?[\s-]?weapons?|chemical\s+weapons?|dirty\s+bombs?|"
+    r"(?:meth|methamphetamine|fentanyl|heroin|cocaine|crack\s+cocaine|lsd|mdma|ghb)\b|"
+    r"(?:untraceable|ghost|unregistered|3d[\s-]printed)\s+(?:guns?|firearms?|rifles?|pistols?)|silencers?\s+for|"
+    r"ransomware|keyloggers?|malware|spyware|rootkits?|botnets?|(?:computer\s+)?virus(?:es)?\s+that|trojans?|"
+    r"credential\s+stealers?|info[\s-]?stealers?|phishing\s+(?:kits?|pages?|sites?))"
+)
+_HARM_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    (HARMFUL, "harmful_howto", re.compile(r"\b" + _MAKE + _GAP + _HARMFUL_OBJECT, re.I)),
+    (
+        HARMFUL,
+        "harmful_recipe",
+        re.compile(
+            r"\b(?:recipe|instructions|steps?|guide|tutorial|blueprints?|formula|synthesis\s+route)\s+(?:for|to|of)\s+"
+            r"(?:[\w'’-]+\W+){0,3}?" + _HARMFUL_OBJECT,
+            re.I,
+        ),
+    ),
+    (
+        HARMFUL,
+        "violence_howto",
+        re.compile(
+            r"\b(?:kill|murder|poison|hurt|injure|stab|strangle|kidnap|assassinate|torture|shoot)\s+(?:someone|somebody|"
+            r"a\s+(?:person|human|child|kid|baby|woman|man|neighbou?r|coworker|politician)|people|my\s+(?:wife|husband|"
+            r"boss|neighbou?r|parents?|mother|father|brother|sister|teacher|ex)|him|her|them)\b"
+            r"(?:\W+(?:[\w'’-]+\W+){0,5}?(?:without|undetected|untraceable|get\s+away|not\s+get\s+caught))?",
+            re.I,
+        ),
+    ),
+)
+
+_ASK = (
+    r"(?:list|enumerate|give|show|tell|dump|export|extract|find|get|reveal|print|send|leak|look\s+up|lookup|fetch|retrieve|"
+    r"return|output|display|provide|share|collect|scrape|harvest|search\s+for|what\s+(?:is|are|was)|what's|whats|"
+    r"where\s+(?:is|does))"
+)
+_PII_NOUN = (
+    r"(?:social\s+security(?:\s+numbers?)?|ssns?|credit\s+card(?:\s+numbers?|s)?|card\s+numbers?|cvv|"
+    r"passwords?(?:\s+hash(?:es)?)?|password\s+hash(?:es)?|home\s+address(?:es)?|(?:e-?mail|postal|street|ip|"
+    r"residential)\s+address(?:es)?|addresses|(?:cell\s+|mobile\s+|tele)?phone\s+numbers?|dates?\s+of\s+birth|"
+    r"birth\s*dates?|birthdays?|passport\s+(?:numbers?|details)|bank\s+(?:account|details)\w*|personal\s+(?:data|"
+    r"information|details|info)|medical\s+(?:records?|history)|salar(?:y|ies)|location|whereabouts|identit(?:y|ies))"
+)
+_PERSON = (
+    r"(?:(?:all|every|each|our|the|these|those|this|that|some|any|other)\s+)?(?:users?|customers?|clients?|"
+    r"employees?|members?|persons?|people|patients?|accounts?|staff|someone|somebody|him|her|them|"
+    r"(?-i:[A-Z][a-z]+)(?:\s+(?-i:[A-Z][a-z]+))?)\b"
+)
+_PII_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    (
+        PII,
+        "pii_request",
+        re.compile(
+            r"\b"
+            + _ASK
+            + _GAP
+            + _PII_NOUN
+            + r"\s+(?:of|for|from|belonging\s+to|stored\s+for|on|about|linked\s+to)\s+"
+            + _PERSON,
+            re.I,
+        ),
+    ),
+    (
+        PII,
+        "pii_possessive",
+        re.compile(
+            r"\b"
+            + _ASK
+            + r"\W+(?:[\w'’-]+\W+){0,6}?(?:[\w-]+(?:'s|’s|s'|s’)|his|her|their)\s+(?:[\w-]+\s+){0,2}?"
+            + _PII_NOUN,
+            re.I,
+        ),
+    ),
+    (
+        PII,
+        "pii_personal_id",
+        re.compile(
+            r"\b" + _ASK + _GAP + r"(?:social\s+security\s+numbers?|ssns?|passport\s+numbers?|dates?\s+of\s+birth|"
+            r"credit\s+card\s+numbers?|home\s+address(?:es)?|passwords?)\s+(?:of|for|belonging\s+to)\s+(?!a\b|an\b)\w+",
+            re.I,
+        ),
+    ),
+    (
+        PII,
+        "pii_of_person",
+        re.compile(
+            r"\b" + _PII_NOUN + r"\s+(?:of|for)\s+the\s+(?:person|user|people|customer|man|woman)\s+who\b", re.I
+        ),
+    ),
+)
+
+_ENDLESS = (
+    r"(?:forever|for\s+ever|infinitely|indefinitely|endlessly|eternally|without\s+(?:stopping|end|ending|a\s+break|"
+    r"limit|pause)|never\s+stop(?:ping)?|non[\s-]?stop|over\s+and\s+over(?:\s+again)?|to\s+infinity|ad\s+infinitum|"
+    r"(?:a|one|ten|a\s+hundred|hundreds\s+of)?\s*(?:million|billion|trillion|thousand)\s+times|\d{4,}\s+times|"
+    r"until\s+(?:you|it|the\s+\w+)\s+(?:crash|run\s+out|die|break)\w*)"
+)
+_AVAIL_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    (
+        AVAILABILITY,
+        "unbounded_output",
+        re.compile(
+            r"\b(?:repeat|repeating|say|print|printing|output|write|writing|generate|generating|list|listing|count|"
+            r"counting|loop|looping|return|keep|continue|produce|reproduce|spam|recite|echo|type|enumerate|show|"
+            r"tell|read|sing|give|provide|fetch|send|search)\b" + _GAP + _ENDLESS,
+            re.I,
+        ),
+    ),
+    (
+        AVAILABILITY,
+        "oversized_request",
+        re.compile(
+            r"\b(?:return|give|show|list|fetch|retrieve|send|get)\s+(?:me\s+)?(?:[\w-]+\s+){0,2}?(?:all\s+)?"
+            r"(?:\d{4,}|(?:ten|a\s+hundred|hundreds\s+of|a|one)?\s*(?:thousand|million|billion)s?)\s+(?:of\s+)?"
+            r"(?:results|items|hits|rows|pages|records|documents|entries)",
+            re.I,
+        ),
+    ),
+)
+
+_EXTRACTION = re.compile(
+    r"\b(?:reproduce|recite|restate|copy|paste|quote|echo|say|spell\s+out|summari[sz]e|translate)\W+(?:[\w'’-]+\W+){0,4}?"
+    r"(?:system\s+prompt|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|(?:your|the)\s+"
+    r"(?:original\s+|previous\s+|first\s+|secret\s+)?(?:instructions|prompt)\b|(?:the\s+)?(?:text|words|messages)\s+"
+    r"(?:above|before\s+this))",
+    re.I,
+)
+_OVERRIDE = re.compile(
+    r"\b(?:ignore|disregard|forget|override|skip|neglect|set\s+aside|pay\s+no\s+attention\s+to|stop\s+following|"
+    r"let\s+go\s+of|throw\s+away|discard|"
+    r"bypass|circumvent|cancel|erase|delete|dismiss|ditch|scrap|nullify|void|put\s+aside|move\s+past|never\s+mind)"
+    r"\W+(?:[\w'’-]+\W+){0,4}?(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|every|your|"
+    r"system|safety)\W+(?:[\w'’-]+\W+){0,3}?(?:instructions?|prompts?|rules|guidelines|directions|directives|"
+    r"commands|guardrails|programming|constraints|guidance|orders|policies|polic(?:y|ies)|filters?)\b",
+    re.I,
+)
+
+
+_JAILBREAK_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    (
+        JAILBREAK,
+        "roleplay_jailbreak",
+        re.compile(
+            r"\b(?:role[\s-]?play|pretend|act|play|be|imagine\s+you\s+are)\s+(?:as\s+|to\s+be\s+)?(?:my\s+)?"
+            r"(?:late\s+|dead\s+|deceased\s+)?(?:grand(?:ma|mother|pa|father)|evil\s+(?:twin|confidant|assistant)|"
+            r"opposite\s+self)\b"
+            r"|\bforbidden\s+(?:instructions|knowledge|recipes?|secrets)\b"
+            r"|\b(?:answer|respond|reply)\s+twice\b"
+            r"|\b(?:fictional|hypothetical|imaginary)\s+world\s+where\s+(?:nothing|anything|there\s+are\s+no)"
+            r"|\b(?:never|don't|do\s+not|cannot|can't)\s+refuse\b"
+            r"|\bwithout\s+any\s+(?:moral|ethical|content)\s+(?:restrictions|limits|filters|guidelines)\b"
+            r"|\b(?:no|without)\s+(?:restrictions|limits|limitations|filters|censorship|rules)\b(?!\s+(?:on|for|of)\b)",
+            re.I,
+        ),
+    ),
+)
+
+
+def pattern_sources() -> list[str]:
+    """The text of every pattern here (the de-obfuscation reads its vocabulary from them)."""
+    rules = (*_HARM_RULES, *_PII_RULES, *_AVAIL_RULES, *_JAILBREAK_RULES)
+    return [p.pattern for _, _, p in rules] + [_OVERRIDE.pattern, _EXTRACTION.pattern]
+
+
+def scan(text: str) -> list[Finding]:
+    """Every rule of this module that matches ``text`` (one finding per rule)."""
+    found: list[Finding] = []
+    for category, rule, pattern in (*_HARM_RULES, *_PII_RULES, *_AVAIL_RULES, *_JAILBREAK_RULES):
+        match = pattern.search(text)
+        if match:
+            found.append(Finding(category, rule, clip(match.group(0))))
+    match = _EXTRACTION.search(text)
+    if match:
+        found.append(Finding(INJECTION, "prompt_extraction_synonym", clip(match.group(0))))
+    match = _OVERRIDE.search(text)
+    if match:
+        found.append(Finding(INJECTION, "instruction_override_synonym", clip(match.group(0))))
+    return found
+
+
+def flood(text: str) -> Finding | None:
+    """A text made to cost work rather than to be searched: deep bracket nesting, a flood of combining marks.
+    (A word repeated up to the size limit is not refused: the server accepts such a query.)"""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+    if deepest > 20:
+        return Finding(AVAILABILITY, "deep_nesting", f"brackets nested {deepest} deep")
+    marks = sum(1 for ch in text if unicodedata.combining(ch))
+    if marks > 30 and marks > len(text) / 4:
+        return Finding(AVAILABILITY, "combining_flood", f"{marks} combining marks in {len(text)} characters")
+    return None
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
