@@ -111,7 +111,7 @@ _TOKEN = re.compile(r"[\w@$!|]+")
 @lru_cache(maxsize=1)
 def _keyed() -> dict[str, str]:
     """The vocabulary by its leet key (digits read as letters; ``i``, ``l`` and ``1`` alike)."""
-    return {w.translate(_KEY): w for w in sorted(vocabulary(), key=len)}
+    return {w.translate(_KEY): w for w in sorted(vocabulary(), key=lambda w: (len(w), w))}
 
 
 def _resolve(token: str, split: bool) -> str:
