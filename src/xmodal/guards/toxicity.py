@@ -1,0 +1,105 @@
+"""Toxicity of a text: the linear SVM of ``alt-profanity-check`` (TF-IDF of words, five sigmoid-calibrated
+LinearSVC folds, probability = their mean), exported to plain JSON (:mod:`.toxicity_export`) and run with
+NumPy alone — no pickle, no scikit-learn at run time.
+
+A model file that is missing, corrupt or from another format version raises :class:`~.classifier.ModelError`:
+the result guard then reports toxicity as "not checked" and search and ingest go on.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classifier import ModelError
+
+FORMAT = "xmodal-toxicity/1"
+MODEL_FILE = "toxicity_model.json.gz"
+#: scikit-learn's default token pattern (the vectorizer's), lower-cased text
+TOKEN = re.compile(r"(?u)\b\w\w+\b")
+THRESHOLD = 0.5  # profanity-check's own (``predict``)
+
+
+def pack(values: np.ndarray) -> str:
+    """Little-endian float32 values as base64 (exact for the float32 the model keeps)."""
+    return base64.b64encode(np.ascontiguousarray(values, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _unpack(text: Any, n: int, name: str) -> np.ndarray:
+    if not isinstance(text, str):
+        raise ModelError(f"{name}: expected base64 text")
+    arr = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f4").astype(np.float64)
+    if arr.size != n or not np.isfinite(arr).all():
+        raise ModelError(f"{name}: expected {n} finite numbers, got {arr.size}")
+    return arr
+
+
+@dataclass(frozen=True)
+class ToxicityModel:
+    """Vocabulary → column, IDF, one (coef, intercept, sigmoid a, b) per calibrated fold, and the threshold."""
+
+    vocabulary: dict[str, int]
+    idf: np.ndarray  # [n_features]
+    coef: np.ndarray  # [folds, n_features]
+    intercept: np.ndarray  # [folds]
+    sigmoid: np.ndarray  # [folds, 2]: a, b of p = 1 / (1 + exp(a * f + b))
+    threshold: float
+    source: str
+
+    def probability(self, text: str) -> float:
+        """P(offensive) of ``text`` (0 when none of its words is in the vocabulary)."""
+        counts = Counter(col for tok in TOKEN.findall(text.lower()) if (col := self.vocabulary.get(tok)) is not None)
+        if not counts:
+            f = self.intercept
+        else:
+            cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            x = np.fromiter(counts.values(), dtype=np.float64, count=len(counts)) * self.idf[cols]
+            x /= np.linalg.norm(x)
+            f = self.coef[:, cols] @ x + self.intercept
+        p = 1.0 / (1.0 + np.exp(self.sigmoid[:, 0] * f + self.sigmoid[:, 1]))
+        return float(p.mean())
+
+
+def from_dict(data: Any) -> ToxicityModel:
+    """The model of a parsed file; :class:`ModelError` when it is not one of this format."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ModelError(f"not a toxicity model of format {FORMAT} (got {got!r})")
+    try:
+        words = data["vocabulary"]
+        folds = int(data["folds"])
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words) or folds < 1:
+            raise ModelError("vocabulary: expected a list of words, folds >= 1")
+        n = len(words)
+        return ToxicityModel(
+            {w: i for i, w in enumerate(words)},
+            _unpack(data["idf"], n, "idf"),
+            _unpack(data["coef"], folds * n, "coef").reshape(folds, n),
+            _unpack(data["intercept"], folds, "intercept"),
+            _unpack(data["sigmoid"], folds * 2, "sigmoid").reshape(folds, 2),
+            float(data["threshold"]),
+            str(data.get("source", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"malformed toxicity model ({exc.__class__.__name__}: {exc})") from None
+
+
+def load(path: Path | None = None) -> ToxicityModel:
+    """The model at ``path``, or the one shipped in the package."""
+    try:
+        raw = path.read_bytes() if path is not None else resources.files(__package__).joinpath(MODEL_FILE).read_bytes()
+        data = json.loads(gzip.decompress(raw).decode("utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"no toxicity model file at {path or MODEL_FILE}") from None
+    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"toxicity model {path or MODEL_FILE} is corrupt ({exc})") from None
+    return from_dict(data)

