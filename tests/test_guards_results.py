@@ -177,6 +177,8 @@ def test_corrupt_models_are_logged_not_checked_and_ingest_and_search_go_on(
     with caplog.at_level(logging.WARNING, logger="xmodal.guards.results"):
         build(tmp_path / "idx", policy, tmp_path / "view.png")
     assert "NSFW is not checked" in caplog.text and "toxicity is not checked" in caplog.text
+    for state in ("results.json", "documents.json"):  # saved: reopening does not score every item again
+        assert (tmp_path / "idx" / "guards" / state).exists()
     with Engine.open(tmp_path / "idx") as engine:
         assert len(engine) == 4  # nothing accepted is lost
         assert {h for h, _ in engine.search("review mountain", k=10).hits} == {"contact", "rude", "lamp", "view"}

@@ -96,12 +96,11 @@ class GuardsExtension:
             else:
                 clean.append(entry.row)
         with self._lock:
+            self._dirty = True  # the sequence reflected moved: saved even with nothing flagged (no replay on open)
             for row in clean:
-                if self._flagged.pop(row, None) is not None:
-                    self._dirty = True
+                self._flagged.pop(row, None)
             if found:
                 self._flagged.update(found)
-                self._dirty = True
         self.results.on_put(stored, self._view.path if self._view is not None else self._folder)
 
     def on_delete(self, rows: Sequence[int]) -> None:

@@ -183,14 +183,13 @@ class ResultGuard:
                 if spans:
                     entries[row].pii[name] = spans
         with self._lock:
+            self._dirty = True  # the sequence the state reflects moved, even when no row is kept
             for row, entry in entries.items():
                 old = self._entries.pop(row, None)
                 if old is not None:
                     self._rows.pop(old.id, None)
-                    self._dirty = True
                 if entry.worth_keeping(threshold):
                     self._entries[row], self._rows[entry.id] = entry, row
-                    self._dirty = True
 
     def _score_images(self, images: list[tuple[int, Any]], entries: dict[int, Entry], index_path: Path) -> None:
         model = self._nsfw_model()
@@ -214,11 +213,11 @@ class ResultGuard:
 
     def on_delete(self, rows: Sequence[int]) -> None:
         with self._lock:
+            self._dirty = True
             for row in rows:
                 entry = self._entries.pop(row, None)
                 if entry is not None:
                     self._rows.pop(entry.id, None)
-                    self._dirty = True
 
     # -- query time ----------------------------------------------------------------------------------
     def actions(self, caller: str | None, safe: str | None) -> dict[str, str]:
