@@ -121,10 +121,14 @@ class GuardsExtension:
                 "seq": self._view.applied_seq(),
                 "rows": {str(r): {"id": i, "findings": f} for r, (i, f) in sorted(self._flagged.items())},
             }
-            self._folder.mkdir(parents=True, exist_ok=True)
             tmp = self._folder / (STATE + ".tmp")
-            tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, self._folder / STATE)
+            try:
+                self._folder.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+                os.replace(tmp, self._folder / STATE)
+            except BaseException:  # a full disk: no partial file left behind
+                tmp.unlink(missing_ok=True)
+                raise
             self._dirty = False
 
     def close(self) -> None:

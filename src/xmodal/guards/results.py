@@ -159,10 +159,16 @@ class ResultGuard:
                 "rows": {str(r): e.to_dict() for r, e in sorted(self._entries.items())},
             }
             self._dirty = False
-        folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / (STATE + ".tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, folder / STATE)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, folder / STATE)
+        except BaseException:  # a full disk: no partial file left behind, and written at the next checkpoint
+            tmp.unlink(missing_ok=True)
+            with self._lock:
+                self._dirty = True
+            raise
 
     # -- ingest --------------------------------------------------------------------------------------
     def on_put(self, stored: Sequence[StoredItem], index_path: Path) -> None:
