@@ -321,6 +321,25 @@ class Engine:
         self._tell_repository()
         return report
 
+    def add_encoded(self, entries: Sequence[Entry]) -> list[str]:
+        """Commit items encoded elsewhere (by this index's encoder, on another process or machine: see
+        :mod:`xmodal.ingest.ray_ingest`) with their media already in :attr:`media`, in one write; returns their
+        ids. Each vector must be of a kind the encoder declares and of the index's dimension."""
+        kinds = kinds_of(self.encoder)
+        for item, vectors in entries:
+            for kind, vector in vectors.items():
+                if kind not in kinds or vector.shape != (self.backend.dim,):
+                    raise ValidationError(
+                        f"vectors.{kind}",
+                        f"is not a {self.backend.dim}-d vector of a kind this index's encoder makes",
+                        "encode the item with this index's encoder",
+                        item=item.id,
+                    )
+        if entries:
+            self._commit(entries)
+            self._tell_repository()
+        return [item.id for item, _ in entries]
+
     def _tell_repository(self) -> None:
         """Tell an encoder that wants to know (``set_repository``) the modalities the index holds."""
         tell = getattr(self.encoder, "set_repository", None)

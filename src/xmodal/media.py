@@ -36,6 +36,14 @@ def suffix_of(data: bytes) -> str:
     return _EXTENSIONS.get(data[:2], ".bin")
 
 
+def media_ref(data: bytes, suffix: str | None = None) -> str:
+    """The reference :meth:`MediaStore.put` files ``data`` under: its content hash, with the given file suffix
+    (the media loader's) or the one sniffed from an image's first bytes."""
+    digest = hashlib.sha256(data).hexdigest()
+    ext = suffix if suffix and _SUFFIX.fullmatch(suffix) else suffix_of(data)
+    return f"media/{digest[:2]}/{digest}{ext}"
+
+
 class MediaStore:
     """Stores blobs by content hash under one folder and resolves references back to paths."""
 
@@ -45,9 +53,7 @@ class MediaStore:
     def put(self, data: bytes, suffix: str | None = None) -> str:
         """Write ``data`` durably (once per distinct content) and return its reference; the file suffix
         is ``suffix`` (the media loader's) or sniffed from an image's first bytes."""
-        digest = hashlib.sha256(data).hexdigest()
-        ext = suffix if suffix and _SUFFIX.fullmatch(suffix) else suffix_of(data)
-        ref = f"media/{digest[:2]}/{digest}{ext}"
+        ref = media_ref(data, suffix)
         path = self.root / ref
         if not path.exists():
             try:

@@ -14,6 +14,7 @@ from ..results import SearchResult
 from ..snippets import snippet
 from ..splitters import CHUNK_CHARS, MAX_PAGES, OVERLAP_CHARS, SplitOptions
 from ..view import item_view
+from .cluster import add_cluster_options, run_cluster_add
 from .collection import (
     add_delete_options,
     add_search_batch_options,
@@ -103,6 +104,7 @@ def register(subparsers: Any) -> None:
     )
     add.add_argument("--json", action="store_true", help="print the report as JSON")
     add.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_cluster_options(add)
     add.set_defaults(handler=run_add)
 
     search = subparsers.add_parser(
@@ -210,18 +212,21 @@ def run_add(args: argparse.Namespace) -> int:
             images_as_pages=args.pages_from_images,
             progress=stages.update,
         )
-        report = add_catalogs(
-            engine,
-            args.paths,
-            progress=bar.update,
-            allow_outside=args.allow_outside_images,
-            name_as_text=args.name_as_text,
-            follow_symlinks=args.follow_symlinks,
-            split_options=options,
-        )
+        if args.cluster:
+            report = run_cluster_add(args, engine, options, bar)
+        else:
+            report = add_catalogs(
+                engine,
+                args.paths,
+                progress=bar.update,
+                allow_outside=args.allow_outside_images,
+                name_as_text=args.name_as_text,
+                follow_symlinks=args.follow_symlinks,
+                split_options=options,
+            )
         _finish_tuning(engine, quiet=args.quiet)
     if args.json:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), **getattr(args, "cluster_figures", {})})
     else:
         print(f"added {len(report.added)} item{'s' * (len(report.added) != 1)}", end="")
         print(f"; rejected {len(report.rejected)}:" if report.rejected else "")

@@ -74,6 +74,7 @@ from ..splitters import (
     split_suffixes,
     splitter_name_for,
 )
+from .parquet import PARQUET_SUFFIXES, catalog_columns, count_rows, parquet_rows
 from .prepare import AddReport, Rejection, chunks
 
 if TYPE_CHECKING:
@@ -136,7 +137,9 @@ def read_catalog(
         return read_jsonl(path, allow_outside=allow_outside)
     if suffix in CSV_SUFFIXES:
         return read_csv(path, allow_outside=allow_outside)
-    known = ", ".join(sorted(JSONL_SUFFIXES | CSV_SUFFIXES))
+    if suffix in PARQUET_SUFFIXES:
+        return read_parquet(path, allow_outside=allow_outside)
+    known = ", ".join(sorted(JSONL_SUFFIXES | CSV_SUFFIXES | PARQUET_SUFFIXES))
     documents = ", ".join(sorted(split_suffixes()))
     problem = (
         f"not a catalog ({suffix or 'no extension'}): use a {known} file, an image, a document ({documents}) "
@@ -365,6 +368,52 @@ def _csv_value(cell: str) -> str | int | float | bool:
     if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
         return value
     return cell
+
+
+# -- Parquet ------------------------------------------------------------------------------------
+
+
+def read_parquet(path: Path, *, allow_outside: bool = False) -> Iterator[Record]:
+    """One item (or rejection) per row (``file:row N``, from 1) of a Parquet catalog (see
+    :mod:`xmodal.ingest.parquet`); a column that is no catalog field rejects the whole file."""
+    try:
+        _check_header(catalog_columns(path))
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError; so is a ValidationError
+        yield Rejection(f"{path}:1", f"{exc}; no row of this file was read")
+        return
+    root = _real_folder(path)
+    for number, row in enumerate(parquet_rows(path), 1):
+        where = f"{path}:row {number}"
+        try:
+            obj = _parquet_record(row)
+            yield Located(where, record_to_item(obj, allow_outside=allow_outside, root=root), obj.get("vectors"))
+        except XmodalError as exc:
+            yield Rejection(where, str(exc))
+
+
+def _parquet_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A Parquet row as a catalog record: JSON text of a nested field parsed, ``attributes.NAME`` columns
+    merged into ``attributes`` (a name given both ways is refused, as in CSV)."""
+    obj: dict[str, Any] = {}
+    columns: dict[str, Any] = {}
+    for name, value in row.items():
+        if name.startswith(ATTRIBUTE_PREFIX):
+            columns[name[len(ATTRIBUTE_PREFIX) :]] = value
+        elif name in ("attributes", "media", "span", "vectors") and isinstance(value, str):
+            obj[name] = _csv_json(name, value) if name != "attributes" else _csv_attributes(value, columns)
+        else:
+            obj[name] = value
+    if columns:
+        given = obj.get("attributes") or {}
+        if not isinstance(given, dict):
+            raise ValidationError("attributes", "is not an object", 'write e.g. {"color": "red"}')
+        both = sorted(set(given) & set(columns))
+        if both:
+            raise ValidationError(
+                f"attributes.{both[0]}", "is given both as a column and in the attributes column", "keep one"
+            )
+        obj["attributes"] = {**given, **columns}
+    return obj
 
 
 # -- records → items ----------------------------------------------------------------------------
@@ -618,7 +667,9 @@ def estimate_records(path: str | Path, *, follow_symlinks: bool = False) -> int 
                     last = block[-1:]
             lines += last != b"\n"
             return max(lines - (path.suffix.lower() in CSV_SUFFIXES), 0)
-    except OSError:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            return count_rows(path)
+    except (OSError, ValueError):
         return None
     return 1
 
@@ -661,6 +712,39 @@ def add_catalogs(
 
 def _add_chunk(engine: Engine, chunk: list[Record], base: Path, seen: set[str], report: AddReport) -> None:
     """Add one chunk, keeping its rejections (from the reader and from the engine) in file order."""
+    sorted_chunk = sort_chunk(chunk, seen)
+    replace_documents(engine, sorted_chunk.items)
+    sub = AddReport()
+    if sorted_chunk.items:
+        sub = engine.add(sorted_chunk.items, base_dir=base, vectors=sorted_chunk.vectors or None)
+    sorted_chunk.finish(sub, report)
+
+
+@dataclass(slots=True)
+class SortedChunk:
+    """A chunk of records sorted out: the items to add (with the caller's own vectors), and the records
+    refused already, each kept with its position so that the report lists rejections in file order."""
+
+    items: list[Item]
+    vectors: dict[str, Any]
+    position: dict[str, tuple[int, str]]
+    rejected: list[tuple[int, Rejection]]
+    size: int
+
+    def finish(self, sub: AddReport, report: AddReport) -> None:
+        """Into ``report``: what the add of :attr:`items` (``sub``) added, and every rejection of the chunk
+        (the reader's and the add's, named by catalog line) in file order."""
+        report.added.extend(sub.added)
+        rejected = list(self.rejected)
+        for rej in sub.rejected:
+            pos, where = self.position.get(rej.where, (self.size, rej.where))
+            rejected.append((pos, Rejection(where, rej.reason)))
+        report.rejected.extend(r for _, r in sorted(rejected, key=lambda pair: pair[0]))
+
+
+def sort_chunk(chunk: list[Record], seen: set[str]) -> SortedChunk:
+    """The items of ``chunk`` to add, and its rejections: the reader's, and ids already in ``seen`` (this
+    add's earlier records); the ids kept are added to ``seen``."""
     rejected: list[tuple[int, Rejection]] = []
     position: dict[str, tuple[int, str]] = {}
     items, vectors = [], {}
@@ -678,14 +762,12 @@ def _add_chunk(engine: Engine, chunk: list[Record], base: Path, seen: set[str], 
             items.append(record.item)
             if record.vectors is not None:
                 vectors[record.item.id] = record.vectors
+    return SortedChunk(items, vectors, position, rejected, len(chunk))
+
+
+def replace_documents(engine: Engine, items: list[Item]) -> None:
+    """A document added again: its old pages go first (it may have fewer now), then the new ones come."""
     replaced = [item.id for item in items if item.parent is None and SPLITTER_ATTRIBUTE in item.attributes]
     replaced = [item_id for item_id in replaced if item_id in engine]
-    if replaced:  # a document added again: its old pages go (it may have fewer now), then the new ones come
+    if replaced:
         engine.delete(replaced)
-    if items:
-        sub = engine.add(items, base_dir=base, vectors=vectors or None)
-        report.added.extend(sub.added)
-        for rej in sub.rejected:
-            pos, where = position.get(rej.where, (len(chunk), rej.where))
-            rejected.append((pos, Rejection(where, rej.reason)))
-    report.rejected.extend(r for _, r in sorted(rejected, key=lambda pair: pair[0]))
