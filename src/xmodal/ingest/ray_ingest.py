@@ -66,7 +66,8 @@ class RayAddReport:
     retries: int = 0  # batch attempts lost to a worker that died
     workers: int = 0
     gpus_per_worker: float = 0.0
-    seconds: float = 0.0
+    startup_seconds: float = 0.0  # starting the workers and loading their models
+    seconds: float = 0.0  # from then to the last commit
     per_worker: dict[str, WorkerFigures] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -78,6 +79,7 @@ class RayAddReport:
             "retries": self.retries,
             "workers": self.workers,
             "gpus_per_worker": self.gpus_per_worker,
+            "startup_seconds": round(self.startup_seconds, 3),
             "seconds": round(self.seconds, 3),
             "items_per_second": round(added / self.seconds, 1) if self.seconds else 0.0,
             "per_worker": {
@@ -209,6 +211,8 @@ class _Run:
         except self.ray.exceptions.RayError as exc:
             raise ConfigError(f"the Ray workers could not load this index's encoder: {_cause(exc)}") from exc
         self.result.workers, self.result.gpus_per_worker = count, per_gpu
+        now = time.perf_counter()
+        self.result.startup_seconds, self.started = now - self.started, now
 
     def _submit(self, batch: _Batch) -> None:
         worker = min(range(len(self.actors)), key=self.busy.__getitem__)

@@ -9,6 +9,7 @@ Nothing here imports Ray: the driver wraps :class:`BatchEncoder` in ``ray.remote
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -16,12 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..encoders import Encoder, identity, kinds_of
+from PIL import Image
+
+from ..encoders import Content, Encoder, identity, kinds_of
 from ..media import MediaStore, media_ref
 from ..records import Item
 from ..settings import recreate_encoder
 from .prepare import AddReport, Entry, encode_entries, load_media
 from .vectors import given_entries
+
+log = logging.getLogger(__name__)
 
 
 class PendingMedia(MediaStore):
@@ -60,6 +65,20 @@ class BatchEncoder:
         identity.check(config, self.encoder.config())
         self.dim = dim
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load the models now (a text and an image encoded), so that the first batch is as fast as the next:
+        a failure here is left for the batches to report, item by item."""
+        modalities: frozenset[str] = getattr(self.encoder, "modalities", frozenset())
+        samples = [Content(text="warm up")] if "text" in modalities else []
+        if "image" in modalities:
+            samples.append(Content(image=Image.new("RGB", (32, 32), (128, 128, 128))))
+        try:
+            for sample in samples:
+                self.encoder.encode_documents([sample])
+        except Exception as exc:  # noqa: BLE001 (any failure: the batches meet it again and say it)
+            log.warning("warming up the encoder on a Ray worker failed: %s", exc)
 
     def pid(self) -> int:
         return os.getpid()
