@@ -69,21 +69,37 @@ def _vectors(engine: Engine) -> dict[str, np.ndarray]:
     return {s.item.id: s.vectors["text"] for s in engine.store.iter_all()}
 
 
+def _ray_processes() -> list[Any]:
+    """This process's descendants that are Ray's: the GCS, the raylet, its agents and monitors, the workers
+    (other session fixtures' servers, e.g. Milvus, are children of this process too, and are not Ray's)."""
+    import psutil
+
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            name, command = proc.name(), " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if name in ("gcs_server", "raylet") or command.startswith("ray::") or "site-packages/ray/" in command:
+            found.append(proc)
+    return found
+
+
 def test_nothing_listens_beyond_loopback(ray_cluster: Any) -> None:
     import psutil
 
-    me = psutil.Process()
     listening = []
-    for proc in [me, *me.children(recursive=True)]:
+    for proc in _ray_processes():
         try:
-            listening += [c.laddr for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+            sockets = proc.net_connections(kind="inet")
+            listening += [(proc.name(), c.laddr) for c in sockets if c.status == psutil.CONN_LISTEN]
         except psutil.Error:
             continue
     assert len(listening) >= 3  # the GCS, the raylet and the workers' servers were all found
-    for addr in listening:
+    for name, addr in listening:
         ip = ipaddress.ip_address(addr.ip)
         mapped = getattr(ip, "ipv4_mapped", None)
-        assert (mapped or ip).is_loopback, f"a Ray process listens on {addr.ip}:{addr.port}"
+        assert (mapped or ip).is_loopback, f"the Ray process {name} listens on {addr.ip}:{addr.port}"
 
 
 def test_same_items_as_one_process_add(ray_cluster: Any, tmp_path: Path) -> None:
