@@ -192,15 +192,33 @@ def test_a_logged_click_becomes_a_training_pair(engine: Engine) -> None:
     assert result.query_id is not None
     clicked = str(result.hits.ids[2])
     engine.feedback(result.query_id, clicked, "click")
-    data, _, _ = collect(engine)
-    assert data.sources == {"views": 0, "self": 20, "feedback": 1, "judgments": 0}
+    data, _, _ = collect(engine, pseudo=False)
+    assert data.sources == {"views": 0, "self": 20, "pseudo": 0, "feedback": 1, "judgments": 0}
     assert data.augmentable is not None and data.augmentable.tolist() == [False] * 20 + [True]
     assert int(data.rows[data.targets[-1]]) == engine.row_of(clicked)  # the pair targets the clicked item
     expected = engine.encode_query(Query(text="item 3 black"))
     np.testing.assert_allclose(data.queries[-1], expected, atol=1e-6)  # ... from the logged query text
     engine.delete([clicked])
-    data, _, _ = collect(engine)
+    data, _, _ = collect(engine, pseudo=False)
     assert data.sources["feedback"] == 0  # a click on a deleted item is not a pair
+
+
+def test_the_catalogs_pseudo_queries_become_training_pairs(engine: Engine) -> None:
+    from xmodal.genret.data import collect
+    from xmodal.ltr.pseudo import pseudo_queries
+
+    items = text_items(20)
+    engine.add(items)
+    data, _, _ = collect(engine, feedback=False)
+    made = pseudo_queries(items)  # the same items, seed and kinds (paraphrases need the encoder: not here)
+    assert data.sources["pseudo"] >= len([q for q in made if q.kind != "paraphrase"]) > 20
+    pseudo = slice(20, 20 + data.sources["pseudo"])  # after the self pairs, before feedback and judgments
+    assert data.augmentable is not None and data.augmentable[pseudo].all()  # real-looking queries: augmentable
+    name = next(q for q in made if q.kind == "name" and q.item == items[5].id)
+    expected = engine.encode_query(Query(text=name.text))
+    matches = [i for i in range(20, 20 + data.sources["pseudo"]) if np.allclose(data.queries[i], expected, atol=1e-6)]
+    assert matches and {int(data.rows[data.targets[i]]) for i in matches} == {engine.row_of(items[5].id)}
+    assert collect(engine, feedback=False, pseudo_items=0)[0].sources["pseudo"] == 0
 
 
 def test_eval_in_a_generative_mode_is_shown_by_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,6 +25,7 @@ def train_engine(
     progress: bool = True,
     resume: bool = True,
     feedback: bool = True,
+    pseudo: bool = True,
 ) -> dict[str, Any]:
     """Train on the engine's items (and feedback and judgments), install the model, return its summary.
 
@@ -32,7 +33,7 @@ def train_engine(
     (checkpoints under ``<index>/genret.ckpt/``, removed when training completes).
     """
     config = config or TrainConfig()
-    data, seq, skipped = collect(engine, judgments=judgments, feedback=feedback, seed=config.seed)
+    data, seq, skipped = collect(engine, judgments=judgments, feedback=feedback, pseudo=pseudo, seed=config.seed)
     ckpt = engine.path / "genret.ckpt"
     meta = {"encoder": engine.encoder.config(), "store_seq": seq, "feedback_events": feedback_events(engine)}
     model = fit(data, config, checkpoint_dir=ckpt if resume else None, progress=progress, meta=meta)

@@ -9,6 +9,11 @@ Sources, each counted in the training summary:
   and renormalised, as a query for itself. This is the only pair a text-only or image-only item
   has; it teaches the decoder the embedding → ID map around the item (the "indexing" task of DSI,
   Tay et al., NeurIPS 2022), but not what real queries look like, so it is weak supervision;
+- ``pseudo``: the catalog's own pseudo-queries (:mod:`xmodal.ltr.pseudo`: names, misspellings, fragments,
+  descriptions without the name, paraphrases in the catalog's other words, attribute + word), each a query
+  for the items that answer it. They are what real queries look like before any user has searched, so the
+  decoder learns to map query kinds that are not the items' own text (issue 19, part 2); at most
+  ``pseudo_items`` items (a seeded sample, stable as the catalog grows) give them;
 - ``feedback``: positive events of the feedback log (the impression's query text → the item acted on);
 - ``judgments``: user judgments in the ``xmodal eval`` format (``{"text", "image", "relevant"}``).
 """
@@ -25,7 +30,7 @@ import numpy.typing as npt
 from ..encoders import normalize
 from ..errors import XmodalError
 from ..ingest.prepare import Rejection
-from ..records import Modality, Query, VectorKind, primary_kind, primary_vector
+from ..records import Item, Modality, Query, VectorKind, primary_kind, primary_vector
 from .model import modality_code
 from .train import TrainingSet
 
@@ -33,6 +38,7 @@ if TYPE_CHECKING:
     from ..extension import EngineView
 
 FloatArray = npt.NDArray[np.float32]
+PSEUDO_ITEMS = 20_000  # items whose pseudo-queries become training pairs (a seeded sample beyond that)
 
 
 def collect(
@@ -40,6 +46,8 @@ def collect(
     *,
     judgments: str | Path | None = None,
     feedback: bool = True,
+    pseudo: bool = True,
+    pseudo_items: int = PSEUDO_ITEMS,
     self_noise: float = 0.3,
     seed: int = 0,
 ) -> tuple[TrainingSet, int, list[Rejection]]:
@@ -52,9 +60,11 @@ def collect(
     vecs: list[np.ndarray] = []
     queries: list[np.ndarray] = []
     real: list[bool] = []  # a real query (not a noisy self pair): may be augmented
-    sources = {"views": 0, "self": 0, "feedback": 0, "judgments": 0}
+    sources = {"views": 0, "self": 0, "pseudo": 0, "feedback": 0, "judgments": 0}
     position: dict[int, int] = {}
+    items: list[Item] = []
     for stored in engine.iter_items():
+        items.append(stored.item)
         vec = primary_vector(stored.vectors)
         if vec is None:
             continue
@@ -75,6 +85,8 @@ def collect(
             sources["views"] += 1
     skipped: list[Rejection] = []
     extra: list[tuple[np.ndarray, int, str]] = []
+    if pseudo:
+        extra += _pseudo_pairs(engine, items, position, pseudo_items, seed)
     if feedback:
         extra += _feedback_pairs(engine, position)
     if judgments is not None:
@@ -107,6 +119,33 @@ def view_kinds(modality: Modality, vectors: Mapping[str, np.ndarray]) -> list[st
     primary = primary_kind(vectors)
     order = {VectorKind.TEXT.value: 0, VectorKind.IMAGE.value: 1}
     return sorted((k for k in vectors if k in parts and k != primary), key=lambda k: (order.get(k, 2), k))
+
+
+def _pseudo_pairs(
+    engine: EngineView, items: list[Item], position: dict[int, int], most: int, seed: int
+) -> list[tuple[np.ndarray, int, str]]:
+    """(query vector, target, "pseudo") for the pseudo-queries of up to ``most`` items with text."""
+    from ..ltr.pseudo import CatalogWords, pseudo_queries
+    from ..ltr.selftune import sample_items, word_neighbours
+
+    if most <= 0:
+        return []
+    chosen = sample_items([i for i in items if i.text.strip() and i.id in engine], most, seed)
+    if not chosen:
+        return []
+    catalog = CatalogWords(items)
+    similar = word_neighbours(engine, catalog.frequency, chosen)
+    queries = pseudo_queries(chosen, seed, catalog=catalog, similar=similar)
+    out: list[tuple[np.ndarray, int, str]] = []
+    for start in range(0, len(queries), 256):
+        part = queries[start : start + 256]
+        vectors = engine.encode_queries([Query(text=q.text) for q in part])
+        for q, vec in zip(part, vectors, strict=True):
+            for item_id in q.relevant:
+                pos = position.get(engine.row_of(item_id))
+                if pos is not None:
+                    out.append((vec, pos, "pseudo"))
+    return out
 
 
 def _feedback_pairs(engine: EngineView, position: dict[int, int]) -> list[tuple[np.ndarray, int, str]]:

@@ -46,7 +46,7 @@ from .strategies.base import BatchStrategy
 from .strategies.registry import Built, Probe, StrategyContext, StrategySpec, build_strategies
 from .text import stems
 from .tuned import FOLDER as TUNED_FOLDER
-from .tuned import HANDOVER, TunedFusion, tuned_depths
+from .tuned import HANDOVER, Configuration, TunedFusion, tuned_depths
 
 if TYPE_CHECKING:
     from ..extension import EngineView
@@ -355,8 +355,10 @@ class Pipeline:
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
         """The plan for a prepared query: while the self-tuned fusion is active (:meth:`tuned_active`), every
-        available relevance strategy with an equal share (the model weighs their runs, :meth:`candidates`) and
-        exploration as the policy's plan has it; else the policy's plan (:meth:`untuned_plan`)."""
+        available relevance strategy with an equal share (the model weighs their runs, :meth:`candidates`),
+        each drawn at least as deep as the policy's plan draws it (the model may choose that plan instead,
+        which then needs no run again), and exploration as the policy's plan has it; else the policy's plan
+        (:meth:`untuned_plan`)."""
         planned = self.untuned_plan(prepared, policy)
         if policy is not None or not self.tuned_active() or self.tuned is None:
             return planned
@@ -366,10 +368,11 @@ class Pipeline:
         if not arms:
             return planned
         room = planned.budget - sum(a.depth for a in explored)
-        relevant = tuple(Allocation(a, d, 1.0) for a, d in tuned_depths(arms, room).items())
+        deeper = planned.depths()
+        relevant = tuple(Allocation(a, max(d, deeper.get(a, 0)), 1.0) for a, d in tuned_depths(arms, room).items())
         leads = bool(explored) and planned.allocations[0].strategy == explorer
         allocations = (*explored, *relevant) if leads else (*relevant, *explored)
-        return Plan(allocations, planned.budget, planned.indices, source="tuned")
+        return Plan(allocations, planned.budget, planned.indices, source="tuned", untuned=planned)
 
     def untuned_plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
         """The policy's plan for a prepared query: relevance strategies, and exploration where it may.
@@ -482,7 +485,7 @@ class Pipeline:
         relevance = {name: hits for name, hits in runs.items() if not self._explores(name)}
         planned = {a.strategy: a.weight for a in plan.allocations if a.strategy in relevance}
         if plan.source == "tuned" and self.tuned is not None:
-            return self._tuned_candidates(prepared, runs, relevance)
+            return self._tuned_candidates(prepared, plan, vector, runs, relevance)
         weights = self.fusion_weights(relevance, planned, committed)
         fused = fuse(self.config.fusion, relevance, weights)
         if backfill and len(fused) < query.k:
@@ -495,11 +498,28 @@ class Pipeline:
         used = {name: w for name, w in weights.items() if len(relevance[name])}  # the scale of the fused scores
         return Candidates(runs, fused, self._explored(runs), used)
 
-    def _tuned_candidates(self, prepared: Prepared, runs: dict[str, Hits], relevance: dict[str, Hits]) -> Candidates:
-        """The runs fused as the self-tuned model chooses for this query; when the runs it keeps found fewer
-        than ``k`` items, the others' items follow (fused among themselves, after every kept one)."""
+    def _tuned_candidates(
+        self,
+        prepared: Prepared,
+        plan: Plan,
+        vector: np.ndarray | None,
+        runs: dict[str, Hits],
+        relevance: dict[str, Hits],
+    ) -> Candidates:
+        """The runs fused as the self-tuned model chooses for this query, each cut to its equal share (what the
+        model was fitted on); when the runs it keeps found fewer than ``k`` items, the others' items follow
+        (fused among themselves, after every kept one). When it chooses the untuned plan, that plan's
+        candidates, from the same runs cut to that plan's depths."""
         assert self.tuned is not None
+        explored = sum(a.depth for a in plan.allocations if a.strategy not in relevance)
+        shares = tuned_depths(list(relevance), plan.budget - explored)
+        relevance = {n: hits.take(range(min(shares[n], len(hits)))) for n, hits in relevance.items()}
         configuration = self.tuned.choose(prepared.x, relevance)
+        if configuration is None and plan.untuned is not None:
+            found = self.candidates(prepared, plan.untuned, vector, cached=runs)
+            return replace(found, configuration={"untuned": True})
+        if configuration is None:  # a plan made without its fallback: every run, equally
+            configuration = Configuration(tuple((n, 1.0) for n in relevance), committed=False)
         weights = configuration.apply(relevance)
         fused = fuse(self.config.fusion, {n: relevance[n] for n in weights}, weights)
         left = {n: hits for n, hits in relevance.items() if n not in weights and len(hits)}

@@ -51,6 +51,8 @@ class Plan:
     #: ``"policy"``: the bandit chose the strategies; ``"tuned"``: every available one, fused by the
     #: self-tuned model (:mod:`xmodal.ltr.selftune`)
     source: str = "policy"
+    #: a tuned plan's fallback: the policy's plan, which the self-tuned model may choose for a query
+    untuned: Plan | None = None
 
     @property
     def total(self) -> int:

@@ -53,8 +53,7 @@ VOCABULARY = 5_000  # the most frequent content words of the catalog a paraphras
 class _Observed:
     query: PseudoQuery
     x: np.ndarray
-    gains: np.ndarray  # per configuration
-    default: float  # the untuned default plan's gain
+    gains: np.ndarray  # per configuration, then the untuned plan's
     context: np.ndarray  # the policy's context vector
     supplied: dict[str, float]  # per strategy that ran: 1 when its head holds a judged item
 
@@ -201,7 +200,7 @@ def _observe(
     wanted = set(pseudo.relevant)
     supplied = {a: float(bool(wanted & set(hits.ids[:HEAD].tolist()))) for a, hits in full.items()}
     x = features(prepared.x, runs, arms)
-    return _Observed(pseudo, x, gains, gain(default, pseudo.relevant), prepared.x, supplied)
+    return _Observed(pseudo, x, np.append(gains, gain(default, pseudo.relevant)), prepared.x, supplied)
 
 
 def _applied(runs: Mapping[str, Hits], configs: Sequence[Configuration]) -> list[dict[str, float]]:
@@ -277,7 +276,7 @@ def _select(
     }
     penalty, margin = max(tried, key=lambda pm: (round(float(tried[pm].mean()), 4), pm[1], pm[0]))
     realised = tried[(penalty, margin)]
-    default = np.array([o.default for o in valid])
+    default = Yv[:, -1]
     by_kind: dict[str, dict[str, float]] = {}
     groups: dict[str, list[int]] = defaultdict(list)
     for i, o in enumerate(valid):

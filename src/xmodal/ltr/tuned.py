@@ -3,8 +3,9 @@
 A configuration is one way to fuse a query's runs (a weight per strategy, 0 leaving its run out,
 optionally scaled by each run's query-performance prediction, :func:`.fusion.committed_weights`);
 :class:`TunedFusion` predicts, from features of the query and of its runs (:func:`features`), the nDCG@10
-each configuration would give, and chooses one per query. It is plain data (``tuning.json`` and ``.npy``
-arrays under ``<index>/ltr/tuned/``), and the pipeline uses it while it is active
+each configuration would give, and that of the untuned plan (the bandit's, one more choice: None), and
+chooses one per query, so a query kind the untuned plan serves best keeps its results. It is plain data
+(``tuning.json`` and ``.npy`` arrays under ``<index>/ltr/tuned/``), and the pipeline uses it while it is active
 (:meth:`~.pipeline.Pipeline.tuned_active`).
 """
 
@@ -28,7 +29,7 @@ from .fusion import Commitment, FusedHit, committed_weights, nqc
 if TYPE_CHECKING:
     from .policy import LinearBandit
 
-TUNING_FORMAT = 1
+TUNING_FORMAT = 2  # 2: the untuned plan is a choice (the last column of the coefficients)
 FOLDER = "tuned"
 HEAD = 10  # the head of a run its features describe, and the cut of the gain (nDCG@10)
 GRID = (0.0, 0.3, 1.0)  # the weights a configuration gives each strategy
@@ -115,7 +116,8 @@ def gain(fused: Sequence[FusedHit], relevant: Sequence[str]) -> float:
 
 
 class TunedFusion:
-    """The fitted model: per configuration, a linear prediction of the gain from standardised features."""
+    """The fitted model: per configuration, and for the untuned plan (the last column), a linear prediction
+    of the gain from standardised features."""
 
     def __init__(
         self,
@@ -158,12 +160,14 @@ class TunedFusion:
     def margin(self) -> float:
         return float(self.report.get("margin", 0.0))
 
-    def choose(self, context: np.ndarray, runs: Mapping[str, Hits]) -> Configuration:
-        """The configuration of highest predicted gain, unless it beats the anchor (the configuration best on
-        average) by less than the margin: away from the anchor only where the model is sure enough."""
+    def choose(self, context: np.ndarray, runs: Mapping[str, Hits]) -> Configuration | None:
+        """The configuration of highest predicted gain (None: the untuned plan), unless it beats the anchor
+        (the choice best on average) by less than the margin: away from the anchor only where the model is
+        sure enough."""
         x = (features(context, runs, self.arms) - self.mean) / self.scale
         predicted = np.append(x, 1.0) @ self.coef
-        return self.configs[int(pick(predicted[None, :], self.anchor, self.margin)[0])]
+        chosen = int(pick(predicted[None, :], self.anchor, self.margin)[0])
+        return self.configs[chosen] if chosen < len(self.configs) else None
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -204,7 +208,7 @@ class TunedFusion:
                 raise ValueError(f"a policy prior of shape {prior[0].shape}, {prior[1].shape} for {len(arms)} arms")
             mean, scale = np.asarray(meta["mean"], dtype=np.float64), np.asarray(meta["scale"], dtype=np.float64)
             width = len(feature_names(arms))
-            if coef.shape != (width + 1, len(configs)) or mean.shape != (width,) or scale.shape != (width,):
+            if coef.shape != (width + 1, len(configs) + 1) or mean.shape != (width,) or scale.shape != (width,):
                 raise ValueError(
                     f"arrays of shape {coef.shape}, {mean.shape}, {scale.shape} do not fit {width} features"
                 )
