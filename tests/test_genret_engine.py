@@ -152,10 +152,9 @@ def test_judgments_are_training_pairs(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "judged.jsonl"
     lines = [{"text": "a red thing", "relevant": ["t0", "t4"]}, {"text": "x", "relevant": ["missing"]}, "oops"]
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    summary = train_engine(
-        engine, judgments=path, config=TrainConfig(**{**TINY.to_dict(), "epochs": 1}), progress=False
-    )
-    assert summary["sources"] == {"views": 0, "self": 20, "feedback": 0, "judgments": 2}
+    config = TrainConfig(**{**TINY.to_dict(), "epochs": 1})
+    summary = train_engine(engine, judgments=path, config=config, progress=False, pseudo=False)
+    assert summary["sources"] == {"views": 0, "self": 20, "pseudo": 0, "feedback": 0, "judgments": 2}
     assert len(summary["skipped_judgments"]) == 1
 
 
@@ -165,9 +164,10 @@ def test_cli_train_status_and_search(tmp_path: Path, capsys: pytest.CaptureFixtu
         engine.add(text_items(24))
     assert main(["--index", index, "genret", "status"]) == 1  # not trained yet
     assert "genret train" in capsys.readouterr().out
-    assert main(["--index", index, "genret", "train", "--epochs", "2", "--min-steps", "0", "-q", "--json"]) == 0
+    train = ["--index", index, "genret", "train", "--epochs", "2", "--min-steps", "0", "--no-pseudo", "-q", "--json"]
+    assert main(train) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["items"] == 24 and summary["epochs"] == 2
+    assert summary["items"] == 24 and summary["epochs"] == 2 and summary["sources"]["pseudo"] == 0
     assert main(["--index", index, "genret", "status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["trained"] and status["live"]["items"] == 24 and status["last_evaluation"]["queries"] == 24
