@@ -81,7 +81,7 @@ class Collection:
         *,
         refresh: Callable[[], None],
         commit: Commit,
-        delete: Callable[[Sequence[str]], int],
+        delete: Callable[..., int],  # the engine's delete(ids, *, purge_feedback=...)
         cursors: Cursors,
     ) -> None:
         """``lock``: the readers–writer lock the catalog changes under; ``writing``: the engine's one-write-
@@ -194,7 +194,7 @@ class Collection:
             yield [stored[row] for row in chunk if row in stored]
 
     # -- writes -------------------------------------------------------------------------------
-    def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:
+    def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False, purge_feedback: bool = False) -> int:
         """Delete every item that matches ``filters`` (their segments with them); how many matched."""
         check_delete_filter(filters)
         with self._writing:  # nothing is written between the match and the delete
@@ -202,15 +202,15 @@ class Collection:
             with self._lock.read():
                 rows = self._catalog.attributes.match(filters, strict=strict)
                 ids = [self._catalog.id_by_row[int(row)] for row in (rows if rows is not None else ())]
-            return self._delete(ids) if ids else 0
+            return self._delete(ids, purge_feedback=purge_feedback) if ids else 0
 
-    def clear(self) -> int:
+    def clear(self, *, purge_feedback: bool = False) -> int:
         """Delete every item; how many there were."""
         with self._writing:
             self._refresh()
             with self._lock.read():
                 ids = list(self._catalog.row_by_id)
-            return self._delete(ids) if ids else 0
+            return self._delete(ids, purge_feedback=purge_feedback) if ids else 0
 
     def update_attributes(self, item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
         """Update an item's attributes, keeping its vectors as stored; the updated item."""

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .audit import current_actor
 from .backends import DEFAULT_BACKEND, BackendContext, RowListing, VectorBackend, open_backend
 from .backends import epoch as checkpoint_epoch
 from .catalog import Catalog
@@ -44,6 +45,7 @@ from .changes import replay
 from .collection import Collection, Fetched, Page
 from .cursor import Cursors
 from .encoders import Encoder, kinds_of
+from .erasure import Erasure, Traces, erase_traces, scrub
 from .errors import DiskFull, NotFoundError, ValidationError
 from .export import BATCH as EXPORT_BATCH
 from .export import ExportReport, write_export
@@ -63,6 +65,7 @@ from .rwlock import RWLock
 from .search_path import SearchParts, SearchPath
 from .settings import DENSE, open_settings
 from .stale import stale
+from .store.audit import AuditEntry
 from .store.backup import Manifest, write_backup
 from .store.base import Store
 from .store.postgres import PostgresStore
@@ -346,24 +349,52 @@ class Engine:
         if callable(tell):
             tell(list(self.store.counts_by_modality()))
 
-    def delete(self, ids: Sequence[str]) -> int:
+    def delete(
+        self, ids: Sequence[str], *, actor: str | None = None, purge_feedback: bool = False, scrub: bool = True
+    ) -> int:
         """Delete items by id, and their segments with them (one transaction); returns how many of ``ids``
-        existed."""
+        existed. Privacy-complete (:mod:`xmodal.erasure`): the admin audit log records ``actor`` (default:
+        :func:`~xmodal.audit.current_actor`), the ids and the time; media no other item holds are deleted;
+        ``purge_feedback`` also drops the feedback log's events of the items (else it keeps only their ids);
+        ``scrub`` (default) writes every derived structure without them and leaves no old page behind
+        (``scrub=False`` for each batch of a bulk delete, then :meth:`scrub` once)."""
+        return self.erase(ids, actor=actor, purge_feedback=purge_feedback, scrub=scrub)[0]
+
+    def erase(
+        self, ids: Sequence[str], *, actor: str | None = None, purge_feedback: bool = False, scrub: bool = True
+    ) -> tuple[int, Erasure]:
+        """:meth:`delete`, also returning what was cleaned besides the store (media files, feedback)."""
+        options = {"purge_feedback": purge_feedback, "scrub": scrub}
+        entry = AuditEntry(actor or current_actor(), "delete", options)
         with self._writing:
             before = self._seq
-            rows, existed = self.store.delete_tree(list(ids))
-            self._apply(before, len(rows), (), rows)
-        return existed
+            erased = self.store.erase(list(ids), entry)
+            self._apply(before, len(erased.rows), (), erased.rows)
+            done = erase_traces(self._traces(), ids, erased, purge_feedback=purge_feedback, scrub_now=scrub)
+        return erased.asked, done
 
-    def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:
+    def scrub(self) -> None:
+        """Leave no trace of the items deleted so far in the index folder (after deletes with ``scrub=False``):
+        see :func:`xmodal.erasure.scrub`."""
+        with self._writing:
+            scrub(self._traces())
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries of the admin audit log (who deleted what, when), newest first."""
+        return self.store.audit_log(limit)
+
+    def _traces(self) -> Traces:
+        return Traces(self.store, self.media, self.feedback_log, self.backend, self._lock, self.checkpoint)
+
+    def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False, purge_feedback: bool = False) -> int:
         """Delete every item that matches ``filters`` (and the segments of those items) through the normal
-        write path; returns how many matched. An empty filter is refused: use :meth:`clear`."""
-        return self._collection.delete_where(filters, strict=strict)
+        write path (:meth:`delete`); returns how many matched. An empty filter is refused: use :meth:`clear`."""
+        return self._collection.delete_where(filters, strict=strict, purge_feedback=purge_feedback)
 
-    def clear(self) -> int:
-        """Delete every item (through the normal write path: change log, vectors, extensions); returns how
-        many there were."""
-        return self._collection.clear()
+    def clear(self, *, purge_feedback: bool = False) -> int:
+        """Delete every item (through the normal write path, :meth:`delete`: change log, vectors, extensions);
+        returns how many there were."""
+        return self._collection.clear(purge_feedback=purge_feedback)
 
     def update_attributes(self, item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
         """Update an item's attributes without encoding it again (its vectors are kept as stored): merged

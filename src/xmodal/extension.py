@@ -189,6 +189,25 @@ def current_caller() -> str | None:
     return _CALLER.get()
 
 
+_QUERY_BASE: ContextVar[Path | None] = ContextVar("xmodal_query_base", default=None)
+
+
+@contextmanager
+def query_base(base_dir: Path | None) -> Iterator[None]:
+    """The folder a query's media paths are relative to, while the screens check it (a screen that reads a
+    query image loads it with :func:`current_query_base`)."""
+    token = _QUERY_BASE.set(base_dir)
+    try:
+        yield
+    finally:
+        _QUERY_BASE.reset(token)
+
+
+def current_query_base() -> Path | None:
+    """The folder set by :func:`query_base` (None: paths are relative to the working folder)."""
+    return _QUERY_BASE.get()
+
+
 @runtime_checkable
 class Screen(Protocol):
     """An extension that checks each search (the guards): the query before it — its text may be cleaned, or

@@ -75,6 +75,15 @@ class MediaStore:
             raise NotFoundError(f"no media file {ref!r}")
         return path
 
+    def remove(self, ref: str) -> bool:
+        """Delete the file behind ``ref`` (no longer held by any item); False when it was not there."""
+        try:
+            path = self.path(ref)
+        except NotFoundError:
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
 
 def _write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a fsynced ``.tmp`` sibling renamed into place; on any failure (a

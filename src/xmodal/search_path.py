@@ -26,7 +26,7 @@ from .collection import Collection
 from .cursor import search_scope, vector_scope
 from .encoders import Content, Encoder, kinds_of
 from .errors import ValidationError
-from .extension import BatchMode, Mode, current_caller
+from .extension import BatchMode, Mode, current_caller, query_base
 from .feedback.log import FeedbackLog
 from .filters import FilterExpr
 from .media_loaders import media_loader
@@ -103,7 +103,8 @@ class SearchPath:
         query = Query(text=query, **options) if isinstance(query, str) else query
         query = replace(query, logged=query.logged or log)  # feedback can follow: it may explore
         caller = current_caller()
-        query, screened = self._p.screen_query(query, caller)  # the guards: may clean the text or refuse it
+        with query_base(base_dir):  # the guards read a query image's text: its path is relative to base_dir
+            query, screened = self._p.screen_query(query, caller)  # may clean the text or refuse the query
         self._p.refresh(extensions=(query.mode or self._p.default_mode()) != DENSE)
         prepared = [self._prepare(query, cursor)]
         run = functools.partial(self._run, log=log, explain=explain, with_vectors=with_vectors, caller=caller)
@@ -124,7 +125,8 @@ class SearchPath:
         given = [in_batch(i, functools.partial(_query, q, options)) for i, q in enumerate(queries)]
         given = [replace(q, logged=q.logged or log) for q in given]
         caller = current_caller()
-        screened = [in_batch(i, functools.partial(self._p.screen_query, q, caller)) for i, q in enumerate(given)]
+        with query_base(base_dir):
+            screened = [in_batch(i, functools.partial(self._p.screen_query, q, caller)) for i, q in enumerate(given)]
         given = [q for q, _ in screened]
         self._p.refresh(extensions=any((q.mode or self._p.default_mode()) != DENSE for q in given))
         prepared = [in_batch(i, functools.partial(self._prepare, q)) for i, q in enumerate(given)]

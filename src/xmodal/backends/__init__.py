@@ -10,7 +10,16 @@ A backend is chosen by name when an index is created (``Engine.open(path, backen
 from __future__ import annotations
 
 from ..registry import Registry
-from .base import BackendContext, BackendFactory, RowListing, RowMatcher, VectorBackend, VectorHits, is_backend_factory
+from .base import (
+    BackendContext,
+    BackendFactory,
+    Purging,
+    RowListing,
+    RowMatcher,
+    VectorBackend,
+    VectorHits,
+    is_backend_factory,
+)
 
 DEFAULT_BACKEND = "local"
 
@@ -35,6 +44,7 @@ __all__ = [
     "DEFAULT_BACKEND",
     "BackendContext",
     "BackendFactory",
+    "Purging",
     "RowListing",
     "RowMatcher",
     "VectorBackend",

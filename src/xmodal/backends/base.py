@@ -154,6 +154,14 @@ class RowListing(Protocol):
         ...
 
 
+@runtime_checkable
+class Purging(Protocol):
+    """A backend that keeps removed vectors until compacted (optional): :meth:`purge` drops them, so that a
+    privacy-complete delete leaves none in its next checkpoint."""
+
+    def purge(self) -> None: ...
+
+
 class BackendFactory(Protocol):
     """What the backend registry resolves to: usually a backend class with an ``open`` classmethod."""
 

@@ -153,6 +153,15 @@ class LocalBackend:
         self._saved_seq, self._dirty = seq, False
         return True
 
+    def purge(self) -> None:
+        """Drop every removed vector still kept as a tombstone (an HNSW graph's), so that the next checkpoint
+        holds no vector of a deleted item: a privacy-complete delete (:mod:`xmodal.erasure`)."""
+        for index in self.indexes.values():
+            compact = getattr(index, "compact", None)
+            if callable(compact):
+                compact()
+                self._dirty = True
+
     def close(self) -> None:
         """Nothing to release: the engine checkpoints before closing."""
 

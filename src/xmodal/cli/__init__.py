@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "ltr",
     "tasks",
     "redteam",
+    "audit",
 ]
 PROG = "xmodal"
 

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from ..audit import acting_as
 from ..batch import member_position
 from ..errors import ValidationError
 from ..records import Query
 from ..view import item_view, items_view
-from .common import UsageError, add_filter_options, engine_of, filters_of, print_json, query_options, shorten
+from .common import UsageError, add_filter_options, cli_actor, engine_of, filters_of, print_json, query_options, shorten
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +50,11 @@ def add_delete_options(parser: argparse.ArgumentParser) -> None:
     add_filter_options(parser)
     parser.add_argument("--all", action="store_true", help="delete every item (with --yes)")
     parser.add_argument("--yes", action="store_true", help="confirm a delete by filter or --all")
+    parser.add_argument(
+        "--purge-feedback",
+        action="store_true",
+        help="also drop the feedback log's events of the deleted items (by default it keeps only their ids)",
+    )
 
 
 def run_count(args: argparse.Namespace) -> int:
@@ -94,8 +100,13 @@ def run_delete_where(args: argparse.Namespace) -> int:
     if not args.yes:
         what = "every item" if args.all else "every item that matches the filter"
         raise UsageError(f"this deletes {what}; add --yes to confirm (`xmodal count` with the filter says how many)")
-    with engine_of(args) as engine:
-        deleted = engine.clear() if args.all else engine.delete_where(filters, strict=args.strict)
+    purge = args.purge_feedback
+    with engine_of(args) as engine, acting_as(cli_actor()):
+        deleted = (
+            engine.clear(purge_feedback=purge)
+            if args.all
+            else engine.delete_where(filters, strict=args.strict, purge_feedback=purge)
+        )
     if args.json:
         print_json({"deleted": deleted})
     else:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..audit import system_user
 from ..engine import Engine
 from ..errors import ValidationError
 from ..filters import parse_filter_json, parse_filters, parse_where
@@ -273,6 +274,11 @@ def encoder_options(pairs: list[str]) -> dict[str, Any]:
             value = raw
         options[key.strip()] = value
     return options
+
+
+def cli_actor() -> str:
+    """The name the audit log records a command-line delete under: ``cli:<user>``."""
+    return f"cli:{system_user()}"
 
 
 @contextmanager

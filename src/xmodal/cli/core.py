@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..audit import acting_as
 from ..errors import ValidationError
 from ..ingest.catalog import add_catalogs, estimate_records
 from ..records import GROUPS, MAX_K, SAFE_LEVELS, Item, Query
@@ -30,6 +31,7 @@ from .common import (
     UsageError,
     add_query_options,
     add_target_option,
+    cli_actor,
     engine_of,
     modes_epilog,
     print_json,
@@ -370,9 +372,9 @@ def run_delete(args: argparse.Namespace) -> int:
         return run_delete_where(args)
     if not args.ids:
         raise UsageError("give the ids to delete, or --where/--filter (or --all) with --yes")
-    with engine_of(args) as engine:
+    with engine_of(args) as engine, acting_as(cli_actor()):
         missing = [i for i in dict.fromkeys(args.ids) if i not in engine]
-        deleted = engine.delete(list(dict.fromkeys(args.ids)))
+        deleted = engine.delete(list(dict.fromkeys(args.ids)), purge_feedback=args.purge_feedback)
     if args.json:
         print_json({"deleted": deleted, "not_found": missing})
     else:

@@ -1,5 +1,8 @@
 """``xmodal eval QUERIES.jsonl``: recall@1/5/10, MRR and nDCG@10 of a judged query set.
 
+With ``--by FIELD`` every metric per group of queries (a field of the query lines, or an attribute of their
+relevant items) and the largest gap between groups (:mod:`xmodal.eval.fairness`).
+
 With ``--mode all`` (or several modes, ``--mode dense,lexical,learned``) every mode is run on every
 query and compared per query kind, with bootstrap intervals and each mode's difference from the best
 single strategy (:mod:`xmodal.eval.compare`).
@@ -14,6 +17,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from ..eval.compare import ALL, REPORTED, compare, parse_modes, probe
+from ..eval.fairness import check_field, evaluate_by
 from ..eval.metrics import METRICS
 from ..eval.runner import EvalQuery, EvalReport, evaluate, read_queries
 from ..eval.sets import HELD_OUT, SetInfo, set_info_for
@@ -57,6 +61,13 @@ def register(subparsers: Any) -> None:
         help="the single strategies the best is chosen from when comparing (default: every mode compared "
         "but the fusions learned, uniform, rrf and rsf)",
     )
+    parser.add_argument(
+        "--by",
+        metavar="FIELD",
+        help="fairness report: every metric per group of queries, grouped by FIELD of the query lines (e.g. "
+        "language) or else by the attribute FIELD of their relevant items (e.g. category), with bootstrap "
+        "intervals and the largest gap between groups",
+    )
     parser.add_argument("--resamples", type=int, default=1000, metavar="N", help="bootstrap resamples (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
     parser.add_argument(
@@ -88,12 +99,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     entries = _only_kinds(list(read_queries(path, info.kinds if info else None)), args.kind, path)
     if getattr(args, "eval_encoder", None) is not None:
+        if args.by is not None:
+            raise UsageError("--by and --encoder do not combine: give one of them")
         if several or args.mode not in (None, DENSE):
             raise UsageError("--encoder compares the current and next vectors in dense mode: leave out --mode")
         return _versus_next(args, entries, path, options)
+    if args.by is not None and several:
+        raise UsageError("--by reports one mode per group: give one --mode (or none), not several")
     with engine_of(args) as engine:
         if several:
             return _compare(args, engine, entries, spec, info, options, path)
+        if args.by is not None:
+            return _by_group(args, engine, entries, options, path)
         with progress_bar(len(entries), "evaluating", "query", quiet=args.quiet) as bar:
             report = evaluate(engine, entries, base_dir=path.parent, progress=bar.update, **options)
         mode = options.get("mode")
@@ -150,6 +167,56 @@ def _versus_next(
         for metric in METRICS:
             print(f"{metric:<11}" + "".join(f"{reports[n].metrics[metric]:>10.4f}" for n in names))
     return 0 if all(report.queries for report in reports.values()) else 1
+
+
+def _by_group(
+    args: argparse.Namespace, engine: Any, entries: list[EvalQuery | Rejection], options: dict[str, Any], path: Path
+) -> int:
+    try:
+        check_field(args.by)
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
+    with progress_bar(len(entries), f"evaluating by {args.by}", "query", quiet=args.quiet) as bar:
+        result = evaluate_by(
+            engine,
+            entries,
+            args.by,
+            resamples=args.resamples,
+            seed=args.seed,
+            base_dir=path.parent,
+            progress=bar.update,
+            **options,
+        )
+    report = result.to_dict()
+    if args.json:
+        print_json(report)
+    else:
+        print("\n".join(fairness_lines(report, str(path))))
+    return 0 if result.report.queries else 1
+
+
+def fairness_lines(report: dict[str, Any], source: str) -> list[str]:
+    """The fairness report as text: a line per group, then the largest gap per metric."""
+    boot = report["bootstrap"]
+    lines = [
+        f"{source}: {report['queries']} queries by {report['by']}, k={report['k']}; [low, high] = "
+        f"{boot['confidence']:.0%} bootstrap interval ({boot['resamples']} resamples, seed {boot['seed']})"
+    ]
+    width = max([len("group"), *(len(g["group"]) for g in report["groups"])]) + 2
+    lines.append(f"  {'group':<{width}}{'queries':<9}" + "".join(f"{SHORT.get(m, m):<24}" for m in METRICS))
+    for group in report["groups"]:
+        cells = "".join(f"{_cell(group[m]):<24}" for m in METRICS)
+        lines.append(f"  {group['group']:<{width}}{group['queries']:<9}{cells}".rstrip())
+    for metric, gap in report["largest_gap"].items():
+        if gap is None:
+            lines.append(f"largest gap {SHORT.get(metric, metric)}: one group only")
+        else:
+            lines.append(f"largest gap {SHORT.get(metric, metric)}: {_cell(gap)} ({gap['best']} over {gap['worst']})")
+    if report["unknown_relevant"]:
+        lines.append(f"warning: {report['unknown_relevant']} relevant id(s) are not in the index")
+    for rejection in report["skipped"]:
+        lines.append(f"skipped {rejection['where']}: {rejection['reason']}")
+    return lines
 
 
 def _only_kinds(entries: list[EvalQuery | Rejection], spec: str | None, path: Path) -> list[EvalQuery | Rejection]:

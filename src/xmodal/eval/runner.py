@@ -40,6 +40,8 @@ class EvalQuery:
     image: str | None
     relevant: frozenset[str]
     kind: str | None = None
+    #: the line's other scalar keys (``"language": "de"``): what ``xmodal eval --by FIELD`` groups by
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -91,7 +93,26 @@ def _parse_query(raw: bytes, where: str, *, first: bool, kinds: Collection[str] 
         image = check_image_path(image, allow_outside=True)
     if not (text and text.strip()) and not image:
         raise ValidationError("query", "has neither text nor image", "give a text, an image, or both")
-    return EvalQuery(where, text or None, image or None, _relevant(obj.get("relevant")), _kind(obj.get("kind"), kinds))
+    return EvalQuery(
+        where,
+        text or None,
+        image or None,
+        _relevant(obj.get("relevant")),
+        _kind(obj.get("kind"), kinds),
+        _fields(obj),
+    )
+
+
+def _fields(obj: Mapping[str, Any]) -> dict[str, str]:
+    """The line's other keys whose values are strings, numbers or booleans, as strings."""
+    return {
+        str(key): str(value).lower() if isinstance(value, bool) else str(value)
+        for key, value in obj.items()
+        if key not in _OWN and isinstance(value, (str, int, float, bool))
+    }
+
+
+_OWN = frozenset({"text", "image", "relevant"})
 
 
 def _kind(value: object, kinds: Collection[str] | None) -> str | None:
@@ -136,13 +157,55 @@ def evaluate(
     Options shared by all queries are checked first, so a bad ``k``, target, mode or filter raises a
     :class:`ValidationError` at once instead of skipping every query.
     """
+    report = EvalReport(k=k)
+    sums = dict.fromkeys(METRICS, 0.0)
+    for scored in score_queries(
+        engine,
+        queries,
+        report,
+        base_dir=base_dir,
+        k=k,
+        target=target,
+        filters=filters,
+        mode=mode,
+        strict=strict,
+        progress=progress,
+    ):
+        for name, value in scored.metrics.items():
+            sums[name] += value
+    report.metrics = {name: total / report.queries if report.queries else 0.0 for name, total in sums.items()}
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One query that ran, with its metrics."""
+
+    query: EvalQuery
+    metrics: dict[str, float]
+
+
+def score_queries(
+    engine: Engine,
+    queries: Iterable[EvalQuery | Rejection],
+    report: EvalReport,
+    *,
+    base_dir: Path | None = None,
+    k: int = 10,
+    target: str | Target = Target.ANY,
+    filters: Mapping[str, Any] | None = None,
+    mode: str | None = None,
+    strict: bool = False,
+    progress: Callable[[int], object] | None = None,
+) -> Iterator[Scored]:
+    """Run every query and yield its metrics; ``report`` counts the queries that ran, the skipped lines and
+    the relevant ids the index lacks (its ``metrics`` are the caller's to fill). Shared options are checked
+    before the first query (see :func:`evaluate`)."""
     filters = dict(filters or {})
     Query(text="check", k=k, target=Target.parse(target), filters=filters, mode=mode)
     if mode is not None:
         check_mode(mode, engine.settings["extensions"])
     engine.match_rows(filters, strict=strict)  # a bad filter fails here, before any query runs
-    report = EvalReport(k=k)
-    sums = dict.fromkeys(METRICS, 0.0)
     for entry in queries:
         if progress is not None:
             progress(1)
@@ -164,8 +227,5 @@ def evaluate(
             report.skipped.append(Rejection(entry.where, str(exc)))
             continue
         report.unknown_relevant += sum(1 for item in entry.relevant if item not in engine)
-        for name, value in score_ranking(ranking, entry.relevant).items():
-            sums[name] += value
         report.queries += 1
-    report.metrics = {name: total / report.queries if report.queries else 0.0 for name, total in sums.items()}
-    return report
+        yield Scored(entry, score_ranking(ranking, entry.relevant))

@@ -314,6 +314,31 @@ class FeedbackLog:
             rows = self._db.execute(sql + " ORDER BY event_id", params).fetchall()
         return [Event(q, o, p, a, v, t, EVENT_TYPES.get(a, 0.0)) for q, o, p, a, v, t in rows]
 
+    def forget(self, item_ids: Sequence[str]) -> dict[str, int]:
+        """Purge what the log holds of items (a privacy-complete delete's ``purge_feedback``): their events
+        and their places in the impressions' shown lists, in one transaction; how many of each went. The
+        queries' own text is the user's, and stays."""
+        ids = list(dict.fromkeys(item_ids))
+        gone = {"events": 0, "shown": 0}
+        with self._lock:
+            self._begin()
+            try:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    gone["events"] += self._db.execute(
+                        f"DELETE FROM feedback_events WHERE object_id IN ({marks})", chunk
+                    ).rowcount
+                    gone["shown"] += self._db.execute(
+                        f"DELETE FROM feedback_hits WHERE object_id IN ({marks})", chunk
+                    ).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return gone
+
     # -- tails, for what folds the log into aggregates (the memory index) -------------------------
     def marks(self) -> tuple[int, int]:
         """Where the log ends now: (the last impression's sequence number, the last event's id)."""

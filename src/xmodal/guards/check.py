@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import classifier as clf
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 _RANK = {ALLOW: 0, FLAG: 1, BLOCK: 2}
 #: Texts shorter than this (in words) are left to the rules: n-grams of a word or two say nothing reliable.
 MIN_WORDS = 4
+_NOT_FOR_IMAGES = frozenset({"oversize", "encoding", "hidden_text"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,14 @@ class Guard:
             category = "document_injection" if document else f.category
             out.append(Decision(category, actions.get(category, FLAG), f.rule, f.evidence))
         return out
+
+    def check_image_text(self, text: str, caller: str | None) -> list[Decision]:
+        """The decisions on the text read in a query image (:mod:`.image_text`): the rules and the classifier,
+        as for query text, each rule named ``image_text:<rule>``. Its length and OCR's stray characters are
+        not held against it (no ``oversize``, ``encoding`` or ``hidden_text``)."""
+        _, findings = self.query_findings(text)
+        kept = [f for f in findings if f.category not in _NOT_FOR_IMAGES]
+        return [replace(d, rule=f"image_text:{d.rule}") for d in self.decide(kept, caller)]
 
     def check_query(self, text: str, caller: str | None) -> Checked:
         cleaned, findings = self.query_findings(text)

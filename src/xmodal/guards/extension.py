@@ -19,13 +19,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import GuardBlocked
-from ..extension import EngineView, Mode
+from PIL import Image as PILImage
+
+from ..errors import GuardBlocked, XmodalError
+from ..extension import EngineView, Mode, current_query_base
+from ..media_loaders import media_loader
 from ..records import Hits, Item, Query
 from ..store.base import StoredItem
 from . import policy as policies
 from .check import Decision, Guard
-from .policy import ALLOW, BLOCK
+from .image_text import ImageReader, ImageText
+from .policy import ALLOW, BLOCK, FLAG
 from .results import ResultGuard
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ class GuardsExtension:
         self._view: EngineView | None = None
         self.guard = Guard(policies.Policy())
         self.results = ResultGuard(self.guard.policy)  # the result guard (:mod:`.results`)
+        self._reader = ImageReader()
 
     # -- the Extension protocol -------------------------------------------------------------------
     def open(self, view: EngineView, folder: Path) -> int:
@@ -137,26 +142,50 @@ class GuardsExtension:
     # -- the Screen protocol (what the engine asks before and after a search) ---------------------
     def screen_query(self, query: Query, caller: str | None) -> tuple[Query, dict[str, Any]]:
         """The query with its text cleaned, and what the guards decided; :class:`GuardBlocked` when the
-        caller's policy blocks a category found."""
-        if not query.text:
+        caller's policy blocks a category found in its text or in the text rendered in its image."""
+        notes: dict[str, Any] = {}
+        decisions: list[Decision] = []
+        if query.text:
+            checked = self.guard.check_query(query.text, caller)
+            decisions += checked.decisions
+            notes = {"query": checked.action, "classifier": checked.classifier}
+            if checked.text != query.text and checked.text.strip():
+                query = replace(query, text=checked.text)
+        if query.image is not None and self.guard.policy.query_image_ocr:
+            read = self._image_text(query)
+            notes["image_text"] = {"status": read.status, "ms": read.ms}
+            if read.text:
+                decisions += self.guard.check_image_text(read.text, caller)
+            notes.setdefault("classifier", self.guard.classifier_status)
+        if not notes:
             return query, {}
-        checked = self.guard.check_query(query.text, caller)
-        self._count(checked.decisions)
-        notes: dict[str, Any] = {"query": checked.action, "classifier": checked.classifier}
-        if checked.decisions:
-            notes["decisions"] = [d.to_dict() for d in checked.decisions]
+        self._count(decisions)
+        notes["query"] = _action(decisions)
+        if decisions:
+            notes["decisions"] = [d.to_dict() for d in decisions]
             log.info(
                 "guards: query %s for %s: %s",
-                _verb(checked.decisions),
+                _verb(decisions),
                 caller or "the deployment",
-                "; ".join(f"{d.category}/{d.rule}" for d in checked.decisions),
+                "; ".join(f"{d.category}/{d.rule}" for d in decisions),
             )
-        blocking = checked.blocking
+        blocking = next((d for d in decisions if d.action == BLOCK), None)
         if blocking is not None:
             raise GuardBlocked.of(blocking.category, blocking.reason)
-        if checked.text != query.text and checked.text.strip():
-            query = replace(query, text=checked.text)
         return query, notes
+
+    def _image_text(self, query: Query) -> ImageText:
+        """The text rendered in the query's image (``not checked`` when it cannot be loaded: the search then
+        says why)."""
+        if query.image is None:
+            return ImageText("not checked: no image", "", 0.0)
+        try:
+            loaded = media_loader("image").load(query.image, current_query_base(), item="query")
+        except XmodalError as exc:
+            return ImageText(f"not checked: {exc}", "", 0.0)
+        if not isinstance(loaded.content, PILImage.Image):
+            return ImageText("not checked: not an image", "", 0.0)
+        return self._reader.read(loaded.content, loaded.data)
 
     def screen_hits(
         self, hits: Hits, items: tuple[Item, ...], caller: str | None, safe: str | None = None
@@ -245,6 +274,11 @@ class GuardsExtension:
         with self._lock:
             for d in decisions:
                 self._counts[(d.category, d.action)] += 1
+
+
+def _action(decisions: Sequence[Decision]) -> str:
+    actions = {d.action for d in decisions}
+    return BLOCK if BLOCK in actions else FLAG if FLAG in actions else ALLOW
 
 
 def _verb(decisions: Sequence[Decision]) -> str:

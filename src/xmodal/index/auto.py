@@ -69,6 +69,11 @@ class AutoIndex:
     def search(self, queries: Vectors, k: int, allowed: Labels | None = None) -> tuple[Labels, Scores]:
         return self._inner.search(queries, k, allowed)
 
+    def compact(self) -> None:
+        """Drop the tombstones of removed vectors (the HNSW graph keeps them until rebuilt); exact: nothing."""
+        if isinstance(self._inner, HNSWIndex):
+            self._inner.compact()
+
     def _promote(self, exact: ExactIndex) -> None:
         try:
             graph = HNSWIndex(self.dim, **self.hnsw_options)

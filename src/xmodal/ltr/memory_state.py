@@ -150,6 +150,7 @@ class MemoryState:
     def _connect(self, target: Path | str) -> sqlite3.Connection:
         db = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=30)
         db.execute("PRAGMA journal_mode=DELETE")  # a rollback journal: readers create no -wal/-shm files
+        db.execute("PRAGMA secure_delete=ON")  # a deleted item's predicted queries leave no bytes in freed pages
         return db
 
     def _create(self, target: Path | str) -> sqlite3.Connection:

@@ -26,6 +26,11 @@ class Principal:
         return self.key.label if self.key is not None else f"anon:{self.client}"
 
     @property
+    def actor(self) -> str:
+        """The name the audit log records this caller's deletes under: ``api-key:NAME`` (or ``anon:ADDRESS``)."""
+        return f"api-key:{self.key.label}" if self.key is not None else f"anon:{self.client}"
+
+    @property
     def policy_name(self) -> str | None:
         """The name the guards policy knows this caller by (``[keys.NAME]``): its key's, None when anonymous."""
         return self.key.label if self.key is not None else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..audit import acting_as
 from ..engine import Engine
 from ..errors import ValidationError
 from ..view import item_view
@@ -64,13 +65,16 @@ def add_collection_tools(
 
     @server.tool()
     @clear_errors
-    def delete_items(ids: list[str]) -> dict[str, Any]:
+    def delete_items(ids: list[str], purge_feedback: bool = False) -> dict[str, Any]:
         """Delete catalog items by id (at most 100), and their segments. Needs the write scope. Returns how many
-        existed and the ids that did not."""
+        existed and the ids that did not. Privacy-complete: nothing keeps their text, media or vectors; the
+        feedback log keeps their ids unless ``purge_feedback``; the admin audit log records the caller."""
         _check_ids(ids)
         _check_write()
         missing = engine.get_many(ids).missing
-        return {"deleted": engine.delete(ids), "not_found": list(missing)}
+        with acting_as(_actor()):
+            deleted = engine.delete(ids, purge_feedback=purge_feedback)
+        return {"deleted": deleted, "not_found": list(missing)}
 
     @server.tool()
     @clear_errors
@@ -78,7 +82,8 @@ def add_collection_tools(
         """Delete every catalog item that matches ``filters`` (the language of ``search``; not empty: this tool
         never deletes everything). Needs the write scope. ``count`` with the same filters says how many first."""
         _check_write()
-        return {"deleted": engine.delete_where(filters, strict=strict)}
+        with acting_as(_actor()):
+            return {"deleted": engine.delete_where(filters, strict=strict)}
 
     @server.tool()
     @clear_errors
@@ -92,6 +97,12 @@ def add_collection_tools(
 def _check_ids(ids: object) -> None:
     if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_IDS:
         raise ValidationError("ids", f"must be a list of 1 to {MAX_IDS} item ids", "split a longer list")
+
+
+def _actor() -> str:
+    """Who the audit log records an MCP delete under: the HTTP caller's key, or ``mcp:stdio``."""
+    caller = current_caller.get()
+    return caller.actor if caller is not None else "mcp:stdio"
 
 
 def _check_write() -> None:

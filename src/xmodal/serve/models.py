@@ -291,6 +291,7 @@ class DeleteWhereRequest(BaseModel):
     filters: dict[str, Any] | None = Field(None, description=FILTERS_HELP)
     all: bool = Field(False, description="delete every item (instead of giving filters)")
     strict: bool = Field(False, description="a filter on an attribute no item has is an error")
+    purge_feedback: bool = Field(False, description="also drop the feedback log's events of the deleted items")
 
 
 class DeleteWhereResponse(BaseModel):

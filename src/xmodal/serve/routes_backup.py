@@ -1,4 +1,5 @@
-"""``POST /backup``: back the served index up into a new folder on the server, while it keeps serving.
+"""``POST /backup``: back the served index up into a new folder on the server, while it keeps serving; and
+``GET /audit``, the admin audit log (who deleted what, when).
 
 An admin call, and only where the server config names a ``backup_dir``: the body gives the new backup's
 name, never a path, so no key can make the server write anywhere else. The backup runs on a worker
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -70,3 +71,16 @@ async def backup(request: Request, body: BackupRequest, _: AdminKey) -> BackupRe
     destination = Path(state.config.backup_dir) / body.name
     manifest = await run_in_threadpool(state.engine.backup, destination)
     return BackupResponse(name=body.name, path=str(destination), **manifest.summary())
+
+
+class AuditResponse(BaseModel):
+    """The newest entries of the admin audit log, newest first: who (``api-key:NAME``, ``cli:USER``,
+    ``library:USER``) deleted which items (the ids asked for, every id deleted with the segments), when."""
+
+    entries: list[dict[str, Any]]
+
+
+@router.get("/audit", response_model=AuditResponse, responses=responses(401, 403, 429))
+def audit(request: Request, _: AdminKey, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AuditResponse:
+    """The admin audit log of the index (deletes: actor, ids, options, time); needs the admin scope."""
+    return AuditResponse(entries=server(request).engine.audit_log(limit))

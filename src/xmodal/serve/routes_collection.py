@@ -7,6 +7,7 @@ import functools
 
 from fastapi import APIRouter, Request
 
+from ..audit import acting_as
 from ..view import item_view, items_view
 from .bodies import CheckedRoute
 from .deps import ReadKey, WriteKey, server
@@ -62,7 +63,7 @@ async def scroll(request: Request, body: ScrollRequest, caller: ReadKey) -> Scro
 
 
 @router.post("/items/delete", response_model=DeleteWhereResponse, responses=responses(400, 401, 403, 422, 429, 503))
-async def delete_where(request: Request, body: DeleteWhereRequest, _: WriteKey) -> DeleteWhereResponse:
+async def delete_where(request: Request, body: DeleteWhereRequest, caller: WriteKey) -> DeleteWhereResponse:
     """Delete every item that matches ``filters`` (and their segments), or every item with ``all: true``.
     Acknowledged once committed; a search never returns a deleted item after that."""
     state = server(request)
@@ -73,11 +74,16 @@ async def delete_where(request: Request, body: DeleteWhereRequest, _: WriteKey) 
             "filters",
             'send {"filters": {"color": "red"}} to delete matching items, or {"all": true} to delete every item',
         )
-    if body.all:
-        deleted = await state.write(state.engine.clear)
-    else:
-        filters = body.filters or {}
-        deleted = await state.write(lambda: state.engine.delete_where(filters, strict=body.strict))
+    filters, purge = body.filters or {}, body.purge_feedback
+
+    def delete() -> int:
+        with acting_as(caller.actor):  # the admin audit log records the API key
+            if body.all:
+                return state.engine.clear(purge_feedback=purge)
+            return state.engine.delete_where(filters, strict=body.strict, purge_feedback=purge)
+
+    deleted = await state.write(delete)
+    state.thumbs.forget_missing()
     return DeleteWhereResponse(deleted=deleted)
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from ..audit import acting_as
 from ..errors import NotFoundError, XmodalError
 from ..ingest.prepare import AddReport, Rejection
 from ..records import Item
@@ -299,9 +300,21 @@ def get_item(request: Request, item_id: str, _: ReadKey) -> ItemOut:
 
 
 @router.delete("/items/{item_id:path}", response_model=DeleteResponse, responses=responses(401, 403, 429, 503))
-async def delete_item(request: Request, item_id: str, _: WriteKey) -> DeleteResponse:
+async def delete_item(
+    request: Request,
+    item_id: str,
+    caller: WriteKey,
+    purge_feedback: Annotated[bool, Q(description="also drop the feedback log's events of the item")] = False,
+) -> DeleteResponse:
     """Delete an item, and its segments with it; ``deleted`` says whether it existed. Acknowledged once
-    committed."""
+    committed. Privacy-complete: no index file, log or cache keeps its text, media or vectors (the feedback
+    log keeps its id unless ``purge_feedback``); the admin audit log (``GET /audit``) records the API key."""
     state = server(request)
-    count = await state.write(lambda: state.engine.delete([item_id]))
+
+    def delete() -> int:
+        with acting_as(caller.actor):
+            return state.engine.delete([item_id], purge_feedback=purge_feedback)
+
+    count = await state.write(delete)
+    state.thumbs.forget_missing()
     return DeleteResponse(id=item_id, deleted=bool(count))

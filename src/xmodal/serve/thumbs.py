@@ -35,6 +35,15 @@ class ThumbnailCache:
                 self._cache.popitem(last=False)
         return data
 
+    def forget_missing(self) -> int:
+        """Drop the thumbnails of media files no longer there (after a delete): a deleted image leaves no copy
+        in memory either. Returns how many went."""
+        with self._lock:
+            gone = [key for key in self._cache if not Path(key[0]).is_file()]
+            for key in gone:
+                del self._cache[key]
+        return len(gone)
+
     def __len__(self) -> int:
         return len(self._cache)
 

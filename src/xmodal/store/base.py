@@ -16,12 +16,17 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..records import Item
-from .sqlite import CatalogRows, StoredItem  # the records a store hands out (defined with the SQLite store for now)
+from .audit import AuditEntry
+from .sqlite import (
+    CatalogRows,
+    Erased,
+    StoredItem,
+)  # the records a store hands out (defined with the SQLite store for now)
 
 if TYPE_CHECKING:
     from .textindex import TextIndex
 
-__all__ = ["CatalogRows", "Store", "StoredItem"]
+__all__ = ["AuditEntry", "CatalogRows", "Erased", "Store", "StoredItem"]
 
 
 @runtime_checkable
@@ -45,6 +50,24 @@ class Store(Protocol):
     def delete_tree(self, ids: Sequence[str]) -> tuple[list[int], int]:
         """Delete items by id and their segments (items whose ``parent`` is a deleted id, at any depth) in
         one transaction; returns the rows deleted and how many of ``ids`` existed."""
+        ...
+
+    def erase(self, ids: Sequence[str], entry: AuditEntry | None = None) -> Erased:
+        """:meth:`delete_tree` recording ``entry`` in the admin audit log in the same transaction; returns the
+        rows and ids deleted, how many of ``ids`` existed and the media references they held. Freed storage
+        holds none of their bytes once :meth:`scrub` ran."""
+        ...
+
+    def media_in_use(self, refs: Sequence[str]) -> set[str]:
+        """Which of the media references ``refs`` some item still holds."""
+        ...
+
+    def scrub(self) -> None:
+        """Leave no bytes of deleted items in the storage (merge full-text segments, truncate the log)."""
+        ...
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest entries of the admin audit log, newest first."""
         ...
 
     # -- reads ---------------------------------------------------------------------------------------

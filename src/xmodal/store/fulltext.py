@@ -172,6 +172,12 @@ class FullText:
             "UPDATE fulltext_totals SET docs = docs - 1, title = title - ?, body = body - ?", (found[0], found[1])
         )
 
+    def optimize(self) -> None:
+        """Merge the index's segments into one (FTS5 ``optimize``): a removed row's postings are gone from
+        the file, not only marked deleted. Rewrites the whole index: run it after deletes, not per write."""
+        self._writes += 1
+        self._db.execute("INSERT INTO fulltext (fulltext) VALUES ('optimize')")
+
     # -- reads ---------------------------------------------------------------------------------
     def __len__(self) -> int:
         with self._reading() as db:

@@ -32,9 +32,10 @@ import numpy as np
 
 from ..errors import MissingDependency, StorageError, ValidationError
 from ..records import Item, Modality, Span
+from .audit import AuditEntry
 from .postgres_fulltext import SCHEMA as FULLTEXT_SCHEMA
 from .postgres_fulltext import PostgresFullText
-from .sqlite import SCHEMA_VERSION, CatalogRows, StoredItem, _kind, check_kind, decode_filter_fields
+from .sqlite import SCHEMA_VERSION, CatalogRows, Erased, StoredItem, _kind, check_kind, decode_filter_fields
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,6 +71,15 @@ CREATE TABLE IF NOT EXISTS changes (
     seq BIGSERIAL PRIMARY KEY,
     row BIGINT NOT NULL,
     op TEXT NOT NULL CHECK (op IN ('put', 'delete'))
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq BIGSERIAL PRIMARY KEY,
+    at DOUBLE PRECISION NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    asked TEXT NOT NULL,
+    deleted TEXT NOT NULL,
+    options TEXT NOT NULL
 )
 """
 _COLUMNS = "row, id, modality, title, text, attributes, media, created_at, updated_at, parent, span"
@@ -325,27 +335,85 @@ class PostgresStore:
     def delete_tree(self, ids: Sequence[str]) -> tuple[list[int], int]:
         """Delete items by id and their segments (at any depth) in one transaction; returns the rows deleted
         and how many of ``ids`` existed."""
+        erased = self.erase(ids)
+        return erased.rows, erased.asked
+
+    def erase(self, ids: Sequence[str], entry: AuditEntry | None = None) -> Erased:
+        """:meth:`delete_tree`, recording ``entry`` in the ``audit_log`` table in the same transaction; returns
+        what was removed, with the media references the deleted items held."""
         wanted = list(dict.fromkeys(ids))
 
-        def run(cur: Any) -> tuple[list[int], int]:
+        def run(cur: Any) -> Erased:
             rows: list[int] = []
-            cur.execute("SELECT row, id FROM items WHERE id = ANY(%s) ORDER BY row", (wanted,))
-            found = [(int(r), str(i)) for r, i in cur.fetchall()]
-            found.sort(key=lambda pair: wanted.index(pair[1]))
+            deleted: list[str] = []
+            media: set[str] = set()
+            cur.execute("SELECT row, id, media FROM items WHERE id = ANY(%s) ORDER BY row", (wanted,))
+            found = [(int(r), str(i), m) for r, i, m in cur.fetchall()]
+            found.sort(key=lambda triple: wanted.index(triple[1]))
             asked, done = len(found), set[str]()
             while found:
-                gone = [row for row, _ in found]
+                gone = [row for row, _, _ in found]
+                for _, _, refs in found:
+                    media.update(_media_refs(refs))
                 cur.execute("DELETE FROM items WHERE row = ANY(%s)", (gone,))
                 PostgresFullText.remove(cur, gone)
                 cur.executemany("INSERT INTO changes (row, op) VALUES (%s, 'delete')", [(row,) for row in gone])
                 rows += gone
-                done.update(item_id for _, item_id in found)
-                parents = [item_id for _, item_id in found]
-                cur.execute("SELECT row, id FROM items WHERE parent = ANY(%s) ORDER BY row", (parents,))
-                found = [(int(r), str(i)) for r, i in cur.fetchall() if i not in done]
-            return rows, asked
+                deleted += [item_id for _, item_id, _ in found]
+                done.update(item_id for _, item_id, _ in found)
+                parents = [item_id for _, item_id, _ in found]
+                cur.execute("SELECT row, id, media FROM items WHERE parent = ANY(%s) ORDER BY row", (parents,))
+                found = [(int(r), str(i), m) for r, i, m in cur.fetchall() if i not in done]
+            if entry is not None:
+                cur.execute(
+                    "INSERT INTO audit_log (at, actor, action, asked, deleted, options) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        entry.at,
+                        entry.actor,
+                        entry.action,
+                        json.dumps(wanted),
+                        json.dumps(deleted),
+                        json.dumps(dict(entry.options), sort_keys=True),
+                    ),
+                )
+            return Erased(rows, deleted, asked, sorted(media))
 
         return self._write(run, "a delete", notify=True)
+
+    def media_in_use(self, refs: Sequence[str]) -> set[str]:
+        """Which of the media references ``refs`` some item still holds (media are shared by content)."""
+        if not refs:
+            return set()
+        found = self._query(
+            "SELECT DISTINCT j.value FROM items, jsonb_each_text(items.media::jsonb) AS j "
+            "WHERE items.media IS NOT NULL AND j.value = ANY(%s)",
+            (list(refs),),
+        )
+        return {str(value) for (value,) in found}
+
+    def scrub(self) -> None:
+        """Nothing to do from here: the server reclaims deleted rows' storage itself (autovacuum); a
+        deployment that must leave no old tuple on disk runs ``VACUUM FULL`` on the schema (docs/privacy.md)."""
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries of the admin audit log, newest first."""
+        found = self._query(
+            "SELECT seq, at, actor, action, asked, deleted, options FROM audit_log ORDER BY seq DESC LIMIT %s",
+            (limit,),
+        )
+        return [
+            {
+                "seq": int(seq),
+                "at": float(at),
+                "actor": str(actor),
+                "action": str(action),
+                "asked": json.loads(asked),
+                "deleted": json.loads(deleted),
+                "options": json.loads(options),
+            }
+            for seq, at, actor, action, asked, deleted, options in found
+        ]
 
     # -- reads -------------------------------------------------------------------------------------
     def last_seq(self) -> int:
@@ -490,3 +558,9 @@ def _values(item: Item) -> tuple[Any, ...]:
 
 def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _media_refs(media: str | None) -> list[str]:
+    """The media references of an item's ``media`` column (JSON: role to reference)."""
+    refs = json.loads(media) if media else {}
+    return [str(ref) for ref in refs.values() if isinstance(ref, str)] if isinstance(refs, dict) else []

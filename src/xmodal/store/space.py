@@ -82,6 +82,7 @@ def connect(path: Path, *, timeout: float = 5.0) -> tuple[sqlite3.Connection, bo
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
     try:
         db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed: a deleted item leaves no bytes behind
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the first read maps the -shm file
         return db, False
     except sqlite3.Error as exc:

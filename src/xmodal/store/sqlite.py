@@ -32,6 +32,8 @@ import numpy as np
 
 from ..errors import ConfigError, StorageError, ValidationError
 from ..records import Item, Modality, Span, VectorKind
+from . import audit
+from .audit import AuditEntry
 from .fulltext import META_KEY as FULLTEXT_KEY
 from .fulltext import FullText, vocabulary
 from .health import GuardedLock, corrupt_error, integrity_problems, is_corrupt
@@ -48,7 +50,8 @@ UPGRADABLE = (1, 2)  # versions upgraded in place when the store opens
 QUICK_CHECK_BYTES = 64 * 1024 * 1024
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     row INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,6 +78,8 @@ CREATE TABLE IF NOT EXISTS changes (
     op TEXT NOT NULL CHECK (op IN ('put', 'delete'))
 );
 """
+    + audit.SCHEMA
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,17 @@ class StoredItem:
     row: int
     item: Item
     vectors: dict[str, np.ndarray]  # by vector kind
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """What a delete removed: the rows and ids (segments included), how many of the ids asked existed, and
+    the media references the deleted items held."""
+
+    rows: list[int]
+    ids: list[str]
+    asked: int
+    media: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,28 +390,72 @@ class SQLiteStore:
         """Delete items by id and, in the same transaction, their segments (items whose ``parent`` is a
         deleted id, at any depth); each deleted row is a ``delete`` in the change log. Returns the rows
         deleted and how many of ``ids`` existed."""
+        erased = self.erase(ids)
+        return erased.rows, erased.asked
+
+    def erase(self, ids: Sequence[str], entry: AuditEntry | None = None) -> Erased:
+        """:meth:`delete_tree`, recording ``entry`` in the audit log in the same transaction; returns what
+        was removed, with the media references the deleted items held. With ``secure_delete`` on, the pages
+        freed are zeroed in the file (the full-text index's own postings: :meth:`scrub`)."""
         rows: list[int] = []
+        deleted: list[str] = []
+        media: set[str] = set()
+        asked_ids = list(dict.fromkeys(ids))
         with self._lock:
             self._writable()
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                found = self._rows_of(list(dict.fromkeys(ids)))
+                found = self._rows_of(asked_ids)
                 asked = len(found)
                 done: set[str] = set()
                 while found:
                     for row, item_id in found:
+                        media.update(self._media_of(row))
                         self._db.execute("DELETE FROM items WHERE row = ?", (row,))
                         self.fulltext.remove(row)
                         self._db.execute("INSERT INTO changes (row, op) VALUES (?, 'delete')", (row,))
                         rows.append(row)
+                        deleted.append(item_id)
                         done.add(item_id)
                     parents = [item_id for _, item_id in found]
                     found = [(r, i) for r, i in self._children_of(parents) if i not in done]
+                if entry is not None:
+                    audit.record(self._db, entry, asked_ids, deleted)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._rollback()
                 raise
-        return rows, asked
+        return Erased(rows, deleted, asked, sorted(media))
+
+    def _media_of(self, row: int) -> list[str]:
+        found = self._db.execute("SELECT media FROM items WHERE row = ?", (row,)).fetchone()
+        refs = json.loads(found[0]) if found and found[0] else {}
+        return [str(ref) for ref in refs.values() if isinstance(ref, str)]
+
+    def media_in_use(self, refs: Sequence[str]) -> set[str]:
+        """Which of the media references ``refs`` some item still holds (media are shared by content)."""
+        if not refs:
+            return set()
+        wanted = set(refs)
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT DISTINCT j.value FROM items, json_each(items.media) AS j WHERE items.media IS NOT NULL"
+            )
+            return {str(v) for (v,) in cur if v in wanted}
+
+    def scrub(self) -> None:
+        """Leave no trace of deleted items in the file: merge the full-text index's segments (an FTS5 delete
+        only adds a tombstone beside the old postings) with ``secure_delete`` zeroing the pages freed, then
+        copy the write-ahead log into the database and truncate it (the log holds the old pages' images)."""
+        with self._lock:
+            self._writable()
+            self.fulltext.optimize()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries of the admin audit log, newest first (:mod:`.audit`)."""
+        with self._lock:
+            return audit.entries(self._db, limit)
 
     def _rows_of(self, ids: Sequence[str]) -> list[tuple[int, str]]:
         out = []
