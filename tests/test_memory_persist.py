@@ -181,7 +181,7 @@ def test_a_process_that_died_before_its_checkpoint_is_caught_up(index: Path) -> 
         "from xmodal.encoders import HashingEncoder\n"
         "e = Engine.open(sys.argv[1], encoder=HashingEncoder(), index='exact')\n"
         "e.add([Item.create('ghost', title='silver mesh sandals')])\n"
-        "e.delete(['p2'], scrub=False)\n"  # a delete that scrubs checkpoints every derived structure
+        "e.erase(['p2'], scrub=False)\n"  # a delete that scrubs checkpoints every derived structure
         "os._exit(0)\n"
     )
     done = subprocess.run([sys.executable, "-c", code, str(index)], capture_output=True, text=True, timeout=120)

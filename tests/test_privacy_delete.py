@@ -135,7 +135,7 @@ def test_audit_log_and_feedback_ids(tmp_path: Path) -> None:
     with engine:
         events_before = engine.feedback_log.events()
         assert [e.item_id for e in events_before] == ["secret-doc"]
-        assert engine.delete(["secret-doc", "nope"], actor="api-key:ops") == 1
+        assert engine.erase(["secret-doc", "nope"], actor="api-key:ops")[0] == 1
         kept = engine.feedback_log.events()  # the log keeps the id, no text (the item is gone)
         assert [e.item_id for e in kept] == ["secret-doc"]
         shared = engine.store.get("secret-photo")

@@ -349,21 +349,21 @@ class Engine:
         if callable(tell):
             tell(list(self.store.counts_by_modality()))
 
-    def delete(
-        self, ids: Sequence[str], *, actor: str | None = None, purge_feedback: bool = False, scrub: bool = True
-    ) -> int:
+    def delete(self, ids: Sequence[str], *, purge_feedback: bool = False) -> int:
         """Delete items by id, and their segments with them (one transaction); returns how many of ``ids``
-        existed. Privacy-complete (:mod:`xmodal.erasure`): the admin audit log records ``actor`` (default:
-        :func:`~xmodal.audit.current_actor`), the ids and the time; media no other item holds are deleted;
-        ``purge_feedback`` also drops the feedback log's events of the items (else it keeps only their ids);
-        ``scrub`` (default) writes every derived structure without them and leaves no old page behind
-        (``scrub=False`` for each batch of a bulk delete, then :meth:`scrub` once)."""
-        return self.erase(ids, actor=actor, purge_feedback=purge_feedback, scrub=scrub)[0]
+        existed. Privacy-complete (:mod:`xmodal.erasure`): no file of the index keeps their text, media or
+        vectors; the admin audit log records the actor (:func:`~xmodal.audit.current_actor`), the ids and the
+        time; ``purge_feedback`` also drops the feedback log's events of the items (else it keeps only their
+        ids). :meth:`erase` names the actor and can leave the scrub for later."""
+        return self.erase(ids, purge_feedback=purge_feedback)[0]
 
     def erase(
         self, ids: Sequence[str], *, actor: str | None = None, purge_feedback: bool = False, scrub: bool = True
     ) -> tuple[int, Erasure]:
-        """:meth:`delete`, also returning what was cleaned besides the store (media files, feedback)."""
+        """:meth:`delete`, recorded under ``actor`` (default :func:`~xmodal.audit.current_actor`); ``scrub``
+        (default) writes every derived structure without the items and leaves no old page behind
+        (``scrub=False`` for each batch of a bulk delete, then :meth:`scrub` once). Returns how many of
+        ``ids`` existed and what was cleaned besides the store (media files, feedback)."""
         options = {"purge_feedback": purge_feedback, "scrub": scrub}
         entry = AuditEntry(actor or current_actor(), "delete", options)
         with self._writing:

@@ -102,17 +102,19 @@ class AsyncClient:
             )
         )
 
-    async def delete(self, ids: Sequence[str]) -> int:
+    async def delete(self, ids: Sequence[str], *, purge_feedback: bool = False) -> int:
         """:meth:`Engine.delete <xmodal.Engine.delete>`: how many of ``ids`` existed."""
-        return await self._run(plans.delete(ids))
+        return await self._run(plans.delete(ids, purge_feedback=purge_feedback))
 
-    async def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:
+    async def delete_where(
+        self, filters: Mapping[str, Any], *, strict: bool = False, purge_feedback: bool = False
+    ) -> int:
         """:meth:`Engine.delete_where <xmodal.Engine.delete_where>`."""
-        return await self._run(plans.delete_where(filters, strict=strict))
+        return await self._run(plans.delete_where(filters, strict=strict, purge_feedback=purge_feedback))
 
-    async def clear(self) -> int:
+    async def clear(self, *, purge_feedback: bool = False) -> int:
         """:meth:`Engine.clear <xmodal.Engine.clear>`: every item deleted; how many there were."""
-        return await self._run(plans.clear())
+        return await self._run(plans.clear(purge_feedback=purge_feedback))
 
     async def update_attributes(self, item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
         """:meth:`Engine.update_attributes <xmodal.Engine.update_attributes>`."""

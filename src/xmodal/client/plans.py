@@ -112,22 +112,29 @@ def add(
     return report
 
 
-def delete(ids: Sequence[str]) -> Plan[int]:
+def delete(ids: Sequence[str], *, purge_feedback: bool = False) -> Plan[int]:
     """``Engine.delete``: how many of ``ids`` existed (one request per id)."""
     existed = 0
+    params = {"purge_feedback": "true"} if purge_feedback else None
     for item_id in ids:
-        existed += bool((yield call("DELETE", item_path(item_id)))["deleted"])
+        existed += bool((yield call("DELETE", item_path(item_id), params=params))["deleted"])
     return existed
 
 
-def delete_where(filters: Mapping[str, Any], *, strict: bool = False) -> Plan[int]:
+def delete_where(filters: Mapping[str, Any], *, strict: bool = False, purge_feedback: bool = False) -> Plan[int]:
     check_delete_filter(filters)
-    answer = yield call("POST", "/items/delete", {"filters": dict(filters), "strict": strict})
+    body = {"filters": dict(filters), "strict": strict, **_purge(purge_feedback)}
+    answer = yield call("POST", "/items/delete", body)
     return int(answer["deleted"])
 
 
-def clear() -> Plan[int]:
-    return int((yield call("POST", "/items/delete", {"all": True}))["deleted"])
+def clear(*, purge_feedback: bool = False) -> Plan[int]:
+    return int((yield call("POST", "/items/delete", {"all": True, **_purge(purge_feedback)}))["deleted"])
+
+
+def _purge(purge_feedback: bool) -> dict[str, bool]:
+    """The body's ``purge_feedback``, sent only when set (a server before it refuses the field)."""
+    return {"purge_feedback": True} if purge_feedback else {}
 
 
 def update_attributes(item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Plan[Item]:

@@ -110,17 +110,17 @@ class Client:
             )
         )
 
-    def delete(self, ids: Sequence[str]) -> int:
+    def delete(self, ids: Sequence[str], *, purge_feedback: bool = False) -> int:
         """:meth:`Engine.delete <xmodal.Engine.delete>`: how many of ``ids`` existed."""
-        return self._run(plans.delete(ids))
+        return self._run(plans.delete(ids, purge_feedback=purge_feedback))
 
-    def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False) -> int:
+    def delete_where(self, filters: Mapping[str, Any], *, strict: bool = False, purge_feedback: bool = False) -> int:
         """:meth:`Engine.delete_where <xmodal.Engine.delete_where>`."""
-        return self._run(plans.delete_where(filters, strict=strict))
+        return self._run(plans.delete_where(filters, strict=strict, purge_feedback=purge_feedback))
 
-    def clear(self) -> int:
+    def clear(self, *, purge_feedback: bool = False) -> int:
         """:meth:`Engine.clear <xmodal.Engine.clear>`: every item deleted; how many there were."""
-        return self._run(plans.clear())
+        return self._run(plans.clear(purge_feedback=purge_feedback))
 
     def update_attributes(self, item_id: str, attributes: Mapping[str, Any], *, merge: bool = True) -> Item:
         """:meth:`Engine.update_attributes <xmodal.Engine.update_attributes>`."""
