@@ -153,7 +153,7 @@ def test_judgments_are_training_pairs(engine: Engine, tmp_path: Path) -> None:
     lines = [{"text": "a red thing", "relevant": ["t0", "t4"]}, {"text": "x", "relevant": ["missing"]}, "oops"]
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     config = TrainConfig(**{**TINY.to_dict(), "epochs": 1})
-    summary = train_engine(engine, judgments=path, config=config, progress=False, pseudo=False)
+    summary = train_engine(engine, judgments=path, config=config, progress=False)
     assert summary["sources"] == {"views": 0, "self": 20, "pseudo": 0, "feedback": 0, "judgments": 2}
     assert len(summary["skipped_judgments"]) == 1
 
@@ -164,7 +164,7 @@ def test_cli_train_status_and_search(tmp_path: Path, capsys: pytest.CaptureFixtu
         engine.add(text_items(24))
     assert main(["--index", index, "genret", "status"]) == 1  # not trained yet
     assert "genret train" in capsys.readouterr().out
-    train = ["--index", index, "genret", "train", "--epochs", "2", "--min-steps", "0", "--no-pseudo", "-q", "--json"]
+    train = ["--index", index, "genret", "train", "--epochs", "2", "--min-steps", "0", "-q", "--json"]
     assert main(train) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["items"] == 24 and summary["epochs"] == 2 and summary["sources"]["pseudo"] == 0
@@ -192,14 +192,14 @@ def test_a_logged_click_becomes_a_training_pair(engine: Engine) -> None:
     assert result.query_id is not None
     clicked = str(result.hits.ids[2])
     engine.feedback(result.query_id, clicked, "click")
-    data, _, _ = collect(engine, pseudo=False)
+    data, _, _ = collect(engine)
     assert data.sources == {"views": 0, "self": 20, "pseudo": 0, "feedback": 1, "judgments": 0}
     assert data.augmentable is not None and data.augmentable.tolist() == [False] * 20 + [True]
     assert int(data.rows[data.targets[-1]]) == engine.row_of(clicked)  # the pair targets the clicked item
     expected = engine.encode_query(Query(text="item 3 black"))
     np.testing.assert_allclose(data.queries[-1], expected, atol=1e-6)  # ... from the logged query text
     engine.delete([clicked])
-    data, _, _ = collect(engine, pseudo=False)
+    data, _, _ = collect(engine)
     assert data.sources["feedback"] == 0  # a click on a deleted item is not a pair
 
 
@@ -209,7 +209,7 @@ def test_the_catalogs_pseudo_queries_become_training_pairs(engine: Engine) -> No
 
     items = text_items(20)
     engine.add(items)
-    data, _, _ = collect(engine, feedback=False)
+    data, _, _ = collect(engine, feedback=False, pseudo=True)
     made = pseudo_queries(items)  # the same items, seed and kinds (paraphrases need the encoder: not here)
     assert data.sources["pseudo"] >= len([q for q in made if q.kind != "paraphrase"]) > 20
     pseudo = slice(20, 20 + data.sources["pseudo"])  # after the self pairs, before feedback and judgments
@@ -218,7 +218,7 @@ def test_the_catalogs_pseudo_queries_become_training_pairs(engine: Engine) -> No
     expected = engine.encode_query(Query(text=name.text))
     matches = [i for i in range(20, 20 + data.sources["pseudo"]) if np.allclose(data.queries[i], expected, atol=1e-6)]
     assert matches and {int(data.rows[data.targets[i]]) for i in matches} == {engine.row_of(items[5].id)}
-    assert collect(engine, feedback=False, pseudo_items=0)[0].sources["pseudo"] == 0
+    assert collect(engine, feedback=False, pseudo=True, pseudo_items=0)[0].sources["pseudo"] == 0
 
 
 def test_eval_in_a_generative_mode_is_shown_by_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--no-contrastive", action="store_true", help="plain residual k-means IDs (no fine-tuning)")
     train.add_argument("--no-feedback", action="store_true", help="do not train on the feedback log")
     train.add_argument(
-        "--no-pseudo", action="store_true", help="do not train on the catalog's pseudo-queries (names, descriptions…)"
+        "--pseudo", action="store_true", help="also train on the catalog's pseudo-queries (names, descriptions…)"
     )
     train.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an interrupted run")
     train.add_argument("--max-minutes", type=float, default=None, help="stop the decoder training after this long")
@@ -86,7 +86,7 @@ def run_train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             resume=not args.fresh,
             feedback=not args.no_feedback,
-            pseudo=not args.no_pseudo,
+            pseudo=args.pseudo,
         )
     if args.json:
         print_json(summary)

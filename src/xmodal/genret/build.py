@@ -25,7 +25,7 @@ def train_engine(
     progress: bool = True,
     resume: bool = True,
     feedback: bool = True,
-    pseudo: bool = True,
+    pseudo: bool = False,
 ) -> dict[str, Any]:
     """Train on the engine's items (and feedback and judgments), install the model, return its summary.
 

@@ -13,7 +13,9 @@ Sources, each counted in the training summary:
   descriptions without the name, paraphrases in the catalog's other words, attribute + word), each a query
   for the items that answer it. They are what real queries look like before any user has searched, so the
   decoder learns to map query kinds that are not the items' own text (issue 19, part 2); at most
-  ``pseudo_items`` items (a seeded sample, stable as the catalog grows) give them;
+  ``pseudo_items`` items (a seeded sample, stable as the catalog grows) give them. Off by default: on
+  WordNet (10k items) default training did not reach the targets with them (docs/benchmarks.md,
+  "Generative retrieval on pseudo-queries"), and they make training several times longer;
 - ``feedback``: positive events of the feedback log (the impression's query text → the item acted on);
 - ``judgments``: user judgments in the ``xmodal eval`` format (``{"text", "image", "relevant"}``).
 """
@@ -46,7 +48,7 @@ def collect(
     *,
     judgments: str | Path | None = None,
     feedback: bool = True,
-    pseudo: bool = True,
+    pseudo: bool = False,
     pseudo_items: int = PSEUDO_ITEMS,
     self_noise: float = 0.3,
     seed: int = 0,
