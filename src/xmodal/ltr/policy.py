@@ -43,7 +43,8 @@ class Allocation:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Which strategies to run with how many candidates each (``sum(depth) <= budget``)."""
+    """Which strategies to run with how many candidates each (``sum(depth) <= budget``, except that a tuned
+    plan draws each strategy at least as deep as its ``untuned`` fallback, so it may go past it)."""
 
     allocations: tuple[Allocation, ...]
     budget: int
