@@ -132,7 +132,7 @@ def _pseudo_pairs(
 
     if most <= 0:
         return []
-    chosen = sample_items([i for i in items if i.text.strip() and i.id in engine], most, seed)
+    chosen = sample_items([i for i in items if i.text.strip()], most, seed)
     if not chosen:
         return []
     catalog = CatalogWords(items)
