@@ -7,16 +7,16 @@ boto3 at it with ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` or the encoder's ``endpoin
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
 from xmodal.encoders import Content, HashingEncoder
+
+from .fake_http import JSONHandler, serving
 
 
 @dataclass
@@ -31,12 +31,9 @@ def fake_bedrock(runtime: Runtime) -> Iterator[str]:
     """Serve on 127.0.0.1; yields the endpoint URL."""
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(JSONHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.read_json()
             with lock:
                 runtime.bodies.append(body)
                 runtime.paths.append(unquote(self.path))
@@ -49,22 +46,7 @@ def fake_bedrock(runtime: Runtime) -> Iterator[str]:
             self._send(200, {"embeddings": [{"embeddingType": "TEXT", "embedding": vector.tolist()}]})
 
         def _send(self, status: int, payload: dict[str, Any], error: str | None = None) -> None:
-            raw = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            if error is not None:
-                self.send_header("x-amzn-ErrorType", error)
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_json(status, payload, {"x-amzn-ErrorType": error} if error is not None else None)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(Handler) as url:
+        yield url

@@ -7,15 +7,15 @@ another length, a NaN in the vector of a given text. It stops with its context m
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from xmodal.encoders import Content, HashingEncoder
+
+from .fake_http import JSONHandler, serving
 
 
 @dataclass
@@ -36,12 +36,9 @@ def fake_server(behaviour: Behaviour) -> Iterator[str]:
     encoder = HashingEncoder(dim=behaviour.dim, native_dim=behaviour.dim)
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(JSONHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.read_json()
             with lock:
                 behaviour.requests.append(body)
                 behaviour.headers.append(dict(self.headers))
@@ -65,20 +62,7 @@ def fake_server(behaviour: Behaviour) -> Iterator[str]:
             self._send(200, {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1}})
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:
-            raw = json.dumps(payload, allow_nan=True).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            self.send_json(status, payload)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(Handler) as url:
+        yield f"{url}/v1"
