@@ -148,7 +148,8 @@ def test_throttling_then_success_is_retried_and_counted() -> None:
     nova.respond(1024)
     enc = nova.encoder()
     assert enc.encode_queries([Content(text="teapot")]).shape == (1, 1024)
-    assert enc.usage() == {"requests": 3, "texts": 1, "images": 0, "characters": 6, "retries": 2}
+    assert enc.usage() == {"requests": 3, "texts": 1, "images": 0, "characters": 6, "retries": 2,
+                           "recordings": 0, "async_jobs": 0, "segments": 0}  # fmt: skip
 
 
 def test_a_throttle_storm_and_refusals_give_clear_errors() -> None:

@@ -21,6 +21,15 @@ Options: ``dim``, ``model_id``, ``region`` (else the AWS chain's), ``truncation`
 exponential backoff and jitter on throttling, 5xx, timeouts and connection errors), ``backoff`` (0.5 s),
 ``timeout`` (60 s) and ``client`` (a boto3 client of your own, Python only). Credentials come from the
 standard AWS chain (environment, profile, SSO, instance role) and are never recorded.
+
+Audio and video (``audio``/``video`` vector kinds): a recording of at most 30 s goes inline to ``invoke_model``
+(``{"audio": {"format": "wav", "source": {"bytes": …}}}``; a video adds ``"embeddingMode":
+"AUDIO_VIDEO_COMBINED"``); a longer one goes through the asynchronous API (:mod:`.bedrock_nova_async`:
+``start_async_invoke`` with ``SEGMENTED_EMBEDDING``, results in S3, polled), which needs ``s3_uri`` (an S3
+staging location, ``s3://BUCKET/PREFIX``); the item's vector is then the renormalised mean of its segments',
+and :meth:`BedrockNovaEncoder.segments` (or :func:`.bedrock_nova_segments.add_recording`) gives each segment
+with its time range. Options: ``s3_uri``, ``segment_seconds`` (10; 1 to 30), ``poll`` (5 s between
+``get_async_invoke`` calls), ``async_wait`` (3600 s) and ``s3_client`` (Python only).
 """
 
 from __future__ import annotations
@@ -30,14 +39,26 @@ import io
 import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from ...errors import ConfigError, ValidationError
 from .. import identity
-from ..base import BaseEncoder, Purpose, Vectors, check_dim, native_request, repository_kind
+from ..base import BaseEncoder, Purpose, Vectors, check_dim, native_request, repository_kind, truncate
 from ._common import Usage, checked_rows, positive, require
+from .bedrock_nova_async import (
+    SYNC_BYTES,
+    SYNC_SECONDS,
+    AsyncJobs,
+    SegmentVector,
+    mean_vector,
+    media_format,
+    media_params,
+    split_s3_uri,
+)
 
 MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
 SIZES = (256, 384, 1024, 3072)
@@ -72,8 +93,14 @@ class BedrockNovaEncoder(BaseEncoder):
     """Text and image vectors of Amazon Nova Multimodal Embeddings, with its purposes and dimensions."""
 
     name = "bedrock-nova"
-    modalities = frozenset({"text", "image"})
-    vector_kinds = {"text": ("text",), "image": ("image",), "combined": ("text", "image")}
+    modalities = frozenset({"text", "image", "audio", "video"})
+    vector_kinds = {
+        "text": ("text",),
+        "image": ("image",),
+        "combined": ("text", "image"),
+        "audio": ("audio",),
+        "video": ("video",),
+    }
 
     def __init__(
         self,
@@ -91,6 +118,11 @@ class BedrockNovaEncoder(BaseEncoder):
         backoff: float = 0.5,
         timeout: float = 60.0,
         client: Any = None,
+        s3_uri: str | None = None,
+        segment_seconds: int = 10,
+        poll: float = 5.0,
+        async_wait: float = 3600.0,
+        s3_client: Any = None,
     ) -> None:
         require("boto3", "boto3", "bedrock")
         require("tenacity", "tenacity", "bedrock")
@@ -108,7 +140,22 @@ class BedrockNovaEncoder(BaseEncoder):
         self.backoff = float(positive(backoff, "backoff", self.name, number=float))
         self.region = region
         self.client = client if client is not None else _client(region, endpoint_url, profile, float(timeout))
-        self._usage = Usage("requests", "texts", "images", "characters", "retries")
+        self.s3_uri = None if s3_uri in (None, "") else str(s3_uri)
+        if self.s3_uri is not None:
+            split_s3_uri(self.s3_uri)
+        self.segment_seconds = positive(segment_seconds, "segment_seconds", self.name)
+        if self.segment_seconds > 30:
+            raise ConfigError(
+                f"encoder 'bedrock-nova': option segment_seconds={segment_seconds!r} is over 30; "
+                "Nova segments audio and video into 1 to 30 seconds"
+            )
+        self.poll = float(positive(poll, "poll", self.name, number=float))
+        self.async_wait = float(positive(async_wait, "async_wait", self.name, number=float))
+        self._s3_client = s3_client
+        self._s3_settings = (region, profile, float(timeout))
+        self._usage = Usage(
+            "requests", "texts", "images", "characters", "recordings", "async_jobs", "segments", "retries"
+        )
 
     # -- purposes ------------------------------------------------------------------------------------
     def set_repository(self, modalities: Iterable[str]) -> None:
@@ -150,6 +197,70 @@ class BedrockNovaEncoder(BaseEncoder):
         self._usage.add(images=len(images))
         return self._run([self.body(purpose, image=im) for im in images])
 
+    def _encode_media(self, name: str, contents: list[Any], purpose: Purpose) -> Vectors:
+        if name not in ("audio", "video"):
+            return super()._encode_media(name, contents, purpose)
+        rows = [self._recording_vector(content, name, purpose) for content in contents]
+        return np.stack(rows) if rows else np.zeros((0, self.request_dim), dtype=np.float32)
+
+    def _recording_vector(self, content: Any, medium: str, purpose: Purpose) -> Vectors:
+        """One recording's raw vector: inline through ``invoke_model`` when short, else the renormalised mean
+        of its segments' from the asynchronous API."""
+        path, seconds = _recording(content, medium)
+        self._usage.add(recordings=1)
+        if seconds <= SYNC_SECONDS and path.stat().st_size <= SYNC_BYTES:
+            fmt = media_format(path, medium)
+            source = {"bytes": base64.b64encode(path.read_bytes()).decode("ascii")}
+            params = {
+                "embeddingPurpose": self.purpose_name(purpose),
+                "embeddingDimension": self.request_dim,
+                medium: media_params(medium, fmt, source),
+            }
+            body = {"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": params}
+            row: Vectors = self._run([body])[0]
+            return row
+        return mean_vector([s.vector for s in self._segments(path, medium, purpose)])
+
+    def segments(self, path: str | Path, medium: str, purpose: Purpose | str = Purpose.DOCUMENT) -> list[SegmentVector]:
+        """Every segment of the recording at ``path`` (``medium``: ``audio`` or ``video``) with its start and
+        end seconds and its vector of ``dim`` components, embedded by one asynchronous job."""
+        if medium not in ("audio", "video"):
+            raise ConfigError(f"encoder 'bedrock-nova': medium {medium!r} is not audio or video")
+        found = self._segments(Path(path), medium, Purpose.parse(purpose))
+        vectors = truncate(np.stack([s.vector for s in found]), self.dim)
+        return [SegmentVector(s.index, s.start, s.end, v) for s, v in zip(found, vectors, strict=True)]
+
+    def _segments(self, path: Path, medium: str, purpose: Purpose) -> list[SegmentVector]:
+        if self.s3_uri is None:
+            raise ConfigError(
+                f"encoder 'bedrock-nova': {path.name!r} is longer than {SYNC_SECONDS:g} s, which Nova embeds only "
+                "through its asynchronous API, whose input and output live in S3; pass --encoder-option "
+                "s3_uri=s3://BUCKET/PREFIX (a bucket in the model's region the credentials may write to)"
+            )
+        jobs = AsyncJobs(self.api, self._s3(), self.s3_uri, self.model_id, poll=self.poll, wait=self.async_wait)
+        self._usage.add(async_jobs=1)
+        found = jobs.embed(path, medium, self.purpose_name(purpose), self.request_dim, self.segment_seconds)
+        bad = [s.index for s in found if s.vector.shape[0] != self.request_dim]
+        if bad:
+            raise ConfigError(
+                f"Bedrock model {self.model_id} returned segments of another size than {self.request_dim}; "
+                f"check --encoder-option model_id={self.model_id} and --dim"
+            )
+        self._usage.add(segments=len(found))
+        return found
+
+    def _s3(self) -> Any:
+        if self._s3_client is None:
+            import boto3
+            from botocore.config import Config
+
+            region, profile, timeout = self._s3_settings
+            session = boto3.session.Session(profile_name=profile, region_name=region)
+            self._s3_client = session.client(
+                "s3", config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"mode": "standard"})
+            )
+        return self._s3_client
+
     def _run(self, bodies: list[dict[str, Any]]) -> Vectors:
         if len(bodies) <= 1 or self.concurrency == 1:
             rows = [self._invoke(b) for b in bodies]
@@ -160,6 +271,27 @@ class BedrockNovaEncoder(BaseEncoder):
         return checked_rows(rows, len(bodies), self.request_dim, f"Bedrock model {self.model_id}", fix)
 
     def _invoke(self, body: dict[str, Any]) -> list[float]:
+        response = self.api(
+            "invoke_model",
+            modelId=self.model_id,
+            body=json.dumps(body),
+            contentType="application/json",
+            accept="application/json",
+        )
+        try:
+            payload = json.loads(response["body"].read())
+            vector = payload["embeddings"][0]["embedding"]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise ValidationError(
+                "response",
+                f"Bedrock answered without embeddings[0].embedding ({self.model_id})",
+                f"check --encoder-option model_id={self.model_id}",
+            ) from None
+        return [float(v) for v in vector]
+
+    def api(self, operation: str, **kwargs: Any) -> Any:
+        """One bedrock-runtime call (``invoke_model``, ``start_async_invoke``, ``get_async_invoke``), retried
+        with exponential backoff and jitter on throttling and 5xx, its refusals turned into clear errors."""
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
         retrying = Retrying(
@@ -172,24 +304,15 @@ class BedrockNovaEncoder(BaseEncoder):
         try:
             for attempt in retrying:
                 with attempt:
-                    response = self._call(body)
+                    response = self._call(operation, kwargs)
         except _Transient as exc:
             raise ConfigError(
                 f"encoder 'bedrock-nova': Bedrock kept failing after {self.retries} tries ({exc}); lower "
                 "--encoder-option concurrency, raise --encoder-option retries, or ask AWS for a higher quota"
             ) from None
-        try:
-            payload = json.loads(response["body"].read())
-            vector = payload["embeddings"][0]["embedding"]
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise ValidationError(
-                "response",
-                f"Bedrock answered without embeddings[0].embedding ({self.model_id})",
-                f"check --encoder-option model_id={self.model_id}",
-            ) from None
-        return [float(v) for v in vector]
+        return response
 
-    def _call(self, body: dict[str, Any]) -> Any:
+    def _call(self, operation: str, kwargs: dict[str, Any]) -> Any:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -202,9 +325,7 @@ class BedrockNovaEncoder(BaseEncoder):
 
         self._count("requests")
         try:
-            return self.client.invoke_model(
-                modelId=self.model_id, body=json.dumps(body), contentType="application/json", accept="application/json"
-            )
+            return getattr(self.client, operation)(**kwargs)
         except ClientError as exc:
             raise self._client_error(exc) from None
         except NoCredentialsError:
@@ -228,7 +349,8 @@ class BedrockNovaEncoder(BaseEncoder):
         if code == "AccessDeniedException":
             return ConfigError(
                 f"encoder 'bedrock-nova': access denied to {self.model_id} ({message}); grant the credentials "
-                f"bedrock:InvokeModel on it and enable access to Nova Multimodal Embeddings in this region "
+                f"bedrock:InvokeModel (and bedrock:StartAsyncInvoke, bedrock:GetAsyncInvoke for long audio and video) "
+                f"on it and enable access to Nova Multimodal Embeddings in this region "
                 "(Bedrock console, Model access)"
             )
         if code in ("ExpiredTokenException", "UnrecognizedClientException", "InvalidSignatureException"):
@@ -267,6 +389,8 @@ class BedrockNovaEncoder(BaseEncoder):
             "dim": self.dim,
             **parameters,
             "region": self.region,
+            "s3_uri": self.s3_uri,
+            "segment_seconds": self.segment_seconds,
             identity.IDENTITY: identity.of_parameters(
                 f"{self.model_id} (Amazon Bedrock)", {**parameters, "embeddingDimension": self.request_dim}
             ),
@@ -280,6 +404,21 @@ def _choice(value: object, allowed: tuple[str, ...], setting: str) -> str:
     if text not in allowed:
         raise ConfigError(f"encoder 'bedrock-nova': option {setting}={value!r} is not one of {', '.join(allowed)}")
     return text
+
+
+def _recording(content: Any, medium: str) -> tuple[Path, float]:
+    """The file and duration of a recording: a loader's probed ``MediaInfo``, or a path (probed here)."""
+    path = getattr(content, "path", content)
+    seconds = getattr(content, "duration", None)
+    if not isinstance(path, (str, Path)) or not Path(path).is_file():
+        raise ValidationError(
+            f"content.{medium}", "is not a readable recording file", f"give the {medium} as a file path"
+        )
+    if seconds is None:
+        from ...av.probe import probe
+
+        seconds = probe(path, need=medium).duration
+    return Path(path), float(seconds)
 
 
 def _image_bytes(image: Image.Image) -> tuple[str, bytes]:
