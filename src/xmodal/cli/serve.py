@@ -54,7 +54,12 @@ def register(subparsers: Any) -> None:
         help="serve the named index NAME: its folder from the [indexes] table of --config (or DIR); the item "
         "paths in answers are those of /indexes/NAME/ on `xmodal serve`",
     )
-    mcp.add_argument("--config", metavar="FILE", help="server config (.toml or .json) whose [indexes] names NAME")
+    mcp.add_argument(
+        "--config",
+        metavar="FILE",
+        help="server config (.toml or .json): the [indexes] that name NAME, and the encoder and encoder_options "
+        "the index is opened with, as `xmodal serve --config` opens it",
+    )
     mcp.set_defaults(handler=run_mcp)
 
 
@@ -148,15 +153,17 @@ def open_root(args: argparse.Namespace, config: ServeConfig) -> Engine:
     return open_engine(args, create=True, encoder=choice.name, encoder_defaults=choice.options)
 
 
-def open_named(args: argparse.Namespace, config: ServeConfig, name: str, folder: str) -> Engine:
+def open_named(args: argparse.Namespace, config: ServeConfig, name: str, folder: str, *, create: bool = True) -> Engine:
     """The named index in ``folder``, created with the global options (and the encoder the config chooses for
-    it) when it does not exist yet."""
+    it) when it does not exist yet (and ``create``)."""
     choice = encoder_choice(args, config, name)
     values = {**vars(args), "index": folder}
     own = dict(config.index_encoders).get(name)
     if own is not None and own.name is not None and own.name != args.encoder:  # the flags are another encoder's
         values |= {"encoder": None, "encoder_option": []}
-    return open_engine(argparse.Namespace(**values), create=True, encoder=choice.name, encoder_defaults=choice.options)
+    return open_engine(
+        argparse.Namespace(**values), create=create, encoder=choice.name, encoder_defaults=choice.options
+    )
 
 
 def run_mcp(args: argparse.Namespace) -> int:
@@ -165,7 +172,7 @@ def run_mcp(args: argparse.Namespace) -> int:
     from ..serve.mcp import build_mcp
 
     name, folder = mcp_index(args.index_name, args.config) if args.index_name else (None, None)
-    engine = open_engine(args) if folder is None else open_engine(argparse.Namespace(**{**vars(args), "index": folder}))
+    engine = open_mcp_engine(args, name, folder)
     try:
         server = build_mcp(engine, allow_paths=True)
         if name is not None:
@@ -177,6 +184,20 @@ def run_mcp(args: argparse.Namespace) -> int:
         engine.close()
         sys.stdout.flush()
     return 0
+
+
+def open_mcp_engine(args: argparse.Namespace, name: str | None, folder: str | None) -> Engine:
+    """The index ``xmodal mcp`` serves, opened with the encoder and encoder options ``--config`` chooses for it
+    (see :func:`encoder_choice`), exactly as ``xmodal serve --config`` opens it; an existing index only."""
+    if args.config is None:
+        return open_engine(args if folder is None else argparse.Namespace(**{**vars(args), "index": folder}))
+    from ..serve.config import ServeConfig
+
+    config = ServeConfig.load(args.config)
+    if name is None or folder is None:
+        choice = encoder_choice(args, config)
+        return open_engine(args, encoder=choice.name, encoder_defaults=choice.options)
+    return open_named(args, config, name, folder, create=False)
 
 
 def mcp_index(spec: str, config_path: str | None) -> tuple[str, str]:
