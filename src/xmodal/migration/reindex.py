@@ -20,8 +20,10 @@ from ..encoders import Content, Encoder, create_encoder, kinds_of
 from ..encoders.identity import describe
 from ..errors import ConfigError
 from ..ingest.prepare import AddReport, chunks, encode_entries, load_media
+from ..location import is_postgres
 from ..media import MediaStore
 from ..settings import recreate_encoder
+from ..store.postgres import redact
 from ..store.sqlite import EPOCH_KEY, SQLiteStore, StoredItem
 from .faults import fault
 from .space import NextSpace
@@ -44,6 +46,7 @@ class Reindex:
     """
 
     def __init__(self, path: str | Path, encoder_options: Mapping[str, Any] | None = None) -> None:
+        refuse_postgres(path)
         self.root = Path(path)
         if not (self.root / "store.sqlite").is_file():
             raise ConfigError(f"{self.root} is not an xmodal index (create it with: xmodal --index {self.root} init)")
@@ -236,6 +239,22 @@ class Reindex:
         self.space = None
         self._encoder = None
         return True
+
+
+def refuse_postgres(path: str | Path) -> None:
+    """A :class:`ConfigError` for an index whose store is PostgreSQL, saying why and what to do instead: the
+    build, its resumable state and the atomic switch live in the index folder's SQLite files, which such an
+    index has none of (its servers would keep the old encoder too)."""
+    if not is_postgres(path):
+        return
+    where = redact(str(path))
+    raise ConfigError(
+        f"xmodal reindex works on an index folder; {where} keeps its items in PostgreSQL, where the new vectors "
+        "cannot be built beside the old ones and switched in one step (every server holds the old encoder). "
+        "To move it to another encoder, add its catalog to a new schema with the new encoder while this one "
+        "serves (`xmodal --index 'postgres://…?schema=NEW' add CATALOG --encoder NAME [--encoder-option k=v]`), "
+        "compare both with `xmodal eval`, then point the servers at schema=NEW"
+    )
 
 
 def _probe(enc: Encoder) -> None:
