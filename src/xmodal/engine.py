@@ -51,7 +51,9 @@ from .export import BATCH as EXPORT_BATCH
 from .export import ExportReport, write_export
 from .extension import Extension
 from .extension_set import ExtensionSet
+from .feedback.base import FeedbackStore
 from .feedback.log import FeedbackLog
+from .feedback.postgres_log import PostgresFeedbackLog
 from .filters import AttributeTable
 from .ingest.prepare import AddReport, Entry, chunks, dedupe, encode_entries, load_media
 from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
@@ -110,7 +112,11 @@ class Engine:
             settings.get("backend", DEFAULT_BACKEND),
             BackendContext(path / "index", encoder.dim, settings["index"], settings["index_options"], self._catalog),
         )
-        self.feedback_log = FeedbackLog(path / "store.sqlite")  # an engine component, not derived
+        #: an engine component, not derived: in the store itself when it is shared (PostgreSQL), so every server's
+        #: learners hear of every server's feedback
+        self.feedback_log: FeedbackStore = (
+            PostgresFeedbackLog(store) if isinstance(store, PostgresStore) else FeedbackLog(path / "store.sqlite")
+        )
         self._collection = Collection(
             store,
             self._catalog,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .backends import Purging, VectorBackend
-from .feedback.log import FeedbackLog
+from .feedback.base import FeedbackStore
 from .media import MediaStore
 from .rwlock import RWLock
 from .store.base import Store
@@ -35,7 +35,7 @@ class Traces:
 
     store: Store
     media: MediaStore
-    feedback_log: FeedbackLog
+    feedback_log: FeedbackStore
     backend: VectorBackend
     lock: RWLock  # the backend changes under it alone
     checkpoint: Callable[[], None]  # the engine's: the vector backend and every extension

@@ -29,7 +29,7 @@ from .registry import Registry
 from .store.base import StoredItem
 
 if TYPE_CHECKING:
-    from .feedback.log import FeedbackLog
+    from .feedback.base import FeedbackStore
     from .filters import AttributeTable
     from .store.textindex import TextIndex
 
@@ -69,7 +69,7 @@ class EngineView(Protocol):
     def encoder_config(self) -> dict[str, Any]: ...
 
     @property
-    def feedback_log(self) -> FeedbackLog: ...
+    def feedback_log(self) -> FeedbackStore: ...
 
     @property
     def fulltext(self) -> TextIndex: ...

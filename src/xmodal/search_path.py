@@ -27,7 +27,7 @@ from .cursor import search_scope, vector_scope
 from .encoders import Content, Encoder, kinds_of
 from .errors import ValidationError
 from .extension import BatchMode, Mode, current_caller, query_base
-from .feedback.log import FeedbackLog
+from .feedback.base import FeedbackStore
 from .filters import FilterExpr
 from .media_loaders import media_loader
 from .records import MAX_K, Hits, Item, Query, Target, check_k, check_offset
@@ -52,7 +52,7 @@ class SearchParts:
     backend: VectorBackend
     encoder: Encoder
     collection: Collection
-    feedback_log: FeedbackLog
+    feedback_log: FeedbackStore
     refresh: Callable[..., None]  # refresh(extensions=...): see other processes' writes
     default_mode: Callable[[], str]
     mode_of: Callable[[str], Mode]  # the mode of an extension, by name (an unknown one: ValidationError)

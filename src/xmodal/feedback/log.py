@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError, StorageError, ValidationError
 from ..ltr.text import normalize_query
@@ -24,6 +24,9 @@ from ..provenance import from_stored, to_stored
 from ..store.health import GuardedLock, corrupt_error, is_corrupt
 from ..store.readers import Readers
 from ..store.space import connect, disk_full
+
+if TYPE_CHECKING:
+    from ..store.postgres_state import SharedState
 
 FEEDBACK_SCHEMA_VERSION = 1
 #: Event types and the reward each is worth to the learners (UBI ``action_name``).
@@ -159,6 +162,11 @@ class FeedbackLog:
         with self._lock:
             self._db.close()
 
+    @property
+    def shared_state(self) -> SharedState | None:
+        """None: learned state lives in the index folder of each process (one machine)."""
+        return None
+
     def subscribe(self, listener: EventListener) -> None:
         """Call ``listener(event, impression)`` after every committed event (online learners)."""
         self._listeners.append(listener)
@@ -227,12 +235,9 @@ class FeedbackLog:
         timestamp: float | None = None,
     ) -> Event:
         """Record a user action on an item shown for ``query_id``; checked, committed, then broadcast."""
-        if event not in EVENT_TYPES:
-            raise ValidationError("event", f"unknown event type {event!r}", f"use one of {', '.join(EVENT_TYPES)}")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value):
-            raise ValidationError("value", f"must be a finite number, got {value!r}", "pass e.g. value=1.5 or omit it")
+        check_event(event, value)
         impression = self.impression(query_id)
-        position = self._check_position(impression, item_id, position)
+        position = check_position(impression, item_id, position)
         ts = time.time() if timestamp is None else float(timestamp)
         with self._lock:
             self._begin()
@@ -253,29 +258,6 @@ class FeedbackLog:
         for listener in self._listeners:
             listener(record, impression)
         return record
-
-    @staticmethod
-    def _check_position(impression: Impression, item_id: str, position: int | None) -> int:
-        shown_at = impression.position_of(item_id)
-        if shown_at is None:
-            raise ValidationError(
-                "item_id",
-                f"item {item_id!r} was not shown for query {impression.query_id!r}",
-                "send feedback only for items in that query's results",
-            )
-        if position is None:
-            return shown_at
-        if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position <= len(impression.shown):
-            raise ValidationError(
-                "position", f"{position!r} is out of range", f"use the 1-based position, 1 to {len(impression.shown)}"
-            )
-        if position != shown_at:
-            raise ValidationError(
-                "position",
-                f"item {item_id!r} was shown at {shown_at}, not {position}",
-                "omit position or pass the one shown",
-            )
-        return position
 
     # -- reads --------------------------------------------------------------------------------
     def impression(self, query_id: str) -> Impression:
@@ -414,6 +396,38 @@ class FeedbackLog:
             q = self._db.execute("SELECT COUNT(*) FROM feedback_queries").fetchone()[0]
             e = self._db.execute("SELECT COUNT(*) FROM feedback_events").fetchone()[0]
         return {"impressions": int(q), "events": int(e)}
+
+
+def check_event(event: str, value: float | None) -> None:
+    """An event's type and optional value, checked before anything is written."""
+    if event not in EVENT_TYPES:
+        raise ValidationError("event", f"unknown event type {event!r}", f"use one of {', '.join(EVENT_TYPES)}")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value):
+        raise ValidationError("value", f"must be a finite number, got {value!r}", "pass e.g. value=1.5 or omit it")
+
+
+def check_position(impression: Impression, item_id: str, position: int | None) -> int:
+    """The 1-based position of ``item_id`` in what ``impression`` showed (``position``, when given, must be it)."""
+    shown_at = impression.position_of(item_id)
+    if shown_at is None:
+        raise ValidationError(
+            "item_id",
+            f"item {item_id!r} was not shown for query {impression.query_id!r}",
+            "send feedback only for items in that query's results",
+        )
+    if position is None:
+        return shown_at
+    if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position <= len(impression.shown):
+        raise ValidationError(
+            "position", f"{position!r} is out of range", f"use the 1-based position, 1 to {len(impression.shown)}"
+        )
+    if position != shown_at:
+        raise ValidationError(
+            "position",
+            f"item {item_id!r} was shown at {shown_at}, not {position}",
+            "omit position or pass the one shown",
+        )
+    return position
 
 
 def _impression(row: Sequence[Any], hits: Sequence[tuple[str, float, str]]) -> Impression:

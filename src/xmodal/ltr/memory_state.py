@@ -41,7 +41,7 @@ from .text import normalize_query, tokens
 
 if TYPE_CHECKING:
     from ..extension import EngineView
-    from ..feedback.log import FeedbackLog
+    from ..feedback.base import FeedbackStore
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class MemoryState:
     """
 
     def __init__(
-        self, view: EngineView, folder: Path | None, *, priors: bool = True, log: FeedbackLog | None = None
+        self, view: EngineView, folder: Path | None, *, priors: bool = True, log: FeedbackStore | None = None
     ) -> None:
         self.view = view
         self.path = folder / FILE if folder is not None else None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, StorageError, ValidationError, XmodalError
+from ..feedback.postgres_log import PostgresFeedbackLog
 from ..provenance import names_of
 from ..records import Hits, Query
 from ..store.files import folder_lock
@@ -50,12 +51,17 @@ from .tuned import HANDOVER, Configuration, TunedFusion, tuned_depths
 
 if TYPE_CHECKING:
     from ..extension import EngineView
-    from ..feedback.log import Event, FeedbackLog, Impression
+    from ..feedback.base import FeedbackStore
+    from ..feedback.log import Event, Impression
 
 log = logging.getLogger(__name__)
 
 
 EXPLORE_MODES = ("always", "unanswered", "never")
+#: names of the learned states shared through a PostgreSQL store (:mod:`xmodal.store.postgres_state`)
+POLICY_STATE, RANKER_STATE = "ltr/policy", "ltr/ranker"
+#: over a shared store, the policy is saved there after this many impressions learned from (and at checkpoints)
+SHARE_EVERY = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +142,7 @@ class Pipeline:
         engine: EngineView,
         config: LTRConfig | None = None,
         *,
-        feedback: FeedbackLog | None = None,
+        feedback: FeedbackStore | None = None,
         folder: Path | None = None,
     ) -> None:
         self.engine = engine
@@ -161,6 +167,9 @@ class Pipeline:
         self.sources: dict[str, str] = {}
         self.layout = FeatureLayout((), ())
         self._install(build_strategies(self.strategy_names, self.context))
+        self.shared = feedback.shared_state if feedback is not None else None  # several servers: in the store
+        self._policy_marks: tuple[int, int] = (0, 0)  # the shared feedback log's position the loaded policy reflects
+        self._unshared = 0  # impressions learned from since the policy was last saved
         self.policy = self._load_policy()
         self.ranker: LambdaRanker | None = None
         self.ranker_status = "no ranker trained: fused order"
@@ -179,9 +188,21 @@ class Pipeline:
         self._followers = (self.understanding, self.memory)  # the lexical index is in the store itself
         self._meta = ItemMeta(engine)
         self.dirty = False
-        if feedback is not None:
+        if isinstance(feedback, PostgresFeedbackLog):
+            self._follow_shared(feedback)
+        elif feedback is not None:
             feedback.subscribe_impressions(self.on_impression)
             feedback.subscribe(self.on_event)
+
+    def _follow_shared(self, feedback: PostgresFeedbackLog) -> None:
+        """Over a shared store: learn from every server's feedback, from the position the policy loaded reflects
+        (what was logged since it was saved is replayed into it first), and use a ranker trained on any server."""
+        with feedback.holding():
+            at = feedback.subscribe_from(self._policy_marks, self.on_impression, self.on_event)
+            self.popularity.clear()  # the replay counted events the prior had already: counted once, up to `at`
+            self.popularity.update(feedback.popularity(until=at[1]))
+        if self.shared is not None:
+            self.shared.follow(RANKER_STATE, self._ranker_saved)
 
     def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
         """(creation time, modality) of each row: the ranker's freshness and modality features (:class:`ItemMeta`)."""
@@ -245,7 +266,12 @@ class Pipeline:
         return next((s.name for s in self.specs.values() if s.explores), None)
 
     def _load_policy(self) -> LinearBandit:
-        if (self.dir / "policy" / "policy.json").exists():
+        if self.shared is not None:  # the newest policy any server saved (this server's folder is only a cache)
+            marks = self.shared.load(POLICY_STATE, self.dir / "policy")
+            if marks is not None and len(marks) == 2:
+                self._policy_marks = (marks[0], marks[1])
+                return self._reconcile(load_policy(self.dir / "policy"))
+        elif (self.dir / "policy" / "policy.json").exists():
             return self._reconcile(load_policy(self.dir / "policy"))
         return make_policy(
             self.config.policy,
@@ -267,7 +293,14 @@ class Pipeline:
             log.info("learned pipeline: new strategies %s join the policy with no history", ", ".join(new))
         return policy.with_arms(arms)
 
-    def _load_ranker(self) -> None:
+    def _ranker_saved(self) -> None:
+        """Another server saved a ranker (``xmodal ltr train`` there): use it here too."""
+        if self.shared is not None and self.shared.load(RANKER_STATE, self.dir) is not None:
+            self._load_ranker(fetch=False)
+
+    def _load_ranker(self, *, fetch: bool = True) -> None:
+        if fetch and self.shared is not None:
+            self.shared.load(RANKER_STATE, self.dir)  # the newest ranker any server trained, if any
         path = self.dir / "ranker.txt"
         if not path.exists():
             return
@@ -319,14 +352,26 @@ class Pipeline:
             self.dir.mkdir(parents=True, exist_ok=True)
             with folder_lock(self.dir):  # another process's save waits its turn (xmodal.store.files)
                 ranker.save(self.dir / "ranker.txt")
+            if self.shared is not None:  # every server uses it
+                self.shared.save(RANKER_STATE, self.dir, ["ranker.txt", "ranker.txt.json"])
 
     def save(self) -> None:
         """Checkpoint the policy, when it changed since the last save."""
-        if self.dirty:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            with folder_lock(self.dir):  # another process's save waits its turn (xmodal.store.files)
-                self.policy.save(self.dir / "policy")
-            self.dirty = False
+        if not self.dirty:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.feedback, PostgresFeedbackLog) and self.shared is not None:
+            with self.feedback.holding():  # the policy as it reflects the shared log up to `marks`, exactly
+                self.dirty, self._unshared = False, 0
+                folder = self.dir / "policy"
+                with folder_lock(self.dir):
+                    self.policy.save(folder)
+                    files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+                    self.shared.save(POLICY_STATE, folder, files, self.feedback.delivered())
+            return
+        with folder_lock(self.dir):  # another process's save waits its turn (xmodal.store.files)
+            self.policy.save(self.dir / "policy")
+        self.dirty = False
 
     # -- the query path -----------------------------------------------------------------------------
     def prepare(self, query: Query, now: float | None = None, vector: np.ndarray | None = None) -> Prepared:
@@ -821,6 +866,9 @@ class Pipeline:
         supplied = _supplied(arms, impression.provenance)
         self.policy.observe(x, sorted(supplied))
         self.dirty = True
+        self._unshared += 1
+        if self.shared is not None and self._unshared >= SHARE_EVERY:
+            self.save()  # a server (re)opening replays the shared log from here, not from far back
         self._pending[impression.query_id] = (x, set())
         while len(self._pending) > 10_000:  # credit only recent impressions
             self._pending.pop(next(iter(self._pending)))

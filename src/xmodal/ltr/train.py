@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ValidationError
-from ..feedback.log import Event, FeedbackLog
+from ..feedback.base import FeedbackStore
+from ..feedback.log import Event
 from ..records import Query
 from ..stale import clear as clear_stale
 from .extension import pipeline
@@ -40,7 +41,7 @@ def _best_events(events: list[Event]) -> dict[str, dict[str, float]]:
 
 
 def replay(
-    pipe: Pipeline, log: FeedbackLog, max_positions: int = 10
+    pipe: Pipeline, log: FeedbackStore, max_positions: int = 10
 ) -> tuple[list[LoggedList], list[tuple[int, bool]]]:
     """Training lists from the log, and (position, clicked) of the randomised impressions."""
     labels = _best_events(log.events())

@@ -43,6 +43,8 @@ T = TypeVar("T")
 #: PostgreSQL 12 or later (generated columns, ``pg_notify`` in transactions, ``unnest`` of several arrays)
 MIN_SERVER_VERSION = 120000
 RETRIES = 5
+#: Notice topics besides the change log's, each on channel ``xmodal_<schema>_<topic>`` (:meth:`PostgresStore.follow`)
+TOPICS = ("feedback", "state")
 CONNECT_TIMEOUT_S = 5
 
 _SCHEMA = """
@@ -121,6 +123,7 @@ class PostgresStore:
         self._db: Any = None
         self._closed = False
         self._listeners: list[Callable[[int], None]] = []
+        self._followers: dict[str, list[Callable[[], None]]] = {topic: [] for topic in TOPICS}
         self._listener: threading.Thread | None = None
         self._listen_db: Any = None
         self._write_key = zlib.crc32(f"xmodal.write.{schema}".encode())  # the advisory lock of writers
@@ -213,6 +216,32 @@ class PostgresStore:
 
         return self._retrying(run, what)
 
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read statement on the store's connection (retried on a lost connection); for the
+        parts that keep their own tables in the store's schema (the feedback log, learned state)."""
+        return self._query(sql, params)
+
+    def write_locked(self, work: Callable[[Any], T], what: str, *, lock: str) -> T:
+        """``work(cursor)`` in one transaction, after the advisory lock named ``lock`` (writers of one kind in
+        turn, so a ``BIGSERIAL`` is committed in order); retried whole on a lost connection, like every write."""
+        key = zlib.crc32(f"xmodal.{lock}.{self.schema}".encode())
+
+        def run(db: Any) -> T:
+            with db.transaction(), db.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+                return work(cur)
+
+        return self._retrying(run, what)
+
+    def notify(self, cur: Any, topic: str, payload: str = "") -> None:
+        """Send a notice on ``topic``'s channel at the commit of ``cur``'s transaction (:meth:`follow`)."""
+        cur.execute("SELECT pg_notify(%s, %s)", (self._channel_of(topic), payload))
+
+    def _channel_of(self, topic: str) -> str:
+        if topic not in TOPICS:
+            raise ValueError(f"unknown notice topic {topic!r}; one of {', '.join(TOPICS)}")
+        return f"{self.channel}_{topic}"
+
     def _open(self) -> None:
         def create(cur: Any) -> None:
             for statement in (*_SCHEMA.split(";\n"), *FULLTEXT_SCHEMA.split(";\n")):
@@ -254,6 +283,16 @@ class PostgresStore:
                 self._listener = threading.Thread(target=self._listen_loop, name="xmodal-pg-listen", daemon=True)
                 self._listener.start()
 
+    def follow(self, topic: str, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (on the store's listener thread) on every notice of ``topic`` (one of
+        :data:`TOPICS`) from any server, and each time the listener (re)connects (it may have missed some)."""
+        self._channel_of(topic)
+        with self._lock:
+            self._followers[topic].append(callback)
+            if self._listener is None:
+                self._listener = threading.Thread(target=self._listen_loop, name="xmodal-pg-listen", daemon=True)
+                self._listener.start()
+
     def _listen_loop(self) -> None:
         delay = 0.1
         while not self._closed:
@@ -264,11 +303,18 @@ class PostgresStore:
                         db.close()
                         return
                     self._listen_db = db
-                db.execute(f"LISTEN {self.channel}")
+                topics = {self._channel_of(topic): topic for topic in TOPICS}
+                for channel in (self.channel, *topics):
+                    db.execute(f"LISTEN {channel}")
                 self._tell(int(db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {self.schema}.changes").fetchone()[0]))
+                for topic in TOPICS:
+                    self._tell_followers(topic)
                 delay = 0.1
                 for note in db.notifies():
-                    self._tell(int(note.payload))
+                    if note.channel == self.channel:
+                        self._tell(int(note.payload))
+                    elif note.channel in topics:
+                        self._tell_followers(topics[note.channel])
             except Exception as exc:  # noqa: BLE001 - the listener outlives a restart of the server
                 if self._closed:
                     return
@@ -282,6 +328,13 @@ class PostgresStore:
                 callback(seq)
             except Exception:
                 log.exception("%s: a change listener failed", self.where)
+
+    def _tell_followers(self, topic: str) -> None:
+        for callback in list(self._followers[topic]):
+            try:
+                callback()
+            except Exception:
+                log.exception("%s: a %s follower failed", self.where, topic)
 
     # -- settings ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:

@@ -30,7 +30,8 @@ from .base import allowed_rows, hits_from_rows, top_rows
 
 if TYPE_CHECKING:
     from ...extension import EngineView
-    from ...feedback.log import Event, FeedbackLog, Impression
+    from ...feedback.base import FeedbackStore
+    from ...feedback.log import Event, Impression
 
 __all__ = [
     "PREDICTED_PRIOR",
@@ -55,7 +56,7 @@ class MemoryStrategy:
     def __init__(
         self,
         engine: EngineView,
-        log: FeedbackLog | None = None,
+        log: FeedbackStore | None = None,
         *,
         cold_start: bool = True,
         folder: Path | None = None,

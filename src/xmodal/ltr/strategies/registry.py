@@ -30,7 +30,7 @@ from .structured import StructuredStrategy
 
 if TYPE_CHECKING:
     from ...extension import EngineView
-    from ...feedback.log import FeedbackLog
+    from ...feedback.base import FeedbackStore
     from .explore import ExploreStrategy
     from .lexical import LexicalStrategy
     from .memory import MemoryStrategy
@@ -99,7 +99,7 @@ class StrategyContext:
     understanding: QueryUnderstanding
     memory: MemoryStrategy
     explore: ExploreStrategy
-    feedback: FeedbackLog | None = None
+    feedback: FeedbackStore | None = None
     folder: Path | None = None
     seed: int = 0
 

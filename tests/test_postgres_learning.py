@@ -1,0 +1,144 @@
+"""Several servers over one PostgreSQL store share what they learn: the feedback log is in the store, every
+server's learners hear of every server's impressions and events (LISTEN/NOTIFY, then the log's tail in order),
+the bandit policy a server (re)opens with is the newest one saved in the store plus the feedback logged since,
+and a ranker trained on one server is used by all."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xmodal import Engine
+
+from .test_ltr_strategies import products
+
+pytest.importorskip("psycopg", reason="the postgres store needs psycopg: pip install 'xmodal[postgres]'")
+
+from xmodal.feedback.postgres_log import PostgresFeedbackLog  # noqa: E402
+from xmodal.ltr.extension import pipeline  # noqa: E402
+
+QUERY = "comfortable shoes for walking"
+
+
+def location(server: Any, schema: str, state: Path) -> str:
+    return f"{server.url}?schema={schema}&state={state}&vectors=local"
+
+
+def wait_for(done: Any, timeout: float) -> float:
+    start = time.perf_counter()
+    while not done():
+        if time.perf_counter() - start > timeout:
+            raise AssertionError(f"not done within {timeout} s")
+        time.sleep(0.002)
+    return time.perf_counter() - start
+
+
+def strategies(result: Any) -> set[str]:
+    return {a["strategy"] for a in result.explain["plan"]}
+
+
+def test_a_click_on_one_server_changes_the_next_plan_on_another(
+    postgres_server: Any, postgres_schema: str, tmp_path: Path
+) -> None:
+    first = Engine.open(location(postgres_server, postgres_schema, tmp_path / "a"), encoder="hashing", index="exact")
+    second = Engine.open(location(postgres_server, postgres_schema, tmp_path / "b"))
+    try:
+        assert isinstance(first.feedback_log, PostgresFeedbackLog)
+        first.add(products(80))
+        before = second.search(QUERY, mode="learned", k=10, explain=True)
+        assert "memory" not in strategies(before)  # nobody acted on anything for this query yet
+        policy = pipeline(second).policy
+        counts, b = policy.counts_.copy(), policy.b_.copy()
+
+        shown = first.search(QUERY, mode="learned", k=10, log=True, explain=True)
+        assert shown.query_id is not None
+        chosen = shown.hits.ids[-1]
+        first.feedback(shown.query_id, chosen, "click")
+
+        # the next plan on the other server keeps the memory index: the click is in the shared log
+        after = second.search(QUERY, mode="learned", k=10, explain=True)
+        assert after.explain is not None and "memory" in strategies(after)
+        assert after.explain["context"]["actions"] > 0 and chosen in after.hits.ids.tolist()
+        # and its bandit policy learned from the impression and the click (delivered on NOTIFY)
+        took = wait_for(lambda: not np.allclose(pipeline(second).policy.b_, b), 1.0)
+        assert took < 1.0 and pipeline(second).policy.counts_.sum() > counts.sum()
+        assert np.allclose(pipeline(second).policy.b_, pipeline(first).policy.b_)
+        assert second.feedback_log.counts() == {"impressions": 1, "events": 1}
+        assert pipeline(second).popularity.get(chosen) == 1.0 == pipeline(first).popularity.get(chosen)
+    finally:
+        first.close()  # saves the policy in the store, with the log position it reflects
+    try:
+        # a click on the second server after the first saved: a new server starts from the saved policy and
+        # replays what was logged since, so it agrees with the server that saw everything live
+        again = second.search(QUERY, mode="learned", k=10, log=True)
+        assert again.query_id is not None
+        second.feedback(again.query_id, again.hits.ids[0], "like")
+        third = Engine.open(location(postgres_server, postgres_schema, tmp_path / "c"))
+        try:
+            assert np.allclose(pipeline(third).policy.b_, pipeline(second).policy.b_)
+            assert np.allclose(pipeline(third).policy.A_, pipeline(second).policy.A_)
+            assert pipeline(third).popularity == pipeline(second).popularity
+            assert "memory" in strategies(third.search(QUERY, mode="learned", k=10, explain=True))
+        finally:
+            third.close()
+    finally:
+        second.close()
+
+
+def test_a_ranker_trained_on_one_server_is_used_by_every_server(
+    postgres_server: Any, postgres_schema: str, tmp_path: Path
+) -> None:
+    from xmodal.ltr.train import train_ranker
+
+    first = Engine.open(location(postgres_server, postgres_schema, tmp_path / "a"), encoder="hashing", index="exact")
+    second = Engine.open(location(postgres_server, postgres_schema, tmp_path / "b"))
+    try:
+        first.add(products(80))
+        rng = np.random.default_rng(0)
+        for text in ["red boots", "leather bags", "blue canvas sneakers", "green sandals", "black suede boots"] * 3:
+            r = second.search(text, mode="learned", k=8, log=True)  # feedback logged on the second server
+            assert r.query_id is not None
+            second.feedback(r.query_id, r.hits.ids[int(rng.integers(len(r.hits)))], "click")
+        assert pipeline(second).ranker is None
+        train_ranker(first, n_estimators=20)  # trained on the first server, from the shared log
+        wait_for(lambda: pipeline(second).ranker is not None, 1.0)
+        ranked = second.search("red boots", mode="learned", k=8, explain=True)
+        assert ranked.explain is not None and ranked.explain["ranker"].startswith("lambdarank")
+        assert (tmp_path / "b" / "ltr" / "ranker.txt").read_bytes() == (
+            tmp_path / "a" / "ltr" / "ranker.txt"
+        ).read_bytes()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_default_index_keeps_its_feedback_in_its_own_file(tmp_path: Path) -> None:
+    from xmodal.feedback.log import FeedbackLog
+
+    with Engine.open(tmp_path / "idx", encoder="hashing") as engine:
+        assert type(engine.feedback_log) is FeedbackLog and engine.feedback_log.shared_state is None
+
+
+def test_a_server_shares_its_policy_as_it_learns(
+    postgres_server: Any, postgres_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only at close: every ``SHARE_EVERY`` impressions, so a server opening later replays little."""
+    from xmodal.ltr import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "SHARE_EVERY", 2)
+    engine = Engine.open(location(postgres_server, postgres_schema, tmp_path / "a"), encoder="hashing", index="exact")
+    try:
+        engine.add(products(40))
+        shared = engine.feedback_log.shared_state
+        assert shared is not None and shared.version("ltr/policy") == 0
+        for text in ("red boots", "leather bags", "green sandals", "blue sneakers"):
+            engine.search(text, mode="learned", k=5, log=True)
+        assert shared.version("ltr/policy") == 2  # saved after the 2nd and the 4th impression
+        marks = shared.load("ltr/policy", tmp_path / "copy")
+        assert marks == list(engine.feedback_log.marks())
+    finally:
+        engine.close()
