@@ -242,13 +242,16 @@ class Reindex:
 
 
 def refuse_postgres(path: str | Path) -> None:
-    """A :class:`ConfigError` for an index whose store is PostgreSQL, saying why and what to do instead: the
-    build, its resumable state and the atomic switch live in the index folder's SQLite files, which such an
-    index has none of (its servers would keep the old encoder too)."""
-    if not is_postgres(path):
-        return
-    where = redact(str(path))
-    raise ConfigError(
+    """Raise :func:`postgres_refusal` when ``path`` is a PostgreSQL location."""
+    if is_postgres(path):
+        raise postgres_refusal(redact(str(path)))
+
+
+def postgres_refusal(where: str) -> ConfigError:
+    """The error for an index whose store is PostgreSQL, saying why and what to do instead: the build, its
+    resumable state and the atomic switch live in the index folder's SQLite files, which such an index has
+    none of (its servers would keep the old encoder too)."""
+    return ConfigError(
         f"xmodal reindex works on an index folder; {where} keeps its items in PostgreSQL, where the new vectors "
         "cannot be built beside the old ones and switched in one step (every server holds the old encoder). "
         "To move it to another encoder, add its catalog to a new schema with the new encoder while this one "

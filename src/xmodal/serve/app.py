@@ -43,6 +43,7 @@ from .routes_backup import router as backup_router
 from .routes_batch import router as batch_router
 from .routes_collection import router as collection_router
 from .routes_items import router as items_router
+from .routes_reindex import router as reindex_router
 from .routes_search import router as search_router
 from .routes_tasks import router as tasks_router
 from .thumbs import ThumbnailCache
@@ -54,7 +55,7 @@ STATIC = files("xmodal.serve") / "static"
 #: The routers of one index, in the order they are tried (collection and batch before items: /items/delete and
 #: /items/get are not item ids); served at the root and, for named indexes, under /indexes/{name}
 #: (xmodal.serve.indexes).
-ROUTERS = (search_router, collection_router, batch_router, items_router, backup_router, tasks_router)
+ROUTERS = (search_router, collection_router, batch_router, items_router, backup_router, tasks_router, reindex_router)
 
 
 def create_app(

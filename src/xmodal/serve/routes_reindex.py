@@ -1,0 +1,169 @@
+"""``POST /admin/reindex``: move the served index to another encoder while it keeps serving (an admin call).
+
+The body's ``action``:
+
+- ``start``: begin a reindex to ``encoder`` with ``encoder_options`` (or, without ``encoder``, resume the one
+  under way) and build the new vectors on a background thread of the server (:class:`~xmodal.migration.Reindex`:
+  beside the old ones, resumable, replaying the writes made meanwhile); searches keep using the old vectors;
+- ``status``: the progress (``state`` ``building``, ``ready`` or ``blocked``; items done of the total;
+  ``running`` while the thread builds; ``error`` when the last build stopped on one);
+- ``switch``: once ``ready``, swap the vectors and the encoder in one transaction, then serve the index
+  reopened with the new encoder on every REST route (MCP over HTTP keeps the old engine until the server
+  restarts: it answers from the old vectors and refuses writes);
+- ``abort``: stop the build and drop the new vectors; the index keeps its encoder.
+
+Options given in ``encoder_options`` that an encoder never records (a key) are kept in the server's memory
+for the build and the reopen, never written or echoed. A postgres store is refused, naming the fix.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from ..engine import Engine
+from ..errors import ConfigError
+from ..migration import Reindex
+from ..migration.reindex import postgres_refusal
+from .auth import Principal
+from .deps import ServerState, require, server
+from .errors import ApiError, responses
+
+router = APIRouter(tags=["service"])
+AdminKey = Annotated[Principal, Depends(require("admin"))]
+
+
+class ReindexRequest(BaseModel):
+    """What to do with the reindex of the served index."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["start", "status", "switch", "abort"]
+    encoder: str | None = Field(None, description="start: the new encoder's name (leave out to resume)")
+    encoder_options: dict[str, Any] = Field(default_factory=dict, description="start: the new encoder's options")
+    batch: int = Field(256, ge=1, le=10_000, description="start: items encoded per committed batch")
+
+
+class Runner:
+    """The background build of one index folder's reindex (one at a time)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.stop = threading.Event()
+        self.error: str | None = None
+        self.options: dict[str, Any] = {}
+
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, encoder: str | None, options: dict[str, Any], batch: int) -> dict[str, Any]:
+        with self.lock:
+            if self.running():
+                raise ConfigError("a reindex build is already running here: ask for its status, or abort it")
+            merged = {**self.options, **options}
+            job = Reindex(self.folder, merged)
+            try:
+                status = job.start(encoder, options) if encoder is not None else job.status()
+                if status["state"] == "none":
+                    raise ConfigError("no reindex is under way: start one with an encoder")
+                job.encoder()  # the new encoder is made here: a bad option is this request's error
+            except (TypeError, ValueError, ImportError, AttributeError) as exc:  # a name or an option it cannot take
+                job.close()
+                raise ConfigError(f"encoder {encoder!r} with options {sorted(options)}: {exc}") from None
+            except BaseException:
+                job.close()
+                raise
+            self.options = merged
+            self.stop.clear()
+            self.error = None
+            self.thread = threading.Thread(target=self._build, args=(job, batch), name="xmodal-reindex", daemon=True)
+            self.thread.start()
+        return self.status()
+
+    def _build(self, job: Reindex, batch: int) -> None:
+        try:
+            job.run(stop=self.stop.is_set, batch=batch)
+        except Exception as exc:  # noqa: BLE001 - the build's error is reported by status, the server goes on
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            job.close()
+
+    def status(self) -> dict[str, Any]:
+        with self.lock, Reindex(self.folder, self.options) as job:
+            return {**job.status(), "running": self.running(), "error": self.error}
+
+    def halt(self) -> None:
+        self.stop.set()
+        thread = self.thread
+        if thread is not None:
+            thread.join()
+
+    def abort(self) -> dict[str, Any]:
+        self.halt()
+        with self.lock, Reindex(self.folder, self.options) as job:
+            dropped = job.abort()
+        self.error = None
+        return {"aborted": dropped}
+
+    def switch(self) -> dict[str, Any]:
+        with self.lock:
+            if self.running():
+                raise ConfigError("the new vectors are still being built: wait until status says ready, then switch")
+            with Reindex(self.folder, self.options) as job:
+                return job.switch()
+
+
+_RUNNERS: dict[Path, Runner] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def runner_for(engine: Engine) -> Runner:
+    """The runner of ``engine``'s index folder (a postgres store is refused, naming the fix)."""
+    folder = Path(engine.path).resolve()
+    if not (folder / "store.sqlite").is_file():
+        raise postgres_refusal("the served index")
+    with _RUNNERS_LOCK:
+        return _RUNNERS.setdefault(folder, Runner(folder))
+
+
+def _reopen(state: ServerState, options: dict[str, Any]) -> None:
+    """Serve the switched index with its new encoder: a new engine in ``state`` for every route. The old engine
+    stays open for what still holds it (requests under way, the MCP endpoint until the server restarts: it
+    answers from the old vectors and refuses writes) and is closed by whoever opened it; the new one is closed
+    when the process exits."""
+    new = Engine.open(state.engine.path, encoder_options=options)
+    state.engine = new
+    atexit.register(new.close)
+
+
+@router.post("/admin/reindex", responses=responses(400, 401, 403, 422, 429))
+async def reindex(request: Request, body: ReindexRequest, _: AdminKey) -> dict[str, Any]:
+    """Start, follow, switch or abort the re-embedding of the index with another encoder, while it serves
+    (see the module notes). Needs the admin scope."""
+    state = server(request)
+    try:
+        job = runner_for(state.engine)
+        if body.action == "start":
+            return await run_in_threadpool(job.start, body.encoder, body.encoder_options, body.batch)
+        if body.action == "status":
+            return await run_in_threadpool(job.status)
+        if body.action == "abort":
+            return await run_in_threadpool(job.abort)
+        started = time.perf_counter()
+        summary = await run_in_threadpool(job.switch)
+        try:
+            await state.write(lambda: _reopen(state, job.options))  # on the writer thread: no write straddles it
+        except Exception as exc:  # noqa: BLE001 - the switch is committed; only this server's reopen failed
+            return {**summary, "reopened": False, "error": f"{type(exc).__name__}: {exc}",
+                    "fix": "restart the server: it opens the index with its new encoder"}  # fmt: skip
+        return {**summary, "reopened": True, "seconds": round(time.perf_counter() - started, 3)}
+    except ConfigError as exc:
+        raise ApiError(400, str(exc), "action", "see the error; `status` tells where the reindex stands") from None
