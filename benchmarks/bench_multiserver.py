@@ -8,7 +8,7 @@ server's local backend, built from the store and following its change log). Meas
   is in the store and searchable on every server at the end (nothing acknowledged is lost);
 - a click logged through one server's ``POST /feedback`` changes the next plan (``explain``) on another.
 
-Prints JSON. Milvus is left out (each server's vectors are local): see docs/benchmarks.md.
+Prints JSON. ``--milvus`` puts the vectors in one Milvus standalone server (``LocalMilvus``) shared by all.
 
     python benchmarks/bench_multiserver.py --servers 3 --cli-writers 2 --cli-batches 6 --batch 5 --rest-writes 60
 """
@@ -16,6 +16,7 @@ Prints JSON. Milvus is left out (each server's vectors are local): see docs/benc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -219,17 +220,27 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--rest-writes", type=int, default=60)
     parser.add_argument("--seed-items", type=int, default=300)
+    parser.add_argument("--milvus", action="store_true", help="vectors in one Milvus standalone server (else local)")
     args = parser.parse_args()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, LocalPostgres() as pg:
+    with tempfile.TemporaryDirectory() as tmp, LocalPostgres() as pg, contextlib.ExitStack() as stack:
         folder = Path(tmp)
-        url = f"{pg.url}?schema=bench_multi&vectors=local&media={folder / 'media'}"
-        with Engine.open(f"{url}&state={folder / 'setup'}", encoder="hashing", dim=64, index="exact") as setup:
+        vectors = "local"
+        if args.milvus:
+            from xmodal.backends.milvus_server import LocalMilvus
+
+            milvus = LocalMilvus(folder / "milvus", settings={"proxy.timeTickInterval": 50}).start()
+            stack.callback(milvus.stop)
+            vectors = f"milvus://127.0.0.1:{milvus.port}"
+        url = f"{pg.url}?schema=bench_multi&vectors={vectors}&media={folder / 'media'}"
+        with Engine.open(
+            f"{url}&state={folder / 'setup'}", encoder="hashing", dim=64, index="flat" if args.milvus else "exact"
+        ) as setup:
             setup.add(catalog(args.seed_items))
         ports = free_ports(args.servers)
         servers = [Server(url, folder / f"server{i}", port).start() for i, port in enumerate(ports)]
         try:
-            out: dict[str, Any] = {"servers": args.servers, "cli_writers": args.cli_writers}
+            out: dict[str, Any] = {"servers": args.servers, "cli_writers": args.cli_writers, "vectors": vectors}
             out["click"] = click(servers)
             seen, errors, refused = Visibility(servers), list[str](), list[str]()
             writers = [
