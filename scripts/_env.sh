@@ -31,6 +31,8 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
     # The CPU wheel of torch first: a bare torch requirement would pull a multi-GB CUDA build.
     "$VENV/bin/python" -m pip install -qq "torch==2.13.0"
     "$VENV/bin/python" -m pip install -qq -e ".[$EXTRAS]"
+    # RivaGAN's watermark ONNX files (xmodal.guards.provenance); its torch/opencv deps are not needed
+    "$VENV/bin/python" -m pip install -qq --no-deps "invisible-watermark==0.2.0"
     echo "$HASH" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

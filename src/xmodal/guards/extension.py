@@ -30,6 +30,7 @@ from . import policy as policies
 from .check import Decision, Guard
 from .image_text import ImageReader, ImageText
 from .policy import ALLOW, BLOCK, FLAG
+from .provenance.guard import ProvenanceGuard
 from .results import ResultGuard
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,15 @@ class GuardsExtension:
         self._view: EngineView | None = None
         self.guard = Guard(policies.Policy())
         self.results = ResultGuard(self.guard.policy)  # the result guard (:mod:`.results`)
+        self.provenance = ProvenanceGuard(self.guard.policy)  # watermarks and C2PA (:mod:`.provenance`)
         self._reader = ImageReader()
 
     # -- the Extension protocol -------------------------------------------------------------------
     def open(self, view: EngineView, folder: Path) -> int:
         seq = self._open_documents(view, folder)
         self.results = ResultGuard(self.guard.policy)
-        return min(seq, self.results.load_state(folder))
+        self.provenance = ProvenanceGuard(self.guard.policy)
+        return min(seq, self.results.load_state(folder), self.provenance.load_state(folder))
 
     def _open_documents(self, view: EngineView, folder: Path) -> int:
         self._view, self._folder = view, folder
@@ -107,9 +110,11 @@ class GuardsExtension:
             if found:
                 self._flagged.update(found)
         self.results.on_put(stored, self._view.path if self._view is not None else self._folder)
+        self.provenance.on_put(stored, self._view.path if self._view is not None else self._folder)
 
     def on_delete(self, rows: Sequence[int]) -> None:
         self.results.on_delete(rows)
+        self.provenance.on_delete(rows)
         with self._lock:
             for row in rows:
                 if self._flagged.pop(row, None) is not None:
@@ -118,6 +123,7 @@ class GuardsExtension:
     def checkpoint(self) -> None:
         if self._view is not None:
             self.results.save_state(self._folder, self._view.applied_seq())
+            self.provenance.save_state(self._folder, self._view.applied_seq())
         with self._lock:
             if not self._dirty or self._view is None:
                 return
@@ -194,7 +200,8 @@ class GuardsExtension:
         keep, and the findings of the flagged ones by id. Never adds a hit."""
         hits, items, marked = self._screen_documents(hits, items, caller)
         hits, items, found = self.results.screen(hits, items, caller, safe, self._count_one)
-        for item_id, findings in found.items():
+        hits, items, shown = self.provenance.screen(hits, items, caller, self._count_one)
+        for item_id, findings in [*found.items(), *shown.items()]:
             marked = {**marked, item_id: [*marked.get(item_id, []), *findings]}
         return hits, items, marked
 
@@ -228,7 +235,17 @@ class GuardsExtension:
         """What the document guard found (:meth:`_document_status`) with, for an item the result guard flags
         under the deployment's policy (or could not check), ``content`` (NSFW score, toxicity, PII entity types)
         and its findings; None for an item nothing was found in (the item's view then has no ``guard``)."""
-        status = self._document_status(item_id)
+        status = self._with_content(self._document_status(item_id), item_id)
+        shown = self.provenance.item_status(item_id)  # an image item's watermark and C2PA reading
+        if shown is None:
+            return status
+        out: dict[str, Any] = dict(status) if status is not None else {}
+        out.setdefault("status", "flagged" if shown["findings"] else "checked")
+        out["findings"] = [*out.get("findings", []), *shown["findings"]]
+        out["provenance"] = shown["provenance"]
+        return out
+
+    def _with_content(self, status: dict[str, Any] | None, item_id: str) -> dict[str, Any] | None:
         found = self.results.item_status(item_id)
         unchecked = found is not None and str(found["content"].get("nsfw_status", "")).startswith("not checked")
         if found is None or not (found["findings"] or unchecked):
@@ -263,6 +280,7 @@ class GuardsExtension:
             "documents": {"quarantined" if action == BLOCK else "flagged": flagged},
             "decisions": [{"category": c, "action": a, "count": n} for (c, a), n in counts],
             "results": self.results.describe(),
+            "provenance": self.provenance.describe(),
         }
 
     def counts(self) -> dict[tuple[str, str], int]:

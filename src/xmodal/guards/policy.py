@@ -15,6 +15,11 @@ A policy file is TOML::
     nsfw_model = "/path/to/open-nsfw.onnx"  # the result guard's models (default: the ones installed/shipped)
     toxicity_model = "/path/to/toxicity_model.json.gz"
     query_image_ocr = true    # read the text in query images and check it (false: images are not read)
+    provenance_checks = true  # read each image's C2PA manifest at ingest (guards.provenance) ...
+    watermark_check = false   # ... and test it for an invisible watermark (7 RivaGAN decoder runs: ~1-3 s)
+    watermark_payload = 0x786D6F64          # the 32-bit payload a watermark is tested for
+    watermark_models = "/path/to/folder"    # RivaGAN's ONNX files (default: the ones invisible-watermark ships)
+    c2pa_trust_anchors = "/path/to/anchors.pem"  # signers under these roots read as "trusted"
 
 It is read from ``$XMODAL_GUARDS_POLICY`` or, failing that, ``<index>/guards/policy.toml``; an unknown
 category, action or setting is a :class:`~xmodal.errors.ConfigError` naming the file, the table and the fix.
@@ -48,6 +53,10 @@ CATEGORIES: dict[str, str] = {
     "nsfw": "a hit's image scored as sensitive by the NSFW model (ingest); block = the hit is left out",
     "toxicity": "a hit's title or text scored as offensive (ingest); block = the hit is left out",
     "pii": "personal data (names, e-mails, phone numbers...) in a hit's text; block = redacted in what is returned",
+    "ai_generated": "a hit's image carries a C2PA manifest claiming a generative model made it (ingest); "
+    "block = the hit is left out (the filter that excludes AI-generated items)",
+    "provenance": "a hit's image carries an invisible watermark or a C2PA manifest (ingest): shown with its "
+    "confidence, issuer and validity; block = the hit is left out",
 }
 #: The built-in (documented) policy.
 DEFAULT_POLICY: dict[str, str] = {
@@ -64,6 +73,8 @@ DEFAULT_POLICY: dict[str, str] = {
     "nsfw": BLOCK,
     "toxicity": FLAG,
     "pii": ALLOW,  # on request: scanning every item's text with spaCy costs ingest time (docs/guards.md)
+    "ai_generated": FLAG,
+    "provenance": FLAG,
 }
 SETTINGS: dict[str, type] = {
     "max_query_chars": int,
@@ -71,6 +82,11 @@ SETTINGS: dict[str, type] = {
     "nsfw_model": str,
     "toxicity_model": str,
     "query_image_ocr": bool,
+    "provenance_checks": bool,
+    "watermark_check": bool,
+    "watermark_payload": int,
+    "watermark_models": str,
+    "c2pa_trust_anchors": str,
 }
 ENV = "XMODAL_GUARDS_POLICY"
 
@@ -90,6 +106,13 @@ class Policy:
     toxicity_model: str | None = None  # another toxicity model file (default: the one shipped)
     #: read the text rendered in query images and check it like query text (:mod:`.image_text`)
     query_image_ocr: bool = True
+    #: read each image's watermark and C2PA manifest at ingest (:mod:`.provenance`)
+    provenance_checks: bool = True
+    #: also test each image for an invisible watermark at ingest (off by default: seven decoder runs of ~12 GMAC)
+    watermark_check: bool = False
+    watermark_payload: int = 0x786D6F64  # xmodal.guards.provenance.watermark.DEFAULT_PAYLOAD ("xmod")
+    watermark_models: str | None = None  # a folder with RivaGAN's ONNX files (default: invisible-watermark's)
+    c2pa_trust_anchors: str | None = None  # a PEM file of root certificates whose signers read as "trusted"
 
     def actions(self, caller: str | None) -> Mapping[str, str]:
         """The actions for ``caller`` (an API key's name; None or unknown: the deployment's)."""
@@ -102,6 +125,9 @@ class Policy:
             "keys": self.keys,
             "max_query_chars": self.max_query_chars,
             "query_image_ocr": self.query_image_ocr,
+            "provenance_checks": self.provenance_checks,
+            "watermark_check": self.watermark_check,
+            "watermark_payload": f"{self.watermark_payload:08x}",
         }
 
 
@@ -141,6 +167,8 @@ def parse(data: Mapping[str, Any], source: str) -> Policy:
             continue
         if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 1):
             raise ConfigError(f"{source} [settings].{name}: must be a {'positive integer' if kind is int else 'path'}")
+        if name == "watermark_payload" and isinstance(value, int) and value >= 2**32:
+            raise ConfigError(f"{source} [settings].watermark_payload: must be a 32-bit unsigned integer")
     return Policy(
         default,
         keys,
@@ -150,6 +178,11 @@ def parse(data: Mapping[str, Any], source: str) -> Policy:
         settings.get("nsfw_model"),
         settings.get("toxicity_model"),
         bool(settings.get("query_image_ocr", True)),
+        bool(settings.get("provenance_checks", True)),
+        bool(settings.get("watermark_check", False)),
+        int(settings.get("watermark_payload", Policy.watermark_payload)),
+        settings.get("watermark_models"),
+        settings.get("c2pa_trust_anchors"),
     )
 
 

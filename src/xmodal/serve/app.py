@@ -26,6 +26,7 @@ if find_spec("python_multipart") is None and find_spec("multipart") is None:  # 
 
 from .._version import __version__
 from ..engine import Engine
+from ..guards.provenance.export import exporter
 from .auth import AuthError, KeyRing, check_index, presented_key
 from .config import INDEX_NAME, ServeConfig, check_index_name
 from .deps import ReadKey, Served, ServerState, served
@@ -141,7 +142,9 @@ def _index_state(served: Served, engine: Engine, name: str | None) -> ServerStat
     """One index's state: its own write queue and thumbnails, the server's keys, limits and metrics; its
     gauges labelled with ``index`` when the server has named indexes (``name`` "" for the root one)."""
     config, limits = served.config, served.limits
-    writer, thumbs = WriteQueue(config.write_queue), ThumbnailCache(config.thumbnail_cache, run=limits.decode)
+    marks = exporter(config.export_provenance)  # watermark + C2PA on exported images (None: off)
+    writer = WriteQueue(config.write_queue)
+    thumbs = ThumbnailCache(config.thumbnail_cache, run=limits.decode, exporter=marks)
     state = ServerState(engine, config, served.keys, limits, served.metrics, writer, thumbs)
     labels = None if name is None else {"index": name}
     served.metrics.gauge("xmodal_index_items", lambda: float(len(engine)), labels)

@@ -17,6 +17,11 @@ A config file looks like (TOML; JSON with the same structure works too)::
     allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
     backup_dir = "/var/backups/xmodal"       # where POST /backup writes (none: the route is off)
 
+    [export_provenance]              # thumbnails and image downloads watermarked and C2PA-signed (default: off)
+    watermark = true                 # xmodal.guards.provenance.export has every key
+    c2pa_cert = "/etc/xmodal/c2pa-chain.pem"
+    c2pa_key = "/etc/xmodal/c2pa-key.pem"
+
     encoder = "http-embeddings"      # encoder of an index the server creates (as --encoder; default offline) ...
     [encoder_options]                # ... and its options (as --encoder-option; keys: better in the environment)
     url = "http://127.0.0.1:8000/v1"
@@ -133,6 +138,8 @@ class ServeConfig:
     encoder_options: Mapping[str, Any] = field(default_factory=dict)
     #: A named index's own encoder choice, from its table in [indexes]
     index_encoders: tuple[tuple[str, EncoderChoice], ...] = ()
+    #: Watermark and C2PA signing of exported images (xmodal.guards.provenance.export; empty: off)
+    export_provenance: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, env: dict[str, str] | None = None) -> ServeConfig:
@@ -174,6 +181,10 @@ class ServeConfig:
         metered = values.get("anonymous_cpu", 1.0) > 0 or values.get("anonymous_total_cpu", 1.0) > 0
         if metered and values.get("anonymous_cpu_burst", 1.0) <= 0:
             raise ConfigError("server setting anonymous_cpu_burst must be above 0 while CPU is metered (e.g. 1.0)")
+        if "export_provenance" in values:
+            from ..guards.provenance.export import ExportSettings
+
+            ExportSettings.parse(values["export_provenance"])  # a ConfigError naming the key and the fix
         decodes = values.get("image_decodes", 0)
         if isinstance(decodes, bool) or not isinstance(decodes, int) or decodes < 0:
             raise ConfigError(f"server setting image_decodes must be 0 (one per CPU) or more, got {decodes!r}")

@@ -254,6 +254,16 @@ _IMAGE_CONTENT: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _export_meta(state: ServerState, item_id: str) -> dict[str, Any]:
+    """What an exported image's manifest says of it: the item's title, and whether its own provenance reading
+    claims AI generation (:mod:`xmodal.guards.provenance`)."""
+    status = state.engine.item_guard(item_id) or {}
+    return {
+        "title": state.engine.get(item_id).title or item_id,
+        "ai_generated": bool((status.get("provenance") or {}).get("ai_generated")),
+    }
+
+
 @router.get(
     "/items/{item_id:path}/media",
     response_class=Response,
@@ -270,6 +280,10 @@ def get_media(
     state = server(request)
     path = state.engine.media.path(_media_ref(state, item_id, medium))
     kind = IMAGE_TYPES.get(path.suffix) or PLAYABLE_TYPES.get(path.suffix, "application/octet-stream")
+    if state.thumbs.exporter is not None and path.suffix in IMAGE_TYPES:  # watermarked and signed as configured
+        marked = state.thumbs.export(path, **_export_meta(state, item_id))
+        if marked is not None:
+            return Response(marked[0], media_type=marked[1], headers={"Cache-Control": "public, max-age=86400"})
     if medium == "audio" and kind.startswith("video/"):
         kind = "audio/" + kind.split("/", 1)[1]  # an .m4a kept as .mp4
     return FileResponse(
@@ -288,7 +302,8 @@ def get_thumbnail(request: Request, item_id: str, _: ReadKey, size: Annotated[in
     """A JPEG at most ``size`` pixels on its long side (cached in memory)."""
     state = server(request)
     path = state.engine.media.path(_media_ref(state, item_id))
-    data = state.thumbs.get(path, size)
+    meta = _export_meta(state, item_id) if state.thumbs.exporter is not None else {}
+    data = state.thumbs.get(path, size, **meta)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
 
