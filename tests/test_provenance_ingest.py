@@ -137,3 +137,17 @@ def test_watermark_at_ingest_and_a_model_that_cannot_load(tmp_path: Path, caplog
         status = engine.item_guard("marked")
         assert status is not None and status["provenance"]["status"] == "partly checked"
         assert status["provenance"]["watermark"]["status"].startswith("not checked: no watermark model file")
+
+
+def test_policy_settings_are_checked() -> None:
+    from xmodal.errors import ConfigError
+    from xmodal.guards.policy import parse
+
+    policy = parse({"settings": {"watermark_check": True, "watermark_payload": 0x1234}, "default": {}}, "p.toml")
+    assert policy.watermark_check and policy.watermark_payload == 0x1234 and policy.default["ai_generated"] == "flag"
+    with pytest.raises(ConfigError, match="watermark_payload: must be a 32-bit"):
+        parse({"settings": {"watermark_payload": 2**33}}, "p.toml")
+    with pytest.raises(ConfigError, match="watermark_check: must be true or false"):
+        parse({"settings": {"watermark_check": "yes"}}, "p.toml")
+    with pytest.raises(ConfigError, match="unknown action 'hide'"):
+        parse({"default": {"ai_generated": "hide"}}, "p.toml")
