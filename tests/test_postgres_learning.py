@@ -142,3 +142,42 @@ def test_a_server_shares_its_policy_as_it_learns(
         assert marks == list(engine.feedback_log.marks())
     finally:
         engine.close()
+
+
+def test_a_generative_model_trained_on_one_server_is_used_by_every_server(
+    postgres_server: Any, postgres_schema: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    from xmodal import Item, Query
+    from xmodal.genret.build import train_engine
+    from xmodal.genret.extension import live_genret
+    from xmodal.genret.train import TrainConfig
+
+    from .conftest import text_items
+
+    tiny = TrainConfig(
+        levels=2, codebook_size=16, epochs=30, batch=32, lr=5e-3, d_model=32, n_layers=1, n_heads=2, n_prefix=2,
+        finetune_epochs=1, kmeans_iters=10, min_steps=0, device="cpu",
+    )  # fmt: skip
+    first = Engine.open(location(postgres_server, postgres_schema, tmp_path / "a"), encoder="hashing", index="exact")
+    second = Engine.open(location(postgres_server, postgres_schema, tmp_path / "b"))
+    try:
+        first.add(text_items(64))
+        query = Query(text="item 5 red", k=5, mode="generative-rerank")
+        train_engine(first, config=tiny, progress=False)
+        wait_for(lambda: live_genret(second).model is not None, 5.0)  # told by the store, fetched, loaded
+        assert second.search(query).hits.ids.tolist() == first.search(query).hits.ids.tolist()
+        first.add([Item.create("late", title="item late blue", text="word3 thing")])  # after training: in both tries
+        wait_for(lambda: second.applied_seq() == first.applied_seq(), 1.0)
+        model = live_genret(second).model
+        assert model is not None and len(model.trie) == 65 == len(live_genret(first).model.trie)  # type: ignore[union-attr]
+        third = Engine.open(location(postgres_server, postgres_schema, tmp_path / "c"))  # opens with the model
+        try:
+            assert live_genret(third).model is not None
+            assert third.search(query).hits.ids.tolist() == first.search(query).hits.ids.tolist()
+        finally:
+            third.close()
+    finally:
+        first.close()
+        second.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,6 +21,7 @@ from ..extension import ModeResult
 from ..records import Query
 from ..store.sqlite import StoredItem
 from .fixes import TRAIN_FIX
+from .shared import MODEL_STATE, fetch
 
 if TYPE_CHECKING:
     from ..extension import EngineView, ExtensionHost, Mode
@@ -42,24 +44,42 @@ class GenretExtension:
         self._view: EngineView | None = None
         self._folder: Path | None = None
         self._live: LiveGenret | None = None
+        self._opening = threading.Lock()
 
     def open(self, view: EngineView, folder: Path) -> int:
         self._view, self._folder = view, folder
         seq = view.last_seq()
+        shared = view.feedback_log.shared_state
+        if shared is not None:  # several servers: the newest model any of them trained
+            fetch(shared, folder)
+            shared.follow(MODEL_STATE, self._model_shared)
         if (folder / MANIFEST).exists():
             _ = self.live  # load the model now, caught up with the store, so no search waits for it
         return seq
 
+    def _model_shared(self) -> None:
+        """Another server trained a model: fetch it and use it here."""
+        shared = self._view.feedback_log.shared_state if self._view is not None else None
+        if shared is None or self._folder is None or not fetch(shared, self._folder):
+            return
+        with self._opening:
+            live = self._live
+        if live is not None:
+            live.reload()
+        else:
+            _ = self.live
+
     @property
     def live(self) -> LiveGenret:
         """The generative index holder (loaded, and caught up with the store, on first use)."""
-        if self._live is None:
-            if self._view is None or self._folder is None:
-                raise ConfigError("the genret extension is not open")
-            from .live import LiveGenret
+        with self._opening:
+            if self._live is None:
+                if self._view is None or self._folder is None:
+                    raise ConfigError("the genret extension is not open")
+                from .live import LiveGenret
 
-            self._live = LiveGenret(self._view, self._folder)
-        return self._live
+                self._live = LiveGenret(self._view, self._folder)
+            return self._live
 
     def search(self, query: Query, vector: np.ndarray | None, *, rerank: bool) -> ModeResult:
         """GENIUS (or GENIUS-R with ``rerank``) for one query."""

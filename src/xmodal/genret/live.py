@@ -28,6 +28,7 @@ from ..store.sqlite import StoredItem
 from .data import feedback_events
 from .fixes import TRAIN_FIX
 from .model import GenerativeIndex, modality_code
+from .shared import share
 
 if TYPE_CHECKING:
     from ..extension import EngineView
@@ -67,6 +68,9 @@ class LiveGenret:
             self.model, self.problem = model, None
             model.save(self.directory, self._catch_up(seq))
             self._dirty = False
+            shared = self.engine.feedback_log.shared_state
+            if shared is not None:  # several servers over one store: every one of them uses it
+                share(shared, self.directory)
 
     @contextmanager
     def reading(self) -> Iterator[GenerativeIndex]:

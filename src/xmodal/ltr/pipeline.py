@@ -366,7 +366,11 @@ class Pipeline:
                 folder = self.dir / "policy"
                 with folder_lock(self.dir):
                     self.policy.save(folder)
-                    files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+                    files = sorted(
+                        p.name
+                        for p in folder.iterdir()
+                        if p.is_file() and not p.name.endswith(".tmp") and not p.name.startswith(".")
+                    )
                     self.shared.save(POLICY_STATE, folder, files, self.feedback.delivered())
             return
         with folder_lock(self.dir):  # another process's save waits its turn (xmodal.store.files)

@@ -31,6 +31,26 @@ CREATE TABLE IF NOT EXISTS learned_state (
 """
 
 
+#: The file in a state's folder naming the versions its files are (so an unchanged state is not fetched again)
+MARKER = ".xmodal-shared.json"
+
+
+def _held(folder: Path) -> dict[str, int]:
+    try:
+        found = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _hold(folder: Path, name: str, version: int) -> None:
+    """Record that ``folder`` holds version ``version`` of state ``name``."""
+    held = {**_held(folder), name: int(version)}
+    tmp = folder / f"{MARKER}.tmp"
+    tmp.write_text(json.dumps(held, sort_keys=True))
+    tmp.replace(folder / MARKER)
+
+
 class SharedState:
     """Named learned states in the store's ``learned_state`` table, with the versions this process has seen."""
 
@@ -63,26 +83,32 @@ class SharedState:
             return version
 
         version = self.store.write_locked(run, f"saving the learned state {name!r}", lock="state")
+        _hold(folder, name, version)
         with self._lock:
             self._seen[name] = max(self._seen.get(name, 0), version)
         return version
 
     def load(self, name: str, folder: Path) -> list[int] | None:
-        """Write the newest saved state ``name`` into ``folder`` (its files, as saved); return the feedback-log
-        marks it reflects, or None when none was saved."""
-        found = self.store.read("SELECT version, marks, files FROM learned_state WHERE name = %s", (name,))
+        """Write the newest saved state ``name`` into ``folder`` (its files, as saved; nothing when the folder
+        already holds that version, :data:`MARKER`); return the feedback-log marks it reflects, or None when
+        none was saved."""
+        found = self.store.read("SELECT version, marks FROM learned_state WHERE name = %s", (name,))
         if not found:
             return None
-        version, marks, files = found[0]
-        folder.mkdir(parents=True, exist_ok=True)
-        for file, blob in json.loads(files).items():
-            if "/" in file or file.startswith("."):
-                raise StorageError(f"{self.store.where}: learned state {name!r} names a bad file {file!r}")
-            tmp = folder / f"{file}.tmp"
-            tmp.write_bytes(base64.b64decode(blob))
-            tmp.replace(folder / file)
+        version, marks = int(found[0][0]), found[0][1]
+        if _held(folder).get(name) != version:
+            found = self.store.read("SELECT version, marks, files FROM learned_state WHERE name = %s", (name,))
+            version, marks, files = int(found[0][0]), found[0][1], found[0][2]
+            folder.mkdir(parents=True, exist_ok=True)
+            for file, blob in json.loads(files).items():
+                if "/" in file or file.startswith("."):
+                    raise StorageError(f"{self.store.where}: learned state {name!r} names a bad file {file!r}")
+                tmp = folder / f"{file}.tmp"
+                tmp.write_bytes(base64.b64decode(blob))
+                tmp.replace(folder / file)
+            _hold(folder, name, version)
         with self._lock:
-            self._seen[name] = int(version)
+            self._seen[name] = version
         return [int(m) for m in json.loads(marks)]
 
     def version(self, name: str) -> int:
