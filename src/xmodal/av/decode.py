@@ -76,6 +76,30 @@ def to_pcm16(samples: Samples) -> bytes:
     return clipped.astype("<i2").tobytes()
 
 
+CLIP_BITRATE = "24k"  #: a segment's sound, kept as Ogg Opus (about 90 KB for 30 s)
+
+
+def encode_clip(samples: Samples, *, rate: int = RATE, item: str | None = None) -> bytes:
+    """``samples`` (mono float32 at ``rate``) as an Ogg Opus file of :data:`CLIP_BITRATE`: a segment's own
+    sound, kept so the ``audio`` encoder can embed it (see :mod:`xmodal.av.splitter`)."""
+    cmd = [tool("ffmpeg", "ffmpeg"), "-nostdin", "-v", "error", "-f", "f32le", "-ar", str(rate), "-ac", "1"]
+    cmd += ["-i", "-", "-c:a", "libopus", "-b:a", CLIP_BITRATE, "-f", "ogg", "-"]
+    data = np.clip(samples, -1.0, 1.0).astype("<f4").tobytes()
+    try:
+        done = subprocess.run(cmd, input=data, capture_output=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        done = subprocess.CompletedProcess(cmd, 1, b"", b"timed out")
+    if done.returncode != 0 or not done.stdout.startswith(b"OggS"):
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        raise MediaFileError(
+            f"media.audio{'' if item is None else ' of ' + item}",
+            f"its sound could not be encoded as Opus ({reason[0][:200]})",
+            "install an ffmpeg with libopus (Debian's has it), or split with the option clips=False",
+            item=item,
+        )
+    return done.stdout
+
+
 def frame_jpeg(path: str, at: float, *, side: int = FRAME_SIDE, item: str | None = None) -> bytes:
     """The video frame at ``at`` seconds, its longer side scaled to ``side`` pixels, as JPEG bytes."""
     scale = f"scale='if(gt(iw,ih),min({side},iw),-2)':'if(gt(iw,ih),-2,min({side},ih))'"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..errors import ValidationError
-from .decode import RATE, decode_audio
+from .decode import RATE, Samples, decode_audio
 from .fingerprint import Fingerprint, fingerprint
 from .probe import MediaFileError, MediaInfo, clock
 from .speech import Transcriber
@@ -24,12 +24,14 @@ Span = tuple[float, float]
 
 @dataclass(frozen=True, slots=True)
 class Heard:
-    """A span's sound: what is said in it and its fingerprint (empty when too short to fingerprint)."""
+    """A span's sound: what is said in it, its fingerprint (empty when too short to fingerprint) and its
+    samples (``sound``, at :data:`~xmodal.av.decode.RATE`; None when not kept)."""
 
     start: float
     end: float
     text: str
     fingerprint: Fingerprint
+    sound: Samples | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ def _hear_block(
             yield Failed(a, b, failure.problem, failure.fix)
         else:
             piece = samples[int((a - start) * RATE) : int((b - start) * RATE)]
-            yield Heard(a, b, join_words(words_between(words, a, b)), fingerprint(piece))
+            yield Heard(a, b, join_words(words_between(words, a, b)), fingerprint(piece), piece)
 
 
 def _tell(progress: Callable[[str, int], object] | None, stage: str, n: int) -> None:

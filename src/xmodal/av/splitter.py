@@ -10,8 +10,12 @@ one segment per time window (sound) or shot (video), each with a ``span`` of sta
 
 The parent's attributes give the ``duration`` in seconds, the codecs, and the fingerprint of the first
 two minutes. ``SplitOptions.extra`` may set ``window``, ``overlap``, ``shots`` (``"detect"`` or
-``"fixed"``), ``transcribe`` (False: no speech-to-text), and ``language`` (else the parent's attribute
-``language``, else the sound stream's language tag, else English for the English-only default model).
+``"fixed"``), ``transcribe`` (False: no speech-to-text), ``language`` (else the parent's attribute
+``language``, else the sound stream's language tag, else English for the English-only default model) and
+``clips`` (default True): each segment with sound keeps it as its ``audio`` medium (Ogg Opus at 24 kb/s,
+:func:`~xmodal.av.decode.encode_clip`) and a video's parent its file as its ``audio`` medium too (stored
+once), so the ``audio`` encoder (:mod:`xmodal.encoders.audio`) gives each an ``audio`` vector; other
+encoders embed a segment's text and frame as before.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 from ..media_loaders import MediaRef
 from ..records import Span
 from ..splitters import Segment, SegmentError, Source, Split, SplitOptions
-from .decode import decode_audio, frame_jpeg
+from .decode import RATE, decode_audio, encode_clip, frame_jpeg
 from .fingerprint import FILE_SECONDS, fingerprint, to_attribute
 from .hearing import Failed, Heard, hear
 from .probe import AUDIO_SUFFIXES, VIDEO_SUFFIXES, MediaFileError, MediaInfo, clock, probe
@@ -68,6 +72,9 @@ class _MediaSplitter:
             raise
         attributes["segments"] = len(spans)
         media = self.parent_media(source, info, spans)
+        clips = bool(options.extra.get("clips", True))
+        if clips and info.has_audio and self.name != "audio":  # a video's sound track, the same file
+            media["audio"] = media[self.name]
         segments = self._segments(info, spans, source, options, (transcriber, language), temporary)
         return Split(segments=segments, attributes=attributes, media=media)
 
@@ -81,9 +88,14 @@ class _MediaSplitter:
         window = float(options.extra.get("window", WINDOW))
         return fixed_windows(info.duration, window, float(options.extra.get("overlap", OVERLAP)))
 
-    def segment(self, info: MediaInfo, heard: Heard, source: Source) -> Segment | SegmentError:
+    def segment(self, info: MediaInfo, heard: Heard, source: Source, clips: bool = False) -> Segment | SegmentError:
+        span = Span(start=heard.start, end=heard.end)
         attributes = {"fingerprint": to_attribute(heard.fingerprint)} if len(heard.fingerprint) else {}
-        return Segment(Span(start=heard.start, end=heard.end), text=heard.text, attributes=attributes)
+        try:
+            media = _clip(heard, source) if clips else {}
+        except MediaFileError as exc:
+            return SegmentError(span, exc.problem, exc.fix)
+        return Segment(span, text=heard.text, media=media, attributes=attributes)
 
     def _segments(
         self,
@@ -107,7 +119,7 @@ class _MediaSplitter:
                 if isinstance(part, Failed):
                     yield SegmentError(Span(start=part.start, end=part.end), part.problem, part.fix)
                 else:
-                    yield self.segment(info, part, source)
+                    yield self.segment(info, part, source, bool(options.extra.get("clips", True)))
         finally:
             _remove(temporary)
 
@@ -142,14 +154,25 @@ class VideoSplitter(_MediaSplitter):
                 pass  # no thumbnail: the shots say which frames fail
         return media
 
-    def segment(self, info: MediaInfo, heard: Heard, source: Source) -> Segment | SegmentError:
+    def segment(self, info: MediaInfo, heard: Heard, source: Source, clips: bool = False) -> Segment | SegmentError:
         span = Span(start=heard.start, end=heard.end)
         try:
             frame = frame_jpeg(info.path, (heard.start + heard.end) / 2, item=source.name)
+            sound = _clip(heard, source) if clips else {}
         except MediaFileError as exc:
             return SegmentError(span, exc.problem, exc.fix)
         attributes = {"fingerprint": to_attribute(heard.fingerprint)} if len(heard.fingerprint) else {}
-        return Segment(span, text=heard.text, media={"image": frame}, attributes=attributes)
+        return Segment(span, text=heard.text, media={"image": frame, **sound}, attributes=attributes)
+
+
+MIN_CLIP_SECONDS = 0.25  #: shorter sound is not kept as a segment's clip (too short to embed)
+
+
+def _clip(heard: Heard, source: Source) -> dict[str, MediaRef]:
+    """A segment's own sound as its ``audio`` medium, when it has enough of it."""
+    if heard.sound is None or len(heard.sound) < MIN_CLIP_SECONDS * RATE:
+        return {}
+    return {"audio": encode_clip(heard.sound, item=source.name)}
 
 
 def fingerprint_of_nothing() -> Any:

@@ -115,6 +115,9 @@ def register(subparsers: Any) -> None:
     search.add_argument("text", nargs="?", default="", help="query text")
     search.add_argument("--image", metavar="PATH", help="query image")
     search.add_argument(
+        "--audio", metavar="PATH", help="query sound: items that sound like it (an index made with --encoder audio)"
+    )
+    search.add_argument(
         "--media",
         action="append",
         default=[],
@@ -263,6 +266,8 @@ def run_search(args: argparse.Namespace) -> int:
         return run_vector_search(args)
     options = query_options(args)
     media = dict(_media_arg(m) for m in args.media)
+    if args.audio:
+        media["audio"] = args.audio
     with engine_of(args) as engine:  # opened first: the index settings allow its media loaders
         try:
             query = Query(
@@ -292,7 +297,7 @@ def run_search(args: argparse.Namespace) -> int:
 def run_vector_search(args: argparse.Namespace) -> int:
     """``search --vector-file``: a dense search with the caller's own vector."""
     options = query_options(args)
-    if args.text or args.image or args.media or args.group or options.pop("mode", "dense") != "dense":
+    if args.text or args.image or args.audio or args.media or args.group or options.pop("mode", "dense") != "dense":
         raise UsageError("--vector-file searches by the vector alone: drop the text, --image, --media, --group, --mode")
     vector = read_vector(Path(args.vector_file))
     with engine_of(args) as engine:

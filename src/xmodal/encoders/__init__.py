@@ -2,7 +2,8 @@
 
 ``hashing`` is the deterministic test encoder; ``offline`` (the default) is all-MiniLM-L6-v2 for
 text plus EfficientNet-Lite0 bridged into the text space for images; ``caller`` makes no vectors (an
-index of the caller's own). Heavy backends are imported only when first created; the model backends
+index of the caller's own); ``audio`` adds an ``audio`` kind to another encoder (:mod:`.audio`). Heavy
+backends are imported only when first created; the model backends
 (``http-embeddings``, ``sentence-transformers``, ``hf``, ``open_clip``, ``bedrock-nova``) live in
 :mod:`xmodal.encoders.backends`.
 """
@@ -44,6 +45,8 @@ register_encoder("sentence-transformers", f"{_BACKENDS}.sentence_transformer:Sen
 register_encoder("hf", f"{_BACKENDS}.hf:HFEncoder")
 register_encoder("bedrock-nova", f"{_BACKENDS}.bedrock_nova:BedrockNovaEncoder")
 register_encoder("open_clip", f"{_BACKENDS}.openclip:OpenCLIPEncoder")
+# Another encoder plus an ``audio`` kind from an offline audio model (aiSFX or Resemblyzer).
+register_encoder("audio", "xmodal.encoders.audio:AudioEncoder")
 
 __all__ = [
     "BaseEncoder",

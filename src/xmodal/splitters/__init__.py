@@ -359,10 +359,12 @@ def split_items(source: Source, chosen: Splitter, options: SplitOptions | None =
 
 def _modality(segment: Segment) -> str | None:
     """A segment's modality from its own parts: its media, and ``text`` only when it has text of its own
-    (the title it gets from its parent is shown, not embedded, on a page without text)."""
+    (the title it gets from its parent is shown, not embedded, on a page without text) or is a stretch of
+    sound (its title is embedded, as for a segment with no media, so every encoder makes a vector of it)."""
     if not segment.media:
         return None
-    parts = set(segment.media) | ({TEXT} if segment.text.strip() else set())
+    own_text = segment.text.strip() or "audio" in segment.media
+    parts = set(segment.media) | ({TEXT} if own_text else set())
     return join_modality(parts)
 
 

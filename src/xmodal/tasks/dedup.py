@@ -3,7 +3,8 @@
 Images (of image items and products alike) pair by perceptual hash and stored image vectors, verified by
 aligned thumbnail correlation (:mod:`.dedup_images`); texts (of text items and products alike) by MinHash
 (:mod:`.dedup_text`); audio and video by the fingerprinters :mod:`xmodal.av` registers
-(:mod:`.fingerprints`). Every pair joins its items' groups (union-find), so a product whose image copies an
+(:mod:`.fingerprints`), files with files and segments with segments, a video's sound track with audio files
+(:mod:`.dedup_sound`). Every pair joins its items' groups (union-find), so a product whose image copies an
 image item and whose text copies an article ends up in one group with both. Each threshold is calibrated on
 the collection (or given, or a stated default when there is too little to calibrate on) and listed in the
 result with its source.
@@ -15,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ValidationError, XmodalError
+from ..errors import ValidationError
 from ..records import Item
 from . import dedup_images, dedup_text
 from .calibrate import Threshold
 from .data import check_positive, text_of
-from .fingerprints import StoredFingerprints, fingerprinters
+from .dedup_sound import sound_pairs
 from .textsig import minhashes
 
 if TYPE_CHECKING:
@@ -171,37 +172,10 @@ def _fingerprint_pairs(
     skipped: dict[str, str],
     unchecked: dict[str, str],
 ) -> list[Pair]:
-    """Pairs of audio and video (any medium but images) by the registered fingerprinters; a medium with none
-    goes to ``unchecked``. Every pair of fingerprints is compared (fingerprints are few: one per recording)."""
-    present = sorted({name for item in items for name in item.media} - {"image"})
-    registered = fingerprinters() if present else {}
-    pairs: list[Pair] = []
-    for medium in present:
-        printer = registered.get(medium)
-        if printer is None:
-            unchecked[medium] = "no fingerprinter is registered for it (xmodal.av registers audio and video ones)"
-            continue
-        cut = given.get(medium) or Threshold(medium, printer.default_threshold, True, "default")
-        used.append(cut)
-        prints: list[tuple[str, Any]] = []
-        for item in (it for it in items if medium in it.media):
-            ref = item.media[medium]
-            stored = printer.from_attributes(item.attributes) if isinstance(printer, StoredFingerprints) else None
-            if stored is not None:
-                prints.append((item.id, stored))
-                continue
-            try:
-                data = ref if isinstance(ref, bytes) else engine.media.path(ref).read_bytes()
-                prints.append((item.id, printer.fingerprint(data)))
-            except (XmodalError, OSError) as exc:
-                skipped[item.id] = f"{medium} not fingerprinted: {exc}"
-        compared[medium] = len(prints)
-        for i, (a, fa) in enumerate(prints):
-            for b, fb in prints[i + 1 :]:
-                score = printer.similarity(fa, fb)
-                if cut.passes(score):
-                    pairs.append(Pair(a, b, medium, score))
-    return pairs
+    """Pairs of recordings (files with files, segments with segments, a video's sound track with an audio
+    file) by the registered fingerprinters (:mod:`.dedup_sound`)."""
+    found = sound_pairs(engine, items, given, used, compared, skipped, unchecked)
+    return [Pair(p.a, p.b, p.signal, p.score) for p in found]
 
 
 def _groups(items: list[Item], pairs: list[Pair]) -> list[DuplicateGroup]:
