@@ -48,3 +48,25 @@ def test_reindex_on_postgres_is_refused_with_the_fix_and_the_fix_works(
     assert hits[0]["id"] == "t7"
     with Engine.open(new) as engine:
         assert engine.count() == 30 and engine.info()["encoder"]["seed"] == 1
+
+
+def test_the_rest_route_refuses_a_postgres_store_with_the_fix(
+    postgres_server: Any, postgres_schema: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("fastapi")
+    httpx = pytest.importorskip("httpx")
+    from xmodal.serve import ApiKey, ServeConfig, create_app
+    from xmodal.serve.testing import serve_in_thread
+
+    url = _url(postgres_server, postgres_schema, tmp_path / "state")
+    admin = {"Authorization": "Bearer admin-key-0001"}
+    with Engine.open(url, encoder="hashing", dim=64) as engine:
+        engine.add(text_items(5))
+        app = create_app(engine, ServeConfig(keys=(ApiKey("admin-key-0001", frozenset({"admin"})),)))
+        with serve_in_thread(app) as served:
+            body = {"action": "start", "encoder": "hashing", "encoder_options": {"seed": 1}}
+            answer = httpx.post(f"{served}/admin/reindex", json=body, headers=admin)
+            found = httpx.post(f"{served}/search", json={"text": "item 3", "k": 1}, headers=admin)
+    assert answer.status_code == 400 and "keeps its items in PostgreSQL" in answer.json()["error"]
+    assert "add CATALOG --encoder NAME" in answer.json()["error"]
+    assert found.status_code == 200 and found.json()["hits"]

@@ -61,7 +61,8 @@ def test_reindex_over_rest_while_serving(tmp_path: Path) -> None:
     app = create_app(engine, ServeConfig(keys=KEYS))
     try:
         with serve_in_thread(app) as url:
-            start = {"action": "start", "encoder": "hashing", "encoder_options": {"dim": 64, "seed": 1}, "batch": 100}
+            start = {"action": "start", "encoder": "hashing", "encoder_options": {"dim": 64, "seed": 1}, "batch": 100,
+                     "share": 0.5}  # fmt: skip
             assert httpx.post(f"{url}/admin/reindex", json=start, headers=W).status_code == 403
             assert httpx.post(f"{url}/admin/reindex", json=start).status_code == 401
             bad = httpx.post(f"{url}/admin/reindex", json={**start, "encoder": "no-such-encoder"}, headers=A)

@@ -48,6 +48,13 @@ class ReindexRequest(BaseModel):
     encoder: str | None = Field(None, description="start: the new encoder's name (leave out to resume)")
     encoder_options: dict[str, Any] = Field(default_factory=dict, description="start: the new encoder's options")
     batch: int = Field(256, ge=1, le=10_000, description="start: items encoded per committed batch")
+    share: float = Field(
+        0.25,
+        gt=0.0,
+        le=1.0,
+        description="start: the share of the time the build may take (it pauses after each batch for the rest), "
+        "so searches keep their latency on the server's CPU; 1 for full speed",
+    )
 
 
 class Runner:
@@ -64,7 +71,7 @@ class Runner:
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def start(self, encoder: str | None, options: dict[str, Any], batch: int) -> dict[str, Any]:
+    def start(self, encoder: str | None, options: dict[str, Any], batch: int, share: float = 1.0) -> dict[str, Any]:
         with self.lock:
             if self.running():
                 raise ConfigError("a reindex build is already running here: ask for its status, or abort it")
@@ -84,13 +91,23 @@ class Runner:
             self.options = merged
             self.stop.clear()
             self.error = None
-            self.thread = threading.Thread(target=self._build, args=(job, batch), name="xmodal-reindex", daemon=True)
+            self.thread = threading.Thread(
+                target=self._build, args=(job, batch, share), name="xmodal-reindex", daemon=True
+            )
             self.thread.start()
         return self.status()
 
-    def _build(self, job: Reindex, batch: int) -> None:
+    def _build(self, job: Reindex, batch: int, share: float) -> None:
+        last = [time.perf_counter()]
+
+        def pace(_: int) -> None:  # after each committed batch: pause so the build takes ``share`` of the time
+            worked = time.perf_counter() - last[0]
+            if share < 1.0:
+                self.stop.wait(worked * (1.0 - share) / share)
+            last[0] = time.perf_counter()
+
         try:
-            job.run(stop=self.stop.is_set, batch=batch)
+            job.run(progress=pace, stop=self.stop.is_set, batch=batch)
         except Exception as exc:  # noqa: BLE001 - the build's error is reported by status, the server goes on
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -152,7 +169,7 @@ async def reindex(request: Request, body: ReindexRequest, _: AdminKey) -> dict[s
     try:
         job = runner_for(state.engine)
         if body.action == "start":
-            return await run_in_threadpool(job.start, body.encoder, body.encoder_options, body.batch)
+            return await run_in_threadpool(job.start, body.encoder, body.encoder_options, body.batch, body.share)
         if body.action == "status":
             return await run_in_threadpool(job.status)
         if body.action == "abort":
