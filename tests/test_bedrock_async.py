@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import wave
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,9 @@ def test_end_to_end_against_the_fake_runtime_and_moto_s3(tmp_path: Path, monkeyp
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     long = tones(tmp_path / "three-tones.wav", [220, 440, 880], 15.0)  # 45 s: over the synchronous limit
     short = tones(tmp_path / "beep.wav", [660], 4.0)
+    flac = tmp_path / "chirp.flac"  # a format Nova does not take: decoded to WAV before it is sent
+    wav = tones(tmp_path / "chirp.wav", [550], 4.0)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), str(flac)], check=True)
     with moto_s3() as s3_url:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_url)
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="media-bucket")
@@ -227,8 +231,10 @@ def test_end_to_end_against_the_fake_runtime_and_moto_s3(tmp_path: Path, monkeyp
             with Engine.open(tmp_path / "idx", encoder=enc, extensions=[]) as engine:
                 report = add_recording(engine, "talk", long, "audio")
                 assert not report.rejected and len(report.added) == 4
-                added = engine.add([Item.create("beep", media={"audio": str(short)})])
-                assert added.added == ["beep"], added.rejected
+                added = engine.add([Item.create("beep", media={"audio": str(short)}),
+                                    Item.create("chirp", media={"audio": str(flac)})])  # fmt: skip
+                assert added.added == ["beep", "chirp"], added.rejected
+                chirp = engine.search("tone 550 hz", mode="dense", k=1)
                 hits = engine.search("tone 440 hz", mode="dense", k=3)
                 grouped = engine.search("tone 880 hz", mode="dense", k=5, group="parent")
                 beep = engine.search("tone 660 hz", mode="dense", k=1)
@@ -236,7 +242,7 @@ def test_end_to_end_against_the_fake_runtime_and_moto_s3(tmp_path: Path, monkeyp
     assert hits.items[0].id == "talk#t15" and hits.items[0].parent == "talk"
     assert (hits.items[0].span.start, hits.items[0].span.end) == (15.0, 30.0)
     assert grouped.items[0].id == "talk#t30" and len({i.parent or i.id for i in grouped.items}) == len(grouped.items)
-    assert beep.items[0].id == "beep"
+    assert beep.items[0].id == "beep" and chirp.items[0].id == "chirp"
     starts = [b for p, b in zip(runtime.paths, runtime.bodies, strict=True) if p == "/async-invoke"]
     # the first request was throttled and retried with the same body and clientRequestToken: one job ran
     assert len(starts) == 2 and starts[0] == starts[1] and len(runtime.jobs) == 1

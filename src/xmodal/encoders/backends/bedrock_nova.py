@@ -59,6 +59,7 @@ from .bedrock_nova_async import (
     media_params,
     split_s3_uri,
 )
+from .bedrock_nova_media import recording_file
 
 MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
 SIZES = (256, 384, 1024, 3072)
@@ -206,20 +207,19 @@ class BedrockNovaEncoder(BaseEncoder):
     def _recording_vector(self, content: Any, medium: str, purpose: Purpose) -> Vectors:
         """One recording's raw vector: inline through ``invoke_model`` when short, else the renormalised mean
         of its segments' from the asynchronous API."""
-        path, seconds = _recording(content, medium)
         self._usage.add(recordings=1)
-        if seconds <= SYNC_SECONDS and path.stat().st_size <= SYNC_BYTES:
+        with recording_file(content, medium) as (path, seconds):
+            if seconds > SYNC_SECONDS or path.stat().st_size > SYNC_BYTES:
+                return mean_vector([s.vector for s in self._segments(path, medium, purpose)])
             fmt = media_format(path, medium)
             source = {"bytes": base64.b64encode(path.read_bytes()).decode("ascii")}
-            params = {
-                "embeddingPurpose": self.purpose_name(purpose),
-                "embeddingDimension": self.request_dim,
-                medium: media_params(medium, fmt, source),
-            }
-            body = {"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": params}
-            row: Vectors = self._run([body])[0]
-            return row
-        return mean_vector([s.vector for s in self._segments(path, medium, purpose)])
+        params = {
+            "embeddingPurpose": self.purpose_name(purpose),
+            "embeddingDimension": self.request_dim,
+            medium: media_params(medium, fmt, source),
+        }
+        row: Vectors = self._run([{"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": params}])[0]
+        return row
 
     def segments(self, path: str | Path, medium: str, purpose: Purpose | str = Purpose.DOCUMENT) -> list[SegmentVector]:
         """Every segment of the recording at ``path`` (``medium``: ``audio`` or ``video``) with its start and
@@ -404,21 +404,6 @@ def _choice(value: object, allowed: tuple[str, ...], setting: str) -> str:
     if text not in allowed:
         raise ConfigError(f"encoder 'bedrock-nova': option {setting}={value!r} is not one of {', '.join(allowed)}")
     return text
-
-
-def _recording(content: Any, medium: str) -> tuple[Path, float]:
-    """The file and duration of a recording: a loader's probed ``MediaInfo``, or a path (probed here)."""
-    path = getattr(content, "path", content)
-    seconds = getattr(content, "duration", None)
-    if not isinstance(path, (str, Path)) or not Path(path).is_file():
-        raise ValidationError(
-            f"content.{medium}", "is not a readable recording file", f"give the {medium} as a file path"
-        )
-    if seconds is None:
-        from ...av.probe import probe
-
-        seconds = probe(path, need=medium).duration
-    return Path(path), float(seconds)
 
 
 def _image_bytes(image: Image.Image) -> tuple[str, bytes]:
