@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.av_clips import encode, need_tools, speak, talk, video
+from tests.av_clips import encode, need_tools, run, speak, talk, video
 from xmodal.av.decode import RATE, decode_audio, frame_jpeg
 from xmodal.av.fingerprint import (
     DUPLICATE_THRESHOLD,
@@ -163,6 +163,49 @@ def test_hearing_keeps_the_spans_before_a_truncation(clips: dict[str, Path], tmp
     assert heard and failed and heard[0].start == 0.0
     assert all(f.start > h.start for f in failed for h in heard)
     assert "truncated" in failed[-1].problem and failed[-1].fix
+
+
+def test_faint_cuts_between_small_drawings_count_and_a_flicker_does_not(tmp_path: Path) -> None:
+    """A small drawing on white replaced by another is a change of well under 2 (the old fixed floor); a
+    brightness flicker over a photo changes every frame by more than that, and is not a cut."""
+    need_tools()
+    from PIL import Image, ImageDraw
+
+    images = []
+    for i in range(3):
+        path = tmp_path / f"d{i}.png"
+        image = Image.new("RGB", (320, 240), (255, 255, 255))
+        draw = ImageDraw.Draw(image)
+        draw.ellipse((140 + 4 * i, 100, 160 + 4 * i, 120 + 6 * i), outline=(0, 0, 0), width=1 + i % 2)
+        image.save(path)
+        images.append(path)
+    clip = video(tmp_path, images, ["one", "two", "three"], seconds=2.0)
+    assert [round(a, 1) for a, _ in detect_shots(probe(clip, need="video"))] == [0.0, 2.0, 4.0]
+    photo = tmp_path / "photo.png"
+    texture = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(texture).resize((320, 240), Image.Resampling.BICUBIC).save(photo)
+    flicker = tmp_path / "flicker.mp4"
+    filters = "eq=brightness='0.3*sin(t*2)':eval=frame,format=yuv420p"
+    run(
+        "ffmpeg",
+        "-v",
+        "error",
+        "-y",
+        "-loop",
+        "1",
+        "-framerate",
+        "25",
+        "-i",
+        str(photo),
+        "-vf",
+        filters,
+        "-t",
+        "8",
+        "-c:v",
+        "libx264",
+        str(flicker),
+    )
+    assert detect_shots(probe(flicker, need="video")) == [(0.0, 8.0)]
 
 
 def test_shots_are_found_at_the_cuts_and_frames_are_jpeg(tmp_path: Path) -> None:
