@@ -1,9 +1,11 @@
 """The ``audio`` and ``video`` splitters (:mod:`xmodal.splitters`): a recording becomes a parent item and
 one segment per time window (sound) or shot (video), each with a ``span`` of start and end seconds.
 
-- Sound: fixed windows of ``window`` seconds overlapping by ``overlap`` (30 s every 20 s by default), each
-  segment's text the words said in it (Whisper tiny.en), its attribute ``fingerprint`` its Chromaprint
-  fingerprint (:func:`~xmodal.av.fingerprint.to_attribute`).
+- Sound: fixed windows of ``window`` seconds overlapping by ``overlap`` (30 s every 20 s by default), or, with
+  ``segments="turns"``, speaker turns (:mod:`~xmodal.av.turns`: cut where the voice changes, a turn longer
+  than ``window`` cut into parts; recordings of up to an hour), each segment's text the words said in it
+  (Whisper tiny.en), its attribute ``fingerprint`` its Chromaprint fingerprint
+  (:func:`~xmodal.av.fingerprint.to_attribute`).
 - Video: shots (PySceneDetect) or fixed windows (``SplitOptions.extra["shots"] = "fixed"``), each
   segment's image its middle frame (a JPEG: the hit's thumbnail, and the image vector), its text the
   speech of its sound track, its fingerprint that track's.
@@ -26,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..media_loaders import MediaRef
 from ..records import Span
 from ..splitters import Segment, SegmentError, Source, Split, SplitOptions
@@ -35,7 +38,10 @@ from .hearing import Failed, Heard, hear
 from .probe import AUDIO_SUFFIXES, VIDEO_SUFFIXES, MediaFileError, MediaInfo, clock, probe
 from .shots import detect_shots, window_shots
 from .speech import Transcriber
+from .turns import turn_spans
 from .windows import OVERLAP, WINDOW, fixed_windows
+
+MAX_TURNS_SECONDS = 3600.0  #: the longest recording split into speaker turns (decoded whole: 230 MB an hour)
 
 
 def looks_like_media(head: bytes) -> bool:
@@ -86,6 +92,18 @@ class _MediaSplitter:
 
     def spans(self, info: MediaInfo, options: SplitOptions) -> list[tuple[float, float]]:
         window = float(options.extra.get("window", WINDOW))
+        how = options.extra.get("segments", "windows")
+        if how == "turns":
+            if info.duration > MAX_TURNS_SECONDS:
+                raise MediaFileError(
+                    info.path,
+                    f"lasts {clock(info.duration)}: speaker turns are found in files of up to "
+                    f"{clock(MAX_TURNS_SECONDS)}",
+                    "split it with segments='windows' (xmodal add --audio-segments windows), or cut it shorter",
+                )
+            return turn_spans(decode_audio(info, item=info.path), longest=window)
+        if how != "windows":
+            raise ConfigError(f"split option segments: {how!r} is not 'windows' or 'turns'")
         return fixed_windows(info.duration, window, float(options.extra.get("overlap", OVERLAP)))
 
     def segment(self, info: MediaInfo, heard: Heard, source: Source, clips: bool = False) -> Segment | SegmentError:

@@ -62,6 +62,13 @@ def register(subparsers: Any) -> None:
         help="OCR PDF pages with tesseract: auto (pages without a text layer, and scans; default), always, never",
     )
     add.add_argument(
+        "--audio-segments",
+        choices=["windows", "turns"],
+        default="windows",
+        help="split sound files into fixed windows with overlap (default) or speaker turns (cut where the voice "
+        "changes; needs the audio extra)",
+    )
+    add.add_argument(
         "--pages-from-images",
         action="store_true",
         help="read image files as pages of documents (scans: OCR'd, one item per page of a multi-page TIFF) "
@@ -216,6 +223,7 @@ def run_add(args: argparse.Namespace) -> int:
             overlap_chars=args.overlap_chars,
             images_as_pages=args.pages_from_images,
             progress=stages.update,
+            extra={"segments": args.audio_segments},
         )
         if args.cluster:
             report = run_cluster_add(args, engine, options, bar)

@@ -89,6 +89,27 @@ class Resemblyzer:
             vector = model.embed_utterance(wav)
         return np.asarray(vector, dtype=np.float32)
 
+    def windows(
+        self, samples: Samples, window: float = 1.0, hop: float = 0.2
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
+        """The voice of each ``window`` seconds every ``hop`` seconds: their centres in seconds and their
+        embeddings (unit rows), in one batch through the model (for speaker turns, :mod:`xmodal.av.turns`)."""
+        import torch
+        from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+        from resemblyzer.hparams import audio_norm_target_dBFS, mel_window_step
+
+        model = self._load()
+        per_second = 1000 // mel_window_step
+        size, step = round(window * per_second), max(1, round(hop * per_second))
+        wav = normalize_volume(samples.astype(np.float32), audio_norm_target_dBFS, increase_only=True)
+        mel = wav_to_mel_spectrogram(np.clip(wav, -1.0, 1.0).astype(np.float32))
+        starts = list(range(0, max(1, len(mel) - size + 1), step))
+        batch = np.stack([np.pad(mel[s : s + size], ((0, max(0, s + size - len(mel))), (0, 0))) for s in starts])
+        with self._lock, torch.no_grad():
+            out = model(torch.from_numpy(batch.astype(np.float32))).numpy()
+        centres = (np.asarray(starts, dtype=np.float64) + size / 2) / per_second
+        return centres, np.asarray(out, dtype=np.float32)
+
 
 class AiSfx:
     """aiSFX's sound-effects encoder (see the module's docstring)."""
