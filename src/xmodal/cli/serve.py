@@ -60,6 +60,12 @@ def register(subparsers: Any) -> None:
         help="server config (.toml or .json): the [indexes] that name NAME, and the encoder and encoder_options "
         "the index is opened with, as `xmodal serve --config` opens it",
     )
+    mcp.add_argument(
+        "--media-folder",
+        metavar="DIR",
+        help="the folder add_items may read files from by path (paths elsewhere are refused; without it, files "
+        "come as base64 only)",
+    )
     mcp.set_defaults(handler=run_mcp)
 
 
@@ -174,7 +180,7 @@ def run_mcp(args: argparse.Namespace) -> int:
     name, folder = mcp_index(args.index_name, args.config) if args.index_name else (None, None)
     engine = open_mcp_engine(args, name, folder)
     try:
-        server = build_mcp(engine, allow_paths=True)
+        server = build_mcp(engine, allow_paths=True, media_folder=args.media_folder)
         if name is not None:
             from ..serve.indexes import prefix_tools
 

@@ -218,10 +218,11 @@ def _mcp_servers(served: Served) -> dict[str, tuple[Any, ServerState]]:
         logger.warning("mcp is not installed: no /mcp endpoint (pip install 'xmodal[mcp]')")
         return {}
     out: dict[str, tuple[Any, ServerState]] = {}
+    folder = served.limits.config.mcp_media_folder  # add_items reads files by path only in there
     if served.default is not None:
-        out["/mcp"] = (build_mcp(served.default.engine, limits=served.limits), served.default)
+        out["/mcp"] = (build_mcp(served.default.engine, limits=served.limits, media_folder=folder), served.default)
     for name, state in served.named.items():
-        mcp_server = build_mcp(state.engine, limits=served.limits)
+        mcp_server = build_mcp(state.engine, limits=served.limits, media_folder=folder)
         mcp_server.middleware.append(prefix_tools(name))
         out[f"/indexes/{name}/mcp"] = (mcp_server, state)
     return out

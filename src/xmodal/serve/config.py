@@ -133,6 +133,8 @@ class ServeConfig:
     indexes: tuple[tuple[str, str], ...] = ()
     #: The folder POST /backup writes backups into (None: the route answers 501)
     backup_dir: str | None = None
+    #: The folder the MCP tool add_items reads files from by path (None: base64 only; xmodal.serve.mcp_add)
+    mcp_media_folder: str | None = None
     #: The encoder (registry name) and options of an index the server creates (xmodal.cli.serve)
     encoder: str | None = None
     encoder_options: Mapping[str, Any] = field(default_factory=dict)
@@ -166,6 +168,9 @@ class ServeConfig:
         backup_dir = data.get("backup_dir")
         if backup_dir is not None and (not isinstance(backup_dir, str) or not Path(backup_dir).is_absolute()):
             raise ConfigError(f"server setting backup_dir must be an absolute folder path, got {backup_dir!r}")
+        media_folder = data.get("mcp_media_folder")
+        if media_folder is not None and (not isinstance(media_folder, str) or not Path(media_folder).is_absolute()):
+            raise ConfigError(f"server setting mcp_media_folder must be an absolute folder path, got {media_folder!r}")
         positive = ("max_body_bytes", "max_pixels", "max_image_bytes", "max_batch", "burst", "thumbnail_size")
         for name in (*positive, "thumbnail_cache"):
             if name in values and (not isinstance(values[name], int) or values[name] < 1):

@@ -1,7 +1,7 @@
 """MCP tools for agents (official ``mcp`` SDK): ``search``, ``count``, ``get_item``, ``similar_items``, the
 collection tools of :mod:`.mcp_collection` (``get_items``, ``scroll``, ``delete_items``, ``delete_where``,
-``update_attributes``) and the batch and vector search tools of :mod:`.mcp_batch` (``search_many``,
-``search_by_vector``).
+``update_attributes``), the batch and vector search tools of :mod:`.mcp_batch` (``search_many``,
+``search_by_vector``) and ``add_items`` (:mod:`.mcp_add`: items with their media, as base64 or from a folder).
 
 Items and hits are the one view the CLI and REST share (:mod:`xmodal.view`), regrouped by
 :func:`fenced`: catalog text reaches an agent inside a ``data`` object under a notice that it is
@@ -30,6 +30,7 @@ from ..results import SearchResult
 from ..view import CATALOG_FIELDS, hits_view, item_view, spotlights
 from .config import ServeConfig
 from .echo import clip, clip_message
+from .mcp_add import add_add_tools
 from .mcp_batch import add_batch_tools
 from .mcp_collection import add_collection_tools
 from .mcp_tasks import add_task_tools
@@ -117,9 +118,12 @@ def _clear_errors(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, 
     return wrapper
 
 
-def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | None = None) -> Any:
+def build_mcp(
+    engine: Engine, *, allow_paths: bool = False, limits: Limits | None = None, media_folder: str | Path | None = None
+) -> Any:
     """An ``MCPServer`` whose tools call ``engine``. ``allow_paths``: accept local image paths (stdio only).
-    ``limits``: the server's limits (text, image, k, rate by cost); default: those of a default config."""
+    ``limits``: the server's limits (text, image, k, rate by cost); default: those of a default config.
+    ``media_folder``: the folder ``add_items`` takes files from by path (None: base64 only; :mod:`.mcp_add`)."""
     try:
         from mcp.server.mcpserver import MCPServer
     except ImportError as exc:
@@ -222,6 +226,7 @@ def build_mcp(engine: Engine, *, allow_paths: bool = False, limits: Limits | Non
     add_collection_tools(server, engine, limits, NOTICE, fenced, _clear_errors)
     add_task_tools(server, engine, limits, NOTICE, _clear_errors)
     add_batch_tools(server, engine, limits, NOTICE, _hits, _clear_errors)
+    add_add_tools(server, engine, limits, _clear_errors, Path(media_folder) if media_folder is not None else None)
 
     @server.resource("xmodal://items/{item_id}/image")
     def item_image(item_id: str) -> bytes:
