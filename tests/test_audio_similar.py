@@ -146,3 +146,31 @@ def test_segments_and_a_video_sound_track_get_audio_vectors(sounds: dict[str, Pa
         assert not report.rejected and len(report.added) == 2
         segment = next(i for i in report.added if i != "tone")
         assert engine.get(segment).modality == "audio+text"  # its title is embedded, as before
+
+
+def test_rest_search_by_an_uploaded_sound(sounds: dict[str, Path], tmp_path: Path) -> None:
+    import base64
+
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from xmodal.serve import ServeConfig, create_app
+    from xmodal.serve.testing import serve_in_thread
+
+    options = {"base": "hashing"}
+    with Engine.open(
+        tmp_path / "idx", encoder="audio", encoder_options=options, index="exact", extensions=[]
+    ) as engine:
+        names = ["us", "gb", "tone", "noise"]
+        assert not engine.add([Item.create(n, title=n, media={"audio": str(sounds[n])}) for n in names]).rejected
+        with serve_in_thread(create_app(engine, ServeConfig(log_requests=False))) as url:
+            data = sounds["us_mp3"].read_bytes()
+            upload = httpx.post(f"{url}/search", files={"audio": ("q.mp3", data)}, data={"k": "2"}, timeout=120)
+            assert upload.status_code == 200, upload.text
+            assert [h["id"] for h in upload.json()["hits"]][0] == "us"
+            body = {"audio_base64": base64.b64encode(sounds["tone_ogg"].read_bytes()).decode(), "k": 1}
+            as_json = httpx.post(f"{url}/search", json=body, timeout=120)
+            assert as_json.status_code == 200 and as_json.json()["hits"][0]["id"] == "tone"
+            text_field = httpx.post(f"{url}/search", files={"k": (None, "1")}, data={"audio": "x.wav"}, timeout=60)
+            assert text_field.status_code == 422 and "file part" in text_field.text
+            mixed = httpx.post(f"{url}/search", json={**body, "text": "a tone"}, timeout=60)
+            assert mixed.status_code == 422 and "space of their own" in mixed.text

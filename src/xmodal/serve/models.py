@@ -115,6 +115,11 @@ class SearchRequest(QueryIn):
     with_vectors: bool = Field(False, description=WITH_VECTORS_HELP)
     cursor: str | None = Field(None, max_length=4096, description=CURSOR_HELP)
     spotlight: bool = Field(False, description=SPOTLIGHT_HELP)
+    audio_base64: str | None = Field(
+        None,
+        description="a sound file, base64-encoded (or a multipart file part 'audio'): items that sound like it, "
+        "by the 'audio' vectors of an index made with the audio encoder",
+    )
 
 
 class BatchSearchRequest(BaseModel):

@@ -71,21 +71,23 @@ def search_response(result: SearchResult, **overrides: Any) -> SearchResponse:
     return SearchResponse.model_validate({**result_view(result), **overrides})
 
 
-async def parse_search(request: Request, caller: Principal) -> tuple[SearchRequest, bytes | None]:
-    """A :class:`SearchRequest` and the uploaded image bytes, from JSON or multipart. A JSON body is parsed
+async def parse_search(request: Request, caller: Principal) -> tuple[SearchRequest, bytes | None, bytes | None]:
+    """A :class:`SearchRequest` and the uploaded image and sound bytes, from JSON or multipart. A JSON body is parsed
     and checked on a worker thread, its CPU charged to the caller like the search's (a large body is
     milliseconds of work the event loop would otherwise do while every other request waits)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         form = await read_form(request, max_files=1, max_fields=20)
-        upload = form.get("image")
+        upload, sound = form.get("image"), form.get("audio")
         image = await upload.read() if isinstance(upload, UploadFile) else None
-        data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and k != "image"}
+        audio = await sound.read() if isinstance(sound, UploadFile) else None
+        data: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str) and k not in ("image", "audio")}
         if "filters" in data:
             data["filters"] = loads(data["filters"], "filters")
-        if image is None and isinstance(form.get("image"), str) and form["image"]:
-            raise ApiError(422, "must be a file part, not a text field", "image", "upload the image as a file")
-        return validate(SearchRequest, data), image
+        for name, got in (("image", image), ("audio", audio)):
+            if got is None and isinstance(form.get(name), str) and form[name]:
+                raise ApiError(422, "must be a file part, not a text field", name, f"upload the {name} as a file")
+        return validate(SearchRequest, data), image, audio
     if ctype not in ("application/json", ""):
         raise ApiError(
             415,
@@ -95,9 +97,10 @@ async def parse_search(request: Request, caller: Principal) -> tuple[SearchReque
         )
     body = await request.body()
 
-    def parse() -> tuple[SearchRequest, bytes | None]:
+    def parse() -> tuple[SearchRequest, bytes | None, bytes | None]:
         req = validate(SearchRequest, parse_json(body))
-        return req, decode_base64(req.image_base64, "image_base64") if req.image_base64 else None
+        image = decode_base64(req.image_base64, "image_base64") if req.image_base64 else None
+        return req, image, decode_base64(req.audio_base64, "audio_base64") if req.audio_base64 else None
 
     return await server(request).limits.work_async(caller, parse, image=False)
 
@@ -112,11 +115,11 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     """Search by text and/or image, with filters; each hit carries its provenance and a thumbnail URL."""
     state = server(request)
     await state.limits.wait_turn(caller)
-    req, image = await parse_search(request, caller)
+    req, image, audio = await parse_search(request, caller)
     # size checks (image: its header), cost; the skipped hits of an offset (or a cursor) are charged as hits too
     skipped = req.offset + position_of(req.cursor)
     state.limits.search(caller, text=req.text, image=image, k=min(req.k + skipped, MAX_K))
-    run = functools.partial(_run_search, state, req, image, caller.policy_name)
+    run = functools.partial(_run_search, state, req, image, caller.policy_name, audio)
     # an anonymous caller's on its threads, a keyed image query on the decode threads (a few at a time), others on
     # the worker threads
     result, query = await state.limits.work_async(caller, run, image=image is not None)
@@ -130,9 +133,11 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
 
 
 def _run_search(
-    state: ServerState, req: SearchRequest, image: bytes | None, caller: str | None = None
+    state: ServerState, req: SearchRequest, image: bytes | None, caller: str | None = None, audio: bytes | None = None
 ) -> tuple[SearchResult, Query | None]:
     if req.vector is not None:
+        if audio is not None:
+            raise ApiError(422, "a search by vector takes no sound", "audio", "send the vector or the sound")
         return _run_vector_search(state, req, image), None
     fields: dict[str, Any] = {
         "text": req.text,
@@ -147,6 +152,8 @@ def _run_search(
         "safe": req.safe,
         "logged": req.log,  # exploration only where feedback can come back
     }
+    if audio is not None:  # a sound query: its 'audio' vector (xmodal.encoders.audio)
+        fields["media"] = {"audio": audio}
     if req.mode is not None:  # none given: the index's default mode
         fields["mode"] = req.mode
     query = Query(**fields)
