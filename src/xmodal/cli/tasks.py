@@ -80,7 +80,7 @@ def _dedup_parser(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="fix a threshold: correlation, phash, cosine (images), jaccard (text), audio, video (repeat)",
+        help="fix a threshold: correlation, thumbnail, phash, cosine (images), jaccard (text), audio, video (repeat)",
     )
     parser.add_argument("--calibration-sample", type=int, default=64, metavar="N", help="items copied (default: 64)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="calibration seed (default: 0)")

@@ -127,8 +127,8 @@ class DedupRequest(BaseModel):
 
     model_config = Strict
     signals: list[Signal] = Field(default_factory=lambda: list(SIGNALS), min_length=1)
-    thresholds: dict[Literal["correlation", "phash", "cosine", "jaccard", "audio", "video"], float] = Field(
-        default_factory=dict, description="fixed thresholds (the others are calibrated on the collection)"
+    thresholds: dict[Literal["correlation", "thumbnail", "phash", "cosine", "jaccard", "audio", "video"], float] = (
+        Field(default_factory=dict, description="fixed thresholds (the others are calibrated on the collection)")
     )
     calibration_sample: int = Field(64, ge=0, le=1000, description="items copied to calibrate on")
     neighbours: int = Field(10, ge=1, le=100, description="stored-vector neighbours checked per image")

@@ -1,8 +1,8 @@
 """``dedup``: groups of near-duplicate items, within and across modalities.
 
-Images (of image items and products alike) pair by perceptual hash and stored image vectors, verified by
-aligned thumbnail correlation (:mod:`.dedup_images`); texts (of text items and products alike) by MinHash
-(:mod:`.dedup_text`); audio and video by the fingerprinters :mod:`xmodal.av` registers
+Images (of image items and products alike) pair by perceptual hash, aligned thumbnails and stored image
+vectors, verified by matched correlation (:mod:`.dedup_images`); texts (of text items and products alike) by
+MinHash (:mod:`.dedup_text`); audio and video by the fingerprinters :mod:`xmodal.av` registers
 (:mod:`.fingerprints`), files with files and segments with segments, a video's sound track with audio files
 (:mod:`.dedup_sound`). Every pair joins its items' groups (union-find), so a product whose image copies an
 image item and whose text copies an article ends up in one group with both. Each threshold is calibrated on
@@ -86,8 +86,9 @@ def dedup(
 ) -> Dedup:
     """Near-duplicate groups among the items that match ``filters`` (every item without).
 
-    ``thresholds`` fixes any of ``correlation``, ``phash``, ``cosine`` (images) and ``jaccard`` (text) instead of
-    calibrating it on ``calibration_sample`` items; ``neighbours``: stored-vector neighbours per image checked."""
+    ``thresholds`` fixes any of ``correlation``, ``thumbnail``, ``phash``, ``cosine`` (images) and ``jaccard``
+    (text) instead of calibrating it on ``calibration_sample`` items; ``neighbours``: the aligned-thumbnail and
+    stored-vector neighbours checked per image."""
     check_positive("neighbours", neighbours, "pass neighbours=10")
     unknown = [s for s in signals if s not in SIGNALS]
     if unknown or not signals:
@@ -115,7 +116,7 @@ def dedup(
 
 
 def _given(thresholds: Mapping[str, float]) -> dict[str, Threshold]:
-    higher = {"correlation": True, "cosine": True, "jaccard": True, "phash": False}
+    higher = {**dedup_images.HIGHER, "jaccard": True}
     out = {}
     for name, value in thresholds.items():
         if name not in higher and name not in ("audio", "video"):

@@ -1,5 +1,6 @@
-"""Near-duplicate image pairs: pHash and stored-vector candidates, verified by aligned correlation, each
-threshold calibrated on transformed copies of the collection's own images (:mod:`.calibrate`)."""
+"""Near-duplicate image pairs: pHash, aligned-thumbnail and stored-vector candidates, verified by matched
+correlation (:mod:`.imagesig`), each threshold calibrated on transformed copies of the collection's own images
+(:mod:`.calibrate`)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,25 @@ from PIL import Image
 from ..errors import XmodalError
 from ..imaging import decode_image
 from ..records import Item, Query
-from .calibrate import Threshold, best_threshold, image_variants, recall_threshold
-from .imagesig import ImageSignature, aligned_correlation, hamming, hamming_pairs, signature
+from .calibrate import SET_ASIDE_QUANTILE, Threshold, best_threshold, image_variants, recall_threshold
+from .imagesig import (
+    ImageSignature,
+    aligned_correlation,
+    aligned_pairs,
+    hamming,
+    hamming_pairs,
+    matched_correlation,
+    signature,
+)
 
 if TYPE_CHECKING:
     from ..engine import Engine
 
 CANDIDATE_RECALL = 0.99  # the share of calibration copies each candidate filter must keep
 MAX_HASH_LIMIT = 24  # bits: above this a pHash pair is noise (and the candidate list explodes)
-DEFAULTS = {"correlation": 0.9, "phash": 10.0, "cosine": 0.95}  # when the collection is too small to calibrate
+#: when the collection is too small to calibrate
+DEFAULTS = {"correlation": 0.95, "thumbnail": 0.85, "phash": 10.0, "cosine": 0.95}
+HIGHER = {"correlation": True, "thumbnail": True, "phash": False, "cosine": True}  # which way each signal points
 MIN_CALIBRATION = 8  # images needed to calibrate
 NEGATIVES = 5  # calibration negatives per sampled image: its most similar others
 
@@ -71,29 +82,35 @@ def read_images(
 
 
 def calibrate(engine: Engine, images: ImageSet, items: Sequence[Item], sample: int, seed: int) -> dict[str, Threshold]:
-    """Thresholds of the three signals from copies of a seeded sample of the images."""
+    """Thresholds of the four signals from copies of a seeded sample of the images."""
     n = len(images.signatures)
     if n < MIN_CALIBRATION or sample < 1:
-        return {name: Threshold(name, v, name != "phash", "default") for name, v in DEFAULTS.items()}
+        return {name: Threshold(name, v, HIGHER[name], "default") for name, v in DEFAULTS.items()}
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(n, size=min(n, sample), replace=False).tolist())
     hashes = np.asarray([s.phash for s in images.signatures], dtype=np.uint64)
     wholes = images.wholes
-    pos: dict[str, list[float]] = {"correlation": [], "phash": [], "cosine": []}
-    neg: dict[str, list[float]] = {"correlation": [], "phash": [], "cosine": []}
+    pos: dict[str, list[float]] = {name: [] for name in DEFAULTS}
+    neg: dict[str, list[float]] = {name: [] for name in DEFAULTS}
     for j in chosen:
         original = decode_image(image_bytes(engine, items[images.where[j]]))
         copies = [copy for _, copy in image_variants(original, rng)]
         for copy in copies:
             sig = signature(copy)
-            pos["correlation"].append(aligned_correlation(images.signatures[j], sig))
+            pos["correlation"].append(matched_correlation(images.signatures[j], sig))
+            pos["thumbnail"].append(aligned_correlation(images.signatures[j], sig))
             pos["phash"].append(float(hamming(images.signatures[j].phash, sig.phash)))
         if images.vectors is not None:
             encoded = engine.encode_queries([Query(image=_png(copy)) for copy in copies])
             pos["cosine"] += (encoded @ images.vectors[j]).tolist()
-        _negatives(images, hashes, wholes, j, neg)
+    like_copies = float(np.quantile(pos["correlation"], SET_ASIDE_QUANTILE))
+    for j in chosen:
+        _negatives(images, hashes, wholes, j, neg, like_copies)
     found = {
         "correlation": best_threshold("correlation", pos["correlation"], neg["correlation"]),
+        "thumbnail": recall_threshold(
+            "thumbnail", pos["thumbnail"], neg["thumbnail"], higher=True, recall=CANDIDATE_RECALL
+        ),
         "phash": recall_threshold("phash", pos["phash"], neg["phash"], higher=False, recall=CANDIDATE_RECALL),
     }
     if found["phash"].value > MAX_HASH_LIMIT:
@@ -109,9 +126,15 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _negatives(images: ImageSet, hashes: np.ndarray, wholes: np.ndarray, j: int, neg: dict[str, list[float]]) -> None:
+def _negatives(
+    images: ImageSet, hashes: np.ndarray, wholes: np.ndarray, j: int, neg: dict[str, list[float]], like_copies: float
+) -> None:
     """Image ``j`` against its most similar other images: the nearest by hash and by cosine, and its
-    ``NEGATIVES`` highest aligned correlations among the nearest by whole-image thumbnail."""
+    ``NEGATIVES`` highest aligned and matched correlations among the nearest by whole-image thumbnail.
+
+    A neighbour that matches one of ``j``'s copies in the collection (a matched correlation of at least
+    ``like_copies`` with ``j``) as well as a copy would is a copy too (two copies of one source match each
+    other less than either matches the source): it is left out, not taken as a different image."""
     distances = np.asarray([hamming(int(hashes[j]), int(h)) for h in hashes.tolist()], dtype=np.float64)
     distances[j] = np.inf
     neg["phash"].append(float(distances.min()))
@@ -122,21 +145,33 @@ def _negatives(images: ImageSet, hashes: np.ndarray, wholes: np.ndarray, j: int,
     whole = wholes @ images.signatures[j].thumbs[0]
     whole[j] = -np.inf
     near = np.argsort(-whole, kind="stable")[: 2 * NEGATIVES].tolist()
-    scores = sorted((aligned_correlation(images.signatures[j], images.signatures[o]) for o in near), reverse=True)
-    neg["correlation"] += scores[:NEGATIVES]
+    mine = images.signatures[j]
+    aligned = sorted((aligned_correlation(mine, images.signatures[o]) for o in near), reverse=True)
+    neg["thumbnail"] += aligned[:NEGATIVES]
+    matched = {o: matched_correlation(mine, images.signatures[o]) for o in near}
+    copies = [o for o, score in matched.items() if score >= like_copies]
+    different = [
+        score
+        for o, score in matched.items()
+        if o in copies
+        or not any(matched_correlation(images.signatures[o], images.signatures[c]) >= like_copies for c in copies)
+    ]
+    neg["correlation"] += sorted(different, reverse=True)[:NEGATIVES]
 
 
 def image_pairs(
     engine: Engine, images: ImageSet, thresholds: dict[str, Threshold], neighbours: int
 ) -> list[tuple[int, int, float]]:
-    """Verified duplicate pairs (positions in ``images``) with their correlation."""
+    """Verified duplicate pairs (positions in ``images``) with their matched correlation."""
     hashes = np.asarray([s.phash for s in images.signatures], dtype=np.uint64)
     candidates = {(a, b) for a, b, _ in hamming_pairs(hashes, int(thresholds["phash"].value))}
+    if "thumbnail" in thresholds:
+        candidates |= aligned_pairs(images.signatures, thresholds["thumbnail"].value, neighbours)
     if images.vectors is not None and "cosine" in thresholds and images.kind is not None:
         candidates |= _vector_candidates(engine, images, thresholds["cosine"], neighbours)
     out = []
     for a, b in sorted(candidates):
-        score = aligned_correlation(images.signatures[a], images.signatures[b])
+        score = matched_correlation(images.signatures[a], images.signatures[b])
         if thresholds["correlation"].passes(score):
             out.append((a, b, score))
     return out
