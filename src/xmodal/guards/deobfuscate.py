@@ -33,6 +33,16 @@ _PIECE = re.compile(r"""\b\w{1,12}\s*=\s*(['"])(.{0,300}?)\1\s*(?=;|,|\n|$)""")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){8,}")
+_MORSE_RUN = re.compile(r"(?:[.\-]{1,7}[ /]+){5,}[.\-]{1,7}")
+_MORSE = dict(
+    zip(
+        ".- -... -.-. -.. . ..-. --. .... .. .--- -.- .-.. -- -. --- .--. --.- .-. ... - ..- ...- .-- -..- -.-- --.. "
+        "----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----. .-.-.- --..-- ..--.. -.-.-- -....- ---...".split(),
+        "abcdefghijklmnopqrstuvwxyz0123456789.,?!-:",
+        strict=True,
+    )
+)
+_LONG = re.compile(r"[a-z]{13,}")
 _FINAL = frozenset({"rot13", "reversed"})  # never stacked on each other
 MAX_CHARS = 4096  # longer texts are read as written (the size limit refuses them anyway)
 #: Attack vocabulary in French, Spanish, German, Italian and Portuguese, with the English the rules read.
@@ -86,9 +96,11 @@ def _vocabulary() -> frozenset[str]:
 
     sources = [p.pattern for _, _, p in rules._RULES] + [rules.AGENT_ADDRESS.pattern] + harm.pattern_sources()
     sources = [s.replace("[sz]", c) for s in sources for c in "sz"]  # "synthesi[sz]e": both spellings
+    sources += [s.replace(r"[\s-]?", "") for s in sources if r"[\s-]?" in s]  # "role[\s-]?play": "roleplay" too
     words = {w for s in sources for w in re.findall(r"[a-z]{2,}", s)}
     words |= {w[:-1] for w in words if w.endswith("s") and len(w) > 3}  # "cocktails?" names "cocktail" too
     words |= {w for w in _FOREIGN_WORDS if w.isascii()}  # leetspeak in another language: "r39013" is "regole"
+    words |= {w for w in _WORD.findall(" ".join(_PHRASE_EN)) if len(w) > 2 and w.isascii()}  # "d'0rd1n3"
     words |= set(
         "a i an the of to for all my me your you and or this that it is in on with from what who how do any "
         "every each now then".split()
@@ -101,6 +113,8 @@ def vocabulary() -> frozenset[str]:
     return _vocabulary()
 
 
+#: Regional indicator symbols (the letters of flag emoji, ``🇭🇴🇼``) as the letters they stand for.
+_REGIONAL = {0x1F1E6 + i: chr(ord("a") + i) for i in range(26)}
 _KEY = str.maketrans({**{k: v for k, v in _LEET.items()}, "i": "1", "l": "1"})
 _FULL_LEET = str.maketrans({**_LEET, "1": "i"})
 _TRICKS = re.compile(r"[\d@$!|]|\b\w[ .\-*_·~/+]{1,2}\w[ .\-*_·~/+]{1,2}\w\b|[A-Za-z][-.*_·~][A-Za-z]")
@@ -164,27 +178,39 @@ def _join_spaced(text: str) -> str:
 
 
 def _merge(text: str) -> str:
-    """Neighbours that make one of the rules' words when joined, and are not both words (``in finity``)."""
-    vocab = vocabulary()
+    """Neighbours that make one of the rules' words when joined, and are not both words (``in finity``); the
+    left one may carry a word of its own in front (``a m o l o tov``, joined ``amolo tov``: ``a molotov``)."""
+    vocab, keyed = vocabulary(), _keyed()
     words = text.split(" ")
     out: list[str] = []
     for word in words:
-        if out and (out[-1] + word).lower() in vocab and not (out[-1].lower() in vocab and word.lower() in vocab):
-            out[-1] += word
-        else:
-            out.append(word)
+        if out and word and not (out[-1].lower() in vocab and word.lower() in vocab):
+            prev = out[-1]
+            found = next(
+                ((j, w) for j in range(len(prev)) if len(prev) - j + len(word) >= 4
+                 and (w := keyed.get((prev[j:] + word).lower().translate(_KEY))) is not None),
+                None,
+            )  # fmt: skip
+            if found is not None:
+                cut, joined = found
+                out[-1:] = [prev[:cut], joined] if cut else [joined]
+                continue
+        out.append(word)
     return " ".join(out)
 
 
-def fold(text: str) -> str:
+def fold(text: str, segment: bool = True) -> str:
     """``text`` with the letter-level tricks undone: hidden characters, look-alikes, split letters, leetspeak,
-    attack words in other languages."""
+    attack words in other languages. Letters spaced out with blanks lose the blanks between their words too, so
+    their joined runs are cut into the rules' words again (``segment``); letters split by any other separator
+    (``w.e.b.h.o.o.k``, ``g*r*a*n*d*m*o7her``) keep their words whole."""
     if not text.isascii():
-        text = normalize(text).text.translate(CONFUSABLES)
+        text = normalize(text).text.translate(CONFUSABLES).translate(_REGIONAL)
     elif not _TRICKS.search(text):  # plain ASCII words: only the other languages to read
         return _translate(text)
     text = _POSSESSIVE.sub("'s", text)
-    split = _SPACED.search(text) is not None  # letters spaced out: joined runs are cut into words again
+    spaced = any(m.group(1) == " " for m in _SPACED.finditer(text))
+    split = segment and spaced  # joined runs cut into words again
     joined = _join_spaced(text)
 
     def word(match: re.Match[str]) -> str:
@@ -197,9 +223,21 @@ def fold(text: str) -> str:
         return found[:1].upper() + found[1:] if token[:1].isupper() and not token.isupper() else found
 
     text = _TOKEN.sub(word, joined)
-    if split:
+    if spaced:
         text = _merge(text)
     return _translate(text)
+
+
+def _morse(run: str) -> str | None:
+    """A run of Morse code as text (letters apart by one blank, words by a slash or more blanks); long runs of
+    letters without word breaks cut into the rules' words. None when more than a tenth of the groups are not
+    Morse (a group not known is dropped)."""
+    words = [[_MORSE.get(code) for code in word.split()] for word in re.split(r"\s*/\s*|\s{2,}", run.strip())]
+    groups = [c for word in words for c in word]
+    if not groups or sum(c is None for c in groups) > len(groups) / 10:
+        return None
+    text = " ".join("".join(c for c in word if c) for word in words)
+    return _LONG.sub(lambda m: _segment(m.group(0).translate(_KEY), _keyed()) or m.group(0), text)
 
 
 def _translate(text: str) -> str:
@@ -234,6 +272,10 @@ def decodings(text: str) -> Iterable[tuple[str, str]]:
             yield "hex", decoded
     if _PERCENT.search(text) or ("+" in text and " " not in text.strip()):
         yield "url", urllib.parse.unquote_plus(text)
+    for match in _MORSE_RUN.finditer(text):
+        decoded = _morse(match.group(0))
+        if decoded:
+            yield "morse", decoded
     pieces = [piece for _, piece in _PIECE.findall(text)]
     if len(pieces) >= 2:
         yield "pieces", "".join(pieces)
@@ -263,8 +305,8 @@ def readings(text: str, depth: int = 2) -> tuple[tuple[str, str], ...]:
                 following.append((name, decoded))
         frontier = following
     for how, layer in [("", text), *out]:
-        folded = fold(layer)
-        if folded not in seen:
-            seen.add(folded)
-            out.append((f"{how}+folded" if how else "folded", folded))
+        for kind, folded in (("folded", fold(layer)), ("joined", fold(layer, segment=False))):
+            if folded not in seen:
+                seen.add(folded)
+                out.append((f"{how}+{kind}" if how else kind, folded))
     return tuple(out)

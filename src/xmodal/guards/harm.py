@@ -61,7 +61,9 @@ _HARM_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
 _ASK = (
     r"(?:list|enumerate|give|show|tell|dump|export|extract|find|get|reveal|print|send|leak|look\s+up|lookup|fetch|retrieve|"
     r"return|output|display|provide|share|collect|scrape|harvest|search\s+for|what\s+(?:is|are|was)|what's|whats|"
-    r"where\s+(?:is|does))"
+    r"where\s+(?:is|does)|hand\s+(?:over|out)|hand\s+me|pass\s+(?:on|along|over)|disclose|divulge|expose|supply|"
+    r"furnish|read\s+out|spell\s+out|compile|gather|pull\s+up|dig\s+up|track\s+down|turn\s+over|surrender|"
+    r"release|publish|transmit|forward|copy|download|i\s+(?:want|need)|let\s+me\s+(?:see|have|know))"
 )
 _PII_NOUN = (
     r"(?:social\s+security(?:\s+numbers?)?|ssns?|credit\s+card(?:\s+numbers?|s)?|card\s+numbers?|cvv|"
@@ -154,6 +156,30 @@ _EXTRACTION = re.compile(
     r"(?:above|before\s+this))",
     re.I,
 )
+#: Asking the model about its own set-up: its system prompt or first instructions named as *its own* (``your
+#: initial instructions``, ``systemPrompt``), what it was told before the conversation, the conversation so far to
+#: be repeated, an override or debug mode switched on. "what is a system prompt" (the concept) is not refused.
+_SELF_DISCLOSURE = re.compile(
+    r"\b(?:your|ur|its|the\s+assistant's|the\s+model's)\s+(?:own\s+)?(?:(?:system|developer|hidden|secret|internal|"
+    r"initial|starting|original|first|underlying|pre[\s-]?)\s*(?:prompt|instructions?|message|directives?|"
+    r"programming)|(?:initial|starting|original|hidden|secret|internal|underlying)\s+(?:configuration|config|"
+    r"setup|set-up|rules|guidelines|context))\b"
+    r"|\bsystem_?prompt\b|\bsystem(?:Prompt|Message|Instructions)\b|</?system[_-]?(?:prompt|message)>"
+    r"|\b(?:see|show|print|output|display|reveal|repeat|leak|dump|encode|translate|continue|complete)\b\W+(?:[\w'’-]+\W+)"
+    r"{0,4}?the\s+(?:system|initial|hidden|original)\s+(?:prompt|instructions|message)\b"
+    r"|\bthe\s+system\s+prompt\s+(?:is|was|says|reads)\b"
+    r"|\b(?:what|who)\s+(?:were|was|have|has)\s+you\s+(?:been\s+)?(?:told|instructed|programmed|given|asked)\b"
+    r"|\byou\s+were\s+(?:told|instructed|programmed|given)\s+(?:initially|at\s+first|before|at\s+the\s+start|to\s+hide)"
+    r"|\bi\s+was\s+(?:instructed|told|programmed)\s+to['\"]"
+    r"|\bwhat\s+are\s+you\s+(?:not\s+(?:supposed|allowed|meant|permitted)|forbidden|told\s+not)\s+to\s+(?:tell|say|"
+    r"reveal|share|disclose)"
+    r"|\b(?:repeat|print|output|show|recite|echo|reproduce)\W+(?:[\w'’-]+\W+){0,2}?(?:the\s+|this\s+)?(?:above|"
+    r"preceding|entire|whole|previous)\s+(?:text|conversation|prompt|messages?|context|transcript)\b"
+    r"|\b(?:admin(?:istrator)?|root|developer|debug|god|sudo)[\s_\\-]*(?:override|mode)\s*[:=]\s*(?:enabled?|on|"
+    r"activated?|true|display|show|print|reveal|output)\b|\badministrator\s+override\b"
+    r"|\bstop\s+everything\b\W+(?:[\w'’-]+\W+){0,4}?(?:print|say|output|write|type)\b",
+    re.I,
+)
 _OVERRIDE = re.compile(
     r"\b(?:ignore|disregard|forget|override|skip|neglect|set\s+aside|pay\s+no\s+attention\s+to|stop\s+following|"
     r"let\s+go\s+of|throw\s+away|discard|"
@@ -188,7 +214,7 @@ _JAILBREAK_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
 def pattern_sources() -> list[str]:
     """The text of every pattern here (the de-obfuscation reads its vocabulary from them)."""
     rules = (*_HARM_RULES, *_PII_RULES, *_AVAIL_RULES, *_JAILBREAK_RULES)
-    return [p.pattern for _, _, p in rules] + [_OVERRIDE.pattern, _EXTRACTION.pattern]
+    return [p.pattern for _, _, p in rules] + [_OVERRIDE.pattern, _EXTRACTION.pattern, _SELF_DISCLOSURE.pattern]
 
 
 def scan(text: str) -> list[Finding]:
@@ -201,6 +227,9 @@ def scan(text: str) -> list[Finding]:
     match = _EXTRACTION.search(text)
     if match:
         found.append(Finding(INJECTION, "prompt_extraction_synonym", clip(match.group(0))))
+    match = _SELF_DISCLOSURE.search(text)
+    if match:
+        found.append(Finding(INJECTION, "self_disclosure", clip(match.group(0))))
     match = _OVERRIDE.search(text)
     if match:
         found.append(Finding(INJECTION, "instruction_override_synonym", clip(match.group(0))))
