@@ -107,6 +107,40 @@ class Event:
 EventListener = Callable[[Event, Impression], None]
 
 
+def impression_rows(
+    query: str,
+    shown: Sequence[str],
+    scores: Sequence[float],
+    provenance: Sequence[str],
+    user: str | None,
+    context: Mapping[str, Any] | None,
+    plan: Sequence[Mapping[str, Any]],
+    mode: str,
+    timestamp: float | None,
+) -> tuple[str, tuple[Any, ...], list[tuple[Any, ...]]]:
+    """A new impression's ``query_id``, its ``feedback_queries`` row and its ``feedback_hits`` rows (checked:
+    ``scores`` and ``provenance``, when given, align with ``shown``), for any store of the log."""
+    query_id = uuid.uuid4().hex
+    ts = time.time() if timestamp is None else float(timestamp)
+    scores = list(scores) or [0.0] * len(shown)
+    provenance = list(provenance) or [""] * len(shown)
+    if not (len(scores) == len(provenance) == len(shown)):
+        raise ValidationError("shown", "ids, scores and provenance differ in length", "pass aligned lists")
+    triples = zip(shown, scores, provenance, strict=True)
+    hits = [(query_id, pos + 1, item, float(s), to_stored(p)) for pos, (item, s, p) in enumerate(triples)]
+    record = (
+        query_id,
+        ts,
+        user,
+        query or "",
+        normalize_query(query),
+        mode,
+        json.dumps(dict(context or {}), default=str),
+        json.dumps([dict(p) for p in plan], default=str),
+    )
+    return query_id, record, hits
+
+
 class FeedbackLog:
     """Impressions and events in SQLite tables of the index's store (own connection, own schema version)."""
 
@@ -190,24 +224,7 @@ class FeedbackLog:
         timestamp: float | None = None,
     ) -> str:
         """Record what was shown for a query; returns the new ``query_id`` once committed."""
-        query_id = uuid.uuid4().hex
-        ts = time.time() if timestamp is None else float(timestamp)
-        scores = list(scores) or [0.0] * len(shown)
-        provenance = list(provenance) or [""] * len(shown)
-        if not (len(scores) == len(provenance) == len(shown)):
-            raise ValidationError("shown", "ids, scores and provenance differ in length", "pass aligned lists")
-        triples = zip(shown, scores, provenance, strict=True)
-        hits = [(query_id, pos + 1, item, float(s), to_stored(p)) for pos, (item, s, p) in enumerate(triples)]
-        record = (
-            query_id,
-            ts,
-            user,
-            query or "",
-            normalize_query(query),
-            mode,
-            json.dumps(dict(context or {}), default=str),
-            json.dumps([dict(p) for p in plan], default=str),
-        )
+        query_id, record, hits = impression_rows(query, shown, scores, provenance, user, context, plan, mode, timestamp)
         with self._lock:
             self._begin()
             try:

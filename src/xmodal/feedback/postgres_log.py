@@ -11,19 +11,24 @@ so every server's learners see one order. A click logged on one server therefore
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..errors import NotFoundError, ValidationError
-from ..ltr.text import normalize_query
-from ..provenance import to_stored
+from ..errors import NotFoundError
 from ..store.postgres import PostgresStore
 from ..store.postgres_state import SharedState
-from .log import EVENT_TYPES, Event, EventListener, Impression, _impression, check_event, check_position
+from .log import (
+    EVENT_TYPES,
+    Event,
+    EventListener,
+    Impression,
+    _impression,
+    check_event,
+    check_position,
+    impression_rows,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback_queries (
@@ -139,24 +144,8 @@ class PostgresFeedbackLog:
         timestamp: float | None = None,
     ) -> str:
         """Record what was shown for a query; returns the new ``query_id`` once committed (and delivered here)."""
-        query_id = uuid.uuid4().hex
-        ts = time.time() if timestamp is None else float(timestamp)
-        scores = list(scores) or [0.0] * len(shown)
-        provenance = list(provenance) or [""] * len(shown)
-        if not (len(scores) == len(provenance) == len(shown)):
-            raise ValidationError("shown", "ids, scores and provenance differ in length", "pass aligned lists")
-        triples = zip(shown, scores, provenance, strict=True)
-        hits = [(query_id, pos + 1, item, float(s), to_stored(p)) for pos, (item, s, p) in enumerate(triples)]
-        record = (
-            query_id,
-            ts,
-            user,
-            (query or "").replace("\x00", ""),
-            normalize_query(query).replace("\x00", ""),
-            mode,
-            json.dumps(dict(context or {}), default=str),
-            json.dumps([dict(p) for p in plan], default=str),
-        )
+        query_id, row, hits = impression_rows(query, shown, scores, provenance, user, context, plan, mode, timestamp)
+        record = (*row[:3], row[3].replace("\x00", ""), row[4].replace("\x00", ""), *row[5:])  # PostgreSQL text
 
         def run(cur: Any) -> None:
             cur.execute(f"INSERT INTO feedback_queries ({_QUERY}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", record)
