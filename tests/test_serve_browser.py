@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -158,3 +159,23 @@ def test_drop_an_image_with_text_and_filter_then_similar(site: tuple[str, Engine
     page.wait_for_function("document.getElementById('status').textContent.includes('similar to rocket')")
     assert "Rocket on the launch pad" not in titles(page)
     page.screenshot(path=str(tmp / "similar.png"))
+
+
+def test_safesearch_selector_hides_a_toxic_hit_when_strict(site: tuple[str, Engine, Path], page: Any) -> None:
+    """The settings' SafeSearch level goes with the search; 'strict' drops the hit the toxicity guard scored
+    at ingest, 'off' shows it."""
+    url, engine, _ = site
+    engine.add([Item.create("rant1", title="Rant about a kettle", text="this fucking kettle is shit, stupid idiots")])
+    page.goto(url + "/")
+    page.click("#settings summary")
+    shown: dict[str, list[str]] = {}
+    for level in ("off", "strict"):
+        page.select_option("#safe", level)
+        page.fill("#query", "rant about a kettle")
+        with page.expect_request(lambda r: r.url.endswith("/search") and r.method == "POST") as sent:
+            page.click("#search-button")
+        assert json.loads(sent.value.post_data or "{}").get("safe") == level
+        page.wait_for_function("() => /result/.test(document.querySelector('#status').textContent)")
+        shown[level] = page.locator("#results .card .title").all_text_contents()
+    assert "Rant about a kettle" in shown["off"]
+    assert "Rant about a kettle" not in shown["strict"]

@@ -84,6 +84,7 @@ async function search() {
   const text = $("query").value.trim();
   if (!text && !state.image) { status("Type something or add an image."); return; }
   const k = Math.max(1, Math.min(100, parseInt($("k").value, 10) || 24));
+  const safe = $("safe").value;  // "": the server's default level
   status("Searching…");
   const mine = nextRequest();
   try {
@@ -94,10 +95,13 @@ async function search() {
       if (text) form.append("text", text);
       form.append("k", String(k));
       form.append("filters", JSON.stringify(state.filters));
+      if (safe) form.append("safe", safe);
       data = await api("/search", { method: "POST", body: form });
     } else {
+      const body = { text, k, filters: state.filters };
+      if (safe) body.safe = safe;
       data = await api("/search", { method: "POST", headers: { "Content-Type": "application/json" },
-                                    body: JSON.stringify({ text, k, filters: state.filters }) });
+                                    body: JSON.stringify(body) });
     }
     if (mine !== state.latest) return;
     state.queryId = data.query_id;
