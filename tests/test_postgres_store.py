@@ -75,21 +75,22 @@ def test_a_write_on_one_engine_is_searchable_on_another_within_a_second(
 def test_two_servers_over_postgres_and_milvus(
     postgres_server: Any, postgres_schema: str, milvus_server: Any, tmp_path: Path
 ) -> None:
-    """``postgres://…?vectors=milvus://…``: the vectors in Milvus, the truth in PostgreSQL; each server keeps a
-    collection of its own (derived: rebuilt from the store's vectors) and follows the store's change log."""
+    """``postgres://…?vectors=milvus://…``: the vectors in Milvus, the truth in PostgreSQL; the servers share one
+    collection named from the store (each applies its own writes to it) and follow the store's change log."""
     vectors = f"milvus://127.0.0.1:{milvus_server.port}"
     first = Engine.open(location(postgres_server, postgres_schema, tmp_path / "a", vectors=vectors), encoder="hashing")
     second = Engine.open(location(postgres_server, postgres_schema, tmp_path / "b", vectors=vectors))
     try:
         assert type(first.backend).__name__ == type(second.backend).__name__ == "MilvusBackend"
+        assert first.backend.collection == second.backend.collection  # type: ignore[attr-defined]
         first.add(text_items(12))
         wait_for(lambda: second.applied_seq() == first.applied_seq(), 1.0)
         found = second.search(Query(text="item 7 black", k=3, filters={"color": "black"}, mode="dense"))
         assert found.hits.ids.tolist()[0] == "t7" and set(found.hits.ids.tolist()) <= {"t3", "t7", "t11"}
     finally:
-        for engine in (first, second):
-            engine.backend.client.drop_collection(engine.backend.collection)  # type: ignore[attr-defined]
-            engine.close()
+        second.close()
+        first.backend.client.drop_collection(first.backend.collection)  # type: ignore[attr-defined]
+        first.close()
 
 
 def test_concurrent_writers_agree_on_rows_and_the_log(postgres_server: Any, postgres_schema: str) -> None:

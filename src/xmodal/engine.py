@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .audit import current_actor
-from .backends import DEFAULT_BACKEND, BackendContext, RowListing, VectorBackend, open_backend
+from .backends import DEFAULT_BACKEND, BackendContext, RowListing, SharedCopy, VectorBackend, open_backend
 from .backends import epoch as checkpoint_epoch
 from .catalog import Catalog
 from .changes import replay
@@ -46,7 +46,7 @@ from .collection import Collection, Fetched, Page
 from .cursor import Cursors
 from .encoders import Encoder, kinds_of
 from .erasure import Erasure, Traces, erase_traces, scrub
-from .errors import DiskFull, NotFoundError, ValidationError
+from .errors import DiskFull, NotFoundError, StorageError, ValidationError
 from .export import BATCH as EXPORT_BATCH
 from .export import ExportReport, write_export
 from .extension import Extension
@@ -71,6 +71,7 @@ from .store.audit import AuditEntry
 from .store.backup import Manifest, write_backup
 from .store.base import Store
 from .store.postgres import PostgresStore
+from .store.shared_settings import PostgresShared
 from .store.space import space_guard
 from .store.sqlite import EPOCH_KEY, SCHEMA_VERSION, SQLiteStore, StoredItem
 from .store.textindex import TextIndex
@@ -108,10 +109,17 @@ class Engine:
         checkpoint_epoch.discard_other(path / "index", self.epoch)
         #: The vector backend named by ``settings["backend"]`` (:mod:`xmodal.backends`); it resolves
         #: filters through the catalog (its attribute table, built on the first filter) when it filters by rows.
+        shared = PostgresShared(store, self.epoch) if isinstance(store, PostgresStore) else None
         self.backend: VectorBackend = open_backend(
             settings.get("backend", DEFAULT_BACKEND),
-            BackendContext(path / "index", encoder.dim, settings["index"], settings["index_options"], self._catalog),
+            BackendContext(
+                path / "index", encoder.dim, settings["index"], settings["index_options"], self._catalog, shared
+            ),
         )
+        #: the backend keeps one copy for every process of a shared store (Milvus on PostgreSQL): this process
+        #: applies its own writes only, and catches up from the change the shared copy records
+        self._shared_vectors = isinstance(self.backend, SharedCopy) and self.backend.shared is not None
+        self._vectors_behind: int | None = None  # a change of ours the shared copy may lack (its server was down)
         #: an engine component, not derived: in the store itself when it is shared (PostgreSQL), so every server's
         #: learners hear of every server's feedback
         self.feedback_log: FeedbackStore = (
@@ -243,10 +251,13 @@ class Engine:
         sequence recorded is the one applied here (never the store's newest: another process's writes this
         engine has not applied are not in the state saved, and the next open replays them)."""
         with self._writing, space_guard(self.path):  # no write in flight: every extension reflects the sequence
-            with self._lock:
-                checkpoint_epoch.before_write(self.path / "index", self.epoch)
-                self.backend.checkpoint(self._seq)  # writes nothing when unchanged
-                checkpoint_epoch.after_write(self.path / "index", self.epoch)
+            if self._shared_vectors:
+                self._catch_up_shared()
+            else:
+                with self._lock:
+                    checkpoint_epoch.before_write(self.path / "index", self.epoch)
+                    self.backend.checkpoint(self._seq)  # writes nothing when unchanged
+                    checkpoint_epoch.after_write(self.path / "index", self.epoch)
             self._extensions.checkpoint()
 
     def backup(self, destination: str | Path) -> Manifest:
@@ -271,6 +282,9 @@ class Engine:
         """Bring the vector backend from the sequence its checkpoint reflects up to the store's. A checkpoint
         of changes the store does not hold (the store restored from a backup beside a newer checkpoint) is
         not trusted: the backend is rebuilt from the store, and the rows the store lacks are removed."""
+        if self._shared_vectors:
+            self._catch_up_shared()
+            return
         saved = self.backend.saved_seq
         if saved <= self._seq:
             replay(self, saved, self.backend)
@@ -284,6 +298,28 @@ class Engine:
         )
         replay(self, 0, self.backend)
         self._prune_backend()
+
+    def _catch_up_shared(self) -> None:
+        """Bring the shared vector copy up to the store: every change after the one it records is applied again
+        from the store's current items (harmless where already applied), then the record is advanced to the
+        store's last change read before them (never lowered). A store restored behind the record: from 0."""
+        saved = self.backend.saved_seq
+        last = self.store.last_seq()
+        if saved > last:
+            log.warning(
+                "%s: the shared vectors record change %d, the store ends at %d: re-applied", self.path, saved, last
+            )
+            saved = 0
+        if saved < last:
+            last = replay(self, saved, self.backend)
+        self.backend.checkpoint(last)
+        self._vectors_behind = None
+
+    def _vectors_catch_up(self) -> None:
+        """Apply our changes the shared vector copy missed while its server was down (under ``_writing``)."""
+        if self._vectors_behind is not None:
+            replay(self, self._vectors_behind, self.backend)
+            self._vectors_behind = None
 
     def _prune_backend(self) -> None:
         """Remove the rows the vector backend holds that the store does not (where the backend lists them)."""
@@ -425,8 +461,10 @@ class Engine:
         is caught up from the log instead."""
         with self._lock:
             after = self.store.last_seq()
+            if self._shared_vectors:
+                self._apply_shared(before, stored, deleted)
             if after - before == count:
-                for follower in (self._catalog, self.backend):
+                for follower in (self._catalog, *(() if self._shared_vectors else (self.backend,))):
                     if stored:
                         follower.on_put(stored)
                     if deleted:
@@ -438,6 +476,20 @@ class Engine:
         self._extensions.apply(before, after, stored, deleted)  # a failing one catches up from the log
         self._settled = after
 
+    def _apply_shared(self, before: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
+        """Our write into the shared vector copy (only the process that committed a change applies it). Its
+        server unavailable past the bounded retries: the write stands (it is in the store) and is applied
+        again from the log (from ``before``) on the next write or read that reaches the server."""
+        try:
+            self._vectors_catch_up()
+            if stored:
+                self.backend.on_put(stored)
+            if deleted:
+                self.backend.on_delete(deleted)
+        except StorageError as exc:
+            self._vectors_behind = min(before, self._vectors_behind if self._vectors_behind is not None else before)
+            log.warning("the shared vectors lack changes after %d until their server answers: %s", before, exc)
+
     def _advance(self, seq: int) -> None:
         """Record that the catalog and the vector backend reflect ``seq``, waking readers waiting for it."""
         with self._moved:
@@ -448,7 +500,14 @@ class Engine:
         """Catch up with writes committed by other processes (and extensions that missed one)."""
         with self._writing:
             with self._lock:
-                self._advance(replay(self, self._seq, self._catalog, self.backend))
+                if self._shared_vectors:  # other processes' writes are in the shared copy already
+                    seq = replay(self, self._seq, self._catalog)
+                    if seq != self._seq and isinstance(self.backend, SharedCopy):
+                        self.backend.others_wrote()
+                    self._advance(seq)
+                    self._vectors_catch_up()
+                else:
+                    self._advance(replay(self, self._seq, self._catalog, self.backend))
             self._extensions.sync(self)
             self._settled = self._seq
 
@@ -468,6 +527,12 @@ class Engine:
         """See the writes other processes committed; reads call it, so they need not. ``extensions=False``
         (a dense search, a look-up) skips catching up an extension that failed on a change."""
         last = self.store.last_seq()
+        if self._vectors_behind is not None and self._writing.acquire(blocking=False):
+            try:
+                with self._lock:
+                    self._vectors_catch_up()
+            finally:
+                self._writing.release()
         while self._seq < last:
             if self._writing.acquire(blocking=False):
                 try:

@@ -45,7 +45,7 @@ must pass unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -73,6 +73,9 @@ class BackendContext:
     and its options; another backend may read its own options from ``index_options`` or refuse them);
     ``rows`` resolves a filter expression to allowed rows for a backend that filters by rows (None when
     the caller keeps no attribute table: such a backend must then evaluate the expression itself).
+    ``shared`` is the store's shared settings where several processes share the store (PostgreSQL): a
+    backend whose data lives on a server (Milvus) keeps one copy for all of them and records its progress
+    there (None: the store is this process's own).
     """
 
     folder: Path
@@ -80,6 +83,31 @@ class BackendContext:
     index_kind: str = "auto"
     index_options: dict[str, Any] = field(default_factory=dict)
     rows: RowMatcher | None = None
+    shared: SharedSettings | None = None
+
+
+@runtime_checkable
+class SharedCopy(Protocol):
+    """A backend keeping one copy for every process of a shared store (``shared`` set): each process applies
+    its own writes to it, and tells it of other processes' writes it heard of (``others_wrote``), so that its
+    next read waits for them on the server."""
+
+    shared: SharedSettings | None
+
+    def others_wrote(self) -> None: ...
+
+
+class SharedSettings(Protocol):
+    """Settings every process of a shared store sees: ``identity`` names the store (and the index's vector
+    epoch) the same way in every process; ``update(key, change)`` replaces the JSON value under ``key`` by
+    ``change(old)`` atomically (writers of one key in turn) and returns it; ``get(key)`` reads it."""
+
+    @property
+    def identity(self) -> str: ...
+
+    def get(self, key: str) -> Any: ...
+
+    def update(self, key: str, change: Callable[[Any], Any]) -> Any: ...
 
 
 class VectorHits(NamedTuple):

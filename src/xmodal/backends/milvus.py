@@ -24,6 +24,29 @@ The collection is derived data: ``checkpoint`` writes ``state.json`` in the inde
 the configuration, the collection); opening without a valid checkpoint of the same configuration drops the
 collection (only one this backend made: its description says so) and starts empty, so the engine rebuilds
 it from the store. A collection of another schema is refused with the fix.
+
+**A shared store** (PostgreSQL, ``BackendContext.shared``): every process of the store uses ONE collection,
+named from the store's identity (database, schema, vector epoch; ``xmodal_<schema>_<hash>``) unless
+``collection=`` is given, and its progress is recorded in the store, not in a local file. The design:
+
+* each change is upserted into Milvus by the process that committed it, before the write is acknowledged
+  (Milvus upserts by primary key ``"<row>/<kind>"``, so applying a change again is harmless); other processes
+  only read the collection — they never apply the writes they hear of;
+* the store's ``meta`` holds ``milvus:<collection>`` = ``{"seq": M, "wide": [...]}``: every change up to ``M``
+  is in the collection. Only a *catch-up* advances it: read the store's last change ``L`` first, re-apply
+  every change after ``M`` from the store's current items (idempotent upserts and deletes by key), then set
+  ``M = max(M, L)`` atomically. The engine catches up on opening and at each checkpoint;
+* a write whose upsert fails once the bounded retries are spent (Milvus stopped) is still acknowledged — it
+  is committed in PostgreSQL, the source of truth — and the process that made it catches up from that change
+  on its next write or read once Milvus answers; a process that dies first leaves ``M`` behind the change, so
+  the next catch-up (any process's open or checkpoint) applies it;
+* opening never drops a shared collection: a missing one is created (``M`` reset to 0, so the next catch-up
+  fills it from the store), one of another dimension or index is refused with the fix;
+* path keys where an item holds more numbers than the filter's slots (``wide``) are recorded in the same
+  setting before the write is acknowledged, and read by every process with the kinds (once a second).
+
+What remains: two processes writing the *same item* within one upsert's time may leave the older version in
+Milvus until the next catch-up that covers the change (catch-ups re-apply the store's current item).
 """
 
 from __future__ import annotations
@@ -129,10 +152,16 @@ class MilvusBackend:
             raise ConfigError(f"milvus option consistency={self.consistency!r}: use one of {', '.join(CONSISTENCY)}")
         self.timeout = float(options.get("timeout", 10.0))
         self.retries = max(1, int(options.get("retries", 5)))
-        resolved = str(Path(context.folder).resolve())
-        self.collection = str(
-            options.get("collection") or "xmodal_" + hashlib.blake2b(resolved.encode(), digest_size=8).hexdigest()
-        )
+        self.shared = context.shared
+        if self.shared is not None:
+            schema = self.shared.identity.split("/")[1] if self.shared.identity.count("/") >= 2 else ""
+            digest = hashlib.blake2b(self.shared.identity.encode(), digest_size=8).hexdigest()
+            default = f"xmodal_{schema[:32]}_{digest}" if schema.isidentifier() else f"xmodal_{digest}"
+        else:
+            resolved = str(Path(context.folder).resolve())
+            default = "xmodal_" + hashlib.blake2b(resolved.encode(), digest_size=8).hexdigest()
+        self.collection = str(options.get("collection") or default)
+        self._marker = f"milvus:{self.collection}"
         self._config = {
             "dim": self._dim,
             "index_type": self.index_type,
@@ -188,6 +217,9 @@ class MilvusBackend:
         return self._retry(f"connect to Milvus at {self.uri}", lambda: MilvusClient(**kwargs))
 
     def _open_collection(self) -> None:
+        if self.shared is not None:
+            self._open_shared()
+            return
         state = self._read_state()
         exists = self._call("has_collection", self.client.has_collection, self.collection)
         if exists:
@@ -203,6 +235,64 @@ class MilvusBackend:
             self._wide = {str(p) for p in state.get("wide", [])}
             self._kinds = {str(k) for k in state.get("kinds", [])}
         self.kinds()
+
+    def _open_shared(self) -> None:
+        """The shared collection: kept as it is when present (never dropped: other processes use it), made
+        when missing (its progress reset, so the next catch-up fills it from the store)."""
+        if self._call("has_collection", self.client.has_collection, self.collection):
+            self._check_shared_schema()
+        else:
+            try:
+                self._create()
+            except Exception:  # noqa: BLE001 - another process made it meanwhile: use theirs
+                if not self._call("has_collection", self.client.has_collection, self.collection):
+                    raise
+                self._check_shared_schema()
+            else:
+                self._set_marker(0, reset=True)
+        self._verify_index()
+        self._call("load_collection", self.client.load_collection, self.collection)
+        self._read_marker()
+        self.kinds()
+
+    def _check_shared_schema(self) -> None:
+        info = self._call("describe_collection", self.client.describe_collection, self.collection)
+        fields = {f["name"]: f for f in info.get("fields", [])}
+        if info.get("description") != DESCRIPTION or set(fields) != {"pk", "row", "kind", FIELD, "vector"}:
+            raise ConfigError(
+                f"Milvus collection {self.collection!r} at {self.uri} exists with another schema (fields "
+                f"{', '.join(sorted(fields))}): drop it, or give the milvus backend another collection= name"
+            )
+        dim = int(fields["vector"].get("params", {}).get("dim", -1))
+        if dim != self._dim:
+            raise ConfigError(
+                f"the shared Milvus collection {self.collection!r} holds vectors of dimension {dim}, this index "
+                f"has {self._dim}: give the milvus backend another collection= name"
+            )
+
+    def _read_marker(self) -> int:
+        """The shared progress: the store change every change up to which is in the collection."""
+        assert self.shared is not None
+        value = self.shared.get(self._marker)
+        if isinstance(value, dict):
+            self._saved_seq = int(value.get("seq", 0))
+            self._wide |= {str(p) for p in value.get("wide", [])}
+        else:
+            self._saved_seq = 0
+        return self._saved_seq
+
+    def _set_marker(self, seq: int, *, reset: bool = False, wide: Iterable[str] = ()) -> None:
+        assert self.shared is not None
+        more = sorted({str(p) for p in wide})
+
+        def change(old: Any) -> dict[str, Any]:
+            old = old if isinstance(old, dict) else {}
+            held = sorted({*map(str, old.get("wide", [])), *more})
+            return {"seq": int(seq) if reset else max(int(old.get("seq", 0)), int(seq)), "wide": held}
+
+        value = self.shared.update(self._marker, change)
+        self._saved_seq = int(value["seq"])
+        self._wide |= set(value["wide"])
 
     def _read_state(self) -> dict[str, Any] | None:
         try:
@@ -330,12 +420,20 @@ class MilvusBackend:
 
     @property
     def saved_seq(self) -> int:
-        return self._saved_seq
+        """The store change the collection reflects (a shared one: read from the store now)."""
+        return self._read_marker() if self.shared is not None else self._saved_seq
 
     def kinds(self) -> list[str]:
         """The kinds holding vectors, found on the server (each query finds one kind not yet listed)."""
-        found = self._discover(self._read_level())
+        return self._refresh_kinds(self._read_level())
+
+    def _refresh_kinds(self, level: str) -> list[str]:
+        found = self._discover(level)
         self._kinds, self._kinds_at = set(found), time.monotonic()
+        if self.shared is not None:  # other processes' wide keys
+            value = self.shared.get(self._marker)
+            if isinstance(value, dict):
+                self._wide |= {str(p) for p in value.get("wide", [])}
         return _ordered(found)
 
     def _discover(self, level: str) -> list[str]:
@@ -399,9 +497,10 @@ class MilvusBackend:
         if not stored:
             return
         data: list[dict[str, Any]] = []
+        new_wide: set[str] = set()
         for s in stored:
             attrs = encode(s.item.attributes)
-            self._wide |= wide_keys(attrs)
+            new_wide |= wide_keys(attrs) - self._wide
             for kind, vector in s.vectors.items():
                 name = str(kind)
                 if not KIND_NAME.fullmatch(name):
@@ -422,6 +521,9 @@ class MilvusBackend:
         stale = [pk for s in stored for pk in _pks(s.row, present) if pk not in new]  # kinds an item no longer has
         if stale:
             self._delete(stale)
+        if new_wide and self.shared is not None:  # before the write: every process must filter them by rows
+            self._set_marker(0, wide=new_wide)
+        self._wide |= new_wide
         if data:
             self._call("upsert", self.client.upsert, self.collection, data)
         self._kinds |= {d["kind"] for d in data}
@@ -450,9 +552,10 @@ class MilvusBackend:
         q = np.asarray(queries, np.float32)
         if q.ndim != 2 or q.shape[1] != self._dim:
             raise ValidationError("query", f"has dimension {q.shape[-1]}, the index has {self._dim}")
+        level = self._read_level()  # before the kinds: a read owed Strong stays so for the search
         if kinds is None:
             if time.monotonic() - self._kinds_at > KINDS_REFRESH_S:
-                self.kinds()
+                self._refresh_kinds(level)
             names = _ordered(self._kinds)
         else:
             names = list(dict.fromkeys(str(kind) for kind in kinds))
@@ -461,7 +564,6 @@ class MilvusBackend:
             return [VectorHits(np.empty(0, np.int64), np.empty(0, np.float32), []) for _ in range(len(q))]
         condition = None if where is None else translate(where, self._rows_of, self._wide)
         params = self._search_params(limit)
-        level = self._read_level()
         per_kind = [self._search_kind(q, limit, kind, condition, params, level) for kind in names]
         return [
             best_per_row([lab[i] for lab, _ in per_kind], [sc[i] for _, sc in per_kind], names, limit)
@@ -494,6 +596,11 @@ class MilvusBackend:
         rows = [np.fromiter((hit["entity"]["row"] for hit in hits), np.int64) for hits in answers]
         scores = [np.fromiter((hit["distance"] for hit in hits), np.float32) for hits in answers]
         return rows, scores
+
+    def others_wrote(self) -> None:
+        """Other processes wrote to the shared collection (the engine heard of it): the next read is ``Strong``,
+        so it waits for their writes (``Session`` waits only for this process's)."""
+        self._fence = True
 
     def _read_level(self) -> str:
         """The consistency of the next read: the configured one, or ``Strong`` right after a delete (whose
@@ -529,6 +636,11 @@ class MilvusBackend:
         """Record (atomically) that the collection reflects store sequence ``seq``; nothing is written when
         nothing changed since the state was loaded or last saved. No flush: Milvus keeps every acknowledged
         write in its log (it seals segments on its own schedule)."""
+        if self.shared is not None:  # the caller has applied every change up to seq (a catch-up)
+            before = self._saved_seq
+            self._set_marker(seq)
+            self._dirty = False
+            return self._saved_seq != before
         if seq == self._saved_seq and not self._dirty:
             return False
         state = {

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -116,6 +117,20 @@ def _set(text: str, dotted: str, value: str) -> str:
     return text
 
 
+def _bind_reusable(port: int) -> socket.socket | None:
+    """The milvus package's check that ``port`` is free, as the server binds it (``SO_REUSEADDR``, what Go
+    sets): a port whose last connections are in TIME_WAIT — a restart on the same ports — counts as free."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     import ctypes
 
@@ -138,6 +153,7 @@ class LocalMilvus:
         #: milvus.yaml settings by dotted key (``{"queryCoord.checkInterval": 100}``) over :data:`SETTINGS`.
         self.settings = {**SETTINGS, **(settings or {})}
         self._server: Any = None
+        self._ports: list[int] = []  # chosen on the first start, kept by a restart
         self.port = 0
 
     @property
@@ -145,7 +161,8 @@ class LocalMilvus:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LocalMilvus:
-        """Extract the binaries (once), choose ports and start the server; returns when it is healthy."""
+        """Extract the binaries (once), choose ports (the first time: a restart keeps them, so clients reconnect
+        to the same address) and start the server; returns when it is healthy."""
         try:
             import milvus
             from filelock import FileLock
@@ -158,7 +175,8 @@ class LocalMilvus:
             bin_link = self.folder / "bin"
             if not bin_link.exists():
                 bin_link.symlink_to(self.cache / "bin", target_is_directory=True)
-            ports = free_ports(len(PORT_KEYS) + 3)
+            ports = self._ports or free_ports(len(PORT_KEYS) + 3)
+            self._ports = ports
             etcd_client, etcd_peer, metrics = ports[-3:]
             etcd_config = self.folder / "configs" / "etcd.yaml"
             etcd_config.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +200,7 @@ class LocalMilvus:
                 **dict(zip(PORT_KEYS, ports, strict=False)),
             )
             config.glog_conf_file = str(Path(milvus.__file__).parent / "data" / "glog.conf")  # set for no template
+            config.try_bind_port = _bind_reusable  # a restart's ports may hold TIME_WAIT connections still
             server = milvus.MilvusServer(config, wait_for_started=False)
             server.webservice_port = metrics
             self._launch(server)
@@ -218,8 +237,15 @@ class LocalMilvus:
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
 
-    def stop(self) -> None:
-        """Stop the server (and remove its folder when it made a temporary one)."""
+    def restart(self, *, down_s: float = 0.0) -> LocalMilvus:
+        """Stop the server (its data kept) and start it again on the same ports after ``down_s`` seconds:
+        what a client sees of a Milvus restart."""
+        self.stop(keep=True)
+        time.sleep(down_s)
+        return self.start()
+
+    def stop(self, *, keep: bool = False) -> None:
+        """Stop the server (and remove its folder when it made a temporary one, unless ``keep``)."""
         server, self._server = self._server, None
         if server is not None:
             proc = server.server_proc
@@ -231,7 +257,7 @@ class LocalMilvus:
                     proc.kill()
                     proc.wait(timeout=15)
                 server.server_proc = None
-        if self._own_folder:
+        if self._own_folder and not keep:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> LocalMilvus:
