@@ -159,8 +159,18 @@ def test_safe_option_over_rest_cli_and_redaction_end_to_end(tmp_path: Path, caps
             assert bad.status_code == 422 and "safe" in bad.text
             metrics = httpx.get(f"{url}/metrics").text
             assert 'xmodal_guard_decisions_total{action="dropped_hit",category="toxicity"}' in metrics
+            # similar items are screened the same way: the rude item is flagged, dropped when strict, and the
+            # PII in the contact's text is redacted
+            near = {h["id"]: h for h in httpx.get(f"{url}/items/lamp/similar", params={"k": 10}).json()["hits"]}
+            assert near["rude"]["guard"]["findings"][0]["category"] == "toxicity"
+            assert "<EMAIL_ADDRESS>" in near["contact"]["text"] and "jennifer" not in near["contact"]["text"].lower()
+            strict_near = httpx.get(f"{url}/items/lamp/similar", params={"k": 10, "safe": "strict"}).json()["hits"]
+            assert "rude" not in {h["id"] for h in strict_near} and "contact" in {h["id"] for h in strict_near}
+            assert httpx.get(f"{url}/items/lamp/similar", params={"safe": "none"}).status_code == 422
         with pytest.raises(ValidationError, match="safe"):
             engine.search("lamp", safe="lenient")
+        with pytest.raises(ValidationError, match="safe"):
+            engine.similar("lamp", safe="lenient")
     capsys.readouterr()
     assert main(["--index", str(tmp_path / "idx"), "search", "review", "--safe", "strict", "--json"]) == 0
     assert "rude" not in {h["id"] for h in json.loads(capsys.readouterr().out)["hits"]}

@@ -49,7 +49,7 @@ from .erasure import Erasure, Traces, erase_traces, scrub
 from .errors import DiskFull, NotFoundError, StorageError, ValidationError
 from .export import BATCH as EXPORT_BATCH
 from .export import ExportReport, write_export
-from .extension import Extension
+from .extension import Extension, current_caller
 from .extension_set import ExtensionSet
 from .feedback.base import FeedbackStore
 from .feedback.log import FeedbackLog
@@ -61,7 +61,7 @@ from .location import is_postgres, parse_postgres
 from .media import MediaStore
 from .media_loaders import allow_media
 from .migration.space import reindex_summary
-from .records import Hits, Item, Query, Target, primary_vector
+from .records import SAFE_LEVELS, Hits, Item, Query, Target, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
 from .search_path import SearchParts, SearchPath
@@ -757,17 +757,24 @@ class Engine:
             queries, base_dir=base_dir, log=log, explain=explain, with_vectors=with_vectors, **options
         )
 
-    def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY) -> SearchResult:
-        """The items closest to a stored item (the item itself left out), by its primary vector."""
+    def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY, safe: str | None = None) -> SearchResult:
+        """The items closest to a stored item (the item itself left out), by its primary vector; the guards
+        screen them as they screen a search's hits (the caller's policy, at the ``safe`` level)."""
         start = time.perf_counter()
+        if safe is not None and safe not in SAFE_LEVELS:
+            raise ValidationError("safe", f"unknown level {safe!r}", f"use one of {', '.join(SAFE_LEVELS)}")
         vector = primary_vector(self.vectors(item_id))
         if vector is None:
             raise ValidationError("id", f"item {item_id!r} has no vectors", "re-add the item")
-        hits = self.search_vector(vector, k=k + 1, target=target)
-        keep = [i for i, hit_id in enumerate(hits.ids.tolist()) if hit_id != item_id][:k]
+        hits = self.search_vector(vector, k=2 * k + 1, target=target)  # room for hits the guards drop
+        keep = [i for i, hit_id in enumerate(hits.ids.tolist()) if hit_id != item_id]
         hits = Hits(hits.ids[keep], hits.scores[keep], tuple(f"similar:{hits.provenance[i]}" for i in keep))
         hits, items = self._search.items_for(hits)
-        return SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0)
+        hits, items, flags = self._extensions.screen_hits(hits, items, current_caller(), safe)
+        hits, items = hits.take(range(min(k, len(hits)))), items[:k]
+        shown = {item.id for item in items}
+        found = {item: why for item, why in flags.items() if item in shown}
+        return SearchResult(hits, items, (time.perf_counter() - start) * 1000, 0.0, flags=found or None)
 
     def search_vector(
         self,

@@ -286,9 +286,11 @@ class AsyncClient:
             )
         )
 
-    async def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY) -> SearchResult:
+    async def similar(
+        self, item_id: str, *, k: int = 10, target: str = Target.ANY, safe: str | None = None
+    ) -> SearchResult:
         """:meth:`Engine.similar <xmodal.Engine.similar>`."""
-        return await self._run(plans.similar(item_id, k=k, target=target))
+        return await self._run(plans.similar(item_id, k=k, target=target, safe=safe))
 
     async def info(self) -> dict[str, Any]:
         """:meth:`Engine.info <xmodal.Engine.info>` without ``path`` (the server's folder is not sent)."""

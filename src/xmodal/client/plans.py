@@ -349,8 +349,10 @@ def _renumbered(start: int, *, vectors: bool = False) -> Iterator[None]:
         raise renamed from None
 
 
-def similar(item_id: str, *, k: int = 10, target: str = Target.ANY) -> Plan[SearchResult]:
-    params = {"k": k, "target": Target.parse(target)}
+def similar(item_id: str, *, k: int = 10, target: str = Target.ANY, safe: str | None = None) -> Plan[SearchResult]:
+    params: dict[str, Any] = {"k": k, "target": Target.parse(target)}
+    if safe is not None:
+        params["safe"] = safe
     return result_of((yield call("GET", item_path(item_id) + "/similar", params=params)))
 
 

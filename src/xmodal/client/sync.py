@@ -287,9 +287,9 @@ class Client:
             )
         )
 
-    def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY) -> SearchResult:
+    def similar(self, item_id: str, *, k: int = 10, target: str = Target.ANY, safe: str | None = None) -> SearchResult:
         """:meth:`Engine.similar <xmodal.Engine.similar>`."""
-        return self._run(plans.similar(item_id, k=k, target=target))
+        return self._run(plans.similar(item_id, k=k, target=target, safe=safe))
 
     def info(self) -> dict[str, Any]:
         """:meth:`Engine.info <xmodal.Engine.info>` without ``path`` (the server's folder is not sent)."""

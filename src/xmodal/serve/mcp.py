@@ -214,14 +214,18 @@ def build_mcp(
 
     @server.tool()
     @_clear_errors
-    def similar_items(id: str, k: int = 10, target: str = "any") -> dict[str, Any]:
+    def similar_items(id: str, k: int = 10, target: str = "any", safe: str | None = None) -> dict[str, Any]:
         """Items most similar to the item ``id`` (itself left out); ``target``: any, or one vector kind of
-        the index (text, image or combined with the bundled encoders)."""
+        the index (text, image or combined with the bundled encoders). The guards screen them as they screen
+        ``search`` hits (``safe``: strict, moderate or off, within what the policy allows)."""
         caller = current_caller.get()
         limits.similar(caller, k)
-        return limits.work(
-            caller, lambda: _hits(engine.similar(id, k=max(1, min(k, MAX_K)), target=target)), image=False
-        )
+
+        def run() -> SearchResult:
+            with as_caller(caller.policy_name if caller is not None else None):  # its guards policy
+                return engine.similar(id, k=max(1, min(k, MAX_K)), target=target, safe=safe)
+
+        return limits.work(caller, lambda: _hits(run()), image=False)
 
     add_collection_tools(server, engine, limits, NOTICE, fenced, _clear_errors)
     add_task_tools(server, engine, limits, NOTICE, _clear_errors)

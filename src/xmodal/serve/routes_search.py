@@ -20,6 +20,8 @@ from .deps import ReadKey, ServerState, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses, validate
 from .forms import read_form
 from .models import (
+    SAFE_HELP,
+    SAFE_PATTERN,
     TARGET_HELP,
     TARGET_PATTERN,
     FacetsResponse,
@@ -199,12 +201,18 @@ async def similar(
     caller: ReadKey,
     k: Annotated[int, Q(ge=1, le=MAX_K)] = 10,
     target: Annotated[str, Q(pattern=TARGET_PATTERN, description=TARGET_HELP)] = Target.ANY.value,
+    safe: Annotated[str | None, Q(pattern=SAFE_PATTERN, description=SAFE_HELP)] = None,
 ) -> SearchResponse:
-    """Items closest to a stored item (the item itself left out), by its primary vector (``Engine.similar``)."""
+    """Items closest to a stored item (the item itself left out), by its primary vector (``Engine.similar``),
+    screened by the guards as a search's hits are."""
     state = server(request)
     state.limits.similar(caller, k)
     await state.limits.wait_turn(caller)
-    run = functools.partial(state.engine.similar, item_id, k=k, target=target)
+
+    def run() -> SearchResult:
+        with as_caller(caller.policy_name):  # the guards apply this API key's policy
+            return state.engine.similar(item_id, k=k, target=target, safe=safe)
+
     return search_response(await state.limits.work_async(caller, run, image=False))
 
 
