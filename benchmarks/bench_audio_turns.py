@@ -57,6 +57,7 @@ def main() -> None:
     pool = glosses(args.seed)
     true_n = found_n = matched_true = matched_found = labels_ok = labels_n = 0
     errors: list[float] = []
+    by_pair: dict[str, list[int]] = {}
     seconds = spent = 0.0
     for n in range(args.dialogues):
         samples, truth = dialogue(folder, n, args.turns, pool)
@@ -66,9 +67,12 @@ def main() -> None:
         seconds += len(samples) / RATE
         found = [t.start for t in turns[1:]]
         true_n, found_n = true_n + len(truth), found_n + len(found)
+        pair = by_pair.setdefault("/".join(PAIRS[n % len(PAIRS)]), [0, 0])
         for t in truth:
             near = [abs(f - t) for f in found if abs(f - t) <= TOLERANCE]
             matched_true += bool(near)
+            pair[0] += bool(near)
+            pair[1] += 1
             errors += [min(near)] if near else []
         matched_found += sum(any(abs(f - t) <= TOLERANCE for t in truth) for f in found)
         edges = [0.0, *truth, len(samples) / RATE]
@@ -84,6 +88,7 @@ def main() -> None:
         "recall_within_0_5s": round(matched_true / max(true_n, 1), 4),
         "precision_within_0_5s": round(matched_found / max(found_n, 1), 4),
         "mean_error_s": round(float(np.mean(errors)), 3) if errors else None,
+        "recall_by_voice_pair": {k: round(a / b, 3) for k, (a, b) in by_pair.items()},
         "speaker_labels_correct": round(labels_ok / max(labels_n, 1), 4),
         "audio_seconds": round(seconds, 1),
         "real_time_factor": round(seconds / spent, 2),
