@@ -8,7 +8,9 @@ server's local backend, built from the store and following its change log). Meas
   is in the store and searchable on every server at the end (nothing acknowledged is lost);
 - a click logged through one server's ``POST /feedback`` changes the next plan (``explain``) on another.
 
-Prints JSON. ``--milvus`` puts the vectors in one Milvus standalone server (``LocalMilvus``) shared by all.
+Prints JSON. ``--milvus`` puts the vectors in one Milvus standalone server (``LocalMilvus``) shared by all (one
+collection for every process, named from the store); ``--milvus-restart`` also stops and restarts that server
+(same ports) while the writes go on, and checks at the end that every acknowledged write is searchable.
 
     python benchmarks/bench_multiserver.py --servers 3 --cli-writers 2 --cli-batches 6 --batch 5 --rest-writes 60
 """
@@ -187,6 +189,19 @@ def rest_writer(servers: list[Server], writes: int, seen: Visibility, refused: l
         time.sleep(pause)
 
 
+def found_soon(server: Server, tag: str, n: int, wait_s: float = 60.0) -> bool:
+    """Whether ``server`` finds the write within ``wait_s`` (after a Milvus restart it reloads the collection
+    and the writer catches up what Milvus missed first)."""
+    deadline = time.perf_counter() + wait_s
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if server.found(tag, n):
+                return True
+        if time.perf_counter() > deadline:
+            return False
+        time.sleep(0.2)
+
+
 def click(servers: list[Server]) -> dict[str, Any]:
     """A click through one server's POST /feedback; the next plan on another server."""
     a, b = servers[0], servers[1]
@@ -221,11 +236,12 @@ def main() -> None:
     parser.add_argument("--rest-writes", type=int, default=60)
     parser.add_argument("--seed-items", type=int, default=300)
     parser.add_argument("--milvus", action="store_true", help="vectors in one Milvus standalone server (else local)")
+    parser.add_argument("--milvus-restart", action="store_true", help="with --milvus: stop/start it during the writes")
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, LocalPostgres() as pg, contextlib.ExitStack() as stack:
         folder = Path(tmp)
-        vectors = "local"
+        vectors, milvus = "local", None
         if args.milvus:
             from xmodal.backends.milvus_server import LocalMilvus
 
@@ -268,11 +284,15 @@ def main() -> None:
             time.sleep(2.0)
             victim.start()
             out["victim_down_s"] = round(time.perf_counter() - killed_at, 1)
+            if args.milvus_restart and milvus is not None:
+                down = time.perf_counter()
+                milvus.restart(down_s=1.0)  # the writers go on: a write Milvus cannot take is caught up later
+                out["milvus_restart_s"] = round(time.perf_counter() - down, 1)
             for t in writers:
                 t.join()
             seen.join()
             # the end: every acknowledged write is in the store and found on every server (the restarted one too)
-            missing = [(tag, s.port) for tag, n in seen.acked for s in servers if not s.found(tag, n)]
+            missing = [(tag, s.port) for tag, n in seen.acked for s in servers if not found_soon(s, tag, n)]
             with Engine.open(f"{url}&state={folder / 'audit'}") as audit:
                 ids = [tag if tag.startswith("rest") else f"{tag}-{i}" for tag, n in seen.acked for i in range(n)]
                 in_store = sum(item_id in audit for item_id in ids)
@@ -292,6 +312,12 @@ def main() -> None:
                 "lag_max_ms": round(float(lags.max()), 1),
                 "late": seen.late[:10],
             }
+            if milvus is not None:
+                from pymilvus import MilvusClient
+
+                client = MilvusClient(uri=milvus.uri)
+                out["milvus_collections"] = len(client.list_collections())  # one shared by every process
+                client.close()
             out["errors"] = errors[:3]
             out["wall_s"] = round(time.perf_counter() - started, 1)
             print(json.dumps(out, indent=2))
