@@ -117,7 +117,7 @@ def test_a_milvus_restart_during_writes_loses_no_acknowledged_write(
     writer = Engine.open(
         location(postgres_server, postgres_schema, tmp_path / "w", restartable_milvus),
         encoder="hashing",
-        index_options={"retries": 3, "timeout": 2},
+        index_options={"retries": 3, "timeout": 5},  # a new collection can take 2 s to load here
         dim=32,
         index="flat",
     )

@@ -252,7 +252,10 @@ class Engine:
         engine has not applied are not in the state saved, and the next open replays them)."""
         with self._writing, space_guard(self.path):  # no write in flight: every extension reflects the sequence
             if self._shared_vectors:
-                self._catch_up_shared()
+                try:
+                    self._catch_up_shared()
+                except StorageError as exc:  # its record stays behind: the next catch-up (any process's) applies it
+                    log.warning("the shared vectors were not caught up: %s", exc)
             else:
                 with self._lock:
                     checkpoint_epoch.before_write(self.path / "index", self.epoch)
@@ -274,6 +277,8 @@ class Engine:
                 seq = self.store.last_seq()  # read first: a change committed meanwhile is applied again later
                 replay(self, 0, self._catalog, self.backend)
                 self._prune_backend()
+                if self._shared_vectors:  # another process's write the pruning raced with: put back
+                    replay(self, seq, self.backend)
                 self._advance(max(self._seq, seq))
             self._sync()
             self.checkpoint()
