@@ -105,6 +105,7 @@ DEFAULT_SEARCH: dict[str, dict[str, Any]] = {
 BUILD_SHORTCUTS = {"m": "M", "ef_construction": "efConstruction", "nlist": "nlist"}
 SEARCH_SHORTCUTS = {"ef": "ef", "nprobe": "nprobe", "search_list": "search_list"}
 CONNECTION_OPTIONS = ("uri", "token", "db_name", "consistency", "timeout", "retries")
+LOAD_TIMEOUT = 60.0  #: seconds a collection's load may take, whatever the per-call timeout
 OPTIONS = (*CONNECTION_OPTIONS, "collection", "params", "search_params", *BUILD_SHORTCUTS, *SEARCH_SHORTCUTS)
 CONSISTENCY = ("Strong", "Session", "Bounded", "Eventually")
 CLEAR_LIMIT = 10_000  # an untrusted collection of at most this many rows is emptied in place, not dropped
@@ -229,7 +230,7 @@ class MilvusBackend:
             state = None
             self._create()
         self._verify_index()
-        self._call("load_collection", self.client.load_collection, self.collection)
+        self._load()
         if state is not None:
             self._saved_seq = int(state["seq"])
             self._wide = {str(p) for p in state.get("wide", [])}
@@ -251,7 +252,7 @@ class MilvusBackend:
             else:
                 self._set_marker(0, reset=True)
         self._verify_index()
-        self._call("load_collection", self.client.load_collection, self.collection)
+        self._load()
         self._read_marker()
         self.kinds()
 
@@ -334,7 +335,7 @@ class MilvusBackend:
 
     def _clear(self) -> bool:
         """Delete every row of a small collection (by key) and say so; False (nothing done) when large."""
-        self._call("load_collection", self.client.load_collection, self.collection)
+        self._load()
         hits = self._call(
             "query",
             self.client.query,
@@ -412,6 +413,13 @@ class MilvusBackend:
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self._retry(what, lambda: fn(*args, timeout=self.timeout, **kwargs))
+
+    def _load(self) -> None:
+        """Load the collection into the server's memory: a one-off wait, so it gets at least ``LOAD_TIMEOUT``
+        whatever the per-call ``timeout`` (a short one keeps searches and retries quick; a new collection can
+        take seconds to load on a busy server)."""
+        wait = max(self.timeout, LOAD_TIMEOUT)
+        self._retry("load_collection", lambda: self.client.load_collection(self.collection, timeout=wait))
 
     # -- the VectorBackend protocol -----------------------------------------------------------------
     @property
