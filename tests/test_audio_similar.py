@@ -174,3 +174,26 @@ def test_rest_search_by_an_uploaded_sound(sounds: dict[str, Path], tmp_path: Pat
             assert text_field.status_code == 422 and "file part" in text_field.text
             mixed = httpx.post(f"{url}/search", json={**body, "text": "a tone"}, timeout=60)
             assert mixed.status_code == 422 and "space of their own" in mixed.text
+
+
+def test_mcp_search_by_a_sound(sounds: dict[str, Path], tmp_path: Path) -> None:
+    import base64
+
+    pytest.importorskip("mcp")
+    from tests.test_serve_mcp import structured
+    from tests.test_serve_mcp_collection import call
+    from xmodal.serve.mcp import build_mcp
+
+    with Engine.open(
+        tmp_path / "idx", encoder="audio", encoder_options={"base": "hashing"}, index="exact", extensions=[]
+    ) as engine:
+        names = ["us", "gb", "tone", "noise"]
+        assert not engine.add([Item.create(n, title=n, media={"audio": str(sounds[n])}) for n in names]).rejected
+        server = build_mcp(engine)
+        sound = base64.b64encode(sounds["tone_ogg"].read_bytes()).decode()
+        found = structured(call(server, "search", {"audio_base64": sound, "k": 1}))
+        assert [h["data"]["id"] for h in found["hits"]] == ["tone"]
+        mixed = call(server, "search", {"audio_base64": sound, "text": "a tone"})
+        assert mixed.is_error and "space of their own" in str(mixed.content)
+        broken = call(server, "search", {"audio_base64": "not base64!"})
+        assert broken.is_error and "audio_base64" in str(broken.content)

@@ -88,6 +88,20 @@ def _image(image_base64: str | None, image_path: str | None, allow_paths: bool) 
     return None
 
 
+def _sound(audio_base64: str | None, limit: int) -> bytes | None:
+    """The decoded sound of a search, at most ``limit`` bytes (the server's ``max_body_bytes``, as over REST)."""
+    if not audio_base64:
+        return None
+    if len(audio_base64) > limit * 4 // 3 + 4:
+        raise ValidationError(
+            "audio_base64", f"is over {limit:,} bytes (the server's max_body_bytes)", "send a shorter excerpt"
+        )
+    try:
+        return base64.b64decode(audio_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError("audio_base64", "is not valid base64", "base64-encode the sound file") from None
+
+
 def _local_image(image_path: str) -> bytes:
     """The bytes of a local image file (stdio only), checked here so that a missing file, a folder, an
     unreadable file and one that is not an allowed image all get the same answer: a tool call cannot
@@ -147,8 +161,10 @@ def build_mcp(
         cursor: str | None = None,
         with_vectors: bool = False,
         safe: str | None = None,
+        audio_base64: str | None = None,
     ) -> dict[str, Any]:
-        """Search the catalog by text and/or an image (base64, or a local file path over stdio).
+        """Search the catalog by text and/or an image (base64, or a local file path over stdio), or by a sound
+        (``audio_base64``: WAV, MP3, OGG, FLAC or M4A; alone, it searches the index's ``audio`` vectors).
 
         ``filters`` maps an attribute (or a dotted path into nested ones, ``meta.brand``) → value, list of
         values, or operators ({"gte": n, "lt": m}, {"ne": v}, {"exists": true}, {"contains": v},
@@ -184,6 +200,9 @@ def build_mcp(
         }
         if mode is not None:  # none given: the index's default mode
             fields["mode"] = mode
+        sound = _sound(audio_base64, limits.config.max_body_bytes)
+        if sound is not None:  # a sound query: its 'audio' vector (xmodal.encoders.audio)
+            fields["media"] = {"audio": sound}
         principal = current_caller.get()
         query = Query(**fields)
 
