@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +26,7 @@ from ..store.base import StoredItem
 from . import nsfw, pii, toxicity
 from .classifier import ModelError
 from .policy import ALLOW, BLOCK, FLAG, Policy
+from .statefile import write_state
 
 log = logging.getLogger(__name__)
 STATE = "results.json"
@@ -159,13 +159,9 @@ class ResultGuard:
                 "rows": {str(r): e.to_dict() for r, e in sorted(self._entries.items())},
             }
             self._dirty = False
-        tmp = folder / (STATE + ".tmp")
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, folder / STATE)
-        except BaseException:  # a full disk: no partial file left behind, and written at the next checkpoint
-            tmp.unlink(missing_ok=True)
+            write_state(folder / STATE, data)
+        except BaseException:  # a full disk: written at the next checkpoint
             with self._lock:
                 self._dirty = True
             raise

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from ...records import Hits, Item
 from ...store.base import StoredItem
 from ..classifier import ModelError
 from ..policy import ALLOW, BLOCK, Policy
+from ..statefile import write_state
 from . import manifests, watermark
 from .manifests import NOT_CHECKED, ManifestReading
 
@@ -179,13 +179,9 @@ class ProvenanceGuard:
                 "rows": {str(r): {"id": x.id, **x.to_dict()} for r, x in sorted(self._readings.items())},
             }
             self._dirty = False
-        tmp = folder / (STATE + ".tmp")
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, folder / STATE)
-        except BaseException:  # a full disk: no partial file left behind, and written at the next checkpoint
-            tmp.unlink(missing_ok=True)
+            write_state(folder / STATE, data)
+        except BaseException:  # a full disk: written at the next checkpoint
             with self._lock:
                 self._dirty = True
             raise
