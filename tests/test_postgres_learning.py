@@ -5,7 +5,6 @@ and a ranker trained on one server is used by all."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,14 @@ pytest.importorskip("psycopg", reason="the postgres store needs psycopg: pip ins
 from xmodal.feedback.postgres_log import PostgresFeedbackLog  # noqa: E402
 from xmodal.ltr.extension import pipeline  # noqa: E402
 
+from .test_postgres_store import location as store_location  # noqa: E402
+from .test_postgres_store import wait_for  # noqa: E402
+
 QUERY = "comfortable shoes for walking"
 
 
 def location(server: Any, schema: str, state: Path) -> str:
-    return f"{server.url}?schema={schema}&state={state}&vectors=local"
-
-
-def wait_for(done: Any, timeout: float) -> float:
-    start = time.perf_counter()
-    while not done():
-        if time.perf_counter() - start > timeout:
-            raise AssertionError(f"not done within {timeout} s")
-        time.sleep(0.002)
-    return time.perf_counter() - start
+    return store_location(server, schema, state, vectors="local")
 
 
 def strategies(result: Any) -> set[str]:
