@@ -58,7 +58,7 @@ from .filters import AttributeTable
 from .ingest.prepare import AddReport, Entry, chunks, dedupe, encode_entries, load_media
 from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
 from .location import is_postgres, parse_postgres
-from .media import MediaStore
+from .media import Media, MediaStore
 from .media_loaders import allow_media
 from .migration.space import reindex_summary
 from .records import SAFE_LEVELS, Hits, Item, Query, Target, primary_vector
@@ -84,14 +84,14 @@ class Engine:
     """A multimodal index in one folder. Use :meth:`open`; close it (or use ``with``) when done."""
 
     def __init__(
-        self, path: Path, store: Store, encoder: Encoder, settings: dict[str, Any], *, media_root: Path | None = None
+        self, path: Path, store: Store, encoder: Encoder, settings: dict[str, Any], *, media: Media | None = None
     ) -> None:
         """Use :meth:`open`."""
         self.path = path
         self.store = store
         self.encoder = encoder
         self.settings = settings
-        self.media = MediaStore(media_root if media_root is not None else path)
+        self.media: Media = media if media is not None else MediaStore(path)
         self._prefetch = _prefetch(encoder)  # the text model loads while the catalog and indexes do
         self._lock = RWLock()  # searches share it; the catalog and the vector backend change under it alone
         self._writing = threading.RLock()  # one write or catch-up at a time, extension work included
@@ -185,10 +185,10 @@ class Engine:
 
         ``path`` may be a ``postgres://`` URL (:mod:`xmodal.location`): the store is then PostgreSQL, shared by
         every server given the URL, and this process keeps only derived data in its own state folder."""
-        media_root: Path | None = None
+        media_store: Media | None = None
         if is_postgres(path):
             where = parse_postgres(str(path))
-            root, media_root = where.state, where.media
+            root, media_store = where.state, where.open_media()
             if backend is None and where.backend is not None and where.backend != DEFAULT_BACKEND:
                 backend, index_options = where.backend, {**where.backend_options, **(index_options or {})}
             with space_guard(root):
@@ -211,7 +211,7 @@ class Engine:
                 encoder_options=encoder_options,
             )
             allow_media(settings.get("media", []))
-            engine = cls(root, store, enc, settings, media_root=media_root)
+            engine = cls(root, store, enc, settings, media=media_store)
             if isinstance(store, PostgresStore):
                 store.listen(engine._heard)  # every server learns of every write at once (LISTEN/NOTIFY)
             if store.get_meta("settings") != settings:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from .backends import Purging, VectorBackend
 from .feedback.base import FeedbackStore
-from .media import MediaStore
+from .media import Media
 from .rwlock import RWLock
 from .store.base import Store
 from .store.sqlite import Erased
@@ -34,7 +34,7 @@ class Traces:
     """Where an index keeps derived copies of its items: the parts an erasure cleans."""
 
     store: Store
-    media: MediaStore
+    media: Media
     feedback_log: FeedbackStore
     backend: VectorBackend
     lock: RWLock  # the backend changes under it alone

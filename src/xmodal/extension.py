@@ -31,6 +31,7 @@ from .store.base import StoredItem
 if TYPE_CHECKING:
     from .feedback.base import FeedbackStore
     from .filters import AttributeTable
+    from .media import Media
     from .store.textindex import TextIndex
 
 
@@ -73,6 +74,9 @@ class EngineView(Protocol):
 
     @property
     def fulltext(self) -> TextIndex: ...
+
+    @property
+    def media(self) -> Media: ...
 
     def __len__(self) -> int: ...
 

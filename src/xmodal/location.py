@@ -7,8 +7,10 @@ writer given the same URL and schema (default ``xmodal``). The other query param
 - ``vectors``: the vector backend of a new index: ``local`` (default), ``quantized``, or
   ``milvus://host:port`` (the ``milvus`` backend at ``http://host:port``; ``milvuss://`` for ``https``).
   Each server builds its backend from the store's vectors and follows the store's change log.
-- ``media``: the folder media files go to, shared by every server (a network file system); default
-  ``<state>/media``, which only suits one server.
+- ``media``: where media files go, shared by every server: a folder (a network file system), or an
+  S3-compatible bucket ``s3://BUCKET/PREFIX`` (:mod:`xmodal.media_s3`; ``media_endpoint=URL`` for a server
+  other than AWS, e.g. MinIO; ``media_region``; ``media_cache_mb``, the local read cache, default 1024).
+  Default ``<state>/media``, which only suits one server.
 - ``state``: this server's folder for derived data (vector checkpoints, extension state); default
   ``~/.cache/xmodal/postgres/<hash of the URL>``. Nothing in it is the only copy of anything the store holds.
 
@@ -25,6 +27,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
+from .media import Media, MediaStore
+from .media_s3 import S3Location, S3MediaStore, is_s3, parse_s3
 from .store.postgres import redact as _redacted
 
 SCHEMES = ("postgres", "postgresql")
@@ -38,9 +42,15 @@ class PostgresLocation:
     dsn: str  # what libpq gets: the URL without xmodal's own parameters
     schema: str
     state: Path
-    media: Path
+    media: Path | S3Location
     backend: str | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)
+
+    def open_media(self) -> Media:
+        """The media store this location names: its folder, or its bucket with a read cache in the state folder."""
+        if isinstance(self.media, S3Location):
+            return S3MediaStore(self.media, self.state / "media-cache")
+        return MediaStore(self.media)
 
 
 def is_postgres(location: str | Path) -> bool:
@@ -59,6 +69,7 @@ def parse_postgres(url: str) -> PostgresLocation:
         )
     vectors = params.pop("vectors", "") or None
     media, state = params.pop("media", ""), params.pop("state", "")
+    s3 = {name: params.pop(f"media_{name}", "") for name in ("endpoint", "region", "cache_mb")}
     dsn = urlunsplit(parts._replace(query=urlencode(params)))
     if not parts.hostname and "host" not in params:
         raise ConfigError(f"{_redacted(url)}: no host; write postgres://USER@HOST:PORT/DATABASE")
@@ -66,9 +77,13 @@ def parse_postgres(url: str) -> PostgresLocation:
     base = Path(os.environ.get("XMODAL_CACHE", Path.home() / ".cache" / "xmodal"))
     state_dir = Path(state).expanduser() if state else base / "postgres" / key
     backend, options = _vectors(vectors, url)
-    return PostgresLocation(
-        dsn, schema, state_dir, Path(media).expanduser() if media else state_dir / "media", backend, options
+    if not is_s3(media) and any(s3.values()):
+        given = ", ".join(f"media_{name}" for name, value in s3.items() if value)
+        raise ConfigError(f"{_redacted(url)}: {given} only go with a bucket: add media=s3://BUCKET/PREFIX or drop them")
+    where: Path | S3Location = (
+        parse_s3(media, **s3) if is_s3(media) else Path(media).expanduser() if media else state_dir / "media"
     )
+    return PostgresLocation(dsn, schema, state_dir, where, backend, options)
 
 
 def _vectors(vectors: str | None, url: str) -> tuple[str | None, dict[str, Any]]:

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Protocol
 
 from .errors import NotFoundError, StorageError
 from .store.space import space_guard
@@ -42,6 +43,16 @@ def media_ref(data: bytes, suffix: str | None = None) -> str:
     digest = hashlib.sha256(data).hexdigest()
     ext = suffix if suffix and _SUFFIX.fullmatch(suffix) else suffix_of(data)
     return f"media/{digest[:2]}/{digest}{ext}"
+
+
+class Media(Protocol):
+    """Where an index's media files live: this module's folder store, or a bucket (:mod:`xmodal.media_s3`)."""
+
+    def put(self, data: bytes, suffix: str | None = None) -> str: ...
+
+    def path(self, ref: str) -> Path: ...
+
+    def remove(self, ref: str) -> bool: ...
 
 
 class MediaStore:

@@ -23,6 +23,7 @@ from PIL import Image as PILImage
 
 from ..errors import GuardBlocked, XmodalError
 from ..extension import EngineView, Mode, current_query_base
+from ..media import MediaStore
 from ..media_loaders import media_loader
 from ..records import Hits, Item, Query
 from ..store.base import StoredItem
@@ -109,8 +110,9 @@ class GuardsExtension:
                 self._flagged.pop(row, None)
             if found:
                 self._flagged.update(found)
-        self.results.on_put(stored, self._view.path if self._view is not None else self._folder)
-        self.provenance.on_put(stored, self._view.path if self._view is not None else self._folder)
+        media = self._view.media if self._view is not None else MediaStore(self._folder)
+        self.results.on_put(stored, media)
+        self.provenance.on_put(stored, media)
 
     def on_delete(self, rows: Sequence[int]) -> None:
         self.results.on_delete(rows)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..media import MediaStore
+from ..media import Media
 from ..records import SAFE_LEVELS, Hits, Item
 from ..store.base import StoredItem
 from . import nsfw, pii, toxicity
@@ -167,12 +167,12 @@ class ResultGuard:
             raise
 
     # -- ingest --------------------------------------------------------------------------------------
-    def on_put(self, stored: Sequence[StoredItem], index_path: Path) -> None:
+    def on_put(self, stored: Sequence[StoredItem], media: Media) -> None:
         """Score each item once: its image (NSFW), its text (toxicity) and, with PII on, its personal data."""
         entries = {s.row: Entry(s.item.id) for s in stored}
         images = [(s.row, s.item.media["image"]) for s in stored if "image" in s.item.media]
         if images:
-            self._score_images(images, entries, index_path)
+            self._score_images(images, entries, media)
         threshold = self._tox.threshold if self._tox is not None else toxicity.THRESHOLD
         for s in stored:
             texts = _item_texts(s.item)
@@ -193,13 +193,13 @@ class ResultGuard:
                 if entry.worth_keeping(threshold):
                     self._entries[row], self._rows[entry.id] = entry, row
 
-    def _score_images(self, images: list[tuple[int, Any]], entries: dict[int, Entry], index_path: Path) -> None:
+    def _score_images(self, images: list[tuple[int, Any]], entries: dict[int, Entry], media: Media) -> None:
         model = self._nsfw_model()
         if model is None:
             for row, _ in images:
                 entries[row].nsfw_status = self.status["nsfw"]
             return
-        store = MediaStore(index_path)
+        store = media
         sources: list[Any] = []
         for _, ref in images:
             if isinstance(ref, str) and ref.startswith("media/"):

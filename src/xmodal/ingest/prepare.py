@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..encoders import Content, Encoder, kinds_of, normalize
 from ..errors import ValidationError, XmodalError
-from ..media import MediaStore
+from ..media import Media
 from ..media_loaders import TEXT, LoadedMedia, media_loader
 from ..records import Item
 
@@ -97,7 +97,7 @@ def load_media(items: Sequence[Item], base_dir: Path | None, report: AddReport) 
 
 
 def encode_entries(
-    loaded: Sequence[Loaded], encoder: Encoder, media: MediaStore, report: AddReport | None = None
+    loaded: Sequence[Loaded], encoder: Encoder, media: Media, report: AddReport | None = None
 ) -> list[Entry]:
     """Encode each item into the vector kinds its encoder declares (:func:`~xmodal.encoders.kinds_of`)
     from the parts the item's modality has: each part (the text, each medium) is encoded once, in one

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
-from ..media import MediaStore
+from ..media import Media
 from ..records import Item
 from ..updates import query_vector
 from .prepare import AddReport, Entry, Loaded, Rejection
@@ -80,7 +80,7 @@ def given_entries(
     given: Mapping[str, Any],
     kinds: Mapping[str, tuple[str, ...]],
     dim: int,
-    media: MediaStore,
+    media: Media,
     report: AddReport,
 ) -> list[Entry]:
     """Store entries for items that come with their vectors; a bad one goes to ``report`` with the reason."""

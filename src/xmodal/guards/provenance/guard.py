@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ...imaging import decode_image
-from ...media import MediaStore
+from ...media import Media
 from ...records import Hits, Item
 from ...store.base import StoredItem
 from ..classifier import ModelError
@@ -82,7 +82,7 @@ class Reading:
         return cls(item_id, dict(data["watermark"]), ManifestReading.of(data["c2pa"]))
 
 
-def _image_bytes(ref: Any, store: MediaStore) -> bytes:
+def _image_bytes(ref: Any, store: Media) -> bytes:
     if isinstance(ref, str) and ref.startswith("media/"):
         return store.path(ref).read_bytes()
     if isinstance(ref, (str, Path)):
@@ -187,11 +187,11 @@ class ProvenanceGuard:
             raise
 
     # -- ingest --------------------------------------------------------------------------------------------
-    def on_put(self, stored: Sequence[StoredItem], index_path: Path) -> None:
+    def on_put(self, stored: Sequence[StoredItem], media: Media) -> None:
         """Read each image item once (nothing at all when the policy turns provenance checks off)."""
         if not self.policy.provenance_checks:
             return
-        store = MediaStore(index_path)
+        store = media
         readings: dict[int, Reading | None] = {}
         for s in stored:
             ref = s.item.media.get("image")
