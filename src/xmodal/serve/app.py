@@ -147,27 +147,35 @@ def _index_state(served: Served, engine: Engine, name: str | None) -> ServerStat
     thumbs = ThumbnailCache(config.thumbnail_cache, run=limits.decode, exporter=marks)
     state = ServerState(engine, config, served.keys, limits, served.metrics, writer, thumbs)
     labels = None if name is None else {"index": name}
-    served.metrics.gauge("xmodal_index_items", lambda: float(len(engine)), labels)
+    # every read goes through state.current(): after a reindex switch the gauges follow the reopened engine
+    served.metrics.gauge("xmodal_index_items", lambda: float(len(state.current())), labels)
     served.metrics.gauge("xmodal_write_queue_depth", lambda: float(writer.depth()), labels)
     served.metrics.counts(
         "xmodal_guard_decisions",
         "Guard decisions by category and action (allow, flag, block; quarantined_hit: a hit dropped).",
         ("category", "action"),
-        engine.guard_counts,
+        lambda: state.current().guard_counts(),
         labels,
     )
-    usage = getattr(engine.encoder, "usage", None)
-    if callable(usage):  # a remote backend's counters (requests, texts, images, characters, retries)
-        encoder = str(getattr(engine.encoder, "name", type(engine.encoder).__name__))
-        served.metrics.counts(
-            "xmodal_encoder_usage",
-            "What the index's remote encoder sent since the server started, by encoder and what (requests, "
-            "texts, images, characters, retries).",
-            ("encoder", "what"),
-            lambda: {(encoder, what): int(n) for what, n in usage().items()},
-            labels,
-        )
+    served.metrics.counts(
+        "xmodal_encoder_usage",
+        "What the index's remote encoder sent since it was opened (the server's start, or a reindex switch), by "
+        "encoder and what (requests, texts, images, characters, retries).",
+        ("encoder", "what"),
+        lambda: _encoder_usage(state.current()),
+        labels,
+    )
     return state
+
+
+def _encoder_usage(engine: Engine) -> dict[tuple[str, str], int]:
+    """The counters of ``engine``'s encoder by (encoder name, what) when it keeps them (a remote backend's
+    requests, texts, images, characters, retries); none for a local encoder."""
+    usage = getattr(engine.encoder, "usage", None)
+    if not callable(usage):
+        return {}
+    encoder = str(getattr(engine.encoder, "name", type(engine.encoder).__name__))
+    return {(encoder, what): int(n) for what, n in usage().items()}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -220,9 +228,9 @@ def _mcp_servers(served: Served) -> dict[str, tuple[Any, ServerState]]:
     out: dict[str, tuple[Any, ServerState]] = {}
     folder = served.limits.config.mcp_media_folder  # add_items reads files by path only in there
     if served.default is not None:
-        out["/mcp"] = (build_mcp(served.default.engine, limits=served.limits, media_folder=folder), served.default)
+        out["/mcp"] = (build_mcp(served.default.current, limits=served.limits, media_folder=folder), served.default)
     for name, state in served.named.items():
-        mcp_server = build_mcp(state.engine, limits=served.limits, media_folder=folder)
+        mcp_server = build_mcp(state.current, limits=served.limits, media_folder=folder)
         mcp_server.middleware.append(prefix_tools(name))
         out[f"/indexes/{name}/mcp"] = (mcp_server, state)
     return out

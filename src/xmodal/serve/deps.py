@@ -31,7 +31,12 @@ from .writer import WriteQueue
 
 @dataclass(slots=True)
 class ServerState:
-    """What every route needs: the engine, the config and the server's helpers."""
+    """What every route needs: the engine, the config and the server's helpers.
+
+    ``engine`` is the one place that says which engine serves this index: a reindex switch replaces it with
+    the reopened engine (:mod:`.routes_reindex`), so everything that serves the index reads it at the time
+    of each call (routes through :func:`server`, MCP tools and metrics through :meth:`current`), never a copy.
+    """
 
     engine: Engine
     config: ServeConfig
@@ -41,6 +46,10 @@ class ServerState:
     writer: WriteQueue
     thumbs: ThumbnailCache
     stopping: bool = False
+
+    def current(self) -> Engine:
+        """The engine serving this index now (the reopened one after a reindex switch)."""
+        return self.engine
 
     @property
     def limiter(self) -> RateLimiter:
@@ -53,8 +62,7 @@ class ServerState:
 
     async def add(self, items: list[Item]) -> AddReport:
         """Add items on the writer thread, group-committed with other requests' adds queued with them."""
-        engine = self.engine
-        future = self.writer.submit_grouped("add", items, lambda batches: add_many(engine, batches))
+        future = self.writer.submit_grouped("add", items, lambda batches: add_many(self.engine, batches))
         report: AddReport = await asyncio.wrap_future(future)
         return report
 

@@ -104,7 +104,7 @@ class Uploads:
 
 def add_add_tools(
     server: MCPServer,
-    engine: Engine,
+    current: Callable[[], Engine],
     limits: Limits,
     clear_errors: Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]],
     folder: Path | None,
@@ -139,7 +139,7 @@ def add_add_tools(
             except XmodalError as exc:
                 report.rejected.append(Rejection(str(where), str(exc)))
         if built:
-            report.merge(limits.work(caller, lambda: engine.add(built), image=False))
+            report.merge(limits.work(caller, lambda: current().add(built), image=False))
         return {
             "added": report.added,
             "rejected": [{"where": r.where, "reason": r.reason} for r in report.rejected],

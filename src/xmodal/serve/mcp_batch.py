@@ -60,13 +60,14 @@ class _Spec:
 
 def add_batch_tools(
     server: MCPServer,
-    engine: Engine,
+    current: Callable[[], Engine],
     limits: Limits,
     notice: str,
     hits: Callable[[SearchResult], dict[str, Any]],
     clear_errors: Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]],
 ) -> None:
-    """Register ``search_many`` and ``search_by_vector`` on ``server`` (an ``MCPServer``), calling ``engine``;
+    """Register ``search_many`` and ``search_by_vector`` on ``server`` (an ``MCPServer``), calling ``current()``
+    (the engine the server holds at the time of each call);
     ``hits`` is the fenced view of a result (:func:`xmodal.serve.mcp._hits`)."""
 
     @server.tool()
@@ -89,7 +90,7 @@ def add_batch_tools(
                 k = query.k + query.offset if query is not None else _k(spec.options)
                 limits.search(caller, text=text, image=spec.image, k=min(k, POLICY_MAX_K))
         images = any(spec.image is not None for spec in specs)
-        found = limits.work(caller, lambda: _run(engine, specs, with_vectors), image=images)
+        found = limits.work(caller, lambda: _run(current(), specs, with_vectors), image=images)
         return {"notice": notice, "results": [hits(result) for result in found]}
 
     @server.tool()
@@ -110,7 +111,7 @@ def add_batch_tools(
         caller = current_caller.get()
         limits.search(caller, text=None, image=None, k=min(k + offset, POLICY_MAX_K) if isinstance(k, int) else k)
         run = functools.partial(
-            engine.search_by_vector,
+            current().search_by_vector,
             vector,
             k=k,
             offset=offset,

@@ -24,12 +24,13 @@ MAX_TEXTS = 100
 
 def add_task_tools(
     server: MCPServer,
-    engine: Engine,
+    current: Callable[[], Engine],
     limits: Limits,
     notice: str,
     clear_errors: Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]],
 ) -> None:
-    """Register ``classify``, ``cluster`` and ``dedup`` on ``server``, calling :mod:`xmodal.tasks` on ``engine``."""
+    """Register ``classify``, ``cluster`` and ``dedup`` on ``server``, calling :mod:`xmodal.tasks` on
+    ``current()`` (the engine the server holds at the time of each call)."""
     from ..tasks import classify as run_classify
     from ..tasks import cluster as run_cluster
     from ..tasks import dedup as run_dedup
@@ -49,7 +50,7 @@ def add_task_tools(
         if texts is not None and len(texts) > MAX_TEXTS:
             raise ValidationError("texts", f"at most {MAX_TEXTS} texts per call", "split the list")
         queries = [Query(text=text) for text in texts] if texts is not None else None
-        return work(lambda: run_classify(engine, label, ids=ids, queries=queries, k=k, top=top).to_dict())
+        return work(lambda: run_classify(current(), label, ids=ids, queries=queries, k=k, top=top).to_dict())
 
     @server.tool()
     @clear_errors
@@ -60,7 +61,9 @@ def add_task_tools(
         cluster named by its most central items and its top terms. Reads the whole index: needs the write
         scope over HTTP."""
         _check_scope()
-        return work(lambda: run_cluster(engine, method=method, n_clusters=n_clusters, filters=filters).to_dict(False))
+        return work(
+            lambda: run_cluster(current(), method=method, n_clusters=n_clusters, filters=filters).to_dict(False)
+        )
 
     @server.tool()
     @clear_errors
@@ -69,7 +72,7 @@ def add_task_tools(
         used (calibrated on the catalog) and its source. Reads the whole index: needs the write scope over HTTP."""
         _check_scope()
         chosen = tuple(signals) if signals else ("image", "text")
-        return work(lambda: run_dedup(engine, signals=chosen, filters=filters).to_dict())
+        return work(lambda: run_dedup(current(), signals=chosen, filters=filters).to_dict())
 
 
 def _check_scope() -> None:

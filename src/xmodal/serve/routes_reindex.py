@@ -8,8 +8,9 @@ The body's ``action``:
 - ``status``: the progress (``state`` ``building``, ``ready`` or ``blocked``; items done of the total;
   ``running`` while the thread builds; ``error`` when the last build stopped on one);
 - ``switch``: once ``ready``, swap the vectors and the encoder in one transaction, then serve the index
-  reopened with the new encoder on every REST route (MCP over HTTP keeps the old engine until the server
-  restarts: it answers from the old vectors and refuses writes);
+  reopened with the new encoder: the reopened engine replaces the old one in the index's
+  :class:`~xmodal.serve.deps.ServerState`, the one place every consumer asks for the current engine (REST
+  routes, MCP over HTTP, the ``/metrics`` gauges), so all of them follow the switch at once;
 - ``abort``: stop the build and drop the new vectors; the index keeps its encoder.
 
 Options given in ``encoder_options`` that an encoder never records (a key) are kept in the server's memory
@@ -152,10 +153,10 @@ def runner_for(engine: Engine) -> Runner:
 
 
 def _reopen(state: ServerState, options: dict[str, Any]) -> None:
-    """Serve the switched index with its new encoder: a new engine in ``state`` for every route. The old engine
-    stays open for what still holds it (requests under way, the MCP endpoint until the server restarts: it
-    answers from the old vectors and refuses writes) and is closed by whoever opened it; the new one is closed
-    when the process exits."""
+    """Serve the switched index with its new encoder: a new engine in ``state``, which every REST route, MCP
+    tool and metrics gauge reads at the time of each call. The old engine stays open for the requests under way
+    (they answer from the old vectors; a write through it is refused) and is closed by whoever opened it; the
+    new one is closed when the process exits."""
     new = Engine.open(state.engine.path, encoder_options=options)
     state.engine = new
     atexit.register(new.close)
