@@ -13,7 +13,7 @@ from . import classifier as clf
 from . import readings
 from .normalize import bad_encoding, normalize
 from .policy import ALLOW, BLOCK, FLAG, Policy
-from .rules import INJECTION, Finding, scan
+from .rules import INJECTION, Finding, scan, scan_many
 
 log = logging.getLogger(__name__)
 _RANK = {ALLOW: 0, FLAG: 1, BLOCK: 2}
@@ -107,6 +107,23 @@ class Guard:
             found += [Finding(f.category, "tag_message:" + f.rule, f.evidence) for f in scan(norm.hidden_message)]
         if not found:
             found = self._classify(norm.text)
+        return found
+
+    def document_findings_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """:meth:`document_findings` of each text (a batch at ingest): the rules over the batch at once
+        (:func:`~.rules.scan_many`), then the classifier in one NumPy pass over the texts no rule matched."""
+        norms = [normalize(t) for t in texts]
+        found = scan_many([n.text for n in norms], agent_address=True)
+        for norm, findings in zip(norms, found, strict=True):
+            if norm.hidden_message:
+                hidden = scan(norm.hidden_message)
+                findings += [Finding(f.category, "tag_message:" + f.rule, f.evidence) for f in hidden]
+        todo = [i for i, f in enumerate(found) if not f and len(norms[i].text.split()) >= MIN_WORDS]
+        if self.model is not None and todo:
+            threshold = self.model.threshold
+            for i, p in zip(todo, self.model.probabilities([norms[i].text for i in todo]).tolist(), strict=True):
+                if p >= threshold:
+                    found[i] = [Finding(INJECTION, "classifier", f"p={p:.3f} >= {threshold:.3f}")]
         return found
 
     def decide(self, findings: Sequence[Finding], caller: str | None, *, document: bool = False) -> list[Decision]:

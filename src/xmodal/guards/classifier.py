@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .features import char_grams, prepare, word_grams
+from .features import char_grams, counted, prepare, word_grams
 
 FORMAT = "xmodal-guard-classifier/1"
 MODEL_FILE = "injection_model.json.gz"
@@ -80,6 +81,28 @@ class Classifier:
         z = self.intercept + (dot / math.sqrt(norm2) if norm2 else 0.0)
         a, b = self.platt
         return 1.0 / (1.0 + math.exp(-(a * z + b)))
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`probability` of each text (to rounding), the features of a batch weighed and summed in one
+        NumPy pass: what is left in Python is looking up each word's cached columns."""
+        find = self.vocabulary.get
+        cols: list[int] = []
+        ends: list[int] = []
+        for text in texts:
+            prepared = prepare(text)
+            for word in prepared.split(" "):
+                if word:
+                    cols.extend(self._char_columns(word))
+            cols.extend(c for feature in word_grams(prepared) if (c := find(feature)) is not None)
+            ends.append(len(cols))
+        n = len(texts)
+        doc, col, tf = counted(cols, ends, len(self.idf))  # (text, column) pairs and their counts
+        weight = (1.0 + np.log(tf)) * self.idf[col]  # sublinear tf and L2 norm, as trained
+        dot = np.bincount(doc, weight * self.coef[col], minlength=n)
+        norm = np.sqrt(np.bincount(doc, weight * weight, minlength=n))
+        z = self.intercept + np.divide(dot, norm, out=np.zeros(n), where=norm > 0)
+        a, b = self.platt
+        return np.asarray(1.0 / (1.0 + np.exp(-(a * z + b))), dtype=np.float64)
 
     def to_json(self) -> dict[str, Any]:
         terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)

@@ -93,8 +93,9 @@ class GuardsExtension:
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         found: dict[int, tuple[str, list[dict[str, str]]]] = {}
         clean: list[int] = []
-        for entry in stored:
-            findings = self.guard.document_findings(item_text(entry.item))
+        for entry, findings in zip(
+            stored, self.guard.document_findings_many([item_text(s.item) for s in stored]), strict=True
+        ):
             if findings:
                 found[entry.row] = (entry.item.id, [f.to_dict() for f in findings])
                 decisions = self.guard.decide(findings, None, document=True)

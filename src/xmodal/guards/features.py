@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 CHAR_N = (3, 5)
 _WORD = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
@@ -50,3 +52,13 @@ def analyze(text: str) -> list[str]:
             out.extend(char_grams(word))
     out.extend(word_grams(text))
     return out
+
+
+def counted(columns: list[int], ends: list[int], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch's features counted: ``columns`` holds each text's feature columns (text ``i``'s end before
+    ``ends[i]``), of ``width`` in all; returns the text, the column and the count of each distinct pair."""
+    sizes = [end - start for start, end in zip([0, *ends], ends, strict=False)]
+    doc = np.repeat(np.arange(len(ends), dtype=np.int64), sizes)
+    keys, tf = np.unique(doc * width + np.asarray(columns, dtype=np.int64), return_counts=True)
+    doc, col = np.divmod(keys, width)
+    return doc, col, tf

@@ -30,6 +30,8 @@ class Normalized:
 
 def normalize(text: str) -> Normalized:
     """NFKC of ``text`` with zero-width, bidi-control and tag characters removed (counted by kind)."""
+    if text.isascii():  # no hidden character is ASCII, and NFKC leaves ASCII as it is: nothing to do
+        return Normalized(text)
     removed: dict[str, int] = {}
     kept: list[str] = []
     tags: list[str] = []

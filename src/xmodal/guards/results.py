@@ -174,10 +174,10 @@ class ResultGuard:
         if images:
             self._score_images(images, entries, media)
         threshold = self._tox.threshold if self._tox is not None else toxicity.THRESHOLD
-        for s in stored:
-            texts = _item_texts(s.item)
-            if self._tox is not None and texts:
-                entries[s.row].toxicity = self._tox.probability("\n".join(texts.values()))
+        texts = {s.row: "\n".join(t.values()) for s in stored if (t := _item_texts(s.item))}
+        if self._tox is not None and texts:
+            for row, p in zip(texts, self._tox.probabilities(list(texts.values())).tolist(), strict=True):
+                entries[row].toxicity = p
         detector = self._pii_detector() if self.pii_on else None
         if detector is not None:
             fields = [(s.row, name, text) for s in stored for name, text in _item_texts(s.item).items()]

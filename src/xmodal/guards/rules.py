@@ -8,6 +8,7 @@ import base64
 import binascii
 import codecs
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _W = r"(?:[\w'’-]+\W+)"  # one word and what follows it
@@ -132,6 +133,55 @@ def scan(text: str, *, agent_address: bool = False) -> list[Finding]:
             if rule not in seen:
                 seen.add(rule)
                 found.append(Finding(finding.category, rule, _clip(decoded)))
+    return found
+
+
+#: What joins a batch's texts for :func:`scan_many`'s first pass: a line break, so that no rule can see a match
+#: that one text holds as different across the join (the rules' ``^``/``$`` are per line, ``\b`` and the
+#: base64 run's look-arounds treat it as the string's edge, and no rule looks behind for a blank).
+_JOIN = "\n\n"
+
+
+def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list[Finding]]:
+    """:func:`scan` of each text, the same findings in the same order, at a fraction of the cost for a batch of
+    texts that mostly match nothing (a catalog's): each rule runs once over the texts joined, and again on each
+    text only when it matched somewhere in the joined text (a match inside one text is a match in the joined
+    text, so nothing is missed; one that spans two texts only costs the second look)."""
+    if len(texts) < 2:
+        return [scan(t, agent_address=agent_address) for t in texts]
+    joined = _JOIN.join(texts)
+    rules = [r for r in _all_rules(agent_address) if r[2].search(joined)]
+    rot = codecs.decode(joined, "rot13")
+    rot_rules = [r for r in _all_rules(agent_address) if r[2].search(rot)]
+    payloads = bool(_BASE64.search(joined) or _HEX.search(joined))
+    out: list[list[Finding]] = []
+    for text in texts:
+        if not (rules or rot_rules or payloads):
+            out.append([])
+            continue
+        found = _scan_with(text, rules)
+        seen = {f.rule for f in found}
+        decoded = _decoded(text) if payloads else [("rot13", codecs.decode(text, "rot13"))]
+        for how, reading in decoded:
+            for finding in _scan_with(reading, rot_rules if how == "rot13" else _all_rules(agent_address)):
+                rule = f"{how}:{finding.rule}"
+                if rule not in seen:
+                    seen.add(rule)
+                    found.append(Finding(finding.category, rule, _clip(reading)))
+        out.append(found)
+    return out
+
+
+def _all_rules(agent_address: bool) -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    return (*_RULES, (INJECTION, "agent_address", AGENT_ADDRESS)) if agent_address else _RULES
+
+
+def _scan_with(text: str, rules: Sequence[tuple[str, str, re.Pattern[str]]]) -> list[Finding]:
+    found = []
+    for category, rule, pattern in rules:
+        match = pattern.search(text)
+        if match:
+            found.append(Finding(category, rule, _clip(match.group(0))))
     return found
 
 
