@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,11 +36,13 @@ MAX_PAGE = 10_000  # items in one scroll page
 @dataclass(frozen=True, slots=True)
 class Page:
     """A page of a scroll: items in row order (the order they were first added), the cursor of the next page
-    (None on the last one), and (``with_vectors``) each item's vectors by kind, aligned with the items."""
+    (None on the last one), (``with_vectors``) each item's vectors by kind, aligned with the items, and the
+    items of the page the guards withheld from the caller, counted by category (:mod:`xmodal.screening`)."""
 
     items: tuple[Item, ...]
     next_cursor: str | None
     vectors: tuple[dict[str, np.ndarray], ...] | None = None
+    withheld: Mapping[str, int] = field(default_factory=dict)  # items the guards left out, by category
 
 
 @dataclass(frozen=True, slots=True)

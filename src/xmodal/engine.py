@@ -29,6 +29,7 @@ import functools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -64,6 +65,7 @@ from .migration.space import reindex_summary
 from .records import SAFE_LEVELS, Hits, Item, Query, Target, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
+from .screening import refuse
 from .search_path import SearchParts, SearchPath
 from .settings import DENSE, open_settings
 from .stale import stale
@@ -665,9 +667,19 @@ class Engine:
         self.refresh(extensions=False)
         return item_id in self._catalog.row_by_id
 
-    def get(self, item_id: str) -> Item:
-        """The item stored under ``item_id`` (:class:`NotFoundError` when there is none)."""
-        return self._collection.stored(item_id).item
+    def get(self, item_id: str, *, screen: bool = False, safe: str | None = None) -> Item:
+        """The item stored under ``item_id`` (:class:`NotFoundError` when there is none). ``screen`` (or a
+        ``safe`` level): as the guards let the caller see it, the way they screen a search's hits — an item the
+        caller's policy withholds (quarantined, a sensitive image, toxic text under ``safe="strict"``...) is a
+        :class:`GuardBlocked` on ``id`` naming the category, personal data is redacted where the policy says so
+        (:mod:`xmodal.screening`). What the REST, MCP and CLI ``get`` return."""
+        item = self._collection.stored(item_id).item
+        if not screen and safe is None:
+            return item
+        screened = self._extensions.screen_items([item], current_caller(), _checked_safe(safe))
+        if screened.withheld:
+            raise refuse(item_id, screened.withheld[item_id])
+        return screened.items[0]
 
     def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
         """Many items by id in one read: ``Fetched.items`` in the order asked, ``Fetched.missing`` the ids the
@@ -682,11 +694,23 @@ class Engine:
         cursor: str | None = None,
         with_vectors: bool = False,
         strict: bool = False,
+        safe: str | None = None,
     ) -> Page:
         """A page of up to ``limit`` items that match ``filters`` (every item without), in the order they were
         first added; pass ``Page.next_cursor`` back (with the same filters) for the next page, None at the
-        end. Writes between pages neither repeat nor skip the items that stay (see :mod:`xmodal.cursor`)."""
-        return self._collection.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict)
+        end. Writes between pages neither repeat nor skip the items that stay (see :mod:`xmodal.cursor`).
+        The guards screen the page as they screen a search's hits (the caller's policy, at the ``safe``
+        level): an item they withhold is left out and counted by category in ``Page.withheld`` (a page may
+        then hold fewer than ``limit`` items and still have a next one)."""
+        safe = _checked_safe(safe)
+        page = self._collection.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict)
+        screened = self._extensions.screen_items(page.items, current_caller(), safe)
+        if len(screened.kept) == len(page.items) and all(
+            a is b for a, b in zip(screened.items, page.items, strict=True)
+        ):
+            return page
+        vectors = tuple(page.vectors[j] for j in screened.kept) if page.vectors is not None else None
+        return Page(screened.items, page.next_cursor, vectors, screened.counts())
 
     def export(
         self,
@@ -697,15 +721,34 @@ class Engine:
         strict: bool = False,
         with_vectors: bool = False,
         force: bool = False,
+        safe: str | None = None,
     ) -> ExportReport:
         """Write the items that match ``filters`` (every item without) to ``path``: JSON Lines, or Parquet with
         ``pyarrow`` (by the extension, or ``format``), with their vectors on request. A path that exists is an
-        error unless ``force`` (see :mod:`xmodal.export`)."""
-        batches = functools.partial(
-            self._collection.iterate, filters, batch=EXPORT_BATCH, with_vectors=with_vectors, strict=strict
-        )
+        error unless ``force`` (see :mod:`xmodal.export`). The guards screen the items as they screen a
+        search's hits (the caller's policy — :func:`~xmodal.extension.as_caller` for an export key — at the
+        ``safe`` level): an item they withhold is not written, and counted by category in
+        ``ExportReport.withheld``; personal data is redacted where the policy says so."""
+        safe, caller = _checked_safe(safe), current_caller()
+        withheld: Counter[str] = Counter()
+
+        def batches() -> Iterator[list[StoredItem]]:
+            read = self._collection.iterate(filters, batch=EXPORT_BATCH, with_vectors=with_vectors, strict=strict)
+            for batch in read:
+                screened = self._extensions.screen_items([s.item for s in batch], caller, safe)
+                withheld.update(screened.counts())
+                if len(screened.kept) == len(batch) and all(
+                    a is b.item for a, b in zip(screened.items, batch, strict=True)
+                ):
+                    yield batch
+                else:
+                    yield [replace(batch[j], item=item) for j, item in zip(screened.kept, screened.items, strict=True)]
+
         kinds, dim = self.vector_kinds(), self.dim
-        return write_export(path, batches, format=format, with_vectors=with_vectors, force=force, kinds=kinds, dim=dim)
+        report = write_export(
+            path, batches, format=format, with_vectors=with_vectors, force=force, kinds=kinds, dim=dim
+        )
+        return replace(report, withheld=dict(sorted(withheld.items()))) if withheld else report
 
     def vectors(self, item_id: str) -> dict[str, np.ndarray]:
         """The item's stored vectors by kind (:class:`NotFoundError` when there is no such item)."""
@@ -766,8 +809,7 @@ class Engine:
         """The items closest to a stored item (the item itself left out), by its primary vector; the guards
         screen them as they screen a search's hits (the caller's policy, at the ``safe`` level)."""
         start = time.perf_counter()
-        if safe is not None and safe not in SAFE_LEVELS:
-            raise ValidationError("safe", f"unknown level {safe!r}", f"use one of {', '.join(SAFE_LEVELS)}")
+        safe = _checked_safe(safe)
         vector = primary_vector(self.vectors(item_id))
         if vector is None:
             raise ValidationError("id", f"item {item_id!r} has no vectors", "re-add the item")
@@ -943,3 +985,10 @@ def _prefetch(encoder: Encoder) -> threading.Thread | None:
     thread = threading.Thread(target=run, name="xmodal-encoder-prefetch", daemon=True)
     thread.start()
     return thread
+
+
+def _checked_safe(safe: str | None) -> str | None:
+    """``safe`` if it is a SafeSearch level (or None), else a :class:`ValidationError` naming the levels."""
+    if safe is not None and safe not in SAFE_LEVELS:
+        raise ValidationError("safe", f"unknown level {safe!r}", f"use one of {', '.join(SAFE_LEVELS)}")
+    return safe

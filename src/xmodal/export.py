@@ -21,8 +21,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,15 +43,18 @@ ROW_GROUP = 10_000
 
 @dataclass(frozen=True, slots=True)
 class ExportReport:
-    """What an export wrote: the path, the format, how many items, and how long it took."""
+    """What an export wrote: the path, the format, how many items, how long it took, and how many items the
+    guards withheld from the caller, by category (left out of the file)."""
 
     path: str
     format: str
     items: int
     seconds: float
+    withheld: Mapping[str, int] = field(default_factory=dict)  # items the guards left out, by category
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "format": self.format, "items": self.items, "seconds": round(self.seconds, 3)}
+        out = {"path": self.path, "format": self.format, "items": self.items, "seconds": round(self.seconds, 3)}
+        return {**out, "withheld": dict(self.withheld)} if self.withheld else out
 
 
 def export_format(path: Path, given: str | None) -> str:

@@ -17,6 +17,7 @@ from .changes import ChangeSource, replay
 from .errors import ConfigError, DiskFull, ValidationError
 from .extension import EngineView, Extension, Mode, Screen, extension_class
 from .records import Hits, Item, Query
+from .screening import Screened, screen_items
 from .store.space import space_guard
 from .store.sqlite import StoredItem
 
@@ -89,6 +90,11 @@ class ExtensionSet:
             for item_id, findings in found.items():
                 flags.setdefault(item_id, []).extend(findings)
         return hits, items, flags
+
+    def screen_items(self, items: Sequence[Item], caller: str | None, safe: str | None = None) -> Screened:
+        """Stored items (a get, a scroll's page, an export's batch) through the screens, as a search's hits are
+        (:mod:`xmodal.screening`): those kept, and why each other one is withheld."""
+        return screen_items(self._screens(), items, caller, safe)
 
     def item_status(self, item_id: str) -> dict[str, Any] | None:
         for _, screen in self._screens():

@@ -14,10 +14,11 @@ from typing import Any
 from ..audit import system_user
 from ..engine import Engine
 from ..errors import ValidationError
+from ..extension import as_caller
 from ..filters import parse_filter_json, parse_filters, parse_where
 from ..location import is_postgres
 from ..modes import describe_modes
-from ..records import MAX_K, Target
+from ..records import MAX_K, SAFE_LEVELS, Target
 
 
 class UsageError(Exception):
@@ -157,6 +158,31 @@ def add_query_options(parser: argparse.ArgumentParser, *, default_k: int = 10) -
     )
     parser.add_argument("-k", type=int, default=default_k, metavar="N", help=f"number of hits (default: {default_k})")
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def add_guard_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--safe`` and ``--as-key``: the guards screen ``what`` as they screen a search's hits."""
+    parser.add_argument(
+        "--safe",
+        choices=SAFE_LEVELS,
+        default=None,
+        help=f"SafeSearch level for sensitive images and toxic text in {what}: strict (withheld), moderate "
+        "(the guards policy; default) or off",
+    )
+    parser.add_argument(
+        "--as-key",
+        metavar="NAME",
+        default=None,
+        help="apply the guards policy of the API key NAME ([keys.NAME] in the guards policy: e.g. an export key "
+        "the policy lets read every item); default: the deployment's [default]",
+    )
+
+
+@contextmanager
+def guarded_as(args: argparse.Namespace) -> Iterator[None]:
+    """Run the block for the API key ``--as-key`` names (its guards policy), if any."""
+    with as_caller(getattr(args, "as_key", None)):
+        yield
 
 
 def add_filter_options(parser: argparse.ArgumentParser) -> None:

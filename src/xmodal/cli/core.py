@@ -29,10 +29,12 @@ from .common import (
     HelpFormatter,
     StageBars,
     UsageError,
+    add_guard_options,
     add_query_options,
     add_target_option,
     cli_actor,
     engine_of,
+    guarded_as,
     modes_epilog,
     print_json,
     progress_bar,
@@ -169,6 +171,7 @@ def register(subparsers: Any) -> None:
     get.add_argument("ids", nargs="+", metavar="ID")
     get.add_argument("--with-vectors", action="store_true", help="include the item's vectors by kind (JSON)")
     get.add_argument("--json", action="store_true")
+    add_guard_options(get, "the item (one id: withheld is an error naming the category)")
     get.set_defaults(handler=run_get)
 
     delete = subparsers.add_parser(
@@ -367,8 +370,8 @@ def _segment(item: Item) -> str:
 def run_get(args: argparse.Namespace) -> int:
     if len(args.ids) > 1 or args.with_vectors:
         return run_get_many(args)
-    with engine_of(args) as engine:
-        item = item_view(engine.get(args.ids[0]))
+    with engine_of(args) as engine, guarded_as(args):  # screened as a search's hits: withheld is an error
+        item = item_view(engine.get(args.ids[0], screen=True, safe=args.safe))
         guard = engine.item_guard(args.ids[0])
     if guard is not None:  # what the guards found in its text (flagged, or quarantined: left out of searches)
         item["guard"] = guard

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from ..collection import MAX_PAGE
 from ..view import items_view
-from .common import UsageError, add_filter_options, engine_of, filters_of, print_json, shorten
+from .common import (
+    UsageError,
+    add_filter_options,
+    add_guard_options,
+    engine_of,
+    filters_of,
+    guarded_as,
+    print_json,
+    shorten,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -23,7 +33,10 @@ def register(subparsers: Any) -> None:
     scroll.add_argument("--limit", type=int, default=100, metavar="N", help="items per page (default: 100)")
     scroll.add_argument("--cursor", metavar="CURSOR", help="the next_cursor of the previous page")
     scroll.add_argument("--with-vectors", action="store_true", help="include each item's vectors (JSON)")
-    scroll.add_argument("--json", action="store_true", help='print {"items": [...], "next_cursor": ...}')
+    scroll.add_argument(
+        "--json", action="store_true", help='print {"items": [...], "next_cursor": ..., "withheld": {...}}'
+    )
+    add_guard_options(scroll, "the page (withheld items are left out and counted by category)")
     scroll.set_defaults(handler=run_scroll)
 
     export = subparsers.add_parser(
@@ -39,6 +52,7 @@ def register(subparsers: Any) -> None:
     export.add_argument("--with-vectors", action="store_true", help="include each item's vectors")
     export.add_argument("--force", action="store_true", help="replace PATH if it exists")
     export.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_guard_options(export, "the items (withheld items are not written, and counted by category)")
     export.set_defaults(handler=run_export)
 
 
@@ -48,15 +62,23 @@ def run_scroll(args: argparse.Namespace) -> int:
     if args.with_vectors and not args.json:
         raise UsageError("--with-vectors prints the vectors as JSON: add --json")
     filters = filters_of(args)
-    with engine_of(args) as engine:
+    with engine_of(args) as engine, guarded_as(args):
         page = engine.scroll(
-            filters, limit=args.limit, cursor=args.cursor, with_vectors=args.with_vectors, strict=args.strict
+            filters,
+            limit=args.limit,
+            cursor=args.cursor,
+            with_vectors=args.with_vectors,
+            strict=args.strict,
+            safe=args.safe,
         )
     if args.json:
-        print_json({"items": items_view(page.items, page.vectors), "next_cursor": page.next_cursor})
+        views = items_view(page.items, page.vectors)
+        print_json({"items": views, "next_cursor": page.next_cursor, "withheld": dict(page.withheld)})
         return 0
     for item in page.items:
         print(f"{item.id}\t{shorten(item.title or item.text, 70)}")
+    if page.withheld:
+        print(f"withheld by the guards: {_counted(page.withheld)}", file=sys.stderr)
     if page.next_cursor is not None:
         print(f"next page: --cursor {page.next_cursor}", file=sys.stderr)
     return 0
@@ -64,7 +86,7 @@ def run_scroll(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     filters = filters_of(args)
-    with engine_of(args) as engine:
+    with engine_of(args) as engine, guarded_as(args):
         report = engine.export(
             args.path,
             format=args.format,
@@ -72,10 +94,17 @@ def run_export(args: argparse.Namespace) -> int:
             strict=args.strict,
             with_vectors=args.with_vectors,
             force=args.force,
+            safe=args.safe,
         )
     if args.json:
         print_json(report.to_dict())
     else:
         rate = report.items / report.seconds if report.seconds > 0 else 0.0
         print(f"exported {report.items} items to {report.path} ({report.format}, {rate:,.0f} items/s)")
+        if report.withheld:
+            print(f"withheld by the guards (not written): {_counted(report.withheld)}")
     return 0
+
+
+def _counted(withheld: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {category}" for category, n in withheld.items())

@@ -85,7 +85,8 @@ def fetched_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> Fetche
 def page_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> Page:
     """The :class:`~xmodal.collection.Page` of a ``POST /scroll`` answer."""
     items, vectors = _items(body["items"], with_vectors)
-    return Page(items, body.get("next_cursor"), vectors)
+    withheld = {str(k): int(v) for k, v in (body.get("withheld") or {}).items()}
+    return Page(items, body.get("next_cursor"), vectors, withheld)
 
 
 def _items(

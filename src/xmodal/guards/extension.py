@@ -208,6 +208,28 @@ class GuardsExtension:
             marked = {**marked, item_id: [*marked.get(item_id, []), *findings]}
         return hits, items, marked
 
+    def why_withheld(self, item: Item, caller: str | None, safe: str | None = None) -> dict[str, str] | None:
+        """The finding for which the caller's policy (at the ``safe`` level) leaves ``item`` out — quarantined
+        (``document_injection``), a sensitive image or toxic text (the result guard), an AI-generated image
+        (provenance) — or None when it would be shown (:mod:`xmodal.screening` asks after a screen dropped it)."""
+        if self.guard.policy.actions(caller).get("document_injection", ALLOW) == BLOCK:
+            with self._lock:
+                flagged = next((f for i, f in self._flagged.values() if i == item.id), None)
+            if flagged:
+                rule, evidence = flagged[0]["rule"], flagged[0]["evidence"]
+                return {"category": "document_injection", "action": BLOCK, "rule": rule, "evidence": evidence}
+        entry = self.results.entry(item.id)
+        if entry is not None:
+            found = self.results.findings(entry, self.results.actions(caller, safe), safe)
+            blocking = next((f for f in found if f["action"] == BLOCK), None)
+            if blocking is not None:
+                return blocking
+        reading = self.provenance.reading(item.id)
+        if reading is not None:
+            found = self.provenance.findings(reading, self.guard.policy.actions(caller))
+            return next((f for f in found if f["action"] == BLOCK), None)
+        return None
+
     def _count_one(self, category: str, action: str) -> None:
         with self._lock:
             self._counts[(category, action)] += 1

@@ -286,6 +286,12 @@ class ResultGuard:
             return hits, tuple(out_items), marked
         return hits.take(keep), tuple(out_items), marked
 
+    def entry(self, item_id: str) -> Entry | None:
+        """What is kept of an item (None: nothing worth keeping was found in it)."""
+        with self._lock:
+            row = self._rows.get(item_id)
+            return self._entries.get(row) if row is not None else None
+
     def item_status(self, item_id: str, safe: str | None = None) -> dict[str, Any] | None:
         """The stored figures of an item (``content``) and the findings the deployment's policy makes."""
         with self._lock:

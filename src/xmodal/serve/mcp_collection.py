@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..audit import acting_as
+from ..collection import Page
 from ..engine import Engine
 from ..errors import ValidationError
+from ..extension import as_caller
 from ..view import item_view
 from .auth import has_scope
 from .policy import TOKENS_PER_100_K, Limits, current_caller
@@ -53,16 +55,28 @@ def add_collection_tools(
     @server.tool()
     @clear_errors
     def scroll(
-        filters: dict[str, Any] | None = None, limit: int = 20, cursor: str | None = None, strict: bool = False
+        filters: dict[str, Any] | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        strict: bool = False,
+        safe: str | None = None,
     ) -> dict[str, Any]:
         """List the catalog items that match ``filters`` (the language of ``search``; every item without one), a
         page of ``limit`` (at most 100) at a time, in the order they were added. Pass ``next_cursor`` back as
-        ``cursor`` with the same filters for the next page; it is null on the last page."""
+        ``cursor`` with the same filters for the next page; it is null on the last page. The guards screen each
+        page as they screen ``search`` hits (``safe``: strict, moderate or off): ``withheld`` counts the items
+        left out, by category."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_IDS:
             raise ValidationError("limit", f"must be an integer from 1 to {MAX_IDS}, got {limit!r}", "e.g. 20")
-        page = run(lambda: current().scroll(filters, limit=limit, cursor=cursor, strict=strict), limit)
+        caller = current_caller.get()
+
+        def page_of() -> Page:
+            with as_caller(caller.policy_name if caller is not None else None):  # its guards policy
+                return current().scroll(filters, limit=limit, cursor=cursor, strict=strict, safe=safe)
+
+        page = run(page_of, limit)
         items = [fenced(item_view(item)) for item in page.items]
-        return {"notice": notice, "items": items, "next_cursor": page.next_cursor}
+        return {"notice": notice, "items": items, "next_cursor": page.next_cursor, "withheld": dict(page.withheld)}
 
     @server.tool()
     @clear_errors

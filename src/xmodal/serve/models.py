@@ -207,6 +207,7 @@ class ScrollRequest(BaseModel):
     limit: int = Field(100, ge=1, le=MAX_PAGE, description="items per page")
     cursor: str | None = Field(None, max_length=4096, description=CURSOR_HELP)
     with_vectors: bool = Field(False, description="give each item's vectors by kind as 'vectors'")
+    safe: str | None = Field(None, pattern=SAFE_PATTERN, description=SAFE_HELP)
 
 
 class ItemWithVectors(ItemOut):
@@ -216,6 +217,9 @@ class ItemWithVectors(ItemOut):
 class ScrollResponse(BaseModel):
     items: list[ItemWithVectors]
     next_cursor: str | None = Field(description="send it as cursor, with the same filters, for the next page")
+    withheld: dict[str, int] = Field(
+        default_factory=dict, description="items of this page the guards left out for this caller, by category"
+    )
 
 
 class GetManyResponse(BaseModel):

@@ -8,6 +8,8 @@ import functools
 from fastapi import APIRouter, Request
 
 from ..audit import acting_as
+from ..collection import Page
+from ..extension import as_caller
 from ..view import item_view, items_view
 from .bodies import CheckedRoute
 from .deps import ReadKey, WriteKey, server
@@ -49,17 +51,22 @@ async def scroll(request: Request, body: ScrollRequest, caller: ReadKey) -> Scro
     state = server(request)
     state.limits.charge(caller, TOKENS_PER_100_K * body.limit / 100)  # like that many hits
     await state.limits.wait_turn(caller)
-    run = functools.partial(
-        state.engine.scroll,
-        body.filters,
-        limit=body.limit,
-        cursor=body.cursor,
-        with_vectors=body.with_vectors,
-        strict=body.strict,
-    )
+
+    def run() -> Page:
+        with as_caller(caller.policy_name):  # the guards screen the page under this API key's policy
+            return state.engine.scroll(
+                body.filters,
+                limit=body.limit,
+                cursor=body.cursor,
+                with_vectors=body.with_vectors,
+                strict=body.strict,
+                safe=body.safe,
+            )
+
     page = await state.limits.work_async(caller, run, image=False)
     views = items_view(page.items, page.vectors)
-    return ScrollResponse.model_validate({"items": views, "next_cursor": page.next_cursor})
+    out = {"items": views, "next_cursor": page.next_cursor, "withheld": dict(page.withheld)}
+    return ScrollResponse.model_validate(out)
 
 
 @router.post("/items/delete", response_model=DeleteWhereResponse, responses=responses(400, 401, 403, 422, 429, 503))

@@ -12,14 +12,16 @@ from starlette.datastructures import UploadFile
 
 from ..audit import acting_as
 from ..errors import NotFoundError, XmodalError
+from ..extension import as_caller
 from ..ingest.prepare import AddReport, Rejection
 from ..records import Item
 from ..splitters import split_bytes
 from ..view import guarded_view
+from .auth import Principal
 from .deps import ReadKey, ServerState, WriteKey, server
 from .errors import ApiError, decode_base64, loads, parse_json, responses
 from .forms import read_form
-from .models import AddResponse, DeleteResponse, ItemIn, ItemOut, RejectionOut
+from .models import SAFE_HELP, SAFE_PATTERN, AddResponse, DeleteResponse, ItemIn, ItemOut, RejectionOut
 from .policy import Limits
 
 router = APIRouter(tags=["items"])
@@ -238,8 +240,17 @@ def _build_all(state: ServerState, raws: list[Any], files: dict[str, bytes]) -> 
     return items, report
 
 
-def _media_ref(state: ServerState, item_id: str, medium: str = "image") -> str:
-    ref = state.engine.get(item_id).media.get(medium)
+def _screened(state: ServerState, item_id: str, caller: Principal, safe: str | None = None) -> Item:
+    """The item as the guards let ``caller`` see it (its key's policy, at the ``safe`` level): a withheld item
+    is a 422 naming the category (:class:`~xmodal.errors.GuardBlocked`), never a silent "not found"."""
+    with as_caller(caller.policy_name):
+        return state.engine.get(item_id, screen=True, safe=safe)
+
+
+def _media_ref(
+    state: ServerState, item_id: str, caller: Principal, medium: str = "image", safe: str | None = None
+) -> str:
+    ref = _screened(state, item_id, caller, safe).media.get(medium)
     if not isinstance(ref, str):
         raise NotFoundError(f"item {item_id!r} has no {medium}")
     return ref
@@ -272,13 +283,15 @@ def _export_meta(state: ServerState, item_id: str) -> dict[str, Any]:
 def get_media(
     request: Request,
     item_id: str,
-    _: ReadKey,
+    caller: ReadKey,
     medium: Annotated[str, Q(min_length=1, max_length=512, description="which medium (default: image)")] = "image",
+    safe: Annotated[str | None, Q(pattern=SAFE_PATTERN, description=SAFE_HELP)] = None,
 ) -> Response:
     """The item's stored media file (its image unless ``medium`` names another), as it was added. Byte
-    ranges are served (``Range``), so a player seeks to a segment's start without reading the whole file."""
+    ranges are served (``Range``), so a player seeks to a segment's start without reading the whole file.
+    An item the guards withhold from the caller (as ``GET /items/{id}``) is a 422 naming the category."""
     state = server(request)
-    path = state.engine.media.path(_media_ref(state, item_id, medium))
+    path = state.engine.media.path(_media_ref(state, item_id, caller, medium, safe))
     kind = IMAGE_TYPES.get(path.suffix) or PLAYABLE_TYPES.get(path.suffix, "application/octet-stream")
     if state.thumbs.exporter is not None and path.suffix in IMAGE_TYPES:  # watermarked and signed as configured
         marked = state.thumbs.export(path, **_export_meta(state, item_id))
@@ -298,20 +311,33 @@ def get_media(
     response_class=Response,
     responses={**_JPEG, **responses(401, 403, 404, 422, 429)},
 )
-def get_thumbnail(request: Request, item_id: str, _: ReadKey, size: Annotated[int, Q(ge=16, le=512)] = 256) -> Response:
-    """A JPEG at most ``size`` pixels on its long side (cached in memory)."""
+def get_thumbnail(
+    request: Request,
+    item_id: str,
+    caller: ReadKey,
+    size: Annotated[int, Q(ge=16, le=512)] = 256,
+    safe: Annotated[str | None, Q(pattern=SAFE_PATTERN, description=SAFE_HELP)] = None,
+) -> Response:
+    """A JPEG at most ``size`` pixels on its long side (cached in memory); withheld as ``GET /items/{id}``."""
     state = server(request)
-    path = state.engine.media.path(_media_ref(state, item_id))
+    path = state.engine.media.path(_media_ref(state, item_id, caller, safe=safe))
     meta = _export_meta(state, item_id) if state.thumbs.exporter is not None else {}
     data = state.thumbs.get(path, size, **meta)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
 
-@router.get("/items/{item_id:path}", response_model=ItemOut, responses=responses(401, 403, 404, 429))
-def get_item(request: Request, item_id: str, _: ReadKey) -> ItemOut:
-    """One item with its fields and media URLs."""
-    engine = server(request).engine
-    return ItemOut.model_validate(guarded_view(engine, engine.get(item_id)))
+@router.get("/items/{item_id:path}", response_model=ItemOut, responses=responses(401, 403, 404, 422, 429))
+def get_item(
+    request: Request,
+    item_id: str,
+    caller: ReadKey,
+    safe: Annotated[str | None, Q(pattern=SAFE_PATTERN, description=SAFE_HELP)] = None,
+) -> ItemOut:
+    """One item with its fields and media URLs, screened by the guards as a search's hits are (the key's
+    policy, at the ``safe`` level): a withheld item (quarantined, a sensitive image, toxic text under
+    ``safe=strict``...) is a 422 naming the category; personal data is redacted where the policy says so."""
+    state = server(request)
+    return ItemOut.model_validate(guarded_view(state.engine, _screened(state, item_id, caller, safe)))
 
 
 @router.delete("/items/{item_id:path}", response_model=DeleteResponse, responses=responses(401, 403, 429, 503))
