@@ -144,7 +144,11 @@ def test_rest_client_mcp_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
             assert len(keyed["items"]) == 4 and keyed["withheld"] == {}
             with Client(url) as client:
                 got = client.scroll(limit=10)
+                with pytest.raises(GuardBlocked, match="category 'toxicity'"):
+                    client.get("rude")
+                report = client.export(tmp_path / "client.jsonl")
             assert [i.id for i in got.items] == SHOWN and dict(got.withheld) == {"document_injection": 1, "toxicity": 1}
+            assert report.items == 2 and report.withheld == {"document_injection": 1, "toxicity": 1}
 
         server = build_mcp(engine)  # over stdio: the deployment's policy
         with pytest.raises(ToolError, match="category 'toxicity'"):

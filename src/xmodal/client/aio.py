@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -133,9 +134,10 @@ class AsyncClient:
         await self._run(plans.feedback(query_id, item_id, event, position=position, value=value))
 
     # -- reads ----------------------------------------------------------------------------------
-    async def get(self, item_id: str) -> Item:
-        """:meth:`Engine.get <xmodal.Engine.get>`."""
-        return await self._run(plans.get(item_id))
+    async def get(self, item_id: str, *, screen: bool = False, safe: str | None = None) -> Item:
+        """:meth:`Engine.get <xmodal.Engine.get>`; the server always screens it (``screen`` is implied: an item
+        the key's guards policy withholds is a :class:`~xmodal.errors.GuardBlocked` naming the category)."""
+        return await self._run(plans.get(item_id, safe))
 
     async def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
         """:meth:`Engine.get_many <xmodal.Engine.get_many>` (``POST /items/get``, ``batch_size`` ids a request)."""
@@ -153,10 +155,11 @@ class AsyncClient:
         cursor: str | None = None,
         with_vectors: bool = False,
         strict: bool = False,
+        safe: str | None = None,
     ) -> Page:
         """:meth:`Engine.scroll <xmodal.Engine.scroll>` (``POST /scroll``)."""
         return await self._run(
-            plans.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict)
+            plans.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict, safe=safe)
         )
 
     async def export(
@@ -168,6 +171,7 @@ class AsyncClient:
         strict: bool = False,
         with_vectors: bool = False,
         force: bool = False,
+        safe: str | None = None,
     ) -> ExportReport:
         """:meth:`Engine.export <xmodal.Engine.export>` to a file here, page by page through ``POST /scroll`` (an
         item added during the export may be in it: the pages follow the server's cursor); the file is written
@@ -177,14 +181,16 @@ class AsyncClient:
 
         def fetch(cursor: str | None) -> Page:  # on the writing thread: each page fetched on this event loop
             page = self.scroll(
-                filters, limit=plans.EXPORT_PAGE, cursor=cursor, with_vectors=with_vectors, strict=strict
+                filters, limit=plans.EXPORT_PAGE, cursor=cursor, with_vectors=with_vectors, strict=strict, safe=safe
             )
             return asyncio.run_coroutine_threadsafe(page, loop).result()
 
-        batches = functools.partial(plans.export_batches, fetch)
-        return await asyncio.to_thread(
+        withheld: Counter[str] = Counter()  # what the guards left out of the pages, by category
+        batches = functools.partial(plans.export_batches, fetch, withheld)
+        report = await asyncio.to_thread(
             write_export, path, batches, format=format, with_vectors=with_vectors, force=force, kinds=kinds, dim=dim
         )
+        return plans.with_withheld(report, withheld)
 
     async def contains(self, item_id: object) -> bool:
         """``item_id in engine``: whether the index holds the item."""

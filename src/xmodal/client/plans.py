@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from ..batch import in_batch
 from ..collection import MAX_PAGE, Fetched, Page, check_limit, wanted_ids
 from ..errors import NotFoundError, ValidationError, XmodalError
+from ..export import ExportReport
 from ..ingest.prepare import AddReport, Rejection, chunks, dedupe
 from ..ingest.vectors import check_vectors_arg, unused_vectors
 from ..records import Item, Query, Target, check_k, check_offset
@@ -154,8 +158,10 @@ def feedback(
 
 
 # -- reads --------------------------------------------------------------------------------------
-def get(item_id: str) -> Plan[Item]:
-    return item_of((yield call("GET", item_path(item_id))))
+def get(item_id: str, safe: str | None = None) -> Plan[Item]:
+    """``Engine.get``: ``GET /items/{id}``, which the server always screens (the key's guards policy)."""
+    query = f"?safe={quote(safe, safe='')}" if safe is not None else ""
+    return item_of((yield call("GET", item_path(item_id) + query)))
 
 
 def get_many(ids: Sequence[str], *, with_vectors: bool = False, batch: int = BATCH) -> Plan[Fetched]:
@@ -188,24 +194,35 @@ def scroll(
     cursor: str | None = None,
     with_vectors: bool = False,
     strict: bool = False,
+    safe: str | None = None,
 ) -> Plan[Page]:
     """``Engine.scroll``: ``POST /scroll``."""
     check_limit(limit)
     body = {"limit": limit, **changed(filters=dict(filters or {}), cursor=cursor, with_vectors=with_vectors)}
-    body |= changed(strict=strict)
+    body |= changed(strict=strict, safe=safe)
     return page_of((yield call("POST", "/scroll", body)), with_vectors=with_vectors)
 
 
-def export_batches(fetch: Callable[[str | None], Page]) -> Iterator[list[StoredItem]]:
-    """The pages ``fetch(cursor)`` gives, from the first to the last, as the batches an export writes."""
+def export_batches(
+    fetch: Callable[[str | None], Page], withheld: Counter[str] | None = None
+) -> Iterator[list[StoredItem]]:
+    """The pages ``fetch(cursor)`` gives, from the first to the last, as the batches an export writes; the items
+    the guards withheld from them counted in ``withheld`` by category."""
     cursor: str | None = None
     while True:
         page = fetch(cursor)
+        if withheld is not None:
+            withheld.update(page.withheld)
         vectors = page.vectors or ({},) * len(page.items)
         yield [StoredItem(-1, item, dict(v)) for item, v in zip(page.items, vectors, strict=True)]
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
+
+
+def with_withheld(report: ExportReport, withheld: Counter[str]) -> ExportReport:
+    """``report`` with the items the guards withheld, by category (when there are any)."""
+    return replace(report, withheld=dict(sorted(withheld.items()))) if withheld else report
 
 
 def export_columns(info: Mapping[str, Any] | None) -> tuple[list[str], int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,9 +140,10 @@ class Client:
         self._run(plans.feedback(query_id, item_id, event, position=position, value=value))
 
     # -- reads ----------------------------------------------------------------------------------
-    def get(self, item_id: str) -> Item:
-        """:meth:`Engine.get <xmodal.Engine.get>`."""
-        return self._run(plans.get(item_id))
+    def get(self, item_id: str, *, screen: bool = False, safe: str | None = None) -> Item:
+        """:meth:`Engine.get <xmodal.Engine.get>`; the server always screens it (``screen`` is implied: an item
+        the key's guards policy withholds is a :class:`~xmodal.errors.GuardBlocked` naming the category)."""
+        return self._run(plans.get(item_id, safe))
 
     def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
         """:meth:`Engine.get_many <xmodal.Engine.get_many>` (``POST /items/get``, ``batch_size`` ids a request)."""
@@ -159,9 +161,12 @@ class Client:
         cursor: str | None = None,
         with_vectors: bool = False,
         strict: bool = False,
+        safe: str | None = None,
     ) -> Page:
         """:meth:`Engine.scroll <xmodal.Engine.scroll>` (``POST /scroll``)."""
-        return self._run(plans.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict))
+        return self._run(
+            plans.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict, safe=safe)
+        )
 
     def export(
         self,
@@ -172,6 +177,7 @@ class Client:
         strict: bool = False,
         with_vectors: bool = False,
         force: bool = False,
+        safe: str | None = None,
     ) -> ExportReport:
         """:meth:`Engine.export <xmodal.Engine.export>` to a file here, page by page through ``POST /scroll`` (an
         item added during the export may be in it: the pages follow the server's cursor)."""
@@ -179,11 +185,15 @@ class Client:
 
         def fetch(cursor: str | None) -> Page:
             return self.scroll(
-                filters, limit=plans.EXPORT_PAGE, cursor=cursor, with_vectors=with_vectors, strict=strict
+                filters, limit=plans.EXPORT_PAGE, cursor=cursor, with_vectors=with_vectors, strict=strict, safe=safe
             )
 
-        batches = functools.partial(plans.export_batches, fetch)
-        return write_export(path, batches, format=format, with_vectors=with_vectors, force=force, kinds=kinds, dim=dim)
+        withheld: Counter[str] = Counter()  # what the guards left out of the pages, by category
+        batches = functools.partial(plans.export_batches, fetch, withheld)
+        report = write_export(
+            path, batches, format=format, with_vectors=with_vectors, force=force, kinds=kinds, dim=dim
+        )
+        return plans.with_withheld(report, withheld)
 
     def __contains__(self, item_id: object) -> bool:
         return self._run(plans.contains(item_id))

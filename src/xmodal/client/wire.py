@@ -172,6 +172,7 @@ DEFAULTS: dict[str, Any] = {
     "explain": False,
     "with_vectors": False,
     "cursor": None,
+    "safe": None,
 }
 
 
