@@ -22,20 +22,25 @@ typical text searches (a WordNet lemma, ``k = 10``, impression logged, as the pa
 normal clients' event loop): anonymous, from 127.0.0.1 (``--abuser-addresses N`` spreads them over
 127.0.0.1 … 127.0.0.N, each address a bucket of its own, as a botnet would), each repeating one of:
 
-- ``png``: a single-colour PNG just under ``max_pixels`` (4999², ~80 KB), with a 4,096-character text and k = 1,000;
+- ``png``: a single-colour PNG just under ``max_pixels`` (4999², ~80 KB), with the long text and k = 1,000;
 - ``jpeg``: the same as a JPEG;
-- ``text``: a 4,096-character text (WordNet glosses), k = 1,000;
+- ``text``: the long text, k = 1,000: WordNet glosses, as many characters (up to 4,096, the limit) as the
+  default guards let through (longer ones they block as a likely injection, a cheap 422; the length is found
+  before the abuse starts, with a key, and reported as ``long_text_chars``);
 - ``filters``: the same with long filters: membership lists of ``--filter-values`` values on both
   attributes (``pos``, ``lexname``; the real values among them, so most items match). Filters are flat
   (no nesting in the filter language) and may name only attributes the index has (others: 422);
 - ``deep_json``: not valid, for comparison: a body nested 100,000 levels deep (a 400);
 - ``mcp_init``: a JSON-RPC ``initialize`` POST on ``/mcp``;
-- ``mcp_search``: a ``tools/call`` of ``search`` on ``/mcp`` with a 4,096-character text and k = 100.
+- ``mcp_search``: a ``tools/call`` of ``search`` on ``/mcp`` with the long text and k = 100.
 
 They ignore ``Retry-After`` and send again at once. Reported: normal p50/p99 idle and under abuse and their
 ratio, each abusive kind's status codes, the server's RSS (sampled every 0.2 s) and peak (``VmHWM``), its
 CPU seconds per phase, against the stated targets: peak RSS under 1 GB and the normal p99 under abuse at
-most 3× idle. The clients share the machine with the server. Prints one JSON object.
+most 3× idle. The server's child processes count as the server: its media worker (anonymous query images,
+``xmodal.serve.media_worker``) adds its RSS to each sample and its ``VmHWM`` to the peak (a sum of peaks:
+an upper bound), and its CPU to the server's. The clients share the machine with the server. Prints one JSON
+object.
 """
 
 from __future__ import annotations
@@ -79,16 +84,13 @@ INIT = {
 }
 
 
-def tokens() -> dict[str, float]:
+def tokens(chars: int) -> dict[str, float]:
     """What the rate limiter charges each kind of search (a request's 1 on arrival included)."""
     side = math.isqrt(ServeConfig().max_pixels - 1)
-    image = round(search_cost("x" * MAX_QUERY_TEXT, side * side, MAX_K), 1)
-    text = round(search_cost("x" * MAX_QUERY_TEXT, 0, MAX_K), 1)
-    mcp = round(search_cost("x" * MAX_QUERY_TEXT, 0, 100), 1)  # MCP asks for k = 100 (its most)
+    image = round(search_cost("x" * chars, side * side, MAX_K), 1)
+    text = round(search_cost("x" * chars, 0, MAX_K), 1)
+    mcp = round(search_cost("x" * chars, 0, 100), 1)  # MCP asks for k = 100 (its most)
     return {"png": image, "jpeg": image, "text": text, "filters": text, "mcp_init": 1.0, "mcp_search": mcp}
-
-
-TOKENS = tokens()
 
 
 def normal_keys(clients: int) -> list[str]:
@@ -110,20 +112,35 @@ def cached_index(n_items: int, encoder: str) -> tuple[Path, float | None]:
     return path, time.perf_counter() - t0
 
 
-def long_text(glosses: list[str]) -> str:
-    """Exactly :data:`MAX_QUERY_TEXT` characters of real words (the lexical index does real work)."""
+def long_text(glosses: list[str], chars: int = MAX_QUERY_TEXT) -> str:
+    """Exactly ``chars`` characters of real words (the lexical index does real work)."""
     text = " ".join(glosses)
-    while len(text) < MAX_QUERY_TEXT:
+    while len(text) < chars:
         text += " " + text
-    return text[:MAX_QUERY_TEXT]
+    return text[:chars]
 
 
-def payloads(glosses: list[str], filter_values: int) -> dict[str, dict[str, Any]]:
+def accepted_chars(url: str, key: str, glosses: list[str], step: int = 64) -> int:
+    """The longest prefix of :func:`long_text` (a multiple of ``step`` characters) the server answers 200 for
+    (the guards block long texts as a likely injection: a blocked search is a cheap 422, not abuse)."""
+    low, high = 0, MAX_QUERY_TEXT // step  # in steps: low is accepted (the empty text is never sent)
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=120) as client:
+        while low < high:
+            mid = (low + high + 1) // 2
+            body = {"text": long_text(glosses, mid * step), "k": MAX_K, "log": False}
+            if client.post("/search", json=body).status_code == 200:
+                low = mid
+            else:
+                high = mid - 1
+    return low * step
+
+
+def payloads(glosses: list[str], filter_values: int, chars: int = MAX_QUERY_TEXT) -> dict[str, dict[str, Any]]:
     """Each abusive kind's request, encoded once: ``path`` and httpx keyword arguments."""
     config = ServeConfig()
     side = math.isqrt(config.max_pixels - 1)  # just under max_pixels
     colour = Image.new("RGB", (side, side), (30, 120, 200))
-    text = long_text(glosses)
+    text = long_text(glosses, chars)
     form = {"text": text, "k": str(MAX_K)}
     filters: dict[str, Any] = {
         "pos": ["n", "v", "a", "s", "r", *(f"pos-{i}" for i in range(filter_values))],
@@ -156,7 +173,7 @@ def payload_sizes(requests: dict[str, dict[str, Any]]) -> dict[str, int]:
 
 def abuse_process(url: str, args: dict[str, Any], ready: Any, go: Any, results: Any) -> None:
     """The abusive clients, in a process of their own: build the payloads, say ready, wait for go, attack."""
-    requests = payloads(args["glosses"], args["filter_values"])
+    requests = payloads(args["glosses"], args["filter_values"], args["chars"])
     ready.set()
     go.wait()
     cpu = time.process_time()
@@ -237,19 +254,55 @@ async def normal_clients(url: str, keys: list[str], queries: list[str], rate: fl
     }
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (the media worker; a tesseract or ffmpeg while one runs)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in task.read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def tree_mb(pid: int, key: str = "VmRSS") -> float:
+    """:func:`memory_mb` of the server and its live children, summed."""
+    return memory_mb(pid, key) + sum(memory_mb(child, key) for child in children(pid))
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of the server, its finished children (waited for) and its live ones."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    waited = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    live = 0.0
+    for child in children(pid):
+        try:
+            live += cpu_seconds(child)
+        except OSError:
+            continue
+    return cpu_seconds(pid) + waited + live
+
+
 class Sampler:
-    """The server's RSS every ``period`` seconds, in a thread."""
+    """The server's RSS (its children's added) every ``period`` seconds, in a thread; the worker's peak."""
 
     def __init__(self, pid: int, period: float = 0.2) -> None:
         self.pid, self.period = pid, period
-        self.samples: list[float] = [memory_mb(pid)]
+        self.samples: list[float] = [tree_mb(pid)]
+        self.child_hwm: dict[int, float] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._done.wait(self.period):
-            self.samples.append(memory_mb(self.pid))
+            self.samples.append(tree_mb(self.pid))
+            for child in children(self.pid):
+                self.child_hwm[child] = max(self.child_hwm.get(child, 0.0), memory_mb(child, "VmHWM"))
+
+    def children_peak(self) -> float:
+        """The largest ``VmHWM`` a child of the server reached (0: none ran)."""
+        return round(max(self.child_hwm.values(), default=0.0), 1)
 
     def mark(self) -> int:
         return len(self.samples)
@@ -262,7 +315,7 @@ class Sampler:
         self._thread.join()
 
 
-def costs(url: str, requests: dict[str, dict[str, Any]], pid: int, repeat: int = 3) -> dict[str, Any]:
+def costs(url: str, requests: dict[str, dict[str, Any]], pid: int, chars: int, repeat: int = 3) -> dict[str, Any]:
     """Each kind sent ``repeat`` times in a row on an idle server, with a key of its own (a bucket of its own):
     the server's CPU seconds and the latency per request, beside the tokens it is charged."""
     out = {}
@@ -271,15 +324,15 @@ def costs(url: str, requests: dict[str, dict[str, Any]], pid: int, repeat: int =
         path = spec.pop("path", "/search")
         headers = {**spec.pop("headers", {}), "X-API-Key": probe_key(kind)}
         with httpx.Client(base_url=url, timeout=120) as client:
-            cpu0, t0, codes = cpu_seconds(pid), time.perf_counter(), []
+            cpu0, t0, codes = tree_cpu(pid), time.perf_counter(), []
             for _ in range(repeat):
                 codes.append(client.post(path, headers=headers, **spec).status_code)
-            wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+            wall, cpu = time.perf_counter() - t0, tree_cpu(pid) - cpu0
         out[kind] = {
             "codes": sorted(set(codes)),
             "server_cpu_ms": round(cpu * 1000 / repeat, 1),
             "latency_ms": round(wall * 1000 / repeat, 1),
-            "tokens": TOKENS.get(kind),
+            "tokens": tokens(chars).get(kind),
         }
     return out
 
@@ -312,8 +365,7 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
         "addresses": args.abuser_addresses,
         "seconds": args.seconds,
     }
-    abusers = ctx.Process(target=abuse_process, args=(url, attack_args, ready, go, results), daemon=True)
-    abusers.start()
+    abusers = None
     config = None
     if args.rate is not None or args.burst is not None:  # exploring other limits; the default run has no config
         config = log.parent / "bench_abuse-serve.toml"
@@ -323,28 +375,36 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
     sampler = Sampler(proc.pid)
     try:
         warm_up(url, keys[0], queries)
-        cost = costs(url, payloads(glosses, args.filter_values), proc.pid) if args.costs else None
-        rss_warm = memory_mb(proc.pid)
-        cpu0 = cpu_seconds(proc.pid)
+        chars = accepted_chars(url, probe_key("text"), glosses)
+        abusers = ctx.Process(
+            target=abuse_process, args=(url, {**attack_args, "chars": chars}, ready, go, results), daemon=True
+        )
+        abusers.start()
+        cost = costs(url, payloads(glosses, args.filter_values, chars), proc.pid, chars) if args.costs else None
+        rss_warm = tree_mb(proc.pid)
+        cpu0 = tree_cpu(proc.pid)
         idle = asyncio.run(normal_clients(url, keys, queries, args.normal_rate, args.idle_seconds))
-        cpu1 = cpu_seconds(proc.pid)
-        hwm_idle = memory_mb(proc.pid, "VmHWM")
+        cpu1 = tree_cpu(proc.pid)
+        hwm_idle = tree_mb(proc.pid, "VmHWM")
         if not ready.wait(120):
             raise RuntimeError("the abusive clients did not get ready")
         mark = sampler.mark()
         go.set()
         loaded = asyncio.run(normal_clients(url, keys, queries, args.normal_rate, args.seconds))
         attack = results.get(timeout=args.seconds + 300)
-        cpu2 = cpu_seconds(proc.pid)
-        hwm = memory_mb(proc.pid, "VmHWM")
-        rss_end = memory_mb(proc.pid)
+        cpu2 = tree_cpu(proc.pid)
+        server_hwm, worker_hwm = memory_mb(proc.pid, "VmHWM"), sampler.children_peak()
+        hwm = server_hwm + worker_hwm
+        rss_end = tree_mb(proc.pid)
     finally:
         sampler.stop()
         proc.terminate()
         exit_code = proc.wait(60)
-        abusers.join(30)
+        if abusers is not None:
+            abusers.join(30)
     ratio = loaded["p99_ms"] / idle["p99_ms"]
     return {
+        "long_text_chars": chars,
         "cost_per_request_idle": cost,
         "normal": {
             "idle": idle,
@@ -360,7 +420,12 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
                 "peak_under_abuse_sampled": sampler.peak(mark),
                 "end": round(rss_end, 1),
             },
-            "vm_hwm_mb": {"after_idle": round(hwm_idle, 1), "end": round(hwm, 1)},
+            "vm_hwm_mb": {
+                "after_idle": round(hwm_idle, 1),
+                "end": round(hwm, 1),
+                "server": round(server_hwm, 1),
+                "children": worker_hwm,
+            },
             "cpu_s": {"idle": round(cpu1 - cpu0, 2), "under_abuse": round(cpu2 - cpu1, 2)},
             "graceful_exit_code": exit_code,
         },

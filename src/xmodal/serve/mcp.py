@@ -16,6 +16,7 @@ import base64
 import binascii
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -211,9 +212,12 @@ def build_mcp(
         if sound is not None:  # a sound query: its 'audio' vector (xmodal.encoders.audio)
             fields["media"] = {"audio": sound}
         principal = current_caller.get()
-        query = Query(**fields)
+        checked = Query(**fields)
 
         def run() -> SearchResult:
+            limits.search_sound(principal, sound)  # charged by its length, which takes a probe
+            # an anonymous caller's image is decoded in the media worker process (xmodal.serve.media_worker)
+            query = replace(checked, image=limits.search_image(principal, image))
             with as_caller(principal.policy_name if principal is not None else None):  # its guards policy
                 return current().search(query, cursor=cursor, with_vectors=with_vectors)
 

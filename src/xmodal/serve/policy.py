@@ -10,6 +10,11 @@ answers, MCP into tool errors with the same messages.
 A request costs one token on arrival; a search costs more by what it makes the server do::
 
     cost = 1 + 4 per megapixel of the query image + 1 per 1,024 characters of text + 1 per 100 of k
+           + 2 per second of a query sound (probed; up to the 300 s the audio encoder embeds)
+
+A sound's part is charged on the work thread, just before the search, since knowing its length takes an
+``ffprobe``; an anonymous caller's CPU account is charged too for what ``ffprobe`` and ``ffmpeg`` take in
+processes of their own, out of sight of the thread's CPU clock (an estimate from measurement, below).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .admission import Admission
 from .auth import AuthError, KeyRing, Principal
 from .config import ServeConfig
 from .limits import RateLimited, RateLimiter
+from .media_worker import MediaWorker, reduce_charged
 
 MAX_QUERY_TEXT = 4096  # characters of query text (REST and MCP)
 MAX_K = 1000  # hits one search or similar-items request may ask for
@@ -35,6 +41,13 @@ TOKENS_PER_KCHAR = 1.0  # per 1,024 characters of query text
 TOKENS_PER_100_K = 1.0
 
 REQUEST_CPU = 0.002  # CPU-seconds charged to an anonymous caller per request, besides what its searches measure
+# A sound query took ~7.5 ms of CPU per second of sound (probe, ffmpeg decode, embedding; 120 s WAV and MP3,
+# resemblyzer, on the 2-core VM): 2 tokens per second, like 4 per megapixel for ~4 ms. Of that, its two
+# ffprobe runs (~0.07 s each) and the ffmpeg decode (~1.3 ms per second) run in child processes.
+TOKENS_PER_SOUND_SECOND = 2.0
+SOUND_SECONDS = 300.0  # the most of a sound the audio encoder embeds (xmodal.encoders.audio.MAX_SECONDS)
+SOUND_PROBE_CPU = 0.15
+SOUND_DECODE_CPU_PER_SECOND = 0.0015
 
 T = TypeVar("T")
 
@@ -84,6 +97,7 @@ class Limits:
         self.decodes = config.image_decodes or default_decodes()
         self._decoder = ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
         self._anonymous = _anonymous_pool(config)
+        self.media_worker = MediaWorker()
 
     def admit(self, presented: str | None, scope: str, client: str) -> Principal:
         """:meth:`authorize`, then :meth:`arrive`."""
@@ -139,6 +153,20 @@ class Limits:
         pixels = self.query_image(image) if image is not None else 0
         self.charge(principal, search_cost(text, pixels, k) - 1.0)
 
+    def search_sound(self, principal: Principal | None, sound: bytes | None) -> None:
+        """Charge a query sound by its length (probed; up to :data:`SOUND_SECONDS`), on the thread that runs the
+        search: tokens, and for an anonymous caller the CPU of its child processes (see the module doc). A sound
+        that cannot be probed is refused here, with the error the search would give."""
+        if sound is None or principal is None:
+            return
+        from ..media_loaders import media_loader
+
+        recording = media_loader("audio").load(sound, item="query").content
+        seconds = min(float(recording.info.duration), SOUND_SECONDS)
+        self.charge(principal, TOKENS_PER_SOUND_SECOND * seconds)
+        if principal.key is None:
+            self.admission.charge(principal.client, SOUND_PROBE_CPU + SOUND_DECODE_CPU_PER_SECOND * seconds)
+
     def similar(self, principal: Principal | None, k: int) -> None:
         """Check a similar-items request's ``k`` and charge what it costs beyond the token taken on arrival."""
         check_k(k)
@@ -169,6 +197,15 @@ class Limits:
                 item=item,
             )
 
+    def search_image(self, principal: Principal | None, image: bytes | None) -> bytes | None:
+        """The query image a search reads: an anonymous caller's decoded at reduced size in the media worker
+        process, at the lowest CPU priority, the worker's CPU charged to the caller (:mod:`.media_worker`; call
+        it within :meth:`work`, so it counts among the caller's searches in flight); anyone else's as given."""
+        if image is None or principal is None or principal.key is not None:
+            return image
+        client, admission = principal.client, self.admission
+        return reduce_charged(self.media_worker, image, lambda cpu: admission.charge(client, cpu))
+
     def work(self, principal: Principal | None, fn: Callable[[], T], *, image: bool) -> T:
         """``fn()``, a search's work, where it belongs: an anonymous caller's metered on the anonymous threads
         (as many as may run at once), a keyed image search on the decode threads, anything else here."""
@@ -196,11 +233,13 @@ class Limits:
         return await asyncio.wrap_future(self._decoder.submit(fn)) if needed else fn()
 
     def close(self) -> None:
-        """Stop the decode threads after the work given to them (an app started again gets new ones)."""
+        """Stop the decode threads after the work given to them, and the media worker (an app started again gets
+        new ones)."""
         done, self._decoder = self._decoder, ThreadPoolExecutor(self.decodes, thread_name_prefix="xmodal-decode")
         done.shutdown()
         done, self._anonymous = self._anonymous, _anonymous_pool(self.config)
         done.shutdown()
+        self.media_worker.close()
 
 
 def _anonymous_pool(config: ServeConfig) -> ThreadPoolExecutor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -121,7 +120,12 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     # size checks (image: its header), cost; the skipped hits of an offset (or a cursor) are charged as hits too
     skipped = req.offset + position_of(req.cursor)
     state.limits.search(caller, text=req.text, image=image, k=min(req.k + skipped, MAX_K))
-    run = functools.partial(_run_search, state, req, image, caller.policy_name, audio)
+
+    def run() -> tuple[SearchResult, Query | None]:
+        state.limits.search_sound(caller, audio)  # charged by its length, which takes a probe
+        # an anonymous caller's image is decoded in the media worker process (xmodal.serve.media_worker)
+        return _run_search(state, req, state.limits.search_image(caller, image), caller.policy_name, audio)
+
     # an anonymous caller's on its threads, a keyed image query on the decode threads (a few at a time), others on
     # the worker threads
     result, query = await state.limits.work_async(caller, run, image=image is not None)
