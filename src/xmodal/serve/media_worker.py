@@ -16,7 +16,8 @@ side under twice ``DECODE_SIDE``) is sent as PNG; one still larger is left to th
 
 Bounds: one worker, one image at a time; a caller waits up to ``wait_s`` for it (then :class:`RateLimited`,
 a 429, as when anonymous searches are at their bound); an image that takes longer than ``timeout_s`` gets a
-429 too and the worker is stopped; a worker that died (or was stopped) is started again with the next image.
+429 too and the worker is stopped; a worker that died (or was stopped) is started again with the next image
+(one found dead while it sends is replaced at once and asked again; one that dies twice on an image refuses it).
 An image the worker refuses gets the :class:`~xmodal.errors.ImageError` the server's own decode would give.
 Each reply carries the CPU seconds the worker spent on the image (its own and its children's), which the
 caller's CPU account is charged (:mod:`.admission`). The worker holds no model: Pillow and :mod:`xmodal.imaging`
@@ -70,19 +71,27 @@ class MediaWorker:
         if not self._lock.acquire(timeout=self.wait_s):
             raise RateLimited(1, "anonymous clients together (their image worker is busy)")
         try:
-            proc = self._running()
-            try:
-                assert proc.stdin is not None and proc.stdout is not None
-                _send(proc.stdin, {"op": "reduce_image", "item": item}, data)
-                reply, payload = _receive(proc.stdout, time.monotonic() + self.timeout_s)
-            except TimeoutError:
-                self._stop()
-                raise RateLimited(1, f"anonymous clients together (an image took over {self.timeout_s:g} s)") from None
-            except (OSError, EOFError, ValueError):
-                self._stop()
-                raise ImageError(
-                    "image", "decoding it stopped the image worker", "give a JPEG, PNG, WebP, GIF, BMP or TIFF file"
-                ) from None
+            deadline = time.monotonic() + self.timeout_s
+            for attempt in range(2):  # a worker found dead (killed while idle) is replaced and asked again
+                proc = self._running()
+                try:
+                    assert proc.stdin is not None and proc.stdout is not None
+                    _send(proc.stdin, {"op": "reduce_image", "item": item}, data)
+                    reply, payload = _receive(proc.stdout, deadline)
+                    break
+                except TimeoutError:
+                    self._stop()
+                    raise RateLimited(
+                        1, f"anonymous clients together (an image took over {self.timeout_s:g} s)"
+                    ) from None
+                except (OSError, EOFError, ValueError):
+                    self._stop()
+                    if attempt:
+                        raise ImageError(
+                            "image",
+                            "decoding it stopped the image worker",
+                            "give a JPEG, PNG, WebP, GIF, BMP or TIFF file",
+                        ) from None
         finally:
             self._lock.release()
         cpu = float(reply.get("cpu", 0.0))
