@@ -57,6 +57,7 @@ from .feedback.log import FeedbackLog
 from .feedback.postgres_log import PostgresFeedbackLog
 from .filters import AttributeTable
 from .ingest.prepare import AddReport, Entry, chunks, dedupe, encode_entries, load_media
+from .ingest.recordings import made_segments, segment_recordings, stale_segments, with_segments
 from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
 from .location import is_postgres, parse_postgres
 from .media import Media, MediaStore
@@ -361,17 +362,36 @@ class Engine:
             chunk = dedupe(chunk, seen, report)
             own = [item for item in chunk if item.id in given]
             chunk = [item for item in chunk if item.id not in given]
-            entries = encode_entries(load_media(chunk, base, report), self.encoder, self.media, report)
+            loaded, recordings = segment_recordings(load_media(chunk, base, report), self.encoder, report)
+            means = {item_id: {rec.medium: rec.mean()} for item_id, rec in recordings.items() if rec.segments}
+            entries = encode_entries(loaded, self.encoder, self.media, report, made=means)
+            entries = with_segments(entries, recordings, self.encoder)  # a recording embedded in time segments
             if own:
                 loaded = load_media(own, base, report)
                 entries += given_entries(loaded, given, kinds_of(self.encoder), self.backend.dim, self.media, report)
             self._commit(entries)
             report.added.extend(item.id for item, _ in entries)
+            if recordings:  # a recording added again: the segments it had that this add did not write go
+                old = {parent: made_segments(parent, self._children(parent)) for parent in recordings}
+                stale = stale_segments(recordings, entries, old)
+                if stale:
+                    self.delete(stale)
             if progress is not None:
                 progress(len(chunk) + len(own))
         report.rejected.extend(unused_vectors(given, seen))
         self._tell_repository()
         return report
+
+    def _children(self, parent: str) -> list[Item]:
+        """The items whose parent is ``parent`` in the index."""
+        found: list[Item] = []
+        cursor: str | None = None
+        while True:
+            page = self.scroll({"parent": parent}, limit=1000, cursor=cursor)
+            found += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                return found
 
     def add_encoded(self, entries: Sequence[Entry]) -> list[str]:
         """Commit items encoded elsewhere (by this index's encoder, on another process or machine: see

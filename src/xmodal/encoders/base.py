@@ -28,6 +28,17 @@ from ..registry import Registry
 Vectors = npt.NDArray[np.float32]
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentVector:
+    """One time segment of a recording an encoder embedded in segments: its index, start and end seconds, and
+    its vector (of the encoder's ``dim`` where :meth:`segmented <Encoder>` returns it)."""
+
+    index: int
+    start: float
+    end: float
+    vector: Vectors
+
+
 class Purpose(enum.StrEnum):
     """What a vector is for; asymmetric models embed queries and documents differently."""
 
@@ -131,7 +142,10 @@ class Encoder(Protocol):
     Optional hooks the engine calls when an encoder has them: ``set_repository(modalities)`` (the
     modalities of the items the index holds, at open and after each add: an asymmetric model picks the
     retrieval purpose of queries from :func:`repository_kind` of them), ``usage()`` (counters shown by
-    ``info``) and ``prefetch()`` (load the model in the background)."""
+    ``info``), ``prefetch()`` (load the model in the background) and ``segmented(medium, content)``: the
+    :class:`SegmentVector` list of one recording the model embeds in time segments (a long one, for Nova), or
+    None when it makes one vector of it; :meth:`xmodal.Engine.add` then adds the recording with one segment
+    item per time range (:mod:`xmodal.ingest.recordings`)."""
 
     name: str
     dim: int

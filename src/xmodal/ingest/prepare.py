@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -97,7 +97,12 @@ def load_media(items: Sequence[Item], base_dir: Path | None, report: AddReport) 
 
 
 def encode_entries(
-    loaded: Sequence[Loaded], encoder: Encoder, media: Media, report: AddReport | None = None
+    loaded: Sequence[Loaded],
+    encoder: Encoder,
+    media: Media,
+    report: AddReport | None = None,
+    *,
+    made: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> list[Entry]:
     """Encode each item into the vector kinds its encoder declares (:func:`~xmodal.encoders.kinds_of`)
     from the parts the item's modality has: each part (the text, each medium) is encoded once, in one
@@ -105,6 +110,8 @@ def encode_entries(
 
     An item the encoder makes no vector of is rejected into ``report`` (or raises without one). The
     accepted media are written to the media store (and fsynced) on the I/O threads while the encoder runs.
+    ``made`` maps an item id to vectors of its parts made already (a recording embedded in segments: the mean
+    of theirs, :mod:`xmodal.ingest.recordings`), which are not encoded again.
     """
     kinds = kinds_of(encoder)
     wanted: list[list[str]] = []
@@ -130,11 +137,12 @@ def encode_entries(
         for medium in entry.media.values():
             if medium.data is not None and medium.data not in stored:
                 stored[medium.data] = _io().submit(media.put, medium.data, medium.suffix)
-    per_part: list[dict[str, np.ndarray]] = [{} for _ in keep]
+    per_part: list[dict[str, np.ndarray]] = [dict((made or {}).get(entry.item.id, {})) for entry in keep]
     needed: dict[str, list[int]] = {}
     for i, mine in enumerate(wanted):
         for part in dict.fromkeys(p for kind in mine for p in kinds[kind]):
-            needed.setdefault(part, []).append(i)
+            if part not in per_part[i]:
+                needed.setdefault(part, []).append(i)
     failed: dict[int, ValidationError] = {}
     for part in sorted(needed, key=lambda p: (p != TEXT, p != "image", p)):
         rows = [i for i in needed[part] if i not in failed]

@@ -28,7 +28,8 @@ Audio and video (``audio``/``video`` vector kinds): a recording of at most 30 s 
 ``start_async_invoke`` with ``SEGMENTED_EMBEDDING``, results in S3, polled), which needs ``s3_uri`` (an S3
 staging location, ``s3://BUCKET/PREFIX``); the item's vector is then the renormalised mean of its segments',
 and :meth:`BedrockNovaEncoder.segments` (or :func:`.bedrock_nova_segments.add_recording`) gives each segment
-with its time range. Options: ``s3_uri``, ``segment_seconds`` (10; 1 to 30), ``poll`` (5 s between
+with its time range; :meth:`BedrockNovaEncoder.segmented` is the encoder hook through which
+:meth:`xmodal.Engine.add` adds a long recording with one segment item per range (:mod:`xmodal.ingest.recordings`). Options: ``s3_uri``, ``segment_seconds`` (10; 1 to 30), ``poll`` (5 s between
 ``get_async_invoke`` calls), ``async_wait`` (3600 s) and ``s3_client`` (Python only).
 """
 
@@ -47,13 +48,21 @@ from PIL import Image
 
 from ...errors import ConfigError, ValidationError
 from .. import identity
-from ..base import BaseEncoder, Purpose, Vectors, check_dim, native_request, repository_kind, truncate
+from ..base import (
+    BaseEncoder,
+    Purpose,
+    SegmentVector,
+    Vectors,
+    check_dim,
+    native_request,
+    repository_kind,
+    truncate,
+)
 from ._common import Usage, checked_rows, positive, require
 from .bedrock_nova_async import (
     SYNC_BYTES,
     SYNC_SECONDS,
     AsyncJobs,
-    SegmentVector,
     mean_vector,
     media_format,
     media_params,
@@ -220,6 +229,23 @@ class BedrockNovaEncoder(BaseEncoder):
         }
         row: Vectors = self._run([{"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": params}])[0]
         return row
+
+    def segmented(
+        self, medium: str, content: Any, purpose: Purpose | str = Purpose.DOCUMENT
+    ) -> list[SegmentVector] | None:
+        """The segments of one recording (``content``, as the ``audio``/``video`` loader gives it) when Nova
+        embeds it in segments: longer than 30 s (or too large to send inline), through one asynchronous job,
+        each with its time range and a vector of ``dim`` components; None for a short one (one inline vector)
+        or another medium. :meth:`xmodal.Engine.add` adds such a recording with one segment item per range."""
+        if medium not in ("audio", "video"):
+            return None
+        with recording_file(content, medium) as (path, seconds):
+            if seconds <= SYNC_SECONDS and path.stat().st_size <= SYNC_BYTES:
+                return None
+            self._usage.add(recordings=1)
+            found = self._segments(path, medium, Purpose.parse(purpose))
+        vectors = truncate(np.stack([s.vector for s in found]), self.dim)
+        return [SegmentVector(s.index, s.start, s.end, v) for s, v in zip(found, vectors, strict=True)]
 
     def segments(self, path: str | Path, medium: str, purpose: Purpose | str = Purpose.DOCUMENT) -> list[SegmentVector]:
         """Every segment of the recording at ``path`` (``medium``: ``audio`` or ``video``) with its start and

@@ -27,7 +27,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -35,7 +34,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ...errors import ConfigError, ValidationError
-from ..base import Vectors, normalize
+from ..base import SegmentVector, Vectors, normalize
 
 #: The synchronous API's limit on a recording; a longer one goes through the asynchronous API.
 SYNC_SECONDS = 30.0
@@ -56,16 +55,6 @@ VIDEO_FORMATS = {
 }
 RESULT = "segmented-embedding-result.json"
 EMBEDDING_MODE = "AUDIO_VIDEO_COMBINED"
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentVector:
-    """One segment of a recording the asynchronous job embedded: its index, start and end seconds, vector."""
-
-    index: int
-    start: float
-    end: float
-    vector: Vectors
 
 
 def media_format(path: str | Path, medium: str) -> str:

@@ -4,7 +4,9 @@
 (:meth:`~.bedrock_nova.BedrockNovaEncoder.segments`: one ``StartAsyncInvoke`` job), then adds the recording
 as a parent item (its vector the renormalised mean of its segments') and one segment item per time range
 (``parent`` and ``span`` of start and end seconds, id ``parent#t<start>``, the recording as its media so a hit
-plays from its start), each with the vector Nova made for it: no second request per segment.
+plays from its start), each with the vector Nova made for it: no second request per segment. The ordinary
+add path does the same for a recording longer than 30 s (:mod:`xmodal.ingest.recordings`); this function
+also segments a shorter one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any, Protocol
 from ...errors import ConfigError
 from ...records import Item, Span
 from ...splitters import segment_id, span_label
-from .bedrock_nova_async import SegmentVector, mean_vector
+from ..base import SegmentVector
+from .bedrock_nova_async import mean_vector
 
 
 class _Segmenting(Protocol):
