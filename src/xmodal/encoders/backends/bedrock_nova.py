@@ -29,8 +29,9 @@ Audio and video (``audio``/``video`` vector kinds): a recording of at most 30 s 
 staging location, ``s3://BUCKET/PREFIX``); the item's vector is then the renormalised mean of its segments',
 and :meth:`BedrockNovaEncoder.segments` (or :func:`.bedrock_nova_segments.add_recording`) gives each segment
 with its time range; :meth:`BedrockNovaEncoder.segmented` is the encoder hook through which
-:meth:`xmodal.Engine.add` adds a long recording with one segment item per range (:mod:`xmodal.ingest.recordings`). Options: ``s3_uri``, ``segment_seconds`` (10; 1 to 30), ``poll`` (5 s between
-``get_async_invoke`` calls), ``async_wait`` (3600 s) and ``s3_client`` (Python only).
+:meth:`xmodal.Engine.add` adds a long recording with one segment item per range
+(:mod:`xmodal.ingest.recordings`). Options: ``s3_uri``, ``segment_seconds`` (10; 1 to 30), ``poll`` (5 s
+between ``get_async_invoke`` calls), ``async_wait`` (3600 s) and ``s3_client`` (Python only).
 """
 
 from __future__ import annotations
