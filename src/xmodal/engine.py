@@ -383,11 +383,11 @@ class Engine:
         return report
 
     def _children(self, parent: str) -> list[Item]:
-        """The items whose parent is ``parent`` in the index."""
+        """The items whose parent is ``parent`` in the index (unscreened: for the write path)."""
         found: list[Item] = []
         cursor: str | None = None
         while True:
-            page = self.scroll({"parent": parent}, limit=1000, cursor=cursor)
+            page = self._collection.scroll({"parent": parent}, limit=1000, cursor=cursor)
             found += page.items
             cursor = page.next_cursor
             if cursor is None:
