@@ -62,6 +62,10 @@ def test_engine_get_scroll_and_export_are_screened(tmp_path: Path) -> None:
             engine.get("nope", screen=True)
         with pytest.raises(ValidationError, match="safe"):
             engine.get("lamp", safe="lenient")
+        many = engine.get_many(["lamp", "rude", "nope", "evil"], with_vectors=True, screen=True)
+        assert [i.id for i in many.items] == ["lamp"] and many.missing == ("nope",) and many.vectors is not None
+        assert dict(many.withheld) == {"rude": "toxicity", "evil": "document_injection"}
+        assert len(engine.get_many(["lamp", "rude"]).items) == 2  # unscreened: the store's records
 
         page = engine.scroll(limit=10)
         assert [i.id for i in page.items] == SHOWN and dict(page.withheld) == {"document_injection": 1, "toxicity": 1}
@@ -137,6 +141,9 @@ def test_rest_client_mcp_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
             assert httpx.get(f"{url}/items/lamp", params={"safe": "lenient"}).status_code == 422
             assert httpx.get(f"{url}/items/rude/thumbnail").json()["type"] == "GuardBlocked"  # media too
             assert httpx.get(f"{url}/items/rude", headers=exporter).json()["text"] == TOXIC
+            batch = httpx.post(f"{url}/items/get", json={"ids": ["lamp", "rude", "nope"]}).json()
+            assert [i["id"] for i in batch["items"]] == ["lamp"] and batch["missing"] == ["nope"]
+            assert batch["withheld"] == {"rude": "toxicity"}
             page = httpx.post(f"{url}/scroll", json={"limit": 10}).json()
             assert [i["id"] for i in page["items"]] == SHOWN
             assert page["withheld"] == {"document_injection": 1, "toxicity": 1}
@@ -147,6 +154,9 @@ def test_rest_client_mcp_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
                 with pytest.raises(GuardBlocked, match="category 'toxicity'"):
                     client.get("rude")
                 report = client.export(tmp_path / "client.jsonl")
+                assert dict(client.get_many(["rude", "lamp"]).withheld) == {"rude": "toxicity"}
+                with pytest.raises(GuardBlocked, match="category 'toxicity'"):  # never a silent "not found"
+                    client.vectors("rude")
             assert [i.id for i in got.items] == SHOWN and dict(got.withheld) == {"document_injection": 1, "toxicity": 1}
             assert report.items == 2 and report.withheld == {"document_injection": 1, "toxicity": 1}
 
@@ -154,6 +164,8 @@ def test_rest_client_mcp_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
         with pytest.raises(ToolError, match="category 'toxicity'"):
             asyncio.run(server.call_tool("get_item", {"id": "rude"}))
         listed = asyncio.run(server.call_tool("scroll", {"limit": 10})).structured_content
+        several = asyncio.run(server.call_tool("get_items", {"ids": ["rude", "lamp"]})).structured_content
+        assert several["withheld"] == {"rude": "toxicity"} and [i["data"]["id"] for i in several["items"]] == ["lamp"]
         assert [i["data"]["id"] for i in listed["items"]] == SHOWN
         assert listed["withheld"] == {"document_injection": 1, "toxicity": 1}
 
@@ -162,6 +174,8 @@ def test_rest_client_mcp_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "category 'toxicity'" in capsys.readouterr().err
     assert main(["--index", str(index), "get", "rude", "--as-key", "exporter", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["text"] == TOXIC
+    assert main(["--index", str(index), "get", "rude", "lamp", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["withheld"] == {"rude": "toxicity"}
     assert main(["--index", str(index), "scroll", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["withheld"] == {"document_injection": 1, "toxicity": 1}
     assert main(["--index", str(index), "export", str(tmp_path / "cli.jsonl")]) == 0

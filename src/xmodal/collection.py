@@ -53,6 +53,7 @@ class Fetched:
     items: tuple[Item, ...]
     missing: tuple[str, ...]
     vectors: tuple[dict[str, np.ndarray], ...] | None = None
+    withheld: Mapping[str, str] = field(default_factory=dict)  # id -> the category the guards withheld it for
 
 
 def check_limit(limit: object) -> None:

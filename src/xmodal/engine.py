@@ -701,10 +701,22 @@ class Engine:
             raise refuse(item_id, screened.withheld[item_id])
         return screened.items[0]
 
-    def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
+    def get_many(
+        self, ids: Sequence[str], *, with_vectors: bool = False, screen: bool = False, safe: str | None = None
+    ) -> Fetched:
         """Many items by id in one read: ``Fetched.items`` in the order asked, ``Fetched.missing`` the ids the
-        index does not hold (not an error); ``with_vectors``: each item's vectors by kind too."""
-        return self._collection.get_many(ids, with_vectors=with_vectors)
+        index does not hold (not an error); ``with_vectors``: each item's vectors by kind too. ``screen`` (or a
+        ``safe`` level): screened as :meth:`get` is — an item the caller's policy withholds is left out and
+        named in ``Fetched.withheld`` with its category."""
+        fetched = self._collection.get_many(ids, with_vectors=with_vectors)
+        if not screen and safe is None:
+            return fetched
+        screened = self._extensions.screen_items(fetched.items, current_caller(), _checked_safe(safe))
+        if not screened.withheld and all(a is b for a, b in zip(screened.items, fetched.items, strict=True)):
+            return fetched
+        vectors = tuple(fetched.vectors[j] for j in screened.kept) if fetched.vectors is not None else None
+        withheld = {item_id: f["category"] for item_id, f in screened.withheld.items()}
+        return Fetched(screened.items, fetched.missing, vectors, withheld)
 
     def scroll(
         self,

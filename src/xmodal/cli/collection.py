@@ -16,7 +16,17 @@ from ..batch import member_position
 from ..errors import ValidationError
 from ..records import Query
 from ..view import item_view, items_view
-from .common import UsageError, add_filter_options, cli_actor, engine_of, filters_of, print_json, query_options, shorten
+from .common import (
+    UsageError,
+    add_filter_options,
+    cli_actor,
+    engine_of,
+    filters_of,
+    guarded_as,
+    print_json,
+    query_options,
+    shorten,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -178,19 +188,21 @@ def _query_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def run_get_many(args: argparse.Namespace) -> int:
-    """``get ID ID ...`` (or ``--with-vectors``): ``{"items": [...], "missing": [...]}``; exit status 1 when
-    any id is missing."""
-    with engine_of(args) as engine:
-        fetched = engine.get_many(args.ids, with_vectors=args.with_vectors)
+    """``get ID ID ...`` (or ``--with-vectors``): ``{"items": [...], "missing": [...], "withheld": {...}}``,
+    screened by the guards as a search's hits are; exit status 1 when any id is missing or withheld."""
+    with engine_of(args) as engine, guarded_as(args):
+        fetched = engine.get_many(args.ids, with_vectors=args.with_vectors, screen=True, safe=args.safe)
     views = items_view(fetched.items, fetched.vectors)
     if args.json or args.with_vectors:
-        print_json({"items": views, "missing": list(fetched.missing)})
+        print_json({"items": views, "missing": list(fetched.missing), "withheld": dict(fetched.withheld)})
     else:
         for view in views:
             print(f"{view['id']}\t{view['title'] or shorten(view['text'], 70)}")
     if fetched.missing:
         print(f"not found: {', '.join(fetched.missing)}", file=sys.stderr)
-    return 1 if fetched.missing else 0
+    for item_id, category in fetched.withheld.items():
+        print(f"withheld by the guards: {item_id} (category {category!r})", file=sys.stderr)
+    return 1 if fetched.missing or fetched.withheld else 0
 
 
 def read_vector(path: Path) -> Any:

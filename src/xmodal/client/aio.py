@@ -139,9 +139,12 @@ class AsyncClient:
         the key's guards policy withholds is a :class:`~xmodal.errors.GuardBlocked` naming the category)."""
         return await self._run(plans.get(item_id, safe))
 
-    async def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
-        """:meth:`Engine.get_many <xmodal.Engine.get_many>` (``POST /items/get``, ``batch_size`` ids a request)."""
-        return await self._run(plans.get_many(ids, with_vectors=with_vectors, batch=self.batch_size))
+    async def get_many(
+        self, ids: Sequence[str], *, with_vectors: bool = False, screen: bool = False, safe: str | None = None
+    ) -> Fetched:
+        """:meth:`Engine.get_many <xmodal.Engine.get_many>` (``POST /items/get``, ``batch_size`` ids a request);
+        the server always screens them (``screen`` is implied)."""
+        return await self._run(plans.get_many(ids, with_vectors=with_vectors, batch=self.batch_size, safe=safe))
 
     async def vectors(self, item_id: str) -> dict[str, np.ndarray]:
         """:meth:`Engine.vectors <xmodal.Engine.vectors>`: the item's stored vectors by kind."""

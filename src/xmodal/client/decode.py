@@ -79,7 +79,8 @@ def result_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> SearchR
 def fetched_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> Fetched:
     """The :class:`~xmodal.collection.Fetched` of a ``POST /items/get`` answer."""
     items, vectors = _items(body["items"], with_vectors)
-    return Fetched(items, tuple(body["missing"]), vectors)
+    withheld = {str(k): str(v) for k, v in (body.get("withheld") or {}).items()}
+    return Fetched(items, tuple(body["missing"]), vectors, withheld)
 
 
 def page_of(body: Mapping[str, Any], *, with_vectors: bool = False) -> Page:

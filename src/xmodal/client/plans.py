@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from ..batch import in_batch
 from ..collection import MAX_PAGE, Fetched, Page, check_limit, wanted_ids
-from ..errors import NotFoundError, ValidationError, XmodalError
+from ..errors import GuardBlocked, NotFoundError, ValidationError, XmodalError
 from ..export import ExportReport
 from ..ingest.prepare import AddReport, Rejection, chunks, dedupe
 from ..ingest.vectors import check_vectors_arg, unused_vectors
@@ -164,24 +164,32 @@ def get(item_id: str, safe: str | None = None) -> Plan[Item]:
     return item_of((yield call("GET", item_path(item_id) + query)))
 
 
-def get_many(ids: Sequence[str], *, with_vectors: bool = False, batch: int = BATCH) -> Plan[Fetched]:
-    """``Engine.get_many``: ``POST /items/get`` in requests of at most ``batch`` ids (each id asked once)."""
+def get_many(
+    ids: Sequence[str], *, with_vectors: bool = False, batch: int = BATCH, safe: str | None = None
+) -> Plan[Fetched]:
+    """``Engine.get_many``: ``POST /items/get`` in requests of at most ``batch`` ids (each id asked once); the
+    server screens them (the key's guards policy)."""
     wanted = wanted_ids(ids)
     items: list[Item] = []
     missing: list[str] = []
     vectors: list[dict[str, Any]] = []
+    withheld: dict[str, str] = {}
     for start in range(0, len(wanted), batch):
-        body = {"ids": wanted[start : start + batch], **changed(with_vectors=with_vectors)}
+        body = {"ids": wanted[start : start + batch], **changed(with_vectors=with_vectors, safe=safe)}
         found = fetched_of((yield call("POST", "/items/get", body)), with_vectors=with_vectors)
         items += found.items
         missing += found.missing
         vectors += found.vectors or ()
-    return Fetched(tuple(items), tuple(missing), tuple(vectors) if with_vectors else None)
+        withheld |= found.withheld
+    return Fetched(tuple(items), tuple(missing), tuple(vectors) if with_vectors else None, withheld)
 
 
 def vectors(item_id: str) -> Plan[dict[str, Any]]:
     """``Engine.vectors``: the item's stored vectors by kind."""
     found = yield from get_many([item_id], with_vectors=True)
+    if item_id in found.withheld:  # never a silent "not found"
+        category = found.withheld[item_id]
+        raise GuardBlocked("id", f"item {item_id!r} is withheld by the guards (category '{category}')")
     if not found.items or found.vectors is None:
         raise NotFoundError(f"no item with id {item_id!r}")
     return found.vectors[0]

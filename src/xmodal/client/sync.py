@@ -145,9 +145,12 @@ class Client:
         the key's guards policy withholds is a :class:`~xmodal.errors.GuardBlocked` naming the category)."""
         return self._run(plans.get(item_id, safe))
 
-    def get_many(self, ids: Sequence[str], *, with_vectors: bool = False) -> Fetched:
-        """:meth:`Engine.get_many <xmodal.Engine.get_many>` (``POST /items/get``, ``batch_size`` ids a request)."""
-        return self._run(plans.get_many(ids, with_vectors=with_vectors, batch=self.batch_size))
+    def get_many(
+        self, ids: Sequence[str], *, with_vectors: bool = False, screen: bool = False, safe: str | None = None
+    ) -> Fetched:
+        """:meth:`Engine.get_many <xmodal.Engine.get_many>` (``POST /items/get``, ``batch_size`` ids a request);
+        the server always screens them (``screen`` is implied)."""
+        return self._run(plans.get_many(ids, with_vectors=with_vectors, batch=self.batch_size, safe=safe))
 
     def vectors(self, item_id: str) -> dict[str, np.ndarray]:
         """:meth:`Engine.vectors <xmodal.Engine.vectors>`: the item's stored vectors by kind."""

@@ -196,6 +196,7 @@ class GetManyRequest(BaseModel):
     model_config = Strict
     ids: list[str] = Field(max_length=100_000, description="item ids (at most the server's max_batch)")
     with_vectors: bool = Field(False, description="give each item's vectors by kind as 'vectors'")
+    safe: str | None = Field(None, pattern=SAFE_PATTERN, description=SAFE_HELP)
 
 
 class ScrollRequest(BaseModel):
@@ -225,6 +226,9 @@ class ScrollResponse(BaseModel):
 class GetManyResponse(BaseModel):
     items: list[ItemWithVectors] = Field(description="the items found, in the order asked (each id once)")
     missing: list[str] = Field(description="ids the index does not hold")
+    withheld: dict[str, str] = Field(
+        default_factory=dict, description="ids the guards withheld from this caller, with the category"
+    )
 
 
 class ItemIn(BaseModel):

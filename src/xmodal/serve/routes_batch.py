@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ..batch import renumbered
+from ..collection import Fetched
 from ..extension import as_caller
 from ..records import Query
 from ..results import SearchResult
@@ -150,10 +151,15 @@ async def get_many(request: Request, body: GetManyRequest, caller: ReadKey) -> G
     ``missing`` (not an error)."""
     state = server(request)
     _check_batch(state, caller, len(body.ids))
-    run = functools.partial(state.engine.get_many, body.ids, with_vectors=body.with_vectors)
+
+    def run() -> Fetched:
+        with as_caller(caller.policy_name):  # screened under this API key's guards policy
+            return state.engine.get_many(body.ids, with_vectors=body.with_vectors, screen=True, safe=body.safe)
+
     fetched = await state.limits.work_async(caller, run, image=False)
     views = items_view(fetched.items, fetched.vectors)
-    return GetManyResponse.model_validate({"items": views, "missing": list(fetched.missing)})
+    out = {"items": views, "missing": list(fetched.missing), "withheld": dict(fetched.withheld)}
+    return GetManyResponse.model_validate(out)
 
 
 def _check_batch(state: ServerState, caller: Principal, size: int) -> None:
