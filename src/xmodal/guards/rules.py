@@ -10,6 +10,7 @@ import codecs
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 _W = r"(?:[\w'’-]+\W+)"  # one word and what follows it
 
@@ -142,6 +143,66 @@ def scan(text: str, *, agent_address: bool = False) -> list[Finding]:
 _JOIN = "\n\n"
 
 
+def _needed(pattern: re.Pattern[str]) -> frozenset[str] | None:
+    """Lower-cased words one of which every match of ``pattern`` holds (a necessary condition read off the
+    parsed pattern: a run of literal characters, a group, a repeat of at least one, the union over the
+    branches of an alternation), or None when no such set is found."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]  # the standard library's own parser (sre_parse)
+
+        return _needed_in(list(_parser.parse(pattern.pattern, pattern.flags)))
+    except Exception:  # noqa: BLE001 - any surprise: no shortcut, the pattern always runs
+        return None
+
+
+def _needed_in(items: list[Any]) -> frozenset[str] | None:
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    best: frozenset[str] | None = None
+
+    def keep(found: frozenset[str] | None) -> None:
+        nonlocal best
+        if found and (best is None or min(map(len, found)) > min(map(len, best))):
+            best = found
+
+    run: list[str] = []
+    for op, av in [*items, (None, None)]:
+        if op is c.LITERAL and av < 128:  # ASCII: matched case-blind through str.lower (see _may_match)
+            run.append(chr(av))
+            continue
+        if len(run) >= 3:
+            keep(frozenset({"".join(run).lower()}))
+        run = []
+        if op is c.SUBPATTERN:
+            keep(_needed_in(list(av[-1])))
+        elif op is c.BRANCH:
+            branches = [_needed_in(list(b)) for b in av[1]]
+            if all(branches):
+                keep(frozenset().union(*(b for b in branches if b)))
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)) and av[0] >= 1:
+            keep(_needed_in(list(av[2])))
+    return best
+
+
+#: The only characters an ASCII letter matches case-blind (``re.I``) that do not lower-case to it (every code
+#: point checked): a text with one of them is searched with every pattern.
+_FOLDS_TO_ASCII = ("\u017f", "\u0131")  # long s, dotless i
+
+
+def _lowered(text: str) -> str | None:
+    """``text`` lower-cased for :func:`_may_match`, or None when case folding could defeat the shortcut."""
+    return None if any(ch in text for ch in _FOLDS_TO_ASCII) else text.lower()
+
+
+def _may_match(rule: tuple[str, str, re.Pattern[str]], lowered: str | None) -> bool:
+    """Whether the rule can match a text whose lower case is ``lowered`` (None: not known): False only when
+    none of the words every match of it holds (ASCII, lower-cased) is in the text."""
+    if lowered is None:
+        return True
+    needed = _NEEDED.get(rule[1])
+    return needed is None or any(word in lowered for word in needed)
+
+
 def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list[Finding]]:
     """:func:`scan` of each text, the same findings in the same order, at a fraction of the cost for a batch of
     texts that mostly match nothing (a catalog's): each rule runs once over the texts joined, and again on each
@@ -150,9 +211,11 @@ def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list
     if len(texts) < 2:
         return [scan(t, agent_address=agent_address) for t in texts]
     joined = _JOIN.join(texts)
-    rules = [r for r in _all_rules(agent_address) if r[2].search(joined)]
+    lowered = _lowered(joined)
+    rules = [r for r in _all_rules(agent_address) if _may_match(r, lowered) and r[2].search(joined)]
     rot = codecs.decode(joined, "rot13")
-    rot_rules = [r for r in _all_rules(agent_address) if r[2].search(rot)]
+    rot_lowered = _lowered(rot)
+    rot_rules = [r for r in _all_rules(agent_address) if _may_match(r, rot_lowered) and r[2].search(rot)]
     payloads = bool(_BASE64.search(joined) or _HEX.search(joined))
     out: list[list[Finding]] = []
     for text in texts:
@@ -170,6 +233,11 @@ def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list
                     found.append(Finding(finding.category, rule, _clip(reading)))
         out.append(found)
     return out
+
+
+#: The words a match of each rule must hold (:func:`_needed`), by rule name: a batch that holds none of them is
+#: not searched with the rule's pattern (most of the cost of a catalog's text, in which nothing matches).
+_NEEDED: dict[str, frozenset[str] | None] = {}
 
 
 def _all_rules(agent_address: bool) -> tuple[tuple[str, str, re.Pattern[str]], ...]:
@@ -227,3 +295,6 @@ def _decoded(text: str) -> list[tuple[str, str]]:
                 out.append(("hex", decoded))
     out.append(("rot13", codecs.decode(text, "rot13")))
     return out
+
+
+_NEEDED.update({rule: _needed(pattern) for _, rule, pattern in (*_RULES, (INJECTION, "agent_address", AGENT_ADDRESS))})
