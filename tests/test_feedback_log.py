@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xmodal import Engine, NotFoundError, ValidationError
 from xmodal.encoders import HashingEncoder
+from xmodal.feedback.log import Impression
+from xmodal.provenance import Provenance, names_of
 
 from .conftest import text_items
 
@@ -74,3 +79,89 @@ def test_listeners_hear_committed_events(engine: Engine) -> None:
     assert result.query_id is not None
     engine.feedback(result.query_id, result.hits.ids[2], "like")
     assert heard == [(result.hits.ids[2], "item 4")]
+
+
+def test_a_batch_commits_its_impressions_together_and_they_are_heard_after_it(engine: Engine) -> None:
+    engine.add(text_items(10))
+    log = engine.feedback_log
+    heard: list[str] = []
+    log.subscribe_impressions(lambda imp: heard.append(imp.query_id))
+    result = engine.search("item 1", k=3)
+    with log.batch():
+        first = engine.log_impression("item 1", result)
+        with log.batch():  # nested: part of the outer one
+            second = engine.log_impression("item 2", result, context={"page": "home"})
+        assert heard == []  # nothing heard before the commit
+    assert heard == [first, second]
+    alone = engine.log_impression("item 3", result)  # outside a batch: committed and heard at once
+    assert heard[-1] == alone and log.counts()["impressions"] == 3
+    again = Engine.open(engine.path)  # another connection sees both: committed
+    try:
+        assert again.feedback_log.impression(second).context == {"page": "home"}
+        assert again.feedback_log.impression(first).shown == tuple(result.hits.ids.tolist())
+    finally:
+        again.close()
+
+
+def test_a_batch_that_fails_keeps_none_of_its_impressions(engine: Engine) -> None:
+    engine.add(text_items(10))
+    log = engine.feedback_log
+    heard: list[str] = []
+    log.subscribe_impressions(lambda imp: heard.append(imp.query_id))
+    result = engine.search("item 1", k=3)
+    with pytest.raises(RuntimeError, match="boom"), log.batch():
+        engine.log_impression("item 1", result)
+        raise RuntimeError("boom")
+    assert log.counts()["impressions"] == 0 and heard == []
+
+
+def test_an_impression_that_fails_in_a_batch_leaves_the_others(engine: Engine) -> None:
+    engine.add(text_items(10))
+    log = engine.feedback_log
+    with log.batch():
+        kept = log.log_impression("a", ["t0", "t1"], scores=[0.5, 0.4], provenance=["dense", "lexical+dense"])
+        with pytest.raises(ValidationError, match="differ in length"):
+            log.log_impression("b", ["t0", "t1"], scores=[0.5])
+        with pytest.raises(sqlite3.IntegrityError):  # an SQL error halfway: that impression's rows all go
+            log.log_impression("c", ["t2", None])  # type: ignore[list-item] # its query row is written first
+    assert log.counts()["impressions"] == 1
+    imp = log.impression(kept)
+    assert imp.scores == (0.5, 0.4) and [names_of(p) for p in imp.provenance] == [("dense",), ("lexical+dense",)]
+
+
+def test_listeners_hear_an_impression_as_it_reads_back(engine: Engine) -> None:
+    engine.add(text_items(10))
+    log = engine.feedback_log
+    heard: list[Impression] = []
+    log.subscribe_impressions(heard.append)
+    context = {"page": "home", "weight": np.float32(0.5), "pair": (1, 2)}  # stored as JSON: read back as such
+    for batched in (False, True):
+        with log.batch() if batched else contextlib.nullcontext():
+            qid = log.log_impression(
+                "Red Shoe",
+                ["t0", "t1", "t2"],
+                provenance=["dense", Provenance(("lexical", "memory")), ""],
+                context=context,
+                plan=[{"strategy": "lexical", "depth": 5}],
+                mode="learned",
+                user="u",
+            )
+        assert heard[-1] == log.impression(qid)
+        assert [names_of(p) for p in heard[-1].provenance] == [("dense",), ("lexical", "memory"), ()]
+
+
+def test_a_failing_listener_does_not_fail_a_committed_batch(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    engine.add(text_items(10))
+    log = engine.feedback_log
+    heard: list[str] = []
+
+    def fails(imp: Impression) -> None:
+        raise RuntimeError("listener bug")
+
+    log.subscribe_impressions(fails)
+    log.subscribe_impressions(lambda imp: heard.append(imp.query_id))
+    with log.batch():
+        a = log.log_impression("a", ["t0"])
+        b = log.log_impression("b", ["t1"])
+    assert heard == [a, b] and log.counts()["impressions"] == 2
+    assert "listener failed" in caplog.text

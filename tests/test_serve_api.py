@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -9,6 +10,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -370,3 +372,40 @@ def test_the_fix_of_a_404_leads_to_a_request_that_works(served: tuple[str, Engin
     item = followed.json()["hits"][0]["id"]
     feedback = {"query_id": followed.json()["query_id"], "item_id": item}
     assert httpx.post(f"{url}/feedback", json=feedback).status_code == 200
+
+
+def test_a_logged_search_keeps_its_plan_for_learning_and_shows_explain_only_when_asked(
+    served: tuple[str, Engine],
+) -> None:
+    url, engine = served
+    quiet = httpx.post(f"{url}/search", json={"text": "red shoe", "k": 3, "mode": "learned"}, timeout=30).json()
+    assert quiet["query_id"] and quiet.get("explain") is None  # logged by default; no explanation sent
+    imp = engine.feedback_log.impression(quiet["query_id"])
+    assert imp.mode == "learned" and imp.plan and "length" in imp.context  # what learning from clicks needs
+    assert imp.shown == tuple(h["id"] for h in quiet["hits"])
+    asked = {"text": "red shoe", "k": 3, "mode": "learned", "explain": True}
+    shown = httpx.post(f"{url}/search", json=asked, timeout=30).json()
+    assert [h["id"] for h in shown["explain"]["hits"]] == [h["id"] for h in shown["hits"]]
+    assert all(h["sources"] for h in shown["explain"]["hits"])  # each strategy's raw score is there
+    queries = [{"text": "red shoe", "k": 2}, {"text": "boots", "k": 2}]
+    many = httpx.post(f"{url}/search/batch", json={"queries": queries, "log": True}, timeout=30).json()["results"]
+    assert all(r["query_id"] and r.get("explain") is None for r in many)
+    logged = [engine.feedback_log.impression(r["query_id"]) for r in many]
+    assert [i.query for i in logged] == ["red shoe", "boots"] and all(i.plan for i in logged)
+
+
+def test_concurrent_logged_searches_each_get_their_own_committed_impression(served: tuple[str, Engine]) -> None:
+    url, engine = served
+    texts = [f"shoe number {i}" for i in range(24)]
+
+    async def run() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            found = await asyncio.gather(*(client.post("/search", json={"text": t, "k": 2}) for t in texts))
+        return [r.json() for r in found]
+
+    bodies = asyncio.run(run())  # queued together on the writer: group-committed
+    ids = [b["query_id"] for b in bodies]
+    assert len(set(ids)) == len(texts)
+    assert [engine.feedback_log.impression(q).query for q in ids] == texts
+    click = {"query_id": ids[5], "item_id": bodies[5]["hits"][0]["id"]}
+    assert httpx.post(f"{url}/feedback", json=click).status_code == 200

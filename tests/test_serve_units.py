@@ -245,3 +245,44 @@ def test_schema_enums_come_from_the_records(tmp_path: Path) -> None:
     assert form["properties"]["target"]["enum"] == targets
     similar = spec["paths"]["/items/{item_id}/similar"]["get"]["parameters"]
     assert any(p["name"] == "target" and p["schema"]["enum"] == targets for p in similar)
+
+
+def test_a_grouped_write_that_fails_fails_only_its_own_request() -> None:
+    from xmodal.serve.writer import Failed
+
+    queue = WriteQueue()
+    gate = threading.Event()
+    queue.submit(lambda: gate.wait(5))
+
+    def combine(payloads: object) -> list[object]:
+        return [Failed(ValueError(f"bad {p}")) if p == "b" else f"ok {p}" for p in payloads]  # type: ignore[attr-defined]
+
+    futures = [queue.submit_grouped("log", p, combine) for p in "abc"]
+    gate.set()
+    assert futures[0].result(5) == "ok a" and futures[2].result(5) == "ok c"
+    with pytest.raises(ValueError, match="bad b"):
+        futures[1].result(5)
+    queue.close()
+
+
+def test_impressions_logged_together_commit_in_one_transaction(tmp_path: Path) -> None:
+    from xmodal import Engine, Item, Query
+    from xmodal.encoders import HashingEncoder
+    from xmodal.serve.batching import log_many
+    from xmodal.serve.writer import Failed
+
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add([Item.create(f"i{n}", title=f"red shoe {n}") for n in range(5)])
+        result = engine.search("red shoe", k=3)
+        commits: list[str] = []
+        engine.feedback_log._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)  # type: ignore[attr-defined]
+
+        def bad() -> str:
+            raise ValueError("not this one")
+
+        calls = [lambda t=t: engine.log_impression(Query(text=t, mode="dense"), result) for t in ("a", "b")]
+        out = log_many(engine.feedback_log, [calls[0], bad, calls[1]])
+        assert commits == ["COMMIT"]  # one transaction (one fsync) for the group
+        assert isinstance(out[1], Failed) and "not this one" in str(out[1].error)
+        assert [engine.feedback_log.impression(str(q)).query for q in (out[0], out[2])] == ["a", "b"]
+        assert engine.feedback_log.counts()["impressions"] == 2

@@ -8,6 +8,7 @@ servers, where every server's learners hear of every server's impressions and ev
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ class FeedbackStore(Protocol):
         mode: str = "dense",
         timestamp: float | None = None,
     ) -> str: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """A block whose impressions (logged on this thread) commit together when it ends, heard by the
+        listeners after that; an error leaving it rolls them back (a log may commit each on its own)."""
+        ...
 
     def record_event(
         self,

@@ -1,7 +1,8 @@
 """The feedback log: impressions (what was shown for a query) and events (what the user did).
 
 The tables live in the index's own ``store.sqlite`` next to the items, written through a second
-connection in WAL mode with ``synchronous=FULL``: a call that returns has committed. Names follow
+connection in WAL mode with ``synchronous=FULL``: a call that returns has committed. Impressions logged
+inside :meth:`FeedbackLog.batch` share one transaction (group commit: one fsync for many searches). Names follow
 the User Behavior Insights (UBI) schema where they fit: a *query* has a ``query_id``, a
 ``client_id`` (the user), the ``user_query`` and the ids of the hits shown; an *event* has an
 ``action_name``, the ``object_id`` acted on and its ``position`` (1-based ordinal in the list shown).
@@ -10,17 +11,19 @@ the User Behavior Insights (UBI) schema where they fit: a *query* has a ``query_
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError, StorageError, ValidationError
 from ..ltr.text import normalize_query
-from ..provenance import from_stored, to_stored
+from ..provenance import Provenance, from_stored, to_stored
 from ..store.health import GuardedLock, corrupt_error, is_corrupt
 from ..store.readers import Readers
 from ..store.space import connect, disk_full
@@ -28,6 +31,7 @@ from ..store.space import connect, disk_full
 if TYPE_CHECKING:
     from ..store.postgres_state import SharedState
 
+log = logging.getLogger(__name__)
 FEEDBACK_SCHEMA_VERSION = 1
 #: Event types and the reward each is worth to the learners (UBI ``action_name``).
 EVENT_TYPES: Mapping[str, float] = {"click": 1.0, "like": 2.0, "add_to_cart": 3.0, "play": 1.0}
@@ -165,6 +169,7 @@ class FeedbackLog:
         self._readers = Readers(path)  # searches read the log on connections of their own (xmodal.store.readers)
         self._listeners: list[EventListener] = []
         self._impression_listeners: list[Callable[[Impression], None]] = []
+        self._batched: list[Impression] | None = None  # a batch's impressions, uncommitted (the lock is held)
         with self._lock:
             self._check_schema()
 
@@ -223,23 +228,70 @@ class FeedbackLog:
         mode: str = "dense",
         timestamp: float | None = None,
     ) -> str:
-        """Record what was shown for a query; returns the new ``query_id`` once committed."""
+        """Record what was shown for a query; returns the new ``query_id`` once committed (inside
+        :meth:`batch`: once the batch commits)."""
         query_id, record, hits = impression_rows(query, shown, scores, provenance, user, context, plan, mode, timestamp)
         with self._lock:
-            self._begin()
+            batched = self._batched
+            if batched is None:
+                self._begin()
+            elif not self._db.in_transaction:  # SQLite ended the batch's transaction (a full disk): it fails
+                raise StorageError(f"{self.path}: the batch's transaction was rolled back; log the impressions again")
+            else:
+                self._db.execute("SAVEPOINT impression")  # in a batch: this impression whole, or none of it
             try:
                 self._db.execute("INSERT INTO feedback_queries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record)
                 self._db.executemany("INSERT INTO feedback_hits VALUES (?, ?, ?, ?, ?)", hits)
-                self._db.execute("COMMIT")
+                self._db.execute("COMMIT" if batched is None else "RELEASE impression")
             except BaseException:
-                if self._db.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                if self._db.in_transaction and batched is None:  # SQLite ends it itself on some errors (full disk)
                     self._db.execute("ROLLBACK")
+                elif self._db.in_transaction:  # the batch goes on without this impression
+                    self._db.execute("ROLLBACK TO impression")
+                    self._db.execute("RELEASE impression")
                 raise
-        if self._impression_listeners:
-            impression = _impression(record, [(h[2], h[3], h[4]) for h in hits])
+            impression = _listened(record, shown, scores, provenance) if self._impression_listeners else None
+            if batched is not None:
+                if impression is not None:
+                    batched.append(impression)
+                return query_id
+        if impression is not None:
             for listener in self._impression_listeners:
                 listener(impression)
         return query_id
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit: the impressions this thread logs inside the block are written in one transaction,
+        committed (one fsync) when the block ends, and only then heard by the listeners, in order; an error
+        leaving the block rolls them all back. Only impressions are logged inside (an event or a purge is an
+        error there); other threads' writes wait for the block to end. A listener
+        that fails is logged and does not fail the block (its impression is committed); outside a batch its
+        error reaches the caller. Nested, a block is part of the outer one."""
+        with self._lock:
+            if self._batched is not None:
+                yield
+                return
+            self._begin()
+            committed: list[Impression] = []
+            self._batched = committed
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._batched = None
+        for impression in committed:
+            for listener in self._impression_listeners:
+                try:
+                    listener(impression)
+                except Exception:  # noqa: BLE001 - the impression is committed; learning skips it
+                    log.exception(
+                        "an impression listener failed on %s (committed; not learned from)", impression.query_id
+                    )
 
     def record_event(
         self,
@@ -445,6 +497,34 @@ def check_position(impression: Impression, item_id: str, position: int | None) -
             "omit position or pass the one shown",
         )
     return position
+
+
+def _listened(
+    record: tuple[Any, ...], shown: Sequence[str], scores: Sequence[float], provenance: Sequence[str]
+) -> Impression:
+    """A just-written impression as its listeners get it, equal to what :meth:`FeedbackLog.impression` reads
+    back, without parsing again what was just written: the context and plan from their stored JSON (plain
+    data, as read back), the hits as given."""
+    return Impression(
+        record[0],
+        record[1],
+        record[2],
+        record[3],
+        record[4],
+        record[5],
+        json.loads(record[6]),
+        json.loads(record[7]),
+        tuple(shown),
+        tuple(float(s) for s in scores) if scores else (0.0,) * len(shown),
+        tuple(_provenance(p) for p in provenance) if provenance else ("",) * len(shown),
+    )
+
+
+def _provenance(given: str) -> str:
+    """``from_stored(to_stored(given))`` without the JSON: a :class:`Provenance` as it is, a plain name as one."""
+    if isinstance(given, Provenance) or not given:
+        return given
+    return Provenance((given,))
 
 
 def _impression(row: Sequence[Any], hits: Sequence[tuple[str, float, str]]) -> Impression:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from ..errors import NotFoundError
@@ -155,6 +156,10 @@ class PostgresFeedbackLog:
         self.store.write_locked(run, "logging an impression", lock=LOCK)
         self.deliver()
         return query_id
+
+    def batch(self) -> AbstractContextManager[None]:
+        """No group commit here yet: each impression of the block commits on its own, as it is logged."""
+        return nullcontext()
 
     def record_event(
         self,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +64,21 @@ EXPLORE_MODES = ("always", "unanswered", "never")
 POLICY_STATE, RANKER_STATE = "ltr/policy", "ltr/ranker"
 #: over a shared store, the policy is saved there after this many impressions learned from (and at checkpoints)
 SHARE_EVERY = 1000
+#: whether a search's explanation lists each hit (its raw strategy scores and features): the per-hit part only
+#: a caller that shows the explanation needs (:func:`hits_unexplained`); the plan and context are always there
+_EXPLAIN_HITS: ContextVar[bool] = ContextVar("xmodal_ltr_explain_hits", default=True)
+
+
+@contextmanager
+def hits_unexplained() -> Iterator[None]:
+    """Searches run in this block (on this thread or task) leave the per-hit part (``hits``) out of their
+    explanation: for a caller that keeps the explanation only to log the impression (its ``context``, ``plan``
+    and ``mode``), as the server does for a search not asked to ``explain``."""
+    token = _EXPLAIN_HITS.set(False)
+    try:
+        yield
+    finally:
+        _EXPLAIN_HITS.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -736,7 +753,9 @@ class Pipeline:
         query = prepared.query
         shown = self.arrange(prepared, plan, order, found.explored, query.k)
         scores = shown_scores(shown, self.config.fusion, found.weights)
-        features = None if X is None else {h.id: row for h, row in zip(order, X, strict=False)}
+        features = (
+            None if X is None or not _EXPLAIN_HITS.get() else {h.id: row for h, row in zip(order, X, strict=False)}
+        )
         details = self.explain(prepared, plan, found, shown, scores, features, status)
         return to_hits(shown, query.k, scores), details
 
@@ -785,21 +804,11 @@ class Pipeline:
             }
             for name, hits in found.runs.items()
         }
-        per_hit = []
-        for hit, score in zip(shown, scores, strict=True):
-            entry: dict[str, Any] = {
-                "id": hit.id,
-                "score": score,
-                "relevance": round(relevance(self.config.fusion, hit.score, found.weights), 6),
-                "fused": round(hit.score, 6),
-                "sources": {s: {"rank": r, "score": round(v, 6)} for s, (r, v) in hit.sources.items()},
-            }
-            if hit.ranker is not None:
-                entry["ranker"] = round(hit.ranker, 6)
-            row = None if features is None else features.get(hit.id)
-            if row is not None:
-                entry["features"] = {name: round(float(v), 6) for name, v in zip(self.features, row, strict=True)}
-            per_hit.append(entry)
+        per_hit = (
+            [self._explain_hit(hit, score, found, features) for hit, score in zip(shown, scores, strict=True)]
+            if _EXPLAIN_HITS.get()
+            else None  # not asked for (:func:`hits_unexplained`)
+        )
         return {
             "mode": "learned",
             "context": prepared.context,
@@ -817,8 +826,27 @@ class Pipeline:
             },
             "strategies": contributions,
             "ranker": status,
-            "hits": per_hit,
+            **({"hits": per_hit} if per_hit is not None else {}),
         }
+
+    def _explain_hit(
+        self, hit: FusedHit, score: float, found: Candidates, features: Mapping[str, np.ndarray] | None
+    ) -> dict[str, Any]:
+        """One shown hit's explanation: its score, relevance, fused score, each strategy's rank and raw score,
+        and the ranker's score and features when a ranker ordered it."""
+        entry: dict[str, Any] = {
+            "id": hit.id,
+            "score": score,
+            "relevance": round(relevance(self.config.fusion, hit.score, found.weights), 6),
+            "fused": round(hit.score, 6),
+            "sources": {s: {"rank": r, "score": round(v, 6)} for s, (r, v) in hit.sources.items()},
+        }
+        if hit.ranker is not None:
+            entry["ranker"] = round(hit.ranker, 6)
+        row = None if features is None else features.get(hit.id)
+        if row is not None:
+            entry["features"] = {name: round(float(v), 6) for name, v in zip(self.features, row, strict=True)}
+        return entry
 
     def single(self, name: str, query: Query, vector: np.ndarray | None) -> tuple[Hits, dict[str, Any]]:
         """One strategy alone at depth k (the per-strategy search modes; scores: the strategy's own)."""
@@ -902,4 +930,4 @@ def _supplied(arms: Sequence[str], provenance: Sequence[str]) -> set[str]:
     return {a for a in arms if a in shown_sources}
 
 
-__all__ = ["LTRConfig", "Pipeline", "Prepared", "StorageError"]
+__all__ = ["LTRConfig", "Pipeline", "Prepared", "StorageError", "hits_unexplained"]

@@ -1,12 +1,18 @@
-"""Group commit of item writes: many small ``POST /items`` requests, one ``Engine.add`` call."""
+"""Group commit on the writer thread: many small ``POST /items`` requests, one ``Engine.add`` call; many
+searches' impressions, one transaction of the feedback log."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 from ..engine import Engine
+from ..feedback.base import FeedbackStore
 from ..ingest.prepare import AddReport
 from ..records import Item
+from .writer import Failed
+
+log = logging.getLogger(__name__)
 
 
 def add_many(engine: Engine, batches: Sequence[Sequence[Item]]) -> list[AddReport]:
@@ -43,3 +49,23 @@ def _commit(engine: Engine, merged: list[Sequence[Item]]) -> list[AddReport]:
             )
         )
     return out
+
+
+def log_many(feedback: FeedbackStore, calls: Sequence[Callable[[], str]]) -> list[str | Failed]:
+    """Log several searches' impressions (each call logs one, e.g. ``Engine.log_impression``: its query id)
+    in one transaction of the feedback log (:meth:`~xmodal.feedback.log.FeedbackLog.batch`: one fsync for
+    all). A call that fails is that request's error (a :class:`Failed`; its impression is not written), the
+    others are committed; should the transaction itself fail, none is, and every request gets its error."""
+    try:
+        with feedback.batch():
+            return [_alone(call) for call in calls]
+    except Exception as exc:  # noqa: BLE001 - rolled back: every request of the group gets the error
+        log.warning("%d impressions could not be committed (%s)", len(calls), exc)
+        return [Failed(exc)] * len(calls)
+
+
+def _alone(call: Callable[[], str]) -> str | Failed:
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - that request's error
+        return Failed(exc)

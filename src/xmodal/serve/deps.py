@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from ..engine import Engine
 from ..ingest.prepare import AddReport
 from ..records import Item
 from .auth import KeyRing, Principal, check_index
-from .batching import add_many
+from .batching import add_many, log_many
 from .config import ServeConfig
 from .errors import ApiError
 from .limits import RateLimiter
@@ -59,6 +60,20 @@ class ServerState:
     async def write(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the single writer thread; returns once it has committed."""
         return await asyncio.wrap_future(self.writer.submit(fn))
+
+    async def log(self, fn: Callable[[], str]) -> str:
+        """Log a search's impression with ``fn`` (``Engine.log_impression``: the query id) on the writer
+        thread, group-committed with the other impressions queued with it; returns once committed."""
+        query_id: str = await asyncio.wrap_future(self.submit_log(fn))
+        return query_id
+
+    def submit_log(self, fn: Callable[[], str]) -> Future[Any]:
+        """Queue ``fn`` as :meth:`log` does, now (impressions queued one after another commit together); the
+        future holds the query id once committed."""
+        feedback = getattr(self.engine, "feedback_log", None)
+        if feedback is None:  # an engine without a feedback log of its own: the call as it is
+            return self.writer.submit(fn)
+        return self.writer.submit_grouped("impression", fn, lambda calls: log_many(feedback, calls))
 
     async def add(self, items: list[Item]) -> AddReport:
         """Add items on the writer thread, group-committed with other requests' adds queued with them."""

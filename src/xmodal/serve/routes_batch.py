@@ -3,6 +3,8 @@ items by id)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 from typing import Any
@@ -12,9 +14,10 @@ from fastapi import APIRouter, Request
 from ..batch import renumbered
 from ..collection import Fetched
 from ..extension import as_caller
+from ..ltr.pipeline import hits_unexplained
 from ..records import Query
 from ..results import SearchResult
-from ..view import items_view, jsonable
+from ..view import items_view
 from .auth import Principal
 from .bodies import CheckedRoute
 from .deps import ReadKey, ServerState, server
@@ -49,14 +52,17 @@ async def search_batch(request: Request, caller: ReadKey) -> BatchSearchResponse
     run = functools.partial(_run, state, req, images, caller.policy_name)
     found = await state.limits.work_async(caller, run, image=any(image is not None for image in images))
     query_ids: list[str | None] = [None] * len(found)
-    if req.log:  # on the writer thread, as a single search's impression is
-        for i, (result, logged) in enumerate(found):
-            if logged is not None:
-                query_ids[i] = await state.write(functools.partial(state.engine.log_impression, logged, result))
+    if req.log:  # on the writer thread, as a single search's impression is: queued together, committed together
+        pending = {
+            i: state.submit_log(functools.partial(state.engine.log_impression, logged, result))
+            for i, (result, logged) in enumerate(found)
+            if logged is not None
+        }
+        for i, future in pending.items():
+            query_ids[i] = await asyncio.wrap_future(future)
     return BatchSearchResponse(
         results=[
-            search_response(r, query_id=qid, explain=jsonable(r.explain) if req.explain else None)
-            for (r, _), qid in zip(found, query_ids, strict=True)
+            search_response(r, query_id=qid, explain=req.explain) for (r, _), qid in zip(found, query_ids, strict=True)
         ]
     )
 
@@ -81,8 +87,9 @@ def _run(
     queries = [_query(i, req.queries[i], images[i], req.user, req.log) for i in texts]
     if queries:
         details = req.explain or req.log  # an impression keeps the plan for learning
+        unexplained = contextlib.nullcontext() if req.explain else hits_unexplained()  # kept for impressions only
         with renumbered(texts):
-            with as_caller(caller):  # the guards apply this API key's policy
+            with as_caller(caller), unexplained:  # the guards apply this API key's policy
                 found = state.engine.search_many(queries, explain=details, with_vectors=req.with_vectors)
         for i, query, result in zip(texts, queries, found, strict=True):
             out[i] = (result, query)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -10,9 +12,10 @@ from starlette.datastructures import UploadFile
 
 from ..cursor import position_of
 from ..extension import as_caller
+from ..ltr.pipeline import hits_unexplained
 from ..records import GROUPS, SAFE_LEVELS, Query, Target
 from ..results import SearchResult
-from ..view import jsonable, result_view, spotlights
+from ..view import result_view, spotlights
 from .auth import Principal
 from .bodies import CheckedRoute
 from .deps import ReadKey, ServerState, server
@@ -67,8 +70,11 @@ _SEARCH_BODY = {
 }
 
 
-def search_response(result: SearchResult, **overrides: Any) -> SearchResponse:
-    """The response of a search or a similar-items request: the shared result view (:mod:`xmodal.view`)."""
+def search_response(result: SearchResult, *, explain: bool = False, **overrides: Any) -> SearchResponse:
+    """The response of a search or a similar-items request: the shared result view (:mod:`xmodal.view`), with
+    the result's explanation only when ``explain`` (a logged search's is kept for its impression, not sent)."""
+    if result.explain is not None and not explain:
+        result = replace(result, explain=None)  # not turned into JSON only to be dropped
     return SearchResponse.model_validate({**result_view(result), **overrides})
 
 
@@ -132,10 +138,9 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     query_id = getattr(result, "query_id", None)
     log_impression = getattr(state.engine, "log_impression", None)
     if req.log and query_id is None and log_impression is not None and query is not None:
-        query_id = await state.write(lambda: log_impression(query, result, user=req.user))
-    explain = jsonable(result.explain) if req.explain else None
+        query_id = await state.log(lambda: log_impression(query, result, user=req.user))
     marked = spotlights(result.items) if req.spotlight else None
-    return search_response(result, query_id=query_id, explain=explain, spotlight=marked)
+    return search_response(result, query_id=query_id, explain=req.explain, spotlight=marked)
 
 
 def _run_search(
@@ -165,7 +170,8 @@ def _run_search(
     query = Query(**fields)
     details = req.explain or (req.log and query.mode != "dense")  # the impression keeps the plan for learning
     try:
-        with as_caller(caller):  # the guards apply this API key's policy
+        # the guards apply this API key's policy; an explanation kept only for the impression lists no hits
+        with as_caller(caller), contextlib.nullcontext() if req.explain else hits_unexplained():
             found = state.engine.search(query, explain=details, with_vectors=req.with_vectors, cursor=req.cursor)
         return found, query
     except ImportError as exc:

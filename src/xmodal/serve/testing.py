@@ -142,9 +142,12 @@ async def run_load(
     key: str = "",
     prefix: str = "load",
     queries: tuple[str, ...] = QUERIES,
+    mode: str | None = None,
+    log: bool = False,
 ) -> LoadReport:
-    """``clients`` concurrent clients for ``seconds``: each sends searches, and every ``write_every``-th
-    request adds one new item; a write counts as acknowledged only on a 200 that lists its id."""
+    """``clients`` concurrent clients for ``seconds``: each sends searches (in ``mode``, None: the index's
+    default; ``log``: impressions recorded), and every ``write_every``-th request adds one new item; a write
+    counts as acknowledged only on a 200 that lists its id."""
     import asyncio
 
     import httpx
@@ -175,7 +178,9 @@ async def run_load(
                         if ok:
                             report.acked.append(item_id)
                     else:
-                        query = {"text": queries[i % len(queries)], "k": 10, "log": False}
+                        query: dict[str, Any] = {"text": queries[i % len(queries)], "k": 10, "log": log}
+                        if mode is not None:
+                            query["mode"] = mode
                         r = await client.post("/search", json=query)
                         ok = r.status_code == 200
                     if not ok:

@@ -6,7 +6,8 @@ loses nothing that was acknowledged - nor anything that was accepted into the qu
 
 Writes submitted with a *group* (e.g. ``"add"``) that are queued back to back run as one call of the
 group's combiner (group commit: one transaction and one fsync for many small requests); each
-request still gets its own result, and the order of writes is kept.
+request still gets its own result (or its own error: a combiner returns :class:`Failed` for it), and the
+order of writes is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from typing import Any
 
 _STOP = object()
 MAX_GROUP = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A combiner's result for one write of a group that failed: that request gets ``error``, the others
+    their own results."""
+
+    error: BaseException
 
 
 class QueueFull(Exception):
@@ -54,7 +63,7 @@ class WriteQueue:
 
     def submit_grouped(self, group: str, payload: Any, combine: Callable[[Sequence[Any]], list[Any]]) -> Future[Any]:
         """Queue ``payload``; consecutive payloads of one group run as ``combine(payloads)``, which
-        returns one result per payload, in order."""
+        returns one result per payload, in order (a :class:`Failed` one: that request's error)."""
         return self._put(_Task(Future(), group=group, payload=payload, combine=combine))
 
     def _put(self, task: _Task) -> Future[Any]:
@@ -121,4 +130,7 @@ def _settle(tasks: list[_Task]) -> None:
             t.future.set_exception(exc)
         return
     for t, result in zip(tasks, results, strict=True):
-        t.future.set_result(result)
+        if isinstance(result, Failed):
+            t.future.set_exception(result.error)
+        else:
+            t.future.set_result(result)
