@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS pair (
 CREATE TABLE IF NOT EXISTS history (key TEXT PRIMARY KEY, searches REAL NOT NULL, actions REAL NOT NULL) WITHOUT ROWID;
 """
 _POSITIONS = ("format", "store_seq", "impressions", "events")
+# what a look-up reads, tagged by part: the statistics and the log positions they reflect, in one snapshot
+_SELECT_FEEDBACK = """
+SELECT 1, name, value, NULL FROM meta
+UNION ALL SELECT 2, item, impressions, actions FROM pair WHERE key = ?1
+UNION ALL SELECT 3, NULL, searches, actions FROM history WHERE key = ?1
+"""
+_SELECT_ALL = "SELECT 0, row, NULL, NULL FROM prior WHERE key = ?1 UNION ALL " + _SELECT_FEEDBACK
 
 
 def examination(position: int) -> float:
@@ -297,16 +304,17 @@ class MemoryState:
             if cached is not None and cached[0] == token:
                 return cached[1]
             try:
-                found = self._read(key)
+                found = self._read(key, marks)
             except sqlite3.DatabaseError as exc:
                 self._recover(exc, lock_free=True)  # a search thread: see _fold_now
-                found = self._read(key)
+                found = self._read(key, marks)
             if len(self._cache) >= CACHE_KEYS:
                 self._cache.clear()
             self._cache[key] = (token, found)
             return found
 
-    def _read(self, key: str) -> Recall:
+    def _read(self, key: str, marks: tuple[int, int]) -> Recall:
+        """Read ``key`` from the file and the log's tail (``marks``: where the log ended just before)."""
         pairs: dict[str, PairStats] = {}
         rows, at, stats, history = self._select(key)
         for row in rows:
@@ -325,6 +333,8 @@ class MemoryState:
             pair.impressions += float(impressions)
             pair.actions += float(acted)
         searches, actions = (float(history[0]), float(history[1])) if history is not None else (0.0, 0.0)
+        if marks == (at["impressions"], at["events"]):  # the fold is at the log's end: no tail to read
+            return Recall(pairs, searches, actions)
         for _, _, shown in self.log.shown_since(at["impressions"], key):  # logged since the fold
             searches += 1.0
             for position, item_id in enumerate(shown, start=1):
@@ -336,21 +346,23 @@ class MemoryState:
         return Recall(pairs, searches, actions)
 
     def _select(self, key: str) -> tuple[list[int], dict[str, int], list[tuple[str, float, float]], Any]:
-        """One snapshot of the file for ``key``: prior rows, log positions, statistics and history."""
+        """One snapshot of the file for ``key``: prior rows, log positions, statistics and history, read by
+        one statement (a snapshot by itself, one round trip)."""
         db = self._db
-        if self.log is None:  # one statement: a snapshot by itself
+        if self.log is None:
             rows = [int(r) for (r,) in db.execute("SELECT row FROM prior WHERE key = ?", (key,))] if self.priors else []
             return rows, {}, [], None
-        db.execute("BEGIN")  # the statistics and the log positions they reflect, read together
-        try:
-            rows = [int(r) for (r,) in db.execute("SELECT row FROM prior WHERE key = ?", (key,))] if self.priors else []
-            at = self._positions()
-            stats = db.execute("SELECT item, impressions, actions FROM pair WHERE key = ?", (key,)).fetchall()
-            history = db.execute("SELECT searches, actions FROM history WHERE key = ?", (key,)).fetchone()
-            return rows, at, stats, history
-        finally:
-            if db.in_transaction:
-                db.execute("ROLLBACK")  # read-only: ending it is all
+        rows, at, stats, history = [], {}, [], None
+        for part, a, b, c in db.execute(_SELECT_ALL if self.priors else _SELECT_FEEDBACK, (key,)):
+            if part == 0:
+                rows.append(int(a))
+            elif part == 1:
+                at[str(a)] = int(b)
+            elif part == 2:
+                stats.append((a, b, c))
+            else:
+                history = (b, c)
+        return rows, at, stats, history
 
     # -- writing --------------------------------------------------------------------------------------
     def checkpoint(self) -> None:

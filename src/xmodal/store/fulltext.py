@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import StorageError
 from .analysis import ANALYZER, terms
 from .readers import Readers
+from .termstats import TermStats
 
 # One FTS5 token per stored term: every Unicode category is a token character, only spaces separate.
 _TOKENIZE = "unicode61 remove_diacritics 0 categories 'L* M* N* P* S* C* Zl Zp'"
@@ -92,14 +93,10 @@ class FullText:
         weights: tuple[float, float] = (3.0, 1.0),
     ) -> None:
         self._db, self._lock, self._readers = db, lock, readers
-        # Document frequencies and totals, kept while the database is unchanged: ``PRAGMA data_version``
-        # moves when another connection commits, ``_writes`` when this one writes (rolled back or not).
-        self._writes = 0
-        self._seen: tuple[int, int] | None = None
-        self._df: dict[str, int] = {}
-        self._totals: tuple[int, int, int] | None = None
         self.k1, self.b, self.weights = k1, b, weights
         vocabulary(db)
+        #: document frequencies and totals, held in memory and kept in step with the writes (:mod:`.termstats`)
+        self.stats = TermStats(db, lock, self._reading, background=readers is not None)
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -145,10 +142,25 @@ class FullText:
         return n
 
     # -- writes (the caller holds the lock and an open transaction) ----------------------------
+    def begin(self) -> None:
+        """The store opened a write transaction (see :class:`.termstats.TermStats`: the writes that follow are
+        counted into the statistics held once it commits)."""
+        self.stats.begin()
+
+    def committing(self) -> None:
+        """The store is about to commit the transaction."""
+        self.stats.committing()
+
+    def ended(self, committed: bool) -> None:
+        """The store's transaction committed (or rolled back: nothing it wrote is counted)."""
+        if committed:
+            self.stats.committed()
+        else:
+            self.stats.rolled_back()
+
     def put(self, row: int, title: str, text: str) -> None:
         """Index (or re-index) one row's title and body."""
         self.remove(row)
-        self._writes += 1
         title_terms, body_terms = terms(title), terms(text)
         self._db.execute(
             "INSERT INTO fulltext (rowid, title, body) VALUES (?, ?, ?)",
@@ -159,13 +171,17 @@ class FullText:
             "UPDATE fulltext_totals SET docs = docs + 1, title = title + ?, body = body + ?",
             (len(title_terms), len(body_terms)),
         )
+        self.stats.added(title_terms, body_terms)
 
     def remove(self, row: int) -> None:
         """Drop one row from the index (nothing happens when it is not there)."""
         found = self._db.execute("SELECT title, body FROM fulltext_sizes WHERE row = ?", (row,)).fetchone()
         if found is None:
             return
-        self._writes += 1
+        old = ("", "")
+        if self.stats.tracking():  # the terms it had: their document frequencies drop
+            old = self._db.execute("SELECT c0, c1 FROM fulltext_content WHERE id = ?", (row,)).fetchone() or old
+        self.stats.removed(str(old[0] or "").split(), str(old[1] or "").split())
         self._db.execute("DELETE FROM fulltext WHERE rowid = ?", (row,))
         self._db.execute("DELETE FROM fulltext_sizes WHERE row = ?", (row,))
         self._db.execute(
@@ -175,8 +191,11 @@ class FullText:
     def optimize(self) -> None:
         """Merge the index's segments into one (FTS5 ``optimize``): a removed row's postings are gone from
         the file, not only marked deleted. Rewrites the whole index: run it after deletes, not per write."""
-        self._writes += 1
         self._db.execute("INSERT INTO fulltext (fulltext) VALUES ('optimize')")
+
+    def close(self) -> None:
+        """Stop the statistics' background pass."""
+        self.stats.close()
 
     # -- reads ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -278,52 +297,20 @@ class FullText:
         ranked = sorted(((row, s + float(x)) for (row, s), x in zip(pool, extra, strict=True)), key=_best_first)
         return ranked[:depth]
 
-    def _fresh(self) -> None:
-        """Forget cached statistics when the database changed since they were read (lock held)."""
-        seen = (int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._writes)
-        if seen != self._seen:
-            self._seen, self._df, self._totals = seen, {}, None
-
     def _frequencies(self, query_terms: Sequence[str]) -> dict[str, int]:
-        """Document frequency of each distinct term (absent or 0: not in the index)."""
-        with self._lock:
-            self._fresh()
-            seen, known = self._seen, {t: self._df[t] for t in query_terms if t in self._df}
-        missing = sorted({t for t in query_terms if t not in known})
-        if missing:
-            marks = ",".join("?" * len(missing))
-            sql = f"SELECT term, doc FROM temp.fulltext_rows WHERE term IN ({marks})"
-            with self._reading() as db:
-                known.update(dict.fromkeys(missing, 0))
-                known.update((str(t), int(d)) for t, d in db.execute(sql, missing))
-            with self._lock:
-                if self._seen == seen:  # nothing changed meanwhile: keep them for the next query
-                    self._df.update((t, known[t]) for t in missing)
-        return {t: known[t] for t in query_terms if known[t]}
-
-    def _totals_now(self) -> tuple[int, int, int]:
-        """(items, title terms, body terms) in the index: kept while the database is unchanged."""
-        with self._lock:
-            self._fresh()
-            seen, totals = self._seen, self._totals
-        if totals is None:
-            with self._reading() as db:
-                docs, title, body = db.execute("SELECT docs, title, body FROM fulltext_totals").fetchone()
-            totals = (int(docs), int(title), int(body))
-            with self._lock:
-                if self._seen == seen:
-                    self._totals = totals
-        return totals
+        """Document frequency of each distinct term in the index, in the query's order (absent: in no item)."""
+        found = self.stats.lookup(query_terms, totals=False)[1]
+        return {t: found[t] for t in query_terms if found[t]}
 
     def _stats(self, query_terms: Sequence[str]) -> _Stats | None:
         """The query terms' statistics (:class:`_Stats`), or None when nothing can match."""
         if not query_terms:
             return None
-        n, title, body = self._totals_now()
-        if n == 0:
-            return None
-        df = self._frequencies(query_terms)
-        if not df:
+        totals, found = self.stats.lookup(query_terms)
+        assert totals is not None
+        n, title, body = totals
+        df = {t: found[t] for t in query_terms if found[t]}
+        if n == 0 or not df:
             return None
         idf = {t: max(math.log(1.0 + (n - d + 0.5) / (d + 0.5)), 1e-6) for t, d in df.items() if d}
         return _Stats(idf, (max(title / n, 1e-9), max(body / n, 1e-9)), n, df)

@@ -287,12 +287,21 @@ class SQLiteStore:
             yield from ((int(r), str(t), str(x)) for r, t, x in batch)
             last = int(batch[-1][0])
 
+    def _commit(self) -> None:
+        """Commit an item write (the full-text index's statistics count it once it is in)."""
+        self.fulltext.committing()
+        self._db.execute("COMMIT")
+        self.fulltext.ended(committed=True)
+
     def _rollback(self) -> None:
         """End the failed transaction, if SQLite has not ended it already (it does on some errors)."""
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+        if hasattr(self, "fulltext"):
+            self.fulltext.ended(committed=False)
 
     def close(self) -> None:
+        self.fulltext.close()
         self.readers.close()
         with self._lock:
             self._db.close()
@@ -321,10 +330,11 @@ class SQLiteStore:
             self._writable()
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self.fulltext.begin()
                 self._check_epoch()
                 for item, vectors in entries:
                     rows.append(self._put_one(item, vectors))
-                self._db.execute("COMMIT")
+                self._commit()
             except BaseException:
                 self._rollback()
                 raise
@@ -405,6 +415,7 @@ class SQLiteStore:
             self._writable()
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self.fulltext.begin()
                 found = self._rows_of(asked_ids)
                 asked = len(found)
                 done: set[str] = set()
@@ -421,7 +432,7 @@ class SQLiteStore:
                     found = [(r, i) for r, i in self._children_of(parents) if i not in done]
                 if entry is not None:
                     audit.record(self._db, entry, asked_ids, deleted)
-                self._db.execute("COMMIT")
+                self._commit()
             except BaseException:
                 self._rollback()
                 raise

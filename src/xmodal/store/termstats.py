@@ -1,0 +1,280 @@
+"""What BM25F needs besides the postings — each term's document frequency and the index's totals — held in memory.
+
+Every search reads them: the policy's known-term share, the lexical strategy's idf, the ranker's BM25F
+feature. Read from FTS5's vocabulary per query they cost a SQLite round trip per search (most terms of a
+new query have not been read before); read for every term when the index opens they would cost a scan a
+one-shot CLI search never needs. So terms are read on demand (and kept), and the first search starts a
+background pass that reads the whole vocabulary (≈ 80 bytes a term); once it is in, a term it lacks is in
+no item, and no search reads the vocabulary again.
+
+Kept exact under writes:
+
+- **this store's writes** are counted by the code path that writes them (:meth:`TermStats.added` and
+  :meth:`~TermStats.removed`, called by :class:`~xmodal.store.fulltext.FullText` inside the store's
+  transaction) and applied only once that transaction commits (:meth:`~TermStats.committed`); a rolled-back
+  write changes nothing;
+- **another connection's writes** (another process, or another store on the same file) are noticed by the
+  change log: every item write appends to it, so when its last sequence number is not the one the held
+  figures reflect, they are dropped and read again (on demand, then by a new background pass). Writes that
+  leave the items alone (the feedback log's) keep them;
+- the background pass reads in one read transaction that starts with the change log's position; the
+  commits of this store made while it read are replayed on top of it when it ends, and it is discarded
+  when anything else was written meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+
+log = logging.getLogger(__name__)
+
+#: vocabulary rows read per fetch by the background pass (short, so searches interleave and close stops it)
+CHUNK = 5000
+#: a vocabulary larger than this stays on disk (read per query): ≈ 80 MB of Python objects at the limit
+MAX_TERMS = 1_000_000
+#: after the held figures were dropped, a new background pass starts no sooner than this after the last one
+RELOAD_AFTER_S = 5.0
+
+_LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM changes"
+Totals = tuple[int, int, int]  # (items, title terms, body terms)
+
+
+class _Delta:
+    """One write transaction's effect: per term the change in document frequency, and the totals'."""
+
+    __slots__ = ("base", "df", "end", "totals")
+
+    def __init__(self, base: int) -> None:
+        self.base, self.end = base, base
+        self.df: dict[str, int] = {}
+        self.totals = [0, 0, 0]
+
+    def row(self, title: Sequence[str], body: Sequence[str], sign: int) -> None:
+        df = self.df
+        for term in set(title).union(body):
+            df[term] = df.get(term, 0) + sign
+        self.totals[0] += sign
+        self.totals[1] += sign * len(title)
+        self.totals[2] += sign * len(body)
+
+
+class TermStats:
+    """Document frequencies and totals of one store's full-text index (``db``: the store's writing
+    connection, used under ``lock``; ``reading``: a connection for reads that may run beside writes)."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        lock: AbstractContextManager[object],
+        reading: Callable[[], AbstractContextManager[sqlite3.Connection]],
+        *,
+        background: bool = True,
+    ) -> None:
+        self._db, self._lock, self._reading = db, lock, reading
+        self._background = background
+        self._df: dict[str, int] = {}
+        self._complete = False  # _df holds every term in the index (absent: in no item)
+        self._totals: Totals | None = None
+        self._version: int | None = None  # the writing connection's data_version when last looked at
+        self._seq = 0  # the change-log position the held figures reflect (read with the first version)
+        self._gen = 0  # moves whenever the held figures change (a read from disk kept only if it did not)
+        self._epoch = 0  # moves whenever they are dropped
+        self._txn: _Delta | None = None
+        self._replay: list[_Delta] | None = None  # commits made while the background pass reads
+        self._loader: threading.Thread | None = None
+        self._loaded_at = -RELOAD_AFTER_S
+        self._too_large = False
+        self._stop = threading.Event()
+
+    # -- reads --------------------------------------------------------------------------------------
+    def lookup(self, terms: Iterable[str], *, totals: bool = True) -> tuple[Totals | None, dict[str, int]]:
+        """The index's totals (None unless ``totals``) and the document frequency of each distinct term
+        (0: in no item)."""
+        wanted = set(terms)
+        with self._lock:
+            self._fresh()
+            gen, held, complete, df = self._gen, self._totals, self._complete, self._df
+            found = {t: df.get(t, 0) for t in wanted} if complete else {t: df[t] for t in wanted if t in df}
+        missing = sorted(wanted - found.keys())
+        need_totals = totals and held is None
+        if missing or need_totals:
+            with self._reading() as db:
+                if need_totals:
+                    docs, title, body = db.execute("SELECT docs, title, body FROM fulltext_totals").fetchone()
+                    held = (int(docs), int(title), int(body))
+                if missing:
+                    found.update(dict.fromkeys(missing, 0))
+                    marks = ",".join("?" * len(missing))
+                    sql = f"SELECT term, doc FROM temp.fulltext_rows WHERE term IN ({marks})"
+                    found.update((str(t), int(d)) for t, d in db.execute(sql, missing))
+            with self._lock:
+                if self._gen == gen:  # nothing changed meanwhile: keep them for the next query
+                    self._df.update((t, found[t]) for t in missing)
+                    if need_totals:
+                        self._totals = held
+        if not complete:
+            self._start()
+        return (held if totals else None), found
+
+    def complete(self) -> bool:
+        """Whether every term is held (the background pass is in)."""
+        with self._lock:
+            self._fresh()
+            return self._complete
+
+    def _data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _last_seq(self) -> int:
+        return int(self._db.execute(_LAST_SEQ).fetchone()[0])
+
+    def _fresh(self) -> None:
+        """Drop what is held when another connection changed the items since (lock held). ``data_version``
+        moves with any other connection's commit; only one that moved the change log touched the items."""
+        version = self._data_version()
+        if version != self._version:
+            first, self._version = self._version is None, version
+            seq = self._last_seq()
+            if first:
+                self._seq = seq
+            elif seq != self._seq:
+                self._forget(seq)
+
+    def _forget(self, seq: int) -> None:
+        self._df, self._complete, self._totals = {}, False, None
+        self._seq = seq
+        self._gen += 1
+        self._epoch += 1
+
+    # -- this store's writes (the store's lock held, inside its transaction) ------------------------
+    def begin(self) -> None:
+        """A write transaction starts: figures that another connection's item writes made stale are dropped."""
+        self._fresh()
+        base = self._last_seq()
+        if base != self._seq:
+            self._forget(base)
+        self._txn = _Delta(base)
+
+    def tracking(self) -> bool:
+        """Whether the open transaction's removed rows need their terms (something is held, or being read)."""
+        return bool(self._df) or self._complete or self._totals is not None or self._replay is not None
+
+    def added(self, title: Sequence[str], body: Sequence[str]) -> None:
+        """A row was indexed in the open transaction (its title and body terms)."""
+        if self._txn is None:  # a write outside begin/committed (a rebuild): nothing held can be trusted
+            self._forget(self._seq)
+        else:
+            self._txn.row(title, body, 1)
+
+    def removed(self, title: Sequence[str], body: Sequence[str]) -> None:
+        """A row was dropped from the index in the open transaction (the terms it had)."""
+        if self._txn is None:
+            self._forget(self._seq)
+        else:
+            self._txn.row(title, body, -1)
+
+    def committing(self) -> None:
+        """Inside the transaction, just before it commits: the change log's position it ends at."""
+        if self._txn is not None:
+            self._txn.end = self._last_seq()
+
+    def committed(self) -> None:
+        """The transaction committed: its changes join what is held."""
+        txn, self._txn = self._txn, None
+        if txn is None:
+            return
+        if not txn.df and txn.end == txn.base:
+            return
+        self._apply(txn)
+        self._seq = txn.end
+        self._gen += 1
+        if self._replay is not None:
+            self._replay.append(txn)
+
+    def rolled_back(self) -> None:
+        self._txn = None
+
+    def _apply(self, txn: _Delta) -> None:
+        df, complete = self._df, self._complete
+        for term, change in txn.df.items():
+            if term in df:
+                value = df[term] + change
+                if value > 0 or not complete:
+                    df[term] = value
+                else:
+                    del df[term]
+            elif complete and change > 0:
+                df[term] = change
+        if self._totals is not None:
+            docs, title, body = self._totals
+            self._totals = (docs + txn.totals[0], title + txn.totals[1], body + txn.totals[2])
+
+    # -- the background pass ----------------------------------------------------------------------------
+    def _start(self) -> None:
+        if not self._background or self._too_large:
+            return
+        with self._lock:
+            running = self._loader is not None and self._loader.is_alive()
+            if running or self._complete or time.monotonic() - self._loaded_at < RELOAD_AFTER_S:
+                return
+            self._loaded_at = time.monotonic()
+            self._replay = []
+            epoch = self._epoch
+            self._loader = threading.Thread(target=self._load, args=(epoch,), name="xmodal-term-stats", daemon=True)
+        self._loader.start()
+
+    def _load(self, epoch: int) -> None:
+        try:
+            read = self._read_all()
+        except Exception as exc:  # noqa: BLE001 - a warm-up that fails leaves the terms read on demand
+            log.warning("reading the full-text vocabulary in the background failed (%s): read per query", exc)
+            read = None
+        with self._lock:
+            replay, self._replay = self._replay, None
+            if read is None or replay is None or epoch != self._epoch:
+                return
+            at, totals, df = read
+            # the commits after the pass's snapshot, in order; it reflects one of their starting points or
+            # the position now, else something it did not see (another connection's write) came between
+            todo = [txn for txn in replay if txn.end > at]
+            if at != self._seq and (not todo or todo[0].base != at):
+                return
+            self._df, self._totals, self._complete = df, totals, True
+            for txn in todo:
+                self._apply(txn)
+            self._gen += 1
+
+    def _read_all(self) -> tuple[int, Totals, dict[str, int]] | None:
+        """(change-log position, totals, every term's document frequency) read in one snapshot; None when
+        stopped or the vocabulary is over :data:`MAX_TERMS`."""
+        with self._reading() as db:
+            db.execute("BEGIN")
+            try:
+                at = int(db.execute(_LAST_SEQ).fetchone()[0])  # the snapshot starts here
+                docs, title, body = db.execute("SELECT docs, title, body FROM fulltext_totals").fetchone()
+                df: dict[str, int] = {}
+                cursor = db.execute("SELECT term, doc FROM temp.fulltext_rows")
+                while chunk := cursor.fetchmany(CHUNK):
+                    if self._stop.is_set():
+                        return None
+                    df.update(chunk)
+                    if len(df) > MAX_TERMS:
+                        self._too_large = True
+                        log.info("the full-text vocabulary has over %d terms: read per query", MAX_TERMS)
+                        return None
+            finally:
+                if db.in_transaction:
+                    db.execute("COMMIT")  # read-only: ending it is all
+        return at, (int(docs), int(title), int(body)), df
+
+    def close(self) -> None:
+        """Stop the background pass (it finishes the chunk it is reading)."""
+        self._stop.set()
+        loader = self._loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join()

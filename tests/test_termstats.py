@@ -1,0 +1,154 @@
+"""The full-text index's document frequencies and totals held in memory equal what SQLite answers, through
+adds, replacements, deletes, a rolled-back write and another connection's writes, before, during and after
+the background pass that reads the whole vocabulary."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xmodal import Item, ValidationError
+from xmodal.store import termstats
+from xmodal.store.analysis import terms
+from xmodal.store.sqlite import SQLiteStore
+
+WORDS = "amber basalt copper dune ember fjord glacier harbor iris jade kelp lagoon marsh nectar onyx".split()
+
+
+def _truth(store: SQLiteStore) -> tuple[tuple[int, int, int], dict[str, int]]:
+    """What the database holds now, read on a connection of its own."""
+    db = sqlite3.connect(store.path)
+    db.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, fulltext, row)")
+    docs, title, body = db.execute("SELECT docs, title, body FROM fulltext_totals").fetchone()
+    df = {str(t): int(d) for t, d in db.execute("SELECT term, doc FROM temp.v")}
+    db.close()
+    return (int(docs), int(title), int(body)), df
+
+
+def _check(store: SQLiteStore, probe: list[str]) -> None:
+    """Every held answer (for the index's terms and for terms in no item) equals the database's."""
+    totals, df = _truth(store)
+    held_totals, held = store.fulltext.stats.lookup([*df, *probe])
+    assert held_totals == totals
+    assert held == {t: df.get(t, 0) for t in [*df, *probe]}
+    for text in ("amber dune", "glacier iris kelp", "nectar zzz"):
+        query = terms(text)
+        assert store.fulltext.known_fraction(query) == sum(df.get(t, 0) > 0 for t in query) / len(query)
+
+
+def _item(rng: random.Random, item_id: str) -> Item:
+    return Item.create(item_id, title=" ".join(rng.sample(WORDS, 2)), text=" ".join(rng.choices(WORDS, k=6)))
+
+
+def _wait_complete(store: SQLiteStore) -> None:
+    loader = store.fulltext.stats._loader
+    if loader is not None:
+        loader.join(10)
+    assert store.fulltext.stats.complete()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(tmp_path / "store.sqlite")
+    yield s
+    s.close()
+
+
+def test_held_figures_equal_sqlite_through_adds_replacements_and_deletes(store: SQLiteStore) -> None:
+    rng = random.Random(3)
+    probe = terms("zebra unknownword")
+    store.put([(_item(rng, f"i{i}"), {}) for i in range(40)])
+    _check(store, probe)  # partly held: the terms asked for, and the background pass starts
+    _wait_complete(store)
+    _check(store, probe)
+    for step in range(30):
+        kind = step % 3
+        if kind == 0:
+            store.put([(_item(rng, f"n{step}-{j}"), {}) for j in range(3)])
+        elif kind == 1:
+            store.put([(_item(rng, f"i{rng.randrange(40)}"), {})])  # a replacement: old terms out, new in
+        else:
+            store.delete([f"i{rng.randrange(40)}", f"n{step - 2}-0"])
+        assert store.fulltext.stats.complete()  # this store's writes keep the vocabulary whole
+        _check(store, probe)
+    store.delete([f"i{i}" for i in range(40)] + [f"n{s}-{j}" for s in range(30) for j in range(3)])
+    _check(store, probe)
+    assert store.fulltext.stats.lookup(["amber"])[0] == (0, 0, 0)
+
+
+def test_a_rolled_back_write_changes_nothing_held(store: SQLiteStore) -> None:
+    rng = random.Random(5)
+    store.put([(_item(rng, f"i{i}"), {}) for i in range(10)])
+    store.fulltext.stats.lookup(["amber"])
+    _wait_complete(store)
+    bad: tuple[Item, dict[str, Any]] = (Item.create("bad", title="onyx quartzite"), {"no kind": np.zeros(4)})
+    with pytest.raises(ValidationError):
+        store.put([(Item.create("good", title="quartzite amber"), {}), bad])
+    _check(store, terms("quartzite"))
+    assert store.fulltext.stats.lookup(terms("quartzite"))[1] == dict.fromkeys(terms("quartzite"), 0)
+
+
+def test_another_connections_writes_are_noticed(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    mine, other = SQLiteStore(tmp_path / "store.sqlite"), SQLiteStore(tmp_path / "store.sqlite")
+    try:
+        mine.put([(_item(rng, f"i{i}"), {}) for i in range(20)])
+        mine.fulltext.stats.lookup(["amber"])
+        _wait_complete(mine)
+        other.put([(Item.create("x", title="quartzite amber", text="amber amber"), {})])
+        _check(mine, terms("quartzite"))  # the held vocabulary was dropped: read again from SQLite
+        other.delete(["i3", "i4"])
+        mine.put([(_item(rng, "i5"), {})])  # a write of this store after another's: the stale figures go
+        _check(mine, [])
+        # a write that leaves the items alone (the feedback log's tables, say) keeps what is held
+        termstats.RELOAD_AFTER_S = 0.0
+        mine.fulltext.stats.lookup(["amber"])
+        _wait_complete(mine)
+        with sqlite3.connect(mine.path) as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('unrelated', '1')")
+        assert mine.fulltext.stats.complete()
+        _check(mine, [])
+    finally:
+        termstats.RELOAD_AFTER_S = 5.0
+        mine.close()
+        other.close()
+
+
+def test_writes_during_the_background_pass_are_replayed_on_top_of_it(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(11)
+    store.put([(_item(rng, f"i{i}"), {}) for i in range(50)])
+    stats = store.fulltext.stats
+    monkeypatch.setattr(termstats, "CHUNK", 2)
+    real = stats._read_all
+    wrote: list[bool] = []
+
+    def read_all_with_writes() -> Any:
+        out = real()  # the snapshot is read; then this store commits twice before the pass installs it
+        store.put([(_item(rng, "late"), {})])
+        store.delete(["i1"])
+        wrote.append(True)
+        return out
+
+    monkeypatch.setattr(stats, "_read_all", read_all_with_writes)
+    stats.lookup(["amber"])
+    _wait_complete(store)
+    assert wrote
+    _check(store, [])
+
+
+def test_a_vocabulary_over_the_limit_stays_on_disk(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(termstats, "MAX_TERMS", 3)
+    store.put([(_item(random.Random(1), f"i{i}"), {}) for i in range(10)])
+    store.fulltext.stats.lookup(["amber"])
+    loader = store.fulltext.stats._loader
+    assert loader is not None
+    loader.join(10)
+    assert not store.fulltext.stats.complete()
+    _check(store, ["zebra"])
