@@ -85,6 +85,8 @@ def place(
     the better of its two places, with the sources of both.
     Explored items come earlier than ``top`` only when the relevance order runs out. At most ``limit`` hits
     (None: all)."""
+    if not explored:  # the relevance order alone (each id once), without the merging below
+        return _first_distinct(ranked, limit)
     sources = {h.id: h for h in ranked}
     also = {h.id: h.sources for h in explored}
     out: list[FusedHit] = []
@@ -114,4 +116,16 @@ def place(
             out.append(hit)
             placed.add(hit.id)
             i += 1
+    return out
+
+
+def _first_distinct(ranked: Sequence[FusedHit], limit: int | None) -> list[FusedHit]:
+    out: list[FusedHit] = []
+    seen: set[str] = set()
+    for hit in ranked:
+        if limit is not None and len(out) >= limit:
+            break
+        if hit.id not in seen:
+            seen.add(hit.id)
+            out.append(hit)
     return out

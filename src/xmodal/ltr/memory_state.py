@@ -37,6 +37,7 @@ from ..errors import DiskFull
 from ..records import Item
 from ..store.space import disk_full, is_full
 from ..store.sqlite import StoredItem
+from .memory_priors import PriorsMirror
 from .text import normalize_query, tokens
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ class MemoryState:
         self._logged = 0  # feedback records this process logged since the last fold
         self._version = 0
         self._cache: dict[str, tuple[tuple[int, int, int], Recall]] = {}
+        #: the file's priors held in memory once a background pass has read them (:mod:`.memory_priors`)
+        self._mirror = PriorsMirror(lambda: self.path if self.priors else None)
         self._db = self._open()
         self._catch_up()
 
@@ -349,11 +352,13 @@ class MemoryState:
         """One snapshot of the file for ``key``: prior rows, log positions, statistics and history, read by
         one statement (a snapshot by itself, one round trip)."""
         db = self._db
+        held = self._mirror.rows(key) if self.priors else []
         if self.log is None:
-            rows = [int(r) for (r,) in db.execute("SELECT row FROM prior WHERE key = ?", (key,))] if self.priors else []
-            return rows, {}, [], None
-        rows, at, stats, history = [], {}, [], None
-        for part, a, b, c in db.execute(_SELECT_ALL if self.priors else _SELECT_FEEDBACK, (key,)):
+            if held is None:
+                held = [int(r) for (r,) in db.execute("SELECT row FROM prior WHERE key = ?", (key,))]
+            return held, {}, [], None
+        rows, at, stats, history = held or [], {}, [], None
+        for part, a, b, c in db.execute(_SELECT_ALL if held is None else _SELECT_FEEDBACK, (key,)):
             if part == 0:
                 rows.append(int(a))
             elif part == 1:
@@ -390,11 +395,12 @@ class MemoryState:
         db.execute("BEGIN IMMEDIATE")  # one writer at a time, across processes
         try:
             at = self._positions()
-            if self.priors and store:
-                self._fold_store(at["store_seq"], lock_free)
+            wrote = self.priors and store and self._fold_store(at["store_seq"], lock_free)
             if self.log is not None:
                 self._fold_log(at["impressions"], at["events"])
             db.execute("COMMIT")
+            if wrote:  # the priors held in memory are the file's no more (a pass reading meanwhile is discarded)
+                self._mirror.changed()
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -407,12 +413,12 @@ class MemoryState:
         self._version += 1
         self._cache.clear()
 
-    def _fold_store(self, since: int, lock_free: bool) -> None:
-        """Fold the store's changes after ``since`` (everything when 0) into ``prior``."""
+    def _fold_store(self, since: int, lock_free: bool) -> bool:
+        """Fold the store's changes after ``since`` (everything when 0) into ``prior``; whether it wrote."""
         db, view = self._db, self.view
         last = view.last_seq()  # read before the changes: one committed meanwhile is folded again next time
         if since == last:
-            return
+            return False
         deleted: list[int] = []
         if since > last or since == 0:  # a new fold (or a store replaced under it): every live item
             db.execute("DELETE FROM prior")
@@ -427,6 +433,7 @@ class MemoryState:
             db.executemany("INSERT OR IGNORE INTO prior VALUES (?, ?)", sorted(self._keys_of(found)))
         _delete_rows(db, deleted)
         db.execute("UPDATE meta SET value = ? WHERE name = 'store_seq'", (last,))
+        return True
 
     def _items_of(self, rows: Sequence[int], gone: list[int]) -> Iterator[dict[int, StoredItem]]:
         """The items of ``rows`` in batches; rows no longer stored are added to ``gone``."""
@@ -486,6 +493,7 @@ class MemoryState:
     def _recover(self, exc: Exception, *, lock_free: bool) -> None:
         """The file broke under us: start it again from the store and the log."""
         log.warning("%s: the memory index failed (%s); rebuilding it from the store", self.path or "memory", exc)
+        self._mirror.changed()
         self._db.close()
         if self.path is not None:
             self._remove()
@@ -493,6 +501,7 @@ class MemoryState:
         self._fold(lock_free=lock_free)
 
     def close(self) -> None:
+        self._mirror.close()
         with self._lock:
             self._db.close()
 

@@ -636,7 +636,7 @@ class Pipeline:
         except (XmodalError, ValueError) as exc:
             return fused, None, f"ranker failed ({exc}): fused order"
         order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-        reranked = [replace(head[i], ranker=float(scores[i])) for i in order]
+        reranked = [_ranked(head[i], scores[i]) for i in order]
         return reranked + fused[len(head) :], X[order], self.ranker_status
 
     def rank_many(
@@ -668,7 +668,7 @@ class Pipeline:
             assert scores is not None
             mine, at = scores[at : at + len(head)], at + len(head)
             order = sorted(range(len(head)), key=functools.partial(_by_score, mine))
-            reranked = [replace(head[j], ranker=float(mine[j])) for j in order]
+            reranked = [_ranked(head[j], mine[j]) for j in order]
             out[i] = (reranked + fused[i][len(head) :], X[order], self.ranker_status)
         return out
 
@@ -918,6 +918,11 @@ class Pipeline:
                 credited.add(arm)
                 self.policy.credit(x, arm, 1.0)
                 self.dirty = True
+
+
+def _ranked(hit: FusedHit, score: float) -> FusedHit:
+    """``hit`` with the ranker's score (built directly: ``dataclasses.replace`` costs a few µs a hit)."""
+    return FusedHit(hit.id, hit.score, hit.sources, float(score))
 
 
 def _by_score(scores: np.ndarray, i: int) -> tuple[float, int]:

@@ -78,6 +78,8 @@ class Repeats:
 
 def pin(ranked: Sequence[FusedHit], top: Sequence[str]) -> list[FusedHit]:
     """``ranked`` with the hits ``top`` names first, in that order (those it holds); the rest keep their order."""
+    if not top:
+        return list(ranked)
     by_id = {h.id: h for h in ranked}
     first = [by_id[i] for i in dict.fromkeys(top) if i in by_id]
     chosen = {h.id for h in first}
