@@ -14,6 +14,7 @@ dropped, one the pipeline no longer has is 0), so a ranker trained under another
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -59,15 +60,30 @@ class FeatureLayout:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return (
-            *(f"rr:{a}" for a in self.arms),
-            *(f"score:{a}" for a in self.arms),
-            "fused",
-            "fused_rr",
-            "bm25",
-            *(f"cos:{k}" for k in self.kinds),
-            *ITEM_FEATURES,
-        )
+        return _names(self.arms, self.kinds)
+
+    @property
+    def columns(self) -> dict[str, int]:
+        """Each name's column (shared: read it, never change it)."""
+        return _columns(self.arms, self.kinds)
+
+
+@functools.lru_cache(maxsize=64)  # every ranked search asks for them: built once per layout
+def _names(arms: tuple[str, ...], kinds: tuple[str, ...]) -> tuple[str, ...]:
+    return (
+        *(f"rr:{a}" for a in arms),
+        *(f"score:{a}" for a in arms),
+        "fused",
+        "fused_rr",
+        "bm25",
+        *(f"cos:{k}" for k in kinds),
+        *ITEM_FEATURES,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _columns(arms: tuple[str, ...], kinds: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(_names(arms, kinds))}
 
 
 def align(X: np.ndarray, names: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
@@ -98,7 +114,7 @@ def candidate_features(
     if not fused:
         return out
     rows = [-1 if (row := engine.find_row(h.id)) is None else row for h in fused]
-    col = {name: i for i, name in enumerate(names)}
+    col = layout.columns
     arms = set(layout.arms)
     for i, hit in enumerate(fused):
         for arm, (rank, score) in hit.sources.items():
