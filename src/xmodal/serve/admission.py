@@ -10,8 +10,10 @@ have the limits the operator gave their keys; an anonymous client address is als
   one more waits up to :data:`TURN_WAIT_S` for its turn (as a coroutine, holding no thread), then is refused.
 - **CPU**: it has an account of CPU seconds, filled at ``anonymous_cpu`` seconds per second (a share of
   one core) up to ``anonymous_cpu_burst``. The CPU a search takes on the thread that runs it (measured
-  with ``time.thread_time``: the encoder, index, ranker and image decode all run there) is charged after
-  it ran, so an account can go into debt; while it is in debt, the address's requests are refused.
+  with ``time.thread_time``: the encoder, index and ranker run there) is charged after it ran, so an
+  account can go into debt; while it is in debt, the address's requests are refused. Its query image is
+  decoded in the media worker process (:mod:`.media_worker`), whose CPU for it is charged the same way, and
+  a query sound's child processes (``ffprobe``, ``ffmpeg``) are charged by estimate (:mod:`.policy`).
 
 - **All together**: anonymous addresses as a whole get ``anonymous_total_cpu`` CPU-seconds per second
   and ``anonymous_total_inflight`` searches at once, so many addresses (a botnet) cannot take more than

@@ -34,6 +34,7 @@ import json
 import os
 import resource
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -240,6 +241,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole group: the server stops its worker
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to the log, never into the replies
     lower_priority()
