@@ -178,3 +178,30 @@ def test_a_worker_too_slow_is_stopped_and_the_caller_told_to_retry() -> None:
         assert worker.starts == 2 and Image.open(io.BytesIO(reduced)).size == (600, 600)
     finally:
         worker.close()
+
+
+def test_anonymous_batch_searches_decode_their_images_in_the_worker(index: Path) -> None:
+    image = base64.b64encode(photo(1400, 1000, seed=5)).decode()
+    queries = [{"text": "picture", "k": 3}, {"image_base64": image, "k": 3, "mode": "dense"}]
+
+    async def call(url: str) -> Any:
+        async with mcp.Client(f"{url}/mcp") as client:
+            return await client.call_tool("search_many", {"queries": queries})
+
+    with server(index) as (url, limits):
+        keyed = httpx.post(f"{url}/search/batch", json={"queries": queries}, headers={"X-API-Key": READER}, timeout=60)
+        assert keyed.status_code == 200, keyed.text
+        assert limits.media_worker.starts == 0
+        anonymous = httpx.post(f"{url}/search/batch", json={"queries": queries}, timeout=60)
+        assert anonymous.status_code == 200, anonymous.text
+        assert limits.media_worker.starts == 1
+        ids = [[(h["id"], round(h["score"], 6)) for h in r["hits"]] for r in keyed.json()["results"]]
+        assert [[(h["id"], round(h["score"], 6)) for h in r["hits"]] for r in anonymous.json()["results"]] == ids
+        result = asyncio.run(call(url))
+        assert not result.is_error, result
+        found = [[h["data"]["id"] for h in r["hits"]] for r in result.structured_content["results"]]
+        assert found == [[hit_id for hit_id, _ in hits] for hits in ids]
+        assert limits.media_worker.starts == 1  # the same worker, still running
+        truncated = base64.b64encode(photo(1400, 1000)[:-3000]).decode()
+        bad = httpx.post(f"{url}/search/batch", json={"queries": [queries[0], {"image_base64": truncated}]}, timeout=60)
+        assert bad.status_code == 422 and bad.json()["field"] == "queries[1].image", bad.text

@@ -18,7 +18,7 @@ import binascii
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..batch import renumbered
@@ -90,7 +90,19 @@ def add_batch_tools(
                 k = query.k + query.offset if query is not None else _k(spec.options)
                 limits.search(caller, text=text, image=spec.image, k=min(k, POLICY_MAX_K))
         images = any(spec.image is not None for spec in specs)
-        found = limits.work(caller, lambda: _run(current(), specs, with_vectors), image=images)
+
+        def run() -> list[SearchResult]:
+            # an anonymous caller's images are decoded in the media worker process (xmodal.serve.media_worker)
+            decoded = limits.search_images(caller, [spec.image for spec in specs])
+            given = [
+                spec
+                if image is spec.image or spec.query is None
+                else replace(spec, query=replace(spec.query, image=image))
+                for spec, image in zip(specs, decoded, strict=True)
+            ]
+            return _run(current(), given, with_vectors)
+
+        found = limits.work(caller, run, image=images)
         return {"notice": notice, "results": [hits(result) for result in found]}
 
     @server.tool()

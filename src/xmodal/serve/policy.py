@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import TypeVar
 
+from ..batch import renumbered
 from ..errors import ImageError, ValidationError
 from ..imaging import DECODE_SIDE, decode_image, image_size
 from .admission import Admission
@@ -205,6 +206,14 @@ class Limits:
             return image
         client, admission = principal.client, self.admission
         return reduce_charged(self.media_worker, image, lambda cpu: admission.charge(client, cpu))
+
+    def search_images(self, principal: Principal | None, images: Sequence[bytes | None]) -> list[bytes | None]:
+        """:meth:`search_image` for each query of a batch (an error names its query: ``queries[3].image``)."""
+        out = []
+        for i, image in enumerate(images):
+            with renumbered([i]):
+                out.append(self.search_image(principal, image))
+        return out
 
     def work(self, principal: Principal | None, fn: Callable[[], T], *, image: bool) -> T:
         """``fn()``, a search's work, where it belongs: an anonymous caller's metered on the anonymous threads

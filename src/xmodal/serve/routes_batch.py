@@ -49,7 +49,11 @@ async def search_batch(request: Request, caller: ReadKey) -> BatchSearchResponse
     for i, (spec, image) in enumerate(zip(req.queries, images, strict=True)):
         with renumbered([i]):  # size checks (images: their headers) and cost, skipped hits included
             state.limits.search(caller, text=spec.text, image=image, k=min(spec.k + spec.offset, MAX_K))
-    run = functools.partial(_run, state, req, images, caller.policy_name)
+
+    def run() -> list[tuple[SearchResult, Query | None]]:
+        # an anonymous caller's images are decoded in the media worker process (xmodal.serve.media_worker)
+        return _run(state, req, state.limits.search_images(caller, images), caller.policy_name)
+
     found = await state.limits.work_async(caller, run, image=any(image is not None for image in images))
     query_ids: list[str | None] = [None] * len(found)
     if req.log:  # on the writer thread, as a single search's impression is: queued together, committed together
