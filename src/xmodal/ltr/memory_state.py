@@ -9,7 +9,8 @@ Two folds, each with the position it reflects (in the ``meta`` table, beside the
   ``impressions`` and event ``events``.
 
 Opening reads nothing but that row of positions: a query's priors and statistics are read when it is
-searched (one indexed look-up each, cached until something changes). The changes this process applies
+searched (one statement, cached until something changes); once the first search's background pass has
+read the whole ``prior`` table (:mod:`.memory_priors`), the priors come from memory. The changes this process applies
 (``on_put`` / ``on_delete``) wait in memory and are merged into each look-up; the feedback logged after
 the fold is read from the log's tail for the query being looked up, so a look-up counts every
 impression once whoever folded it. :meth:`MemoryState.checkpoint` writes only when something is
