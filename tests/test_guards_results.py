@@ -21,7 +21,7 @@ from xmodal.encoders import HashingEncoder
 from xmodal.errors import ValidationError
 from xmodal.guards import nsfw, pii, toxicity
 from xmodal.guards.classifier import ModelError
-from xmodal.guards.policy import Policy
+from xmodal.guards.policy import Policy, parse
 from xmodal.guards.results import Entry, ResultGuard
 from xmodal.records import Hits
 
@@ -111,6 +111,11 @@ def test_screening_follows_the_policy_and_the_safe_level() -> None:
     assert ids == ["img", "rude", "plain"] and not found
     guard._entries[0] = Entry("img", nsfw=0.95, nsfw_status="checked")
     assert run(None)[0] == ["rude", "plain"]  # moderate: the policy's block at 0.8
+    assert run("off")[0] == ["img", "rude", "plain"]
+    # a deployment that does not let callers lift its blocks: "off" lifts the toxicity flag, not the nsfw block
+    guard.policy = parse({"default": {"toxicity": "flag"}, "settings": {"safe_off": False}}, "test")
+    ids, found = run("off")
+    assert ids == ["rude", "plain"] and not found
 
 
 def build(path: Path, policy: str, image: Path) -> None:

@@ -20,6 +20,7 @@ A policy file is TOML::
     watermark_payload = 0x786D6F64          # the 32-bit payload a watermark is tested for
     watermark_models = "/path/to/folder"    # RivaGAN's ONNX files (default: the ones invisible-watermark ships)
     c2pa_trust_anchors = "/path/to/anchors.pem"  # signers under these roots read as "trusted"
+    safe_off = true           # a query's safe="off" lifts nsfw/toxicity blocks (false: it lifts only flags)
 
 It is read from ``$XMODAL_GUARDS_POLICY`` or, failing that, ``<index>/guards/policy.toml``; an unknown
 category, action or setting is a :class:`~xmodal.errors.ConfigError` naming the file, the table and the fix.
@@ -87,6 +88,7 @@ SETTINGS: dict[str, type] = {
     "watermark_payload": int,
     "watermark_models": str,
     "c2pa_trust_anchors": str,
+    "safe_off": bool,
 }
 ENV = "XMODAL_GUARDS_POLICY"
 
@@ -113,6 +115,8 @@ class Policy:
     watermark_payload: int = 0x786D6F64  # xmodal.guards.provenance.watermark.DEFAULT_PAYLOAD ("xmod")
     watermark_models: str | None = None  # a folder with RivaGAN's ONNX files (default: invisible-watermark's)
     c2pa_trust_anchors: str | None = None  # a PEM file of root certificates whose signers read as "trusted"
+    #: whether a query's ``safe="off"`` may lift this policy's ``block`` of nsfw and toxicity (False: only flags)
+    safe_off: bool = True
 
     def actions(self, caller: str | None) -> Mapping[str, str]:
         """The actions for ``caller`` (an API key's name; None or unknown: the deployment's)."""
@@ -128,6 +132,7 @@ class Policy:
             "provenance_checks": self.provenance_checks,
             "watermark_check": self.watermark_check,
             "watermark_payload": f"{self.watermark_payload:08x}",
+            "safe_off": self.safe_off,
         }
 
 
@@ -183,6 +188,7 @@ def parse(data: Mapping[str, Any], source: str) -> Policy:
         int(settings.get("watermark_payload", Policy.watermark_payload)),
         settings.get("watermark_models"),
         settings.get("c2pa_trust_anchors"),
+        bool(settings.get("safe_off", True)),
     )
 
 

@@ -228,8 +228,8 @@ class ResultGuard:
         out = {c: base.get(c, ALLOW) for c in (*CONTENT, "pii")}
         if safe == "strict":
             out.update(dict.fromkeys(CONTENT, BLOCK))
-        elif safe == "off":
-            out.update(dict.fromkeys(CONTENT, ALLOW))
+        elif safe == "off":  # a block stands where the policy says safe="off" may not lift it
+            out.update({c: ALLOW for c in CONTENT if self.policy.safe_off or out[c] != BLOCK})
         return out
 
     def findings(self, entry: Entry, actions: Mapping[str, str], safe: str | None) -> list[Finding]:
