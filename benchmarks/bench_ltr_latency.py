@@ -7,7 +7,7 @@ Catalog: WordNet synsets (Debian ``wordnet-base``; nouns, then verbs, adjectives
 category and part of speech), hashing encoder, exact index. Queries: the lemmas of random synsets.
 Per query it times, separately: plain dense search (``Engine.search_vector``, the peer), the
 policy (query understanding + context + ``select``), the strategies' retrieval, fusion (the pipeline's
-default, min-max convex, with query-dependent weights: each run's NQC), and the
+default, min-max convex, with query-dependent weights: each run's NQC; score completion when configured), and the
 ranker (features of the top 50 + LightGBM scoring; the model is trained on the bench's own
 features with random labels, only its size matters), and the arrangement of the list shown (a repeated
 query's top kept, exploration's items placed, scores on [0, 1]). "added" = policy + fusion + ranker +
@@ -125,7 +125,7 @@ def main() -> None:
         runs = pipe.retrieve(prepared, plan, v)
         d = time.perf_counter()
         weights = pipe.fusion_weights(runs, plan.weights())  # each run's weight scaled by its NQC (query-dependent)
-        fused = fuse(pipe.config.fusion, runs, weights)
+        fused = pipe.fuse(runs, weights, q, v)  # score completion when the config has it (off by default)
         e = time.perf_counter()
         ranked, _, _ = pipe.rank(prepared, v, fused)
         f = time.perf_counter()

@@ -8,7 +8,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xmodal import Hits, ValidationError
-from xmodal.ltr.fusion import FUSERS, committed_weights, convex, fuse, min_max, nqc, rrf, to_hits, z_score
+from xmodal.ltr.fusion import (
+    COMPLETED_FLOOR,
+    FUSERS,
+    committed_weights,
+    convex,
+    fuse,
+    min_max,
+    nqc,
+    rrf,
+    to_hits,
+    z_score,
+)
 
 
 def test_rrf_matches_the_formula() -> None:
@@ -61,6 +72,35 @@ def test_committed_weights_let_the_run_with_signal_lead() -> None:
     ids = [f"i{n}" for n in range(10)]
     noise = {"img": Hits.of(ids, [1.0] + [-0.02] * 9, "img"), "txt": Hits.of(ids[::-1], [0.06] + [-0.04] * 9, "txt")}
     assert committed_weights(noise, {"img": 1.0}) == {"img": 1.0, "txt": 1.0}
+
+
+def test_a_dense_hit_that_matches_the_query_words_gets_their_credit_when_completed() -> None:
+    # lexical: x and y share the query's words, z fewer; dense (half weight): a and b are close to the query,
+    # c is not. b holds some of the query's words (BM25F 3.9, just below the lexical run's last hit), a none.
+    lexical = Hits.of(["x", "y", "z"], [10.0, 7.0, 4.0], "lexical")
+    dense = Hits.of(["a", "b", "c"], [0.90, 0.88, 0.30], "dense")
+    runs, weights = {"lexical": lexical, "dense": dense}, {"lexical": 1.0, "dense": 0.5}
+    completed = {"lexical": {"a": 0.0, "b": 3.9, "c": 0.0}}
+    plain = {h.id: h.score for h in convex(runs, weights)}
+    filled = {h.id: h.score for h in convex(runs, weights, completed=completed)}
+    # without completion b counts as matching none of the words: below a and below the lexical hit y
+    assert plain["b"] < plain["a"] and plain["b"] < plain["y"]
+    # completed: b scores its BM25F on the lexical run's scale (from COMPLETED_FLOOR x its last hit)
+    lo = COMPLETED_FLOOR * 4.0
+    assert filled["b"] == pytest.approx(0.5 * (0.88 - 0.30) / 0.60 + (3.9 - lo) / (10.0 - lo))
+    assert filled["a"] == pytest.approx(0.5) and filled["c"] == 0.0  # no query term: nothing, as before
+    assert filled["z"] == pytest.approx((4.0 - lo) / (10.0 - lo)) and lo > 0  # the last lexical hit: credit
+    assert filled["b"] > filled["a"] and filled["b"] > filled["y"]
+    # provenance stays what the runs returned: completion adds evidence, not sources
+    assert {h.id: set(h.sources) for h in convex(runs, weights, completed=completed)}["b"] == {"dense"}
+    # a completed score above the run's best is clipped to 1; one of an item no run returned is ignored
+    over = {h.id: h.score for h in convex(runs, completed={"lexical": {"a": 99.0, "q": 5.0}})}
+    assert over["a"] == pytest.approx(2.0) and "q" not in over
+    # rank fusion has no score to complete: the same list with or without
+    assert fuse("rrf", runs, None, completed) == fuse("rrf", runs)
+    # z-score: the run's and the completed scores standardised together
+    z = {h.id: h.score for h in fuse("convex-zscore", runs, None, completed)}  # x: in the lexical run only
+    assert z["x"] == pytest.approx(float(z_score(np.array([10.0, 7.0, 4.0, 0.0, 3.9, 0.0]))[0]))
 
 
 def test_unknown_fusion_is_a_clear_error() -> None:

@@ -92,10 +92,28 @@ def rrf(runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, k:
     return _ranked(totals, sources)
 
 
+#: Per run name, the raw scores of fused candidates that run did not return, as its strategy scores them
+#: (score completion, :mod:`.completion`; :func:`convex`'s ``completed``).
+Completed = Mapping[str, Mapping[str, float]]
+
+#: Under min-max, a completed run (its strategy scores any item, 0 meaning no evidence: BM25F) is scaled from
+#: this share of its last hit's score up to its best, instead of from its last hit: the last hit keeps some
+#: credit (it matched, an item with no query term did not) and a candidate of another run scores on the same
+#: scale, between 0 and its real score's place (chosen on the tuning query kinds, docs/benchmarks.md).
+COMPLETED_FLOOR = 0.5
+
+
 def convex(
-    runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, normaliser: str = "minmax"
+    runs: Mapping[str, Hits],
+    weights: Mapping[str, float] | None = None,
+    normaliser: str = "minmax",
+    completed: Completed | None = None,
 ) -> list[FusedHit]:
-    """Weighted sum of per-run normalised scores (a missing item contributes nothing from that run)."""
+    """Weighted sum of per-run normalised scores. A candidate a run did not return contributes nothing from
+    that run, unless ``completed`` holds that run (score completion): its strategy's real scores of the other
+    runs' candidates are normalised with the run's own (min-max: from :data:`COMPLETED_FLOOR` × its last
+    score to its best, clipped to [0, 1]; z-score: over them all), so a dense-only hit that matches the
+    query's words gets their credit instead of none."""
     if normaliser not in NORMALISERS:
         raise ValidationError(
             "normaliser", f"unknown normaliser {normaliser!r}", f"use one of {', '.join(NORMALISERS)}"
@@ -107,14 +125,34 @@ def convex(
         hits = runs[name]
         if len(hits) == 0:
             continue
-        scaled = norm(np.asarray(hits.scores, dtype=np.float64))
+        ids, values = _first(hits)
         w = (weights or {}).get(name, 1.0)
-        seen: set[str] = set()
-        for item_id, value in zip(hits.ids.tolist(), scaled.tolist(), strict=True):
-            if item_id not in seen:
-                seen.add(item_id)
+        if completed is None or name not in completed:
+            scaled = norm(np.asarray(values, dtype=np.float64)).tolist()
+            for item_id, value in zip(ids, scaled, strict=True):
                 totals[item_id] += w * value
+            continue
+        extra = [(i, float(v)) for i, v in completed[name].items() if i in totals and i not in ids]
+        every = np.asarray(values + [v for _, v in extra], dtype=np.float64)
+        if normaliser == "minmax":
+            lo, hi = COMPLETED_FLOOR * min(values), max(values)
+            filled = np.ones_like(every) if hi - lo < 1e-12 else np.clip((every - lo) / (hi - lo), 0.0, 1.0)
+        else:
+            filled = norm(every)
+        for item_id, value in zip([*ids, *(i for i, _ in extra)], filled.tolist(), strict=True):
+            totals[item_id] += w * value
     return _ranked(totals, sources)
+
+
+def _first(hits: Hits) -> tuple[dict[str, None], list[float]]:
+    """A run's items (each at its first occurrence, in rank order) and their scores."""
+    ids: dict[str, None] = {}
+    values: list[float] = []
+    for item_id, score in zip(hits.ids.tolist(), hits.scores.tolist(), strict=True):
+        if item_id not in ids:
+            ids[item_id] = None
+            values.append(float(score))
+    return ids, values
 
 
 QPP_DEPTH = 10  # the top scores a run's NQC is measured on
@@ -172,17 +210,25 @@ def committed_weights(
 
 
 FUSERS: dict[str, Callable[..., list[FusedHit]]] = {
-    "rrf": rrf,
-    "convex-minmax": lambda runs, weights=None: convex(runs, weights, "minmax"),
-    "convex-zscore": lambda runs, weights=None: convex(runs, weights, "zscore"),
+    "rrf": lambda runs, weights=None, completed=None: rrf(runs, weights),
+    "convex-minmax": lambda runs, weights=None, completed=None: convex(runs, weights, "minmax", completed),
+    "convex-zscore": lambda runs, weights=None, completed=None: convex(runs, weights, "zscore", completed),
 }
+#: the fusion methods that use completed scores (rank fusion has no score to complete)
+COMPLETES = frozenset({"convex-minmax", "convex-zscore"})
 
 
-def fuse(name: str, runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None) -> list[FusedHit]:
-    """Fuse with the method called ``name`` (``rrf``, ``convex-minmax``, ``convex-zscore``)."""
+def fuse(
+    name: str,
+    runs: Mapping[str, Hits],
+    weights: Mapping[str, float] | None = None,
+    completed: Completed | None = None,
+) -> list[FusedHit]:
+    """Fuse with the method called ``name`` (``rrf``, ``convex-minmax``, ``convex-zscore``); ``completed``:
+    runs' scores of candidates they did not return (:func:`convex`; rank fusion ignores them)."""
     if name not in FUSERS:
         raise ValidationError("fusion", f"unknown fusion method {name!r}", f"use one of {', '.join(FUSERS)}")
-    return FUSERS[name](runs, weights)
+    return FUSERS[name](runs, weights, completed)
 
 
 def to_hits(fused: list[FusedHit], k: int, scores: Sequence[float] | None = None) -> Hits:

@@ -28,6 +28,7 @@ from ..records import Hits, Query
 from ..store.files import folder_lock
 from ..store.sqlite import StoredItem
 from . import explore_config, strategy_config
+from .completion import complete
 from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
 from .exploration import ExploreBudget, ExploreSettings, eligible, place
 from .features import FeatureLayout, align, candidate_features
@@ -91,6 +92,11 @@ class LTRConfig:
     #: query-dependent fusion: each run's weight scaled by its query-performance prediction
     #: (:func:`fusion.committed_weights`); False fuses with the plan's weights as they are
     committed: bool = True
+    #: score completion: the other runs' candidates scored by the lexical strategy (BM25F, :mod:`.completion`),
+    #: so a dense-only hit holding the query's words gets their credit; off by default: on the judged sets it
+    #: gains on some query kinds and loses a little on others, and it turned a tie into a wrong first hit on a
+    #: small catalog (docs/benchmarks.md, "Score completion"); False: absent from a run scores 0 there
+    complete: bool = False
     explore: str = "unanswered"  # which queries' plans may explore: "always", "unanswered" or "never"
     popularity_weight: float = 0.0
     rank_depth: int = 50
@@ -541,11 +547,13 @@ class Pipeline:
         *,
         backfill: bool = True,
         committed: bool | None = None,
+        completed: bool = True,
     ) -> Candidates:
         """The plan's runs: the relevance strategies' fused, the exploring strategies' set apart. When the
         relevance strategies found fewer than ``k`` items (and ``backfill``), dense search fills the list up
         (within the budget, fused at half weight). With ``committed`` (default: the config's), each run's
-        weight is scaled by its query-performance prediction (:meth:`fusion_weights`)."""
+        weight is scaled by its query-performance prediction (:meth:`fusion_weights`); with ``completed``, missing
+        scores are completed (:meth:`fuse`)."""
         query = prepared.query
         runs = self.retrieve(prepared, plan, vector, cached)
         relevance = {name: hits for name, hits in runs.items() if not self._explores(name)}
@@ -553,14 +561,14 @@ class Pipeline:
         if plan.source == "tuned" and self.tuned is not None:
             return self._tuned_candidates(prepared, plan, vector, runs, relevance)
         weights = self.fusion_weights(relevance, planned, committed)
-        fused = fuse(self.config.fusion, relevance, weights)
+        fused = self.fuse(relevance, weights, query, vector, completed)
         if backfill and len(fused) < query.k:
             dense = next((a for a in prepared.available if self._family(a) == "dense" and a not in runs), None)
             room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
             if dense is not None and room > 0:  # candidates drawn stay within the budget
                 runs[dense] = relevance[dense] = self.run(dense, query, room, vector)
                 weights = self.fusion_weights(relevance, {**planned, dense: 0.5}, committed)
-                fused = fuse(self.config.fusion, relevance, weights)
+                fused = self.fuse(relevance, weights, query, vector, completed)
         used = {name: w for name, w in weights.items() if len(relevance[name])}  # the scale of the fused scores
         return Candidates(runs, fused, self._explored(runs), used)
 
@@ -587,13 +595,29 @@ class Pipeline:
         if configuration is None:  # a plan made without its fallback: every run, equally
             configuration = Configuration(tuple((n, 1.0) for n in relevance), committed=False)
         weights = configuration.apply(relevance)
-        fused = fuse(self.config.fusion, {n: relevance[n] for n in weights}, weights)
+        # not completed: the model's gains were measured on runs fused as they are (:func:`.selftune.all_gains`)
+        fused = self.fuse({n: relevance[n] for n in weights}, weights, prepared.query, vector, completed=False)
         left = {n: hits for n, hits in relevance.items() if n not in weights and len(hits)}
         if len(fused) < prepared.query.k and left:
             have = {h.id for h in fused}
             fused += [replace(h, score=0.0) for h in fuse(self.config.fusion, left) if h.id not in have]
         used = {n: w for n, w in weights.items() if len(relevance[n])}
         return Candidates(runs, fused, self._explored(runs), used, configuration.to_dict())
+
+    def fuse(
+        self,
+        runs: Mapping[str, Hits],
+        weights: Mapping[str, float],
+        query: Query,
+        vector: np.ndarray | None,
+        completed: bool = True,
+    ) -> list[FusedHit]:
+        """The runs fused with ``weights`` by the configured method, each candidate's missing scores completed
+        by the runs' strategies (:mod:`.completion`) when ``completed`` and ``config.complete``."""
+        filled = None
+        if completed and self.config.complete:
+            filled = complete(self.strategies, runs, query, vector, self.engine.find_row)
+        return fuse(self.config.fusion, runs, weights, filled)
 
     def fusion_weights(
         self, runs: Mapping[str, Hits], planned: Mapping[str, float], committed: bool | None = None
@@ -870,7 +894,7 @@ class Pipeline:
         exploration's items placed as the floor's are."""
         prepared = self.prepare(query, vector=vector)
         plan = equal_plan(prepared.available, prepared.available, self.config.budget)
-        found = self.candidates(prepared, plan, vector, backfill=False, committed=False)
+        found = self.candidates(prepared, plan, vector, backfill=False, committed=False, completed=False)
         shown = place(found.fused, found.explored, top=self.exploration.top, every=2, limit=query.k)
         scores = shown_scores(shown, self.config.fusion, found.weights)
         details = self.explain(prepared, plan, found, shown, scores, None, "fused order")

@@ -4,8 +4,9 @@ A hit's *relevance* is its fused score divided by the best fused score possible,
 every run fused (see :func:`relevance`):
 
 - ``convex-minmax`` (the default fusion): the weighted mean, over the runs fused, of the item's min-max
-  normalised score in each (0 in a run that did not return it). 1: first in every run; 0: last in, or
-  absent from, every run.
+  normalised score in each (0 in a run that did not return it; with ``LTRConfig.complete`` the lexical run is
+  scaled from half its last hit's BM25F and scores the other runs' candidates too: :mod:`.completion`). 1:
+  first in every run; 0: last in, or absent from, every run (and, completed, holding no query term).
 - ``rrf``: ``Σ w / (k + rank)`` over ``Σ w / (k + 1)``.
 - ``convex-zscore``: the logistic of the weighted mean z-score (0.5: an average candidate).
 

@@ -22,7 +22,6 @@ from ..records import Query
 from ..stale import clear as clear_stale
 from .extension import pipeline
 from .features import candidate_features
-from .fusion import fuse
 from .pipeline import Pipeline
 from .policy import Allocation, Plan
 from .ranker import LambdaRanker, estimate_propensities
@@ -67,7 +66,7 @@ def replay(
             plan = pipe.plan(prepared)
         vector = pipe.engine.encode_query(query)
         runs = pipe.retrieve(prepared, plan, vector)
-        fused = {h.id: h for h in fuse(pipe.config.fusion, runs, pipe.fusion_weights(runs, plan.weights()))}
+        fused = {h.id: h for h in pipe.fuse(runs, pipe.fusion_weights(runs, plan.weights()), query, vector)}
         shown = [(p + 1, i) for p, i in enumerate(imp.shown) if i in fused]
         if not shown:
             continue

@@ -35,6 +35,18 @@ class BatchStrategy(Strategy, Protocol):
     def retrieve_many(self, requests: Sequence[Request]) -> list[Hits]: ...
 
 
+@runtime_checkable
+class ScoringStrategy(Strategy, Protocol):
+    """A strategy that can also score given items as its runs score them, on a scale where 0 means no
+    evidence at all (BM25F: no query term) and its runs hold the best scores (score completion,
+    :mod:`xmodal.ltr.completion`): ``score_rows(query, rows, vector=...)`` returns one raw score per row, or
+    None when it cannot score this query."""
+
+    def score_rows(
+        self, query: Query, rows: Sequence[int], *, vector: np.ndarray | None = None
+    ) -> np.ndarray | None: ...
+
+
 def allowed_rows(engine: EngineView, query: Query) -> set[int] | None:
     """The rows that satisfy the query's filters, or None when it has none."""
     rows = engine.match_rows(query.filters)

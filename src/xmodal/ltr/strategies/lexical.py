@@ -9,6 +9,7 @@ nothing to load when a process starts, nothing to write when it closes, nothing 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,6 +55,16 @@ class LexicalStrategy:
             for row in scores:
                 pop = self.popularity.get(self.engine.find_id(row) or "", 0.0)
                 scores[row] += self.popularity_weight * math.log1p(pop)
+        return scores
+
+    def score_rows(self, query: Query, rows: Sequence[int], *, vector: np.ndarray | None = None) -> np.ndarray | None:
+        """BM25F (+ prior) of each row, as :meth:`retrieve` scores it (0 for a row with no query term)."""
+        scores = np.asarray(self.index.score_rows(stems(query.text or ""), rows), dtype=np.float64)
+        if self._prior():
+            for i, row in enumerate(rows):
+                if scores[i] > 0:
+                    pop = self.popularity.get(self.engine.find_id(row) or "", 0.0)
+                    scores[i] += self.popularity_weight * math.log1p(pop)
         return scores
 
     def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
