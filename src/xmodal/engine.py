@@ -712,7 +712,7 @@ class Engine:
         if not screen and safe is None:
             return fetched
         screened = self._extensions.screen_items(fetched.items, current_caller(), _checked_safe(safe))
-        if not screened.withheld and all(a is b for a, b in zip(screened.items, fetched.items, strict=True)):
+        if screened.unchanged(fetched.items):
             return fetched
         vectors = tuple(fetched.vectors[j] for j in screened.kept) if fetched.vectors is not None else None
         withheld = {item_id: f["category"] for item_id, f in screened.withheld.items()}
@@ -737,9 +737,7 @@ class Engine:
         safe = _checked_safe(safe)
         page = self._collection.scroll(filters, limit=limit, cursor=cursor, with_vectors=with_vectors, strict=strict)
         screened = self._extensions.screen_items(page.items, current_caller(), safe)
-        if len(screened.kept) == len(page.items) and all(
-            a is b for a, b in zip(screened.items, page.items, strict=True)
-        ):
+        if screened.unchanged(page.items):
             return page
         vectors = tuple(page.vectors[j] for j in screened.kept) if page.vectors is not None else None
         return Page(screened.items, page.next_cursor, vectors, screened.counts())
@@ -767,11 +765,10 @@ class Engine:
         def batches() -> Iterator[list[StoredItem]]:
             read = self._collection.iterate(filters, batch=EXPORT_BATCH, with_vectors=with_vectors, strict=strict)
             for batch in read:
-                screened = self._extensions.screen_items([s.item for s in batch], caller, safe)
+                items = [s.item for s in batch]
+                screened = self._extensions.screen_items(items, caller, safe)
                 withheld.update(screened.counts())
-                if len(screened.kept) == len(batch) and all(
-                    a is b.item for a, b in zip(screened.items, batch, strict=True)
-                ):
+                if screened.unchanged(items):
                     yield batch
                 else:
                     yield [replace(batch[j], item=item) for j, item in zip(screened.kept, screened.items, strict=True)]

@@ -30,6 +30,10 @@ class Screened:
     flags: Mapping[str, list[Finding]] = field(default_factory=dict)
     withheld: Mapping[str, Finding] = field(default_factory=dict)
 
+    def unchanged(self, items: Sequence[Item]) -> bool:
+        """True when the screens kept every one of ``items`` as it was (nothing withheld, nothing redacted)."""
+        return len(self.items) == len(items) and all(a is b for a, b in zip(self.items, items, strict=True))
+
     def counts(self) -> dict[str, int]:
         """The items withheld, by category."""
         return dict(sorted(Counter(f["category"] for f in self.withheld.values()).items()))
