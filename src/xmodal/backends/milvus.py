@@ -257,6 +257,16 @@ class MilvusBackend:
         self.kinds()
 
     def _check_shared_schema(self) -> None:
+        dim = self._existing_dim()
+        if dim != self._dim:
+            raise ConfigError(
+                f"the shared Milvus collection {self.collection!r} holds vectors of dimension {dim}, this index "
+                f"has {self._dim}: give the milvus backend another collection= name"
+            )
+
+    def _existing_dim(self) -> int:
+        """The vector dimension of the existing collection, once its schema is known to be ours (another
+        schema is a :class:`ConfigError`)."""
         info = self._call("describe_collection", self.client.describe_collection, self.collection)
         fields = {f["name"]: f for f in info.get("fields", [])}
         if info.get("description") != DESCRIPTION or set(fields) != {"pk", "row", "kind", FIELD, "vector"}:
@@ -264,12 +274,7 @@ class MilvusBackend:
                 f"Milvus collection {self.collection!r} at {self.uri} exists with another schema (fields "
                 f"{', '.join(sorted(fields))}): drop it, or give the milvus backend another collection= name"
             )
-        dim = int(fields["vector"].get("params", {}).get("dim", -1))
-        if dim != self._dim:
-            raise ConfigError(
-                f"the shared Milvus collection {self.collection!r} holds vectors of dimension {dim}, this index "
-                f"has {self._dim}: give the milvus backend another collection= name"
-            )
+        return int(fields["vector"].get("params", {}).get("dim", -1))
 
     def _read_marker(self) -> int:
         """The shared progress: the store change every change up to which is in the collection."""
@@ -314,14 +319,7 @@ class MilvusBackend:
         """An existing collection: ours with this dimension and index is kept — emptied when ``drop_ours`` (no
         valid checkpoint, so its rows are not trusted): cleared in place when small (no reload), dropped
         when large; ours with another dimension or index is dropped (made again); another schema is refused."""
-        info = self._call("describe_collection", self.client.describe_collection, self.collection)
-        fields = {f["name"]: f for f in info.get("fields", [])}
-        if info.get("description") != DESCRIPTION or set(fields) != {"pk", "row", "kind", FIELD, "vector"}:
-            raise ConfigError(
-                f"Milvus collection {self.collection!r} at {self.uri} exists with another schema (fields "
-                f"{', '.join(sorted(fields))}): drop it, or give the milvus backend another collection= name"
-            )
-        dim = int(fields["vector"].get("params", {}).get("dim", -1))
+        dim = self._existing_dim()
         try:
             self._verify_index()
             same_index = True
