@@ -32,6 +32,12 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     eng.close()
 
 
+def write_guards_policy(index: Path, policy: str) -> None:
+    """Write ``policy`` (TOML) as the guards policy of the index folder ``index`` (made if missing)."""
+    (index / "guards").mkdir(parents=True, exist_ok=True)
+    (index / "guards" / "policy.toml").write_text(policy)
+
+
 def text_items(n: int, prefix: str = "t") -> list[Item]:
     colors = ["red", "green", "blue", "black"]
     return [

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import write_guards_policy
 from xmodal import Engine, Item
 from xmodal.cli import main
 from xmodal.encoders import HashingEncoder
@@ -35,8 +36,7 @@ SHOWN = ["lamp", "sofa"]
 
 def build(path: Path, policy: str | None = POLICY) -> Path:
     if policy is not None:
-        (path / "guards").mkdir(parents=True, exist_ok=True)
-        (path / "guards" / "policy.toml").write_text(policy)
+        write_guards_policy(path, policy)
     with Engine.open(path, encoder=HashingEncoder(), index="exact") as engine:
         engine.add(
             [
@@ -105,8 +105,7 @@ def test_the_safe_level_applies_to_reads(tmp_path: Path) -> None:
 def test_pii_is_redacted_in_reads(tmp_path: Path) -> None:
     pytest.importorskip("presidio_analyzer")
     path = tmp_path / "idx"
-    (path / "guards").mkdir(parents=True)
-    (path / "guards" / "policy.toml").write_text('[default]\npii = "block"\n')
+    write_guards_policy(path, '[default]\npii = "block"\n')
     with Engine.open(path, encoder=HashingEncoder(), index="exact") as engine:
         engine.add([Item.create("contact", title="Order help", text=CONTACT)])
         assert "jennifer" not in engine.get("contact", screen=True).text.lower()

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.conftest import write_guards_policy
 from xmodal import Engine, Item
 from xmodal.cli import main
 from xmodal.encoders import HashingEncoder
@@ -119,8 +120,7 @@ def test_screening_follows_the_policy_and_the_safe_level() -> None:
 
 
 def build(path: Path, policy: str, image: Path) -> None:
-    (path / "guards").mkdir(parents=True, exist_ok=True)
-    (path / "guards" / "policy.toml").write_text(policy)
+    write_guards_policy(path, policy)
     with Engine.open(path, encoder=HashingEncoder(), index="exact") as engine:
         engine.add(
             [

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import write_guards_policy
 from tests.provenance_certs import ISSUER, make_chain
 from xmodal import Engine, Item
 from xmodal.cli import main
@@ -33,8 +34,7 @@ def picture(seed: int, fmt: str = "PNG") -> bytes:
 
 
 def build(path: Path, policy: str, files: dict[str, Path]) -> None:
-    (path / "guards").mkdir(parents=True, exist_ok=True)
-    (path / "guards" / "policy.toml").write_text(policy)
+    write_guards_policy(path, policy)
     with Engine.open(path, encoder=HashingEncoder(), index="exact") as engine:
         engine.add([Item.create(name, title=f"picture {name}", image=str(f)) for name, f in files.items()])
         engine.add([Item.create("note", title="picture note", text="a note without an image")])
@@ -102,7 +102,7 @@ def test_readings_shown_everywhere_and_ai_filter(
     assert json.loads(capsys.readouterr().out)["guard"]["provenance"]["c2pa"]["issuer"] == ISSUER
 
     # the filter: a deployment (or one API key) that blocks ai_generated never sees the generated image
-    (tmp_path / "idx" / "guards" / "policy.toml").write_text('[default]\nai_generated = "block"\n')
+    write_guards_policy(tmp_path / "idx", '[default]\nai_generated = "block"\n')
     with Engine.open(tmp_path / "idx") as engine:
         ids = {h for h, _ in engine.search("picture", k=10).hits}
         assert ids == {"shot", "plain", "broken", "note"}
