@@ -32,6 +32,11 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     eng.close()
 
 
+#: the test Milvus servers' settings: no interim IVF index on growing segments (a search answers the same
+#: before and after a flush seals them), and a 50 ms time tick
+MILVUS_SETTINGS = {"queryNode.segcore.interimIndex.enableIndex": False, "proxy.timeTickInterval": 50}
+
+
 def write_guards_policy(index: Path, policy: str) -> None:
     """Write ``policy`` (TOML) as the guards policy of the index folder ``index`` (made if missing)."""
     (index / "guards").mkdir(parents=True, exist_ok=True)
@@ -62,9 +67,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pytest.importorskip("pymilvus", reason="the milvus backend needs pymilvus: pip install 'xmodal[milvus]'")
     from xmodal.backends.milvus_server import LocalMilvus
 
-    # no interim IVF index on growing segments: a search answers the same before and after a flush seals them
-    settings = {"queryNode.segcore.interimIndex.enableIndex": False, "proxy.timeTickInterval": 50}
-    server = LocalMilvus(tmp_path_factory.mktemp("milvus"), settings=settings).start()
+    server = LocalMilvus(tmp_path_factory.mktemp("milvus"), settings=MILVUS_SETTINGS).start()
     try:
         yield server
     finally:

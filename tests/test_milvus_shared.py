@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import MILVUS_SETTINGS
 from xmodal import Engine, Item
 
 pytest.importorskip("pymilvus", reason="the milvus backend needs pymilvus: pip install 'xmodal[milvus]'")
@@ -26,8 +27,7 @@ def restartable_milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any
     """A Milvus server of this module's own (the tests restart it), on ports a restart keeps."""
     from xmodal.backends.milvus_server import LocalMilvus
 
-    settings = {"queryNode.segcore.interimIndex.enableIndex": False, "proxy.timeTickInterval": 50}
-    server = LocalMilvus(tmp_path_factory.mktemp("milvus-shared"), settings=settings).start()
+    server = LocalMilvus(tmp_path_factory.mktemp("milvus-shared"), settings=MILVUS_SETTINGS).start()
     try:
         yield server
     finally:
