@@ -181,3 +181,26 @@ def test_rest_client_mcp_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "withheld by the guards (not written): 1 document_injection, 1 toxicity" in capsys.readouterr().out
     assert main(["--index", str(index), "export", str(tmp_path / "key.jsonl"), "--as-key", "exporter", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["items"] == 4
+
+
+def test_vector_search_and_the_integrations_reads_are_screened(tmp_path: Path) -> None:
+    """A search with the caller's own vector (engine, REST ``/search`` by vector) and the LangChain and
+    LlamaIndex stores' reads (their shared :class:`DocumentIndex`) leave withheld items out, as a text search
+    does; the export key still sees them."""
+    from xmodal.integrations.documents import DocumentIndex
+
+    with Engine.open(build(tmp_path / "idx")) as engine:
+        vector = engine.vectors("rude")["text"]
+        ids = [i.id for i in engine.search_by_vector(vector, k=4).items]
+        assert "rude" not in ids and "evil" not in ids and set(ids) == set(SHOWN)
+        many = engine.search_by_vectors([vector, engine.vectors("evil")["text"]], k=4)
+        assert all({i.id for i in r.items} == set(SHOWN) for r in many)
+        with as_caller("exporter"):
+            assert engine.search_by_vector(vector, k=1).items[0].id == "rude"
+
+        documents = DocumentIndex(engine=engine)
+        assert [i.id for i in documents.get(["rude", "lamp", "evil", "nope", "lamp"])] == ["lamp"]
+        assert [i.id for i in documents.matching({})] == SHOWN
+        assert {f.item.id for f in documents.search(vector, k=4)} == set(SHOWN)
+        with as_caller("exporter"):
+            assert [i.id for i in documents.matching({})] == ["lamp", "rude", "evil", "sofa"]

@@ -311,13 +311,15 @@ class SearchPath:
         collection = self._p.collection
         vecs = query_vectors(vectors, self._p.backend.dim)
         found = self.search_vectors(vecs, k=k + offset, target=target, filters=filters, strict=strict)
-        results = []
+        caller, results = current_caller(), []
         for vec, hits in zip(vecs, found, strict=True):
             hits, items = skip(*self.items_for(hits), offset)
             page = collection.next_page(vector_scope(vec, target, filters, strict), offset, k, len(hits))
+            hits, items, flags = self._p.screen_hits(hits, items, caller, None)  # the guards, as for a search
             hit_vecs = collection.hit_vectors(hits, target) if with_vectors else None
             took = (time.perf_counter() - start) * 1000
-            results.append(SearchResult(hits, items, took, 0.0, vectors=hit_vecs, next_cursor=page))
+            result = SearchResult(hits, items, took, 0.0, vectors=hit_vecs, next_cursor=page, flags=flags or None)
+            results.append(result)
         return results
 
     # -- shared steps ----------------------------------------------------------------------------

@@ -13,6 +13,9 @@ and queries. An index folder that exists is opened with its own settings.
 **Scores.** A hit's score is the cosine similarity of the query and the item's vector, in [-1, 1];
 :func:`relevance` maps it to [0, 1] as ``(1 + cosine) / 2`` (0: opposite, 0.5: unrelated, 1: the same
 direction). Queries are normalised here, so a caller's unnormalised query vector scores as its direction.
+
+**Guards.** Reads are screened as xmodal's own API screens them: hits as a search's hits, ``get`` as a batch
+get, listings as scroll pages (under the caller's guards policy: :func:`~xmodal.extension.as_caller`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..collection import MAX_PAGE
 from ..encoders import Encoder
 from ..encoders.caller import CallerEncoder
 from ..engine import Engine
@@ -194,24 +198,27 @@ class DocumentIndex:
         return vector, found, result.vectors or ()
 
     def get(self, ids: Sequence[str]) -> list[Item]:
-        """The items of ``ids`` that exist, in that order, each once."""
+        """The items of ``ids`` that exist, in that order, each once, as the guards let the caller see them (as
+        :meth:`Engine.get_many <xmodal.Engine.get_many>` screens them: a withheld item is left out)."""
         engine = self.peek()
         if engine is None:
             return []
-        rows = [row for row in (engine.find_row(i) for i in dict.fromkeys(ids)) if row is not None]
-        found = engine.items_of(rows)
-        return [found[row].item for row in rows if row in found]
+        return list(engine.get_many(list(dict.fromkeys(ids)), screen=True).items)
 
     def matching(self, filters: Mapping[str, Any]) -> list[Item]:
-        """Every item ``filters`` match (every item for none), in the order they were added."""
+        """Every item ``filters`` match (every item for none), in the order they were added, as the guards let
+        the caller see them (the pages of :meth:`Engine.scroll <xmodal.Engine.scroll>`)."""
         engine = self.peek()
         if engine is None:
             return []
-        engine.refresh(extensions=False)
-        rows = engine.match_rows(filters) if filters else None
-        rows = engine.all_rows() if rows is None else rows
-        found = engine.items_of(sorted(int(r) for r in rows))
-        return [stored.item for _, stored in sorted(found.items())]
+        items: list[Item] = []
+        cursor: str | None = None
+        while True:
+            page = engine.scroll(filters or None, limit=MAX_PAGE, cursor=cursor)
+            items += page.items
+            if page.next_cursor is None:
+                return items
+            cursor = page.next_cursor
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete items by id (missing ones ignored); how many existed."""
