@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,37 @@ def test_over_http_it_needs_the_write_scope_and_the_config_names_the_folder(engi
         assert added["added"] == ["r"]
     with pytest.raises(ConfigError, match="mcp_media_folder must be an absolute folder path"):
         ServeConfig.from_dict({"mcp_media_folder": "uploads"})
+
+
+def test_over_http_every_write_runs_on_the_servers_writer_thread(
+    engine: Engine, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MCP writes queue behind REST's on the server's one writer thread (group commits, no write straddling a
+    reindex switch), never on the tool call's own thread; over stdio there is none: they run at once."""
+    threads: list[tuple[str, str]] = []
+    for name in ("add", "delete", "delete_where", "update_attributes"):
+        method = getattr(engine, name)
+
+        def spy(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
+            threads.append((_name, threading.current_thread().name))
+            return _method(*args, **kwargs)
+
+        monkeypatch.setattr(engine, name, spy)
+    keys = (ApiKey(WRITER, frozenset({"read", "write"})),)
+    config = ServeConfig(keys=keys, log_requests=False, mcp_media_folder=str(folder))
+    auth = {"Authorization": f"Bearer {WRITER}"}
+    items = {"items": [{"id": "r", "title": "red", "image_path": "red.png"}, {"id": "t", "title": "tea"}]}
+    with serve_in_thread(create_app(engine, config)) as url:
+        assert structured(call(f"{url}/mcp", "add_items", items, auth))["added"] == ["r", "t"]
+        update = {"id": "t", "attributes": {"shelf": 2}}
+        assert structured(call(f"{url}/mcp", "update_attributes", update, auth))["item"]["data"]["attributes"] == {
+            "shelf": 2
+        }
+        assert structured(call(f"{url}/mcp", "delete_where", {"filters": {"shelf": 2}}, auth))["deleted"] == 1
+        gone = structured(call(f"{url}/mcp", "delete_items", {"ids": ["r", "x"]}, auth))
+        assert gone == {"deleted": 1, "not_found": ["x"]}
+    assert [n for n, _ in threads] == ["add", "update_attributes", "delete_where", "delete"]
+    assert {t for _, t in threads} == {"xmodal-writer"}
+    threads.clear()
+    assert structured(call(build_mcp(engine), "add_items", {"items": [{"id": "s", "title": "sofa"}]}))["added"] == ["s"]
+    assert [n for n, _ in threads] == ["add"] and threads[0][1] != "xmodal-writer"  # no writer thread here

@@ -228,9 +228,13 @@ def _mcp_servers(served: Served) -> dict[str, tuple[Any, ServerState]]:
     out: dict[str, tuple[Any, ServerState]] = {}
     folder = served.limits.config.mcp_media_folder  # add_items reads files by path only in there
     if served.default is not None:
-        out["/mcp"] = (build_mcp(served.default.current, limits=served.limits, media_folder=folder), served.default)
+        default = served.default
+        out["/mcp"] = (
+            build_mcp(default.current, limits=served.limits, media_folder=folder, write=default.write_waiting),
+            default,
+        )
     for name, state in served.named.items():
-        mcp_server = build_mcp(state.current, limits=served.limits, media_folder=folder)
+        mcp_server = build_mcp(state.current, limits=served.limits, media_folder=folder, write=state.write_waiting)
         mcp_server.middleware.append(prefix_tools(name))
         out[f"/indexes/{name}/mcp"] = (mcp_server, state)
     return out

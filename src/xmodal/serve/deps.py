@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -28,6 +28,8 @@ from .metrics import Metrics
 from .policy import Limits
 from .thumbs import ThumbnailCache
 from .writer import WriteQueue
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -60,6 +62,12 @@ class ServerState:
     async def write(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the single writer thread; returns once it has committed."""
         return await asyncio.wrap_future(self.writer.submit(fn))
+
+    def write_waiting(self, fn: Callable[[], T]) -> T:
+        """:meth:`write` for code off the event loop (MCP tools over HTTP): ``fn`` on the writer thread, this
+        thread waiting until it has committed (a full queue: :class:`~.writer.QueueFull`)."""
+        result: T = self.writer.submit(fn).result()
+        return result
 
     async def log(self, fn: Callable[[], str]) -> str:
         """Log a search's impression with ``fn`` (``Engine.log_impression``: the query id) on the writer

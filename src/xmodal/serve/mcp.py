@@ -33,7 +33,7 @@ from .config import ServeConfig
 from .echo import clip, clip_message
 from .mcp_add import add_add_tools
 from .mcp_batch import add_batch_tools
-from .mcp_collection import add_collection_tools
+from .mcp_collection import Write, add_collection_tools
 from .mcp_tasks import add_task_tools
 from .policy import MAX_K as POLICY_MAX_K
 from .policy import Limits, current_caller
@@ -139,12 +139,16 @@ def build_mcp(
     allow_paths: bool = False,
     limits: Limits | None = None,
     media_folder: str | Path | None = None,
+    write: Write | None = None,
 ) -> Any:
     """An ``MCPServer`` whose tools call ``engine``: an engine, or what hands out the one to use at the time of
     each call (a server's :meth:`~xmodal.serve.deps.ServerState.current`, which a reindex switch moves to the
     reopened engine). ``allow_paths``: accept local image paths (stdio only).
     ``limits``: the server's limits (text, image, k, rate by cost); default: those of a default config.
-    ``media_folder``: the folder ``add_items`` takes files from by path (None: base64 only; :mod:`.mcp_add`)."""
+    ``media_folder``: the folder ``add_items`` takes files from by path (None: base64 only; :mod:`.mcp_add`).
+    ``write``: how the tools that write (add, delete, update) run their write — a server's
+    :meth:`~xmodal.serve.deps.ServerState.write_waiting`, so they queue behind REST's writes on its one writer
+    thread and no write straddles a reindex switch; default: here, at once (stdio)."""
     try:
         from mcp.server.mcpserver import MCPServer
     except ImportError as exc:
@@ -263,10 +267,12 @@ def build_mcp(
 
         return limits.work(caller, lambda: _hits(run()), image=False)
 
-    add_collection_tools(server, current, limits, NOTICE, fenced, _clear_errors)
+    write = write if write is not None else _at_once
+    add_collection_tools(server, current, limits, NOTICE, fenced, _clear_errors, write)
     add_task_tools(server, current, limits, NOTICE, _clear_errors)
     add_batch_tools(server, current, limits, NOTICE, _hits, _clear_errors)
-    add_add_tools(server, current, limits, _clear_errors, Path(media_folder) if media_folder is not None else None)
+    folder = Path(media_folder) if media_folder is not None else None
+    add_add_tools(server, current, limits, _clear_errors, folder, write)
 
     @server.resource("xmodal://items/{item_id}/image")
     def item_image(item_id: str) -> bytes:
@@ -285,6 +291,11 @@ def build_mcp(
             raise ResourceNotFoundError(clip_message(str(exc))) from None
 
     return server
+
+
+def _at_once(fn: Callable[[], Any]) -> Any:
+    """A write run here and now (stdio and in-process servers: no writer thread to queue on)."""
+    return fn()
 
 
 def _fixed(engine: Engine) -> Callable[[], Engine]:

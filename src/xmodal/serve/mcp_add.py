@@ -31,7 +31,7 @@ from ..errors import ValidationError, XmodalError
 from ..ingest.prepare import AddReport, Rejection
 from ..records import Item
 from ..splitters import split_bytes
-from .mcp_collection import _check_write
+from .mcp_collection import Write, _check_write
 from .policy import Limits, current_caller
 
 if TYPE_CHECKING:
@@ -108,8 +108,9 @@ def add_add_tools(
     limits: Limits,
     clear_errors: Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]],
     folder: Path | None,
+    write: Write,
 ) -> None:
-    """Register ``add_items`` (see the module's docstring) on ``server``."""
+    """Register ``add_items`` (see the module's docstring) on ``server``; the add goes through ``write``."""
 
     @server.tool()
     @clear_errors
@@ -139,7 +140,7 @@ def add_add_tools(
             except XmodalError as exc:
                 report.rejected.append(Rejection(str(where), str(exc)))
         if built:
-            report.merge(limits.work(caller, lambda: current().add(built), image=False))
+            report.merge(write(lambda: current().add(built)))
         return {
             "added": report.added,
             "rejected": [{"where": r.where, "reason": r.reason} for r in report.rejected],

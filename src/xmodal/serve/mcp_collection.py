@@ -3,7 +3,8 @@
 
 Items come back in the fenced view of :func:`xmodal.serve.mcp.fenced` (catalog text under ``data``). A write
 tool over HTTP needs an API key with the ``write`` scope (the key that opened the MCP session); over stdio the
-local user owns the index and may write.
+local user owns the index and may write. A write runs through the server's ``write`` (:data:`Write`): over HTTP
+on the one writer thread REST's writes queue on.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 MAX_IDS = 100  # ids an agent may name in one call, items it gets in one page
 
+#: How a write tool runs its write: ``write(fn)`` runs ``fn`` (on a server's writer thread) and returns its result
+Write = Callable[[Callable[[], Any]], Any]
+
 
 def add_collection_tools(
     server: MCPServer,
@@ -33,9 +37,10 @@ def add_collection_tools(
     notice: str,
     fenced: Callable[[dict[str, Any]], dict[str, Any]],
     clear_errors: Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]],
+    write: Write,
 ) -> None:
     """Register the collection tools on ``server`` (an ``MCPServer``), calling ``current()``: the engine
-    the server holds at the time of each call (a reindex switch swaps it)."""
+    the server holds at the time of each call (a reindex switch swaps it); writes go through ``write``."""
 
     def run(fn: Callable[[], Any], size: int) -> Any:
         caller = current_caller.get()
@@ -95,10 +100,15 @@ def add_collection_tools(
         feedback log keeps their ids unless ``purge_feedback``; the admin audit log records the caller."""
         _check_ids(ids)
         _check_write()
-        engine = current()
-        missing = engine.get_many(ids).missing
-        with acting_as(_actor()):
-            deleted = engine.delete(ids, purge_feedback=purge_feedback)
+        actor = _actor()
+
+        def delete() -> tuple[int, tuple[str, ...]]:
+            engine = current()
+            missing = engine.get_many(ids).missing
+            with acting_as(actor):  # the admin audit log records the caller
+                return engine.delete(ids, purge_feedback=purge_feedback), missing
+
+        deleted, missing = write(delete)
         return {"deleted": deleted, "not_found": list(missing)}
 
     @server.tool()
@@ -107,8 +117,13 @@ def add_collection_tools(
         """Delete every catalog item that matches ``filters`` (the language of ``search``; not empty: this tool
         never deletes everything). Needs the write scope. ``count`` with the same filters says how many first."""
         _check_write()
-        with acting_as(_actor()):
-            return {"deleted": current().delete_where(filters, strict=strict)}
+        actor = _actor()
+
+        def delete() -> int:
+            with acting_as(actor):
+                return current().delete_where(filters, strict=strict)
+
+        return {"deleted": write(delete)}
 
     @server.tool()
     @clear_errors
@@ -116,7 +131,8 @@ def add_collection_tools(
         """Set a catalog item's attributes (merged over the old ones; ``merge`` false: replacing them) without
         encoding it again. Needs the write scope. Returns the updated item."""
         _check_write()
-        return {"notice": notice, "item": fenced(item_view(current().update_attributes(id, attributes, merge=merge)))}
+        item = write(lambda: current().update_attributes(id, attributes, merge=merge))
+        return {"notice": notice, "item": fenced(item_view(item))}
 
 
 def _check_ids(ids: object) -> None:

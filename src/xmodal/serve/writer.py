@@ -20,6 +20,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import XmodalError
+
 _STOP = object()
 MAX_GROUP = 64
 
@@ -32,8 +34,9 @@ class Failed:
     error: BaseException
 
 
-class QueueFull(Exception):
-    """The write queue is full: the client should retry later (503)."""
+class QueueFull(XmodalError):
+    """The write queue is full (or the server is stopping): the client should retry later (REST 503; an MCP tool
+    error with this message)."""
 
 
 @dataclass(slots=True)
