@@ -253,9 +253,9 @@ def image_cost(n_images: int, encoder: str, policy: str = "", rounds: int = 2) -
                         start = time.perf_counter()
                         engine.search(q, mode="dense", k=10)
                         lat[label].append((time.perf_counter() - start) * 1000)
-            scores = [on.item_guard(i.id) for i in items]
+            kept = [on.extension("guards").results.entry(i.id) for i in items]  # every scored image is kept
             results_alone = _screen_hits_ms(on, queries)
-    nsfw = sorted(s["content"]["nsfw"] for s in scores if s and s["content"].get("nsfw") is not None)
+    nsfw = sorted(e.nsfw for e in kept if e is not None and e.nsfw is not None)
     p50 = {k: statistics.median(v) for k, v in lat.items()}
     return {
         "images": len(items),

