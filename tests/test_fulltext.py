@@ -63,10 +63,10 @@ def test_a_failed_transaction_leaves_neither_item_nor_terms(store: SQLiteStore) 
 
 
 def test_a_failing_index_write_rolls_the_item_back(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: FullText, row: int, title: str, text: str) -> None:
+    def broken(self: FullText, rows: Any) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(FullText, "put", broken)
+    monkeypatch.setattr(FullText, "put_many", broken)  # the store writes each batch's full-text rows at once
     with pytest.raises(RuntimeError):
         _put(store, Item.create("a", title="linen towel"))
     monkeypatch.undo()
@@ -98,6 +98,18 @@ def test_stemming_joins_word_forms(store: SQLiteStore) -> None:
     assert _ids(store, "running shoes") == ["shoe"]
     assert _ids(store, "Walks") == ["other"]
     assert terms("Generalizations, CAFÉ!") == ["general", "cafe"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
+def test_ascii_text_is_tokenized_as_the_folding_path_would(text: str) -> None:
+    """ASCII text skips the accent folding (NFKD leaves it unchanged): the tokens are the same."""
+    import unicodedata
+
+    from xmodal.store.analysis import _WORD, tokens
+
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    assert tokens(text) == _WORD.findall(folded)
 
 
 def test_title_is_weighted_above_body(store: SQLiteStore) -> None:

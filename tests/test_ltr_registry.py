@@ -36,6 +36,21 @@ def shop(tmp_path: Path) -> Iterator[Engine]:
         yield engine
 
 
+def test_a_dense_strategy_is_available_while_its_kind_has_vectors(tmp_path: Path) -> None:
+    """The per-query availability check keeps a yes until the engine applies another change: a delete of
+    every item makes the dense arm unavailable at once, and the first add makes it available at once."""
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(products(4))
+        pipe = pipeline(engine)
+        query = Query(text="red boots")
+        assert "dense:text" in pipe.prepare(query).available
+        assert "dense:text" in pipe.prepare(query).available  # the kept answer
+        engine.delete([f"p{i}" for i in range(4)])
+        assert "dense:text" not in pipe.prepare(query).available
+        engine.add(products(2))
+        assert "dense:text" in pipe.prepare(query).available
+
+
 def test_default_strategies_build_in_todays_order_with_specs(shop: Engine) -> None:
     pipe = pipeline(shop)
     assert pipe.strategy_names == DEFAULT_STRATEGIES

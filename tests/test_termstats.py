@@ -1,6 +1,6 @@
-"""The full-text index's document frequencies and totals held in memory equal what SQLite answers, through
-adds, replacements, deletes, a rolled-back write and another connection's writes, before, during and after
-the background pass that reads the whole vocabulary."""
+"""The full-text index's document frequencies, totals and rows' stored terms held in memory equal what SQLite
+answers, through adds, replacements, deletes, a rolled-back write and another connection's writes, before,
+during and after the background pass that reads the whole vocabulary (and the rows' terms)."""
 
 from __future__ import annotations
 
@@ -30,12 +30,26 @@ def _truth(store: SQLiteStore) -> tuple[tuple[int, int, int], dict[str, int]]:
     return (int(docs), int(title), int(body)), df
 
 
+def _texts_truth(store: SQLiteStore) -> dict[int, tuple[str, str]]:
+    """Each indexed row's stored (title, body) terms, read on a connection of its own."""
+    db = sqlite3.connect(store.path)
+    texts = {int(r): (str(t), str(b)) for r, t, b in db.execute("SELECT rowid, title, body FROM fulltext")}
+    db.close()
+    return texts
+
+
 def _check(store: SQLiteStore, probe: list[str]) -> None:
-    """Every held answer (for the index's terms and for terms in no item) equals the database's."""
+    """Every held answer (for the index's terms and for terms in no item, for every row and for rows that
+    are not indexed) equals the database's."""
     totals, df = _truth(store)
     held_totals, held = store.fulltext.stats.lookup([*df, *probe])
     assert held_totals == totals
     assert held == {t: df.get(t, 0) for t in [*df, *probe]}
+    texts = _texts_truth(store)
+    rows = list(range(max(texts, default=0) + 3))
+    stats = store.fulltext.stats
+    assert stats.texts(rows, store.fulltext._read_texts) == texts
+    assert stats.texts(rows[::-1], store.fulltext._read_texts) == texts  # again: what was kept is right
     for text in ("amber dune", "glacier iris kelp", "nectar zzz"):
         query = terms(text)
         assert store.fulltext.known_fraction(query) == sum(df.get(t, 0) > 0 for t in query) / len(query)
@@ -50,6 +64,7 @@ def _wait_complete(store: SQLiteStore) -> None:
     if loader is not None:
         loader.join(10)
     assert store.fulltext.stats.complete()
+    assert store.fulltext.stats._texts_complete  # the rows' terms came with the vocabulary
 
 
 @pytest.fixture
@@ -152,3 +167,26 @@ def test_a_vocabulary_over_the_limit_stays_on_disk(store: SQLiteStore, monkeypat
     loader.join(10)
     assert not store.fulltext.stats.complete()
     _check(store, ["zebra"])
+
+
+def test_rows_over_the_limit_are_read_on_demand(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index of more items than MAX_ROWS: the pass reads the vocabulary but not the rows' terms, which are
+    read per search and kept (at most MAX_ROWS of them), and stay right through writes."""
+    monkeypatch.setattr(termstats, "MAX_ROWS", 4)
+    rng = random.Random(13)
+    store.put([(_item(rng, f"i{i}"), {}) for i in range(10)])
+    stats = store.fulltext.stats
+    stats.lookup(["amber"])
+    loader = stats._loader
+    assert loader is not None
+    loader.join(10)
+    assert stats.complete() and not stats._texts_complete
+    _check(store, [])
+    assert len(stats._texts) <= 4
+    a, b = sorted(_texts_truth(store))[:2]
+    first = store.get_rows([a, b])  # rows held, then rewritten by this store: the new terms are read
+    stats.texts([a, b], store.fulltext._read_texts)
+    store.put([(Item.create(first[a].item.id, title="quartzite", text="basalt"), {})])
+    _check(store, [])
+    store.delete([first[b].item.id])
+    _check(store, [])

@@ -26,6 +26,8 @@ _LOCAL = threading.local()
 
 def tokens(text: str) -> list[str]:
     """Lower-cased, accent-folded word tokens."""
+    if text.isascii():  # nothing to fold (NFKD leaves ASCII as it is): the common case, at a fraction of the cost
+        return _WORD.findall(text.lower())
     folded = unicodedata.normalize("NFKD", text.lower())
     folded = "".join(c for c in folded if not unicodedata.combining(c))
     return _WORD.findall(folded)

@@ -160,24 +160,42 @@ class FullText:
 
     def put(self, row: int, title: str, text: str) -> None:
         """Index (or re-index) one row's title and body."""
-        self.remove(row)
-        title_terms, body_terms = terms(title), terms(text)
+        self.put_many([(row, title, text)])
+
+    def put_many(self, rows: Sequence[tuple[int, str, str]]) -> None:
+        """:meth:`put` for each (row, title, text), written by a few statements for the whole batch (a row given
+        twice is indexed as its last)."""
+        latest = {row: (title, text) for row, title, text in rows}
+        if not latest:
+            return
+        ordered = list(latest)
+        for start in range(0, len(ordered), 500):  # rows indexed already (replacements) lose their old terms
+            chunk = ordered[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for (row,) in self._db.execute(f"SELECT row FROM fulltext_sizes WHERE row IN ({marks})", chunk).fetchall():
+                self.remove(int(row))
+        written: list[tuple[int, str, str]] = []
+        sizes: list[tuple[int, int, int]] = []
+        for row, (title, text) in latest.items():
+            title_terms, body_terms = terms(title), terms(text)
+            stored = (" ".join(title_terms), " ".join(body_terms))
+            written.append((row, *stored))
+            sizes.append((row, len(title_terms), len(body_terms)))
+            self.stats.added(title_terms, body_terms)
+            self.stats.touched(row, stored)
+        self._db.executemany("INSERT INTO fulltext (rowid, title, body) VALUES (?, ?, ?)", written)
+        self._db.executemany("INSERT INTO fulltext_sizes VALUES (?, ?, ?)", sizes)
         self._db.execute(
-            "INSERT INTO fulltext (rowid, title, body) VALUES (?, ?, ?)",
-            (row, " ".join(title_terms), " ".join(body_terms)),
+            "UPDATE fulltext_totals SET docs = docs + ?, title = title + ?, body = body + ?",
+            (len(sizes), sum(s[1] for s in sizes), sum(s[2] for s in sizes)),
         )
-        self._db.execute("INSERT INTO fulltext_sizes VALUES (?, ?, ?)", (row, len(title_terms), len(body_terms)))
-        self._db.execute(
-            "UPDATE fulltext_totals SET docs = docs + 1, title = title + ?, body = body + ?",
-            (len(title_terms), len(body_terms)),
-        )
-        self.stats.added(title_terms, body_terms)
 
     def remove(self, row: int) -> None:
         """Drop one row from the index (nothing happens when it is not there)."""
         found = self._db.execute("SELECT title, body FROM fulltext_sizes WHERE row = ?", (row,)).fetchone()
         if found is None:
             return
+        self.stats.touched(row, None)
         old = ("", "")
         if self.stats.tracking():  # the terms it had: their document frequencies drop
             old = self._db.execute("SELECT c0, c1 FROM fulltext_content WHERE id = ?", (row,)).fetchone() or old
@@ -242,16 +260,7 @@ class FullText:
         row's stored terms (for a few rows, not one term's whole posting list)."""
         avg_title, avg_body = fields
         out = np.zeros(len(rows))
-        wanted = sorted({r for r in rows if r >= 0})
-        texts: dict[int, tuple[str, str]] = {}
-        with self._reading() as db:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                # FTS5's own content table (``<table>_content``, columns c0, c1), read by its primary key:
-                # a plain B-tree lookup, half the cost of the same read through the virtual table
-                sql = f"SELECT id, c0, c1 FROM fulltext_content WHERE id IN ({marks})"
-                texts.update((int(r), (t, b)) for r, t, b in db.execute(sql, chunk))
+        texts = self.stats.texts(rows, self._read_texts)  # held in memory once read (:mod:`.termstats`)
         (w_title, w_body), k1, b = self.weights, self.k1, self.b
         weighted = list(idf.items())
         for i, row in enumerate(rows):
@@ -267,6 +276,19 @@ class FullText:
                     tf = w_title * in_title / norm_title + w_body * in_body / norm_body
                     total += weight * tf / (k1 + tf)
             out[i] = total
+        return out
+
+    def _read_texts(self, rows: Sequence[int]) -> list[tuple[int, str, str]]:
+        """(row, title terms, body terms) of each row that is indexed, read from the store."""
+        out: list[tuple[int, str, str]] = []
+        with self._reading() as db:
+            for start in range(0, len(rows), 500):
+                chunk = list(rows[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                # FTS5's own content table (``<table>_content``, columns c0, c1), read by its primary key:
+                # a plain B-tree lookup, half the cost of the same read through the virtual table
+                sql = f"SELECT id, c0, c1 FROM fulltext_content WHERE id IN ({marks})"
+                out.extend((int(r), str(t or ""), str(b or "")) for r, t, b in db.execute(sql, chunk))
         return out
 
     def _top_skipping_frequent(self, query_terms: Sequence[str], depth: int) -> list[tuple[int, float]]:

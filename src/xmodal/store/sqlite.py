@@ -332,8 +332,11 @@ class SQLiteStore:
             try:
                 self.fulltext.begin()
                 self._check_epoch()
+                texts = []
                 for item, vectors in entries:
                     rows.append(self._put_one(item, vectors))
+                    texts.append((rows[-1], item.title, item.text))
+                self.fulltext.put_many(texts)  # the batch's full-text rows in a few statements
                 self._commit()
             except BaseException:
                 self._rollback()
@@ -388,7 +391,6 @@ class SQLiteStore:
                 for kind, vec in vectors.items()
             ],
         )
-        self.fulltext.put(row, item.title, item.text)
         self._db.execute("INSERT INTO changes (row, op) VALUES (?, 'put')", (row,))
         return row
 

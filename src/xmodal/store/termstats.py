@@ -20,6 +20,12 @@ Kept exact under writes:
 - the background pass reads in one read transaction that starts with the change log's position; the
   commits of this store made while it read are replayed on top of it when it ends, and it is discarded
   when anything else was written meanwhile.
+
+It also holds each row's stored terms (:meth:`TermStats.texts`: what the ranker's BM25F of a search's
+candidates and the lexical strategy's frequent terms count in), under the same rules: read on demand and
+kept, then all of them by the same background pass (up to :data:`MAX_ROWS` items; a larger index keeps at
+most that many read on demand); a row this store writes takes its new terms when the transaction commits,
+another connection's item writes drop them all, and a read that overlapped a commit is not kept.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ CHUNK = 5000
 MAX_TERMS = 1_000_000
 #: after the held figures were dropped, a new background pass starts no sooner than this after the last one
 RELOAD_AFTER_S = 5.0
+#: rows whose stored terms are held (:meth:`TermStats.texts`, ≈ 250 bytes a row): a larger index is not read
+#: whole by the background pass, and what was read on demand is dropped when it would hold more
+MAX_ROWS = 250_000
 
 _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM changes"
 Totals = tuple[int, int, int]  # (items, title terms, body terms)
@@ -47,12 +56,13 @@ Totals = tuple[int, int, int]  # (items, title terms, body terms)
 class _Delta:
     """One write transaction's effect: per term the change in document frequency, and the totals'."""
 
-    __slots__ = ("base", "df", "end", "totals")
+    __slots__ = ("base", "df", "end", "rows", "totals")
 
     def __init__(self, base: int) -> None:
         self.base, self.end = base, base
         self.df: dict[str, int] = {}
         self.totals = [0, 0, 0]
+        self.rows: dict[int, tuple[str, str] | None] = {}  # row -> the stored terms it wrote (None: dropped)
 
     def row(self, title: Sequence[str], body: Sequence[str], sign: int) -> None:
         df = self.df
@@ -90,6 +100,8 @@ class TermStats:
         self._loaded_at = -RELOAD_AFTER_S
         self._too_large = False
         self._stop = threading.Event()
+        self._texts: dict[int, tuple[str, str]] = {}  # row -> its stored (title, body) terms, space-joined
+        self._texts_complete = False  # _texts holds every indexed row (absent: not indexed)
 
     # -- reads --------------------------------------------------------------------------------------
     def lookup(self, terms: Iterable[str], *, totals: bool = True) -> tuple[Totals | None, dict[str, int]]:
@@ -127,6 +139,30 @@ class TermStats:
             self._fresh()
             return self._complete
 
+    def texts(
+        self, rows: Iterable[int], read: Callable[[Sequence[int]], Iterable[tuple[int, str, str]]]
+    ) -> dict[int, tuple[str, str]]:
+        """The stored (title, body) terms of each row that has them, space-joined; the rows not held are read
+        by ``read(rows)`` (yielding (row, title, body); run outside the lock) and kept for the next search
+        unless a commit came in between."""
+        with self._lock:
+            self._fresh()
+            gen, held, complete = self._gen, self._texts, self._texts_complete
+            found = {row: text for row in rows if (text := held.get(row)) is not None}
+            missing = [] if complete else sorted({row for row in rows if row >= 0 and row not in found})
+        if not complete:
+            self._start()
+        if not missing:
+            return found
+        read_now = {int(r): (str(t or ""), str(b or "")) for r, t, b in read(missing)}
+        found.update(read_now)
+        with self._lock:
+            if self._gen == gen and not self._texts_complete:
+                if len(self._texts) + len(read_now) > MAX_ROWS:
+                    self._texts = {}
+                self._texts.update(read_now)
+        return found
+
     def _data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
@@ -147,6 +183,7 @@ class TermStats:
 
     def _forget(self, seq: int) -> None:
         self._df, self._complete, self._totals = {}, False, None
+        self._texts, self._texts_complete = {}, False
         self._seq = seq
         self._gen += 1
         self._epoch += 1
@@ -171,6 +208,14 @@ class TermStats:
         else:
             self._txn.row(title, body, 1)
 
+    def touched(self, row: int, text: tuple[str, str] | None) -> None:
+        """The open transaction writes ``row``'s stored (title, body) terms, space-joined (None: drops them);
+        what is held of the row takes them when it commits."""
+        if self._txn is None:
+            self._forget(self._seq)
+        else:
+            self._txn.rows[row] = text
+
     def removed(self, title: Sequence[str], body: Sequence[str]) -> None:
         """A row was dropped from the index in the open transaction (the terms it had)."""
         if self._txn is None:
@@ -188,7 +233,7 @@ class TermStats:
         txn, self._txn = self._txn, None
         if txn is None:
             return
-        if not txn.df and txn.end == txn.base:
+        if not txn.df and txn.end == txn.base and not txn.rows:
             return
         self._apply(txn)
         self._seq = txn.end
@@ -200,6 +245,12 @@ class TermStats:
         self._txn = None
 
     def _apply(self, txn: _Delta) -> None:
+        texts = self._texts
+        for row, text in txn.rows.items():
+            if text is None:
+                texts.pop(row, None)
+            elif self._texts_complete or row in texts:
+                texts[row] = text
         df, complete = self._df, self._complete
         for term, change in txn.df.items():
             if term in df:
@@ -238,20 +289,23 @@ class TermStats:
             replay, self._replay = self._replay, None
             if read is None or replay is None or epoch != self._epoch:
                 return
-            at, totals, df = read
+            at, totals, df, texts = read
             # the commits after the pass's snapshot, in order; it reflects one of their starting points or
             # the position now, else something it did not see (another connection's write) came between
             todo = [txn for txn in replay if txn.end > at]
             if at != self._seq and (not todo or todo[0].base != at):
                 return
             self._df, self._totals, self._complete = df, totals, True
+            if texts is not None:
+                self._texts, self._texts_complete = texts, True
             for txn in todo:
                 self._apply(txn)
             self._gen += 1
 
-    def _read_all(self) -> tuple[int, Totals, dict[str, int]] | None:
-        """(change-log position, totals, every term's document frequency) read in one snapshot; None when
-        stopped or the vocabulary is over :data:`MAX_TERMS`."""
+    def _read_all(self) -> tuple[int, Totals, dict[str, int], dict[int, tuple[str, str]] | None] | None:
+        """(change-log position, totals, every term's document frequency, every row's stored terms) read in
+        one snapshot; None when stopped or the vocabulary is over :data:`MAX_TERMS`; the rows' terms None for
+        an index of over :data:`MAX_ROWS` items."""
         with self._reading() as db:
             db.execute("BEGIN")
             try:
@@ -267,10 +321,18 @@ class TermStats:
                         self._too_large = True
                         log.info("the full-text vocabulary has over %d terms: read per query", MAX_TERMS)
                         return None
+                texts: dict[int, tuple[str, str]] | None = None
+                if docs <= MAX_ROWS:
+                    texts = {}
+                    cursor = db.execute("SELECT id, c0, c1 FROM fulltext_content")
+                    while rows := cursor.fetchmany(CHUNK):
+                        if self._stop.is_set():
+                            return None
+                        texts.update((int(r), (str(t or ""), str(b or ""))) for r, t, b in rows)
             finally:
                 if db.in_transaction:
                     db.execute("COMMIT")  # read-only: ending it is all
-        return at, (int(docs), int(title), int(body)), df
+        return at, (int(docs), int(title), int(body)), df, texts
 
     def close(self) -> None:
         """Stop the background pass (it finishes the chunk it is reading)."""

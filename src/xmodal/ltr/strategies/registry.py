@@ -102,6 +102,7 @@ class StrategyContext:
     feedback: FeedbackStore | None = None
     folder: Path | None = None
     seed: int = 0
+    _has: dict[str, int] = field(default_factory=dict, repr=False, compare=False)  # kind -> applied_seq seen
 
     def vector_count(self, kind: str) -> int:
         """How many vectors of ``kind`` the index holds (0 for a kind it has never seen)."""
@@ -110,6 +111,20 @@ class StrategyContext:
             return int(count(kind))
         except (KeyError, ValueError):
             return 0
+
+    def has_vectors(self, kind: str) -> bool:
+        """Whether the index holds vectors of ``kind`` (a dense strategy's availability, asked per query). A
+        yes is kept until the engine applies another change (its ``applied_seq`` moves with every write it
+        applies, its own or another process's), so most searches take no engine lock for it; a no is asked
+        again each time (a kind whose first vectors are being applied is never missed)."""
+        applied = getattr(self.engine, "applied_seq", None)
+        seq = applied() if callable(applied) else None
+        if seq is not None and self._has.get(kind) == seq:
+            return True
+        found = self.vector_count(kind) > 0
+        if found and isinstance(seq, int):
+            self._has[kind] = seq
+        return found
 
     def candidate_kinds(self) -> list[str]:
         """Vector kinds to look for: the built-in ones, then any other the engine lists (when it can)."""
@@ -226,7 +241,7 @@ def _dense(ctx: StrategyContext) -> Iterator[Built]:
         strategy = DenseStrategy(ctx.engine, kind)
 
         def has_vectors(probe: Probe, kind: str = kind) -> bool:
-            return ctx.vector_count(kind) > 0
+            return ctx.has_vectors(kind)
 
         yield Built(StrategySpec(strategy.name, "dense", kind=kind, when=has_vectors), strategy)
 

@@ -100,9 +100,11 @@ class QueryUnderstanding:
             else:
                 i += 1
         for j, key in enumerate(keys):
-            if not used[j] and len(words[j]) >= 5 and not words[j].isdigit() and self._misspelled(words[j]):
+            word = words[j]
+            if not used[j] and len(word) >= 5 and not word.isdigit() and not is_english_word(word):
+                # the catalog's text is asked last, only for a word one edit from a value (most are not)
                 fuzzy = self._typo_match(key)
-                if fuzzy is not None:
+                if fuzzy is not None and self._misspelled(word):
                     _add(slots, vocab[(fuzzy,)])
                     used[j] = True
         rest = " ".join(w for w, u in zip(words, used, strict=True) if not u)
