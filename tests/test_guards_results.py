@@ -19,7 +19,7 @@ from tests.conftest import write_guards_policy
 from xmodal import Engine, Item
 from xmodal.cli import main
 from xmodal.encoders import HashingEncoder
-from xmodal.errors import ValidationError
+from xmodal.errors import ConfigError, ValidationError
 from xmodal.guards import nsfw, pii, toxicity
 from xmodal.guards.classifier import ModelError
 from xmodal.guards.policy import Policy, parse
@@ -125,6 +125,38 @@ def test_the_shortcut_pii_path_finds_what_presidios_own_batch_finds_on_real_text
     assert {"EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "IP_ADDRESS", "CREDIT_CARD", "IBAN_CODE"} <= shapes
     skipped = [t for t in texts if not pii.PATTERN_CHARS.search(t)]
     assert len(skipped) > len(texts) // 2  # most real text never reaches Presidio's recognizers
+
+
+def test_pii_lowercase_names_off_skips_only_text_without_a_capital_or_a_pattern_character(tmp_path: Path) -> None:
+    """``pii_lowercase_names = false``: the same spans wherever a text has a capital letter or a digit/@/:,
+    none elsewhere (a name in lower case is missed); the setting is parsed, and turning it back on rescans."""
+    pytest.importorskip("presidio_analyzer")
+    import random
+
+    from xmodal.guards import corpora
+
+    detector = pii.shared()
+    texts = random.Random(5).sample(corpora.wordnet_glosses(limit=3000), 120) + list(PII_SHAPES)
+    texts += ["a novel by William Faulkner", "shaggy rugs"]
+    full, quick = detector.find_many(texts), detector.find_many(texts, lowercase_names=False)
+    read = [t.lower() != t or pii.PATTERN_CHARS.search(t) is not None for t in texts]
+    assert [q for q, r in zip(quick, read, strict=True) if r] == [f for f, r in zip(full, read, strict=True) if r]
+    assert all(q == [] for q, r in zip(quick, read, strict=True) if not r)
+    assert 0 < sum(read) < len(texts) // 2  # most glosses have neither, so most are never parsed
+    faulkner = {"a novel by william faulkner": "", "a novel by William Faulkner": ""}
+    for text in faulkner:
+        faulkner[text] = ",".join(s.entity for s in quick[texts.index(text)])
+    assert faulkner == {"a novel by william faulkner": "", "a novel by William Faulkner": "PERSON"}
+
+    policy = parse({"default": {"pii": "block"}, "settings": {"pii_lowercase_names": False}}, "test")
+    assert policy.pii_lowercase_names is False and policy.to_dict()["pii_lowercase_names"] is False
+    with pytest.raises(ConfigError, match="pii_lowercase_names: must be true or false"):
+        parse({"settings": {"pii_lowercase_names": "no"}}, "test")
+    guard = ResultGuard(policy)
+    guard._dirty = True
+    guard.save_state(tmp_path, 7)
+    assert ResultGuard(policy).load_state(tmp_path) == 7
+    assert ResultGuard(parse({"default": {"pii": "block"}}, "test")).load_state(tmp_path) == 0  # names now: rescan
 
 
 def test_nsfw_batches_side_by_side_score_as_one_image_at_a_time() -> None:

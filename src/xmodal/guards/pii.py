@@ -123,45 +123,58 @@ class PiiDetector:
         """The personal data in ``text`` (its first :data:`MAX_CHARS` characters), overlaps merged."""
         return self.find_many([text])[0]
 
-    def find_many(self, texts: Sequence[str]) -> list[list[Span]]:
+    def find_many(self, texts: Sequence[str], lowercase_names: bool = True) -> list[list[Span]]:
         """:meth:`find` of each text, the spaCy pipeline run on them as one batch.
 
         The same spans as Presidio's own batch analysis (:meth:`find_many_presidio`, tested), with its work cut
         to what can find something: spaCy's NER runs on every text, and Presidio's analysis (its recognizers and
         the context words it derives from the parse) only on a text where the NER found a name or a pattern
         recognizer could match (:data:`PATTERN_CHARS`); any other text has no personal data.
+
+        ``lowercase_names=False`` (the policy's ``pii_lowercase_names = false``) also skips the NER on a text
+        with neither a capital letter nor a pattern character: names written all in lower case ("william
+        faulkner") are then missed, and so are the NER's misreadings of lower-case words as names ("shaggy
+        rugs"); most catalog text has no capital past its first word, so most of it is then never parsed.
         """
-        if not self._shortcut:
-            return self.find_many_presidio(texts)
         todo = [(i, t[:MAX_CHARS]) for i, t in enumerate(texts) if t.strip()]
+        if not lowercase_names:
+            todo = [(i, t) for i, t in todo if t.lower() != t or PATTERN_CHARS.search(t) is not None]
         out: list[list[Span]] = [[] for _ in texts]
         if not todo:
             return out
-        with self._lock:  # spaCy's pipeline is not meant to be shared by threads
-            docs = list(self._pipeline.pipe([t for _, t in todo], batch_size=BATCH))
-            for (i, text), doc in zip(todo, docs, strict=True):
-                if PATTERN_CHARS.search(text) is None and not any(e.label_ in self._name_labels for e in doc.ents):
-                    continue
-                artifacts = self._nlp_engine._doc_to_nlp_artifact(doc, "en")
-                found = self._analyzer.analyze(
-                    text=text, language="en", entities=list(ENTITIES), nlp_artifacts=artifacts
-                )
-                out[i] = _merged(found)
+        found = self._analyze([t for _, t in todo]) if self._shortcut else self._analyze_presidio([t for _, t in todo])
+        for (i, _), spans in zip(todo, found, strict=True):
+            out[i] = spans
         return out
 
     def find_many_presidio(self, texts: Sequence[str]) -> list[list[Span]]:
         """:meth:`find` of each text by Presidio's batch analyzer as it is (every recognizer on every text)."""
         todo = [(i, t[:MAX_CHARS]) for i, t in enumerate(texts) if t.strip()]
         out: list[list[Span]] = [[] for _ in texts]
-        if not todo:
-            return out
-        with self._lock:  # spaCy's pipeline is not meant to be shared by threads
-            found = self._batch.analyze_iterator(
-                [t for _, t in todo], language="en", entities=list(ENTITIES), batch_size=64
-            )
-        for (i, _), results in zip(todo, found, strict=True):
-            out[i] = _merged(results)
+        for (i, _), spans in zip(todo, self._analyze_presidio([t for _, t in todo]), strict=True):
+            out[i] = spans
         return out
+
+    def _analyze(self, texts: list[str]) -> list[list[Span]]:
+        out: list[list[Span]] = [[] for _ in texts]
+        with self._lock:  # spaCy's pipeline is not meant to be shared by threads
+            for j, doc in enumerate(self._pipeline.pipe(texts, batch_size=BATCH)):
+                text = texts[j]
+                if PATTERN_CHARS.search(text) is None and not any(e.label_ in self._name_labels for e in doc.ents):
+                    continue
+                artifacts = self._nlp_engine._doc_to_nlp_artifact(doc, "en")
+                found = self._analyzer.analyze(
+                    text=text, language="en", entities=list(ENTITIES), nlp_artifacts=artifacts
+                )
+                out[j] = _merged(found)
+        return out
+
+    def _analyze_presidio(self, texts: list[str]) -> list[list[Span]]:
+        if not texts:
+            return []
+        with self._lock:  # spaCy's pipeline is not meant to be shared by threads
+            found = self._batch.analyze_iterator(texts, language="en", entities=list(ENTITIES), batch_size=64)
+        return [_merged(results) for results in found]
 
 
 def _name_labels(nlp: Any) -> frozenset[str]:

@@ -21,6 +21,8 @@ A policy file is TOML::
     watermark_models = "/path/to/folder"    # RivaGAN's ONNX files (default: the ones invisible-watermark ships)
     c2pa_trust_anchors = "/path/to/anchors.pem"  # signers under these roots read as "trusted"
     safe_off = true           # a query's safe="off" lifts nsfw/toxicity blocks (false: it lifts only flags)
+    pii_lowercase_names = true  # with pii on, look for names in text without a capital letter too (false:
+                                # spaCy skips such text — a faster ingest; names written in lower case are missed)
 
 It is read from ``$XMODAL_GUARDS_POLICY`` or, failing that, ``<index>/guards/policy.toml``; an unknown
 category, action or setting is a :class:`~xmodal.errors.ConfigError` naming the file, the table and the fix.
@@ -89,6 +91,7 @@ SETTINGS: dict[str, type] = {
     "watermark_models": str,
     "c2pa_trust_anchors": str,
     "safe_off": bool,
+    "pii_lowercase_names": bool,
 }
 ENV = "XMODAL_GUARDS_POLICY"
 
@@ -117,6 +120,8 @@ class Policy:
     c2pa_trust_anchors: str | None = None  # a PEM file of root certificates whose signers read as "trusted"
     #: whether a query's ``safe="off"`` may lift this policy's ``block`` of nsfw and toxicity (False: only flags)
     safe_off: bool = True
+    #: with ``pii`` on, run spaCy's NER on text with no capital letter too (False: skip it; :mod:`.pii`)
+    pii_lowercase_names: bool = True
 
     def actions(self, caller: str | None) -> Mapping[str, str]:
         """The actions for ``caller`` (an API key's name; None or unknown: the deployment's)."""
@@ -133,6 +138,7 @@ class Policy:
             "watermark_check": self.watermark_check,
             "watermark_payload": f"{self.watermark_payload:08x}",
             "safe_off": self.safe_off,
+            "pii_lowercase_names": self.pii_lowercase_names,
         }
 
 
@@ -189,6 +195,7 @@ def parse(data: Mapping[str, Any], source: str) -> Policy:
         settings.get("watermark_models"),
         settings.get("c2pa_trust_anchors"),
         bool(settings.get("safe_off", True)),
+        bool(settings.get("pii_lowercase_names", True)),
     )
 
 

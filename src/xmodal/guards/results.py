@@ -137,6 +137,12 @@ class ResultGuard:
             if self.pii_on and not data.get("pii_on"):
                 log.info("guards: PII scanning is on since %s was written; every item is scanned", folder / STATE)
                 return 0
+            if self.pii_on and self.policy.pii_lowercase_names and not data.get("pii_lowercase_names", True):
+                log.info(
+                    "guards: names in lower case are looked for since %s was written; every item is scanned",
+                    folder / STATE,
+                )
+                return 0
             entries = {int(r): Entry.of(v) for r, v in data["rows"].items()}
         except FileNotFoundError:
             return 0
@@ -156,6 +162,7 @@ class ResultGuard:
                 "format": STATE_FORMAT,
                 "seq": seq,
                 "pii_on": self.pii_on,
+                "pii_lowercase_names": self.policy.pii_lowercase_names,
                 "rows": {str(r): e.to_dict() for r, e in sorted(self._entries.items())},
             }
             self._dirty = False
@@ -181,7 +188,8 @@ class ResultGuard:
         detector = self._pii_detector() if self.pii_on else None
         if detector is not None:
             fields = [(s.row, name, text) for s in stored for name, text in _item_texts(s.item).items()]
-            for (row, name, _), spans in zip(fields, detector.find_many([t for _, _, t in fields]), strict=True):
+            found = detector.find_many([t for _, _, t in fields], self.policy.pii_lowercase_names)
+            for (row, name, _), spans in zip(fields, found, strict=True):
                 if spans:
                     entries[row].pii[name] = spans
         with self._lock:
