@@ -349,3 +349,21 @@ def test_cli_where_keeps_its_syntax_and_gains_ne_and_filter_json() -> None:
     assert parse_filter_json(['{"a": 1}', '{"or": [{"b": 2}]}']) == {"and": [{"a": 1}, {"or": [{"b": 2}]}]}
     with pytest.raises(ValidationError, match="--filter"):
         parse_filter_json(["{nope"])
+
+
+def test_a_long_membership_list_of_absent_values_is_cheap_and_cached_nowhere() -> None:
+    """Values no row holds are not cached (an anonymous filter of 10,000 made-up values per search would grow
+    the cache without bound); a long list, or an "or", is one union of its parts (the answer is the same)."""
+    table = AttributeTable()
+    for row in range(3000):
+        table.add(row, {"pos": "nvar"[row % 4], "n": row % 50})
+    cached = len(table._cache)
+    absent = [f"pos-{i}" for i in range(10_000)]
+    rows = table.match({"pos": ["n", "v", *absent]})
+    assert rows is not None and rows.tolist() == [r for r in range(3000) if r % 4 in (0, 1)]
+    assert len(table._cache) <= cached + 2  # the two values some row holds, at most
+    assert table.match({"pos": absent}).tolist() == []  # type: ignore[union-attr]
+    assert table.match({"n": {"in": list(range(50))}}).tolist() == list(range(3000))  # type: ignore[union-attr]
+    assert table.match({"or": [{"pos": "a"}, {"n": 7}, {"pos": absent}]}).tolist() == [  # type: ignore[union-attr]
+        r for r in range(3000) if r % 4 == 2 or r % 50 == 7
+    ]

@@ -23,6 +23,7 @@ from .backends import VectorBackend
 from .batch import dense_groups, in_batch, skip
 from .catalog import Catalog
 from .collection import Collection
+from .courtesy import step_aside
 from .cursor import search_scope, vector_scope
 from .encoders import Content, Encoder, kinds_of
 from .errors import ValidationError
@@ -103,8 +104,10 @@ class SearchPath:
         query = Query(text=query, **options) if isinstance(query, str) else query
         query = replace(query, logged=query.logged or log)  # feedback can follow: it may explore
         caller = current_caller()
+        step_aside()  # a background search (an anonymous caller's) lets foreground ones run first: xmodal.courtesy
         with query_base(base_dir):  # the guards read a query image's text: its path is relative to base_dir
             query, screened = self._p.screen_query(query, caller)  # may clean the text or refuse the query
+        step_aside()
         self._p.refresh(extensions=(query.mode or self._p.default_mode()) != DENSE)
         prepared = [self._prepare(query, cursor)]
         run = functools.partial(self._run, log=log, explain=explain, with_vectors=with_vectors, caller=caller)
@@ -174,7 +177,9 @@ class SearchPath:
             return []
         vectors = self.encode_queries([query for query, _ in prepared], base_dir)
         encode_ms = (time.perf_counter() - start) * 1000
+        step_aside()
         found = self._retrieve_many(prepared, vectors)
+        step_aside()
         collection = self._p.collection
         results = []
         for i, ((query, _), (hits, items, details)) in enumerate(zip(prepared, found, strict=True)):
@@ -189,7 +194,10 @@ class SearchPath:
             result = SearchResult(
                 hits, items, took, encode_ms, None, details if explain else None, vecs, page, query.text, flags
             )
-            results.append(replace(result, query_id=self.log_search(query, result, details)) if log else result)
+            if log:
+                step_aside()
+                result = replace(result, query_id=self.log_search(query, result, details))
+            results.append(result)
         return results
 
     def _retrieve_many(self, prepared: Sequence[tuple[Query, Mode | None]], vectors: np.ndarray) -> list[Found]:

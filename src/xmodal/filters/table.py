@@ -67,6 +67,20 @@ def _array(rows: Collection[int]) -> Labels:
     return np.fromiter(sorted(rows), dtype=np.int64, count=len(rows))
 
 
+_NONE: Labels = np.empty(0, dtype=np.int64)
+_NONE.flags.writeable = False  # shared by every lookup of a value no row holds
+
+
+def _union(parts: list[Labels]) -> Labels:
+    """The sorted rows in any of ``parts`` (sorted, unique arrays): one concatenation and one sort, where a
+    pairwise ``np.union1d`` re-sorts the growing result once per part (a 10,000-value list: ~40 ms)."""
+    if not parts:
+        return _NONE
+    if len(parts) == 1:
+        return parts[0]
+    return np.unique(np.concatenate(parts))
+
+
 class AttributeTable:
     """Posting lists of rows per (path, value), numbers per (path, row), shapes per path, and every row."""
 
@@ -237,7 +251,7 @@ class AttributeTable:
             return np.setdiff1d(self._all(), self._eval(node.part), assume_unique=True)
         if isinstance(node, And):
             return self._and(node)
-        return reduce(np.union1d, (self._eval(part) for part in node.parts))
+        return _union([self._eval(part) for part in node.parts])
 
     def _and(self, node: And) -> Labels:
         """Intersect the positive parts first, then take the negated ones away (no complement built)."""
@@ -258,8 +272,7 @@ class AttributeTable:
     def _condition(self, cond: Condition) -> Labels:
         path, op = cond.attribute, cond.op
         if op == "in":
-            parts = [self._value_rows(path, key) for key in cond.values]
-            return parts[0] if len(parts) == 1 else reduce(np.union1d, parts)
+            return _union([self._value_rows(path, key) for key in cond.values])
         if op == "nin":
             inside = self._condition(Condition(path, "in", cond.values))
             return np.setdiff1d(self._path_rows(path, PRESENT), inside, assume_unique=True)
@@ -282,8 +295,10 @@ class AttributeTable:
     def _value_rows(self, path: str, key: ValueKey) -> Labels:
         cached = self._cache.get((path, key))
         if cached is None:
-            cached = _array(self._postings.get(path, {}).get(key, ()))
-            self._cache[(path, key)] = cached
+            rows = self._postings.get(path, {}).get(key)
+            if not rows:  # not cached: a filter's values no row holds would grow the cache without bound
+                return _NONE
+            cached = self._cache[(path, key)] = _array(rows)
         return cached
 
     def _path_rows(self, path: str, which: str) -> Labels:
@@ -331,5 +346,4 @@ class AttributeTable:
             for key in self._postings.get(path, {})
             if key[0] == "s" and needle in (str(key[1]).casefold() if fold else str(key[1]))
         ]
-        parts = [self._value_rows(path, key) for key in keys]
-        return reduce(np.union1d, parts) if parts else np.empty(0, dtype=np.int64)
+        return _union([self._value_rows(path, key) for key in keys])

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..courtesy import step_aside
 from . import classifier as clf
 from . import readings
 from .normalize import bad_encoding, normalize
@@ -90,9 +91,11 @@ class Guard:
             kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(norm.removed.items()))
             found.append(Finding("hidden_text", "stripped", kinds))
         found += scan(norm.text)
+        step_aside()  # between the passes, a background (anonymous) query lets foreground ones run: xmodal.courtesy
         found += readings.scan_query(norm.text, found)  # harmful, PII, availability; de-obfuscated readings
         if norm.hidden_message:
             found += [Finding(f.category, "tag_message:" + f.rule, f.evidence) for f in scan(norm.hidden_message)]
+        step_aside()
         if not any(f.category in (INJECTION, "jailbreak") for f in found):
             found += self._classify(norm.text)
             for reading in readings.classifier_texts(norm.text) if not found else ():

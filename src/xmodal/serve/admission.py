@@ -18,6 +18,10 @@ have the limits the operator gave their keys; an anonymous client address is als
 - **All together**: anonymous addresses as a whole get ``anonymous_total_cpu`` CPU-seconds per second
   and ``anonymous_total_inflight`` searches at once, so many addresses (a botnet) cannot take more than
   one address could multiply; keyed clients keep the rest of the machine.
+- **Behind keyed searches**: an anonymous search runs as background work (:mod:`xmodal.courtesy`): between
+  its stages it waits while a keyed client's search runs (:meth:`Admission.foreground`), up to
+  :data:`~xmodal.courtesy.MAX_WAIT_S` at each, so a keyed search shares the interpreter lock and the cores
+  with at most one stage of it.
 
 Refusals are :class:`~.limits.RateLimited` (REST 429 with ``Retry-After``, an MCP tool error).
 """
@@ -29,8 +33,10 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
+from ..courtesy import Gate
 from .config import ServeConfig
 from .limits import RateLimited
 
@@ -72,6 +78,12 @@ class Admission:
         self._lock = threading.Lock()
         self._inflight: dict[str, int] = {}
         self._accounts: dict[str, CpuAccount] = {}
+        self.gate = Gate()  # anonymous searches step aside for keyed ones
+
+    def foreground(self, keyed: bool) -> AbstractContextManager[None]:
+        """A block of a keyed caller's search (``keyed``): anonymous searches wait at their next stage while it
+        runs. Nothing for an anonymous caller (whose search is background work: :meth:`run`)."""
+        return self.gate.foreground() if keyed else nullcontext()
 
     def _kind(self, client: str) -> str:
         return ALL_ANONYMOUS if client == ALL_ANONYMOUS else "one"
@@ -145,7 +157,8 @@ class Admission:
                 self._inflight[who] = self._inflight.get(who, 0) + 1
         start = time.thread_time()
         try:
-            return fn()
+            with self.gate.background():  # steps aside for keyed searches between its stages
+                return fn()
         finally:
             self.charge(client, time.thread_time() - start)
             with self._lock:

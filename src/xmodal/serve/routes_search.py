@@ -123,6 +123,15 @@ async def search(request: Request, caller: ReadKey) -> SearchResponse:
     state = server(request)
     await state.limits.wait_turn(caller)
     req, image, audio = await parse_search(request, caller)
+    # from here (the body read: a slow upload holds up nobody) a keyed search is foreground: anonymous ones wait
+    with state.limits.admission.foreground(caller.key is not None):
+        return await _search(state, caller, req, image, audio)
+
+
+async def _search(
+    state: ServerState, caller: Principal, req: SearchRequest, image: bytes | None, audio: bytes | None
+) -> SearchResponse:
+    """:func:`search` once its body is read."""
     # size checks (image: its header), cost; the skipped hits of an offset (or a cursor) are charged as hits too
     skipped = req.offset + position_of(req.cursor)
     state.limits.search(caller, text=req.text, image=image, k=min(req.k + skipped, MAX_K))
@@ -223,7 +232,8 @@ async def similar(
         with as_caller(caller.policy_name):  # the guards apply this API key's policy
             return state.engine.similar(item_id, k=k, target=target, safe=safe)
 
-    return search_response(await state.limits.work_async(caller, run, image=False))
+    with state.limits.admission.foreground(caller.key is not None):  # a keyed search: anonymous ones wait
+        return search_response(await state.limits.work_async(caller, run, image=False))
 
 
 @router.get("/facets", response_model=FacetsResponse, responses=responses(401, 403, 429))
