@@ -57,16 +57,17 @@ class ItemMeta:
 
     def _known(self, rows: Sequence[int]) -> tuple[dict[int, tuple[float, str]], list[int]]:
         found: dict[int, tuple[float, str]] = {}
-        missing: list[int] = []
         size = len(self._code)
-        for row in rows:
-            if row < 0:
-                continue
-            code = int(self._code[row]) if row < size else _UNKNOWN
-            if code == _UNKNOWN:
-                missing.append(row)
-            else:
-                found[row] = (float(self._created[row]), self._modalities[code])
+        inside = [row for row in rows if 0 <= row < size]
+        missing = [row for row in rows if row >= size]
+        if inside:  # one gather per array (an element read from NumPy one at a time costs more than the search)
+            at = np.fromiter(inside, dtype=np.int64, count=len(inside))
+            modalities = self._modalities
+            for row, code, created in zip(inside, self._code[at].tolist(), self._created[at].tolist(), strict=True):
+                if code == _UNKNOWN:
+                    missing.append(row)
+                else:
+                    found[row] = (created, modalities[code])
         return found, missing
 
     # -- keeping in step --------------------------------------------------------------------------

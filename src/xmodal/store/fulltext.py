@@ -257,10 +257,12 @@ class FullText:
     # -- internals -----------------------------------------------------------------------------
     def _score_texts(self, idf: dict[str, float], fields: tuple[float, float], rows: Sequence[int]) -> np.ndarray:
         """BM25F of the rows for the terms of ``idf`` (``fields``: the average field lengths), counted in each
-        row's stored terms (for a few rows, not one term's whole posting list)."""
+        row's stored terms (for a few rows, not one term's whole posting list); ``idf`` comes from
+        :meth:`_stats` just before."""
         avg_title, avg_body = fields
         out = np.zeros(len(rows))
-        texts = self.stats.texts(rows, self._read_texts)  # held in memory once read (:mod:`.termstats`)
+        # held in memory once read (:mod:`.termstats`); both callers looked the terms up just before
+        texts = self.stats.texts(rows, self._read_texts, checked=True)
         (w_title, w_body), k1, b = self.weights, self.k1, self.b
         weighted = list(idf.items())
         for i, row in enumerate(rows):

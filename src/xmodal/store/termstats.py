@@ -140,13 +140,19 @@ class TermStats:
             return self._complete
 
     def texts(
-        self, rows: Iterable[int], read: Callable[[Sequence[int]], Iterable[tuple[int, str, str]]]
+        self,
+        rows: Iterable[int],
+        read: Callable[[Sequence[int]], Iterable[tuple[int, str, str]]],
+        *,
+        checked: bool = False,
     ) -> dict[int, tuple[str, str]]:
         """The stored (title, body) terms of each row that has them, space-joined; the rows not held are read
         by ``read(rows)`` (yielding (row, title, body); run outside the lock) and kept for the next search
-        unless a commit came in between."""
+        unless a commit came in between. ``checked``: the caller has just looked the query's terms up
+        (:meth:`lookup` checked for other connections' writes then; not checked again)."""
         with self._lock:
-            self._fresh()
+            if not checked:
+                self._fresh()
             gen, held, complete = self._gen, self._texts, self._texts_complete
             found = {row: text for row in rows if (text := held.get(row)) is not None}
             missing = [] if complete else sorted({row for row in rows if row >= 0 and row not in found})
