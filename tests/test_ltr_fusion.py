@@ -103,6 +103,29 @@ def test_a_dense_hit_that_matches_the_query_words_gets_their_credit_when_complet
     assert z["x"] == pytest.approx(float(z_score(np.array([10.0, 7.0, 4.0, 0.0, 3.9, 0.0]))[0]))
 
 
+def test_views_of_one_family_count_once_by_an_items_best_view() -> None:
+    # the dense search of three vector kinds: "pic" has an image (in all three runs), "word" a text vector only
+    text = Hits.of(["word", "pic", "other"], [0.9, 0.8, 0.1], "dense:text")
+    image = Hits.of(["pic", "other"], [0.6, 0.2], "dense:image")
+    combined = Hits.of(["pic", "other"], [0.7, 0.3], "dense:combined")
+    lexical = Hits.of(["pic", "word", "other"], [5.0, 5.0, 1.0], "lexical")
+    runs = {"dense:text": text, "dense:image": image, "dense:combined": combined, "lexical": lexical}
+    families = {"dense:text": "dense", "dense:image": "dense", "dense:combined": "dense"}
+    summed = {h.id: h.score for h in convex(runs)}
+    assert summed["pic"] > summed["word"]  # summed, three views outvote one just by being three runs
+    best = {h.id: h.score for h in convex(runs, families=families)}
+    # by its best view: word is first in dense:text (1.0), pic first in image and combined (1.0): a tie plus lexical
+    assert best["word"] == pytest.approx(1.0 + 1.0) and best["pic"] == pytest.approx(1.0 + 1.0)
+    assert best["other"] == pytest.approx(0.0)
+    weighted = {h.id: h.score for h in convex(runs, {"dense:image": 0.2, "dense:combined": 0.4}, families=families)}
+    # weights apply before the best is taken: pic's best weighted view is dense:text (6/8 of the way up)
+    assert weighted["pic"] == pytest.approx(1.0 + 0.7 / 0.8) and weighted["word"] == pytest.approx(2.0)
+    # rank fusion ignores families; a family of one run is that run
+    assert fuse("rrf", runs, None, None, families) == fuse("rrf", runs)
+    alone = {"dense:text": text, "lexical": lexical}
+    assert convex(alone, families={"dense:text": "dense"}) == convex(alone)
+
+
 def test_unknown_fusion_is_a_clear_error() -> None:
     with pytest.raises(ValidationError, match="rrf"):
         fuse("borda", {})

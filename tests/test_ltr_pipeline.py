@@ -195,3 +195,52 @@ def test_exploration_without_slots_stays_the_floor_of_a_failing_query(shop: Engi
     explored = [i + 1 for i, p in enumerate(result.hits.provenance) if names_of(p) == ("explore",)]
     assert explored and set(explored) <= {4, 6, 8, 10}  # every second position from 4
     shop.close()
+
+
+def _picture_shop(folder: Path) -> Engine:
+    """Image+text items (coloured squares) and text-only ones: the catalog holds text, image and combined vectors."""
+    from PIL import Image
+
+    from xmodal import Item
+
+    (folder / "img").mkdir(parents=True)
+    items = []
+    for n, (name, rgb) in enumerate({"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}.items()):
+        Image.new("RGB", (24, 24), rgb).save(folder / "img" / f"{name}.png")
+        items.append(
+            Item.create(f"sq-{name}", title=f"{name} square picture", image=str(folder / "img" / f"{name}.png"))
+        )
+        items.append(Item.create(f"w{n}", title=f"word {n}", text=f"a square picture is described here, number {n}"))
+    eng = Engine.open(folder / "idx", encoder=HashingEncoder(), index="exact")
+    eng.add(items)
+    return eng
+
+
+def test_with_views_the_day_zero_plan_holds_the_dense_run_of_every_vector_kind(tmp_path: Path) -> None:
+    from xmodal import Query
+    from xmodal.ltr.pipeline import LTRConfig, Pipeline
+
+    eng = _picture_shop(tmp_path)
+    query = Query(text="square picture", k=4)
+    vector = eng.encode_query(query)
+    plain = Pipeline(eng, folder=tmp_path / "plain")
+    assert {"dense:text", "dense:image", "dense:combined"} <= set(plain.prepare(query).available)
+    # no feedback: every index ties, and max_arms=2 keeps the first two in registry order
+    assert [a.strategy for a in plain.plan(plain.prepare(query)).allocations] == ["lexical", "dense:text"]
+    views = Pipeline(eng, LTRConfig(views=True), folder=tmp_path / "views")
+    plan = views.plan(views.prepare(query))
+    assert [a.strategy for a in plan.allocations] == ["lexical", "dense:text", "dense:image", "dense:combined"]
+    assert plan.total <= plan.budget
+    hits, details = views.search(query, vector)
+    assert {"dense:image", "dense:combined"} <= set(details["strategies"]) and len(hits) == 4
+    # the dense views count once, by an item's best: the best possible fused score is lexical's weight plus the
+    # largest view's, and each hit's relevance is its fused score over that (over the sum it would be lower)
+    weights = details["weights"]
+    best = weights.get("lexical", 0.0) + max(w for n, w in weights.items() if n.startswith("dense:"))
+    assert len([n for n in weights if n.startswith("dense:")]) == 3 and best < sum(weights.values())
+    for hit in details["hits"]:
+        assert hit["fused"] <= best + 1e-6
+        assert hit["relevance"] == pytest.approx(min(hit["fused"] / best, 1.0), abs=1e-5)
+    scores = hits.scores.tolist()
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    eng.close()

@@ -136,3 +136,35 @@ def test_lead_arms_open_the_plan_with_the_largest_share() -> None:
     assert plan.allocations[0].depth == max(plan.depths().values()) and plan.total <= 40
     assert "lexical" in plan.depths() and list(plan.depths()).count("explore") == 1
     assert "explore" not in policy.select(x, explore=False, lead=["explore"]).depths()  # lead never overrides it
+
+
+VIEWS = ["lexical", "structured", "dense:text", "dense:image", "dense:combined", "memory", "explore"]
+FAMILIES = {"dense:text": "dense", "dense:image": "dense", "dense:combined": "dense"}
+
+
+def test_with_no_feedback_a_chosen_family_brings_every_view_not_the_first_arms_in_registry_order() -> None:
+    policy = make_policy("linucb", VIEWS, 4, budget=100, always="explore")
+    x = np.array([1.0, 0.3, 0.0, 1.0])
+    available = ["lexical", "dense:text", "dense:image", "dense:combined"]
+    plain = [a.strategy for a in policy.select(x, available, explore=False).allocations]
+    assert plain == ["lexical", "dense:text"]  # every index ties: max_arms=2 cut in registry order
+    plan = policy.select(x, available, explore=False, families=FAMILIES)
+    assert [a.strategy for a in plan.allocations] == ["lexical", "dense:text", "dense:image", "dense:combined"]
+    assert plan.total <= 100
+    # a family not among the chosen ones does not join; the exploring arm is never a family-mate
+    slots = policy.select(x, ["lexical", "structured", "dense:text", "dense:image"], explore=False, families=FAMILIES)
+    assert [a.strategy for a in slots.allocations] == ["lexical", "structured"]
+
+
+def test_a_view_that_feedback_puts_out_of_the_margin_leaves_the_family() -> None:
+    policy = make_policy("linucb", VIEWS, 4, budget=100, always="explore", alpha=0.0)
+    x = np.array([1.0, 0.3, 0.0, 1.0])
+    for _ in range(20):  # lexical and dense:text pay, dense:image never does
+        policy.update(x, "lexical", 1.0)
+        policy.update(x, "dense:text", 1.0)
+        policy.update(x, "dense:image", 0.0)
+    plan = policy.select(
+        x, ["lexical", "dense:text", "dense:image", "dense:combined"], explore=False, families=FAMILIES
+    )
+    names = [a.strategy for a in plan.allocations]
+    assert names[:2] == ["lexical", "dense:text"] and "dense:image" not in names

@@ -108,12 +108,18 @@ def convex(
     weights: Mapping[str, float] | None = None,
     normaliser: str = "minmax",
     completed: Completed | None = None,
+    families: Mapping[str, str] | None = None,
 ) -> list[FusedHit]:
     """Weighted sum of per-run normalised scores. A candidate a run did not return contributes nothing from
     that run, unless ``completed`` holds that run (score completion): its strategy's real scores of the other
     runs' candidates are normalised with the run's own (min-max: from :data:`COMPLETED_FLOOR` × its last
     score to its best, clipped to [0, 1]; z-score: over them all), so a dense-only hit that matches the
-    query's words gets their credit instead of none."""
+    query's words gets their credit instead of none.
+
+    ``families`` (run name → family): runs of one family are views of one piece of evidence (the dense search
+    of each vector kind: one query vector against the items' text, image and combined vectors), so a candidate
+    gets its best weighted score among them, not their sum: an item with vectors of three kinds does not
+    outscore one with a text vector only just by being in three runs."""
     if normaliser not in NORMALISERS:
         raise ValidationError(
             "normaliser", f"unknown normaliser {normaliser!r}", f"use one of {', '.join(NORMALISERS)}"
@@ -121,12 +127,21 @@ def convex(
     norm = NORMALISERS[normaliser]
     sources = _sources(runs)
     totals: dict[str, float] = dict.fromkeys(sources, 0.0)
+    best: dict[str, dict[str, float]] = {}  # per family, each item's best weighted score among its runs
     for name in sorted(runs):
         hits = runs[name]
         if len(hits) == 0:
             continue
         ids, values = _first(hits)
         w = (weights or {}).get(name, 1.0)
+        family = families.get(name) if families else None
+        if family is not None:
+            top = best.setdefault(family, {})
+            for item_id, value in zip(ids, norm(np.asarray(values, dtype=np.float64)).tolist(), strict=True):
+                mine = w * value
+                if item_id not in top or mine > top[item_id]:
+                    top[item_id] = mine
+            continue
         if completed is None or name not in completed:
             scaled = norm(np.asarray(values, dtype=np.float64)).tolist()
             for item_id, value in zip(ids, scaled, strict=True):
@@ -141,6 +156,9 @@ def convex(
             filled = norm(every)
         for item_id, value in zip([*ids, *(i for i, _ in extra)], filled.tolist(), strict=True):
             totals[item_id] += w * value
+    for top in best.values():
+        for item_id, value in top.items():
+            totals[item_id] += value
     return _ranked(totals, sources)
 
 
@@ -210,9 +228,13 @@ def committed_weights(
 
 
 FUSERS: dict[str, Callable[..., list[FusedHit]]] = {
-    "rrf": lambda runs, weights=None, completed=None: rrf(runs, weights),
-    "convex-minmax": lambda runs, weights=None, completed=None: convex(runs, weights, "minmax", completed),
-    "convex-zscore": lambda runs, weights=None, completed=None: convex(runs, weights, "zscore", completed),
+    "rrf": lambda runs, weights=None, completed=None, families=None: rrf(runs, weights),
+    "convex-minmax": lambda runs, weights=None, completed=None, families=None: convex(
+        runs, weights, "minmax", completed, families
+    ),
+    "convex-zscore": lambda runs, weights=None, completed=None, families=None: convex(
+        runs, weights, "zscore", completed, families
+    ),
 }
 #: the fusion methods that use completed scores (rank fusion has no score to complete)
 COMPLETES = frozenset({"convex-minmax", "convex-zscore"})
@@ -223,12 +245,14 @@ def fuse(
     runs: Mapping[str, Hits],
     weights: Mapping[str, float] | None = None,
     completed: Completed | None = None,
+    families: Mapping[str, str] | None = None,
 ) -> list[FusedHit]:
     """Fuse with the method called ``name`` (``rrf``, ``convex-minmax``, ``convex-zscore``); ``completed``:
-    runs' scores of candidates they did not return (:func:`convex`; rank fusion ignores them)."""
+    runs' scores of candidates they did not return (:func:`convex`; rank fusion ignores them); ``families``:
+    runs that are views of one piece of evidence, counted by their best (:func:`convex`; rank fusion sums)."""
     if name not in FUSERS:
         raise ValidationError("fusion", f"unknown fusion method {name!r}", f"use one of {', '.join(FUSERS)}")
-    return FUSERS[name](runs, weights, completed)
+    return FUSERS[name](runs, weights, completed, families)
 
 
 def to_hits(fused: list[FusedHit], k: int, scores: Sequence[float] | None = None) -> Hits:

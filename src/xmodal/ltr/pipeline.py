@@ -97,6 +97,15 @@ class LTRConfig:
     #: gains on some query kinds and loses a little on others, and it turned a tie into a wrong first hit on a
     #: small catalog (docs/benchmarks.md, "Score completion"); False: absent from a run scores 0 there
     complete: bool = False
+    #: every view of a chosen family: the dense search of each vector kind the catalog holds (text, image,
+    #: combined) joins the plan when one of them is chosen and their indices are within the policy's margin (at
+    #: day zero they all tie), and they are fused as one piece of evidence, an item's best view
+    #: (:meth:`LinearBandit.select`'s ``families``, :func:`fusion.convex`'s ``families``); off by default: with
+    #: the offline encoder, whose text-to-image similarity goes through ImageNet's class names, it helped the
+    #: image and text+image queries of the demo's judged set and hurt its text queries, and it did not take the
+    #: demo's off-topic words out of their top three (docs/benchmarks.md, "The day-zero plan"); meant for a
+    #: crossmodal encoder. False: the policy's ``max_arms`` strategies, every run counted on its own
+    views: bool = False
     explore: str = "unanswered"  # which queries' plans may explore: "always", "unanswered" or "never"
     popularity_weight: float = 0.0
     rank_depth: int = 50
@@ -262,6 +271,10 @@ class Pipeline:
         self.sources = {b.spec.name: b.source for b in built}  # the registry entry each came from
         kinds = tuple(s.kind for s in self.specs.values() if s.kind is not None)
         self.layout = FeatureLayout(tuple(self.specs), kinds)
+        #: with ``config.views``, arm → family for the families with several arms (the dense search of each vector
+        #: kind): the policy takes a chosen arm's family-mates within its margin too (:meth:`LinearBandit.select`)
+        #: and fusion counts an item's best view among them (:func:`fusion.convex`); else empty
+        self.families = _shared_families(self.specs) if self.config.views else {}
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -472,7 +485,9 @@ class Pipeline:
         credible = not failing or float(ctx.get("answer_rate", 0.0)) >= ANSWERED_RATE
         keep = (self.memory.name,) if ctx.get("actions", 0.0) > 0 and credible else ()
         lead = (str(explorer),) if explore and failing and ctx.get("slots") else ()
-        chosen = policy.select(prepared.x, prepared.available, explore=explore, keep=keep, lead=lead)
+        chosen = policy.select(
+            prepared.x, prepared.available, explore=explore, keep=keep, lead=lead, families=self.families
+        )
         order = tuple(a.strategy for a in chosen.allocations if a.strategy != explorer)
         if prepared.repeat is not None:
             order = tuple(a for a in prepared.repeat.order if a in prepared.available)
@@ -617,7 +632,7 @@ class Pipeline:
         filled = None
         if completed and self.config.complete:
             filled = complete(self.strategies, runs, query, vector, self.engine.find_row)
-        return fuse(self.config.fusion, runs, weights, filled)
+        return fuse(self.config.fusion, runs, weights, filled, self.families)
 
     def fusion_weights(
         self, runs: Mapping[str, Hits], planned: Mapping[str, float], committed: bool | None = None
@@ -776,7 +791,7 @@ class Pipeline:
         order, X, status = ranked
         query = prepared.query
         shown = self.arrange(prepared, plan, order, found.explored, query.k)
-        scores = shown_scores(shown, self.config.fusion, found.weights)
+        scores = shown_scores(shown, self.config.fusion, found.weights, self.families)
         features = (
             None if X is None or not _EXPLAIN_HITS.get() else {h.id: row for h, row in zip(order, X, strict=False)}
         )
@@ -861,7 +876,7 @@ class Pipeline:
         entry: dict[str, Any] = {
             "id": hit.id,
             "score": score,
-            "relevance": round(relevance(self.config.fusion, hit.score, found.weights), 6),
+            "relevance": round(relevance(self.config.fusion, hit.score, found.weights, self.families), 6),
             "fused": round(hit.score, 6),
             "sources": {s: {"rank": r, "score": round(v, 6)} for s, (r, v) in hit.sources.items()},
         }
@@ -896,7 +911,7 @@ class Pipeline:
         plan = equal_plan(prepared.available, prepared.available, self.config.budget)
         found = self.candidates(prepared, plan, vector, backfill=False, committed=False, completed=False)
         shown = place(found.fused, found.explored, top=self.exploration.top, every=2, limit=query.k)
-        scores = shown_scores(shown, self.config.fusion, found.weights)
+        scores = shown_scores(shown, self.config.fusion, found.weights, self.families)
         details = self.explain(prepared, plan, found, shown, scores, None, "fused order")
         return to_hits(shown, query.k, scores), {**details, "mode": "uniform"}
 
@@ -952,6 +967,14 @@ def _ranked(hit: FusedHit, score: float) -> FusedHit:
 def _by_score(scores: np.ndarray, i: int) -> tuple[float, int]:
     """The sort key of the ranker's order: best score first, ties by fused position."""
     return -float(scores[i]), i
+
+
+def _shared_families(specs: Mapping[str, StrategySpec]) -> dict[str, str]:
+    """Arm → family for the families of more than one arm, exploring arms left out."""
+    counts: dict[str, int] = {}
+    for spec in specs.values():
+        counts[spec.family] = counts.get(spec.family, 0) + 1
+    return {n: s.family for n, s in specs.items() if counts[s.family] > 1 and not s.explores}
 
 
 def _supplied(arms: Sequence[str], provenance: Sequence[str]) -> set[str]:

@@ -93,6 +93,18 @@ def equal_plan(arms: Sequence[str], available: Sequence[str], budget: int) -> Pl
     return Plan(tuple(Allocation(a, share, 1.0) for a in use), budget, dict.fromkeys(use, 0.0))
 
 
+def _with_families(order: list[str], rest: Sequence[str], families: Mapping[str, str], always: str) -> list[str]:
+    """``order`` with each arm of ``rest`` whose family one of ``order``'s (not the exploring arm's) has,
+    placed after the last arm of its family (``rest`` keeps its order)."""
+    out = list(order)
+    for arm in rest:
+        family = families.get(arm)
+        mates = [i for i, a in enumerate(out) if a != always and family is not None and families.get(a) == family]
+        if mates:
+            out.insert(mates[-1] + 1, arm)
+    return out
+
+
 class LinearBandit:
     """Shared state and updates of the disjoint linear bandits; subclasses define :meth:`indices`."""
 
@@ -140,11 +152,19 @@ class LinearBandit:
         explore: bool = True,
         keep: Sequence[str] = (),
         lead: Sequence[str] = (),
+        families: Mapping[str, str] | None = None,
     ) -> Plan:
         """The plan for context ``x``: available arms by decreasing index, budget split down the order;
         ``explore=False`` leaves the exploring arm out of this query's plan (main strategy and floor);
         arms in ``lead`` open the plan (the largest share, full weight) and arms in ``keep`` join the main
-        strategies (full weight, after the chosen ones) when they are available."""
+        strategies (full weight, after the chosen ones) when they are available.
+
+        ``families`` (arm → family) makes ``max_arms`` a limit on families of evidence rather than on arms:
+        an arm of a chosen arm's family (e.g. the dense search of each vector kind the catalog holds: one query
+        vector against the items' text, image and combined vectors) joins it when its index is within
+        ``margin`` of the best too, right after its family's last chosen arm. With no feedback every index ties,
+        so the day-zero plan holds every view of a chosen family instead of the first ``max_arms`` arms in
+        registry order; once feedback separates them, a family's weak views fall out of the margin."""
         x = self._check(x)
         scores = self.indices(x)
         allowed = set(self.arms if available is None else available)
@@ -155,7 +175,10 @@ class LinearBandit:
             key=lambda a: (-scores[a], self.arms[a] == self.always, a),
         )
         best = scores[ranked[0]] if ranked else 0.0
-        order = [self.arms[a] for a in ranked if scores[a] >= best - self.margin][: self.max_arms]
+        close = [self.arms[a] for a in ranked if scores[a] >= best - self.margin]
+        order = close[: self.max_arms]
+        if families:
+            order = _with_families(order, close[self.max_arms :], families, str(self.always))
         if self.always in order[1:]:  # exploration is a main strategy only when rated best; else only the floor
             order.remove(str(self.always))
         first = [arm for arm in dict.fromkeys(lead) if arm in allowed]

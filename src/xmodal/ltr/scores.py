@@ -29,10 +29,13 @@ import numpy as np
 from .fusion import RRF_K, FusedHit
 
 
-def relevance(fusion: str, total: float, weights: Mapping[str, float]) -> float:
+def relevance(
+    fusion: str, total: float, weights: Mapping[str, float], families: Mapping[str, str] | None = None
+) -> float:
     """A fused score on [0, 1]: ``total`` (from fusion method ``fusion`` over runs with ``weights``) relative
-    to the score of an item first in every run."""
-    weight = sum(w for w in weights.values() if w > 0)
+    to the score of an item first in every run (``families``: under a convex fusion, runs of one family count
+    once, by the largest weight among them, as :func:`.fusion.convex` counts an item's best view)."""
+    weight = _best_total(fusion, weights, families)
     if weight <= 0:
         return 0.0
     if fusion == "rrf":
@@ -42,6 +45,18 @@ def relevance(fusion: str, total: float, weights: Mapping[str, float]) -> float:
     else:
         value = total / weight
     return min(max(value, 0.0), 1.0)
+
+
+def _best_total(fusion: str, weights: Mapping[str, float], families: Mapping[str, str] | None) -> float:
+    """The sum of the positive weights, a family's runs counted once (by their largest) under a convex fusion."""
+    if not families or fusion == "rrf":
+        return sum(w for w in weights.values() if w > 0)
+    alone = sum(w for name, w in weights.items() if w > 0 and name not in families)
+    tops: dict[str, float] = {}
+    for name, w in weights.items():
+        if w > 0 and name in families:
+            tops[families[name]] = max(tops.get(families[name], 0.0), w)
+    return alone + sum(tops.values())
 
 
 def non_increasing(values: Sequence[float]) -> np.ndarray:
@@ -56,9 +71,15 @@ def non_increasing(values: Sequence[float]) -> np.ndarray:
     return np.array([s / n for s, n in blocks for _ in range(int(n))], dtype=np.float64)
 
 
-def shown_scores(shown: Sequence[FusedHit], fusion: str, weights: Mapping[str, float]) -> list[float]:
+def shown_scores(
+    shown: Sequence[FusedHit],
+    fusion: str,
+    weights: Mapping[str, float],
+    families: Mapping[str, str] | None = None,
+) -> list[float]:
     """The score of each hit of a list in the order shown: its relevance, made non-increasing."""
-    fitted = non_increasing([relevance(fusion, h.score, weights) for h in shown])
+    weight = _best_total(fusion, weights, families)
+    fitted = non_increasing([relevance(fusion, h.score, {"": weight}) for h in shown])
     return [round(float(v), 6) for v in fitted]
 
 
