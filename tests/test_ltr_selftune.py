@@ -11,14 +11,25 @@ import pytest
 
 from xmodal import Engine, Item
 from xmodal.encoders import HashingEncoder
-from xmodal.ltr import autotune
+from xmodal.ltr import autotune, selftune
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.fusion import fuse
-from xmodal.ltr.pseudo import KINDS, pseudo_queries
-from xmodal.ltr.selftune import all_gains, tune
+from xmodal.ltr.pipeline import Pipeline
+from xmodal.ltr.pseudo import KINDS, CatalogWords, PseudoQuery, pseudo_queries
+from xmodal.ltr.selftune import all_gains, tune, weight_matrix
 from xmodal.ltr.simulate import WORDNET, wordnet_catalog
-from xmodal.ltr.tuned import HANDOVER, TunedFusion, configurations, describe, gain
-from xmodal.records import Hits
+from xmodal.ltr.strategies import base
+from xmodal.ltr.tuned import (
+    HANDOVER,
+    TunedFusion,
+    configurations,
+    describe,
+    features,
+    gain,
+    pick,
+    tuned_depths,
+)
+from xmodal.records import Hits, Query
 
 from .test_ltr_strategies import products
 
@@ -57,6 +68,18 @@ def test_pseudo_queries_of_every_kind_are_made_from_the_item_and_judged_by_it() 
     assert not any(q.item == "c" and q.kind != "name" for q in queries)  # no text, no queries of it
 
 
+@needs_wordnet
+def test_catalog_words_of_the_sampled_items_judge_their_attribute_queries_as_all_words_do() -> None:
+    items = wordnet_catalog(300, seed=4)
+    chosen = items[::7]
+    full, few = CatalogWords(items), CatalogWords(items, wanted=chosen)
+    assert few.frequency == full.frequency
+    made = [few.attribute(item, 5) for item in chosen]
+    assert made == [full.attribute(item, 5) for item in chosen]
+    assert sum(q is not None and len(q.relevant) > 1 for q in made) > 3  # judged by other items too
+    assert pseudo_queries(chosen, 5, catalog=few) == pseudo_queries(chosen, 5, catalog=full)
+
+
 def _random_runs(rng: np.random.Generator) -> dict[str, Hits]:
     runs = {}
     for name in ("dense", "lexical", "memory"):
@@ -76,6 +99,89 @@ def test_all_gains_equals_fusing_each_configuration(fusion: str) -> None:
         relevant = [f"i{j}" for j in rng.choice(40, size=int(rng.integers(1, 4)), replace=False)]
         expected = [gain(fuse(fusion, {n: runs[n] for n in c.apply(runs)}, c.apply(runs)), relevant) for c in configs]
         np.testing.assert_allclose(all_gains(fusion, runs, configs, relevant), expected, atol=1e-9)
+
+
+def test_the_weight_matrix_is_what_each_configuration_applies() -> None:
+    rng = np.random.default_rng(11)
+    configs = configurations(("dense", "lexical", "memory"))
+    for _ in range(60):
+        runs = _random_runs(rng)
+        if rng.random() < 0.3:  # a run scoring below 0 in its head: no NQC scaling for the configurations keeping it
+            name = str(rng.choice(list(runs)))
+            runs[name] = Hits.of(list(runs[name].ids), (np.asarray(runs[name].scores) - 0.5).tolist())
+        names = sorted(runs)
+        W = weight_matrix(names, runs, configs)
+        for j, config in enumerate(configs):
+            applied = config.apply(runs)
+            assert [W[i, j] for i in range(len(names))] == [applied.get(n, 0.0) for n in names]  # exactly
+
+
+def _observed_one_by_one(pipe: Pipeline, queries: list[PseudoQuery], arms: tuple[str, ...]) -> list[selftune._Observed]:
+    """What a fit learns from each pseudo-query, the plain way: one query at a time, each strategy run alone
+    (:meth:`Pipeline.run`), every configuration fused by :func:`fuse` and judged by :func:`gain`."""
+    configs = configurations(arms)
+    out = []
+    for q in queries:
+        query = Query(text=q.text, k=10)
+        vector = pipe.engine.encode_query(query)
+        prepared = pipe.prepare(query, vector=vector)
+        plan = pipe.untuned_plan(prepared)
+        usable = [a for a in arms if a in prepared.available]
+        deepest = max([pipe.config.budget, *(a.depth for a in plan.allocations)])
+        full = {a: pipe.run(a, query, deepest, vector) for a in {*usable, *plan.depths()} if a in arms}
+        default = pipe.candidates(prepared, plan, vector, cached=full).fused
+        runs = {
+            a: full[a].take(range(min(d, len(full[a])))) for a, d in tuned_depths(usable, pipe.config.budget).items()
+        }
+        gains = [
+            gain(fuse(pipe.config.fusion, {n: runs[n] for n in w}, w), q.relevant)
+            for w in (c.apply(runs) for c in configs)
+        ]
+        supplied = {a: float(bool(set(q.relevant) & set(h.ids[:10].tolist()))) for a, h in full.items()}
+        x = features(prepared.x, runs, arms)
+        out.append(selftune._Observed(q, x, np.append(gains, gain(default, q.relevant)), prepared.x, supplied))
+    return out
+
+
+@needs_wordnet
+def test_the_batched_fit_learns_what_one_query_at_a_time_learns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fit retrieves a batch's runs together (dense search: matrix searches) and scores every
+    configuration at once; the gains, features and fitted model are those of the plain query-by-query way."""
+    monkeypatch.setattr(selftune, "BATCH", 100)  # several batches
+    monkeypatch.setattr(base, "MATRIX_CELLS", 250 * 30)  # matrix searches of 30 queries
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(wordnet_catalog(250, seed=3))
+        pipe = pipeline(engine)
+        assert base.matrix_rows(engine) == 30
+        model = tune(pipe, sample=50, seed=0)
+        assert model is not None and model.report["queries"] > 2 * selftune.BATCH
+        everything = [stored.item for stored in engine.iter_items()]
+        chosen = selftune.sample_items([i for i in everything if i.parent is None], 50, 0)
+        catalog = CatalogWords(everything)
+        similar = selftune.word_neighbours(engine, catalog.frequency, chosen)
+        assert similar is not None
+        queries = pseudo_queries(chosen, 0, KINDS, catalog=catalog, similar=similar)
+        arms = model.arms
+        plain = _observed_one_by_one(pipe, queries, arms)
+        asked = [Query(text=q.text, k=10) for q in queries]
+        batched = selftune._observe_many(pipe, queries, asked, engine.encode_queries(asked), arms, configurations(arms))
+        assert batched is not None
+        assert [o.query for o in batched] == [o.query for o in plain]
+        np.testing.assert_allclose(np.stack([o.gains for o in batched]), np.stack([o.gains for o in plain]), atol=1e-6)
+        # features to float32's precision: a matrix search's cosines may differ from one vector's in the last bit
+        np.testing.assert_allclose(np.stack([o.x for o in batched]), np.stack([o.x for o in plain]), atol=1e-6)
+        assert [o.supplied for o in batched] == [o.supplied for o in plain]
+        reference = selftune._select(plain, arms, configurations(arms), 0)
+        for key in ("anchor", "penalty", "margin", "accepted", "validation"):
+            assert model.report[key] == reference.report[key]
+        np.testing.assert_allclose(model.coef, reference.coef, atol=1e-5)
+        X = (np.stack([o.x for o in plain]) - reference.mean) / reference.scale
+        X1 = np.hstack([X, np.ones((len(X), 1))])
+        np.testing.assert_array_equal(  # the same configuration chosen for every query
+            pick(X1 @ model.coef, model.anchor, model.margin), pick(X1 @ reference.coef, model.anchor, model.margin)
+        )
 
 
 def test_a_catalog_too_small_to_tune_on_keeps_the_bandits_plan(tmp_path: Path) -> None:

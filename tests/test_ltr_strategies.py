@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -112,6 +113,29 @@ def test_structured_search_filters_by_the_slots(shop: Pipeline) -> None:
         attrs = shop.engine.get(item_id).attributes
         assert (attrs["color"], attrs["material"], attrs["category"]) == ("black", "suede", "bags")
     assert len(shop.strategies["structured"].retrieve(Query(text="nothing to see"), 10)) == 0
+
+
+def test_structured_batch_is_each_query_retrieved_alone(shop: Pipeline) -> None:
+    """A batch (:meth:`StructuredStrategy.retrieve_many`) answers each request as :meth:`retrieve` does: slots
+    found or not, filled up by dense search (one matrix search per filters and depth) or not, with or
+    without the query's vector."""
+    strategy = shop.strategies["structured"]
+    texts = ["black suede bags", "nothing to see", "red boots", "black bags model", "red leather", "red boots"]
+    requests = [
+        (
+            Query(text=t, filters={"price": {"lt": 60}} if i == 4 else {}),
+            depth,
+            None if i % 3 else shop.engine.encode_query(Query(text=t)),
+        )
+        for i, t in enumerate(texts)
+        for depth in (5, 40)
+    ]
+    batch = strategy.retrieve_many(requests)
+    for (query, depth, vector), hits in zip(requests, batch, strict=True):
+        alone = strategy.retrieve(query, depth, vector=vector)
+        assert hits.ids.tolist() == alone.ids.tolist() and hits.provenance == alone.provenance
+        np.testing.assert_allclose(hits.scores, alone.scores, rtol=1e-6)
+    assert any(len(h) and min(h.scores) < 2.0 for h in batch)  # some filled up by dense search (cosines, < 2)
 
 
 words = st.lists(

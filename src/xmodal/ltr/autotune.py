@@ -4,8 +4,8 @@
 by ``GROWTH - 1`` times the items of the last fit since it (or there was none), and the bandit has not yet
 taken over from real feedback (:meth:`AutoTuner.due`), it fits :func:`.selftune.tune` on a background
 thread: searches and writes go on meanwhile, and the new model is used from the moment it is ready. A write
-that comes while a fit runs does not start another. ``close`` stops a fit between two queries (the CLI's
-``add`` waits for it instead: :meth:`AutoTuner.wait`).
+that comes while a fit runs does not start another. ``close`` stops a fit between two queries or two
+strategies' batched runs (the CLI's ``add`` waits for it instead: :meth:`AutoTuner.wait`).
 """
 
 from __future__ import annotations
@@ -83,6 +83,6 @@ class AutoTuner:
             thread.join(timeout)
 
     def close(self) -> None:
-        """Stop a running fit (between batches) and wait for its thread."""
+        """Stop a running fit (between two queries or two strategies' batched runs) and wait for its thread."""
         self._stop.set()
         self.wait()

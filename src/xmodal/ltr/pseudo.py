@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -129,6 +129,11 @@ def _paraphrase(item: Item, similar: Callable[[str], str | None]) -> str | None:
     return " ".join(kept) if len(kept) >= 3 else None
 
 
+def _text_words(item: Item) -> set[str]:
+    """The distinct content words of the item's text, lower-cased."""
+    return {w.lower() for w in words(item.text) if content(w)}
+
+
 def _values(item: Item) -> list[str]:
     out: list[str] = []
     for value in item.attributes.values():
@@ -141,22 +146,31 @@ def _values(item: Item) -> list[str]:
 class CatalogWords:
     """What the catalog says about words: in how many items' text each content word is (``frequency``,
     lower-cased), and which items hold each (attribute value, content word) pair (for judging attribute
-    queries). Built once per catalog and shared by everything that needs either."""
+    queries). Built once per catalog and shared by everything that needs either. With ``wanted``, only the
+    pairs those items hold are gathered (all an attribute query of one of them reads, :meth:`attribute`)."""
 
-    def __init__(self, items: Iterable[Item]) -> None:
+    def __init__(self, items: Iterable[Item], wanted: Iterable[Item] | None = None) -> None:
         self.by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
-        self.frequency: dict[str, int] = defaultdict(int)
+        frequency: Counter[str] = Counter()
+        pairs: dict[str, set[str]] | None = None
+        if wanted is not None:
+            pairs = defaultdict(set)
+            for item in wanted:
+                for value in _values(item):
+                    pairs[value.lower()] |= _text_words(item)
         for item in items:
-            text_words = {w.lower() for w in words(item.text) if content(w)}
-            for word in text_words:
-                self.frequency[word] += 1
+            text_words = _text_words(item)
+            frequency.update(text_words)
             for value in _values(item):
-                for word in text_words:
-                    self.by_pair[(value.lower(), word)].append(item.id)
+                key = value.lower()
+                held = text_words if pairs is None else text_words & pairs.get(key, set())
+                for word in held:
+                    self.by_pair[(key, word)].append(item.id)
+        self.frequency: dict[str, int] = defaultdict(int, frequency)
 
     def attribute(self, item: Item, seed: int) -> PseudoQuery | None:
         values = _values(item)
-        text_words = sorted({w.lower() for w in words(item.text) if content(w)})
+        text_words = sorted(_text_words(item))
         if not values or not text_words:
             return None
         value = values[draw(seed, f"value\x00{item.id}") % len(values)]

@@ -2,7 +2,8 @@
 
 A new index has no feedback, so the bandit's plan and the runs' weights start from nothing; the catalog
 still says a lot about which strategy answers which kind of query. :func:`tune` makes pseudo-queries from
-a sample of items (:mod:`.pseudo`), runs every relevance strategy the query can use, and scores each of a
+a sample of items (:mod:`.pseudo`), runs every relevance strategy the query can use (for :data:`BATCH`
+queries at once: dense search as matrix searches, :func:`_runs`), and scores each of a
 fixed set of fusion *configurations* (a weight per strategy, 0 leaving its run out, optionally scaled by
 each run's query-performance prediction, :func:`.fusion.committed_weights`) by the nDCG@10 it gives the
 query's judged items. A ridge regression per configuration then predicts that gain from features of the
@@ -27,14 +28,17 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import ConfigError, StorageError
 from ..records import Hits, Item, Query
 from .context import CONTEXT_FEATURES
 from .fusion import NORMALISERS, commitment, fuse
 from .pseudo import KINDS, CatalogWords, PseudoQuery, content, draw, pseudo_queries, words
+from .strategies.base import BatchStrategy
 from .text import stem
 from .tuned import HEAD, PRIOR_WEIGHT, Configuration, TunedFusion, configurations, features, gain, pick, tuned_depths
 
@@ -46,6 +50,7 @@ LAMBDAS = (0.3, 3.0, 30.0, 300.0)  # ridge penalties tried; the one best on the 
 MARGINS = (0.0, 0.01, 0.03, 0.1)  # how much better than the anchor a prediction must be (chosen the same way)
 HOLD_OUT = 4  # one item in this many is held out
 MIN_QUERIES = 200  # fewer pseudo-queries than this: too small a catalog to tune on
+BATCH = 1_024  # pseudo-queries retrieved together (each batching strategy bounds its own matrix searches)
 VOCABULARY = 5_000  # the most frequent content words of the catalog a paraphrase draws its words from
 
 
@@ -99,7 +104,7 @@ def tune(
     seq = engine.last_seq()  # the catalog as of this change (what the autotuner measures growth from)
     everything = [stored.item for stored in engine.iter_items()]
     chosen = sample_items([i for i in everything if i.parent is None], sample, seed)
-    catalog = CatalogWords(everything)  # read once: the paraphrases' vocabulary and the queries' judgments
+    catalog = CatalogWords(everything, wanted=chosen)  # read once: the paraphrases' vocabulary, the judgments
     similar = None
     if "paraphrase" in kinds:
         similar = word_neighbours(engine, catalog.frequency, chosen, stop)
@@ -112,20 +117,19 @@ def tune(
         n for n in pipeline.specs if not pipeline.specs[n].explores and pipeline.specs[n].family != "generative"
     )
     configs = configurations(arms)
+    asked = [Query(text=q.text, k=HEAD) for q in queries]
+    vectors = engine.encode_queries(asked)  # one encoder call for every pseudo-query
     observed: list[_Observed] = []
-    batch = 256
-    for start in range(0, len(queries), batch):
+    for start in range(0, len(queries), BATCH):
         if stop is not None and stop.is_set():
             return None
-        part = queries[start : start + batch]
-        asked = [Query(text=q.text, k=HEAD) for q in part]
-        vectors = engine.encode_queries(asked)
-        for q, query, vector in zip(part, asked, vectors, strict=True):
-            if stop is not None and stop.is_set():
-                return None
-            observed.append(_observe(pipeline, q, query, vector, arms, configs))
+        end = start + BATCH
+        part = _observe_many(pipeline, queries[start:end], asked[start:end], vectors[start:end], arms, configs, stop)
+        if part is None:
+            return None
+        observed += part
         if progress is not None:
-            progress(min(start + batch, len(queries)), len(queries))
+            progress(min(end, len(queries)), len(queries))
     model = _select(observed, arms, configs, seed)
     model.report.update(
         {
@@ -179,34 +183,124 @@ def word_neighbours(
     return found.get
 
 
-def _observe(
+def _observe_many(
     pipeline: Pipeline,
-    pseudo: PseudoQuery,
-    query: Query,
-    vector: np.ndarray,
+    pseudo: Sequence[PseudoQuery],
+    queries: Sequence[Query],
+    vectors: np.ndarray,
     arms: Sequence[str],
     configs: Sequence[Configuration],
-) -> _Observed:
-    prepared = pipeline.prepare(query, vector=vector)
-    plan = pipeline.untuned_plan(prepared)
-    usable = [a for a in arms if a in prepared.available]
-    deepest = max([pipeline.config.budget, *(a.depth for a in plan.allocations)])
-    full = {a: pipeline.run(a, query, deepest, vector) for a in {*usable, *plan.depths()} if a in arms}
-    default = pipeline.candidates(prepared, plan, vector, cached=full).fused  # each run cut to its depth
-    runs = {
-        a: full[a].take(range(min(d, len(full[a])))) for a, d in tuned_depths(usable, pipeline.config.budget).items()
-    }
-    gains = all_gains(pipeline.config.fusion, runs, configs, pseudo.relevant)
-    wanted = set(pseudo.relevant)
-    supplied = {a: float(bool(wanted & set(hits.ids[:HEAD].tolist()))) for a, hits in full.items()}
-    x = features(prepared.x, runs, arms)
-    return _Observed(pseudo, x, np.append(gains, gain(default, pseudo.relevant)), prepared.x, supplied)
+    stop: threading.Event | None = None,
+) -> list[_Observed] | None:
+    """What :func:`tune` learns from each of a batch of pseudo-queries: every query prepared and planned (in
+    order, as one by one), then each strategy's runs for the whole batch retrieved together (:func:`_runs`),
+    each at the deepest any use of it needs (the untuned plan's depth, the tuned plan's share, and
+    ``budget``), then per query the untuned plan's fused list (its runs cut to its depths), every
+    configuration's gain on the runs cut to the tuned shares, and the features. None when ``stop`` is set
+    meanwhile (looked at between two strategies' runs and between two queries)."""
+    prepared = [pipeline.prepare(query, vector=vector) for query, vector in zip(queries, vectors, strict=True)]
+    plans = [pipeline.untuned_plan(p) for p in prepared]
+    budget = pipeline.config.budget
+    wanted: list[dict[str, int]] = []
+    for p, plan in zip(prepared, plans, strict=True):
+        usable = [a for a in arms if a in p.available]
+        deepest = max([budget, *(a.depth for a in plan.allocations)])
+        wanted.append(dict.fromkeys((a for a in {*usable, *plan.depths()} if a in arms), deepest))
+    fetched = _runs(pipeline, queries, vectors, wanted, stop)
+    if fetched is None:
+        return None
+    out = []
+    for i, (q, p, plan) in enumerate(zip(pseudo, prepared, plans, strict=True)):
+        if stop is not None and stop.is_set():
+            return None
+        full = fetched[i]
+        default = pipeline.candidates(p, plan, vectors[i], cached=full).fused  # each run cut to its depth
+        usable = [a for a in arms if a in p.available]
+        runs = {a: full[a].take(range(min(d, len(full[a])))) for a, d in tuned_depths(usable, budget).items()}
+        gains = all_gains(pipeline.config.fusion, runs, configs, q.relevant)
+        relevant = set(q.relevant)
+        supplied = {a: float(bool(relevant & set(hits.ids[:HEAD].tolist()))) for a, hits in full.items()}
+        x = features(p.x, runs, arms)
+        out.append(_Observed(q, x, np.append(gains, gain(default, q.relevant)), p.x, supplied))
+    return out
+
+
+def _runs(
+    pipeline: Pipeline,
+    queries: Sequence[Query],
+    vectors: np.ndarray,
+    wanted: Sequence[Mapping[str, int]],
+    stop: threading.Event | None = None,
+) -> list[dict[str, Hits]] | None:
+    """Per query, the run of each strategy ``wanted`` names at the depth it names: a strategy that answers many
+    queries at once (:class:`.strategies.base.BatchStrategy`, dense search: one matrix search) in one call for
+    the batch, the others (or one whose batch call cannot run) query by query (:meth:`Pipeline.run`). None
+    when ``stop`` is set meanwhile."""
+    out: list[dict[str, Hits]] = [{} for _ in queries]
+    by_strategy: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for i, depths in enumerate(wanted):
+        for name, depth in depths.items():
+            by_strategy[name].append((i, depth))
+    for name, asked in by_strategy.items():
+        if stop is not None and stop.is_set():
+            return None
+        strategy = pipeline.strategies.get(name)
+        found: list[Hits] | None = None
+        if isinstance(strategy, BatchStrategy):
+            try:
+                found = strategy.retrieve_many([(queries[i], depth, vectors[i]) for i, depth in asked])
+            except (ConfigError, StorageError):  # each query runs it alone: a failure costs that query only
+                found = None
+        if found is None:
+            found = []
+            for i, depth in asked:
+                if stop is not None and stop.is_set():
+                    return None
+                found.append(pipeline.run(name, queries[i], depth, vectors[i]))
+        for (i, _), hits in zip(asked, found, strict=True):
+            out[i][name] = hits
+    return out
 
 
 def _applied(runs: Mapping[str, Hits], configs: Sequence[Configuration]) -> list[dict[str, float]]:
     """``[c.apply(runs) for c in configs]`` with each run's NQC computed once, not once per configuration."""
     known = {name: commitment(hits) for name, hits in runs.items()}
     return [config.apply(runs, known) for config in configs]
+
+
+@lru_cache(maxsize=16)
+def _grid(configs: tuple[Configuration, ...], names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each configuration's weight of each of ``names`` (configurations × names), and whether it is committed."""
+    grid = np.array([[dict(c.weights).get(name, 0.0) for name in names] for c in configs], dtype=np.float64)
+    grid.flags.writeable = False
+    return grid, np.array([c.committed for c in configs])
+
+
+def weight_matrix(names: Sequence[str], runs: Mapping[str, Hits], configs: Sequence[Configuration]) -> np.ndarray:
+    """The weight each configuration gives each run (``names`` × configurations, 0: left out): what
+    :meth:`.tuned.Configuration.apply` gives, for every configuration at once. A configuration's weights on the
+    runs that found anything (all of them equally when it weighs none of those), each scaled by its run's NQC
+    over the largest NQC among the runs the configuration keeps when it is ``committed`` (unless none of those
+    filled the NQC's depth, one scored below 0 there, or none has any NQC: :func:`.fusion.committed_weights`)."""
+    if not names:
+        return np.zeros((0, len(configs)))
+    found = np.array([len(runs[name]) > 0 for name in names])
+    grid, committed = _grid(tuple(configs), tuple(names))
+    given = np.where(found[None, :] & (grid > 0), grid, 0.0)
+    kept = given > 0
+    none = ~kept.any(axis=1)
+    given[none] = found.astype(np.float64)  # none of its strategies ran: every run that did, equally
+    kept[none] = found
+    facts = [commitment(runs[name]) for name in names]
+    nqcs = np.array([f.nqc for f in facts])
+    filled = np.array([f.filled for f in facts])
+    negative = np.array([f.negative for f in facts])
+    best = np.where(kept, nqcs[None, :], -np.inf).max(axis=1)
+    scaled = committed & (kept & filled[None, :]).any(axis=1) & ~(kept & negative[None, :]).any(axis=1) & (best > 0.0)
+    out = given.copy()
+    out[scaled] = given[scaled] * nqcs[None, :] / best[scaled, None]
+    result: np.ndarray = out.T
+    return result
 
 
 def all_gains(
@@ -238,8 +332,7 @@ def all_gains(
                 seen.add(item)
                 S[position[item], j] = value
                 present[position[item], j] = 1.0
-    applied = _applied(runs, configs)
-    W = np.array([[weights.get(name, 0.0) for weights in applied] for name in names])
+    W = weight_matrix(names, runs, configs)
     totals = np.round(S @ W, 12)  # candidates × configurations
     totals[present @ (W > 0) == 0] = -np.inf  # found by no run the configuration fuses: not in its list
     wanted = [position[i] for i in relevant if i in position]

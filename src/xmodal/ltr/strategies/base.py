@@ -47,6 +47,15 @@ class ScoringStrategy(Strategy, Protocol):
     ) -> np.ndarray | None: ...
 
 
+#: the most query × item scores one matrix search of a batch holds at once (float32: 128 MB)
+MATRIX_CELLS = 32_000_000
+
+
+def matrix_rows(engine: EngineView) -> int:
+    """How many queries one matrix search over the whole catalog takes (:data:`MATRIX_CELLS` scores)."""
+    return max(1, MATRIX_CELLS // max(len(engine), 1))
+
+
 def allowed_rows(engine: EngineView, query: Query) -> set[int] | None:
     """The rows that satisfy the query's filters, or None when it has none."""
     rows = engine.match_rows(query.filters)

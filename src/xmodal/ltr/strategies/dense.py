@@ -1,6 +1,6 @@
 """Dense retrieval per vector kind: a thin wrapper over :meth:`Engine.search_vector` (and, for a batch of
 queries, :meth:`Engine.search_vectors`: one matrix search per group of requests with the same filters and
-depth, each row's answer the one a single search gives)."""
+depth, each row's answer the one a single search gives; at most :func:`.base.matrix_rows` queries a search)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...records import Hits, Query
-from .base import Request
+from .base import Request, matrix_rows
 
 if TYPE_CHECKING:
     from ...extension import EngineView
@@ -42,10 +42,13 @@ class DenseStrategy:
                 out[i] = self.retrieve(query, depth)
             else:
                 groups.setdefault((json.dumps(query.filters, sort_keys=True, default=repr), depth), []).append(i)
-        for (_, depth), positions in groups.items():
-            filters = dict(requests[positions[0]][0].filters)
-            matrix = np.stack([np.asarray(requests[i][2], dtype=np.float32).reshape(-1) for i in positions])
-            found = self.engine.search_vectors(matrix, k=depth, target=self.kind, filters=filters)
-            for i, hits in zip(positions, found, strict=True):
-                out[i] = Hits(hits.ids, hits.scores, (self.name,) * len(hits))
+        rows = matrix_rows(self.engine)  # a batch larger than this is searched in parts
+        for (_, depth), group in groups.items():
+            filters = dict(requests[group[0]][0].filters)
+            for start in range(0, len(group), rows):
+                positions = group[start : start + rows]
+                matrix = np.stack([np.asarray(requests[i][2], dtype=np.float32).reshape(-1) for i in positions])
+                found = self.engine.search_vectors(matrix, k=depth, target=self.kind, filters=filters)
+                for i, hits in zip(positions, found, strict=True):
+                    out[i] = Hits(hits.ids, hits.scores, (self.name,) * len(hits))
         return [hits if hits is not None else Hits.empty() for hits in out]

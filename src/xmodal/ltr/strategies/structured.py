@@ -11,6 +11,7 @@ rank the matching items (BM25F first, then dense similarity).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from ...filters import filterable
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
 from ..text import STOPWORDS, english_words, is_english_word, stem, stems, tokens, within_one_edit
-from .base import hits_from_rows, top_rows
+from .base import Request, hits_from_rows, matrix_rows, top_rows
 
 if TYPE_CHECKING:
     from ...extension import EngineView
@@ -128,6 +129,19 @@ def _add(slots: dict[str, list[AttributeValue]], hit: tuple[str, AttributeValue]
         values.append(hit[1])
 
 
+@dataclass(slots=True)
+class _Ranked:
+    """A query's allowed items ranked by BM25F (``(row, 2 + score)``), its filters, and whether any item is
+    allowed (so dense search can fill the ranking up)."""
+
+    pairs: list[tuple[int, float]]
+    filters: dict[str, Any]
+    allowed: bool
+
+    def short(self, depth: int) -> bool:
+        return self.allowed and len(self.pairs) < depth
+
+
 class StructuredStrategy:
     """Filtered retrieval: the slots found become filters; the rest of the words rank the matches."""
 
@@ -139,21 +153,60 @@ class StructuredStrategy:
         self.lexical = lexical
 
     def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
+        ranked = self._ranked(query, depth)
+        if ranked is None:
+            return Hits.empty()
+        if ranked.short(depth):
+            if vector is None:
+                vector = self.engine.encode_query(Query(text=query.text, image=query.image))
+            dense = self.engine.search_vector(vector, k=depth, target=query.target, filters=ranked.filters)
+            self._fill(ranked.pairs, dense, depth)
+        return hits_from_rows(self.engine, ranked.pairs, self.name)
+
+    def retrieve_many(self, requests: Sequence[Request]) -> list[Hits]:
+        """:meth:`retrieve` for each request, in order; the dense searches that fill up the requests with the
+        same filters, target and depth are one matrix search (:meth:`Engine.search_vectors`)."""
+        ranked = [self._ranked(query, depth) for query, depth, _ in requests]
+        groups: dict[tuple[str, str, int], list[int]] = {}
+        for i, ((query, depth, _), found) in enumerate(zip(requests, ranked, strict=True)):
+            if found is not None and found.short(depth):
+                key = json.dumps(found.filters, sort_keys=True, default=repr)
+                groups.setdefault((key, str(query.target), depth), []).append(i)
+        rows = matrix_rows(self.engine)  # a group larger than this is searched in parts
+        for (_, target, depth), group in groups.items():
+            for start in range(0, len(group), rows):
+                positions = group[start : start + rows]
+                vectors = []
+                for i in positions:
+                    query, _, vector = requests[i]
+                    if vector is None:
+                        vector = self.engine.encode_query(Query(text=query.text, image=query.image))
+                    vectors.append(np.asarray(vector, dtype=np.float32).reshape(-1))
+                first = ranked[positions[0]]
+                assert first is not None
+                dense = self.engine.search_vectors(np.stack(vectors), k=depth, target=target, filters=first.filters)
+                for i, hits in zip(positions, dense, strict=True):
+                    found = ranked[i]
+                    assert found is not None
+                    self._fill(found.pairs, hits, depth)
+        return [Hits.empty() if r is None else hits_from_rows(self.engine, r.pairs, self.name) for r in ranked]
+
+    def _ranked(self, query: Query, depth: int) -> _Ranked | None:
+        """The allowed items' BM25F ranking (scored ``2 + BM25F``) for a query with slots, and its filters;
+        None for a query without slots."""
         found = self.understanding.understand(query.text)
         if not found.slots:
-            return Hits.empty()
+            return None
         filters = {**found.filters(), **dict(query.filters)}  # the user's own filters win
         rows = self.engine.match_rows(filters)
         allowed = set() if rows is None else set(rows.tolist())
         ranked = top_rows(self.lexical.index.score(stems(found.rest), allowed), depth)
-        pairs = [(row, 2.0 + score) for row, score in ranked]
-        if len(pairs) < depth and allowed:
-            if vector is None:
-                vector = self.engine.encode_query(Query(text=query.text, image=query.image))
-            dense = self.engine.search_vector(vector, k=depth, target=query.target, filters=filters)
-            seen = {row for row, _ in pairs}
-            for item_id, score in dense:
-                row = self.engine.find_row(item_id)
-                if row is not None and row not in seen and len(pairs) < depth:
-                    pairs.append((row, float(score)))
-        return hits_from_rows(self.engine, pairs, self.name)
+        return _Ranked([(row, 2.0 + score) for row, score in ranked], filters, bool(allowed))
+
+    def _fill(self, pairs: list[tuple[int, float]], dense: Hits, depth: int) -> None:
+        """Fill ``pairs`` up to ``depth`` with the dense hits not in it yet (their cosines as scores)."""
+        seen = {row for row, _ in pairs}
+        for item_id, score in dense:
+            row = self.engine.find_row(item_id)
+            if row is not None and row not in seen and len(pairs) < depth:
+                pairs.append((row, float(score)))
