@@ -169,10 +169,14 @@ def test_a_vocabulary_over_the_limit_stays_on_disk(store: SQLiteStore, monkeypat
     _check(store, ["zebra"])
 
 
-def test_rows_over_the_limit_are_read_on_demand(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An index of more items than MAX_ROWS: the pass reads the vocabulary but not the rows' terms, which are
-    read per search and kept (at most MAX_ROWS of them), and stay right through writes."""
-    monkeypatch.setattr(termstats, "MAX_ROWS", 4)
+@pytest.mark.parametrize("limit", ["MAX_ROWS", "MAX_TEXT_CHARS"])
+def test_rows_over_the_limit_are_read_on_demand(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch, limit: str
+) -> None:
+    """An index of more items than MAX_ROWS (or more text than MAX_TEXT_CHARS): the pass reads the vocabulary
+    but not the rows' terms, which are read per search and kept (within the limit), and stay right through
+    writes."""
+    monkeypatch.setattr(termstats, limit, 4 if limit == "MAX_ROWS" else 200)
     rng = random.Random(13)
     store.put([(_item(rng, f"i{i}"), {}) for i in range(10)])
     stats = store.fulltext.stats
@@ -182,7 +186,7 @@ def test_rows_over_the_limit_are_read_on_demand(store: SQLiteStore, monkeypatch:
     loader.join(10)
     assert stats.complete() and not stats._texts_complete
     _check(store, [])
-    assert len(stats._texts) <= 4
+    assert len(stats._texts) <= 4 if limit == "MAX_ROWS" else stats._text_chars <= 200
     a, b = sorted(_texts_truth(store))[:2]
     first = store.get_rows([a, b])  # rows held, then rewritten by this store: the new terms are read
     stats.texts([a, b], store.fulltext._read_texts)

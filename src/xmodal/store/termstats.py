@@ -45,9 +45,11 @@ CHUNK = 5000
 MAX_TERMS = 1_000_000
 #: after the held figures were dropped, a new background pass starts no sooner than this after the last one
 RELOAD_AFTER_S = 5.0
-#: rows whose stored terms are held (:meth:`TermStats.texts`, ≈ 250 bytes a row): a larger index is not read
-#: whole by the background pass, and what was read on demand is dropped when it would hold more
+#: rows whose stored terms are held (:meth:`TermStats.texts`; ≈ 240 bytes a row of WordNet glosses): a larger
+#: index is not read whole by the background pass, and what was read on demand is dropped when it would hold more
 MAX_ROWS = 250_000
+#: characters of stored terms held, likewise (long texts: fewer rows)
+MAX_TEXT_CHARS = 32_000_000
 
 _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM changes"
 Totals = tuple[int, int, int]  # (items, title terms, body terms)
@@ -102,6 +104,7 @@ class TermStats:
         self._stop = threading.Event()
         self._texts: dict[int, tuple[str, str]] = {}  # row -> its stored (title, body) terms, space-joined
         self._texts_complete = False  # _texts holds every indexed row (absent: not indexed)
+        self._text_chars = 0  # characters held in _texts, counted while it is filled on demand
 
     # -- reads --------------------------------------------------------------------------------------
     def lookup(self, terms: Iterable[str], *, totals: bool = True) -> tuple[Totals | None, dict[str, int]]:
@@ -164,9 +167,12 @@ class TermStats:
         found.update(read_now)
         with self._lock:
             if self._gen == gen and not self._texts_complete:
-                if len(self._texts) + len(read_now) > MAX_ROWS:
-                    self._texts = {}
-                self._texts.update(read_now)
+                chars = sum(len(t) + len(b) for t, b in read_now.values())
+                if len(self._texts) + len(read_now) > MAX_ROWS or self._text_chars + chars > MAX_TEXT_CHARS:
+                    self._texts, self._text_chars = {}, 0
+                if len(read_now) <= MAX_ROWS and chars <= MAX_TEXT_CHARS:
+                    self._texts.update(read_now)
+                    self._text_chars += chars
         return found
 
     def _data_version(self) -> int:
@@ -189,7 +195,7 @@ class TermStats:
 
     def _forget(self, seq: int) -> None:
         self._df, self._complete, self._totals = {}, False, None
-        self._texts, self._texts_complete = {}, False
+        self._texts, self._texts_complete, self._text_chars = {}, False, 0
         self._seq = seq
         self._gen += 1
         self._epoch += 1
@@ -256,7 +262,9 @@ class TermStats:
             if text is None:
                 texts.pop(row, None)
             elif self._texts_complete or row in texts:
-                texts[row] = text
+                texts[row] = text  # (on demand, a rewritten row's new length is not counted: it was there)
+        if self._texts_complete and len(texts) > MAX_ROWS:  # grown past the limit by writes: read on demand
+            self._texts, self._texts_complete, self._text_chars = {}, False, 0
         df, complete = self._df, self._complete
         for term, change in txn.df.items():
             if term in df:
@@ -329,12 +337,17 @@ class TermStats:
                         return None
                 texts: dict[int, tuple[str, str]] | None = None
                 if docs <= MAX_ROWS:
-                    texts = {}
+                    texts, chars = {}, 0
                     cursor = db.execute("SELECT id, c0, c1 FROM fulltext_content")
                     while rows := cursor.fetchmany(CHUNK):
                         if self._stop.is_set():
                             return None
-                        texts.update((int(r), (str(t or ""), str(b or ""))) for r, t, b in rows)
+                        held = [(int(r), (str(t or ""), str(b or ""))) for r, t, b in rows]
+                        chars += sum(len(t) + len(b) for _, (t, b) in held)
+                        if chars > MAX_TEXT_CHARS:
+                            texts = None  # too much text to hold: the rows are read on demand
+                            break
+                        texts.update(held)
             finally:
                 if db.in_transaction:
                     db.execute("COMMIT")  # read-only: ending it is all
