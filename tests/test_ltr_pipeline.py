@@ -244,3 +244,30 @@ def test_with_views_the_day_zero_plan_holds_the_dense_run_of_every_vector_kind(t
     scores = hits.scores.tolist()
     assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
     eng.close()
+
+
+def test_on_day_zero_an_image_query_is_compared_with_the_items_image_vectors(tmp_path: Path) -> None:
+    from xmodal import Query
+    from xmodal.ltr.pipeline import Pipeline, query_kind
+
+    eng = _picture_shop(tmp_path)
+    pipe = Pipeline(eng, folder=tmp_path / "ltr")
+    image = Query(image=str(tmp_path / "img" / "blue.png"), k=3)
+    assert query_kind(image) == "image" and query_kind(Query(text="square", image=image.image)) == "text"
+    assert {"dense:text", "dense:image"} <= set(pipe.prepare(image).available)
+    # no feedback: the policy cannot tell the dense views apart, so the image's own view, not registry order's
+    # first two (dense:text, dense:image: the image's vector against the items' text vectors as well)
+    plan = pipe.plan(pipe.prepare(image))
+    assert [a.strategy for a in plan.allocations] == ["dense:image"] and plan.total == plan.budget
+    hits, _ = pipe.search(image, eng.encode_query(image))
+    assert hits.ids[0] == "sq-blue"
+    text = Query(text="square picture", k=3)
+    assert [a.strategy for a in pipe.plan(pipe.prepare(text)).allocations] == ["lexical", "dense:text"]
+    # once feedback tells the views apart, the policy's choice stands
+    x = pipe.prepare(image).x
+    for _ in range(30):
+        pipe.policy.update(x, "dense:text", 1.0)
+        pipe.policy.update(x, "dense:image", 0.0)
+    names = [a.strategy for a in pipe.plan(pipe.prepare(image)).allocations]
+    assert names[0] == "dense:text"
+    eng.close()

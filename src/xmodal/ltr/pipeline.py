@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ConfigError, StorageError, ValidationError, XmodalError
 from ..feedback.postgres_log import PostgresFeedbackLog
 from ..provenance import names_of
-from ..records import Hits, Query
+from ..records import Hits, Query, VectorKind
 from ..store.files import folder_lock
 from ..store.sqlite import StoredItem
 from . import explore_config, strategy_config
@@ -488,7 +488,8 @@ class Pipeline:
         chosen = policy.select(
             prepared.x, prepared.available, explore=explore, keep=keep, lead=lead, families=self.families
         )
-        order = tuple(a.strategy for a in chosen.allocations if a.strategy != explorer)
+        relevant = tuple(a.strategy for a in chosen.allocations if a.strategy != explorer)
+        order = self._like_views(prepared, relevant, chosen.indices)
         if prepared.repeat is not None:
             order = tuple(a for a in prepared.repeat.order if a in prepared.available)
         reserve = self._explore_depth(prepared) if explorer is not None else 0
@@ -499,6 +500,28 @@ class Pipeline:
             explored = Allocation(str(explorer), reserve, 1.0 if leads else policy.floor_weight)
             allocations = (explored, *allocations) if leads else (*allocations, explored)
         return Plan(allocations, chosen.budget, chosen.indices)
+
+    def _like_views(self, prepared: Prepared, order: tuple[str, ...], indices: Mapping[str, float]) -> tuple[str, ...]:
+        """``order`` with each chosen view of a family whose views the policy cannot tell apart (their indices
+        tie: no feedback yet) replaced by the family's view of the query's own modality (:func:`query_kind`: an
+        image query against the items' image vectors, a text query against their text vectors), each family
+        once: registry order would put the text view first for every query, and fuse the image query's vector
+        with the items' text vectors. With ``config.views`` every view joins instead (:meth:`LinearBandit.select`)."""
+        wanted = query_kind(prepared.query)
+        if self.config.views or wanted is None:
+            return order
+        out: list[str] = []
+        for name in order:
+            spec = self.specs.get(name)
+            pick = name
+            if spec is not None and spec.kind is not None and spec.kind != wanted:
+                mates = [a for a in prepared.available if a in self.specs and self.specs[a].family == spec.family]
+                like = next((a for a in mates if self.specs[a].kind == wanted), None)
+                if like is not None and like in indices and abs(indices[like] - indices.get(name, np.nan)) < 1e-9:
+                    pick = like
+            if pick not in out:
+                out.append(pick)
+        return tuple(out)
 
     def _may_explore(self, prepared: Prepared, explorer: str | None) -> bool:
         """Whether this search explores: a call that may, a query the config lets explore, and budget left."""
@@ -967,6 +990,18 @@ def _ranked(hit: FusedHit, score: float) -> FusedHit:
 def _by_score(scores: np.ndarray, i: int) -> tuple[float, int]:
     """The sort key of the ranker's order: best score first, ties by fused position."""
     return -float(scores[i]), i
+
+
+def query_kind(query: Query) -> str | None:
+    """The vector kind of a query's own modality, which its vector is compared with on day zero
+    (:meth:`Pipeline._like_views`): ``image`` for an image alone, ``text`` for a text (with an image too: its
+    vector, the mean of the two, against the items' text vectors measured better on the demo's judged set than
+    against their combined vectors); None for other media (no preference)."""
+    if query.media:
+        return None
+    if query.image is not None and not query.text:
+        return str(VectorKind.IMAGE)
+    return str(VectorKind.TEXT) if query.text else None
 
 
 def _shared_families(specs: Mapping[str, StrategySpec]) -> dict[str, str]:
