@@ -63,3 +63,20 @@ def copies(image: Image.Image) -> dict[str, bytes]:
         "jpeg": jpeg.getvalue(),
         "cropped": png(image.crop((dx, dy, w - dx, h - dy))),
     }
+
+
+def spirograph(big: int, small: int, pen: float, side: int = 200) -> Image.Image:
+    """A grey hypotrochoid on white: the curve a pen ``pen`` from the centre of a circle of radius ``small``
+    draws as the circle rolls inside one of radius ``big`` (fine lines that cross everywhere)."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (side, side), "white")
+    turns = small // np.gcd(big, small)
+    t = np.linspace(0, 2 * np.pi * turns, 4000)
+    k = big - small
+    x = k * np.cos(t) + pen * np.cos(k / small * t)
+    y = k * np.sin(t) - pen * np.sin(k / small * t)
+    scale = (side / 2 - 4) / (k + pen)
+    points = list(zip((side / 2 + scale * x).tolist(), (side / 2 + scale * y).tolist(), strict=True))
+    ImageDraw.Draw(image).line(points, fill=(90, 90, 90), width=1)
+    return image

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.tasks_data import copies, photos, png, topic_items
+from tests.tasks_data import copies, photos, png, spirograph, topic_items
 from xmodal import Engine, Item, ValidationError
 from xmodal.encoders import HashingEncoder
 from xmodal.tasks import Fingerprinter, dedup, register_fingerprinter
@@ -61,14 +61,16 @@ def test_copies_group_with_their_source(both: Any) -> None:
     )  # the product's image is the moon photo, its text the article's
     assert groups == expected
     names = {t.signal: t for t in both.thresholds}
-    assert set(names) == {"correlation", "thumbnail", "phash", "cosine", "jaccard"}
-    for name in ("correlation", "thumbnail", "cosine"):
+    assert set(names) == {"correlation", "verified", "inliers", "thumbnail", "phash", "cosine", "jaccard"}
+    assert names["inliers"].source == "default" and names["verified"].value <= names["correlation"].value
+    for name in ("correlation", "verified", "thumbnail", "cosine"):
         assert names[name].source == "calibrated" and names[name].positives == 3 * 16, names
     # pHash is only a candidate filter: its cut keeps 99% of the copies, capped where hashes say nothing
     assert names["phash"].value <= 24 and names["phash"].source in ("calibrated", "default")
     assert both.compared == {"image": 37, "text": 20}
     image_pairs = [p for g in both.groups for p in g.pairs if p.signal == "image"]
-    assert image_pairs and all(p.score >= names["correlation"].value for p in image_pairs)
+    # a pair under the correlation cut is one whose keypoints lined up: never under the looser cut
+    assert image_pairs and all(p.score >= names["verified"].value for p in image_pairs)
 
 
 def test_both_signals_join_one_group(both: Any) -> None:
@@ -183,3 +185,58 @@ def test_off_grid_crops_of_texture_photos_match_and_other_tiles_do_not() -> None
     pairs = aligned_pairs(sources + crops, limit=-1.0, neighbours=3)
     n = len(sources)
     assert all((i // 3, n + i) in pairs for i in range(len(crops)))
+
+
+def test_keypoints_line_up_for_copies_and_not_for_two_spirographs() -> None:
+    """Geometric verification: a 10% crop (at an off-grid offset) and a half-size copy keep many keypoints
+    under one near-identity transform (scale about 1.11 and 1), on a real photo and on a line drawing; two
+    different spirographs, which the blurred correlation cannot tell apart (>= 0.97, like copies), do not."""
+    from xmodal.tasks.dedup_geometry import MIN_INLIERS, keypoints, transform
+    from xmodal.tasks.imagesig import matched_correlation, signature
+
+    one, other = spirograph(96, 35, 60), spirograph(96, 37, 60)
+    assert matched_correlation(signature(one), signature(other)) >= 0.97
+    kp_one, kp_other = keypoints(one), keypoints(other)
+    assert min(len(kp_one.points), len(kp_other.points)) >= 200  # rich in keypoints: the judgement is informed
+    for a, b in ((kp_one, kp_other), (kp_other, kp_one)):
+        assert not transform(a, b).is_copy() and transform(a, b).inliers < MIN_INLIERS
+    for image in (one, photos()["astronaut"]):
+        w, h = image.size
+        cropped = image.crop((7, 13, 7 + w - w // 10, 13 + h - h // 10))
+        half = image.resize((w // 2, h // 2), Image.Resampling.BICUBIC)
+        crop_fit = transform(keypoints(image), keypoints(cropped))
+        assert crop_fit.is_copy() and 1.05 <= crop_fit.scale <= 1.17 and crop_fit.inliers >= 3 * MIN_INLIERS
+        half_fit = transform(keypoints(image), keypoints(half))
+        assert half_fit.is_copy() and abs(half_fit.scale - 1) <= 0.05
+    flat = keypoints(Image.new("RGB", (64, 64), "white"))
+    assert len(flat.points) == 0 and transform(flat, kp_one).inliers == 0
+
+
+def test_two_spirographs_stay_apart_while_their_copies_join_them(tmp_path: Path) -> None:
+    """Two spirographs of one kind correlate like copies (above the calibrated correlation cut), but their
+    keypoints do not line up: ``dedup`` keeps them apart, and still groups each with its 10% crop and its
+    half-size copy; photos and a third spirograph (with no copies) stay alone."""
+    from xmodal.tasks.imagesig import matched_correlation, signature
+
+    one, other = spirograph(96, 35, 60), spirograph(96, 37, 60)
+    items = [Item.create(name, image=png(image)) for name, image in photos().items()]
+    items.append(Item.create("rosette", image=png(spirograph(100, 36, 62))))
+    for name, image in (("one", one), ("other", other)):
+        w, h = image.size
+        items.append(Item.create(name, image=png(image)))
+        items.append(Item.create(f"{name}-cropped", image=png(image.crop((7, 13, 7 + w - w // 10, 13 + h - h // 10)))))
+        items.append(
+            Item.create(f"{name}-resized", image=png(image.resize((w // 2, h // 2), Image.Resampling.BICUBIC)))
+        )
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(items)
+        result = dedup(engine, signals=("image",), calibration_sample=8)
+    cuts = {t.signal: t for t in result.thresholds}
+    assert cuts["correlation"].source == "calibrated" and cuts["inliers"].source == "default"
+    assert cuts["verified"].value <= cuts["correlation"].value
+    assert matched_correlation(signature(one), signature(other)) >= cuts["correlation"].value  # alone: one group
+    groups = {frozenset(g.ids) for g in result.groups}
+    assert groups == {
+        frozenset({"one", "one-cropped", "one-resized"}),
+        frozenset({"other", "other-cropped", "other-resized"}),
+    }

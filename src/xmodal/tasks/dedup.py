@@ -1,7 +1,8 @@
 """``dedup``: groups of near-duplicate items, within and across modalities.
 
 Images (of image items and products alike) pair by perceptual hash, aligned thumbnails and stored image
-vectors, verified by matched correlation (:mod:`.dedup_images`); texts (of text items and products alike) by
+vectors, verified by matched correlation and, for the doubtful ones, by keypoints that line up under one
+transform (:mod:`.dedup_images`, :mod:`.dedup_geometry`); texts (of text items and products alike) by
 MinHash (:mod:`.dedup_text`); audio and video by the fingerprinters :mod:`xmodal.av` registers
 (:mod:`.fingerprints`), files with files and segments with segments, a video's sound track with audio files
 (:mod:`.dedup_sound`). Every pair joins its items' groups (union-find), so a product whose image copies an
@@ -86,9 +87,9 @@ def dedup(
 ) -> Dedup:
     """Near-duplicate groups among the items that match ``filters`` (every item without).
 
-    ``thresholds`` fixes any of ``correlation``, ``thumbnail``, ``phash``, ``cosine`` (images) and ``jaccard``
-    (text) instead of calibrating it on ``calibration_sample`` items; ``neighbours``: the aligned-thumbnail and
-    stored-vector neighbours checked per image."""
+    ``thresholds`` fixes any of ``correlation``, ``verified``, ``inliers``, ``thumbnail``, ``phash``, ``cosine``
+    (images) and ``jaccard`` (text) instead of calibrating it on ``calibration_sample`` items; ``neighbours``: the
+    aligned-thumbnail and stored-vector neighbours checked per image."""
     check_positive("neighbours", neighbours, "pass neighbours=10")
     unknown = [s for s in signals if s not in SIGNALS]
     if unknown or not signals:
@@ -103,7 +104,7 @@ def dedup(
         images = dedup_images.read_images(engine, items, vectors, skipped)
         compared["image"] = len(images.signatures)
         if images.signatures:
-            found = dedup_images.calibrate(engine, images, items, calibration_sample, seed)
+            found = dedup_images.calibrate(engine, images, calibration_sample, seed)
             found = {name: given.get(name, cut) for name, cut in found.items()}
             used += found.values()
             for a, b, score in dedup_images.image_pairs(engine, images, found, neighbours):

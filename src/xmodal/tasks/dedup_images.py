@@ -1,6 +1,13 @@
 """Near-duplicate image pairs: pHash, aligned-thumbnail and stored-vector candidates, verified by matched
 correlation (:mod:`.imagesig`), each threshold calibrated on transformed copies of the collection's own images
-(:mod:`.calibrate`)."""
+(:mod:`.calibrate`).
+
+A pair is a duplicate when its matched correlation reaches the looser ``verified`` cut (the one that keeps
+99% of the calibration copies) and the two images' keypoints line up under one near-identity transform
+(:mod:`.dedup_geometry`, at least ``inliers`` consistent matches), or, when the images have too few keypoints
+to tell (flat clip-art), when it reaches the calibrated ``correlation`` cut. The correlation alone cannot tell
+a crop of a textured photo (0.95-0.97) from two fine-line drawings of one kind (two spirographs: 0.95-0.99);
+the keypoints can. Keypoints are found only for the images of pairs above the looser cut."""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from ..errors import XmodalError
 from ..imaging import decode_image
 from ..records import Item, Query
 from .calibrate import SET_ASIDE_QUANTILE, Threshold, best_threshold, image_variants, recall_threshold
+from .dedup_geometry import MIN_INLIERS, Keypoints, keypoints, verdict
 from .imagesig import (
     ImageSignature,
     aligned_correlation,
@@ -32,17 +40,27 @@ if TYPE_CHECKING:
 CANDIDATE_RECALL = 0.99  # the share of calibration copies each candidate filter must keep
 MAX_HASH_LIMIT = 24  # bits: above this a pHash pair is noise (and the candidate list explodes)
 #: when the collection is too small to calibrate
-DEFAULTS = {"correlation": 0.95, "thumbnail": 0.85, "phash": 10.0, "cosine": 0.95}
-HIGHER = {"correlation": True, "thumbnail": True, "phash": False, "cosine": True}  # which way each signal points
+DEFAULTS = {
+    "correlation": 0.95,
+    "verified": 0.93,  # with at least ``inliers`` keypoints in one near-identity transform
+    "inliers": float(MIN_INLIERS),
+    "thumbnail": 0.85,
+    "phash": 10.0,
+    "cosine": 0.95,
+}
+#: which way each signal points
+HIGHER = {"correlation": True, "verified": True, "inliers": True, "thumbnail": True, "phash": False, "cosine": True}
 MIN_CALIBRATION = 8  # images needed to calibrate
 NEGATIVES = 5  # calibration negatives per sampled image: its most similar others
 
 
 @dataclass(frozen=True, slots=True)
 class ImageSet:
-    """The images read: positions in the task's items, signatures, and one vector each (None: no vector)."""
+    """The images read: positions in the task's items, the items, signatures, and one vector each (None: no
+    vector)."""
 
     where: list[int]
+    items: list[Item]
     ids: list[str]
     signatures: list[ImageSignature]
     vectors: np.ndarray | None  # [n, d] unit rows, of ``kind``
@@ -78,11 +96,12 @@ def read_images(
             vecs.append(vectors[i].get(kind))
     have_all = kind is not None and all(v is not None for v in vecs)
     matrix = np.stack([np.asarray(v, dtype=np.float32) for v in vecs]) if have_all and vecs else None
-    return ImageSet(where, [items[i].id for i in where], sigs, matrix, kind if matrix is not None else None)
+    chosen = [items[i] for i in where]
+    return ImageSet(where, chosen, [item.id for item in chosen], sigs, matrix, kind if matrix is not None else None)
 
 
-def calibrate(engine: Engine, images: ImageSet, items: Sequence[Item], sample: int, seed: int) -> dict[str, Threshold]:
-    """Thresholds of the four signals from copies of a seeded sample of the images."""
+def calibrate(engine: Engine, images: ImageSet, sample: int, seed: int) -> dict[str, Threshold]:
+    """Thresholds of the signals from copies of a seeded sample of the images (``inliers``: a stated default)."""
     n = len(images.signatures)
     if n < MIN_CALIBRATION or sample < 1:
         return {name: Threshold(name, v, HIGHER[name], "default") for name, v in DEFAULTS.items()}
@@ -93,7 +112,7 @@ def calibrate(engine: Engine, images: ImageSet, items: Sequence[Item], sample: i
     pos: dict[str, list[float]] = {name: [] for name in DEFAULTS}
     neg: dict[str, list[float]] = {name: [] for name in DEFAULTS}
     for j in chosen:
-        original = decode_image(image_bytes(engine, items[images.where[j]]))
+        original = decode_image(image_bytes(engine, images.items[j]))
         copies = [copy for _, copy in image_variants(original, rng)]
         for copy in copies:
             sig = signature(copy)
@@ -108,6 +127,10 @@ def calibrate(engine: Engine, images: ImageSet, items: Sequence[Item], sample: i
         _negatives(images, hashes, wholes, j, neg, like_copies)
     found = {
         "correlation": best_threshold("correlation", pos["correlation"], neg["correlation"]),
+        "verified": recall_threshold(
+            "verified", pos["correlation"], neg["correlation"], higher=True, recall=CANDIDATE_RECALL
+        ),
+        "inliers": Threshold("inliers", DEFAULTS["inliers"], True, "default"),
         "thumbnail": recall_threshold(
             "thumbnail", pos["thumbnail"], neg["thumbnail"], higher=True, recall=CANDIDATE_RECALL
         ),
@@ -170,11 +193,26 @@ def image_pairs(
     if images.vectors is not None and "cosine" in thresholds and images.kind is not None:
         candidates |= _vector_candidates(engine, images, thresholds["cosine"], neighbours)
     out = []
+    found: dict[int, Keypoints] = {}
     for a, b in sorted(candidates):
         score = matched_correlation(images.signatures[a], images.signatures[b])
-        if thresholds["correlation"].passes(score):
+        if not (thresholds["verified"].passes(score) or thresholds["correlation"].passes(score)):
+            continue
+        copy = _verdict(engine, images, a, b, thresholds["inliers"], found)
+        if copy or (copy is None and thresholds["correlation"].passes(score)):
             out.append((a, b, score))
     return out
+
+
+def _verdict(
+    engine: Engine, images: ImageSet, a: int, b: int, inliers: Threshold, found: dict[int, Keypoints]
+) -> bool | None:
+    """Whether images ``a`` and ``b`` line up as copies (None: too few keypoints to tell); each image's
+    keypoints are found once, and only for images in pairs above the looser cut."""
+    for p in (a, b):
+        if p not in found:
+            found[p] = keypoints(decode_image(image_bytes(engine, images.items[p]), item=images.ids[p]))
+    return verdict(found[a], found[b], inliers.value)
 
 
 def _vector_candidates(engine: Engine, images: ImageSet, cut: Threshold, neighbours: int) -> set[tuple[int, int]]:

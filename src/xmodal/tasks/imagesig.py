@@ -85,7 +85,7 @@ def matched_correlation(a: ImageSignature, b: ImageSignature) -> float:
     picture; 0 when either is flat)."""
     if float(a.grey.std()) < FLAT or float(b.grey.std()) < FLAT:
         return 0.0
-    cv2 = _cv2()
+    cv2 = opencv()
     best = float(cv2.matchTemplate(a.grey, b.grey, cv2.TM_CCOEFF_NORMED).max())
     for scale in SCALES:
         side = round(GREY_SIDE * scale)
@@ -95,7 +95,7 @@ def matched_correlation(a: ImageSignature, b: ImageSignature) -> float:
     return min(best, 1.0)
 
 
-def _cv2() -> Any:
+def opencv() -> Any:
     try:
         import cv2
     except ImportError as exc:
