@@ -191,25 +191,28 @@ def test_keypoints_line_up_for_copies_and_not_for_two_spirographs() -> None:
     """Geometric verification: a 10% crop (at an off-grid offset) and a half-size copy keep many keypoints
     under one near-identity transform (scale about 1.11 and 1), on a real photo and on a line drawing; two
     different spirographs, which the blurred correlation cannot tell apart (>= 0.97, like copies), do not."""
-    from xmodal.tasks.dedup_geometry import MIN_INLIERS, keypoints, transform
+    from xmodal.tasks.dedup_geometry import INFORMED, MIN_INLIERS, keypoints, transform, verdict
     from xmodal.tasks.imagesig import matched_correlation, signature
 
     one, other = spirograph(96, 35, 60), spirograph(96, 37, 60)
     assert matched_correlation(signature(one), signature(other)) >= 0.97
     kp_one, kp_other = keypoints(one), keypoints(other)
-    assert min(len(kp_one.points), len(kp_other.points)) >= 200  # rich in keypoints: the judgement is informed
+    assert min(len(kp_one.points), len(kp_other.points)) >= INFORMED  # rich in keypoints: an informed "no"
     for a, b in ((kp_one, kp_other), (kp_other, kp_one)):
         assert not transform(a, b).is_copy() and transform(a, b).inliers < MIN_INLIERS
+        assert verdict(a, b) is False
     for image in (one, photos()["astronaut"]):
         w, h = image.size
         cropped = image.crop((7, 13, 7 + w - w // 10, 13 + h - h // 10))
         half = image.resize((w // 2, h // 2), Image.Resampling.BICUBIC)
         crop_fit = transform(keypoints(image), keypoints(cropped))
+        assert verdict(keypoints(image), keypoints(cropped)) is True
         assert crop_fit.is_copy() and 1.05 <= crop_fit.scale <= 1.17 and crop_fit.inliers >= 3 * MIN_INLIERS
         half_fit = transform(keypoints(image), keypoints(half))
         assert half_fit.is_copy() and abs(half_fit.scale - 1) <= 0.05
     flat = keypoints(Image.new("RGB", (64, 64), "white"))
     assert len(flat.points) == 0 and transform(flat, kp_one).inliers == 0
+    assert verdict(flat, kp_one) is None  # too few keypoints to tell: the correlation decides
 
 
 def test_two_spirographs_stay_apart_while_their_copies_join_them(tmp_path: Path) -> None:
