@@ -134,7 +134,8 @@ class PiiDetector:
         ``lowercase_names=False`` (the policy's ``pii_lowercase_names = false``) also skips the NER on a text
         with neither a capital letter nor a pattern character: names written all in lower case ("william
         faulkner") are then missed, and so are the NER's misreadings of lower-case words as names ("shaggy
-        rugs"); most catalog text has no capital past its first word, so most of it is then never parsed.
+        rugs"). A capital anywhere counts (a capitalised title is parsed): it saves most on lower-case text
+        (three in four WordNet glosses), little on text written in sentences (Debian descriptions: one in seven).
         """
         todo = [(i, t[:MAX_CHARS]) for i, t in enumerate(texts) if t.strip()]
         if not lowercase_names:
