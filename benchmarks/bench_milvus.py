@@ -2,11 +2,12 @@
 clustered vectors: insert throughput against pymilvus' own ``insert``, recall@10 (unfiltered and under a
 5% filter, with k hits), and search latency against ``MilvusClient.search`` on the same collection.
 
-Run:  python benchmarks/bench_milvus.py [--n 100000] [--queries 200] [--batch 2000]
+Run:  python benchmarks/bench_milvus.py [--n 100000] [--queries 200] [--batch 2000] [--insert-only]
 
-- insert: ``MilvusBackend.upsert`` of StoredItems (attributes encoded, keys, stale-kind check) into one
-  collection, and ``MilvusClient.insert`` of the very same row dicts (made before the clock starts) into
-  another of the same schema; rows per second of each, the same batches.
+- insert: ``MilvusBackend.upsert`` of StoredItems (attributes encoded, keys; rows new to the collection are
+  inserted, others upserted after the stale-kind check) into one collection, and ``MilvusClient.insert`` of the
+  very same row dicts (made before the clock starts) into another of the same schema; rows per second of each,
+  the same batches. ``--insert-only`` stops there (no flush, index build, recall or latency).
 - then the xmodal collection is flushed and its HNSW index (M=16, efConstruction=200) built; recall@10
   of ``MilvusBackend.search`` against exact top-10 (numpy), unfiltered and with ``{"bucket": 3}`` (5% of
   the items), where every query must get 10 hits, all matching.
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--ef", type=int, default=128)
+    parser.add_argument("--insert-only", action="store_true", help="only the insert throughput figures")
     args = parser.parse_args()
     data = clustered(args.n + args.queries)
     base, queries = data[: args.n], data[args.n :]
@@ -104,6 +106,11 @@ def main() -> None:
         out["insert_ratio_xmodal_to_pymilvus"] = round(timings["pymilvus"] / timings["xmodal"], 3)
         client.drop_collection(direct.collection)
         direct.close()
+        if args.insert_only:
+            xm.client.drop_collection(xm.collection)
+            xm.close()
+            print(json.dumps(out))
+            return
 
         t = time.perf_counter()
         xm.client.flush(xm.collection)

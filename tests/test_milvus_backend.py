@@ -131,3 +131,74 @@ def test_a_server_that_is_not_there_is_a_clear_error(tmp_path: Path) -> None:
         StorageError, match=rf"Milvus server at http://127.0.0.1:{port} is unavailable.*failed 2 times.*uri="
     ):
         open_backend("milvus", context)
+
+
+def _stored(rows: range, dim: int = 16) -> list[Any]:
+    from xmodal.records import Item
+    from xmodal.store.sqlite import StoredItem
+
+    vectors = np.random.default_rng(3).standard_normal((max(rows) + 1, dim)).astype(np.float32)
+    return [
+        StoredItem(r, Item.create(f"i{r}", title=f"item {r}", attributes={"n": r}), {"text": vectors[r]}) for r in rows
+    ]
+
+
+def _pk_count(backend: Any, pk: str) -> int:
+    hits = backend.client.query(
+        backend.collection, filter=f'pk == "{pk}"', output_fields=["count(*)"], consistency_level="Strong"
+    )
+    return int(hits[0]["count(*)"])
+
+
+def test_new_rows_are_inserted_and_a_replay_after_a_crash_leaves_one_row_per_key(
+    milvus_server: Any, tmp_path: Path
+) -> None:
+    """Rows new to the collection are inserted (Milvus 2.3 keeps two rows for one key inserted twice, shown
+    last), updates upserted; a process that inserted rows after its checkpoint and died leaves them above the
+    checkpoint's high-water mark, and the reopened backend finds them, so replaying their changes upserts."""
+    options = {"uri": milvus_server.uri, "collection": "xmodal_insert_replay"}
+    context = BackendContext(tmp_path / "idx", 16, "flat", options)
+    backend = open_backend("milvus", context)
+    try:
+        inserted: list[int] = []
+        original = backend.client.insert
+
+        def counting(collection: str, data: list[dict[str, Any]], **kwargs: Any) -> Any:
+            inserted.extend(int(d["row"]) for d in data)
+            return original(collection, data, **kwargs)
+
+        backend.client.insert = counting
+        backend.upsert(_stored(range(10)))
+        assert inserted == list(range(10))  # new rows: inserted
+        backend.upsert(_stored(range(5)))  # an update: upserted
+        assert inserted == list(range(10)) and backend.count("text") == 10
+        assert backend.checkpoint(10) is True
+        backend.upsert(_stored(range(10, 20)))  # inserted after the checkpoint, then the process dies
+        assert inserted == list(range(20))
+        backend.close()  # no checkpoint: the state says change 10, rows up to 9
+
+        reopened = open_backend("milvus", context)
+        try:
+            assert reopened.saved_seq == 10
+            again: list[int] = []
+            first = reopened.client.insert
+
+            def spy(collection: str, data: list[dict[str, Any]], **kwargs: Any) -> Any:
+                again.extend(int(d["row"]) for d in data)
+                return first(collection, data, **kwargs)
+
+            reopened.client.insert = spy
+            reopened.upsert(_stored(range(10, 20)))  # the engine replays the changes after 10: upserted
+            reopened.upsert(_stored(range(20, 25)))  # then new rows are inserted again
+            assert again == list(range(20, 25))
+            assert reopened.count("text") == 25
+            assert all(_pk_count(reopened, f"{r}/text") == 1 for r in range(25))
+            raw = {"pk": "999/text", "row": 999, "kind": "text", "attrs": {}, "vector": np.ones(16, np.float32)}
+            reopened.client.insert(reopened.collection, [raw])  # the hazard: an insert does not replace a row
+            reopened.client.insert(reopened.collection, [raw])
+            assert _pk_count(reopened, "999/text") == 2
+        finally:
+            reopened.client.drop_collection(reopened.collection)
+            reopened.close()
+    finally:
+        backend.close()

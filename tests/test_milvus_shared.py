@@ -167,3 +167,73 @@ def test_a_milvus_restart_during_writes_loses_no_acknowledged_write(
     finally:
         reader.close()
         writer.close()
+
+
+READER = r"""
+import json, sys
+from xmodal import Engine
+
+engine = Engine.open(sys.argv[1])
+backend = engine.backend
+used = []
+original = backend.client.search
+
+
+def recording(*args, **kwargs):
+    used.append({"level": str(kwargs.get("consistency_level")), "ts": int(kwargs.get("guarantee_timestamp") or 0)})
+    return original(*args, **kwargs)
+
+
+backend.client.search = recording
+engine.search("item", k=1, mode="dense")  # the first read of a process is Strong (deletes before it: no timestamp)
+print("ready", flush=True)
+for line in sys.stdin:
+    n = int(line)
+    used.clear()
+    hits = engine.search(f"item {n}", k=5, mode="dense", filters={"n": n}).hits.ids  # one search, no retry
+    print(json.dumps({"ids": [str(i) for i in hits], "used": used}), flush=True)
+engine.close()
+"""
+
+
+def test_a_reader_process_sees_each_acknowledged_write_at_once_through_the_recorded_timestamp(
+    postgres_server: Any, postgres_schema: str, restartable_milvus: Any, tmp_path: Path
+) -> None:
+    """Another process searching right after a write is acknowledged finds it, with one search: its read waits
+    for the writer's Milvus timestamp recorded in the store (not ``Strong``, not its own ``Session``, which
+    knows nothing of the writer's write: the server's time tick is 50 ms, so a read that did not wait for the
+    write would miss it)."""
+    import json
+    import subprocess
+    import sys
+
+    writer = Engine.open(
+        location(postgres_server, postgres_schema, tmp_path / "w", restartable_milvus),
+        encoder="hashing",
+        dim=32,
+        index="flat",
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, location(postgres_server, postgres_schema, tmp_path / "r", restartable_milvus)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdin is not None and reader.stdout is not None
+        writer.add(items(0, 20))
+        assert reader.stdout.readline().strip() == "ready"
+        for n in range(20, 30):
+            writer.add(items(n, 1))  # acknowledged
+            written = writer.backend._write_ts()  # type: ignore[attr-defined]
+            reader.stdin.write(f"{n}\n")
+            reader.stdin.flush()
+            answer = json.loads(reader.stdout.readline())
+            assert answer["ids"] == [f"i{n}"], answer
+            assert answer["used"] and all(u["level"] == "Customized" for u in answer["used"]), answer
+            assert all(u["ts"] >= written > 0 for u in answer["used"]), (answer, written)
+    finally:
+        if reader.stdin is not None:
+            reader.stdin.close()
+        reader.wait(timeout=60)
+        writer.close()

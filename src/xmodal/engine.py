@@ -485,11 +485,12 @@ class Engine:
         """Apply this process's committed write (``count`` changes after sequence ``before``) to the derived
         structures: the catalog and the vector backend under the lock alone, then the extensions outside it.
         When another process committed in between (the sequence moved by more than this write), everything
-        is caught up from the log instead."""
+        is caught up from the log instead. The shared vector copy (Milvus) is written before the lock: it holds
+        nothing of this process's, so searches go on meanwhile (this process's writes stay in turn: ``_writing``)."""
+        if self._shared_vectors:
+            self._apply_shared(before, stored, deleted)
         with self._lock:
             after = self.store.last_seq()
-            if self._shared_vectors:
-                self._apply_shared(before, stored, deleted)
             if after - before == count:
                 for follower in (self._catalog, *(() if self._shared_vectors else (self.backend,))):
                     if stored:

@@ -9,11 +9,11 @@ answers merged per row (:func:`~xmodal.backends.base.best_per_row`).
 
 Options (``BackendContext.index_options``, the index settings; ``xmodal --backend milvus --option
 uri=...``): ``uri`` (default ``http://127.0.0.1:19530``), ``token``, ``db_name``, ``collection``,
-``consistency`` (of searches; default ``Session``: a search sees every write this process made — the
-engine's read-your-writes — without waiting for the server's next time tick, up to 200 ms, as ``Strong``
-does; ``Strong`` where a search must see other writers' writes at once; counts and row listings are always
-``Strong``; the first read after a delete is ``Strong`` too: Milvus 2.3 returns no timestamp for a
-delete, so ``Session`` cannot wait for it),
+``consistency`` (of searches and counts; default ``Session``: a read sees every write this process made —
+the engine's read-your-writes — and, on a shared store, every write any process had acknowledged when it
+began (below), without waiting for the server's next time tick, up to 200 ms, as ``Strong`` does; row
+listings are always ``Strong``; the first read after a delete is ``Strong`` too: Milvus 2.3 returns no
+timestamp for a delete, so ``Session`` cannot wait for it),
 ``timeout`` (seconds per call), ``retries`` (attempts while the server is unavailable, with bounded
 exponential backoff), ``params`` (index build parameters) and ``search_params``, with shortcuts ``m``,
 ``ef_construction``, ``ef``, ``nlist``, ``nprobe``, ``search_list``. The index type is the index kind:
@@ -25,13 +25,26 @@ the configuration, the collection); opening without a valid checkpoint of the sa
 collection (only one this backend made: its description says so) and starts empty, so the engine rebuilds
 it from the store. A collection of another schema is refused with the fix.
 
+Rows new to a collection of this process's own are *inserted* (Milvus' upsert is a delete plus an insert):
+the backend keeps a high-water mark (``high`` in ``state.json``) above which the collection holds no row, and
+on opening it looks for rows above the checkpoint's mark (written by a process that died before its next
+checkpoint), so the replay of their changes upserts them — Milvus 2.3 does not deduplicate primary keys, and an
+insert of a key it holds is a second row. An insert that fails is retried as an upsert (it may have landed).
+
 **A shared store** (PostgreSQL, ``BackendContext.shared``): every process of the store uses ONE collection,
 named from the store's identity (database, schema, vector epoch; ``xmodal_<schema>_<hash>``) unless
 ``collection=`` is given, and its progress is recorded in the store, not in a local file. The design:
 
 * each change is upserted into Milvus by the process that committed it, before the write is acknowledged
-  (Milvus upserts by primary key ``"<row>/<kind>"``, so applying a change again is harmless); other processes
-  only read the collection — they never apply the writes they hear of;
+  (Milvus upserts by primary key ``"<row>/<kind>"``, so applying a change again is harmless; always an
+  upsert here: another process's first write of the same item could land after ours, and two inserts would
+  be two rows); other processes only read the collection — they never apply the writes they hear of;
+* after its upsert, and before the write is acknowledged, the writer records the upsert's Milvus timestamp in
+  the store's ``meta`` (``milvus-ts:<collection>`` = ``{"ts": newest, "deletes": n}``, the newest kept); each
+  ``Session`` read of any process reads it and waits for it (a guarantee timestamp), so it sees every write
+  acknowledged before the read began without ``Strong``'s wait for the server's next time tick. A delete has
+  no timestamp in Milvus 2.3: it counts ``deletes`` up, and a reader that sees the count move reads
+  ``Strong`` once (as its first read does);
 * the store's ``meta`` holds ``milvus:<collection>`` = ``{"seq": M, "wide": [...]}``: every change up to ``M``
   is in the collection. Only a *catch-up* advances it: read the store's last change ``L`` first, re-apply
   every change after ``M`` from the store's current items (idempotent upserts and deletes by key), then set
@@ -113,6 +126,7 @@ DELETE_BATCH = 20_000  # primary keys per delete expression
 KINDS_REFRESH_S = 1.0  # how stale the kinds searched with ``kinds=None`` may be (other writers' new kinds)
 
 T = TypeVar("T")
+NO_ROWS = -(2**63)  #: the high-water mark of an empty collection: every row is above it
 
 
 class MilvusBackend:
@@ -176,6 +190,13 @@ class MilvusBackend:
         self._kinds_at = 0.0
         self._wide: set[str] = set()  # path keys where an item holds more numbers than the slots
         self._fence = False  # a delete since the last Strong read: the next read is Strong
+        #: every row above it is absent from the collection, so its vectors are inserted, not upserted (None:
+        #: unknown, every write upserts). Only for a collection of this process's own: with a shared one,
+        #: another process's first write of the same item could land after ours, and two inserts would be two rows
+        self._high: int | None = None
+        self._ts_key = f"milvus-ts:{self.collection}"  # the newest write timestamp any process recorded
+        self._deletes_seen: int | None = None  # the shared delete count at this process's last Strong read
+        self._db_name = str(options.get("db_name") or "")
         self.client = self._connect(options)
 
     def _check_params(self) -> None:
@@ -235,7 +256,27 @@ class MilvusBackend:
             self._saved_seq = int(state["seq"])
             self._wide = {str(p) for p in state.get("wide", [])}
             self._kinds = {str(k) for k in state.get("kinds", [])}
+            high = state.get("high")
+            self._high = self._probe_high(NO_ROWS if high is None else int(high))
         self.kinds()
+
+    def _probe_high(self, high: int) -> int:
+        """The highest row the collection holds, from ``high`` (the checkpoint's) up: rows written after the
+        checkpoint by a process that died before the next one are found, so replaying their changes upserts
+        them (an insert would leave two rows for one key: Milvus 2.3 does not deduplicate primary keys)."""
+        iterator = self.client.query_iterator(
+            self.collection,
+            filter=f"row > {int(high)}",
+            output_fields=["row"],
+            batch_size=10_000,
+            consistency_level="Strong",
+        )
+        try:
+            while batch := iterator.next():
+                high = max(high, *(int(hit["row"]) for hit in batch))
+        finally:
+            iterator.close()
+        return high
 
     def _open_shared(self) -> None:
         """The shared collection: kept as it is when present (never dropped: other processes use it), made
@@ -282,7 +323,7 @@ class MilvusBackend:
         value = self.shared.get(self._marker)
         if isinstance(value, dict):
             self._saved_seq = int(value.get("seq", 0))
-            self._wide |= {str(p) for p in value.get("wide", [])}
+            self._wide = self._wide | {str(p) for p in value.get("wide", [])}
         else:
             self._saved_seq = 0
         return self._saved_seq
@@ -298,7 +339,7 @@ class MilvusBackend:
 
         value = self.shared.update(self._marker, change)
         self._saved_seq = int(value["seq"])
-        self._wide |= set(value["wide"])
+        self._wide = self._wide | set(value["wide"])
 
     def _read_state(self) -> dict[str, Any] | None:
         try:
@@ -347,6 +388,7 @@ class MilvusBackend:
             return False
         if hits:
             self._delete([str(hit["pk"]) for hit in hits])
+        self._high = None if self.shared is not None else NO_ROWS
         return True
 
     def _create(self) -> None:
@@ -375,6 +417,7 @@ class MilvusBackend:
                 f"Milvus at {self.uri} refused a {self.index_type} index with {self.params}: {exc} "
                 f"(use another index kind or params)"
             ) from None
+        self._high = None if self.shared is not None else NO_ROWS
 
     def _verify_index(self) -> None:
         """The index the server holds is the one configured: type, metric and every build parameter."""
@@ -430,19 +473,25 @@ class MilvusBackend:
         return self._read_marker() if self.shared is not None else self._saved_seq
 
     def kinds(self) -> list[str]:
-        """The kinds holding vectors, found on the server (each query finds one kind not yet listed)."""
-        return self._refresh_kinds(self._read_level())
+        """The kinds holding vectors, found on the server (each query finds one kind not yet listed); the ones
+        found less than ``KINDS_REFRESH_S`` ago (with this process's own writes since) unless this process
+        deleted since, as searches with ``kinds=None`` use them: the engine asks at every write it applies."""
+        if not self._fence and time.monotonic() - self._kinds_at <= KINDS_REFRESH_S:
+            if self.shared is not None:
+                self._shared_record()  # the kinds other processes wrote since
+            return _ordered(self._kinds)
+        return self._refresh_kinds(self._read_consistency())
 
-    def _refresh_kinds(self, level: str) -> list[str]:
+    def _refresh_kinds(self, level: dict[str, Any]) -> list[str]:
         found = self._discover(level)
         self._kinds, self._kinds_at = set(found), time.monotonic()
         if self.shared is not None:  # other processes' wide keys
             value = self.shared.get(self._marker)
             if isinstance(value, dict):
-                self._wide |= {str(p) for p in value.get("wide", [])}
+                self._wide = self._wide | {str(p) for p in value.get("wide", [])}
         return _ordered(found)
 
-    def _discover(self, level: str) -> list[str]:
+    def _discover(self, level: dict[str, Any]) -> list[str]:
         found: list[str] = []
         while True:
             rest = f"kind not in [{', '.join(json.dumps(k) for k in found)}]" if found else ""
@@ -453,7 +502,7 @@ class MilvusBackend:
                 filter=rest or "row >= -1",
                 output_fields=["kind"],
                 limit=1,
-                consistency_level=level,
+                **level,
             )
             if not hits:
                 return found
@@ -464,7 +513,7 @@ class MilvusBackend:
         (once a second) those on the server now — found without waiting for this process's last write
         (``Bounded``), which the known kinds cover."""
         if time.monotonic() - self._kinds_at > KINDS_REFRESH_S:
-            self._kinds |= set(self._discover("Bounded"))
+            self._kinds = self._kinds | set(self._discover({"consistency_level": "Bounded"}))
             self._kinds_at = time.monotonic()
         return set(self._kinds)
 
@@ -476,7 +525,7 @@ class MilvusBackend:
             self.collection,
             filter=expr,
             output_fields=["count(*)"],
-            consistency_level="Strong",
+            **self._read_consistency(),
         )
         return int(res[0]["count(*)"]) if res else 0
 
@@ -499,7 +548,8 @@ class MilvusBackend:
 
     def upsert(self, stored: Sequence[StoredItem]) -> None:
         """Upsert each item's vectors and drop the kinds it no longer has; every vector is checked first,
-        so a bad one writes nothing."""
+        so a bad one writes nothing. Rows above the high-water mark (new to the collection) are inserted:
+        Milvus' upsert is a delete and an insert, and they have neither old vectors nor old kinds."""
         if not stored:
             return
         data: list[dict[str, Any]] = []
@@ -522,18 +572,42 @@ class MilvusBackend:
                         item=s.item.id,
                     )
                 data.append({"pk": f"{s.row}/{name}", "row": int(s.row), "kind": name, FIELD: attrs, "vector": vec})
-        new = {d["pk"] for d in data}
-        present = self._written_kinds()
-        stale = [pk for s in stored for pk in _pks(s.row, present) if pk not in new]  # kinds an item no longer has
+        data = list({d["pk"]: d for d in data}.values())  # a row given twice: its last vectors (one row per key)
+        high = self._high
+        fresh = [d for d in data if high is not None and d["row"] > high]
+        known = [d for d in data if high is None or d["row"] <= high]
+        stale: list[str] = []
+        if len(fresh) < len(data):  # only rows the collection may hold can have kinds they no longer have
+            new = {d["pk"] for d in data}
+            present = self._written_kinds()
+            old_rows = {int(s.row) for s in stored if high is None or s.row <= high}
+            stale = [pk for row in old_rows for pk in _pks(row, present) if pk not in new]
         if stale:
             self._delete(stale)
         if new_wide and self.shared is not None:  # before the write: every process must filter them by rows
             self._set_marker(0, wide=new_wide)
-        self._wide |= new_wide
-        if data:
-            self._call("upsert", self.client.upsert, self.collection, data)
-        self._kinds |= {d["kind"] for d in data}
+        self._wide = self._wide | new_wide
+        if high is not None and stored:  # before the insert: should it fail, a replay of these rows upserts them
+            self._high = max(high, *(int(s.row) for s in stored))
+        if fresh:
+            self._insert(fresh)
+        if known:
+            self._call("upsert", self.client.upsert, self.collection, known)
+        self._kinds = self._kinds | {d["kind"] for d in data}
         self._dirty = True
+        self._record_write(deleted=bool(stale), kinds={d["kind"] for d in data})
+
+    def _insert(self, data: list[dict[str, Any]]) -> None:
+        """Insert rows new to the collection; an attempt after a failed one upserts (the failed insert may have
+        landed: the server can time out after applying it)."""
+        calls: list[Callable[..., Any]] = [self.client.insert]
+
+        def call() -> Any:
+            fn = calls[0]
+            calls[0] = self.client.upsert
+            return fn(self.collection, data, timeout=self.timeout)
+
+        self._retry("insert", call)
 
     def remove(self, rows: Sequence[int]) -> None:
         labels = [int(r) for r in rows]
@@ -541,6 +615,7 @@ class MilvusBackend:
             present = self._written_kinds()
             self._delete([pk for row in labels for pk in _pks(row, present)])
             self._dirty = True
+            self._record_write(deleted=True)
 
     def _delete(self, pks: list[str]) -> None:
         """Delete by primary key: Milvus 2.3 deletes by any other expression through a query whose
@@ -558,7 +633,7 @@ class MilvusBackend:
         q = np.asarray(queries, np.float32)
         if q.ndim != 2 or q.shape[1] != self._dim:
             raise ValidationError("query", f"has dimension {q.shape[-1]}, the index has {self._dim}")
-        level = self._read_level()  # before the kinds: a read owed Strong stays so for the search
+        level = self._read_consistency()  # before the kinds: a read owed Strong stays so for the search
         if kinds is None:
             if time.monotonic() - self._kinds_at > KINDS_REFRESH_S:
                 self._refresh_kinds(level)
@@ -585,7 +660,7 @@ class MilvusBackend:
         return {"metric_type": "IP", "params": params}
 
     def _search_kind(
-        self, q: np.ndarray, k: int, kind: str, condition: str | None, params: dict[str, Any], level: str
+        self, q: np.ndarray, k: int, kind: str, condition: str | None, params: dict[str, Any], level: dict[str, Any]
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         expr = f"kind == {json.dumps(kind)}" + ("" if condition is None else f" and {condition}")
         answers = self._call(
@@ -597,24 +672,84 @@ class MilvusBackend:
             filter=expr,
             output_fields=["row"],
             search_params=params,
-            consistency_level=level,
+            **level,
         )
         rows = [np.fromiter((hit["entity"]["row"] for hit in hits), np.int64) for hits in answers]
         scores = [np.fromiter((hit["distance"] for hit in hits), np.float32) for hits in answers]
         return rows, scores
 
     def others_wrote(self) -> None:
-        """Other processes wrote to the shared collection (the engine heard of it): the next read is ``Strong``,
-        so it waits for their writes (``Session`` waits only for this process's)."""
-        self._fence = True
+        """Other processes wrote to the shared collection (the engine heard of it). Nothing to do: every
+        ``Session`` read of a shared collection waits for the newest write timestamp recorded in the store
+        (:meth:`_read_consistency`), which covers every write acknowledged before the read began."""
 
-    def _read_level(self) -> str:
-        """The consistency of the next read: the configured one, or ``Strong`` right after a delete (whose
-        timestamp Milvus 2.3 does not return, so ``Session`` cannot wait for it)."""
-        if self._fence and self.consistency != "Strong":
+    def _write_ts(self) -> int:
+        """The Milvus timestamp of this process's newest insert or upsert into the collection (0 if unknown):
+        pymilvus keeps it per collection for its ``Session`` reads (``MilvusClient`` does not return it)."""
+        try:
+            from pymilvus.client import ts_utils
+
+            endpoint = self.client._get_connection().server_address
+            return int(ts_utils.get_collection_ts(self.collection, endpoint, self._db_name) or 0)
+        except Exception as exc:  # noqa: BLE001 - another pymilvus: readers fall back to Strong
+            log.debug("milvus write timestamp unavailable: %s", exc)
+            return 0
+
+    def _record_write(self, *, deleted: bool, kinds: Iterable[str] = ()) -> None:
+        """A shared collection: record this write in the store before it is acknowledged, for every process's
+        next read — its Milvus timestamp (readers wait for it instead of the server's next time tick, as
+        ``Strong`` does), or, for a delete (Milvus 2.3 returns no timestamp for one), a count of deletes that
+        makes each reader's next read ``Strong``; and the kinds written, so every reader searches a kind at once
+        from its first vectors on (not only at its next look at the server's kinds)."""
+        if self.shared is None:
+            return
+        ts = self._write_ts()
+        written = {str(kind) for kind in kinds}
+
+        def change(old: Any) -> dict[str, Any]:
+            old = old if isinstance(old, dict) else {}
+            return {
+                "ts": max(int(old.get("ts", 0)), ts),
+                "deletes": int(old.get("deletes", 0)) + (1 if deleted else 0),
+                "kinds": sorted({*map(str, old.get("kinds", [])), *written}),
+            }
+
+        self.shared.update(self._ts_key, change)
+
+    def _shared_record(self) -> dict[str, Any]:
+        """The writers' record of a shared collection (timestamp, deletes, kinds); its kinds join this
+        process's."""
+        assert self.shared is not None
+        value = self.shared.get(self._ts_key)
+        value = value if isinstance(value, dict) else {}
+        kinds = {str(kind) for kind in value.get("kinds", [])}
+        if not kinds <= self._kinds:
+            self._kinds = self._kinds | kinds
+        return value
+
+    def _read_consistency(self) -> dict[str, Any]:
+        """The consistency arguments of the next read. ``Strong`` when configured, or right after this
+        process's delete (``_fence``). A private collection: the configured level (``Session`` waits for this
+        process's writes). A shared one read at ``Session``: a guarantee timestamp — the newest of this
+        process's write and the one the store records (written before any write is acknowledged), so the read
+        sees every write acknowledged before it began, by any process, without waiting for the server's next
+        time tick as ``Strong`` does; ``Strong`` where the store records a delete this process has not read
+        since (its timestamp is unknown) or no timestamp at all."""
+        strong = {"consistency_level": "Strong"}
+        if self.consistency == "Strong":
+            return strong
+        if self._fence:
             self._fence = False
-            return "Strong"
-        return self.consistency
+            return strong
+        if self.shared is None or self.consistency != "Session":
+            return {"consistency_level": self.consistency}
+        value = self._shared_record()
+        deletes = int(value.get("deletes", 0))
+        ts = max(int(value.get("ts", 0)), self._write_ts())
+        if deletes != self._deletes_seen or ts <= 0:
+            self._deletes_seen = deletes  # read before this Strong read: a later delete makes the next one Strong
+            return strong
+        return {"consistency_level": "Customized", "guarantee_timestamp": ts}
 
     def _rows_of(self, node: Node) -> np.ndarray | None:
         if self._row_matcher is None:
@@ -632,7 +767,7 @@ class MilvusBackend:
             self.collection,
             filter=f"kind == {json.dumps(str(kind))} and row in [{', '.join(map(str, wanted))}]",
             output_fields=["row", "vector"],
-            consistency_level=self._read_level(),
+            **self._read_consistency(),
         )
         q = np.asarray(vector, np.float32).reshape(-1)
         found = {int(hit["row"]): float(np.asarray(hit["vector"], np.float32) @ q) for hit in hits}
@@ -656,6 +791,7 @@ class MilvusBackend:
             "uri": self.uri,
             "kinds": sorted(self._kinds),
             "wide": sorted(self._wide),
+            **({"high": self._high} if self._high is not None else {}),
         }
 
         def write(tmp: Path) -> None:
