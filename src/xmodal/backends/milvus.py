@@ -518,15 +518,14 @@ class MilvusBackend:
         return set(self._kinds)
 
     def count(self, kind: str | None = None) -> int:
+        """Vectors of ``kind`` (every kind: None); 0 without asking the server for a kind no write has made —
+        neither this process's nor, on a shared store, any other's recorded one (the engine asks for each
+        kind it knows at every write it applies)."""
+        level = self._read_consistency()  # on a shared store: the kinds the writers recorded join the known ones
+        if kind is not None and str(kind) not in self._kinds:
+            return 0
         expr = "" if kind is None else f"kind == {json.dumps(str(kind))}"
-        res = self._call(
-            "count",
-            self.client.query,
-            self.collection,
-            filter=expr,
-            output_fields=["count(*)"],
-            **self._read_consistency(),
-        )
+        res = self._call("count", self.client.query, self.collection, filter=expr, output_fields=["count(*)"], **level)
         return int(res[0]["count(*)"]) if res else 0
 
     def rows(self, kind: str) -> npt.NDArray[np.int64]:
