@@ -2,12 +2,13 @@
 
 A server runs some work as *background* (an anonymous client's search: :mod:`xmodal.serve.admission`) and
 some as *foreground* (a keyed client's search). Between its stages (the guards' checks, the query's encoding,
-the retrieval, the hits' screening, the impression log) a search calls :func:`step_aside`; on a background
-thread that call waits while foreground work runs, up to :data:`MAX_WAIT_S` at each point, so the background
-search does not hold the interpreter lock, nor a core, while a foreground search needs them (a thread waiting
-for the lock behind one that computes in Python waits up to the switch interval, 5 ms, each time it wants it
-back, which a search does dozens of times). Work not marked background passes every point at once; outside a
-server nothing is marked, and a point costs one context-variable read.
+each strategy of the learned mode and its ranking, the hits' screening, the impression log) a search calls
+:func:`step_aside`; on a background thread that call waits while foreground work runs, up to
+:data:`MAX_WAIT_S` at each point, so the background search does not hold the interpreter lock, nor a core,
+while a foreground search needs them (a thread waiting for the lock behind one that computes in Python waits
+up to the switch interval, 5 ms, each time it wants it back, which a search does dozens of times). Work not
+marked background passes every point at once; outside a server nothing is marked, and a point costs one
+context-variable read.
 
 A stage already started runs to its end: the points bound how long foreground work shares the machine with a
 background search (to one stage of it), they do not preempt.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..courtesy import step_aside
 from ..errors import ConfigError, StorageError, ValidationError, XmodalError
 from ..feedback.postgres_log import PostgresFeedbackLog
 from ..provenance import names_of
@@ -570,6 +571,7 @@ class Pipeline:
         strategy = self.strategies.get(name)
         if strategy is None:
             return Hits.empty()
+        step_aside()  # a background (anonymous) search lets foreground ones run between strategies: xmodal.courtesy
         try:
             return strategy.retrieve(query, depth, vector=vector)
         except (ConfigError, StorageError) as exc:
@@ -766,6 +768,7 @@ class Pipeline:
         prepared = self.prepare(query, vector=vector)
         plan = plan or self.plan(prepared)
         found = self.candidates(prepared, plan, vector)
+        step_aside()
         ranked, X, status = self.rank(prepared, vector, found.fused)
         return self._shown(prepared, plan, found, (ranked, X, status))
 
