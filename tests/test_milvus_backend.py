@@ -143,6 +143,19 @@ def _stored(rows: range, dim: int = 16) -> list[Any]:
     ]
 
 
+def _count_inserts(backend: Any) -> list[int]:
+    """The rows ``backend`` inserts from now on (its client's ``insert`` calls, which still run), in order."""
+    inserted: list[int] = []
+    original = backend.client.insert
+
+    def counting(collection: str, data: list[dict[str, Any]], **kwargs: Any) -> Any:
+        inserted.extend(int(d["row"]) for d in data)
+        return original(collection, data, **kwargs)
+
+    backend.client.insert = counting
+    return inserted
+
+
 def _pk_count(backend: Any, pk: str) -> int:
     hits = backend.client.query(
         backend.collection, filter=f'pk == "{pk}"', output_fields=["count(*)"], consistency_level="Strong"
@@ -160,14 +173,7 @@ def test_new_rows_are_inserted_and_a_replay_after_a_crash_leaves_one_row_per_key
     context = BackendContext(tmp_path / "idx", 16, "flat", options)
     backend = open_backend("milvus", context)
     try:
-        inserted: list[int] = []
-        original = backend.client.insert
-
-        def counting(collection: str, data: list[dict[str, Any]], **kwargs: Any) -> Any:
-            inserted.extend(int(d["row"]) for d in data)
-            return original(collection, data, **kwargs)
-
-        backend.client.insert = counting
+        inserted = _count_inserts(backend)
         backend.upsert(_stored(range(10)))
         assert inserted == list(range(10))  # new rows: inserted
         backend.upsert(_stored(range(5)))  # an update: upserted
@@ -180,14 +186,7 @@ def test_new_rows_are_inserted_and_a_replay_after_a_crash_leaves_one_row_per_key
         reopened = open_backend("milvus", context)
         try:
             assert reopened.saved_seq == 10
-            again: list[int] = []
-            first = reopened.client.insert
-
-            def spy(collection: str, data: list[dict[str, Any]], **kwargs: Any) -> Any:
-                again.extend(int(d["row"]) for d in data)
-                return first(collection, data, **kwargs)
-
-            reopened.client.insert = spy
+            again = _count_inserts(reopened)
             reopened.upsert(_stored(range(10, 20)))  # the engine replays the changes after 10: upserted
             reopened.upsert(_stored(range(20, 25)))  # then new rows are inserted again
             assert again == list(range(20, 25))

@@ -69,7 +69,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -264,19 +264,18 @@ class MilvusBackend:
         """The highest row the collection holds, from ``high`` (the checkpoint's) up: rows written after the
         checkpoint by a process that died before the next one are found, so replaying their changes upserts
         them (an insert would leave two rows for one key: Milvus 2.3 does not deduplicate primary keys)."""
+        return max(self._rows_where(f"row > {int(high)}"), default=high)
+
+    def _rows_where(self, expr: str) -> Iterator[int]:
+        """The rows (one per vector row) matching ``expr``, read in batches at ``Strong`` consistency."""
         iterator = self.client.query_iterator(
-            self.collection,
-            filter=f"row > {int(high)}",
-            output_fields=["row"],
-            batch_size=10_000,
-            consistency_level="Strong",
+            self.collection, filter=expr, output_fields=["row"], batch_size=10_000, consistency_level="Strong"
         )
         try:
             while batch := iterator.next():
-                high = max(high, *(int(hit["row"]) for hit in batch))
+                yield from (int(hit["row"]) for hit in batch)
         finally:
             iterator.close()
-        return high
 
     def _open_shared(self) -> None:
         """The shared collection: kept as it is when present (never dropped: other processes use it), made
@@ -530,20 +529,7 @@ class MilvusBackend:
 
     def rows(self, kind: str) -> npt.NDArray[np.int64]:
         """The rows holding a vector of ``kind``, sorted (what ``xmodal check`` compares with the store)."""
-        out: list[int] = []
-        iterator = self.client.query_iterator(
-            self.collection,
-            filter=f"kind == {json.dumps(str(kind))}",
-            output_fields=["row"],
-            batch_size=10_000,
-            consistency_level="Strong",
-        )
-        try:
-            while batch := iterator.next():
-                out.extend(int(hit["row"]) for hit in batch)
-        finally:
-            iterator.close()
-        return np.sort(np.asarray(out, np.int64))
+        return np.sort(np.fromiter(self._rows_where(f"kind == {json.dumps(str(kind))}"), np.int64))
 
     def upsert(self, stored: Sequence[StoredItem]) -> None:
         """Upsert each item's vectors and drop the kinds it no longer has; every vector is checked first,
