@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
-from xmodal import Engine, Query
-from xmodal.encoders import HashingEncoder
+from xmodal import Query
 from xmodal.ltr.completion import complete
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.strategies.base import ScoringStrategy
 from xmodal.records import Hits
 
-from .test_ltr_strategies import products
+from . import test_ltr_strategies
 
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    eng = Engine.open(tmp_path_factory.mktemp("shop") / "idx", encoder=HashingEncoder(), index="exact")
-    eng.add(products())
-    yield Pipeline(eng)
-    eng.close()
+shop = test_ltr_strategies.shop  # the same catalog of products, one per module (the fixture's scope)
 
 
 def test_completed_scores_are_the_ones_a_deep_lexical_run_gives(shop: Pipeline) -> None:
