@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .rules import INJECTION, JAILBREAK, Finding
+from .rules import INJECTION, JAILBREAK, Finding, Rule, matching, needed
 
 HARMFUL = "harmful_content"
 PII = "pii_extraction"
@@ -34,7 +34,7 @@ _HARMFUL_OBJECT = (
     r"ransomware|keyloggers?|malware|spyware|rootkits?|botnets?|(?:computer\s+)?virus(?:es)?\s+that|trojans?|"
     r"credential\s+stealers?|info[\s-]?stealers?|phishing\s+(?:kits?|pages?|sites?))"
 )
-_HARM_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+_HARM_RULES: tuple[Rule, ...] = (
     (HARMFUL, "harmful_howto", re.compile(r"\b" + _MAKE + _GAP + _HARMFUL_OBJECT, re.I)),
     (
         HARMFUL,
@@ -77,7 +77,7 @@ _PERSON = (
     r"employees?|members?|persons?|people|patients?|accounts?|staff|someone|somebody|him|her|them|"
     r"(?-i:[A-Z][a-z]+)(?:\s+(?-i:[A-Z][a-z]+))?)\b"
 )
-_PII_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+_PII_RULES: tuple[Rule, ...] = (
     (
         PII,
         "pii_request",
@@ -126,7 +126,7 @@ _ENDLESS = (
     r"(?:a|one|ten|a\s+hundred|hundreds\s+of)?\s*(?:million|billion|trillion|thousand)\s+times|\d{4,}\s+times|"
     r"until\s+(?:you|it|the\s+\w+)\s+(?:crash|run\s+out|die|break)\w*)"
 )
-_AVAIL_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+_AVAIL_RULES: tuple[Rule, ...] = (
     (
         AVAILABILITY,
         "unbounded_output",
@@ -191,7 +191,7 @@ _OVERRIDE = re.compile(
 )
 
 
-_JAILBREAK_RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+_JAILBREAK_RULES: tuple[Rule, ...] = (
     (
         JAILBREAK,
         "roleplay_jailbreak",
@@ -217,23 +217,24 @@ def pattern_sources() -> list[str]:
     return [p.pattern for _, _, p in rules] + [_OVERRIDE.pattern, _EXTRACTION.pattern, _SELF_DISCLOSURE.pattern]
 
 
+#: Every rule of this module, in the order :func:`scan` reports them.
+RULES: tuple[Rule, ...] = (
+    *_HARM_RULES,
+    *_PII_RULES,
+    *_AVAIL_RULES,
+    *_JAILBREAK_RULES,
+    (INJECTION, "prompt_extraction_synonym", _EXTRACTION),
+    (INJECTION, "self_disclosure", _SELF_DISCLOSURE),
+    (INJECTION, "instruction_override_synonym", _OVERRIDE),
+)
+for _, _, _pattern in RULES:  # what each pattern needs, read off it once (rules.needed)
+    needed(_pattern)
+
+
 def scan(text: str) -> list[Finding]:
-    """Every rule of this module that matches ``text`` (one finding per rule)."""
-    found: list[Finding] = []
-    for category, rule, pattern in (*_HARM_RULES, *_PII_RULES, *_AVAIL_RULES, *_JAILBREAK_RULES):
-        match = pattern.search(text)
-        if match:
-            found.append(Finding(category, rule, clip(match.group(0))))
-    match = _EXTRACTION.search(text)
-    if match:
-        found.append(Finding(INJECTION, "prompt_extraction_synonym", clip(match.group(0))))
-    match = _SELF_DISCLOSURE.search(text)
-    if match:
-        found.append(Finding(INJECTION, "self_disclosure", clip(match.group(0))))
-    match = _OVERRIDE.search(text)
-    if match:
-        found.append(Finding(INJECTION, "instruction_override_synonym", clip(match.group(0))))
-    return found
+    """Every rule of this module that matches ``text`` (one finding per rule; a rule that needs a word the text
+    lacks is not run: :func:`.rules.matching`)."""
+    return matching(text, RULES)
 
 
 def flood(text: str) -> Finding | None:
