@@ -1,8 +1,10 @@
 """Several servers over one PostgreSQL store (issue 18, part 3): how soon a write acknowledged by one engine
-is applied by another (LISTEN/NOTIFY, no read asking for it), and the store's write throughput against the
-SQLite store's in the same run. Prints JSON.
+is applied by another (LISTEN/NOTIFY, no read asking for it), the store's write throughput against the
+SQLite store's in the same run, and (``--threads``) reads by several threads of one process while one thread
+writes, through a pool of ``--threads`` + 1 connections against one connection (``pool_size=1``, how the store
+worked before its pool), alternating. Prints JSON.
 
-    python benchmarks/bench_postgres.py --writes 200 --items 2000 --batch 100
+    python benchmarks/bench_postgres.py --writes 200 --items 2000 --batch 100 --threads 4
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,11 +69,69 @@ def throughput(store: PostgresStore | SQLiteStore, items: int, batch: int) -> fl
     return items / (time.perf_counter() - start)
 
 
+def concurrent(url: str, threads: int, pool_size: int, seconds: float) -> dict[str, float]:
+    """``threads`` threads each reading 20 random items (with vectors) at a time for ``seconds``, while one more
+    thread adds one item at a time, all through one store with a pool of ``pool_size`` connections."""
+    store = PostgresStore(url, "bench_put", pool_size=pool_size)
+    rows = store.catalog_rows().rows
+    stop = threading.Event()
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    writes = [0]
+
+    def read(t: int) -> None:
+        rng = np.random.default_rng(t)
+        while not stop.is_set():
+            start = time.perf_counter()
+            store.get_rows([int(r) for r in rng.choice(rows, 20)])
+            latencies[t].append(time.perf_counter() - start)
+
+    def write() -> None:
+        vector = {"text": np.ones(384, np.float32)}
+        while not stop.is_set():
+            store.put([(Item.create(f"c{pool_size}-{writes[0]}", title="concurrent write"), vector)])
+            writes[0] += 1
+
+    workers = [threading.Thread(target=read, args=(t,)) for t in range(threads)] + [threading.Thread(target=write)]
+    for worker in workers:
+        worker.start()
+    time.sleep(seconds)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    store.close()
+    ms = np.concatenate([np.asarray(lat) for lat in latencies]) * 1000
+    return {
+        "reads_per_s": round(len(ms) / seconds, 1),
+        "read_p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "read_p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "writes_per_s": round(writes[0] / seconds, 1),
+    }
+
+
+def pooled_vs_single(url: str, threads: int, seconds: float, rounds: int = 3) -> dict[str, object]:
+    """:func:`concurrent` with ``threads`` connections and with one, alternating ``rounds`` times; the best of each."""
+    runs: dict[str, list[dict[str, float]]] = {"pool": [], "single": []}
+    for _ in range(rounds):
+        runs["pool"].append(concurrent(url, threads, threads + 1, seconds))  # a connection for each thread
+        runs["single"].append(concurrent(url, threads, 1, seconds))
+    best = {name: max(found, key=lambda r: r["reads_per_s"]) for name, found in runs.items()}
+    return {
+        "threads": threads,
+        "seconds_per_run": seconds,
+        "runs": runs,
+        "best": best,
+        "reads_pool_vs_single": round(best["pool"]["reads_per_s"] / best["single"]["reads_per_s"], 3),
+        "writes_pool_vs_single": round(best["pool"]["writes_per_s"] / max(best["single"]["writes_per_s"], 1e-9), 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=0, help="also the concurrent reads, pool against one connection")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each concurrent run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalPostgres() as server:
         folder = Path(tmp)
@@ -84,6 +145,8 @@ def main() -> None:
             lite.close()
         out["put_items_per_s"] = {"postgres": round(pg_rate), "sqlite": round(lite_rate)}
         out["postgres_vs_sqlite"] = round(pg_rate / lite_rate, 3)
+        if args.threads:
+            out["concurrent"] = pooled_vs_single(server.url, args.threads, args.seconds)
         out["note"] = "test server: fsync=off (synchronous_commit on); SQLite: synchronous=FULL"
     print(json.dumps(out, indent=2))
 

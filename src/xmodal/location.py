@@ -13,6 +13,9 @@ writer given the same URL and schema (default ``xmodal``). The other query param
   Default ``<state>/media``, which only suits one server.
 - ``state``: this server's folder for derived data (vector checkpoints, extension state); default
   ``~/.cache/xmodal/postgres/<hash of the URL>``. Nothing in it is the only copy of anything the store holds.
+- ``pool_size`` / ``pool_timeout``: the connections this process shares among its threads (default 4) and how
+  many seconds a call waits for a free one before a clear error (default 10;
+  :mod:`xmodal.store.postgres_pool`). They do not change the default ``state`` folder.
 
 Every other parameter (``sslmode``, ``connect_timeout``…) is passed to libpq.
 """
@@ -30,6 +33,7 @@ from .errors import ConfigError
 from .media import Media, MediaStore
 from .media_s3 import S3Location, S3MediaStore, is_s3, parse_s3
 from .store.postgres import redact as _redacted
+from .store.postgres_pool import split_pool_options
 
 SCHEMES = ("postgres", "postgresql")
 VECTOR_BACKENDS = ("local", "quantized")
@@ -73,7 +77,7 @@ def parse_postgres(url: str) -> PostgresLocation:
     dsn = urlunsplit(parts._replace(query=urlencode(params)))
     if not parts.hostname and "host" not in params:
         raise ConfigError(f"{_redacted(url)}: no host; write postgres://USER@HOST:PORT/DATABASE")
-    key = hashlib.sha256(f"{_redacted(dsn)}#{schema}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{_redacted(split_pool_options(dsn)[0])}#{schema}".encode()).hexdigest()[:16]
     base = Path(os.environ.get("XMODAL_CACHE", Path.home() / ".cache" / "xmodal"))
     state_dir = Path(state).expanduser() if state else base / "postgres" / key
     backend, options = _vectors(vectors, url)

@@ -10,8 +10,13 @@ has seen sequence *s* has seen every change before it) and two servers writing t
 row. Each commit sends ``NOTIFY`` on the schema's channel with its last sequence: :meth:`PostgresStore.listen`
 calls back on every server at once, and the engine catches up then rather than on the next read.
 
+Connections: the threads of a process share a bounded pool (:mod:`.postgres_pool`; ``pool_size`` and
+``pool_timeout`` in the URL); each call borrows one connection for its statement or transaction. The listener
+keeps a connection of its own.
+
 Failures: a server that cannot be reached, is too old (:data:`MIN_SERVER_VERSION`) or refuses the login is a
-:class:`~xmodal.errors.StorageError` naming the server and the fix. A connection lost mid-call (a restart,
+:class:`~xmodal.errors.StorageError` naming the server and the fix; so is a pool whose every connection stayed
+busy past ``pool_timeout`` (naming both settings). A connection lost mid-call (a restart,
 a network cut) is retried on a new connection with bounded backoff (``retries`` attempts); a write is
 retried whole (a transaction either committed or left nothing; a write whose commit answer was lost is
 applied again, which an upsert or a delete tolerates), and past the bound the caller gets a StorageError
@@ -35,6 +40,7 @@ from ..records import Item, Modality, Span
 from .audit import AuditEntry
 from .postgres_fulltext import SCHEMA as FULLTEXT_SCHEMA
 from .postgres_fulltext import PostgresFullText
+from .postgres_pool import POOL_SIZE, POOL_TIMEOUT_S, PgPool, Unreachable, split_pool_options
 from .sqlite import SCHEMA_VERSION, CatalogRows, Erased, StoredItem, _kind, check_kind, decode_filter_fields
 
 log = logging.getLogger(__name__)
@@ -111,25 +117,50 @@ class PostgresStore:
     """Items, vectors, settings and the change log in one schema of a PostgreSQL database."""
 
     def __init__(
-        self, dsn: str, schema: str = "xmodal", *, retries: int = RETRIES, connect_timeout: float = CONNECT_TIMEOUT_S
+        self,
+        dsn: str,
+        schema: str = "xmodal",
+        *,
+        retries: int = RETRIES,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        pool_size: int | None = None,
+        pool_timeout: float | None = None,
     ) -> None:
         self._pg = _psycopg()
         if not schema.isidentifier() or schema.lower() != schema:
             raise StorageError(f"postgres schema {schema!r}: use lowercase letters, digits and _ (e.g. 'xmodal')")
+        dsn, given = split_pool_options(dsn)  # the URL's pool_size / pool_timeout, unless given here
         self.dsn, self.schema, self.retries, self.connect_timeout = dsn, schema, retries, connect_timeout
         self.where = f"{redact(dsn)} (schema {schema})"
         self.channel = f"xmodal_{schema}"
-        self._lock = threading.RLock()
-        self._db: Any = None
+        self._lock = threading.RLock()  # the listener's bookkeeping; the calls themselves run side by side
         self._closed = False
         self._listeners: list[Callable[[int], None]] = []
         self._followers: dict[str, list[Callable[[], None]]] = {topic: [] for topic in TOPICS}
         self._listener: threading.Thread | None = None
         self._listen_db: Any = None
         self._write_key = zlib.crc32(f"xmodal.write.{schema}".encode())  # the advisory lock of writers
-        self._connect()
-        self._open()
+        self._create_schema()  # a server that is down, too old or refuses the login: a clear error now
+        self._pool = PgPool(
+            dsn,
+            self.where,
+            size=pool_size if pool_size is not None else given.get("pool_size", POOL_SIZE),
+            timeout=pool_timeout if pool_timeout is not None else given.get("pool_timeout", POOL_TIMEOUT_S),
+            connect_timeout=connect_timeout,
+            configure=lambda db: db.execute(f"SET search_path TO {self.schema}"),
+            probe=lambda: self._new_connection().close(),
+        )
+        try:
+            self._open()
+        except BaseException:
+            self._pool.close()
+            raise
         self.fulltext = PostgresFullText(self._query)
+
+    @property
+    def pool_size(self) -> int:
+        """How many connections this process may hold (``pool_size``), the listener's not counted."""
+        return self._pool.size
 
     # -- connections ---------------------------------------------------------------------------------
     def _new_connection(self, *, autocommit: bool = True) -> Any:
@@ -150,52 +181,44 @@ class PostgresStore:
             )
         return db
 
-    def _connect(self) -> None:
-        self._db = self._new_connection()
-        with self._db.transaction():  # two servers creating the schema at once: one waits for the other
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_key,))
-            self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-        self._db.execute(f"SET search_path TO {self.schema}")
+    def _create_schema(self) -> None:
+        db = self._new_connection()
+        try:
+            with db.transaction():  # two servers creating the schema at once: one waits for the other
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_key,))
+                db.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+        finally:
+            db.close()
 
     def _retrying(self, work: Callable[[Any], T], what: str) -> T:
-        """``work(connection)`` under the lock; a lost connection is replaced and the work run again, up to
-        :attr:`retries` times with exponential backoff (0.1 s doubling, at most 2 s)."""
+        """``work(connection)`` on a connection of the pool; a lost connection is replaced and the work run
+        again, up to :attr:`retries` times with exponential backoff (0.1 s doubling, at most 2 s)."""
         pg = self._pg
-        with self._lock:
-            if self._closed:
-                raise StorageError(f"{self.where}: the store is closed")
-            for attempt in range(self.retries + 1):
-                try:
-                    if self._db is None or self._db.closed:
-                        self._connect()
-                    return work(self._db)
-                except (pg.OperationalError, pg.InterfaceError) as exc:  # the connection (or the server) failed
-                    cause: BaseException = exc
-                except pg.Error as exc:  # refused by the server (bad data, a constraint): nothing was written
-                    if self._db is not None and self._db.info.transaction_status != pg.pq.TransactionStatus.IDLE:
-                        self._drop()  # no connection is reused in an unknown state
-                    raise StorageError(f"{self.where}: {what} failed ({str(exc).strip()})") from exc
-                except StorageError as exc:  # a reconnect that failed
-                    if attempt == 0 or "cannot connect" not in str(exc):
-                        raise
-                    cause = exc
-                self._drop()
-                if attempt < self.retries:
-                    delay = min(2.0, 0.1 * 2**attempt)
-                    log.warning("%s: %s: connection lost (%s); retrying in %.1f s", self.where, what, cause, delay)
-                    time.sleep(delay)
-            raise StorageError(
-                f"{self.where}: {what} failed: the connection to PostgreSQL was lost {self.retries + 1} times "
-                f"({str(cause).strip()}); nothing was acknowledged: check the server, then retry"
-            ) from cause
-
-    def _drop(self) -> None:
-        if self._db is not None:
+        if self._closed:
+            raise StorageError(f"{self.where}: the store is closed")
+        for attempt in range(self.retries + 1):
             try:
-                self._db.close()
-            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone either way
-                pass
-            self._db = None
+                with self._pool.connection() as db:
+                    return work(db)
+            except (pg.OperationalError, pg.InterfaceError) as exc:  # the connection (or the server) failed
+                cause: BaseException = exc
+            except pg.Error as exc:  # refused by the server (bad data, a constraint): nothing was written
+                raise StorageError(f"{self.where}: {what} failed ({str(exc).strip()})") from exc  # (pool: rolled back)
+            except Unreachable as exc:  # no connection within pool_timeout, none busy: the server is away
+                if attempt == 0:  # a call that starts with the server away fails at once, as a connect would
+                    raise StorageError(str(exc)) from None
+                cause = exc
+            if self._closed:
+                raise StorageError(f"{self.where}: the store is closed") from cause
+            self._pool.drop_broken()  # the other idle connections broke with it
+            if attempt < self.retries:
+                delay = min(2.0, 0.1 * 2**attempt)
+                log.warning("%s: %s: connection lost (%s); retrying in %.1f s", self.where, what, cause, delay)
+                time.sleep(delay)
+        raise StorageError(
+            f"{self.where}: {what} failed: the connection to PostgreSQL was lost {self.retries + 1} times "
+            f"({str(cause).strip()}); nothing was acknowledged: check the server, then retry"
+        ) from cause
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one read statement."""
@@ -217,7 +240,7 @@ class PostgresStore:
         return self._retrying(run, what)
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """The rows of one read statement on the store's connection (retried on a lost connection); for the
+        """The rows of one read statement on a connection of the store's pool (retried on a lost connection); for the
         parts that keep their own tables in the store's schema (the feedback log, learned state)."""
         return self._query(sql, params)
 
@@ -261,9 +284,11 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            self._drop()
             listen_db, self._listen_db = self._listen_db, None
+        self._pool.close()
         if listen_db is not None:
             try:
                 listen_db.close()
