@@ -55,6 +55,9 @@ named from the store's identity (database, schema, vector epoch; ``xmodal_<schem
   the next catch-up (any process's open or checkpoint) applies it;
 * opening never drops a shared collection: a missing one is created (``M`` reset to 0, so the next catch-up
   fills it from the store), one of another dimension or index is refused with the fix;
+* the kinds written are recorded there too (``kinds``), so every reader searches a new kind at once; a delete
+  that takes a kind's last vector drops it from the record (checked ``Strong`` on the server), so a kind
+  leaves every process's list (within ``KINDS_REFRESH_S``) when its last vector goes;
 * path keys where an item holds more numbers than the filter's slots (``wide``) are recorded in the same
   setting before the write is acknowledged, and read by every process with the kinds (once a second).
 
@@ -578,9 +581,12 @@ class MilvusBackend:
             self._insert(fresh)
         if known:
             self._call("upsert", self.client.upsert, self.collection, known)
-        self._kinds = self._kinds | {d["kind"] for d in data}
+        written = {d["kind"] for d in data}
+        self._kinds = self._kinds | written
         self._dirty = True
-        self._record_write(deleted=bool(stale), kinds={d["kind"] for d in data})
+        self._record_write(deleted=bool(stale), kinds=written)
+        if stale:  # a kind an item no longer has may have lost its last vector
+            self._forget_emptied({pk.split("/", 1)[1] for pk in stale} - written)
 
     def _insert(self, data: list[dict[str, Any]]) -> None:
         """Insert rows new to the collection; an attempt after a failed one upserts (the failed insert may have
@@ -601,6 +607,7 @@ class MilvusBackend:
             self._delete([pk for row in labels for pk in _pks(row, present)])
             self._dirty = True
             self._record_write(deleted=True)
+            self._forget_emptied(present)
 
     def _delete(self, pks: list[str]) -> None:
         """Delete by primary key: Milvus 2.3 deletes by any other expression through a query whose
@@ -697,9 +704,52 @@ class MilvusBackend:
                 "ts": max(int(old.get("ts", 0)), ts),
                 "deletes": int(old.get("deletes", 0)) + (1 if deleted else 0),
                 "kinds": sorted({*map(str, old.get("kinds", [])), *written}),
+                "writes": int(old.get("writes", 0)) + (1 if written else 0),  # for _forget_emptied
             }
 
         self.shared.update(self._ts_key, change)
+
+    def _forget_emptied(self, candidates: set[str]) -> None:
+        """A shared collection, after a delete: drop from the writers' record (and this process's kinds) each
+        kind of ``candidates`` whose last vector went, so no process lists or searches it any more. Checked on
+        the server (``Strong``, one query per kind) outside the store's lock, then dropped only if no process
+        recorded a write of any kind meanwhile (the record's ``writes``: a write recorded before the check was
+        seen by it, one after it may hold the kind again); otherwise checked again, up to 3 times."""
+        if self.shared is None:
+            return
+        for _ in range(3):
+            record = self._shared_record()
+            listed = {str(kind) for kind in record.get("kinds", [])} & set(map(str, candidates))
+            empty = {kind for kind in sorted(listed) if not self._holds(kind)}
+            if not empty:
+                return
+            stamp, moved = int(record.get("writes", 0)), [False]
+
+            def change(old: Any, stamp: int = stamp, empty: set[str] = empty, moved: list[bool] = moved) -> Any:
+                old = old if isinstance(old, dict) else {}
+                if int(old.get("writes", 0)) != stamp:
+                    moved[0] = True
+                    return old
+                return {**old, "kinds": sorted(set(map(str, old.get("kinds", []))) - empty)}
+
+            self.shared.update(self._ts_key, change)
+            if not moved[0]:
+                self._kinds = self._kinds - empty
+                return
+        log.debug("%s: kinds %s kept in the record: other processes kept writing", self.collection, sorted(empty))
+
+    def _holds(self, kind: str) -> bool:
+        """Whether the collection holds a vector of ``kind`` now (``Strong``: after every delete so far)."""
+        hits = self._call(
+            "query",
+            self.client.query,
+            self.collection,
+            filter=f"kind == {json.dumps(str(kind))}",
+            output_fields=["row"],
+            limit=1,
+            consistency_level="Strong",
+        )
+        return bool(hits)
 
     def _shared_record(self) -> dict[str, Any]:
         """The writers' record of a shared collection (timestamp, deletes, kinds); its kinds join this

@@ -199,6 +199,8 @@ class Pipeline:
         self.strategies: dict[str, Strategy] = {}
         self.sources: dict[str, str] = {}
         self.layout = FeatureLayout((), ())
+        #: kinds the index holds that the configured strategies serve none of (asked again after a change of them)
+        self._unserved: set[str] = set()
         self._install(build_strategies(self.strategy_names, self.context))
         self.shared = feedback.shared_state if feedback is not None else None  # several servers: in the store
         self._policy_marks: tuple[int, int] = (0, 0)  # the shared feedback log's position the loaded policy reflects
@@ -254,10 +256,26 @@ class Pipeline:
         self._meta.put({s.row: (s.item.created_at, str(s.item.modality)) for s in stored})
         for follower in self._followers:
             follower.on_put(stored)
-        if set(self.context.vector_kinds()) - {s.kind for s in self.specs.values() if s.kind is not None}:
+        held = self._held_if_new_kind(stored)
+        if held:
             self.refresh_strategies()  # the first vectors of a kind: its dense strategy joins
+            self._unserved = held - self._served_kinds()  # none configured for it: not asked again per write
         for watcher in self.on_grow:
             watcher()
+
+    def _served_kinds(self) -> set[str]:
+        return {str(s.kind) for s in self.specs.values() if s.kind is not None}
+
+    def _held_if_new_kind(self, stored: Sequence[StoredItem]) -> set[str]:
+        """The kinds the index holds when ``stored`` (a write, this process's or another's: it comes with its
+        vectors) brings a kind no strategy serves yet and the index holds one no strategy serves; else none.
+        Only then is the index asked for its kinds and their counts: on a database backend (Milvus) each is a
+        server query, and this runs at every write applied."""
+        written = {str(kind) for s in stored for kind in s.vectors} - self._served_kinds() - self._unserved
+        if not written:
+            return set()
+        held = set(self.context.vector_kinds())
+        return held if held - self._served_kinds() else set()
 
     def on_delete(self, rows: Sequence[int]) -> None:
         self._catalog_version += 1
@@ -268,6 +286,7 @@ class Pipeline:
     # -- the strategies ------------------------------------------------------------------------------
     def _install(self, built: Sequence[Built]) -> None:
         self.specs = {b.spec.name: b.spec for b in built}
+        self._unserved = set()
         self.strategies = {b.spec.name: b.strategy for b in built}
         self.sources = {b.spec.name: b.source for b in built}  # the registry entry each came from
         kinds = tuple(s.kind for s in self.specs.values() if s.kind is not None)
