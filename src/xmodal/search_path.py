@@ -29,7 +29,7 @@ from .encoders import Content, Encoder, kinds_of
 from .errors import ValidationError
 from .extension import BatchMode, Mode, current_caller, query_base
 from .feedback.base import FeedbackStore
-from .filters import FilterExpr
+from .filters import FilterExpr, parsing_once
 from .media_loaders import media_loader
 from .records import MAX_K, Hits, Item, Query, Target, check_k, check_offset
 from .results import SearchResult
@@ -88,6 +88,7 @@ class SearchPath:
         vectors: np.ndarray = self._p.encoder.encode_queries(contents)
         return vectors
 
+    @parsing_once  # the query's filter is read at several stages: parsed at the first (xmodal.filters.expr)
     def search(
         self,
         query: Query | str,
@@ -113,6 +114,7 @@ class SearchPath:
         run = functools.partial(self._run, log=log, explain=explain, with_vectors=with_vectors, caller=caller)
         return run(prepared, start, base_dir, screened=[screened])[0]
 
+    @parsing_once
     def search_many(
         self,
         queries: Sequence[Query | str],
