@@ -154,3 +154,91 @@ def test_admission_runs_anonymous_work_as_background_and_keyed_blocks_as_foregro
         assert not done.wait(0.3)  # the anonymous search waits at its point
     assert done.wait(5) and admission.gate.running == 0
     thread.join()
+
+
+# -- every keyed search is foreground: REST and MCP, one search or a batch ---------------------------------------
+
+
+def _principals() -> dict[str, object]:
+    from xmodal.serve import ApiKey
+    from xmodal.serve.auth import Principal
+
+    return {
+        "keyed": Principal(ApiKey("reader-key-0001", frozenset({"read"}), "reader"), "127.0.0.1"),
+        "anonymous": Principal(None, "10.0.0.7"),
+        "none": None,  # no caller known (MCP over stdio)
+    }
+
+
+def test_the_limits_layer_runs_a_keyed_callers_work_as_foreground() -> None:
+    """``Limits.work`` / ``work_async`` (what REST's batch and every MCP tool run their searches through): keyed work
+    counts as foreground while it runs; an anonymous caller's does not (it is background), nor work of no known
+    caller."""
+    import asyncio
+
+    from xmodal.serve.policy import Limits
+
+    limits = Limits(ServeConfig())
+    gate = limits.admission.gate
+
+    def running() -> int:
+        return gate.running
+
+    try:
+        for name, principal in _principals().items():
+            expected = 1 if name == "keyed" else 0
+            for image in (False, True):
+                assert limits.work(principal, running, image=image) == expected, (name, image)  # type: ignore[arg-type]
+                got = asyncio.run(limits.work_async(principal, running, image=image))  # type: ignore[arg-type]
+                assert got == expected, (name, image)
+        assert gate.running == 0
+    finally:
+        limits.close()
+
+
+def test_mcp_keyed_searches_and_batches_are_foreground(engine: Engine) -> None:
+    """Through the MCP tools: while a keyed caller's ``search``, ``search_many`` or ``similar_items`` runs in the
+    engine, the gate counts it (anonymous searches wait at their next point); an anonymous caller's does not count."""
+    mcp = pytest.importorskip("mcp")
+    import asyncio
+
+    from xmodal.serve.mcp import build_mcp
+    from xmodal.serve.policy import Limits, current_caller
+
+    limits = Limits(ServeConfig())
+    seen: dict[str, list[int]] = {}
+    real = {name: getattr(engine, name) for name in ("search", "search_many", "similar")}
+
+    def observed(name: str) -> object:
+        def call(*args: object, **kwargs: object) -> object:
+            seen.setdefault(name, []).append(limits.admission.gate.running)
+            return real[name](*args, **kwargs)
+
+        return call
+
+    for name in real:
+        setattr(engine, name, observed(name))
+
+    async def calls(principal: object) -> None:
+        token = current_caller.set(principal)  # type: ignore[arg-type]
+        try:
+            async with mcp.Client(build_mcp(engine, limits=limits)) as client:
+                for tool, args in (
+                    ("search", {"text": "red bicycle", "k": 3}),
+                    ("search_many", {"queries": [{"text": "red bicycle", "k": 2}, {"text": "road", "k": 2}]}),
+                    ("similar_items", {"id": "i1", "k": 2}),
+                ):
+                    result = await client.call_tool(tool, args)
+                    assert not result.is_error, result
+        finally:
+            current_caller.reset(token)
+
+    try:
+        asyncio.run(calls(_principals()["keyed"]))
+        assert seen == {"search": [1], "search_many": [1], "similar": [1]}
+        seen.clear()
+        asyncio.run(calls(_principals()["anonymous"]))
+        assert seen == {"search": [0], "search_many": [0], "similar": [0]}
+    finally:
+        limits.close()
+        engine.close()

@@ -19,7 +19,8 @@ have the limits the operator gave their keys; an anonymous client address is als
   and ``anonymous_total_inflight`` searches at once, so many addresses (a botnet) cannot take more than
   one address could multiply; keyed clients keep the rest of the machine.
 - **Behind keyed searches**: an anonymous search runs as background work (:mod:`xmodal.courtesy`): between
-  its stages it waits while a keyed client's search runs (:meth:`Admission.foreground`), up to
+  its stages it waits while a keyed client's work runs (:meth:`Admission.foreground`: REST and MCP searches,
+  batches, similar items, whatever a keyed caller runs through :meth:`.policy.Limits.work`), up to
   :data:`~xmodal.courtesy.MAX_WAIT_S` at each, so a keyed search shares the interpreter lock and the cores
   with at most one stage of it.
 

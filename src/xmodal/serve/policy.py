@@ -217,20 +217,24 @@ class Limits:
 
     def work(self, principal: Principal | None, fn: Callable[[], T], *, image: bool) -> T:
         """``fn()``, a search's work, where it belongs: an anonymous caller's metered on the anonymous threads
-        (as many as may run at once), a keyed image search on the decode threads, anything else here."""
+        (as many as may run at once), a keyed image search on the decode threads, anything else here. A keyed
+        caller's work (REST or MCP, one search or a batch) is foreground: anonymous searches step aside for it
+        between their stages (:meth:`.admission.Admission.foreground`)."""
         if principal is not None and principal.key is None:
             return self._anonymous.submit(self.metered(principal, fn)).result()
-        return self.decode(fn, needed=image)
+        with self.admission.foreground(principal is not None):
+            return self.decode(fn, needed=image)
 
     async def work_async(self, principal: Principal | None, fn: Callable[[], T], *, image: bool) -> T:
         """:meth:`work` for async code: no thread waits (other than work itself on a worker thread)."""
         if principal is not None and principal.key is None:
             return await asyncio.wrap_future(self._anonymous.submit(self.metered(principal, fn)))
-        if image:
-            return await self.decode_async(fn)
-        from starlette.concurrency import run_in_threadpool  # the server extra's (MCP over stdio runs without it)
+        with self.admission.foreground(principal is not None):
+            if image:
+                return await self.decode_async(fn)
+            from starlette.concurrency import run_in_threadpool  # the server extra's (MCP over stdio runs without)
 
-        return await run_in_threadpool(fn)
+            return await run_in_threadpool(fn)
 
     def decode(self, fn: Callable[[], T], needed: bool = True) -> T:
         """``fn()`` (work that decodes an image) on one of the ``image_decodes`` decode threads, waiting for a
