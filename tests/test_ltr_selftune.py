@@ -30,6 +30,7 @@ from xmodal.ltr.tuned import (
     tuned_depths,
 )
 from xmodal.records import Hits, Query
+from xmodal.store.fulltext import FullText
 
 from .test_ltr_strategies import products
 
@@ -147,15 +148,25 @@ def _observed_one_by_one(pipe: Pipeline, queries: list[PseudoQuery], arms: tuple
 def test_the_batched_fit_learns_what_one_query_at_a_time_learns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The fit retrieves a batch's runs together (dense search: matrix searches) and scores every
-    configuration at once; the gains, features and fitted model are those of the plain query-by-query way."""
+    """The fit retrieves a batch's runs together (dense search: matrix searches; lexical and structured BM25F:
+    on the index's postings in memory, :mod:`xmodal.store.bm25_matrix`) and scores every configuration at once;
+    the gains, features and fitted model are those of the plain query-by-query way (BM25F in SQL)."""
     monkeypatch.setattr(selftune, "BATCH", 100)  # several batches
     monkeypatch.setattr(base, "MATRIX_CELLS", 250 * 30)  # matrix searches of 30 queries
+    sql = {"runs": 0}  # BM25F queries the index answered in SQL
+
+    def counted(self: FullText, query_terms: list[str], depth: int | None) -> list[tuple[int, float]]:
+        sql["runs"] += 1
+        return run_in_sql(self, query_terms, depth)
+
+    run_in_sql = FullText._run
+    monkeypatch.setattr(FullText, "_run", counted)
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         engine.add(wordnet_catalog(250, seed=3))
         pipe = pipeline(engine)
         assert base.matrix_rows(engine) == 30
         model = tune(pipe, sample=50, seed=0)
+        assert sql["runs"] == 0  # every lexical and structured run of the fit scored on the postings in memory
         assert model is not None and model.report["queries"] > 2 * selftune.BATCH
         everything = [stored.item for stored in engine.iter_items()]
         chosen = selftune.sample_items([i for i in everything if i.parent is None], 50, 0)
@@ -165,9 +176,11 @@ def test_the_batched_fit_learns_what_one_query_at_a_time_learns(
         queries = pseudo_queries(chosen, 0, KINDS, catalog=catalog, similar=similar)
         arms = model.arms
         plain = _observed_one_by_one(pipe, queries, arms)
+        assert sql["runs"] > len(queries) // 2  # the plain way: BM25F in SQL, query by query
         asked = [Query(text=q.text, k=10) for q in queries]
+        sql["runs"] = 0
         batched = selftune._observe_many(pipe, queries, asked, engine.encode_queries(asked), arms, configurations(arms))
-        assert batched is not None
+        assert batched is not None and sql["runs"] == 0
         assert [o.query for o in batched] == [o.query for o in plain]
         np.testing.assert_allclose(np.stack([o.gains for o in batched]), np.stack([o.gains for o in plain]), atol=1e-6)
         # features to float32's precision: a matrix search's cosines may differ from one vector's in the last bit

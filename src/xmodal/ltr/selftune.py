@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError, StorageError
 from ..records import Hits, Item, Query
+from ..store import bm25_matrix
 from .context import CONTEXT_FEATURES
 from .fusion import NORMALISERS, commitment, fuse
 from .pseudo import KINDS, CatalogWords, PseudoQuery, content, draw, pseudo_queries, words
@@ -99,6 +100,23 @@ def tune(
 ) -> TunedFusion | None:
     """Fit the fusion model on pseudo-queries of up to ``sample`` items; None when the catalog is too small
     or has too little text to make :data:`MIN_QUERIES` queries of, or when ``stop`` is set meanwhile."""
+    engine = pipeline.engine
+    bm25_matrix.prepare(engine.fulltext)  # the rows' terms load meanwhile: the lexical runs score on them
+    try:
+        return _tune(pipeline, sample=sample, seed=seed, kinds=kinds, progress=progress, stop=stop)
+    finally:
+        bm25_matrix.release(engine.fulltext)  # the fit is over: its postings' memory goes
+
+
+def _tune(
+    pipeline: Pipeline,
+    *,
+    sample: int,
+    seed: int,
+    kinds: Sequence[str],
+    progress: Callable[[int, int], None] | None,
+    stop: threading.Event | None,
+) -> TunedFusion | None:
     started = time.perf_counter()
     engine = pipeline.engine
     seq = engine.last_seq()  # the catalog as of this change (what the autotuner measures growth from)

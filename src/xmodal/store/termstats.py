@@ -175,6 +175,37 @@ class TermStats:
                     self._text_chars += chars
         return found
 
+    def generation(self) -> int:
+        """A number that moves whenever what is held changes (this store's commits, or another connection's item
+        writes noticed): what a copy of :meth:`held_texts` was built from is current while it has not moved."""
+        with self._lock:
+            self._fresh()
+            return self._gen
+
+    def load(self) -> None:
+        """Start the background pass now unless everything is held (or one ran moments ago): for a caller that
+        will want :meth:`held_texts` soon."""
+        if not self.complete():
+            self._start()
+
+    def held_texts(self, wait_s: float = 0.0) -> tuple[int, dict[int, tuple[str, str]]] | None:
+        """(:meth:`generation`, a copy of every indexed row's stored (title, body) terms) when all of them are
+        held, else None. When they are not, the background pass is started (unless one ran moments ago) and
+        waited for up to ``wait_s`` seconds; an index over :data:`MAX_ROWS` rows never holds them all."""
+        with self._lock:
+            self._fresh()
+            if self._texts_complete:
+                return self._gen, dict(self._texts)
+        if wait_s <= 0:
+            return None
+        self._start()
+        loader = self._loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join(wait_s)
+        with self._lock:
+            self._fresh()
+            return (self._gen, dict(self._texts)) if self._texts_complete else None
+
     def _data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 

@@ -70,8 +70,9 @@ def top_rows(scores: dict[int, float], depth: int) -> list[tuple[int, float]]:
     vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
     if len(rows) > depth:
         part = np.argpartition(-vals, depth - 1)[:depth]
+        part = np.flatnonzero(vals >= vals[part].min())  # and every row tied with the last: ties go by row below
         rows, vals = rows[part], vals[part]
-    order = np.lexsort((rows, -vals))
+    order = np.lexsort((rows, -vals))[:depth]
     return [(int(rows[i]), float(vals[i])) for i in order]
 
 

@@ -8,22 +8,27 @@ nothing to load when a process starts, nothing to write when it closes, nothing 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...courtesy import step_aside
 from ...records import Hits, Item, Query
+from ...store.bm25_matrix import BM25Matrix, matrix_of
 from ...store.fulltext import FullText
 from ...store.textindex import TextIndex
 from ..text import stems
-from .base import allowed_rows, hits_from_rows, top_rows
+from .base import Request, allowed_rows, hits_from_rows, top_rows
 
 if TYPE_CHECKING:
     from ...extension import EngineView
 
 FIELDS = ("title", "body")
+#: queries of a batch scored between two :func:`~xmodal.courtesy.step_aside` points
+STEP = 64
 BM25Index = FullText  # the name of the in-memory index this replaced (importers keep working)
 
 
@@ -74,3 +79,31 @@ class LexicalStrategy:
         else:
             pairs = self.index.top(stems(query.text or ""), depth, allowed_rows(self.engine, query))
         return hits_from_rows(self.engine, pairs, self.name)
+
+    def matrix(self) -> BM25Matrix | None:
+        """The index's BM25F as postings in memory (:mod:`xmodal.store.bm25_matrix`) for scoring many queries,
+        or None where it has none (the rows' terms not all held, another store's index): score with SQL then."""
+        return matrix_of(self.index)
+
+    def retrieve_many(self, requests: Sequence[Request]) -> list[Hits]:
+        """:meth:`retrieve` for each request, in order: scored on the index's postings in memory
+        (:meth:`matrix`, the same BM25F and ranking) rather than one SQL query each; query by query when it has
+        none, or with a popularity prior."""
+        matrix = None if self._prior() else self.matrix()
+        if matrix is None:
+            return [self.retrieve(query, depth, vector=vector) for query, depth, vector in requests]
+        masks: dict[str, np.ndarray | None] = {}  # per distinct filters: the allowed columns (None: all)
+        out = []
+        for i, (query, depth, _) in enumerate(requests):
+            if i % STEP == 0:
+                step_aside()
+            mask = None
+            if query.filters:
+                key = json.dumps(query.filters, sort_keys=True, default=repr)
+                if key not in masks:
+                    rows = self.engine.match_rows(query.filters)
+                    masks[key] = None if rows is None else matrix.allowed(rows)
+                mask = masks[key]
+            pairs = matrix.top(stems(query.text or ""), depth, mask) if mask is None or mask.any() else []
+            out.append(hits_from_rows(self.engine, pairs, self.name))
+        return out

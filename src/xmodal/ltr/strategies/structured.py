@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ...courtesy import step_aside
 from ...filters import filterable
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from ...extension import EngineView
     from .lexical import LexicalStrategy
 
+#: queries of a batch ranked between two :func:`~xmodal.courtesy.step_aside` points
+STEP = 64
 MAX_VALUES_PER_ATTRIBUTE = 2000  # attributes with more distinct values are identifiers, not facets
 MAX_NGRAM = 3
 
@@ -166,7 +169,7 @@ class StructuredStrategy:
     def retrieve_many(self, requests: Sequence[Request]) -> list[Hits]:
         """:meth:`retrieve` for each request, in order; the dense searches that fill up the requests with the
         same filters, target and depth are one matrix search (:meth:`Engine.search_vectors`)."""
-        ranked = [self._ranked(query, depth) for query, depth, _ in requests]
+        ranked = self._ranked_many(requests)
         groups: dict[tuple[str, str, int], list[int]] = {}
         for i, ((query, depth, _), found) in enumerate(zip(requests, ranked, strict=True)):
             if found is not None and found.short(depth):
@@ -191,17 +194,51 @@ class StructuredStrategy:
                     self._fill(found.pairs, hits, depth)
         return [Hits.empty() if r is None else hits_from_rows(self.engine, r.pairs, self.name) for r in ranked]
 
-    def _ranked(self, query: Query, depth: int) -> _Ranked | None:
-        """The allowed items' BM25F ranking (scored ``2 + BM25F``) for a query with slots, and its filters;
-        None for a query without slots."""
+    def _understood(self, query: Query) -> tuple[list[str], dict[str, Any]] | None:
+        """The terms that rank a query with slots (the words not read as slots) and its filters; None for a
+        query without slots."""
         found = self.understanding.understand(query.text)
         if not found.slots:
             return None
-        filters = {**found.filters(), **dict(query.filters)}  # the user's own filters win
+        return stems(found.rest), {**found.filters(), **dict(query.filters)}  # the user's own filters win
+
+    def _ranked(self, query: Query, depth: int) -> _Ranked | None:
+        """The allowed items' BM25F ranking (scored ``2 + BM25F``) for a query with slots, and its filters;
+        None for a query without slots."""
+        understood = self._understood(query)
+        if understood is None:
+            return None
+        rest, filters = understood
         rows = self.engine.match_rows(filters)
         allowed = set() if rows is None else set(rows.tolist())
-        ranked = top_rows(self.lexical.index.score(stems(found.rest), allowed), depth)
+        ranked = top_rows(self.lexical.index.score(rest, allowed), depth)
         return _Ranked([(row, 2.0 + score) for row, score in ranked], filters, bool(allowed))
+
+    def _ranked_many(self, requests: Sequence[Request]) -> list[_Ranked | None]:
+        """:meth:`_ranked` of each request, in order: the BM25F scored on the lexical index's postings in memory
+        (:meth:`LexicalStrategy.matrix`, the same scores and ranking) with each distinct filter's allowed rows
+        looked up once, or query by query where it has none."""
+        matrix = self.lexical.matrix()
+        if matrix is None:
+            return [self._ranked(query, depth) for query, depth, _ in requests]
+        allowed: dict[str, tuple[np.ndarray, bool]] = {}  # per distinct filters: the allowed columns, any allowed
+        out: list[_Ranked | None] = []
+        for i, (query, depth, _) in enumerate(requests):
+            if i % STEP == 0:
+                step_aside()
+            understood = self._understood(query)
+            if understood is None:
+                out.append(None)
+                continue
+            rest, filters = understood
+            key = json.dumps(filters, sort_keys=True, default=repr)
+            if key not in allowed:
+                rows = self.engine.match_rows(filters)
+                allowed[key] = (matrix.allowed(rows), rows is not None and len(rows) > 0)
+            mask, any_allowed = allowed[key]
+            ranked = matrix.top(rest, depth, mask) if any_allowed else []
+            out.append(_Ranked([(row, 2.0 + score) for row, score in ranked], filters, any_allowed))
+        return out
 
     def _fill(self, pairs: list[tuple[int, float]], dense: Hits, depth: int) -> None:
         """Fill ``pairs`` up to ``depth`` with the dense hits not in it yet (their cosines as scores)."""
