@@ -16,6 +16,10 @@ shared 2-core machine.
 
 ``--during`` also times searches while the fit runs in the background (:class:`xmodal.ltr.autotune.AutoTuner`,
 what ``add`` starts): how many default-mode searches were answered meanwhile and their p50/p95.
+
+``--sql-peer`` first times the same fit with the lexical and structured strategies' BM25F in SQL, one query at a
+time (what the fit did before :mod:`xmodal.store.bm25_matrix`, and what it still does where the rows' terms are
+not held), on another fresh copy of the catalog, so the two are compared in the same run (same load).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -41,6 +46,7 @@ from xmodal.encoders import HashingEncoder  # noqa: E402
 from xmodal.ltr.autotune import AutoTuner  # noqa: E402
 from xmodal.ltr.pipeline import Pipeline  # noqa: E402
 from xmodal.ltr.selftune import tune  # noqa: E402
+from xmodal.ltr.strategies import lexical  # noqa: E402
 
 
 def open_catalog(items: int, keep: Path | None) -> tuple[Engine, float]:
@@ -67,24 +73,50 @@ def main() -> None:
     ap.add_argument("--index", type=Path, default=None, help="keep the built catalog here and fit on a copy")
     ap.add_argument("--profile", action="store_true", help="profile the fit (cProfile; slower)")
     ap.add_argument("--during", action="store_true", help="time searches while a background fit runs")
+    ap.add_argument("--sql-peer", action="store_true", help="also time the fit with BM25F in SQL, in the same run")
     args = ap.parse_args()
+    peer: dict[str, object] | None = None
+    if args.sql_peer:
+        engine, _ = open_catalog(args.items, args.index)
+        with mock.patch.object(lexical, "matrix_of", lambda index: None):  # every BM25F in SQL, query by query
+            peer = fit(engine, args.sample, None)
+        engine.close()
     engine, build_s = open_catalog(args.items, args.index)
     pipe = Pipeline(engine)
     profiler = cProfile.Profile() if args.profile else None
+    out: dict[str, object] = {"items": len(engine), "sample": args.sample, "build_s": round(build_s, 1)}
+    out.update(fit(engine, args.sample, profiler, pipe))
+    if peer is not None:
+        out["sql_peer"] = {k: peer[k] for k in ("fit_s", "anchor", "penalty", "margin", "validation")}
+        out["speedup_vs_sql_peer"] = round(float(peer["fit_s"]) / float(out["fit_s"]), 2)  # type: ignore[arg-type]
+        out["same_model_as_sql_peer"] = all(peer[k] == out[k] for k in ("anchor", "penalty", "margin", "validation"))
+    if args.during:
+        out["during_fit"] = searches_during_fit(pipe)
+    if profiler is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+        out["profile"] = text.getvalue().splitlines()
+    json.dump(out, sys.stdout, indent=2)
+    print()
+    engine.close()
+
+
+def fit(
+    engine: Engine, sample: int, profiler: cProfile.Profile | None, pipe: Pipeline | None = None
+) -> dict[str, object]:
+    """One fit of ``sample`` items and what it reported."""
+    pipe = pipe or Pipeline(engine)
     t0 = time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    model = tune(pipe, sample=args.sample, seed=0)
+    model = tune(pipe, sample=sample, seed=0)
     if profiler is not None:
         profiler.disable()
     fit_s = time.perf_counter() - t0
     if model is None:
-        raise SystemExit(f"--sample {args.sample}: too few pseudo-queries to fit the self-tuned fusion on")
+        raise SystemExit(f"--sample {sample}: too few pseudo-queries to fit the self-tuned fusion on")
     report = model.report
-    out: dict[str, object] = {
-        "items": len(engine),
-        "sample": args.sample,
-        "build_s": round(build_s, 1),
+    return {
         "fit_s": round(fit_s, 1),
         "target_fit_s": 120.0,
         "queries": report.get("queries"),
@@ -95,15 +127,6 @@ def main() -> None:
         "margin": report.get("margin"),
         "validation": report.get("validation"),
     }
-    if args.during:
-        out["during_fit"] = searches_during_fit(pipe)
-    if profiler is not None:
-        text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
-        out["profile"] = text.getvalue().splitlines()
-    json.dump(out, sys.stdout, indent=2)
-    print()
-    engine.close()
 
 
 def searches_during_fit(pipe: Pipeline) -> dict[str, object]:
