@@ -12,7 +12,7 @@ import pytest
 from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder
 from xmodal.ltr.extension import pipeline
-from xmodal.store import bm25_matrix
+from xmodal.store import bm25_matrix, termstats
 from xmodal.store.analysis import terms
 from xmodal.store.bm25_matrix import BM25Matrix, matrix_of
 from xmodal.store.fulltext import FullText
@@ -115,7 +115,8 @@ def test_ties_are_broken_by_row_as_the_sql_does(tmp_path: Path) -> None:
         assert matrix.top(terms("same"), depth) == index.top(terms("same"), depth)
 
 
-def test_the_matrix_is_kept_until_the_index_changes(store: SQLiteStore) -> None:
+def test_the_matrix_is_kept_until_the_index_changes(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(termstats, "RELOAD_AFTER_S", 0.0)  # the terms are read again at once once dropped
     index = store.fulltext
     assert isinstance(index, FullText)
     first = matrix_of(index)
@@ -128,7 +129,16 @@ def test_the_matrix_is_kept_until_the_index_changes(store: SQLiteStore) -> None:
     third = matrix_of(index)
     assert third is not None and third.top(["zebra"], 5) == []
     bm25_matrix.release(index)
-    assert matrix_of(index) is not third
+    fourth = matrix_of(index)
+    assert fourth is not None and fourth is not third
+    other = SQLiteStore(store.path)  # another connection's write (another process, say) is noticed too
+    try:
+        other.put([(Item.create("elsewhere", title="okapi"), {})])
+    finally:
+        other.close()
+    fifth = matrix_of(index)
+    assert fifth is not None and fifth is not fourth
+    assert [r for r, _ in fifth.top(["okapi"], 5)] == [r for r, _ in index.top(["okapi"], 5)] != []
 
 
 def test_no_matrix_where_the_terms_are_not_held(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:

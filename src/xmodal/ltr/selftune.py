@@ -3,7 +3,8 @@
 A new index has no feedback, so the bandit's plan and the runs' weights start from nothing; the catalog
 still says a lot about which strategy answers which kind of query. :func:`tune` makes pseudo-queries from
 a sample of items (:mod:`.pseudo`), runs every relevance strategy the query can use (for :data:`BATCH`
-queries at once: dense search as matrix searches, :func:`_runs`), and scores each of a
+queries at once: dense search as matrix searches, the lexical and structured strategies' BM25F on the
+full-text index's postings held in memory, :mod:`xmodal.store.bm25_matrix`; :func:`_runs`), and scores each of a
 fixed set of fusion *configurations* (a weight per strategy, 0 leaving its run out, optionally scaled by
 each run's query-performance prediction, :func:`.fusion.committed_weights`) by the nDCG@10 it gives the
 query's judged items. A ridge regression per configuration then predicts that gain from features of the
