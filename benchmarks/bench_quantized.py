@@ -1,20 +1,29 @@
 """The ``quantized`` backend at scale: memory per vector, recall@10 after rescoring, latency, build time,
-with FAISS HNSW over float32 (the ``local`` backend's ``hnsw`` index) in the same table as the anchor.
+for its two layouts (``hnsw``: a graph over 8-bit codes; ``ivf``: inverted lists of 8-bit codes), with FAISS
+HNSW over float32 (the ``local`` backend's ``hnsw`` index) in the same table as the anchor.
 
 Run:  python benchmarks/bench_quantized.py [--n 1000000] [--queries 1000] [--data clustered|wordnet|both]
-      [--anchor | --no-anchor] [--options '{"ef_search": 128}'] [--workdir benchmarks/out/quantized]
+      [--layout hnsw|ivf|both] [--anchor | --no-anchor] [--options '{"ef_search": 128}']
+      [--ivf-options '{"nlist": 4096, "nprobe": 32}'] [--batch 250000] [--checkpoint-every 1]
+      [--workdir benchmarks/out/quantized]
 
-Data (384-d, L2-normalised):
-- ``clustered``: the synthetic Gaussian clusters of ``bench_search.py`` (nearest-neighbour cosine ~0.6).
+Data (384-d, L2-normalised), generated in chunks by each build (never held whole, never written: 10M
+vectors are 15 GB):
+- ``clustered``: the synthetic Gaussian clusters of ``bench_search.py`` (nearest-neighbour cosine ~0.6):
+  the documents are the first n rows of ``bench_search.clustered(n + queries)``; the queries are drawn
+  from the same clusters with another seed.
 - ``wordnet``: all-MiniLM-L6-v2 embeddings of the ~117k WordNet glosses (Debian ``wordnet-base``, cached by
   ``bench_search.py --prepare``), repeated with Gaussian noise of norm ``--noise`` and renormalised up to
   ``--n``; queries are the embeddings of 1,000 synsets' lemma names.
 
-Each backend is built in a child process (``upsert`` in batches of ``--batch`` rows, a checkpoint after each,
-as the engine would), then opened from its checkpoint in a fresh child that measures what the open costs in
-anonymous memory (``RssAnon``: the graph, the codes and the arrays; the full vectors the quantized backend
+Each backend is built in a child process (``upsert`` in batches of ``--batch`` rows, a checkpoint after
+every ``--checkpoint-every`` batches and at the end, as the engine would; ``build_s`` counts only the
+upserts and checkpoints, not the data generation nor the exact top 10 the first build computes on the
+way), then opened from its checkpoint in a fresh child that measures what the open costs in anonymous
+memory (``RssAnon``: the graph or lists, the codes and the arrays; the full vectors the quantized backend
 maps from disk are file-backed pages the OS may drop, reported apart as ``rss_file``), then the latency of
-single queries (k=10, warm page cache) and recall@10 against the exact top 10. Prints one JSON object.
+single queries (k=10) and recall@10 against the exact top 10, and a sweep of search-time settings on the
+same build. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,43 +44,91 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 OUT = HERE / "out"
 K = 10
-#: Search-time settings of the quantized index measured on the same build (300 queries each).
+#: Search-time settings measured on the same build (300 queries each): (efSearch, rescore) for the hnsw
+#: layout, (nprobe, rescore) for the ivf layout.
 SWEEP = [(64, 10), (128, 10), (128, 20), (256, 20), (256, 40), (512, 50)]
+SWEEP_IVF = [(8, 10), (16, 10), (16, 20), (32, 10), (32, 20), (64, 20), (128, 20)]
 ANCHOR_OPTIONS = {"m": 32, "ef_construction": 40, "ef_search": 128}
+CHUNK = 10_000
 
 
 # -- data ------------------------------------------------------------------------------------------------
-def make_data(name: str, n: int, n_queries: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+def clustered_queries(n: int, n_queries: int, clusters: int = 400, rank: int = 64, dim: int = 384) -> np.ndarray:
+    """Queries from the clusters of :func:`clustered_docs` (same centres, bases and spreads; seed 12)."""
+    rng = np.random.default_rng(11)
+    centers = rng.standard_normal((clusters, dim)).astype(np.float32)
+    bases = rng.standard_normal((clusters, rank, dim)).astype(np.float32)
+    rng.integers(0, clusters, n + n_queries)  # the documents' draw of clusters (the spreads are drawn after it)
+    spread = rng.uniform(0.6 * 0.9, 1.4 * 0.9, clusters).astype(np.float32)
+    q = np.random.default_rng(12)
+    which = q.integers(0, clusters, n_queries)
+    coef = q.standard_normal((n_queries, rank)).astype(np.float32) * spread[which, None] / np.sqrt(rank)
+    out = centers[which] + np.einsum("nr,nrd->nd", coef, bases[which]) + 0.5 * q.standard_normal((n_queries, dim))
+    out = out.astype(np.float32)
+    return np.ascontiguousarray(out / np.linalg.norm(out, axis=1, keepdims=True))
+
+
+def clustered_docs(n: int, n_queries: int, clusters: int = 400, rank: int = 64, dim: int = 384) -> Iterator[np.ndarray]:
+    """The first n rows of ``bench_search.clustered(n + n_queries)`` in chunks (the same draws in the same
+    order, so the same vectors), without holding them all."""
+    rng = np.random.default_rng(11)
+    centers = rng.standard_normal((clusters, dim)).astype(np.float32)
+    bases = rng.standard_normal((clusters, rank, dim)).astype(np.float32)
+    which = rng.integers(0, clusters, n + n_queries)
+    spread_of = rng.uniform(0.6 * 0.9, 1.4 * 0.9, clusters).astype(np.float32)
+    for start in range(0, n, CHUNK):
+        stop = min(n + n_queries, start + CHUNK)
+        rows = which[start:stop]
+        coef = rng.standard_normal((stop - start, rank)).astype(np.float32) * spread_of[rows, None] / np.sqrt(rank)
+        jitter = 0.5 * rng.standard_normal((stop - start, dim)).astype(np.float32)
+        out = centers[rows] + np.einsum("nr,nrd->nd", coef, bases[rows]) + jitter
+        out /= np.linalg.norm(out, axis=1, keepdims=True)
+        yield out[: min(stop, n) - start]
+
+
+def wordnet_docs(n: int, noise: float) -> Iterator[np.ndarray]:
     import bench_search
 
-    if name == "clustered":
-        data = bench_search.clustered(n + n_queries)
-        return data[:n], np.ascontiguousarray(data[n:])
-    glosses, lemmas = bench_search.wordnet_vectors()
+    glosses, _ = bench_search.wordnet_vectors()
     rng = np.random.default_rng(5)
-    docs = np.empty((n, glosses.shape[1]), dtype=np.float32)
     for start in range(0, n, 100_000):
         rows = np.arange(start, min(n, start + 100_000))
         jitter = rng.standard_normal((len(rows), glosses.shape[1])).astype(np.float32)
         jitter *= np.float32(noise / np.sqrt(glosses.shape[1]))
         jitter[rows < len(glosses)] = 0  # the first copy is the real vector
         chunk = glosses[rows % len(glosses)] + jitter
-        docs[rows] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
-    return docs, np.ascontiguousarray(lemmas[:n_queries])
+        yield chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
 
 
-def exact_top(docs: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Exact top-k rows per query (chunked matrix products)."""
-    best_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    best_i = np.full((len(queries), k), -1, dtype=np.int64)
-    for start in range(0, len(docs), 200_000):
-        scores = queries @ docs[start : start + 200_000].T
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        s = np.concatenate([best_s, np.take_along_axis(scores, top, axis=1)], axis=1)
-        i = np.concatenate([best_i, top + start], axis=1)
-        keep = np.argsort(-s, axis=1)[:, :k]
-        best_s, best_i = np.take_along_axis(s, keep, axis=1), np.take_along_axis(i, keep, axis=1)
-    return best_i
+def make_queries(name: str, n: int, n_queries: int) -> np.ndarray:
+    if name == "clustered":
+        return clustered_queries(n, n_queries)
+    import bench_search
+
+    _, lemmas = bench_search.wordnet_vectors()
+    return np.ascontiguousarray(lemmas[:n_queries])
+
+
+def docs_stream(name: str, n: int, n_queries: int, noise: float) -> Iterator[np.ndarray]:
+    return clustered_docs(n, n_queries) if name == "clustered" else wordnet_docs(n, noise)
+
+
+class ExactTop:
+    """The exact top-k rows per query, updated chunk by chunk."""
+
+    def __init__(self, queries: np.ndarray, k: int) -> None:
+        self.queries = queries
+        self.scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        self.rows = np.full((len(queries), k), -1, dtype=np.int64)
+        self.k = k
+
+    def update(self, chunk: np.ndarray, start: int) -> None:
+        scores = self.queries @ chunk.T
+        top = np.argpartition(-scores, min(self.k, chunk.shape[0]) - 1, axis=1)[:, : self.k]
+        s = np.concatenate([self.scores, np.take_along_axis(scores, top, axis=1)], axis=1)
+        i = np.concatenate([self.rows, top + start], axis=1)
+        keep = np.argsort(-s, axis=1, kind="stable")[:, : self.k]
+        self.scores, self.rows = np.take_along_axis(s, keep, axis=1), np.take_along_axis(i, keep, axis=1)
 
 
 # -- children ----------------------------------------------------------------------------------------------
@@ -80,21 +138,54 @@ def context(folder: Path, backend: str, options: dict[str, Any]) -> Any:
     return BackendContext(folder, 384, "hnsw" if backend == "local" else "auto", options, None)
 
 
-def build(folder: Path, docs_path: Path, backend: str, options: dict[str, Any], batch: int) -> dict[str, Any]:
+def build(folder: Path, work: Path, backend: str, options: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Upsert the data set in batches (a checkpoint every ``checkpoint_every`` batches and at the end);
+    computes the exact top 10 on the way when ``work`` has none yet."""
     from xmodal.backends import open_backend
     from xmodal.records import Item
     from xmodal.store.sqlite import StoredItem
 
-    docs = np.load(docs_path, mmap_mode="r")
+    n, batch, every = int(spec["n"]), int(spec["batch"]), int(spec["checkpoint_every"])
+    truth_path = work / "truth.npy"
+    exact = None if truth_path.exists() else ExactTop(np.load(work / "queries.npy"), K)
     item = Item.create("x", title="x")  # the backend reads rows and vectors only
     opened = open_backend(backend, context(folder, backend, options))
-    t0 = time.perf_counter()
-    for seq, start in enumerate(range(0, len(docs), batch), 1):
-        chunk = np.ascontiguousarray(docs[start : start + batch])
-        opened.upsert([StoredItem(start + i, item, {"text": v}) for i, v in enumerate(chunk)])  # type: ignore[dict-item]
-        opened.checkpoint(seq)
-    seconds = time.perf_counter() - t0
-    return {"build_s": round(seconds, 1), "count": opened.count("text")}
+    timing = {"build_s": 0.0, "data_s": 0.0, "truth_s": 0.0}
+    pending: list[np.ndarray] = []
+    done = batches = 0
+    stream = docs_stream(spec["data"], n, int(spec["queries"]), float(spec["noise"]))
+    while done < n:
+        t0 = time.perf_counter()
+        chunk = next(stream)
+        timing["data_s"] += time.perf_counter() - t0
+        if exact is not None:
+            t0 = time.perf_counter()
+            exact.update(chunk, done + sum(len(c) for c in pending))
+            timing["truth_s"] += time.perf_counter() - t0
+        pending.append(chunk)
+        held = sum(len(c) for c in pending)
+        if held < batch and done + held < n:
+            continue
+        vectors = np.concatenate(pending)
+        pending = []
+        t0 = time.perf_counter()
+        opened.upsert([StoredItem(done + i, item, {"text": v}) for i, v in enumerate(vectors)])  # type: ignore[dict-item]
+        batches += 1
+        done += len(vectors)
+        if batches % every == 0 or done >= n:
+            opened.checkpoint(batches)
+        timing["build_s"] += time.perf_counter() - t0
+        print(f"{time.strftime('%H:%M:%S')} {done} rows, build {timing['build_s']:.0f} s", file=sys.stderr, flush=True)
+    if exact is not None:
+        np.save(truth_path, exact.rows)
+    index = opened.indexes["text"]  # type: ignore[attr-defined]
+    lists = getattr(index, "nlist", None)
+    return {
+        **{name: round(value, 1) for name, value in timing.items()},
+        "count": opened.count("text"),
+        "build_peak_rss_mb": round(status_kb("VmHWM") / 1024, 1),
+        **({"lists": lists} if lists is not None else {}),
+    }
 
 
 def status_kb(field: str) -> int:
@@ -104,15 +195,16 @@ def status_kb(field: str) -> int:
     return 0
 
 
-def serve(folder: Path, queries_path: Path, truth_path: Path, backend: str, options: dict[str, Any]) -> dict[str, Any]:
+def serve(folder: Path, work: Path, backend: str, options: dict[str, Any]) -> dict[str, Any]:
     from xmodal.backends import open_backend
 
-    queries, truth = np.load(queries_path), np.load(truth_path)
+    queries, truth = np.load(work / "queries.npy"), np.load(work / "truth.npy")
     import faiss  # noqa: F401  # the libraries' and modules' own memory is not the index's
 
     import xmodal.backends.local
     import xmodal.backends.quantized
-    import xmodal.index.hnsw  # noqa: F401
+    import xmodal.index.hnsw
+    import xmodal.index.quantized_ivf  # noqa: F401
 
     anon0, file0 = status_kb("RssAnon"), status_kb("RssFile")
     t0 = time.perf_counter()
@@ -131,7 +223,7 @@ def serve(folder: Path, queries_path: Path, truth_path: Path, backend: str, opti
         found[i, : len(rows)] = rows
     recall = float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]))
     ms = np.asarray(samples) / 1e6
-    swept = sweep(opened, queries, truth) if backend == "quantized" else []
+    swept = sweep(opened, queries, truth, options.get("layout", "hnsw")) if backend == "quantized" else []
     return {
         "sweep": swept,
         "count": n,
@@ -146,12 +238,15 @@ def serve(folder: Path, queries_path: Path, truth_path: Path, backend: str, opti
     }
 
 
-def sweep(opened: Any, queries: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
+def sweep(opened: Any, queries: np.ndarray, truth: np.ndarray, layout: str) -> list[dict[str, Any]]:
     """Recall and p50 of the quantized index at other search-time settings (the same built index)."""
     index = opened.indexes["text"]
     out = []
-    for ef, rescore in SWEEP:
-        index.tune(ef_search=ef, rescore=rescore)
+    for depth, rescore in SWEEP if layout == "hnsw" else SWEEP_IVF:
+        if layout == "hnsw":
+            index.tune(ef_search=depth, rescore=rescore)
+        else:
+            index.tune(nprobe=depth, rescore=rescore)
         samples, recalls = [], []
         for q, t in zip(queries[:300], truth, strict=False):
             t0 = time.perf_counter_ns()
@@ -161,7 +256,7 @@ def sweep(opened: Any, queries: np.ndarray, truth: np.ndarray) -> list[dict[str,
         p50 = float(np.percentile(np.asarray(samples) / 1e6, 50))
         out.append(
             {
-                "ef_search": ef,
+                "ef_search" if layout == "hnsw" else "nprobe": depth,
                 "rescore": rescore,
                 "recall_at_10": round(float(np.mean(recalls)), 4),
                 "p50_ms": round(p50, 3),
@@ -171,9 +266,10 @@ def sweep(opened: Any, queries: np.ndarray, truth: np.ndarray) -> list[dict[str,
 
 
 def child(args: list[str]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
+    """Run a child; its progress lines (stderr) pass through, its last stdout line is its JSON."""
+    done = subprocess.run([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode:
-        raise SystemExit(f"child {args[:2]} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"child {args[:2]} failed (exit {done.returncode})")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -181,24 +277,36 @@ def child(args: list[str]) -> dict[str, Any]:
 def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.workdir) / f"{name}-{args.n}"
     work.mkdir(parents=True, exist_ok=True)
-    docs_path, queries_path, truth_path = work / "docs.npy", work / "queries.npy", work / "truth.npy"
-    t0 = time.perf_counter()
-    docs, queries = make_data(name, args.n, args.queries, args.noise)
-    np.save(docs_path, docs)
-    np.save(queries_path, queries)
-    np.save(truth_path, exact_top(docs, queries, K))
-    del docs
-    out: dict[str, Any] = {"data_s": round(time.perf_counter() - t0, 1)}
-    options = json.loads(args.options)
-    runs = [("quantized", "quantized", options)] + (
-        [("anchor_hnsw_float32", "local", ANCHOR_OPTIONS)] if args.anchor else []
-    )
+    np.save(work / "queries.npy", make_queries(name, args.n, args.queries))
+    (work / "truth.npy").unlink(missing_ok=True)  # the first build computes it
+    spec = {
+        "data": name,
+        "n": args.n,
+        "queries": args.queries,
+        "noise": args.noise,
+        "batch": args.batch,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    layouts = ["hnsw", "ivf"] if args.layout == "both" else [args.layout]
+    runs = [
+        (
+            "quantized" if layout == "hnsw" else "quantized_ivf",
+            "quantized",
+            json.loads(args.options) if layout == "hnsw" else {"layout": "ivf", **json.loads(args.ivf_options)},
+        )
+        for layout in layouts
+    ] + ([("anchor_hnsw_float32", "local", ANCHOR_OPTIONS)] if args.anchor else [])
+    out: dict[str, Any] = {}
     for label, backend, opts in runs:
         folder = work / label
-        spec = json.dumps(opts)
-        built = child(["build", str(folder), str(docs_path), backend, spec, str(args.batch)])
-        served = child(["serve", str(folder), str(queries_path), str(truth_path), backend, spec])
-        out[label] = {"backend": backend, "options": opts, **built, **served}
+        built = child(["build", str(folder), str(work), backend, json.dumps(opts), json.dumps(spec)])
+        served = child(["serve", str(folder), str(work), backend, json.dumps(opts)])
+        out[label] = {"backend": backend, "options": opts, **built, **served, "load_avg_after": os.getloadavg()[0]}
+        print(json.dumps({label: out[label]}), file=sys.stderr, flush=True)
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
     if not args.keep:
         import shutil
 
@@ -208,24 +316,27 @@ def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        what, folder, *rest = sys.argv[2:]
+        what, folder, work, backend, options, *rest = sys.argv[2:]
         if what == "build":
-            docs, backend, spec, batch = rest
-            print(json.dumps(build(Path(folder), Path(docs), backend, json.loads(spec), int(batch))))
+            print(json.dumps(build(Path(folder), Path(work), backend, json.loads(options), json.loads(rest[0]))))
         else:
-            queries, truth, backend, spec = rest
-            print(json.dumps(serve(Path(folder), Path(queries), Path(truth), backend, json.loads(spec))))
+            print(json.dumps(serve(Path(folder), Path(work), backend, json.loads(options))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--data", choices=["clustered", "wordnet", "both"], default="both")
+    parser.add_argument("--layout", choices=["hnsw", "ivf", "both"], default="both")
     parser.add_argument("--noise", type=float, default=0.3, help="norm of the noise added to repeated WordNet vectors")
-    parser.add_argument("--batch", type=int, default=250_000, help="rows per upsert (a checkpoint after each)")
-    parser.add_argument("--options", default="{}", help="the quantized backend's index options (JSON)")
+    parser.add_argument("--batch", type=int, default=250_000, help="rows per upsert")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=1, help="batches between checkpoints (and one at the end)"
+    )
+    parser.add_argument("--options", default="{}", help="the hnsw layout's index options (JSON)")
+    parser.add_argument("--ivf-options", default="{}", help="the ivf layout's index options (JSON)")
     parser.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--workdir", default=str(OUT / "quantized"))
-    parser.add_argument("--keep", action="store_true", help="keep the data and the built indexes")
+    parser.add_argument("--keep", action="store_true", help="keep the built indexes and the queries")
     args = parser.parse_args()
     names = ["clustered", "wordnet"] if args.data == "both" else [args.data]
     result: dict[str, Any] = {
@@ -234,10 +345,12 @@ def main() -> None:
         "k": K,
         "queries": args.queries,
         "cpus": os.cpu_count(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "load_avg_at_start": os.getloadavg()[0],
     }
     for name in names:
         result[name] = run(name, args)
+    result["finished_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     result["load_avg_at_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))
 

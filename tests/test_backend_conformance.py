@@ -41,6 +41,12 @@ BACKENDS_UNDER_TEST: dict[str, tuple[str, str, dict[str, Any], bool]] = {
     "local-auto": ("local", "auto", {"threshold": N // 2, **SMALL_HNSW}, False),
     "toy": (TOY, "auto", {}, True),
     "quantized": ("quantized", "auto", {**SMALL_HNSW, "exact_max": 50, "train_size": 300}, False),
+    "quantized-ivf": (
+        "quantized",
+        "auto",
+        {"layout": "ivf", "nlist": 8, "nprobe": 4, "exact_max": 50, "train_size": 300},
+        False,
+    ),
     "milvus": ("milvus", "hnsw", {"m": 16, "ef_construction": 80, "ef": 64}, False),
 }
 #: name -> options only known once a server runs (the milvus backend's ``uri``), set by the ``h`` fixture.

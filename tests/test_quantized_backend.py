@@ -2,7 +2,8 @@
 full vectors memory-mapped from disk, exact scores from rescoring, parts linked (not copied) from one
 checkpoint to the next, plain files, the filtered-search guarantees on the graph walk as on the scan, the
 quantizer retrained as an index grows, two processes checkpointing one folder, and the CLI and the engine
-running an index on it."""
+running an index on it. Each test runs on both layouts (``hnsw``: a graph over the codes; ``ivf``: inverted
+lists of codes) unless it is about one of them."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from xmodal.encoders import HashingEncoder  # noqa: E402
 from xmodal.errors import ConfigError  # noqa: E402
 from xmodal.filters import FilterExpr  # noqa: E402
 from xmodal.index.quantized import QuantizedIndex  # noqa: E402
+from xmodal.index.quantized_ivf import QuantizedIVFIndex  # noqa: E402
 from xmodal.records import Item as ItemRecord  # noqa: E402
 from xmodal.store.sqlite import StoredItem  # noqa: E402
 
@@ -51,6 +53,11 @@ class Rows:
         return np.array(sorted(r for r, a in self.attrs.items() if where.matches(a)), dtype=np.int64)
 
 
+@pytest.fixture(params=["hnsw", "ivf"])
+def layout(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def backend(folder: Path, rows: Rows | None = None, **options: Any) -> QuantizedBackend:
     opened = open_backend("quantized", BackendContext(folder, DIM, "auto", options, rows or Rows()))
     assert isinstance(opened, QuantizedBackend)
@@ -75,9 +82,9 @@ def exact(vectors: np.ndarray, queries: np.ndarray, k: int, allowed: np.ndarray 
     return [rows[np.argsort(-s, kind="stable")[:k]].tolist() for s in scores]
 
 
-def test_codes_in_memory_full_vectors_from_disk_and_exact_scores(tmp_path: Path) -> None:
+def test_codes_in_memory_full_vectors_from_disk_and_exact_scores(tmp_path: Path, layout: str) -> None:
     data, queries = unit(2000, 1), unit(20, 2)
-    b = backend(tmp_path / "index")
+    b = backend(tmp_path / "index", layout=layout)
     put(b, data)
     index = index_of(b)
     assert index._code_size() == DIM  # 8-bit codes: one byte per dimension (float32: four)
@@ -97,10 +104,10 @@ def test_codes_in_memory_full_vectors_from_disk_and_exact_scores(tmp_path: Path)
     assert np.mean([len(set(a.rows.tolist()) & set(t)) / 5 for a, t in zip(answers, truth, strict=True)]) >= 0.95
 
 
-def test_checkpoints_link_parts_merge_small_ones_and_record_what_they_hold(tmp_path: Path) -> None:
+def test_checkpoints_link_parts_merge_small_ones_and_record_what_they_hold(tmp_path: Path, layout: str) -> None:
     data = unit(5300, 3)
     folder = tmp_path / "index"
-    b = backend(folder)
+    b = backend(folder, layout=layout)
     put(b, data[:1000])
     b.checkpoint(1)
     put(b, data[1000:5000], 1000)
@@ -114,28 +121,32 @@ def test_checkpoints_link_parts_merge_small_ones_and_record_what_they_hold(tmp_p
     assert [p.name for p in index.vectors._parts][0] == first and index.vectors.parts == 2
     assert (folder / "text" / first).stat().st_ino == inode
     put(b, data[5100:], 5100)  # never checkpointed: a reopen holds what checkpoint 3 recorded
-    reopened = backend(folder)
+    reopened = backend(folder, layout=layout)
     assert reopened.saved_seq == 3 and reopened.count("text") == 5100
     for q in data[[0, 4999, 5099]]:
         rows, scores, _ = reopened.search(q[None, :], 3)[0]
         assert np.isclose(scores[0], 1.0, atol=1e-5) and np.allclose(scores, data[rows] @ q, atol=1e-6)
 
 
-def test_the_checkpoint_is_plain_inspectable_files(tmp_path: Path) -> None:
-    b = backend(tmp_path / "index")
+def test_the_checkpoint_is_plain_inspectable_files(tmp_path: Path, layout: str) -> None:
+    b = backend(tmp_path / "index", layout=layout)
     put(b, unit(300, 4))
     b.checkpoint(9)
     state = json.loads((tmp_path / "index" / "state.json").read_text())
     assert state["seq"] == 9 and state["backend"] == "quantized" and state["kinds"] == ["text"]
     manifest = json.loads((tmp_path / "index" / "text" / "manifest.json").read_text())
-    assert manifest["kind"] == "quantized" and manifest["format_version"] == 1 and manifest["count"] == 300
+    kind, graph_class = (
+        ("quantized", faiss.IndexHNSWSQ) if layout == "hnsw" else ("quantized-ivf", faiss.IndexIVFScalarQuantizer)
+    )
+    assert manifest["kind"] == kind and manifest["format_version"] == 1 and manifest["count"] == 300
     assert manifest["options"]["quantizer"] == "sq8" and manifest["code_size"] == DIM
+    assert state["index_options"] == {"layout": layout}
     assert [part["rows"] for part in manifest["vectors"]["parts"]] == [300]
     for path in (tmp_path / "index").rglob("*"):
         if path.suffix == ".npy":
             np.load(path, allow_pickle=False)  # no pickled objects anywhere
         elif path.suffix == ".faiss":
-            assert isinstance(faiss.read_index(str(path)), faiss.IndexHNSWSQ)
+            assert isinstance(faiss.read_index(str(path)), graph_class)
         else:
             assert path.suffix == ".json" or path.is_dir(), path
 
@@ -146,13 +157,13 @@ def test_the_checkpoint_is_plain_inspectable_files(tmp_path: Path) -> None:
     ids=["walk-40pct", "scan-2pct"],
 )
 def test_filtered_search_gives_k_matching_hits_on_the_walk_and_on_the_scan(
-    tmp_path: Path, where: dict[str, Any], matching: int
+    tmp_path: Path, layout: str, where: dict[str, Any], matching: int
 ) -> None:
     """40% allowed: the graph walk restricted to them (exact_max 0); 2%: the exact scan of their codes.
     Both: k hits, only allowed rows, exact scores; all of them when fewer than k match."""
     data, queries = unit(3000, 5), unit(30, 6)
     rows = Rows()
-    b = backend(tmp_path / "index", rows, exact_max=0, exact_fraction=0.1)
+    b = backend(tmp_path / "index", rows, layout=layout, exact_max=0, exact_fraction=0.1)
     put(b, data, rows=rows)
     expr = FilterExpr.parse(where)
     assert expr is not None
@@ -169,9 +180,11 @@ def test_filtered_search_gives_k_matching_hits_on_the_walk_and_on_the_scan(
     assert all(len(a.rows) == min(100, matching) for a in b.search(queries[:3], 100, where=expr))
 
 
-def test_the_quantizer_is_retrained_as_the_index_grows_and_compaction_reads_full_vectors(tmp_path: Path) -> None:
+def test_the_quantizer_is_retrained_as_the_index_grows_and_compaction_reads_full_vectors(
+    tmp_path: Path, layout: str
+) -> None:
     data = unit(1200, 7)
-    b = backend(tmp_path / "index", train_size=500)
+    b = backend(tmp_path / "index", layout=layout, train_size=500)
     put(b, data[:10])
     index = index_of(b)
     assert index.trained_on == 10
@@ -188,17 +201,17 @@ def test_the_quantizer_is_retrained_as_the_index_grows_and_compaction_reads_full
         assert np.isclose(scores[0], 1.0, atol=1e-6) and np.allclose(scores, data[rows] @ q, atol=1e-6)
 
 
-def test_two_processes_checkpointing_one_folder_lose_nothing(tmp_path: Path) -> None:
+def test_two_processes_checkpointing_one_folder_lose_nothing(tmp_path: Path, layout: str) -> None:
     folder, data = tmp_path / "index", unit(400, 8)
-    first = backend(folder)
+    first = backend(folder, layout=layout)
     put(first, data[:100])
     first.checkpoint(1)
-    a, b = backend(folder), backend(folder)  # both map the 100-row part
+    a, b = backend(folder, layout=layout), backend(folder, layout=layout)  # both map the 100-row part
     put(b, data[100:300], 100)
     b.checkpoint(2)  # merges that part into a new one: its file leaves the folder
     put(a, data[300:310], 300)
     a.checkpoint(3)  # its own view: the part B dropped is written again from A's mapping
-    reopened = backend(folder)
+    reopened = backend(folder, layout=layout)
     assert reopened.saved_seq == 3 and reopened.count("text") == 110
     for i in (0, 99, 305):
         rows, scores, _ = reopened.search(data[i : i + 1], 1)[0]
@@ -211,6 +224,15 @@ def test_bad_options_are_config_errors(tmp_path: Path) -> None:
         ({"rescore": 0}, "rescore must be a positive integer"),
         ({"nosuch": 1}, "unknown quantized index option"),
         ({"m": 0}, "m must be a positive integer"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            backend(tmp_path / "index", **options)
+    for options, message in (
+        ({"layout": "pq"}, "layout must be one of"),
+        ({"layout": "ivf", "nlist": 0}, "nlist must be a positive integer"),
+        ({"layout": "ivf", "nprobe": "8"}, "nprobe must be a positive integer"),
+        ({"layout": "ivf", "ef_search": 64}, "belong to the hnsw layout"),
+        ({"layout": "hnsw", "nprobe": 8}, "unknown quantized index option"),
     ):
         with pytest.raises(ConfigError, match=message):
             backend(tmp_path / "index", **options)
@@ -247,20 +269,53 @@ def test_the_cli_and_the_engine_run_an_index_on_the_quantized_backend(tmp_path: 
     assert os.path.isdir(index / "index")
 
 
-def test_rows_not_yet_checkpointed_spill_to_disk_past_the_limit(tmp_path: Path) -> None:
+def test_rows_not_yet_checkpointed_spill_to_disk_past_the_limit(tmp_path: Path, layout: str) -> None:
     folder, data = tmp_path / "index", unit(1300, 9)
-    b = backend(folder, spill_rows=500)
+    b = backend(folder, layout=layout, spill_rows=500)
     for start in range(0, 1200, 100):
         put(b, data[start : start + 100], start)
     index = index_of(b)
     assert index.vectors.unsaved < 500 and index.vectors.parts == 2  # 2 x 500 rows written and mapped
     assert len(list((folder / "text").glob("part-*.npy"))) == 2 and not (folder / "state.json").exists()
-    other = backend(folder, spill_rows=500)  # another process checkpoints meanwhile: its folder drops the spilled files
+    other = backend(
+        folder, layout=layout, spill_rows=500
+    )  # another process checkpoints meanwhile: its folder drops the spilled files
     put(other, data[1200:], 1200)
     other.checkpoint(1)
     assert b.checkpoint(2)  # written again from this process's mappings
-    reopened = backend(folder, spill_rows=500)
+    reopened = backend(folder, layout=layout, spill_rows=500)
     assert reopened.saved_seq == 2 and reopened.count("text") == 1200
     for i in (0, 700, 1199):
         rows, scores, _ = reopened.search(data[i : i + 1], 1)[0]
         assert rows.tolist() == [i] and np.isclose(scores[0], 1.0, atol=1e-6)
+
+
+def test_the_ivf_layout_has_fewer_lists_while_small_and_all_of_them_once_trained(tmp_path: Path) -> None:
+    """k-means wants ~39 vectors per list: a small index gets fewer lists, retrained as it doubles, until
+    it was trained on train_size vectors; then nlist lists, and a reopen keeps them and nprobe."""
+    data, rows = unit(3500, 10), Rows()
+    b = backend(tmp_path / "index", rows, layout="ivf", nlist=40, nprobe=4, train_size=2000, exact_max=0)
+    put(b, data[:100], rows=rows)
+    index = b.indexes["text"]
+    assert isinstance(index, QuantizedIVFIndex) and index.nlist == 100 // 39 and index.trained_on == 100
+    for start in range(100, 3500, 100):
+        put(b, data[start : start + 100], start, rows=rows)
+        if start + 100 == 800:  # retrained at 200, 400 and 800 vectors
+            assert index.nlist == 800 // 39 and index.trained_on == 800
+    assert index.nlist == 40 and index.trained_on == 2000 and b.count("text") == 3500  # at 1,600 and 3,200
+    assert index._graph.invlists.compute_ntotal() == 3500  # every vector in one list
+    b.checkpoint(1)
+    reopened = backend(tmp_path / "index", rows, layout="ivf", nlist=40, nprobe=4, train_size=2000, exact_max=0)
+    again = reopened.indexes["text"]
+    assert isinstance(again, QuantizedIVFIndex) and again.nlist == 40 and again._graph.nprobe == 4
+    # a filter whose rows sit in lists the 4 nearest do not cover: the walk is widened or topped up
+    expr = FilterExpr.parse({"rare": True})
+    assert expr is not None
+    allowed = rows.match_expr(expr)
+    queries = unit(10, 11)
+    for q, answer, truth in zip(
+        queries, reopened.search(queries, 10, where=expr), exact(data, queries, 10, allowed), strict=True
+    ):
+        assert len(answer.rows) == 10 and set(answer.rows.tolist()) <= set(allowed.tolist())
+        assert np.allclose(answer.scores, data[answer.rows] @ q, atol=1e-6)
+        assert len(set(answer.rows.tolist()) & set(truth)) >= 8

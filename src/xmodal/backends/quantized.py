@@ -36,6 +36,8 @@ from .local import LocalBackend
 
 #: The index-kind settings this backend accepts: its own index is the only one it builds.
 INDEX_KINDS = ("auto", "quantized")
+#: ``layout``: ``hnsw`` (the default: a graph over the codes) or ``ivf`` (inverted lists of codes).
+LAYOUTS = ("hnsw", "ivf")
 
 
 class QuantizedBackend(LocalBackend):
@@ -70,11 +72,22 @@ class QuantizedBackend(LocalBackend):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "backend": self.name}
 
+    def _layout(self) -> type[QuantizedIndex]:
+        layout = self.index_options.get("layout", "hnsw")
+        if layout not in LAYOUTS:
+            raise ConfigError(f"quantized backend option layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+        if layout == "hnsw":
+            return QuantizedIndex
+        from ..index.quantized_ivf import QuantizedIVFIndex
+
+        return QuantizedIVFIndex
+
     def _new_index(self) -> VectorIndex:
-        return QuantizedIndex(self._dim, **self.index_options)
+        options = {name: value for name, value in self.index_options.items() if name != "layout"}
+        return self._layout()(self._dim, **options)
 
     def _load_index(self, directory: Path) -> VectorIndex:
-        index = QuantizedIndex.load(directory)
+        index = self._layout().load(directory)
         assert isinstance(index, QuantizedIndex)
         index.spill = self._spiller(directory.name)
         return index

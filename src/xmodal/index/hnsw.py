@@ -334,12 +334,16 @@ class HNSWIndex:
             problem = "the live labels do not match the manifest"
         if problem or live is None:
             raise StorageError(f"{directory}: {problem}; delete the folder to rebuild it")
-        graph.hnsw.efSearch = self._ef
+        self._set_search(graph)
         order = np.argsort(label_of[live], kind="stable")
         self._graph, self._keys, self._ids = graph, label_of[live][order], live[order]
         self._label_of = np.full(len(label_of) + 1024, -1, dtype=np.int64)
         self._label_of[: len(label_of)] = label_of
         self._dead = int(graph.ntotal - len(live))
+
+    def _set_search(self, graph: Any) -> None:
+        """Give a loaded graph this index's search-time setting (its efSearch)."""
+        graph.hnsw.efSearch = self._ef
 
     def _is_graph(self, graph: Any) -> bool:
         """Whether a loaded FAISS index is a graph this class reads (HNSW flat, of this dimension)."""

@@ -94,6 +94,12 @@ class QuantizedIndex(HNSWIndex):
         graph.hnsw.efSearch = self._ef = int(self.options["ef_search"])
         return graph
 
+    def _trained_graph(self, sample: Vectors) -> Any:
+        """A new empty graph whose quantizer is trained on ``sample``."""
+        graph = self._new_graph()
+        self._train(graph, sample)
+        return graph
+
     def _train(self, graph: Any, sample: Vectors) -> None:
         """Learn each dimension's range; a small sample is widened to +-3 standard deviations of a random
         unit vector's coordinate (so the first vectors of an index do not fix a range too narrow)."""
@@ -126,9 +132,9 @@ class QuantizedIndex(HNSWIndex):
         labels, vectors = last_wins(check_labels(labels, len(vectors)), vectors)
         if not len(labels):
             return
-        if not self._graph.is_trained:
+        if not self._graph.is_trained:  # empty: replaced by a graph trained on (a sample of) this batch
             pick = self._sample(len(vectors))
-            self._train(self._graph, vectors[pick])
+            self._graph = self._trained_graph(vectors[pick])
             self._trained_on = len(pick)
         self._kill(self._lookup(labels))
         slots = self.vectors.append(vectors)
@@ -162,7 +168,7 @@ class QuantizedIndex(HNSWIndex):
         graph = self._new_graph()
         if len(live):
             pick = self._sample(len(live))
-            self._train(graph, self.vectors.take(slots[pick]))
+            graph = self._trained_graph(self.vectors.take(slots[pick]))
             self._trained_on = len(pick)
             for start in range(0, len(live), 65536):
                 graph.add(self.vectors.take(slots[start : start + 65536]))

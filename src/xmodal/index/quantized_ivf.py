@@ -1,0 +1,171 @@
+"""The ``ivf`` layout of the quantized backend: inverted lists of scalar-quantized codes, rescored exactly.
+
+FAISS ``IndexIVFScalarQuantizer`` (8-bit codes of each vector's residual to its list's centroid by
+default: 384 bytes plus an 8-byte id in the lists for a 384-d vector, no graph) whose coarse quantizer is
+an HNSW graph over the centroids (``IndexHNSWFlat``), so assigning a vector to its list costs a walk
+over a few thousand centroids, not a scan of them. Building is k-means once, on a seeded sample of
+``train_size`` vectors (spherical, ``kmeans_iters`` iterations), then an assignment and an encoding per
+vector: far cheaper than inserting every vector into a graph, which is what makes 10M vectors buildable
+on two cores. A search probes the ``nprobe`` lists nearest to the query and rescores ``rescore`` x k
+candidates from the float32 vectors memory-mapped from disk, as the ``hnsw`` layout does
+(:class:`~xmodal.index.quantized.QuantizedIndex`, whose writes, tombstones, compaction, spilling and
+checkpoints this class keeps).
+
+While the index is smaller than ``39 x nlist`` vectors when it is trained (k-means wants ~39 vectors per
+centroid), it gets fewer lists (``len // 39``, at least one) and is retrained, lists and codes, each time
+it doubles until it was trained on ``train_size`` vectors.
+
+Filtered search keeps the same plan and guarantees: a walk restricted to the allowed ids (an ID selector,
+``nprobe`` raised by ``live / allowed``, at most 16x), topped up by an exact scan when it comes back
+short; few allowed ids go straight to the scan, which reads every list's codes with the selector (so it
+finds all allowed vectors, whichever list holds them): k hits whenever k allowed vectors are present,
+never one that is not allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import Vectors
+from .quantized import OWN_DEFAULTS, QuantizedIndex
+
+#: ``nlist``: inverted lists (k-means centroids) once trained on enough vectors; ``nprobe``: lists a search
+#: reads; ``kmeans_iters``: k-means iterations. 4096 lists hold ~2,400 vectors each at 10M (nprobe 32 reads
+#: ~78k codes per query) and k-means on 200k x 4096 stays within minutes on two cores (docs/benchmarks.md).
+IVF_DEFAULTS: dict[str, Any] = {"nlist": 4096, "nprobe": 32, "kmeans_iters": 10}
+#: The ``hnsw`` layout's own defaults, with a larger training sample (k-means wants ~39 per centroid).
+IVF_OWN_DEFAULTS: dict[str, Any] = {**OWN_DEFAULTS, "train_size": 200_000}
+#: The HNSW-layout graph options, refused here (the ivf layout has no graph over the vectors).
+GRAPH_ONLY = ("m", "ef_construction", "ef_search")
+PER_LIST = 39
+#: The coarse quantizer: an HNSW graph over the centroids (M, efConstruction, efSearch of an assignment).
+COARSE_M, COARSE_EF_CONSTRUCTION, COARSE_EF_SEARCH = 32, 80, 64
+
+
+def check_ivf(given: dict[str, Any]) -> dict[str, Any]:
+    options = {**IVF_DEFAULTS, **given}
+    for name in IVF_DEFAULTS:
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"quantized ivf option {name} must be a positive integer, got {value!r}")
+    return options
+
+
+class QuantizedIVFIndex(QuantizedIndex):
+    """FAISS ``IndexIVFScalarQuantizer`` (inner product, HNSW coarse quantizer) for candidates, full vectors
+    on disk for exact scores."""
+
+    kind = "quantized-ivf"
+
+    def __init__(self, dim: int, **options: Any) -> None:
+        graph_only = sorted(set(options) & set(GRAPH_ONLY))
+        if graph_only:
+            raise ConfigError(
+                f"quantized index option(s) {graph_only} belong to the hnsw layout; the ivf layout takes "
+                f"nlist, nprobe and kmeans_iters instead"
+            )
+        ivf = check_ivf({name: options.pop(name) for name in list(options) if name in IVF_DEFAULTS})
+        self._nlist, self._nprobe, self._iters = int(ivf["nlist"]), int(ivf["nprobe"]), int(ivf["kmeans_iters"])
+        options = {"train_size": IVF_OWN_DEFAULTS["train_size"], **options}
+        super().__init__(dim, **options)
+        for name in GRAPH_ONLY:
+            self.options.pop(name, None)
+        self.options.update(ivf)
+        self._ef = self._nprobe
+        self._centroids: np.ndarray | None = None
+
+    def _new_graph(self, nlist: int | None = None) -> Any:
+        if not hasattr(self, "_qtype"):  # HNSWIndex.__init__ asks before the quantizer is known
+            return None
+        faiss = self._faiss
+        coarse = faiss.IndexHNSWFlat(self.dim, COARSE_M, faiss.METRIC_INNER_PRODUCT)
+        coarse.hnsw.efConstruction = COARSE_EF_CONSTRUCTION
+        coarse.hnsw.efSearch = COARSE_EF_SEARCH  # a search's own nprobe raises it when larger
+        graph = faiss.IndexIVFScalarQuantizer(
+            coarse, self.dim, nlist or self._nlist, self._qtype, faiss.METRIC_INNER_PRODUCT
+        )
+        graph.own_fields = True  # the IVF index frees its quantizer ...
+        coarse.this.disown()  # ... so Python must not
+        graph.cp.niter = self._iters
+        graph.cp.spherical = True  # unit vectors, inner product: centroids renormalised
+        graph.cp.max_points_per_centroid = 1 << 30  # the sample is ours (seeded, train_size): no resampling
+        graph.cp.min_points_per_centroid = 1  # a small index gets fewer lists, not FAISS's warning
+        graph.nprobe = self._nprobe
+        self._centroids = None
+        return graph
+
+    def _trained_graph(self, sample: Vectors) -> Any:
+        """A new graph with as many lists as the sample allows (``len // 39``, at most ``nlist``), its
+        k-means and its scalar quantizer trained on the sample."""
+        graph = self._new_graph(max(1, min(self._nlist, len(sample) // PER_LIST)))
+        self._train(graph, sample)
+        return graph
+
+    @property
+    def nlist(self) -> int:
+        """Lists of the trained index (fewer than the option while it was trained on few vectors)."""
+        return int(self._graph.nlist)
+
+    def tune(self, *, ef_search: int | None = None, rescore: int | None = None, nprobe: int | None = None) -> None:
+        """Change the search-time settings of this open index (a benchmark's sweep; not saved)."""
+        if ef_search is not None:
+            raise ConfigError("the ivf layout has no efSearch: tune nprobe")
+        if nprobe is not None:
+            self._ef = self._nprobe = self._graph.nprobe = int(nprobe)
+        if rescore is not None:
+            self.rescore = int(rescore)
+
+    # -- search -----------------------------------------------------------------------------------------
+    def _walk(self, queries: Vectors, k: int, sel: Any, widen: float) -> tuple[np.ndarray, np.ndarray]:
+        """Probe the ``nprobe`` nearest lists (more, up to 16x, when a selector leaves few vectors)."""
+        nprobe = min(int(math.ceil(self._nprobe * widen)), 16 * self._nprobe, self._graph.nlist)
+        params = self._faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+        return self._graph.search(queries, k, params=params)  # type: ignore[no-any-return]
+
+    def _scan(self, queries: Vectors, k: int, sel: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the selected vectors' codes: every list read, the selector checked per entry
+        (the lists given directly, with the query's inner product with each centroid)."""
+        centroids = self._centroid_matrix()
+        coarse = np.ascontiguousarray(queries @ centroids.T, dtype=np.float32)
+        lists = np.ascontiguousarray(np.broadcast_to(np.arange(len(centroids), dtype=np.int64), coarse.shape))
+        params = self._faiss.SearchParametersIVF(nprobe=len(centroids), sel=sel)
+        dist = np.empty((len(queries), k), dtype=np.float32)
+        ids = np.empty((len(queries), k), dtype=np.int64)
+        ptr = self._faiss.swig_ptr
+        threads = self._faiss.omp_get_max_threads()
+        if len(queries) == 1:
+            self._faiss.omp_set_num_threads(1)  # as HNSWIndex._scan: one query, one thread
+        try:
+            self._graph.search_preassigned_c(
+                len(queries), ptr(queries), k, ptr(lists), ptr(coarse), ptr(dist), ptr(ids), False, params
+            )
+        finally:
+            self._faiss.omp_set_num_threads(threads)
+        return dist, ids
+
+    def _centroid_matrix(self) -> np.ndarray:
+        if self._centroids is None or len(self._centroids) != self._graph.nlist:
+            quantizer = self._faiss.downcast_index(self._graph.quantizer)
+            self._centroids = quantizer.reconstruct_n(0, quantizer.ntotal)
+        return self._centroids
+
+    # -- persistence ------------------------------------------------------------------------------------
+    def _code_size(self) -> int:
+        return int(self._graph.code_size)
+
+    def _save_more(self, directory: Any) -> dict[str, Any]:
+        return {**super()._save_more(directory), "lists": self.nlist}
+
+    def _set_search(self, graph: Any) -> None:
+        graph.nprobe = self._nprobe
+        self._centroids = None
+
+    def _is_graph(self, graph: Any) -> bool:
+        return isinstance(graph, self._faiss.IndexIVFScalarQuantizer) and graph.d == self.dim
+
+
+__all__ = ["IVF_DEFAULTS", "QuantizedIVFIndex"]
