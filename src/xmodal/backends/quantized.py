@@ -1,23 +1,29 @@
 """The ``quantized`` backend: the ``local`` backend with compressed vectors in memory, for large catalogs.
 
-Each vector kind is a :class:`~xmodal.index.quantized.QuantizedIndex`: an HNSW graph over 8-bit scalar
-codes in memory (FAISS ``IndexHNSWSQ``; about 560 bytes per 384-d vector against ~1,880 for HNSW over
-float32), and the float32 vectors in ``.npy`` parts beside the checkpoint, memory-mapped, from which every
-search rescores its candidates exactly. Everything else is :class:`~xmodal.backends.local.LocalBackend`'s:
-filters resolve to allowed rows through the engine's attribute table and are applied before the top-k
-cut (k hits whenever k rows match, never a row that does not), the checkpoint is a folder with
-``state.json`` (the store sequence it reflects, the configuration and the kinds present) swapped in
-atomically, and a missing, corrupt or foreign checkpoint starts empty (``saved_seq`` 0: rebuilt from the
-store).
+Each vector kind is a :class:`~xmodal.index.quantized.QuantizedIndex`: an HNSW graph over 8-bit scalar codes
+in memory (FAISS ``IndexHNSWSQ``; about 560 bytes per 384-d vector against ~1,880 for HNSW over float32), or
+with the ``ivf`` layout a :class:`~xmodal.index.quantized_ivf.QuantizedIVFIndex` (inverted lists of 8-bit
+codes, ~430 bytes per vector), and the float32 vectors in ``.npy`` parts beside the checkpoint,
+memory-mapped, from which every search rescores its candidates exactly. Everything else is
+:class:`~xmodal.backends.local.LocalBackend`'s: filters resolve to allowed rows through the engine's
+attribute table and are applied before the top-k cut (k hits whenever k rows match, never a row that does
+not), the checkpoint is a folder with ``state.json`` (the store sequence it reflects, the configuration and
+the kinds present) swapped in atomically, and a missing, corrupt or foreign checkpoint starts empty
+(``saved_seq`` 0: rebuilt from the store).
 
 A checkpoint writes the vectors added since the previous one as a new part and hard-links the older parts
 (no copy); until then they are held in memory, up to ``spill_rows`` per kind, then written as a part into
 the live checkpoint's folder (not yet named by its manifest) and memory-mapped from there.
 
-Options (``index_options``; ``Engine.open(path, backend="quantized", index_options={...})``): the HNSW
-ones (``m`` 16, ``ef_construction`` 120, ``ef_search`` 256, ``exact_max``, ``exact_fraction``,
-``compact_ratio``), ``quantizer`` (``sq8``, ``sq6``, ``sq4``, ``fp16``), ``rescore`` (candidates read per
-hit, 20), ``train_size`` (20,000) and ``spill_rows`` (65,536).
+Options (``index_options``; ``Engine.open(path, backend="quantized", index_options={...})``): ``layout``
+(``hnsw``, the default, or ``ivf``); for the ``hnsw`` layout the HNSW ones (``m`` 16, ``ef_construction``
+120, ``ef_search`` 256); for the ``ivf`` layout (:mod:`xmodal.index.quantized_ivf`: inverted lists of codes
+under an HNSW graph over their k-means centroids, no graph over the vectors, so 10M vectors build in
+minutes, not hours) ``nlist`` (4,096), ``nprobe`` (32) and ``kmeans_iters`` (10); for both ``exact_max``,
+``exact_fraction``, ``compact_ratio``, ``quantizer`` (``sq8``, ``sq6``, ``sq4``, ``fp16``), ``rescore``
+(candidates read per hit, 20), ``train_size`` (20,000 for ``hnsw``, 200,000 for ``ivf``: its k-means
+sample) and ``spill_rows`` (65,536). The layout is part of the configuration a checkpoint records: another
+layout rebuilds from the store.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ LAYOUTS = ("hnsw", "ivf")
 
 
 class QuantizedBackend(LocalBackend):
-    """Per-kind HNSW over scalar-quantized codes, rescored from full vectors memory-mapped from disk."""
+    """Per-kind HNSW (or IVF) over scalar-quantized codes, rescored from full vectors memory-mapped from disk."""
 
     name = "quantized"
 
