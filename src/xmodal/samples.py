@@ -8,10 +8,7 @@ Three parts, each skipped with a message on stderr when what it needs is not ins
   titled by their file name, with their category and folder as attributes; two in three are
   image+text products (title + image), the others image-only items;
 - **words**: Debian ``wordnet-base`` synsets as text items, the most used senses first (by the
-  sense-tagged counts in ``cntlist.rev``): first lemma as title, the gloss's definition as text. The
-  gloss's usage examples (the quoted sentences after it) are left out: they *use* the word among other
-  words the entry is not about, so they matched queries about those ("frequently"'s "we often met over a
-  cup of coffee" ranked the adverb third for "a cup of coffee" in both the BM25F and the dense run).
+  sense-tagged counts in ``cntlist.rev``): first lemma as title, gloss and examples as text.
 
 The query set (``queries.jsonl``, the ``xmodal eval`` format plus a ``kind`` key) is derived from
 the data, never judged by hand: clip-art folder names → the images in that folder, WordNet
@@ -61,7 +58,6 @@ LEXNAMES = (
     "verb.social verb.stative verb.weather adj.ppl"
 ).split()
 _ADJ_MARKER = re.compile(r"\(\w+\)$")  # adjective position markers: (a), (p), (ip)
-_EXAMPLES = re.compile(r'[;:]\s*"')  # where a gloss's usage examples start: 'definition; "example"; ...'
 POS = {"noun": ("n", "1"), "verb": ("v", "2"), "adj": ("a", "3"), "adv": ("r", "4")}
 
 
@@ -529,13 +525,6 @@ def read_synsets(base: Path | None = None) -> Iterator[Synset]:
                 yield Synset(pos, offset, LEXNAMES[int(lexfile)], lemmas, gloss.strip(), keys)
 
 
-def definition(gloss: str) -> str:
-    """A WordNet gloss without its usage examples: ``many times at short intervals; "we often met over a cup of
-    coffee"`` → ``many times at short intervals`` (a quoted phrase inside the definition stays)."""
-    found = _EXAMPLES.search(gloss)
-    return (gloss[: found.start()] if found else gloss).strip() or gloss.strip()
-
-
 def _sense_counts(base: Path) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
     with open(base / "cntlist.rev", encoding="utf-8", errors="replace") as fh:
@@ -578,7 +567,7 @@ def _word_record(s: Synset) -> Record:
     return {
         "id": f"wordnet/{POS[s.pos][0]}{s.offset}",
         "title": s.lemmas[0].replace("_", " "),
-        "text": definition(s.gloss),  # the usage examples are left out (see the module's docstring)
+        "text": s.gloss,
         "attributes": {"source": "wordnet", "kind": "word", "pos": s.pos, "lexname": s.lexname},
     }
 
