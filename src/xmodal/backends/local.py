@@ -133,7 +133,7 @@ class LocalBackend:
         if index is None or len(index) == 0 or len(wanted) == 0:
             return out
         labels, scores = index.search(np.asarray(vector, np.float32).reshape(1, -1), len(wanted), wanted)
-        found = {int(lab): float(s) for lab, s in zip(labels[0], scores[0], strict=True) if lab >= 0}
+        found = {lab: s for lab, s in zip(labels[0].tolist(), scores[0].tolist(), strict=True) if lab >= 0}
         return np.array([found.get(r, 0.0) for r in rows], dtype=np.float32)
 
     def checkpoint(self, seq: int) -> bool:

@@ -113,16 +113,25 @@ def candidate_features(
     out = np.zeros((len(fused), len(names)), dtype=np.float32)
     if not fused:
         return out
-    rows = [-1 if (row := engine.find_row(h.id)) is None else row for h in fused]
+    n = len(fused)
+    find_row = engine.find_row
+    rows = [-1 if (row := find_row(h.id)) is None else row for h in fused]
     col = layout.columns
-    arms = set(layout.arms)
+    arm_columns = _arm_columns(layout.arms, layout.kinds)
+    at_row: list[int] = []
+    at_col: list[int] = []
+    values: list[float] = []
     for i, hit in enumerate(fused):
         for arm, (rank, score) in hit.sources.items():
-            if arm in arms:
-                out[i, col[f"rr:{arm}"]] = 1.0 / rank
-                out[i, col[f"score:{arm}"]] = score
-        out[i, col["fused"]] = hit.score
-        out[i, col["fused_rr"]] = 1.0 / (i + 1)
+            columns = arm_columns.get(arm)
+            if columns is not None:
+                at_row += (i, i)
+                at_col += columns
+                values += (1.0 / rank, score)
+    if values:  # one scatter (each cell is written once: an arm appears once in a hit's sources)
+        out[at_row, at_col] = values
+    out[:, col["fused"]] = [hit.score for hit in fused]
+    out[:, col["fused_rr"]] = [1.0 / (i + 1) for i in range(n)]
     out[:, col["bm25"]] = pipeline.lexical.index.score_rows(stems(query.text or ""), rows)
     if vector is not None:
         similarity: Callable[[np.ndarray, Sequence[int], Any], np.ndarray] = engine.similarity
@@ -133,15 +142,34 @@ def candidate_features(
     popularity = pipeline.popularity
     meta = pipeline.item_meta(rows)
     moment = time.time() if now is None else now
+    remembered, popular = [0.0] * n, [0.0] * n
+    fresh, matching = [0.0] * n, [0.0] * n
+    matches: dict[str, float] = {}  # per modality: it depends on the query and the modality only
     for i, (hit, row) in enumerate(zip(fused, rows, strict=True)):
-        pair = memory.get(hit.id)
-        out[i, col["memory"]] = pair.score() if pair is not None else 0.0
-        out[i, col["popularity"]] = math.log1p(popularity.get(hit.id, 0.0))
+        stats = memory.get(hit.id)
+        if stats is not None:
+            remembered[i] = stats.score()
+        popular[i] = math.log1p(popularity.get(hit.id, 0.0))
         found = meta.get(row)
         if found is not None:
-            out[i, col["freshness"]] = freshness(found[0], moment)
-            out[i, col["modality_match"]] = _modality_match(query, found[1])
+            fresh[i] = freshness(found[0], moment)
+            modality = found[1]
+            match = matches.get(modality)
+            if match is None:
+                match = matches[modality] = _modality_match(query, modality)
+            matching[i] = match
+    out[:, col["memory"]] = remembered
+    out[:, col["popularity"]] = popular
+    out[:, col["freshness"]] = fresh
+    out[:, col["modality_match"]] = matching
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _arm_columns(arms: tuple[str, ...], kinds: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """Each arm's (``rr:``, ``score:``) columns (shared: read it, never change it)."""
+    col = _columns(arms, kinds)
+    return {arm: (col[f"rr:{arm}"], col[f"score:{arm}"]) for arm in arms}
 
 
 def freshness(created_at: float, now: float) -> float:

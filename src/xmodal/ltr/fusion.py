@@ -61,20 +61,51 @@ def z_score(scores: np.ndarray) -> np.ndarray:
 NORMALISERS: dict[str, Normaliser] = {"minmax": min_max, "zscore": z_score}
 
 
-def _sources(runs: Mapping[str, Hits]) -> dict[str, dict[str, tuple[int, float]]]:
-    out: dict[str, dict[str, tuple[int, float]]] = {}
+#: a run as plain lists: its name, its items (each at its first occurrence, in rank order), their raw scores, and
+#: their 1-based ranks (None when no item occurs twice: 1, 2, ...)
+RunLists = tuple[str, list[str], list[float], list[int] | None]
+
+
+def _run_lists(runs: Mapping[str, Hits]) -> list[RunLists]:
+    """Each run (by name) as plain lists: its items at their first occurrence, in rank order, their scores, and
+    their 1-based ranks (None when the run holds no item twice: the ranks are 1, 2, ...)."""
+    out: list[RunLists] = []
     for name in sorted(runs):
-        seen: set[str] = set()
-        for rank, (item_id, score) in enumerate(runs[name], start=1):
+        hits = runs[name]
+        ids: list[str] = hits.ids.tolist()
+        scores: list[float] = hits.scores.tolist()
+        if len(set(ids)) == len(ids):
+            out.append((name, ids, scores, None))
+            continue
+        seen: dict[str, None] = {}
+        firsts, values, ranks = [], [], []
+        for rank, (item_id, score) in enumerate(zip(ids, scores, strict=True), start=1):
             if item_id not in seen:  # a run's first occurrence of an item counts
-                seen.add(item_id)
-                out.setdefault(item_id, {})[name] = (rank, float(score))
+                seen[item_id] = None
+                firsts.append(item_id)
+                values.append(score)
+                ranks.append(rank)
+        out.append((name, firsts, values, ranks))
+    return out
+
+
+def _sources(lists: list[RunLists]) -> dict[str, dict[str, tuple[int, float]]]:
+    """Per item, per run that returned it (in name order: :func:`_run_lists`'s), its rank and raw score."""
+    out: dict[str, dict[str, tuple[int, float]]] = {}
+    for name, ids, scores, ranks in lists:
+        for rank, item_id, score in zip(ranks or range(1, len(ids) + 1), ids, scores, strict=True):
+            found = out.get(item_id)
+            if found is None:
+                out[item_id] = {name: (rank, score)}
+            else:
+                found[name] = (rank, score)
     return out
 
 
 def _ranked(totals: dict[str, float], sources: dict[str, dict[str, tuple[int, float]]]) -> list[FusedHit]:
+    """The fused hits, best first (ties by id); each keeps its sources (already in name order, built for it)."""
     order = sorted(totals, key=lambda i: (-round(totals[i], 12), i))
-    return [FusedHit(i, totals[i], dict(sorted(sources[i].items()))) for i in order]
+    return [FusedHit(i, totals[i], sources[i]) for i in order]
 
 
 RRF_K = 60.0  # Cormack et al.'s constant
@@ -84,7 +115,7 @@ def rrf(runs: Mapping[str, Hits], weights: Mapping[str, float] | None = None, k:
     """Reciprocal rank fusion (Cormack et al. 2009) with per-strategy weights (default 1)."""
     if k < 0:
         raise ValidationError("k", f"must be >= 0, got {k}", "use e.g. k=60")
-    sources = _sources(runs)
+    sources = _sources(_run_lists(runs))
     totals = {
         item: sum((weights or {}).get(name, 1.0) / (k + rank) for name, (rank, _) in by.items())
         for item, by in sources.items()
@@ -125,29 +156,28 @@ def convex(
             "normaliser", f"unknown normaliser {normaliser!r}", f"use one of {', '.join(NORMALISERS)}"
         )
     norm = NORMALISERS[normaliser]
-    sources = _sources(runs)
+    lists = _run_lists(runs)
+    sources = _sources(lists)
     totals: dict[str, float] = dict.fromkeys(sources, 0.0)
     best: dict[str, dict[str, float]] = {}  # per family, each item's best weighted score among its runs
-    for name in sorted(runs):
-        hits = runs[name]
-        if len(hits) == 0:
+    for name, ids, values, _ in lists:
+        if not ids:
             continue
-        ids, values = _first(hits)
         w = (weights or {}).get(name, 1.0)
         family = families.get(name) if families else None
         if family is not None:
             top = best.setdefault(family, {})
-            for item_id, value in zip(ids, norm(np.asarray(values, dtype=np.float64)).tolist(), strict=True):
+            for item_id, value in zip(ids, _normalised(values, normaliser), strict=True):
                 mine = w * value
                 if item_id not in top or mine > top[item_id]:
                     top[item_id] = mine
             continue
         if completed is None or name not in completed:
-            scaled = norm(np.asarray(values, dtype=np.float64)).tolist()
-            for item_id, value in zip(ids, scaled, strict=True):
+            for item_id, value in zip(ids, _normalised(values, normaliser), strict=True):
                 totals[item_id] += w * value
             continue
-        extra = [(i, float(v)) for i, v in completed[name].items() if i in totals and i not in ids]
+        own = set(ids)
+        extra = [(i, float(v)) for i, v in completed[name].items() if i in totals and i not in own]
         every = np.asarray(values + [v for _, v in extra], dtype=np.float64)
         if normaliser == "minmax":
             lo, hi = COMPLETED_FLOOR * min(values), max(values)
@@ -162,21 +192,22 @@ def convex(
     return _ranked(totals, sources)
 
 
-def _first(hits: Hits) -> tuple[dict[str, None], list[float]]:
-    """A run's items (each at its first occurrence, in rank order) and their scores."""
-    ids: dict[str, None] = {}
-    values: list[float] = []
-    for item_id, score in zip(hits.ids.tolist(), hits.scores.tolist(), strict=True):
-        if item_id not in ids:
-            ids[item_id] = None
-            values.append(float(score))
-    return ids, values
+def _normalised(values: list[float], normaliser: str) -> list[float]:
+    """A run's scores normalised by ``normaliser``; min-max in plain floats (the same IEEE operations as
+    :func:`min_max`, without NumPy's per-call cost on a few dozen values)."""
+    if normaliser != "minmax":
+        return list(NORMALISERS[normaliser](np.asarray(values, dtype=np.float64)).tolist())
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-12:
+        return [1.0] * len(values)
+    span = hi - lo
+    return [(v - lo) / span for v in values]
 
 
 QPP_DEPTH = 10  # the top scores a run's NQC is measured on
 
 
-def nqc(scores: np.ndarray, depth: int = QPP_DEPTH) -> float:
+def nqc(scores: np.ndarray | Sequence[float], depth: int = QPP_DEPTH) -> float:
     """A run's normalised query commitment: the standard deviation of its top ``depth`` scores over their
     mean magnitude (positions it did not fill count as 0, the score of an item that matched nothing).
     Scale-free, so runs of different scorers (cosine, BM25F) compare; 0 for an empty or flat run."""
@@ -201,8 +232,8 @@ class Commitment:
 
 
 def commitment(hits: Hits, depth: int = QPP_DEPTH) -> Commitment:
-    head = hits.scores[:depth]
-    return Commitment(nqc(hits.scores, depth), len(hits) >= depth, any(float(v) < 0.0 for v in head))
+    head: list[float] = hits.scores[:depth].tolist()  # plain floats, read once
+    return Commitment(nqc(head, depth), len(hits) >= depth, any(v < 0.0 for v in head))
 
 
 def committed_weights(

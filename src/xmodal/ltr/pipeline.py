@@ -438,7 +438,8 @@ class Pipeline:
         """Understand the query and build its context (logged) and feature vector (for the policy); find what
         the same query got last in the same state (:mod:`xmodal.ltr.repeats`)."""
         found = self.understanding.understand(query.text)
-        memory_hits = self.memory.evidence(query.text)
+        memory = self.memory.facts(query.text)  # read once for the evidence, history, answer rate and answers
+        memory_hits = memory.evidence()
         terms = stems(query.text or "")
         user = self.feedback.user_stats(query.user) if self.feedback is not None and query.user else None
         ctx = query_context(
@@ -447,15 +448,15 @@ class Pipeline:
             slot_words=len(found.matched),
             memory_hits=memory_hits,
             known_terms=self.lexical.index.known_fraction(terms),
-            history=self.memory.history(query.text),
-            answer_rate=self.memory.answer_rate(query.text),
+            history=memory.history,
+            answer_rate=memory.answer_rate(),
             now=now,
             user=user,
         )
         available = self.available(query, found, memory_hits)
         key, state = query_key(query, vector), (float(ctx["actions"]), self._catalog_version)
         repeat = self.repeats.get(key, state)
-        answers = self.memory.answers(query.text, ANSWERED_RATE) if ctx["actions"] else ()
+        answers = memory.answers(ANSWERED_RATE) if ctx["actions"] else ()
         return Prepared(query, found, ctx, context_vector(ctx), available, key, state, repeat, answers)
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
@@ -718,8 +719,9 @@ class Pipeline:
             scores = self.ranker.score(align(X, self.features, self.ranker.feature_names_))
         except (XmodalError, ValueError) as exc:
             return fused, None, f"ranker failed ({exc}): fused order"
-        order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-        reranked = [_ranked(head[i], scores[i]) for i in order]
+        values: list[float] = scores.tolist()  # plain floats: the sort and the hits read each many times
+        order = sorted(range(len(head)), key=lambda i: (-values[i], i))
+        reranked = [FusedHit(head[i].id, head[i].score, head[i].sources, values[i]) for i in order]
         return reranked + fused[len(head) :], X[order], self.ranker_status
 
     def rank_many(

@@ -43,7 +43,8 @@ def query_key(query: Query, vector: np.ndarray | None) -> str:
     media = ""
     if (query.image is not None or query.media) and vector is not None:
         media = hashlib.blake2b(np.ascontiguousarray(vector).tobytes(), digest_size=16).hexdigest()
-    where = json.dumps(query.filters, sort_keys=True, default=str)
+    filters = query.filters
+    where = "{}" if isinstance(filters, dict) and not filters else json.dumps(filters, sort_keys=True, default=str)
     return "\x1f".join((normalize_query(query.text), media, where, str(query.target)))
 
 

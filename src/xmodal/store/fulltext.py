@@ -265,11 +265,18 @@ class FullText:
         texts = self.stats.texts(rows, self._read_texts, checked=True)
         (w_title, w_body), k1, b = self.weights, self.k1, self.b
         weighted = list(idf.items())
+        terms = list(idf)
         for i, row in enumerate(rows):
             found = texts.get(row)
-            if found is None or not any(term in found[0] or term in found[1] for term in idf):
-                continue  # a substring test first: most candidates of other strategies share no term
-            title, body = found[0].split(), found[1].split()
+            if found is None:
+                continue
+            title_text, body_text = found
+            for term in terms:  # a substring test first: most candidates of other strategies share no term
+                if term in title_text or term in body_text:
+                    break
+            else:
+                continue
+            title, body = title_text.split(), body_text.split()
             norm_title, norm_body = (1 - b) + (b / avg_title) * len(title), (1 - b) + (b / avg_body) * len(body)
             total = 0.0
             for term, weight in weighted:

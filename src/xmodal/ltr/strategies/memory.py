@@ -17,6 +17,7 @@ the simulator's) stay in this process, in :attr:`MemoryStrategy.stats` and ``his
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,28 @@ __all__ = [
     "examination",
     "predicted_queries",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFacts:
+    """What the memory index holds for one normalised query (:meth:`MemoryStrategy.facts`): per item id its
+    statistics (read them, never change them), and the query's history (searches logged, positive actions)."""
+
+    pairs: Mapping[str, PairStats]
+    history: tuple[int, float]
+
+    def evidence(self) -> int:
+        """How many items have positive evidence (a prior or an action)."""
+        return sum(1 for p in self.pairs.values() if p.actions > 0 or p.prior > 0)
+
+    def answer_rate(self) -> float:
+        """The best smoothed action rate among the items acted on (0: none)."""
+        return max((p.score() for p in self.pairs.values() if p.actions > 0), default=0.0)
+
+    def answers(self, least: float) -> tuple[str, ...]:
+        """The items acted on whose smoothed action rate is at least ``least``, best first (ties by id)."""
+        rates = {i: p.score() for i, p in self.pairs.items() if p.actions > 0 and p.score() >= least}
+        return tuple(sorted(rates, key=lambda i: (-rates[i], i)))
 
 
 class MemoryStrategy:
@@ -113,7 +136,19 @@ class MemoryStrategy:
     def lookup(self, text: str | None) -> Mapping[str, PairStats]:
         """Per item id, the statistics held for this normalised query (read it, never change it)."""
         key = normalize_query(text)
-        found = self.state.recall(key).pairs
+        return self._merged(key, self.state.recall(key).pairs)
+
+    def facts(self, text: str | None) -> MemoryFacts:
+        """What the memory index holds for this normalised query, read once (one :meth:`MemoryState.recall`):
+        its items' statistics (:meth:`lookup`'s) and its history (:meth:`history`'s)."""
+        key = normalize_query(text)
+        found = self.state.recall(key)
+        searches, actions = self.history_.get(key, (0.0, 0.0))
+        return MemoryFacts(
+            self._merged(key, found.pairs), (int(found.searches + searches), float(found.actions + actions))
+        )
+
+    def _merged(self, key: str, found: Mapping[str, PairStats]) -> Mapping[str, PairStats]:
         extra = self.stats.get(key)
         if not extra:
             return found
@@ -129,26 +164,21 @@ class MemoryStrategy:
 
     def evidence(self, text: str | None) -> int:
         """How many items have positive evidence (a prior or an action) for this query."""
-        return sum(1 for p in self.lookup(text).values() if p.actions > 0 or p.prior > 0)
+        return self.facts(text).evidence()
 
     def answer_rate(self, text: str | None) -> float:
         """The best smoothed action rate among the items acted on for this normalised query (0: none): how
         credible the best answer users found is (one click in many showings at the top is not an answer)."""
-        return max((p.score() for p in self.lookup(text).values() if p.actions > 0), default=0.0)
+        return self.facts(text).answer_rate()
 
     def answers(self, text: str | None, least: float) -> tuple[str, ...]:
         """The items acted on for this normalised query whose smoothed action rate is at least ``least``,
         best first (ties by id): answers users found, the evidence that may take the top positions."""
-        pairs = self.lookup(text)
-        rates = {i: p.score() for i, p in pairs.items() if p.actions > 0 and p.score() >= least}
-        return tuple(sorted(rates, key=lambda i: (-rates[i], i)))
+        return self.facts(text).answers(least)
 
     def history(self, text: str | None) -> tuple[int, float]:
         """How often this normalised query was searched (impressions logged) and its positive actions."""
-        key = normalize_query(text)
-        found = self.state.recall(key)
-        searches, actions = self.history_.get(key, (0.0, 0.0))
-        return int(found.searches + searches), float(found.actions + actions)
+        return self.facts(text).history
 
     def retrieve(self, query: Query, depth: int, *, vector: np.ndarray | None = None) -> Hits:
         allowed = allowed_rows(self.engine, query)
