@@ -84,3 +84,57 @@ def test_too_small_image_is_refused() -> None:
         model.embed(Image.new("RGB", (600, 40)), PAYLOAD)
     with pytest.raises(ValueError, match="too small"):
         model.detect(Image.new("RGB", (40, 600)))
+
+
+def test_conv3d_rewrite_gives_the_shipped_models_outputs() -> None:
+    ort = pytest.importorskip("onnxruntime")
+    model = wm.shared(None)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    shipped = ort.InferenceSession(
+        str(wm.bundled_models() / "rivagan_decoder.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    frame = np.random.default_rng(3).uniform(-1, 1, (1, 3, 1, 64, 80)).astype(np.float32)
+    want = shipped.run(None, {"frame": frame})[0]
+    got = model._decoder.run(None, {"frame": frame})[0]
+    assert want.shape == got.shape == (1, 32)
+    assert np.abs(want - got).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
+def test_strength_is_chosen_by_the_psnr_floor() -> None:
+    model = wm.shared(None)
+    original = photo()
+    array = np.asarray(original, dtype=np.float32)
+    residual = model.residual(original, PAYLOAD)
+    gain = wm.strength(array, residual, 40.0)
+    assert wm.MIN_GAIN <= gain <= wm.MAX_GAIN
+    assert wm.psnr(array, wm._apply(array, residual, gain)) >= 40.0
+    if gain < wm.MAX_GAIN:  # the largest such gain, to 1/64
+        assert wm.psnr(array, wm._apply(array, residual, gain + 1 / 32)) < 40.0
+    assert wm.strength(array, residual, 80.0) == wm.MIN_GAIN  # a floor no mark meets: the weakest
+    assert wm.strength(array, residual, 10.0) == wm.MAX_GAIN
+    marked = model.embed(original, PAYLOAD, psnr_floor=None)  # RivaGAN as trained: gain 1
+    assert np.array_equal(np.asarray(marked), wm._apply(array, residual, 1.0))
+
+
+def test_a_coded_message_survives_jpeg_50_in_a_real_photo_and_an_unmarked_one_is_not_detected() -> None:
+    import io
+
+    from xmodal.guards.provenance import watermark_code as wc
+
+    rm2 = wc.code("rm2")
+    message = 0xBEEF
+    payload = rm2.encode(message)
+    model = wm.shared(None)
+    original = photo()
+    marked = model.embed(original, payload)  # default strength: PSNR floor 40 dB
+    assert wm.psnr(np.asarray(original), np.asarray(marked)) >= wm.PSNR_FLOOR
+    buffer = io.BytesIO()
+    marked.save(buffer, format="JPEG", quality=50)
+    read = model.read_bits(Image.open(buffer), ("identity",))
+    assert rm2.decode(wm.log_odds(read["identity"]))[0] == message
+    assert wm.match(read, (payload,)).detected
+
+    unmarked = model.read_bits(original, ("identity",))
+    assert not wm.match(unmarked, (payload,)).detected
+    assert rm2.decode(wm.log_odds(unmarked["identity"]))[0] != message
