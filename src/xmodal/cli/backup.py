@@ -3,6 +3,9 @@
 ``backup`` works on the folder without opening the index (no model, no catalog load), so it runs beside a
 server that keeps serving and writing (:mod:`xmodal.store.backup`). ``restore`` verifies, checks and swaps
 (:mod:`xmodal.restore`); it refuses an index that a server or command has open.
+
+With ``--index postgres://…`` both work on the index's PostgreSQL schema and media folder
+(:mod:`xmodal.store.postgres_backup`: ``pg_dump`` in one snapshot; a restore in one transaction).
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..location import is_postgres, parse_postgres
 from ..restore import restore
 from ..store.backup import write_backup
+from ..store.postgres_backup import is_pg_backup, restore_pg, write_pg_backup
 from .common import UsageError, print_json
 
 
@@ -43,7 +48,10 @@ def register(subparsers: Any) -> None:
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    manifest = write_backup(_index(args), Path(args.destination))
+    if args.index and is_postgres(str(args.index)):
+        manifest = write_pg_backup(parse_postgres(str(args.index)), Path(args.destination))
+    else:
+        manifest = write_backup(_index(args), Path(args.destination))
     summary = {"destination": args.destination, **manifest.summary()}
     if args.json:
         print_json(summary)
@@ -58,6 +66,20 @@ def run_backup(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
+    if args.index and is_postgres(str(args.index)):
+        summary = restore_pg(Path(args.backup), parse_postgres(str(args.index)), replace=args.replace)
+        if args.json:
+            print_json(summary)
+        else:
+            print(
+                f"restored {summary['items']} items (change {summary['store_seq']}) into {summary['index']} from "
+                f"{summary['backup']} in {summary['seconds']:.1f} s"
+                f"{' (the old index was replaced)' if summary['replaced'] else ''}; "
+                "each server rebuilds its vectors from the store on opening"
+            )
+        return 0
+    if is_pg_backup(Path(args.backup)):
+        raise UsageError(f"{args.backup} is a backup of a postgres:// index: restore it with --index postgres://…")
     report = restore(Path(args.backup), _index(args), replace=args.replace)
     if args.json:
         print_json(report.to_dict())
