@@ -72,8 +72,11 @@ def test_a_write_with_the_ltr_extension_asks_milvus_nothing_but_its_upsert(
         writer.add([Item.create("first", title="the first item")])  # the text kind's first vectors
         pipe = writer.extension("ltr").pipeline  # type: ignore[attr-defined]
         assert "dense:text" in pipe.specs  # its dense strategy joined
+        # the reader hears of a write at its commit in PostgreSQL, before the writer's Milvus upsert: the second
+        # write finds the first's vectors there (the writer applies its writes in turn), and its strategy joins
+        writer.add([Item.create("second", title="the second item")])
         theirs = reader.extension("ltr").pipeline  # type: ignore[attr-defined]
-        wait_for(lambda: "dense:text" in theirs.specs, 10.0)  # the reader heard of it (its first look: queries)
+        wait_for(lambda: "dense:text" in theirs.specs, 10.0)
         spied, heard = spy_on(writer), spy_on(reader)
         start = time.perf_counter()
         for i in range(10):
@@ -88,7 +91,7 @@ def test_a_write_with_the_ltr_extension_asks_milvus_nothing_but_its_upsert(
         assert own == spied.queries, spied.queries  # left: the upsert's own look for kinds to drop, …
         assert len(own) <= 2 * (int(took / KINDS_REFRESH_S) + 1)  # … once a second at most (1 kind: 2 queries)
         assert sum(heard.calls.values()) == 0, heard.calls  # the reader only reads the store's log
-        assert reader.backend.count("text") == len(reader) == 11  # and the writes are there, for every process
+        assert reader.backend.count("text") == len(reader) == 12  # and the writes are there, for every process
     finally:
         writer.close()
         reader.close()
