@@ -54,6 +54,14 @@ _VOCAB = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS temp.fulltext_rows USING fts5vocab(main, fulltext, row)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS temp.fulltext_instances USING fts5vocab(main, fulltext, instance)",
 )
+#: BM25F's constants, kept in this one place: :class:`FullText`'s defaults, and the PostgreSQL backend's
+#: (:mod:`.postgres_fulltext`). Every other scorer of the stored terms reads them off the index instance
+#: (``index.k1``, ``index.b``, ``index.weights``): the self-tuner's batched BM25 matrix (:mod:`.bm25_matrix`),
+#: the ranker's ``bm25`` feature and score completion. A field added to the layout (e.g. a lower-weighted one for
+#: usage examples, measured in docs/benchmarks.md, issue 19) is added to each of them too.
+K1 = 1.2
+B = 0.75
+FIELD_WEIGHTS = (3.0, 1.0)  # (title, body)
 META_KEY = "fulltext_analyzer"
 #: a term in more than this share of the items is "frequent": a top-k query skips its posting list when it can
 FREQUENT_SHARE = 0.05
@@ -88,9 +96,9 @@ class FullText:
         lock: AbstractContextManager[object],
         *,
         readers: Readers | None = None,
-        k1: float = 1.2,
-        b: float = 0.75,
-        weights: tuple[float, float] = (3.0, 1.0),
+        k1: float = K1,
+        b: float = B,
+        weights: tuple[float, float] = FIELD_WEIGHTS,
     ) -> None:
         self._db, self._lock, self._readers = db, lock, readers
         self.k1, self.b, self.weights = k1, b, weights

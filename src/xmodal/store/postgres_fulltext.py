@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .analysis import terms
+from .fulltext import FIELD_WEIGHTS, K1, B
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fulltext_postings (
@@ -49,7 +50,7 @@ class PostgresFullText:
     """BM25F over the PostgreSQL store's postings; writes run on the cursor of the store's transaction."""
 
     def __init__(
-        self, query: Query, *, k1: float = 1.2, b: float = 0.75, weights: tuple[float, float] = (3.0, 1.0)
+        self, query: Query, *, k1: float = K1, b: float = B, weights: tuple[float, float] = FIELD_WEIGHTS
     ) -> None:
         self._query = query
         self.k1, self.b, self.weights = k1, b, weights
