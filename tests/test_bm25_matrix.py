@@ -30,6 +30,7 @@ def _catalog(rng: random.Random, n: int, start: int = 0) -> list[Item]:
     for i in range(start, start + n):
         title = " ".join(rng.choice(WORDS[:20]) for _ in range(rng.randint(0, 4)))  # some titles empty
         body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 25)))  # some bodies empty, some long
+        body += "".join(f" r{rng.randrange(60)}" for _ in range(rng.randint(0, 3)))  # rare words (< 5% of rows)
         if not title and not body:
             title = "--"  # text without a term: a row of length 0
         items.append(Item.create(f"i{i}", title=title, text=body))
@@ -38,6 +39,8 @@ def _catalog(rng: random.Random, n: int, start: int = 0) -> list[Item]:
 
 def _queries(rng: random.Random) -> list[list[str]]:
     out = [terms(" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5)))) for _ in range(150)]
+    # a rare word or two beside frequent ones: FullText.top skips the frequent terms' postings where it can
+    out += [[*q, *(f"r{rng.randrange(70)}" for _ in range(rng.randint(1, 2)))] for q in out[:100]]
     out += [
         terms("running lamps"),  # stems shared with other forms
         terms("the the of"),  # frequent terms, repeated
