@@ -232,6 +232,7 @@ def test_bad_options_are_config_errors(tmp_path: Path) -> None:
         ({"layout": "ivf", "nlist": 0}, "nlist must be a positive integer"),
         ({"layout": "ivf", "nprobe": "8"}, "nprobe must be a positive integer"),
         ({"layout": "ivf", "ef_search": 64}, "belong to the hnsw layout"),
+        ({"layout": "ivf", "coarse": "ivf"}, "coarse must be one of"),
         ({"layout": "hnsw", "nprobe": 8}, "unknown quantized index option"),
     ):
         with pytest.raises(ConfigError, match=message):
@@ -290,11 +291,14 @@ def test_rows_not_yet_checkpointed_spill_to_disk_past_the_limit(tmp_path: Path, 
         assert rows.tolist() == [i] and np.isclose(scores[0], 1.0, atol=1e-6)
 
 
-def test_the_ivf_layout_has_fewer_lists_while_small_and_all_of_them_once_trained(tmp_path: Path) -> None:
+@pytest.mark.parametrize("coarse", ["flat", "hnsw"])
+def test_the_ivf_layout_has_fewer_lists_while_small_and_all_of_them_once_trained(tmp_path: Path, coarse: str) -> None:
     """k-means wants ~39 vectors per list: a small index gets fewer lists, retrained as it doubles, until
-    it was trained on train_size vectors; then nlist lists, and a reopen keeps them and nprobe."""
+    it was trained on train_size vectors; then nlist lists, and a reopen keeps them, nprobe and the coarse
+    quantizer (the centroids compared one by one, or an HNSW graph over them)."""
     data, rows = unit(3500, 10), Rows()
-    b = backend(tmp_path / "index", rows, layout="ivf", nlist=40, nprobe=4, train_size=2000, exact_max=0)
+    options = {"layout": "ivf", "nlist": 40, "nprobe": 4, "train_size": 2000, "exact_max": 0, "coarse": coarse}
+    b = backend(tmp_path / "index", rows, **options)
     put(b, data[:100], rows=rows)
     index = b.indexes["text"]
     assert isinstance(index, QuantizedIVFIndex) and index.nlist == 100 // 39 and index.trained_on == 100
@@ -305,9 +309,12 @@ def test_the_ivf_layout_has_fewer_lists_while_small_and_all_of_them_once_trained
     assert index.nlist == 40 and index.trained_on == 2000 and b.count("text") == 3500  # at 1,600 and 3,200
     assert index._graph.invlists.compute_ntotal() == 3500  # every vector in one list
     b.checkpoint(1)
-    reopened = backend(tmp_path / "index", rows, layout="ivf", nlist=40, nprobe=4, train_size=2000, exact_max=0)
+    reopened = backend(tmp_path / "index", rows, **options)
     again = reopened.indexes["text"]
     assert isinstance(again, QuantizedIVFIndex) and again.nlist == 40 and again._graph.nprobe == 4
+    quantizer = faiss.downcast_index(again._graph.quantizer)
+    assert isinstance(quantizer, faiss.IndexFlatIP if coarse == "flat" else faiss.IndexHNSWFlat)
+    assert reopened.saved_seq == 1  # read from the checkpoint, not rebuilt
     # a filter whose rows sit in lists the 4 nearest do not cover: the walk is widened or topped up
     expr = FilterExpr.parse({"rare": True})
     assert expr is not None

@@ -1,9 +1,11 @@
 """The ``ivf`` layout of the quantized backend: inverted lists of scalar-quantized codes, rescored exactly.
 
 FAISS ``IndexIVFScalarQuantizer`` (8-bit codes of each vector's residual to its list's centroid by
-default: 384 bytes plus an 8-byte id in the lists for a 384-d vector, no graph) whose coarse quantizer is
-an HNSW graph over the centroids (``IndexHNSWFlat``), so assigning a vector to its list costs a walk
-over a few thousand centroids, not a scan of them. Building is k-means once, on a seeded sample of
+default: 384 bytes plus an 8-byte id in the lists for a 384-d vector, no graph) whose coarse quantizer
+finds a vector's lists by comparing it with every centroid (``IndexFlatIP``: a matrix product per batch,
+the cheapest at a few thousand lists) or, with ``coarse: hnsw``, by a walk over an HNSW graph of the
+centroids (``IndexHNSWFlat``: cheaper only for tens of thousands of lists; six times dearer per vector at
+4,096, measured). Building is k-means once (assigning by matrix products), on a seeded sample of
 ``train_size`` vectors (spherical, ``kmeans_iters`` iterations), then an assignment and an encoding per
 vector: far cheaper than inserting every vector into a graph, which is what makes 10M vectors buildable
 on two cores. A search probes the ``nprobe`` lists nearest to the query and rescores ``rescore`` x k
@@ -36,19 +38,25 @@ from .quantized import OWN_DEFAULTS, QuantizedIndex
 #: ``nlist``: inverted lists (k-means centroids) once trained on enough vectors; ``nprobe``: lists a search
 #: reads; ``kmeans_iters``: k-means iterations. 4096 lists hold ~2,400 vectors each at 10M (nprobe 32 reads
 #: ~78k codes per query) and k-means on 200k x 4096 stays within minutes on two cores (docs/benchmarks.md).
-IVF_DEFAULTS: dict[str, Any] = {"nlist": 4096, "nprobe": 32, "kmeans_iters": 10}
+IVF_DEFAULTS: dict[str, Any] = {"nlist": 4096, "nprobe": 32, "kmeans_iters": 10, "coarse": "flat"}
+#: ``coarse``: how a vector finds its list. ``flat`` compares it with every centroid (one matrix product per
+#: batch: ~35 us of CPU per vector at 4,096 lists, measured); ``hnsw`` walks a graph over the centroids
+#: (~220 us per vector at 4,096 lists, efSearch 64: it pays only for far more lists, ~64k and up).
+COARSE = ("flat", "hnsw")
 #: The ``hnsw`` layout's own defaults, with a larger training sample (k-means wants ~39 per centroid).
 IVF_OWN_DEFAULTS: dict[str, Any] = {**OWN_DEFAULTS, "train_size": 200_000}
 #: The HNSW-layout graph options, refused here (the ivf layout has no graph over the vectors).
 GRAPH_ONLY = ("m", "ef_construction", "ef_search")
 PER_LIST = 39
-#: The coarse quantizer: an HNSW graph over the centroids (M, efConstruction, efSearch of an assignment).
+#: The ``hnsw`` coarse quantizer: a graph over the centroids (M, efConstruction, efSearch of an assignment).
 COARSE_M, COARSE_EF_CONSTRUCTION, COARSE_EF_SEARCH = 32, 80, 64
 
 
 def check_ivf(given: dict[str, Any]) -> dict[str, Any]:
     options = {**IVF_DEFAULTS, **given}
-    for name in IVF_DEFAULTS:
+    if options["coarse"] not in COARSE:
+        raise ConfigError(f"quantized ivf option coarse must be one of {list(COARSE)}, got {options['coarse']!r}")
+    for name in ("nlist", "nprobe", "kmeans_iters"):
         value = options[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"quantized ivf option {name} must be a positive integer, got {value!r}")
@@ -66,10 +74,11 @@ class QuantizedIVFIndex(QuantizedIndex):
         if graph_only:
             raise ConfigError(
                 f"quantized index option(s) {graph_only} belong to the hnsw layout; the ivf layout takes "
-                f"nlist, nprobe and kmeans_iters instead"
+                f"nlist, nprobe, kmeans_iters and coarse instead"
             )
         ivf = check_ivf({name: options.pop(name) for name in list(options) if name in IVF_DEFAULTS})
         self._nlist, self._nprobe, self._iters = int(ivf["nlist"]), int(ivf["nprobe"]), int(ivf["kmeans_iters"])
+        self._coarse = str(ivf["coarse"])
         options = {"train_size": IVF_OWN_DEFAULTS["train_size"], **options}
         super().__init__(dim, **options)
         for name in GRAPH_ONLY:
@@ -82,9 +91,12 @@ class QuantizedIVFIndex(QuantizedIndex):
         if not hasattr(self, "_qtype"):  # HNSWIndex.__init__ asks before the quantizer is known
             return None
         faiss = self._faiss
-        coarse = faiss.IndexHNSWFlat(self.dim, COARSE_M, faiss.METRIC_INNER_PRODUCT)
-        coarse.hnsw.efConstruction = COARSE_EF_CONSTRUCTION
-        coarse.hnsw.efSearch = COARSE_EF_SEARCH  # a search's own nprobe raises it when larger
+        if self._coarse == "hnsw":
+            coarse = faiss.IndexHNSWFlat(self.dim, COARSE_M, faiss.METRIC_INNER_PRODUCT)
+            coarse.hnsw.efConstruction = COARSE_EF_CONSTRUCTION
+            coarse.hnsw.efSearch = COARSE_EF_SEARCH  # a search's own nprobe raises it when larger
+        else:
+            coarse = faiss.IndexFlatIP(self.dim)
         graph = faiss.IndexIVFScalarQuantizer(
             coarse, self.dim, nlist or self._nlist, self._qtype, faiss.METRIC_INNER_PRODUCT
         )
@@ -102,7 +114,12 @@ class QuantizedIVFIndex(QuantizedIndex):
         """A new graph with as many lists as the sample allows (``len // 39``, at most ``nlist``), its
         k-means and its scalar quantizer trained on the sample."""
         graph = self._new_graph(max(1, min(self._nlist, len(sample) // PER_LIST)))
-        self._train(graph, sample)
+        flat = self._faiss.IndexFlatIP(self.dim)
+        graph.clustering_index = flat  # k-means assigns by matrix products, whatever the coarse quantizer
+        try:
+            self._train(graph, sample)
+        finally:
+            graph.clustering_index = None
         return graph
 
     @property
@@ -165,7 +182,10 @@ class QuantizedIVFIndex(QuantizedIndex):
         self._centroids = None
 
     def _is_graph(self, graph: Any) -> bool:
-        return isinstance(graph, self._faiss.IndexIVFScalarQuantizer) and graph.d == self.dim
+        if not isinstance(graph, self._faiss.IndexIVFScalarQuantizer) or graph.d != self.dim:
+            return False
+        coarse = self._faiss.downcast_index(graph.quantizer)
+        return isinstance(coarse, self._faiss.IndexHNSWFlat if self._coarse == "hnsw" else self._faiss.IndexFlatIP)
 
 
 __all__ = ["IVF_DEFAULTS", "QuantizedIVFIndex"]
