@@ -346,6 +346,24 @@ def c2pa_part(n: int, seed: int) -> dict[str, Any]:
     }
 
 
+#: the 2026-12-04 run's unmarked histogram (bits matching the default payload, one try per image; 2,200 images)
+FIRST_RUN_HISTOGRAM = {
+    9: 6,
+    10: 20,
+    11: 21,
+    12: 68,
+    13: 152,
+    14: 283,
+    15: 313,
+    16: 428,
+    17: 482,
+    18: 225,
+    19: 101,
+    20: 62,
+    21: 26,
+    22: 12,
+    24: 1,
+}
 RESERVED = 300  # clip-art positions kept out of the unmarked list (marked sets draw from them)
 
 
@@ -515,6 +533,26 @@ def score(files: list[Path]) -> dict[str, Any]:
             "fpr_bound_at_alpha_default_payload": round(tries * float(default_tail[alpha_m]), 6),
             "share_of_one_bits": round(float(hard.mean()), 4),
         }
+    }
+    # the default payload over these reads and the 2026-12-04 run's (recorded histogram; disjoint images)
+    earlier = first_run_clipart()
+    fresh = np.array([n not in earlier for n in names])
+    hist = np.bincount((hard[fresh] == wm.bits_of(wm.DEFAULT_PAYLOAD).astype(bool)).sum(1), minlength=33)
+    for m, c in FIRST_RUN_HISTOGRAM.items():
+        hist[m] += c
+    total = int(hist.sum())
+    combined_tail = [float(hist[m:].sum()) / total for m in range(wm.BITS + 1)]
+    result["default_payload_with_first_run"] = {
+        "images": total,
+        "new_images": int(fresh.sum()),
+        "first_run_images": sum(FIRST_RUN_HISTOGRAM.values()),
+        "matches_histogram": {str(m): int(c) for m, c in enumerate(hist) if c},
+        "threshold_0.1pct_bits": next(m for m in range(wm.BITS + 1) if tries * combined_tail[m] <= 0.001),
+        "fpr_bound_at_threshold": round(
+            tries * combined_tail[next(m for m in range(wm.BITS + 1) if tries * combined_tail[m] <= 0.001)], 6
+        ),
+        "fpr_bound_at_alpha": round(tries * combined_tail[alpha_m], 6),
+        "max_matches_seen": int(np.flatnonzero(hist).max()),
     }
     for run in marked:
         rows = run["rows"]
