@@ -315,3 +315,32 @@ def test_admission_settings_are_checked(setting: str, value: Any, named: str) ->
 
     with pytest.raises(ConfigError, match=named):
         ServeConfig.from_dict({setting: value})
+
+
+def test_an_anonymous_searchs_impression_is_logged_on_its_own_metered_thread(index: Path) -> None:
+    """An anonymous caller's impression is written by its search on the anonymous thread (charged to its CPU
+    account, after a point where it steps aside for keyed work), not on the writer thread keyed callers' queue on;
+    both get a query id that feedback accepts."""
+    import threading
+
+    reader = ApiKey(READER, frozenset({"read"}))
+    with Engine.open(index) as engine:
+        threads: list[str] = []
+        log = engine.feedback_log
+        original = log.log_impression
+
+        def noted(*args: Any, **kwargs: Any) -> str:
+            threads.append(threading.current_thread().name)
+            return original(*args, **kwargs)
+
+        log.log_impression = noted  # type: ignore[method-assign]
+        with serve_in_thread(create_app(engine, ServeConfig(log_requests=False, keys=(reader,)))) as url:
+            anonymous = httpx.post(f"{url}/search", json={"text": "warm desk lamp", "k": 2})
+            keyed = httpx.post(f"{url}/search", json={"text": "warm desk lamp", "k": 2}, headers={"X-API-Key": READER})
+            for answer in (anonymous, keyed):
+                assert answer.status_code == 200 and answer.json()["query_id"]
+                event = {"query_id": answer.json()["query_id"], "item_id": answer.json()["hits"][0]["id"]}
+                assert httpx.post(f"{url}/feedback", json=event).status_code == 200
+            unlogged = httpx.post(f"{url}/search", json={"text": "warm desk lamp", "k": 2, "log": False})
+            assert unlogged.status_code == 200 and unlogged.json()["query_id"] is None
+    assert len(threads) == 2 and threads[0].startswith("xmodal-anonymous") and threads[1].startswith("xmodal-writer")

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
-from ..courtesy import Gate
+from ..courtesy import Gate, step_aside
 from .config import ServeConfig
 from .limits import RateLimited
 
@@ -158,7 +158,8 @@ class Admission:
                 self._inflight[who] = self._inflight.get(who, 0) + 1
         start = time.thread_time()
         try:
-            with self.gate.background():  # steps aside for keyed searches between its stages
+            with self.gate.background():  # steps aside for keyed searches between its stages, and before it starts
+                step_aside()
                 return fn()
         finally:
             self.charge(client, time.thread_time() - start)

@@ -136,10 +136,16 @@ async def _search(
     skipped = req.offset + position_of(req.cursor)
     state.limits.search(caller, text=req.text, image=image, k=min(req.k + skipped, MAX_K))
 
+    # an anonymous caller's impression is logged by its search, on its thread: charged to its CPU account and after
+    # a point where it steps aside for keyed work (xmodal.courtesy), not on the writer thread that keyed callers'
+    # impressions queue on
+    log_here = req.log and caller.key is None
+
     def run() -> tuple[SearchResult, Query | None]:
         state.limits.search_sound(caller, audio)  # charged by its length, which takes a probe
         # an anonymous caller's image is decoded in the media worker process (xmodal.serve.media_worker)
-        return _run_search(state, req, state.limits.search_image(caller, image), caller.policy_name, audio)
+        image_read = state.limits.search_image(caller, image)
+        return _run_search(state, req, image_read, caller.policy_name, audio, log=log_here)
 
     # an anonymous caller's on its threads, a keyed image query on the decode threads (a few at a time), others on
     # the worker threads
@@ -153,8 +159,16 @@ async def _search(
 
 
 def _run_search(
-    state: ServerState, req: SearchRequest, image: bytes | None, caller: str | None = None, audio: bytes | None = None
+    state: ServerState,
+    req: SearchRequest,
+    image: bytes | None,
+    caller: str | None = None,
+    audio: bytes | None = None,
+    *,
+    log: bool = False,
 ) -> tuple[SearchResult, Query | None]:
+    """The search of ``req``, and its query (None for a vector search); ``log``: the engine logs its impression
+    (else the route does, on the writer thread)."""
     if req.vector is not None:
         if audio is not None:
             raise ApiError(422, "a search by vector takes no sound", "audio", "send the vector or the sound")
@@ -181,7 +195,9 @@ def _run_search(
     try:
         # the guards apply this API key's policy; an explanation kept only for the impression lists no hits
         with as_caller(caller), contextlib.nullcontext() if req.explain else hits_unexplained():
-            found = state.engine.search(query, explain=details, with_vectors=req.with_vectors, cursor=req.cursor)
+            found = state.engine.search(
+                query, explain=details, with_vectors=req.with_vectors, cursor=req.cursor, log=log
+            )
         return found, query
     except ImportError as exc:
         raise ApiError(
