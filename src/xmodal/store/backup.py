@@ -136,18 +136,25 @@ def write_backup(index: Path, dest: Path) -> Manifest:
             partial.mkdir(parents=True)
             files = _copy_derived(index, partial)
             seq, items, refs = _snapshot(index / STORE, partial / STORE)
-            files.append(_entry(partial, partial / STORE))
+            files.append(entry_of(partial, partial / STORE))
             media, missing = _copy_media(index, partial, refs)
             files += media
             manifest = Manifest(tuple(files), seq, items, str(index.resolve()), time.time(), missing_media=missing)
-            manifest = replace(manifest, seconds=time.perf_counter() - start)
-            _write_durably(partial / MANIFEST, json.dumps(manifest.to_dict(), indent=1).encode())
-            _sync_tree(partial)
-            os.replace(partial, dest)
-            sync_dir(dest.parent)
+            manifest = seal(partial, dest, manifest, start)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    return manifest
+
+
+def seal(partial: Path, dest: Path, manifest: Manifest, start: float) -> Manifest:
+    """Finish a backup written into ``partial``: its manifest (with the time since ``start``) durably
+    written, every file synced, then the folder renamed to ``dest`` in one step."""
+    manifest = replace(manifest, seconds=time.perf_counter() - start)
+    write_durably(partial / MANIFEST, json.dumps(manifest.to_dict(), indent=1).encode())
+    sync_tree(partial)
+    os.replace(partial, dest)
+    sync_dir(dest.parent)
     return manifest
 
 
@@ -197,9 +204,9 @@ def copy_verified(src: Path, manifest: Manifest, into: Path) -> None:
         source, target = Path(src) / entry.path, into / entry.path
         _check_size(src, entry, source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if _copy(source, target) != entry.sha256:
+        if copy_hashed(source, target) != entry.sha256:
             raise damaged(src, f"{entry.path} differs from the checksum the backup recorded")
-    _sync_tree(into)
+    sync_tree(into)
 
 
 def damaged(src: Path, problem: str) -> StorageError:
@@ -222,9 +229,10 @@ def _copy_derived(index: Path, into: Path) -> list[FileEntry]:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     if _is_sqlite(path):
                         _sqlite_copy(path, target)
-                        entries.append(_entry(into, target))
+                        entries.append(entry_of(into, target))
                     else:
-                        entries.append(FileEntry(_relative(into, target), path.stat().st_size, _copy(path, target)))
+                        size = path.stat().st_size
+                        entries.append(FileEntry(_relative(into, target), size, copy_hashed(path, target)))
     return entries
 
 
@@ -286,11 +294,11 @@ def _copy_media(index: Path, into: Path, refs: Sequence[str]) -> tuple[list[File
             continue
         target = into / ref
         target.parent.mkdir(parents=True, exist_ok=True)
-        entries.append(FileEntry(_relative(into, target), source.stat().st_size, _copy(source, target)))
+        entries.append(FileEntry(_relative(into, target), source.stat().st_size, copy_hashed(source, target)))
     return entries, tuple(missing)
 
 
-def _entry(root: Path, path: Path) -> FileEntry:
+def entry_of(root: Path, path: Path) -> FileEntry:
     return FileEntry(_relative(root, path), path.stat().st_size, _sha256(path))
 
 
@@ -299,7 +307,7 @@ def _relative(root: Path, path: Path) -> str:
 
 
 # -- files -----------------------------------------------------------------------------------------------
-def _copy(source: Path, target: Path) -> str:
+def copy_hashed(source: Path, target: Path) -> str:
     """Copy ``source`` to ``target`` (a new file), returning the SHA-256 of what was written."""
     digest = hashlib.sha256()
     with open(source, "rb") as reader, open(target, "xb") as writer:
@@ -333,14 +341,14 @@ def _check_relative(path: str) -> None:
         raise ValueError(f"file path {path!r} leaves the backup folder")
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes) -> None:
     with open(path, "xb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def _sync_tree(root: Path) -> None:
+def sync_tree(root: Path) -> None:
     """fsync every file and folder under ``root`` (a backup must survive a crash once it is reported)."""
     for folder, _, names in os.walk(root):
         for name in names:

@@ -26,26 +26,22 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError, StorageError, ValidationError
 from .backup import (
-    MANIFEST,
     MEDIA,
     FileEntry,
     Manifest,
     check_destination,
+    copy_hashed,
+    entry_of,
     read_manifest,
-    sync_dir,
+    seal,
     verify,
 )
-from .backup import _copy as copy_hashed
-from .backup import _entry as entry_of
-from .backup import _sync_tree as sync_tree
-from .backup import _write_durably as write_durably
 from .postgres import PostgresStore, redact
 from .postgres_pool import split_pool_options
 from .postgres_server import pg_bin
@@ -85,11 +81,7 @@ def write_pg_backup(where: Location, dest: Path) -> Manifest:
         files = [entry_of(partial, partial / DUMP)]
         media, missing = _copy_media(media_root, partial, refs)
         manifest = Manifest(tuple(files + media), seq, items, source, time.time(), missing_media=missing)
-        manifest = replace(manifest, seconds=time.perf_counter() - start)
-        write_durably(partial / MANIFEST, json.dumps(manifest.to_dict(), indent=1).encode())
-        sync_tree(partial)
-        os.replace(partial, dest)
-        sync_dir(dest.parent)
+        manifest = seal(partial, dest, manifest, start)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
