@@ -163,7 +163,9 @@ async def run_load(
             i = 0
             while time.perf_counter() < stop:
                 i += 1
-                write = write_every > 0 and i % write_every == 0
+                # staggered per client, so writes start with the first round, not after every client's
+                # first write_every - 1 searches (a loaded server may not finish those in a short run)
+                write = write_every > 0 and (i + n) % write_every == 0
                 t0 = time.perf_counter()
                 try:
                     if write:
