@@ -21,9 +21,9 @@ Options (``index_options``; ``Engine.open(path, backend="quantized", index_optio
 under an HNSW graph over their k-means centroids, no graph over the vectors, so 10M vectors build in
 minutes, not hours) ``nlist`` (4,096), ``nprobe`` (32) and ``kmeans_iters`` (10); for both ``exact_max``,
 ``exact_fraction``, ``compact_ratio``, ``quantizer`` (``sq8``, ``sq6``, ``sq4``, ``fp16``), ``rescore``
-(candidates read per hit, 20), ``train_size`` (20,000 for ``hnsw``, 200,000 for ``ivf``: its k-means
-sample) and ``spill_rows`` (65,536). The layout is part of the configuration a checkpoint records: another
-layout rebuilds from the store.
+(candidates read per hit: 40 for ``hnsw``, 20 for ``ivf``), ``train_size`` (20,000 for ``hnsw``, 200,000
+for ``ivf``: its k-means sample) and ``spill_rows`` (65,536). The layout is part of the configuration a
+checkpoint records: another layout rebuilds from the store.
 """
 
 from __future__ import annotations
