@@ -59,7 +59,7 @@ from .filters import AttributeTable
 from .ingest.prepare import AddReport, Entry, chunks, dedupe, encode_entries, load_media
 from .ingest.recordings import made_segments, segment_recordings, stale_segments, with_segments
 from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
-from .location import is_postgres, parse_postgres
+from .location import PostgresLocation, is_postgres, parse_postgres
 from .media import Media, MediaStore
 from .media_loaders import allow_media
 from .migration.space import reindex_summary
@@ -74,6 +74,7 @@ from .store.audit import AuditEntry
 from .store.backup import Manifest, write_backup
 from .store.base import Store
 from .store.postgres import PostgresStore
+from .store.postgres_backup import write_pg_backup
 from .store.shared_settings import PostgresShared
 from .store.space import space_guard
 from .store.sqlite import EPOCH_KEY, SCHEMA_VERSION, SQLiteStore, StoredItem
@@ -87,10 +88,19 @@ class Engine:
     """A multimodal index in one folder. Use :meth:`open`; close it (or use ``with``) when done."""
 
     def __init__(
-        self, path: Path, store: Store, encoder: Encoder, settings: dict[str, Any], *, media: Media | None = None
+        self,
+        path: Path,
+        store: Store,
+        encoder: Encoder,
+        settings: dict[str, Any],
+        *,
+        media: Media | None = None,
+        location: PostgresLocation | None = None,
     ) -> None:
         """Use :meth:`open`."""
         self.path = path
+        #: where a ``postgres://`` index lives (its URL's parts); None for an index folder
+        self.location = location
         self.store = store
         self.encoder = encoder
         self.settings = settings
@@ -189,6 +199,7 @@ class Engine:
         ``path`` may be a ``postgres://`` URL (:mod:`xmodal.location`): the store is then PostgreSQL, shared by
         every server given the URL, and this process keeps only derived data in its own state folder."""
         media_store: Media | None = None
+        where: PostgresLocation | None = None
         if is_postgres(path):
             where = parse_postgres(str(path))
             root, media_store = where.state, where.open_media()
@@ -214,7 +225,7 @@ class Engine:
                 encoder_options=encoder_options,
             )
             allow_media(settings.get("media", []))
-            engine = cls(root, store, enc, settings, media=media_store)
+            engine = cls(root, store, enc, settings, media=media_store, location=where)
             if isinstance(store, PostgresStore):
                 store.listen(engine._heard)  # every server learns of every write at once (LISTEN/NOTIFY)
             if store.get_meta("settings") != settings:
@@ -268,7 +279,10 @@ class Engine:
 
     def backup(self, destination: str | Path) -> Manifest:
         """Back up this index into the new folder ``destination`` while it serves and writes go on (see
-        :mod:`xmodal.store.backup`); :func:`xmodal.restore.restore` puts it back."""
+        :mod:`xmodal.store.backup`; a ``postgres://`` index: :mod:`xmodal.store.postgres_backup`, its schema
+        and its media, from a folder or a bucket); :func:`xmodal.restore.restore` (``restore_pg``) puts it back."""
+        if self.location is not None:
+            return write_pg_backup(self.location, Path(destination), media=self.media)
         return write_backup(self.path, Path(destination))
 
     def rebuild(self) -> None:

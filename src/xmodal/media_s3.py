@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import mimetypes
 import os
 import re
@@ -34,6 +35,7 @@ from .media import media_ref
 _REF = re.compile(r"media/([0-9a-f]{2})/([0-9a-f]{64})\.[a-z0-9]{1,8}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 DEFAULT_CACHE_MB = 1024
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,23 +98,51 @@ class S3MediaStore:
     def put(self, data: bytes, suffix: str | None = None) -> str:
         """Upload ``data`` (once per distinct content) and return its reference, once S3 acknowledged it."""
         ref = media_ref(data, suffix)
-        key = self.where.key(ref)
-        try:
-            if not self._exists(key):
-                self._client.put_object(
-                    Bucket=self.where.bucket,
-                    Key=key,
-                    Body=data,
-                    ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode(),  # noqa: S324 - S3's integrity check
-                    ContentType=mimetypes.guess_type(ref)[0] or "application/octet-stream",
-                )
-        except Exception as exc:  # noqa: BLE001 - botocore's errors, named in the message
-            raise StorageError(
-                f"s3://{self.where.bucket}/{key}: the media file could not be written ({exc}); the item was not added: "
-                "check the bucket, the credentials (AWS_ACCESS_KEY_ID…) and media_endpoint, then retry"
-            ) from exc
+        self._upload(ref, data, "the item was not added")
         self._keep(ref, data)
         return ref
+
+    def upload(self, ref: str, data: bytes) -> bool:
+        """Put the bytes of ``ref`` into the bucket (a restore), not into the cache; False when the object was
+        there already (content-addressed: the same key holds the same bytes). ``data`` must match ``ref``."""
+        match = _REF.fullmatch(ref)
+        if match is None or hashlib.sha256(data).hexdigest() != match.group(2):
+            raise StorageError(f"{ref!r}: not the reference of these bytes (their SHA-256 differs); nothing was sent")
+        return self._upload(ref, data, "the index was not restored")
+
+    def download(self, ref: str, target: Path) -> str | None:
+        """Stream the object behind ``ref`` into the new file ``target`` (a backup), not into the cache, checked
+        against the hash its reference names; returns that SHA-256, or None (and no file) when the bucket has no
+        such object or its bytes differ from their hash (changed outside xmodal)."""
+        match = _REF.fullmatch(ref)
+        if match is None:
+            return None
+        key = self.where.key(ref)
+        digest = hashlib.sha256()
+        try:
+            body = self._client.get_object(Bucket=self.where.bucket, Key=key)["Body"]
+            with open(target, "xb") as out:
+                for chunk in body.iter_chunks(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except Exception as exc:  # noqa: BLE001 - botocore's errors, named in the message
+            if not isinstance(exc, FileExistsError):
+                target.unlink(missing_ok=True)
+            if _absent(exc):
+                return None
+            raise StorageError(
+                f"s3://{self.where.bucket}/{key}: the media file could not be copied into {target} ({exc}); check "
+                "the bucket, the credentials, media_endpoint and the disk, then retry"
+            ) from exc
+        if digest.hexdigest() != match.group(2):
+            target.unlink(missing_ok=True)
+            log.warning(
+                "s3://%s/%s: the object's content does not match its hash (changed outside xmodal)",
+                self.where.bucket,
+                key,
+            )
+            return None
+        return digest.hexdigest()
 
     def path(self, ref: str) -> Path:
         """A local file with the bytes of ``ref``: from the cache, or downloaded and checked against its hash."""
@@ -129,7 +159,7 @@ class S3MediaStore:
         try:
             data = self._client.get_object(Bucket=self.where.bucket, Key=key)["Body"].read()
         except Exception as exc:  # noqa: BLE001 - botocore's errors, named in the message
-            if _status(exc) in (403, 404) and _code(exc) in ("NoSuchKey", "404", "NotFound"):
+            if _absent(exc):
                 raise NotFoundError(f"no media file {ref!r} (s3://{self.where.bucket}/{key})") from exc
             raise StorageError(
                 f"s3://{self.where.bucket}/{key}: the media file could not be read ({exc}); check the bucket, the "
@@ -194,6 +224,26 @@ class S3MediaStore:
             path.unlink(missing_ok=True)
             self._held -= size
 
+    def _upload(self, ref: str, data: bytes, outcome: str) -> bool:
+        """Send ``data`` as the object of ``ref`` unless it is there; True when sent (and acknowledged)."""
+        key = self.where.key(ref)
+        try:
+            if self._exists(key):
+                return False
+            self._client.put_object(
+                Bucket=self.where.bucket,
+                Key=key,
+                Body=data,
+                ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode(),  # noqa: S324 - S3's integrity check
+                ContentType=mimetypes.guess_type(ref)[0] or "application/octet-stream",
+            )
+        except Exception as exc:  # noqa: BLE001 - botocore's errors, named in the message
+            raise StorageError(
+                f"s3://{self.where.bucket}/{key}: the media file could not be written ({exc}); {outcome}: "
+                "check the bucket, the credentials (AWS_ACCESS_KEY_ID…) and media_endpoint, then retry"
+            ) from exc
+        return True
+
     def _exists(self, key: str) -> bool:
         try:
             self._client.head_object(Bucket=self.where.bucket, Key=key)
@@ -222,6 +272,11 @@ def _status(exc: Exception) -> int | None:
 def _code(exc: Exception) -> str | None:
     response = getattr(exc, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+def _absent(exc: Exception) -> bool:
+    """Whether a botocore error says the object is not there."""
+    return _status(exc) in (403, 404) and _code(exc) in ("NoSuchKey", "404", "NotFound")
 
 
 def _mtime(path: Path) -> float:

@@ -1,11 +1,11 @@
 """``POST /backup``: back the served index up into a new folder on the server, while it keeps serving; and
 ``GET /audit``, the admin audit log (who deleted what, when).
 
-An admin call, and only where the server config names a ``backup_dir``: the body gives the new backup's
-name, never a path, so no key can make the server write anywhere else. The backup runs on a worker
-thread, not on the write queue, so writes go on meanwhile (:mod:`xmodal.store.backup` keeps it
-consistent). There is no restore route: an index is never replaced while a server has it open (``xmodal
-restore`` with the server stopped).
+An admin call, and only where the server config names a ``backup_dir``: the body gives the new backup's name,
+never a path, so no key can make the server write anywhere else. The backup runs on a worker thread, not on
+the write queue, so writes go on meanwhile (:mod:`xmodal.store.backup` keeps it consistent; for a
+``postgres://`` index, :mod:`xmodal.store.postgres_backup`). There is no restore route: an index is never
+replaced while a server has it open (``xmodal restore`` with the server stopped).
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ class BackupResponse(BaseModel):
 async def backup(request: Request, body: BackupRequest, _: AdminKey) -> BackupResponse:
     """Back up the index (store, media, derived state, and a manifest of checksums) into the new folder
     ``name`` of the server's ``backup_dir``. Every write acknowledged before this call is in it; writes go on
-    meanwhile. Restore it with ``xmodal --index DIR restore PATH`` while no server has DIR open."""
+    meanwhile. Restore it with ``xmodal --index DIR restore PATH`` while no server has DIR open. A server on a
+    ``postgres://`` index writes its schema's dump and its media (folder or bucket) instead; restore that with
+    ``xmodal --index postgres://… restore PATH``."""
     state = server(request)
     if state.config.backup_dir is None:
         raise ApiError(
