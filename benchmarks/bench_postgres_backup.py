@@ -12,6 +12,7 @@ backup into a new database and a new bucket.
 
     PYTHONPATH=src python benchmarks/bench_postgres_backup.py --items 20000
     PYTHONPATH=src python benchmarks/bench_postgres_backup.py --items 20000 --media 2000 --media-kb 64 --s3
+    PYTHONPATH=src python benchmarks/bench_postgres_backup.py --items 2000 --media 1000 --s3 --s3-threads 1
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 from xmodal import Item
 from xmodal.location import parse_postgres
 from xmodal.media import MediaStore, media_ref
+from xmodal.store import postgres_backup
 from xmodal.store.backup import write_backup
 from xmodal.store.postgres import PostgresStore
 from xmodal.store.postgres_backup import restore_pg, write_pg_backup
@@ -124,7 +126,11 @@ def main() -> None:
     parser.add_argument("--media", type=int, default=0, help="items naming a media file of their own")
     parser.add_argument("--media-kb", type=int, default=64, help="each media file's size in KiB")
     parser.add_argument("--s3", action="store_true", help="also the index with its media in a bucket (moto)")
+    parser.add_argument(
+        "--s3-threads", type=int, default=postgres_backup.S3_THREADS, help="objects copied at a time (xmodal's default)"
+    )
     args = parser.parse_args()
+    postgres_backup.S3_THREADS = args.s3_threads
     rng = np.random.default_rng(1)
     blobs = [rng.bytes(args.media_kb * 1024) for _ in range(min(args.media, args.items))]
     refs = [media_ref(blob, ".bin") for blob in blobs]
@@ -156,6 +162,7 @@ def main() -> None:
                     "dim": 384,
                     "media": len(blobs),
                     "media_kb": args.media_kb,
+                    "s3_threads": args.s3_threads,
                     "loadavg": os.getloadavg(),
                     "rounds": rounds,
                 },
