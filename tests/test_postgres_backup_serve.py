@@ -134,7 +134,8 @@ def test_post_backup_of_a_postgres_milvus_index_while_rest_writes_go_on(
 # -- media in an S3-compatible bucket ---------------------------------------------------------------------
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
-    """moto's S3 server with one bucket; yields its endpoint and a boto3 client of it."""
+    """moto's S3 server with one bucket; yields its endpoint and a boto3 client of it. moto keeps its buckets in
+    the process, not in the server: they are reset before and after (other tests use the same bucket name)."""
     pytest.importorskip("moto", reason="moto's S3 server: pip install 'moto[server]'")
     boto3 = pytest.importorskip("boto3", reason="the s3 media store needs boto3: pip install 'xmodal[s3]'")
     from tests.fake_bedrock_server import moto_s3
@@ -143,9 +144,13 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with moto_s3() as url:
+        httpx.post(f"{url}/moto-api/reset").raise_for_status()
         client = boto3.client("s3", endpoint_url=url)
         client.create_bucket(Bucket=BUCKET)
-        yield url, client
+        try:
+            yield url, client
+        finally:
+            httpx.post(f"{url}/moto-api/reset").raise_for_status()
 
 
 def objects(client: Any, bucket: str = BUCKET) -> dict[str, bytes]:
