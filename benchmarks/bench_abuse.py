@@ -6,7 +6,7 @@ Run:  python benchmarks/bench_abuse.py --seconds 20
 
 One server process (``python -m xmodal.serve``, uvicorn, one worker) on 127.0.0.1 with the default
 ``ServeConfig`` (rate 200 tokens/s, burst 400 per key or client address; per anonymous address 0.1
-CPU-seconds per second and 2 searches at once, all anonymous addresses together 0.25 and 1; 429s held back
+CPU-seconds per second and 2 searches at once, all anonymous addresses together 0.1 and 1; 429s held back
 1 s; 25 MP, 20 MiB bodies; MCP on)
 and ``OPENBLAS_NUM_THREADS=1``, as docs/serving.md advises. The index: ``--items`` WordNet synsets as text
 items, encoded with the offline encoder (MiniLM int8 text, EfficientNet-Lite0 images: ~3 s per 1,000 items
@@ -42,6 +42,13 @@ most 3× idle. The server's child processes count as the server: its media worke
 ``xmodal.serve.media_worker``) adds its RSS to each sample and its ``VmHWM`` to the peak (a sum of peaks:
 an upper bound), and its CPU to the server's. The clients share the machine with the server. Prints one JSON
 object.
+
+``--probe`` loads ``benchmarks/abuse_probe/sitecustomize.py`` into the server (and its media worker) and adds,
+for the abuse phase (``probe``): each server thread's CPU seconds (``anonymous``: the thread anonymous searches
+run on; ``workers``: keyed searches and the rest; ``main``: the event loop), the children's, and the anonymous
+admission's counts: CPU charged to anonymous accounts, searches run and the share of the phase one was running
+(``anonymous_busy``), refusals by reason (``one_cpu``: an address in debt, ``all_cpu``: all together in debt,
+``*_running``: searches at their bound), turn polls, and the waits of anonymous searches behind keyed ones.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ from xmodal.serve.policy import MAX_K, MAX_QUERY_TEXT, search_cost  # noqa: E402
 from xmodal.serve.testing import free_port, spawn_server  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
+PROBE = Path(__file__).resolve().parent / "abuse_probe"
 RSS_BOUND_MB = 1024.0
 P99_RATIO_BOUND = 3.0
 KINDS = ("png", "jpeg", "text", "filters", "mcp_init", "mcp_search", "deep_json")
@@ -378,6 +386,11 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
         "addresses": args.abuser_addresses,
         "seconds": args.seconds,
     }
+    probe = log.parent / "bench_abuse-probe.jsonl" if args.probe else None
+    if probe is not None:
+        probe.unlink(missing_ok=True)
+        env["XMODAL_ABUSE_PROBE"] = str(probe)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROBE), os.environ.get("PYTHONPATH")) if p)
     abusers = None
     config = None
     if args.rate is not None or args.burst is not None:  # exploring other limits; the default run has no config
@@ -402,8 +415,10 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
         if not ready.wait(120):
             raise RuntimeError("the abusive clients did not get ready")
         mark = sampler.mark()
+        window = [time.time()]
         go.set()
         loaded = asyncio.run(normal_clients(url, keys, queries, args.normal_rate, args.seconds))
+        window.append(time.time())
         attack = results.get(timeout=args.seconds + 300)
         cpu2 = tree_cpu(proc.pid)
         server_hwm, worker_hwm = memory_mb(proc.pid, "VmHWM"), sampler.children_peak()
@@ -416,6 +431,7 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
         if abusers is not None:
             abusers.join(30)
     ratio = loaded["p99_ms"] / idle["p99_ms"]
+    probed = {"probe": probe_summary(probe, proc.pid, window[0], window[1])} if probe is not None else {}
     return {
         "long_text_chars": chars,
         "cost_per_request_idle": cost,
@@ -450,6 +466,40 @@ def run(index: Path, args: argparse.Namespace, queries: list[str], glosses: list
             "p99_ratio": round(ratio, 2),
             "p99_ratio_ok": ratio <= P99_RATIO_BOUND,
         },
+        **probed,
+    }
+
+
+def probe_summary(path: Path, pid: int, start: float, end: float) -> dict[str, Any]:
+    """What ``abuse_probe`` recorded between ``start`` and ``end`` (the abuse phase, wall-clock times): the
+    differences of its samples nearest those times, for the server (``pid``) and its children together."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def nearest(of: list[dict[str, Any]], t: float) -> dict[str, Any]:
+        return min(of, key=lambda r: abs(r["t"] - t))
+
+    def delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+        return {k: round(v - a.get(k, 0.0), 2) for k, v in sorted(b.items()) if v - a.get(k, 0.0) >= 0.005}
+
+    server = [r for r in rows if r["pid"] == pid]
+    a, b = nearest(server, start), nearest(server, end)
+    seconds = b["t"] - a["t"]
+    children = 0.0
+    for child in {r["pid"] for r in rows} - {pid}:
+        own = [r for r in rows if r["pid"] == child and start - 1 <= r["t"] <= end + 1]
+        if own:
+            children += sum(delta(own[0]["threads"], own[-1]["threads"]).values())
+    return {
+        "seconds": round(seconds, 2),
+        "server_thread_cpu_s": delta(a["threads"], b["threads"]),
+        "children_cpu_s": round(children, 2),
+        "anonymous_charged_cpu_s": round(b["charged_s"] - a["charged_s"], 2),
+        "anonymous_searches": b["runs"] - a["runs"],
+        "anonymous_busy": round((b["run_wall_s"] - a["run_wall_s"]) / seconds, 2) if seconds > 0 else None,
+        "refused": {k: v - a["refused"].get(k, 0) for k, v in sorted(b["refused"].items())},
+        "turn_polls": b["turn_polls"] - a["turn_polls"],
+        "gate_waits": b["gate_waits"] - a["gate_waits"],
+        "gate_wait_s": round(b["gate_wait_s"] - a["gate_wait_s"], 2),
     }
 
 
@@ -467,6 +517,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, help="override the default rate (tokens/s per key or address)")
     parser.add_argument("--burst", type=int, help="override the default burst")
     parser.add_argument("--no-costs", dest="costs", action="store_false", help="skip the per-kind cost phase")
+    parser.add_argument("--probe", action="store_true", help="count where the server's CPU goes (see the doc)")
     parser.add_argument("--filter-values", type=int, default=10_000, help="values per membership list")
     args = parser.parse_args()
     unknown = sorted(set(args.kinds.split(",")) - set(KINDS))

@@ -274,6 +274,39 @@ def test_all_anonymous_addresses_share_one_cpu_account() -> None:
         admission.check("10.0.1.9")  # a new address is refused too: the shared share is spent
 
 
+def test_many_anonymous_addresses_take_no_more_cpu_than_one_at_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the default limits, 16 anonymous addresses (a botnet) together get no more CPU than one address alone:
+    with a shared share of 0.25 CPU-seconds per second they took 2.5 times one address's, which stretched the
+    keyed clients' tail (docs/benchmarks.md, issue 13)."""
+    import types
+
+    from xmodal.serve import admission as admission_module
+    from xmodal.serve.limits import RateLimited
+
+    def spent(addresses: list[str], seconds: float = 10.0, step: float = 0.01, search_cpu: float = 0.02) -> float:
+        """CPU seconds the addresses get charged in ``seconds`` of a simulated clock, each sending a search (of
+        ``search_cpu``) every ``step`` and never waiting for its Retry-After."""
+        now = [0.0]
+        monkeypatch.setattr(admission_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+        admission = admission_module.Admission(ServeConfig())
+        total = 0.0
+        for _ in range(round(seconds / step)):
+            now[0] += step
+            for address in addresses:
+                try:
+                    admission.check(address)
+                except RateLimited:
+                    continue
+                admission.charge(address, search_cpu)
+                total += search_cpu
+        return total
+
+    one = spent(["10.0.2.1"])
+    assert 1.9 < one < 2.1  # the burst (1 s) and 0.1 CPU-seconds per second for 10 s
+    many = spent([f"10.0.2.{i}" for i in range(1, 17)])
+    assert many <= one + 0.05, f"16 addresses took {many:.2f} CPU-seconds, one address {one:.2f}"
+
+
 def test_the_cpu_a_search_takes_is_charged_to_its_address() -> None:
     from xmodal.serve.admission import Admission
 

@@ -17,7 +17,8 @@ have the limits the operator gave their keys; an anonymous client address is als
 
 - **All together**: anonymous addresses as a whole get ``anonymous_total_cpu`` CPU-seconds per second
   and ``anonymous_total_inflight`` searches at once, so many addresses (a botnet) cannot take more than
-  one address could multiply; keyed clients keep the rest of the machine.
+  one address could multiply; by default the shared share is one address's (``anonymous_cpu``), so sixteen
+  addresses together take no more CPU than one; keyed clients keep the rest of the machine.
 - **Behind keyed searches**: an anonymous search runs as background work (:mod:`xmodal.courtesy`): between
   its stages it waits while a keyed client's work runs (:meth:`Admission.foreground`: REST and MCP searches,
   batches, similar items, whatever a keyed caller runs through :meth:`.policy.Limits.work`), up to

@@ -11,7 +11,7 @@ A config file looks like (TOML; JSON with the same structure works too)::
     anonymous_cpu = 0.1              # CPU-seconds per second its requests may take (0: not metered) ...
     anonymous_cpu_burst = 1.0        # ... up to this many at once
     anonymous_total_inflight = 1     # all anonymous addresses together: searches running at once ...
-    anonymous_total_cpu = 0.25       # ... and CPU-seconds per second
+    anonymous_total_cpu = 0.1        # ... and CPU-seconds per second (by default one address's share)
     refusal_delay = 1.0              # seconds a 429 is held back (at most its Retry-After)
     cors_origins = ["http://localhost:3000"]
     allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
@@ -115,7 +115,9 @@ class ServeConfig:
     anonymous_cpu: float = 0.1
     anonymous_cpu_burst: float = 1.0
     anonymous_total_inflight: int = 1  # ... and all anonymous addresses together
-    anonymous_total_cpu: float = 0.25
+    # by default all anonymous addresses together get one address's share: with 0.25, 16 addresses (a botnet) took
+    # 2.5 times one address's CPU, and the keyed clients' tail with it (docs/benchmarks.md, issue 13)
+    anonymous_total_cpu: float = 0.1
     refusal_delay: float = (
         1.0  # seconds a 429 is held back (at most its Retry-After): a tar pit for clients that ignore it
     )
