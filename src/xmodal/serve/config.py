@@ -116,7 +116,7 @@ class ServeConfig:
     anonymous_cpu_burst: float = 1.0
     anonymous_total_inflight: int = 1  # ... and all anonymous addresses together
     # by default all anonymous addresses together get one address's share: with 0.25, 16 addresses (a botnet) took
-    # 2.5 times one address's CPU, and the keyed clients' tail with it (docs/benchmarks.md, issue 13)
+    # 2.4 times one address's CPU, and stretched the keyed clients' tail (docs/benchmarks.md, issue 13)
     anonymous_total_cpu: float = 0.1
     refusal_delay: float = (
         1.0  # seconds a 429 is held back (at most its Retry-After): a tar pit for clients that ignore it
