@@ -57,8 +57,9 @@ def test_exports_are_watermarked_and_signed(tmp_path: Path) -> None:
         table = {"watermark": True, "c2pa_cert": str(chain.cert), "c2pa_key": str(chain.key)}
         config = ServeConfig.from_dict({"export_provenance": table, "mcp": False, "log_requests": False})
         with serve_in_thread(create_app(engine, config)) as url:
-            thumb = httpx.get(f"{url}/items/cat/thumbnail").content
-            media = httpx.get(f"{url}/items/cat/media")
+            # embedding the mark runs the watermark model (seconds at high load: httpx's 5 s default was too short)
+            thumb = httpx.get(f"{url}/items/cat/thumbnail", timeout=60).content
+            media = httpx.get(f"{url}/items/cat/media", timeout=60)
     reading = manifests.read(thumb)
     assert reading.status == "valid" and reading.issuer == ISSUER and reading.ai_generated is False
     assert reading.generator == "xmodal"
