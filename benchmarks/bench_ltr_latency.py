@@ -10,7 +10,8 @@ policy (query understanding + context + ``select``), the strategies' retrieval, 
 default, min-max convex, with query-dependent weights: each run's NQC; score completion when configured), and the
 ranker (features of the top 50 + LightGBM scoring; the model is trained on the bench's own
 features with random labels, only its size matters), and the arrangement of the list shown (a repeated
-query's top kept, exploration's items placed, scores on [0, 1]). "added" = policy + fusion + ranker +
+query's top kept, exploration's items placed, scores on [0, 1]); each query's stages run as one search
+(``Pipeline.search``'s :func:`~xmodal.store.termstats.checked_once` block). "added" = policy + fusion + ranker +
 arrange (the target);
 "learned_total" = the whole learned search after encoding, strategies included. Prints JSON; query
 encoding is excluded.
@@ -44,6 +45,7 @@ from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.ranker import LambdaRanker
 from xmodal.ltr.scores import shown_scores
 from xmodal.ltr.selftune import tune
+from xmodal.store.termstats import checked_once, checking_once
 
 POS = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
 LEX = (
@@ -119,18 +121,19 @@ def main() -> None:
         a = time.perf_counter()
         engine.search_vector(v, k=q.k)
         b = time.perf_counter()
-        prepared = pipe.prepare(q, vector=v)
-        plan = pipe.untuned_plan(prepared)  # the plan without the self-tuned fusion (pipe.plan's when none is on)
-        c = time.perf_counter()
-        runs = pipe.retrieve(prepared, plan, v)
-        d = time.perf_counter()
-        weights = pipe.fusion_weights(runs, plan.weights())  # each run's weight scaled by its NQC (query-dependent)
-        fused = pipe.fuse(runs, weights, q, v)  # score completion when the config has it (off by default)
-        e = time.perf_counter()
-        ranked, _, _ = pipe.rank(prepared, v, fused)
-        f = time.perf_counter()
-        shown_scores(pipe.arrange(prepared, plan, ranked, [], q.k), pipe.config.fusion, weights)
-        g = time.perf_counter()
+        with checked_once():  # one search, as Pipeline.search runs it: its full-text statistics checked once
+            prepared = pipe.prepare(q, vector=v)
+            plan = pipe.untuned_plan(prepared)  # the plan without the self-tuned fusion (pipe.plan's when none is on)
+            c = time.perf_counter()
+            runs = pipe.retrieve(prepared, plan, v)
+            d = time.perf_counter()
+            weights = pipe.fusion_weights(runs, plan.weights())  # each run's weight scaled by its NQC
+            fused = pipe.fuse(runs, weights, q, v)  # score completion when the config has it (off by default)
+            e = time.perf_counter()
+            ranked, _, _ = pipe.rank(prepared, v, fused)
+            f = time.perf_counter()
+            shown_scores(pipe.arrange(prepared, plan, ranked, [], q.k), pipe.config.fusion, weights)
+            g = time.perf_counter()
         for key, value in (
             ("dense", b - a),
             ("policy", c - b),
@@ -187,6 +190,7 @@ def fit_tuned(pipe: Pipeline, sample: int) -> dict[str, object]:
     }
 
 
+@checking_once  # one search: its full-text statistics checked once (xmodal.store.termstats)
 def time_tuned(pipe: Pipeline, q: Query, v: np.ndarray) -> dict[str, float]:
     """One search that uses the self-tuned fusion, by stage (seconds)."""
     b = time.perf_counter()

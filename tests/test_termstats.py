@@ -134,6 +134,55 @@ def test_another_connections_writes_are_noticed(tmp_path: Path) -> None:
         other.close()
 
 
+def test_a_search_block_checks_for_other_connections_writes_once(tmp_path: Path) -> None:
+    """Within :func:`termstats.checked_once` (one search) the data-version check runs at the first read only; a
+    commit another connection makes during the block is seen by the next block and by a read outside any."""
+    rng = random.Random(11)
+    mine, other = SQLiteStore(tmp_path / "store.sqlite"), SQLiteStore(tmp_path / "store.sqlite")
+    stats = mine.fulltext.stats
+    checks = 0
+    real = stats._data_version
+
+    def counted() -> int:
+        nonlocal checks
+        checks += 1
+        return real()
+
+    try:
+        mine.put([(_item(rng, f"i{i}"), {}) for i in range(20)])
+        stats.lookup(["amber"])
+        _wait_complete(mine)
+        stats._data_version = counted  # type: ignore[method-assign]
+        quartz = terms("quartzite")
+        with termstats.checked_once():
+            assert stats.lookup(quartz)[1] == dict.fromkeys(quartz, 0)
+            other.put([(Item.create("x", title="quartzite amber", text="amber"), {})])
+            with termstats.checked_once():  # a block inside a block is the outer one's
+                assert stats.lookup(quartz)[1] == dict.fromkeys(quartz, 0)  # the search's one state
+            assert stats.texts([0, 1], mine.fulltext._read_texts) == {
+                r: t for r, t in _texts_truth(mine).items() if r in (0, 1)
+            }
+            stats.generation()
+            assert stats.complete()
+        assert checks == 1
+        with termstats.checked_once():  # the next search sees the commit
+            assert stats.lookup(quartz)[1] == dict.fromkeys(quartz, 1)
+            stats.lookup(["amber"])
+        assert checks == 2
+        other.delete(["x"])
+        assert stats.lookup(quartz)[1] == dict.fromkeys(quartz, 0)  # outside a block: checked at every read
+        stats.lookup(quartz)
+        assert checks == 4
+        with termstats.checked_once():  # this store's own writes join what is held at once, in a block too
+            stats.lookup(quartz)
+            mine.put([(Item.create("y", title="quartzite"), {})])
+            assert stats.lookup(quartz)[1] == dict.fromkeys(quartz, 1)
+        _check(mine, quartz)
+    finally:
+        mine.close()
+        other.close()
+
+
 def test_writes_during_the_background_pass_are_replayed_on_top_of_it(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

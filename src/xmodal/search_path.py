@@ -37,6 +37,7 @@ from .rwlock import RWLock
 from .segments import GROUP_FETCH, group_hits
 from .settings import DENSE
 from .store.base import Store
+from .store.termstats import checking_once
 from .updates import query_vector, query_vectors
 
 #: A query's hits (``offset`` + ``k`` of them), their items, and the mode's details.
@@ -89,6 +90,7 @@ class SearchPath:
         return vectors
 
     @parsing_once  # the query's filter is read at several stages: parsed at the first (xmodal.filters.expr)
+    @checking_once  # so are the full-text statistics: checked for other processes' writes once (store.termstats)
     def search(
         self,
         query: Query | str,
@@ -115,6 +117,7 @@ class SearchPath:
         return run(prepared, start, base_dir, screened=[screened])[0]
 
     @parsing_once
+    @checking_once
     def search_many(
         self,
         queries: Sequence[Query | str],

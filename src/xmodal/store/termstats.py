@@ -26,16 +26,27 @@ candidates and the lexical strategy's frequent terms count in), under the same r
 kept, then all of them by the same background pass (up to :data:`MAX_ROWS` items; a larger index keeps at
 most that many read on demand); a row this store writes takes its new terms when the transaction commits,
 another connection's item writes drop them all, and a read that overlapped a commit is not kept.
+
+The check for another connection's writes (``PRAGMA data_version``, a read transaction's begin and end on the
+file's locks: a few microseconds, most of what a read of held figures costs) runs at every read, except within
+a :func:`checked_once` block (one search): there it runs at the block's first read of a store's figures only,
+so the search's stages (the policy's known-term share, the lexical run, the ranker's BM25F) read one state of
+them. A commit another connection makes during the block is seen by the next block, i.e. by the next search;
+this store's own commits join what is held as they commit, in a block or not, and a write transaction always
+checks.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from typing import ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,39 @@ MAX_TEXT_CHARS = 32_000_000
 
 _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM changes"
 Totals = tuple[int, int, int]  # (items, title terms, body terms)
+
+#: the term statistics checked for other connections' writes in the current :func:`checked_once` block
+_CHECKED: ContextVar[list[TermStats] | None] = ContextVar("xmodal_termstats_checked", default=None)
+
+
+@contextmanager
+def checked_once() -> Iterator[None]:
+    """Within the block (in this context: one search), each store's term statistics are checked for another
+    connection's writes at the block's first read of them only (see the module docstring). A block inside
+    another is part of it (the outer search's)."""
+    if _CHECKED.get() is not None:
+        yield
+        return
+    token = _CHECKED.set([])
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def checking_once(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn`` run within :func:`checked_once` (a search: its term statistics checked once)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with checked_once():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class _Delta:
@@ -112,7 +156,7 @@ class TermStats:
         (0: in no item)."""
         wanted = set(terms)
         with self._lock:
-            self._fresh()
+            self._fresh_to_read()
             gen, held, complete, df = self._gen, self._totals, self._complete, self._df
             found = {t: df.get(t, 0) for t in wanted} if complete else {t: df[t] for t in wanted if t in df}
         missing = sorted(wanted - found.keys())
@@ -139,7 +183,7 @@ class TermStats:
     def complete(self) -> bool:
         """Whether every term is held (the background pass is in)."""
         with self._lock:
-            self._fresh()
+            self._fresh_to_read()
             return self._complete
 
     def texts(
@@ -155,7 +199,7 @@ class TermStats:
         (:meth:`lookup` checked for other connections' writes then; not checked again)."""
         with self._lock:
             if not checked:
-                self._fresh()
+                self._fresh_to_read()
             gen, held, complete = self._gen, self._texts, self._texts_complete
             found = {row: text for row in rows if (text := held.get(row)) is not None}
             missing = [] if complete else sorted({row for row in rows if row >= 0 and row not in found})
@@ -179,7 +223,7 @@ class TermStats:
         """A number that moves whenever what is held changes (this store's commits, or another connection's item
         writes noticed): what a copy of :meth:`held_texts` was built from is current while it has not moved."""
         with self._lock:
-            self._fresh()
+            self._fresh_to_read()
             return self._gen
 
     def load(self) -> None:
@@ -193,7 +237,7 @@ class TermStats:
         held, else None. When they are not, the background pass is started (unless one ran moments ago) and
         waited for up to ``wait_s`` seconds; an index over :data:`MAX_ROWS` rows never holds them all."""
         with self._lock:
-            self._fresh()
+            self._fresh_to_read()
             if self._texts_complete:
                 return self._gen, dict(self._texts)
         if wait_s <= 0:
@@ -203,7 +247,7 @@ class TermStats:
         if loader is not None and loader is not threading.current_thread():
             loader.join(wait_s)
         with self._lock:
-            self._fresh()
+            self._fresh_to_read()
             return (self._gen, dict(self._texts)) if self._texts_complete else None
 
     def _data_version(self) -> int:
@@ -211,6 +255,15 @@ class TermStats:
 
     def _last_seq(self) -> int:
         return int(self._db.execute(_LAST_SEQ).fetchone()[0])
+
+    def _fresh_to_read(self) -> None:
+        """:meth:`_fresh` for a read (lock held): once per :func:`checked_once` block, else every time."""
+        checked = _CHECKED.get()
+        if checked is None:
+            self._fresh()
+        elif not any(stats is self for stats in checked):
+            self._fresh()
+            checked.append(self)
 
     def _fresh(self) -> None:
         """Drop what is held when another connection changed the items since (lock held). ``data_version``
