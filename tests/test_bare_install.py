@@ -2,7 +2,7 @@
 
 Offline: the venv is made without pip, xmodal is installed into it by this interpreter's pip with
 ``--no-deps --no-index --no-build-isolation`` (setuptools lent for the build only), and the three
-required dependencies (numpy, pillow, tqdm, snowballstemmer, pyspellchecker) are lent from this environment through a ``.pth`` file
+required dependencies (numpy, pillow, tqdm, snowballstemmer, pystemmer, pyspellchecker) are lent from this environment through a ``.pth`` file
 naming a folder of links to just those packages. Every optional dependency is really absent.
 """
 

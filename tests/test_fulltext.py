@@ -392,3 +392,29 @@ def test_stemming_from_many_threads_gives_each_word_its_own_stem() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert not wrong, f"{len(wrong)} wrong stems, e.g. {wrong[:3]}"
+
+
+def test_the_c_stemmer_stems_as_the_pure_python_one() -> None:
+    """``snowballstemmer`` hands stemming to PyStemmer's C library when it is installed (a dependency, for the
+    build's speed); an index's stored terms and a query's must not depend on which one ran: every word of a
+    sample of WordNet's glosses (when the Debian package is here) and made-up words get the same stem."""
+    import random
+
+    import snowballstemmer
+    from snowballstemmer.english_stemmer import EnglishStemmer
+
+    from xmodal.store.analysis import tokens
+
+    stemmer = pytest.importorskip("Stemmer").Stemmer("english", 0)
+    assert isinstance(snowballstemmer.stemmer("english"), type(stemmer))  # what the analyzer uses
+    rng = random.Random(0)
+    roots = ("nation", "organ", "hope", "relate", "condition", "sensitiv", "rational", "formal", "care", "fly")
+    suffixes = ("", "al", "ization", "fulness", "ational", "iveness", "ousli", "biliti", "ing", "ed", "s", "ies", "'s")
+    words = {r + s for r in roots for s in suffixes}
+    letters = "abcdefghijklmnopqrstuvwxyzyeiouéßæαβжи日"
+    words.update(t for _ in range(5_000) for t in tokens("".join(rng.choices(letters, k=rng.randint(1, 12)))))
+    gloss = Path("/usr/share/wordnet/data.noun")
+    if gloss.exists():
+        words.update(sorted(set(tokens(gloss.read_text(encoding="latin-1"))))[::20])
+    python = EnglishStemmer()
+    assert [w for w in sorted(words) if stemmer.stemWord(w) != python.stemWord(w)] == []

@@ -3,7 +3,10 @@
 Tokens are lower-cased, accent-folded runs of word characters (``\\w+``); each is reduced by the
 Snowball English stemmer (M. F. Porter, "Snowball: A language for stemming algorithms", 2001; the
 ``snowballstemmer`` package), so that "running shoes" and "run shoe" meet. Stop words are kept:
-their weight is the index's business (a term found in most items gets almost none).
+their weight is the index's business (a term found in most items gets almost none). ``snowballstemmer``
+stems with the C library of ``PyStemmer`` (a dependency) when it is installed, ≈ 20× faster than its pure
+Python, with the same stems (checked on WordNet's and GCIDE's 430k words and 1.3M made-up ones, and by
+``tests/test_fulltext.py``); without it, the pure Python gives them.
 
 :data:`ANALYZER` names this recipe; the store records it and rebuilds its full-text index when it
 changes, so stored terms and query terms always come from the same analyzer.
