@@ -178,6 +178,26 @@ def test_a_search_block_checks_for_other_connections_writes_once(tmp_path: Path)
             mine.put([(Item.create("y", title="quartzite"), {})])
             assert stats.lookup(quartz)[1] == dict.fromkeys(quartz, 1)
         _check(mine, quartz)
+        # a search's refresh reads the change log's position first: that read is its check, no stage runs one
+        before = checks
+        other.put([(Item.create("z", title="quartzite"), {})])
+        with termstats.checked_once():
+            mine.last_seq()
+            assert stats.lookup(quartz)[1] == dict.fromkeys(quartz, 2)  # another connection's item write: seen
+            row, text = next(iter(_texts_truth(mine).items()))
+            assert stats.texts([row], mine.fulltext._read_texts) == {row: text}
+        with termstats.checked_once():
+            mine.last_seq()
+            assert stats.lookup(quartz)[1] == dict.fromkeys(quartz, 2)
+        assert checks == before
+        epoch = stats._epoch
+        with sqlite3.connect(mine.path) as db:  # a write that leaves the items alone keeps what is held
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('unrelated', '2')")
+        with termstats.checked_once():
+            mine.last_seq()
+            stats.lookup(quartz)
+        assert stats._epoch == epoch  # nothing dropped
+        _check(mine, quartz)
     finally:
         mine.close()
         other.close()

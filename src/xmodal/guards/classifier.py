@@ -86,13 +86,16 @@ class Classifier:
         """:meth:`probability` of each text (to rounding), the features of a batch weighed and summed in one
         NumPy pass: what is left in Python is looking up each word's cached columns."""
         find = self.vocabulary.get
+        held = self.__dict__["_words"].get  # a word's columns when cached (most words of a batch), else computed
+        columns = self._char_columns
         cols: list[int] = []
         ends: list[int] = []
         for text in texts:
             prepared = prepare(text)
             for word in prepared.split(" "):
                 if word:
-                    cols.extend(self._char_columns(word))
+                    found = held(word)
+                    cols.extend(columns(word) if found is None else found)
             cols.extend(c for feature in word_grams(prepared) if (c := find(feature)) is not None)
             ends.append(len(cols))
         n = len(texts)

@@ -246,26 +246,29 @@ def matching(text: str, rules: Sequence[Rule]) -> list[Finding]:
 
 def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list[Finding]]:
     """:func:`scan` of each text, the same findings in the same order, at a fraction of the cost for a batch of
-    texts that mostly match nothing (a catalog's): each rule runs once over the texts joined, and again on each
-    text only when it matched somewhere in the joined text (a match inside one text is a match in the joined
-    text, so nothing is missed; one that spans two texts only costs the second look)."""
+    texts that mostly match nothing (a catalog's): each rule runs once over the texts joined (those that hold what
+    it needs, :func:`needed`), and again on each text only when it matched somewhere in the joined text (a match
+    inside one text is a match in the joined text, so nothing is missed; one that spans two texts only costs the
+    second look); a text is decoded (base64, hex) only when it holds a payload itself."""
     if len(texts) < 2:
         return [scan(t, agent_address=agent_address) for t in texts]
     joined = _JOIN.join(texts)
-    lowered = _lowered(joined)
-    rules = [r for r in _all_rules(agent_address) if _may_match(r, lowered) and r[2].search(joined)]
+    lowered = [_lowered(text) for text in texts]
+    rules = [r for r in _all_rules(agent_address) if _matches_one(r, texts, lowered)]
     rot = codecs.decode(joined, "rot13")
     rot_lowered = _lowered(rot)
     rot_rules = [r for r in _all_rules(agent_address) if _may_match(r, rot_lowered) and r[2].search(rot)]
     payloads = bool(_BASE64.search(joined) or _HEX.search(joined))
     out: list[list[Finding]] = []
     for text in texts:
-        if not (rules or rot_rules or payloads):
+        # a text of the batch without a payload of its own has none to decode (its only reading is its rot13)
+        own = payloads and bool(_BASE64.search(text) or _HEX.search(text))
+        if not (rules or rot_rules or own):
             out.append([])
             continue
         found = _scan_with(text, rules)
         seen = {f.rule for f in found}
-        decoded = _decoded(text) if payloads else [("rot13", codecs.decode(text, "rot13"))]
+        decoded = _decoded(text) if own else [("rot13", codecs.decode(text, "rot13"))]
         for how, reading in decoded:
             for finding in _scan_with(reading, rot_rules if how == "rot13" else _all_rules(agent_address)):
                 rule = f"{how}:{finding.rule}"
@@ -274,6 +277,16 @@ def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list
                     found.append(Finding(finding.category, rule, _clip(reading)))
         out.append(found)
     return out
+
+
+def _matches_one(rule: Rule, texts: Sequence[str], lowered: Sequence[str | None]) -> bool:
+    """Whether the rule may match one of ``texts`` (their :func:`_lowered` forms beside them): it matches the
+    texts that hold what it needs (:func:`needed`: a text with a match holds it) joined, searched at once (a match
+    that spans two of them only costs :func:`scan_many` a look at each)."""
+    need = needed(rule[2])
+    if need:
+        texts = [text for text, low in zip(texts, lowered, strict=True) if low is None or _holds(need, low)]
+    return bool(texts) and rule[2].search(_JOIN.join(texts)) is not None
 
 
 #: The words a match of each pattern must hold (:func:`_needed`): a text (or a batch) that holds none of them is

@@ -493,7 +493,11 @@ class SQLiteStore:
             return self._db.execute(sql, tuple(params)).fetchone()[0]
 
     def last_seq(self) -> int:
-        return int(self._one("SELECT COALESCE(MAX(seq), 0) FROM changes"))
+        with self._lock:
+            seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+            if hasattr(self, "fulltext"):  # a search's refresh reads it first: its full-text statistics' check
+                self.fulltext.stats.seen(seq)
+            return seq
 
     def changes_since(self, seq: int) -> list[tuple[int, str]]:
         """(row, op) of every change after ``seq``, oldest first."""

@@ -31,9 +31,10 @@ The check for another connection's writes (``PRAGMA data_version``, a read trans
 file's locks: a few microseconds, most of what a read of held figures costs) runs at every read, except within
 a :func:`checked_once` block (one search): there it runs at the block's first read of a store's figures only,
 so the search's stages (the policy's known-term share, the lexical run, the ranker's BM25F) read one state of
-them. A commit another connection makes during the block is seen by the next block, i.e. by the next search;
-this store's own commits join what is held as they commit, in a block or not, and a write transaction always
-checks.
+them; when the block read the change log's position first (the engine's refresh does, for every search:
+:meth:`TermStats.seen`), that read is the check, and no stage runs one. A commit another connection makes
+during the block is seen by the next block, i.e. by the next search; this store's own commits join what is
+held as they commit, in a block or not, and a write transaction always checks.
 """
 
 from __future__ import annotations
@@ -255,6 +256,18 @@ class TermStats:
 
     def _last_seq(self) -> int:
         return int(self._db.execute(_LAST_SEQ).fetchone()[0])
+
+    def seen(self, seq: int) -> None:
+        """The change log's last position, just read on the store's connection (lock held): within a
+        :func:`checked_once` block, the check of its first read, made by the read every search makes first (the
+        engine's refresh), so none of its stages runs one. What is held is dropped when it reflects another
+        position (another connection's item writes; this store's are counted as they commit)."""
+        checked = _CHECKED.get()
+        if checked is None or self._version is None or any(stats is self for stats in checked):
+            return  # outside a block, before the first check (which sets the baselines), or checked already
+        if seq != self._seq:
+            self._forget(seq)
+        checked.append(self)
 
     def _fresh_to_read(self) -> None:
         """:meth:`_fresh` for a read (lock held): once per :func:`checked_once` block, else every time."""
