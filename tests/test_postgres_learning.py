@@ -34,6 +34,17 @@ def strategies(result: Any) -> set[str]:
     return {a["strategy"] for a in result.explain["plan"]}
 
 
+def learned(engine: Engine) -> dict[str, np.ndarray]:
+    """The bandit's reward sums by arm name: a server that opened on an empty store gains the dense arm when
+    the other server's first write reaches it (its NOTIFY may arrive after a search), so compare by name."""
+    policy = pipeline(engine).policy
+    return {arm: policy.b_[i].copy() for i, arm in enumerate(policy.arms)}
+
+
+def changed(engine: Engine, before: dict[str, np.ndarray]) -> bool:
+    return any(not np.allclose(b, before.get(arm, 0.0)) for arm, b in learned(engine).items())
+
+
 def test_a_click_on_one_server_changes_the_next_plan_on_another(
     postgres_server: Any, postgres_schema: str, tmp_path: Path
 ) -> None:
@@ -44,8 +55,7 @@ def test_a_click_on_one_server_changes_the_next_plan_on_another(
         first.add(products(80))
         before = second.search(QUERY, mode="learned", k=10, explain=True)
         assert "memory" not in strategies(before)  # nobody acted on anything for this query yet
-        policy = pipeline(second).policy
-        counts, b = policy.counts_.copy(), policy.b_.copy()
+        counts, b = pipeline(second).policy.counts_.sum(), learned(second)
 
         shown = first.search(QUERY, mode="learned", k=10, log=True, explain=True)
         assert shown.query_id is not None
@@ -57,9 +67,9 @@ def test_a_click_on_one_server_changes_the_next_plan_on_another(
         assert after.explain is not None and "memory" in strategies(after)
         assert after.explain["context"]["actions"] > 0 and chosen in after.hits.ids.tolist()
         # and its bandit policy learned from the impression and the click (delivered on NOTIFY)
-        took = wait_for(lambda: not np.allclose(pipeline(second).policy.b_, b), 1.0)
-        assert took < 1.0 and pipeline(second).policy.counts_.sum() > counts.sum()
-        assert np.allclose(pipeline(second).policy.b_, pipeline(first).policy.b_)
+        took = wait_for(lambda: changed(second, b), 1.0)
+        assert took < 1.0 and pipeline(second).policy.counts_.sum() > counts
+        assert not changed(second, learned(first)) and not changed(first, learned(second))
         assert second.feedback_log.counts() == {"impressions": 1, "events": 1}
         assert pipeline(second).popularity.get(chosen) == 1.0 == pipeline(first).popularity.get(chosen)
     finally:
