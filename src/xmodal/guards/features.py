@@ -1,6 +1,6 @@
-"""The classifier's features: lower-cased character n-grams inside word boundaries (3–5) and word uni- and
-bigrams. One function, used by training (as scikit-learn's analyzer) and by the shipped model alike, so the
-two can never disagree."""
+"""The classifier's features: lower-cased character n-grams inside word boundaries (3–5), optionally the character
+n-grams that span the space between two words (``x:``, 3–5), and word uni- and bigrams. One function, used by
+training (as scikit-learn's analyzer) and by the shipped model alike, so the two can never disagree."""
 
 from __future__ import annotations
 
@@ -37,21 +37,44 @@ def char_grams(word: str) -> list[str]:
     return out
 
 
+def cross_grams(first: str, second: str) -> list[str]:
+    """The ``x:`` features of two words in a row: their character n-grams that hold the space between them and a
+    character of each ("ignore previous" -> ``re p``, ``e pr``…): phrases seen across their inflections."""
+    out: list[str] = []
+    low, high = CHAR_N
+    left = first[-(high - 2) :]
+    joined = f"{left} {second[: high - 2]}"
+    space = len(left)
+    for n in range(low, high + 1):
+        for i in range(max(0, space - n + 2), min(space - 1, len(joined) - n) + 1):
+            out.append("x:" + joined[i : i + n])
+    return out
+
+
 def word_grams(prepared: str) -> list[str]:
     """The ``w:`` features of a prepared text: word (and punctuation) unigrams and bigrams."""
     words = _WORD.findall(prepared)
     return ["w:" + w for w in words] + [f"w:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
 
 
-def analyze(text: str) -> list[str]:
-    """The feature names of ``text``: ``c:`` character n-grams and ``w:`` word n-grams."""
+def analyze(text: str, cross: bool = False) -> list[str]:
+    """The feature names of ``text``: ``c:`` character n-grams, ``x:`` ones across word boundaries (``cross``) and
+    ``w:`` word n-grams."""
     text = prepare(text)
     out: list[str] = []
-    for word in text.split(" "):
-        if word:
-            out.extend(char_grams(word))
+    words = [w for w in text.split(" ") if w]
+    for word in words:
+        out.extend(char_grams(word))
+    if cross:
+        for a, b in zip(words, words[1:], strict=False):
+            out.extend(cross_grams(a, b))
     out.extend(word_grams(text))
     return out
+
+
+def analyze_cross(text: str) -> list[str]:
+    """:func:`analyze` with the ``x:`` features (a named function: scikit-learn's analyzer)."""
+    return analyze(text, cross=True)
 
 
 def counted(columns: list[int], ends: list[int], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

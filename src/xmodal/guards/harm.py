@@ -190,6 +190,45 @@ _OVERRIDE = re.compile(
     re.I,
 )
 
+#: Goal hijacking without naming the instructions (PromptInject, Perez & Ribeiro 2022; the "ignore previous" family of
+#: the OWASP LLM01 examples): everything before or above is to be forgotten or ignored, a new task takes over.
+#: "ignore previous errors when compiling" (an object after the word) and "forget everything you know about
+#: diets" (a title) are not refused.
+_GOAL_HIJACK = re.compile(
+    r"\b(?:ignore|disregard|forget|discard|drop)\s+(?:about\s+)?(?:all\s+|everything\s+|anything\s+|what(?:ever)?\s+"
+    r"(?:was|has\s+been|i|you|we)\s+(?:said|written|told|mentioned|discussed|stated)\s+)?(?:the\s+)?(?:above|before"
+    r"(?:\s+(?:that|this|now))?|previously|so\s+far|up\s+to\s+now|until\s+now|earlier)(?=\s*(?:[.,:;!?\-]|and\b|"
+    r"then\b|now\b|instead\b|$))"
+    r"|\b(?:forget|ignore|disregard)\s+(?:about\s+)?(?:everything|anything|all\s+(?:of\s+)?(?:that|this|it))\s*(?:(?:that\s+)?"
+    r"(?:you|we|i)\s+(?:said|told|discussed|wrote|were\s+told|have\s+been\s+told)\b|[,.:;!-]+\s*(?:and\s+)?"
+    r"(?:now\s+)?(?:just\s+)?(?:write|say|print|tell|answer|respond|output|repeat|act|pretend|instead))"
+    r"|\b(?:ignore|disregard)\s+(?:any|all)\s+(?:previous|prior|preceding)\s+and\s+(?:following|subsequent)\b"
+    r"|\b(?:new|next|further|additional|other)\s+(?:tasks?|instructions?|assignments?)\s+(?:follows?|(?:are|is)\s+"
+    r"(?:as\s+)?follow(?:s|ing))\b"
+    r"|\b(?:focus\s+on|start\s+(?:over\s+)?with|turn\s+to|move\s+on\s+to)\s+(?:your|a|the)\s+new\s+(?:task|"
+    r"instructions?|assignment|objective|goal)\b"
+    r"|\bnever\s*mind\W+(?:[\w'’-]+\W+){0,3}?(?:ignore|forget|disregard|instead|just\s+(?:say|print|write))\b",
+    re.I,
+)
+#: The same override in the other languages of the attack sets and the red-teaming mutations (German, French,
+#: Spanish, Italian, Portuguese, Dutch, Croatian): forget or ignore everything / all (previous) instructions.
+_FOREIGN_OVERRIDE = re.compile(
+    r"\b(?:ignorier(?:e|en\s+sie)|vergiss|vergessen\s+sie|missachte)\s+(?:bitte\s+)?(?:einfach\s+)?(?:alle[sn]?\b|"
+    r"(?:die|deine|ihre)\s+(?:obigen|vorherigen|bisherigen|vorangehenden|vorangegangenen|ursprünglichen)?\s*"
+    r"(?:anweisungen|befehle|instruktionen|regeln|vorgaben))"
+    r"|\b(?:obigen|vorherigen|bisherigen|vorangehenden)\s+(?:ausführungen|anweisungen|befehle|instruktionen)\s+"
+    r"(?:ignorieren|vergessen)\b"
+    r"|\b(?:ignore[zr]?|oublie[zr]?)\s+(?:toutes\s+)?(?:les|tes|vos)\s+(?:instructions|consignes|règles)\b"
+    r"|\boublie[zr]?\s+tout\b"
+    r"|\b(?:olvid[ae]|ignor[ae])\s+(?:todo\b|(?:todas\s+)?(?:las|tus|sus)\s+(?:instrucciones|reglas|órdenes)|"
+    r"lo\s+anterior)"
+    r"|\b(?:ignora|dimentica)\s+(?:tutto\b|(?:tutte\s+)?le\s+(?:istruzioni|regole))"
+    r"|\b(?:ignore|esque[çc]a)\s+(?:tudo\b|(?:todas\s+)?as\s+(?:instru[çc][õo]es|regras))"
+    r"|\b(?:negeer|vergeet)\s+(?:alle\s+)?(?:vorige\s+|eerdere\s+)?(?:instructies|alles)\b"
+    r"|\bzaboravi\s+sve\b",
+    re.I,
+)
+
 
 _JAILBREAK_RULES: tuple[Rule, ...] = (
     (
@@ -214,7 +253,13 @@ _JAILBREAK_RULES: tuple[Rule, ...] = (
 def pattern_sources() -> list[str]:
     """The text of every pattern here (the de-obfuscation reads its vocabulary from them)."""
     rules = (*_HARM_RULES, *_PII_RULES, *_AVAIL_RULES, *_JAILBREAK_RULES)
-    return [p.pattern for _, _, p in rules] + [_OVERRIDE.pattern, _EXTRACTION.pattern, _SELF_DISCLOSURE.pattern]
+    return [p.pattern for _, _, p in rules] + [
+        _OVERRIDE.pattern,
+        _EXTRACTION.pattern,
+        _SELF_DISCLOSURE.pattern,
+        _GOAL_HIJACK.pattern,
+        _FOREIGN_OVERRIDE.pattern,
+    ]
 
 
 #: Every rule of this module, in the order :func:`scan` reports them.
@@ -226,6 +271,8 @@ RULES: tuple[Rule, ...] = (
     (INJECTION, "prompt_extraction_synonym", _EXTRACTION),
     (INJECTION, "self_disclosure", _SELF_DISCLOSURE),
     (INJECTION, "instruction_override_synonym", _OVERRIDE),
+    (INJECTION, "goal_hijack", _GOAL_HIJACK),
+    (INJECTION, "foreign_override", _FOREIGN_OVERRIDE),
 )
 for _, _, _pattern in RULES:  # what each pattern needs, read off it once (rules.needed)
     needed(_pattern)

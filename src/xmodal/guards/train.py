@@ -22,7 +22,7 @@ import numpy as np
 
 from . import corpora, readings
 from .classifier import Classifier
-from .features import analyze
+from .features import analyze, analyze_cross
 from .rules import scan
 
 KEEP_FEATURES = 6000
@@ -58,22 +58,32 @@ def benign_splits(per_source: int = 13000, seed: int = SEED) -> dict[str, Split]
 
 
 def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str], val_benign: Sequence[str],
-        *, max_fpr: float = 0.004, meta: dict[str, Any] | None = None) -> Classifier:  # fmt: skip
-    """A calibrated classifier trained on ``attacks`` vs ``benign``, its threshold set on the validation texts."""
+        *, max_fpr: float = 0.004, meta: dict[str, Any] | None = None, c: float = 8.0,
+        keep_features: int = KEEP_FEATURES, min_df: int = 2, attack_weights: Sequence[float] | None = None,
+        min_threshold: float = 0.5, cross: bool = False) -> Classifier:  # fmt: skip
+    """A calibrated classifier trained on ``attacks`` vs ``benign`` (each attack weighed by ``attack_weights``, e.g.
+    to give each source the same weight), its threshold set on the validation texts: the lowest that refuses at
+    most ``max_fpr`` of the benign ones, never below ``min_threshold``. ``cross``: with the character n-grams
+    across word boundaries (:func:`.features.cross_grams`)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     texts = [*attacks, *benign]
     labels = np.array([1] * len(attacks) + [0] * len(benign))
-    wide = TfidfVectorizer(analyzer=analyze, sublinear_tf=True, min_df=2, dtype=np.float32)
-    first = LogisticRegression(C=8.0, class_weight="balanced", max_iter=2000).fit(wide.fit_transform(texts), labels)
+    weights = np.ones(len(texts))
+    if attack_weights is not None:
+        weights[: len(attacks)] = np.asarray(attack_weights, dtype=np.float64)
+    analyzer = analyze_cross if cross else analyze
+    wide = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, min_df=min_df, dtype=np.float32)
+    first = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+    first.fit(wide.fit_transform(texts), labels, sample_weight=weights)
     names = wide.get_feature_names_out()
-    keep = np.argsort(-np.abs(first.coef_[0]))[:KEEP_FEATURES]
+    keep = np.argsort(-np.abs(first.coef_[0]))[:keep_features]
     vectorizer = TfidfVectorizer(
-        analyzer=analyze, sublinear_tf=True, vocabulary=sorted(str(names[i]) for i in keep), dtype=np.float32
+        analyzer=analyzer, sublinear_tf=True, vocabulary=sorted(str(names[i]) for i in keep), dtype=np.float32
     )
-    model = LogisticRegression(C=8.0, class_weight="balanced", max_iter=2000)
-    model.fit(vectorizer.fit_transform(texts), labels)
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+    model.fit(vectorizer.fit_transform(texts), labels, sample_weight=weights)
     val_texts = [*val_attacks, *val_benign]
     val_labels = np.array([1] * len(val_attacks) + [0] * len(val_benign))
     z = model.decision_function(vectorizer.transform(val_texts))
@@ -83,7 +93,7 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
     benign_probs = np.sort(probs[val_labels == 0])
     allowed = int(np.floor(max_fpr * len(benign_probs)))
     threshold = float(benign_probs[len(benign_probs) - 1 - allowed]) + 1e-6 if len(benign_probs) else 0.5
-    threshold = min(max(threshold, 0.5), 0.999)  # never below even odds
+    threshold = min(max(threshold, min_threshold), 0.999)
     return Classifier(
         vectorizer.vocabulary_,
         vectorizer.idf_.astype(np.float64),
@@ -91,8 +101,23 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
         float(model.intercept_[0]),
         (a, b),
         threshold,
-        {**(meta or {}), "features": len(keep), "max_val_fpr": max_fpr},
+        {
+            **(meta or {}),
+            "features": len(keep),
+            "max_val_fpr": max_fpr,
+            "min_threshold": min_threshold,
+            "cross_grams": cross,
+        },
     )
+
+
+def source_weights(sources: Sequence[str]) -> list[float]:
+    """A weight per attack that gives each source (``sources[i]``: attack ``i``'s) the same total weight, the
+    weights averaging 1."""
+    counts: dict[str, int] = {}
+    for source in sources:
+        counts[source] = counts.get(source, 0) + 1
+    return [len(sources) / (len(counts) * counts[source]) for source in sources]
 
 
 def stopped(model: Classifier | None, text: str) -> tuple[bool, bool]:
@@ -104,9 +129,37 @@ def stopped(model: Classifier | None, text: str) -> tuple[bool, bool]:
     return rules, model is not None and any(model.probability(t) >= model.threshold for t in texts)
 
 
+#: What :func:`stopped_many` reads off a text whatever the model: whether the rules stop it, and the texts the
+#: classifier judges (it and its readings). Kept across calls: a leave-one-source-out run judges the same
+#: benign texts in every fold.
+_READ: dict[str, tuple[bool, list[str]]] = {}
+
+
+def stopped_many(model: Classifier | None, texts: Sequence[str]) -> list[tuple[bool, bool]]:
+    """:func:`stopped` of each text, the classifier run over the batch at once."""
+    for text in texts:
+        if text not in _READ:
+            first = scan(text)
+            _READ[text] = (
+                bool(first) or bool(readings.scan_query(text, first)),
+                [text, *readings.classifier_texts(text)],
+            )
+    if model is None:
+        return [(_READ[t][0], False) for t in texts]
+    flat = [r for t in texts for r in _READ[t][1]]
+    probs = model.probabilities(flat) if flat else np.zeros(0)
+    out = []
+    at = 0
+    for text in texts:
+        rules, judged = _READ[text]
+        out.append((rules, bool(np.any(probs[at : at + len(judged)] >= model.threshold))))
+        at += len(judged)
+    return out
+
+
 def evaluate(model: Classifier | None, attacks: Sequence[str], benign: dict[str, Sequence[str]]) -> dict[str, Any]:
     """Detection (rules, classifier, either) on ``attacks`` and false refusals per benign set."""
-    hits = [stopped(model, t) for t in attacks]
+    hits = stopped_many(model, attacks)
     out: dict[str, Any] = {
         "attacks": len(attacks),
         "detected_rules": _rate(h[0] for h in hits),
@@ -116,7 +169,7 @@ def evaluate(model: Classifier | None, attacks: Sequence[str], benign: dict[str,
     }
     total = refused = 0
     for name, texts in benign.items():
-        flags = [any(stopped(model, t)) for t in texts]
+        flags = [any(h) for h in stopped_many(model, texts)]
         out["false_refusals"][name] = {"texts": len(texts), "rate": _rate(flags)}
         total += len(texts)
         refused += sum(flags)
