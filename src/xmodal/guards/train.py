@@ -32,10 +32,10 @@ SEED = 13
 #: ``per_source_threshold``: the threshold refuses at most ``max_fpr`` of each benign source's validation texts.
 SETTINGS: dict[str, Any] = {
     "max_fpr": 0.004,
-    "min_threshold": 0.5,
+    "min_threshold": 0.0,
     "balance": False,
-    "cross": False,
-    "per_source_threshold": False,
+    "cross": True,
+    "per_source_threshold": True,
 }
 
 
@@ -56,13 +56,16 @@ def split(texts: Sequence[str], fractions: tuple[float, float] = (0.6, 0.2), see
 
 
 def benign_splits(per_source: int = 13000, seed: int = SEED) -> dict[str, Split]:
-    """WordNet glosses, Debian descriptions and the contrast set, each split train/validation/test."""
+    """WordNet glosses, Debian descriptions, Debian READMEs and copyright files, and the contrast set, each split
+    train/validation/test."""
     rng = random.Random(seed)
     wordnet = corpora.wordnet_glosses()
     debian = corpora.debian_descriptions()
+    docs = corpora.debian_docs()
     return {
         "wordnet": split(rng.sample(wordnet, min(per_source, len(wordnet))), seed=seed),
         "debian": split(rng.sample(debian, min(per_source, len(debian))), seed=seed),
+        "docs": split(rng.sample(docs, min(per_source, len(docs))), seed=seed),
         "contrast": split(corpora.contrast_set(), (0.4, 0.2), seed=seed),
     }
 
@@ -237,9 +240,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     attacks = corpora.attack_sources(args.wheels)
     pins = " + ".join(corpora.PACKAGES[name] for name in attacks)
-    model = fit_sources(
-        attacks, benign_splits(), meta={"trained_on": f"{pins} attacks; WordNet, Debian descriptions, contrast set"}
-    )
+    benign = "WordNet, Debian descriptions, Debian READMEs and copyright files, contrast set"
+    model = fit_sources(attacks, benign_splits(), meta={"trained_on": f"{pins} attacks; {benign}"})
     model.save(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes, threshold {model.threshold:.3f})")
 
