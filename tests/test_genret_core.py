@@ -19,6 +19,7 @@ from xmodal.errors import ConfigError, StorageError, ValidationError  # noqa: E4
 from xmodal.genret.decoder import augment  # noqa: E402
 from xmodal.genret.model import GenerativeIndex  # noqa: E402
 from xmodal.genret.quantizer import ResidualQuantizer, default_shape, kmeans  # noqa: E402
+from xmodal.genret.search import bucket_candidates  # noqa: E402
 from xmodal.genret.train import TrainConfig, TrainingSet, fit  # noqa: E402
 from xmodal.genret.trie import CodeTrie  # noqa: E402
 
@@ -104,7 +105,48 @@ def test_trie_moves_a_row_on_re_add() -> None:
     assert len(trie) == 1 and trie.allowed(np.array([0]), 1)[0].tolist() == [False, False, False, True]
 
 
+def test_prefix_members_are_every_item_under_a_prefix() -> None:
+    trie = CodeTrie(1, 2, 4)  # IDs (m, c1, c2)
+    codes = np.array([[0, 1, 0], [0, 1, 3], [0, 2, 1], [0, 1, 3], [0, 3, 0]])
+    trie.add(np.array([10, 11, 12, 13, 14]), codes)
+    one = trie.pack(np.array([[0, 1]]))
+    assert [m.tolist() for m in trie.prefix_members(one, 2)] == [[10, 11, 13]]
+    assert [m.tolist() for m in trie.prefix_members(trie.pack(np.array([[0]])), 1)] == [[10, 11, 13, 12, 14]]
+    full = trie.pack(np.array([[0, 1, 3]]))
+    assert [m.tolist() for m in trie.prefix_members(full, 3)] == [m.tolist() for m in trie.members(full)]
+    assert trie.prefix_members(trie.pack(np.array([[0, 0]])), 2)[0].size == 0
+    with pytest.raises(ValueError, match="outside"):
+        trie.prefix_members(one, 0)
+
+
 # -- decoding ----------------------------------------------------------------------------------
+def test_decoding_a_shallower_prefix_widens_the_candidates(trained: tuple[GenerativeIndex, np.ndarray]) -> None:
+    """``depth``: beam search stops after that many tokens and every item under each generated prefix is a
+    candidate (in beam order, capped at the pool): a superset of the full IDs' candidates at the same beam,
+    since both searches keep the same prefixes up to that step."""
+    model, x = trained
+    q, full, size = x[:20], model.trie.length, model.trie.codebook_size
+    prefixes = model.trie.arrays()["codes"][:, :2] @ np.array([size, 1])  # packed (modality, c1) of every item
+    similarity = lambda rows, v: x[rows // 3] @ v  # noqa: E731
+    for i in range(len(q)):
+        k_two, s_two = model.generate(q[i : i + 1], 4, depth=2)
+        assert set(k_two[0][k_two[0] >= 0].tolist()) <= set(prefixes.tolist())
+        wide, _ = bucket_candidates(model.trie, k_two[0], s_two[0], 10_000, 2)
+        assert sorted((model.trie.key_of(wide) // size).tolist()) == sorted(
+            int(k) for k in k_two[0] if k >= 0 for _ in range(int(np.sum(prefixes == k)))
+        )  # exactly the items under the generated prefixes
+        k_full, s_full = model.generate(q[i : i + 1], 4)
+        narrow, _ = bucket_candidates(model.trie, k_full[0], s_full[0], 10_000)
+        assert set(narrow.tolist()) <= set(wide.tolist())
+        capped, _ = bucket_candidates(model.trie, k_two[0], s_two[0], 3, 2)
+        assert capped.tolist() == wide[:3].tolist()
+    for depth in range(1, full + 1):
+        for rows, scores in model.search(q, 5, beam=4, similarity=similarity, depth=depth):
+            assert len(rows) == 5 and np.all(np.diff(scores) <= 1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        model.search(q, 5, depth=full + 1)
+
+
 @given(st.integers(0, 10_000), st.integers(1, 12))
 @settings(max_examples=15, deadline=None)
 def test_every_decoded_id_exists(trained: tuple[GenerativeIndex, np.ndarray], seed: int, beam: int) -> None:

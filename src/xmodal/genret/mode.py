@@ -20,7 +20,12 @@ if TYPE_CHECKING:
     from .live import LiveGenret
 
 BEAM = 32
-RERANK_BEAM = 64  # a wider beam feeds the re-ranker more candidates (docs/benchmarks/genret.md)
+# GENIUS-R decodes only the modality and the level-1 code (RERANK_DEPTH tokens) with RERANK_BEAM beams and
+# re-ranks every item under those prefixes, at most RERANK_POOL: on the WordNet tuning kinds this took R@10
+# from 0.46–0.75× dense (full IDs, beam 64, ~70 candidates) to 0.67–0.90× at 3.5 ms a query
+# (docs/benchmarks.md, "GENIUS-R decoding depth"). A catalog whose level-1 cells are small gets fewer.
+RERANK_BEAM = 16
+RERANK_DEPTH = 2
 FILTER_DEPTH = 10  # candidates per wanted hit when filters apply
 
 
@@ -46,7 +51,12 @@ def generative_search(
     with live.reading() as model:
         pool = max(depth, RERANK_POOL)  # every member of the generated buckets, up to the cap
         rows, scores = model.search(
-            vector, depth if not rerank else pool, beam=beam, similarity=similarity if rerank else None, pool=pool
+            vector,
+            depth if not rerank else pool,
+            beam=beam,
+            similarity=similarity if rerank else None,
+            pool=pool,
+            depth=RERANK_DEPTH if rerank else None,
         )[0]
         if allowed is not None:
             match = np.isin(rows, allowed)

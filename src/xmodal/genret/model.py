@@ -88,12 +88,13 @@ class GenerativeIndex:
         return self.trie.remove(np.asarray(rows, np.int64))
 
     # -- search -------------------------------------------------------------------------------
-    def generate(self, queries: FloatArray, beam: int) -> tuple[IntArray, FloatArray]:
-        """Constrained beam search: generated full keys and log-probabilities per query."""
+    def generate(self, queries: FloatArray, beam: int, depth: int | None = None) -> tuple[IntArray, FloatArray]:
+        """Constrained beam search: generated full keys (or prefixes of ``depth`` tokens) and
+        log-probabilities per query."""
         q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         if len(self.trie) == 0:
             return np.full((len(q), 0), -1, np.int64), np.empty((len(q), 0), np.float32)
-        return beam_search(self.decoder, self.trie, torch.as_tensor(q, device=self.device), beam)
+        return beam_search(self.decoder, self.trie, torch.as_tensor(q, device=self.device), beam, depth)
 
     def search(
         self,
@@ -103,19 +104,27 @@ class GenerativeIndex:
         beam: int = 32,
         similarity: VectorFetch | None = None,
         pool: int | None = None,
+        depth: int | None = None,
     ) -> list[tuple[IntArray, FloatArray]]:
         """Per query, up to ``k`` rows with scores: GENIUS (beam log-prob) or, with ``similarity``, GENIUS-R.
 
         GENIUS-R re-ranks by cosine every member of the ``beam`` generated buckets, in beam order, capped
         at ``pool`` candidates (default :data:`RERANK_POOL`): the cap bounds the cost when the embeddings
         collapse into a few large buckets; a bucket cut by the cap keeps its first rows.
+
+        ``depth`` (1 ≤ depth ≤ ``levels + 1``; default the full ID) decodes only the first ``depth``
+        tokens, and every item under each of the ``beam`` generated prefixes is a candidate: with
+        ``depth=2`` (modality and level-1 code) GENIUS-R re-ranks whole level-1 cells, a wider net than
+        the full IDs (still capped at ``pool``).
         """
         q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        keys, scores = self.generate(q, max(beam, 1))
+        if depth is not None and not 1 <= depth <= self.trie.length:
+            raise ValueError(f"depth {depth} is outside 1..{self.trie.length}")
+        keys, scores = self.generate(q, max(beam, 1), depth)
         out = []
         for i in range(len(q)):
             want = k if similarity is None else max(k, pool or RERANK_POOL)
-            rows, sc = bucket_candidates(self.trie, keys[i], scores[i], want)
+            rows, sc = bucket_candidates(self.trie, keys[i], scores[i], want, depth)
             if similarity is not None:
                 rows, sc = rerank(rows, q[i], similarity, k)
             out.append((rows, sc))

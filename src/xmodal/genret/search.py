@@ -24,8 +24,16 @@ VectorFetch = Callable[[IntArray, FloatArray], FloatArray]  # (rows, query) -> s
 
 
 @torch.no_grad()
-def beam_search(decoder: IDDecoder, trie: CodeTrie, queries: torch.Tensor, beam: int) -> tuple[IntArray, FloatArray]:
-    """Top ``beam`` full keys [n, beam] (-1 where fewer IDs exist) and their log-probabilities."""
+def beam_search(
+    decoder: IDDecoder, trie: CodeTrie, queries: torch.Tensor, beam: int, steps: int | None = None
+) -> tuple[IntArray, FloatArray]:
+    """Top ``beam`` keys [n, beam] (-1 where fewer exist) and their log-probabilities.
+
+    The keys are full IDs, or with ``steps`` (1 ≤ steps ≤ the ID length) the packed prefixes of the
+    first ``steps`` tokens: decoding stops there (see :func:`bucket_candidates`' ``depth``)."""
+    steps = trie.length if steps is None else steps
+    if not 1 <= steps <= trie.length:
+        raise ValueError(f"steps {steps} is outside 1..{trie.length}")
     decoder.eval()
     n = queries.shape[0]
     device = queries.device
@@ -33,7 +41,7 @@ def beam_search(decoder: IDDecoder, trie: CodeTrie, queries: torch.Tensor, beam:
     tokens = torch.zeros((n, 0), dtype=torch.long, device=device)
     scores = np.zeros((n, 1), dtype=np.float32)
     keys = np.zeros((n, 1), dtype=np.int64)
-    for step in range(trie.length):
+    for step in range(steps):
         b = keys.shape[1]
         mem = memory.repeat_interleave(b, dim=0)
         hidden = decoder.hidden(mem, tokens)[:, -1]
@@ -56,15 +64,21 @@ def beam_search(decoder: IDDecoder, trie: CodeTrie, queries: torch.Tensor, beam:
     return keys.astype(np.int64), scores
 
 
-def bucket_candidates(trie: CodeTrie, keys: IntArray, scores: FloatArray, want: int) -> tuple[IntArray, FloatArray]:
+def bucket_candidates(
+    trie: CodeTrie, keys: IntArray, scores: FloatArray, want: int, depth: int | None = None
+) -> tuple[IntArray, FloatArray]:
     """GENIUS candidates of one query: members of the generated buckets in beam order, at most ``want``.
 
-    Items of one bucket share the beam's log-probability (ties keep row order).
+    ``keys`` are full IDs, or with ``depth`` the packed prefixes of that many tokens (from
+    :func:`beam_search` with ``steps=depth``): then every item under each prefix is a candidate.
+    Items of one bucket share the beam's log-probability (ties keep (key, row) order).
     """
     valid = keys >= 0
     rows, out_scores = [], []
     got = 0
-    for members, score in zip(trie.members(keys[valid]), scores[valid].tolist(), strict=True):
+    depth = trie.length if depth is None else depth
+    groups = trie.members(keys[valid]) if depth == trie.length else trie.prefix_members(keys[valid], depth)
+    for members, score in zip(groups, scores[valid].tolist(), strict=True):
         rows.append(members)
         out_scores.append(np.full(len(members), score, np.float32))
         got += len(members)

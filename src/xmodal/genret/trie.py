@@ -166,6 +166,16 @@ class CodeTrie:
         hi = np.searchsorted(self._keys, keys, side="right")
         return [self._rows[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
 
+    def prefix_members(self, prefixes: IntArray, t: int) -> list[IntArray]:
+        """Rows of every item under each packed prefix of length ``t`` (1 ≤ t ≤ length), in (key, row) order."""
+        prefixes = np.asarray(prefixes, dtype=np.int64)
+        if not 1 <= t <= self.length:
+            raise ValueError(f"prefix length {t} is outside 1..{self.length}")
+        span = self.codebook_size ** (self.length - t)
+        lo = np.searchsorted(self._keys, prefixes * span, side="left")
+        hi = np.searchsorted(self._keys, (prefixes + 1) * span, side="left")
+        return [self._rows[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+
     def full_keys(self) -> IntArray:
         """The distinct full keys (buckets) present."""
         return self._prefix[self.length].copy()
