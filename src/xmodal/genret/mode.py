@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 BEAM = 32
 # GENIUS-R decodes only the modality and the level-1 code (RERANK_DEPTH tokens) with RERANK_BEAM beams and
 # re-ranks every item under those prefixes, at most RERANK_POOL: on the WordNet tuning kinds this took R@10
-# from 0.46–0.75× dense (full IDs, beam 64, ~70 candidates) to 0.67–0.90× at 3.5 ms a query
-# (docs/benchmarks.md, "GENIUS-R decoding depth"). A catalog whose level-1 cells are small gets fewer.
+# from 0.46–0.75× dense (64 full IDs, ~70 candidates) to 0.67–0.90×, no slower end to end (2 decoder
+# steps instead of 4; docs/benchmarks.md, "GENIUS-R decoding depth"). Small level-1 cells give fewer.
 RERANK_BEAM = 16
 RERANK_DEPTH = 2
 FILTER_DEPTH = 10  # candidates per wanted hit when filters apply
