@@ -45,7 +45,7 @@ from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.ranker import LambdaRanker
 from xmodal.ltr.scores import shown_scores
 from xmodal.ltr.selftune import tune
-from xmodal.store.termstats import checked_once, checking_once
+from xmodal.store.termstats import checked_once
 
 POS = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
 LEX = (
@@ -192,7 +192,7 @@ def fit_tuned(pipe: Pipeline, sample: int) -> dict[str, object]:
     }
 
 
-@checking_once  # one search: its full-text statistics checked once (xmodal.store.termstats)
+@checked_once()  # one search: its full-text statistics checked once (xmodal.store.termstats)
 def time_tuned(pipe: Pipeline, q: Query, v: np.ndarray) -> dict[str, float]:
     """One search that uses the self-tuned fusion, by stage (seconds)."""
     pipe.engine.refresh()  # (untimed) every search's first read, as above

@@ -29,7 +29,7 @@ from .encoders import Content, Encoder, kinds_of
 from .errors import ValidationError
 from .extension import BatchMode, Mode, current_caller, query_base
 from .feedback.base import FeedbackStore
-from .filters import FilterExpr, parsing_once
+from .filters import FilterExpr, parsed_once
 from .media_loaders import media_loader
 from .records import MAX_K, Hits, Item, Query, Target, check_k, check_offset
 from .results import SearchResult
@@ -37,7 +37,7 @@ from .rwlock import RWLock
 from .segments import GROUP_FETCH, group_hits
 from .settings import DENSE
 from .store.base import Store
-from .store.termstats import checking_once
+from .store.termstats import checked_once
 from .updates import query_vector, query_vectors
 
 #: A query's hits (``offset`` + ``k`` of them), their items, and the mode's details.
@@ -89,8 +89,8 @@ class SearchPath:
         vectors: np.ndarray = self._p.encoder.encode_queries(contents)
         return vectors
 
-    @parsing_once  # the query's filter is read at several stages: parsed at the first (xmodal.filters.expr)
-    @checking_once  # so are the full-text statistics: checked for other processes' writes once (store.termstats)
+    @parsed_once()  # the query's filter is read at several stages: parsed at the first (xmodal.filters.expr)
+    @checked_once()  # so are the full-text statistics: checked for other processes' writes once (store.termstats)
     def search(
         self,
         query: Query | str,
@@ -116,8 +116,8 @@ class SearchPath:
         run = functools.partial(self._run, log=log, explain=explain, with_vectors=with_vectors, caller=caller)
         return run(prepared, start, base_dir, screened=[screened])[0]
 
-    @parsing_once
-    @checking_once
+    @parsed_once()
+    @checked_once()
     def search_many(
         self,
         queries: Sequence[Query | str],

@@ -34,7 +34,7 @@ Two names are an item's own fields, not attributes (no attribute may take them):
 
 from __future__ import annotations
 
-from .expr import FilterExpr, parsed_once, parsing_once
+from .expr import FilterExpr, parsed_once
 from .nodes import OPS, RANGE_OPS, And, Condition, Node, Not, Or, ValueKey, value_key, values_at
 from .syntax import MAX_FILTER_DEPTH, filterable, parse_filters
 from .table import AttributeTable
@@ -57,7 +57,6 @@ __all__ = [
     "parse_filters",
     "parse_where",
     "parsed_once",
-    "parsing_once",
     "value_key",
     "values_at",
 ]

@@ -9,12 +9,11 @@ or a copy of it (``dict(query.filters)``: the same keys holding the same objects
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from .nodes import Condition, Node, conditions, evaluate
 from .syntax import parse_filters
@@ -65,30 +64,18 @@ MEMO_SIZE = 8
 _PARSED: ContextVar[list[tuple[Mapping[str, Any], FilterExpr | None]] | None] = ContextVar(
     "xmodal_filters_parsed", default=None
 )
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 @contextmanager
 def parsed_once() -> Iterator[None]:
     """Within the block (in this context: one search), :meth:`FilterExpr.parse` of a filter object parsed
-    before in it, or of a copy of one, returns the expression parsed then."""
+    before in it, or of a copy of one, returns the expression parsed then. Also a decorator:
+    ``@parsed_once()`` runs each call of a function in a block of its own."""
     token = _PARSED.set([])
     try:
         yield
     finally:
         _PARSED.reset(token)
-
-
-def parsing_once(fn: Callable[P, T]) -> Callable[P, T]:
-    """``fn`` run within :func:`parsed_once`."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        with parsed_once():
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 def _same(parsed: Mapping[str, Any], given: Mapping[str, Any]) -> bool:

@@ -28,7 +28,7 @@ from ..provenance import names_of
 from ..records import Hits, Query, VectorKind
 from ..store.files import folder_lock
 from ..store.sqlite import StoredItem
-from ..store.termstats import checking_once
+from ..store.termstats import checked_once
 from . import explore_config, strategy_config
 from .completion import complete
 from .context import ANSWERED_RATE, CONTEXT_FEATURES, context_vector, query_context, unanswered
@@ -782,7 +782,7 @@ class Pipeline:
         self.repeats.clear()
         self.explore_budget.reset()
 
-    @checking_once  # the stages read one state of the full-text statistics (xmodal.store.termstats)
+    @checked_once()  # the stages read one state of the full-text statistics (xmodal.store.termstats)
     def search(
         self, query: Query, vector: np.ndarray | None, *, plan: Plan | None = None
     ) -> tuple[Hits, dict[str, Any]]:
@@ -795,7 +795,7 @@ class Pipeline:
         ranked, X, status = self.rank(prepared, vector, found.fused)
         return self._shown(prepared, plan, found, (ranked, X, status))
 
-    @checking_once
+    @checked_once()
     def search_many(
         self, queries: Sequence[Query], vectors: Sequence[np.ndarray | None]
     ) -> list[tuple[Hits, dict[str, Any]]]:
@@ -937,7 +937,7 @@ class Pipeline:
             entry["features"] = {name: round(float(v), 6) for name, v in zip(self.features, row, strict=True)}
         return entry
 
-    @checking_once
+    @checked_once()
     def single(self, name: str, query: Query, vector: np.ndarray | None) -> tuple[Hits, dict[str, Any]]:
         """One strategy alone at depth k (the per-strategy search modes; scores: the strategy's own)."""
         prepared = self.prepare(query, vector=vector)
@@ -955,7 +955,7 @@ class Pipeline:
             "strategies": {name: len(hits)},
         }
 
-    @checking_once
+    @checked_once()
     def uniform(self, query: Query, vector: np.ndarray | None) -> tuple[Hits, dict[str, Any]]:
         """Every available strategy with an equal share of the budget and equal weights (the baseline);
         exploration's items placed as the floor's are."""

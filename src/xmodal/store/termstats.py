@@ -39,7 +39,6 @@ held as they commit, in a block or not, and a write transaction always checks.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sqlite3
 import threading
@@ -47,7 +46,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from typing import ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +72,7 @@ _CHECKED: ContextVar[list[TermStats] | None] = ContextVar("xmodal_termstats_chec
 def checked_once() -> Iterator[None]:
     """Within the block (in this context: one search), each store's term statistics are checked for another
     connection's writes at the block's first read of them only (see the module docstring). A block inside
-    another is part of it (the outer search's)."""
+    another is part of it (the outer search's). Also a decorator: ``@checked_once()``."""
     if _CHECKED.get() is not None:
         yield
         return
@@ -83,21 +81,6 @@ def checked_once() -> Iterator[None]:
         yield
     finally:
         _CHECKED.reset(token)
-
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def checking_once(fn: Callable[P, T]) -> Callable[P, T]:
-    """``fn`` run within :func:`checked_once` (a search: its term statistics checked once)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        with checked_once():
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 class _Delta:
