@@ -118,8 +118,6 @@ class GenerativeIndex:
         the full IDs (still capped at ``pool``).
         """
         q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        if depth is not None and not 1 <= depth <= self.trie.length:
-            raise ValueError(f"depth {depth} is outside 1..{self.trie.length}")
         keys, scores = self.generate(q, max(beam, 1), depth)
         out = []
         for i in range(len(q)):

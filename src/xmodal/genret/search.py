@@ -33,7 +33,7 @@ def beam_search(
     first ``steps`` tokens: decoding stops there (see :func:`bucket_candidates`' ``depth``)."""
     steps = trie.length if steps is None else steps
     if not 1 <= steps <= trie.length:
-        raise ValueError(f"steps {steps} is outside 1..{trie.length}")
+        raise ValueError(f"depth (decoded steps) {steps} is outside 1..{trie.length}")
     decoder.eval()
     n = queries.shape[0]
     device = queries.device
