@@ -495,8 +495,7 @@ class SQLiteStore:
     def last_seq(self) -> int:
         with self._lock:
             seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
-            if hasattr(self, "fulltext"):  # a search's refresh reads it first: its full-text statistics' check
-                self.fulltext.stats.seen(seq)
+            self.fulltext.stats.seen(seq)  # a search's refresh reads it first: its full-text statistics' check
             return seq
 
     def changes_since(self, seq: int) -> list[tuple[int, str]]:
