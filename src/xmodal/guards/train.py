@@ -144,15 +144,6 @@ def source_weights(sources: Sequence[str]) -> list[float]:
     return [len(sources) / (len(counts) * counts[source]) for source in sources]
 
 
-def stopped(model: Classifier | None, text: str) -> tuple[bool, bool]:
-    """(the rules stop ``text``, the classifier does) — as the query guard reads it: the text, then its
-    de-obfuscated readings (:mod:`.readings`)."""
-    first = scan(text)
-    rules = bool(first) or bool(readings.scan_query(text, first))
-    texts = [text, *readings.classifier_texts(text)]
-    return rules, model is not None and any(model.probability(t) >= model.threshold for t in texts)
-
-
 #: What :func:`stopped_many` reads off a text whatever the model: whether the rules stop it, and the texts the
 #: classifier judges (it and its readings). Kept across calls: a leave-one-source-out run judges the same
 #: benign texts in every fold.
@@ -160,7 +151,8 @@ _READ: dict[str, tuple[bool, list[str]]] = {}
 
 
 def stopped_many(model: Classifier | None, texts: Sequence[str]) -> list[tuple[bool, bool]]:
-    """:func:`stopped` of each text, the classifier run over the batch at once."""
+    """Per text, (the rules stop it, the classifier does) — as the query guard reads it: the text, then its
+    de-obfuscated readings (:mod:`.readings`); the classifier run over the batch at once."""
     for text in texts:
         if text not in _READ:
             first = scan(text)
