@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from .features import char_grams, counted, cross_grams, prepare, word_grams
+from .features import CHAR_N, char_grams, counted, cross_grams, prepare, word_grams
 
 FORMAT = "xmodal-guard-classifier/1"
 MODEL_FILE = "injection_model.json.gz"
-WORD_CACHE = 200_000  # words whose feature columns are kept (a few tens of MB at most)
+WORD_CACHE = 200_000  # words (and word pairs' joints) whose feature columns are kept (a few tens of MB at most)
+CROSS = CHAR_N[1] - 2  # the characters of each word that an x: n-gram can hold (features.cross_grams)
 
 
 class ModelError(Exception):
@@ -47,6 +48,7 @@ class Classifier:
         object.__setattr__(self, "_idf", self.idf.tolist())
         object.__setattr__(self, "_coef", self.coef.tolist())
         object.__setattr__(self, "_words", {})  # word -> the columns of its character n-grams (a cache)
+        object.__setattr__(self, "_pairs", {})  # "abc de" -> the columns of its x: n-grams (a cache)
         object.__setattr__(self, "_cross", bool(self.meta.get("cross_grams")))  # the x: features (features.py)
 
     def _char_columns(self, word: str) -> tuple[int, ...]:
@@ -57,6 +59,19 @@ class Classifier:
             found = tuple(col for f in char_grams(word) if (col := find(f)) is not None)
             if len(cache) < WORD_CACHE:
                 cache[word] = found
+        return found
+
+    def _cross_columns(self, joined: str) -> tuple[int, ...]:
+        """The columns of the ``x:`` features of two words in a row, given as the first's last and the second's
+        first few characters with a space between (all that :func:`~.features.cross_grams` reads of them)."""
+        cache: dict[str, tuple[int, ...]] = self.__dict__["_pairs"]
+        found = cache.get(joined)
+        if found is None:
+            find = self.vocabulary.get
+            left, _, right = joined.partition(" ")
+            found = tuple(col for f in cross_grams(left, right) if (col := find(f)) is not None)
+            if len(cache) < WORD_CACHE:
+                cache[joined] = found
         return found
 
     def _columns(self, prepared: str) -> list[int]:
@@ -70,8 +85,12 @@ class Classifier:
             found = held(word)
             cols.extend(columns(word) if found is None else found)
         if self.__dict__["_cross"]:
-            pairs = zip(words, words[1:], strict=False)
-            cols.extend(c for a, b in pairs for f in cross_grams(a, b) if (c := find(f)) is not None)
+            pair = self.__dict__["_pairs"].get
+            crossed = self._cross_columns
+            for a, b in zip(words, words[1:], strict=False):
+                joined = f"{a[-CROSS:]} {b[:CROSS]}"
+                found = pair(joined)
+                cols.extend(crossed(joined) if found is None else found)
         cols.extend(c for feature in word_grams(prepared) if (c := find(feature)) is not None)
         return cols
 
