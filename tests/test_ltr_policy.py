@@ -168,3 +168,52 @@ def test_a_view_that_feedback_puts_out_of_the_margin_leaves_the_family() -> None
     )
     names = [a.strategy for a in plan.allocations]
     assert names[:2] == ["lexical", "dense:text"] and "dense:image" not in names
+
+
+def _fresh_plan(policy: LinearBandit, x: np.ndarray, **kwargs: object) -> list[dict[str, object]]:
+    """The plan a policy with the same state and hyperparameters makes without any plan kept."""
+    twin = make_policy(policy.kind, policy.arms, policy.dim, **policy.params())
+    twin.A_, twin.A_inv_, twin.b_ = policy.A_, policy.A_inv_, policy.b_
+    return twin.select(x, **kwargs).to_list()  # type: ignore[arg-type]
+
+
+def test_a_kept_plan_is_made_again_after_every_change_of_the_state() -> None:
+    """LinUCB keeps the plan it made for a context until its state changes (observe, credit, evidence added,
+    an array replaced) or a hyperparameter does; each change gives the plan a new policy would make."""
+    policy = make_policy("linucb", ARMS, 3, budget=60, seed=0)
+    x, y = np.array([1.0, 0.5, 0.0]), np.array([1.0, 0.0, 1.0])
+    first = policy.select(x)
+    assert policy.select(x).to_list() == first.to_list() and policy.select(x) is not first  # a copy each time
+    changes = [
+        lambda: policy.observe(x, ["memory"]),
+        lambda: policy.credit(x, "memory", 1.0),
+        lambda: policy.update(y, "structured", 1.0),
+        lambda: policy.add_evidence("lexical", np.eye(3) * 4, np.array([0.0, 0.0, 3.0])),
+        lambda: setattr(policy, "b_", policy.b_ * 2),
+        lambda: setattr(policy, "margin", 5.0),
+        lambda: setattr(policy, "alpha", 3.0),
+        lambda: setattr(policy, "max_arms", 4),
+    ]
+    seen = {json.dumps(first.to_list())}
+    for change in changes:
+        policy.select(x), policy.select(y, ARMS[:3], explore=False)  # kept
+        change()
+        for ctx, kwargs in ((x, {}), (y, {"available": ARMS[:3], "explore": False})):
+            assert policy.select(ctx, **kwargs).to_list() == _fresh_plan(policy, ctx, **kwargs)  # type: ignore[arg-type]
+        seen.add(json.dumps(policy.select(x).to_list()))
+    assert len(seen) > 3  # the changes did change the plan
+
+
+def test_the_learned_state_changes_only_through_the_policy() -> None:
+    """Its arrays are read-only from outside (a write in place would leave a kept plan or θ̂ stale)."""
+    policy = make_policy("linucb", ARMS, 3)
+    for array in (policy.A_, policy.A_inv_, policy.b_, policy.theta()):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] += 1.0
+
+
+def test_thompson_sampling_keeps_no_plan() -> None:
+    policy = make_policy("thompson", ARMS, 3, seed=1)
+    x = np.array([1.0, 0.5, 0.0])
+    indices = [policy.select(x).indices for _ in range(3)]
+    assert indices[0] != indices[1] != indices[2]  # a new draw each time

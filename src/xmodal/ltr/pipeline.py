@@ -568,7 +568,8 @@ class Pipeline:
     def available(self, query: Query, found: Understanding, memory_hits: int) -> tuple[str, ...]:
         """Strategies that can return anything for this query (each spec judges, see :class:`StrategySpec`)."""
         probe = Probe(query, len(found.slots), memory_hits)
-        return tuple(name for name, spec in self.specs.items() if spec.available(probe))
+        target = str(query.target)  # read once for every spec
+        return tuple(name for name, spec in self.specs.items() if spec.available(probe, target))
 
     def retrieve(
         self, prepared: Prepared, plan: Plan, vector: np.ndarray | None, cached: Mapping[str, Hits] | None = None

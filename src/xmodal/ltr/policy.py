@@ -12,7 +12,9 @@ Arms are ranked by their index; the plan draws from the arms whose index is with
 the best (at most ``max_arms``), fused with equal weights, plus an exploration floor (``always``,
 fused with ``floor_weight``) when no chosen arm explores, and splits the candidate budget
 geometrically down that order (half to the first, a half of the rest to the next, ...), never below
-``min_depth`` and never above the budget. Feedback is semi-bandit: every arm that supplied a shown item is observed, and
+``min_depth`` and never above the budget. LinUCB's plan is a function of its state and the query's context, so it
+keeps each plan it made (:data:`PLAN_MEMO` of them) until its state or a hyperparameter changes (the state only
+changes through the policy: its arrays are read-only from outside). Feedback is semi-bandit: every arm that supplied a shown item is observed, and
 is rewarded when an item it supplied gets a positive event. State is persisted as JSON + ``.npy``.
 """
 
@@ -29,6 +31,8 @@ import numpy as np
 from ..errors import StorageError, ValidationError
 
 POLICY_FORMAT = 2  # 2: context gained the query-history features
+#: plans a deterministic policy keeps for the contexts it was asked about since its state last changed
+PLAN_MEMO = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,12 @@ def equal_plan(arms: Sequence[str], available: Sequence[str], budget: int) -> Pl
     return Plan(tuple(Allocation(a, share, 1.0) for a in use), budget, dict.fromkeys(use, 0.0))
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def _with_families(order: list[str], rest: Sequence[str], families: Mapping[str, str], always: str) -> list[str]:
     """``order`` with each arm of ``rest`` whose family one of ``order``'s (not the exploring arm's) has,
     placed after the last arm of its family (``rest`` keeps its order)."""
@@ -109,6 +119,9 @@ class LinearBandit:
     """Shared state and updates of the disjoint linear bandits; subclasses define :meth:`indices`."""
 
     kind = "linear"
+    #: whether the indices are a function of the state and the context alone (no draw from the generator), so
+    #: that :meth:`select` may keep the plans it made until the state changes
+    deterministic = False
 
     def __init__(
         self,
@@ -130,15 +143,68 @@ class LinearBandit:
         self.arms, self.dim, self.budget = list(arms), dim, budget
         self.ridge, self.share, self.min_depth, self.seed = ridge, share, min_depth, seed
         self.margin, self.max_arms, self.always, self.floor_weight = margin, max_arms, always, floor_weight
-        self.A_ = np.stack([np.eye(dim) * ridge for _ in arms])
-        self.A_inv_ = np.stack([np.eye(dim) / ridge for _ in arms])
-        self.b_ = np.zeros((len(arms), dim))
+        self._A = np.stack([np.eye(dim) * ridge for _ in arms])
+        self._A_inv = np.stack([np.eye(dim) / ridge for _ in arms])
+        self._b = np.zeros((len(arms), dim))
+        self._theta: np.ndarray | None = None  # θ̂ of every arm, kept until the state changes
+        self._version = 0  # moves with every change of the state
+        self._plans: dict[tuple[Any, ...], Plan] = {}  # select's arguments (and the version) -> its plan
         self.counts_ = np.zeros(len(arms))
         self.rng_ = np.random.default_rng(seed)
 
+    # The learned state, read-only from outside: it changes only through :meth:`observe`, :meth:`credit`,
+    # :meth:`add_evidence` or by replacing a whole array, each of which drops what is derived from it (θ̂).
+    @property
+    def A_(self) -> np.ndarray:
+        return _read_only(self._A)
+
+    @A_.setter
+    def A_(self, value: np.ndarray) -> None:
+        self._A = np.array(value, dtype=np.float64)
+        self._changed()
+
+    @property
+    def A_inv_(self) -> np.ndarray:
+        return _read_only(self._A_inv)
+
+    @A_inv_.setter
+    def A_inv_(self, value: np.ndarray) -> None:
+        self._A_inv = np.array(value, dtype=np.float64)
+        self._changed()
+
+    @property
+    def b_(self) -> np.ndarray:
+        return _read_only(self._b)
+
+    @b_.setter
+    def b_(self, value: np.ndarray) -> None:
+        self._b = np.array(value, dtype=np.float64)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._theta = None
+        self._version += 1
+        self._plans = {}
+
+    def hyperparameters(self) -> tuple[Any, ...]:
+        """What :meth:`select` reads besides the state and its arguments (:meth:`params`, as a tuple)."""
+        return (
+            self.budget,
+            self.share,
+            self.min_depth,
+            self.margin,
+            self.max_arms,
+            self.always,
+            self.floor_weight,
+        )
+
     def theta(self) -> np.ndarray:
-        theta: np.ndarray = np.einsum("aij,aj->ai", self.A_inv_, self.b_)
-        return theta
+        """θ̂ = A⁻¹ b of every arm (computed once per state; read-only)."""
+        if self._theta is None:
+            theta: np.ndarray = np.einsum("aij,aj->ai", self._A_inv, self._b)
+            theta.flags.writeable = False
+            self._theta = theta
+        return self._theta
 
     def indices(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -164,36 +230,74 @@ class LinearBandit:
         vector against the items' text, image and combined vectors) joins it when its index is within
         ``margin`` of the best too, right after its family's last chosen arm. With no feedback every index ties,
         so the day-zero plan holds every view of a chosen family instead of the first ``max_arms`` arms in
-        registry order; once feedback separates them, a family's weak views fall out of the margin."""
+        registry order; once feedback separates them, a family's weak views fall out of the margin.
+
+        A :attr:`deterministic` policy answers a question it was asked in the same state (the same context,
+        arguments and hyperparameters) with a copy of the plan it made then."""
         x = self._check(x)
-        scores = self.indices(x)
-        allowed = set(self.arms if available is None else available)
+        key: tuple[Any, ...] | None = None
+        plans = self._plans  # a change of the state starts another dict (and moves the version in the key)
+        if self.deterministic:  # the same question in the same state gets the same plan: made once
+            key = (
+                self._version,
+                x.tobytes(),
+                None if available is None else tuple(available),
+                budget,
+                explore,
+                tuple(keep),
+                tuple(lead),
+                tuple(families.items()) if families else None,
+                self.hyperparameters(),
+            )
+            made = plans.get(key)
+            if made is not None:
+                return Plan(made.allocations, made.budget, dict(made.indices))
+        plan = self._select(x, available, budget, explore, keep, lead, families)
+        if key is not None:
+            if len(plans) >= PLAN_MEMO:
+                plans.clear()
+            plans[key] = Plan(plan.allocations, plan.budget, dict(plan.indices))
+        return plan
+
+    def _select(
+        self,
+        x: np.ndarray,
+        available: Sequence[str] | None,
+        budget: int | None,
+        explore: bool,
+        keep: Sequence[str],
+        lead: Sequence[str],
+        families: Mapping[str, str] | None,
+    ) -> Plan:
+        scores: list[float] = self.indices(x).tolist()  # the same doubles, compared as Python floats
+        arms, always = self.arms, self.always
+        allowed = set(arms if available is None else available)
         if not explore:
-            allowed.discard(str(self.always))
+            allowed.discard(str(always))
         ranked = sorted(  # ties go to exploitation: the exploring arm after the others
-            (a for a in range(len(self.arms)) if self.arms[a] in allowed),
-            key=lambda a: (-scores[a], self.arms[a] == self.always, a),
+            (a for a, arm in enumerate(arms) if arm in allowed),
+            key=lambda a: (-scores[a], arms[a] == always, a),
         )
         best = scores[ranked[0]] if ranked else 0.0
-        close = [self.arms[a] for a in ranked if scores[a] >= best - self.margin]
+        close = [arms[a] for a in ranked if scores[a] >= best - self.margin]
         order = close[: self.max_arms]
         if families:
-            order = _with_families(order, close[self.max_arms :], families, str(self.always))
-        if self.always in order[1:]:  # exploration is a main strategy only when rated best; else only the floor
-            order.remove(str(self.always))
-        first = [arm for arm in dict.fromkeys(lead) if arm in allowed]
-        order = first + [arm for arm in order if arm not in first]
-        order += [arm for arm in keep if arm in allowed and arm not in order and arm != self.always]
-        floor = self.always is not None and self.always in allowed and self.always not in order
+            order = _with_families(order, close[self.max_arms :], families, str(always))
+        if always in order[1:]:  # exploration is a main strategy only when rated best; else only the floor
+            order.remove(str(always))
+        if lead:
+            first = [arm for arm in dict.fromkeys(lead) if arm in allowed]
+            order = first + [arm for arm in order if arm not in first]
+        order += [arm for arm in keep if arm in allowed and arm not in order and arm != always]
+        floor = always is not None and always in allowed and always not in order
         if floor:  # an exploration floor: feedback no greedy plan would collect, fused a little below the rest
-            order.append(str(self.always))
+            order.append(str(always))
         allocations = allocate(order, budget or self.budget, share=self.share, min_depth=self.min_depth)
         if floor:
             allocations = tuple(
-                Allocation(a.strategy, a.depth, self.floor_weight) if a.strategy == self.always else a
-                for a in allocations
+                Allocation(a.strategy, a.depth, self.floor_weight) if a.strategy == always else a for a in allocations
             )
-        return Plan(allocations, budget or self.budget, {self.arms[a]: float(scores[a]) for a in ranked})
+        return Plan(allocations, budget or self.budget, {arms[a]: scores[a] for a in ranked})
 
     # -- learning (semi-bandit) -----------------------------------------------------------------
     def observe(self, x: np.ndarray, arms: Sequence[str]) -> None:
@@ -201,14 +305,25 @@ class LinearBandit:
         x = self._check(x)
         for arm in arms:
             a = self.arms.index(arm)
-            self.A_[a] += np.outer(x, x)
-            ax = self.A_inv_[a] @ x
-            self.A_inv_[a] -= np.outer(ax, ax) / (1.0 + x @ ax)  # Sherman–Morrison
+            self._A[a] += np.outer(x, x)
+            ax = self._A_inv[a] @ x
+            self._A_inv[a] -= np.outer(ax, ax) / (1.0 + x @ ax)  # Sherman–Morrison
             self.counts_[a] += 1
+            self._changed()
 
     def credit(self, x: np.ndarray, arm: str, reward: float = 1.0) -> None:
         """Reward an observed arm (once per impression: an item it supplied got a positive event)."""
-        self.b_[self.arms.index(arm)] += reward * self._check(x)
+        self._b[self.arms.index(arm)] += reward * self._check(x)
+        self._changed()
+
+    def add_evidence(self, arm: str, A: np.ndarray, b: np.ndarray) -> None:
+        """Add evidence gathered elsewhere to an arm's model (``A`` and ``b`` summed in, A⁻¹ recomputed):
+        a prior that real feedback then outweighs (:meth:`~xmodal.ltr.tuned.TunedFusion.seed_policy`)."""
+        a = self.arms.index(arm)
+        self._A[a] = self._A[a] + A
+        self._A_inv[a] = np.linalg.inv(self._A[a])
+        self._b[a] = self._b[a] + b
+        self._changed()
 
     def update(self, x: np.ndarray, arm: str, reward: float) -> None:
         """One full observation (the classic bandit update)."""
@@ -231,12 +346,13 @@ class LinearBandit:
         for a, arm in enumerate(arms):
             if arm in self.arms:
                 old = self.arms.index(arm)
-                new.A_[a], new.A_inv_[a], new.b_[a], new.counts_[a] = (
-                    self.A_[old],
-                    self.A_inv_[old],
-                    self.b_[old],
+                new._A[a], new._A_inv[a], new._b[a], new.counts_[a] = (
+                    self._A[old],
+                    self._A_inv[old],
+                    self._b[old],
                     self.counts_[old],
                 )
+        new._changed()
         return new
 
     # -- persistence ------------------------------------------------------------------------------
@@ -276,13 +392,17 @@ class LinUCB(LinearBandit):
     """LinUCB with disjoint linear models (Li et al. 2010, Algorithm 1)."""
 
     kind = "linucb"
+    deterministic = True
 
     def __init__(self, arms: Sequence[str], dim: int, *, alpha: float = 0.5, **options: Any) -> None:
         super().__init__(arms, dim, **options)
         self.alpha = alpha
 
+    def hyperparameters(self) -> tuple[Any, ...]:
+        return (*super().hyperparameters(), self.alpha)
+
     def indices(self, x: np.ndarray) -> np.ndarray:
-        width = np.sqrt(np.einsum("i,aij,j->a", x, self.A_inv_, x))
+        width = np.sqrt(np.einsum("i,aij,j->a", x, self._A_inv, x))
         out: np.ndarray = self.theta() @ x + self.alpha * width
         return out
 
@@ -300,7 +420,7 @@ class LinearThompson(LinearBandit):
         self.v = v
 
     def indices(self, x: np.ndarray) -> np.ndarray:
-        chol = np.linalg.cholesky(self.A_inv_ + 1e-12 * np.eye(self.dim))
+        chol = np.linalg.cholesky(self._A_inv + 1e-12 * np.eye(self.dim))
         z = self.rng_.standard_normal((len(self.arms), self.dim))
         sample = self.theta() + self.v * np.einsum("aij,aj->ai", chol, z)
         out: np.ndarray = sample @ x
@@ -338,7 +458,7 @@ def load_policy(directory: Path) -> LinearBandit:
         policy.A_ = np.load(directory / "A.npy", allow_pickle=False)
         policy.b_ = np.load(directory / "b.npy", allow_pickle=False)
         policy.counts_ = np.load(directory / "counts.npy", allow_pickle=False)
-        policy.A_inv_ = np.asarray(np.linalg.inv(policy.A_), dtype=np.float64)
+        policy.A_inv_ = np.linalg.inv(policy.A_)
         policy.rng_.bit_generator.state = meta["rng"]
     except (OSError, KeyError, ValueError, np.linalg.LinAlgError) as exc:
         raise StorageError(f"{directory}: damaged policy ({exc}); delete the folder to start a new policy") from exc

@@ -143,10 +143,7 @@ class TunedFusion:
         A, b = self.prior
         for i, arm in enumerate(self.arms):
             if arm in policy.arms:
-                a = policy.arms.index(arm)
-                policy.A_[a] = policy.A_[a] + A[i]
-                policy.A_inv_[a] = np.linalg.inv(policy.A_[a])
-                policy.b_[a] = policy.b_[a] + b[i]
+                policy.add_evidence(arm, A[i], b[i])
 
     @property
     def accepted(self) -> bool:

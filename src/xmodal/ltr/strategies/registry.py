@@ -68,9 +68,10 @@ class StrategySpec:
     explores: bool = False
     when: Callable[[Probe], bool] = field(default=_always, compare=False)
 
-    def available(self, probe: Probe) -> bool:
-        """Whether this strategy can answer the probed query (its target included)."""
-        target = str(probe.query.target)
+    def available(self, probe: Probe, target: str | None = None) -> bool:
+        """Whether this strategy can answer the probed query (its target included; ``target``: the query's
+        target as a string, for a caller that asks every spec about the same query)."""
+        target = str(probe.query.target) if target is None else target
         if self.kind is not None and target != Target.ANY and target != self.kind:
             return False  # the query asks for another kind of vector
         return self.when(probe)
