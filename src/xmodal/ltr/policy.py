@@ -12,10 +12,12 @@ Arms are ranked by their index; the plan draws from the arms whose index is with
 the best (at most ``max_arms``), fused with equal weights, plus an exploration floor (``always``,
 fused with ``floor_weight``) when no chosen arm explores, and splits the candidate budget
 geometrically down that order (half to the first, a half of the rest to the next, ...), never below
-``min_depth`` and never above the budget. LinUCB's plan is a function of its state and the query's context, so it
-keeps each plan it made (:data:`PLAN_MEMO` of them) until its state or a hyperparameter changes (the state only
-changes through the policy: its arrays are read-only from outside). Feedback is semi-bandit: every arm that supplied a shown item is observed, and
-is rewarded when an item it supplied gets a positive event. State is persisted as JSON + ``.npy``.
+``min_depth`` and never above the budget. Feedback is semi-bandit: every arm that supplied a shown item is observed,
+and is rewarded when an item it supplied gets a positive event. State is persisted as JSON + ``.npy``.
+
+LinUCB's plan is a function of its state, the query's context and its hyperparameters, so it keeps each plan it made
+(:data:`PLAN_MEMO` of them) until one of them changes; the state changes only through the policy (its arrays are
+read-only from outside), which drops the kept plans and θ̂ then.
 """
 
 from __future__ import annotations
