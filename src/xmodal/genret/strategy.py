@@ -75,8 +75,8 @@ def model_folder(context: StrategyContext) -> Path:
 def _generative(context: StrategyContext) -> Iterator[Built]:
     manifest = str(model_folder(context) / MANIFEST)
 
-    def trained(probe: Probe) -> bool:  # one stat per query: a model trained meanwhile becomes available
-        return os.path.exists(manifest)
+    def trained(probe: Probe) -> bool:  # one look per query: a model trained meanwhile becomes available
+        return os.access(manifest, os.F_OK)  # os.path.exists's answer without building a stat result
 
     yield Built(StrategySpec("generative", "generative", when=trained), LazyGenerativeStrategy(context.engine))
 
