@@ -148,8 +148,8 @@ class LinearBandit:
         self._A = np.stack([np.eye(dim) * ridge for _ in arms])
         self._A_inv = np.stack([np.eye(dim) / ridge for _ in arms])
         self._b = np.zeros((len(arms), dim))
-        self._theta: np.ndarray | None = None  # θ̂ of every arm, kept until the state changes
         self._version = 0  # moves with every change of the state
+        self._theta: tuple[int, np.ndarray] | None = None  # (the version it was computed at, θ̂ of every arm)
         self._plans: dict[tuple[Any, ...], Plan] = {}  # select's arguments (and the version) -> its plan
         self.counts_ = np.zeros(len(arms))
         self.rng_ = np.random.default_rng(seed)
@@ -184,8 +184,7 @@ class LinearBandit:
         self._changed()
 
     def _changed(self) -> None:
-        self._theta = None
-        self._version += 1
+        self._version += 1  # what was derived from the state before (θ̂, the kept plans) is not used again
         self._plans = {}
 
     def hyperparameters(self) -> tuple[Any, ...]:
@@ -202,11 +201,13 @@ class LinearBandit:
 
     def theta(self) -> np.ndarray:
         """θ̂ = A⁻¹ b of every arm (computed once per state; read-only)."""
-        if self._theta is None:
-            theta: np.ndarray = np.einsum("aij,aj->ai", self._A_inv, self._b)
-            theta.flags.writeable = False
-            self._theta = theta
-        return self._theta
+        version, held = self._version, self._theta  # (read first: a change while computing moves it)
+        if held is not None and held[0] == version:
+            return held[1]
+        theta: np.ndarray = np.einsum("aij,aj->ai", self._A_inv, self._b)
+        theta.flags.writeable = False
+        self._theta = (version, theta)
+        return theta
 
     def indices(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
