@@ -159,7 +159,7 @@ class FeedbackLog:
         try:
             self._db.execute("PRAGMA synchronous=FULL")
             if not self.read_only:  # read-only: the tables exist, or the write that needs them says the disk is full
-                self._db.executescript(_SCHEMA)
+                self._create_tables()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             if is_corrupt(exc):
@@ -172,6 +172,20 @@ class FeedbackLog:
         self._batched: list[Impression] | None = None  # a batch's impressions, uncommitted (the lock is held)
         with self._lock:
             self._check_schema()
+
+    def _create_tables(self) -> None:
+        """The log's tables that are missing (``IF NOT EXISTS``); a store without them gets them in one transaction:
+        one commit, one sync of the store's log (each statement on its own took one each)."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'feedback_meta'").fetchone():
+            self._db.executescript(_SCHEMA)  # nothing written unless an older log lacks a table
+            return
+        try:
+            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA)  # another process creating them waits, then finds them
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def _check_schema(self) -> None:
         try:
