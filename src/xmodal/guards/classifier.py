@@ -19,7 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from .features import CHAR_N, char_grams, counted, cross_grams, prepare, word_grams
+from .features import (
+    CHAR_N,
+    CUE_NAMES,
+    char_grams,
+    counted,
+    cross_grams,
+    cue_matrix,
+    cues,
+    prepare,
+    segments,
+    word_grams,
+)
 
 FORMAT = "xmodal-guard-classifier/1"
 MODEL_FILE = "injection_model.json.gz"
@@ -42,6 +53,7 @@ class Classifier:
     platt: tuple[float, float]
     threshold: float
     meta: dict[str, Any]
+    cue_coef: tuple[float, ...] = ()  # the weight of each of :data:`.features.CUES` (none: a model without them)
 
     def __post_init__(self) -> None:
         # plain lists: a query has tens of features, where NumPy's per-call overhead would dominate
@@ -50,6 +62,7 @@ class Classifier:
         object.__setattr__(self, "_words", {})  # word -> the columns of its character n-grams (a cache)
         object.__setattr__(self, "_pairs", {})  # "abc de" -> the columns of its x: n-grams (a cache)
         object.__setattr__(self, "_cross", bool(self.meta.get("cross_grams")))  # the x: features (features.py)
+        object.__setattr__(self, "_segments", bool(self.meta.get("by_segment")))  # max over its segments
 
     def _char_columns(self, word: str) -> tuple[int, ...]:
         cache: dict[str, tuple[int, ...]] = self.__dict__["_words"]
@@ -95,7 +108,10 @@ class Classifier:
         return cols
 
     def probability(self, text: str) -> float:
-        """The calibrated probability that ``text`` is an injection or jailbreak attempt."""
+        """The calibrated probability that ``text`` is an injection or jailbreak attempt (with ``by_segment`` in
+        its meta: the highest of the text's and each of its :func:`~.features.segments`')."""
+        if self.__dict__["_segments"] and (parts := segments(text)):
+            return float(np.max(self._probabilities([text, *parts])))
         counts: dict[int, int] = {}
         for col in self._columns(prepare(text)):  # the features of analyze(), each word's n-grams cached
             counts[col] = counts.get(col, 0) + 1
@@ -107,12 +123,22 @@ class Classifier:
             dot += weight * coef[col]
             norm2 += weight * weight
         z = self.intercept + (dot / math.sqrt(norm2) if norm2 else 0.0)
+        if self.cue_coef:
+            z += sum(w for w, on in zip(self.cue_coef, cues(text), strict=True) if on)
         a, b = self.platt
         return 1.0 / (1.0 + math.exp(-(a * z + b)))
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """:meth:`probability` of each text (to rounding), the features of a batch weighed and summed in one
         NumPy pass: what is left in Python is looking up each word's cached columns."""
+        if not self.__dict__["_segments"]:
+            return self._probabilities(texts)
+        groups = [[text, *segments(text)] for text in texts]
+        flat = self._probabilities([part for group in groups for part in group])
+        starts = np.cumsum([0, *(len(group) for group in groups[:-1])])
+        return np.maximum.reduceat(flat, starts) if len(flat) else flat
+
+    def _probabilities(self, texts: Sequence[str]) -> np.ndarray:
         cols: list[int] = []
         ends: list[int] = []
         for text in texts:
@@ -124,6 +150,8 @@ class Classifier:
         dot = np.bincount(doc, weight * self.coef[col], minlength=n)
         norm = np.sqrt(np.bincount(doc, weight * weight, minlength=n))
         z = self.intercept + np.divide(dot, norm, out=np.zeros(n), where=norm > 0)
+        if self.cue_coef and n:
+            z = z + cue_matrix(list(texts)) @ np.asarray(self.cue_coef)
         a, b = self.platt
         return np.asarray(1.0 / (1.0 + np.exp(-(a * z + b))), dtype=np.float64)
 
@@ -138,6 +166,7 @@ class Classifier:
             "platt": list(self.platt),
             "threshold": self.threshold,
             "meta": self.meta,
+            **({"cues": list(CUE_NAMES), "cue_coef": [round(v, 5) for v in self.cue_coef]} if self.cue_coef else {}),
         }
 
     def save(self, path: Path) -> None:
@@ -154,6 +183,9 @@ class Classifier:
             idf = np.asarray(data["idf"], dtype=np.float64)
             coef = np.asarray(data["coef"], dtype=np.float64)
             a, b = (float(v) for v in data["platt"])
+            cue_coef = tuple(float(v) for v in data.get("cue_coef", ()))
+            if cue_coef and tuple(data.get("cues", ())) != CUE_NAMES:
+                raise ModelError(f"{source}: its cues {data.get('cues')} are not this version's; retrain")
             model = cls(
                 {t: i for i, t in enumerate(terms)},
                 idf,
@@ -162,10 +194,12 @@ class Classifier:
                 (a, b),
                 float(data["threshold"]),
                 dict(data.get("meta", {})),
+                cue_coef,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{source}: corrupt model ({type(exc).__name__}: {exc})") from None
-        if not (len(terms) == idf.shape[0] == coef.shape[0]) or not np.all(np.isfinite(coef)):
+        bad_cues = not all(math.isfinite(v) for v in cue_coef)
+        if not (len(terms) == idf.shape[0] == coef.shape[0]) or not np.all(np.isfinite(coef)) or bad_cues:
             raise ModelError(f"{source}: corrupt model (terms, idf and coef differ in length or hold non-numbers)")
         return model
 

@@ -85,3 +85,159 @@ def counted(columns: list[int], ends: list[int], width: int) -> tuple[np.ndarray
     keys, tf = np.unique(doc * width + np.asarray(columns, dtype=np.int64), return_counts=True)
     doc, col = np.divmod(keys, width)
     return doc, col, tf
+
+
+_AI = (
+    r"(?:ai|a\.i\.|llm|llms|language\s+model|assistant|ai\s+assistant|ai\s+agent|agent|chatbot|bot|model|gpt[\w.-]*|"
+    r"claude|gemini|llama|copilot)"
+)
+#: Cues of text addressed to an AI agent (the general patterns of indirect prompt injection in the literature:
+#: Greshake et al. 2023, AgentDojo, InjecAgent), each a 0/1 column beside the n-grams, whose weight the
+#: classifier learns: none refuses a text on its own. Not normalised by the text's length, so that an instruction
+#: planted in a long document counts as much as a short one.
+CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # the reader named as an AI: "to you, the AI model", "as an AI assistant", "note to the agent"
+    (
+        "ai_reader",
+        re.compile(
+            r"\b(?:you|your)\W+(?:\w+\W+){0,2}?(?:the\s+|an?\s+)?" + _AI + r"\b"
+            r"|\b(?:as|if\s+you\s+are|dear|attention|hey|hi)\s*,?\s+(?:an?\s+|the\s+)?" + _AI + r"\b"
+            r"|\b(?:note|message|instructions?|notice|reminder)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?"
+            + _AI
+            + r"s?\b",
+            re.I,
+        ),
+    ),
+    # second-person obligations: "you must", "you are required to", "make sure you"
+    (
+        "you_must",
+        re.compile(
+            r"\byou\s+(?:must|need\s+to|have\s+to|are\s+(?:required|instructed|expected|supposed)\s+to|should\s+(?:now|first|also|immediately))\b"
+            r"|\bmake\s+sure\s+(?:that\s+)?you\b|\bit\s+is\s+(?:mandatory|required|essential|critical)\s+(?:that|to)\b",
+            re.I,
+        ),
+    ),
+    # the task itself redirected: "before you answer", "instead of", "the task I gave you", "without asking"
+    (
+        "task_hijack",
+        re.compile(
+            r"\b(?:before|after|instead\s+of)\s+(?:you\s+)?(?:can\s+)?(?:answer|respond|repl|solv|summari[sz]|complet|"
+            r"continu|proceed|finish|modif|patch|mak\w*\s+(?:any\s+)?changes|do(?:ing)?\s+(?:the|that|your|this)|"
+            r"the\s+task)\w*"
+            r"|\b(?:task|request|question)s?\s+(?:that\s+)?(?:i|the\s+user|they|he|she)\s+(?:gave|asked|assigned)\b"
+            r"|\bwithout\s+(?:asking|telling|informing|notifying|alerting|confirming|mentioning)\b"
+            r"|\bdo\s+not\s+(?:tell|inform|notify|mention|alert|ask)\s+(?:\w+\s+){0,2}?(?:user|anyone|them|him|her|me)\b",
+            re.I,
+        ),
+    ),
+    # an action on the reader's tools at the start of a sentence or line ("Send…", "Please transfer…", "Run `curl…`")
+    (
+        "tool_action",
+        re.compile(
+            r"(?:^|[.!?:;]\s+|\n\s*|\bplease\s+|\bthen\s+|\balso\s+)(?:send|transfer|wire|forward|e-?mail|delete|remove|erase|"
+            r"upload|post|share|grant|invite|change|modify|update|include|insert|append|add|record|export|copy|pay|"
+            r"book|reply|write)\s+(?:[\w'$,.-]+\s+){0,8}?(?:to|into|in)\s+(?:every|all|each|my|your|the|this|a|an|"
+            r"[\w.+-]+@|https?://)",
+            re.I | re.M,
+        ),
+    ),
+    # a command that reads secrets out: "cat /workspace/.env", "echo $SECRET_API_KEY", "print(os.environ)"
+    (
+        "secret_read",
+        re.compile(
+            r"\b(?:cat|echo|print|printf|open|read|dump|type|less|more|head|tail|curl|wget|env|printenv|export)\b[^\n]{0,60}?"
+            r"(?:\.env\b|\bid_(?:rsa|ed25519|ecdsa)\b|\.ssh/|/etc/(?:passwd|shadow)|\.aws/|\bsecret|\$\{?[A-Z][A-Z0-9_]*"
+            r"(?:KEY|TOKEN|SECRET|PASSWORD|PASS|URL)\b|\bos\.environ|\bprocess\.env|\bcredentials?\b|\bapi[_-]?keys?\b)",
+            re.I,
+        ),
+    ),
+    # secrets and credentials an agent could be made to read out
+    (
+        "secrets",
+        re.compile(
+            r"(?:\.env\b|\bid_(?:rsa|ed25519|ecdsa)\b|\.ssh/|/etc/(?:passwd|shadow)|\.aws/|\bapi[_\s-]?keys?\b|"
+            r"\bsecret[_\s-]?(?:access[_\s-]?)?keys?\b|\baccess[_\s-]?tokens?\b|\bpasswords?\b|\bcredentials?\b|"
+            r"\bssn\b|\bsocial\s+security\b|\bpassport\b|\b(?:bank\s+account|iban|credit\s+card)\b|"
+            r"\b(?:printenv|os\.environ|process\.env)\b|\$[A-Z][A-Z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD)\b|\benv\s*(?:\||>))",
+            re.I,
+        ),
+    ),
+    # urgency and authority framing: "IMPORTANT!!!", "system administrator message", "new instructions"
+    (
+        "authority",
+        re.compile(
+            r"\b(?:important|urgent|critical|mandatory|priority)\s+(?:message|notice|note|instructions?|update|request|"
+            r"action|requirement)\b"
+            r"|\b(?:system|admin|administrator|maintainer|developer|compliance|security|it)\s+(?:message|notice|note|"
+            r"override|instructions?|directive|requirement|policy\s+update)\b"
+            r"|\b(?:new|updated|additional|real|hidden)\s+(?:instructions|directives)\b"
+            r"|\b(?:new|updated|real|hidden)\s+(?:instruction|directive|task)\s*:"
+            r"|\b(?:this\s+is\s+(?:an?\s+)?(?:important|urgent|mandatory|required|standard|automated|official))\b"
+            r"|\bfrom\s+(?:me,?\s+)?(?:the\s+user|your\s+(?:user|owner|developer|creator|admin))\b"
+            r"|^\s*(?:system|admin|assistant|important|note)\s*:",
+            re.I | re.M,
+        ),
+    ),
+    # tag-like wrappers of planted instructions: <INFORMATION>, [INST], ###(system_message), <admin_message>
+    (
+        "wrapper",
+        re.compile(
+            r"<\s*/?\s*(?:information|instructions?|system\w*|admin\w*|important\w*|sys|inst|prompt|assistant|user|"
+            r"override|note)\b[^>\n]{0,40}>|\[/?\s*(?:inst|system|admin|important)\s*\]|#{2,}\s*\(?\s*(?:system|"
+            r"instruction|important)|\(system_message\)|<\|\w+\|>",
+            re.I,
+        ),
+    ),
+    # the way out: an address, a URL or an account next to a sending verb
+    (
+        "exfil_target",
+        re.compile(
+            r"\b(?:send|forward|e-?mail|mail|post|upload|transfer|wire|submit|report|share|cc|bcc|leak|exfiltrate)\w*\W+"
+            r"(?:[^.\n]{0,80}?)(?:[\w.+-]+@[\w-]+\.[\w.]+|https?://\S+|\b(?:to|into)\s+(?:the\s+)?(?:account|iban)\b|"
+            r"\b[A-Z]{2}\d{2}[A-Z0-9]{10,})",
+            re.I,
+        ),
+    ),
+    # money moved: "$30,000", "all the money"
+    (
+        "money",
+        re.compile(
+            r"\b(?:transfer|wire|send|pay|move)\w*\s+(?:\w+\s+){0,4}?(?:\$\s?\d|\d[\d,.]*\s?(?:usd|eur|dollars|euros)|"
+            r"money|funds|payment)",
+            re.I,
+        ),
+    ),
+)
+CUE_NAMES = tuple(name for name, _ in CUES)
+
+
+def cues(text: str) -> list[float]:
+    """The :data:`CUES` of ``text`` (clipped as :func:`prepare` does), each 1.0 where it matches."""
+    clipped = clip(text)
+    return [1.0 if pattern.search(clipped) else 0.0 for _, pattern in CUES]
+
+
+def cue_matrix(texts: list[str]) -> np.ndarray:
+    """:func:`cues` of each text, one row each."""
+    return np.asarray([cues(t) for t in texts], dtype=np.float64).reshape(len(texts), len(CUES))
+
+
+_PIECE = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*#>|]|\d+[.)]|[A-Z]))|(?<=[.!?])\s+")
+MIN_SEGMENT_WORDS = 6
+MAX_SEGMENTS = 48
+
+
+def segments(text: str) -> list[str]:
+    """The parts of a (clipped) text the classifier also judges on their own when it scores by segment: its
+    sentences, lines and paragraphs, each short one joined to the next until it holds :data:`MIN_SEGMENT_WORDS`
+    words — at most :data:`MAX_SEGMENTS`; none for a text of one part (the text itself is judged)."""
+    out: list[str] = []
+    held = ""
+    for piece in _PIECE.split(clip(text)):
+        held = f"{held} {piece.strip()}".strip() if held else piece.strip()
+        if len(held.split()) >= MIN_SEGMENT_WORDS:
+            out.append(held)
+            held = ""
+    if held and out:
+        out[-1] = f"{out[-1]} {held}"
+    return out[:MAX_SEGMENTS] if len(out) > 1 else []

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import corpora, readings
 from .classifier import Classifier
-from .features import analyze, analyze_cross
+from .features import analyze, analyze_cross, cue_matrix, segments
 from .rules import scan
 
 KEEP_FEATURES = 6000
@@ -38,6 +38,7 @@ SETTINGS: dict[str, Any] = {
     "balance": False,
     "cross": True,
     "per_source_threshold": True,
+    "agent_cues": True,
 }
 
 
@@ -75,16 +76,21 @@ def benign_splits(per_source: int = 13000, seed: int = SEED) -> dict[str, Split]
 def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str], val_benign: Sequence[str],
         *, max_fpr: float = 0.004, meta: dict[str, Any] | None = None, c: float = 8.0,
         keep_features: int = KEEP_FEATURES, min_df: int = 2, attack_weights: Sequence[float] | None = None,
-        min_threshold: float = 0.5, cross: bool = False,
+        min_threshold: float = 0.5, cross: bool = False, agent_cues: bool = False,
+        by_segment: bool = False, benign_segments: bool = False,
         val_benign_sources: Sequence[str] | None = None) -> Classifier:  # fmt: skip
     """A calibrated classifier trained on ``attacks`` vs ``benign`` (each attack weighed by ``attack_weights``, e.g.
     to give each source the same weight), its threshold set on the validation texts: the lowest that refuses at
     most ``max_fpr`` of the benign ones (of each benign source's, with ``val_benign_sources``: the over-refusal
     contrast set counts on its own), never below ``min_threshold``. ``cross``: with the character n-grams
-    across word boundaries (:func:`.features.cross_grams`)."""
+    across word boundaries (:func:`.features.cross_grams`). ``agent_cues``: with the 0/1 columns of
+    :data:`.features.CUES` (text addressed to an agent) beside the n-grams, not length-normalised."""
+    from scipy.sparse import csr_matrix, hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
+    if benign_segments:
+        benign = [*benign, *(part for text in benign for part in segments(text))]
     texts = [*attacks, *benign]
     labels = np.array([1] * len(attacks) + [0] * len(benign))
     weights = np.ones(len(texts))
@@ -93,17 +99,27 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
     analyzer = analyze_cross if cross else analyze
     wide = TfidfVectorizer(analyzer=analyzer, sublinear_tf=True, min_df=min_df, dtype=np.float32)
     first = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
-    first.fit(wide.fit_transform(texts), labels, sample_weight=weights)
+    extra = cue_matrix(texts) if agent_cues else np.zeros((len(texts), 0))
+
+    def with_cues(grams: Any, rows: np.ndarray) -> Any:
+        return hstack([grams, csr_matrix(rows)], format="csr") if rows.shape[1] else grams
+
+    first.fit(with_cues(wide.fit_transform(texts), extra), labels, sample_weight=weights)
     names = wide.get_feature_names_out()
-    keep = np.argsort(-np.abs(first.coef_[0]))[:keep_features]
+    keep = np.argsort(-np.abs(first.coef_[0][: len(names)]))[:keep_features]  # the n-grams kept; every cue stays
     vectorizer = TfidfVectorizer(
         analyzer=analyzer, sublinear_tf=True, vocabulary=sorted(str(names[i]) for i in keep), dtype=np.float32
     )
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
-    model.fit(vectorizer.fit_transform(texts), labels, sample_weight=weights)
+    model.fit(with_cues(vectorizer.fit_transform(texts), extra), labels, sample_weight=weights)
     val_texts = [*val_attacks, *val_benign]
     val_labels = np.array([1] * len(val_attacks) + [0] * len(val_benign))
-    z = model.decision_function(vectorizer.transform(val_texts))
+    parts = [[text, *segments(text)] if by_segment else [text] for text in val_texts]
+    flat = [part for group in parts for part in group]
+    val_extra = cue_matrix(flat) if agent_cues else np.zeros((len(flat), 0))
+    z_all = model.decision_function(with_cues(vectorizer.transform(flat), val_extra))
+    starts = np.cumsum([0, *(len(group) for group in parts[:-1])])
+    z = np.maximum.reduceat(z_all, starts)  # each text's highest (its own without by_segment)
     platt = LogisticRegression(C=1e6).fit(z.reshape(-1, 1), val_labels)
     a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
     probs = 1.0 / (1.0 + np.exp(-(a * z + b)))
@@ -111,10 +127,11 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
     groups = np.asarray(val_benign_sources) if val_benign_sources is not None else np.zeros(len(benign))
     threshold = 0.5 if not len(benign) else max(_lowest(benign[groups == g], max_fpr) for g in np.unique(groups))
     threshold = min(max(threshold, min_threshold), 0.999)
+    grams = len(vectorizer.vocabulary_)
     return Classifier(
         vectorizer.vocabulary_,
         vectorizer.idf_.astype(np.float64),
-        model.coef_[0].astype(np.float64),
+        model.coef_[0][:grams].astype(np.float64),
         float(model.intercept_[0]),
         (a, b),
         threshold,
@@ -124,7 +141,11 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
             "max_val_fpr": max_fpr,
             "min_threshold": min_threshold,
             "cross_grams": cross,
+            "agent_cues": agent_cues,
+            "by_segment": by_segment,
+            "benign_segments": benign_segments,
         },
+        tuple(float(v) for v in model.coef_[0][grams:]),
     )
 
 
