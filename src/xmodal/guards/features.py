@@ -209,12 +209,45 @@ CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
 )
 CUE_NAMES = tuple(name for name, _ in CUES)
+#: Per cue, groups of words of which a match holds one each (in lower case): a text without them is not searched
+#: (the patterns are slow to try at every character of a long text).
+_CUE_NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "ai_reader": (("ai", "a.i.", "llm", "language", "assistant", "agent", "bot", "model", "gpt", "claude", "gemini",
+                   "llama", "copilot"),),
+    "you_must": (("you", "mandatory", "required", "essential", "critical"),),
+    "task_hijack": (("before", "after", "instead", "gave", "asked", "assigned", "without", "not"),),
+    "tool_action": (("send", "transfer", "wire", "forward", "mail", "delete", "remove", "erase", "upload", "post",
+                     "share", "grant", "invite", "change", "modify", "update", "include", "insert", "append", "add",
+                     "record", "export", "copy", "pay", "book", "reply", "write"),),
+    "wrapper": (("<", "[", "#", "(system_message"),),
+    "exfil_target": (("send", "forward", "mail", "post", "upload", "transfer", "wire", "submit", "report", "share",
+                      "cc", "leak", "exfiltrate"),),
+    "money": (("transfer", "wire", "send", "pay", "move"),),
+    "secret_read": (
+        ("cat", "echo", "print", "open", "read", "dump", "type", "less", "more", "head", "tail", "curl", "wget",
+         "env", "export"),
+        ("env", "id_", ".ssh/", "/etc/", ".aws/", "secret", "key", "token", "pass", "url", "environ", "credential",
+         "api"),
+    ),
+    "secrets": (("env", "id_", ".ssh/", "/etc/", ".aws/", "api", "secret", "token", "password", "credential", "ssn",
+                 "social", "passport", "bank", "iban", "credit", "key"),),
+    "authority": (("important", "urgent", "critical", "mandatory", "priority", "message", "notice", "note",
+                   "override", "instruction", "directive", "requirement", "policy", "task", "required", "standard",
+                   "automated", "official", "user", "owner", "developer", "creator", "admin", "system",
+                   "assistant"),),
+}  # fmt: skip
 
 
 def cues(text: str) -> list[float]:
     """The :data:`CUES` of ``text`` (clipped as :func:`prepare` does), each 1.0 where it matches."""
     clipped = clip(text)
-    return [1.0 if pattern.search(clipped) else 0.0 for _, pattern in CUES]
+    low = clipped.lower()
+    return [
+        1.0
+        if all(any(w in low for w in group) for group in _CUE_NEEDS.get(name, ())) and pattern.search(clipped)
+        else 0.0
+        for name, pattern in CUES
+    ]
 
 
 def cue_matrix(texts: list[str]) -> np.ndarray:
