@@ -6,8 +6,9 @@ learned pipeline's set-up (``Pipeline(engine)``), wall and main-thread CPU time 
 ``--extensions`` opens the index with those extensions only (e.g. without ``guards``, which 37ae63c did not
 have); a tree older than extensions runs it without the option. ``--parts`` also reports the main thread's CPU
 time in each part of the build (timing wrappers around the functions of :data:`PARTS` that the tree has; an
-inner part is counted in its outer one too), and the CPU time of the process's other threads during the build.
-Prints JSON.
+inner part is counted in its outer one too), the CPU time of the process's other threads during the build, and
+the build's wall time split (Linux's ``/proc/thread-self/schedstat``) into the main thread's time on a CPU, its
+time waiting for one (the load) and the rest (blocked: disk syncs, locks). Prints JSON.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ PARTS = {
     "ltr: on_put (memory index's predicted queries, its fold)": ("xmodal.ltr.extension", "LTRExtension.on_put"),
     "genret: on_put": ("xmodal.genret.extension", "GenretExtension.on_put"),
 }
+
+
+def on_cpu() -> tuple[float, float]:
+    """The calling thread's time on a CPU and waiting in a run queue for one, in seconds ((0, 0) off Linux)."""
+    try:
+        run, wait, _ = Path("/proc/thread-self/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(run) / 1e9, int(wait) / 1e9
 
 
 def timed_parts() -> dict[str, float]:
@@ -85,12 +95,13 @@ def main() -> None:
     items = wordnet_items(args.items)
     options: dict[str, Any] = {"extensions": args.extensions.split(",")} if args.extensions else {}
     spent = timed_parts() if args.parts else None
-    process = time.process_time()
+    process, sched = time.process_time(), on_cpu()
     wall, cpu = time.perf_counter(), time.thread_time()
     engine = Engine.open(Path(tempfile.mkdtemp()) / "idx", encoder=HashingEncoder(), index="exact", **options)
     engine.add(items)
     build_wall, build_cpu = time.perf_counter() - wall, time.thread_time() - cpu
     others = time.process_time() - process - build_cpu  # the other threads' CPU time during the build
+    ran, waited = (now - before for now, before in zip(on_cpu(), sched, strict=True))
     Pipeline(engine)
     setup_wall, setup_cpu = time.perf_counter() - wall - build_wall, time.thread_time() - cpu - build_cpu
     out = {
@@ -104,6 +115,9 @@ def main() -> None:
     }
     if spent is not None:
         out["build_other_threads_cpu_s"] = round(others, 2)
+        out["build_wall_on_cpu_s"] = round(ran, 2)
+        out["build_wall_waiting_for_a_cpu_s"] = round(waited, 2)
+        out["build_wall_blocked_s"] = round(build_wall - ran - waited, 2)
         out["parts_cpu_s"] = {part: round(s, 3) for part, s in spent.items()}
     json.dump(out, sys.stdout, indent=2)
     print()
