@@ -26,7 +26,7 @@ from ..ltr.text import normalize_query
 from ..provenance import Provenance, from_stored, to_stored
 from ..store.health import GuardedLock, corrupt_error, is_corrupt
 from ..store.readers import Readers
-from ..store.space import connect, disk_full
+from ..store.space import connect, create_tables, disk_full
 
 if TYPE_CHECKING:
     from ..store.postgres_state import SharedState
@@ -174,18 +174,9 @@ class FeedbackLog:
             self._check_schema()
 
     def _create_tables(self) -> None:
-        """The log's tables that are missing (``IF NOT EXISTS``); a store without them gets them in one transaction:
-        one commit, one sync of the store's log (each statement on its own took one each)."""
-        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'feedback_meta'").fetchone():
-            self._db.executescript(_SCHEMA)  # nothing written unless an older log lacks a table
-            return
-        try:
-            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA)  # another process creating them waits, then finds them
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        """The log's tables that are missing; a store without them gets them in one transaction."""
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'feedback_meta'").fetchone()
+        create_tables(self._db, _SCHEMA, new=not found)
 
     def _check_schema(self) -> None:
         try:

@@ -97,3 +97,19 @@ def connect(path: Path, *, timeout: float = 5.0) -> tuple[sqlite3.Connection, bo
                 pass
     uri = f"{path.resolve().as_uri()}?mode=ro&readonly_shm=1"
     return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=timeout), True
+
+
+def create_tables(db: sqlite3.Connection, schema: str, *, new: bool) -> None:
+    """Run ``schema`` (``CREATE … IF NOT EXISTS`` statements). On a ``new`` file in one transaction: one commit,
+    one sync of the file's log, where each statement on its own took one (another process creating the same
+    tables waits, then finds them); on an existing one as it is, which writes nothing unless a table is missing."""
+    if not new:
+        db.executescript(schema)
+        return
+    try:
+        db.executescript("BEGIN IMMEDIATE;" + schema)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise

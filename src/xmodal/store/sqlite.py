@@ -39,7 +39,7 @@ from .fulltext import FullText, vocabulary
 from .health import GuardedLock, corrupt_error, integrity_problems, is_corrupt
 from .inuse import open_shared
 from .readers import Readers
-from .space import connect, disk_full, space_guard
+from .space import connect, create_tables, disk_full, space_guard
 
 SCHEMA_VERSION = 3
 #: The ``meta`` key naming the current vector set: written (with the settings) by ``xmodal reindex --switch``.
@@ -186,18 +186,8 @@ class SQLiteStore:
             self._check_schema()
 
     def _create_tables(self) -> None:
-        """The tables that are missing (``IF NOT EXISTS``). A new file gets them in one transaction: one commit,
-        one sync of the log (each statement on its own took one each)."""
-        if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            self._db.executescript(_SCHEMA)  # an existing store: nothing written unless an older one lacks a table
-            return
-        try:
-            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA)  # another process creating it waits, then finds them
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+        """The tables that are missing; a new file gets them in one transaction."""
+        create_tables(self._db, _SCHEMA, new=not self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
 
     def _writable(self) -> None:
         """Before a write: a store opened read-only on a full disk refuses it with a
