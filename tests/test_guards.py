@@ -155,17 +155,6 @@ def test_the_cue_weights_round_trip_and_a_model_with_other_cues_is_refused(tmp_p
         clf.load(path)
 
 
-def test_segments_split_a_document_into_its_sentences_and_lines() -> None:
-    doc = "# Dates\nThis library parses dates from text.\nIt has no dependencies at all. Run make to build it now."
-    parts = features.segments(doc)
-    assert parts == [
-        "# Dates This library parses dates from text.",
-        "It has no dependencies at all.",
-        "Run make to build it now.",
-    ]
-    assert features.segments("one short sentence only") == []
-
-
 def test_a_corrupt_classifier_file_is_not_checked_and_the_rules_still_run(tmp_path: Path) -> None:
     bad = tmp_path / "model.json.gz"
     bad.write_bytes(b"\x1f\x8b not gzip at all")

@@ -28,7 +28,6 @@ from .features import (
     cue_matrix,
     cues,
     prepare,
-    segments,
     word_grams,
 )
 
@@ -62,7 +61,6 @@ class Classifier:
         object.__setattr__(self, "_words", {})  # word -> the columns of its character n-grams (a cache)
         object.__setattr__(self, "_pairs", {})  # "abc de" -> the columns of its x: n-grams (a cache)
         object.__setattr__(self, "_cross", bool(self.meta.get("cross_grams")))  # the x: features (features.py)
-        object.__setattr__(self, "_segments", bool(self.meta.get("by_segment")))  # max over its segments
 
     def _char_columns(self, word: str) -> tuple[int, ...]:
         cache: dict[str, tuple[int, ...]] = self.__dict__["_words"]
@@ -108,10 +106,7 @@ class Classifier:
         return cols
 
     def probability(self, text: str) -> float:
-        """The calibrated probability that ``text`` is an injection or jailbreak attempt (with ``by_segment`` in
-        its meta: the highest of the text's and each of its :func:`~.features.segments`')."""
-        if self.__dict__["_segments"] and (parts := segments(text)):
-            return float(np.max(self._probabilities([text, *parts])))
+        """The calibrated probability that ``text`` is an injection or jailbreak attempt."""
         counts: dict[int, int] = {}
         for col in self._columns(prepare(text)):  # the features of analyze(), each word's n-grams cached
             counts[col] = counts.get(col, 0) + 1
@@ -131,14 +126,6 @@ class Classifier:
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """:meth:`probability` of each text (to rounding), the features of a batch weighed and summed in one
         NumPy pass: what is left in Python is looking up each word's cached columns."""
-        if not self.__dict__["_segments"]:
-            return self._probabilities(texts)
-        groups = [[text, *segments(text)] for text in texts]
-        flat = self._probabilities([part for group in groups for part in group])
-        starts = np.cumsum([0, *(len(group) for group in groups[:-1])])
-        return np.maximum.reduceat(flat, starts) if len(flat) else flat
-
-    def _probabilities(self, texts: Sequence[str]) -> np.ndarray:
         cols: list[int] = []
         ends: list[int] = []
         for text in texts:

@@ -253,24 +253,3 @@ def cues(text: str) -> list[float]:
 def cue_matrix(texts: list[str]) -> np.ndarray:
     """:func:`cues` of each text, one row each."""
     return np.asarray([cues(t) for t in texts], dtype=np.float64).reshape(len(texts), len(CUES))
-
-
-_PIECE = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*#>|]|\d+[.)]|[A-Z]))|(?<=[.!?])\s+")
-MIN_SEGMENT_WORDS = 6
-MAX_SEGMENTS = 48
-
-
-def segments(text: str) -> list[str]:
-    """The parts of a (clipped) text the classifier also judges on their own when it scores by segment: its
-    sentences, lines and paragraphs, each short one joined to the next until it holds :data:`MIN_SEGMENT_WORDS`
-    words — at most :data:`MAX_SEGMENTS`; none for a text of one part (the text itself is judged)."""
-    out: list[str] = []
-    held = ""
-    for piece in _PIECE.split(clip(text)):
-        held = f"{held} {piece.strip()}".strip() if held else piece.strip()
-        if len(held.split()) >= MIN_SEGMENT_WORDS:
-            out.append(held)
-            held = ""
-    if held and out:
-        out[-1] = f"{out[-1]} {held}"
-    return out[:MAX_SEGMENTS] if len(out) > 1 else []

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import corpora, readings
 from .classifier import Classifier
-from .features import analyze, analyze_cross, cue_matrix, segments
+from .features import analyze, analyze_cross, cue_matrix
 from .rules import scan
 
 KEEP_FEATURES = 6000
@@ -77,7 +77,6 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
         *, max_fpr: float = 0.004, meta: dict[str, Any] | None = None, c: float = 8.0,
         keep_features: int = KEEP_FEATURES, min_df: int = 2, attack_weights: Sequence[float] | None = None,
         min_threshold: float = 0.5, cross: bool = False, agent_cues: bool = False,
-        by_segment: bool = False, benign_segments: bool = False,
         val_benign_sources: Sequence[str] | None = None) -> Classifier:  # fmt: skip
     """A calibrated classifier trained on ``attacks`` vs ``benign`` (each attack weighed by ``attack_weights``, e.g.
     to give each source the same weight), its threshold set on the validation texts: the lowest that refuses at
@@ -89,8 +88,6 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    if benign_segments:
-        benign = [*benign, *(part for text in benign for part in segments(text))]
     texts = [*attacks, *benign]
     labels = np.array([1] * len(attacks) + [0] * len(benign))
     weights = np.ones(len(texts))
@@ -114,12 +111,8 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
     model.fit(with_cues(vectorizer.fit_transform(texts), extra), labels, sample_weight=weights)
     val_texts = [*val_attacks, *val_benign]
     val_labels = np.array([1] * len(val_attacks) + [0] * len(val_benign))
-    parts = [[text, *segments(text)] if by_segment else [text] for text in val_texts]
-    flat = [part for group in parts for part in group]
-    val_extra = cue_matrix(flat) if agent_cues else np.zeros((len(flat), 0))
-    z_all = model.decision_function(with_cues(vectorizer.transform(flat), val_extra))
-    starts = np.cumsum([0, *(len(group) for group in parts[:-1])])
-    z = np.maximum.reduceat(z_all, starts)  # each text's highest (its own without by_segment)
+    val_extra = cue_matrix(val_texts) if agent_cues else np.zeros((len(val_texts), 0))
+    z = model.decision_function(with_cues(vectorizer.transform(val_texts), val_extra))
     platt = LogisticRegression(C=1e6).fit(z.reshape(-1, 1), val_labels)
     a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
     probs = 1.0 / (1.0 + np.exp(-(a * z + b)))
@@ -142,8 +135,6 @@ def fit(attacks: Sequence[str], benign: Sequence[str], val_attacks: Sequence[str
             "min_threshold": min_threshold,
             "cross_grams": cross,
             "agent_cues": agent_cues,
-            "by_segment": by_segment,
-            "benign_segments": benign_segments,
         },
         tuple(float(v) for v in model.coef_[0][grams:]),
     )
