@@ -9,7 +9,6 @@ Whisper converted for CTranslate2) is chosen with ``XMODAL_WHISPER_MODEL``.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import loaded
 from ..errors import ConfigError, MissingDependency, ValidationError
 from .windows import Word
 
 MODEL_ENV = "XMODAL_WHISPER_MODEL"
 RATE = 16_000
-_LOCK = threading.Lock()
-_MODELS: dict[str, Any] = {}
 
 #: ISO 639-2 tags (as containers store them) of common languages → Whisper's two-letter codes.
 _ISO3 = {"eng": "en", "fra": "fr", "fre": "fr", "deu": "de", "ger": "de", "spa": "es", "ita": "it", "por": "pt"}
@@ -58,16 +56,15 @@ def model_path() -> Path:
 
 def _model(path: Path) -> Any:
     """The model at ``path``, loaded once per process (int8 on the CPU)."""
-    key = str(path)
-    with _LOCK:
-        if key not in _MODELS:
-            try:
-                from faster_whisper import WhisperModel
-            except ImportError as exc:
-                raise MissingDependency("faster-whisper", "media") from exc
-            threads = min(4, os.cpu_count() or 1)
-            _MODELS[key] = WhisperModel(key, device="cpu", compute_type="int8", cpu_threads=threads)
-        return _MODELS[key]
+
+    def load() -> Any:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise MissingDependency("faster-whisper", "media") from exc
+        return WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=min(4, os.cpu_count() or 1))
+
+    return loaded.shared("whisper", path, load)
 
 
 def whisper_language(tag: str | None) -> str | None:

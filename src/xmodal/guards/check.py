@@ -64,7 +64,7 @@ class Guard:
         self.policy = policy
         self.model: clf.Classifier | None = None
         try:
-            self.model = clf.load(Path(policy.classifier) if policy.classifier else None)
+            self.model = clf.shared(Path(policy.classifier) if policy.classifier else None)
             self.classifier_status = "checked"
         except clf.ModelError as exc:
             self.classifier_status = f"not checked: {exc}"

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import loaded
 from .features import (
     CHAR_N,
     CUE_NAMES,
@@ -207,3 +208,8 @@ def load(path: Path | None = None) -> Classifier:
     except (OSError, EOFError, ValueError) as exc:
         raise ModelError(f"{source}: corrupt model ({exc})") from None
     return Classifier.from_json(data, source)
+
+
+def shared(path: Path | None = None) -> Classifier:
+    """:func:`load`, once per file per process (every index that opens the guards gets the same model)."""
+    return loaded.shared("guard-classifier", path, lambda: load(path))

@@ -63,23 +63,17 @@ class GuardsExtension:
         self.results = ResultGuard(self.guard.policy)  # the result guard (:mod:`.results`)
         self.provenance = ProvenanceGuard(self.guard.policy)  # watermarks and C2PA (:mod:`.provenance`)
         self._reader = ImageReader()
-        self._unused = True  # the guards above are as built (their models loaded) and nothing has used them yet
 
     # -- the Extension protocol -------------------------------------------------------------------
     def open(self, view: EngineView, folder: Path) -> int:
-        unused, self._unused = self._unused, False
-        kept = self.guard
-        seq = self._open_documents(view, folder, unused)
-        if not unused or self.guard is not kept:  # the policy's guards, unless __init__ built them for it already
-            self.results = ResultGuard(self.guard.policy)
-            self.provenance = ProvenanceGuard(self.guard.policy)
+        seq = self._open_documents(view, folder)  # (their models are loaded once per process: xmodal.loaded)
+        self.results = ResultGuard(self.guard.policy)
+        self.provenance = ProvenanceGuard(self.guard.policy)
         return min(seq, self.results.load_state(folder), self.provenance.load_state(folder))
 
-    def _open_documents(self, view: EngineView, folder: Path, unused: bool = False) -> int:
+    def _open_documents(self, view: EngineView, folder: Path) -> int:
         self._view, self._folder = view, folder
-        policy = policies.load(folder)
-        if not unused or policy != self.guard.policy:  # (the built-in policy's models are not loaded twice)
-            self.guard = Guard(policy)
+        self.guard = Guard(policies.load(folder))
         try:
             data = json.loads((folder / STATE).read_text(encoding="utf-8"))
             if data.get("format") != STATE_FORMAT:

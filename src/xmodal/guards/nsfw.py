@@ -9,7 +9,6 @@ other-version model file is "not checked: <why>" — scoring is then skipped, se
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import loaded
 from ..encoders.onnxcache import default_threads, parallel_map
 from .classifier import ModelError
 
@@ -88,15 +88,6 @@ class NsfwModel:
         return [score for part in parallel_map(run, chunks, n) for score in part]
 
 
-_MODELS: dict[str, NsfwModel] = {}
-_LOAD = threading.Lock()
-
-
 def shared(path: Path | None) -> NsfwModel:
     """One model per file per process (an index opens in tens of milliseconds, not a model load each time)."""
-    key = str(path) if path is not None else ""
-    with _LOAD:
-        model = _MODELS.get(key)
-        if model is None:
-            model = _MODELS[key] = NsfwModel(path)
-        return model
+    return loaded.shared("nsfw", path, lambda: NsfwModel(path))

@@ -106,7 +106,7 @@ class ResultGuard:
         self._dirty = False
         self.pii_on = any(a.get("pii", ALLOW) != ALLOW for a in (policy.default, *policy.keys.values()))
         self.status: dict[str, str] = {"nsfw": "not loaded yet", "toxicity": "", "pii": "off (policy: allow)"}
-        self._tox, self.status["toxicity"] = _load(lambda: toxicity.load(_path(policy.toxicity_model)), "toxicity")
+        self._tox, self.status["toxicity"] = _load(lambda: toxicity.shared(_path(policy.toxicity_model)), "toxicity")
         self._nsfw: nsfw.NsfwModel | None = None
         self._nsfw_tried = False
         self._pii: pii.PiiDetector | None = None

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import loaded
 from .classifier import ModelError
 from .features import counted
 
@@ -123,3 +124,8 @@ def load(path: Path | None = None) -> ToxicityModel:
     except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"toxicity model {path or MODEL_FILE} is corrupt ({exc})") from None
     return from_dict(data)
+
+
+def shared(path: Path | None = None) -> ToxicityModel:
+    """:func:`load`, once per file per process (every index that opens the guards gets the same model)."""
+    return loaded.shared("toxicity", path, lambda: load(path))

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ... import loaded
 from ..classifier import ModelError
 
 EXTRA = "pip install --no-deps 'invisible-watermark==0.2.0' (its ONNX files; see pyproject.toml, guards-provenance)"
@@ -332,15 +333,6 @@ def match(read: dict[str, Array], payloads: Sequence[int]) -> Detection:
     return Detection(found, payload_of(bits), matches, name, p, tries)
 
 
-_MODELS: dict[str, RivaGan] = {}
-_LOAD = threading.Lock()
-
-
 def shared(folder: Path | None) -> RivaGan:
     """One model pair per folder per process."""
-    key = str(folder) if folder is not None else ""
-    with _LOAD:
-        model = _MODELS.get(key)
-        if model is None:
-            model = _MODELS[key] = RivaGan(folder)
-        return model
+    return loaded.shared("rivagan", folder, lambda: RivaGan(folder))
