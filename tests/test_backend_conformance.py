@@ -41,6 +41,12 @@ BACKENDS_UNDER_TEST: dict[str, tuple[str, str, dict[str, Any], bool]] = {
     "local-auto": ("local", "auto", {"threshold": N // 2, **SMALL_HNSW}, False),
     "toy": (TOY, "auto", {}, True),
     "quantized": ("quantized", "auto", {**SMALL_HNSW, "exact_max": 50, "train_size": 300}, False),
+    "quantized-filled": (
+        "quantized",
+        "auto",
+        {**SMALL_HNSW, "exact_max": 50, "train_size": 300, "fill_links": True},
+        False,
+    ),
     "quantized-ivf": (
         "quantized",
         "auto",

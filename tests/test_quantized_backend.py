@@ -224,6 +224,7 @@ def test_bad_options_are_config_errors(tmp_path: Path) -> None:
         ({"rescore": 0}, "rescore must be a positive integer"),
         ({"nosuch": 1}, "unknown quantized index option"),
         ({"m": 0}, "m must be a positive integer"),
+        ({"fill_links": 1}, "fill_links must be true or false"),
     ):
         with pytest.raises(ConfigError, match=message):
             backend(tmp_path / "index", **options)
@@ -232,6 +233,7 @@ def test_bad_options_are_config_errors(tmp_path: Path) -> None:
         ({"layout": "ivf", "nlist": 0}, "nlist must be a positive integer"),
         ({"layout": "ivf", "nprobe": "8"}, "nprobe must be a positive integer"),
         ({"layout": "ivf", "ef_search": 64}, "belong to the hnsw layout"),
+        ({"layout": "ivf", "fill_links": True}, "belong to the hnsw layout"),
         ({"layout": "ivf", "coarse": "ivf"}, "coarse must be one of"),
         ({"layout": "hnsw", "nprobe": 8}, "unknown quantized index option"),
     ):
@@ -326,3 +328,31 @@ def test_the_ivf_layout_has_fewer_lists_while_small_and_all_of_them_once_trained
         assert len(answer.rows) == 10 and set(answer.rows.tolist()) <= set(allowed.tolist())
         assert np.allclose(answer.scores, data[answer.rows] @ q, atol=1e-6)
         assert len(set(answer.rows.tolist()) & set(truth)) >= 8
+
+
+def bottom_links(graph: Any) -> float:
+    """Mean number of links per node in the graph's bottom layer (of its ``2 * M`` slots)."""
+    hnsw = graph.hnsw
+    neighbors = faiss.vector_to_array(hnsw.neighbors)
+    offsets = faiss.vector_to_array(hnsw.offsets).astype(np.int64)
+    links = neighbors[offsets[:-1, None] + np.arange(hnsw.nb_neighbors(0))]
+    return float((links >= 0).sum(axis=1).mean())
+
+
+def test_the_graph_fills_its_bottom_links_when_asked_and_after_a_reopen(tmp_path: Path) -> None:
+    data = unit(3000, 5)
+    mean_links = {}
+    for fill in (True, False):
+        folder = tmp_path / str(fill)
+        b = backend(folder, **({"fill_links": True} if fill else {}))
+        put(b, data[:2000])
+        b.checkpoint(1)
+        manifest = json.loads((folder / "text" / "manifest.json").read_text())
+        assert manifest["options"]["fill_links"] is fill
+        reopened = backend(folder, **({"fill_links": True} if fill else {}))
+        graph = index_of(reopened)._graph
+        assert graph.keep_max_size_level0 is fill  # not in FAISS's file: set again on the open
+        put(reopened, data[2000:], 2000)  # later inserts fill their links too
+        mean_links[fill] = bottom_links(graph)
+    # the pruning heuristic alone keeps a fraction of the 32 slots; filled, the lists are (nearly) full
+    assert mean_links[True] >= 30 and mean_links[True] > 1.5 * mean_links[False]

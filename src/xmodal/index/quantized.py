@@ -42,7 +42,18 @@ GRAPH_DEFAULTS: dict[str, Any] = {"m": 16, "ef_construction": 120, "ef_search": 
 #: its per-dimension ranges from; ``spill_rows``: rows held in memory between checkpoints before they are
 #: written to disk (64k x 384-d: 96 MiB). Rescore 40: on real text vectors (1M WordNet MiniLM vectors,
 #: lemma-name queries) recall@10 0.954 at 20, 0.972 at 40 for +0.2 ms p50 (docs/benchmarks.md).
-OWN_DEFAULTS: dict[str, Any] = {"quantizer": "sq8", "rescore": 40, "train_size": 20_000, "spill_rows": 65_536}
+#: ``fill_links``: a node's bottom-layer link list is filled up to its 2*M slots with the nearest candidates
+#: the pruning heuristic dropped (FAISS ``keep_max_size_level0``; the slots are allocated either way, so the
+#: memory is the same). Off by default: on 1M WordNet vectors with ~85 noisy copies per gloss it raised
+#: recall@10 only from 0.75 to 0.80 at the default search settings (clusters of copies become islands that
+#: a search reaches whole or not at all) for 1.86x the build's CPU (docs/benchmarks.md, issue 18).
+OWN_DEFAULTS: dict[str, Any] = {
+    "quantizer": "sq8",
+    "rescore": 40,
+    "train_size": 20_000,
+    "spill_rows": 65_536,
+    "fill_links": False,
+}
 #: The most candidates a search reads beyond ``k`` (a large k is not multiplied by ``rescore``).
 MAX_EXTRA = 1000
 SMALL_SAMPLE = 1000
@@ -54,6 +65,8 @@ def check_own(given: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"quantized index option quantizer must be one of {sorted(QUANTIZERS)}, got {options['quantizer']!r}"
         )
+    if not isinstance(options["fill_links"], bool):
+        raise ConfigError(f"quantized index option fill_links must be true or false, got {options['fill_links']!r}")
     for name in ("rescore", "train_size", "spill_rows"):
         value = options[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -76,6 +89,7 @@ class QuantizedIndex(HNSWIndex):
         own = check_own({name: options.pop(name) for name in list(options) if name in OWN_DEFAULTS})
         self.rescore, self.train_size = int(own["rescore"]), int(own["train_size"])
         self._qname = str(own["quantizer"])
+        self._fill = bool(own["fill_links"])
         super().__init__(dim, **{**GRAPH_DEFAULTS, **options})
         self._qtype = getattr(self._faiss.ScalarQuantizer, QUANTIZERS[self._qname])
         self._graph = self._new_graph()
@@ -93,7 +107,13 @@ class QuantizedIndex(HNSWIndex):
         graph = self._faiss.IndexHNSWSQ(self.dim, self._qtype, int(self.options["m"]), self._faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = int(self.options["ef_construction"])
         graph.hnsw.efSearch = self._ef = int(self.options["ef_search"])
+        graph.keep_max_size_level0 = self._fill
         return graph
+
+    def _set_search(self, graph: Any) -> None:
+        """Give a loaded graph this index's efSearch and link filling (FAISS does not save the latter)."""
+        super()._set_search(graph)
+        graph.keep_max_size_level0 = self._fill
 
     def _trained_graph(self, sample: Vectors) -> Any:
         """A new empty graph whose quantizer is trained on ``sample``."""

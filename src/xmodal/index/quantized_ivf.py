@@ -48,7 +48,7 @@ COARSE = ("flat", "hnsw")
 #: real set), and every extra candidate is a full vector read from disk (docs/benchmarks.md).
 IVF_OWN_DEFAULTS: dict[str, Any] = {**OWN_DEFAULTS, "train_size": 200_000, "rescore": 20}
 #: The HNSW-layout graph options, refused here (the ivf layout has no graph over the vectors).
-GRAPH_ONLY = ("m", "ef_construction", "ef_search")
+GRAPH_ONLY = ("m", "ef_construction", "ef_search", "fill_links")
 PER_LIST = 39
 #: The ``hnsw`` coarse quantizer: a graph over the centroids (M, efConstruction, efSearch of an assignment).
 COARSE_M, COARSE_EF_CONSTRUCTION, COARSE_EF_SEARCH = 32, 80, 64
