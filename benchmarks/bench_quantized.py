@@ -14,7 +14,13 @@ vectors are 15 GB):
   from the same clusters with another seed.
 - ``wordnet``: all-MiniLM-L6-v2 embeddings of the ~117k WordNet glosses (Debian ``wordnet-base``, cached by
   ``bench_search.py --prepare``), repeated with Gaussian noise of norm ``--noise`` and renormalised up to
-  ``--n``; queries are the embeddings of 1,000 synsets' lemma names.
+  ``--n``; queries are the embeddings of 1,000 synsets' lemma names. ``--glosses G`` repeats only G glosses
+  (the queries' own synsets and a seeded sample of the others), so a smaller n has the copies per gloss of
+  a larger one: ``--n 1000000 --glosses 11765`` has the ~85 copies per gloss of all 117,659 at 10M.
+
+Recall is reported twice: ``recall_at_10``, the share of the exact top 10 (by id) found, and beside it
+``ann_recall_at_10``, ann-benchmarks' looser count (a hit counts if its exact score is within 1e-3 of the
+true 10th best), which forgives swaps among near-ties.
 
 Each backend is built in a child process (``upsert`` in batches of ``--batch`` rows, a checkpoint after
 every ``--checkpoint-every`` batches and at the end, as the engine would; ``build_s`` counts only the
