@@ -18,7 +18,8 @@ from xmodal.ltr import explore_config
 from xmodal.ltr.exploration import ExploreBudget, ExploreSettings, eligible, place
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.fusion import FusedHit
-from xmodal.ltr.repeats import Repeats, Shown, pin
+from xmodal.ltr.memory_state import PairStats
+from xmodal.ltr.repeats import PASSED_LOOKED, Repeats, Shown, demote, passed_over, pin
 from xmodal.ltr.scores import non_increasing, relevance
 from xmodal.ltr.strategies import QueryUnderstanding
 from xmodal.provenance import names_of
@@ -72,6 +73,22 @@ def test_placement_never_puts_an_item_without_evidence_above_top(
 def test_pin_puts_the_remembered_top_first_in_its_order() -> None:
     ranked = [hit(i) for i in "abcde"]
     assert [h.id for h in pin(ranked, ("d", "zz", "a"))] == ["d", "a", "b", "c", "e"]
+
+
+def test_items_looked_at_without_a_credible_action_are_passed_over_and_go_below_the_others() -> None:
+    pairs = {
+        "top": PairStats(impressions=PASSED_LOOKED, actions=0.0),  # looked at three times, never acted on
+        "glance": PairStats(impressions=1.0, actions=0.0),  # one look is not evidence
+        "found": PairStats(impressions=20.0, actions=1.0),  # acted on once: evidence for, not against
+        "answer": PairStats(impressions=4.0, actions=3.0),
+        "predicted": PairStats(impressions=0.0, actions=0.0, prior=0.5),
+        "low": PairStats(impressions=PASSED_LOOKED - 0.01, actions=0.0),
+    }
+    assert passed_over(pairs) == {"top"}
+    assert passed_over(pairs, looked=1.0) == {"top", "glance", "low"}
+    ranked = [hit(i) for i in ("top", "answer", "found", "glance", "new")]
+    assert [h.id for h in demote(ranked, passed_over(pairs))] == ["answer", "found", "glance", "new", "top"]
+    assert demote(ranked, frozenset()) == ranked
 
 
 def test_repeats_answer_only_in_the_same_state_and_stay_bounded() -> None:
@@ -168,6 +185,29 @@ def test_the_same_query_without_new_feedback_keeps_its_top_3_and_new_feedback_le
     shop.feedback(result.query_id, clicked, "click", position=6)
     after = shop.search("comfortable walking shoes", mode="learned", k=10, log=True, user="u1")
     assert clicked in after.hits.ids[:3].tolist()  # the item acted on has evidence now
+    shop.close()
+
+
+def test_new_feedback_on_a_failing_query_puts_the_items_users_passed_over_below_fresh_ones(
+    shop: Engine, tmp_path: Path
+) -> None:
+    shop.close()
+    explore_config.save(tmp_path / "idx" / "ltr", ExploreSettings(budget=1.0))
+    shop = Engine.open(tmp_path / "idx")
+    text = "comfortable walking shoes"
+    for _ in range(12):  # positions 1-3 looked at 12, 6 and 4 times (expected), never acted on
+        result = shop.search(text, mode="learned", k=10, log=True, user="u1")
+    before = result.hits.ids[:3].tolist()
+    assert result.query_id is not None
+    clicked = result.hits.ids[6]
+    shop.feedback(result.query_id, clicked, "click", position=7)  # 1 action in 12 searches: still failing
+    tops = []
+    for _ in range(5):
+        after = shop.search(text, mode="learned", k=10, log=True, user="u1")
+        tops.append(after.hits.ids[:3].tolist())
+    assert tops[0][0] == clicked  # the item acted on has evidence now
+    assert not set(before) & set(tops[0])  # the items passed over lost their top positions to fresh ones
+    assert all(t == tops[0] for t in tops)  # and with no new feedback the new top 3 stays
     shop.close()
 
 

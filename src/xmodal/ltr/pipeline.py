@@ -38,7 +38,7 @@ from .fusion import FusedHit, committed_weights, fuse, to_hits
 from .item_meta import ItemMeta
 from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
-from .repeats import Repeats, Shown, pin, query_key
+from .repeats import Repeats, Shown, demote, passed_over, pin, query_key
 from .scores import SCORE_MEANING, relevance, shown_scores
 from .strategies import (
     ExploreStrategy,
@@ -144,6 +144,9 @@ class Prepared:
     state: tuple[float, int] = (0.0, 0)
     repeat: Shown | None = None
     answers: tuple[str, ...] = ()  # items acted on for this query at a credible rate, best first
+    #: items users looked at for this query and passed over (:func:`repeats.passed_over`), for a failing
+    #: query that is re-planned (no repeat in the same state); empty otherwise
+    passed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,7 +461,8 @@ class Pipeline:
         key, state = query_key(query, vector), (float(ctx["actions"]), self._catalog_version)
         repeat = self.repeats.get(key, state)
         answers = memory.answers(ANSWERED_RATE) if ctx["actions"] else ()
-        return Prepared(query, found, ctx, context_vector(ctx), available, key, state, repeat, answers)
+        passed = passed_over(memory.pairs) if repeat is None and unanswered(ctx) else frozenset()
+        return Prepared(query, found, ctx, context_vector(ctx), available, key, state, repeat, answers, passed)
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
         """The plan for a prepared query: while the self-tuned fusion is active (:meth:`tuned_active`), every
@@ -762,14 +766,16 @@ class Pipeline:
     def arrange(
         self, prepared: Prepared, plan: Plan, ranked: Sequence[FusedHit], explored: Sequence[FusedHit], k: int
     ) -> list[FusedHit]:
-        """The list shown: the answers users found for this query come first (items acted on at a credible
-        rate, :meth:`MemoryStrategy.answers`: evidence that takes the top positions, whichever strategy's
+        """The list shown: for a failing query that new feedback re-plans, the items users passed over go
+        below the others (:attr:`Prepared.passed`, :func:`repeats.demote`: skips are negative evidence); the
+        answers users found for this query come first (items acted on at a credible rate,
+        :meth:`MemoryStrategy.answers`: evidence that takes the top positions, whichever strategy's
         order they have); a repeat of the query in the same state gets its top hits back first
         (:func:`repeats.pin`); exploration's items are placed from position ``exploration.top`` on
         (:func:`exploration.place`: every position when exploration leads the plan, else every second); and
         what the query got is remembered. Returns the first ``k``."""
         top = self.exploration.top
-        ranked = pin(ranked, prepared.answers)
+        ranked = pin(demote(ranked, prepared.passed), prepared.answers)
         if prepared.repeat is not None:
             ranked = pin(ranked, prepared.repeat.top)
         lead = bool(plan.allocations) and self._explores(plan.allocations[0].strategy)

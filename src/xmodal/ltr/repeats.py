@@ -9,6 +9,11 @@ exploration's, :mod:`xmodal.ltr.exploration`), with the *state* they were chosen
 query (its events) and the catalog's version. A repeat in the same state gets the same relevance
 strategies and the same top hits first (:func:`pin`); an event on the query, or a change to the catalog,
 lets them change. The memo lives in the process (bounded, least recently used first out).
+
+Skips are negative evidence: when new feedback re-plans a query whose searches keep failing
+(:func:`context.unanswered`), the items users looked at for it and passed over (:func:`passed_over`) go
+below the ones not yet looked at (:func:`demote`), so its top hits change to fresh items at each feedback
+event, while a repeat with no new feedback keeps them.
 """
 
 from __future__ import annotations
@@ -17,16 +22,21 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..records import Query
 from .fusion import FusedHit
+from .memory_state import PairStats
 from .text import normalize_query
 
 MAX_QUERIES = 50_000
+#: expected examinations without an action after which an item counts as passed over for a query:
+#: a user who wants an item and looks at it acts on it most of the time, so three looks without an action
+#: are evidence against it (one look is not: exploration's own "shown" mark, :mod:`.strategies.explore`)
+PASSED_LOOKED = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,22 @@ class Repeats:
     def clear(self) -> None:
         with self._lock:
             self._memo.clear()
+
+
+def passed_over(pairs: Mapping[str, PairStats], looked: float = PASSED_LOOKED) -> frozenset[str]:
+    """The items users passed over for a query (``pairs``: the memory index's statistics of the query's
+    items): looked at, at least ``looked`` expected examinations (position-weighted impressions, so an item
+    shown at position 1 three times counts 3, at position 3 once counts 1/3), and never acted on. An item
+    acted on even once is evidence for, not against (a query's answer is often clicked once in several looks
+    before it becomes credible). Evidence, not chance: the same statistics give the same set."""
+    return frozenset(i for i, p in pairs.items() if p.impressions >= looked and p.actions <= 0)
+
+
+def demote(ranked: Sequence[FusedHit], passed: frozenset[str]) -> list[FusedHit]:
+    """``ranked`` with the hits ``passed`` names after the others, each part in its order."""
+    if not passed:
+        return list(ranked)
+    return [h for h in ranked if h.id not in passed] + [h for h in ranked if h.id in passed]
 
 
 def pin(ranked: Sequence[FusedHit], top: Sequence[str]) -> list[FusedHit]:
