@@ -8,8 +8,11 @@ import re
 
 import numpy as np
 
+from .present import NEEDED
+
 CHAR_N = (3, 5)
-_WORD = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
+#: The words (and punctuation marks) of the ``w:`` features.
+WORD = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
 MAX_CHARS = 4000  # a longer text is judged on its first and last 2,000 characters
 
@@ -25,16 +28,13 @@ def prepare(text: str) -> str:
     return _SPACE.sub(" ", clip(text).lower())
 
 
-def char_grams(word: str) -> list[str]:
-    """The ``c:`` features of one word (its character n-grams, padded with a space each side)."""
-    out: list[str] = []
+def char_grams(word: str, prefix: str = "c:") -> list[str]:
+    """The ``c:`` features of one word (its character n-grams, padded with a space each side; named with
+    ``prefix``)."""
     padded = f" {word} "
+    size = len(padded)
     low, high = CHAR_N
-    for n in range(low, high + 1):
-        if len(padded) < n:
-            break
-        out.extend("c:" + padded[i : i + n] for i in range(len(padded) - n + 1))
-    return out
+    return [prefix + padded[i : i + n] for n in range(low, high + 1) for i in range(size - n + 1)]
 
 
 def cross_grams(first: str, second: str) -> list[str]:
@@ -53,7 +53,7 @@ def cross_grams(first: str, second: str) -> list[str]:
 
 def word_grams(prepared: str) -> list[str]:
     """The ``w:`` features of a prepared text: word (and punctuation) unigrams and bigrams."""
-    words = _WORD.findall(prepared)
+    words = WORD.findall(prepared)
     return ["w:" + w for w in words] + [f"w:{a} {b}" for a, b in zip(words, words[1:], strict=False)]
 
 
@@ -77,12 +77,10 @@ def analyze_cross(text: str) -> list[str]:
     return analyze(text, cross=True)
 
 
-def counted(columns: list[int], ends: list[int], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A batch's features counted: ``columns`` holds each text's feature columns (text ``i``'s end before
-    ``ends[i]``), of ``width`` in all; returns the text, the column and the count of each distinct pair."""
-    sizes = [end - start for start, end in zip([0, *ends], ends, strict=False)]
-    doc = np.repeat(np.arange(len(ends), dtype=np.int64), sizes)
-    keys, tf = np.unique(doc * width + np.asarray(columns, dtype=np.int64), return_counts=True)
+def counted_pairs(doc: np.ndarray, col: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (text, column) pairs of a batch's features (``doc[i]``, ``col[i]``: one occurrence, in any
+    order; columns below ``width``) in order, and the count of each: the text, the column and the count."""
+    keys, tf = np.unique(doc * width + col, return_counts=True)
     doc, col = np.divmod(keys, width)
     return doc, col, tf
 
@@ -250,6 +248,24 @@ def cues(text: str) -> list[float]:
     ]
 
 
+NEEDED.add(w for groups in _CUE_NEEDS.values() for group in groups for w in group)  # (cue_matrix)
+#: Per cue, the columns of each of its groups of words in :data:`.present.NEEDED`.
+_CUE_GROUPS = tuple(
+    tuple(np.asarray([NEEDED.column[w] for w in group]) for group in _CUE_NEEDS.get(name, ())) for name, _ in CUES
+)
+
+
 def cue_matrix(texts: list[str]) -> np.ndarray:
-    """:func:`cues` of each text, one row each."""
-    return np.asarray([cues(t) for t in texts], dtype=np.float64).reshape(len(texts), len(CUES))
+    """:func:`cues` of each text, one row each: the words each text holds found for the batch at once
+    (:data:`.present.NEEDED`), each pattern run on the texts that hold its words."""
+    clipped = [clip(t) for t in texts]
+    held = NEEDED.held([c.lower() for c in clipped])
+    out = np.zeros((len(texts), len(CUES)), dtype=np.float64)
+    for j, ((_, pattern), groups) in enumerate(zip(CUES, _CUE_GROUPS, strict=True)):
+        ok = np.ones(len(texts), dtype=bool)
+        for columns in groups:
+            ok &= held[:, columns].any(axis=1)
+        for i in np.flatnonzero(ok).tolist():
+            if pattern.search(clipped[i]):
+                out[i, j] = 1.0
+    return out

@@ -8,9 +8,13 @@ import base64
 import binascii
 import codecs
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+from .present import NEEDED
 
 _W = r"(?:[\w'’-]+\W+)"  # one word and what follows it
 
@@ -247,22 +251,21 @@ def matching(text: str, rules: Sequence[Rule]) -> list[Finding]:
 def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list[Finding]]:
     """:func:`scan` of each text, the same findings in the same order, at a fraction of the cost for a batch of
     texts that mostly match nothing (a catalog's): each rule runs once over the texts joined (those that hold what
-    it needs, :func:`needed`), and again on each text only when it matched somewhere in the joined text (a match
-    inside one text is a match in the joined text, so nothing is missed; one that spans two texts only costs the
-    second look); a text is decoded (base64, hex) only when it holds a payload itself."""
+    it needs, :func:`needed`, found for the batch at once: :data:`.present.NEEDED`), and again on each text only
+    when it matched somewhere in the joined text (a match inside one text is a match in the joined text, so nothing
+    is missed; one that spans two texts only costs the second look); likewise over the rot13 of the texts joined
+    (:func:`_rot_rules`); a text is decoded (base64, hex) only when it holds a payload itself
+    (:func:`_with_payload`)."""
     if len(texts) < 2:
         return [scan(t, agent_address=agent_address) for t in texts]
-    joined = _JOIN.join(texts)
-    lowered = [_lowered(text) for text in texts]
-    rules = [r for r in _all_rules(agent_address) if _matches_one(r, texts, lowered)]
-    rot = codecs.decode(joined, "rot13")
-    rot_lowered = _lowered(rot)
-    rot_rules = [r for r in _all_rules(agent_address) if _may_match(r, rot_lowered) and r[2].search(rot)]
-    payloads = bool(_BASE64.search(joined) or _HEX.search(joined))
+    every = _all_rules(agent_address)
+    held = NEEDED.held([text.lower() for text in texts])
+    unknown = np.fromiter((not t.isascii() and _lowered(t) is None for t in texts), dtype=bool, count=len(texts))
+    rules = [r for r in every if _matches_one(r, texts, _holding(needed(r[2]), held) | unknown)]
+    rot_rules = _rot_rules(texts, every, held)
     out: list[list[Finding]] = []
-    for text in texts:
+    for text, own in zip(texts, _with_payload(texts), strict=True):
         # a text of the batch without a payload of its own has none to decode (its only reading is its rot13)
-        own = payloads and bool(_BASE64.search(text) or _HEX.search(text))
         if not (rules or rot_rules or own):
             out.append([])
             continue
@@ -270,7 +273,7 @@ def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list
         seen = {f.rule for f in found}
         decoded = _decoded(text) if own else [("rot13", codecs.decode(text, "rot13"))]
         for how, reading in decoded:
-            for finding in _scan_with(reading, rot_rules if how == "rot13" else _all_rules(agent_address)):
+            for finding in _scan_with(reading, rot_rules if how == "rot13" else every):
                 rule = f"{how}:{finding.rule}"
                 if rule not in seen:
                     seen.add(rule)
@@ -279,14 +282,70 @@ def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list
     return out
 
 
-def _matches_one(rule: Rule, texts: Sequence[str], lowered: Sequence[str | None]) -> bool:
-    """Whether the rule may match one of ``texts`` (their :func:`_lowered` forms beside them): it matches the
-    texts that hold what it needs (:func:`needed`: a text with a match holds it) joined, searched at once (a match
-    that spans two of them only costs :func:`scan_many` a look at each)."""
-    need = needed(rule[2])
-    if need:
-        texts = [text for text, low in zip(texts, lowered, strict=True) if low is None or _holds(need, low)]
+def _matches_one(rule: Rule, texts: Sequence[str], may: np.ndarray) -> bool:
+    """Whether the rule may match one of ``texts``: it matches the texts that may hold what it needs (``may``)
+    joined, searched at once (a match that spans two of them only costs :func:`scan_many` a look at each)."""
+    texts = [text for text, ok in zip(texts, may.tolist(), strict=True) if ok]
     return bool(texts) and rule[2].search(_JOIN.join(texts)) is not None
+
+
+def _rot_rules(texts: Sequence[str], rules: Sequence[Rule], held: np.ndarray) -> list[Rule]:
+    """The rules that match the rot13 of ``texts`` joined, those whose words it cannot hold (:func:`needed`) not
+    searched. When every text is ASCII, the rot13 of the texts joined holds a word (in lower case) exactly when
+    one of the texts holds the word's rot13 (rot13 and lower case commute on ASCII; no rule word holds a line
+    break): read off ``held`` (:data:`.present.NEEDED`, which has the rot13 of every rule word too)."""
+    rot: str | None = None
+    if _ROT_HELD and all(t.isascii() for t in texts):
+        anywhere: np.ndarray = np.asarray(held.any(axis=0, keepdims=True))
+        may = [bool(_holding(_rot_needed(r[2]), anywhere)[0]) for r in rules]
+    else:
+        rot = codecs.decode(_JOIN.join(texts), "rot13")
+        lowered = _lowered(rot)
+        may = [_may_match(r, lowered) for r in rules]
+    found = []
+    for rule, ok in zip(rules, may, strict=True):
+        if ok:
+            rot = codecs.decode(_JOIN.join(texts), "rot13") if rot is None else rot
+            if rule[2].search(rot):
+                found.append(rule)
+    return found
+
+
+def _with_payload(texts: Sequence[str]) -> list[bool]:
+    """Whether each text holds a base64 or hex run (:func:`_decoded`), the patterns run only on a text that holds
+    what each needs: a run of 16 base64 characters, or of 24 hex digits, blanks and colons (found by mapping
+    every character to its class and looking for the run's image: no pattern search per character)."""
+    return [
+        bool(
+            (_B64_RUN in text.translate(_B64_CLASS) and _BASE64.search(text))
+            or (_HEX_RUN in text.translate(_HEX_CLASS) and _HEX.search(text))
+        )
+        for text in texts
+    ]
+
+
+_B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_CLASS = {ord(c): "a" if c in _B64_CHARS else " " for c in map(chr, range(128))}  # any other: not "a"
+_B64_RUN = "a" * 16  # (_BASE64's run)
+#: Hex digits, colons and white space (``\s``: every character ``str.isspace`` names, none above U+3000: checked by
+#: tests/test_guards.py) as "h"; any other ASCII character as "x", any other character left as it is (not "h").
+_HEX_CLASS = {c: "h" if chr(c) in "0123456789abcdefABCDEF:" or chr(c).isspace() else "x" for c in range(128)}
+_HEX_CLASS |= {c: "h" for c in range(128, 0x3001) if chr(c).isspace()}
+_HEX_RUN = "h" * 24  # (_HEX's 12 pairs of digits with a blank or colon between each two, or none)
+
+
+def _holding(need: Need, held: np.ndarray) -> np.ndarray:
+    """:func:`_holds` for each text, given which of the words each holds (``held``: :meth:`.present.Words.held`)."""
+    out = np.ones(len(held), dtype=bool)
+    for part in need:
+        if isinstance(part, frozenset):
+            columns = _COLUMNS.get(part)
+            if columns is None:
+                columns = _COLUMNS[part] = np.asarray([NEEDED.column[w] for w in part])
+            out &= held[:, columns].any(axis=1)
+        else:
+            out &= np.logical_or.reduce([_holding(branch, held) for branch in part])
+    return out
 
 
 #: The words a match of each pattern must hold (:func:`_needed`): a text (or a batch) that holds none of them is
@@ -355,3 +414,40 @@ def _decoded(text: str) -> list[tuple[str, str]]:
 
 for _, _, _pattern in _all_rules(agent_address=True):
     needed(_pattern)
+
+
+def _need_words(need: Need) -> Iterator[str]:
+    for part in need:
+        if isinstance(part, frozenset):
+            yield from part
+        else:
+            for branch in part:
+                yield from _need_words(branch)
+
+
+def _rot(need: Need) -> Need:
+    """``need`` with each word's rot13."""
+    return tuple(
+        frozenset(codecs.decode(w, "rot13") for w in part) if isinstance(part, frozenset) else tuple(map(_rot, part))
+        for part in need
+    )
+
+
+_ROT_NEEDED: dict[int, tuple[re.Pattern[str], Need]] = {}
+
+
+def _rot_needed(pattern: re.Pattern[str]) -> Need:
+    """What the rot13 of every text that ``pattern`` matches holds (:func:`needed` with each word's rot13)."""
+    known = _ROT_NEEDED.get(id(pattern))
+    if known is None:
+        known = _ROT_NEEDED[id(pattern)] = (pattern, _rot(needed(pattern)))
+        NEEDED.add(_need_words(known[1]))
+    return known[1]
+
+
+_RULE_WORDS = [w for _, _, p in _all_rules(agent_address=True) for w in _need_words(needed(p))]
+NEEDED.add(_RULE_WORDS)  # (scan_many)
+for _, _, _pattern in _all_rules(agent_address=True):
+    _rot_needed(_pattern)
+_ROT_HELD = not any(_JOIN[0] in w for w in _RULE_WORDS)  # (_rot_rules)
+_COLUMNS: dict[frozenset[str], np.ndarray] = {}  # a part of a Need -> its words' columns in NEEDED

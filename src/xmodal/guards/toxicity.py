@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from .. import loaded
 from .classifier import ModelError
-from .features import counted
+from .features import counted_pairs
 
 FORMAT = "xmodal-toxicity/1"
 MODEL_FILE = "toxicity_model.json.gz"
@@ -77,10 +78,14 @@ class ToxicityModel:
         cols: list[int] = []
         ends: list[int] = []
         for text in texts:
-            cols.extend(c for tok in TOKEN.findall(text.lower()) if (c := find(tok)) is not None)
+            cols.extend(map(find, TOKEN.findall(text.lower()), repeat(-1)))  # -1: not in the vocabulary
             ends.append(len(cols))
         n = len(texts)
-        doc, col, tf = counted(cols, ends, len(self.idf))
+        found = np.asarray(cols, dtype=np.int64)
+        sizes = np.diff(np.asarray([0, *ends], dtype=np.int64)).astype(np.int64)
+        doc = np.repeat(np.arange(n, dtype=np.int64), sizes)
+        known = found >= 0
+        doc, col, tf = counted_pairs(doc[known], found[known], len(self.idf))
         x = tf * self.idf[col]
         norm = np.sqrt(np.bincount(doc, x * x, minlength=n))
         x = x / norm[doc]  # a text without a known word has no entry (and norm 0): f is the intercept alone

@@ -1,0 +1,123 @@
+"""Which texts of a batch hold which words — the words the rules' patterns need (:func:`.rules.needed`) and those
+the cues ask for (:data:`.features._CUE_NEEDS`) — found for a whole batch at once, instead of one substring search
+per text and word: what a text holds is read off its runs of characters between white space, each run's words
+found once.
+
+A word without white space is in a text exactly when it is in one of the text's runs (``text.split()``: an
+occurrence cannot straddle white space), so the words of each distinct run are found once (one substring search
+per word over the new runs joined) and a text's are the union of its runs'. A word with white space (``from now
+on``) is looked for in the texts whose runs hold each of its parts (``from``, ``now``, ``on``). The answer is
+exactly ``word in text`` for every text and word: the shortcut decides nothing by itself.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from itertools import chain
+
+import numpy as np
+
+_JOIN = "\n"
+#: Runs whose words are kept (a few MB); past it the kept ones are dropped and found again.
+RUNS = 200_000
+#: Texts whose words are kept (the rules and the cues ask about the same batch in turn).
+TEXTS = 2048
+
+
+class Words:
+    """A set of words (lower case), added to at import by the modules that need them, and which of them each text
+    of a batch holds (:meth:`held`)."""
+
+    def __init__(self) -> None:
+        self.words: list[str] = []
+        self.column: dict[str, int] = {}  # word -> its column in held()'s answer
+        self.add(())
+
+    def add(self, words: Iterable[str]) -> None:
+        """Words to find from now on (their columns follow those of the words added before)."""
+        for word in words:
+            if word not in self.column:
+                self.column[word] = len(self.words)
+                self.words.append(word)
+        # a run's bits: the words without white space, then the parts of the others that are not words themselves
+        in_runs = {w: self.column[w] for w in self.words if w.split() == [w]}
+        self._other: list[tuple[int, str, np.ndarray]] = []  # (column, word, the bits of its pieces)
+        self._width = len(self.words)  # bits in all
+        for word in self.words:
+            if word not in in_runs:
+                pieces = []
+                for piece in word.split():
+                    if piece not in in_runs:
+                        in_runs[piece], self._width = self._width, self._width + 1
+                    pieces.append(in_runs[piece])
+                self._other.append((self.column[word], word, np.asarray(pieces, dtype=np.int64)))
+        self._in_runs = list(in_runs.items())
+        self._size = (self._width + 7) // 8
+        self._ids: dict[str, int] = {"": 0}  # run -> its row in _rows ("": no run, holds no word)
+        self._rows = np.zeros((1, self._size), dtype=np.uint8)  # by run: its bits, packed
+        self._texts: dict[str, bytes] = {}  # text -> its bits, packed
+
+    def held(self, texts: Sequence[str]) -> np.ndarray:
+        """``[len(texts), len(words)]`` booleans: ``words[j] in texts[i]`` (``texts`` already in lower case)."""
+        known = self._texts
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        if todo:
+            if len(known) + len(todo) > TEXTS:
+                known.clear()
+                todo = list(dict.fromkeys(texts))
+            found = np.packbits(self._find(todo), axis=1, bitorder="little")
+            known.update(zip(todo, map(bytes, found), strict=True))
+        packed = np.frombuffer(b"".join(map(known.__getitem__, texts)), dtype=np.uint8).reshape(len(texts), -1)
+        return np.unpackbits(packed, axis=1, count=len(self.words), bitorder="little").astype(bool)
+
+    def _find(self, texts: list[str]) -> np.ndarray:
+        """``[len(texts), bits]`` booleans: the words (and pieces) each text holds."""
+        runs_of = [runs or [""] for runs in map(str.split, texts)]
+        runs = list(chain.from_iterable(runs_of))
+        ids = self._ids
+        new = [run for run in dict.fromkeys(runs) if run not in ids]
+        if new:
+            if len(ids) + len(new) > RUNS:
+                ids = self._ids = {"": 0}
+                self._rows = self._rows[:1]
+                new = [run for run in dict.fromkeys(runs) if run not in ids]
+            ids.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
+            self._rows = np.concatenate([self._rows, np.packbits(self._run_bits(new), axis=1, bitorder="little")])
+        rows = self._rows[np.fromiter(map(ids.__getitem__, runs), dtype=np.int64, count=len(runs))]
+        starts = np.cumsum([0, *map(len, runs_of[:-1])])
+        packed = np.bitwise_or.reduceat(rows, starts, axis=0)
+        held = np.unpackbits(packed, axis=1, count=self._width, bitorder="little").astype(bool)
+        for column, word, pieces in self._other:  # in the texts that hold each of its parts
+            candidates = np.flatnonzero(held[:, pieces].all(axis=1)) if len(pieces) else range(len(texts))
+            for k in candidates:
+                if word in texts[k]:
+                    held[k, column] = True
+        return held
+
+    def _run_bits(self, runs: list[str]) -> np.ndarray:
+        """``[len(runs), bits]`` booleans: the words without white space (and parts) each of ``runs`` holds (a line
+        break apart: none of them holds one)."""
+        joined = _JOIN.join(runs)
+        starts = np.cumsum([0, *(len(r) + 1 for r in runs[:-1])]).tolist()
+        out = np.zeros((len(runs), self._width), dtype=bool)
+        for word, bit in self._in_runs:
+            out[_holding(joined, starts, word), bit] = True
+        return out
+
+
+def _holding(joined: str, starts: list[int], word: str) -> list[int]:
+    """The parts of ``joined`` (a line break apart, starting at ``starts``) that hold ``word`` (without a break)."""
+    found = []
+    find = joined.find
+    at = find(word)
+    last = len(starts) - 1
+    while at >= 0:
+        k = bisect.bisect_right(starts, at) - 1
+        found.append(k)
+        at = find(word, starts[k + 1]) if k < last else -1
+    return found
+
+
+#: The words the rules and the cues need (:mod:`.rules`, :mod:`.features`): one pass over a batch for both.
+NEEDED = Words()
