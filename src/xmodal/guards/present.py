@@ -55,7 +55,8 @@ class Words:
         self._in_runs = list(in_runs.items())
         self._size = (self._width + 7) // 8
         self._ids: dict[str, int] = {"": 0}  # run -> its row in _rows ("": no run, holds no word)
-        self._rows = np.zeros((1, self._size), dtype=np.uint8)  # by run: its bits, packed
+        self._room = np.zeros((1024, self._size), dtype=np.uint8)  # by run: its bits, packed (room to grow)
+        self._count = 1  # rows used
         self._texts: dict[str, bytes] = {}  # text -> its bits, packed
 
     def held(self, texts: Sequence[str]) -> np.ndarray:
@@ -80,10 +81,10 @@ class Words:
         if new:
             if len(ids) + len(new) > RUNS:
                 ids = self._ids = {"": 0}
-                self._rows = self._rows[:1]
+                self._count = 1
                 new = [run for run in dict.fromkeys(runs) if run not in ids]
             ids.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
-            self._rows = np.concatenate([self._rows, np.packbits(self._run_bits(new), axis=1, bitorder="little")])
+            self._add_rows(np.packbits(self._run_bits(new), axis=1, bitorder="little"))
         rows = self._rows[np.fromiter(map(ids.__getitem__, runs), dtype=np.int64, count=len(runs))]
         starts = np.cumsum([0, *map(len, runs_of[:-1])])
         packed = np.bitwise_or.reduceat(rows, starts, axis=0)
@@ -95,27 +96,54 @@ class Words:
                     held[k, column] = True
         return held
 
+    @property
+    def _rows(self) -> np.ndarray:
+        return self._room[: self._count]
+
+    def _add_rows(self, rows: np.ndarray) -> None:
+        end = self._count + len(rows)
+        if end > len(self._room):
+            room = np.zeros((max(end, 2 * len(self._room)), self._size), dtype=np.uint8)
+            room[: self._count] = self._room[: self._count]
+            self._room = room
+        self._room[self._count : end] = rows
+        self._count = end
+
     def _run_bits(self, runs: list[str]) -> np.ndarray:
-        """``[len(runs), bits]`` booleans: the words without white space (and parts) each of ``runs`` holds (a line
-        break apart: none of them holds one)."""
-        joined = _JOIN.join(runs)
-        starts = np.cumsum([0, *(len(r) + 1 for r in runs[:-1])]).tolist()
-        out = np.zeros((len(runs), self._width), dtype=bool)
+        """``[len(runs), bits]`` booleans: the words without white space (and parts) each of ``runs`` holds. The
+        runs are searched joined by line breaks (none of the words holds one), longest first, so that a word is
+        searched in the runs at least as long as itself only."""
+        order = sorted(range(len(runs)), key=lambda i: -len(runs[i]))
+        ordered = [runs[i] for i in order]
+        joined = _JOIN.join(ordered)
+        starts = np.cumsum([0, *(len(r) + 1 for r in ordered[:-1])]).tolist()
+        shorter = [-len(r) for r in ordered]  # (ascending: bisect finds where the runs shorter than a word begin)
+        rows: list[int] = []
+        bits: list[int] = []
         for word, bit in self._in_runs:
-            out[_holding(joined, starts, word), bit] = True
+            count = bisect.bisect_right(shorter, -len(word))  # the runs at least as long as the word
+            if count:
+                found = _holding(joined, starts, word, starts[count - 1] + len(ordered[count - 1]))
+                rows += found
+                bits += [bit] * len(found)
+        out = np.zeros((len(runs), self._width), dtype=bool)
+        out[np.asarray(order, dtype=np.int64)[np.asarray(rows, dtype=np.int64)], np.asarray(bits, dtype=np.int64)] = (
+            True
+        )
         return out
 
 
-def _holding(joined: str, starts: list[int], word: str) -> list[int]:
-    """The parts of ``joined`` (a line break apart, starting at ``starts``) that hold ``word`` (without a break)."""
+def _holding(joined: str, starts: list[int], word: str, end: int) -> list[int]:
+    """The parts of ``joined[:end]`` (a line break apart, starting at ``starts``) that hold ``word`` (without a
+    break)."""
     found = []
     find = joined.find
-    at = find(word)
+    at = find(word, 0, end)
     last = len(starts) - 1
     while at >= 0:
         k = bisect.bisect_right(starts, at) - 1
         found.append(k)
-        at = find(word, starts[k + 1]) if k < last else -1
+        at = find(word, starts[k + 1], end) if k < last else -1
     return found
 
 
