@@ -38,6 +38,7 @@ from .features import (
 
 FORMAT = "xmodal-guard-classifier/1"
 MODEL_FILE = "injection_model.json.gz"
+SMALL = 16  # batches smaller than this are counted text by text (Classifier.probabilities)
 WORD_CACHE = 200_000  # words (and word pairs' joints) whose feature columns are kept (a few tens of MB at most)
 CROSS = CHAR_N[1] - 2  # the characters of each word that an x: n-gram can hold (features.cross_grams)
 _ONE_WORD = re.compile(r"[\w']+")  # a word that is one feature word (features.WORD)
@@ -134,7 +135,16 @@ class Classifier:
         few NumPy passes (:meth:`_batch_features`)."""
         n = len(texts)
         # (text, column) pairs and their counts; prepare()'s white space made one blank changes none of its words
-        doc, col, tf = self._batch_features([clip(t).lower() for t in texts])
+        if n < SMALL:  # a few texts: each one's features as probability() finds them (NumPy's calls cost more)
+            cols = [np.asarray(self._columns(prepare(t)), dtype=np.int64) for t in texts]
+            sizes = np.fromiter(map(len, cols), dtype=np.int64, count=n)
+            doc, col, tf = counted_pairs(
+                np.repeat(np.arange(n, dtype=np.int64), sizes),
+                np.concatenate([np.zeros(0, np.int64), *cols]),
+                len(self.idf),
+            )
+        else:
+            doc, col, tf = self._batch_features([clip(t).lower() for t in texts])
         weight = (1.0 + np.log(tf)) * self.idf[col]  # sublinear tf and L2 norm, as trained
         dot = np.bincount(doc, weight * self.coef[col], minlength=n)
         norm = np.sqrt(np.bincount(doc, weight * weight, minlength=n))

@@ -15,6 +15,7 @@ CHAR_N = (3, 5)
 WORD = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
 _SPACE = re.compile(r"\s+")
 MAX_CHARS = 4000  # a longer text is judged on its first and last 2,000 characters
+SMALL = 16  # batches smaller than this are looked at text by text (cue_matrix)
 
 
 def clip(text: str) -> str:
@@ -258,6 +259,8 @@ _CUE_GROUPS = tuple(
 def cue_matrix(texts: list[str]) -> np.ndarray:
     """:func:`cues` of each text, one row each: the words each text holds found for the batch at once
     (:data:`.present.NEEDED`), each pattern run on the texts that hold its words."""
+    if len(texts) < SMALL:  # a few texts: one by one (NumPy's calls cost more)
+        return np.asarray([cues(t) for t in texts], dtype=np.float64).reshape(len(texts), len(CUES))
     clipped = [clip(t) for t in texts]
     held = NEEDED.held([c.lower() for c in clipped])
     out = np.zeros((len(texts), len(CUES)), dtype=np.float64)

@@ -148,6 +148,8 @@ def scan(text: str, *, agent_address: bool = False) -> list[Finding]:
 #: that one text holds as different across the join (the rules' ``^``/``$`` are per line, ``\b`` and the
 #: base64 run's look-arounds treat it as the string's edge, and no rule looks behind for a blank).
 _JOIN = "\n\n"
+#: Batches smaller than this are scanned text by text (:func:`scan_many`).
+SMALL = 16
 
 
 #: What a match of a pattern must hold, read off the parsed pattern (:func:`_needed`): every part of a
@@ -258,6 +260,8 @@ def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list
     (:func:`_with_payload`)."""
     if len(texts) < 2:
         return [scan(t, agent_address=agent_address) for t in texts]
+    if len(texts) < SMALL:  # a few texts: each one's words looked for in it (the batch's look-ups cost more)
+        return _scan_few(texts, agent_address=agent_address)
     every = _all_rules(agent_address)
     held = NEEDED.held([text.lower() for text in texts])
     unknown = np.fromiter((not t.isascii() and _lowered(t) is None for t in texts), dtype=bool, count=len(texts))
@@ -266,6 +270,36 @@ def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list
     out: list[list[Finding]] = []
     for text, own in zip(texts, _with_payload(texts), strict=True):
         # a text of the batch without a payload of its own has none to decode (its only reading is its rot13)
+        if not (rules or rot_rules or own):
+            out.append([])
+            continue
+        found = _scan_with(text, rules)
+        seen = {f.rule for f in found}
+        decoded = _decoded(text) if own else [("rot13", codecs.decode(text, "rot13"))]
+        for how, reading in decoded:
+            for finding in _scan_with(reading, rot_rules if how == "rot13" else every):
+                rule = f"{how}:{finding.rule}"
+                if rule not in seen:
+                    seen.add(rule)
+                    found.append(Finding(finding.category, rule, _clip(reading)))
+        out.append(found)
+    return out
+
+
+def _scan_few(texts: Sequence[str], *, agent_address: bool) -> list[list[Finding]]:
+    """:func:`scan_many` of a few texts: what each rule needs looked for in each text (:func:`_holds`)."""
+    every = _all_rules(agent_address)
+    lowered = [_lowered(text) for text in texts]
+    may = [np.asarray([low is None or _holds(needed(r[2]), low) for low in lowered], dtype=bool) for r in every]
+    rules = [r for r, ok in zip(every, may, strict=True) if _matches_one(r, texts, ok)]
+    joined = _JOIN.join(texts)
+    rot = codecs.decode(joined, "rot13")
+    rot_lowered = _lowered(rot)
+    rot_rules = [r for r in every if _may_match(r, rot_lowered) and r[2].search(rot)]
+    payloads = bool(_BASE64.search(joined) or _HEX.search(joined))
+    out: list[list[Finding]] = []
+    for text in texts:
+        own = payloads and bool(_BASE64.search(text) or _HEX.search(text))
         if not (rules or rot_rules or own):
             out.append([])
             continue
