@@ -189,3 +189,23 @@ def test_prepared_words_are_the_clipped_lower_case_words() -> None:
     for text in _texts(random.Random(29)):
         assert clip(text).lower().split() == [w for w in prepare(text).split(" ") if w]
     assert math.isfinite(float(clf.load().probabilities(["a b c d"])[0]))
+
+
+def test_batches_from_several_threads_get_their_own_answers() -> None:
+    """The word sets and the classifier's word table are shared by every index of a process: batches judged at
+    once from several threads (several indexes adding) get what each gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = _texts(random.Random(31))
+    batches = [texts[i : i + 64] for i in range(0, len(texts), 64)]
+    model = clf.load()
+    words = Words()
+    words.add(NEEDED.words)
+    want = [(words.held([t.lower() for t in b]).tolist(), _reference(model, b).tolist()) for b in batches]
+    model, words = clf.load(), Words()  # new tables, filled from the threads
+    words.add(NEEDED.words)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(
+            pool.map(lambda b: (words.held([t.lower() for t in b]).tolist(), model.probabilities(b).tolist()), batches)
+        )
+    assert got == want

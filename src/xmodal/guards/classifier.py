@@ -12,6 +12,7 @@ import gzip
 import json
 import math
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -68,6 +69,7 @@ class Classifier:
         object.__setattr__(self, "_words", {})  # word -> the columns of its character n-grams (a cache)
         object.__setattr__(self, "_pairs", {})  # "abc de" -> the columns of its x: n-grams (a cache)
         object.__setattr__(self, "_cross", bool(self.meta.get("cross_grams")))  # the x: features (features.py)
+        object.__setattr__(self, "_lock", threading.Lock())  # around the word table (_batch_features)
 
     def _char_columns(self, word: str) -> tuple[int, ...]:
         cache: dict[str, tuple[int, ...]] = self.__dict__["_words"]
@@ -158,11 +160,12 @@ class Classifier:
         """The text, the column and the count of each distinct (text, known feature) pair of a batch of prepared
         texts (:func:`~.features.prepare`, or clipped and in lower case: only their words are read): the features of
         :meth:`_columns`, counted alike (:class:`_WordTable` says how)."""
-        table: _WordTable | None = self.__dict__.get("_table")
-        if table is None:
-            table = _WordTable(self.vocabulary, cross=self.__dict__["_cross"])
-            object.__setattr__(self, "_table", table)
-        return table.features(prepared, len(self.idf))
+        with self.__dict__["_lock"]:  # (one batch at a time: the model and its table are shared by every index)
+            table: _WordTable | None = self.__dict__.get("_table")
+            if table is None:
+                table = _WordTable(self.vocabulary, cross=self.__dict__["_cross"])
+                object.__setattr__(self, "_table", table)
+            return table.features(prepared, len(self.idf))
 
     def to_json(self) -> dict[str, Any]:
         terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)

@@ -13,6 +13,7 @@ exactly ``word in text`` for every text and word: the shortcut decides nothing b
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Iterable, Sequence
 from itertools import chain
 
@@ -32,10 +33,15 @@ class Words:
     def __init__(self) -> None:
         self.words: list[str] = []
         self.column: dict[str, int] = {}  # word -> its column in held()'s answer
+        self._lock = threading.Lock()
         self.add(())
 
     def add(self, words: Iterable[str]) -> None:
         """Words to find from now on (their columns follow those of the words added before)."""
+        with self._lock:
+            self._add(words)
+
+    def _add(self, words: Iterable[str]) -> None:
         for word in words:
             if word not in self.column:
                 self.column[word] = len(self.words)
@@ -60,7 +66,12 @@ class Words:
         self._texts: dict[str, bytes] = {}  # text -> its bits, packed
 
     def held(self, texts: Sequence[str]) -> np.ndarray:
-        """``[len(texts), len(words)]`` booleans: ``words[j] in texts[i]`` (``texts`` already in lower case)."""
+        """``[len(texts), len(words)]`` booleans: ``words[j] in texts[i]`` (``texts`` already in lower case).
+        Thread-safe (one batch at a time: the kept runs and texts are shared by every index of the process)."""
+        with self._lock:
+            return self._held(texts)
+
+    def _held(self, texts: Sequence[str]) -> np.ndarray:
         known = self._texts
         todo = list(dict.fromkeys(t for t in texts if t not in known))
         if todo:
