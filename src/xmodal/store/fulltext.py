@@ -11,7 +11,9 @@ Scoring is BM25F (S. Robertson, H. Zaragoza and M. Taylor, "Simple BM25 extensio
 weighted fields", CIKM 2004): per field, a term's count is normalised by that field's length
 against its average, weighted (title above body) and summed; the sum is saturated once with ``k1``
 and multiplied by the Robertson–Spärck Jones idf ``log(1 + (N − df + 0.5) / (df + 0.5))``. The term
-counts come from FTS5's own postings (an ``fts5vocab`` instance table), the sums run in SQL.
+counts come from FTS5's own postings (an ``fts5vocab`` instance table), the sums run in SQL — or, once the
+term statistics hold every row's terms (:mod:`.termstats`), on the same postings held in memory
+(:mod:`.postings`), with the same operations and the same scores.
 FTS5's built-in ``bm25()`` was measured as the alternative and ranks worse on the demo's judged
 set (nDCG@10 0.464 against 0.489): it normalises by the whole item's length, not per field, and its
 idf drops to zero for terms in more than half the items (docs/benchmarks/lexical.md).
@@ -236,8 +238,13 @@ class FullText:
         return sum(df.get(t, 0) > 0 for t in query_terms) / len(query_terms)
 
     def score(self, query_terms: Sequence[str], allowed: set[int] | None = None) -> dict[int, float]:
-        """BM25F score of every item that holds a query term (and is allowed)."""
-        pairs = self._run(query_terms, None)
+        """BM25F score of every item that holds a query term (and is allowed), by row."""
+        stats = self._stats(query_terms)
+        if stats is None:
+            return {}
+        pairs = self._held(stats, None)
+        if pairs is None:
+            pairs = self._run(query_terms, None, stats)
         if allowed is None:
             return dict(pairs)
         return {row: s for row, s in pairs if row in allowed}
@@ -251,7 +258,13 @@ class FullText:
         if depth <= 0 or (allowed is not None and not allowed):
             return []
         if allowed is None:
-            return self._top_skipping_frequent(query_terms, depth)
+            stats = self._stats(query_terms)
+            if stats is None:
+                return []
+            held = self._held(stats, depth)  # the postings in memory, once held (:mod:`.postings`): no SQL
+            if held is not None:
+                return held
+            return self._top_skipping_frequent(query_terms, depth, stats)
         ranked = sorted(self.score(query_terms, allowed).items(), key=_best_first)
         return ranked[:depth]
 
@@ -263,6 +276,11 @@ class FullText:
         return self._score_texts(stats.idf, stats.fields, rows)
 
     # -- internals -----------------------------------------------------------------------------
+    def _held(self, stats: _Stats, depth: int | None) -> list[tuple[int, float]] | None:
+        """What :meth:`_run` gives (rows ascending, or the ``depth`` best), scored on the postings held in
+        memory (the same scores as its SQL), or None when they are not held."""
+        return self.stats.scored(stats.idf, stats.fields, depth, k1=self.k1, b=self.b, weights=self.weights)
+
     def _score_texts(self, idf: dict[str, float], fields: tuple[float, float], rows: Sequence[int]) -> np.ndarray:
         """BM25F of the rows for the terms of ``idf`` (``fields``: the average field lengths), counted in each
         row's stored terms (for a few rows, not one term's whole posting list); ``idf`` comes from
@@ -308,7 +326,7 @@ class FullText:
                 out.extend((int(r), str(t or ""), str(b or "")) for r, t, b in db.execute(sql, chunk))
         return out
 
-    def _top_skipping_frequent(self, query_terms: Sequence[str], depth: int) -> list[tuple[int, float]]:
+    def _top_skipping_frequent(self, query_terms: Sequence[str], depth: int, stats: _Stats) -> list[tuple[int, float]]:
         """The ``depth`` best rows without walking the posting lists of very frequent terms (MaxScore).
 
         A term adds less than its idf to any row's score (``x / (k1 + x) < 1``), so the frequent terms
@@ -317,20 +335,18 @@ class FullText:
         score. A row whose partial score is below ``floor - bound`` (or that holds only frequent terms,
         when ``bound < floor``) stays below it; the others get the frequent terms' share from their
         stored terms. Where no such cut exists, every posting is scored in SQL as before. The ranking is
-        the full query's; a score may differ from it in the last bits (another summation order)."""
-        stats = self._stats(query_terms)
-        if stats is None:
-            return []
+        the full query's; a score may differ from it in the last bits (another summation order).
+        ``stats``: the query's (:meth:`_stats`)."""
         idf, fields = stats.idf, stats.fields
         frequent = {t: w for t, w in idf.items() if stats.df[t] > stats.docs * FREQUENT_SHARE}
         rare = [t for t in idf if t not in frequent]
         if not frequent or not rare:
-            return self._run(query_terms, depth)
+            return self._run(query_terms, depth, stats)
         partial = self._run(rare, None)
         bound = sum(frequent.values())
         floor = sorted((s for _, s in partial), reverse=True)[depth - 1] if len(partial) >= depth else 0.0
         if bound >= floor:
-            return self._run(query_terms, depth)
+            return self._run(query_terms, depth, stats)
         pool = [(row, s) for row, s in partial if s >= floor - bound]
         extra = self._score_texts(frequent, fields, [row for row, _ in pool])
         ranked = sorted(((row, s + float(x)) for (row, s), x in zip(pool, extra, strict=True)), key=_best_first)
@@ -354,9 +370,13 @@ class FullText:
         idf = {t: max(math.log(1.0 + (n - d + 0.5) / (d + 0.5)), 1e-6) for t, d in df.items() if d}
         return _Stats(idf, (max(title / n, 1e-9), max(body / n, 1e-9)), n, df)
 
-    def _run(self, query_terms: Sequence[str], depth: int | None) -> list[tuple[int, float]]:
-        """BM25F of every matching row in SQL, best first when ``depth`` is given (then cut to it)."""
-        stats = self._stats(query_terms)
+    def _run(
+        self, query_terms: Sequence[str], depth: int | None, stats: _Stats | None = None
+    ) -> list[tuple[int, float]]:
+        """BM25F of every matching row in SQL, best first when ``depth`` is given (then cut to it); ``stats``: the
+        query's when the caller has them (:meth:`_stats`)."""
+        if stats is None:
+            stats = self._stats(query_terms)
         if stats is None:
             return []
         idf, (avg_title, avg_body) = stats.idf, stats.fields

@@ -25,7 +25,10 @@ It also holds each row's stored terms (:meth:`TermStats.texts`: what the ranker'
 candidates and the lexical strategy's frequent terms count in), under the same rules: read on demand and
 kept, then all of them by the same background pass (up to :data:`MAX_ROWS` items; a larger index keeps at
 most that many read on demand); a row this store writes takes its new terms when the transaction commits,
-another connection's item writes drop them all, and a read that overlapped a commit is not kept.
+another connection's item writes drop them all, and a read that overlapped a commit is not kept. Once every
+row's terms are held, their postings are too (:mod:`.postings`, built by the background pass, changed with each
+commit of this store, dropped with the terms): the lexical run scores on them instead of one SQL query
+(:meth:`TermStats.scored`).
 
 The check for another connection's writes (``PRAGMA data_version``, a read transaction's begin and end on the
 file's locks: a few microseconds, most of what a read of held figures costs) runs at every read, except within
@@ -46,6 +49,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
+
+from .postings import MAX_POSTINGS, Postings
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +138,7 @@ class TermStats:
         self._texts: dict[int, tuple[str, str]] = {}  # row -> its stored (title, body) terms, space-joined
         self._texts_complete = False  # _texts holds every indexed row (absent: not indexed)
         self._text_chars = 0  # characters held in _texts, counted while it is filled on demand
+        self._postings: Postings | None = None  # _texts inverted, held while _texts is complete (:mod:`.postings`)
 
     # -- reads --------------------------------------------------------------------------------------
     def lookup(self, terms: Iterable[str], *, totals: bool = True) -> tuple[Totals | None, dict[str, int]]:
@@ -234,6 +240,27 @@ class TermStats:
             self._fresh_to_read()
             return (self._gen, dict(self._texts)) if self._texts_complete else None
 
+    def scored(
+        self,
+        idf: dict[str, float],
+        fields: tuple[float, float],
+        depth: int | None,
+        *,
+        k1: float,
+        b: float,
+        weights: tuple[float, float],
+    ) -> list[tuple[int, float]] | None:
+        """(row, BM25F score) of every row that holds a term of ``idf`` — rows ascending, or the ``depth`` best,
+        best first — scored on the postings held in memory (:meth:`.postings.Postings.pairs`: what the SQL path
+        gives), or None when they are not held (the background pass has not read every row's terms, or another
+        connection's item writes dropped them): score in SQL then."""
+        with self._lock:
+            self._fresh_to_read()
+            postings = self._postings
+            if postings is None:
+                return None
+            return postings.pairs(idf, fields, depth, k1=k1, b=b, weights=weights)
+
     def _data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
@@ -276,6 +303,7 @@ class TermStats:
     def _forget(self, seq: int) -> None:
         self._df, self._complete, self._totals = {}, False, None
         self._texts, self._texts_complete, self._text_chars = {}, False, 0
+        self._postings = None
         self._seq = seq
         self._gen += 1
         self._epoch += 1
@@ -337,14 +365,23 @@ class TermStats:
         self._txn = None
 
     def _apply(self, txn: _Delta) -> None:
-        texts = self._texts
+        texts, postings = self._texts, self._postings
         for row, text in txn.rows.items():
+            if postings is not None:  # held only with every row's terms: ``texts`` has the row's old ones
+                old = texts.get(row)
+                if old is not None:
+                    postings.remove(row, *old)
+                if text is not None:
+                    postings.add(row, *text)
             if text is None:
                 texts.pop(row, None)
             elif self._texts_complete or row in texts:
                 texts[row] = text  # (on demand, a rewritten row's new length is not counted: it was there)
         if self._texts_complete and len(texts) > MAX_ROWS:  # grown past the limit by writes: read on demand
             self._texts, self._texts_complete, self._text_chars = {}, False, 0
+            self._postings = None
+        if self._postings is not None and self._postings.size > MAX_POSTINGS:  # scored in SQL from now on
+            self._postings = None
         df, complete = self._df, self._complete
         for term, change in txn.df.items():
             if term in df:
@@ -383,7 +420,7 @@ class TermStats:
             replay, self._replay = self._replay, None
             if read is None or replay is None or epoch != self._epoch:
                 return
-            at, totals, df, texts = read
+            at, totals, df, texts, postings = read
             # the commits after the pass's snapshot, in order; it reflects one of their starting points or
             # the position now, else something it did not see (another connection's write) came between
             todo = [txn for txn in replay if txn.end > at]
@@ -392,14 +429,18 @@ class TermStats:
             self._df, self._totals, self._complete = df, totals, True
             if texts is not None:
                 self._texts, self._texts_complete = texts, True
+                self._postings = postings
             for txn in todo:
                 self._apply(txn)
             self._gen += 1
 
-    def _read_all(self) -> tuple[int, Totals, dict[str, int], dict[int, tuple[str, str]] | None] | None:
-        """(change-log position, totals, every term's document frequency, every row's stored terms) read in
-        one snapshot; None when stopped or the vocabulary is over :data:`MAX_TERMS`; the rows' terms None for
-        an index of over :data:`MAX_ROWS` items."""
+    def _read_all(
+        self,
+    ) -> tuple[int, Totals, dict[str, int], dict[int, tuple[str, str]] | None, Postings | None] | None:
+        """(change-log position, totals, every term's document frequency, every row's stored terms, their
+        postings) read in one snapshot; None when stopped or the vocabulary is over :data:`MAX_TERMS`; the rows'
+        terms None for an index of over :data:`MAX_ROWS` items, the postings None without them or when over
+        :data:`~.postings.MAX_POSTINGS` (built here, in the background pass's thread, outside the lock)."""
         with self._reading() as db:
             db.execute("BEGIN")
             try:
@@ -431,7 +472,10 @@ class TermStats:
             finally:
                 if db.in_transaction:
                     db.execute("COMMIT")  # read-only: ending it is all
-        return at, (int(docs), int(title), int(body)), df, texts
+        postings = None if texts is None or self._stop.is_set() else Postings.of(texts)
+        if postings is not None and postings.size > MAX_POSTINGS:
+            postings = None
+        return at, (int(docs), int(title), int(body)), df, texts, postings
 
     def close(self) -> None:
         """Stop the background pass (it finishes the chunk it is reading)."""

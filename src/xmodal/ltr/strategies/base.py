@@ -58,6 +58,8 @@ def matrix_rows(engine: EngineView) -> int:
 
 def allowed_rows(engine: EngineView, query: Query) -> set[int] | None:
     """The rows that satisfy the query's filters, or None when it has none."""
+    if not query.filters:  # what match_rows answers for no filter, without its read lock
+        return None
     rows = engine.match_rows(query.filters)
     return None if rows is None else set(rows.tolist())
 
@@ -79,8 +81,9 @@ def top_rows(scores: dict[int, float], depth: int) -> list[tuple[int, float]]:
 def hits_from_rows(engine: EngineView, pairs: Sequence[tuple[int, float]], source: str) -> Hits:
     """Hits with item ids for (row, score) pairs; rows deleted meanwhile are skipped."""
     ids, scores = [], []
+    find_id = engine.find_id
     for row, score in pairs:
-        item_id = engine.find_id(row)
+        item_id = find_id(row)
         if item_id is not None:
             ids.append(item_id)
             scores.append(score)

@@ -1,0 +1,149 @@
+"""The full-text postings held in memory (:mod:`xmodal.store.postings`) score exactly as the SQL path does, and
+stay so through this store's adds, replacements, deletes and a rolled-back write; another connection's item
+writes drop them (the SQL path scores, right) until the background pass holds everything again."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xmodal import Item, ValidationError
+from xmodal.store import postings as postings_module
+from xmodal.store import termstats
+from xmodal.store.analysis import terms
+from xmodal.store.postings import Postings
+from xmodal.store.sqlite import SQLiteStore
+
+WORDS = (
+    "amber basalt copper dune ember fjord glacier harbor iris jade kelp lagoon marsh nectar onyx pebble quartz "
+    "river slate tundra umber violet willow xenon yarrow zinc"
+).split()
+
+
+SKEW = [1 / (i + 1) for i in range(len(WORDS))]  # some terms in most items (NumPy's path), some in a few
+
+
+def _item(rng: random.Random, item_id: str) -> Item:
+    title = " ".join(rng.choices(WORDS, weights=SKEW, k=rng.randint(0, 3)))
+    return Item.create(item_id, title=title, text=" ".join(rng.choices(WORDS, weights=SKEW, k=rng.randint(1, 12))))
+
+
+def _wait_complete(store: SQLiteStore) -> None:
+    store.fulltext.stats.lookup(["amber"])
+    loader = store.fulltext.stats._loader
+    if loader is not None:
+        loader.join(10)
+    assert store.fulltext.stats._postings is not None
+
+
+def _texts_truth(store: SQLiteStore) -> dict[int, tuple[str, str]]:
+    db = sqlite3.connect(store.path)
+    texts = {int(r): (str(t), str(b)) for r, t, b in db.execute("SELECT rowid, title, body FROM fulltext")}
+    db.close()
+    return texts
+
+
+def _same_as_sql(store: SQLiteStore, rng: random.Random, queries: int = 40) -> None:
+    """Every query's scores and top lists from the held postings equal the SQL path's, bit for bit."""
+    fulltext = store.fulltext
+    held = fulltext.stats._postings
+    assert held is not None
+    # the postings equal those built afresh from what the database holds
+    fresh = Postings.of(_texts_truth(store))
+    assert held.size == fresh.size
+    assert {t: (list(r), list(held._tfs[t])) for t, r in held._rows.items()} == {
+        t: (list(r), list(fresh._tfs[t])) for t, r in fresh._rows.items()
+    }
+    for _ in range(queries):
+        query = terms(" ".join(rng.choices([*WORDS, "nosuchword"], k=rng.randint(1, 5))))
+        stats = fulltext._stats(query)
+        if stats is None:
+            assert fulltext.score(query) == {} and fulltext.top(query, 10) == []
+            continue
+        sql_all = fulltext._run(query, None, stats)
+        assert fulltext._held(stats, None) == sql_all
+        assert fulltext.score(query) == dict(sql_all)
+        for depth in (1, 3, 10, 1000):
+            assert fulltext._held(stats, depth) == fulltext._run(query, depth, stats)
+            assert fulltext.top(query, depth) == fulltext._run(query, depth, stats)
+        allowed = set(rng.sample(sorted(dict(sql_all)), k=len(sql_all) // 2))
+        assert (
+            fulltext.top(query, 5, allowed)
+            == sorted(((r, s) for r, s in sql_all if r in allowed), key=lambda p: (-p[1], p[0]))[:5]
+        )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(tmp_path / "store.sqlite")
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("small", [0, 48, 10**9])  # NumPy always, the default mix, plain Python always
+def test_held_postings_score_as_sql_through_writes(
+    store: SQLiteStore, small: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postings_module, "SMALL", small)
+    rng = random.Random(small % 97)
+    store.put([(_item(rng, f"i{i}"), {}) for i in range(60)])
+    _wait_complete(store)
+    _same_as_sql(store, rng)
+    for step in range(24):
+        kind = step % 4
+        if kind == 0:
+            store.put([(_item(rng, f"n{step}-{j}"), {}) for j in range(4)])
+        elif kind == 1:
+            store.put([(_item(rng, f"i{rng.randrange(60)}"), {}) for _ in range(3)])  # replacements
+        elif kind == 2:
+            store.delete([f"i{rng.randrange(60)}", f"n{step - 2}-0", f"n{step - 2}-1"])
+        else:
+            bad: tuple[Item, dict[str, Any]] = (Item.create("bad", title="onyx"), {"no kind": np.zeros(4)})
+            with pytest.raises(ValidationError):  # rolled back: nothing held changes
+                store.put([(_item(rng, "rolled"), {}), bad])
+        assert store.fulltext.stats._postings is not None  # this store's writes keep them
+        _same_as_sql(store, rng, queries=15)
+    store.delete([f"i{i}" for i in range(60)] + [f"n{s}-{j}" for s in range(24) for j in range(4)])
+    held = store.fulltext.stats._postings
+    assert held is not None and held.size == 0 and not held._rows
+    assert store.fulltext.top(terms("amber dune"), 10) == []
+
+
+def test_another_connections_writes_drop_them_until_read_again(tmp_path: Path) -> None:
+    rng = random.Random(9)
+    mine, other = SQLiteStore(tmp_path / "store.sqlite"), SQLiteStore(tmp_path / "store.sqlite")
+    try:
+        mine.put([(_item(rng, f"i{i}"), {}) for i in range(30)])
+        _wait_complete(mine)
+        other.put([(Item.create("x", title="quartzite amber", text="amber amber"), {})])
+        other.delete(["i3"])
+        query = terms("quartzite amber")
+        stats = mine.fulltext._stats(query)  # notices the other connection's writes
+        assert stats is not None
+        assert mine.fulltext.stats._postings is None  # dropped: the SQL path scores meanwhile
+        top = mine.fulltext.top(query, 5)
+        assert top == mine.fulltext._run(query, 5, stats)
+        termstats.RELOAD_AFTER_S = 0.0
+        _wait_complete(mine)  # held again, with the other connection's writes in
+        _same_as_sql(mine, rng)
+    finally:
+        termstats.RELOAD_AFTER_S = 5.0
+        mine.close()
+        other.close()
+
+
+def test_an_index_over_the_limit_is_scored_in_sql(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(termstats, "MAX_POSTINGS", 50)
+    rng = random.Random(2)
+    store.put([(_item(rng, f"i{i}"), {}) for i in range(5)])
+    _wait_complete(store)
+    store.put([(_item(rng, f"j{i}"), {}) for i in range(30)])  # grown past it by writes: let go
+    assert store.fulltext.stats._postings is None
+    query = terms("amber basalt")
+    stats = store.fulltext._stats(query)
+    assert stats is not None and store.fulltext.top(query, 7) == store.fulltext._run(query, 7, stats)
