@@ -5,9 +5,10 @@ at 20k items, most of a lexical run). Once :class:`~xmodal.store.termstats.TermS
 row's stored terms (its background pass, which the first search starts: nothing is read when the index opens),
 it also holds them inverted here: per term, the rows that hold it with their title and body counts, and per
 row its field lengths. It is kept exact as :class:`~xmodal.store.termstats.TermStats` keeps the terms: this
-store's committed writes are applied to it (a row's old postings out, its new ones in), and whatever drops the
-held terms (another connection's item writes, a write outside a transaction, an index grown past the limits)
-drops it too, until the next background pass holds everything again; meanwhile the SQL path scores.
+store's committed writes, and another connection's item writes read back through the change log, are applied
+to it (a row's old postings out, its new ones in), and whatever drops the held terms (a burst of other
+connections' writes, a write outside a transaction, an index grown past the limits) drops it too, until the
+next background pass holds everything again; meanwhile the SQL path scores.
 
 :meth:`Postings.scores` computes BM25F as :meth:`FullText._run <xmodal.store.fulltext.FullText._run>`'s SQL
 does, operation for operation (per field ``w · tf / ((1 − b) + (b / avg) · len)``, summed, then
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -54,14 +55,17 @@ class Postings:
         self.size = 0  #: postings held
 
     @classmethod
-    def of(cls, texts: Mapping[int, tuple[str, str]]) -> Postings:
-        """The postings of every row's stored (title, body) terms, space-joined (as the index stores them)."""
+    def of(cls, texts: Mapping[int, tuple[str, str]], stop: Callable[[], bool] | None = None) -> Postings | None:
+        """The postings of every row's stored (title, body) terms, space-joined (as the index stores them); None
+        when ``stop()`` turns true on the way (asked every 1,000 rows: a closing store does not wait for it)."""
         postings = cls()
         if texts:
             top = max(texts)
             postings._title_len = np.zeros(top + 1, dtype=np.int64)
             postings._body_len = np.zeros(top + 1, dtype=np.int64)
-        for row in sorted(texts):
+        for i, row in enumerate(sorted(texts)):
+            if stop is not None and i % 1000 == 0 and stop():
+                return None
             postings.add(row, *texts[row])
         return postings
 

@@ -15,7 +15,9 @@ Kept exact under writes:
   write changes nothing;
 - **another connection's writes** (another process, or another store on the same file) are noticed by the
   change log: every item write appends to it, so when its last sequence number is not the one the held
-  figures reflect, they are dropped and read again (on demand, then by a new background pass). Writes that
+  figures reflect, they catch up with it (:meth:`TermStats._catch_up`: each row it names has its stored terms
+  read again, its old ones out, its new ones in, checked against the file's totals) when every row's terms are
+  held, and are otherwise dropped and read again (on demand, then by a new background pass). Writes that
   leave the items alone (the feedback log's) keep them;
 - the background pass reads in one read transaction that starts with the change log's position; the
   commits of this store made while it read are replayed on top of it when it ends, and it is discarded
@@ -25,7 +27,8 @@ It also holds each row's stored terms (:meth:`TermStats.texts`: what the ranker'
 candidates and the lexical strategy's frequent terms count in), under the same rules: read on demand and
 kept, then all of them by the same background pass (up to :data:`MAX_ROWS` items; a larger index keeps at
 most that many read on demand); a row this store writes takes its new terms when the transaction commits,
-another connection's item writes drop them all, and a read that overlapped a commit is not kept. Once every
+another connection's item writes are caught up with (all held) or drop them all (some held), and a read that
+overlapped a commit is not kept. Once every
 row's terms are held, their postings are too (:mod:`.postings`, built by the background pass, changed with each
 commit of this store, dropped with the terms): the lexical run scores on them instead of one SQL query
 (:meth:`TermStats.scored`).
@@ -65,6 +68,9 @@ RELOAD_AFTER_S = 5.0
 MAX_ROWS = 250_000
 #: characters of stored terms held, likewise (long texts: fewer rows)
 MAX_TEXT_CHARS = 32_000_000
+#: another connection's item writes are applied to what is held when they changed at most this many rows (or a
+#: tenth of the index), else what is held is dropped and read again by a background pass
+CATCH_UP_ROWS = 2_000
 
 _LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM changes"
 Totals = tuple[int, int, int]  # (items, title terms, body terms)
@@ -276,7 +282,7 @@ class TermStats:
         if checked is None or self._version is None or any(stats is self for stats in checked):
             return  # outside a block, before the first check (which sets the baselines), or checked already
         if seq != self._seq:
-            self._forget(seq)
+            self._moved(seq)
         checked.append(self)
 
     def _fresh_to_read(self) -> None:
@@ -298,7 +304,62 @@ class TermStats:
             if first:
                 self._seq = seq
             elif seq != self._seq:
-                self._forget(seq)
+                self._moved(seq)
+
+    def _moved(self, seq: int) -> None:
+        """The change log is at ``seq``, not where what is held stands (another connection wrote items; lock held):
+        catch up with its changes when every row's terms are held (:meth:`_catch_up`), else drop what is held."""
+        if not self._catch_up():
+            self._forget(seq)
+
+    def _catch_up(self) -> bool:
+        """Apply the item writes logged since the held position, as this store's own commits are applied: each
+        changed row's stored terms read again, its old ones (held) out, its new ones in. Only while every row's
+        terms are held (else there is little to keep); False when it cannot (nothing changed then): too many
+        changes (the background pass reads everything faster), a log that went backwards, or totals that do not
+        come out as the file's (a write that left no change behind, such as a rebuild of the index)."""
+        if not (self._complete and self._texts_complete and self._totals is not None and self._txn is None):
+            return False
+        db = self._db
+        began = not db.in_transaction  # one snapshot (a write transaction is one already)
+        if began:
+            db.execute("BEGIN")
+        try:
+            end = self._last_seq()
+            if end < self._seq:
+                return False
+            rows = [int(r) for (r,) in db.execute("SELECT DISTINCT row FROM changes WHERE seq > ?", (self._seq,))]
+            if len(rows) > max(CATCH_UP_ROWS, len(self._texts) // 10):
+                return False
+            now: dict[int, tuple[str, str]] = {}
+            for start in range(0, len(rows), 500):
+                chunk = rows[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT id, c0, c1 FROM fulltext_content WHERE id IN ({marks})"
+                now.update((int(r), (str(t or ""), str(b or ""))) for r, t, b in db.execute(sql, chunk))
+            docs, title, body = db.execute("SELECT docs, title, body FROM fulltext_totals").fetchone()
+        finally:
+            if began and db.in_transaction:
+                db.execute("COMMIT")  # read-only: ending it is all
+        txn = _Delta(self._seq)
+        txn.end = end
+        for row in rows:
+            old, new = self._texts.get(row), now.get(row)
+            if old == new:
+                continue
+            if old is not None:
+                txn.row(old[0].split(), old[1].split(), -1)
+            if new is not None:
+                txn.row(new[0].split(), new[1].split(), 1)
+            txn.rows[row] = new
+        self._apply(txn)
+        if self._totals != (int(docs), int(title), int(body)):
+            return False  # the caller drops everything held
+        self._seq = end
+        self._gen += 1
+        if self._replay is not None:
+            self._replay.append(txn)
+        return True
 
     def _forget(self, seq: int) -> None:
         self._df, self._complete, self._totals = {}, False, None
@@ -310,11 +371,12 @@ class TermStats:
 
     # -- this store's writes (the store's lock held, inside its transaction) ------------------------
     def begin(self) -> None:
-        """A write transaction starts: figures that another connection's item writes made stale are dropped."""
+        """A write transaction starts: figures that another connection's item writes made stale catch up with
+        them, or are dropped."""
         self._fresh()
         base = self._last_seq()
         if base != self._seq:
-            self._forget(base)
+            self._moved(base)  # caught up to it (this transaction's snapshot), or dropped at it
         self._txn = _Delta(base)
 
     def tracking(self) -> bool:
@@ -472,7 +534,7 @@ class TermStats:
             finally:
                 if db.in_transaction:
                     db.execute("COMMIT")  # read-only: ending it is all
-        postings = None if texts is None or self._stop.is_set() else Postings.of(texts)
+        postings = None if texts is None else Postings.of(texts, self._stop.is_set)
         if postings is not None and postings.size > MAX_POSTINGS:
             postings = None
         return at, (int(docs), int(title), int(body)), df, texts, postings
