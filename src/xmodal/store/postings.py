@@ -50,8 +50,8 @@ class Postings:
     def __init__(self) -> None:
         self._rows: dict[str, array[int]] = {}
         self._tfs: dict[str, array[int]] = {}
-        self._title_len = np.zeros(0, dtype=np.int64)
-        self._body_len = np.zeros(0, dtype=np.int64)
+        self._title_len: array[int] = array("q")  # by row (read through NumPy views while the lock is held)
+        self._body_len: array[int] = array("q")
         self.size = 0  #: postings held
 
     @classmethod
@@ -60,9 +60,8 @@ class Postings:
         when ``stop()`` turns true on the way (asked every 1,000 rows: a closing store does not wait for it)."""
         postings = cls()
         if texts:
-            top = max(texts)
-            postings._title_len = np.zeros(top + 1, dtype=np.int64)
-            postings._body_len = np.zeros(top + 1, dtype=np.int64)
+            postings._title_len = array("q", bytes(8 * (max(texts) + 1)))
+            postings._body_len = array("q", bytes(8 * (max(texts) + 1)))
         for i, row in enumerate(sorted(texts)):
             if stop is not None and i % 1000 == 0 and stop():
                 return None
@@ -73,9 +72,9 @@ class Postings:
         """Index ``row``'s stored terms (it is not indexed: :meth:`remove` it first)."""
         title_terms, body_terms = title.split(), body.split()
         if row >= len(self._title_len):
-            grown = max(row + 1, 2 * len(self._title_len), 1024)
-            self._title_len = np.concatenate([self._title_len, np.zeros(grown - len(self._title_len), np.int64)])
-            self._body_len = np.concatenate([self._body_len, np.zeros(grown - len(self._body_len), np.int64)])
+            more = bytes(8 * (max(row + 1, 2 * len(self._title_len), 1024) - len(self._title_len)))
+            self._title_len.frombytes(more)
+            self._body_len.frombytes(more)
         self._title_len[row], self._body_len[row] = len(title_terms), len(body_terms)
         in_title, in_body = _counts(title_terms), _counts(body_terms)
         rows, tfs = self._rows, self._tfs
@@ -137,8 +136,8 @@ class Postings:
         for term in terms:
             weight = idf[term]
             for row, tf in zip(self._rows[term], self._tfs[term], strict=True):
-                x = w_title * (tf >> 32) / (keep_title + per_title * int(title_len[row])) + w_body * (tf & _LOW) / (
-                    keep_body + per_body * int(body_len[row])
+                x = w_title * (tf >> 32) / (keep_title + per_title * title_len[row]) + w_body * (tf & _LOW) / (
+                    keep_body + per_body * body_len[row]
                 )
                 total[row] = total.get(row, 0.0) + weight * x / (k1 + x)
         if depth is None:
@@ -163,8 +162,11 @@ class Postings:
         for term in terms:
             rows = np.frombuffer(self._rows[term], dtype=np.int64).copy()  # a copy: the array may grow later
             tfs = np.frombuffer(self._tfs[term], dtype=np.int64).copy()
-            x = w_title * (tfs >> 32) / (keep_title + per_title * self._title_len[rows]) + w_body * (tfs & _LOW) / (
-                keep_body + per_body * self._body_len[rows]
+            # the lengths through views that are let go at once (a viewed array could not grow)
+            title_len = np.frombuffer(self._title_len, dtype=np.int64)[rows]
+            body_len = np.frombuffer(self._body_len, dtype=np.int64)[rows]
+            x = w_title * (tfs >> 32) / (keep_title + per_title * title_len) + w_body * (tfs & _LOW) / (
+                keep_body + per_body * body_len
             )
             all_rows.append(rows)
             all_shares.append(idf[term] * x / (k1 + x))
