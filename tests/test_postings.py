@@ -173,3 +173,29 @@ def test_an_index_over_the_limit_is_scored_in_sql(store: SQLiteStore, monkeypatc
     query = terms("amber basalt")
     stats = store.fulltext._stats(query)
     assert stats is not None and store.fulltext.top(query, 7) == store.fulltext._run(query, 7, stats)
+
+
+def test_built_at_once_as_row_by_row() -> None:
+    rng = random.Random(4)
+    texts = {
+        row: (" ".join(rng.choices(WORDS, k=rng.randint(0, 3))), " ".join(rng.choices(WORDS, k=rng.randint(0, 9))))
+        for row in rng.sample(range(500), 120)
+    }
+    at_once = Postings.of(texts)
+    one_by_one = Postings()
+    for row in rng.sample(sorted(texts), len(texts)):  # any order: each term's rows stay ascending
+        one_by_one.add(row, *texts[row])
+    assert at_once is not None and at_once.size == one_by_one.size
+    assert {t: (list(r), list(at_once._tfs[t])) for t, r in at_once._rows.items()} == {
+        t: (list(r), list(one_by_one._tfs[t])) for t, r in one_by_one._rows.items()
+    }
+    for row in texts:
+        assert (at_once._title_len[row], at_once._body_len[row]) == (
+            len(texts[row][0].split()),
+            len(texts[row][1].split()),
+        )
+        assert (one_by_one._title_len[row], one_by_one._body_len[row]) == (
+            at_once._title_len[row],
+            at_once._body_len[row],
+        )
+    assert Postings.of(texts, stop=lambda: True) is None  # a closing store does not wait for the build

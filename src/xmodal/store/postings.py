@@ -56,16 +56,48 @@ class Postings:
 
     @classmethod
     def of(cls, texts: Mapping[int, tuple[str, str]], stop: Callable[[], bool] | None = None) -> Postings | None:
-        """The postings of every row's stored (title, body) terms, space-joined (as the index stores them); None
-        when ``stop()`` turns true on the way (asked every 1,000 rows: a closing store does not wait for it)."""
+        """The postings of every row's stored (title, body) terms, space-joined (as the index stores them), built
+        at once (what :meth:`add` of each row gives); None when ``stop()`` turns true on the way (asked every
+        1,000 rows: a closing store does not wait for it)."""
         postings = cls()
-        if texts:
-            postings._title_len = array("q", bytes(8 * (max(texts) + 1)))
-            postings._body_len = array("q", bytes(8 * (max(texts) + 1)))
+        if not texts:
+            return postings
+        n = max(texts) + 1
+        title_len, body_len = array("q", bytes(8 * n)), array("q", bytes(8 * n))
+        vocabulary: dict[str, int] = {}
+        ids = vocabulary.setdefault
+        title_terms: list[int] = []
+        body_terms: list[int] = []
+        title_rows: list[int] = []
+        body_rows: list[int] = []
         for i, row in enumerate(sorted(texts)):
             if stop is not None and i % 1000 == 0 and stop():
                 return None
-            postings.add(row, *texts[row])
+            title, body = texts[row]
+            t, bd = title.split(), body.split()
+            title_len[row], body_len[row] = len(t), len(bd)
+            title_terms += [ids(term, len(vocabulary)) for term in t]
+            body_terms += [ids(term, len(vocabulary)) for term in bd]
+            title_rows += [row] * len(t)
+            body_rows += [row] * len(bd)
+        # one key per (term, row), term-major and rows ascending, with each field's count
+        keys = np.concatenate(
+            [
+                np.asarray(title_terms, dtype=np.int64) * n + np.asarray(title_rows, dtype=np.int64),
+                np.asarray(body_terms, dtype=np.int64) * n + np.asarray(body_rows, dtype=np.int64),
+            ]
+        )
+        unique, inverse = np.unique(keys, return_inverse=True)
+        in_title = np.bincount(inverse[: len(title_terms)], minlength=len(unique)).astype(np.int64)
+        in_body = np.bincount(inverse[len(title_terms) :], minlength=len(unique)).astype(np.int64)
+        term_of, row_of = unique // n, unique % n
+        tfs = in_title << 32 | in_body
+        starts = np.searchsorted(term_of, np.arange(len(vocabulary) + 1)).tolist()
+        for term, t_id in vocabulary.items():
+            a, z = starts[t_id], starts[t_id + 1]
+            postings._rows[term] = array("q", row_of[a:z].tobytes())
+            postings._tfs[term] = array("q", tfs[a:z].tobytes())
+        postings._title_len, postings._body_len, postings.size = title_len, body_len, len(unique)
         return postings
 
     def add(self, row: int, title: str, body: str) -> None:
