@@ -28,10 +28,9 @@ candidates and the lexical strategy's frequent terms count in), under the same r
 kept, then all of them by the same background pass (up to :data:`MAX_ROWS` items; a larger index keeps at
 most that many read on demand); a row this store writes takes its new terms when the transaction commits,
 another connection's item writes are caught up with (all held) or drop them all (some held), and a read that
-overlapped a commit is not kept. Once every
-row's terms are held, their postings are too (:mod:`.postings`, built by the background pass, changed with each
-commit of this store, dropped with the terms): the lexical run scores on them instead of one SQL query
-(:meth:`TermStats.scored`).
+overlapped a commit is not kept. Once every row's terms are held, their postings are too (:mod:`.postings`,
+built by the background pass, changed with each commit of this store and each catch-up, dropped with the
+terms): the lexical run scores on them instead of one SQL query (:meth:`TermStats.scored`).
 
 The check for another connection's writes (``PRAGMA data_version``, a read transaction's begin and end on the
 file's locks: a few microseconds, most of what a read of held figures costs) runs at every read, except within
@@ -315,9 +314,9 @@ class TermStats:
     def _catch_up(self) -> bool:
         """Apply the item writes logged since the held position, as this store's own commits are applied: each
         changed row's stored terms read again, its old ones (held) out, its new ones in. Only while every row's
-        terms are held (else there is little to keep); False when it cannot (nothing changed then): too many
-        changes (the background pass reads everything faster), a log that went backwards, or totals that do not
-        come out as the file's (a write that left no change behind, such as a rebuild of the index)."""
+        terms are held (else there is little to keep); False when it cannot, and the caller drops what is held:
+        too many changes (the background pass reads everything faster), a log that went backwards, or totals
+        that do not come out as the file's (a write that left no change behind, such as a rebuild of the index)."""
         if not (self._complete and self._texts_complete and self._totals is not None and self._txn is None):
             return False
         db = self._db
