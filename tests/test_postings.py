@@ -145,6 +145,7 @@ def test_another_connections_writes_are_caught_up_with(tmp_path: Path, monkeypat
         # many rows changed at once: dropped (a background pass reads everything again), the SQL path scores
         other.put([(_item(rng, f"b{i}"), {}) for i in range(5)])
         monkeypatch.setattr(termstats, "CATCH_UP_ROWS", 4)
+        monkeypatch.setattr(termstats, "RELOAD_AFTER_S", 1e9)  # no background pass to hold them again meanwhile
         query = terms("amber dune")
         top = mine.fulltext.top(query, 5)
         assert stats._postings is None
@@ -153,6 +154,7 @@ def test_another_connections_writes_are_caught_up_with(tmp_path: Path, monkeypat
         _wait_complete(mine)  # held again, with the other connection's writes in
         _same_as_sql(mine, rng)
         # a change the log does not explain (the totals do not come out as the file's): dropped, not trusted
+        monkeypatch.setattr(termstats, "RELOAD_AFTER_S", 1e9)
         with sqlite3.connect(mine.path) as db:
             db.execute("INSERT INTO changes (row, op) VALUES (1, 'put')")
             db.execute("UPDATE fulltext_totals SET body = body + 1")
