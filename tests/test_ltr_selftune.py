@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,30 @@ def test_adding_a_catalog_tunes_it_in_the_background_and_close_stops_a_fit(
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         kept = pipeline(engine).tuned  # the stopped fit left the finished one in place
         assert kept is not None and kept.report["items"] == 70
+
+
+def test_close_ends_a_fit_that_is_waiting_for_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit searches the engine (its locks) between checks of its stop signal: closing must stop it before
+    taking those locks, or the close waits for a fit that waits for the close (seen under load)."""
+    searching = threading.Event()
+
+    engine = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
+
+    def fit_searching_until_stopped(pipe: Pipeline, *, stop: threading.Event) -> None:
+        while not stop.is_set():
+            engine.search("comfortable product", mode="dense", k=3)
+            searching.set()
+        return None
+
+    monkeypatch.setattr(autotune, "tune", fit_searching_until_stopped)
+    monkeypatch.setattr(autotune.AutoTuner, "due", lambda self: True)
+    engine.add(products(20))
+    tuner = engine.extension("ltr").autotuner
+    assert tuner is not None
+    tuner.enabled = True
+    assert tuner.consider() and searching.wait(30)
+    closer = threading.Thread(target=engine.close, daemon=True)
+    closer.start()
+    closer.join(30)
+    assert not closer.is_alive(), "Engine.close waited for a fit that waited for the engine's locks"
+    assert not tuner.running

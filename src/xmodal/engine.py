@@ -240,6 +240,8 @@ class Engine:
 
     def close(self) -> None:
         """Checkpoint the derived state (what changed) and close the store; a second close does nothing."""
+        if not self._closed:  # background work may be waiting for the locks taken below: it ends first
+            self._extensions.stop()
         with self._writing, self._lock:
             if self._closed:
                 return

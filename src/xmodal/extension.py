@@ -229,6 +229,15 @@ class Screen(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+@runtime_checkable
+class Background(Protocol):
+    """An extension with work on its own threads that may wait for the engine (a search takes its locks):
+    :meth:`stop` ends that work and waits for it. The engine calls it when it closes, before it takes its
+    locks, so the work is never left waiting for locks held by the close that waits for it."""
+
+    def stop(self) -> None: ...
+
+
 class ExtensionHost(Protocol):
     """An engine as the adapters and an extension's own commands see it: its opened extensions by name."""
 

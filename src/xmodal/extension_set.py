@@ -15,7 +15,7 @@ from typing import Any
 
 from .changes import ChangeSource, replay
 from .errors import ConfigError, DiskFull, ValidationError
-from .extension import EngineView, Extension, Mode, Screen, extension_class
+from .extension import Background, EngineView, Extension, Mode, Screen, extension_class
 from .records import Hits, Item, Query
 from .screening import Screened, screen_items
 from .store.space import space_guard
@@ -146,6 +146,12 @@ class ExtensionSet:
     def checkpoint(self) -> None:
         for extension in self._opened.values():
             extension.checkpoint()
+
+    def stop(self) -> None:
+        """End every extension's background work (:class:`Background`) and wait for it."""
+        for extension in self._opened.values():
+            if isinstance(extension, Background):
+                extension.stop()
 
     def close(self) -> None:
         for name, extension in self._opened.items():

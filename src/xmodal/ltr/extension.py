@@ -90,9 +90,12 @@ class LTRExtension:
         self.pipeline.save()
         self.pipeline.memory.checkpoint()
 
-    def close(self) -> None:
+    def stop(self) -> None:
         if self.autotuner is not None:
             self.autotuner.close()  # a fit in progress stops between two queries
+
+    def close(self) -> None:
+        self.stop()
         if self._pipeline is not None:
             try:
                 self.checkpoint()
