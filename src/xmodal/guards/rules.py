@@ -267,23 +267,7 @@ def scan_many(texts: Sequence[str], *, agent_address: bool = False) -> list[list
     unknown = np.fromiter((not t.isascii() and _lowered(t) is None for t in texts), dtype=bool, count=len(texts))
     rules = [r for r in every if _matches_one(r, texts, _holding(needed(r[2]), held) | unknown)]
     rot_rules = _rot_rules(texts, every, held)
-    out: list[list[Finding]] = []
-    for text, own in zip(texts, _with_payload(texts), strict=True):
-        # a text of the batch without a payload of its own has none to decode (its only reading is its rot13)
-        if not (rules or rot_rules or own):
-            out.append([])
-            continue
-        found = _scan_with(text, rules)
-        seen = {f.rule for f in found}
-        decoded = _decoded(text) if own else [("rot13", codecs.decode(text, "rot13"))]
-        for how, reading in decoded:
-            for finding in _scan_with(reading, rot_rules if how == "rot13" else every):
-                rule = f"{how}:{finding.rule}"
-                if rule not in seen:
-                    seen.add(rule)
-                    found.append(Finding(finding.category, rule, _clip(reading)))
-        out.append(found)
-    return out
+    return [_findings(t, own, rules, rot_rules, every) for t, own in zip(texts, _with_payload(texts), strict=True)]
 
 
 def _scan_few(texts: Sequence[str], *, agent_address: bool) -> list[list[Finding]]:
@@ -297,23 +281,30 @@ def _scan_few(texts: Sequence[str], *, agent_address: bool) -> list[list[Finding
     rot_lowered = _lowered(rot)
     rot_rules = [r for r in every if _may_match(r, rot_lowered) and r[2].search(rot)]
     payloads = bool(_BASE64.search(joined) or _HEX.search(joined))
-    out: list[list[Finding]] = []
-    for text in texts:
-        own = payloads and bool(_BASE64.search(text) or _HEX.search(text))
-        if not (rules or rot_rules or own):
-            out.append([])
-            continue
-        found = _scan_with(text, rules)
-        seen = {f.rule for f in found}
-        decoded = _decoded(text) if own else [("rot13", codecs.decode(text, "rot13"))]
-        for how, reading in decoded:
-            for finding in _scan_with(reading, rot_rules if how == "rot13" else every):
-                rule = f"{how}:{finding.rule}"
-                if rule not in seen:
-                    seen.add(rule)
-                    found.append(Finding(finding.category, rule, _clip(reading)))
-        out.append(found)
-    return out
+    return [
+        _findings(text, payloads and bool(_BASE64.search(text) or _HEX.search(text)), rules, rot_rules, every)
+        for text in texts
+    ]
+
+
+def _findings(
+    text: str, own: bool, rules: Sequence[Rule], rot_rules: Sequence[Rule], every: Sequence[Rule]
+) -> list[Finding]:
+    """One text of a batch: ``rules`` (those that may match it) on the text, then every rule on its decoded
+    payloads when it holds one (``own``), else ``rot_rules`` on its rot13 (a text without a payload of its own
+    has none to decode: its only other reading is its rot13)."""
+    if not (rules or rot_rules or own):
+        return []
+    found = _scan_with(text, rules)
+    seen = {f.rule for f in found}
+    decoded = _decoded(text) if own else [("rot13", codecs.decode(text, "rot13"))]
+    for how, reading in decoded:
+        for finding in _scan_with(reading, rot_rules if how == "rot13" else every):
+            rule = f"{how}:{finding.rule}"
+            if rule not in seen:
+                seen.add(rule)
+                found.append(Finding(finding.category, rule, _clip(reading)))
+    return found
 
 
 def _matches_one(rule: Rule, texts: Sequence[str], may: np.ndarray) -> bool:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from .fulltext import FullText
+from .postings import pair_counts
 from .termstats import TermStats
 from .textindex import TextIndex
 
@@ -69,17 +70,8 @@ class BM25Matrix:
             body_cols += [col] * len(bd)
         self.terms = vocabulary
         V = max(len(vocabulary), 1)
-        # one key per (term, column): the postings, term-major and columns ascending, with each field's count
-        keys = np.concatenate(
-            [
-                np.asarray(title_terms, dtype=np.int64) * n + np.asarray(title_cols, dtype=np.int64),
-                np.asarray(body_terms, dtype=np.int64) * n + np.asarray(body_cols, dtype=np.int64),
-            ]
-        )
-        unique, inverse = np.unique(keys, return_inverse=True)
-        in_title = np.bincount(inverse[: len(title_terms)], minlength=len(unique)).astype(np.int64)
-        in_body = np.bincount(inverse[len(title_terms) :], minlength=len(unique)).astype(np.int64)
-        term_of, col_of = unique // max(n, 1), unique % max(n, 1)
+        # the postings: one per (term, column), term-major and columns ascending, with each field's count
+        term_of, col_of, in_title, in_body = pair_counts(title_terms, title_cols, body_terms, body_cols, n)
         df = np.bincount(term_of, minlength=V)
         # the totals and idf as FullText._stats computes them (Python floats, math.log)
         docs, title_total, body_total = n, int(title_len.sum()), int(body_len.sum())

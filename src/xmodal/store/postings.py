@@ -80,24 +80,14 @@ class Postings:
             body_terms += [ids(term, len(vocabulary)) for term in bd]
             title_rows += [row] * len(t)
             body_rows += [row] * len(bd)
-        # one key per (term, row), term-major and rows ascending, with each field's count
-        keys = np.concatenate(
-            [
-                np.asarray(title_terms, dtype=np.int64) * n + np.asarray(title_rows, dtype=np.int64),
-                np.asarray(body_terms, dtype=np.int64) * n + np.asarray(body_rows, dtype=np.int64),
-            ]
-        )
-        unique, inverse = np.unique(keys, return_inverse=True)
-        in_title = np.bincount(inverse[: len(title_terms)], minlength=len(unique)).astype(np.int64)
-        in_body = np.bincount(inverse[len(title_terms) :], minlength=len(unique)).astype(np.int64)
-        term_of, row_of = unique // n, unique % n
+        term_of, row_of, in_title, in_body = pair_counts(title_terms, title_rows, body_terms, body_rows, n)
         tfs = in_title << 32 | in_body
         starts = np.searchsorted(term_of, np.arange(len(vocabulary) + 1)).tolist()
         for term, t_id in vocabulary.items():
             a, z = starts[t_id], starts[t_id + 1]
             postings._rows[term] = array("q", row_of[a:z].tobytes())
             postings._tfs[term] = array("q", tfs[a:z].tobytes())
-        postings._title_len, postings._body_len, postings.size = title_len, body_len, len(unique)
+        postings._title_len, postings._body_len, postings.size = title_len, body_len, len(term_of)
         return postings
 
     def add(self, row: int, title: str, body: str) -> None:
@@ -223,3 +213,21 @@ def best(rows: np.ndarray, scores: np.ndarray, depth: int) -> list[tuple[int, fl
         rows, scores = rows[part], scores[part]
     order = np.lexsort((rows, -scores))[:depth]
     return [(int(r), float(s)) for r, s in zip(rows[order].tolist(), scores[order].tolist(), strict=True)]
+
+
+def pair_counts(
+    title_terms: list[int], title_at: list[int], body_terms: list[int], body_at: list[int], n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each distinct (term id, position) pair of a title's and a body's occurrences (positions below ``n``),
+    term-major and positions ascending: ``(term_of, at, in_title, in_body)``, the counts per field (int64)."""
+    n = max(n, 1)
+    keys = np.concatenate(
+        [
+            np.asarray(title_terms, dtype=np.int64) * n + np.asarray(title_at, dtype=np.int64),
+            np.asarray(body_terms, dtype=np.int64) * n + np.asarray(body_at, dtype=np.int64),
+        ]
+    )
+    unique, inverse = np.unique(keys, return_inverse=True)
+    in_title = np.bincount(inverse[: len(title_terms)], minlength=len(unique)).astype(np.int64)
+    in_body = np.bincount(inverse[len(title_terms) :], minlength=len(unique)).astype(np.int64)
+    return unique // n, unique % n, in_title, in_body
