@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from .fulltext import FullText
-from .postings import pair_counts
+from .postings import count_terms
 from .termstats import TermStats
 from .textindex import TextIndex
 
@@ -53,25 +53,14 @@ class BM25Matrix:
         self.generation = generation
         self.rows = np.array(sorted(texts), dtype=np.int64)  #: the indexed rows, ascending (a column: its index)
         n = len(self.rows)
-        vocabulary: dict[str, int] = {}
-        ids = vocabulary.setdefault
-        title_len, body_len = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-        title_terms: list[int] = []
-        body_terms: list[int] = []
-        title_cols: list[int] = []
-        body_cols: list[int] = []
-        for col, row in enumerate(self.rows.tolist()):
-            title, body = texts[row]
-            t, bd = title.split(), body.split()
-            title_len[col], body_len[col] = len(t), len(bd)
-            title_terms += [ids(term, len(vocabulary)) for term in t]
-            body_terms += [ids(term, len(vocabulary)) for term in bd]
-            title_cols += [col] * len(t)
-            body_cols += [col] * len(bd)
-        self.terms = vocabulary
-        V = max(len(vocabulary), 1)
+        rows = self.rows.tolist()
         # the postings: one per (term, column), term-major and columns ascending, with each field's count
-        term_of, col_of, in_title, in_body = pair_counts(title_terms, title_cols, body_terms, body_cols, n)
+        counted = count_terms(texts, enumerate(rows), n)
+        assert counted is not None  # (no stop asked for)
+        self.terms = counted.terms
+        V = max(len(counted.terms), 1)
+        title_len, body_len, term_of, col_of = counted.title_len, counted.body_len, counted.term_of, counted.at
+        in_title, in_body = counted.in_title, counted.in_body
         df = np.bincount(term_of, minlength=V)
         # the totals and idf as FullText._stats computes them (Python floats, math.log)
         docs, title_total, body_total = n, int(title_len.sum()), int(body_len.sum())

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,13 +33,6 @@ MAX_POSTINGS = 4_000_000
 #: operations on the same doubles), more are scored with NumPy
 SMALL = 48
 _LOW = (1 << 32) - 1
-
-
-def _counts(words: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for word in words:
-        counts[word] = counts.get(word, 0) + 1
-    return counts
 
 
 class Postings:
@@ -62,32 +57,19 @@ class Postings:
         postings = cls()
         if not texts:
             return postings
-        n = max(texts) + 1
-        title_len, body_len = array("q", bytes(8 * n)), array("q", bytes(8 * n))
-        vocabulary: dict[str, int] = {}
-        ids = vocabulary.setdefault
-        title_terms: list[int] = []
-        body_terms: list[int] = []
-        title_rows: list[int] = []
-        body_rows: list[int] = []
-        for i, row in enumerate(sorted(texts)):
-            if stop is not None and i % 1000 == 0 and stop():
-                return None
-            title, body = texts[row]
-            t, bd = title.split(), body.split()
-            title_len[row], body_len[row] = len(t), len(bd)
-            title_terms += [ids(term, len(vocabulary)) for term in t]
-            body_terms += [ids(term, len(vocabulary)) for term in bd]
-            title_rows += [row] * len(t)
-            body_rows += [row] * len(bd)
-        term_of, row_of, in_title, in_body = pair_counts(title_terms, title_rows, body_terms, body_rows, n)
-        tfs = in_title << 32 | in_body
-        starts = np.searchsorted(term_of, np.arange(len(vocabulary) + 1)).tolist()
-        for term, t_id in vocabulary.items():
+        rows = sorted(texts)
+        counted = count_terms(texts, zip(rows, rows, strict=True), rows[-1] + 1, stop)
+        if counted is None:
+            return None
+        tfs = counted.in_title << 32 | counted.in_body
+        starts = np.searchsorted(counted.term_of, np.arange(len(counted.terms) + 1)).tolist()
+        for term, t_id in counted.terms.items():
             a, z = starts[t_id], starts[t_id + 1]
-            postings._rows[term] = array("q", row_of[a:z].tobytes())
+            postings._rows[term] = array("q", counted.at[a:z].tobytes())
             postings._tfs[term] = array("q", tfs[a:z].tobytes())
-        postings._title_len, postings._body_len, postings.size = title_len, body_len, len(term_of)
+        postings._title_len = array("q", counted.title_len.tobytes())
+        postings._body_len = array("q", counted.body_len.tobytes())
+        postings.size = len(counted.term_of)
         return postings
 
     def add(self, row: int, title: str, body: str) -> None:
@@ -98,7 +80,7 @@ class Postings:
             self._title_len.frombytes(more)
             self._body_len.frombytes(more)
         self._title_len[row], self._body_len[row] = len(title_terms), len(body_terms)
-        in_title, in_body = _counts(title_terms), _counts(body_terms)
+        in_title, in_body = Counter(title_terms), Counter(body_terms)
         rows, tfs = self._rows, self._tfs
         for term in in_title.keys() | in_body.keys():
             tf = in_title.get(term, 0) << 32 | in_body.get(term, 0)
@@ -215,19 +197,53 @@ def best(rows: np.ndarray, scores: np.ndarray, depth: int) -> list[tuple[int, fl
     return [(int(r), float(s)) for r, s in zip(rows[order].tolist(), scores[order].tolist(), strict=True)]
 
 
-def pair_counts(
-    title_terms: list[int], title_at: list[int], body_terms: list[int], body_at: list[int], n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Each distinct (term id, position) pair of a title's and a body's occurrences (positions below ``n``),
-    term-major and positions ascending: ``(term_of, at, in_title, in_body)``, the counts per field (int64)."""
-    n = max(n, 1)
+class Counted(NamedTuple):
+    """The stored terms of some rows, counted (:func:`count_terms`)."""
+
+    terms: dict[str, int]  #: term -> its id
+    title_len: np.ndarray  #: by position: the title's and the body's lengths in terms (int64)
+    body_len: np.ndarray
+    #: each distinct (term id, position) pair, term-major and positions ascending, with its count in each field
+    term_of: np.ndarray
+    at: np.ndarray
+    in_title: np.ndarray
+    in_body: np.ndarray
+
+
+def count_terms(
+    texts: Mapping[int, tuple[str, str]],
+    positions: Iterable[tuple[int, int]],
+    n: int,
+    stop: Callable[[], bool] | None = None,
+) -> Counted | None:
+    """The (title, body) stored terms (space-joined) of ``texts[row]`` counted at ``position``, for each
+    (position, row) of ``positions`` (positions below ``n``, ascending); None when ``stop()`` turns true on the way
+    (asked every 1,000 rows)."""
+    terms: dict[str, int] = {}
+    ids = terms.setdefault
+    title_len, body_len = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    title_terms: list[int] = []
+    body_terms: list[int] = []
+    title_at: list[int] = []
+    body_at: list[int] = []
+    for i, (position, row) in enumerate(positions):
+        if stop is not None and i % 1000 == 0 and stop():
+            return None
+        title, body = texts[row]
+        t, bd = title.split(), body.split()
+        title_len[position], body_len[position] = len(t), len(bd)
+        title_terms += [ids(term, len(terms)) for term in t]
+        body_terms += [ids(term, len(terms)) for term in bd]
+        title_at += [position] * len(t)
+        body_at += [position] * len(bd)
+    width = max(n, 1)
     keys = np.concatenate(
         [
-            np.asarray(title_terms, dtype=np.int64) * n + np.asarray(title_at, dtype=np.int64),
-            np.asarray(body_terms, dtype=np.int64) * n + np.asarray(body_at, dtype=np.int64),
+            np.asarray(title_terms, dtype=np.int64) * width + np.asarray(title_at, dtype=np.int64),
+            np.asarray(body_terms, dtype=np.int64) * width + np.asarray(body_at, dtype=np.int64),
         ]
     )
     unique, inverse = np.unique(keys, return_inverse=True)
     in_title = np.bincount(inverse[: len(title_terms)], minlength=len(unique)).astype(np.int64)
     in_body = np.bincount(inverse[len(title_terms) :], minlength=len(unique)).astype(np.int64)
-    return unique // n, unique % n, in_title, in_body
+    return Counted(terms, title_len, body_len, unique // width, unique % width, in_title, in_body)
