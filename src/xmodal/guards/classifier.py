@@ -36,6 +36,7 @@ from .features import (
     prepare,
     word_grams,
 )
+from .present import Rows
 
 FORMAT = "xmodal-guard-classifier/1"
 MODEL_FILE = "injection_model.json.gz"
@@ -289,8 +290,8 @@ class _WordTable:
     def _clear(self) -> None:
         self.ids: dict[str, int] = {}
         self.own = _Ragged()  # by word id: the columns of its own features
-        self.ends = _Rows(2 * CROSS)  # by word id: its last 1..3 and first 1..3 characters as numbers (-1: none)
-        self.edge_tokens = _Rows(2)  # by word id: its first and last feature word's ids
+        self.ends = Rows(2 * CROSS)  # by word id: its last 1..3 and first 1..3 characters as numbers (-1: none)
+        self.edge_tokens = Rows(2)  # by word id: its first and last feature word's ids
 
     def features(self, prepared: list[str], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(prepared)
@@ -438,33 +439,12 @@ class _Lookup:
         found.append(self.columns[at[hit]])
 
 
-class _Rows:
-    """A table of ints grown a batch of rows at a time (its room doubled when full)."""
-
-    def __init__(self, width: int) -> None:
-        self._room = np.zeros((1024, width), dtype=np.int64)
-        self.size = 0
-
-    @property
-    def rows(self) -> np.ndarray:
-        return self._room[: self.size]
-
-    def extend(self, rows: np.ndarray) -> None:
-        end = self.size + len(rows)
-        if end > len(self._room):
-            room = np.zeros((max(end, 2 * len(self._room)), *self._room.shape[1:]), dtype=np.int64)
-            room[: self.size] = self._room[: self.size]
-            self._room = room
-        self._room[self.size : end] = rows
-        self.size = end
-
-
 class _Ragged:
     """Lists of ints by id, added a batch at a time, taken for many ids at once."""
 
     def __init__(self) -> None:
-        self.flat = _Rows(1)
-        self.spans = _Rows(2)  # by id: the start of its list in flat, its length
+        self.flat = Rows(1)
+        self.spans = Rows(2)  # by id: the start of its list in flat, its length
 
     def extend(self, flat: np.ndarray, lengths: np.ndarray) -> None:
         """Add lists, given one after the other (``flat``) with the length of each."""

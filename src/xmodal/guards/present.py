@@ -16,6 +16,7 @@ import bisect
 import threading
 from collections.abc import Iterable, Sequence
 from itertools import chain
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,27 @@ _JOIN = "\n"
 RUNS = 200_000
 #: Texts whose words are kept (the rules and the cues ask about the same batch in turn).
 TEXTS = 2048
+
+
+class Rows:
+    """A table of ints grown a batch of rows at a time (its room doubled when full)."""
+
+    def __init__(self, width: int, dtype: type[np.integer[Any]] = np.int64) -> None:
+        self._room = np.zeros((1024, width), dtype=dtype)
+        self.size = 0
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._room[: self.size]
+
+    def extend(self, rows: np.ndarray) -> None:
+        end = self.size + len(rows)
+        if end > len(self._room):
+            room = np.zeros((max(end, 2 * len(self._room)), *self._room.shape[1:]), dtype=self._room.dtype)
+            room[: self.size] = self._room[: self.size]
+            self._room = room
+        self._room[self.size : end] = rows
+        self.size = end
 
 
 class Words:
@@ -60,9 +82,8 @@ class Words:
                 self._other.append((self.column[word], word, np.asarray(pieces, dtype=np.int64)))
         self._in_runs = list(in_runs.items())
         self._size = (self._width + 7) // 8
-        self._ids: dict[str, int] = {"": 0}  # run -> its row in _rows ("": no run, holds no word)
-        self._room = np.zeros((1024, self._size), dtype=np.uint8)  # by run: its bits, packed (room to grow)
-        self._count = 1  # rows used
+        self._ids: dict[str, int] = {"": 0}  # run -> its row in _runs ("": no run, holds no word)
+        self._runs = self._no_runs()  # by run: its bits, packed
         self._texts: dict[str, bytes] = {}  # text -> its bits, packed
 
     def held(self, texts: Sequence[str]) -> np.ndarray:
@@ -92,11 +113,11 @@ class Words:
         if new:
             if len(ids) + len(new) > RUNS:
                 ids = self._ids = {"": 0}
-                self._count = 1
+                self._runs = self._no_runs()
                 new = [run for run in dict.fromkeys(runs) if run not in ids]
             ids.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
-            self._add_rows(np.packbits(self._run_bits(new), axis=1, bitorder="little"))
-        rows = self._rows[np.fromiter(map(ids.__getitem__, runs), dtype=np.int64, count=len(runs))]
+            self._runs.extend(np.packbits(self._run_bits(new), axis=1, bitorder="little"))
+        rows = self._runs.rows[np.fromiter(map(ids.__getitem__, runs), dtype=np.int64, count=len(runs))]
         starts = np.cumsum([0, *map(len, runs_of[:-1])])
         packed = np.bitwise_or.reduceat(rows, starts, axis=0)
         held = np.unpackbits(packed, axis=1, count=self._width, bitorder="little").astype(bool)
@@ -107,18 +128,10 @@ class Words:
                     held[k, column] = True
         return held
 
-    @property
-    def _rows(self) -> np.ndarray:
-        return self._room[: self._count]
-
-    def _add_rows(self, rows: np.ndarray) -> None:
-        end = self._count + len(rows)
-        if end > len(self._room):
-            room = np.zeros((max(end, 2 * len(self._room)), self._size), dtype=np.uint8)
-            room[: self._count] = self._room[: self._count]
-            self._room = room
-        self._room[self._count : end] = rows
-        self._count = end
+    def _no_runs(self) -> Rows:
+        runs = Rows(self._size, np.uint8)
+        runs.extend(np.zeros((1, self._size), dtype=np.uint8))  # the row of "": no word
+        return runs
 
     def _run_bits(self, runs: list[str]) -> np.ndarray:
         """``[len(runs), bits]`` booleans: the words without white space (and parts) each of ``runs`` holds. The
