@@ -94,17 +94,8 @@ def test_cue_matrix_is_cues_of_each_text() -> None:
 def _reference(model: clf.Classifier, texts: list[str]) -> np.ndarray:
     """The batch probabilities as computed before the word table: each text's features one by one
     (``Classifier._columns``), counted and weighed alike."""
-    cols: list[int] = []
-    ends: list[int] = []
-    for text in texts:
-        cols.extend(model._columns(prepare(text)))
-        ends.append(len(cols))
     n = len(texts)
-    width = len(model.idf)
-    sizes = [end - start for start, end in zip([0, *ends], ends, strict=False)]
-    doc = np.repeat(np.arange(n, dtype=np.int64), sizes)
-    keys, tf = np.unique(doc * width + np.asarray(cols, dtype=np.int64), return_counts=True)
-    doc, col = np.divmod(keys, width)
+    doc, col, tf = _counted([model._columns(prepare(text)) for text in texts], len(model.idf))
     weight = (1.0 + np.log(tf)) * model.idf[col]
     dot = np.bincount(doc, weight * model.coef[col], minlength=n)
     norm = np.sqrt(np.bincount(doc, weight * weight, minlength=n))
@@ -113,6 +104,15 @@ def _reference(model: clf.Classifier, texts: list[str]) -> np.ndarray:
         z = z + np.asarray([cues(t) for t in texts]) @ np.asarray(model.cue_coef)
     a, b = model.platt
     return np.asarray(1.0 / (1.0 + np.exp(-(a * z + b))), dtype=np.float64)
+
+
+def _counted(columns: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each distinct (text, column) pair of the texts' columns and its count, texts and columns ascending."""
+    doc = np.repeat(np.arange(len(columns), dtype=np.int64), [len(c) for c in columns])
+    flat = np.asarray([c for cols in columns for c in cols], dtype=np.int64)
+    keys, tf = np.unique(doc * width + flat, return_counts=True)
+    doc, col = np.divmod(keys, width)
+    return doc, col, tf
 
 
 @pytest.mark.parametrize("cache", [clf.WORD_CACHE, 50])
@@ -135,17 +135,10 @@ def test_batch_toxicity_is_that_of_each_texts_words_bit_for_bit() -> None:
     model = toxicity.load()
     texts = _texts(random.Random(17)) + ["you idiot", "fuck", ""]
     find = model.vocabulary.get
-    cols: list[int] = []
-    ends: list[int] = []
-    for text in texts:  # the batch as computed before: each text's known words in a list
-        cols.extend(c for tok in toxicity.TOKEN.findall(text.lower()) if (c := find(tok)) is not None)
-        ends.append(len(cols))
     n = len(texts)
-    width = len(model.idf)
-    sizes = [end - start for start, end in zip([0, *ends], ends, strict=False)]
-    doc = np.repeat(np.arange(n, dtype=np.int64), sizes)
-    keys, tf = np.unique(doc * width + np.asarray(cols, dtype=np.int64), return_counts=True)
-    doc, col = np.divmod(keys, width)
+    # the batch as computed before: each text's known words in a list
+    words = [[c for tok in toxicity.TOKEN.findall(text.lower()) if (c := find(tok)) is not None] for text in texts]
+    doc, col, tf = _counted(words, len(model.idf))
     x = tf * model.idf[col]
     x = x / np.sqrt(np.bincount(doc, x * x, minlength=n))[doc]
     f = np.stack([np.bincount(doc, model.coef[k, col] * x, minlength=n) for k in range(len(model.coef))], axis=1)

@@ -135,6 +135,13 @@ def shop(tmp_path: Path) -> Engine:
     return eng
 
 
+def _reopened(shop: Engine, tmp_path: Path, explore: ExploreSettings) -> Engine:
+    """The shop's index reopened with these exploration settings saved."""
+    shop.close()
+    explore_config.save(tmp_path / "idx" / "ltr", explore)
+    return Engine.open(tmp_path / "idx")
+
+
 def _explored(engine: Engine, text: str, n: int, **options: object) -> list[bool]:
     """Per search of ``text`` (n times, logged), whether its plan explored."""
     out = []
@@ -151,17 +158,13 @@ def test_anonymous_and_unlogged_searches_do_not_explore_unless_configured(shop: 
         result = shop.search("comfortable boots", mode="learned", k=10, explain=True, user="u1")  # not logged
         assert result.explain is not None and not result.explain["exploration"]["may_explore"]
     assert any(_explored(shop, "comfortable boots", 4, user="u1"))
-    shop.close()
-    explore_config.save(tmp_path / "idx" / "ltr", ExploreSettings(calls="logged"))
-    shop = Engine.open(tmp_path / "idx")
+    shop = _reopened(shop, tmp_path, ExploreSettings(calls="logged"))
     assert any(_explored(shop, "comfortable boots", 4))  # configured: anonymous logged searches explore too
     shop.close()
 
 
 def test_a_deployment_budget_bounds_the_searches_that_explore(shop: Engine, tmp_path: Path) -> None:
-    shop.close()
-    explore_config.save(tmp_path / "idx" / "ltr", ExploreSettings(budget=0.25))
-    shop = Engine.open(tmp_path / "idx")
+    shop = _reopened(shop, tmp_path, ExploreSettings(budget=0.25))
     explored = _explored(shop, "comfortable boots", 20, user="u1")  # each one would explore (never answered)
     assert 1 <= sum(explored) <= math.ceil(0.25 * 20)
     shop.close()
@@ -170,9 +173,7 @@ def test_a_deployment_budget_bounds_the_searches_that_explore(shop: Engine, tmp_
 def test_the_same_query_without_new_feedback_keeps_its_top_3_and_new_feedback_lets_it_change(
     shop: Engine, tmp_path: Path
 ) -> None:
-    shop.close()
-    explore_config.save(tmp_path / "idx" / "ltr", ExploreSettings(budget=1.0))
-    shop = Engine.open(tmp_path / "idx")
+    shop = _reopened(shop, tmp_path, ExploreSettings(budget=1.0))
     tops, explored_at = [], set()
     for _ in range(20):
         result = shop.search("comfortable walking shoes", mode="learned", k=10, log=True, user="u1")
@@ -191,9 +192,7 @@ def test_the_same_query_without_new_feedback_keeps_its_top_3_and_new_feedback_le
 def test_new_feedback_on_a_failing_query_puts_the_items_users_passed_over_below_fresh_ones(
     shop: Engine, tmp_path: Path
 ) -> None:
-    shop.close()
-    explore_config.save(tmp_path / "idx" / "ltr", ExploreSettings(budget=1.0))
-    shop = Engine.open(tmp_path / "idx")
+    shop = _reopened(shop, tmp_path, ExploreSettings(budget=1.0))
     text = "comfortable walking shoes"
     for _ in range(12):  # positions 1-3 looked at 12, 6 and 4 times (expected), never acted on
         result = shop.search(text, mode="learned", k=10, log=True, user="u1")
