@@ -46,7 +46,8 @@ GRAPH_DEFAULTS: dict[str, Any] = {"m": 16, "ef_construction": 120, "ef_search": 
 #: the pruning heuristic dropped (FAISS ``keep_max_size_level0``; the slots are allocated either way, so the
 #: memory is the same). Off by default: on 1M WordNet vectors with ~85 noisy copies per gloss it raised
 #: recall@10 from 0.678 to 0.883 at the default search settings (0.963 at efSearch 2048, 0.974 at 4096 for
-#: an 11 ms p50) for ~2.1x the build's CPU; its effect on other sets is not measured (docs/benchmarks.md).
+#: a 9.3 ms p50 idle) for ~2.1x the build's CPU; at the normal density (~8.5 copies) it costs ~0.01 of recall
+#: at equal settings (0.963 against 0.972 at the defaults), hence off (docs/benchmarks.md).
 OWN_DEFAULTS: dict[str, Any] = {
     "quantizer": "sq8",
     "rescore": 40,
