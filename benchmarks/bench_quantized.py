@@ -53,7 +53,7 @@ OUT = HERE / "out"
 K = 10
 #: Search-time settings measured on the same build (300 queries each): (efSearch, rescore) for the hnsw
 #: layout, (nprobe, rescore) for the ivf layout.
-SWEEP = [(64, 10), (128, 10), (128, 20), (256, 20), (256, 40), (512, 50), (1024, 40), (2048, 40), (4096, 40)]
+SWEEP = [(64, 10), (128, 10), (128, 20), (256, 20), (256, 40), (512, 50), (1024, 40), (2048, 40), (3072, 40), (4096, 40)]
 SWEEP_IVF = [(8, 10), (16, 10), (16, 20), (32, 10), (32, 20), (64, 20), (128, 20)]
 ANCHOR_OPTIONS = {"m": 32, "ef_construction": 40, "ef_search": 128}
 CHUNK = 10_000
