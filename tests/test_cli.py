@@ -6,6 +6,7 @@ Most runs call :func:`xmodal.cli.main` in-process; a few run the real ``python -
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -371,7 +372,60 @@ def test_command_modules_that_do_not_exist_are_skipped(monkeypatch: pytest.Monke
     assert commands is not None and {"add", "search", "get", "delete", "info", "eval"} <= set(commands)
 
 
+def test_the_command_table_names_what_each_module_registers() -> None:
+    """:data:`xmodal.cli.COMMANDS` (a command line naming one imports only its module) matches the modules."""
+
+    def commands(parser: argparse.ArgumentParser) -> set[str]:
+        choices = next(a for a in parser._actions if a.dest == "command").choices
+        assert choices is not None
+        return set(choices)
+
+    assert commands(build_parser()) == set(cli.COMMANDS)
+    for command, module in cli.COMMANDS.items():
+        assert commands(build_parser(command)) == {c for c, m in cli.COMMANDS.items() if m == module}
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["search", "x"], "search"),
+        (["--index", "idx", "--option", "a=1", "search", "x", "--mode", "dense"], "search"),
+        (["--index=idx", "train-ranker"], "train-ranker"),
+        (["--index", "search", "info"], "info"),  # "search" is the folder
+        (["--help"], None),
+        ([], None),
+        (["--index", "idx"], None),
+        (["nosuch"], None),
+        (["--nosuch", "search", "x"], None),
+        (["--dim", "x", "info"], None),
+    ],
+)
+def test_command_of(argv: list[str], command: str | None) -> None:
+    assert cli.command_of(argv) == command
+
+
+def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and all(command in out for command in cli.COMMANDS)
+    code, _, err = run(capsys, "nosuch")
+    assert code == 2 and "invalid choice" in err and "search" in err
+
+
 # -- real processes ------------------------------------------------------------------------------
+
+
+def test_a_search_command_line_imports_neither_other_commands_nor_extensions() -> None:
+    """``xmodal search`` builds the parser of its own module only, and building it imports no extension (the
+    modes of ``--help`` are listed when the help is shown): the index opens what it needs."""
+    code = (
+        "import sys; from xmodal.cli import build_parser, command_of; argv = ['search', 'x', '--mode', 'dense'];"
+        " build_parser(command_of(argv)).parse_args(argv);"
+        " print(sorted(m for m in sys.modules if m.startswith(('xmodal.cli.serve', 'xmodal.cli.evaluate',"
+        " 'xmodal.cli.redteam', 'xmodal.eval', 'xmodal.redteam', 'xmodal.guards.extension', 'xmodal.guards.check',"
+        " 'xmodal.ltr.extension', 'xmodal.ltr.pipeline', 'asyncio'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_module_and_script_run(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from xmodal.filters import value_key
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.strategies import LexicalStrategy
-from xmodal.ltr.text import normalize_query, stem, stems, within_one_edit
+from xmodal.ltr.text import english_words, english_words_loaded, normalize_query, stem, stems, within_one_edit
 
 COLORS = ["red", "green", "blue", "black"]
 MATERIALS = ["leather", "canvas", "suede"]
@@ -104,6 +104,18 @@ def test_query_understanding_with_stems_and_typos(shop: Pipeline) -> None:
     found = shop.understanding.understand("red leahter boot for winter")
     assert found.slots == {"color": ["red"], "material": ["leather"], "category": ["boots"]}
     assert found.rest == "for winter"
+
+
+def test_query_understanding_reads_the_word_list_only_for_a_word_near_a_value(shop: Pipeline) -> None:
+    """The English word list (``english_words``, ~0.1 s to read) is read for the first word one edit from an
+    attribute value, not for a query without one; the slots found are the same either way."""
+    english_words.cache_clear()
+    found = shop.understanding.understand("winter clothing for travelling")
+    assert not english_words_loaded() and found.slots == {}
+    assert shop.understanding.understand("red leahter boots").slots["material"] == ["leather"]
+    assert english_words_loaded()
+    assert shop.understanding.understand("winter clothing for travelling") == found
+    assert shop.understanding.understand("scandal boots").slots == {"category": ["boots"]}  # English, no typo
 
 
 def test_structured_search_filters_by_the_slots(shop: Pipeline) -> None:

@@ -119,6 +119,9 @@ def add_global_options(parser: argparse.ArgumentParser, *, repeat: bool = False)
 class HelpFormatter(argparse.HelpFormatter):
     """Wraps descriptions and epilogs as usual, but keeps a text with line breaks (a table) as written."""
 
+    def add_text(self, text: str | None) -> None:
+        super().add_text(modes_epilog() if text == MODES_EPILOG else text)
+
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         if "\n" in text:
             return "".join(indent + line for line in text.splitlines(keepends=True))
@@ -130,6 +133,11 @@ def mode_lines() -> list[str]:
     modes = describe_modes()
     width = max(map(len, modes), default=0)
     return [f"{name:<{width}}  {line}".rstrip() for name, line in modes.items()]
+
+
+#: The epilog that :class:`HelpFormatter` replaces with :func:`modes_epilog` when the help is shown, so that
+#: building a parser imports no extension (listing the modes imports every extension's class).
+MODES_EPILOG = "\0search modes"
 
 
 def modes_epilog() -> str:

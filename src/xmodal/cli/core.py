@@ -26,6 +26,7 @@ from .collection import (
     wants_delete_where,
 )
 from .common import (
+    MODES_EPILOG,
     HelpFormatter,
     StageBars,
     UsageError,
@@ -35,7 +36,6 @@ from .common import (
     cli_actor,
     engine_of,
     guarded_as,
-    modes_epilog,
     print_json,
     progress_bar,
     query_options,
@@ -119,7 +119,7 @@ def register(subparsers: Any) -> None:
     add.set_defaults(handler=run_add)
 
     search = subparsers.add_parser(
-        "search", help="search with a text and/or an image", epilog=modes_epilog(), formatter_class=HelpFormatter
+        "search", help="search with a text and/or an image", epilog=MODES_EPILOG, formatter_class=HelpFormatter
     )
     search.add_argument("text", nargs="?", default="", help="query text")
     search.add_argument("--image", metavar="PATH", help="query image")

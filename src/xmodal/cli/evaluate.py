@@ -24,11 +24,11 @@ from ..eval.sets import HELD_OUT, SetInfo, set_info_for
 from ..ingest.prepare import Rejection
 from ..settings import DENSE
 from .common import (
+    MODES_EPILOG,
     HelpFormatter,
     UsageError,
     add_query_options,
     engine_of,
-    modes_epilog,
     print_json,
     progress_bar,
     query_options,
@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
         "bad line). -k is the search depth (MRR counts ranks within it). --mode all, or several modes "
         "separated by commas, compares the modes per query kind: nDCG@10, R@10, R@1 and MRR with bootstrap "
         "95% intervals, and each mode's difference from the best single strategy.",
-        epilog=modes_epilog(),
+        epilog=MODES_EPILOG,
         formatter_class=HelpFormatter,
     )
     parser.add_argument("queries", metavar="QUERIES.jsonl")

@@ -87,10 +87,22 @@ class ClassSynsets:
     digest: str
 
 
+def _wordnet_bytes() -> bytes:
+    return (resources.files(__package__ or "xmodal.encoders") / WORDNET_FILE).read_bytes()
+
+
+@cache
+def class_synsets_digest() -> str:
+    """The digest of the bundled ``data/imagenet_wordnet.json`` (:attr:`ClassSynsets.digest`), without parsing
+    it (an index's encoder identity names it: every open asks for it, and only an image encoding needs the
+    synsets)."""
+    return hashlib.sha256(_wordnet_bytes()).hexdigest()[:12]
+
+
 @cache
 def class_synsets() -> ClassSynsets:
     """The bundled ``data/imagenet_wordnet.json``, read once."""
-    raw = (resources.files(__package__ or "xmodal.encoders") / WORDNET_FILE).read_bytes()
+    raw = _wordnet_bytes()
     data: dict[str, Any] = json.loads(raw)
     synsets = {o: Synset(tuple(s["lemmas"]), str(s["gloss"]), int(s["depth"])) for o, s in data["synsets"].items()}
     classes = tuple((str(c["synset"]), tuple((str(o), int(d)) for o, d in c["ancestors"])) for c in data["classes"])
@@ -145,7 +157,7 @@ class WordNetRecipe:
 
     def tag(self) -> str:
         parts = (self.gloss_weight, self.hypernym_weight, self.decay, self.min_depth)
-        return f"wordnet-{WORDNET_FORMAT}-{class_synsets().digest}-" + "-".join(f"{p:g}" for p in parts)
+        return f"wordnet-{WORDNET_FORMAT}-{class_synsets_digest()}-" + "-".join(f"{p:g}" for p in parts)
 
 
 #: the temperature each bridge mixes at unless told (the WordNet bridge's chosen with its recipe)

@@ -326,17 +326,20 @@ class HNSWIndex:
     def _restore(self, directory: Path, manifest: dict[str, Any], graph: Any, label_of: np.ndarray) -> None:
         live = np.flatnonzero(label_of >= 0) if label_of.dtype == np.int64 and label_of.ndim == 1 else None
         problem = None
+        keys = order = np.empty(0, dtype=np.int64)
+        if live is not None:  # the live labels sorted once: for the check (no repeat) and for the index
+            order = np.argsort(label_of[live], kind="stable")
+            keys = label_of[live][order]
         if not self._is_graph(graph):
             problem = "the graph file is not an HNSW index of this dimension"
         elif live is None or graph.ntotal != len(label_of) or manifest.get("ntotal") != graph.ntotal:
             problem = "the labels do not match the graph"
-        elif len(live) != manifest.get("count") or len(np.unique(label_of[live])) != len(live):
+        elif len(live) != manifest.get("count") or bool(np.any(keys[1:] == keys[:-1])):
             problem = "the live labels do not match the manifest"
         if problem or live is None:
             raise StorageError(f"{directory}: {problem}; delete the folder to rebuild it")
         self._set_search(graph)
-        order = np.argsort(label_of[live], kind="stable")
-        self._graph, self._keys, self._ids = graph, label_of[live][order], live[order]
+        self._graph, self._keys, self._ids = graph, keys, live[order]
         self._label_of = np.full(len(label_of) + 1024, -1, dtype=np.int64)
         self._label_of[: len(label_of)] = label_of
         self._dead = int(graph.ntotal - len(live))

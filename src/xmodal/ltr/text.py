@@ -111,6 +111,11 @@ def english_words() -> frozenset[str]:
         return frozenset(json.load(text))
 
 
+def english_words_loaded() -> bool:
+    """Whether :func:`english_words` has been read in this process."""
+    return english_words.cache_info().currsize > 0
+
+
 def is_english_word(word: str) -> bool:
     """Whether ``word`` (lower case) is a correctly spelled English word."""
     return word in english_words()

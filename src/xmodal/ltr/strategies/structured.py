@@ -22,7 +22,7 @@ from ...courtesy import step_aside
 from ...filters import filterable
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
-from ..text import STOPWORDS, english_words, is_english_word, stem, stems, tokens, within_one_edit
+from ..text import STOPWORDS, english_words_loaded, is_english_word, stem, stems, tokens, within_one_edit
 from .base import Request, hits_from_rows, matrix_rows, top_rows
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ class QueryUnderstanding:
         self.engine = engine
         self._phrases: dict[tuple[str, ...], tuple[str, AttributeValue]] | None = None
         self._by_length: dict[int, list[str]] = {}
-        english_words()  # the word list loads with the engine, not on the first query
 
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         self._phrases = None
@@ -105,8 +104,10 @@ class QueryUnderstanding:
                 i += 1
         for j, key in enumerate(keys):
             word = words[j]
-            if not used[j] and len(word) >= 5 and not word.isdigit() and not is_english_word(word):
-                # the catalog's text is asked last, only for a word one edit from a value (most are not)
+            if not used[j] and len(word) >= 5 and not word.isdigit() and not _known_english(word):
+                # a word one edit from a value (most are not) is then looked up in the English word list (read
+                # on the first such word: a process whose queries have none never reads it) and last in the
+                # catalog's text (:meth:`_misspelled`)
                 fuzzy = self._typo_match(key)
                 if fuzzy is not None and self._misspelled(word):
                     _add(slots, vocab[(fuzzy,)])
@@ -124,6 +125,13 @@ class QueryUnderstanding:
                 if within_one_edit(key, candidate):
                     return candidate
         return None
+
+
+def _known_english(word: str) -> bool:
+    """Whether ``word`` is in the English word list when that list is read already (False when it is not: the
+    caller then asks :meth:`QueryUnderstanding._misspelled`, which reads it, only for a word one edit from a
+    value)."""
+    return english_words_loaded() and is_english_word(word)
 
 
 def _add(slots: dict[str, list[AttributeValue]], hit: tuple[str, AttributeValue]) -> None:
