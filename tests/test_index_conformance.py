@@ -315,6 +315,36 @@ def test_hnsw_tombstones_and_compaction() -> None:
     assert not np.isin(index.search(QUERIES, 50)[0], LABELS[: N // 5]).any()
 
 
+def test_hnsw_loads_mapped_and_its_first_write_reads_the_file_it_was_mapped_from(tmp_path: Path) -> None:
+    """A loaded graph maps its vectors (:attr:`HNSWIndex.MAPPED`); its first write reads the graph into memory
+    from the file it was loaded from, even after another checkpoint was renamed over that folder; a compaction
+    of a mapped graph leaves it in memory."""
+    index = HNSWIndex(DIM, **SMALL_HNSW)
+    index.add(LABELS, VECTORS)
+    index.save(tmp_path / "ix")
+    loaded = HNSWIndex.load(tmp_path / "ix")
+    assert loaded._mapped_from is not None
+    other = HNSWIndex(DIM, **SMALL_HNSW)
+    other.add(LABELS[:5], FRESH[:5])
+    other.save(tmp_path / "new")
+    (tmp_path / "ix").rename(tmp_path / "old")
+    (tmp_path / "new").rename(tmp_path / "ix")  # a checkpoint written meanwhile (another process's)
+    for path in (tmp_path / "old").iterdir():
+        path.unlink()
+    before = index.search(QUERIES, 10)
+    after = loaded.search(QUERIES, 10)
+    assert np.array_equal(before[0], after[0]) and np.allclose(before[1], after[1])
+    loaded.add(LABELS[:1], FRESH[:1])
+    index.add(LABELS[:1], FRESH[:1])
+    assert loaded._mapped_from is None and len(loaded) == N
+    assert np.array_equal(index.search(QUERIES, 10)[0], loaded.search(QUERIES, 10)[0])
+    compacted = HNSWIndex.load(tmp_path / "ix")
+    compacted.remove(LABELS[:3])  # 3 of 5: past the compaction ratio, rebuilt in memory
+    assert compacted.tombstones == 0 and compacted._mapped_from is None
+    compacted.add(LABELS[10:12], FRESH[10:12])
+    assert sorted(compacted.labels().tolist()) == sorted([*LABELS[3:5].tolist(), *LABELS[10:12].tolist()])
+
+
 def test_auto_switches_both_ways_and_persists_its_state(tmp_path: Path) -> None:
     index = AutoIndex(DIM, threshold=300, **SMALL_HNSW)
     index.add(LABELS[:300], VECTORS[:300])

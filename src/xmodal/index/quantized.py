@@ -79,6 +79,7 @@ class QuantizedIndex(HNSWIndex):
     """FAISS ``IndexHNSWSQ`` (inner product) for candidates, full vectors on disk for exact scores."""
 
     kind = "quantized"
+    MAPPED = False  # its graph's codes are read (the full vectors are the mapped part: VectorFile)
 
     def __init__(self, dim: int, **options: Any) -> None:
         from .hnsw import DEFAULTS
