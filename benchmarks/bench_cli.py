@@ -23,7 +23,7 @@ Timings (median of ``--runs`` after one warm-up run, each a fresh process):
 - ``cli_s``: ``python -m xmodal.cli --index IDX search TEXT --mode M`` with unbuffered stdout,
   from just before spawning to the first byte of the result on stdout; ``exit_s``: to process exit.
 - ``breakdown``: the same steps in an instrumented process: ``imports`` (interpreter start, the CLI
-  and all its command modules, argument parsing), ``engine_open``, ``encoder_load`` (the first
+  and the command modules it imports for ``search``, argument parsing), ``engine_open``, ``encoder_load`` (the first
   query encoding minus a warm one), ``search`` (``Engine.search``, query encoding included),
   ``print``, ``close``.
 Prints one JSON object.
@@ -115,7 +115,9 @@ from xmodal.cli.common import open_engine
 from xmodal.cli.core import _print_hits
 from xmodal.encoders import Content
 from xmodal.records import Query
-args = cli.build_parser().parse_args(sys.argv[1:])
+# the parser the CLI builds (a tree before `command_of`: the full one, all it had)
+parser = cli.build_parser(cli.command_of(sys.argv[1:])) if hasattr(cli, "command_of") else cli.build_parser()
+args = parser.parse_args(sys.argv[1:])
 imported = time.time()
 t0 = time.perf_counter()
 engine = open_engine(args)
