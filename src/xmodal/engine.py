@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -374,8 +374,10 @@ class Engine:
         Each must have the index's dimension and finite values; it is L2-normalised."""
         report, seen, given = AddReport(), set[str](), check_vectors_arg(vectors)
         base = Path(base_dir) if base_dir is not None else None
+        size = len(items) if isinstance(items, Sized) else None
         for chunk in chunks(items, BATCH):
             chunk = dedupe(chunk, seen, report)
+            self._extensions.ahead(chunk, size if size is not None else len(seen))  # the guards' scan starts
             own = [item for item in chunk if item.id in given]
             chunk = [item for item in chunk if item.id not in given]
             loaded, recordings = segment_recordings(load_media(chunk, base, report), self.encoder, report)

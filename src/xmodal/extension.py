@@ -238,6 +238,16 @@ class Background(Protocol):
     def stop(self) -> None: ...
 
 
+@runtime_checkable
+class Ahead(Protocol):
+    """An extension that can start its work on a chunk of an add before the chunk is encoded and committed
+    (the guards scan it in another process meanwhile): :meth:`ahead` gets the chunk's items and the add's size
+    (its item count, or the count so far when the items come from an iterator). A hint only: ``on_put`` still
+    gets every item committed, and must hold the same for an item whatever ``ahead`` did or did not do."""
+
+    def ahead(self, items: Sequence[Item], size: int) -> None: ...
+
+
 class ExtensionHost(Protocol):
     """An engine as the adapters and an extension's own commands see it: its opened extensions by name."""
 

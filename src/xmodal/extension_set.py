@@ -15,7 +15,7 @@ from typing import Any
 
 from .changes import ChangeSource, replay
 from .errors import ConfigError, DiskFull, ValidationError
-from .extension import Background, EngineView, Extension, Mode, Screen, extension_class
+from .extension import Ahead, Background, EngineView, Extension, Mode, Screen, extension_class
 from .records import Hits, Item, Query
 from .screening import Screened, screen_items
 from .store.space import space_guard
@@ -113,6 +113,16 @@ class ExtensionSet:
             raise ValidationError("mode", f"unknown search mode {name!r}", f"use one of {', '.join(known)}") from None
 
     # -- keeping in step with the store ------------------------------------------------------------
+    def ahead(self, items: Sequence[Item], size: int) -> None:
+        """Tell each extension that wants to know (:class:`Ahead`) about a chunk of an add before it is
+        encoded; a failure there is logged and changes nothing (``on_put`` does the work then)."""
+        for name, extension in self._opened.items():
+            if isinstance(extension, Ahead):
+                try:
+                    extension.ahead(items, size)
+                except Exception:
+                    log.exception("extension %r failed to start work ahead of an add; on_put does it", name)
+
     def apply(self, before: int, after: int, stored: Sequence[StoredItem], deleted: Sequence[int]) -> None:
         """Tell every extension that reflected ``before`` about the changes up to ``after``."""
         for name, extension in self._opened.items():

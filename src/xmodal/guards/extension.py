@@ -28,11 +28,14 @@ from ..media_loaders import media_loader
 from ..records import Hits, Item, Query
 from ..store.base import StoredItem
 from . import policy as policies
+from . import worker as scan_worker
 from .check import Decision, Guard
 from .image_text import ImageReader, ImageText
 from .policy import ALLOW, BLOCK, FLAG
 from .provenance.guard import ProvenanceGuard
-from .results import ResultGuard
+from .results import ResultGuard, item_texts
+from .rules import Finding
+from .worker import Scan, ScanWorker, to_findings
 
 log = logging.getLogger(__name__)
 STATE = "documents.json"
@@ -63,6 +66,11 @@ class GuardsExtension:
         self.results = ResultGuard(self.guard.policy)  # the result guard (:mod:`.results`)
         self.provenance = ProvenanceGuard(self.guard.policy)  # watermarks and C2PA (:mod:`.provenance`)
         self._reader = ImageReader()
+        self._worker: ScanWorker | None = None  # the scan of large adds in another process (:mod:`.worker`)
+        self._worker_for: tuple[Guard, ResultGuard] | None = None  # the models it must match
+        self._worker_failed = False
+        self._scans: list[Scan] = []  # chunks sent to it, not yet taken by on_put (oldest first)
+        self.scanned_by: Counter[str] = Counter()  # items of large adds' chunks scanned by "worker" / "process"
 
     # -- the Extension protocol -------------------------------------------------------------------
     def open(self, view: EngineView, folder: Path) -> int:
@@ -90,12 +98,83 @@ class GuardsExtension:
     def modes(self) -> Mapping[str, Mode]:
         return {}
 
+    def ahead(self, items: Sequence[Item], size: int) -> None:
+        """A chunk of an add of ``size`` items, before it is encoded: from :data:`.worker.START_AT` items on,
+        its texts are sent to the scan worker (started for the first such add), which scans them while the
+        engine encodes and commits them; ``on_put`` takes the results."""
+        if size < scan_worker.START_AT or self._worker_failed or not items:
+            return
+        with self._lock:
+            worker = self._scan_worker()
+        if worker is None or not worker.ready() or worker.busy():  # starting, or behind: on_put scans
+            return
+        docs = [(i.id, item_text(i)) for i in items]
+        scan = worker.submit(docs, ["\n".join(t.values()) for i in items if (t := item_texts(i))])
+        if scan is not None:
+            with self._lock:
+                self._scans = [*self._scans[-3:], scan]  # one not taken (its chunk rejected) is let go
+
+    def _scan_worker(self) -> ScanWorker | None:
+        """The running worker for the current models, started when there is none (under ``_lock``)."""
+        models = (self.guard, self.results)
+        if self._worker is not None and (self._worker.closed or self._worker_for != models):
+            self._worker.close()
+            self._worker = None
+        if self._worker is not None and self._worker.failed:
+            self._give_up()
+            return None
+        if self._worker is None:
+            try:
+                self._worker = ScanWorker(
+                    self.guard.policy, (self.guard.classifier_status, self.results.status["toxicity"])
+                )
+            except (OSError, ValueError) as exc:
+                log.warning("guards: no scan worker (%s); large adds are scanned in the process", exc)
+                self._worker_failed = True
+                return None
+            self._worker_for = models
+        return self._worker
+
+    def _give_up(self) -> None:
+        """The worker failed: closed, and every later scan runs in the process (under ``_lock``)."""
+        self._worker_failed = True
+        self._scans = []
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def _scanned(self, stored: Sequence[StoredItem], texts: list[str]) -> tuple[list[list[Finding]], dict[str, float]]:
+        """Each stored item's document findings, and the toxicity of the texts the worker scanned: from the
+        worker's scan of their chunk for the texts it scanned, the rest scanned here (the same results)."""
+        keys = [(s.item.id, t) for s, t in zip(stored, texts, strict=True)]
+        with self._lock:
+            scan = next((c for c in self._scans if any(k in c.docs for k in keys)), None)
+            if scan is not None:
+                self._scans.remove(scan)
+        got = scan.result() if scan is not None else None
+        if scan is not None and scan.failed():
+            with self._lock:
+                self._give_up()
+        if scan is None or got is None:
+            self.scanned_by["process"] += len(texts)
+            return self.guard.document_findings_many(texts), {}
+        found, probs = got
+        positions = [scan.docs.get(k) for k in keys]
+        rest = [t for t, at in zip(texts, positions, strict=True) if at is None]
+        scanned_here = iter(self.guard.document_findings_many(rest) if rest else [])
+        out = [to_findings(found[at]) if at is not None else next(scanned_here) for at in positions]
+        self.scanned_by["process"] += len(rest)
+        self.scanned_by["worker"] += len(texts) - len(rest)
+        return out, ({t: probs[i] for t, i in scan.tox.items()} if probs is not None else {})
+
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         found: dict[int, tuple[str, list[dict[str, str]]]] = {}
         clean: list[int] = []
-        for entry, findings in zip(
-            stored, self.guard.document_findings_many([item_text(s.item) for s in stored]), strict=True
-        ):
+        texts = [item_text(s.item) for s in stored]
+        scanned, toxicity = (
+            self._scanned(stored, texts) if self._scans else (self.guard.document_findings_many(texts), {})
+        )
+        for entry, findings in zip(stored, scanned, strict=True):
             if findings:
                 found[entry.row] = (entry.item.id, [f.to_dict() for f in findings])
                 decisions = self.guard.decide(findings, None, document=True)
@@ -112,7 +191,7 @@ class GuardsExtension:
             if found:
                 self._flagged.update(found)
         media = self._view.media if self._view is not None else MediaStore(self._folder)
-        self.results.on_put(stored, media)
+        self.results.on_put(stored, media, toxicity)
         self.provenance.on_put(stored, media)
 
     def on_delete(self, rows: Sequence[int]) -> None:
@@ -146,6 +225,10 @@ class GuardsExtension:
             self._dirty = False
 
     def close(self) -> None:
+        with self._lock:
+            worker, self._worker, self._scans = self._worker, None, []
+        if worker is not None:
+            worker.close()
         self.checkpoint()
 
     # -- the Screen protocol (what the engine asks before and after a search) ---------------------

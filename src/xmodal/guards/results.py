@@ -91,7 +91,7 @@ def _load(loader: Callable[[], Any], what: str) -> tuple[Any, str]:
         return None, f"{NOT_CHECKED}: {exc}"
 
 
-def _item_texts(item: Item) -> dict[str, str]:
+def item_texts(item: Item) -> dict[str, str]:
     return {name: value for name, value in (("title", item.title), ("text", item.text)) if value}
 
 
@@ -174,20 +174,29 @@ class ResultGuard:
             raise
 
     # -- ingest --------------------------------------------------------------------------------------
-    def on_put(self, stored: Sequence[StoredItem], media: Media) -> None:
-        """Score each item once: its image (NSFW), its text (toxicity) and, with PII on, its personal data."""
+    def on_put(
+        self, stored: Sequence[StoredItem], media: Media, toxicity_of: Mapping[str, float] | None = None
+    ) -> None:
+        """Score each item once: its image (NSFW), its text (toxicity) and, with PII on, its personal data.
+        ``toxicity_of``: the toxicity of texts already scored by the same model (the scan worker's), by text."""
         entries = {s.row: Entry(s.item.id) for s in stored}
         images = [(s.row, s.item.media["image"]) for s in stored if "image" in s.item.media]
         if images:
             self._score_images(images, entries, media)
         threshold = self._tox.threshold if self._tox is not None else toxicity.THRESHOLD
-        texts = {s.row: "\n".join(t.values()) for s in stored if (t := _item_texts(s.item))}
+        texts = {s.row: "\n".join(t.values()) for s in stored if (t := item_texts(s.item))}
         if self._tox is not None and texts:
-            for row, p in zip(texts, self._tox.probabilities(list(texts.values())).tolist(), strict=True):
-                entries[row].toxicity = p
+            known = toxicity_of or {}
+            todo = {row: text for row, text in texts.items() if text not in known}
+            if todo:
+                for row, p in zip(todo, self._tox.probabilities(list(todo.values())).tolist(), strict=True):
+                    entries[row].toxicity = p
+            for row, text in texts.items():
+                if text in known:
+                    entries[row].toxicity = known[text]
         detector = self._pii_detector() if self.pii_on else None
         if detector is not None:
-            fields = [(s.row, name, text) for s in stored for name, text in _item_texts(s.item).items()]
+            fields = [(s.row, name, text) for s in stored for name, text in item_texts(s.item).items()]
             found = detector.find_many([t for _, _, t in fields], self.policy.pii_lowercase_names)
             for (row, name, _), spans in zip(fields, found, strict=True):
                 if spans:

@@ -1,0 +1,252 @@
+"""The document guard's scan of a large add in a worker process, on another core while the engine encodes and
+stores the same items.
+
+The scan (the rules and the injection classifier, :meth:`.check.Guard.document_findings_many`, and the
+toxicity model) is pure Python for the most part, so a thread would hold the interpreter's lock the encoder and
+the store need: only another process runs it beside them. The engine announces each chunk of an add before it
+encodes it (:meth:`.extension.GuardsExtension.ahead`); the scan is sent here then, and its results are taken
+where the scan ran before — in the guards' ``on_put``, after the store's commit and before the write returns —
+for exactly the texts scanned (a text that differs, or an item the worker did not scan, is scanned in the
+process as before). An item is screened as it was before this module, by the same models (the worker loads
+them from the same policy and says so; a different status and the worker is not used), with the same results
+bit for bit (each text's findings and probabilities do not depend on the batch it is in).
+
+The worker is a child interpreter (``sys.executable``, not a fork of this possibly threaded process), started
+for the first add of at least :data:`START_AT` items — small adds and tiny engines never pay for it — and
+kept for the next ones until the extension closes, or :data:`IDLE_S` seconds pass without a scan. When a
+chunk's scan is not done when ``on_put`` needs it (:data:`BEHIND_S`: the machine is busy), the chunk is scanned
+in the process, as it is while the worker starts; a worker that cannot start, dies or answers with an error is
+given up, and the scan runs in the process for the rest of the engine's life. (One that hangs takes no more
+chunks: the next is sent only when it has answered.)
+
+Frames on the pipes are a 4-byte length and a pickle (of this module's own tuples: both ends are this code).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import IO, Any
+
+from .policy import Policy
+from .rules import Finding
+
+log = logging.getLogger(__name__)
+
+#: An add of at least this many items starts the worker (the child's start, ~0.5 s of the other core's time,
+#: is then a small part of the scan it takes over: ~0.05 ms of scan per item).
+START_AT = 4096
+#: Seconds without a scan after which the worker is closed (the next large add starts one again).
+IDLE_S = 60.0
+#: Seconds ``on_put`` waits for a chunk's scan still running in the worker before it scans the chunk itself.
+BEHIND_S = 0.005
+
+_HEADER = struct.Struct("<I")
+_BOOT = "import sys; from xmodal.guards.worker import serve; sys.exit(serve())"
+
+#: what a scan returns: each text's findings as (category, rule, evidence), and each toxicity text's probability
+Scanned = tuple[list[list[tuple[str, str, str]]], list[float] | None]
+
+
+def _write(stream: IO[bytes], obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read(stream: IO[bytes]) -> Any:
+    """The next frame's object; EOFError when the other end has gone."""
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise EOFError
+    size = _HEADER.unpack(head)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)  # noqa: S301 - our own child's frames, on our own pipe
+
+
+class Scan:
+    """One chunk's scan, sent to the worker: its results by (item id, text) once it answered."""
+
+    def __init__(self, docs: dict[tuple[str, str], int], tox: dict[str, int], future: Future[Scanned]) -> None:
+        self.docs = docs  # (item id, document text) -> position in the request
+        self.tox = tox  # toxicity text -> position
+        self.future = future
+
+    def result(self) -> Scanned | None:
+        """The worker's answer if it comes within :data:`BEHIND_S` seconds, else None (the caller scans in its
+        process: never waits on a worker held back by a busy machine; the late answer is dropped)."""
+        try:
+            return self.future.result(timeout=BEHIND_S)
+        except FutureTimeout:
+            return None
+        except Exception as exc:  # noqa: BLE001 - the worker failed (:meth:`failed`): the caller scans
+            log.warning("guards: the scan worker failed (%s); scanning in the process", exc)
+            return None
+
+    def failed(self) -> bool:
+        """The worker could not answer (gone, or an error in it)."""
+        return self.future.done() and self.future.exception() is not None
+
+
+class ScanWorker:
+    """A child process with the policy's document models loaded, scanning one chunk at a time."""
+
+    def __init__(self, policy: Policy, expect: tuple[str, str]) -> None:
+        """Start the child (returns at once; it loads while the caller goes on). ``expect``: this process's
+        (classifier status, toxicity status); a child that loaded otherwise is not used."""
+        env = dict(os.environ)
+        env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # where this process found xmodal
+        self._proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+            [sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._to, self._from = self._proc.stdin, self._proc.stdout
+        self._lock = threading.Lock()
+        self._ready: Future[bool] = Future()
+        self._pending: list[Future[Scanned]] = []  # sent, not yet answered (in order)
+        self.failed = False  # it failed (did not start, died, answered otherwise): the engine scans in process
+        self.closed = False  # closed (idle, or the extension closed): a later large add may start another
+        self._expect = expect
+        try:
+            _write(self._to, policy)
+        except OSError:
+            self.failed = True
+        self._reader = threading.Thread(target=self._read_answers, name="guards-scan-reader", daemon=True)
+        self._reader.start()
+        self._idle: threading.Timer | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def ready(self) -> bool:
+        """The child has loaded its models (the same as this process's) and takes scans."""
+        return self._ready.done() and not (self.failed or self.closed) and self._ready.result()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """:meth:`ready`, waiting up to ``timeout`` seconds for the child to load."""
+        try:
+            self._ready.result(timeout)
+        except FutureTimeout:
+            return False
+        return self.ready()
+
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._pending)
+
+    def submit(self, docs: Sequence[tuple[str, str]], tox: Sequence[str]) -> Scan | None:
+        """Send a chunk's (item id, document text) pairs and toxicity texts; None when the worker cannot take
+        it now (not ready yet, gone, or another scan outstanding: the caller scans in the process)."""
+        with self._lock:
+            if not self.ready() or self._pending:
+                return None
+            future: Future[Scanned] = Future()
+            texts = list(dict.fromkeys(t for _, t in docs))
+            positions = {t: i for i, t in enumerate(texts)}
+            tox_texts = list(dict.fromkeys(tox))
+            try:
+                _write(self._to, ("scan", texts, tox_texts))
+            except OSError as exc:
+                self.failed = True
+                log.warning("guards: the scan worker is gone (%s); scanning in the process", exc)
+                return None
+            self._pending.append(future)
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+        return Scan({d: positions[d[1]] for d in docs}, {t: i for i, t in enumerate(tox_texts)}, future)
+
+    def _read_answers(self) -> None:
+        try:
+            status = _read(self._from)
+            same = tuple(status) == self._expect
+            if not same:
+                log.warning("guards: the scan worker loaded %s, this process %s; not used", status, self._expect)
+                self.failed = True
+            self._ready.set_result(same)
+            while True:
+                answer = _read(self._from)
+                with self._lock:
+                    future = self._pending.pop(0)
+                    if not self._pending:
+                        self._idle = threading.Timer(IDLE_S, self.close)
+                        self._idle.daemon = True
+                        self._idle.start()
+                if answer[0] == "error":
+                    future.set_exception(RuntimeError(answer[1]))
+                else:
+                    future.set_result((answer[1], answer[2]))
+        except Exception as exc:  # noqa: BLE001 - EOF (closed, died) or a broken frame: no more scans
+            with self._lock:
+                if not self.closed:
+                    self.failed = True
+                pending, self._pending = self._pending, []
+            if not self._ready.done():
+                self._ready.set_result(False)
+            for future in pending:
+                future.set_exception(RuntimeError(f"the scan worker is gone ({type(exc).__name__})"))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the child (its input closed: it exits; killed if it has not after ``timeout`` s) and wait for it."""
+        with self._lock:
+            self.closed = True
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+        try:
+            self._to.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout)
+        self._from.close()
+
+
+def to_findings(found: list[tuple[str, str, str]]) -> list[Finding]:
+    return [Finding(*f) for f in found]
+
+
+def serve() -> int:
+    """The child: load the models of the policy read first, say what loaded, then scan each request until
+    its input closes."""
+    from .check import Guard
+    from .results import ResultGuard
+
+    requests, answers = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print goes to stderr, not into the frames
+    try:
+        policy = _read(requests)
+    except EOFError:
+        return 0
+    guard, results = Guard(policy), ResultGuard(policy)
+    tox = results._tox  # noqa: SLF001 - the model ResultGuard.on_put uses
+    _write(answers, (guard.classifier_status, results.status["toxicity"]))
+    while True:
+        try:
+            request = _read(requests)
+        except EOFError:
+            return 0
+        try:
+            _, texts, tox_texts = request
+            found = [[(f.category, f.rule, f.evidence) for f in fs] for fs in guard.document_findings_many(texts)]
+            probs = tox.probabilities(tox_texts).tolist() if tox is not None and tox_texts else None
+            _write(answers, ("ok", found, probs))
+        except Exception as exc:  # noqa: BLE001 - said to the parent, which scans in its own process
+            _write(answers, ("error", f"{type(exc).__name__}: {exc}"))
