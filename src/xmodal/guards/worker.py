@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -50,7 +51,18 @@ IDLE_S = 60.0
 BEHIND_S = 0.005
 
 _HEADER = struct.Struct("<I")
-_BOOT = "import sys; from xmodal.guards.worker import serve; sys.exit(serve())"
+#: The child's program: ``xmodal``'s own ``__init__`` (the engine, every backend: half a second) is not run, only
+#: the guards' modules and what they import are loaded.
+_BOOT = """
+import importlib.util, sys, types
+spec = importlib.util.find_spec("xmodal")
+package = types.ModuleType("xmodal")
+package.__path__, package.__spec__ = list(spec.submodule_search_locations), spec
+sys.modules["xmodal"] = package
+from xmodal.guards.worker import serve
+sys.exit(serve())
+"""
+_PIPE_BYTES = 1 << 20  # a chunk's request or answer never waits for the other end to read (Linux)
 
 #: what a scan returns: each text's findings as (category, rule, evidence), and each toxicity text's probability
 Scanned = tuple[list[list[tuple[str, str, str]]], list[float] | None]
@@ -112,6 +124,13 @@ class ScanWorker:
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._to, self._from = self._proc.stdin, self._proc.stdout
+        for pipe in (self._to, self._from):
+            try:
+                import fcntl
+
+                fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+            except (ImportError, OSError):
+                pass  # not Linux, or over the system's limit: the default size
         self._lock = threading.Lock()
         self._ready: Future[bool] = Future()
         self._pending: list[Future[Scanned]] = []  # sent, not yet answered (in order)
@@ -229,6 +248,7 @@ def serve() -> int:
     from .check import Guard
     from .results import ResultGuard
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle; it closes us
     requests, answers = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print goes to stderr, not into the frames
     try:
