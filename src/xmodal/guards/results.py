@@ -179,35 +179,44 @@ class ResultGuard:
     ) -> None:
         """Score each item once: its image (NSFW), its text (toxicity) and, with PII on, its personal data.
         ``toxicity_of``: the toxicity of texts already scored by the same model (the scan worker's), by text."""
-        entries = {s.row: Entry(s.item.id) for s in stored}
+        ids = {s.row: s.item.id for s in stored}
+        # an entry is made for a row with an image, toxicity at the threshold or PII: the others are not kept
         images = [(s.row, s.item.media["image"]) for s in stored if "image" in s.item.media]
+        entries = {row: Entry(ids[row]) for row, _ in images}
         if images:
             self._score_images(images, entries, media)
         threshold = self._tox.threshold if self._tox is not None else toxicity.THRESHOLD
         texts = {s.row: "\n".join(t.values()) for s in stored if (t := item_texts(s.item))}
+        probs: dict[int, float] = {}  # row -> toxicity
         if self._tox is not None and texts:
             known = toxicity_of or {}
             todo = {row: text for row, text in texts.items() if text not in known}
-            if todo:
-                for row, p in zip(todo, self._tox.probabilities(list(todo.values())).tolist(), strict=True):
-                    entries[row].toxicity = p
-            for row, text in texts.items():
-                if text in known:
-                    entries[row].toxicity = known[text]
+            scores = dict(zip(todo, self._tox.probabilities(list(todo.values())).tolist(), strict=True)) if todo else {}
+            probs = {row: known[text] if text in known else scores[row] for row, text in texts.items()}
+            for row, p in probs.items():
+                entry = entries.get(row)
+                if entry is not None:
+                    entry.toxicity = p
+                elif p >= threshold:
+                    entries[row] = Entry(ids[row], toxicity=p)
         detector = self._pii_detector() if self.pii_on else None
         if detector is not None:
             fields = [(s.row, name, text) for s in stored for name, text in item_texts(s.item).items()]
             found = detector.find_many([t for _, _, t in fields], self.policy.pii_lowercase_names)
             for (row, name, _), spans in zip(fields, found, strict=True):
                 if spans:
-                    entries[row].pii[name] = spans
+                    entry = entries.get(row)
+                    if entry is None:
+                        entry = entries[row] = Entry(ids[row], toxicity=probs.get(row))
+                    entry.pii[name] = spans
         with self._lock:
             self._dirty = True  # the sequence the state reflects moved, even when no row is kept
-            for row, entry in entries.items():
+            for row in ids:
                 old = self._entries.pop(row, None)
                 if old is not None:
                     self._rows.pop(old.id, None)
-                if entry.worth_keeping(threshold):
+                entry = entries.get(row)
+                if entry is not None and entry.worth_keeping(threshold):
                     self._entries[row], self._rows[entry.id] = entry, row
 
     def _score_images(self, images: list[tuple[int, Any]], entries: dict[int, Entry], media: Media) -> None:
