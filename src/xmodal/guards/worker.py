@@ -32,6 +32,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -47,8 +48,9 @@ log = logging.getLogger(__name__)
 START_AT = 4096
 #: Seconds without a scan after which the worker is closed (the next large add starts one again).
 IDLE_S = 60.0
-#: Seconds ``on_put`` waits for a chunk's scan still running in the worker before it scans the chunk itself.
-BEHIND_S = 0.005
+#: Seconds ``on_put`` waits for a chunk's scan still running in the worker before it scans the chunk itself
+#: (0: not at all — on a busy machine each wait costs a wake-up's wait for a core, more than the chunk's scan).
+BEHIND_S = 0.0
 
 _HEADER = struct.Struct("<I")
 #: The child's program: ``xmodal``'s own ``__init__`` (the engine, every backend: half a second) is not run, only
@@ -141,9 +143,10 @@ class ScanWorker:
             _write(self._to, policy)
         except OSError:
             self.failed = True
+        self._idle: threading.Timer | None = None  # one timer, armed again until IDLE_S pass without a scan
+        self._last = time.monotonic()  # the last scan sent or answered
         self._reader = threading.Thread(target=self._read_answers, name="guards-scan-reader", daemon=True)
         self._reader.start()
-        self._idle: threading.Timer | None = None
 
     @property
     def pid(self) -> int:
@@ -182,9 +185,7 @@ class ScanWorker:
                 log.warning("guards: the scan worker is gone (%s); scanning in the process", exc)
                 return None
             self._pending.append(future)
-            if self._idle is not None:
-                self._idle.cancel()
-                self._idle = None
+            self._last = time.monotonic()
         return Scan({d: positions[d[1]] for d in docs}, {t: i for i, t in enumerate(tox_texts)}, future)
 
     def _read_answers(self) -> None:
@@ -195,14 +196,12 @@ class ScanWorker:
                 log.warning("guards: the scan worker loaded %s, this process %s; not used", status, self._expect)
                 self.failed = True
             self._ready.set_result(same)
+            self._arm(IDLE_S)
             while True:
                 answer = _read(self._from)
                 with self._lock:
                     future = self._pending.pop(0)
-                    if not self._pending:
-                        self._idle = threading.Timer(IDLE_S, self.close)
-                        self._idle.daemon = True
-                        self._idle.start()
+                    self._last = time.monotonic()
                 if answer[0] == "error":
                     future.set_exception(RuntimeError(answer[1]))
                 else:
@@ -217,13 +216,28 @@ class ScanWorker:
             for future in pending:
                 future.set_exception(RuntimeError(f"the scan worker is gone ({type(exc).__name__})"))
 
+    def _arm(self, seconds: float) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self._idle = threading.Timer(seconds, self._when_idle)
+            self._idle.daemon = True
+            self._idle.start()
+
+    def _when_idle(self) -> None:
+        """Close the worker once :data:`IDLE_S` seconds passed without a scan; else look again then."""
+        with self._lock:
+            left = IDLE_S - (time.monotonic() - self._last)
+            idle = left <= 0 and not self._pending
+        if idle:
+            self.close()
+        else:
+            self._arm(max(left, 0.01) if left > 0 else IDLE_S)
+
     def close(self, timeout: float = 5.0) -> None:
         """End the child (its input closed: it exits; killed if it has not after ``timeout`` s) and wait for it."""
         with self._lock:
             self.closed = True
-            if self._idle is not None:
-                self._idle.cancel()
-                self._idle = None
         try:
             self._to.close()
         except OSError:
@@ -233,6 +247,9 @@ class ScanWorker:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        idle = self._idle
+        if idle is not None and idle is not threading.current_thread():
+            idle.cancel()
         if self._reader is not threading.current_thread():
             self._reader.join(timeout)
         self._from.close()
