@@ -52,6 +52,10 @@ IDLE_S = 60.0
 #: (0: not at all — on a busy machine each wait costs a wake-up's wait for a core, more than the chunk's scan).
 BEHIND_S = 0.0
 
+#: The child's niceness over the parent's: an idle core runs it all the same, a busy machine runs the writer first
+#: (its chunks the worker has not finished by then are scanned in the writer, as before).
+NICE = 10
+
 _HEADER = struct.Struct("<I")
 #: The child's program: ``xmodal``'s own ``__init__`` (the engine, every backend: half a second) is not run, only
 #: the guards' modules and what they import are loaded.
@@ -266,6 +270,8 @@ def serve() -> int:
     from .results import ResultGuard
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle; it closes us
+    if hasattr(os, "nice"):  # below the write it helps: on a busy machine it never takes the writer's core from it
+        os.nice(NICE)
     requests, answers = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print goes to stderr, not into the frames
     try:
