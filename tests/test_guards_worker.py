@@ -186,3 +186,33 @@ def test_an_idle_worker_exits_and_a_later_add_starts_another(
         assert second is not first and not guards(engine)._worker_failed
         engine.add(catalog(400))
         assert guards(engine).scanned_by["worker"] == 800
+
+
+def test_a_worker_behind_is_sent_fewer_chunks_and_its_chunks_are_scanned_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_start: None
+) -> None:
+    """A busy machine: every answer comes too late (``Scan.result`` gives None), so each chunk is scanned in the
+    process, with the same results, and the worker is sent 1, 2, 4 … chunks fewer after each late answer."""
+    items = catalog(256 * 12)
+    expected = in_process(tmp_path / "plain", items, monkeypatch)
+    monkeypatch.setattr(scan_worker, "START_AT", 300)
+    monkeypatch.setattr(scan_worker.Scan, "result", lambda self: None)
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        worker = started(engine)
+        sent: list[int] = []
+        submit = worker.submit
+
+        def counted(docs: Any, tox: Any) -> Any:
+            scan = submit(docs, tox)
+            if scan is not None:
+                sent.append(len(docs))
+            scan_of = scan.future.result(timeout=60) if scan is not None else None  # answered, but "too late"
+            assert scan_of is None or len(scan_of[0]) <= len(docs)
+            return scan
+
+        monkeypatch.setattr(worker, "submit", counted)
+        engine.add(items)
+        ext = guards(engine)
+        assert ext.scanned_by["worker"] == 0 and ext.scanned_by["process"] == len(items)
+        assert len(sent) == 4  # chunks 1, 3, 6, 11 of 12: skipped 1, 2, 4 after each
+        assert state(ext) == expected and not ext._worker_failed

@@ -70,7 +70,8 @@ class GuardsExtension:
         self._worker_for: tuple[Guard, ResultGuard] | None = None  # the models it must match
         self._worker_failed = False
         self._scans: list[Scan] = []  # chunks sent to it, not yet taken by on_put (oldest first)
-        self.scanned_by: Counter[str] = Counter()  # items of large adds' chunks scanned by "worker" / "process"
+        self._skip, self._backoff = 0, 0  # chunks not sent after the worker fell behind (a busy machine)
+        self.scanned_by: Counter[str] = Counter()  # items scanned by the "worker" / in this "process"
 
     # -- the Extension protocol -------------------------------------------------------------------
     def open(self, view: EngineView, folder: Path) -> int:
@@ -103,6 +104,9 @@ class GuardsExtension:
         its texts are sent to the scan worker (started for the first such add), which scans them while the
         engine encodes and commits them; ``on_put`` takes the results."""
         if size < scan_worker.START_AT or self._worker_failed or not items:
+            return
+        if self._skip > 0:  # it fell behind lately: its late answers would be dropped, their CPU time wasted
+            self._skip -= 1
             return
         with self._lock:
             worker = self._scan_worker()
@@ -155,6 +159,9 @@ class GuardsExtension:
         if scan is not None and scan.failed():
             with self._lock:
                 self._give_up()
+        elif scan is not None:  # behind: send 1, 2, 4 … 16 chunks fewer; on time: every chunk again
+            self._backoff = 0 if got is not None else min(max(1, 2 * self._backoff), 16)
+            self._skip = self._backoff
         if scan is None or got is None:
             self.scanned_by["process"] += len(texts)
             return self.guard.document_findings_many(texts), {}
@@ -171,9 +178,11 @@ class GuardsExtension:
         found: dict[int, tuple[str, list[dict[str, str]]]] = {}
         clean: list[int] = []
         texts = [item_text(s.item) for s in stored]
-        scanned, toxicity = (
-            self._scanned(stored, texts) if self._scans else (self.guard.document_findings_many(texts), {})
-        )
+        if self._scans:
+            scanned, toxicity = self._scanned(stored, texts)
+        else:
+            scanned, toxicity = self.guard.document_findings_many(texts), {}
+            self.scanned_by["process"] += len(texts)
         for entry, findings in zip(stored, scanned, strict=True):
             if findings:
                 found[entry.row] = (entry.item.id, [f.to_dict() for f in findings])

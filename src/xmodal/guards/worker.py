@@ -144,7 +144,7 @@ class ScanWorker:
         self.closed = False  # closed (idle, or the extension closed): a later large add may start another
         self._expect = expect
         try:
-            _write(self._to, policy)
+            _write(self._to, (policy, NICE))
         except OSError:
             self.failed = True
         self._idle: threading.Timer | None = None  # one timer, armed again until IDLE_S pass without a scan
@@ -270,14 +270,14 @@ def serve() -> int:
     from .results import ResultGuard
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle; it closes us
-    if hasattr(os, "nice"):  # below the write it helps: on a busy machine it never takes the writer's core from it
-        os.nice(NICE)
     requests, answers = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print goes to stderr, not into the frames
     try:
-        policy = _read(requests)
+        policy, nice = _read(requests)
     except EOFError:
         return 0
+    if nice and hasattr(os, "nice"):  # below the write it helps: a busy machine runs the writer first
+        os.nice(nice)
     guard, results = Guard(policy), ResultGuard(policy)
     tox = results._tox  # noqa: SLF001 - the model ResultGuard.on_put uses
     _write(answers, (guard.classifier_status, results.status["toxicity"]))
