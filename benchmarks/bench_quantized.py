@@ -53,8 +53,21 @@ OUT = HERE / "out"
 K = 10
 #: Search-time settings measured on the same build (300 queries each): (efSearch, rescore) for the hnsw
 #: layout, (nprobe, rescore) for the ivf layout.
-SWEEP = [(64, 10), (128, 10), (128, 20), (256, 20), (256, 40), (512, 50), (1024, 40), (2048, 40), (3072, 40), (4096, 40)]
-SWEEP_IVF = [(8, 10), (16, 10), (16, 20), (32, 10), (32, 20), (64, 20), (128, 20)]
+SWEEP = [
+    (64, 10),
+    (128, 10),
+    (128, 20),
+    (256, 20),
+    (256, 40),
+    (512, 50),
+    (1024, 40),
+    (2048, 40),
+    (3072, 40),
+    (4096, 40),
+]
+SWEEP_IVF = [(8, 10), (16, 10), (16, 20), (32, 10), (32, 20), (64, 20), (128, 20), (128, 40), (256, 20), (256, 40)]
+#: Beyond 256 lists (the many small lists of ``kmeans_iters: 0``, ~8-150 vectors each: issue 18).
+SWEEP_IVF += [(512, 20), (512, 40), (1024, 40), (2048, 40), (4096, 40)]
 ANCHOR_OPTIONS = {"m": 32, "ef_construction": 40, "ef_search": 128}
 CHUNK = 10_000
 #: The ann-benchmarks tolerance: a hit within this of the true 10th best score counts (ann_recall_at_10).

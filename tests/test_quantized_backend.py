@@ -235,6 +235,7 @@ def test_bad_options_are_config_errors(tmp_path: Path) -> None:
         ({"layout": "ivf", "ef_search": 64}, "belong to the hnsw layout"),
         ({"layout": "ivf", "fill_links": True}, "belong to the hnsw layout"),
         ({"layout": "ivf", "coarse": "ivf"}, "coarse must be one of"),
+        ({"layout": "ivf", "kmeans_iters": -1}, "kmeans_iters must be a non-negative integer"),
         ({"layout": "hnsw", "nprobe": 8}, "unknown quantized index option"),
     ):
         with pytest.raises(ConfigError, match=message):
@@ -328,6 +329,42 @@ def test_the_ivf_layout_has_fewer_lists_while_small_and_all_of_them_once_trained
         assert len(answer.rows) == 10 and set(answer.rows.tolist()) <= set(allowed.tolist())
         assert np.allclose(answer.scores, data[answer.rows] @ q, atol=1e-6)
         assert len(set(answer.rows.tolist()) & set(truth)) >= 8
+
+
+@pytest.mark.parametrize("coarse", ["flat", "hnsw"])
+def test_the_ivf_layout_without_kmeans_draws_its_centroids_from_the_sample(tmp_path: Path, coarse: str) -> None:
+    """``kmeans_iters: 0``: the centroids are sample vectors (a seeded draw, 4 sample vectors per list while
+    the sample is small), retrained as the index doubles as with k-means; the same filtered-search
+    guarantees, and a reopen keeps the lists."""
+    data, rows = unit(3500, 12), Rows()
+    options = {"layout": "ivf", "nlist": 300, "nprobe": 30, "kmeans_iters": 0, "train_size": 2000, "exact_max": 0}
+    b = backend(tmp_path / "index", rows, **options, coarse=coarse)
+    put(b, data[:400], rows=rows)
+    index = b.indexes["text"]
+    assert isinstance(index, QuantizedIVFIndex) and index.nlist == 400 // 4 and index.trained_on == 400
+    for start in range(400, 3500, 100):
+        put(b, data[start : start + 100], start, rows=rows)
+    assert index.nlist == 300 and index.trained_on == 2000 and index._graph.invlists.compute_ntotal() == 3500
+    centroids = index._centroid_matrix()
+    assert np.allclose((centroids @ data.T).max(axis=1), 1.0, atol=1e-5)  # each one a vector of the set
+    b.checkpoint(1)
+    reopened = backend(tmp_path / "index", rows, **options, coarse=coarse)
+    again = reopened.indexes["text"]
+    assert isinstance(again, QuantizedIVFIndex) and again.nlist == 300 and reopened.saved_seq == 1
+    assert np.array_equal(again._centroid_matrix(), centroids)
+    picked = np.array([0, 7, 401, 1999, 2000, 3499])
+    for i, answer in zip(picked, reopened.search(data[picked], 10), strict=True):  # each finds itself first
+        assert answer.rows[0] == i and np.allclose(answer.scores, data[answer.rows] @ data[i], atol=1e-6)
+    queries = unit(10, 13)
+    expr = FilterExpr.parse({"rare": True})
+    assert expr is not None
+    allowed = rows.match_expr(expr)
+    for answer in reopened.search(queries, 10, where=expr):
+        assert len(answer.rows) == 10 and set(answer.rows.tolist()) <= set(allowed.tolist())
+    # every list probed (nprobe = nlist, past the coarse graph's efSearch 64): the exact top 10
+    again.tune(nprobe=300)
+    for answer, truth in zip(reopened.search(queries, 10), exact(data, queries, 10), strict=True):
+        assert answer.rows.tolist() == truth
 
 
 def bottom_links(graph: Any) -> float:

@@ -17,6 +17,13 @@ While the index is smaller than ``39 x nlist`` vectors when it is trained (k-mea
 centroid), it gets fewer lists (``len // 39``, at least one) and is retrained, lists and codes, each time
 it doubles until it was trained on ``train_size`` vectors.
 
+``kmeans_iters: 0`` skips k-means: the centroids are ``nlist`` vectors of the training sample (a seeded
+draw, at least 4 sample vectors per list: ``len // 4`` lists while fewer), the only cheap way to the tens of
+thousands of small lists the "IVF-HNSW" recipe gives large sets (k-means with 65k+ centroids on 39x
+samples is hours on two cores); with ``coarse: hnsw`` a vector's list is then found by a walk over the
+centroids' graph. For sets whose vectors come in clusters of near-copies, where such lists are about one
+cluster each (docs/benchmarks.md, issue 18).
+
 Filtered search keeps the same plan and guarantees: a walk restricted to the allowed ids (an ID selector,
 ``nprobe`` raised by ``live / allowed``, at most 16x), topped up by an exact scan when it comes back
 short; few allowed ids go straight to the scan, which reads every list's codes with the selector (so it
@@ -50,7 +57,12 @@ IVF_OWN_DEFAULTS: dict[str, Any] = {**OWN_DEFAULTS, "train_size": 200_000, "resc
 #: The HNSW-layout graph options, refused here (the ivf layout has no graph over the vectors).
 GRAPH_ONLY = ("m", "ef_construction", "ef_search", "fill_links")
 PER_LIST = 39
+#: Sample vectors per list when the centroids are drawn from the sample (``kmeans_iters: 0``).
+SAMPLED_PER_LIST = 4
 #: The ``hnsw`` coarse quantizer: a graph over the centroids (M, efConstruction, efSearch of an assignment).
+#: A search walks it with efSearch ``max(64, nprobe)``: FAISS does not raise efSearch to the k asked for
+#: (efSearch 64 returned ~1,140 of 2,048 lists asked for), which capped recall whatever the nprobe
+#: (docs/benchmarks.md, issue 18).
 COARSE_M, COARSE_EF_CONSTRUCTION, COARSE_EF_SEARCH = 32, 80, 64
 
 
@@ -59,9 +71,10 @@ def check_ivf(given: dict[str, Any]) -> dict[str, Any]:
     if options["coarse"] not in COARSE:
         raise ConfigError(f"quantized ivf option coarse must be one of {list(COARSE)}, got {options['coarse']!r}")
     for name in ("nlist", "nprobe", "kmeans_iters"):
-        value = options[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"quantized ivf option {name} must be a positive integer, got {value!r}")
+        value, least = options[name], 0 if name == "kmeans_iters" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            kind = "a non-negative" if least == 0 else "a positive"
+            raise ConfigError(f"quantized ivf option {name} must be {kind} integer, got {value!r}")
     return options
 
 
@@ -96,7 +109,7 @@ class QuantizedIVFIndex(QuantizedIndex):
         if self._coarse == "hnsw":
             coarse = faiss.IndexHNSWFlat(self.dim, COARSE_M, faiss.METRIC_INNER_PRODUCT)
             coarse.hnsw.efConstruction = COARSE_EF_CONSTRUCTION
-            coarse.hnsw.efSearch = COARSE_EF_SEARCH  # a search's own nprobe raises it when larger
+            coarse.hnsw.efSearch = COARSE_EF_SEARCH  # an assignment's; a search gives its own (_walk)
         else:
             coarse = faiss.IndexFlatIP(self.dim)
         graph = faiss.IndexIVFScalarQuantizer(
@@ -114,7 +127,16 @@ class QuantizedIVFIndex(QuantizedIndex):
 
     def _trained_graph(self, sample: Vectors) -> Any:
         """A new graph with as many lists as the sample allows (``len // 39``, at most ``nlist``), its
-        k-means and its scalar quantizer trained on the sample."""
+        k-means and its scalar quantizer trained on the sample; without k-means (``kmeans_iters`` 0), a
+        seeded draw of ``len // 4`` (at most ``nlist``) sample vectors as the centroids."""
+        if self._iters == 0:
+            graph = self._new_graph(max(1, min(self._nlist, len(sample) // SAMPLED_PER_LIST)))
+            pick = np.sort(np.random.default_rng(1).choice(len(sample), graph.nlist, replace=False))
+            centroids = np.asarray(sample, dtype=np.float32)[pick]
+            norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+            graph.quantizer.add(np.ascontiguousarray(centroids / np.maximum(norms, np.float32(1e-12))))
+            self._train(graph, sample)  # FAISS skips k-means: the quantizer already holds nlist centroids
+            return graph
         graph = self._new_graph(max(1, min(self._nlist, len(sample) // PER_LIST)))
         flat = self._faiss.IndexFlatIP(self.dim)
         graph.clustering_index = flat  # k-means assigns by matrix products, whatever the coarse quantizer
@@ -143,6 +165,9 @@ class QuantizedIVFIndex(QuantizedIndex):
         """Probe the ``nprobe`` nearest lists (more, up to 16x, when a selector leaves few vectors)."""
         nprobe = min(int(math.ceil(self._nprobe * widen)), 16 * self._nprobe, self._graph.nlist)
         params = self._faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+        if self._coarse == "hnsw":  # the walk over the centroids must return nprobe of them
+            coarse = self._faiss.SearchParametersHNSW(efSearch=max(COARSE_EF_SEARCH, nprobe))
+            params.quantizer_params = coarse  # ``coarse`` stays referenced until the search returns
         return self._graph.search(queries, k, params=params)  # type: ignore[no-any-return]
 
     def _scan(self, queries: Vectors, k: int, sel: Any) -> tuple[np.ndarray, np.ndarray]:
