@@ -25,6 +25,7 @@ from xmodal.backends.quantized import QuantizedBackend  # noqa: E402
 from xmodal.encoders import HashingEncoder  # noqa: E402
 from xmodal.errors import ConfigError  # noqa: E402
 from xmodal.filters import FilterExpr  # noqa: E402
+from xmodal.index.hnsw import HNSWIndex  # noqa: E402
 from xmodal.index.quantized import QuantizedIndex  # noqa: E402
 from xmodal.index.quantized_ivf import QuantizedIVFIndex  # noqa: E402
 from xmodal.records import Item as ItemRecord  # noqa: E402
@@ -365,6 +366,8 @@ def test_the_ivf_layout_without_kmeans_draws_its_centroids_from_the_sample(tmp_p
     again.tune(nprobe=300)
     walked, scanned = again._walk(queries, 200, None, 1.0)[0], again._scan(queries, 200, None)[0]
     assert np.allclose(walked, scanned, atol=1e-5)
+    _, coded = HNSWIndex.search(again, queries, 200)  # the candidates a search rescores (200 <= nprobe)
+    assert np.allclose(coded, scanned, atol=1e-5)
 
 
 def bottom_links(graph: Any) -> float:

@@ -99,7 +99,8 @@ class QuantizedIVFIndex(QuantizedIndex):
         for name in GRAPH_ONLY:
             self.options.pop(name, None)
         self.options.update(ivf)
-        self._ef = self._nprobe
+        self._ef = 0  # HNSWIndex.search's shortcut (FAISS's own search when k <= efSearch) never taken:
+        # every search goes through _walk, which gives the HNSW coarse walk an efSearch of nprobe
         self._centroids: np.ndarray | None = None
 
     def _new_graph(self, nlist: int | None = None) -> Any:
@@ -156,7 +157,7 @@ class QuantizedIVFIndex(QuantizedIndex):
         if ef_search is not None:
             raise ConfigError("the ivf layout has no efSearch: tune nprobe")
         if nprobe is not None:
-            self._ef = self._nprobe = self._graph.nprobe = int(nprobe)
+            self._nprobe = self._graph.nprobe = int(nprobe)
         if rescore is not None:
             self.rescore = int(rescore)
 
