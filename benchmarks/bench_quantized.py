@@ -68,6 +68,8 @@ SWEEP = [
 SWEEP_IVF = [(8, 10), (16, 10), (16, 20), (32, 10), (32, 20), (64, 20), (128, 20), (128, 40), (256, 20), (256, 40)]
 #: Beyond 256 lists (the many small lists of ``kmeans_iters: 0``, ~8-150 vectors each: issue 18).
 SWEEP_IVF += [(512, 20), (512, 40), (1024, 40), (2048, 40), (4096, 40)]
+#: With the HNSW coarse quantizer: (nprobe, rescore, efSearch of the walk over the centroids).
+SWEEP_COARSE = [(64, 20, 256), (64, 20, 512), (128, 20, 512), (128, 20, 1024), (256, 20, 1024), (256, 20, 2048)]
 ANCHOR_OPTIONS = {"m": 32, "ef_construction": 40, "ef_search": 128}
 CHUNK = 10_000
 #: The ann-benchmarks tolerance: a hit within this of the true 10th best score counts (ann_recall_at_10).
@@ -295,11 +297,14 @@ def sweep(opened: Any, queries: np.ndarray, truth: np.ndarray, tenth: np.ndarray
     """Recall and p50 of the quantized index at other search-time settings (the same built index)."""
     index = opened.indexes["text"]
     out = []
-    for depth, rescore in SWEEP if layout == "hnsw" else SWEEP_IVF:
+    settings = [(depth, rescore, 0) for depth, rescore in (SWEEP if layout == "hnsw" else SWEEP_IVF)]
+    if layout == "ivf" and index.options.get("coarse") == "hnsw":
+        settings += SWEEP_COARSE
+    for depth, rescore, coarse_ef in settings:
         if layout == "hnsw":
             index.tune(ef_search=depth, rescore=rescore)
         else:
-            index.tune(nprobe=depth, rescore=rescore)
+            index.tune(nprobe=depth, rescore=rescore, coarse_ef=coarse_ef or 64)
         samples, recalls, within = [], [], []
         for q, t, tt in zip(queries[:300], truth, tenth, strict=False):
             t0 = time.perf_counter_ns()
@@ -312,6 +317,7 @@ def sweep(opened: Any, queries: np.ndarray, truth: np.ndarray, tenth: np.ndarray
             {
                 "ef_search" if layout == "hnsw" else "nprobe": depth,
                 "rescore": rescore,
+                **({"coarse_ef": coarse_ef} if coarse_ef else {}),
                 "recall_at_10": round(float(np.mean(recalls)), 4),
                 "ann_recall_at_10": round(float(np.mean(within)), 4),
                 "p50_ms": round(p50, 3),

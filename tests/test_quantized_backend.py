@@ -237,6 +237,7 @@ def test_bad_options_are_config_errors(tmp_path: Path) -> None:
         ({"layout": "ivf", "fill_links": True}, "belong to the hnsw layout"),
         ({"layout": "ivf", "coarse": "ivf"}, "coarse must be one of"),
         ({"layout": "ivf", "kmeans_iters": -1}, "kmeans_iters must be a non-negative integer"),
+        ({"layout": "ivf", "coarse_ef": 0}, "coarse_ef must be a positive integer"),
         ({"layout": "hnsw", "nprobe": 8}, "unknown quantized index option"),
     ):
         with pytest.raises(ConfigError, match=message):
@@ -362,12 +363,17 @@ def test_the_ivf_layout_without_kmeans_draws_its_centroids_from_the_sample(tmp_p
     allowed = rows.match_expr(expr)
     for answer in reopened.search(queries, 10, where=expr):
         assert len(answer.rows) == 10 and set(answer.rows.tolist()) <= set(allowed.tolist())
+    near = queries @ centroids.T  # the 30 nearest lists of each query, exactly
+    lists = np.ascontiguousarray(np.argsort(-near, axis=1)[:, :30])
+    walked_30 = again._graph.search_preassigned(queries, 200, lists, np.take_along_axis(near, lists, axis=1))[0]
     # nprobe = nlist, past the coarse graph's efSearch of 64: the walk reads every list, as the scan does
     again.tune(nprobe=300)
     walked, scanned = again._walk(queries, 200, None, 1.0)[0], again._scan(queries, 200, None)[0]
     assert np.allclose(walked, scanned, atol=1e-5)
     _, coded = HNSWIndex.search(again, queries, 200)  # the candidates a search rescores (200 <= nprobe)
     assert np.allclose(coded, scanned, atol=1e-5)
+    again.tune(nprobe=30, coarse_ef=300)  # a walk over the centroids wider than nprobe: the 30 nearest lists
+    assert again._coarse_ef == 300 and np.allclose(again._walk(queries, 200, None, 1.0)[0], walked_30, atol=1e-5)
 
 
 def bottom_links(graph: Any) -> float:

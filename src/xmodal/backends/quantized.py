@@ -19,12 +19,14 @@ Options (``index_options``; ``Engine.open(path, backend="quantized", index_optio
 (``hnsw``, the default, or ``ivf``); for the ``hnsw`` layout the HNSW ones (``m`` 16, ``ef_construction`` 120,
 ``ef_search`` 256) and ``fill_links`` (false: bottom-layer link lists filled up with the nearest candidates
 the pruning dropped, FAISS ``keep_max_size_level0``); for the ``ivf`` layout
-(:mod:`xmodal.index.quantized_ivf`: inverted lists of codes under an HNSW graph over their k-means centroids,
-no graph over the vectors, so 10M vectors build in minutes, not hours) ``nlist`` (4,096), ``nprobe`` (32) and
-``kmeans_iters`` (10); for both ``exact_max``, ``exact_fraction``, ``compact_ratio``, ``quantizer`` (``sq8``,
-``sq6``, ``sq4``, ``fp16``), ``rescore`` (candidates read per hit: 40 for ``hnsw``, 20 for ``ivf``),
-``train_size`` (20,000 for ``hnsw``, 200,000 for ``ivf``: its k-means sample) and ``spill_rows`` (65,536). The
-layout is part of the configuration a checkpoint records: another layout rebuilds from the store.
+(:mod:`xmodal.index.quantized_ivf`: inverted lists of codes under their k-means centroids, no graph over the
+vectors, so 10M vectors build in minutes, not hours) ``nlist`` (4,096), ``nprobe`` (32), ``kmeans_iters`` (10;
+0: centroids drawn from the sample, no k-means), ``coarse`` (``flat``, or ``hnsw``: a graph over the
+centroids) and ``coarse_ef`` (64: that graph's efSearch in a search, at least ``nprobe``); for both
+``exact_max``, ``exact_fraction``, ``compact_ratio``, ``quantizer`` (``sq8``, ``sq6``, ``sq4``, ``fp16``),
+``rescore`` (candidates read per hit: 40 for ``hnsw``, 20 for ``ivf``), ``train_size`` (20,000 for ``hnsw``,
+200,000 for ``ivf``: its k-means sample) and ``spill_rows`` (65,536). The layout is part of the configuration a
+checkpoint records: another layout rebuilds from the store.
 """
 
 from __future__ import annotations

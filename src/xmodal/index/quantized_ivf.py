@@ -45,7 +45,7 @@ from .quantized import OWN_DEFAULTS, QuantizedIndex
 #: ``nlist``: inverted lists (k-means centroids) once trained on enough vectors; ``nprobe``: lists a search
 #: reads; ``kmeans_iters``: k-means iterations. 4096 lists hold ~2,400 vectors each at 10M (nprobe 32 reads
 #: ~78k codes per query) and k-means on 200k x 4096 stays within minutes on two cores (docs/benchmarks.md).
-IVF_DEFAULTS: dict[str, Any] = {"nlist": 4096, "nprobe": 32, "kmeans_iters": 10, "coarse": "flat"}
+IVF_DEFAULTS: dict[str, Any] = {"nlist": 4096, "nprobe": 32, "kmeans_iters": 10, "coarse": "flat", "coarse_ef": 64}
 #: ``coarse``: how a vector finds its list. ``flat`` compares it with every centroid (one matrix product per
 #: batch: ~35 us of CPU per vector at 4,096 lists, measured); ``hnsw`` walks a graph over the centroids
 #: (~220 us per vector at 4,096 lists, efSearch 64: it pays only for far more lists, ~64k and up).
@@ -60,8 +60,10 @@ PER_LIST = 39
 #: Sample vectors per list when the centroids are drawn from the sample (``kmeans_iters: 0``).
 SAMPLED_PER_LIST = 4
 #: The ``hnsw`` coarse quantizer: a graph over the centroids (M, efConstruction, efSearch of an assignment).
-#: A search walks it with efSearch ``max(64, nprobe)``: FAISS does not raise efSearch to the k asked for
-#: (efSearch 64 returned ~1,140 of 2,048 lists asked for), which capped recall whatever the nprobe
+#: A search walks it with efSearch ``max(coarse_ef, nprobe)`` (option ``coarse_ef``, 64 by default): FAISS
+#: does not raise efSearch to the k asked for (efSearch 64 returned ~1,140 of 2,048 lists asked for), which
+#: capped recall whatever the nprobe; and over centroids that are near-copies of each other (lists drawn
+#: from a set of near-duplicates) a walk wider than nprobe finds the nearest lists far better
 #: (docs/benchmarks.md, issue 18).
 COARSE_M, COARSE_EF_CONSTRUCTION, COARSE_EF_SEARCH = 32, 80, 64
 
@@ -70,7 +72,7 @@ def check_ivf(given: dict[str, Any]) -> dict[str, Any]:
     options = {**IVF_DEFAULTS, **given}
     if options["coarse"] not in COARSE:
         raise ConfigError(f"quantized ivf option coarse must be one of {list(COARSE)}, got {options['coarse']!r}")
-    for name in ("nlist", "nprobe", "kmeans_iters"):
+    for name in ("nlist", "nprobe", "kmeans_iters", "coarse_ef"):
         value, least = options[name], 0 if name == "kmeans_iters" else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             kind = "a non-negative" if least == 0 else "a positive"
@@ -89,11 +91,11 @@ class QuantizedIVFIndex(QuantizedIndex):
         if graph_only:
             raise ConfigError(
                 f"quantized index option(s) {graph_only} belong to the hnsw layout; the ivf layout takes "
-                f"nlist, nprobe, kmeans_iters and coarse instead"
+                f"nlist, nprobe, kmeans_iters, coarse and coarse_ef instead"
             )
         ivf = check_ivf({name: options.pop(name) for name in list(options) if name in IVF_DEFAULTS})
         self._nlist, self._nprobe, self._iters = int(ivf["nlist"]), int(ivf["nprobe"]), int(ivf["kmeans_iters"])
-        self._coarse = str(ivf["coarse"])
+        self._coarse, self._coarse_ef = str(ivf["coarse"]), int(ivf["coarse_ef"])
         options = {name: IVF_OWN_DEFAULTS[name] for name in ("train_size", "rescore")} | options
         super().__init__(dim, **options)
         for name in GRAPH_ONLY:
@@ -152,10 +154,19 @@ class QuantizedIVFIndex(QuantizedIndex):
         """Lists of the trained index (fewer than the option while it was trained on few vectors)."""
         return int(self._graph.nlist)
 
-    def tune(self, *, ef_search: int | None = None, rescore: int | None = None, nprobe: int | None = None) -> None:
+    def tune(
+        self,
+        *,
+        ef_search: int | None = None,
+        rescore: int | None = None,
+        nprobe: int | None = None,
+        coarse_ef: int | None = None,
+    ) -> None:
         """Change the search-time settings of this open index (a benchmark's sweep; not saved)."""
         if ef_search is not None:
             raise ConfigError("the ivf layout has no efSearch: tune nprobe")
+        if coarse_ef is not None:
+            self._coarse_ef = int(coarse_ef)
         if nprobe is not None:
             self._nprobe = self._graph.nprobe = int(nprobe)
         if rescore is not None:
@@ -167,7 +178,7 @@ class QuantizedIVFIndex(QuantizedIndex):
         nprobe = min(int(math.ceil(self._nprobe * widen)), 16 * self._nprobe, self._graph.nlist)
         params = self._faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
         if self._coarse == "hnsw":  # the walk over the centroids must return nprobe of them
-            coarse = self._faiss.SearchParametersHNSW(efSearch=max(COARSE_EF_SEARCH, nprobe))
+            coarse = self._faiss.SearchParametersHNSW(efSearch=max(self._coarse_ef, nprobe))
             params.quantizer_params = coarse  # ``coarse`` stays referenced until the search returns
         return self._graph.search(queries, k, params=params)  # type: ignore[no-any-return]
 
