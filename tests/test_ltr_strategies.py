@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from xmodal import Engine, Item, Query
@@ -16,7 +16,15 @@ from xmodal.filters import value_key
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.strategies import LexicalStrategy
-from xmodal.ltr.text import english_words, english_words_loaded, normalize_query, stem, stems, within_one_edit
+from xmodal.ltr.text import (
+    OneEditIndex,
+    english_words,
+    english_words_loaded,
+    normalize_query,
+    stem,
+    stems,
+    within_one_edit,
+)
 
 COLORS = ["red", "green", "blue", "black"]
 MATERIALS = ["leather", "canvas", "suede"]
@@ -57,6 +65,23 @@ def test_text_helpers() -> None:
         and within_one_edit("boots", "bots")
         and not within_one_edit("red", "blue")
     )
+
+
+@settings(max_examples=300, deadline=None)
+@example(["abcde", "abc"], "abcd")  # one longer and one shorter: the shorter first
+@example(["abd", "abc", "bac"], "abc")  # the first in the words' order, not the key itself
+@given(
+    st.lists(st.text("abc", min_size=2, max_size=6), min_size=0, max_size=40),
+    st.text("abc", min_size=2, max_size=6),
+)
+def test_one_edit_index_finds_what_a_scan_of_every_word_finds(words: list[str], key: str) -> None:
+    """The first word within one edit of the key, that length first, then one shorter, then one longer, each in
+    the words' order: what query understanding's scan of the vocabulary returned."""
+    scan = next(
+        (w for n in (len(key), len(key) - 1, len(key) + 1) for w in words if len(w) == n and within_one_edit(key, w)),
+        None,
+    )
+    assert OneEditIndex(words).first(key) == scan
 
 
 def test_bm25_weights_titles_above_bodies(engine: Engine) -> None:

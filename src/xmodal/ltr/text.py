@@ -21,6 +21,7 @@ import functools
 import gzip
 import importlib.resources
 import json
+from collections.abc import Sequence
 
 from ..store.analysis import terms, tokens
 
@@ -101,6 +102,34 @@ def within_one_edit(a: str, b: str) -> bool:
     while i < len(short) and short[i] == long_[i]:
         i += 1
     return short[i:] == long_[i + 1 :]
+
+
+class OneEditIndex:
+    """Words found by a typo: :meth:`first` is the first of ``words`` within one edit of a key
+    (:func:`within_one_edit`), those of the key's length first, then one shorter, then one longer, each in
+    ``words``' order — the answer of a scan of every word, from a lookup of the key's single-letter deletions
+    in the words' own (a symmetric-delete index: two words one edit apart share a deletion or one is a
+    deletion of the other), so a query word costs its length's lookups, not the vocabulary's size."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self._rank = {word: i for i, word in reversed(list(enumerate(words)))}  # first position of each
+        self._by_variant: dict[str, list[str]] = {}
+        for word in self._rank:
+            for variant in _variants(word):
+                self._by_variant.setdefault(variant, []).append(word)
+
+    def first(self, key: str) -> str | None:
+        found = {word for variant in _variants(key) for word in self._by_variant.get(variant, ())}
+        matches = [word for word in found if within_one_edit(key, word)]
+        if not matches:
+            return None
+        order = {len(key): 0, len(key) - 1: 1, len(key) + 1: 2}
+        return min(matches, key=lambda word: (order[len(word)], self._rank[word]))
+
+
+def _variants(word: str) -> set[str]:
+    """``word`` and each word made by deleting one of its letters."""
+    return {word, *(word[:i] + word[i + 1 :] for i in range(len(word)))}
 
 
 @functools.cache

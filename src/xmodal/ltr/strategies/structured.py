@@ -22,7 +22,7 @@ from ...courtesy import step_aside
 from ...filters import filterable
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
-from ..text import STOPWORDS, english_words_loaded, is_english_word, stem, stems, tokens, within_one_edit
+from ..text import STOPWORDS, OneEditIndex, english_words_loaded, is_english_word, stem, stems, tokens
 from .base import Request, hits_from_rows, matrix_rows, top_rows
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class QueryUnderstanding:
     def __init__(self, engine: EngineView) -> None:
         self.engine = engine
         self._phrases: dict[tuple[str, ...], tuple[str, AttributeValue]] | None = None
-        self._by_length: dict[int, list[str]] = {}
+        self._typos = OneEditIndex(())
 
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         self._phrases = None
@@ -78,10 +78,7 @@ class QueryUnderstanding:
                         if key not in best or count > best[key][0]:  # an ambiguous phrase goes to its commonest use
                             best[key] = (count, name, value)
         self._phrases = {k: (name, value) for k, (_, name, value) in best.items()}
-        self._by_length = {}
-        for key in self._phrases:
-            if len(key) == 1 and len(key[0]) >= 4:
-                self._by_length.setdefault(len(key[0]), []).append(key[0])
+        self._typos = OneEditIndex([key[0] for key in self._phrases if len(key) == 1 and len(key[0]) >= 4])
         return self._phrases
 
     def understand(self, text: str | None) -> Understanding:
@@ -108,7 +105,7 @@ class QueryUnderstanding:
                 # a word one edit from a value (most are not) is then looked up in the English word list (read
                 # on the first such word: a process whose queries have none never reads it) and last in the
                 # catalog's text (:meth:`_misspelled`)
-                fuzzy = self._typo_match(key)
+                fuzzy = self._typos.first(key)
                 if fuzzy is not None and self._misspelled(word):
                     _add(slots, vocab[(fuzzy,)])
                     used[j] = True
@@ -118,13 +115,6 @@ class QueryUnderstanding:
     def _misspelled(self, word: str) -> bool:
         """Neither an English word nor a word of the catalog's text: only such a word may be a typo."""
         return not is_english_word(word) and self.engine.fulltext.known_fraction(stems(word)) == 0
-
-    def _typo_match(self, key: str) -> str | None:
-        for length in (len(key), len(key) - 1, len(key) + 1):
-            for candidate in self._by_length.get(length, ()):
-                if within_one_edit(key, candidate):
-                    return candidate
-        return None
 
 
 def _known_english(word: str) -> bool:
