@@ -104,6 +104,10 @@ def within_one_edit(a: str, b: str) -> bool:
     return short[i:] == long_[i + 1 :]
 
 
+#: query words whose typo match :class:`OneEditIndex` remembers (then it starts again)
+MEMO = 50_000
+
+
 class OneEditIndex:
     """Words found by a typo: :meth:`first` is the first of ``words`` within one edit of a key
     (:func:`within_one_edit`), those of the key's length first, then one shorter, then one longer, each in
@@ -117,14 +121,19 @@ class OneEditIndex:
         for word in self._rank:
             for variant in _variants(word):
                 self._by_variant.setdefault(variant, []).append(word)
+        self._seen: dict[str, str | None] = {}  # the answers so far (query words repeat), at most MEMO of them
 
     def first(self, key: str) -> str | None:
+        if key in self._seen:
+            return self._seen[key]
         found = {word for variant in _variants(key) for word in self._by_variant.get(variant, ())}
         matches = [word for word in found if within_one_edit(key, word)]
-        if not matches:
-            return None
         order = {len(key): 0, len(key) - 1: 1, len(key) + 1: 2}
-        return min(matches, key=lambda word: (order[len(word)], self._rank[word]))
+        answer = min(matches, key=lambda word: (order[len(word)], self._rank[word])) if matches else None
+        if len(self._seen) >= MEMO:
+            self._seen.clear()
+        self._seen[key] = answer
+        return answer
 
 
 def _variants(word: str) -> set[str]:
