@@ -13,7 +13,8 @@ Run:  python benchmarks/bench_milvus.py [--n 100000] [--queries 200] [--batch 20
   the items), where every query must get 10 hits, all matching.
 - latency: one query per call, p50/p95 of ``MilvusBackend.search`` and of ``MilvusClient.search`` with the
   same expression (``kind == "text"`` [and the translated filter]), the same search params and consistency,
-  alternated query by query.
+  alternated query by query, and which of the two goes first alternates too (a call right after a filtered
+  search is slower); ``p50_ratio_control`` is ``MilvusClient.search`` against itself placed the same way (≈ 1).
 
 The query vectors are given: encoding is not included. Prints one JSON object.
 """
@@ -143,28 +144,38 @@ def main() -> None:
 
         params = xm._search_params(10)
         expr_f = 'kind == "text" and ' + translate(where, lambda node: None)
-        lat: dict[str, list[float]] = {"xmodal": [], "direct": [], "xmodal_filtered": [], "direct_filtered": []}
+
+        def ours(q: np.ndarray, filtered: bool) -> None:
+            xm.search(q[None, :], 10, ["text"], where if filtered else None)
+
+        def theirs(q: np.ndarray, filtered: bool) -> None:
+            client_hits = xm.client.search(
+                xm.collection,
+                data=[q],
+                limit=10,
+                filter=expr_f if filtered else 'kind == "text"',
+                output_fields=["row"],
+                search_params=params,
+                consistency_level=xm.consistency,
+            )
+            assert len(client_hits[0]) == 10
+
+        # Which call goes first alternates query by query: the call right after a (slow) filtered search is
+        # slower (an A/A control — MilvusClient.search against itself in the same places — reports it).
+        calls = {"xmodal": ours, "direct": theirs, "control_a": theirs, "control_b": theirs}
+        pairs = (("xmodal", "direct"), ("control_a", "control_b"))
+        lat: dict[str, list[float]] = {name + sfx: [] for name in calls for sfx in ("", "_filtered")}
         for _ in range(2):  # warm-up round, then the measured one
-            for name in lat:
-                lat[name].clear()
-            for q in queries:
-                for filtered in (False, True):
-                    suffix = "_filtered" if filtered else ""
-                    t = time.perf_counter()
-                    xm.search(q[None, :], 10, ["text"], where if filtered else None)
-                    lat["xmodal" + suffix].append(time.perf_counter() - t)
-                    t = time.perf_counter()
-                    client_hits = xm.client.search(
-                        xm.collection,
-                        data=[q],
-                        limit=10,
-                        filter=expr_f if filtered else 'kind == "text"',
-                        output_fields=["row"],
-                        search_params=params,
-                        consistency_level=xm.consistency,
-                    )
-                    lat["direct" + suffix].append(time.perf_counter() - t)
-                    assert len(client_hits[0]) == 10
+            for values in lat.values():
+                values.clear()
+            for i, q in enumerate(queries):
+                for pair in pairs:
+                    for filtered in (False, True):
+                        suffix = "_filtered" if filtered else ""
+                        for name in pair if i % 2 == 0 else pair[::-1]:
+                            t = time.perf_counter()
+                            calls[name](q, filtered)
+                            lat[name + suffix].append(time.perf_counter() - t)
         for name, values in lat.items():
             ms = np.array(values) * 1000
             out[f"{name}_p50_ms"] = round(float(np.percentile(ms, 50)), 3)
@@ -173,6 +184,7 @@ def main() -> None:
         out["p50_ratio_xmodal_to_direct_filtered"] = round(
             out["xmodal_filtered_p50_ms"] / out["direct_filtered_p50_ms"], 3
         )
+        out["p50_ratio_control"] = round(out["control_a_p50_ms"] / out["control_b_p50_ms"], 3)
         out["consistency"] = xm.consistency
         out["index"] = {"type": xm.index_type, **xm.params, "search": params["params"]}
         xm.close()
