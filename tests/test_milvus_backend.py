@@ -120,6 +120,27 @@ def test_a_collection_of_another_schema_is_refused(milvus_server: Any, tmp_path:
         client.close()
 
 
+def test_a_server_older_than_2_3_is_refused_before_anything_is_made(
+    milvus_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymilvus import MilvusClient
+
+    from xmodal.backends.milvus import server_version
+
+    client = MilvusClient(uri=milvus_server.uri)
+    try:
+        assert server_version(str(client.get_server_version())) >= (2, 3)  # the real server: accepted
+        assert server_version("v2.2.16") < (2, 3) <= server_version("v2.3.0-beta") < server_version("2.4.1")
+        monkeypatch.setattr(MilvusClient, "get_server_version", lambda self, **kwargs: "v2.2.16")
+        with pytest.raises(ConfigError, match="version v2.2.16.*needs 2.3 or later.*upgrade the server"):
+            open_backend(
+                "milvus", BackendContext(tmp_path, 8, "hnsw", {"uri": milvus_server.uri, "collection": "too_old"})
+            )
+        assert not client.has_collection("too_old")
+    finally:
+        client.close()
+
+
 def test_a_server_that_is_not_there_is_a_clear_error(tmp_path: Path) -> None:
     import socket
 

@@ -71,6 +71,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -127,6 +128,7 @@ CONSISTENCY = ("Strong", "Session", "Bounded", "Eventually")
 CLEAR_LIMIT = 10_000  # an untrusted collection of at most this many rows is emptied in place, not dropped
 DELETE_BATCH = 20_000  # primary keys per delete expression
 KINDS_REFRESH_S = 1.0  # how stale the kinds searched with ``kinds=None`` may be (other writers' new kinds)
+OLDEST_SERVER = (2, 3)  #: upserts, JSON filters and guarantee timestamps as used here: Milvus 2.3 or later
 
 T = TypeVar("T")
 NO_ROWS = -(2**63)  #: the high-water mark of an empty collection: every row is above it
@@ -223,6 +225,7 @@ class MilvusBackend:
         valid one, start with an empty collection (``saved_seq`` 0: the engine rebuilds from the store)."""
         backend = cls(context)
         try:
+            backend._check_version()
             backend._open_collection()
         except BaseException:
             backend.close()
@@ -240,6 +243,16 @@ class MilvusBackend:
         if options.get("db_name"):
             kwargs["db_name"] = str(options["db_name"])
         return self._retry(f"connect to Milvus at {self.uri}", lambda: MilvusClient(**kwargs))
+
+    def _check_version(self) -> None:
+        """Refuse a server older than :data:`OLDEST_SERVER` before touching anything on it."""
+        version = str(self._call("get_server_version", self.client.get_server_version))
+        if server_version(version) < OLDEST_SERVER:
+            oldest = ".".join(map(str, OLDEST_SERVER))
+            raise ConfigError(
+                f"Milvus at {self.uri} is version {version}; the milvus backend needs {oldest} or later "
+                "(upserts, JSON filters, guarantee timestamps): upgrade the server, or use another backend"
+            )
 
     def _open_collection(self) -> None:
         if self.shared is not None:
@@ -848,6 +861,12 @@ class MilvusBackend:
 
     def on_delete(self, rows: Sequence[int]) -> None:
         self.remove(rows)
+
+
+def server_version(text: str) -> tuple[int, ...]:
+    """``"v2.3.5"`` → ``(2, 3, 5)``; a version it cannot read (a development build) counts as new enough."""
+    numbers = re.findall(r"\d+", text.split("-")[0])
+    return tuple(int(n) for n in numbers[:3]) if numbers else (999,)
 
 
 def _pks(row: int, kinds: Iterable[str]) -> list[str]:
