@@ -82,15 +82,23 @@ def small_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scan_worker, "BEHIND_S", 60.0)  # take every chunk's answer from the worker
 
 
+def one_thread() -> bool:
+    return threading.active_count() == 1 and hasattr(os, "fork")
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "interpreter"])
 def test_the_worker_finds_what_the_process_finds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_start: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_start: None, fork: bool
 ) -> None:
     items = catalog(700)
     expected = in_process(tmp_path / "plain", items, monkeypatch)
     assert expected[0] and any(e[1] >= 0.5 for e in expected[1].values())  # something flagged, something toxic
     monkeypatch.setattr(scan_worker, "START_AT", 300)
+    monkeypatch.setattr(scan_worker, "FORK", fork)
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        alone = one_thread()
         worker = started(engine)
+        assert worker.forked == (fork and alone)
         engine.add(items)
         ext = guards(engine)
         assert ext.scanned_by["worker"] == len(items) and ext.scanned_by["process"] == 0
@@ -151,6 +159,7 @@ def test_no_worker_when_it_cannot_start(tmp_path: Path, monkeypatch: pytest.Monk
     expected = in_process(tmp_path / "plain", items, monkeypatch)
     monkeypatch.setattr(scan_worker, "START_AT", 300)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    monkeypatch.setattr(scan_worker, "FORK", False)  # a child interpreter's start
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         engine.add(items)
         ext = guards(engine)
@@ -161,6 +170,7 @@ def test_a_worker_with_other_models_is_not_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_start: None
 ) -> None:
     monkeypatch.setattr(scan_worker, "START_AT", 300)
+    monkeypatch.setattr(scan_worker, "FORK", False)  # a child interpreter loads its own (a fork has these)
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         ext = guards(engine)
         monkeypatch.setattr(ext.guard, "classifier_status", "not checked: pretend")
@@ -216,3 +226,34 @@ def test_a_worker_behind_is_sent_fewer_chunks_and_its_chunks_are_scanned_here(
         assert ext.scanned_by["worker"] == 0 and ext.scanned_by["process"] == len(items)
         assert len(sent) == 4  # chunks 1, 3, 6, 11 of 12: skipped 1, 2, 4 after each
         assert state(ext) == expected and not ext._worker_failed
+
+
+@pytest.mark.skipif(not one_thread(), reason="a worker is forked only from a process running one thread")
+def test_a_forked_worker_keeps_no_other_pipe_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_start: None
+) -> None:
+    """A forked child keeps only its own pipes: closing an engine whose worker started before it still ends that
+    worker at once (had the fork kept a copy of its input's writing end, that worker would never see the end);
+    the fork scans with this process's models, and exits with its engine."""
+    items = catalog(700)
+    expected = in_process(tmp_path / "plain", items, monkeypatch)
+    monkeypatch.setattr(scan_worker, "START_AT", 300)
+    first = Engine.open(tmp_path / "a", encoder=HashingEncoder(), index="exact")
+    try:
+        monkeypatch.setattr(scan_worker, "FORK", False)
+        before = started(first)  # a child interpreter, its pipes open in this process
+        monkeypatch.setattr(scan_worker, "FORK", True)
+        with Engine.open(tmp_path / "b", encoder=HashingEncoder(), index="exact") as engine:
+            monkeypatch.setattr(threading, "active_count", lambda: 1)  # the first worker's reader runs
+            forked = started(engine)
+            assert forked.forked and not before.forked
+            started_at = time.monotonic()
+            first.close()
+            assert gone(before.pid) and time.monotonic() - started_at < 4  # not the 5 s kill
+            engine.add(items)
+            ext = guards(engine)
+            assert ext.scanned_by["worker"] == len(items) and state(ext) == expected
+            pid = forked.pid
+        assert forked.closed and gone(pid)
+    finally:
+        first.close()

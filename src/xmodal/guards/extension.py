@@ -130,7 +130,9 @@ class GuardsExtension:
         if self._worker is None:
             try:
                 self._worker = ScanWorker(
-                    self.guard.policy, (self.guard.classifier_status, self.results.status["toxicity"])
+                    self.guard.policy,
+                    (self.guard.classifier_status, self.results.status["toxicity"]),
+                    models=(self.guard, self.results),
                 )
             except (OSError, ValueError) as exc:
                 log.warning("guards: no scan worker (%s); large adds are scanned in the process", exc)

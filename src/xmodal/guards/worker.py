@@ -11,8 +11,11 @@ process as before). An item is screened as it was before this module, by the sam
 them from the same policy and says so; a different status and the worker is not used), with the same results
 bit for bit (each text's findings and probabilities do not depend on the batch it is in).
 
-The worker is a child interpreter (``sys.executable``, not a fork of this possibly threaded process), started
-for the first add of at least :data:`START_AT` items — small adds and tiny engines never pay for it — and
+The worker is a fork of this process when it runs one thread (:data:`FORK`: the policy's models are already
+loaded, so it takes the first chunk within milliseconds — a new interpreter takes ~0.5 s to import and load them,
+during which ~18 chunks of a 20k add were scanned in the writer), else a child interpreter (``sys.executable``:
+forking a process whose other threads may hold locks is not safe). It is started for the first add of at least
+:data:`START_AT` items — small adds and tiny engines never pay for it — and
 kept for the next ones until the extension closes, or :data:`IDLE_S` seconds pass without a scan. When a
 chunk's scan is not done when ``on_put`` needs it (:data:`BEHIND_S`: the machine is busy), the chunk is scanned
 in the process, as it is while the worker starts; a worker that cannot start, dies or answers with an error is
@@ -24,6 +27,7 @@ Frames on the pipes are a 4-byte length and a pickle (of this module's own tuple
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -36,10 +40,14 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from .policy import Policy
 from .rules import Finding
+
+if TYPE_CHECKING:
+    from .check import Guard
+    from .results import ResultGuard
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,10 @@ BEHIND_S = 0.0
 #: The child's niceness over the parent's: an idle core runs it all the same, a busy machine runs the writer first
 #: (its chunks the worker has not finished by then are scanned in the writer, as before).
 NICE = 10
+
+#: Start the worker by forking this process when it runs no other thread (the models it already loaded are the
+#: worker's: the same objects, so the same results); else, or False, a child interpreter loads them.
+FORK = True
 
 _HEADER = struct.Struct("<I")
 #: The child's program: ``xmodal``'s own ``__init__`` (the engine, every backend: half a second) is not run, only
@@ -119,17 +131,26 @@ class Scan:
 class ScanWorker:
     """A child process with the policy's document models loaded, scanning one chunk at a time."""
 
-    def __init__(self, policy: Policy, expect: tuple[str, str]) -> None:
+    def __init__(
+        self, policy: Policy, expect: tuple[str, str], models: tuple[Guard, ResultGuard] | None = None
+    ) -> None:
         """Start the child (returns at once; it loads while the caller goes on). ``expect``: this process's
-        (classifier status, toxicity status); a child that loaded otherwise is not used."""
-        env = dict(os.environ)
-        env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # where this process found xmodal
-        self._proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
-            [sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-        )
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._to, self._from = self._proc.stdin, self._proc.stdout
+        (classifier status, toxicity status); a child that loaded otherwise is not used. ``models``: this
+        process's guards of ``policy``, which a forked child (:data:`FORK`) scans with."""
+        self.forked = models is not None and FORK and hasattr(os, "fork") and threading.active_count() == 1
+        self._proc: subprocess.Popen[bytes] | _Forked
+        if self.forked and models is not None:
+            self._proc = _Forked(models)
+            self._to, self._from = self._proc.stdin, self._proc.stdout
+        else:
+            env = dict(os.environ)
+            env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # where this process found xmodal
+            popen = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+                [sys.executable, "-c", _BOOT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            )
+            assert popen.stdin is not None and popen.stdout is not None
+            self._proc, self._to, self._from = popen, popen.stdin, popen.stdout
         for pipe in (self._to, self._from):
             try:
                 import fcntl
@@ -144,7 +165,8 @@ class ScanWorker:
         self.closed = False  # closed (idle, or the extension closed): a later large add may start another
         self._expect = expect
         try:
-            _write(self._to, (policy, NICE))
+            if not self.forked:  # a forked child has the policy's models already
+                _write(self._to, (policy, NICE))
         except OSError:
             self.failed = True
         self._idle: threading.Timer | None = None  # one timer, armed again until IDLE_S pass without a scan
@@ -263,9 +285,83 @@ def to_findings(found: list[tuple[str, str, str]]) -> list[Finding]:
     return [Finding(*f) for f in found]
 
 
+class _Forked:
+    """A forked worker: ``Popen``'s few parts :class:`ScanWorker` uses (pid, the two pipes, wait, kill)."""
+
+    def __init__(self, models: tuple[Guard, ResultGuard]) -> None:
+        requests_in, requests_out = os.pipe()
+        answers_in, answers_out = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(requests_out)
+            os.close(answers_in)
+            _forked_child(models, requests_in, answers_out)
+        os.close(requests_in)
+        os.close(answers_out)
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdin: IO[bytes] = os.fdopen(requests_out, "wb")
+        self.stdout: IO[bytes] = os.fdopen(answers_in, "rb")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired("scan worker", timeout or 0.0)
+            time.sleep(0.005)
+        return code
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _forked_child(models: tuple[Guard, ResultGuard], requests_fd: int, answers_fd: int) -> NoReturn:
+    """The forked child's life: only its two pipes and stderr kept (a copy of another pipe's writing end would
+    keep that pipe's reader waiting for its end), then :func:`_scan_loop` until its input closes; it never
+    returns into the parent's code (``os._exit``: no atexit handler, no buffer of the parent's flushed)."""
+    code = 1
+    try:
+        gc.freeze()  # the parent's objects: never collected here (nor their pages copied for it)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(devnull, fd)
+        keep = sorted({0, 1, 2, requests_fd, answers_fd})
+        low = 3
+        for fd in keep:
+            if fd >= low:
+                os.closerange(low, fd)
+                low = fd + 1
+        os.closerange(low, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if NICE and hasattr(os, "nice"):
+            os.nice(NICE)
+        guard, results = models
+        requests, answers = os.fdopen(requests_fd, "rb"), os.fdopen(answers_fd, "wb")
+        code = _scan_loop(requests, answers, guard, results)
+    except BaseException:  # noqa: BLE001 - the parent sees the pipe end and scans in its process
+        code = 1
+    finally:
+        os._exit(code)
+
+
 def serve() -> int:
-    """The child: load the models of the policy read first, say what loaded, then scan each request until
-    its input closes."""
+    """The child interpreter: load the models of the policy read first, say what loaded, then scan each request
+    until its input closes."""
     from .check import Guard
     from .results import ResultGuard
 
@@ -278,7 +374,11 @@ def serve() -> int:
         return 0
     if nice and hasattr(os, "nice"):  # below the write it helps: a busy machine runs the writer first
         os.nice(nice)
-    guard, results = Guard(policy), ResultGuard(policy)
+    return _scan_loop(requests, answers, Guard(policy), ResultGuard(policy))
+
+
+def _scan_loop(requests: IO[bytes], answers: IO[bytes], guard: Guard, results: ResultGuard) -> int:
+    """Say which models are loaded, then answer each scan request until the input closes."""
     tox = results._tox  # noqa: SLF001 - the model ResultGuard.on_put uses
     _write(answers, (guard.classifier_status, results.status["toxicity"]))
     while True:
