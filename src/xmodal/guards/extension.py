@@ -110,6 +110,8 @@ class GuardsExtension:
             return
         with self._lock:
             worker = self._scan_worker()
+        if worker is not None and worker.forked and not worker.ready():
+            worker.wait_ready(scan_worker.FORK_READY_S)  # a fork is up at once: it takes the add's first chunk too
         if worker is None or not worker.ready() or worker.busy():  # starting, or behind: on_put scans
             return
         docs = [(i.id, item_text(i)) for i in items]

@@ -67,6 +67,9 @@ NICE = 10
 #: Start the worker by forking this process when it runs no other thread (the models it already loaded are the
 #: worker's: the same objects, so the same results); else, or False, a child interpreter loads them.
 FORK = True
+#: Seconds the add's first chunk waits for a forked worker to say it is up (it loads nothing: a few ms; a busy
+#: machine that runs it later leaves that chunk to the writer, as before).
+FORK_READY_S = 0.01
 
 _HEADER = struct.Struct("<I")
 #: The child's program: ``xmodal``'s own ``__init__`` (the engine, every backend: half a second) is not run, only
@@ -351,6 +354,7 @@ def _forked_child(models: tuple[Guard, ResultGuard], requests_fd: int, answers_f
         if NICE and hasattr(os, "nice"):
             os.nice(NICE)
         guard, results = models
+        guard.document_findings_many(["warm"])  # what loads at the first scan loads before the worker says it is up
         requests, answers = os.fdopen(requests_fd, "rb"), os.fdopen(answers_fd, "wb")
         code = _scan_loop(requests, answers, guard, results)
     except BaseException:  # noqa: BLE001 - the parent sees the pipe end and scans in its process
