@@ -350,7 +350,8 @@ def _forked_child(models: tuple[Guard, ResultGuard], requests_fd: int, answers_f
                 os.closerange(low, fd)
                 low = fd + 1
         os.closerange(low, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the child interpreter: Ctrl-C is the parent's
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: a SIGTERM ends the worker
         if NICE and hasattr(os, "nice"):
             os.nice(NICE)
         guard, results = models
