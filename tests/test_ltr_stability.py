@@ -19,7 +19,7 @@ from xmodal.ltr.exploration import ExploreBudget, ExploreSettings, eligible, pla
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.fusion import FusedHit
 from xmodal.ltr.memory_state import PairStats
-from xmodal.ltr.repeats import PASSED_LOOKED, Repeats, Shown, demote, passed_over, pin
+from xmodal.ltr.repeats import PASSED_LOOKED, TURNOVER, Repeats, Shown, demote, passed_over, pin, turns_over
 from xmodal.ltr.scores import non_increasing, relevance
 from xmodal.ltr.strategies import QueryUnderstanding
 from xmodal.provenance import names_of
@@ -101,6 +101,15 @@ def test_repeats_answer_only_in_the_same_state_and_stay_bounded() -> None:
     assert memo.get("q1", (0.0, 1)) is None and memo.get("q3", (0.0, 1)) is not None
 
 
+def test_a_top_turns_over_once_all_of_it_is_passed_over_and_then_only_after_turnover_searches() -> None:
+    top = ("a", "b", "c")
+    assert turns_over(Shown((0.0, 1), (), top), frozenset("abcx"))  # first in its state: on the evidence
+    assert not turns_over(Shown((0.0, 1), (), top, served=50), frozenset("ab"))  # "c" not yet passed over
+    assert not turns_over(Shown((0.0, 1), (), top, served=TURNOVER - 1, turned=True), frozenset("abc"))
+    assert turns_over(Shown((0.0, 1), (), top, served=TURNOVER, turned=True), frozenset("abc"))
+    assert not turns_over(Shown((0.0, 1), (), ()), frozenset("abc"))  # nothing to turn over
+
+
 # -- which calls explore, and how often --------------------------------------------------------------
 def test_only_logged_calls_explore_and_by_default_only_those_naming_a_user() -> None:
     assert not eligible(Query(text="x"), "identified") and not eligible(Query(text="x", user="u"), "identified")
@@ -170,6 +179,11 @@ def test_a_deployment_budget_bounds_the_searches_that_explore(shop: Engine, tmp_
     shop.close()
 
 
+#: searches of a new failing query before every item of its top 3 is passed over: position 3 is looked at
+#: a third of the time (PASSED_LOOKED expected looks in 9 searches)
+PASSED_SEARCHES = 9
+
+
 def test_the_same_query_without_new_feedback_keeps_its_top_3_and_new_feedback_lets_it_change(
     shop: Engine, tmp_path: Path
 ) -> None:
@@ -180,7 +194,8 @@ def test_the_same_query_without_new_feedback_keeps_its_top_3_and_new_feedback_le
         tops.append(tuple(result.hits.ids[:3].tolist()))
         explored_at |= {i + 1 for i, p in enumerate(result.hits.provenance) if names_of(p) == ("explore",)}
     assert explored_at and min(explored_at) >= 4  # exploration ran, below the top 3
-    assert len(set(tops)) == 1
+    assert len(set(tops[:PASSED_SEARCHES])) == 1  # kept until users have passed over all of it
+    assert sum(a != b for a, b in zip(tops, tops[1:], strict=False)) <= 1  # then it may turn over once in 20
     assert result.query_id is not None
     clicked = result.hits.ids[5]
     shop.feedback(result.query_id, clicked, "click", position=6)
@@ -211,6 +226,48 @@ def test_new_feedback_on_a_failing_query_puts_the_items_users_passed_over_below_
 
 
 # -- query understanding -----------------------------------------------------------------------------
+def _changes_per_window(tops: list[tuple[str, ...]], repeats: int = 20) -> list[int]:
+    """For each run of ``repeats`` repeats (a search and the ``repeats`` after it), how often the top 3 changed."""
+    changed = [a != b for a, b in zip(tops, tops[1:], strict=False)]
+    return [sum(changed[i : i + repeats]) for i in range(len(changed) - repeats + 1)]
+
+
+def test_a_failing_query_repeated_without_feedback_turns_its_top_3_over_once_passed_over_at_most_once_in_20(
+    shop: Engine, tmp_path: Path
+) -> None:
+    assert TURNOVER == 20  # the issue's bound: 20 repeats with no feedback change the top 3 at most once
+    shop = _reopened(shop, tmp_path, ExploreSettings(budget=1.0))
+    text, tops, explored_at = "comfortable walking shoes", [], set()
+    for _ in range(3 * TURNOVER + 1):  # never acted on: a failing query
+        result = shop.search(text, mode="learned", k=10, log=True, user="u1")
+        tops.append(tuple(result.hits.ids[:3].tolist()))
+        explored_at |= {i + 1 for i, p in enumerate(result.hits.provenance) if names_of(p) == ("explore",)}
+    assert explored_at and min(explored_at) >= 4  # exploration was on, below the top 3
+    assert max(_changes_per_window(tops)) <= 1
+    changed_at = [i for i in range(1, len(tops)) if tops[i] != tops[i - 1]]
+    # the first top 3 is kept until all of it is passed over (position 3: 3 expected looks in 9 searches),
+    # each later one for TURNOVER searches; each time fresh items replace the ones passed over
+    assert changed_at == [PASSED_SEARCHES, PASSED_SEARCHES + TURNOVER, PASSED_SEARCHES + 2 * TURNOVER]
+    for before, after in zip([0, *changed_at], changed_at, strict=False):
+        assert not set(tops[before]) & set(tops[after])
+    shop.close()
+
+
+def test_an_answered_query_repeated_without_feedback_never_turns_its_top_3_over(shop: Engine, tmp_path: Path) -> None:
+    shop = _reopened(shop, tmp_path, ExploreSettings(budget=1.0))
+    text = "comfortable walking shoes"
+    for _ in range(15):  # 15 actions in 15 searches: answered, and still after 41 more (15 >= 0.25 x 56)
+        result = shop.search(text, mode="learned", k=10, log=True, user="u1")
+        assert result.query_id is not None
+        shop.feedback(result.query_id, result.hits.ids[0], "click", position=1)
+    tops = []
+    for _ in range(2 * TURNOVER + 1):
+        result = shop.search(text, mode="learned", k=10, log=True, user="u1")
+        tops.append(tuple(result.hits.ids[:3].tolist()))
+    assert len(set(tops)) == 1
+    shop.close()
+
+
 def test_typo_tolerance_never_reads_a_correctly_spelled_word_as_another(tmp_path: Path) -> None:
     eng = Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact")
     eng.add([Item.create(f"b{i}", title=f"novel {i}", attributes={"category": "books"}) for i in range(5)])

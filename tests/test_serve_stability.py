@@ -59,6 +59,23 @@ def test_a_query_repeated_20_times_without_feedback_changes_its_top_3_at_most_on
         assert all(0 <= s <= 1 for s in scores) and scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.parametrize("text", ["soft walking shoes", "sneakers"])  # exploration as the floor; leading
+def test_a_failing_query_repeated_41_times_changes_its_top_3_at_most_once_in_any_20_repeats(
+    url: str, text: str
+) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        tops, explored, alone = [], 0, set()
+        for _ in range(41):  # never acted on: a failing query, whose top 3 may turn over once in 20 repeats
+            hits = _search(client, text, user="dave")["hits"]
+            assert isinstance(hits, list) and len(hits) == 10
+            tops.append(tuple(h["id"] for h in hits[:3]))
+            explored += sum("explore" in h["provenance"].split("+") for h in hits)
+            alone |= {p for p, h in enumerate(hits, start=1) if h["provenance"] == "explore"}  # no other evidence
+        changed = [a != b for a, b in zip(tops, tops[1:], strict=False)]
+        assert all(sum(changed[i : i + 20]) <= 1 for i in range(len(changed) - 19)), tops
+        assert explored and min(alone, default=4) >= 4  # exploration ran, and alone never above position 4
+
+
 def test_an_anonymous_caller_gets_no_explored_items(url: str) -> None:
     with httpx.Client(base_url=url, timeout=30) as client:
         for _ in range(4):

@@ -38,7 +38,7 @@ from .fusion import FusedHit, committed_weights, fuse, to_hits
 from .item_meta import ItemMeta
 from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
-from .repeats import Repeats, Shown, demote, passed_over, pin, query_key
+from .repeats import TURNOVER, Repeats, Shown, demote, passed_over, pin, query_key, turns_over
 from .scores import SCORE_MEANING, relevance, shown_scores
 from .strategies import (
     ExploreStrategy,
@@ -145,8 +145,9 @@ class Prepared:
     repeat: Shown | None = None
     answers: tuple[str, ...] = ()  # items acted on for this query at a credible rate, best first
     #: items users looked at for this query and passed over (:func:`repeats.passed_over`), for a failing
-    #: query that is re-planned (no repeat in the same state); empty otherwise
+    #: query that is re-planned (no repeat in the same state, or its top turns over); empty otherwise
     passed: frozenset[str] = frozenset()
+    turnover: bool = False  # a failing query's top turns over without an event (:func:`repeats.turns_over`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +441,9 @@ class Pipeline:
     # -- the query path -----------------------------------------------------------------------------
     def prepare(self, query: Query, now: float | None = None, vector: np.ndarray | None = None) -> Prepared:
         """Understand the query and build its context (logged) and feature vector (for the policy); find what
-        the same query got last in the same state (:mod:`xmodal.ltr.repeats`)."""
+        the same query got last in the same state (:mod:`xmodal.ltr.repeats`), unless it is a failing query
+        whose remembered top turns over (:func:`repeats.turns_over`: all of it passed over; at most once in
+        ``TURNOVER`` searches without an event)."""
         found = self.understanding.understand(query.text)
         memory = self.memory.facts(query.text)  # read once for the evidence, history, answer rate and answers
         memory_hits = memory.evidence()
@@ -461,8 +464,17 @@ class Pipeline:
         key, state = query_key(query, vector), (float(ctx["actions"]), self._catalog_version)
         repeat = self.repeats.get(key, state)
         answers = memory.answers(ANSWERED_RATE) if ctx["actions"] else ()
-        passed = passed_over(memory.pairs) if repeat is None and unanswered(ctx) else frozenset()
-        return Prepared(query, found, ctx, context_vector(ctx), available, key, state, repeat, answers, passed)
+        failing = unanswered(ctx)
+        may_turn = repeat is not None and bool(repeat.top) and (not repeat.turned or repeat.served >= TURNOVER)
+        passed = passed_over(memory.pairs) if failing and (repeat is None or may_turn) else frozenset()
+        turnover = repeat is not None and failing and turns_over(repeat, passed)
+        if turnover:
+            repeat = None  # a failing query's top turns over: the re-plan of a feedback event
+        elif repeat is not None:
+            passed = frozenset()
+        return Prepared(
+            query, found, ctx, context_vector(ctx), available, key, state, repeat, answers, passed, turnover
+        )
 
     def plan(self, prepared: Prepared, policy: LinearBandit | None = None) -> Plan:
         """The plan for a prepared query: while the self-tuned fusion is active (:meth:`tuned_active`), every
@@ -766,12 +778,12 @@ class Pipeline:
     def arrange(
         self, prepared: Prepared, plan: Plan, ranked: Sequence[FusedHit], explored: Sequence[FusedHit], k: int
     ) -> list[FusedHit]:
-        """The list shown: for a failing query that new feedback re-plans, the items users passed over go
-        below the others (:attr:`Prepared.passed`, :func:`repeats.demote`: skips are negative evidence); the
-        answers users found for this query come first (items acted on at a credible rate,
-        :meth:`MemoryStrategy.answers`: evidence that takes the top positions, whichever strategy's
-        order they have); a repeat of the query in the same state gets its top hits back first
-        (:func:`repeats.pin`); exploration's items are placed from position ``exploration.top`` on
+        """The list shown: for a failing query that new feedback re-plans, or whose top turns over
+        (:attr:`Prepared.turnover`), the items users passed over go below the others (:attr:`Prepared.passed`,
+        :func:`repeats.demote`: skips are negative evidence); the answers users found for this query come
+        first (items acted on at a credible rate, :meth:`MemoryStrategy.answers`: evidence that takes the top
+        positions, whichever strategy's order they have); a repeat of the query in the same state gets its top
+        hits back first (:func:`repeats.pin`); exploration's items are placed from position ``exploration.top`` on
         (:func:`exploration.place`: every position when exploration leads the plan, else every second); and
         what the query got is remembered. Returns the first ``k``."""
         top = self.exploration.top
@@ -781,7 +793,10 @@ class Pipeline:
         lead = bool(plan.allocations) and self._explores(plan.allocations[0].strategy)
         shown = place(ranked, explored, top=top, every=1 if lead else 2, limit=k)
         order = tuple(a.strategy for a in plan.allocations if not self._explores(a.strategy))
-        self.repeats.put(prepared.key, Shown(prepared.state, order, tuple(h.id for h in shown[: top - 1])))
+        served = prepared.repeat.served + 1 if prepared.repeat is not None else 1
+        turned = prepared.repeat.turned if prepared.repeat is not None else prepared.turnover
+        remembered = Shown(prepared.state, order, tuple(h.id for h in shown[: top - 1]), served, turned)
+        self.repeats.put(prepared.key, remembered)
         return shown
 
     def start_over(self) -> None:

@@ -13,7 +13,11 @@ lets them change. The memo lives in the process (bounded, least recently used fi
 Skips are negative evidence: when new feedback re-plans a query whose searches keep failing
 (:func:`context.unanswered`), the items users looked at for it and passed over (:func:`passed_over`) go
 below the ones not yet looked at (:func:`demote`), so its top hits change to fresh items at each feedback
-event, while a repeat with no new feedback keeps them.
+event. Without an event, a failing query's top hits turn over the same way (:func:`turns_over`) once users
+have passed over every one of them, and after such a turnover only when the new ones were also served
+:data:`TURNOVER` times: 20 repeats with no feedback change the top 3 at most once (issue 19's bound), while
+the answer of a query that keeps failing gets the top positions' looks, not only exploration's below them.
+An answered query keeps its top hits until new feedback comes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ MAX_QUERIES = 50_000
 #: a user who wants an item and looks at it acts on it most of the time, so three looks without an action
 #: are evidence against it (one look is not: exploration's own "shown" mark, :mod:`.strategies.explore`)
 PASSED_LOOKED = 3.0
+#: searches a failing query's top hits from a turnover are kept before they may turn over again without an
+#: event: the same query repeated 20 times with no feedback changes its top 3 at most once (issue 19's bound)
+TURNOVER = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,8 @@ class Shown:
     state: tuple[float, int]  # (the query's feedback, the catalog's version)
     order: tuple[str, ...]
     top: tuple[str, ...]
+    served: int = 1  # searches that got this top in this state (the first included)
+    turned: bool = False  # this top came from a turnover without an event (:func:`turns_over`)
 
 
 def query_key(query: Query, vector: np.ndarray | None) -> str:
@@ -94,6 +103,13 @@ def passed_over(pairs: Mapping[str, PairStats], looked: float = PASSED_LOOKED) -
     acted on even once is evidence for, not against (a query's answer is often clicked once in several looks
     before it becomes credible). Evidence, not chance: the same statistics give the same set."""
     return frozenset(i for i, p in pairs.items() if p.impressions >= looked and p.actions <= 0)
+
+
+def turns_over(shown: Shown, passed: frozenset[str]) -> bool:
+    """Whether a failing query's remembered top turns over without an event: every item of it was passed
+    over (:func:`passed_over`), and, when it came from a turnover itself, it was served :data:`TURNOVER`
+    times (the first turnover in a state follows the event, or the first search, that began it)."""
+    return bool(shown.top) and set(shown.top) <= passed and (not shown.turned or shown.served >= TURNOVER)
 
 
 def demote(ranked: Sequence[FusedHit], passed: frozenset[str]) -> list[FusedHit]:
