@@ -189,7 +189,7 @@ class Engine:
         encoder_options: Mapping[str, Any] | None = None,
     ) -> Engine:
         """Open (or create) the index folder ``path``; a new one takes the given settings, an existing one
-        must match any setting given. ``extensions`` (a new index: ``["ltr", "genret"]``) are opened now.
+        must match any setting given. ``extensions`` (a new index: ``["ltr", "genret", "guards"]``) are opened now.
         ``backend`` names the vector backend of a new index (default ``local``; see :mod:`xmodal.backends`).
         ``media`` names media loaders by dotted path (``"package.module:Loader"``) that items and queries may
         use; they are added to the index setting ``media`` (no catalog line or request can name another).

@@ -1,7 +1,7 @@
 """An index's settings: chosen when the folder is created, stored in it, checked on every later open.
 
 ``{"encoder": {...its config...}, "backend": "local", "index": "auto", "index_options": {},
-"extensions": ["ltr", "genret"], "default_mode": "learned", "id": "<random hex>"}``, plus ``"media": [...]``
+"extensions": ["ltr", "genret", "guards"], "default_mode": "learned", "id": "<random hex>"}``, plus ``"media": [...]``
 when the index allows media loaders named by dotted path (:func:`xmodal.media_loaders.allow_media`; names
 given to a later open are added). An index written before ``backend``, ``extensions`` and ``default_mode`` were
 settings gets today's defaults for them (what that version did),
