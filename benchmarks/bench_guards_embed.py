@@ -15,6 +15,8 @@ each beside the same rules (``stopped`` = a rule or the classifier):
 - ``combined``: a logistic regression on [embedding, the fold's n-gram logit (highest over the text and its
   readings), the 10 agent-address cues]. The n-gram model has seen its train part, so the combiner is fit on one
   half of the validation part (seeded), the threshold chosen on the other half.
+- ``combined_no_embedding``: the same combiner without the embedding columns ([n-gram logit, cues], same halves):
+  the control that tells the embedding's part from the refit on validation texts.
 
 Thresholds: the same rule as the shipped model's, the lowest refusing at most 0.4% of each benign source's
 validation texts (:func:`xmodal.guards.train._lowest`, per benign source). The embeddings are computed once
@@ -179,12 +181,17 @@ def fold(
     val_y = np.array([1] * len(val_att) + [0] * len(val_ben))
     fit_rows = [i for i, a in enumerate(half_a) if a]
     cut_rows = [i for i, a in enumerate(half_a) if not a and i >= len(val_att)]
-    combiner = LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
-    combiner.fit(features([val_texts[i] for i in fit_rows]), val_y[fit_rows])
-    cut_probs = combiner.predict_proba(features([val_texts[i] for i in cut_rows]))[:, 1]
-    cut = threshold(cut_probs, [val_groups[i - len(val_att)] for i in cut_rows])
-    out["combined"] = report(rules, lambda ts: combiner.predict_proba(features(ts))[:, 1], cut, held_out, test_ben)
-    out["combined"]["fit_on"] = {"attacks": int(val_y[fit_rows].sum()), "benign": int((val_y[fit_rows] == 0).sum())}
+
+    def without_embedding(ts: list[str]) -> np.ndarray:
+        return features(ts)[:, DIM:]
+
+    for name, make in (("combined", features), ("combined_no_embedding", without_embedding)):
+        combiner = LogisticRegression(C=C, class_weight="balanced", max_iter=3000)
+        combiner.fit(make([val_texts[i] for i in fit_rows]), val_y[fit_rows])
+        cut_probs = combiner.predict_proba(make([val_texts[i] for i in cut_rows]))[:, 1]
+        cut = threshold(cut_probs, [val_groups[i - len(val_att)] for i in cut_rows])
+        out[name] = report(rules, lambda ts, c=combiner, m=make: c.predict_proba(m(ts))[:, 1], cut, held_out, test_ben)
+        out[name]["fit_on"] = {"attacks": int(val_y[fit_rows].sum()), "benign": int((val_y[fit_rows] == 0).sum())}
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -219,7 +226,7 @@ def main() -> None:
             "detected_mean": round(statistics.mean(f[name]["detected"] for f in folds.values()), 4),
             "false_refusals_max": max(f[name]["false_refusals"]["all"]["rate"] for f in folds.values()),
         }
-        for name in ("ngram", "embed", "combined")
+        for name in ("ngram", "embed", "combined", "combined_no_embedding")
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "guards_embed.json").write_text(json.dumps(out, indent=2))
