@@ -24,6 +24,7 @@ from PIL import Image
 from ..errors import ConfigError, ValidationError
 from ..media_loaders import TEXT
 from ..registry import Registry
+from ..vectormath import normalize as normalize  # the encoders' own name for it (re-exported)
 
 Vectors = npt.NDArray[np.float32]
 
@@ -158,14 +159,6 @@ class Encoder(Protocol):
     def encode_documents(self, batch: Sequence[Content]) -> Vectors: ...
 
     def config(self) -> dict[str, Any]: ...
-
-
-def normalize(vectors: npt.ArrayLike) -> Vectors:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    arr = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(arr, axis=-1, keepdims=True)
-    out: Vectors = np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
-    return out
 
 
 def truncate(vectors: Vectors, dim: int) -> Vectors:

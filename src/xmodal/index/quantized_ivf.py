@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..vectormath import normalize
 from .base import Vectors
 from .quantized import OWN_DEFAULTS, QuantizedIndex
 
@@ -137,9 +138,7 @@ class QuantizedIVFIndex(QuantizedIndex):
         if self._iters == 0:
             graph = self._new_graph(max(1, min(self._nlist, len(sample) // SAMPLED_PER_LIST)))
             pick = np.sort(np.random.default_rng(1).choice(len(sample), graph.nlist, replace=False))
-            centroids = np.asarray(sample, dtype=np.float32)[pick]
-            norms = np.linalg.norm(centroids, axis=1, keepdims=True)
-            graph.quantizer.add(np.ascontiguousarray(centroids / np.maximum(norms, np.float32(1e-12))))
+            graph.quantizer.add(np.ascontiguousarray(normalize(np.asarray(sample)[pick])))
             self._train(graph, sample)  # FAISS skips k-means: the quantizer already holds nlist centroids
             return graph
         graph = self._new_graph(max(1, min(self._nlist, len(sample) // PER_LIST)))

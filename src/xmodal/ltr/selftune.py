@@ -37,6 +37,7 @@ import numpy as np
 from ..errors import ConfigError, StorageError
 from ..records import Hits, Item, Query
 from ..store import bm25_matrix
+from ..vectormath import normalize
 from .context import CONTEXT_FEATURES
 from .fusion import NORMALISERS, commitment, fuse
 from .pseudo import KINDS, CatalogWords, PseudoQuery, content, draw, pseudo_queries, words
@@ -170,10 +171,7 @@ def _encode_words(engine: EngineView, vocabulary: Sequence[str], stop: threading
         if stop is not None and stop.is_set():
             return None
         parts.append(engine.encode_queries([Query(text=w) for w in vocabulary[i : i + 256]]))
-    vectors = np.vstack(parts).astype(np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    out: np.ndarray = vectors / np.maximum(norms, 1e-12)
-    return out
+    return normalize(np.vstack(parts))
 
 
 def word_neighbours(

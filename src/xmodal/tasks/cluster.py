@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import MissingDependency, ValidationError
-from .data import PRIMARY, TaskData, check_positive, load, normalise, text_of
+from ..vectormath import normalize
+from .data import PRIMARY, TaskData, check_positive, load, text_of
 from .terms import ctfidf_top_terms
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ def describe(
     terms = ctfidf_top_terms([[text_of(data.items[i]) for i in g] for g in groups], top_terms)
     clusters = []
     for new_id, (members, top) in enumerate(zip(groups, terms, strict=True)):
-        centre = normalise(data.vectors[members].mean(axis=0, keepdims=True))[0]
+        centre = normalize(data.vectors[members].mean(axis=0, keepdims=True))[0]
         sims = data.vectors[members] @ centre
         order = np.argsort(-sims, kind="stable")[:top_items]
         central = [(data.items[members[j]].id, data.items[members[j]].title, float(sims[j])) for j in order]

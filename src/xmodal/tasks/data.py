@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..records import Item, primary_kind
+from ..vectormath import normalize
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -71,14 +72,7 @@ def load(engine: Engine, *, kind: str = PRIMARY, filters: Mapping[str, Any] | No
         raise ValidationError(
             "index", f"no items{where} have a {kind} vector", "add items first, or choose another kind or filter"
         )
-    return TaskData(tuple(items), normalise(np.stack(vectors)), tuple(kinds))
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (a zero row stays zero)."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    out: np.ndarray = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-    return out
+    return TaskData(tuple(items), normalize(np.stack(vectors)), tuple(kinds))
 
 
 def label_of(item: Item, attribute: str) -> str | None:
