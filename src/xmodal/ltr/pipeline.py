@@ -38,7 +38,7 @@ from .fusion import FusedHit, committed_weights, fuse, to_hits
 from .item_meta import ItemMeta
 from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
-from .repeats import TURNOVER, Repeats, Shown, demote, passed_over, pin, query_key, turns_over
+from .repeats import Repeats, Shown, demote, may_turn, passed_over, pin, query_key, turns_over
 from .scores import SCORE_MEANING, relevance, shown_scores
 from .strategies import (
     ExploreStrategy,
@@ -465,8 +465,7 @@ class Pipeline:
         repeat = self.repeats.get(key, state)
         answers = memory.answers(ANSWERED_RATE) if ctx["actions"] else ()
         failing = unanswered(ctx)
-        may_turn = repeat is not None and bool(repeat.top) and (not repeat.turned or repeat.served >= TURNOVER)
-        passed = passed_over(memory.pairs) if failing and (repeat is None or may_turn) else frozenset()
+        passed = passed_over(memory.pairs) if failing and (repeat is None or may_turn(repeat)) else frozenset()
         turnover = repeat is not None and failing and turns_over(repeat, passed)
         if turnover:
             repeat = None  # a failing query's top turns over: the re-plan of a feedback event

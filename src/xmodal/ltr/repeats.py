@@ -105,11 +105,17 @@ def passed_over(pairs: Mapping[str, PairStats], looked: float = PASSED_LOOKED) -
     return frozenset(i for i, p in pairs.items() if p.impressions >= looked and p.actions <= 0)
 
 
+def may_turn(shown: Shown) -> bool:
+    """Whether a remembered top may turn over at all: it has items and, when it came from a turnover itself,
+    it was served :data:`TURNOVER` times (the first turnover in a state follows the event, or the first
+    search, that began it)."""
+    return bool(shown.top) and (not shown.turned or shown.served >= TURNOVER)
+
+
 def turns_over(shown: Shown, passed: frozenset[str]) -> bool:
-    """Whether a failing query's remembered top turns over without an event: every item of it was passed
-    over (:func:`passed_over`), and, when it came from a turnover itself, it was served :data:`TURNOVER`
-    times (the first turnover in a state follows the event, or the first search, that began it)."""
-    return bool(shown.top) and set(shown.top) <= passed and (not shown.turned or shown.served >= TURNOVER)
+    """Whether a failing query's remembered top turns over without an event: it :func:`may_turn`, and every
+    item of it was passed over (:func:`passed_over`)."""
+    return may_turn(shown) and set(shown.top) <= passed
 
 
 def demote(ranked: Sequence[FusedHit], passed: frozenset[str]) -> list[FusedHit]:
