@@ -1,6 +1,6 @@
 """The offline encoder's image→text bridges on clip-art text→image search, at category level.
 
-    python benchmarks/bench_bridge.py [--seed 0] [--no-tune]
+    python benchmarks/bench_bridge.py [--seed 0] [--no-tune] [--by-vocabulary]
 
 Items: every image of Debian ``openclipart-png`` that xmodal decodes, embedded by the offline encoder's
 image path (EfficientNet-Lite0 class probabilities, then a bridge into the all-MiniLM-L6-v2 int8 text
@@ -127,6 +127,21 @@ def name_query(rel: str) -> str:
 
 
 Query = tuple[str, frozenset[int]]
+
+
+def dictionary_words() -> frozenset[str]:
+    """Every WordNet lemma's words (lower case, plural s dropped as :func:`_norm` does), from Debian's
+    ``wordnet-base``."""
+    from xmodal.samples import read_synsets
+
+    return frozenset(_norm(w) for s in read_synsets() for lemma in s.lemmas for w in _words(lemma) if len(w) > 1)
+
+
+def by_vocabulary(queries: list[Query], vocabulary: frozenset[str]) -> tuple[list[Query], list[Query]]:
+    """The queries whose every word (of two letters or more) is a dictionary word, and the rest (artists'
+    names, codes like "70pt27step"): what a text model can know and what no model can."""
+    known = [q for q in queries if all(_norm(w) in vocabulary for w in q[0].split() if len(w) > 1)]
+    return known, [q for q in queries if q not in known]
 
 
 def query_sets(paths: list[str], seed: int, names: int) -> dict[str, list[Query]]:
@@ -272,6 +287,11 @@ def main() -> None:
         help="compare this bridge's bench vectors with the offline encoder's own on 16 images (default wordnet)",
     )
     parser.add_argument("--refresh", action="store_true", help="recompute the cached image probabilities")
+    parser.add_argument(
+        "--by-vocabulary",
+        action="store_true",
+        help="also score the name queries split into those made of dictionary words and the rest",
+    )
     args = parser.parse_args()
     from xmodal.encoders.bridge import TEMPERATURES, LabelRecipe, WordNetRecipe
     from xmodal.encoders.offline import OfflineEncoder
@@ -284,6 +304,12 @@ def main() -> None:
     probs, paths = probabilities(args.refresh)
     log(f"{len(paths)} images")
     sets = query_sets(paths, args.seed, args.names)
+    if args.by_vocabulary:
+        vocabulary = dictionary_words()
+        for split in ("tune", "test"):
+            sets[f"name_{split}_dictionary"], sets[f"name_{split}_other"] = by_vocabulary(
+                sets[f"name_{split}"], vocabulary
+            )
     bench = Bench(probs, sets)
     names = list(sets)
     rand = bench.chance(names)
