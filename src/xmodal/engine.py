@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import threading
 import time
@@ -47,7 +48,7 @@ from .collection import Collection, Fetched, Page
 from .cursor import Cursors
 from .encoders import Encoder, kinds_of
 from .erasure import Erasure, Traces, erase_traces, scrub
-from .errors import DiskFull, NotFoundError, StorageError, ValidationError
+from .errors import ConfigError, DiskFull, NotFoundError, StorageError, ValidationError
 from .export import BATCH as EXPORT_BATCH
 from .export import ExportReport, write_export
 from .extension import Extension, current_caller
@@ -62,13 +63,14 @@ from .ingest.vectors import check_vectors_arg, given_entries, unused_vectors
 from .location import PostgresLocation, is_postgres, parse_postgres
 from .media import Media, MediaStore
 from .media_loaders import allow_media
+from .migration.pg_space import pg_reindex_summary
 from .migration.space import reindex_summary
 from .records import SAFE_LEVELS, Hits, Item, Query, Target, primary_vector
 from .results import SearchResult
 from .rwlock import RWLock
 from .screening import refuse
 from .search_path import SearchParts, SearchPath
-from .settings import DENSE, open_settings
+from .settings import DENSE, follow_encoder, open_settings
 from .stale import stale
 from .store.audit import AuditEntry
 from .store.backup import Manifest, write_backup
@@ -117,21 +119,13 @@ class Engine:
         #: The index's vector epoch (changed by ``xmodal reindex --switch``): a checkpoint of another is not
         #: loaded, and this process's writes are refused once the index has switched past it.
         self.epoch = store.get_meta(EPOCH_KEY)
-        if isinstance(store, SQLiteStore):
-            store.epoch = self.epoch
-        checkpoint_epoch.discard_other(path / "index", self.epoch)
+        #: the encoder options given at the open that the index does not record (a key): a switch followed
+        #: (:meth:`follow_switch`) passes them on to the new encoder where it takes them
+        self.encoder_options: dict[str, Any] = {}
+        self._lost: str | None = None  # why this engine cannot serve: a switch it could not follow
         #: The vector backend named by ``settings["backend"]`` (:mod:`xmodal.backends`); it resolves
         #: filters through the catalog (its attribute table, built on the first filter) when it filters by rows.
-        shared = PostgresShared(store, self.epoch) if isinstance(store, PostgresStore) else None
-        self.backend: VectorBackend = open_backend(
-            settings.get("backend", DEFAULT_BACKEND),
-            BackendContext(
-                path / "index", encoder.dim, settings["index"], settings["index_options"], self._catalog, shared
-            ),
-        )
-        #: the backend keeps one copy for every process of a shared store (Milvus on PostgreSQL): this process
-        #: applies its own writes only, and catches up from the change the shared copy records
-        self._shared_vectors = isinstance(self.backend, SharedCopy) and self.backend.shared is not None
+        self.backend: VectorBackend = self._open_backend()
         self._vectors_behind: int | None = None  # a change of ours the shared copy may lack (its server was down)
         #: an engine component, not derived: in the store itself when it is shared (PostgreSQL), so every server's
         #: learners hear of every server's feedback
@@ -148,13 +142,47 @@ class Engine:
             delete=self.delete,
             cursors=Cursors(settings["id"]),
         )
-        self._search = SearchPath(
+        self._search = self._search_path()
+        try:
+            self._catch_up_backend()
+            self._extensions = ExtensionSet.open(settings["extensions"], self)
+        except BaseException:
+            self.backend.close()
+            self.feedback_log.close()
+            raise
+
+    def _open_backend(self) -> VectorBackend:
+        """The vector backend of :attr:`settings` and :attr:`encoder` for the vector epoch :attr:`epoch` (a
+        checkpoint of another epoch is discarded first); sets whether it is a copy shared by every process."""
+        if isinstance(self.store, SQLiteStore | PostgresStore):
+            self.store.epoch = self.epoch
+        checkpoint_epoch.discard_other(self.path / "index", self.epoch)
+        settings = self.settings
+        shared = PostgresShared(self.store, self.epoch) if isinstance(self.store, PostgresStore) else None
+        backend = open_backend(
+            settings.get("backend", DEFAULT_BACKEND),
+            BackendContext(
+                self.path / "index",
+                self.encoder.dim,
+                settings["index"],
+                settings["index_options"],
+                self._catalog,
+                shared,
+            ),
+        )
+        #: the backend keeps one copy for every process of a shared store (Milvus on PostgreSQL): this process
+        #: applies its own writes only, and catches up from the change the shared copy records
+        self._shared_vectors = isinstance(backend, SharedCopy) and backend.shared is not None
+        return backend
+
+    def _search_path(self) -> SearchPath:
+        return SearchPath(
             SearchParts(
-                store=store,
+                store=self.store,
                 catalog=self._catalog,
                 lock=self._lock,
                 backend=self.backend,
-                encoder=encoder,
+                encoder=self.encoder,
                 collection=self._collection,
                 feedback_log=self.feedback_log,
                 refresh=self.refresh,
@@ -164,13 +192,6 @@ class Engine:
                 screen_hits=lambda hits, items, caller, safe: self._extensions.screen_hits(hits, items, caller, safe),
             )
         )
-        try:
-            self._catch_up_backend()
-            self._extensions = ExtensionSet.open(settings["extensions"], self)
-        except BaseException:
-            self.backend.close()
-            self.feedback_log.close()
-            raise
 
     # -- lifecycle ----------------------------------------------------------------------------
     @classmethod
@@ -226,8 +247,10 @@ class Engine:
             )
             allow_media(settings.get("media", []))
             engine = cls(root, store, enc, settings, media=media_store, location=where)
+            engine.encoder_options = dict(encoder_options or {})
             if isinstance(store, PostgresStore):
                 store.listen(engine._heard)  # every server learns of every write at once (LISTEN/NOTIFY)
+                store.follow("switch", engine._switch_heard)  # and of a reindex switch (it reopens on it)
             if store.get_meta("settings") != settings:
                 try:
                     store.set_meta("settings", settings)  # saved once known to work; never rewritten unchanged
@@ -494,7 +517,11 @@ class Engine:
         them to every derived structure; returns them as stored."""
         with self._writing:
             before = self._seq
-            rows = self.store.put(entries)
+            try:
+                rows = self.store.put(entries)
+            except ConfigError:  # vectors of an encoder the index switched away from: follow it, then refuse
+                self.follow_switch()
+                raise
             stored = [StoredItem(row, item, vecs) for row, (item, vecs) in zip(rows, entries, strict=True)]
             self._apply(before, len(rows), stored, ())
         return stored
@@ -554,8 +581,57 @@ class Engine:
                     self._vectors_catch_up()
                 else:
                     self._advance(replay(self, self._seq, self._catalog, self.backend))
+                self._follow_if_switched()  # what was replayed may be another encoder's: reopen before serving
             self._extensions.sync(self)
             self._settled = self._seq
+
+    def follow_switch(self) -> bool:
+        """A PostgreSQL store switched to another encoder (``xmodal reindex --switch``, any process): serve the
+        index with the new encoder and its vectors from now on (the vector backend rebuilt from the store,
+        searches waiting meanwhile; the extensions are kept, marked stale by the switch). Called on the store's
+        ``switch`` notice and after every catch-up, so no search pairs one encoder's query with the other's
+        vectors. Returns whether it reopened. A new encoder that cannot be made here (an option only this
+        process had) leaves the engine refusing every search and write, saying so."""
+        if self._closed or not isinstance(self.store, PostgresStore):
+            return False
+        with self._writing, self._lock:
+            return not self._closed and self._follow_if_switched()
+
+    def _switch_heard(self) -> None:
+        try:
+            self.follow_switch()
+        except Exception:  # noqa: BLE001 - the listener goes on; the next catch-up checks the epoch again
+            log.exception("%s: following the encoder switch failed", self.path)
+
+    def _follow_if_switched(self) -> bool:
+        """:meth:`follow_switch`, the write locks held."""
+        if not isinstance(self.store, PostgresStore):
+            return False
+        found = dict(self.store.read("SELECT key, value FROM meta WHERE key IN ('settings', %s)", (EPOCH_KEY,)))
+        epoch = json.loads(found[EPOCH_KEY]) if EPOCH_KEY in found else None
+        if epoch == self.epoch:
+            return False
+        settings = json.loads(found["settings"])
+        try:
+            encoder = follow_encoder(settings["encoder"], self.encoder_options)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, this engine must stop serving the old vectors
+            self._lost = (
+                f"{self.store.where}: the index switched to encoder {settings['encoder'].get('name')!r} "
+                f"(xmodal reindex --switch), which this process cannot make ({exc}): restart it with that "
+                "encoder's options"
+            )
+            log.error("%s", self._lost)
+            return False
+        log.warning("%s: the index switched encoder (xmodal reindex --switch): reopening on it", self.store.where)
+        self.backend.close()
+        self.encoder, self.settings, self.epoch, self._lost = encoder, settings, epoch, None
+        self.backend = self._open_backend()
+        self._search = self._search_path()
+        self._tell_repository()
+        self._vectors_behind = None
+        self._catch_up_backend()  # rebuilt from the store's vectors, all of the new encoder now
+        self._advance(replay(self, self._seq, self._catalog, *(() if self._shared_vectors else (self.backend,))))
+        return True
 
     def _heard(self, seq: int) -> None:
         """A shared store's writer committed change ``seq`` (on the store's listener thread): catch up now, so
@@ -572,6 +648,8 @@ class Engine:
     def refresh(self, *, extensions: bool = True) -> None:
         """See the writes other processes committed; reads call it, so they need not. ``extensions=False``
         (a dense search, a look-up) skips catching up an extension that failed on a change."""
+        if self._lost is not None:
+            raise ConfigError(self._lost)
         last = self.store.last_seq()
         if self._vectors_behind is not None and self._writing.acquire(blocking=False):
             try:
@@ -1012,8 +1090,13 @@ class Engine:
             "guards": self._extensions.describe_screens(),
             "schema_version": SCHEMA_VERSION,
             "stale": stale(self.store),
-            **({"reindex": running} if (running := reindex_summary(self.path)) else {}),
+            **({"reindex": running} if (running := self._reindex_summary()) else {}),
         }
+
+    def _reindex_summary(self) -> dict[str, Any] | None:
+        if isinstance(self.store, PostgresStore):
+            return pg_reindex_summary(self.store)
+        return reindex_summary(self.path)
 
 
 def _prefetch(encoder: Encoder) -> threading.Thread | None:

@@ -131,6 +131,19 @@ def recreate_encoder(config: dict[str, Any], given: Mapping[str, Any]) -> Encode
     return encoder
 
 
+def follow_encoder(config: dict[str, Any], given: Mapping[str, Any]) -> Encoder:
+    """The encoder an index switched to (``config``) in a process opened with the old one's options ``given``:
+    those the new config does not record are passed on (a key both take) where the new encoder accepts them."""
+    recorded = identity.options(config)
+    extra = {key: value for key, value in given.items() if key not in recorded}
+    if extra:
+        try:
+            return recreate_encoder(config, extra)
+        except (TypeError, ValueError):  # an option of the old encoder only
+            pass
+    return recreate_encoder(config, {})
+
+
 def _check_given(
     saved: dict[str, Any],
     encoder: str | Encoder | None,

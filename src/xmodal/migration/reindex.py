@@ -1,14 +1,17 @@
 """Re-embedding an index with another encoder while it serves (``xmodal reindex``).
 
-:class:`Reindex` builds the new vectors beside the old ones (:mod:`.space`): a scan of the store in row
+:class:`Reindex` builds the new vectors beside the old ones (:mod:`.space`; in tables of the schema for a
+``postgres://`` index, :mod:`.pg_space`): a scan of the store in row
 order, resumable after its last committed batch, then the store's change log from the sequence read before
 the scan began, so items added, updated or deleted meanwhile reach the new vectors too. Searches keep
 using the old vectors the whole time: nothing the engine reads changes until :meth:`Reindex.switch`
-(:mod:`.switch`), which swaps the vectors and the encoder setting in one transaction.
+(:mod:`.switch`), which swaps the vectors and the encoder setting in one transaction (every server of a
+PostgreSQL store follows it: :meth:`xmodal.Engine.follow_switch`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,15 +21,17 @@ import numpy as np
 
 from ..encoders import Content, Encoder, create_encoder, kinds_of
 from ..encoders.identity import describe
-from ..errors import ConfigError
+from ..errors import ConfigError, XmodalError
 from ..ingest.prepare import AddReport, chunks, encode_entries, load_media
-from ..location import is_postgres
-from ..media import MediaStore
+from ..location import PostgresLocation, is_postgres, parse_postgres
+from ..media import Media, MediaStore
+from ..records import Item
 from ..settings import recreate_encoder
-from ..store.postgres import redact
+from ..store.postgres import PostgresStore
 from ..store.sqlite import EPOCH_KEY, SQLiteStore, StoredItem
 from .faults import fault
-from .space import NextSpace
+from .pg_space import PgNextSpace
+from .space import NextSpace, Space
 from .switch import switch
 
 BATCH = 256
@@ -38,27 +43,44 @@ def _no_space() -> ConfigError:
 
 
 class Reindex:
-    """The re-embedding of the index folder ``path`` (see the module notes); close it when done.
+    """The re-embedding of the index at ``path`` (a folder, or a ``postgres://`` location; see the module
+    notes); close it when done.
 
     >>> with Reindex("idx") as job:                           # doctest: +SKIP
     ...     job.start("hashing", {"dim": 64}); job.run()
     ...     job.switch()
     """
 
-    def __init__(self, path: str | Path, encoder_options: Mapping[str, Any] | None = None) -> None:
-        refuse_postgres(path)
-        self.root = Path(path)
-        if not (self.root / "store.sqlite").is_file():
-            raise ConfigError(f"{self.root} is not an xmodal index (create it with: xmodal --index {self.root} init)")
-        self.store = SQLiteStore(self.root / "store.sqlite")
-        self.media = MediaStore(self.root)
+    def __init__(self, path: str | Path | PostgresLocation, encoder_options: Mapping[str, Any] | None = None) -> None:
+        self.store: SQLiteStore | PostgresStore
+        self.media: Media
+        self.space: Space | None
+        if isinstance(path, PostgresLocation) or is_postgres(path):
+            where = path if isinstance(path, PostgresLocation) else parse_postgres(str(path))
+            self.root = where.state
+            self.store = PostgresStore(where.dsn, where.schema)
+            self.media = where.open_media()
+            self.space = PgNextSpace.find(self.store)
+        else:
+            self.root = Path(path)
+            if not (self.root / "store.sqlite").is_file():
+                raise ConfigError(
+                    f"{self.root} is not an xmodal index (create it with: xmodal --index {self.root} init)"
+                )
+            self.store = SQLiteStore(self.root / "store.sqlite")
+            self.media = MediaStore(self.root)
+            self.space = NextSpace.find(self.root)
         self._options = dict(encoder_options or {})  # options not recorded (a key): given again on each open
         self._encoder: Encoder | None = None
-        self.space = NextSpace.find(self.root)
         if self.space is not None and self.space.get("epoch") is not None:
             if self.store.get_meta(EPOCH_KEY) == self.space.get("epoch"):  # a switch committed, then stopped
                 self.space.drop()
                 self.space = None
+
+    @property
+    def where(self) -> str:
+        """The index, as messages name it (a store's URL without its password)."""
+        return self.store.where if isinstance(self.store, PostgresStore) else str(self.root)
 
     def __enter__(self) -> Reindex:
         return self
@@ -75,7 +97,7 @@ class Reindex:
     def settings(self) -> dict[str, Any]:
         found = self.store.get_meta("settings")
         if not isinstance(found, dict):
-            raise ConfigError(f"{self.root}: the index has no settings yet: add items (or `xmodal init`) first")
+            raise ConfigError(f"{self.where}: the index has no settings yet: add items (or `xmodal init`) first")
         return found
 
     def encoder(self) -> Encoder:
@@ -107,7 +129,10 @@ class Reindex:
             return self.status()
         _probe(enc)
         seq = self.store.last_seq()  # read before the scan: a change made meanwhile is replayed onto it
-        self.space = NextSpace.create(self.root, config, started_seq=seq, total=self.store.count())
+        if isinstance(self.store, PostgresStore):
+            self.space = PgNextSpace.create(self.store, config, started_seq=seq, total=self.store.count())
+        else:
+            self.space = NextSpace.create(self.root, config, started_seq=seq, total=self.store.count())
         self._encoder = enc
         return self.status()
 
@@ -187,13 +212,27 @@ class Reindex:
         enc = self.encoder()
         rows = {s.item.id: s.row for s in stored}
         report = AddReport()
-        entries = encode_entries(load_media([s.item for s in stored], self.root, report), enc, self.media, report)
+        items = [self._local(s.item) for s in stored]
+        entries = encode_entries(load_media(items, None, report), enc, self.media, report)
         vectors = []
         for item, by_kind in entries:
             for kind, vector in by_kind.items():
                 _check_vector(enc, kind, vector)
             vectors.append((rows[item.id], {str(k): v for k, v in by_kind.items()}))
         return vectors, [(rows[r.where], r.where, r.reason) for r in report.rejected if r.where in rows]
+
+    def _local(self, item: Item) -> Item:
+        """``item`` with its stored media references as the paths of their files (the media folder's, or the
+        read cache of a bucket); a reference that no longer resolves is left for its loader to refuse."""
+        if not item.media:
+            return item
+        media: dict[str, Any] = {}
+        for name, ref in item.media.items():
+            try:
+                media[name] = str(self.media.path(ref)) if isinstance(ref, str) else ref
+            except XmodalError:
+                media[name] = ref
+        return dataclasses.replace(item, media=media)
 
     # -- reporting ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -219,7 +258,7 @@ class Reindex:
             "changes_behind": max(0, self.store.last_seq() - int(state["tail_seq"])),
             "failed": len(failures),
             "failures": [{"id": item_id, "reason": reason} for _, item_id, reason in failures[:20]],
-            "folder": str(self.space.folder),
+            "folder": self.space.where,
         }
 
     # -- finishing --------------------------------------------------------------------------------
@@ -239,25 +278,6 @@ class Reindex:
         self.space = None
         self._encoder = None
         return True
-
-
-def refuse_postgres(path: str | Path) -> None:
-    """Raise :func:`postgres_refusal` when ``path`` is a PostgreSQL location."""
-    if is_postgres(path):
-        raise postgres_refusal(redact(str(path)))
-
-
-def postgres_refusal(where: str) -> ConfigError:
-    """The error for an index whose store is PostgreSQL, saying why and what to do instead: the build, its
-    resumable state and the atomic switch live in the index folder's SQLite files, which such an index has
-    none of (its servers would keep the old encoder too)."""
-    return ConfigError(
-        f"xmodal reindex works on an index folder; {where} keeps its items in PostgreSQL, where the new vectors "
-        "cannot be built beside the old ones and switched in one step (every server holds the old encoder). "
-        "To move it to another encoder, add its catalog to a new schema with the new encoder while this one "
-        "serves (`xmodal --index 'postgres://…?schema=NEW' add CATALOG --encoder NAME [--encoder-option k=v]`), "
-        "compare both with `xmodal eval`, then point the servers at schema=NEW"
-    )
 
 
 def _probe(enc: Encoder) -> None:

@@ -1,7 +1,11 @@
-"""The next vector set of an index being re-embedded: ``<index>/reindex/<encoder>-<key>/next.sqlite``.
+"""The next vector set of an index being re-embedded: its new vectors by (row, kind), the items the new encoder
+refused, and the state of the build, kept beside the index's own vectors until ``--switch`` or ``--abort``.
 
-The folder is keyed by the new encoder's identity (its config, hashed), so a run can only resume with the
-same encoder. It holds the new vectors by (row, kind), the items the new encoder refused, and the state:
+Two homes, one logic (:class:`Space`): an index folder keeps them in ``<index>/reindex/<encoder>-<key>/next.sqlite``
+(:class:`NextSpace`; the folder keyed by the new encoder's identity, so a run can only resume with the same
+encoder); a PostgreSQL store in tables of its own schema, ``reindex_next_meta``, ``reindex_next_vectors`` and
+``reindex_next_failures`` (:class:`~xmodal.migration.pg_space.PgNextSpace`), which every server of the store
+sees. The state:
 
 - ``encoder``: the new encoder's config (never a secret: the options it records);
 - ``total``: items in the index when the run started; ``done``: items encoded so far; ``cursor``: the last
@@ -21,9 +25,10 @@ import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +43,39 @@ CREATE TABLE IF NOT EXISTS failures (row INTEGER PRIMARY KEY, id TEXT NOT NULL, 
 """
 
 
+class Sql(Protocol):
+    """One transaction's statements, written with ``?`` placeholders whatever the database."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+class SqliteSql:
+    """:class:`Sql` on a SQLite connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.db.execute(sql, tuple(params)).fetchall())
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.db.executemany(sql, rows)
+
+
+def blob(vector: np.ndarray) -> bytes:
+    """A vector as stored: float32 bytes."""
+    return np.ascontiguousarray(vector, np.float32).tobytes()
+
+
+def put_meta(db: Sql, table: str, values: Mapping[str, Any]) -> None:
+    """Write JSON ``values`` by key into the key/value ``table`` (replacing what the keys held)."""
+    db.executemany(f"DELETE FROM {table} WHERE key = ?", [(k,) for k in values])
+    db.executemany(f"INSERT INTO {table} VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])
+
+
 def space_key(config: Mapping[str, Any]) -> str:
     """The folder name of an encoder's next vector set: its name and a hash of its whole config."""
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -45,8 +83,111 @@ def space_key(config: Mapping[str, Any]) -> str:
     return f"{safe}-{digest}"
 
 
-class NextSpace:
-    """One next vector set on disk (see the module notes). Use :meth:`find` or :meth:`create`."""
+def initial_state(config: Mapping[str, Any], started_seq: int, total: int) -> dict[str, Any]:
+    """The state of a new next vector set (``started_at`` comes last: a set without it did not finish starting)."""
+    return {"encoder": dict(config), "total": total, "done": 0, "cursor": 0, "scanned": False, "tail_seq": started_seq}
+
+
+class Space(ABC):
+    """A next vector set (see the module notes): the logic, over three tables named by the subclass."""
+
+    #: the tables' names as the space's own statements name them
+    META, VECTORS, FAILURES = "meta", "vectors", "failures"
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """Where the set is kept (for messages and ``status``)."""
+
+    @abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read statement."""
+
+    @abstractmethod
+    def _transaction(self, work: Callable[[Sql], None]) -> None:
+        """``work`` in one transaction (writers of this set in turn)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Close and delete this next vector set."""
+
+    # -- state --------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {str(k): json.loads(v) for k, v in self._rows(f"SELECT key, value FROM {self.META}")}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        found = self._rows(f"SELECT value FROM {self.META} WHERE key = ?", (key,))
+        return default if not found else json.loads(found[0][0])
+
+    def set(self, **values: Any) -> None:
+        self._transaction(lambda db: put_meta(db, self.META, values))
+
+    # -- writes -------------------------------------------------------------------------------
+    def commit(
+        self,
+        vectors: Iterable[tuple[int, Mapping[str, np.ndarray]]],
+        failures: Iterable[tuple[int, str, str]] = (),
+        *,
+        deleted: Sequence[int] = (),
+        **state: Any,
+    ) -> None:
+        """One transaction: the rows' new vectors (replacing any they had; their failure cleared), the rows
+        refused (``(row, id, reason)``: their vectors removed), the rows deleted since, and the state values
+        given."""
+        refused = {int(row): (item_id, reason) for row, item_id, reason in failures}
+        made = {int(row): by_kind for row, by_kind in vectors if int(row) not in refused}
+        touched = [(row,) for row in {*made, *refused, *(int(r) for r in deleted)}]
+
+        def work(db: Sql) -> None:
+            db.executemany(f"DELETE FROM {self.VECTORS} WHERE row = ?", touched)
+            db.executemany(f"DELETE FROM {self.FAILURES} WHERE row = ?", touched)
+            db.executemany(
+                f"INSERT INTO {self.VECTORS} VALUES (?, ?, ?)",
+                [(row, kind, blob(v)) for row, by_kind in made.items() for kind, v in by_kind.items()],
+            )
+            db.executemany(
+                f"INSERT INTO {self.FAILURES} VALUES (?, ?, ?)",
+                [(row, item_id, reason) for row, (item_id, reason) in refused.items()],
+            )
+            put_meta(db, self.META, state)
+
+        self._transaction(work)
+
+    # -- reads --------------------------------------------------------------------------------
+    def failures(self) -> list[tuple[int, str, str]]:
+        found = self._rows(f"SELECT row, id, reason FROM {self.FAILURES} ORDER BY row")
+        return [(int(r), str(i), str(m)) for r, i, m in found]
+
+    def vector_count(self) -> int:
+        return int(self._rows(f"SELECT COUNT(DISTINCT row) FROM {self.VECTORS}")[0][0])
+
+    def matrices(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Every new vector by kind: ``(rows [n], vectors [n, d])``."""
+        found: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        for row, kind, data in self._rows(f"SELECT row, kind, vector FROM {self.VECTORS} ORDER BY kind, row"):
+            rows, vecs = found.setdefault(str(kind), ([], []))
+            rows.append(int(row))
+            vecs.append(np.frombuffer(bytes(data), dtype=np.float32))
+        return {kind: (np.asarray(rows, np.int64), np.stack(vecs)) for kind, (rows, vecs) in found.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """What ``info`` shows of this reindex."""
+        state = self.state()
+        total = max(int(state.get("total", 0)), int(state.get("done", 0)))
+        return {
+            "encoder": state.get("encoder", {}).get("name"),
+            "done": int(state.get("done", 0)),
+            "total": total,
+            "scanned": bool(state.get("scanned")),
+            "failed": len(self.failures()),
+        }
+
+
+class NextSpace(Space):
+    """One next vector set in an index folder (see the module notes). Use :meth:`find` or :meth:`create`."""
 
     def __init__(self, folder: Path, *, new: bool = False) -> None:
         self.folder = folder
@@ -56,6 +197,24 @@ class NextSpace:
         if new:  # an existing one is opened without writing (a build may be writing to it)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+
+    @property
+    def where(self) -> str:
+        return str(self.folder)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self._db.execute(sql, tuple(params)).fetchall())
+
+    def _transaction(self, work: Callable[[Sql], None]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            work(SqliteSql(db))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     # -- finding ------------------------------------------------------------------------------
     @staticmethod
@@ -87,79 +246,9 @@ class NextSpace:
         folder = root / FOLDER / space_key(config)
         folder.mkdir(parents=True, exist_ok=True)
         space = cls(folder, new=True)
-        space.set(
-            encoder=dict(config),
-            total=total,
-            done=0,
-            cursor=0,
-            scanned=False,
-            tail_seq=started_seq,
-        )
+        space.set(**initial_state(config, started_seq, total))
         space.set(started_at=time.time())  # last: a space without it is a start that did not finish
         return space
-
-    # -- state --------------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        return {str(k): json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
-
-    def set(self, **values: Any) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()]
-        )
-
-    # -- writes -------------------------------------------------------------------------------
-    def commit(
-        self,
-        vectors: Iterable[tuple[int, Mapping[str, np.ndarray]]],
-        failures: Iterable[tuple[int, str, str]] = (),
-        *,
-        deleted: Sequence[int] = (),
-        **state: Any,
-    ) -> None:
-        """One transaction: the rows' new vectors (replacing any they had; their failure cleared), the rows
-        refused (``(row, id, reason)``), the rows deleted since, and the state values given."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for row, by_kind in vectors:
-                db.execute("DELETE FROM vectors WHERE row = ?", (row,))
-                db.execute("DELETE FROM failures WHERE row = ?", (row,))
-                db.executemany(
-                    "INSERT INTO vectors VALUES (?, ?, ?)",
-                    [(row, kind, np.ascontiguousarray(v, np.float32).tobytes()) for kind, v in by_kind.items()],
-                )
-            for row, item_id, reason in failures:
-                db.execute("DELETE FROM vectors WHERE row = ?", (row,))
-                db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", (row, item_id, reason))
-            for row in deleted:
-                db.execute("DELETE FROM vectors WHERE row = ?", (row,))
-                db.execute("DELETE FROM failures WHERE row = ?", (row,))
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in state.items()])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-
-    # -- reads --------------------------------------------------------------------------------
-    def failures(self) -> list[tuple[int, str, str]]:
-        return [(int(r), str(i), str(m)) for r, i, m in self._db.execute("SELECT row, id, reason FROM failures")]
-
-    def vector_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(DISTINCT row) FROM vectors").fetchone()[0])
-
-    def matrices(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Every new vector by kind: ``(rows [n], vectors [n, d])``."""
-        found: dict[str, tuple[list[int], list[np.ndarray]]] = {}
-        for row, kind, blob in self._db.execute("SELECT row, kind, vector FROM vectors ORDER BY kind, row"):
-            rows, vecs = found.setdefault(str(kind), ([], []))
-            rows.append(int(row))
-            vecs.append(np.frombuffer(blob, dtype=np.float32))
-        return {kind: (np.asarray(rows, np.int64), np.stack(vecs)) for kind, (rows, vecs) in found.items()}
 
     def close(self) -> None:
         self._db.close()
@@ -179,14 +268,6 @@ def reindex_summary(root: Path) -> dict[str, Any] | None:
     if space is None:
         return None
     try:
-        state = space.state()
-        total = max(int(state.get("total", 0)), int(state.get("done", 0)))
-        return {
-            "encoder": state.get("encoder", {}).get("name"),
-            "done": int(state.get("done", 0)),
-            "total": total,
-            "scanned": bool(state.get("scanned")),
-            "failed": len(space.failures()),
-        }
+        return space.summary()
     finally:
         space.close()

@@ -14,7 +14,9 @@ The body's ``action``:
 - ``abort``: stop the build and drop the new vectors; the index keeps its encoder.
 
 Options given in ``encoder_options`` that an encoder never records (a key) are kept in the server's memory
-for the build and the reopen, never written or echoed. A postgres store is refused, naming the fix.
+for the build and the reopen, never written or echoed. A ``postgres://`` index keeps the new vectors in its
+schema (:mod:`xmodal.migration.pg_space`); after its switch the served engine reopens itself on the new encoder
+(:meth:`~xmodal.Engine.follow_switch`), as every other server of the store does on the switch's notice.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ..engine import Engine
 from ..errors import ConfigError
+from ..location import PostgresLocation
 from ..migration import Reindex
-from ..migration.reindex import postgres_refusal
 from .auth import Principal
 from .deps import ServerState, require, server
 from .errors import ApiError, responses
@@ -59,9 +61,9 @@ class ReindexRequest(BaseModel):
 
 
 class Runner:
-    """The background build of one index folder's reindex (one at a time)."""
+    """The background build of one index's reindex (one at a time): a folder, or a ``postgres://`` store."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path | PostgresLocation) -> None:
         self.folder = folder
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
@@ -139,24 +141,29 @@ class Runner:
                 return job.switch()
 
 
-_RUNNERS: dict[Path, Runner] = {}
+_RUNNERS: dict[str, Runner] = {}
 _RUNNERS_LOCK = threading.Lock()
 
 
 def runner_for(engine: Engine) -> Runner:
-    """The runner of ``engine``'s index folder (a postgres store is refused, naming the fix)."""
-    folder = Path(engine.path).resolve()
-    if not (folder / "store.sqlite").is_file():
-        raise postgres_refusal("the served index")
+    """The runner of ``engine``'s index (its folder, or its store's database and schema)."""
+    where = engine.location
+    key = f"{where.dsn}#{where.schema}" if where is not None else str(Path(engine.path).resolve())
     with _RUNNERS_LOCK:
-        return _RUNNERS.setdefault(folder, Runner(folder))
+        return _RUNNERS.setdefault(key, Runner(where if where is not None else Path(key)))
 
 
-def _reopen(state: ServerState, options: dict[str, Any]) -> None:
+def _reopen(state: ServerState, options: dict[str, Any], epoch: str) -> None:
     """Serve the switched index with its new encoder: a new engine in ``state``, which every REST route, MCP
     tool and metrics gauge reads at the time of each call. The old engine stays open for the requests under way
     (they answer from the old vectors; a write through it is refused) and is closed by whoever opened it; the
-    new one is closed when the process exits."""
+    new one is closed when the process exits. A ``postgres://`` index's engine reopens itself in place (it may
+    have done so already, on the switch's notice)."""
+    if state.engine.location is not None:
+        state.engine.follow_switch()
+        if state.engine.epoch != epoch:
+            raise ConfigError(f"the served engine did not follow the switch to vector epoch {epoch}")
+        return
     new = Engine.open(state.engine.path, encoder_options=options)
     state.engine = new
     atexit.register(new.close)
@@ -178,7 +185,9 @@ async def reindex(request: Request, body: ReindexRequest, _: AdminKey) -> dict[s
         started = time.perf_counter()
         summary = await run_in_threadpool(job.switch)
         try:
-            await state.write(lambda: _reopen(state, job.options))  # on the writer thread: no write straddles it
+            await state.write(
+                lambda: _reopen(state, job.options, summary["epoch"])
+            )  # on the writer thread: no write straddles it
         except Exception as exc:  # noqa: BLE001 - the switch is committed; only this server's reopen failed
             return {**summary, "reopened": False, "error": f"{type(exc).__name__}: {exc}",
                     "fix": "restart the server: it opens the index with its new encoder"}  # fmt: skip

@@ -35,13 +35,23 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..errors import MissingDependency, StorageError, ValidationError
+from ..errors import ConfigError, MissingDependency, StorageError, ValidationError
 from ..records import Item, Modality, Span
 from .audit import AuditEntry
 from .postgres_fulltext import SCHEMA as FULLTEXT_SCHEMA
 from .postgres_fulltext import PostgresFullText
 from .postgres_pool import POOL_SIZE, POOL_TIMEOUT_S, PgPool, Unreachable, split_pool_options
-from .sqlite import SCHEMA_VERSION, CatalogRows, Erased, StoredItem, _kind, check_kind, decode_filter_fields
+from .sqlite import (
+    _ANY_EPOCH,
+    EPOCH_KEY,
+    SCHEMA_VERSION,
+    CatalogRows,
+    Erased,
+    StoredItem,
+    _kind,
+    check_kind,
+    decode_filter_fields,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,8 +59,9 @@ T = TypeVar("T")
 #: PostgreSQL 12 or later (generated columns, ``pg_notify`` in transactions, ``unnest`` of several arrays)
 MIN_SERVER_VERSION = 120000
 RETRIES = 5
-#: Notice topics besides the change log's, each on channel ``xmodal_<schema>_<topic>`` (:meth:`PostgresStore.follow`)
-TOPICS = ("feedback", "state")
+#: Notice topics besides the change log's, each on channel ``xmodal_<schema>_<topic>`` (:meth:`PostgresStore.follow`);
+#: ``switch``: ``xmodal reindex --switch`` committed a new encoder and vector epoch
+TOPICS = ("feedback", "state", "switch")
 CONNECT_TIMEOUT_S = 5
 
 _SCHEMA = """
@@ -132,6 +143,9 @@ class PostgresStore:
         dsn, given = split_pool_options(dsn)  # the URL's pool_size / pool_timeout, unless given here
         self.dsn, self.schema, self.retries, self.connect_timeout = dsn, schema, retries, connect_timeout
         self.where = f"{redact(dsn)} (schema {schema})"
+        #: The vector epoch this process encodes for (set by the engine from meta ``vectors_epoch``): a put
+        #: commits only while the store is still at it. Unset, puts are not checked.
+        self.epoch: object = _ANY_EPOCH
         self.channel = f"xmodal_{schema}"
         self._lock = threading.RLock()  # the listener's bookkeeping; the calls themselves run side by side
         self._closed = False
@@ -383,6 +397,7 @@ class PostgresStore:
 
     def _put(self, cur: Any, entries: Sequence[tuple[Item, Mapping[str, bytes]]]) -> list[int]:
         """The statements of :meth:`put`, each run for the whole batch (psycopg pipelines them)."""
+        self._check_epoch(cur)
         cur.executemany(
             "INSERT INTO items (id, modality, title, text, attributes, media, parent, span, updated_at, created_at)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
@@ -405,6 +420,20 @@ class PostgresStore:
         PostgresFullText.put(cur, [(row, item.title, item.text) for row, (item, _) in zip(rows, entries, strict=True)])
         cur.executemany("INSERT INTO changes (row, op) VALUES (%s, 'put')", [(row,) for row in rows])
         return rows
+
+    def _check_epoch(self, cur: Any) -> None:
+        """Inside a write (the writers' lock held): refuse vectors made by an encoder the index has since
+        switched away from (``xmodal reindex --switch`` committed by another process after this one read the
+        epoch)."""
+        if self.epoch is _ANY_EPOCH:
+            return
+        cur.execute("SELECT value FROM meta WHERE key = %s", (EPOCH_KEY,))
+        found = cur.fetchone()
+        if (None if found is None else json.loads(found[0])) != self.epoch:
+            raise ConfigError(
+                f"{self.where}: the index switched to another encoder (xmodal reindex --switch) since these items "
+                "were encoded; nothing was written: retry (an engine on this store follows the switch itself)"
+            )
 
     def delete(self, ids: Sequence[str]) -> list[int]:
         """Delete items by id, with their segments, in one transaction; returns every row deleted."""
