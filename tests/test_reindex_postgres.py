@@ -263,3 +263,29 @@ def test_reindex_over_rest_on_a_postgres_store(postgres_server: Any, postgres_sc
     assert found.status_code == 200 and found.json()["hits"]
     assert info["dim"] == 64 and info["encoder"]["seed"] == 3
     assert assert_one_encoder(postgres_server, postgres_schema, tmp_path) == 64
+
+
+def test_an_add_encoded_while_the_engine_follows_a_switch_is_refused(
+    postgres_server: Any, postgres_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = make_index(postgres_server, postgres_schema, tmp_path, 40)
+    with Reindex(url) as job:
+        job.start("hashing", NEW)
+        job.run()
+    with Engine.open(url) as engine:
+        old = engine.encoder
+        encode = old.encode_documents
+
+        def switch_meanwhile(batch: Any) -> Any:  # the switch lands (and is followed) while the add encodes
+            with Reindex(url) as job:
+                job.switch()
+            assert engine.follow_switch() or engine.dim == 64
+            return encode(batch)
+
+        monkeypatch.setattr(old, "encode_documents", switch_meanwhile)
+        with pytest.raises(ConfigError, match="switched"):
+            engine.add([Item.create("late", title="violet kite late")])
+        assert "late" not in engine
+        engine.add([Item.create("late", title="violet kite late")])  # the retry uses the new encoder
+        assert engine.search("violet kite late", k=1, mode="dense").items[0].id == "late"
+    assert assert_one_encoder(postgres_server, postgres_schema, tmp_path) == 64

@@ -125,7 +125,8 @@ class Engine:
         self._lost: str | None = None  # why this engine cannot serve: a switch it could not follow
         #: The vector backend named by ``settings["backend"]`` (:mod:`xmodal.backends`); it resolves
         #: filters through the catalog (its attribute table, built on the first filter) when it filters by rows.
-        self.backend: VectorBackend = self._open_backend()
+        self.backend: VectorBackend
+        self.backend, self._shared_vectors = self._open_backend(encoder, settings, self.epoch)
         self._vectors_behind: int | None = None  # a change of ours the shared copy may lack (its server was down)
         #: an engine component, not derived: in the store itself when it is shared (PostgreSQL), so every server's
         #: learners hear of every server's feedback
@@ -151,29 +152,22 @@ class Engine:
             self.feedback_log.close()
             raise
 
-    def _open_backend(self) -> VectorBackend:
-        """The vector backend of :attr:`settings` and :attr:`encoder` for the vector epoch :attr:`epoch` (a
-        checkpoint of another epoch is discarded first); sets whether it is a copy shared by every process."""
+    def _open_backend(self, encoder: Encoder, settings: dict[str, Any], epoch: object) -> tuple[VectorBackend, bool]:
+        """The vector backend of ``settings`` and ``encoder`` for the vector epoch ``epoch`` (a checkpoint of
+        another epoch is discarded first; the store's writes are checked against it from now on), and whether
+        it keeps one copy for every process of a shared store (Milvus on PostgreSQL: this process then applies
+        its own writes only, and catches up from the change the shared copy records)."""
         if isinstance(self.store, SQLiteStore | PostgresStore):
-            self.store.epoch = self.epoch
-        checkpoint_epoch.discard_other(self.path / "index", self.epoch)
-        settings = self.settings
-        shared = PostgresShared(self.store, self.epoch) if isinstance(self.store, PostgresStore) else None
+            self.store.epoch = epoch
+        checkpoint_epoch.discard_other(self.path / "index", epoch)
+        shared = PostgresShared(self.store, epoch) if isinstance(self.store, PostgresStore) else None
         backend = open_backend(
             settings.get("backend", DEFAULT_BACKEND),
             BackendContext(
-                self.path / "index",
-                self.encoder.dim,
-                settings["index"],
-                settings["index_options"],
-                self._catalog,
-                shared,
+                self.path / "index", encoder.dim, settings["index"], settings["index_options"], self._catalog, shared
             ),
         )
-        #: the backend keeps one copy for every process of a shared store (Milvus on PostgreSQL): this process
-        #: applies its own writes only, and catches up from the change the shared copy records
-        self._shared_vectors = isinstance(backend, SharedCopy) and backend.shared is not None
-        return backend
+        return backend, isinstance(backend, SharedCopy) and backend.shared is not None
 
     def _search_path(self) -> SearchPath:
         return SearchPath(
@@ -403,14 +397,15 @@ class Engine:
             self._extensions.ahead(chunk, size if size is not None else len(seen))  # the guards' scan starts
             own = [item for item in chunk if item.id in given]
             chunk = [item for item in chunk if item.id not in given]
-            loaded, recordings = segment_recordings(load_media(chunk, base, report), self.encoder, report)
+            encoder = self.encoder  # the one these vectors are of: the commit refuses them if it changed since
+            loaded, recordings = segment_recordings(load_media(chunk, base, report), encoder, report)
             means = {item_id: {rec.medium: rec.mean()} for item_id, rec in recordings.items() if rec.segments}
-            entries = encode_entries(loaded, self.encoder, self.media, report, made=means)
-            entries = with_segments(entries, recordings, self.encoder)  # a recording embedded in time segments
+            entries = encode_entries(loaded, encoder, self.media, report, made=means)
+            entries = with_segments(entries, recordings, encoder)  # a recording embedded in time segments
             if own:
                 loaded = load_media(own, base, report)
-                entries += given_entries(loaded, given, kinds_of(self.encoder), self.backend.dim, self.media, report)
-            self._commit(entries)
+                entries += given_entries(loaded, given, kinds_of(encoder), encoder.dim, self.media, report)
+            self._commit(entries, encoder)
             report.added.extend(item.id for item, _ in entries)
             if recordings:  # a recording added again: the segments it had that this add did not write go
                 old = {parent: made_segments(parent, self._children(parent)) for parent in recordings}
@@ -512,10 +507,16 @@ class Engine:
         the updated item."""
         return self._collection.update_attributes(item_id, attributes, merge=merge)
 
-    def _commit(self, entries: Sequence[Entry]) -> list[StoredItem]:
+    def _commit(self, entries: Sequence[Entry], encoder: Encoder | None = None) -> list[StoredItem]:
         """The write path of an add or update: commit ``(item, vectors)`` entries to the store, then apply
-        them to every derived structure; returns them as stored."""
+        them to every derived structure; returns them as stored. ``encoder``: the one that made the vectors,
+        refused when this engine has followed a switch away from it since (:meth:`follow_switch`)."""
         with self._writing:
+            if encoder is not None and encoder is not self.encoder:
+                raise ConfigError(
+                    f"{self.path}: the index switched to another encoder (xmodal reindex --switch) while these "
+                    "items were encoded; nothing was written: retry (this engine uses the new encoder now)"
+                )
             before = self._seq
             try:
                 rows = self.store.put(entries)
@@ -594,7 +595,7 @@ class Engine:
         process had) leaves the engine refusing every search and write, saying so."""
         if self._closed or not isinstance(self.store, PostgresStore):
             return False
-        with self._writing, self._lock:
+        with self._writing:
             return not self._closed and self._follow_if_switched()
 
     def _switch_heard(self) -> None:
@@ -604,7 +605,10 @@ class Engine:
             log.exception("%s: following the encoder switch failed", self.path)
 
     def _follow_if_switched(self) -> bool:
-        """:meth:`follow_switch`, the write locks held."""
+        """:meth:`follow_switch`, ``_writing`` held: the new vector backend is built from the store while
+        searches go on with the old encoder and vectors (nothing is replayed into them meanwhile), then
+        swapped in under the lock with the changes since (the whole of it under the lock when the caller
+        holds it: a catch-up that may have replayed the new encoder's vectors)."""
         if not isinstance(self.store, PostgresStore):
             return False
         found = dict(self.store.read("SELECT key, value FROM meta WHERE key IN ('settings', %s)", (EPOCH_KEY,)))
@@ -623,14 +627,19 @@ class Engine:
             log.error("%s", self._lost)
             return False
         log.warning("%s: the index switched encoder (xmodal reindex --switch): reopening on it", self.store.where)
-        self.backend.close()
-        self.encoder, self.settings, self.epoch, self._lost = encoder, settings, epoch, None
-        self.backend = self._open_backend()
-        self._search = self._search_path()
+        backend, shared = self._open_backend(encoder, settings, epoch)
+        if not shared:  # from the store's vectors, all of the new encoder now
+            replay(self, backend.saved_seq, backend)
+        with self._lock:
+            old, self.backend, self._shared_vectors = self.backend, backend, shared
+            self.encoder, self.settings, self.epoch, self._lost = encoder, settings, epoch, None
+            self._search = self._search_path()
+            self._vectors_behind = None
+            if shared:
+                self._catch_up_shared()
+            self._advance(replay(self, self._seq, self._catalog, *(() if shared else (backend,))))
+        old.close()
         self._tell_repository()
-        self._vectors_behind = None
-        self._catch_up_backend()  # rebuilt from the store's vectors, all of the new encoder now
-        self._advance(replay(self, self._seq, self._catalog, *(() if self._shared_vectors else (self.backend,))))
         return True
 
     def _heard(self, seq: int) -> None:
