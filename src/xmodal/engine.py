@@ -588,8 +588,9 @@ class Engine:
 
     def follow_switch(self) -> bool:
         """A PostgreSQL store switched to another encoder (``xmodal reindex --switch``, any process): serve the
-        index with the new encoder and its vectors from now on (the vector backend rebuilt from the store,
-        searches waiting meanwhile; the extensions are kept, marked stale by the switch). Called on the store's
+        index with the new encoder and its vectors from now on (the vector backend rebuilt from the store while
+        searches go on with the old ones and writes wait, then swapped in; the extensions are kept, marked stale
+        by the switch). Called on the store's
         ``switch`` notice and after every catch-up, so no search pairs one encoder's query with the other's
         vectors. Returns whether it reopened. A new encoder that cannot be made here (an option only this
         process had) leaves the engine refusing every search and write, saying so."""
