@@ -55,6 +55,10 @@ named from the store's identity (database, schema, vector epoch; ``xmodal_<schem
   the next catch-up (any process's open or checkpoint) applies it;
 * opening never drops a shared collection: a missing one is created (``M`` reset to 0, so the next catch-up
   fills it from the store), one of another dimension or index is refused with the fix;
+* each vector epoch (``xmodal reindex --switch``, a restore) has its own collection; its description names the
+  store (database and schema). Opening the current epoch's drops the store's collections made before the
+  previous epoch's (:meth:`MilvusBackend.drop_old`; ``xmodal reindex --drop-previous`` drops that one too);
+  a process left on a dropped one gets an error naming the fix (restart it);
 * the kinds written are recorded there too (``kinds``), so every reader searches a new kind at once; a delete
   that takes a kind's last vector drops it from the record (checked ``Strong`` on the server), so a kind
   leaves every process's list (within ``KINDS_REFRESH_S``) when its last vector goes;
@@ -85,7 +89,7 @@ from ..filters import FilterExpr
 from ..filters.nodes import Node
 from ..records import KIND_NAME, VectorKind
 from ..store.files import write_dir
-from ..store.sqlite import StoredItem
+from ..store.sqlite import EPOCH_KEY, StoredItem
 from .base import BackendContext, VectorHits, best_per_row
 from .milvus_filters import FIELD, encode, translate, wide_keys
 
@@ -94,6 +98,7 @@ log = logging.getLogger(__name__)
 STATE = "state.json"
 FORMAT_VERSION = 1
 DESCRIPTION = "xmodal vectors (one row per item and vector kind) v1"
+TAG = "; store "  #: a shared collection's description: DESCRIPTION, TAG and its store's tag (no epoch)
 DEFAULT_URI = "http://127.0.0.1:19530"
 MAX_TOPK = 16384  # Milvus' limit on k
 PK_LENGTH = 96
@@ -131,6 +136,8 @@ KINDS_REFRESH_S = 1.0  # how stale the kinds searched with ``kinds=None`` may be
 OLDEST_SERVER = (2, 3)  #: upserts, JSON filters and guarantee timestamps as used here: Milvus 2.3 or later
 
 T = TypeVar("T")
+DIGEST = 8  #: bytes of the hash in a default collection name
+HEX = re.compile(f"[0-9a-f]{{{2 * DIGEST}}}")
 NO_ROWS = -(2**63)  #: the high-water mark of an empty collection: every row is above it
 
 
@@ -173,13 +180,18 @@ class MilvusBackend:
         self.timeout = float(options.get("timeout", 10.0))
         self.retries = max(1, int(options.get("retries", 5)))
         self.shared = context.shared
+        #: a shared collection's store (database and schema, less the epoch): written into the description of
+        #: each collection made for it, so the collections of its older epochs are found (:meth:`drop_old`)
+        self._store_tag = ""
         if self.shared is not None:
-            schema = self.shared.identity.split("/")[1] if self.shared.identity.count("/") >= 2 else ""
-            digest = hashlib.blake2b(self.shared.identity.encode(), digest_size=8).hexdigest()
-            default = f"xmodal_{schema[:32]}_{digest}" if schema.isidentifier() else f"xmodal_{digest}"
+            identity = self.shared.identity
+            self._store_tag = hashlib.blake2b(identity.rpartition("/")[0].encode(), digest_size=8).hexdigest()
+            default = shared_name(identity)
         else:
             resolved = str(Path(context.folder).resolve())
             default = "xmodal_" + hashlib.blake2b(resolved.encode(), digest_size=8).hexdigest()
+        #: the name is the epoch's own (not a ``collection=`` given): the older epochs' may be dropped
+        self._per_epoch = self.shared is not None and not options.get("collection")
         self.collection = str(options.get("collection") or default)
         self._marker = f"milvus:{self.collection}"
         self._config = {
@@ -311,6 +323,10 @@ class MilvusBackend:
         self._load()
         self._read_marker()
         self.kinds()
+        try:  # a server that has followed to this epoch: the older epochs' collections but the previous go
+            self.drop_old(keep_previous=True)
+        except Exception as exc:  # noqa: BLE001 - a clean-up that fails is tried again at the next open
+            log.warning("milvus backend: the older epochs' collections were not dropped: %s", _brief(exc))
 
     def _check_shared_schema(self) -> None:
         dim = self._existing_dim()
@@ -325,7 +341,7 @@ class MilvusBackend:
         schema is a :class:`ConfigError`)."""
         info = self._call("describe_collection", self.client.describe_collection, self.collection)
         fields = {f["name"]: f for f in info.get("fields", [])}
-        if info.get("description") != DESCRIPTION or set(fields) != {"pk", "row", "kind", FIELD, "vector"}:
+        if not _ours(info.get("description")) or set(fields) != {"pk", "row", "kind", FIELD, "vector"}:
             raise ConfigError(
                 f"Milvus collection {self.collection!r} at {self.uri} exists with another schema (fields "
                 f"{', '.join(sorted(fields))}): drop it, or give the milvus backend another collection= name"
@@ -409,7 +425,8 @@ class MilvusBackend:
     def _create(self) -> None:
         from pymilvus import DataType, MilvusClient
 
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=DESCRIPTION)
+        description = DESCRIPTION if not self._store_tag else f"{DESCRIPTION}{TAG}{self._store_tag}"
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=description)
         schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=PK_LENGTH)
         schema.add_field("row", DataType.INT64)
         schema.add_field("kind", DataType.VARCHAR, max_length=64)
@@ -468,7 +485,67 @@ class MilvusBackend:
         raise AssertionError("unreachable")
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self._retry(what, lambda: fn(*args, timeout=self.timeout, **kwargs))
+        try:
+            return self._retry(what, lambda: fn(*args, timeout=self.timeout, **kwargs))
+        except Exception as exc:
+            if args[:1] != (self.collection,) or not _gone(exc):
+                raise
+            raise StorageError(self._gone_message()) from None
+
+    def _gone_message(self) -> str:
+        if self._per_epoch:
+            return (
+                f"the Milvus collection {self.collection!r} of this server's vector epoch is gone: the index "
+                "switched vectors (xmodal reindex --switch, or a restore) at least twice since this server "
+                "followed, and only the current and the previous epochs' collections are kept (or it was "
+                "dropped by hand): restart this server (it opens the current epoch)"
+            )
+        return (
+            f"the Milvus collection {self.collection!r} at {self.uri} is gone (dropped by hand?): restart this "
+            "server (reopen the index) to rebuild it from the store"
+        )
+
+    # -- the older epochs' collections ----------------------------------------------------------------
+    def drop_old(self, *, keep_previous: bool = True) -> list[str]:
+        """Drop the collections of this store's older vector epochs (``xmodal reindex --switch``, a restore:
+        each epoch gets its own collection); returns their names. Only where this backend serves the store's
+        current epoch under its default name; only collections made for this store (their description names
+        it: database and schema) under the default name of one of its epochs, made before this epoch's —
+        never another store's, a ``collection=`` given, or the current epoch's. ``keep_previous``: the newest
+        of them stays (servers still following the switch search it). Collections made before the store was
+        written into the description (xmodal before this clean-up) are not recognised: drop them by hand."""
+        if not self._per_epoch or self.shared is None:
+            return []
+        identity = self.shared.identity
+        current = self.shared.get(EPOCH_KEY)
+        if shared_name(f"{identity.rpartition('/')[0]}/{'' if current is None else current}") != self.collection:
+            return []  # a switch committed since this epoch opened: the servers that follow it clean up
+        prefix = self.collection[: -2 * DIGEST]
+        tagged = f"{DESCRIPTION}{TAG}{self._store_tag}"
+        made: dict[str, int] = {}
+        for name in [self.collection, *map(str, self._call("list_collections", self.client.list_collections))]:
+            if name in made or not (name.startswith(prefix) and HEX.fullmatch(name[len(prefix) :])):
+                continue
+            try:
+                info = self._call("describe_collection", self.client.describe_collection, name)
+            except Exception as exc:  # noqa: BLE001 - dropped meanwhile (another server cleaning up)
+                log.debug("milvus backend: %s not described: %s", name, _brief(exc))
+                continue
+            if info.get("description") == tagged:
+                made[name] = int(info.get("created_timestamp") or 0)
+        own = made.pop(self.collection, None)
+        if own is None or not own:
+            return []  # this epoch's collection untagged (made before the clean-up) or its age unknown
+        older = sorted((name for name, ts in made.items() if 0 < ts < own), key=lambda name: (made[name], name))
+        gone = older[:-1] if keep_previous else older
+        for name in gone:
+            log.warning("milvus backend: dropping %s, the collection of an older vector epoch of this index", name)
+            try:
+                self._call("drop_collection", self.client.drop_collection, name)
+            except Exception as exc:
+                if not _gone(exc):  # another server dropped it meanwhile: as good
+                    raise
+        return gone
 
     def _load(self) -> None:
         """Load the collection into the server's memory: a one-off wait, so it gets at least ``LOAD_TIMEOUT``
@@ -861,6 +938,25 @@ class MilvusBackend:
 
     def on_delete(self, rows: Sequence[int]) -> None:
         self.remove(rows)
+
+
+def shared_name(identity: str) -> str:
+    """The default collection of a shared store's vector epoch: ``xmodal_<schema>_<hash of the identity>``."""
+    schema = identity.split("/")[1] if identity.count("/") >= 2 else ""
+    digest = hashlib.blake2b(identity.encode(), digest_size=DIGEST).hexdigest()
+    return f"xmodal_{schema[:32]}_{digest}" if schema.isidentifier() else f"xmodal_{digest}"
+
+
+def _ours(description: object) -> bool:
+    """Whether a collection's description says this backend made it (a shared one: with its store's tag)."""
+    text = str(description)
+    return text == DESCRIPTION or text.startswith(DESCRIPTION + TAG)
+
+
+def _gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says the collection does not exist (dropped)."""
+    text = str(exc).lower()
+    return "collection not found" in text or "can't find collection" in text or "collection not exist" in text
 
 
 def server_version(text: str) -> tuple[int, ...]:

@@ -2,7 +2,9 @@
 
 ``reindex --encoder NAME [--encoder-option k=v …]`` starts (or resumes) building the new vectors beside the
 old ones; ``reindex`` alone resumes; ``--status`` shows progress; ``--switch`` makes them the index's in one
-transaction; ``--abort`` drops them. ``xmodal eval QUERIES --encoder next`` scores them before the switch.
+transaction; ``--abort`` drops them; ``--drop-previous`` drops the previous vector epoch's Milvus collection
+(a ``postgres://`` index with ``vectors=milvus://…``: kept after a switch for the servers still following it).
+``xmodal eval QUERIES --encoder next`` scores them before the switch.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from .common import UsageError, encoder_options, print_json, progress_bar
+from .common import UsageError, encoder_options, engine_of, print_json, progress_bar
 
 
 def register(subparsers: Any) -> None:
@@ -30,6 +32,12 @@ def register(subparsers: Any) -> None:
     action.add_argument("--status", action="store_true", help="show the progress of the reindex under way")
     action.add_argument("--switch", action="store_true", help="switch the index to the new vectors (atomically)")
     action.add_argument("--abort", action="store_true", help="drop the new vectors; the index keeps its encoder")
+    action.add_argument(
+        "--drop-previous",
+        action="store_true",
+        help="drop the previous vector epoch's Milvus collection now (kept after a switch or restore for servers "
+        "still following it; older ones go on their own)",
+    )
     parser.add_argument("--batch", type=int, default=256, metavar="N", help="items encoded per batch (default: 256)")
     parser.add_argument(
         "--priority",
@@ -53,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
     options = encoder_options(getattr(args, "encoder_option", None) or [])
     if args.encoder is None and options and (args.status or args.abort):
         raise UsageError("--encoder-option goes with --encoder NAME (or a resumed run or --switch that needs a key)")
-    if args.encoder is not None and (args.status or args.switch or args.abort):
+    if args.encoder is not None and (args.status or args.switch or args.abort or args.drop_previous):
         raise UsageError("--encoder starts a reindex: give it alone, then --switch once it is complete")
+    if args.drop_previous:
+        return _drop_previous(args)
     with Reindex(args.index, options) as job:
         if args.status:
             return _show(job.status(), args.json)
@@ -81,6 +91,17 @@ def run(args: argparse.Namespace) -> int:
                 print("interrupted: run `xmodal reindex` again to continue where it stopped", file=sys.stderr)
                 return 130
     return _show(status, args.json)
+
+
+def _drop_previous(args: argparse.Namespace) -> int:
+    """Drop the Milvus collections of every vector epoch but the current one (opening the index drops those
+    older than the previous one): once no server still serves the previous epoch."""
+    with engine_of(args) as engine:
+        drop = getattr(engine.backend, "drop_old", None)
+        dropped: list[str] = list(drop(keep_previous=False)) if callable(drop) else []
+    text = f"dropped {', '.join(dropped)}" if dropped else "no collection of an older vector epoch to drop"
+    _say(args, {"dropped": dropped}, text)
+    return 0
 
 
 def _say(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
