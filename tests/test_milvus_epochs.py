@@ -133,3 +133,27 @@ def test_restores_over_the_schema_keep_the_current_and_previous_collections(
             made.append(engine.backend.collection)  # type: ignore[attr-defined]
         assert collections_of(client, postgres_schema) == set(made[-2:])
     assert len(set(made)) == 3
+
+
+def test_a_given_collection_is_refused_after_a_switch_never_mixed(
+    postgres_server: Any, postgres_schema: str, milvus_server: Any, client: Any, tmp_path: Path
+) -> None:
+    from xmodal import ConfigError
+
+    given = f"given_{postgres_schema}"
+    url = location(postgres_server, postgres_schema, tmp_path / "a", milvus_server)
+    a = Engine.open(url, encoder="hashing", encoder_options=OLD, index="flat", index_options={"collection": given})
+    try:
+        a.add(items(30))
+        assert a.search("green tree", k=3, mode="dense").items
+        switch(url, {**OLD, "seed": 3})  # the same dimension: only the epoch tells the vectors apart
+        assert not a.follow_switch()  # the given collection holds the old epoch's vectors: not reused
+        with pytest.raises(ConfigError, match="given by collection=.*another vector epoch.*new collection= name"):
+            a.search("green tree", k=3, mode="dense")
+        with pytest.raises(ConfigError, match="given by collection=.*another vector epoch"):
+            Engine.open(location(postgres_server, postgres_schema, tmp_path / "b", milvus_server))
+        assert client.has_collection(given)  # a given collection is never dropped
+    finally:
+        with contextlib.suppress(ConfigError, StorageError, ValidationError):
+            a.close()
+        client.drop_collection(given)

@@ -628,7 +628,12 @@ class Engine:
             log.error("%s", self._lost)
             return False
         log.warning("%s: the index switched encoder (xmodal reindex --switch): reopening on it", self.store.where)
-        backend, shared = self._open_backend(encoder, settings, epoch)
+        try:
+            backend, shared = self._open_backend(encoder, settings, epoch)
+        except ConfigError as exc:  # the new epoch's vectors cannot be served here (e.g. a collection= given)
+            self._lost = f"{self.store.where}: the index switched encoder (xmodal reindex --switch): {exc}"
+            log.error("%s", self._lost)
+            return False
         if not shared:  # from the store's vectors, all of the new encoder now
             replay(self, backend.saved_seq, backend)
         with self._lock:

@@ -319,6 +319,7 @@ class MilvusBackend:
                 self._check_shared_schema()
             else:
                 self._set_marker(0, reset=True)
+        self._check_epoch()
         self._verify_index()
         self._load()
         self._read_marker()
@@ -327,6 +328,20 @@ class MilvusBackend:
             self.drop_old(keep_previous=True)
         except Exception as exc:  # noqa: BLE001 - a clean-up that fails is tried again at the next open
             log.warning("milvus backend: the older epochs' collections were not dropped: %s", _brief(exc))
+
+    def _check_epoch(self) -> None:
+        """Refuse a ``collection=`` given whose progress was recorded for another vector epoch of the store (a
+        ``reindex --switch`` or a restore since): it holds that epoch's vectors, which this epoch's must never
+        mix with (the default name is the epoch's own, so only a given name can meet an older epoch)."""
+        assert self.shared is not None
+        value = self.shared.get(self._marker)
+        made_for = value.get("identity") if isinstance(value, dict) else None
+        if made_for is not None and made_for != self.shared.identity:
+            raise ConfigError(
+                f"the Milvus collection {self.collection!r} (given by collection=) holds the vectors of another "
+                "vector epoch of this index (an `xmodal reindex --switch` or a restore since): give the milvus "
+                "backend a new collection= name, or leave the option out (each epoch then gets its own collection)"
+            )
 
     def _check_shared_schema(self) -> None:
         dim = self._existing_dim()
@@ -362,11 +377,13 @@ class MilvusBackend:
     def _set_marker(self, seq: int, *, reset: bool = False, wide: Iterable[str] = ()) -> None:
         assert self.shared is not None
         more = sorted({str(p) for p in wide})
+        identity = self.shared.identity  # the store and vector epoch these vectors are of (:meth:`_check_epoch`)
 
         def change(old: Any) -> dict[str, Any]:
             old = old if isinstance(old, dict) else {}
             held = sorted({*map(str, old.get("wide", [])), *more})
-            return {"seq": int(seq) if reset else max(int(old.get("seq", 0)), int(seq)), "wide": held}
+            seq_now = int(seq) if reset else max(int(old.get("seq", 0)), int(seq))
+            return {"seq": seq_now, "wide": held, "identity": identity}
 
         value = self.shared.update(self._marker, change)
         self._saved_seq = int(value["seq"])
