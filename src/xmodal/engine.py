@@ -617,23 +617,19 @@ class Engine:
         if epoch == self.epoch:
             return False
         settings = json.loads(found["settings"])
+        name = settings["encoder"].get("name")
+        switched = f"{self.store.where}: the index switched to encoder {name!r} (xmodal reindex --switch)"
         try:
             encoder = follow_encoder(settings["encoder"], self.encoder_options)
         except Exception as exc:  # noqa: BLE001 - whatever it is, this engine must stop serving the old vectors
-            self._lost = (
-                f"{self.store.where}: the index switched to encoder {settings['encoder'].get('name')!r} "
-                f"(xmodal reindex --switch), which this process cannot make ({exc}): restart it with that "
-                "encoder's options"
+            return self._cannot_follow(
+                f"{switched}, which this process cannot make ({exc}): restart it with that encoder's options"
             )
-            log.error("%s", self._lost)
-            return False
-        log.warning("%s: the index switched encoder (xmodal reindex --switch): reopening on it", self.store.where)
+        log.warning("%s: reopening on it", switched)
         try:
             backend, shared = self._open_backend(encoder, settings, epoch)
         except ConfigError as exc:  # the new epoch's vectors cannot be served here (e.g. a collection= given)
-            self._lost = f"{self.store.where}: the index switched encoder (xmodal reindex --switch): {exc}"
-            log.error("%s", self._lost)
-            return False
+            return self._cannot_follow(f"{switched}: {exc}")
         if not shared:  # from the store's vectors, all of the new encoder now
             replay(self, backend.saved_seq, backend)
         with self._lock:
@@ -647,6 +643,13 @@ class Engine:
         old.close()
         self._tell_repository()
         return True
+
+    def _cannot_follow(self, why: str) -> bool:
+        """A switch this engine cannot follow: from now on it refuses every search and write saying ``why``
+        (:meth:`refresh`; a later follow that succeeds clears it). Returns False: nothing was reopened."""
+        self._lost = why
+        log.error("%s", why)
+        return False
 
     def _heard(self, seq: int) -> None:
         """A shared store's writer committed change ``seq`` (on the store's listener thread): catch up now, so
