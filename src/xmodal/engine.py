@@ -75,11 +75,12 @@ from .stale import stale
 from .store.audit import AuditEntry
 from .store.backup import Manifest, write_backup
 from .store.base import Store
+from .store.epoch import EPOCH_KEY
 from .store.postgres import PostgresStore
 from .store.postgres_backup import write_pg_backup
 from .store.shared_settings import PostgresShared
 from .store.space import space_guard
-from .store.sqlite import EPOCH_KEY, SCHEMA_VERSION, SQLiteStore, StoredItem
+from .store.sqlite import SCHEMA_VERSION, SQLiteStore, StoredItem
 from .store.textindex import TextIndex
 
 BATCH = 256

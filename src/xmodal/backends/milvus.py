@@ -88,8 +88,9 @@ from ..errors import ConfigError, MissingDependency, StorageError, ValidationErr
 from ..filters import FilterExpr
 from ..filters.nodes import Node
 from ..records import KIND_NAME, VectorKind
+from ..store.epoch import EPOCH_KEY
 from ..store.files import write_dir
-from ..store.sqlite import EPOCH_KEY, StoredItem
+from ..store.sqlite import StoredItem
 from .base import BackendContext, VectorHits, best_per_row
 from .milvus_filters import FIELD, encode, translate, wide_keys
 

@@ -27,8 +27,9 @@ from ..location import PostgresLocation, is_postgres, parse_postgres
 from ..media import Media, MediaStore
 from ..records import Item
 from ..settings import recreate_encoder
+from ..store.epoch import EPOCH_KEY
 from ..store.postgres import PostgresStore
-from ..store.sqlite import EPOCH_KEY, SQLiteStore, StoredItem
+from ..store.sqlite import SQLiteStore, StoredItem
 from .faults import fault
 from .pg_space import PgNextSpace
 from .space import NextSpace, Space

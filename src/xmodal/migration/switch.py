@@ -31,8 +31,9 @@ from ..encoders.identity import describe
 from ..errors import ConfigError
 from ..stale import KEY as STALE_KEY
 from ..stale import markers_for_switch
+from ..store.epoch import EPOCH_KEY
 from ..store.postgres import PostgresStore
-from ..store.sqlite import EPOCH_KEY, SQLiteStore
+from ..store.sqlite import SQLiteStore
 from .faults import fault
 from .pg_space import PgNextSpace, PgSql, lock_key
 from .space import NextSpace, Space, Sql, SqliteSql, blob, put_meta

@@ -38,12 +38,11 @@ import numpy as np
 from ..errors import ConfigError, MissingDependency, StorageError, ValidationError
 from ..records import Item, Modality, Span
 from .audit import AuditEntry
+from .epoch import ANY_EPOCH, EPOCH_KEY, moved
 from .postgres_fulltext import SCHEMA as FULLTEXT_SCHEMA
 from .postgres_fulltext import PostgresFullText
 from .postgres_pool import POOL_SIZE, POOL_TIMEOUT_S, PgPool, Unreachable, split_pool_options
 from .sqlite import (
-    _ANY_EPOCH,
-    EPOCH_KEY,
     SCHEMA_VERSION,
     CatalogRows,
     Erased,
@@ -145,7 +144,7 @@ class PostgresStore:
         self.where = f"{redact(dsn)} (schema {schema})"
         #: The vector epoch this process encodes for (set by the engine from meta ``vectors_epoch``): a put
         #: commits only while the store is still at it. Unset, puts are not checked.
-        self.epoch: object = _ANY_EPOCH
+        self.epoch: object = ANY_EPOCH
         self.channel = f"xmodal_{schema}"
         self._lock = threading.RLock()  # the listener's bookkeeping; the calls themselves run side by side
         self._closed = False
@@ -425,11 +424,9 @@ class PostgresStore:
         """Inside a write (the writers' lock held): refuse vectors made by an encoder the index has since
         switched away from (``xmodal reindex --switch`` committed by another process after this one read the
         epoch)."""
-        if self.epoch is _ANY_EPOCH:
-            return
         cur.execute("SELECT value FROM meta WHERE key = %s", (EPOCH_KEY,))
         found = cur.fetchone()
-        if (None if found is None else json.loads(found[0])) != self.epoch:
+        if moved(self.epoch, None if found is None else found[0]):
             raise ConfigError(
                 f"{self.where}: the index switched to another encoder (xmodal reindex --switch) since these items "
                 "were encoded; nothing was written: retry (an engine on this store follows the switch itself)"

@@ -54,10 +54,10 @@ from .backup import (
     seal,
     verify,
 )
+from .epoch import EPOCH_KEY
 from .postgres import PostgresStore, redact
 from .postgres_pool import split_pool_options
 from .postgres_server import pg_bin
-from .sqlite import EPOCH_KEY
 
 DUMP = "store.pgdump"
 TIMEOUT_S = 3600

@@ -34,6 +34,7 @@ from ..errors import ConfigError, StorageError, ValidationError
 from ..records import Item, Modality, Span, VectorKind
 from . import audit
 from .audit import AuditEntry
+from .epoch import ANY_EPOCH, EPOCH_KEY, moved
 from .fulltext import META_KEY as FULLTEXT_KEY
 from .fulltext import FullText, vocabulary
 from .health import GuardedLock, corrupt_error, integrity_problems, is_corrupt
@@ -42,9 +43,6 @@ from .readers import Readers
 from .space import connect, create_tables, disk_full, space_guard
 
 SCHEMA_VERSION = 3
-#: The ``meta`` key naming the current vector set: written (with the settings) by ``xmodal reindex --switch``.
-EPOCH_KEY = "vectors_epoch"
-_ANY_EPOCH = object()
 UPGRADABLE = (1, 2)  # versions upgraded in place when the store opens
 #: Stores up to this size get ``PRAGMA quick_check`` when they open (about 20k items with 384-d vectors).
 QUICK_CHECK_BYTES = 64 * 1024 * 1024
@@ -142,7 +140,7 @@ class SQLiteStore:
             path.parent.mkdir(parents=True, exist_ok=True)
         #: The vector epoch this process encodes for (set by the engine from meta ``vectors_epoch``): a put
         #: commits only while the store is still at it. Unset, puts are not checked.
-        self.epoch: object = _ANY_EPOCH
+        self.epoch: object = ANY_EPOCH
         self._lock = GuardedLock(path)  # a damaged page met by any statement is a StorageError saying what to do
         self._use = open_shared(path.parent)  # the folder is in use: `xmodal restore` will not replace it meanwhile
         try:
@@ -350,11 +348,8 @@ class SQLiteStore:
     def _check_epoch(self) -> None:
         """Inside a write: refuse vectors made by an encoder the index has since switched away from
         (``xmodal reindex --switch`` committed by another process after this one opened the store)."""
-        if self.epoch is _ANY_EPOCH:
-            return
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (EPOCH_KEY,)).fetchone()
-        now = None if row is None else json.loads(row[0])
-        if now != self.epoch:
+        if moved(self.epoch, None if row is None else row[0]):
             raise ConfigError(
                 f"{self.path.parent}: the index switched to another encoder (xmodal reindex --switch) since this "
                 "process opened it; nothing was written: restart this process (server or command) to use the new one"
