@@ -44,6 +44,14 @@ def collections_of(client: Any, schema: str) -> set[str]:
     return {str(name) for name in client.list_collections() if shape.fullmatch(str(name))}
 
 
+def recorded(engine: Engine) -> set[str]:
+    """The collections whose progress (marker or write timestamp) the store's meta holds."""
+    from xmodal.backends.milvus import progress_keys
+
+    keys = {str(key) for (key,) in engine.store.read("SELECT key FROM meta WHERE key LIKE %s", ("milvus%",))}
+    return {key.partition(":")[2] for key in keys if key in progress_keys(key.partition(":")[2])}
+
+
 def switch(url: str, options: dict[str, Any]) -> None:
     with Reindex(url) as job:
         job.start("hashing", options)
@@ -90,6 +98,7 @@ def test_only_the_current_and_previous_epochs_collections_remain(
         third = a.backend.collection  # type: ignore[attr-defined]
         assert third not in (first, second) and a.dim == 32
         assert collections_of(client, postgres_schema) == {second, third, lookalike}  # the first one dropped
+        assert first not in recorded(a) and {second, third} <= recorded(a)  # its progress records with it
         assert collections_of(client, other_schema) == {other.backend.collection}  # type: ignore[attr-defined]
         with pytest.raises(StorageError, match="gone.*restart this server"):  # two switches behind: the fix named
             behind.search("green tree", k=3, mode="dense")
@@ -102,6 +111,7 @@ def test_only_the_current_and_previous_epochs_collections_remain(
         assert collections_of(client, postgres_schema) == {second, third, lookalike}
         assert main(["--index", url, "reindex", "--drop-previous"]) == 0
         assert collections_of(client, postgres_schema) == {third, lookalike}
+        assert third in recorded(a) and second not in recorded(a)
         assert main(["--index", url, "reindex", "--drop-previous"]) == 0  # nothing left to drop
         assert collections_of(client, postgres_schema) | collections_of(client, other_schema) == {third, *foreign}
         a.refresh()

@@ -100,7 +100,8 @@ class SharedCopy(Protocol):
 class SharedSettings(Protocol):
     """Settings every process of a shared store sees: ``identity`` names the store (and the index's vector
     epoch) the same way in every process; ``update(key, change)`` replaces the JSON value under ``key`` by
-    ``change(old)`` atomically (writers of one key in turn) and returns it; ``get(key)`` reads it."""
+    ``change(old)`` atomically (writers of one key in turn) and returns it; ``get(key)`` reads it;
+    ``delete(keys)`` removes those keys (absent ones ignored)."""
 
     @property
     def identity(self) -> str: ...
@@ -108,6 +109,8 @@ class SharedSettings(Protocol):
     def get(self, key: str) -> Any: ...
 
     def update(self, key: str, change: Callable[[Any], Any]) -> Any: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
 
 
 class VectorHits(NamedTuple):

@@ -194,7 +194,7 @@ class MilvusBackend:
         #: the name is the epoch's own (not a ``collection=`` given): the older epochs' may be dropped
         self._per_epoch = self.shared is not None and not options.get("collection")
         self.collection = str(options.get("collection") or default)
-        self._marker = f"milvus:{self.collection}"
+        self._marker, self._ts_key = progress_keys(self.collection)
         self._config = {
             "dim": self._dim,
             "index_type": self.index_type,
@@ -212,7 +212,6 @@ class MilvusBackend:
         #: unknown, every write upserts). Only for a collection of this process's own: with a shared one,
         #: another process's first write of the same item could land after ours, and two inserts would be two rows
         self._high: int | None = None
-        self._ts_key = f"milvus-ts:{self.collection}"  # the newest write timestamp any process recorded
         self._deletes_seen: int | None = None  # the shared delete count at this process's last Strong read
         self._db_name = str(options.get("db_name") or "")
         self.client = self._connect(options)
@@ -563,6 +562,8 @@ class MilvusBackend:
             except Exception as exc:
                 if not _gone(exc):  # another server dropped it meanwhile: as good
                     raise
+        if gone:  # their progress records in the store's meta go with them
+            self.shared.delete([key for name in gone for key in progress_keys(name)])
         return gone
 
     def _load(self) -> None:
@@ -956,6 +957,12 @@ class MilvusBackend:
 
     def on_delete(self, rows: Sequence[int]) -> None:
         self.remove(rows)
+
+
+def progress_keys(collection: str) -> tuple[str, str]:
+    """The store's meta keys of a collection's progress: the marker (what the collection holds, up to which
+    change) and the newest write timestamp any process recorded (with the shared delete count)."""
+    return f"milvus:{collection}", f"milvus-ts:{collection}"
 
 
 def shared_name(identity: str) -> str:

@@ -5,7 +5,7 @@ JSON value in the store's ``meta`` table."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .postgres import PostgresStore
@@ -48,3 +48,11 @@ class PostgresShared:
             return new
 
         return self._store.write_locked(work, "a shared settings write", lock="shared-settings")
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove ``keys`` (absent ones ignored) in one transaction."""
+
+        def work(cur: Any) -> None:
+            cur.execute("DELETE FROM meta WHERE key = ANY(%s)", (list(keys),))
+
+        self._store.write_locked(work, "a shared settings delete", lock="shared-settings")
