@@ -1,6 +1,9 @@
 """Issue 17: a bundled transformer injection detector (PyPI ``metatronnanoguard`` 0.1.0, package ``nanoguard``, a
 16.8M-parameter 4-layer bidirectional transformer) beside the shipped rules + n-gram classifier.
 
+Needs the ``nanoguard`` package importable (``pip install --no-deps metatronnanoguard``, or its wheel unpacked on
+``PYTHONPATH``), torch, tiktoken, onnx and onnxruntime; it is not a dependency of xmodal (see docs/benchmarks.md).
+
 Run (from ``benchmarks/``):
     nice -n 10 python bench_guards_nanoguard.py score [--mode full|dynamic]   # NanoGuard scores, cached
     python bench_guards_nanoguard.py evaluate                                   # the folds, from the cache
@@ -16,7 +19,7 @@ validation / test parts (already shuffled by ``train.split``).
 Scores: ``full`` = the package's own reading (``NanoGuard.scan``: BOS + tokens, padded to 512 with the pad token;
 its attention is not masked, so the padding changes the output); ``dynamic`` = the same model on the unpadded
 tokens (cheaper, different outputs). Both run on an ONNX export of the model with onnxruntime (:func:`onnx_session`:
-~4x faster than torch on this loaded VM, same scores: ``cost`` prints the largest difference from ``NanoGuard.scan``),
+~2x faster than torch on this VM, same scores: ``cost`` prints the largest difference from ``NanoGuard.scan``),
 one text at a time, cached by the text's SHA-1 in ``out/guard_nanoguard_<mode>.json``.
 
 Readers per fold (stopped = rules or the reader):
