@@ -17,12 +17,24 @@ here). Reports R@10 against exact dense on the same vectors, the mean candidates
 
     PYTHONPATH=src python benchmarks/bench_genret_pseudo.py --variants self --reuse \
         --decode 64:4,16:2,32:2 --decode-split tuning
+
+Training variants (issue 19, part 2): a variant ``NAME+FIELD=VALUE+…`` trains with those ``TrainConfig``
+fields changed (a NAME starting with ``pseudo`` adds the pseudo-queries); each trained model is kept under
+``out/genret_pseudo/models/NAME`` and ``--model NAME`` puts a kept one back instead of training (so the
+held-out kinds can be run once, later, with the variant chosen on the tuning kinds); ``--split`` limits the
+engine comparison to the tuning or the held-out kinds::
+
+    PYTHONPATH=src python benchmarks/bench_genret_pseudo.py --split tuning \
+        --variants self,noise+self_noise_min=0.2+self_noise_max=1.0
+    PYTHONPATH=src python benchmarks/bench_genret_pseudo.py --split held_out --variants noise --model noise
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,6 +51,7 @@ from xmodal.genret.build import train_engine
 from xmodal.genret.extension import live_genret
 from xmodal.genret.model import RERANK_POOL
 from xmodal.genret.search import bucket_candidates, rerank
+from xmodal.genret.train import TrainConfig
 from xmodal.ingest.catalog import add_catalogs
 from xmodal.records import Query
 
@@ -57,6 +70,11 @@ def main() -> None:
     parser.add_argument("--decode-split", default="tuning", choices=["tuning", "held_out", "all"])
     parser.add_argument("--latency", type=int, default=0, help="time N queries of the split through the modes")
     parser.add_argument("--no-compare", action="store_true", help="skip the modes' comparison through the engine")
+    parser.add_argument("--split", default="all", choices=["tuning", "held_out", "all"], help="kinds compared")
+    parser.add_argument(
+        "--fast", action="store_true", help="compare in memory (exact dense, batched decoding) instead of the engine"
+    )
+    parser.add_argument("--model", default="", help="put back the model kept for this variant (no training)")
     args = parser.parse_args()
     built = build_set(args.set, OUT / args.set, items=args.items, per_kind=args.per_kind, seed=0)
     index = OUT / f"{args.set}-{args.items}-index"
@@ -66,12 +84,20 @@ def main() -> None:
     info = set_info_for(built.query_file)
     entries = list(read_queries(built.query_file, info.kinds if info else None))
     report: dict[str, Any] = {"set": args.set, "items": args.items, "variants": {}}
-    for variant in args.variants.split(","):
+    if args.model:
+        shutil.rmtree(index / "genret", ignore_errors=True)
+        shutil.copytree(OUT / "models" / args.model, index / "genret")
+        args.reuse = True
+    for spec in args.variants.split(","):
+        variant, config = variant_config(spec)
         with Engine.open(index) as engine:
             start = time.perf_counter()
             summary: dict[str, Any] = {}
             if not (args.reuse and (index / "genret" / "manifest.json").exists()):
-                summary = train_engine(engine, progress=False, feedback=False, pseudo=variant == "pseudo")
+                pseudo = variant.startswith("pseudo")
+                summary = train_engine(engine, config=config, progress=False, feedback=False, pseudo=pseudo)
+                shutil.rmtree(OUT / "models" / variant, ignore_errors=True)
+                shutil.copytree(index / "genret", OUT / "models" / variant)
             seconds = time.perf_counter() - start
             if args.decode:
                 report.setdefault("decode", {})[variant] = decode_settings(engine, entries, info, args)
@@ -80,7 +106,11 @@ def main() -> None:
             if args.no_compare:
                 continue
             modes, _ = parse_modes(MODES, engine.modes())
-            result = compare(engine, entries, modes, set_info=info, resamples=100, seed=0).to_dict()
+            chosen = split_queries(entries, info, args.split)
+            if args.fast:
+                result = fast_compare(engine, chosen, info)
+            else:
+                result = compare(engine, chosen, modes, set_info=info, resamples=100, seed=0).to_dict()
         kinds = {}
         for group in result["kinds"]:
             r10 = {mode: group["modes"][mode]["recall@10"]["mean"] for mode in modes}
@@ -91,8 +121,73 @@ def main() -> None:
                 "genius_vs_dense": round(r10["generative"] / dense, 3),
                 "genius_r_vs_dense": round(r10["generative-rerank"] / dense, 3),
             }
-        report["variants"][variant] = {"train_s": round(seconds, 1), "sources": summary.get("sources"), "kinds": kinds}
+        report["variants"][variant] = {
+            "train_s": round(seconds, 1),
+            "config": {k: v for k, v in config.to_dict().items() if v != getattr(TrainConfig(), k)},
+            "sources": summary.get("sources"),
+            "epochs": summary.get("epochs"),
+            "fit": summary.get("last_evaluation"),
+            "kinds": kinds,
+        }
+        print(json.dumps({variant: report["variants"][variant]}), file=sys.stderr, flush=True)
     print(json.dumps(report, indent=1))
+
+
+def fast_compare(engine: Engine, queries: list[EvalQuery], info: SetInfo | None) -> dict[str, Any]:
+    """R@10 per kind of exact dense search, GENIUS and GENIUS-R (the modes' settings: beam, pool, depth) with
+    the item vectors held in memory and the queries decoded in batches: the engine comparison's figures
+    for unfiltered text queries (dense exact rather than through the vector index), in a fraction of its time."""
+    from xmodal.genret.mode import BEAM, RERANK_BEAM, RERANK_DEPTH
+
+    rows = np.asarray(sorted(engine.all_rows().tolist()), np.int64)
+    found = engine.items_of(rows.tolist(), with_vectors=True)
+    matrix = np.stack([next(iter(found[int(r)].vectors.values())) for r in rows]).astype(np.float32)
+    position = {int(r): i for i, r in enumerate(rows.tolist())}
+    ids = [engine.find_id(int(r)) for r in rows]
+    vectors = engine.encode_queries([Query(text=e.text) for e in queries])
+
+    def similarity(cands: np.ndarray, q: np.ndarray) -> np.ndarray:
+        out: np.ndarray = matrix[[position[int(r)] for r in cands.tolist()]] @ q
+        return out
+
+    def recall(found_rows: Any, relevant: frozenset[str]) -> float:
+        return len(relevant & {ids[position[int(r)]] for r in list(found_rows)[:10]}) / len(relevant)
+
+    got: dict[str, list[float]] = {"dense": [], "generative": [], "generative-rerank": []}
+    with live_genret(engine).reading() as model:
+        for start in range(0, len(queries), 128):
+            part, vecs = queries[start : start + 128], vectors[start : start + 128]
+            genius = model.search(vecs, 10, beam=BEAM)
+            genius_r = model.search(
+                vecs, RERANK_POOL, beam=RERANK_BEAM, similarity=similarity, pool=RERANK_POOL, depth=RERANK_DEPTH
+            )
+            for i, e in enumerate(part):
+                got["dense"].append(recall(rows[np.argsort(-(matrix @ vecs[i]), kind="stable")[:10]], e.relevant))
+                got["generative"].append(recall(genius[i][0], e.relevant))
+                got["generative-rerank"].append(recall(genius_r[i][0], e.relevant))
+    kinds = []
+    for kind in sorted({e.kind or "" for e in queries}):
+        pick = [i for i, e in enumerate(queries) if (e.kind or "") == kind]
+        kinds.append(
+            {
+                "kind": kind,
+                "split": info.split(kind) if info else "",
+                "modes": {m: {"recall@10": {"mean": float(np.mean([v[i] for i in pick]))}} for m, v in got.items()},
+            }
+        )
+    return {"kinds": kinds}
+
+
+def variant_config(spec: str) -> tuple[str, TrainConfig]:
+    """``NAME+FIELD=VALUE+…`` → (NAME, TrainConfig with those fields, each parsed as its default's type)."""
+    name, *changes = spec.split("+")
+    fields: dict[str, Any] = {}
+    defaults = TrainConfig()
+    for change in changes:
+        key, value = change.split("=", 1)
+        kind = type(getattr(defaults, key))
+        fields[key] = value.lower() in ("1", "true") if kind is bool else kind(value)
+    return name, dataclasses.replace(defaults, **fields)
 
 
 def split_queries(entries: list[Any], info: SetInfo | None, split: str) -> list[EvalQuery]:

@@ -20,7 +20,7 @@ from xmodal.genret.decoder import augment  # noqa: E402
 from xmodal.genret.model import GenerativeIndex  # noqa: E402
 from xmodal.genret.quantizer import ResidualQuantizer, default_shape, kmeans  # noqa: E402
 from xmodal.genret.search import bucket_candidates  # noqa: E402
-from xmodal.genret.train import TrainConfig, TrainingSet, fit  # noqa: E402
+from xmodal.genret.train import TrainConfig, TrainingSet, fit, noisy  # noqa: E402
 from xmodal.genret.trie import CodeTrie  # noqa: E402
 
 DIM, N, CLUSTERS = 32, 160, 12
@@ -256,6 +256,54 @@ def test_augmentation_adds_mixed_copies_of_the_real_pairs_only(
     assert (set(range(40)) <= exact) is (not replace)  # the real pairs stay too, unless replaced
     with pytest.raises(ValidationError, match="augmentable"):
         TrainingSet(data.rows, x, data.modalities, q, data.targets, augmentable=real[:5])
+
+
+def test_self_noise_draws_points_at_the_chosen_distance() -> None:
+    """In high dimension the noise is nearly orthogonal to the vector: cos = 1 / sqrt(1 + s²), s uniform."""
+    v = torch.nn.functional.normalize(torch.randn(3000, 4096, generator=torch.Generator().manual_seed(1)), dim=-1)
+    z = noisy(v, 0.5, 2.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(z.norm(dim=1), torch.ones(3000), atol=1e-5)
+    s = np.sqrt(1 / (z * v).sum(1).numpy() ** 2 - 1)
+    assert s.min() > 0.45 and s.max() < 2.2 and abs(s.mean() - 1.25) < 0.03  # ± the small dot with the vector
+    assert torch.equal(z, noisy(v, 0.5, 2.0, torch.Generator().manual_seed(0)))
+
+
+def test_self_noise_redraws_the_self_pairs_in_every_batch_and_leaves_real_pairs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``self_noise_max`` > 0 each self pair's query is its target plus fresh noise in every batch (never
+    the stored query, never twice the same); the real pairs enter unchanged; 0 (the default) keeps them all."""
+    from xmodal.genret.decoder import IDDecoder
+
+    x, _ = clustered(40)
+    q = np.roll(x, 1, axis=0)
+    real = np.zeros(40, bool)
+    real[::4] = True
+    data = TrainingSet(
+        np.arange(40, dtype=np.int64), x, np.zeros(40, np.int64), q, np.arange(40, dtype=np.int64), augmentable=real
+    )
+    seen: list[torch.Tensor] = []
+    original = IDDecoder.loss
+
+    def spy(self: IDDecoder, queries: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        seen.append(queries.detach().clone())
+        return original(self, queries, target)
+
+    monkeypatch.setattr(IDDecoder, "loss", spy)
+    base = {**TINY.to_dict(), "epochs": 2, "batch": 40, "min_batch": 40, "alpha": 0.0}
+    fit(data, TrainConfig(**{**base, "self_noise_min": 0.3, "self_noise_max": 0.6}), progress=False)
+    fit(data, TrainConfig(**base), progress=False)
+    noisy_epochs, plain = seen[:2], seen[2]
+    for batch in noisy_epochs:
+        b = batch.numpy()
+        stored = {i for i in range(40) if np.isclose(b @ q[i], 1.0, atol=1e-5).any()}
+        assert stored == set(np.flatnonzero(real).tolist())  # only the real pairs are the stored queries
+        assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+        near = (b @ x.T).max(axis=1)
+        assert (near > 0.75).all() and (near < 0.999).sum() >= 30  # by a target, never on it
+    assert not torch.equal(noisy_epochs[0], noisy_epochs[1])
+    p = plain.numpy()
+    assert {i for i in range(40) if np.isclose(p @ q[i], 1.0, atol=1e-5).any()} == set(range(40))
 
 
 # -- quantizer ---------------------------------------------------------------------------------

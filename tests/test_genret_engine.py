@@ -176,6 +176,20 @@ def test_cli_train_status_and_search(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert 1 <= len(hits) <= 3 and {h["provenance"] for h in hits} == {"generative"}
 
 
+def test_cli_train_self_noise_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    index = str(tmp_path / "idx")
+    with Engine.open(index, encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(text_items(16))
+    train = ["--index", index, "genret", "train", "--epochs", "1", "--min-steps", "0", "-q", "--json"]
+    assert main([*train, "--self-noise", "0.2,1.5"]) == 0
+    manifest = json.loads((tmp_path / "idx" / "genret" / "manifest.json").read_text())
+    assert (manifest["train_config"]["self_noise_min"], manifest["train_config"]["self_noise_max"]) == (0.2, 1.5)
+    capsys.readouterr()
+    for bad in ("1.5,0.2", "-1,1", "0.5", "a,b"):
+        assert main([*train, "--self-noise", bad]) == 2
+        assert "--self-noise" in capsys.readouterr().err
+
+
 def test_generative_strategy_retrieves_with_provenance(trained: Engine) -> None:
     from xmodal.genret.strategy import GenerativeStrategy
 

@@ -36,6 +36,13 @@ def register(subparsers: Any) -> None:
         default=None,
         help="query augmentation Beta(α, α); 0 turns it off (default: TrainConfig's, 8)",
     )
+    train.add_argument(
+        "--self-noise",
+        metavar="LOW,HIGH",
+        default=None,
+        help="draw the self pairs' queries afresh in every batch: the item plus noise of relative norm in "
+        "[LOW, HIGH] (default: TrainConfig's; 0,0 keeps one fixed noisy copy per item)",
+    )
     train.add_argument("--no-contrastive", action="store_true", help="plain residual k-means IDs (no fine-tuning)")
     train.add_argument("--no-feedback", action="store_true", help="do not train on the feedback log")
     train.add_argument(
@@ -67,7 +74,10 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     if args.alpha is not None and args.alpha < 0:
         raise UsageError(f"--alpha must be >= 0 (0 turns augmentation off), got {args.alpha}")
-    chosen = {"alpha": args.alpha} if args.alpha is not None else {}
+    chosen: dict[str, Any] = {"alpha": args.alpha} if args.alpha is not None else {}
+    if args.self_noise is not None:
+        low, high = _noise_range(args.self_noise)
+        chosen.update(self_noise_min=low, self_noise_max=high)
     config = TrainConfig(
         levels=args.levels,
         codebook_size=args.codebook_size,
@@ -105,6 +115,16 @@ def run_train(args: argparse.Namespace) -> int:
         for skipped in summary["skipped_judgments"]:
             print(f"skipped {skipped['where']}: {skipped['reason']}")
     return 0
+
+
+def _noise_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--self-noise takes LOW,HIGH (two numbers), got {text!r}") from None
+    if not 0 <= low <= high:
+        raise UsageError(f"--self-noise needs 0 <= LOW <= HIGH, got {text!r}")
+    return low, high
 
 
 def run_status(args: argparse.Namespace) -> int:

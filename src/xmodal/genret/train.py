@@ -92,6 +92,11 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
     max_minutes: float | None = None  # stop decoder training early (the summary says so)
+    # the self pairs' queries (the pairs that are not real queries) drawn afresh in every batch: the target's
+    # embedding plus isotropic noise of relative norm uniform in [self_noise_min, self_noise_max], renormalised;
+    # self_noise_max 0 keeps the fixed noisy copies of the training set (one per item)
+    self_noise_min: float = 0.0
+    self_noise_max: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -285,6 +290,11 @@ def _decoder_epochs(
                 elif len(extra):
                     mixed = augment(queries[extra], vectors[targets[extra]], config.alpha, gen)
                     q, ids = torch.cat([q, mixed]), torch.cat([ids, item_ids[targets[extra]]])
+            if config.self_noise_max > 0:  # fresh noise on the self pairs (the first len(idx) rows are idx's)
+                own = torch.nonzero(~augmentable[idx]).squeeze(1)
+                if len(own):
+                    q = q.clone()
+                    q[own] = noisy(vectors[targets[idx[own]]], config.self_noise_min, config.self_noise_max, gen)
             loss = decoder.loss(q, ids)
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
@@ -297,6 +307,15 @@ def _decoder_epochs(
             stopped = epoch + 1 < epochs
             return epoch + 1, last, stopped
     return max(epoch + 1, start_epoch) if n else start_epoch, last, stopped
+
+
+def noisy(vectors: torch.Tensor, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    """Each (unit) vector plus isotropic noise of norm uniform in [low, high], renormalised."""
+    n, dim = vectors.shape
+    direction = torch.nn.functional.normalize(torch.randn(n, dim, generator=generator), dim=-1)
+    scale = low + (high - low) * torch.rand(n, 1, generator=generator)
+    mixed = vectors + (scale * direction).to(vectors.device)
+    return torch.nn.functional.normalize(mixed, dim=-1)
 
 
 def decoder_batch(pairs: int, config: TrainConfig) -> int:
