@@ -37,6 +37,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,22 +134,32 @@ def main() -> None:
     print(json.dumps(report, indent=1))
 
 
+def in_memory(
+    engine: Engine,
+) -> tuple[np.ndarray, np.ndarray, dict[int, int], list[str | None], Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """The index held in memory: its rows (sorted), their vectors as one matrix, each row's position in it, their
+    ids, and GENIUS-R's ``similarity`` (cosines of candidate rows to a query) over that matrix."""
+    rows = np.asarray(sorted(engine.all_rows().tolist()), np.int64)
+    found = engine.items_of(rows.tolist(), with_vectors=True)
+    matrix = np.stack([next(iter(found[int(r)].vectors.values())) for r in rows]).astype(np.float32)
+    position = {int(r): i for i, r in enumerate(rows.tolist())}
+    ids = [engine.find_id(int(r)) for r in rows]
+
+    def similarity(cands: np.ndarray, q: np.ndarray) -> np.ndarray:
+        out: np.ndarray = matrix[[position[int(r)] for r in cands.tolist()]] @ q
+        return out
+
+    return rows, matrix, position, ids, similarity
+
+
 def fast_compare(engine: Engine, queries: list[EvalQuery], info: SetInfo | None) -> dict[str, Any]:
     """R@10 per kind of exact dense search, GENIUS and GENIUS-R (the modes' settings: beam, pool, depth) with
     the item vectors held in memory and the queries decoded in batches: the engine comparison's figures
     for unfiltered text queries (dense exact rather than through the vector index), in a fraction of its time."""
     from xmodal.genret.mode import BEAM, RERANK_BEAM, RERANK_DEPTH
 
-    rows = np.asarray(sorted(engine.all_rows().tolist()), np.int64)
-    found = engine.items_of(rows.tolist(), with_vectors=True)
-    matrix = np.stack([next(iter(found[int(r)].vectors.values())) for r in rows]).astype(np.float32)
-    position = {int(r): i for i, r in enumerate(rows.tolist())}
-    ids = [engine.find_id(int(r)) for r in rows]
+    rows, matrix, position, ids, similarity = in_memory(engine)
     vectors = engine.encode_queries([Query(text=e.text) for e in queries])
-
-    def similarity(cands: np.ndarray, q: np.ndarray) -> np.ndarray:
-        out: np.ndarray = matrix[[position[int(r)] for r in cands.tolist()]] @ q
-        return out
 
     def recall(found_rows: Any, relevant: frozenset[str]) -> float:
         return len(relevant & {ids[position[int(r)]] for r in list(found_rows)[:10]}) / len(relevant)
@@ -218,16 +229,8 @@ def decode_settings(
 ) -> dict[str, Any]:
     """R@10 of GENIUS-R per kind for each ``BEAM:DEPTH[:POOL]`` of ``args.decode``, against exact dense."""
     queries = split_queries(entries, info, args.decode_split)
-    rows = np.asarray(sorted(engine.all_rows().tolist()), np.int64)
-    found = engine.items_of(rows.tolist(), with_vectors=True)
-    matrix = np.stack([next(iter(found[int(r)].vectors.values())) for r in rows]).astype(np.float32)
-    position = {int(r): i for i, r in enumerate(rows.tolist())}
-    ids = [engine.find_id(int(r)) for r in rows]
+    _, matrix, position, ids, similarity = in_memory(engine)
     vectors = engine.encode_queries([Query(text=e.text) for e in queries])
-
-    def similarity(cands: np.ndarray, q: np.ndarray) -> np.ndarray:
-        out: np.ndarray = matrix[[position[int(r)] for r in cands.tolist()]] @ q
-        return out
 
     def recall(ranked: list[str | None], relevant: frozenset[str]) -> float:
         return len(relevant & set(ranked[:10])) / len(relevant)

@@ -223,16 +223,15 @@ def test_augmentation_mixes_on_the_unit_sphere() -> None:
     assert torch.equal(z, again)
 
 
-@pytest.mark.parametrize("replace, expected", [(False, [50, 50]), (True, [40, 40])])
-def test_augmentation_adds_mixed_copies_of_the_real_pairs_only(
-    monkeypatch: pytest.MonkeyPatch, replace: bool, expected: list[int]
-) -> None:
-    """40 pairs in one batch, 10 of them real queries: one mixed copy each is added (or, in the first design
-    kept for the ablation, replaces them); the self pairs are never mixed."""
+def spied_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, TrainingSet, list[torch.Tensor]]:
+    """40 pairs, every 4th a real query (the others self pairs), their queries unlike their targets (so a
+    mixed or noisy query is new), and the list every training batch's queries are appended to."""
     from xmodal.genret.decoder import IDDecoder
 
     x, _ = clustered(40)
-    q = np.roll(x, 1, axis=0)  # queries unlike their targets, so a mixed query is new
+    q = np.roll(x, 1, axis=0)
     real = np.zeros(40, bool)
     real[::4] = True
     data = TrainingSet(
@@ -246,6 +245,16 @@ def test_augmentation_adds_mixed_copies_of_the_real_pairs_only(
         return original(self, queries, target)
 
     monkeypatch.setattr(IDDecoder, "loss", spy)
+    return x, q, real, data, seen
+
+
+@pytest.mark.parametrize("replace, expected", [(False, [50, 50]), (True, [40, 40])])
+def test_augmentation_adds_mixed_copies_of_the_real_pairs_only(
+    monkeypatch: pytest.MonkeyPatch, replace: bool, expected: list[int]
+) -> None:
+    """40 pairs in one batch, 10 of them real queries: one mixed copy each is added (or, in the first design
+    kept for the ablation, replaces them); the self pairs are never mixed."""
+    x, q, real, data, seen = spied_batches(monkeypatch)
     config = TrainConfig(**{**TINY.to_dict(), "epochs": 2, "batch": 40, "min_batch": 40, "augment_replace": replace})
     fit(data, config, progress=False)
     assert [len(q) for q in seen] == expected
@@ -273,23 +282,7 @@ def test_self_noise_redraws_the_self_pairs_in_every_batch_and_leaves_real_pairs(
 ) -> None:
     """With ``self_noise_max`` > 0 each self pair's query is its target plus fresh noise in every batch (never
     the stored query, never twice the same); the real pairs enter unchanged; 0 (the default) keeps them all."""
-    from xmodal.genret.decoder import IDDecoder
-
-    x, _ = clustered(40)
-    q = np.roll(x, 1, axis=0)
-    real = np.zeros(40, bool)
-    real[::4] = True
-    data = TrainingSet(
-        np.arange(40, dtype=np.int64), x, np.zeros(40, np.int64), q, np.arange(40, dtype=np.int64), augmentable=real
-    )
-    seen: list[torch.Tensor] = []
-    original = IDDecoder.loss
-
-    def spy(self: IDDecoder, queries: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        seen.append(queries.detach().clone())
-        return original(self, queries, target)
-
-    monkeypatch.setattr(IDDecoder, "loss", spy)
+    x, q, real, data, seen = spied_batches(monkeypatch)
     base = {**TINY.to_dict(), "epochs": 2, "batch": 40, "min_batch": 40, "alpha": 0.0}
     fit(data, TrainConfig(**{**base, "self_noise_min": 0.3, "self_noise_max": 0.6}), progress=False)
     fit(data, TrainConfig(**base), progress=False)
