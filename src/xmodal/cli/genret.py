@@ -25,8 +25,8 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--min-steps",
         type=int,
-        default=600,
-        help="train small catalogs for more epochs until this many batches (default: 600)",
+        default=None,
+        help="train small catalogs for more epochs until this many batches (default: TrainConfig's, 3600)",
     )
     train.add_argument("--levels", type=int, default=None, help="residual levels L (default: by catalog size)")
     train.add_argument("--codebook-size", type=int, default=None, help="codes per level K (default: by catalog size)")
@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
         metavar="LOW,HIGH",
         default=None,
         help="draw the self pairs' queries afresh in every batch: the item plus noise of relative norm in "
-        "[LOW, HIGH] (default: TrainConfig's; 0,0 keeps one fixed noisy copy per item)",
+        "[LOW, HIGH] (default: 0.3,1.5; 0,0 keeps one fixed noisy copy per item)",
     )
     train.add_argument("--no-contrastive", action="store_true", help="plain residual k-means IDs (no fine-tuning)")
     train.add_argument("--no-feedback", action="store_true", help="do not train on the feedback log")
@@ -75,6 +75,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.alpha is not None and args.alpha < 0:
         raise UsageError(f"--alpha must be >= 0 (0 turns augmentation off), got {args.alpha}")
     chosen: dict[str, Any] = {"alpha": args.alpha} if args.alpha is not None else {}
+    if args.min_steps is not None:
+        chosen["min_steps"] = args.min_steps
     if args.self_noise is not None:
         low, high = _noise_range(args.self_noise)
         chosen.update(self_noise_min=low, self_noise_max=high)
@@ -82,7 +84,6 @@ def run_train(args: argparse.Namespace) -> int:
         levels=args.levels,
         codebook_size=args.codebook_size,
         epochs=args.epochs,
-        min_steps=args.min_steps,
         contrastive=not args.no_contrastive,
         seed=args.seed,
         max_minutes=args.max_minutes,
