@@ -551,7 +551,7 @@ class MilvusBackend:
             if info.get("description") == tagged:
                 made[name] = int(info.get("created_timestamp") or 0)
         own = made.pop(self.collection, None)
-        if own is None or not own:
+        if not own:
             return []  # this epoch's collection untagged (made before the clean-up) or its age unknown
         older = sorted((name for name, ts in made.items() if 0 < ts < own), key=lambda name: (made[name], name))
         gone = older[:-1] if keep_previous else older

@@ -424,9 +424,7 @@ class PostgresStore:
         """Inside a write (the writers' lock held): refuse vectors made by an encoder the index has since
         switched away from (``xmodal reindex --switch`` committed by another process after this one read the
         epoch)."""
-        cur.execute("SELECT value FROM meta WHERE key = %s", (EPOCH_KEY,))
-        found = cur.fetchone()
-        if moved(self.epoch, None if found is None else found[0]):
+        if moved(self.epoch, lambda: cur.execute("SELECT value FROM meta WHERE key = %s", (EPOCH_KEY,)).fetchone()):
             raise ConfigError(
                 f"{self.where}: the index switched to another encoder (xmodal reindex --switch) since these items "
                 "were encoded; nothing was written: retry (an engine on this store follows the switch itself)"

@@ -348,8 +348,7 @@ class SQLiteStore:
     def _check_epoch(self) -> None:
         """Inside a write: refuse vectors made by an encoder the index has since switched away from
         (``xmodal reindex --switch`` committed by another process after this one opened the store)."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (EPOCH_KEY,)).fetchone()
-        if moved(self.epoch, None if row is None else row[0]):
+        if moved(self.epoch, lambda: self._db.execute("SELECT value FROM meta WHERE key = ?", (EPOCH_KEY,)).fetchone()):
             raise ConfigError(
                 f"{self.path.parent}: the index switched to another encoder (xmodal reindex --switch) since this "
                 "process opened it; nothing was written: restart this process (server or command) to use the new one"
