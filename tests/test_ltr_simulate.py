@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from xmodal import Query
+from xmodal.ltr.context import CONTEXT_FEATURES
 from xmodal.ltr.features import freshness
 from xmodal.ltr.fusion import FusedHit, fuse
+from xmodal.ltr.policy import make_policy
 from xmodal.ltr.simreport import bandit_benchmark, build, regret_exponent, write_report
 from xmodal.ltr.simulate import ARMS, WORDNET, Simulator, clicks, ranker_experiment, wordnet_catalog
 
@@ -82,3 +85,25 @@ def test_a_freshness_boosted_logger_shows_fresher_items_first(sim: Simulator) ->
 
     assert mean_freshness(boosted) > mean_freshness(fused) + 0.1
     assert sim.logged_order(fused, 0.0, sim.now) == fused
+
+
+def test_a_simulated_bandit_is_the_pipelines_policy_while_it_runs(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what reads the deployment's policy (the self-tuned fusion's handover: Pipeline.tuned_active) must see the
+    # simulated one's observations, not those of the pipeline's own policy, which the simulation never trains
+    pipe, own = sim.pipeline, sim.pipeline.policy
+    bandit = make_policy("linucb", list(ARMS), len(CONTEXT_FEATURES), budget=40, seed=0)
+    seen: list[object] = []
+    arrange = pipe.arrange
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(pipe.policy)
+        return arrange(*args, **kwargs)
+
+    monkeypatch.setattr(pipe, "arrange", spy)
+    Simulator(pipe, sim.queries[:5], budget=40).run(bandit)
+    assert len(seen) == 5 and all(p is bandit for p in seen) and pipe.policy is own
+    assert float(bandit.counts_.sum()) > 0 and float(own.counts_.sum()) == 0
+    Simulator(pipe, sim.queries[:2], budget=40).run(("lexical",))  # a fixed set of arms: the pipeline's own
+    assert seen[-1] is own

@@ -280,48 +280,54 @@ class Simulator:
         success = np.zeros(len(self.queries), dtype=bool)
         steps: list[Step] = []
         chosen: dict[str, int] = {}
-        for t, sq in enumerate(self.queries):
-            query = Query(text=sq.text, k=self.k, user=SIM_USER, logged=True)  # a logged search by a known user
-            static, vector = self.static_runs(sq.text)
-            prepared = self.pipeline.prepare(query, now=self.now + 60 * t, vector=vector)
-            if isinstance(policy, LinearBandit):
-                plan = self.pipeline.plan(prepared, policy)
-            else:
-                plan = equal_plan(policy, prepared.available, self.budget)
-            # no dense back-fill: every plan, fixed or learned, is judged on its own strategies
-            found = self.pipeline.candidates(prepared, plan, vector, cached=static, backfill=False)
-            fused = found.fused
-            ordered = self.logged_order(fused, promote_fresh, self.now + 60 * t)
-            top = self.pipeline.arrange(prepared, plan, ordered, found.explored, self.k)
-            randomized = bool(rng.random() < randomize)
-            if randomized:
-                top = [top[i] for i in rng.permutation(len(top))]
-            shown = [h.id for h in top]
-            clicked = clicks(shown, sq.relevant, rng, eta=self.eta)
-            success[t] = any(i in sq.relevant for i in shown)
-            X = None
-            if features:  # before this impression's feedback reaches the memory index (no label leakage)
-                X = candidate_features(
-                    self.pipeline,
-                    query,
-                    vector,
-                    fused[: self.pipeline.config.rank_depth],
-                    prepared.understanding,
-                    now=self.now + 60 * t,
-                )
-            for a in plan.allocations:
-                chosen[a.strategy] = chosen.get(a.strategy, 0) + 1
-            if learn_memory:
-                key = normalize_query(sq.text)
-                self.pipeline.memory.add_impression(key, shown)
-                for item_id, c in zip(shown, clicked, strict=True):
-                    if c:
-                        self.pipeline.memory.add_action(key, item_id, 1.0)
-                        self.pipeline.popularity[item_id] = self.pipeline.popularity.get(item_id, 0.0) + 1.0
-            if isinstance(policy, LinearBandit):
-                learn(policy, prepared.x, [a.strategy for a in plan.allocations], provenance(top), clicked)
-            if keep:
-                steps.append(Step(sq, prepared.x, plan, fused, shown, clicked, randomized, bool(success[t]), X))
+        held = self.pipeline.policy
+        if isinstance(policy, LinearBandit):  # the deployment's policy is the one simulated: what reads its state
+            self.pipeline.policy = policy  # (the day-zero rules, the tuned fusion's handover) reads this one's
+        try:
+            for t, sq in enumerate(self.queries):
+                query = Query(text=sq.text, k=self.k, user=SIM_USER, logged=True)  # a logged search by a known user
+                static, vector = self.static_runs(sq.text)
+                prepared = self.pipeline.prepare(query, now=self.now + 60 * t, vector=vector)
+                if isinstance(policy, LinearBandit):
+                    plan = self.pipeline.plan(prepared, policy)
+                else:
+                    plan = equal_plan(policy, prepared.available, self.budget)
+                # no dense back-fill: every plan, fixed or learned, is judged on its own strategies
+                found = self.pipeline.candidates(prepared, plan, vector, cached=static, backfill=False)
+                fused = found.fused
+                ordered = self.logged_order(fused, promote_fresh, self.now + 60 * t)
+                top = self.pipeline.arrange(prepared, plan, ordered, found.explored, self.k)
+                randomized = bool(rng.random() < randomize)
+                if randomized:
+                    top = [top[i] for i in rng.permutation(len(top))]
+                shown = [h.id for h in top]
+                clicked = clicks(shown, sq.relevant, rng, eta=self.eta)
+                success[t] = any(i in sq.relevant for i in shown)
+                X = None
+                if features:  # before this impression's feedback reaches the memory index (no label leakage)
+                    X = candidate_features(
+                        self.pipeline,
+                        query,
+                        vector,
+                        fused[: self.pipeline.config.rank_depth],
+                        prepared.understanding,
+                        now=self.now + 60 * t,
+                    )
+                for a in plan.allocations:
+                    chosen[a.strategy] = chosen.get(a.strategy, 0) + 1
+                if learn_memory:
+                    key = normalize_query(sq.text)
+                    self.pipeline.memory.add_impression(key, shown)
+                    for item_id, c in zip(shown, clicked, strict=True):
+                        if c:
+                            self.pipeline.memory.add_action(key, item_id, 1.0)
+                            self.pipeline.popularity[item_id] = self.pipeline.popularity.get(item_id, 0.0) + 1.0
+                if isinstance(policy, LinearBandit):
+                    learn(policy, prepared.x, [a.strategy for a in plan.allocations], provenance(top), clicked)
+                if keep:
+                    steps.append(Step(sq, prepared.x, plan, fused, shown, clicked, randomized, bool(success[t]), X))
+        finally:
+            self.pipeline.policy = held
         return {"success": success, "steps": steps, "chosen": chosen}
 
 
