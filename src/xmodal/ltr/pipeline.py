@@ -36,6 +36,7 @@ from .exploration import ExploreBudget, ExploreSettings, eligible, place
 from .features import FeatureLayout, align, candidate_features
 from .fusion import FusedHit, committed_weights, fuse, to_hits
 from .item_meta import ItemMeta
+from .phrase import phrase_first, query_phrase
 from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
 from .repeats import Repeats, Shown, demote, may_turn, passed_over, pin, query_key, turns_over
@@ -160,6 +161,7 @@ class Candidates:
     explored: list[FusedHit]
     weights: dict[str, float]
     configuration: dict[str, Any] | None = None  # the self-tuned model's choice, when it fused them
+    phrased: int = 0  # the fused head's items that hold the query's words as a phrase, moved first (:mod:`.phrase`)
 
 
 def may_explore(mode: str, context: Mapping[str, Any]) -> bool:
@@ -625,12 +627,40 @@ class Pipeline:
         backfill: bool = True,
         committed: bool | None = None,
         completed: bool = True,
+        phrased: bool = True,
     ) -> Candidates:
         """The plan's runs: the relevance strategies' fused, the exploring strategies' set apart. When the
         relevance strategies found fewer than ``k`` items (and ``backfill``), dense search fills the list up
         (within the budget, fused at half weight). With ``committed`` (default: the config's), each run's
         weight is scaled by its query-performance prediction (:meth:`fusion_weights`); with ``completed``, missing
-        scores are completed (:meth:`fuse`)."""
+        scores are completed (:meth:`fuse`); with ``phrased``, the fused head's items that hold the query's words
+        as a phrase come first (:mod:`.phrase`)."""
+        found = self._candidates(
+            prepared, plan, vector, cached, backfill=backfill, committed=committed, completed=completed
+        )
+        phrase = query_phrase(prepared.query.text) if phrased else None
+        if phrase is None:
+            return found
+        fused, held = phrase_first(found.fused, phrase, self.item_texts)
+        return replace(found, fused=fused, phrased=held)
+
+    def item_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Each item's title and text, read from the store (deleted ones left out)."""
+        rows = {row: item_id for item_id in ids if (row := self.engine.find_row(item_id)) is not None}
+        return {rows[row]: (s.item.title, s.item.text) for row, s in self.engine.items_of(list(rows)).items()}
+
+    def _candidates(
+        self,
+        prepared: Prepared,
+        plan: Plan,
+        vector: np.ndarray | None,
+        cached: Mapping[str, Hits] | None,
+        *,
+        backfill: bool,
+        committed: bool | None,
+        completed: bool,
+    ) -> Candidates:
+        """:meth:`candidates` before the phrase tier."""
         query = prepared.query
         runs = self.retrieve(prepared, plan, vector, cached)
         relevance = {name: hits for name, hits in runs.items() if not self._explores(name)}
@@ -667,7 +697,9 @@ class Pipeline:
         relevance = {n: hits.take(range(min(shares[n], len(hits)))) for n, hits in relevance.items()}
         configuration = self.tuned.choose(prepared.x, relevance)
         if configuration is None and plan.untuned is not None:
-            found = self.candidates(prepared, plan.untuned, vector, cached=runs)
+            found = self._candidates(
+                prepared, plan.untuned, vector, runs, backfill=True, committed=None, completed=True
+            )
             return replace(found, configuration={"untuned": True})
         if configuration is None:  # a plan made without its fallback: every run, equally
             configuration = Configuration(tuple((n, 1.0) for n in relevance), committed=False)
@@ -928,6 +960,7 @@ class Pipeline:
             "fusion": self.config.fusion,
             "tuning": {"status": self.tuned_status, "active": plan.source == "tuned", "chosen": found.configuration},
             "weights": {name: round(w, 6) for name, w in found.weights.items()},
+            "phrase_first": found.phrased,
             "score": SCORE_MEANING,
             "exploration": {
                 "may_explore": self._explores_for(prepared.query),
@@ -982,7 +1015,7 @@ class Pipeline:
         exploration's items placed as the floor's are."""
         prepared = self.prepare(query, vector=vector)
         plan = equal_plan(prepared.available, prepared.available, self.config.budget)
-        found = self.candidates(prepared, plan, vector, backfill=False, committed=False, completed=False)
+        found = self.candidates(prepared, plan, vector, backfill=False, committed=False, completed=False, phrased=False)
         shown = place(found.fused, found.explored, top=self.exploration.top, every=2, limit=query.k)
         scores = shown_scores(shown, self.config.fusion, found.weights, self.families)
         details = self.explain(prepared, plan, found, shown, scores, None, "fused order")

@@ -1,0 +1,88 @@
+"""Exact phrases first (xmodal.ltr.phrase): the fused head's items holding the query's words in order lead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from xmodal import Engine
+from xmodal.encoders import HashingEncoder
+from xmodal.ltr.extension import pipeline
+from xmodal.ltr.fusion import FusedHit
+from xmodal.ltr.phrase import HEAD, holds, phrase_first, query_phrase
+from xmodal.records import Item, Query
+
+
+def test_a_phrase_is_three_words_or_more_lower_cased_and_folded() -> None:
+    assert query_phrase("Crème BRÛLÉE, torched") == "creme brulee torched"
+    assert query_phrase("a crème brûlée of the house") == "a creme brulee of the house"  # stop words stay in it
+    assert query_phrase("a cup of coffee") is None  # two words that are not stop words
+    assert query_phrase("motor vehicle") is None and query_phrase(None) is None and query_phrase("") is None
+
+
+def test_holds_whole_words_in_order_and_next_to_each_other() -> None:
+    phrase = "red leather boots"
+    assert holds("Pair of red, leather boots.", phrase)  # punctuation is not a word
+    assert not holds("boots of red leather", phrase)  # not in order
+    assert not holds("red soft leather boots", phrase)  # not next to each other
+    assert not holds("bored leather bootsy", phrase)  # not whole words
+    assert not holds("", phrase)
+    assert holds("RED leather_x red\tLeather--boots!", phrase)  # ASCII: searched without tokenising
+    assert not holds("red leather_boots", phrase)  # "_" is a word character: one token "leather_boots"
+    assert holds("Crème: red leather boots", phrase) and holds("RÉD leather boots", "red leather boots")  # folded
+    assert not holds("red leather bootsé", phrase)
+
+
+def hits(ids: list[str]) -> list[FusedHit]:
+    return [FusedHit(i, 1.0 - n / 100, {}) for n, i in enumerate(ids)]
+
+
+def test_phrase_first_is_a_stable_partition_of_the_head_only() -> None:
+    ids = [f"i{n}" for n in range(HEAD + 5)]
+    holding = {"i3", "i7", f"i{HEAD + 2}"}  # the last one is below the head: left where it is
+    texts = {i: ("a title", "red leather boots" if i in holding else "boots") for i in ids if i != "i5"}
+    seen: list[list[str]] = []
+
+    def read(asked: list[str]) -> dict[str, tuple[str, str]]:
+        seen.append(list(asked))
+        return {i: texts[i] for i in asked if i in texts}  # i5 was deleted: it holds nothing
+
+    out, held = phrase_first(hits(ids), "red leather boots", read)
+    assert held == 2 and seen == [ids[:HEAD]]  # only the head's texts are read
+    order = [h.id for h in out]
+    assert order[:2] == ["i3", "i7"] and order[2:HEAD] == [i for i in ids[:HEAD] if i not in ("i3", "i7")]
+    assert order[HEAD:] == ids[HEAD:]
+    same, none = phrase_first(hits(ids), "green canvas shoes", read)
+    assert none == 0 and [h.id for h in same] == ids
+
+
+def test_the_learned_search_puts_the_item_holding_the_phrase_first(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as eng:
+        eng.add(
+            [
+                # every query word, not as the phrase, in a short text: lexical and dense search rank it first
+                Item.create("near", title="boots", text="boots of red leather"),
+                Item.create(
+                    "verbatim",
+                    title="winter catalogue",
+                    text="our winter catalogue lists coats, scarves, gloves and red leather boots among many things",
+                ),
+                *[Item.create(f"other{n}", title=f"item {n}", text=f"a plain cotton shirt {n}") for n in range(20)],
+            ]
+        )
+        pipe = pipeline(eng)
+        query = Query(text="red leather boots", k=5)
+        vector = eng.encode_query(query)
+        prepared = pipe.prepare(query, vector=vector)
+        plan = pipe.plan(prepared)
+        fused = [h.id for h in pipe.candidates(prepared, plan, vector, phrased=False).fused]
+        assert fused.index("near") < fused.index(
+            "verbatim"
+        )  # without the tier, the item holding the phrase is not first
+        result = eng.search("red leather boots", k=5, explain=True)
+        assert result.hits.ids[0] == "verbatim" and result.explain is not None
+        assert result.explain["phrase_first"] == 1
+        scores = np.asarray(result.hits.scores)
+        assert np.all(np.diff(scores) <= 1e-12)  # the shown scores stay non-increasing
+        assert eng.search("red leather", k=5, explain=True).explain["phrase_first"] == 0  # two words: no phrase
