@@ -156,7 +156,7 @@ def fast_compare(engine: Engine, queries: list[EvalQuery], info: SetInfo | None)
     """R@10 per kind of exact dense search, GENIUS and GENIUS-R (the modes' settings: beam, pool, depth) with
     the item vectors held in memory and the queries decoded in batches: the engine comparison's figures
     for unfiltered text queries (dense exact rather than through the vector index), in a fraction of its time."""
-    from xmodal.genret.mode import BEAM, RERANK_BEAM, RERANK_DEPTH
+    from xmodal.genret.mode import BEAM, RERANK_BEAM, RERANK_DEPTH, RERANK_LEAD
 
     rows, matrix, position, ids, similarity = in_memory(engine)
     vectors = engine.encode_queries([Query(text=e.text) for e in queries])
@@ -170,7 +170,13 @@ def fast_compare(engine: Engine, queries: list[EvalQuery], info: SetInfo | None)
             part, vecs = queries[start : start + 128], vectors[start : start + 128]
             genius = model.search(vecs, 10, beam=BEAM)
             genius_r = model.search(
-                vecs, RERANK_POOL, beam=RERANK_BEAM, similarity=similarity, pool=RERANK_POOL, depth=RERANK_DEPTH
+                vecs,
+                RERANK_POOL,
+                beam=RERANK_BEAM,
+                similarity=similarity,
+                pool=RERANK_POOL,
+                depth=RERANK_DEPTH,
+                lead=RERANK_LEAD,
             )
             for i, e in enumerate(part):
                 got["dense"].append(recall(rows[np.argsort(-(matrix @ vecs[i]), kind="stable")[:10]], e.relevant))

@@ -147,6 +147,32 @@ def test_decoding_a_shallower_prefix_widens_the_candidates(trained: tuple[Genera
         model.search(q, 5, depth=full + 1)
 
 
+def test_a_lead_decoding_puts_its_prefixes_members_first(trained: tuple[GenerativeIndex, np.ndarray]) -> None:
+    """``lead`` (GENIUS-R): the members of a deeper decoding's prefixes lead the re-ranked candidates, the wider
+    decoding's fill the pool after them, each item once, at most ``pool``."""
+    model, x = trained
+    q, full = x[:20], model.trie.length
+    seen: list[list[int]] = []
+
+    def similarity(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
+        seen.append(rows.tolist())
+        return np.asarray(x[rows // 3] @ v)
+
+    for pool in (6, 40):
+        seen.clear()
+        found = model.search(q, 5, beam=2, similarity=similarity, pool=pool, depth=2, lead=(4, full + 3))
+        for i, (rows, _) in enumerate(found):
+            keys, sc = model.generate(q[i : i + 1], 4, full)  # the lead's depth is cut to the full ID's
+            ahead, _ = bucket_candidates(model.trie, keys[0], sc[0], pool, full)
+            k_two, s_two = model.generate(q[i : i + 1], 2, depth=2)
+            wide, _ = bucket_candidates(model.trie, k_two[0], s_two[0], pool, 2)
+            expected = (ahead.tolist() + [r for r in wide.tolist() if r not in set(ahead.tolist())])[:pool]
+            assert seen[i] == expected and len(set(seen[i])) == len(seen[i])
+            assert len(rows) == min(5, len(expected)) and set(rows.tolist()) <= set(expected)
+    plain = model.search(q, 5, beam=2, depth=2, lead=(4, full))  # GENIUS (no re-ranking): the lead is not used
+    assert [r.tolist() for r, _ in plain] == [r.tolist() for r, _ in model.search(q, 5, beam=2, depth=2)]
+
+
 @given(st.integers(0, 10_000), st.integers(1, 12))
 @settings(max_examples=15, deadline=None)
 def test_every_decoded_id_exists(trained: tuple[GenerativeIndex, np.ndarray], seed: int, beam: int) -> None:

@@ -105,6 +105,7 @@ class GenerativeIndex:
         similarity: VectorFetch | None = None,
         pool: int | None = None,
         depth: int | None = None,
+        lead: tuple[int, int] | None = None,
     ) -> list[tuple[IntArray, FloatArray]]:
         """Per query, up to ``k`` rows with scores: GENIUS (beam log-prob) or, with ``similarity``, GENIUS-R.
 
@@ -116,13 +117,24 @@ class GenerativeIndex:
         tokens, and every item under each of the ``beam`` generated prefixes is a candidate: with
         ``depth=2`` (modality and level-1 code) GENIUS-R re-ranks whole level-1 cells, a wider net than
         the full IDs (still capped at ``pool``).
+
+        ``lead`` (GENIUS-R only): a ``(beam, depth)`` decoded first (its depth at most the full ID's), whose
+        prefixes' members lead the candidates; the ``beam``/``depth`` ones fill the pool after them, each item
+        once. Deeper prefixes follow the decoder's finer choices, wider ones cover what it ranks lower.
         """
         q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         keys, scores = self.generate(q, max(beam, 1), depth)
+        first = None
+        if lead is not None and similarity is not None:
+            lead_depth = min(lead[1], self.trie.length)
+            first = (*self.generate(q, max(lead[0], 1), lead_depth), lead_depth)
         out = []
         for i in range(len(q)):
             want = k if similarity is None else max(k, pool or RERANK_POOL)
             rows, sc = bucket_candidates(self.trie, keys[i], scores[i], want, depth)
+            if first is not None:
+                ahead, _ = bucket_candidates(self.trie, first[0][i], first[1][i], want, first[2])
+                rows = np.concatenate([ahead, rows[~np.isin(rows, ahead)]])[:want]
             if similarity is not None:
                 rows, sc = rerank(rows, q[i], similarity, k)
             out.append((rows, sc))
