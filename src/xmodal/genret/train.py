@@ -295,8 +295,7 @@ def _decoder_epochs(
                     q, ids = torch.cat([q, mixed]), torch.cat([ids, item_ids[targets[extra]]])
             if config.self_noise_max > 0:  # fresh noise on the self pairs (the first len(idx) rows are idx's)
                 own = torch.nonzero(~augmentable[idx]).squeeze(1)
-                if len(own):
-                    q = q.clone()
+                if len(own):  # q is this batch's own tensor (indexing with idx, or a cat, copies): no clone
                     q[own] = noisy(vectors[targets[idx[own]]], config.self_noise_min, config.self_noise_max, gen)
             loss = decoder.loss(q, ids)
             opt.zero_grad()
