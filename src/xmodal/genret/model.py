@@ -123,20 +123,37 @@ class GenerativeIndex:
         once. Deeper prefixes follow the decoder's finer choices, wider ones cover what it ranks lower.
         """
         q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        want = k if similarity is None else max(k, pool or RERANK_POOL)
+        found = self.candidates(q, want, beam=beam, depth=depth, lead=lead if similarity is not None else None)
+        if similarity is None:
+            return found
+        return [rerank(rows, q[i], similarity, k) for i, (rows, _) in enumerate(found)]
+
+    def candidates(
+        self,
+        queries: FloatArray,
+        want: int,
+        *,
+        beam: int = 32,
+        depth: int | None = None,
+        lead: tuple[int, int] | None = None,
+    ) -> list[tuple[IntArray, FloatArray]]:
+        """Per query, the members of the generated buckets (see :meth:`search`), at most ``want``, with their
+        bucket's log-probability (a lead's members first, with theirs)."""
+        q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         keys, scores = self.generate(q, max(beam, 1), depth)
         first = None
-        if lead is not None and similarity is not None:
+        if lead is not None:
             lead_depth = min(lead[1], self.trie.length)
             first = (*self.generate(q, max(lead[0], 1), lead_depth), lead_depth)
         out = []
         for i in range(len(q)):
-            want = k if similarity is None else max(k, pool or RERANK_POOL)
             rows, sc = bucket_candidates(self.trie, keys[i], scores[i], want, depth)
             if first is not None:
-                ahead, _ = bucket_candidates(self.trie, first[0][i], first[1][i], want, first[2])
-                rows = np.concatenate([ahead, rows[~np.isin(rows, ahead)]])[:want]
-            if similarity is not None:
-                rows, sc = rerank(rows, q[i], similarity, k)
+                ahead, ahead_sc = bucket_candidates(self.trie, first[0][i], first[1][i], want, first[2])
+                rest = ~np.isin(rows, ahead)
+                rows = np.concatenate([ahead, rows[rest]])[:want]
+                sc = np.concatenate([ahead_sc, sc[rest]])[:want]
             out.append((rows, sc))
         return out
 
