@@ -502,11 +502,11 @@ def part_tune(args: argparse.Namespace) -> dict[str, Any]:
 
 def part_scale(args: argparse.Namespace) -> dict[str, Any]:
     """Latency vs catalog size: one decoder (trained on the first 20k items), new items enter by quantizer.
-    GENIUS decodes full IDs at ``--beam``; GENIUS-R as the ``generative-rerank`` mode does (level-1 cells and the
-    deeper lead, :mod:`xmodal.genret.mode`)."""
+    GENIUS decodes full IDs at ``--beam``; GENIUS-R as the ``generative-rerank`` mode does (prefixes of
+    ``RERANK_DEPTH`` tokens at ``RERANK_BEAM`` beams, :mod:`xmodal.genret.mode`)."""
     import faiss
 
-    from xmodal.genret.mode import RERANK_BEAM, RERANK_DEPTH, RERANK_LEAD
+    from xmodal.genret.mode import RERANK_BEAM, RERANK_DEPTH
     from xmodal.genret.train import TrainConfig, TrainingSet, fit
 
     dim, sizes = args.dim, sorted(args.sizes)
@@ -545,7 +545,7 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
         row["generative_ms"] = _latency(lambda v: model.search(v, 10, beam=args.beam), queries)
         row["generative_rerank_ms"] = _latency(
             lambda v, x=items: model.search(  # as the generative-rerank mode decodes, RERANK_POOL candidates
-                v, 10, beam=RERANK_BEAM, depth=RERANK_DEPTH, lead=RERANK_LEAD, similarity=lambda r, qq: x[r] @ qq
+                v, 10, beam=RERANK_BEAM, depth=RERANK_DEPTH, similarity=lambda r, qq: x[r] @ qq
             ),
             queries,
         )

@@ -51,7 +51,7 @@ from xmodal.eval.sets import SetInfo, set_info_for
 from xmodal.genret.build import train_engine
 from xmodal.genret.extension import live_genret
 from xmodal.genret.model import RERANK_POOL
-from xmodal.genret.search import rerank
+from xmodal.genret.search import bucket_candidates, rerank
 from xmodal.genret.train import TrainConfig
 from xmodal.ingest.catalog import add_catalogs
 from xmodal.records import Query
@@ -67,9 +67,7 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=300)
     parser.add_argument("--variants", default="self,pseudo")
     parser.add_argument("--reuse", action="store_true", help="keep the index's trained model (no training)")
-    parser.add_argument(
-        "--decode", default="", help="GENIUS-R decoding settings BEAM:DEPTH[:POOL][+LEAD_BEAM:LEAD_DEPTH],… to compare"
-    )
+    parser.add_argument("--decode", default="", help="GENIUS-R decoding settings BEAM:DEPTH[:POOL],… to compare")
     parser.add_argument("--decode-split", default="tuning", choices=["tuning", "held_out", "all"])
     parser.add_argument("--latency", type=int, default=0, help="time N queries of the split through the modes")
     parser.add_argument("--no-compare", action="store_true", help="skip the modes' comparison through the engine")
@@ -158,7 +156,7 @@ def fast_compare(engine: Engine, queries: list[EvalQuery], info: SetInfo | None)
     """R@10 per kind of exact dense search, GENIUS and GENIUS-R (the modes' settings: beam, pool, depth) with
     the item vectors held in memory and the queries decoded in batches: the engine comparison's figures
     for unfiltered text queries (dense exact rather than through the vector index), in a fraction of its time."""
-    from xmodal.genret.mode import BEAM, RERANK_BEAM, RERANK_DEPTH, RERANK_LEAD
+    from xmodal.genret.mode import BEAM, RERANK_BEAM, RERANK_DEPTH
 
     rows, matrix, position, ids, similarity = in_memory(engine)
     vectors = engine.encode_queries([Query(text=e.text) for e in queries])
@@ -178,7 +176,6 @@ def fast_compare(engine: Engine, queries: list[EvalQuery], info: SetInfo | None)
                 similarity=similarity,
                 pool=RERANK_POOL,
                 depth=RERANK_DEPTH,
-                lead=RERANK_LEAD,
             )
             for i, e in enumerate(part):
                 got["dense"].append(recall(rows[np.argsort(-(matrix @ vecs[i]), kind="stable")[:10]], e.relevant))
@@ -235,8 +232,7 @@ def mode_latency(engine: Engine, entries: list[Any], info: SetInfo | None, args:
 def decode_settings(
     engine: Engine, entries: list[Any], info: SetInfo | None, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """R@10 of GENIUS-R per kind for each ``BEAM:DEPTH[:POOL][+LEAD_BEAM:LEAD_DEPTH]`` of ``args.decode``, against
-    exact dense (the lead's prefixes' members first, as the mode's ``RERANK_LEAD``)."""
+    """R@10 of GENIUS-R per kind for each ``BEAM:DEPTH[:POOL]`` of ``args.decode``, against exact dense."""
     queries = split_queries(entries, info, args.decode_split)
     _, matrix, position, ids, similarity = in_memory(engine)
     vectors = engine.encode_queries([Query(text=e.text) for e in queries])
@@ -251,14 +247,13 @@ def decode_settings(
     out: dict[str, Any] = {"queries": len(queries), "settings": {}}
     with live_genret(engine).reading() as model:
         for setting in args.decode.split(","):
-            main, _, ahead = setting.partition("+")
-            beam, depth, *rest = (int(x) for x in main.split(":"))
+            beam, depth, *rest = (int(x) for x in setting.split(":"))
             pool = rest[0] if rest else RERANK_POOL
-            lead = (int(ahead.split(":")[0]), int(ahead.split(":")[1])) if ahead else None
             got, sizes, times = [], [], []
             for e, v in zip(queries, vectors, strict=True):
                 start = time.perf_counter()
-                cands, _ = model.candidates(v[None, :], pool, beam=beam, depth=depth, lead=lead)[0]
+                keys, scores = model.generate(v[None, :], beam, depth)
+                cands, _ = bucket_candidates(model.trie, keys[0], scores[0], pool, depth)
                 ranked, _ = rerank(cands, v, similarity, 10)
                 times.append(time.perf_counter() - start)
                 sizes.append(len(cands))

@@ -147,30 +147,20 @@ def test_decoding_a_shallower_prefix_widens_the_candidates(trained: tuple[Genera
         model.search(q, 5, depth=full + 1)
 
 
-def test_a_lead_decoding_puts_its_prefixes_members_first(trained: tuple[GenerativeIndex, np.ndarray]) -> None:
-    """``lead`` (GENIUS-R): the members of a deeper decoding's prefixes lead the re-ranked candidates, the wider
-    decoding's fill the pool after them, each item once, at most ``pool``."""
+def test_beams_beyond_the_live_prefixes_come_back_empty(trained: tuple[GenerativeIndex, np.ndarray]) -> None:
+    """Only live prefixes are decoded further (a dead beam costs the decoder a sequence for nothing): a beam wider
+    than the trie's prefixes gives every prefix once, as a beam of just that many does, then -1 (-inf)."""
     model, x = trained
-    q, full = x[:20], model.trie.length
-    seen: list[list[int]] = []
-
-    def similarity(rows: np.ndarray, v: np.ndarray) -> np.ndarray:
-        seen.append(rows.tolist())
-        return np.asarray(x[rows // 3] @ v)
-
-    for pool in (6, 40):
-        seen.clear()
-        found = model.search(q, 5, beam=2, similarity=similarity, pool=pool, depth=2, lead=(4, full + 3))
-        for i, (rows, _) in enumerate(found):
-            keys, sc = model.generate(q[i : i + 1], 4, full)  # the lead's depth is cut to the full ID's
-            ahead, _ = bucket_candidates(model.trie, keys[0], sc[0], pool, full)
-            k_two, s_two = model.generate(q[i : i + 1], 2, depth=2)
-            wide, _ = bucket_candidates(model.trie, k_two[0], s_two[0], pool, 2)
-            expected = (ahead.tolist() + [r for r in wide.tolist() if r not in set(ahead.tolist())])[:pool]
-            assert seen[i] == expected and len(set(seen[i])) == len(seen[i])
-            assert len(rows) == min(5, len(expected)) and set(rows.tolist()) <= set(expected)
-    plain = model.search(q, 5, beam=2, depth=2, lead=(4, full))  # GENIUS (no re-ranking): the lead is not used
-    assert [r.tolist() for r, _ in plain] == [r.tolist() for r, _ in model.search(q, 5, beam=2, depth=2)]
+    q = x[:8]
+    for depth in range(1, model.trie.length + 1):
+        wide_keys, wide_scores = model.generate(q, 4096, depth)
+        assert wide_keys.shape == (8, 4096)
+        live = (wide_keys >= 0).sum(1)
+        assert np.all(live == live[0]) and 0 < live[0] < 4096  # every query: every prefix of that depth
+        keys, scores = model.generate(q, int(live[0]), depth)
+        np.testing.assert_array_equal(wide_keys[:, : live[0]], keys)
+        np.testing.assert_allclose(wide_scores[:, : live[0]], scores, rtol=1e-5)
+        assert np.all(wide_keys[:, live[0] :] == -1) and np.all(np.isneginf(wide_scores[:, live[0] :]))
 
 
 @given(st.integers(0, 10_000), st.integers(1, 12))

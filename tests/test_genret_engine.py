@@ -88,6 +88,26 @@ def test_generative_modes_return_valid_hits(trained: Engine) -> None:
     assert found >= 14  # the items' own texts find them (these are training pairs)
 
 
+def test_rerank_scores_are_the_stored_vectors_cosines(trained: Engine) -> None:
+    """GENIUS-R reads its cosines from the vector index: the same as from the items' stored vectors, and a row
+    with no vector of the target kind (index says 0, the store says none) is dropped, not scored 0."""
+    from xmodal.genret.mode import rerank_similarity
+
+    q = trained.encode_query(Query(text=queries()[3]))
+    rows = np.asarray(sorted(trained.all_rows().tolist())[:20], np.int64)
+    stored = trained.items_of(rows.tolist(), with_vectors=True)
+    expected = np.asarray([max(float(v @ q) for v in stored[r].vectors.values()) for r in rows.tolist()])
+    np.testing.assert_allclose(rerank_similarity(trained, rows, q, None), expected, atol=1e-5)
+    np.testing.assert_allclose(rerank_similarity(trained, rows, q, {"text"}), expected, atol=1e-5)
+    assert np.all(np.isneginf(rerank_similarity(trained, rows, q, {"image"})))  # no image vectors here
+    missing = rerank_similarity(trained, np.asarray([rows[0], 10**6], np.int64), q, None)  # the index says 0
+    assert missing[0] == pytest.approx(expected[0], abs=1e-5) and np.isneginf(missing[1])
+    result = trained.search(Query(text=queries()[3], mode="generative-rerank", k=5))
+    for item_id, score in zip(result.hits.ids.tolist(), result.hits.scores.tolist(), strict=True):
+        vector = next(iter(trained.items_of([trained.row_of(item_id)], with_vectors=True).values())).vectors
+        assert score == pytest.approx(max(float(v @ q) for v in vector.values()), abs=1e-5)
+
+
 def test_filters_apply_to_generated_candidates(trained: Engine) -> None:
     for text in queries()[:10]:
         result = trained.search(Query(text=text, mode="generative-rerank", k=5, filters={"color": "red"}))

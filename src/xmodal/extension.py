@@ -108,6 +108,10 @@ class EngineView(Protocol):
     def attribute_table(self) -> AbstractContextManager[AttributeTable]: ...
 
     # -- vectors -----------------------------------------------------------------------------------
+    def vector_kinds(self) -> list[str]:
+        """The vector kinds a query can target (those the encoder declares, then any other the index holds)."""
+        ...
+
     def vector_count(self, kind: str) -> int:
         """How many vectors of ``kind`` (a vector kind name; 0 when none)."""
         ...

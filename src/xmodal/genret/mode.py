@@ -20,16 +20,13 @@ if TYPE_CHECKING:
     from .live import LiveGenret
 
 BEAM = 32
-# GENIUS-R decodes only the modality and the level-1 code (RERANK_DEPTH tokens) with RERANK_BEAM beams and
-# re-ranks every item under those prefixes, at most RERANK_POOL: on the WordNet tuning kinds this took R@10
-# from 0.46–0.75× dense (64 full IDs, ~70 candidates) to 0.67–0.90×, no slower end to end (2 decoder
-# steps instead of 4; docs/benchmarks.md, "GENIUS-R decoding depth"). Small level-1 cells give fewer.
-RERANK_BEAM = 16
-RERANK_DEPTH = 2
-# ... and the members of RERANK_LEAD's deeper prefixes (128 beams, three tokens) come first in that pool, the
-# level-1 cells' fill it up: on the WordNet tuning kinds R@10 0.68–0.93× dense → 0.78–0.95× (held out: synonym
-# 0.81× → 0.89×), a GENIUS-R search 21 → 29 ms p50 at 10k items (docs/benchmarks.md, "GENIUS-R's decoding re-swept")
-RERANK_LEAD = (128, 3)
+# GENIUS-R decodes the modality, the level-1 and the level-2 code (RERANK_DEPTH tokens) with RERANK_BEAM beams
+# and re-ranks every item under those prefixes, at most RERANK_POOL. On the WordNet tuning kinds (10k items) this
+# took R@10 from 0.83–0.92× dense (16 beams, two tokens) or 0.87–0.94× (those after 128 beams of three tokens)
+# to 0.88–0.95×, the decoding at 9 ms as 128 beams once dead beams were pruned (docs/benchmarks.md, "GENIUS-R:
+# 512 beams, three tokens"). Fewer generated prefixes than beams (a small catalog) give fewer candidates.
+RERANK_BEAM = 512
+RERANK_DEPTH = 3
 FILTER_DEPTH = 10  # candidates per wanted hit when filters apply
 
 
@@ -44,13 +41,7 @@ def generative_search(
     kinds = None if query.target == Target.ANY else {query.target}  # None: every kind the item has
 
     def similarity(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
-        found = engine.items_of(rows.tolist(), with_vectors=True)
-        out = np.full(len(rows), -np.inf, np.float32)
-        for i, row in enumerate(rows.tolist()):
-            vecs = found[row].vectors if row in found else {}
-            sims = [float(v @ q) for kind, v in vecs.items() if kinds is None or kind in kinds]
-            out[i] = max(sims) if sims else -np.inf
-        return out
+        return rerank_similarity(engine, rows, q, kinds)
 
     with live.reading() as model:
         pool = max(depth, RERANK_POOL)  # every member of the generated buckets, up to the cap
@@ -61,7 +52,6 @@ def generative_search(
             similarity=similarity if rerank else None,
             pool=pool,
             depth=RERANK_DEPTH if rerank else None,
-            lead=RERANK_LEAD if rerank else None,
         )[0]
         if allowed is not None:
             match = np.isin(rows, allowed)
@@ -73,3 +63,23 @@ def generative_search(
     kept = [(i, float(s)) for i, s in zip(ids, scores.tolist(), strict=True) if i is not None]
     hits = Hits.of([i for i, _ in kept], [s for _, s in kept], "generative")
     return ModeResult(hits, {"mode": "generative-rerank" if rerank else "generative"})
+
+
+def rerank_similarity(engine: EngineView, rows: np.ndarray, q: np.ndarray, kinds: set[str] | None) -> np.ndarray:
+    """GENIUS-R's score of each row: its best cosine with ``q`` over its vectors of ``kinds`` (None: every kind),
+    -inf for a row with none. Read from the vector index (a 1,000-row pool: ~1.5 ms, against ~12 ms for the items
+    from the store at 10k items), which gives 0 for a missing vector: only the rows whose best is exactly 0 are
+    read from the store, to tell a missing vector from an orthogonal one."""
+    names = [k for k in engine.vector_kinds() if (kinds is None or k in kinds) and engine.vector_count(k)]
+    listed = rows.tolist()
+    best = np.full(len(rows), -np.inf, np.float32)
+    for kind in names:
+        best = np.maximum(best, engine.similarity(q, listed, kind))
+    unsure = np.flatnonzero(best == 0.0)
+    if len(unsure):
+        found = engine.items_of([listed[i] for i in unsure.tolist()], with_vectors=True)
+        for i in unsure.tolist():
+            vecs = found[listed[i]].vectors if listed[i] in found else {}
+            sims = [float(v @ q) for kind, v in vecs.items() if kinds is None or kind in kinds]
+            best[i] = max(sims) if sims else -np.inf
+    return best

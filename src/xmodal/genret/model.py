@@ -105,7 +105,6 @@ class GenerativeIndex:
         similarity: VectorFetch | None = None,
         pool: int | None = None,
         depth: int | None = None,
-        lead: tuple[int, int] | None = None,
     ) -> list[tuple[IntArray, FloatArray]]:
         """Per query, up to ``k`` rows with scores: GENIUS (beam log-prob) or, with ``similarity``, GENIUS-R.
 
@@ -117,44 +116,14 @@ class GenerativeIndex:
         tokens, and every item under each of the ``beam`` generated prefixes is a candidate: with
         ``depth=2`` (modality and level-1 code) GENIUS-R re-ranks whole level-1 cells, a wider net than
         the full IDs (still capped at ``pool``).
-
-        ``lead`` (GENIUS-R only): a ``(beam, depth)`` decoded first (its depth at most the full ID's), whose
-        prefixes' members lead the candidates; the ``beam``/``depth`` ones fill the pool after them, each item
-        once. Deeper prefixes follow the decoder's finer choices, wider ones cover what it ranks lower.
         """
         q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        want = k if similarity is None else max(k, pool or RERANK_POOL)
-        found = self.candidates(q, want, beam=beam, depth=depth, lead=lead if similarity is not None else None)
-        if similarity is None:
-            return found
-        return [rerank(rows, q[i], similarity, k) for i, (rows, _) in enumerate(found)]
-
-    def candidates(
-        self,
-        queries: FloatArray,
-        want: int,
-        *,
-        beam: int = 32,
-        depth: int | None = None,
-        lead: tuple[int, int] | None = None,
-    ) -> list[tuple[IntArray, FloatArray]]:
-        """Per query, the members of the generated buckets (see :meth:`search`), at most ``want``, with their
-        bucket's log-probability (a lead's members first, with theirs)."""
-        q = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         keys, scores = self.generate(q, max(beam, 1), depth)
-        first = None
-        if lead is not None:
-            lead_depth = min(lead[1], self.trie.length)
-            first = (*self.generate(q, max(lead[0], 1), lead_depth), lead_depth)
+        want = k if similarity is None else max(k, pool or RERANK_POOL)
         out = []
         for i in range(len(q)):
             rows, sc = bucket_candidates(self.trie, keys[i], scores[i], want, depth)
-            if first is not None:
-                ahead, ahead_sc = bucket_candidates(self.trie, first[0][i], first[1][i], want, first[2])
-                rest = ~np.isin(rows, ahead)
-                rows = np.concatenate([ahead, rows[rest]])[:want]
-                sc = np.concatenate([ahead_sc, sc[rest]])[:want]
-            out.append((rows, sc))
+            out.append((rows, sc) if similarity is None else rerank(rows, q[i], similarity, k))
         return out
 
     # -- persistence --------------------------------------------------------------------------
