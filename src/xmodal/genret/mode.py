@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
 BEAM = 32
 # GENIUS-R decodes the modality, the level-1 and the level-2 code (RERANK_DEPTH tokens) with RERANK_BEAM beams
-# and re-ranks every item under those prefixes, at most RERANK_POOL. On the WordNet tuning kinds (10k items) this
-# took R@10 from 0.83–0.92× dense (16 beams, two tokens) or 0.87–0.94× (those after 128 beams of three tokens)
-# to 0.88–0.95×, the decoding at 9 ms as 128 beams once dead beams were pruned (docs/benchmarks.md, "GENIUS-R:
-# 512 beams, three tokens"). Fewer generated prefixes than beams (a small catalog) give fewer candidates.
+# and re-ranks every item under those prefixes, at most RERANK_POOL. On the WordNet tuning kinds (10k items) R@10
+# 0.68–0.92× dense with 16 beams of two tokens, 0.77–0.94× with 128 beams of three before them, 0.88–0.96× with
+# this; decoding 9 ms a query once dead beams are pruned (docs/benchmarks.md, "GENIUS-R: 512 beams of three
+# tokens"). Fewer generated prefixes than beams (a small catalog) give fewer candidates.
 RERANK_BEAM = 512
 RERANK_DEPTH = 3
 FILTER_DEPTH = 10  # candidates per wanted hit when filters apply
@@ -40,16 +40,13 @@ def generative_search(
     beam = max(RERANK_BEAM if rerank else BEAM, query.k if allowed is None else 2 * query.k)
     kinds = None if query.target == Target.ANY else {query.target}  # None: every kind the item has
 
-    def similarity(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
-        return rerank_similarity(engine, rows, q, kinds)
-
     with live.reading() as model:
         pool = max(depth, RERANK_POOL)  # every member of the generated buckets, up to the cap
         rows, scores = model.search(
             vector,
             depth if not rerank else pool,
             beam=beam,
-            similarity=similarity if rerank else None,
+            similarity=(lambda cands, v: rerank_similarity(engine, cands, v, kinds)) if rerank else None,
             pool=pool,
             depth=RERANK_DEPTH if rerank else None,
         )[0]
