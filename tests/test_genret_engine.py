@@ -108,6 +108,22 @@ def test_rerank_scores_are_the_stored_vectors_cosines(trained: Engine) -> None:
         assert score == pytest.approx(max(float(v @ q) for v in vector.values()), abs=1e-5)
 
 
+def test_rerank_decodes_an_id_shorter_than_its_depth(tmp_path: Path) -> None:
+    """One level of codes makes IDs of two tokens, shorter than GENIUS-R's RERANK_DEPTH: it decodes whole IDs."""
+    from dataclasses import replace
+
+    from xmodal.genret.mode import RERANK_DEPTH
+
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(text_items(30))
+        train_engine(engine, config=replace(TINY, levels=1), progress=False)
+        assert live_genret(engine).status()["live"]["items"] == 30
+        with live_genret(engine).reading() as model:
+            assert model.trie.length == 2 < RERANK_DEPTH
+        result = engine.search(Query(text=queries()[4], mode="generative-rerank", k=5))
+        assert len(result.hits) == 5 and "t4" in result.hits.ids.tolist()
+
+
 def test_filters_apply_to_generated_candidates(trained: Engine) -> None:
     for text in queries()[:10]:
         result = trained.search(Query(text=text, mode="generative-rerank", k=5, filters={"color": "red"}))

@@ -48,7 +48,7 @@ def generative_search(
             beam=beam,
             similarity=(lambda cands, v: rerank_similarity(engine, cands, v, kinds)) if rerank else None,
             pool=pool,
-            depth=RERANK_DEPTH if rerank else None,
+            depth=min(RERANK_DEPTH, model.trie.length) if rerank else None,  # a one-level ID: 2 tokens
         )[0]
         if allowed is not None:
             match = np.isin(rows, allowed)
