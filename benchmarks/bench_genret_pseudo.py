@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--decode", default="", help="GENIUS-R decoding settings BEAM:DEPTH[:POOL],… to compare")
     parser.add_argument("--decode-split", default="tuning", choices=["tuning", "held_out", "all"])
     parser.add_argument("--latency", type=int, default=0, help="time N queries of the split through the modes")
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch's thread count (0: torch's default)")
     parser.add_argument("--no-compare", action="store_true", help="skip the modes' comparison through the engine")
     parser.add_argument("--split", default="all", choices=["tuning", "held_out", "all"], help="kinds compared")
     parser.add_argument(
@@ -77,6 +78,10 @@ def main() -> None:
     )
     parser.add_argument("--model", default="", help="put back the model kept for this variant (no training)")
     args = parser.parse_args()
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     built = build_set(args.set, OUT / args.set, items=args.items, per_kind=args.per_kind, seed=0)
     index = OUT / f"{args.set}-{args.items}-index"
     if not index.exists():
