@@ -124,6 +124,28 @@ def test_rerank_decodes_an_id_shorter_than_its_depth(tmp_path: Path) -> None:
         assert len(result.hits) == 5 and "t4" in result.hits.ids.tolist()
 
 
+def test_a_search_decodes_on_one_torch_thread_and_puts_the_count_back(
+    trained: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xmodal.genret.model as model_module
+
+    seen: list[int] = []
+    decode = model_module.beam_search
+
+    def counting(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(model_module, "beam_search", counting)
+    torch.set_num_threads(2)
+    try:
+        for mode in ("generative", "generative-rerank"):
+            assert len(trained.search(Query(text=queries()[2], mode=mode, k=5)).hits) == 5
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # the module's setting
+
+
 def test_filters_apply_to_generated_candidates(trained: Engine) -> None:
     for text in queries()[:10]:
         result = trained.search(Query(text=text, mode="generative-rerank", k=5, filters={"color": "red"}))

@@ -14,6 +14,7 @@ import numpy as np
 from ..extension import ModeResult
 from ..records import Hits, Query, Target
 from .model import RERANK_POOL
+from .search import one_thread
 
 if TYPE_CHECKING:
     from ..extension import EngineView
@@ -40,7 +41,7 @@ def generative_search(
     beam = max(RERANK_BEAM if rerank else BEAM, query.k if allowed is None else 2 * query.k)
     kinds = None if query.target == Target.ANY else {query.target}  # None: every kind the item has
 
-    with live.reading() as model:
+    with live.reading() as model, one_thread():  # one query: one torch thread (see one_thread)
         pool = max(depth, RERANK_POOL)  # every member of the generated buckets, up to the cap
         rows, scores = model.search(
             vector,

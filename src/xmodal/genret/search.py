@@ -9,7 +9,8 @@ embeddings.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,23 @@ from .trie import CodeTrie
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 VectorFetch = Callable[[IntArray, FloatArray], FloatArray]  # (rows, query) -> similarities
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch's operations in this block run on one intra-op thread (the count is put back after; with OpenMP
+    the count belongs to the calling thread). The decoder's matrices are small: more threads cost more in
+    fork/join than they give, and at query time they contend with the query encoder's own threads (on 2 cores
+    every mode's p50 halves with one: docs/benchmarks.md, "GENIUS-R: 512 beams of three tokens")."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @torch.no_grad()

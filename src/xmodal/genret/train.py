@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from .decoder import DecoderConfig, IDDecoder, augment
 from .fixes import TRAIN_FIX
 from .model import FORMAT_VERSION, MODALITIES, GenerativeIndex, default_device
 from .quantizer import ResidualQuantizer, default_shape, finetune
+from .search import one_thread
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -225,21 +225,11 @@ def _train_decoder(
     batch = decoder_batch(n, config)
     # intra-op threads cost more than they give on such small matrices (docs)
     small = batch < 128 and queries.device.type == "cpu"
-    threads: AbstractContextManager[None] = _one_thread() if small else nullcontext()
+    threads: AbstractContextManager[None] = one_thread() if small else nullcontext()
     with threads:
         return _decoder_epochs(
             decoder, queries, vectors, targets, augmentable, item_ids, config, ckpt, rq, checkpoint_dir, progress, batch
         )
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _decoder_epochs(
