@@ -41,7 +41,7 @@ from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder
 from xmodal.ltr.features import candidate_features
 from xmodal.ltr.fusion import fuse
-from xmodal.ltr.phrase import phrase_first, query_phrase
+from xmodal.ltr.phrase import query_phrase
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.ranker import LambdaRanker
 from xmodal.ltr.scores import shown_scores
@@ -158,9 +158,7 @@ def main() -> None:
             weights = pipe.fusion_weights(runs, plan.weights())  # each run's weight scaled by its NQC
             fused = pipe.fuse(runs, weights, q, v)  # score completion when the config has it (off by default)
             e0 = time.perf_counter()
-            phrase = query_phrase(q.text)  # the items holding the query's words in order first (xmodal.ltr.phrase)
-            if phrase is not None:
-                fused, _ = phrase_first(fused, phrase, pipe.item_texts)
+            fused, _ = pipe.phrases_first(fused, q.text)  # the items holding the query's words in order first
             e = time.perf_counter()
             ranked, _, _ = pipe.rank(prepared, v, fused)
             f = time.perf_counter()

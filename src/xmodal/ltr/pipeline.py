@@ -638,11 +638,16 @@ class Pipeline:
         found = self._candidates(
             prepared, plan, vector, cached, backfill=backfill, committed=committed, completed=completed
         )
-        phrase = query_phrase(prepared.query.text) if phrased else None
-        if phrase is None:
+        if not phrased:
             return found
-        fused, held = phrase_first(found.fused, phrase, self.item_texts)
-        return replace(found, fused=fused, phrased=held)
+        fused, held = self.phrases_first(found.fused, prepared.query.text)
+        return replace(found, fused=fused, phrased=held) if held else found
+
+    def phrases_first(self, fused: list[FusedHit], text: str | None) -> tuple[list[FusedHit], int]:
+        """``fused`` with its head's items that hold ``text``'s words as a phrase first, and how many hold it
+        (:mod:`.phrase`); ``fused`` itself when the query has no phrase."""
+        phrase = query_phrase(text)
+        return (fused, 0) if phrase is None else phrase_first(fused, phrase, self.item_texts)
 
     def item_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Each item's title and text, read from the store (deleted ones left out)."""
