@@ -155,10 +155,11 @@ def main() -> None:
             c = time.perf_counter()
             runs = pipe.retrieve(prepared, plan, v)
             d = time.perf_counter()
-            weights = pipe.fusion_weights(runs, plan.weights())  # each run's weight scaled by its NQC
+            # each run's weight scaled by its NQC (a structured run that ranks its slots' members: planned)
+            weights = pipe.fusion_weights(runs, plan.weights(), understanding=prepared.understanding)
             fused = pipe.fuse(runs, weights, q, v)  # score completion when the config has it (off by default)
             e0 = time.perf_counter()
-            fused, _ = pipe.phrases_first(fused, q.text)  # the items holding the query's words in order first
+            fused, _, _ = pipe.phrases_first(fused, q.text, prepared.understanding)  # phrases, titles first
             e = time.perf_counter()
             ranked, _, _ = pipe.rank(prepared, v, fused)
             f = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Exact phrases first (xmodal.ltr.phrase): the fused head's items holding the query's words in order lead."""
+"""Exact phrases and titles first (xmodal.ltr.phrase): the fused head's items titled with the query, or holding its
+words in order, lead."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from xmodal import Engine
 from xmodal.encoders import HashingEncoder
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.fusion import FusedHit
-from xmodal.ltr.phrase import HEAD, holds, phrase_first, query_phrase
+from xmodal.ltr.phrase import HEAD, holds, phrase_first, query_name, query_phrase, title_first
 from xmodal.records import Item, Query
 
 
@@ -86,3 +87,43 @@ def test_the_learned_search_puts_the_item_holding_the_phrase_first(tmp_path: Pat
         scores = np.asarray(result.hits.scores)
         assert np.all(np.diff(scores) <= 1e-12)  # the shown scores stay non-increasing
         assert eng.search("red leather", k=5, explain=True).explain["phrase_first"] == 0  # two words: no phrase
+
+
+def test_title_first_moves_the_items_titled_with_the_query_words() -> None:
+    assert query_name("Crème-BRÛLÉE!") == "creme brulee" and query_name("  ") is None and query_name(None) is None
+    ids = [f"i{n}" for n in range(HEAD + 3)]
+    titles = {
+        "i4": "Crème brûlée",
+        "i9": "crème brûlée, torched",
+        "i11": "creme-brulee",
+        f"i{HEAD + 1}": "creme brulee",
+    }
+    out, titled = title_first(hits(ids), "creme brulee", lambda asked: {i: (titles.get(i, "x"), "") for i in asked})
+    order = [h.id for h in out]
+    assert titled == 2 and order[:2] == ["i4", "i11"]  # the same words; "torched" is one more, below the head stays
+    assert order[2:HEAD] == [i for i in ids[:HEAD] if i not in ("i4", "i11")] and order[HEAD:] == ids[HEAD:]
+
+
+def test_a_query_naming_an_item_puts_it_first_unless_it_names_an_attribute_value(tmp_path: Path) -> None:
+    breeds = [
+        Item.create(
+            f"breed{n}", title=f"dog {n}", text=f"dog dog dog, a dog of breed {n}", attributes={"group": "hound"}
+        )
+        for n in range(12)
+    ]
+    text = "a domesticated carnivorous mammal that people keep as a pet or for work, in many breeds and sizes"
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as eng:
+        eng.add([*breeds, Item.create("dog", title="Dog", text=text)])
+        pipe = pipeline(eng)
+        query = Query(text="dog", k=5)
+        vector = eng.encode_query(query)
+        prepared = pipe.prepare(query, vector=vector)
+        fused = [h.id for h in pipe.candidates(prepared, pipe.plan(prepared), vector, phrased=False).fused]
+        assert fused[0] != "dog"  # without the tier the breeds, which say "dog" more often, come first
+        result = eng.search("dog", k=5, explain=True)
+        assert result.hits.ids[0] == "dog" and result.explain is not None and result.explain["title_first"] == 1
+        assert np.all(np.diff(np.asarray(result.hits.scores)) <= 1e-12)
+        # "hound" names the breeds' attribute value: a category query, its members wanted, so no title tier
+        eng.add([Item.create("hound", title="hound", text="any of several breeds of dog used for hunting")])
+        explained = eng.search("hound", k=5, explain=True).explain
+        assert explained is not None and explained["title_first"] == 0

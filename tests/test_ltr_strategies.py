@@ -133,6 +133,35 @@ def test_query_understanding_with_stems_and_typos(shop: Pipeline) -> None:
     assert found.rest == "for winter"
 
 
+def test_a_query_for_the_members_of_a_category_that_match_other_words(shop: Pipeline) -> None:
+    """``ranks_members``: the slots read at least as many words as are left (stop words aside), and some are left."""
+    understand = shop.understanding.understand
+    assert understand("boots winter").ranks_members()
+    assert understand("red leather boots for winter").ranks_members()  # three words read, one left
+    assert not understand("red boots").ranks_members()  # nothing left to rank the members by
+    assert not understand("boots for a long winter walk").ranks_members()  # more words left than read
+    assert not understand("winter walk").ranks_members()  # no slots
+
+
+def test_a_flat_structured_run_that_ranks_its_slots_members_keeps_its_weight(shop: Pipeline) -> None:
+    """Every boot is "comfortable", so the structured run for "boots comfortable" is flat (an NQC of 0) and NQC
+    alone would weigh it 0 beside a committed run; it is what the query asks for, so it keeps its planned weight.
+    Other runs keep theirs as NQC scales them."""
+    prepared = shop.prepare(Query(text="boots comfortable"))
+    runs = {
+        "lexical": shop.strategies["lexical"].retrieve(Query(text="red leather boots model 5"), 20),  # committed
+        "structured": shop.strategies["structured"].retrieve(prepared.query, 20),
+    }
+    assert np.ptp(runs["structured"].scores[:10]) == 0 and np.ptp(runs["lexical"].scores[:10]) > 0
+    planned = {"lexical": 1.0, "structured": 0.8}
+    plain = shop.fusion_weights(runs, planned)
+    assert plain["structured"] == 0.0 and plain["lexical"] == 1.0
+    held = shop.fusion_weights(runs, planned, understanding=prepared.understanding)
+    assert held == {"lexical": 1.0, "structured": 0.8}
+    red = shop.prepare(Query(text="red boots"))  # slots read the whole query: as NQC says
+    assert shop.fusion_weights(runs, planned, understanding=red.understanding) == plain
+
+
 def test_query_understanding_reads_the_word_list_only_for_a_word_near_a_value(shop: Pipeline) -> None:
     """The English word list (``english_words``, ~0.1 s to read) is read for the first word one edit from an
     attribute value, not for a query without one; the slots found are the same either way."""

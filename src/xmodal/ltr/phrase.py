@@ -55,15 +55,37 @@ def _pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + r"\W+".join(map(re.escape, phrase.split())) + r"(?!\w)")
 
 
+def query_name(text: str | None) -> str | None:
+    """The query's words (space-joined tokens) as a title to look for, None when it has none."""
+    words = tokens(text or "")
+    return " ".join(words) if words else None
+
+
 def phrase_first(
     fused: Sequence[FusedHit], phrase: str, texts: Callable[[Sequence[str]], Mapping[str, Sequence[str]]]
 ) -> tuple[list[FusedHit], int]:
     """``fused`` with the hits of its first :data:`HEAD` whose texts hold ``phrase`` moved before the other hits of
     the head (each side in its fused order), and how many hold it. ``texts``: each id's texts (title, text);
     an id it leaves out holds nothing."""
+    return _first(fused, lambda found: any(holds(t, phrase) for t in found), texts)
+
+
+def title_first(
+    fused: Sequence[FusedHit], name: str, texts: Callable[[Sequence[str]], Mapping[str, Sequence[str]]]
+) -> tuple[list[FusedHit], int]:
+    """``fused`` with the hits of its first :data:`HEAD` titled ``name`` (:func:`query_name`: the same words)
+    moved before the other hits of the head (each side in its fused order), and how many there are."""
+    return _first(fused, lambda found: bool(found) and " ".join(tokens(found[0])) == name, texts)
+
+
+def _first(
+    fused: Sequence[FusedHit],
+    wanted: Callable[[Sequence[str]], bool],
+    texts: Callable[[Sequence[str]], Mapping[str, Sequence[str]]],
+) -> tuple[list[FusedHit], int]:
     head = list(fused[:HEAD])
     found = texts([h.id for h in head])
-    first = [h for h in head if any(holds(t, phrase) for t in found.get(h.id, ()))]
+    first = [h for h in head if wanted(found.get(h.id, ()))]
     if not first or len(first) == len(head):
         return list(fused), len(first)
     moved = {h.id for h in first}

@@ -36,7 +36,7 @@ from .exploration import ExploreBudget, ExploreSettings, eligible, place
 from .features import FeatureLayout, align, candidate_features
 from .fusion import FusedHit, committed_weights, fuse, to_hits
 from .item_meta import ItemMeta
-from .phrase import phrase_first, query_phrase
+from .phrase import HEAD, phrase_first, query_name, query_phrase, title_first
 from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
 from .repeats import Repeats, Shown, demote, may_turn, passed_over, pin, query_key, turns_over
@@ -162,6 +162,7 @@ class Candidates:
     weights: dict[str, float]
     configuration: dict[str, Any] | None = None  # the self-tuned model's choice, when it fused them
     phrased: int = 0  # the fused head's items that hold the query's words as a phrase, moved first (:mod:`.phrase`)
+    titled: int = 0  # the fused head's items titled with the query's words, moved first (:mod:`.phrase`)
 
 
 def may_explore(mode: str, context: Mapping[str, Any]) -> bool:
@@ -640,14 +641,28 @@ class Pipeline:
         )
         if not phrased:
             return found
-        fused, held = self.phrases_first(found.fused, prepared.query.text)
-        return replace(found, fused=fused, phrased=held) if held else found
+        fused, held, titled = self.phrases_first(found.fused, prepared.query.text, prepared.understanding)
+        return replace(found, fused=fused, phrased=held, titled=titled) if held or titled else found
 
-    def phrases_first(self, fused: list[FusedHit], text: str | None) -> tuple[list[FusedHit], int]:
-        """``fused`` with its head's items that hold ``text``'s words as a phrase first, and how many hold it
-        (:mod:`.phrase`); ``fused`` itself when the query has no phrase."""
+    def phrases_first(
+        self, fused: list[FusedHit], text: str | None, understanding: Understanding
+    ) -> tuple[list[FusedHit], int, int]:
+        """``fused`` with its head's items that hold ``text``'s words as a phrase first, then before them its items
+        titled with those words (:mod:`.phrase`), and how many of each; ``fused`` itself when the query has no
+        phrase and no title to look for. No title is looked for when query understanding read attribute slots:
+        a query that names an attribute value asks for the members of a category, not for the item of that title
+        (docs/benchmarks.md, "Exact titles first")."""
         phrase = query_phrase(text)
-        return (fused, 0) if phrase is None else phrase_first(fused, phrase, self.item_texts)
+        name = None if understanding.slots else query_name(text)
+        if phrase is None and name is None:
+            return fused, 0, 0
+        found = self.item_texts([h.id for h in fused[:HEAD]])  # both tiers reorder this head only: read once
+        held = titled = 0
+        if phrase is not None:
+            fused, held = phrase_first(fused, phrase, lambda _: found)
+        if name is not None:
+            fused, titled = title_first(fused, name, lambda _: found)
+        return fused, held, titled
 
     def item_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Each item's title and text, read from the store (deleted ones left out)."""
@@ -672,14 +687,15 @@ class Pipeline:
         planned = {a.strategy: a.weight for a in plan.allocations if a.strategy in relevance}
         if plan.source == "tuned" and self.tuned is not None:
             return self._tuned_candidates(prepared, plan, vector, runs, relevance)
-        weights = self.fusion_weights(relevance, planned, committed)
+        found = prepared.understanding
+        weights = self.fusion_weights(relevance, planned, committed, found)
         fused = self.fuse(relevance, weights, query, vector, completed)
         if backfill and len(fused) < query.k:
             dense = next((a for a in prepared.available if self._family(a) == "dense" and a not in runs), None)
             room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
             if dense is not None and room > 0:  # candidates drawn stay within the budget
                 runs[dense] = relevance[dense] = self.run(dense, query, room, vector)
-                weights = self.fusion_weights(relevance, {**planned, dense: 0.5}, committed)
+                weights = self.fusion_weights(relevance, {**planned, dense: 0.5}, committed, found)
                 fused = self.fuse(relevance, weights, query, vector, completed)
         used = {name: w for name, w in weights.items() if len(relevance[name])}  # the scale of the fused scores
         return Candidates(runs, fused, self._explored(runs), used)
@@ -734,14 +750,28 @@ class Pipeline:
         return fuse(self.config.fusion, runs, weights, filled, self.families)
 
     def fusion_weights(
-        self, runs: Mapping[str, Hits], planned: Mapping[str, float], committed: bool | None = None
+        self,
+        runs: Mapping[str, Hits],
+        planned: Mapping[str, float],
+        committed: bool | None = None,
+        understanding: Understanding | None = None,
     ) -> dict[str, float]:
         """The weights the runs are fused with: the plan's, each scaled by the run's normalised query
         commitment relative to the most committed run's (:func:`fusion.committed_weights`) when ``committed``
-        (default: ``config.committed``), so a run with no signal for this query hardly moves the fused list."""
+        (default: ``config.committed``), so a run with no signal for this query hardly moves the fused list.
+
+        But when the query's ``understanding`` says it asks for the members of its slots' category that match the
+        rest of its words (:meth:`Understanding.ranks_members`: "games chess"), the structured run, which is
+        exactly that, keeps its planned weight: many members often match the rest equally well, and a flat run
+        has an NQC of 0 (docs/benchmarks.md, "Members of a category")."""
         use = self.config.committed if committed is None else committed
         weights = {name: planned.get(name, 1.0) for name in runs}
-        return committed_weights(runs, weights) if use else weights
+        if not use:
+            return weights
+        scaled = committed_weights(runs, weights)
+        if understanding is not None and understanding.ranks_members():
+            scaled.update({name: weights[name] for name in runs if self._family(name) == "structured"})
+        return scaled
 
     def _explored(self, runs: Mapping[str, Hits]) -> list[FusedHit]:
         """The exploring strategies' items, in rank order (ties by strategy name), each once."""
@@ -966,6 +996,7 @@ class Pipeline:
             "tuning": {"status": self.tuned_status, "active": plan.source == "tuned", "chosen": found.configuration},
             "weights": {name: round(w, 6) for name, w in found.weights.items()},
             "phrase_first": found.phrased,
+            "title_first": found.titled,
             "score": SCORE_MEANING,
             "exploration": {
                 "may_explore": self._explores_for(prepared.query),

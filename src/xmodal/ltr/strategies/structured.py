@@ -46,6 +46,12 @@ class Understanding:
     def filters(self) -> dict[str, Any]:
         return {name: values[0] if len(values) == 1 else list(values) for name, values in self.slots.items()}
 
+    def ranks_members(self) -> bool:
+        """Whether the query asks for the members of its slots' category that match the rest: slots read at least
+        as many of its words as are left, and words (not stop words) are left to rank the members by."""
+        rest = [w for w in self.rest.split() if w not in STOPWORDS]
+        return bool(self.slots and rest) and len(self.matched) >= len(rest)
+
 
 class QueryUnderstanding:
     """Maps query n-grams to attribute values learned from the catalog; rebuilt after writes."""
