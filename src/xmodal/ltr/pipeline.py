@@ -687,15 +687,15 @@ class Pipeline:
         planned = {a.strategy: a.weight for a in plan.allocations if a.strategy in relevance}
         if plan.source == "tuned" and self.tuned is not None:
             return self._tuned_candidates(prepared, plan, vector, runs, relevance)
-        found = prepared.understanding
-        weights = self.fusion_weights(relevance, planned, committed, found)
+        understood = prepared.understanding
+        weights = self.fusion_weights(relevance, planned, committed, understood)
         fused = self.fuse(relevance, weights, query, vector, completed)
         if backfill and len(fused) < query.k:
             dense = next((a for a in prepared.available if self._family(a) == "dense" and a not in runs), None)
             room = min(query.k, plan.budget - sum(len(h) for h in runs.values()))
             if dense is not None and room > 0:  # candidates drawn stay within the budget
                 runs[dense] = relevance[dense] = self.run(dense, query, room, vector)
-                weights = self.fusion_weights(relevance, {**planned, dense: 0.5}, committed, found)
+                weights = self.fusion_weights(relevance, {**planned, dense: 0.5}, committed, understood)
                 fused = self.fuse(relevance, weights, query, vector, completed)
         used = {name: w for name, w in weights.items() if len(relevance[name])}  # the scale of the fused scores
         return Candidates(runs, fused, self._explored(runs), used)

@@ -66,12 +66,8 @@ def replay(
             plan = pipe.plan(prepared)
         vector = pipe.engine.encode_query(query)
         runs = pipe.retrieve(prepared, plan, vector)
-        fused = {
-            h.id: h
-            for h in pipe.fuse(
-                runs, pipe.fusion_weights(runs, plan.weights(), understanding=prepared.understanding), query, vector
-            )
-        }
+        weights = pipe.fusion_weights(runs, plan.weights(), understanding=prepared.understanding)
+        fused = {h.id: h for h in pipe.fuse(runs, weights, query, vector)}
         shown = [(p + 1, i) for p, i in enumerate(imp.shown) if i in fused]
         if not shown:
             continue
