@@ -305,7 +305,8 @@ def train_variant(
 
     Only the train pairs (real queries) are augmented unless ``augment_self``; ``extra`` goes to TrainConfig.
     """
-    from xmodal.genret.train import TrainConfig, TrainingSet, fit
+    from xmodal.genret.config import TrainConfig
+    from xmodal.genret.train import TrainingSet, fit
 
     items = data["items"]
     n = len(items)
@@ -506,8 +507,9 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
     ``RERANK_DEPTH`` tokens at ``RERANK_BEAM`` beams, :mod:`xmodal.genret.mode`)."""
     import faiss
 
+    from xmodal.genret.config import TrainConfig
     from xmodal.genret.mode import RERANK_BEAM, RERANK_DEPTH
-    from xmodal.genret.train import TrainConfig, TrainingSet, fit
+    from xmodal.genret.train import TrainingSet, fit
 
     dim, sizes = args.dim, sorted(args.sizes)
     full = clustered(max(sizes), dim, args.seed)
@@ -616,7 +618,8 @@ def _plot(out: dict[str, Any], sizes: list[int]) -> None:
 
 def part_train(args: argparse.Namespace) -> dict[str, Any]:
     """Wall time of training at the default size on ``items`` synthetic items (self pairs + one view each)."""
-    from xmodal.genret.train import TrainConfig, TrainingSet, fit
+    from xmodal.genret.config import TrainConfig
+    from xmodal.genret.train import TrainingSet, fit
 
     items = clustered(args.items, args.dim, args.seed)
     views = clustered(args.items, args.dim, args.seed + 1)  # a second, noisier view of the same clusters

@@ -49,10 +49,10 @@ from xmodal.eval.judged import build_set
 from xmodal.eval.runner import EvalQuery, read_queries
 from xmodal.eval.sets import SetInfo, set_info_for
 from xmodal.genret.build import train_engine
+from xmodal.genret.config import TrainConfig
 from xmodal.genret.extension import live_genret
 from xmodal.genret.model import RERANK_POOL
 from xmodal.genret.search import bucket_candidates, rerank
-from xmodal.genret.train import TrainConfig
 from xmodal.ingest.catalog import add_catalogs
 from xmodal.records import Query
 

@@ -16,11 +16,12 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from xmodal.errors import ConfigError, StorageError, ValidationError  # noqa: E402
+from xmodal.genret.config import TrainConfig  # noqa: E402
 from xmodal.genret.decoder import augment  # noqa: E402
 from xmodal.genret.model import GenerativeIndex  # noqa: E402
 from xmodal.genret.quantizer import ResidualQuantizer, default_shape, kmeans  # noqa: E402
 from xmodal.genret.search import bucket_candidates  # noqa: E402
-from xmodal.genret.train import TrainConfig, TrainingSet, fit, noisy  # noqa: E402
+from xmodal.genret.train import TrainingSet, fit, noisy  # noqa: E402
 from xmodal.genret.trie import CodeTrie  # noqa: E402
 
 DIM, N, CLUSTERS = 32, 160, 12

@@ -18,8 +18,8 @@ from xmodal.cli import main  # noqa: E402
 from xmodal.encoders import HashingEncoder  # noqa: E402
 from xmodal.errors import ConfigError, StorageError, ValidationError  # noqa: E402
 from xmodal.genret.build import train_engine  # noqa: E402
+from xmodal.genret.config import TrainConfig  # noqa: E402
 from xmodal.genret.extension import live_genret  # noqa: E402
-from xmodal.genret.train import TrainConfig  # noqa: E402
 
 from .conftest import text_items  # noqa: E402
 

@@ -154,8 +154,8 @@ def test_a_generative_model_trained_on_one_server_is_used_by_every_server(
     pytest.importorskip("safetensors")
     from xmodal import Item, Query
     from xmodal.genret.build import train_engine
+    from xmodal.genret.config import TrainConfig
     from xmodal.genret.extension import live_genret
-    from xmodal.genret.train import TrainConfig
 
     from .conftest import text_items
 

@@ -14,7 +14,7 @@ import xmodal
 from xmodal import Engine, Item, Query
 from xmodal.encoders import HashingEncoder
 from xmodal.genret.build import train_engine
-from xmodal.genret.train import TrainConfig
+from xmodal.genret.config import TrainConfig
 
 out = Path(sys.argv[1])
 shutil.rmtree(out, ignore_errors=True)

@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..genret.config import TrainConfig
 from .common import UsageError, engine_of, print_json
+
+DEFAULTS = TrainConfig()
 
 
 def register(subparsers: Any) -> None:
@@ -21,12 +24,14 @@ def register(subparsers: Any) -> None:
         'judgments in the `xmodal eval` format ({"text": ..., "image": ..., "relevant": [ids]}).',
     )
     train.add_argument("--queries", metavar="FILE.jsonl", help="judged queries to train on (xmodal eval format)")
-    train.add_argument("--epochs", type=int, default=10, help="decoder epochs (default: 10)")
+    train.add_argument(
+        "--epochs", type=int, default=DEFAULTS.epochs, help=f"decoder epochs (default: {DEFAULTS.epochs})"
+    )
     train.add_argument(
         "--min-steps",
         type=int,
         default=None,
-        help="train small catalogs for more epochs until this many batches (default: TrainConfig's, 3600)",
+        help=f"train small catalogs for more epochs until this many batches (default: {DEFAULTS.min_steps})",
     )
     train.add_argument("--levels", type=int, default=None, help="residual levels L (default: by catalog size)")
     train.add_argument("--codebook-size", type=int, default=None, help="codes per level K (default: by catalog size)")
@@ -34,14 +39,15 @@ def register(subparsers: Any) -> None:
         "--alpha",
         type=float,
         default=None,
-        help="query augmentation Beta(α, α); 0 turns it off (default: TrainConfig's, 8)",
+        help=f"query augmentation Beta(α, α); 0 turns it off (default: {DEFAULTS.alpha:g})",
     )
     train.add_argument(
         "--self-noise",
         metavar="LOW,HIGH",
         default=None,
         help="draw the self pairs' queries afresh in every batch: the item plus noise of relative norm in "
-        "[LOW, HIGH] (default: 0.3,1.5; 0,0 keeps one fixed noisy copy per item)",
+        f"[LOW, HIGH] (default: {DEFAULTS.self_noise_min:g},{DEFAULTS.self_noise_max:g}; 0,0 keeps one fixed noisy "
+        "copy per item)",
     )
     train.add_argument("--no-contrastive", action="store_true", help="plain residual k-means IDs (no fine-tuning)")
     train.add_argument("--no-feedback", action="store_true", help="do not train on the feedback log")
@@ -66,7 +72,6 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..genret.build import train_engine
-    from ..genret.train import TrainConfig
 
     if args.queries and not Path(args.queries).is_file():
         raise UsageError(f"{args.queries}: no such query file")

@@ -9,9 +9,10 @@ import numpy as np
 
 from ..engine import Engine
 from ..stale import clear as clear_stale
+from .config import TrainConfig
 from .data import collect, feedback_events
 from .extension import live_genret
-from .train import TrainConfig, fit
+from .train import fit
 
 if TYPE_CHECKING:
     from .model import GenerativeIndex
