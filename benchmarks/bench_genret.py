@@ -343,11 +343,17 @@ def train_variant(
 def generative_rankings(
     model: Any, items: np.ndarray, queries: np.ndarray, k: int, beam: int, rerank: bool, pool: int | None = None
 ) -> tuple[Rankings, float]:
+    """GENIUS's rankings (full IDs at ``beam``) or GENIUS-R's, decoded as the ``generative-rerank`` mode decodes
+    (:data:`~xmodal.genret.mode.RERANK_BEAM` beams of :func:`~xmodal.genret.mode.rerank_depth` tokens; ``beam``
+    unused), and the batched ms per query."""
+    from xmodal.genret.mode import RERANK_BEAM, rerank_depth
+
     start = time.perf_counter()
     sim = (lambda rows, q: items[rows] @ q) if rerank else None
+    decoding = {"beam": RERANK_BEAM, "depth": rerank_depth(model)} if rerank else {"beam": beam}
     out = []
     for s in range(0, len(queries), 64):
-        out += [rows for rows, _ in model.search(queries[s : s + 64], k, beam=beam, similarity=sim, pool=pool)]
+        out += [rows for rows, _ in model.search(queries[s : s + 64], k, similarity=sim, pool=pool, **decoding)]
     return out, (time.perf_counter() - start) / len(queries) * 1000
 
 
@@ -504,11 +510,11 @@ def part_tune(args: argparse.Namespace) -> dict[str, Any]:
 def part_scale(args: argparse.Namespace) -> dict[str, Any]:
     """Latency vs catalog size: one decoder (trained on the first 20k items), new items enter by quantizer.
     GENIUS decodes full IDs at ``--beam``; GENIUS-R as the ``generative-rerank`` mode does (prefixes of
-    ``RERANK_DEPTH`` tokens at ``RERANK_BEAM`` beams, :mod:`xmodal.genret.mode`)."""
+    ``rerank_depth`` tokens at ``RERANK_BEAM`` beams, :mod:`xmodal.genret.mode`)."""
     import faiss
 
     from xmodal.genret.config import TrainConfig
-    from xmodal.genret.mode import RERANK_BEAM, RERANK_DEPTH
+    from xmodal.genret.mode import RERANK_BEAM, rerank_depth
     from xmodal.genret.train import TrainingSet, fit
 
     dim, sizes = args.dim, sorted(args.sizes)
@@ -547,7 +553,7 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
         row["generative_ms"] = _latency(lambda v: model.search(v, 10, beam=args.beam), queries)
         row["generative_rerank_ms"] = _latency(
             lambda v, x=items: model.search(  # as the generative-rerank mode decodes, RERANK_POOL candidates
-                v, 10, beam=RERANK_BEAM, depth=RERANK_DEPTH, similarity=lambda r, qq: x[r] @ qq
+                v, 10, beam=RERANK_BEAM, depth=rerank_depth(model), similarity=lambda r, qq: x[r] @ qq
             ),
             queries,
         )

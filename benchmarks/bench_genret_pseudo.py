@@ -161,7 +161,7 @@ def fast_compare(engine: Engine, queries: list[EvalQuery], info: SetInfo | None)
     """R@10 per kind of exact dense search, GENIUS and GENIUS-R (the modes' settings: beam, pool, depth) with
     the item vectors held in memory and the queries decoded in batches: the engine comparison's figures
     for unfiltered text queries (dense exact rather than through the vector index), in a fraction of its time."""
-    from xmodal.genret.mode import BEAM, RERANK_BEAM, RERANK_DEPTH
+    from xmodal.genret.mode import BEAM, RERANK_BEAM, rerank_depth
 
     rows, matrix, position, ids, similarity = in_memory(engine)
     vectors = engine.encode_queries([Query(text=e.text) for e in queries])
@@ -180,7 +180,7 @@ def fast_compare(engine: Engine, queries: list[EvalQuery], info: SetInfo | None)
                 beam=RERANK_BEAM,
                 similarity=similarity,
                 pool=RERANK_POOL,
-                depth=RERANK_DEPTH,
+                depth=rerank_depth(model),
             )
             for i, e in enumerate(part):
                 got["dense"].append(recall(rows[np.argsort(-(matrix @ vecs[i]), kind="stable")[:10]], e.relevant))

@@ -19,6 +19,7 @@ from .search import one_thread
 if TYPE_CHECKING:
     from ..extension import EngineView
     from .live import LiveGenret
+    from .model import GenerativeIndex
 
 BEAM = 32
 # GENIUS-R decodes the modality, the level-1 and the level-2 code (RERANK_DEPTH tokens) with RERANK_BEAM beams
@@ -49,7 +50,7 @@ def generative_search(
             beam=beam,
             similarity=(lambda cands, v: rerank_similarity(engine, cands, v, kinds)) if rerank else None,
             pool=pool,
-            depth=min(RERANK_DEPTH, model.trie.length) if rerank else None,  # a one-level ID: 2 tokens
+            depth=rerank_depth(model) if rerank else None,
         )[0]
         if allowed is not None:
             match = np.isin(rows, allowed)
@@ -61,6 +62,11 @@ def generative_search(
     kept = [(i, float(s)) for i, s in zip(ids, scores.tolist(), strict=True) if i is not None]
     hits = Hits.of([i for i, _ in kept], [s for _, s in kept], "generative")
     return ModeResult(hits, {"mode": "generative-rerank" if rerank else "generative"})
+
+
+def rerank_depth(model: GenerativeIndex) -> int:
+    """The tokens GENIUS-R decodes: :data:`RERANK_DEPTH`, or the whole ID of a model of one level (two tokens)."""
+    return min(RERANK_DEPTH, model.trie.length)
 
 
 def rerank_similarity(engine: EngineView, rows: np.ndarray, q: np.ndarray, kinds: set[str] | None) -> np.ndarray:
