@@ -92,6 +92,9 @@ def test_reads_by_row(open_store: OpenStore) -> None:
     np.testing.assert_array_equal(with_vectors[rows[2]].vectors["text"], vec(2))
     meta = store.item_meta([rows[0], 99_999])
     assert list(meta) == [rows[0]] and meta[rows[0]][1] == "text"
+    texts = store.item_texts([rows[4], rows[0], 99_999])  # title and text alone, as get_rows reads them
+    assert texts == {r: (found.item.title, found.item.text) for r, found in store.get_rows([rows[0], rows[4]]).items()}
+    assert texts[rows[4]][0] == "item 4"
     assert [s.item.id for s in store.iter_all(batch=2)] == [f"i{i}" for i in range(5)]
     assert store.counts_by_modality() == {"text": 5}
     vector_rows = store.vector_rows()

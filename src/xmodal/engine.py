@@ -740,6 +740,10 @@ class Engine:
         """(creation time, modality) of each row, read alone from the store (rows deleted meanwhile are absent)."""
         return self.store.item_meta([r for r in rows if r >= 0])
 
+    def item_texts(self, rows: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """(title, text) of each row, read alone from the store (rows deleted meanwhile are absent)."""
+        return self.store.item_texts([r for r in rows if r >= 0])
+
     def iter_items(self) -> Iterator[StoredItem]:
         """Every stored item with its vectors, in row order."""
         return self.store.iter_all()

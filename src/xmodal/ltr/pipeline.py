@@ -665,9 +665,9 @@ class Pipeline:
         return fused, held, titled
 
     def item_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """Each item's title and text, read from the store (deleted ones left out)."""
+        """Each item's title and text, read alone from the store (deleted ones left out)."""
         rows = {row: item_id for item_id in ids if (row := self.engine.find_row(item_id)) is not None}
-        return {rows[row]: (s.item.title, s.item.text) for row, s in self.engine.items_of(list(rows)).items()}
+        return {rows[row]: texts for row, texts in self.engine.item_texts(list(rows)).items()}
 
     def _candidates(
         self,

@@ -81,6 +81,10 @@ class Store(Protocol):
         """(creation time, modality) by row, without the rest of the item; absent rows are left out."""
         ...
 
+    def item_texts(self, rows: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """(title, text) by row, without the rest of the item; absent rows are left out."""
+        ...
+
     def catalog_rows(self) -> CatalogRows:
         """Every item's id, row and encoded filter fields (attributes, ``parent``, span position), in row
         order: the id ↔ row mapping and what filters need, read when the engine opens."""

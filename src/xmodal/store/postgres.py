@@ -577,6 +577,12 @@ class PostgresStore:
         )
         return {int(r): (float(c), str(m)) for r, c, m in found}
 
+    def item_texts(self, rows: Sequence[int]) -> dict[int, tuple[str, str]]:
+        if not rows:
+            return {}
+        found = self._query("SELECT row, title, text FROM items WHERE row = ANY(%s)", ([int(r) for r in rows],))
+        return {int(r): (str(t or ""), str(x or "")) for r, t, x in found}
+
     def catalog_rows(self) -> CatalogRows:
         records = self._query(
             "SELECT id, row, CASE WHEN parent IS NULL AND span IS NULL THEN attributes"

@@ -548,6 +548,16 @@ class SQLiteStore:
                 out.update((int(r), (float(c), str(m))) for r, c, m in self._db.execute(sql, chunk))
         return out
 
+    def item_texts(self, rows: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """(title, text) by row, read alone (no attributes, media or vectors)."""
+        out: dict[int, tuple[str, str]] = {}
+        for start in range(0, len(rows), 500):
+            chunk = list(rows[start : start + 500])
+            sql = f"SELECT row, title, text FROM items WHERE row IN ({','.join('?' * len(chunk))})"
+            with self._lock:
+                out.update((int(r), (str(t or ""), str(x or ""))) for r, t, x in self._db.execute(sql, chunk))
+        return out
+
     def catalog_rows(self) -> CatalogRows:
         """Every item's id, row and encoded filter fields, in row order (one query; nothing parsed): the
         ``attributes`` JSON as stored, or ``[attributes, parent, span]`` as JSON for a segment."""
