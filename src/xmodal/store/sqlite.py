@@ -540,22 +540,20 @@ class SQLiteStore:
 
     def item_meta(self, rows: Sequence[int]) -> dict[int, tuple[float, str]]:
         """(creation time, modality) by row, read alone (no text, attributes or vectors)."""
-        out: dict[int, tuple[float, str]] = {}
-        for start in range(0, len(rows), 500):
-            chunk = list(rows[start : start + 500])
-            sql = f"SELECT row, created_at, modality FROM items WHERE row IN ({','.join('?' * len(chunk))})"
-            with self._lock:
-                out.update((int(r), (float(c), str(m))) for r, c, m in self._db.execute(sql, chunk))
-        return out
+        return {int(r): (float(c), str(m)) for r, c, m in self._columns_of(rows, "created_at, modality")}
 
     def item_texts(self, rows: Sequence[int]) -> dict[int, tuple[str, str]]:
         """(title, text) by row, read alone (no attributes, media or vectors)."""
-        out: dict[int, tuple[str, str]] = {}
+        return {int(r): (str(t or ""), str(x or "")) for r, t, x in self._columns_of(rows, "title, text")}
+
+    def _columns_of(self, rows: Sequence[int], columns: str) -> list[tuple[Any, ...]]:
+        """``(row, *columns)`` of the items table for each of ``rows`` that exists, read 500 rows a query."""
+        out: list[tuple[Any, ...]] = []
         for start in range(0, len(rows), 500):
             chunk = list(rows[start : start + 500])
-            sql = f"SELECT row, title, text FROM items WHERE row IN ({','.join('?' * len(chunk))})"
+            sql = f"SELECT row, {columns} FROM items WHERE row IN ({','.join('?' * len(chunk))})"
             with self._lock:
-                out.update((int(r), (str(t or ""), str(x or ""))) for r, t, x in self._db.execute(sql, chunk))
+                out.extend(self._db.execute(sql, chunk).fetchall())
         return out
 
     def catalog_rows(self) -> CatalogRows:
