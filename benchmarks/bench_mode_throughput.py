@@ -31,6 +31,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -115,6 +116,8 @@ def main() -> None:
         finally:
             proc.terminate()
             exit_code = proc.wait(120)
+            if any(p["errors"] for p in phases) and server_log.exists():  # what the server said about them
+                print(server_log.read_text(errors="replace")[-8000:], file=sys.stderr)
     summary: dict[str, Any] = {}
     for log in logs:
         mine = [p for p in phases if p["log"] == log]
