@@ -67,7 +67,7 @@ def phrase_first(
     """``fused`` with the hits of its first :data:`HEAD` whose texts hold ``phrase`` moved before the other hits of
     the head (each side in its fused order), and how many hold it. ``texts``: each id's texts (title, text);
     an id it leaves out holds nothing."""
-    return _first(fused, lambda found: any(holds(t, phrase) for t in found), texts)
+    return _first(fused, _holding(phrase), texts([h.id for h in fused[:HEAD]]))
 
 
 def title_first(
@@ -75,16 +75,41 @@ def title_first(
 ) -> tuple[list[FusedHit], int]:
     """``fused`` with the hits of its first :data:`HEAD` titled ``name`` (:func:`query_name`: the same words)
     moved before the other hits of the head (each side in its fused order), and how many there are."""
-    return _first(fused, lambda found: bool(found) and " ".join(tokens(found[0])) == name, texts)
+    return _first(fused, _titled(name), texts([h.id for h in fused[:HEAD]]))
+
+
+def tiers_first(
+    fused: Sequence[FusedHit],
+    phrase: str | None,
+    name: str | None,
+    texts: Callable[[Sequence[str]], Mapping[str, Sequence[str]]],
+) -> tuple[list[FusedHit], int, int]:
+    """:func:`phrase_first` for ``phrase``, then :func:`title_first` for ``name`` (each skipped when None), with the
+    head's texts read once (both reorder that head only), and how many hits each moved."""
+    if phrase is None and name is None:
+        return list(fused), 0, 0
+    found = texts([h.id for h in fused[:HEAD]])
+    out, held, titled = list(fused), 0, 0
+    if phrase is not None:
+        out, held = _first(out, _holding(phrase), found)
+    if name is not None:
+        out, titled = _first(out, _titled(name), found)
+    return out, held, titled
+
+
+def _holding(phrase: str) -> Callable[[Sequence[str]], bool]:
+    return lambda texts: any(holds(t, phrase) for t in texts)
+
+
+def _titled(name: str) -> Callable[[Sequence[str]], bool]:
+    return lambda texts: bool(texts) and " ".join(tokens(texts[0])) == name
 
 
 def _first(
-    fused: Sequence[FusedHit],
-    wanted: Callable[[Sequence[str]], bool],
-    texts: Callable[[Sequence[str]], Mapping[str, Sequence[str]]],
+    fused: Sequence[FusedHit], wanted: Callable[[Sequence[str]], bool], found: Mapping[str, Sequence[str]]
 ) -> tuple[list[FusedHit], int]:
+    """``fused`` with its head's hits whose texts (``found``, by id) are ``wanted`` first, and how many."""
     head = list(fused[:HEAD])
-    found = texts([h.id for h in head])
     first = [h for h in head if wanted(found.get(h.id, ()))]
     if not first or len(first) == len(head):
         return list(fused), len(first)

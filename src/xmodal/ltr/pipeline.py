@@ -36,7 +36,7 @@ from .exploration import ExploreBudget, ExploreSettings, eligible, place
 from .features import FeatureLayout, align, candidate_features
 from .fusion import FusedHit, committed_weights, fuse, to_hits
 from .item_meta import ItemMeta
-from .phrase import HEAD, phrase_first, query_name, query_phrase, title_first
+from .phrase import query_name, query_phrase, tiers_first
 from .policy import Allocation, LinearBandit, Plan, allocate, equal_plan, load_policy, make_policy
 from .ranker import LambdaRanker
 from .repeats import Repeats, Shown, demote, may_turn, passed_over, pin, query_key, turns_over
@@ -654,15 +654,7 @@ class Pipeline:
         (docs/benchmarks.md, "Exact titles first")."""
         phrase = query_phrase(text)
         name = None if understanding.slots else query_name(text)
-        if phrase is None and name is None:
-            return fused, 0, 0
-        found = self.item_texts([h.id for h in fused[:HEAD]])  # both tiers reorder this head only: read once
-        held = titled = 0
-        if phrase is not None:
-            fused, held = phrase_first(fused, phrase, lambda _: found)
-        if name is not None:
-            fused, titled = title_first(fused, name, lambda _: found)
-        return fused, held, titled
+        return tiers_first(fused, phrase, name, self.item_texts)
 
     def item_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Each item's title and text, read alone from the store (deleted ones left out)."""
