@@ -183,6 +183,7 @@ def test_fulltext(open_store: OpenStore) -> None:
     assert index.score(coffee) == pytest.approx(dict(top))
     np.testing.assert_allclose(index.score_rows(coffee, [rows[2], rows[0], -1]), [0.0, top[0][1], 0.0])
     assert index.known_fraction(terms("coffee zebra")) == 0.5
+    assert index.frequencies(terms("coffee zebra cup coffee")) == {"coffe": 2, "cup": 1}
     store.delete(["a"])
     assert len(index) == 2 and [row for row, _ in index.top(coffee, 10)] == [rows[1]]
     store.put([entry("b", 2, title="green tea", text="leaves")])  # re-indexed in place

@@ -973,6 +973,10 @@ class Pipeline:
             }
             for name, hits in found.runs.items()
         }
+        if self.lexical.name in contributions:
+            fixes = self.lexical.read(prepared.query).fixes  # the words its run read as typos of catalog words
+            if fixes:
+                contributions[self.lexical.name]["read_as"] = fixes
         per_hit = (
             [self._explain_hit(hit, score, found, features) for hit, score in zip(shown, scores, strict=True)]
             if _EXPLAIN_HITS.get()

@@ -234,7 +234,7 @@ class FullText:
         """Share of the terms that occur in the index (a query-understanding feature)."""
         if not query_terms:
             return 0.0
-        df = self._frequencies(query_terms)
+        df = self.frequencies(query_terms)
         return sum(df.get(t, 0) > 0 for t in query_terms) / len(query_terms)
 
     def score(self, query_terms: Sequence[str], allowed: set[int] | None = None) -> dict[int, float]:
@@ -352,7 +352,7 @@ class FullText:
         ranked = sorted(((row, s + float(x)) for (row, s), x in zip(pool, extra, strict=True)), key=_best_first)
         return ranked[:depth]
 
-    def _frequencies(self, query_terms: Sequence[str]) -> dict[str, int]:
+    def frequencies(self, query_terms: Sequence[str]) -> dict[str, int]:
         """Document frequency of each distinct term in the index, in the query's order (absent: in no item)."""
         found = self.stats.lookup(query_terms, totals=False)[1]
         return {t: found[t] for t in query_terms if found[t]}

@@ -97,7 +97,7 @@ class PostgresFullText:
     def __len__(self) -> int:
         return int(self._query("SELECT docs FROM fulltext_totals", ())[0][0])
 
-    def _frequencies(self, query_terms: Sequence[str]) -> dict[str, int]:
+    def frequencies(self, query_terms: Sequence[str]) -> dict[str, int]:
         wanted = sorted(set(query_terms))
         if not wanted:
             return {}
@@ -109,7 +109,7 @@ class PostgresFullText:
     def known_fraction(self, query_terms: Sequence[str]) -> float:
         if not query_terms:
             return 0.0
-        df = self._frequencies(query_terms)
+        df = self.frequencies(query_terms)
         return sum(df.get(t, 0) > 0 for t in query_terms) / len(query_terms)
 
     def _stats(self, query_terms: Sequence[str]) -> tuple[dict[str, float], tuple[float, float]] | None:
@@ -118,7 +118,7 @@ class PostgresFullText:
         n, title, body = (int(x) for x in self._query("SELECT docs, title, body FROM fulltext_totals", ())[0])
         if n == 0:
             return None
-        df = self._frequencies(query_terms)
+        df = self.frequencies(query_terms)
         if not df:
             return None
         idf = {t: max(math.log(1.0 + (n - d + 0.5) / (d + 0.5)), 1e-6) for t, d in df.items() if d}

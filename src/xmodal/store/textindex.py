@@ -21,6 +21,10 @@ class TextIndex(Protocol):
         """How many items are indexed."""
         ...
 
+    def frequencies(self, query_terms: Sequence[str]) -> dict[str, int]:
+        """The document frequency of each distinct term that occurs in the index (a term in no item is absent)."""
+        ...
+
     def known_fraction(self, query_terms: Sequence[str]) -> float:
         """Share of the terms that occur in the index."""
         ...

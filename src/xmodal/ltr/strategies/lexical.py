@@ -6,6 +6,10 @@ written in the same transaction as each item. The strategy therefore keeps no st
 nothing to load when a process starts, nothing to write when it closes, nothing to catch up. A batch of
 queries (:meth:`LexicalStrategy.retrieve_many`, the self-tuning fit's) is scored on a snapshot of the index's
 postings in memory instead (:mod:`xmodal.store.bm25_matrix`: the same BM25F and ranking, no SQL per query).
+
+Typos are tolerated: a query word that no item holds, and that could be a typo, is read as the catalog's
+commonest word one edit away (:mod:`xmodal.ltr.spelling`) on every path (runs, batches, scored rows); the
+default mode's ``explain`` names such words under ``strategies.lexical.read_as``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ...records import Hits, Item, Query
 from ...store.bm25_matrix import BM25Matrix, matrix_of
 from ...store.fulltext import FullText
 from ...store.textindex import TextIndex
+from ..spelling import Reading, read_query
 from ..text import stems
 from .base import Request, allowed_rows, hits_from_rows, top_rows
 
@@ -52,12 +57,17 @@ class LexicalStrategy:
         self.index: TextIndex = engine.fulltext
 
     # -- retrieval -----------------------------------------------------------------------------
+    def read(self, query: Query) -> Reading:
+        """The query's index terms, a word that no item holds read as the catalog's commonest word one edit
+        away when it could be a typo (:mod:`xmodal.ltr.spelling`)."""
+        return read_query(query.text or "", self.index.frequencies)
+
     def _prior(self) -> bool:
         return bool(self.popularity_weight and self.popularity)
 
     def scores(self, query: Query) -> dict[int, float]:
         """BM25F (+ prior) per matching, allowed row."""
-        scores = self.index.score(stems(query.text or ""), allowed_rows(self.engine, query))
+        scores = self.index.score(self.read(query).terms, allowed_rows(self.engine, query))
         if self._prior():
             for row in scores:
                 pop = self.popularity.get(self.engine.find_id(row) or "", 0.0)
@@ -66,7 +76,7 @@ class LexicalStrategy:
 
     def score_rows(self, query: Query, rows: Sequence[int], *, vector: np.ndarray | None = None) -> np.ndarray | None:
         """BM25F (+ prior) of each row, as :meth:`retrieve` scores it (0 for a row with no query term)."""
-        scores = np.asarray(self.index.score_rows(stems(query.text or ""), rows), dtype=np.float64)
+        scores = np.asarray(self.index.score_rows(self.read(query).terms, rows), dtype=np.float64)
         if self._prior():
             for i, row in enumerate(rows):
                 if scores[i] > 0:
@@ -79,7 +89,7 @@ class LexicalStrategy:
         if self._prior():
             pairs = top_rows(self.scores(query), depth)
         else:
-            pairs = self.index.top(stems(query.text or ""), depth, allowed_rows(self.engine, query))
+            pairs = self.index.top(self.read(query).terms, depth, allowed_rows(self.engine, query))
         return hits_from_rows(self.engine, pairs, self.name)
 
     def matrix(self) -> BM25Matrix | None:
@@ -106,6 +116,6 @@ class LexicalStrategy:
                     rows = self.engine.match_rows(query.filters)
                     masks[key] = None if rows is None else matrix.allowed(rows)
                 mask = masks[key]
-            pairs = matrix.top(stems(query.text or ""), depth, mask) if mask is None or mask.any() else []
+            pairs = matrix.top(self.read(query).terms, depth, mask) if mask is None or mask.any() else []
             out.append(hits_from_rows(self.engine, pairs, self.name))
         return out

@@ -1,0 +1,88 @@
+"""Typo tolerance for the lexical run: a query word that no item holds is read as the catalog's commonest word
+one edit away.
+
+This is Peter Norvig's corrector ("How to Write a Spelling Corrector", 2007) with the catalog as its word
+model: every string one edit from the word (a letter deleted, swapped with the next, changed or inserted) is
+stemmed with the index's analyzer, and the candidate whose term the most items hold wins (ties: the first
+term in sorted order; it is shown as the longest word of that term). The candidates are looked up in the index's own document frequencies
+(:meth:`~xmodal.store.textindex.TextIndex.frequencies`), so there is no second vocabulary to keep in step with
+writes, and it works the same on every store. Written here rather than taken from ``pyspellchecker`` (whose
+word list :func:`~xmodal.ltr.text.is_english_word` reads): its candidates come with its own English
+dictionary, not the catalog's terms.
+
+A word is read as another only when it could be a typo, the rule query understanding's attribute matching
+keeps (:mod:`xmodal.ltr.strategies.structured`): at least :data:`MIN_LENGTH` letters, no digit, in no item,
+and not a correctly spelled English word, so "boots" is never read as "books" in a catalog without boots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..store.analysis import stem_word, tokens
+from .text import is_english_word
+
+__all__ = ["MIN_LENGTH", "Reading", "edits1", "read_query"]
+
+#: the shortest word read as a typo (shorter ones have too many real words one edit away)
+MIN_LENGTH = 5
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+#: the document frequency of each term that occurs in the index (absent: in no item)
+Frequencies = Callable[[Sequence[str]], Mapping[str, int]]
+
+
+def edits1(word: str) -> set[str]:
+    """Every string one edit from ``word``: a letter deleted, two neighbours swapped, a letter changed or
+    inserted (lower-case ASCII letters)."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    deletes = [a + b[1:] for a, b in splits if b]
+    swaps = [a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1]
+    changes = [a + c + b[1:] for a, b in splits if b for c in LETTERS if c != b[0]]
+    inserts = [a + c + b for a, b in splits for c in LETTERS]
+    return set(deletes + swaps + changes + inserts) - {word}
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A query's index terms with its typos read as catalog words, and which words were read so."""
+
+    terms: list[str]
+    #: each query word read as another → the word read instead
+    fixes: dict[str, str] = field(default_factory=dict)
+
+
+def read_query(text: str, frequencies: Frequencies) -> Reading:
+    """The index terms of ``text`` (the analyzer's, :func:`~xmodal.store.analysis.terms`), each word in no item
+    that could be a typo replaced by the term of its commonest one-edit neighbour in the catalog."""
+    words = tokens(text)
+    terms = [stem_word(w) for w in words]
+    df = frequencies(terms)
+    unknown = [i for i, (w, t) in enumerate(zip(words, terms, strict=True)) if not df.get(t) and _could_be_typo(w)]
+    if not unknown:
+        return Reading(terms)
+    candidates = {i: {c: _stem(c) for c in sorted(edits1(words[i]))} for i in unknown}
+    found = frequencies(sorted({t for stems in candidates.values() for t in stems.values()}))
+    fixes: dict[str, str] = {}
+    for i in unknown:
+        known = [(found[t], t, c) for c, t in candidates[i].items() if found.get(t)]
+        if not known or is_english_word(words[i]):  # the word list is read only when a correction is at hand
+            continue
+        # the commonest term; of the words that stem to it, the longest (its stem is a prefix of it: "kettle" rather
+        # than "kettl"), then the first in sorted order
+        _, term, word = min(known, key=lambda x: (-x[0], x[1], -len(x[2]), x[2]))
+        terms[i] = term
+        fixes[words[i]] = word
+    return Reading(terms, fixes)
+
+
+def _could_be_typo(word: str) -> bool:
+    return len(word) >= MIN_LENGTH and word.isascii() and word.isalpha()
+
+
+def _stem(word: str) -> str:
+    """The analyzer's stem, not kept in its cache (a query word's hundreds of candidates would crowd it out)."""
+    stemmed: str = stem_word.__wrapped__(word)
+    return stemmed
+

@@ -1,0 +1,79 @@
+"""Typo tolerance of the lexical run (xmodal.ltr.spelling): a word in no item read as the catalog's commonest
+word one edit away, only when it could be a typo."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from xmodal import Engine, Item
+from xmodal.ltr.spelling import edits1, read_query
+from xmodal.ltr.strategies.lexical import LexicalStrategy
+from xmodal.records import Query
+from xmodal.store.analysis import terms
+
+
+class Frequencies:
+    """An index's document frequencies, counting the look-ups."""
+
+    def __init__(self, df: Mapping[str, int]) -> None:
+        self.df, self.asked = df, 0
+
+    def __call__(self, query_terms: Sequence[str]) -> dict[str, int]:
+        self.asked += 1
+        return {t: self.df[t] for t in query_terms if self.df.get(t)}
+
+
+def test_edits1_are_norvigs_four_kinds() -> None:
+    found = edits1("kettle")
+    assert {"ketle", "ketlte", "kettla", "kkettle", "kettlex"} - found == set()
+    assert "kettle" not in found and "ketl" not in found
+    # 6 deletions + 5 swaps + 6 · 25 changes + 7 · 26 insertions, less the repeats ("ketle" twice, …)
+    assert len(found) < 6 + 5 + 6 * 25 + 7 * 26
+
+
+def test_a_word_in_no_item_is_read_as_the_commonest_neighbour() -> None:
+    df = {"kettl": 3, "settl": 1, "copper": 2}  # Snowball stems of "kettle", "settle", "copper"
+    frequencies = Frequencies(df)
+    reading = read_query("copper ketle", frequencies)
+    assert reading.terms == ["copper", "kettl"] and reading.fixes == {"ketle": "kettle"}
+    reading = read_query("copper kettle", frequencies)  # known: one look-up, nothing read otherwise
+    assert reading.terms == terms("copper kettle") and reading.fixes == {}
+    assert frequencies.asked == 3
+
+
+def test_what_is_never_read_as_a_typo() -> None:
+    frequencies = Frequencies({"book": 5, "kettl": 1, "abcd": 1, "kettle2": 1})
+    # an English word (in no item) stays itself: "boots" is not "books"
+    assert read_query("boots", frequencies).terms == ["boot"]
+    # shorter than five letters, with a digit, or with no neighbour in the catalog
+    assert read_query("abce", frequencies).fixes == {}
+    assert read_query("kettle3", frequencies).fixes == {}
+    assert read_query("zzzzzz", frequencies).terms == ["zzzzzz"]
+
+
+def test_lexical_run_finds_items_despite_a_typo(engine: Engine) -> None:
+    engine.add(
+        [
+            Item.create("k", title="copper kettle", text="boils water"),
+            Item.create("p", title="packagekit", text="a system to install software"),
+            Item.create("b", title="books", text="paper"),
+        ]
+    )
+    lexical = LexicalStrategy(engine)
+    assert lexical.retrieve(Query(text="packgekit"), 5).ids.tolist() == ["p"]
+    assert lexical.retrieve(Query(text="coppr kettel"), 5).ids.tolist() == ["k"]
+    assert lexical.read(Query(text="coppr kettel")).fixes == {"coppr": "copper", "kettel": "kettle"}
+    assert lexical.read(Query(text="kettl")).fixes == {}  # the stem is an index term, but not a typo of one
+    assert lexical.retrieve(Query(text="boots"), 5).ids.tolist() == []  # a real word is not a typo
+    row = engine.row_of("p")
+    assert lexical.score_rows(Query(text="packgekit"), [row])[0] > 0  # type: ignore[index]
+    assert lexical.retrieve_many([(Query(text="packgekit"), 5, None)])[0].ids.tolist() == ["p"]
+
+
+def test_explain_names_the_words_read_as_typos(engine: Engine) -> None:
+    engine.add([Item.create("k", title="copper kettle", text="boils water"), Item.create("t", title="teapot")])
+    found = engine.search(Query(text="kettel", k=2), explain=True)
+    assert found.items[0].id == "k"
+    assert found.explain is not None and found.explain["strategies"]["lexical"]["read_as"] == {"kettel": "kettle"}
+    plain = engine.search(Query(text="kettle", k=2), explain=True).explain
+    assert plain is not None and "read_as" not in plain["strategies"]["lexical"]
