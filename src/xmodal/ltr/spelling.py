@@ -4,11 +4,11 @@ one edit away.
 This is Peter Norvig's corrector ("How to Write a Spelling Corrector", 2007) with the catalog as its word
 model: every string one edit from the word (a letter deleted, swapped with the next, changed or inserted) is
 stemmed with the index's analyzer, and the candidate whose term the most items hold wins (ties: the first
-term in sorted order; it is shown as the longest word of that term). The candidates are looked up in the index's own document frequencies
-(:meth:`~xmodal.store.textindex.TextIndex.frequencies`), so there is no second vocabulary to keep in step with
-writes, and it works the same on every store. Written here rather than taken from ``pyspellchecker`` (whose
-word list :func:`~xmodal.ltr.text.is_english_word` reads): its candidates come with its own English
-dictionary, not the catalog's terms.
+term in sorted order; it is shown as the longest word of that term). The candidates are looked up in the
+index's own document frequencies (:meth:`~xmodal.store.textindex.TextIndex.frequencies`), so there is no
+second vocabulary to keep in step with writes, and it works the same on every store. Written here rather
+than taken from ``pyspellchecker`` (whose word list :func:`~xmodal.ltr.text.is_english_word` reads): its
+candidates come with its own English dictionary, not the catalog's terms.
 
 A word is read as another only when it could be a typo, the rule query understanding's attribute matching
 keeps (:mod:`xmodal.ltr.strategies.structured`): at least :data:`MIN_LENGTH` letters, no digit, in no item,
