@@ -85,4 +85,3 @@ def _stem(word: str) -> str:
     """The analyzer's stem, not kept in its cache (a query word's hundreds of candidates would crowd it out)."""
     stemmed: str = stem_word.__wrapped__(word)
     return stemmed
-
