@@ -964,7 +964,7 @@ class Pipeline:
         status: str,
     ) -> dict[str, Any]:
         ids = {h.id for h in shown}
-        contributions = {
+        contributions: dict[str, dict[str, Any]] = {
             name: {
                 "depth": plan.depths().get(name, len(hits)),
                 "backfill": name not in plan.depths(),
