@@ -4,7 +4,9 @@ one edit away.
 This is Peter Norvig's corrector ("How to Write a Spelling Corrector", 2007) with the catalog as its word
 model: every string one edit from the word (a letter deleted, swapped with the next, changed or inserted) is
 stemmed with the index's analyzer, and the candidate whose term the most items hold wins (ties: the first
-term in sorted order; it is shown as the longest word of that term). The candidates are looked up in the
+in sorted order). Candidates that are English words come first: only when none of them is in the catalog are
+the others (a package name, a made-up word) considered, so "haded" is read as "headed", not as the non-word
+"haved" whose stem is the commonest term. The candidates are looked up in the
 index's own document frequencies (:meth:`~xmodal.store.textindex.TextIndex.frequencies`), so there is no
 second vocabulary to keep in step with writes, and it works the same on every store. Written here rather
 than taken from ``pyspellchecker`` (whose word list :func:`~xmodal.ltr.text.is_english_word` reads): its
@@ -66,12 +68,11 @@ def read_query(text: str, frequencies: Frequencies) -> Reading:
     found = frequencies(sorted({t for stems in candidates.values() for t in stems.values()}))
     fixes: dict[str, str] = {}
     for i in unknown:
-        known = [(found[t], t, c) for c, t in candidates[i].items() if found.get(t)]
+        known = {c: t for c, t in candidates[i].items() if found.get(t)}
         if not known or is_english_word(words[i]):  # the word list is read only when a correction is at hand
             continue
-        # the commonest term; of the words that stem to it, the longest (its stem is a prefix of it: "kettle" rather
-        # than "kettl"), then the first in sorted order
-        _, term, word = min(known, key=lambda x: (-x[0], x[1], -len(x[2]), x[2]))
+        words_of = {c: t for c, t in known.items() if is_english_word(c)} or known  # real words first
+        _, term, word = min((-found[t], t, c) for c, t in words_of.items())  # the commonest term
         terms[i] = term
         fixes[words[i]] = word
     return Reading(terms, fixes)
