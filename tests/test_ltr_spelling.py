@@ -41,6 +41,14 @@ def test_a_word_in_no_item_is_read_as_the_commonest_neighbour() -> None:
     assert frequencies.asked == 3
 
 
+def test_english_candidates_come_first() -> None:
+    # "haved" (not a word) stems to the commonest term, "have"; "headed" is a word, and its term is in the catalog
+    reading = read_query("haded", Frequencies({"have": 100, "head": 3}))
+    assert reading.terms == ["head"] and reading.fixes == {"haded": "headed"}
+    # with no English candidate in the catalog, any candidate may be read (a package name)
+    assert read_query("packgekit", Frequencies({"packagekit": 1})).fixes == {"packgekit": "packagekit"}
+
+
 def test_what_is_never_read_as_a_typo() -> None:
     frequencies = Frequencies({"book": 5, "kettl": 1, "abcd": 1, "kettle2": 1})
     # an English word (in no item) stays itself: "boots" is not "books"
