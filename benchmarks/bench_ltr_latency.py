@@ -16,6 +16,9 @@ query's top kept, exploration's items placed, scores on [0, 1]); each query's st
 encoding, strategies included. Prints JSON; query
 encoding is excluded.
 
+``--misspelled`` gives each query one typo in its longest word (the lexical run then reads it back,
+:mod:`xmodal.ltr.spelling`: its cost is in the ``strategies`` stage).
+
 ``--tuned SAMPLE`` also fits the self-tuned fusion (:mod:`xmodal.ltr.selftune`, what ``xmodal ltr tune
 --sample SAMPLE`` fits) and times, for the same queries in the same loop, the search that uses it: its plan
 (every available strategy at an equal share), the strategies' runs, its fusion (the model's choice of
@@ -43,6 +46,7 @@ from xmodal.ltr.features import candidate_features
 from xmodal.ltr.fusion import fuse
 from xmodal.ltr.phrase import query_phrase
 from xmodal.ltr.pipeline import Pipeline
+from xmodal.ltr.pseudo import typo
 from xmodal.ltr.ranker import LambdaRanker
 from xmodal.ltr.scores import shown_scores
 from xmodal.ltr.selftune import tune
@@ -100,6 +104,21 @@ def fragments(items: list[Item], n: int, rng: np.random.Generator) -> list[Query
     return out
 
 
+def misspelled(items: list[Item], n: int, rng: np.random.Generator) -> list[Query]:
+    """Random synsets' first lemmas with one typo in their longest word (:func:`~xmodal.ltr.pseudo.typo`, the
+    self-tuning's misspelled queries), for lemmas with a word of five letters or more: the lexical run reads the
+    typo back (:mod:`xmodal.ltr.spelling`), so its time is in ``strategies``."""
+    out: list[Query] = []
+    while len(out) < n:
+        i = int(rng.integers(len(items)))
+        words = items[i].title.split()
+        longest = max(range(len(words)), key=lambda j: len(words[j]))
+        changed = typo(words[longest], items[i].id, 0)
+        if changed is not None:
+            out.append(Query(text=" ".join(words[:longest] + [changed] + words[longest + 1 :]), k=10))
+    return out
+
+
 def pct(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values) * 1000
     return {"p50_ms": round(float(np.percentile(arr, 50)), 3), "p95_ms": round(float(np.percentile(arr, 95)), 3)}
@@ -115,6 +134,11 @@ def main() -> None:
         action="store_true",
         help="queries of four consecutive words of an item's text (three not stop words: the phrase tier runs)",
     )
+    ap.add_argument(
+        "--misspelled",
+        action="store_true",
+        help="lemmas with one typo in their longest word (the lexical run reads it back: xmodal.ltr.spelling)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     items = wordnet_items(args.items)
@@ -124,7 +148,8 @@ def main() -> None:
     pipe = Pipeline(engine)
     setup_s = time.perf_counter() - t0 - build_s
     rng = np.random.default_rng(0)
-    queries = fragments(items, args.queries, rng) if args.fragments else lemmas(items, args.queries, rng)
+    make = fragments if args.fragments else misspelled if args.misspelled else lemmas
+    queries = make(items, args.queries, rng)
     vectors = [engine.encode_query(q) for q in queries]
     rows = [
         candidate_features(pipe, q, v, fuse("rrf", {"d": engine.search_vector(v, k=50)}), pipe.prepare(q).understanding)
