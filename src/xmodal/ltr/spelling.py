@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..store.analysis import stem_word, tokens
-from .text import is_english_word
+from ..store.analysis import stem_word, stem_words, tokens
+from .text import english_words_loaded, is_english_word
 
 __all__ = ["MIN_LENGTH", "Reading", "edits1", "read_query"]
 
@@ -64,7 +64,10 @@ def read_query(text: str, frequencies: Frequencies) -> Reading:
     unknown = [i for i, (w, t) in enumerate(zip(words, terms, strict=True)) if not df.get(t) and _could_be_typo(w)]
     if not unknown:
         return Reading(terms)
-    candidates = {i: {c: _stem(c) for c in sorted(edits1(words[i]))} for i in unknown}
+    candidates = {}
+    for i in unknown:
+        edits = sorted(edits1(words[i]))
+        candidates[i] = dict(zip(edits, stem_words(edits), strict=True))
     found = frequencies(sorted({t for stems in candidates.values() for t in stems.values()}))
     fixes: dict[str, str] = {}
     for i in unknown:
@@ -79,10 +82,7 @@ def read_query(text: str, frequencies: Frequencies) -> Reading:
 
 
 def _could_be_typo(word: str) -> bool:
-    return len(word) >= MIN_LENGTH and word.isascii() and word.isalpha()
-
-
-def _stem(word: str) -> str:
-    """The analyzer's stem, not kept in its cache (a query word's hundreds of candidates would crowd it out)."""
-    stemmed: str = stem_word.__wrapped__(word)
-    return stemmed
+    """Long enough, letters only, and not an English word as far as is known without reading the word list (a
+    process reads it once a correction is at hand: a one-shot search whose words are all known never does)."""
+    known = english_words_loaded() and is_english_word(word)
+    return len(word) >= MIN_LENGTH and word.isascii() and word.isalpha() and not known

@@ -45,6 +45,13 @@ def stem_word(token: str) -> str:
     return stemmed
 
 
+def stem_words(words: list[str]) -> list[str]:
+    """The stems of many lower-cased tokens in one call, as :func:`stem_word` gives them, without keeping them in
+    its cache (typo candidates: hundreds a query word, :mod:`xmodal.ltr.spelling`)."""
+    stemmed: list[str] = _stemmer().stemWords(words)
+    return [w if w.isdigit() else s for w, s in zip(words, stemmed, strict=True)]
+
+
 def _stemmer() -> Any:
     """This thread's stemmer. A Snowball stemmer keeps the word it is stemming in itself, so one shared by
     threads (a server's readers stemming queries while its writer stems items) mixes their words up."""

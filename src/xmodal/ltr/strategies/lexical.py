@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 FIELDS = ("title", "body")
 #: queries of a batch scored between two :func:`~xmodal.courtesy.step_aside` points
 STEP = 64
+#: query readings kept (for one catalog state; then they start again)
+READINGS = 1024
 BM25Index = FullText  # the name of the in-memory index this replaced (importers keep working)
 
 
@@ -55,12 +57,21 @@ class LexicalStrategy:
         self.popularity_weight = popularity_weight
         self.popularity: dict[str, float] = {}
         self.index: TextIndex = engine.fulltext
+        self._readings: dict[str, Reading] = {}  # query text → its reading, for the catalog state below
+        self._readings_seq = -1
 
     # -- retrieval -----------------------------------------------------------------------------
     def read(self, query: Query) -> Reading:
         """The query's index terms, a word that no item holds read as the catalog's commonest word one edit
-        away when it could be a typo (:mod:`xmodal.ltr.spelling`)."""
-        return read_query(query.text or "", self.index.frequencies)
+        away when it could be a typo (:mod:`xmodal.ltr.spelling`). Kept for the catalog's state: a search
+        reads its query for its run, its scored rows and its explanation."""
+        text, seq = query.text or "", self.engine.applied_seq()
+        if seq != self._readings_seq or len(self._readings) >= READINGS:
+            self._readings, self._readings_seq = {}, seq
+        found = self._readings.get(text)
+        if found is None:
+            found = self._readings[text] = read_query(text, self.index.frequencies)
+        return found
 
     def _prior(self) -> bool:
         return bool(self.popularity_weight and self.popularity)
