@@ -74,8 +74,8 @@ def read_query(text: str, frequencies: Frequencies) -> Reading:
         known = {c: t for c, t in candidates[i].items() if found.get(t)}
         if not known or is_english_word(words[i]):  # the word list is read only when a correction is at hand
             continue
-        words_of = {c: t for c, t in known.items() if is_english_word(c)} or known  # real words first
-        _, term, word = min((-found[t], t, c) for c, t in words_of.items())  # the commonest term
+        pool = {c: t for c, t in known.items() if is_english_word(c)} or known  # real words first
+        _, term, word = min((-found[t], t, c) for c, t in pool.items())  # the commonest term
         terms[i] = term
         fixes[words[i]] = word
     return Reading(terms, fixes)

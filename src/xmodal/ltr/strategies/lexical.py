@@ -2,7 +2,7 @@
 
 The index lives in the store (:mod:`xmodal.store.fulltext`): BM25F after S. Robertson, H. Zaragoza
 and M. Taylor, "Simple BM25 extension to multiple weighted fields" (CIKM 2004), over SQLite FTS5,
-written in the same transaction as each item. The strategy therefore keeps no state of its own:
+written in the same transaction as each item. The strategy therefore keeps no index of its own:
 nothing to load when a process starts, nothing to write when it closes, nothing to catch up. A batch of
 queries (:meth:`LexicalStrategy.retrieve_many`, the self-tuning fit's) is scored on a snapshot of the index's
 postings in memory instead (:mod:`xmodal.store.bm25_matrix`: the same BM25F and ranking, no SQL per query).
