@@ -216,8 +216,9 @@ def test_a_catalog_too_small_to_tune_on_keeps_the_bandits_plan(tmp_path: Path) -
 
 @needs_wordnet
 def test_tuned_fusion_is_fitted_saved_used_and_handed_over(tmp_path: Path) -> None:
+    items = wordnet_catalog(200, seed=1)
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
-        engine.add(wordnet_catalog(200, seed=1))
+        engine.add(items)
         pipe = pipeline(engine)
         model = tune(pipe, sample=60, seed=0)
         assert model is not None
@@ -240,6 +241,15 @@ def test_tuned_fusion_is_fitted_saved_used_and_handed_over(tmp_path: Path) -> No
         assert set(result.explain["weights"]) <= set(tuning["chosen"]["weights"])
         planned = {p["strategy"] for p in result.explain["plan"]}
         assert planned >= {a for a in model.arms if a in ("dense", "lexical")}  # every available one runs
+        # a query for the members of a category that match another word keeps the untuned plan and its rule
+        members = next(
+            text
+            for item in items
+            for text in [f"{item.attributes['kind']} {item.text.split()[-1]}"]
+            if pipe.prepare(Query(text=text)).understanding.ranks_members()
+        )
+        chosen = engine.search(members, mode="learned", explain=True).explain["tuning"]["chosen"]
+        assert chosen == {"untuned": True}
         pipe.policy.counts_[:] = HANDOVER  # the bandit has learned enough from real searches: it plans
         assert engine.search("a domestic animal", mode="learned", explain=True).explain["tuning"]["active"] is False
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:  # saved with the index

@@ -702,13 +702,17 @@ class Pipeline:
     ) -> Candidates:
         """The runs fused as the self-tuned model chooses for this query, each cut to its equal share (what the
         model was fitted on); when the runs it keeps found fewer than ``k`` items, the others' items follow
-        (fused among themselves, after every kept one). When it chooses the untuned plan, that plan's
-        candidates, from the same runs cut to that plan's depths."""
+        (fused among themselves, after every kept one). When it chooses the untuned plan, or the query asks for
+        the members of a category (:meth:`Understanding.ranks_members`), that plan's candidates, from the same
+        runs cut to that plan's depths."""
         assert self.tuned is not None
         explored = sum(a.depth for a in plan.allocations if a.strategy not in relevance)
         shares = tuned_depths(list(relevance), plan.budget - explored)
         relevance = {n: hits.take(range(min(shares[n], len(hits)))) for n, hits in relevance.items()}
-        configuration = self.tuned.choose(prepared.x, relevance)
+        # a query for the members of a category keeps the untuned plan's rule (:meth:`fusion_weights`), which no
+        # configuration of the model knows of
+        members = prepared.understanding.ranks_members()
+        configuration = None if members else self.tuned.choose(prepared.x, relevance)
         if configuration is None and plan.untuned is not None:
             found = self._candidates(
                 prepared, plan.untuned, vector, runs, backfill=True, committed=None, completed=True
