@@ -11,7 +11,7 @@ from xmodal import Engine
 from xmodal.encoders import HashingEncoder
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.fusion import FusedHit
-from xmodal.ltr.phrase import HEAD, holds, phrase_first, query_name, query_phrase, title_first
+from xmodal.ltr.phrase import HEAD, holds, query_name, query_phrase, tiers_first
 from xmodal.records import Item, Query
 
 
@@ -49,12 +49,12 @@ def test_phrase_first_is_a_stable_partition_of_the_head_only() -> None:
         seen.append(list(asked))
         return {i: texts[i] for i in asked if i in texts}  # i5 was deleted: it holds nothing
 
-    out, held = phrase_first(hits(ids), "red leather boots", read)
+    out, held, _ = tiers_first(hits(ids), "red leather boots", None, read)
     assert held == 2 and seen == [ids[:HEAD]]  # only the head's texts are read
     order = [h.id for h in out]
     assert order[:2] == ["i3", "i7"] and order[2:HEAD] == [i for i in ids[:HEAD] if i not in ("i3", "i7")]
     assert order[HEAD:] == ids[HEAD:]
-    same, none = phrase_first(hits(ids), "green canvas shoes", read)
+    same, none, _ = tiers_first(hits(ids), "green canvas shoes", None, read)
     assert none == 0 and [h.id for h in same] == ids
 
 
@@ -98,7 +98,9 @@ def test_title_first_moves_the_items_titled_with_the_query_words() -> None:
         "i11": "creme-brulee",
         f"i{HEAD + 1}": "creme brulee",
     }
-    out, titled = title_first(hits(ids), "creme brulee", lambda asked: {i: (titles.get(i, "x"), "") for i in asked})
+    out, _, titled = tiers_first(
+        hits(ids), None, "creme brulee", lambda asked: {i: (titles.get(i, "x"), "") for i in asked}
+    )
     order = [h.id for h in out]
     assert titled == 2 and order[:2] == ["i4", "i11"]  # the same words; "torched" is one more, below the head stays
     assert order[2:HEAD] == [i for i in ids[:HEAD] if i not in ("i4", "i11")] and order[HEAD:] == ids[HEAD:]

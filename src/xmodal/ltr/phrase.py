@@ -61,31 +61,16 @@ def query_name(text: str | None) -> str | None:
     return " ".join(words) if words else None
 
 
-def phrase_first(
-    fused: Sequence[FusedHit], phrase: str, texts: Callable[[Sequence[str]], Mapping[str, Sequence[str]]]
-) -> tuple[list[FusedHit], int]:
-    """``fused`` with the hits of its first :data:`HEAD` whose texts hold ``phrase`` moved before the other hits of
-    the head (each side in its fused order), and how many hold it. ``texts``: each id's texts (title, text);
-    an id it leaves out holds nothing."""
-    return _first(fused, _holding(phrase), texts([h.id for h in fused[:HEAD]]))
-
-
-def title_first(
-    fused: Sequence[FusedHit], name: str, texts: Callable[[Sequence[str]], Mapping[str, Sequence[str]]]
-) -> tuple[list[FusedHit], int]:
-    """``fused`` with the hits of its first :data:`HEAD` titled ``name`` (:func:`query_name`: the same words)
-    moved before the other hits of the head (each side in its fused order), and how many there are."""
-    return _first(fused, _titled(name), texts([h.id for h in fused[:HEAD]]))
-
-
 def tiers_first(
     fused: Sequence[FusedHit],
     phrase: str | None,
     name: str | None,
     texts: Callable[[Sequence[str]], Mapping[str, Sequence[str]]],
 ) -> tuple[list[FusedHit], int, int]:
-    """:func:`phrase_first` for ``phrase``, then :func:`title_first` for ``name`` (each skipped when None), with the
-    head's texts read once (both reorder that head only), and how many hits each moved."""
+    """``fused`` with the hits of its first :data:`HEAD` whose texts hold ``phrase`` moved before the other hits of
+    the head, then those titled ``name`` (:func:`query_name`: the same words) before those (each tier skipped when
+    None; each side of a move keeps its fused order), and how many hits each tier moved. ``texts``: each id's
+    texts (title, text), read once for the head (both tiers reorder it only); an id it leaves out holds nothing."""
     if phrase is None and name is None:
         return list(fused), 0, 0
     found = texts([h.id for h in fused[:HEAD]])
