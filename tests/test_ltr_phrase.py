@@ -3,6 +3,7 @@ words in order, lead."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from xmodal.encoders import HashingEncoder
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.fusion import FusedHit
 from xmodal.ltr.phrase import HEAD, holds, query_name, query_phrase, tiers_first
-from xmodal.records import Item, Query
+from xmodal.ltr.tuned import Configuration, TunedFusion
+from xmodal.records import Hits, Item, Query
 
 
 def test_a_phrase_is_three_words_or_more_lower_cased_and_folded() -> None:
@@ -58,6 +60,27 @@ def test_phrase_first_is_a_stable_partition_of_the_head_only() -> None:
     assert none == 0 and [h.id for h in same] == ids
 
 
+def test_spare_hits_holding_the_phrase_or_the_title_join_their_tier_after_the_fused_ones() -> None:
+    ids = [f"i{n}" for n in range(HEAD + 5)]
+    deep = f"i{HEAD + 3}"  # in the fused list below its head, and first in a run left out of the fusion
+    spare = [FusedHit(i, 0.0, {}) for i in (deep, "s1", "s2", "i4", "s3")]
+    texts = {"i4": ("boots", "red leather boots"), deep: ("x", "red leather boots"), "s1": ("x", "red leather boots")}
+    texts |= {"s2": ("x", "boots of red leather"), "s3": ("red leather boots", "")}
+
+    def read(asked: list[str]) -> dict[str, tuple[str, str]]:
+        return {i: texts.get(i, ("x", "boots")) for i in asked}
+
+    out, held, titled = tiers_first(hits(ids), "red leather boots", "red leather boots", read, spare)
+    order = [h.id for h in out]
+    # the title tier (s3, a spare hit; its title holds the phrase too) before the rest of the phrase tier: the
+    # fused head's i4, then deep and s1 (s2 holds the words, not the phrase)
+    assert (held, titled) == (4, 1) and order[:4] == ["s3", "i4", deep, "s1"]
+    assert order[4:] == [i for i in ids if i not in ("i4", deep)] and len(order) == len(set(order))
+    assert out[2].score == hits(ids)[HEAD + 3].score  # a fused hit joins with its fused score
+    same, none, _ = tiers_first(hits(ids), "green canvas shoes", None, read, spare)
+    assert none == 0 and [h.id for h in same] == ids  # no spare hit holds it: nothing joins
+
+
 def test_the_learned_search_puts_the_item_holding_the_phrase_first(tmp_path: Path) -> None:
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as eng:
         eng.add(
@@ -87,6 +110,40 @@ def test_the_learned_search_puts_the_item_holding_the_phrase_first(tmp_path: Pat
         scores = np.asarray(result.hits.scores)
         assert np.all(np.diff(scores) <= 1e-12)  # the shown scores stay non-increasing
         assert eng.search("red leather", k=5, explain=True).explain["phrase_first"] == 0  # two words: no phrase
+
+
+class _DenseAlone(TunedFusion):
+    """A self-tuned fusion that fuses the dense run alone for every query."""
+
+    def choose(self, context: np.ndarray, runs: Mapping[str, Hits]) -> Configuration | None:
+        return Configuration(tuple((a, 1.0 if a.startswith("dense") else 0.0) for a in self.arms), committed=False)
+
+
+def test_a_run_the_self_tuned_fusion_leaves_out_still_brings_the_item_holding_the_phrase(tmp_path: Path) -> None:
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as eng:
+        eng.add(
+            [
+                # two of the query's words in a short text: dense search ranks all of these above the long text
+                *[Item.create(f"near{n}", title=f"boots {n}", text=f"red boots {n}") for n in range(HEAD + 5)],
+                Item.create(
+                    "verbatim",
+                    title="winter catalogue",
+                    text="our winter catalogue lists coats, scarves, gloves and red leather boots among many things",
+                ),
+            ]
+        )
+        pipe = pipeline(eng)
+        arms = tuple(pipe.policy.arms)
+        pipe.set_tuned(_DenseAlone(arms, [], np.zeros(0), np.ones(0), np.zeros((1, 1)), {"accepted": True}), save=False)
+        query = Query(text="red leather boots", k=5)
+        vector = eng.encode_query(query)
+        prepared = pipe.prepare(query, vector=vector)
+        found = pipe.candidates(prepared, pipe.plan(prepared), vector, phrased=False)
+        assert set(found.weights) == {a for a in arms if a.startswith("dense")}  # the lexical run is left out
+        assert "verbatim" not in [h.id for h in found.fused[:HEAD]] and found.spare[0].id == "verbatim"
+        result = eng.search("red leather boots", k=5, explain=True)
+        assert result.hits.ids[0] == "verbatim" and result.explain is not None
+        assert result.explain["phrase_first"] == 1 and result.explain["tuning"]["active"] is True
 
 
 def test_title_first_moves_the_items_titled_with_the_query_words() -> None:

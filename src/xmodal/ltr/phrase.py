@@ -66,19 +66,28 @@ def tiers_first(
     phrase: str | None,
     name: str | None,
     texts: Callable[[Sequence[str]], Mapping[str, Sequence[str]]],
+    spare: Sequence[FusedHit] = (),
 ) -> tuple[list[FusedHit], int, int]:
     """``fused`` with the hits of its first :data:`HEAD` whose texts hold ``phrase`` moved before the other hits of
     the head, then those titled ``name`` (:func:`query_name`: the same words) before those (each tier skipped when
     None; each side of a move keeps its fused order), and how many hits each tier moved. ``texts``: each id's
-    texts (title, text), read once for the head (both tiers reorder it only); an id it leaves out holds nothing."""
+    texts (title, text), read once for the head (both tiers reorder it only); an id it leaves out holds nothing.
+
+    ``spare``: hits of runs that ran but were not fused (the self-tuned fusion's choice left them out); those of
+    its first :data:`HEAD` that hold the phrase (or the title) join their tier, after the fused head's hits of the
+    tier (from further down ``fused`` when they are there too). The evidence of a verbatim match is the item's
+    text, whichever run found it."""
     if phrase is None and name is None:
         return list(fused), 0, 0
-    found = texts([h.id for h in fused[:HEAD]])
+    head = [h.id for h in fused[:HEAD]]
+    shown = set(head)
+    extra = [h for h in spare[:HEAD] if h.id not in shown]
+    found = texts(head + [h.id for h in extra])
     out, held, titled = list(fused), 0, 0
     if phrase is not None:
-        out, held = _first(out, _holding(phrase), found)
+        out, held = _first(out, _holding(phrase), found, extra)
     if name is not None:
-        out, titled = _first(out, _titled(name), found)
+        out, titled = _first(out, _titled(name), found, extra)
     return out, held, titled
 
 
@@ -91,12 +100,20 @@ def _titled(name: str) -> Callable[[Sequence[str]], bool]:
 
 
 def _first(
-    fused: Sequence[FusedHit], wanted: Callable[[Sequence[str]], bool], found: Mapping[str, Sequence[str]]
+    fused: Sequence[FusedHit],
+    wanted: Callable[[Sequence[str]], bool],
+    found: Mapping[str, Sequence[str]],
+    extra: Sequence[FusedHit] = (),
 ) -> tuple[list[FusedHit], int]:
-    """``fused`` with its head's hits whose texts (``found``, by id) are ``wanted`` first, and how many."""
+    """``fused`` with its head's hits whose texts (``found``, by id) are ``wanted`` first, then the ``extra`` hits
+    not in the head that are wanted (as ``fused`` has them when it has them further down), and how many moved."""
     head = list(fused[:HEAD])
     first = [h for h in head if wanted(found.get(h.id, ()))]
-    if not first or len(first) == len(head):
+    ids = {h.id for h in head}
+    later = {h.id: h for h in fused[HEAD:]}
+    joined = [later.get(h.id, h) for h in extra if h.id not in ids and wanted(found.get(h.id, ()))]
+    if not joined and len(first) in (0, len(head)):
         return list(fused), len(first)
-    moved = {h.id for h in first}
-    return first + [h for h in head if h.id not in moved] + list(fused[HEAD:]), len(first)
+    moved = {h.id for h in first + joined}
+    rest = [h for h in fused if h.id not in moved]
+    return first + joined + rest, len(first) + len(joined)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,6 +163,7 @@ class Candidates:
     configuration: dict[str, Any] | None = None  # the self-tuned model's choice, when it fused them
     phrased: int = 0  # the fused head's items that hold the query's words as a phrase, moved first (:mod:`.phrase`)
     titled: int = 0  # the fused head's items titled with the query's words, moved first (:mod:`.phrase`)
+    spare: list[FusedHit] = field(default_factory=list)  # the items of runs that ran but were not fused
 
 
 def may_explore(mode: str, context: Mapping[str, Any]) -> bool:
@@ -641,20 +642,21 @@ class Pipeline:
         )
         if not phrased:
             return found
-        fused, held, titled = self.phrases_first(found.fused, prepared.query.text, prepared.understanding)
+        fused, held, titled = self.phrases_first(found.fused, prepared.query.text, prepared.understanding, found.spare)
         return replace(found, fused=fused, phrased=held, titled=titled) if held or titled else found
 
     def phrases_first(
-        self, fused: list[FusedHit], text: str | None, understanding: Understanding
+        self, fused: list[FusedHit], text: str | None, understanding: Understanding, spare: Sequence[FusedHit] = ()
     ) -> tuple[list[FusedHit], int, int]:
         """``fused`` with its head's items that hold ``text``'s words as a phrase first, then before them its items
         titled with those words (:mod:`.phrase`), and how many of each; ``fused`` itself when the query has no
         phrase and no title to look for. No title is looked for when query understanding read attribute slots:
         a query that names an attribute value asks for the members of a category, not for the item of that title
-        (docs/benchmarks.md, "Exact titles first")."""
+        (docs/benchmarks.md, "Exact titles first"). ``spare``: the items of runs that ran but were not fused, which
+        join a tier they belong to (:func:`.phrase.tiers_first`)."""
         phrase = query_phrase(text)
         name = None if understanding.slots else query_name(text)
-        return tiers_first(fused, phrase, name, self.item_texts)
+        return tiers_first(fused, phrase, name, self.item_texts, spare)
 
     def item_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Each item's title and text, read alone from the store (deleted ones left out)."""
@@ -701,10 +703,11 @@ class Pipeline:
         relevance: dict[str, Hits],
     ) -> Candidates:
         """The runs fused as the self-tuned model chooses for this query, each cut to its equal share (what the
-        model was fitted on); when the runs it keeps found fewer than ``k`` items, the others' items follow
-        (fused among themselves, after every kept one). When it chooses the untuned plan, or the query asks for
-        the members of a category (:meth:`Understanding.ranks_members`), that plan's candidates, from the same
-        runs cut to that plan's depths."""
+        model was fitted on); the others' items (fused among themselves) are ``spare``: they follow every kept one
+        when the runs it keeps found fewer than ``k`` items, and join the phrase tiers (:meth:`phrases_first`).
+        When it chooses the untuned plan, or the query asks for the members of a category
+        (:meth:`Understanding.ranks_members`), that plan's candidates, from the same runs cut to that plan's
+        depths."""
         assert self.tuned is not None
         explored = sum(a.depth for a in plan.allocations if a.strategy not in relevance)
         shares = tuned_depths(list(relevance), plan.budget - explored)
@@ -724,11 +727,12 @@ class Pipeline:
         # not completed: the model's gains were measured on runs fused as they are (:func:`.selftune.all_gains`)
         fused = self.fuse({n: relevance[n] for n in weights}, weights, prepared.query, vector, completed=False)
         left = {n: hits for n, hits in relevance.items() if n not in weights and len(hits)}
-        if len(fused) < prepared.query.k and left:
+        spare = [replace(h, score=0.0) for h in fuse(self.config.fusion, left)] if left else []
+        if len(fused) < prepared.query.k:
             have = {h.id for h in fused}
-            fused += [replace(h, score=0.0) for h in fuse(self.config.fusion, left) if h.id not in have]
+            fused += [h for h in spare if h.id not in have]
         used = {n: w for n, w in weights.items() if len(relevance[n])}
-        return Candidates(runs, fused, self._explored(runs), used, configuration.to_dict())
+        return Candidates(runs, fused, self._explored(runs), used, configuration.to_dict(), spare=spare)
 
     def fuse(
         self,
