@@ -27,6 +27,7 @@ from xmodal.ltr.tuned import (
     configurations,
     describe,
     features,
+    fitted_on,
     gain,
     pick,
     tuned_depths,
@@ -250,6 +251,10 @@ def test_tuned_fusion_is_fitted_saved_used_and_handed_over(tmp_path: Path) -> No
         )
         chosen = engine.search(members, mode="learned", explain=True).explain["tuning"]["chosen"]
         assert chosen == {"untuned": True}
+        # a query of another kind than the pseudo-queries (here: one vector kind only) keeps the untuned plan
+        targeted = engine.search(Query(text="a domestic animal", target="text"), explain=True).explain
+        assert targeted is not None and targeted["tuning"]["active"] is False and targeted["tuning"]["untuned"]
+        assert fitted_on(Query(text="a")) and not fitted_on(Query(image=np.zeros((4, 4, 3), dtype=np.uint8)))
         pipe.policy.counts_[:] = HANDOVER  # the bandit has learned enough from real searches: it plans
         assert engine.search("a domestic animal", mode="learned", explain=True).explain["tuning"]["active"] is False
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:  # saved with the index

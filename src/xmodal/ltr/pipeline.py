@@ -53,7 +53,7 @@ from .strategies.base import BatchStrategy
 from .strategies.registry import Built, Probe, StrategyContext, StrategySpec, build_strategies
 from .text import stems
 from .tuned import FOLDER as TUNED_FOLDER
-from .tuned import HANDOVER, Configuration, TunedFusion, tuned_depths
+from .tuned import HANDOVER, Configuration, TunedFusion, fitted_on, tuned_depths
 
 if TYPE_CHECKING:
     from ..extension import EngineView
@@ -484,9 +484,10 @@ class Pipeline:
         available relevance strategy with an equal share (the model weighs their runs, :meth:`candidates`),
         each drawn at least as deep as the policy's plan draws it (the model may choose that plan instead,
         which then needs no run again), and exploration as the policy's plan has it; else the policy's plan
-        (:meth:`untuned_plan`)."""
+        (:meth:`untuned_plan`), which a query of another kind than the model was fitted on keeps too
+        (:func:`.tuned.fitted_on`: an image, another medium, a target vector kind)."""
         planned = self.untuned_plan(prepared, policy)
-        if policy is not None or not self.tuned_active() or self.tuned is None:
+        if policy is not None or not self.tuned_active() or self.tuned is None or not fitted_on(prepared.query):
             return planned
         explorer = self._explorer()
         explored = tuple(a for a in planned.allocations if a.strategy == explorer)
@@ -997,7 +998,7 @@ class Pipeline:
             "budget": plan.budget,
             "policy": {"kind": self.policy.kind, "indices": {k: round(v, 6) for k, v in plan.indices.items()}},
             "fusion": self.config.fusion,
-            "tuning": {"status": self.tuned_status, "active": plan.source == "tuned", "chosen": found.configuration},
+            "tuning": self._tuning(prepared.query, plan, found),
             "weights": {name: round(w, 6) for name, w in found.weights.items()},
             "phrase_first": found.phrased,
             "title_first": found.titled,
@@ -1011,6 +1012,14 @@ class Pipeline:
             "ranker": status,
             **({"hits": per_hit} if per_hit is not None else {}),
         }
+
+    def _tuning(self, query: Query, plan: Plan, found: Candidates) -> dict[str, Any]:
+        """``explain``'s account of the self-tuned fusion for one search: its status, whether it planned this
+        search, the configuration it chose, and why a query it would not plan keeps the untuned plan."""
+        out = {"status": self.tuned_status, "active": plan.source == "tuned", "chosen": found.configuration}
+        if self.tuned_active() and not fitted_on(query):
+            out["untuned"] = "an image, another medium or a target vector kind: the model was fitted on text queries"
+        return out
 
     def _explain_hit(
         self, hit: FusedHit, score: float, found: Candidates, features: Mapping[str, np.ndarray] | None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import StorageError
-from ..records import Hits
+from ..records import Hits, Query, Target
 from .context import CONTEXT_FEATURES
 from .fusion import Commitment, FusedHit, committed_weights, nqc
 
@@ -55,6 +55,13 @@ class Configuration:
 
     def to_dict(self) -> dict[str, Any]:
         return {"weights": dict(self.weights), "committed": self.committed}
+
+
+def fitted_on(query: Query) -> bool:
+    """Whether ``query`` is of the kind the model is fitted on: the pseudo-queries are text alone, compared with
+    every vector kind (:mod:`.pseudo`). A query with an image or another medium, or one that targets a vector kind,
+    has runs the model never saw (an image query's dense run is its only good one); it keeps the untuned plan."""
+    return query.image is None and not query.media and query.target == Target.ANY
 
 
 def configurations(arms: Sequence[str]) -> list[Configuration]:
