@@ -16,6 +16,7 @@ from xmodal.filters import value_key
 from xmodal.ltr.extension import pipeline
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.strategies import LexicalStrategy
+from xmodal.ltr.strategies.structured import leaf
 from xmodal.ltr.text import (
     OneEditIndex,
     english_words,
@@ -172,6 +173,44 @@ def test_query_understanding_reads_the_word_list_only_for_a_word_near_a_value(sh
     assert english_words_loaded()
     assert shop.understanding.understand("winter clothing for travelling") == found
     assert shop.understanding.understand("scandal boots").slots == {"category": ["boots"]}  # English, no typo
+
+
+def test_a_hierarchical_values_last_level_and_nothing_else_is_read_as_its_category() -> None:
+    assert leaf("noun.animal") == "animal" and leaf("Clothing > Shoes > Boots") == "Boots"
+    assert leaf("use::editing") == "editing" and leaf("contrib/games") == "games"
+    assert leaf("boots") is None and leaf("3.5") is None and leaf("v1.2") is None and leaf("U.S.A") is None
+
+
+def test_a_category_named_by_its_last_level_is_read_only_in_a_keyword_query_for_its_members(
+    tmp_path: Path,
+) -> None:
+    kinds = ["Clothing > Men > Boots", "Clothing > Women > Boots", "Clothing > Women > Dresses", "animal"]
+    items = [
+        Item.create(
+            f"i{n}",
+            title=f"item {n}",
+            text=["winter lined", "summer light", "lined evening", "a warm winter coat"][n % 4],
+            attributes={"category": kinds[n % 4]},
+        )
+        for n in range(40)
+    ]
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as eng:
+        eng.add([*items, Item.create("named", title="boots lined", text="a shop's name")])
+        understand = pipeline(eng).understanding.understand
+        found = understand("boots lined")
+        # every value that ends in the word, whichever branch it is under
+        assert found.slots == {"category": kinds[:2]} and found.rest == "lined" and found.leaf
+        assert understand("lined boots").ranks_members()
+        assert not understand("boots").slots  # nothing left to rank the members by: a name
+        assert not understand("boots for the winter").slots  # words of a sentence
+        assert not understand("boots-lined").slots  # one compound word: a name
+        assert not understand("boots linned").slots  # a word no item holds: a typo of a name
+        assert understand("animal lined").slots == {"category": ["animal"]}  # a whole value as before
+        assert not understand("animal lined").leaf
+        # the item titled with the query's words still comes first: a title is looked for in such a query
+        assert eng.search("boots lined", k=3).hits.ids[0] == "named"
+        members = eng.search("boots winter", k=5, mode="structured").items
+        assert members and all(it.attributes["category"] in kinds[:2] for it in members)
 
 
 def test_structured_search_filters_by_the_slots(shop: Pipeline) -> None:

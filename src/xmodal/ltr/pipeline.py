@@ -653,10 +653,11 @@ class Pipeline:
         titled with those words (:mod:`.phrase`), and how many of each; ``fused`` itself when the query has no
         phrase and no title to look for. No title is looked for when query understanding read attribute slots:
         a query that names an attribute value asks for the members of a category, not for the item of that title
-        (docs/benchmarks.md, "Exact titles first"). ``spare``: the items of runs that ran but were not fused, which
-        join a tier they belong to (:func:`.phrase.tiers_first`)."""
+        (docs/benchmarks.md, "Exact titles first"); unless a slot was read from a word that is only a value's last
+        level (:attr:`Understanding.leaf`), weaker evidence than a title. ``spare``: the items of runs that ran but
+        were not fused, which join a tier they belong to (:func:`.phrase.tiers_first`)."""
         phrase = query_phrase(text)
-        name = None if understanding.slots else query_name(text)
+        name = None if understanding.slots and not understanding.leaf else query_name(text)
         return tiers_first(fused, phrase, name, self.item_texts, spare)
 
     def item_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:

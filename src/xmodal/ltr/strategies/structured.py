@@ -5,15 +5,18 @@ catalog (``engine.attributes``): "red leather boots" → ``color=red, material=l
 category=boots``. Matching is on stems (so "boots" meets "boot") and tolerates one typo
 (Damerau–Levenshtein distance 1) in words of five letters or more that are misspelled: a word of the
 English word list (:func:`~xmodal.ltr.text.is_english_word`) or of the catalog's own text is never read as
-another word ("boots" is not the category "books"). The slots found become filters; the remaining words
-rank the matching items (BM25F first, then dense similarity).
+another word ("boots" is not the category "books"). A hierarchical value's last level ("animal" in
+``noun.animal``, "Boots" in "Clothing > Men > Boots") names its category too, but only in a keyword query for
+the category's members (:meth:`QueryUnderstanding.understand`). The slots found become filters; the remaining
+words rank the matching items (BM25F first, then dense similarity).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +37,9 @@ STEP = 64
 MAX_VALUES_PER_ATTRIBUTE = 2000  # attributes with more distinct values are identifiers, not facets
 MAX_NGRAM = 3
 
+#: a value's (or a value's last level's) words, as stems → the attribute and the values they read as
+Vocabulary = dict[tuple[str, ...], tuple[str, tuple[AttributeValue, ...]]]
+
 
 @dataclass(frozen=True, slots=True)
 class Understanding:
@@ -42,6 +48,7 @@ class Understanding:
     slots: dict[str, list[AttributeValue]] = field(default_factory=dict)
     matched: tuple[str, ...] = ()
     rest: str = ""
+    leaf: bool = False  # a slot was read from a word that is only a hierarchical value's last level (:func:`leaf`)
 
     def filters(self) -> dict[str, Any]:
         return {name: values[0] if len(values) == 1 else list(values) for name, values in self.slots.items()}
@@ -58,7 +65,8 @@ class QueryUnderstanding:
 
     def __init__(self, engine: EngineView) -> None:
         self.engine = engine
-        self._phrases: dict[tuple[str, ...], tuple[str, AttributeValue]] | None = None
+        self._phrases: Vocabulary | None = None
+        self._leaves: Vocabulary = {}
         self._typos = OneEditIndex(())
 
     def on_put(self, stored: Sequence[StoredItem]) -> None:
@@ -67,10 +75,14 @@ class QueryUnderstanding:
     def on_delete(self, rows: Sequence[int]) -> None:
         self._phrases = None
 
-    def _vocabulary(self) -> dict[tuple[str, ...], tuple[str, AttributeValue]]:
+    def _vocabulary(self) -> tuple[Vocabulary, Vocabulary]:
+        """Each value's words (stems) → its attribute and the value; and apart, each hierarchical value's last
+        level (:func:`leaf`: "noun.animal", "Shoes > Boots") whose words are not a value of their own → every
+        value of the commonest attribute that ends in it ("Men > Boots", "Women > Boots")."""
         if self._phrases is not None:
-            return self._phrases
+            return self._phrases, self._leaves
         best: dict[tuple[str, ...], tuple[int, str, AttributeValue]] = {}
+        leaves: dict[tuple[str, ...], dict[str, tuple[int, list[AttributeValue]]]] = {}
         with self.engine.attribute_table() as table:
             for name in table.attributes():
                 values = table.values(name)
@@ -79,19 +91,48 @@ class QueryUnderstanding:
                 for value, count in values.items():
                     if not isinstance(value, str):
                         continue
-                    key = tuple(stem(t) for t in tokens(value))
-                    if key and len(key) <= MAX_NGRAM and not (len(key) == 1 and key[0] in STOPWORDS):
-                        if key not in best or count > best[key][0]:  # an ambiguous phrase goes to its commonest use
-                            best[key] = (count, name, value)
-        self._phrases = {k: (name, value) for k, (_, name, value) in best.items()}
+                    key = _key(value)
+                    if key is not None and (key not in best or count > best[key][0]):
+                        best[key] = (count, name, value)  # an ambiguous phrase goes to its commonest use
+                    last = leaf(value)
+                    if last is not None and (key := _key(last)) is not None:
+                        total, members = leaves.setdefault(key, {}).get(name, (0, []))
+                        leaves[key][name] = (total + count, [*members, value])
+        self._phrases = {k: (name, (value,)) for k, (_, name, value) in best.items()}
+        self._leaves = {}
+        for key, by_name in leaves.items():
+            if key not in self._phrases:
+                name, (_, members) = max(by_name.items(), key=lambda kv: kv[1][0])
+                self._leaves[key] = (name, tuple(members))
         self._typos = OneEditIndex([key[0] for key in self._phrases if len(key) == 1 and len(key[0]) >= 4])
-        return self._phrases
+        return self._phrases, self._leaves
 
     def understand(self, text: str | None) -> Understanding:
-        """Greedy longest-match of n-grams to attribute values, then one-typo matches of single words."""
-        vocab = self._vocabulary()
+        """Greedy longest-match of n-grams to attribute values, then one-typo matches of single words.
+
+        A word that is only a hierarchical value's last level ("animal" for "noun.animal") is weaker evidence: a
+        common word that names a category. It is read as that slot only when the reading then asks for the
+        category's members that match the rest (:meth:`Understanding.ranks_members`: "animal nocturnal"), and
+        the query is keywords, not words of a sentence or of a compound name (no stop word: "time of an equinox"
+        is not the members of ``noun.time`` that hold "equinox"; each word typed apart: "xserver-xorg-input" is
+        one name), every word of the rest in the catalog's text (a word no item holds,
+        "botling plant", ranks no member: it is a typo of a name)."""
+        phrases, leaves = self._vocabulary()
         words = tokens(text or "")
         keys = [stem(w) for w in words]
+        plain = self._read(words, keys, phrases)
+        keywords = len((text or "").split()) == len(words) and not any(w in STOPWORDS for w in words)
+        if not keywords or not any(
+            tuple(keys[i : i + n]) in leaves for n in range(1, MAX_NGRAM + 1) for i in range(len(keys))
+        ):
+            return plain
+        leafy = self._read(words, keys, {**phrases, **leaves})
+        if not leafy.ranks_members() or self.engine.fulltext.known_fraction(stems(leafy.rest)) < 1.0:
+            return plain
+        return replace(leafy, leaf=True)
+
+    def _read(self, words: Sequence[str], keys: Sequence[str], vocab: Vocabulary) -> Understanding:
+        """The slots ``vocab`` reads in a query's words (``keys``: their stems)."""
         slots: dict[str, list[AttributeValue]] = {}
         used = [False] * len(words)
         i = 0
@@ -130,10 +171,28 @@ def _known_english(word: str) -> bool:
     return english_words_loaded() and is_english_word(word)
 
 
-def _add(slots: dict[str, list[AttributeValue]], hit: tuple[str, AttributeValue]) -> None:
+def _add(slots: dict[str, list[AttributeValue]], hit: tuple[str, tuple[AttributeValue, ...]]) -> None:
     values = slots.setdefault(hit[0], [])
-    if hit[1] not in values:
-        values.append(hit[1])
+    values += [v for v in hit[1] if v not in values]
+
+
+def _key(text: str) -> tuple[str, ...] | None:
+    """A value's words as query understanding matches them (stems), None when it cannot be matched: more than
+    :data:`MAX_NGRAM` words, none, or a single stop word."""
+    key = tuple(stem(t) for t in tokens(text))
+    return key if key and len(key) <= MAX_NGRAM and not (len(key) == 1 and key[0] in STOPWORDS) else None
+
+
+def leaf(value: str) -> str | None:
+    """The last level of a hierarchical value, whose levels are separated by ``>``, ``/``, ``|``, ``::`` or a
+    dot between letters ("noun.animal" → "animal", "Clothing > Shoes > Boots" → "Boots"); None for a value of
+    one level or one whose last level is not a word of three letters or more ("3.5", "v1.2")."""
+    levels = _LEVELS.split(value.strip())
+    last = levels[-1].strip() if len(levels) > 1 else ""
+    return last if sum(c.isalpha() for c in last) >= 3 else None
+
+
+_LEVELS = re.compile(r"\s*(?:>|/|\||::)\s*|(?<=[^\W\d_])\.(?=[^\W\d_])")
 
 
 @dataclass(slots=True)
