@@ -190,7 +190,7 @@ def test_a_category_named_by_its_last_level_is_read_only_in_a_keyword_query_for_
             f"i{n}",
             title=f"item {n}",
             text=["winter lined", "summer light", "lined evening", "a warm winter coat"][n % 4],
-            attributes={"category": kinds[n % 4]},
+            attributes={"category": kinds[n % 4], "tags": ["use::winter", "made-of::leather"][: 1 + n % 2]},
         )
         for n in range(40)
     ]
@@ -207,6 +207,7 @@ def test_a_category_named_by_its_last_level_is_read_only_in_a_keyword_query_for_
         assert not understand("boots linned").slots  # a word no item holds: a typo of a name
         assert understand("animal lined").slots == {"category": ["animal"]}  # a whole value as before
         assert not understand("animal lined").leaf
+        assert not understand("leather lined").slots  # a tag's last level: tags are no category
         # the item titled with the query's words still comes first: a title is looked for in such a query
         assert eng.search("boots lined", k=3).hits.ids[0] == "named"
         members = eng.search("boots winter", k=5, mode="structured").items

@@ -104,6 +104,10 @@ class AttributeTable:
         """Whether any item ever held ``path`` (a scalar, a list or an object there)."""
         return path in self._postings or path in self._shapes
 
+    def listed(self, path: str) -> bool:
+        """Whether some row holds a non-empty list at ``path``: a multi-valued attribute (tags, not a category)."""
+        return bool(self._shapes.get(path, {}).get(LIST))
+
     def values(self, attribute: str) -> dict[object, int]:
         """Each value at a path with how many rows carry it (for facets and query understanding)."""
         return {key[1]: len(rows) for key, rows in self._postings.get(attribute, {}).items() if rows}

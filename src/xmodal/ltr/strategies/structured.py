@@ -78,7 +78,9 @@ class QueryUnderstanding:
     def _vocabulary(self) -> tuple[Vocabulary, Vocabulary]:
         """Each value's words (stems) → its attribute and the value; and apart, each hierarchical value's last
         level (:func:`leaf`: "noun.animal", "Shoes > Boots") whose words are not a value of their own → every
-        value of the commonest attribute that ends in it ("Men > Boots", "Women > Boots")."""
+        value of the commonest attribute that ends in it ("Men > Boots", "Women > Boots"). Only for an attribute
+        that holds one value per item (a taxonomy), not for a list of tags ("use::editing", "works-with::mail"):
+        an item holds several tags, and a tag's last level is a property, not the category it belongs to."""
         if self._phrases is not None:
             return self._phrases, self._leaves
         best: dict[tuple[str, ...], tuple[int, str, AttributeValue]] = {}
@@ -88,13 +90,14 @@ class QueryUnderstanding:
                 values = table.values(name)
                 if len(values) > MAX_VALUES_PER_ATTRIBUTE or not filterable(name):
                     continue
+                listed = table.listed(name)  # tags: an item holds several, a tag's last level is no category
                 for value, count in values.items():
                     if not isinstance(value, str):
                         continue
                     key = _key(value)
                     if key is not None and (key not in best or count > best[key][0]):
                         best[key] = (count, name, value)  # an ambiguous phrase goes to its commonest use
-                    last = leaf(value)
+                    last = None if listed else leaf(value)
                     if last is not None and (key := _key(last)) is not None:
                         total, members = leaves.setdefault(key, {}).get(name, (0, []))
                         leaves[key][name] = (total + count, [*members, value])
