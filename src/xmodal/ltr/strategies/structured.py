@@ -114,19 +114,21 @@ class QueryUnderstanding:
         """Greedy longest-match of n-grams to attribute values, then one-typo matches of single words.
 
         A word that is only a hierarchical value's last level ("animal" for "noun.animal") is weaker evidence: a
-        common word that names a category. It is read as that slot only when the reading then asks for the
-        category's members that match the rest (:meth:`Understanding.ranks_members`: "animal nocturnal"), and
-        the query is keywords, not words of a sentence or of a compound name (no stop word: "time of an equinox"
-        is not the members of ``noun.time`` that hold "equinox"; each word typed apart: "xserver-xorg-input" is
-        one name), every word of the rest in the catalog's text (a word no item holds,
-        "botling plant", ranks no member: it is a typo of a name)."""
+        common word that happens to name a category. It is read as that slot only when all of these hold:
+
+        - the reading then asks for the category's members that match the rest
+          (:meth:`Understanding.ranks_members`: "animal nocturnal");
+        - the query is keywords: no stop word ("time of an equinox" is not the members of ``noun.time`` that
+          hold "equinox") and each word typed apart ("xserver-xorg-input" is one name);
+        - every word of the rest is in the catalog's text (no member holds "botling": "botling plant" is a typo
+          of a name)."""
         phrases, leaves = self._vocabulary()
         words = tokens(text or "")
         keys = [stem(w) for w in words]
         plain = self._read(words, keys, phrases)
         keywords = len((text or "").split()) == len(words) and not any(w in STOPWORDS for w in words)
         if not keywords or not any(
-            tuple(keys[i : i + n]) in leaves for n in range(1, MAX_NGRAM + 1) for i in range(len(keys))
+            tuple(keys[i : i + n]) in leaves for n in range(1, MAX_NGRAM + 1) for i in range(len(keys) - n + 1)
         ):
             return plain
         leafy = self._read(words, keys, {**phrases, **leaves})
