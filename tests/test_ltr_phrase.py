@@ -186,3 +186,9 @@ def test_a_query_naming_an_item_puts_it_first_unless_it_names_an_attribute_value
         eng.add([Item.create("hound", title="hound", text="any of several breeds of dog used for hunting")])
         explained = eng.search("hound", k=5, explain=True).explain
         assert explained is not None and explained["title_first"] == 0
+        # a compound word that holds the value is a name ("libnl-utils" is no member of `utils`): titles first
+        eng.add([Item.create("hound-dog", title="hound-dog", text="a song")])
+        compound = eng.search("hound-dog", k=5, explain=True)
+        assert compound.hits.ids[0] == "hound-dog" and compound.explain is not None
+        assert compound.explain["title_first"] == 1
+        assert eng.search("hound dog", k=5, explain=True).explain["title_first"] == 0  # typed apart: a category

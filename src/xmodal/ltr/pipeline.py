@@ -51,7 +51,7 @@ from .strategies import (
 )
 from .strategies.base import BatchStrategy
 from .strategies.registry import Built, Probe, StrategyContext, StrategySpec, build_strategies
-from .text import stems
+from .text import compound, stems
 from .tuned import FOLDER as TUNED_FOLDER
 from .tuned import HANDOVER, Configuration, TunedFusion, fitted_on, tuned_depths
 
@@ -654,10 +654,12 @@ class Pipeline:
         phrase and no title to look for. No title is looked for when query understanding read attribute slots:
         a query that names an attribute value asks for the members of a category, not for the item of that title
         (docs/benchmarks.md, "Exact titles first"); unless a slot was read from a word that is only a value's last
-        level (:attr:`Understanding.leaf`), weaker evidence than a title. ``spare``: the items of runs that ran but
-        were not fused, which join a tier they belong to (:func:`.phrase.tiers_first`)."""
+        level (:attr:`Understanding.leaf`), weaker evidence than a title, or from a part of a compound word
+        (:func:`.text.compound`: "libnl-utils" is a name, not the members of ``utils`` that hold "libnl").
+        ``spare``: the items of runs that ran but were not fused, which join a tier they belong to
+        (:func:`.phrase.tiers_first`)."""
         phrase = query_phrase(text)
-        name = None if understanding.slots and not understanding.leaf else query_name(text)
+        name = None if understanding.slots and not (understanding.leaf or compound(text)) else query_name(text)
         return tiers_first(fused, phrase, name, self.item_texts, spare)
 
     def item_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:

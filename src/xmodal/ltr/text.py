@@ -74,6 +74,12 @@ def stems(text: str) -> list[str]:
     return terms(text)
 
 
+def compound(text: str | None) -> bool:
+    """Whether a word of ``text`` as typed (between spaces) holds several tokens: a compound name ("libnl-utils",
+    "xserver-xorg-input"), not keywords typed apart."""
+    return any(len(tokens(word)) > 1 for word in (text or "").split())
+
+
 def normalize_query(text: str | None) -> str:
     """The memory key of a query: stemmed tokens without stopwords, in order, space-joined."""
     return _normalized(text) if text else ""

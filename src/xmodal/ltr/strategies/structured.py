@@ -25,7 +25,7 @@ from ...courtesy import step_aside
 from ...filters import filterable
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
-from ..text import STOPWORDS, OneEditIndex, english_words_loaded, is_english_word, stem, stems, tokens
+from ..text import STOPWORDS, OneEditIndex, compound, english_words_loaded, is_english_word, stem, stems, tokens
 from .base import Request, hits_from_rows, matrix_rows, top_rows
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class QueryUnderstanding:
         words = tokens(text or "")
         keys = [stem(w) for w in words]
         plain = self._read(words, keys, phrases)
-        keywords = len((text or "").split()) == len(words) and not any(w in STOPWORDS for w in words)
+        keywords = not compound(text) and not any(w in STOPWORDS for w in words)
         if not keywords or not any(
             tuple(keys[i : i + n]) in leaves for n in range(1, MAX_NGRAM + 1) for i in range(len(keys) - n + 1)
         ):
