@@ -246,6 +246,19 @@ def test_with_views_the_day_zero_plan_holds_the_dense_run_of_every_vector_kind(t
     eng.close()
 
 
+def test_the_self_tuned_fusion_weighs_the_text_view_of_dense_search_unless_views(tmp_path: Path) -> None:
+    from xmodal.ltr.pipeline import LTRConfig, Pipeline
+    from xmodal.ltr.selftune import tuned_arms
+
+    eng = _picture_shop(tmp_path)
+    plain = Pipeline(eng, folder=tmp_path / "plain")
+    # the pseudo-queries are text: of the dense views, the one the untuned plan gives a text query
+    assert tuned_arms(plain) == ("lexical", "structured", "dense:text", "memory")
+    views = Pipeline(eng, LTRConfig(views=True), folder=tmp_path / "views")
+    assert set(tuned_arms(views)) == {"lexical", "structured", "dense:text", "dense:image", "dense:combined", "memory"}
+    eng.close()
+
+
 def test_on_day_zero_an_image_query_is_compared_with_the_items_image_vectors(tmp_path: Path) -> None:
     from xmodal import Query
     from xmodal.ltr.pipeline import Pipeline, query_kind

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConfigError, StorageError
-from ..records import Hits, Item, Query
+from ..records import Hits, Item, Query, VectorKind
 from ..store import bm25_matrix
 from ..vectormath import normalize
 from .context import CONTEXT_FEATURES
@@ -133,9 +133,7 @@ def _tune(
     queries = pseudo_queries(chosen, seed, kinds, catalog=catalog, similar=similar)
     if len(queries) < MIN_QUERIES:
         return None
-    arms = tuple(
-        n for n in pipeline.specs if not pipeline.specs[n].explores and pipeline.specs[n].family != "generative"
-    )
+    arms = tuned_arms(pipeline)
     configs = configurations(arms)
     asked = [Query(text=q.text, k=HEAD) for q in queries]
     vectors = engine.encode_queries(asked)  # one encoder call for every pseudo-query
@@ -163,6 +161,21 @@ def _tune(
         }
     )
     return model
+
+
+def tuned_arms(pipeline: Pipeline) -> tuple[str, ...]:
+    """The strategies the model weighs: every relevance strategy but the generative one; of the dense views, only
+    the text one (the pseudo-queries are text), as the untuned plan keeps a query's own view unless
+    ``LTRConfig.views`` (:meth:`~.pipeline.Pipeline.untuned_plan`): a text query's search of the image vectors
+    adds runs the plan would not draw, and three times as many configurations to choose among."""
+    specs = pipeline.specs
+    return tuple(
+        name
+        for name, spec in specs.items()
+        if not spec.explores
+        and spec.family != "generative"
+        and (pipeline.config.views or spec.kind is None or spec.kind == VectorKind.TEXT)
+    )
 
 
 def _encode_words(engine: EngineView, vocabulary: Sequence[str], stop: threading.Event | None) -> np.ndarray | None:
