@@ -66,7 +66,8 @@ class QueryUnderstanding:
     def __init__(self, engine: EngineView) -> None:
         self.engine = engine
         self._phrases: Vocabulary | None = None
-        self._leaves: Vocabulary = {}
+        self._leaves: Vocabulary = {}  # the last levels of hierarchical values that are no value of their own
+        self._with_leaves: Vocabulary = {}  # both
         self._typos = OneEditIndex(())
 
     def on_put(self, stored: Sequence[StoredItem]) -> None:
@@ -98,17 +99,19 @@ class QueryUnderstanding:
                     if key is not None and (key not in best or count > best[key][0]):
                         best[key] = (count, name, value)  # an ambiguous phrase goes to its commonest use
                     last = None if listed else leaf(value)
-                    if last is not None and (key := _key(last)) is not None:
-                        total, members = leaves.setdefault(key, {}).get(name, (0, []))
-                        leaves[key][name] = (total + count, [*members, value])
-        self._phrases = {k: (name, (value,)) for k, (_, name, value) in best.items()}
+                    if last is not None and (at := _key(last)) is not None:
+                        total, members = leaves.setdefault(at, {}).get(name, (0, []))
+                        leaves[at][name] = (total + count, [*members, value])
+        phrases: Vocabulary = {k: (name, (value,)) for k, (_, name, value) in best.items()}
         self._leaves = {}
         for key, by_name in leaves.items():
-            if key not in self._phrases:
+            if key not in phrases:
                 name, (_, members) = max(by_name.items(), key=lambda kv: kv[1][0])
                 self._leaves[key] = (name, tuple(members))
-        self._typos = OneEditIndex([key[0] for key in self._phrases if len(key) == 1 and len(key[0]) >= 4])
-        return self._phrases, self._leaves
+        self._with_leaves = {**phrases, **self._leaves}
+        self._typos = OneEditIndex([key[0] for key in phrases if len(key) == 1 and len(key[0]) >= 4])
+        self._phrases = phrases
+        return phrases, self._leaves
 
     def understand(self, text: str | None) -> Understanding:
         """Greedy longest-match of n-grams to attribute values, then one-typo matches of single words.
@@ -131,7 +134,7 @@ class QueryUnderstanding:
             tuple(keys[i : i + n]) in leaves for n in range(1, MAX_NGRAM + 1) for i in range(len(keys) - n + 1)
         ):
             return plain
-        leafy = self._read(words, keys, {**phrases, **leaves})
+        leafy = self._read(words, keys, self._with_leaves)
         if not leafy.ranks_members() or self.engine.fulltext.known_fraction(stems(leafy.rest)) < 1.0:
             return plain
         return replace(leafy, leaf=True)
