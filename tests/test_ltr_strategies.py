@@ -201,7 +201,7 @@ def test_a_category_named_by_its_last_level_is_read_only_in_a_keyword_query_for_
         # every value that ends in the word, whichever branch it is under
         assert found.slots == {"category": kinds[:2]} and found.rest == "lined" and found.leaf
         assert understand("lined boots").ranks_members()
-        assert not understand("boots").slots  # nothing left to rank the members by: a name
+        assert understand("boots").slots == {"category": kinds[:2]}  # the category's name alone: its members
         assert not understand("boots for the winter").slots  # words of a sentence
         assert not understand("boots-lined").slots  # one compound word: a name
         assert not understand("boots linned").slots  # a word no item holds: a typo of a name

@@ -119,8 +119,8 @@ class QueryUnderstanding:
         A word that is only a hierarchical value's last level ("animal" for "noun.animal") is weaker evidence: a
         common word that happens to name a category. It is read as that slot only when all of these hold:
 
-        - the reading then asks for the category's members that match the rest
-          (:meth:`Understanding.ranks_members`: "animal nocturnal");
+        - the reading then asks for the category's members: the query is the category's name alone ("animal"),
+          or its members that match the rest (:meth:`Understanding.ranks_members`: "animal nocturnal");
         - the query is keywords: no stop word ("time of an equinox" is not the members of ``noun.time`` that
           hold "equinox") and each word typed apart ("xserver-xorg-input" is one name);
         - every word of the rest is in the catalog's text (no member holds "botling": "botling plant" is a typo
@@ -135,7 +135,10 @@ class QueryUnderstanding:
         ):
             return plain
         leafy = self._read(words, keys, self._with_leaves)
-        if not leafy.ranks_members() or self.engine.fulltext.known_fraction(stems(leafy.rest)) < 1.0:
+        whole = not leafy.rest  # the query is the category's name: its members
+        if not (whole or leafy.ranks_members()) or (
+            not whole and self.engine.fulltext.known_fraction(stems(leafy.rest)) < 1.0
+        ):
             return plain
         return replace(leafy, leaf=True)
 
