@@ -103,7 +103,7 @@ def _first(
     fused: Sequence[FusedHit],
     wanted: Callable[[Sequence[str]], bool],
     found: Mapping[str, Sequence[str]],
-    extra: Sequence[FusedHit] = (),
+    extra: Sequence[FusedHit],
 ) -> tuple[list[FusedHit], int]:
     """``fused`` with its head's hits whose texts (``found``, by id) are ``wanted`` first, then the ``extra`` hits
     not in the head that are wanted (as ``fused`` has them when it has them further down), and how many moved."""

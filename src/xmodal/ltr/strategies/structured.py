@@ -76,14 +76,15 @@ class QueryUnderstanding:
     def on_delete(self, rows: Sequence[int]) -> None:
         self._phrases = None
 
-    def _vocabulary(self) -> tuple[Vocabulary, Vocabulary]:
+    def _vocabulary(self) -> tuple[Vocabulary, Vocabulary, Vocabulary]:
         """Each value's words (stems) → its attribute and the value; and apart, each hierarchical value's last
         level (:func:`leaf`: "noun.animal", "Shoes > Boots") whose words are not a value of their own → every
         value of the commonest attribute that ends in it ("Men > Boots", "Women > Boots"). Only for an attribute
         that holds one value per item (a taxonomy), not for a list of tags ("use::editing", "works-with::mail"):
-        an item holds several tags, and a tag's last level is a property, not the category it belongs to."""
+        an item holds several tags, and a tag's last level is a property, not the category it belongs to. The
+        third: both together."""
         if self._phrases is not None:
-            return self._phrases, self._leaves
+            return self._phrases, self._leaves, self._with_leaves
         best: dict[tuple[str, ...], tuple[int, str, AttributeValue]] = {}
         leaves: dict[tuple[str, ...], dict[str, tuple[int, list[AttributeValue]]]] = {}
         with self.engine.attribute_table() as table:
@@ -111,7 +112,7 @@ class QueryUnderstanding:
         self._with_leaves = {**phrases, **self._leaves}
         self._typos = OneEditIndex([key[0] for key in phrases if len(key) == 1 and len(key[0]) >= 4])
         self._phrases = phrases
-        return phrases, self._leaves
+        return phrases, self._leaves, self._with_leaves
 
     def understand(self, text: str | None) -> Understanding:
         """Greedy longest-match of n-grams to attribute values, then one-typo matches of single words.
@@ -125,22 +126,19 @@ class QueryUnderstanding:
           hold "equinox") and each word typed apart ("xserver-xorg-input" is one name);
         - every word of the rest is in the catalog's text (no member holds "botling": "botling plant" is a typo
           of a name)."""
-        phrases, leaves = self._vocabulary()
+        phrases, leaves, both = self._vocabulary()
         words = tokens(text or "")
         keys = [stem(w) for w in words]
-        plain = self._read(words, keys, phrases)
         keywords = not compound(text) and not any(w in STOPWORDS for w in words)
-        if not keywords or not any(
+        if keywords and any(
             tuple(keys[i : i + n]) in leaves for n in range(1, MAX_NGRAM + 1) for i in range(len(keys) - n + 1)
         ):
-            return plain
-        leafy = self._read(words, keys, self._with_leaves)
-        whole = not leafy.rest  # the query is the category's name: its members
-        if not (whole or leafy.ranks_members()) or (
-            not whole and self.engine.fulltext.known_fraction(stems(leafy.rest)) < 1.0
-        ):
-            return plain
-        return replace(leafy, leaf=True)
+            leafy = self._read(words, keys, both)
+            whole = not leafy.rest  # the query is the category's name: its members
+            ranks = leafy.ranks_members() and self.engine.fulltext.known_fraction(stems(leafy.rest)) == 1.0
+            if whole or ranks:
+                return replace(leafy, leaf=True)
+        return self._read(words, keys, phrases)
 
     def _read(self, words: Sequence[str], keys: Sequence[str], vocab: Vocabulary) -> Understanding:
         """The slots ``vocab`` reads in a query's words (``keys``: their stems)."""
