@@ -22,6 +22,7 @@ from xmodal.ltr.text import (
     english_words,
     english_words_loaded,
     normalize_query,
+    singular,
     stem,
     stems,
     within_one_edit,
@@ -61,6 +62,17 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 def test_text_helpers() -> None:
     assert stem("boots") == "boot" and stem("berries") == "berry" and stem("2024") == "2024"
     assert normalize_query("The Red Boots") == "red boot"
+    plurals = {"boots": "boot", "categories": "category", "boxes": "box", "shapes": "shape", "horses": "horse"}
+    assert {word: singular(word) for word in plurals} == plurals
+    assert [singular(w) for w in ("building", "clothing", "status", "glass", "analysis", "bus", "2024")] == [
+        "building",
+        "clothing",
+        "status",
+        "glass",
+        "analysis",
+        "bus",
+        "2024",
+    ]
     assert (
         within_one_edit("leather", "leahter")
         and within_one_edit("boots", "bots")
@@ -132,6 +144,16 @@ def test_query_understanding_with_stems_and_typos(shop: Pipeline) -> None:
     found = shop.understanding.understand("red leahter boot for winter")
     assert found.slots == {"color": ["red"], "material": ["leather"], "category": ["boots"]}
     assert found.rest == "for winter"
+
+
+def test_query_understanding_reads_a_plural_as_its_singular_but_no_other_word_of_the_same_stem(shop: Pipeline) -> None:
+    """A value is matched in the singular or the plural ("sneaker", "leathers"), never by a word derived from it
+    that the light stemmer would merge with it: "booting" (stem "boot") is not the category "boots"."""
+    understand = shop.understanding.understand
+    assert stem("booting") == stem("boots")
+    assert understand("black sneaker").slots == {"color": ["black"], "category": ["sneakers"]}
+    assert understand("leathers").slots == {"material": ["leather"]}
+    assert understand("booting").slots == {} and understand("booting").rest == "booting"
 
 
 def test_a_query_for_the_members_of_a_category_that_match_other_words(shop: Pipeline) -> None:

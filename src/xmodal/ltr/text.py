@@ -8,7 +8,10 @@ Two stemmers, on purpose:
 - :func:`stem` is a light suffix stripper (a small subset of Porter's rules, M. F. Porter, "An
   algorithm for suffix stripping", 1980) so that "boots" and "boot" meet. It is kept unchanged
   because :func:`normalize_query`, the key under which queries are grouped in the memory index, is
-  stored in feedback logs; attribute matching (typo-tolerant) uses it too.
+  stored in feedback logs.
+- :func:`singular` strips only a plural's ending, so that query understanding reads "boots" as the category
+  "boot" and "horses" as "horse", but never "build" as "buildings" or "cloth" as "clothing": another word, not
+  another form of it.
 
 :func:`is_english_word` says whether a word is spelled right: it is in the English word list (160k words
 with their inflections) that ships with ``pyspellchecker`` (MIT; Peter Norvig's corrector), so typo tolerance
@@ -25,7 +28,16 @@ from collections.abc import Sequence
 
 from ..store.analysis import terms, tokens
 
-__all__ = ["STOPWORDS", "is_english_word", "normalize_query", "stem", "stems", "tokens", "within_one_edit"]
+__all__ = [
+    "STOPWORDS",
+    "is_english_word",
+    "normalize_query",
+    "singular",
+    "stem",
+    "stems",
+    "tokens",
+    "within_one_edit",
+]
 _SUFFIXES = (
     "ational",
     "ization",
@@ -66,6 +78,24 @@ def stem(token: str) -> str:
             if suffix == "ies":
                 return base + "y"
             return base
+    return token
+
+
+@functools.lru_cache(maxsize=1 << 16)  # pure; query understanding keys every attribute value's words
+def singular(token: str) -> str:
+    """A plural's singular by its ending alone, after D. Harman's S-stemmer ("How effective is suffixing?",
+    JASIS 1991), with the sibilants' "-es": "categories" → "category", "boxes" → "box", "shapes" → "shape",
+    "boots" → "boot"; a word of three letters or fewer, and one ending in "-us", "-ss" or "-is", as it is."""
+    if len(token) <= 3 or token.isdigit():
+        return token
+    if token.endswith("ies") and not token.endswith(("eies", "aies")) and len(token) > 4:
+        return token[:-3] + "y"
+    if token.endswith(("sses", "xes", "zes", "ches", "shes")):
+        return token[:-2]
+    if token.endswith("es") and not token.endswith(("aes", "ees", "oes")):
+        return token[:-1]
+    if token.endswith("s") and not token.endswith(("us", "ss", "is")):
+        return token[:-1]
     return token
 
 

@@ -2,7 +2,8 @@
 
 Query tokens and n-grams (up to three words) are matched against the attribute values of the
 catalog (``engine.attributes``): "red leather boots" → ``color=red, material=leather,
-category=boots``. Matching is on stems (so "boots" meets "boot") and tolerates one typo
+category=boots``. Matching is on singular forms (so "boots" meets "boot", but "build" is not "buildings":
+:func:`~xmodal.ltr.text.singular`) and tolerates one typo
 (Damerau–Levenshtein distance 1) in words of five letters or more that are misspelled: a word of the
 English word list (:func:`~xmodal.ltr.text.is_english_word`) or of the catalog's own text is never read as
 another word ("boots" is not the category "books"). A hierarchical value's last level ("animal" in
@@ -25,7 +26,7 @@ from ...courtesy import step_aside
 from ...filters import filterable
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
-from ..text import STOPWORDS, OneEditIndex, compound, english_words_loaded, is_english_word, stem, stems, tokens
+from ..text import STOPWORDS, OneEditIndex, compound, english_words_loaded, is_english_word, singular, stems, tokens
 from .base import Request, hits_from_rows, matrix_rows, top_rows
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ STEP = 64
 MAX_VALUES_PER_ATTRIBUTE = 2000  # attributes with more distinct values are identifiers, not facets
 MAX_NGRAM = 3
 
-#: a value's (or a value's last level's) words, as stems → the attribute and the values they read as
+#: a value's (or a value's last level's) words, in the singular → the attribute and the values they read as
 Vocabulary = dict[tuple[str, ...], tuple[str, tuple[AttributeValue, ...]]]
 
 
@@ -77,7 +78,7 @@ class QueryUnderstanding:
         self._phrases = None
 
     def _vocabulary(self) -> tuple[Vocabulary, Vocabulary, Vocabulary]:
-        """Each value's words (stems) → its attribute and the value; and apart, each hierarchical value's last
+        """Each value's words (singulars) → its attribute and the value; and apart, each hierarchical value's last
         level (:func:`leaf`: "noun.animal", "Shoes > Boots") whose words are not a value of their own → every
         value of the commonest attribute that ends in it ("Men > Boots", "Women > Boots"). Only for an attribute
         that holds one value per item (a taxonomy), not for a list of tags ("use::editing", "works-with::mail"):
@@ -128,7 +129,7 @@ class QueryUnderstanding:
           of a name)."""
         phrases, leaves, both = self._vocabulary()
         words = tokens(text or "")
-        keys = [stem(w) for w in words]
+        keys = [singular(w) for w in words]
         keywords = not compound(text) and not any(w in STOPWORDS for w in words)
         if keywords and any(
             tuple(keys[i : i + n]) in leaves for n in range(1, MAX_NGRAM + 1) for i in range(len(keys) - n + 1)
@@ -141,7 +142,7 @@ class QueryUnderstanding:
         return self._read(words, keys, phrases)
 
     def _read(self, words: Sequence[str], keys: Sequence[str], vocab: Vocabulary) -> Understanding:
-        """The slots ``vocab`` reads in a query's words (``keys``: their stems)."""
+        """The slots ``vocab`` reads in a query's words (``keys``: their singulars)."""
         slots: dict[str, list[AttributeValue]] = {}
         used = [False] * len(words)
         i = 0
@@ -186,9 +187,9 @@ def _add(slots: dict[str, list[AttributeValue]], hit: tuple[str, tuple[Attribute
 
 
 def _key(text: str) -> tuple[str, ...] | None:
-    """A value's words as query understanding matches them (stems), None when it cannot be matched: more than
-    :data:`MAX_NGRAM` words, none, or a single stop word."""
-    key = tuple(stem(t) for t in tokens(text))
+    """A value's words as query understanding matches them (:func:`singular`), None when it cannot be matched:
+    more than :data:`MAX_NGRAM` words, none, or a single stop word."""
+    key = tuple(singular(t) for t in tokens(text))
     return key if key and len(key) <= MAX_NGRAM and not (len(key) == 1 and key[0] in STOPWORDS) else None
 
 
