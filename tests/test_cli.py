@@ -328,6 +328,19 @@ def test_usage_errors_exit_2(argv: list[str], built: tuple[Path, Path], capsys: 
     assert err.strip() and "Traceback" not in err
 
 
+def test_tuning_a_catalog_too_small_is_a_usage_error_that_searches_explain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index = str(tmp_path / "idx")
+    assert main(["--index", index, *FAST, "add", "-q", str(make_catalog(tmp_path))]) == 0
+    code, _, err = run(capsys, "--index", index, "ltr", "tune")
+    assert code == 2 and "too small or has too little text to tune on" in err and "Traceback" not in err
+    tuning = search_json(capsys, Path(index), "coffee mug", "--explain")["explain"]
+    assert isinstance(tuning, dict) and tuning["tuning"]["status"].startswith(
+        "not self-tuned: the catalog is too small"
+    )
+
+
 def test_no_command_or_no_index_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("XMODAL_INDEX", raising=False)
     assert run(capsys, "--index", "somewhere")[0] == 2

@@ -24,6 +24,7 @@ from xmodal.ltr.strategies import base
 from xmodal.ltr.tuned import (
     HANDOVER,
     TunedFusion,
+    Untunable,
     configurations,
     describe,
     features,
@@ -205,14 +206,33 @@ def test_the_batched_fit_learns_what_one_query_at_a_time_learns(
         )
 
 
-def test_a_catalog_too_small_to_tune_on_keeps_the_bandits_plan(tmp_path: Path) -> None:
+def test_a_catalog_too_small_to_tune_on_keeps_the_untuned_fusion_and_explain_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         engine.add(products(5))
         pipe = pipeline(engine)
-        assert tune(pipe) is None
-        assert describe(None, pipe.dir)["tuned"] is False
-        explain = engine.search("red boots", mode="learned", explain=True).explain
+        before = [it.id for it in engine.search("red boots", mode="learned", k=5).items]
+        with pytest.raises(Untunable, match=r"too small .* from 5 items, 200 needed") as found:
+            tune(pipe)
+        pipe.set_untunable(found.value)
+        assert describe(None, pipe.dir) == {"tuned": False, "reason": found.value.reason, "seq": 5}
+        explain = engine.search("red boots", mode="learned", k=5, explain=True).explain
         assert explain is not None and explain["tuning"]["active"] is False
+        assert explain["tuning"]["status"].startswith("not self-tuned: the catalog is too small")
+        assert [it.id for it in engine.search("red boots", mode="learned", k=5).items] == before  # untuned, as before
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:  # another process
+        explain = engine.search("red boots", mode="learned", explain=True).explain
+        assert explain is not None and "from 5 items" in explain["tuning"]["status"]
+        # the autotuner does not try again after every write, only once the catalog has grown by half
+        monkeypatch.setattr(autotune, "MIN_ITEMS", 3)
+        tuner = engine.extension("ltr").autotuner
+        assert tuner is not None
+        tuner.enabled = True
+        engine.add(products(7)[5:])
+        assert not tuner.due()
+        engine.add(products(8)[7:])
+        assert tuner.due()
 
 
 @needs_wordnet

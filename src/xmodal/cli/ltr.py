@@ -381,7 +381,7 @@ def run_explore_reset(args: argparse.Namespace) -> int:
 def run_tune(args: argparse.Namespace) -> int:
     from ..ltr.extension import pipeline
     from ..ltr.selftune import tune
-    from ..ltr.tuned import describe
+    from ..ltr.tuned import Untunable, describe
 
     if args.sample < 50:
         raise UsageError(f"--sample must be at least 50 items, got {args.sample}")
@@ -393,11 +393,11 @@ def run_tune(args: argparse.Namespace) -> int:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            model = tune(pipe, sample=args.sample, seed=args.seed, progress=advance)
-        if model is None:
-            raise UsageError(
-                "the catalog is too small or has too little text to tune on: the default mode keeps the bandit's plan"
-            )
+            try:
+                model = tune(pipe, sample=args.sample, seed=args.seed, progress=advance)
+            except Untunable as found:
+                pipe.set_untunable(found)  # searches' explain says why, in every process
+                raise UsageError(f"{found.reason}: the default mode keeps its untuned fusion") from found
         pipe.set_tuned(model)
         print_json(describe(model, pipe.dir))
     return 0

@@ -1,7 +1,8 @@
 """Self-tuning in the background of ``add``: the default mode's fusion refitted as the catalog grows.
 
 :class:`AutoTuner` is told of every write. Once the change log holds :data:`MIN_ITEMS` changes and has grown
-by ``GROWTH - 1`` times the items of the last fit since it (or there was none), and the bandit has not yet
+by ``GROWTH - 1`` times the items of the last fit since it (or there was none; a fit that found too little text to
+tune on counts as one: :class:`~.tuned.Untunable`), and the bandit has not yet
 taken over from real feedback (:meth:`AutoTuner.due`), it fits :func:`.selftune.tune` on a background
 thread: searches and writes go on meanwhile, and the new model is used from the moment it is ready. A write
 that comes while a fit runs does not start another. ``close`` stops a fit between two queries or two
@@ -15,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .selftune import tune
-from .tuned import HANDOVER
+from .tuned import HANDOVER, Untunable
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -48,6 +49,8 @@ class AutoTuner:
         seq = pipe.engine.last_seq()
         report = {} if pipe.tuned is None else pipe.tuned.report
         fitted, at = int(report.get("items", 0)), int(report.get("seq", 0))
+        if not fitted and pipe.untunable is not None:  # not again after every write: once the catalog has grown
+            fitted = at = pipe.untunable.seq
         if not fitted:
             return seq >= MIN_ITEMS
         return seq - at >= (GROWTH - 1.0) * fitted
@@ -69,6 +72,9 @@ class AutoTuner:
     def _fit(self) -> None:
         try:
             model = tune(self.pipeline, stop=self._stop)
+        except Untunable as found:  # explain says why; the untuned fusion stays
+            self.pipeline.set_untunable(found)
+            return
         except Exception as exc:  # a failed fit never breaks writes or searches: the bandit's plan stays
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("self-tuning failed (%s): the default mode keeps its previous fusion", self.last_error)

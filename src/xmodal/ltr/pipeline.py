@@ -53,7 +53,17 @@ from .strategies.base import BatchStrategy
 from .strategies.registry import Built, Probe, StrategyContext, StrategySpec, build_strategies
 from .text import compound, stems
 from .tuned import FOLDER as TUNED_FOLDER
-from .tuned import HANDOVER, Configuration, TunedFusion, fitted_on, tuned_depths
+from .tuned import (
+    HANDOVER,
+    UNTUNABLE,
+    Configuration,
+    TunedFusion,
+    Untunable,
+    fitted_on,
+    load_untunable,
+    save_untunable,
+    tuned_depths,
+)
 
 if TYPE_CHECKING:
     from ..extension import EngineView
@@ -225,6 +235,7 @@ class Pipeline:
         self._catalog_version = 0  # a change to the catalog lets a repeated query's top change
         self.tuned: TunedFusion | None = None
         self.tuned_status = "no self-tuned fusion: run `xmodal ltr tune`"
+        self.untunable: Untunable | None = None  # the last fit's finding, when it found too little to tune on
         self._load_tuned()
         #: called after every write (the ``ltr`` extension's self-tuning, :mod:`.autotune`); they must not read
         #: the catalog through the engine (a write is in progress, or the engine is still opening)
@@ -379,6 +390,9 @@ class Pipeline:
     def _load_tuned(self) -> None:
         folder = self.dir / TUNED_FOLDER
         if not (folder / "tuning.json").exists():
+            found = load_untunable(folder)
+            if found is not None:
+                self.set_untunable(found, save=False)
             return
         try:
             self.set_tuned(TunedFusion.load(folder), save=False)
@@ -395,15 +409,30 @@ class Pipeline:
             self.tuned_status = "self-tuned fusion not used: no better than the default on held-out items"
         else:
             self.tuned_status = "self-tuned fusion"
+        if model is not None:
+            self.untunable = None
         if model is not None and save:
             self.dir.mkdir(parents=True, exist_ok=True)
             with folder_lock(self.dir):
                 model.save(self.dir / TUNED_FOLDER)
+                (self.dir / TUNED_FOLDER / UNTUNABLE).unlink(missing_ok=True)
             if model.accepted and float(self.policy.counts_.sum()) == 0:  # no real search learned from yet
                 policy = self.policy.with_arms(self.policy.arms)  # a copy: searches may be reading this one
                 model.seed_policy(policy)
                 self.policy, self.dirty = policy, True
         self._catalog_version += 1  # a repeated query's top may change with the new fusion
+
+    def set_untunable(self, found: Untunable, save: bool = True) -> None:
+        """A fit found the catalog too small, or with too little text, to tune on (:class:`~.tuned.Untunable`):
+        without a model in use, ``explain`` says so, and the default mode keeps its untuned fusion (a model fitted
+        before, on a larger catalog, stays in use). ``save``: remembered in the index for other processes."""
+        self.untunable = found
+        if self.tuned is None:
+            self.tuned_status = f"not self-tuned: {found.reason}; the untuned fusion instead"
+        if save:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with folder_lock(self.dir):
+                save_untunable(self.dir / TUNED_FOLDER, found)
 
     def tuned_active(self) -> bool:
         """Whether searches use the self-tuned fusion: one was fitted, beat the default on held-out items, and

@@ -43,7 +43,18 @@ from .fusion import NORMALISERS, commitment, fuse
 from .pseudo import KINDS, CatalogWords, PseudoQuery, content, draw, pseudo_queries, words
 from .strategies.base import BatchStrategy
 from .text import stem
-from .tuned import HEAD, PRIOR_WEIGHT, Configuration, TunedFusion, configurations, features, gain, pick, tuned_depths
+from .tuned import (
+    HEAD,
+    PRIOR_WEIGHT,
+    Configuration,
+    TunedFusion,
+    Untunable,
+    configurations,
+    features,
+    gain,
+    pick,
+    tuned_depths,
+)
 
 if TYPE_CHECKING:
     from ..extension import EngineView
@@ -100,8 +111,9 @@ def tune(
     progress: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
 ) -> TunedFusion | None:
-    """Fit the fusion model on pseudo-queries of up to ``sample`` items; None when the catalog is too small
-    or has too little text to make :data:`MIN_QUERIES` queries of, or when ``stop`` is set meanwhile."""
+    """Fit the fusion model on pseudo-queries of up to ``sample`` items; None when ``stop`` is set meanwhile.
+    Raises :class:`~.tuned.Untunable` when the catalog is too small or has too little text to make
+    :data:`MIN_QUERIES` queries of."""
     engine = pipeline.engine
     bm25_matrix.prepare(engine.fulltext)  # the rows' terms load meanwhile: the lexical runs score on them
     try:
@@ -132,7 +144,11 @@ def _tune(
             return None
     queries = pseudo_queries(chosen, seed, kinds, catalog=catalog, similar=similar)
     if len(queries) < MIN_QUERIES:
-        return None
+        raise Untunable(
+            f"the catalog is too small or has too little text to tune on: {len(queries)} pseudo-queries from "
+            f"{len(chosen)} items, {MIN_QUERIES} needed",
+            seq,
+        )
     arms = tuned_arms(pipeline)
     configs = configurations(arms)
     asked = [Query(text=q.text, k=HEAD) for q in queries]

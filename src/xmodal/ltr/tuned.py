@@ -6,7 +6,8 @@ optionally scaled by each run's query-performance prediction, :func:`.fusion.com
 each configuration would give, and that of the untuned plan (the bandit's, one more choice: None), and
 chooses one per query, so a query kind the untuned plan serves best keeps its results. It is plain data
 (``tuning.json`` and ``.npy`` arrays under ``<index>/ltr/tuned/``), and the pipeline uses it while it is active
-(:meth:`~.pipeline.Pipeline.tuned_active`).
+(:meth:`~.pipeline.Pipeline.tuned_active`). A fit that finds the catalog too small, or with too little text, to tune
+on (:class:`Untunable`) leaves why in ``untunable.json`` there instead, for ``explain`` to say.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import StorageError
+from ..errors import StorageError, XmodalError
 from ..records import Hits, Query, Target
 from .context import CONTEXT_FEATURES
 from .fusion import Commitment, FusedHit, committed_weights, nqc
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 TUNING_FORMAT = 2  # 2: the untuned plan is a choice (the last column of the coefficients)
 FOLDER = "tuned"
+UNTUNABLE = "untunable.json"  # why the last fit found nothing to tune on, when no model was fitted since
 HEAD = 10  # the head of a run its features describe, and the cut of the gain (nDCG@10)
 GRID = (0.0, 0.3, 1.0)  # the weights a configuration gives each strategy
 HANDOVER = 2_000  # observations of real searches after which the bandit's plan takes over
@@ -238,8 +240,36 @@ def tuned_depths(arms: Sequence[str], budget: int) -> dict[str, int]:
     return dict.fromkeys(arms, share)
 
 
+class Untunable(XmodalError):
+    """The catalog, as of change ``seq``, is too small or has too little text to tune on: the default mode keeps its
+    untuned fusion (the bandit's plan)."""
+
+    def __init__(self, reason: str, seq: int) -> None:
+        super().__init__(reason)
+        self.reason, self.seq = reason, seq
+
+
+def save_untunable(directory: Path, found: Untunable) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{UNTUNABLE}.tmp"
+    tmp.write_text(json.dumps({"reason": found.reason, "seq": found.seq}))
+    tmp.replace(directory / UNTUNABLE)
+
+
+def load_untunable(directory: Path) -> Untunable | None:
+    """The last fit's :class:`Untunable`, None when there is none (or it cannot be read: a fit is then due again)."""
+    try:
+        meta = json.loads((directory / UNTUNABLE).read_text())
+        return Untunable(str(meta["reason"]), int(meta["seq"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def describe(model: TunedFusion | None, folder: Path) -> dict[str, Any]:
     """What ``xmodal ltr tune`` prints and ``explain`` shows: whether a model is in use and how it scored."""
     if model is None:
+        found = load_untunable(folder / FOLDER)
+        if found is not None:
+            return {"tuned": False, "reason": found.reason, "seq": found.seq}
         return {"tuned": False, "reason": f"no self-tuned fusion in {folder}: run `xmodal ltr tune`"}
     return {"tuned": model.accepted, "arms": list(model.arms), **model.report}
