@@ -72,6 +72,17 @@ def test_pseudo_queries_of_every_kind_are_made_from_the_item_and_judged_by_it() 
     if water.text == "kitchen water":  # both kettles hold the value and the word: both answer it
         assert set(water.relevant) == {"a", "b"}
     assert not any(q.item == "c" and q.kind != "name" for q in queries)  # no text, no queries of it
+    kitchen = made[("a", "category")]  # made once, from the first item in it, and judged by both
+    assert (kitchen.text, kitchen.relevant) == ("kitchen", ("a", "b")) and ("b", "category") not in made
+
+
+def test_a_category_query_names_a_hierarchical_value_by_its_last_level_and_leaves_out_kinds_of_item() -> None:
+    items = [
+        Item.create(f"i{n}", title=f"thing {n}", attributes={"folder": "signs_and_symbols/flags", "pos": "noun"})
+        for n in range(2)
+    ] + [Item.create(f"j{n}", title=f"other {n}", attributes={"pos": "noun"}) for n in range(40)]
+    made = [q for q in pseudo_queries(items, seed=1) if q.kind == "category"]
+    assert [(q.text, q.relevant) for q in made] == [("flags", ("i0", "i1"))]  # not "noun": 42 of 42 items hold it
 
 
 @needs_wordnet

@@ -127,7 +127,7 @@ def _pseudo_pairs(
     engine: EngineView, items: list[Item], position: dict[int, int], most: int, seed: int
 ) -> list[tuple[np.ndarray, int, str]]:
     """(query vector, target, "pseudo") for the pseudo-queries of up to ``most`` items with text."""
-    from ..ltr.pseudo import CatalogWords, pseudo_queries
+    from ..ltr.pseudo import KINDS, CatalogWords, pseudo_queries
     from ..ltr.selftune import sample_items, word_neighbours
 
     if most <= 0:
@@ -137,7 +137,8 @@ def _pseudo_pairs(
         return []
     catalog = CatalogWords(items)
     similar = word_neighbours(engine, catalog.frequency, chosen)
-    queries = pseudo_queries(chosen, seed, catalog=catalog, similar=similar)
+    kinds = [kind for kind in KINDS if kind != "category"]  # a category's query names many items, not an ID
+    queries = pseudo_queries(chosen, seed, kinds, catalog=catalog, similar=similar)
     out: list[tuple[np.ndarray, int, str]] = []
     for start in range(0, len(queries), 256):
         part = queries[start : start + 256]

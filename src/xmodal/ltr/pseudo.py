@@ -11,7 +11,11 @@ it was made from (and, for an attribute query, every item that holds the same va
   title's (a query that describes the thing in everyday words, without naming it);
 - ``paraphrase``: the words of its text's opening, each swapped for the closest other word of the catalog
   under the index's encoder (made only when the caller gives that similarity, as :mod:`.selftune` does);
-- ``attribute``: one of its attribute values and a content word of its text.
+- ``attribute``: one of its attribute values and a content word of its text;
+- ``category``: one of its categories alone, a value of an attribute that holds one per item, as users name it
+  (a hierarchical value's last level: "flags" for ``signs_and_symbols/flags``), judged by every item of the
+  category; a category's query is made once, and not for one that more than :data:`MOST_CATEGORY_SHARE` of the
+  catalog holds (a kind of item, not a category: ``pos=noun``).
 
 Everything is seeded by the item id, so the same catalog always gives the same queries. Nothing here
 knows any judged query set: the kinds are what users type at a search box, made by rule from each item.
@@ -26,11 +30,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..records import Item
+from .strategies.structured import leaf
 from .text import STOPWORDS
 
-KINDS = ("name", "misspelled", "fragment", "description", "paraphrase", "attribute")
+KINDS = ("name", "misspelled", "fragment", "description", "paraphrase", "attribute", "category")
 DESCRIPTION_WORDS = 10  # a description query: at most this many words of the text
 MOST_HOLDERS = 25  # an attribute query whose value and word more items hold than this is left out
+MOST_CATEGORY_SHARE = 0.05  # a category query whose category more of the catalog than this holds is left out
 
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
 
@@ -143,14 +149,28 @@ def _values(item: Item) -> list[str]:
     return sorted(set(out))
 
 
+def _categories(item: Item) -> list[str]:
+    """The item's categories as users name them (lower-cased): each value of an attribute that holds one value
+    (not a list of tags), a hierarchical one by its last level (:func:`~.strategies.structured.leaf`)."""
+    found = {
+        (leaf(value) or value).replace("_", " ").strip().lower()
+        for value in item.attributes.values()
+        if isinstance(value, str) and 0 < len(value) <= 80 and not value.isdigit()
+    }
+    return sorted(c for c in found if any(content(w) for w in words(c)))
+
+
 class CatalogWords:
     """What the catalog says about words: in how many items' text each content word is (``frequency``,
-    lower-cased), and which items hold each (attribute value, content word) pair (for judging attribute
-    queries). Built once per catalog and shared by everything that needs either. With ``wanted``, only the
-    pairs those items hold are gathered (all an attribute query of one of them reads, :meth:`attribute`)."""
+    lower-cased), which items hold each (attribute value, content word) pair (for judging attribute
+    queries), and which items are in each category (:func:`_categories`, for judging category queries). Built
+    once per catalog and shared by everything that needs any. With ``wanted``, only the pairs those items hold
+    are gathered (all an attribute query of one of them reads, :meth:`attribute`)."""
 
     def __init__(self, items: Iterable[Item], wanted: Iterable[Item] | None = None) -> None:
         self.by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.by_category: dict[str, list[str]] = defaultdict(list)
+        self.items = 0
         frequency: Counter[str] = Counter()
         pairs: dict[str, set[str]] | None = None
         if wanted is not None:
@@ -159,6 +179,9 @@ class CatalogWords:
                 for value in _values(item):
                     pairs[value.lower()] |= _text_words(item)
         for item in items:
+            self.items += 1
+            for category in _categories(item):
+                self.by_category[category].append(item.id)
             text_words = _text_words(item)
             frequency.update(text_words)
             for value in _values(item):
@@ -183,6 +206,18 @@ class CatalogWords:
         holders = [item.id, *sorted(i for i in self.by_pair[(value.lower(), word)] if i != item.id)]
         return PseudoQuery(f"{value.replace('_', ' ')} {word}", "attribute", item.id, tuple(holders))
 
+    def category(self, item: Item, seed: int, made: set[str]) -> PseudoQuery | None:
+        """One of the item's categories alone, judged by every item in it; None when ``made`` holds each of them
+        already, or each is held by the item alone or by too many (:data:`MOST_CATEGORY_SHARE`)."""
+        most = max(MOST_HOLDERS, MOST_CATEGORY_SHARE * self.items)
+        usable = [c for c in _categories(item) if c not in made and 2 <= len(self.by_category[c]) <= most]
+        if not usable:
+            return None
+        name = usable[draw(seed, f"category\x00{item.id}") % len(usable)]
+        made.add(name)
+        holders = [item.id, *sorted(i for i in self.by_category[name] if i != item.id)]
+        return PseudoQuery(name, "category", item.id, tuple(holders))
+
 
 def pseudo_queries(
     items: Sequence[Item],
@@ -196,6 +231,7 @@ def pseudo_queries(
     an attribute query's value and word answers that query."""
     catalog = catalog if catalog is not None else CatalogWords(items)
     out: list[PseudoQuery] = []
+    categories: set[str] = set()  # made already: a category's query is made once
     for item in items:
         made: dict[str, str | None] = {
             "name": _name(item) if "name" in kinds else None,
@@ -205,7 +241,10 @@ def pseudo_queries(
             "paraphrase": _paraphrase(item, similar) if similar and "paraphrase" in kinds else None,
         }
         out.extend(PseudoQuery(text, kind, item.id, (item.id,)) for kind, text in made.items() if text)
-        query = catalog.attribute(item, seed) if "attribute" in kinds else None
-        if query is not None:
-            out.append(query)
+        for query in (
+            catalog.attribute(item, seed) if "attribute" in kinds else None,
+            catalog.category(item, seed, categories) if "category" in kinds else None,
+        ):
+            if query is not None:
+                out.append(query)
     return out

@@ -225,9 +225,14 @@ class TunedFusion:
         return cls(arms, configs, mean, scale, coef, meta.get("report", {}), prior)
 
 
+TIE = 1e-9  # predicted gains this close are equal: twin configurations differ by rounding alone
+
+
 def pick(predicted: np.ndarray, anchor: int, margin: float) -> np.ndarray:
-    """Per row of predicted gains, the best configuration, or ``anchor`` when that is within ``margin`` of it."""
-    best = np.argmax(predicted, axis=1)
+    """Per row of predicted gains, the best configuration (the first of those within :data:`TIE` of the best, so
+    two configurations that fuse a query alike, e.g. one run with and without its query-performance scaling,
+    are told apart the same way however the fit rounded), or ``anchor`` when that is within ``margin`` of it."""
+    best = np.argmax(predicted >= predicted.max(axis=1, keepdims=True) - TIE, axis=1)
     rows = np.arange(len(predicted))
     sure = predicted[rows, best] - predicted[rows, anchor] >= margin
     out: np.ndarray = np.where(sure, best, anchor)
