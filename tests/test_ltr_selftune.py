@@ -241,9 +241,13 @@ def test_a_catalog_too_small_to_tune_on_keeps_the_untuned_fusion_and_explain_say
         assert tuner is not None
         tuner.enabled = True
         engine.add(products(7)[5:])
-        assert not tuner.due()
-        engine.add(products(8)[7:])
-        assert tuner.due()
+        tuner.wait(timeout=60)
+        found = pipeline(engine).untunable
+        assert not tuner.due() and found is not None and found.seq == 5  # not tried again
+        engine.add(products(8)[7:])  # 8 >= 1.5 x 5: tried again, too small still
+        tuner.wait(timeout=60)
+        found = pipeline(engine).untunable
+        assert found is not None and found.seq == 8 and "from 8 items" in found.reason
 
 
 @needs_wordnet
