@@ -283,7 +283,10 @@ def test_the_catalogs_pseudo_queries_become_training_pairs(engine: Engine) -> No
     engine.add(items)
     data, _, _ = collect(engine, feedback=False, pseudo=True)
     made = pseudo_queries(items)  # the same items, seed and kinds (paraphrases need the encoder: not here)
-    assert data.sources["pseudo"] >= len([q for q in made if q.kind != "paraphrase"]) > 20
+    # a category's query names many items, not one ID: not a training pair
+    paired = [q for q in made if q.kind not in ("paraphrase", "category")]
+    assert data.sources["pseudo"] == sum(len(q.relevant) for q in paired) and len(paired) > 20
+    assert any(q.kind == "category" for q in made)
     pseudo = slice(20, 20 + data.sources["pseudo"])  # after the self pairs, before feedback and judgments
     assert data.augmentable is not None and data.augmentable[pseudo].all()  # real-looking queries: augmentable
     name = next(q for q in made if q.kind == "name" and q.item == items[5].id)
