@@ -235,6 +235,7 @@ def python_start() -> float:
 
 
 def main() -> None:
+    os.environ.setdefault("XMODAL_AUTOTUNE", "off")  # no background fit of the default mode beside the timing
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--base", type=int, default=0, help="encode only this many glosses (0: all, see above)")

@@ -106,6 +106,7 @@ def scan_worker(engine: Any) -> dict[str, Any]:
 
 
 def main() -> None:
+    os.environ.setdefault("XMODAL_AUTOTUNE", "off")  # no background fit of the default mode beside the timing
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--extensions", default="", help="comma-separated; default: the index's default extensions")

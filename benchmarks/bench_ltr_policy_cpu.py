@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ def wordnet_items(n: int) -> list[Item]:
 
 
 def main() -> None:
+    os.environ.setdefault("XMODAL_AUTOTUNE", "off")  # no background fit of the default mode beside the timing
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--queries", type=int, default=300)

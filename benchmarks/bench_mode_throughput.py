@@ -78,6 +78,7 @@ def phase(pid: int, port: int, queries: list[str], args: argparse.Namespace, mod
 
 
 def main() -> None:
+    os.environ.setdefault("XMODAL_AUTOTUNE", "off")  # no background fit of the default mode beside the timing
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--queries", type=int, default=500)

@@ -4,7 +4,9 @@
 
 For each judged set (:mod:`xmodal.eval.judged`: WordNet + GCIDE, Debian packages; built from the seed,
 ``docs/judged_sets.md``): build it, index its catalog as a new user would (``Engine.open`` with the
-defaults: the offline encoder, all-MiniLM-L6-v2; no feedback, no trained ranker or generative model),
+defaults: the offline encoder, all-MiniLM-L6-v2; no feedback, no trained ranker or generative model; the
+default mode self-tuned on the catalog's pseudo-queries once it is in, as the autotuner does in the background
+of an add, or with ``--tune`` on that many sampled items instead of the autotuner's 1,000),
 then run every query in every mode the index can run (``xmodal eval --mode all``: dense, the learned
 pipeline's single strategies, uniform, the anchors rrf and rsf, learned) and report, per set and query
 kind, nDCG@10, R@10, R@1 and MRR with 95% bootstrap intervals and each mode's paired difference from
@@ -30,7 +32,7 @@ from xmodal.eval.judged import DEFAULT_ITEMS, DEFAULT_PER_KIND, SETS, build_set
 from xmodal.eval.runner import EvalQuery, read_queries
 from xmodal.eval.sets import HELD_OUT, set_info_for
 from xmodal.ingest.catalog import add_catalogs
-from xmodal.ltr.extension import pipeline
+from xmodal.ltr.extension import deferred_tuning, pipeline
 from xmodal.ltr.selftune import tune
 from xmodal.ltr.tuned import describe
 
@@ -48,16 +50,19 @@ def run_set(
     shutil.rmtree(index, ignore_errors=True)
     start = time.perf_counter()
     with Engine.open(index) as engine:
-        added = add_catalogs(engine, [built.catalog])
+        with deferred_tuning(engine) as tuner:  # the default mode self-tunes once the whole catalog is in
+            if tuner is not None and tune_sample is not None:
+                tuner.enabled = False  # fitted below, on --tune's sample instead
+            added = add_catalogs(engine, [built.catalog])
         if added.rejected:
             raise SystemExit(f"{name}: {len(added.rejected)} items rejected, e.g. {added.rejected[0]}")
         index_s = time.perf_counter() - start
-        tuning = None
+        pipe = pipeline(engine)
         if tune_sample is not None:  # issue 19 part 1: the self-tuned fusion, fitted before any query is run
-            pipe = pipeline(engine)
-            model = tune(pipe, sample=tune_sample, seed=seed)
-            pipe.set_tuned(model, save=False)
-            tuning = describe(model, pipe.dir)
+            pipe.set_tuned(tune(pipe, sample=tune_sample, seed=seed), save=False)
+        if tuner is not None:
+            tuner.wait()  # the default: the autotuner's fit (none when the catalog is under 1,000 items)
+        tuning = describe(pipe.tuned, pipe.dir)
         info = set_info_for(built.query_file)
         entries = list(read_queries(built.query_file, info.kinds if info else None))
         modes, _ = parse_modes("all", engine.modes())
@@ -142,7 +147,11 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=OUT / "judged", help="where the sets and indexes go")
     parser.add_argument(
-        "--tune", type=int, default=None, metavar="ITEMS", help="fit the self-tuned fusion on ITEMS items first"
+        "--tune",
+        type=int,
+        default=None,
+        metavar="ITEMS",
+        help="fit the self-tuned fusion on ITEMS sampled items (default: the autotuner's fit, on 1,000)",
     )
     args = parser.parse_args()
     results = {}

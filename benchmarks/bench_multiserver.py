@@ -229,6 +229,7 @@ def click(servers: list[Server]) -> dict[str, Any]:
 
 
 def main() -> None:
+    os.environ.setdefault("XMODAL_AUTOTUNE", "off")  # no background fit of the default mode beside the timing
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--servers", type=int, default=3)
     parser.add_argument("--cli-writers", type=int, default=2)

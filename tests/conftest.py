@@ -16,12 +16,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from xmodal import Engine, Item  # noqa: E402
 from xmodal.encoders import HashingEncoder  # noqa: E402
+from xmodal.ltr import autotune  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_background_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test's catalog of 1,000 items or more would start the default mode's self-tuning in the background
+    (:mod:`xmodal.ltr.autotune`, on by default), and a search racing the fit could see either fusion. The tests of
+    self-tuning set their own threshold (``tests/test_ltr_selftune.py``); the others search the untuned fusion."""
+    monkeypatch.setattr(autotune, "MIN_ITEMS", 1 << 62)
 
 
 @pytest.fixture

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from xmodal import Engine, Item
+from xmodal.cli import main
 from xmodal.encoders import HashingEncoder
+from xmodal.errors import ConfigError
 from xmodal.ltr import autotune, selftune
-from xmodal.ltr.extension import pipeline
+from xmodal.ltr.extension import autotuner, deferred_tuning, pipeline
 from xmodal.ltr.fusion import fuse
 from xmodal.ltr.pipeline import Pipeline
 from xmodal.ltr.pseudo import KINDS, CatalogWords, PseudoQuery, pseudo_queries
@@ -267,6 +269,13 @@ def test_tuned_fusion_is_fitted_saved_used_and_handed_over(tmp_path: Path) -> No
         theta = dict(zip(policy.arms, policy.theta(), strict=True))
         assert all(not theta[a].any() for a in policy.arms if a not in model.arms)
         assert any(theta[a].any() for a in model.arms)  # the strategies whose heads held judged items
+        before = np.array(pipe.policy.theta())
+        for accepted in (True, False):  # the prior seeds the bandit only for a model that is not used
+            report = {"accepted": accepted}
+            pipe.set_tuned(
+                TunedFusion(model.arms, model.configs, model.mean, model.scale, model.coef, report, model.prior)
+            )
+            assert np.array_equal(np.array(pipe.policy.theta()), before) == accepted
         pipe.set_tuned(model)
         forced = TunedFusion(model.arms, model.configs, model.mean, model.scale, model.coef, {"accepted": True})
         pipe.set_tuned(forced, save=False)
@@ -322,8 +331,7 @@ def test_adding_a_catalog_tunes_it_in_the_background_and_close_stops_a_fit(
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         tuner = engine.extension("ltr").autotuner
         assert tuner is not None
-        assert not tuner.enabled  # off by default (LTRConfig.autotune)
-        tuner.enabled = True
+        assert tuner.enabled  # on by default (LTRConfig.autotune, the index's ltr/autotune.json)
         engine.add(items[:30])  # below the threshold: nothing starts
         assert not tuner.running and pipeline(engine).tuned is None
         engine.add(items[30:70])
@@ -344,6 +352,54 @@ def test_adding_a_catalog_tunes_it_in_the_background_and_close_stops_a_fit(
         assert kept is not None and kept.report["items"] == 70
 
 
+@needs_wordnet
+def test_a_bulk_load_holds_the_tuner_and_one_fit_on_the_whole_catalog_starts_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(autotune, "MIN_ITEMS", 50)
+    items = wordnet_catalog(200, seed=2)
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        with deferred_tuning(engine) as tuner:
+            assert tuner is not None
+            for start in range(0, 160, 40):  # 160 items in four writes, each past the threshold
+                engine.add(items[start : start + 40])
+                assert not tuner.running
+        assert tuner.running
+        tuner.wait(timeout=300)
+        tuned = pipeline(engine).tuned
+        assert tuned is not None and tuned.report["items"] == 160
+
+
+def test_an_index_turns_self_tuning_off_and_on_through_its_own_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = tmp_path / "idx"
+    with Engine.open(index, encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(products(3))
+        tuner = autotuner(engine)
+        assert tuner is not None and tuner.enabled
+    assert main(["--index", str(index), "ltr", "autotune", "off"]) == 0
+    assert json.loads(capsys.readouterr().out)["autotune"] is False
+    with Engine.open(index) as engine:
+        tuner = autotuner(engine)
+        assert tuner is not None and not tuner.enabled
+    monkeypatch.setenv(autotune.ENV, "on")  # the process's setting, over the index's
+    assert autotune.configured(index / "ltr")
+    monkeypatch.setenv(autotune.ENV, "sometimes")
+    with pytest.raises(ConfigError, match="XMODAL_AUTOTUNE='sometimes': use on or off"):
+        autotune.configured(index / "ltr")
+    monkeypatch.delenv(autotune.ENV)
+    assert main(["--index", str(index), "ltr", "autotune"]) == 0
+    assert json.loads(capsys.readouterr().out)["autotune"] is False  # show
+    (index / "ltr" / autotune.FILE).write_text("{not json")
+    assert main(["--index", str(index), "ltr", "autotune"]) == 2
+    assert "ltr autotune on" in capsys.readouterr().err
+    assert main(["--index", str(index), "ltr", "autotune", "on"]) == 0
+    with Engine.open(index) as engine:
+        tuner = autotuner(engine)
+        assert tuner is not None and tuner.enabled
+
+
 def test_close_ends_a_fit_that_is_waiting_for_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fit searches the engine (its locks) between checks of its stop signal: closing must stop it before
     taking those locks, or the close waits for a fit that waits for the close (seen under load)."""
@@ -359,9 +415,10 @@ def test_close_ends_a_fit_that_is_waiting_for_the_engine(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(autotune, "tune", fit_searching_until_stopped)
     monkeypatch.setattr(autotune.AutoTuner, "due", lambda self: True)
-    engine.add(products(20))
     tuner = engine.extension("ltr").autotuner
     assert tuner is not None
+    tuner.enabled = False  # not started by the add: by the call below
+    engine.add(products(20))
     tuner.enabled = True
     assert tuner.consider() and searching.wait(30)
     closer = threading.Thread(target=engine.close, daemon=True)

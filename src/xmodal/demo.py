@@ -30,6 +30,7 @@ from .eval.metrics import METRICS
 from .eval.runner import EvalQuery, evaluate, read_queries
 from .ingest.catalog import add_catalogs, estimate_records
 from .ingest.prepare import Rejection
+from .ltr.extension import deferred_tuning, pipeline
 from .records import Query, Target
 from .results import SearchResult
 from .samples import DEFAULT_SIZE, Catalog, build_catalog
@@ -155,20 +156,27 @@ def _build(args: argparse.Namespace, catalog: Catalog, wanted: dict[str, str]) -
     engine = Engine.open(args.index, encoder=args.encoder, index=args.index_kind)
     try:
         total = estimate_records(catalog.catalog)
-        # disable=None: a bar on a terminal only (a log or a pipe gets the summary line below, no bar)
-        with tqdm(total=total, desc="indexing", unit="item", file=sys.stderr, leave=False, disable=None) as bar:
-            report = add_catalogs(engine, [catalog.catalog], progress=bar.update)
-        if not args.no_media:
-            _add_media(engine, args.data / "media")
+        with deferred_tuning(engine) as tuner:  # the default mode self-tunes once, on the whole catalog
+            # disable=None: a bar on a terminal only (a log or a pipe gets the summary line below, no bar)
+            with tqdm(total=total, desc="indexing", unit="item", file=sys.stderr, leave=False, disable=None) as bar:
+                report = add_catalogs(engine, [catalog.catalog], progress=bar.update)
+            if not args.no_media:
+                _add_media(engine, args.data / "media")
+        took, cpu = time.perf_counter() - start, time.process_time() - cpu
+        tuning = time.perf_counter()
+        if tuner is not None:
+            tuner.wait()
+        tuning = time.perf_counter() - tuning
         engine.checkpoint()
     except BaseException:
         engine.close()
         raise
-    took, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(
         f"index: built {args.index} with encoder {engine.encoder.name} ({engine.encoder.dim}-d): "
         f"{len(report.added)} items in {took:.1f} s ({len(report.added) / took:.0f} items/s; {cpu:.0f} s of CPU)"
     )
+    if tuner is not None:
+        print(f"index: the default mode's self-tuning took {tuning:.1f} s more: {pipeline(engine).tuned_status}")
     for rejection in report.rejected[:5]:
         print(f"  rejected {rejection.where}: {rejection.reason}")
     (args.index / MARKER).write_text(json.dumps(wanted))

@@ -211,6 +211,8 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from ..ltr.extension import deferred_tuning
+
     if args.max_pages < 1 or args.chunk_chars < 50 or not 0 <= args.overlap_chars < args.chunk_chars:
         raise UsageError("--max-pages must be ≥ 1, --chunk-chars ≥ 50 and 0 ≤ --overlap-chars < --chunk-chars")
     total = sum(estimate_records(p, follow_symlinks=args.follow_symlinks) or 0 for p in args.paths)
@@ -228,18 +230,19 @@ def run_add(args: argparse.Namespace) -> int:
             progress=stages.update,
             extra={"segments": args.audio_segments},
         )
-        if args.cluster:
-            report = run_cluster_add(args, engine, options, bar)
-        else:
-            report = add_catalogs(
-                engine,
-                args.paths,
-                progress=bar.update,
-                allow_outside=args.allow_outside_images,
-                name_as_text=args.name_as_text,
-                follow_symlinks=args.follow_symlinks,
-                split_options=options,
-            )
+        with deferred_tuning(engine):  # one fit at the end, on the whole catalog
+            if args.cluster:
+                report = run_cluster_add(args, engine, options, bar)
+            else:
+                report = add_catalogs(
+                    engine,
+                    args.paths,
+                    progress=bar.update,
+                    allow_outside=args.allow_outside_images,
+                    name_as_text=args.name_as_text,
+                    follow_symlinks=args.follow_symlinks,
+                    split_options=options,
+                )
         _finish_tuning(engine, quiet=args.quiet)
     if args.json:
         print_json({**report.to_dict(), **getattr(args, "cluster_figures", {})})
@@ -254,10 +257,9 @@ def run_add(args: argparse.Namespace) -> int:
 def _finish_tuning(engine: Any, *, quiet: bool) -> None:
     """Wait for the default mode's self-tuning that the add started (:mod:`xmodal.ltr.autotune`), if any:
     a process that exits would stop it. Ctrl-C skips it (the next add starts it again)."""
-    from ..ltr.extension import LTRExtension
+    from ..ltr.extension import autotuner
 
-    extension = engine.extension("ltr") if "ltr" in engine.extension_seqs() else None
-    tuner = extension.autotuner if isinstance(extension, LTRExtension) else None
+    tuner = autotuner(engine)
     if tuner is None or not tuner.running:
         return
     if not quiet:

@@ -94,7 +94,7 @@ def _register_strategies(subparsers: Any) -> None:
         formatter_class=HelpFormatter,
     )
     ltr_commands = ltr.add_subparsers(dest="ltr_command", metavar="SUBCOMMAND")
-    ltr.set_defaults(handler=lambda args: _fail("give a subcommand: strategies or explore"))
+    ltr.set_defaults(handler=lambda args: _fail("give a subcommand: strategies, explore, tune or autotune"))
     strat = ltr_commands.add_parser(
         "strategies",
         help="list, add or remove the strategies of the learned search mode",
@@ -139,6 +139,12 @@ def _register_strategies(subparsers: Any) -> None:
     tune.add_argument("--sample", type=int, default=1000, help="items to make pseudo-queries of (default: 1000)")
     tune.add_argument("--seed", type=int, default=0)
     tune.set_defaults(handler=run_tune)
+    background = ltr_commands.add_parser(
+        "autotune",
+        help="show, or turn on or off, self-tuning in the background of adds (on by default, from 1,000 items)",
+    )
+    background.add_argument("state", nargs="?", choices=("show", "on", "off"), default="show")
+    background.set_defaults(handler=run_autotune)
 
 
 def _usage() -> int:
@@ -400,4 +406,21 @@ def run_tune(args: argparse.Namespace) -> int:
                 raise UsageError(f"{found.reason}: the default mode keeps its untuned fusion") from found
         pipe.set_tuned(model)
         print_json(describe(model, pipe.dir))
+    return 0
+
+
+def run_autotune(args: argparse.Namespace) -> int:
+    """``xmodal ltr autotune [show|on|off]``: the index's own setting (``<index>/ltr/autotune.json``); a change
+    takes effect when the index is next opened."""
+    from ..ltr import autotune
+
+    folder = _ltr_folder(args)
+    if args.state != "show":
+        autotune.save(folder, args.state == "on")
+    try:
+        enabled = autotune.configured(folder)
+    except XmodalError as exc:
+        raise UsageError(str(exc)) from None
+    saved = folder / autotune.FILE
+    print_json({"autotune": enabled, "min_items": autotune.MIN_ITEMS, "saved": str(saved) if saved.exists() else None})
     return 0

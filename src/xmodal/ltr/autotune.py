@@ -5,16 +5,28 @@ by ``GROWTH - 1`` times the items of the last fit since it (or there was none; a
 tune on counts as one: :class:`~.tuned.Untunable`), and the bandit has not yet
 taken over from real feedback (:meth:`AutoTuner.due`), it fits :func:`.selftune.tune` on a background
 thread: searches and writes go on meanwhile, and the new model is used from the moment it is ready. A write
-that comes while a fit runs does not start another. ``close`` stops a fit between two queries or two
-strategies' batched runs (the CLI's ``add`` waits for it instead: :meth:`AutoTuner.wait`).
+that comes while a fit runs does not start another. A bulk load holds the tuner (:meth:`AutoTuner.held`: the CLI's
+``add``, the demo) so that one fit starts when it ends, on the whole catalog, rather than on its first thousand
+items. ``close`` stops a fit between two queries or two strategies' batched runs (the CLI's ``add`` waits for it
+instead: :meth:`AutoTuner.wait`).
+
+It is on by default; ``<index>/ltr/autotune.json`` (``xmodal ltr autotune on|off``) turns it off for an index,
+the environment variable ``XMODAL_AUTOTUNE=off`` (or ``on``) for a process, and ``LTRConfig.autotune`` for a
+pipeline, each over the one before.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError, StorageError
 from .selftune import tune
 from .tuned import HANDOVER, Untunable
 
@@ -25,6 +37,37 @@ log = logging.getLogger(__name__)
 
 MIN_ITEMS = 1_000  # below this a catalog is tuned only on request (`xmodal ltr tune`)
 GROWTH = 1.5  # refit once the catalog is this many times the size the model was fitted on
+FILE = "autotune.json"  # an index's own setting, in its ltr folder: {"format_version": 1, "enabled": false}
+FORMAT = 1
+
+
+ENV = "XMODAL_AUTOTUNE"  # "off" or "on": this process's setting, over every index's own
+
+
+def configured(folder: Path) -> bool:
+    """Whether the index whose ltr folder is ``folder`` tunes in the background: ``XMODAL_AUTOTUNE`` when it is
+    set, else the index's saved setting, else on."""
+    given = os.environ.get(ENV, "").strip().lower()
+    if given:
+        if given not in ("on", "off"):
+            raise ConfigError(f"{ENV}={given!r}: use on or off")
+        return given == "on"
+    try:
+        data = json.loads((folder / FILE).read_text())
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{folder / FILE}: unreadable ({exc}); run `xmodal ltr autotune on` or `off`") from exc
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT or not isinstance(data.get("enabled"), bool):
+        raise StorageError(f"{folder / FILE}: not an autotune setting; run `xmodal ltr autotune on` or `off`")
+    return bool(data["enabled"])
+
+
+def save(folder: Path, enabled: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{FILE}.tmp"
+    tmp.write_text(json.dumps({"format_version": FORMAT, "enabled": enabled}))
+    tmp.replace(folder / FILE)
 
 
 class AutoTuner:
@@ -36,6 +79,7 @@ class AutoTuner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._held = 0  # bulk loads in progress (:meth:`held`)
         self.last_error: str | None = None
 
     def due(self) -> bool:
@@ -59,7 +103,7 @@ class AutoTuner:
         """Start a background fit if one is due and none is running; whether one started (called after every
         write: cheap when the tuner is off or a fit runs)."""
         with self._lock:
-            if not self.enabled or self.running or self._stop.is_set() or not self.due():
+            if not self.enabled or self._held or self.running or self._stop.is_set() or not self.due():
                 return False
             self._thread = threading.Thread(target=self._fit, name="xmodal-selftune", daemon=True)
             self._thread.start()
@@ -81,6 +125,18 @@ class AutoTuner:
             return
         if model is not None and not self._stop.is_set():
             self.pipeline.set_tuned(model)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No fit starts from the writes within (a bulk load); one starts at the end if one is due then."""
+        with self._lock:
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+            self.consider()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the running fit (if any) is done."""

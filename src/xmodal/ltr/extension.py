@@ -9,7 +9,8 @@ query at a time, so opening costs the same at any catalog size). ``checkpoint`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -19,7 +20,7 @@ from ..errors import ConfigError
 from ..extension import ModeResult
 from ..records import Query
 from ..store.sqlite import StoredItem
-from . import anchors
+from . import anchors, autotune
 from .autotune import AutoTuner
 from .pipeline import LTRConfig, Pipeline
 
@@ -57,7 +58,9 @@ class LTRExtension:
     def open(self, view: EngineView, folder: Path) -> int:
         seq = view.last_seq()  # the pipeline is built from the catalog as it is now
         self._pipeline = Pipeline(view, self.config, feedback=view.feedback_log, folder=folder)
-        self.autotuner = AutoTuner(self._pipeline, enabled=self._pipeline.config.autotune)
+        wanted = self._pipeline.config.autotune
+        enabled = autotune.configured(self._pipeline.dir) if wanted is None else wanted
+        self.autotuner = AutoTuner(self._pipeline, enabled=enabled)
         self._pipeline.on_grow.append(self.autotuner.consider)
         return seq
 
@@ -122,3 +125,24 @@ def pipeline(engine: ExtensionHost) -> Pipeline:
     if not isinstance(extension, LTRExtension):
         raise ConfigError(f"the index's 'ltr' extension is {type(extension).__name__}, not the learned pipeline")
     return extension.pipeline
+
+
+def autotuner(engine: ExtensionHost) -> AutoTuner | None:
+    """The self-tuning of an engine's learned pipeline (:mod:`.autotune`), None when its index has none open."""
+    try:
+        extension = engine.extension("ltr")
+    except ConfigError:  # not enabled for this index
+        return None
+    return extension.autotuner if isinstance(extension, LTRExtension) else None
+
+
+@contextmanager
+def deferred_tuning(engine: ExtensionHost) -> Iterator[AutoTuner | None]:
+    """Hold the engine's self-tuning for a bulk load (:meth:`.autotune.AutoTuner.held`): one fit, on the whole
+    catalog, starts when it ends (if one is due), not one on its first thousand items."""
+    tuner = autotuner(engine)
+    if tuner is None:
+        yield None
+        return
+    with tuner.held():
+        yield tuner

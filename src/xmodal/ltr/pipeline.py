@@ -129,10 +129,10 @@ class LTRConfig:
     #: which calls may explore, how often, and the best position an explored item may take
     #: (:mod:`xmodal.ltr.exploration`; None: the index's ``ltr/exploration.json``, else the defaults)
     exploration: ExploreSettings | None = None
-    #: fit the fusion on the catalog's pseudo-queries in the background as it grows (:mod:`.autotune`); off by
-    #: default until the self-tuned fusion is at least the untuned one on every judged query kind
-    #: (docs/benchmarks.md, issue 19 part 1); ``xmodal ltr tune`` fits it on request
-    autotune: bool = False
+    #: fit the fusion on the catalog's pseudo-queries in the background as it grows (:mod:`.autotune`), from
+    #: 1,000 items; None: the index's setting (``xmodal ltr autotune on|off``), on unless turned off there
+    #: (docs/benchmarks.md, "The self-tuned fusion by default"); ``xmodal ltr tune`` fits it on request
+    autotune: bool | None = None
 
     def __post_init__(self) -> None:
         if self.explore not in EXPLORE_MODES:
@@ -416,7 +416,9 @@ class Pipeline:
             with folder_lock(self.dir):
                 model.save(self.dir / TUNED_FOLDER)
                 (self.dir / TUNED_FOLDER / UNTUNABLE).unlink(missing_ok=True)
-            if model.accepted and float(self.policy.counts_.sum()) == 0:  # no real search learned from yet
+            # the bandit's prior, only for a model not used: an accepted model's choice "the untuned plan" was
+            # fitted on the plan of the policy as it is (seeding it there cost the judged sets, docs/benchmarks.md)
+            if not model.accepted and float(self.policy.counts_.sum()) == 0:  # no real search learned from yet
                 policy = self.policy.with_arms(self.policy.arms)  # a copy: searches may be reading this one
                 model.seed_policy(policy)
                 self.policy, self.dirty = policy, True

@@ -12,7 +12,8 @@ query and of the runs it produced (:func:`features`: the query context of :mod:`
 top score, margin, spread, NQC and fill; the overlap between runs' heads), and a query is fused with the
 configuration of highest predicted gain, unless it beats the configuration best on average (the anchor)
 by less than a margin chosen on held-out items (:class:`TunedFusion`). The same pseudo-queries give the
-bandit a prior: each strategy's linear model starts from how often its head held a judged item.
+bandit a prior (each strategy's linear model starts from how often its head held a judged item) when the model
+is not used: a model in use chose "the untuned plan" for some queries as the policy planned them unseeded.
 
 Items are split, not queries: one in four items' pseudo-queries (all kinds) are held out and judge the
 fitted model against the untuned default on the same queries; the model is used only if it is at least as

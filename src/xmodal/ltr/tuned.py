@@ -148,7 +148,8 @@ class TunedFusion:
     def seed_policy(self, policy: LinearBandit) -> None:
         """Add the pseudo-queries' evidence to a policy that has seen no real search: each strategy's linear
         model starts from how often its head held a judged item in each context, weighed as
-        :data:`PRIOR_WEIGHT` real observations in all (so real feedback soon outweighs it)."""
+        :data:`PRIOR_WEIGHT` real observations in all (so real feedback soon outweighs it). For a model that is
+        not accepted (:meth:`~.pipeline.Pipeline.set_tuned`)."""
         A, b = self.prior
         for i, arm in enumerate(self.arms):
             if arm in policy.arms:
