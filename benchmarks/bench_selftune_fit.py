@@ -28,6 +28,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import shutil
 import sys
@@ -67,6 +68,7 @@ def open_catalog(items: int, keep: Path | None) -> tuple[Engine, float]:
 
 
 def main() -> None:
+    os.environ.setdefault("XMODAL_AUTOTUNE", "off")  # the engine's own background fit would race the one timed here
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--sample", type=int, default=300)
