@@ -39,8 +39,6 @@ MIN_ITEMS = 1_000  # below this a catalog is tuned only on request (`xmodal ltr 
 GROWTH = 1.5  # refit once the catalog is this many times the size the model was fitted on
 FILE = "autotune.json"  # an index's own setting, in its ltr folder: {"format_version": 1, "enabled": false}
 FORMAT = 1
-
-
 ENV = "XMODAL_AUTOTUNE"  # "off" or "on": this process's setting, over every index's own
 
 

@@ -15,7 +15,7 @@ it was made from (and, for an attribute query, every item that holds the same va
 - ``category``: one of its categories alone, a value of an attribute that holds one per item, as users name it
   (a hierarchical value's last level: "flags" for ``signs_and_symbols/flags``), judged by every item of the
   category; a category's query is made once, and not for one that more than :data:`MOST_CATEGORY_SHARE` of the
-  catalog holds (a kind of item, not a category: ``pos=noun``).
+  catalog and more than :data:`MOST_HOLDERS` items hold (a kind of item, not a category: ``pos=noun``).
 
 Everything is seeded by the item id, so the same catalog always gives the same queries. Nothing here
 knows any judged query set: the kinds are what users type at a search box, made by rule from each item.
