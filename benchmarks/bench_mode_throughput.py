@@ -2,7 +2,7 @@
 "the default mode's API throughput under 32 concurrent clients is at least 0.8× the dense mode's".
 
 Run:  python benchmarks/bench_mode_throughput.py [--items 5000] [--clients 32] [--seconds 10] [--rounds 3]
-      [--write-every 5] [--log both|on|off] [--modes learned dense]
+      [--write-every 5] [--log both|on|off] [--modes learned dense] [--tuned]
 
 Data: WordNet synsets (Debian ``wordnet-base``) as in ``bench_serve_load.py`` (hashing encoder, exact index);
 queries are lemma names of synsets left out of the index.
@@ -17,6 +17,10 @@ both. Reported per phase: throughput, search p50/p99, errors, and the server's C
 (``learned / dense``, target ≥ 0.8), and the CPU milliseconds per request of the server and of the
 clients (this process). ``--modes learned`` runs one mode alone (no ratio), e.g. to profile the
 server from outside (``py-spy record --subprocesses -- python benchmarks/bench_mode_throughput.py ...``).
+
+The index's background self-tuning is off (``XMODAL_AUTOTUNE=off``: no fit beside the timing); ``--tuned`` fits
+the default mode's fusion before the server starts, as the autotuner does after an add, so the learned mode
+searches on the self-tuned path (until the bandit has learned from 2,000 logged searches and takes over).
 
 The clients share the machine with the server (on a 2-core box they compete for CPU). Prints one JSON object.
 """
@@ -40,6 +44,8 @@ from typing import Any  # noqa: E402
 from serverutil import cpu_seconds, wordnet  # noqa: E402
 
 from xmodal import Engine  # noqa: E402
+from xmodal.ltr.extension import pipeline  # noqa: E402
+from xmodal.ltr.selftune import tune  # noqa: E402
 from xmodal.serve.testing import free_port, run_load, spawn_server  # noqa: E402
 
 KEY = "bench-writer-key-01"
@@ -88,6 +94,9 @@ def main() -> None:
     parser.add_argument("--write-every", type=int, default=5, help="every n-th request adds an item (0: none)")
     parser.add_argument("--log", choices=("both", "on", "off"), default="both", help="impression logging")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="the modes measured")
+    parser.add_argument(
+        "--tuned", action="store_true", help="self-tune the default mode before serving (what the autotuner does)"
+    )
     args = parser.parse_args()
     logs = {"both": (False, True), "on": (True,), "off": (False,)}[args.log]
     items, queries = wordnet(args.items, args.queries)
@@ -100,6 +109,11 @@ def main() -> None:
             engine.add(items)
             build_s = time.perf_counter() - t0
             default_mode = engine.default_mode
+            tuning = None
+            if args.tuned:  # saved with the index: the server's default mode uses it (until the bandit takes over)
+                pipe = pipeline(engine)
+                pipe.set_tuned(tune(pipe))
+                tuning = {"status": pipe.tuned_status, "seconds": pipe.tuned.report["seconds"] if pipe.tuned else None}
         load_before = os.getloadavg()
         port = free_port()
         proc = spawn_server(index, port, config=config, env=ENV, log=server_log)
@@ -147,6 +161,7 @@ def main() -> None:
         "rounds": args.rounds,
         "write_every": args.write_every,
         "build_s": round(build_s, 2),
+        "tuning": tuning,
         "cpus": os.cpu_count(),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
