@@ -156,7 +156,9 @@ def test_drop_an_image_with_text_and_filter_then_similar(site: tuple[str, Engine
     page.locator("#results .card").first.click()
     page.wait_for_selector("#detail[open] h2")
     page.click("#similar-button")
-    page.wait_for_function("document.getElementById('status').textContent.includes('similar to rocket')")
+    # the answer's status ("N items similar to rocket"), not the request's ("Finding items similar to rocket…"),
+    # which is shown before the results are replaced
+    page.wait_for_function("/^\\d+ items similar to rocket/.test(document.getElementById('status').textContent)")
     assert "Rocket on the launch pad" not in titles(page)
     page.screenshot(path=str(tmp / "similar.png"))
 
