@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import pytest
+
 from xmodal import Engine, Item
+from xmodal.ltr import spelling
 from xmodal.ltr.spelling import edits1, read_query
 from xmodal.ltr.strategies.lexical import LexicalStrategy
 from xmodal.records import Query
@@ -39,6 +42,17 @@ def test_a_word_in_no_item_is_read_as_the_commonest_neighbour() -> None:
     reading = read_query("copper kettle", frequencies)  # known: one look-up, nothing read otherwise
     assert reading.terms == terms("copper kettle") and reading.fixes == {}
     assert frequencies.asked == 3
+
+
+def test_a_words_candidates_are_stemmed_once_whatever_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The candidates' terms do not depend on the catalog: a query read again after a write (with other
+    frequencies) looks them up again but does not stem them again."""
+    stemmed: list[int] = []
+    monkeypatch.setattr(spelling, "stem_words", lambda words: stemmed.append(len(words)) or terms(" ".join(words)))
+    spelling._candidates.cache_clear()
+    before = read_query("copper kettel", Frequencies({"kettl": 3, "copper": 2}))
+    after = read_query("copper kettel", Frequencies({"kettl": 3, "kestrel": 5, "copper": 2, "settl": 9}))
+    assert before.fixes == after.fixes == {"kettel": "kettle"} and len(stemmed) == 1
 
 
 def test_english_candidates_come_first() -> None:

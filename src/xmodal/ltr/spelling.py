@@ -19,6 +19,7 @@ and not a correctly spelled English word, so "boots" is never read as "books" in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ __all__ = ["MIN_LENGTH", "Reading", "edits1", "read_query"]
 #: the shortest word read as a typo (shorter ones have too many real words one edit away)
 MIN_LENGTH = 5
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+CANDIDATES_KEPT = 256  # words whose one-edit candidates are kept (~50 kB each)
 
 #: the document frequency of each term that occurs in the index (absent: in no item)
 Frequencies = Callable[[Sequence[str]], Mapping[str, int]]
@@ -64,10 +66,7 @@ def read_query(text: str, frequencies: Frequencies) -> Reading:
     unknown = [i for i, (w, t) in enumerate(zip(words, terms, strict=True)) if not df.get(t) and _could_be_typo(w)]
     if not unknown:
         return Reading(terms)
-    candidates = {}
-    for i in unknown:
-        edits = sorted(edits1(words[i]))
-        candidates[i] = dict(zip(edits, stem_words(edits), strict=True))
+    candidates = {i: dict(_candidates(words[i])) for i in unknown}
     found = frequencies(sorted({t for stems in candidates.values() for t in stems.values()}))
     fixes: dict[str, str] = {}
     for i in unknown:
@@ -79,6 +78,15 @@ def read_query(text: str, frequencies: Frequencies) -> Reading:
         terms[i] = term
         fixes[words[i]] = word
     return Reading(terms, fixes)
+
+
+@functools.lru_cache(maxsize=CANDIDATES_KEPT)
+def _candidates(word: str) -> tuple[tuple[str, str], ...]:
+    """Every string one edit from ``word`` with its index term, in sorted order: the costly part of a reading (~1 ms,
+    the analyzer's stems of some 300 strings), and the same whatever the catalog holds, so a query read again
+    after a write (its reading is kept for one catalog state) only looks the terms up again."""
+    edits = sorted(edits1(word))
+    return tuple(zip(edits, stem_words(edits), strict=True))
 
 
 def _could_be_typo(word: str) -> bool:
