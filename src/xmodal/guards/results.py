@@ -23,10 +23,10 @@ from typing import Any
 from ..media import Media
 from ..records import SAFE_LEVELS, Hits, Item
 from ..store.base import StoredItem
+from ..store.files import write_json
 from . import nsfw, pii, toxicity
 from .classifier import ModelError
 from .policy import ALLOW, BLOCK, FLAG, Policy
-from .statefile import write_state
 
 log = logging.getLogger(__name__)
 STATE = "results.json"
@@ -167,7 +167,7 @@ class ResultGuard:
             }
             self._dirty = False
         try:
-            write_state(folder / STATE, data)
+            write_json(folder / STATE, data)
         except BaseException:  # a full disk: written at the next checkpoint
             with self._lock:
                 self._dirty = True

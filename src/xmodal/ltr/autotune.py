@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, StorageError
+from ..store.files import write_json
 from .selftune import tune
 from .tuned import HANDOVER, Untunable
 
@@ -62,10 +63,7 @@ def configured(folder: Path) -> bool:
 
 
 def save(folder: Path, enabled: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{FILE}.tmp"
-    tmp.write_text(json.dumps({"format_version": FORMAT, "enabled": enabled}))
-    tmp.replace(folder / FILE)
+    write_json(folder / FILE, {"format_version": FORMAT, "enabled": enabled})
 
 
 class AutoTuner:

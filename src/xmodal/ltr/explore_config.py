@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import StorageError, XmodalError
+from ..store.files import write_json
 from .exploration import ExploreSettings
 
 FILE = "exploration.json"
@@ -40,11 +41,8 @@ def configured(folder: Path) -> ExploreSettings:
 
 def save(folder: Path, settings: ExploreSettings) -> None:
     """Write the settings atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
     data = {"format_version": FORMAT, "budget": settings.budget, "calls": settings.calls, "top": settings.top}
-    tmp = folder / f"{FILE}.tmp"
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(folder / FILE)
+    write_json(folder / FILE, data, indent=2)
 
 
 def reset(folder: Path) -> None:

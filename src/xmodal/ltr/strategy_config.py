@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import StorageError, ValidationError
+from ..store.files import write_json
 from .strategies.registry import DEFAULT_STRATEGIES
 
 FILE = "strategies.json"
@@ -53,10 +54,7 @@ def configured(folder: Path) -> tuple[str, ...]:
 
 def save(folder: Path, names: Sequence[str]) -> None:
     """Write the strategy list atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{FILE}.tmp"
-    tmp.write_text(json.dumps({"format_version": FORMAT, "strategies": list(check(names))}, indent=2))
-    tmp.replace(folder / FILE)
+    write_json(folder / FILE, {"format_version": FORMAT, "strategies": list(check(names))}, indent=2)
 
 
 def reset(folder: Path) -> None:

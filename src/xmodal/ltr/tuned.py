@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import StorageError, XmodalError
 from ..records import Hits, Query, Target
+from ..store.files import write_json
 from .context import CONTEXT_FEATURES
 from .fusion import Commitment, FusedHit, committed_weights, nqc
 
@@ -256,10 +257,7 @@ class Untunable(XmodalError):
 
 
 def save_untunable(directory: Path, found: Untunable) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"{UNTUNABLE}.tmp"
-    tmp.write_text(json.dumps({"reason": found.reason, "seq": found.seq}))
-    tmp.replace(directory / UNTUNABLE)
+    write_json(directory / UNTUNABLE, {"reason": found.reason, "seq": found.seq})
 
 
 def load_untunable(directory: Path) -> Untunable | None:

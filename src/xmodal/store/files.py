@@ -1,5 +1,5 @@
-"""Small file-system helpers for derived data written as whole folders, and the lock that keeps two
-processes checkpointing into one index folder from tearing each other's files.
+"""Small file-system helpers for derived data written as whole folders or whole JSON files, and the lock that
+keeps two processes checkpointing into one index folder from tearing each other's files.
 
 The lock is an OS file lock (``flock``) on the folder that holds the derived folder (the index folder for
 ``index/`` and ``genret/``): no lock file is made, so an index on a read-only disk is still read. Writers
@@ -10,12 +10,14 @@ when the process dies. Where the platform has no ``flock`` (Windows) the blocks 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from .space import space_guard
 
@@ -81,3 +83,16 @@ def write_dir(directory: Path, write: Callable[[Path], None]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         swap_dir(tmp, directory)
+
+
+def write_json(path: Path, data: Any, *, indent: int | None = None) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and an atomic rename (its folder made if
+    needed); on any failure (a full disk) no partial file is left behind and the error is raised."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=indent), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -28,9 +28,9 @@ from ...imaging import decode_image
 from ...media import Media
 from ...records import Hits, Item
 from ...store.base import StoredItem
+from ...store.files import write_json
 from ..classifier import ModelError
 from ..policy import ALLOW, BLOCK, Policy
-from ..statefile import write_state
 from . import manifests, watermark
 from .manifests import NOT_CHECKED, ManifestReading
 
@@ -180,7 +180,7 @@ class ProvenanceGuard:
             }
             self._dirty = False
         try:
-            write_state(folder / STATE, data)
+            write_json(folder / STATE, data)
         except BaseException:  # a full disk: written at the next checkpoint
             with self._lock:
                 self._dirty = True
