@@ -163,10 +163,10 @@ def _build(args: argparse.Namespace, catalog: Catalog, wanted: dict[str, str]) -
             if not args.no_media:
                 _add_media(engine, args.data / "media")
         took, cpu = time.perf_counter() - start, time.process_time() - cpu
-        tuning = time.perf_counter()
+        waited = time.perf_counter()
         if tuner is not None:
             tuner.wait()
-        tuning = time.perf_counter() - tuning
+        tuning = time.perf_counter() - waited
         engine.checkpoint()
     except BaseException:
         engine.close()
