@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
                     port=args.port,
                     log_level=args.log_level,
                     access_log=False,
+                    timeout_keep_alive=config.keep_alive,
                     timeout_graceful_shutdown=30,
                 )
             )

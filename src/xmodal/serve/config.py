@@ -13,6 +13,7 @@ A config file looks like (TOML; JSON with the same structure works too)::
     anonymous_total_inflight = 1     # all anonymous addresses together: searches running at once ...
     anonymous_total_cpu = 0.1        # ... and CPU-seconds per second (by default one address's share)
     refusal_delay = 1.0              # seconds a 429 is held back (at most its Retry-After)
+    keep_alive = 65                  # seconds an idle keep-alive connection stays open (above clients' own)
     cors_origins = ["http://localhost:3000"]
     allowed_hosts = ["search.example.com"]   # Host names clients use besides localhost and the bound address
     backup_dir = "/var/backups/xmodal"       # where POST /backup writes (none: the route is off)
@@ -121,6 +122,11 @@ class ServeConfig:
     refusal_delay: float = (
         1.0  # seconds a 429 is held back (at most its Retry-After): a tar pit for clients that ignore it
     )
+    # Seconds an idle keep-alive connection stays open. Longer than the idle expiry of the clients and proxies in
+    # front (httpx and this package's client: 5 s; AWS load balancers: 60 s), so the client always drops an idle
+    # connection first: a server that closes one as the client reuses it fails that request (uvicorn's 5 s met
+    # httpx's 5 s about once in 3,000 requests under load, docs/benchmarks.md)
+    keep_alive: int = 65
     cors_origins: tuple[str, ...] = ()
     thumbnail_size: int = 256
     thumbnail_cache: int = 512  # thumbnails kept in memory
@@ -173,7 +179,15 @@ class ServeConfig:
         media_folder = data.get("mcp_media_folder")
         if media_folder is not None and (not isinstance(media_folder, str) or not Path(media_folder).is_absolute()):
             raise ConfigError(f"server setting mcp_media_folder must be an absolute folder path, got {media_folder!r}")
-        positive = ("max_body_bytes", "max_pixels", "max_image_bytes", "max_batch", "burst", "thumbnail_size")
+        positive = (
+            "max_body_bytes",
+            "max_pixels",
+            "max_image_bytes",
+            "max_batch",
+            "burst",
+            "thumbnail_size",
+            "keep_alive",
+        )
         for name in (*positive, "thumbnail_cache"):
             if name in values and (not isinstance(values[name], int) or values[name] < 1):
                 raise ConfigError(f"server setting {name} must be a positive integer, got {values[name]!r}")

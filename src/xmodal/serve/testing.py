@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import ServeConfig
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago (the OS picks it)."""
@@ -34,6 +36,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) 
         port=port or free_port(host),
         log_level="warning",
         access_log=False,
+        timeout_keep_alive=ServeConfig().keep_alive,
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
