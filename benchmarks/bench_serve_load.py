@@ -219,7 +219,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="xmodal-bench-serve-") as tmp:
         root = Path(tmp)
         index, config, log = root / "idx", root / "serve.toml", root / "server.log"
-        config.write_text("rate = 1000000.0\nburst = 1000000\nlog_requests = false\nmcp = false\n")
+        # the overhead phase searches as an anonymous caller, as fast as it can: not metered (issue 13 admission)
+        config.write_text(
+            "rate = 1000000.0\nburst = 1000000\nlog_requests = false\nmcp = false\n"
+            "anonymous_cpu = 0.0\nanonymous_total_cpu = 0.0\n"
+        )
         with Engine.open(index, encoder=args.encoder, index="exact") as engine:
             t0 = time.perf_counter()
             engine.add(items)

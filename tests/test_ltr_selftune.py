@@ -352,6 +352,32 @@ def test_adding_a_catalog_tunes_it_in_the_background_and_close_stops_a_fit(
         assert kept is not None and kept.report["items"] == 70
 
 
+def test_a_server_starts_the_fit_that_no_write_has_started_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index of enough items that was never tuned (built before self-tuning, or with it off, or a stop cut its
+    fit short): opening it starts no fit, a server starting on it does, and serves searches meanwhile."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from xmodal.serve import ServeConfig, create_app
+
+    monkeypatch.setattr(autotune, "MIN_ITEMS", 50)
+    monkeypatch.setenv(autotune.ENV, "off")
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        engine.add(wordnet_catalog(200, seed=2)[:70])
+    monkeypatch.delenv(autotune.ENV)
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        tuner = autotuner(engine)
+        assert tuner is not None and not tuner.running and pipeline(engine).tuned is None
+        app = create_app(engine, ServeConfig(log_requests=False, mcp=False))
+        with TestClient(app, base_url="http://localhost") as client:
+            assert tuner.running
+            answer = client.post("/search", json={"text": "a domestic animal", "k": 3})
+            assert answer.status_code == 200 and answer.json()["hits"], answer.text
+            tuner.wait(timeout=300)
+        tuned = pipeline(engine).tuned
+        assert tuned is not None and tuned.report["items"] == 70
+
+
 @needs_wordnet
 def test_a_bulk_load_holds_the_tuner_and_one_fit_on_the_whole_catalog_starts_at_its_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

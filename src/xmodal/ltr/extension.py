@@ -136,6 +136,15 @@ def autotuner(engine: ExtensionHost) -> AutoTuner | None:
     return extension.autotuner if isinstance(extension, LTRExtension) else None
 
 
+def tune_if_due(engine: ExtensionHost) -> bool:
+    """Start the background self-tuning of an engine's default mode now if one is due
+    (:meth:`.autotune.AutoTuner.consider`); whether one started. A server calls it as it starts: an index built
+    before self-tuning, or whose last fit a stop cut short, is tuned then rather than at its next write (opening
+    an index starts no fit, so that a one-off command does not start one it would stop)."""
+    tuner = autotuner(engine)
+    return tuner.consider() if tuner is not None else False
+
+
 @contextmanager
 def deferred_tuning(engine: ExtensionHost) -> Iterator[AutoTuner | None]:
     """Hold the engine's self-tuning for a bulk load (:meth:`.autotune.AutoTuner.held`): one fit, on the whole

@@ -10,7 +10,7 @@ from importlib.resources import files
 from importlib.util import find_spec
 from typing import Any
 
-from ..errors import ConfigError, MissingDependency
+from ..errors import ConfigError, MissingDependency, XmodalError
 
 try:
     from fastapi import FastAPI, Request
@@ -27,6 +27,7 @@ if find_spec("python_multipart") is None and find_spec("multipart") is None:  # 
 from .._version import __version__
 from ..engine import Engine
 from ..guards.provenance.export import exporter
+from ..ltr.extension import tune_if_due
 from .auth import AuthError, KeyRing, check_index, presented_key
 from .config import INDEX_NAME, ServeConfig, check_index_name
 from .deps import ReadKey, Served, ServerState, served
@@ -59,6 +60,15 @@ STATIC = files("xmodal.serve") / "static"
 ROUTERS = (search_router, collection_router, batch_router, items_router, backup_router, tasks_router, reindex_router)
 
 
+def _start_tuning(engine: Engine) -> None:
+    """The default mode's background self-tuning, if one is due (:func:`xmodal.ltr.extension.tune_if_due`); an
+    index whose learned pipeline cannot open is served all the same (its searches say why)."""
+    try:
+        tune_if_due(engine)
+    except XmodalError as exc:
+        logger.warning("self-tuning not started for %s: %s", engine.path, exc)
+
+
 def create_app(
     engine: Engine | None, config: ServeConfig | None = None, *, indexes: Mapping[str, Engine] | None = None
 ) -> FastAPI:
@@ -83,6 +93,8 @@ def create_app(
         async with AsyncExitStack() as stack:
             for mcp_server, _state in mcp_servers.values():
                 await stack.enter_async_context(mcp_server.session_manager.run())
+            for state in served.states():
+                _start_tuning(state.engine)
             try:
                 yield
             finally:
