@@ -1,6 +1,7 @@
 """Serving under load on loopback: throughput, latency, errors, memory, acknowledged writes, kill -9, API overhead.
 
 Run:  python benchmarks/bench_serve_load.py [--items 5000] [--clients 32] [--seconds 20] [--encoder hashing]
+      [--mode dense] [--phases 1]
 
 Data: WordNet synsets (Debian ``wordnet-base``) as text items (lemma as title, gloss as text, part of
 speech and lexicographer file as attributes); queries are lemma names of synsets left out of the index.
@@ -9,7 +10,8 @@ Phases, one run, one server process (``python -m xmodal.serve``, uvicorn, one wo
 
 1. **API overhead**: p50 of ``Engine.search`` called in-process, then p50 of ``POST /search`` from one
    keep-alive client (same queries, same index, impression logging off), and their difference.
-2. **Load**: ``--clients`` concurrent clients for ``--seconds``; every 5th request of a client adds one
+2. **Load**: ``--clients`` concurrent clients for ``--seconds`` (``--phases`` times, new clients each time,
+   their figures summed); every 5th request of a client adds one
    item, the others search. Throughput, p50/p99 per kind, errors, server RSS (start, peak, end); after a
    graceful stop, every acknowledged write must be in the index.
 3. **kill -9**: 8 writer threads add 3-item batches; the server is SIGKILLed mid burst, restarted, and
@@ -39,7 +41,7 @@ import httpx  # noqa: E402
 from serverutil import memory_mb, percentile, wordnet  # noqa: E402
 
 from xmodal import Engine  # noqa: E402
-from xmodal.serve.testing import free_port, run_load, spawn_server  # noqa: E402
+from xmodal.serve.testing import LoadReport, free_port, run_load, spawn_server  # noqa: E402
 
 KEY = "bench-writer-key-01"
 ENV = {"XMODAL_API_KEYS": f"{KEY}:write"}
@@ -133,17 +135,26 @@ def load(index: Path, queries: list[str], args: argparse.Namespace, config: Path
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    report = LoadReport()
     try:
-        report = asyncio.run(
-            run_load(
-                f"http://127.0.0.1:{port}",
-                clients=args.clients,
-                seconds=args.seconds,
-                write_every=5,
-                key=KEY,
-                queries=tuple(queries),
+        for phase in range(args.phases):  # each phase a new set of clients (new connections), one after another
+            found = asyncio.run(
+                run_load(
+                    f"http://127.0.0.1:{port}",
+                    clients=args.clients,
+                    seconds=args.seconds,
+                    write_every=5,
+                    key=KEY,
+                    prefix=f"load{phase}",
+                    queries=tuple(queries),
+                    mode=args.mode,
+                )
             )
-        )
+            report.seconds += found.seconds
+            report.errors += found.errors
+            report.acked += found.acked
+            for kind, values in found.latencies.items():
+                report.latencies[kind] += values
     finally:
         done.set()
         sampler.join()
@@ -155,6 +166,8 @@ def load(index: Path, queries: list[str], args: argparse.Namespace, config: Path
     out = report.summary()
     out.update(
         clients=args.clients,
+        phases=args.phases,
+        mode=args.mode or "the index's default",
         graceful_exit_code=exit_code,
         acked_missing=len(missing),
         rss_mb={"start": round(samples[0], 1), "peak": round(max(samples), 1), "end": round(samples[-1], 1)},
@@ -203,6 +216,7 @@ def kill9(index: Path, config: Path, log: Path, seconds: float) -> dict[str, Any
 
 
 def main() -> None:
+    os.environ.setdefault("XMODAL_AUTOTUNE", "off")  # no background fit of the default mode beside the timing
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--queries", type=int, default=500)
@@ -211,6 +225,8 @@ def main() -> None:
     parser.add_argument("--kill-after", type=float, default=3.0)
     parser.add_argument("--overhead-runs", type=int, default=3, help="repeat the overhead phase; best and median")
     parser.add_argument("--overhead-only", action="store_true")
+    parser.add_argument("--mode", default=None, help="the load phase's search mode (default: the index's)")
+    parser.add_argument("--phases", type=int, default=1, help="load phases of --seconds, each with new clients")
     parser.add_argument(
         "--encoder", default="hashing", help="hashing (fast, measures the API) or offline (real models)"
     )
