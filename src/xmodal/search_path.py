@@ -221,7 +221,7 @@ class SearchPath:
         for positions in _mode_runs(prepared):  # in order: a mode may change state as it searches
             mode = prepared[positions[0]][1]
             queries = [replace(prepared[i][0], k=prepared[i][0].k + prepared[i][0].offset) for i in positions]
-            if isinstance(mode, BatchMode) and len(positions) > 1:
+            if len(positions) > 1 and isinstance(mode, BatchMode):
                 for i, result in zip(positions, mode.many(queries, vectors[positions]), strict=True):
                     out[i] = (*self.items_for(result.hits), result.details)
             else:
@@ -390,7 +390,8 @@ def _mode_runs(prepared: Sequence[tuple[Query, Mode | None]]) -> list[list[int]]
         if mode is None and not query.group:
             continue  # answered by a dense matrix search
         last = prepared[i - 1] if i else None
-        joins = isinstance(mode, BatchMode) and not query.group and runs and runs[-1][-1] == i - 1
+        # the protocol check last: isinstance against a runtime Protocol takes microseconds
+        joins = not query.group and runs and runs[-1][-1] == i - 1 and isinstance(mode, BatchMode)
         if joins and last is not None and last[0].mode == query.mode and not last[0].group:
             runs[-1].append(i)
         else:

@@ -104,8 +104,8 @@ def _sources(lists: list[RunLists]) -> dict[str, dict[str, tuple[int, float]]]:
 
 def _ranked(totals: dict[str, float], sources: dict[str, dict[str, tuple[int, float]]]) -> list[FusedHit]:
     """The fused hits, best first (ties by id); each keeps its sources (already in name order, built for it)."""
-    order = sorted(totals, key=lambda i: (-round(totals[i], 12), i))
-    return [FusedHit(i, totals[i], sources[i]) for i in order]
+    order = sorted((-round(total, 12), item_id) for item_id, total in totals.items())
+    return [FusedHit(i, totals[i], sources[i]) for _, i in order]
 
 
 RRF_K = 60.0  # Cormack et al.'s constant
