@@ -119,21 +119,18 @@ def test_load_32_clients_zero_errors_and_every_write_found(tmp_path: Path) -> No
 
 
 def ask_health(sock: socket.socket) -> bytes:
-    """One ``GET /health`` on an open connection; the whole answer (b"" when the server had closed it)."""
+    """One ``GET /health`` on an open connection: the answer's status line (b"" when the server had closed the
+    connection), its headers and body read to the end."""
     sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return answer
-        answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return answer
+    with sock.makefile("rb") as reader:
+        status = reader.readline()
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        reader.read(length)
+    return status
 
 
 def test_an_idle_keep_alive_connection_stays_open_for_keep_alive_seconds(tmp_path: Path) -> None:
