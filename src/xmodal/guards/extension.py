@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from ..media import MediaStore
 from ..media_loaders import media_loader
 from ..records import Hits, Item, Query
 from ..store.base import StoredItem
+from ..store.files import write_json
 from . import policy as policies
 from . import worker as scan_worker
 from .check import Decision, Guard
@@ -227,14 +227,7 @@ class GuardsExtension:
                 "seq": self._view.applied_seq(),
                 "rows": {str(r): {"id": i, "findings": f} for r, (i, f) in sorted(self._flagged.items())},
             }
-            tmp = self._folder / (STATE + ".tmp")
-            try:
-                self._folder.mkdir(parents=True, exist_ok=True)
-                tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-                os.replace(tmp, self._folder / STATE)
-            except BaseException:  # a full disk: no partial file left behind
-                tmp.unlink(missing_ok=True)
-                raise
+            write_json(self._folder / STATE, data)  # a full disk: no partial file left behind
             self._dirty = False
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StorageError, ValidationError
+from ..store.files import write_json
 
 POLICY_FORMAT = 2  # 2: context gained the query-history features
 #: plans a deterministic policy keeps for the contexts it was asked about since its state last changed
@@ -386,9 +387,7 @@ class LinearBandit:
             "params": self.params(),
             "rng": self.rng_.bit_generator.state,
         }
-        tmp = directory / "policy.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(directory / "policy.json")
+        write_json(directory / "policy.json", meta, indent=2)
 
 
 class LinUCB(LinearBandit):

@@ -191,9 +191,7 @@ class TunedFusion:
             "scale": self.scale.tolist(),
             "report": self.report,
         }
-        tmp = directory / "tuning.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
-        tmp.replace(directory / "tuning.json")
+        write_json(directory / "tuning.json", meta, indent=1)
 
     @classmethod
     def load(cls, directory: Path) -> TunedFusion:

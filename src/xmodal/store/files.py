@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -85,14 +86,21 @@ def write_dir(directory: Path, write: Callable[[Path], None]) -> None:
         swap_dir(tmp, directory)
 
 
-def write_json(path: Path, data: Any, *, indent: int | None = None) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and an atomic rename (its folder made if
-    needed); on any failure (a full disk) no partial file is left behind and the error is raised."""
-    tmp = path.with_name(path.name + ".tmp")
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file of its own and an atomic rename (its folder made if
+    needed): readers never see a partial file, two writers of one path never share a temporary file, and on
+    any failure (a full disk) no partial file is left behind and the error is raised."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=indent), encoding="utf-8")
-        os.replace(tmp, path)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(name, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        Path(name).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, data: Any, *, indent: int | None = None) -> None:
+    """Write ``data`` as JSON (UTF-8) to ``path``, atomically (:func:`write_bytes`)."""
+    write_bytes(path, json.dumps(data, ensure_ascii=False, indent=indent).encode("utf-8"))

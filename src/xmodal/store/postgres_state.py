@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
+from .files import write_bytes, write_json
 from .postgres import PostgresStore
 
 SCHEMA = """
@@ -43,12 +44,15 @@ def _held(folder: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
+#: Serializes :func:`_hold`'s read-modify-write: a server's own save and its listener's load of that save
+#: (the notice reaches this process too) may record into one folder at once
+_HOLDING = threading.Lock()
+
+
 def _hold(folder: Path, name: str, version: int) -> None:
     """Record that ``folder`` holds version ``version`` of state ``name``."""
-    held = {**_held(folder), name: int(version)}
-    tmp = folder / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps(held, sort_keys=True))
-    tmp.replace(folder / MARKER)
+    with _HOLDING:
+        write_json(folder / MARKER, dict(sorted({**_held(folder), name: int(version)}.items())))
 
 
 class SharedState:
@@ -99,13 +103,10 @@ class SharedState:
         if _held(folder).get(name) != version:
             found = self.store.read("SELECT version, marks, files FROM learned_state WHERE name = %s", (name,))
             version, marks, files = int(found[0][0]), found[0][1], found[0][2]
-            folder.mkdir(parents=True, exist_ok=True)
             for file, blob in json.loads(files).items():
                 if "/" in file or file.startswith("."):
                     raise StorageError(f"{self.store.where}: learned state {name!r} names a bad file {file!r}")
-                tmp = folder / f"{file}.tmp"
-                tmp.write_bytes(base64.b64decode(blob))
-                tmp.replace(folder / file)
+                write_bytes(folder / file, base64.b64decode(blob))
             _hold(folder, name, version)
         with self._lock:
             self._seen[name] = version

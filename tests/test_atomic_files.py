@@ -1,0 +1,67 @@
+"""Whole-file writes from several threads at once: each lands whole, and none fails on another's temporary file
+(a server's save of a learned state and its listener's load of that save record into one folder at once)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from xmodal.store.files import write_bytes, write_json
+from xmodal.store.postgres_state import MARKER, _held, _hold
+
+
+def _at_once(work: Callable[[int], None], threads: int = 8) -> list[BaseException]:
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            work(i)
+        except BaseException as exc:  # collected: the test names what failed
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return errors
+
+
+def test_writers_of_one_file_never_share_a_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "state.json"
+
+    def write(i: int) -> None:
+        for n in range(200):
+            write_json(target, {"writer": i, "n": n, "pad": "x" * 4096})
+
+    assert _at_once(write) == []
+    assert json.loads(target.read_text())["n"] == 199  # whole: the last write of some writer
+    assert [p.name for p in target.parent.iterdir()] == ["state.json"]  # no temporary file left
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "blob.bin"
+    write_bytes(target, b"old")
+
+    try:
+        write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("a str was written as bytes")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["blob.bin"]
+
+
+def test_the_shared_state_marker_keeps_every_concurrent_record(tmp_path: Path) -> None:
+    def hold(i: int) -> None:
+        for version in range(1, 51):
+            _hold(tmp_path, f"state{i}", version)
+
+    assert _at_once(hold) == []
+    assert _held(tmp_path) == {f"state{i}": 50 for i in range(8)}  # no record lost to another's rewrite
+    assert [p.name for p in tmp_path.iterdir()] == [MARKER]
