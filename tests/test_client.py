@@ -360,6 +360,100 @@ def test_a_server_too_slow_for_the_timeout_is_a_connection_error(tmp_path: Path)
     assert "within 0.3 s" in str(failed.value) and "timeout=" in failed.value.fix
 
 
+class DroppingServer:
+    """An HTTP/1.1 server on 127.0.0.1 that answers the first request of each connection and keeps it open, then
+    closes it when the next request comes, without an answer: an idle kept-alive connection expiring just as the
+    client reuses it. ``seen``: (method, path) of every request it read."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.seen: list[tuple[str, str]] = []
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: Any) -> None:
+        with conn, conn.makefile("rb") as reader:
+            for answered in (False, True):
+                head = reader.readline().split()
+                if not head:
+                    return
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.partition(b":")
+                    length = int(value) if name.strip().lower() == b"content-length" else length
+                reader.read(length)
+                self.seen.append((head[0].decode(), head[1].decode()))
+                if answered:
+                    return  # closed under the request
+                body = b'{"count": 7}'
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_read_whose_connection_was_lost_under_it_is_sent_once_more_a_write_never() -> None:
+    server = DroppingServer()
+    try:
+        with Client(server.url, retries=0) as client:
+            assert client.count() == 7  # a new connection, answered
+            assert client.count() == 7  # its kept-alive connection closed under it: sent again on a new one
+            assert server.seen == [("POST", "/count")] * 3 and server.connections == 2
+            with pytest.raises(ConnectionFailed) as failed:
+                client.feedback("q1", "a")  # a write: the server may have applied it, so it is not sent twice
+            assert server.seen[3:] == [("POST", "/feedback")] and "check (get, count)" in failed.value.fix
+    finally:
+        server.close()
+
+
+def test_the_async_client_sends_a_lost_read_once_more_a_write_never() -> None:
+    server = DroppingServer()
+
+    async def run() -> None:
+        async with AsyncClient(server.url, retries=0) as client:
+            assert await client.count() == 7
+            assert await client.count() == 7
+            with pytest.raises(ConnectionFailed):
+                await client.feedback("q1", "a")
+
+    try:
+        asyncio.run(run())
+        assert server.seen == [("POST", "/count")] * 3 + [("POST", "/feedback")] and server.connections == 2
+    finally:
+        server.close()
+
+
+def test_which_calls_are_reads() -> None:
+    def first(plan: Any) -> Any:
+        return next(plan)
+
+    assert first(plans.search("red boots")).repeatable  # the client's default: nothing logged
+    assert not first(plans.search("red boots", log=True)).repeatable  # an impression logged: a write
+    assert not first(plans.search_many(["a", "b"], log=True)).repeatable
+    assert first(plans.search_many(["a", "b"])).repeatable
+    assert first(plans.search_by_vector([0.1, 0.2])).repeatable and first(plans.count()).repeatable
+    assert first(plans.get("a")).repeatable and not first(plans.feedback("q1", "a")).repeatable
+    assert not first(plans.delete(["a"])).repeatable  # DELETE: its answer (whether it existed) would change
+
+
 def test_key_and_url_from_the_environment(pair: tuple[Engine, Client, Engine], monkeypatch: pytest.MonkeyPatch) -> None:
     _, client, remote = pair
     monkeypatch.setenv("XMODAL_URL", client.url)

@@ -18,7 +18,7 @@ from ..ingest.prepare import AddReport
 from ..records import Item, Query, Target
 from ..results import SearchResult
 from . import plans
-from .transport import DEFAULT_TIMEOUT, RETRIES, Settings, answer, failure, request_args
+from .transport import DEFAULT_TIMEOUT, RETRIES, Settings, again, answer, failure, request_args
 from .wire import Call
 
 T = TypeVar("T")
@@ -60,11 +60,17 @@ class AsyncClient:
         return self.settings.index
 
     async def _send(self, request: Call) -> Any:
-        try:
-            response = await self.http.request(request.method, self.settings.target(request), **request_args(request))
-        except httpx.TransportError as exc:
-            raise failure(exc, self.settings) from exc
-        return answer(response, request)
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                target = self.settings.target(request)
+                response = await self.http.request(request.method, target, **request_args(request))
+            except httpx.TransportError as exc:
+                if again(exc, request, tries):
+                    continue
+                raise failure(exc, self.settings) from exc
+            return answer(response, request)
 
     async def _run(self, plan: plans.Plan[T]) -> T:
         return await plans.drive_async(plan, self._send)

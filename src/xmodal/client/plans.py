@@ -176,7 +176,7 @@ def get_many(
     withheld: dict[str, str] = {}
     for start in range(0, len(wanted), batch):
         body = {"ids": wanted[start : start + batch], **changed(with_vectors=with_vectors, safe=safe)}
-        found = fetched_of((yield call("POST", "/items/get", body)), with_vectors=with_vectors)
+        found = fetched_of((yield call("POST", "/items/get", body, read=True)), with_vectors=with_vectors)
         items += found.items
         missing += found.missing
         vectors += found.vectors or ()
@@ -208,7 +208,7 @@ def scroll(
     check_limit(limit)
     body = {"limit": limit, **changed(filters=dict(filters or {}), cursor=cursor, with_vectors=with_vectors)}
     body |= changed(strict=strict, safe=safe)
-    return page_of((yield call("POST", "/scroll", body)), with_vectors=with_vectors)
+    return page_of((yield call("POST", "/scroll", body, read=True)), with_vectors=with_vectors)
 
 
 def export_batches(
@@ -250,7 +250,7 @@ def contains(item_id: object) -> Plan[bool]:
 
 
 def count(filters: Mapping[str, Any] | None = None, *, strict: bool = False) -> Plan[int]:
-    return int((yield call("POST", "/count", {"filters": dict(filters or {}), "strict": strict}))["count"])
+    return int((yield call("POST", "/count", {"filters": dict(filters or {}), "strict": strict}, read=True))["count"])
 
 
 def search(
@@ -267,7 +267,7 @@ def search(
     query = _query(query, options)
     body = search_body(query, _base(base_dir), log=log, explain=explain, with_vectors=with_vectors)
     body |= changed(cursor=cursor)
-    return result_of((yield call("POST", "/search", body)), with_vectors=with_vectors)
+    return result_of((yield call("POST", "/search", body, read=not log)), with_vectors=with_vectors)
 
 
 def search_many(
@@ -293,7 +293,8 @@ def search_many(
     results: list[SearchResult] = []
     for start in range(0, len(bodies), batch):
         with _renumbered(start):
-            answer = yield call("POST", "/search/batch", {"queries": bodies[start : start + batch], **head})
+            body = {"queries": bodies[start : start + batch], **head}
+            answer = yield call("POST", "/search/batch", body, read=not log)
         results += [result_of(r, with_vectors=with_vectors) for r in answer["results"]]
     return results
 
@@ -314,7 +315,7 @@ def search_by_vector(
     body = {"vector": vector_json(vector, "vector"), "k": k, "log": False}
     body |= changed(offset=offset, target=Target.parse(target), filters=dict(filters or {}), strict=strict)
     body |= changed(with_vectors=with_vectors, cursor=cursor)
-    return result_of((yield call("POST", "/search", body)), with_vectors=with_vectors)
+    return result_of((yield call("POST", "/search", body, read=True)), with_vectors=with_vectors)
 
 
 def search_by_vectors(
@@ -337,7 +338,8 @@ def search_by_vectors(
     for start in range(0, len(rows), batch):
         queries = [{"vector": row, "k": k, **options} for row in rows[start : start + batch]]
         with _renumbered(start, vectors=True):
-            answer = yield call("POST", "/search/batch", {"queries": queries, **changed(with_vectors=with_vectors)})
+            body = {"queries": queries, **changed(with_vectors=with_vectors)}
+            answer = yield call("POST", "/search/batch", body, read=True)
         results += [result_of(r, with_vectors=with_vectors) for r in answer["results"]]
     return results
 

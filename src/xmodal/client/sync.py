@@ -17,7 +17,7 @@ from ..ingest.prepare import AddReport
 from ..records import Item, Query, Target
 from ..results import SearchResult
 from . import plans
-from .transport import DEFAULT_TIMEOUT, RETRIES, Settings, answer, failure, request_args
+from .transport import DEFAULT_TIMEOUT, RETRIES, Settings, again, answer, failure, request_args
 from .wire import Call
 
 T = TypeVar("T")
@@ -35,7 +35,9 @@ class Client:
     ``url`` defaults to ``$XMODAL_URL`` (else ``http://127.0.0.1:8080``) and ``api_key`` to ``$XMODAL_API_KEY``
     (sent as ``Authorization: Bearer``; reads need none unless the server says so). ``timeout`` is in
     seconds (None: no limit). A connection that cannot be made is tried ``retries`` more times (nothing was
-    sent, so any call may be); a request once sent is never repeated. ``transport`` replaces httpx's
+    sent, so any call may be). A read (a get, a count, a search that logs nothing) whose connection was lost under
+    it (closed as it went out: a kept-alive connection's expiry) is sent once more; a write once sent is never
+    repeated. ``transport`` replaces httpx's
     (an ``httpx.MockTransport``, an ``httpx.ASGITransport``...). An add goes in requests of at most
     ``batch_size`` items and ``max_body_bytes`` bytes. Close it (or use ``with``) when done.
     """
@@ -70,11 +72,16 @@ class Client:
         return self.settings.index
 
     def _send(self, request: Call) -> Any:
-        try:
-            response = self.http.request(request.method, self.settings.target(request), **request_args(request))
-        except httpx.TransportError as exc:
-            raise failure(exc, self.settings) from exc
-        return answer(response, request)
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                response = self.http.request(request.method, self.settings.target(request), **request_args(request))
+            except httpx.TransportError as exc:
+                if again(exc, request, tries):
+                    continue
+                raise failure(exc, self.settings) from exc
+            return answer(response, request)
 
     def _run(self, plan: plans.Plan[T]) -> T:
         return plans.drive(plan, self._send)

@@ -23,6 +23,11 @@ ENV_KEY = "XMODAL_API_KEY"  #: the API key when none is passed (the server takes
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 60.0  # seconds; a first search may wait for the server's models, a large add for encoding
 RETRIES = 2  # connection attempts repeated when no connection could be made (nothing was sent)
+#: What a request raises when its connection was lost under it: closed by the server or a proxy as the request
+#: went out (an idle keep-alive connection's expiry racing the client's reuse of it), or reset before the
+#: answer. A read (:attr:`Call.repeatable <xmodal.client.wire.Call.repeatable>`) is then sent once more, on a
+#: new connection; a write is not (it may have been applied).
+LOST = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 JSON_BODY = {"Content-Type": "application/json"}
 
 
@@ -100,6 +105,11 @@ def answer(response: httpx.Response, request: Call) -> Any:
             retry_after=headers.get("retry-after"),
         )
     return response.content if request.binary else json.loads(response.content)
+
+
+def again(exc: httpx.TransportError, request: Call, tries: int) -> bool:
+    """Whether to send ``request`` once more after it failed with ``exc`` on its ``tries``-th sending."""
+    return tries == 1 and request.repeatable and isinstance(exc, LOST)
 
 
 def failure(exc: httpx.TransportError, settings: Settings) -> ConnectionFailed:

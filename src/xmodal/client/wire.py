@@ -29,7 +29,9 @@ JSON_FIX = "use JSON values: strings, finite numbers, booleans, null, lists and 
 @dataclass(frozen=True, slots=True)
 class Call:
     """One request: ``body`` is encoded JSON (None: no body); ``binary``: the answer is a file, not JSON;
-    ``server``: a route of the server (``/health``, ``/indexes``), not of the index the client uses."""
+    ``server``: a route of the server (``/health``, ``/indexes``), not of the index the client uses;
+    ``read``: it changes nothing on the server (a GET, or a search that logs nothing), so it may be sent again
+    when its connection was lost under it (:data:`~xmodal.client.transport.LOST`)."""
 
     method: str
     path: str
@@ -37,6 +39,12 @@ class Call:
     params: Mapping[str, str | int] | None = None
     binary: bool = False
     server: bool = False
+    read: bool = False
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether sending it twice does what sending it once does."""
+        return self.read or self.method == "GET"
 
 
 def call(method: str, path: str, data: Any = None, **options: Any) -> Call:
