@@ -1,5 +1,6 @@
 """Whole-file writes from several threads at once: each lands whole, and none fails on another's temporary file
-(a server's save of a learned state and its listener's load of that save record into one folder at once)."""
+(a server's save of a learned state and its listener's load of that save record into one folder at once; two adds
+of one image at once write one content-addressed media file)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,14 @@ def test_the_shared_state_marker_keeps_every_concurrent_record(tmp_path: Path) -
     assert _at_once(hold) == []
     assert _held(tmp_path) == {f"state{i}": 50 for i in range(8)}  # no record lost to another's rewrite
     assert [p.name for p in tmp_path.iterdir()] == [MARKER]
+
+
+def test_two_adds_of_one_image_at_once_both_store_it(tmp_path: Path) -> None:
+    from xmodal.media import MediaStore
+
+    store = MediaStore(tmp_path)
+    data = bytes(range(256)) * 4096  # 1 MiB: long enough for the writes to overlap
+    refs: list[str] = []
+    assert _at_once(lambda i: refs.append(store.put(data, ".bin"))) == []  # content-addressed: one file, written whole
+    assert len(set(refs)) == 1 and store.path(refs[0]).read_bytes() == data
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]

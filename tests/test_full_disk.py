@@ -117,7 +117,7 @@ def test_a_media_write_on_a_full_disk_leaves_no_tmp_file(tmp_path: Path, monkeyp
     with Engine.open(index, encoder=HashingEncoder(), index="exact") as engine:
         engine.add([Item.create("kept", title="item kept", image=png(1))])
         with monkeypatch.context() as patch:
-            patch.setattr("xmodal.media.os.fsync", no_space)
+            patch.setattr("xmodal.store.files.os.fsync", no_space)  # the media file is written by write_bytes
             with pytest.raises(DiskFull, match="free space on the disk"):
                 engine.add([Item.create("lost", title="item lost", image=png(2))])
         assert leftovers(index) == [] and "lost" not in engine

@@ -124,7 +124,7 @@ def test_a_failed_fsync_of_a_media_file_names_it(tmp_path: Path, monkeypatch: py
 
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         with monkeypatch.context() as patch:
-            patch.setattr("xmodal.media.os.fsync", failing)
+            patch.setattr("xmodal.store.files.os.fsync", failing)  # the media file is written by write_bytes
             with pytest.raises(StorageError, match="media") as caught:  # before: a bare OSError, no file named
                 engine.add([Item.create("img", title="item img", image=png(4))])
         assert str(tmp_path / "idx" / "media") in str(caught.value) and "retry" in str(caught.value)

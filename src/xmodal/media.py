@@ -10,12 +10,12 @@ leaves no ``.tmp`` file behind and is a :class:`~xmodal.errors.DiskFull`; one th
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Protocol
 
 from .errors import NotFoundError, StorageError
+from .store.files import write_bytes
 from .store.space import space_guard
 
 _EXTENSIONS = {
@@ -68,9 +68,8 @@ class MediaStore:
         path = self.root / ref
         if not path.exists():
             try:
-                with space_guard(self.root):
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    _write_durably(path, data)
+                with space_guard(self.root):  # two writers of one content (two adds at once) each write whole
+                    write_bytes(path, data, sync=True)
             except OSError as exc:  # no space is a DiskFull (not an OSError) by now
                 raise StorageError(
                     f"{path}: the media file could not be written ({exc}); the item was not added: check the disk "
@@ -94,18 +93,3 @@ class MediaStore:
             return False
         path.unlink(missing_ok=True)
         return True
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fsynced ``.tmp`` sibling renamed into place; on any failure (a
-    full disk) the ``.tmp`` file is removed."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

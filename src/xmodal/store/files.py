@@ -86,15 +86,19 @@ def write_dir(directory: Path, write: Callable[[Path], None]) -> None:
         swap_dir(tmp, directory)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
     """Write ``data`` to ``path`` through a temporary file of its own and an atomic rename (its folder made if
     needed): readers never see a partial file, two writers of one path never share a temporary file, and on
-    any failure (a full disk) no partial file is left behind and the error is raised."""
+    any failure (a full disk) no partial file is left behind and the error is raised. ``sync``: the data is
+    on the disk (fsync) before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+            if sync:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(name, path)
     except BaseException:
         Path(name).unlink(missing_ok=True)
