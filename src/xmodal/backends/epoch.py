@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
+
+from ..store.files import write_json
 
 MARKER = "EPOCH"
 log = logging.getLogger(__name__)
@@ -47,6 +48,4 @@ def after_write(folder: Path, epoch: object) -> None:
     """After a checkpoint is written: record its epoch (atomically), when it is not None."""
     if epoch is None or not folder.is_dir() or read(folder) == epoch:
         return
-    tmp = folder / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(epoch))
-    os.replace(tmp, folder / MARKER)
+    write_json(folder / MARKER, epoch)
