@@ -77,3 +77,9 @@ def test_two_adds_of_one_image_at_once_both_store_it(tmp_path: Path) -> None:
     assert _at_once(lambda i: refs.append(store.put(data, ".bin"))) == []  # content-addressed: one file, written whole
     assert len(set(refs)) == 1 and store.path(refs[0]).read_bytes() == data
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_file_written_whole_has_the_mode_any_new_file_has(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_bytes(b"x")  # open()'s mode: 0o666 less the umask
+    write_bytes(tmp_path / "whole", b"x")
+    assert (tmp_path / "whole").stat().st_mode == (tmp_path / "plain").stat().st_mode  # not mkstemp's 0o600

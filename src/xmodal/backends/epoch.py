@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def read(folder: Path) -> object:
     """The epoch recorded beside the checkpoint in ``folder`` (None when there is no marker)."""
     try:
-        return json.loads((folder / MARKER).read_text())
+        return json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 

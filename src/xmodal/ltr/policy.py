@@ -446,7 +446,7 @@ def load_policy(directory: Path) -> LinearBandit:
     """Load a saved policy; a file of another format version or a damaged file is a :class:`StorageError`."""
     path = directory / "policy.json"
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise StorageError(f"{path}: unreadable policy file ({exc}); delete the folder to start a new policy") from exc
     version = meta.get("format_version") if isinstance(meta, dict) else None

@@ -196,7 +196,7 @@ class TunedFusion:
     @classmethod
     def load(cls, directory: Path) -> TunedFusion:
         try:
-            meta = json.loads((directory / "tuning.json").read_text())
+            meta = json.loads((directory / "tuning.json").read_text(encoding="utf-8"))
             if meta.get("format") != TUNING_FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, this version reads {TUNING_FORMAT}")
             arms = tuple(meta["arms"])
@@ -261,7 +261,7 @@ def save_untunable(directory: Path, found: Untunable) -> None:
 def load_untunable(directory: Path) -> Untunable | None:
     """The last fit's :class:`Untunable`, None when there is none (or it cannot be read: a fit is then due again)."""
     try:
-        meta = json.loads((directory / UNTUNABLE).read_text())
+        meta = json.loads((directory / UNTUNABLE).read_text(encoding="utf-8"))
         return Untunable(str(meta["reason"]), int(meta["seq"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -92,7 +92,8 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
     any failure (a full disk) no partial file is left behind and the error is raised. ``sync``: the data is
     on the disk (fsync) before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    name = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask's mode, as open() gives
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -101,7 +102,7 @@ def write_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
                 os.fsync(out.fileno())
         os.replace(name, path)
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        name.unlink(missing_ok=True)
         raise
 
 

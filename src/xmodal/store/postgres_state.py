@@ -38,7 +38,7 @@ MARKER = ".xmodal-shared.json"
 
 def _held(folder: Path) -> dict[str, int]:
     try:
-        found = json.loads((folder / MARKER).read_text())
+        found = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
