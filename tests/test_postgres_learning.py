@@ -5,6 +5,7 @@ and a ranker trained on one server is used by all."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ pytest.importorskip("psycopg", reason="the postgres store needs psycopg: pip ins
 
 from xmodal.feedback.postgres_log import PostgresFeedbackLog  # noqa: E402
 from xmodal.ltr.extension import pipeline  # noqa: E402
+from xmodal.ltr.pipeline import RANKER_STATE  # noqa: E402
+from xmodal.store import postgres_state  # noqa: E402
 
 from .test_postgres_store import location as store_location  # noqa: E402
 from .test_postgres_store import wait_for  # noqa: E402
@@ -93,7 +96,7 @@ def test_a_click_on_one_server_changes_the_next_plan_on_another(
 
 
 def test_a_ranker_trained_on_one_server_is_used_by_every_server(
-    postgres_server: Any, postgres_schema: str, tmp_path: Path
+    postgres_server: Any, postgres_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from xmodal.ltr.train import train_ranker
 
@@ -107,8 +110,22 @@ def test_a_ranker_trained_on_one_server_is_used_by_every_server(
             assert r.query_id is not None
             second.feedback(r.query_id, r.hits.ids[int(rng.integers(len(r.hits)))], "click")
         assert pipeline(second).ranker is None
+        shared, loads = pipeline(first).shared, []
+        assert shared is not None
+        load = shared.load
+        monkeypatch.setattr(shared, "load", lambda name, folder: loads.append(name) or load(name, folder))
+        hold = postgres_state._hold  # the first server records its save late: its notice comes back before that
+
+        def late(folder: Path, name: str, version: int) -> None:
+            if tmp_path / "a" in folder.parents:  # the first server's folders (its ltr/ folder holds the ranker)
+                time.sleep(0.3)
+            hold(folder, name, version)
+
+        monkeypatch.setattr(postgres_state, "_hold", late)
         train_ranker(first, n_estimators=20)  # trained on the first server, from the shared log
         wait_for(lambda: pipeline(second).ranker is not None, 1.0)
+        time.sleep(0.5)  # the notice reached both servers' listeners
+        assert RANKER_STATE not in loads  # the first server's own save is no news to it: not fetched back
         ranked = second.search("red boots", mode="learned", k=8, explain=True)
         assert ranked.explain is not None and ranked.explain["ranker"].startswith("lambdarank")
         assert (tmp_path / "b" / "ltr" / "ranker.txt").read_bytes() == (

@@ -61,6 +61,9 @@ class SharedState:
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
         self._seen: dict[str, int] = {}
+        #: the version of each name this process is saving: its notice reaches this process's listener too,
+        #: and is no news here (set before the commit that sends it)
+        self._saving: dict[str, int] = {}
         self._followers: dict[str, list[Callable[[], None]]] = {}
         self._lock = threading.Lock()
         store.write_locked(lambda cur: cur.execute(SCHEMA), "creating the learned-state table", lock="state")
@@ -83,13 +86,19 @@ class SharedState:
                 (name, at, payload),
             )
             version = int(cur.fetchone()[0])
+            with self._lock:
+                self._saving[name] = version
             self.store.notify(cur, "state", name)
             return version
 
-        version = self.store.write_locked(run, f"saving the learned state {name!r}", lock="state")
-        _hold(folder, name, version)
-        with self._lock:
-            self._seen[name] = max(self._seen.get(name, 0), version)
+        try:
+            version = self.store.write_locked(run, f"saving the learned state {name!r}", lock="state")
+            _hold(folder, name, version)
+            with self._lock:
+                self._seen[name] = max(self._seen.get(name, 0), version)
+        finally:
+            with self._lock:
+                self._saving.pop(name, None)
         return version
 
     def load(self, name: str, folder: Path) -> list[int] | None:
@@ -130,7 +139,7 @@ class SharedState:
         found = self.store.read("SELECT name, version FROM learned_state WHERE name = ANY(%s)", (names,))
         for name, version in found:
             with self._lock:
-                newer = int(version) > self._seen.get(str(name), 0)
+                newer = int(version) > max(self._seen.get(str(name), 0), self._saving.get(str(name), 0))
                 callbacks = list(self._followers.get(str(name), ())) if newer else []
             for callback in callbacks:
                 callback()
