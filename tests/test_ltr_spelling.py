@@ -73,6 +73,24 @@ def test_what_is_never_read_as_a_typo() -> None:
     assert read_query("zzzzzz", frequencies).terms == ["zzzzzz"]
 
 
+def test_a_string_too_long_for_a_word_is_not_read_as_a_typo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its one-edit neighbours are never made: 4,096 letters took 15 s and 1 GB before."""
+    word = "kettle" * (spelling.MAX_LENGTH // 6 + 1)  # one letter changed from a catalog word of that length
+    frequencies = Frequencies({"kettle" * (spelling.MAX_LENGTH // 6) + "kettla": 1})
+    monkeypatch.setattr(spelling, "_candidates", lambda w: pytest.fail(f"neighbours of a {len(w)}-letter string"))
+    assert len(word) > spelling.MAX_LENGTH and read_query(word, frequencies).fixes == {}
+    assert read_query("x" * 4096, frequencies).fixes == {}
+
+
+def test_only_a_querys_first_words_are_read_as_typos() -> None:
+    """Typo tolerance is for typed words: of a pasted text's unknown words, the first MAX_READ are read."""
+    words = [f"plomvar{c}{d}" for c in "bcd" for d in "kmnpqtvwx"][: spelling.MAX_READ + 4]  # the stemmer keeps them
+    frequencies = Frequencies({w: 1 for w in words})  # each a catalog word
+    typos = [w[:6] + w[7:] for w in words]  # "plomvarbk" → "plomvabk": a letter dropped, in no item
+    reading = read_query(" ".join(typos), frequencies)
+    assert reading.fixes == dict(list(zip(typos, words, strict=True))[: spelling.MAX_READ])
+
+
 def test_lexical_run_finds_items_despite_a_typo(engine: Engine) -> None:
     engine.add(
         [
