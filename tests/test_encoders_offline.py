@@ -23,7 +23,7 @@ skdata = pytest.importorskip("skimage.data")
 from xmodal.encoders.efficientnet import EfficientNetLite0, label_phrase, preprocess  # noqa: E402
 from xmodal.encoders.minilm import MiniLMText, int8_path  # noqa: E402
 from xmodal.encoders.offline import OfflineEncoder  # noqa: E402
-from xmodal.encoders.onnxcache import write_atomic  # noqa: E402
+from xmodal.store.files import write_atomic  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -33,9 +33,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ConfigError
+from ..store.files import write_atomic
 from .base import Vectors, normalize
 from .efficientnet import CLASSES, label_names, label_phrase
-from .onnxcache import versioned, write_atomic
+from .onnxcache import versioned
 
 BRIDGES = ("wordnet", "labels")
 WORDNET_FILE = "data/imagenet_wordnet.json"

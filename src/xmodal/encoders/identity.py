@@ -90,7 +90,7 @@ def path_digest(path: Path, cache: Path | None = None, distribution: str | None 
             version = metadata.version(distribution)
     sha = _sha256_file(path)
     payload = json.dumps({**key, "sha256": sha, "version": version}).encode()
-    from .onnxcache import write_atomic
+    from ..store.files import write_atomic
 
     def write(tmp: str) -> None:
         Path(tmp).write_bytes(payload)

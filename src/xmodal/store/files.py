@@ -86,24 +86,33 @@ def write_dir(directory: Path, write: Callable[[Path], None]) -> None:
         swap_dir(tmp, directory)
 
 
-def write_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file of its own and an atomic rename (its folder made if
-    needed): readers never see a partial file, two writers of one path never share a temporary file, and on
-    any failure (a full disk) no partial file is left behind and the error is raised. ``sync``: the data is
-    on the disk (fsync) before the rename."""
+def write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` to fill a temporary file of its own beside ``path``, then rename it onto ``path`` (its
+    folder made if needed): readers never see a partial file, two writers of one path never share a temporary
+    file, and on any failure (a full disk) no partial file is left behind and the error is raised. The file
+    has the mode any new file gets (0o666 less the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     name = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask's mode, as open() gives
+    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # made here: the name is this write's
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            if sync:
-                out.flush()
-                os.fsync(out.fileno())
+        write(str(name))
         os.replace(name, path)
     except BaseException:
         name.unlink(missing_ok=True)
         raise
+
+
+def write_bytes(path: Path, data: bytes, *, sync: bool = False) -> None:
+    """Write ``data`` to ``path`` whole (:func:`write_atomic`); ``sync``: on the disk (fsync) before the rename."""
+
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            if sync:
+                out.flush()
+                os.fsync(out.fileno())
+
+    write_atomic(path, fill)
 
 
 def write_json(path: Path, data: Any, *, indent: int | None = None) -> None:
