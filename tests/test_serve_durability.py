@@ -156,3 +156,19 @@ def test_an_idle_keep_alive_connection_stays_open_for_keep_alive_seconds(tmp_pat
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_server_in_a_thread_keeps_its_apps_keep_alive(tmp_path: Path) -> None:
+    """``serve_in_thread`` (the tests' server) holds an idle connection as long as the app's config says."""
+    from xmodal import Engine
+    from xmodal.encoders import HashingEncoder
+    from xmodal.serve import create_app
+    from xmodal.serve.testing import serve_in_thread
+
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        app = create_app(engine, ServeConfig(keep_alive=1, log_requests=False, mcp=False))
+        with serve_in_thread(app) as url, socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as sock:
+            assert ask_health(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(2.0)
+            sock.settimeout(2.0)  # a server holding it the default 65 s times out here
+            assert sock.recv(1) == b""  # closed after 1 s idle

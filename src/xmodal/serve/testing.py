@@ -27,16 +27,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextmanager
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a background thread; yields its base URL; stops it (gracefully) on exit."""
+    """Run ``app`` under uvicorn in a background thread; yields its base URL; stops it (gracefully) on exit. An
+    xmodal app's idle connections are kept its config's ``keep_alive`` seconds, as ``xmodal serve`` keeps them."""
     import uvicorn
 
+    served = getattr(getattr(app, "state", None), "xmodal", None)  # create_app's Served; None for another app
+    keep_alive = served.config.keep_alive if served is not None else ServeConfig().keep_alive
     config = uvicorn.Config(
         app,
         host=host,
         port=port or free_port(host),
         log_level="warning",
         access_log=False,
-        timeout_keep_alive=ServeConfig().keep_alive,
+        timeout_keep_alive=keep_alive,
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
