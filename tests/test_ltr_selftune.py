@@ -322,11 +322,22 @@ def test_a_broken_tuning_file_falls_back_with_the_reason(tmp_path: Path) -> None
         )
 
 
+def until(done: Any, timeout: float = 30.0) -> bool:
+    """Whether ``done()`` came true within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 @needs_wordnet
 def test_adding_a_catalog_tunes_it_in_the_background_and_close_stops_a_fit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(autotune, "MIN_ITEMS", 50)
+    monkeypatch.setattr(autotune, "SETTLE", 0.5)
     items = wordnet_catalog(200, seed=2)
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         tuner = engine.extension("ltr").autotuner
@@ -335,21 +346,50 @@ def test_adding_a_catalog_tunes_it_in_the_background_and_close_stops_a_fit(
         engine.add(items[:30])  # below the threshold: nothing starts
         assert not tuner.running and pipeline(engine).tuned is None
         engine.add(items[30:70])
-        assert tuner.running  # searches go on meanwhile
+        assert not tuner.running  # due, but it waits for the writes to pause
+        assert until(lambda: tuner.running)  # then it starts; searches go on meanwhile
         assert engine.search("a domestic animal", mode="learned", k=3).hits
         tuner.wait(timeout=300)
         tuned = pipeline(engine).tuned
         assert tuned is not None and tuned.report["items"] == 70
         engine.add(items[70:95])  # grown by a third: the fit stands
-        assert not tuner.running
-        engine.add(items[95:110])  # 110 >= 1.5 x 70: refitted
-        assert tuner.running
+        time.sleep(2 * autotune.SETTLE)
+        assert not tuner.running and pipeline(engine).tuned is tuned
+        engine.add(items[95:110])  # 110 >= 1.5 x 70: refitted once the writes pause
+        assert until(lambda: tuner.running)
         started = time.perf_counter()
     assert time.perf_counter() - started < 20  # closing stopped the fit between two queries
     assert not tuner.running
     with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
         kept = pipeline(engine).tuned  # the stopped fit left the finished one in place
         assert kept is not None and kept.report["items"] == 70
+
+
+@needs_wordnet
+def test_writes_that_go_on_hold_a_fit_until_the_catalog_has_grown_busy_growth_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load of many writes (a REST ingest) is not refitted at every growth by half: a due fit waits for a pause in
+    the writes, unless the catalog grows BUSY_GROWTH times meanwhile."""
+    monkeypatch.setattr(autotune, "MIN_ITEMS", 20)
+    monkeypatch.setattr(autotune, "SETTLE", 600.0)  # the writes never pause here
+    items = wordnet_catalog(200, seed=2)
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(), index="exact") as engine:
+        tuner = autotuner(engine)
+        assert tuner is not None
+        for start in range(0, 70, 10):  # 70 items: due since 20, not yet 4 x 20
+            engine.add(items[start : start + 10])
+            assert not tuner.running
+        assert tuner.due() and not tuner.due(busy=True)
+        engine.add(items[70:80])  # 80 = 4 x 20: it starts while the writes go on
+        assert tuner.running
+        assert until(lambda: not tuner.running, timeout=300)  # (wait() would wait for the writes' pause too)
+        tuned = pipeline(engine).tuned
+        assert tuned is not None and tuned.report["items"] == 80
+        engine.add(items[80:200])  # 200 >= 1.5 x 80 but < 4 x 80: held again
+        assert tuner.due() and not tuner.running
+        started = time.perf_counter()
+    assert time.perf_counter() - started < 5  # closing cancelled the look again
 
 
 def test_a_server_starts_the_fit_that_no_write_has_started_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -440,7 +480,7 @@ def test_close_ends_a_fit_that_is_waiting_for_the_engine(tmp_path: Path, monkeyp
         return None
 
     monkeypatch.setattr(autotune, "tune", fit_searching_until_stopped)
-    monkeypatch.setattr(autotune.AutoTuner, "due", lambda self: True)
+    monkeypatch.setattr(autotune.AutoTuner, "due", lambda self, busy=False: True)
     tuner = engine.extension("ltr").autotuner
     assert tuner is not None
     tuner.enabled = False  # not started by the add: by the call below

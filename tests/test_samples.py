@@ -13,6 +13,7 @@ from xmodal import samples  # noqa: E402
 from xmodal.demo import main as demo_main  # noqa: E402
 from xmodal.eval.runner import EvalQuery, read_queries  # noqa: E402
 from xmodal.imaging import decode_image, read_image_bytes  # noqa: E402
+from xmodal.ltr import autotune  # noqa: E402
 
 SIZE = 8
 needs_clipart = pytest.mark.skipif(
@@ -138,7 +139,11 @@ def test_missing_debian_packages_are_skipped_with_a_message(tmp_path: Path, monk
 
 
 def test_demo_smoke(
-    data_dir: Path, catalog: samples.Catalog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data_dir: Path,
+    catalog: samples.Catalog,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     args = [
         "--encoder",
@@ -167,8 +172,13 @@ def test_demo_smoke(
         assert shot[2] == "clipart-show.mp4" and "–" in shot[3]
         said = out.split("── time in a narration:", 1)[1].splitlines()[1].split()
         assert said[2] == "narration.mp3"
+    monkeypatch.setattr(autotune, "MIN_ITEMS", 5)  # the tests keep it off (conftest): the index is due one now
     assert demo_main(args) == 0
-    assert "index: reusing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "index: reusing" in out
+    assert "index: the default mode's self-tuning took" in out  # a reused index due a fit gets it first
+    assert demo_main(args) == 0
+    assert "self-tuning" not in capsys.readouterr().out  # once
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     assert demo_main([*args[:-1], str(tmp_path / "other")]) == 1

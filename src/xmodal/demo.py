@@ -30,7 +30,7 @@ from .eval.metrics import METRICS
 from .eval.runner import EvalQuery, evaluate, read_queries
 from .ingest.catalog import add_catalogs, estimate_records
 from .ingest.prepare import Rejection
-from .ltr.extension import deferred_tuning, pipeline
+from .ltr.extension import autotuner, deferred_tuning, pipeline, tune_if_due
 from .records import Query, Target
 from .results import SearchResult
 from .samples import DEFAULT_SIZE, Catalog, build_catalog
@@ -141,6 +141,7 @@ def _index(args: argparse.Namespace, catalog: Catalog) -> Engine:
     if have == wanted and not args.rebuild:
         engine = Engine.open(args.index)
         print(f"index: reusing {args.index} ({len(engine)} items, encoder {engine.encoder.name})")
+        _tune_if_due(engine)
         return engine
     if args.index.exists() and any(args.index.iterdir()):
         if have is None:
@@ -181,6 +182,18 @@ def _build(args: argparse.Namespace, catalog: Catalog, wanted: dict[str, str]) -
         print(f"  rejected {rejection.where}: {rejection.reason}")
     (args.index / MARKER).write_text(json.dumps(wanted))
     return engine
+
+
+def _tune_if_due(engine: Engine) -> None:
+    """Fit the default mode on a reused index that is due a fit (built before self-tuning, or its fit skipped),
+    so that its searches are those of a fresh build."""
+    tuner = autotuner(engine)
+    if tuner is None or not tune_if_due(engine):
+        return
+    waited = time.perf_counter()
+    tuner.wait()
+    tuning = time.perf_counter() - waited
+    print(f"index: the default mode's self-tuning took {tuning:.1f} s: {pipeline(engine).tuned_status}")
 
 
 def _add_media(engine: Engine, folder: Path) -> None:

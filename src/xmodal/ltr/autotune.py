@@ -5,10 +5,14 @@ by ``GROWTH - 1`` times the items of the last fit since it (or there was none; a
 tune on counts as one: :class:`~.tuned.Untunable`), and the bandit has not yet
 taken over from real feedback (:meth:`AutoTuner.due`), it fits :func:`.selftune.tune` on a background
 thread: searches and writes go on meanwhile, and the new model is used from the moment it is ready. A write
-that comes while a fit runs does not start another. A bulk load holds the tuner (:meth:`AutoTuner.held`: the CLI's
-``add``, the demo) so that one fit starts when it ends, on the whole catalog, rather than on its first thousand
-items. ``close`` stops a fit between two queries or two strategies' batched runs (the CLI's ``add`` waits for it
-instead: :meth:`AutoTuner.wait`).
+that comes while a fit runs does not start another. A due fit waits for the writes to pause (:data:`SETTLE`
+seconds without one) unless the catalog has grown :data:`BUSY_GROWTH` times meanwhile, so that a load that goes
+on (a REST ingest of many batches) is fitted each time it has grown fourfold (four fits on its way to 100k
+items), and once more when it ends if it has grown by half since, rather than at every growth by half (a fit
+of up to a minute as soon as the last one ends, on the cores the load needs). A bulk load holds the tuner
+(:meth:`AutoTuner.held`: the CLI's ``add``, the demo) so that one fit starts when it ends, on the whole
+catalog, rather than on its first thousand items. ``close`` stops a fit between two queries or two strategies'
+batched runs (the CLI's ``add`` waits for it instead: :meth:`AutoTuner.wait`).
 
 It is on by default; ``<index>/ltr/autotune.json`` (``xmodal ltr autotune on|off``) turns it off for an index,
 the environment variable ``XMODAL_AUTOTUNE=off`` (or ``on``) for a process, and ``LTRConfig.autotune`` for a
@@ -21,6 +25,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_ITEMS = 1_000  # below this a catalog is tuned only on request (`xmodal ltr tune`)
-GROWTH = 1.5  # refit once the catalog is this many times the size the model was fitted on
+GROWTH = 1.5  # refit once the catalog is this many times the size the model was fitted on (writes paused)
+BUSY_GROWTH = 4.0  # ... or this many times, while writes go on (a first fit: this many times MIN_ITEMS)
+SETTLE = 2.0  # seconds without a write for the writes to count as paused
 FILE = "autotune.json"  # an index's own setting, in its ltr folder: {"format_version": 1, "enabled": false}
 FORMAT = 1
 ENV = "XMODAL_AUTOTUNE"  # "off" or "on": this process's setting, over every index's own
@@ -76,13 +83,16 @@ class AutoTuner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._held = 0  # bulk loads in progress (:meth:`held`)
+        self._written = -float("inf")  # time.monotonic() of the last write (:meth:`written`)
+        self._timer: threading.Timer | None = None  # a look again once the writes may have paused
         self.last_error: str | None = None
 
-    def due(self) -> bool:
+    def due(self, *, busy: bool = False) -> bool:
         """Whether the catalog should be (re)fitted now, judged by the change log alone (reading the catalog's
         size would sync the engine, which a write in progress, or an engine still opening, cannot do): at least
         :data:`MIN_ITEMS` changes for a first fit, then changes since the last fit worth ``GROWTH - 1`` times
-        the items it was fitted on (an update or a delete counts as a change too)."""
+        the items it was fitted on (an update or a delete counts as a change too). ``busy``: while writes go on,
+        :data:`BUSY_GROWTH` in place of ``GROWTH``."""
         pipe = self.pipeline
         if not self.enabled or float(pipe.policy.counts_.sum()) >= HANDOVER:
             return False
@@ -92,18 +102,39 @@ class AutoTuner:
         if not fitted and pipe.untunable is not None:  # not again after every write: once the catalog has grown
             fitted = at = pipe.untunable.seq
         if not fitted:
-            return seq >= MIN_ITEMS
-        return seq - at >= (GROWTH - 1.0) * fitted
+            return seq >= MIN_ITEMS * (BUSY_GROWTH if busy else 1.0)
+        return seq - at >= ((BUSY_GROWTH if busy else GROWTH) - 1.0) * fitted
+
+    def written(self) -> bool:
+        """Called after every write: it restarts the pause a due fit waits for (:data:`SETTLE`), then
+        :meth:`consider`."""
+        self._written = time.monotonic()
+        return self.consider()
 
     def consider(self) -> bool:
         """Start a background fit if one is due and none is running; whether one started (called after every
-        write: cheap when the tuner is off or a fit runs)."""
+        write: cheap when the tuner is off or a fit runs). While the writes have not paused, a fit due only by
+        ``GROWTH`` waits: a timer looks again once they may have."""
         with self._lock:
             if not self.enabled or self._held or self.running or self._stop.is_set() or not self.due():
+                return False
+            quiet = time.monotonic() - self._written
+            if quiet < SETTLE and not self.due(busy=True):
+                self._look_again(SETTLE - quiet)
                 return False
             self._thread = threading.Thread(target=self._fit, name="xmodal-selftune", daemon=True)
             self._thread.start()
             return True
+
+    def _look_again(self, after: float) -> None:
+        """:meth:`consider` again in ``after`` seconds (one timer at a time: a later one finds the writes'
+        new pause itself)."""
+        timer = self._timer
+        if timer is not None and timer.is_alive() and timer is not threading.current_thread():
+            return
+        self._timer = threading.Timer(after, self.consider)
+        self._timer.name, self._timer.daemon = "xmodal-selftune-wait", True
+        self._timer.start()
 
     @property
     def running(self) -> bool:
@@ -124,7 +155,8 @@ class AutoTuner:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """No fit starts from the writes within (a bulk load); one starts at the end if one is due then."""
+        """No fit starts from the writes within (a bulk load); one starts at the end if one is due then (the
+        load's writes are over: no pause is waited for)."""
         with self._lock:
             self._held += 1
         try:
@@ -132,15 +164,30 @@ class AutoTuner:
         finally:
             with self._lock:
                 self._held -= 1
+                if not self._held:
+                    self._written = -float("inf")
             self.consider()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the running fit (if any) is done."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+        """Block until the running fit (if any), and the one waiting for the writes to pause, are done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            timer, thread = self._timer, self._thread
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if timer is not None and timer.is_alive() and timer is not threading.current_thread():
+                timer.join(left)
+            elif thread is not None and thread.is_alive():
+                thread.join(left)
+            else:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
 
     def close(self) -> None:
         """Stop a running fit (between two queries or two strategies' batched runs) and wait for its thread."""
         self._stop.set()
+        with self._lock:  # a look again under way ends before the engine closes
+            timer = self._timer
+        if timer is not None:
+            timer.cancel()
         self.wait()

@@ -61,7 +61,7 @@ class LTRExtension:
         wanted = self._pipeline.config.autotune
         enabled = autotune.configured(self._pipeline.dir) if wanted is None else wanted
         self.autotuner = AutoTuner(self._pipeline, enabled=enabled)
-        self._pipeline.on_grow.append(self.autotuner.consider)
+        self._pipeline.on_grow.append(self.autotuner.written)
         return seq
 
     def modes(self) -> Mapping[str, Mode]:
