@@ -25,6 +25,7 @@ from xmodal.ltr.simulate import WORDNET, wordnet_catalog
 from xmodal.ltr.strategies import base
 from xmodal.ltr.tuned import (
     HANDOVER,
+    NO_MODEL,
     TunedFusion,
     Untunable,
     configurations,
@@ -347,6 +348,8 @@ def test_adding_a_catalog_tunes_it_in_the_background_and_close_stops_a_fit(
         assert not tuner.running and pipeline(engine).tuned is None
         engine.add(items[30:70])
         assert not tuner.running  # due, but it waits for the writes to pause
+        explain = engine.search("a domestic animal", mode="learned", k=3, explain=True).explain
+        assert explain is not None and "once the writes pause" in explain["tuning"]["status"]
         assert until(lambda: tuner.running)  # then it starts; searches go on meanwhile
         assert engine.search("a domestic animal", mode="learned", k=3).hits
         tuner.wait(timeout=300)
@@ -487,8 +490,11 @@ def test_close_ends_a_fit_that_is_waiting_for_the_engine(tmp_path: Path, monkeyp
     engine.add(products(20))
     tuner.enabled = True
     assert tuner.consider() and searching.wait(30)
+    pipe = pipeline(engine)
+    assert pipe.tuned_status == "no self-tuned fusion yet: one is being fitted on the catalog"
     closer = threading.Thread(target=engine.close, daemon=True)
     closer.start()
     closer.join(30)
     assert not closer.is_alive(), "Engine.close waited for a fit that waited for the engine's locks"
     assert not tuner.running
+    assert pipe.tuned_status == NO_MODEL  # the stopped fit left no model

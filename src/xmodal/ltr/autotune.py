@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError, StorageError
 from ..store.files import write_json
 from .selftune import tune
-from .tuned import HANDOVER, Untunable
+from .tuned import HANDOVER, NO_MODEL, Untunable
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -120,11 +120,19 @@ class AutoTuner:
                 return False
             quiet = time.monotonic() - self._written
             if quiet < SETTLE and not self.due(busy=True):
+                self._say(f"no self-tuned fusion yet: one is fitted once the writes pause ({SETTLE:g} s)")
                 self._look_again(SETTLE - quiet)
                 return False
+            self._say("no self-tuned fusion yet: one is being fitted on the catalog")
             self._thread = threading.Thread(target=self._fit, name="xmodal-selftune", daemon=True)
             self._thread.start()
             return True
+
+    def _say(self, status: str) -> None:
+        """``explain.tuning.status`` while no model is in use (a model's, or an untunable catalog's, stands)."""
+        pipe = self.pipeline
+        if pipe.tuned is None and pipe.untunable is None:
+            pipe.tuned_status = status
 
     def _look_again(self, after: float) -> None:
         """:meth:`consider` again in ``after`` seconds (one timer at a time: a later one finds the writes'
@@ -149,9 +157,12 @@ class AutoTuner:
         except Exception as exc:  # a failed fit never breaks writes or searches: the bandit's plan stays
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("self-tuning failed (%s): the default mode keeps its previous fusion", self.last_error)
+            self._say(f"{NO_MODEL} (self-tuning failed: {self.last_error})")
             return
         if model is not None and not self._stop.is_set():
             self.pipeline.set_tuned(model)
+        else:
+            self._say(NO_MODEL)  # stopped
 
     @contextmanager
     def held(self) -> Iterator[None]:

@@ -55,6 +55,7 @@ from .text import compound, stems
 from .tuned import FOLDER as TUNED_FOLDER
 from .tuned import (
     HANDOVER,
+    NO_MODEL,
     UNTUNABLE,
     Configuration,
     TunedFusion,
@@ -234,7 +235,7 @@ class Pipeline:
         self.explore_budget = ExploreBudget(self.exploration.budget)
         self._catalog_version = 0  # a change to the catalog lets a repeated query's top change
         self.tuned: TunedFusion | None = None
-        self.tuned_status = "no self-tuned fusion: run `xmodal ltr tune`"
+        self.tuned_status = NO_MODEL
         self.untunable: Untunable | None = None  # the last fit's finding, when it found too little to tune on
         self._load_tuned()
         #: called after every write (the ``ltr`` extension's self-tuning, :mod:`.autotune`); they must not read
@@ -404,7 +405,7 @@ class Pipeline:
         """Use the self-tuned fusion ``model`` (:mod:`.selftune`) from now on (None: the bandit's plan only)."""
         self.tuned = model
         if model is None:
-            self.tuned_status = "no self-tuned fusion: run `xmodal ltr tune`"
+            self.tuned_status = NO_MODEL
         elif not model.accepted:
             self.tuned_status = "self-tuned fusion not used: no better than the default on held-out items"
         else:

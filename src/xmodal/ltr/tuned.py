@@ -37,6 +37,8 @@ UNTUNABLE = "untunable.json"  # why the last fit found nothing to tune on, when 
 HEAD = 10  # the head of a run its features describe, and the cut of the gain (nDCG@10)
 GRID = (0.0, 0.3, 1.0)  # the weights a configuration gives each strategy
 HANDOVER = 2_000  # observations of real searches after which the bandit's plan takes over
+#: ``explain.tuning.status`` with no model in use and none being fitted
+NO_MODEL = "no self-tuned fusion: run `xmodal ltr tune`"
 PRIOR_WEIGHT = 200.0  # the pseudo-queries' evidence in the bandit's prior, in real observations
 
 
