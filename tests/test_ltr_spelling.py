@@ -3,6 +3,8 @@ word one edit away, only when it could be a typo."""
 
 from __future__ import annotations
 
+import random
+import string
 from collections.abc import Mapping, Sequence
 
 import pytest
@@ -53,6 +55,23 @@ def test_a_words_candidates_are_stemmed_once_whatever_the_catalog(monkeypatch: p
     before = read_query("copper kettel", Frequencies({"kettl": 3, "copper": 2}))
     after = read_query("copper kettel", Frequencies({"kettl": 3, "kestrel": 5, "copper": 2, "settl": 9}))
     assert before.fixes == after.fixes == {"kettel": "kettle"} and len(stemmed) == 1
+
+
+def test_the_candidates_kept_are_bounded_by_their_number_not_by_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long pasted words have many more candidates than typed ones: the cache holds at most CANDIDATES_KEPT
+    candidates in all, dropping the words read least recently."""
+    monkeypatch.setattr(spelling, "stem_words", lambda words: list(words))  # the stems' cost is not the point
+    spelling._candidates.cache_clear()
+    rng = random.Random(0)
+    words = ["".join(rng.choice(string.ascii_lowercase) for _ in range(spelling.MAX_LENGTH)) for _ in range(120)]
+    for word in words:
+        read_query(word, Frequencies({}))
+    cache = spelling._candidates.cache
+    held = sum(len(c) for c in cache.values())
+    assert cache.currsize == held <= spelling.CANDIDATES_KEPT
+    assert words[-1] in {k[0] for k in cache} and words[0] not in {k[0] for k in cache}  # the last read, kept
+    assert len(cache) < len(words)
+    spelling._candidates.cache_clear()
 
 
 def test_english_candidates_come_first() -> None:

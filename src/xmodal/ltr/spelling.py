@@ -24,9 +24,11 @@ words took 0.8 s.
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from cachetools import LRUCache, cached
 
 from ..store.analysis import stem_word, stem_words, tokens
 from .text import english_words_loaded, is_english_word
@@ -40,7 +42,9 @@ MAX_LENGTH = 32
 #: the most words of one query read as typos (the first ones)
 MAX_READ = 16
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
-CANDIDATES_KEPT = 256  # words whose one-edit candidates are kept (~50 kB each)
+#: one-edit candidates kept, of the words read last, in all (a word of n letters has ~54n, ~200 bytes each with
+#: its stem: at most ~20 MB; a cap on words instead let 256 pasted 32-letter words hold ~100 MB)
+CANDIDATES_KEPT = 100_000
 
 #: the document frequency of each term that occurs in the index (absent: in no item)
 Frequencies = Callable[[Sequence[str]], Mapping[str, int]]
@@ -90,7 +94,7 @@ def read_query(text: str, frequencies: Frequencies) -> Reading:
     return Reading(terms, fixes)
 
 
-@functools.lru_cache(maxsize=CANDIDATES_KEPT)
+@cached(LRUCache(maxsize=CANDIDATES_KEPT, getsizeof=len), lock=threading.Lock())
 def _candidates(word: str) -> tuple[tuple[str, str], ...]:
     """Every string one edit from ``word`` with its index term, in sorted order: the costly part of a reading (~1 ms,
     the analyzer's stems of some 300 strings), and the same whatever the catalog holds, so a query read again
