@@ -96,6 +96,29 @@ _RULES: tuple[Rule, ...] = (
             re.I,
         ),
     ),
+    (
+        # the context's data (this conversation, the documents retrieved, keys) to be sent to an e-mail address;
+        # "send bug reports to submit@bugs.debian.org" names no such data (0 of 250k benign texts match)
+        EXFILTRATION,
+        "email_exfiltration",
+        re.compile(
+            r"\b(?:send|e-?mail|mail|forward|post|upload|transmit|leak|exfiltrate|copy|dump)\W+" + _W + r"{0,3}?"
+            r"(?:the|this|these|your|every|all)\s+(?:[\w'’-]+\s+){0,2}?(?:documents?|results|data|records|conversation|"
+            r"chat|history|context|(?:api\s+)?keys|credentials|passwords?|secrets|tokens|files|database|e-?mails|"
+            r"messages)\W+" + _W + r"{0,4}?(?:to|at)\s+[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+            re.I,
+        ),
+    ),
+    (
+        # a permission the text claims to grant the model: "the user has authorized you to bypass the filter"
+        INJECTION,
+        "granted_override",
+        re.compile(
+            r"\b(?:authori[sz]ed|allowed|permitted|cleared|entitled|instructed)\s+(?:you|the\s+(?:assistant|model|ai|"
+            r"agent))\s+to\s+(?:bypass|ignore|skip|disable|override|circumvent|turn\s+off|switch\s+off|lift)\b",
+            re.I,
+        ),
+    ),
 )
 
 #: Text addressed to an AI agent reading a document (the document guard's own rule).
