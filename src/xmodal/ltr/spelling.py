@@ -42,8 +42,8 @@ MAX_LENGTH = 32
 #: the most words of one query read as typos (the first ones)
 MAX_READ = 16
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
-#: one-edit candidates kept, of the words read last, in all (a word of n letters has ~54n, ~200 bytes each with
-#: its stem: at most ~20 MB; a cap on words instead let 256 pasted 32-letter words hold ~100 MB)
+#: one-edit candidates kept, of the words read last, in all (a word of n letters has ~54n, ~240 bytes each with
+#: its stem: ~23 MB at most, measured; a cap of 256 words let 256 pasted 32-letter words hold ~95 MB)
 CANDIDATES_KEPT = 100_000
 
 #: the document frequency of each term that occurs in the index (absent: in no item)
