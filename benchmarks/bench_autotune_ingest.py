@@ -65,17 +65,18 @@ def run(items: list[Item], batch: int, cadence: str, encoder: str) -> dict[str, 
             start = time.perf_counter()
             for at in range(0, len(items), batch):
                 engine.add(items[at : at + batch])
-            load = time.perf_counter() - start
             ended = time.perf_counter()
             tuner.wait()  # the fit running, and the one waiting for the writes to pause
             model = pipeline(engine).tuned
-            whole = model is not None and int(model.report.get("items", 0)) == len(items)
+            model_items = None if model is None else int(model.report.get("items", 0))
             return {
-                "load_s": round(load, 2),
+                "load_s": round(ended - start, 2),
                 "fits": fits,
                 "fit_s_total": round(sum(f["seconds"] for f in fits), 2),
-                "model_items_at_end": None if model is None else int(model.report.get("items", 0)),
-                "whole_catalog_model_after_last_write_s": round(time.perf_counter() - ended, 2) if whole else None,
+                "model_items_at_end": model_items,
+                "whole_catalog_model_after_last_write_s": (
+                    round(time.perf_counter() - ended, 2) if model_items == len(items) else None
+                ),
             }
     finally:
         autotune.tune = fitted

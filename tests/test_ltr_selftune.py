@@ -483,7 +483,7 @@ def test_close_ends_a_fit_that_is_waiting_for_the_engine(tmp_path: Path, monkeyp
         return None
 
     monkeypatch.setattr(autotune, "tune", fit_searching_until_stopped)
-    monkeypatch.setattr(autotune.AutoTuner, "due", lambda self, busy=False: True)
+    monkeypatch.setattr(autotune, "grown_enough", lambda growth, busy=False: True)
     tuner = engine.extension("ltr").autotuner
     assert tuner is not None
     tuner.enabled = False  # not started by the add: by the call below

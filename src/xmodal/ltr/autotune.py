@@ -2,10 +2,10 @@
 
 :class:`AutoTuner` is told of every write. Once the change log holds :data:`MIN_ITEMS` changes and has grown
 by ``GROWTH - 1`` times the items of the last fit since it (or there was none; a fit that found too little text to
-tune on counts as one: :class:`~.tuned.Untunable`), and the bandit has not yet
-taken over from real feedback (:meth:`AutoTuner.due`), it fits :func:`.selftune.tune` on a background
-thread: searches and writes go on meanwhile, and the new model is used from the moment it is ready. A write
-that comes while a fit runs does not start another. A due fit waits for the writes to pause (:data:`SETTLE`
+tune on counts as one: :class:`~.tuned.Untunable`), and the bandit has not yet taken over from real feedback
+(:meth:`AutoTuner.due`, :func:`grown_enough`), it fits :func:`.selftune.tune` on a background thread: searches
+and writes go on meanwhile, and the new model is used from the moment it is ready. A write that comes while a
+fit runs does not start another. A due fit waits for the writes to pause (:data:`SETTLE`
 seconds without one) unless the catalog has grown :data:`BUSY_GROWTH` times meanwhile, so that a load that goes
 on (a REST ingest of many batches) is fitted each time it has grown fourfold (four fits on its way to 100k
 items), and once more when it ends if it has grown by half since, rather than at every growth by half (a fit
@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ConfigError, StorageError
 from ..store.files import write_json
@@ -73,6 +73,23 @@ def save(folder: Path, enabled: bool) -> None:
     write_json(folder / FILE, {"format_version": FORMAT, "enabled": enabled})
 
 
+class Growth(NamedTuple):
+    """The change log's position, and at the last fit its position and the items it was fitted on (0: none)."""
+
+    seq: int
+    at: int
+    fitted: int
+
+
+def grown_enough(growth: Growth, *, busy: bool = False) -> bool:
+    """At least :data:`MIN_ITEMS` changes for a first fit, then changes since the last fit worth ``GROWTH - 1``
+    times the items it was fitted on (an update or a delete counts as a change too); ``busy`` (while writes go
+    on): :data:`BUSY_GROWTH` in place of ``GROWTH``, and for a first fit that many times :data:`MIN_ITEMS`."""
+    if not growth.fitted:
+        return growth.seq >= MIN_ITEMS * (BUSY_GROWTH if busy else 1.0)
+    return growth.seq - growth.at >= ((BUSY_GROWTH if busy else GROWTH) - 1.0) * growth.fitted
+
+
 class AutoTuner:
     """Starts one background fit at a time for a pipeline, when the catalog warrants one."""
 
@@ -88,22 +105,23 @@ class AutoTuner:
         self.last_error: str | None = None
 
     def due(self, *, busy: bool = False) -> bool:
-        """Whether the catalog should be (re)fitted now, judged by the change log alone (reading the catalog's
-        size would sync the engine, which a write in progress, or an engine still opening, cannot do): at least
-        :data:`MIN_ITEMS` changes for a first fit, then changes since the last fit worth ``GROWTH - 1`` times
-        the items it was fitted on (an update or a delete counts as a change too). ``busy``: while writes go on,
-        :data:`BUSY_GROWTH` in place of ``GROWTH``."""
+        """Whether the catalog should be (re)fitted now (:func:`grown_enough`); ``busy``: while writes go on."""
+        growth = self._growth()
+        return growth is not None and grown_enough(growth, busy=busy)
+
+    def _growth(self) -> Growth | None:
+        """The catalog's growth since the last fit, judged by the change log alone (reading the catalog's size
+        would sync the engine, which a write in progress, or an engine still opening, cannot do); None when no
+        fit may start (the tuner is off, or the bandit has taken over from real feedback)."""
         pipe = self.pipeline
         if not self.enabled or float(pipe.policy.counts_.sum()) >= HANDOVER:
-            return False
+            return None
         seq = pipe.engine.last_seq()
         report = {} if pipe.tuned is None else pipe.tuned.report
         fitted, at = int(report.get("items", 0)), int(report.get("seq", 0))
         if not fitted and pipe.untunable is not None:  # not again after every write: once the catalog has grown
             fitted = at = pipe.untunable.seq
-        if not fitted:
-            return seq >= MIN_ITEMS * (BUSY_GROWTH if busy else 1.0)
-        return seq - at >= ((BUSY_GROWTH if busy else GROWTH) - 1.0) * fitted
+        return Growth(seq, at, fitted)
 
     def written(self) -> bool:
         """Called after every write: it restarts the pause a due fit waits for (:data:`SETTLE`), then
@@ -116,10 +134,13 @@ class AutoTuner:
         write: cheap when the tuner is off or a fit runs). While the writes have not paused, a fit due only by
         ``GROWTH`` waits: a timer looks again once they may have."""
         with self._lock:
-            if not self.enabled or self._held or self.running or self._stop.is_set() or not self.due():
+            if not self.enabled or self._held or self.running or self._stop.is_set():
+                return False
+            growth = self._growth()  # once: on a database store, a query to its server
+            if growth is None or not grown_enough(growth):
                 return False
             quiet = time.monotonic() - self._written
-            if quiet < SETTLE and not self.due(busy=True):
+            if quiet < SETTLE and not grown_enough(growth, busy=True):
                 self._say(f"no self-tuned fusion yet: one is fitted once the writes pause ({SETTLE:g} s)")
                 self._look_again(SETTLE - quiet)
                 return False
@@ -185,7 +206,7 @@ class AutoTuner:
         while True:
             timer, thread = self._timer, self._thread
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if timer is not None and timer.is_alive() and timer is not threading.current_thread():
+            if timer is not None and timer.is_alive():
                 timer.join(left)
             elif thread is not None and thread.is_alive():
                 thread.join(left)
