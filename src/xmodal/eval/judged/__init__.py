@@ -8,6 +8,7 @@ How each set and kind is made is in ``docs/judged_sets.md``; build one with
 
 - ``wordnet``: WordNet synsets (``wordnet-base``), held-out definitions from GCIDE (``dict-gcide``).
 - ``debian``: the archive's packages (``apt-cache dumpavail``), held-out virtual-package queries.
+- ``manpages``: Linux's programming manual (``manpages``, ``manpages-dev``), held-out one-line descriptions.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import ValidationError
-from . import debian, wordnet
+from . import debian, manpages, wordnet
 from .base import JudgedSet, Source, write_set
 
 __all__ = ["DEFAULT_ITEMS", "DEFAULT_PER_KIND", "SETS", "JudgedSet", "build_set"]
@@ -24,6 +25,7 @@ __all__ = ["DEFAULT_ITEMS", "DEFAULT_PER_KIND", "SETS", "JudgedSet", "build_set"
 SETS: dict[str, Callable[[int, int], Source]] = {
     "wordnet": lambda size, seed: wordnet.build(size, seed),
     "debian": lambda size, seed: debian.build(size, seed),
+    "manpages": lambda size, seed: manpages.build(size, seed),
 }
 DEFAULT_ITEMS = 10_000
 DEFAULT_PER_KIND = 300
