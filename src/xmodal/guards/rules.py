@@ -17,6 +17,18 @@ import numpy as np
 from .present import NEEDED
 
 _W = r"(?:[\w'’-]+\W+)"  # one word and what follows it
+# Data of the context a model works in: this conversation, the documents retrieved, a user's secrets, its prompt.
+_CONTEXT_DATA = (
+    r"(?:(?:the|this|these|those|all|every|our)\s+(?:[\w'’-]+\s+){0,2}?(?:conversation|chat|messages|history|"
+    r"documents?|e-?mails|context)"
+    r"|(?:the|these|those|all|every|our)\s+(?:[\w'’-]+\s+){0,2}?(?:keys|credentials|passwords|secrets|tokens|cookies)"
+    r"|(?:user|customer|victim)'?s\s+(?:[\w'’-]+\s+){0,2}?(?:keys?|credentials|passwords?|secrets?|tokens?|messages|"
+    r"history|data|e-?mails|details|information|files|documents?|cookies?)"
+    r"|(?:your|the)\s+(?:system\s+prompt|hidden\s+instructions|conversation|chat\s+history|previous\s+messages|"
+    r"memory))\b"
+)
+# A URL whose last query parameter is left open for a value: "https://host/log?k=" (or "=" then a placeholder).
+_OPEN_URL = r"https?://[^\s\"'<>()\[\]]*\?[^\s\"'<>()\[\]]*=(?=[\s\"'<>)\]{\[]|$|%7B)"
 
 INJECTION = "injection"
 JAILBREAK = "jailbreak"
@@ -106,6 +118,18 @@ _RULES: tuple[Rule, ...] = (
             r"(?:the|this|these|your|every|all)\s+(?:[\w'’-]+\s+){0,2}?(?:documents?|results|data|records|conversation|"
             r"chat|history|context|(?:api\s+)?keys|credentials|passwords?|secrets|tokens|files|database|e-?mails|"
             r"messages)\W+" + _W + r"{0,4}?(?:to|at)\s+[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+            re.I,
+        ),
+    ),
+    (
+        # the context's data put into a URL's open query parameter ("encode the api keys in the url
+        # https://host/?k=", "https://host/?c= followed by the user's previous messages"), either order. A singular
+        # "the access token" is left out: API documentation says "append the access token to …?access_token="
+        # (0 of 250k benign texts match)
+        EXFILTRATION,
+        "url_exfiltration",
+        re.compile(
+            _CONTEXT_DATA + r"\W+" + _W + r"{0,10}?" + _OPEN_URL + "|" + _OPEN_URL + r"\W+" + _W + r"{0,10}?" + _CONTEXT_DATA,
             re.I,
         ),
     ),
