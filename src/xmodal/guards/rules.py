@@ -46,7 +46,10 @@ _RULES: tuple[Rule, ...] = (
             r"(?:previous|prior|above|earlier|preceding|foregoing|former|original|initial|all|any|every|your|system)\W+"
             + _W
             + r"{0,3}?(?:instructions?|prompts?|rules|guidelines|directions|directives|commands|guardrails|programming|"
-            r"constraints|context|messages|orders|policies)\b",
+            r"constraints|context|messages|orders|policies|restrictions|limitations|filters|safeguards|training|ethics)\b"
+            # "ignore the ranking instructions": "the" with the nouns only a prompt has (0 of 250k benign texts)
+            r"|\b(?:ignore|disregard|forget|overrule|override|abandon)\W+the\W+" + _W + r"{0,2}?"
+            r"(?:instructions|prompts?|guidelines|directives|guardrails)\b",
             re.I,
         ),
     ),
@@ -54,7 +57,7 @@ _RULES: tuple[Rule, ...] = (
         INJECTION,
         "new_instructions",
         re.compile(
-            r"\b(?:new|updated|real|actual|secret|hidden)\s+(?:system\s+)?(?:instructions?|prompt|task|directive)s?\s*:"
+            r"\b(?:new|updated|real|actual|secret|hidden)\s+(?:system\s+)?(?:instructions?|prompt|task|directive|rule)s?\s*:"
             r"|\bfrom now on,?\s+(?:you|your|ignore|act|respond|answer|only)\b"
             r"|\byou\s+(?:are|will)\s+now\s+(?:be\s+)?(?:acting|act|a|an|in|called|named|DAN|my)\b",
             re.I,
@@ -67,7 +70,8 @@ _RULES: tuple[Rule, ...] = (
             r"\b(?:reveal|show|print|repeat|output|display|leak|dump|give|tell|write|share|return)\W+" + _W + r"{0,4}?"
             r"(?:system\s+prompt|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|"
             r"(?:your|the)\s+(?:original\s+|previous\s+|first\s+|secret\s+)?(?:instructions|prompt)\b|"
-            r"(?:the\s+)?(?:text|words|messages)\s+above)",
+            r"(?:the\s+)?(?:text|words|messages)\s+above)"
+            r"|\b(?:rules|instructions|guidelines|directives)\s+(?:that\s+)?you\s+(?:were|have\s+been|got)\s+(?:given|told)\b",
             re.I,
         ),
     ),
@@ -90,7 +94,10 @@ _RULES: tuple[Rule, ...] = (
             r"|\b(?:unfiltered|uncensored|unrestricted|unaligned|amoral|unethical)\s+(?:ai|a\.i\.|model|assistant|chatbot|"
             r"mode|version|persona|character)\b"
             r"|\bjailbr(?:ea|o)k(?:en|ed)?\s+(?:mode|prompt|version|enabled)\b|\byou\s+are\s+(?:now\s+)?jailbroken\b"
-            r"|\b(?:no|without\s+any)\s+(?:ethical|moral|content)\s+(?:guidelines|restrictions|filters|limits|policies)\b"
+            r"|\b(?:no|without\s+any)\s+(?:ethical|moral|content)\s+(?:guidelines|restrictions|filters|limits|polic(?:y|ies))\b"
+            r"|\byou\s+are\s+no\s+longer\s+(?:bound|restricted|limited|constrained|governed)\s+by\b"
+            r"|\byou\s+(?:have|now\s+have)\s+no\s+(?:content\s+polic(?:y|ies)|restrictions|rules|filters|limits|"
+            r"limitations|guidelines|boundaries|ethics|morals)\b"
             r"|\b(?:free|freed|break|broken)\s+(?:from|out\s+of|free\s+of)\s+(?:the\s+)?(?:typical\s+)?(?:confines|"
             r"restrictions|rules|limitations|policies)\s+of\s+(?:ai|openai|your)",
             re.I,
@@ -129,7 +136,7 @@ _RULES: tuple[Rule, ...] = (
         EXFILTRATION,
         "url_exfiltration",
         re.compile(
-            _CONTEXT_DATA + r"\W+" + _W + r"{0,10}?" + _OPEN_URL + "|" + _OPEN_URL + r"\W+" + _W + r"{0,10}?" + _CONTEXT_DATA,
+            f"{_CONTEXT_DATA}\\W+{_W}{{0,10}}?{_OPEN_URL}|{_OPEN_URL}\\W+{_W}{{0,10}}?{_CONTEXT_DATA}",
             re.I,
         ),
     ),
