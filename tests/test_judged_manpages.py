@@ -62,8 +62,8 @@ def test_roff_sections_keep_running_text_only() -> None:
     ]
     assert parts["LIBRARY"] == "Standard C library (libc, -lc)"
     assert parts["SEE ALSO"] == "close(2)"
-    assert name_line(PAGE) == (["open", "openat", "creat"], "open and possibly create a file")
-    assert name_line(".TH x 1\n.SH NAME\nno dash here\n") is None
+    assert name_line(parts["NAME"]) == (["open", "openat", "creat"], "open and possibly create a file")
+    assert name_line("no dash here") is None
     assert inline(r"\fI\-x\fP \[em] \(aq\*(lq\s-1SMALL\s0") == "-x — '\"SMALL"
 
 

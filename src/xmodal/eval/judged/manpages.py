@@ -81,8 +81,8 @@ def read_page(path: Path) -> Page | None:
     source = gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
     if source.lstrip().startswith(".so "):
         return None
-    named = name_line(source)
     parts = sections(source)
+    named = name_line(parts.get("NAME", ""))
     text = first_words(parts.get("DESCRIPTION", ""), TEXT_WORDS)
     if named is None or not text:
         return None

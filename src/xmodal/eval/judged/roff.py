@@ -34,7 +34,7 @@ _ESCAPE = re.compile(
 )
 _ONE_CHAR = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "'": "'", "`": "`", ".": "."}
 _GLUE = "\x00"
-_COMMENTS = ('.\\"', "'\\\"", '\\"')
+_COMMENTS = (r'.\"', r"'\"", r'\"')  # a comment line: .\" or '\" or \"
 _STRINGS = {"R": "®", "Tm": "™", "lq": '"', "rq": '"', "dq": '"'}
 
 
@@ -82,7 +82,7 @@ def sections(source: str) -> dict[str, str]:
                 continue
             if name == "SH":
                 heading = inline(" ".join(_arguments(rest))).strip().upper()
-                current = out.setdefault(heading, []) if heading not in out else []
+                current = out.setdefault(heading, []) if heading not in out else []  # a repeat's text dropped
                 continue
             if current is None:
                 continue
@@ -114,11 +114,10 @@ def _paragraphs(lines: list[str]) -> str:
     return "\n\n".join(paragraphs)
 
 
-def name_line(source: str) -> tuple[list[str], str] | None:
-    """The names a page documents and its one-line description, from its NAME section
-    (``open, openat, creat \\- open and possibly create a file``); None when it has no such line."""
-    text = sections(source).get("NAME", "").replace("\n\n", " ")
-    names, dash, about = text.partition(" - ")
+def name_line(name_section: str) -> tuple[list[str], str] | None:
+    """The names a page documents and its one-line description, from the text of its NAME section
+    (``open, openat, creat - open and possibly create a file``); None when it has no such line."""
+    names, dash, about = name_section.replace("\n\n", " ").partition(" - ")
     if not dash:
         return None
     listed = [n.strip() for n in names.split(",") if n.strip()]
