@@ -34,7 +34,7 @@ _ESCAPE = re.compile(
 )
 _ONE_CHAR = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "'": "'", "`": "`", ".": "."}
 _GLUE = "\x00"
-_COMMENTS = (r'.\"', r"'\"", r'\"')  # a comment line: .\" or '\" or \"
+_COMMENTS = (r".\"", r"'\"", r"\"")  # a comment line: .\" or '\" or \"
 _STRINGS = {"R": "®", "Tm": "™", "lq": '"', "rq": '"', "dq": '"'}
 
 
