@@ -132,3 +132,10 @@ def test_aliases_and_pages_without_description_are_left_out(tmp_path: Path) -> N
     source = manpages.build(10, 0, files=[alias, bare, good])
     assert [r["id"] for r in source.items] == ["man/open.2"]
     assert not source.candidates["whatis"]  # "open and possibly create a file" names "open"
+
+
+def test_missing_pages_say_what_to_install() -> None:
+    with pytest.raises(ConfigError, match="apt-get install no-such-package"):
+        manpages.page_files(("no-such-package",))
+    with pytest.raises(ConfigError, match="apt-get install manpages manpages-dev"):
+        manpages.build(10, 0, files=[])

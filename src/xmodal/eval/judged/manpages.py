@@ -29,7 +29,7 @@ from pathlib import Path
 from ...errors import ConfigError
 from ...store.analysis import stem_word, tokens
 from ..sets import HELD_OUT, TUNING
-from .base import Candidate, Kind, Phrases, Record, Source, content_words, missing_data, misspelled_name, number, rank
+from .base import Candidate, Kind, Phrases, Record, Source, content_words, misspelled_name, number, rank
 from .roff import name_line, sections
 
 KINDS = (
@@ -67,7 +67,8 @@ def page_files(packages: tuple[str, ...] = PACKAGES) -> list[Path]:
     except (OSError, subprocess.SubprocessError) as exc:
         raise ConfigError(f"dpkg -L failed ({exc}): the manual pages set needs dpkg and {' '.join(packages)}") from None
     if done.returncode != 0:
-        raise missing_data(" ".join(packages), Path("/usr/share/man"))
+        names = " ".join(packages)
+        raise ConfigError(f"the manual pages set needs the Debian packages {names}: apt-get install {names}")
     files = []
     for line in done.stdout.splitlines():
         path = Path(line)
@@ -116,7 +117,10 @@ def build(size: int, seed: int, *, files: list[Path] | None = None) -> Source:
     paths = files if files is not None else page_files()
     pages = [p for p in map(read_page, paths) if p is not None]
     if not pages:
-        raise ConfigError("no manual page could be read: apt-get install manpages manpages-dev")
+        raise ConfigError(
+            "no manual page could be read: apt-get install manpages manpages-dev (an image that excludes "
+            "/usr/share/man from packages, as Debian's Docker images do in /etc/dpkg/dpkg.cfg.d, installs none)"
+        )
     chosen = sorted(sorted(pages, key=lambda p: rank(seed, p.page))[:size], key=lambda p: p.page)
     documenting: dict[str, set[str]] = defaultdict(set)
     vocabulary: set[str] = set()
