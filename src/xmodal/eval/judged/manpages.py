@@ -129,9 +129,9 @@ def build(size: int, seed: int, *, files: list[Path] | None = None) -> Source:
             documenting[name.lower()].add(p.item_id)
         vocabulary.update(n.lower() for n in p.names)
         vocabulary.update(tokens(p.text))
-    by_whatis: dict[str, set[str]] = defaultdict(set)
+    by_whatis: dict[str, list[Page]] = defaultdict(list)
     for p in chosen:
-        by_whatis[p.whatis.lower()].add(p.item_id)
+        by_whatis[p.whatis.lower()].append(p)
     candidates: dict[str, list[Candidate]] = {kind.name: [] for kind in KINDS}
     phrases = Phrases({p.item_id: p.text for p in chosen}, FRAGMENT_WORDS)
     for p in chosen:
@@ -145,10 +145,9 @@ def build(size: int, seed: int, *, files: list[Path] | None = None) -> Source:
         fragment = phrases.fragment(p.item_id, seed, within=60, most=MOST_RELEVANT)
         if fragment is not None:
             candidates["fragment"].append(fragment)
-        if _describes(p):
-            described = tuple(sorted(by_whatis[p.whatis.lower()]))
-            if len(described) <= MOST_RELEVANT:
-                candidates["whatis"].append(Candidate(p.whatis, described))
+        described = by_whatis[p.whatis.lower()]  # every page of it must qualify: none named by the query
+        if len(described) <= MOST_RELEVANT and all(map(_describes, described)):
+            candidates["whatis"].append(Candidate(p.whatis, tuple(sorted(q.item_id for q in described))))
     versions = _versions()
     about = {"packages": versions, "pages": len(pages), "sections": sorted(SECTIONS)}
     return Source("manpages", [record(p) for p in chosen], list(KINDS), candidates, about)
