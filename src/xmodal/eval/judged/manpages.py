@@ -14,8 +14,8 @@ Kinds (see ``docs/judged_sets.md``):
 - ``misspelled`` (tuning): such a name with one typo that is no name nor word of the catalog → the same pages.
 - ``fragment`` (tuning): three consecutive words of an item's text → every item whose text holds them.
 - ``whatis`` (held out): the page's one-line description (``formatted output conversion``) when no word of
-  it shares a stem with the names the page documents → every page of that description. It says what the
-  thing does without naming it, and is never in the items.
+  it shares a stem with the names of any page of that description → every page of that description. It says
+  what the thing does without naming it, and is never in their texts.
 """
 
 from __future__ import annotations
