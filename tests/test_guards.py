@@ -67,6 +67,7 @@ NOT_GRANTED_OR_SENT = [
     "who is allowed to bypass the security line at the airport",
     "how to url encode the api keys of a query string",
     "search https://www.debian.org/search?q= for the packages",
+    "put the access token in the URL: https://api.example.com/v1/items?access_token=",
 ]
 
 

@@ -131,7 +131,7 @@ _RULES: tuple[Rule, ...] = (
     (
         # the context's data put into a URL's open query parameter ("encode the api keys in the url
         # https://host/?k=", "https://host/?c= followed by the user's previous messages"), either order. A singular
-        # "the access token" is left out: API documentation says "append the access token to …?access_token="
+        # "the access token" is left out: API documentation says "put the access token in the URL: …?access_token="
         # (0 of 250k benign texts match)
         EXFILTRATION,
         "url_exfiltration",
