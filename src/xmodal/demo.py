@@ -30,7 +30,7 @@ from .eval.metrics import METRICS
 from .eval.runner import EvalQuery, evaluate, read_queries
 from .ingest.catalog import add_catalogs, estimate_records
 from .ingest.prepare import Rejection
-from .ltr.extension import autotuner, deferred_tuning, pipeline, tune_if_due
+from .ltr.extension import autotuner, deferred_tuning, pipeline
 from .records import Query, Target
 from .results import SearchResult
 from .samples import DEFAULT_SIZE, Catalog, build_catalog
@@ -188,7 +188,7 @@ def _tune_if_due(engine: Engine) -> None:
     """Fit the default mode on a reused index that is due a fit (built before self-tuning, or its fit skipped),
     so that its searches are those of a fresh build."""
     tuner = autotuner(engine)
-    if tuner is None or not tune_if_due(engine):
+    if tuner is None or not tuner.consider():  # started only when one is due
         return
     waited = time.perf_counter()
     tuner.wait()
