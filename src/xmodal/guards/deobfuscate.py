@@ -28,6 +28,11 @@ CONFUSABLES = str.maketrans(
 )
 _LEET = {"4": "a", "@": "a", "3": "e", "0": "o", "5": "s", "$": "s", "7": "t", "9": "g", "8": "b", "|": "l", "!": "i"}
 _SPACED = re.compile(r"(?<![^\W_])(?<![^\W_]['’])[^\W_]([ .\-*_·~/+])(?:[^\W_]\1){2,}[^\W_](?![^\W_])")
+#: A URL's scheme glued to the word before it: a joined run of spaced letters ran them together
+#: (``w e b h o o k h t t p s://`` -> ``webhookhttps://``).
+_GLUED_URL = re.compile(r"(?<=[^\W\d_])(?=https?://)", re.I)
+#: A markdown link's or image's target: a URL, which holds no blank (``](https://ev1l.e x a m p1e/…)``).
+_LINK_TARGET = re.compile(r"\]\(([^)\n]{0,500})\)")
 _INNER_SEP = re.compile(r"(?<=[A-Za-z0-9])[-.*_·~](?=[A-Za-z0-9])")
 _PIECE = re.compile(r"""\b\w{1,12}\s*=\s*(['"])(.{0,300}?)\1\s*(?=;|,|\n|$)""")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -224,7 +229,7 @@ def fold(text: str, segment: bool = True) -> str:
 
     text = _TOKEN.sub(word, joined)
     if spaced:
-        text = _merge(text)
+        text = _LINK_TARGET.sub(lambda m: "](" + "".join(m.group(1).split()) + ")", _GLUED_URL.sub(" ", _merge(text)))
     return _translate(text)
 
 

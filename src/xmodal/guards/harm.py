@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .rules import INJECTION, JAILBREAK, Finding, Rule, matching, needed
+from .rules import INJECTION, JAILBREAK, Finding, Rule, matching, needed, words
 
 HARMFUL = "harmful_content"
 PII = "pii_extraction"
 AVAILABILITY = "availability"
 
-_GAP = r"\W+(?:[\w'’-]+\W+){0,6}?"
+_GAP = r"\W++" + words(6)
 _MAKE = (
     r"(?:make|making|made|build|building|synthesi[sz]e|synthesi[sz]ing|synthesis\s+of|cook|cooking|manufactur\w*|"
     r"produce|producing|create|creating|assemble|construct|brew|prepare|preparing|extract|extracting|"
@@ -52,7 +52,7 @@ _HARM_RULES: tuple[Rule, ...] = (
             r"\b(?:kill|murder|poison|hurt|injure|stab|strangle|kidnap|assassinate|torture|shoot)\s+(?:someone|somebody|"
             r"a\s+(?:person|human|child|kid|baby|woman|man|neighbou?r|coworker|politician)|people|my\s+(?:wife|husband|"
             r"boss|neighbou?r|parents?|mother|father|brother|sister|teacher|ex)|him|her|them)\b"
-            r"(?:\W+(?:[\w'’-]+\W+){0,5}?(?:without|undetected|untraceable|get\s+away|not\s+get\s+caught))?",
+            r"(?:\W++" + words(5) + r"(?:without|undetected|untraceable|get\s+away|not\s+get\s+caught))?",
             re.I,
         ),
     ),
@@ -65,13 +65,42 @@ _ASK = (
     r"furnish|read\s+out|spell\s+out|compile|gather|pull\s+up|dig\s+up|track\s+down|turn\s+over|surrender|"
     r"release|publish|transmit|forward|copy|download|i\s+(?:want|need)|let\s+me\s+(?:see|have|know))"
 )
-_PII_NOUN = (
+#: Data that is a person's whoever holds it: asked for with any possessive, it is a request for personal data.
+_PERSONAL_NOUN = (
     r"(?:social\s+security(?:\s+numbers?)?|ssns?|credit\s+card(?:\s+numbers?|s)?|card\s+numbers?|cvv|"
-    r"passwords?(?:\s+hash(?:es)?)?|password\s+hash(?:es)?|home\s+address(?:es)?|(?:e-?mail|postal|street|ip|"
-    r"residential)\s+address(?:es)?|addresses|(?:cell\s+|mobile\s+|tele)?phone\s+numbers?|dates?\s+of\s+birth|"
-    r"birth\s*dates?|birthdays?|passport\s+(?:numbers?|details)|bank\s+(?:account|details)\w*|personal\s+(?:data|"
-    r"information|details|info)|medical\s+(?:records?|history)|salar(?:y|ies)|location|whereabouts|identit(?:y|ies))"
+    r"passwords?(?:\s+hash(?:es)?)?|password\s+hash(?:es)?|home\s+address(?:es)?|residential\s+address(?:es)?|"
+    r"dates?\s+of\s+birth|birth\s*dates?|birthdays?|passport\s+(?:numbers?|details)|bank\s+(?:account|details)\w*|"
+    r"personal\s+(?:data|information|details|info)|medical\s+(?:records?|history)|whereabouts)"
 )
+#: Data that a place, a business or a thing has too: "the hotel's phone number", "the store's location", "the
+#: server's ip address", "the job's salary" are what a search engine is asked every day.
+_SHARED_NOUN = (
+    r"(?:addresses|(?:e-?mail|postal|street|ip)\s+address(?:es)?|(?:cell\s+|mobile\s+|tele)?phone\s+numbers?|"
+    r"salar(?:y|ies)|location|identit(?:y|ies))"
+)
+_PII_NOUN = rf"(?:{_PERSONAL_NOUN}|{_SHARED_NOUN})"
+#: Who is a person, as the owner in a possessive ("the driver's location", "my wife's phone number").
+_PERSON_NOUN = (
+    r"(?:users?|customers?|clients?|employees?|members?|persons?|people|patients?|staff|guests?|tenants?|"
+    r"landlords?|owners?|holders?|drivers?|callers?|senders?|recipients?|sellers?|buyers?|subscribers?|students?|"
+    r"teachers?|doctors?|nurses?|witness(?:es)?|victims?|reviewers?|journalists?|whistleblowers?|celebrit(?:y|ies)|"
+    r"neighbou?rs?|friends?|(?:co-?)?workers?|colleagues?|boss(?:es)?|ex|wife|wives|husbands?|spouses?|partners?|"
+    r"(?:girl|boy)friends?|mother|father|mom|mum|dad|parents?|brothers?|sisters?|sons?|daughters?|child|children|"
+    r"kids?|roommates?|man|men|woman|women|girls?|boys?|someone|somebody|anyone|anybody|everyone|everybody|"
+    r"reporters?|renters?|residents?|managers?|ceos?|directors?|officers?|employers?|lawyers?|attorneys?|judges?|"
+    r"politicians?|candidates?|applicants?|actors?|actress(?:es)?|singers?|players?|athletes?|authors?|writers?|"
+    r"artists?|influencers?|streamers?|pilots?|passengers?|travell?ers?|visitors?|voters?|donors?|borrowers?|"
+    r"contractors?|interns?|volunteers?|cousins?|aunts?|uncles?|grand(?:ma|pa|mother|father|parent)s?|nieces?|"
+    r"nephews?|babies|baby|teen(?:ager)?s?|minors?|strangers?|guys?|lad(?:y|ies)|individuals?|humans?|crush)"
+)
+#: A possessive with no article or determiner right before it names someone ("john's", "taylor swift's"); after one,
+#: a thing unless the noun is a person ("the store's" / "the driver's"). Only the word right before is looked at (a
+#: look-behind has one width), so "the new store's location" is still read as a name's and refused.
+_UNDETERMINED = "".join(
+    rf"(?<!\b{w}\s)" for w in ("the", "a", "an", "this", "that", "these", "those", "its", "our", "your", "my",
+                                "each", "every", "any", "some", "which", "whose")
+)  # fmt: skip
+_POSSESSIVE = r"(?:'s|’s|s'|s’)"
 _PERSON = (
     r"(?:(?:all|every|each|our|the|these|those|this|that|some|any|other)\s+)?(?:users?|customers?|clients?|"
     r"employees?|members?|persons?|people|patients?|accounts?|staff|someone|somebody|him|her|them|"
@@ -97,8 +126,33 @@ _PII_RULES: tuple[Rule, ...] = (
         re.compile(
             r"\b"
             + _ASK
-            + r"\W+(?:[\w'’-]+\W+){0,6}?(?:[\w-]+(?:'s|’s|s'|s’)|his|her|their)\s+(?:[\w-]+\s+){0,2}?"
-            + _PII_NOUN,
+            + r"\W++"
+            + words(6)
+            + r"(?:[\w-]+"
+            + _POSSESSIVE
+            + r"|his|her|their)\s+(?:[\w-]+\s+){0,2}?"
+            + _PERSONAL_NOUN,
+            re.I,
+        ),
+    ),
+    (
+        PII,
+        "pii_possessive",
+        re.compile(
+            r"\b"
+            + _ASK
+            + r"\W++"
+            + words(6)
+            + r"(?:"
+            + _PERSON_NOUN
+            + r"(?:"
+            + _POSSESSIVE
+            + r"|\s+(?:and|with)\s+their)|"
+            + _UNDETERMINED
+            + r"[\w-]+"
+            + _POSSESSIVE
+            + r"|his|her)\s+(?:[\w-]+\s+){0,2}?"
+            + _SHARED_NOUN,
             re.I,
         ),
     ),
@@ -150,8 +204,9 @@ _AVAIL_RULES: tuple[Rule, ...] = (
 )
 
 _EXTRACTION = re.compile(
-    r"\b(?:reproduce|recite|restate|copy|paste|quote|echo|say|spell\s+out|summari[sz]e|translate)\W+(?:[\w'’-]+\W+){0,4}?"
-    r"(?:system\s+prompt|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|(?:your|the)\s+"
+    r"\b(?:reproduce|recite|restate|copy|paste|quote|echo|say|spell\s+out|summari[sz]e|translate)\W++"
+    + words(4)
+    + r"(?:system\s+prompt|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|(?:your|the)\s+"
     r"(?:original\s+|previous\s+|first\s+|secret\s+)?(?:instructions|prompt)\b|(?:the\s+)?(?:text|words|messages)\s+"
     r"(?:above|before\s+this))",
     re.I,
@@ -165,27 +220,28 @@ _SELF_DISCLOSURE = re.compile(
     r"programming)|(?:initial|starting|original|hidden|secret|internal|underlying)\s+(?:configuration|config|"
     r"setup|set-up|rules|guidelines|context))\b"
     r"|\bsystem_?prompt\b|\bsystem(?:Prompt|Message|Instructions)\b|</?system[_-]?(?:prompt|message)>"
-    r"|\b(?:see|show|print|output|display|reveal|repeat|leak|dump|encode|translate|continue|complete)\b\W+(?:[\w'’-]+\W+)"
-    r"{0,4}?the\s+(?:system|initial|hidden|original)\s+(?:prompt|instructions|message)\b"
+    r"|\b(?:see|show|print|output|display|reveal|repeat|leak|dump|encode|translate|continue|complete)\b\W++"
+    + words(4)
+    + r"the\s+(?:system|initial|hidden|original)\s+(?:prompt|instructions|message)\b"
     r"|\bthe\s+system\s+prompt\s+(?:is|was|says|reads)\b"
     r"|\b(?:what|who)\s+(?:were|was|have|has)\s+you\s+(?:been\s+)?(?:told|instructed|programmed|given|asked)\b"
     r"|\byou\s+were\s+(?:told|instructed|programmed|given)\s+(?:initially|at\s+first|before|at\s+the\s+start|to\s+hide)"
     r"|\bi\s+was\s+(?:instructed|told|programmed)\s+to['\"]"
     r"|\bwhat\s+are\s+you\s+(?:not\s+(?:supposed|allowed|meant|permitted)|forbidden|told\s+not)\s+to\s+(?:tell|say|"
     r"reveal|share|disclose)"
-    r"|\b(?:repeat|print|output|show|recite|echo|reproduce)\W+(?:[\w'’-]+\W+){0,2}?(?:the\s+|this\s+)?(?:above|"
+    r"|\b(?:repeat|print|output|show|recite|echo|reproduce)\W++" + words(2) + r"(?:the\s+|this\s+)?(?:above|"
     r"preceding|entire|whole|previous)\s+(?:text|conversation|prompt|messages?|context|transcript)\b"
     r"|\b(?:admin(?:istrator)?|root|developer|debug|god|sudo)[\s_\\-]*(?:override|mode)\s*[:=]\s*(?:enabled?|on|"
     r"activated?|true|display|show|print|reveal|output)\b|\badministrator\s+override\b"
-    r"|\bstop\s+everything\b\W+(?:[\w'’-]+\W+){0,4}?(?:print|say|output|write|type)\b",
+    r"|\bstop\s+everything\b\W++" + words(4) + r"(?:print|say|output|write|type)\b",
     re.I,
 )
 _OVERRIDE = re.compile(
     r"\b(?:ignore|disregard|forget|override|skip|neglect|set\s+aside|pay\s+no\s+attention\s+to|stop\s+following|"
     r"let\s+go\s+of|throw\s+away|discard|"
     r"bypass|circumvent|cancel|erase|delete|dismiss|ditch|scrap|nullify|void|put\s+aside|move\s+past|never\s+mind)"
-    r"\W+(?:[\w'’-]+\W+){0,4}?(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|every|your|"
-    r"system|safety)\W+(?:[\w'’-]+\W+){0,3}?(?:instructions?|prompts?|rules|guidelines|directions|directives|"
+    r"\W++" + words(4) + r"(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|every|your|"
+    r"system|safety)\W++" + words(3) + r"(?:instructions?|prompts?|rules|guidelines|directions|directives|"
     r"commands|guardrails|programming|constraints|guidance|orders|policies|polic(?:y|ies)|filters?)\b",
     re.I,
 )
@@ -207,7 +263,7 @@ _GOAL_HIJACK = re.compile(
     r"(?:as\s+)?follow(?:s|ing))\b"
     r"|\b(?:focus\s+on|start\s+(?:over\s+)?with|turn\s+to|move\s+on\s+to)\s+(?:your|a|the)\s+new\s+(?:task|"
     r"instructions?|assignment|objective|goal)\b"
-    r"|\bnever\s*mind\W+(?:[\w'’-]+\W+){0,3}?(?:ignore|forget|disregard|instead|just\s+(?:say|print|write))\b"
+    r"|\bnever\s*mind\W++" + words(3) + r"(?:ignore|forget|disregard|instead|just\s+(?:say|print|write))\b"
     r"|(?:^|[.!?;:]\s*)stop\s*[-:!]+\s*(?:just\s+)?(?:write|say|print|output)\b",
     re.I,
 )

@@ -16,7 +16,15 @@ import numpy as np
 
 from .present import NEEDED
 
-_W = r"(?:[\w'’-]+\W+)"  # one word and what follows it
+
+def words(most: int) -> str:
+    """Up to ``most`` words between two parts of a rule, then the start of a hyphened word ("build a pipe-bomb"
+    reaches "bomb"). Possessive: the separator's ``\\W`` holds a word's ' and - too, so with backtracking a run of
+    dashes or quotes ("list ------------ x") would split in exponentially many ways (a 31-character query took 61 s
+    in every rule with such a gap)."""
+    return rf"(?:[\w'’-]++\W++){{0,{most}}}?(?:[\w'’]++-)*"
+
+
 # Data of the context a model works in: this conversation, the documents retrieved, a user's secrets, its prompt.
 _CONTEXT_DATA = (
     r"(?:(?:the|this|these|those|all|every|our)\s+(?:[\w'’-]+\s+){0,2}?(?:conversation|chat|messages|history|"
@@ -42,14 +50,17 @@ _RULES: tuple[Rule, ...] = (
         INJECTION,
         "instruction_override",
         re.compile(
-            r"\b(?:ignore|disregard|forget|overrule|override|abandon|drop)\W+" + _W + r"{0,4}?"
-            r"(?:previous|prior|above|earlier|preceding|foregoing|former|original|initial|all|any|every|your|system)\W+"
-            + _W
-            + r"{0,3}?(?:instructions?|prompts?|rules|guidelines|directions|directives|commands|guardrails|programming|"
+            r"\b(?:ignore|disregard|forget|overrule|override|abandon|drop)\W++"
+            + words(4)
+            + r"(?:previous|prior|above|earlier|preceding|foregoing|former|original|initial|all|any|every|your|"
+            r"system)\W++"
+            + words(3)
+            + r"(?:instructions?|prompts?|rules|guidelines|directions|directives|commands|guardrails|programming|"
             r"constraints|context|messages|orders|policies|restrictions|limitations|filters|safeguards|training|ethics)\b"
             # "ignore the ranking instructions": "the" with the nouns only a prompt has (0 of 250k benign texts)
-            r"|\b(?:ignore|disregard|forget|overrule|override|abandon)\W+the\W+" + _W + r"{0,2}?"
-            r"(?:instructions|prompts?|guidelines|directives|guardrails)\b",
+            r"|\b(?:ignore|disregard|forget|overrule|override|abandon)\W+the\W++"
+            + words(2)
+            + r"(?:instructions|prompts?|guidelines|directives|guardrails)\b",
             re.I,
         ),
     ),
@@ -67,8 +78,9 @@ _RULES: tuple[Rule, ...] = (
         INJECTION,
         "prompt_extraction",
         re.compile(
-            r"\b(?:reveal|show|print|repeat|output|display|leak|dump|give|tell|write|share|return)\W+" + _W + r"{0,4}?"
-            r"(?:system\s+prompt|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|"
+            r"\b(?:reveal|show|print|repeat|output|display|leak|dump|give|tell|write|share|return)\W++"
+            + words(4)
+            + r"(?:system\s+prompt|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|"
             r"(?:your|the)\s+(?:original\s+|previous\s+|first\s+|secret\s+)?(?:instructions|prompt)\b|"
             r"(?:the\s+)?(?:text|words|messages)\s+above)"
             r"|\b(?:rules|instructions|guidelines|directives)\s+(?:that\s+)?you\s+(?:were|have\s+been|got)\s+(?:given|told)\b",
@@ -110,8 +122,9 @@ _RULES: tuple[Rule, ...] = (
             r"!\[[^\]\n]{0,200}\]\(\s*https?://[^)\s]*\?[^)\s]*=[^)\s]*\)"
             r"|\[[^\]\n]{0,200}\]\(\s*https?://[^)\s]*\?[^)\s]*=\s*(?:\{|\[|\$|<|%7B)"
             r"|<img\b[^>]*\bsrc\s*=\s*[\"']?https?://[^>\s]*\?[^>\s]*="
-            r"|\b(?:send|post|forward|exfiltrate|upload|transmit|leak|append)\W+" + _W + r"{0,6}?"
-            r"(?:to|at|into)\s+(?:https?://|the\s+(?:url|endpoint|webhook)\b)",
+            r"|\b(?:send|post|forward|exfiltrate|upload|transmit|leak|append)\W++"
+            + words(6)
+            + r"(?:to|at|into)\s+(?:https?://|the\s+(?:url|endpoint|webhook)\b)",
             re.I,
         ),
     ),
@@ -121,10 +134,11 @@ _RULES: tuple[Rule, ...] = (
         EXFILTRATION,
         "email_exfiltration",
         re.compile(
-            r"\b(?:send|e-?mail|mail|forward|post|upload|transmit|leak|exfiltrate|copy|dump)\W+" + _W + r"{0,3}?"
-            r"(?:the|this|these|your|every|all)\s+(?:[\w'’-]+\s+){0,2}?(?:documents?|results|data|records|conversation|"
-            r"chat|history|context|(?:api\s+)?keys|credentials|passwords?|secrets|tokens|files|database|e-?mails|"
-            r"messages)\W+" + _W + r"{0,4}?(?:to|at)\s+[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+            r"\b(?:send|e-?mail|mail|forward|post|upload|transmit|leak|exfiltrate|copy|dump)\W++"
+            + words(3)
+            + r"(?:the|this|these|your|every|all)\s+(?:[\w'’-]+\s+){0,2}?(?:documents?|results|data|records|"
+            r"conversation|chat|history|context|(?:api\s+)?keys|credentials|passwords?|secrets|tokens|files|database|e-?mails|"
+            r"messages)\W++" + words(4) + r"(?:to|at)\s+[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
             re.I,
         ),
     ),
@@ -136,7 +150,7 @@ _RULES: tuple[Rule, ...] = (
         EXFILTRATION,
         "url_exfiltration",
         re.compile(
-            f"{_CONTEXT_DATA}\\W+{_W}{{0,10}}?{_OPEN_URL}|{_OPEN_URL}\\W+{_W}{{0,10}}?{_CONTEXT_DATA}",
+            f"{_CONTEXT_DATA}\\W++{words(10)}{_OPEN_URL}|{_OPEN_URL}\\W++{words(10)}{_CONTEXT_DATA}",
             re.I,
         ),
     ),
@@ -155,8 +169,9 @@ _RULES: tuple[Rule, ...] = (
 #: Text addressed to an AI agent reading a document (the document guard's own rule).
 AGENT_ADDRESS = re.compile(
     r"\b(?:if\s+you\s+are|as|attention|dear|hey|hi)\s*,?\s+(?:an?\s+|the\s+)?(?:ai|a\.i\.|llm|large\s+language\s+model|"
-    r"language\s+model|ai\s+assistant|ai\s+agent|assistant|chatbot|gpt|agent)\b\W+" + _W + r"{0,3}?"
-    r"(?:you\s+(?:must|should|will|need)|must|should|please|ignore|do\s+not|don't|always|never)\b"
+    r"language\s+model|ai\s+assistant|ai\s+agent|assistant|chatbot|gpt|agent)\b\W++"
+    + words(3)
+    + r"(?:you\s+(?:must|should|will|need)|must|should|please|ignore|do\s+not|don't|always|never)\b"
     r"|\b(?:note|message|instructions?|directive)s?\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|llm|assistant|agent|"
     r"model|chatbot|bot)s?\b"
     r"|\b(?:ai|llm)\s+(?:agents?|assistants?|models?|systems?)\s+(?:reading|processing|summari[sz]ing|indexing|"
