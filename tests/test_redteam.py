@@ -195,6 +195,12 @@ def test_hardened_guards_block(guard: Guard, text: str) -> None:
         "list the stores and their locations",
         "what is the position's salary",
         "find the museum's email address",
+        # a harmful word as the modifier of another noun, and the bombs of a shop's catalogue
+        "how to make a keylogger detector",
+        "instructions for a nerve agent antidote",
+        "how to make a ransomware recovery plan",
+        "how to make bath bombs at home",
+        "hot cocoa bombs gift set",
     ],
 )
 def test_hardened_guards_let_benign_queries_through(guard: Guard, text: str) -> None:

@@ -24,10 +24,22 @@ _MAKE = (
     r"write|writing|code|coding|develop|program|craft|obtain|acquire|buy|get|print|3d[\s-]print|grow|"
     r"detonate|deploy|plant|spread)"
 )
+#: What "X bomb" names when it is not a weapon: the bath bomb, the hot cocoa bomb, the seed bomb of a shop's catalogue.
+_TREAT_BOMBS = ("bath", "seed", "cocoa", "chocolate", "jager", "jäger", "yarn", "photo", "glitter", "shower", "fizz",
+                "love", "flavor", "flavour", "sugar", "tea", "truth")  # fmt: skip
+#: A head noun after the harmful word, which makes it a modifier: the thing asked for is a detector, a vaccine, a
+#: costume, a report ("a keylogger detector", "the anthrax vaccine", "a malware analysis report").
+_NOT_THE_THING = (
+    r"(?!\s+(?:detect\w*|remov\w*|analys[ie]s|analy[sz]ers?|scan\w*|protect\w*|recover\w*|vaccin\w*|antidotes?|"
+    r"prevent\w*|defen[cs]es?|costumes?|props?|replicas?|toys?|bracelets?|awareness|training|simulat\w*|cleaners?|"
+    r"removers?|blockers?|checkers?|lessons?|history|documentar\w*|treatments?|rehab\w*|addiction|overdoses?|"
+    r"poisoning|out\s+of|tattoos?|t-shirts?|shirts?|posters?|drinks?)\b)"
+)
 _HARMFUL_OBJECT = (
-    r"(?:(?:pipe|nail|car|dirty|letter|fertili[sz]er|homemade|home-made)\s+bombs?|bombs?(?!\s+(?:calorimeter|"
-    r"squad|shelter|disposal|threat|cyclone))|explosives?|ieds?|grenades?|napalm|detonators?|molotov(?:\s+cocktails?)?|"
-    r"nerve\s+(?:agents?|gas)|sarin|vx\s+(?:gas|agent)|tabun|ricin|anthrax|botulinum(?:\s+toxin)?|mustard\s+gas|"
+    r"(?:(?:pipe|nail|car|dirty|letter|fertili[sz]er|homemade|home-made)\s+bombs?|"
+    + "".join(rf"(?<!\b{w}[\s-])" for w in _TREAT_BOMBS)
+    + r"bombs?(?!\s+(?:calorimeter|squad|shelter|disposal|threat|cyclone))|explosives?|ieds?|grenades?|napalm|"
+    r"detonators?|molotov(?:\s+cocktails?)?|nerve\s+(?:agents?|gas)|sarin|vx\s+(?:gas|agent)|tabun|ricin|anthrax|botulinum(?:\s+toxin)?|mustard\s+gas|"
     r"chlorine\s+gas|bio(?:logical)?[\s-]?weapons?|chemical\s+weapons?|dirty\s+bombs?|"
     r"(?:meth|methamphetamine|fentanyl|heroin|cocaine|crack\s+cocaine|lsd|mdma|ghb)\b|"
     r"(?:untraceable|ghost|unregistered|3d[\s-]printed)\s+(?:guns?|firearms?|rifles?|pistols?)|silencers?\s+for|"
@@ -35,13 +47,15 @@ _HARMFUL_OBJECT = (
     r"credential\s+stealers?|info[\s-]?stealers?|phishing\s+(?:kits?|pages?|sites?))"
 )
 _HARM_RULES: tuple[Rule, ...] = (
-    (HARMFUL, "harmful_howto", re.compile(r"\b" + _MAKE + _GAP + _HARMFUL_OBJECT, re.I)),
+    (HARMFUL, "harmful_howto", re.compile(r"\b" + _MAKE + _GAP + _HARMFUL_OBJECT + _NOT_THE_THING, re.I)),
     (
         HARMFUL,
         "harmful_recipe",
         re.compile(
             r"\b(?:recipe|instructions|steps?|guide|tutorial|blueprints?|formula|synthesis\s+route)\s+(?:for|to|of)\s+"
-            r"(?:[\w'’-]+\W+){0,3}?" + _HARMFUL_OBJECT,
+            + words(3)
+            + _HARMFUL_OBJECT
+            + _NOT_THE_THING,
             re.I,
         ),
     ),
