@@ -238,6 +238,7 @@ _SELF_DISCLOSURE = re.compile(
     + words(4)
     + r"the\s+(?:system|initial|hidden|original)\s+(?:prompt|instructions|message)\b"
     r"|\bthe\s+system\s+prompt\s+(?:is|was|says|reads)\b"
+    r"|\b(?:contents?|text|everything)\s+(?:of|in)\s+your\s+(?:context(?:\s+window)?|prompt)\b"
     r"|\b(?:what|who)\s+(?:were|was|have|has)\s+you\s+(?:been\s+)?(?:told|instructed|programmed|given|asked)\b"
     r"|\byou\s+were\s+(?:told|instructed|programmed|given)\s+(?:initially|at\s+first|before|at\s+the\s+start|to\s+hide)"
     r"|\bi\s+was\s+(?:instructed|told|programmed)\s+to['\"]"
@@ -256,7 +257,11 @@ _OVERRIDE = re.compile(
     r"bypass|circumvent|cancel|erase|delete|dismiss|ditch|scrap|nullify|void|put\s+aside|move\s+past|never\s+mind)"
     r"\W++" + words(4) + r"(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|every|your|"
     r"system|safety)\W++" + words(3) + r"(?:instructions?|prompts?|rules|guidelines|directions|directives|"
-    r"commands|guardrails|programming|constraints|guidance|orders|policies|polic(?:y|ies)|filters?)\b",
+    r"commands|guardrails|programming|constraints|guidance|orders|policies|polic(?:y|ies)|filters?)\b"
+    # the rules wished away: "pretend the previous rules don't exist"
+    r"|\b(?:pretend|imagine|assume|act\s+as\s+if)\s+(?:that\s+)?(?:the|your|all|any|these|those)\s+(?:(?:previous|"
+    r"prior|earlier|above|original|system|safety)\s+)?(?:rules|instructions|guidelines|restrictions|policies|filters|"
+    r"guardrails)\s+(?:don'?t|do\s+not|no\s+longer|never|doesn'?t)\s+(?:exist|apply|matter|count)",
     re.I,
 )
 
@@ -282,7 +287,8 @@ _GOAL_HIJACK = re.compile(
     re.I,
 )
 #: The same override in the other languages of the attack sets and the red-teaming mutations (German, French,
-#: Spanish, Italian, Portuguese, Dutch, Croatian, Russian): forget or ignore everything / all (previous) instructions.
+#: Spanish, Italian, Portuguese, Dutch, Croatian, Russian), and in Chinese and Japanese: forget or ignore everything /
+#: all (previous) instructions.
 _FOREIGN_OVERRIDE = re.compile(
     r"\b(?:ignorier(?:e|en\s+sie)|vergiss|vergessen\s+sie|missachte)\s+(?:bitte\s+)?(?:einfach\s+)?(?:alle[sn]?\b|"
     r"(?:die|deine|ihre)\s+(?:obigen|vorherigen|bisherigen|vorangehenden|vorangegangenen|ursprünglichen)?\s*"
@@ -298,7 +304,10 @@ _FOREIGN_OVERRIDE = re.compile(
     r"|\b(?:negeer|vergeet)\s+(?:alle\s+)?(?:vorige\s+|eerdere\s+)?(?:instructies|alles)\b"
     r"|\bzaboravi\s+sve\b"
     r"|\b(?:забудь(?:те)?|(?:про)?игнорируй(?:те)?)\s+(?:вс[её]\b|(?:все\s+)?(?:предыдущие\s+|прошлые\s+)?"
-    r"(?:инструкции|указания|правила))",
+    r"(?:инструкции|указания|правила))"
+    r"|(?:忽略|无视|無視|忘记|忘掉|不要理会)掉?你?(?:之前|以前|上面|上述|前面|先前|所有|全部|一切)[^。！？\n]{0,6}?"
+    r"(?:指令|指示|规则|規則)"
+    r"|(?:以前|前|上記|これまで|すべて|全て)の(?:指示|ルール|指令)を(?:すべて|全て)?(?:無視|忘れ)",
     re.I,
 )
 

@@ -69,6 +69,7 @@ _RULES: tuple[Rule, ...] = (
         "new_instructions",
         re.compile(
             r"\b(?:new|updated|real|actual|secret|hidden)\s+(?:system\s+)?(?:instructions?|prompt|task|directive|rule)s?\s*:"
+            r"|\b(?:new|updated|real|actual)\s+system\s+(?:message|note|update)\s*:"
             r"|\bfrom now on,?\s+(?:you|your|ignore|act|respond|answer|only)\b"
             r"|\byou\s+(?:are|will)\s+now\s+(?:be\s+)?(?:acting|act|a|an|in|called|named|DAN|my)\b",
             re.I,
