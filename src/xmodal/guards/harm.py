@@ -120,6 +120,13 @@ _PERSON = (
     r"employees?|members?|persons?|people|patients?|accounts?|staff|someone|somebody|him|her|them|"
     r"(?-i:[A-Z][a-z]+)(?:\s+(?-i:[A-Z][a-z]+))?)\b"
 )
+
+
+def _possessive(owner: str, noun: str) -> re.Pattern[str]:
+    """An asking verb, then ``owner`` (a possessive) and ``noun`` with at most two words between them."""
+    return re.compile(r"\b" + _ASK + _GAP + r"(?:" + owner + r")\s+(?:[\w-]+\s+){0,2}?" + noun, re.I)
+
+
 _PII_RULES: tuple[Rule, ...] = (
     (
         PII,
@@ -134,40 +141,20 @@ _PII_RULES: tuple[Rule, ...] = (
             re.I,
         ),
     ),
+    (PII, "pii_possessive", _possessive(r"[\w-]+" + _POSSESSIVE + r"|his|her|their", _PERSONAL_NOUN)),
     (
         PII,
         "pii_possessive",
-        re.compile(
-            r"\b"
-            + _ASK
-            + r"\W++"
-            + words(6)
-            + r"(?:[\w-]+"
-            + _POSSESSIVE
-            + r"|his|her|their)\s+(?:[\w-]+\s+){0,2}?"
-            + _PERSONAL_NOUN,
-            re.I,
-        ),
-    ),
-    (
-        PII,
-        "pii_possessive",
-        re.compile(
-            r"\b"
-            + _ASK
-            + r"\W++"
-            + words(6)
-            + r"(?:"
-            + _PERSON_NOUN
+        _possessive(
+            _PERSON_NOUN
             + r"(?:"
             + _POSSESSIVE
             + r"|\s+(?:and|with)\s+their)|"
             + _UNDETERMINED
             + r"[\w-]+"
             + _POSSESSIVE
-            + r"|his|her)\s+(?:[\w-]+\s+){0,2}?"
-            + _SHARED_NOUN,
-            re.I,
+            + r"|his|her",
+            _SHARED_NOUN,
         ),
     ),
     (
