@@ -39,7 +39,8 @@ _HARMFUL_OBJECT = (
     r"(?:(?:pipe|nail|car|dirty|letter|fertili[sz]er|homemade|home-made)\s+bombs?|"
     + "".join(rf"(?<!\b{w}[\s-])" for w in _TREAT_BOMBS)
     + r"bombs?(?!\s+(?:calorimeter|squad|shelter|disposal|threat|cyclone))|explosives?|ieds?|grenades?|napalm|"
-    r"detonators?|molotov(?:\s+cocktails?)?|nerve\s+(?:agents?|gas)|sarin|vx\s+(?:gas|agent)|tabun|ricin|anthrax|botulinum(?:\s+toxin)?|mustard\s+gas|"
+    r"detonators?|molotov(?:\s+cocktails?)?|nerve\s+(?:agents?|gas)|sarin|vx\s+(?:gas|agent)|tabun|ricin|anthrax|"
+    r"botulinum(?:\s+toxin)?|mustard\s+gas|"
     r"chlorine\s+gas|bio(?:logical)?[\s-]?weapons?|chemical\s+weapons?|dirty\s+bombs?|"
     r"(?:meth|methamphetamine|fentanyl|heroin|cocaine|crack\s+cocaine|lsd|mdma|ghb)\b|"
     r"(?:untraceable|ghost|unregistered|3d[\s-]printed)\s+(?:guns?|firearms?|rifles?|pistols?)|silencers?\s+for|"
