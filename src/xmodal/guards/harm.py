@@ -108,13 +108,9 @@ _PERSON_NOUN = (
     r"contractors?|interns?|volunteers?|cousins?|aunts?|uncles?|grand(?:ma|pa|mother|father|parent)s?|nieces?|"
     r"nephews?|babies|baby|teen(?:ager)?s?|minors?|strangers?|guys?|lad(?:y|ies)|individuals?|humans?|crush)"
 )
-#: A possessive with no article or determiner right before it names someone ("john's", "taylor swift's"); after one,
-#: a thing unless the noun is a person ("the store's" / "the driver's"). Only the word right before is looked at (a
-#: look-behind has one width), so "the new store's location" is still read as a name's and refused.
-_UNDETERMINED = "".join(
-    rf"(?<!\b{w}\s)" for w in ("the", "a", "an", "this", "that", "these", "those", "its", "our", "your", "my",
-                                "each", "every", "any", "some", "which", "whose")
-)  # fmt: skip
+#: Words before a possessive that make its owner a thing ("the nearest pharmacy's"), unless the owner is a person's
+#: noun ("the driver's"); with none of them it is a name ("john's", "taylor swift's").
+_DETERMINERS = frozenset("the a an this that these those its our your my each every any some which whose".split())
 _POSSESSIVE = r"(?:'s|’s|s'|s’)"
 _PERSON = (
     r"(?:(?:all|every|each|our|the|these|those|this|that|some|any|other)\s+)?(?:users?|customers?|clients?|"
@@ -145,21 +141,6 @@ _PII_RULES: tuple[Rule, ...] = (
     (PII, "pii_possessive", _possessive(r"[\w-]+" + _POSSESSIVE + r"|his|her|their", _PERSONAL_NOUN)),
     (
         PII,
-        "pii_possessive",
-        _possessive(
-            _PERSON_NOUN
-            + r"(?:"
-            + _POSSESSIVE
-            + r"|\s+(?:and|with)\s+their)|"
-            + _UNDETERMINED
-            + r"[\w-]+"
-            + _POSSESSIVE
-            + r"|his|her",
-            _SHARED_NOUN,
-        ),
-    ),
-    (
-        PII,
         "pii_personal_id",
         re.compile(
             r"\b" + _ASK + _GAP + r"(?:social\s+security\s+numbers?|ssns?|passport\s+numbers?|dates?\s+of\s+birth|"
@@ -175,6 +156,39 @@ _PII_RULES: tuple[Rule, ...] = (
         ),
     ),
 )
+
+#: Data that a place or a thing has too, after a possessive: asked for, it is someone's only when
+#: :func:`_names_someone` says the owner is a person.
+_OWNED = re.compile(
+    r"(?:(?<![\w-])(?P<owner>[\w-]+)"
+    + _POSSESSIVE
+    + r"|\b(?:his|her)|\b"
+    + _PERSON_NOUN
+    + r"\s+(?:and|with)\s+their)\s+(?:[\w-]+\s+){0,2}?"
+    + _SHARED_NOUN,
+    re.I,
+)
+_ASKED = re.compile(r"\b" + _ASK + _GAP + r"\Z", re.I)
+_A_PERSON = re.compile(_PERSON_NOUN, re.I)
+
+
+def _names_someone(match: re.Match[str]) -> bool:
+    """Whether the owner of :data:`_OWNED`'s match is someone: his or her, a person's noun, or a possessive with no
+    determiner in the three words before it (a name); "the store's", "the nearest pharmacy's" are things."""
+    owner = match.group("owner")
+    if owner is None or _A_PERSON.fullmatch(owner.rsplit("-", 1)[-1]):
+        return True
+    before = match.string[: match.start("owner")].lower().split()[-3:]
+    return not _DETERMINERS.intersection(before)
+
+
+def _someone_owns(text: str) -> Finding | None:
+    """A request for a place-or-thing noun (a phone number, an address, a location…) whose owner is someone."""
+    for match in _OWNED.finditer(text):
+        if _names_someone(match) and _ASKED.search(text, 0, match.start()):
+            return Finding(PII, "pii_possessive", clip(match.group(0)))
+    return None
+
 
 _ENDLESS = (
     r"(?:forever|for\s+ever|infinitely|indefinitely|endlessly|eternally|without\s+(?:stopping|end|ending|a\s+break|"
@@ -329,6 +343,7 @@ def pattern_sources() -> list[str]:
         _SELF_DISCLOSURE.pattern,
         _GOAL_HIJACK.pattern,
         _FOREIGN_OVERRIDE.pattern,
+        _OWNED.pattern,
     ]
 
 
@@ -351,7 +366,11 @@ for _, _, _pattern in RULES:  # what each pattern needs, read off it once (rules
 def scan(text: str) -> list[Finding]:
     """Every rule of this module that matches ``text`` (one finding per rule; a rule that needs a word the text
     lacks is not run: :func:`.rules.matching`)."""
-    return matching(text, RULES)
+    found = matching(text, RULES)
+    if not any(f.rule == "pii_possessive" for f in found):
+        owned = _someone_owns(text)
+        found += [owned] if owned else []
+    return found
 
 
 def flood(text: str) -> Finding | None:
