@@ -365,7 +365,8 @@ for _, _, _pattern in RULES:  # what each pattern needs, read off it once (rules
 
 def scan(text: str) -> list[Finding]:
     """Every rule of this module that matches ``text`` (one finding per rule; a rule that needs a word the text
-    lacks is not run: :func:`.rules.matching`)."""
+    lacks is not run: :func:`.rules.matching`), and a place-or-thing noun asked for as someone's
+    (:func:`_someone_owns`)."""
     found = matching(text, RULES)
     if not any(f.rule == "pii_possessive" for f in found):
         owned = _someone_owns(text)
