@@ -229,7 +229,8 @@ def fold(text: str, segment: bool = True) -> str:
 
     text = _TOKEN.sub(word, joined)
     if spaced:
-        text = _LINK_TARGET.sub(lambda m: "](" + "".join(m.group(1).split()) + ")", _GLUED_URL.sub(" ", _merge(text)))
+        text = _GLUED_URL.sub(" ", _merge(text))
+        text = _LINK_TARGET.sub(lambda m: "](" + "".join(m.group(1).split()) + ")", text)
     return _translate(text)
 
 

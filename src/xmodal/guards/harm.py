@@ -117,13 +117,6 @@ _PERSON = (
     r"employees?|members?|persons?|people|patients?|accounts?|staff|someone|somebody|him|her|them|"
     r"(?-i:[A-Z][a-z]+)(?:\s+(?-i:[A-Z][a-z]+))?)\b"
 )
-
-
-def _possessive(owner: str, noun: str) -> re.Pattern[str]:
-    """An asking verb, then ``owner`` (a possessive) and ``noun`` with at most two words between them."""
-    return re.compile(r"\b" + _ASK + _GAP + r"(?:" + owner + r")\s+(?:[\w-]+\s+){0,2}?" + noun, re.I)
-
-
 _PII_RULES: tuple[Rule, ...] = (
     (
         PII,
@@ -138,7 +131,20 @@ _PII_RULES: tuple[Rule, ...] = (
             re.I,
         ),
     ),
-    (PII, "pii_possessive", _possessive(r"[\w-]+" + _POSSESSIVE + r"|his|her|their", _PERSONAL_NOUN)),
+    (
+        PII,
+        "pii_possessive",
+        re.compile(
+            r"\b"
+            + _ASK
+            + _GAP
+            + r"(?:[\w-]+"
+            + _POSSESSIVE
+            + r"|his|her|their)\s+(?:[\w-]+\s+){0,2}?"
+            + _PERSONAL_NOUN,
+            re.I,
+        ),
+    ),
     (
         PII,
         "pii_personal_id",
