@@ -165,3 +165,26 @@ def test_a_failing_listener_does_not_fail_a_committed_batch(engine: Engine, capl
         b = log.log_impression("b", ["t1"])
     assert heard == [a, b] and log.counts()["impressions"] == 2
     assert "listener failed" in caplog.text
+
+
+def test_what_a_search_reads_from_the_log_does_not_scan_it(engine: Engine) -> None:
+    """A learned search reads a user's history and a query's tail: through indexes, so its cost does not grow
+    with the log (benchmarks/bench_feedback_scale.py: a user's search at 300,000 impressions was 30× dense's)."""
+    engine.add(text_items(10))
+    log = engine.feedback_log
+    with log.batch():
+        for i in range(50):
+            log.log_impression(f"query {i % 7}", ["t0", "t1"], user=f"u{i % 5}")
+    executed: list[str] = []
+    with log._readers.reading() as db:
+        db.set_trace_callback(executed.append)
+        try:
+            log.user_stats("u1")
+            log.shown_since(20, "query 3")
+            log.rewards_since(0, "query 3")
+        finally:
+            db.set_trace_callback(None)
+        plans = {sql: [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}")] for sql in executed}
+    assert len(plans) >= 4
+    for sql, steps in plans.items():
+        assert not [s for s in steps if s.startswith("SCAN")], (sql, steps)

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS feedback_queries (
     context TEXT NOT NULL,
     plan TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS feedback_queries_normalized ON feedback_queries(query_normalized);
+CREATE INDEX IF NOT EXISTS feedback_queries_client ON feedback_queries(client_id);
 CREATE TABLE IF NOT EXISTS feedback_hits (
     query_id TEXT NOT NULL REFERENCES feedback_queries(query_id),
     position INTEGER NOT NULL,
@@ -433,9 +435,11 @@ class FeedbackLog:
     ) -> list[tuple[int, str, str, float]]:
         """(event id, normalised query, item id, reward) of the events after ``after``, oldest first; only
         those on one normalised query's impressions with ``normalized``; at most ``limit`` (-1: all)."""
+        # CROSS JOIN: SQLite reads the events' tail first (the events since a fold: few), not every impression
+        # of the query ever logged through its index
         sql = (
             "SELECT e.event_id, q.query_normalized, e.object_id, e.action_name FROM feedback_events e"
-            " JOIN feedback_queries q USING (query_id) WHERE e.event_id > ?"
+            " CROSS JOIN feedback_queries q USING (query_id) WHERE e.event_id > ?"
         )
         params: tuple[Any, ...] = (after,)
         if normalized is not None:
