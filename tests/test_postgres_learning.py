@@ -18,6 +18,7 @@ from .test_ltr_strategies import products
 
 pytest.importorskip("psycopg", reason="the postgres store needs psycopg: pip install 'xmodal[postgres]'")
 
+from xmodal.feedback import postgres_log  # noqa: E402
 from xmodal.feedback.postgres_log import PostgresFeedbackLog  # noqa: E402
 from xmodal.ltr.extension import pipeline  # noqa: E402
 from xmodal.ltr.pipeline import RANKER_STATE  # noqa: E402
@@ -134,6 +135,26 @@ def test_a_ranker_trained_on_one_server_is_used_by_every_server(
     finally:
         first.close()
         second.close()
+
+
+def test_a_users_history_is_their_last_searches(
+    postgres_server: Any, postgres_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the SQLite log: what a signed-in user's search reads of their history is their last ``USER_WINDOW``
+    searches, through the (client_id, seq) index."""
+    with Engine.open(location(postgres_server, postgres_schema, tmp_path / "a"), encoder="hashing") as engine:
+        engine.add(products(5))
+        log, ids = engine.feedback_log, ["p0", "p1"]
+        older = log.log_impression("a", [ids[0]], user="u")
+        log.record_event(older, ids[0], "click")
+        log.record_event(older, ids[0], "like")
+        newer = [log.log_impression("b", [ids[1]], user="u") for _ in range(3)]
+        log.record_event(newer[-1], ids[1], "click")
+        log.log_impression("b", [ids[1]], user="someone else")
+        monkeypatch.setattr(postgres_log, "USER_WINDOW", 3)
+        assert log.user_stats("u") == {"searches": 3.0, "events": 1.0, "rate": 1 / 3}
+        monkeypatch.setattr(postgres_log, "USER_WINDOW", 10)
+        assert log.user_stats("u") == {"searches": 4.0, "events": 3.0, "rate": 0.75}
 
 
 def test_the_default_index_keeps_its_feedback_in_its_own_file(tmp_path: Path) -> None:

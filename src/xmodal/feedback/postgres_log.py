@@ -22,6 +22,7 @@ from ..store.postgres import PostgresStore
 from ..store.postgres_state import SharedState
 from .log import (
     EVENT_TYPES,
+    USER_WINDOW,
     Event,
     EventListener,
     Impression,
@@ -44,7 +45,8 @@ CREATE TABLE IF NOT EXISTS feedback_queries (
     plan TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_queries_normalized ON feedback_queries(query_normalized, seq);
-CREATE INDEX IF NOT EXISTS feedback_queries_client ON feedback_queries(client_id);
+CREATE INDEX IF NOT EXISTS feedback_queries_client_seq ON feedback_queries(client_id, seq);
+DROP INDEX IF EXISTS feedback_queries_client;
 CREATE TABLE IF NOT EXISTS feedback_hits (
     query_id TEXT NOT NULL REFERENCES feedback_queries(query_id),
     position INTEGER NOT NULL,
@@ -352,9 +354,9 @@ class PostgresFeedbackLog:
 
     def user_stats(self, user: str) -> dict[str, float]:
         searches, events = self.store.read(
-            "SELECT (SELECT COUNT(*) FROM feedback_queries WHERE client_id = %s),"
-            " (SELECT COUNT(*) FROM feedback_events e JOIN feedback_queries q USING (query_id) WHERE q.client_id = %s)",
-            (user, user),
+            "SELECT COUNT(*), COALESCE(SUM((SELECT COUNT(*) FROM feedback_events e WHERE e.query_id = q.query_id)), 0)"
+            " FROM (SELECT query_id FROM feedback_queries WHERE client_id = %s ORDER BY seq DESC LIMIT %s) q",
+            (user, USER_WINDOW),
         )[0]
         n, m = int(searches), int(events)
         return {"searches": float(n), "events": float(m), "rate": m / n if n else 0.0}
