@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from xmodal import Engine, NotFoundError, ValidationError
 from xmodal.encoders import HashingEncoder
 from xmodal.feedback import log as feedback_log
+from xmodal.feedback.base import FeedbackStore
 from xmodal.feedback.log import Impression
 from xmodal.provenance import Provenance, names_of
 
@@ -195,15 +197,19 @@ def test_what_a_search_reads_from_the_log_does_not_scan_it(engine: Engine) -> No
 def test_a_users_history_is_their_last_searches(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a signed-in user's search reads of their history is bounded: their last ``USER_WINDOW`` searches."""
     engine.add(text_items(10))
-    log = engine.feedback_log
-    older = log.log_impression("a", ["t0"], user="u")
-    log.record_event(older, "t0", "click")
-    log.record_event(older, "t0", "like")
-    newer = [log.log_impression("b", ["t1"], user="u") for _ in range(3)]
-    log.record_event(newer[-1], "t1", "click")
-    log.log_impression("b", ["t1"], user="someone else")
-    monkeypatch.setattr(feedback_log, "USER_WINDOW", 3)
+    check_user_window(engine.feedback_log, ["t0", "t1"], lambda n: monkeypatch.setattr(feedback_log, "USER_WINDOW", n))
+
+
+def check_user_window(log: FeedbackStore, ids: list[str], window: Callable[[int], None]) -> None:
+    """``log.user_stats`` counts the last ``USER_WINDOW`` searches of a user (set by ``window``) and their events."""
+    older = log.log_impression("a", [ids[0]], user="u")
+    log.record_event(older, ids[0], "click")
+    log.record_event(older, ids[0], "like")
+    newer = [log.log_impression("b", [ids[1]], user="u") for _ in range(3)]
+    log.record_event(newer[-1], ids[1], "click")
+    log.log_impression("b", [ids[1]], user="someone else")
+    window(3)
     assert log.user_stats("u") == {"searches": 3.0, "events": 1.0, "rate": 1 / 3}
-    monkeypatch.setattr(feedback_log, "USER_WINDOW", 10)
+    window(10)
     assert log.user_stats("u") == {"searches": 4.0, "events": 3.0, "rate": 0.75}
     assert log.user_stats("nobody") == {"searches": 0.0, "events": 0.0, "rate": 0.0}

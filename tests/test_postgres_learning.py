@@ -14,6 +14,7 @@ import pytest
 
 from xmodal import Engine
 
+from .test_feedback_log import check_user_window
 from .test_ltr_strategies import products
 
 pytest.importorskip("psycopg", reason="the postgres store needs psycopg: pip install 'xmodal[postgres]'")
@@ -144,17 +145,9 @@ def test_a_users_history_is_their_last_searches(
     searches, through the (client_id, seq) index."""
     with Engine.open(location(postgres_server, postgres_schema, tmp_path / "a"), encoder="hashing") as engine:
         engine.add(products(5))
-        log, ids = engine.feedback_log, ["p0", "p1"]
-        older = log.log_impression("a", [ids[0]], user="u")
-        log.record_event(older, ids[0], "click")
-        log.record_event(older, ids[0], "like")
-        newer = [log.log_impression("b", [ids[1]], user="u") for _ in range(3)]
-        log.record_event(newer[-1], ids[1], "click")
-        log.log_impression("b", [ids[1]], user="someone else")
-        monkeypatch.setattr(postgres_log, "USER_WINDOW", 3)
-        assert log.user_stats("u") == {"searches": 3.0, "events": 1.0, "rate": 1 / 3}
-        monkeypatch.setattr(postgres_log, "USER_WINDOW", 10)
-        assert log.user_stats("u") == {"searches": 4.0, "events": 3.0, "rate": 0.75}
+        check_user_window(
+            engine.feedback_log, ["p0", "p1"], lambda n: monkeypatch.setattr(postgres_log, "USER_WINDOW", n)
+        )
 
 
 def test_the_default_index_keeps_its_feedback_in_its_own_file(tmp_path: Path) -> None:
