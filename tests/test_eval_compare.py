@@ -208,3 +208,20 @@ def test_parse_modes() -> None:
     assert parse_modes(" lexical , dense,lexical", available) == (["lexical", "dense"], False)
     with pytest.raises(ValidationError, match="names no mode"):
         parse_modes(",", available)
+
+
+@pytest.mark.parametrize("modes", [[], ["--mode", "all"]])
+def test_a_file_with_no_query_to_evaluate_is_an_error(
+    judged: tuple[Path, Path], capsys: Any, tmp_path: Path, modes: list[str]
+) -> None:
+    """Not a table of zeros: the file names the first bad line, and a query under another common name is named."""
+    index, _ = judged
+    trec = tmp_path / "trec.jsonl"
+    trec.write_text(json.dumps({"query": "saw", "relevant": ["saw"]}) + "\n")
+    code, out, err = _eval(capsys, index, str(trec), *modes)
+    assert code == 2 and "no query to evaluate (1 line skipped; " in err, err
+    assert 'the query text goes in "text": rename "query"' in err and "nDCG" not in out
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    code, _, err = _eval(capsys, index, str(empty), *modes)
+    assert code == 2 and "no query to evaluate (0 lines skipped)" in err

@@ -98,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
     entries = _only_kinds(list(read_queries(path, info.kinds if info else None)), args.kind, path)
+    if not any(isinstance(e, EvalQuery) for e in entries):
+        bad = [e for e in entries if isinstance(e, Rejection)]
+        first = f"; {bad[0].where}: {bad[0].reason}" if bad else ""
+        lines = f"{len(bad)} line{'' if len(bad) == 1 else 's'} skipped"
+        raise UsageError(f"{path}: no query to evaluate ({lines}{first})")
     if getattr(args, "eval_encoder", None) is not None:
         if args.by is not None:
             raise UsageError("--by and --encoder do not combine: give one of them")

@@ -92,7 +92,9 @@ def _parse_query(raw: bytes, where: str, *, first: bool, kinds: Collection[str] 
     if image is not None:
         image = check_image_path(image, allow_outside=True)
     if not (text and text.strip()) and not image:
-        raise ValidationError("query", "has neither text nor image", "give a text, an image, or both")
+        named = next((key for key in _TEXT_NAMES if isinstance(obj.get(key), str)), None)
+        fix = f'the query text goes in "text": rename "{named}"' if named else "give a text, an image, or both"
+        raise ValidationError("query", "has neither text nor image", fix)
     return EvalQuery(
         where,
         text or None,
@@ -113,6 +115,8 @@ def _fields(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 _OWN = frozenset({"text", "image", "relevant"})
+#: What other query files call a query's text (TREC topics, question sets): named in the error when "text" is missing.
+_TEXT_NAMES = ("query", "question", "q", "title")
 
 
 def _kind(value: object, kinds: Collection[str] | None) -> str | None:
