@@ -68,6 +68,33 @@ def test_the_shipped_toxicity_model_is_alt_profanity_checks_own() -> None:
     assert np.allclose(probs, profanity_check.predict_prob(texts), atol=1e-6)
 
 
+def test_words_naming_who_someone_is_do_not_alone_make_a_text_offensive(tmp_path: Path) -> None:
+    """The model's bias against identity terms (toxicity.IDENTITY_TERMS): texts it scores offensive for them alone
+    are judged by their other words; offensive words about a group are still flagged; the batch reads as one by
+    one; an index scored before is scanned again when it opens."""
+    model = toxicity.load()
+    benign = ["a white sneaker", "a book about gay history", "gay rights", "gay wedding cake", "transgender"]
+    offensive = [TOXIC, "you stupid white trash", "go back to your country you filthy muslim pig"]
+    assert all(model.probability(t) >= model.threshold for t in benign)  # the bias, as shipped
+    judged = model.judged([*benign, *offensive, "a red running shoe", ""])
+    assert (judged[: len(benign)] < model.threshold / 2).all()
+    assert (judged[len(benign) : len(benign) + len(offensive)] >= model.threshold).all()
+    assert judged.tolist() == [float(model.judged([t])[0]) for t in [*benign, *offensive, "a red running shoe", ""]]
+    assert judged[-2:].tolist() == model.probabilities(["a red running shoe", ""]).tolist()  # no identity term
+    with Engine.open(tmp_path / "idx", encoder=HashingEncoder(dim=64)) as engine:
+        engine.add([Item.create("shoe", title="white sneaker", text="a white sneaker")])
+        assert model.probability("a white sneaker") >= model.threshold and engine.item_guard("shoe") is None
+        assert [i.id for i in engine.search("white sneaker", safe="strict").items] == ["shoe"]
+    guard = ResultGuard(Policy())
+    guard._dirty = True
+    guard.save_state(tmp_path, 7)
+    assert ResultGuard(Policy()).load_state(tmp_path) == 7
+    state = json.loads((tmp_path / "results.json").read_text())
+    del state["toxicity_reading"]  # written before identity terms were read
+    (tmp_path / "results.json").write_text(json.dumps(state))
+    assert ResultGuard(Policy()).load_state(tmp_path) == 0
+
+
 def test_a_corrupt_toxicity_model_is_a_model_error(tmp_path: Path) -> None:
     bad = tmp_path / "tox.json.gz"
     bad.write_bytes(b"not gzip")

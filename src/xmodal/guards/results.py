@@ -134,6 +134,9 @@ class ResultGuard:
             data = json.loads((folder / STATE).read_text(encoding="utf-8"))
             if data.get("format") != STATE_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}")
+            if data.get("toxicity_reading") != toxicity.READING:
+                log.info("guards: %s holds toxicity read another way; every item is scanned", folder / STATE)
+                return 0
             if self.pii_on and not data.get("pii_on"):
                 log.info("guards: PII scanning is on since %s was written; every item is scanned", folder / STATE)
                 return 0
@@ -163,6 +166,7 @@ class ResultGuard:
                 "seq": seq,
                 "pii_on": self.pii_on,
                 "pii_lowercase_names": self.policy.pii_lowercase_names,
+                "toxicity_reading": toxicity.READING,
                 "rows": {str(r): e.to_dict() for r, e in sorted(self._entries.items())},
             }
             self._dirty = False
@@ -191,7 +195,7 @@ class ResultGuard:
         if self._tox is not None and texts:
             known = toxicity_of or {}
             todo = {row: text for row, text in texts.items() if text not in known}
-            scores = dict(zip(todo, self._tox.probabilities(list(todo.values())).tolist(), strict=True)) if todo else {}
+            scores = dict(zip(todo, self._tox.judged(list(todo.values())).tolist(), strict=True)) if todo else {}
             probs = {row: known[text] if text in known else scores[row] for row, text in texts.items()}
             for row, p in probs.items():
                 entry = entries.get(row)

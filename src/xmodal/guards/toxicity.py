@@ -14,7 +14,8 @@ import json
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from itertools import repeat
 from pathlib import Path
@@ -31,6 +32,22 @@ MODEL_FILE = "toxicity_model.json.gz"
 #: scikit-learn's default token pattern (the vectorizer's), lower-cased text
 TOKEN = re.compile(r"(?u)\b\w\w+\b")
 THRESHOLD = 0.5  # profanity-check's own (``predict``)
+#: Words that name who someone is: the single words of the identity terms of Dixon et al., "Measuring and Mitigating
+#: Unintended Bias in Text Classification" (AIES 2018). The model learned them as signs of abuse (alone, "gay" scores
+#: 0.98, "white" 0.70: "a white sneaker" is flagged), so :meth:`ToxicityModel.judged` does not let them alone make a
+#: text offensive.
+IDENTITY_TERMS = frozenset(
+    "lesbian gay bisexual transgender trans queer lgbt lgbtq homosexual straight heterosexual male female nonbinary "
+    "african black white european hispanic latino latina latinx mexican canadian american asian indian chinese "
+    "japanese christian muslim jewish buddhist catholic protestant sikh taoist old older young younger teenage "
+    "millenial elderly blind deaf paralyzed".split()
+)
+#: A text whose probability without its identity terms is below this share of the threshold is judged by that
+#: probability (half: what is left must be well on the way to offensive for the identity terms to carry it over).
+IDENTITY_SHARE = 0.5
+#: How :meth:`ToxicityModel.judged` reads a text; stored with the result guard's state, so that an index scored with
+#: another reading is scanned again when it opens.
+READING = "identity-terms/1"
 
 
 def pack(values: np.ndarray) -> str:
@@ -71,6 +88,26 @@ class ToxicityModel:
             f = self.coef[:, cols] @ x + self.intercept
         p = 1.0 / (1.0 + np.exp(self.sigmoid[:, 0] * f + self.sigmoid[:, 1]))
         return float(p.mean())
+
+    def judged(self, texts: Sequence[str]) -> np.ndarray:
+        """The probability each text is acted on: :meth:`probabilities`, except that a text whose identity terms
+        (:data:`IDENTITY_TERMS`) are what carries it gets the probability of its other words (never a higher one),
+        when that is below :data:`IDENTITY_SHARE` of the threshold: "a white sneaker" 0.70 → 0.04, while "you
+        stupid white trash" stays offensive. It counters the model's bias against those words as what Garg et al.
+        ("Counterfactual Fairness in Text Classification through Robustness", AIES 2019) call blindness, but only
+        where the rest of the text is benign, so that an attack on a group in otherwise offensive words is flagged."""
+        p = self.probabilities(texts)
+        named = [i for i, text in enumerate(texts) if not IDENTITY_TERMS.isdisjoint(TOKEN.findall(text.lower()))]
+        if named:
+            without = self._blind.probabilities([texts[i] for i in named])
+            rows = np.asarray(named, dtype=np.int64)
+            p[rows] = np.where(without < IDENTITY_SHARE * self.threshold, np.minimum(without, p[rows]), p[rows])
+        return p
+
+    @cached_property
+    def _blind(self) -> ToxicityModel:
+        """This model with the identity terms out of its vocabulary (each counts as an unknown word)."""
+        return replace(self, vocabulary={w: c for w, c in self.vocabulary.items() if w not in IDENTITY_TERMS})
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """:meth:`probability` of each text (to rounding), the batch's TF-IDF rows weighed in one NumPy pass."""

@@ -394,7 +394,7 @@ def _scan_loop(requests: IO[bytes], answers: IO[bytes], guard: Guard, results: R
         try:
             _, texts, tox_texts = request
             found = [[(f.category, f.rule, f.evidence) for f in fs] for fs in guard.document_findings_many(texts)]
-            probs = tox.probabilities(tox_texts).tolist() if tox is not None and tox_texts else None
+            probs = tox.judged(tox_texts).tolist() if tox is not None and tox_texts else None
             _write(answers, ("ok", found, probs))
         except Exception as exc:  # noqa: BLE001 - said to the parent, which scans in its own process
             _write(answers, ("error", f"{type(exc).__name__}: {exc}"))
