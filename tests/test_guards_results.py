@@ -24,7 +24,9 @@ from xmodal.guards import nsfw, pii, toxicity
 from xmodal.guards.classifier import ModelError
 from xmodal.guards.policy import Policy, parse
 from xmodal.guards.results import Entry, ResultGuard
+from xmodal.media import MediaStore
 from xmodal.records import Hits
+from xmodal.store.sqlite import StoredItem
 
 TOXIC = "you are a stupid fucking idiot"
 CONTACT = (
@@ -85,14 +87,26 @@ def test_words_naming_who_someone_is_do_not_alone_make_a_text_offensive(tmp_path
         engine.add([Item.create("shoe", title="white sneaker", text="a white sneaker")])
         assert model.probability("a white sneaker") >= model.threshold and engine.item_guard("shoe") is None
         assert [i.id for i in engine.search("white sneaker", safe="strict").items] == ["shoe"]
+    # an index scored before this reading: the items it holds a toxicity for are scored again when it opens
     guard = ResultGuard(Policy())
-    guard._dirty = True
+    guard.on_put(
+        [
+            StoredItem(1, Item.create("shoe", title="white sneaker", text="a white sneaker"), {}),
+            StoredItem(2, Item.create("rude", text="you stupid white trash"), {}),
+        ],
+        MediaStore(tmp_path),
+    )
     guard.save_state(tmp_path, 7)
-    assert ResultGuard(Policy()).load_state(tmp_path) == 7
     state = json.loads((tmp_path / "results.json").read_text())
-    del state["toxicity_reading"]  # written before identity terms were read
+    assert state["rows"] == {"2": {"id": "rude", "toxicity": pytest.approx(1.0, abs=1e-3)}}
+    state["rows"]["1"] = {"id": "shoe", "toxicity": model.probability("white sneaker\na white sneaker")}
+    del state["toxicity_reading"]  # as written before identity terms were read
     (tmp_path / "results.json").write_text(json.dumps(state))
-    assert ResultGuard(Policy()).load_state(tmp_path) == 0
+    again = ResultGuard(Policy())
+    assert again.load_state(tmp_path) == 7
+    texts = {1: ("white sneaker", "a white sneaker"), 2: ("", "you stupid white trash")}
+    assert again.rejudge(lambda rows: {r: texts[r] for r in rows}) == 2 and again.rejudge(lambda rows: {}) == 0
+    assert again.item_status("shoe") is None and again.item_status("rude") is not None
 
 
 def test_a_corrupt_toxicity_model_is_a_model_error(tmp_path: Path) -> None:

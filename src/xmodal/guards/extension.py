@@ -78,7 +78,9 @@ class GuardsExtension:
         seq = self._open_documents(view, folder)  # (their models are loaded once per process: xmodal.loaded)
         self.results = ResultGuard(self.guard.policy)
         self.provenance = ProvenanceGuard(self.guard.policy)
-        return min(seq, self.results.load_state(folder), self.provenance.load_state(folder))
+        seq = min(seq, self.results.load_state(folder), self.provenance.load_state(folder))
+        self.results.rejudge(view.item_texts)
+        return seq
 
     def _open_documents(self, view: EngineView, folder: Path) -> int:
         self._view, self._folder = view, folder

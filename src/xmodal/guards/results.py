@@ -104,6 +104,7 @@ class ResultGuard:
         self._entries: dict[int, Entry] = {}
         self._rows: dict[str, int] = {}  # item id -> row, for the entries kept
         self._dirty = False
+        self._stale_toxicity = False  # the state loaded was scored with another toxicity reading (:meth:`rejudge`)
         self.pii_on = any(a.get("pii", ALLOW) != ALLOW for a in (policy.default, *policy.keys.values()))
         self.status: dict[str, str] = {"nsfw": "not loaded yet", "toxicity": "", "pii": "off (policy: allow)"}
         self._tox, self.status["toxicity"] = _load(lambda: toxicity.shared(_path(policy.toxicity_model)), "toxicity")
@@ -134,9 +135,6 @@ class ResultGuard:
             data = json.loads((folder / STATE).read_text(encoding="utf-8"))
             if data.get("format") != STATE_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}")
-            if data.get("toxicity_reading") != toxicity.READING:
-                log.info("guards: %s holds toxicity read another way; every item is scanned", folder / STATE)
-                return 0
             if self.pii_on and not data.get("pii_on"):
                 log.info("guards: PII scanning is on since %s was written; every item is scanned", folder / STATE)
                 return 0
@@ -155,7 +153,33 @@ class ResultGuard:
         with self._lock:
             self._entries = entries
             self._rows = {e.id: r for r, e in entries.items()}
+            self._stale_toxicity = data.get("toxicity_reading") != toxicity.READING
         return int(data["seq"])
+
+    def rejudge(self, texts_of: Callable[[Sequence[int]], Mapping[int, tuple[str, str]]]) -> int:
+        """After :meth:`load_state`: when the state's toxicity was read another way than
+        :meth:`.toxicity.ToxicityModel.judged` reads it now (an index scored before, :data:`.toxicity.READING`),
+        score again the items it holds a toxicity for, from their (title, text) by ``texts_of``; the reading only
+        ever lowers a probability, so no other item can have reached the threshold. Returns how many were scored."""
+        with self._lock:
+            if not self._stale_toxicity or self._tox is None:
+                return 0
+            rows = [row for row, e in self._entries.items() if e.toxicity is not None]
+        texts = texts_of(rows)
+        scored = [row for row in rows if row in texts]
+        probs = self._tox.judged(["\n".join(t for t in texts[row] if t) for row in scored]) if scored else []
+        with self._lock:
+            for row, p in zip(scored, probs, strict=True):
+                entry = self._entries.get(row)
+                if entry is None:
+                    continue
+                entry.toxicity = float(p)
+                if not entry.worth_keeping(self._tox.threshold):
+                    del self._entries[row]
+                    self._rows.pop(entry.id, None)
+            self._stale_toxicity, self._dirty = False, True
+        log.info("guards: %d items' toxicity scored again (%s)", len(scored), toxicity.READING)
+        return len(scored)
 
     def save_state(self, folder: Path, seq: int) -> None:
         with self._lock:

@@ -45,8 +45,8 @@ IDENTITY_TERMS = frozenset(
 #: A text whose probability without its identity terms is below this share of the threshold is judged by that
 #: probability (half: what is left must be well on the way to offensive for the identity terms to carry it over).
 IDENTITY_SHARE = 0.5
-#: How :meth:`ToxicityModel.judged` reads a text; stored with the result guard's state, so that an index scored with
-#: another reading is scanned again when it opens.
+#: How :meth:`ToxicityModel.judged` reads a text; stored with the result guard's state, so that the flagged items of
+#: an index scored with another reading are scored again when it opens (:meth:`.results.ResultGuard.rejudge`).
 READING = "identity-terms/1"
 
 
