@@ -146,6 +146,28 @@ def test_query_understanding_with_stems_and_typos(shop: Pipeline) -> None:
     assert found.rest == "for winter"
 
 
+def test_a_value_after_a_negation_is_excluded_from_every_run_of_the_default_search(shop: Pipeline) -> None:
+    """ "boots not red", "non-leather bags": the negated value is neither a slot nor a ranking word, and the default
+    (learned) search leaves out every item that holds it, whichever strategy found it; items without the attribute
+    stay. A word that only contains a negation ("knot") or one with no value after it negates nothing."""
+    found = shop.understanding.understand("boots not red")
+    assert found.slots == {"category": ["boots"]} and found.excluded == {"color": ["red"]} and found.rest == ""
+    assert found.exclusions() == {"color": {"not": ["red"]}}
+    both = shop.understanding.understand("non-leather bags without suede")
+    assert both.excluded == {"material": ["leather", "suede"]} and both.slots == {"category": ["bags"]}
+    for text in ("red boots", "knot red boots", "boots not for winter"):
+        assert shop.understanding.understand(text).exclusions() is None, text
+    engine = shop.engine
+    hits = engine.search(Query(text="boots not red", mode="learned", k=30), explain=True)
+    assert hits.explain is not None and hits.explain["excluded"] == {"color": {"not": ["red"]}}
+    colors = {engine.get(i).attributes["color"] for i in hits.hits.ids.tolist()}
+    assert len(hits.items) == 30 and "red" not in colors and len(colors) == 3
+    assert "red" in {engine.get(i).attributes["color"] for i in engine.search(Query(text="boots", k=30)).hits.ids}
+    # the caller's own filters still hold beside the exclusion
+    cheap = engine.search(Query(text="boots not red", mode="learned", k=30, filters={"price": {"lt": 40}}))
+    assert cheap.items and all(i.attributes["price"] < 40 and i.attributes["color"] != "red" for i in cheap.items)
+
+
 def test_query_understanding_reads_a_plural_as_its_singular_but_no_other_word_of_the_same_stem(shop: Pipeline) -> None:
     """A value is matched in the singular or the plural ("sneaker", "leathers"), never by a word derived from it
     that the light stemmer would merge with it: "booting" (stem "boot") is not the category "boots"."""

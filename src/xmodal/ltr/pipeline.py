@@ -476,11 +476,15 @@ class Pipeline:
 
     # -- the query path -----------------------------------------------------------------------------
     def prepare(self, query: Query, now: float | None = None, vector: np.ndarray | None = None) -> Prepared:
-        """Understand the query and build its context (logged) and feature vector (for the policy); find what
-        the same query got last in the same state (:mod:`xmodal.ltr.repeats`), unless it is a failing query
+        """Understand the query (the attribute values it excludes become a filter of its own,
+        :meth:`Understanding.exclusions`) and build its context (logged) and feature vector (for the policy); find
+        what the same query got last in the same state (:mod:`xmodal.ltr.repeats`), unless it is a failing query
         whose remembered top turns over (:func:`repeats.turns_over`: all of it passed over; at most once in
         ``TURNOVER`` searches without an event)."""
         found = self.understanding.understand(query.text)
+        excluded = found.exclusions()
+        if excluded is not None:  # "shirt not blue": every run leaves out the items the query excludes
+            query = replace(query, filters={"and": [dict(query.filters), excluded]} if query.filters else excluded)
         memory = self.memory.facts(query.text)  # read once for the evidence, history, answer rate and answers
         memory_hits = memory.evidence()
         terms = stems(query.text or "")
@@ -1044,6 +1048,7 @@ class Pipeline:
                 "repeat": prepared.repeat is not None,
             },
             "strategies": contributions,
+            **({"excluded": excluded} if (excluded := prepared.understanding.exclusions()) else {}),
             "ranker": status,
             **({"hits": per_hit} if per_hit is not None else {}),
         }

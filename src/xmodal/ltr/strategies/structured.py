@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 STEP = 64
 MAX_VALUES_PER_ATTRIBUTE = 2000  # attributes with more distinct values are identifiers, not facets
 MAX_NGRAM = 3
+#: a word that makes the attribute value after it one the query excludes ("shirt not blue", "non-leather bag")
+NEGATIONS = frozenset({"not", "no", "non", "without", "except", "excluding"})
 
 #: a value's (or a value's last level's) words, in the singular → the attribute and the values they read as
 Vocabulary = dict[tuple[str, ...], tuple[str, tuple[AttributeValue, ...]]]
@@ -50,9 +52,17 @@ class Understanding:
     matched: tuple[str, ...] = ()
     rest: str = ""
     leaf: bool = False  # a slot was read from a word that is only a hierarchical value's last level (:func:`leaf`)
+    excluded: dict[str, list[AttributeValue]] = field(default_factory=dict)  # values read after a negation
 
     def filters(self) -> dict[str, Any]:
         return {name: values[0] if len(values) == 1 else list(values) for name, values in self.slots.items()}
+
+    def exclusions(self) -> dict[str, Any] | None:
+        """The filter the values read after a negation make ("shirt not blue": items whose color is blue are
+        left out, those without a color kept); None when there are none."""
+        if not self.excluded:
+            return None
+        return {name: {"not": list(values)} for name, values in self.excluded.items()}
 
     def ranks_members(self) -> bool:
         """Whether the query asks for the members of its slots' category that match the rest: slots read at least
@@ -144,30 +154,40 @@ class QueryUnderstanding:
     def _read(self, words: Sequence[str], keys: Sequence[str], vocab: Vocabulary) -> Understanding:
         """The slots ``vocab`` reads in a query's words (``keys``: their singulars)."""
         slots: dict[str, list[AttributeValue]] = {}
+        excluded: dict[str, list[AttributeValue]] = {}
         used = [False] * len(words)
+        negated = [False] * len(words)  # a negation and the value it negates: in neither the slots nor the rest
+
+        def take(at: int, n: int, hit: tuple[str, tuple[AttributeValue, ...]]) -> None:
+            if at > 0 and words[at - 1] in NEGATIONS and not used[at - 1] and not negated[at - 1]:
+                _add(excluded, hit)
+                negated[at - 1 : at + n] = [True] * (n + 1)
+            else:
+                _add(slots, hit)
+                used[at : at + n] = [True] * n
+
         i = 0
         while i < len(words):
             for n in range(min(MAX_NGRAM, len(words) - i), 0, -1):
                 hit = vocab.get(tuple(keys[i : i + n]))
                 if hit is not None and not (n == 1 and words[i] in STOPWORDS):
-                    _add(slots, hit)
-                    used[i : i + n] = [True] * n
+                    take(i, n, hit)
                     i += n
                     break
             else:
                 i += 1
         for j, key in enumerate(keys):
             word = words[j]
-            if not used[j] and len(word) >= 5 and not word.isdigit() and not _known_english(word):
+            if not (used[j] or negated[j]) and len(word) >= 5 and not word.isdigit() and not _known_english(word):
                 # a word one edit from a value (most are not) is then looked up in the English word list (read
                 # on the first such word: a process whose queries have none never reads it) and last in the
                 # catalog's text (:meth:`_misspelled`)
                 fuzzy = self._typos.first(key)
                 if fuzzy is not None and self._misspelled(word):
-                    _add(slots, vocab[(fuzzy,)])
-                    used[j] = True
-        rest = " ".join(w for w, u in zip(words, used, strict=True) if not u)
-        return Understanding(slots, tuple(w for w, u in zip(words, used, strict=True) if u), rest)
+                    take(j, 1, vocab[(fuzzy,)])
+        rest = " ".join(w for w, u, x in zip(words, used, negated, strict=True) if not (u or x))
+        matched = tuple(w for w, u in zip(words, used, strict=True) if u)
+        return Understanding(slots, matched, rest, excluded=excluded)
 
     def _misspelled(self, word: str) -> bool:
         """Neither an English word nor a word of the catalog's text: only such a word may be a typo."""
