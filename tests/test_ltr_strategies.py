@@ -152,20 +152,40 @@ def test_a_value_after_a_negation_is_excluded_from_every_run_of_the_default_sear
     stay. A word that only contains a negation ("knot") or one with no value after it negates nothing."""
     found = shop.understanding.understand("boots not red")
     assert found.slots == {"category": ["boots"]} and found.excluded == {"color": ["red"]} and found.rest == ""
-    assert found.exclusions() == {"color": {"not": ["red"]}}
+    assert found.constraints() == {"color": {"not": ["red"]}}
     both = shop.understanding.understand("non-leather bags without suede")
     assert both.excluded == {"material": ["leather", "suede"]} and both.slots == {"category": ["bags"]}
     for text in ("red boots", "knot red boots", "boots not for winter"):
-        assert shop.understanding.understand(text).exclusions() is None, text
+        assert shop.understanding.understand(text).constraints() is None, text
     engine = shop.engine
     hits = engine.search(Query(text="boots not red", mode="learned", k=30), explain=True)
-    assert hits.explain is not None and hits.explain["excluded"] == {"color": {"not": ["red"]}}
+    assert hits.explain is not None and hits.explain["constraints"] == {"color": {"not": ["red"]}}
     colors = {engine.get(i).attributes["color"] for i in hits.hits.ids.tolist()}
     assert len(hits.items) == 30 and "red" not in colors and len(colors) == 3
     assert "red" in {engine.get(i).attributes["color"] for i in engine.search(Query(text="boots", k=30)).hits.ids}
     # the caller's own filters still hold beside the exclusion
     cheap = engine.search(Query(text="boots not red", mode="learned", k=30, filters={"price": {"lt": 40}}))
     assert cheap.items and all(i.attributes["price"] < 40 and i.attributes["color"] != "red" for i in cheap.items)
+
+
+def test_a_price_bound_holds_for_every_run_of_the_default_search(shop: Pipeline) -> None:
+    """ "under 40", "between 10 and 20 dollars", "at least $100": bounds on the catalog's price attribute, kept by
+    every run; an amount followed by a unit ("300 pages") or a phrase with no amount ("under the sea") is none."""
+    found = shop.understanding.understand("red boots under 40")
+    assert found.bounds == {"price": {"lt": 40.0}} and found.slots == {"color": ["red"], "category": ["boots"]}
+    assert found.rest == "" and found.constraints() == {"price": {"lt": 40.0}}
+    assert shop.understanding.understand("boots between 10 and 20 dollars").bounds == {"price": {"gte": 10, "lte": 20}}
+    assert shop.understanding.understand("bags at least $100, not red").constraints() == {
+        "color": {"not": ["red"]},
+        "price": {"gte": 100.0},
+    }
+    for text in ("boots under 300 pages", "boots under the sea", "model 40 boots"):
+        assert shop.understanding.understand(text).bounds == {}, text
+    engine = shop.engine
+    hits = engine.search(Query(text="boots under 40", mode="learned", k=10), explain=True)
+    assert hits.explain is not None and hits.explain["constraints"] == {"price": {"lt": 40.0}}
+    assert hits.items and all(i.attributes["price"] < 40 for i in hits.items)
+    assert any(i.attributes["category"] == "boots" for i in hits.items)
 
 
 def test_query_understanding_reads_a_plural_as_its_singular_but_no_other_word_of_the_same_stem(shop: Pipeline) -> None:

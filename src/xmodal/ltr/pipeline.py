@@ -476,15 +476,17 @@ class Pipeline:
 
     # -- the query path -----------------------------------------------------------------------------
     def prepare(self, query: Query, now: float | None = None, vector: np.ndarray | None = None) -> Prepared:
-        """Understand the query (the attribute values it excludes become a filter of its own,
-        :meth:`Understanding.exclusions`) and build its context (logged) and feature vector (for the policy); find
+        """Understand the query (the attribute values it excludes and its price bounds become a filter of its own,
+        :meth:`Understanding.constraints`) and build its context (logged) and feature vector (for the policy); find
         what the same query got last in the same state (:mod:`xmodal.ltr.repeats`), unless it is a failing query
         whose remembered top turns over (:func:`repeats.turns_over`: all of it passed over; at most once in
         ``TURNOVER`` searches without an event)."""
         found = self.understanding.understand(query.text)
-        excluded = found.exclusions()
-        if excluded is not None:  # "shirt not blue": every run leaves out the items the query excludes
-            query = replace(query, filters={"and": [dict(query.filters), excluded]} if query.filters else excluded)
+        constraints = found.constraints()
+        if constraints is not None:  # "shirt not blue", "bag under 50": every run keeps to them
+            query = replace(
+                query, filters={"and": [dict(query.filters), constraints]} if query.filters else constraints
+            )
         memory = self.memory.facts(query.text)  # read once for the evidence, history, answer rate and answers
         memory_hits = memory.evidence()
         terms = stems(query.text or "")
@@ -1048,7 +1050,7 @@ class Pipeline:
                 "repeat": prepared.repeat is not None,
             },
             "strategies": contributions,
-            **({"excluded": excluded} if (excluded := prepared.understanding.exclusions()) else {}),
+            **({"constraints": kept} if (kept := prepared.understanding.constraints()) else {}),
             "ranker": status,
             **({"hits": per_hit} if per_hit is not None else {}),
         }

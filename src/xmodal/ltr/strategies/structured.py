@@ -39,6 +39,29 @@ MAX_VALUES_PER_ATTRIBUTE = 2000  # attributes with more distinct values are iden
 MAX_NGRAM = 3
 #: a word that makes the attribute value after it one the query excludes ("shirt not blue", "non-leather bag")
 NEGATIONS = frozenset({"not", "no", "non", "without", "except", "excluding"})
+#: the names of a price attribute (any name ending in "price" too): the one a query's "under 50" bounds
+PRICE_NAMES = frozenset({"price", "cost", "amount", "msrp"})
+_CURRENCY = r"(?:\$|€|£|¥|usd|eur|gbp|dollars?|euros?|bucks)"
+_AMOUNT = rf"(?:{_CURRENCY}\s*)?(\d+(?:\.\d+)?)(?:\s*{_CURRENCY})?"
+#: what may follow an amount for it to be a price: the end, punctuation or a joining word ("bag under 50 for my
+#: wife"), not a unit ("books under 300 pages")
+_AFTER = r"(?=\s*(?:$|[,;!?)]|\.(?!\d))|\s+(?:for|and|or|in|with|to|on|at|from|that|which|but)\b)"
+#: a bound on a price: "under 50", "below $20", "at least 100 euros", "between 20 and 50"
+_BOUND = re.compile(
+    r"\b(?:(under|below|less\s+than|cheaper\s+than|up\s+to|at\s+most|max(?:imum)?|no\s+more\s+than)"
+    r"|(over|above|more\s+than|at\s+least|min(?:imum)?))\s+"
+    + _AMOUNT
+    + _AFTER
+    + r"|\bbetween\s+"
+    + _AMOUNT
+    + r"\s+and\s+"
+    + _AMOUNT
+    + _AFTER,
+    re.I,
+)
+_OPERATORS = {"under": "lt", "below": "lt", "less than": "lt", "cheaper than": "lt", "up to": "lte", "at most": "lte",
+              "max": "lte", "maximum": "lte", "no more than": "lte", "over": "gt", "above": "gt", "more than": "gt",
+              "at least": "gte", "min": "gte", "minimum": "gte"}  # fmt: skip
 
 #: a value's (or a value's last level's) words, in the singular → the attribute and the values they read as
 Vocabulary = dict[tuple[str, ...], tuple[str, tuple[AttributeValue, ...]]]
@@ -53,16 +76,18 @@ class Understanding:
     rest: str = ""
     leaf: bool = False  # a slot was read from a word that is only a hierarchical value's last level (:func:`leaf`)
     excluded: dict[str, list[AttributeValue]] = field(default_factory=dict)  # values read after a negation
+    bounds: dict[str, dict[str, float]] = field(default_factory=dict)  # a price's bounds ("under 50": lt 50)
 
     def filters(self) -> dict[str, Any]:
         return {name: values[0] if len(values) == 1 else list(values) for name, values in self.slots.items()}
 
-    def exclusions(self) -> dict[str, Any] | None:
-        """The filter the values read after a negation make ("shirt not blue": items whose color is blue are
-        left out, those without a color kept); None when there are none."""
-        if not self.excluded:
+    def constraints(self) -> dict[str, Any] | None:
+        """The filter that the values read after a negation and the price bounds make, which every run of the
+        query keeps to ("shirt not blue": items whose color is blue are left out, those without a color kept;
+        "bag under 50": ``{"price": {"lt": 50}}``); None when there are none."""
+        if not (self.excluded or self.bounds):
             return None
-        return {name: {"not": list(values)} for name, values in self.excluded.items()}
+        return {**{name: {"not": list(values)} for name, values in self.excluded.items()}, **self.bounds}
 
     def ranks_members(self) -> bool:
         """Whether the query asks for the members of its slots' category that match the rest: slots read at least
@@ -80,6 +105,7 @@ class QueryUnderstanding:
         self._leaves: Vocabulary = {}  # the last levels of hierarchical values that are no value of their own
         self._with_leaves: Vocabulary = {}  # both
         self._typos = OneEditIndex(())
+        self._price: str | None = None  # the attribute a price bound is on (:func:`_price_name`), if any
 
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         self._phrases = None
@@ -98,9 +124,16 @@ class QueryUnderstanding:
             return self._phrases, self._leaves, self._with_leaves
         best: dict[tuple[str, ...], tuple[int, str, AttributeValue]] = {}
         leaves: dict[tuple[str, ...], dict[str, tuple[int, list[AttributeValue]]]] = {}
+        prices: dict[str, int] = {}  # price attributes holding numbers -> how many items hold one
         with self.engine.attribute_table() as table:
             for name in table.attributes():
                 values = table.values(name)
+                if _price_name(name) and filterable(name):
+                    numbers = sum(
+                        n for v, n in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    )
+                    if numbers:
+                        prices[name] = numbers
                 if len(values) > MAX_VALUES_PER_ATTRIBUTE or not filterable(name):
                     continue
                 listed = table.listed(name)  # tags: an item holds several, a tag's last level is no category
@@ -122,10 +155,34 @@ class QueryUnderstanding:
                 self._leaves[key] = (name, tuple(members))
         self._with_leaves = {**phrases, **self._leaves}
         self._typos = OneEditIndex([key[0] for key in phrases if len(key) == 1 and len(key[0]) >= 4])
+        self._price = max(prices, key=lambda name: prices[name]) if prices else None
         self._phrases = phrases
         return phrases, self._leaves, self._with_leaves
 
     def understand(self, text: str | None) -> Understanding:
+        """The price bounds of ``text`` (:meth:`_bounds`), then its slots in the rest (:meth:`_slots`)."""
+        self._vocabulary()
+        bounds, rest = self._bounds(text or "")
+        found = self._slots(rest)
+        return replace(found, bounds=bounds) if bounds else found
+
+    def _bounds(self, text: str) -> tuple[dict[str, dict[str, float]], str]:
+        """A price's bounds in ``text`` ("under 50", "between 20 and 50 dollars") when the catalog has a price
+        attribute (:func:`_price_name`, holding numbers), and the text without them."""
+        if self._price is None or not any(c.isdigit() for c in text):
+            return {}, text
+        bounds: dict[str, float] = {}
+        for match in _BOUND.finditer(text):
+            below, above, amount, low, high = match.groups()
+            if amount is not None:
+                bounds[_OPERATORS[" ".join((below or above).lower().split())]] = float(amount)
+            else:
+                bounds.update(gte=float(low), lte=float(high))
+        if not bounds:
+            return {}, text
+        return {self._price: bounds}, _BOUND.sub(" ", text)
+
+    def _slots(self, text: str) -> Understanding:
         """Greedy longest-match of n-grams to attribute values, then one-typo matches of single words.
 
         A word that is only a hierarchical value's last level ("animal" for "noun.animal") is weaker evidence: a
@@ -138,7 +195,7 @@ class QueryUnderstanding:
         - every word of the rest is in the catalog's text (no member holds "botling": "botling plant" is a typo
           of a name)."""
         phrases, leaves, both = self._vocabulary()
-        words = tokens(text or "")
+        words = tokens(text)
         keys = [singular(w) for w in words]
         keywords = not compound(text) and not any(w in STOPWORDS for w in words)
         if keywords and any(
@@ -192,6 +249,12 @@ class QueryUnderstanding:
     def _misspelled(self, word: str) -> bool:
         """Neither an English word nor a word of the catalog's text: only such a word may be a typo."""
         return not is_english_word(word) and self.engine.fulltext.known_fraction(stems(word)) == 0
+
+
+def _price_name(name: str) -> bool:
+    """Whether an attribute path names a price: its last part is one of :data:`PRICE_NAMES` or ends in "price"."""
+    last = name.rsplit(".", 1)[-1].lower()
+    return last in PRICE_NAMES or last.endswith("price")
 
 
 def _known_english(word: str) -> bool:

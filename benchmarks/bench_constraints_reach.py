@@ -1,11 +1,12 @@
-"""Which queries of the judged sets does query understanding read a negation in? Their default-mode results are
-the only ones the negation reading ("shirt not blue": the value excluded from every run) can change.
+"""Which queries of the judged sets does query understanding read a constraint in: a negated value ("shirt not
+blue") or a price bound ("bag under 50")? Their default-mode results are the only ones that reading (the
+constraint kept by every run, :meth:`Understanding.constraints`) can change.
 
-Run:  python benchmarks/bench_negation_reach.py ITEMS PER_KIND     # e.g. 10000 300
+Run:  python benchmarks/bench_constraints_reach.py ITEMS PER_KIND     # e.g. 10000 300
 
 Builds each judged set (``xmodal.eval.judged``: WordNet, Debian, manual pages) at that size, indexes its catalog
 (hashing encoder) and runs :meth:`QueryUnderstanding.understand` on every query. Prints per set the queries, those
-holding a negation word, and those read as excluding a value (with their kind and text).
+holding a negation word, and those read with a constraint (with their kind, text and constraint).
 """
 
 import json
@@ -34,12 +35,12 @@ def main() -> None:
                 queries = [json.loads(line) for line in open(folder / "queries.jsonl", encoding="utf-8")]
                 cue = [q for q in queries if NEGATIONS & set(q["text"].lower().split())]
                 read = [
-                    {"kind": q["kind"], "text": q["text"], "excluded": found.excluded}
+                    {"kind": q["kind"], "text": q["text"], "constraints": kept}
                     for q in queries
-                    if (found := understanding.understand(q["text"])).excluded
+                    if (kept := understanding.understand(q["text"]).constraints()) is not None
                 ]
-        out[name] = {"queries": len(queries), "with_a_negation_word": len(cue), "read_as_excluding": read}
-    print(json.dumps({"benchmark": "negation_reach", "items": items, "per_kind": per_kind, "sets": out}, indent=2))
+        out[name] = {"queries": len(queries), "with_a_negation_word": len(cue), "read_with_a_constraint": read}
+    print(json.dumps({"benchmark": "constraints_reach", "items": items, "per_kind": per_kind, "sets": out}, indent=2))
 
 
 if __name__ == "__main__":
