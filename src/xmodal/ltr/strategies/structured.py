@@ -10,6 +10,10 @@ another word ("boots" is not the category "books"). A hierarchical value's last 
 ``noun.animal``, "Boots" in "Clothing > Men > Boots") names its category too, but only in a keyword query for
 the category's members (:meth:`QueryUnderstanding.understand`). The slots found become filters; the remaining
 words rank the matching items (BM25F first, then dense similarity).
+
+A value right after a negation ("shirt not blue", "non-leather bag") and a bound on the catalog's price attribute
+("bag under 50", "between 20 and 50 dollars") are the query's constraints (:meth:`Understanding.constraints`),
+which the learned pipeline adds to the query's filters, so that every run keeps to them.
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ Vocabulary = dict[tuple[str, ...], tuple[str, tuple[AttributeValue, ...]]]
 
 @dataclass(frozen=True, slots=True)
 class Understanding:
-    """What query understanding found: attribute slots, the words it used, and the rest."""
+    """What query understanding found: attribute slots, the words it used, the rest, the values it excludes and
+    a price's bounds."""
 
     slots: dict[str, list[AttributeValue]] = field(default_factory=dict)
     matched: tuple[str, ...] = ()
@@ -124,16 +129,12 @@ class QueryUnderstanding:
             return self._phrases, self._leaves, self._with_leaves
         best: dict[tuple[str, ...], tuple[int, str, AttributeValue]] = {}
         leaves: dict[tuple[str, ...], dict[str, tuple[int, list[AttributeValue]]]] = {}
-        prices: dict[str, int] = {}  # price attributes holding numbers -> how many items hold one
+        prices: dict[str, int] = {}  # price attributes holding numbers -> their distinct values
         with self.engine.attribute_table() as table:
             for name in table.attributes():
                 values = table.values(name)
-                if _price_name(name) and filterable(name):
-                    numbers = sum(
-                        n for v, n in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                    )
-                    if numbers:
-                        prices[name] = numbers
+                if _price_name(name) and filterable(name) and any(_number(v) for v in values):
+                    prices[name] = len(values)
                 if len(values) > MAX_VALUES_PER_ATTRIBUTE or not filterable(name):
                     continue
                 listed = table.listed(name)  # tags: an item holds several, a tag's last level is no category
@@ -249,6 +250,10 @@ class QueryUnderstanding:
     def _misspelled(self, word: str) -> bool:
         """Neither an English word nor a word of the catalog's text: only such a word may be a typo."""
         return not is_english_word(word) and self.engine.fulltext.known_fraction(stems(word)) == 0
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _price_name(name: str) -> bool:
