@@ -179,7 +179,8 @@ def test_a_price_bound_holds_for_every_run_of_the_default_search(shop: Pipeline)
         "color": {"not": ["red"]},
         "price": {"gte": 100.0},
     }
-    for text in ("boots under 300 pages", "boots under the sea", "model 40 boots"):
+    # an amount with a unit, no amount, or a bound on another attribute ("color", here) bounds no price
+    for text in ("boots under 300 pages", "boots under the sea", "model 40 boots", "boots color over 3 for me"):
         assert shop.understanding.understand(text).bounds == {}, text
     engine = shop.engine
     hits = engine.search(Query(text="boots under 40", mode="learned", k=10), explain=True)

@@ -111,6 +111,7 @@ class QueryUnderstanding:
         self._with_leaves: Vocabulary = {}  # both
         self._typos = OneEditIndex(())
         self._price: str | None = None  # the attribute a price bound is on (:func:`_price_name`), if any
+        self._others: frozenset[str] = frozenset()  # the other attributes' names (their paths' last parts)
 
     def on_put(self, stored: Sequence[StoredItem]) -> None:
         self._phrases = None
@@ -131,7 +132,8 @@ class QueryUnderstanding:
         leaves: dict[tuple[str, ...], dict[str, tuple[int, list[AttributeValue]]]] = {}
         prices: dict[str, int] = {}  # price attributes holding numbers -> their distinct values
         with self.engine.attribute_table() as table:
-            for name in table.attributes():
+            names = table.attributes()
+            for name in names:
                 values = table.values(name)
                 if _price_name(name) and filterable(name) and any(_number(v) for v in values):
                     prices[name] = len(values)
@@ -157,6 +159,7 @@ class QueryUnderstanding:
         self._with_leaves = {**phrases, **self._leaves}
         self._typos = OneEditIndex([key[0] for key in phrases if len(key) == 1 and len(key[0]) >= 4])
         self._price = max(prices, key=lambda name: prices[name]) if prices else None
+        self._others = frozenset(_last(name) for name in names if name != self._price)
         self._phrases = phrases
         return phrases, self._leaves, self._with_leaves
 
@@ -173,15 +176,21 @@ class QueryUnderstanding:
         if self._price is None or not any(c.isdigit() for c in text):
             return {}, text
         bounds: dict[str, float] = {}
+        rest, at = [], 0  # the text between the bounds read
         for match in _BOUND.finditer(text):
+            before = text[: match.start()].split()[-1:]
+            if before and _last(before[0]) in self._others:  # "size over 10": another attribute's bound
+                continue
             below, above, amount, low, high = match.groups()
             if amount is not None:
                 bounds[_OPERATORS[" ".join((below or above).lower().split())]] = float(amount)
             else:
                 bounds.update(gte=float(low), lte=float(high))
+            rest.append(text[at : match.start()])
+            at = match.end()
         if not bounds:
             return {}, text
-        return {self._price: bounds}, _BOUND.sub(" ", text)
+        return {self._price: bounds}, " ".join([*rest, text[at:]])
 
     def _slots(self, text: str) -> Understanding:
         """Greedy longest-match of n-grams to attribute values, then one-typo matches of single words.
@@ -256,10 +265,14 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _last(name: str) -> str:
+    """An attribute path's last part, lower-cased ("meta.Price" → "price")."""
+    return name.rsplit(".", 1)[-1].lower()
+
+
 def _price_name(name: str) -> bool:
     """Whether an attribute path names a price: its last part is one of :data:`PRICE_NAMES` or ends in "price"."""
-    last = name.rsplit(".", 1)[-1].lower()
-    return last in PRICE_NAMES or last.endswith("price")
+    return _last(name) in PRICE_NAMES or _last(name).endswith("price")
 
 
 def _known_english(word: str) -> bool:
