@@ -28,6 +28,7 @@ import numpy as np
 
 from ...courtesy import step_aside
 from ...filters import filterable
+from ...filters.nodes import is_number
 from ...records import AttributeValue, Hits, Query
 from ...store.sqlite import StoredItem
 from ..text import STOPWORDS, OneEditIndex, compound, english_words_loaded, is_english_word, singular, stems, tokens
@@ -135,7 +136,7 @@ class QueryUnderstanding:
             names = table.attributes()
             for name in names:
                 values = table.values(name)
-                if _price_name(name) and filterable(name) and any(_number(v) for v in values):
+                if _price_name(name) and filterable(name) and any(is_number(v) for v in values):
                     prices[name] = len(values)
                 if len(values) > MAX_VALUES_PER_ATTRIBUTE or not filterable(name):
                     continue
@@ -259,10 +260,6 @@ class QueryUnderstanding:
     def _misspelled(self, word: str) -> bool:
         """Neither an English word nor a word of the catalog's text: only such a word may be a typo."""
         return not is_english_word(word) and self.engine.fulltext.known_fraction(stems(word)) == 0
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _last(name: str) -> str:
